@@ -1,0 +1,56 @@
+"""The ``tuneprune`` command line: one module per subcommand, each with ``register(subparsers)``.
+
+Every bad input surfaces as :class:`~tuneprune.config.ConfigError` and leaves with one
+line on stderr and exit code 2, before any work starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+from tuneprune import __version__
+from tuneprune.config import ConfigError
+
+# Subcommand modules in the order ``--help`` lists them.
+COMMANDS = ("train",)
+
+for _var, _value in (("RAY_USAGE_STATS_ENABLED", "0"), ("MLFLOW_DISABLE_TELEMETRY", "true"), ("DO_NOT_TRACK", "1")):
+    os.environ.setdefault(_var, _value)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports usage errors in one line with exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f"{self.prog}: error: {message}\n")
+        sys.exit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="tuneprune", description=__doc__.splitlines()[0].replace("The ``tuneprune`` command line", "tuneprune"))
+    parser.description = "Distributed hyperparameter search over neural-network pruning."
+    parser.add_argument("--version", action="version", version=f"tuneprune {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+    for name in COMMANDS:
+        importlib.import_module(f"tuneprune.cli.{name.replace('-', '_')}").register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except ConfigError as err:
+        sys.stderr.write(f"tuneprune {args.command}: error: {err}\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

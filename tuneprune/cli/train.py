@@ -1,0 +1,63 @@
+"""``tuneprune train CONFIG.yaml``: one training run, dense or sparse."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from tuneprune.cli.common import add_set_argument, print_json
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="run one training run and print its final metrics", description=__doc__)
+    p.add_argument("config", nargs="?", type=Path, help="run config YAML (defaults apply to missing keys)")
+    add_set_argument(p)
+    p.add_argument("--from-run", metavar="RUN_ID", help="re-run the exact configuration of an MLflow trial run")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI for --from-run (default: sqlite:///mlruns.db)")
+    p.add_argument("--out", type=Path, help="directory for checkpoints and the final model.pt")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt when it exists")
+    p.add_argument("--json", action="store_true", help="print the final metrics as one JSON object")
+    p.set_defaults(run=run)
+
+
+def load_run_config(args: argparse.Namespace):
+    """The config of ``args``: from a YAML file, or from an MLflow run with ``--from-run``."""
+    from tuneprune.config import apply_overrides, load_yaml, validate
+    from tuneprune.data import check_data_dir
+    from tuneprune.training import RunConfig
+
+    if getattr(args, "from_run", None):
+        from tuneprune.tracking import run_config_from_mlflow
+
+        data = run_config_from_mlflow(args.from_run, args.tracking_uri)
+    else:
+        data = load_yaml(args.config) if args.config else {}
+    config = validate(RunConfig, apply_overrides(data, args.overrides))
+    check_data_dir(config.dataset, config.data_dir, config.download)
+    return config
+
+
+def run(args: argparse.Namespace) -> int:
+    from tuneprune.training import save_model, train
+    from tuneprune.training.checkpoint import CHECKPOINT_NAME
+
+    config = load_run_config(args)
+    resume = args.out / CHECKPOINT_NAME if args.resume and args.out and (args.out / CHECKPOINT_NAME).exists() else None
+    result = train(config, checkpoint_dir=args.out, resume_from=resume, progress=not args.json)
+    summary = dict(result.final)
+    if config.sparsity is not None:
+        from tuneprune.sparsity import prunable_sparsity
+
+        summary["final_sparsity"] = prunable_sparsity(result.model, config.sparsity.min_size)
+    if args.out:
+        save_model(result.model, config.model_dump(mode="json"), args.out / "model.pt", result.num_classes, result.in_channels, summary)
+        summary["model_path"] = str(args.out / "model.pt")
+    if args.json:
+        print_json(summary)
+    else:
+        print(f"model={config.model} dataset={config.dataset} epochs={config.epochs}")
+        for key in ("test_acc", "val_acc", "test_loss", "final_sparsity", "model_path"):
+            if key in summary:
+                value = summary[key]
+                print(f"  {key:15s} {value:.4f}" if isinstance(value, float) else f"  {key:15s} {value}")
+    return 0

@@ -1,0 +1,130 @@
+"""Typed, validated configuration: YAML loading, ``--set`` overrides, one-line errors.
+
+Every config of tuneprune (a training run, a search space, an evolution, a relevance
+study) is a pydantic model derived from :class:`StrictModel`. :func:`load_config` reads a
+YAML file with ``yaml.safe_load``, applies ``key=value`` overrides addressed by dotted
+path, and validates; any problem raises :class:`ConfigError`, whose message is one line
+naming the field, the value and what is allowed. The CLI turns it into exit code 2.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class ConfigError(ValueError):
+    """Bad user input. ``str(err)`` is a single line meant for the terminal."""
+
+
+class StrictModel(BaseModel):
+    """Base of every config section: unknown keys are errors, assignments re-validate."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping with ``safe_load``; errors name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: file not found")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"{path}:{where}: YAML syntax error: {problem}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the document must be a mapping of keys to values, got {type(data).__name__}")
+    return data
+
+
+def parse_value(text: str) -> Any:
+    """Parse the right-hand side of ``--set key=value`` as a YAML scalar or flow collection."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str] | None) -> dict[str, Any]:
+    """Return a copy of ``data`` with each ``dotted.key=value`` override applied."""
+    import copy
+
+    result = copy.deepcopy(data)
+    for item in overrides or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. sparsity.target=0.95")
+        set_path(result, key.strip(), parse_value(raw))
+    return result
+
+
+def set_path(data: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set ``data[a][b][c] = value`` for ``dotted = 'a.b.c'``, creating mappings on the way."""
+    node = data
+    parts = dotted.split(".")
+    for i, part in enumerate(parts[:-1]):
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise ConfigError(f"{'.'.join(parts[: i + 1])}: is a value, cannot set {dotted}")
+        node = child
+    node[parts[-1]] = value
+
+
+def get_path(data: dict[str, Any], dotted: str) -> Any:
+    node: Any = data
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            raise KeyError(dotted)
+        node = node[part]
+    return node
+
+
+def format_validation_error(err: ValidationError, prefix: str = "") -> str:
+    """One line for the first error: ``field = value: problem``."""
+    first = err.errors(include_url=False)[0]
+    loc = ".".join(str(p) for p in first["loc"] if not str(p).startswith("function-"))
+    loc = f"{prefix}{loc}" if loc else prefix.rstrip(".") or "config"
+    msg = first["msg"]
+    kind = first["type"]
+    if kind == "extra_forbidden":
+        return f"{loc}: unknown key"
+    if kind == "missing":
+        return f"{loc}: required key is missing"
+    value = first.get("input")
+    shown = "" if isinstance(value, dict) else f" = {value!r}"
+    msg = msg.removeprefix("Value error, ")
+    return f"{loc}{shown}: {msg}"
+
+
+def validate(model_cls: type[M], data: Any, prefix: str = "") -> M:
+    """Validate ``data`` into ``model_cls``, raising a one-line :class:`ConfigError`."""
+    try:
+        return model_cls.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(err, prefix)) from None
+
+
+def load_config(model_cls: type[M], path: str | Path | None, overrides: list[str] | None = None) -> M:
+    """Load ``path`` (or start from defaults when ``None``), apply overrides, validate."""
+    data = load_yaml(path) if path is not None else {}
+    return validate(model_cls, apply_overrides(data, overrides))
+
+
+def finite_or_inf(value: Any) -> float:
+    """Accept a number or the strings ``inf``/``hard`` (for the SPEC 1.2 operator exponent)."""
+    if isinstance(value, str) and value.strip().lower() in {"inf", "+inf", "infinity", "hard"}:
+        return math.inf
+    return value

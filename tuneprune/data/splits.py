@@ -1,0 +1,133 @@
+"""Load a dataset by name into train/validation/test tensors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.model_selection import train_test_split
+
+from tuneprune.config import ConfigError
+
+DATASETS = ("digits", "cifar10", "cifar100", "synthetic")
+
+CIFAR_MEAN = {"cifar10": (0.4914, 0.4822, 0.4465), "cifar100": (0.5071, 0.4865, 0.4409)}
+CIFAR_STD = {"cifar10": (0.2470, 0.2435, 0.2616), "cifar100": (0.2673, 0.2564, 0.2762)}
+CIFAR_FOLDER = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
+
+
+@dataclass
+class DatasetSplits:
+    """Normalised float tensors (N, C, H, W) and integer labels for each split."""
+
+    name: str
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    num_classes: int
+
+    @property
+    def in_channels(self) -> int:
+        return int(self.x_train.shape[1])
+
+    @property
+    def image_size(self) -> int:
+        return int(self.x_train.shape[-1])
+
+    def to(self, device: torch.device | str) -> "DatasetSplits":
+        moved = {k: getattr(self, k).to(device) for k in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")}
+        return DatasetSplits(name=self.name, num_classes=self.num_classes, **moved)
+
+
+def _stratified_split(x: np.ndarray, y: np.ndarray, fraction: float, seed: int):
+    return train_test_split(x, y, test_size=fraction, stratify=y, random_state=seed)
+
+
+def _tensors(x: np.ndarray, y: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y, dtype=torch.long)
+
+
+def _digits(image_size: int, val_fraction: float, seed: int) -> DatasetSplits:
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    x = bunch.images.astype(np.float32)[:, None] / 16.0  # (1797, 1, 8, 8) in [0, 1]
+    y = bunch.target.astype(np.int64)
+    x_rest, x_test, y_rest, y_test = _stratified_split(x, y, 0.2, seed)
+    x_train, x_val, y_train, y_val = _stratified_split(x_rest, y_rest, val_fraction, seed)
+    mean, std = float(x_train.mean()), float(x_train.std())
+    parts = []
+    for xs, ys in ((x_train, y_train), (x_val, y_val), (x_test, y_test)):
+        xt, yt = _tensors((xs - mean) / std, ys)
+        if image_size != 8:
+            xt = F.interpolate(xt, size=(image_size, image_size), mode="bilinear", align_corners=False)
+        parts += [xt, yt]
+    return DatasetSplits("digits", *parts, num_classes=10)
+
+
+def check_data_dir(name: str, data_dir: Path | None, download: bool) -> None:
+    """Raise a one-line :class:`ConfigError` when CIFAR files are not where the config says."""
+    if not name.startswith("cifar"):
+        return
+    if data_dir is None:
+        raise ConfigError(f"data_dir: required for {name}")
+    folder = Path(data_dir) / CIFAR_FOLDER[name]
+    if not download and not folder.is_dir():
+        raise ConfigError(
+            f"data_dir = '{data_dir}': {name} not found, expected {folder}/ (torchvision layout; "
+            f"set download: true to fetch it)"
+        )
+
+
+def _cifar(name: str, data_dir: Path, download: bool, val_fraction: float, seed: int) -> DatasetSplits:
+    import torchvision
+
+    check_data_dir(name, data_dir, download)
+    cls = torchvision.datasets.CIFAR10 if name == "cifar10" else torchvision.datasets.CIFAR100
+    train = cls(str(data_dir), train=True, download=download)
+    test = cls(str(data_dir), train=False, download=download)
+    mean = np.array(CIFAR_MEAN[name], dtype=np.float32)[None, :, None, None]
+    std = np.array(CIFAR_STD[name], dtype=np.float32)[None, :, None, None]
+
+    def prep(data: np.ndarray) -> np.ndarray:
+        return (data.transpose(0, 3, 1, 2).astype(np.float32) / 255.0 - mean) / std
+
+    x_train, x_val, y_train, y_val = _stratified_split(
+        train.data, np.asarray(train.targets), val_fraction, seed
+    )
+    return DatasetSplits(
+        name,
+        *_tensors(prep(x_train), y_train),
+        *_tensors(prep(x_val), y_val),
+        *_tensors(prep(test.data), np.asarray(test.targets)),
+        num_classes=10 if name == "cifar10" else 100,
+    )
+
+
+def _synthetic(samples: int, classes: int, image_size: int, seed: int) -> DatasetSplits:
+    g = torch.Generator().manual_seed(seed)
+
+    def draw(n: int):
+        return torch.randn(n, 3, image_size, image_size, generator=g), torch.randint(0, classes, (n,), generator=g)
+
+    n_eval = max(samples // 5, classes)
+    return DatasetSplits("synthetic", *draw(samples), *draw(n_eval), *draw(n_eval), num_classes=classes)
+
+
+def load_dataset(config) -> DatasetSplits:
+    """Load the dataset a :class:`~tuneprune.training.config.RunConfig` names (on the CPU)."""
+    name = config.dataset
+    if name == "digits":
+        size = config.image_size or (8 if config.model == "small_cnn" else 32)
+        return _digits(size, config.val_fraction, config.seed)
+    if name == "synthetic":
+        return _synthetic(config.synthetic_samples, config.synthetic_classes, config.image_size or 32, config.seed)
+    if name in CIFAR_FOLDER:
+        return _cifar(name, Path(config.data_dir), config.download, config.val_fraction, config.seed)
+    raise ConfigError(f"dataset = {name!r}: unknown, allowed: {', '.join(DATASETS)}")

@@ -1,0 +1,82 @@
+"""Configuration of sparse training (``sparsity:`` in a run config), SPEC 1-4.
+
+Defaults reproduce Feather: p = 3, global threshold, theta by the ``feather`` rule,
+cubic schedule reaching the target at half of training, no weight elimination.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Literal
+
+from pydantic import BeforeValidator, Field, field_validator, model_validator
+
+from tuneprune.config import StrictModel, finite_or_inf
+
+Exponent = Annotated[float, BeforeValidator(finite_or_inf), Field(ge=1.0)]
+
+
+class ThetaConfig(StrictModel):
+    """Gradient scale of pruned weights (SPEC 2)."""
+
+    policy: Literal["constant", "feather", "log_density"] = "feather"
+    value: float = Field(1.0, ge=0.0, le=1.0, description="theta of the constant policy")
+    alpha: float | str = Field(
+        "auto", description="log_density slope: a number >= 0, 'auto' (SPEC 2 rule) or 'fitted:PATH'"
+    )
+    mode: Literal["global", "layer"] = "global"
+    theta_min: float = Field(0.0, ge=0.0, le=1.0)
+
+    @field_validator("alpha")
+    @classmethod
+    def _alpha(cls, v: float | str) -> float | str:
+        if isinstance(v, str):
+            if v == "auto" or (v.startswith("fitted:") and len(v) > len("fitted:")):
+                return v
+            raise ValueError("must be a number >= 0, 'auto' or 'fitted:PATH'")
+        if not math.isfinite(v) or v < 0:
+            raise ValueError("must be a finite number >= 0, 'auto' or 'fitted:PATH'")
+        return v
+
+
+class SchedulerConfig(StrictModel):
+    """Sparsity schedule S_k: cubic GMP (SPEC 1.5), adaptive (SPEC 3) or constant."""
+
+    type: Literal["cubic", "adaptive", "constant"] = "cubic"
+    start_epoch: float = Field(0.0, ge=0.0, description="cubic: epoch at which pruning starts (k0)")
+    end_fraction: float = Field(0.5, gt=0.0, le=1.0, description="cubic: fraction of training at which S_f is reached (k1)")
+    preset: str | None = Field(None, description="adaptive: 'lambda1', 'lambda2' or a YAML file of A, B, C, D")
+    A: float | None = None
+    B: float | None = None
+    C: float | None = None
+    D: float | None = None
+    initial_sparsity: float = Field(0.5, ge=0.0, lt=1.0, description="adaptive: sparsity it starts from (SPEC 9)")
+    warmup_epochs: float = Field(0.0, ge=0.0, description="adaptive: epochs of cubic schedule before it takes over")
+
+    @model_validator(mode="after")
+    def _adaptive_constants(self) -> "SchedulerConfig":
+        if self.type == "adaptive" and self.preset is None:
+            missing = [k for k in "ABCD" if getattr(self, k) is None]
+            if missing:
+                raise ValueError(f"adaptive scheduler needs 'preset' or all of A, B, C, D (missing {', '.join(missing)})")
+        return self
+
+
+class DropConfig(StrictModel):
+    """Elimination of a fraction rho of the pruned weights from optimisation (SPEC 4)."""
+
+    rho: float = Field(0.0, ge=0.0, le=1.0)
+    mode: Literal["global", "layer"] = "global"
+    timeframe: Literal["from_start", "after_target"] = "from_start"
+
+
+class SparsityConfig(StrictModel):
+    """Feather sparse training (SPEC 1)."""
+
+    target: float = Field(0.9, ge=0.0, lt=1.0, description="final sparsity S_f in [0, 1)")
+    operator_p: Exponent = Field(3.0, description="exponent p of the thresholding operator, >= 1 or inf")
+    threshold: Literal["global", "layer"] = "global"
+    min_size: int = Field(0, ge=0, description="layers with fewer weights are not pruned")
+    theta: ThetaConfig = ThetaConfig()
+    scheduler: SchedulerConfig = SchedulerConfig()
+    drop: DropConfig = DropConfig()

@@ -1,0 +1,89 @@
+"""Atomic checkpoints and self-describing model files, loaded with ``weights_only=True``."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from tuneprune.config import ConfigError
+
+CHECKPOINT_NAME = "checkpoint.pt"
+MODEL_NAME = "model.pt"
+
+
+def save_atomic(obj: Any, path: str | Path) -> Path:
+    """``torch.save`` to a temporary file in the same directory, fsync, then rename over ``path``.
+
+    A kill during the save leaves the previous file intact: never a half-written one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(obj, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_file(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a tuneprune checkpoint or model file; a missing or corrupt file names itself."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: checkpoint or model file not found")
+    try:
+        obj = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # torch raises many types for truncated or foreign files
+        raise ConfigError(f"{path}: corrupt or unreadable checkpoint ({type(err).__name__}: {str(err).splitlines()[0][:120]})") from None
+    if not isinstance(obj, dict):
+        raise ConfigError(f"{path}: not a tuneprune checkpoint (expected a mapping, got {type(obj).__name__})")
+    return obj
+
+
+def save_model(
+    model: nn.Module,
+    config_dict: dict[str, Any],
+    path: str | Path,
+    num_classes: int,
+    in_channels: int,
+    metrics: dict[str, float] | None = None,
+) -> Path:
+    """Save a plain model's ``state_dict`` together with the run config that builds it."""
+    payload = {
+        "format": "tuneprune-model-v1",
+        "config": json.dumps(config_dict, default=str),
+        "num_classes": num_classes,
+        "in_channels": in_channels,
+        "metrics": dict(metrics or {}),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+    }
+    return save_atomic(payload, path)
+
+
+def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[nn.Module, "RunConfig"]:  # noqa: F821
+    """Rebuild the model a :func:`save_model` file describes; returns ``(model, run_config)``."""
+    from tuneprune.config import validate
+    from tuneprune.models import create_model
+    from tuneprune.training.config import RunConfig
+
+    obj = load_file(path, map_location)
+    if obj.get("format") != "tuneprune-model-v1":
+        raise ConfigError(f"{path}: not a tuneprune model file (no 'format: tuneprune-model-v1')")
+    config = validate(RunConfig, json.loads(obj["config"]))
+    model = create_model(config.model, int(obj["num_classes"]), int(obj["in_channels"]))
+    try:
+        model.load_state_dict(obj["state_dict"])
+    except RuntimeError as err:
+        raise ConfigError(f"{path}: weights do not match model {config.model!r} ({str(err).splitlines()[0]})") from None
+    return model, config

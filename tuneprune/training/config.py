@@ -1,0 +1,62 @@
+"""The configuration of one training run (dense or sparse), SPEC 1.6 defaults."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from tuneprune.config import StrictModel
+from tuneprune.data import DATASETS
+from tuneprune.models import MODELS
+from tuneprune.sparsity.config import SparsityConfig
+
+
+class RunConfig(StrictModel):
+    """One training run. Every field can be overridden with ``--set key=value``."""
+
+    model: str = Field("small_cnn", description=f"one of {', '.join(sorted(MODELS))}")
+    dataset: str = Field("digits", description=f"one of {', '.join(DATASETS)}")
+    data_dir: Path | None = Field(None, description="directory holding CIFAR data (torchvision layout)")
+    download: bool = Field(False, description="let torchvision download CIFAR into data_dir")
+    image_size: int | None = Field(None, ge=8, le=64, description="digits: 8 (native) or upsampled, default 32 for CIFAR models")
+    val_fraction: float = Field(0.1, gt=0.0, lt=0.5, description="fraction of the training set held out for validation")
+    augment: bool | None = Field(None, description="random crop + flip (SPEC 1.6); default on for CIFAR, off for digits")
+    synthetic_samples: int = Field(512, ge=16, description="synthetic: number of samples")
+    synthetic_classes: int = Field(10, ge=2, description="synthetic: number of classes")
+    seed: int = Field(0, ge=0)
+
+    epochs: int = Field(160, ge=1)
+    batch_size: int = Field(128, ge=1)
+    eval_batch_size: int = Field(1024, ge=1)
+    lr: float = Field(0.1, gt=0.0)
+    momentum: float = Field(0.9, ge=0.0, lt=1.0)
+    nesterov: bool = False
+    weight_decay: float = Field(5e-4, ge=0.0)
+    lr_schedule: Literal["cosine", "constant"] = "cosine"
+    grad_clip: float | None = Field(3.0, gt=0.0, description="max gradient norm, null to disable")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    num_threads: int | None = Field(None, ge=1, description="torch CPU threads (recorded so runs reproduce exactly)")
+
+    sparsity: SparsityConfig | None = Field(None, description="sparse training settings; null trains dense")
+
+    @field_validator("model")
+    @classmethod
+    def _model(cls, v: str) -> str:
+        if v not in MODELS:
+            raise ValueError(f"unknown model, allowed: {', '.join(sorted(MODELS))}")
+        return v
+
+    @field_validator("dataset")
+    @classmethod
+    def _dataset(cls, v: str) -> str:
+        if v not in DATASETS:
+            raise ValueError(f"unknown dataset, allowed: {', '.join(DATASETS)}")
+        return v
+
+    @model_validator(mode="after")
+    def _data_dir(self) -> "RunConfig":
+        if self.dataset.startswith("cifar") and self.data_dir is None:
+            raise ValueError(f"data_dir is required for {self.dataset} (a directory holding the torchvision CIFAR files)")
+        return self

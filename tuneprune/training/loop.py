@@ -1,0 +1,213 @@
+"""The training loop: SPEC 1.6 recipe, per-epoch metrics, checkpoints and exact resume."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from tuneprune.data import DatasetSplits, TensorLoader, load_dataset
+from tuneprune.models import create_model
+from tuneprune.training.checkpoint import CHECKPOINT_NAME, load_file, save_atomic
+from tuneprune.training.config import RunConfig
+from tuneprune.training.evaluate import evaluate
+from tuneprune.training.hooks import TrainHook
+from tuneprune.training.optim import build_lr_schedule, build_optimizer
+
+EpochCallback = Callable[[dict[str, float], Path | None], None]
+
+
+class TrainingDiverged(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+@dataclass
+class TrainResult:
+    """A finished run: the plain (finalized) model and the per-epoch metric history."""
+
+    model: nn.Module
+    config: RunConfig
+    num_classes: int
+    in_channels: int
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    @property
+    def final(self) -> dict[str, float]:
+        return self.history[-1] if self.history else {}
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device = 'cuda' but CUDA is not available on this machine")
+    return torch.device(name)
+
+
+def model_family(model_name: str) -> str:
+    """The family whose adaptive-scheduler constant D applies (SPEC 3)."""
+    return "mobilenet" if "mobilenet" in model_name else "resnet"
+
+
+def _restore(path: Path, model, optimizer, lr_schedule, hooks: Sequence[TrainHook]) -> tuple[int, list]:
+    state = load_file(path)
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    lr_schedule.load_state_dict(state["lr_schedule"])
+    for i, hook in enumerate(hooks):
+        hook.load_state_dict(state["hooks"][i])
+    torch.set_rng_state(state["torch_rng"])
+    return int(state["epoch"]), list(state["history"])
+
+
+def _checkpoint_state(epoch, model, optimizer, lr_schedule, hooks, history) -> dict[str, Any]:
+    return {
+        "epoch": epoch,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "lr_schedule": lr_schedule.state_dict(),
+        "hooks": [hook.state_dict() for hook in hooks],
+        "torch_rng": torch.get_rng_state(),
+        "history": history,
+    }
+
+
+def train(
+    config: RunConfig,
+    *,
+    model: nn.Module | None = None,
+    data: DatasetSplits | None = None,
+    callbacks: Sequence[EpochCallback] = (),
+    hooks: Sequence[TrainHook] = (),
+    checkpoint_dir: str | Path | None = None,
+    resume_from: str | Path | None = None,
+    progress: bool = False,
+) -> TrainResult:
+    """Train ``config.model`` (or the given ``model``) on ``config.dataset``.
+
+    Per epoch the metrics ``train_loss, train_acc, val_loss, val_acc, test_loss, test_acc,
+    lr, train_time, epoch_time`` (plus the sparsity engine's) are appended to the history
+    and handed to every callback together with the checkpoint written for that epoch
+    (``checkpoint_dir/checkpoint.pt``, atomically). ``resume_from`` (a checkpoint file or
+    a directory holding one) restores model, optimizer, LR schedule, hooks and RNG state
+    and continues with the next epoch, so the result equals an uninterrupted run.
+    """
+    if config.num_threads:
+        torch.set_num_threads(config.num_threads)
+    device = resolve_device(config.device)
+    data = (data if data is not None else load_dataset(config)).to(device)
+    torch.manual_seed(config.seed)
+    if model is None:
+        model = create_model(config.model, data.num_classes, data.in_channels)
+    model.to(device)
+
+    steps_per_epoch = math.ceil(len(data.x_train) / config.batch_size)
+    hooks = list(hooks)
+    sparsifier = None
+    if config.sparsity is not None:
+        from tuneprune.sparsity import Sparsifier
+
+        sparsifier = Sparsifier(
+            model,
+            config.sparsity,
+            steps_per_epoch=steps_per_epoch,
+            epochs=config.epochs,
+            model_family=model_family(config.model),
+        )
+        hooks.append(sparsifier)
+
+    optimizer = build_optimizer(model, config)
+    lr_schedule = build_lr_schedule(optimizer, config.lr_schedule, steps_per_epoch * config.epochs)
+    start_epoch, history = 0, []
+    if resume_from is not None:
+        path = Path(resume_from)
+        start_epoch, history = _restore(path / CHECKPOINT_NAME if path.is_dir() else path, model, optimizer, lr_schedule, hooks)
+
+    augment = config.augment if config.augment is not None else config.dataset.startswith("cifar")
+    loader = TensorLoader(data.x_train, data.y_train, config.batch_size, shuffle=True, augment=augment, seed=config.seed)
+    bar = _progress_bar(progress, config.epochs, start_epoch)
+
+    for epoch in range(start_epoch, config.epochs):
+        loader.set_epoch(epoch)
+        model.train()
+        t0 = time.perf_counter()
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), device=device)
+        for i, (xb, yb) in enumerate(loader):
+            step = epoch * steps_per_epoch + i
+            for hook in hooks:
+                hook.before_iteration(step)
+            logits = model(xb)
+            loss = F.cross_entropy(logits, yb)
+            if not torch.isfinite(loss):
+                raise TrainingDiverged(f"training loss became {loss.item()} at epoch {epoch + 1}, step {step}")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            for hook in hooks:
+                hook.after_backward(step)
+            if config.grad_clip:
+                nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            optimizer.step()
+            lr_schedule.step()
+            loss_sum += loss.detach() * len(yb)
+            correct += (logits.detach().argmax(1) == yb).sum()
+        metrics: dict[str, float] = {"epoch": epoch + 1}
+        for hook in hooks:
+            metrics.update(hook.end_epoch(epoch))
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        metrics["train_time"] = time.perf_counter() - t0
+        n = len(data.x_train)
+        metrics["train_loss"] = loss_sum.item() / n
+        metrics["train_acc"] = correct.item() / n
+        metrics["val_acc"], metrics["val_loss"] = evaluate(model, data.x_val, data.y_val, config.eval_batch_size)
+        metrics["test_acc"], metrics["test_loss"] = evaluate(model, data.x_test, data.y_test, config.eval_batch_size)
+        metrics["lr"] = optimizer.param_groups[0]["lr"]
+        metrics["epoch_time"] = time.perf_counter() - t0
+        history.append(metrics)
+        ckpt = None
+        if checkpoint_dir is not None:
+            state = _checkpoint_state(epoch + 1, model, optimizer, lr_schedule, hooks, history)
+            ckpt = save_atomic(state, Path(checkpoint_dir) / CHECKPOINT_NAME)
+        for callback in callbacks:
+            callback(metrics, ckpt)
+        if bar is not None:
+            bar.update(metrics)
+    if bar is not None:
+        bar.close()
+
+    final_model = sparsifier.finalize() if sparsifier is not None else model
+    return TrainResult(final_model.cpu(), config, data.num_classes, data.in_channels, history)
+
+
+class _EpochBar:
+    """A rich progress bar over epochs showing the latest accuracy."""
+
+    def __init__(self, total: int, done: int) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self._progress = Progress(
+            TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}")
+        )
+        self._progress.start()
+        self._task = self._progress.add_task("train", total=total, completed=done, info="")
+
+    def update(self, metrics: dict[str, float]) -> None:
+        info = f"val_acc={metrics['val_acc']:.4f}"
+        if "sparsity" in metrics:
+            info += f" sparsity={metrics['sparsity']:.4f}"
+        self._progress.update(self._task, advance=1, info=info)
+
+    def close(self) -> None:
+        self._progress.stop()
+
+
+def _progress_bar(enabled: bool, total: int, done: int) -> _EpochBar | None:
+    return _EpochBar(total, done) if enabled else None
