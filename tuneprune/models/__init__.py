@@ -1,17 +1,37 @@
-"""Model zoo for pruning benchmarks (SPEC 1.7): ``create_model(name, num_classes, in_channels)``."""
+"""Model zoo for pruning benchmarks (SPEC 1.7): ``create_model(name, num_classes, in_channels)``.
+
+Registered names: ``small_cnn`` (8x8 digits), the CIFAR ResNets ``resnet20``,
+``resnet20x2`` (double width), ``resnet32``, ``resnet56``, ``resnet18``, ``resnet50``,
+``mobilenet_v1``, ``densenet40_24`` (DenseNet-BC), ``vgg16`` and ``vgg19``.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 import torch.nn as nn
 
+from tuneprune.models.densenet import DenseNetBC
+from tuneprune.models.mobilenet import MobileNetV1
+from tuneprune.models.resnet import cifar_resnet, resnet18, resnet50
 from tuneprune.models.small_cnn import SmallCNN
+from tuneprune.models.vgg import VGG
 
 ModelFactory = Callable[[int, int], nn.Module]
 
 MODELS: dict[str, ModelFactory] = {
-    "small_cnn": lambda num_classes, in_channels: SmallCNN(num_classes, in_channels),
+    "small_cnn": SmallCNN,
+    "resnet20": partial(cifar_resnet, depth=20),
+    "resnet20x2": partial(cifar_resnet, depth=20, width=2),
+    "resnet32": partial(cifar_resnet, depth=32),
+    "resnet56": partial(cifar_resnet, depth=56),
+    "resnet18": resnet18,
+    "resnet50": resnet50,
+    "mobilenet_v1": MobileNetV1,
+    "densenet40_24": partial(DenseNetBC, depth=40, growth_rate=24, reduction=0.5),
+    "vgg16": partial(VGG, depth=16),
+    "vgg19": partial(VGG, depth=19),
 }
 
 
