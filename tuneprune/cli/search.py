@@ -1,0 +1,76 @@
+"""``tuneprune search SPACE.yaml``: a Ray Tune + Optuna search, tracked in MLflow."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from tuneprune.cli.common import add_set_argument
+
+
+def add_cluster_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--name", help="name of the search (default: the space's name or file name)")
+    p.add_argument("--address", help="join an existing Ray cluster ('auto' or HOST:PORT); default: start a local Ray")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///$PWD/mlruns.db)")
+    p.add_argument("--results-dir", type=Path, default=Path("runs"), help="where trial checkpoints and summaries go (default: ./runs)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run of the same name")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("search", help="run a hyperparameter search over a YAML search space", description=__doc__)
+    p.add_argument("space", type=Path, help="search space YAML (see search_spaces/)")
+    add_cluster_arguments(p)
+    p.add_argument("--storage", help="Optuna storage URL (default: sqlite:///$PWD/optuna.db; postgresql://... on a cluster)")
+    p.add_argument("--num-samples", type=int, help="trials per grid point (overrides the space)")
+    p.add_argument("--no-progress", action="store_true", help="no live progress display")
+    add_set_argument(p)
+    p.set_defaults(run=run)
+
+
+def print_summary(summary) -> None:  # noqa: ANN001
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    names = list(summary.objectives)
+    title = "Pareto set" if len(names) > 1 else "best trials"
+    table = Table(title=f"{summary.name}: {title}")
+    for column in ("trial", "grid", "params", *names):
+        table.add_column(column)
+    for entry in summary.best:
+        grid = " ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in entry["grid"].items())
+        params = " ".join(
+            f"{k.rsplit('.', 1)[-1]}={v:.4g}" if isinstance(v, float) else f"{k.rsplit('.', 1)[-1]}={v}"
+            for k, v in entry["params"].items()
+        )
+        table.add_row(entry["key"], grid, params, *(f"{entry['values'][n]:.4f}" for n in names))
+    console.print(table)
+    states: dict[str, int] = {}
+    for trial in summary.trials:
+        states[trial["state"]] = states.get(trial["state"], 0) + 1
+    console.print("trials: " + ", ".join(f"{v} {k.lower()}" for k, v in sorted(states.items())))
+    for trial in summary.trials:
+        if trial["state"] == "FAIL":
+            console.print(f"  failed {trial['key']}: {trial.get('error') or 'worker error'}")
+    console.print(f"results:  {summary.results_dir}")
+    console.print(f"MLflow:   mlflow ui --backend-store-uri {summary.tracking_uri}   (parent run {summary.parent_run_id})")
+    console.print(f"Optuna:   optuna-dashboard {summary.storage_url}")
+
+
+def run(args: argparse.Namespace) -> int:
+    from tuneprune.search import prepare_search, run_search
+
+    prepared = prepare_search(
+        args.space,
+        args.overrides,
+        name=args.name,
+        tracking_uri=args.tracking_uri,
+        storage_url=args.storage,
+        num_samples=args.num_samples,
+        results_root=args.results_dir,
+        address=args.address,
+        resume=args.resume,
+    )
+    summary = run_search(prepared, progress=not args.no_progress)
+    print_summary(summary)
+    return 0

@@ -1,0 +1,283 @@
+"""Run a search: validate everything, open the studies and the parent run, drive Ray Tune, summarise.
+
+Everything that can be wrong with the input is found in :func:`prepare_search`, before
+Ray starts; :func:`run_search` then runs on a local Ray (started here) or joins a cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tuneprune.config import ConfigError, apply_overrides, load_yaml
+from tuneprune.data import check_data_dir
+from tuneprune.search.space import SearchSpace, load_space
+from tuneprune.tracking import (
+    RunTracker,
+    check_storage_reachable,
+    check_tracking_reachable,
+    default_storage_url,
+    default_tracking_uri,
+)
+
+os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+
+
+@dataclass
+class PreparedSearch:
+    """A validated search, ready to run."""
+
+    space: SearchSpace
+    document: dict[str, Any]
+    name: str
+    tracking_uri: str
+    storage_url: str
+    results_dir: Path
+    address: str | None = None
+    resume: bool = False
+
+
+@dataclass
+class SearchSummary:
+    """What a search produced: every trial, the best (or Pareto) trials per grid point, and where."""
+
+    name: str
+    parent_run_id: str
+    tracking_uri: str
+    storage_url: str
+    results_dir: Path
+    objectives: dict[str, str]
+    trials: list[dict[str, Any]] = field(default_factory=list)
+    best: list[dict[str, Any]] = field(default_factory=list)
+    wall_time: float = 0.0
+    ray_start_time: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "parent_run_id": self.parent_run_id,
+            "tracking_uri": self.tracking_uri,
+            "storage_url": self.storage_url,
+            "results_dir": str(self.results_dir),
+            "objectives": self.objectives,
+            "trials": self.trials,
+            "best": self.best,
+            "wall_time": self.wall_time,
+            "ray_start_time": self.ray_start_time,
+        }
+
+
+def prepare_search(
+    space_path: str | Path,
+    overrides: list[str] | None = None,
+    *,
+    name: str | None = None,
+    tracking_uri: str | None = None,
+    storage_url: str | None = None,
+    num_samples: int | None = None,
+    results_root: str | Path = "runs",
+    address: str | None = None,
+    resume: bool = False,
+) -> PreparedSearch:
+    """Load and validate the space, the data location and the stores. Starts nothing."""
+    document = apply_overrides(load_yaml(space_path), overrides)
+    if num_samples is not None:
+        document["num_samples"] = num_samples
+    if name is not None:
+        document["name"] = name
+    space = load_space(document)
+    base = space.resolve(space.grid_points()[0], {})
+    check_data_dir(base.dataset, base.data_dir, base.download)
+    search_name = space.name or Path(space_path).stem
+    tracking_uri = tracking_uri or default_tracking_uri()
+    storage_url = storage_url or default_storage_url()
+    check_tracking_reachable(tracking_uri)
+    check_storage_reachable(storage_url)
+    results_dir = (Path(results_root) / search_name).resolve()
+    return PreparedSearch(space, document, search_name, tracking_uri, storage_url, results_dir, address, resume)
+
+
+def _ensure_ray(address: str | None) -> float:
+    """Connect to ``address`` or start a local Ray unless one is up; returns seconds taken."""
+    import ray
+
+    t0 = time.perf_counter()
+    if not ray.is_initialized():
+        env = {k: os.environ[k] for k in ("RAY_USAGE_STATS_ENABLED", "MLFLOW_DISABLE_TELEMETRY", "DO_NOT_TRACK") if k in os.environ}
+        ray.init(
+            address=address,
+            include_dashboard=False,
+            logging_level="ERROR",
+            log_to_driver=False,
+            runtime_env={"env_vars": env},
+        )
+    return time.perf_counter() - t0
+
+
+def _collect(studies, space: SearchSpace) -> tuple[list[dict], list[dict]]:
+    from optuna.trial import TrialState
+
+    from tuneprune.search.searcher import trial_key, trial_run_name
+
+    trials, best = [], []
+    names = list(space.objectives)
+    for gs in studies:
+        for t in gs.study.get_trials(deepcopy=False):
+            trials.append(
+                {
+                    "key": trial_key(gs.index, t.number),
+                    "name": trial_run_name(t.number, gs.grid_point, t.params),
+                    "grid": gs.grid_point,
+                    "params": t.params,
+                    "state": t.state.name,
+                    "values": dict(zip(names, t.values)) if t.values else {},
+                    "mlflow_run_id": t.user_attrs.get("mlflow_run_id"),
+                    "error": t.user_attrs.get("error"),
+                }
+            )
+        if not any(t.state == TrialState.COMPLETE for t in gs.study.get_trials(deepcopy=False)):
+            continue
+        chosen = gs.study.best_trials if len(names) > 1 else [gs.study.best_trial]
+        for t in chosen:
+            best.append(
+                {
+                    "key": trial_key(gs.index, t.number),
+                    "grid": gs.grid_point,
+                    "params": t.params,
+                    "values": dict(zip(names, t.values)),
+                    "mlflow_run_id": t.user_attrs.get("mlflow_run_id"),
+                    "config": space.resolve(gs.grid_point, t.params).model_dump(mode="json"),
+                }
+            )
+    return trials, best
+
+
+def run_search(prepared: PreparedSearch, *, progress: bool = True) -> SearchSummary:
+    """Run (or resume) the search to completion and return its summary."""
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+    from ray.tune.search import ConcurrencyLimiter
+
+    from tuneprune.search.monitor import SearchMonitor
+    from tuneprune.search.searcher import StudySearcher
+    from tuneprune.search.studies import open_studies, remaining_trials
+    from tuneprune.search.trainable import run_trial
+
+    t_start = time.perf_counter()
+    space = prepared.space
+    results_dir = prepared.results_dir
+    results_dir.mkdir(parents=True, exist_ok=True)
+    tracker = RunTracker(prepared.tracking_uri, space.experiment, artifact_root=results_dir.parent / "mlartifacts")
+    parent_id = tracker.start_parent(prepared.name, "search", resume=prepared.resume)
+    tracker.log_params(
+        parent_id,
+        {
+            "sampler": space.sampler.type,
+            "seed": space.sampler.seed,
+            "num_samples": space.num_samples,
+            "max_concurrent": space.max_concurrent,
+            "early_stopping": space.early_stopping.type,
+            "objectives": json.dumps(space.objectives),
+            "grid": json.dumps(space.grid),
+            "searched": json.dumps(sorted(space.params)),
+            "storage": prepared.storage_url,
+        },
+    )
+    tracker.log_text(parent_id, yaml.safe_dump(prepared.document, sort_keys=False), "space.yaml")
+    tracker.log_text(parent_id, json.dumps(space.model_dump(mode="json"), indent=2), "resolved_space.json")
+
+    studies = open_studies(space, prepared.name, prepared.storage_url)
+    total = remaining_trials(studies)
+    ray_time = 0.0
+    if total > 0:
+        ray_time = _ensure_ray(prepared.address)
+        context = {
+            "tracking_uri": prepared.tracking_uri,
+            "experiment": space.experiment,
+            "parent_run_id": parent_id,
+            "results_dir": str(results_dir),
+            "objectives": space.objectives,
+        }
+        searcher = ConcurrencyLimiter(StudySearcher(space, studies, context), max_concurrent=space.max_concurrent)
+        first, direction = next(iter(space.objectives.items()))
+        if space.early_stopping.type == "asha":
+            base_epochs = space.resolve(space.grid_points()[0], {}).epochs
+            scheduler = ASHAScheduler(
+                metric=first,
+                mode=direction,
+                time_attr="training_iteration",
+                max_t=base_epochs,
+                grace_period=space.early_stopping.grace_period,
+                reduction_factor=space.early_stopping.reduction_factor,
+            )
+        else:
+            scheduler = FIFOScheduler()
+        monitor = SearchMonitor(tracker, space.objectives, total, show=progress)
+        trainable = tune.with_resources(run_trial, {"cpu": space.resources.cpu, "gpu": space.resources.gpu})
+        tuner = tune.Tuner(
+            trainable,
+            tune_config=tune.TuneConfig(
+                search_alg=searcher,
+                scheduler=scheduler,
+                num_samples=total,
+                reuse_actors=True,
+                trial_dirname_creator=lambda trial: trial.trial_id,
+            ),
+            run_config=tune.RunConfig(
+                name=f"tune-{int(time.time())}",
+                storage_path=str(results_dir / "ray"),
+                verbose=0,
+                callbacks=[monitor],
+                failure_config=tune.FailureConfig(max_failures=space.max_failures),
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+            ),
+        )
+        logging.getLogger("ray.tune").setLevel(logging.ERROR)
+        try:
+            tuner.fit()
+        finally:
+            monitor.close()
+
+    trials, best = _collect(studies, space)
+    summary = SearchSummary(
+        prepared.name, parent_id, prepared.tracking_uri, prepared.storage_url, results_dir,
+        dict(space.objectives), trials, best, time.perf_counter() - t_start, ray_time,
+    )  # fmt: skip
+    _write_outputs(summary, tracker)
+    return summary
+
+
+def _write_outputs(summary: SearchSummary, tracker: RunTracker) -> None:
+    """summary.json, one best-config YAML per best trial, logged to the parent run, which ends FINISHED."""
+    out = summary.results_dir
+    (out / "summary.json").write_text(json.dumps(summary.to_json(), indent=2, default=str))
+    tracker.log_artifact(summary.parent_run_id, out / "summary.json")
+    for i, entry in enumerate(summary.best):
+        path = out / ("best.yaml" if len(summary.best) == 1 else f"best-{i:02d}-{entry['key']}.yaml")
+        path.write_text(yaml.safe_dump(entry["config"], sort_keys=False))
+        tracker.log_artifact(summary.parent_run_id, path, "best")
+    counts: dict[str, int] = {}
+    for trial in summary.trials:
+        counts[trial["state"]] = counts.get(trial["state"], 0) + 1
+    tracker.log_metrics(summary.parent_run_id, {f"trials_{k.lower()}": v for k, v in counts.items()}, step=0)
+    if summary.best and len(summary.objectives) == 1:
+        (metric, direction), = summary.objectives.items()
+        values = [b["values"][metric] for b in summary.best]
+        tracker.log_metrics(summary.parent_run_id, {f"best_{metric}": max(values) if direction == "max" else min(values)}, step=0)
+    tracker.finish(summary.parent_run_id, "FINISHED")
+
+
+def load_summary(results_dir: str | Path) -> dict[str, Any]:
+    path = Path(results_dir) / "summary.json"
+    if not path.is_file():
+        raise ConfigError(f"{path}: no search summary here")
+    return json.loads(path.read_text())

@@ -1,0 +1,193 @@
+"""The search-space schema (``search_spaces/*.yaml``) and the resolution of trial configs.
+
+A space has a ``base`` run config, ``params`` searched by dotted path into it, an
+optional ``grid`` of fixed sweeps (each grid point an independent Optuna study), one or
+more ``objectives``, a ``sampler``, budgets, early stopping and per-trial resources.
+Every searched path and bound is checked against :class:`RunConfig` before anything runs.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import math
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import Field, field_validator, model_validator
+
+from tuneprune.config import ConfigError, StrictModel, set_path, validate
+from tuneprune.training.config import RunConfig
+
+# Metrics a trial reports every epoch; objectives must be among them (SPEC 1-4 engine metrics included).
+METRICS = (
+    "val_acc", "test_acc", "train_acc", "val_loss", "test_loss", "train_loss",
+    "sparsity", "sparsity_k", "theta", "mask_stability", "lambda", "eliminated",
+)  # fmt: skip
+
+
+class FloatParam(StrictModel):
+    type: Literal["float"]
+    low: float
+    high: float
+    log: bool = False
+    step: float | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> "FloatParam":
+        if self.low > self.high:
+            raise ValueError(f"low = {self.low} is above high = {self.high}")
+        if self.log and self.low <= 0:
+            raise ValueError(f"log scale needs low > 0, got low = {self.low}")
+        if self.log and self.step is not None:
+            raise ValueError("step cannot be combined with log")
+        return self
+
+    def samples(self) -> list[Any]:
+        return [self.low, self.high]
+
+
+class IntParam(StrictModel):
+    type: Literal["int"]
+    low: int
+    high: int
+    log: bool = False
+    step: int = Field(1, ge=1)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> "IntParam":
+        if self.low > self.high:
+            raise ValueError(f"low = {self.low} is above high = {self.high}")
+        if self.log and self.low <= 0:
+            raise ValueError(f"log scale needs low > 0, got low = {self.low}")
+        return self
+
+    def samples(self) -> list[Any]:
+        return [self.low, self.high]
+
+
+class CategoricalParam(StrictModel):
+    type: Literal["categorical"]
+    choices: list[str | bool | int | float | None] = Field(min_length=1)
+
+    def samples(self) -> list[Any]:
+        return list(self.choices)
+
+
+Param = Annotated[Union[FloatParam, IntParam, CategoricalParam], Field(discriminator="type")]
+
+
+class SamplerConfig(StrictModel):
+    type: Literal["tpe", "nsga2", "cmaes", "gp", "random"] = "tpe"
+    seed: int = Field(0, ge=0)
+
+
+class EarlyStoppingConfig(StrictModel):
+    type: Literal["asha", "none"] = "none"
+    grace_period: int = Field(1, ge=1, description="epochs before a trial can be stopped")
+    reduction_factor: float = Field(2.0, gt=1.0)
+
+
+class ResourcesConfig(StrictModel):
+    cpu: float = Field(1.0, gt=0.0)
+    gpu: float = Field(0.0, ge=0.0)
+
+    @field_validator("gpu")
+    @classmethod
+    def _gpu(cls, v: float) -> float:
+        if v > 1 and not float(v).is_integer():
+            raise ValueError("fractional GPUs must be at most 1 (e.g. 0.25); above 1 use a whole number")
+        return v
+
+
+class SearchSpace(StrictModel):
+    """A validated search space; see the README for a full example."""
+
+    name: str | None = Field(None, pattern=r"^[A-Za-z0-9_.\-]+$")
+    experiment: str = "tuneprune"
+    base: dict[str, Any] = Field(default_factory=dict)
+    params: dict[str, Param] = Field(min_length=1)
+    grid: dict[str, list[Any]] = Field(default_factory=dict)
+    objectives: dict[str, Literal["max", "min"]] = Field(default_factory=lambda: {"val_acc": "max"}, min_length=1)
+    sampler: SamplerConfig = SamplerConfig()
+    num_samples: int = Field(8, ge=1, description="trials per grid point")
+    max_concurrent: int = Field(2, ge=1)
+    early_stopping: EarlyStoppingConfig = EarlyStoppingConfig()
+    resources: ResourcesConfig = ResourcesConfig()
+    max_failures: int = Field(2, ge=0, description="restarts of a trial whose worker died")
+
+    @field_validator("grid")
+    @classmethod
+    def _grid(cls, v: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        for key, values in v.items():
+            if not values:
+                raise ValueError(f"grid.{key}: empty list")
+        return v
+
+    @field_validator("objectives")
+    @classmethod
+    def _objectives(cls, v: dict[str, str]) -> dict[str, str]:
+        for key in v:
+            if key not in METRICS:
+                raise ValueError(f"unknown metric {key!r}, allowed: {', '.join(METRICS)}")
+        return v
+
+    @model_validator(mode="after")
+    def _sampler_fits(self) -> "SearchSpace":
+        if self.sampler.type == "cmaes":
+            if len(self.objectives) > 1:
+                raise ValueError("sampler cmaes supports one objective only; use tpe or nsga2")
+            if any(isinstance(p, CategoricalParam) for p in self.params.values()):
+                raise ValueError("sampler cmaes cannot search categorical params; use tpe")
+        overlap = set(self.params) & set(self.grid)
+        if overlap:
+            raise ValueError(f"{sorted(overlap)[0]}: both searched in params and swept in grid")
+        return self
+
+    # -- derived ----------------------------------------------------------------------------
+    @property
+    def directions(self) -> list[str]:
+        return ["maximize" if d == "max" else "minimize" for d in self.objectives.values()]
+
+    def grid_points(self) -> list[dict[str, Any]]:
+        """Every combination of the grid values, in order; ``[{}]`` without a grid."""
+        keys = list(self.grid)
+        return [dict(zip(keys, combo)) for combo in itertools.product(*(self.grid[k] for k in keys))]
+
+    def resolve(self, grid_point: dict[str, Any], values: dict[str, Any]) -> RunConfig:
+        """The run config of one trial: base, then the grid point, then the searched values."""
+        data = copy.deepcopy(self.base)
+        for path, value in {**grid_point, **values}.items():
+            set_path(data, path, value)
+        return validate(RunConfig, data)
+
+
+def _check_paths(space: SearchSpace) -> None:
+    """Every param and grid path must exist in RunConfig and accept its bounds and choices."""
+    base = validate(RunConfig, space.base, prefix="base.")
+    if space.early_stopping.type == "asha" and space.early_stopping.grace_period > base.epochs:
+        raise ConfigError(
+            f"early_stopping.grace_period = {space.early_stopping.grace_period}: above base.epochs = {base.epochs}"
+        )
+    checks = [("grid", path, value) for path, values in space.grid.items() for value in values]
+    checks += [("params", path, value) for path, p in space.params.items() for value in p.samples()]
+    for section, path, value in checks:
+        data = copy.deepcopy(space.base)
+        try:
+            set_path(data, path, value)
+            validate(RunConfig, data)
+        except ConfigError as err:
+            text = str(err)
+            if "unknown key" in text or "is a value" in text:
+                raise ConfigError(f"{section}.{path}: unknown config path ({text})") from None
+            raise ConfigError(f"{section}.{path} = {value!r}: not accepted by the run config ({text})") from None
+
+
+def load_space(data: dict[str, Any]) -> SearchSpace:
+    """Validate a search-space document and all its paths (one-line :class:`ConfigError`)."""
+    space = validate(SearchSpace, data)
+    _check_paths(space)
+    return space
+
+
+def is_finite(values: list[float]) -> bool:
+    return all(isinstance(v, (int, float)) and math.isfinite(v) for v in values)

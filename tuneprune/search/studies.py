@@ -1,0 +1,99 @@
+"""Optuna studies of a search: one per grid point, in a durable RDB storage.
+
+The storage is the record of truth of a search: a resumed search reads what is done
+from it, and re-runs the trials a dead driver left RUNNING (their parameters are in the
+study, their checkpoints in the results directory) before asking for new ones.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.trial import TrialState
+
+from tuneprune.search.space import CategoricalParam, FloatParam, SearchSpace
+
+ENDED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+
+
+def distributions(space: SearchSpace) -> dict[str, BaseDistribution]:
+    """Optuna distributions of the searched params."""
+    out: dict[str, BaseDistribution] = {}
+    for path, p in space.params.items():
+        if isinstance(p, FloatParam):
+            out[path] = FloatDistribution(p.low, p.high, log=p.log, step=p.step)
+        elif isinstance(p, CategoricalParam):
+            out[path] = CategoricalDistribution(p.choices)
+        else:
+            out[path] = IntDistribution(p.low, p.high, log=p.log, step=p.step)
+    return out
+
+
+def make_sampler(space: SearchSpace, offset: int = 0) -> optuna.samplers.BaseSampler:
+    """The sampler the space names, seeded with ``seed + offset`` (one offset per grid point)."""
+    seed = space.sampler.seed + offset
+    kind = space.sampler.type
+    if kind == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed)
+    if kind == "cmaes":
+        return optuna.samplers.CmaEsSampler(seed=seed)
+    if kind == "gp":
+        return optuna.samplers.GPSampler(seed=seed)
+    if kind == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    return optuna.samplers.TPESampler(seed=seed, multivariate=True)
+
+
+def study_name(search_name: str, grid_point: dict[str, Any]) -> str:
+    if not grid_point:
+        return search_name
+    return f"{search_name}[{','.join(f'{k}={v}' for k, v in grid_point.items())}]"
+
+
+@dataclass
+class GridStudy:
+    """The study of one grid point and its bookkeeping during a run."""
+
+    index: int
+    grid_point: dict[str, Any]
+    study: optuna.Study
+    budget: int
+    orphans: list[int] = field(default_factory=list)
+    in_flight: int = 0
+
+    @property
+    def ended(self) -> int:
+        return sum(1 for t in self.study.get_trials(deepcopy=False, states=ENDED))
+
+    @property
+    def remaining(self) -> int:
+        return max(self.budget - self.ended - self.in_flight, 0)
+
+
+def open_studies(space: SearchSpace, name: str, storage_url: str) -> list[GridStudy]:
+    """Create or load the study of every grid point; collect trials left RUNNING as orphans."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = optuna.storages.RDBStorage(storage_url, heartbeat_interval=None)
+    studies = []
+    for i, point in enumerate(space.grid_points()):
+        study = optuna.create_study(
+            storage=storage,
+            study_name=study_name(name, point),
+            directions=space.directions,
+            sampler=make_sampler(space, i),
+            load_if_exists=True,
+        )
+        study.set_user_attr("objectives", json.dumps(space.objectives))
+        study.set_user_attr("grid_point", json.dumps(point))
+        study.set_user_attr("search", name)
+        orphans = [t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))]
+        studies.append(GridStudy(i, point, study, space.num_samples, orphans=orphans))
+    return studies
+
+
+def remaining_trials(studies: list[GridStudy]) -> int:
+    return sum(s.remaining for s in studies)

@@ -1,0 +1,113 @@
+"""The Ray Tune function trainable: one trial = one training run, tracked in its own MLflow child run.
+
+It reports every epoch with ``ray.tune.report`` and a checkpoint; restarts from
+``tune.get_checkpoint()`` when Tune restarts it after a worker death, or from the trial's
+own checkpoint in the results directory when a resumed search re-runs a trial a dead
+driver left behind. Metrics are logged once per epoch (step = epoch), so a restarted
+trial continues one metric history. A diverged trial (NaN/inf loss) ends at once,
+FAILED with the reason, without being retried.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from tuneprune.config import ConfigError
+from tuneprune.tracking import RunTracker
+from tuneprune.training import RunConfig, TrainingDiverged, save_model, train
+from tuneprune.training.checkpoint import CHECKPOINT_NAME, load_file
+
+WORST = {"max": float("-inf"), "min": float("inf")}
+
+
+def _resume_point(trial_dir: Path) -> Path | None:
+    """Tune's checkpoint after a worker restart, else the trial's own latest checkpoint."""
+    from ray import tune
+
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as directory:
+            source = Path(directory) / CHECKPOINT_NAME
+            if source.exists():
+                trial_dir.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(source, trial_dir / CHECKPOINT_NAME)
+    own = trial_dir / CHECKPOINT_NAME
+    return own if own.exists() else None
+
+
+def _report(metrics: dict[str, Any], checkpoint_file: Path | None) -> None:
+    from ray import tune
+
+    if checkpoint_file is None:
+        tune.report(metrics)
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        shutil.copy2(checkpoint_file, Path(tmp) / CHECKPOINT_NAME)
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
+
+
+def run_trial(trial: dict[str, Any]) -> None:
+    """Ray Tune function trainable (see module docstring); ``trial`` comes from ``StudySearcher``.
+
+    The final epoch is reported only after the model is saved and the run marked
+    FINISHED, since a scheduler may stop the trial as soon as it sees that result.
+    """
+    from ray import tune
+
+    ctx = trial["ctx"]
+    tracker = RunTracker(ctx["tracking_uri"], ctx["experiment"])
+    config = RunConfig.model_validate(trial["run_config"])
+    cpus = tune.get_context().get_trial_resources().required_resources.get("CPU", 1)
+    config.num_threads = max(int(cpus), 1)
+    epochs = config.epochs
+    trial_dir = Path(ctx["results_dir"]) / "trials" / trial["key"]
+    run_id = tracker.child(
+        ctx["parent_run_id"],
+        trial["key"],
+        trial["run_name"],
+        kind="trial",
+        tags={"search.params": json.dumps(trial["params"]), "search.grid": json.dumps(trial["grid"])},
+    )
+    tracker.log_params(run_id, config.model_dump(mode="json"))
+    tracker.log_text(run_id, json.dumps(config.model_dump(mode="json"), indent=2), "config.json")
+
+    resume = _resume_point(trial_dir)
+    logged = tracker.logged_steps(run_id, "val_acc")
+    if resume is not None:
+        for entry in load_file(resume)["history"]:
+            if int(entry["epoch"]) not in logged:
+                tracker.log_metrics(run_id, entry, step=int(entry["epoch"]))
+                logged.add(int(entry["epoch"]))
+    extra = {"mlflow_run_id": run_id, "epochs": epochs, "trial_key": trial["key"]}
+    last: dict[str, Any] = {}
+
+    def on_epoch(metrics: dict[str, float], checkpoint: Path | None) -> None:
+        step = int(metrics["epoch"])
+        if step not in logged:
+            tracker.log_metrics(run_id, metrics, step=step)
+            logged.add(step)
+        last.update(metrics)
+        if step < epochs:  # the last epoch is reported after the model is saved (below)
+            _report({**metrics, **extra}, checkpoint)
+
+    try:
+        result = train(config, callbacks=[on_epoch], checkpoint_dir=trial_dir, resume_from=resume)
+    except (TrainingDiverged, ConfigError) as err:
+        tracker.finish(run_id, "FAILED", f"{type(err).__name__}: {err}")
+        worst = {m: WORST[d] for m, d in ctx["objectives"].items()}
+        _report({**last, **worst, **extra, "error": str(err)}, None)
+        return
+    except Exception as err:
+        tracker.finish(run_id, "FAILED", f"{type(err).__name__}: {err}")
+        raise
+    model_path = save_model(
+        result.model, config.model_dump(mode="json"), trial_dir / "model.pt", result.num_classes, result.in_channels, result.final
+    )
+    tracker.log_artifact(run_id, model_path)
+    tracker.finish(run_id, "FINISHED")
+    # Reported last: a scheduler may stop the trial as soon as it sees its final epoch.
+    _report({**result.final, **extra}, trial_dir / CHECKPOINT_NAME)

@@ -1,0 +1,38 @@
+"""MLflow tracking: where runs go, parent and child runs, per-epoch metrics, reachability checks.
+
+Everything goes through ``MlflowClient`` with explicit run ids (no fluent global state),
+so Ray workers, the driver and resumed drivers can all write to the same runs.
+"""
+
+import logging
+
+logging.getLogger("mlflow").setLevel(logging.WARNING)
+logging.getLogger("alembic").setLevel(logging.WARNING)
+
+from tuneprune.tracking.locations import (
+    check_storage_reachable,
+    check_tracking_reachable,
+    default_storage_url,
+    default_tracking_uri,
+)
+from tuneprune.tracking.runs import (
+    TAG_KIND,
+    TAG_NAME,
+    TAG_TRIAL,
+    RunTracker,
+    find_parent_run,
+    run_config_from_mlflow,
+)
+
+__all__ = [
+    "TAG_KIND",
+    "TAG_NAME",
+    "TAG_TRIAL",
+    "RunTracker",
+    "check_storage_reachable",
+    "check_tracking_reachable",
+    "default_storage_url",
+    "default_tracking_uri",
+    "find_parent_run",
+    "run_config_from_mlflow",
+]

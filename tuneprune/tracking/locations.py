@@ -1,0 +1,94 @@
+"""Default locations of the MLflow store and the Optuna storage, and fail-fast reachability checks."""
+
+from __future__ import annotations
+
+import socket
+import urllib.error
+import urllib.request
+from pathlib import Path
+from urllib.parse import urlparse
+
+from tuneprune.config import ConfigError
+
+CHECK_TIMEOUT_S = 8.0
+
+
+def default_tracking_uri(workdir: str | Path = ".") -> str:
+    """``sqlite:///<absolute workdir>/mlruns.db``: absolute, so Ray workers in other directories agree."""
+    return f"sqlite:///{Path(workdir).resolve() / 'mlruns.db'}"
+
+
+def default_storage_url(workdir: str | Path = ".") -> str:
+    """The Optuna study storage beside the MLflow store."""
+    return f"sqlite:///{Path(workdir).resolve() / 'optuna.db'}"
+
+
+def _check_sqlite(url: str, field: str) -> None:
+    path = Path(url.split(":///", 1)[1]) if ":///" in url else None
+    if path is None or str(path) in ("", ":memory:"):
+        raise ConfigError(f"{field} = {url!r}: use sqlite:///ABSOLUTE/PATH.db")
+    if not path.parent.is_dir():
+        raise ConfigError(f"{field} = {url!r}: directory {path.parent} does not exist")
+
+
+def _check_tcp(host: str, port: int, field: str, url: str) -> None:
+    try:
+        with socket.create_connection((host, port), timeout=CHECK_TIMEOUT_S):
+            pass
+    except OSError as err:
+        raise ConfigError(f"{field} = {url!r}: cannot reach {host}:{port} ({err.strerror or err})") from None
+
+
+def _check_database(url: str, field: str) -> None:
+    """Open and close one connection with SQLAlchemy, bounded by a connect timeout."""
+    import sqlalchemy
+
+    parsed = urlparse(url)
+    if parsed.hostname:
+        default_ports = {"postgresql": 5432, "mysql": 3306}
+        scheme = parsed.scheme.split("+")[0]
+        _check_tcp(parsed.hostname, parsed.port or default_ports.get(scheme, 5432), field, url)
+    try:
+        engine = sqlalchemy.create_engine(url, connect_args={"connect_timeout": int(CHECK_TIMEOUT_S)})
+        with engine.connect():
+            pass
+        engine.dispose()
+    except Exception as err:  # driver errors differ per database
+        raise ConfigError(f"{field} = {url!r}: cannot connect ({str(err).splitlines()[0][:160]})") from None
+
+
+def check_tracking_reachable(uri: str) -> None:
+    """Raise a one-line :class:`ConfigError` within about 10 s if MLflow cannot be reached at ``uri``."""
+    field = "tracking_uri"
+    scheme = urlparse(uri).scheme
+    if scheme == "sqlite":
+        _check_sqlite(uri, field)
+    elif scheme in ("http", "https"):
+        url = uri.rstrip("/") + "/health"
+        try:
+            with urllib.request.urlopen(url, timeout=CHECK_TIMEOUT_S) as resp:
+                if resp.status != 200:
+                    raise ConfigError(f"{field} = {uri!r}: /health answered {resp.status}")
+        except (urllib.error.URLError, OSError) as err:
+            reason = getattr(err, "reason", err)
+            raise ConfigError(f"{field} = {uri!r}: MLflow server unreachable ({reason})") from None
+    elif scheme.startswith(("postgresql", "mysql")):
+        _check_database(uri, field)
+    elif scheme in ("", "file"):
+        path = Path(urlparse(uri).path if scheme else uri)
+        if not path.parent.is_dir():
+            raise ConfigError(f"{field} = {uri!r}: directory {path.parent} does not exist")
+    else:
+        raise ConfigError(f"{field} = {uri!r}: unsupported scheme, use sqlite:///, http(s)://, postgresql:// or a path")
+
+
+def check_storage_reachable(url: str) -> None:
+    """Raise a one-line :class:`ConfigError` if the Optuna storage URL cannot be used."""
+    field = "storage"
+    scheme = urlparse(url).scheme
+    if scheme == "sqlite":
+        _check_sqlite(url, field)
+    elif scheme.startswith(("postgresql", "mysql")):
+        _check_database(url, field)
+    else:
+        raise ConfigError(f"{field} = {url!r}: unsupported, use sqlite:///PATH.db or postgresql://USER@HOST/DB")

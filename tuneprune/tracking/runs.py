@@ -1,0 +1,185 @@
+"""Parent and child MLflow runs found by tags, so resumed drivers and restarted workers never duplicate."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from tuneprune.config import ConfigError
+
+TAG_NAME = "tuneprune.name"  # the search / evolution / study name, on parent runs
+TAG_KIND = "tuneprune.kind"  # search, evolution, relevance, trial, generation, ranking
+TAG_TRIAL = "tuneprune.trial"  # the trial (or generation) key, on child runs
+TAG_PARENT = "mlflow.parentRunId"
+MAX_PARAM_CHARS = 6000
+
+
+def flatten(mapping: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{'a': {'b': 1}} -> {'a.b': 1}``."""
+    out: dict[str, Any] = {}
+    for key, value in mapping.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{name}."))
+        else:
+            out[name] = value
+    return out
+
+
+def environment_tags() -> dict[str, str]:
+    """Package versions and the git commit of the working tree, for reproducibility."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    tags = {}
+    for pkg in ("tuneprune", "torch", "torchvision", "ray", "optuna", "mlflow", "pymoo", "numpy"):
+        try:
+            tags[f"version.{pkg}"] = version(pkg)
+        except PackageNotFoundError:
+            continue
+    try:
+        root = Path(__file__).resolve().parents[2]
+        commit = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
+        ).stdout.strip()
+        if commit:
+            tags["mlflow.source.git.commit"] = commit
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return tags
+
+
+class RunTracker:
+    """Thin, explicit-id wrapper over ``MlflowClient`` for one experiment."""
+
+    def __init__(self, tracking_uri: str, experiment: str = "tuneprune", artifact_root: str | Path | None = None) -> None:
+        from mlflow.tracking import MlflowClient
+
+        self.tracking_uri = tracking_uri
+        self.client = MlflowClient(tracking_uri)
+        self.experiment_name = experiment
+        self._artifact_root = artifact_root
+        self._experiment_id: str | None = None
+
+    @property
+    def experiment_id(self) -> str:
+        if self._experiment_id is None:
+            exp = self.client.get_experiment_by_name(self.experiment_name)
+            if exp is not None:
+                self._experiment_id = exp.experiment_id
+            else:
+                location = Path(self._artifact_root).resolve().as_uri() if self._artifact_root else None
+                try:
+                    self._experiment_id = self.client.create_experiment(self.experiment_name, artifact_location=location)
+                except Exception:  # created concurrently by another process
+                    self._experiment_id = self.client.get_experiment_by_name(self.experiment_name).experiment_id
+        return self._experiment_id
+
+    # -- finding runs -------------------------------------------------------------------
+    def search(self, filter_string: str, max_results: int = 10_000) -> list:
+        return self.client.search_runs([self.experiment_id], filter_string=filter_string, max_results=max_results)
+
+    def find_parent(self, name: str, kind: str):
+        runs = self.search(f"tags.`{TAG_NAME}` = '{name}' and tags.`{TAG_KIND}` = '{kind}'")
+        return runs[0] if runs else None
+
+    def children(self, parent_id: str) -> list:
+        return self.search(f"tags.`{TAG_PARENT}` = '{parent_id}'")
+
+    def find_child(self, parent_id: str, key: str) -> str | None:
+        runs = self.search(f"tags.`{TAG_PARENT}` = '{parent_id}' and tags.`{TAG_TRIAL}` = '{key}'")
+        return runs[0].info.run_id if runs else None
+
+    # -- creating runs --------------------------------------------------------------------
+    def start_parent(self, name: str, kind: str, *, resume: bool, tags: dict[str, str] | None = None) -> str:
+        """Create the parent run of ``name``, or reopen it when resuming. Refuse silent duplicates."""
+        existing = self.find_parent(name, kind)
+        if existing is not None and not resume:
+            raise ConfigError(
+                f"name = {name!r}: a {kind} of that name already exists (MLflow run {existing.info.run_id}); "
+                "pass --resume to continue it or choose another --name"
+            )
+        if existing is not None:
+            self.client.update_run(existing.info.run_id, "RUNNING")
+            return existing.info.run_id
+        all_tags = {TAG_NAME: name, TAG_KIND: kind, **environment_tags(), **(tags or {})}
+        return self.client.create_run(self.experiment_id, run_name=name, tags=all_tags).info.run_id
+
+    def child(self, parent_id: str, key: str, run_name: str, kind: str, tags: dict[str, str] | None = None) -> str:
+        """The child run of ``parent_id`` with trial key ``key``: found if it exists, else created."""
+        run_id = self.find_child(parent_id, key)
+        if run_id is not None:
+            self.client.update_run(run_id, "RUNNING")
+            return run_id
+        all_tags = {TAG_PARENT: parent_id, TAG_TRIAL: key, TAG_KIND: kind, **(tags or {})}
+        return self.client.create_run(self.experiment_id, run_name=run_name, tags=all_tags).info.run_id
+
+    # -- logging --------------------------------------------------------------------------
+    def log_params(self, run_id: str, params: dict[str, Any]) -> None:
+        """Log (flattened) params that the run does not have yet; re-logging is a no-op."""
+        from mlflow.entities import Param
+
+        have = self.client.get_run(run_id).data.params
+        items = [
+            Param(k, str(v)[:MAX_PARAM_CHARS]) for k, v in flatten(params).items() if k not in have
+        ]
+        for i in range(0, len(items), 100):
+            self.client.log_batch(run_id, params=items[i : i + 100])
+
+    def log_metrics(self, run_id: str, metrics: dict[str, float], step: int) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        items = [Metric(k, float(v), now, step) for k, v in metrics.items() if isinstance(v, (int, float))]
+        self.client.log_batch(run_id, metrics=items)
+
+    def logged_steps(self, run_id: str, key: str) -> set[int]:
+        return {m.step for m in self.client.get_metric_history(run_id, key)}
+
+    def set_tags(self, run_id: str, tags: dict[str, Any]) -> None:
+        for key, value in tags.items():
+            self.client.set_tag(run_id, key, str(value)[:5000])
+
+    def log_artifact(self, run_id: str, path: str | Path, artifact_path: str | None = None) -> None:
+        self.client.log_artifact(run_id, str(path), artifact_path)
+
+    def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
+        self.client.log_text(run_id, text, artifact_file)
+
+    def finish(self, run_id: str, status: str = "FINISHED", error: str | None = None) -> None:
+        """End a run with a status that tells the truth: FINISHED, FAILED (error tagged) or KILLED."""
+        if error:
+            self.client.set_tag(run_id, "error", error[:5000])
+        self.client.set_terminated(run_id, status)
+
+
+def find_parent_run(tracking_uri: str, name_or_id: str, experiment: str = "tuneprune"):
+    """A parent run by run id, or by the name of its search or evolution."""
+    tracker = RunTracker(tracking_uri, experiment)
+    try:
+        return tracker.client.get_run(name_or_id)
+    except Exception:
+        runs = tracker.search(f"tags.`{TAG_NAME}` = '{name_or_id}'")
+        if not runs:
+            raise ConfigError(f"source = {name_or_id!r}: no search or evolution of that name or run id in {tracking_uri}") from None
+        return runs[0]
+
+
+def run_config_from_mlflow(run_id: str, tracking_uri: str | None) -> dict[str, Any]:
+    """The resolved run config a trial logged as its ``config.json`` artifact."""
+    import mlflow.artifacts
+
+    from tuneprune.tracking.locations import default_tracking_uri
+
+    uri = tracking_uri or default_tracking_uri()
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            path = mlflow.artifacts.download_artifacts(
+                run_id=run_id, artifact_path="config.json", dst_path=tmp, tracking_uri=uri
+            )
+        except Exception as err:
+            raise ConfigError(f"--from-run {run_id}: no config.json artifact in {uri} ({str(err).splitlines()[0][:120]})") from None
+        return json.loads(Path(path).read_text())
