@@ -1,0 +1,56 @@
+"""Config loading, overrides and one-line errors (foundation issue, item 6)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tuneprune.config import ConfigError, apply_overrides, load_config, load_yaml
+from tuneprune.training import RunConfig
+
+
+def test_defaults_follow_spec_recipe():
+    c = RunConfig()
+    assert (c.epochs, c.batch_size, c.lr, c.momentum, c.weight_decay, c.grad_clip) == (160, 128, 0.1, 0.9, 5e-4, 3.0)
+    assert c.lr_schedule == "cosine"
+
+
+def test_overrides_parse_yaml_scalars(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("model: small_cnn\nepochs: 3\n")
+    c = load_config(RunConfig, path, ["epochs=5", "sparsity.target=0.95", "sparsity.operator_p=inf", "grad_clip=null"])
+    assert c.epochs == 5 and c.sparsity.target == 0.95 and c.grad_clip is None
+    assert c.sparsity.operator_p == float("inf")
+
+
+@pytest.mark.parametrize(
+    "overrides, expected",
+    [
+        (["epochs=-1"], "epochs = -1"),
+        (["bogus=1"], "bogus: unknown key"),
+        (["model=resnet1000"], "model = 'resnet1000': unknown model"),
+        (["dataset=mnist"], "dataset = 'mnist': unknown dataset"),
+        (["lr=abc"], "lr = 'abc'"),
+        (["sparsity.target=1.0"], "sparsity.target = 1.0"),
+    ],
+)
+def test_bad_values_name_the_field(overrides, expected):
+    with pytest.raises(ConfigError) as err:
+        load_config(RunConfig, None, overrides)
+    message = str(err.value)
+    assert expected in message and "\n" not in message
+
+
+def test_yaml_errors_name_the_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: [unclosed\n")
+    with pytest.raises(ConfigError, match="bad.yaml.*YAML syntax error"):
+        load_yaml(bad)
+    listing = tmp_path / "list.yaml"
+    listing.write_text("- a\n- b\n")
+    with pytest.raises(ConfigError, match="must be a mapping"):
+        load_yaml(listing)
+
+
+def test_override_without_equals_is_refused():
+    with pytest.raises(ConfigError, match="expected KEY=VALUE"):
+        apply_overrides({}, ["epochs"])

@@ -1,0 +1,71 @@
+"""Datasets and the batched tensor loader (foundation issue, item 3)."""
+
+from __future__ import annotations
+
+import torch
+
+from tuneprune.config import ConfigError
+from tuneprune.data import TensorLoader, augment_batch, check_data_dir, load_dataset
+from tuneprune.training import RunConfig
+
+
+def test_digits_split_is_stratified_fixed_and_complete():
+    data = load_dataset(RunConfig(model="small_cnn", dataset="digits", seed=3))
+    sizes = len(data.x_train) + len(data.x_val) + len(data.x_test)
+    assert sizes == 1797 and data.num_classes == 10
+    assert data.x_train.shape[1:] == (1, 8, 8)
+    for y in (data.y_train, data.y_val, data.y_test):
+        counts = torch.bincount(y, minlength=10).float()
+        assert counts.min() / counts.max() > 0.8  # every class present in proportion
+    again = load_dataset(RunConfig(model="small_cnn", dataset="digits", seed=3))
+    assert torch.equal(again.x_test, data.x_test)
+    other = load_dataset(RunConfig(model="small_cnn", dataset="digits", seed=4))
+    assert not torch.equal(other.y_test, data.y_test)
+
+
+def test_digits_upsampled_for_cifar_models():
+    data = load_dataset(RunConfig(model="resnet20", dataset="digits"))
+    assert data.x_train.shape[1:] == (1, 32, 32)
+
+
+def test_missing_cifar_dir_names_the_path(tmp_path):
+    missing = tmp_path / "nowhere"
+    try:
+        check_data_dir("cifar10", missing, download=False)
+    except ConfigError as err:
+        assert str(missing) in str(err) and "cifar-10-batches-py" in str(err)
+    else:
+        raise AssertionError("no error for a missing data directory")
+
+
+def test_synthetic_shapes():
+    data = load_dataset(RunConfig(dataset="synthetic", model="resnet20", synthetic_samples=64, synthetic_classes=5))
+    assert data.x_train.shape == (64, 3, 32, 32) and int(data.y_train.max()) < 5
+
+
+def test_augment_is_crop_and_flip_of_each_image():
+    g = torch.Generator().manual_seed(0)
+    x = torch.arange(2 * 3 * 32 * 32, dtype=torch.float32).reshape(2, 3, 32, 32)
+    out = augment_batch(x, g)
+    assert out.shape == x.shape
+    for i in range(2):  # each output is a shifted (maybe flipped) window of the padded input
+        padded = torch.nn.functional.pad(x[i], (4, 4, 4, 4))
+        found = any(
+            torch.equal(out[i], cand[:, oy : oy + 32, ox : ox + 32])
+            for cand in (padded, padded.flip(2))
+            for oy in range(9)
+            for ox in range(9)
+        )
+        assert found
+
+
+def test_loader_is_deterministic_per_epoch_and_covers_everything():
+    x = torch.arange(100, dtype=torch.float32)[:, None, None, None].expand(100, 1, 4, 4).contiguous()
+    y = torch.arange(100)
+    loader = TensorLoader(x, y, batch_size=32, shuffle=True, seed=1)
+    loader.set_epoch(2)
+    first = torch.cat([yb for _, yb in loader])
+    assert sorted(first.tolist()) == list(range(100))
+    assert torch.equal(first, torch.cat([yb for _, yb in loader]))
+    loader.set_epoch(3)
+    assert not torch.equal(first, torch.cat([yb for _, yb in loader]))

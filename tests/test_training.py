@@ -1,0 +1,132 @@
+"""Training loop: recipe, reproducibility, checkpoints and exact resume (foundation issue, item 5)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn as nn
+
+from tuneprune.config import ConfigError
+from tuneprune.training import RunConfig, TrainingDiverged, load_model, save_model, train
+from tuneprune.training.checkpoint import CHECKPOINT_NAME, load_file, save_atomic
+from tuneprune.training.optim import build_lr_schedule, build_optimizer, param_groups
+
+FAST = dict(model="small_cnn", dataset="digits", epochs=2, batch_size=64)
+
+
+def test_no_weight_decay_on_batchnorm_and_bias():
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(4 * 6 * 6, 2))
+    decay, no_decay = param_groups(model, 5e-4)
+    assert all(p.ndim > 1 for p in decay["params"]) and len(decay["params"]) == 2
+    assert all(p.ndim == 1 for p in no_decay["params"]) and no_decay["weight_decay"] == 0.0
+
+
+def test_cosine_decays_to_zero_per_step():
+    model = nn.Linear(2, 2)
+    opt = build_optimizer(model, RunConfig())
+    sched = build_lr_schedule(opt, "cosine", total_steps=10)
+    lrs = []
+    for _ in range(10):
+        opt.step()
+        sched.step()
+        lrs.append(opt.param_groups[0]["lr"])
+    assert lrs[4] == pytest.approx(0.05, abs=1e-9) and lrs[-1] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_dense_small_cnn_learns_digits_and_reports_every_epoch():
+    seen = []
+    result = train(RunConfig(**{**FAST, "epochs": 8}), callbacks=[lambda m, c: seen.append(m)])
+    assert [m["epoch"] for m in seen] == list(range(1, 9))
+    for key in ("train_loss", "val_acc", "val_loss", "test_acc", "test_loss", "epoch_time"):
+        assert key in seen[-1]
+    assert result.final["test_acc"] >= 0.95
+
+
+def test_cpu_runs_are_reproducible():
+    a = train(RunConfig(**FAST))
+    b = train(RunConfig(**FAST))
+    assert a.history[-1]["train_loss"] == b.history[-1]["train_loss"]
+    assert all(torch.equal(x, y) for x, y in zip(a.model.state_dict().values(), b.model.state_dict().values()))
+
+
+def test_resume_from_checkpoint_equals_uninterrupted(tmp_path):
+    straight = train(RunConfig(**{**FAST, "epochs": 3}))
+    part = RunConfig(**{**FAST, "epochs": 3})
+    with pytest.raises(_Stop):
+        train(part, checkpoint_dir=tmp_path, callbacks=[_stop_after(1)])
+    assert load_file(tmp_path / CHECKPOINT_NAME)["epoch"] == 1
+    resumed = train(part, checkpoint_dir=tmp_path, resume_from=tmp_path)
+    assert [h["epoch"] for h in resumed.history] == [1, 2, 3]
+    assert resumed.history[-1]["train_loss"] == straight.history[-1]["train_loss"]
+    assert all(torch.equal(x, y) for x, y in zip(straight.model.state_dict().values(), resumed.model.state_dict().values()))
+
+
+class _Stop(Exception):
+    pass
+
+
+def _stop_after(epochs: int):
+    def callback(metrics, checkpoint):
+        if metrics["epoch"] >= epochs:
+            raise _Stop
+
+    return callback
+
+
+def test_diverging_loss_stops_at_once():
+    with pytest.raises(TrainingDiverged, match="nan|inf"):
+        train(RunConfig(**{**FAST, "lr": 1e6, "grad_clip": None, "epochs": 3}))
+
+
+def test_any_user_module_trains():
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+    result = train(RunConfig(**FAST), model=model)
+    assert result.final["test_acc"] > 0.5
+
+
+def test_model_file_round_trip_and_errors(tmp_path):
+    result = train(RunConfig(**{**FAST, "epochs": 1}))
+    path = save_model(result.model, result.config.model_dump(mode="json"), tmp_path / "model.pt", 10, 1)
+    model, config = load_model(path)
+    assert config.model == "small_cnn"
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), result.model.state_dict().values()))
+    with pytest.raises(ConfigError, match="missing.pt: checkpoint or model file not found"):
+        load_model(tmp_path / "missing.pt")
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(ConfigError, match="corrupt.pt: corrupt or unreadable"):
+        load_model(corrupt)
+
+
+def test_atomic_save_keeps_previous_file_when_interrupted(tmp_path):
+    target = tmp_path / "ckpt.pt"
+    save_atomic({"epoch": 1}, target)
+
+    class Boom:
+        def __reduce__(self):
+            raise RuntimeError("killed mid-save")
+
+    with pytest.raises(RuntimeError):
+        save_atomic({"epoch": 2, "x": Boom()}, target)
+    assert load_file(target)["epoch"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["ckpt.pt"]
+
+
+def test_cli_train_json_and_bad_input(tmp_path):
+    ok = subprocess.run(
+        [sys.executable, "-m", "tuneprune.cli", "train", "--set", "epochs=2", "--set", "batch_size=64", "--json", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert ok.returncode == 0, ok.stderr
+    metrics = json.loads(ok.stdout)
+    assert 0.0 <= metrics["test_acc"] <= 1.0 and (tmp_path / "model.pt").exists()
+    bad = subprocess.run(
+        [sys.executable, "-m", "tuneprune.cli", "train", "--set", "sparsity.drop.rho=1.5"], capture_output=True, text=True, timeout=60
+    )
+    assert bad.returncode == 2
+    assert bad.stderr.strip().count("\n") == 0 and "sparsity.drop.rho = 1.5" in bad.stderr
+    assert "Traceback" not in bad.stderr
