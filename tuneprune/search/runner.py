@@ -18,6 +18,7 @@ import yaml
 
 from tuneprune.config import ConfigError, apply_overrides, load_yaml
 from tuneprune.data import check_data_dir
+from tuneprune.raycluster import ensure_ray
 from tuneprune.search.space import SearchSpace, load_space
 from tuneprune.tracking import (
     RunTracker,
@@ -106,23 +107,6 @@ def prepare_search(
     return PreparedSearch(space, document, search_name, tracking_uri, storage_url, results_dir, address, resume)
 
 
-def _ensure_ray(address: str | None) -> float:
-    """Connect to ``address`` or start a local Ray unless one is up; returns seconds taken."""
-    import ray
-
-    t0 = time.perf_counter()
-    if not ray.is_initialized():
-        env = {k: os.environ[k] for k in ("RAY_USAGE_STATS_ENABLED", "MLFLOW_DISABLE_TELEMETRY", "DO_NOT_TRACK") if k in os.environ}
-        ray.init(
-            address=address,
-            include_dashboard=False,
-            logging_level="ERROR",
-            log_to_driver=False,
-            runtime_env={"env_vars": env},
-        )
-    return time.perf_counter() - t0
-
-
 def _collect(studies, space: SearchSpace) -> tuple[list[dict], list[dict]]:
     from optuna.trial import TrialState
 
@@ -199,7 +183,7 @@ def run_search(prepared: PreparedSearch, *, progress: bool = True) -> SearchSumm
     total = remaining_trials(studies)
     ray_time = 0.0
     if total > 0:
-        ray_time = _ensure_ray(prepared.address)
+        ray_time = ensure_ray(prepared.address)
         context = {
             "tracking_uri": prepared.tracking_uri,
             "experiment": space.experiment,

@@ -1,0 +1,29 @@
+"""Joining Ray: connect to a cluster by address, or start a local Ray when none is running.
+
+Shared by everything that runs work on Ray (the search, the evolution); telemetry stays
+off in the workers as in the driver.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+TELEMETRY_VARS = ("RAY_USAGE_STATS_ENABLED", "MLFLOW_DISABLE_TELEMETRY", "DO_NOT_TRACK")
+
+
+def ensure_ray(address: str | None) -> float:
+    """Connect to ``address`` or start a local Ray unless one is up; returns seconds taken."""
+    import ray
+
+    t0 = time.perf_counter()
+    if not ray.is_initialized():
+        env = {k: os.environ[k] for k in TELEMETRY_VARS if k in os.environ}
+        ray.init(
+            address=address,
+            include_dashboard=False,
+            logging_level="ERROR",
+            log_to_driver=False,
+            runtime_env={"env_vars": env},
+        )
+    return time.perf_counter() - t0
