@@ -1,0 +1,165 @@
+"""Search with a real local Ray, real Optuna SQLite studies and a real MLflow SQLite store (search issue)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import optuna
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
+
+from tuneprune.config import ConfigError
+from tuneprune.search import prepare_search, run_search
+from tuneprune.tracking import TAG_TRIAL
+
+pytestmark = pytest.mark.ray
+
+BASE = {"model": "small_cnn", "dataset": "digits", "epochs": 3, "batch_size": 64}
+
+
+def write_space(tmp_path, **fields) -> str:
+    doc = {"base": BASE, "params": {"lr": {"type": "float", "low": 0.01, "high": 0.3, "log": True}}, "num_samples": 4}
+    doc.update(fields)
+    path = tmp_path / f"{doc.get('name', 'space')}.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return str(path)
+
+
+def stores(tmp_path) -> dict:
+    return {
+        "tracking_uri": f"sqlite:///{tmp_path / 'mlruns.db'}",
+        "storage_url": f"sqlite:///{tmp_path / 'optuna.db'}",
+        "results_root": tmp_path / "runs",
+    }
+
+
+def children(summary):
+    client = MlflowClient(summary.tracking_uri)
+    exp = client.get_experiment_by_name("tuneprune")
+    runs = client.search_runs([exp.experiment_id], f"tags.`mlflow.parentRunId` = '{summary.parent_run_id}'")
+    return client, runs
+
+
+def test_asha_search_tracks_every_trial(ray_session, tmp_path):
+    path = write_space(
+        tmp_path,
+        name="asha",
+        base={**BASE, "epochs": 4},
+        params={
+            "lr": {"type": "float", "low": 0.01, "high": 0.3, "log": True},
+            "sparsity.theta.policy": {"type": "categorical", "choices": ["feather", "log_density"]},
+        },
+        grid={"sparsity.target": [0.9]},
+        num_samples=6,
+        early_stopping={"type": "asha", "grace_period": 1, "reduction_factor": 2},
+    )
+    summary = run_search(prepare_search(path, **stores(tmp_path)), progress=False)
+    assert len(summary.trials) == 6
+    states = [t["state"] for t in summary.trials]
+    assert "PRUNED" in states and "COMPLETE" in states
+
+    client, runs = children(summary)
+    assert len(runs) == 6
+    assert len({r.data.tags[TAG_TRIAL] for r in runs}) == 6  # one child per trial, no duplicates
+    by_key = {r.data.tags[TAG_TRIAL]: r for r in runs}
+    for trial in summary.trials:
+        run = by_key[trial["key"]]
+        history = client.get_metric_history(run.info.run_id, "val_acc")
+        steps = sorted(m.step for m in history)
+        assert steps == list(range(1, len(steps) + 1))  # one continuous per-epoch history
+        for key in ("sparsity_k", "sparsity", "theta", "mask_stability", "test_acc", "epoch_time"):
+            assert client.get_metric_history(run.info.run_id, key), key
+        if trial["state"] == "PRUNED":
+            assert run.info.status == "KILLED" and len(steps) < 4
+        else:
+            assert run.info.status == "FINISHED" and len(steps) == 4
+        assert run.data.params["sparsity.target"] == "0.9"
+        assert run.info.run_name.startswith("t0")
+    study = optuna.load_study(study_name="asha[sparsity.target=0.9]", storage=stores(tmp_path)["storage_url"])
+    assert len(study.trials) == 6
+    parent = client.get_run(summary.parent_run_id)
+    assert parent.info.status == "FINISHED" and parent.data.params["sampler"] == "tpe"
+    assert "mlflow.source.git.commit" in parent.data.tags and "version.torch" in parent.data.tags
+    assert (summary.results_dir / "best.yaml").exists()
+
+
+def test_two_objective_search_returns_pareto_set(ray_session, tmp_path):
+    path = write_space(
+        tmp_path,
+        name="pareto",
+        base={**BASE, "epochs": 2, "sparsity": {"target": 0.9, "scheduler": {"end_fraction": 1.0}}},
+        params={"sparsity.target": {"type": "float", "low": 0.5, "high": 0.98}},
+        objectives={"val_acc": "max", "sparsity": "max"},
+        sampler={"type": "nsga2", "seed": 1},
+        num_samples=5,
+    )
+    summary = run_search(prepare_search(path, **stores(tmp_path)), progress=False)
+    complete = [t for t in summary.trials if t["state"] == "COMPLETE"]
+    assert len(complete) == 5
+    points = [[-t["values"]["val_acc"], -t["values"]["sparsity"]] for t in complete]
+    front_idx = NonDominatedSorting().do(np.array(points), only_non_dominated_front=True)
+    expected = {complete[i]["key"] for i in front_idx}
+    assert {b["key"] for b in summary.best} == expected
+
+
+def test_resume_runs_only_the_missing_trials(ray_session, tmp_path):
+    path = write_space(tmp_path, name="resumable", num_samples=2)
+    first = run_search(prepare_search(path, **stores(tmp_path)), progress=False)
+    _, runs_before = children(first)
+    started = {r.data.tags[TAG_TRIAL]: r.info.start_time for r in runs_before}
+    with pytest.raises(ConfigError, match="already exists"):
+        run_search(prepare_search(path, **stores(tmp_path)), progress=False)
+    second = run_search(prepare_search(path, num_samples=4, resume=True, **stores(tmp_path)), progress=False)
+    assert second.parent_run_id == first.parent_run_id
+    client, runs_after = children(second)
+    assert len(runs_after) == 4 and len({r.data.tags[TAG_TRIAL] for r in runs_after}) == 4
+    for run in runs_after:  # the first two trials were not re-run
+        key = run.data.tags[TAG_TRIAL]
+        if key in started:
+            assert run.info.start_time == started[key]
+            assert len(client.get_metric_history(run.info.run_id, "val_acc")) == 3
+    study = optuna.load_study(study_name="resumable", storage=stores(tmp_path)["storage_url"])
+    assert [t.state.name for t in study.trials] == ["COMPLETE"] * 4
+
+
+def test_from_run_reproduces_a_trial_exactly(ray_session, tmp_path):
+    path = write_space(tmp_path, name="repro", num_samples=1, base={**BASE, "sparsity": {"target": 0.8}})
+    summary = run_search(prepare_search(path, **stores(tmp_path)), progress=False)
+    trial = summary.trials[0]
+    client = MlflowClient(summary.tracking_uri)
+    logged = client.get_run(trial["mlflow_run_id"]).data.metrics["test_acc"]
+    out = subprocess.run(
+        [sys.executable, "-m", "tuneprune.cli", "train", "--from-run", trial["mlflow_run_id"],
+         "--tracking-uri", summary.tracking_uri, "--json"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    reproduced = json.loads(out.stdout)
+    assert reproduced["test_acc"] == logged
+    assert reproduced["train_loss"] == client.get_run(trial["mlflow_run_id"]).data.metrics["train_loss"]
+
+
+@pytest.mark.parametrize(
+    "fields, expected",
+    [
+        ({"params": {"sparsity.theta.alpah": {"type": "float", "low": 0, "high": 1}}}, "params.sparsity.theta.alpah: unknown config path"),
+        ({"params": {"lr": {"type": "float", "low": 1.0, "high": 0.1}}}, "low = 1.0 is above high = 0.1"),
+        ({"sampler": {"type": "annealing"}}, "sampler.type = 'annealing'"),
+        ({"params": {}}, "params"),
+    ],
+)
+def test_malformed_space_exits_2_before_ray(tmp_path, fields, expected):
+    path = write_space(tmp_path, **fields)
+    out = subprocess.run(
+        [sys.executable, "-m", "tuneprune.cli", "search", path, "--results-dir", str(tmp_path / "runs"),
+         "--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}", "--storage", f"sqlite:///{tmp_path / 'o.db'}"],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+    )  # fmt: skip
+    assert out.returncode == 2
+    assert expected in out.stderr and out.stderr.strip().count("\n") == 0
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "m.db").exists()
