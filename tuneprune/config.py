@@ -69,27 +69,36 @@ def apply_overrides(data: dict[str, Any], overrides: list[str] | None) -> dict[s
     return result
 
 
+def _split_key(node: dict[str, Any], parts: list[str]) -> tuple[str, list[str]]:
+    """The longest dotted prefix of ``parts`` that is a key of ``node`` (keys like ``sparsity.target``)."""
+    for n in range(len(parts), 1, -1):
+        key = ".".join(parts[:n])
+        if key in node:
+            return key, parts[n:]
+    return parts[0], parts[1:]
+
+
 def set_path(data: dict[str, Any], dotted: str, value: Any) -> None:
-    """Set ``data[a][b][c] = value`` for ``dotted = 'a.b.c'``, creating mappings on the way."""
+    """Set ``data[a][b][c] = value`` for ``dotted = 'a.b.c'``, creating mappings on the way.
+
+    A key that itself contains dots (the searched paths in a space's ``params`` and
+    ``grid``) is matched whole: ``grid.sparsity.target`` sets ``data['grid']['sparsity.target']``.
+    """
     node = data
     parts = dotted.split(".")
-    for i, part in enumerate(parts[:-1]):
-        child = node.get(part)
+    walked: list[str] = []
+    while True:
+        key, rest = _split_key(node, parts)
+        walked.append(key)
+        if not rest:
+            node[key] = value
+            return
+        child = node.get(key)
         if child is None:
-            child = node[part] = {}
+            child = node[key] = {}
         if not isinstance(child, dict):
-            raise ConfigError(f"{'.'.join(parts[: i + 1])}: is a value, cannot set {dotted}")
-        node = child
-    node[parts[-1]] = value
-
-
-def get_path(data: dict[str, Any], dotted: str) -> Any:
-    node: Any = data
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            raise KeyError(dotted)
-        node = node[part]
-    return node
+            raise ConfigError(f"{'.'.join(walked)}: is a value, cannot set {dotted}")
+        node, parts = child, rest
 
 
 def format_validation_error(err: ValidationError, prefix: str = "") -> str:

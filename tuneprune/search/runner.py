@@ -200,7 +200,7 @@ def run_search(prepared: PreparedSearch, *, progress: bool = True) -> SearchSumm
                 mode=direction,
                 time_attr="training_iteration",
                 max_t=base_epochs,
-                grace_period=space.early_stopping.grace_period,
+                grace_period=min(space.early_stopping.grace_period, base_epochs),
                 reduction_factor=space.early_stopping.reduction_factor,
             )
         else:

@@ -171,6 +171,9 @@ def train(
         metrics["test_acc"], metrics["test_loss"] = evaluate(model, data.x_test, data.y_test, config.eval_batch_size)
         metrics["lr"] = optimizer.param_groups[0]["lr"]
         metrics["epoch_time"] = time.perf_counter() - t0
+        if "mask_stability" in metrics:  # SPEC 3: the stability objective is the mean over training
+            stabilities = [h["mask_stability"] for h in history] + [metrics["mask_stability"]]
+            metrics["mean_mask_stability"] = sum(stabilities) / len(stabilities)
         history.append(metrics)
         ckpt = None
         if checkpoint_dir is not None:

@@ -1,0 +1,48 @@
+"""Every shipped search space validates, on its own dataset and overridden to digits."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tuneprune.config import ConfigError
+from tuneprune.search import prepare_search
+
+SPACES = sorted((Path(__file__).resolve().parents[1] / "search_spaces").glob("*.yaml"))
+DIGITS = ["base.dataset=digits", "base.epochs=1"]
+
+
+def test_the_required_spaces_ship():
+    names = {p.stem for p in SPACES}
+    assert {"digits_demo", "feather_alpha", "adaptive_scheduler", "weight_drop"} <= names
+
+
+@pytest.mark.parametrize("path", SPACES, ids=lambda p: p.stem)
+def test_space_validates_on_digits(path, tmp_path):
+    prepared = prepare_search(
+        path, DIGITS, tracking_uri=f"sqlite:///{tmp_path}/m.db", storage_url=f"sqlite:///{tmp_path}/o.db", results_root=tmp_path
+    )
+    for point in prepared.space.grid_points():
+        config = prepared.space.resolve(point, {})
+        assert config.dataset == "digits"
+
+
+@pytest.mark.parametrize("path", [p for p in SPACES if "cifar" in p.read_text()], ids=lambda p: p.stem)
+def test_cifar_space_without_data_names_the_directory(path, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match="data_dir = 'data'.*cifar-100-python"):
+        prepare_search(path, tracking_uri=f"sqlite:///{tmp_path}/m.db", storage_url=f"sqlite:///{tmp_path}/o.db", results_root=tmp_path)
+
+
+def test_dotted_grid_keys_can_be_overridden(tmp_path):
+    path = Path(__file__).resolve().parents[1] / "search_spaces" / "feather_alpha.yaml"
+    prepared = prepare_search(
+        path,
+        [*DIGITS, "grid.model=[resnet20]", "grid.sparsity.target=[0.95,0.99]"],
+        tracking_uri=f"sqlite:///{tmp_path}/m.db", storage_url=f"sqlite:///{tmp_path}/o.db", results_root=tmp_path,
+    )  # fmt: skip
+    assert prepared.space.grid_points() == [
+        {"model": "resnet20", "sparsity.target": 0.95},
+        {"model": "resnet20", "sparsity.target": 0.99},
+    ]
