@@ -11,6 +11,7 @@ FAILED with the reason, without being retried.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -56,6 +57,7 @@ def run_trial(trial: dict[str, Any]) -> None:
     The final epoch is reported only after the model is saved and the run marked
     FINISHED, since a scheduler may stop the trial as soon as it sees that result.
     """
+    import ray
     from ray import tune
 
     ctx = trial["ctx"]
@@ -72,13 +74,16 @@ def run_trial(trial: dict[str, Any]) -> None:
         kind="trial",
         tags={"search.params": json.dumps(trial["params"]), "search.grid": json.dumps(trial["grid"])},
     )
+    tracker.set_tags(run_id, {"ray.node_id": ray.get_runtime_context().get_node_id(), "worker.pid": os.getpid()})
     tracker.log_params(run_id, config.model_dump(mode="json"))
     tracker.log_text(run_id, json.dumps(config.model_dump(mode="json"), indent=2), "config.json")
 
     resume = _resume_point(trial_dir)
     logged = tracker.logged_steps(run_id, "val_acc")
     if resume is not None:
-        for entry in load_file(resume)["history"]:
+        history = load_file(resume)["history"]
+        tracker.set_tags(run_id, {"resumed_from_epoch": len(history)})
+        for entry in history:
             if int(entry["epoch"]) not in logged:
                 tracker.log_metrics(run_id, entry, step=int(entry["epoch"]))
                 logged.add(int(entry["epoch"]))
