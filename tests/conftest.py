@@ -20,3 +20,15 @@ def ray_session():
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def dense_digits(tmp_path_factory):
+    """small_cnn trained once per session on digits (about 99% test accuracy): ``(model file, TrainResult)``."""
+    from tuneprune.training import RunConfig, save_model, train
+
+    config = RunConfig(model="small_cnn", dataset="digits", epochs=3, batch_size=64, lr=0.05)
+    result = train(config)
+    path = tmp_path_factory.mktemp("dense") / "model.pt"
+    save_model(result.model, config.model_dump(mode="json"), path, result.num_classes, result.in_channels, result.final)
+    return path, result

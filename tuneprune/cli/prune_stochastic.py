@@ -1,0 +1,87 @@
+"""``tuneprune prune-stochastic CONFIG.yaml``: one Stochastic Pruning point (sigma, r, n) against deterministic pruning (SPEC 5)."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from tuneprune.cli.common import add_set_argument, print_json
+
+if TYPE_CHECKING:
+    from tuneprune.stochastic.pipeline import StochasticReport
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("prune-stochastic", help="prune a dense model stochastically and compare with deterministic pruning", description=__doc__)
+    p.add_argument("config", type=Path, help="stochastic pruning config YAML (see configs/stochastic_digits.yaml)")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--checkpoint", type=Path, help="dense model file written by 'tuneprune train --out' (default: train it now)")
+    source.add_argument("--from-run", metavar="RUN_ID", help="use the model.pt artifact of this MLflow run")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI for --from-run (default: sqlite:///mlruns.db)")
+    p.add_argument("--out", type=Path, help="directory for report.json and the feature-variance table and plot (default: runs/<config name>)")
+    add_set_argument(p)
+    p.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    p.set_defaults(run=run)
+
+
+def write_outputs(report: StochasticReport, out: Path) -> None:
+    """report.json, feature_variance.csv and feature_variance.png in ``out``."""
+    from tuneprune.stochastic import plot_feature_variance
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.json").write_text(json.dumps(report.to_json(), indent=2))
+    if not report.feature_variance:
+        return
+    labels = list(next(iter(report.feature_variance.values())))
+    with open(out / "feature_variance.csv", "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["layer", *labels])
+        for layer, values in report.feature_variance.items():
+            writer.writerow([layer, *(values[label] for label in labels)])
+    by_model = {label: {layer: v[label] for layer, v in report.feature_variance.items()} for label in labels}
+    plot_feature_variance(by_model, out / "feature_variance.png")
+
+
+def print_report(report: StochasticReport, out: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    table = Table(title=f"Stochastic Pruning: sigma={report.sigma:g} rate={report.rate:g} samples={report.samples}, sparsity {report.sparsity:.4f}")
+    for column in ("model", "val_acc", "test_acc"):
+        table.add_column(column)
+    rows = [("dense", report.dense), ("deterministic", report.deterministic), (f"stochastic (sample {report.best_sample})", report.stochastic)]
+    rows += [(f"{label} + fine-tuning", metrics) for label, metrics in report.finetuned.items()]
+    for label, metrics in rows:
+        table.add_row(label, f"{metrics['val_acc']:.4f}", f"{metrics['test_acc']:.4f}")
+    console.print(table)
+    if report.feature_variance:
+        labels = list(next(iter(report.feature_variance.values())))
+        variance = Table(title="feature variance per layer (SPEC 5)")
+        for column in ("layer", *labels):
+            variance.add_column(column)
+        for layer, values in report.feature_variance.items():
+            variance.add_row(layer, *(f"{values[label]:.4g}" for label in labels))
+        console.print(variance)
+    console.print(f"results: {out}")
+
+
+def run(args: argparse.Namespace) -> int:
+    from tuneprune.config import load_config
+    from tuneprune.data import check_data_dir
+    from tuneprune.stochastic import StochasticConfig, dense_model_and_data, run_stochastic
+
+    config = load_config(StochasticConfig, args.config, args.overrides)
+    check_data_dir(config.train.dataset, config.train.data_dir, config.train.download)
+    model, run_config, data = dense_model_and_data(config.train, args.checkpoint, args.from_run, args.tracking_uri)
+    report = run_stochastic(config, model, run_config, data)
+    out = args.out or Path("runs") / args.config.stem
+    write_outputs(report, out)
+    if args.json:
+        print_json({**report.to_json(), "results_dir": str(out)})
+    else:
+        print_report(report, out)
+    return 0

@@ -1,0 +1,29 @@
+"""Stochastic Pruning (SPEC 5): noisy samples of a dense model pruned one-shot, the best kept.
+
+Imports neither Ray nor MLflow: the evolution (``tuneprune.evolution``) and the
+``prune-stochastic`` command build on these pieces.
+"""
+
+from tuneprune.stochastic.config import FinetuneConfig, StochasticConfig, TargetConfig
+from tuneprune.stochastic.dense import dense_model_and_data
+from tuneprune.stochastic.finetune import finetune
+from tuneprune.stochastic.pipeline import run_stochastic
+from tuneprune.stochastic.pruning import Pruner, derive_seed, magnitude_masks, score_samples
+from tuneprune.stochastic.targets import target_layers
+from tuneprune.stochastic.variance import feature_variance, plot_feature_variance
+
+__all__ = [
+    "FinetuneConfig",
+    "Pruner",
+    "StochasticConfig",
+    "TargetConfig",
+    "derive_seed",
+    "dense_model_and_data",
+    "feature_variance",
+    "finetune",
+    "magnitude_masks",
+    "plot_feature_variance",
+    "run_stochastic",
+    "score_samples",
+    "target_layers",
+]

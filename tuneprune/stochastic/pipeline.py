@@ -1,0 +1,105 @@
+"""One Stochastic Pruning point end to end: deterministic baseline, best of n samples, fine-tuning, variance (SPEC 5)."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from tuneprune.data import DatasetSplits
+from tuneprune.sparsity import prunable_sparsity
+from tuneprune.stochastic.config import StochasticConfig
+from tuneprune.stochastic.finetune import finetune
+from tuneprune.stochastic.pruning import Pruner, derive_seed, score_samples
+from tuneprune.stochastic.targets import target_layers
+from tuneprune.stochastic.variance import feature_variance
+from tuneprune.training import RunConfig, evaluate
+
+
+@dataclass
+class StochasticReport:
+    """Accuracies of the dense, deterministic and best stochastic models; SPEC 5 quantities.
+
+    ``sample_val_acc`` holds the validation accuracy of every sample; ``best_sample`` and
+    ``best_seed`` re-create the chosen one (``Pruner.apply(sigma, rate, best_seed)``).
+    ``finetuned`` maps ``deterministic``/``stochastic`` to metrics after fine-tuning;
+    ``feature_variance`` maps a layer to its variance in each of the three models.
+    """
+
+    sigma: float
+    rate: float
+    samples: int
+    sparsity: float
+    dense: dict[str, float]
+    deterministic: dict[str, float]
+    stochastic: dict[str, float]
+    best_sample: int
+    best_seed: int
+    sample_val_acc: list[float]
+    finetuned: dict[str, dict[str, float]] = field(default_factory=dict)
+    feature_variance: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _accuracies(model: nn.Module, data: DatasetSplits, batch_size: int) -> dict[str, float]:
+    return {
+        "val_acc": evaluate(model, data.x_val, data.y_val, batch_size)[0],
+        "test_acc": evaluate(model, data.x_test, data.y_test, batch_size)[0],
+    }
+
+
+def _variance_table(models: dict[str, nn.Module], x: torch.Tensor, batch_size: int) -> dict[str, dict[str, float]]:
+    """layer -> {model label -> variance}."""
+    per_model = {label: feature_variance(model, x, batch_size) for label, model in models.items()}
+    layers = next(iter(per_model.values()))
+    return {layer: {label: values[layer] for label, values in per_model.items()} for layer in layers}
+
+
+def run_stochastic(config: StochasticConfig, model: nn.Module, run_config: RunConfig, data: DatasetSplits) -> StochasticReport:
+    """Prune ``model`` (the dense model ``run_config`` trained; modified in place) at ``config.rate``.
+
+    The deterministic baseline prunes the dense weights; each of ``config.samples``
+    samples prunes noisy weights (noise seed ``derive_seed(config.seed, i)``); the best on
+    the validation split is reported on the test split. Feature variance is measured on
+    the validation split.
+    """
+    batch = run_config.eval_batch_size
+    device = data.x_val.device
+    model.to(device)
+    dense = _accuracies(model, data, batch)
+    dense_copy = copy.deepcopy(model) if config.feature_variance else None
+    layers = target_layers(model, config.target)
+    modules = [module for _, module in layers]
+    pruner = Pruner(layers)
+
+    det_masks = pruner.apply(0.0, config.rate)
+    deterministic = {**_accuracies(model, data, batch), "sparsity": prunable_sparsity(model, config.target.min_size)}
+    det_model = copy.deepcopy(model)
+
+    seeds = [derive_seed(config.seed, i) for i in range(config.samples)]
+    val_accs = score_samples(model, pruner, data.x_val, data.y_val, config.sigma, config.rate, seeds, batch)
+    best = max(range(len(seeds)), key=lambda i: val_accs[i])
+    masks = pruner.apply(config.sigma, config.rate, seeds[best])
+    stochastic = {**_accuracies(model, data, batch), "sparsity": prunable_sparsity(model, config.target.min_size)}
+
+    report = StochasticReport(
+        config.sigma, config.rate, config.samples, deterministic["sparsity"],
+        dense, deterministic, stochastic, best, seeds[best], val_accs,
+    )  # fmt: skip
+    if dense_copy is not None:
+        models = {"dense": dense_copy, "deterministic": det_model, "stochastic": model}
+        report.feature_variance = _variance_table(models, data.x_val, batch)
+    if config.finetune.epochs > 0:
+        det_modules = [dict(det_model.named_modules())[name] for name, _ in layers]
+        for label, target, target_modules, target_masks in (
+            ("deterministic", det_model, det_modules, det_masks),
+            ("stochastic", model, modules, masks),
+        ):
+            final = finetune(target, target_modules, target_masks, data, run_config, config.finetune)
+            report.finetuned[label] = {"val_acc": final["val_acc"], "test_acc": final["test_acc"]}
+    return report

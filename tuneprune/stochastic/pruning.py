@@ -1,0 +1,90 @@
+"""Noisy samples pruned one-shot by global magnitude, re-created from (seed, index) (SPEC 5, SPEC 9)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from tuneprune.training.evaluate import evaluate
+
+
+def derive_seed(*keys: int) -> int:
+    """A 32-bit seed determined by ``keys`` alone, e.g. ``(seed, sample index)`` (SPEC 9)."""
+    return int(np.random.SeedSequence([int(k) for k in keys]).generate_state(1)[0])
+
+
+def magnitude_masks(weights: Sequence[torch.Tensor], rate: float) -> list[torch.Tensor]:
+    """Keep-masks removing exactly ``round(rate * N)`` smallest-magnitude weights over all ``weights``.
+
+    One global ranking (a stable sort, so ties fall the same way every time), SPEC 5.
+    """
+    flat = torch.cat([w.detach().abs().flatten() for w in weights])
+    keep = torch.ones_like(flat, dtype=torch.bool)
+    pruned = round(rate * flat.numel())
+    if pruned:
+        keep[torch.argsort(flat, stable=True)[:pruned]] = False
+    return [m.view_as(w) for m, w in zip(keep.split([w.numel() for w in weights]), weights)]
+
+
+class Pruner:
+    """Turns a dense model into pruned samples in place (SPEC 5).
+
+    A sample adds ``N(0, sigma^2)`` noise to every targeted weight, drawn from a CPU
+    ``torch.Generator`` seeded with the sample's seed (so it is the same on any device),
+    then prunes by global magnitude; the surviving weights keep their noise. ``groups``
+    (lists of indices into ``layers``) get one pruning rate each; by default one group.
+    With ``sigma = 0`` the sample is the deterministic pruning of the dense weights.
+    """
+
+    def __init__(self, layers: Sequence[tuple[str, nn.Module]], groups: Sequence[Sequence[int]] | None = None) -> None:
+        self.modules = [module for _, module in layers]
+        self.dense = [module.weight.detach().clone() for module in self.modules]
+        self.groups = [list(g) for g in groups] if groups else [list(range(len(self.modules)))]
+
+    def _noisy(self, sigma: float, seed: int) -> list[torch.Tensor]:
+        if sigma == 0:
+            return list(self.dense)
+        generator = torch.Generator().manual_seed(seed)
+        return [w + sigma * torch.randn(w.shape, generator=generator, dtype=w.dtype).to(w.device) for w in self.dense]
+
+    @torch.no_grad()
+    def apply(self, sigma: float, rates: float | Sequence[float], seed: int = 0) -> list[torch.Tensor]:
+        """Set the model's targeted weights to the sample ``seed``; return its keep-masks."""
+        rates = [rates] * len(self.groups) if isinstance(rates, (int, float)) else list(rates)
+        if len(rates) != len(self.groups):
+            raise ValueError(f"{len(rates)} pruning rates for {len(self.groups)} layer groups")
+        noisy = self._noisy(sigma, seed)
+        masks: list[torch.Tensor] = [torch.empty(0)] * len(noisy)
+        for group, rate in zip(self.groups, rates):
+            for i, mask in zip(group, magnitude_masks([noisy[i] for i in group], rate)):
+                masks[i] = mask
+        for module, weight, mask in zip(self.modules, noisy, masks):
+            module.weight.copy_(weight * mask)
+        return masks
+
+    @torch.no_grad()
+    def restore(self) -> None:
+        """Put the dense weights back."""
+        for module, weight in zip(self.modules, self.dense):
+            module.weight.copy_(weight)
+
+
+def score_samples(
+    model: nn.Module,
+    pruner: Pruner,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    sigma: float,
+    rates: float | Sequence[float],
+    seeds: Sequence[int],
+    batch_size: int = 1024,
+) -> list[float]:
+    """The accuracy on ``(x, y)`` of the sample of every seed in ``seeds`` (batched, no autograd)."""
+    accuracies = []
+    for seed in seeds:
+        pruner.apply(sigma, rates, seed)
+        accuracies.append(evaluate(model, x, y, batch_size)[0])
+    return accuracies
