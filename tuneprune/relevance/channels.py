@@ -1,0 +1,135 @@
+"""Convolution channels of a model: discovery, selection at a percentage, pruning (SPEC 6).
+
+Every output channel of every ``nn.Conv2d`` is a prunable channel. Channels carry a
+global index: layer by layer in module order, channel by channel within a layer.
+Pruning a channel zeroes its filter and bias and, when a BatchNorm directly follows the
+convolution in module order (as in every model of the zoo), that BatchNorm's scale and
+shift, so the channel's output is exactly zero whatever its input.
+
+No layer is ever pruned to zero channels: a layer without channels cuts the network
+(a VGG) or leaves only the shortcut (a ResNet block), which measures the architecture
+rather than the ranking. Selection therefore keeps at least one channel per layer,
+skipping a layer's last channel and continuing down the ranking.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+
+from tuneprune.relevance.settings import Scope
+
+
+@dataclass(frozen=True)
+class ConvUnit:
+    """A convolution, the BatchNorm that directly follows it (if any), and its first global index."""
+
+    name: str
+    conv: nn.Conv2d
+    norm: nn.BatchNorm2d | None
+    offset: int
+
+    @property
+    def size(self) -> int:
+        return self.conv.out_channels
+
+
+def _leaves(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    return [(name, module) for name, module in model.named_modules() if not any(module.children())]
+
+
+def conv_units(model: nn.Module) -> list[ConvUnit]:
+    """Every convolution of ``model`` in module order, paired with its following BatchNorm."""
+    leaves = _leaves(model)
+    units: list[ConvUnit] = []
+    offset = 0
+    for position, (name, module) in enumerate(leaves):
+        if not isinstance(module, nn.Conv2d):
+            continue
+        following = leaves[position + 1][1] if position + 1 < len(leaves) else None
+        is_norm = isinstance(following, nn.BatchNorm2d) and following.num_features == module.out_channels
+        units.append(ConvUnit(name, module, following if is_norm else None, offset))
+        offset += module.out_channels
+    return units
+
+
+def layer_of_channels(units: Sequence[ConvUnit]) -> list[int]:
+    """For each global channel index, the position of its layer in ``units``."""
+    return [layer for layer, unit in enumerate(units) for _ in range(unit.size)]
+
+
+def _count(percentage: float, size: int) -> int:
+    """Channels pruned at ``percentage`` of ``size``, rounded half up."""
+    return math.floor(percentage / 100.0 * size + 0.5)
+
+
+def select_channels(order: Sequence[int], units: Sequence[ConvUnit], percentage: float, scope: Scope) -> list[int]:
+    """The channels to prune: the lowest-ranked ``percentage`` % of ``order``.
+
+    ``global``: ``round(p * N)`` channels over all ``N`` channels, capped at ``N - L``
+    for ``L`` layers; ``layer``: ``round(p * n_l)`` of every layer's ``n_l`` channels,
+    capped at ``n_l - 1``, taken in the order of the ranking. Either way at least one
+    channel per layer survives (see the module docstring).
+    """
+    layer = layer_of_channels(units)
+    sizes = [unit.size for unit in units]
+    if scope == "global":
+        budget = [size - 1 for size in sizes]
+        wanted = min(_count(percentage, len(layer)), sum(budget))
+    else:
+        budget = [min(_count(percentage, size), size - 1) for size in sizes]
+        wanted = sum(budget)
+    selected: list[int] = []
+    for channel in order:
+        if len(selected) == wanted:
+            break
+        if budget[layer[channel]] > 0:
+            budget[layer[channel]] -= 1
+            selected.append(channel)
+    return selected
+
+
+def channel_masks(units: Sequence[ConvUnit], channels: Sequence[int]) -> list[torch.Tensor]:
+    """One boolean mask per unit, ``True`` for the pruned channels of that layer."""
+    layer = layer_of_channels(units)
+    masks = [torch.zeros(unit.size, dtype=torch.bool) for unit in units]
+    for channel in channels:
+        unit = units[layer[channel]]
+        masks[layer[channel]][channel - unit.offset] = True
+    return masks
+
+
+def pruned_tensors(unit: ConvUnit) -> list[torch.Tensor]:
+    """The tensors whose first dimension is the unit's output channel and that pruning zeroes."""
+    tensors = [unit.conv.weight, unit.conv.bias]
+    if unit.norm is not None:
+        tensors += [unit.norm.weight, unit.norm.bias]
+    return [t for t in tensors if t is not None]
+
+
+@torch.no_grad()
+def prune_channels(units: Sequence[ConvUnit], channels: Sequence[int]) -> None:
+    """Zero the filters, biases and BatchNorm scale and shift of ``channels`` in place."""
+    for unit, mask in zip(units, channel_masks(units, channels)):
+        if mask.any():
+            for tensor in pruned_tensors(unit):
+                tensor[mask.to(tensor.device)] = 0.0
+
+
+@contextmanager
+def channels_pruned(units: Sequence[ConvUnit], channels: Sequence[int]) -> Iterator[None]:
+    """Prune ``channels`` for the duration of the block, then restore the original values."""
+    saved = [[t.detach().clone() for t in pruned_tensors(unit)] for unit in units]
+    prune_channels(units, channels)
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for unit, originals in zip(units, saved):
+                for tensor, original in zip(pruned_tensors(unit), originals):
+                    tensor.copy_(original)

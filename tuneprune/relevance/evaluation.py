@@ -1,0 +1,83 @@
+"""Accuracy and loss of channel-pruned models without retraining (SPEC 6).
+
+:func:`prepare` moves a trained model and its data to the device and scores every
+channel once; :func:`evaluate_pruned` measures the test split with a set of channels
+pruned (and restores them); :func:`evaluate_channel_pruning` is the one-call version for
+a single :class:`~tuneprune.relevance.settings.PruningPoint`, the function a search trial
+calls after training.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch.nn as nn
+
+from tuneprune.data import DatasetSplits
+from tuneprune.relevance.channels import ConvUnit, channels_pruned, conv_units, select_channels
+from tuneprune.relevance.rankings import build_rankings
+from tuneprune.relevance.scores import ChannelScores, channel_scores
+from tuneprune.relevance.settings import PruningPoint, RelevanceSettings
+from tuneprune.training.evaluate import evaluate
+from tuneprune.training.loop import resolve_device
+
+
+@dataclass
+class Prepared:
+    """A trained model and its data on one device, with its channels and their scores."""
+
+    model: nn.Module
+    data: DatasetSplits
+    units: list[ConvUnit]
+    scores: ChannelScores
+    eval_batch_size: int
+
+    @property
+    def num_channels(self) -> int:
+        return len(self.scores.relevance)
+
+    def test_metrics(self, model: nn.Module | None = None) -> tuple[float, float]:
+        """``(accuracy, loss)`` of ``model`` (default: the prepared one) on the test split."""
+        return evaluate(model or self.model, self.data.x_test, self.data.y_test, self.eval_batch_size)
+
+
+def prepare(
+    model: nn.Module, data: DatasetSplits, settings: RelevanceSettings, eval_batch_size: int = 1024
+) -> Prepared:
+    """Move ``model`` (in place) and ``data`` to ``settings.device`` and score every channel."""
+    device = resolve_device(settings.device)
+    model = model.to(device)
+    data = data.to(device)
+    units = conv_units(model)
+    return Prepared(model, data, units, channel_scores(model, units, data, settings), eval_batch_size)
+
+
+def evaluate_pruned(prepared: Prepared, channels: Sequence[int]) -> tuple[float, float]:
+    """Test ``(accuracy, loss)`` with ``channels`` pruned; the model is restored afterwards."""
+    with channels_pruned(prepared.units, channels):
+        return prepared.test_metrics()
+
+
+def point_order(scores: ChannelScores, point: PruningPoint) -> list[int]:
+    """The ranking a pruning point names: one of the fixed rankings, or the delta mix."""
+    names = [] if point.ranking == "mixed" else [point.ranking]
+    deltas = [point.delta] if point.ranking == "mixed" else []
+    (order,) = build_rankings(scores.relevance, scores.parameter, names, deltas, point.seed).values()
+    return order
+
+
+def evaluate_channel_pruning(
+    model: nn.Module, data: DatasetSplits, settings: PruningPoint, eval_batch_size: int = 1024
+) -> dict[str, float]:
+    """Prune ``settings.percentage`` % of the channels of a trained model by its ranking.
+
+    Returns ``pruned_acc`` and ``pruned_loss`` (test split, no retraining) and
+    ``pruned_fraction`` (channels actually pruned over all channels, below the request
+    only where a layer would lose its last channel). ``model`` moves to the device.
+    """
+    prepared = prepare(model, data, settings, eval_batch_size)
+    order = point_order(prepared.scores, settings)
+    channels = select_channels(order, prepared.units, settings.percentage, settings.scope)
+    acc, loss = evaluate_pruned(prepared, channels)
+    return {"pruned_acc": acc, "pruned_loss": loss, "pruned_fraction": len(channels) / prepared.num_channels}

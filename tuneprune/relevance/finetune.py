@@ -1,0 +1,66 @@
+"""Optional fine-tuning of a channel-pruned model with its mask held fixed (SPEC 6).
+
+The pruned tensors are zero and :class:`FrozenChannels` zeroes their gradients after
+every backward pass, so SGD's momentum and weight decay (both proportional to the zero
+weights or gradients) leave them exactly zero.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from typing import Any
+
+import torch.nn as nn
+
+from tuneprune.data import DatasetSplits
+from tuneprune.relevance.channels import channel_masks, conv_units, prune_channels, pruned_tensors
+from tuneprune.relevance.config import FinetuneSettings
+from tuneprune.training.config import RunConfig
+from tuneprune.training.loop import train
+
+
+class FrozenChannels:
+    """A :class:`~tuneprune.training.hooks.TrainHook` keeping pruned channels at zero."""
+
+    def __init__(self, model: nn.Module, channels: Sequence[int]) -> None:
+        units = conv_units(model)
+        self._frozen = [
+            (tensor, mask)
+            for unit, mask in zip(units, channel_masks(units, channels))
+            if mask.any()
+            for tensor in pruned_tensors(unit)
+        ]
+
+    def before_iteration(self, step: int) -> None:
+        """Nothing to do before the forward pass."""
+
+    def after_backward(self, step: int) -> None:
+        for tensor, mask in self._frozen:
+            if tensor.grad is not None:
+                tensor.grad[mask.to(tensor.grad.device)] = 0.0
+
+    def end_epoch(self, epoch: int) -> dict[str, float]:
+        return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Stateless: the mask is rebuilt from the channels."""
+
+
+def finetune_pruned(
+    model: nn.Module, channels: Sequence[int], data: DatasetSplits, run_config: RunConfig, settings: FinetuneSettings
+) -> nn.Module:
+    """A pruned copy of ``model`` trained ``settings.epochs`` more epochs, on the CPU on return.
+
+    The recipe is ``run_config``'s (the model's own) with the fine-tuning epochs, learning
+    rate and batch size, dense (no sparsity engine). ``model`` itself is left untouched.
+    """
+    tuned = copy.deepcopy(model)
+    prune_channels(conv_units(tuned), channels)
+    config = run_config.model_copy(
+        update={"epochs": settings.epochs, "lr": settings.lr, "batch_size": settings.batch_size, "sparsity": None}
+    )
+    return train(config, model=tuned, data=data, hooks=[FrozenChannels(tuned, channels)]).model

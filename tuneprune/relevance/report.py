@@ -1,0 +1,73 @@
+"""CSV and plots of pruning curves (SPEC 6): accuracy and loss against the pruned percentage.
+
+``curves.csv`` has one row per (ranking, percentage). ``rankings.png`` draws the fixed
+rankings (relevance, parameter, random, combined), ``deltas.png`` the delta-mixed ones;
+each has an accuracy and a loss panel and the unpruned model as a dashed line.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from tuneprune.relevance.rankings import describe
+from tuneprune.relevance.study import Row, StudyResult
+
+PANELS = (("acc", "test accuracy"), ("loss", "test loss"))
+
+
+def write_csv(result: StudyResult, path: Path) -> Path:
+    """All curves as ``ranking, percentage, pruned_channels, acc, loss[, finetuned_*]`` rows."""
+    rows = [{"ranking": name, **row} for name, curve in result.curves.items() for row in curve]
+    with path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def plot_curves(
+    curves: dict[str, list[Row]], baseline: dict[str, float], title: str, path: Path, colormap: str | None = None
+) -> Path:
+    """One line per curve in an accuracy panel and a loss panel, saved as a PNG.
+
+    ``colormap`` (e.g. ``viridis``) colours the curves in order along a sequential map,
+    for an ordered family such as the deltas; the default is matplotlib's colour cycle.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cmap = plt.get_cmap(colormap) if colormap else None
+    fig, axes = plt.subplots(1, len(PANELS), figsize=(11, 4.2))
+    for ax, (key, label) in zip(axes, PANELS):
+        for i, (name, curve) in enumerate(curves.items()):
+            color = cmap(i / max(len(curves) - 1, 1)) if cmap else None
+            x, y = [r["percentage"] for r in curve], [r[key] for r in curve]
+            ax.plot(x, y, marker="o", markersize=3, label=name, color=color)
+        ax.axhline(baseline[key], color="grey", linestyle="--", linewidth=1, label="unpruned")
+        ax.set_xlabel("convolution channels pruned (%)")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def write_report(result: StudyResult, directory: Path, title: str) -> list[Path]:
+    """``curves.csv`` plus the plots of the rankings and of the deltas present in ``result``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = [write_csv(result, directory / "curves.csv")]
+    groups: dict[str, dict[str, list[Row]]] = {"rankings": {}, "deltas": {}}
+    for key, curve in result.curves.items():
+        groups["deltas" if describe(key)["ranking"] == "mixed" else "rankings"][key] = curve
+    colormaps = {"rankings": None, "deltas": "viridis"}
+    for group, curves in groups.items():
+        if curves:
+            path = directory / f"{group}.png"
+            paths.append(plot_curves(curves, result.baseline, f"{title}: {group}", path, colormaps[group]))
+    return paths

@@ -1,0 +1,61 @@
+"""MLflow records of a relevance study (SPEC 6): a parent run of kind ``relevance`` and
+one child run of kind ``ranking`` per ranking or delta, with ``acc`` and ``loss`` (and
+``finetuned_acc``/``finetuned_loss`` when fine-tuning) at step = pruned percentage.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tuneprune.config import ConfigError
+from tuneprune.relevance.rankings import describe
+from tuneprune.relevance.study import Row, StudyResult
+from tuneprune.tracking import RunTracker
+
+KIND = "relevance"
+CHILD_KIND = "ranking"
+
+
+class StudyTracker:
+    """The parent run of one study and the logging of its curves and artifacts."""
+
+    def __init__(self, tracker: RunTracker, name: str) -> None:
+        """Refuse a name that an earlier study used, before any work starts."""
+        existing = tracker.find_parent(name, KIND)
+        if existing is not None:
+            raise ConfigError(
+                f"name = {name!r}: a relevance study of that name exists "
+                f"(MLflow run {existing.info.run_id}); choose another --name"
+            )
+        self.tracker = tracker
+        self.name = name
+        self.parent_id = ""
+
+    def start(self, config: dict[str, Any], model_source: dict[str, str]) -> str:
+        """Create the parent run with the study config and where the model came from."""
+        self.parent_id = self.tracker.start_parent(self.name, KIND, resume=False)
+        self.tracker.log_params(self.parent_id, {**config, "model_source": model_source})
+        return self.parent_id
+
+    def log_curve(self, ranking: str, rows: list[Row]) -> None:
+        """A finished child run holding one curve."""
+        run_id = self.tracker.child(self.parent_id, ranking, f"{self.name}/{ranking}", CHILD_KIND)
+        self.tracker.log_params(run_id, describe(ranking))
+        for row in rows:
+            metrics = {k: v for k, v in row.items() if k != "percentage"}
+            self.tracker.log_metrics(run_id, metrics, step=int(row["percentage"]))
+        self.tracker.finish(run_id)
+
+    def finish(self, result: StudyResult, artifacts: list[Path]) -> None:
+        """Log the unpruned metrics and the channel count (step 0) and the files; end FINISHED."""
+        summary = {"base_acc": result.baseline["acc"], "base_loss": result.baseline["loss"], "channels": result.num_channels}
+        self.tracker.log_metrics(self.parent_id, summary, step=0)
+        for path in artifacts:
+            self.tracker.log_artifact(self.parent_id, path)
+        self.tracker.finish(self.parent_id)
+
+    def fail(self, error: BaseException) -> None:
+        """End the parent run KILLED (interrupted) or FAILED with the error as a tag."""
+        status = "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED"
+        self.tracker.finish(self.parent_id, status, f"{type(error).__name__}: {error}")
