@@ -1,0 +1,113 @@
+"""Channel selection and pruning of SPEC 6: exact counts, no empty layer, restore, fixed-mask fine-tuning."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn as nn
+
+from tuneprune.data import load_dataset
+from tuneprune.models import create_model
+from tuneprune.relevance import PruningPoint, evaluate_channel_pruning
+from tuneprune.relevance.channels import channels_pruned, conv_units, prune_channels, select_channels
+from tuneprune.relevance.config import FinetuneSettings
+from tuneprune.relevance.evaluation import evaluate_pruned, prepare
+from tuneprune.relevance.finetune import finetune_pruned
+from tuneprune.relevance.rankings import random_order
+from tuneprune.relevance.settings import RelevanceSettings
+from tuneprune.training import RunConfig, evaluate, train
+
+SMALL_CNN_WIDTHS = [32, 64, 128]
+
+
+@pytest.fixture(scope="module")
+def trained():
+    """small_cnn trained one epoch on digits, its data and config."""
+    config = RunConfig(model="small_cnn", dataset="digits", epochs=1, batch_size=64, lr=0.05)
+    return train(config).model, load_dataset(config), config
+
+
+def zeroed_channels(model: nn.Module) -> int:
+    """Channels whose filter and BatchNorm scale and shift are all zero."""
+    count = 0
+    for unit in conv_units(model):
+        dead = unit.conv.weight.flatten(1).eq(0).all(1) & unit.norm.weight.eq(0) & unit.norm.bias.eq(0)
+        count += int(dead.sum())
+    return count
+
+
+def test_conv_units_pair_each_convolution_with_its_batchnorm():
+    units = conv_units(create_model("resnet20", 10, 3))
+    assert len(units) == 19 + 2  # stem, 18 body convolutions, 2 projection shortcuts
+    assert all(u.norm is not None and u.norm.num_features == u.size for u in units)
+    assert [u.offset for u in units[:3]] == [0, 16, 32]
+
+
+def prune_at(percentage: int, scope: str) -> tuple[nn.Module, list, list[int]]:
+    """A fresh small_cnn with ``percentage`` % of its 224 channels pruned in a random order."""
+    model = create_model("small_cnn", 10, 1)
+    units = conv_units(model)
+    channels = select_channels(random_order(224, percentage), units, percentage, scope)
+    prune_channels(units, channels)
+    return model, units, channels
+
+
+@pytest.mark.parametrize("percentage", [10, 33, 50, 90])
+def test_global_pruning_removes_exactly_the_requested_number(percentage):
+    model, _, channels = prune_at(percentage, "global")
+    assert len(channels) == len(set(channels)) == round(percentage / 100 * 224) == zeroed_channels(model)
+
+
+@pytest.mark.parametrize("percentage", [10, 50, 90])
+def test_layer_pruning_takes_the_percentage_of_every_layer(percentage):
+    model, units, channels = prune_at(percentage, "layer")
+    per_layer = [sum(u.offset <= c < u.offset + u.size for c in channels) for u in units]
+    assert per_layer == [round(percentage / 100 * w) for w in SMALL_CNN_WIDTHS]
+    assert zeroed_channels(model) == sum(per_layer)
+
+
+def test_no_layer_loses_its_last_channel():
+    units = conv_units(create_model("small_cnn", 10, 1))
+    first_layer_first = list(range(32)) + list(range(32, 224))
+    channels = select_channels(first_layer_first, units, 99, "global")
+    assert len(channels) == 224 - 3  # round(0.99 * 224) = 222 is capped at one survivor per layer
+    assert sum(c < 32 for c in channels) == 31
+    assert len(select_channels(first_layer_first, units, 99, "layer")) == 31 + 63 + 127
+
+
+def test_pruned_channels_output_zero_and_are_restored():
+    model = create_model("small_cnn", 10, 1).eval()
+    units = conv_units(model)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    x = torch.randn(4, 1, 8, 8)
+    with channels_pruned(units, [0, 5]):
+        activations = model.features[:3](x)
+        assert activations[:, [0, 5]].abs().max() == 0 and activations[:, 1].abs().max() > 0
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_pruning_zero_percent_leaves_accuracy_unchanged(trained):
+    model, data, _ = trained
+    baseline = evaluate(model, data.x_test, data.y_test)
+    prepared = prepare(model, data, RelevanceSettings(eval_samples=64))
+    for scope in ("global", "layer"):
+        assert select_channels(random_order(224, 0), prepared.units, 0, scope) == []
+    assert evaluate_pruned(prepared, []) == baseline
+    metrics = evaluate_channel_pruning(model, data, PruningPoint(percentage=0, eval_samples=64))
+    assert (metrics["pruned_acc"], metrics["pruned_loss"], metrics["pruned_fraction"]) == (*baseline, 0.0)
+
+
+def test_evaluate_channel_pruning_reports_the_search_metrics(trained):
+    model, data, _ = trained
+    metrics = evaluate_channel_pruning(model, data, PruningPoint(ranking="mixed", delta=0.3, percentage=50, eval_samples=64))
+    assert set(metrics) == {"pruned_acc", "pruned_loss", "pruned_fraction"}
+    assert metrics["pruned_fraction"] == 112 / 224 and 0.0 <= metrics["pruned_acc"] <= 1.0
+
+
+def test_finetuning_keeps_the_mask_and_leaves_the_original(trained):
+    model, data, config = trained
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    channels = select_channels(random_order(224, 2), conv_units(model), 40, "global")
+    tuned = finetune_pruned(model, channels, data, config, FinetuneSettings(epochs=1, lr=0.01))
+    assert zeroed_channels(tuned) == len(channels)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
