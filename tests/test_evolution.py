@@ -1,0 +1,184 @@
+"""Evolution of Stochastic Pruning with pymoo on a real local Ray, tracked in a real MLflow SQLite store (SPEC 5)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cloudpickle
+import numpy as np
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
+
+from tuneprune.config import ConfigError
+from tuneprune.evolution import EvolutionSpace, prepare_evolution, run_evolution
+from tuneprune.evolution.problem import new_algorithm
+from tuneprune.tracking import TAG_TRIAL
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = sorted((ROOT / "search_spaces").glob("evolve_*.yaml"))
+SPACE = {
+    "train": {"model": "small_cnn", "dataset": "digits", "epochs": 3, "batch_size": 64, "lr": 0.05},
+    "algorithm": {"type": "nsga2", "pop_size": 6, "generations": 3, "seed": 1},
+    "variables": {"rate": {"low": 0.5, "high": 0.97}},
+    "samples": 2,
+}
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """One MLflow store and results root for the module (creating a SQLite store takes seconds)."""
+    root = tmp_path_factory.mktemp("evolve")
+    return {"tracking_uri": f"sqlite:///{root / 'mlruns.db'}", "results_root": root / "runs"}
+
+
+def evolve(store, dense_digits, tmp_path, name, overrides=(), resume=False, **fields):
+    doc = {**SPACE, **fields}
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    prepared = prepare_evolution(path, list(overrides), name=name, resume=resume, checkpoint=dense_digits[0], **store)
+    return run_evolution(prepared, progress=False)
+
+
+def generation_runs(summary):
+    client = MlflowClient(summary.tracking_uri)
+    exp = client.get_experiment_by_name("tuneprune")
+    return client.search_runs([exp.experiment_id], f"tags.`mlflow.parentRunId` = '{summary.parent_run_id}'")
+
+
+def front_points(summary) -> list[tuple]:
+    return [(r["sigma"], r["rate"], r["accuracy"], r["sparsity"]) for r in summary.front]
+
+
+@pytest.mark.ray
+def test_evolution_front_hypervolume_and_tracking(ray_session, store, dense_digits, tmp_path):
+    summary = evolve(store, dense_digits, tmp_path, "plain")
+    F = np.array([[-r["accuracy"], -r["sparsity"]] for r in summary.front])
+    assert len(F) >= 2
+    assert len(NonDominatedSorting().do(F, only_non_dominated_front=True)) == len(F)
+    assert len(summary.hypervolume) == 3 and all(b >= a for a, b in zip(summary.hypervolume, summary.hypervolume[1:]))
+    assert summary.evaluated == 18 and summary.failed == 0
+    assert all(0.5 * 0.9 < r["sparsity"] < 0.97 and "deterministic_accuracy" in r for r in summary.front)
+
+    runs = generation_runs(summary)
+    assert sorted(r.data.tags[TAG_TRIAL] for r in runs) == ["gen-001", "gen-002", "gen-003"]
+    assert all(r.info.status == "FINISHED" and "hypervolume" in r.data.metrics for r in runs)
+    assert all(json.loads(r.data.params["reference_point"]) == [0.0, 0.0] for r in runs)
+    out = summary.results_dir
+    assert {"front.csv", "front.png", "summary.json", "state.pt", "dense.pt"} <= {p.name for p in out.iterdir()}
+    assert sorted(p.name for p in (out / "population").iterdir()) == ["gen-001.csv", "gen-002.csv", "gen-003.csv"]
+    saved = json.loads((out / "summary.json").read_text())
+    assert saved["parent_run_id"] == summary.parent_run_id and saved["hypervolume"] == summary.hypervolume
+    client = MlflowClient(summary.tracking_uri)
+    assert client.get_run(summary.parent_run_id).info.status == "FINISHED"
+    assert {a.path for a in client.list_artifacts(summary.parent_run_id)} >= {"front.csv", "front.png", "summary.json"}
+
+
+@pytest.mark.ray
+def test_interrupted_and_resumed_evolution_ends_with_the_same_front(ray_session, store, dense_digits, tmp_path):
+    straight = evolve(store, dense_digits, tmp_path, "straight", ["algorithm.generations=4"])
+    evolve(store, dense_digits, tmp_path, "halves", ["algorithm.generations=2"])
+    resumed = evolve(store, dense_digits, tmp_path, "halves", ["algorithm.generations=4"], resume=True)
+    assert front_points(resumed) == front_points(straight)
+    assert resumed.hypervolume == straight.hypervolume
+    assert len(generation_runs(resumed)) == 4
+
+
+@pytest.mark.ray
+def test_a_failing_individual_is_recorded_and_the_evolution_finishes(ray_session, store, dense_digits, tmp_path):
+    summary = evolve(store, dense_digits, tmp_path, "failing", fail_individuals=[[2, 3]], max_retries=1)
+    population = (summary.results_dir / "population" / "gen-002.csv").read_text().splitlines()
+    failed = [line for line in population[1:] if ",failed," in line]
+    assert summary.failed == 1 and len(failed) == 1 and "InjectedFailure" in failed[0]
+    assert len(summary.hypervolume) == 3
+    assert (3, 2) not in {(r["index"], r["generation"]) for r in summary.front}
+
+
+@pytest.mark.ray
+def test_per_group_rates_are_variables(ray_session, store, dense_digits, tmp_path):
+    groups = {"early": ["features.3"], "late": ["features.7"]}
+    summary = evolve(
+        store, dense_digits, tmp_path, "groups", ["algorithm.generations=1", "algorithm.type=nsga3"], variables={"groups": groups}
+    )
+    assert summary.rate_names == ["rate.early", "rate.late"]
+    assert all({"rate.early", "rate.late"} <= set(r) for r in summary.front)
+
+
+@pytest.mark.parametrize("kind", ["nsga2", "nsga3", "smsemoa"])
+def test_algorithm_state_round_trips_mid_run(kind):
+    """A pickled-and-restored algorithm continues exactly as the original (no Ray: synthetic objectives)."""
+    space = EvolutionSpace.model_validate({"algorithm": {"type": kind, "pop_size": 6}})
+
+    def step(algorithm):
+        population = algorithm.ask()
+        X = population.get("X")
+        population.set("F", np.stack([X[:, 0], -X[:, 1] ** 2], axis=1))
+        algorithm.tell(infills=population)
+        return X
+
+    original = new_algorithm(space)
+    step(original)
+    copy = cloudpickle.loads(cloudpickle.dumps(original))
+    assert all(np.array_equal(step(original), step(copy)) for _ in range(2))
+
+
+def test_resume_refuses_a_changed_space_and_a_rerun_without_resume(store, dense_digits, tmp_path):
+    from tuneprune.evolution.space import EvolutionSpace as Space
+    from tuneprune.evolution.state import STATE_NAME, EvolutionState
+
+    space = Space.model_validate(SPACE)
+    out = store["results_root"] / "guarded"
+    out.mkdir(parents=True)
+    EvolutionState(space.fingerprint(), new_algorithm(space)).save(out / STATE_NAME)
+    path = tmp_path / "guarded.yaml"
+    path.write_text(yaml.safe_dump(SPACE))
+    with pytest.raises(ConfigError, match="pass --resume"):
+        prepare_evolution(path, **store)
+    with pytest.raises(ConfigError, match="only algorithm.generations may change"):
+        prepare_evolution(path, ["samples=5"], resume=True, **store)
+    assert prepare_evolution(path, ["algorithm.generations=9"], resume=True, **store).state.generation == 0
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("algorithm.pop_size=1", "algorithm.pop_size = 1: Input should be greater than or equal to 2"),
+        ("algorithm.type=cmaes", "algorithm.type = 'cmaes': Input should be 'nsga2', 'nsga3' or 'smsemoa'"),
+        ("variables.sigma.low=0", "variables.sigma.low = 0: Input should be greater than 0"),
+        ("variables.rate.high=1.0", "variables.rate.high = 1.0: Input should be less than 1"),
+        ("variables.rate={low: 0.9, high: 0.6}", "variables.rate: low = 0.9 must be below high = 0.6"),
+        ("resources.gpu=1.5", "resources.gpu = 1.5: fractional GPUs must be at most 1"),
+        ("reference_point=[0, 2]", "reference_point.1 = 2: Input should be less than or equal to 1"),
+    ],
+)
+def test_bad_space_values_name_the_field(override, expected, tmp_path):
+    with pytest.raises(ConfigError) as err:
+        prepare_evolution("search_spaces/evolve_digits.yaml", [override], tracking_uri=f"sqlite:///{tmp_path}/m.db", results_root=tmp_path)
+    assert expected in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
+def test_shipped_spaces_validate_on_digits(path, tmp_path):
+    prepared = prepare_evolution(path, ["train.dataset=digits"], tracking_uri=f"sqlite:///{tmp_path}/m.db", results_root=tmp_path)
+    assert prepared.name == path.stem.replace("_", "-") and prepared.state is None
+
+
+def test_cifar_space_without_data_names_the_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match="data_dir = 'data'.*cifar-10-batches-py"):
+        prepare_evolution(ROOT / "search_spaces" / "evolve_resnet18_cifar10.yaml", tracking_uri=f"sqlite:///{tmp_path}/m.db", results_root=tmp_path)
+
+
+def test_cli_bad_space_exits_2_with_one_line_without_ray(tmp_path):
+    cmd = [
+        sys.executable, "-m", "tuneprune.cli", "evolve", "search_spaces/evolve_digits.yaml",
+        "--results-dir", str(tmp_path), "--tracking-uri", f"sqlite:///{tmp_path}/m.db", "--set", "samples=0",
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "tuneprune evolve: error: samples = 0: Input should be greater than or equal to 1"
+    assert not list(tmp_path.iterdir())

@@ -1,0 +1,66 @@
+"""``tuneprune evolve SPACE.yaml``: pymoo evolution of Stochastic Pruning's sigma and rate on Ray (SPEC 5)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from tuneprune.cli.common import add_set_argument
+from tuneprune.cli.search import add_cluster_arguments
+
+if TYPE_CHECKING:
+    from tuneprune.evolution import EvolutionSummary
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("evolve", help="evolve stochastic pruning's accuracy-vs-sparsity front with pymoo on Ray", description=__doc__)
+    p.add_argument("space", type=Path, help="evolution space YAML (see search_spaces/evolve_digits.yaml)")
+    add_cluster_arguments(p)
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--checkpoint", type=Path, help="dense model file written by 'tuneprune train --out' (default: train it now)")
+    source.add_argument("--from-run", metavar="RUN_ID", help="use the model.pt artifact of this MLflow run as the dense model")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_set_argument(p)
+    p.set_defaults(run=run)
+
+
+def print_front(summary: EvolutionSummary) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    table = Table(title=f"{summary.name}: Pareto front (validation accuracy, median of k samples)")
+    for column in ("gen", "#", "sigma", *summary.rate_names, "sparsity", "accuracy", "deterministic"):
+        table.add_column(column, justify="right")
+    for row in summary.front:
+        rates = (f"{row[n]:.4f}" for n in summary.rate_names)
+        table.add_row(
+            str(row["generation"]), str(row["index"]), f"{row['sigma']:.2e}", *rates,
+            f"{row['sparsity']:.4f}", f"{row['accuracy']:.4f}", f"{row['deterministic_accuracy']:.4f}",
+        )  # fmt: skip
+    console.print(table)
+    hv = summary.hypervolume[-1] if summary.hypervolume else 0.0
+    console.print(f"dense: val_acc {summary.dense['val_acc']:.4f}, test_acc {summary.dense['test_acc']:.4f}")
+    console.print(f"evaluated {summary.evaluated} individuals, {summary.failed} failed; hypervolume {hv:.4f} (reference {summary.reference_point})")
+    console.print(f"results:  {summary.results_dir}")
+    console.print(f"MLflow:   mlflow ui --backend-store-uri {summary.tracking_uri}   (parent run {summary.parent_run_id})")
+
+
+def run(args: argparse.Namespace) -> int:
+    from tuneprune.evolution import prepare_evolution, run_evolution
+
+    prepared = prepare_evolution(
+        args.space,
+        args.overrides,
+        name=args.name,
+        tracking_uri=args.tracking_uri,
+        results_root=args.results_dir,
+        address=args.address,
+        resume=args.resume,
+        checkpoint=args.checkpoint,
+        from_run=args.from_run,
+    )
+    summary = run_evolution(prepared, progress=not args.no_progress)
+    print_front(summary)
+    return 0

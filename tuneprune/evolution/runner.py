@@ -1,0 +1,278 @@
+"""Run an evolution (SPEC 5, SPEC 8): validate, get the dense model, drive pymoo's ask and tell over Ray, track.
+
+Everything that can be wrong with the input is found in :func:`prepare_evolution`
+before Ray starts. :func:`run_evolution` evaluates each generation's individuals as
+parallel Ray tasks, tells pymoo the (negated) objectives, logs the generation to MLflow
+and checkpoints the algorithm; ``resume`` continues from the last checkpoint and, since
+every evaluation is deterministic, ends with the front an uninterrupted run would have.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch.nn as nn
+import yaml
+
+from tuneprune.config import ConfigError, apply_overrides, load_yaml, validate
+from tuneprune.data import DatasetSplits, check_data_dir
+from tuneprune.evolution.archive import hypervolume, objective_matrix, pareto_front
+from tuneprune.evolution.generation import evaluate_all, individuals, remote_evaluator
+from tuneprune.evolution.groups import group_layers
+from tuneprune.evolution.problem import new_algorithm
+from tuneprune.evolution.report import plot_front, write_rows, write_summary
+from tuneprune.evolution.space import EvolutionSpace
+from tuneprune.evolution.state import STATE_NAME, EvolutionState
+from tuneprune.evolution.worker import EvalSettings, Individual, dense_payload
+from tuneprune.tracking import RunTracker, check_tracking_reachable, default_tracking_uri
+
+DENSE_NAME = "dense.pt"
+
+
+@dataclass
+class PreparedEvolution:
+    """A validated evolution, ready to run; ``state`` is the checkpoint a resume continues."""
+
+    space: EvolutionSpace
+    document: dict[str, Any]
+    name: str
+    tracking_uri: str
+    results_dir: Path
+    address: str | None = None
+    resume: bool = False
+    checkpoint: Path | None = None
+    from_run: str | None = None
+    state: EvolutionState | None = None
+
+
+@dataclass
+class EvolutionSummary:
+    """The final front (with deterministic pruning at the same rates), hypervolume history and where."""
+
+    name: str
+    parent_run_id: str
+    tracking_uri: str
+    results_dir: Path
+    rate_names: list[str]
+    dense: dict[str, float]
+    front: list[dict[str, Any]] = field(default_factory=list)
+    hypervolume: list[float] = field(default_factory=list)
+    reference_point: list[float] = field(default_factory=list)
+    evaluated: int = 0
+    failed: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "parent_run_id": self.parent_run_id,
+            "tracking_uri": self.tracking_uri,
+            "results_dir": str(self.results_dir),
+            "rate_names": self.rate_names,
+            "dense": self.dense,
+            "front": self.front,
+            "hypervolume": self.hypervolume,
+            "reference_point": self.reference_point,
+            "evaluated": self.evaluated,
+            "failed": self.failed,
+        }
+
+
+def prepare_evolution(
+    space_path: str | Path,
+    overrides: list[str] | None = None,
+    *,
+    name: str | None = None,
+    tracking_uri: str | None = None,
+    results_root: str | Path = "runs",
+    address: str | None = None,
+    resume: bool = False,
+    checkpoint: str | Path | None = None,
+    from_run: str | None = None,
+) -> PreparedEvolution:
+    """Load and validate the space, the data location, the store and any checkpoint. Starts nothing."""
+    document = apply_overrides(load_yaml(space_path), overrides)
+    if name is not None:
+        document["name"] = name
+    space = validate(EvolutionSpace, document)
+    check_data_dir(space.train.dataset, space.train.data_dir, space.train.download)
+    evolution_name = space.name or Path(space_path).stem
+    tracking_uri = tracking_uri or default_tracking_uri()
+    check_tracking_reachable(tracking_uri)
+    results_dir = (Path(results_root) / evolution_name).resolve()
+    state_path = results_dir / STATE_NAME
+    state = None
+    if state_path.exists():
+        if not resume:
+            raise ConfigError(
+                f"name = {evolution_name!r}: {results_dir} holds an evolution; pass --resume to continue it or choose another --name"
+            )
+        state = EvolutionState.load(state_path)
+        if state.fingerprint != space.fingerprint():
+            raise ConfigError(f"--resume: the space differs from the one {evolution_name!r} started with (only algorithm.generations may change)")
+    return PreparedEvolution(
+        space, document, evolution_name, tracking_uri, results_dir, address, resume,
+        Path(checkpoint) if checkpoint else None, from_run, state,
+    )  # fmt: skip
+
+
+def _dense(prepared: PreparedEvolution) -> tuple[nn.Module, str, DatasetSplits]:
+    """The dense model (kept as ``dense.pt`` in the results dir, so a resume reuses it), its name and data."""
+    from tuneprune.stochastic import dense_model_and_data
+    from tuneprune.training import save_model
+
+    saved = prepared.results_dir / DENSE_NAME
+    checkpoint = saved if prepared.resume and saved.exists() else prepared.checkpoint
+    model, run_config, data = dense_model_and_data(prepared.space.train, checkpoint, prepared.from_run, prepared.tracking_uri)
+    if checkpoint != saved:
+        save_model(model, run_config.model_dump(mode="json"), saved, data.num_classes, data.in_channels)
+    return model, run_config.model, data
+
+
+def _settings(space: EvolutionSpace, model: nn.Module, batch_size: int) -> EvalSettings:
+    """Evaluation settings, with the target layers and groups checked on the driver first."""
+    from tuneprune.stochastic import target_layers
+
+    group_layers(target_layers(model, space.target), space.variables.groups)
+    return EvalSettings(
+        samples=space.samples,
+        target=space.target,
+        groups=space.variables.groups,
+        batch_size=batch_size,
+        threads=max(int(space.resources.cpu), 1),
+        use_gpu=space.resources.gpu > 0,
+        fail=frozenset(space.fail_individuals),
+    )
+
+
+class _GenerationBar:
+    """A rich progress bar over generations showing the hypervolume."""
+
+    def __init__(self, total: int, done: int) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self._progress = Progress(
+            TextColumn("[bold]evolve"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}")
+        )
+        self._progress.start()
+        self._task = self._progress.add_task("evolve", total=total, completed=done, info="")
+
+    def update(self, hv: float, front_size: int) -> None:
+        self._progress.update(self._task, advance=1, info=f"hypervolume={hv:.4f} front={front_size}")
+
+    def close(self) -> None:
+        self._progress.stop()
+
+
+def _log_generation(
+    tracker: RunTracker, parent_id: str, space: EvolutionSpace, generation: int,
+    rows: list[dict[str, Any]], front: list[dict[str, Any]], hv: float, csv_path: Path,
+) -> None:  # fmt: skip
+    """A child run per generation (found again by key on resume): hypervolume, front size, population CSV."""
+    key = f"gen-{generation:03d}"
+    run_id = tracker.child(parent_id, key, key, kind="generation")
+    tracker.log_params(run_id, {"generation": generation, "reference_point": json.dumps(list(space.reference_point))})
+    ok = [r for r in rows if r["status"] == "ok"]
+    metrics = {
+        "hypervolume": hv,
+        "n_nondominated": len(front),
+        "n_failed": len(rows) - len(ok),
+        "max_accuracy": max((r["accuracy"] for r in ok), default=0.0),
+        "max_sparsity": max((r["sparsity"] for r in ok), default=0.0),
+    }
+    tracker.log_metrics(run_id, metrics, step=generation)
+    tracker.log_artifact(run_id, csv_path)
+    tracker.finish(run_id, "FINISHED")
+    tracker.log_metrics(parent_id, {"hypervolume": hv, "n_nondominated": len(front)}, step=generation)
+
+
+def _with_deterministic(
+    front: list[dict[str, Any]], evaluator: Any, payload_ref: Any, val_ref: Any, settings: EvalSettings, rate_names: list[str]
+) -> list[dict[str, Any]]:
+    """Each front row plus ``deterministic_accuracy``: the same rates pruned without noise."""
+    batch = [Individual(0, i, 0.0, tuple(row[n] for n in rate_names), seed=0) for i, row in enumerate(front)]
+    plain = replace(settings, samples=1, fail=frozenset())
+    results = evaluate_all(evaluator, payload_ref, val_ref, batch, plain, rate_names)
+    return [{**row, "deterministic_accuracy": result["accuracy"]} for row, result in zip(front, results)]
+
+
+def run_evolution(prepared: PreparedEvolution, *, progress: bool = True) -> EvolutionSummary:
+    """Run (or resume) the evolution to ``algorithm.generations`` and write its front."""
+    import ray
+
+    from tuneprune.raycluster import ensure_ray
+    from tuneprune.training import evaluate
+
+    space, out = prepared.space, prepared.results_dir
+    out.mkdir(parents=True, exist_ok=True)
+    tracker = RunTracker(prepared.tracking_uri, space.experiment, artifact_root=out.parent / "mlartifacts")
+    parent_id = tracker.start_parent(prepared.name, "evolution", resume=prepared.resume)
+    bar = None
+    try:
+        tracker.log_params(parent_id, space.model_dump(mode="json", exclude={"name": True, "algorithm": {"generations"}}))
+        tracker.set_tags(parent_id, {"evolution.generations": space.algorithm.generations})
+        tracker.log_text(parent_id, yaml.safe_dump(prepared.document, sort_keys=False), "space.yaml")
+        model, model_name, data = _dense(prepared)
+        batch_size = space.train.eval_batch_size
+        dense = {
+            "val_acc": evaluate(model, data.x_val, data.y_val, batch_size)[0],
+            "test_acc": evaluate(model, data.x_test, data.y_test, batch_size)[0],
+        }
+        tracker.log_metrics(parent_id, {f"dense_{k}": v for k, v in dense.items()}, step=0)
+        settings = _settings(space, model, batch_size)
+        rate_names = space.variables.rate_names
+
+        ensure_ray(prepared.address)
+        payload_ref = ray.put(dense_payload(model, model_name, data.num_classes, data.in_channels))
+        val_ref = ray.put({"x": data.x_val.cpu(), "y": data.y_val.cpu()})
+        evaluator = remote_evaluator(space.resources.cpu, space.resources.gpu, space.max_retries)
+
+        state = prepared.state or EvolutionState(space.fingerprint(), new_algorithm(space))
+        total = space.algorithm.generations
+        bar = _GenerationBar(total, min(state.generation, total)) if progress else None
+        for generation in range(state.generation + 1, total + 1):
+            population = state.algorithm.ask()
+            batch = individuals(population.get("X"), generation, space.algorithm.seed)
+            rows = evaluate_all(evaluator, payload_ref, val_ref, batch, settings, rate_names)
+            population.set("F", objective_matrix(rows))
+            state.algorithm.tell(infills=population)
+            state.rows.extend(rows)
+            front = pareto_front(state.rows)
+            hv = hypervolume(front, space.reference_point)
+            state.hypervolume.append(hv)
+            csv_path = write_rows(rows, out / "population" / f"gen-{generation:03d}.csv")
+            _log_generation(tracker, parent_id, space, generation, rows, front, hv, csv_path)
+            state.generation = generation
+            state.save(out / STATE_NAME)
+            if bar is not None:
+                bar.update(hv, len(front))
+
+        front = _with_deterministic(pareto_front(state.rows), evaluator, payload_ref, val_ref, settings, rate_names)
+        summary = EvolutionSummary(
+            prepared.name, parent_id, prepared.tracking_uri, out, rate_names, dense, front,
+            list(state.hypervolume), list(space.reference_point), len(state.rows),
+            sum(r["status"] == "failed" for r in state.rows),
+        )  # fmt: skip
+        _write_outputs(summary, tracker)
+    except BaseException as err:
+        tracker.finish(parent_id, "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED", f"{type(err).__name__}: {err}")
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+    tracker.finish(parent_id, "FINISHED")
+    return summary
+
+
+def _write_outputs(summary: EvolutionSummary, tracker: RunTracker) -> None:
+    """front.csv, front.png and summary.json in the results dir, logged to the parent run."""
+    out = summary.results_dir
+    paths = [
+        write_rows(summary.front, out / "front.csv"),
+        plot_front(summary.front, summary.dense["val_acc"], out / "front.png"),
+        write_summary(summary.to_json(), out / "summary.json"),
+    ]
+    for path in paths:
+        tracker.log_artifact(summary.parent_run_id, path)

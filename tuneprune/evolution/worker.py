@@ -1,0 +1,82 @@
+"""The Ray task that scores one individual: k noisy samples of the dense model, median accuracy, sparsity (SPEC 5).
+
+The dense model (state_dict and how to build it) and the validation split reach the
+workers once through the object store; an individual carries only its variables and
+its noise seed, derived from (evolution seed, generation, index), so any evaluation is
+deterministic and a resumed evolution repeats it exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from tuneprune.evolution.groups import group_layers
+from tuneprune.models import create_model
+from tuneprune.sparsity import prunable_sparsity
+from tuneprune.stochastic import Pruner, TargetConfig, derive_seed, score_samples, target_layers
+
+
+@dataclass(frozen=True)
+class Individual:
+    """One decision vector of one generation, decoded."""
+
+    generation: int
+    index: int
+    sigma: float
+    rates: tuple[float, ...]
+    seed: int
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """What every evaluation of an evolution shares."""
+
+    samples: int
+    target: TargetConfig
+    groups: dict[str, list[str]]
+    batch_size: int
+    threads: int = 1
+    use_gpu: bool = False
+    fail: frozenset[tuple[int, int]] = field(default_factory=frozenset)
+
+
+class InjectedFailure(RuntimeError):
+    """Raised for the individuals a space lists in ``fail_individuals`` (a testing aid)."""
+
+
+def dense_payload(model: nn.Module, model_name: str, num_classes: int, in_channels: int) -> dict[str, Any]:
+    """What the object store holds of the dense model."""
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    return {"model": model_name, "num_classes": num_classes, "in_channels": in_channels, "state_dict": state}
+
+
+def rebuild(payload: dict[str, Any], device: torch.device) -> nn.Module:
+    model = create_model(payload["model"], payload["num_classes"], payload["in_channels"])
+    model.load_state_dict(payload["state_dict"])
+    return model.to(device)
+
+
+def evaluate_individual(
+    payload: dict[str, Any], val: dict[str, torch.Tensor], individual: Individual, settings: EvalSettings
+) -> dict[str, Any]:
+    """``accuracy`` (median over the k samples), the sample ``accuracies`` and the ``sparsity``."""
+    if (individual.generation, individual.index) in settings.fail:
+        raise InjectedFailure(f"injected failure of individual {individual.index} in generation {individual.generation}")
+    torch.set_num_threads(settings.threads)
+    device = torch.device("cuda" if settings.use_gpu and torch.cuda.is_available() else "cpu")
+    model = rebuild(payload, device)
+    layers = target_layers(model, settings.target)
+    pruner = Pruner(layers, group_layers(layers, settings.groups))
+    seeds = [derive_seed(individual.seed, j) for j in range(settings.samples)]
+    x, y = val["x"].to(device), val["y"].to(device)
+    accuracies = score_samples(model, pruner, x, y, individual.sigma, individual.rates, seeds, settings.batch_size)
+    return {
+        "accuracy": float(np.median(accuracies)),
+        "accuracies": accuracies,
+        "sparsity": prunable_sparsity(model, settings.target.min_size),
+    }
