@@ -65,7 +65,7 @@ class SearchMonitor(Callback):
         run_id = result.get("mlflow_run_id")
         if "error" in result:
             self.counts["failed"] += 1
-        elif result.get("training_iteration", 0) < result.get("epochs", 0):
+        elif result.get("epoch", 0) < result.get("epochs", 0):
             self.counts["killed"] += 1
             if run_id:
                 self.tracker.finish(run_id, "KILLED")

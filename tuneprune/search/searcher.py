@@ -93,7 +93,7 @@ class StudySearcher(Searcher):
         if result.get("mlflow_run_id"):
             trial.set_user_attr("mlflow_run_id", result["mlflow_run_id"])
         values = [result.get(m) for m in self.space.objectives]
-        finished = result.get("training_iteration", 0) >= result.get("epochs", math.inf)
+        finished = result.get("epoch", 0) >= result.get("epochs", math.inf)
         if error or "error" in result:
             trial.set_user_attr("error", str(result.get("error", "worker error")))
             gs.study.tell(trial, state=TrialState.FAIL)

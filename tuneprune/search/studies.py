@@ -71,7 +71,14 @@ class GridStudy:
 
     @property
     def remaining(self) -> int:
-        return max(self.budget - self.ended - self.in_flight, 0)
+        """Trials still to hand out: the orphans to re-run, then new ones up to the budget.
+
+        The budget counts every trial of the study that ended or is RUNNING, so several
+        drivers sharing the study (cluster mode) stop together at ``budget`` trials instead
+        of each counting only its own in-flight trials (orphans are RUNNING already).
+        """
+        taken = len(self.study.get_trials(deepcopy=False, states=(*ENDED, TrialState.RUNNING)))
+        return len(self.orphans) + max(self.budget - taken, 0)
 
 
 def open_studies(space: SearchSpace, name: str, storage_url: str) -> list[GridStudy]:

@@ -104,7 +104,7 @@ def run_trial(trial: dict[str, Any]) -> None:
     except (TrainingDiverged, ConfigError) as err:
         tracker.finish(run_id, "FAILED", f"{type(err).__name__}: {err}")
         worst = {m: WORST[d] for m, d in ctx["objectives"].items()}
-        _report({**last, **worst, **extra, "error": str(err)}, None)
+        _report({"epoch": 0, **last, **worst, **extra, "error": str(err)}, None)
         return
     except Exception as err:
         tracker.finish(run_id, "FAILED", f"{type(err).__name__}: {err}")

@@ -1,0 +1,170 @@
+"""Faults survived with real processes: killed workers and drivers, diverging trials, unreachable stores."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import optuna
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+from tuneprune.search import prepare_search, run_search
+from tuneprune.tracking import TAG_KIND, TAG_TRIAL
+
+RESNET_DIGITS = {"model": "resnet20", "dataset": "digits", "image_size": 8, "batch_size": 64}
+
+
+def space_file(tmp_path, name: str, **fields) -> str:
+    doc = {"name": name, "params": {"momentum": {"type": "categorical", "choices": [0.9]}}, **fields}
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return str(path)
+
+
+def stores(tmp_path) -> dict:
+    return {
+        "tracking_uri": f"sqlite:///{tmp_path / 'mlruns.db'}",
+        "storage_url": f"sqlite:///{tmp_path / 'optuna.db'}",
+        "results_root": tmp_path / "runs",
+    }
+
+
+def trial_runs(tracking_uri: str) -> list:
+    client = MlflowClient(tracking_uri)
+    exp = client.get_experiment_by_name("tuneprune")
+    if exp is None:
+        return []
+    return client.search_runs([exp.experiment_id], f"tags.`{TAG_KIND}` = 'trial'")
+
+
+@pytest.mark.ray
+def test_worker_killed_mid_trial_restarts_from_its_checkpoint(ray_session, tmp_path):
+    path = space_file(tmp_path, "workerkill", base={**RESNET_DIGITS, "epochs": 8}, num_samples=1, max_failures=2)
+    uri = stores(tmp_path)["tracking_uri"]
+    killed: dict = {}
+
+    def killer() -> None:
+        client = MlflowClient(uri)
+        deadline = time.time() + 240
+        while time.time() < deadline and not killed:
+            for run in trial_runs(uri) if (tmp_path / "mlruns.db").exists() else []:
+                steps = client.get_metric_history(run.info.run_id, "val_acc")
+                if len(steps) >= 2 and "worker.pid" in run.data.tags:
+                    killed["pid"] = int(run.data.tags["worker.pid"])
+                    killed["epochs_done"] = len(steps)
+                    os.kill(killed["pid"], signal.SIGKILL)
+                    return
+            time.sleep(0.2)
+
+    thread = threading.Thread(target=killer, daemon=True)
+    thread.start()
+    summary = run_search(prepare_search(path, **stores(tmp_path)), progress=False)
+    thread.join(timeout=5)
+    assert killed, "the worker was never killed"
+    assert [t["state"] for t in summary.trials] == ["COMPLETE"]
+    (run,) = trial_runs(uri)
+    assert run.info.status == "FINISHED"
+    assert int(run.data.tags["resumed_from_epoch"]) >= killed["epochs_done"] >= 2  # not from epoch 0
+    assert int(run.data.tags["worker.pid"]) != killed["pid"]
+    steps = [m.step for m in MlflowClient(uri).get_metric_history(run.info.run_id, "val_acc")]
+    assert sorted(steps) == list(range(1, 9))  # one continuous history, no duplicates
+
+
+@pytest.mark.ray
+def test_killed_driver_resumes_without_rerunning_or_duplicating(ray_session, tmp_path):
+    path = space_file(
+        tmp_path, "driverkill", base={**RESNET_DIGITS, "epochs": 3},
+        params={"lr": {"type": "float", "low": 0.02, "high": 0.2, "log": True}}, num_samples=5, max_concurrent=2,
+    )  # fmt: skip
+    s = stores(tmp_path)
+    address = ray_session.get_runtime_context().gcs_address
+    cmd = [sys.executable, "-m", "tuneprune.cli", "search", path, "--address", address, "--no-progress",
+           "--tracking-uri", s["tracking_uri"], "--storage", s["storage_url"], "--results-dir", str(s["results_root"])]  # fmt: skip
+    driver = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path)
+    done_before: list[int] = []
+    deadline = time.time() + 240
+    try:
+        while time.time() < deadline:
+            try:
+                study = optuna.load_study(study_name="driverkill", storage=s["storage_url"])
+                done_before = [t.number for t in study.trials if t.state.name == "COMPLETE"]
+            except KeyError:
+                pass
+            if done_before:
+                break
+            time.sleep(0.2)
+    finally:
+        driver.send_signal(signal.SIGKILL)
+        driver.wait()
+    assert 1 <= len(done_before) < 5, done_before
+    finished_before = {
+        r.data.tags[TAG_TRIAL]: r.info.start_time for r in trial_runs(s["tracking_uri"]) if r.info.status == "FINISHED"
+    }
+
+    summary = run_search(prepare_search(path, resume=True, **s), progress=False)
+    study = optuna.load_study(study_name="driverkill", storage=s["storage_url"])
+    assert [t.state.name for t in study.trials].count("COMPLETE") == 5
+    assert all(t.state.name == "COMPLETE" for t in study.trials)
+    runs = [r for r in trial_runs(s["tracking_uri"]) if r.data.tags["mlflow.parentRunId"] == summary.parent_run_id]
+    assert len(runs) == 5 and len({r.data.tags[TAG_TRIAL] for r in runs}) == 5
+    assert all(r.info.status == "FINISHED" for r in runs)
+    for run in runs:  # trials finished before the kill were not re-run
+        key = run.data.tags[TAG_TRIAL]
+        if key in finished_before:
+            assert run.info.start_time == finished_before[key]
+            assert "resumed_from_epoch" not in run.data.tags or int(run.data.tags["resumed_from_epoch"]) == 3
+    parent = MlflowClient(s["tracking_uri"]).get_run(summary.parent_run_id)
+    assert parent.info.status == "FINISHED"
+
+
+@pytest.mark.ray
+def test_diverging_trial_fails_alone(ray_session, tmp_path):
+    path = space_file(
+        tmp_path, "diverge", base={"model": "small_cnn", "dataset": "digits", "epochs": 3, "batch_size": 64, "grad_clip": None},
+        grid={"lr": [0.05, 1.0e6]}, num_samples=1,
+    )  # fmt: skip
+    summary = run_search(prepare_search(path, **stores(tmp_path)), progress=False)
+    by_lr = {t["grid"]["lr"]: t for t in summary.trials}
+    assert by_lr[0.05]["state"] == "COMPLETE"
+    assert by_lr[1.0e6]["state"] == "FAIL" and ("nan" in by_lr[1.0e6]["error"] or "inf" in by_lr[1.0e6]["error"])
+    client = MlflowClient(summary.tracking_uri)
+    failed = client.get_run(by_lr[1.0e6]["mlflow_run_id"])
+    assert failed.info.status == "FAILED" and "TrainingDiverged" in failed.data.tags["error"]
+    assert client.get_run(by_lr[0.05]["mlflow_run_id"]).info.status == "FINISHED"
+
+
+@pytest.mark.parametrize(
+    "flag, url",
+    [
+        ("--tracking-uri", "http://127.0.0.1:9"),
+        ("--tracking-uri", "http://10.255.255.1:5000"),  # no answer at all: the timeout path
+        ("--storage", "postgresql://user:pw@127.0.0.1:9/optuna"),
+        ("--tracking-uri", "sqlite:////nonexistent/dir/mlruns.db"),
+    ],
+)
+def test_unreachable_store_is_reported_within_15_s(tmp_path, flag, url):
+    path = space_file(tmp_path, "unreachable", base={"model": "small_cnn", "epochs": 1})
+    t0 = time.time()
+    out = subprocess.run(
+        [sys.executable, "-m", "tuneprune.cli", "search", path, flag, url], capture_output=True, text=True, timeout=60, cwd=tmp_path
+    )
+    assert time.time() - t0 < 15
+    assert out.returncode == 2
+    assert out.stderr.strip().count("\n") == 0 and url in out.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_corrupt_checkpoint_is_named(tmp_path):
+    (tmp_path / "checkpoint.pt").write_bytes(b"\x80\x02 not a checkpoint")
+    out = subprocess.run(
+        [sys.executable, "-m", "tuneprune.cli", "train", "--set", "epochs=1", "--out", str(tmp_path), "--resume"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert out.returncode == 2
+    assert str(tmp_path / "checkpoint.pt") in out.stderr and "corrupt" in out.stderr
