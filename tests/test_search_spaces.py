@@ -7,9 +7,12 @@ from pathlib import Path
 import pytest
 
 from tuneprune.config import ConfigError
+from tuneprune.evolution.runner import prepare_evolution
 from tuneprune.search import prepare_search
 
-SPACES = sorted((Path(__file__).resolve().parents[1] / "search_spaces").glob("*.yaml"))
+ALL = sorted((Path(__file__).resolve().parents[1] / "search_spaces").glob("*.yaml"))
+EVOLUTIONS = [p for p in ALL if p.stem.startswith("evolve_")]
+SPACES = [p for p in ALL if p not in EVOLUTIONS]
 DIGITS = ["base.dataset=digits", "base.epochs=1"]
 
 
@@ -26,6 +29,14 @@ def test_space_validates_on_digits(path, tmp_path):
     for point in prepared.space.grid_points():
         config = prepared.space.resolve(point, {})
         assert config.dataset == "digits"
+
+
+@pytest.mark.parametrize("path", EVOLUTIONS, ids=lambda p: p.stem)
+def test_evolution_space_validates_on_digits(path, tmp_path):
+    prepared = prepare_evolution(
+        path, ["train.dataset=digits", "train.epochs=1"], tracking_uri=f"sqlite:///{tmp_path}/m.db", results_root=tmp_path
+    )
+    assert prepared.space.train.dataset == "digits"
 
 
 @pytest.mark.parametrize("path", [p for p in SPACES if "cifar" in p.read_text()], ids=lambda p: p.stem)
