@@ -1,0 +1,76 @@
+"""Gradient-scaling policies and the alpha rule (SPEC 2)."""
+
+import math
+
+import pytest
+import torch
+
+from tuneprune.config import ConfigError
+from tuneprune.sparsity import (
+    ThetaConfig,
+    ThetaPolicy,
+    alpha_for_target,
+    alpha_from_rule_file,
+    feather_theta,
+    log_density_theta,
+    resolve_alpha,
+)
+
+
+@pytest.mark.parametrize(
+    "target, alpha", [(0.95, 0.09), (0.98, 0.12), (0.99, 0.13), (0.995, 0.14), (0.998, 0.15), (0.90, 0.0), (0.5, 0.0), (0.0, 0.0)]
+)
+def test_alpha_reference_values(target, alpha):
+    assert alpha_for_target(target) == alpha
+
+
+@pytest.mark.parametrize("target", [0.91, 0.93, 0.96, 0.97, 0.985])
+def test_alpha_rule_on_other_targets(target):
+    assert alpha_for_target(target) == round(0.026 * math.tan(23.09 * target + 22.08) + 0.093, 2)
+
+
+def test_alpha_from_fitted_rule_file(tmp_path):
+    path = tmp_path / "rule.yaml"
+    path.write_text("c1: 0.026\nc2: 23.09\nc3: 22.08\nc4: 0.093\n")
+    for target in (0.5, 0.9, 0.95, 0.99):
+        assert alpha_from_rule_file(path, target) == alpha_for_target(target)
+    path.write_text("c1: 0.01\nc2: 1.0\nc3: 0.0\nc4: 0.2\n")
+    assert alpha_from_rule_file(path, 0.95) == round(0.01 * math.tan(0.95) + 0.2, 2)
+    assert resolve_alpha(f"fitted:{path}", 0.95) == alpha_from_rule_file(path, 0.95)
+    path.write_text("c1: 0.01\nc2: 1.0\n")
+    with pytest.raises(ConfigError, match="c1, c2, c3 and c4"):
+        alpha_from_rule_file(path, 0.95)
+
+
+def test_resolve_alpha():
+    assert resolve_alpha("auto", 0.98) == 0.12
+    assert resolve_alpha(0.3, 0.98) == 0.3
+
+
+def test_feather_rule():
+    assert feather_theta(0.9) == 1.0 and feather_theta(0.95) == 1.0
+    assert feather_theta(0.96) == 0.5 and feather_theta(0.99) == 0.5
+
+
+def test_log_density_formula_and_clip():
+    densities = torch.tensor([1.0, 0.5, 0.1, 0.01, 0.0])
+    alpha = 0.13
+    expected = [min(1.0, max(0.2, 1 + alpha * math.log(d))) if d > 0 else 0.2 for d in densities.tolist()]
+    torch.testing.assert_close(log_density_theta(densities, alpha, theta_min=0.2), torch.tensor(expected))
+    assert log_density_theta(densities, 0.0).tolist() == [1.0] * 5
+    assert log_density_theta(torch.tensor([1e-9]), 1.0).item() == 0.0  # clipped at theta_min = 0
+
+
+def test_policies_per_layer():
+    densities = torch.tensor([0.5, 0.05, 0.2])
+    assert ThetaPolicy(ThetaConfig(policy="constant", value=0.3), 0.9).layer_thetas(densities) == [0.3] * 3
+    assert ThetaPolicy(ThetaConfig(policy="feather"), 0.99).layer_thetas(densities) == [0.5] * 3
+    per_layer = torch.stack(ThetaPolicy(ThetaConfig(policy="log_density", mode="layer", alpha=0.1), 0.9).layer_thetas(densities))
+    torch.testing.assert_close(per_layer, 1 + 0.1 * torch.log(densities))
+    shared = torch.stack(ThetaPolicy(ThetaConfig(policy="log_density", mode="global", alpha=0.1), 0.9).layer_thetas(densities))
+    torch.testing.assert_close(shared, per_layer.mean().expand(3))  # unweighted mean of theta_l
+
+
+def test_auto_alpha_follows_target():
+    assert ThetaPolicy(ThetaConfig(policy="log_density"), 0.98).alpha == 0.12
+    assert ThetaPolicy(ThetaConfig(policy="log_density"), 0.9).alpha == 0.0

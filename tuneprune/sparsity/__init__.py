@@ -1,0 +1,45 @@
+"""Sparse training engine: Feather's thresholding with gradient scaling, schedules and elimination (SPEC 1-4).
+
+Imports neither Ray, MLflow nor the training loop.
+"""
+
+from tuneprune.sparsity.adaptive import PRESETS, AdaptiveScheduler, preset_constants
+from tuneprune.sparsity.config import DropConfig, SchedulerConfig, SparsityConfig, ThetaConfig
+from tuneprune.sparsity.layers import prunable_layers, prunable_sparsity
+from tuneprune.sparsity.operator import threshold_operator
+from tuneprune.sparsity.schedules import build_schedule, cubic_sparsity
+from tuneprune.sparsity.stability import jaccard
+from tuneprune.sparsity.theta import (
+    ThetaPolicy,
+    alpha_for_target,
+    alpha_from_rule_file,
+    feather_theta,
+    log_density_theta,
+    resolve_alpha,
+)
+from tuneprune.sparsity.thresholds import global_threshold, layer_thresholds, magnitude_quantiles
+
+__all__ = [
+    "PRESETS",
+    "AdaptiveScheduler",
+    "DropConfig",
+    "SchedulerConfig",
+    "SparsityConfig",
+    "ThetaConfig",
+    "ThetaPolicy",
+    "alpha_for_target",
+    "alpha_from_rule_file",
+    "build_schedule",
+    "cubic_sparsity",
+    "feather_theta",
+    "global_threshold",
+    "jaccard",
+    "layer_thresholds",
+    "log_density_theta",
+    "magnitude_quantiles",
+    "preset_constants",
+    "prunable_layers",
+    "prunable_sparsity",
+    "resolve_alpha",
+    "threshold_operator",
+]
