@@ -1,6 +1,6 @@
 """Sparse training engine: Feather's thresholding with gradient scaling, schedules and elimination (SPEC 1-4).
 
-Imports neither Ray, MLflow nor the training loop.
+Imports neither Ray, MLflow nor the training loop: the loop finds :class:`Sparsifier` here.
 """
 
 from tuneprune.sparsity.adaptive import PRESETS, AdaptiveScheduler, preset_constants
@@ -8,6 +8,7 @@ from tuneprune.sparsity.config import DropConfig, SchedulerConfig, SparsityConfi
 from tuneprune.sparsity.layers import prunable_layers, prunable_sparsity
 from tuneprune.sparsity.operator import threshold_operator
 from tuneprune.sparsity.schedules import build_schedule, cubic_sparsity
+from tuneprune.sparsity.sparsifier import Sparsifier
 from tuneprune.sparsity.stability import jaccard
 from tuneprune.sparsity.theta import (
     ThetaPolicy,
@@ -24,6 +25,7 @@ __all__ = [
     "AdaptiveScheduler",
     "DropConfig",
     "SchedulerConfig",
+    "Sparsifier",
     "SparsityConfig",
     "ThetaConfig",
     "ThetaPolicy",

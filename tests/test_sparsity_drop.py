@@ -1,0 +1,54 @@
+"""Elimination of the smallest pruned weights, drop percentages (SPEC 4)."""
+
+import pytest
+import torch
+
+from tuneprune.sparsity.config import DropConfig
+from tuneprune.sparsity.drop import Elimination
+from tuneprune.sparsity.masks import MaskBuilder
+
+
+def _weights():
+    g = torch.Generator().manual_seed(0)
+    return [torch.randn(16, 8, 3, 3, generator=g), 3 * torch.randn(40, 16, generator=g), 0.5 * torch.randn(10, 40, generator=g)]
+
+
+def test_timeframes():
+    from_start = Elimination(DropConfig(rho=0.5), final_sparsity=0.9)
+    after = Elimination(DropConfig(rho=0.5, timeframe="after_target"), final_sparsity=0.9)
+    assert from_start.applies(0.3) and not after.applies(0.3)
+    assert from_start.applies(0.9) and after.applies(0.9)
+    assert not Elimination(DropConfig(rho=0.0), 0.9).applies(0.9)
+    assert not from_start.applies(0.0)
+
+
+@pytest.mark.parametrize("threshold_mode", ["global", "layer"])
+def test_global_elimination_is_the_rho_s_quantile_of_the_network(threshold_mode):
+    weights = _weights()
+    builder = MaskBuilder(weights, threshold_mode, Elimination(DropConfig(rho=0.25), 0.9))
+    masks = builder.build(weights, 0.8, slot=0)
+    magnitudes = torch.cat([w.flatten().abs() for w in weights])
+    t = torch.quantile(magnitudes, 0.25 * 0.8)
+    for w, gone in zip(weights, masks.eliminated):
+        assert torch.equal(gone, w.abs() < t)
+    assert abs(int(masks.eliminated_counts.sum()) - 0.2 * magnitudes.numel()) <= 1
+
+
+def test_layer_elimination_uses_each_layers_achieved_sparsity():
+    weights = _weights()
+    builder = MaskBuilder(weights, "global", Elimination(DropConfig(rho=0.5, mode="layer"), 0.9))
+    masks = builder.build(weights, 0.7, slot=0)
+    T = torch.quantile(torch.cat([w.flatten().abs() for w in weights]), 0.7)
+    for w, kept, gone in zip(weights, masks.kept, masks.eliminated):
+        layer_sparsity = (w.abs() <= T).float().mean().item()
+        t_l = torch.quantile(w.flatten().abs(), 0.5 * layer_sparsity)
+        assert torch.equal(kept, w.abs() > T)
+        assert torch.equal(gone, w.abs() < t_l)
+        assert not (gone & kept).any()
+
+
+def test_no_elimination_before_target_with_after_target():
+    weights = _weights()
+    builder = MaskBuilder(weights, "global", Elimination(DropConfig(rho=0.5, timeframe="after_target"), 0.9))
+    assert builder.build(weights, 0.5, slot=0).eliminated is None
+    assert builder.build(weights, 0.9, slot=1).eliminated is not None

@@ -1,0 +1,174 @@
+"""The Sparsifier hook: wrapping, per-iteration masks, metrics, state and finalize (SPEC 1-4)."""
+
+import io
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from tuneprune.models import create_model
+from tuneprune.sparsity import Sparsifier, SparsityConfig, prunable_layers, prunable_sparsity, threshold_operator
+
+METRIC_KEYS = {"sparsity_k", "sparsity", "theta", "mask_stability", "lambda", "eliminated"}
+
+
+def make(config: dict, steps_per_epoch: int = 4, epochs: int = 2, seed: int = 0) -> tuple[nn.Module, Sparsifier]:
+    torch.manual_seed(seed)
+    model = create_model("small_cnn", 10, 1)
+    return model, Sparsifier(model, SparsityConfig(**config), steps_per_epoch=steps_per_epoch, epochs=epochs)
+
+
+def train_steps(model: nn.Module, sparsifier: Sparsifier, steps: range, lr: float = 0.05) -> torch.optim.Optimizer:
+    g = torch.Generator().manual_seed(steps.start)
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
+    for step in steps:
+        sparsifier.before_iteration(step)
+        x, y = torch.randn(16, 1, 8, 8, generator=g), torch.randint(0, 10, (16,), generator=g)
+        optimizer.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        sparsifier.after_backward(step)
+        optimizer.step()
+    return optimizer
+
+
+def plain_weights(sparsifier: Sparsifier) -> list[torch.Tensor]:
+    return [m.parametrizations.weight.original.detach() for m in sparsifier._modules]
+
+
+def test_prunable_layers_are_every_conv_and_linear():
+    model = create_model("small_cnn", 10, 1)
+    names = [name for name, _ in prunable_layers(model)]
+    assert names == ["features.0", "features.3", "features.7", "classifier"]
+    assert [name for name, _ in prunable_layers(model, min_size=1000)] == ["features.3", "features.7", "classifier"]
+    assert prunable_sparsity(model) == 0.0
+
+
+def test_wrapping_keeps_names_and_trains_the_dense_weights():
+    model, sparsifier = make({"target": 0.9})
+    assert sparsifier.names == ["features.0", "features.3", "features.7", "classifier"]
+    assert all(m.parametrizations.weight.original in set(model.parameters()) for m in sparsifier._modules)
+    with pytest.raises(ValueError, match="no prunable layers"):
+        Sparsifier(nn.Sequential(nn.ReLU()), SparsityConfig(), 1, 1)
+
+
+@pytest.mark.parametrize("p", [1.0, 3.0, float("inf")])
+def test_forward_uses_thresholded_weights_at_the_global_threshold(p):
+    model, sparsifier = make({"target": 0.8, "operator_p": p, "scheduler": {"type": "constant"}})
+    sparsifier.before_iteration(0)
+    weights = plain_weights(sparsifier)
+    T = torch.quantile(torch.cat([w.flatten().abs() for w in weights]), 0.8)
+    for module, w in zip(sparsifier._modules, weights):
+        torch.testing.assert_close(module.weight, threshold_operator(w, T, p))
+    assert abs(prunable_sparsity(model) * sum(w.numel() for w in weights) - 0.8 * sum(w.numel() for w in weights)) <= 1
+
+
+def test_layer_threshold_mode_prunes_each_layer_to_the_target():
+    model, sparsifier = make({"target": 0.9, "threshold": "layer", "scheduler": {"type": "constant"}})
+    sparsifier.before_iteration(0)
+    for module in sparsifier._modules:
+        assert abs(int((module.weight == 0).sum()) - 0.9 * module.weight.numel()) <= 1
+    assert all(abs(s - 0.9) < 1e-2 for s in sparsifier.layer_sparsity.values())
+
+
+def test_zero_sparsity_prunes_nothing():
+    model, sparsifier = make({"target": 0.9, "scheduler": {"start_epoch": 1}})
+    sparsifier.before_iteration(0)
+    for module, w in zip(sparsifier._modules, plain_weights(sparsifier)):
+        assert torch.equal(module.weight, w)
+    assert sparsifier.end_epoch(-1)["sparsity"] == 0.0
+
+
+def test_end_epoch_metrics_after_cubic_training():
+    model, sparsifier = make({"target": 0.9, "theta": {"policy": "log_density", "alpha": 0.1}}, epochs=4)
+    train_steps(model, sparsifier, range(0, 4))
+    metrics = sparsifier.end_epoch(0)
+    assert set(metrics) == METRIC_KEYS
+    assert metrics["sparsity_k"] == pytest.approx(0.9 - 0.9 * 0.5**3)  # cubic at step 4 of k1 = 8
+    assert metrics["sparsity"] == pytest.approx(metrics["sparsity_k"], abs=1e-4)
+    assert 0 < metrics["theta"] < 1 and 0 < metrics["mask_stability"] <= 1
+    assert metrics["lambda"] == 0.0 and metrics["eliminated"] == 0.0
+    assert metrics["theta"] == pytest.approx(sum(sparsifier.layer_theta.values()) / 4)
+    assert set(sparsifier.layer_sparsity) == set(sparsifier.names)
+
+
+def test_end_epoch_recomputes_threshold_on_the_current_weights():
+    model, sparsifier = make({"target": 0.7, "scheduler": {"type": "constant"}})
+    train_steps(model, sparsifier, range(0, 3), lr=0.5)
+    sparsifier.end_epoch(0)
+    weights = plain_weights(sparsifier)
+    T = torch.quantile(torch.cat([w.flatten().abs() for w in weights]), 0.7)
+    for module, w in zip(sparsifier._modules, weights):
+        torch.testing.assert_close(module.weight, threshold_operator(w, T, 3.0))
+
+
+def test_eliminated_fraction_and_zero_gradients():
+    model, sparsifier = make({"target": 0.8, "scheduler": {"type": "constant"}, "drop": {"rho": 0.5}})
+    sparsifier.before_iteration(0)
+    F.cross_entropy(model(torch.randn(8, 1, 8, 8)), torch.arange(8)).backward()
+    weights = plain_weights(sparsifier)
+    t = torch.quantile(torch.cat([w.flatten().abs() for w in weights]), 0.4)
+    for module, w in zip(sparsifier._modules, weights):
+        assert (module.parametrizations.weight.original.grad[w.abs() < t] == 0).all()
+    assert sparsifier.end_epoch(0)["eliminated"] == pytest.approx(0.4, abs=1e-4)
+    model, sparsifier = make({"target": 0.8, "scheduler": {"type": "constant"}, "theta": {"policy": "constant", "value": 0.0}})
+    assert sparsifier.end_epoch(0)["eliminated"] == pytest.approx(0.8, abs=1e-4)
+
+
+def test_adaptive_metrics_report_lambda():
+    model, sparsifier = make({"target": 0.95, "scheduler": {"type": "adaptive", "preset": "lambda1", "initial_sparsity": 0.5}})
+    train_steps(model, sparsifier, range(0, 4))
+    metrics = sparsifier.end_epoch(0)
+    scheduler = sparsifier.schedule.scheduler
+    assert metrics["lambda"] == scheduler.lam > 0
+    assert metrics["sparsity_k"] == scheduler.sparsity <= 0.95
+
+
+def test_state_dict_loads_with_weights_only_and_resumes_exactly():
+    config = {"target": 0.95, "theta": {"policy": "log_density"}, "scheduler": {"type": "adaptive", "preset": "lambda1"}}
+    model, sparsifier = make(config)
+    optimizer = train_steps(model, sparsifier, range(0, 4))
+    sparsifier.end_epoch(0)
+    buffer = io.BytesIO()
+    torch.save({"model": model.state_dict(), "sparsifier": sparsifier.state_dict(), "optimizer": optimizer.state_dict()}, buffer)
+    buffer.seek(0)
+    saved = torch.load(buffer, weights_only=True)
+    train_steps(model, sparsifier, range(4, 8))
+    straight = sparsifier.end_epoch(1)
+
+    resumed_model, resumed = make(config, seed=1)
+    resumed_model.load_state_dict(saved["model"])
+    resumed.load_state_dict(saved["sparsifier"])
+    train_steps(resumed_model, resumed, range(4, 8))
+    assert resumed.end_epoch(1) == straight
+    for a, b in zip(model.state_dict().values(), resumed_model.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_finalize_returns_a_plain_model_with_exact_zeros():
+    model, sparsifier = make({"target": 0.9, "scheduler": {"type": "constant"}})
+    train_steps(model, sparsifier, range(0, 3))
+    sparsifier.end_epoch(0)
+    x = torch.randn(4, 1, 8, 8)
+    model.eval()
+    wrapped_out = model(x)
+    plain = sparsifier.finalize()
+    reference = create_model("small_cnn", 10, 1)
+    assert list(plain.state_dict()) == list(reference.state_dict())
+    assert not any("parametriz" in name for name, _ in plain.named_modules())
+    assert type(plain.classifier) is nn.Linear
+    reference.load_state_dict(plain.state_dict())
+    torch.testing.assert_close(reference.eval()(x), wrapped_out)
+    total = sum(m.weight.numel() for _, m in prunable_layers(plain))
+    assert abs(prunable_sparsity(plain) * total - 0.9 * total) <= 1
+
+
+def test_importing_the_engine_pulls_in_neither_ray_nor_mlflow_nor_the_loop():
+    code = (
+        "import tuneprune.sparsity, sys; "
+        "assert 'ray' not in sys.modules and 'mlflow' not in sys.modules; "
+        "assert 'tuneprune.training' not in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -1,0 +1,177 @@
+"""Feather sparse training of any model as a hook of the training loop (SPEC 1-4)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn as nn
+from torch.nn.utils import parametrize
+
+from tuneprune.sparsity.config import SparsityConfig
+from tuneprune.sparsity.drop import Elimination
+from tuneprune.sparsity.layers import prunable_layers
+from tuneprune.sparsity.masks import MaskBuilder, Masks
+from tuneprune.sparsity.schedules import build_schedule
+from tuneprune.sparsity.ste import GradientScale, ThresholdedWeight
+from tuneprune.sparsity.theta import ThetaPolicy
+
+
+class Sparsifier:
+    """Wraps every prunable layer of ``model`` with ``w~ = P_T(w)`` and the scaled STE (SPEC 1.2, 1.3).
+
+    Implements the :class:`~tuneprune.training.hooks.TrainHook` protocol. Before each
+    iteration it takes ``S_k`` from the schedule, recomputes the threshold(s), theta per
+    layer, the elimination threshold and the mask stability ``mu_k`` (fed to the adaptive
+    scheduler), once, for forward and backward. Build the optimizer after the Sparsifier:
+    it trains the dense weights (``parametrizations.weight.original``).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        config: SparsityConfig,
+        steps_per_epoch: int,
+        epochs: int,
+        model_family: str = "resnet",
+    ) -> None:
+        layers = prunable_layers(model, config.min_size)
+        if not layers:
+            raise ValueError("the model has no prunable layers (Conv2d/Linear with at least min_size weights)")
+        self.model = model
+        self.config = config
+        self.steps_per_epoch = steps_per_epoch
+        self.schedule = build_schedule(config, steps_per_epoch, epochs, model_family)
+        self.theta_policy = ThetaPolicy(config.theta, config.target)
+        self.names = [name for name, _ in layers]
+        self._modules = [module for _, module in layers]
+        self._parametrizations = [ThresholdedWeight(config.operator_p) for _ in layers]
+        self._parameter_order = [list(module._parameters) for module in self._modules]
+        for module, parametrization in zip(self._modules, self._parametrizations):
+            parametrize.register_parametrization(module, "weight", parametrization)
+        self._builder = MaskBuilder(self._weights(), config.threshold, Elimination(config.drop, config.target))
+        self._current: Masks | None = None
+        self._previous: Masks | None = None
+        self._thetas: list[float] | list[torch.Tensor] = []
+        self._stability_sum = torch.zeros((), device=self._weights()[0].device)
+        self._stability_count = 0
+
+    def _weights(self) -> list[torch.Tensor]:
+        return [module.parametrizations.weight.original for module in self._modules]
+
+    def _apply(self, sparsity: float, slot: int) -> Masks:
+        """Compute the masks at ``sparsity`` and install them in the layers."""
+        masks = self._builder.build(self._weights(), sparsity, slot)
+        thetas = self.theta_policy.layer_thetas(masks.kept_counts / self._builder.layer_sizes)
+        eliminated = masks.eliminated or [None] * len(thetas)
+        for parametrization, threshold, kept, theta, gone in zip(
+            self._parametrizations, masks.thresholds, masks.kept, thetas, eliminated
+        ):
+            if sparsity > 0:
+                parametrization.set(threshold, GradientScale(kept, theta, gone))
+            else:
+                parametrization.clear()
+        self._current, self._thetas = masks, thetas
+        return masks
+
+    def _free_slot(self) -> int:
+        return 0 if self._previous is None else 1 - self._previous.slot
+
+    def before_iteration(self, step: int) -> None:
+        """Masks at ``S_k`` for iteration ``step``; ``mu_k`` against the previous iteration's masks (SPEC 3, 9)."""
+        masks = self._apply(self.schedule.sparsity_at(step), self._free_slot())
+        if self._previous is not None:
+            mu = self._builder.stability(masks, self._previous)
+            self._stability_sum += mu
+            self._stability_count += 1
+            if self.schedule.needs_stability:
+                self.schedule.observe(step, float(mu))
+        self._previous = masks
+
+    def after_backward(self, step: int) -> None:
+        """Nothing: the gradient scale is applied inside the backward pass."""
+
+    def end_epoch(self, epoch: int) -> dict[str, float]:
+        """Recompute the masks after the epoch's last optimizer step (SPEC 1.4) and return its metrics.
+
+        ``sparsity_k`` the schedule's current sparsity, ``sparsity`` the achieved fraction of
+        pruned prunable weights, ``theta`` the mean over layers, ``mask_stability`` the mean
+        ``mu`` over the epoch's iterations (1.0 when none was measured), ``lambda`` the
+        adaptive scheduler's lambda (0 otherwise), ``eliminated`` the fraction of prunable
+        weights whose gradient is zero.
+        """
+        masks = self._apply(self.schedule.sparsity_at((epoch + 1) * self.steps_per_epoch), self._free_slot())
+        stability = float(self._stability_sum / self._stability_count) if self._stability_count else 1.0
+        self._stability_sum.zero_()
+        self._stability_count = 0
+        total = sum(self._builder.sizes)
+        return {
+            "sparsity_k": masks.sparsity,
+            "sparsity": 1.0 - float(masks.kept_counts.sum()) / total,
+            "theta": float(self._theta_tensor().mean()),
+            "mask_stability": stability,
+            "lambda": self.schedule.lam,
+            "eliminated": float(self._zero_gradient_counts(masks).sum()) / total,
+        }
+
+    def _theta_tensor(self) -> torch.Tensor:
+        return torch.stack([torch.as_tensor(theta, dtype=torch.float32) for theta in self._thetas])
+
+    def _zero_gradient_counts(self, masks: Masks) -> torch.Tensor:
+        """Per layer: eliminated weights plus pruned ones of layers whose theta is 0 (SPEC 1.3)."""
+        if masks.sparsity <= 0:
+            return torch.zeros(len(self.names))
+        eliminated = masks.eliminated_counts
+        if eliminated is None:
+            eliminated = torch.zeros_like(masks.kept_counts)
+        pruned = self._builder.layer_sizes - masks.kept_counts - eliminated
+        return (eliminated + torch.where(self._theta_tensor().to(pruned.device) == 0, pruned, 0)).cpu()
+
+    @property
+    def layer_sparsity(self) -> dict[str, float]:
+        """Achieved sparsity of each prunable layer under the current threshold(s)."""
+        if self._current is None:
+            return dict.fromkeys(self.names, 0.0)
+        fractions = 1.0 - self._current.kept_counts / self._builder.layer_sizes
+        return dict(zip(self.names, fractions.tolist()))
+
+    @property
+    def layer_theta(self) -> dict[str, float]:
+        """theta of each prunable layer at the current iteration."""
+        if not self._thetas:
+            return dict.fromkeys(self.names, 1.0)
+        return dict(zip(self.names, self._theta_tensor().tolist()))
+
+    def state_dict(self) -> dict[str, Any]:
+        """Schedule state, the current sparsity and the previous iteration's kept mask (for ``mu``)."""
+        return {
+            "schedule": self.schedule.state_dict(),
+            "sparsity": self._current.sparsity if self._current is not None else None,
+            "previous_kept": self._previous.kept_flat.clone() if self._previous is not None else None,
+            "previous_sparsity": self._previous.sparsity if self._previous is not None else None,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore after the model's weights, so that the installed masks match them."""
+        self.schedule.load_state_dict(state["schedule"])
+        self._previous = None
+        if state["previous_kept"] is not None:
+            self._previous = self._builder.restore(state["previous_kept"], state["previous_sparsity"], slot=0)
+        if state["sparsity"] is not None:
+            self._apply(state["sparsity"], self._free_slot())
+
+    @torch.no_grad()
+    def finalize(self) -> nn.Module:
+        """Remove the parametrizations, leaving ``P_T(w)`` with exact zeros as plain weights.
+
+        The returned model (``self.model``) has the state_dict keys of the unwrapped model;
+        the Sparsifier is no longer attached to it.
+        """
+        if self._current is not None:
+            self._apply(self._current.sparsity, self._free_slot())
+        for module, order in zip(self._modules, self._parameter_order):
+            parametrize.remove_parametrizations(module, "weight", leave_parametrized=True)
+            for name in order:  # re-insert so that the state_dict order is the unwrapped model's
+                module._parameters[name] = module._parameters.pop(name)
+        self._modules, self._parametrizations = [], []
+        return self.model
