@@ -10,11 +10,12 @@ from tuneprune.data import load_dataset
 from tuneprune.models import create_model
 from tuneprune.relevance import PruningPoint, evaluate_channel_pruning
 from tuneprune.relevance.channels import channels_pruned, conv_units, prune_channels, select_channels
-from tuneprune.relevance.config import FinetuneSettings
+from tuneprune.relevance.config import FinetuneSettings, RelevanceStudyConfig
 from tuneprune.relevance.evaluation import evaluate_pruned, prepare
 from tuneprune.relevance.finetune import finetune_pruned
 from tuneprune.relevance.rankings import random_order
 from tuneprune.relevance.settings import RelevanceSettings
+from tuneprune.relevance.study import run_study
 from tuneprune.training import RunConfig, evaluate, train
 
 SMALL_CNN_WIDTHS = [32, 64, 128]
@@ -111,3 +112,14 @@ def test_finetuning_keeps_the_mask_and_leaves_the_original(trained):
     tuned = finetune_pruned(model, channels, data, config, FinetuneSettings(epochs=1, lr=0.01))
     assert zeroed_channels(tuned) == len(channels)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_study_rows_carry_finetuned_metrics_when_asked(trained):
+    model, data, config = trained
+    study = RelevanceStudyConfig(
+        train=config, relevance={"eval_samples": 32}, rankings=["parameter"], deltas=[0.5], percentages=[30], finetune={"epochs": 1}
+    )
+    result = run_study(model, config, data, study)
+    assert list(result.curves) == ["parameter", "delta=0.5"] and result.num_channels == 224
+    (row,) = result.curves["parameter"]
+    assert row["pruned_channels"] == 67 and {"acc", "loss", "finetuned_acc", "finetuned_loss"} <= set(row)
