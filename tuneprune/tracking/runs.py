@@ -71,7 +71,10 @@ class RunTracker:
             if exp is not None:
                 self._experiment_id = exp.experiment_id
             else:
-                location = Path(self._artifact_root).resolve().as_uri() if self._artifact_root else None
+                # A tracking server chooses the artifact location itself (served artifacts, so
+                # workers on other nodes upload through it); a local path is only for local stores.
+                remote = self.tracking_uri.startswith(("http://", "https://"))
+                location = Path(self._artifact_root).resolve().as_uri() if self._artifact_root and not remote else None
                 try:
                     self._experiment_id = self.client.create_experiment(self.experiment_name, artifact_location=location)
                 except Exception:  # created concurrently by another process
@@ -84,7 +87,8 @@ class RunTracker:
 
     def find_parent(self, name: str, kind: str):
         runs = self.search(f"tags.`{TAG_NAME}` = '{name}' and tags.`{TAG_KIND}` = '{kind}'")
-        return runs[0] if runs else None
+        # The oldest: drivers started at once may briefly have one each (see start_parent).
+        return min(runs, key=lambda r: (r.info.start_time, r.info.run_id)) if runs else None
 
     def children(self, parent_id: str) -> list:
         return self.search(f"tags.`{TAG_PARENT}` = '{parent_id}'")
@@ -96,17 +100,30 @@ class RunTracker:
     # -- creating runs --------------------------------------------------------------------
     def start_parent(self, name: str, kind: str, *, resume: bool, tags: dict[str, str] | None = None) -> str:
         """Create the parent run of ``name``, or reopen it when resuming. Refuse silent duplicates."""
-        existing = self.find_parent(name, kind)
-        if existing is not None and not resume:
-            raise ConfigError(
-                f"name = {name!r}: a {kind} of that name already exists (MLflow run {existing.info.run_id}); "
+        def refuse(run_id: str) -> ConfigError:
+            return ConfigError(
+                f"name = {name!r}: a {kind} of that name already exists (MLflow run {run_id}); "
                 "pass --resume to continue it or choose another --name"
             )
+
+        existing = self.find_parent(name, kind)
+        if existing is not None and not resume:
+            raise refuse(existing.info.run_id)
         if existing is not None:
             self.client.update_run(existing.info.run_id, "RUNNING")
             return existing.info.run_id
         all_tags = {TAG_NAME: name, TAG_KIND: kind, **environment_tags(), **(tags or {})}
-        return self.client.create_run(self.experiment_id, run_name=name, tags=all_tags).info.run_id
+        run_id = self.client.create_run(self.experiment_id, run_name=name, tags=all_tags).info.run_id
+        # Drivers of one search started at once (cluster mode) may each have created a parent:
+        # every one of them keeps the oldest, the others delete their own.
+        oldest = self.find_parent(name, kind)
+        if oldest is not None and oldest.info.run_id != run_id:
+            self.client.delete_run(run_id)
+            if not resume:
+                raise refuse(oldest.info.run_id)
+            self.client.update_run(oldest.info.run_id, "RUNNING")
+            return oldest.info.run_id
+        return run_id
 
     def child(self, parent_id: str, key: str, run_name: str, kind: str, tags: dict[str, str] | None = None) -> str:
         """The child run of ``parent_id`` with trial key ``key``: found if it exists, else created."""
