@@ -1,0 +1,356 @@
+"""Cluster mode (issue): a multi-node Ray cluster, an MLflow server on PostgreSQL, a shared Optuna study.
+
+Everything is a real process on 127.0.0.1, started and stopped by the scripts users run:
+``scripts/cluster/ray-node.sh`` (a head and a worker node, 1 CPU each, their own temp dirs
+and ports), ``scripts/postgres.sh`` (a throw-away PostgreSQL cluster) and
+``scripts/mlflow-server.sh`` (served artifacts). Other tests of the session run their own
+in-process local Ray, so every search here runs in a subprocess driver
+(``python -m tuneprune.cli search ... --address``), as a user would run it on a cluster.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPTS = ROOT / "scripts"
+SEARCH_TIMEOUT_S = 420
+BASE = {"model": "small_cnn", "dataset": "digits", "epochs": 2, "batch_size": 64}
+
+
+# -- helpers ------------------------------------------------------------------------------
+def _free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_ports(count: int, taken: set[int]) -> int:
+    """The first of ``count`` consecutive free loopback ports, none of them in ``taken``."""
+    for _ in range(200):
+        base = secrets.randbelow(20000) + 21000
+        block = set(range(base, base + count))
+        if not block & taken and all(_free(p) for p in block):
+            taken |= block
+            return base
+    raise RuntimeError("no free block of ports")
+
+
+def run_script(*args, env=None, timeout=240, check=True) -> subprocess.CompletedProcess:
+    out = subprocess.run([str(a) for a in args], capture_output=True, text=True, env=env, timeout=timeout)
+    if check and out.returncode != 0:
+        raise AssertionError(f"{' '.join(map(str, args))} exited {out.returncode}\n{out.stdout}\n{out.stderr}")
+    return out
+
+
+def write_space(directory: Path, name: str, **fields) -> Path:
+    doc = {
+        "name": name,
+        "base": BASE,
+        "params": {"lr": {"type": "float", "low": 0.01, "high": 0.3, "log": True}},
+        "num_samples": 2,
+        "max_concurrent": 2,
+        "resources": {"cpu": 1, "gpu": 0},
+    }
+    doc.update(fields)
+    path = directory / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def search_cmd(space: Path, *args) -> list[str]:
+    return [sys.executable, "-m", "tuneprune.cli", "search", str(space), "--no-progress", *map(str, args)]
+
+
+def check_search(out: subprocess.CompletedProcess) -> None:
+    assert out.returncode == 0, f"search exited {out.returncode}\n{out.stdout[-3000:]}\n{out.stderr[-5000:]}"
+
+
+def pg_bin() -> str | None:
+    """PostgreSQL server binaries: $TUNEPRUNE_TEST_PG_BIN (set by scripts/test.sh), else Debian's or PATH."""
+    if os.environ.get("TUNEPRUNE_TEST_PG_BIN"):
+        return os.environ["TUNEPRUNE_TEST_PG_BIN"]
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(p.split("/")[4]))
+    if found:
+        return str(Path(found[-1]).parent)
+    initdb = shutil.which("initdb")
+    return str(Path(initdb).parent) if initdb else None
+
+
+# -- fixtures: one cluster, one database and one tracking server for the module --------------
+@pytest.fixture(scope="module")
+def ports():
+    return set()
+
+
+@pytest.fixture(scope="module")
+def cluster_env():
+    """The environment of every node and driver: telemetry off, one Ray auth token (not ~/.ray's)."""
+    env = dict(os.environ)
+    env.update(
+        RAY_USAGE_STATS_ENABLED="0", MLFLOW_DISABLE_TELEMETRY="true", DO_NOT_TRACK="1",
+        RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(16),
+    )  # fmt: skip
+    env.pop("RAY_ADDRESS", None)
+    return env
+
+
+@pytest.fixture(scope="module")
+def ray_cluster(cluster_env, ports):
+    """A head and a worker node (1 CPU each) as separate `ray start` processes on 127.0.0.1."""
+    base = Path(tempfile.mkdtemp(prefix="tp-rc-", dir="/tmp"))  # short: Ray's socket paths live below
+    head, worker = base / "h", base / "w"
+    leaders: list[int] = []
+    gcs = free_ports(1, ports)
+    script = SCRIPTS / "cluster" / "ray-node.sh"
+    try:
+        run_script(script, "head", "--dir", head, "--port", gcs, "--ports", free_ports(100, ports),
+                   "--num-cpus", 1, env=cluster_env)  # fmt: skip
+        address = f"127.0.0.1:{gcs}"
+        run_script(script, "worker", "--dir", worker, "--address", address, "--ports", free_ports(100, ports),
+                   "--num-cpus", 1, env=cluster_env)  # fmt: skip
+        leaders = [int((node / "ray.pid").read_text()) for node in (head, worker)]
+        nodes = {(node / "node_id").read_text().strip() for node in (head, worker)}
+        assert len(nodes) == 2 and all(len(n) == 56 for n in nodes), nodes
+        yield {"address": address, "nodes": set(nodes), "env": cluster_env}
+    finally:  # both nodes at once: each waits up to --grace seconds for Ray to drain
+        stops = [subprocess.Popen([str(script), "stop", "--dir", str(node), "--grace", "5"], env=cluster_env)
+                 for node in (worker, head)]  # fmt: skip
+        for proc in stops:
+            proc.wait(timeout=60)
+        shutil.rmtree(base, ignore_errors=True)
+    for pid in leaders:  # `stop` ended each node's process group, and nothing else
+        with pytest.raises(ProcessLookupError):
+            os.killpg(pid, 0)
+
+
+@pytest.fixture(scope="module")
+def postgres(ports):
+    binaries = pg_bin()
+    if binaries is None:
+        pytest.skip("no PostgreSQL server binaries (apt-get install postgresql, or set TUNEPRUNE_TEST_PG_BIN)")
+    if os.geteuid() == 0:
+        try:
+            import pwd
+
+            pwd.getpwnam(os.environ.get("PG_OS_USER", "postgres"))
+        except KeyError:
+            pytest.skip("running as root and no 'postgres' user to run PostgreSQL as (set PG_OS_USER)")
+    try:
+        import psycopg  # noqa: F401  (SQLAlchemy's driver for postgresql:// URLs)
+    except ImportError:
+        pytest.skip("no PostgreSQL driver: pip install 'psycopg[binary]'")
+    directory = Path(tempfile.mkdtemp(prefix="tp-pg-", dir="/tmp"))  # reachable by the postgres user
+    port = free_ports(1, ports)
+    env = {**os.environ, "PG_BIN": binaries}
+    try:
+        run_script(SCRIPTS / "postgres.sh", "start", "--dir", directory, "--port", port, "--fast", env=env)
+        yield {
+            "pgpassfile": str(directory / "pgpass"),
+            "optuna": f"postgresql://tuneprune@127.0.0.1:{port}/optuna",
+            "mlflow": f"postgresql://tuneprune@127.0.0.1:{port}/mlflow",
+        }
+    finally:
+        run_script(SCRIPTS / "postgres.sh", "stop", "--dir", directory, env=env, check=False)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(postgres, ports):
+    directory = Path(tempfile.mkdtemp(prefix="tp-mlflow-"))
+    port = free_ports(1, ports)
+    env = {**os.environ, "PGPASSFILE": postgres["pgpassfile"]}
+    try:
+        run_script(SCRIPTS / "mlflow-server.sh", "start", "--backend-store-uri", postgres["mlflow"], "--port", port,
+                   "--dir", directory, "--workers", 1, "--timeout", 180, env=env, timeout=240)  # fmt: skip
+        yield {"uri": f"http://127.0.0.1:{port}", "artifacts": directory / "artifacts"}
+    finally:
+        run_script(SCRIPTS / "mlflow-server.sh", "stop", "--dir", directory, env=env, check=False)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture()
+def pg_env(ray_cluster, postgres):
+    """A driver's environment with the database password file, as on a cluster's login node."""
+    return {**ray_cluster["env"], "PGPASSFILE": postgres["pgpassfile"]}
+
+
+def client_for(uri: str):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(uri)
+
+
+# -- tests ------------------------------------------------------------------------------------
+def test_search_trials_land_on_both_nodes(ray_cluster, tmp_path):
+    space = write_space(tmp_path, "twonodes", num_samples=2)
+    tracking = f"sqlite:///{tmp_path / 'mlruns.db'}"
+    out = subprocess.run(
+        search_cmd(space, "--address", ray_cluster["address"], "--tracking-uri", tracking,
+                   "--storage", f"sqlite:///{tmp_path / 'optuna.db'}", "--results-dir", tmp_path / "runs"),
+        capture_output=True, text=True, env=ray_cluster["env"], cwd=tmp_path, timeout=SEARCH_TIMEOUT_S,
+    )  # fmt: skip
+    check_search(out)
+    client = client_for(tracking)
+    exp = client.get_experiment_by_name("tuneprune")
+    runs = client.search_runs([exp.experiment_id], "tags.`tuneprune.kind` = 'trial'")
+    assert len(runs) == 2 and all(r.info.status == "FINISHED" for r in runs)
+    nodes = {r.data.tags["ray.node_id"] for r in runs}
+    assert nodes == ray_cluster["nodes"]  # the two trials ran at once, one per 1-CPU node
+
+
+def test_search_on_postgres_and_mlflow_server(ray_cluster, mlflow_server, postgres, pg_env, tmp_path):
+    import optuna
+
+    space = write_space(tmp_path, "onpg", num_samples=1, grid={"sparsity.target": [0.5, 0.9]})
+    env = {**pg_env, "RAY_ADDRESS": ray_cluster["address"]}  # --address auto, as on a cluster node
+    out = subprocess.run(
+        search_cmd(space, "--address", "auto", "--tracking-uri", mlflow_server["uri"],
+                   "--storage", postgres["optuna"], "--results-dir", tmp_path / "runs"),
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=SEARCH_TIMEOUT_S,
+    )  # fmt: skip
+    check_search(out)
+
+    os.environ["PGPASSFILE"] = postgres["pgpassfile"]  # for this process's own reads
+    try:
+        client = client_for(mlflow_server["uri"])
+        parent = client.search_runs(
+            [client.get_experiment_by_name("tuneprune").experiment_id],
+            "tags.`tuneprune.name` = 'onpg' and tags.`tuneprune.kind` = 'search'",
+        )
+        assert len(parent) == 1 and parent[0].info.status == "FINISHED"
+        assert parent[0].data.params["storage"] == postgres["optuna"]
+        seen = set()
+        for target in (0.5, 0.9):
+            study = optuna.load_study(study_name=f"onpg[sparsity.target={target}]", storage=postgres["optuna"])
+            assert len(study.trials) == 1
+            for trial in study.trials:
+                assert trial.state.name == "COMPLETE"
+                run = client.get_run(trial.user_attrs["mlflow_run_id"])
+                seen.add(run.info.run_id)
+                assert run.info.status == "FINISHED"
+                assert run.data.tags["mlflow.parentRunId"] == parent[0].info.run_id
+                assert run.data.params["sparsity.target"] == str(target)
+                assert float(run.data.params["lr"]) == pytest.approx(trial.params["lr"])
+                assert run.data.metrics["val_acc"] == pytest.approx(trial.value)
+                assert run.data.tags["ray.node_id"] in ray_cluster["nodes"]
+                # Served artifacts: uploaded through the server into its artifacts destination.
+                assert run.info.artifact_uri.startswith("mlflow-artifacts:/")
+                assert {a.path for a in client.list_artifacts(run.info.run_id)} >= {"config.json", "model.pt"}
+                stored = list(mlflow_server["artifacts"].rglob(f"{run.info.run_id}/artifacts/model.pt"))
+                assert len(stored) == 1 and stored[0].stat().st_size > 0
+        children = client.search_runs([parent[0].info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent[0].info.run_id}'")
+        assert {r.info.run_id for r in children} == seen
+    finally:
+        os.environ.pop("PGPASSFILE", None)
+
+
+# Both drivers wait at ensure_ray (after opening the studies, before asking for the first
+# trial) until both got there: "started at once", exactly. A driver that opens the study while
+# another driver's trials are already RUNNING cannot tell them from a dead driver's and
+# re-runs them (no per-trial heartbeats yet; docs/cluster.md, "Several drivers, one study").
+BARRIER_DRIVER = """
+import sys, time
+from pathlib import Path
+import tuneprune.search.runner as runner
+barrier, me, count = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+join = runner.ensure_ray
+def ensure_ray(address):
+    (barrier / me).touch()
+    deadline = time.time() + 240
+    while len(list(barrier.iterdir())) < count and time.time() < deadline:
+        time.sleep(0.1)
+    return join(address)
+runner.ensure_ray = ensure_ray
+from tuneprune.cli import main
+sys.exit(main(sys.argv[4:]))
+"""
+
+
+def test_two_searches_at_once_share_one_study(ray_cluster, mlflow_server, postgres, pg_env, tmp_path):
+    import optuna
+
+    budget = 5
+    space = write_space(tmp_path, "shared", num_samples=budget)
+    barrier = tmp_path / "barrier"
+    barrier.mkdir()
+    drivers = []
+    for me in ("a", "b"):
+        args = ["search", str(space), "--no-progress", "--resume", "--address", ray_cluster["address"],
+                "--tracking-uri", mlflow_server["uri"], "--storage", postgres["optuna"],
+                "--results-dir", tmp_path / f"runs-{me}"]  # fmt: skip
+        drivers.append(
+            subprocess.Popen(
+                [sys.executable, "-c", BARRIER_DRIVER, str(barrier), me, "2", *map(str, args)],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=pg_env, cwd=tmp_path,
+            )  # fmt: skip
+        )
+    try:
+        deadline = time.time() + SEARCH_TIMEOUT_S
+        results = []
+        for proc in drivers:
+            stdout, stderr = proc.communicate(timeout=max(deadline - time.time(), 1))
+            results.append(subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr))
+    finally:
+        for proc in drivers:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    for out in results:
+        check_search(out)
+
+    os.environ["PGPASSFILE"] = postgres["pgpassfile"]
+    try:
+        study = optuna.load_study(study_name="shared", storage=postgres["optuna"])
+    finally:
+        os.environ.pop("PGPASSFILE", None)
+    trials = study.trials
+    # The budget is the study's, shared: the drivers stop together at `budget` trials (two
+    # drivers asking in the same instant for the last one can each get one: one extra at most).
+    assert budget <= len(trials) <= budget + 1
+    assert [t.number for t in trials] == list(range(len(trials)))
+    assert all(t.state.name == "COMPLETE" for t in trials)
+    keys = {f"g0-{t.number:03d}" for t in trials}
+
+    # Each driver ran only the trials it asked for (its own results dir), and both ran some.
+    ran = [{p.name for p in (tmp_path / f"runs-{me}" / "shared" / "trials").iterdir()} for me in ("a", "b")]
+    assert ran[0] and ran[1] and not ran[0] & ran[1] and ran[0] | ran[1] == keys
+
+    # One parent run, one child run per trial, none lost, none twice.
+    client = client_for(mlflow_server["uri"])
+    exp = client.get_experiment_by_name("tuneprune")
+    parents = client.search_runs([exp.experiment_id], "tags.`tuneprune.name` = 'shared' and tags.`tuneprune.kind` = 'search'")
+    assert len(parents) == 1
+    children = client.search_runs([exp.experiment_id], f"tags.`mlflow.parentRunId` = '{parents[0].info.run_id}'")
+    assert sorted(r.data.tags["tuneprune.trial"] for r in children) == sorted(keys)
+    assert {r.info.run_id for r in children} == {t.user_attrs["mlflow_run_id"] for t in trials}
+    assert all(r.info.status == "FINISHED" for r in children)
+
+
+@pytest.mark.parametrize("name", ["launcher-onprem.yaml", "launcher-aws-gpu.yaml"])
+def test_launcher_configs_pass_rays_schema(name):
+    """The example cluster-launcher files are what `ray up` accepts (defaults filled, schema checked)."""
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    config = prepare_config(yaml.safe_load((SCRIPTS / "cluster" / name).read_text()))
+    validate_config(config)
+    commands = " ".join(config["setup_commands"] + config["worker_start_ray_commands"])
+    assert "setup_venv.sh" in commands and "RAY_USAGE_STATS_ENABLED=0" in commands
