@@ -5,24 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-import numpy as np
 import torch
 
 from tuneprune.sparsity.drop import Elimination
+from tuneprune.sparsity.kernels import and_into, copy_into, greater_into, less_into, segment_counts
 from tuneprune.sparsity.stability import jaccard_from_counts
 from tuneprune.sparsity.thresholds import FlatMagnitudes
-
-
-def segment_counts(flat: torch.Tensor, sizes: Sequence[int]) -> torch.Tensor:
-    """Number of True entries in each consecutive segment of a flat boolean tensor.
-
-    On the CPU by ``numpy.count_nonzero`` (single-threaded SIMD: no thread-pool round
-    trip per layer), elsewhere by one reduction per segment (no host sync).
-    """
-    if flat.device.type == "cpu":
-        segments = np.split(flat.numpy(), np.cumsum(sizes)[:-1])
-        return torch.tensor([np.count_nonzero(segment) for segment in segments])
-    return torch.stack([segment.sum() for segment in flat.split(list(sizes))])
 
 
 @dataclass(frozen=True)
@@ -80,32 +68,32 @@ class MaskBuilder:
         if self.threshold_mode == "global":
             threshold, *elimination_threshold = mags.global_quantiles([sparsity, *global_elimination])
             thresholds = [threshold] * len(self.sizes)
-            torch.gt(mags.flat, threshold, out=kept_flat)
+            greater_into(mags.flat, threshold, kept_flat)
         else:
             thresholds = [mags.layer_quantiles(i, [sparsity])[0] for i in range(len(self.sizes))]
             for view, threshold, out in zip(mags.views, thresholds, kept_flat.split(self.sizes)):
-                torch.gt(view, threshold, out=out)
+                greater_into(view, threshold, out)
             elimination_threshold = mags.global_quantiles(global_elimination) if global_elimination else []
         masks = self._masks(sparsity, slot, thresholds)
         if not eliminating:
             return masks
         if elimination_threshold:
-            torch.lt(mags.flat, elimination_threshold[0], out=self._eliminated)
+            less_into(mags.flat, elimination_threshold[0], self._eliminated)
         else:
             layer_sparsities = (1.0 - masks.kept_counts / self.layer_sizes).tolist()  # one host sync, all layers
             outputs = self._eliminated.split(self.sizes)
             for i, q in enumerate(self.elimination.layer_quantiles(layer_sparsities)):
-                torch.lt(mags.views[i], mags.layer_quantiles(i, [q])[0], out=outputs[i])
+                less_into(mags.views[i], mags.layer_quantiles(i, [q])[0], outputs[i])
         eliminated_counts = segment_counts(self._eliminated, self.sizes)
         return replace(masks, eliminated=self._shaped(self._eliminated), eliminated_counts=eliminated_counts)
 
     def restore(self, kept_flat: torch.Tensor, sparsity: float, slot: int) -> Masks:
         """Masks holding a saved kept mask (for the stability of the next iteration)."""
-        self._kept[slot].copy_(kept_flat)
+        copy_into(kept_flat, self._kept[slot])
         return self._masks(sparsity, slot, [])
 
     def stability(self, current: Masks, previous: Masks) -> torch.Tensor:
         """Mean over layers of the Jaccard index of the kept sets, ``mu_k`` of SPEC 3 (a 0-dim tensor)."""
-        torch.logical_and(current.kept_flat, previous.kept_flat, out=self._overlap)
+        and_into(current.kept_flat, previous.kept_flat, self._overlap)
         overlap = segment_counts(self._overlap, self.sizes)
         return jaccard_from_counts(overlap, current.kept_counts, previous.kept_counts).mean()

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-_NUMPY_DTYPES = (torch.float16, torch.float32, torch.float64)
+from tuneprune.sparsity.kernels import abs_into, copy_into, on_numpy
 
 
 def _position(q: float, n: int) -> tuple[int, float]:
@@ -60,7 +60,7 @@ def magnitude_quantiles(values: torch.Tensor, qs: Sequence[float], *, overwrite:
     lowers = {lower for lower, _ in positions.values()}
     if not lowers:
         pairs = {}
-    elif values.device.type == "cpu" and values.dtype in _NUMPY_DTYPES:
+    elif on_numpy(values):
         array = values.numpy() if overwrite else values.numpy().copy()
         pairs = {
             r: (torch.tensor(a, dtype=values.dtype), torch.tensor(b, dtype=values.dtype))
@@ -110,7 +110,7 @@ class FlatMagnitudes:
     def gather(self, tensors: Sequence[torch.Tensor]) -> None:
         """Write ``|w|`` of each tensor into its view."""
         for t, view in zip(tensors, self.views):
-            torch.abs(t.detach().reshape(-1), out=view)
+            abs_into(t, view)
 
     def global_quantiles(self, qs: Sequence[float]) -> list[torch.Tensor]:
         """Quantiles over all gathered magnitudes."""
@@ -124,5 +124,5 @@ class FlatMagnitudes:
     def _select(values: torch.Tensor, scratch: torch.Tensor | None, qs: Sequence[float]) -> list[torch.Tensor]:
         if scratch is None:
             return magnitude_quantiles(values, qs)
-        scratch.copy_(values)
+        copy_into(values, scratch)
         return magnitude_quantiles(scratch, qs, overwrite=True)
