@@ -1,0 +1,162 @@
+"""Benchmark of the sparse training engine: step time dense vs sparse, threshold vs a full sort.
+
+    python scripts/bench_sparse.py [--models resnet20,resnet18] [--steps 6] [--warmup 1] [--threads N]
+
+For each model (CIFAR-shaped random batch, batch 128) and device (the CPU, and CUDA when
+present) it prints, measured in this run: the median time of one training step (forward,
+backward, SGD step) dense and sparse (Feather defaults at a constant sparsity, the
+Sparsifier's ``before_iteration`` included), their ratio and the ratio of the fastest
+steps (``best``, robust to other load on the machine); and the threshold update
+(gather |w| + selection, SPEC 1.4) against the full-sort baseline of the Feather
+reference (``torch.cat`` + ``torch.sort`` + interpolation) and ``torch.quantile``, plus
+the whole per-iteration mask update (threshold, masks, theta, stability). Dense and
+sparse steps are interleaved so that load on the machine affects both alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from tuneprune.models import create_model
+from tuneprune.sparsity import Sparsifier, SparsityConfig
+from tuneprune.sparsity.thresholds import FlatMagnitudes
+
+NUM_CLASSES = 10
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _timed(fn: Callable[[], object], device: torch.device) -> float:
+    _sync(device)
+    start = time.perf_counter()
+    fn()
+    _sync(device)
+    return time.perf_counter() - start
+
+
+def _median_ms(fn: Callable[[], object], device: torch.device, repeats: int) -> float:
+    return 1000 * statistics.median(_timed(fn, device) for _ in range(repeats))
+
+
+class _Trainer:
+    """One model with its optimizer; ``step()`` is one training iteration."""
+
+    def __init__(self, name: str, device: torch.device, sparsity: SparsityConfig | None) -> None:
+        torch.manual_seed(0)
+        self.model = create_model(name, NUM_CLASSES, 3).to(device)
+        self.sparsifier = Sparsifier(self.model, sparsity, steps_per_epoch=100, epochs=10) if sparsity else None
+        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+        self.iteration = 0
+
+    def step(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        if self.sparsifier is not None:
+            self.sparsifier.before_iteration(self.iteration)
+        self.optimizer.zero_grad(set_to_none=True)
+        F.cross_entropy(self.model(x), y).backward()
+        self.optimizer.step()
+        self.iteration += 1
+
+
+def _sort_threshold(weights: list[torch.Tensor], sparsity: float) -> torch.Tensor:
+    """The Feather reference: concatenate, sort everything, interpolate."""
+    values = torch.sort(torch.cat([w.detach().reshape(-1).abs() for w in weights])).values
+    pos = sparsity * (values.numel() - 1)
+    lower = int(pos)
+    return torch.lerp(values[lower], values[min(lower + 1, values.numel() - 1)], pos - lower)
+
+
+def _quantile_threshold(weights: list[torch.Tensor], sparsity: float) -> torch.Tensor:
+    return torch.quantile(torch.cat([w.detach().reshape(-1).abs() for w in weights]), sparsity)
+
+
+def bench(name: str, device: torch.device, args: argparse.Namespace) -> dict[str, object]:
+    x = torch.randn(args.batch_size, 3, 32, 32, device=device)
+    y = torch.randint(0, NUM_CLASSES, (args.batch_size,), device=device)
+    config = SparsityConfig(target=args.sparsity, scheduler={"type": "constant"})
+    dense, sparse = _Trainer(name, device, None), _Trainer(name, device, config)
+    for _ in range(args.warmup):
+        dense.step(x, y)
+        sparse.step(x, y)
+    dense_times, sparse_times = [], []
+    for _ in range(args.steps):
+        dense_times.append(_timed(lambda: dense.step(x, y), device))
+        sparse_times.append(_timed(lambda: sparse.step(x, y), device))
+
+    weights = sparse.sparsifier._weights()
+    flat = FlatMagnitudes(weights)
+
+    def ours() -> torch.Tensor:
+        flat.gather(weights)
+        return flat.global_quantiles([args.sparsity])[0]
+
+    assert torch.allclose(ours(), _sort_threshold(weights, args.sparsity))
+    repeats = args.threshold_repeats
+    row = {
+        "model": name,
+        "device": device.type,
+        "weights": sum(w.numel() for w in weights),
+        "dense_ms": 1000 * statistics.median(dense_times),
+        "sparse_ms": 1000 * statistics.median(sparse_times),
+        "best_ratio": min(sparse_times) / min(dense_times),
+        "threshold_ms": _median_ms(ours, device, repeats),
+        "sort_ms": _median_ms(lambda: _sort_threshold(weights, args.sparsity), device, repeats),
+        "mask_update_ms": _median_ms(lambda: sparse.sparsifier.before_iteration(sparse.iteration), device, repeats),
+    }
+    n = row["weights"]
+    row["quantile_ms"] = _median_ms(lambda: _quantile_threshold(weights, args.sparsity), device, repeats) if n < 2**24 else float("nan")
+    return row
+
+
+def print_table(rows: list[dict[str, object]]) -> None:
+    header = (
+        f"{'model':10s} {'device':6s} {'weights':>10s} {'dense ms':>9s} {'sparse ms':>10s} {'ratio':>6s} {'best':>6s} "
+        f"{'thresh ms':>10s} {'sort ms':>9s} {'speedup':>8s} {'quantile ms':>12s} {'speedup':>8s} {'mask upd ms':>12s}"
+    )
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        print(
+            f"{r['model']:10s} {r['device']:6s} {r['weights']:>10,d} {r['dense_ms']:9.1f} {r['sparse_ms']:10.1f} "
+            f"{r['sparse_ms'] / r['dense_ms']:6.3f} {r['best_ratio']:6.3f} {r['threshold_ms']:10.2f} {r['sort_ms']:9.1f} "
+            f"{r['sort_ms'] / r['threshold_ms']:7.1f}x {r['quantile_ms']:12.1f} {r['quantile_ms'] / r['threshold_ms']:7.1f}x "
+            f"{r['mask_update_ms']:12.2f}"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default="resnet20,resnet18", help="comma-separated registry names")
+    parser.add_argument("--steps", type=int, default=6, help="timed training steps per model and mode")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed steps first")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--sparsity", type=float, default=0.9, help="constant sparsity of the sparse run")
+    parser.add_argument("--threshold-repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--devices", default="cpu,cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads (load average {load}), "
+        f"batch {args.batch_size}, sparsity {args.sparsity}"
+    )
+    rows = []
+    for device in args.devices.split(","):
+        for name in args.models.split(","):
+            rows.append(bench(name, torch.device(device), args))
+    print_table(rows)
+
+
+if __name__ == "__main__":
+    main()
