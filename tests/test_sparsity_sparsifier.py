@@ -155,6 +155,7 @@ def test_finalize_returns_a_plain_model_with_exact_zeros():
     model.eval()
     wrapped_out = model(x)
     plain = sparsifier.finalize()
+    assert sparsifier.finalize() is plain
     reference = create_model("small_cnn", 10, 1)
     assert list(plain.state_dict()) == list(reference.state_dict())
     assert not any("parametriz" in name for name, _ in plain.named_modules())

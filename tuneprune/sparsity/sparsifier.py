@@ -23,8 +23,9 @@ class Sparsifier:
     Implements the :class:`~tuneprune.training.hooks.TrainHook` protocol. Before each
     iteration it takes ``S_k`` from the schedule, recomputes the threshold(s), theta per
     layer, the elimination threshold and the mask stability ``mu_k`` (fed to the adaptive
-    scheduler), once, for forward and backward. Build the optimizer after the Sparsifier:
-    it trains the dense weights (``parametrizations.weight.original``).
+    scheduler), once, for forward and backward. Move the model to its device before and
+    build the optimizer after the Sparsifier: it trains the dense weights
+    (``parametrizations.weight.original``), in preallocated buffers on that device.
     """
 
     def __init__(
@@ -165,8 +166,10 @@ class Sparsifier:
         """Remove the parametrizations, leaving ``P_T(w)`` with exact zeros as plain weights.
 
         The returned model (``self.model``) has the state_dict keys of the unwrapped model;
-        the Sparsifier is no longer attached to it.
+        the Sparsifier is no longer attached to it (a second call returns it unchanged).
         """
+        if not self._modules:
+            return self.model
         if self._current is not None:
             self._apply(self._current.sparsity, self._free_slot())
         for module, order in zip(self._modules, self._parameter_order):
