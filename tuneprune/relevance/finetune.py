@@ -1,6 +1,6 @@
 """Optional fine-tuning of a channel-pruned model with its mask held fixed (SPEC 6).
 
-The pruned tensors are zero and :class:`FrozenChannels` zeroes their gradients after
+The pruned tensors are zero and a :class:`FrozenWeights` hook zeroes their gradients after
 every backward pass, so SGD's momentum and weight decay (both proportional to the zero
 weights or gradients) leave them exactly zero.
 """
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
-from typing import Any
 
 import torch.nn as nn
 
@@ -17,37 +16,21 @@ from tuneprune.data import DatasetSplits
 from tuneprune.relevance.channels import channel_masks, conv_units, prune_channels, pruned_tensors
 from tuneprune.relevance.config import FinetuneSettings
 from tuneprune.training.config import RunConfig
+from tuneprune.training.hooks import FrozenWeights
 from tuneprune.training.loop import train
 
 
-class FrozenChannels:
-    """A :class:`~tuneprune.training.hooks.TrainHook` keeping pruned channels at zero."""
-
-    def __init__(self, model: nn.Module, channels: Sequence[int]) -> None:
-        units = conv_units(model)
-        self._frozen = [
+def frozen_channels(model: nn.Module, channels: Sequence[int]) -> FrozenWeights:
+    """A hook keeping the pruned ``channels`` of ``model`` at zero during training."""
+    units = conv_units(model)
+    return FrozenWeights(
+        [
             (tensor, mask)
             for unit, mask in zip(units, channel_masks(units, channels))
             if mask.any()
             for tensor in pruned_tensors(unit)
         ]
-
-    def before_iteration(self, step: int) -> None:
-        """Nothing to do before the forward pass."""
-
-    def after_backward(self, step: int) -> None:
-        for tensor, mask in self._frozen:
-            if tensor.grad is not None:
-                tensor.grad[mask.to(tensor.grad.device)] = 0.0
-
-    def end_epoch(self, epoch: int) -> dict[str, float]:
-        return {}
-
-    def state_dict(self) -> dict[str, Any]:
-        return {}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Stateless: the mask is rebuilt from the channels."""
+    )
 
 
 def finetune_pruned(
@@ -63,4 +46,4 @@ def finetune_pruned(
     config = run_config.model_copy(
         update={"epochs": settings.epochs, "lr": settings.lr, "batch_size": settings.batch_size, "sparsity": None}
     )
-    return train(config, model=tuned, data=data, hooks=[FrozenChannels(tuned, channels)]).model
+    return train(config, model=tuned, data=data, hooks=[frozen_channels(tuned, channels)]).model

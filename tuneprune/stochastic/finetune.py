@@ -1,6 +1,6 @@
 """Fine-tuning of a pruned model, mask held fixed and BatchNorm frozen (SPEC 5 recipe).
 
-It runs through the ordinary training loop with a :class:`FixedMask` hook: the gradient
+It runs through the ordinary training loop with a :class:`FrozenWeights` hook: the gradient
 of every pruned weight is zeroed before the step, so SGD (whose weight decay and
 momentum of a zero weight with a zero gradient stay zero) never revives it.
 """
@@ -8,7 +8,6 @@ momentum of a zero weight with a zero gradient stay zero) never revives it.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import torch
 import torch.nn as nn
@@ -16,34 +15,9 @@ import torch.nn as nn
 from tuneprune.data import DatasetSplits
 from tuneprune.stochastic.config import FinetuneConfig
 from tuneprune.training import RunConfig, train
+from tuneprune.training.hooks import FrozenWeights
 
 NORM_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d)
-
-
-class FixedMask:
-    """Training hook: pruned weights get no gradient; BatchNorm stays in eval mode."""
-
-    def __init__(self, model: nn.Module, modules: Sequence[nn.Module], masks: Sequence[torch.Tensor]) -> None:
-        self.pairs = list(zip(modules, masks))
-        self.norms = [m for m in model.modules() if isinstance(m, NORM_TYPES)]
-
-    def before_iteration(self, step: int) -> None:
-        for norm in self.norms:
-            norm.eval()
-
-    def after_backward(self, step: int) -> None:
-        for module, mask in self.pairs:
-            if module.weight.grad is not None:
-                module.weight.grad.mul_(mask)
-
-    def end_epoch(self, epoch: int) -> dict[str, float]:
-        return {}
-
-    def state_dict(self) -> dict[str, Any]:
-        return {}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Stateless: the masks come with the model."""
 
 
 def finetune(
@@ -75,6 +49,8 @@ def finetune(
             "sparsity": None,
         }
     )
-    result = train(config, model=model, data=data, hooks=[FixedMask(model, modules, masks)])
+    frozen = [(module.weight, ~mask.bool()) for module, mask in zip(modules, masks)]
+    norms = [m for m in model.modules() if isinstance(m, NORM_TYPES)]
+    result = train(config, model=model, data=data, hooks=[FrozenWeights(frozen, norms)])
     model.to(device)
     return result.final

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Protocol
+
+import torch
+import torch.nn as nn
 
 
 class TrainHook(Protocol):
@@ -24,3 +28,39 @@ class TrainHook(Protocol):
     def state_dict(self) -> dict[str, Any]: ...
 
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+class FrozenWeights:
+    """A :class:`TrainHook` holding chosen entries of parameters fixed during training.
+
+    After every backward pass the gradient of each ``(tensor, frozen)`` pair is zeroed
+    where ``frozen`` is True, so SGD's momentum and weight decay (proportional to zero
+    weights or gradients) leave pruned entries exactly zero. ``eval_modules`` (e.g. the
+    BatchNorm layers of a fine-tuned model) are kept in eval mode. A mask may cover only
+    the leading dimensions of its tensor (one flag per output channel).
+    """
+
+    def __init__(self, frozen: Sequence[tuple[torch.Tensor, torch.Tensor]], eval_modules: Sequence[nn.Module] = ()) -> None:
+        self.frozen = [
+            (tensor, mask.to(device=tensor.device, dtype=torch.bool).reshape(*mask.shape, *[1] * (tensor.ndim - mask.ndim)))
+            for tensor, mask in frozen
+        ]
+        self.eval_modules = list(eval_modules)
+
+    def before_iteration(self, step: int) -> None:
+        for module in self.eval_modules:
+            module.eval()
+
+    def after_backward(self, step: int) -> None:
+        for tensor, mask in self.frozen:
+            if tensor.grad is not None:
+                tensor.grad.masked_fill_(mask, 0.0)
+
+    def end_epoch(self, epoch: int) -> dict[str, float]:
+        return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Stateless: the masks are rebuilt by whoever builds the hook."""
