@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import optuna
@@ -163,3 +164,15 @@ def test_malformed_space_exits_2_before_ray(tmp_path, fields, expected):
     assert out.returncode == 2
     assert expected in out.stderr and out.stderr.strip().count("\n") == 0
     assert not (tmp_path / "runs").exists() and not (tmp_path / "m.db").exists()
+
+
+def test_relevance_delta_is_searchable(ray_session, tmp_path):
+    space = Path(__file__).resolve().parents[1] / "search_spaces" / "relevance_delta.yaml"
+    overrides = ["base.epochs=2", "grid.relevance.percentage=[50]", "base.relevance.eval_samples=64"]
+    summary = run_search(prepare_search(space, overrides, num_samples=2, **stores(tmp_path)), progress=False)
+    assert [t["state"] for t in summary.trials] == ["COMPLETE", "COMPLETE"]
+    client, runs = children(summary)
+    for run in runs:
+        assert 0.0 <= run.data.metrics["pruned_acc"] <= 1.0
+        assert 0.45 <= run.data.metrics["pruned_fraction"] <= 0.5
+        assert "relevance.delta" in run.data.params

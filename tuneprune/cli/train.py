@@ -40,10 +40,12 @@ def load_run_config(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     from tuneprune.training import save_model, train
     from tuneprune.training.checkpoint import CHECKPOINT_NAME
+    from tuneprune.training.final import final_evaluations
 
     config = load_run_config(args)
     resume = args.out / CHECKPOINT_NAME if args.resume and args.out and (args.out / CHECKPOINT_NAME).exists() else None
     result = train(config, checkpoint_dir=args.out, resume_from=resume, progress=not args.json)
+    final_evaluations(result)
     summary = dict(result.final)
     if config.sparsity is not None:
         from tuneprune.sparsity import prunable_sparsity
@@ -56,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
         print_json(summary)
     else:
         print(f"model={config.model} dataset={config.dataset} epochs={config.epochs}")
-        for key in ("test_acc", "val_acc", "test_loss", "final_sparsity", "model_path"):
+        for key in ("test_acc", "val_acc", "test_loss", "final_sparsity", "pruned_acc", "model_path"):
             if key in summary:
                 value = summary[key]
                 print(f"  {key:15s} {value:.4f}" if isinstance(value, float) else f"  {key:15s} {value}")

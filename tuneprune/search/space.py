@@ -22,6 +22,7 @@ from tuneprune.training.config import RunConfig
 METRICS = (
     "val_acc", "test_acc", "train_acc", "val_loss", "test_loss", "train_loss",
     "sparsity", "sparsity_k", "theta", "mask_stability", "mean_mask_stability", "lambda", "eliminated",
+    "pruned_acc", "pruned_loss", "pruned_fraction",
 )  # fmt: skip
 
 

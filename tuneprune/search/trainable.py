@@ -21,6 +21,7 @@ from tuneprune.config import ConfigError
 from tuneprune.tracking import RunTracker
 from tuneprune.training import RunConfig, TrainingDiverged, save_model, train
 from tuneprune.training.checkpoint import CHECKPOINT_NAME, load_file
+from tuneprune.training.final import final_evaluations
 
 WORST = {"max": float("-inf"), "min": float("inf")}
 
@@ -109,6 +110,7 @@ def run_trial(trial: dict[str, Any]) -> None:
     except Exception as err:
         tracker.finish(run_id, "FAILED", f"{type(err).__name__}: {err}")
         raise
+    tracker.log_metrics(run_id, final_evaluations(result), step=epochs)
     model_path = save_model(
         result.model, config.model_dump(mode="json"), trial_dir / "model.pt", result.num_classes, result.in_channels, result.final
     )

@@ -10,6 +10,7 @@ from pydantic import Field, field_validator, model_validator
 from tuneprune.config import StrictModel
 from tuneprune.data import DATASETS
 from tuneprune.models import MODELS
+from tuneprune.relevance.settings import PruningPoint
 from tuneprune.sparsity.config import SparsityConfig
 
 
@@ -40,6 +41,9 @@ class RunConfig(StrictModel):
     num_threads: int | None = Field(None, ge=1, description="torch CPU threads (recorded so runs reproduce exactly)")
 
     sparsity: SparsityConfig | None = Field(None, description="sparse training settings; null trains dense")
+    relevance: PruningPoint | None = Field(
+        None, description="after training, prune channels by this ranking and report pruned_acc/pruned_loss (SPEC 6)"
+    )
 
     @field_validator("model")
     @classmethod
