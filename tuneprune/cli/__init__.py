@@ -15,7 +15,7 @@ from tuneprune import __version__
 from tuneprune.config import ConfigError
 
 # Subcommand modules in the order ``--help`` lists them.
-COMMANDS = ("train", "search", "prune-stochastic", "evolve", "relevance")
+COMMANDS = ("train", "search", "prune-stochastic", "evolve", "relevance", "report", "fit-alpha", "fit-scheduler")
 
 for _var, _value in (("RAY_USAGE_STATS_ENABLED", "0"), ("MLFLOW_DISABLE_TELEMETRY", "true"), ("DO_NOT_TRACK", "1")):
     os.environ.setdefault(_var, _value)

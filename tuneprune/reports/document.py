@@ -1,0 +1,98 @@
+"""A report being written: its figures as PNG files, its tables as CSV files, and one self-contained HTML page.
+
+Every figure is embedded in the page as a base64 PNG and every table is shown inline,
+so the page opens offline with nothing beside it; the PNG and CSV files are written
+too, for other tools and for the MLflow run the report belongs to.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from tuneprune.evolution.report import write_rows
+
+STYLE = """
+body { font-family: sans-serif; margin: 2em auto; max-width: 70em; color: #222; }
+h1 { font-size: 1.6em; } h2 { font-size: 1.3em; margin-top: 1.8em; border-bottom: 1px solid #ccc; }
+table { border-collapse: collapse; font-size: 0.85em; margin: 0.8em 0; }
+th, td { border: 1px solid #ccc; padding: 0.2em 0.5em; text-align: right; }
+th { background: #f2f2f2; } td:first-child { text-align: left; }
+img { max-width: 100%; display: block; margin: 0.8em 0; }
+p.note { color: #555; font-style: italic; }
+"""
+
+
+def cell(value: Any) -> str:
+    """How a table cell reads: floats to four significant digits."""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "" if value is None else str(value)
+
+
+class Report:
+    """Collects headings, text, tables and figures; :meth:`write_html` writes the page into ``out``."""
+
+    def __init__(self, title: str, out: Path) -> None:
+        self.title = title
+        self.out = Path(out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.blocks: list[str] = []
+        self.files: list[Path] = []
+
+    def heading(self, text: str) -> None:
+        self.blocks.append(f"<h2>{html.escape(text)}</h2>")
+
+    def text(self, text: str, note: bool = False) -> None:
+        css = ' class="note"' if note else ""
+        self.blocks.append(f"<p{css}>{html.escape(text)}</p>")
+
+    def table(self, name: str, rows: Sequence[dict[str, Any]], caption: str = "", inline: bool = True) -> Path:
+        """Write ``NAME.csv`` (every row has the first row's keys) and, if ``inline``, show it as a table."""
+        path = write_rows(rows, self.out / f"{name}.csv")
+        self.files.append(path)
+        if not inline:
+            self.text(f"{caption} ({len(rows)} rows): {path.name}", note=True)
+            return path
+        columns = list(rows[0]) if rows else []
+        head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+        body = "".join("<tr>" + "".join(f"<td>{html.escape(cell(r[c]))}</td>" for c in columns) + "</tr>" for r in rows)
+        title = f"<caption>{html.escape(caption)}</caption>" if caption else ""
+        self.blocks.append(f"<table>{title}<tr>{head}</tr>{body}</table>")
+        return path
+
+    def figure(self, name: str, fig: Any, caption: str = "") -> Path:
+        """Save a matplotlib figure as ``NAME.png``, close it, and embed it in the page."""
+        import matplotlib.pyplot as plt
+
+        path = self.out / f"{name}.png"
+        fig.tight_layout()
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        self.files.append(path)
+        data = base64.b64encode(path.read_bytes()).decode("ascii")
+        self.blocks.append(f'<img src="data:image/png;base64,{data}" alt="{html.escape(name)}">')
+        if caption:
+            self.text(caption, note=True)
+        return path
+
+    def add_file(self, path: Path) -> Path:
+        """A file written beside the report (a YAML config) that belongs to it."""
+        self.files.append(path)
+        return path
+
+    def write_html(self, name: str = "report.html") -> Path:
+        path = self.out / name
+        stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        page = (
+            f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{html.escape(self.title)}</title>"
+            f"<style>{STYLE}</style></head><body><h1>{html.escape(self.title)}</h1>"
+            f"<p class=\"note\">written {stamp} by tuneprune</p>\n" + "\n".join(self.blocks) + "\n</body></html>\n"
+        )
+        path.write_text(page)
+        self.files.append(path)
+        return path

@@ -1,0 +1,41 @@
+"""Parameter importances of a search: Optuna's fANOVA on the study of each grid point, per objective (SPEC 8)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tuneprune.reports.trials import SearchData
+
+
+def study_importances(data: SearchData) -> tuple[list[dict[str, Any]], list[str]]:
+    """Rows ``(study, objective, param, importance)`` and a note for every study where they cannot be computed.
+
+    Computable with at least two complete trials, at least one searched parameter that
+    takes more than one value among them, and an objective that does too.
+    """
+    import optuna
+    from optuna.trial import TrialState
+
+    from tuneprune.search.studies import study_name
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = data.source.summary["storage_url"]
+    objectives = list(data.objectives)
+    rows, notes = [], []
+    for point in data.space.grid_points():
+        name = study_name(data.source.name, point)
+        study = optuna.load_study(study_name=name, storage=storage)
+        complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        varying = [p for p in data.space.params if len({repr(t.params.get(p)) for t in complete}) > 1]
+        if len(complete) < 2 or not varying:
+            notes.append(f"{name}: not computable ({len(complete)} complete trials, {len(varying)} searched parameters that vary)")
+            continue
+        for i, objective in enumerate(objectives):
+            if len({t.values[i] for t in complete}) < 2:
+                notes.append(f"{name}: not computable for {objective} (the same value in every complete trial)")
+                continue
+            scores = optuna.importance.get_param_importances(
+                study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0), params=varying, target=lambda t, i=i: t.values[i]
+            )
+            rows += [{"study": name, "objective": objective, "param": p, "importance": float(v)} for p, v in scores.items()]
+    return rows, notes

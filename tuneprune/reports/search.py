@@ -1,0 +1,138 @@
+"""The report of a search (SPEC 8): fronts and hypervolumes, best trials, importances, per-parameter accuracy,
+learning curves, the best alpha per target and the best configuration as a runnable YAML."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import numpy as np
+import yaml
+
+from tuneprune.reports.alpha import ALPHA, alpha_figure, best_alpha_points
+from tuneprune.reports.document import Report
+from tuneprune.reports.importance import study_importances
+from tuneprune.reports.pareto import Plane
+from tuneprune.reports.search_figures import (
+    importance_figure,
+    learning_curves_section,
+    param_figure,
+)
+from tuneprune.reports.sections import front_section
+from tuneprune.reports.trials import SearchData, Trial
+
+
+def trial_row(data: SearchData, trial: Trial) -> dict[str, Any]:
+    """A trial as a table row: key, grid values, searched values, accuracy, achieved sparsity and the objectives."""
+    acc = data.accuracy_metric
+    return {
+        "trial": trial.key,
+        **trial.grid,
+        **trial.params,
+        acc: trial.values.get(acc, trial.metrics.get(acc)),
+        "sparsity": trial.metrics.get("sparsity", 0.0),
+        **{m: trial.values[m] for m in data.objectives if m not in (acc, "sparsity")},
+    }
+
+
+def is_plain_feather(trial: Trial) -> bool:
+    """Feather as published (SPEC 1, 2): feather theta rule, cubic schedule, no weight elimination."""
+    s = trial.config.sparsity
+    return s is not None and s.theta.policy == "feather" and s.scheduler.type == "cubic" and s.drop.rho == 0
+
+
+def feather_baseline(data: SearchData, complete: list[Trial]) -> dict[str, np.ndarray]:
+    """The most accurate plain-Feather trial per target sparsity, as a curve on the accuracy-sparsity plane."""
+    acc = data.accuracy_metric
+    best: dict[float, tuple[float, float]] = {}
+    for t in filter(is_plain_feather, complete):
+        point = (t.metrics.get("sparsity", 0.0), t.values.get(acc, t.metrics.get(acc)))
+        if point[1] > best.get(t.config.sparsity.target, (0.0, -np.inf))[1]:
+            best[t.config.sparsity.target] = point
+    return {"plain Feather (best per target)": np.array(sorted(best.values()))} if best else {}
+
+
+def planes(data: SearchData) -> list[Plane]:
+    """Accuracy against sparsity, and every pair of the other objectives (accuracy on the y axis)."""
+    directions = {data.accuracy_metric: "max", "sparsity": "max", **data.objectives}
+    others = sorted((m for m in data.objectives if m != "sparsity"), key=lambda m: m != data.accuracy_metric)
+    accuracy = Plane("sparsity", data.accuracy_metric, directions["sparsity"], directions[data.accuracy_metric])
+    return [accuracy] + [Plane(x, y, directions[x], directions[y]) for y, x in itertools.combinations(others, 2)]
+
+
+def fronts(report: Report, data: SearchData, complete: list[Trial]) -> None:
+    """A front per plane (the accuracy one with the plain-Feather baseline when there is one), then the hypervolume table."""
+    rows = [trial_row(data, t) for t in complete]
+    baseline = feather_baseline(data, complete)
+    hv_rows = []
+    for i, plane in enumerate(planes(data)):
+        hv_rows.append(front_section(report, rows, plane, baselines=baseline if i == 0 else None))
+        if i == 0 and not baseline:
+            report.text("No plain-Feather trial (feather theta, cubic schedule, no elimination) in this search: no baseline.", note=True)
+    report.heading("Hypervolumes")
+    report.table("hypervolume", hv_rows)
+
+
+def best_table(report: Report, data: SearchData) -> None:
+    """The best trial (or Pareto set) of every grid point, with its test accuracy."""
+    title = "Pareto set per grid point" if len(data.objectives) > 1 else "Best trial per grid point"
+    report.heading(title)
+    rows = [{**trial_row(data, data.trial(k)), "test_acc": data.trial(k).metrics.get("test_acc")} for k in data.best_keys]
+    if rows:
+        report.table("best_trials", rows)
+    else:
+        report.text("No trial completed.", note=True)
+
+
+def importances(report: Report, data: SearchData) -> None:
+    """fANOVA importances per study and objective, or why they cannot be computed."""
+    report.heading("Parameter importances (Optuna fANOVA per grid-point study)")
+    rows, notes = study_importances(data)
+    for note in notes:
+        report.text(note, note=True)
+    if rows:
+        report.figure("importances", importance_figure(rows))
+        report.table("importances", rows)
+
+
+def alpha_series(report: Report, data: SearchData) -> None:
+    """The best alpha per target sparsity when alpha was searched at several targets (SPEC 2, SPEC 8)."""
+    points = best_alpha_points(data.source.summary)
+    if ALPHA not in data.space.params or len({p.target for p in points}) < 2:
+        return
+    report.heading("Best alpha per target sparsity")
+    report.figure("alpha_per_target", alpha_figure(points), "grey: the published rule 0.026 tan(23.09 S + 22.08) + 0.093 (SPEC 2)")
+    report.table("alpha_per_target", [vars(p) for p in points])
+
+
+def best_config(report: Report, data: SearchData) -> None:
+    """``best.yaml``: the run config of the best trial in the first objective, which ``tuneprune train`` runs as is."""
+    entries = data.source.summary["best"]
+    if not entries:
+        return
+    (first, direction), *_ = data.objectives.items()
+    pick = (max if direction == "max" else min)(entries, key=lambda e: e["values"][first])
+    path = report.add_file(report.out / "best.yaml")
+    path.write_text(yaml.safe_dump(pick["config"], sort_keys=False))
+    report.heading("Best configuration")
+    report.text(f"Trial {pick['key']} ({first} = {pick['values'][first]:.4f}); run it with: tuneprune train {path}")
+
+
+def search_report(report: Report, data: SearchData) -> None:
+    """Every section of a search report, in order."""
+    complete = [t for t in data.trials if t.complete]
+    states = ", ".join(f"{sum(t.state == s for t in data.trials)} {s.lower()}" for s in sorted({t.state for t in data.trials}))
+    grid = "; ".join(f"{k} in {v}" for k, v in data.space.grid.items()) or "none"
+    report.text(
+        f"Objectives: {', '.join(f'{m} ({d})' for m, d in data.objectives.items())}. Searched: {', '.join(data.space.params)}. "
+        f"Grid: {grid}. Trials: {states}. The fronts use the {len(complete)} complete trials; sparsity is the achieved "
+        "sparsity at the last epoch."
+    )
+    fronts(report, data, complete)
+    best_table(report, data)
+    importances(report, data)
+    report.heading(f"{data.accuracy_metric} against each searched parameter")
+    report.figure("accuracy_per_param", param_figure(data, complete))
+    learning_curves_section(report, data)
+    alpha_series(report, data)
+    best_config(report, data)

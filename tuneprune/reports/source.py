@@ -1,0 +1,118 @@
+"""What a report is about: a search or an evolution named by its name, its MLflow parent run id or its results directory.
+
+Whatever names it, a source ends up as the ``summary.json`` the run wrote (SPEC 8), the
+parent MLflow run it belongs to and the tracking store that holds the rest: trial
+metric histories, the resolved space, generation populations.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from tuneprune.config import ConfigError
+from tuneprune.tracking import TAG_KIND, default_tracking_uri, find_parent_run
+
+SUMMARY = "summary.json"
+KINDS = ("search", "evolution")
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+
+@dataclass
+class Source:
+    """A finished search or evolution: its summary, parent run and default report directory."""
+
+    label: str
+    kind: str
+    summary: dict[str, Any]
+    tracking_uri: str
+    results_dir: Path
+
+    @property
+    def name(self) -> str:
+        return self.summary["name"]
+
+    @property
+    def parent_run_id(self) -> str:
+        return self.summary["parent_run_id"]
+
+    @cached_property
+    def client(self):  # noqa: ANN201 - MlflowClient, imported lazily
+        from mlflow.tracking import MlflowClient
+
+        return MlflowClient(self.tracking_uri)
+
+    def artifact_text(self, run_id: str, path: str) -> str:
+        return artifact_text(self.label, self.tracking_uri, run_id, path)
+
+    def require_search(self) -> None:
+        if self.kind != "search":
+            raise ConfigError(f"source = {self.label!r}: an {self.kind}, not a search")
+
+    def check_tracking(self) -> None:
+        """The tracking store and the parent run must exist: the report reads from it and logs to it."""
+        if _store_missing(self.tracking_uri):
+            raise ConfigError(f"source = {self.label!r}: no MLflow store at {self.tracking_uri}")
+        try:
+            find_parent_run(self.tracking_uri, self.parent_run_id)
+        except ConfigError:
+            raise ConfigError(f"source = {self.label!r}: its parent run {self.parent_run_id} is not in {self.tracking_uri}") from None
+
+
+def artifact_text(label: str, tracking_uri: str, run_id: str, path: str) -> str:
+    """The text of an artifact of ``run_id`` (one-line :class:`ConfigError` naming ``label`` if it is missing)."""
+    import mlflow.artifacts
+
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=path, dst_path=tmp, tracking_uri=tracking_uri)
+        except Exception as err:
+            raise ConfigError(f"source = {label!r}: run {run_id} has no {path} artifact ({str(err).splitlines()[0][:120]})") from None
+        return Path(local).read_text()
+
+
+def _kind(label: str, summary: dict[str, Any]) -> str:
+    if "trials" in summary:
+        return "search"
+    if "front" in summary:
+        return "evolution"
+    raise ConfigError(f"source = {label!r}: {SUMMARY} is neither a search's nor an evolution's")
+
+
+def _store_missing(tracking_uri: str) -> bool:
+    """A SQLite store must exist already: opening a missing one would create an empty database."""
+    return tracking_uri.startswith("sqlite:///") and not Path(tracking_uri.removeprefix("sqlite:///")).is_file()
+
+
+def _from_directory(label: str, directory: Path, tracking_uri: str | None) -> Source:
+    path = directory / SUMMARY
+    if not path.is_file():
+        raise ConfigError(f"source = {label!r}: directory without {SUMMARY} (not a finished search or evolution)")
+    summary = json.loads(path.read_text())
+    return Source(label, _kind(label, summary), summary, tracking_uri or summary["tracking_uri"], directory.resolve())
+
+
+def _from_tracking(label: str, tracking_uri: str | None) -> Source:
+    uri = tracking_uri or default_tracking_uri()
+    if _store_missing(uri):
+        raise ConfigError(f"source = {label!r}: not a results directory, and no MLflow store at {uri}")
+    run = find_parent_run(uri, label)
+    kind = run.data.tags.get(TAG_KIND)
+    if kind not in KINDS:
+        raise ConfigError(f"source = {label!r}: MLflow run {run.info.run_id} is a {kind or 'untagged'} run, not a search or evolution")
+    summary = json.loads(artifact_text(label, uri, run.info.run_id, SUMMARY))
+    local = Path(summary["results_dir"])
+    return Source(label, kind, summary, uri, local if local.is_dir() else Path("runs", summary["name"]).resolve())
+
+
+def resolve_source(source: str, tracking_uri: str | None = None) -> Source:
+    """The :class:`Source` that ``source`` names: a results directory (``runs/NAME``), a name or a parent run id."""
+    directory = Path(source)
+    if directory.is_dir():
+        return _from_directory(source, directory, tracking_uri)
+    return _from_tracking(source, tracking_uri)

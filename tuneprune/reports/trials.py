@@ -1,0 +1,82 @@
+"""The trials of a search as the report reads them: Optuna's record from ``summary.json``, MLflow's metrics (SPEC 8).
+
+Each trial's run config is resolved again from the space the search logged
+(``resolved_space.json`` on the parent run), so it is exactly what the trial trained.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from tuneprune.config import validate
+from tuneprune.reports.source import Source
+from tuneprune.search.space import SearchSpace
+from tuneprune.training import RunConfig
+
+# Metrics of the learning curves: accuracy, S_k, theta and mu per epoch (SPEC 1.5, 2, 3).
+CURVE_METRICS = ("val_acc", "sparsity_k", "theta", "mask_stability")
+
+
+@dataclass
+class Trial:
+    """One trial: its Optuna record, the run config it trained and its final MLflow metrics."""
+
+    key: str
+    name: str
+    grid: dict[str, Any]
+    params: dict[str, Any]
+    state: str
+    values: dict[str, float]
+    run_id: str | None
+    config: RunConfig
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def complete(self) -> bool:
+        return self.state == "COMPLETE"
+
+
+@dataclass
+class SearchData:
+    """A finished search: its space, every trial and the best (or Pareto) trials per grid point."""
+
+    source: Source
+    space: SearchSpace
+    trials: list[Trial]
+
+    @property
+    def objectives(self) -> dict[str, str]:
+        return dict(self.space.objectives)
+
+    @property
+    def accuracy_metric(self) -> str:
+        """The accuracy the fronts use: the first accuracy objective, else val_acc."""
+        return next((m for m in self.objectives if m.endswith("_acc")), "val_acc")
+
+    @property
+    def best_keys(self) -> list[str]:
+        return [entry["key"] for entry in self.source.summary["best"]]
+
+    def trial(self, key: str) -> Trial:
+        return next(t for t in self.trials if t.key == key)
+
+    def history(self, run_id: str, metric: str) -> list[tuple[int, float]]:
+        """``(epoch, value)`` of one metric of one trial run, by epoch."""
+        return sorted((m.step, m.value) for m in self.source.client.get_metric_history(run_id, metric))
+
+
+def load_search(source: Source) -> SearchData:
+    """Every trial of the search ``source`` names, with its resolved config and final metrics."""
+    source.require_search()
+    source.check_tracking()
+    space = validate(SearchSpace, json.loads(source.artifact_text(source.parent_run_id, "resolved_space.json")))
+    client = source.client
+    trials = []
+    for t in source.summary["trials"]:
+        run_id = t.get("mlflow_run_id")
+        metrics = dict(client.get_run(run_id).data.metrics) if run_id else {}
+        config = space.resolve(t["grid"], t["params"])
+        trials.append(Trial(t["key"], t["name"], t["grid"], t["params"], t["state"], t["values"], run_id, config, metrics))
+    return SearchData(source, space, trials)
