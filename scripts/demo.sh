@@ -22,6 +22,13 @@ printf '   %-22s %s\n' "dense test accuracy" "$dense" "95% sparse accuracy" "$s9
 echo "== 2. search: alpha and theta mode at 95% and 99% (search_spaces/digits_demo.yaml)"
 "$TP" search "$ROOT/search_spaces/digits_demo.yaml" --no-progress
 
+echo "== 3. stochastic pruning of the dense model, one (sigma, r, n) point (SPEC 5)"
+"$TP" prune-stochastic "$ROOT/configs/stochastic_digits.yaml" --checkpoint dense/model.pt \
+    --set rate=0.8 --set sigma=0.003 --set finetune.epochs=1
+
+echo "== 4. evolution of sigma and rate: accuracy vs sparsity front (pymoo NSGA-II on Ray)"
+"$TP" evolve "$ROOT/search_spaces/evolve_digits.yaml" --checkpoint dense/model.pt --set algorithm.generations=4 --no-progress
+
 echo
 echo "demo finished in $(( $(date +%s) - start )) s; outputs in $OUT"
 echo "open the results:"
