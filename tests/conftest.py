@@ -32,3 +32,13 @@ def dense_digits(tmp_path_factory):
     path = tmp_path_factory.mktemp("dense") / "model.pt"
     save_model(result.model, config.model_dump(mode="json"), path, result.num_classes, result.in_channels, result.final)
     return path, result
+
+
+@pytest.fixture
+def stores(tmp_path) -> dict:
+    """A fresh MLflow SQLite store, Optuna SQLite storage and results root, as ``prepare_search`` keywords."""
+    return {
+        "tracking_uri": f"sqlite:///{tmp_path / 'mlruns.db'}",
+        "storage_url": f"sqlite:///{tmp_path / 'optuna.db'}",
+        "results_root": tmp_path / "runs",
+    }

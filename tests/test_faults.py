@@ -27,13 +27,6 @@ def space_file(tmp_path, name: str, **fields) -> str:
     return str(path)
 
 
-def stores(tmp_path) -> dict:
-    return {
-        "tracking_uri": f"sqlite:///{tmp_path / 'mlruns.db'}",
-        "storage_url": f"sqlite:///{tmp_path / 'optuna.db'}",
-        "results_root": tmp_path / "runs",
-    }
-
 
 def trial_runs(tracking_uri: str) -> list:
     client = MlflowClient(tracking_uri)
@@ -44,9 +37,9 @@ def trial_runs(tracking_uri: str) -> list:
 
 
 @pytest.mark.ray
-def test_worker_killed_mid_trial_restarts_from_its_checkpoint(ray_session, tmp_path):
+def test_worker_killed_mid_trial_restarts_from_its_checkpoint(ray_session, tmp_path, stores):
     path = space_file(tmp_path, "workerkill", base={**RESNET_DIGITS, "epochs": 8}, num_samples=1, max_failures=2)
-    uri = stores(tmp_path)["tracking_uri"]
+    uri = stores["tracking_uri"]
     killed: dict = {}
 
     def killer() -> None:
@@ -64,7 +57,7 @@ def test_worker_killed_mid_trial_restarts_from_its_checkpoint(ray_session, tmp_p
 
     thread = threading.Thread(target=killer, daemon=True)
     thread.start()
-    summary = run_search(prepare_search(path, **stores(tmp_path)), progress=False)
+    summary = run_search(prepare_search(path, **stores), progress=False)
     thread.join(timeout=5)
     assert killed, "the worker was never killed"
     assert [t["state"] for t in summary.trials] == ["COMPLETE"]
@@ -77,12 +70,12 @@ def test_worker_killed_mid_trial_restarts_from_its_checkpoint(ray_session, tmp_p
 
 
 @pytest.mark.ray
-def test_killed_driver_resumes_without_rerunning_or_duplicating(ray_session, tmp_path):
+def test_killed_driver_resumes_without_rerunning_or_duplicating(ray_session, tmp_path, stores):
     path = space_file(
         tmp_path, "driverkill", base={**RESNET_DIGITS, "epochs": 3},
         params={"lr": {"type": "float", "low": 0.02, "high": 0.2, "log": True}}, num_samples=5, max_concurrent=2,
     )  # fmt: skip
-    s = stores(tmp_path)
+    s = stores
     address = ray_session.get_runtime_context().gcs_address
     cmd = [sys.executable, "-m", "tuneprune.cli", "search", path, "--address", address, "--no-progress",
            "--tracking-uri", s["tracking_uri"], "--storage", s["storage_url"], "--results-dir", str(s["results_root"])]  # fmt: skip
@@ -124,12 +117,12 @@ def test_killed_driver_resumes_without_rerunning_or_duplicating(ray_session, tmp
 
 
 @pytest.mark.ray
-def test_diverging_trial_fails_alone(ray_session, tmp_path):
+def test_diverging_trial_fails_alone(ray_session, tmp_path, stores):
     path = space_file(
         tmp_path, "diverge", base={"model": "small_cnn", "dataset": "digits", "epochs": 3, "batch_size": 64, "grad_clip": None},
         grid={"lr": [0.05, 1.0e6]}, num_samples=1,
     )  # fmt: skip
-    summary = run_search(prepare_search(path, **stores(tmp_path)), progress=False)
+    summary = run_search(prepare_search(path, **stores), progress=False)
     by_lr = {t["grid"]["lr"]: t for t in summary.trials}
     assert by_lr[0.05]["state"] == "COMPLETE"
     assert by_lr[1.0e6]["state"] == "FAIL" and ("nan" in by_lr[1.0e6]["error"] or "inf" in by_lr[1.0e6]["error"])

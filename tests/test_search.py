@@ -31,13 +31,6 @@ def write_space(tmp_path, **fields) -> str:
     return str(path)
 
 
-def stores(tmp_path) -> dict:
-    return {
-        "tracking_uri": f"sqlite:///{tmp_path / 'mlruns.db'}",
-        "storage_url": f"sqlite:///{tmp_path / 'optuna.db'}",
-        "results_root": tmp_path / "runs",
-    }
-
 
 def children(summary):
     client = MlflowClient(summary.tracking_uri)
@@ -46,7 +39,7 @@ def children(summary):
     return client, runs
 
 
-def test_asha_search_tracks_every_trial(ray_session, tmp_path):
+def test_asha_search_tracks_every_trial(ray_session, tmp_path, stores):
     path = write_space(
         tmp_path,
         name="asha",
@@ -59,7 +52,7 @@ def test_asha_search_tracks_every_trial(ray_session, tmp_path):
         num_samples=6,
         early_stopping={"type": "asha", "grace_period": 1, "reduction_factor": 2},
     )
-    summary = run_search(prepare_search(path, **stores(tmp_path)), progress=False)
+    summary = run_search(prepare_search(path, **stores), progress=False)
     assert len(summary.trials) == 6
     states = [t["state"] for t in summary.trials]
     assert "PRUNED" in states and "COMPLETE" in states
@@ -81,7 +74,7 @@ def test_asha_search_tracks_every_trial(ray_session, tmp_path):
             assert run.info.status == "FINISHED" and len(steps) == 4
         assert run.data.params["sparsity.target"] == "0.9"
         assert run.info.run_name.startswith("t0")
-    study = optuna.load_study(study_name="asha[sparsity.target=0.9]", storage=stores(tmp_path)["storage_url"])
+    study = optuna.load_study(study_name="asha[sparsity.target=0.9]", storage=stores["storage_url"])
     assert len(study.trials) == 6
     parent = client.get_run(summary.parent_run_id)
     assert parent.info.status == "FINISHED" and parent.data.params["sampler"] == "tpe"
@@ -89,7 +82,7 @@ def test_asha_search_tracks_every_trial(ray_session, tmp_path):
     assert (summary.results_dir / "best.yaml").exists()
 
 
-def test_two_objective_search_returns_pareto_set(ray_session, tmp_path):
+def test_two_objective_search_returns_pareto_set(ray_session, tmp_path, stores):
     path = write_space(
         tmp_path,
         name="pareto",
@@ -99,7 +92,7 @@ def test_two_objective_search_returns_pareto_set(ray_session, tmp_path):
         sampler={"type": "nsga2", "seed": 1},
         num_samples=5,
     )
-    summary = run_search(prepare_search(path, **stores(tmp_path)), progress=False)
+    summary = run_search(prepare_search(path, **stores), progress=False)
     complete = [t for t in summary.trials if t["state"] == "COMPLETE"]
     assert len(complete) == 5
     points = [[-t["values"]["val_acc"], -t["values"]["sparsity"]] for t in complete]
@@ -108,14 +101,14 @@ def test_two_objective_search_returns_pareto_set(ray_session, tmp_path):
     assert {b["key"] for b in summary.best} == expected
 
 
-def test_resume_runs_only_the_missing_trials(ray_session, tmp_path):
+def test_resume_runs_only_the_missing_trials(ray_session, tmp_path, stores):
     path = write_space(tmp_path, name="resumable", num_samples=2)
-    first = run_search(prepare_search(path, **stores(tmp_path)), progress=False)
+    first = run_search(prepare_search(path, **stores), progress=False)
     _, runs_before = children(first)
     started = {r.data.tags[TAG_TRIAL]: r.info.start_time for r in runs_before}
     with pytest.raises(ConfigError, match="already exists"):
-        run_search(prepare_search(path, **stores(tmp_path)), progress=False)
-    second = run_search(prepare_search(path, num_samples=4, resume=True, **stores(tmp_path)), progress=False)
+        run_search(prepare_search(path, **stores), progress=False)
+    second = run_search(prepare_search(path, num_samples=4, resume=True, **stores), progress=False)
     assert second.parent_run_id == first.parent_run_id
     client, runs_after = children(second)
     assert len(runs_after) == 4 and len({r.data.tags[TAG_TRIAL] for r in runs_after}) == 4
@@ -124,13 +117,13 @@ def test_resume_runs_only_the_missing_trials(ray_session, tmp_path):
         if key in started:
             assert run.info.start_time == started[key]
             assert len(client.get_metric_history(run.info.run_id, "val_acc")) == 3
-    study = optuna.load_study(study_name="resumable", storage=stores(tmp_path)["storage_url"])
+    study = optuna.load_study(study_name="resumable", storage=stores["storage_url"])
     assert [t.state.name for t in study.trials] == ["COMPLETE"] * 4
 
 
-def test_from_run_reproduces_a_trial_exactly(ray_session, tmp_path):
+def test_from_run_reproduces_a_trial_exactly(ray_session, tmp_path, stores):
     path = write_space(tmp_path, name="repro", num_samples=1, base={**BASE, "sparsity": {"target": 0.8}})
-    summary = run_search(prepare_search(path, **stores(tmp_path)), progress=False)
+    summary = run_search(prepare_search(path, **stores), progress=False)
     trial = summary.trials[0]
     client = MlflowClient(summary.tracking_uri)
     logged = client.get_run(trial["mlflow_run_id"]).data.metrics["test_acc"]
@@ -166,10 +159,10 @@ def test_malformed_space_exits_2_before_ray(tmp_path, fields, expected):
     assert not (tmp_path / "runs").exists() and not (tmp_path / "m.db").exists()
 
 
-def test_relevance_delta_is_searchable(ray_session, tmp_path):
+def test_relevance_delta_is_searchable(ray_session, tmp_path, stores):
     space = Path(__file__).resolve().parents[1] / "search_spaces" / "relevance_delta.yaml"
     overrides = ["base.epochs=2", "grid.relevance.percentage=[50]", "base.relevance.eval_samples=64"]
-    summary = run_search(prepare_search(space, overrides, num_samples=2, **stores(tmp_path)), progress=False)
+    summary = run_search(prepare_search(space, overrides, num_samples=2, **stores), progress=False)
     assert [t["state"] for t in summary.trials] == ["COMPLETE", "COMPLETE"]
     client, runs = children(summary)
     for run in runs:
