@@ -29,6 +29,12 @@ echo "== 3. stochastic pruning of the dense model, one (sigma, r, n) point (SPEC
 echo "== 4. evolution of sigma and rate: accuracy vs sparsity front (pymoo NSGA-II on Ray)"
 "$TP" evolve "$ROOT/search_spaces/evolve_digits.yaml" --checkpoint dense/model.pt --set algorithm.generations=4 --no-progress
 
+echo "== 5. reports: Pareto fronts, hypervolumes, importances, learning curves"
+search_html=$("$TP" report digits_demo)
+evolve_html=$("$TP" report evolve-digits)
+echo "   search report:    $search_html"
+echo "   evolution report: $evolve_html"
+
 echo
 echo "demo finished in $(( $(date +%s) - start )) s; outputs in $OUT"
 echo "open the results:"
