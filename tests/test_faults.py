@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -132,16 +133,27 @@ def test_diverging_trial_fails_alone(ray_session, tmp_path, stores):
     assert client.get_run(by_lr[0.05]["mlflow_run_id"]).info.status == "FINISHED"
 
 
+@pytest.fixture
+def silent_port():
+    """A loopback port that accepts connections and never answers: the timeout path."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    yield server.getsockname()[1]
+    server.close()
+
+
 @pytest.mark.parametrize(
     "flag, url",
     [
         ("--tracking-uri", "http://127.0.0.1:9"),
-        ("--tracking-uri", "http://10.255.255.1:5000"),  # no answer at all: the timeout path
-        ("--storage", "postgresql://user:pw@127.0.0.1:9/optuna"),
+        ("--tracking-uri", "http://127.0.0.1:{silent}"),
+        ("--storage", "postgresql://user@127.0.0.1:9/optuna"),
         ("--tracking-uri", "sqlite:////nonexistent/dir/mlruns.db"),
     ],
 )
-def test_unreachable_store_is_reported_within_15_s(tmp_path, flag, url):
+def test_unreachable_store_is_reported_within_15_s(tmp_path, silent_port, flag, url):
+    url = url.format(silent=silent_port)
     path = space_file(tmp_path, "unreachable", base={"model": "small_cnn", "epochs": 1})
     t0 = time.time()
     out = subprocess.run(

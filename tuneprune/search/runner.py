@@ -107,6 +107,16 @@ def prepare_search(
     return PreparedSearch(space, document, search_name, tracking_uri, storage_url, results_dir, address, resume)
 
 
+def redact(url: str) -> str:
+    """``url`` with any password masked, for MLflow params and summaries."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a database URL (an http tracking URI): nothing to hide
+        return url
+
+
 def _collect(studies, space: SearchSpace) -> tuple[list[dict], list[dict]]:
     from optuna.trial import TrialState
 
@@ -173,7 +183,7 @@ def run_search(prepared: PreparedSearch, *, progress: bool = True) -> SearchSumm
             "objectives": json.dumps(space.objectives),
             "grid": json.dumps(space.grid),
             "searched": json.dumps(sorted(space.params)),
-            "storage": prepared.storage_url,
+            "storage": redact(prepared.storage_url),
         },
     )
     tracker.log_text(parent_id, yaml.safe_dump(prepared.document, sort_keys=False), "space.yaml")
@@ -217,7 +227,7 @@ def run_search(prepared: PreparedSearch, *, progress: bool = True) -> SearchSumm
                 trial_dirname_creator=lambda trial: trial.trial_id,
             ),
             run_config=tune.RunConfig(
-                name=f"tune-{int(time.time())}",
+                name=f"tune-{int(time.time())}-{os.getpid()}",
                 storage_path=str(results_dir / "ray"),
                 verbose=0,
                 callbacks=[monitor],
@@ -233,7 +243,7 @@ def run_search(prepared: PreparedSearch, *, progress: bool = True) -> SearchSumm
 
     trials, best = _collect(studies, space)
     summary = SearchSummary(
-        prepared.name, parent_id, prepared.tracking_uri, prepared.storage_url, results_dir,
+        prepared.name, parent_id, redact(prepared.tracking_uri), redact(prepared.storage_url), results_dir,
         dict(space.objectives), trials, best, time.perf_counter() - t_start, ray_time,
     )  # fmt: skip
     _write_outputs(summary, tracker)

@@ -69,7 +69,6 @@ class StudySearcher(Searcher):
                 continue
             self._next = (gs.index + 1) % len(self.studies)
             trial = self._take(gs)
-            gs.in_flight += 1
             self.live[trial_id] = (gs, trial)
             params = {k: trial.params[k] for k in self.distributions}
             run_config = self.space.resolve(gs.grid_point, params)
@@ -88,7 +87,6 @@ class StudySearcher(Searcher):
         if trial_id not in self.live:
             return
         gs, trial = self.live.pop(trial_id)
-        gs.in_flight -= 1
         result = result or {}
         if result.get("mlflow_run_id"):
             trial.set_user_attr("mlflow_run_id", result["mlflow_run_id"])

@@ -63,11 +63,6 @@ class GridStudy:
     study: optuna.Study
     budget: int
     orphans: list[int] = field(default_factory=list)
-    in_flight: int = 0
-
-    @property
-    def ended(self) -> int:
-        return sum(1 for t in self.study.get_trials(deepcopy=False, states=ENDED))
 
     @property
     def remaining(self) -> int:
