@@ -266,7 +266,7 @@ def test_search_on_postgres_and_mlflow_server(ray_cluster, mlflow_server, postgr
 # Both drivers wait at ensure_ray (after opening the studies, before asking for the first
 # trial) until both got there: "started at once", exactly. A driver that opens the study while
 # another driver's trials are already RUNNING cannot tell them from a dead driver's and
-# re-runs them (no per-trial heartbeats yet; docs/cluster.md, "Several drivers, one study").
+# re-runs them (no per-trial heartbeats yet; README.md, "Several drivers, one study").
 BARRIER_DRIVER = """
 import sys, time
 from pathlib import Path
