@@ -10,7 +10,7 @@ from urllib.parse import urlparse
 
 from tuneprune.config import ConfigError
 
-CHECK_TIMEOUT_S = 8.0
+CHECK_TIMEOUT_S = 5.0
 
 
 def default_tracking_uri(workdir: str | Path = ".") -> str:
