@@ -173,3 +173,45 @@ def test_corrupt_checkpoint_is_named(tmp_path):
     )  # fmt: skip
     assert out.returncode == 2
     assert str(tmp_path / "checkpoint.pt") in out.stderr and "corrupt" in out.stderr
+
+
+@pytest.mark.ray
+def test_evolution_killed_mid_generation_resumes_to_the_same_front(ray_session, dense_digits, tmp_path):
+    from tuneprune.evolution import prepare_evolution, run_evolution
+    from tuneprune.training.checkpoint import load_file
+
+    doc = {
+        "train": {"model": "small_cnn", "dataset": "digits", "epochs": 3, "batch_size": 64},
+        "algorithm": {"type": "nsga2", "pop_size": 6, "generations": 4, "seed": 3},
+        "variables": {"rate": {"low": 0.5, "high": 0.97}},
+        "samples": 2,
+    }
+    path = tmp_path / "evo.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    store = {"tracking_uri": f"sqlite:///{tmp_path / 'mlruns.db'}", "results_root": tmp_path / "runs"}
+    address = ray_session.get_runtime_context().gcs_address
+    cmd = [sys.executable, "-m", "tuneprune.cli", "evolve", str(path), "--name", "killed", "--address", address,
+           "--checkpoint", str(dense_digits[0]), "--tracking-uri", store["tracking_uri"],
+           "--results-dir", str(store["results_root"]), "--no-progress"]  # fmt: skip
+    driver = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path)
+    state = tmp_path / "runs" / "killed" / "state.pt"
+    generation = 0
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline and generation < 1 and driver.poll() is None:
+            if state.exists():
+                generation = int(load_file(state)["generation"])
+            time.sleep(0.1)
+    finally:
+        driver.send_signal(signal.SIGKILL)
+        driver.wait()
+    assert 1 <= generation < 4, generation  # killed with generations still to run
+
+    resumed = run_evolution(prepare_evolution(path, name="killed", resume=True, checkpoint=dense_digits[0], **store), progress=False)
+    straight = run_evolution(prepare_evolution(path, name="straight", checkpoint=dense_digits[0], **store), progress=False)
+
+    def points(summary):
+        return [(r["sigma"], r["rate"], r["accuracy"], r["sparsity"]) for r in summary.front]
+
+    assert points(resumed) == points(straight)
+    assert resumed.hypervolume == straight.hypervolume
