@@ -32,3 +32,11 @@ def json_safe(value: Any) -> Any:
 
 def print_json(obj: Any) -> None:
     print(json.dumps(json_safe(obj), indent=2, sort_keys=True, default=str))
+
+
+def print_locations(results_dir: object, tracking_uri: str, parent_run_id: str, storage_url: str | None = None) -> None:
+    """Where a search or evolution wrote its results, as commands to open them (never wrapped)."""
+    print(f"results:  {results_dir}")
+    print(f"MLflow:   mlflow ui --backend-store-uri {tracking_uri} --host 127.0.0.1   (parent run {parent_run_id})")
+    if storage_url:
+        print(f"Optuna:   optuna-dashboard {storage_url} --host 127.0.0.1")

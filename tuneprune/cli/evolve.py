@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tuneprune.cli.common import add_set_argument
+from tuneprune.cli.common import add_set_argument, print_locations
 from tuneprune.cli.search import add_cluster_arguments
 
 if TYPE_CHECKING:
@@ -43,8 +43,7 @@ def print_front(summary: EvolutionSummary) -> None:
     hv = summary.hypervolume[-1] if summary.hypervolume else 0.0
     console.print(f"dense: val_acc {summary.dense['val_acc']:.4f}, test_acc {summary.dense['test_acc']:.4f}")
     console.print(f"evaluated {summary.evaluated} individuals, {summary.failed} failed; hypervolume {hv:.4f} (reference {summary.reference_point})")
-    console.print(f"results:  {summary.results_dir}")
-    console.print(f"MLflow:   mlflow ui --backend-store-uri {summary.tracking_uri}   (parent run {summary.parent_run_id})")
+    print_locations(summary.results_dir, summary.tracking_uri, summary.parent_run_id)
 
 
 def run(args: argparse.Namespace) -> int:

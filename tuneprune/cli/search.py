@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from tuneprune.cli.common import add_set_argument
+from tuneprune.cli.common import add_set_argument, print_locations
 
 
 def add_cluster_arguments(p: argparse.ArgumentParser) -> None:
@@ -52,9 +52,7 @@ def print_summary(summary) -> None:  # noqa: ANN001
     for trial in summary.trials:
         if trial["state"] == "FAIL":
             console.print(f"  failed {trial['key']}: {trial.get('error') or 'worker error'}")
-    console.print(f"results:  {summary.results_dir}")
-    console.print(f"MLflow:   mlflow ui --backend-store-uri {summary.tracking_uri}   (parent run {summary.parent_run_id})")
-    console.print(f"Optuna:   optuna-dashboard {summary.storage_url}")
+    print_locations(summary.results_dir, summary.tracking_uri, summary.parent_run_id, summary.storage_url)
 
 
 def run(args: argparse.Namespace) -> int:

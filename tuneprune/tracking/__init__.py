@@ -4,11 +4,6 @@ Everything goes through ``MlflowClient`` with explicit run ids (no fluent global
 so Ray workers, the driver and resumed drivers can all write to the same runs.
 """
 
-import logging
-
-logging.getLogger("mlflow").setLevel(logging.WARNING)
-logging.getLogger("alembic").setLevel(logging.WARNING)
-
 from tuneprune.tracking.locations import (
     check_storage_reachable,
     check_tracking_reachable,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import tempfile
 import time
@@ -57,6 +58,9 @@ class RunTracker:
 
     def __init__(self, tracking_uri: str, experiment: str = "tuneprune", artifact_root: str | Path | None = None) -> None:
         from mlflow.tracking import MlflowClient
+
+        for name in ("mlflow", "alembic"):  # after mlflow's import, which configures its loggers
+            logging.getLogger(name).setLevel(logging.WARNING)
 
         self.tracking_uri = tracking_uri
         self.client = MlflowClient(tracking_uri)
