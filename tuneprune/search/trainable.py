@@ -75,8 +75,11 @@ def run_trial(trial: dict[str, Any]) -> None:
         kind="trial",
         tags={"search.params": json.dumps(trial["params"]), "search.grid": json.dumps(trial["grid"])},
     )
-    tracker.set_tags(run_id, {"ray.node_id": ray.get_runtime_context().get_node_id(), "worker.pid": os.getpid()})
-    tracker.log_params(run_id, config.model_dump(mode="json"))
+    tracker.log_params(
+        run_id,
+        config.model_dump(mode="json"),
+        tags={"ray.node_id": ray.get_runtime_context().get_node_id(), "worker.pid": os.getpid()},
+    )
     tracker.log_text(run_id, json.dumps(config.model_dump(mode="json"), indent=2), "config.json")
 
     resume = _resume_point(trial_dir)

@@ -139,23 +139,26 @@ class RunTracker:
         return self.client.create_run(self.experiment_id, run_name=run_name, tags=all_tags).info.run_id
 
     # -- logging --------------------------------------------------------------------------
-    def log_params(self, run_id: str, params: dict[str, Any]) -> None:
-        """Log (flattened) params that the run does not have yet; re-logging is a no-op."""
-        from mlflow.entities import Param
+    def log_params(self, run_id: str, params: dict[str, Any], tags: dict[str, Any] | None = None) -> None:
+        """Log (flattened) params the run does not have yet, and ``tags``, in as few batches as possible.
+
+        Re-logging a param is a no-op, so a restarted trial can call this again.
+        """
+        from mlflow.entities import Param, RunTag
 
         have = self.client.get_run(run_id).data.params
-        items = [
-            Param(k, str(v)[:MAX_PARAM_CHARS]) for k, v in flatten(params).items() if k not in have
-        ]
-        for i in range(0, len(items), 100):
-            self.client.log_batch(run_id, params=items[i : i + 100])
+        items = [Param(k, str(v)[:MAX_PARAM_CHARS]) for k, v in flatten(params).items() if k not in have]
+        tag_items = [RunTag(k, str(v)[:5000]) for k, v in (tags or {}).items()]
+        for i in range(0, max(len(items), 1), 100):
+            self.client.log_batch(run_id, params=items[i : i + 100], tags=tag_items if i == 0 else [])
 
     def log_metrics(self, run_id: str, metrics: dict[str, float], step: int) -> None:
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
         items = [Metric(k, float(v), now, step) for k, v in metrics.items() if isinstance(v, (int, float))]
-        self.client.log_batch(run_id, metrics=items)
+        if items:
+            self.client.log_batch(run_id, metrics=items)
 
     def logged_steps(self, run_id: str, key: str) -> set[int]:
         return {m.step for m in self.client.get_metric_history(run_id, key)}
