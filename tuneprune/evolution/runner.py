@@ -27,6 +27,7 @@ from tuneprune.evolution.report import plot_front, write_rows, write_summary
 from tuneprune.evolution.space import EvolutionSpace
 from tuneprune.evolution.state import STATE_NAME, EvolutionState
 from tuneprune.evolution.worker import EvalSettings, Individual, dense_payload
+from tuneprune.progress import ProgressBar
 from tuneprune.tracking import RunTracker, check_tracking_reachable, default_tracking_uri
 
 DENSE_NAME = "dense.pt"
@@ -147,25 +148,6 @@ def _settings(space: EvolutionSpace, model: nn.Module, batch_size: int) -> EvalS
     )
 
 
-class _GenerationBar:
-    """A rich progress bar over generations showing the hypervolume."""
-
-    def __init__(self, total: int, done: int) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        self._progress = Progress(
-            TextColumn("[bold]evolve"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}")
-        )
-        self._progress.start()
-        self._task = self._progress.add_task("evolve", total=total, completed=done, info="")
-
-    def update(self, hv: float, front_size: int) -> None:
-        self._progress.update(self._task, advance=1, info=f"hypervolume={hv:.4f} front={front_size}")
-
-    def close(self) -> None:
-        self._progress.stop()
-
-
 def _log_generation(
     tracker: RunTracker, parent_id: str, space: EvolutionSpace, generation: int,
     rows: list[dict[str, Any]], front: list[dict[str, Any]], hv: float, csv_path: Path,
@@ -231,7 +213,7 @@ def run_evolution(prepared: PreparedEvolution, *, progress: bool = True) -> Evol
 
         state = prepared.state or EvolutionState(space.fingerprint(), new_algorithm(space))
         total = space.algorithm.generations
-        bar = _GenerationBar(total, min(state.generation, total)) if progress else None
+        bar = ProgressBar("evolve", total, min(state.generation, total)) if progress else None
         for generation in range(state.generation + 1, total + 1):
             population = state.algorithm.ask()
             batch = individuals(population.get("X"), generation, space.algorithm.seed)
@@ -247,7 +229,7 @@ def run_evolution(prepared: PreparedEvolution, *, progress: bool = True) -> Evol
             state.generation = generation
             state.save(out / STATE_NAME)
             if bar is not None:
-                bar.update(hv, len(front))
+                bar.advance(f"hypervolume={hv:.4f} front={len(front)}")
 
         front = _with_deterministic(pareto_front(state.rows), evaluator, payload_ref, val_ref, settings, rate_names)
         summary = EvolutionSummary(

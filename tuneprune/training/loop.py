@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from tuneprune.data import DatasetSplits, TensorLoader, load_dataset
 from tuneprune.models import create_model
+from tuneprune.progress import ProgressBar
 from tuneprune.training.checkpoint import CHECKPOINT_NAME, load_file, save_atomic
 from tuneprune.training.config import RunConfig
 from tuneprune.training.evaluate import evaluate
@@ -132,7 +133,7 @@ def train(
 
     augment = config.augment if config.augment is not None else config.dataset.startswith("cifar")
     loader = TensorLoader(data.x_train, data.y_train, config.batch_size, shuffle=True, augment=augment, seed=config.seed)
-    bar = _progress_bar(progress, config.epochs, start_epoch)
+    bar = ProgressBar("train", config.epochs, start_epoch) if progress else None
 
     for epoch in range(start_epoch, config.epochs):
         loader.set_epoch(epoch)
@@ -182,35 +183,10 @@ def train(
         for callback in callbacks:
             callback(metrics, ckpt)
         if bar is not None:
-            bar.update(metrics)
+            sparsity = f" sparsity={metrics['sparsity']:.4f}" if "sparsity" in metrics else ""
+            bar.advance(f"val_acc={metrics['val_acc']:.4f}{sparsity}")
     if bar is not None:
         bar.close()
 
     final_model = sparsifier.finalize() if sparsifier is not None else model
     return TrainResult(final_model.cpu(), config, data.num_classes, data.in_channels, history)
-
-
-class _EpochBar:
-    """A rich progress bar over epochs showing the latest accuracy."""
-
-    def __init__(self, total: int, done: int) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        self._progress = Progress(
-            TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}")
-        )
-        self._progress.start()
-        self._task = self._progress.add_task("train", total=total, completed=done, info="")
-
-    def update(self, metrics: dict[str, float]) -> None:
-        info = f"val_acc={metrics['val_acc']:.4f}"
-        if "sparsity" in metrics:
-            info += f" sparsity={metrics['sparsity']:.4f}"
-        self._progress.update(self._task, advance=1, info=info)
-
-    def close(self) -> None:
-        self._progress.stop()
-
-
-def _progress_bar(enabled: bool, total: int, done: int) -> _EpochBar | None:
-    return _EpochBar(total, done) if enabled else None
