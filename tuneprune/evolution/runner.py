@@ -189,7 +189,7 @@ def run_evolution(prepared: PreparedEvolution, *, progress: bool = True) -> Evol
 
     space, out = prepared.space, prepared.results_dir
     out.mkdir(parents=True, exist_ok=True)
-    tracker = RunTracker(prepared.tracking_uri, space.experiment, artifact_root=out.parent / "mlartifacts")
+    tracker = RunTracker(prepared.tracking_uri, space.experiment)
     parent_id = tracker.start_parent(prepared.name, "evolution", resume=prepared.resume)
     bar = None
     try:

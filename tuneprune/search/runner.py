@@ -170,7 +170,7 @@ def run_search(prepared: PreparedSearch, *, progress: bool = True) -> SearchSumm
     space = prepared.space
     results_dir = prepared.results_dir
     results_dir.mkdir(parents=True, exist_ok=True)
-    tracker = RunTracker(prepared.tracking_uri, space.experiment, artifact_root=results_dir.parent / "mlartifacts")
+    tracker = RunTracker(prepared.tracking_uri, space.experiment)
     parent_id = tracker.start_parent(prepared.name, "search", resume=prepared.resume)
     tracker.log_params(
         parent_id,

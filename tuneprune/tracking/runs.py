@@ -56,7 +56,7 @@ def environment_tags() -> dict[str, str]:
 class RunTracker:
     """Thin, explicit-id wrapper over ``MlflowClient`` for one experiment."""
 
-    def __init__(self, tracking_uri: str, experiment: str = "tuneprune", artifact_root: str | Path | None = None) -> None:
+    def __init__(self, tracking_uri: str, experiment: str = "tuneprune") -> None:
         from mlflow.tracking import MlflowClient
 
         for name in ("mlflow", "alembic"):  # after mlflow's import, which configures its loggers
@@ -65,7 +65,6 @@ class RunTracker:
         self.tracking_uri = tracking_uri
         self.client = MlflowClient(tracking_uri)
         self.experiment_name = experiment
-        self._artifact_root = artifact_root
         self._experiment_id: str | None = None
 
     @property
@@ -77,13 +76,18 @@ class RunTracker:
             else:
                 # A tracking server chooses the artifact location itself (served artifacts, so
                 # workers on other nodes upload through it); a local path is only for local stores.
-                remote = self.tracking_uri.startswith(("http://", "https://"))
-                location = Path(self._artifact_root).resolve().as_uri() if self._artifact_root and not remote else None
+                location = None if self.tracking_uri.startswith(("http://", "https://")) else self._local_artifacts()
                 try:
                     self._experiment_id = self.client.create_experiment(self.experiment_name, artifact_location=location)
                 except Exception:  # created concurrently by another process
                     self._experiment_id = self.client.get_experiment_by_name(self.experiment_name).experiment_id
         return self._experiment_id
+
+    def _local_artifacts(self) -> str | None:
+        """``mlartifacts/`` beside a SQLite store, the same for every process: never the caller's cwd."""
+        if self.tracking_uri.startswith("sqlite:///"):
+            return (Path(self.tracking_uri.removeprefix("sqlite:///")).parent / "mlartifacts").resolve().as_uri()
+        return None
 
     # -- finding runs -------------------------------------------------------------------
     def search(self, filter_string: str, max_results: int = 10_000) -> list:
