@@ -163,7 +163,7 @@ def test_bad_space_values_name_the_field(override, expected, tmp_path):
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
 def test_shipped_spaces_validate_on_digits(path, tmp_path):
-    prepared = prepare_evolution(path, ["train.dataset=digits"], tracking_uri=f"sqlite:///{tmp_path}/m.db", results_root=tmp_path)
+    prepared = prepare_evolution(path, ["train.dataset=digits", "resources.gpu=0", "resources.cpu=1"], tracking_uri=f"sqlite:///{tmp_path}/m.db", results_root=tmp_path)
     assert prepared.name == path.stem.replace("_", "-") and prepared.state is None
 
 

@@ -13,7 +13,7 @@ from tuneprune.search import prepare_search
 ALL = sorted((Path(__file__).resolve().parents[1] / "search_spaces").glob("*.yaml"))
 EVOLUTIONS = [p for p in ALL if p.stem.startswith("evolve_")]
 SPACES = [p for p in ALL if p not in EVOLUTIONS]
-DIGITS = ["base.dataset=digits", "base.epochs=1"]
+DIGITS = ["base.dataset=digits", "base.epochs=1", "resources.gpu=0", "resources.cpu=1"]
 
 
 def test_the_required_spaces_ship():
@@ -34,7 +34,7 @@ def test_space_validates_on_digits(path, tmp_path):
 @pytest.mark.parametrize("path", EVOLUTIONS, ids=lambda p: p.stem)
 def test_evolution_space_validates_on_digits(path, tmp_path):
     prepared = prepare_evolution(
-        path, ["train.dataset=digits", "train.epochs=1"], tracking_uri=f"sqlite:///{tmp_path}/m.db", results_root=tmp_path
+        path, ["train.dataset=digits", "train.epochs=1", "resources.gpu=0", "resources.cpu=1"], tracking_uri=f"sqlite:///{tmp_path}/m.db", results_root=tmp_path
     )
     assert prepared.space.train.dataset == "digits"
 

@@ -27,3 +27,21 @@ def ensure_ray(address: str | None) -> float:
             runtime_env={"env_vars": env},
         )
     return time.perf_counter() - t0
+
+
+def check_local_resources(cpu: float, gpu: float) -> None:
+    """Refuse per-task resources that a local Ray on this machine could never grant.
+
+    Without this a trial asking for a GPU on a machine without one waits forever. Only for
+    the local Ray a command starts itself: a cluster (``--address``) may autoscale.
+    """
+    import torch
+
+    from tuneprune.config import ConfigError
+
+    gpus = torch.cuda.device_count()
+    if gpu > gpus:
+        raise ConfigError(f"resources.gpu = {gpu}: this machine has {gpus} GPU(s); use --set resources.gpu=0 or --address a cluster")
+    cpus = os.cpu_count() or 1
+    if cpu > cpus:
+        raise ConfigError(f"resources.cpu = {cpu}: this machine has {cpus} CPU(s); use --set resources.cpu={cpus} or fewer")

@@ -28,6 +28,7 @@ from tuneprune.evolution.space import EvolutionSpace
 from tuneprune.evolution.state import STATE_NAME, EvolutionState
 from tuneprune.evolution.worker import EvalSettings, Individual, dense_payload
 from tuneprune.progress import ProgressBar
+from tuneprune.raycluster import check_local_resources
 from tuneprune.tracking import RunTracker, check_tracking_reachable, default_tracking_uri
 
 DENSE_NAME = "dense.pt"
@@ -99,6 +100,8 @@ def prepare_evolution(
         document["name"] = name
     space = validate(EvolutionSpace, document)
     check_data_dir(space.train.dataset, space.train.data_dir, space.train.download)
+    if address is None:
+        check_local_resources(space.resources.cpu, space.resources.gpu)
     evolution_name = space.name or Path(space_path).stem
     tracking_uri = tracking_uri or default_tracking_uri()
     check_tracking_reachable(tracking_uri)

@@ -18,7 +18,7 @@ import yaml
 
 from tuneprune.config import ConfigError, apply_overrides, load_yaml
 from tuneprune.data import check_data_dir
-from tuneprune.raycluster import ensure_ray
+from tuneprune.raycluster import check_local_resources, ensure_ray
 from tuneprune.search.space import SearchSpace, load_space
 from tuneprune.tracking import (
     RunTracker,
@@ -98,6 +98,8 @@ def prepare_search(
     space = load_space(document)
     base = space.resolve(space.grid_points()[0], {})
     check_data_dir(base.dataset, base.data_dir, base.download)
+    if address is None:
+        check_local_resources(space.resources.cpu, space.resources.gpu)
     search_name = space.name or Path(space_path).stem
     tracking_uri = tracking_uri or default_tracking_uri()
     storage_url = storage_url or default_storage_url()
