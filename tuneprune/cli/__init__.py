@@ -30,8 +30,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="tuneprune", description=__doc__.splitlines()[0].replace("The ``tuneprune`` command line", "tuneprune"))
-    parser.description = "Distributed hyperparameter search over neural-network pruning."
+    parser = _Parser(prog="tuneprune", description="Distributed hyperparameter search over neural-network pruning.")
     parser.add_argument("--version", action="version", version=f"tuneprune {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
     for name in COMMANDS:

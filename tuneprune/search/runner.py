@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from tuneprune.config import ConfigError, apply_overrides, load_yaml
+from tuneprune.config import apply_overrides, load_yaml
 from tuneprune.data import check_data_dir
 from tuneprune.raycluster import check_local_resources, ensure_ray
 from tuneprune.search.space import SearchSpace, load_space
@@ -271,9 +271,3 @@ def _write_outputs(summary: SearchSummary, tracker: RunTracker) -> None:
         tracker.log_metrics(summary.parent_run_id, {f"best_{metric}": max(values) if direction == "max" else min(values)}, step=0)
     tracker.finish(summary.parent_run_id, "FINISHED")
 
-
-def load_summary(results_dir: str | Path) -> dict[str, Any]:
-    path = Path(results_dir) / "summary.json"
-    if not path.is_file():
-        raise ConfigError(f"{path}: no search summary here")
-    return json.loads(path.read_text())

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import itertools
-import math
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field, field_validator, model_validator
@@ -185,6 +184,3 @@ def load_space(data: dict[str, Any]) -> SearchSpace:
     _check_paths(space)
     return space
 
-
-def is_finite(values: list[float]) -> bool:
-    return all(isinstance(v, (int, float)) and math.isfinite(v) for v in values)
