@@ -11,15 +11,14 @@ import numpy as np
 import yaml
 
 from tuneprune.config import validate
+from tuneprune.evolution.archive import FRONT_PLANE
 from tuneprune.evolution.space import EvolutionSpace
 from tuneprune.reports.document import Report
 from tuneprune.reports.figures import integer_x, new_figure
-from tuneprune.reports.pareto import Plane
 from tuneprune.reports.sections import front_section
 from tuneprune.reports.source import Source
 from tuneprune.tracking import TAG_KIND, TAG_TRIAL
 
-PLANE = Plane("sparsity", "accuracy")
 # The chosen point: the sparsest front point within this much accuracy of the dense model.
 ACCURACY_TOLERANCE = 0.01
 
@@ -104,7 +103,7 @@ def evolution_report(report: Report, source: Source) -> None:
         f"{summary['evaluated']} individuals evaluated ({summary['failed']} failed, not drawn) over {len(summary['hypervolume'])} "
         f"generations; accuracy is the median validation accuracy of {space.samples} noisy samples (SPEC 5)."
     )
-    hv = front_section(report, rows, PLANE, (sparsity_ref, accuracy_ref), baselines(summary))
+    hv = front_section(report, rows, FRONT_PLANE, (sparsity_ref, accuracy_ref), baselines(summary))
     report.heading("Hypervolume per generation")
     report.figure("hypervolume", hypervolume_figure(summary["hypervolume"]))
     report.table("hypervolume", [hv])
