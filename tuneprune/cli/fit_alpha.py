@@ -62,6 +62,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"fitted {', '.join(fit.free)} to {len(fit.targets)} points (rmse {fit.rmse:.4g}, R^2 {r2}){fixed}")
     low, high = fit.fitted_range
     print(f"poles at S = {fit.poles[0]:.4f} and {fit.poles[1]:.4f}, outside {low:g}..{high:g} by at least {fit.pole_margin:g}")
+    for pole in fit.poles_on_bounds:
+        print(f"  the {pole} pole sits on its bound (the bound is active: unconstrained, the points pull it closer or into the range)")
     for target, alpha, residual in zip(fit.targets, fit.alphas, fit.residuals):
         print(f"  S = {target:<6g} alpha {alpha:.4f}  fitted {alpha - residual:.4f}  residual {residual:+.4f}")
     print(f"rule:   {rule}   (sparsity.theta.alpha: fitted:{rule})")

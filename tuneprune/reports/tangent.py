@@ -95,6 +95,12 @@ class AlphaFit:
     def poles(self) -> tuple[float, float]:
         return branch_poles(self.constants["c2"], self.constants["c3"], float(self.targets.max()))
 
+    @property
+    def poles_on_bounds(self) -> list[str]:
+        """``lower``/``upper`` for a pole the bounds hold back: the points alone would pull it into the range."""
+        (low, high), (lower, upper) = self.fitted_range, self.poles
+        return [name for name, gap in (("lower", low - self.pole_margin - lower), ("upper", upper - high - self.pole_margin)) if abs(gap) < 1e-6]
+
     def rule(self) -> dict[str, Any]:
         """The rule file: c1..c4 (all ``alpha_from_rule_file`` reads) and how they were found."""
         published = tangent(self.targets, **PUBLISHED_ALPHA_RULE)
@@ -106,6 +112,7 @@ class AlphaFit:
             "r2": self.r2,
             "residuals": [float(r) for r in self.residuals],
             "poles": [float(p) for p in self.poles],
+            "poles_on_bounds": self.poles_on_bounds,
             "fitted_range": list(self.fitted_range),
             "pole_margin": self.pole_margin,
             "published_rmse": float(np.sqrt(np.mean((published - self.alphas) ** 2))),
