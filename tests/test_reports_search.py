@@ -24,21 +24,24 @@ from tuneprune.tracking import TAG_KIND, TAG_TRIAL
 
 pytestmark = pytest.mark.ray
 
-# alpha and two adaptive-scheduler constants at two targets, on accuracy and mean mask stability; at 99.9 %
-# small_cnn keeps 94 weights and stays at chance after 2 epochs: trials the fits must leave out.
+# alpha and three adaptive-scheduler constants at two targets, on accuracy and mean mask stability. At 99.9 %
+# small_cnn keeps 94 weights and stays at chance after 2 epochs, and a steep lambda (C = 100) with a low B and a
+# negative D stalls a trial short of its target (more accurate and stabler than those that got there): trials the
+# fits must leave out.
 SPACE = {
     "name": "report_search",
     "base": {
         "model": "small_cnn", "dataset": "digits", "epochs": 2, "batch_size": 64,
         "sparsity": {
             "target": 0.95, "theta": {"policy": "log_density", "alpha": 0.1},
-            "scheduler": {"type": "adaptive", "A": 0.5, "B": 0.8, "C": 20, "D": -0.01, "initial_sparsity": 0.5},
+            "scheduler": {"type": "adaptive", "A": 0.5, "B": 0.8, "C": 100, "D": -0.01, "initial_sparsity": 0.5},
         },
     },
     "params": {
         "sparsity.theta.alpha": {"type": "float", "low": 0.0, "high": 0.3},
         "sparsity.scheduler.A": {"type": "float", "low": 0.1, "high": 1.0},
         "sparsity.scheduler.D": {"type": "float", "low": -0.02, "high": 0.01},
+        "sparsity.scheduler.B": {"type": "float", "low": 0.5, "high": 0.99},
     },
     "grid": {"sparsity.target": [0.95, 0.999]},
     "objectives": {"val_acc": "max", "mean_mask_stability": "max"},
@@ -191,6 +194,9 @@ def test_fit_scheduler_presets_load_and_never_judge_a_trial_below_its_target(sea
     presets = sorted(tmp_path.glob("preset-*.yaml"))
     chosen = [p.stem.removeprefix("preset-") for p in presets]
     assert chosen and set(chosen) <= set(usable)  # never a trial below its target (or near chance)
+    short = {k for k, row in rows.items() if float(row["sparsity"]) < float(row["target"]) - 0.001}
+    assert short & {b["key"] for b in search.best}  # Optuna's own Pareto set holds a trial that never got there
+    assert all(rows[k]["reached_epoch"] == "" and rows[k]["excluded"].startswith("target not reached") for k in short)
     assert all(rows[k]["pareto"] == "True" and rows[k]["reached_epoch"] for k in chosen)
     configs = {t["key"]: t["config"] for t in search.trials}
     for path, key in zip(presets, chosen):
