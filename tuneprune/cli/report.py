@@ -31,27 +31,23 @@ def register_source_command(
 
 def add_usability_arguments(p: argparse.ArgumentParser) -> None:
     """--sparsity-tolerance and --chance-margin: which trials a fit may use (tuneprune.reports.usable)."""
-    from tuneprune.reports.usable import DEFAULT_CHANCE_MARGIN, DEFAULT_SPARSITY_TOLERANCE
-
     p.add_argument(
-        "--sparsity-tolerance", type=float, default=DEFAULT_SPARSITY_TOLERANCE,
-        help=f"a trial reached its target when achieved sparsity >= target - this (default {DEFAULT_SPARSITY_TOLERANCE})",
+        "--sparsity-tolerance", type=float,
+        help="a trial reached its target when its achieved sparsity >= target - this (default 0.001)",
     )  # fmt: skip
-    p.add_argument(
-        "--chance-margin", type=float, default=DEFAULT_CHANCE_MARGIN,
-        help=f"leave out trials whose accuracy is below 1/classes + this (default {DEFAULT_CHANCE_MARGIN})",
-    )  # fmt: skip
+    p.add_argument("--chance-margin", type=float, help="leave out trials whose accuracy is below 1/classes + this (default 0.1)")
 
 
 def usability_rules(args: argparse.Namespace):  # noqa: ANN201 - UsabilityRules, imported lazily
-    """The rules the arguments ask for; a negative threshold exits 2 naming the option."""
+    """The rules the arguments ask for (defaults: UsabilityRules'); a threshold outside [0, 1) exits 2 naming the option."""
     from tuneprune.config import ConfigError
     from tuneprune.reports.usable import UsabilityRules
 
-    for option in ("sparsity_tolerance", "chance_margin"):
-        if not 0.0 <= getattr(args, option) < 1.0:
-            raise ConfigError(f"--{option.replace('_', '-')} = {getattr(args, option)}: must lie in [0, 1)")
-    return UsabilityRules(args.sparsity_tolerance, args.chance_margin)
+    given = {k: getattr(args, k) for k in ("sparsity_tolerance", "chance_margin") if getattr(args, k) is not None}
+    for option, value in given.items():
+        if not 0.0 <= value < 1.0:
+            raise ConfigError(f"--{option.replace('_', '-')} = {value}: must lie in [0, 1)")
+    return UsabilityRules(**given)
 
 
 def register(sub: argparse._SubParsersAction) -> None:

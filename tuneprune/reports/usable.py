@@ -12,7 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-CLASSES = {"digits": 10, "cifar10": 10, "cifar100": 100}
+from tuneprune.data.splits import CLASSES
+
 DEFAULT_SPARSITY_TOLERANCE = 0.001
 DEFAULT_CHANCE_MARGIN = 0.1
 
