@@ -12,7 +12,9 @@ fitted target, with ``margin`` to spare. The published rule's branch is
 ``L = 0.8805, U = 1.0166``.
 
 With fewer distinct targets than four, fewer constants are free (``free_constants``): c1
-and c4 from two or three, c4 alone from one; the others keep the published values.
+and c4 from two or three, c4 alone from one; the others keep the published values, whose
+poles (0.8805, 1.0166) lie outside any range of targets from 0.90 up. Any other subset is
+fitted unbounded and refused if a pole lands in range.
 """
 
 from __future__ import annotations
@@ -127,8 +129,8 @@ def _check_poles(fit: AlphaFit) -> AlphaFit:
     (low, high), (lower, upper) = fit.fitted_range, fit.poles
     if lower > low - fit.pole_margin + 1e-9 or upper < high + fit.pole_margin - 1e-9:
         raise ConfigError(
-            f"fit-alpha: the published c2, c3 put a pole ({lower:.4f} or {upper:.4f}) within {fit.pole_margin} of "
-            f"the range {low}..{high}; fit all four constants (4 distinct targets)"
+            f"fit-alpha: with {', '.join(fit.free)} free the rule has a pole ({lower:.4f} or {upper:.4f}) within "
+            f"{fit.pole_margin} of the range {low}..{high}; fit all four constants, whose fit keeps the poles out"
         )
     return fit
 
