@@ -50,7 +50,10 @@ def print_report(report: StochasticReport, out: Path) -> None:
     from rich.table import Table
 
     console = Console()
-    table = Table(title=f"Stochastic Pruning: sigma={report.sigma:g} rate={report.rate:g} samples={report.samples}, sparsity {report.sparsity:.4f}")
+    table = Table(title=(
+        f"Stochastic Pruning: sigma={report.sigma:g} rate={report.rate:g} samples={report.samples}; sparsity of the pruned "
+        f"layers {report.pruned_layers_sparsity:.4f}, of the whole model {report.model_sparsity:.4f}"
+    ))  # fmt: skip
     for column in ("model", "val_acc", "test_acc"):
         table.add_column(column)
     rows = [("dense", report.dense), ("deterministic", report.deterministic), (f"stochastic (sample {report.best_sample})", report.stochastic)]
