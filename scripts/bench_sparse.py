@@ -1,6 +1,6 @@
 """Benchmark of the sparse training engine: step time dense vs sparse, threshold vs a full sort.
 
-    python scripts/bench_sparse.py [--models resnet20,resnet18] [--steps 6] [--warmup 1] [--threads N]
+    python scripts/bench_sparse.py [--models resnet20,densenet40_24] [--steps 6] [--warmup 1] [--threads N]
 
 For each model (CIFAR-shaped random batch, batch 128) and device (the CPU, and CUDA when
 present) it prints, measured in this run: the median time of one training step (forward,
@@ -11,6 +11,11 @@ steps (``best``, robust to other load on the machine); and the threshold update
 reference (``torch.cat`` + ``torch.sort`` + interpolation) and ``torch.quantile``, plus
 the whole per-iteration mask update (threshold, masks, theta, stability). Dense and
 sparse steps are interleaved so that load on the machine affects both alike.
+
+``launches`` counts, with ``torch.profiler``, what one step issues: on CUDA the device
+kernels, on the CPU the top-level ``aten::`` operators (each would be one or more kernel
+launches on an accelerator); for the dense step, the sparse step and the mask update
+alone. These counts hold on any device, unlike the times.
 """
 
 from __future__ import annotations
@@ -23,6 +28,9 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+
+from torch.autograd import DeviceType
+from torch.profiler import ProfilerActivity, profile
 
 from tuneprune.models import create_model
 from tuneprune.sparsity import Sparsifier, SparsityConfig
@@ -67,6 +75,27 @@ class _Trainer:
         self.iteration += 1
 
 
+def _is_top_level(event) -> bool:
+    parent = event.cpu_parent
+    while parent is not None:
+        if parent.name.startswith("aten::"):
+            return False
+        parent = parent.cpu_parent
+    return True
+
+
+def launches(fn: Callable[[], object], device: torch.device) -> int:
+    """Device kernels (CUDA) or top-level aten operators (CPU) issued by one call of ``fn``."""
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        fn()
+        _sync(device)
+    events = prof.events()
+    if device.type == "cuda":
+        return sum(1 for e in events if e.device_type == DeviceType.CUDA)
+    return sum(1 for e in events if e.name.startswith("aten::") and _is_top_level(e))
+
+
 def _sort_threshold(weights: list[torch.Tensor], sparsity: float) -> torch.Tensor:
     """The Feather reference: concatenate, sort everything, interpolate."""
     values = torch.sort(torch.cat([w.detach().reshape(-1).abs() for w in weights])).values
@@ -92,11 +121,12 @@ def bench(name: str, device: torch.device, args: argparse.Namespace) -> dict[str
         dense_times.append(_timed(lambda: dense.step(x, y), device))
         sparse_times.append(_timed(lambda: sparse.step(x, y), device))
 
-    weights = sparse.sparsifier._weights()
-    flat = FlatMagnitudes(weights)
+    sparsifier = sparse.sparsifier
+    weights = [m.parametrizations.weight.original for m in sparsifier._modules]
+    flat = FlatMagnitudes(sparsifier._layout.segments, sparsifier._flat.dtype)
 
     def ours() -> torch.Tensor:
-        flat.gather(weights)
+        flat.gather(sparsifier._flat)
         return flat.global_quantiles([args.sparsity])[0]
 
     assert torch.allclose(ours(), _sort_threshold(weights, args.sparsity))
@@ -110,7 +140,10 @@ def bench(name: str, device: torch.device, args: argparse.Namespace) -> dict[str
         "best_ratio": min(sparse_times) / min(dense_times),
         "threshold_ms": _median_ms(ours, device, repeats),
         "sort_ms": _median_ms(lambda: _sort_threshold(weights, args.sparsity), device, repeats),
-        "mask_update_ms": _median_ms(lambda: sparse.sparsifier.before_iteration(sparse.iteration), device, repeats),
+        "mask_update_ms": _median_ms(lambda: sparsifier.before_iteration(sparse.iteration), device, repeats),
+        "dense_launches": launches(lambda: dense.step(x, y), device),
+        "sparse_launches": launches(lambda: sparse.step(x, y), device),
+        "mask_launches": launches(lambda: sparsifier.before_iteration(sparse.iteration), device),
     }
     n = row["weights"]
     row["quantile_ms"] = _median_ms(lambda: _quantile_threshold(weights, args.sparsity), device, repeats) if n < 2**24 else float("nan")
@@ -119,23 +152,26 @@ def bench(name: str, device: torch.device, args: argparse.Namespace) -> dict[str
 
 def print_table(rows: list[dict[str, object]]) -> None:
     header = (
-        f"{'model':10s} {'device':6s} {'weights':>10s} {'dense ms':>9s} {'sparse ms':>10s} {'ratio':>6s} {'best':>6s} "
-        f"{'thresh ms':>10s} {'sort ms':>9s} {'speedup':>8s} {'quantile ms':>12s} {'speedup':>8s} {'mask upd ms':>12s}"
+        f"{'model':14s} {'device':6s} {'weights':>10s} {'dense ms':>9s} {'sparse ms':>10s} {'ratio':>6s} {'best':>6s} "
+        f"{'thresh ms':>10s} {'sort ms':>9s} {'speedup':>8s} {'quantile ms':>12s} {'speedup':>8s} {'mask upd ms':>12s} "
+        f"{'launches dense':>15s} {'sparse':>7s} {'mask upd':>9s}"
     )
     print(header)
     print("-" * len(header))
     for r in rows:
         print(
-            f"{r['model']:10s} {r['device']:6s} {r['weights']:>10,d} {r['dense_ms']:9.1f} {r['sparse_ms']:10.1f} "
+            f"{r['model']:14s} {r['device']:6s} {r['weights']:>10,d} {r['dense_ms']:9.1f} {r['sparse_ms']:10.1f} "
             f"{r['sparse_ms'] / r['dense_ms']:6.3f} {r['best_ratio']:6.3f} {r['threshold_ms']:10.2f} {r['sort_ms']:9.1f} "
             f"{r['sort_ms'] / r['threshold_ms']:7.1f}x {r['quantile_ms']:12.1f} {r['quantile_ms'] / r['threshold_ms']:7.1f}x "
-            f"{r['mask_update_ms']:12.2f}"
+            f"{r['mask_update_ms']:12.2f} {r['dense_launches']:15d} {r['sparse_launches']:7d} {r['mask_launches']:9d}"
         )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default="resnet20,resnet18", help="comma-separated registry names")
+    parser.add_argument(
+        "--models", default="resnet20,resnet20x2,mobilenet_v1,densenet40_24,resnet18", help="comma-separated registry names"
+    )
     parser.add_argument("--steps", type=int, default=6, help="timed training steps per model and mode")
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps first")
     parser.add_argument("--batch-size", type=int, default=128)

@@ -34,8 +34,10 @@ class FlatLayout:
         """Views of ``flat`` (this layout's size, any dtype) with each tensor's shape and strides."""
         views = []
         for piece, shape, order in zip(self.segments.split(flat), self.shapes, self.orders):
-            stored = piece.view([shape[d] for d in order])
-            views.append(stored.permute([order.index(d) for d in range(len(shape))]))
+            if order == sorted(order):  # contiguous: one view
+                views.append(piece.view(shape))
+            else:
+                views.append(piece.view([shape[d] for d in order]).permute([order.index(d) for d in range(len(shape))]))
         return views
 
     def empty(self, dtype: torch.dtype | None = None) -> torch.Tensor:

@@ -59,13 +59,15 @@ class MaskBuilder:
         self.magnitudes = FlatMagnitudes(self.segments, layout.dtype)
         self.layer_sizes = self.segments.lengths
         self._kept = [layout.empty(torch.bool) for _ in range(2)]
+        self._kept_views = [layout.shaped(kept) for kept in self._kept]
         self._overlap = layout.empty(torch.bool)
         self._eliminated = layout.empty(torch.bool) if elimination.rho > 0 else None
+        self._eliminated_views = layout.shaped(self._eliminated) if elimination.rho > 0 else None
 
     def _masks(self, sparsity: float, slot: int, thresholds: torch.Tensor) -> Masks:
         kept_flat = self._kept[slot]
         counts = self.segments.counts(kept_flat)
-        return Masks(sparsity, slot, thresholds, kept_flat, counts, self.layout.shaped(kept_flat))
+        return Masks(sparsity, slot, thresholds, kept_flat, counts, self._kept_views[slot])
 
     def build(self, weights: torch.Tensor, sparsity: float, slot: int) -> Masks:
         """Masks of the flat weight buffer ``weights`` at sparsity ``sparsity``, written into buffer ``slot`` (0 or 1)."""
@@ -96,7 +98,7 @@ class MaskBuilder:
             eliminations=eliminations,
             eliminated_flat=self._eliminated,
             eliminated_counts=segments.counts(self._eliminated),
-            eliminated=self.layout.shaped(self._eliminated),
+            eliminated=self._eliminated_views,
         )
 
     def restore(self, kept_flat: torch.Tensor, sparsity: float, slot: int) -> Masks:

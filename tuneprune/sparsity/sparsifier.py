@@ -60,6 +60,7 @@ class Sparsifier:
             parametrization.shared = self._ste
         self._builder = MaskBuilder(self._layout, config.threshold, Elimination(config.drop, config.target))
         self._scale_buffers: list[torch.Tensor] = []
+        self._scale_views: list[list[torch.Tensor]] = []
         self._current: Masks | None = None
         self._previous: Masks | None = None
         self._thetas: float | torch.Tensor = 1.0
@@ -85,6 +86,7 @@ class Sparsifier:
             return None
         if not self._scale_buffers:
             self._scale_buffers = [self._layout.empty() for _ in range(2)]
+            self._scale_views = [self._layout.shaped(buffer) for buffer in self._scale_buffers]
         scale = self._scale_buffers[slot]
         if isinstance(thetas, torch.Tensor):
             pruned = self._layout.segments.spread(thetas.to(scale.dtype))
@@ -93,7 +95,7 @@ class Sparsifier:
         torch.where(masks.kept_flat, scale.new_ones(()), pruned, out=scale)
         if masks.eliminated_flat is not None:
             scale.masked_fill_(masks.eliminated_flat, 0.0)
-        return self._layout.shaped(scale)
+        return self._scale_views[slot]
 
     def _free_slot(self) -> int:
         return 0 if self._previous is None else 1 - self._previous.slot
