@@ -8,8 +8,9 @@ backward, SGD step) dense and sparse (Feather defaults at a constant sparsity, t
 Sparsifier's ``before_iteration`` included), their ratio and the ratio of the fastest
 steps (``best``, robust to other load on the machine); and the threshold update
 (gather |w| + selection, SPEC 1.4) against the full-sort baseline of the Feather
-reference (``torch.cat`` + ``torch.sort`` + interpolation) and ``torch.quantile``, plus
-the whole per-iteration mask update (threshold, masks, theta, stability). Dense and
+reference (``torch.cat`` + ``torch.sort`` + interpolation) and ``torch.quantile``, the
+accelerator selection (radix select, timed on every device), plus the whole
+per-iteration mask update (threshold, masks, theta, stability). Dense and
 sparse steps are interleaved so that load on the machine affects both alike.
 
 ``launches`` counts, with ``torch.profiler``, what one step issues: on CUDA the device
@@ -21,6 +22,7 @@ alone. These counts hold on any device, unlike the times.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import statistics
 import time
@@ -34,6 +36,8 @@ from torch.profiler import ProfilerActivity, profile
 
 from tuneprune.models import create_model
 from tuneprune.sparsity import Sparsifier, SparsityConfig
+from tuneprune.sparsity.segments import Segments
+from tuneprune.sparsity.selection import segmented_quantiles
 from tuneprune.sparsity.thresholds import FlatMagnitudes
 
 NUM_CLASSES = 10
@@ -120,6 +124,8 @@ def bench(name: str, device: torch.device, args: argparse.Namespace) -> dict[str
     for _ in range(args.steps):
         dense_times.append(_timed(lambda: dense.step(x, y), device))
         sparse_times.append(_timed(lambda: sparse.step(x, y), device))
+    if not args.steps:  # thresholds only
+        dense_times = sparse_times = [math.nan]
 
     sparsifier = sparse.sparsifier
     weights = [m.parametrizations.weight.original for m in sparsifier._modules]
@@ -129,7 +135,14 @@ def bench(name: str, device: torch.device, args: argparse.Namespace) -> dict[str
         flat.gather(sparsifier._flat)
         return flat.global_quantiles([args.sparsity])[0]
 
+    whole = Segments([sparsifier._flat.numel()], device)
+
+    def radix() -> torch.Tensor:
+        flat.gather(sparsifier._flat)
+        return segmented_quantiles(flat.flat, whole, args.sparsity)[0]
+
     assert torch.allclose(ours(), _sort_threshold(weights, args.sparsity))
+    assert torch.equal(radix(), ours())
     repeats = args.threshold_repeats
     row = {
         "model": name,
@@ -139,10 +152,11 @@ def bench(name: str, device: torch.device, args: argparse.Namespace) -> dict[str
         "sparse_ms": 1000 * statistics.median(sparse_times),
         "best_ratio": min(sparse_times) / min(dense_times),
         "threshold_ms": _median_ms(ours, device, repeats),
+        "radix_ms": _median_ms(radix, device, repeats),
         "sort_ms": _median_ms(lambda: _sort_threshold(weights, args.sparsity), device, repeats),
         "mask_update_ms": _median_ms(lambda: sparsifier.before_iteration(sparse.iteration), device, repeats),
-        "dense_launches": launches(lambda: dense.step(x, y), device),
-        "sparse_launches": launches(lambda: sparse.step(x, y), device),
+        "dense_launches": launches(lambda: dense.step(x, y), device) if args.steps else -1,
+        "sparse_launches": launches(lambda: sparse.step(x, y), device) if args.steps else -1,
         "mask_launches": launches(lambda: sparsifier.before_iteration(sparse.iteration), device),
     }
     n = row["weights"]
@@ -153,7 +167,7 @@ def bench(name: str, device: torch.device, args: argparse.Namespace) -> dict[str
 def print_table(rows: list[dict[str, object]]) -> None:
     header = (
         f"{'model':14s} {'device':6s} {'weights':>10s} {'dense ms':>9s} {'sparse ms':>10s} {'ratio':>6s} {'best':>6s} "
-        f"{'thresh ms':>10s} {'sort ms':>9s} {'speedup':>8s} {'quantile ms':>12s} {'speedup':>8s} {'mask upd ms':>12s} "
+        f"{'thresh ms':>10s} {'sort ms':>9s} {'speedup':>8s} {'quantile ms':>12s} {'speedup':>8s} {'radix ms':>9s} {'mask upd ms':>12s} "
         f"{'launches dense':>15s} {'sparse':>7s} {'mask upd':>9s}"
     )
     print(header)
@@ -163,7 +177,7 @@ def print_table(rows: list[dict[str, object]]) -> None:
             f"{r['model']:14s} {r['device']:6s} {r['weights']:>10,d} {r['dense_ms']:9.1f} {r['sparse_ms']:10.1f} "
             f"{r['sparse_ms'] / r['dense_ms']:6.3f} {r['best_ratio']:6.3f} {r['threshold_ms']:10.2f} {r['sort_ms']:9.1f} "
             f"{r['sort_ms'] / r['threshold_ms']:7.1f}x {r['quantile_ms']:12.1f} {r['quantile_ms'] / r['threshold_ms']:7.1f}x "
-            f"{r['mask_update_ms']:12.2f} {r['dense_launches']:15d} {r['sparse_launches']:7d} {r['mask_launches']:9d}"
+            f"{r['radix_ms']:9.2f} {r['mask_update_ms']:12.2f} {r['dense_launches']:15d} {r['sparse_launches']:7d} {r['mask_launches']:9d}"
         )
 
 
@@ -172,7 +186,7 @@ def main() -> None:
     parser.add_argument(
         "--models", default="resnet20,resnet20x2,mobilenet_v1,densenet40_24,resnet18", help="comma-separated registry names"
     )
-    parser.add_argument("--steps", type=int, default=6, help="timed training steps per model and mode")
+    parser.add_argument("--steps", type=int, default=6, help="timed training steps per model and mode (0: thresholds only)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps first")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--sparsity", type=float, default=0.9, help="constant sparsity of the sparse run")

@@ -1,8 +1,9 @@
 """The masks of one training iteration: thresholds T and t, kept and eliminated weights (SPEC 1.3, 1.4, 4).
 
-Every step works on the flat buffers of all prunable weights at once: one ``abs`` pass,
-one selection (all layers batched), one compare, one segmented count. Nothing is read
-back to the host.
+On an accelerator every step works on the flat buffers of all prunable weights at once:
+one ``abs`` pass, one selection (all layers batched), one compare, one segmented count,
+and nothing is read back to the host. On the CPU the selection, compares and counts
+run through numpy (see :mod:`~tuneprune.sparsity.kernels`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import torch
 
 from tuneprune.sparsity.drop import Elimination
 from tuneprune.sparsity.flat import FlatLayout
+from tuneprune.sparsity.kernels import compare_into
 from tuneprune.sparsity.stability import jaccard_from_counts
 from tuneprune.sparsity.thresholds import FlatMagnitudes
 
@@ -77,22 +79,21 @@ class MaskBuilder:
         global_elimination = eliminating and self.elimination.mode == "global"
         if self.threshold_mode == "global":
             qs = [sparsity, self.elimination.global_quantile(sparsity)] if global_elimination else [sparsity]
-            threshold, *elimination = magnitudes.global_quantiles(qs)
-            thresholds = threshold.expand(segments.count)
-            torch.gt(magnitudes.flat, threshold, out=self._kept[slot])
+            kept_threshold, *elimination = magnitudes.global_quantiles(qs)
+            thresholds = kept_threshold.expand(segments.count)
         else:
-            thresholds = magnitudes.layer_quantiles(sparsity)
-            torch.gt(magnitudes.flat, segments.spread(thresholds), out=self._kept[slot])
+            thresholds = kept_threshold = magnitudes.layer_quantiles(sparsity)
+        compare_into("gt", magnitudes.flat, kept_threshold, segments, self._kept[slot])
         masks = self._masks(sparsity, slot, thresholds)
         if not eliminating:
             return masks
         if global_elimination:
             eliminations = elimination[0].expand(segments.count)
-            torch.lt(magnitudes.flat, elimination[0], out=self._eliminated)
+            compare_into("lt", magnitudes.flat, elimination[0], segments, self._eliminated)
         else:
             layer_sparsities = 1.0 - masks.kept_counts / self.layer_sizes
             eliminations = magnitudes.layer_quantiles(self.elimination.layer_quantiles(layer_sparsities))
-            torch.lt(magnitudes.flat, segments.spread(eliminations), out=self._eliminated)
+            compare_into("lt", magnitudes.flat, eliminations, segments, self._eliminated)
         return replace(
             masks,
             eliminations=eliminations,

