@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import statistics
 import time
 from collections.abc import Callable
@@ -31,6 +30,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from bench_common import add_machine_arguments, start
 from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile
 
@@ -191,16 +191,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--sparsity", type=float, default=0.9, help="constant sparsity of the sparse run")
     parser.add_argument("--threshold-repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
-    parser.add_argument("--devices", default="cpu,cuda" if torch.cuda.is_available() else "cpu")
+    add_machine_arguments(parser)
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads (load average {load}), "
-        f"batch {args.batch_size}, sparsity {args.sparsity}"
-    )
+    start(args, f"batch {args.batch_size}, sparsity {args.sparsity}")
     rows = []
     for device in args.devices.split(","):
         for name in args.models.split(","):

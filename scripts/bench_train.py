@@ -15,12 +15,13 @@ with ``precision: bf16`` and with ``channels_last: true``.
 from __future__ import annotations
 
 import argparse
-import os
 import time
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from bench_common import add_machine_arguments, start
 
 from tuneprune.data import DatasetSplits, augment_batch
 from tuneprune.models import create_model
@@ -111,17 +112,10 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=512, help="training images per epoch")
     parser.add_argument("--epochs", type=int, default=2, help="epochs per run; the last one is timed")
     parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--devices", default="cpu,cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--switches", action="store_true", help="also the sparse run with bf16 autocast and channels_last")
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    add_machine_arguments(parser)
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads (load average {load}), "
-        f"batch {args.batch_size}, {args.images} images, epoch {args.epochs} of {args.epochs} timed"
-    )
+    start(args, f"batch {args.batch_size}, {args.images} images, epoch {args.epochs} of {args.epochs} timed")
     rows = [bench(name, torch.device(device), args) for device in args.devices.split(",") for name in args.models.split(",")]
     print_table(rows)
 

@@ -50,13 +50,7 @@ CASES = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def single_thread():
-    """Tiny tensors: threads only add overhead on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def tiny_model() -> torch.nn.Module:
