@@ -77,11 +77,13 @@ def _stop_after(epochs: int):
     return callback
 
 
-def test_diverging_loss_fails_the_run_at_the_end_of_its_epoch():
+@pytest.mark.parametrize("sparsity", [None, {"target": 0.9, "threshold": "layer", "drop": {"rho": 0.5, "mode": "layer"}}])
+def test_diverging_loss_fails_the_run_at_the_end_of_its_epoch(sparsity):
     """The losses stay on the device during the epoch; the first bad step is named when it ends."""
     seen = []
+    config = RunConfig(**{**FAST, "lr": 1e6, "grad_clip": None, "epochs": 3, "sparsity": sparsity})
     with pytest.raises(TrainingDiverged, match=r"training loss became (nan|inf) at epoch 1, step \d+$"):
-        train(RunConfig(**{**FAST, "lr": 1e6, "grad_clip": None, "epochs": 3}), callbacks=[lambda m, c: seen.append(m)])
+        train(config, callbacks=[lambda m, c: seen.append(m)])
     assert seen == []  # no epoch was reported
 
 
