@@ -4,7 +4,8 @@ The reference below is written layer by layer from the formulas: T (global or pe
 by a full sort with linear interpolation, kept = |w| > T, theta per policy, t of the
 elimination, ``m`` = 1 / theta / 0, ``w~ = P_T(w)`` and ``g_w = m * dL/dw~``. Over several
 SGD iterations the Sparsifier must give the same thresholds, masks, gradients and weights
-in every combination of threshold mode, theta policy, scheduler and elimination.
+in every combination of threshold mode, theta policy, scheduler and elimination, on the
+CPU path and on the accelerator path (run on CPU tensors).
 
 The engine's one-pass ``P_T`` may round the last bit of a few weights differently from a
 per-layer pass (vectorised loops split tensors differently), so each iteration starts the
@@ -12,6 +13,7 @@ reference from the engine's current weights: thresholds and masks must then be e
 exactly, gradients and the updated weights to float tolerance.
 """
 
+import contextlib
 import copy
 import itertools
 import math
@@ -22,6 +24,7 @@ import torch.nn.functional as F
 from torch.func import functional_call
 
 from tuneprune.sparsity import Sparsifier, SparsityConfig, build_schedule, prunable_layers, threshold_operator
+from tuneprune.sparsity.dispatch import accelerator_path
 from tuneprune.sparsity.stability import jaccard
 
 STEPS_PER_EPOCH, EPOCHS, ITERATIONS = 3, 2, 5
@@ -142,8 +145,15 @@ def copy_state(source: torch.nn.Module, target: torch.nn.Module) -> None:
     target.load_state_dict(state)
 
 
+@pytest.mark.parametrize("path", ["cpu", "accelerator"])
 @pytest.mark.parametrize("threshold, theta, scheduler, drop", CASES, ids=["-".join(case) for case in CASES])
-def test_engine_equals_the_per_layer_reference(threshold, theta, scheduler, drop):
+def test_engine_equals_the_per_layer_reference(threshold, theta, scheduler, drop, path):
+    """Both paths: the CPU's NumPy one and the accelerator's (radix select, index_add_ counts), run on the CPU."""
+    with accelerator_path() if path == "accelerator" else contextlib.nullcontext():
+        run_and_compare(threshold, theta, scheduler, drop)
+
+
+def run_and_compare(threshold: str, theta: str, scheduler: str, drop: str) -> None:
     config = SparsityConfig(
         target=0.9, threshold=threshold, theta=THETAS[theta], scheduler=SCHEDULERS[scheduler], drop=DROPS[drop]
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from tuneprune.sparsity.dispatch import on_numpy
 from tuneprune.sparsity.segments import Segments
 
 _NUMPY = {"gt": np.greater, "lt": np.less}
@@ -19,7 +20,7 @@ _TORCH = {"gt": torch.gt, "lt": torch.lt}
 
 def compare_into(op: str, values: torch.Tensor, thresholds: torch.Tensor, segments: Segments, out: torch.Tensor) -> None:
     """``out = values op T``, ``op`` ``gt`` or ``lt``; ``thresholds`` one 0-dim T or one T_l per segment."""
-    if values.device.type == "cpu" and values.dtype in (torch.float16, torch.float32, torch.float64):
+    if on_numpy(values, out):
         ufunc, array, result = _NUMPY[op], values.numpy(), out.numpy()
         if thresholds.dim() == 0:
             ufunc(array, thresholds.item(), out=result)

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from tuneprune.sparsity.dispatch import on_numpy
+
 
 class Segments:
     """The layers of a flat buffer: ``sizes[l]`` consecutive entries each, in layer order.
@@ -37,7 +39,7 @@ class Segments:
         faster there than any single segmented reduction (``reduceat``, ``bincount``,
         ``index_add_``) at ResNet-18's 11.2M weights.
         """
-        if mask.device.type == "cpu":
+        if on_numpy(mask):
             array = mask.numpy()
             bounds = zip(self._numpy_starts.tolist(), self.sizes)
             return torch.tensor([np.count_nonzero(array[start : start + size]) for start, size in bounds])

@@ -18,15 +18,9 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from tuneprune.sparsity.dispatch import on_numpy
 from tuneprune.sparsity.segments import Segments
 from tuneprune.sparsity.selection import segmented_quantiles
-
-_NUMPY_DTYPES = (torch.float16, torch.float32, torch.float64)
-
-
-def on_numpy(values: torch.Tensor) -> bool:
-    """Whether the CPU partition can select on ``values`` (CPU memory, a dtype numpy has)."""
-    return values.device.type == "cpu" and values.dtype in _NUMPY_DTYPES
 
 
 def _position(q: float, n: int) -> tuple[int, float]:
@@ -103,27 +97,29 @@ class FlatMagnitudes:
     def __init__(self, segments: Segments, dtype: torch.dtype) -> None:
         self.segments = segments
         self.flat = torch.empty(segments.total, dtype=dtype, device=segments.device)
-        self._scratch = torch.empty_like(self.flat) if on_numpy(self.flat) else None
-        self._whole = Segments([segments.total], segments.device) if self._scratch is None else None
+        self._scratch: torch.Tensor | None = None
+        self._whole = Segments([segments.total], segments.device)
 
     def gather(self, weights: torch.Tensor) -> None:
         """``|w|`` of the flat weight buffer ``weights`` (in the segments' order)."""
         torch.abs(weights.detach(), out=self.flat)
 
     def _scratch_copy(self) -> np.ndarray:
+        if self._scratch is None:
+            self._scratch = torch.empty_like(self.flat)
         array = self._scratch.numpy()
         np.copyto(array, self.flat.numpy())
         return array
 
     def global_quantiles(self, qs: Sequence[float]) -> list[torch.Tensor]:
         """Quantiles ``qs`` over all magnitudes (0-dim tensors)."""
-        if self._scratch is not None:
+        if on_numpy(self.flat):
             return _partition_quantiles(self._scratch_copy(), qs, self.flat.dtype)
         return [segmented_quantiles(self.flat, self._whole, q)[0] for q in qs]
 
     def layer_quantiles(self, q: float | torch.Tensor) -> torch.Tensor:
         """The ``q``-quantile of each layer's magnitudes, ``q`` one float or one per layer (a tensor)."""
-        if self._scratch is None:
+        if not on_numpy(self.flat):
             return segmented_quantiles(self.flat, self.segments, q)
         qs = q.tolist() if isinstance(q, torch.Tensor) else [q] * self.segments.count  # CPU memory: no sync
         array = self._scratch_copy()
