@@ -1,6 +1,7 @@
 """Benchmark of the sparse training engine: step time dense vs sparse, threshold vs a full sort.
 
     python scripts/bench_sparse.py [--models resnet20,densenet40_24] [--steps 6] [--warmup 1] [--threads N]
+                                   [--sparse-config '{threshold: layer}']
 
 For each model (CIFAR-shaped random batch, batch 128) and device (the CPU, and CUDA when
 present) it prints, measured in this run: the median time of one training step (forward,
@@ -31,6 +32,7 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+import yaml
 
 from bench_common import add_machine_arguments, start
 from torch.autograd import DeviceType
@@ -118,7 +120,7 @@ def _quantile_threshold(weights: list[torch.Tensor], sparsity: float) -> torch.T
 def bench(name: str, device: torch.device, args: argparse.Namespace) -> dict[str, object]:
     x = torch.randn(args.batch_size, 3, 32, 32, device=device)
     y = torch.randint(0, NUM_CLASSES, (args.batch_size,), device=device)
-    config = SparsityConfig(target=args.sparsity, scheduler={"type": "constant"})
+    config = SparsityConfig(**{"target": args.sparsity, "scheduler": {"type": "constant"}, **yaml.safe_load(args.sparse_config)})
     dense, sparse = _Trainer(name, device, None), _Trainer(name, device, config)
     for _ in range(args.warmup):
         dense.step(x, y)
@@ -197,10 +199,13 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps first")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--sparsity", type=float, default=0.9, help="constant sparsity of the sparse run")
+    parser.add_argument(
+        "--sparse-config", default="{}", help="more sparsity settings, YAML flow, e.g. '{threshold: layer, drop: {rho: 0.5, mode: layer}}'"
+    )
     parser.add_argument("--threshold-repeats", type=int, default=3)
     add_machine_arguments(parser)
     args = parser.parse_args()
-    start(args, f"batch {args.batch_size}, sparsity {args.sparsity}")
+    start(args, f"batch {args.batch_size}, sparsity {args.sparsity} {args.sparse_config}")
     rows = []
     for device in args.devices.split(","):
         for name in args.models.split(","):
