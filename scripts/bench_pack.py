@@ -1,7 +1,7 @@
 """Benchmark of packed trials: aggregate training throughput of K trials trained together.
 
     python scripts/bench_pack.py [--models resnet20x2,densenet40_24] [--packs 1,2,4]
-                                 [--steps 3] [--batch-size 64] [--device cpu|cuda|all]
+                                 [--steps 3] [--batch-size 32] [--repeats 2] [--device cpu|cuda|all]
 
 For each model and device (the CPU always, CUDA when present) it trains, on synthetic
 CIFAR-shaped data, one epoch of ``--steps`` steps of sparse trials (Feather defaults,
@@ -15,8 +15,9 @@ run for:
   forward mode for the device, or ``--forward``),
 
 and the ratios packed/solo and packed/apart. The time counted is the training epoch
-(its ``train_time``: steps, thresholds, optimizer), without evaluation. The machine's load average is
-printed with the figures: on a shared machine the ratios are the measure.
+(its ``train_time``: steps, thresholds, optimizer), without evaluation. Each figure is
+the best of ``--repeats`` runs, apart and packed interleaved, so that other load on a
+shared machine (its load average is printed) affects both alike.
 """
 
 from __future__ import annotations
@@ -33,8 +34,8 @@ from tuneprune.config import validate
 from tuneprune.packing import PackedTrainer
 from tuneprune.training import RunConfig, train
 
-CPU_DEFAULTS = {"packs": "1,2,4", "steps": 3, "batch_size": 64}
-CUDA_DEFAULTS = {"packs": "1,2,4,8,16", "steps": 20, "batch_size": 128}
+CPU_DEFAULTS = {"packs": "1,2,4", "steps": 3, "batch_size": 32, "repeats": 2}
+CUDA_DEFAULTS = {"packs": "1,2,4,8,16", "steps": 20, "batch_size": 128, "repeats": 3}
 TARGETS = (0.9, 0.95, 0.8, 0.98)
 
 
@@ -117,19 +118,27 @@ def packed_images_per_second(configs: list[RunConfig], forward_mode: str | None)
     return sum(c.synthetic_samples for c in configs) / next(iter(metrics.values()))["train_time"]
 
 
-def bench_device(device: str, models: list[str], packs: list[int], steps: int, batch_size: int, forward: str | None) -> None:
+def bench_device(
+    device: str, models: list[str], packs: list[int], steps: int, batch_size: int, repeats: int, forward: str | None
+) -> None:
     apart = "sequential" if device == "cpu" else "processes"
-    print(f"\n## {device}: {torch.get_num_threads()} threads, batch {batch_size}, {steps} steps, load average {os.getloadavg()}")
+    measure_apart = sequential_images_per_second if device == "cpu" else processes_images_per_second
+    print(
+        f"\n## {device}: {torch.get_num_threads()} threads, batch {batch_size}, {steps} steps, "
+        f"best of {repeats}, load average {os.getloadavg()}"
+    )
     print(f"| model | K | solo img/s | {apart} img/s | packed img/s | packed/solo | packed/{apart} |")
     print("|---|---|---|---|---|---|---|")
     for model in models:
         configs = [trial_config(model, device, seed, steps, batch_size) for seed in range(max(packs))]
         solo_images_per_second(configs[0])  # warm-up: kernels, allocator
-        solo = solo_images_per_second(configs[0])
+        solo = max(solo_images_per_second(configs[0]) for _ in range(repeats))
         for k in packs:
             members = configs[:k]
-            separate = sequential_images_per_second(members) if device == "cpu" else processes_images_per_second(members)
-            packed = packed_images_per_second(members, forward)
+            separate = packed = 0.0
+            for _ in range(repeats):
+                separate = max(separate, measure_apart(members))
+                packed = max(packed, packed_images_per_second(members, forward))
             print(f"| {model} | {k} | {solo:.1f} | {separate:.1f} | {packed:.1f} | {packed / solo:.2f} | {packed / separate:.2f} |", flush=True)
     print(f"load average after: {os.getloadavg()}")
 
@@ -139,7 +148,8 @@ def main() -> None:
     parser.add_argument("--models", default="resnet20x2,densenet40_24")
     parser.add_argument("--packs", default=None, help="comma-separated K (default: CPU 1,2,4; CUDA 1,2,4,8,16)")
     parser.add_argument("--steps", type=int, default=None, help="training steps per trial (default: CPU 3, CUDA 20)")
-    parser.add_argument("--batch-size", type=int, default=None, help="default: CPU 64, CUDA 128")
+    parser.add_argument("--batch-size", type=int, default=None, help="default: CPU 32, CUDA 128")
+    parser.add_argument("--repeats", type=int, default=None, help="best of this many runs (default: CPU 2, CUDA 3)")
     parser.add_argument("--device", choices=("cpu", "cuda", "all"), default="all")
     parser.add_argument("--forward", choices=("vmap", "loop"), default=None, help="packed forward mode (default per device)")
     args = parser.parse_args()
@@ -153,9 +163,8 @@ def main() -> None:
         packs = [int(k) for k in (args.packs or defaults["packs"]).split(",")]
         if any(k < 1 for k in packs):
             parser.error(f"--packs: every K must be >= 1, got {packs}")
-        bench_device(
-            device, args.models.split(","), packs, args.steps or defaults["steps"], args.batch_size or defaults["batch_size"], args.forward
-        )
+        steps, batch_size = args.steps or defaults["steps"], args.batch_size or defaults["batch_size"]
+        bench_device(device, args.models.split(","), packs, steps, batch_size, args.repeats or defaults["repeats"], args.forward)
 
 
 if __name__ == "__main__":

@@ -103,6 +103,15 @@ def test_members_train_the_trials_they_would_train_alone():
     assert len({round(m.history[-1]["sparsity"], 3) for m in members}) == 3
 
 
+def test_dense_members_train_bit_for_bit_as_alone():
+    configs = [config(DENSE, epochs=1), config(DENSE, epochs=1, seed=4, lr=0.05, weight_decay=1e-3)]
+    members = train_packed(configs)
+    for member, run_config in zip(members, configs):
+        history, _ = solo(run_config)
+        assert [without_times(h) for h in member.history] == [without_times(h) for h in history]
+        assert "sparsity" not in member.history[0]
+
+
 def test_fused_forward_matches_alone_to_reduction_order():
     configs = [config(GLOBAL_CUBIC, epochs=1), config(ADAPTIVE_DROP, epochs=1)]
     members = train_packed(configs, forward_mode="vmap")

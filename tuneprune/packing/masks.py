@@ -1,4 +1,4 @@
-"""The masks of K pack members at one iteration: thresholds T and t, kept, eliminated, theta (formulas §1.3, §1.4, §2, §4).
+"""The masks of K pack members at one iteration: T, t, kept, eliminated, theta (formulas §1.3, §1.4, §2, §4).
 
 Every member's prunable weights are one row of a ``[K, N]`` matrix (layers as ``L``
 consecutive segments). Thresholds of all members come from one batched selection
@@ -66,7 +66,7 @@ class PackedMaskBuilder:
 
     def __init__(self, sizes: Sequence[int], rules: Sequence[MemberRule | None], device: torch.device) -> None:
         self.sizes = list(sizes)
-        self.layer_sizes = torch.tensor(self.sizes, device=device)
+        self.layer_sizes = torch.tensor(self.sizes, dtype=torch.long, device=device)
         self.segment_ids = torch.repeat_interleave(torch.arange(len(self.sizes), device=device), self.layer_sizes)
         self.rules = list(rules)
 
@@ -88,7 +88,8 @@ class PackedMaskBuilder:
             if rule is None:
                 rows.append(torch.ones_like(row))
             else:
-                rows.append(torch.stack([torch.as_tensor(t, dtype=row.dtype, device=row.device) for t in rule.theta_policy.layer_thetas(row)]))
+                thetas = rule.theta_policy.layer_thetas(row)
+                rows.append(torch.stack([torch.as_tensor(t, dtype=row.dtype, device=row.device) for t in thetas]))
         return torch.stack(rows)
 
     def build(self, weights: torch.Tensor, sparsities: Sequence[float]) -> PackedMasks:
@@ -108,9 +109,15 @@ class PackedMaskBuilder:
         kept_counts = self.layer_counts(kept)
         thetas = self._thetas(kept_counts / self.layer_sizes)
         uniform_theta = all(rule is None or rule.uniform_theta for rule in self.rules)
-        active = torch.tensor([rule is not None and s > 0 for rule, s in zip(self.rules, sparsities)], device=weights.device)
+        active = [rule is not None and s > 0 for rule, s in zip(self.rules, sparsities)]
         masks = PackedMasks(
-            list(sparsities), active[:, None], thresholds, kept, kept_counts, thetas, self._per_weight(thetas, uniform_theta)
+            list(sparsities),
+            torch.tensor(active, device=weights.device)[:, None],
+            thresholds,
+            kept,
+            kept_counts,
+            thetas,
+            self._per_weight(thetas, uniform_theta),
         )
         eliminated = self._eliminated(magnitudes, selection, masks)
         if eliminated is None:

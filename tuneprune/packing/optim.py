@@ -1,4 +1,4 @@
-"""SGD with momentum for K members at once: per-member learning rate, schedule, weight decay and clipping (formulas §1.6).
+"""SGD with momentum for K members at once: each its own learning rate, schedule, decay and clipping (formulas §1.6).
 
 The update is torch's SGD (``torch.optim.SGD``, dampening 0) applied to ``[K, ...]``
 tensors, each member with its own hyperparameters:

@@ -107,7 +107,9 @@ class PartitionSelection:
         return self._select(self.offsets, self.sizes, qs)
 
 
-def select(magnitudes: torch.Tensor, sizes: Sequence[int], segment_ids: torch.Tensor) -> SortedSelection | PartitionSelection:
+def select(
+    magnitudes: torch.Tensor, sizes: Sequence[int], segment_ids: torch.Tensor
+) -> SortedSelection | PartitionSelection:
     """The faster selection for the device of ``magnitudes``: partition on the CPU, one sort elsewhere."""
     if magnitudes.device.type == "cpu" and magnitudes.dtype in (torch.float32, torch.float64):
         return PartitionSelection(magnitudes, sizes)

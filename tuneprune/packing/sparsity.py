@@ -44,7 +44,9 @@ class PackedSparsity:
             None if c is None else build_schedule(c, steps_per_epoch, epochs, model_family) for c in configs
         ]
         rules = [
-            None if c is None else MemberRule(c.threshold, ThetaPolicy(c.theta, c.target), Elimination(c.drop, c.target))
+            None
+            if c is None
+            else MemberRule(c.threshold, ThetaPolicy(c.theta, c.target), Elimination(c.drop, c.target))
             for c in configs
         ]
         sparse = [c for c in configs if c is not None]

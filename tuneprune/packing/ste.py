@@ -1,4 +1,4 @@
-"""The thresholded weights ``w~ = P_T(w)`` of all pack members with the scaled straight-through gradient (formulas §1.2, §1.3).
+"""The weights ``w~ = P_T(w)`` of all pack members with the scaled straight-through gradient (formulas §1.2, §1.3).
 
 Applied once per iteration to the ``[K, N]`` matrix of prunable weights, outside the
 members' forward passes, so a plain autograd function serves (no vmap rule needed).

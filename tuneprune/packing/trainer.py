@@ -182,7 +182,10 @@ class PackedTrainer:
         self.epoch += 1
         if not self.rows:
             return {}
-        sparse_metrics = self.sparsity.end_epoch(epoch, self.stack.weights) if self.stack.weights is not None else [{} for _ in self.rows]
+        if self.stack.weights is None:
+            sparse_metrics = [{} for _ in self.rows]
+        else:
+            sparse_metrics = self.sparsity.end_epoch(epoch, self.stack.weights)
         if self.device.type == "cuda":
             torch.cuda.synchronize()
         train_time = time.perf_counter() - start
@@ -236,6 +239,8 @@ class PackedTrainer:
         return self.members
 
 
-def train_packed(configs: Sequence[RunConfig], callbacks: Sequence[MemberCallback] = (), forward_mode: str | None = None) -> list[MemberResult]:
+def train_packed(
+    configs: Sequence[RunConfig], callbacks: Sequence[MemberCallback] = (), forward_mode: str | None = None
+) -> list[MemberResult]:
     """Train ``configs`` as one pack; one :class:`MemberResult` per config, in order."""
     return PackedTrainer(configs, forward_mode).run(callbacks)
