@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 
 from tuneprune.packing.masks import PackedMasks
+from tuneprune.packing.threads import single_threaded
 from tuneprune.sparsity.operator import threshold_operator
 
 
@@ -26,10 +27,11 @@ class _PackedStraightThrough(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         masks = ctx.masks
-        scaled = torch.where(masks.kept, grad, grad * masks.theta_per_weight)
-        if masks.eliminated is not None:
-            scaled.masked_fill_(masks.eliminated, 0.0)
-        return torch.where(masks.active, scaled, grad), None, None
+        with single_threaded(grad.device):
+            scaled = torch.where(masks.kept, grad, grad * masks.theta_per_weight)
+            if masks.eliminated is not None:
+                scaled.masked_fill_(masks.eliminated, 0.0)
+            return torch.where(masks.active, scaled, grad), None, None
 
 
 def thresholded_weights(weights: torch.Tensor, masks: PackedMasks, p: float) -> torch.Tensor:

@@ -26,6 +26,7 @@ from tuneprune.packing.key import check_packable
 from tuneprune.packing.optim import PackedSGD
 from tuneprune.packing.sparsity import PackedSparsity
 from tuneprune.packing.stack import StackedModel
+from tuneprune.packing.threads import single_threaded
 from tuneprune.sparsity.layers import prunable_layers
 from tuneprune.training.config import RunConfig
 from tuneprune.training.loop import TrainResult, model_family, resolve_device
@@ -122,8 +123,10 @@ class PackedTrainer:
         """
         x = torch.stack([xb for xb, _ in batches])
         y = torch.stack([yb for _, yb in batches])
-        self.sparsity.before_iteration(step, self.stack.weights)
-        logits = self.stack.forward(self._forward_weights(), x, train=True)
+        with single_threaded(self.device):
+            self.sparsity.before_iteration(step, self.stack.weights)
+            weights = self._forward_weights()
+        logits = self.stack.forward(weights, x, train=True)
         losses = torch.stack([F.cross_entropy(logits[k], y[k]) for k in range(len(batches))])
         params = self.stack.parameters()
         for p in params:
@@ -139,9 +142,10 @@ class PackedTrainer:
             self._keep(alive)
             params = self.stack.parameters()
         if alive:
-            if any(math.isfinite(c) for c in self.optimizer.clips):
-                self.optimizer.clip(params)
-            self.optimizer.step(params, step)
+            with single_threaded(self.device):
+                if any(math.isfinite(c) for c in self.optimizer.clips):
+                    self.optimizer.clip(params)
+                self.optimizer.step(params, step)
         return alive, losses.detach(), logits.detach().argmax(-1) == y
 
     @torch.no_grad()
@@ -185,7 +189,8 @@ class PackedTrainer:
         if self.stack.weights is None:
             sparse_metrics = [{} for _ in self.rows]
         else:
-            sparse_metrics = self.sparsity.end_epoch(epoch, self.stack.weights)
+            with single_threaded(self.device):
+                sparse_metrics = self.sparsity.end_epoch(epoch, self.stack.weights)
         if self.device.type == "cuda":
             torch.cuda.synchronize()
         train_time = time.perf_counter() - start
