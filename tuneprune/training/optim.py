@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn as nn
+
+
+def has_weight_decay(parameter: torch.Tensor) -> bool:
+    """Weight matrices and kernels decay; BatchNorm parameters and biases (1-D) never do (SPEC 1.1)."""
+    return parameter.ndim > 1
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
@@ -13,7 +19,7 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     decay, no_decay = [], []
     for p in model.parameters():
         if p.requires_grad:
-            (decay if p.ndim > 1 else no_decay).append(p)
+            (decay if has_weight_decay(p) else no_decay).append(p)
     return [
         {"params": decay, "weight_decay": weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
@@ -27,10 +33,16 @@ def build_optimizer(model: nn.Module, config) -> torch.optim.SGD:
     )
 
 
-def build_lr_schedule(optimizer: torch.optim.Optimizer, kind: str, total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
-    """Cosine decay to 0 stepped per batch (SPEC 1.6), or a constant rate."""
+def lr_factor(kind: str, total_steps: int) -> Callable[[int], float]:
+    """The learning rate at step k as a fraction of the initial one.
+
+    Cosine: ``0.5 * (1 + cos(pi * min(k, total) / total))`` (SPEC 1.6); constant: 1.
+    """
     if kind == "constant":
-        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
-    return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: 0.5 * (1.0 + math.cos(math.pi * min(step, total_steps) / total_steps))
-    )
+        return lambda step: 1.0
+    return lambda step: 0.5 * (1.0 + math.cos(math.pi * min(step, total_steps) / total_steps))
+
+
+def build_lr_schedule(optimizer: torch.optim.Optimizer, kind: str, total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """Cosine decay to 0 stepped per batch (SPEC 1.6), or a constant rate, by :func:`lr_factor`."""
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(kind, total_steps))

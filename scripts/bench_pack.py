@@ -1,0 +1,171 @@
+"""Benchmark of packed trials: aggregate training throughput of K trials trained together.
+
+    python scripts/bench_pack.py [--models resnet20x2,densenet40_24] [--packs 1,2,4]
+                                 [--steps 3] [--batch-size 32] [--repeats 2] [--device cpu|cuda|all]
+
+For each model and device (the CPU always, CUDA when present) it trains, on synthetic
+CIFAR-shaped data, one epoch of ``--steps`` steps of sparse trials (Feather defaults,
+each trial its own seed and target as in a search) and prints images/s measured in this
+run for:
+
+- ``solo``: one trial alone on the project's training path (``tuneprune.training.train``);
+- ``apart``: K trials on that path, one after the other on the CPU, as K concurrent
+  processes on CUDA (all started, then timed from the first step to the last);
+- ``packed``: the K trials as one :class:`~tuneprune.packing.PackedTrainer` (its default
+  forward mode for the device, or ``--forward``),
+
+and the ratios packed/solo and packed/apart. The time counted is the training epoch
+(its ``train_time``: steps, thresholds, optimizer), without evaluation. Each figure is
+the best of ``--repeats`` runs, apart and packed interleaved, so that other load on a
+shared machine (its load average is printed) affects both alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import time
+from typing import Any
+
+import torch
+
+from tuneprune.config import validate
+from tuneprune.packing import PackedTrainer
+from tuneprune.training import RunConfig, train
+
+CPU_DEFAULTS = {"packs": "1,2,4", "steps": 3, "batch_size": 32, "repeats": 2}
+CUDA_DEFAULTS = {"packs": "1,2,4,8,16", "steps": 20, "batch_size": 128, "repeats": 3}
+TARGETS = (0.9, 0.95, 0.8, 0.98)
+
+
+def trial_config(model: str, device: str, seed: int, steps: int, batch_size: int) -> RunConfig:
+    """One sparse trial of a search: one epoch of ``steps`` steps on synthetic 32x32 data."""
+    return validate(
+        RunConfig,
+        {
+            "model": model,
+            "dataset": "synthetic",
+            "synthetic_samples": steps * batch_size,
+            "image_size": 32,
+            "epochs": 1,
+            "batch_size": batch_size,
+            "device": device,
+            "seed": seed,
+            "sparsity": {"target": TARGETS[seed % len(TARGETS)]},
+        },
+    )
+
+
+class _StepClock:
+    """A training hook that waits at ``barrier`` before the first step, then notes its wall-clock time and the epoch's end."""
+
+    def __init__(self, barrier: Any) -> None:
+        self.barrier, self.start, self.end = barrier, 0.0, 0.0
+
+    def before_iteration(self, step: int) -> None:
+        if step == 0:
+            self.barrier.wait()
+            self.start = time.time()
+
+    def after_backward(self, step: int) -> None:
+        """Nothing to do after the backward pass."""
+
+    def end_epoch(self, epoch: int) -> dict[str, float]:
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        self.end = time.time()
+        return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Stateless."""
+
+
+def solo_images_per_second(config: RunConfig) -> float:
+    return config.synthetic_samples / train(config).history[0]["train_time"]
+
+
+def sequential_images_per_second(configs: list[RunConfig]) -> float:
+    seconds = sum(train(config).history[0]["train_time"] for config in configs)
+    return sum(c.synthetic_samples for c in configs) / seconds
+
+
+def _process_worker(config: RunConfig, barrier: Any, queue: Any) -> None:
+    clock = _StepClock(barrier)
+    train(config, hooks=[clock])
+    queue.put((clock.start, clock.end))
+
+
+def processes_images_per_second(configs: list[RunConfig]) -> float:
+    """K trials as K concurrent processes on the same device, timed from the first step to the last."""
+    context = mp.get_context("spawn")
+    barrier, queue = context.Barrier(len(configs)), context.Queue()
+    workers = [context.Process(target=_process_worker, args=(c, barrier, queue)) for c in configs]
+    for worker in workers:
+        worker.start()
+    spans = [queue.get() for _ in workers]
+    for worker in workers:
+        worker.join()
+    return sum(c.synthetic_samples for c in configs) / (max(e for _, e in spans) - min(s for s, _ in spans))
+
+
+def packed_images_per_second(configs: list[RunConfig], forward_mode: str | None) -> float:
+    trainer = PackedTrainer(configs, forward_mode)
+    metrics = trainer.train_epoch()
+    return sum(c.synthetic_samples for c in configs) / next(iter(metrics.values()))["train_time"]
+
+
+def bench_device(
+    device: str, models: list[str], packs: list[int], steps: int, batch_size: int, repeats: int, forward: str | None
+) -> None:
+    apart = "sequential" if device == "cpu" else "processes"
+    measure_apart = sequential_images_per_second if device == "cpu" else processes_images_per_second
+    print(
+        f"\n## {device}: {torch.get_num_threads()} threads, batch {batch_size}, {steps} steps, "
+        f"best of {repeats}, load average {os.getloadavg()}"
+    )
+    print(f"| model | K | solo img/s | {apart} img/s | packed img/s | packed/solo | packed/{apart} |")
+    print("|---|---|---|---|---|---|---|")
+    for model in models:
+        configs = [trial_config(model, device, seed, steps, batch_size) for seed in range(max(packs))]
+        solo_images_per_second(configs[0])  # warm-up: kernels, allocator
+        solo = max(solo_images_per_second(configs[0]) for _ in range(repeats))
+        for k in packs:
+            members = configs[:k]
+            separate = packed = 0.0
+            for _ in range(repeats):
+                separate = max(separate, measure_apart(members))
+                packed = max(packed, packed_images_per_second(members, forward))
+            print(f"| {model} | {k} | {solo:.1f} | {separate:.1f} | {packed:.1f} | {packed / solo:.2f} | {packed / separate:.2f} |", flush=True)
+    print(f"load average after: {os.getloadavg()}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default="resnet20x2,densenet40_24")
+    parser.add_argument("--packs", default=None, help="comma-separated K (default: CPU 1,2,4; CUDA 1,2,4,8,16)")
+    parser.add_argument("--steps", type=int, default=None, help="training steps per trial (default: CPU 3, CUDA 20)")
+    parser.add_argument("--batch-size", type=int, default=None, help="default: CPU 32, CUDA 128")
+    parser.add_argument("--repeats", type=int, default=None, help="best of this many runs (default: CPU 2, CUDA 3)")
+    parser.add_argument("--device", choices=("cpu", "cuda", "all"), default="all")
+    parser.add_argument("--forward", choices=("vmap", "loop"), default=None, help="packed forward mode (default per device)")
+    args = parser.parse_args()
+    devices = ["cpu"] if args.device in ("cpu", "all") else []
+    if args.device in ("cuda", "all") and torch.cuda.is_available():
+        devices.append("cuda")
+    if args.device == "cuda" and not devices:
+        parser.error("--device cuda: CUDA is not available on this machine")
+    for device in devices:
+        defaults = CPU_DEFAULTS if device == "cpu" else CUDA_DEFAULTS
+        packs = [int(k) for k in (args.packs or defaults["packs"]).split(",")]
+        if any(k < 1 for k in packs):
+            parser.error(f"--packs: every K must be >= 1, got {packs}")
+        steps, batch_size = args.steps or defaults["steps"], args.batch_size or defaults["batch_size"]
+        bench_device(device, args.models.split(","), packs, steps, batch_size, args.repeats or defaults["repeats"], args.forward)
+
+
+if __name__ == "__main__":
+    main()

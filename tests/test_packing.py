@@ -1,0 +1,173 @@
+"""Packed trials: a member of a pack trains the trial it would train alone (CPU, digits, small CNN).
+
+Tolerance of the default (``loop``) forward on the CPU: each member's convolutions,
+thresholds (the same order statistics), masks and SGD arithmetic are exactly its solo
+run's, so a member without gradient clipping trains bit for bit the same trial. With
+clipping active, the member's gradient norm is summed in another order (one flat row of
+prunable weights in the pack, tensor by tensor in the parametrized model alone): the
+clip coefficient differs in the last bit, and sparse training on a tiny model amplifies
+that to about 1e-4 relative over two epochs. So losses, theta and stability must agree
+to 1e-3 relative, accuracies to one sample, sparsities to 1e-6. The fused (``vmap``)
+forward sums the grouped convolution in another order (about 1e-7 per forward),
+amplified the same way: 1e-2 and 3 samples after one epoch.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+
+import pytest
+import torch
+
+from tuneprune.config import validate
+from tuneprune.packing import PackedTrainer, check_packable, train_packed
+from tuneprune.packing.quantiles import PartitionSelection, SortedSelection
+from tuneprune.sparsity import prunable_sparsity
+from tuneprune.training import RunConfig, TrainingDiverged, train
+
+BASE = {"model": "small_cnn", "dataset": "digits", "epochs": 2, "batch_size": 64, "num_threads": 1}
+GLOBAL_CUBIC = {"seed": 0, "sparsity": {"target": 0.8}}
+LAYER_LOG_DENSITY = {
+    "seed": 1,
+    "lr": 0.05,
+    "grad_clip": None,
+    "sparsity": {
+        "target": 0.6,
+        "threshold": "layer",
+        "theta": {"policy": "log_density", "alpha": 0.2, "mode": "layer"},
+        "drop": {"rho": 0.2, "mode": "layer"},
+    },
+}
+ADAPTIVE_DROP = {
+    "seed": 2,
+    "grad_clip": 1.0,
+    "sparsity": {
+        "target": 0.7,
+        "scheduler": {"type": "adaptive", "preset": "lambda1"},
+        "theta": {"policy": "constant", "value": 0.5},
+        "drop": {"rho": 0.1},
+    },
+}
+DENSE = {"seed": 3}
+LOSSES = ("train_loss", "val_loss", "test_loss", "theta", "mask_stability", "mean_mask_stability", "lambda")
+ACCURACIES = {"train_acc": 1293, "val_acc": 144, "test_acc": 360}  # digits split sizes
+SPARSITIES = ("sparsity", "sparsity_k", "eliminated", "lr", "epoch")
+
+
+def config(overrides: dict, **more) -> RunConfig:
+    return validate(RunConfig, {**BASE, **overrides, **more})
+
+
+@functools.lru_cache(maxsize=None)
+def _solo_history(config_json: str) -> tuple:
+    result = train(validate(RunConfig, json.loads(config_json)))
+    return tuple(result.history), prunable_sparsity(result.model)
+
+
+def solo(run_config: RunConfig) -> tuple:
+    """History and final sparsity of the trial trained alone (cached across tests)."""
+    return _solo_history(run_config.model_dump_json())
+
+
+def without_times(metrics: dict) -> dict:
+    return {key: value for key, value in metrics.items() if not key.endswith("_time")}
+
+
+def assert_same_history(packed: list[dict], alone: list[dict], rel: float = 1e-3, samples: int = 1) -> None:
+    assert len(packed) == len(alone)
+    for p, a in zip(packed, alone):
+        assert p.keys() == a.keys()
+        for key in LOSSES:
+            if key in a:
+                assert p[key] == pytest.approx(a[key], rel=rel, abs=1e-7), key
+        for key, n in ACCURACIES.items():
+            assert abs(p[key] - a[key]) <= samples / n + 1e-12, key
+        for key in SPARSITIES:
+            if key in a:
+                assert p[key] == pytest.approx(a[key], abs=1e-6), key
+
+
+def test_members_train_the_trials_they_would_train_alone():
+    configs = [config(GLOBAL_CUBIC), config(LAYER_LOG_DENSITY), config(ADAPTIVE_DROP)]
+    members = train_packed(configs)
+    for member, run_config in zip(members, configs):
+        history, final_sparsity = solo(run_config)
+        assert member.status == "finished" and member.error is None
+        assert_same_history(member.history, list(history))
+        assert prunable_sparsity(member.result.model) == pytest.approx(final_sparsity, abs=1e-6)
+        assert member.result.config == run_config
+    unclipped, alone = members[1].history, solo(configs[1])[0]
+    assert [without_times(h) for h in unclipped] == [without_times(h) for h in alone]  # bit for bit
+    # the members differ: a pack is not K copies of one trial
+    assert len({round(m.history[-1]["sparsity"], 3) for m in members}) == 3
+
+
+def test_dense_members_train_bit_for_bit_as_alone():
+    configs = [config(DENSE, epochs=1), config(DENSE, epochs=1, seed=4, lr=0.05, weight_decay=1e-3)]
+    members = train_packed(configs)
+    for member, run_config in zip(members, configs):
+        history, _ = solo(run_config)
+        assert [without_times(h) for h in member.history] == [without_times(h) for h in history]
+        assert "sparsity" not in member.history[0]
+
+
+def test_fused_forward_matches_alone_to_reduction_order():
+    configs = [config(GLOBAL_CUBIC, epochs=1), config(ADAPTIVE_DROP, epochs=1)]
+    members = train_packed(configs, forward_mode="vmap")
+    for member, run_config in zip(members, configs):
+        assert_same_history(member.history, list(solo(run_config)[0]), rel=1e-2, samples=3)
+
+
+def test_a_diverging_member_fails_alone():
+    diverging = config(GLOBAL_CUBIC, lr=1e38, grad_clip=None, seed=5)
+    with pytest.raises(TrainingDiverged) as alone:
+        train(diverging)
+    configs = [config(DENSE), diverging, config(ADAPTIVE_DROP)]
+    members = train_packed(configs)
+    assert [m.status for m in members] == ["finished", "failed", "finished"]
+    assert members[1].error == str(alone.value) and members[1].result is None and members[1].history == []
+    for k in (0, 2):
+        assert_same_history(members[k].history, list(solo(configs[k])[0]))
+
+
+def test_a_stopped_member_keeps_its_epochs_and_the_others_go_on_as_alone():
+    configs = [config(GLOBAL_CUBIC), config(LAYER_LOG_DENSITY), config(ADAPTIVE_DROP)]
+    trainer = PackedTrainer(configs)
+    first = trainer.train_epoch()
+    assert sorted(first) == [0, 1, 2]
+    trainer.stop(1)
+    second = trainer.train_epoch()
+    assert sorted(second) == [0, 2]
+    members = trainer.members
+    assert [m.status for m in members] == ["finished", "stopped", "finished"]
+    assert len(members[1].history) == 1 and members[1].result is not None
+    assert_same_history(members[1].history, list(solo(configs[1])[0])[:1])
+    for k in (0, 2):
+        assert_same_history(members[k].history, list(solo(configs[k])[0]))
+
+
+@pytest.mark.parametrize("selection", ["sorted", "partition"])
+def test_batched_quantiles_equal_torch_quantile(selection):
+    generator = torch.Generator().manual_seed(0)
+    sizes = [7, 130, 1, 64]
+    magnitudes = torch.rand(3, sum(sizes), generator=generator)
+    magnitudes[1, :7] = 0.25  # ties
+    segment_ids = torch.repeat_interleave(torch.arange(len(sizes)), torch.tensor(sizes))
+    chooser = SortedSelection(magnitudes, sizes, segment_ids) if selection == "sorted" else PartitionSelection(magnitudes, sizes)
+    qs = [0.0, 0.37, 0.999]
+    expected = torch.stack([torch.quantile(row, q) if q > 0 else torch.zeros(()) for row, q in zip(magnitudes, qs)])
+    assert torch.equal(chooser.global_quantiles(qs)[:, 0], expected)
+    layer_qs = [[0.5, 0.1, 0.9, 0.0], [0.25, 0.75, 0.3, 0.66], [0.0, 0.0, 0.0, 0.01]]
+    segments = magnitudes.split(sizes, dim=1)
+    expected = torch.tensor(
+        [[float(torch.quantile(segments[l][k], q)) if q > 0 else 0.0 for l, q in enumerate(row)] for k, row in enumerate(layer_qs)]
+    )
+    assert torch.equal(chooser.layer_quantiles(layer_qs), expected)
+
+
+def test_trials_that_cannot_share_a_pack_are_refused():
+    with pytest.raises(ValueError, match="batch_size: member 1 has 32, member 0 64"):
+        check_packable([config(GLOBAL_CUBIC), config(DENSE, batch_size=32)])
+    with pytest.raises(ValueError, match="sparsity.operator_p"):
+        check_packable([config(GLOBAL_CUBIC), config({"sparsity": {"target": 0.5, "operator_p": 1.0}})])

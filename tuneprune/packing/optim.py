@@ -1,0 +1,99 @@
+"""SGD with momentum for K members at once: each its own learning rate, schedule, decay and clipping (formulas §1.6).
+
+The update is torch's SGD (``torch.optim.SGD``, dampening 0) applied to ``[K, ...]``
+tensors, each member with its own hyperparameters:
+
+    g <- g * min(1, c / (||g||_member + 1e-6))          (gradient-norm clipping at c)
+    d = g + wd * w   (weights with decay only),   b <- momentum * b + d   (b = d at the first step)
+    w <- w - lr_k * (d + momentum * b  if nesterov  else  b)
+
+with ``lr_k = lr * factor(k)`` of the member's learning-rate schedule.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from tuneprune.training.config import RunConfig
+from tuneprune.training.optim import lr_factor
+
+
+def _add_scaled(y: torch.Tensor, x: torch.Tensor, alphas: Sequence[float], inplace: bool = False) -> torch.Tensor:
+    """``y + alpha_k * x`` for each member k (row k of ``y`` and ``x``).
+
+    Computed with torch's own fused ``add(x, alpha=a)`` when all members share alpha, or
+    on the CPU row by row (so each member's arithmetic is exactly its SGD step alone);
+    on an accelerator as one broadcast product (rounding may differ in the last bit).
+    """
+    if len(set(alphas)) == 1:
+        return y.add_(x, alpha=alphas[0]) if inplace else y.add(x, alpha=alphas[0])
+    out = y if inplace else y.clone()
+    if y.device.type == "cpu":
+        for row, x_row, alpha in zip(out, x, alphas):
+            row.add_(x_row, alpha=alpha)
+        return out
+    scale = torch.tensor(list(alphas), dtype=x.dtype, device=x.device).view(-1, *[1] * (x.ndim - 1))
+    return out.add_(scale * x)
+
+
+def _scale(x: torch.Tensor, factors: Sequence[float]) -> torch.Tensor:
+    """``x_k *= factor_k`` in place for each member k."""
+    if len(set(factors)) == 1:
+        return x.mul_(factors[0])
+    return x.mul_(torch.tensor(list(factors), dtype=x.dtype, device=x.device).view(-1, *[1] * (x.ndim - 1)))
+
+
+class PackedSGD:
+    """Optimizer state of K members over stacked leaves; ``decays[i]`` whether leaf i gets weight decay."""
+
+    def __init__(self, configs: Sequence[RunConfig], decays: Sequence[bool], total_steps: int) -> None:
+        self.lrs = [c.lr for c in configs]
+        self.factors = [lr_factor(c.lr_schedule, total_steps) for c in configs]
+        self.momenta = [c.momentum for c in configs]
+        self.weight_decays = [c.weight_decay for c in configs]
+        self.clips = [c.grad_clip or float("inf") for c in configs]
+        self.nesterov = configs[0].nesterov
+        self.decays = list(decays)
+        self.momentum_buffers: list[torch.Tensor | None] = [None] * len(self.decays)
+
+    def lr_at(self, step: int) -> list[float]:
+        """Each member's learning rate at optimizer step ``step`` (what its LambdaLR would give)."""
+        return [lr * factor(step) for lr, factor in zip(self.lrs, self.factors)]
+
+    @torch.no_grad()
+    def clip(self, params: Sequence[torch.Tensor]) -> None:
+        """Scale each member's gradients so that their joint norm is at most its ``grad_clip``."""
+        grads = [p.grad for p in params if p.grad is not None]
+        norms = torch.stack([torch.linalg.vector_norm(g.flatten(1), dim=1) for g in grads], dim=1)
+        total = torch.linalg.vector_norm(norms, dim=1)
+        limit = torch.tensor(self.clips, dtype=total.dtype, device=total.device)
+        coefficient = (limit / (total + 1e-6)).clamp(max=1.0)
+        for g in grads:
+            g.mul_(coefficient.view(-1, *[1] * (g.ndim - 1)))
+
+    @torch.no_grad()
+    def step(self, params: Sequence[torch.Tensor], step: int) -> None:
+        """One SGD step of every member at its learning rate for ``step``."""
+        lrs = [-lr for lr in self.lr_at(step)]
+        for i, (p, decay) in enumerate(zip(params, self.decays)):
+            if p.grad is None:
+                continue
+            d = _add_scaled(p.grad, p, self.weight_decays) if decay else p.grad
+            buffer = self.momentum_buffers[i]
+            if buffer is None:
+                buffer = self.momentum_buffers[i] = d.clone()
+            else:
+                _scale(buffer, self.momenta).add_(d)
+            update = _add_scaled(d, buffer, self.momenta) if self.nesterov else buffer
+            _add_scaled(p, update, lrs, inplace=True)
+
+    def keep(self, rows: Sequence[int]) -> None:
+        """Go on with the members at ``rows`` only."""
+        for name in ("lrs", "factors", "momenta", "weight_decays", "clips"):
+            setattr(self, name, [getattr(self, name)[i] for i in rows])
+        self.momentum_buffers = [
+            None if b is None else b.index_select(0, torch.tensor(list(rows), dtype=torch.long, device=b.device))
+            for b in self.momentum_buffers
+        ]

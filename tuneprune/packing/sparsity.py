@@ -1,0 +1,137 @@
+"""Sparse-training state of every pack member: schedule S_k, masks, stability and per-epoch metrics (formulas §1-4).
+
+The per-member rules are the solo engine's objects (:func:`~tuneprune.sparsity.schedules.build_schedule`,
+:class:`~tuneprune.sparsity.theta.ThetaPolicy`, :class:`~tuneprune.sparsity.drop.Elimination`);
+the masks of all members are computed together by :class:`~tuneprune.packing.masks.PackedMaskBuilder`.
+The metrics are the ones :class:`~tuneprune.sparsity.Sparsifier` reports.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from tuneprune.packing.masks import MemberRule, PackedMaskBuilder, PackedMasks
+from tuneprune.packing.ste import thresholded_weights
+from tuneprune.sparsity.config import SparsityConfig
+from tuneprune.sparsity.drop import Elimination
+from tuneprune.sparsity.schedules import Schedule, build_schedule
+from tuneprune.sparsity.stability import jaccard_from_counts
+from tuneprune.sparsity.theta import ThetaPolicy
+
+
+class PackedSparsity:
+    """Schedules, masks and mask stability of K members; ``configs[k]`` None for a dense member.
+
+    Mirrors the solo engine step for step: before each iteration the masks at every
+    member's ``S_k`` and its stability ``mu_k`` against the previous iteration's masks
+    (fed to adaptive schedules, formulas §3); after the epoch's last step the masks once
+    more, for evaluation and the metrics.
+    """
+
+    def __init__(
+        self,
+        configs: Sequence[SparsityConfig | None],
+        sizes: Sequence[int],
+        steps_per_epoch: int,
+        epochs: int,
+        model_family: str,
+        device: torch.device,
+    ) -> None:
+        self.steps_per_epoch = steps_per_epoch
+        self.schedules: list[Schedule | None] = [
+            None if c is None else build_schedule(c, steps_per_epoch, epochs, model_family) for c in configs
+        ]
+        rules = [
+            None
+            if c is None
+            else MemberRule(c.threshold, ThetaPolicy(c.theta, c.target), Elimination(c.drop, c.target))
+            for c in configs
+        ]
+        sparse = [c for c in configs if c is not None]
+        self.p = sparse[0].operator_p if sparse else 1.0
+        self.builder = PackedMaskBuilder(sizes, rules, device)
+        self.total = sum(sizes)
+        self.current: PackedMasks | None = None
+        self.previous: PackedMasks | None = None
+        self.stability_sum = torch.zeros(len(configs), device=device)
+        self.stability_count = 0
+
+    @property
+    def any_sparse(self) -> bool:
+        return any(schedule is not None for schedule in self.schedules)
+
+    def _masks_at(self, step: int, weights: torch.Tensor) -> PackedMasks:
+        sparsities = [0.0 if s is None else s.sparsity_at(step) for s in self.schedules]
+        return self.builder.build(weights, sparsities)
+
+    def before_iteration(self, step: int, weights: torch.Tensor) -> None:
+        """Masks at every member's ``S_k``; ``mu_k`` against the previous iteration (formulas §3)."""
+        if not self.any_sparse:
+            return
+        masks = self._masks_at(step, weights)
+        if self.previous is not None:
+            overlap = self.builder.layer_counts(masks.kept & self.previous.kept)
+            mu = jaccard_from_counts(overlap, masks.kept_counts, self.previous.kept_counts).mean(dim=1)
+            self.stability_sum += mu
+            self.stability_count += 1
+            adaptive = [k for k, s in enumerate(self.schedules) if s is not None and s.needs_stability]
+            if adaptive:
+                values = mu.tolist()
+                for k in adaptive:
+                    self.schedules[k].observe(step, values[k])
+        self.previous = self.current = masks
+
+    def thresholded(self, weights: torch.Tensor) -> torch.Tensor:
+        """``[K, N]`` weights of the forward pass: ``P_T(w)`` with the scaled STE, or ``w`` for dense rows."""
+        if self.current is None:
+            return weights
+        return thresholded_weights(weights, self.current, self.p)
+
+    def end_epoch(self, epoch: int, weights: torch.Tensor) -> list[dict[str, float]]:
+        """Masks after the epoch's last step (formulas §1.4) and each member's metrics ({} for dense ones).
+
+        The keys and meanings are :meth:`tuneprune.sparsity.Sparsifier.end_epoch`'s.
+        """
+        if not self.any_sparse:
+            return [{} for _ in self.schedules]
+        masks = self.current = self._masks_at((epoch + 1) * self.steps_per_epoch, weights)
+        count = self.stability_count
+        stability = (self.stability_sum / max(count, 1)).tolist()
+        self.stability_sum.zero_()
+        self.stability_count = 0
+        kept, thetas = masks.kept_counts.cpu(), masks.thetas.cpu()
+        eliminated = masks.eliminated_counts.cpu() if masks.eliminated_counts is not None else torch.zeros_like(kept)
+        layer_sizes = self.builder.layer_sizes.cpu()
+        metrics = []
+        for k, schedule in enumerate(self.schedules):
+            if schedule is None:
+                metrics.append({})
+                continue
+            sparsity = masks.sparsities[k]
+            zero_gradient = 0
+            if sparsity > 0:
+                pruned = layer_sizes - kept[k] - eliminated[k]
+                zero_gradient = int((eliminated[k] + torch.where(thetas[k] == 0, pruned, 0)).sum())
+            metrics.append(
+                {
+                    "sparsity_k": sparsity,
+                    "sparsity": 1.0 - int(kept[k].sum()) / self.total,
+                    "theta": float(thetas[k].mean()),
+                    "mask_stability": stability[k] if count else 1.0,
+                    "lambda": schedule.lam,
+                    "eliminated": zero_gradient / self.total,
+                }
+            )
+        return metrics
+
+    def keep(self, rows: Sequence[int]) -> None:
+        """Go on with the members at ``rows`` only."""
+        self.schedules = [self.schedules[i] for i in rows]
+        self.builder.keep(rows)
+        self.stability_sum = self.stability_sum.index_select(
+            0, torch.tensor(list(rows), dtype=torch.long, device=self.stability_sum.device)
+        )
+        self.current = self.current.rows(rows) if self.current is not None else None
+        self.previous = self.previous.rows(rows) if self.previous is not None else None

@@ -1,0 +1,251 @@
+"""The packed trainer: K trials of one search trained together in one process on one device.
+
+Each member trains exactly the trial :func:`tuneprune.training.train` would train alone:
+its own initial weights (seeded as alone), data order and augmentation (its own
+:class:`~tuneprune.data.TensorLoader`), BatchNorm statistics, SGD state, learning-rate
+schedule, gradient clipping (its own norm) and sparsity state (formulas §1-4). Per epoch
+it reports the solo run's metrics. A member whose loss turns NaN or infinite fails
+alone; :meth:`PackedTrainer.stop` takes a member out between epochs (early stopping).
+Checkpoints and resume are not here yet.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from tuneprune.data import DatasetSplits, TensorLoader, load_dataset
+from tuneprune.models import create_model
+from tuneprune.packing.key import check_packable
+from tuneprune.packing.optim import PackedSGD
+from tuneprune.packing.sparsity import PackedSparsity
+from tuneprune.packing.stack import StackedModel
+from tuneprune.packing.threads import single_threaded
+from tuneprune.sparsity.layers import prunable_layers
+from tuneprune.training.config import RunConfig
+from tuneprune.training.loop import TrainResult, model_family, resolve_device
+
+MemberCallback = Callable[[int, dict[str, float]], None]
+
+
+@dataclass
+class MemberResult:
+    """One member of a pack: ``status`` running, finished, failed (diverged) or stopped."""
+
+    config: RunConfig
+    status: str = "running"
+    history: list[dict[str, float]] = field(default_factory=list)
+    error: str | None = None
+    result: TrainResult | None = None
+
+
+def _load_member_data(configs: Sequence[RunConfig], device: torch.device) -> list[DatasetSplits]:
+    """Each member's splits (they depend on its seed), loaded once per distinct seed."""
+    by_seed: dict[int, DatasetSplits] = {}
+    for config in configs:
+        if config.seed not in by_seed:
+            by_seed[config.seed] = load_dataset(config).to(device)
+    return [by_seed[config.seed] for config in configs]
+
+
+class PackedTrainer:
+    """Trains ``configs`` (see :func:`~tuneprune.packing.key.check_packable`) together, one epoch per call.
+
+    ``forward_mode`` is ``vmap`` (fused kernels) or ``loop`` (one forward per member);
+    by default ``vmap`` on CUDA and ``loop`` on the CPU, where grouped convolutions are
+    slower than separate ones (``scripts/bench_pack.py``).
+    """
+
+    def __init__(self, configs: Sequence[RunConfig], forward_mode: str | None = None) -> None:
+        check_packable(configs)
+        first = configs[0]
+        if first.num_threads:
+            torch.set_num_threads(first.num_threads)
+        self.device = resolve_device(first.device)
+        self.members = [MemberResult(config) for config in configs]
+        self.rows = list(range(len(configs)))  # member index of each stacked row
+        self.data = _load_member_data(configs, self.device)
+        self.models = []
+        for config, data in zip(configs, self.data):
+            torch.manual_seed(config.seed)
+            self.models.append(create_model(config.model, data.num_classes, data.in_channels).to(self.device))
+        sparse = [c.sparsity for c in configs if c.sparsity is not None]
+        min_size = sparse[0].min_size if sparse else 0
+        prunable = [f"{name}.weight" for name, _ in prunable_layers(self.models[0], min_size)] if sparse else []
+        mode = forward_mode or ("vmap" if self.device.type == "cuda" else "loop")
+        self.stack = StackedModel(self.models, prunable, mode)
+        self.steps_per_epoch = math.ceil(len(self.data[0].x_train) / first.batch_size)
+        self.epochs = first.epochs
+        self.sparsity = PackedSparsity(
+            [c.sparsity for c in configs], self.stack.sizes, self.steps_per_epoch, self.epochs,
+            model_family(first.model), self.device,
+        )
+        self.optimizer = PackedSGD(configs, self.stack.decays(), self.steps_per_epoch * self.epochs)
+        self.loaders = [
+            TensorLoader(
+                d.x_train, d.y_train, c.batch_size, shuffle=True, seed=c.seed,
+                augment=c.augment if c.augment is not None else c.dataset.startswith("cifar"),
+            )
+            for c, d in zip(configs, self.data)
+        ]
+        self.epoch = 0
+
+    def _keep(self, positions: Sequence[int]) -> None:
+        """Go on with the stacked rows at ``positions`` only."""
+        self.rows = [self.rows[i] for i in positions]
+        self.data = [self.data[i] for i in positions]
+        self.loaders = [self.loaders[i] for i in positions]
+        self.stack.keep(positions)
+        self.sparsity.keep(positions)
+        self.optimizer.keep(positions)
+
+    def _forward_weights(self) -> torch.Tensor | None:
+        weights = self.stack.weights
+        return None if weights is None else self.sparsity.thresholded(weights)
+
+    def _fail(self, position: int, message: str) -> None:
+        member = self.members[self.rows[position]]
+        member.status, member.error = "failed", message
+
+    def _train_step(
+        self, step: int, batches: Sequence[tuple[torch.Tensor, torch.Tensor]]
+    ) -> tuple[list[int], torch.Tensor, torch.Tensor]:
+        """One optimizer step of every running member.
+
+        Returns the positions that did not diverge, each member's loss and its correct
+        predictions per sample (all positions, for the epoch's sums).
+        """
+        x = torch.stack([xb for xb, _ in batches])
+        y = torch.stack([yb for _, yb in batches])
+        with single_threaded(self.device):
+            self.sparsity.before_iteration(step, self.stack.weights)
+            weights = self._forward_weights()
+        logits = self.stack.forward(weights, x, train=True)
+        losses = torch.stack([F.cross_entropy(logits[k], y[k]) for k in range(len(batches))])
+        params = self.stack.parameters()
+        for p in params:
+            p.grad = None
+        values = losses.detach().tolist()
+        alive = [k for k, value in enumerate(values) if math.isfinite(value)]
+        for k, value in enumerate(values):
+            if not math.isfinite(value):
+                self._fail(k, f"training loss became {value} at epoch {step // self.steps_per_epoch + 1}, step {step}")
+        if alive:
+            losses[alive].sum().backward()
+        if len(alive) < len(batches):
+            self._keep(alive)
+            params = self.stack.parameters()
+        if alive:
+            with single_threaded(self.device):
+                if any(math.isfinite(c) for c in self.optimizer.clips):
+                    self.optimizer.clip(params)
+                self.optimizer.step(params, step)
+        return alive, losses.detach(), logits.detach().argmax(-1) == y
+
+    @torch.no_grad()
+    def _evaluate(self, split: str) -> tuple[list[float], list[float]]:
+        """Each member's ``(accuracy, mean cross-entropy)`` on its own ``split`` (val or test), in eval mode."""
+        xs = [getattr(d, f"x_{split}") for d in self.data]
+        ys = [getattr(d, f"y_{split}") for d in self.data]
+        weights = self._forward_weights()
+        batch = self.members[self.rows[0]].config.eval_batch_size
+        count = len(ys[0])
+        correct = torch.zeros(len(xs), device=self.device)
+        loss_sum = torch.zeros(len(xs), device=self.device)
+        for i in range(0, count, batch):
+            logits = self.stack.forward(weights, torch.stack([x[i : i + batch] for x in xs]), train=False)
+            for k, y in enumerate(ys):
+                target = y[i : i + batch]
+                loss_sum[k] += F.cross_entropy(logits[k], target, reduction="sum")
+                correct[k] += (logits[k].argmax(1) == target).sum()
+        n = max(count, 1)
+        return [c / n for c in correct.tolist()], [s / n for s in loss_sum.tolist()]
+
+    def train_epoch(self, callbacks: Sequence[MemberCallback] = ()) -> dict[int, dict[str, float]]:
+        """Train every running member for one epoch; returns (and hands to callbacks) their metrics by member index."""
+        epoch = self.epoch
+        start = time.perf_counter()
+        for loader in self.loaders:
+            loader.set_epoch(epoch)
+        iterators = [iter(loader) for loader in self.loaders]
+        loss_sum = torch.zeros(len(self.rows), device=self.device)
+        correct = torch.zeros(len(self.rows), device=self.device)
+        for i in range(self.steps_per_epoch):
+            if not self.rows:
+                break
+            alive, losses, hits = self._train_step(epoch * self.steps_per_epoch + i, [next(it) for it in iterators])
+            batch = hits.shape[1]
+            loss_sum, correct = (loss_sum + losses * batch)[alive], (correct + hits.sum(1))[alive]
+            iterators = [iterators[k] for k in alive]
+        self.epoch += 1
+        if not self.rows:
+            return {}
+        if self.stack.weights is None:
+            sparse_metrics = [{} for _ in self.rows]
+        else:
+            with single_threaded(self.device):
+                sparse_metrics = self.sparsity.end_epoch(epoch, self.stack.weights)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+        train_time = time.perf_counter() - start
+        n = len(self.data[0].x_train)
+        val_acc, val_loss = self._evaluate("val")
+        test_acc, test_loss = self._evaluate("test")
+        lrs = self.optimizer.lr_at((epoch + 1) * self.steps_per_epoch)
+        epoch_time = time.perf_counter() - start
+        reports = {}
+        for k, member_index in enumerate(self.rows):
+            member = self.members[member_index]
+            metrics: dict[str, float] = {"epoch": epoch + 1, **sparse_metrics[k]}
+            metrics.update(
+                train_time=train_time, train_loss=float(loss_sum[k]) / n, train_acc=float(correct[k]) / n,
+                val_acc=val_acc[k], val_loss=val_loss[k], test_acc=test_acc[k], test_loss=test_loss[k],
+                lr=lrs[k], epoch_time=epoch_time,
+            )
+            if "mask_stability" in metrics:  # the stability objective is the mean over training (formulas §3)
+                stabilities = [h["mask_stability"] for h in member.history] + [metrics["mask_stability"]]
+                metrics["mean_mask_stability"] = sum(stabilities) / len(stabilities)
+            member.history.append(metrics)
+            reports[member_index] = metrics
+            for callback in callbacks:
+                callback(member_index, metrics)
+        if self.epoch == self.epochs:
+            for k in range(len(self.rows)):
+                self._finish(k, "finished")
+            self._keep([])
+        return reports
+
+    def _finish(self, position: int, status: str) -> None:
+        member_index = self.rows[position]
+        member = self.members[member_index]
+        with torch.no_grad():
+            weights = self._forward_weights()
+        model: nn.Module = self.stack.export(position, weights, self.models[member_index]).cpu()
+        data = self.data[position]
+        member.status = status
+        member.result = TrainResult(model, member.config, data.num_classes, data.in_channels, member.history)
+
+    def stop(self, member_index: int) -> None:
+        """Take a running member out between epochs (early stopping); it keeps its model and history."""
+        position = self.rows.index(member_index)
+        self._finish(position, "stopped")
+        self._keep([k for k in range(len(self.rows)) if k != position])
+
+    def run(self, callbacks: Sequence[MemberCallback] = ()) -> list[MemberResult]:
+        """Train until every member has finished, failed or been stopped."""
+        while self.rows and self.epoch < self.epochs:
+            self.train_epoch(callbacks)
+        return self.members
+
+
+def train_packed(
+    configs: Sequence[RunConfig], callbacks: Sequence[MemberCallback] = (), forward_mode: str | None = None
+) -> list[MemberResult]:
+    """Train ``configs`` as one pack; one :class:`MemberResult` per config, in order."""
+    return PackedTrainer(configs, forward_mode).run(callbacks)
