@@ -89,7 +89,7 @@ class PackedMaskBuilder:
                 rows.append(torch.ones_like(row))
             else:
                 thetas = rule.theta_policy.layer_thetas(row)
-                rows.append(torch.stack([torch.as_tensor(t, dtype=row.dtype, device=row.device) for t in thetas]))
+                rows.append(torch.as_tensor(thetas, dtype=row.dtype, device=row.device).expand_as(row))
         return torch.stack(rows)
 
     def build(self, weights: torch.Tensor, sparsities: Sequence[float]) -> PackedMasks:
@@ -136,7 +136,7 @@ class PackedMaskBuilder:
             by_network = applied and rule.elimination.mode == "global"
             global_qs.append(rule.elimination.global_quantile(s) if by_network else 0.0)
             by_segment = applied and not by_network
-            layer_qs.append(rule.elimination.layer_quantiles(row) if by_segment else [0.0] * n_layers)
+            layer_qs.append(rule.elimination.layer_quantiles(torch.tensor(row)).tolist() if by_segment else [0.0] * n_layers)
             layer_rows.append(by_segment)
         cutoffs = selection.global_quantiles(global_qs).expand(-1, n_layers)
         if any(layer_rows):
