@@ -1,7 +1,6 @@
 """Training loop (SPEC 1.6): dense or sparse, checkpointed, resumable, seeded."""
 
 from tuneprune.training.checkpoint import load_model, save_model
-from tuneprune.training.source import obtain_model
 from tuneprune.training.config import RunConfig
 from tuneprune.training.evaluate import evaluate
 from tuneprune.training.loop import TrainingDiverged, TrainResult, resolve_device, train
@@ -12,7 +11,6 @@ __all__ = [
     "TrainingDiverged",
     "evaluate",
     "load_model",
-    "obtain_model",
     "resolve_device",
     "save_model",
     "train",

@@ -10,7 +10,6 @@ from pydantic import Field, field_validator, model_validator
 from tuneprune.config import StrictModel
 from tuneprune.data import DATASETS
 from tuneprune.models import MODELS
-from tuneprune.relevance.settings import PruningPoint
 from tuneprune.sparsity.adaptive import ModelFamily
 from tuneprune.sparsity.config import SparsityConfig
 
@@ -44,9 +43,6 @@ class RunConfig(StrictModel):
     channels_last: bool = Field(False, description="model and batches in the channels_last memory format")
 
     sparsity: SparsityConfig | None = Field(None, description="sparse training settings; null trains dense")
-    relevance: PruningPoint | None = Field(
-        None, description="after training, prune channels by this ranking and report pruned_acc/pruned_loss (SPEC 6)"
-    )
 
     @model_validator(mode="before")
     @classmethod
