@@ -28,6 +28,7 @@ from tuneprune.reports.figures import integer_x, new_figure
 from tuneprune.pareto import non_dominated
 from tuneprune.reports.trials import SearchData, Trial
 from tuneprune.reports.usable import UsabilityRules, chance_accuracy
+from tuneprune.runs.paths import SCHEDULER_CONSTANTS
 from tuneprune.sparsity import PRESETS, AdaptiveScheduler, ModelFamily, preset_constants
 from tuneprune.training import RunConfig
 
@@ -76,7 +77,7 @@ def pareto_sets(data: SearchData, judged: Sequence[JudgedTrial]) -> list[JudgedT
 
 def scheduler_trials(data: SearchData, rules: UsabilityRules) -> tuple[list[JudgedTrial], list[JudgedTrial]]:
     """Every complete trial judged, and the per-grid-point Pareto sets of the usable ones (checked to be a constants search)."""
-    searched = [p for p in data.space.params if p.startswith("sparsity.scheduler.")]
+    searched = [p for p in data.space.params if p.startswith(SCHEDULER_CONSTANTS)]
     if not searched or any(t.config.sparsity is None or t.config.sparsity.scheduler.type != "adaptive" for t in data.trials):
         raise ConfigError(f"source = {data.source.label!r}: not a search over adaptive-scheduler constants (SPEC 3)")
     judged = [judge(data, t, rules) for t in data.trials if t.complete]
