@@ -71,17 +71,15 @@ class _Trainer:
     def __init__(self, name: str, device: torch.device, sparsity: SparsityConfig | None) -> None:
         torch.manual_seed(0)
         self.model = create_model(name, NUM_CLASSES, 3).to(device)
-        self.sparsifier = Sparsifier(self.model, sparsity, steps_per_epoch=100, epochs=10) if sparsity else None
+        self.sparsifier = Sparsifier.from_config(self.model, sparsity, steps_per_epoch=100, epochs=10) if sparsity else None
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
-        self.iteration = 0
 
     def step(self, x: torch.Tensor, y: torch.Tensor) -> None:
         if self.sparsifier is not None:
-            self.sparsifier.before_iteration(self.iteration)
+            self.sparsifier.before_iteration()
         self.optimizer.zero_grad(set_to_none=True)
         F.cross_entropy(self.model(x), y).backward()
         self.optimizer.step()
-        self.iteration += 1
 
 
 def _is_top_level(event) -> bool:
@@ -159,14 +157,14 @@ def bench(name: str, device: torch.device, args: argparse.Namespace) -> dict[str
         "threshold_ms": _median_ms(ours, device, repeats),
         "radix_ms": _median_ms(radix, device, repeats),
         "sort_ms": _median_ms(lambda: _sort_threshold(weights, args.sparsity), device, repeats),
-        "mask_update_ms": _median_ms(lambda: sparsifier.before_iteration(sparse.iteration), device, repeats),
+        "mask_update_ms": _median_ms(lambda: sparsifier.before_iteration(), device, repeats),
         "dense_launches": launches(lambda: dense.step(x, y), device) if args.steps else -1,
         "sparse_launches": launches(lambda: sparse.step(x, y), device) if args.steps else -1,
-        "mask_launches": launches(lambda: sparsifier.before_iteration(sparse.iteration), device),
+        "mask_launches": launches(lambda: sparsifier.before_iteration(), device),
     }
     with accelerator_path():  # on the CPU: the same counts along the accelerator's algorithms
         row["accelerator_sparse_launches"] = launches(lambda: sparse.step(x, y), device) if args.steps else -1
-        row["accelerator_mask_launches"] = launches(lambda: sparsifier.before_iteration(sparse.iteration), device)
+        row["accelerator_mask_launches"] = launches(lambda: sparsifier.before_iteration(), device)
     n = row["weights"]
     row["quantile_ms"] = _median_ms(lambda: _quantile_threshold(weights, args.sparsity), device, repeats) if n < 2**24 else float("nan")
     return row

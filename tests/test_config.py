@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tuneprune.config import ConfigError, apply_overrides, load_config, load_yaml
+from tuneprune.config import ConfigError, apply_overrides, load_config, load_yaml, validate
+from tuneprune.runs import TrialSpec
 from tuneprune.training import RunConfig
 
 
@@ -54,3 +55,11 @@ def test_yaml_errors_name_the_file(tmp_path):
 def test_override_without_equals_is_refused():
     with pytest.raises(ConfigError, match="expected KEY=VALUE"):
         apply_overrides({}, ["epochs"])
+
+
+def test_the_relevance_point_belongs_to_the_trial_spec_not_the_run_config():
+    data = {"epochs": 2, "relevance": {"ranking": "mixed", "delta": 0.3, "percentage": 50}}
+    spec = validate(TrialSpec, data)
+    assert spec.relevance.percentage == 50 and isinstance(spec, RunConfig)
+    with pytest.raises(ConfigError, match="relevance: unknown key"):
+        validate(RunConfig, data)

@@ -19,7 +19,7 @@ from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 from tuneprune.cli import main
 from tuneprune.cli.search import print_summary
 from tuneprune.search import prepare_search, run_search
-from tuneprune.sparsity import AdaptiveScheduler, SparsityConfig, build_schedule
+from tuneprune.sparsity import AdaptiveSchedule, AdaptiveScheduler, SparsityConfig, build_schedule
 from tuneprune.tracking import TAG_KIND, TAG_TRIAL
 
 pytestmark = pytest.mark.ray
@@ -204,7 +204,7 @@ def test_fit_scheduler_presets_load_and_never_judge_a_trial_below_its_target(sea
         expected = configs[key]["sparsity"]["scheduler"]
         assert (scheduler.A, scheduler.B, scheduler.C, scheduler.D) == tuple(expected[k] for k in "ABCD")
         config = SparsityConfig.model_validate({"target": 0.95, "scheduler": {"type": "adaptive", "preset": str(path)}})
-        assert build_schedule(config, steps_per_epoch=5, epochs=2).needs_stability
+        assert isinstance(build_schedule(config, steps_per_epoch=5, epochs=2), AdaptiveSchedule)
     assert {"lambda.png", "sparsity_trajectories.png"} <= {p.name for p in tmp_path.glob("*.png")}
 
 

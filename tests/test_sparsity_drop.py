@@ -17,15 +17,15 @@ def _weights():
 def _builder(weights, threshold_mode, drop: DropConfig) -> tuple[MaskBuilder, torch.Tensor]:
     """A MaskBuilder over ``weights`` and their flat buffer."""
     flat = torch.cat([w.flatten() for w in weights])
-    return MaskBuilder(FlatLayout(weights), threshold_mode, Elimination(drop, 0.9)), flat
+    return MaskBuilder(FlatLayout(weights), threshold_mode, Elimination.from_config(drop, 0.9)), flat
 
 
 def test_timeframes():
-    from_start = Elimination(DropConfig(rho=0.5), final_sparsity=0.9)
-    after = Elimination(DropConfig(rho=0.5, timeframe="after_target"), final_sparsity=0.9)
+    from_start = Elimination.from_config(DropConfig(rho=0.5), final_sparsity=0.9)
+    after = Elimination.from_config(DropConfig(rho=0.5, timeframe="after_target"), final_sparsity=0.9)
     assert from_start.applies(0.3) and not after.applies(0.3)
     assert from_start.applies(0.9) and after.applies(0.9)
-    assert not Elimination(DropConfig(rho=0.0), 0.9).applies(0.9)
+    assert not Elimination.from_config(DropConfig(rho=0.0), 0.9).applies(0.9)
     assert not from_start.applies(0.0)
 
 

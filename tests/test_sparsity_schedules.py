@@ -5,8 +5,10 @@ import math
 import pytest
 
 from tuneprune.config import ConfigError
-from tuneprune.sparsity import AdaptiveScheduler, SparsityConfig, build_schedule, cubic_sparsity
+from tuneprune.config import validate
+from tuneprune.sparsity import AdaptiveScheduler, ModelFamily, SparsityConfig, build_schedule, cubic_sparsity
 from tuneprune.sparsity.schedules import AdaptiveSchedule, ConstantSchedule, CubicSchedule
+from tuneprune.training import RunConfig
 
 
 def test_cubic_at_start_middle_and_end():
@@ -125,11 +127,33 @@ def test_build_constant_schedule():
 
 
 def test_build_adaptive_schedule_explicit_constants_override_preset():
-    config = SparsityConfig(target=0.95, scheduler={"type": "adaptive", "preset": "lambda1", "D": 0.002, "initial_sparsity": 0.4})
-    schedule = build_schedule(config, 10, 20, model_family="mobilenet")
+    scheduler = {"type": "adaptive", "preset": "lambda1", "family": "mobilenet", "A": 0.6, "initial_sparsity": 0.4}
+    schedule = build_schedule(SparsityConfig(target=0.95, scheduler=scheduler), 10, 20)
     assert isinstance(schedule, AdaptiveSchedule)
     s = schedule.scheduler
-    assert (s.A, s.B, s.C, s.D, s.scale, s.sparsity) == (0.5, 0.8, 20.0, 0.002, 8.0, 0.4)
+    assert (s.A, s.B, s.C, s.D, s.scale, s.sparsity) == (0.6, 0.8, 20.0, -0.007, 8.0, 0.4)
+
+
+@pytest.mark.parametrize(
+    "model, family, D", [("mobilenet_v1", "mobilenet", -0.007), ("densenet40_24", "densenet", -0.010), ("resnet20", "resnet", -0.010)]
+)
+def test_run_config_resolves_the_preset_for_its_model_family(model, family, D):
+    config = RunConfig(model=model, sparsity={"scheduler": {"type": "adaptive", "preset": "lambda1"}})
+    scheduler = config.sparsity.scheduler
+    assert scheduler.family == ModelFamily(family) == ModelFamily.of(model)
+    assert (scheduler.A, scheduler.B, scheduler.C, scheduler.D) == (0.5, 0.8, 20.0, D)
+    assert RunConfig.model_validate(config.model_dump(mode="json")) == config  # resolved once, stable when re-read
+
+
+def test_preset_file_is_read_at_config_load(tmp_path):
+    path = tmp_path / "fitted.yaml"
+    path.write_text("A: 0.4\nB: 0.85\nC: 30\nD: -0.002\n")
+    config = validate(RunConfig, {"sparsity": {"scheduler": {"type": "adaptive", "preset": str(path)}}})
+    path.unlink()  # the engine no longer needs the file
+    schedule = build_schedule(config.sparsity, 10, 20)
+    assert (schedule.scheduler.A, schedule.scheduler.D) == (0.4, -0.002)
+    with pytest.raises(ConfigError, match="sparsity.scheduler.*neither lambda1 nor lambda2"):
+        validate(RunConfig, {"sparsity": {"scheduler": {"type": "adaptive", "preset": str(path)}}})
 
 
 def test_adaptive_warmup_is_cubic_to_initial_sparsity_then_adaptive():

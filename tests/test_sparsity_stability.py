@@ -30,7 +30,7 @@ def test_jaccard_on_random_masks():
 def test_mean_stability_over_layers_between_two_iterations():
     g = torch.Generator().manual_seed(1)
     weights = [torch.randn(8, 4, 3, 3, generator=g), torch.randn(10, 8, generator=g)]
-    builder = MaskBuilder(FlatLayout(weights), "layer", Elimination(DropConfig(), 0.9))
+    builder = MaskBuilder(FlatLayout(weights), "layer", Elimination.from_config(DropConfig(), 0.9))
     before = builder.build(torch.cat([w.flatten() for w in weights]), 0.5, slot=0)
     moved = [w + 0.3 * torch.randn(w.shape, generator=g) for w in weights]
     after = builder.build(torch.cat([w.flatten() for w in moved]), 0.6, slot=1)

@@ -5,10 +5,13 @@ import math
 import pytest
 import torch
 
-from tuneprune.config import ConfigError
+from tuneprune.config import ConfigError, validate
 from tuneprune.sparsity import (
+    FeatherTheta,
+    LogDensityTheta,
+    SparsityConfig,
     ThetaConfig,
-    ThetaPolicy,
+    build_theta_policy,
     alpha_for_target,
     alpha_from_rule_file,
     feather_theta,
@@ -63,14 +66,28 @@ def test_log_density_formula_and_clip():
 
 def test_policies_per_layer():
     densities = torch.tensor([0.5, 0.05, 0.2])
-    assert ThetaPolicy(ThetaConfig(policy="constant", value=0.3), 0.9).layer_thetas(densities) == 0.3
-    assert ThetaPolicy(ThetaConfig(policy="feather"), 0.99).layer_thetas(densities) == 0.5
-    per_layer = ThetaPolicy(ThetaConfig(policy="log_density", mode="layer", alpha=0.1), 0.9).layer_thetas(densities)
+    assert build_theta_policy(ThetaConfig(policy="constant", value=0.3), 0.9).layer_thetas(densities) == 0.3
+    assert build_theta_policy(ThetaConfig(policy="feather"), 0.99).layer_thetas(densities) == 0.5
+    assert FeatherTheta(0.9).layer_thetas(densities) == 1.0
+    per_layer = build_theta_policy(ThetaConfig(policy="log_density", mode="layer", alpha=0.1), 0.9).layer_thetas(densities)
     torch.testing.assert_close(per_layer, 1 + 0.1 * torch.log(densities))
-    shared = ThetaPolicy(ThetaConfig(policy="log_density", mode="global", alpha=0.1), 0.9).layer_thetas(densities)
+    shared = LogDensityTheta(0.1, mode="global").layer_thetas(densities)
     torch.testing.assert_close(shared, per_layer.mean().expand(3))  # unweighted mean of theta_l
+    torch.testing.assert_close(LogDensityTheta(2.0, theta_min=0.2, mode="layer").layer_thetas(densities)[1], torch.tensor(0.2))
 
 
-def test_auto_alpha_follows_target():
-    assert ThetaPolicy(ThetaConfig(policy="log_density"), 0.98).alpha == 0.12
-    assert ThetaPolicy(ThetaConfig(policy="log_density"), 0.9).alpha == 0.0
+def test_auto_alpha_is_resolved_at_config_load_by_the_target():
+    assert SparsityConfig(target=0.98, theta={"policy": "log_density"}).theta.alpha == 0.12
+    assert SparsityConfig(target=0.9, theta={"policy": "log_density"}).theta.alpha == 0.0
+    assert SparsityConfig(target=0.98, theta={"policy": "feather"}).theta.alpha == "auto"  # unused, left as written
+    with pytest.raises(ValueError, match="resolved by SparsityConfig"):
+        build_theta_policy(ThetaConfig(policy="log_density"), 0.98)
+
+
+def test_fitted_alpha_is_read_at_config_load(tmp_path):
+    path = tmp_path / "rule.yaml"
+    path.write_text("c1: 0.026\nc2: 23.09\nc3: 22.08\nc4: 0.093\n")
+    config = SparsityConfig(target=0.98, theta={"policy": "log_density", "alpha": f"fitted:{path}"})
+    assert config.theta.alpha == 0.12
+    with pytest.raises(ConfigError, match="theta.alpha = 'fitted:.*file not found"):
+        validate(SparsityConfig, {"target": 0.98, "theta": {"policy": "log_density", "alpha": f"fitted:{tmp_path / 'none.yaml'}"}})

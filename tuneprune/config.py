@@ -28,6 +28,10 @@ class StrictModel(BaseModel):
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
+    def _resolve(self, **values: Any) -> None:
+        """Set fields derived in a validator (a preset's constants, a rule's value) without validating again."""
+        self.__dict__.update(values)
+
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping with ``safe_load``; errors name the file."""

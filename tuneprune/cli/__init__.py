@@ -7,15 +7,15 @@ line on stderr and exit code 2, before any work starts.
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import sys
 
 from tuneprune import __version__
+from tuneprune.cli import evolve, fit_alpha, fit_scheduler, prune_stochastic, relevance, report, search, train
 from tuneprune.config import ConfigError
 
 # Subcommand modules in the order ``--help`` lists them.
-COMMANDS = ("train", "search", "prune-stochastic", "evolve", "relevance", "report", "fit-alpha", "fit-scheduler")
+COMMANDS = (train, search, prune_stochastic, evolve, relevance, report, fit_alpha, fit_scheduler)
 
 for _var, _value in (("RAY_USAGE_STATS_ENABLED", "0"), ("MLFLOW_DISABLE_TELEMETRY", "true"), ("DO_NOT_TRACK", "1")):
     os.environ.setdefault(_var, _value)
@@ -33,8 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="tuneprune", description="Distributed hyperparameter search over neural-network pruning.")
     parser.add_argument("--version", action="version", version=f"tuneprune {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
-    for name in COMMANDS:
-        importlib.import_module(f"tuneprune.cli.{name.replace('-', '_')}").register(sub)
+    for command in COMMANDS:
+        command.register(sub)
     return parser
 
 

@@ -79,7 +79,8 @@ def run(args: argparse.Namespace) -> int:
     from tuneprune.relevance.study import run_study
     from tuneprune.relevance.tracking import StudyTracker
     from tuneprune.tracking import RunTracker, check_tracking_reachable, default_tracking_uri
-    from tuneprune.training import obtain_model, save_model
+    from tuneprune.runs import obtain_model
+    from tuneprune.training import save_model
 
     config = load_study_config(args)
     name = args.name or config.name or args.config.stem

@@ -21,10 +21,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def load_run_config(args: argparse.Namespace):
-    """The config of ``args``: from a YAML file, or from an MLflow run with ``--from-run``."""
+    """The trial spec of ``args``: from a YAML file, or from an MLflow run with ``--from-run``."""
     from tuneprune.config import apply_overrides, load_yaml, validate
     from tuneprune.data import check_data_dir
-    from tuneprune.training import RunConfig
+    from tuneprune.runs import TrialSpec
 
     if getattr(args, "from_run", None):
         from tuneprune.tracking import run_config_from_mlflow
@@ -32,28 +32,21 @@ def load_run_config(args: argparse.Namespace):
         data = run_config_from_mlflow(args.from_run, args.tracking_uri)
     else:
         data = load_yaml(args.config) if args.config else {}
-    config = validate(RunConfig, apply_overrides(data, args.overrides))
+    config = validate(TrialSpec, apply_overrides(data, args.overrides))
     check_data_dir(config.dataset, config.data_dir, config.download)
     return config
 
 
 def run(args: argparse.Namespace) -> int:
-    from tuneprune.training import save_model, train
+    from tuneprune.runs import execute
     from tuneprune.training.checkpoint import CHECKPOINT_NAME
-    from tuneprune.training.final import final_evaluations
 
     config = load_run_config(args)
     resume = args.out / CHECKPOINT_NAME if args.resume and args.out and (args.out / CHECKPOINT_NAME).exists() else None
-    result = train(config, checkpoint_dir=args.out, resume_from=resume, progress=not args.json)
-    final_evaluations(result)
-    summary = dict(result.final)
-    if config.sparsity is not None:
-        from tuneprune.sparsity import prunable_sparsity
-
-        summary["final_sparsity"] = prunable_sparsity(result.model, config.sparsity.min_size)
-    if args.out:
-        save_model(result.model, config.model_dump(mode="json"), args.out / "model.pt", result.num_classes, result.in_channels, summary)
-        summary["model_path"] = str(args.out / "model.pt")
+    executed = execute(config, args.out, resume_from=resume, progress=not args.json)
+    summary: dict = dict(executed.summary)
+    if executed.model_path is not None:
+        summary["model_path"] = str(executed.model_path)
     if args.json:
         print_json(summary)
     else:

@@ -8,6 +8,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from tuneprune.plotting import new_figure, save_figure
+
 
 def write_rows(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
     """A CSV with one column per key of the first row; lists are written as JSON."""
@@ -24,13 +26,7 @@ def write_rows(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
 
 def plot_front(front: Sequence[dict[str, Any]], dense_accuracy: float, path: str | Path) -> Path:
     """Accuracy vs sparsity: the stochastic front, deterministic pruning at the same rates, the dense model."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    path = Path(path)
-    fig, ax = plt.subplots(figsize=(6.0, 4.5))
+    fig, (ax,) = new_figure(width=6.0, height=4.5)
     sparsity = [r["sparsity"] for r in front]
     ax.plot(sparsity, [r["accuracy"] for r in front], "o-", label="stochastic pruning (Pareto front, median of k)")
     ax.plot(sparsity, [r["deterministic_accuracy"] for r in front], "s--", label="deterministic pruning, same rates")
@@ -38,11 +34,7 @@ def plot_front(front: Sequence[dict[str, Any]], dense_accuracy: float, path: str
     ax.set_xlabel("sparsity")
     ax.set_ylabel("one-shot validation accuracy")
     ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def write_summary(summary: dict[str, Any], path: str | Path) -> Path:

@@ -12,31 +12,21 @@
 - :mod:`~tuneprune.relevance.evaluation`: :func:`evaluate_channel_pruning`, the metrics
   a search trial reports; :mod:`~tuneprune.relevance.study`, ``report``, ``tracking``,
   ``finetune``: the ``tuneprune relevance`` command's curves, CSV, plots and MLflow runs.
-
-Names are imported on first use, so ``tuneprune.relevance.settings`` can be embedded in
-the run config without importing torch-heavy modules (or ``tuneprune.training``) here.
 """
 
-from __future__ import annotations
+from tuneprune.relevance.config import RelevanceStudyConfig
+from tuneprune.relevance.evaluation import evaluate_channel_pruning
+from tuneprune.relevance.rankings import build_rankings, combined_order, mixed_order
+from tuneprune.relevance.settings import PruningPoint, RelevanceSettings
+from tuneprune.relevance.study import run_study
 
-import importlib
-from typing import Any
-
-_EXPORTS = {
-    "mixed_order": "rankings",
-    "combined_order": "rankings",
-    "build_rankings": "rankings",
-    "evaluate_channel_pruning": "evaluation",
-    "RelevanceSettings": "settings",
-    "PruningPoint": "settings",
-    "RelevanceStudyConfig": "config",
-    "run_study": "study",
-}
-
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+__all__ = [
+    "PruningPoint",
+    "RelevanceSettings",
+    "RelevanceStudyConfig",
+    "build_rankings",
+    "combined_order",
+    "evaluate_channel_pruning",
+    "mixed_order",
+    "run_study",
+]

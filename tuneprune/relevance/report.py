@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+from tuneprune.plotting import new_figure, pyplot, save_figure
 from tuneprune.relevance.rankings import describe
 from tuneprune.relevance.study import Row, StudyResult
 
@@ -34,13 +35,8 @@ def plot_curves(
     ``colormap`` (e.g. ``viridis``) colours the curves in order along a sequential map,
     for an ordered family such as the deltas; the default is matplotlib's colour cycle.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    cmap = plt.get_cmap(colormap) if colormap else None
-    fig, axes = plt.subplots(1, len(PANELS), figsize=(11, 4.2))
+    cmap = pyplot().get_cmap(colormap) if colormap else None
+    fig, axes = new_figure(1, len(PANELS), width=11 / len(PANELS), height=4.2)
     for ax, (key, label) in zip(axes, PANELS):
         for i, (name, curve) in enumerate(curves.items()):
             color = cmap(i / max(len(curves) - 1, 1)) if cmap else None
@@ -49,13 +45,9 @@ def plot_curves(
         ax.axhline(baseline[key], color="grey", linestyle="--", linewidth=1, label="unpruned")
         ax.set_xlabel("convolution channels pruned (%)")
         ax.set_ylabel(label)
-        ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
     fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def write_report(result: StudyResult, directory: Path, title: str) -> list[Path]:

@@ -2,8 +2,8 @@
 
 :class:`RelevanceSettings` says how channels are scored (LRP rule, statistics, the
 evaluation samples) and pruned (scope). :class:`PruningPoint` adds one ranking, delta and
-percentage: the optional ``relevance:`` section a search trial would evaluate after
-training. This module imports nothing of ``tuneprune.training``, so ``RunConfig`` can.
+percentage: the optional ``relevance:`` section of a trial's spec
+(:class:`~tuneprune.runs.TrialSpec`), evaluated after training.
 """
 
 from __future__ import annotations

@@ -17,10 +17,9 @@ import numpy as np
 from tuneprune.reports.figures import new_figure
 from tuneprune.reports.tangent import AlphaFit, tangent
 from tuneprune.reports.usable import UsabilityRules, chance_accuracy
+from tuneprune.runs.paths import TARGET_SPARSITY, THETA_ALPHA
 from tuneprune.sparsity.theta import ALPHA_RULE_START, PUBLISHED_ALPHA_RULE
 
-ALPHA = "sparsity.theta.alpha"
-TARGET = "sparsity.target"
 MetricsOf = Callable[[dict[str, Any]], dict[str, float]]
 
 
@@ -50,16 +49,16 @@ def alpha_candidates(summary: dict[str, Any], metrics_of: MetricsOf, rules: Usab
     accuracy = first if first.endswith("_acc") else "val_acc"
     points = []
     for entry in completed_trials(summary):
-        if ALPHA not in entry["params"]:
+        if THETA_ALPHA not in entry["params"]:
             continue
         metrics = metrics_of(entry)
         config = entry["config"]
         target = config["sparsity"]["target"]
         achieved = metrics.get("sparsity")
         acc = entry["values"].get(accuracy, metrics.get(accuracy))
-        group = " ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in entry["grid"].items() if k != TARGET)
+        group = " ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in entry["grid"].items() if k != TARGET_SPARSITY)
         reason = rules.reason(target, achieved, acc, chance_accuracy(config), accuracy)
-        points.append(AlphaPoint(summary["name"], entry["key"], group, target, entry["params"][ALPHA], entry["values"][first], achieved, reason))
+        points.append(AlphaPoint(summary["name"], entry["key"], group, target, entry["params"][THETA_ALPHA], entry["values"][first], achieved, reason))
     return points
 
 

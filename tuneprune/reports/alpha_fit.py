@@ -12,6 +12,7 @@ from tuneprune.reports.document import Report
 from tuneprune.reports.source import Source
 from tuneprune.reports.tangent import DEFAULT_POLE_MARGIN, AlphaFit, fit_tangent
 from tuneprune.reports.usable import UsabilityRules
+from tuneprune.runs.paths import THETA_ALPHA
 from tuneprune.sparsity.theta import ALPHA_RULE_START, PUBLISHED_ALPHA_RULE
 
 RULE_NAME = "alpha_rule.yaml"
@@ -35,7 +36,7 @@ def alpha_fit_report(
     names = ", ".join(repr(s.label) for s in sources)
     if not fitted:
         raise ConfigError(
-            f"source = {names}: no usable trial that searched sparsity.theta.alpha at a target sparsity >= {ALPHA_RULE_START} "
+            f"source = {names}: no usable trial that searched {THETA_ALPHA} at a target sparsity >= {ALPHA_RULE_START} "
             f"({len(candidates)} candidates, {len(excluded)} excluded: {rules.describe()})"
         )
     try:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from tuneprune.evolution.report import write_rows
+from tuneprune.plotting import save_figure
 
 STYLE = """
 body { font-family: sans-serif; margin: 2em auto; max-width: 70em; color: #222; }
@@ -67,12 +68,7 @@ class Report:
 
     def figure(self, name: str, fig: Any, caption: str = "") -> Path:
         """Save a matplotlib figure as ``NAME.png``, close it, and embed it in the page."""
-        import matplotlib.pyplot as plt
-
-        path = self.out / f"{name}.png"
-        fig.tight_layout()
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
+        path = save_figure(fig, self.out / f"{name}.png", dpi=100)
         self.files.append(path)
         data = base64.b64encode(path.read_bytes()).decode("ascii")
         self.blocks.append(f'<img src="data:image/png;base64,{data}" alt="{html.escape(name)}">')

@@ -1,4 +1,4 @@
-"""Matplotlib (Agg backend) figures shared by the reports: new figures and a Pareto front on a plane."""
+"""Figures shared by the reports: whole-number axes and a Pareto front on a plane (set-up: :mod:`tuneprune.plotting`)."""
 
 from __future__ import annotations
 
@@ -8,19 +8,7 @@ from typing import Any
 import numpy as np
 
 from tuneprune.pareto import Plane
-
-
-def new_figure(rows: int = 1, cols: int = 1, width: float = 6.4, height: float = 4.2) -> tuple[Any, np.ndarray]:
-    """A figure of ``rows`` x ``cols`` axes (always returned as a flat array), drawn off-screen."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
-    for ax in axes.flat:
-        ax.grid(alpha=0.3)
-    return fig, axes.ravel()
+from tuneprune.plotting import new_figure
 
 
 def integer_x(ax: Any) -> None:

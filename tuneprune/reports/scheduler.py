@@ -28,17 +28,17 @@ from tuneprune.reports.figures import integer_x, new_figure
 from tuneprune.pareto import non_dominated
 from tuneprune.reports.trials import SearchData, Trial
 from tuneprune.reports.usable import UsabilityRules, chance_accuracy
-from tuneprune.sparsity import PRESETS, AdaptiveScheduler, preset_constants
-from tuneprune.training import RunConfig, model_family
+from tuneprune.runs.paths import SCHEDULER_CONSTANTS
+from tuneprune.sparsity import PRESETS, AdaptiveScheduler, ModelFamily, preset_constants
+from tuneprune.training import RunConfig
 
 CONSTANTS = ("A", "B", "C", "D")
 
 
 def scheduler_constants(config: RunConfig) -> dict[str, float]:
-    """A, B, C, D a trial's adaptive scheduler ran with: its preset's, overridden by explicit values (as the engine does)."""
+    """A, B, C, D a trial's adaptive scheduler ran with (its preset's resolved at config load, explicit values first)."""
     cfg = config.sparsity.scheduler
-    constants = preset_constants(cfg.preset, model_family(config.model)) if cfg.preset is not None else {}
-    return {**constants, **{k: getattr(cfg, k) for k in CONSTANTS if getattr(cfg, k) is not None}}
+    return {k: getattr(cfg, k) for k in CONSTANTS}
 
 
 @dataclass(frozen=True)
@@ -77,7 +77,7 @@ def pareto_sets(data: SearchData, judged: Sequence[JudgedTrial]) -> list[JudgedT
 
 def scheduler_trials(data: SearchData, rules: UsabilityRules) -> tuple[list[JudgedTrial], list[JudgedTrial]]:
     """Every complete trial judged, and the per-grid-point Pareto sets of the usable ones (checked to be a constants search)."""
-    searched = [p for p in data.space.params if p.startswith("sparsity.scheduler.")]
+    searched = [p for p in data.space.params if p.startswith(SCHEDULER_CONSTANTS)]
     if not searched or any(t.config.sparsity is None or t.config.sparsity.scheduler.type != "adaptive" for t in data.trials):
         raise ConfigError(f"source = {data.source.label!r}: not a search over adaptive-scheduler constants (SPEC 3)")
     judged = [judge(data, t, rules) for t in data.trials if t.complete]
@@ -99,7 +99,7 @@ def write_preset(trial: Trial, search: str, path: Path) -> Path:
     return path
 
 
-def lambda_figure(found: Sequence[tuple[str, dict[str, float]]], family: str) -> Any:
+def lambda_figure(found: Sequence[tuple[str, dict[str, float]]], family: ModelFamily) -> Any:
     """lambda(S) of lambda1, lambda2 (D of ``family``) and of each found set of constants."""
     fig, (ax,) = new_figure()
     s = np.linspace(0.0, 1.0, 400)
@@ -162,7 +162,7 @@ def scheduler_report(report: Report, data: SearchData, rules: UsabilityRules = U
         })  # fmt: skip
     report.table("constants", constant_rows)
     report.heading("lambda(S): published presets and found constants")
-    report.figure("lambda", lambda_figure(found, model_family(chosen[0].trial.config.model)), "dashed: the published presets (SPEC 3)")
+    report.figure("lambda", lambda_figure(found, chosen[0].trial.config.sparsity.scheduler.family), "dashed: the published presets (SPEC 3)")
     report.heading("Sparsity per epoch of the found trials")
     report.figure("sparsity_trajectories", trajectory_figure(data, [j.trial for j in chosen]))
     return presets, rows

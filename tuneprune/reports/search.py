@@ -10,7 +10,8 @@ from typing import Any
 import numpy as np
 import yaml
 
-from tuneprune.reports.alpha import ALPHA, alpha_candidates, alpha_figure, best_alpha_points
+from tuneprune.reports.alpha import alpha_candidates, alpha_figure, best_alpha_points
+from tuneprune.runs.paths import THETA_ALPHA
 from tuneprune.reports.document import Report
 from tuneprune.reports.importance import study_importances
 from tuneprune.pareto import Plane
@@ -102,7 +103,7 @@ def alpha_series(report: Report, data: SearchData) -> None:
     rules = UsabilityRules()
     candidates = alpha_candidates(data.source.summary, data.source.trial_metrics, rules)
     points = best_alpha_points(data.source.summary, candidates)
-    if ALPHA not in data.space.params or len({p.target for p in candidates}) < 2:
+    if THETA_ALPHA not in data.space.params or len({p.target for p in candidates}) < 2:
         return
     excluded = [p for p in candidates if p.excluded is not None]
     report.heading("Best alpha per target sparsity")

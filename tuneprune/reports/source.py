@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from tuneprune.config import ConfigError
-from tuneprune.tracking import TAG_KIND, default_tracking_uri, find_parent_run
+from tuneprune.tracking import TAG_KIND, default_tracking_uri, download_artifact, find_parent_run
 
 SUMMARY = "summary.json"
 KINDS = ("search", "evolution")
@@ -75,14 +75,8 @@ class Source:
 
 def artifact_text(label: str, tracking_uri: str, run_id: str, path: str) -> str:
     """The text of an artifact of ``run_id`` (one-line :class:`ConfigError` naming ``label`` if it is missing)."""
-    import mlflow.artifacts
-
     with tempfile.TemporaryDirectory() as tmp:
-        try:
-            local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=path, dst_path=tmp, tracking_uri=tracking_uri)
-        except Exception as err:
-            raise ConfigError(f"source = {label!r}: run {run_id} has no {path} artifact ({str(err).splitlines()[0][:120]})") from None
-        return Path(local).read_text()
+        return download_artifact(f"source = {label!r}", tracking_uri, run_id, path, Path(tmp)).read_text()
 
 
 def _kind(label: str, summary: dict[str, Any]) -> str:

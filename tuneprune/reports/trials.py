@@ -13,7 +13,7 @@ from typing import Any
 from tuneprune.config import validate
 from tuneprune.reports.source import Source
 from tuneprune.search.space import SearchSpace
-from tuneprune.training import RunConfig
+from tuneprune.runs import TrialSpec
 
 # Metrics of the learning curves: accuracy, S_k, theta and mu per epoch (SPEC 1.5, 2, 3).
 CURVE_METRICS = ("val_acc", "sparsity_k", "theta", "mask_stability")
@@ -30,7 +30,7 @@ class Trial:
     state: str
     values: dict[str, float]
     run_id: str | None
-    config: RunConfig
+    config: TrialSpec
     metrics: dict[str, float] = field(default_factory=dict)
 
     @property

@@ -3,7 +3,7 @@
 A space has a ``base`` run config, ``params`` searched by dotted path into it, an
 optional ``grid`` of fixed sweeps (each grid point an independent Optuna study), one or
 more ``objectives``, a ``sampler``, budgets, early stopping and per-trial resources.
-Every searched path and bound is checked against :class:`RunConfig` before anything runs.
+Every searched path and bound is checked against :class:`~tuneprune.runs.TrialSpec` before anything runs.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import Field, field_validator, model_validator
 
 from tuneprune.config import ConfigError, StrictModel, set_path, validate
-from tuneprune.training.config import RunConfig
+from tuneprune.runs.spec import TrialSpec
 
 # Metrics a trial reports every epoch; objectives must be among them (SPEC 1-4 engine metrics included).
 METRICS = (
@@ -153,8 +153,8 @@ class SearchSpace(StrictModel):
         keys = list(self.grid)
         return [dict(zip(keys, combo)) for combo in itertools.product(*(self.grid[k] for k in keys))]
 
-    def resolve(self, grid_point: dict[str, Any], values: dict[str, Any]) -> RunConfig:
-        """The run config of one trial: base, then the grid point, then the searched values.
+    def resolve(self, grid_point: dict[str, Any], values: dict[str, Any]) -> TrialSpec:
+        """The spec of one trial: base, then the grid point, then the searched values.
 
         ``num_threads`` defaults to the trial's whole CPUs (``resources.cpu``, at least 1):
         the thread count changes a CPU run's numbers, so it is part of the config the
@@ -164,19 +164,19 @@ class SearchSpace(StrictModel):
         data.setdefault("num_threads", max(int(self.resources.cpu), 1))
         for path, value in {**grid_point, **values}.items():
             set_path(data, path, value)
-        return validate(RunConfig, data)
+        return validate(TrialSpec, data)
 
 
 def _check_paths(space: SearchSpace) -> None:
-    """Every param and grid path must exist in RunConfig and accept its bounds and choices."""
-    validate(RunConfig, space.base, prefix="base.")
+    """Every param and grid path must exist in TrialSpec and accept its bounds and choices."""
+    validate(TrialSpec, space.base, prefix="base.")
     checks = [("grid", path, value) for path, values in space.grid.items() for value in values]
     checks += [("params", path, value) for path, p in space.params.items() for value in p.samples()]
     for section, path, value in checks:
         data = copy.deepcopy(space.base)
         try:
             set_path(data, path, value)
-            validate(RunConfig, data)
+            validate(TrialSpec, data)
         except ConfigError as err:
             text = str(err)
             if "unknown key" in text or "is a value" in text:

@@ -19,9 +19,9 @@ from typing import Any
 
 from tuneprune.config import ConfigError
 from tuneprune.tracking import RunTracker
-from tuneprune.training import RunConfig, TrainingDiverged, save_model, train
+from tuneprune.runs import TrialSpec, execute
+from tuneprune.training import TrainingDiverged
 from tuneprune.training.checkpoint import CHECKPOINT_NAME, load_file
-from tuneprune.training.final import final_evaluations
 from tuneprune.training.loop import resolve_device
 
 WORST = {"max": float("-inf"), "min": float("inf")}
@@ -63,7 +63,7 @@ def run_trial(trial: dict[str, Any]) -> None:
 
     ctx = trial["ctx"]
     tracker = RunTracker(ctx["tracking_uri"], ctx["experiment"])
-    config = RunConfig.model_validate(trial["run_config"])  # num_threads resolved from the trial's CPUs (SearchSpace.resolve)
+    config = TrialSpec.model_validate(trial["run_config"])  # num_threads resolved from the trial's CPUs (SearchSpace.resolve)
     config.device = resolve_device(config.device).type  # recorded as run: config.json and --from-run reproduce it
     epochs = config.epochs
     trial_dir = Path(ctx["results_dir"]) / "trials" / trial["key"]
@@ -103,7 +103,9 @@ def run_trial(trial: dict[str, Any]) -> None:
             _report({**metrics, **extra}, checkpoint)
 
     try:
-        result = train(config, callbacks=[on_epoch], checkpoint_dir=trial_dir, resume_from=resume)
+        executed = execute(
+            config, trial_dir, lambda metrics, step: tracker.log_metrics(run_id, metrics, step=step), callbacks=[on_epoch], resume_from=resume
+        )
     except (TrainingDiverged, ConfigError) as err:
         tracker.finish(run_id, "FAILED", f"{type(err).__name__}: {err}")
         worst = {m: WORST[d] for m, d in ctx["objectives"].items()}
@@ -112,11 +114,7 @@ def run_trial(trial: dict[str, Any]) -> None:
     except Exception as err:
         tracker.finish(run_id, "FAILED", f"{type(err).__name__}: {err}")
         raise
-    tracker.log_metrics(run_id, final_evaluations(result), step=epochs)
-    model_path = save_model(
-        result.model, config.model_dump(mode="json"), trial_dir / "model.pt", result.num_classes, result.in_channels, result.final
-    )
-    tracker.log_artifact(run_id, model_path)
+    tracker.log_artifact(run_id, executed.model_path)
     tracker.finish(run_id, "FINISHED")
     # Reported last: a scheduler may stop the trial as soon as it sees its final epoch.
-    _report({**result.final, **extra}, trial_dir / CHECKPOINT_NAME)
+    _report({**executed.result.final, **extra}, trial_dir / CHECKPOINT_NAME)

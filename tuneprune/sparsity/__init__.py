@@ -3,17 +3,29 @@
 Imports neither Ray, MLflow nor the training loop: the loop finds :class:`Sparsifier` here.
 """
 
-from tuneprune.sparsity.adaptive import PRESETS, AdaptiveScheduler, preset_constants
+from tuneprune.sparsity.adaptive import PRESETS, AdaptiveScheduler, ModelFamily, preset_constants
 from tuneprune.sparsity.config import DropConfig, SchedulerConfig, SparsityConfig, ThetaConfig
+from tuneprune.sparsity.drop import Elimination
 from tuneprune.sparsity.layers import prunable_layers, prunable_sparsity
 from tuneprune.sparsity.operator import threshold_operator
-from tuneprune.sparsity.schedules import build_schedule, cubic_sparsity
+from tuneprune.sparsity.schedules import (
+    AdaptiveSchedule,
+    ConstantSchedule,
+    CubicSchedule,
+    Schedule,
+    build_schedule,
+    cubic_sparsity,
+)
 from tuneprune.sparsity.sparsifier import Sparsifier
 from tuneprune.sparsity.stability import jaccard
 from tuneprune.sparsity.theta import (
+    ConstantTheta,
+    FeatherTheta,
+    LogDensityTheta,
     ThetaPolicy,
     alpha_for_target,
     alpha_from_rule_file,
+    build_theta_policy,
     feather_theta,
     log_density_theta,
     resolve_alpha,
@@ -22,8 +34,17 @@ from tuneprune.sparsity.thresholds import global_threshold, layer_thresholds, ma
 
 __all__ = [
     "PRESETS",
+    "AdaptiveSchedule",
     "AdaptiveScheduler",
+    "ConstantSchedule",
+    "ConstantTheta",
+    "CubicSchedule",
     "DropConfig",
+    "Elimination",
+    "FeatherTheta",
+    "LogDensityTheta",
+    "ModelFamily",
+    "Schedule",
     "SchedulerConfig",
     "Sparsifier",
     "SparsityConfig",
@@ -32,6 +53,7 @@ __all__ = [
     "alpha_for_target",
     "alpha_from_rule_file",
     "build_schedule",
+    "build_theta_policy",
     "cubic_sparsity",
     "feather_theta",
     "global_threshold",

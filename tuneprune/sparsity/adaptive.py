@@ -1,14 +1,32 @@
-"""The adaptive mask-stability scheduler (SPEC 3, SPEC 9)."""
+"""The adaptive mask-stability scheduler (SPEC 3, SPEC 9) and its published presets."""
 
 from __future__ import annotations
 
 import math
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from tuneprune.config import ConfigError, load_yaml
 
 REFERENCE_EPOCHS = 160
+
+
+class ModelFamily(StrEnum):
+    """The model families whose preset constant D differs (SPEC 3 table)."""
+
+    RESNET = "resnet"
+    DENSENET = "densenet"
+    MOBILENET = "mobilenet"
+
+    @classmethod
+    def of(cls, model_name: str) -> "ModelFamily":
+        """The family of a model by its name: MobileNet and DenseNet by name, every other model as ResNet."""
+        for family in (cls.MOBILENET, cls.DENSENET):
+            if family.value in model_name:
+                return family
+        return cls.RESNET
+
 
 # A, B, C and D per model family of the published presets (SPEC 3 table).
 PRESETS: dict[str, dict[str, Any]] = {
@@ -17,7 +35,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-def preset_constants(preset: str, model_family: str = "resnet") -> dict[str, float]:
+def preset_constants(preset: str, model_family: str = ModelFamily.RESNET) -> dict[str, float]:
     """A, B, C, D of a published preset for ``model_family``, or read from a YAML file of A, B, C, D."""
     if preset in PRESETS:
         constants = dict(PRESETS[preset])
@@ -67,7 +85,7 @@ class AdaptiveScheduler:
     def preset(
         cls,
         name: str,
-        model_family: str = "resnet",
+        model_family: str = ModelFamily.RESNET,
         *,
         final_sparsity: float,
         epochs: int,

@@ -12,6 +12,8 @@ from typing import Annotated, Literal
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from tuneprune.config import StrictModel, finite_or_inf
+from tuneprune.sparsity.adaptive import ModelFamily, preset_constants
+from tuneprune.sparsity.theta import resolve_alpha
 
 Exponent = Annotated[float, BeforeValidator(finite_or_inf), Field(ge=1.0)]
 
@@ -45,7 +47,12 @@ class SchedulerConfig(StrictModel):
     type: Literal["cubic", "adaptive", "constant"] = "cubic"
     start_epoch: float = Field(0.0, ge=0.0, description="cubic: epoch at which pruning starts (k0)")
     end_fraction: float = Field(0.5, gt=0.0, le=1.0, description="cubic: fraction of training at which S_f is reached (k1)")
-    preset: str | None = Field(None, description="adaptive: 'lambda1', 'lambda2' or a YAML file of A, B, C, D")
+    preset: str | None = Field(
+        None, description="adaptive: 'lambda1', 'lambda2' or a YAML file of A, B, C, D, read into A, B, C, D at load"
+    )
+    family: ModelFamily = Field(
+        ModelFamily.RESNET, description="adaptive: model family whose preset D applies; a run config sets it from its model"
+    )
     A: float | None = None
     B: float | None = None
     C: float | None = None
@@ -55,10 +62,14 @@ class SchedulerConfig(StrictModel):
 
     @model_validator(mode="after")
     def _adaptive_constants(self) -> "SchedulerConfig":
-        if self.type == "adaptive" and self.preset is None:
-            missing = [k for k in "ABCD" if getattr(self, k) is None]
-            if missing:
-                raise ValueError(f"adaptive scheduler needs 'preset' or all of A, B, C, D (missing {', '.join(missing)})")
+        """The preset's A, B, C, D (D by ``family``) fill the constants not given explicitly (SPEC 3)."""
+        missing = [k for k in "ABCD" if getattr(self, k) is None]
+        if self.type != "adaptive" or not missing:
+            return self
+        if self.preset is None:
+            raise ValueError(f"adaptive scheduler needs 'preset' or all of A, B, C, D (missing {', '.join(missing)})")
+        constants = preset_constants(self.preset, self.family)
+        self._resolve(**{key: constants[key] for key in missing})
         return self
 
 
@@ -80,6 +91,19 @@ class SparsityConfig(StrictModel):
     theta: ThetaConfig = ThetaConfig()
     scheduler: SchedulerConfig = SchedulerConfig()
     drop: DropConfig = DropConfig()
+
+    @model_validator(mode="after")
+    def _resolved_alpha(self) -> "SparsityConfig":
+        """log_density's ``'auto'`` or ``'fitted:PATH'`` alpha becomes the number it gives at the target (SPEC 2)."""
+        alpha = self.theta.alpha
+        if self.theta.policy != "log_density" or not isinstance(alpha, str):
+            return self
+        try:
+            value = resolve_alpha(alpha, self.target)
+        except ValueError as err:
+            raise ValueError(f"theta.alpha = {alpha!r}: {err}") from None
+        self.theta._resolve(alpha=value)
+        return self
 
     @model_validator(mode="after")
     def _elimination_under_layer_thresholds(self) -> "SparsityConfig":

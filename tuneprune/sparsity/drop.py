@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 
 from tuneprune.sparsity.config import DropConfig
@@ -18,9 +20,19 @@ class Elimination:
     under T. Timeframe ``from_start`` or ``after_target`` (once ``S_k >= S_f``).
     """
 
-    def __init__(self, config: DropConfig, final_sparsity: float) -> None:
-        self.rho, self.mode, self.timeframe = config.rho, config.mode, config.timeframe
+    def __init__(
+        self,
+        rho: float,
+        final_sparsity: float,
+        mode: Literal["global", "layer"] = "global",
+        timeframe: Literal["from_start", "after_target"] = "from_start",
+    ) -> None:
+        self.rho, self.mode, self.timeframe = rho, mode, timeframe
         self.final_sparsity = final_sparsity
+
+    @classmethod
+    def from_config(cls, config: DropConfig, final_sparsity: float) -> "Elimination":
+        return cls(config.rho, final_sparsity, config.mode, config.timeframe)
 
     def applies(self, sparsity: float) -> bool:
         """Whether weights are eliminated at the scheduler's sparsity ``sparsity``."""

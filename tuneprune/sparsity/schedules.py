@@ -1,10 +1,18 @@
-"""Sparsity schedules S_k: cubic (SPEC 1.5), adaptive (SPEC 3, 9) and constant."""
+"""Sparsity schedules S_k: cubic (SPEC 1.5), adaptive (SPEC 3, 9) and constant.
+
+A schedule is any object with the :class:`Schedule` methods; the :class:`Sparsifier
+<tuneprune.sparsity.Sparsifier>` asks it for ``S_k`` before iteration ``k`` and tells it the
+mask stability ``mu_k`` measured there, as the sparsifier and scheduler of
+``torch.ao.pruning`` are split.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
-from tuneprune.sparsity.adaptive import AdaptiveScheduler, preset_constants
+import torch
+
+from tuneprune.sparsity.adaptive import AdaptiveScheduler
 from tuneprune.sparsity.config import SparsityConfig
 
 
@@ -23,30 +31,49 @@ def cubic_sparsity(
     return final_sparsity + (initial_sparsity - final_sparsity) * remaining**3
 
 
-class Schedule:
-    """The sparsity of each training iteration; schedules driven by mask stability set ``needs_stability``."""
+class Schedule(Protocol):
+    """The sparsity ``S_k`` of each training iteration ``k``.
 
-    needs_stability = False
+    ``observe(step, stability)`` receives the mask stability ``mu_k`` of iteration ``step``
+    as a 0-dim tensor on the weights' device: a schedule that ignores it costs no host read.
+    ``lam`` is the adaptive scheduler's lambda (0 for the others, reported per epoch);
+    ``state_dict``/``load_state_dict`` make it part of a checkpoint.
+    """
 
     def sparsity_at(self, step: int) -> float:
-        raise NotImplementedError
+        """``S_k`` for iteration ``step``."""
+        ...
+
+    def observe(self, step: int, stability: torch.Tensor) -> None:
+        """Take the mean mask stability measured at iteration ``step``."""
+        ...
 
     @property
     def lam(self) -> float:
         """The adaptive scheduler's lambda; 0 for the others."""
-        return 0.0
+        ...
 
-    def observe(self, step: int, mu: float) -> None:
-        """Take the mean mask stability measured at iteration ``step``."""
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+class StepFunction:
+    """Base of the schedules that are a function of the step alone: nothing to observe or restore."""
+
+    lam = 0.0
+
+    def observe(self, step: int, stability: torch.Tensor) -> None:
+        """Ignored: the sparsity depends on the step only."""
 
     def state_dict(self) -> dict[str, Any]:
         return {}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Nothing to restore for a schedule that is a function of the step."""
+        """Nothing to restore."""
 
 
-class ConstantSchedule(Schedule):
+class ConstantSchedule(StepFunction):
     """The target from the first iteration on."""
 
     def __init__(self, final_sparsity: float) -> None:
@@ -56,7 +83,7 @@ class ConstantSchedule(Schedule):
         return self.final_sparsity
 
 
-class CubicSchedule(Schedule):
+class CubicSchedule(StepFunction):
     """Zhu & Gupta's cubic schedule from ``start_step`` (k0) to ``end_step`` (k1), SPEC 1.5."""
 
     def __init__(
@@ -69,15 +96,13 @@ class CubicSchedule(Schedule):
         return cubic_sparsity(step, self.final_sparsity, self.start_step, self.end_step, self.initial_sparsity)
 
 
-class AdaptiveSchedule(Schedule):
+class AdaptiveSchedule:
     """:class:`AdaptiveScheduler` after ``warmup_steps`` of cubic schedule from 0 to its initial sparsity (SPEC 9).
 
     The stability measured at iteration k sets the sparsity of iteration k + 1; during the
     warm-up it is only recorded, so the first adaptive step compares with the last warm-up
     iteration.
     """
-
-    needs_stability = True
 
     def __init__(self, scheduler: AdaptiveScheduler, warmup_steps: float = 0.0) -> None:
         self.scheduler = scheduler
@@ -92,7 +117,8 @@ class AdaptiveSchedule(Schedule):
     def lam(self) -> float:
         return self.scheduler.lam
 
-    def observe(self, step: int, mu: float) -> None:
+    def observe(self, step: int, stability: torch.Tensor | float) -> None:
+        mu = float(stability)
         if step + 1 < self.warmup_steps:
             self.scheduler.observe(mu)
         else:
@@ -105,17 +131,15 @@ class AdaptiveSchedule(Schedule):
         self.scheduler.load_state_dict(state)
 
 
-def build_schedule(config: SparsityConfig, steps_per_epoch: int, epochs: int, model_family: str = "resnet") -> Schedule:
-    """The schedule ``config.scheduler`` describes; adaptive constants given explicitly override the preset's."""
+def build_schedule(config: SparsityConfig, steps_per_epoch: int, epochs: int) -> Schedule:
+    """The schedule ``config.scheduler`` describes (its adaptive constants resolved at config load)."""
     cfg = config.scheduler
     total_steps = steps_per_epoch * epochs
     if cfg.type == "constant":
         return ConstantSchedule(config.target)
     if cfg.type == "cubic":
         return CubicSchedule(config.target, cfg.start_epoch * steps_per_epoch, cfg.end_fraction * total_steps)
-    constants = preset_constants(cfg.preset, model_family) if cfg.preset is not None else {}
-    constants.update({key: getattr(cfg, key) for key in "ABCD" if getattr(cfg, key) is not None})
     scheduler = AdaptiveScheduler(
-        **constants, final_sparsity=config.target, epochs=epochs, initial_sparsity=cfg.initial_sparsity
+        cfg.A, cfg.B, cfg.C, cfg.D, final_sparsity=config.target, epochs=epochs, initial_sparsity=cfg.initial_sparsity
     )
     return AdaptiveSchedule(scheduler, cfg.warmup_epochs * steps_per_epoch)

@@ -1,8 +1,8 @@
-"""Feather sparse training of any model as a hook of the training loop (SPEC 1-4)."""
+"""Feather sparse training of any model, in the training loop of tuneprune or of a user (SPEC 1-4)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn as nn
@@ -13,19 +13,25 @@ from tuneprune.sparsity.drop import Elimination
 from tuneprune.sparsity.flat import flatten_parameters
 from tuneprune.sparsity.layers import prunable_layers
 from tuneprune.sparsity.masks import MaskBuilder, Masks
-from tuneprune.sparsity.schedules import build_schedule
+from tuneprune.sparsity.schedules import Schedule, build_schedule
 from tuneprune.sparsity.ste import FlatThreshold, ThresholdedWeight
-from tuneprune.sparsity.theta import ThetaPolicy
+from tuneprune.sparsity.theta import ConstantTheta, ThetaPolicy, build_theta_policy
 
 
 class Sparsifier:
     """Wraps every prunable layer of ``model`` with ``w~ = P_T(w)`` and the scaled STE (SPEC 1.2, 1.3).
 
-    Implements the :class:`~tuneprune.training.hooks.TrainHook` protocol. Before each
-    iteration it takes ``S_k`` from the schedule, recomputes the threshold(s), theta per
-    layer, the elimination threshold and the mask stability ``mu_k`` (fed to the adaptive
-    scheduler), once, for forward and backward. Move the model to its device before and
-    build the optimizer after the Sparsifier: it trains the dense weights
+    ``schedule`` gives ``S_k`` (:mod:`~tuneprune.sparsity.schedules`), ``theta`` the gradient
+    scale of pruned weights per layer (:mod:`~tuneprune.sparsity.theta`; constant 1 when
+    ``None``), ``p`` the exponent of the thresholding operator, ``threshold`` one global T
+    or one T_l per layer, ``elimination`` the drop of the smallest pruned weights (SPEC 4;
+    none when ``None``). :meth:`from_config` builds all of them from a :class:`SparsityConfig`.
+
+    Implements the :class:`~tuneprune.training.hooks.TrainHook` protocol and counts its own
+    iterations. Before each iteration it takes ``S_k`` from the schedule, recomputes the
+    threshold(s), theta per layer, the elimination threshold and the mask stability ``mu_k``
+    (fed to the schedule), once, for forward and backward. Move the model to its device
+    before and build the optimizer after the Sparsifier: it trains the dense weights
     (``parametrizations.weight.original``), which it moves into one flat buffer on that
     device (each keeps its identity and becomes a view of the buffer), so that the
     per-iteration work is a few passes over that buffer rather than a few per layer.
@@ -34,19 +40,20 @@ class Sparsifier:
     def __init__(
         self,
         model: nn.Module,
-        config: SparsityConfig,
-        steps_per_epoch: int,
-        epochs: int,
-        model_family: str = "resnet",
+        schedule: Schedule,
+        theta: ThetaPolicy | None = None,
+        p: float = 3.0,
+        threshold: Literal["global", "layer"] = "global",
+        elimination: Elimination | None = None,
+        min_size: int = 0,
     ) -> None:
-        layers = prunable_layers(model, config.min_size)
+        layers = prunable_layers(model, min_size)
         if not layers:
             raise ValueError("the model has no prunable layers (Conv2d/Linear with at least min_size weights)")
         self.model = model
-        self.config = config
-        self.steps_per_epoch = steps_per_epoch
-        self.schedule = build_schedule(config, steps_per_epoch, epochs, model_family)
-        self.theta_policy = ThetaPolicy(config.theta, config.target)
+        self.schedule = schedule
+        self.theta_policy = theta if theta is not None else ConstantTheta(1.0)
+        self.threshold = threshold
         self.names = [name for name, _ in layers]
         self._modules = [module for _, module in layers]
         self._parameter_order = [list(module._parameters) for module in self._modules]
@@ -55,17 +62,33 @@ class Sparsifier:
             parametrize.register_parametrization(module, "weight", parametrization)
         weights = [module.parametrizations.weight.original for module in self._modules]
         self._layout, self._flat = flatten_parameters(weights)
-        self._ste = FlatThreshold(self._layout, self._flat, weights, config.operator_p)
+        self._ste = FlatThreshold(self._layout, self._flat, weights, p)
         for parametrization in parametrizations:
             parametrization.shared = self._ste
-        self._builder = MaskBuilder(self._layout, config.threshold, Elimination(config.drop, config.target))
+        no_elimination = Elimination(rho=0.0, final_sparsity=1.0)
+        self._builder = MaskBuilder(self._layout, threshold, elimination if elimination is not None else no_elimination)
         self._scale_buffers: list[torch.Tensor] = []
         self._scale_views: list[list[torch.Tensor]] = []
         self._current: Masks | None = None
         self._previous: Masks | None = None
         self._thetas: float | torch.Tensor = 1.0
+        self.iteration = 0
         self._stability_sum = torch.zeros((), device=self._flat.device)
         self._stability_count = 0
+        self._epoch_stabilities: list[float] = []
+
+    @classmethod
+    def from_config(cls, model: nn.Module, config: SparsityConfig, steps_per_epoch: int, epochs: int) -> "Sparsifier":
+        """The Sparsifier ``config`` describes for a run of ``epochs`` epochs of ``steps_per_epoch`` iterations."""
+        return cls(
+            model,
+            schedule=build_schedule(config, steps_per_epoch, epochs),
+            theta=build_theta_policy(config.theta, config.target),
+            p=config.operator_p,
+            threshold=config.threshold,
+            elimination=Elimination.from_config(config.drop, config.target),
+            min_size=config.min_size,
+        )
 
     def _apply(self, sparsity: float, slot: int) -> Masks:
         """Compute the masks at ``sparsity`` and install ``P_T`` and the gradient scale ``m`` (SPEC 1.2, 1.3)."""
@@ -76,7 +99,7 @@ class Sparsifier:
             self._ste.clear()
             return masks
         segments = self._layout.segments
-        threshold = masks.thresholds[0] if self.config.threshold == "global" else segments.spread(masks.thresholds)
+        threshold = masks.thresholds[0] if self.threshold == "global" else segments.spread(masks.thresholds)
         self._ste.set(threshold, self._gradient_scale(masks, thetas, slot))
         return masks
 
@@ -100,39 +123,55 @@ class Sparsifier:
     def _free_slot(self) -> int:
         return 0 if self._previous is None else 1 - self._previous.slot
 
-    def before_iteration(self, step: int) -> None:
-        """Masks at ``S_k`` for iteration ``step``; ``mu_k`` against the previous iteration's masks (SPEC 3, 9)."""
+    def before_iteration(self) -> None:
+        """Masks at ``S_k`` for the next iteration ``k``; ``mu_k`` against the previous iteration's masks (SPEC 3, 9)."""
+        step = self.iteration
         masks = self._apply(self.schedule.sparsity_at(step), self._free_slot())
         if self._previous is not None:
             mu = self._builder.stability(masks, self._previous)
             self._stability_sum += mu
             self._stability_count += 1
-            if self.schedule.needs_stability:
-                self.schedule.observe(step, float(mu))
+            self.schedule.observe(step, mu)
         self._previous = masks
+        self.iteration += 1
 
-    def after_backward(self, step: int) -> None:
+    def after_backward(self) -> None:
         """Nothing: the gradient scale is applied inside the backward pass."""
 
-    def end_epoch(self, epoch: int) -> dict[str, float]:
-        """Recompute the masks after the epoch's last optimizer step (SPEC 1.4) and return its metrics.
+    def end_epoch(self) -> None:
+        """Recompute the masks after the epoch's last optimizer step (SPEC 1.4) and close the epoch's stability mean."""
+        self._apply(self.schedule.sparsity_at(self.iteration), self._free_slot())
+        stability = float(self._stability_sum / self._stability_count) if self._stability_count else 1.0
+        self._epoch_stabilities.append(stability)
+        self._stability_sum.zero_()
+        self._stability_count = 0
+
+    @property
+    def mean_mask_stability(self) -> float:
+        """The stability objective: the mean over the finished epochs of their mean ``mu`` (SPEC 3); 1.0 before any."""
+        stabilities = self._epoch_stabilities
+        return sum(stabilities) / len(stabilities) if stabilities else 1.0
+
+    def metrics(self) -> dict[str, float]:
+        """The current masks' metrics, as of the last :meth:`end_epoch` for the stabilities.
 
         ``sparsity_k`` the schedule's current sparsity, ``sparsity`` the achieved fraction of
         pruned prunable weights, ``theta`` the mean over layers, ``mask_stability`` the mean
-        ``mu`` over the epoch's iterations (1.0 when none was measured), ``lambda`` the
-        adaptive scheduler's lambda (0 otherwise), ``eliminated`` the fraction of prunable
-        weights whose gradient is zero.
+        ``mu`` over the last epoch's iterations (1.0 when none was measured),
+        ``mean_mask_stability`` its mean over the epochs, ``lambda`` the adaptive
+        scheduler's lambda (0 otherwise), ``eliminated`` the fraction of prunable weights
+        whose gradient is zero.
         """
-        masks = self._apply(self.schedule.sparsity_at((epoch + 1) * self.steps_per_epoch), self._free_slot())
-        stability = float(self._stability_sum / self._stability_count) if self._stability_count else 1.0
-        self._stability_sum.zero_()
-        self._stability_count = 0
+        masks = self._current
+        if masks is None:
+            raise RuntimeError("no masks yet: call before_iteration() or end_epoch() first")
         total = sum(self._builder.sizes)
         return {
             "sparsity_k": masks.sparsity,
             "sparsity": 1.0 - float(masks.kept_counts.sum()) / total,
             "theta": float(self._theta_tensor().mean()),
-            "mask_stability": stability,
+            "mask_stability": self._epoch_stabilities[-1] if self._epoch_stabilities else 1.0,
+            "mean_mask_stability": self.mean_mask_stability,
             "lambda": self.schedule.lam,
             "eliminated": float(self._zero_gradient_counts(masks).sum()) / total,
         }
@@ -164,8 +203,12 @@ class Sparsifier:
         return dict(zip(self.names, self._theta_tensor().tolist()))
 
     def state_dict(self) -> dict[str, Any]:
-        """Schedule state, the current sparsity and the previous iteration's kept mask (for ``mu``)."""
+        """Iteration count, stabilities, schedule state, the current sparsity and the previous kept mask (for ``mu``)."""
         return {
+            "iteration": self.iteration,
+            "stability_sum": self._stability_sum.clone(),
+            "stability_count": self._stability_count,
+            "epoch_stabilities": list(self._epoch_stabilities),
             "schedule": self.schedule.state_dict(),
             "sparsity": self._current.sparsity if self._current is not None else None,
             "previous_kept": self._previous.kept_flat.clone() if self._previous is not None else None,
@@ -174,6 +217,10 @@ class Sparsifier:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore after the model's weights, so that the installed masks match them."""
+        self.iteration = state["iteration"]
+        self._stability_sum.copy_(state["stability_sum"])
+        self._stability_count = state["stability_count"]
+        self._epoch_stabilities = list(state["epoch_stabilities"])
         self.schedule.load_state_dict(state["schedule"])
         self._previous = None
         if state["previous_kept"] is not None:

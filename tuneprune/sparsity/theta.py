@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal, Protocol
 
 import torch
 
 from tuneprune.config import ConfigError, load_yaml
-from tuneprune.sparsity.config import ThetaConfig
+
+if TYPE_CHECKING:
+    from tuneprune.sparsity.config import ThetaConfig
 
 ALPHA_RULE_START = 0.90
 PUBLISHED_ALPHA_RULE = {"c1": 0.026, "c2": 23.09, "c3": 22.08, "c4": 0.093}
@@ -58,24 +61,51 @@ def log_density_theta(densities: torch.Tensor, alpha: float, theta_min: float = 
     return (1.0 + alpha * torch.log(densities)).clamp(theta_min, 1.0)
 
 
-class ThetaPolicy:
-    """theta of every prunable layer from its current density (SPEC 2).
-
-    ``fixed`` is the value of the constant and feather policies (the same for every
-    layer at every iteration) and ``None`` for log_density.
-    """
-
-    def __init__(self, config: ThetaConfig, final_sparsity: float) -> None:
-        self.config = config
-        fixed = {"constant": config.value, "feather": feather_theta(final_sparsity)}
-        self.fixed: float | None = fixed.get(config.policy)
-        self.alpha = resolve_alpha(config.alpha, final_sparsity) if config.policy == "log_density" else 0.0
+class ThetaPolicy(Protocol):
+    """theta of every prunable layer from its current density (SPEC 2)."""
 
     def layer_thetas(self, densities: torch.Tensor) -> float | torch.Tensor:
-        """theta of the layers: one float for a fixed policy, one per layer (a tensor, no host sync) for log_density."""
-        if self.fixed is not None:
-            return self.fixed
-        thetas = log_density_theta(densities, self.alpha, self.config.theta_min)
-        if self.config.mode == "global":
+        """One float for all layers, or one value per layer (a tensor on the densities' device)."""
+        ...
+
+
+class ConstantTheta:
+    """The same theta for every layer at every iteration."""
+
+    def __init__(self, value: float) -> None:
+        self.value = value
+
+    def layer_thetas(self, densities: torch.Tensor) -> float:
+        return self.value
+
+
+class FeatherTheta(ConstantTheta):
+    """Feather's rule for the final sparsity ``S_f``: :func:`feather_theta` (SPEC 2)."""
+
+    def __init__(self, final_sparsity: float) -> None:
+        super().__init__(feather_theta(final_sparsity))
+
+
+class LogDensityTheta:
+    """``theta_l = clip(1 + alpha * ln(d_l), theta_min, 1)`` per layer, or their mean for all under ``mode='global'`` (SPEC 2)."""
+
+    def __init__(self, alpha: float, theta_min: float = 0.0, mode: Literal["global", "layer"] = "global") -> None:
+        self.alpha, self.theta_min, self.mode = float(alpha), theta_min, mode
+
+    def layer_thetas(self, densities: torch.Tensor) -> torch.Tensor:
+        """One theta per layer, a tensor on the densities' device (no host sync)."""
+        thetas = log_density_theta(densities, self.alpha, self.theta_min)
+        if self.mode == "global":
             thetas = thetas.mean().expand_as(thetas)
         return thetas
+
+
+def build_theta_policy(config: ThetaConfig, final_sparsity: float) -> ThetaPolicy:
+    """The policy ``config`` describes; a ``log_density`` alpha must be a number (resolved at config load)."""
+    if config.policy == "constant":
+        return ConstantTheta(config.value)
+    if config.policy == "feather":
+        return FeatherTheta(final_sparsity)
+    if isinstance(config.alpha, str):
+        raise ValueError(f"theta.alpha = {config.alpha!r} is resolved by SparsityConfig, pass a number here")
+    return LogDensityTheta(config.alpha, config.theta_min, config.mode)

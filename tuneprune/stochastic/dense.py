@@ -7,7 +7,8 @@ from pathlib import Path
 import torch.nn as nn
 
 from tuneprune.data import DatasetSplits, load_dataset
-from tuneprune.training import RunConfig, obtain_model, resolve_device
+from tuneprune.runs import obtain_model
+from tuneprune.training import RunConfig, resolve_device
 
 
 def dense_model_and_data(

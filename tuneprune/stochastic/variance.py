@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+from tuneprune.plotting import new_figure, save_figure
 from tuneprune.sparsity import prunable_layers
 
 
@@ -42,14 +43,8 @@ def feature_variance(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) 
 
 def plot_feature_variance(table: Mapping[str, Mapping[str, float]], path: str | Path) -> Path:
     """Line plot, one line per model in ``table`` (model -> layer -> variance), log scale (Agg backend)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    path = Path(path)
     layers = list(next(iter(table.values())))
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.35 * len(layers)), 4.0))
+    fig, (ax,) = new_figure(width=max(6.0, 0.35 * len(layers)), height=4.0, grid=False)
     for label, values in table.items():
         ax.plot(range(len(layers)), [values[name] for name in layers], marker="o", label=label)
     ax.set_yscale("log")
@@ -57,8 +52,4 @@ def plot_feature_variance(table: Mapping[str, Mapping[str, float]], path: str | 
     ax.set_ylabel("feature variance (sum over channels)")
     ax.set_title("Feature variance per layer")
     ax.legend()
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

@@ -4,6 +4,7 @@ Everything goes through ``MlflowClient`` with explicit run ids (no fluent global
 so Ray workers, the driver and resumed drivers can all write to the same runs.
 """
 
+from tuneprune.tracking.artifacts import download_artifact
 from tuneprune.tracking.locations import (
     check_storage_reachable,
     check_tracking_reachable,
@@ -28,6 +29,7 @@ __all__ = [
     "check_tracking_reachable",
     "default_storage_url",
     "default_tracking_uri",
+    "download_artifact",
     "find_parent_run",
     "run_config_from_mlflow",
 ]

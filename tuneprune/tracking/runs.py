@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from tuneprune.config import ConfigError
+from tuneprune.tracking.artifacts import download_artifact
 
 TAG_NAME = "tuneprune.name"  # the search / evolution / study name, on parent runs
 TAG_KIND = "tuneprune.kind"  # search, evolution, relevance, trial, generation, ranking
@@ -198,16 +199,8 @@ def find_parent_run(tracking_uri: str, name_or_id: str, experiment: str = "tunep
 
 def run_config_from_mlflow(run_id: str, tracking_uri: str | None) -> dict[str, Any]:
     """The resolved run config a trial logged as its ``config.json`` artifact."""
-    import mlflow.artifacts
-
     from tuneprune.tracking.locations import default_tracking_uri
 
     uri = tracking_uri or default_tracking_uri()
     with tempfile.TemporaryDirectory() as tmp:
-        try:
-            path = mlflow.artifacts.download_artifacts(
-                run_id=run_id, artifact_path="config.json", dst_path=tmp, tracking_uri=uri
-            )
-        except Exception as err:
-            raise ConfigError(f"--from-run {run_id}: no config.json artifact in {uri} ({str(err).splitlines()[0][:120]})") from None
-        return json.loads(Path(path).read_text())
+        return json.loads(download_artifact(f"--from-run {run_id}", uri, run_id, "config.json", Path(tmp)).read_text())

@@ -1,10 +1,9 @@
 """Training loop (SPEC 1.6): dense or sparse, checkpointed, resumable, seeded."""
 
 from tuneprune.training.checkpoint import load_model, save_model
-from tuneprune.training.source import obtain_model
 from tuneprune.training.config import RunConfig
 from tuneprune.training.evaluate import evaluate
-from tuneprune.training.loop import TrainingDiverged, TrainResult, model_family, resolve_device, train
+from tuneprune.training.loop import TrainingDiverged, TrainResult, resolve_device, train
 
 __all__ = [
     "RunConfig",
@@ -12,8 +11,6 @@ __all__ = [
     "TrainingDiverged",
     "evaluate",
     "load_model",
-    "model_family",
-    "obtain_model",
     "resolve_device",
     "save_model",
     "train",

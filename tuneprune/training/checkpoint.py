@@ -80,7 +80,9 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tu
     obj = load_file(path, map_location)
     if obj.get("format") != "tuneprune-model-v1":
         raise ConfigError(f"{path}: not a tuneprune model file (no 'format: tuneprune-model-v1')")
-    config = validate(RunConfig, json.loads(obj["config"]))
+    # The file may hold a trial's spec (a run config plus keys of the application, such as
+    # relevance:); the run config's own keys rebuild the model.
+    config = validate(RunConfig, {k: v for k, v in json.loads(obj["config"]).items() if k in RunConfig.model_fields})
     model = create_model(config.model, int(obj["num_classes"]), int(obj["in_channels"]))
     try:
         model.load_state_dict(obj["state_dict"])

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from tuneprune.config import StrictModel
 from tuneprune.data import DATASETS
 from tuneprune.models import MODELS
-from tuneprune.relevance.settings import PruningPoint
+from tuneprune.sparsity.adaptive import ModelFamily
 from tuneprune.sparsity.config import SparsityConfig
 
 
@@ -43,9 +43,18 @@ class RunConfig(StrictModel):
     channels_last: bool = Field(False, description="model and batches in the channels_last memory format")
 
     sparsity: SparsityConfig | None = Field(None, description="sparse training settings; null trains dense")
-    relevance: PruningPoint | None = Field(
-        None, description="after training, prune channels by this ranking and report pruned_acc/pruned_loss (SPEC 6)"
-    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _scheduler_family(cls, data: Any) -> Any:
+        """An adaptive preset's D depends on the model family (SPEC 3): set ``sparsity.scheduler.family`` from ``model``."""
+        if not isinstance(data, dict) or not isinstance(data.get("sparsity"), dict):
+            return data
+        scheduler = data["sparsity"].get("scheduler")
+        if not isinstance(scheduler, dict) or "family" in scheduler or not isinstance(data.get("model", ""), str):
+            return data
+        family = ModelFamily.of(data.get("model", "small_cnn"))
+        return {**data, "sparsity": {**data["sparsity"], "scheduler": {**scheduler, "family": family}}}
 
     @field_validator("model")
     @classmethod

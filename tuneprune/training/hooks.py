@@ -12,18 +12,22 @@ import torch.nn as nn
 class TrainHook(Protocol):
     """Called by :func:`tuneprune.training.train` at fixed points of every iteration.
 
-    ``before_iteration(step)`` runs before the forward pass of optimizer step ``step``;
-    ``after_backward(step)`` after ``loss.backward()`` and before gradient clipping and
-    the optimizer step; ``end_epoch(epoch)`` after the epoch's last optimizer step and
-    before evaluation, returning metrics to log. ``state_dict``/``load_state_dict`` make
-    the hook part of the checkpoint so a resumed run continues exactly.
+    ``before_iteration()`` runs before the forward pass of each optimizer step (a hook
+    that needs the step number counts them itself); ``after_backward()`` after
+    ``loss.backward()`` and before gradient clipping and the optimizer step;
+    ``end_epoch()`` after the epoch's last optimizer step and before evaluation;
+    ``metrics()`` then returns the metrics to log for the epoch. ``state_dict``/
+    ``load_state_dict`` make the hook part of the checkpoint so a resumed run continues
+    exactly.
     """
 
-    def before_iteration(self, step: int) -> None: ...
+    def before_iteration(self) -> None: ...
 
-    def after_backward(self, step: int) -> None: ...
+    def after_backward(self) -> None: ...
 
-    def end_epoch(self, epoch: int) -> dict[str, float]: ...
+    def end_epoch(self) -> None: ...
+
+    def metrics(self) -> dict[str, float]: ...
 
     def state_dict(self) -> dict[str, Any]: ...
 
@@ -47,16 +51,19 @@ class FrozenWeights:
         ]
         self.eval_modules = list(eval_modules)
 
-    def before_iteration(self, step: int) -> None:
+    def before_iteration(self) -> None:
         for module in self.eval_modules:
             module.eval()
 
-    def after_backward(self, step: int) -> None:
+    def after_backward(self) -> None:
         for tensor, mask in self.frozen:
             if tensor.grad is not None:
                 tensor.grad.masked_fill_(mask, 0.0)
 
-    def end_epoch(self, epoch: int) -> dict[str, float]:
+    def end_epoch(self) -> None:
+        """Nothing to refresh."""
+
+    def metrics(self) -> dict[str, float]:
         return {}
 
     def state_dict(self) -> dict[str, Any]:

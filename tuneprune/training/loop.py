@@ -65,11 +65,6 @@ def _check_finite(losses: torch.Tensor, epoch: int, steps_per_epoch: int) -> Non
     raise TrainingDiverged(f"training loss became {losses[first].item()} at epoch {epoch + 1}, step {step}")
 
 
-def model_family(model_name: str) -> str:
-    """The family whose adaptive-scheduler constant D applies (SPEC 3)."""
-    return "mobilenet" if "mobilenet" in model_name else "resnet"
-
-
 def _restore(path: Path, model, optimizer, lr_schedule, hooks: Sequence[TrainHook]) -> tuple[int, list]:
     state = load_file(path)
     model.load_state_dict(state["model"])
@@ -130,13 +125,7 @@ def train(
     if config.sparsity is not None:
         from tuneprune.sparsity import Sparsifier
 
-        sparsifier = Sparsifier(
-            model,
-            config.sparsity,
-            steps_per_epoch=steps_per_epoch,
-            epochs=config.epochs,
-            model_family=model_family(config.model),
-        )
+        sparsifier = Sparsifier.from_config(model, config.sparsity, steps_per_epoch, config.epochs)
         hooks.append(sparsifier)
 
     optimizer = build_optimizer(model, config)
@@ -160,9 +149,8 @@ def train(
         correct = torch.zeros((), device=device)
         losses = torch.empty(steps_per_epoch, device=device)  # read once, at the end of the epoch
         for i, (xb, yb) in enumerate(loader):
-            step = epoch * steps_per_epoch + i
             for hook in hooks:
-                hook.before_iteration(step)
+                hook.before_iteration()
             with autocast:
                 logits = model(xb.contiguous(memory_format=memory_format))
                 loss = F.cross_entropy(logits, yb)
@@ -170,7 +158,7 @@ def train(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             for hook in hooks:
-                hook.after_backward(step)
+                hook.after_backward()
             if config.grad_clip:
                 nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
             optimizer.step()
@@ -180,7 +168,8 @@ def train(
         _check_finite(losses, epoch, steps_per_epoch)
         metrics: dict[str, float] = {"epoch": epoch + 1}
         for hook in hooks:
-            metrics.update(hook.end_epoch(epoch))
+            hook.end_epoch()
+            metrics.update(hook.metrics())
         if device.type == "cuda":
             torch.cuda.synchronize()
         metrics["train_time"] = time.perf_counter() - t0
@@ -191,9 +180,6 @@ def train(
         metrics["test_acc"], metrics["test_loss"] = evaluate(model, data.x_test, data.y_test, config.eval_batch_size)
         metrics["lr"] = optimizer.param_groups[0]["lr"]
         metrics["epoch_time"] = time.perf_counter() - t0
-        if "mask_stability" in metrics:  # SPEC 3: the stability objective is the mean over training
-            stabilities = [h["mask_stability"] for h in history] + [metrics["mask_stability"]]
-            metrics["mean_mask_stability"] = sum(stabilities) / len(stabilities)
         history.append(metrics)
         ckpt = None
         if checkpoint_dir is not None:

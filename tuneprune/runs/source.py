@@ -7,24 +7,16 @@ from pathlib import Path
 
 import torch.nn as nn
 
-from tuneprune.config import ConfigError
-from tuneprune.training.checkpoint import MODEL_NAME, load_model
-from tuneprune.training.config import RunConfig
+from tuneprune.tracking import default_tracking_uri, download_artifact
+from tuneprune.training import RunConfig, load_model, train
+from tuneprune.training.checkpoint import MODEL_NAME
 
 
 def model_from_run(run_id: str, tracking_uri: str | None) -> tuple[nn.Module, RunConfig]:
     """Download the ``model.pt`` artifact of an MLflow run and rebuild the model."""
-    import mlflow.artifacts
-
-    from tuneprune.tracking import default_tracking_uri
-
     uri = tracking_uri or default_tracking_uri()
     with tempfile.TemporaryDirectory() as tmp:
-        try:
-            path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=MODEL_NAME, dst_path=tmp, tracking_uri=uri)
-        except Exception as err:
-            raise ConfigError(f"--from-run {run_id}: no {MODEL_NAME} artifact in {uri} ({str(err).splitlines()[0][:120]})") from None
-        return load_model(Path(path))
+        return load_model(download_artifact(f"--from-run {run_id}", uri, run_id, MODEL_NAME, Path(tmp)))
 
 
 def obtain_model(
@@ -43,7 +35,4 @@ def obtain_model(
         return load_model(checkpoint)
     if from_run is not None:
         return model_from_run(from_run, tracking_uri)
-    from tuneprune.training.loop import train
-
-    result = train(train_config)
-    return result.model, train_config
+    return train(train_config).model, train_config
