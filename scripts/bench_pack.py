@@ -61,20 +61,23 @@ class _StepClock:
     """A training hook that waits at ``barrier`` before the first step, then notes its wall-clock time and the epoch's end."""
 
     def __init__(self, barrier: Any) -> None:
-        self.barrier, self.start, self.end = barrier, 0.0, 0.0
+        self.barrier, self.start, self.end, self.steps = barrier, 0.0, 0.0, 0
 
-    def before_iteration(self, step: int) -> None:
-        if step == 0:
+    def before_iteration(self) -> None:
+        if self.steps == 0:
             self.barrier.wait()
             self.start = time.time()
+        self.steps += 1
 
-    def after_backward(self, step: int) -> None:
+    def after_backward(self) -> None:
         """Nothing to do after the backward pass."""
 
-    def end_epoch(self, epoch: int) -> dict[str, float]:
+    def end_epoch(self) -> None:
         if torch.cuda.is_available():
             torch.cuda.synchronize()
         self.end = time.time()
+
+    def metrics(self) -> dict[str, float]:
         return {}
 
     def state_dict(self) -> dict[str, Any]:

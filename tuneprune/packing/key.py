@@ -57,5 +57,3 @@ def check_packable(configs: Sequence[RunConfig]) -> None:
                     f"sparsity.{name}: member {index} has {getattr(config.sparsity, name)!r}, "
                     f"another sparse member {getattr(first_sparse, name)!r}; sparse members of a pack must share it"
                 )
-    if first.relevance is not None or any(c.relevance is not None for c in configs):
-        raise ValueError("relevance: a packed member cannot run the relevance pruning point; set it to null")

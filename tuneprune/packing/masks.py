@@ -15,7 +15,7 @@ import torch
 
 from tuneprune.packing.quantiles import select
 from tuneprune.sparsity.drop import Elimination
-from tuneprune.sparsity.theta import ThetaPolicy
+from tuneprune.sparsity.theta import ConstantTheta, LogDensityTheta, ThetaPolicy
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,8 @@ class MemberRule:
     @property
     def uniform_theta(self) -> bool:
         """Whether every layer gets the same theta (fixed policies, or log_density in mode global)."""
-        return self.theta_policy.fixed is not None or self.theta_policy.config.mode == "global"
+        policy = self.theta_policy
+        return isinstance(policy, ConstantTheta) or (isinstance(policy, LogDensityTheta) and policy.mode == "global")
 
 
 @dataclass(frozen=True)

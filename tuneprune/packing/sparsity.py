@@ -18,7 +18,7 @@ from tuneprune.sparsity.config import SparsityConfig
 from tuneprune.sparsity.drop import Elimination
 from tuneprune.sparsity.schedules import Schedule, build_schedule
 from tuneprune.sparsity.stability import jaccard_from_counts
-from tuneprune.sparsity.theta import ThetaPolicy
+from tuneprune.sparsity.theta import build_theta_policy
 
 
 class PackedSparsity:
@@ -36,17 +36,16 @@ class PackedSparsity:
         sizes: Sequence[int],
         steps_per_epoch: int,
         epochs: int,
-        model_family: str,
         device: torch.device,
     ) -> None:
         self.steps_per_epoch = steps_per_epoch
         self.schedules: list[Schedule | None] = [
-            None if c is None else build_schedule(c, steps_per_epoch, epochs, model_family) for c in configs
+            None if c is None else build_schedule(c, steps_per_epoch, epochs) for c in configs
         ]
         rules = [
             None
             if c is None
-            else MemberRule(c.threshold, ThetaPolicy(c.theta, c.target), Elimination(c.drop, c.target))
+            else MemberRule(c.threshold, build_theta_policy(c.theta, c.target), Elimination.from_config(c.drop, c.target))
             for c in configs
         ]
         sparse = [c for c in configs if c is not None]
@@ -76,11 +75,9 @@ class PackedSparsity:
             mu = jaccard_from_counts(overlap, masks.kept_counts, self.previous.kept_counts).mean(dim=1)
             self.stability_sum += mu
             self.stability_count += 1
-            adaptive = [k for k, s in enumerate(self.schedules) if s is not None and s.needs_stability]
-            if adaptive:
-                values = mu.tolist()
-                for k in adaptive:
-                    self.schedules[k].observe(step, values[k])
+            for k, schedule in enumerate(self.schedules):
+                if schedule is not None:
+                    schedule.observe(step, mu[k])
         self.previous = self.current = masks
 
     def thresholded(self, weights: torch.Tensor) -> torch.Tensor:

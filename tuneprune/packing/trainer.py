@@ -29,7 +29,7 @@ from tuneprune.packing.stack import StackedModel
 from tuneprune.packing.threads import single_threaded
 from tuneprune.sparsity.layers import prunable_layers
 from tuneprune.training.config import RunConfig
-from tuneprune.training.loop import TrainResult, model_family, resolve_device
+from tuneprune.training.loop import TrainResult, resolve_device
 
 MemberCallback = Callable[[int, dict[str, float]], None]
 
@@ -83,8 +83,7 @@ class PackedTrainer:
         self.steps_per_epoch = math.ceil(len(self.data[0].x_train) / first.batch_size)
         self.epochs = first.epochs
         self.sparsity = PackedSparsity(
-            [c.sparsity for c in configs], self.stack.sizes, self.steps_per_epoch, self.epochs,
-            model_family(first.model), self.device,
+            [c.sparsity for c in configs], self.stack.sizes, self.steps_per_epoch, self.epochs, self.device,
         )
         self.optimizer = PackedSGD(configs, self.stack.decays(), self.steps_per_epoch * self.epochs)
         self.loaders = [
