@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from tuneprune.cli.report import register_source_command
+from tuneprune.cli.report import register_source_command, say_run_url
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -29,4 +29,5 @@ def run(args: argparse.Namespace) -> int:
     print(f"fitted {', '.join(fit.free)} to {len(fit.targets)} points (rmse {fit.rmse:.4g}){fixed}")
     print(f"rule:   {rule}   (sparsity.theta.alpha: fitted:{rule})")
     print(f"report: {html}")
+    say_run_url(sources[0])
     return 0

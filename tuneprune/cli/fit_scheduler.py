@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from tuneprune.cli.report import register_source_command
+from tuneprune.cli.report import register_source_command, say_run_url
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -27,4 +27,5 @@ def run(args: argparse.Namespace) -> int:
     for path in presets:
         print(f"preset: {path}")
     print(f"report: {html}")
+    say_run_url(source)
     return 0

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from tuneprune.commands import tuneprune_command
 from tuneprune.reports.alpha import ALPHA, alpha_figure, best_alpha_points
 from tuneprune.reports.document import Report
 from tuneprune.reports.importance import study_importances
@@ -115,7 +116,7 @@ def best_config(report: Report, data: SearchData) -> None:
     path = report.add_file(report.out / "best.yaml")
     path.write_text(yaml.safe_dump(pick["config"], sort_keys=False))
     report.heading("Best configuration")
-    report.text(f"Trial {pick['key']} ({first} = {pick['values'][first]:.4f}); run it with: tuneprune train {path}")
+    report.text(f"Trial {pick['key']} ({first} = {pick['values'][first]:.4f}); run it with: {tuneprune_command('train', path)}")
 
 
 def search_report(report: Report, data: SearchData) -> None:

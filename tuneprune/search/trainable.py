@@ -119,5 +119,6 @@ def run_trial(trial: dict[str, Any]) -> None:
     )
     tracker.log_artifact(run_id, model_path)
     tracker.finish(run_id, "FINISHED")
-    # Reported last: a scheduler may stop the trial as soon as it sees its final epoch.
-    _report({**result.final, **extra}, trial_dir / CHECKPOINT_NAME)
+    # Reported last: a scheduler may stop the trial as soon as it sees its final epoch. No
+    # checkpoint: the trial is done, and the driver deletes its checkpoints (SearchMonitor).
+    _report({**result.final, **extra}, None)

@@ -9,6 +9,7 @@ from tuneprune.tracking.locations import (
     check_tracking_reachable,
     default_storage_url,
     default_tracking_uri,
+    store_missing,
 )
 from tuneprune.tracking.runs import (
     TAG_KIND,
@@ -16,6 +17,7 @@ from tuneprune.tracking.runs import (
     TAG_TRIAL,
     RunTracker,
     find_parent_run,
+    locate_run,
     run_config_from_mlflow,
 )
 
@@ -29,5 +31,7 @@ __all__ = [
     "default_storage_url",
     "default_tracking_uri",
     "find_parent_run",
+    "locate_run",
     "run_config_from_mlflow",
+    "store_missing",
 ]

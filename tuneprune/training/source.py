@@ -16,9 +16,9 @@ def model_from_run(run_id: str, tracking_uri: str | None) -> tuple[nn.Module, Ru
     """Download the ``model.pt`` artifact of an MLflow run and rebuild the model."""
     import mlflow.artifacts
 
-    from tuneprune.tracking import default_tracking_uri
+    from tuneprune.tracking import locate_run
 
-    uri = tracking_uri or default_tracking_uri()
+    uri = locate_run(run_id, tracking_uri)
     with tempfile.TemporaryDirectory() as tmp:
         try:
             path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=MODEL_NAME, dst_path=tmp, tracking_uri=uri)
@@ -32,12 +32,13 @@ def obtain_model(
     checkpoint: str | Path | None = None,
     from_run: str | None = None,
     tracking_uri: str | None = None,
+    progress: bool = False,
 ) -> tuple[nn.Module, RunConfig]:
     """A trained model and the config that produced it.
 
     From ``checkpoint`` (a ``model.pt`` written by ``tuneprune train --out``), from the
     ``model.pt`` artifact of MLflow run ``from_run``, or, when neither is given, by
-    training ``train_config`` now.
+    training ``train_config`` now (with a progress bar if ``progress``).
     """
     if checkpoint is not None:
         return load_model(checkpoint)
@@ -45,5 +46,5 @@ def obtain_model(
         return model_from_run(from_run, tracking_uri)
     from tuneprune.training.loop import train
 
-    result = train(train_config)
+    result = train(train_config, progress=progress)
     return result.model, train_config
