@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.table import Table
 
 RESULTS_DIR_ENV = "TUNEPRUNE_RESULTS_DIR"
 # Result tables written to a file or a pipe are never narrowed to 80 columns (which cuts numbers).
@@ -49,6 +50,13 @@ def results_console() -> Console:
     from rich.console import Console
 
     return Console(highlight=False) if sys.stdout.isatty() else Console(highlight=False, width=FILE_WIDTH)
+
+
+def titled_table(title: str, **options: Any) -> Table:
+    """A rich table at least as wide as its title, so that the title is never wrapped."""
+    from rich.table import Table
+
+    return Table(title=title, min_width=len(title), **options)
 
 
 def json_safe(value: Any) -> Any:

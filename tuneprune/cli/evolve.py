@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tuneprune.cli.common import add_progress_argument, add_set_argument, print_locations, results_console
+from tuneprune.cli.common import add_progress_argument, add_set_argument, print_locations, results_console, titled_table
 from tuneprune.cli.search import add_cluster_arguments
 
 if TYPE_CHECKING:
@@ -26,10 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def print_front(summary: EvolutionSummary) -> None:
-    from rich.table import Table
-
     console = results_console()
-    table = Table(title=f"{summary.name}: Pareto front (validation accuracy, median of {summary.samples} samples)")
+    table = titled_table(f"{summary.name}: Pareto front (validation accuracy, median of {summary.samples} samples)")
     for column in ("gen", "#", "sigma", *summary.rate_names, "sparsity", "accuracy", "deterministic"):
         table.add_column(column, justify="right", overflow="fold")
     for row in summary.front:

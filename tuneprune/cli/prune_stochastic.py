@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tuneprune.cli.common import add_progress_argument, add_set_argument, print_json, results_console
+from tuneprune.cli.common import add_progress_argument, add_set_argument, print_json, results_console, titled_table
 
 if TYPE_CHECKING:
     from tuneprune.stochastic.pipeline import StochasticReport
@@ -47,10 +47,8 @@ def write_outputs(report: StochasticReport, out: Path) -> None:
 
 
 def print_report(report: StochasticReport, out: Path) -> None:
-    from rich.table import Table
-
     console = results_console()
-    table = Table(title=f"Stochastic Pruning: sigma={report.sigma:g} rate={report.rate:g} samples={report.samples}, sparsity {report.sparsity:.4f}")
+    table = titled_table(f"Stochastic Pruning: sigma={report.sigma:g} rate={report.rate:g} samples={report.samples}, sparsity {report.sparsity:.4f}")
     for column in ("model", "val_acc", "test_acc"):
         table.add_column(column)
     rows = [("dense", report.dense), ("deterministic", report.deterministic), (f"stochastic (sample {report.best_sample})", report.stochastic)]
@@ -60,7 +58,7 @@ def print_report(report: StochasticReport, out: Path) -> None:
     console.print(table)
     if report.feature_variance:
         labels = list(next(iter(report.feature_variance.values())))
-        variance = Table(title="feature variance per layer (SPEC 5)")
+        variance = titled_table("feature variance per layer (SPEC 5)")
         for column in ("layer", *labels):
             variance.add_column(column)
         for layer, values in report.feature_variance.items():

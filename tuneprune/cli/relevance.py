@@ -13,6 +13,7 @@ from tuneprune.cli.common import (
     print_json,
     print_locations,
     results_console,
+    titled_table,
 )
 
 if TYPE_CHECKING:  # imported when the command runs, so that --help stays fast
@@ -56,11 +57,9 @@ def load_study_config(args: argparse.Namespace) -> RelevanceStudyConfig:
 def print_table(result: StudyResult, name: str) -> None:
     """Accuracy of every curve at every percentage."""
     from rich import box
-    from rich.table import Table
-
     percentages = [int(row["percentage"]) for row in next(iter(result.curves.values()))]
     title = f"{name}: test accuracy by % of channels pruned (unpruned {result.baseline['acc']:.4f})"
-    table = Table(title=title, box=box.SIMPLE)
+    table = titled_table(title, box=box.SIMPLE)
     table.add_column("ranking", no_wrap=True)
     for p in percentages:
         table.add_column(str(p), justify="right", no_wrap=True)

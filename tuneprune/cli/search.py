@@ -11,6 +11,7 @@ from tuneprune.cli.common import (
     add_set_argument,
     print_locations,
     results_console,
+    titled_table,
 )
 
 
@@ -35,12 +36,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def print_summary(summary) -> None:  # noqa: ANN001
-    from rich.table import Table
-
     console = results_console()
     names = list(summary.objectives)
     title = "Pareto set" if len(names) > 1 else "best trials"
-    table = Table(title=f"{summary.name}: {title}")
+    table = titled_table(f"{summary.name}: {title}")
     for column in ("trial", "grid", "params", *names):
         table.add_column(column, overflow="fold")
     for entry in summary.best:
