@@ -172,3 +172,22 @@ def test_bad_source_exits_2_with_one_line(search, tmp_path, monkeypatch, capsys)
     err = capsys.readouterr().err
     assert err.strip().count("\n") == 0 and "'no_such_search'" in err
     assert not (tmp_path / "mlruns.db").exists()
+
+
+def test_follow_up_commands_find_the_search_from_any_directory(search, tmp_path):
+    """The search recorded its stores in the index: no --tracking-uri, and another working directory."""
+    fit = subprocess.run(
+        [sys.executable, "-m", "tuneprune.cli", "fit-scheduler", search.name, "--out", str(tmp_path / "fit")],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+    )  # fmt: skip
+    assert fit.returncode == 0, fit.stderr
+    assert f"/runs/{search.parent_run_id}" in fit.stderr  # the parent run's page in the MLflow UI
+    assert not (tmp_path / "mlruns.db").exists()
+    trial = search.trials[0]["mlflow_run_id"]
+    train = subprocess.run(
+        [sys.executable, "-m", "tuneprune.cli", "train", "--from-run", trial, "--set", "epochs=1", "--json", "--no-progress"],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+    )  # fmt: skip
+    assert train.returncode == 0, train.stderr
+    assert 0.0 <= json.loads(train.stdout)["test_acc"] <= 1.0
+    assert "Downloading artifacts" not in train.stderr

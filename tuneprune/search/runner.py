@@ -30,6 +30,7 @@ from tuneprune.tracking import (
     store_missing,
 )
 from tuneprune.tracking.index import record
+from tuneprune.tracking.runs import duplicate_name
 
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
@@ -114,19 +115,24 @@ def prepare_search(
     storage_url = storage_url or default_storage_url()
     check_tracking_reachable(tracking_uri)
     check_storage_reachable(storage_url)
-    if resume and not join:
-        check_search_exists(search_name, space.experiment, tracking_uri, storage_url)
+    if not join:
+        check_search_name(search_name, space.experiment, tracking_uri, storage_url, resume)
     results_dir = (Path(results_root) / search_name).resolve()
     return PreparedSearch(space, document, search_name, tracking_uri, storage_url, results_dir, address, resume, join)
 
 
-def check_search_exists(name: str, experiment: str, tracking_uri: str, storage_url: str) -> None:
-    """Refuse to resume a name that neither store knows: a typo must not start a new search."""
+def check_search_name(name: str, experiment: str, tracking_uri: str, storage_url: str, resume: bool) -> None:
+    """A new search needs a free name, and ``--resume`` one the stores know (a typo must not start over)."""
     import optuna
 
     from tuneprune.search.studies import study_names
 
-    if not store_missing(tracking_uri) and RunTracker(tracking_uri, experiment).find_parent(name, "search") is not None:
+    parent = None if store_missing(tracking_uri) else RunTracker(tracking_uri, experiment).find_parent(name, "search")
+    if not resume:
+        if parent is not None:
+            raise duplicate_name(name, "search", parent.info.run_id)
+        return
+    if parent is not None:
         return
     if not store_missing(storage_url) and study_names(name, optuna.storages.RDBStorage(storage_url, heartbeat_interval=None)):
         return

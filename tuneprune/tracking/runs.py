@@ -55,6 +55,14 @@ def environment_tags() -> dict[str, str]:
     return tags
 
 
+def duplicate_name(name: str, kind: str, run_id: str) -> ConfigError:
+    """The error for a new search or evolution whose name is taken."""
+    return ConfigError(
+        f"name = {name!r}: a {kind} of that name already exists (MLflow run {run_id}); "
+        "pass --resume to continue it or choose another --name"
+    )
+
+
 class RunTracker:
     """Thin, explicit-id wrapper over ``MlflowClient`` for one experiment."""
 
@@ -112,15 +120,9 @@ class RunTracker:
     # -- creating runs --------------------------------------------------------------------
     def start_parent(self, name: str, kind: str, *, resume: bool, tags: dict[str, str] | None = None) -> str:
         """Create the parent run of ``name``, or reopen it when resuming. Refuse silent duplicates."""
-        def refuse(run_id: str) -> ConfigError:
-            return ConfigError(
-                f"name = {name!r}: a {kind} of that name already exists (MLflow run {run_id}); "
-                "pass --resume to continue it or choose another --name"
-            )
-
         existing = self.find_parent(name, kind)
         if existing is not None and not resume:
-            raise refuse(existing.info.run_id)
+            raise duplicate_name(name, kind, existing.info.run_id)
         if existing is not None:
             self.client.update_run(existing.info.run_id, "RUNNING")
             return existing.info.run_id
@@ -132,7 +134,7 @@ class RunTracker:
         if oldest is not None and oldest.info.run_id != run_id:
             self.client.delete_run(run_id)
             if not resume:
-                raise refuse(oldest.info.run_id)
+                raise duplicate_name(name, kind, oldest.info.run_id)
             self.client.update_run(oldest.info.run_id, "RUNNING")
             return oldest.info.run_id
         return run_id
