@@ -200,6 +200,6 @@ def test_resume_of_a_name_never_used_exits_2_naming_the_stores(command, tmp_path
     )
     assert out.returncode == 2
     assert out.stderr.count("\n") == 1 and "never-ran" in out.stderr
-    looked_in = [str(tmp_path / "mlruns.db"), str(tmp_path / "optuna.db")] if command == "search" else [str(tmp_path / "runs")]
+    looked_in = [str(tmp_path / ("optuna.db" if command == "search" else "runs")), str(tmp_path / "mlruns.db")]
     assert all(place in out.stderr for place in looked_in), out.stderr
     assert not (tmp_path / "runs").exists() and not (tmp_path / "mlruns.db").exists()

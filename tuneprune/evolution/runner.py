@@ -29,7 +29,7 @@ from tuneprune.evolution.state import STATE_NAME, EvolutionState
 from tuneprune.evolution.worker import EvalSettings, Individual, dense_payload
 from tuneprune.progress import ProgressBar, say
 from tuneprune.raycluster import check_local_resources
-from tuneprune.tracking import RunTracker, check_tracking_reachable, default_tracking_uri
+from tuneprune.tracking import RunTracker, check_tracking_reachable, default_tracking_uri, store_missing
 from tuneprune.tracking.index import record
 
 DENSE_NAME = "dense.pt"
@@ -111,8 +111,8 @@ def prepare_evolution(
     results_dir = (Path(results_root) / evolution_name).resolve()
     state_path = results_dir / STATE_NAME
     state = None
-    if resume and not state_path.exists():
-        raise ConfigError(f"--resume --name {evolution_name!r}: no evolution of that name to resume in {results_dir} (no {STATE_NAME})")
+    if resume and not state_path.exists() and not _parent_exists(evolution_name, space.experiment, tracking_uri):
+        raise ConfigError(f"--resume --name {evolution_name!r}: no evolution of that name to resume in {results_dir} or {tracking_uri}")
     if state_path.exists():
         if not resume:
             raise ConfigError(
@@ -125,6 +125,11 @@ def prepare_evolution(
         space, document, evolution_name, tracking_uri, results_dir, address, resume,
         Path(checkpoint) if checkpoint else None, from_run, state,
     )  # fmt: skip
+
+
+def _parent_exists(name: str, experiment: str, tracking_uri: str) -> bool:
+    """Whether MLflow has the parent run of evolution ``name`` (a driver killed before its first generation left one)."""
+    return not store_missing(tracking_uri) and RunTracker(tracking_uri, experiment).find_parent(name, "evolution") is not None
 
 
 def _dense(prepared: PreparedEvolution, progress: bool) -> tuple[nn.Module, str, DatasetSplits]:
