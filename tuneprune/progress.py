@@ -8,6 +8,7 @@ log never goes quiet for long and never fills with redraws.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from functools import lru_cache
@@ -33,16 +34,35 @@ def say(message: str) -> None:
 
 
 class _PeriodicLines:
-    """Prints a line when ``PERIOD_S`` seconds passed since the last one, or when forced."""
+    """Prints a line when ``PERIOD_S`` seconds passed since the last one, or when forced (thread-safe)."""
 
     def __init__(self) -> None:
         self._last = float("-inf")
+        self._lock = threading.Lock()
 
     def emit(self, line: str, force: bool = False) -> None:
-        now = time.monotonic()
-        if force or now - self._last >= PERIOD_S:
-            say(line)
-            self._last = now
+        with self._lock:
+            now = time.monotonic()
+            if force or now - self._last >= PERIOD_S:
+                say(line)
+                self._last = now
+
+
+class _Heartbeat(threading.Thread):
+    """Offers ``text()`` to ``lines`` every ``PERIOD_S`` seconds, so a slow step is never silent."""
+
+    def __init__(self, lines: _PeriodicLines, text: Callable[[], str]) -> None:
+        super().__init__(daemon=True)
+        self._lines, self._text = lines, text
+        self._stopped = threading.Event()
+        self.start()
+
+    def run(self) -> None:
+        while not self._stopped.wait(PERIOD_S):
+            self._lines.emit(self._text())
+
+    def stop(self) -> None:
+        self._stopped.set()
 
 
 class LiveStatus:
@@ -84,7 +104,9 @@ class ProgressBar:
     def __init__(self, label: str, total: int, done: int = 0) -> None:
         self.label, self.total, self.done = label, total, done
         self._info = ""
+        self._started = time.monotonic()
         self._progress = None
+        self._heartbeat = None
         if console().is_terminal:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -95,9 +117,11 @@ class ProgressBar:
         else:
             self._lines = _PeriodicLines()
             self._lines.emit(self._text(), force=True)
+            self._heartbeat = _Heartbeat(self._lines, self._text)
 
     def _text(self) -> str:
-        return f"{self.label} {self.done}/{self.total} {self._info}".rstrip()
+        parts = (f"{self.label} {self.done}/{self.total}", self._info, f"({time.monotonic() - self._started:.0f} s)")
+        return " ".join(part for part in parts if part)
 
     def advance(self, info: str) -> None:
         self.done += 1
@@ -110,5 +134,7 @@ class ProgressBar:
     def close(self) -> None:
         if self._progress is not None:
             self._progress.stop()
-        elif self.done < self.total:  # else the last advance printed the final line
+            return
+        self._heartbeat.stop()
+        if self.done < self.total:  # else the last advance printed the final line
             self._lines.emit(self._text(), force=True)
