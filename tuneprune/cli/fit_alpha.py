@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from tuneprune.cli.report import load_source, register_source_command, say_run_url
+from tuneprune.cli.report import register_source_command, say_run_url
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -17,9 +17,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tuneprune.reports import Report, alpha_fit_report
+    from tuneprune.reports import Report, alpha_fit_report, resolve_source
 
-    sources = [load_source(s, args.tracking_uri) for s in args.sources]
+    sources = [resolve_source(s, args.tracking_uri) for s in args.sources]
     report = Report("tuneprune fit-alpha " + " ".join(s.name for s in sources), args.out or sources[0].results_dir / "fit-alpha")
     fit, rule = alpha_fit_report(report, sources)
     html = report.write_html("fit_alpha.html")

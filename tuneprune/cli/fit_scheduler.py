@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from tuneprune.cli.report import load_source, register_source_command, say_run_url
+from tuneprune.cli.report import register_source_command, say_run_url
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -18,9 +18,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tuneprune.reports import Report, load_search, scheduler_report
+    from tuneprune.reports import Report, load_search, resolve_source, scheduler_report
 
-    source = load_source(args.source, args.tracking_uri)
+    source = resolve_source(args.source, args.tracking_uri)
     report = Report(f"tuneprune fit-scheduler {source.name}", args.out or source.results_dir / "fit-scheduler")
     presets = scheduler_report(report, load_search(source))
     html = report.write_html("fit_scheduler.html")

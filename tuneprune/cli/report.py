@@ -33,22 +33,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tuneprune.reports import build_report
+    from tuneprune.reports import build_report, resolve_source
 
-    source = load_source(args.source, args.tracking_uri)
+    source = resolve_source(args.source, args.tracking_uri)
     print(build_report(source, args.out))
     say_run_url(source)
     return 0
-
-
-def load_source(label: str, tracking_uri: str | None):  # noqa: ANN201 - a tuneprune.reports.Source
-    """The search or evolution ``label`` names, saying where it was found (on stderr)."""
-    from tuneprune.progress import say
-    from tuneprune.reports import resolve_source
-
-    source = resolve_source(label, tracking_uri)
-    say(f"reading {source.kind} {source.name} from {source.results_dir} and {source.tracking_uri} ...")
-    return source
 
 
 def say_run_url(source) -> None:  # noqa: ANN001 - a tuneprune.reports.Source
