@@ -1,6 +1,7 @@
 """Benchmark of the sparse training engine: step time dense vs sparse, threshold vs a full sort.
 
-    python scripts/bench_sparse.py [--models resnet20,resnet18] [--steps 6] [--warmup 1] [--threads N]
+    python scripts/bench_sparse.py [--models resnet20,densenet40_24] [--steps 6] [--warmup 1] [--threads N]
+                                   [--sparse-config '{threshold: layer}']
 
 For each model (CIFAR-shaped random batch, batch 128) and device (the CPU, and CUDA when
 present) it prints, measured in this run: the median time of one training step (forward,
@@ -8,24 +9,40 @@ backward, SGD step) dense and sparse (Feather defaults at a constant sparsity, t
 Sparsifier's ``before_iteration`` included), their ratio and the ratio of the fastest
 steps (``best``, robust to other load on the machine); and the threshold update
 (gather |w| + selection, SPEC 1.4) against the full-sort baseline of the Feather
-reference (``torch.cat`` + ``torch.sort`` + interpolation) and ``torch.quantile``, plus
-the whole per-iteration mask update (threshold, masks, theta, stability). Dense and
+reference (``torch.cat`` + ``torch.sort`` + interpolation) and ``torch.quantile``, the
+accelerator selection (radix select, timed on every device), plus the whole
+per-iteration mask update (threshold, masks, theta, stability). Dense and
 sparse steps are interleaved so that load on the machine affects both alike.
+
+``launches`` counts, with ``torch.profiler``, what one step issues: on CUDA the device
+kernels, on the CPU the top-level ``aten::`` operators (each at most one kernel launch on
+an accelerator, views none); for the dense step, the sparse step and the mask update
+alone, and again along the accelerator path (radix select, ``index_add_`` counts; on the
+CPU its NumPy work is invisible to the profiler). These counts hold on any device,
+unlike the times.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
+import math
 import statistics
 import time
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+import yaml
+
+from bench_common import add_machine_arguments, start
+from torch.autograd import DeviceType
+from torch.profiler import ProfilerActivity, profile
 
 from tuneprune.models import create_model
 from tuneprune.sparsity import Sparsifier, SparsityConfig
+from tuneprune.sparsity.dispatch import accelerator_path
+from tuneprune.sparsity.segments import Segments
+from tuneprune.sparsity.selection import segmented_quantiles
 from tuneprune.sparsity.thresholds import FlatMagnitudes
 
 NUM_CLASSES = 10
@@ -67,6 +84,27 @@ class _Trainer:
         self.iteration += 1
 
 
+def _is_top_level(event) -> bool:
+    parent = event.cpu_parent
+    while parent is not None:
+        if parent.name.startswith("aten::"):
+            return False
+        parent = parent.cpu_parent
+    return True
+
+
+def launches(fn: Callable[[], object], device: torch.device) -> int:
+    """Device kernels (CUDA) or top-level aten operators (CPU) issued by one call of ``fn``."""
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        fn()
+        _sync(device)
+    events = prof.events()
+    if device.type == "cuda":
+        return sum(1 for e in events if e.device_type == DeviceType.CUDA)
+    return sum(1 for e in events if e.name.startswith("aten::") and _is_top_level(e))
+
+
 def _sort_threshold(weights: list[torch.Tensor], sparsity: float) -> torch.Tensor:
     """The Feather reference: concatenate, sort everything, interpolate."""
     values = torch.sort(torch.cat([w.detach().reshape(-1).abs() for w in weights])).values
@@ -82,7 +120,7 @@ def _quantile_threshold(weights: list[torch.Tensor], sparsity: float) -> torch.T
 def bench(name: str, device: torch.device, args: argparse.Namespace) -> dict[str, object]:
     x = torch.randn(args.batch_size, 3, 32, 32, device=device)
     y = torch.randint(0, NUM_CLASSES, (args.batch_size,), device=device)
-    config = SparsityConfig(target=args.sparsity, scheduler={"type": "constant"})
+    config = SparsityConfig(**{"target": args.sparsity, "scheduler": {"type": "constant"}, **yaml.safe_load(args.sparse_config)})
     dense, sparse = _Trainer(name, device, None), _Trainer(name, device, config)
     for _ in range(args.warmup):
         dense.step(x, y)
@@ -91,15 +129,25 @@ def bench(name: str, device: torch.device, args: argparse.Namespace) -> dict[str
     for _ in range(args.steps):
         dense_times.append(_timed(lambda: dense.step(x, y), device))
         sparse_times.append(_timed(lambda: sparse.step(x, y), device))
+    if not args.steps:  # thresholds only
+        dense_times = sparse_times = [math.nan]
 
-    weights = sparse.sparsifier._weights()
-    flat = FlatMagnitudes(weights)
+    sparsifier = sparse.sparsifier
+    weights = [m.parametrizations.weight.original for m in sparsifier._modules]
+    flat = FlatMagnitudes(sparsifier._layout.segments, sparsifier._flat.dtype)
 
     def ours() -> torch.Tensor:
-        flat.gather(weights)
+        flat.gather(sparsifier._flat)
         return flat.global_quantiles([args.sparsity])[0]
 
+    whole = Segments([sparsifier._flat.numel()], device)
+
+    def radix() -> torch.Tensor:
+        flat.gather(sparsifier._flat)
+        return segmented_quantiles(flat.flat, whole, args.sparsity)[0]
+
     assert torch.allclose(ours(), _sort_threshold(weights, args.sparsity))
+    assert torch.equal(radix(), ours())
     repeats = args.threshold_repeats
     row = {
         "model": name,
@@ -109,9 +157,16 @@ def bench(name: str, device: torch.device, args: argparse.Namespace) -> dict[str
         "sparse_ms": 1000 * statistics.median(sparse_times),
         "best_ratio": min(sparse_times) / min(dense_times),
         "threshold_ms": _median_ms(ours, device, repeats),
+        "radix_ms": _median_ms(radix, device, repeats),
         "sort_ms": _median_ms(lambda: _sort_threshold(weights, args.sparsity), device, repeats),
-        "mask_update_ms": _median_ms(lambda: sparse.sparsifier.before_iteration(sparse.iteration), device, repeats),
+        "mask_update_ms": _median_ms(lambda: sparsifier.before_iteration(sparse.iteration), device, repeats),
+        "dense_launches": launches(lambda: dense.step(x, y), device) if args.steps else -1,
+        "sparse_launches": launches(lambda: sparse.step(x, y), device) if args.steps else -1,
+        "mask_launches": launches(lambda: sparsifier.before_iteration(sparse.iteration), device),
     }
+    with accelerator_path():  # on the CPU: the same counts along the accelerator's algorithms
+        row["accelerator_sparse_launches"] = launches(lambda: sparse.step(x, y), device) if args.steps else -1
+        row["accelerator_mask_launches"] = launches(lambda: sparsifier.before_iteration(sparse.iteration), device)
     n = row["weights"]
     row["quantile_ms"] = _median_ms(lambda: _quantile_threshold(weights, args.sparsity), device, repeats) if n < 2**24 else float("nan")
     return row
@@ -119,38 +174,38 @@ def bench(name: str, device: torch.device, args: argparse.Namespace) -> dict[str
 
 def print_table(rows: list[dict[str, object]]) -> None:
     header = (
-        f"{'model':10s} {'device':6s} {'weights':>10s} {'dense ms':>9s} {'sparse ms':>10s} {'ratio':>6s} {'best':>6s} "
-        f"{'thresh ms':>10s} {'sort ms':>9s} {'speedup':>8s} {'quantile ms':>12s} {'speedup':>8s} {'mask upd ms':>12s}"
+        f"{'model':14s} {'device':6s} {'weights':>10s} {'dense ms':>9s} {'sparse ms':>10s} {'ratio':>6s} {'best':>6s} "
+        f"{'thresh ms':>10s} {'sort ms':>9s} {'speedup':>8s} {'quantile ms':>12s} {'speedup':>8s} {'radix ms':>9s} {'mask upd ms':>12s} "
+        f"{'launches dense':>15s} {'sparse':>7s} {'mask upd':>9s} {'accel. path: sparse':>20s} {'mask upd':>9s}"
     )
     print(header)
     print("-" * len(header))
     for r in rows:
         print(
-            f"{r['model']:10s} {r['device']:6s} {r['weights']:>10,d} {r['dense_ms']:9.1f} {r['sparse_ms']:10.1f} "
+            f"{r['model']:14s} {r['device']:6s} {r['weights']:>10,d} {r['dense_ms']:9.1f} {r['sparse_ms']:10.1f} "
             f"{r['sparse_ms'] / r['dense_ms']:6.3f} {r['best_ratio']:6.3f} {r['threshold_ms']:10.2f} {r['sort_ms']:9.1f} "
             f"{r['sort_ms'] / r['threshold_ms']:7.1f}x {r['quantile_ms']:12.1f} {r['quantile_ms'] / r['threshold_ms']:7.1f}x "
-            f"{r['mask_update_ms']:12.2f}"
+            f"{r['radix_ms']:9.2f} {r['mask_update_ms']:12.2f} {r['dense_launches']:15d} {r['sparse_launches']:7d} {r['mask_launches']:9d} "
+            f"{r['accelerator_sparse_launches']:20d} {r['accelerator_mask_launches']:9d}"
         )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default="resnet20,resnet18", help="comma-separated registry names")
-    parser.add_argument("--steps", type=int, default=6, help="timed training steps per model and mode")
+    parser.add_argument(
+        "--models", default="resnet20,resnet20x2,mobilenet_v1,densenet40_24,resnet18", help="comma-separated registry names"
+    )
+    parser.add_argument("--steps", type=int, default=6, help="timed training steps per model and mode (0: thresholds only)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps first")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--sparsity", type=float, default=0.9, help="constant sparsity of the sparse run")
-    parser.add_argument("--threshold-repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
-    parser.add_argument("--devices", default="cpu,cuda" if torch.cuda.is_available() else "cpu")
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads (load average {load}), "
-        f"batch {args.batch_size}, sparsity {args.sparsity}"
+    parser.add_argument(
+        "--sparse-config", default="{}", help="more sparsity settings, YAML flow, e.g. '{threshold: layer, drop: {rho: 0.5, mode: layer}}'"
     )
+    parser.add_argument("--threshold-repeats", type=int, default=3)
+    add_machine_arguments(parser)
+    args = parser.parse_args()
+    start(args, f"batch {args.batch_size}, sparsity {args.sparsity} {args.sparse_config}")
     rows = []
     for device in args.devices.split(","):
         for name in args.models.split(","):

@@ -20,6 +20,17 @@ def search_index(tmp_path_factory):
     os.environ.pop("TUNEPRUNE_INDEX", None)
 
 
+@pytest.fixture
+def single_thread():
+    """One torch thread: tiny models gain nothing from threads, and a busy machine does not stall them."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def ray_session():
     """One local Ray instance (2 CPUs) shared by every test that needs Ray."""

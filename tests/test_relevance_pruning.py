@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn as nn
 
+from tuneprune.config import load_config
 from tuneprune.data import load_dataset
 from tuneprune.models import create_model
 from tuneprune.relevance import PruningPoint, evaluate_channel_pruning
-from tuneprune.relevance.channels import channels_pruned, conv_units, prune_channels, select_channels
+from tuneprune.relevance.channels import channels_pruned, conv_units, layer_floor, prune_channels, select_channels
 from tuneprune.relevance.config import FinetuneSettings, RelevanceStudyConfig
 from tuneprune.relevance.evaluation import evaluate_pruned, prepare
 from tuneprune.relevance.finetune import finetune_pruned
+from tuneprune.relevance.normalization import normalize_scores
 from tuneprune.relevance.rankings import random_order
 from tuneprune.relevance.settings import RelevanceSettings
 from tuneprune.relevance.study import run_study
@@ -123,3 +127,38 @@ def test_study_rows_carry_finetuned_metrics_when_asked(trained):
     assert list(result.curves) == ["parameter", "delta=0.5"] and result.num_channels == 224
     (row,) = result.curves["parameter"]
     assert row["pruned_channels"] == 67 and {"acc", "loss", "finetuned_acc", "finetuned_loss"} <= set(row)
+
+
+def test_normalisations_scale_each_layer_and_keep_its_order():
+    units = conv_units(create_model("small_cnn", 10, 1))
+    scores = torch.rand(224, generator=torch.Generator().manual_seed(0)) * torch.tensor([1.0] * 32 + [0.01] * 64 + [5.0] * 128)
+    assert torch.equal(normalize_scores(scores, units, "none"), scores)
+    for normalization, reduce in (("layer_share", torch.mean), ("layer_max", torch.amax)):
+        normalized = normalize_scores(scores, units, normalization)
+        for unit in units:
+            mine = slice(unit.offset, unit.offset + unit.size)
+            assert reduce(normalized[mine]).item() == pytest.approx(1.0)
+            assert torch.equal(torch.argsort(normalized[mine]), torch.argsort(scores[mine]))
+
+
+@pytest.mark.parametrize("share, floors", [(0.0, [1, 1, 1]), (0.1, [4, 7, 13]), (0.5, [16, 32, 64])])
+def test_global_scope_keeps_the_minimum_share_of_every_layer(share, floors):
+    units = conv_units(create_model("small_cnn", 10, 1))
+    last_layer_first = list(range(96, 224)) + list(range(96))
+    channels = select_channels(last_layer_first, units, 90, "global", share)
+    kept = [u.size - sum(u.offset <= c < u.offset + u.size for c in channels) for u in units]
+    assert [layer_floor(u.size, share) for u in units] == floors
+    assert all(k >= f for k, f in zip(kept, floors))
+    assert len(channels) == min(round(0.9 * 224), 224 - sum(floors))
+    assert kept[2] == floors[2]  # the ranking's first layer is pruned down to its floor, then the next
+
+
+def test_shipped_relevance_example_beats_random_at_10_to_30_percent_with_the_defaults():
+    """configs/relevance_digits.yaml as shipped (6 epochs on digits, a few seconds): SPEC 6's control."""
+    shipped = Path(__file__).parents[1] / "configs" / "relevance_digits.yaml"
+    study = load_config(RelevanceStudyConfig, shipped, ["deltas=[]", "percentages=[10,20,30]"])
+    data = load_dataset(study.train)
+    result = run_study(train(study.train).model, study.train, data, study)
+    accuracy = {name: [row["acc"] for row in curve] for name, curve in result.curves.items()}
+    for ranking in ("relevance", "parameter"):
+        assert all(a > r for a, r in zip(accuracy[ranking], accuracy["random"])), (ranking, accuracy)

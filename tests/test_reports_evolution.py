@@ -103,7 +103,8 @@ def test_chosen_config_runs_with_prune_stochastic(evolution, report, tmp_path):
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
-    assert json.loads(out.stdout)["sparsity"] > 0.4
+    printed = json.loads(out.stdout)
+    assert printed["pruned_layers_sparsity"] == pytest.approx(config.rate, abs=1e-4) and printed["model_sparsity"] > 0.4
 
 
 def test_report_by_run_id_prints_the_html_path(evolution, tmp_path, capsys):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 
 import numpy as np
@@ -12,7 +13,10 @@ from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
 from tuneprune.cli import main
 from tuneprune.reports import fit_tangent, tangent
-from tuneprune.reports.pareto import Plane, front_indices, hypervolume
+from tuneprune.evolution.archive import FRONT_PLANE, pareto_front
+from tuneprune.pareto import Plane, front_indices, hypervolume, non_dominated
+from tuneprune.reports import Report
+from tuneprune.reports.sections import front_section
 from tuneprune.sparsity import alpha_for_target, resolve_alpha
 from tuneprune.sparsity.theta import PUBLISHED_ALPHA_RULE
 
@@ -50,18 +54,25 @@ def test_fewer_than_four_points_keep_c2_c3_published(n, free):
     assert fit.rmse < 1e-6 if n <= 2 else fit.rmse < 0.01
 
 
-def synthetic_alpha_search(directory, name: str, models: list[str]) -> None:
-    """A results directory whose summary.json has the best alpha per (model, target) on the published curve."""
-    best = [
-        {
-            "key": f"g{i}-{j:03d}", "grid": {"model": model, "sparsity.target": s}, "params": {"sparsity.theta.alpha": float(published(s))},
-            "values": {"val_acc": 0.9}, "config": {"model": model, "sparsity": {"target": s, "theta": {"alpha": float(published(s))}}},
-        }  # fmt: skip
+def synthetic_trial(key: str, model: str, target: float, alpha: float, val_acc: float = 0.9, sparsity: float | None = None) -> dict:
+    """A complete trial entry of summary.json as a search writes it (config and final metrics included)."""
+    return {
+        "key": key, "name": key, "state": "COMPLETE", "grid": {"model": model, "sparsity.target": target},
+        "params": {"sparsity.theta.alpha": alpha}, "values": {"val_acc": val_acc},
+        "metrics": {"val_acc": val_acc, "sparsity": target if sparsity is None else sparsity},
+        "config": {"model": model, "dataset": "digits", "sparsity": {"target": target, "theta": {"alpha": alpha}}},
+    }  # fmt: skip
+
+
+def synthetic_alpha_search(directory, name: str, models: list[str], extra: list[dict] = ()) -> None:
+    """A results directory whose summary.json has one usable trial per (model, target) on the published curve, plus ``extra``."""
+    trials = [
+        synthetic_trial(f"g{i}-{j:03d}", model, s, float(published(s)))
         for i, model in enumerate(models)
         for j, s in enumerate([0.8, *TARGETS])
-    ]
+    ] + list(extra)
     summary = {"name": name, "parent_run_id": "0" * 32, "tracking_uri": f"sqlite:///{directory}/absent.db",
-               "objectives": {"val_acc": "max"}, "trials": [], "best": best}  # fmt: skip
+               "objectives": {"val_acc": "max"}, "trials": trials, "best": trials}  # fmt: skip
     directory.mkdir(parents=True)
     (directory / "summary.json").write_text(json.dumps(summary))
 
@@ -103,3 +114,60 @@ def test_fronts_and_hypervolume_with_a_minimised_metric():
     reference = plane.reference(points)
     assert reference == (points[:, 0].max(), 0.0)
     assert hypervolume(points[front], plane, reference) == pytest.approx(HV(ref_point=np.array([reference[0], 0.0]))(minimised))
+
+
+def test_excluded_trials_are_printed_plotted_and_never_fitted(tmp_path, capsys):
+    """Near-chance and short-of-target trials with wild alphas would wreck the fit; they are left out with the reason."""
+    extra = [
+        synthetic_trial("g9-001", "resnet20", 0.99, 0.9, val_acc=0.95, sparsity=0.76),  # more accurate, never reached 0.99
+        synthetic_trial("g9-002", "resnet20", 0.98, -0.5, val_acc=0.146),  # near chance
+        synthetic_trial("g9-003", "resnet20", 0.995, 2.0, val_acc=0.95, sparsity=0.9935),
+    ]
+    directory = tmp_path / "runs" / "alpha_x"
+    synthetic_alpha_search(directory, "alpha_x", ["resnet20"], extra)
+    assert main(["fit-alpha", str(directory), "--out", str(tmp_path / "fit")]) == 0
+    printed = capsys.readouterr().out
+    assert "excluded alpha_x g9-001 (target 0.99, alpha 0.9): target not reached: sparsity 0.7600 < 0.99 - 0.001" in printed
+    assert "excluded alpha_x g9-002 (target 0.98, alpha -0.5): near chance: val_acc 0.1460 < chance 0.1 + 0.1" in printed
+    assert "excluded alpha_x g9-003" in printed
+    rule = yaml.safe_load((tmp_path / "fit" / "alpha_rule.yaml").read_text())
+    assert rule["points"] == 6 and rule["rmse"] < 1e-6 and rule["r2"] == pytest.approx(1.0)
+    excluded = (tmp_path / "fit" / "excluded.csv").read_text().splitlines()
+    assert len(excluded) == 1 + 3
+
+
+def test_fit_keeps_the_poles_outside_the_range_with_its_margin():
+    """Jagged points that an unconstrained fit explains with a pole between 0.99 and 0.995."""
+    targets = [0.90, 0.95, 0.98, 0.99, 0.993, 0.995]
+    alphas = [0.07, 0.09, 0.12, 0.567, -0.253, -0.021]
+    fit = fit_tangent(targets, alphas, pole_margin=0.005)
+    lower, upper = fit.poles
+    assert lower <= 0.90 - 0.005 + 1e-9 and upper >= 0.995 + 0.005 - 1e-9
+    s = np.linspace(0.90, 0.995, 2000)
+    assert np.all(np.isfinite(fit(s))) and np.all(np.diff(fit(s)) * np.sign(fit.constants["c1"]) > 0)  # one branch: monotone
+    assert len(fit.residuals) == 6 and fit.r2 is not None and fit.r2 < 1.0
+
+
+def test_too_few_usable_points_exit_2_with_one_line(tmp_path, capsys):
+    directory = tmp_path / "runs" / "few"
+    synthetic_alpha_search(directory, "few", [], [synthetic_trial("g0-000", "resnet20", 0.95, 0.09), synthetic_trial("g1-000", "resnet20", 0.99, 0.13)])
+    assert main(["fit-alpha", str(directory), "--constants", "c1,c2,c3,c4", "--out", str(tmp_path / "fit")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "2 usable distinct targets for 4 constants" in err
+    assert not (tmp_path / "fit" / "alpha_rule.yaml").exists()
+
+
+def test_console_front_and_report_front_share_one_tie_rule(tmp_path):
+    """Two individuals on the same point are both non-dominated: the evolve console and the report list both."""
+    rows = [
+        {"generation": 0, "index": i, "status": "ok", "sigma": 0.001, "rate": r, "accuracy": a, "sparsity": s}
+        for i, (r, a, s) in enumerate([(0.5, 0.9, 0.5), (0.7, 0.8, 0.7), (0.7, 0.8, 0.7), (0.6, 0.7, 0.6), (0.9, 0.3, 0.9)])
+    ]
+    console = [(r["generation"], r["index"]) for r in pareto_front(rows)]
+    assert console == [(0, 0), (0, 1), (0, 2), (0, 4)]  # the tie (0, 1) = (0, 2) kept, in evaluation order
+    front_section(Report("t", tmp_path), rows, FRONT_PLANE)
+    with open(tmp_path / "front_accuracy_vs_sparsity_front.csv") as fh:
+        report = [(int(r["generation"]), int(r["index"])) for r in csv.DictReader(fh)]
+    assert report == console
+    points = np.array([[r["sparsity"], r["accuracy"]] for r in rows])
+    assert front_indices(points, FRONT_PLANE) == non_dominated(points, ("max", "max")) == [0, 1, 2, 4]

@@ -73,7 +73,7 @@ def test_asha_search_tracks_every_trial(ray_session, tmp_path, stores):
         else:
             assert run.info.status == "FINISHED" and len(steps) == 4
         assert run.data.params["sparsity.target"] == "0.9"
-        assert run.info.run_name.startswith("t0")
+        assert run.info.run_name.startswith(trial["key"] + " ")
     study = optuna.load_study(study_name="asha[sparsity.target=0.9]", storage=stores["storage_url"])
     assert len(study.trials) == 6
     parent = client.get_run(summary.parent_run_id)

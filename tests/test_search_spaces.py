@@ -8,6 +8,7 @@ import pytest
 
 from tuneprune.config import ConfigError
 from tuneprune.evolution.runner import prepare_evolution
+from tuneprune.evolution.space import RateInterval
 from tuneprune.search import prepare_search
 
 ALL = sorted((Path(__file__).resolve().parents[1] / "search_spaces").glob("*.yaml"))
@@ -37,6 +38,13 @@ def test_evolution_space_validates_on_digits(path, tmp_path):
         path, ["train.dataset=digits", "train.epochs=1", "resources.gpu=0", "resources.cpu=1"], tracking_uri=f"sqlite:///{tmp_path}/m.db", results_root=tmp_path
     )
     assert prepared.space.train.dataset == "digits"
+    rate = prepared.space.variables.rate
+    assert (rate.low, rate.high) == (0.01, 0.99)  # SPEC 5: the pruning rate r from 0.01 to 0.99
+
+
+def test_rate_bounds_default_to_spec():
+    rate = RateInterval()
+    assert (rate.low, rate.high) == (0.01, 0.99)  # SPEC 5
 
 
 @pytest.mark.parametrize("path", [p for p in SPACES if "cifar" in p.read_text()], ids=lambda p: p.stem)

@@ -5,12 +5,19 @@ import torch
 
 from tuneprune.sparsity.config import DropConfig
 from tuneprune.sparsity.drop import Elimination
+from tuneprune.sparsity.flat import FlatLayout
 from tuneprune.sparsity.masks import MaskBuilder
 
 
 def _weights():
     g = torch.Generator().manual_seed(0)
     return [torch.randn(16, 8, 3, 3, generator=g), 3 * torch.randn(40, 16, generator=g), 0.5 * torch.randn(10, 40, generator=g)]
+
+
+def _builder(weights, threshold_mode, drop: DropConfig) -> tuple[MaskBuilder, torch.Tensor]:
+    """A MaskBuilder over ``weights`` and their flat buffer."""
+    flat = torch.cat([w.flatten() for w in weights])
+    return MaskBuilder(FlatLayout(weights), threshold_mode, Elimination(drop, 0.9)), flat
 
 
 def test_timeframes():
@@ -22,11 +29,10 @@ def test_timeframes():
     assert not from_start.applies(0.0)
 
 
-@pytest.mark.parametrize("threshold_mode", ["global", "layer"])
-def test_global_elimination_is_the_rho_s_quantile_of_the_network(threshold_mode):
+def test_global_elimination_is_the_rho_s_quantile_of_the_network():
     weights = _weights()
-    builder = MaskBuilder(weights, threshold_mode, Elimination(DropConfig(rho=0.25), 0.9))
-    masks = builder.build(weights, 0.8, slot=0)
+    builder, flat = _builder(weights, "global", DropConfig(rho=0.25))
+    masks = builder.build(flat, 0.8, slot=0)
     magnitudes = torch.cat([w.flatten().abs() for w in weights])
     t = torch.quantile(magnitudes, 0.25 * 0.8)
     for w, gone in zip(weights, masks.eliminated):
@@ -36,8 +42,8 @@ def test_global_elimination_is_the_rho_s_quantile_of_the_network(threshold_mode)
 
 def test_layer_elimination_uses_each_layers_achieved_sparsity():
     weights = _weights()
-    builder = MaskBuilder(weights, "global", Elimination(DropConfig(rho=0.5, mode="layer"), 0.9))
-    masks = builder.build(weights, 0.7, slot=0)
+    builder, flat = _builder(weights, "global", DropConfig(rho=0.5, mode="layer"))
+    masks = builder.build(flat, 0.7, slot=0)
     T = torch.quantile(torch.cat([w.flatten().abs() for w in weights]), 0.7)
     for w, kept, gone in zip(weights, masks.kept, masks.eliminated):
         layer_sparsity = (w.abs() <= T).float().mean().item()
@@ -49,6 +55,15 @@ def test_layer_elimination_uses_each_layers_achieved_sparsity():
 
 def test_no_elimination_before_target_with_after_target():
     weights = _weights()
-    builder = MaskBuilder(weights, "global", Elimination(DropConfig(rho=0.5, timeframe="after_target"), 0.9))
-    assert builder.build(weights, 0.5, slot=0).eliminated is None
-    assert builder.build(weights, 0.9, slot=1).eliminated is not None
+    builder, flat = _builder(weights, "global", DropConfig(rho=0.5, timeframe="after_target"))
+    assert builder.build(flat, 0.5, slot=0).eliminated is None
+    assert builder.build(flat, 0.9, slot=1).eliminated is not None
+
+
+def test_layer_thresholds_with_global_elimination_are_refused():
+    """SPEC 4 defines the global t only under the global T: a network-wide t against T_l could freeze kept weights."""
+    with pytest.raises(ValueError, match="layer thresholds need layer elimination"):
+        _builder(_weights(), "layer", DropConfig(rho=0.5, mode="global"))
+    builder, flat = _builder(_weights(), "layer", DropConfig(rho=0.5, mode="layer"))
+    masks = builder.build(flat, 0.8, slot=0)
+    assert not any((kept & gone).any() for kept, gone in zip(masks.kept, masks.eliminated))

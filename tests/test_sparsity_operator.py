@@ -9,7 +9,8 @@ import torch.nn.functional as F
 from torch.nn.utils import parametrize
 
 from tuneprune.sparsity import threshold_operator
-from tuneprune.sparsity.ste import GradientScale, ThresholdedWeight
+from tuneprune.sparsity.flat import flatten_parameters
+from tuneprune.sparsity.ste import FlatThreshold, ThresholdedWeight
 
 INF = float("inf")
 
@@ -54,23 +55,32 @@ def test_operator_rejects_exponent_below_one():
         threshold_operator(torch.ones(2), 0.1, 0.5)
 
 
-def _wrapped_linear(p: float) -> tuple[nn.Linear, ThresholdedWeight, torch.Tensor]:
+def _wrapped_linear(p: float) -> tuple[nn.Linear, FlatThreshold, torch.Tensor]:
     torch.manual_seed(0)
     layer = nn.Linear(6, 4, bias=False)
     with torch.no_grad():
         layer.weight.copy_(torch.linspace(-1.2, 1.2, 24).view(4, 6)[torch.randperm(4)])
-    parametrization = ThresholdedWeight(p)
+    parametrization = ThresholdedWeight(None, 0)
     parametrize.register_parametrization(layer, "weight", parametrization)
-    return layer, parametrization, layer.parametrizations.weight.original
+    w = layer.parametrizations.weight.original
+    layout, flat = flatten_parameters([w])
+    parametrization.shared = FlatThreshold(layout, flat, [w], p)
+    return layer, parametrization.shared, w
+
+
+def _scale(kept: torch.Tensor, theta: float, eliminated: torch.Tensor | None = None) -> list[torch.Tensor]:
+    """``m`` of SPEC 1.3 for one layer: 1 kept, theta pruned, 0 eliminated."""
+    m = torch.where(kept, 1.0, theta)
+    return [m.masked_fill(eliminated, 0.0) if eliminated is not None else m]
 
 
 @pytest.mark.parametrize("p", [1.0, 3.0, INF])
 def test_ste_forward_uses_thresholded_weight_and_backward_scales_gradient(p):
-    layer, parametrization, w = _wrapped_linear(p)
+    layer, shared, w = _wrapped_linear(p)
     T, t, theta = torch.tensor(0.6), 0.25, 0.3
     magnitude = w.detach().abs()
     kept, eliminated = magnitude > T, magnitude < t
-    parametrization.set(T, GradientScale(kept, theta, eliminated))
+    shared.set(T, _scale(kept, theta, eliminated))
     x = torch.randn(5, 6)
 
     out = layer(x)
@@ -88,13 +98,25 @@ def test_ste_forward_uses_thresholded_weight_and_backward_scales_gradient(p):
     assert (w.grad[eliminated] == 0).all()
 
 
-def test_ste_with_tensor_theta_and_no_elimination():
-    layer, parametrization, w = _wrapped_linear(3.0)
-    kept = w.detach().abs() > 0.5
-    parametrization.set(torch.tensor(0.5), GradientScale(kept, torch.tensor(0.0)))
+def test_ste_without_scale_passes_the_gradient_through():
+    layer, shared, w = _wrapped_linear(3.0)
+    shared.set(torch.tensor(0.5), None)
     layer(torch.ones(1, 6)).sum().backward()
-    assert (w.grad[~kept] == 0).all()
-    assert (w.grad[kept] != 0).all()
+    torch.testing.assert_close(w.grad, torch.ones(4, 1).expand(4, 6))
+
+
+def test_a_piece_follows_the_current_weights_and_each_forward_pass():
+    layer, shared, w = _wrapped_linear(3.0)
+    shared.set(torch.tensor(0.5), _scale(w.detach().abs() > 0.5, 0.0))
+    x = torch.ones(1, 6)
+    (layer(x).sum() + layer(x).sum()).backward()  # two forward passes, two pieces, gradients add up
+    kept = w.detach().abs() > 0.5
+    assert (w.grad[~kept] == 0).all() and (w.grad[kept] == 2).all()
+    with torch.no_grad():
+        w.mul_(2.0)  # an in-place change: the next piece is P_T of the new weights
+    torch.testing.assert_close(layer.weight, threshold_operator(w.detach(), torch.tensor(0.5), 3.0))
+    with torch.no_grad():
+        assert layer.weight.grad_fn is None
 
 
 def test_unset_parametrization_is_the_identity():

@@ -63,11 +63,11 @@ def test_log_density_formula_and_clip():
 
 def test_policies_per_layer():
     densities = torch.tensor([0.5, 0.05, 0.2])
-    assert ThetaPolicy(ThetaConfig(policy="constant", value=0.3), 0.9).layer_thetas(densities) == [0.3] * 3
-    assert ThetaPolicy(ThetaConfig(policy="feather"), 0.99).layer_thetas(densities) == [0.5] * 3
-    per_layer = torch.stack(ThetaPolicy(ThetaConfig(policy="log_density", mode="layer", alpha=0.1), 0.9).layer_thetas(densities))
+    assert ThetaPolicy(ThetaConfig(policy="constant", value=0.3), 0.9).layer_thetas(densities) == 0.3
+    assert ThetaPolicy(ThetaConfig(policy="feather"), 0.99).layer_thetas(densities) == 0.5
+    per_layer = ThetaPolicy(ThetaConfig(policy="log_density", mode="layer", alpha=0.1), 0.9).layer_thetas(densities)
     torch.testing.assert_close(per_layer, 1 + 0.1 * torch.log(densities))
-    shared = torch.stack(ThetaPolicy(ThetaConfig(policy="log_density", mode="global", alpha=0.1), 0.9).layer_thetas(densities))
+    shared = ThetaPolicy(ThetaConfig(policy="log_density", mode="global", alpha=0.1), 0.9).layer_thetas(densities)
     torch.testing.assert_close(shared, per_layer.mean().expand(3))  # unweighted mean of theta_l
 
 

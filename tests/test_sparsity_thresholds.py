@@ -1,9 +1,10 @@
-"""Global and layer-wise magnitude thresholds (SPEC 1.4): torch.quantile values without a sort."""
+"""Global and layer-wise magnitude thresholds (SPEC 1.4): torch.quantile values without a sort (CPU partition path)."""
 
 import pytest
 import torch
 
 from tuneprune.sparsity import global_threshold, layer_thresholds, magnitude_quantiles
+from tuneprune.sparsity.segments import Segments
 from tuneprune.sparsity.thresholds import FlatMagnitudes
 
 
@@ -56,7 +57,7 @@ def test_several_quantiles_in_one_selection_and_input_untouched():
         torch.testing.assert_close(value, torch.quantile(values.double(), q).float(), rtol=1e-6, atol=0)
 
 
-def test_kthvalue_path_for_dtypes_numpy_cannot_partition():
+def test_radix_path_for_dtypes_numpy_cannot_partition():
     values = torch.rand(999, generator=torch.Generator().manual_seed(5)).to(torch.bfloat16)
     expected = torch.quantile(values.double(), 0.8).to(torch.bfloat16)
     torch.testing.assert_close(magnitude_quantiles(values, [0.8])[0], expected)
@@ -64,12 +65,15 @@ def test_kthvalue_path_for_dtypes_numpy_cannot_partition():
 
 def test_flat_magnitudes_reuse_buffers_and_match_the_functions():
     layers = _layers(2)
-    flat = FlatMagnitudes(layers)
+    flat = FlatMagnitudes(Segments([t.numel() for t in layers], "cpu"), torch.float32)
+    weights = torch.cat([t.flatten() for t in layers])
     buffer = flat.flat.data_ptr()
     for _ in range(2):
-        flat.gather(layers)
+        flat.gather(weights)
         torch.testing.assert_close(flat.global_quantiles([0.9])[0], global_threshold(layers, 0.9))
-        for i, threshold in enumerate(layer_thresholds(layers, 0.6)):
-            torch.testing.assert_close(flat.layer_quantiles(i, [0.6])[0], threshold)
+        torch.testing.assert_close(flat.layer_quantiles(0.6), torch.stack(layer_thresholds(layers, 0.6)))
+    per_layer = torch.tensor([0.1, 0.5, 0.9, 0.0], dtype=torch.float64)
+    expected = [q.item() and torch.quantile(t.flatten().abs(), q.item()).item() for t, q in zip(layers, per_layer)]
+    torch.testing.assert_close(flat.layer_quantiles(per_layer), torch.tensor(expected))
     assert flat.flat.data_ptr() == buffer
-    torch.testing.assert_close(flat.views[1], layers[1].flatten().abs())
+    torch.testing.assert_close(flat.flat, weights.abs())

@@ -14,13 +14,7 @@ RUN = dict(model="small_cnn", dataset="digits", batch_size=64)
 ADAPTIVE = {"type": "adaptive", "preset": "lambda1", "initial_sparsity": 0.8}
 
 
-@pytest.fixture(autouse=True)
-def single_thread():
-    """The tiny model gains nothing from threads; one thread also keeps a busy machine from stalling it."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 @pytest.mark.parametrize(

@@ -108,7 +108,22 @@ def test_best_of_n_beats_the_median_and_sigma_zero_matches_the_baseline(dense):
     assert report.dense["test_acc"] > 0.9
     plain = run_stochastic(config.model_copy(update={"sigma": 0.0}), model, run_config, data)
     assert plain.stochastic == plain.deterministic
-    assert plain.sparsity == report.sparsity
+    assert (plain.pruned_layers_sparsity, plain.model_sparsity) == (report.pruned_layers_sparsity, report.model_sparsity)
+
+
+def test_both_sparsities_are_reported_each_named_for_what_it_measures(dense):
+    """The rate controls the pruned layers' sparsity; the whole model's is lower (first conv and classifier kept)."""
+    model, run_config, data = dense
+    config = StochasticConfig(sigma=0.002, rate=0.9, samples=2, seed=1, feature_variance=False)
+    report = run_stochastic(config, copy.deepcopy(model), run_config, data).to_json()
+    pruned = sum(m.weight.numel() for _, m in target_layers(model, TargetConfig()))
+    everything = sum(m.weight.numel() for _, m in prunable_layers(model))
+    assert report["pruned_layers_sparsity"] == round(0.9 * pruned) / pruned
+    assert report["model_sparsity"] == round(0.9 * pruned) / everything < report["pruned_layers_sparsity"]
+    for model_report in (report["deterministic"], report["stochastic"]):
+        assert model_report["pruned_layers_sparsity"] == report["pruned_layers_sparsity"]
+        assert model_report["model_sparsity"] == report["model_sparsity"]
+    assert "sparsity" not in report
 
 
 def test_finetuning_keeps_the_mask_and_frozen_batchnorm(dense):

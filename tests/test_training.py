@@ -77,9 +77,21 @@ def _stop_after(epochs: int):
     return callback
 
 
-def test_diverging_loss_stops_at_once():
-    with pytest.raises(TrainingDiverged, match="nan|inf"):
-        train(RunConfig(**{**FAST, "lr": 1e6, "grad_clip": None, "epochs": 3}))
+@pytest.mark.parametrize("sparsity", [None, {"target": 0.9, "threshold": "layer", "drop": {"rho": 0.5, "mode": "layer"}}])
+def test_diverging_loss_fails_the_run_at_the_end_of_its_epoch(sparsity):
+    """The losses stay on the device during the epoch; the first bad step is named when it ends."""
+    seen = []
+    config = RunConfig(**{**FAST, "lr": 1e6, "grad_clip": None, "epochs": 3, "sparsity": sparsity})
+    with pytest.raises(TrainingDiverged, match=r"training loss became (nan|inf) at epoch 1, step \d+$"):
+        train(config, callbacks=[lambda m, c: seen.append(m)])
+    assert seen == []  # no epoch was reported
+
+
+def test_bf16_autocast_and_channels_last_train():
+    config = RunConfig(**{**FAST, "epochs": 3, "precision": "bf16", "channels_last": True, "sparsity": {"target": 0.5}})
+    result = train(config)
+    assert result.final["test_acc"] > 0.5
+    assert result.final["sparsity"] == pytest.approx(0.5, abs=1e-3)  # the cubic schedule reached the target
 
 
 def test_any_user_module_trains():

@@ -28,13 +28,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 def print_front(summary: EvolutionSummary) -> None:
     console = results_console()
     table = titled_table(f"{summary.name}: Pareto front (validation accuracy, median of {summary.samples} samples)")
-    for column in ("gen", "#", "sigma", *summary.rate_names, "sparsity", "accuracy", "deterministic"):
+    for column in ("gen", "#", "sigma", *summary.rate_names, "model sparsity", "pruned-layers sparsity", "accuracy", "deterministic"):
         table.add_column(column, justify="right", overflow="fold")
     for row in summary.front:
         rates = (f"{row[n]:.4f}" for n in summary.rate_names)
         table.add_row(
             str(row["generation"]), str(row["index"]), f"{row['sigma']:.2e}", *rates,
-            f"{row['sparsity']:.4f}", f"{row['accuracy']:.4f}", f"{row['deterministic_accuracy']:.4f}",
+            f"{row['sparsity']:.4f}", f"{row['pruned_layers_sparsity']:.4f}", f"{row['accuracy']:.4f}", f"{row['deterministic_accuracy']:.4f}",
         )  # fmt: skip
     console.print(table)
     hv = summary.hypervolume[-1] if summary.hypervolume else 0.0

@@ -48,7 +48,10 @@ def write_outputs(report: StochasticReport, out: Path) -> None:
 
 def print_report(report: StochasticReport, out: Path) -> None:
     console = results_console()
-    table = titled_table(f"Stochastic Pruning: sigma={report.sigma:g} rate={report.rate:g} samples={report.samples}, sparsity {report.sparsity:.4f}")
+    table = titled_table(
+        f"Stochastic Pruning: sigma={report.sigma:g} rate={report.rate:g} samples={report.samples}; sparsity of the pruned "
+        f"layers {report.pruned_layers_sparsity:.4f}, of the whole model {report.model_sparsity:.4f}"
+    )
     for column in ("model", "val_acc", "test_acc"):
         table.add_column(column)
     rows = [("dense", report.dense), ("deterministic", report.deterministic), (f"stochastic (sample {report.best_sample})", report.stochastic)]

@@ -16,7 +16,7 @@ SOURCE_HELP = "a search or evolution name, its MLflow parent run id, or its resu
 
 def register_source_command(
     sub: argparse._SubParsersAction, name: str, summary: str, doc: str, run: Callable[[argparse.Namespace], int], many: bool = False
-) -> None:
+) -> argparse.ArgumentParser:
     """A subcommand reading one (or, with ``many``, several) SOURCEs and writing into --out (default runs/NAME/<command>)."""
     p = sub.add_parser(name, help=summary, description=doc)
     if many:
@@ -26,6 +26,28 @@ def register_source_command(
     p.add_argument("--out", type=Path, help=f"output directory (default: runs/NAME/{name}, beside the results)")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: the results directory's, else sqlite:///$PWD/mlruns.db)")
     p.set_defaults(run=run)
+    return p
+
+
+def add_usability_arguments(p: argparse.ArgumentParser) -> None:
+    """--sparsity-tolerance and --chance-margin: which trials a fit may use (tuneprune.reports.usable)."""
+    p.add_argument(
+        "--sparsity-tolerance", type=float,
+        help="a trial reached its target when its achieved sparsity >= target - this (default 0.001)",
+    )  # fmt: skip
+    p.add_argument("--chance-margin", type=float, help="leave out trials whose accuracy is below 1/classes + this (default 0.1)")
+
+
+def usability_rules(args: argparse.Namespace):  # noqa: ANN201 - UsabilityRules, imported lazily
+    """The rules the arguments ask for (defaults: UsabilityRules'); a threshold outside [0, 1) exits 2 naming the option."""
+    from tuneprune.config import ConfigError
+    from tuneprune.reports.usable import UsabilityRules
+
+    given = {k: getattr(args, k) for k in ("sparsity_tolerance", "chance_margin") if getattr(args, k) is not None}
+    for option, value in given.items():
+        if not 0.0 <= value < 1.0:
+            raise ConfigError(f"--{option.replace('_', '-')} = {value}: must lie in [0, 1)")
+    return UsabilityRules(**given)
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -11,14 +11,15 @@ import torch.nn.functional as F
 def augment_batch(x: torch.Tensor, generator: torch.Generator, padding: int = 4) -> torch.Tensor:
     """Random crop (zero padding ``padding``, same size out) and horizontal flip, per image.
 
-    Done with one gather over the padded batch: no Python loop over images.
+    Done with one gather over the padded batch: no Python loop over images. The random
+    numbers come from ``generator``, which lives on ``x``'s device.
     """
     n, _, h, w = x.shape
     dev = x.device
     padded = F.pad(x, (padding, padding, padding, padding))
-    oy = torch.randint(0, 2 * padding + 1, (n,), generator=generator).to(dev)
-    ox = torch.randint(0, 2 * padding + 1, (n,), generator=generator).to(dev)
-    flip = (torch.rand(n, generator=generator) < 0.5).to(dev)
+    oy = torch.randint(0, 2 * padding + 1, (n,), generator=generator, device=dev)
+    ox = torch.randint(0, 2 * padding + 1, (n,), generator=generator, device=dev)
+    flip = torch.rand(n, generator=generator, device=dev) < 0.5
     rows = oy[:, None] + torch.arange(h, device=dev)[None, :]  # (n, h)
     cols = ox[:, None] + torch.arange(w, device=dev)[None, :]  # (n, w)
     cols = torch.where(flip[:, None], cols.flip(1), cols)
@@ -30,8 +31,9 @@ def augment_batch(x: torch.Tensor, generator: torch.Generator, padding: int = 4)
 class TensorLoader:
     """Iterate ``(x, y)`` batches of tensors already on their device.
 
-    The permutation and the augmentation draw from a CPU generator seeded by
-    ``(seed, epoch)``, so an epoch is the same whether or not training was resumed.
+    The permutation and the augmentation draw from a generator on the tensors' device
+    seeded by ``(seed, epoch)``, so an epoch is the same whether or not training was
+    resumed, and no random number crosses from the host.
     """
 
     def __init__(
@@ -60,9 +62,9 @@ class TensorLoader:
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        g = torch.Generator(device=self.x.device).manual_seed(self.seed * 1_000_003 + self.epoch)
         n = len(self.x)
-        order = torch.randperm(n, generator=g).to(self.x.device) if self.shuffle else None
+        order = torch.randperm(n, generator=g, device=self.x.device) if self.shuffle else None
         for i in range(len(self)):
             sl = slice(i * self.batch_size, min((i + 1) * self.batch_size, n))
             if order is None:

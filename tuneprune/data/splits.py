@@ -13,6 +13,7 @@ from sklearn.model_selection import train_test_split
 from tuneprune.config import ConfigError
 
 DATASETS = ("digits", "cifar10", "cifar100", "synthetic")
+CLASSES = {"digits": 10, "cifar10": 10, "cifar100": 100}  # synthetic: its synthetic_classes
 
 CIFAR_MEAN = {"cifar10": (0.4914, 0.4822, 0.4465), "cifar100": (0.5071, 0.4865, 0.4409)}
 CIFAR_STD = {"cifar10": (0.2470, 0.2435, 0.2616), "cifar100": (0.2673, 0.2564, 0.2762)}
@@ -68,7 +69,7 @@ def _digits(image_size: int, val_fraction: float, seed: int) -> DatasetSplits:
         if image_size != 8:
             xt = F.interpolate(xt, size=(image_size, image_size), mode="bilinear", align_corners=False)
         parts += [xt, yt]
-    return DatasetSplits("digits", *parts, num_classes=10)
+    return DatasetSplits("digits", *parts, num_classes=CLASSES["digits"])
 
 
 def check_data_dir(name: str, data_dir: Path | None, download: bool) -> None:
@@ -106,7 +107,7 @@ def _cifar(name: str, data_dir: Path, download: bool, val_fraction: float, seed:
         *_tensors(prep(x_train), y_train),
         *_tensors(prep(x_val), y_val),
         *_tensors(prep(test.data), np.asarray(test.targets)),
-        num_classes=10 if name == "cifar10" else 100,
+        num_classes=CLASSES[name],
     )
 
 

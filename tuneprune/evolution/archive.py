@@ -7,9 +7,11 @@ from typing import Any
 
 import numpy as np
 from pymoo.indicators.hv import HV
-from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
 from tuneprune.evolution.problem import objective_values
+from tuneprune.pareto import Plane, front_indices
+
+FRONT_PLANE = Plane("sparsity", "accuracy")
 
 
 def objective_matrix(rows: Sequence[dict[str, Any]]) -> np.ndarray:
@@ -17,13 +19,10 @@ def objective_matrix(rows: Sequence[dict[str, Any]]) -> np.ndarray:
 
 
 def pareto_front(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The non-dominated successful rows, one per objective point, by increasing sparsity."""
+    """The non-dominated successful rows by increasing sparsity, ties kept (the rule of :mod:`tuneprune.pareto`)."""
     ok = [r for r in rows if r["status"] == "ok"]
-    if not ok:
-        return []
-    front = [ok[i] for i in NonDominatedSorting().do(objective_matrix(ok), only_non_dominated_front=True)]
-    unique = {(r["accuracy"], r["sparsity"]): r for r in reversed(front)}  # the first evaluated wins
-    return sorted(unique.values(), key=lambda r: (r["sparsity"], -r["accuracy"]))
+    points = np.array([[r["sparsity"], r["accuracy"]] for r in ok], dtype=float).reshape(-1, 2)
+    return [ok[i] for i in front_indices(points, FRONT_PLANE)]
 
 
 def hypervolume(front: Sequence[dict[str, Any]], reference: Sequence[float]) -> float:

@@ -11,7 +11,7 @@ from tuneprune.evolution.problem import decode
 from tuneprune.evolution.worker import EvalSettings, Individual, evaluate_individual
 from tuneprune.stochastic import derive_seed
 
-FAILED_RESULT = {"accuracy": 0.0, "sparsity": 0.0, "accuracies": []}
+FAILED_RESULT = {"accuracy": 0.0, "sparsity": 0.0, "pruned_layers_sparsity": 0.0, "accuracies": []}
 
 
 def individuals(X: np.ndarray, generation: int, seed: int) -> list[Individual]:
@@ -44,6 +44,7 @@ def record(individual: Individual, rate_names: Sequence[str], result: dict[str, 
         **dict(zip(rate_names, individual.rates)),
         "accuracy": result["accuracy"],
         "sparsity": result["sparsity"],
+        "pruned_layers_sparsity": result["pruned_layers_sparsity"],
         "accuracies": result["accuracies"],
         "status": "failed" if error else "ok",
         "error": error or "",

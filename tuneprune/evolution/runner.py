@@ -178,6 +178,7 @@ def _log_generation(
         "n_failed": len(rows) - len(ok),
         "max_accuracy": max((r["accuracy"] for r in ok), default=0.0),
         "max_sparsity": max((r["sparsity"] for r in ok), default=0.0),
+        "max_pruned_layers_sparsity": max((r["pruned_layers_sparsity"] for r in ok), default=0.0),
     }
     tracker.log_metrics(run_id, metrics, step=generation)
     tracker.log_artifact(run_id, csv_path)

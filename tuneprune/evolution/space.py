@@ -50,7 +50,7 @@ class SigmaInterval(Interval):
 class RateInterval(Interval):
     """Pruning-rate bounds in [0, 1)."""
 
-    low: float = Field(0.5, ge=0.0, lt=1.0)
+    low: float = Field(0.01, ge=0.0, lt=1.0)
     high: float = Field(0.99, gt=0.0, lt=1.0)
 
 

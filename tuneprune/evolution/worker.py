@@ -17,8 +17,7 @@ import torch.nn as nn
 
 from tuneprune.evolution.groups import group_layers
 from tuneprune.models import create_model
-from tuneprune.sparsity import prunable_sparsity
-from tuneprune.stochastic import Pruner, TargetConfig, derive_seed, score_samples, target_layers
+from tuneprune.stochastic import Pruner, TargetConfig, derive_seed, score_samples, sparsities, target_layers
 
 
 @dataclass(frozen=True)
@@ -64,7 +63,8 @@ def rebuild(payload: dict[str, Any], device: torch.device) -> nn.Module:
 def evaluate_individual(
     payload: dict[str, Any], val: dict[str, torch.Tensor], individual: Individual, settings: EvalSettings
 ) -> dict[str, Any]:
-    """``accuracy`` (median over the k samples), the sample ``accuracies`` and the ``sparsity``."""
+    """``accuracy`` (median over the k samples), the sample ``accuracies``, ``sparsity`` (of the whole model, the
+    objective) and ``pruned_layers_sparsity`` (of the layers the rates prune), :func:`~tuneprune.stochastic.sparsities`."""
     if (individual.generation, individual.index) in settings.fail:
         raise InjectedFailure(f"injected failure of individual {individual.index} in generation {individual.generation}")
     torch.set_num_threads(settings.threads)
@@ -75,8 +75,10 @@ def evaluate_individual(
     seeds = [derive_seed(individual.seed, j) for j in range(settings.samples)]
     x, y = val["x"].to(device), val["y"].to(device)
     accuracies = score_samples(model, pruner, x, y, individual.sigma, individual.rates, seeds, settings.batch_size)
+    measured = sparsities(model, [module for _, module in layers], settings.target.min_size)
     return {
         "accuracy": float(np.median(accuracies)),
         "accuracies": accuracies,
-        "sparsity": prunable_sparsity(model, settings.target.min_size),
+        "sparsity": measured["model_sparsity"],
+        "pruned_layers_sparsity": measured["pruned_layers_sparsity"],
     }

@@ -9,7 +9,9 @@ shift, so the channel's output is exactly zero whatever its input.
 No layer is ever pruned to zero channels: a layer without channels cuts the network
 (a VGG) or leaves only the shortcut (a ResNet block), which measures the architecture
 rather than the ranking. Selection therefore keeps at least one channel per layer,
-skipping a layer's last channel and continuing down the ranking.
+skipping a layer's last channel and continuing down the ranking; the global scope also
+keeps at least ``min_layer_share`` of every layer's channels (SPEC 6 leaves the floor open;
+``RelevanceSettings.min_layer_share``, default 0.1).
 """
 
 from __future__ import annotations
@@ -68,18 +70,26 @@ def _count(percentage: float, size: int) -> int:
     return math.floor(percentage / 100.0 * size + 0.5)
 
 
-def select_channels(order: Sequence[int], units: Sequence[ConvUnit], percentage: float, scope: Scope) -> list[int]:
+def layer_floor(size: int, min_layer_share: float) -> int:
+    """Channels a layer of ``size`` keeps in the global scope: ``max(1, ceil(share * size))``."""
+    return max(1, math.ceil(min_layer_share * size - 1e-9))
+
+
+def select_channels(
+    order: Sequence[int], units: Sequence[ConvUnit], percentage: float, scope: Scope, min_layer_share: float = 0.0
+) -> list[int]:
     """The channels to prune: the lowest-ranked ``percentage`` % of ``order``.
 
-    ``global``: ``round(p * N)`` channels over all ``N`` channels, capped at ``N - L``
-    for ``L`` layers; ``layer``: ``round(p * n_l)`` of every layer's ``n_l`` channels,
+    ``global``: ``round(p * N)`` channels over all ``N`` channels, capped so that every
+    layer keeps :func:`layer_floor` channels (at least one, at least ``min_layer_share``
+    of its ``n_l``); ``layer``: ``round(p * n_l)`` of every layer's ``n_l`` channels,
     capped at ``n_l - 1``, taken in the order of the ranking. Either way at least one
     channel per layer survives (see the module docstring).
     """
     layer = layer_of_channels(units)
     sizes = [unit.size for unit in units]
     if scope == "global":
-        budget = [size - 1 for size in sizes]
+        budget = [size - layer_floor(size, min_layer_share) for size in sizes]
         wanted = min(_count(percentage, len(layer)), sum(budget))
     else:
         budget = [min(_count(percentage, size), size - 1) for size in sizes]

@@ -74,10 +74,11 @@ def evaluate_channel_pruning(
 
     Returns ``pruned_acc`` and ``pruned_loss`` (test split, no retraining) and
     ``pruned_fraction`` (channels actually pruned over all channels, below the request
-    only where a layer would lose its last channel). ``model`` moves to the device.
+    only where a layer would fall below its floor: one channel, and in the global scope
+    ``min_layer_share`` of its channels). ``model`` moves to the device.
     """
     prepared = prepare(model, data, settings, eval_batch_size)
     order = point_order(prepared.scores, settings)
-    channels = select_channels(order, prepared.units, settings.percentage, settings.scope)
+    channels = select_channels(order, prepared.units, settings.percentage, settings.scope, settings.min_layer_share)
     acc, loss = evaluate_pruned(prepared, channels)
     return {"pruned_acc": acc, "pruned_loss": loss, "pruned_fraction": len(channels) / prepared.num_channels}

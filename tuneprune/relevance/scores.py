@@ -3,7 +3,8 @@
 The relevance score of a channel is a statistic (default mean |.|) of its mean LRP
 relevance map over the evaluation samples; the parameter score a statistic (default
 mean |w|) of its filter. Both are vectors over the global channel index of
-:mod:`tuneprune.relevance.channels`.
+:mod:`tuneprune.relevance.channels`, normalised per layer as the settings say
+(:mod:`tuneprune.relevance.normalization`: raw scores of different layers are not comparable).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import torch.nn as nn
 from tuneprune.data import DatasetSplits
 from tuneprune.relevance.channels import ConvUnit
 from tuneprune.relevance.lrp import mean_channel_relevance
+from tuneprune.relevance.normalization import normalize_scores
 from tuneprune.relevance.settings import RelevanceSettings
 from tuneprune.relevance.statistics import channel_statistic
 
@@ -42,7 +44,10 @@ def relevance_samples(data: DatasetSplits, settings: RelevanceSettings) -> torch
 def channel_scores(
     model: nn.Module, units: Sequence[ConvUnit], data: DatasetSplits, settings: RelevanceSettings
 ) -> ChannelScores:
-    """Score every channel of ``model`` (already on its device, as ``data`` is)."""
+    """Score every channel of ``model`` (already on its device, as ``data`` is), normalised per layer."""
     maps = mean_channel_relevance(model, units, relevance_samples(data, settings), settings)
     relevance = torch.cat([channel_statistic(m, settings.statistic).cpu() for m in maps])
-    return ChannelScores(relevance, parameter_scores(units, settings.parameter_statistic))
+    parameter = parameter_scores(units, settings.parameter_statistic)
+    return ChannelScores(
+        normalize_scores(relevance, units, settings.normalize), normalize_scores(parameter, units, settings.parameter_normalize)
+    )

@@ -18,6 +18,7 @@ Rule = Literal["epsilon", "gamma", "alpha2beta1"]
 Statistic = Literal["mean", "mean_abs", "max", "max_abs", "min", "min_abs"]
 Ranking = Literal["relevance", "parameter", "random", "combined"]
 Scope = Literal["global", "layer"]
+Normalization = Literal["none", "layer_share", "layer_max"]
 
 
 class RelevanceSettings(StrictModel):
@@ -32,6 +33,13 @@ class RelevanceSettings(StrictModel):
     eval_samples: int = Field(512, ge=1, description="at most this many samples of `split`")
     batch_size: int = Field(128, ge=1, description="batch size of the relevance pass")
     scope: Scope = Field("global", description="rank channels across all layers, or prune each layer alike")
+    normalize: Normalization = Field(
+        "layer_max", description="relevance scores compared across layers as: raw (none), share of the layer mean, share of the layer max"
+    )
+    parameter_normalize: Normalization = Field("none", description="the same choice for the parameter scores")
+    min_layer_share: float = Field(
+        0.1, ge=0.0, lt=1.0, description="global scope: every layer keeps at least this share of its channels (and one)"
+    )
     seed: int = Field(0, ge=0, description="seed of the random ranking")
     device: Literal["auto", "cpu", "cuda"] = "auto"
 

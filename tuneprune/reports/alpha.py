@@ -1,33 +1,32 @@
-"""alpha per target sparsity from alpha searches, and the SPEC 2 tangent rule fitted to it by least squares.
+"""alpha per target sparsity from alpha searches (SPEC 2): the usable trials, the best alpha per grid point, the figure.
 
-``alpha(S) = c1 * tan(c2 * S + c3) + c4`` above ``S = 0.90`` (0 up to it, SPEC 2). The fit
-starts from the published constants; with fewer than four points c2 and c3 stay at the
-published values (and with one point c1 too). The rule file it writes is what
-``sparsity.theta.alpha: fitted:PATH`` reads (:func:`tuneprune.sparsity.alpha_from_rule_file`).
+Every complete trial that searched ``sparsity.theta.alpha`` is a candidate; those that
+never reached their target or stayed near chance are left out with the reason
+(:mod:`tuneprune.reports.usable`), and the best usable trial of each grid point (the
+first objective) gives that point's alpha. :mod:`tuneprune.reports.tangent` fits the rule.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from tuneprune.reports.figures import new_figure
+from tuneprune.reports.tangent import AlphaFit, tangent
+from tuneprune.reports.usable import UsabilityRules, chance_accuracy
 from tuneprune.sparsity.theta import ALPHA_RULE_START, PUBLISHED_ALPHA_RULE
 
 ALPHA = "sparsity.theta.alpha"
 TARGET = "sparsity.target"
-CONSTANTS = tuple(PUBLISHED_ALPHA_RULE)
+MetricsOf = Callable[[dict[str, Any]], dict[str, float]]
 
 
 @dataclass(frozen=True)
 class AlphaPoint:
-    """The best alpha of one grid point of one search."""
+    """One trial of an alpha search: its target, alpha, score, achieved sparsity, and why it is left out (if it is)."""
 
     search: str
     trial: str
@@ -35,112 +34,81 @@ class AlphaPoint:
     target: float
     alpha: float
     score: float  # the first objective of the trial
+    sparsity: float | None  # achieved at the last epoch
+    excluded: str | None = None
 
 
-def tangent(sparsity: np.ndarray | float, c1: float, c2: float, c3: float, c4: float) -> np.ndarray:
-    """The unrounded tangent family of SPEC 2."""
-    return c1 * np.tan(c2 * np.asarray(sparsity, dtype=float) + c3) + c4
+def completed_trials(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """The complete trials of a summary with their configs (older summaries: only the best entries carry one)."""
+    trials = [t for t in summary.get("trials", []) if t.get("state") == "COMPLETE" and "config" in t]
+    return trials or list(summary["best"])
 
 
-def best_alpha_points(summary: dict[str, Any]) -> list[AlphaPoint]:
-    """Per grid point of a search that searched alpha, its best trial (of a Pareto set, the best in the first objective)."""
-    (first, direction), *_ = summary["objectives"].items()
-    sign = 1.0 if direction == "max" else -1.0
-    chosen: dict[str, dict[str, Any]] = {}
-    for entry in summary["best"]:
-        grid = json.dumps(entry["grid"], sort_keys=True)
-        held = chosen.get(grid)
-        if ALPHA in entry["params"] and (held is None or sign * entry["values"][first] > sign * held["values"][first]):
-            chosen[grid] = entry
+def alpha_candidates(summary: dict[str, Any], metrics_of: MetricsOf, rules: UsabilityRules) -> list[AlphaPoint]:
+    """Every complete trial that searched alpha, with its exclusion reason under ``rules``."""
+    (first, _), *_ = summary["objectives"].items()
+    accuracy = first if first.endswith("_acc") else "val_acc"
     points = []
-    for entry in chosen.values():
+    for entry in completed_trials(summary):
+        if ALPHA not in entry["params"]:
+            continue
+        metrics = metrics_of(entry)
+        config = entry["config"]
+        target = config["sparsity"]["target"]
+        achieved = metrics.get("sparsity")
+        acc = entry["values"].get(accuracy, metrics.get(accuracy))
         group = " ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in entry["grid"].items() if k != TARGET)
-        target = entry["config"]["sparsity"]["target"]
-        points.append(AlphaPoint(summary["name"], entry["key"], group, target, entry["params"][ALPHA], entry["values"][first]))
-    return sorted(points, key=lambda p: (p.group, p.target))
+        reason = rules.reason(target, achieved, acc, chance_accuracy(config), accuracy)
+        points.append(AlphaPoint(summary["name"], entry["key"], group, target, entry["params"][ALPHA], entry["values"][first], achieved, reason))
+    return points
 
 
-@dataclass
-class AlphaFit:
-    """Fitted constants, which of them were free, and the points they were fitted to."""
-
-    constants: dict[str, float]
-    free: tuple[str, ...]
-    targets: np.ndarray
-    alphas: np.ndarray
-
-    def __call__(self, sparsity: np.ndarray | float) -> np.ndarray:
-        return tangent(sparsity, **self.constants)
-
-    @property
-    def rmse(self) -> float:
-        return float(np.sqrt(np.mean((self(self.targets) - self.alphas) ** 2)))
-
-    def rule(self) -> dict[str, Any]:
-        """The rule file: c1..c4 (all ``alpha_from_rule_file`` reads) and how they were found."""
-        published = tangent(self.targets, **PUBLISHED_ALPHA_RULE)
-        return {
-            **{k: float(v) for k, v in self.constants.items()},
-            "fitted": list(self.free),
-            "points": len(self.targets),
-            "rmse": self.rmse,
-            "published_rmse": float(np.sqrt(np.mean((published - self.alphas) ** 2))),
-        }
-
-    def write_rule(self, path: Path) -> Path:
-        path.write_text(yaml.safe_dump(self.rule(), sort_keys=False))
-        return path
-
-
-def free_constants(n_points: int) -> tuple[str, ...]:
-    """All four constants from four points on; c1 and c4 from two or three; c4 alone from one."""
-    return CONSTANTS if n_points >= 4 else ("c1", "c4") if n_points >= 2 else ("c4",)
-
-
-def fit_tangent(targets: Sequence[float], alphas: Sequence[float]) -> AlphaFit:
-    """Least squares of the tangent family to ``(target, alpha)`` points, starting from the published constants.
-
-    The rule only applies above S = 0.90 (SPEC 2): the caller passes the points there.
-    """
-    from scipy.optimize import least_squares
-
-    s, a = np.asarray(targets, dtype=float), np.asarray(alphas, dtype=float)
-    free = free_constants(len(s))
-
-    def residuals(x: np.ndarray) -> np.ndarray:
-        return tangent(s, **{**PUBLISHED_ALPHA_RULE, **dict(zip(free, x))}) - a
-
-    result = least_squares(residuals, [PUBLISHED_ALPHA_RULE[k] for k in free], x_scale="jac")
-    return AlphaFit({**PUBLISHED_ALPHA_RULE, **dict(zip(free, map(float, result.x)))}, free, s, a)
+def best_alpha_points(summary: dict[str, Any], candidates: Sequence[AlphaPoint]) -> list[AlphaPoint]:
+    """Per grid point (group and target), the usable candidate best in the first objective."""
+    (_, direction), *_ = summary["objectives"].items()
+    sign = 1.0 if direction == "max" else -1.0
+    chosen: dict[tuple[str, float], AlphaPoint] = {}
+    for point in candidates:
+        held = chosen.get((point.group, point.target))
+        if point.excluded is None and (held is None or sign * point.score > sign * held.score):
+            chosen[(point.group, point.target)] = point
+    return sorted(chosen.values(), key=lambda p: (p.group, p.target))
 
 
 def residual_rows(points: Sequence[AlphaPoint], fit: AlphaFit) -> list[dict[str, Any]]:
+    """Per best point: alpha, the fitted and the published rule's value and the residuals (observed - rule)."""
     rows = []
     for p in points:
         published = float(tangent(p.target, **PUBLISHED_ALPHA_RULE))
         fitted = float(fit(p.target)) if p.target >= ALPHA_RULE_START else None
         rows.append({
-            "search": p.search, "trial": p.trial, "group": p.group, "target": p.target, "alpha": p.alpha,
-            "fitted": fitted, "residual": None if fitted is None else p.alpha - fitted,
+            "search": p.search, "trial": p.trial, "group": p.group, "target": p.target, "sparsity": p.sparsity,
+            "alpha": p.alpha, "fitted": fitted, "residual": None if fitted is None else p.alpha - fitted,
             "published": published, "published_residual": p.alpha - published,
         })  # fmt: skip
     return rows
 
 
-def alpha_figure(points: Sequence[AlphaPoint], fit: AlphaFit | None = None) -> Any:
-    """The best alpha per target (one colour per group; hollow below 0.90), the published rule and, if given, the fitted one."""
+def alpha_figure(points: Sequence[AlphaPoint], fit: AlphaFit | None = None, excluded: Sequence[AlphaPoint] = ()) -> Any:
+    """The best usable alpha per target (one colour per group; hollow below 0.90), the excluded trials (grey x),
+    the published rule and, if given, the fitted one with the range it was fitted on."""
     fig, (ax,) = new_figure()
     for group in sorted({p.group for p in points}):
         mine = [p for p in points if p.group == group and p.target >= ALPHA_RULE_START]
-        ax.plot([p.target for p in mine], [p.alpha for p in mine], "o", label=f"best alpha {group}".strip())
+        ax.plot([p.target for p in mine], [p.alpha for p in mine], "o", label=f"best usable alpha {group}".strip())
     below = [p for p in points if p.target < ALPHA_RULE_START]
     if below:
         ax.plot([p.target for p in below], [p.alpha for p in below], "o", mfc="none", color="black", label="below 0.90 (rule is 0)")
-    high = max([0.998, *(p.target for p in points)])
-    s = np.linspace(ALPHA_RULE_START, high, 200)
+    if excluded:
+        ax.plot([p.target for p in excluded], [p.alpha for p in excluded], "x", color="grey", label=f"excluded ({len(excluded)})")
+    high = max([0.998, *(p.target for p in [*points, *excluded])])
+    s = np.linspace(ALPHA_RULE_START, high, 400)
     ax.plot(s, tangent(s, **PUBLISHED_ALPHA_RULE), "--", color="grey", label="published: " + _formula(PUBLISHED_ALPHA_RULE))
     if fit is not None:
-        ax.plot(s, fit(s), "-", color="tab:red", label="fitted: " + _formula(fit.constants))
+        low, top = fit.fitted_range
+        fitted = np.linspace(low, top, 400)  # not extrapolated: past the range the next pole may be near
+        ax.plot(fitted, fit(fitted), "-", color="tab:red", label="fitted: " + _formula(fit.constants))
+        ax.axvspan(low, top, color="tab:red", alpha=0.06, label=f"fitted range; poles at {fit.poles[0]:.4f}, {fit.poles[1]:.4f}")
     ax.set_xlabel("target sparsity S_f")
     ax.set_ylabel("alpha")
     ax.legend(fontsize=8)

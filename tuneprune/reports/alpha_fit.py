@@ -1,42 +1,66 @@
-"""``tuneprune fit-alpha``: the SPEC 2 tangent rule fitted to the best alpha per target of one or more alpha searches."""
+"""``tuneprune fit-alpha``: the SPEC 2 tangent rule fitted to the best usable alpha per target of alpha searches."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 
 from tuneprune.config import ConfigError
-from tuneprune.reports.alpha import AlphaFit, AlphaPoint, alpha_figure, best_alpha_points, fit_tangent, residual_rows
+from tuneprune.reports.alpha import AlphaPoint, alpha_candidates, alpha_figure, best_alpha_points, residual_rows
 from tuneprune.reports.document import Report
 from tuneprune.reports.source import Source
+from tuneprune.reports.tangent import DEFAULT_POLE_MARGIN, AlphaFit, fit_tangent
+from tuneprune.reports.usable import UsabilityRules
 from tuneprune.sparsity.theta import ALPHA_RULE_START, PUBLISHED_ALPHA_RULE
 
 RULE_NAME = "alpha_rule.yaml"
 
 
-def alpha_fit_report(report: Report, sources: Sequence[Source]) -> tuple[AlphaFit, Path]:
-    """Fit, tabulate and plot; returns the fit and its rule file, usable as ``sparsity.theta.alpha: fitted:PATH``."""
+def alpha_fit_report(
+    report: Report,
+    sources: Sequence[Source],
+    rules: UsabilityRules = UsabilityRules(),
+    free: Sequence[str] | None = None,
+    pole_margin: float = DEFAULT_POLE_MARGIN,
+) -> tuple[AlphaFit, Path, list[AlphaPoint]]:
+    """Select, fit, tabulate and plot; returns the fit, its rule file (``sparsity.theta.alpha: fitted:PATH``)
+    and the excluded trials. Too few usable points for the constants: :class:`ConfigError`, before writing."""
     for source in sources:
         source.require_search()
-    points: list[AlphaPoint] = [p for source in sources for p in best_alpha_points(source.summary)]
+    candidates = [p for source in sources for p in alpha_candidates(source.summary, source.trial_metrics, rules)]
+    points = [p for source in sources for p in best_alpha_points(source.summary, [c for c in candidates if c.search == source.name])]
+    excluded = [c for c in candidates if c.excluded is not None]
     fitted = [p for p in points if p.target >= ALPHA_RULE_START]
+    names = ", ".join(repr(s.label) for s in sources)
     if not fitted:
-        names = ", ".join(repr(s.label) for s in sources)
-        raise ConfigError(f"source = {names}: no best trial searched sparsity.theta.alpha at a target sparsity >= {ALPHA_RULE_START}")
-    fit = fit_tangent([p.target for p in fitted], [p.alpha for p in fitted])
+        raise ConfigError(
+            f"source = {names}: no usable trial that searched sparsity.theta.alpha at a target sparsity >= {ALPHA_RULE_START} "
+            f"({len(candidates)} candidates, {len(excluded)} excluded: {rules.describe()})"
+        )
+    try:
+        fit = fit_tangent([p.target for p in fitted], [p.alpha for p in fitted], free, pole_margin)
+    except ConfigError as err:
+        raise ConfigError(f"source = {names}: {err} ({len(excluded)} trials excluded: {rules.describe()})") from None
+    report.heading("Which trials are used")
+    report.text(f"{len(candidates)} complete alpha trials, {len(excluded)} excluded; {rules.describe()}.")
+    if excluded:
+        report.table("excluded", [asdict(p) for p in excluded], "trials left out and why")
     report.heading("Fitted rule alpha(S) = c1 tan(c2 S + c3) + c4 (SPEC 2)")
+    r2 = "undefined (all alphas equal)" if fit.r2 is None else f"{fit.r2:.4f}"
     report.text(
-        f"{len(fitted)} best alphas at target sparsity >= {ALPHA_RULE_START} (below it the rule is 0 and points are not fitted); "
-        f"least squares from the published constants; root-mean-square residual {fit.rmse:.4g} "
-        f"(published rule: {fit.rule()['published_rmse']:.4g})."
+        f"{len(fitted)} best usable alphas at target sparsity >= {ALPHA_RULE_START} (below it the rule is 0 and points are not "
+        f"fitted); bounded least squares from the published constants, poles kept {pole_margin} outside {fit.fitted_range[0]}.."
+        f"{fit.fitted_range[1]} (poles at {fit.poles[0]:.4f} and {fit.poles[1]:.4f}); root-mean-square residual {fit.rmse:.4g}, "
+        f"R^2 {r2} (published rule: rmse {fit.rule()['published_rmse']:.4g})."
     )
     if len(fit.free) < len(PUBLISHED_ALPHA_RULE):
         fixed = [k for k in PUBLISHED_ALPHA_RULE if k not in fit.free]
-        report.text(f"Fewer than 4 points: only {', '.join(fit.free)} fitted; {', '.join(fixed)} fixed to the published values.", note=True)
+        report.text(f"Fewer than 4 distinct targets: only {', '.join(fit.free)} fitted; {', '.join(fixed)} fixed to the published values.", note=True)
     report.table("constants", [
         {"constant": k, "fitted": v, "published": PUBLISHED_ALPHA_RULE[k], "free": k in fit.free} for k, v in fit.constants.items()
     ])  # fmt: skip
-    report.figure("alpha_fit", alpha_figure(points, fit))
+    report.figure("alpha_fit", alpha_figure(points, fit, excluded))
     report.heading("Residuals")
     report.table("residuals", residual_rows(points, fit))
-    return fit, report.add_file(fit.write_rule(report.out / RULE_NAME))
+    return fit, report.add_file(fit.write_rule(report.out / RULE_NAME)), excluded

@@ -11,15 +11,14 @@ import numpy as np
 import yaml
 
 from tuneprune.config import validate
+from tuneprune.evolution.archive import FRONT_PLANE
 from tuneprune.evolution.space import EvolutionSpace
 from tuneprune.reports.document import Report
 from tuneprune.reports.figures import integer_x, new_figure
-from tuneprune.reports.pareto import Plane
 from tuneprune.reports.sections import front_section
 from tuneprune.reports.source import Source
 from tuneprune.tracking import TAG_KIND, TAG_TRIAL
 
-PLANE = Plane("sparsity", "accuracy")
 # The chosen point: the sparsest front point within this much accuracy of the dense model.
 ACCURACY_TOLERANCE = 0.01
 
@@ -36,7 +35,7 @@ def population(source: Source, rate_names: list[str]) -> list[dict[str, Any]]:
         text = source.artifact_text(run.info.run_id, f"{run.data.tags[TAG_TRIAL]}.csv")
         for r in csv.DictReader(io.StringIO(text)):
             if r["status"] == "ok":
-                numbers = {k: float(r[k]) for k in ("sigma", *rate_names, "accuracy", "sparsity")}
+                numbers = {k: float(r[k]) for k in ("sigma", *rate_names, "accuracy", "sparsity", "pruned_layers_sparsity") if k in r}
                 rows.append({"generation": int(r["generation"]), "index": int(r["index"]), "seed": int(r["seed"]), **numbers})
     return rows
 
@@ -102,9 +101,10 @@ def evolution_report(report: Report, source: Source) -> None:
     accuracy_ref, sparsity_ref = summary["reference_point"]
     report.text(
         f"{summary['evaluated']} individuals evaluated ({summary['failed']} failed, not drawn) over {len(summary['hypervolume'])} "
-        f"generations; accuracy is the median validation accuracy of {space.samples} noisy samples (SPEC 5)."
+        f"generations; accuracy is the median validation accuracy of {space.samples} noisy samples (SPEC 5); sparsity is the "
+        "whole model's (every prunable weight, the objective), pruned_layers_sparsity that of the layers the rates prune."
     )
-    hv = front_section(report, rows, PLANE, (sparsity_ref, accuracy_ref), baselines(summary))
+    hv = front_section(report, rows, FRONT_PLANE, (sparsity_ref, accuracy_ref), baselines(summary))
     report.heading("Hypervolume per generation")
     report.figure("hypervolume", hypervolume_figure(summary["hypervolume"]))
     report.table("hypervolume", [hv])

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from tuneprune.reports.pareto import Plane
+from tuneprune.pareto import Plane
 
 
 def new_figure(rows: int = 1, cols: int = 1, width: float = 6.4, height: float = 4.2) -> tuple[Any, np.ndarray]:

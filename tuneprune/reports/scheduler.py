@@ -1,14 +1,21 @@
 """``tuneprune fit-scheduler``: the constants an adaptive-scheduler search found, as presets (SPEC 3, SPEC 8).
 
-The best trials (the accuracy / mean-mask-stability Pareto set of a two-objective search)
-each become a preset file of A, B, C and D, the format ``sparsity.scheduler.preset: PATH``
-reads (:func:`tuneprune.sparsity.preset_constants`). Plots: lambda(S) of the published
-presets and of the found constants, and the sparsity per epoch of the found trials.
+Only trials that reached their target (achieved sparsity >= target - tolerance) and
+learned something (accuracy above chance by a margin) are judged
+(:mod:`tuneprune.reports.usable`): a scheduler that never reaches its target is not a
+preset, however accurate its dense-ish network. Per grid point, the best of those (the
+accuracy / mean-mask-stability Pareto set of a two-objective search, by the rule of
+:mod:`tuneprune.pareto`) each become a preset file of A, B, C and D, the format
+``sparsity.scheduler.preset: PATH`` reads (:func:`tuneprune.sparsity.preset_constants`).
+Plots: lambda(S) of the published presets and of the found constants, and the sparsity
+per epoch of the found trials.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +25,9 @@ import yaml
 from tuneprune.config import ConfigError
 from tuneprune.reports.document import Report
 from tuneprune.reports.figures import integer_x, new_figure
+from tuneprune.pareto import non_dominated
 from tuneprune.reports.trials import SearchData, Trial
+from tuneprune.reports.usable import UsabilityRules, chance_accuracy
 from tuneprune.sparsity import PRESETS, AdaptiveScheduler, preset_constants
 from tuneprune.training import RunConfig, model_family
 
@@ -32,15 +41,51 @@ def scheduler_constants(config: RunConfig) -> dict[str, float]:
     return {**constants, **{k: getattr(cfg, k) for k in CONSTANTS if getattr(cfg, k) is not None}}
 
 
-def scheduler_trials(data: SearchData) -> list[Trial]:
-    """The best trials, checked to be adaptive-scheduler trials of a search over its constants."""
+@dataclass(frozen=True)
+class JudgedTrial:
+    """A complete trial, its achieved sparsity, the epoch it reached its target (None: never) and why it is left out."""
+
+    trial: Trial
+    target: float
+    sparsity: float | None
+    reached_epoch: int | None
+    excluded: str | None
+
+
+def judge(data: SearchData, trial: Trial, rules: UsabilityRules) -> JudgedTrial:
+    """Achieved sparsity at the last epoch, first epoch at target within the tolerance, and the usability verdict."""
+    target = trial.config.sparsity.target
+    history = data.history(trial.run_id, "sparsity") if trial.run_id else []
+    reached = next((int(epoch) for epoch, value in history if value >= target - rules.sparsity_tolerance), None)
+    achieved = trial.metrics.get("sparsity")
+    accuracy = data.accuracy_metric
+    reason = rules.reason(target, achieved, trial.values.get(accuracy, trial.metrics.get(accuracy)),
+                          chance_accuracy(trial.config.model_dump()), accuracy)  # fmt: skip
+    return JudgedTrial(trial, target, achieved, reached, reason)
+
+
+def pareto_sets(data: SearchData, judged: Sequence[JudgedTrial]) -> list[JudgedTrial]:
+    """Per grid point, the usable trials no other usable trial dominates in the search's objectives (ties kept)."""
+    objectives = data.objectives
+    chosen = []
+    for grid in dict.fromkeys(json.dumps(j.trial.grid, sort_keys=True) for j in judged):
+        usable = [j for j in judged if j.excluded is None and json.dumps(j.trial.grid, sort_keys=True) == grid]
+        values = np.array([[j.trial.values[m] for m in objectives] for j in usable], dtype=float).reshape(-1, len(objectives))
+        chosen += [usable[i] for i in non_dominated(values, list(objectives.values()))]
+    return chosen
+
+
+def scheduler_trials(data: SearchData, rules: UsabilityRules) -> tuple[list[JudgedTrial], list[JudgedTrial]]:
+    """Every complete trial judged, and the per-grid-point Pareto sets of the usable ones (checked to be a constants search)."""
     searched = [p for p in data.space.params if p.startswith("sparsity.scheduler.")]
-    best = [data.trial(k) for k in data.best_keys]
     if not searched or any(t.config.sparsity is None or t.config.sparsity.scheduler.type != "adaptive" for t in data.trials):
         raise ConfigError(f"source = {data.source.label!r}: not a search over adaptive-scheduler constants (SPEC 3)")
+    judged = [judge(data, t, rules) for t in data.trials if t.complete]
+    best = pareto_sets(data, judged)
     if not best:
-        raise ConfigError(f"source = {data.source.label!r}: no trial completed")
-    return best
+        left = "; ".join(f"{j.trial.key}: {j.excluded}" for j in judged) or "no trial completed"
+        raise ConfigError(f"source = {data.source.label!r}: no trial is usable ({rules.describe()}): {left}")
+    return judged, best
 
 
 def write_preset(trial: Trial, search: str, path: Path) -> Path:
@@ -81,23 +126,43 @@ def trajectory_figure(data: SearchData, trials: Sequence[Trial]) -> Any:
     return fig
 
 
-def scheduler_report(report: Report, data: SearchData) -> list[Path]:
-    """The constants table, one preset per best trial, and the two figures; returns the preset files."""
-    trials = scheduler_trials(data)
+def trial_rows(judged: Sequence[JudgedTrial], chosen: Sequence[JudgedTrial]) -> list[dict[str, Any]]:
+    """Every complete trial: target, achieved sparsity, the epoch it got there, objectives, verdict."""
+    keys = {j.trial.key for j in chosen}
+    return [
+        {
+            "trial": j.trial.key, **j.trial.grid, "target": j.target, "sparsity": j.sparsity, "reached_epoch": j.reached_epoch,
+            **j.trial.values, "pareto": j.trial.key in keys, "excluded": j.excluded or "",
+        }
+        for j in judged
+    ]  # fmt: skip
+
+
+def scheduler_report(report: Report, data: SearchData, rules: UsabilityRules = UsabilityRules()) -> tuple[list[Path], list[dict[str, Any]]]:
+    """The trials table, the constants table, one preset per chosen trial and the two figures.
+
+    Returns the preset files and the trials table (what the command prints).
+    """
+    judged, chosen = scheduler_trials(data, rules)
+    rows = trial_rows(judged, chosen)
+    report.heading("Trials judged")
+    report.text(f"{len(judged)} complete trials; {rules.describe()}; sparsity is the achieved sparsity at the last epoch.")
+    report.table("trials", rows)
     report.heading("Found constants" + (" (Pareto set per grid point)" if len(data.objectives) > 1 else " (best per grid point)"))
-    presets, rows, found = [], [], []
-    for trial in trials:
+    presets, constant_rows, found = [], [], []
+    for j in chosen:
+        trial = j.trial
         path = report.add_file(write_preset(trial, data.source.name, report.out / f"preset-{trial.key}.yaml"))
         constants = scheduler_constants(trial.config)
         presets.append(path)
         found.append((trial.key, constants))
-        rows.append({
-            "trial": trial.key, **trial.grid, **constants,
-            "initial_sparsity": trial.config.sparsity.scheduler.initial_sparsity, **trial.values, "preset": path.name,
+        constant_rows.append({
+            "trial": trial.key, **trial.grid, **constants, "initial_sparsity": trial.config.sparsity.scheduler.initial_sparsity,
+            "sparsity": j.sparsity, "reached_epoch": j.reached_epoch, **trial.values, "preset": path.name,
         })  # fmt: skip
-    report.table("constants", rows)
+    report.table("constants", constant_rows)
     report.heading("lambda(S): published presets and found constants")
-    report.figure("lambda", lambda_figure(found, model_family(trials[0].config.model)), "dashed: the published presets (SPEC 3)")
+    report.figure("lambda", lambda_figure(found, model_family(chosen[0].trial.config.model)), "dashed: the published presets (SPEC 3)")
     report.heading("Sparsity per epoch of the found trials")
-    report.figure("sparsity_trajectories", trajectory_figure(data, trials))
-    return presets
+    report.figure("sparsity_trajectories", trajectory_figure(data, [j.trial for j in chosen]))
+    return presets, rows

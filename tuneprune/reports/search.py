@@ -4,16 +4,17 @@ learning curves, the best alpha per target and the best configuration as a runna
 from __future__ import annotations
 
 import itertools
+import json
 from typing import Any
 
 import numpy as np
 import yaml
 
 from tuneprune.commands import tuneprune_command
-from tuneprune.reports.alpha import ALPHA, alpha_figure, best_alpha_points
+from tuneprune.reports.alpha import ALPHA, alpha_candidates, alpha_figure, best_alpha_points
 from tuneprune.reports.document import Report
 from tuneprune.reports.importance import study_importances
-from tuneprune.reports.pareto import Plane
+from tuneprune.pareto import Plane
 from tuneprune.reports.search_figures import (
     importance_figure,
     learning_curves_section,
@@ -21,6 +22,7 @@ from tuneprune.reports.search_figures import (
 )
 from tuneprune.reports.sections import front_section
 from tuneprune.reports.trials import SearchData, Trial
+from tuneprune.reports.usable import UsabilityRules
 
 
 def trial_row(data: SearchData, trial: Trial) -> dict[str, Any]:
@@ -97,24 +99,31 @@ def importances(report: Report, data: SearchData) -> None:
 
 
 def alpha_series(report: Report, data: SearchData) -> None:
-    """The best alpha per target sparsity when alpha was searched at several targets (SPEC 2, SPEC 8)."""
-    points = best_alpha_points(data.source.summary)
-    if ALPHA not in data.space.params or len({p.target for p in points}) < 2:
+    """The best usable alpha per target sparsity when alpha was searched at several targets (SPEC 2, SPEC 8)."""
+    rules = UsabilityRules()
+    candidates = alpha_candidates(data.source.summary, data.source.trial_metrics, rules)
+    points = best_alpha_points(data.source.summary, candidates)
+    if ALPHA not in data.space.params or len({p.target for p in candidates}) < 2:
         return
+    excluded = [p for p in candidates if p.excluded is not None]
     report.heading("Best alpha per target sparsity")
-    report.figure("alpha_per_target", alpha_figure(points), "grey: the published rule 0.026 tan(23.09 S + 22.08) + 0.093 (SPEC 2)")
-    report.table("alpha_per_target", [vars(p) for p in points])
+    caption = f"grey: the published rule 0.026 tan(23.09 S + 22.08) + 0.093 (SPEC 2); x: excluded trials ({rules.describe()})"
+    report.figure("alpha_per_target", alpha_figure(points, excluded=excluded), caption)
+    report.table("alpha_per_target", [vars(p) for p in [*points, *excluded]])
 
 
 def best_config(report: Report, data: SearchData) -> None:
-    """``best.yaml``: the run config of the best trial in the first objective, which ``tuneprune train`` runs as is."""
+    """``best.yaml``: the run config of the best trial in the first objective, which ``tuneprune train`` runs as is
+    and which reproduces the trial's metrics exactly on the same kind of device."""
     entries = data.source.summary["best"]
     if not entries:
         return
     (first, direction), *_ = data.objectives.items()
     pick = (max if direction == "max" else min)(entries, key=lambda e: e["values"][first])
+    run_id = pick.get("mlflow_run_id")  # the config the trial ran, as it logged it (threads and device included)
+    config = json.loads(data.source.artifact_text(run_id, "config.json")) if run_id else pick["config"]
     path = report.add_file(report.out / "best.yaml")
-    path.write_text(yaml.safe_dump(pick["config"], sort_keys=False))
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
     report.heading("Best configuration")
     report.text(f"Trial {pick['key']} ({first} = {pick['values'][first]:.4f}); run it with: {tuneprune_command('train', path)}")
 

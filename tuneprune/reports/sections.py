@@ -9,7 +9,7 @@ import numpy as np
 
 from tuneprune.reports.document import Report
 from tuneprune.reports.figures import front_figure
-from tuneprune.reports.pareto import Plane, front_indices, hypervolume
+from tuneprune.pareto import Plane, front_indices, hypervolume
 
 
 def front_section(

@@ -55,6 +55,15 @@ class Source:
     def artifact_text(self, run_id: str, path: str) -> str:
         return artifact_text(self.label, self.tracking_uri, run_id, path)
 
+    def trial_metrics(self, entry: dict[str, Any]) -> dict[str, float]:
+        """A trial's final metrics: recorded in the summary, else (older summaries) read from its MLflow run."""
+        if "metrics" in entry:
+            return entry["metrics"]
+        run_id = entry.get("mlflow_run_id")
+        if run_id is None or _store_missing(self.tracking_uri):
+            return {}
+        return dict(self.client.get_run(run_id).data.metrics)
+
     def require_search(self) -> None:
         if self.kind != "search":
             raise ConfigError(f"source = {self.label!r}: an {self.kind}, not a search")

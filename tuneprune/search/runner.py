@@ -160,16 +160,19 @@ def _collect(studies, space: SearchSpace) -> tuple[list[dict], list[dict]]:
     names = list(space.objectives)
     for gs in studies:
         for t in gs.study.get_trials(deepcopy=False):
+            key = trial_key(gs.index, t.number)
             trials.append(
                 {
-                    "key": trial_key(gs.index, t.number),
-                    "name": trial_run_name(t.number, gs.grid_point, t.params),
+                    "key": key,
+                    "name": trial_run_name(key, gs.grid_point, t.params),
                     "grid": gs.grid_point,
                     "params": t.params,
                     "state": t.state.name,
                     "values": dict(zip(names, t.values)) if t.values else {},
                     "mlflow_run_id": t.user_attrs.get("mlflow_run_id"),
                     "error": t.user_attrs.get("error"),
+                    "metrics": t.user_attrs.get("metrics", {}),
+                    "config": space.resolve(gs.grid_point, t.params).model_dump(mode="json"),
                 }
             )
         if not any(t.state == TrialState.COMPLETE for t in gs.study.get_trials(deepcopy=False)):

@@ -16,7 +16,7 @@ import optuna
 from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
-from tuneprune.search.space import SearchSpace
+from tuneprune.search.space import METRICS, SearchSpace
 from tuneprune.search.studies import GridStudy, distributions
 
 
@@ -28,10 +28,11 @@ def short_value(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def trial_run_name(number: int, grid_point: dict[str, Any], params: dict[str, Any]) -> str:
-    """``t007 target=0.95 alpha=0.13 mode=global``: the last path component of each value."""
+def trial_run_name(key: str, grid_point: dict[str, Any], params: dict[str, Any]) -> str:
+    """``g1-007 target=0.95 alpha=0.13 mode=global``: the trial's key (its one name everywhere), then the last
+    path component of each value. The MLflow run name and the Optuna user attribute ``name``."""
     parts = [f"{k.rsplit('.', 1)[-1]}={short_value(v)}" for k, v in {**grid_point, **params}.items()]
-    return " ".join([f"t{number:03d}", *parts])
+    return " ".join([key, *parts])
 
 
 class StudySearcher(Searcher):
@@ -72,10 +73,14 @@ class StudySearcher(Searcher):
             self.live[trial_id] = (gs, trial)
             params = {k: trial.params[k] for k in self.distributions}
             run_config = self.space.resolve(gs.grid_point, params)
+            key = trial_key(gs.index, trial.number)
+            run_name = trial_run_name(key, gs.grid_point, params)
+            trial.set_user_attr("key", key)
+            trial.set_user_attr("name", run_name)
             return {
-                "key": trial_key(gs.index, trial.number),
+                "key": key,
                 "number": trial.number,
-                "run_name": trial_run_name(trial.number, gs.grid_point, params),
+                "run_name": run_name,
                 "grid": gs.grid_point,
                 "params": params,
                 "run_config": run_config.model_dump(mode="json"),
@@ -90,6 +95,8 @@ class StudySearcher(Searcher):
         result = result or {}
         if result.get("mlflow_run_id"):
             trial.set_user_attr("mlflow_run_id", result["mlflow_run_id"])
+        final = {k: result.get(k) for k in ("epoch", *METRICS)}
+        trial.set_user_attr("metrics", {k: v for k, v in final.items() if isinstance(v, (int, float)) and math.isfinite(v)})
         values = [result.get(m) for m in self.space.objectives]
         finished = result.get("epoch", 0) >= result.get("epochs", math.inf)
         if error or "error" in result:

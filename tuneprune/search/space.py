@@ -154,8 +154,14 @@ class SearchSpace(StrictModel):
         return [dict(zip(keys, combo)) for combo in itertools.product(*(self.grid[k] for k in keys))]
 
     def resolve(self, grid_point: dict[str, Any], values: dict[str, Any]) -> RunConfig:
-        """The run config of one trial: base, then the grid point, then the searched values."""
+        """The run config of one trial: base, then the grid point, then the searched values.
+
+        ``num_threads`` defaults to the trial's whole CPUs (``resources.cpu``, at least 1):
+        the thread count changes a CPU run's numbers, so it is part of the config the
+        trial runs, logs and writes to ``best.yaml``, and a rerun reproduces it exactly.
+        """
         data = copy.deepcopy(self.base)
+        data.setdefault("num_threads", max(int(self.resources.cpu), 1))
         for path, value in {**grid_point, **values}.items():
             set_path(data, path, value)
         return validate(RunConfig, data)

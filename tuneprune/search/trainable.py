@@ -22,6 +22,7 @@ from tuneprune.tracking import RunTracker
 from tuneprune.training import RunConfig, TrainingDiverged, save_model, train
 from tuneprune.training.checkpoint import CHECKPOINT_NAME, load_file
 from tuneprune.training.final import final_evaluations
+from tuneprune.training.loop import resolve_device
 
 WORST = {"max": float("-inf"), "min": float("inf")}
 
@@ -59,13 +60,11 @@ def run_trial(trial: dict[str, Any]) -> None:
     FINISHED, since a scheduler may stop the trial as soon as it sees that result.
     """
     import ray
-    from ray import tune
 
     ctx = trial["ctx"]
     tracker = RunTracker(ctx["tracking_uri"], ctx["experiment"])
-    config = RunConfig.model_validate(trial["run_config"])
-    cpus = tune.get_context().get_trial_resources().required_resources.get("CPU", 1)
-    config.num_threads = max(int(cpus), 1)
+    config = RunConfig.model_validate(trial["run_config"])  # num_threads resolved from the trial's CPUs (SearchSpace.resolve)
+    config.device = resolve_device(config.device).type  # recorded as run: config.json and --from-run reproduce it
     epochs = config.epochs
     trial_dir = Path(ctx["results_dir"]) / "trials" / trial["key"]
     run_id = tracker.child(

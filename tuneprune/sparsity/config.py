@@ -80,3 +80,13 @@ class SparsityConfig(StrictModel):
     theta: ThetaConfig = ThetaConfig()
     scheduler: SchedulerConfig = SchedulerConfig()
     drop: DropConfig = DropConfig()
+
+    @model_validator(mode="after")
+    def _elimination_under_layer_thresholds(self) -> "SparsityConfig":
+        """SPEC 4 defines the global t only under the global T: against per-layer T_l it can freeze kept weights."""
+        if self.threshold == "layer" and self.drop.rho > 0 and self.drop.mode == "global":
+            raise ValueError(
+                "sparsity.threshold = 'layer' with sparsity.drop.mode = 'global' is undefined (SPEC 4): "
+                "use drop.mode 'layer' or threshold 'global'"
+            )
+        return self

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import torch
 
 from tuneprune.sparsity.config import DropConfig
 
@@ -31,5 +31,6 @@ class Elimination:
     def global_quantile(self, sparsity: float) -> float:
         return self.rho * sparsity
 
-    def layer_quantiles(self, layer_sparsities: Sequence[float]) -> list[float]:
-        return [self.rho * s for s in layer_sparsities]
+    def layer_quantiles(self, layer_sparsities: torch.Tensor) -> torch.Tensor:
+        """``rho * S_{l,k}`` per layer, in float64 on the sparsities' device (no host sync)."""
+        return layer_sparsities.double() * self.rho

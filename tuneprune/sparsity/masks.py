@@ -1,99 +1,114 @@
-"""The masks of one training iteration: thresholds T and t, kept and eliminated weights (SPEC 1.3, 1.4, 4)."""
+"""The masks of one training iteration: thresholds T and t, kept and eliminated weights (SPEC 1.3, 1.4, 4).
+
+On an accelerator every step works on the flat buffers of all prunable weights at once:
+one ``abs`` pass, one selection (all layers batched), one compare, one segmented count,
+and nothing is read back to the host. On the CPU the selection, compares and counts
+run through numpy (see :mod:`~tuneprune.sparsity.kernels`).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import torch
 
 from tuneprune.sparsity.drop import Elimination
-from tuneprune.sparsity.kernels import and_into, copy_into, greater_into, less_into, segment_counts
+from tuneprune.sparsity.flat import FlatLayout
+from tuneprune.sparsity.kernels import compare_into
 from tuneprune.sparsity.stability import jaccard_from_counts
 from tuneprune.sparsity.thresholds import FlatMagnitudes
 
 
 @dataclass(frozen=True)
 class Masks:
-    """Masks over the prunable layers at sparsity ``S_k``; ``slot`` names the buffer that holds them."""
+    """Masks over the prunable layers at sparsity ``S_k``; ``slot`` names the buffer that holds them.
+
+    ``thresholds`` holds T_l of every layer (the same T for all under the global mode),
+    ``eliminations`` t_l (when weights are eliminated); ``kept`` and ``eliminated`` are
+    per-layer views, in the weights' shapes, of the flat masks.
+    """
 
     sparsity: float
     slot: int
-    thresholds: list[torch.Tensor]
+    thresholds: torch.Tensor
     kept_flat: torch.Tensor
     kept_counts: torch.Tensor
     kept: list[torch.Tensor]
-    eliminated: list[torch.Tensor] | None = None
+    eliminations: torch.Tensor | None = None
+    eliminated_flat: torch.Tensor | None = None
     eliminated_counts: torch.Tensor | None = None
+    eliminated: list[torch.Tensor] | None = None
 
 
 class MaskBuilder:
-    """Computes :class:`Masks` from the current weights into preallocated flat buffers.
+    """Computes :class:`Masks` from the flat weight buffer into preallocated flat buffers.
 
     ``threshold_mode`` is ``global`` (one T for the network, Feather) or ``layer`` (T_l per
     layer), SPEC 1.4. Kept masks live in two slots so that the previous iteration's mask
     survives for the stability measure (SPEC 3). Kept is ``|w| > T``, eliminated ``|w| < t``.
+    SPEC 4 defines the global ``t`` only under the global T, so ``layer`` thresholds with
+    ``global`` elimination are refused.
     """
 
-    def __init__(
-        self, weights: Sequence[torch.Tensor], threshold_mode: str, elimination: Elimination
-    ) -> None:
+    def __init__(self, layout: FlatLayout, threshold_mode: str, elimination: Elimination) -> None:
+        if threshold_mode == "layer" and elimination.rho > 0 and elimination.mode == "global":
+            raise ValueError("layer thresholds need layer elimination (SPEC 4 defines the global t under the global T)")
         self.threshold_mode = threshold_mode
         self.elimination = elimination
-        self.magnitudes = FlatMagnitudes(weights)
-        self.shapes = [w.shape for w in weights]
-        self.sizes = self.magnitudes.sizes
-        total, device = sum(self.sizes), weights[0].device
-        self.layer_sizes = torch.tensor(self.sizes, device=device)
-        self._kept = [torch.empty(total, dtype=torch.bool, device=device) for _ in range(2)]
-        self._overlap = torch.empty(total, dtype=torch.bool, device=device)
-        self._eliminated = torch.empty(total, dtype=torch.bool, device=device) if elimination.rho > 0 else None
+        self.layout = layout
+        self.segments = layout.segments
+        self.sizes = self.segments.sizes
+        self.magnitudes = FlatMagnitudes(self.segments, layout.dtype)
+        self.layer_sizes = self.segments.lengths
+        self._kept = [layout.empty(torch.bool) for _ in range(2)]
+        self._kept_views = [layout.shaped(kept) for kept in self._kept]
+        self._overlap = layout.empty(torch.bool)
+        self._eliminated = layout.empty(torch.bool) if elimination.rho > 0 else None
+        self._eliminated_views = layout.shaped(self._eliminated) if elimination.rho > 0 else None
 
-    def _shaped(self, flat: torch.Tensor) -> list[torch.Tensor]:
-        return [view.view(shape) for view, shape in zip(flat.split(self.sizes), self.shapes)]
-
-    def _masks(self, sparsity: float, slot: int, thresholds: list[torch.Tensor]) -> Masks:
+    def _masks(self, sparsity: float, slot: int, thresholds: torch.Tensor) -> Masks:
         kept_flat = self._kept[slot]
-        return Masks(sparsity, slot, thresholds, kept_flat, segment_counts(kept_flat, self.sizes), self._shaped(kept_flat))
+        counts = self.segments.counts(kept_flat)
+        return Masks(sparsity, slot, thresholds, kept_flat, counts, self._kept_views[slot])
 
-    def build(self, weights: Sequence[torch.Tensor], sparsity: float, slot: int) -> Masks:
-        """Masks of ``weights`` at sparsity ``sparsity``, written into buffer ``slot`` (0 or 1)."""
-        mags = self.magnitudes
-        mags.gather(weights)
-        kept_flat = self._kept[slot]
+    def build(self, weights: torch.Tensor, sparsity: float, slot: int) -> Masks:
+        """Masks of the flat weight buffer ``weights`` at sparsity ``sparsity``, written into buffer ``slot`` (0 or 1)."""
+        magnitudes, segments = self.magnitudes, self.segments
+        magnitudes.gather(weights)
         eliminating = self.elimination.applies(sparsity)
-        global_elimination = []
-        if eliminating and self.elimination.mode == "global":
-            global_elimination = [self.elimination.global_quantile(sparsity)]
+        global_elimination = eliminating and self.elimination.mode == "global"
         if self.threshold_mode == "global":
-            threshold, *elimination_threshold = mags.global_quantiles([sparsity, *global_elimination])
-            thresholds = [threshold] * len(self.sizes)
-            greater_into(mags.flat, threshold, kept_flat)
+            qs = [sparsity, self.elimination.global_quantile(sparsity)] if global_elimination else [sparsity]
+            kept_threshold, *elimination = magnitudes.global_quantiles(qs)
+            thresholds = kept_threshold.expand(segments.count)
         else:
-            thresholds = [mags.layer_quantiles(i, [sparsity])[0] for i in range(len(self.sizes))]
-            for view, threshold, out in zip(mags.views, thresholds, kept_flat.split(self.sizes)):
-                greater_into(view, threshold, out)
-            elimination_threshold = mags.global_quantiles(global_elimination) if global_elimination else []
+            thresholds = kept_threshold = magnitudes.layer_quantiles(sparsity)
+        compare_into("gt", magnitudes.flat, kept_threshold, segments, self._kept[slot])
         masks = self._masks(sparsity, slot, thresholds)
         if not eliminating:
             return masks
-        if elimination_threshold:
-            less_into(mags.flat, elimination_threshold[0], self._eliminated)
+        if global_elimination:
+            eliminations = elimination[0].expand(segments.count)
+            compare_into("lt", magnitudes.flat, elimination[0], segments, self._eliminated)
         else:
-            layer_sparsities = (1.0 - masks.kept_counts / self.layer_sizes).tolist()  # one host sync, all layers
-            outputs = self._eliminated.split(self.sizes)
-            for i, q in enumerate(self.elimination.layer_quantiles(layer_sparsities)):
-                less_into(mags.views[i], mags.layer_quantiles(i, [q])[0], outputs[i])
-        eliminated_counts = segment_counts(self._eliminated, self.sizes)
-        return replace(masks, eliminated=self._shaped(self._eliminated), eliminated_counts=eliminated_counts)
+            layer_sparsities = 1.0 - masks.kept_counts / self.layer_sizes
+            eliminations = magnitudes.layer_quantiles(self.elimination.layer_quantiles(layer_sparsities))
+            compare_into("lt", magnitudes.flat, eliminations, segments, self._eliminated)
+        return replace(
+            masks,
+            eliminations=eliminations,
+            eliminated_flat=self._eliminated,
+            eliminated_counts=segments.counts(self._eliminated),
+            eliminated=self._eliminated_views,
+        )
 
     def restore(self, kept_flat: torch.Tensor, sparsity: float, slot: int) -> Masks:
         """Masks holding a saved kept mask (for the stability of the next iteration)."""
-        copy_into(kept_flat, self._kept[slot])
-        return self._masks(sparsity, slot, [])
+        self._kept[slot].copy_(kept_flat)
+        return self._masks(sparsity, slot, torch.zeros(self.segments.count, device=self.segments.device))
 
     def stability(self, current: Masks, previous: Masks) -> torch.Tensor:
         """Mean over layers of the Jaccard index of the kept sets, ``mu_k`` of SPEC 3 (a 0-dim tensor)."""
-        and_into(current.kept_flat, previous.kept_flat, self._overlap)
-        overlap = segment_counts(self._overlap, self.sizes)
+        torch.logical_and(current.kept_flat, previous.kept_flat, out=self._overlap)
+        overlap = self.segments.counts(self._overlap)
         return jaccard_from_counts(overlap, current.kept_counts, previous.kept_counts).mean()

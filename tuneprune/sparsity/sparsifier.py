@@ -10,10 +10,11 @@ from torch.nn.utils import parametrize
 
 from tuneprune.sparsity.config import SparsityConfig
 from tuneprune.sparsity.drop import Elimination
+from tuneprune.sparsity.flat import flatten_parameters
 from tuneprune.sparsity.layers import prunable_layers
 from tuneprune.sparsity.masks import MaskBuilder, Masks
 from tuneprune.sparsity.schedules import build_schedule
-from tuneprune.sparsity.ste import GradientScale, ThresholdedWeight
+from tuneprune.sparsity.ste import FlatThreshold, ThresholdedWeight
 from tuneprune.sparsity.theta import ThetaPolicy
 
 
@@ -25,7 +26,9 @@ class Sparsifier:
     layer, the elimination threshold and the mask stability ``mu_k`` (fed to the adaptive
     scheduler), once, for forward and backward. Move the model to its device before and
     build the optimizer after the Sparsifier: it trains the dense weights
-    (``parametrizations.weight.original``), in preallocated buffers on that device.
+    (``parametrizations.weight.original``), which it moves into one flat buffer on that
+    device (each keeps its identity and becomes a view of the buffer), so that the
+    per-iteration work is a few passes over that buffer rather than a few per layer.
     """
 
     def __init__(
@@ -46,34 +49,53 @@ class Sparsifier:
         self.theta_policy = ThetaPolicy(config.theta, config.target)
         self.names = [name for name, _ in layers]
         self._modules = [module for _, module in layers]
-        self._parametrizations = [ThresholdedWeight(config.operator_p) for _ in layers]
         self._parameter_order = [list(module._parameters) for module in self._modules]
-        for module, parametrization in zip(self._modules, self._parametrizations):
+        parametrizations = [ThresholdedWeight(None, i) for i in range(len(layers))]
+        for module, parametrization in zip(self._modules, parametrizations):
             parametrize.register_parametrization(module, "weight", parametrization)
-        self._builder = MaskBuilder(self._weights(), config.threshold, Elimination(config.drop, config.target))
+        weights = [module.parametrizations.weight.original for module in self._modules]
+        self._layout, self._flat = flatten_parameters(weights)
+        self._ste = FlatThreshold(self._layout, self._flat, weights, config.operator_p)
+        for parametrization in parametrizations:
+            parametrization.shared = self._ste
+        self._builder = MaskBuilder(self._layout, config.threshold, Elimination(config.drop, config.target))
+        self._scale_buffers: list[torch.Tensor] = []
+        self._scale_views: list[list[torch.Tensor]] = []
         self._current: Masks | None = None
         self._previous: Masks | None = None
-        self._thetas: list[float] | list[torch.Tensor] = []
-        self._stability_sum = torch.zeros((), device=self._weights()[0].device)
+        self._thetas: float | torch.Tensor = 1.0
+        self._stability_sum = torch.zeros((), device=self._flat.device)
         self._stability_count = 0
 
-    def _weights(self) -> list[torch.Tensor]:
-        return [module.parametrizations.weight.original for module in self._modules]
-
     def _apply(self, sparsity: float, slot: int) -> Masks:
-        """Compute the masks at ``sparsity`` and install them in the layers."""
-        masks = self._builder.build(self._weights(), sparsity, slot)
+        """Compute the masks at ``sparsity`` and install ``P_T`` and the gradient scale ``m`` (SPEC 1.2, 1.3)."""
+        masks = self._builder.build(self._flat, sparsity, slot)
         thetas = self.theta_policy.layer_thetas(masks.kept_counts / self._builder.layer_sizes)
-        eliminated = masks.eliminated or [None] * len(thetas)
-        for parametrization, threshold, kept, theta, gone in zip(
-            self._parametrizations, masks.thresholds, masks.kept, thetas, eliminated
-        ):
-            if sparsity > 0:
-                parametrization.set(threshold, GradientScale(kept, theta, gone))
-            else:
-                parametrization.clear()
         self._current, self._thetas = masks, thetas
+        if sparsity <= 0:
+            self._ste.clear()
+            return masks
+        segments = self._layout.segments
+        threshold = masks.thresholds[0] if self.config.threshold == "global" else segments.spread(masks.thresholds)
+        self._ste.set(threshold, self._gradient_scale(masks, thetas, slot))
         return masks
+
+    def _gradient_scale(self, masks: Masks, thetas: float | torch.Tensor, slot: int) -> list[torch.Tensor] | None:
+        """``m`` per layer: 1 where kept, theta where pruned, 0 where eliminated (SPEC 1.3); ``None`` when all ones."""
+        if masks.eliminated_flat is None and not isinstance(thetas, torch.Tensor) and thetas == 1.0:
+            return None
+        if not self._scale_buffers:
+            self._scale_buffers = [self._layout.empty() for _ in range(2)]
+            self._scale_views = [self._layout.shaped(buffer) for buffer in self._scale_buffers]
+        scale = self._scale_buffers[slot]
+        if isinstance(thetas, torch.Tensor):
+            pruned = self._layout.segments.spread(thetas.to(scale.dtype))
+        else:
+            pruned = scale.new_full((), thetas)
+        torch.where(masks.kept_flat, scale.new_ones(()), pruned, out=scale)
+        if masks.eliminated_flat is not None:
+            scale.masked_fill_(masks.eliminated_flat, 0.0)
+        return self._scale_views[slot]
 
     def _free_slot(self) -> int:
         return 0 if self._previous is None else 1 - self._previous.slot
@@ -116,7 +138,7 @@ class Sparsifier:
         }
 
     def _theta_tensor(self) -> torch.Tensor:
-        return torch.stack([torch.as_tensor(theta, dtype=torch.float32) for theta in self._thetas])
+        return torch.as_tensor(self._thetas, dtype=torch.float32).expand(len(self.names))
 
     def _zero_gradient_counts(self, masks: Masks) -> torch.Tensor:
         """Per layer: eliminated weights plus pruned ones of layers whose theta is 0 (SPEC 1.3)."""
@@ -139,8 +161,6 @@ class Sparsifier:
     @property
     def layer_theta(self) -> dict[str, float]:
         """theta of each prunable layer at the current iteration."""
-        if not self._thetas:
-            return dict.fromkeys(self.names, 1.0)
         return dict(zip(self.names, self._theta_tensor().tolist()))
 
     def state_dict(self) -> dict[str, Any]:
@@ -176,5 +196,5 @@ class Sparsifier:
             parametrize.remove_parametrizations(module, "weight", leave_parametrized=True)
             for name in order:  # re-insert so that the state_dict order is the unwrapped model's
                 module._parameters[name] = module._parameters.pop(name)
-        self._modules, self._parametrizations = [], []
+        self._modules = []
         return self.model

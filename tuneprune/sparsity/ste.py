@@ -1,70 +1,95 @@
-"""The straight-through estimator with gradient scaling, as a weight parametrization (SPEC 1.2, 1.3)."""
+"""The straight-through estimator with gradient scaling over all prunable weights at once (SPEC 1.2, 1.3).
+
+The weights live in one flat buffer (:mod:`tuneprune.sparsity.flat`). The forward
+``w~ = P_T(w)`` of every layer is one elementwise pass over that buffer, computed when
+the first wrapped layer asks for its weight and handed out per layer; the backward
+multiplies the layers' gradients by the per-weight scale ``m`` with one
+``torch._foreach_mul``.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
 
+from tuneprune.sparsity.flat import FlatLayout
 from tuneprune.sparsity.operator import threshold_operator
 
 
-@dataclass(frozen=True)
-class GradientScale:
-    """``m`` of one layer at one iteration: 1 where kept, theta where pruned, 0 where eliminated (SPEC 1.3)."""
-
-    kept: torch.Tensor
-    theta: float | torch.Tensor
-    eliminated: torch.Tensor | None = None
-
-    def __call__(self, grad: torch.Tensor) -> torch.Tensor:
-        """``m ⊙ grad``."""
-        if self.eliminated is None and isinstance(self.theta, float) and self.theta == 1.0:
-            return grad
-        scaled = torch.where(self.kept, grad, grad * self.theta)
-        if self.eliminated is not None:
-            scaled.masked_fill_(self.eliminated, 0.0)
-        return scaled
-
-
-class _StraightThroughThreshold(torch.autograd.Function):
-    """Forward ``P_T(w)``; backward treats ``P_T`` as the identity and multiplies by ``m``."""
+class _FlatStraightThrough(torch.autograd.Function):
+    """Forward ``P_T`` of the flat buffer as per-layer views; backward treats ``P_T`` as the identity times ``m``."""
 
     @staticmethod
-    def forward(ctx, weight: torch.Tensor, threshold: torch.Tensor, p: float, scale: GradientScale) -> torch.Tensor:
-        ctx.scale = scale
-        return threshold_operator(weight, threshold, p)
+    def forward(ctx, owner: "FlatThreshold", *weights: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        ctx.set_materialize_grads(False)
+        ctx.scales = owner.scales
+        return tuple(owner.layout.shaped(threshold_operator(owner.flat, owner.threshold, owner.p)))
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        return ctx.scale(grad), None, None, None
+    def backward(ctx, *grads: torch.Tensor | None):
+        if ctx.scales is None:
+            return (None, *grads)
+        present = [i for i, grad in enumerate(grads) if grad is not None]
+        scaled = torch._foreach_mul([grads[i] for i in present], [ctx.scales[i] for i in present])
+        result: list[torch.Tensor | None] = [None] * len(grads)
+        for i, grad in zip(present, scaled):
+            result[i] = grad
+        return (None, *result)
+
+
+class FlatThreshold:
+    """``P_T`` and the gradient scale ``m`` of all prunable weights, set once per iteration.
+
+    ``flat`` is the weight buffer of which ``weights`` are views (in ``layout``). After
+    :meth:`set` the first layer that asks for its weight triggers one pass over the
+    whole buffer; each layer's piece is handed out once and recomputed when its weight
+    changed in place, when the grad mode differs or when it was already used (a second
+    forward pass), so a piece always equals ``P_T`` of the current weights.
+    """
+
+    def __init__(self, layout: FlatLayout, flat: torch.Tensor, weights: Sequence[torch.Tensor], p: float) -> None:
+        self.layout, self.flat, self.weights, self.p = layout, flat, list(weights), p
+        self.threshold: torch.Tensor | None = None
+        self.scales: list[torch.Tensor] | None = None
+        self._pieces: list[torch.Tensor | None] = [None] * len(self.weights)
+        self._versions: list[int] = []
+        self._grad_mode = False
+
+    def set(self, threshold: torch.Tensor, scales: list[torch.Tensor] | None) -> None:
+        """T (0-dim, or one per weight of the flat buffer) and ``m`` per layer (``None``: all ones)."""
+        self.threshold, self.scales = threshold, scales
+        self._pieces = [None] * len(self.weights)
+
+    def clear(self) -> None:
+        """Nothing pruned (``S_k = 0``, SPEC 1.4): every layer uses ``w`` itself."""
+        self.set(None, None)
+
+    def piece(self, index: int, weight: torch.Tensor) -> torch.Tensor:
+        """``P_T`` of layer ``index``'s ``weight`` with the scaled STE."""
+        if self.threshold is None:
+            return weight
+        grad_mode = torch.is_grad_enabled()
+        if self._pieces[index] is None or grad_mode != self._grad_mode or weight._version != self._versions[index]:
+            self._pieces = list(_FlatStraightThrough.apply(self, *self.weights))
+            self._versions = [w._version for w in self.weights]
+            self._grad_mode = grad_mode
+        piece, self._pieces[index] = self._pieces[index], None
+        return piece
 
 
 class ThresholdedWeight(nn.Module):
-    """Parametrization ``w -> P_T(w)`` with the scaled STE backward; the identity until :meth:`set`.
+    """Parametrization ``w -> P_T(w)`` of one layer, a view into the shared :class:`FlatThreshold`."""
 
-    The threshold and the gradient scale are computed once per iteration by the
-    :class:`~tuneprune.sparsity.Sparsifier` and reused by forward and backward.
-    """
-
-    def __init__(self, p: float) -> None:
+    def __init__(self, shared: FlatThreshold | None, index: int) -> None:
         super().__init__()
-        self.p = p
-        self.threshold: torch.Tensor | None = None
-        self.scale: GradientScale | None = None
-
-    def set(self, threshold: torch.Tensor, scale: GradientScale) -> None:
-        self.threshold, self.scale = threshold, scale
-
-    def clear(self) -> None:
-        """Nothing pruned (``S_k = 0``, SPEC 1.4): the forward pass uses ``w`` itself."""
-        self.threshold = self.scale = None
+        self.shared, self.index = shared, index
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
-        if self.threshold is None:
+        if self.shared is None:
             return weight
-        return _StraightThroughThreshold.apply(weight, self.threshold, self.p, self.scale)
+        return self.shared.piece(self.index, weight)
 
     def extra_repr(self) -> str:
-        return f"p={self.p}"
+        return f"index={self.index}"

@@ -71,11 +71,11 @@ class ThetaPolicy:
         self.fixed: float | None = fixed.get(config.policy)
         self.alpha = resolve_alpha(config.alpha, final_sparsity) if config.policy == "log_density" else 0.0
 
-    def layer_thetas(self, densities: torch.Tensor) -> list[float] | list[torch.Tensor]:
-        """theta per layer: floats for a fixed policy, 0-dim tensors (no host sync) for log_density."""
+    def layer_thetas(self, densities: torch.Tensor) -> float | torch.Tensor:
+        """theta of the layers: one float for a fixed policy, one per layer (a tensor, no host sync) for log_density."""
         if self.fixed is not None:
-            return [self.fixed] * len(densities)
+            return self.fixed
         thetas = log_density_theta(densities, self.alpha, self.config.theta_min)
         if self.config.mode == "global":
             thetas = thetas.mean().expand_as(thetas)
-        return list(thetas.unbind())
+        return thetas

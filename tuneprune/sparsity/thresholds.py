@@ -1,9 +1,14 @@
 """Magnitude thresholds: the S-quantile of |w| over the network or per layer (SPEC 1.4).
 
 The value equals ``torch.quantile`` (linear interpolation between the two neighbouring
-order statistics) but no full sort is done: on the CPU an in-place ``numpy`` partition
-(quickselect) plus the minimum of the upper part, on an accelerator ``kthvalue``. Nothing
-here forces a host-device sync.
+order statistics, positions in float64) but no full sort is done. Two selections:
+
+- on the CPU, an in-place ``numpy`` partition (quickselect) of a scratch copy plus the
+  minimum of the upper part, one layer after the other (the fastest on a CPU; no device
+  is involved, so reading ``q`` from CPU memory is no sync);
+- on an accelerator, :func:`~tuneprune.sparsity.selection.segmented_quantiles`, a radix
+  select on the float bits that handles every layer in one batched operation and never
+  reads back to the host.
 """
 
 from __future__ import annotations
@@ -13,7 +18,9 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from tuneprune.sparsity.kernels import abs_into, copy_into, on_numpy
+from tuneprune.sparsity.dispatch import on_numpy
+from tuneprune.sparsity.segments import Segments
+from tuneprune.sparsity.selection import segmented_quantiles
 
 
 def _position(q: float, n: int) -> tuple[int, float]:
@@ -40,89 +47,83 @@ def _pairs_by_partition(values: np.ndarray, lowers: set[int]) -> dict[int, tuple
     return pairs
 
 
-def _pairs_by_kthvalue(values: torch.Tensor, lowers: set[int]) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
-    n = values.numel()
-    return {
-        r: (torch.kthvalue(values, r + 1).values, torch.kthvalue(values, min(r + 2, n)).values) for r in lowers
-    }
-
-
-def magnitude_quantiles(values: torch.Tensor, qs: Sequence[float], *, overwrite: bool = False) -> list[torch.Tensor]:
-    """Quantiles ``qs`` of a 1-D tensor as 0-dim tensors on its device (SPEC 1.4).
-
-    Linear interpolation between neighbouring order statistics, like ``torch.quantile``;
-    ``q <= 0`` gives 0 (nothing pruned). On the CPU ``values`` is copied and partitioned
-    in place, or partitioned itself when ``overwrite`` is true.
-    """
-    values = values.detach()
-    n = values.numel()
+def _partition_quantiles(array: np.ndarray, qs: Sequence[float], dtype: torch.dtype) -> list[torch.Tensor]:
+    """Quantiles ``qs`` of a 1-D numpy array (partitioned in place) as 0-dim CPU tensors."""
+    n = len(array)
     positions = {q: _position(q, n) for q in qs if q > 0}
-    lowers = {lower for lower, _ in positions.values()}
-    if not lowers:
-        pairs = {}
-    elif on_numpy(values):
-        array = values.numpy() if overwrite else values.numpy().copy()
-        pairs = {
-            r: (torch.tensor(a, dtype=values.dtype), torch.tensor(b, dtype=values.dtype))
-            for r, (a, b) in _pairs_by_partition(array, lowers).items()
-        }
-    else:
-        pairs = _pairs_by_kthvalue(values, lowers)
-    zero = values.new_zeros(())
+    pairs = _pairs_by_partition(array, {lower for lower, _ in positions.values()}) if positions else {}
     result = []
     for q in qs:
         if q <= 0:
-            result.append(zero)
+            result.append(torch.zeros((), dtype=dtype))
             continue
         lower, weight = positions[q]
         below, above = pairs[lower]
-        result.append(torch.lerp(below, above, weight))
+        result.append(torch.lerp(torch.tensor(below, dtype=dtype), torch.tensor(above, dtype=dtype), weight))
     return result
+
+
+def magnitude_quantiles(values: torch.Tensor, qs: Sequence[float]) -> list[torch.Tensor]:
+    """Quantiles ``qs`` of a 1-D tensor of magnitudes (>= 0) as 0-dim tensors on its device (SPEC 1.4).
+
+    Linear interpolation between neighbouring order statistics, like ``torch.quantile``;
+    ``q <= 0`` gives 0 (nothing pruned). ``values`` is left untouched.
+    """
+    values = values.detach()
+    if on_numpy(values):
+        return _partition_quantiles(values.numpy().copy(), qs, values.dtype)
+    segments = Segments([values.numel()], values.device)
+    return [segmented_quantiles(values, segments, q)[0] for q in qs]
 
 
 def global_threshold(tensors: Sequence[torch.Tensor], sparsity: float) -> torch.Tensor:
     """The ``sparsity``-quantile of ``|w|`` over all ``tensors`` together (SPEC 1.4, Feather)."""
-    magnitudes = torch.cat([t.detach().reshape(-1).abs() for t in tensors])
-    return magnitude_quantiles(magnitudes, [sparsity], overwrite=True)[0]
+    return magnitude_quantiles(torch.cat([t.detach().reshape(-1).abs() for t in tensors]), [sparsity])[0]
 
 
 def layer_thresholds(tensors: Sequence[torch.Tensor], sparsity: float) -> list[torch.Tensor]:
     """The ``sparsity``-quantile of ``|w|`` of each tensor on its own (SPEC 1.4, layer-wise)."""
-    return [magnitude_quantiles(t.detach().reshape(-1).abs(), [sparsity], overwrite=True)[0] for t in tensors]
+    return [magnitude_quantiles(t.detach().reshape(-1).abs(), [sparsity])[0] for t in tensors]
 
 
 class FlatMagnitudes:
-    """``|w|`` of several tensors in one preallocated flat buffer with a view per tensor.
+    """``|w|`` of the prunable weights in one preallocated flat buffer, segmented by layer.
 
-    The hot loop of sparse training (SPEC 1.4) reuses the buffers: no allocation per
-    iteration, no per-layer host sync. On the CPU the selection partitions a scratch copy
-    so that the magnitudes stay in tensor order for the masks.
+    The hot loop of sparse training (SPEC 1.4) reuses the buffers: one ``abs`` pass per
+    iteration, no allocation of the magnitudes, no host sync. On the CPU the selection
+    partitions a scratch copy so that the magnitudes stay in layer order for the masks.
     """
 
-    def __init__(self, tensors: Sequence[torch.Tensor]) -> None:
-        first = tensors[0]
-        self.sizes = [t.numel() for t in tensors]
-        self.flat = torch.empty(sum(self.sizes), dtype=first.dtype, device=first.device)
-        self.views = list(self.flat.split(self.sizes))
-        self._scratch = torch.empty_like(self.flat) if first.device.type == "cpu" else None
-        self._scratch_views = [None] * len(self.sizes) if self._scratch is None else list(self._scratch.split(self.sizes))
+    def __init__(self, segments: Segments, dtype: torch.dtype) -> None:
+        self.segments = segments
+        self.flat = torch.empty(segments.total, dtype=dtype, device=segments.device)
+        self._scratch: torch.Tensor | None = None
+        self._whole = Segments([segments.total], segments.device)
 
-    def gather(self, tensors: Sequence[torch.Tensor]) -> None:
-        """Write ``|w|`` of each tensor into its view."""
-        for t, view in zip(tensors, self.views):
-            abs_into(t, view)
+    def gather(self, weights: torch.Tensor) -> None:
+        """``|w|`` of the flat weight buffer ``weights`` (in the segments' order)."""
+        torch.abs(weights.detach(), out=self.flat)
+
+    def _scratch_copy(self) -> np.ndarray:
+        if self._scratch is None:
+            self._scratch = torch.empty_like(self.flat)
+        array = self._scratch.numpy()
+        np.copyto(array, self.flat.numpy())
+        return array
 
     def global_quantiles(self, qs: Sequence[float]) -> list[torch.Tensor]:
-        """Quantiles over all gathered magnitudes."""
-        return self._select(self.flat, self._scratch, qs)
+        """Quantiles ``qs`` over all magnitudes (0-dim tensors)."""
+        if on_numpy(self.flat):
+            return _partition_quantiles(self._scratch_copy(), qs, self.flat.dtype)
+        return [segmented_quantiles(self.flat, self._whole, q)[0] for q in qs]
 
-    def layer_quantiles(self, index: int, qs: Sequence[float]) -> list[torch.Tensor]:
-        """Quantiles over the magnitudes of tensor ``index``."""
-        return self._select(self.views[index], self._scratch_views[index], qs)
-
-    @staticmethod
-    def _select(values: torch.Tensor, scratch: torch.Tensor | None, qs: Sequence[float]) -> list[torch.Tensor]:
-        if scratch is None:
-            return magnitude_quantiles(values, qs)
-        copy_into(values, scratch)
-        return magnitude_quantiles(scratch, qs, overwrite=True)
+    def layer_quantiles(self, q: float | torch.Tensor) -> torch.Tensor:
+        """The ``q``-quantile of each layer's magnitudes, ``q`` one float or one per layer (a tensor)."""
+        if not on_numpy(self.flat):
+            return segmented_quantiles(self.flat, self.segments, q)
+        qs = q.tolist() if isinstance(q, torch.Tensor) else [q] * self.segments.count  # CPU memory: no sync
+        array = self._scratch_copy()
+        bounds = np.cumsum([0, *self.segments.sizes])
+        return torch.stack(
+            [_partition_quantiles(array[a:b], [q_l], self.flat.dtype)[0] for a, b, q_l in zip(bounds[:-1], bounds[1:], qs)]
+        )

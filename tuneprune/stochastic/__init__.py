@@ -8,7 +8,7 @@ from tuneprune.stochastic.config import FinetuneConfig, StochasticConfig, Target
 from tuneprune.stochastic.dense import dense_model_and_data
 from tuneprune.stochastic.finetune import finetune
 from tuneprune.stochastic.pipeline import run_stochastic
-from tuneprune.stochastic.pruning import Pruner, derive_seed, magnitude_masks, score_samples
+from tuneprune.stochastic.pruning import Pruner, derive_seed, magnitude_masks, score_samples, sparsities
 from tuneprune.stochastic.targets import target_layers
 from tuneprune.stochastic.variance import feature_variance, plot_feature_variance
 
@@ -25,5 +25,6 @@ __all__ = [
     "plot_feature_variance",
     "run_stochastic",
     "score_samples",
+    "sparsities",
     "target_layers",
 ]

@@ -10,10 +10,9 @@ import torch
 import torch.nn as nn
 
 from tuneprune.data import DatasetSplits
-from tuneprune.sparsity import prunable_sparsity
 from tuneprune.stochastic.config import StochasticConfig
 from tuneprune.stochastic.finetune import finetune
-from tuneprune.stochastic.pruning import Pruner, derive_seed, score_samples
+from tuneprune.stochastic.pruning import Pruner, derive_seed, score_samples, sparsities
 from tuneprune.stochastic.targets import target_layers
 from tuneprune.stochastic.variance import feature_variance
 from tuneprune.training import RunConfig, evaluate
@@ -25,14 +24,18 @@ class StochasticReport:
 
     ``sample_val_acc`` holds the validation accuracy of every sample; ``best_sample`` and
     ``best_seed`` re-create the chosen one (``Pruner.apply(sigma, rate, best_seed)``).
-    ``finetuned`` maps ``deterministic``/``stochastic`` to metrics after fine-tuning;
+    ``pruned_layers_sparsity`` is the sparsity of the layers the rate prunes (what it
+    controls), ``model_sparsity`` that of every prunable weight (see
+    :func:`~tuneprune.stochastic.pruning.sparsities`); ``deterministic`` and ``stochastic``
+    carry both too. ``finetuned`` maps ``deterministic``/``stochastic`` to metrics after fine-tuning;
     ``feature_variance`` maps a layer to its variance in each of the three models.
     """
 
     sigma: float
     rate: float
     samples: int
-    sparsity: float
+    pruned_layers_sparsity: float
+    model_sparsity: float
     dense: dict[str, float]
     deterministic: dict[str, float]
     stochastic: dict[str, float]
@@ -78,17 +81,17 @@ def run_stochastic(config: StochasticConfig, model: nn.Module, run_config: RunCo
     pruner = Pruner(layers)
 
     det_masks = pruner.apply(0.0, config.rate)
-    deterministic = {**_accuracies(model, data, batch), "sparsity": prunable_sparsity(model, config.target.min_size)}
+    deterministic = {**_accuracies(model, data, batch), **sparsities(model, modules, config.target.min_size)}
     det_model = copy.deepcopy(model)
 
     seeds = [derive_seed(config.seed, i) for i in range(config.samples)]
     val_accs = score_samples(model, pruner, data.x_val, data.y_val, config.sigma, config.rate, seeds, batch)
     best = max(range(len(seeds)), key=lambda i: val_accs[i])
     masks = pruner.apply(config.sigma, config.rate, seeds[best])
-    stochastic = {**_accuracies(model, data, batch), "sparsity": prunable_sparsity(model, config.target.min_size)}
+    stochastic = {**_accuracies(model, data, batch), **sparsities(model, modules, config.target.min_size)}
 
     report = StochasticReport(
-        config.sigma, config.rate, config.samples, deterministic["sparsity"],
+        config.sigma, config.rate, config.samples, deterministic["pruned_layers_sparsity"], deterministic["model_sparsity"],
         dense, deterministic, stochastic, best, seeds[best], val_accs,
     )  # fmt: skip
     if dense_copy is not None:

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from tuneprune.sparsity import prunable_sparsity
 from tuneprune.training.evaluate import evaluate
 
 
@@ -27,6 +28,19 @@ def magnitude_masks(weights: Sequence[torch.Tensor], rate: float) -> list[torch.
     if pruned:
         keep[torch.argsort(flat, stable=True)[:pruned]] = False
     return [m.view_as(w) for m, w in zip(keep.split([w.numel() for w in weights]), weights)]
+
+
+def sparsities(model: nn.Module, modules: Sequence[nn.Module], min_size: int = 0) -> dict[str, float]:
+    """Both sparsities of a pruned sample, each named for what it measures (SPEC 5).
+
+    ``pruned_layers_sparsity``: zeros over the weights of the layers the rate prunes, what
+    the rate controls (``round(r * N) / N``). ``model_sparsity``: zeros over every prunable
+    weight of the model (SPEC 1.1), the first convolution and the classifier included even
+    when they are excluded from pruning, so it stays below the rate.
+    """
+    zeros = sum(int((m.weight == 0).sum()) for m in modules)
+    total = sum(m.weight.numel() for m in modules)
+    return {"pruned_layers_sparsity": zeros / total, "model_sparsity": prunable_sparsity(model, min_size)}
 
 
 class Pruner:

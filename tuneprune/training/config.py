@@ -39,6 +39,8 @@ class RunConfig(StrictModel):
     grad_clip: float | None = Field(3.0, gt=0.0, description="max gradient norm, null to disable")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     num_threads: int | None = Field(None, ge=1, description="torch CPU threads (recorded so runs reproduce exactly)")
+    precision: Literal["fp32", "bf16"] = Field("fp32", description="bf16: forward and loss under bfloat16 autocast")
+    channels_last: bool = Field(False, description="model and batches in the channels_last memory format")
 
     sparsity: SparsityConfig | None = Field(None, description="sparse training settings; null trains dense")
     relevance: PruningPoint | None = Field(

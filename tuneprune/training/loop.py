@@ -52,6 +52,19 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def _check_finite(losses: torch.Tensor, epoch: int, steps_per_epoch: int) -> None:
+    """Raise :class:`TrainingDiverged` naming the first step of the epoch whose loss was NaN or infinite.
+
+    The losses stay on the device during the epoch; this is the epoch's one read of them.
+    """
+    finite = torch.isfinite(losses)
+    if bool(finite.all()):
+        return
+    first = int(finite.int().argmin())
+    step = epoch * steps_per_epoch + first
+    raise TrainingDiverged(f"training loss became {losses[first].item()} at epoch {epoch + 1}, step {step}")
+
+
 def model_family(model_name: str) -> str:
     """The family whose adaptive-scheduler constant D applies (SPEC 3)."""
     return "mobilenet" if "mobilenet" in model_name else "resnet"
@@ -108,6 +121,8 @@ def train(
     if model is None:
         model = create_model(config.model, data.num_classes, data.in_channels)
     model.to(device)
+    if config.channels_last:
+        model.to(memory_format=torch.channels_last)
 
     steps_per_epoch = math.ceil(len(data.x_train) / config.batch_size)
     hooks = list(hooks)
@@ -135,20 +150,23 @@ def train(
     loader = TensorLoader(data.x_train, data.y_train, config.batch_size, shuffle=True, augment=augment, seed=config.seed)
     bar = ProgressBar("train", config.epochs, start_epoch) if progress else None
 
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16")
+    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     for epoch in range(start_epoch, config.epochs):
         loader.set_epoch(epoch)
         model.train()
         t0 = time.perf_counter()
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device)
+        losses = torch.empty(steps_per_epoch, device=device)  # read once, at the end of the epoch
         for i, (xb, yb) in enumerate(loader):
             step = epoch * steps_per_epoch + i
             for hook in hooks:
                 hook.before_iteration(step)
-            logits = model(xb)
-            loss = F.cross_entropy(logits, yb)
-            if not torch.isfinite(loss):
-                raise TrainingDiverged(f"training loss became {loss.item()} at epoch {epoch + 1}, step {step}")
+            with autocast:
+                logits = model(xb.contiguous(memory_format=memory_format))
+                loss = F.cross_entropy(logits, yb)
+            losses[i] = loss.detach()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             for hook in hooks:
@@ -159,6 +177,7 @@ def train(
             lr_schedule.step()
             loss_sum += loss.detach() * len(yb)
             correct += (logits.detach().argmax(1) == yb).sum()
+        _check_finite(losses, epoch, steps_per_epoch)
         metrics: dict[str, float] = {"epoch": epoch + 1}
         for hook in hooks:
             metrics.update(hook.end_epoch(epoch))

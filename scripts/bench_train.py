@@ -1,0 +1,124 @@
+"""Benchmark of whole training epochs: ``tuneprune.training.train`` dense and sparse against a plain loop.
+
+    python scripts/bench_train.py [--models resnet20x2,mobilenet_v1] [--images 512] [--epochs 2]
+                                  [--devices cpu,cuda] [--switches] [--threads N]
+
+For each model and device it trains on the same synthetic CIFAR-shaped data (3x32x32,
+10 classes, batch 128, random crop + flip) with: a minimal plain PyTorch loop (SGD
+momentum 0.9, weight decay, gradient clipping 3.0, ``tuneprune.data.augment_batch``),
+``tuneprune.training.train`` dense, and ``train`` sparse (Feather defaults, target 0.9).
+It prints the images per second of the last epoch (the earlier ones warm up) and the
+ratios to the plain loop, all measured in this run. ``--switches`` adds the sparse run
+with ``precision: bf16`` and with ``channels_last: true``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from bench_common import add_machine_arguments, start
+
+from tuneprune.data import DatasetSplits, augment_batch
+from tuneprune.models import create_model
+from tuneprune.training import RunConfig, train
+
+NUM_CLASSES = 10
+EVAL_IMAGES = 256
+
+
+def synthetic_splits(images: int, device: torch.device) -> DatasetSplits:
+    g = torch.Generator().manual_seed(0)
+
+    def split(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.randn(n, 3, 32, 32, generator=g), torch.randint(0, NUM_CLASSES, (n,), generator=g)
+
+    (x, y), (xv, yv), (xt, yt) = split(images), split(EVAL_IMAGES), split(EVAL_IMAGES)
+    return DatasetSplits("synthetic", x, y, xv, yv, xt, yt, NUM_CLASSES).to(device)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def plain_loop(name: str, data: DatasetSplits, device: torch.device, args: argparse.Namespace) -> float:
+    """Images per second of the last epoch of a minimal PyTorch training loop."""
+    torch.manual_seed(0)
+    model = create_model(name, NUM_CLASSES, 3).to(device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
+    x, y, n = data.x_train, data.y_train, len(data.x_train)
+    elapsed = 0.0
+    for epoch in range(args.epochs):
+        model.train()
+        _sync(device)
+        start = time.perf_counter()
+        g = torch.Generator(device=device).manual_seed(epoch)
+        order = torch.randperm(n, generator=g, device=device)
+        for i in range(0, n, args.batch_size):
+            index = order[i : i + args.batch_size]
+            loss = F.cross_entropy(model(augment_batch(x[index], g)), y[index])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), 3.0)
+            optimizer.step()
+        _sync(device)
+        elapsed = time.perf_counter() - start
+    return n / elapsed
+
+
+def tuneprune_loop(name: str, data: DatasetSplits, device: torch.device, args: argparse.Namespace, **extra) -> float:
+    """Images per second of the last epoch of ``tuneprune.training.train`` (its ``train_time``)."""
+    config = RunConfig(
+        model=name, dataset="synthetic", epochs=args.epochs, batch_size=args.batch_size, augment=True,
+        device=device.type, **extra,
+    )  # fmt: skip
+    history = train(config, data=data).history
+    return len(data.x_train) / history[-1]["train_time"]
+
+
+def bench(name: str, device: torch.device, args: argparse.Namespace) -> dict[str, object]:
+    data = synthetic_splits(args.images, device)
+    sparse = {"sparsity": {"target": 0.9}}
+    row: dict[str, object] = {"model": name, "device": device.type}
+    row["plain"] = plain_loop(name, data, device, args)
+    row["dense"] = tuneprune_loop(name, data, device, args)
+    row["sparse"] = tuneprune_loop(name, data, device, args, **sparse)
+    if args.switches:
+        row["sparse bf16"] = tuneprune_loop(name, data, device, args, precision="bf16", **sparse)
+        row["sparse channels_last"] = tuneprune_loop(name, data, device, args, channels_last=True, **sparse)
+    return row
+
+
+def print_table(rows: list[dict[str, object]]) -> None:
+    runs = [key for key in rows[0] if key not in ("model", "device")]
+    header = f"{'model':14s} {'device':6s} " + " ".join(f"{run + ' img/s':>22s}" for run in runs)
+    header += " " + " ".join(f"{run + '/plain':>22s}" for run in runs[1:])
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        line = f"{r['model']:14s} {r['device']:6s} " + " ".join(f"{r[run]:22.1f}" for run in runs)
+        line += " " + " ".join(f"{r[run] / r['plain']:22.3f}" for run in runs[1:])
+        print(line)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default="resnet20x2,mobilenet_v1,densenet40_24,resnet18", help="comma-separated registry names")
+    parser.add_argument("--images", type=int, default=512, help="training images per epoch")
+    parser.add_argument("--epochs", type=int, default=2, help="epochs per run; the last one is timed")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--switches", action="store_true", help="also the sparse run with bf16 autocast and channels_last")
+    add_machine_arguments(parser)
+    args = parser.parse_args()
+    start(args, f"batch {args.batch_size}, {args.images} images, epoch {args.epochs} of {args.epochs} timed")
+    rows = [bench(name, torch.device(device), args) for device in args.devices.split(",") for name in args.models.split(",")]
+    print_table(rows)
+
+
+if __name__ == "__main__":
+    main()

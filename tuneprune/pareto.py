@@ -1,0 +1,61 @@
+"""Pareto fronts and hypervolumes of points whose objectives are each maximised or minimised (pymoo NDS and HV).
+
+One rule for every front tuneprune shows (the evolution's archive and console front, the
+reports' fronts, ``fit-scheduler``'s Pareto set): a point is on the front when no other
+point is at least as good in every objective and better in one. Points with exactly the
+same objective values do not dominate each other, so ties are all kept, each under its
+own name (a trial key, an individual), in the order they were evaluated. The points are
+plain arrays with a direction per column, so the same functions serve the evolution's
+(accuracy, sparsity) rows and a report's planes such as val_acc against
+mean_mask_stability (SPEC 3, SPEC 5, SPEC 8).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from pymoo.indicators.hv import HV
+from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
+
+
+@dataclass(frozen=True)
+class Plane:
+    """Two metrics, ``x`` and ``y``, with their directions (``'max'`` or ``'min'``)."""
+
+    x: str
+    y: str
+    x_direction: str = "max"
+    y_direction: str = "max"
+
+    @property
+    def signs(self) -> np.ndarray:
+        """Multiplying a point by these turns it into pymoo's minimised objectives."""
+        return np.array([-1.0 if d == "max" else 1.0 for d in (self.x_direction, self.y_direction)])
+
+    def reference(self, points: np.ndarray) -> tuple[float, float]:
+        """The hypervolume reference: 0 for a maximised metric that is never negative, else its worst value."""
+        worst = [points[:, j].min() if d == "max" else points[:, j].max() for j, d in enumerate((self.x_direction, self.y_direction))]
+        return tuple(0.0 if d == "max" and w >= 0 else float(w) for d, w in zip((self.x_direction, self.y_direction), worst))
+
+
+def non_dominated(points: np.ndarray, directions: Sequence[str]) -> list[int]:
+    """Indices of the non-dominated rows of ``points`` (one column per objective, ``'max'``/``'min'`` each), ties kept, in row order."""
+    if len(points) == 0:
+        return []
+    signs = np.array([-1.0 if d == "max" else 1.0 for d in directions])
+    return sorted(int(i) for i in NonDominatedSorting().do(np.asarray(points, dtype=float) * signs, only_non_dominated_front=True))
+
+
+def front_indices(points: np.ndarray, plane: Plane) -> list[int]:
+    """Indices of the non-dominated rows of ``points`` (shape n x 2, columns x and y), by increasing x, ties in row order."""
+    found = non_dominated(points, (plane.x_direction, plane.y_direction))
+    return sorted(found, key=lambda i: (points[i, 0], points[i, 1], i))
+
+
+def hypervolume(points: np.ndarray, plane: Plane, reference: Sequence[float]) -> float:
+    """The area ``points`` dominate up to ``reference`` (a point in the plane's own units)."""
+    if len(points) == 0:
+        return 0.0
+    return float(HV(ref_point=np.asarray(reference, dtype=float) * plane.signs)(points * plane.signs))

@@ -1,0 +1,179 @@
+"""The SPEC 2 tangent family ``alpha(S) = c1 tan(c2 S + c3) + c4`` fitted by least squares without a pole in range.
+
+``tan`` has a pole wherever ``c2 S + c3 = pi/2 + k pi``. An unconstrained fit to a few noisy
+points can put one between the fitted targets (a rule that jumps from +0.57 to -0.25
+within 0.001 of sparsity). The fit therefore works with the branch of ``tan`` the rule
+uses, described by its two poles ``L < U``: ``c2 = pi / (U - L)`` and
+``c3 = pi/2 - c2 U`` (modulo pi, shown nearest the published ``c3``). Least squares over
+``(c1, L, U, c4)`` with the bounds ``L <= 0.90 - margin`` and ``U >= max target + margin``
+(scipy's ``least_squares``, trust-region reflective) keeps both poles outside the range
+where the rule applies, from ``S = 0.90`` (SPEC 2: below it alpha is 0) to the highest
+fitted target, with ``margin`` to spare. The published rule's branch is
+``L = 0.8805, U = 1.0166``.
+
+With fewer distinct targets than four, fewer constants are free (``free_constants``): c1
+and c4 from two or three, c4 alone from one; the others keep the published values, whose
+poles (0.8805, 1.0166) lie outside any range of targets from 0.90 up. Any other subset is
+fitted unbounded and refused if a pole lands in range.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from tuneprune.config import ConfigError
+from tuneprune.sparsity.theta import ALPHA_RULE_START, PUBLISHED_ALPHA_RULE
+
+CONSTANTS = tuple(PUBLISHED_ALPHA_RULE)
+DEFAULT_POLE_MARGIN = 0.005
+
+
+def tangent(sparsity: np.ndarray | float, c1: float, c2: float, c3: float, c4: float) -> np.ndarray:
+    """The unrounded tangent family of SPEC 2."""
+    return c1 * np.tan(c2 * np.asarray(sparsity, dtype=float) + c3) + c4
+
+
+def branch_poles(c2: float, c3: float, sparsity: float) -> tuple[float, float]:
+    """``(L, U)``: the poles of ``tan(c2 S + c3)`` (``c2 > 0``) on either side of ``sparsity``."""
+    k = math.floor((c2 * sparsity + c3 - math.pi / 2) / math.pi) + 1
+    upper = (math.pi / 2 + k * math.pi - c3) / c2
+    return upper - math.pi / c2, upper
+
+
+def constants_from_poles(c1: float, lower: float, upper: float, c4: float) -> dict[str, float]:
+    """c1..c4 of the branch between the poles ``lower < upper``, c3 taken nearest the published value."""
+    c2 = math.pi / (upper - lower)
+    c3 = math.pi / 2 - c2 * upper
+    c3 += math.pi * round((PUBLISHED_ALPHA_RULE["c3"] - c3) / math.pi)
+    return {"c1": c1, "c2": c2, "c3": c3, "c4": c4}
+
+
+def free_constants(n_targets: int) -> tuple[str, ...]:
+    """All four constants from four distinct targets on; c1 and c4 from two or three; c4 alone from one."""
+    return CONSTANTS if n_targets >= 4 else ("c1", "c4") if n_targets >= 2 else ("c4",)
+
+
+@dataclass
+class AlphaFit:
+    """Fitted constants, which were free, the points and the pole margin they were fitted with."""
+
+    constants: dict[str, float]
+    free: tuple[str, ...]
+    targets: np.ndarray
+    alphas: np.ndarray
+    pole_margin: float
+
+    def __call__(self, sparsity: np.ndarray | float) -> np.ndarray:
+        return tangent(sparsity, **self.constants)
+
+    @property
+    def residuals(self) -> np.ndarray:
+        """Observed minus fitted alpha, per point."""
+        return self.alphas - self(self.targets)
+
+    @property
+    def rmse(self) -> float:
+        return float(np.sqrt(np.mean(self.residuals**2)))
+
+    @property
+    def r2(self) -> float | None:
+        """``1 - SS_res / SS_tot``; undefined (None) when every alpha is the same."""
+        total = float(np.sum((self.alphas - self.alphas.mean()) ** 2))
+        return None if total == 0.0 else 1.0 - float(np.sum(self.residuals**2)) / total
+
+    @property
+    def fitted_range(self) -> tuple[float, float]:
+        """Where the rule must stay finite: from S = 0.90 to the highest fitted target."""
+        return ALPHA_RULE_START, float(self.targets.max())
+
+    @property
+    def poles(self) -> tuple[float, float]:
+        return branch_poles(self.constants["c2"], self.constants["c3"], float(self.targets.max()))
+
+    @property
+    def poles_on_bounds(self) -> list[str]:
+        """``lower``/``upper`` for a pole the bounds hold back: the points alone would pull it into the range."""
+        (low, high), (lower, upper) = self.fitted_range, self.poles
+        return [name for name, gap in (("lower", low - self.pole_margin - lower), ("upper", upper - high - self.pole_margin)) if abs(gap) < 1e-6]
+
+    def rule(self) -> dict[str, Any]:
+        """The rule file: c1..c4 (all ``alpha_from_rule_file`` reads) and how they were found."""
+        published = tangent(self.targets, **PUBLISHED_ALPHA_RULE)
+        return {
+            **{k: float(v) for k, v in self.constants.items()},
+            "fitted": list(self.free),
+            "points": len(self.targets),
+            "rmse": self.rmse,
+            "r2": self.r2,
+            "residuals": [float(r) for r in self.residuals],
+            "poles": [float(p) for p in self.poles],
+            "poles_on_bounds": self.poles_on_bounds,
+            "fitted_range": list(self.fitted_range),
+            "pole_margin": self.pole_margin,
+            "published_rmse": float(np.sqrt(np.mean((published - self.alphas) ** 2))),
+        }
+
+    def write_rule(self, path: Path) -> Path:
+        path.write_text(yaml.safe_dump(self.rule(), sort_keys=False))
+        return path
+
+
+def _check_poles(fit: AlphaFit) -> AlphaFit:
+    (low, high), (lower, upper) = fit.fitted_range, fit.poles
+    if lower > low - fit.pole_margin + 1e-9 or upper < high + fit.pole_margin - 1e-9:
+        raise ConfigError(
+            f"fit-alpha: with {', '.join(fit.free)} free the rule has a pole ({lower:.4f} or {upper:.4f}) within "
+            f"{fit.pole_margin} of the range {low}..{high}; fit all four constants, whose fit keeps the poles out"
+        )
+    return fit
+
+
+def fit_tangent(
+    targets: Sequence[float],
+    alphas: Sequence[float],
+    free: Sequence[str] | None = None,
+    pole_margin: float = DEFAULT_POLE_MARGIN,
+) -> AlphaFit:
+    """Least squares of the tangent family to ``(target, alpha)`` points (targets >= 0.90), poles out of range.
+
+    ``free`` defaults to :func:`free_constants` of the number of distinct targets; asking
+    for more constants than distinct targets is refused (:class:`ConfigError`).
+    """
+    from scipy.optimize import least_squares
+
+    s, a = np.asarray(targets, dtype=float), np.asarray(alphas, dtype=float)
+    distinct = len(np.unique(s))
+    free = tuple(free) if free is not None else free_constants(distinct)
+    if distinct < len(free):
+        raise ConfigError(f"fit-alpha: {distinct} usable distinct targets for {len(free)} constants ({', '.join(free)})")
+    if set(free) != set(CONSTANTS):
+
+        def partial(x: np.ndarray) -> np.ndarray:
+            return tangent(s, **{**PUBLISHED_ALPHA_RULE, **dict(zip(free, x))}) - a
+
+        result = least_squares(partial, [PUBLISHED_ALPHA_RULE[k] for k in free], x_scale="jac")
+        constants = {**PUBLISHED_ALPHA_RULE, **dict(zip(free, map(float, result.x)))}
+        return _check_poles(AlphaFit(constants, free, s, a, pole_margin))
+
+    lower_bound, upper_bound = ALPHA_RULE_START - pole_margin, float(s.max()) + pole_margin
+    published = branch_poles(PUBLISHED_ALPHA_RULE["c2"], PUBLISHED_ALPHA_RULE["c3"], ALPHA_RULE_START)
+    start = [
+        PUBLISHED_ALPHA_RULE["c1"],
+        min(published[0], lower_bound - 1e-3),
+        max(published[1], upper_bound + 1e-3),
+        PUBLISHED_ALPHA_RULE["c4"],
+    ]
+
+    def residuals(x: np.ndarray) -> np.ndarray:
+        return tangent(s, **constants_from_poles(*x)) - a
+
+    bounds = ([-np.inf, -np.inf, upper_bound, -np.inf], [np.inf, lower_bound, np.inf, np.inf])
+    result = least_squares(residuals, start, bounds=bounds, x_scale="jac")
+    return _check_poles(AlphaFit(constants_from_poles(*map(float, result.x)), CONSTANTS, s, a, pole_margin))

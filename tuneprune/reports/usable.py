@@ -1,0 +1,50 @@
+"""Which trials a fit may learn from (SPEC 2, SPEC 3): those that reached their target and learned something.
+
+A trial whose achieved sparsity (the ``sparsity`` metric at its last epoch: the fraction of
+prunable weights that are zero) stayed below its target by more than ``sparsity_tolerance``
+says nothing about that target; a trial whose accuracy is within ``chance_margin`` of
+chance (``1 / number of classes``) says nothing about its hyperparameters. ``fit-alpha``
+and ``fit-scheduler`` leave both out and print why.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from tuneprune.data.splits import CLASSES
+
+DEFAULT_SPARSITY_TOLERANCE = 0.001
+DEFAULT_CHANCE_MARGIN = 0.1
+
+
+def chance_accuracy(config: dict[str, Any]) -> float:
+    """``1 / classes`` of the dataset a run config (as a dict) trains on."""
+    dataset = config.get("dataset", "digits")
+    return 1.0 / CLASSES.get(dataset, config.get("synthetic_classes", 10))
+
+
+@dataclass(frozen=True)
+class UsabilityRules:
+    """The two thresholds, in the units of sparsity and of accuracy."""
+
+    sparsity_tolerance: float = DEFAULT_SPARSITY_TOLERANCE
+    chance_margin: float = DEFAULT_CHANCE_MARGIN
+
+    def describe(self) -> str:
+        return (
+            f"a trial is used when its achieved sparsity >= target - {self.sparsity_tolerance:g} "
+            f"and its accuracy >= chance (1/classes) + {self.chance_margin:g}"
+        )
+
+    def reason(self, target: float, achieved: float | None, accuracy: float | None, chance: float, metric: str) -> str | None:
+        """Why a trial is left out, or ``None`` when it is usable."""
+        if achieved is None:
+            return "achieved sparsity not recorded"
+        if achieved < target - self.sparsity_tolerance:
+            return f"target not reached: sparsity {achieved:.4f} < {target:g} - {self.sparsity_tolerance:g}"
+        if accuracy is None:
+            return f"{metric} not recorded"
+        if accuracy < chance + self.chance_margin:
+            return f"near chance: {metric} {accuracy:.4f} < chance {chance:.3g} + {self.chance_margin:g}"
+        return None

@@ -1,0 +1,63 @@
+"""Consecutive segments of a flat buffer, one per prunable layer, and reductions over them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from tuneprune.sparsity.dispatch import on_numpy
+
+
+class Segments:
+    """The layers of a flat buffer: ``sizes[l]`` consecutive entries each, in layer order.
+
+    ``ids`` (one segment index per entry; ``None`` for a single segment) and ``lengths``
+    are precomputed on the buffer's device, so that per-layer reductions and per-layer constants take one operation for
+    all layers, without a Python loop and without a host sync.
+    """
+
+    def __init__(self, sizes: Sequence[int], device: torch.device | str) -> None:
+        if not sizes or min(sizes) < 1:
+            raise ValueError(f"every segment needs at least one entry, got sizes {list(sizes)}")
+        self.sizes = [int(s) for s in sizes]
+        self.count = len(self.sizes)
+        self.total = sum(self.sizes)
+        self.device = torch.device(device)
+        self.lengths = torch.tensor(self.sizes, device=self.device)
+        self.starts = self.lengths.cumsum(0) - self.lengths
+        arange = torch.arange(self.count, device=self.device)
+        self.ids = torch.repeat_interleave(arange, self.lengths) if self.count > 1 else None
+        self._numpy_starts = np.asarray([0, *np.cumsum(self.sizes)[:-1]], dtype=np.int64)
+
+    def counts(self, mask: torch.Tensor) -> torch.Tensor:
+        """Number of True entries of a flat boolean ``mask`` in each segment (int64, on its device).
+
+        On an accelerator one segmented reduction, ``index_add_`` of the segment ids. On
+        the CPU ``numpy.count_nonzero`` of each segment's view, which is about 70 times
+        faster there than any single segmented reduction (``reduceat``, ``bincount``,
+        ``index_add_``) at ResNet-18's 11.2M weights.
+        """
+        if on_numpy(mask):
+            array = mask.numpy()
+            bounds = zip(self._numpy_starts.tolist(), self.sizes)
+            return torch.tensor([np.count_nonzero(array[start : start + size]) for start, size in bounds])
+        return self.reduced_counts(mask)
+
+    def reduced_counts(self, mask: torch.Tensor) -> torch.Tensor:
+        """:meth:`counts` by one ``index_add_`` of the segment ids (the accelerator path; runs on any device)."""
+        if self.ids is None:
+            return mask.sum().unsqueeze(0)
+        counts = torch.zeros(self.count, dtype=torch.int32, device=mask.device)
+        return counts.index_add_(0, self.ids, mask.int()).long()
+
+    def spread(self, per_segment: torch.Tensor) -> torch.Tensor:
+        """A flat tensor holding ``per_segment[l]`` at every entry of segment ``l`` (one gather)."""
+        if self.count == 1:
+            return per_segment.expand(self.total)
+        return per_segment.index_select(0, self.ids)
+
+    def split(self, flat: torch.Tensor) -> list[torch.Tensor]:
+        """The views of ``flat``, one per segment."""
+        return list(flat.split(self.sizes))
