@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+import shlex
 import subprocess
 import sys
 
@@ -18,6 +19,7 @@ from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
 from tuneprune.cli import main
 from tuneprune.cli.search import print_summary
+from tuneprune.commands import tuneprune_command
 from tuneprune.search import prepare_search, run_search
 from tuneprune.sparsity import AdaptiveScheduler, SparsityConfig, build_schedule
 from tuneprune.tracking import TAG_KIND, TAG_TRIAL
@@ -143,12 +145,12 @@ def trial_metrics(search, key: str) -> dict[str, float]:
 def test_best_yaml_reproduces_its_trial_exactly(search, report, tmp_path):
     """The report's 'run it with' command, as printed: the same metrics to the last bit on this CPU."""
     html = (report / "report.html").read_text()
-    key, command = re.search(r"Trial (g\d+-\d+) .*?run it with: (tuneprune train [^<\s]+)", html).groups()
-    assert command == f"tuneprune train {report / 'best.yaml'}"
+    key, command = re.search(r"Trial (g\d+-\d+) .*?run it with: (\S+ train [^<\s]+)", html).groups()
+    assert command == tuneprune_command("train", report / "best.yaml")  # the script beside this interpreter: runs as printed
     config = yaml.safe_load((report / "best.yaml").read_text())
     assert config["num_threads"] == 1 and config["device"] == "cpu"  # what the trial ran with, recorded
     out = subprocess.run(
-        [sys.executable, "-m", "tuneprune.cli", *command.split()[1:], "--json"], capture_output=True, text=True, timeout=300, cwd=tmp_path
+        [*shlex.split(command), "--json"], capture_output=True, text=True, timeout=300, cwd=tmp_path
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
     rerun, trial = json.loads(out.stdout), trial_metrics(search, key)
