@@ -11,6 +11,15 @@ for _var, _value in (("RAY_USAGE_STATS_ENABLED", "0"), ("MLFLOW_DISABLE_TELEMETR
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def search_index(tmp_path_factory):
+    """The index of searches (``TUNEPRUNE_INDEX``) in a session directory, never the user's ``~/.tuneprune``."""
+    path = tmp_path_factory.mktemp("index") / "index.json"
+    os.environ["TUNEPRUNE_INDEX"] = str(path)
+    yield path
+    os.environ.pop("TUNEPRUNE_INDEX", None)
+
+
 @pytest.fixture
 def single_thread():
     """One torch thread: tiny models gain nothing from threads, and a busy machine does not stall them."""

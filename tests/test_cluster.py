@@ -294,7 +294,7 @@ def test_two_searches_at_once_share_one_study(ray_cluster, mlflow_server, postgr
     barrier.mkdir()
     drivers = []
     for me in ("a", "b"):
-        args = ["search", str(space), "--no-progress", "--resume", "--address", ray_cluster["address"],
+        args = ["search", str(space), "--no-progress", "--join", "--address", ray_cluster["address"],
                 "--tracking-uri", mlflow_server["uri"], "--storage", postgres["optuna"],
                 "--results-dir", tmp_path / f"runs-{me}"]  # fmt: skip
         drivers.append(

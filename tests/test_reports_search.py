@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+import shlex
 import subprocess
 import sys
 
@@ -18,6 +19,7 @@ from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
 from tuneprune.cli import main
 from tuneprune.cli.search import print_summary
+from tuneprune.commands import tuneprune_command
 from tuneprune.search import prepare_search, run_search
 from tuneprune.sparsity import AdaptiveSchedule, AdaptiveScheduler, SparsityConfig, build_schedule
 from tuneprune.tracking import TAG_KIND, TAG_TRIAL
@@ -143,12 +145,12 @@ def trial_metrics(search, key: str) -> dict[str, float]:
 def test_best_yaml_reproduces_its_trial_exactly(search, report, tmp_path):
     """The report's 'run it with' command, as printed: the same metrics to the last bit on this CPU."""
     html = (report / "report.html").read_text()
-    key, command = re.search(r"Trial (g\d+-\d+) .*?run it with: (tuneprune train [^<\s]+)", html).groups()
-    assert command == f"tuneprune train {report / 'best.yaml'}"
+    key, command = re.search(r"Trial (g\d+-\d+) .*?run it with: (\S+ train [^<\s]+)", html).groups()
+    assert command == tuneprune_command("train", report / "best.yaml")  # the script beside this interpreter: runs as printed
     config = yaml.safe_load((report / "best.yaml").read_text())
     assert config["num_threads"] == 1 and config["device"] == "cpu"  # what the trial ran with, recorded
     out = subprocess.run(
-        [sys.executable, "-m", "tuneprune.cli", *command.split()[1:], "--json"], capture_output=True, text=True, timeout=300, cwd=tmp_path
+        [*shlex.split(command), "--json"], capture_output=True, text=True, timeout=300, cwd=tmp_path
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
     rerun, trial = json.loads(out.stdout), trial_metrics(search, key)
@@ -240,3 +242,22 @@ def test_one_name_per_trial_across_cli_report_mlflow_and_optuna(search, report, 
     printed = capsys.readouterr().out
     assert all(f" {b['key']} " in printed for b in search.best)  # the CLI's table names the same trials
     assert {r["trial"] for r in read_csv(report / "front_val_acc_vs_sparsity_points.csv")} == {t["key"] for t in complete_trials(search)}
+
+
+def test_follow_up_commands_find_the_search_from_any_directory(search, tmp_path):
+    """The search recorded its stores in the index: no --tracking-uri, and another working directory."""
+    fit = subprocess.run(
+        [sys.executable, "-m", "tuneprune.cli", "fit-scheduler", search.name, "--out", str(tmp_path / "fit")],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+    )  # fmt: skip
+    assert fit.returncode == 0, fit.stderr
+    assert f"/runs/{search.parent_run_id}" in fit.stderr  # the parent run's page in the MLflow UI
+    assert not (tmp_path / "mlruns.db").exists()
+    trial = search.trials[0]["mlflow_run_id"]
+    train = subprocess.run(
+        [sys.executable, "-m", "tuneprune.cli", "train", "--from-run", trial, "--set", "epochs=1", "--json", "--no-progress"],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+    )  # fmt: skip
+    assert train.returncode == 0, train.stderr
+    assert 0.0 <= json.loads(train.stdout)["test_acc"] <= 1.0
+    assert "Downloading artifacts" not in train.stderr

@@ -1,22 +1,140 @@
-"""A rich progress bar over epochs or generations, with a status text after the bar."""
+"""What a long command is doing, on stderr: live rich displays in a terminal, plain periodic lines otherwise.
+
+Everything goes to stderr, so a command's results on stdout (tables, ``--json``) stay
+clean. In a terminal a display redraws in place; when stderr is a file or a pipe it
+prints one line at most every :data:`PERIOD_S` seconds (and always the last one), so a
+log never goes quiet for long and never fills with redraws.
+"""
 
 from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from functools import lru_cache
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rich.console import Console, RenderableType
+
+PERIOD_S = 5.0
+
+
+@lru_cache(maxsize=1)
+def console() -> Console:
+    """The stderr console every display and :func:`say` share."""
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False)
+
+
+def say(message: str) -> None:
+    """One line about what the command does next, e.g. ``starting Ray...``."""
+    console().print(message, markup=False, soft_wrap=True)
+
+
+class _PeriodicLines:
+    """Prints a line when ``PERIOD_S`` seconds passed since the last one, or when forced (thread-safe)."""
+
+    def __init__(self) -> None:
+        self._last = float("-inf")
+        self._lock = threading.Lock()
+
+    def emit(self, line: str, force: bool = False) -> None:
+        with self._lock:
+            now = time.monotonic()
+            if force or now - self._last >= PERIOD_S:
+                say(line)
+                self._last = now
+
+
+class _Heartbeat(threading.Thread):
+    """Offers ``text()`` to ``lines`` every ``PERIOD_S`` seconds, so a slow step is never silent."""
+
+    def __init__(self, lines: _PeriodicLines, text: Callable[[], str]) -> None:
+        super().__init__(daemon=True)
+        self._lines, self._text = lines, text
+        self._stopped = threading.Event()
+        self.start()
+
+    def run(self) -> None:
+        while not self._stopped.wait(PERIOD_S):
+            self._lines.emit(self._text())
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+
+class LiveStatus:
+    """``render()`` redrawn in place in a terminal; elsewhere ``line()`` every ``PERIOD_S`` seconds.
+
+    Call :meth:`update` whenever something changed (and as often as convenient: it is
+    throttled), :meth:`close` at the end (prints the final state in either mode).
+    """
+
+    def __init__(self, render: Callable[[], RenderableType], line: Callable[[], str]) -> None:
+        self._line = line
+        self._live = None
+        self._lines = _PeriodicLines()
+        if console().is_terminal:
+            from rich.live import Live
+
+            self._live = Live(console=console(), refresh_per_second=2, get_renderable=render)
+            self._live.start()
+        else:
+            self._lines.emit(line(), force=True)
+
+    def update(self, force: bool = False) -> None:
+        if self._live is not None:
+            self._live.refresh()
+        else:
+            self._lines.emit(self._line(), force)
+
+    def close(self) -> None:
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
+        else:
+            self._lines.emit(self._line(), force=True)
 
 
 class ProgressBar:
     """``label [bar] done/total eta status``; :meth:`advance` moves one step and sets the status."""
 
     def __init__(self, label: str, total: int, done: int = 0) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+        self.label, self.total, self.done = label, total, done
+        self._info = ""
+        self._started = time.monotonic()
+        self._progress = None
+        self._heartbeat = None
+        if console().is_terminal:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-        self._progress = Progress(
-            TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}")
-        )
-        self._progress.start()
-        self._task = self._progress.add_task(label, total=total, completed=done, info="")
+            columns = (BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}"))
+            self._progress = Progress(TextColumn(f"[bold]{label}"), *columns, console=console())
+            self._progress.start()
+            self._task = self._progress.add_task(label, total=total, completed=done, info="")
+        else:
+            self._lines = _PeriodicLines()
+            self._lines.emit(self._text(), force=True)
+            self._heartbeat = _Heartbeat(self._lines, self._text)
+
+    def _text(self) -> str:
+        parts = (f"{self.label} {self.done}/{self.total}", self._info, f"({time.monotonic() - self._started:.0f} s)")
+        return " ".join(part for part in parts if part)
 
     def advance(self, info: str) -> None:
-        self._progress.update(self._task, advance=1, info=info)
+        self.done += 1
+        self._info = info
+        if self._progress is not None:
+            self._progress.update(self._task, advance=1, info=info)
+        else:
+            self._lines.emit(self._text(), force=self.done >= self.total)
 
     def close(self) -> None:
-        self._progress.stop()
+        if self._progress is not None:
+            self._progress.stop()
+            return
+        self._heartbeat.stop()
+        if self.done < self.total:  # else the last advance printed the final line
+            self._lines.emit(self._text(), force=True)

@@ -5,7 +5,18 @@ from __future__ import annotations
 import argparse
 import json
 import math
-from typing import Any
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+
+RESULTS_DIR_ENV = "TUNEPRUNE_RESULTS_DIR"
+# Result tables written to a file or a pipe are never narrowed to 80 columns (which cuts numbers).
+FILE_WIDTH = 1000
 
 
 def add_set_argument(parser: argparse.ArgumentParser) -> None:
@@ -17,6 +28,35 @@ def add_set_argument(parser: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="override a config value by dotted path, e.g. --set sparsity.target=0.95 (repeatable)",
     )
+
+
+def add_results_dir_argument(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument(
+        "--results-dir",
+        type=Path,
+        default=Path(os.environ.get(RESULTS_DIR_ENV) or "runs"),
+        help=f"{what} go to RESULTS_DIR/NAME (default: ${RESULTS_DIR_ENV}, else ./runs)",
+    )
+
+
+def add_progress_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--no-progress", action="store_true", help="no progress output (default: live in a terminal, else a line every few seconds, on stderr)"
+    )
+
+
+def results_console() -> Console:
+    """The stdout console for result tables: as wide as the terminal, or unlimited when not a terminal."""
+    from rich.console import Console
+
+    return Console(highlight=False) if sys.stdout.isatty() else Console(highlight=False, width=FILE_WIDTH)
+
+
+def titled_table(title: str, **options: Any) -> Table:
+    """A rich table at least as wide as its title, so that the title is never wrapped."""
+    from rich.table import Table
+
+    return Table(title=title, min_width=len(title), **options)
 
 
 def json_safe(value: Any) -> Any:
@@ -34,9 +74,21 @@ def print_json(obj: Any) -> None:
     print(json.dumps(json_safe(obj), indent=2, sort_keys=True, default=str))
 
 
-def print_locations(results_dir: object, tracking_uri: str, parent_run_id: str, storage_url: str | None = None) -> None:
-    """Where a search or evolution wrote its results, as commands to open them (never wrapped)."""
+def print_locations(
+    results_dir: object, tracking_uri: str, parent_run_id: str, storage_url: str | None = None, report_source: str | None = None
+) -> None:
+    """Where a command wrote its results, as commands that run as printed and the run's MLflow page."""
+    from mlflow.tracking import MlflowClient
+
+    from tuneprune.commands import mlflow_ui_command, optuna_dashboard_command, run_url, tuneprune_command
+
+    experiment_id = MlflowClient(tracking_uri).get_run(parent_run_id).info.experiment_id
     print(f"results:  {results_dir}")
-    print(f"MLflow:   mlflow ui --backend-store-uri {tracking_uri} --host 127.0.0.1   (parent run {parent_run_id})")
+    ui = mlflow_ui_command(tracking_uri)
+    if ui:
+        print(f"MLflow:   {ui}")
+    print(f"runs:     {run_url(tracking_uri, experiment_id, parent_run_id)}")
     if storage_url:
-        print(f"Optuna:   optuna-dashboard {storage_url} --host 127.0.0.1")
+        print(f"Optuna:   {optuna_dashboard_command(storage_url)}")
+    if report_source:
+        print(f"report:   {tuneprune_command('report', report_source)}")

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tuneprune.cli.common import add_set_argument, print_locations
+from tuneprune.cli.common import add_progress_argument, add_set_argument, print_locations, results_console, titled_table
 from tuneprune.cli.search import add_cluster_arguments
 
 if TYPE_CHECKING:
@@ -20,19 +20,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     source = p.add_mutually_exclusive_group()
     source.add_argument("--checkpoint", type=Path, help="dense model file written by 'tuneprune train --out' (default: train it now)")
     source.add_argument("--from-run", metavar="RUN_ID", help="use the model.pt artifact of this MLflow run as the dense model")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_progress_argument(p)
     add_set_argument(p)
     p.set_defaults(run=run)
 
 
 def print_front(summary: EvolutionSummary) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console()
-    table = Table(title=f"{summary.name}: Pareto front (validation accuracy, median of k samples)")
+    console = results_console()
+    table = titled_table(f"{summary.name}: Pareto front (validation accuracy, median of {summary.samples} samples)")
     for column in ("gen", "#", "sigma", *summary.rate_names, "model sparsity", "pruned-layers sparsity", "accuracy", "deterministic"):
-        table.add_column(column, justify="right")
+        table.add_column(column, justify="right", overflow="fold")
     for row in summary.front:
         rates = (f"{row[n]:.4f}" for n in summary.rate_names)
         table.add_row(
@@ -43,7 +40,7 @@ def print_front(summary: EvolutionSummary) -> None:
     hv = summary.hypervolume[-1] if summary.hypervolume else 0.0
     console.print(f"dense: val_acc {summary.dense['val_acc']:.4f}, test_acc {summary.dense['test_acc']:.4f}")
     console.print(f"evaluated {summary.evaluated} individuals, {summary.failed} failed; hypervolume {hv:.4f} (reference {summary.reference_point})")
-    print_locations(summary.results_dir, summary.tracking_uri, summary.parent_run_id)
+    print_locations(summary.results_dir, summary.tracking_uri, summary.parent_run_id, report_source=summary.name)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 
-from tuneprune.cli.report import add_usability_arguments, register_source_command, usability_rules
+from tuneprune.cli.report import add_usability_arguments, register_source_command, say_run_url, usability_rules
 
 CONSTANTS = ("c1", "c2", "c3", "c4")
 
@@ -68,4 +68,5 @@ def run(args: argparse.Namespace) -> int:
         print(f"  S = {target:<6g} alpha {alpha:.4f}  fitted {alpha - residual:.4f}  residual {residual:+.4f}")
     print(f"rule:   {rule}   (sparsity.theta.alpha: fitted:{rule})")
     print(f"report: {html}")
+    say_run_url(sources[0])
     return 0

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 
-from tuneprune.cli.report import add_usability_arguments, register_source_command, usability_rules
+from tuneprune.cli.report import add_usability_arguments, register_source_command, say_run_url, usability_rules
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -38,4 +38,5 @@ def run(args: argparse.Namespace) -> int:
     for path in presets:
         print(f"preset: {path}")
     print(f"report: {html}")
+    say_run_url(source)
     return 0

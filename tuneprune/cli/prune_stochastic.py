@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tuneprune.cli.common import add_set_argument, print_json
+from tuneprune.cli.common import add_progress_argument, add_set_argument, print_json, results_console, titled_table
 
 if TYPE_CHECKING:
     from tuneprune.stochastic.pipeline import StochasticReport
@@ -20,10 +20,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     source = p.add_mutually_exclusive_group()
     source.add_argument("--checkpoint", type=Path, help="dense model file written by 'tuneprune train --out' (default: train it now)")
     source.add_argument("--from-run", metavar="RUN_ID", help="use the model.pt artifact of this MLflow run")
-    p.add_argument("--tracking-uri", help="MLflow tracking URI for --from-run (default: sqlite:///mlruns.db)")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI for --from-run (default: the store holding the run: ./mlruns.db or one a search recorded)")
     p.add_argument("--out", type=Path, help="directory for report.json and the feature-variance table and plot (default: runs/<config name>)")
     add_set_argument(p)
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    add_progress_argument(p)
     p.set_defaults(run=run)
 
 
@@ -46,14 +47,11 @@ def write_outputs(report: StochasticReport, out: Path) -> None:
 
 
 def print_report(report: StochasticReport, out: Path) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console()
-    table = Table(title=(
+    console = results_console()
+    table = titled_table(
         f"Stochastic Pruning: sigma={report.sigma:g} rate={report.rate:g} samples={report.samples}; sparsity of the pruned "
         f"layers {report.pruned_layers_sparsity:.4f}, of the whole model {report.model_sparsity:.4f}"
-    ))  # fmt: skip
+    )
     for column in ("model", "val_acc", "test_acc"):
         table.add_column(column)
     rows = [("dense", report.dense), ("deterministic", report.deterministic), (f"stochastic (sample {report.best_sample})", report.stochastic)]
@@ -63,7 +61,7 @@ def print_report(report: StochasticReport, out: Path) -> None:
     console.print(table)
     if report.feature_variance:
         labels = list(next(iter(report.feature_variance.values())))
-        variance = Table(title="feature variance per layer (SPEC 5)")
+        variance = titled_table("feature variance per layer (SPEC 5)")
         for column in ("layer", *labels):
             variance.add_column(column)
         for layer, values in report.feature_variance.items():
@@ -75,13 +73,19 @@ def print_report(report: StochasticReport, out: Path) -> None:
 def run(args: argparse.Namespace) -> int:
     from tuneprune.config import load_config
     from tuneprune.data import check_data_dir
+    from tuneprune.progress import say
     from tuneprune.stochastic import StochasticConfig, dense_model_and_data, run_stochastic
 
     config = load_config(StochasticConfig, args.config, args.overrides)
     check_data_dir(config.train.dataset, config.train.data_dir, config.train.download)
-    model, run_config, data = dense_model_and_data(config.train, args.checkpoint, args.from_run, args.tracking_uri)
+    progress = not args.no_progress
+    if progress:
+        say("loading the dense model ..." if args.checkpoint or args.from_run else "training the dense model ...")
+    model, run_config, data = dense_model_and_data(config.train, args.checkpoint, args.from_run, args.tracking_uri, progress)
+    if progress:
+        say(f"pruning: {config.samples} noisy samples at rate {config.rate:g}, then {config.finetune.epochs} fine-tuning epochs ...")
     report = run_stochastic(config, model, run_config, data)
-    out = args.out or Path("runs") / args.config.stem
+    out = (args.out or Path("runs") / args.config.stem).resolve()
     write_outputs(report, out)
     if args.json:
         print_json({**report.to_json(), "results_dir": str(out)})

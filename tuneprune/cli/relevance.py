@@ -6,7 +6,15 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tuneprune.cli.common import add_set_argument, print_json
+from tuneprune.cli.common import (
+    add_progress_argument,
+    add_results_dir_argument,
+    add_set_argument,
+    print_json,
+    print_locations,
+    results_console,
+    titled_table,
+)
 
 if TYPE_CHECKING:  # imported when the command runs, so that --help stays fast
     from tuneprune.relevance.config import RelevanceStudyConfig
@@ -27,11 +35,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     source.add_argument("--from-run", metavar="RUN_ID", help="the model.pt artifact of an MLflow run")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///$PWD/mlruns.db)")
     p.add_argument("--name", help="name of the study (default: the config's name or file name)")
-    p.add_argument(
-        "--results-dir", type=Path, default=Path("runs"), help="plots and CSV go to RESULTS_DIR/NAME (default: ./runs)"
-    )
+    add_results_dir_argument(p, "plots and CSV")
     add_set_argument(p)
     p.add_argument("--json", action="store_true", help="print the curves as one JSON object")
+    add_progress_argument(p)
     p.set_defaults(run=run)
 
 
@@ -50,18 +57,15 @@ def load_study_config(args: argparse.Namespace) -> RelevanceStudyConfig:
 def print_table(result: StudyResult, name: str) -> None:
     """Accuracy of every curve at every percentage."""
     from rich import box
-    from rich.console import Console
-    from rich.table import Table
-
     percentages = [int(row["percentage"]) for row in next(iter(result.curves.values()))]
     title = f"{name}: test accuracy by % of channels pruned (unpruned {result.baseline['acc']:.4f})"
-    table = Table(title=title, box=box.SIMPLE)
+    table = titled_table(title, box=box.SIMPLE)
     table.add_column("ranking", no_wrap=True)
     for p in percentages:
         table.add_column(str(p), justify="right", no_wrap=True)
     for ranking, curve in result.curves.items():
         table.add_row(ranking, *(f"{row['acc']:.3f}" for row in curve))
-    Console().print(table)
+    results_console().print(table)
 
 
 def model_source(args: argparse.Namespace) -> dict[str, str]:
@@ -75,6 +79,7 @@ def model_source(args: argparse.Namespace) -> dict[str, str]:
 
 def run(args: argparse.Namespace) -> int:
     from tuneprune.data import load_dataset
+    from tuneprune.progress import ProgressBar, say
     from tuneprune.relevance.report import write_report
     from tuneprune.relevance.study import run_study
     from tuneprune.relevance.tracking import StudyTracker
@@ -87,21 +92,37 @@ def run(args: argparse.Namespace) -> int:
     uri = args.tracking_uri or default_tracking_uri()
     check_tracking_reachable(uri)
     study = StudyTracker(RunTracker(uri, config.experiment), name)
-    model, run_config = obtain_model(config.train, args.checkpoint, args.from_run, uri)
+    progress = not args.no_progress
+    if progress:
+        say("loading the model ..." if args.checkpoint or args.from_run else "training the model ...")
+    model, run_config = obtain_model(config.train, args.checkpoint, args.from_run, uri, progress)
     data = load_dataset(run_config)
-    out = args.results_dir / name
+    out = (args.results_dir / name).resolve()
     source = model_source(args)
     files = []
     if "trained" in source:  # kept, so that --from-run PARENT_RUN_ID can study it again
         config_dict = run_config.model_dump(mode="json")
         files.append(save_model(model, config_dict, out / "model.pt", data.num_classes, data.in_channels))
     study.start(config.model_dump(mode="json"), source)
+    bar = None
     try:
-        result = run_study(model, run_config, data, config, on_curve=study.log_curve)
+        if progress:
+            say(f"scoring channels by LRP ({config.relevance.rule}) on {config.relevance.eval_samples} samples ...")
+            bar = ProgressBar("rankings", len(config.rankings) + len(config.deltas))
+
+        def on_curve(ranking: str, rows: list) -> None:
+            study.log_curve(ranking, rows)
+            if bar is not None:
+                bar.advance(f"{ranking}: acc {rows[-1]['acc']:.3f} at {rows[-1]['percentage']}%")
+
+        result = run_study(model, run_config, data, config, on_curve=on_curve)
         files += write_report(result, out, f"{name} ({run_config.model}, {run_config.dataset})")
     except BaseException as err:
         study.fail(err)
         raise
+    finally:
+        if bar is not None:
+            bar.close()
     study.finish(result, files)
     if args.json:
         print_json(
@@ -115,5 +136,5 @@ def run(args: argparse.Namespace) -> int:
         )
     else:
         print_table(result, name)
-        print(f"results: {out}\nMLflow:  mlflow ui --backend-store-uri {uri}   (parent run {study.parent_id})")
+        print_locations(out, uri, study.parent_id)
     return 0

@@ -57,5 +57,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from tuneprune.reports import build_report, resolve_source
 
-    print(build_report(resolve_source(args.source, args.tracking_uri), args.out))
+    source = resolve_source(args.source, args.tracking_uri)
+    print(build_report(source, args.out))
+    say_run_url(source)
     return 0
+
+
+def say_run_url(source) -> None:  # noqa: ANN001 - a tuneprune.reports.Source
+    """The parent run's MLflow page, on stderr (stdout is the path a script reads)."""
+    from tuneprune.progress import say
+
+    say(f"runs: {source.run_url()}")

@@ -5,15 +5,22 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from tuneprune.cli.common import add_set_argument, print_locations
+from tuneprune.cli.common import (
+    add_progress_argument,
+    add_results_dir_argument,
+    add_set_argument,
+    print_locations,
+    results_console,
+    titled_table,
+)
 
 
 def add_cluster_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--name", help="name of the search (default: the space's name or file name)")
     p.add_argument("--address", help="join an existing Ray cluster ('auto' or HOST:PORT); default: start a local Ray")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///$PWD/mlruns.db)")
-    p.add_argument("--results-dir", type=Path, default=Path("runs"), help="where trial checkpoints and summaries go (default: ./runs)")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted run of the same name")
+    add_results_dir_argument(p, "trial checkpoints and summaries")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run of the same name (exit 2 if there is none)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,21 +29,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_cluster_arguments(p)
     p.add_argument("--storage", help="Optuna storage URL (default: sqlite:///$PWD/optuna.db; postgresql://... on a cluster)")
     p.add_argument("--num-samples", type=int, help="trials per grid point (overrides the space)")
-    p.add_argument("--no-progress", action="store_true", help="no live progress display")
+    p.add_argument("--join", action="store_true", help="one of several drivers of one search: start it, or join it if it exists")
+    add_progress_argument(p)
     add_set_argument(p)
     p.set_defaults(run=run)
 
 
 def print_summary(summary) -> None:  # noqa: ANN001
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console()
+    console = results_console()
     names = list(summary.objectives)
     title = "Pareto set" if len(names) > 1 else "best trials"
-    table = Table(title=f"{summary.name}: {title}")
+    table = titled_table(f"{summary.name}: {title}")
     for column in ("trial", "grid", "params", *names):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for entry in summary.best:
         grid = " ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in entry["grid"].items())
         params = " ".join(
@@ -52,7 +57,7 @@ def print_summary(summary) -> None:  # noqa: ANN001
     for trial in summary.trials:
         if trial["state"] == "FAIL":
             console.print(f"  failed {trial['key']}: {trial.get('error') or 'worker error'}")
-    print_locations(summary.results_dir, summary.tracking_uri, summary.parent_run_id, summary.storage_url)
+    print_locations(summary.results_dir, summary.tracking_uri, summary.parent_run_id, summary.storage_url, summary.name)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -68,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
         results_root=args.results_dir,
         address=args.address,
         resume=args.resume,
+        join=args.join,
     )
     summary = run_search(prepared, progress=not args.no_progress)
     print_summary(summary)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from tuneprune.cli.common import add_set_argument, print_json
+from tuneprune.cli.common import add_progress_argument, add_set_argument, print_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -13,10 +13,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("config", nargs="?", type=Path, help="run config YAML (defaults apply to missing keys)")
     add_set_argument(p)
     p.add_argument("--from-run", metavar="RUN_ID", help="re-run the exact configuration of an MLflow trial run")
-    p.add_argument("--tracking-uri", help="MLflow tracking URI for --from-run (default: sqlite:///mlruns.db)")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI for --from-run (default: the store holding the run: ./mlruns.db or one a search recorded)")
     p.add_argument("--out", type=Path, help="directory for checkpoints and the final model.pt")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt when it exists")
     p.add_argument("--json", action="store_true", help="print the final metrics as one JSON object")
+    add_progress_argument(p)
     p.set_defaults(run=run)
 
 
@@ -42,8 +43,9 @@ def run(args: argparse.Namespace) -> int:
     from tuneprune.training.checkpoint import CHECKPOINT_NAME
 
     config = load_run_config(args)
-    resume = args.out / CHECKPOINT_NAME if args.resume and args.out and (args.out / CHECKPOINT_NAME).exists() else None
-    executed = execute(config, args.out, resume_from=resume, progress=not args.json)
+    out = args.out.resolve() if args.out else None
+    resume = out / CHECKPOINT_NAME if args.resume and out and (out / CHECKPOINT_NAME).exists() else None
+    executed = execute(config, out, resume_from=resume, progress=not args.no_progress)
     summary: dict = dict(executed.summary)
     if executed.model_path is not None:
         summary["model_path"] = str(executed.model_path)

@@ -27,9 +27,10 @@ from tuneprune.evolution.report import plot_front, write_rows, write_summary
 from tuneprune.evolution.space import EvolutionSpace
 from tuneprune.evolution.state import STATE_NAME, EvolutionState
 from tuneprune.evolution.worker import EvalSettings, Individual, dense_payload
-from tuneprune.progress import ProgressBar
+from tuneprune.progress import ProgressBar, say
 from tuneprune.raycluster import check_local_resources
-from tuneprune.tracking import RunTracker, check_tracking_reachable, default_tracking_uri
+from tuneprune.tracking import RunTracker, check_tracking_reachable, default_tracking_uri, store_missing
+from tuneprune.tracking.index import record
 
 DENSE_NAME = "dense.pt"
 
@@ -65,6 +66,7 @@ class EvolutionSummary:
     reference_point: list[float] = field(default_factory=list)
     evaluated: int = 0
     failed: int = 0
+    samples: int = 1
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -79,6 +81,7 @@ class EvolutionSummary:
             "reference_point": self.reference_point,
             "evaluated": self.evaluated,
             "failed": self.failed,
+            "samples": self.samples,
         }
 
 
@@ -108,6 +111,8 @@ def prepare_evolution(
     results_dir = (Path(results_root) / evolution_name).resolve()
     state_path = results_dir / STATE_NAME
     state = None
+    if resume and not state_path.exists() and not _parent_exists(evolution_name, space.experiment, tracking_uri):
+        raise ConfigError(f"--resume --name {evolution_name!r}: no evolution of that name to resume in {results_dir} or {tracking_uri}")
     if state_path.exists():
         if not resume:
             raise ConfigError(
@@ -122,14 +127,21 @@ def prepare_evolution(
     )  # fmt: skip
 
 
-def _dense(prepared: PreparedEvolution) -> tuple[nn.Module, str, DatasetSplits]:
+def _parent_exists(name: str, experiment: str, tracking_uri: str) -> bool:
+    """Whether MLflow has the parent run of evolution ``name`` (a driver killed before its first generation left one)."""
+    return not store_missing(tracking_uri) and RunTracker(tracking_uri, experiment).find_parent(name, "evolution") is not None
+
+
+def _dense(prepared: PreparedEvolution, progress: bool) -> tuple[nn.Module, str, DatasetSplits]:
     """The dense model (kept as ``dense.pt`` in the results dir, so a resume reuses it), its name and data."""
     from tuneprune.stochastic import dense_model_and_data
     from tuneprune.training import save_model
 
     saved = prepared.results_dir / DENSE_NAME
     checkpoint = saved if prepared.resume and saved.exists() else prepared.checkpoint
-    model, run_config, data = dense_model_and_data(prepared.space.train, checkpoint, prepared.from_run, prepared.tracking_uri)
+    model, run_config, data = dense_model_and_data(
+        prepared.space.train, checkpoint, prepared.from_run, prepared.tracking_uri, progress
+    )
     if checkpoint != saved:
         save_model(model, run_config.model_dump(mode="json"), saved, data.num_classes, data.in_channels)
     return model, run_config.model, data
@@ -193,14 +205,17 @@ def run_evolution(prepared: PreparedEvolution, *, progress: bool = True) -> Evol
 
     space, out = prepared.space, prepared.results_dir
     out.mkdir(parents=True, exist_ok=True)
+    say(f"opening the MLflow store {prepared.tracking_uri} ...")
     tracker = RunTracker(prepared.tracking_uri, space.experiment)
     parent_id = tracker.start_parent(prepared.name, "evolution", resume=prepared.resume)
     bar = None
     try:
+        record(prepared.name, "evolution", out, prepared.tracking_uri, parent_id)
         tracker.log_params(parent_id, space.model_dump(mode="json", exclude={"name": True, "algorithm": {"generations"}}))
         tracker.set_tags(parent_id, {"evolution.generations": space.algorithm.generations})
         tracker.log_text(parent_id, yaml.safe_dump(prepared.document, sort_keys=False), "space.yaml")
-        model, model_name, data = _dense(prepared)
+        say("loading the dense model ..." if prepared.checkpoint or prepared.from_run or prepared.state else "training the dense model ...")
+        model, model_name, data = _dense(prepared, progress)
         batch_size = space.train.eval_batch_size
         dense = {
             "val_acc": evaluate(model, data.x_val, data.y_val, batch_size)[0],
@@ -210,6 +225,7 @@ def run_evolution(prepared: PreparedEvolution, *, progress: bool = True) -> Evol
         settings = _settings(space, model, batch_size)
         rate_names = space.variables.rate_names
 
+        say(f"joining the Ray cluster at {prepared.address} ..." if prepared.address else "starting a local Ray ...")
         ensure_ray(prepared.address)
         payload_ref = ray.put(dense_payload(model, model_name, data.num_classes, data.in_channels))
         val_ref = ray.put({"x": data.x_val.cpu(), "y": data.y_val.cpu()})
@@ -235,11 +251,12 @@ def run_evolution(prepared: PreparedEvolution, *, progress: bool = True) -> Evol
             if bar is not None:
                 bar.advance(f"hypervolume={hv:.4f} front={len(front)}")
 
+        say("pruning the front's rates deterministically, for comparison ...")
         front = _with_deterministic(pareto_front(state.rows), evaluator, payload_ref, val_ref, settings, rate_names)
         summary = EvolutionSummary(
             prepared.name, parent_id, prepared.tracking_uri, out, rate_names, dense, front,
             list(state.hypervolume), list(space.reference_point), len(state.rows),
-            sum(r["status"] == "failed" for r in state.rows),
+            sum(r["status"] == "failed" for r in state.rows), space.samples,
         )  # fmt: skip
         _write_outputs(summary, tracker)
     except BaseException as err:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tuneprune.progress import say
 from tuneprune.reports.document import Report
 from tuneprune.reports.source import Source
 
@@ -17,6 +18,7 @@ def build_report(source: Source, out: Path | None = None) -> Path:
     from tuneprune.reports.trials import load_search
 
     source.check_tracking()
+    say(f"writing the report of {source.kind} {source.name} from {source.tracking_uri} ...")
     report = Report(f"tuneprune {source.kind} {source.name}", out or source.results_dir / "report")
     report.text(
         f"{source.kind} {source.name}: MLflow parent run {source.parent_run_id} in {source.tracking_uri}; "

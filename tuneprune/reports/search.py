@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from tuneprune.commands import tuneprune_command
 from tuneprune.reports.alpha import alpha_candidates, alpha_figure, best_alpha_points
 from tuneprune.runs.paths import THETA_ALPHA
 from tuneprune.reports.document import Report
@@ -125,7 +126,7 @@ def best_config(report: Report, data: SearchData) -> None:
     path = report.add_file(report.out / "best.yaml")
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     report.heading("Best configuration")
-    report.text(f"Trial {pick['key']} ({first} = {pick['values'][first]:.4f}); run it with: tuneprune train {path}")
+    report.text(f"Trial {pick['key']} ({first} = {pick['values'][first]:.4f}); run it with: {tuneprune_command('train', path)}")
 
 
 def search_report(report: Report, data: SearchData) -> None:

@@ -8,7 +8,6 @@ metric histories, the resolved space, generation populations.
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 from dataclasses import dataclass
 from functools import cached_property
@@ -16,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from tuneprune.config import ConfigError
-from tuneprune.tracking import TAG_KIND, default_tracking_uri, download_artifact, find_parent_run
+from tuneprune.tracking import TAG_KIND, default_tracking_uri, download_artifact, find_parent_run, store_missing
+from tuneprune.tracking.index import index_path, lookup
 
 SUMMARY = "summary.json"
 KINDS = ("search", "evolution")
-os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
 @dataclass
@@ -47,6 +46,12 @@ class Source:
 
         return MlflowClient(self.tracking_uri)
 
+    def run_url(self) -> str:
+        """The parent run's page in the MLflow UI."""
+        from tuneprune.commands import run_url
+
+        return run_url(self.tracking_uri, self.client.get_run(self.parent_run_id).info.experiment_id, self.parent_run_id)
+
     def artifact_text(self, run_id: str, path: str) -> str:
         return artifact_text(self.label, self.tracking_uri, run_id, path)
 
@@ -65,7 +70,7 @@ class Source:
 
     def check_tracking(self) -> None:
         """The tracking store and the parent run must exist: the report reads from it and logs to it."""
-        if _store_missing(self.tracking_uri):
+        if store_missing(self.tracking_uri):
             raise ConfigError(f"source = {self.label!r}: no MLflow store at {self.tracking_uri}")
         try:
             find_parent_run(self.tracking_uri, self.parent_run_id)
@@ -87,11 +92,6 @@ def _kind(label: str, summary: dict[str, Any]) -> str:
     raise ConfigError(f"source = {label!r}: {SUMMARY} is neither a search's nor an evolution's")
 
 
-def _store_missing(tracking_uri: str) -> bool:
-    """A SQLite store must exist already: opening a missing one would create an empty database."""
-    return tracking_uri.startswith("sqlite:///") and not Path(tracking_uri.removeprefix("sqlite:///")).is_file()
-
-
 def _from_directory(label: str, directory: Path, tracking_uri: str | None) -> Source:
     path = directory / SUMMARY
     if not path.is_file():
@@ -102,8 +102,11 @@ def _from_directory(label: str, directory: Path, tracking_uri: str | None) -> So
 
 def _from_tracking(label: str, tracking_uri: str | None) -> Source:
     uri = tracking_uri or default_tracking_uri()
-    if _store_missing(uri):
-        raise ConfigError(f"source = {label!r}: not a results directory, and no MLflow store at {uri}")
+    if store_missing(uri):
+        raise ConfigError(
+            f"source = {label!r}: not a results directory, not a name or run id in {index_path()}, and no MLflow store at {uri}; "
+            "run from the directory the search ran in, or pass --tracking-uri"
+        )
     run = find_parent_run(uri, label)
     kind = run.data.tags.get(TAG_KIND)
     if kind not in KINDS:
@@ -114,8 +117,16 @@ def _from_tracking(label: str, tracking_uri: str | None) -> Source:
 
 
 def resolve_source(source: str, tracking_uri: str | None = None) -> Source:
-    """The :class:`Source` that ``source`` names: a results directory (``runs/NAME``), a name or a parent run id."""
+    """The :class:`Source` that ``source`` names: a results directory (``runs/NAME``), a name or a parent run id.
+
+    A name or run id is looked up in the index searches and evolutions record
+    (:mod:`tuneprune.tracking.index`), so it resolves from any directory; else in the
+    MLflow store ``tracking_uri`` (default: ``./mlruns.db``).
+    """
     directory = Path(source)
     if directory.is_dir():
         return _from_directory(source, directory, tracking_uri)
+    entry = lookup(source)
+    if entry is not None and Path(entry["results_dir"], SUMMARY).is_file():
+        return _from_directory(source, Path(entry["results_dir"]), tracking_uri or entry["tracking_uri"])
     return _from_tracking(source, tracking_uri)

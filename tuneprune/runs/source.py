@@ -7,14 +7,14 @@ from pathlib import Path
 
 import torch.nn as nn
 
-from tuneprune.tracking import default_tracking_uri, download_artifact
+from tuneprune.tracking import download_artifact, locate_run
 from tuneprune.training import RunConfig, load_model, train
 from tuneprune.training.checkpoint import MODEL_NAME
 
 
 def model_from_run(run_id: str, tracking_uri: str | None) -> tuple[nn.Module, RunConfig]:
     """Download the ``model.pt`` artifact of an MLflow run and rebuild the model."""
-    uri = tracking_uri or default_tracking_uri()
+    uri = locate_run(run_id, tracking_uri)
     with tempfile.TemporaryDirectory() as tmp:
         return load_model(download_artifact(f"--from-run {run_id}", uri, run_id, MODEL_NAME, Path(tmp)))
 
@@ -24,15 +24,16 @@ def obtain_model(
     checkpoint: str | Path | None = None,
     from_run: str | None = None,
     tracking_uri: str | None = None,
+    progress: bool = False,
 ) -> tuple[nn.Module, RunConfig]:
     """A trained model and the config that produced it.
 
     From ``checkpoint`` (a ``model.pt`` written by ``tuneprune train --out``), from the
     ``model.pt`` artifact of MLflow run ``from_run``, or, when neither is given, by
-    training ``train_config`` now.
+    training ``train_config`` now (with a progress bar if ``progress``).
     """
     if checkpoint is not None:
         return load_model(checkpoint)
     if from_run is not None:
         return model_from_run(from_run, tracking_uri)
-    return train(train_config).model, train_config
+    return train(train_config, progress=progress).model, train_config

@@ -1,54 +1,102 @@
-"""Driver-side Tune callback: true MLflow statuses for stopped and crashed trials, and a live display."""
+"""Driver-side Tune callback: true MLflow statuses for stopped and crashed trials, and a live display.
+
+Ray pickles the callback with the Tuner (before the run starts), so the display is created
+in :meth:`SearchMonitor.setup`, which Tune calls in the driver, and is never pickled.
+"""
 
 from __future__ import annotations
 
 import math
+import shutil
+import time
+from pathlib import Path
 from typing import Any
 
 from ray.tune import Callback
 
+from tuneprune.progress import LiveStatus
 from tuneprune.tracking import RunTracker
+from tuneprune.training.checkpoint import CHECKPOINT_NAME
+
+
+def drop_checkpoints(trial) -> None:  # noqa: ANN001 - a ray.tune Trial
+    """Delete an ended trial's checkpoints (Tune's and its own): only a trial left RUNNING is resumed."""
+    if trial.path and Path(trial.path).is_dir():
+        for directory in Path(trial.path).glob("checkpoint_*"):
+            shutil.rmtree(directory, ignore_errors=True)
+    own = Path(trial.config["ctx"]["results_dir"]) / "trials" / trial.config["key"] / CHECKPOINT_NAME
+    own.unlink(missing_ok=True)
 
 
 class SearchMonitor(Callback):
     """Marks early-stopped trials KILLED and crashed ones FAILED in MLflow; shows progress.
 
     A trial ASHA stops never reaches the end of its function, so the driver, which sees
-    it end with fewer epochs than configured, sets the status.
+    it end with fewer epochs than configured, sets the status. An ended trial's
+    checkpoints are deleted: its model is in MLflow, and a resume never re-runs it.
     """
 
     def __init__(self, tracker: RunTracker, objectives: dict[str, str], total: int, show: bool) -> None:
         self.tracker = tracker
         self.objectives = objectives
         self.total = total
+        self.show = show
         self.counts = {"running": 0, "finished": 0, "killed": 0, "failed": 0}
+        self.epochs: dict[str, str] = {}  # trial id -> "epoch/epochs" of the running trials
         self.best: float | None = None
-        self._live = None
-        if show:
-            from rich.live import Live
+        self._started = time.monotonic()
+        self._display: LiveStatus | None = None  # driver only: never pickled (see __getstate__)
 
-            self._live = Live(self._render(), refresh_per_second=2, transient=False)
-            self._live.start()
+    def __getstate__(self) -> dict[str, Any]:
+        """Ray pickles its callbacks with the Tuner; a started display (threads, locks) stays behind."""
+        return {**self.__dict__, "_display": None}
 
-    def _render(self):
+    def setup(self, **info) -> None:  # noqa: ANN003 - Tune calls this in the driver when the run starts
+        if self.show and self._display is None:
+            self._display = LiveStatus(self._render, self._line)
+
+    def _done(self) -> int:
+        return sum(self.counts[k] for k in ("finished", "killed", "failed"))
+
+    def _best_text(self) -> str:
+        return "-" if self.best is None else f"{self.best:.4f}"
+
+    def _render(self):  # noqa: ANN202 - a rich Table, imported lazily
         from rich.table import Table
 
-        table = Table(title="search", show_header=True)
-        for key in ("running", "finished", "killed", "failed"):
-            table.add_column(key)
         first = next(iter(self.objectives))
-        table.add_column(f"best {first}")
-        best = "-" if self.best is None else f"{self.best:.4f}"
-        table.add_row(*(str(self.counts[k]) for k in ("running", "finished", "killed", "failed")), best)
-        table.caption = f"{sum(self.counts[k] for k in ('finished', 'killed', 'failed'))}/{self.total} trials done"
+        table = Table(title=f"search, {time.monotonic() - self._started:.0f} s", show_header=False)
+        table.add_column(no_wrap=True)
+        table.add_column(overflow="fold")
+        table.add_row("trials done", f"{self._done()}/{self.total} ({self.counts['killed']} stopped early, {self.counts['failed']} failed)")
+        epochs = f" (epochs {', '.join(self.epochs.values())})" if self.epochs else ""
+        table.add_row("running", f"{self.counts['running']}{epochs}")
+        table.add_row(f"best {first}", self._best_text())
         return table
 
-    def _refresh(self) -> None:
-        if self._live is not None:
-            self._live.update(self._render())
+    def _line(self) -> str:
+        first = next(iter(self.objectives))
+        running = f" (epochs {', '.join(self.epochs.values())})" if self.epochs else ""
+        return (  # plain text: never parsed as markup
+            f"search {time.monotonic() - self._started:.0f} s: {self._done()}/{self.total} trials done, "
+            f"{self.counts['running']} running{running}, {self.counts['killed']} stopped early, "
+            f"{self.counts['failed']} failed; best {first} {self._best_text()}"
+        )
+
+    def _refresh(self, force: bool = False) -> None:
+        if self._display is not None:
+            self._display.update(force)
+
+    def on_step_end(self, iteration, trials, **info) -> None:  # noqa: ANN001 - a heartbeat between events
+        self._refresh()
 
     def on_trial_start(self, iteration, trials, trial, **info) -> None:  # noqa: ANN001
         self.counts["running"] += 1
+        self._refresh()
+
+    def on_trial_result(self, iteration, trials, trial, result, **info) -> None:  # noqa: ANN001
+        if "epoch" in result and "epochs" in result:
+            self.epochs[trial.trial_id] = f"{result['epoch']}/{result['epochs']}"
         self._refresh()
 
     def _note_best(self, result: dict[str, Any]) -> None:
@@ -62,6 +110,7 @@ class SearchMonitor(Callback):
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:  # noqa: ANN001
         result = trial.last_result or {}
         self.counts["running"] -= 1
+        self.epochs.pop(trial.trial_id, None)
         run_id = result.get("mlflow_run_id")
         if "error" in result:
             self.counts["failed"] += 1
@@ -72,10 +121,12 @@ class SearchMonitor(Callback):
         else:
             self.counts["finished"] += 1
             self._note_best(result)
-        self._refresh()
+        drop_checkpoints(trial)
+        self._refresh(force=True)
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:  # noqa: ANN001
         self.counts["running"] -= 1
+        self.epochs.pop(trial.trial_id, None)
         self.counts["failed"] += 1
         run_id = (trial.last_result or {}).get("mlflow_run_id") or self.tracker.find_child(
             trial.config["ctx"]["parent_run_id"], trial.config["key"]
@@ -83,8 +134,13 @@ class SearchMonitor(Callback):
         if run_id:
             error = str(getattr(trial, "error_file", "") or "worker error")
             self.tracker.finish(run_id, "FAILED", f"trial failed after retries; see {error}")
-        self._refresh()
+        drop_checkpoints(trial)
+        self._refresh(force=True)
+
+    def on_experiment_end(self, trials, **info) -> None:  # noqa: ANN001
+        self.close()
 
     def close(self) -> None:
-        if self._live is not None:
-            self._live.stop()
+        if self._display is not None:
+            self._display.close()
+            self._display = None

@@ -16,8 +16,9 @@ from typing import Any
 
 import yaml
 
-from tuneprune.config import apply_overrides, load_yaml
+from tuneprune.config import ConfigError, apply_overrides, load_yaml
 from tuneprune.data import check_data_dir
+from tuneprune.progress import say
 from tuneprune.raycluster import check_local_resources, ensure_ray
 from tuneprune.search.space import SearchSpace, load_space
 from tuneprune.tracking import (
@@ -26,7 +27,10 @@ from tuneprune.tracking import (
     check_tracking_reachable,
     default_storage_url,
     default_tracking_uri,
+    store_missing,
 )
+from tuneprune.tracking.index import record
+from tuneprune.tracking.runs import duplicate_name
 
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
@@ -45,6 +49,7 @@ class PreparedSearch:
     results_dir: Path
     address: str | None = None
     resume: bool = False
+    join: bool = False
 
 
 @dataclass
@@ -88,8 +93,13 @@ def prepare_search(
     results_root: str | Path = "runs",
     address: str | None = None,
     resume: bool = False,
+    join: bool = False,
 ) -> PreparedSearch:
-    """Load and validate the space, the data location and the stores. Starts nothing."""
+    """Load and validate the space, the data location and the stores. Starts nothing.
+
+    ``resume`` continues an existing search and refuses a name no search used; ``join``
+    (several drivers of one search) starts the search or joins it.
+    """
     document = apply_overrides(load_yaml(space_path), overrides)
     if num_samples is not None:
         document["num_samples"] = num_samples
@@ -105,8 +115,30 @@ def prepare_search(
     storage_url = storage_url or default_storage_url()
     check_tracking_reachable(tracking_uri)
     check_storage_reachable(storage_url)
+    if not join:
+        check_search_name(search_name, space.experiment, tracking_uri, storage_url, resume)
     results_dir = (Path(results_root) / search_name).resolve()
-    return PreparedSearch(space, document, search_name, tracking_uri, storage_url, results_dir, address, resume)
+    return PreparedSearch(space, document, search_name, tracking_uri, storage_url, results_dir, address, resume, join)
+
+
+def check_search_name(name: str, experiment: str, tracking_uri: str, storage_url: str, resume: bool) -> None:
+    """A new search needs a free name, and ``--resume`` one the stores know (a typo must not start over)."""
+    import optuna
+
+    from tuneprune.search.studies import study_names
+
+    parent = None if store_missing(tracking_uri) else RunTracker(tracking_uri, experiment).find_parent(name, "search")
+    if not resume:
+        if parent is not None:
+            raise duplicate_name(name, "search", parent.info.run_id)
+        return
+    if parent is not None:
+        return
+    if not store_missing(storage_url) and study_names(name, optuna.storages.RDBStorage(storage_url, heartbeat_interval=None)):
+        return
+    raise ConfigError(
+        f"--resume --name {name!r}: no search of that name to resume in {redact(tracking_uri)} or {redact(storage_url)}"
+    )
 
 
 def redact(url: str) -> str:
@@ -161,7 +193,30 @@ def _collect(studies, space: SearchSpace) -> tuple[list[dict], list[dict]]:
 
 
 def run_search(prepared: PreparedSearch, *, progress: bool = True) -> SearchSummary:
-    """Run (or resume) the search to completion and return its summary."""
+    """Run (or resume) the search to completion and return its summary.
+
+    The parent run ends FINISHED, or FAILED (KILLED on Ctrl-C) with the error tagged when
+    anything raises: never left RUNNING.
+    """
+    t_start = time.perf_counter()
+    space = prepared.space
+    results_dir = prepared.results_dir
+    results_dir.mkdir(parents=True, exist_ok=True)
+    say(f"opening the MLflow store {redact(prepared.tracking_uri)} ...")
+    tracker = RunTracker(prepared.tracking_uri, space.experiment)
+    parent_id = tracker.start_parent(prepared.name, "search", resume=prepared.resume or prepared.join)
+    try:
+        record(prepared.name, "search", results_dir, redact(prepared.tracking_uri), parent_id, redact(prepared.storage_url))
+        summary = _search(prepared, tracker, parent_id, progress, t_start)
+    except BaseException as err:
+        tracker.finish(parent_id, "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED", f"{type(err).__name__}: {err}")
+        raise
+    tracker.finish(parent_id, "FINISHED")
+    return summary
+
+
+def _search(prepared: PreparedSearch, tracker: RunTracker, parent_id: str, progress: bool, t_start: float) -> SearchSummary:
+    """Log the parent run's params, drive Ray Tune over the remaining trials, write the outputs."""
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
     from ray.tune.search import ConcurrencyLimiter
@@ -171,12 +226,7 @@ def run_search(prepared: PreparedSearch, *, progress: bool = True) -> SearchSumm
     from tuneprune.search.studies import open_studies, remaining_trials
     from tuneprune.search.trainable import run_trial
 
-    t_start = time.perf_counter()
-    space = prepared.space
-    results_dir = prepared.results_dir
-    results_dir.mkdir(parents=True, exist_ok=True)
-    tracker = RunTracker(prepared.tracking_uri, space.experiment)
-    parent_id = tracker.start_parent(prepared.name, "search", resume=prepared.resume)
+    space, results_dir = prepared.space, prepared.results_dir
     tracker.log_params(
         parent_id,
         {
@@ -194,11 +244,14 @@ def run_search(prepared: PreparedSearch, *, progress: bool = True) -> SearchSumm
     tracker.log_text(parent_id, yaml.safe_dump(prepared.document, sort_keys=False), "space.yaml")
     tracker.log_text(parent_id, json.dumps(space.model_dump(mode="json"), indent=2), "resolved_space.json")
 
+    say(f"opening the Optuna studies in {redact(prepared.storage_url)} ...")
     studies = open_studies(space, prepared.name, prepared.storage_url)
     total = remaining_trials(studies)
     ray_time = 0.0
     if total > 0:
+        say(f"joining the Ray cluster at {prepared.address} ..." if prepared.address else "starting a local Ray ...")
         ray_time = ensure_ray(prepared.address)
+        say(f"running {total} trials, {space.max_concurrent} at a time; results in {results_dir}")
         context = {
             "tracking_uri": prepared.tracking_uri,
             "experiment": space.experiment,
@@ -237,7 +290,8 @@ def run_search(prepared: PreparedSearch, *, progress: bool = True) -> SearchSumm
                 verbose=0,
                 callbacks=[monitor],
                 failure_config=tune.FailureConfig(max_failures=space.max_failures),
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+                # Only the latest: a restarted worker resumes from it; the monitor deletes it once the trial ends.
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             ),
         )
         logging.getLogger("ray.tune").setLevel(logging.ERROR)
@@ -256,7 +310,7 @@ def run_search(prepared: PreparedSearch, *, progress: bool = True) -> SearchSumm
 
 
 def _write_outputs(summary: SearchSummary, tracker: RunTracker) -> None:
-    """summary.json, one best-config YAML per best trial, logged to the parent run, which ends FINISHED."""
+    """summary.json and one best-config YAML per best trial, logged to the parent run."""
     out = summary.results_dir
     (out / "summary.json").write_text(json.dumps(summary.to_json(), indent=2, default=str))
     tracker.log_artifact(summary.parent_run_id, out / "summary.json")
@@ -272,5 +326,4 @@ def _write_outputs(summary: SearchSummary, tracker: RunTracker) -> None:
         (metric, direction), = summary.objectives.items()
         values = [b["values"][metric] for b in summary.best]
         tracker.log_metrics(summary.parent_run_id, {f"best_{metric}": max(values) if direction == "max" else min(values)}, step=0)
-    tracker.finish(summary.parent_run_id, "FINISHED")
 

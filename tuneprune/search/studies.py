@@ -54,6 +54,11 @@ def study_name(search_name: str, grid_point: dict[str, Any]) -> str:
     return f"{search_name}[{','.join(f'{k}={v}' for k, v in grid_point.items())}]"
 
 
+def study_names(search_name: str, storage: optuna.storages.BaseStorage) -> list[str]:
+    """The studies of the search ``search_name`` in ``storage`` (one per grid point)."""
+    return [n for n in optuna.get_all_study_names(storage) if n == search_name or n.startswith(f"{search_name}[")]
+
+
 @dataclass
 class GridStudy:
     """The study of one grid point and its bookkeeping during a run."""

@@ -116,5 +116,6 @@ def run_trial(trial: dict[str, Any]) -> None:
         raise
     tracker.log_artifact(run_id, executed.model_path)
     tracker.finish(run_id, "FINISHED")
-    # Reported last: a scheduler may stop the trial as soon as it sees its final epoch.
-    _report({**executed.result.final, **extra}, trial_dir / CHECKPOINT_NAME)
+    # Reported last: a scheduler may stop the trial as soon as it sees its final epoch. No
+    # checkpoint: the trial is done, and the driver deletes its checkpoints (SearchMonitor).
+    _report({**executed.result.final, **extra}, None)

@@ -16,10 +16,11 @@ def dense_model_and_data(
     checkpoint: str | Path | None = None,
     from_run: str | None = None,
     tracking_uri: str | None = None,
+    progress: bool = False,
 ) -> tuple[nn.Module, RunConfig, DatasetSplits]:
     """The dense model (from a model file, an MLflow run, or trained on ``train`` now), the run
     config that produced it, and that run's dataset splits; model and data on ``train.device``."""
-    model, run_config = obtain_model(train, checkpoint, from_run, tracking_uri)
+    model, run_config = obtain_model(train, checkpoint, from_run, tracking_uri, progress)
     run_config = run_config.model_copy(update={"device": train.device})
     device = resolve_device(run_config.device)
     return model.to(device), run_config, load_dataset(run_config).to(device)

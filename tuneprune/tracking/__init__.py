@@ -10,6 +10,7 @@ from tuneprune.tracking.locations import (
     check_tracking_reachable,
     default_storage_url,
     default_tracking_uri,
+    store_missing,
 )
 from tuneprune.tracking.runs import (
     TAG_KIND,
@@ -17,6 +18,7 @@ from tuneprune.tracking.runs import (
     TAG_TRIAL,
     RunTracker,
     find_parent_run,
+    locate_run,
     run_config_from_mlflow,
 )
 
@@ -31,5 +33,7 @@ __all__ = [
     "default_tracking_uri",
     "download_artifact",
     "find_parent_run",
+    "locate_run",
     "run_config_from_mlflow",
+    "store_missing",
 ]

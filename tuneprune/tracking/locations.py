@@ -23,6 +23,11 @@ def default_storage_url(workdir: str | Path = ".") -> str:
     return f"sqlite:///{Path(workdir).resolve() / 'optuna.db'}"
 
 
+def store_missing(url: str) -> bool:
+    """A SQLite store (MLflow or Optuna) whose file does not exist: opening it would create an empty one."""
+    return url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file()
+
+
 def _check_sqlite(url: str, field: str) -> None:
     path = Path(url.split(":///", 1)[1]) if ":///" in url else None
     if path is None or str(path) in ("", ":memory:"):

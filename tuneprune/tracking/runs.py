@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import subprocess
 import tempfile
 import time
@@ -18,6 +19,7 @@ TAG_KIND = "tuneprune.kind"  # search, evolution, relevance, trial, generation, 
 TAG_TRIAL = "tuneprune.trial"  # the trial (or generation) key, on child runs
 TAG_PARENT = "mlflow.parentRunId"
 MAX_PARAM_CHARS = 6000
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no tqdm bars in the tool's output
 
 
 def flatten(mapping: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -52,6 +54,14 @@ def environment_tags() -> dict[str, str]:
     except (OSError, subprocess.SubprocessError):
         pass
     return tags
+
+
+def duplicate_name(name: str, kind: str, run_id: str) -> ConfigError:
+    """The error for a new search or evolution whose name is taken."""
+    return ConfigError(
+        f"name = {name!r}: a {kind} of that name already exists (MLflow run {run_id}); "
+        "pass --resume to continue it or choose another --name"
+    )
 
 
 class RunTracker:
@@ -95,6 +105,8 @@ class RunTracker:
         return self.client.search_runs([self.experiment_id], filter_string=filter_string, max_results=max_results)
 
     def find_parent(self, name: str, kind: str):
+        if self._experiment_id is None and self.client.get_experiment_by_name(self.experiment_name) is None:
+            return None  # looking must not create the experiment
         runs = self.search(f"tags.`{TAG_NAME}` = '{name}' and tags.`{TAG_KIND}` = '{kind}'")
         # The oldest: drivers started at once may briefly have one each (see start_parent).
         return min(runs, key=lambda r: (r.info.start_time, r.info.run_id)) if runs else None
@@ -109,15 +121,9 @@ class RunTracker:
     # -- creating runs --------------------------------------------------------------------
     def start_parent(self, name: str, kind: str, *, resume: bool, tags: dict[str, str] | None = None) -> str:
         """Create the parent run of ``name``, or reopen it when resuming. Refuse silent duplicates."""
-        def refuse(run_id: str) -> ConfigError:
-            return ConfigError(
-                f"name = {name!r}: a {kind} of that name already exists (MLflow run {run_id}); "
-                "pass --resume to continue it or choose another --name"
-            )
-
         existing = self.find_parent(name, kind)
         if existing is not None and not resume:
-            raise refuse(existing.info.run_id)
+            raise duplicate_name(name, kind, existing.info.run_id)
         if existing is not None:
             self.client.update_run(existing.info.run_id, "RUNNING")
             return existing.info.run_id
@@ -129,7 +135,7 @@ class RunTracker:
         if oldest is not None and oldest.info.run_id != run_id:
             self.client.delete_run(run_id)
             if not resume:
-                raise refuse(oldest.info.run_id)
+                raise duplicate_name(name, kind, oldest.info.run_id)
             self.client.update_run(oldest.info.run_id, "RUNNING")
             return oldest.info.run_id
         return run_id
@@ -197,10 +203,34 @@ def find_parent_run(tracking_uri: str, name_or_id: str, experiment: str = "tunep
         return runs[0]
 
 
+def locate_run(run_id: str, tracking_uri: str | None, option: str = "--from-run") -> str:
+    """The tracking URI holding ``run_id``: ``tracking_uri`` if given, else the default store or one in the index.
+
+    So ``--from-run RUN_ID`` works from any directory after a search recorded its store
+    (:mod:`tuneprune.tracking.index`); otherwise the error names every store it looked in.
+    """
+    from mlflow.tracking import MlflowClient
+
+    from tuneprune.tracking.index import tracking_uris
+    from tuneprune.tracking.locations import check_tracking_reachable, default_tracking_uri, store_missing
+
+    if tracking_uri:
+        return tracking_uri
+    candidates = list(dict.fromkeys([default_tracking_uri(), *tracking_uris()]))
+    for uri in candidates:
+        if store_missing(uri):
+            continue
+        try:
+            check_tracking_reachable(uri)
+            MlflowClient(uri).get_run(run_id)
+        except Exception:  # unreachable, or not this store's run
+            continue
+        return uri
+    raise ConfigError(f"{option} {run_id}: no such MLflow run in {', '.join(candidates)}; pass --tracking-uri URI")
+
+
 def run_config_from_mlflow(run_id: str, tracking_uri: str | None) -> dict[str, Any]:
     """The resolved run config a trial logged as its ``config.json`` artifact."""
-    from tuneprune.tracking.locations import default_tracking_uri
-
-    uri = tracking_uri or default_tracking_uri()
+    uri = locate_run(run_id, tracking_uri)
     with tempfile.TemporaryDirectory() as tmp:
         return json.loads(download_artifact(f"--from-run {run_id}", uri, run_id, "config.json", Path(tmp)).read_text())
