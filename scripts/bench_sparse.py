@@ -8,7 +8,7 @@ present) it prints, measured in this run: the median time of one training step (
 backward, SGD step) dense and sparse (Feather defaults at a constant sparsity, the
 Sparsifier's ``before_iteration`` included), their ratio and the ratio of the fastest
 steps (``best``, robust to other load on the machine); and the threshold update
-(gather |w| + selection, SPEC 1.4) against the full-sort baseline of the Feather
+(gather |w| + selection, formulas §1.4) against the full-sort baseline of the Feather
 reference (``torch.cat`` + ``torch.sort`` + interpolation) and ``torch.quantile``, the
 accelerator selection (radix select, timed on every device), plus the whole
 per-iteration mask update (threshold, masks, theta, stability). Dense and

@@ -13,7 +13,7 @@ TP="$VENV/bin/tuneprune"
 json_field() { "$VENV/bin/python" -c "import json,sys; print(f\"{json.load(sys.stdin)['$1']:.4f}\")"; }
 start=$(date +%s)
 
-echo "== 1. dense vs sparse training on digits (SPEC 1, 2): three runs, progress below"
+echo "== 1. dense vs sparse training on digits (formulas §1, §2): three runs, progress below"
 dense=$("$TP" train "$ROOT/configs/digits_dense.yaml" --json --out dense | json_field test_acc)
 s95=$("$TP" train "$ROOT/configs/digits_sparse.yaml" --set sparsity.target=0.95 --json --out sparse95 | json_field test_acc)
 s99=$("$TP" train "$ROOT/configs/digits_sparse.yaml" --set sparsity.target=0.99 --json --out sparse99 | json_field test_acc)
@@ -22,7 +22,7 @@ printf '   %-22s %s\n' "dense test accuracy" "$dense" "95% sparse accuracy" "$s9
 echo "== 2. search: alpha and theta mode at 95% and 99% (search_spaces/digits_demo.yaml)"
 "$TP" search "$ROOT/search_spaces/digits_demo.yaml"
 
-echo "== 3. stochastic pruning of the dense model, one (sigma, r, n) point (SPEC 5)"
+echo "== 3. stochastic pruning of the dense model, one (sigma, r, n) point (formulas §5)"
 "$TP" prune-stochastic "$ROOT/configs/stochastic_digits.yaml" --checkpoint dense/model.pt \
     --set rate=0.8 --set sigma=0.003 --set finetune.epochs=1
 

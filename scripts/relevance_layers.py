@@ -1,4 +1,4 @@
-"""Why raw channel scores are not comparable across layers (SPEC 6; tuneprune.relevance.normalization).
+"""Why raw channel scores are not comparable across layers (formulas §6; tuneprune.relevance.normalization).
 
 Trains the model of a relevance study config (default configs/relevance_digits.yaml), then
 prints per convolution: channels, map size, the layer's total |R| (LRP conserves it), the

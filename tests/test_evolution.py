@@ -1,4 +1,4 @@
-"""Evolution of Stochastic Pruning with pymoo on a real local Ray, tracked in a real MLflow SQLite store (SPEC 5)."""
+"""Evolution of Stochastic Pruning with pymoo on a real local Ray, tracked in a real MLflow SQLite store (formulas §5)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Model zoo (SPEC 1.7): parameter counts, forward shapes, registry errors."""
+"""Model zoo (formulas §1.7): parameter counts, forward shapes, registry errors."""
 
 from __future__ import annotations
 

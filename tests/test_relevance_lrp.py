@@ -1,4 +1,4 @@
-"""LRP of SPEC 6 with zennit: relevance conservation on VGG-style and residual BatchNorm models."""
+"""LRP of formulas §6 with zennit: relevance conservation on VGG-style and residual BatchNorm models."""
 
 from __future__ import annotations
 

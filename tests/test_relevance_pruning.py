@@ -1,4 +1,4 @@
-"""Channel selection and pruning of SPEC 6: exact counts, no empty layer, restore, fixed-mask fine-tuning."""
+"""Channel selection and pruning of formulas §6: exact counts, no empty layer, restore, fixed-mask fine-tuning."""
 
 from __future__ import annotations
 
@@ -154,7 +154,7 @@ def test_global_scope_keeps_the_minimum_share_of_every_layer(share, floors):
 
 
 def test_shipped_relevance_example_beats_random_at_10_to_30_percent_with_the_defaults():
-    """configs/relevance_digits.yaml as shipped (6 epochs on digits, a few seconds): SPEC 6's control."""
+    """configs/relevance_digits.yaml as shipped (6 epochs on digits, a few seconds): formulas §6's control."""
     shipped = Path(__file__).parents[1] / "configs" / "relevance_digits.yaml"
     study = load_config(RelevanceStudyConfig, shipped, ["deltas=[]", "percentages=[10,20,30]"])
     data = load_dataset(study.train)

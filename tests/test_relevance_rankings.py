@@ -1,4 +1,4 @@
-"""Rankings of SPEC 6: the delta-mixed walk, the combined interleaving, seeded random order."""
+"""Rankings of formulas §6: the delta-mixed walk, the combined interleaving, seeded random order."""
 
 from __future__ import annotations
 

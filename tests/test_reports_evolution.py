@@ -1,4 +1,4 @@
-"""Reports of a real small evolution on digits (SPEC 5, 8): front, hypervolume, HTML, the chosen prune-stochastic config."""
+"""Reports of a real small evolution on digits (formulas §5, §8): front, hypervolume, HTML, the chosen prune-stochastic config."""
 
 from __future__ import annotations
 

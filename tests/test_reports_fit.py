@@ -1,4 +1,4 @@
-"""fit-alpha (SPEC 2 tangent rule) on points from the published curve, fronts on mixed-direction planes; no Ray."""
+"""fit-alpha (formulas §2 tangent rule) on points from the published curve, fronts on mixed-direction planes; no Ray."""
 
 from __future__ import annotations
 
@@ -87,7 +87,7 @@ def test_fit_alpha_cli_on_results_directories(tmp_path, capsys):
     rule = yaml.safe_load((out / "alpha_rule.yaml").read_text())
     assert rule["fitted"] == ["c1", "c2", "c3", "c4"] and rule["points"] == 18
     assert max_error(lambda s: tangent(s, **{k: rule[k] for k in PUBLISHED_ALPHA_RULE})) < 0.005
-    for s in TARGETS[1:]:  # the rule file as the sparsity package reads it, against SPEC 2's reference values
+    for s in TARGETS[1:]:  # the rule file as the sparsity package reads it, against formulas §2's reference values
         assert resolve_alpha(f"fitted:{out / 'alpha_rule.yaml'}", s) == alpha_for_target(s)
     residuals = (out / "residuals.csv").read_text().splitlines()
     assert len(residuals) == 1 + 21  # 0.8 is listed but not fitted (the rule is 0 up to 0.90)

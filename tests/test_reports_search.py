@@ -1,4 +1,4 @@
-"""Reports of a real small search on digits (SPEC 2, 3, 8): fronts, hypervolumes, HTML, best YAML, fit-alpha, fit-scheduler."""
+"""Reports of a real small search on digits (formulas §2, §3, §8): fronts, hypervolumes, HTML, best YAML, fit-alpha, fit-scheduler."""
 
 from __future__ import annotations
 

@@ -39,12 +39,12 @@ def test_evolution_space_validates_on_digits(path, tmp_path):
     )
     assert prepared.space.train.dataset == "digits"
     rate = prepared.space.variables.rate
-    assert (rate.low, rate.high) == (0.01, 0.99)  # SPEC 5: the pruning rate r from 0.01 to 0.99
+    assert (rate.low, rate.high) == (0.01, 0.99)  # formulas §5: the pruning rate r from 0.01 to 0.99
 
 
 def test_rate_bounds_default_to_spec():
     rate = RateInterval()
-    assert (rate.low, rate.high) == (0.01, 0.99)  # SPEC 5
+    assert (rate.low, rate.high) == (0.01, 0.99)  # formulas §5
 
 
 @pytest.mark.parametrize("path", [p for p in SPACES if "cifar" in p.read_text()], ids=lambda p: p.stem)

@@ -1,4 +1,4 @@
-"""Elimination of the smallest pruned weights, drop percentages (SPEC 4)."""
+"""Elimination of the smallest pruned weights, drop percentages (formulas §4)."""
 
 import pytest
 import torch
@@ -61,7 +61,7 @@ def test_no_elimination_before_target_with_after_target():
 
 
 def test_layer_thresholds_with_global_elimination_are_refused():
-    """SPEC 4 defines the global t only under the global T: a network-wide t against T_l could freeze kept weights."""
+    """formulas §4 defines the global t only under the global T: a network-wide t against T_l could freeze kept weights."""
     with pytest.raises(ValueError, match="layer thresholds need layer elimination"):
         _builder(_weights(), "layer", DropConfig(rho=0.5, mode="global"))
     builder, flat = _builder(_weights(), "layer", DropConfig(rho=0.5, mode="layer"))

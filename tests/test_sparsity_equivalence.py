@@ -1,4 +1,4 @@
-"""The flat, batched engine against a straightforward per-layer implementation of SPEC 1-4.
+"""The flat, batched engine against a straightforward per-layer implementation of formulas §1-§4.
 
 The reference below is written layer by layer from the formulas: T (global or per layer)
 by a full sort with linear interpolation, kept = |w| > T, theta per policy, t of the
@@ -49,7 +49,7 @@ DROPS = {
 CASES = [
     case
     for case in itertools.product(["global", "layer"], THETAS, SCHEDULERS, DROPS)
-    if not (case[0] == "layer" and case[3].startswith("global"))  # refused (SPEC 4)
+    if not (case[0] == "layer" and case[3].startswith("global"))  # refused (formulas §4)
 ]
 
 
@@ -77,7 +77,7 @@ def sort_quantile(values: torch.Tensor, q: float) -> torch.Tensor:
 
 
 class Reference:
-    """SPEC 1-4 layer by layer on a plain copy of the model."""
+    """formulas §1-§4 layer by layer on a plain copy of the model."""
 
     def __init__(self, model: torch.nn.Module, config: SparsityConfig) -> None:
         self.model, self.config = model, config

@@ -1,4 +1,4 @@
-"""The thresholding operator P_T (SPEC 1.2) and the scaled straight-through estimator (SPEC 1.3)."""
+"""The thresholding operator P_T (formulas §1.2) and the scaled straight-through estimator (formulas §1.3)."""
 
 import math
 
@@ -16,7 +16,7 @@ INF = float("inf")
 
 
 def reference_operator(w: torch.Tensor, T: float, p: float) -> torch.Tensor:
-    """SPEC 1.2 written elementwise in float64."""
+    """formulas §1.2 written elementwise in float64."""
     out = torch.zeros_like(w, dtype=torch.float64)
     for i, x in enumerate(w.double().flatten().tolist()):
         if abs(x) > T:
@@ -69,7 +69,7 @@ def _wrapped_linear(p: float) -> tuple[nn.Linear, FlatThreshold, torch.Tensor]:
 
 
 def _scale(kept: torch.Tensor, theta: float, eliminated: torch.Tensor | None = None) -> list[torch.Tensor]:
-    """``m`` of SPEC 1.3 for one layer: 1 kept, theta pruned, 0 eliminated."""
+    """``m`` of formulas §1.3 for one layer: 1 kept, theta pruned, 0 eliminated."""
     m = torch.where(kept, 1.0, theta)
     return [m.masked_fill(eliminated, 0.0) if eliminated is not None else m]
 

@@ -1,4 +1,4 @@
-"""Cubic (SPEC 1.5), adaptive (SPEC 3, 9) and constant sparsity schedules."""
+"""Cubic (formulas §1.5), adaptive (formulas §3, §9) and constant sparsity schedules."""
 
 import math
 
@@ -56,7 +56,7 @@ def test_lambda_values_at_reference_points():
 
 
 def run_recursion(mus, S0, S_f, epochs, A=0.5, B=0.8, C=20, D=-0.01):
-    """SPEC 3 written out independently."""
+    """formulas §3 written out independently."""
     l, S, previous, out = 160 / epochs, S0, None, []
     for mu in mus:
         if previous is not None and mu > previous:

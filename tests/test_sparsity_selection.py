@@ -1,4 +1,4 @@
-"""The accelerator selection (radix select on float bits), pinned on the CPU to torch.quantile (SPEC 1.4)."""
+"""The accelerator selection (radix select on float bits), pinned on the CPU to torch.quantile (formulas §1.4)."""
 
 import pytest
 import torch

@@ -1,4 +1,4 @@
-"""The Sparsifier hook: wrapping, per-iteration masks, metrics, state and finalize (SPEC 1-4)."""
+"""The Sparsifier hook: wrapping, per-iteration masks, metrics, state and finalize (formulas §1-§4)."""
 
 import io
 import subprocess

@@ -1,4 +1,4 @@
-"""Mask stability: Jaccard index of kept sets, mean over layers (SPEC 3)."""
+"""Mask stability: Jaccard index of kept sets, mean over layers (formulas §3)."""
 
 import torch
 

@@ -1,4 +1,4 @@
-"""Gradient-scaling policies and the alpha rule (SPEC 2)."""
+"""Gradient-scaling policies and the alpha rule (formulas §2)."""
 
 import math
 

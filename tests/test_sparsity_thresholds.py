@@ -1,4 +1,4 @@
-"""Global and layer-wise magnitude thresholds (SPEC 1.4): torch.quantile values without a sort (CPU partition path)."""
+"""Global and layer-wise magnitude thresholds (formulas §1.4): torch.quantile values without a sort (CPU partition path)."""
 
 import pytest
 import torch

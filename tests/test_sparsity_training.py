@@ -1,4 +1,4 @@
-"""Sparse training end to end through ``tuneprune.training.train`` and the CLI (SPEC 1-4)."""
+"""Sparse training end to end through ``tuneprune.training.train`` and the CLI (formulas §1-§4)."""
 
 import json
 import subprocess

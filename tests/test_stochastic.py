@@ -1,4 +1,4 @@
-"""Stochastic Pruning (SPEC 5): deterministic limit, seeded samples, exact counts, best of n, fine-tuning, variance."""
+"""Stochastic Pruning (formulas §5): deterministic limit, seeded samples, exact counts, best of n, fine-tuning, variance."""
 
 from __future__ import annotations
 

@@ -137,7 +137,7 @@ def load_config(model_cls: type[M], path: str | Path | None, overrides: list[str
 
 
 def finite_or_inf(value: Any) -> float:
-    """Accept a number or the strings ``inf``/``hard`` (for the SPEC 1.2 operator exponent)."""
+    """Accept a number or the strings ``inf``/``hard`` (for the formulas §1.2 operator exponent)."""
     if isinstance(value, str) and value.strip().lower() in {"inf", "+inf", "infinity", "hard"}:
         return math.inf
     return value

@@ -7,7 +7,7 @@ same objective values do not dominate each other, so ties are all kept, each und
 own name (a trial key, an individual), in the order they were evaluated. The points are
 plain arrays with a direction per column, so the same functions serve the evolution's
 (accuracy, sparsity) rows and a report's planes such as val_acc against
-mean_mask_stability (SPEC 3, SPEC 5, SPEC 8).
+mean_mask_stability (formulas §3, formulas §5, formulas §8).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""``tuneprune evolve SPACE.yaml``: pymoo evolution of Stochastic Pruning's sigma and rate on Ray (SPEC 5)."""
+"""``tuneprune evolve SPACE.yaml``: pymoo evolution of Stochastic Pruning's sigma and rate on Ray (formulas §5)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``tuneprune fit-alpha SOURCE...``: fit alpha(S) = c1 tan(c2 S + c3) + c4 to the best alpha per target sparsity (SPEC 2).
+"""``tuneprune fit-alpha SOURCE...``: fit alpha(S) = c1 tan(c2 S + c3) + c4 to the best alpha per target sparsity (formulas §2).
 
 SOURCEs are alpha searches (names, parent run ids or results directories). Trials that
 never reached their target or stayed near chance are left out, each with its reason; the

@@ -1,4 +1,4 @@
-"""``tuneprune fit-scheduler SOURCE``: presets of the adaptive-scheduler constants a search found (SPEC 3).
+"""``tuneprune fit-scheduler SOURCE``: presets of the adaptive-scheduler constants a search found (formulas §3).
 
 Judges only trials that reached their target sparsity (within --sparsity-tolerance) and
 whose accuracy is above chance (by --chance-margin), and prints every trial's achieved

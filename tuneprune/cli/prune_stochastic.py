@@ -1,4 +1,4 @@
-"""``tuneprune prune-stochastic CONFIG.yaml``: one Stochastic Pruning point (sigma, r, n) against deterministic pruning (SPEC 5)."""
+"""``tuneprune prune-stochastic CONFIG.yaml``: one Stochastic Pruning point (sigma, r, n) against deterministic pruning (formulas §5)."""
 
 from __future__ import annotations
 
@@ -61,7 +61,7 @@ def print_report(report: StochasticReport, out: Path) -> None:
     console.print(table)
     if report.feature_variance:
         labels = list(next(iter(report.feature_variance.values())))
-        variance = titled_table("feature variance per layer (SPEC 5)")
+        variance = titled_table("feature variance per layer (formulas §5)")
         for column in ("layer", *labels):
             variance.add_column(column)
         for layer, values in report.feature_variance.items():

@@ -1,4 +1,4 @@
-"""``tuneprune relevance CONFIG.yaml``: LRP vs parameter channel pruning curves (SPEC 6), tracked in MLflow."""
+"""``tuneprune relevance CONFIG.yaml``: LRP vs parameter channel pruning curves (formulas §6), tracked in MLflow."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``tuneprune report SOURCE``: one self-contained HTML report of a search or an evolution (SPEC 8).
+"""``tuneprune report SOURCE``: one self-contained HTML report of a search or an evolution (formulas §8).
 
 Writes report.html (plots embedded), the PNG plots, CSV tables and the best configuration
 as YAML into --out (default runs/NAME/report/), logs them to the parent MLflow run under

@@ -1,4 +1,4 @@
-"""A loader over in-memory tensors: shuffling and augmentation on whole batches (SPEC 1.6)."""
+"""A loader over in-memory tensors: shuffling and augmentation on whole batches (formulas §1.6)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Layer groups with a pruning rate each (SPEC 5: "may add per-layer rates as extra variables")."""
+"""Layer groups with a pruning rate each (formulas §5: "may add per-layer rates as extra variables")."""
 
 from __future__ import annotations
 

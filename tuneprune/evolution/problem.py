@@ -1,4 +1,4 @@
-"""The pymoo side: decision variables, the problem, the algorithm, and objective values (SPEC 5).
+"""The pymoo side: decision variables, the problem, the algorithm, and objective values (formulas §5).
 
 pymoo minimises, so the objectives accuracy and sparsity (both maximised) are negated.
 The problem has no ``_evaluate``: evaluation happens on Ray, driven by ask and tell.

@@ -1,4 +1,4 @@
-"""Run an evolution (SPEC 5, SPEC 8): validate, get the dense model, drive pymoo's ask and tell over Ray, track.
+"""Run an evolution (formulas §5, formulas §8): validate, get the dense model, drive pymoo's ask and tell over Ray, track.
 
 Everything that can be wrong with the input is found in :func:`prepare_evolution`
 before Ray starts. :func:`run_evolution` evaluates each generation's individuals as

@@ -1,4 +1,4 @@
-"""The evolution space (``search_spaces/evolve_*.yaml``): dense model, variables, algorithm, budgets (SPEC 5, SPEC 8)."""
+"""The evolution space (``search_spaces/evolve_*.yaml``): dense model, variables, algorithm, budgets (formulas §5, formulas §8)."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ class Interval(StrictModel):
 
 
 class SigmaInterval(Interval):
-    """Noise sigma bounds; searched as log10(sigma) (SPEC 5)."""
+    """Noise sigma bounds; searched as log10(sigma) (formulas §5)."""
 
     low: float = Field(1e-4, gt=0.0)
     high: float = Field(1e-2, gt=0.0)

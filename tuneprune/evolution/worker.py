@@ -1,4 +1,4 @@
-"""The Ray task that scores one individual: k noisy samples of the dense model, median accuracy, sparsity (SPEC 5).
+"""The Ray task that scores one individual: k noisy samples of the dense model, median accuracy, sparsity (formulas §5).
 
 The dense model (state_dict and how to build it) and the validation split reach the
 workers once through the object store; an individual carries only its variables and

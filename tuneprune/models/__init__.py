@@ -1,4 +1,4 @@
-"""Model zoo for pruning benchmarks (SPEC 1.7): ``create_model(name, num_classes, in_channels)``.
+"""Model zoo for pruning benchmarks (formulas §1.7): ``create_model(name, num_classes, in_channels)``.
 
 Registered names: ``small_cnn`` (8x8 digits), the CIFAR ResNets ``resnet20``,
 ``resnet20x2`` (double width), ``resnet32``, ``resnet56``, ``resnet18``, ``resnet50``,

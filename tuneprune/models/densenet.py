@@ -1,4 +1,4 @@
-"""DenseNet-BC for 32x32 inputs (Huang et al. 2017; SPEC 1.7).
+"""DenseNet-BC for 32x32 inputs (Huang et al. 2017; formulas §1.7).
 
 A 3x3 stem conv to ``2 * growth_rate`` channels, three dense blocks of (depth - 4) / 6
 bottleneck layers (BN-ReLU-1x1 conv to ``4 * growth_rate``, BN-ReLU-3x3 conv to

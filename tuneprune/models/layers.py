@@ -1,4 +1,4 @@
-"""Layers shared by the model zoo (SPEC 1.7): conv + BN units, the pooled classifier, init."""
+"""Layers shared by the model zoo (formulas §1.7): conv + BN units, the pooled classifier, init."""
 
 from __future__ import annotations
 

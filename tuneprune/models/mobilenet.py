@@ -1,4 +1,4 @@
-"""MobileNetV1 for 32x32 inputs (Howard et al. 2017; SPEC 1.7).
+"""MobileNetV1 for 32x32 inputs (Howard et al. 2017; formulas §1.7).
 
 Width multiplier 1: a 3x3 conv to 32 channels at stride 1 (CIFAR variant, not ImageNet's
 stride 2), then 13 depthwise-separable blocks (3x3 depthwise conv-BN-ReLU, 1x1 pointwise

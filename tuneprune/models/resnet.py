@@ -1,4 +1,4 @@
-"""ResNets for 32x32 inputs (He et al. 2016; SPEC 1.7).
+"""ResNets for 32x32 inputs (He et al. 2016; formulas §1.7).
 
 Every variant is one ``ResNet`` backbone: a 3x3 stem conv (stride 1, no max-pool), stages
 of residual blocks (the first stage at stride 1, every later one halving the resolution

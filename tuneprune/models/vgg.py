@@ -1,4 +1,4 @@
-"""VGG with BatchNorm for 32x32 inputs (Simonyan & Zisserman 2015; SPEC 1.7).
+"""VGG with BatchNorm for 32x32 inputs (Simonyan & Zisserman 2015; formulas §1.7).
 
 The common CIFAR variant: 3x3 conv-BN-ReLU layers in five groups, each closed by a 2x2
 max-pool (32x32 -> 1x1 with 512 channels), then a single Linear(512, num_classes)

@@ -1,4 +1,4 @@
-"""Relevance-based channel pruning (SPEC 6): LRP vs parameter magnitude, combined and delta-mixed.
+"""Relevance-based channel pruning (formulas §6): LRP vs parameter magnitude, combined and delta-mixed.
 
 - :mod:`~tuneprune.relevance.lrp`: per-channel LRP relevance with zennit (epsilon, gamma,
   alpha2beta1), a running mean over batches; :mod:`~tuneprune.relevance.canonizers` the

@@ -1,4 +1,4 @@
-"""zennit canonizers for the models of ``tuneprune.models`` (SPEC 6).
+"""zennit canonizers for the models of ``tuneprune.models`` (formulas §6).
 
 - :class:`ResidualSumCanonizer`: zennit's ``ResNetCanonizer`` only knows torchvision's
   blocks. A plain ``body + shortcut`` hands the full relevance of the sum to both

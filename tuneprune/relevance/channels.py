@@ -1,4 +1,4 @@
-"""Convolution channels of a model: discovery, selection at a percentage, pruning (SPEC 6).
+"""Convolution channels of a model: discovery, selection at a percentage, pruning (formulas §6).
 
 Every output channel of every ``nn.Conv2d`` is a prunable channel. Channels carry a
 global index: layer by layer in module order, channel by channel within a layer.
@@ -10,7 +10,7 @@ No layer is ever pruned to zero channels: a layer without channels cuts the netw
 (a VGG) or leaves only the shortcut (a ResNet block), which measures the architecture
 rather than the ranking. Selection therefore keeps at least one channel per layer,
 skipping a layer's last channel and continuing down the ranking; the global scope also
-keeps at least ``min_layer_share`` of every layer's channels (SPEC 6 leaves the floor open;
+keeps at least ``min_layer_share`` of every layer's channels (formulas §6 leaves the floor open;
 ``RelevanceSettings.min_layer_share``, default 0.1).
 """
 

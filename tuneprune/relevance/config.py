@@ -1,4 +1,4 @@
-"""The document of ``tuneprune relevance`` (SPEC 6): a ``train:`` run config, the
+"""The document of ``tuneprune relevance`` (formulas §6): a ``train:`` run config, the
 relevance settings and the curves to draw (percentages, rankings, deltas), plus optional
 fine-tuning of every pruned model.
 """

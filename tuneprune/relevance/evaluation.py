@@ -1,4 +1,4 @@
-"""Accuracy and loss of channel-pruned models without retraining (SPEC 6).
+"""Accuracy and loss of channel-pruned models without retraining (formulas §6).
 
 :func:`prepare` moves a trained model and its data to the device and scores every
 channel once; :func:`evaluate_pruned` measures the test split with a set of channels

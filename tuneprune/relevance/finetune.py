@@ -1,4 +1,4 @@
-"""Optional fine-tuning of a channel-pruned model with its mask held fixed (SPEC 6).
+"""Optional fine-tuning of a channel-pruned model with its mask held fixed (formulas §6).
 
 The pruned tensors are zero and a :class:`FrozenWeights` hook zeroes their gradients after
 every backward pass, so SGD's momentum and weight decay (both proportional to the zero

@@ -1,4 +1,4 @@
-"""Layer-wise relevance propagation with zennit (SPEC 6): relevance of every convolution channel.
+"""Layer-wise relevance propagation with zennit (formulas §6): relevance of every convolution channel.
 
 The convolutions use the configured rule (epsilon, gamma or alpha2beta1), linear layers
 the epsilon rule, activations and BatchNorm pass relevance on, average pooling and

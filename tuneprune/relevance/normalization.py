@@ -1,4 +1,4 @@
-"""Channel scores made comparable across layers, for the global scope of SPEC 6.
+"""Channel scores made comparable across layers, for the global scope of formulas §6.
 
 Why raw scores are not comparable (measured on ``configs/relevance_digits.yaml``, see the
 README and ``scripts/relevance_layers.py``):

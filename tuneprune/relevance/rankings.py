@@ -1,4 +1,4 @@
-"""Channel rankings (SPEC 6): least important first, so a prefix is what gets pruned.
+"""Channel rankings (formulas §6): least important first, so a prefix is what gets pruned.
 
 A ranking is a list of global channel indices (see :mod:`tuneprune.relevance.channels`)
 holding every channel exactly once. Relevance and parameter rankings sort the channel
@@ -43,13 +43,13 @@ def _check_same_channels(first: Sequence[int], second: Sequence[int]) -> None:
 
 
 def combined_order(relevance_order: Sequence[int], parameter_order: Sequence[int]) -> list[int]:
-    """Interleave the two rankings, relevance first, dropping repeats (SPEC 6 'combined')."""
+    """Interleave the two rankings, relevance first, dropping repeats (formulas §6 'combined')."""
     _check_same_channels(relevance_order, parameter_order)
     return unique(chain.from_iterable(zip(relevance_order, parameter_order)))
 
 
 def mixed_order(parameter_order: Sequence[int], relevance_order: Sequence[int], delta: float) -> list[int]:
-    """The delta-mixed ranking of SPEC 6: ``delta = 0`` parameter-only, ``1`` relevance-only.
+    """The delta-mixed ranking of formulas §6: ``delta = 0`` parameter-only, ``1`` relevance-only.
 
     Each step adds ``1 - delta`` to accumulator ``a`` and ``delta`` to ``b``; when ``a``
     reaches 1 the next parameter index is taken and 1 subtracted, then the same for ``b``

@@ -1,4 +1,4 @@
-"""CSV and plots of pruning curves (SPEC 6): accuracy and loss against the pruned percentage.
+"""CSV and plots of pruning curves (formulas §6): accuracy and loss against the pruned percentage.
 
 ``curves.csv`` has one row per (ranking, percentage). ``rankings.png`` draws the fixed
 rankings (relevance, parameter, random, combined), ``deltas.png`` the delta-mixed ones;

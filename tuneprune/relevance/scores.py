@@ -1,4 +1,4 @@
-"""Relevance and parameter scores of every convolution channel (SPEC 6).
+"""Relevance and parameter scores of every convolution channel (formulas §6).
 
 The relevance score of a channel is a statistic (default mean |.|) of its mean LRP
 relevance map over the evaluation samples; the parameter score a statistic (default

@@ -1,4 +1,4 @@
-"""Settings of relevance-based channel pruning (SPEC 6) that a run config may embed.
+"""Settings of relevance-based channel pruning (formulas §6) that a run config may embed.
 
 :class:`RelevanceSettings` says how channels are scored (LRP rule, statistics, the
 evaluation samples) and pruned (scope). :class:`PruningPoint` adds one ranking, delta and
@@ -22,7 +22,7 @@ Normalization = Literal["none", "layer_share", "layer_max"]
 
 
 class RelevanceSettings(StrictModel):
-    """How channels are scored and pruned (SPEC 6; the seed's choices are the defaults)."""
+    """How channels are scored and pruned (formulas §6; the seed's choices are the defaults)."""
 
     rule: Rule = Field("alpha2beta1", description="LRP rule of the convolutions; linear layers use epsilon")
     epsilon: float = Field(1e-6, gt=0.0, description="stabiliser of the epsilon rule")
@@ -47,6 +47,6 @@ class RelevanceSettings(StrictModel):
 class PruningPoint(RelevanceSettings):
     """One pruned model: a ranking (or a delta mix) at one percentage, evaluated without retraining."""
 
-    ranking: Ranking | Literal["mixed"] = Field("mixed", description="'mixed' is the delta walk of SPEC 6")
+    ranking: Ranking | Literal["mixed"] = Field("mixed", description="'mixed' is the delta walk of formulas §6")
     delta: float = Field(0.5, ge=0.0, le=1.0, description="relevance share of the mixed ranking")
     percentage: float = Field(50.0, ge=0.0, lt=100.0, description="percent of convolution channels pruned")

@@ -1,4 +1,4 @@
-"""Per-channel statistics of a tensor whose first dimension is the channel (SPEC 6).
+"""Per-channel statistics of a tensor whose first dimension is the channel (formulas §6).
 
 The same six statistics the seed compared serve both scores: of a channel's mean
 relevance map ``(C, H, W)`` and of a convolution's filters ``(C, C_in, k, k)``.

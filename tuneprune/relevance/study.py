@@ -1,4 +1,4 @@
-"""The curves of ``tuneprune relevance`` (SPEC 6): every ranking and every delta at every percentage.
+"""The curves of ``tuneprune relevance`` (formulas §6): every ranking and every delta at every percentage.
 
 One relevance pass scores the channels; each ranking is then pruned at each percentage
 and evaluated without retraining, and optionally after fine-tuning with the mask fixed.

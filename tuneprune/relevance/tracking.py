@@ -1,4 +1,4 @@
-"""MLflow records of a relevance study (SPEC 6): a parent run of kind ``relevance`` and
+"""MLflow records of a relevance study (formulas §6): a parent run of kind ``relevance`` and
 one child run of kind ``ranking`` per ranking or delta, with ``acc`` and ``loss`` (and
 ``finetuned_acc``/``finetuned_loss`` when fine-tuning) at step = pruned percentage.
 """

@@ -1,4 +1,4 @@
-"""alpha per target sparsity from alpha searches (SPEC 2): the usable trials, the best alpha per grid point, the figure.
+"""alpha per target sparsity from alpha searches (formulas §2): the usable trials, the best alpha per grid point, the figure.
 
 Every complete trial that searched ``sparsity.theta.alpha`` is a candidate; those that
 never reached their target or stayed near chance are left out with the reason

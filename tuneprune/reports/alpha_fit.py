@@ -1,4 +1,4 @@
-"""``tuneprune fit-alpha``: the SPEC 2 tangent rule fitted to the best usable alpha per target of alpha searches."""
+"""``tuneprune fit-alpha``: the formulas §2 tangent rule fitted to the best usable alpha per target of alpha searches."""
 
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ def alpha_fit_report(
     report.text(f"{len(candidates)} complete alpha trials, {len(excluded)} excluded; {rules.describe()}.")
     if excluded:
         report.table("excluded", [asdict(p) for p in excluded], "trials left out and why")
-    report.heading("Fitted rule alpha(S) = c1 tan(c2 S + c3) + c4 (SPEC 2)")
+    report.heading("Fitted rule alpha(S) = c1 tan(c2 S + c3) + c4 (formulas §2)")
     r2 = "undefined (all alphas equal)" if fit.r2 is None else f"{fit.r2:.4f}"
     report.text(
         f"{len(fitted)} best usable alphas at target sparsity >= {ALPHA_RULE_START} (below it the rule is 0 and points are not "

@@ -1,4 +1,4 @@
-"""``tuneprune report``: write the report of a search or an evolution and log it to the parent MLflow run (SPEC 8)."""
+"""``tuneprune report``: write the report of a search or an evolution and log it to the parent MLflow run (formulas §8)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Which trial of a grid point stands in for the default configuration: the one closest to the space's base (SPEC 8)."""
+"""Which trial of a grid point stands in for the default configuration: the one closest to the space's base (formulas §8)."""
 
 from __future__ import annotations
 

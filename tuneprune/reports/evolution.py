@@ -1,4 +1,4 @@
-"""The report of an evolution (SPEC 5, SPEC 8): every individual on the accuracy-sparsity plane, the front, its
+"""The report of an evolution (formulas §5, formulas §8): every individual on the accuracy-sparsity plane, the front, its
 hypervolume against deterministic pruning and the dense model, and the chosen point as a prune-stochastic config."""
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def population(source: Source, rate_names: list[str]) -> list[dict[str, Any]]:
 
 
 def baselines(summary: dict[str, Any]) -> dict[str, np.ndarray]:
-    """The dense model's accuracy, and deterministic pruning at the front's rates (SPEC 5)."""
+    """The dense model's accuracy, and deterministic pruning at the front's rates (formulas §5)."""
     front = summary["front"]
     if not front:
         return {}
@@ -101,7 +101,7 @@ def evolution_report(report: Report, source: Source) -> None:
     accuracy_ref, sparsity_ref = summary["reference_point"]
     report.text(
         f"{summary['evaluated']} individuals evaluated ({summary['failed']} failed, not drawn) over {len(summary['hypervolume'])} "
-        f"generations; accuracy is the median validation accuracy of {space.samples} noisy samples (SPEC 5); sparsity is the "
+        f"generations; accuracy is the median validation accuracy of {space.samples} noisy samples (formulas §5); sparsity is the "
         "whole model's (every prunable weight, the objective), pruned_layers_sparsity that of the layers the rates prune."
     )
     hv = front_section(report, rows, FRONT_PLANE, (sparsity_ref, accuracy_ref), baselines(summary))

@@ -1,4 +1,4 @@
-"""Parameter importances of a search: Optuna's fANOVA on the study of each grid point, per objective (SPEC 8)."""
+"""Parameter importances of a search: Optuna's fANOVA on the study of each grid point, per objective (formulas §8)."""
 
 from __future__ import annotations
 

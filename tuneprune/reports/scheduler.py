@@ -1,4 +1,4 @@
-"""``tuneprune fit-scheduler``: the constants an adaptive-scheduler search found, as presets (SPEC 3, SPEC 8).
+"""``tuneprune fit-scheduler``: the constants an adaptive-scheduler search found, as presets (formulas §3, formulas §8).
 
 Only trials that reached their target (achieved sparsity >= target - tolerance) and
 learned something (accuracy above chance by a margin) are judged
@@ -79,7 +79,7 @@ def scheduler_trials(data: SearchData, rules: UsabilityRules) -> tuple[list[Judg
     """Every complete trial judged, and the per-grid-point Pareto sets of the usable ones (checked to be a constants search)."""
     searched = [p for p in data.space.params if p.startswith(SCHEDULER_CONSTANTS)]
     if not searched or any(t.config.sparsity is None or t.config.sparsity.scheduler.type != "adaptive" for t in data.trials):
-        raise ConfigError(f"source = {data.source.label!r}: not a search over adaptive-scheduler constants (SPEC 3)")
+        raise ConfigError(f"source = {data.source.label!r}: not a search over adaptive-scheduler constants (formulas §3)")
     judged = [judge(data, t, rules) for t in data.trials if t.complete]
     best = pareto_sets(data, judged)
     if not best:
@@ -91,7 +91,7 @@ def scheduler_trials(data: SearchData, rules: UsabilityRules) -> tuple[list[Judg
 def write_preset(trial: Trial, search: str, path: Path) -> Path:
     constants = scheduler_constants(trial.config)
     header = (
-        f"# Adaptive-scheduler preset (SPEC 3) found by search {search}, trial {trial.key}.\n"
+        f"# Adaptive-scheduler preset (formulas §3) found by search {search}, trial {trial.key}.\n"
         f"# Use as sparsity.scheduler.preset: {path.name}; the trial started from\n"
         f"# sparsity.scheduler.initial_sparsity = {trial.config.sparsity.scheduler.initial_sparsity} (not part of a preset).\n"
     )
@@ -162,7 +162,7 @@ def scheduler_report(report: Report, data: SearchData, rules: UsabilityRules = U
         })  # fmt: skip
     report.table("constants", constant_rows)
     report.heading("lambda(S): published presets and found constants")
-    report.figure("lambda", lambda_figure(found, chosen[0].trial.config.sparsity.scheduler.family), "dashed: the published presets (SPEC 3)")
+    report.figure("lambda", lambda_figure(found, chosen[0].trial.config.sparsity.scheduler.family), "dashed: the published presets (formulas §3)")
     report.heading("Sparsity per epoch of the found trials")
     report.figure("sparsity_trajectories", trajectory_figure(data, [j.trial for j in chosen]))
     return presets, rows

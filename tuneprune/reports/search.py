@@ -1,4 +1,4 @@
-"""The report of a search (SPEC 8): fronts and hypervolumes, best trials, importances, per-parameter accuracy,
+"""The report of a search (formulas §8): fronts and hypervolumes, best trials, importances, per-parameter accuracy,
 learning curves, the best alpha per target and the best configuration as a runnable YAML."""
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def trial_row(data: SearchData, trial: Trial) -> dict[str, Any]:
 
 
 def is_plain_feather(trial: Trial) -> bool:
-    """Feather as published (SPEC 1, 2): feather theta rule, cubic schedule, no weight elimination."""
+    """Feather as published (formulas §1, §2): feather theta rule, cubic schedule, no weight elimination."""
     s = trial.config.sparsity
     return s is not None and s.theta.policy == "feather" and s.scheduler.type == "cubic" and s.drop.rho == 0
 
@@ -100,7 +100,7 @@ def importances(report: Report, data: SearchData) -> None:
 
 
 def alpha_series(report: Report, data: SearchData) -> None:
-    """The best usable alpha per target sparsity when alpha was searched at several targets (SPEC 2, SPEC 8)."""
+    """The best usable alpha per target sparsity when alpha was searched at several targets (formulas §2, formulas §8)."""
     rules = UsabilityRules()
     candidates = alpha_candidates(data.source.summary, data.source.trial_metrics, rules)
     points = best_alpha_points(data.source.summary, candidates)
@@ -108,7 +108,7 @@ def alpha_series(report: Report, data: SearchData) -> None:
         return
     excluded = [p for p in candidates if p.excluded is not None]
     report.heading("Best alpha per target sparsity")
-    caption = f"grey: the published rule 0.026 tan(23.09 S + 22.08) + 0.093 (SPEC 2); x: excluded trials ({rules.describe()})"
+    caption = f"grey: the published rule 0.026 tan(23.09 S + 22.08) + 0.093 (formulas §2); x: excluded trials ({rules.describe()})"
     report.figure("alpha_per_target", alpha_figure(points, excluded=excluded), caption)
     report.table("alpha_per_target", [vars(p) for p in [*points, *excluded]])
 

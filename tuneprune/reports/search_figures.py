@@ -1,4 +1,4 @@
-"""Figures of a search report: importances, accuracy per searched parameter, learning curves against the default (SPEC 8)."""
+"""Figures of a search report: importances, accuracy per searched parameter, learning curves against the default (formulas §8)."""
 
 from __future__ import annotations
 

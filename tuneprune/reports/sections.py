@@ -1,4 +1,4 @@
-"""Report sections that searches and evolutions share: a Pareto front with its hypervolume (SPEC 5, SPEC 8)."""
+"""Report sections that searches and evolutions share: a Pareto front with its hypervolume (formulas §5, formulas §8)."""
 
 from __future__ import annotations
 

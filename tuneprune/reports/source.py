@@ -1,6 +1,6 @@
 """What a report is about: a search or an evolution named by its name, its MLflow parent run id or its results directory.
 
-Whatever names it, a source ends up as the ``summary.json`` the run wrote (SPEC 8), the
+Whatever names it, a source ends up as the ``summary.json`` the run wrote (formulas §8), the
 parent MLflow run it belongs to and the tracking store that holds the rest: trial
 metric histories, the resolved space, generation populations.
 """

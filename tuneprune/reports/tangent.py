@@ -1,4 +1,4 @@
-"""The SPEC 2 tangent family ``alpha(S) = c1 tan(c2 S + c3) + c4`` fitted by least squares without a pole in range.
+"""The formulas §2 tangent family ``alpha(S) = c1 tan(c2 S + c3) + c4`` fitted by least squares without a pole in range.
 
 ``tan`` has a pole wherever ``c2 S + c3 = pi/2 + k pi``. An unconstrained fit to a few noisy
 points can put one between the fitted targets (a rule that jumps from +0.57 to -0.25
@@ -7,7 +7,7 @@ uses, described by its two poles ``L < U``: ``c2 = pi / (U - L)`` and
 ``c3 = pi/2 - c2 U`` (modulo pi, shown nearest the published ``c3``). Least squares over
 ``(c1, L, U, c4)`` with the bounds ``L <= 0.90 - margin`` and ``U >= max target + margin``
 (scipy's ``least_squares``, trust-region reflective) keeps both poles outside the range
-where the rule applies, from ``S = 0.90`` (SPEC 2: below it alpha is 0) to the highest
+where the rule applies, from ``S = 0.90`` (formulas §2: below it alpha is 0) to the highest
 fitted target, with ``margin`` to spare. The published rule's branch is
 ``L = 0.8805, U = 1.0166``.
 
@@ -36,7 +36,7 @@ DEFAULT_POLE_MARGIN = 0.005
 
 
 def tangent(sparsity: np.ndarray | float, c1: float, c2: float, c3: float, c4: float) -> np.ndarray:
-    """The unrounded tangent family of SPEC 2."""
+    """The unrounded tangent family of formulas §2."""
     return c1 * np.tan(c2 * np.asarray(sparsity, dtype=float) + c3) + c4
 
 

@@ -1,4 +1,4 @@
-"""The trials of a search as the report reads them: Optuna's record from ``summary.json``, MLflow's metrics (SPEC 8).
+"""The trials of a search as the report reads them: Optuna's record from ``summary.json``, MLflow's metrics (formulas §8).
 
 Each trial's run config is resolved again from the space the search logged
 (``resolved_space.json`` on the parent run), so it is exactly what the trial trained.
@@ -15,7 +15,7 @@ from tuneprune.reports.source import Source
 from tuneprune.search.space import SearchSpace
 from tuneprune.runs import TrialSpec
 
-# Metrics of the learning curves: accuracy, S_k, theta and mu per epoch (SPEC 1.5, 2, 3).
+# Metrics of the learning curves: accuracy, S_k, theta and mu per epoch (formulas §1.5, §2, §3).
 CURVE_METRICS = ("val_acc", "sparsity_k", "theta", "mask_stability")
 
 

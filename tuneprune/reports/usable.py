@@ -1,4 +1,4 @@
-"""Which trials a fit may learn from (SPEC 2, SPEC 3): those that reached their target and learned something.
+"""Which trials a fit may learn from (formulas §2, formulas §3): those that reached their target and learned something.
 
 A trial whose achieved sparsity (the ``sparsity`` metric at its last epoch: the fraction of
 prunable weights that are zero) stayed below its target by more than ``sparsity_tolerance``

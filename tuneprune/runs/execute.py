@@ -30,7 +30,7 @@ class Executed:
 def final_evaluations(spec: TrialSpec, result: TrainResult) -> dict[str, float]:
     """The post-training evaluations of ``spec``, added to the last epoch of ``result.history``.
 
-    Today that is the optional ``relevance:`` pruning point (SPEC 6): the trained model with
+    Today that is the optional ``relevance:`` pruning point (formulas §6): the trained model with
     that percentage of its convolution channels pruned, without retraining, giving
     ``pruned_acc``, ``pruned_loss`` and ``pruned_fraction``. The model is left unpruned.
     """

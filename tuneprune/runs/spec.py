@@ -1,4 +1,4 @@
-"""The specification of one trial: a run config plus the evaluations after training (SPEC 1.6, SPEC 6)."""
+"""The specification of one trial: a run config plus the evaluations after training (formulas §1.6, formulas §6)."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ from tuneprune.training.config import RunConfig
 class TrialSpec(RunConfig):
     """A :class:`RunConfig` and the optional ``relevance:`` pruning point, in one YAML mapping.
 
-    ``relevance`` (SPEC 6): after training, prune that percentage of the convolution
+    ``relevance`` (formulas §6): after training, prune that percentage of the convolution
     channels by that ranking, without retraining, and report ``pruned_acc``,
     ``pruned_loss`` and ``pruned_fraction``. Training itself reads only the run config.
     """
 
     relevance: PruningPoint | None = Field(
-        None, description="after training, prune channels by this ranking and report pruned_acc/pruned_loss (SPEC 6)"
+        None, description="after training, prune channels by this ranking and report pruned_acc/pruned_loss (formulas §6)"
     )

@@ -1,4 +1,4 @@
-"""Distributed search: Ray Tune trainables driven by Optuna studies, tracked in MLflow (SPEC 8)."""
+"""Distributed search: Ray Tune trainables driven by Optuna studies, tracked in MLflow (formulas §8)."""
 
 from tuneprune.search.runner import PreparedSearch, SearchSummary, prepare_search, run_search
 from tuneprune.search.space import METRICS, SearchSpace, load_space

@@ -17,7 +17,7 @@ from pydantic import Field, field_validator, model_validator
 from tuneprune.config import ConfigError, StrictModel, set_path, validate
 from tuneprune.runs.spec import TrialSpec
 
-# Metrics a trial reports every epoch; objectives must be among them (SPEC 1-4 engine metrics included).
+# Metrics a trial reports every epoch; objectives must be among them (formulas §1-§4 engine metrics included).
 METRICS = (
     "val_acc", "test_acc", "train_acc", "val_loss", "test_loss", "train_loss",
     "sparsity", "sparsity_k", "theta", "mask_stability", "mean_mask_stability", "lambda", "eliminated",

@@ -1,4 +1,4 @@
-"""Sparse training engine: Feather's thresholding with gradient scaling, schedules and elimination (SPEC 1-4).
+"""Sparse training engine: Feather's thresholding with gradient scaling, schedules and elimination (formulas §1-§4).
 
 Imports neither Ray, MLflow nor the training loop: the loop finds :class:`Sparsifier` here.
 """

@@ -1,4 +1,4 @@
-"""The adaptive mask-stability scheduler (SPEC 3, SPEC 9) and its published presets."""
+"""The adaptive mask-stability scheduler (formulas §3, formulas §9) and its published presets."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ REFERENCE_EPOCHS = 160
 
 
 class ModelFamily(StrEnum):
-    """The model families whose preset constant D differs (SPEC 3 table)."""
+    """The model families whose preset constant D differs (formulas §3 table)."""
 
     RESNET = "resnet"
     DENSENET = "densenet"
@@ -28,7 +28,7 @@ class ModelFamily(StrEnum):
         return cls.RESNET
 
 
-# A, B, C and D per model family of the published presets (SPEC 3 table).
+# A, B, C and D per model family of the published presets (formulas §3 table).
 PRESETS: dict[str, dict[str, Any]] = {
     "lambda1": {"A": 0.5, "B": 0.80, "C": 20.0, "D": {"resnet": -0.010, "densenet": -0.010, "mobilenet": -0.007}},
     "lambda2": {"A": 0.3, "B": 0.91, "C": 75.0, "D": {"resnet": 0.000, "densenet": 0.000, "mobilenet": 0.003}},
@@ -63,10 +63,10 @@ def _sigmoid(x: float) -> float:
 
 
 class AdaptiveScheduler:
-    """``S_{k+1} = min(S_f, S_k + l * lambda(S_k) * (mu_{k+1} - mu_k))`` if ``mu_{k+1} > mu_k``, else ``S_k`` (SPEC 3).
+    """``S_{k+1} = min(S_f, S_k + l * lambda(S_k) * (mu_{k+1} - mu_k))`` if ``mu_{k+1} > mu_k``, else ``S_k`` (formulas §3).
 
     ``lambda(S) = max(0, A / (1 + exp(-C (B - S))) + D)`` and ``l = 160 / epochs``. It
-    starts from ``initial_sparsity`` (SPEC 9; never above ``final_sparsity``). Feed
+    starts from ``initial_sparsity`` (formulas §9; never above ``final_sparsity``). Feed
     :meth:`step` the mean mask stability measured at each iteration; the first call only
     records the reference value.
     """

@@ -1,4 +1,4 @@
-"""Configuration of sparse training (``sparsity:`` in a run config), SPEC 1-4.
+"""Configuration of sparse training (``sparsity:`` in a run config), formulas §1-§4.
 
 Defaults reproduce Feather: p = 3, global threshold, theta by the ``feather`` rule,
 cubic schedule reaching the target at half of training, no weight elimination.
@@ -19,12 +19,12 @@ Exponent = Annotated[float, BeforeValidator(finite_or_inf), Field(ge=1.0)]
 
 
 class ThetaConfig(StrictModel):
-    """Gradient scale of pruned weights (SPEC 2)."""
+    """Gradient scale of pruned weights (formulas §2)."""
 
     policy: Literal["constant", "feather", "log_density"] = "feather"
     value: float = Field(1.0, ge=0.0, le=1.0, description="theta of the constant policy")
     alpha: float | str = Field(
-        "auto", description="log_density slope: a number >= 0, 'auto' (SPEC 2 rule) or 'fitted:PATH'"
+        "auto", description="log_density slope: a number >= 0, 'auto' (formulas §2 rule) or 'fitted:PATH'"
     )
     mode: Literal["global", "layer"] = "global"
     theta_min: float = Field(0.0, ge=0.0, le=1.0)
@@ -42,7 +42,7 @@ class ThetaConfig(StrictModel):
 
 
 class SchedulerConfig(StrictModel):
-    """Sparsity schedule S_k: cubic GMP (SPEC 1.5), adaptive (SPEC 3) or constant."""
+    """Sparsity schedule S_k: cubic GMP (formulas §1.5), adaptive (formulas §3) or constant."""
 
     type: Literal["cubic", "adaptive", "constant"] = "cubic"
     start_epoch: float = Field(0.0, ge=0.0, description="cubic: epoch at which pruning starts (k0)")
@@ -57,12 +57,12 @@ class SchedulerConfig(StrictModel):
     B: float | None = None
     C: float | None = None
     D: float | None = None
-    initial_sparsity: float = Field(0.5, ge=0.0, lt=1.0, description="adaptive: sparsity it starts from (SPEC 9)")
+    initial_sparsity: float = Field(0.5, ge=0.0, lt=1.0, description="adaptive: sparsity it starts from (formulas §9)")
     warmup_epochs: float = Field(0.0, ge=0.0, description="adaptive: epochs of cubic schedule before it takes over")
 
     @model_validator(mode="after")
     def _adaptive_constants(self) -> "SchedulerConfig":
-        """The preset's A, B, C, D (D by ``family``) fill the constants not given explicitly (SPEC 3)."""
+        """The preset's A, B, C, D (D by ``family``) fill the constants not given explicitly (formulas §3)."""
         missing = [k for k in "ABCD" if getattr(self, k) is None]
         if self.type != "adaptive" or not missing:
             return self
@@ -74,7 +74,7 @@ class SchedulerConfig(StrictModel):
 
 
 class DropConfig(StrictModel):
-    """Elimination of a fraction rho of the pruned weights from optimisation (SPEC 4)."""
+    """Elimination of a fraction rho of the pruned weights from optimisation (formulas §4)."""
 
     rho: float = Field(0.0, ge=0.0, le=1.0)
     mode: Literal["global", "layer"] = "global"
@@ -82,7 +82,7 @@ class DropConfig(StrictModel):
 
 
 class SparsityConfig(StrictModel):
-    """Feather sparse training (SPEC 1)."""
+    """Feather sparse training (formulas §1)."""
 
     target: float = Field(0.9, ge=0.0, lt=1.0, description="final sparsity S_f in [0, 1)")
     operator_p: Exponent = Field(3.0, description="exponent p of the thresholding operator, >= 1 or inf")
@@ -94,7 +94,7 @@ class SparsityConfig(StrictModel):
 
     @model_validator(mode="after")
     def _resolved_alpha(self) -> "SparsityConfig":
-        """log_density's ``'auto'`` or ``'fitted:PATH'`` alpha becomes the number it gives at the target (SPEC 2)."""
+        """log_density's ``'auto'`` or ``'fitted:PATH'`` alpha becomes the number it gives at the target (formulas §2)."""
         alpha = self.theta.alpha
         if self.theta.policy != "log_density" or not isinstance(alpha, str):
             return self
@@ -107,10 +107,10 @@ class SparsityConfig(StrictModel):
 
     @model_validator(mode="after")
     def _elimination_under_layer_thresholds(self) -> "SparsityConfig":
-        """SPEC 4 defines the global t only under the global T: against per-layer T_l it can freeze kept weights."""
+        """formulas §4 defines the global t only under the global T: against per-layer T_l it can freeze kept weights."""
         if self.threshold == "layer" and self.drop.rho > 0 and self.drop.mode == "global":
             raise ValueError(
-                "sparsity.threshold = 'layer' with sparsity.drop.mode = 'global' is undefined (SPEC 4): "
+                "sparsity.threshold = 'layer' with sparsity.drop.mode = 'global' is undefined (formulas §4): "
                 "use drop.mode 'layer' or threshold 'global'"
             )
         return self

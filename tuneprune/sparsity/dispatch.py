@@ -1,4 +1,4 @@
-"""Which implementation the per-iteration work of the sparse engine takes (SPEC 1.4).
+"""Which implementation the per-iteration work of the sparse engine takes (formulas §1.4).
 
 On CPU memory the NumPy path is the fastest (quickselect, SIMD ufuncs, ``count_nonzero``
 per layer; reading a CPU value is no device sync). Elsewhere the accelerator path runs:

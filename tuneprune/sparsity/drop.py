@@ -1,4 +1,4 @@
-"""Elimination of the smallest pruned weights from optimisation, "drop percentages" (SPEC 4)."""
+"""Elimination of the smallest pruned weights from optimisation, "drop percentages" (formulas §4)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ _REACHED = 1e-9
 
 
 class Elimination:
-    """Which quantile of |w| is the elimination threshold t, and when it applies (SPEC 4).
+    """Which quantile of |w| is the elimination threshold t, and when it applies (formulas §4).
 
     ``global``: ``t`` is the ``rho * S_k`` quantile over the network. ``layer``: ``t_l`` is
     the ``rho * S_{l,k}`` quantile of the layer, ``S_{l,k}`` the sparsity the layer reached

@@ -1,4 +1,4 @@
-"""Several tensors as views of one flat buffer, so that per-iteration work is one pass (SPEC 1.4)."""
+"""Several tensors as views of one flat buffer, so that per-iteration work is one pass (formulas §1.4)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Which weights are pruned (SPEC 1.1) and how sparse a plain model is."""
+"""Which weights are pruned (formulas §1.1) and how sparse a plain model is."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ PRUNABLE_TYPES = (nn.Conv2d, nn.Linear)
 
 
 def prunable_layers(model: nn.Module, min_size: int = 0) -> list[tuple[str, nn.Module]]:
-    """``(name, module)`` of every ``Conv2d`` and ``Linear`` with at least ``min_size`` weights (SPEC 1.1).
+    """``(name, module)`` of every ``Conv2d`` and ``Linear`` with at least ``min_size`` weights (formulas §1.1).
 
     The first convolution, the classifier, 1x1 shortcuts and depthwise convolutions are
     included; biases and BatchNorm parameters are never pruned.

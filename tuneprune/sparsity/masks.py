@@ -1,4 +1,4 @@
-"""The masks of one training iteration: thresholds T and t, kept and eliminated weights (SPEC 1.3, 1.4, 4).
+"""The masks of one training iteration: thresholds T and t, kept and eliminated weights (formulas §1.3, §1.4, §4).
 
 On an accelerator every step works on the flat buffers of all prunable weights at once:
 one ``abs`` pass, one selection (all layers batched), one compare, one segmented count,
@@ -44,15 +44,15 @@ class MaskBuilder:
     """Computes :class:`Masks` from the flat weight buffer into preallocated flat buffers.
 
     ``threshold_mode`` is ``global`` (one T for the network, Feather) or ``layer`` (T_l per
-    layer), SPEC 1.4. Kept masks live in two slots so that the previous iteration's mask
-    survives for the stability measure (SPEC 3). Kept is ``|w| > T``, eliminated ``|w| < t``.
-    SPEC 4 defines the global ``t`` only under the global T, so ``layer`` thresholds with
+    layer), formulas §1.4. Kept masks live in two slots so that the previous iteration's mask
+    survives for the stability measure (formulas §3). Kept is ``|w| > T``, eliminated ``|w| < t``.
+    formulas §4 defines the global ``t`` only under the global T, so ``layer`` thresholds with
     ``global`` elimination are refused.
     """
 
     def __init__(self, layout: FlatLayout, threshold_mode: str, elimination: Elimination) -> None:
         if threshold_mode == "layer" and elimination.rho > 0 and elimination.mode == "global":
-            raise ValueError("layer thresholds need layer elimination (SPEC 4 defines the global t under the global T)")
+            raise ValueError("layer thresholds need layer elimination (formulas §4 defines the global t under the global T)")
         self.threshold_mode = threshold_mode
         self.elimination = elimination
         self.layout = layout
@@ -108,7 +108,7 @@ class MaskBuilder:
         return self._masks(sparsity, slot, torch.zeros(self.segments.count, device=self.segments.device))
 
     def stability(self, current: Masks, previous: Masks) -> torch.Tensor:
-        """Mean over layers of the Jaccard index of the kept sets, ``mu_k`` of SPEC 3 (a 0-dim tensor)."""
+        """Mean over layers of the Jaccard index of the kept sets, ``mu_k`` of formulas §3 (a 0-dim tensor)."""
         torch.logical_and(current.kept_flat, previous.kept_flat, out=self._overlap)
         overlap = self.segments.counts(self._overlap)
         return jaccard_from_counts(overlap, current.kept_counts, previous.kept_counts).mean()

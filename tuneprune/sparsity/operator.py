@@ -1,4 +1,4 @@
-"""The thresholding operator P_T of Feather's forward pass (SPEC 1.2)."""
+"""The thresholding operator P_T of Feather's forward pass (formulas §1.2)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import torch
 
 
 def threshold_operator(w: torch.Tensor, T: torch.Tensor | float, p: float) -> torch.Tensor:
-    """``P_T(w) = sign(w) * (|w|^p - T^p)^(1/p)`` where ``|w| > T``, exactly 0 elsewhere (SPEC 1.2).
+    """``P_T(w) = sign(w) * (|w|^p - T^p)^(1/p)`` where ``|w| > T``, exactly 0 elsewhere (formulas §1.2).
 
     ``p = 1`` is soft thresholding, ``p = 3`` Feather's default, ``p = inf`` hard
     thresholding (``w`` unchanged above ``T``). ``T`` may be a float or a 0-dim tensor on

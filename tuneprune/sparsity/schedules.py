@@ -1,4 +1,4 @@
-"""Sparsity schedules S_k: cubic (SPEC 1.5), adaptive (SPEC 3, 9) and constant.
+"""Sparsity schedules S_k: cubic (formulas §1.5), adaptive (formulas §3, §9) and constant.
 
 A schedule is any object with the :class:`Schedule` methods; the :class:`Sparsifier
 <tuneprune.sparsity.Sparsifier>` asks it for ``S_k`` before iteration ``k`` and tells it the
@@ -19,7 +19,7 @@ from tuneprune.sparsity.config import SparsityConfig
 def cubic_sparsity(
     step: float, final_sparsity: float, start_step: float, end_step: float, initial_sparsity: float = 0.0
 ) -> float:
-    """``S_k = S_f + (S_i - S_f) * (1 - (k - k0) / (k1 - k0))^3`` for ``k0 <= k < k1`` (SPEC 1.5).
+    """``S_k = S_f + (S_i - S_f) * (1 - (k - k0) / (k1 - k0))^3`` for ``k0 <= k < k1`` (formulas §1.5).
 
     ``S_i`` before ``k0``, ``S_f`` from ``k1`` on.
     """
@@ -84,7 +84,7 @@ class ConstantSchedule(StepFunction):
 
 
 class CubicSchedule(StepFunction):
-    """Zhu & Gupta's cubic schedule from ``start_step`` (k0) to ``end_step`` (k1), SPEC 1.5."""
+    """Zhu & Gupta's cubic schedule from ``start_step`` (k0) to ``end_step`` (k1), formulas §1.5."""
 
     def __init__(
         self, final_sparsity: float, start_step: float, end_step: float, initial_sparsity: float = 0.0
@@ -97,7 +97,7 @@ class CubicSchedule(StepFunction):
 
 
 class AdaptiveSchedule:
-    """:class:`AdaptiveScheduler` after ``warmup_steps`` of cubic schedule from 0 to its initial sparsity (SPEC 9).
+    """:class:`AdaptiveScheduler` after ``warmup_steps`` of cubic schedule from 0 to its initial sparsity (formulas §9).
 
     The stability measured at iteration k sets the sparsity of iteration k + 1; during the
     warm-up it is only recorded, so the first adaptive step compares with the last warm-up

@@ -1,4 +1,4 @@
-"""Exact quantiles per segment by a radix select on the float bits: the accelerator path of SPEC 1.4.
+"""Exact quantiles per segment by a radix select on the float bits: the accelerator path of formulas §1.4.
 
 ``torch.kthvalue`` is a slow path on CUDA and a sort does far more work than needed. Here
 non-negative floats (magnitudes ``|w|``) are selected through their IEEE bit patterns,
@@ -70,7 +70,7 @@ def _smallest_above(values: torch.Tensor, bound: torch.Tensor, segments: Segment
 
 
 def segmented_quantiles(values: torch.Tensor, segments: Segments, q: float | torch.Tensor) -> torch.Tensor:
-    """The ``q[l]``-quantile of each segment of the flat non-negative ``values`` (SPEC 1.4).
+    """The ``q[l]``-quantile of each segment of the flat non-negative ``values`` (formulas §1.4).
 
     Linear interpolation between the order statistics ``x_(r)`` and ``x_(r+1)`` at
     ``q * (n_l - 1)``, as ``torch.quantile`` does (positions in float64); ``q <= 0`` gives

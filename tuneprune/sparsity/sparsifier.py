@@ -1,4 +1,4 @@
-"""Feather sparse training of any model, in the training loop of tuneprune or of a user (SPEC 1-4)."""
+"""Feather sparse training of any model, in the training loop of tuneprune or of a user (formulas §1-§4)."""
 
 from __future__ import annotations
 
@@ -19,12 +19,12 @@ from tuneprune.sparsity.theta import ConstantTheta, ThetaPolicy, build_theta_pol
 
 
 class Sparsifier:
-    """Wraps every prunable layer of ``model`` with ``w~ = P_T(w)`` and the scaled STE (SPEC 1.2, 1.3).
+    """Wraps every prunable layer of ``model`` with ``w~ = P_T(w)`` and the scaled STE (formulas §1.2, §1.3).
 
     ``schedule`` gives ``S_k`` (:mod:`~tuneprune.sparsity.schedules`), ``theta`` the gradient
     scale of pruned weights per layer (:mod:`~tuneprune.sparsity.theta`; constant 1 when
     ``None``), ``p`` the exponent of the thresholding operator, ``threshold`` one global T
-    or one T_l per layer, ``elimination`` the drop of the smallest pruned weights (SPEC 4;
+    or one T_l per layer, ``elimination`` the drop of the smallest pruned weights (formulas §4;
     none when ``None``). :meth:`from_config` builds all of them from a :class:`SparsityConfig`.
 
     Implements the :class:`~tuneprune.training.hooks.TrainHook` protocol and counts its own
@@ -91,7 +91,7 @@ class Sparsifier:
         )
 
     def _apply(self, sparsity: float, slot: int) -> Masks:
-        """Compute the masks at ``sparsity`` and install ``P_T`` and the gradient scale ``m`` (SPEC 1.2, 1.3)."""
+        """Compute the masks at ``sparsity`` and install ``P_T`` and the gradient scale ``m`` (formulas §1.2, §1.3)."""
         masks = self._builder.build(self._flat, sparsity, slot)
         thetas = self.theta_policy.layer_thetas(masks.kept_counts / self._builder.layer_sizes)
         self._current, self._thetas = masks, thetas
@@ -104,7 +104,7 @@ class Sparsifier:
         return masks
 
     def _gradient_scale(self, masks: Masks, thetas: float | torch.Tensor, slot: int) -> list[torch.Tensor] | None:
-        """``m`` per layer: 1 where kept, theta where pruned, 0 where eliminated (SPEC 1.3); ``None`` when all ones."""
+        """``m`` per layer: 1 where kept, theta where pruned, 0 where eliminated (formulas §1.3); ``None`` when all ones."""
         if masks.eliminated_flat is None and not isinstance(thetas, torch.Tensor) and thetas == 1.0:
             return None
         if not self._scale_buffers:
@@ -124,7 +124,7 @@ class Sparsifier:
         return 0 if self._previous is None else 1 - self._previous.slot
 
     def before_iteration(self) -> None:
-        """Masks at ``S_k`` for the next iteration ``k``; ``mu_k`` against the previous iteration's masks (SPEC 3, 9)."""
+        """Masks at ``S_k`` for the next iteration ``k``; ``mu_k`` against the previous iteration's masks (formulas §3, §9)."""
         step = self.iteration
         masks = self._apply(self.schedule.sparsity_at(step), self._free_slot())
         if self._previous is not None:
@@ -139,7 +139,7 @@ class Sparsifier:
         """Nothing: the gradient scale is applied inside the backward pass."""
 
     def end_epoch(self) -> None:
-        """Recompute the masks after the epoch's last optimizer step (SPEC 1.4) and close the epoch's stability mean."""
+        """Recompute the masks after the epoch's last optimizer step (formulas §1.4) and close the epoch's stability mean."""
         self._apply(self.schedule.sparsity_at(self.iteration), self._free_slot())
         stability = float(self._stability_sum / self._stability_count) if self._stability_count else 1.0
         self._epoch_stabilities.append(stability)
@@ -148,7 +148,7 @@ class Sparsifier:
 
     @property
     def mean_mask_stability(self) -> float:
-        """The stability objective: the mean over the finished epochs of their mean ``mu`` (SPEC 3); 1.0 before any."""
+        """The stability objective: the mean over the finished epochs of their mean ``mu`` (formulas §3); 1.0 before any."""
         stabilities = self._epoch_stabilities
         return sum(stabilities) / len(stabilities) if stabilities else 1.0
 
@@ -180,7 +180,7 @@ class Sparsifier:
         return torch.as_tensor(self._thetas, dtype=torch.float32).expand(len(self.names))
 
     def _zero_gradient_counts(self, masks: Masks) -> torch.Tensor:
-        """Per layer: eliminated weights plus pruned ones of layers whose theta is 0 (SPEC 1.3)."""
+        """Per layer: eliminated weights plus pruned ones of layers whose theta is 0 (formulas §1.3)."""
         if masks.sparsity <= 0:
             return torch.zeros(len(self.names))
         eliminated = masks.eliminated_counts

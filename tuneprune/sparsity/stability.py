@@ -1,4 +1,4 @@
-"""Mask stability: the Jaccard index of the kept sets of two masks (SPEC 3)."""
+"""Mask stability: the Jaccard index of the kept sets of two masks (formulas §3)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,6 @@ def jaccard_from_counts(intersection: torch.Tensor, count_a: torch.Tensor, count
 
 
 def jaccard(mask_a: torch.Tensor, mask_b: torch.Tensor) -> float:
-    """Jaccard index of the kept (True) entries of two masks; 1.0 for two empty masks (SPEC 3)."""
+    """Jaccard index of the kept (True) entries of two masks; 1.0 for two empty masks (formulas §3)."""
     a, b = mask_a.bool(), mask_b.bool()
     return float(jaccard_from_counts((a & b).sum(), a.sum(), b.sum()))

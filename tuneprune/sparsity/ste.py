@@ -1,4 +1,4 @@
-"""The straight-through estimator with gradient scaling over all prunable weights at once (SPEC 1.2, 1.3).
+"""The straight-through estimator with gradient scaling over all prunable weights at once (formulas §1.2, §1.3).
 
 The weights live in one flat buffer (:mod:`tuneprune.sparsity.flat`). The forward
 ``w~ = P_T(w)`` of every layer is one elementwise pass over that buffer, computed when
@@ -63,7 +63,7 @@ class FlatThreshold:
         self._pieces = [None] * len(self.weights)
 
     def clear(self) -> None:
-        """Nothing pruned (``S_k = 0``, SPEC 1.4): every layer uses ``w`` itself."""
+        """Nothing pruned (``S_k = 0``, formulas §1.4): every layer uses ``w`` itself."""
         self.set(None, None)
 
     def piece(self, index: int, weight: torch.Tensor) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""Gradient scale theta of pruned weights: constant, feather and log_density policies (SPEC 2)."""
+"""Gradient scale theta of pruned weights: constant, feather and log_density policies (formulas §2)."""
 
 from __future__ import annotations
 
@@ -19,19 +19,19 @@ FEATHER_THETA_LIMIT = 0.95
 
 
 def tangent_alpha(final_sparsity: float, c1: float, c2: float, c3: float, c4: float) -> float:
-    """``alpha(S_f) = round(c1 * tan(c2 * S_f + c3) + c4, 2)`` above 0.90, 0 up to it (SPEC 2), never below 0."""
+    """``alpha(S_f) = round(c1 * tan(c2 * S_f + c3) + c4, 2)`` above 0.90, 0 up to it (formulas §2), never below 0."""
     if final_sparsity <= ALPHA_RULE_START:
         return 0.0
     return max(0.0, round(c1 * math.tan(c2 * final_sparsity + c3) + c4, 2))
 
 
 def alpha_for_target(final_sparsity: float) -> float:
-    """The published rule ``round(0.026 * tan(23.09 * S_f + 22.08) + 0.093, 2)`` (SPEC 2)."""
+    """The published rule ``round(0.026 * tan(23.09 * S_f + 22.08) + 0.093, 2)`` (formulas §2)."""
     return tangent_alpha(final_sparsity, **PUBLISHED_ALPHA_RULE)
 
 
 def alpha_from_rule_file(path: str | Path, final_sparsity: float) -> float:
-    """alpha from a fitted tangent rule: a YAML file with keys c1, c2, c3, c4 (SPEC 2 fitting)."""
+    """alpha from a fitted tangent rule: a YAML file with keys c1, c2, c3, c4 (formulas §2 fitting)."""
     data = load_yaml(path)
     try:
         coefficients = {key: float(data[key]) for key in PUBLISHED_ALPHA_RULE}
@@ -50,19 +50,19 @@ def resolve_alpha(alpha: float | str, final_sparsity: float) -> float:
 
 
 def feather_theta(final_sparsity: float) -> float:
-    """Feather's rule: theta = 1 if ``S_f <= 0.95`` else 0.5 (SPEC 2)."""
+    """Feather's rule: theta = 1 if ``S_f <= 0.95`` else 0.5 (formulas §2)."""
     return 1.0 if final_sparsity <= FEATHER_THETA_LIMIT else 0.5
 
 
 def log_density_theta(densities: torch.Tensor, alpha: float, theta_min: float = 0.0) -> torch.Tensor:
-    """``theta_l = clip(1 + alpha * ln(d_l), theta_min, 1)`` per layer (SPEC 2; an empty layer gets theta_min)."""
+    """``theta_l = clip(1 + alpha * ln(d_l), theta_min, 1)`` per layer (formulas §2; an empty layer gets theta_min)."""
     if alpha == 0:
         return torch.ones_like(densities)
     return (1.0 + alpha * torch.log(densities)).clamp(theta_min, 1.0)
 
 
 class ThetaPolicy(Protocol):
-    """theta of every prunable layer from its current density (SPEC 2)."""
+    """theta of every prunable layer from its current density (formulas §2)."""
 
     def layer_thetas(self, densities: torch.Tensor) -> float | torch.Tensor:
         """One float for all layers, or one value per layer (a tensor on the densities' device)."""
@@ -80,14 +80,14 @@ class ConstantTheta:
 
 
 class FeatherTheta(ConstantTheta):
-    """Feather's rule for the final sparsity ``S_f``: :func:`feather_theta` (SPEC 2)."""
+    """Feather's rule for the final sparsity ``S_f``: :func:`feather_theta` (formulas §2)."""
 
     def __init__(self, final_sparsity: float) -> None:
         super().__init__(feather_theta(final_sparsity))
 
 
 class LogDensityTheta:
-    """``theta_l = clip(1 + alpha * ln(d_l), theta_min, 1)`` per layer, or their mean for all under ``mode='global'`` (SPEC 2)."""
+    """``theta_l = clip(1 + alpha * ln(d_l), theta_min, 1)`` per layer, or their mean for all under ``mode='global'`` (formulas §2)."""
 
     def __init__(self, alpha: float, theta_min: float = 0.0, mode: Literal["global", "layer"] = "global") -> None:
         self.alpha, self.theta_min, self.mode = float(alpha), theta_min, mode

@@ -1,4 +1,4 @@
-"""Magnitude thresholds: the S-quantile of |w| over the network or per layer (SPEC 1.4).
+"""Magnitude thresholds: the S-quantile of |w| over the network or per layer (formulas §1.4).
 
 The value equals ``torch.quantile`` (linear interpolation between the two neighbouring
 order statistics, positions in float64) but no full sort is done. Two selections:
@@ -64,7 +64,7 @@ def _partition_quantiles(array: np.ndarray, qs: Sequence[float], dtype: torch.dt
 
 
 def magnitude_quantiles(values: torch.Tensor, qs: Sequence[float]) -> list[torch.Tensor]:
-    """Quantiles ``qs`` of a 1-D tensor of magnitudes (>= 0) as 0-dim tensors on its device (SPEC 1.4).
+    """Quantiles ``qs`` of a 1-D tensor of magnitudes (>= 0) as 0-dim tensors on its device (formulas §1.4).
 
     Linear interpolation between neighbouring order statistics, like ``torch.quantile``;
     ``q <= 0`` gives 0 (nothing pruned). ``values`` is left untouched.
@@ -77,19 +77,19 @@ def magnitude_quantiles(values: torch.Tensor, qs: Sequence[float]) -> list[torch
 
 
 def global_threshold(tensors: Sequence[torch.Tensor], sparsity: float) -> torch.Tensor:
-    """The ``sparsity``-quantile of ``|w|`` over all ``tensors`` together (SPEC 1.4, Feather)."""
+    """The ``sparsity``-quantile of ``|w|`` over all ``tensors`` together (formulas §1.4, Feather)."""
     return magnitude_quantiles(torch.cat([t.detach().reshape(-1).abs() for t in tensors]), [sparsity])[0]
 
 
 def layer_thresholds(tensors: Sequence[torch.Tensor], sparsity: float) -> list[torch.Tensor]:
-    """The ``sparsity``-quantile of ``|w|`` of each tensor on its own (SPEC 1.4, layer-wise)."""
+    """The ``sparsity``-quantile of ``|w|`` of each tensor on its own (formulas §1.4, layer-wise)."""
     return [magnitude_quantiles(t.detach().reshape(-1).abs(), [sparsity])[0] for t in tensors]
 
 
 class FlatMagnitudes:
     """``|w|`` of the prunable weights in one preallocated flat buffer, segmented by layer.
 
-    The hot loop of sparse training (SPEC 1.4) reuses the buffers: one ``abs`` pass per
+    The hot loop of sparse training (formulas §1.4) reuses the buffers: one ``abs`` pass per
     iteration, no allocation of the magnitudes, no host sync. On the CPU the selection
     partitions a scratch copy so that the magnitudes stay in layer order for the masks.
     """

@@ -1,4 +1,4 @@
-"""Stochastic Pruning (SPEC 5): noisy samples of a dense model pruned one-shot, the best kept.
+"""Stochastic Pruning (formulas §5): noisy samples of a dense model pruned one-shot, the best kept.
 
 Imports neither Ray nor MLflow: the evolution (``tuneprune.evolution``) and the
 ``prune-stochastic`` command build on these pieces.

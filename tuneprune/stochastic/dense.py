@@ -1,4 +1,4 @@
-"""The dense model Stochastic Pruning starts from, and the data it is evaluated on (SPEC 5)."""
+"""The dense model Stochastic Pruning starts from, and the data it is evaluated on (formulas §5)."""
 
 from __future__ import annotations
 

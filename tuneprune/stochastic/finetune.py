@@ -1,4 +1,4 @@
-"""Fine-tuning of a pruned model, mask held fixed and BatchNorm frozen (SPEC 5 recipe).
+"""Fine-tuning of a pruned model, mask held fixed and BatchNorm frozen (formulas §5 recipe).
 
 It runs through the ordinary training loop with a :class:`FrozenWeights` hook: the gradient
 of every pruned weight is zeroed before the step, so SGD (whose weight decay and
@@ -28,7 +28,7 @@ def finetune(
     run_config: RunConfig,
     settings: FinetuneConfig,
 ) -> dict[str, float]:
-    """Fine-tune ``model`` in place (SPEC 5: SGD, constant lr, no clipping); returns the last epoch's metrics.
+    """Fine-tune ``model`` in place (formulas §5: SGD, constant lr, no clipping); returns the last epoch's metrics.
 
     The model stays on the device it was on.
     """

@@ -1,4 +1,4 @@
-"""One Stochastic Pruning point end to end: deterministic baseline, best of n samples, fine-tuning, variance (SPEC 5)."""
+"""One Stochastic Pruning point end to end: deterministic baseline, best of n samples, fine-tuning, variance (formulas §5)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from tuneprune.training import RunConfig, evaluate
 
 @dataclass
 class StochasticReport:
-    """Accuracies of the dense, deterministic and best stochastic models; SPEC 5 quantities.
+    """Accuracies of the dense, deterministic and best stochastic models; formulas §5 quantities.
 
     ``sample_val_acc`` holds the validation accuracy of every sample; ``best_sample`` and
     ``best_seed`` re-create the chosen one (``Pruner.apply(sigma, rate, best_seed)``).

@@ -1,4 +1,4 @@
-"""Noisy samples pruned one-shot by global magnitude, re-created from (seed, index) (SPEC 5, SPEC 9)."""
+"""Noisy samples pruned one-shot by global magnitude, re-created from (seed, index) (formulas §5, formulas §9)."""
 
 from __future__ import annotations
 
@@ -13,14 +13,14 @@ from tuneprune.training.evaluate import evaluate
 
 
 def derive_seed(*keys: int) -> int:
-    """A 32-bit seed determined by ``keys`` alone, e.g. ``(seed, sample index)`` (SPEC 9)."""
+    """A 32-bit seed determined by ``keys`` alone, e.g. ``(seed, sample index)`` (formulas §9)."""
     return int(np.random.SeedSequence([int(k) for k in keys]).generate_state(1)[0])
 
 
 def magnitude_masks(weights: Sequence[torch.Tensor], rate: float) -> list[torch.Tensor]:
     """Keep-masks removing exactly ``round(rate * N)`` smallest-magnitude weights over all ``weights``.
 
-    One global ranking (a stable sort, so ties fall the same way every time), SPEC 5.
+    One global ranking (a stable sort, so ties fall the same way every time), formulas §5.
     """
     flat = torch.cat([w.detach().abs().flatten() for w in weights])
     keep = torch.ones_like(flat, dtype=torch.bool)
@@ -31,11 +31,11 @@ def magnitude_masks(weights: Sequence[torch.Tensor], rate: float) -> list[torch.
 
 
 def sparsities(model: nn.Module, modules: Sequence[nn.Module], min_size: int = 0) -> dict[str, float]:
-    """Both sparsities of a pruned sample, each named for what it measures (SPEC 5).
+    """Both sparsities of a pruned sample, each named for what it measures (formulas §5).
 
     ``pruned_layers_sparsity``: zeros over the weights of the layers the rate prunes, what
     the rate controls (``round(r * N) / N``). ``model_sparsity``: zeros over every prunable
-    weight of the model (SPEC 1.1), the first convolution and the classifier included even
+    weight of the model (formulas §1.1), the first convolution and the classifier included even
     when they are excluded from pruning, so it stays below the rate.
     """
     zeros = sum(int((m.weight == 0).sum()) for m in modules)
@@ -44,7 +44,7 @@ def sparsities(model: nn.Module, modules: Sequence[nn.Module], min_size: int = 0
 
 
 class Pruner:
-    """Turns a dense model into pruned samples in place (SPEC 5).
+    """Turns a dense model into pruned samples in place (formulas §5).
 
     A sample adds ``N(0, sigma^2)`` noise to every targeted weight, drawn from a CPU
     ``torch.Generator`` seeded with the sample's seed (so it is the same on any device),

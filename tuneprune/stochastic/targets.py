@@ -1,4 +1,4 @@
-"""Which layers a Stochastic Pruning sample touches (SPEC 5)."""
+"""Which layers a Stochastic Pruning sample touches (formulas §5)."""
 
 from __future__ import annotations
 

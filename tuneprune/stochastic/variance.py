@@ -1,4 +1,4 @@
-"""Feature variance per layer, and its plot across models (SPEC 5, "variance explosion")."""
+"""Feature variance per layer, and its plot across models (formulas §5, "variance explosion")."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from tuneprune.sparsity import prunable_layers
 @torch.no_grad()
 def feature_variance(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) -> dict[str, float]:
     """Per Conv2d/Linear output: the variance of each channel over (batch, H, W), summed over channels,
-    averaged over the batches of ``x`` (SPEC 5). Population variance; eval mode."""
+    averaged over the batches of ``x`` (formulas §5). Population variance; eval mode."""
     totals: dict[str, torch.Tensor] = {}
 
     def hook(name: str):

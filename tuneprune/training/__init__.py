@@ -1,4 +1,4 @@
-"""Training loop (SPEC 1.6): dense or sparse, checkpointed, resumable, seeded."""
+"""Training loop (formulas §1.6): dense or sparse, checkpointed, resumable, seeded."""
 
 from tuneprune.training.checkpoint import load_model, save_model
 from tuneprune.training.config import RunConfig

@@ -1,4 +1,4 @@
-"""The configuration of one training run (dense or sparse), SPEC 1.6 defaults."""
+"""The configuration of one training run (dense or sparse), formulas §1.6 defaults."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ class RunConfig(StrictModel):
     download: bool = Field(False, description="let torchvision download CIFAR into data_dir")
     image_size: int | None = Field(None, ge=8, le=64, description="digits: 8 (native) or upsampled, default 32 for CIFAR models")
     val_fraction: float = Field(0.1, gt=0.0, lt=0.5, description="fraction of the training set held out for validation")
-    augment: bool | None = Field(None, description="random crop + flip (SPEC 1.6); default on for CIFAR, off for digits")
+    augment: bool | None = Field(None, description="random crop + flip (formulas §1.6); default on for CIFAR, off for digits")
     synthetic_samples: int = Field(512, ge=16, description="synthetic: number of samples")
     synthetic_classes: int = Field(10, ge=2, description="synthetic: number of classes")
     seed: int = Field(0, ge=0)
@@ -47,7 +47,7 @@ class RunConfig(StrictModel):
     @model_validator(mode="before")
     @classmethod
     def _scheduler_family(cls, data: Any) -> Any:
-        """An adaptive preset's D depends on the model family (SPEC 3): set ``sparsity.scheduler.family`` from ``model``."""
+        """An adaptive preset's D depends on the model family (formulas §3): set ``sparsity.scheduler.family`` from ``model``."""
         if not isinstance(data, dict) or not isinstance(data.get("sparsity"), dict):
             return data
         scheduler = data["sparsity"].get("scheduler")

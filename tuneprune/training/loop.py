@@ -1,4 +1,4 @@
-"""The training loop: SPEC 1.6 recipe, per-epoch metrics, checkpoints and exact resume."""
+"""The training loop: formulas §1.6 recipe, per-epoch metrics, checkpoints and exact resume."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Optimizer and learning-rate schedule of the SPEC 1.6 recipe."""
+"""Optimizer and learning-rate schedule of the formulas §1.6 recipe."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ import torch.nn as nn
 
 
 def has_weight_decay(parameter: torch.Tensor) -> bool:
-    """Weight matrices and kernels decay; BatchNorm parameters and biases (1-D) never do (SPEC 1.1)."""
+    """Weight matrices and kernels decay; BatchNorm parameters and biases (1-D) never do (formulas §1.1)."""
     return parameter.ndim > 1
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Weight decay on weight matrices and kernels only; never on BatchNorm or biases (SPEC 1.1)."""
+    """Weight decay on weight matrices and kernels only; never on BatchNorm or biases (formulas §1.1)."""
     decay, no_decay = [], []
     for p in model.parameters():
         if p.requires_grad:
@@ -27,7 +27,7 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 
 
 def build_optimizer(model: nn.Module, config) -> torch.optim.SGD:
-    """SGD with momentum over :func:`param_groups` (SPEC 1.6)."""
+    """SGD with momentum over :func:`param_groups` (formulas §1.6)."""
     return torch.optim.SGD(
         param_groups(model, config.weight_decay), lr=config.lr, momentum=config.momentum, nesterov=config.nesterov
     )
@@ -36,7 +36,7 @@ def build_optimizer(model: nn.Module, config) -> torch.optim.SGD:
 def lr_factor(kind: str, total_steps: int) -> Callable[[int], float]:
     """The learning rate at step k as a fraction of the initial one.
 
-    Cosine: ``0.5 * (1 + cos(pi * min(k, total) / total))`` (SPEC 1.6); constant: 1.
+    Cosine: ``0.5 * (1 + cos(pi * min(k, total) / total))`` (formulas §1.6); constant: 1.
     """
     if kind == "constant":
         return lambda step: 1.0
@@ -44,5 +44,5 @@ def lr_factor(kind: str, total_steps: int) -> Callable[[int], float]:
 
 
 def build_lr_schedule(optimizer: torch.optim.Optimizer, kind: str, total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
-    """Cosine decay to 0 stepped per batch (SPEC 1.6), or a constant rate, by :func:`lr_factor`."""
+    """Cosine decay to 0 stepped per batch (formulas §1.6), or a constant rate, by :func:`lr_factor`."""
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(kind, total_steps))
