@@ -67,4 +67,6 @@ def say_run_url(source) -> None:  # noqa: ANN001 - a tuneprune.reports.Source
     """The parent run's MLflow page, on stderr (stdout is the path a script reads)."""
     from tuneprune.progress import say
 
-    say(f"runs: {source.run_url()}")
+    url = source.run_url()
+    if url is not None:
+        say(f"runs: {url}")

@@ -46,11 +46,17 @@ class Source:
 
         return MlflowClient(self.tracking_uri)
 
-    def run_url(self) -> str:
-        """The parent run's page in the MLflow UI."""
+    def run_url(self) -> str | None:
+        """The parent run's page in the MLflow UI; None when the store lacks that run (a results directory moved without it)."""
         from tuneprune.commands import run_url
 
-        return run_url(self.tracking_uri, self.client.get_run(self.parent_run_id).info.experiment_id, self.parent_run_id)
+        if store_missing(self.tracking_uri):
+            return None
+        try:
+            experiment_id = self.client.get_run(self.parent_run_id).info.experiment_id
+        except Exception:  # noqa: BLE001 - any MLflow lookup failure means there is no page to show
+            return None
+        return run_url(self.tracking_uri, experiment_id, self.parent_run_id)
 
     def artifact_text(self, run_id: str, path: str) -> str:
         return artifact_text(self.label, self.tracking_uri, run_id, path)
