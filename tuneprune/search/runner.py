@@ -222,6 +222,7 @@ def _search(prepared: PreparedSearch, tracker: RunTracker, parent_id: str, progr
     from ray.tune.search import ConcurrencyLimiter
 
     from tuneprune.search.monitor import SearchMonitor
+    from tuneprune.search.protocol import TrialContext
     from tuneprune.search.searcher import StudySearcher
     from tuneprune.search.studies import open_studies, remaining_trials
     from tuneprune.search.trainable import run_trial
@@ -252,13 +253,7 @@ def _search(prepared: PreparedSearch, tracker: RunTracker, parent_id: str, progr
         say(f"joining the Ray cluster at {prepared.address} ..." if prepared.address else "starting a local Ray ...")
         ray_time = ensure_ray(prepared.address)
         say(f"running {total} trials, {space.max_concurrent} at a time; results in {results_dir}")
-        context = {
-            "tracking_uri": prepared.tracking_uri,
-            "experiment": space.experiment,
-            "parent_run_id": parent_id,
-            "results_dir": str(results_dir),
-            "objectives": space.objectives,
-        }
+        context = TrialContext(prepared.tracking_uri, space.experiment, parent_id, str(results_dir), dict(space.objectives))
         searcher = ConcurrencyLimiter(StudySearcher(space, studies, context), max_concurrent=space.max_concurrent)
         first, direction = next(iter(space.objectives.items()))
         if space.early_stopping.type == "asha":
