@@ -21,12 +21,14 @@ from tuneprune.data import check_data_dir
 from tuneprune.progress import say
 from tuneprune.raycluster import check_local_resources, ensure_ray
 from tuneprune.search.space import SearchSpace, load_space
+from tuneprune.summaries import write_summary
 from tuneprune.tracking import (
     RunTracker,
     check_storage_reachable,
     check_tracking_reachable,
     default_storage_url,
     default_tracking_uri,
+    parent_run,
     store_missing,
 )
 from tuneprune.tracking.index import record
@@ -66,20 +68,6 @@ class SearchSummary:
     best: list[dict[str, Any]] = field(default_factory=list)
     wall_time: float = 0.0
     ray_start_time: float = 0.0
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "parent_run_id": self.parent_run_id,
-            "tracking_uri": self.tracking_uri,
-            "storage_url": self.storage_url,
-            "results_dir": str(self.results_dir),
-            "objectives": self.objectives,
-            "trials": self.trials,
-            "best": self.best,
-            "wall_time": self.wall_time,
-            "ray_start_time": self.ray_start_time,
-        }
 
 
 def prepare_search(
@@ -204,15 +192,9 @@ def run_search(prepared: PreparedSearch, *, progress: bool = True) -> SearchSumm
     results_dir.mkdir(parents=True, exist_ok=True)
     say(f"opening the MLflow store {redact(prepared.tracking_uri)} ...")
     tracker = RunTracker(prepared.tracking_uri, space.experiment)
-    parent_id = tracker.start_parent(prepared.name, "search", resume=prepared.resume or prepared.join)
-    try:
+    with parent_run(tracker, prepared.name, "search", resume=prepared.resume or prepared.join) as parent_id:
         record(prepared.name, "search", results_dir, redact(prepared.tracking_uri), parent_id, redact(prepared.storage_url))
-        summary = _search(prepared, tracker, parent_id, progress, t_start)
-    except BaseException as err:
-        tracker.finish(parent_id, "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED", f"{type(err).__name__}: {err}")
-        raise
-    tracker.finish(parent_id, "FINISHED")
-    return summary
+        return _search(prepared, tracker, parent_id, progress, t_start)
 
 
 def _search(prepared: PreparedSearch, tracker: RunTracker, parent_id: str, progress: bool, t_start: float) -> SearchSummary:
@@ -307,7 +289,7 @@ def _search(prepared: PreparedSearch, tracker: RunTracker, parent_id: str, progr
 def _write_outputs(summary: SearchSummary, tracker: RunTracker) -> None:
     """summary.json and one best-config YAML per best trial, logged to the parent run."""
     out = summary.results_dir
-    (out / "summary.json").write_text(json.dumps(summary.to_json(), indent=2, default=str))
+    write_summary(summary, out / "summary.json")
     tracker.log_artifact(summary.parent_run_id, out / "summary.json")
     for i, entry in enumerate(summary.best):
         path = out / ("best.yaml" if len(summary.best) == 1 else f"best-{i:02d}-{entry['key']}.yaml")
