@@ -17,8 +17,9 @@ from typing import Any
 import torch.nn as nn
 import yaml
 
-from tuneprune.config import ConfigError, apply_overrides, load_yaml, validate
-from tuneprune.data import DatasetSplits, check_data_dir
+from tuneprune.config import ConfigError, validate
+from tuneprune.data import DatasetSplits
+from tuneprune.drivers import check_driver, space_document
 from tuneprune.evolution.archive import hypervolume, objective_matrix, pareto_front
 from tuneprune.evolution.generation import evaluate_all, individuals, remote_evaluator
 from tuneprune.evolution.groups import group_layers
@@ -29,8 +30,7 @@ from tuneprune.evolution.state import STATE_NAME, EvolutionState
 from tuneprune.evolution.worker import EvalSettings, Individual, dense_payload
 from tuneprune.progress import ProgressBar, say
 from tuneprune.summaries import write_summary
-from tuneprune.raycluster import check_local_resources
-from tuneprune.tracking import RunTracker, check_tracking_reachable, default_tracking_uri, parent_run, store_missing
+from tuneprune.tracking import RunTracker, parent_run, store_missing
 from tuneprune.tracking.index import record
 
 DENSE_NAME = "dense.pt"
@@ -83,17 +83,13 @@ def prepare_evolution(
     from_run: str | None = None,
 ) -> PreparedEvolution:
     """Load and validate the space, the data location, the store and any checkpoint. Starts nothing."""
-    document = apply_overrides(load_yaml(space_path), overrides)
-    if name is not None:
-        document["name"] = name
+    document = space_document(space_path, overrides, name)
     space = validate(EvolutionSpace, document)
-    check_data_dir(space.train.dataset, space.train.data_dir, space.train.download)
-    if address is None:
-        check_local_resources(space.resources.cpu, space.resources.gpu)
-    evolution_name = space.name or Path(space_path).stem
-    tracking_uri = tracking_uri or default_tracking_uri()
-    check_tracking_reachable(tracking_uri)
-    results_dir = (Path(results_root) / evolution_name).resolve()
+    place = check_driver(
+        space_path, space.name, (space.train.dataset, space.train.data_dir, space.train.download),
+        (space.resources.cpu, space.resources.gpu), address=address, tracking_uri=tracking_uri, results_root=results_root,
+    )  # fmt: skip
+    evolution_name, tracking_uri, results_dir = place.name, place.tracking_uri, place.results_dir
     state_path = results_dir / STATE_NAME
     state = None
     if resume and not state_path.exists() and not _parent_exists(evolution_name, space.experiment, tracking_uri):

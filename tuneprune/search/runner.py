@@ -16,18 +16,16 @@ from typing import Any
 
 import yaml
 
-from tuneprune.config import ConfigError, apply_overrides, load_yaml
-from tuneprune.data import check_data_dir
+from tuneprune.config import ConfigError
+from tuneprune.drivers import check_driver, space_document
 from tuneprune.progress import say
-from tuneprune.raycluster import check_local_resources, ensure_ray
+from tuneprune.raycluster import ensure_ray
 from tuneprune.search.space import SearchSpace, load_space
 from tuneprune.summaries import write_summary
 from tuneprune.tracking import (
     RunTracker,
     check_storage_reachable,
-    check_tracking_reachable,
     default_storage_url,
-    default_tracking_uri,
     parent_run,
     store_missing,
 )
@@ -88,25 +86,20 @@ def prepare_search(
     ``resume`` continues an existing search and refuses a name no search used; ``join``
     (several drivers of one search) starts the search or joins it.
     """
-    document = apply_overrides(load_yaml(space_path), overrides)
+    document = space_document(space_path, overrides, name)
     if num_samples is not None:
         document["num_samples"] = num_samples
-    if name is not None:
-        document["name"] = name
     space = load_space(document)
     base = space.resolve(space.grid_points()[0], {})
-    check_data_dir(base.dataset, base.data_dir, base.download)
-    if address is None:
-        check_local_resources(space.resources.cpu, space.resources.gpu)
-    search_name = space.name or Path(space_path).stem
-    tracking_uri = tracking_uri or default_tracking_uri()
+    place = check_driver(
+        space_path, space.name, (base.dataset, base.data_dir, base.download), (space.resources.cpu, space.resources.gpu),
+        address=address, tracking_uri=tracking_uri, results_root=results_root,
+    )  # fmt: skip
     storage_url = storage_url or default_storage_url()
-    check_tracking_reachable(tracking_uri)
     check_storage_reachable(storage_url)
     if not join:
-        check_search_name(search_name, space.experiment, tracking_uri, storage_url, resume)
-    results_dir = (Path(results_root) / search_name).resolve()
-    return PreparedSearch(space, document, search_name, tracking_uri, storage_url, results_dir, address, resume, join)
+        check_search_name(place.name, space.experiment, place.tracking_uri, storage_url, resume)
+    return PreparedSearch(space, document, place.name, place.tracking_uri, storage_url, place.results_dir, address, resume, join)
 
 
 def check_search_name(name: str, experiment: str, tracking_uri: str, storage_url: str, resume: bool) -> None:
