@@ -29,6 +29,7 @@ from tuneprune.evolution.space import EvolutionSpace
 from tuneprune.evolution.state import STATE_NAME, EvolutionState
 from tuneprune.evolution.worker import EvalSettings, Individual, dense_payload
 from tuneprune.progress import ProgressBar, say
+from tuneprune.quiet import configure_quiet
 from tuneprune.summaries import write_summary
 from tuneprune.tracking import RunTracker, parent_run, store_missing
 from tuneprune.tracking.index import record
@@ -184,6 +185,7 @@ def run_evolution(prepared: PreparedEvolution, *, progress: bool = True) -> Evol
     from tuneprune.raycluster import ensure_ray
     from tuneprune.training import evaluate
 
+    configure_quiet()
     space, out = prepared.space, prepared.results_dir
     out.mkdir(parents=True, exist_ok=True)
     say(f"opening the MLflow store {prepared.tracking_uri} ...")

@@ -19,6 +19,7 @@ import yaml
 from tuneprune.config import ConfigError
 from tuneprune.drivers import check_driver, space_document
 from tuneprune.progress import say
+from tuneprune.quiet import configure_quiet
 from tuneprune.raycluster import ensure_ray
 from tuneprune.search.space import SearchSpace, load_space
 from tuneprune.summaries import write_summary
@@ -31,11 +32,6 @@ from tuneprune.tracking import (
 )
 from tuneprune.tracking.index import record
 from tuneprune.tracking.runs import duplicate_name
-
-os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
-os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-
 
 @dataclass
 class PreparedSearch:
@@ -179,6 +175,7 @@ def run_search(prepared: PreparedSearch, *, progress: bool = True) -> SearchSumm
     The parent run ends FINISHED, or FAILED (KILLED on Ctrl-C) with the error tagged when
     anything raises: never left RUNNING.
     """
+    configure_quiet()
     t_start = time.perf_counter()
     space = prepared.space
     results_dir = prepared.results_dir

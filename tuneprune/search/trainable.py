@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from tuneprune.config import ConfigError
+from tuneprune.quiet import configure_quiet
 from tuneprune.tracking import RunTracker
 from tuneprune.runs import TrialSpec, execute
 from tuneprune.search.protocol import TrialRequest, TrialResult
@@ -62,6 +63,7 @@ def run_trial(trial: dict[str, Any]) -> None:
     """
     import ray
 
+    configure_quiet()
     request = TrialRequest.from_dict(trial)
     ctx = request.context
     tracker = RunTracker(ctx.tracking_uri, ctx.experiment)
