@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from sqlalchemy.engine import make_url  # imported with the module: a lazy import here raced MLflow's in other threads
 
 from tuneprune.config import ConfigError
 from tuneprune.drivers import check_driver, space_document
@@ -120,8 +121,6 @@ def check_search_name(name: str, experiment: str, tracking_uri: str, storage_url
 
 def redact(url: str) -> str:
     """``url`` with any password masked, for MLflow params and summaries."""
-    from sqlalchemy.engine import make_url
-
     try:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:  # not a database URL (an http tracking URI): nothing to hide
