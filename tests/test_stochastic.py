@@ -25,6 +25,7 @@ from tuneprune.stochastic import (
     run_stochastic,
     target_layers,
 )
+from tuneprune.summaries import summary_json
 from tuneprune.training import load_model
 
 
@@ -115,7 +116,7 @@ def test_both_sparsities_are_reported_each_named_for_what_it_measures(dense):
     """The rate controls the pruned layers' sparsity; the whole model's is lower (first conv and classifier kept)."""
     model, run_config, data = dense
     config = StochasticConfig(sigma=0.002, rate=0.9, samples=2, seed=1, feature_variance=False)
-    report = run_stochastic(config, copy.deepcopy(model), run_config, data).to_json()
+    report = summary_json(run_stochastic(config, copy.deepcopy(model), run_config, data))
     pruned = sum(m.weight.numel() for _, m in target_layers(model, TargetConfig()))
     everything = sum(m.weight.numel() for _, m in prunable_layers(model))
     assert report["pruned_layers_sparsity"] == round(0.9 * pruned) / pruned

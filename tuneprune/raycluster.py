@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import time
 
-TELEMETRY_VARS = ("RAY_USAGE_STATS_ENABLED", "MLFLOW_DISABLE_TELEMETRY", "DO_NOT_TRACK")
+from tuneprune.quiet import TELEMETRY
 
 
 def ensure_ray(address: str | None) -> float:
@@ -18,7 +18,7 @@ def ensure_ray(address: str | None) -> float:
 
     t0 = time.perf_counter()
     if not ray.is_initialized():
-        env = {k: os.environ[k] for k in TELEMETRY_VARS if k in os.environ}
+        env = {k: os.environ[k] for k in TELEMETRY if k in os.environ}
         ray.init(
             address=address,
             include_dashboard=False,

@@ -7,19 +7,15 @@ line on stderr and exit code 2, before any work starts.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from tuneprune import __version__
 from tuneprune.cli import evolve, fit_alpha, fit_scheduler, prune_stochastic, relevance, report, search, train
 from tuneprune.config import ConfigError
+from tuneprune.quiet import configure_quiet
 
 # Subcommand modules in the order ``--help`` lists them.
 COMMANDS = (train, search, prune_stochastic, evolve, relevance, report, fit_alpha, fit_scheduler)
-
-for _var, _value in (("RAY_USAGE_STATS_ENABLED", "0"), ("MLFLOW_DISABLE_TELEMETRY", "true"), ("DO_NOT_TRACK", "1")):
-    os.environ.setdefault(_var, _value)
-
 
 class _Parser(argparse.ArgumentParser):
     """argparse that reports usage errors in one line with exit code 2."""
@@ -39,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    configure_quiet()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

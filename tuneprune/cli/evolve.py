@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tuneprune.cli.common import add_progress_argument, add_set_argument, print_locations, results_console, titled_table
-from tuneprune.cli.search import add_cluster_arguments
+from tuneprune.cli.search import add_cluster_arguments, cluster_options
 
 if TYPE_CHECKING:
     from tuneprune.evolution import EvolutionSummary
@@ -47,15 +47,7 @@ def run(args: argparse.Namespace) -> int:
     from tuneprune.evolution import prepare_evolution, run_evolution
 
     prepared = prepare_evolution(
-        args.space,
-        args.overrides,
-        name=args.name,
-        tracking_uri=args.tracking_uri,
-        results_root=args.results_dir,
-        address=args.address,
-        resume=args.resume,
-        checkpoint=args.checkpoint,
-        from_run=args.from_run,
+        args.space, args.overrides, checkpoint=args.checkpoint, from_run=args.from_run, **cluster_options(args)
     )
     summary = run_evolution(prepared, progress=not args.no_progress)
     print_front(summary)

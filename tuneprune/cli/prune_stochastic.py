@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import csv
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,24 +24,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
     add_progress_argument(p)
     p.set_defaults(run=run)
-
-
-def write_outputs(report: StochasticReport, out: Path) -> None:
-    """report.json, feature_variance.csv and feature_variance.png in ``out``."""
-    from tuneprune.stochastic import plot_feature_variance
-
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "report.json").write_text(json.dumps(report.to_json(), indent=2))
-    if not report.feature_variance:
-        return
-    labels = list(next(iter(report.feature_variance.values())))
-    with open(out / "feature_variance.csv", "w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["layer", *labels])
-        for layer, values in report.feature_variance.items():
-            writer.writerow([layer, *(values[label] for label in labels)])
-    by_model = {label: {layer: v[label] for layer, v in report.feature_variance.items()} for label in labels}
-    plot_feature_variance(by_model, out / "feature_variance.png")
 
 
 def print_report(report: StochasticReport, out: Path) -> None:
@@ -71,24 +51,15 @@ def print_report(report: StochasticReport, out: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tuneprune.config import load_config
-    from tuneprune.data import check_data_dir
-    from tuneprune.progress import say
-    from tuneprune.stochastic import StochasticConfig, dense_model_and_data, run_stochastic
+    from tuneprune.stochastic import prune_stochastic
+    from tuneprune.summaries import summary_json
 
-    config = load_config(StochasticConfig, args.config, args.overrides)
-    check_data_dir(config.train.dataset, config.train.data_dir, config.train.download)
-    progress = not args.no_progress
-    if progress:
-        say("loading the dense model ..." if args.checkpoint or args.from_run else "training the dense model ...")
-    model, run_config, data = dense_model_and_data(config.train, args.checkpoint, args.from_run, args.tracking_uri, progress)
-    if progress:
-        say(f"pruning: {config.samples} noisy samples at rate {config.rate:g}, then {config.finetune.epochs} fine-tuning epochs ...")
-    report = run_stochastic(config, model, run_config, data)
-    out = (args.out or Path("runs") / args.config.stem).resolve()
-    write_outputs(report, out)
+    report, out = prune_stochastic(
+        args.config, args.overrides, checkpoint=args.checkpoint, from_run=args.from_run,
+        tracking_uri=args.tracking_uri, out=args.out, progress=not args.no_progress,
+    )  # fmt: skip
     if args.json:
-        print_json({**report.to_json(), "results_dir": str(out)})
+        print_json({**summary_json(report), "results_dir": str(out)})
     else:
         print_report(report, out)
     return 0

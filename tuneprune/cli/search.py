@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from tuneprune.cli.common import (
     add_progress_argument,
@@ -21,6 +22,17 @@ def add_cluster_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///$PWD/mlruns.db)")
     add_results_dir_argument(p, "trial checkpoints and summaries")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run of the same name (exit 2 if there is none)")
+
+
+def cluster_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The keyword arguments :func:`add_cluster_arguments` gives ``prepare_search`` and ``prepare_evolution``."""
+    return {
+        "name": args.name,
+        "tracking_uri": args.tracking_uri,
+        "results_root": args.results_dir,
+        "address": args.address,
+        "resume": args.resume,
+    }
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -64,16 +76,7 @@ def run(args: argparse.Namespace) -> int:
     from tuneprune.search import prepare_search, run_search
 
     prepared = prepare_search(
-        args.space,
-        args.overrides,
-        name=args.name,
-        tracking_uri=args.tracking_uri,
-        storage_url=args.storage,
-        num_samples=args.num_samples,
-        results_root=args.results_dir,
-        address=args.address,
-        resume=args.resume,
-        join=args.join,
+        args.space, args.overrides, storage_url=args.storage, num_samples=args.num_samples, join=args.join, **cluster_options(args)
     )
     summary = run_search(prepared, progress=not args.no_progress)
     print_summary(summary)

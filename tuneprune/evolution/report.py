@@ -1,4 +1,4 @@
-"""The evolution's files: population per generation, front.csv, front.png and summary.json."""
+"""The evolution's files: population per generation, front.csv and front.png."""
 
 from __future__ import annotations
 
@@ -35,9 +35,3 @@ def plot_front(front: Sequence[dict[str, Any]], dense_accuracy: float, path: str
     ax.set_ylabel("one-shot validation accuracy")
     ax.legend(fontsize=8)
     return save_figure(fig, path)
-
-
-def write_summary(summary: dict[str, Any], path: str | Path) -> Path:
-    path = Path(path)
-    path.write_text(json.dumps(summary, indent=2, default=str))
-    return path

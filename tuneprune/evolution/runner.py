@@ -17,19 +17,21 @@ from typing import Any
 import torch.nn as nn
 import yaml
 
-from tuneprune.config import ConfigError, apply_overrides, load_yaml, validate
-from tuneprune.data import DatasetSplits, check_data_dir
+from tuneprune.config import ConfigError, validate
+from tuneprune.data import DatasetSplits
+from tuneprune.drivers import check_driver, space_document
 from tuneprune.evolution.archive import hypervolume, objective_matrix, pareto_front
 from tuneprune.evolution.generation import evaluate_all, individuals, remote_evaluator
 from tuneprune.evolution.groups import group_layers
 from tuneprune.evolution.problem import new_algorithm
-from tuneprune.evolution.report import plot_front, write_rows, write_summary
+from tuneprune.evolution.report import plot_front, write_rows
 from tuneprune.evolution.space import EvolutionSpace
 from tuneprune.evolution.state import STATE_NAME, EvolutionState
 from tuneprune.evolution.worker import EvalSettings, Individual, dense_payload
 from tuneprune.progress import ProgressBar, say
-from tuneprune.raycluster import check_local_resources
-from tuneprune.tracking import RunTracker, check_tracking_reachable, default_tracking_uri, store_missing
+from tuneprune.quiet import configure_quiet
+from tuneprune.summaries import write_summary
+from tuneprune.tracking import RunTracker, parent_run, store_missing
 from tuneprune.tracking.index import record
 
 DENSE_NAME = "dense.pt"
@@ -68,22 +70,6 @@ class EvolutionSummary:
     failed: int = 0
     samples: int = 1
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "parent_run_id": self.parent_run_id,
-            "tracking_uri": self.tracking_uri,
-            "results_dir": str(self.results_dir),
-            "rate_names": self.rate_names,
-            "dense": self.dense,
-            "front": self.front,
-            "hypervolume": self.hypervolume,
-            "reference_point": self.reference_point,
-            "evaluated": self.evaluated,
-            "failed": self.failed,
-            "samples": self.samples,
-        }
-
 
 def prepare_evolution(
     space_path: str | Path,
@@ -98,17 +84,13 @@ def prepare_evolution(
     from_run: str | None = None,
 ) -> PreparedEvolution:
     """Load and validate the space, the data location, the store and any checkpoint. Starts nothing."""
-    document = apply_overrides(load_yaml(space_path), overrides)
-    if name is not None:
-        document["name"] = name
+    document = space_document(space_path, overrides, name)
     space = validate(EvolutionSpace, document)
-    check_data_dir(space.train.dataset, space.train.data_dir, space.train.download)
-    if address is None:
-        check_local_resources(space.resources.cpu, space.resources.gpu)
-    evolution_name = space.name or Path(space_path).stem
-    tracking_uri = tracking_uri or default_tracking_uri()
-    check_tracking_reachable(tracking_uri)
-    results_dir = (Path(results_root) / evolution_name).resolve()
+    place = check_driver(
+        space_path, space.name, (space.train.dataset, space.train.data_dir, space.train.download),
+        (space.resources.cpu, space.resources.gpu), address=address, tracking_uri=tracking_uri, results_root=results_root,
+    )  # fmt: skip
+    evolution_name, tracking_uri, results_dir = place.name, place.tracking_uri, place.results_dir
     state_path = results_dir / STATE_NAME
     state = None
     if resume and not state_path.exists() and not _parent_exists(evolution_name, space.experiment, tracking_uri):
@@ -203,69 +185,66 @@ def run_evolution(prepared: PreparedEvolution, *, progress: bool = True) -> Evol
     from tuneprune.raycluster import ensure_ray
     from tuneprune.training import evaluate
 
+    configure_quiet()
     space, out = prepared.space, prepared.results_dir
     out.mkdir(parents=True, exist_ok=True)
     say(f"opening the MLflow store {prepared.tracking_uri} ...")
     tracker = RunTracker(prepared.tracking_uri, space.experiment)
-    parent_id = tracker.start_parent(prepared.name, "evolution", resume=prepared.resume)
-    bar = None
-    try:
-        record(prepared.name, "evolution", out, prepared.tracking_uri, parent_id)
-        tracker.log_params(parent_id, space.model_dump(mode="json", exclude={"name": True, "algorithm": {"generations"}}))
-        tracker.set_tags(parent_id, {"evolution.generations": space.algorithm.generations})
-        tracker.log_text(parent_id, yaml.safe_dump(prepared.document, sort_keys=False), "space.yaml")
-        say("loading the dense model ..." if prepared.checkpoint or prepared.from_run or prepared.state else "training the dense model ...")
-        model, model_name, data = _dense(prepared, progress)
-        batch_size = space.train.eval_batch_size
-        dense = {
-            "val_acc": evaluate(model, data.x_val, data.y_val, batch_size)[0],
-            "test_acc": evaluate(model, data.x_test, data.y_test, batch_size)[0],
-        }
-        tracker.log_metrics(parent_id, {f"dense_{k}": v for k, v in dense.items()}, step=0)
-        settings = _settings(space, model, batch_size)
-        rate_names = space.variables.rate_names
+    with parent_run(tracker, prepared.name, "evolution", resume=prepared.resume) as parent_id:
+        bar = None
+        try:
+            record(prepared.name, "evolution", out, prepared.tracking_uri, parent_id)
+            tracker.log_params(parent_id, space.model_dump(mode="json", exclude={"name": True, "algorithm": {"generations"}}))
+            tracker.set_tags(parent_id, {"evolution.generations": space.algorithm.generations})
+            tracker.log_text(parent_id, yaml.safe_dump(prepared.document, sort_keys=False), "space.yaml")
+            say("loading the dense model ..." if prepared.checkpoint or prepared.from_run or prepared.state else "training the dense model ...")
+            model, model_name, data = _dense(prepared, progress)
+            batch_size = space.train.eval_batch_size
+            dense = {
+                "val_acc": evaluate(model, data.x_val, data.y_val, batch_size)[0],
+                "test_acc": evaluate(model, data.x_test, data.y_test, batch_size)[0],
+            }
+            tracker.log_metrics(parent_id, {f"dense_{k}": v for k, v in dense.items()}, step=0)
+            settings = _settings(space, model, batch_size)
+            rate_names = space.variables.rate_names
 
-        say(f"joining the Ray cluster at {prepared.address} ..." if prepared.address else "starting a local Ray ...")
-        ensure_ray(prepared.address)
-        payload_ref = ray.put(dense_payload(model, model_name, data.num_classes, data.in_channels))
-        val_ref = ray.put({"x": data.x_val.cpu(), "y": data.y_val.cpu()})
-        evaluator = remote_evaluator(space.resources.cpu, space.resources.gpu, space.max_retries)
+            say(f"joining the Ray cluster at {prepared.address} ..." if prepared.address else "starting a local Ray ...")
+            ensure_ray(prepared.address)
+            payload_ref = ray.put(dense_payload(model, model_name, data.num_classes, data.in_channels))
+            val_ref = ray.put({"x": data.x_val.cpu(), "y": data.y_val.cpu()})
+            evaluator = remote_evaluator(space.resources.cpu, space.resources.gpu, space.max_retries)
 
-        state = prepared.state or EvolutionState(space.fingerprint(), new_algorithm(space))
-        total = space.algorithm.generations
-        bar = ProgressBar("evolve", total, min(state.generation, total)) if progress else None
-        for generation in range(state.generation + 1, total + 1):
-            population = state.algorithm.ask()
-            batch = individuals(population.get("X"), generation, space.algorithm.seed)
-            rows = evaluate_all(evaluator, payload_ref, val_ref, batch, settings, rate_names)
-            population.set("F", objective_matrix(rows))
-            state.algorithm.tell(infills=population)
-            state.rows.extend(rows)
-            front = pareto_front(state.rows)
-            hv = hypervolume(front, space.reference_point)
-            state.hypervolume.append(hv)
-            csv_path = write_rows(rows, out / "population" / f"gen-{generation:03d}.csv")
-            _log_generation(tracker, parent_id, space, generation, rows, front, hv, csv_path)
-            state.generation = generation
-            state.save(out / STATE_NAME)
+            state = prepared.state or EvolutionState(space.fingerprint(), new_algorithm(space))
+            total = space.algorithm.generations
+            bar = ProgressBar("evolve", total, min(state.generation, total)) if progress else None
+            for generation in range(state.generation + 1, total + 1):
+                population = state.algorithm.ask()
+                batch = individuals(population.get("X"), generation, space.algorithm.seed)
+                rows = evaluate_all(evaluator, payload_ref, val_ref, batch, settings, rate_names)
+                population.set("F", objective_matrix(rows))
+                state.algorithm.tell(infills=population)
+                state.rows.extend(rows)
+                front = pareto_front(state.rows)
+                hv = hypervolume(front, space.reference_point)
+                state.hypervolume.append(hv)
+                csv_path = write_rows(rows, out / "population" / f"gen-{generation:03d}.csv")
+                _log_generation(tracker, parent_id, space, generation, rows, front, hv, csv_path)
+                state.generation = generation
+                state.save(out / STATE_NAME)
+                if bar is not None:
+                    bar.advance(f"hypervolume={hv:.4f} front={len(front)}")
+
+            say("pruning the front's rates deterministically, for comparison ...")
+            front = _with_deterministic(pareto_front(state.rows), evaluator, payload_ref, val_ref, settings, rate_names)
+            summary = EvolutionSummary(
+                prepared.name, parent_id, prepared.tracking_uri, out, rate_names, dense, front,
+                list(state.hypervolume), list(space.reference_point), len(state.rows),
+                sum(r["status"] == "failed" for r in state.rows), space.samples,
+            )  # fmt: skip
+            _write_outputs(summary, tracker)
+        finally:
             if bar is not None:
-                bar.advance(f"hypervolume={hv:.4f} front={len(front)}")
-
-        say("pruning the front's rates deterministically, for comparison ...")
-        front = _with_deterministic(pareto_front(state.rows), evaluator, payload_ref, val_ref, settings, rate_names)
-        summary = EvolutionSummary(
-            prepared.name, parent_id, prepared.tracking_uri, out, rate_names, dense, front,
-            list(state.hypervolume), list(space.reference_point), len(state.rows),
-            sum(r["status"] == "failed" for r in state.rows), space.samples,
-        )  # fmt: skip
-        _write_outputs(summary, tracker)
-    except BaseException as err:
-        tracker.finish(parent_id, "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED", f"{type(err).__name__}: {err}")
-        raise
-    finally:
-        if bar is not None:
-            bar.close()
-    tracker.finish(parent_id, "FINISHED")
+                bar.close()
     return summary
 
 
@@ -275,7 +254,7 @@ def _write_outputs(summary: EvolutionSummary, tracker: RunTracker) -> None:
     paths = [
         write_rows(summary.front, out / "front.csv"),
         plot_front(summary.front, summary.dense["val_acc"], out / "front.png"),
-        write_summary(summary.to_json(), out / "summary.json"),
+        write_summary(summary, out / "summary.json"),
     ]
     for path in paths:
         tracker.log_artifact(summary.parent_run_id, path)

@@ -6,7 +6,6 @@ in :meth:`SearchMonitor.setup`, which Tune calls in the driver, and is never pic
 
 from __future__ import annotations
 
-import math
 import shutil
 import time
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import Any
 from ray.tune import Callback
 
 from tuneprune.progress import LiveStatus
+from tuneprune.search.protocol import TrialRequest, TrialResult
 from tuneprune.tracking import RunTracker
 from tuneprune.training.checkpoint import CHECKPOINT_NAME
 
@@ -24,7 +24,8 @@ def drop_checkpoints(trial) -> None:  # noqa: ANN001 - a ray.tune Trial
     if trial.path and Path(trial.path).is_dir():
         for directory in Path(trial.path).glob("checkpoint_*"):
             shutil.rmtree(directory, ignore_errors=True)
-    own = Path(trial.config["ctx"]["results_dir"]) / "trials" / trial.config["key"] / CHECKPOINT_NAME
+    request = TrialRequest.from_dict(trial.config)
+    own = request.context.trial_dir(request.key) / CHECKPOINT_NAME
     own.unlink(missing_ok=True)
 
 
@@ -95,31 +96,28 @@ class SearchMonitor(Callback):
         self._refresh()
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:  # noqa: ANN001
-        if "epoch" in result and "epochs" in result:
-            self.epochs[trial.trial_id] = f"{result['epoch']}/{result['epochs']}"
+        reported = TrialResult.from_dict(result)
+        if reported.epoch is not None and reported.epochs is not None:
+            self.epochs[trial.trial_id] = f"{reported.epoch}/{reported.epochs}"
         self._refresh()
 
-    def _note_best(self, result: dict[str, Any]) -> None:
+    def _note_best(self, result: TrialResult) -> None:
         first, direction = next(iter(self.objectives.items()))
-        value = result.get(first)
-        if value is None or not math.isfinite(value) or "error" in result:
+        value = result.value(first)
+        if value is None:
             return
         if self.best is None or (value > self.best if direction == "max" else value < self.best):
             self.best = value
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:  # noqa: ANN001
-        result = trial.last_result or {}
+        result = TrialResult.from_dict(trial.last_result)
         self.counts["running"] -= 1
         self.epochs.pop(trial.trial_id, None)
-        run_id = result.get("mlflow_run_id")
-        if "error" in result:
-            self.counts["failed"] += 1
-        elif result.get("epoch", 0) < result.get("epochs", 0):
-            self.counts["killed"] += 1
-            if run_id:
-                self.tracker.finish(run_id, "KILLED")
-        else:
-            self.counts["finished"] += 1
+        outcome = result.outcome()
+        self.counts[outcome] += 1
+        if outcome == "killed" and result.mlflow_run_id:
+            self.tracker.finish(result.mlflow_run_id, "KILLED")
+        elif outcome == "finished":
             self._note_best(result)
         drop_checkpoints(trial)
         self._refresh(force=True)
@@ -128,8 +126,9 @@ class SearchMonitor(Callback):
         self.counts["running"] -= 1
         self.epochs.pop(trial.trial_id, None)
         self.counts["failed"] += 1
-        run_id = (trial.last_result or {}).get("mlflow_run_id") or self.tracker.find_child(
-            trial.config["ctx"]["parent_run_id"], trial.config["key"]
+        request = TrialRequest.from_dict(trial.config)
+        run_id = TrialResult.from_dict(trial.last_result).mlflow_run_id or self.tracker.find_child(
+            request.context.parent_run_id, request.key
         )
         if run_id:
             error = str(getattr(trial, "error_file", "") or "worker error")

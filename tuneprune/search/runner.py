@@ -15,27 +15,24 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from sqlalchemy.engine import make_url  # imported with the module: a lazy import here raced MLflow's in other threads
 
-from tuneprune.config import ConfigError, apply_overrides, load_yaml
-from tuneprune.data import check_data_dir
+from tuneprune.config import ConfigError
+from tuneprune.drivers import check_driver, space_document
 from tuneprune.progress import say
-from tuneprune.raycluster import check_local_resources, ensure_ray
+from tuneprune.quiet import configure_quiet
+from tuneprune.raycluster import ensure_ray
 from tuneprune.search.space import SearchSpace, load_space
+from tuneprune.summaries import write_summary
 from tuneprune.tracking import (
     RunTracker,
     check_storage_reachable,
-    check_tracking_reachable,
     default_storage_url,
-    default_tracking_uri,
+    parent_run,
     store_missing,
 )
 from tuneprune.tracking.index import record
 from tuneprune.tracking.runs import duplicate_name
-
-os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
-os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-
 
 @dataclass
 class PreparedSearch:
@@ -67,20 +64,6 @@ class SearchSummary:
     wall_time: float = 0.0
     ray_start_time: float = 0.0
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "parent_run_id": self.parent_run_id,
-            "tracking_uri": self.tracking_uri,
-            "storage_url": self.storage_url,
-            "results_dir": str(self.results_dir),
-            "objectives": self.objectives,
-            "trials": self.trials,
-            "best": self.best,
-            "wall_time": self.wall_time,
-            "ray_start_time": self.ray_start_time,
-        }
-
 
 def prepare_search(
     space_path: str | Path,
@@ -100,25 +83,20 @@ def prepare_search(
     ``resume`` continues an existing search and refuses a name no search used; ``join``
     (several drivers of one search) starts the search or joins it.
     """
-    document = apply_overrides(load_yaml(space_path), overrides)
+    document = space_document(space_path, overrides, name)
     if num_samples is not None:
         document["num_samples"] = num_samples
-    if name is not None:
-        document["name"] = name
     space = load_space(document)
     base = space.resolve(space.grid_points()[0], {})
-    check_data_dir(base.dataset, base.data_dir, base.download)
-    if address is None:
-        check_local_resources(space.resources.cpu, space.resources.gpu)
-    search_name = space.name or Path(space_path).stem
-    tracking_uri = tracking_uri or default_tracking_uri()
+    place = check_driver(
+        space_path, space.name, (base.dataset, base.data_dir, base.download), (space.resources.cpu, space.resources.gpu),
+        address=address, tracking_uri=tracking_uri, results_root=results_root,
+    )  # fmt: skip
     storage_url = storage_url or default_storage_url()
-    check_tracking_reachable(tracking_uri)
     check_storage_reachable(storage_url)
     if not join:
-        check_search_name(search_name, space.experiment, tracking_uri, storage_url, resume)
-    results_dir = (Path(results_root) / search_name).resolve()
-    return PreparedSearch(space, document, search_name, tracking_uri, storage_url, results_dir, address, resume, join)
+        check_search_name(place.name, space.experiment, place.tracking_uri, storage_url, resume)
+    return PreparedSearch(space, document, place.name, place.tracking_uri, storage_url, place.results_dir, address, resume, join)
 
 
 def check_search_name(name: str, experiment: str, tracking_uri: str, storage_url: str, resume: bool) -> None:
@@ -143,8 +121,6 @@ def check_search_name(name: str, experiment: str, tracking_uri: str, storage_url
 
 def redact(url: str) -> str:
     """``url`` with any password masked, for MLflow params and summaries."""
-    from sqlalchemy.engine import make_url
-
     try:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:  # not a database URL (an http tracking URI): nothing to hide
@@ -198,21 +174,16 @@ def run_search(prepared: PreparedSearch, *, progress: bool = True) -> SearchSumm
     The parent run ends FINISHED, or FAILED (KILLED on Ctrl-C) with the error tagged when
     anything raises: never left RUNNING.
     """
+    configure_quiet()
     t_start = time.perf_counter()
     space = prepared.space
     results_dir = prepared.results_dir
     results_dir.mkdir(parents=True, exist_ok=True)
     say(f"opening the MLflow store {redact(prepared.tracking_uri)} ...")
     tracker = RunTracker(prepared.tracking_uri, space.experiment)
-    parent_id = tracker.start_parent(prepared.name, "search", resume=prepared.resume or prepared.join)
-    try:
+    with parent_run(tracker, prepared.name, "search", resume=prepared.resume or prepared.join) as parent_id:
         record(prepared.name, "search", results_dir, redact(prepared.tracking_uri), parent_id, redact(prepared.storage_url))
-        summary = _search(prepared, tracker, parent_id, progress, t_start)
-    except BaseException as err:
-        tracker.finish(parent_id, "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED", f"{type(err).__name__}: {err}")
-        raise
-    tracker.finish(parent_id, "FINISHED")
-    return summary
+        return _search(prepared, tracker, parent_id, progress, t_start)
 
 
 def _search(prepared: PreparedSearch, tracker: RunTracker, parent_id: str, progress: bool, t_start: float) -> SearchSummary:
@@ -222,6 +193,7 @@ def _search(prepared: PreparedSearch, tracker: RunTracker, parent_id: str, progr
     from ray.tune.search import ConcurrencyLimiter
 
     from tuneprune.search.monitor import SearchMonitor
+    from tuneprune.search.protocol import TrialContext
     from tuneprune.search.searcher import StudySearcher
     from tuneprune.search.studies import open_studies, remaining_trials
     from tuneprune.search.trainable import run_trial
@@ -252,13 +224,7 @@ def _search(prepared: PreparedSearch, tracker: RunTracker, parent_id: str, progr
         say(f"joining the Ray cluster at {prepared.address} ..." if prepared.address else "starting a local Ray ...")
         ray_time = ensure_ray(prepared.address)
         say(f"running {total} trials, {space.max_concurrent} at a time; results in {results_dir}")
-        context = {
-            "tracking_uri": prepared.tracking_uri,
-            "experiment": space.experiment,
-            "parent_run_id": parent_id,
-            "results_dir": str(results_dir),
-            "objectives": space.objectives,
-        }
+        context = TrialContext(prepared.tracking_uri, space.experiment, parent_id, str(results_dir), dict(space.objectives))
         searcher = ConcurrencyLimiter(StudySearcher(space, studies, context), max_concurrent=space.max_concurrent)
         first, direction = next(iter(space.objectives.items()))
         if space.early_stopping.type == "asha":
@@ -312,7 +278,7 @@ def _search(prepared: PreparedSearch, tracker: RunTracker, parent_id: str, progr
 def _write_outputs(summary: SearchSummary, tracker: RunTracker) -> None:
     """summary.json and one best-config YAML per best trial, logged to the parent run."""
     out = summary.results_dir
-    (out / "summary.json").write_text(json.dumps(summary.to_json(), indent=2, default=str))
+    write_summary(summary, out / "summary.json")
     tracker.log_artifact(summary.parent_run_id, out / "summary.json")
     for i, entry in enumerate(summary.best):
         path = out / ("best.yaml" if len(summary.best) == 1 else f"best-{i:02d}-{entry['key']}.yaml")

@@ -9,13 +9,13 @@ same checkpoint directory), and each grid point has its own study and sampler.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import optuna
 from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
+from tuneprune.search.protocol import TrialContext, TrialRequest, TrialResult
 from tuneprune.search.space import METRICS, SearchSpace
 from tuneprune.search.studies import GridStudy, distributions
 
@@ -38,7 +38,7 @@ def trial_run_name(key: str, grid_point: dict[str, Any], params: dict[str, Any])
 class StudySearcher(Searcher):
     """Suggest trial configs from the grid-point studies until each has its budget."""
 
-    def __init__(self, space: SearchSpace, studies: list[GridStudy], context: dict[str, Any]) -> None:
+    def __init__(self, space: SearchSpace, studies: list[GridStudy], context: TrialContext) -> None:
         super().__init__(metric=None, mode=None)
         self.space = space
         self.studies = studies
@@ -77,32 +77,26 @@ class StudySearcher(Searcher):
             run_name = trial_run_name(key, gs.grid_point, params)
             trial.set_user_attr("key", key)
             trial.set_user_attr("name", run_name)
-            return {
-                "key": key,
-                "number": trial.number,
-                "run_name": run_name,
-                "grid": gs.grid_point,
-                "params": params,
-                "run_config": run_config.model_dump(mode="json"),
-                "ctx": self.context,
-            }
+            return TrialRequest(
+                key, trial.number, run_name, gs.grid_point, params, run_config.model_dump(mode="json"), self.context
+            ).to_dict()
         return Searcher.FINISHED if not self.live else None
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         if trial_id not in self.live:
             return
         gs, trial = self.live.pop(trial_id)
-        result = result or {}
-        if result.get("mlflow_run_id"):
-            trial.set_user_attr("mlflow_run_id", result["mlflow_run_id"])
-        final = {k: result.get(k) for k in ("epoch", *METRICS)}
-        trial.set_user_attr("metrics", {k: v for k, v in final.items() if isinstance(v, (int, float)) and math.isfinite(v)})
-        values = [result.get(m) for m in self.space.objectives]
-        finished = result.get("epoch", 0) >= result.get("epochs", math.inf)
-        if error or "error" in result:
-            trial.set_user_attr("error", str(result.get("error", "worker error")))
+        reported = TrialResult.from_dict(result)
+        if reported.mlflow_run_id:
+            trial.set_user_attr("mlflow_run_id", reported.mlflow_run_id)
+        final = {"epoch": reported.epoch, **{m: reported.value(m) for m in METRICS}}
+        trial.set_user_attr("metrics", {k: v for k, v in final.items() if v is not None})
+        values = [reported.value(m) for m in self.space.objectives]
+        outcome = "failed" if error else reported.outcome()
+        if outcome == "failed":
+            trial.set_user_attr("error", "worker error" if reported.error is None else str(reported.error))
             gs.study.tell(trial, state=TrialState.FAIL)
-        elif not finished or any(v is None or not math.isfinite(v) for v in values):
+        elif outcome == "killed" or any(v is None for v in values):
             gs.study.tell(trial, state=TrialState.PRUNED)
         else:
             gs.study.tell(trial, values if len(values) > 1 else values[0])

@@ -18,8 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from tuneprune.config import ConfigError
+from tuneprune.quiet import configure_quiet
 from tuneprune.tracking import RunTracker
 from tuneprune.runs import TrialSpec, execute
+from tuneprune.search.protocol import TrialRequest, TrialResult
 from tuneprune.training import TrainingDiverged
 from tuneprune.training.checkpoint import CHECKPOINT_NAME, load_file
 from tuneprune.training.loop import resolve_device
@@ -54,25 +56,27 @@ def _report(metrics: dict[str, Any], checkpoint_file: Path | None) -> None:
 
 
 def run_trial(trial: dict[str, Any]) -> None:
-    """Ray Tune function trainable (see module docstring); ``trial`` comes from ``StudySearcher``.
+    """Ray Tune function trainable (see module docstring); ``trial`` is a :class:`TrialRequest` as a dict.
 
     The final epoch is reported only after the model is saved and the run marked
     FINISHED, since a scheduler may stop the trial as soon as it sees that result.
     """
     import ray
 
-    ctx = trial["ctx"]
-    tracker = RunTracker(ctx["tracking_uri"], ctx["experiment"])
-    config = TrialSpec.model_validate(trial["run_config"])  # num_threads resolved from the trial's CPUs (SearchSpace.resolve)
+    configure_quiet()
+    request = TrialRequest.from_dict(trial)
+    ctx = request.context
+    tracker = RunTracker(ctx.tracking_uri, ctx.experiment)
+    config = TrialSpec.model_validate(request.spec)  # num_threads resolved from the trial's CPUs (SearchSpace.resolve)
     config.device = resolve_device(config.device).type  # recorded as run: config.json and --from-run reproduce it
     epochs = config.epochs
-    trial_dir = Path(ctx["results_dir"]) / "trials" / trial["key"]
+    trial_dir = ctx.trial_dir(request.key)
     run_id = tracker.child(
-        ctx["parent_run_id"],
-        trial["key"],
-        trial["run_name"],
+        ctx.parent_run_id,
+        request.key,
+        request.run_name,
         kind="trial",
-        tags={"search.params": json.dumps(trial["params"]), "search.grid": json.dumps(trial["grid"])},
+        tags={"search.params": json.dumps(request.params), "search.grid": json.dumps(request.grid)},
     )
     tracker.log_params(
         run_id,
@@ -90,8 +94,11 @@ def run_trial(trial: dict[str, Any]) -> None:
             if int(entry["epoch"]) not in logged:
                 tracker.log_metrics(run_id, entry, step=int(entry["epoch"]))
                 logged.add(int(entry["epoch"]))
-    extra = {"mlflow_run_id": run_id, "epochs": epochs, "trial_key": trial["key"]}
     last: dict[str, Any] = {}
+
+    def reported(metrics: dict[str, Any], error: str | None = None) -> dict[str, Any]:
+        result = TrialResult(metrics.get("epoch"), epochs, run_id, error, request.key, metrics)
+        return result.to_dict()
 
     def on_epoch(metrics: dict[str, float], checkpoint: Path | None) -> None:
         step = int(metrics["epoch"])
@@ -100,7 +107,7 @@ def run_trial(trial: dict[str, Any]) -> None:
             logged.add(step)
         last.update(metrics)
         if step < epochs:  # the last epoch is reported after the model is saved (below)
-            _report({**metrics, **extra}, checkpoint)
+            _report(reported(metrics), checkpoint)
 
     try:
         executed = execute(
@@ -108,8 +115,8 @@ def run_trial(trial: dict[str, Any]) -> None:
         )
     except (TrainingDiverged, ConfigError) as err:
         tracker.finish(run_id, "FAILED", f"{type(err).__name__}: {err}")
-        worst = {m: WORST[d] for m, d in ctx["objectives"].items()}
-        _report({"epoch": 0, **last, **worst, **extra, "error": str(err)}, None)
+        worst = {m: WORST[d] for m, d in ctx.objectives.items()}
+        _report(reported({"epoch": 0, **last, **worst}, str(err)), None)
         return
     except Exception as err:
         tracker.finish(run_id, "FAILED", f"{type(err).__name__}: {err}")
@@ -118,4 +125,4 @@ def run_trial(trial: dict[str, Any]) -> None:
     tracker.finish(run_id, "FINISHED")
     # Reported last: a scheduler may stop the trial as soon as it sees its final epoch. No
     # checkpoint: the trial is done, and the driver deletes its checkpoints (SearchMonitor).
-    _report({**executed.result.final, **extra}, None)
+    _report(reported(executed.result.final), None)

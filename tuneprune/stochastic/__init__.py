@@ -11,6 +11,7 @@ from tuneprune.stochastic.pipeline import run_stochastic
 from tuneprune.stochastic.pruning import Pruner, derive_seed, magnitude_masks, score_samples, sparsities
 from tuneprune.stochastic.targets import target_layers
 from tuneprune.stochastic.variance import feature_variance, plot_feature_variance
+from tuneprune.stochastic.workflow import prune_stochastic
 
 __all__ = [
     "FinetuneConfig",
@@ -23,6 +24,7 @@ __all__ = [
     "finetune",
     "magnitude_masks",
     "plot_feature_variance",
+    "prune_stochastic",
     "run_stochastic",
     "score_samples",
     "sparsities",

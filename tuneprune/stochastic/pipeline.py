@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import copy
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn as nn
@@ -44,9 +43,6 @@ class StochasticReport:
     sample_val_acc: list[float]
     finetuned: dict[str, dict[str, float]] = field(default_factory=dict)
     feature_variance: dict[str, dict[str, float]] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def _accuracies(model: nn.Module, data: DatasetSplits, batch_size: int) -> dict[str, float]:

@@ -12,6 +12,7 @@ from tuneprune.tracking.locations import (
     default_tracking_uri,
     store_missing,
 )
+from tuneprune.tracking.parent import parent_run
 from tuneprune.tracking.runs import (
     TAG_KIND,
     TAG_NAME,
@@ -34,6 +35,7 @@ __all__ = [
     "download_artifact",
     "find_parent_run",
     "locate_run",
+    "parent_run",
     "run_config_from_mlflow",
     "store_missing",
 ]

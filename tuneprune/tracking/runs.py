@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import subprocess
 import tempfile
 import time
@@ -19,7 +18,6 @@ TAG_KIND = "tuneprune.kind"  # search, evolution, relevance, trial, generation, 
 TAG_TRIAL = "tuneprune.trial"  # the trial (or generation) key, on child runs
 TAG_PARENT = "mlflow.parentRunId"
 MAX_PARAM_CHARS = 6000
-os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no tqdm bars in the tool's output
 
 
 def flatten(mapping: dict[str, Any], prefix: str = "") -> dict[str, Any]:

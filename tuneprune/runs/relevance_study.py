@@ -1,0 +1,103 @@
+"""A relevance study from its config file to its curves, files and MLflow runs: what ``tuneprune relevance`` runs.
+
+It lives in the application layer because it gets its model from :func:`obtain_model`
+(a file, an MLflow run or training now), which ``tuneprune.relevance`` may not import.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from tuneprune.config import apply_overrides, load_yaml, validate
+from tuneprune.data import check_data_dir, load_dataset
+from tuneprune.progress import ProgressBar, say
+from tuneprune.relevance.config import RelevanceStudyConfig
+from tuneprune.relevance.report import write_report
+from tuneprune.relevance.study import StudyResult, run_study
+from tuneprune.relevance.tracking import StudyTracker
+from tuneprune.runs.source import obtain_model
+from tuneprune.tracking import RunTracker, check_tracking_reachable, default_tracking_uri
+from tuneprune.training import save_model
+
+
+@dataclass(frozen=True)
+class RelevanceStudyRun:
+    """A finished study: its name, where it went (results dir, MLflow store and parent run) and its curves."""
+
+    name: str
+    results_dir: Path
+    tracking_uri: str
+    parent_run_id: str
+    result: StudyResult
+
+
+def load_study_config(config_path: Path, overrides: list[str] | None, trains_here: bool) -> RelevanceStudyConfig:
+    """The validated study config; the train section's data must exist when the model is trained here."""
+    config = validate(RelevanceStudyConfig, apply_overrides(load_yaml(config_path), overrides))
+    if trains_here:
+        check_data_dir(config.train.dataset, config.train.data_dir, config.train.download)
+    return config
+
+
+def model_source(checkpoint: Path | None, from_run: str | None) -> dict[str, str]:
+    """Where the studied model comes from, as logged on the parent run."""
+    if checkpoint is not None:
+        return {"checkpoint": str(checkpoint.resolve())}
+    if from_run is not None:
+        return {"from_run": from_run}
+    return {"trained": "train section"}
+
+
+def run_relevance_study(
+    config_path: Path,
+    overrides: list[str] | None,
+    *,
+    checkpoint: Path | None = None,
+    from_run: str | None = None,
+    tracking_uri: str | None = None,
+    name: str | None = None,
+    results_root: Path = Path("runs"),
+    progress: bool = True,
+) -> RelevanceStudyRun:
+    """Validate, get the model, score and prune channels along every ranking, write and track the curves.
+
+    The study's parent run ends FINISHED, or FAILED with the error when anything raises.
+    A model trained here is kept as ``model.pt`` so that ``--from-run PARENT_RUN_ID`` can study it again.
+    """
+    config = load_study_config(config_path, overrides, checkpoint is None and from_run is None)
+    name = name or config.name or Path(config_path).stem
+    uri = tracking_uri or default_tracking_uri()
+    check_tracking_reachable(uri)
+    study = StudyTracker(RunTracker(uri, config.experiment), name)
+    if progress:
+        say("loading the model ..." if checkpoint or from_run else "training the model ...")
+    model, run_config = obtain_model(config.train, checkpoint, from_run, uri, progress)
+    data = load_dataset(run_config)
+    out = (results_root / name).resolve()
+    source = model_source(checkpoint, from_run)
+    files = []
+    if "trained" in source:
+        files.append(save_model(model, run_config.model_dump(mode="json"), out / "model.pt", data.num_classes, data.in_channels))
+    study.start(config.model_dump(mode="json"), source)
+    bar = None
+    try:
+        if progress:
+            say(f"scoring channels by LRP ({config.relevance.rule}) on {config.relevance.eval_samples} samples ...")
+            bar = ProgressBar("rankings", len(config.rankings) + len(config.deltas))
+
+        def on_curve(ranking: str, rows: list) -> None:
+            study.log_curve(ranking, rows)
+            if bar is not None:
+                bar.advance(f"{ranking}: acc {rows[-1]['acc']:.3f} at {rows[-1]['percentage']}%")
+
+        result = run_study(model, run_config, data, config, on_curve=on_curve)
+        files += write_report(result, out, f"{name} ({run_config.model}, {run_config.dataset})")
+    except BaseException as err:
+        study.fail(err)
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+    study.finish(result, files)
+    return RelevanceStudyRun(name, out, uri, study.parent_id, result)

@@ -1,0 +1,91 @@
+"""The trial protocol between the search driver and its Ray trainable, typed.
+
+The searcher hands Ray a :class:`TrialRequest` (what to run, and where to track it); the
+trainable reports :class:`TrialResult` values (how far it got, and how it ended). Ray
+carries only plain picklable values in a trial's config and results, so each type
+converts at that boundary with ``to_dict``/``from_dict``, here and nowhere else.
+:meth:`TrialResult.outcome` is the one finished/killed/failed decision, used by the
+searcher (to tell Optuna) and the monitor (to set MLflow statuses) alike.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal
+
+Outcome = Literal["finished", "killed", "failed"]
+_RESULT_FIELDS = ("epoch", "epochs", "mlflow_run_id", "error", "trial_key")
+
+
+@dataclass(frozen=True)
+class TrialContext:
+    """Where every trial of one search is tracked and stored, and what it optimises."""
+
+    tracking_uri: str
+    experiment: str
+    parent_run_id: str
+    results_dir: str
+    objectives: dict[str, str]
+
+    def trial_dir(self, key: str) -> Path:
+        """The trial's own directory in the search's results (its checkpoint, its saved model)."""
+        return Path(self.results_dir) / "trials" / key
+
+
+@dataclass(frozen=True)
+class TrialRequest:
+    """One trial the searcher asks Ray to run: its key and name, its values, its spec (as JSON)."""
+
+    key: str
+    number: int
+    run_name: str
+    grid: dict[str, Any]
+    params: dict[str, Any]
+    spec: dict[str, Any]
+    context: TrialContext
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrialRequest:
+        named = {f.name for f in fields(cls)} - {"context"}
+        return cls(**{k: data[k] for k in named}, context=TrialContext(**data["context"]))
+
+
+@dataclass(frozen=True)
+class TrialResult:
+    """One report of a trial: the epoch reached of ``epochs``, its MLflow run, an error, the metrics."""
+
+    epoch: int | None = None
+    epochs: int | None = None
+    mlflow_run_id: str | None = None
+    error: str | None = None
+    trial_key: str | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        named = {k: getattr(self, k) for k in _RESULT_FIELDS if getattr(self, k) is not None}
+        return {**self.metrics, **named}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> TrialResult:
+        data = data or {}
+        metrics = {k: v for k, v in data.items() if k not in _RESULT_FIELDS}
+        return cls(**{k: data[k] for k in _RESULT_FIELDS if data.get(k) is not None}, metrics=metrics)
+
+    def outcome(self) -> Outcome:
+        """``failed`` when the trial reported an error, ``killed`` when it ended before its last
+        epoch (a scheduler stopped it), else ``finished``."""
+        if self.error is not None:
+            return "failed"
+        if self.epoch is None or self.epochs is None or self.epoch < self.epochs:
+            return "killed"
+        return "finished"
+
+    def value(self, name: str) -> float | None:
+        """The finite value of metric ``name``, or None (absent, not a number, NaN or infinite)."""
+        value = self.metrics.get(name)
+        return value if isinstance(value, (int, float)) and math.isfinite(value) else None

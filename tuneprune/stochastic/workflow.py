@@ -1,0 +1,58 @@
+"""One Stochastic Pruning point from a config file to its files: what ``tuneprune prune-stochastic`` runs."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from tuneprune.config import load_config
+from tuneprune.data import check_data_dir
+from tuneprune.progress import say
+from tuneprune.stochastic.config import StochasticConfig
+from tuneprune.stochastic.dense import dense_model_and_data
+from tuneprune.stochastic.pipeline import StochasticReport, run_stochastic
+from tuneprune.stochastic.variance import plot_feature_variance
+from tuneprune.summaries import write_summary
+
+
+def prune_stochastic(
+    config_path: Path,
+    overrides: list[str] | None,
+    *,
+    checkpoint: Path | None = None,
+    from_run: str | None = None,
+    tracking_uri: str | None = None,
+    out: Path | None = None,
+    progress: bool = True,
+) -> tuple[StochasticReport, Path]:
+    """Validate the config, get the dense model (file, MLflow run or trained now), prune, write the outputs.
+
+    Returns the report and the directory it was written to (``out``, default ``runs/<config name>``).
+    """
+    config = load_config(StochasticConfig, config_path, overrides)
+    check_data_dir(config.train.dataset, config.train.data_dir, config.train.download)
+    if progress:
+        say("loading the dense model ..." if checkpoint or from_run else "training the dense model ...")
+    model, run_config, data = dense_model_and_data(config.train, checkpoint, from_run, tracking_uri, progress)
+    if progress:
+        say(f"pruning: {config.samples} noisy samples at rate {config.rate:g}, then {config.finetune.epochs} fine-tuning epochs ...")
+    report = run_stochastic(config, model, run_config, data)
+    out = (out or Path("runs") / Path(config_path).stem).resolve()
+    write_outputs(report, out)
+    return report, out
+
+
+def write_outputs(report: StochasticReport, out: Path) -> None:
+    """report.json, feature_variance.csv and feature_variance.png in ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    write_summary(report, out / "report.json")
+    if not report.feature_variance:
+        return
+    labels = list(next(iter(report.feature_variance.values())))
+    with open(out / "feature_variance.csv", "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["layer", *labels])
+        for layer, values in report.feature_variance.items():
+            writer.writerow([layer, *(values[label] for label in labels)])
+    by_model = {label: {layer: v[label] for layer, v in report.feature_variance.items()} for label in labels}
+    plot_feature_variance(by_model, out / "feature_variance.png")
