@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.model_selection import train_test_split
 
 from tuneprune.config import ConfigError
 
@@ -47,6 +46,8 @@ class DatasetSplits:
 
 
 def _stratified_split(x: np.ndarray, y: np.ndarray, fraction: float, seed: int):
+    from sklearn.model_selection import train_test_split  # here: the CLI's input checks must not wait for sklearn
+
     return train_test_split(x, y, test_size=fraction, stratify=y, random_state=seed)
 
 

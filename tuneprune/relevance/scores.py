@@ -17,7 +17,6 @@ import torch.nn as nn
 
 from tuneprune.data import DatasetSplits
 from tuneprune.relevance.channels import ConvUnit
-from tuneprune.relevance.lrp import mean_channel_relevance
 from tuneprune.relevance.normalization import normalize_scores
 from tuneprune.relevance.settings import RelevanceSettings
 from tuneprune.relevance.statistics import channel_statistic
@@ -45,6 +44,8 @@ def channel_scores(
     model: nn.Module, units: Sequence[ConvUnit], data: DatasetSplits, settings: RelevanceSettings
 ) -> ChannelScores:
     """Score every channel of ``model`` (already on its device, as ``data`` is), normalised per layer."""
+    from tuneprune.relevance.lrp import mean_channel_relevance  # zennit loads only when relevance is computed
+
     maps = mean_channel_relevance(model, units, relevance_samples(data, settings), settings)
     relevance = torch.cat([channel_statistic(m, settings.statistic).cpu() for m in maps])
     parameter = parameter_scores(units, settings.parameter_statistic)
