@@ -32,11 +32,10 @@ class StudyTracker:
         self.name = name
         self.parent_id = ""
 
-    def start(self, config: dict[str, Any], model_source: dict[str, str]) -> str:
-        """Create the parent run with the study config and where the model came from."""
-        self.parent_id = self.tracker.start_parent(self.name, KIND, resume=False)
-        self.tracker.log_params(self.parent_id, {**config, "model_source": model_source})
-        return self.parent_id
+    def start(self, parent_id: str, config: dict[str, Any], model_source: dict[str, str]) -> None:
+        """Take the parent run (opened by :func:`tuneprune.tracking.parent_run`) and log the study config and model source."""
+        self.parent_id = parent_id
+        self.tracker.log_params(parent_id, {**config, "model_source": model_source})
 
     def log_curve(self, ranking: str, rows: list[Row]) -> None:
         """A finished child run holding one curve."""
@@ -48,14 +47,8 @@ class StudyTracker:
         self.tracker.finish(run_id)
 
     def finish(self, result: StudyResult, artifacts: list[Path]) -> None:
-        """Log the unpruned metrics and the channel count (step 0) and the files; end FINISHED."""
+        """Log the unpruned metrics and the channel count (step 0) and the files (the parent run's context ends it)."""
         summary = {"base_acc": result.baseline["acc"], "base_loss": result.baseline["loss"], "channels": result.num_channels}
         self.tracker.log_metrics(self.parent_id, summary, step=0)
         for path in artifacts:
             self.tracker.log_artifact(self.parent_id, path)
-        self.tracker.finish(self.parent_id)
-
-    def fail(self, error: BaseException) -> None:
-        """End the parent run KILLED (interrupted) or FAILED with the error as a tag."""
-        status = "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED"
-        self.tracker.finish(self.parent_id, status, f"{type(error).__name__}: {error}")

@@ -15,9 +15,9 @@ from tuneprune.progress import ProgressBar, say
 from tuneprune.relevance.config import RelevanceStudyConfig
 from tuneprune.relevance.report import write_report
 from tuneprune.relevance.study import StudyResult, run_study
-from tuneprune.relevance.tracking import StudyTracker
+from tuneprune.relevance.tracking import KIND, StudyTracker
 from tuneprune.runs.source import obtain_model
-from tuneprune.tracking import RunTracker, check_tracking_reachable, default_tracking_uri
+from tuneprune.tracking import RunTracker, check_tracking_reachable, default_tracking_uri, parent_run
 from tuneprune.training import save_model
 
 
@@ -62,7 +62,7 @@ def run_relevance_study(
 ) -> RelevanceStudyRun:
     """Validate, get the model, score and prune channels along every ranking, write and track the curves.
 
-    The study's parent run ends FINISHED, or FAILED with the error when anything raises.
+    The study's parent run ends FINISHED, KILLED on Ctrl-C, or FAILED with the error (:func:`~tuneprune.tracking.parent_run`).
     A model trained here is kept as ``model.pt`` so that ``--from-run PARENT_RUN_ID`` can study it again.
     """
     config = load_study_config(config_path, overrides, checkpoint is None and from_run is None)
@@ -79,25 +79,23 @@ def run_relevance_study(
     files = []
     if "trained" in source:
         files.append(save_model(model, run_config.model_dump(mode="json"), out / "model.pt", data.num_classes, data.in_channels))
-    study.start(config.model_dump(mode="json"), source)
-    bar = None
-    try:
-        if progress:
-            say(f"scoring channels by LRP ({config.relevance.rule}) on {config.relevance.eval_samples} samples ...")
-            bar = ProgressBar("rankings", len(config.rankings) + len(config.deltas))
+    with parent_run(study.tracker, name, KIND, resume=False) as parent_id:
+        study.start(parent_id, config.model_dump(mode="json"), source)
+        bar = None
+        try:
+            if progress:
+                say(f"scoring channels by LRP ({config.relevance.rule}) on {config.relevance.eval_samples} samples ...")
+                bar = ProgressBar("rankings", len(config.rankings) + len(config.deltas))
 
-        def on_curve(ranking: str, rows: list) -> None:
-            study.log_curve(ranking, rows)
+            def on_curve(ranking: str, rows: list) -> None:
+                study.log_curve(ranking, rows)
+                if bar is not None:
+                    bar.advance(f"{ranking}: acc {rows[-1]['acc']:.3f} at {rows[-1]['percentage']}%")
+
+            result = run_study(model, run_config, data, config, on_curve=on_curve)
+            files += write_report(result, out, f"{name} ({run_config.model}, {run_config.dataset})")
+        finally:
             if bar is not None:
-                bar.advance(f"{ranking}: acc {rows[-1]['acc']:.3f} at {rows[-1]['percentage']}%")
-
-        result = run_study(model, run_config, data, config, on_curve=on_curve)
-        files += write_report(result, out, f"{name} ({run_config.model}, {run_config.dataset})")
-    except BaseException as err:
-        study.fail(err)
-        raise
-    finally:
-        if bar is not None:
-            bar.close()
-    study.finish(result, files)
+                bar.close()
+        study.finish(result, files)
     return RelevanceStudyRun(name, out, uri, study.parent_id, result)
