@@ -6,7 +6,7 @@ import pickle
 
 import pytest
 
-from tuneprune.search.protocol import TrialContext, TrialRequest, TrialResult
+from tuneprune.search.protocol import PackRequest, TrialContext, TrialRequest, TrialResult, member_results, trial_requests
 
 
 def test_a_request_round_trips_through_a_picklable_dict(tmp_path):
@@ -32,7 +32,26 @@ def test_outcome_decides_finished_killed_or_failed(reported, outcome):
 
 
 def test_a_result_keeps_its_metrics_and_only_finite_values_count():
-    result = TrialResult(3, 3, "run", None, "g0-001", {"epoch": 3, "val_acc": 0.8, "val_loss": float("nan")})
+    result = TrialResult(3, 3, "run", None, "g0-001", metrics={"epoch": 3, "val_acc": 0.8, "val_loss": float("nan")})
     again = TrialResult.from_dict(result.to_dict())
-    assert again == TrialResult(3, 3, "run", None, "g0-001", {"val_acc": 0.8, "val_loss": again.metrics["val_loss"]})
+    assert again == TrialResult(3, 3, "run", None, "g0-001", metrics={"val_acc": 0.8, "val_loss": again.metrics["val_loss"]})
     assert again.value("val_acc") == 0.8 and again.value("val_loss") is None and again.value("test_acc") is None
+
+
+def test_a_pack_request_round_trips_and_names_its_members(tmp_path):
+    context = TrialContext("sqlite:///m.db", "tuneprune", "parent", str(tmp_path), {"val_acc": "max"}, "asha-actor")
+    members = [TrialRequest(f"g0-00{i}", i, f"g0-00{i} lr=0.01", {}, {"lr": 0.01}, {"epochs": 2}, context) for i in range(3)]
+    config = pickle.loads(pickle.dumps(PackRequest(members, context).to_dict()))
+    assert PackRequest.from_dict(config) == PackRequest(members, context)
+    assert [r.key for r in trial_requests(config)] == ["g0-000", "g0-001", "g0-002"]
+    assert trial_requests(members[0].to_dict()) == [members[0]]
+
+
+def test_member_results_are_keyed_by_trial_for_packs_and_single_trials():
+    running = TrialResult(1, 3, "r0", None, "g0-000", False, {"val_acc": 0.5})
+    failed = TrialResult(1, 3, "r1", "diverged", "g0-001", True, {"val_acc": 0.1})
+    packed = member_results({"epoch": 1, "epochs": 3, "members": {"g0-000": running.to_dict(), "g0-001": failed.to_dict()}})
+    assert packed == {"g0-000": running, "g0-001": failed}
+    assert not packed["g0-000"].ended and packed["g0-001"].ended and packed["g0-001"].outcome() == "failed"
+    assert member_results(running.to_dict()) == {"g0-000": running}
+    assert member_results(None) == {}

@@ -51,13 +51,19 @@ def execute(
     resume_from: Path | None = None,
     progress: bool = False,
 ) -> Executed:
-    """Train ``spec`` (checkpoints in ``out``), run its final evaluations, save ``out/model.pt``.
+    """Train ``spec`` (checkpoints in ``out``), then :func:`conclude` it."""
+    result = train(spec, callbacks=callbacks, checkpoint_dir=out, resume_from=resume_from, progress=progress)
+    return conclude(spec, result, out, tracker)
+
+
+def conclude(spec: TrialSpec, result: TrainResult, out: Path | None, tracker: FinalMetricsLog | None = None) -> Executed:
+    """Run the final evaluations of a trained ``spec`` and save ``out/model.pt``.
 
     ``tracker(metrics, epochs)`` receives the final evaluations (logged at the last epoch's
     step). The summary is the last epoch's metrics with the final evaluations and, for a
-    sparse run, ``final_sparsity``: the achieved sparsity of the finalized model.
+    sparse run, ``final_sparsity``: the achieved sparsity of the finalized model. A trial
+    trained alone and a member of a pack (:mod:`tuneprune.packing`) end here alike.
     """
-    result = train(spec, callbacks=callbacks, checkpoint_dir=out, resume_from=resume_from, progress=progress)
     evaluations = final_evaluations(spec, result)
     if tracker is not None:
         tracker(evaluations, spec.epochs)

@@ -14,7 +14,8 @@ from typing import Any
 from ray.tune import Callback
 
 from tuneprune.progress import LiveStatus
-from tuneprune.search.protocol import TrialRequest, TrialResult
+from tuneprune.packing.checkpoint import MEMBER_CHECKPOINT
+from tuneprune.search.protocol import TrialResult, member_results, trial_requests
 from tuneprune.tracking import RunTracker
 from tuneprune.training.checkpoint import CHECKPOINT_NAME
 
@@ -24,9 +25,9 @@ def drop_checkpoints(trial) -> None:  # noqa: ANN001 - a ray.tune Trial
     if trial.path and Path(trial.path).is_dir():
         for directory in Path(trial.path).glob("checkpoint_*"):
             shutil.rmtree(directory, ignore_errors=True)
-    request = TrialRequest.from_dict(trial.config)
-    own = request.context.trial_dir(request.key) / CHECKPOINT_NAME
-    own.unlink(missing_ok=True)
+    for request in trial_requests(trial.config):
+        for name in (CHECKPOINT_NAME, MEMBER_CHECKPOINT):
+            (request.context.trial_dir(request.key) / name).unlink(missing_ok=True)
 
 
 class SearchMonitor(Callback):
@@ -35,6 +36,8 @@ class SearchMonitor(Callback):
     A trial ASHA stops never reaches the end of its function, so the driver, which sees
     it end with fewer epochs than configured, sets the status. An ended trial's
     checkpoints are deleted: its model is in MLflow, and a resume never re-runs it.
+    Trials are counted one by one, also inside packs (a pack member is counted when its
+    pack reports it ended; the pack sets its members' statuses itself).
     """
 
     def __init__(self, tracker: RunTracker, objectives: dict[str, str], total: int, show: bool) -> None:
@@ -43,7 +46,8 @@ class SearchMonitor(Callback):
         self.total = total
         self.show = show
         self.counts = {"running": 0, "finished": 0, "killed": 0, "failed": 0}
-        self.epochs: dict[str, str] = {}  # trial id -> "epoch/epochs" of the running trials
+        self.epochs: dict[str, str] = {}  # trial key -> "epoch/epochs" of the running trials
+        self.counted: set[str] = set()  # keys of the trials counted as ended
         self.best: float | None = None
         self._started = time.monotonic()
         self._display: LiveStatus | None = None  # driver only: never pickled (see __getstate__)
@@ -92,13 +96,25 @@ class SearchMonitor(Callback):
         self._refresh()
 
     def on_trial_start(self, iteration, trials, trial, **info) -> None:  # noqa: ANN001
-        self.counts["running"] += 1
+        self.counts["running"] += len(trial_requests(trial.config))
         self._refresh()
 
+    def _count_ended(self, key: str, outcome: str, result: TrialResult) -> None:
+        self.counted.add(key)
+        self.counts["running"] -= 1
+        self.counts[outcome] += 1
+        self.epochs.pop(key, None)
+        if outcome == "finished":
+            self._note_best(result)
+
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:  # noqa: ANN001
-        reported = TrialResult.from_dict(result)
-        if reported.epoch is not None and reported.epochs is not None:
-            self.epochs[trial.trial_id] = f"{reported.epoch}/{reported.epochs}"
+        for key, reported in member_results(result).items():
+            if key in self.counted:
+                continue
+            if reported.ended:
+                self._count_ended(key, reported.outcome(), reported)
+            elif reported.epoch is not None and reported.epochs is not None:
+                self.epochs[key] = f"{reported.epoch}/{reported.epochs}"
         self._refresh()
 
     def _note_best(self, result: TrialResult) -> None:
@@ -110,29 +126,29 @@ class SearchMonitor(Callback):
             self.best = value
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:  # noqa: ANN001
-        result = TrialResult.from_dict(trial.last_result)
-        self.counts["running"] -= 1
-        self.epochs.pop(trial.trial_id, None)
-        outcome = result.outcome()
-        self.counts[outcome] += 1
-        if outcome == "killed" and result.mlflow_run_id:
-            self.tracker.finish(result.mlflow_run_id, "KILLED")
-        elif outcome == "finished":
-            self._note_best(result)
+        reported = member_results(trial.last_result)
+        for request in trial_requests(trial.config):
+            if request.key in self.counted:
+                continue
+            result = reported.get(request.key, TrialResult())
+            outcome = result.outcome()
+            if outcome == "killed" and result.mlflow_run_id:
+                self.tracker.finish(result.mlflow_run_id, "KILLED")
+            self._count_ended(request.key, outcome, result)
         drop_checkpoints(trial)
         self._refresh(force=True)
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:  # noqa: ANN001
-        self.counts["running"] -= 1
-        self.epochs.pop(trial.trial_id, None)
-        self.counts["failed"] += 1
-        request = TrialRequest.from_dict(trial.config)
-        run_id = TrialResult.from_dict(trial.last_result).mlflow_run_id or self.tracker.find_child(
-            request.context.parent_run_id, request.key
-        )
-        if run_id:
-            error = str(getattr(trial, "error_file", "") or "worker error")
-            self.tracker.finish(run_id, "FAILED", f"trial failed after retries; see {error}")
+        reported = member_results(trial.last_result)
+        for request in trial_requests(trial.config):
+            if request.key in self.counted:
+                continue
+            result = reported.get(request.key, TrialResult())
+            run_id = result.mlflow_run_id or self.tracker.find_child(request.context.parent_run_id, request.key)
+            if run_id:
+                error = str(getattr(trial, "error_file", "") or "worker error")
+                self.tracker.finish(run_id, "FAILED", f"trial failed after retries; see {error}")
+            self._count_ended(request.key, "failed", result)
         drop_checkpoints(trial)
         self._refresh(force=True)
 

@@ -1,7 +1,9 @@
 """The trial protocol between the search driver and its Ray trainable, typed.
 
-The searcher hands Ray a :class:`TrialRequest` (what to run, and where to track it); the
-trainable reports :class:`TrialResult` values (how far it got, and how it ended). Ray
+The searcher hands Ray a :class:`TrialRequest` (what to run, and where to track it), or a
+:class:`PackRequest` of several trained together in one actor (``resources.pack``); the
+trainable reports :class:`TrialResult` values (how far it got, and how it ended), a pack one
+per member under ``members``. Ray
 carries only plain picklable values in a trial's config and results, so each type
 converts at that boundary with ``to_dict``/``from_dict``, here and nowhere else.
 :meth:`TrialResult.outcome` is the one finished/killed/failed decision, used by the
@@ -16,7 +18,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 Outcome = Literal["finished", "killed", "failed"]
-_RESULT_FIELDS = ("epoch", "epochs", "mlflow_run_id", "error", "trial_key")
+_RESULT_FIELDS = ("epoch", "epochs", "mlflow_run_id", "error", "trial_key", "ended")
+MEMBERS = "members"
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,7 @@ class TrialContext:
     parent_run_id: str
     results_dir: str
     objectives: dict[str, str]
+    stopper: str | None = None  # the named Ray actor deciding early stops of pack members (None: no early stopping)
 
     def trial_dir(self, key: str) -> Path:
         """The trial's own directory in the search's results (its checkpoint, its saved model)."""
@@ -56,14 +60,39 @@ class TrialRequest:
 
 
 @dataclass(frozen=True)
+class PackRequest:
+    """Trials the searcher asks one Ray actor to train together (formulas §10.6): members that share a pack key."""
+
+    members: list[TrialRequest]
+    context: TrialContext
+
+    def to_dict(self) -> dict[str, Any]:
+        return {MEMBERS: [m.to_dict() for m in self.members], "context": asdict(self.context)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PackRequest:
+        return cls([TrialRequest.from_dict(m) for m in data[MEMBERS]], TrialContext(**data["context"]))
+
+
+def trial_requests(config: dict[str, Any]) -> list[TrialRequest]:
+    """The trials of one Ray trial's config: its members for a pack, else the one trial."""
+    return PackRequest.from_dict(config).members if MEMBERS in config else [TrialRequest.from_dict(config)]
+
+
+@dataclass(frozen=True)
 class TrialResult:
-    """One report of a trial: the epoch reached of ``epochs``, its MLflow run, an error, the metrics."""
+    """One report of a trial: the epoch reached of ``epochs``, its MLflow run, an error, the metrics.
+
+    ``ended`` is set by pack members only: True in the report after which the member trains
+    no more (finished, stopped early or failed), so the driver can close it while its pack goes on.
+    """
 
     epoch: int | None = None
     epochs: int | None = None
     mlflow_run_id: str | None = None
     error: str | None = None
     trial_key: str | None = None
+    ended: bool | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -89,3 +118,12 @@ class TrialResult:
         """The finite value of metric ``name``, or None (absent, not a number, NaN or infinite)."""
         value = self.metrics.get(name)
         return value if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+
+def member_results(result: dict[str, Any] | None) -> dict[str, TrialResult]:
+    """The trials' results in one Ray report by trial key: a pack's members, or the one trial."""
+    result = result or {}
+    if MEMBERS in result:
+        return {key: TrialResult.from_dict(member) for key, member in result[MEMBERS].items()}
+    single = TrialResult.from_dict(result)
+    return {single.trial_key: single} if single.trial_key else {}

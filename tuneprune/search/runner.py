@@ -192,7 +192,9 @@ def _search(prepared: PreparedSearch, tracker: RunTracker, parent_id: str, progr
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
     from ray.tune.search import ConcurrencyLimiter
 
+    from tuneprune.search.early_stop import start_stopper
     from tuneprune.search.monitor import SearchMonitor
+    from tuneprune.search.pack_trainable import run_pack
     from tuneprune.search.protocol import TrialContext
     from tuneprune.search.searcher import StudySearcher
     from tuneprune.search.studies import open_studies, remaining_trials
@@ -211,6 +213,7 @@ def _search(prepared: PreparedSearch, tracker: RunTracker, parent_id: str, progr
             "grid": json.dumps(space.grid),
             "searched": json.dumps(sorted(space.params)),
             "storage": redact(prepared.storage_url),
+            "pack": space.resources.pack,
         },
     )
     tracker.log_text(parent_id, yaml.safe_dump(prepared.document, sort_keys=False), "space.yaml")
@@ -223,24 +226,28 @@ def _search(prepared: PreparedSearch, tracker: RunTracker, parent_id: str, progr
     if total > 0:
         say(f"joining the Ray cluster at {prepared.address} ..." if prepared.address else "starting a local Ray ...")
         ray_time = ensure_ray(prepared.address)
-        say(f"running {total} trials, {space.max_concurrent} at a time; results in {results_dir}")
-        context = TrialContext(prepared.tracking_uri, space.experiment, parent_id, str(results_dir), dict(space.objectives))
-        searcher = ConcurrencyLimiter(StudySearcher(space, studies, context), max_concurrent=space.max_concurrent)
+        pack = space.resources.pack
+        at_a_time = f"{space.max_concurrent} at a time" if pack == 1 else f"in packs of {pack}, {space.max_concurrent} packs at a time"
+        say(f"running {total} trials, {at_a_time}; results in {results_dir}")
         first, direction = next(iter(space.objectives.items()))
+        scheduler = FIFOScheduler()
+        stopper, stopper_actor = None, None
         if space.early_stopping.type == "asha":
             base_epochs = space.resolve(space.grid_points()[0], {}).epochs
-            scheduler = ASHAScheduler(
-                metric=first,
-                mode=direction,
-                time_attr="epoch",
-                max_t=base_epochs,
-                grace_period=min(space.early_stopping.grace_period, base_epochs),
-                reduction_factor=space.early_stopping.reduction_factor,
-            )
-        else:
-            scheduler = FIFOScheduler()
+            rule = (min(space.early_stopping.grace_period, base_epochs), space.early_stopping.reduction_factor, base_epochs)
+            if pack == 1:
+                scheduler = ASHAScheduler(
+                    metric=first, mode=direction, time_attr="epoch", max_t=rule[2], grace_period=rule[0], reduction_factor=rule[1]
+                )
+            else:  # Ray's scheduler would stop whole packs: the members ask one shared rule instead
+                stopper = f"tuneprune-asha-{os.getpid()}-{int(time.time() * 1000)}"
+                stopper_actor = start_stopper(stopper, *rule, direction)  # held until the run ends
+        context = TrialContext(
+            prepared.tracking_uri, space.experiment, parent_id, str(results_dir), dict(space.objectives), stopper
+        )
+        searcher = ConcurrencyLimiter(StudySearcher(space, studies, context), max_concurrent=space.max_concurrent)
         monitor = SearchMonitor(tracker, space.objectives, total, show=progress)
-        trainable = tune.with_resources(run_trial, {"cpu": space.resources.cpu, "gpu": space.resources.gpu})
+        trainable = tune.with_resources(run_trial if pack == 1 else run_pack, {"cpu": space.resources.cpu, "gpu": space.resources.gpu})
         tuner = tune.Tuner(
             trainable,
             tune_config=tune.TuneConfig(
@@ -265,6 +272,10 @@ def _search(prepared: PreparedSearch, tracker: RunTracker, parent_id: str, progr
             tuner.fit()
         finally:
             monitor.close()
+            if stopper_actor is not None:
+                import ray
+
+                ray.kill(stopper_actor)
 
     trials, best = _collect(studies, space)
     summary = SearchSummary(

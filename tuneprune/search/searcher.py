@@ -9,13 +9,16 @@ same checkpoint directory), and each grid point has its own study and sampler.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import optuna
 from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
-from tuneprune.search.protocol import TrialContext, TrialRequest, TrialResult
+from tuneprune.packing.key import pack_key
+from tuneprune.search.pack_trainable import resume_epoch
+from tuneprune.search.protocol import PackRequest, TrialContext, TrialRequest, TrialResult, member_results
 from tuneprune.search.space import METRICS, SearchSpace
 from tuneprune.search.studies import GridStudy, distributions
 
@@ -35,16 +38,35 @@ def trial_run_name(key: str, grid_point: dict[str, Any], params: dict[str, Any])
     return " ".join([key, *parts])
 
 
+@dataclass
+class _Asked:
+    """A trial asked of its study, its request, and the key of the packs it can join."""
+
+    study: GridStudy
+    trial: optuna.trial.Trial
+    request: TrialRequest
+    pack_key: tuple[Any, ...]
+    told: bool = False
+
+
 class StudySearcher(Searcher):
-    """Suggest trial configs from the grid-point studies until each has its budget."""
+    """Suggest trial configs from the grid-point studies until each has its budget.
+
+    With ``resources.pack: K`` each suggestion is a :class:`PackRequest` of up to K trials
+    whose configs share a pack key (:func:`~tuneprune.packing.pack_key`, plus the epoch a
+    resumed member restarts at); a trial that fits no open pack waits for the next one.
+    A member is told to its study as soon as its pack reports it ended.
+    """
 
     def __init__(self, space: SearchSpace, studies: list[GridStudy], context: TrialContext) -> None:
         super().__init__(metric=None, mode=None)
         self.space = space
         self.studies = studies
         self.context = context
+        self.pack = space.resources.pack
         self.distributions = distributions(space)
-        self.live: dict[str, tuple[GridStudy, optuna.trial.Trial]] = {}
+        self.live: dict[str, list[_Asked]] = {}
+        self.waiting: list[_Asked] = []
         self._next = 0
 
     def set_search_properties(self, metric, mode, config, **spec) -> bool:  # noqa: ANN001
@@ -63,30 +85,58 @@ class StudySearcher(Searcher):
             return optuna.trial.Trial(gs.study, frozen._trial_id)
         return gs.study.ask(self.distributions)
 
-    def suggest(self, trial_id: str) -> dict[str, Any] | None:
+    def _ask(self) -> _Asked | None:
+        """The next trial, grid points in turn (orphans first); None when every study has its budget."""
         for offset in range(len(self.studies)):
             gs = self.studies[(self._next + offset) % len(self.studies)]
             if gs.remaining == 0:
                 continue
             self._next = (gs.index + 1) % len(self.studies)
             trial = self._take(gs)
-            self.live[trial_id] = (gs, trial)
             params = {k: trial.params[k] for k in self.distributions}
             run_config = self.space.resolve(gs.grid_point, params)
             key = trial_key(gs.index, trial.number)
             run_name = trial_run_name(key, gs.grid_point, params)
             trial.set_user_attr("key", key)
             trial.set_user_attr("name", run_name)
-            return TrialRequest(
+            request = TrialRequest(
                 key, trial.number, run_name, gs.grid_point, params, run_config.model_dump(mode="json"), self.context
-            ).to_dict()
-        return Searcher.FINISHED if not self.live else None
+            )
+            if self.pack == 1:
+                return _Asked(gs, trial, request, ())
+            return _Asked(gs, trial, request, (*pack_key(run_config), resume_epoch(self.context.trial_dir(key))))
+        return None
 
-    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-        if trial_id not in self.live:
-            return
-        gs, trial = self.live.pop(trial_id)
-        reported = TrialResult.from_dict(result)
+    def _next_pack(self) -> list[_Asked]:
+        """Up to ``pack`` trials sharing the pack key of the longest-waiting trial."""
+        while True:
+            head = [a for a in self.waiting if a.pack_key == self.waiting[0].pack_key] if self.waiting else []
+            if len(head) >= self.pack:
+                break
+            asked = self._ask()
+            if asked is None:
+                break
+            self.waiting.append(asked)
+        members = head[: self.pack]
+        self.waiting = [a for a in self.waiting if all(a is not m for m in members)]
+        return members
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        if self.pack == 1:
+            asked = self._ask()
+            members = [asked] if asked is not None else []
+        else:
+            members = self._next_pack()
+        if not members:
+            return Searcher.FINISHED if not self.live else None
+        self.live[trial_id] = members
+        if self.pack == 1:
+            return members[0].request.to_dict()
+        return PackRequest([m.request for m in members], self.context).to_dict()
+
+    def _tell(self, asked: _Asked, reported: TrialResult, error: bool) -> None:
+        gs, trial = asked.study, asked.trial
+        asked.told = True
         if reported.mlflow_run_id:
             trial.set_user_attr("mlflow_run_id", reported.mlflow_run_id)
         final = {"epoch": reported.epoch, **{m: reported.value(m) for m in METRICS}}
@@ -100,3 +150,19 @@ class StudySearcher(Searcher):
             gs.study.tell(trial, state=TrialState.PRUNED)
         else:
             gs.study.tell(trial, values if len(values) > 1 else values[0])
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        """Tell the members a pack reports ended; the pack trains on with the others."""
+        reported = member_results(result)
+        for asked in self.live.get(trial_id, []):
+            member = reported.get(asked.request.key)
+            if not asked.told and member is not None and member.ended:
+                self._tell(asked, member, error=False)
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        if trial_id not in self.live:
+            return
+        reported = member_results(result)
+        for asked in self.live.pop(trial_id):
+            if not asked.told:
+                self._tell(asked, reported.get(asked.request.key, TrialResult()), error)

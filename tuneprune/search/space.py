@@ -88,8 +88,11 @@ class EarlyStoppingConfig(StrictModel):
 
 
 class ResourcesConfig(StrictModel):
+    """What one Ray trial actor gets; with ``pack: K`` the actor trains K trials together (formulas §10.6)."""
+
     cpu: float = Field(1.0, gt=0.0)
     gpu: float = Field(0.0, ge=0.0)
+    pack: int = Field(1, ge=1, le=64, description="trials trained together in one actor, on one device")
 
     @field_validator("gpu")
     @classmethod

@@ -29,48 +29,40 @@ from tuneprune.training.loop import resolve_device
 WORST = {"max": float("-inf"), "min": float("inf")}
 
 
-def _resume_point(trial_dir: Path) -> Path | None:
-    """Tune's checkpoint after a worker restart, else the trial's own latest checkpoint."""
+def restore_tune_checkpoint(trial_dir: Path, name: str, source_name: str | None = None) -> Path | None:
+    """Tune's checkpoint after a worker restart (file ``source_name``, default ``name``), copied into the trial's
+    directory as ``name``; else the trial's own latest checkpoint; None when there is neither."""
     from ray import tune
 
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as directory:
-            source = Path(directory) / CHECKPOINT_NAME
+            source = Path(directory) / (source_name or name)
             if source.exists():
                 trial_dir.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(source, trial_dir / CHECKPOINT_NAME)
-    own = trial_dir / CHECKPOINT_NAME
+                shutil.copy2(source, trial_dir / name)
+    own = trial_dir / name
     return own if own.exists() else None
 
 
-def _report(metrics: dict[str, Any], checkpoint_file: Path | None) -> None:
+def report(metrics: dict[str, Any], checkpoint_files: dict[str, Path] | None = None) -> None:
+    """``tune.report`` of ``metrics``, with a Tune checkpoint holding ``checkpoint_files`` (name -> file) if any."""
     from ray import tune
 
-    if checkpoint_file is None:
+    if not checkpoint_files:
         tune.report(metrics)
         return
     with tempfile.TemporaryDirectory() as tmp:
-        shutil.copy2(checkpoint_file, Path(tmp) / CHECKPOINT_NAME)
+        for name, path in checkpoint_files.items():
+            shutil.copy2(path, Path(tmp) / name)
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
 
 
-def run_trial(trial: dict[str, Any]) -> None:
-    """Ray Tune function trainable (see module docstring); ``trial`` is a :class:`TrialRequest` as a dict.
-
-    The final epoch is reported only after the model is saved and the run marked
-    FINISHED, since a scheduler may stop the trial as soon as it sees that result.
-    """
+def open_trial_run(tracker: RunTracker, request: TrialRequest, config: TrialSpec) -> str:
+    """The trial's MLflow child run (found again after a restart, else created), its params and config.json."""
     import ray
 
-    configure_quiet()
-    request = TrialRequest.from_dict(trial)
     ctx = request.context
-    tracker = RunTracker(ctx.tracking_uri, ctx.experiment)
-    config = TrialSpec.model_validate(request.spec)  # num_threads resolved from the trial's CPUs (SearchSpace.resolve)
-    config.device = resolve_device(config.device).type  # recorded as run: config.json and --from-run reproduce it
-    epochs = config.epochs
-    trial_dir = ctx.trial_dir(request.key)
     run_id = tracker.child(
         ctx.parent_run_id,
         request.key,
@@ -84,20 +76,44 @@ def run_trial(trial: dict[str, Any]) -> None:
         tags={"ray.node_id": ray.get_runtime_context().get_node_id(), "worker.pid": os.getpid()},
     )
     tracker.log_text(run_id, json.dumps(config.model_dump(mode="json"), indent=2), "config.json")
+    return run_id
 
-    resume = _resume_point(trial_dir)
+
+def replay_history(tracker: RunTracker, run_id: str, history: list[dict[str, Any]]) -> set[int]:
+    """Log the epochs of a checkpoint's ``history`` the run lacks; tag where it resumed; the logged steps."""
     logged = tracker.logged_steps(run_id, "val_acc")
+    tracker.set_tags(run_id, {"resumed_from_epoch": len(history)})
+    for entry in history:
+        if int(entry["epoch"]) not in logged:
+            tracker.log_metrics(run_id, entry, step=int(entry["epoch"]))
+            logged.add(int(entry["epoch"]))
+    return logged
+
+
+def run_trial(trial: dict[str, Any]) -> None:
+    """Ray Tune function trainable (see module docstring); ``trial`` is a :class:`TrialRequest` as a dict.
+
+    The final epoch is reported only after the model is saved and the run marked
+    FINISHED, since a scheduler may stop the trial as soon as it sees that result.
+    """
+    configure_quiet()
+    request = TrialRequest.from_dict(trial)
+    ctx = request.context
+    tracker = RunTracker(ctx.tracking_uri, ctx.experiment)
+    config = TrialSpec.model_validate(request.spec)  # num_threads resolved from the trial's CPUs (SearchSpace.resolve)
+    config.device = resolve_device(config.device).type  # recorded as run: config.json and --from-run reproduce it
+    epochs = config.epochs
+    trial_dir = ctx.trial_dir(request.key)
+    run_id = open_trial_run(tracker, request, config)
+    resume = restore_tune_checkpoint(trial_dir, CHECKPOINT_NAME)
     if resume is not None:
-        history = load_file(resume)["history"]
-        tracker.set_tags(run_id, {"resumed_from_epoch": len(history)})
-        for entry in history:
-            if int(entry["epoch"]) not in logged:
-                tracker.log_metrics(run_id, entry, step=int(entry["epoch"]))
-                logged.add(int(entry["epoch"]))
+        logged = replay_history(tracker, run_id, load_file(resume)["history"])
+    else:
+        logged = tracker.logged_steps(run_id, "val_acc")
     last: dict[str, Any] = {}
 
     def reported(metrics: dict[str, Any], error: str | None = None) -> dict[str, Any]:
-        result = TrialResult(metrics.get("epoch"), epochs, run_id, error, request.key, metrics)
+        result = TrialResult(metrics.get("epoch"), epochs, run_id, error, request.key, metrics=metrics)
         return result.to_dict()
 
     def on_epoch(metrics: dict[str, float], checkpoint: Path | None) -> None:
@@ -107,7 +123,7 @@ def run_trial(trial: dict[str, Any]) -> None:
             logged.add(step)
         last.update(metrics)
         if step < epochs:  # the last epoch is reported after the model is saved (below)
-            _report(reported(metrics), checkpoint)
+            report(reported(metrics), {CHECKPOINT_NAME: checkpoint} if checkpoint else None)
 
     try:
         executed = execute(
@@ -116,7 +132,7 @@ def run_trial(trial: dict[str, Any]) -> None:
     except (TrainingDiverged, ConfigError) as err:
         tracker.finish(run_id, "FAILED", f"{type(err).__name__}: {err}")
         worst = {m: WORST[d] for m, d in ctx.objectives.items()}
-        _report(reported({"epoch": 0, **last, **worst}, str(err)), None)
+        report(reported({"epoch": 0, **last, **worst}, str(err)))
         return
     except Exception as err:
         tracker.finish(run_id, "FAILED", f"{type(err).__name__}: {err}")
@@ -125,4 +141,4 @@ def run_trial(trial: dict[str, Any]) -> None:
     tracker.finish(run_id, "FINISHED")
     # Reported last: a scheduler may stop the trial as soon as it sees its final epoch. No
     # checkpoint: the trial is done, and the driver deletes its checkpoints (SearchMonitor).
-    _report(reported(executed.result.final), None)
+    report(reported(executed.result.final))

@@ -1,0 +1,163 @@
+"""The Ray Tune function trainable of a pack: K trials of a search trained together in one actor (formulas §10.6).
+
+Each member is its own trial everywhere but in Ray: its own Optuna trial, its own MLflow
+child run with its per-epoch metrics, its checkpoint (in its trial directory), saved
+model and status. Every epoch the pack reports one result with each member's
+:class:`~tuneprune.search.protocol.TrialResult` under ``members``; a member that ended
+(finished, stopped early by the search's :class:`~tuneprune.search.early_stop.AshaRule`,
+or diverged) is marked ``ended`` and the pack goes on with the others. A restarted pack
+(worker death, or a resumed search) continues each member from its own checkpoint, and
+leaves out members whose MLflow run already ended.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tuneprune.config import ConfigError
+from tuneprune.packing import PackedTrainer
+from tuneprune.packing.checkpoint import MEMBER_CHECKPOINT, load_member, save_member
+from tuneprune.quiet import configure_quiet
+from tuneprune.runs import TrialSpec
+from tuneprune.runs.execute import conclude
+from tuneprune.search.protocol import MEMBERS, PackRequest, TrialRequest, TrialResult
+from tuneprune.search.trainable import open_trial_run, replay_history, report, restore_tune_checkpoint
+from tuneprune.tracking import RunTracker
+from tuneprune.training.loop import resolve_device
+
+
+def resume_epoch(trial_dir: Path) -> int:
+    """The epoch a trial restarts from in a pack: its member checkpoint's, or 0 without one."""
+    path = trial_dir / MEMBER_CHECKPOINT
+    return int(load_member(path)["epoch"]) if path.exists() else 0
+
+
+def _ended_run(tracker: RunTracker, request: TrialRequest, epochs: int) -> TrialResult | None:
+    """The result of a member whose MLflow run already ended (a restarted pack leaves it out), else None."""
+    run_id = tracker.find_child(request.context.parent_run_id, request.key)
+    if run_id is None:
+        return None
+    run = tracker.client.get_run(run_id)
+    if run.info.status == "RUNNING":
+        return None
+    metrics = run.data.metrics
+    error = run.data.tags.get("error", "ended") if run.info.status == "FAILED" else None
+    return TrialResult(int(metrics.get("epoch", 0)), epochs, run_id, error, request.key, True, metrics)
+
+
+class _Member:
+    """One member's trial request, spec, MLflow run and latest result, as the pack trainable tracks it."""
+
+    def __init__(self, request: TrialRequest, spec: TrialSpec, run_id: str, state: dict[str, Any] | None) -> None:
+        self.request, self.spec, self.run_id, self.state = request, spec, run_id, state
+        self.dir = request.context.trial_dir(request.key)
+        self.result = TrialResult(state["epoch"] if state else 0, spec.epochs, run_id, None, request.key, False)
+
+    def update(self, metrics: dict[str, Any], ended: bool, error: str | None = None) -> None:
+        r = self.result
+        self.result = TrialResult(int(metrics.get("epoch", r.epoch or 0)), r.epochs, r.mlflow_run_id, error, r.trial_key, ended, metrics)
+
+
+def run_pack(config: dict[str, Any]) -> None:
+    """Ray Tune function trainable of a :class:`PackRequest` (see the module docstring)."""
+    configure_quiet()
+    pack = PackRequest.from_dict(config)
+    ctx = pack.context
+    tracker = RunTracker(ctx.tracking_uri, ctx.experiment)
+    ended: dict[str, TrialResult] = {}
+    members: list[_Member] = []
+    for request in pack.members:
+        spec = TrialSpec.model_validate(request.spec)
+        spec.device = resolve_device(spec.device).type  # recorded as run: --from-run reproduces it
+        done = _ended_run(tracker, request, spec.epochs)
+        if done is not None:
+            ended[request.key] = done
+            continue
+        run_id = open_trial_run(tracker, request, spec)
+        trial_dir = ctx.trial_dir(request.key)
+        path = restore_tune_checkpoint(trial_dir, MEMBER_CHECKPOINT, f"{request.key}.pt")
+        state = load_member(path) if path is not None else None
+        if state is not None:
+            replay_history(tracker, run_id, state["history"])
+        members.append(_Member(request, spec, run_id, state))
+    if not members:
+        report({MEMBERS: {k: r.to_dict() for k, r in ended.items()}})
+        return
+
+    try:
+        _train(members, ended, tracker, ctx.stopper, next(iter(ctx.objectives)))
+    except BaseException as err:  # the pack cannot go on: none of its open members is left RUNNING
+        for member in members:
+            if not member.result.ended:
+                tracker.finish(member.run_id, "FAILED", f"{type(err).__name__}: {err}")
+        if not isinstance(err, ConfigError):
+            raise
+        results = {m.request.key: TrialResult(0, m.spec.epochs, m.run_id, str(err), m.request.key, True).to_dict() for m in members}
+        report({MEMBERS: {**{k: r.to_dict() for k, r in ended.items()}, **results}})
+
+
+def _train(members: list[_Member], ended: dict[str, TrialResult], tracker: RunTracker, stopper_name: str | None, first: str) -> None:
+    """Train the open members to their ends, reporting every epoch with the members' checkpoints."""
+    import ray
+
+    states = [m.state for m in members]
+    trainer = PackedTrainer([m.spec for m in members], resume=states if any(s is not None for s in states) else None)
+    stopper = ray.get_actor(stopper_name) if stopper_name else None
+
+    def log_epoch(index: int, metrics: dict[str, float]) -> None:
+        tracker.log_metrics(members[index].run_id, metrics, step=int(metrics["epoch"]))
+
+    open_members = set(range(len(members)))
+    while open_members:
+        trainer.train_epoch([log_epoch])
+        candidates = [i for i in sorted(open_members) if trainer.members[i].status == "running" and trainer.epoch < trainer.epochs]
+        decisions = dict(zip(candidates, _ask_stopper(stopper, members, trainer, candidates, first)))
+        for i in sorted(open_members):
+            if _settle(i, members[i], trainer, tracker, decisions.get(i, False)):
+                open_members.discard(i)
+        files = {f"{members[i].request.key}.pt": save_member(trainer, i, members[i].dir / MEMBER_CHECKPOINT) for i in open_members}
+        for i, member in enumerate(members):
+            if i not in open_members:
+                (member.dir / MEMBER_CHECKPOINT).unlink(missing_ok=True)
+        results = {**{k: r.to_dict() for k, r in ended.items()}, **{m.request.key: m.result.to_dict() for m in members}}
+        report({"epoch": trainer.epoch, "epochs": trainer.epochs, MEMBERS: results}, files)
+
+
+def _ask_stopper(stopper: Any, members: list[_Member], trainer: PackedTrainer, candidates: list[int], first: str) -> list[bool]:
+    """The early-stopping decision of every candidate member after this epoch, in one round trip."""
+    if stopper is None or not candidates:
+        return [False] * len(candidates)
+    import ray
+
+    asks = []
+    for i in candidates:
+        latest = trainer.members[i].history[-1]
+        asks.append(stopper.should_stop.remote(members[i].request.key, int(latest["epoch"]), latest.get(first)))
+    return ray.get(asks)
+
+
+def _settle(index: int, member: _Member, trainer: PackedTrainer, tracker: RunTracker, stop: bool) -> bool:
+    """Close member ``index`` if it finished, diverged or is to stop (MLflow status, model, result); True if closed."""
+    state = trainer.members[index]
+    latest = state.history[-1] if state.history else {}
+    if state.status == "failed":
+        message = f"TrainingDiverged: {state.error}"
+        tracker.finish(member.run_id, "FAILED", message)
+        member.update(latest, ended=True, error=state.error)
+        return True
+    if state.status == "running" and stop:
+        trainer.stop(index)
+        tracker.finish(member.run_id, "KILLED")
+        member.update(latest, ended=True)
+        return True
+    if state.status == "finished":
+        executed = conclude(
+            member.spec, state.result, member.dir, lambda metrics, step: tracker.log_metrics(member.run_id, metrics, step=step)
+        )
+        tracker.log_artifact(member.run_id, executed.model_path)
+        tracker.finish(member.run_id, "FINISHED")
+        member.update(executed.result.final, ended=True)
+        return True
+    member.update(latest, ended=False)
+    return False
