@@ -53,5 +53,7 @@ def test_member_results_are_keyed_by_trial_for_packs_and_single_trials():
     packed = member_results({"epoch": 1, "epochs": 3, "members": {"g0-000": running.to_dict(), "g0-001": failed.to_dict()}})
     assert packed == {"g0-000": running, "g0-001": failed}
     assert not packed["g0-000"].ended and packed["g0-001"].ended and packed["g0-001"].outcome() == "failed"
+    flat = {f"members/{key}/{name}": value for key, r in packed.items() for name, value in r.to_dict().items()}
+    assert member_results(flat) == packed  # as Tune hands reports to searchers
     assert member_results(running.to_dict()) == {"g0-000": running}
     assert member_results(None) == {}

@@ -121,9 +121,17 @@ class TrialResult:
 
 
 def member_results(result: dict[str, Any] | None) -> dict[str, TrialResult]:
-    """The trials' results in one Ray report by trial key: a pack's members, or the one trial."""
+    """The trials' results in one Ray report by trial key: a pack's members, or the one trial.
+
+    Tune hands searchers the report flattened (``members/g0-001/val_acc``), callbacks nested.
+    """
     result = result or {}
-    if MEMBERS in result:
-        return {key: TrialResult.from_dict(member) for key, member in result[MEMBERS].items()}
+    members: dict[str, dict[str, Any]] = dict(result.get(MEMBERS, {}))
+    for name, value in result.items():
+        if name.startswith(f"{MEMBERS}/"):
+            _, key, field_name = name.split("/", 2)
+            members.setdefault(key, {})[field_name] = value
+    if members:
+        return {key: TrialResult.from_dict(member) for key, member in members.items()}
     single = TrialResult.from_dict(result)
     return {single.trial_key: single} if single.trial_key else {}
