@@ -5,7 +5,17 @@ Members share the model architecture, dataset, batch size and epochs
 the trial :func:`tuneprune.training.train` would train alone.
 """
 
+from tuneprune.packing.checkpoint import MemberState, load_member, save_member
 from tuneprune.packing.key import check_packable, pack_key
 from tuneprune.packing.trainer import MemberResult, PackedTrainer, train_packed
 
-__all__ = ["MemberResult", "PackedTrainer", "check_packable", "pack_key", "train_packed"]
+__all__ = [
+    "MemberResult",
+    "MemberState",
+    "PackedTrainer",
+    "check_packable",
+    "load_member",
+    "pack_key",
+    "save_member",
+    "train_packed",
+]

@@ -9,6 +9,7 @@ The metrics are the ones :class:`~tuneprune.sparsity.Sparsifier` reports.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 
@@ -53,7 +54,7 @@ class PackedSparsity:
         self.builder = PackedMaskBuilder(sizes, rules, device)
         self.total = sum(sizes)
         self.current: PackedMasks | None = None
-        self.previous: PackedMasks | None = None
+        self.previous: tuple[torch.Tensor, torch.Tensor] | None = None  # kept, kept_counts of the last iteration
         self.stability_sum = torch.zeros(len(configs), device=device)
         self.stability_count = 0
 
@@ -71,14 +72,16 @@ class PackedSparsity:
             return
         masks = self._masks_at(step, weights)
         if self.previous is not None:
-            overlap = self.builder.layer_counts(masks.kept & self.previous.kept)
-            mu = jaccard_from_counts(overlap, masks.kept_counts, self.previous.kept_counts).mean(dim=1)
+            previous_kept, previous_counts = self.previous
+            overlap = self.builder.layer_counts(masks.kept & previous_kept)
+            mu = jaccard_from_counts(overlap, masks.kept_counts, previous_counts).mean(dim=1)
             self.stability_sum += mu
             self.stability_count += 1
             for k, schedule in enumerate(self.schedules):
                 if schedule is not None:
                     schedule.observe(step, mu[k])
-        self.previous = self.current = masks
+        self.current = masks
+        self.previous = masks.kept, masks.kept_counts
 
     def thresholded(self, weights: torch.Tensor) -> torch.Tensor:
         """``[K, N]`` weights of the forward pass: ``P_T(w)`` with the scaled STE, or ``w`` for dense rows."""
@@ -127,8 +130,37 @@ class PackedSparsity:
         """Go on with the members at ``rows`` only."""
         self.schedules = [self.schedules[i] for i in rows]
         self.builder.keep(rows)
-        self.stability_sum = self.stability_sum.index_select(
-            0, torch.tensor(list(rows), dtype=torch.long, device=self.stability_sum.device)
-        )
+        index = torch.tensor(list(rows), dtype=torch.long, device=self.stability_sum.device)
+        self.stability_sum = self.stability_sum.index_select(0, index)
         self.current = self.current.rows(rows) if self.current is not None else None
-        self.previous = self.previous.rows(rows) if self.previous is not None else None
+        if self.previous is not None:
+            self.previous = tuple(t.index_select(0, index) for t in self.previous)
+
+    def member_state(self, row: int) -> dict[str, Any] | None:
+        """What member ``row`` needs to go on from an epoch's end: its schedule's state and last kept mask (for mu, formulas §3).
+
+        None for a dense member. The mask is the ``[N]`` row of the last iteration's, on the CPU.
+        """
+        schedule = self.schedules[row]
+        if schedule is None:
+            return None
+        previous = None if self.previous is None else self.previous[0][row].cpu().clone()
+        return {"schedule": schedule.state_dict(), "previous_kept": previous}
+
+    def restore(self, states: Sequence[dict[str, Any] | None], step: int, weights: torch.Tensor) -> None:
+        """Go on from the :meth:`member_state` of each member (None if dense) at the epoch boundary ``step`` > 0.
+
+        The current masks are rebuilt from the weights as :meth:`end_epoch` built them; a
+        dense row's previous mask (its mu is never used) is its current one.
+        """
+        for schedule, state in zip(self.schedules, states):
+            if schedule is not None:
+                schedule.load_state_dict(state["schedule"])
+        if not self.any_sparse:
+            return
+        self.current = self._masks_at(step, weights)
+        saved = [None if state is None else state["previous_kept"] for state in states]
+        kept = torch.stack(
+            [current if row is None else row.to(current.device) for current, row in zip(self.current.kept, saved)]
+        )
+        self.previous = kept, self.builder.layer_counts(kept)

@@ -11,7 +11,7 @@ faster on the device (``scripts/bench_pack.py``).
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 import torch.nn as nn
@@ -57,14 +57,43 @@ class StackedModel:
     def _member_forward(self, params: dict, buffers: dict, x: torch.Tensor) -> torch.Tensor:
         return functional_call(self.base, (params, buffers), (x,))
 
-    def member_params(self, weights: torch.Tensor | None) -> dict[str, torch.Tensor]:
-        """``[K, ...]`` parameters by name, the prunable ones taken from ``[K, N]`` ``weights``."""
-        params = dict(self.others)
+    def _by_name(self, weights: torch.Tensor | None, others: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """``others`` and the prunable parameters' segments of ``[K, N]`` ``weights``, ``[K, *shape]`` by name."""
+        params = dict(others)
         if weights is not None:
             k = weights.shape[0]
             for name, shape, segment in zip(self.prunable, self.shapes, weights.split(self.sizes, dim=1)):
                 params[name] = segment.reshape(k, *shape)
         return params
+
+    def member_params(self, weights: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        """``[K, ...]`` parameters by name, the prunable ones taken from ``[K, N]`` ``weights``."""
+        return self._by_name(weights, self.others)
+
+    def named_leaves(self, leaves: Sequence[torch.Tensor | None]) -> dict[str, torch.Tensor]:
+        """Tensors aligned with :meth:`parameters` (such as momentum buffers) by parameter name; None ones left out."""
+        first = 1 if self.weights is not None else 0
+        others = {name: leaf for name, leaf in zip(self.others, leaves[first:]) if leaf is not None}
+        return self._by_name(leaves[0] if first else None, others)
+
+    def stack_leaves(self, rows: Sequence[Mapping[str, torch.Tensor]]) -> list[torch.Tensor | None]:
+        """Inverse of :meth:`named_leaves`: one mapping per member to leaves aligned with :meth:`parameters`.
+
+        A leaf is None where a member's mapping lacks one of its names.
+        """
+        device = self.parameters()[0].device
+
+        def stacked(
+            names: Sequence[str], member: Callable[[Mapping[str, torch.Tensor]], torch.Tensor]
+        ) -> torch.Tensor | None:
+            if any(name not in row for row in rows for name in names):
+                return None
+            return torch.stack([member(row) for row in rows]).to(device)
+
+        leaves = []
+        if self.weights is not None:
+            leaves.append(stacked(self.prunable, lambda row: torch.cat([row[n].flatten() for n in self.prunable])))
+        return leaves + [stacked([name], lambda row, name=name: row[name]) for name in self.others]
 
     def forward(self, weights: torch.Tensor | None, x: torch.Tensor, train: bool) -> torch.Tensor:
         """``[K, B, classes]`` logits of every member on its own batch ``x[k]`` ([K, B, ...])."""
@@ -99,9 +128,13 @@ class StackedModel:
         self.buffers = {name: b.index_select(0, index) for name, b in self.buffers.items()}
 
     @torch.no_grad()
-    def export(self, row: int, weights: torch.Tensor | None, model: nn.Module) -> nn.Module:
-        """Load member ``row`` into ``model`` (its architecture), prunable weights from ``weights``."""
+    def member_state(self, row: int, weights: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        """The ``state_dict`` of member ``row`` (copies), prunable weights from ``weights``."""
         state = {name: t[row].detach().clone() for name, t in self.member_params(weights).items()}
         state.update({name: b[row].clone() for name, b in self.buffers.items()})
-        model.load_state_dict(state)
+        return state
+
+    def export(self, row: int, weights: torch.Tensor | None, model: nn.Module) -> nn.Module:
+        """Load member ``row`` into ``model`` (its architecture), prunable weights from ``weights``."""
+        model.load_state_dict(self.member_state(row, weights))
         return model

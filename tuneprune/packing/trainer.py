@@ -6,7 +6,9 @@ its own initial weights (seeded as alone), data order and augmentation (its own
 schedule, gradient clipping (its own norm) and sparsity state (formulas §1-4). Per epoch
 it reports the solo run's metrics. A member whose loss turns NaN or infinite fails
 alone; :meth:`PackedTrainer.stop` takes a member out between epochs (early stopping).
-Checkpoints and resume are not here yet.
+:meth:`PackedTrainer.member_state` is a member's checkpoint at an epoch's end; a pack of
+any composition built with ``resume=`` goes on from such states exactly as if never
+stopped (:mod:`tuneprune.packing.checkpoint` saves and loads them).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import torch.nn.functional as F
 
 from tuneprune.data import DatasetSplits, TensorLoader, load_dataset
 from tuneprune.models import create_model
+from tuneprune.packing.checkpoint import MemberState, check_resume
 from tuneprune.packing.key import check_packable
 from tuneprune.packing.optim import PackedSGD
 from tuneprune.packing.sparsity import PackedSparsity
@@ -62,8 +65,14 @@ class PackedTrainer:
     slower than separate ones (``scripts/bench_pack.py``).
     """
 
-    def __init__(self, configs: Sequence[RunConfig], forward_mode: str | None = None) -> None:
+    def __init__(
+        self,
+        configs: Sequence[RunConfig],
+        forward_mode: str | None = None,
+        resume: Sequence[MemberState | None] | None = None,
+    ) -> None:
         check_packable(configs)
+        states = check_resume(configs, resume)
         first = configs[0]
         if first.num_threads:
             torch.set_num_threads(first.num_threads)
@@ -72,9 +81,12 @@ class PackedTrainer:
         self.rows = list(range(len(configs)))  # member index of each stacked row
         self.data = _load_member_data(configs, self.device)
         self.models = []
-        for config, data in zip(configs, self.data):
+        for k, (config, data) in enumerate(zip(configs, self.data)):
             torch.manual_seed(config.seed)
-            self.models.append(create_model(config.model, data.num_classes, data.in_channels).to(self.device))
+            model = create_model(config.model, data.num_classes, data.in_channels).to(self.device)
+            if states is not None:
+                model.load_state_dict(states[k]["model"])
+            self.models.append(model)
         sparse = [c.sparsity for c in configs if c.sparsity is not None]
         min_size = sparse[0].min_size if sparse else 0
         prunable = [f"{name}.weight" for name, _ in prunable_layers(self.models[0], min_size)] if sparse else []
@@ -94,6 +106,44 @@ class PackedTrainer:
             for c, d in zip(configs, self.data)
         ]
         self.epoch = 0
+        if states is not None:
+            self._resume(states)
+
+    def _resume(self, states: Sequence[MemberState]) -> None:
+        """Go on from the members' states (weights already loaded into the stacked model)."""
+        self.epoch = int(states[0]["epoch"])
+        for member, state in zip(self.members, states):
+            member.history = [dict(metrics) for metrics in state["history"]]
+        self.optimizer.momentum_buffers = self.stack.stack_leaves([state["momentum"] for state in states])
+        if self.stack.weights is not None:
+            with single_threaded(self.device):
+                step = self.epoch * self.steps_per_epoch
+                self.sparsity.restore([state["sparsity"] for state in states], step, self.stack.weights)
+        if self.epoch == self.epochs:
+            self._finish_all()
+
+    def member_state(self, member_index: int) -> MemberState:
+        """Everything member ``member_index`` (running) needs to go on from the end of the last epoch.
+
+        Its config (as JSON values), epoch count, history, ``state_dict`` (raw weights
+        ``w``, not ``P_T(w)``), momentum buffers by parameter name and sparsity state
+        (:meth:`PackedSparsity.member_state`, None if dense): plain values and CPU tensors,
+        for ``torch.load(weights_only=True)``. Valid between epochs and inside the epoch's
+        callback of that member (also after the last epoch, before it is finished).
+        """
+        member = self.members[member_index]
+        if member_index not in self.rows:
+            raise ValueError(f"member {member_index} is {member.status}: only a running member has a state to resume")
+        position = self.rows.index(member_index)
+        momentum = self.stack.named_leaves(self.optimizer.momentum_buffers)
+        return {
+            "config": member.config.model_dump(mode="json"),
+            "epoch": self.epoch,
+            "history": [dict(metrics) for metrics in member.history],
+            "model": {name: t.cpu() for name, t in self.stack.member_state(position, self.stack.weights).items()},
+            "momentum": {name: t[position].detach().cpu().clone() for name, t in momentum.items()},
+            "sparsity": self.sparsity.member_state(position),
+        }
 
     def _keep(self, positions: Sequence[int]) -> None:
         """Go on with the stacked rows at ``positions`` only."""
@@ -215,10 +265,14 @@ class PackedTrainer:
             for callback in callbacks:
                 callback(member_index, metrics)
         if self.epoch == self.epochs:
-            for k in range(len(self.rows)):
-                self._finish(k, "finished")
-            self._keep([])
+            self._finish_all()
         return reports
+
+    def _finish_all(self) -> None:
+        """Finish every running member (after the last epoch)."""
+        for k in range(len(self.rows)):
+            self._finish(k, "finished")
+        self._keep([])
 
     def _finish(self, position: int, status: str) -> None:
         member_index = self.rows[position]
@@ -244,7 +298,10 @@ class PackedTrainer:
 
 
 def train_packed(
-    configs: Sequence[RunConfig], callbacks: Sequence[MemberCallback] = (), forward_mode: str | None = None
+    configs: Sequence[RunConfig],
+    callbacks: Sequence[MemberCallback] = (),
+    forward_mode: str | None = None,
+    resume: Sequence[MemberState | None] | None = None,
 ) -> list[MemberResult]:
-    """Train ``configs`` as one pack; one :class:`MemberResult` per config, in order."""
-    return PackedTrainer(configs, forward_mode).run(callbacks)
+    """Train ``configs`` as one pack (from the states ``resume``); one :class:`MemberResult` per config, in order."""
+    return PackedTrainer(configs, forward_mode, resume).run(callbacks)

@@ -1,0 +1,56 @@
+"""Checkpoints of single pack members: one file per member, resumable in a pack of any composition.
+
+A member's state (:meth:`PackedTrainer.member_state`) is plain values and CPU tensors,
+saved atomically and loaded with ``weights_only=True``
+(:mod:`tuneprune.training.checkpoint`); ``resume=`` of :class:`PackedTrainer` takes one
+state (or None) per member, checked by :func:`check_resume`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tuneprune.config import ConfigError
+from tuneprune.training.checkpoint import load_file, save_atomic
+from tuneprune.training.config import RunConfig
+
+if TYPE_CHECKING:
+    from tuneprune.packing.trainer import PackedTrainer
+
+FORMAT = "tuneprune-pack-member-v1"
+MemberState = dict[str, Any]
+
+
+def check_resume(configs: Sequence[RunConfig], resume: Sequence[MemberState | None] | None) -> list[MemberState] | None:
+    """The states to resume ``configs`` from, or None to start at epoch 0; ``ValueError`` where they do not fit.
+
+    A member without a state is at epoch 0, and all members must be at one epoch: so
+    either every member has a state of the same epoch or the pack starts afresh (states of
+    epoch 0 hold nothing a fresh start lacks). A state must be of its member's config.
+    """
+    if resume is None:
+        return None
+    if len(resume) != len(configs):
+        raise ValueError(f"resume has {len(resume)} entries for {len(configs)} members")
+    epochs = [0 if state is None else int(state["epoch"]) for state in resume]
+    if len(set(epochs)) > 1:
+        raise ValueError(f"resumed members must be at one epoch, got epochs {epochs} (a member without a state at 0)")
+    for index, (config, state) in enumerate(zip(configs, resume)):
+        if state is not None and state["config"] != config.model_dump(mode="json"):
+            raise ValueError(f"resume[{index}] is the state of another config than member {index}'s")
+    return list(resume) if epochs[0] > 0 else None
+
+
+def save_member(trainer: PackedTrainer, member_index: int, path: str | Path) -> Path:
+    """Write the state of running member ``member_index`` to ``path`` atomically, tagged :data:`FORMAT`."""
+    return save_atomic({"format": FORMAT, **trainer.member_state(member_index)}, path)
+
+
+def load_member(path: str | Path) -> MemberState:
+    """A state written by :func:`save_member`; ``ConfigError`` for a missing, corrupt or foreign file."""
+    state = load_file(path)
+    if state.get("format") != FORMAT:
+        raise ConfigError(f"{path}: not a packed member checkpoint (no 'format: {FORMAT}')")
+    return state
