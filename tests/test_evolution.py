@@ -99,6 +99,15 @@ def test_a_failing_individual_is_recorded_and_the_evolution_finishes(ray_session
 
 
 @pytest.mark.ray
+def test_packed_generations_give_the_population_table_of_one_task_each(ray_session, store, dense_digits, tmp_path):
+    alone = evolve(store, dense_digits, tmp_path, "unpacked", ["algorithm.generations=2"])
+    packed = evolve(store, dense_digits, tmp_path, "packed", ["algorithm.generations=2", "resources.pack=3"])
+    for generation in ("gen-001.csv", "gen-002.csv"):
+        assert (packed.results_dir / "population" / generation).read_text() == (alone.results_dir / "population" / generation).read_text()
+    assert packed.front == alone.front and packed.hypervolume == alone.hypervolume
+
+
+@pytest.mark.ray
 def test_per_group_rates_are_variables(ray_session, store, dense_digits, tmp_path):
     groups = {"early": ["features.3"], "late": ["features.7"]}
     summary = evolve(
@@ -152,6 +161,7 @@ def test_resume_refuses_a_changed_space_and_a_rerun_without_resume(store, dense_
         ("variables.rate.high=1.0", "variables.rate.high = 1.0: Input should be less than 1"),
         ("variables.rate={low: 0.9, high: 0.6}", "variables.rate: low = 0.9 must be below high = 0.6"),
         ("resources.gpu=1.5", "resources.gpu = 1.5: fractional GPUs must be at most 1"),
+        ("resources.pack=0", "resources.pack = 0: Input should be greater than or equal to 1"),
         ("reference_point=[0, 2]", "reference_point.1 = 2: Input should be less than or equal to 1"),
     ],
 )

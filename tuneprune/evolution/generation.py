@@ -1,13 +1,16 @@
-"""One generation on Ray: every individual a task, failures recorded with the worst objective values."""
+"""One generation on Ray: up to ``resources.pack`` individuals a task, failures recorded with the worst objective values."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from tuneprune.evolution.pack import evaluate_pack
 from tuneprune.evolution.problem import decode
+from tuneprune.evolution.space import EvolveResources
 from tuneprune.evolution.worker import EvalSettings, Individual, evaluate_individual
 from tuneprune.stochastic import derive_seed
 
@@ -19,12 +22,26 @@ def individuals(X: np.ndarray, generation: int, seed: int) -> list[Individual]:
     return [Individual(generation, i, *decode(x), seed=derive_seed(seed, generation, i)) for i, x in enumerate(X)]
 
 
-def remote_evaluator(cpus: float, gpus: float, max_retries: int) -> Any:
-    """:func:`evaluate_individual` as a Ray task with the space's resources, retried on any exception."""
+@dataclass(frozen=True)
+class Evaluator:
+    """A generation's Ray tasks: ``solo`` scores one individual, ``packed`` a list of up to ``pack`` of them."""
+
+    solo: Any
+    packed: Any
+    pack: int = 1
+
+
+def remote_evaluator(resources: EvolveResources, max_retries: int) -> Evaluator:
+    """:func:`evaluate_individual` as a Ray task with the space's resources, retried on any exception, and
+    :func:`~tuneprune.evolution.pack.evaluate_pack` with the same resources and no retries: a failed pack is
+    evaluated again one individual a task (:func:`evaluate_all`), each retried as alone."""
     import ray
 
-    return ray.remote(evaluate_individual).options(
-        num_cpus=cpus, num_gpus=gpus, max_retries=max_retries, retry_exceptions=True
+    options = {"num_cpus": resources.cpu, "num_gpus": resources.gpu}
+    return Evaluator(
+        ray.remote(evaluate_individual).options(**options, max_retries=max_retries, retry_exceptions=True),
+        ray.remote(evaluate_pack).options(**options, max_retries=0),
+        resources.pack,
     )
 
 
@@ -52,17 +69,34 @@ def record(individual: Individual, rate_names: Sequence[str], result: dict[str, 
 
 
 def evaluate_all(
-    evaluator: Any, payload_ref: Any, val_ref: Any, batch: Sequence[Individual], settings: EvalSettings, rate_names: Sequence[str]
+    evaluator: Evaluator, payload_ref: Any, val_ref: Any, batch: Sequence[Individual], settings: EvalSettings, rate_names: Sequence[str]
 ) -> list[dict[str, Any]]:
-    """Run ``batch`` in parallel; an individual still failing after its retries is recorded failed."""
+    """Run ``batch`` in parallel, ``evaluator.pack`` individuals a task; an individual still failing after its retries is
+    recorded failed.
+
+    A pack whose task raises (an individual failing in it, or its worker lost) is run again one individual a task,
+    so each of its individuals is scored, or recorded failed, alone, as without packing.
+    """
     import ray
     from ray.exceptions import RayError
 
-    refs = [evaluator.remote(payload_ref, val_ref, individual, settings) for individual in batch]
+    def one_each(individuals: Sequence[Individual]) -> list[Any]:
+        return [evaluator.solo.remote(payload_ref, val_ref, individual, settings) for individual in individuals]
+
+    packs = [list(batch[i : i + evaluator.pack]) for i in range(0, len(batch), evaluator.pack)]
+    refs = [evaluator.packed.remote(payload_ref, val_ref, p, settings) if len(p) > 1 else one_each(p) for p in packs]
     rows = []
-    for individual, ref in zip(batch, refs):
-        try:
-            rows.append(record(individual, rate_names, ray.get(ref), None))
-        except RayError as err:
-            rows.append(record(individual, rate_names, FAILED_RESULT, _first_line(err)))
+    for pack, ref in zip(packs, refs):
+        if not isinstance(ref, list):
+            try:
+                results = ray.get(ref)
+                rows.extend(record(individual, rate_names, r, None) for individual, r in zip(pack, results))
+                continue
+            except RayError:
+                ref = one_each(pack)
+        for individual, solo_ref in zip(pack, ref):
+            try:
+                rows.append(record(individual, rate_names, ray.get(solo_ref), None))
+            except RayError as err:
+                rows.append(record(individual, rate_names, FAILED_RESULT, _first_line(err)))
     return rows

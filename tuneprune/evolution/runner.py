@@ -2,9 +2,10 @@
 
 Everything that can be wrong with the input is found in :func:`prepare_evolution`
 before Ray starts. :func:`run_evolution` evaluates each generation's individuals as
-parallel Ray tasks, tells pymoo the (negated) objectives, logs the generation to MLflow
-and checkpoints the algorithm; ``resume`` continues from the last checkpoint and, since
-every evaluation is deterministic, ends with the front an uninterrupted run would have.
+parallel Ray tasks (``resources.pack`` individuals a task), tells pymoo the (negated)
+objectives, logs the generation to MLflow and checkpoints the algorithm; ``resume``
+continues from the last checkpoint and, since every evaluation is deterministic, ends
+with the front an uninterrupted run would have.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from tuneprune.config import ConfigError, validate
 from tuneprune.data import DatasetSplits
 from tuneprune.drivers import check_driver, space_document
 from tuneprune.evolution.archive import hypervolume, objective_matrix, pareto_front
-from tuneprune.evolution.generation import evaluate_all, individuals, remote_evaluator
+from tuneprune.evolution.generation import Evaluator, evaluate_all, individuals, remote_evaluator
 from tuneprune.evolution.groups import group_layers
 from tuneprune.evolution.problem import new_algorithm
 from tuneprune.evolution.report import plot_front, write_rows
@@ -169,7 +170,7 @@ def _log_generation(
 
 
 def _with_deterministic(
-    front: list[dict[str, Any]], evaluator: Any, payload_ref: Any, val_ref: Any, settings: EvalSettings, rate_names: list[str]
+    front: list[dict[str, Any]], evaluator: Evaluator, payload_ref: Any, val_ref: Any, settings: EvalSettings, rate_names: list[str]
 ) -> list[dict[str, Any]]:
     """Each front row plus ``deterministic_accuracy``: the same rates pruned without noise."""
     batch = [Individual(0, i, 0.0, tuple(row[n] for n in rate_names), seed=0) for i, row in enumerate(front)]
@@ -212,7 +213,7 @@ def run_evolution(prepared: PreparedEvolution, *, progress: bool = True) -> Evol
             ensure_ray(prepared.address)
             payload_ref = ray.put(dense_payload(model, model_name, data.num_classes, data.in_channels))
             val_ref = ray.put({"x": data.x_val.cpu(), "y": data.y_val.cpu()})
-            evaluator = remote_evaluator(space.resources.cpu, space.resources.gpu, space.max_retries)
+            evaluator = remote_evaluator(space.resources, space.max_retries)
 
             state = prepared.state or EvolutionState(space.fingerprint(), new_algorithm(space))
             total = space.algorithm.generations

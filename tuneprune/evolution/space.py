@@ -70,6 +70,12 @@ class VariablesConfig(StrictModel):
         return [f"rate.{name}" for name in self.groups] or ["rate"]
 
 
+class EvolveResources(ResourcesConfig):
+    """Per Ray task; ``pack`` individuals of a generation share a task, their samples evaluated stacked."""
+
+    pack: int = Field(1, ge=1, description="individuals of a generation per Ray task (1: one task each)")
+
+
 class EvolutionSpace(StrictModel):
     """A validated evolution of Stochastic Pruning's (sigma, rate) on the accuracy-sparsity plane."""
 
@@ -81,7 +87,7 @@ class EvolutionSpace(StrictModel):
     samples: int = Field(3, ge=1, description="noisy samples k per individual; the objective is their median accuracy")
     target: TargetConfig = Field(default_factory=TargetConfig)
     reference_point: tuple[Unit, Unit] = Field((0.0, 0.0), description="(accuracy, sparsity) for the hypervolume")
-    resources: ResourcesConfig = Field(default_factory=ResourcesConfig, description="per Ray task")
+    resources: EvolveResources = Field(default_factory=EvolveResources, description="per Ray task")
     max_retries: int = Field(2, ge=0, description="Ray retries of a failing evaluation before it is recorded failed")
     fail_individuals: list[tuple[int, int]] = Field(
         default_factory=list, description="testing aid: (generation, index) pairs whose evaluation raises"

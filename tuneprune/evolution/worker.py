@@ -60,25 +60,44 @@ def rebuild(payload: dict[str, Any], device: torch.device) -> nn.Module:
     return model.to(device)
 
 
-def evaluate_individual(
-    payload: dict[str, Any], val: dict[str, torch.Tensor], individual: Individual, settings: EvalSettings
-) -> dict[str, Any]:
-    """``accuracy`` (median over the k samples), the sample ``accuracies``, ``sparsity`` (of the whole model, the
-    objective) and ``pruned_layers_sparsity`` (of the layers the rates prune), :func:`~tuneprune.stochastic.sparsities`."""
+def check_injected(individual: Individual, settings: EvalSettings) -> None:
+    """Raise :class:`InjectedFailure` for an individual the space lists in ``fail_individuals``."""
     if (individual.generation, individual.index) in settings.fail:
         raise InjectedFailure(f"injected failure of individual {individual.index} in generation {individual.generation}")
+
+
+def sample_seeds(individual: Individual, samples: int) -> list[int]:
+    """The noise seeds of the individual's ``samples`` draws: (individual seed, j) (formulas §9)."""
+    return [derive_seed(individual.seed, j) for j in range(samples)]
+
+
+def setup(payload: dict[str, Any], settings: EvalSettings) -> tuple[torch.device, nn.Module, list[tuple[str, nn.Module]], Pruner]:
+    """The task's threads and device, the dense model rebuilt there, its target layers and their pruner."""
     torch.set_num_threads(settings.threads)
     device = torch.device("cuda" if settings.use_gpu and torch.cuda.is_available() else "cpu")
     model = rebuild(payload, device)
     layers = target_layers(model, settings.target)
-    pruner = Pruner(layers, group_layers(layers, settings.groups))
-    seeds = [derive_seed(individual.seed, j) for j in range(settings.samples)]
-    x, y = val["x"].to(device), val["y"].to(device)
-    accuracies = score_samples(model, pruner, x, y, individual.sigma, individual.rates, seeds, settings.batch_size)
-    measured = sparsities(model, [module for _, module in layers], settings.target.min_size)
+    return device, model, layers, Pruner(layers, group_layers(layers, settings.groups))
+
+
+def result(accuracies: list[float], measured: dict[str, float]) -> dict[str, Any]:
+    """An evaluation's outcome from its sample accuracies and the :func:`~tuneprune.stochastic.sparsities` of its last sample."""
     return {
         "accuracy": float(np.median(accuracies)),
         "accuracies": accuracies,
         "sparsity": measured["model_sparsity"],
         "pruned_layers_sparsity": measured["pruned_layers_sparsity"],
     }
+
+
+def evaluate_individual(
+    payload: dict[str, Any], val: dict[str, torch.Tensor], individual: Individual, settings: EvalSettings
+) -> dict[str, Any]:
+    """``accuracy`` (median over the k samples), the sample ``accuracies``, ``sparsity`` (of the whole model, the
+    objective) and ``pruned_layers_sparsity`` (of the layers the rates prune), :func:`~tuneprune.stochastic.sparsities`."""
+    check_injected(individual, settings)
+    device, model, layers, pruner = setup(payload, settings)
+    x, y = val["x"].to(device), val["y"].to(device)
+    seeds = sample_seeds(individual, settings.samples)
+    accuracies = score_samples(model, pruner, x, y, individual.sigma, individual.rates, seeds, settings.batch_size)
+    return result(accuracies, sparsities(model, [module for _, module in layers], settings.target.min_size))

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from tuneprune.data import DatasetSplits, TensorLoader, load_dataset
 from tuneprune.models import create_model
 from tuneprune.packing.checkpoint import MemberState, check_resume
+from tuneprune.packing.evaluate import evaluate_stacked
 from tuneprune.packing.key import check_packable
 from tuneprune.packing.optim import PackedSGD
 from tuneprune.packing.sparsity import PackedSparsity
@@ -202,19 +203,8 @@ class PackedTrainer:
         """Each member's ``(accuracy, mean cross-entropy)`` on its own ``split`` (val or test), in eval mode."""
         xs = [getattr(d, f"x_{split}") for d in self.data]
         ys = [getattr(d, f"y_{split}") for d in self.data]
-        weights = self._forward_weights()
         batch = self.members[self.rows[0]].config.eval_batch_size
-        count = len(ys[0])
-        correct = torch.zeros(len(xs), device=self.device)
-        loss_sum = torch.zeros(len(xs), device=self.device)
-        for i in range(0, count, batch):
-            logits = self.stack.forward(weights, torch.stack([x[i : i + batch] for x in xs]), train=False)
-            for k, y in enumerate(ys):
-                target = y[i : i + batch]
-                loss_sum[k] += F.cross_entropy(logits[k], target, reduction="sum")
-                correct[k] += (logits[k].argmax(1) == target).sum()
-        n = max(count, 1)
-        return [c / n for c in correct.tolist()], [s / n for s in loss_sum.tolist()]
+        return evaluate_stacked(self.stack, self._forward_weights(), xs, ys, batch)
 
     def train_epoch(self, callbacks: Sequence[MemberCallback] = ()) -> dict[int, dict[str, float]]:
         """Train every running member for one epoch; returns (and hands to callbacks) their metrics by member index."""
