@@ -85,6 +85,11 @@ def commands(ray_address: str, dense_model: Path) -> dict[str, tuple[list[str], 
                       "--set", "grid.sparsity.target=[0.95]", "--set", "base.epochs=1"),
             "digits_demo: best trials", r"trials done\W+1/1",
         ),
+        "packed search": (
+            tuneprune("search", ROOT / "search_spaces/digits_demo.yaml", "--address", ray_address, "--num-samples", 1,
+                      "--set", "base.epochs=1", "--set", "resources.pack=2"),
+            "digits_demo: best trials", r"trials done\W+2/2",
+        ),
         "evolve": (
             tuneprune("evolve", ROOT / "search_spaces/evolve_digits.yaml", "--address", ray_address, "--checkpoint", model,
                       "--set", "algorithm.generations=1", "--set", "algorithm.pop_size=4", "--set", "samples=2"),
@@ -129,6 +134,15 @@ def test_command_as_typed_ends_with_its_full_table(name, mode, ray_address, dens
         assert "\x1b[" not in output  # no live redraws in a file
     for path in re.findall(r"^results:\s+(\S+)", output, re.MULTILINE):
         assert Path(path).is_absolute() and Path(path).is_dir()
+
+
+@pytest.mark.ray
+def test_packed_search_as_typed_shows_its_members(ray_address, dense_digits, tmp_path):
+    """A pack's members are counted one by one in the live display, and the search ends with its table."""
+    args, table_title, display = commands(ray_address, dense_digits[0])["packed search"]
+    code, output = run_in_pty(args, tmp_path)
+    assert code == 0 and "Traceback" not in output, output[-3000:]
+    assert "in packs of 2" in output and table_title in output and re.search(display, output), output[-3000:]
 
 
 def test_search_monitor_pickles_without_its_live_display(tmp_path, monkeypatch):
