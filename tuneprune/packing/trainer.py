@@ -33,7 +33,7 @@ from tuneprune.packing.stack import StackedModel
 from tuneprune.packing.threads import single_threaded
 from tuneprune.sparsity.layers import prunable_layers
 from tuneprune.training.config import RunConfig
-from tuneprune.training.loop import TrainResult, resolve_device
+from tuneprune.training.loop import TrainResult, divergence, resolve_device
 
 MemberCallback = Callable[[int, dict[str, float]], None]
 
@@ -163,13 +163,12 @@ class PackedTrainer:
         member = self.members[self.rows[position]]
         member.status, member.error = "failed", message
 
-    def _train_step(
-        self, step: int, batches: Sequence[tuple[torch.Tensor, torch.Tensor]]
-    ) -> tuple[list[int], torch.Tensor, torch.Tensor]:
-        """One optimizer step of every running member.
+    def _train_step(self, step: int, batches: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimizer step of every running member: each member's loss and its correct predictions per sample.
 
-        Returns the positions that did not diverge, each member's loss and its correct
-        predictions per sample (all positions, for the epoch's sums).
+        Nothing is read back to the host. A member whose loss is not finite trains on until
+        the epoch's end (no parameter is shared, so its NaNs stay in its own rows), where
+        :meth:`_drop_diverged` fails it, as the solo loop checks once per epoch.
         """
         x = torch.stack([xb for xb, _ in batches])
         y = torch.stack([yb for _, yb in batches])
@@ -181,22 +180,28 @@ class PackedTrainer:
         params = self.stack.parameters()
         for p in params:
             p.grad = None
-        values = losses.detach().tolist()
-        alive = [k for k, value in enumerate(values) if math.isfinite(value)]
-        for k, value in enumerate(values):
-            if not math.isfinite(value):
-                self._fail(k, f"training loss became {value} at epoch {step // self.steps_per_epoch + 1}, step {step}")
-        if alive:
-            losses[alive].sum().backward()
-        if len(alive) < len(batches):
-            self._keep(alive)
-            params = self.stack.parameters()
-        if alive:
-            with single_threaded(self.device):
-                if any(math.isfinite(c) for c in self.optimizer.clips):
-                    self.optimizer.clip(params)
-                self.optimizer.step(params, step)
-        return alive, losses.detach(), logits.detach().argmax(-1) == y
+        losses.sum().backward()
+        with single_threaded(self.device):
+            if any(math.isfinite(c) for c in self.optimizer.clips):
+                self.optimizer.clip(params)
+            self.optimizer.step(params, step)
+        return losses.detach(), logits.detach().argmax(-1) == y
+
+    def _drop_diverged(self, epoch: int, step_losses: torch.Tensor) -> list[int]:
+        """Fail the members whose loss was not finite at some step of ``epoch`` (``step_losses`` is
+        ``[steps, K]``) with the solo run's message; the positions of the others, which go on."""
+        finite = torch.isfinite(step_losses).all(dim=0)
+        if bool(finite.all()):
+            return list(range(len(self.rows)))
+        alive = []
+        for k, ok in enumerate(finite.tolist()):
+            message = None if ok else divergence(step_losses[:, k], epoch, self.steps_per_epoch)
+            if message is None:
+                alive.append(k)
+            else:
+                self._fail(k, message)
+        self._keep(alive)
+        return alive
 
     @torch.no_grad()
     def _evaluate(self, split: str) -> tuple[list[float], list[float]]:
@@ -213,15 +218,16 @@ class PackedTrainer:
         for loader in self.loaders:
             loader.set_epoch(epoch)
         iterators = [iter(loader) for loader in self.loaders]
+        step_losses = torch.empty(self.steps_per_epoch, len(self.rows), device=self.device)
         loss_sum = torch.zeros(len(self.rows), device=self.device)
         correct = torch.zeros(len(self.rows), device=self.device)
         for i in range(self.steps_per_epoch):
-            if not self.rows:
-                break
-            alive, losses, hits = self._train_step(epoch * self.steps_per_epoch + i, [next(it) for it in iterators])
-            batch = hits.shape[1]
-            loss_sum, correct = (loss_sum + losses * batch)[alive], (correct + hits.sum(1))[alive]
-            iterators = [iterators[k] for k in alive]
+            losses, hits = self._train_step(epoch * self.steps_per_epoch + i, [next(it) for it in iterators])
+            step_losses[i] = losses
+            loss_sum += losses * hits.shape[1]
+            correct += hits.sum(1)
+        alive = self._drop_diverged(epoch, step_losses)
+        loss_sum, correct = loss_sum[alive], correct[alive]
         self.epoch += 1
         if not self.rows:
             return {}

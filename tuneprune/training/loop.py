@@ -52,17 +52,17 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def _check_finite(losses: torch.Tensor, epoch: int, steps_per_epoch: int) -> None:
-    """Raise :class:`TrainingDiverged` naming the first step of the epoch whose loss was NaN or infinite.
+def divergence(losses: torch.Tensor, epoch: int, steps_per_epoch: int) -> str | None:
+    """The message naming the first step of the epoch whose loss was NaN or infinite; None when all were finite.
 
     The losses stay on the device during the epoch; this is the epoch's one read of them.
     """
     finite = torch.isfinite(losses)
     if bool(finite.all()):
-        return
+        return None
     first = int(finite.int().argmin())
     step = epoch * steps_per_epoch + first
-    raise TrainingDiverged(f"training loss became {losses[first].item()} at epoch {epoch + 1}, step {step}")
+    return f"training loss became {losses[first].item()} at epoch {epoch + 1}, step {step}"
 
 
 def _restore(path: Path, model, optimizer, lr_schedule, hooks: Sequence[TrainHook]) -> tuple[int, list]:
@@ -165,7 +165,9 @@ def train(
             lr_schedule.step()
             loss_sum += loss.detach() * len(yb)
             correct += (logits.detach().argmax(1) == yb).sum()
-        _check_finite(losses, epoch, steps_per_epoch)
+        message = divergence(losses, epoch, steps_per_epoch)
+        if message is not None:
+            raise TrainingDiverged(message)
         metrics: dict[str, float] = {"epoch": epoch + 1}
         for hook in hooks:
             hook.end_epoch()
