@@ -63,7 +63,7 @@ class PackedSparsity:
         return any(schedule is not None for schedule in self.schedules)
 
     def _masks_at(self, step: int, weights: torch.Tensor) -> PackedMasks:
-        sparsities = [0.0 if s is None else s.sparsity_at(step) for s in self.schedules]
+        sparsities = [0.0 if s is None else float(s.sparsity_at(step)) for s in self.schedules]  # host values
         return self.builder.build(weights, sparsities)
 
     def before_iteration(self, step: int, weights: torch.Tensor) -> None:

@@ -1,7 +1,7 @@
 """Early stopping of pack members: asynchronous successive halving (ASHA), one decision per member and epoch.
 
 Ray Tune's ``ASHAScheduler`` stops whole Ray trials; a pack is one Ray trial holding
-several Optuna trials, so its members ask this rule instead (formulas §10.6). It is
+several Optuna trials, so its members ask this rule instead (formulas §10.7). It is
 Ray's rule with one bracket: rungs at ``grace_period * reduction_factor^k`` epochs up to
 the trials' epochs; a member reaching a rung is recorded there, and stopped when its
 objective is below the ``(1 - 1/reduction_factor)`` quantile of the values recorded

@@ -1,4 +1,4 @@
-"""The Ray Tune function trainable of a pack: K trials of a search trained together in one actor (formulas §10.6).
+"""The Ray Tune function trainable of a pack: K trials of a search trained together in one actor (formulas §10.7).
 
 Each member is its own trial everywhere but in Ray: its own Optuna trial, its own MLflow
 child run with its per-epoch metrics, its checkpoint (in its trial directory), saved

@@ -61,7 +61,7 @@ class TrialRequest:
 
 @dataclass(frozen=True)
 class PackRequest:
-    """Trials the searcher asks one Ray actor to train together (formulas §10.6): members that share a pack key."""
+    """Trials the searcher asks one Ray actor to train together (formulas §10.7): members that share a pack key."""
 
     members: list[TrialRequest]
     context: TrialContext

@@ -88,7 +88,7 @@ class EarlyStoppingConfig(StrictModel):
 
 
 class ResourcesConfig(StrictModel):
-    """What one Ray trial actor gets; with ``pack: K`` the actor trains K trials together (formulas §10.6)."""
+    """What one Ray trial actor gets; with ``pack: K`` the actor trains K trials together (formulas §10.7)."""
 
     cpu: float = Field(1.0, gt=0.0)
     gpu: float = Field(0.0, ge=0.0)

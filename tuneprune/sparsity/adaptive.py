@@ -7,7 +7,10 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from tuneprune.config import ConfigError, load_yaml
+from tuneprune.sparsity.dispatch import Number, device_scalar, on_numpy, select
 
 REFERENCE_EPOCHS = 160
 
@@ -55,11 +58,25 @@ def preset_constants(preset: str, model_family: str = ModelFamily.RESNET) -> dic
         raise ConfigError(f"{path}: needs numbers A, B, C and D, got {data}") from None
 
 
-def _sigmoid(x: float) -> float:
-    if x >= 0:
-        return 1.0 / (1.0 + math.exp(-x))
-    e = math.exp(x)
-    return e / (1.0 + e)
+def _sigmoid(x: Number) -> Number:
+    """``1 / (1 + exp(-x))`` without overflow: ``e = exp(-|x|)``, then ``1 / (1 + e)`` for ``x >= 0``, else ``e / (1 + e)``."""
+    e = torch.exp(-x.abs()) if isinstance(x, torch.Tensor) else math.exp(-abs(x))
+    return select(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
+def _measured(mu: Number) -> Number:
+    """A stability as the update takes it: a float, or a float64 tensor on the accelerator path (not read back)."""
+    if isinstance(mu, torch.Tensor) and not on_numpy(mu):
+        return mu.detach().to(torch.float64, copy=True)
+    return float(mu)  # a number, or a tensor in CPU memory: no device sync
+
+
+def _alongside(value: Number, mu: Number) -> Number:
+    """``value`` in the form of ``mu`` (a float64 tensor on its device, or a float): one update never mixes the two.
+
+    So a restored checkpoint (floats) continues on the device exactly as an uninterrupted run.
+    """
+    return device_scalar(value, mu.device) if isinstance(mu, torch.Tensor) else float(value)
 
 
 class AdaptiveScheduler:
@@ -69,6 +86,12 @@ class AdaptiveScheduler:
     starts from ``initial_sparsity`` (formulas §9; never above ``final_sparsity``). Feed
     :meth:`step` the mean mask stability measured at each iteration; the first call only
     records the reference value.
+
+    A stability given as a number, or as a tensor in CPU memory on the CPU path, is taken
+    as a float and the update runs in Python floats. A tensor on the accelerator path
+    (:mod:`~tuneprune.sparsity.dispatch`) is never read: the same formulas run as float64
+    tensor operations on its device, the comparisons as ``torch.where``, and ``sparsity``
+    becomes a 0-dim tensor there (formulas §10.6).
     """
 
     def __init__(
@@ -78,8 +101,8 @@ class AdaptiveScheduler:
         self.final_sparsity = final_sparsity
         self.scale = REFERENCE_EPOCHS / epochs
         self.initial_sparsity = min(initial_sparsity, final_sparsity)
-        self.sparsity = self.initial_sparsity
-        self.previous_mu: float | None = None
+        self.sparsity: Number = self.initial_sparsity
+        self.previous_mu: Number | None = None
 
     @classmethod
     def preset(
@@ -95,30 +118,38 @@ class AdaptiveScheduler:
         constants = preset_constants(name, model_family)
         return cls(**constants, final_sparsity=final_sparsity, epochs=epochs, initial_sparsity=initial_sparsity)
 
-    def lambda_at(self, sparsity: float) -> float:
-        """``lambda(S) = A / (1 + exp(-C (B - S))) + D``, clipped at 0."""
-        return max(0.0, self.A * _sigmoid(self.C * (self.B - sparsity)) + self.D)
+    def lambda_at(self, sparsity: Number) -> Number:
+        """``lambda(S) = A / (1 + exp(-C (B - S))) + D``, clipped at 0 (a tensor for a tensor ``S``)."""
+        lam = self.A * _sigmoid(self.C * (self.B - sparsity)) + self.D
+        return select(lam > 0, lam, 0.0)
 
     @property
     def lam(self) -> float:
-        """lambda at the current sparsity."""
-        return self.lambda_at(self.sparsity)
+        """lambda at the current sparsity, read as a float."""
+        return float(self.lambda_at(self.sparsity))
 
-    def observe(self, mu: float) -> None:
+    def observe(self, mu: Number) -> None:
         """Record ``mu`` as the reference of the next step without changing the sparsity."""
-        self.previous_mu = float(mu)
+        self.previous_mu = _measured(mu)
 
-    def step(self, mu: float) -> float:
+    def step(self, mu: Number) -> Number:
         """Take the stability measured at this iteration; return the sparsity of the next one."""
-        if self.previous_mu is not None and mu > self.previous_mu:
-            increment = self.scale * self.lam * (mu - self.previous_mu)
-            self.sparsity = min(self.final_sparsity, self.sparsity + increment)
-        self.observe(mu)
+        mu = _measured(mu)
+        if self.previous_mu is not None:
+            sparsity, previous = _alongside(self.sparsity, mu), _alongside(self.previous_mu, mu)
+            increment = self.scale * self.lambda_at(sparsity) * (mu - previous)
+            raised = sparsity + increment
+            capped = select(raised < self.final_sparsity, raised, self.final_sparsity)
+            self.sparsity = select(mu > previous, capped, sparsity)
+        self.previous_mu = mu
         return self.sparsity
 
     def state_dict(self) -> dict[str, float | None]:
-        return {"sparsity": self.sparsity, "previous_mu": self.previous_mu}
+        """The sparsity and the reference stability as floats (read back from the device, if there)."""
+        previous = None if self.previous_mu is None else float(self.previous_mu)
+        return {"sparsity": float(self.sparsity), "previous_mu": previous}
 
     def load_state_dict(self, state: dict[str, float | None]) -> None:
         self.sparsity = float(state["sparsity"])
-        self.previous_mu = state["previous_mu"]
+        previous = state["previous_mu"]
+        self.previous_mu = None if previous is None else float(previous)

@@ -1,10 +1,12 @@
-"""Which implementation the per-iteration work of the sparse engine takes (formulas §1.4).
+"""Which implementation the per-iteration work of the sparse engine takes (formulas §1.4, §10.6).
 
 On CPU memory the NumPy path is the fastest (quickselect, SIMD ufuncs, ``count_nonzero``
 per layer; reading a CPU value is no device sync). Elsewhere the accelerator path runs:
 the radix select, one torch operation over the flat buffer, ``index_add_`` counts, with
-no read back to the host. :func:`accelerator_path` routes CPU tensors to the accelerator
-path, so that tests pin it and benchmarks count its operators on a machine without one.
+no read back to the host: values that live on the device (``S_k`` of the adaptive
+schedule, the stability ``mu_k``) stay 0-dim tensors and are branched on by
+:func:`select`. :func:`accelerator_path` routes CPU tensors to the accelerator path, so
+that tests pin it and benchmarks count its operators on a machine without one.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import torch
 
 _NUMPY_DTYPES = (torch.bool, torch.float16, torch.float32, torch.float64)
 _numpy_on_cpu = [True]
+
+Number = float | torch.Tensor
 
 
 def on_numpy(*tensors: torch.Tensor) -> bool:
@@ -31,3 +35,25 @@ def accelerator_path() -> Iterator[None]:
         yield
     finally:
         _numpy_on_cpu.pop()
+
+
+def select(condition: bool | torch.Tensor, if_true: Number, if_false: Number) -> Number:
+    """``if_true`` where ``condition`` holds, else ``if_false``.
+
+    A Python choice for a host bool; ``torch.where`` for a tensor condition, so that a value
+    living on the device is branched on without being read back.
+    """
+    if isinstance(condition, torch.Tensor):
+        return torch.where(condition, if_true, if_false)
+    return if_true if condition else if_false
+
+
+def device_scalar(value: Number, device: torch.device) -> torch.Tensor:
+    """``value`` as a 0-dim float64 tensor on ``device`` without waiting for the device.
+
+    A float becomes a fill (the value travels as a kernel argument), a tensor elsewhere a
+    non-blocking copy; a float64 tensor already there is returned as it is.
+    """
+    if isinstance(value, torch.Tensor):
+        return value.to(device=device, dtype=torch.float64, non_blocking=True)
+    return torch.full((), value, dtype=torch.float64, device=device)

@@ -34,13 +34,21 @@ class Elimination:
     def from_config(cls, config: DropConfig, final_sparsity: float) -> "Elimination":
         return cls(config.rho, final_sparsity, config.mode, config.timeframe)
 
-    def applies(self, sparsity: float) -> bool:
-        """Whether weights are eliminated at the scheduler's sparsity ``sparsity``."""
-        if self.rho <= 0 or sparsity <= 0:
-            return False
-        return self.timeframe == "from_start" or sparsity >= self.final_sparsity - _REACHED
+    def applies(self, sparsity: float | torch.Tensor) -> bool | torch.Tensor:
+        """Whether weights are eliminated at the scheduler's sparsity ``sparsity``.
 
-    def global_quantile(self, sparsity: float) -> float:
+        A bool for a float ``sparsity``; for a 0-dim tensor (the accelerator path) a 0-dim
+        bool tensor, computed without reading it (``False`` when ``rho = 0``).
+        """
+        if self.rho <= 0:
+            return False
+        started = sparsity > 0
+        if self.timeframe == "from_start":
+            return started
+        return started & (sparsity >= self.final_sparsity - _REACHED)
+
+    def global_quantile(self, sparsity: float | torch.Tensor) -> float | torch.Tensor:
+        """``rho * S_k``."""
         return self.rho * sparsity
 
     def layer_quantiles(self, layer_sparsities: torch.Tensor) -> torch.Tensor:

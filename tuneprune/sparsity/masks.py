@@ -2,8 +2,10 @@
 
 On an accelerator every step works on the flat buffers of all prunable weights at once:
 one ``abs`` pass, one selection (all layers batched), one compare, one segmented count,
-and nothing is read back to the host. On the CPU the selection, compares and counts
-run through numpy (see :mod:`~tuneprune.sparsity.kernels`).
+and nothing is read back to the host: ``S_k`` is a 0-dim tensor on the device and the
+branches on its value are ``torch.where`` (formulas §10.6). On the CPU ``S_k`` is a float
+and the selection, compares and counts run through numpy (see
+:mod:`~tuneprune.sparsity.kernels`).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
+from tuneprune.sparsity.dispatch import device_scalar, on_numpy, select
 from tuneprune.sparsity.drop import Elimination
 from tuneprune.sparsity.flat import FlatLayout
 from tuneprune.sparsity.kernels import compare_into
@@ -23,12 +26,15 @@ from tuneprune.sparsity.thresholds import FlatMagnitudes
 class Masks:
     """Masks over the prunable layers at sparsity ``S_k``; ``slot`` names the buffer that holds them.
 
-    ``thresholds`` holds T_l of every layer (the same T for all under the global mode),
-    ``eliminations`` t_l (when weights are eliminated); ``kept`` and ``eliminated`` are
-    per-layer views, in the weights' shapes, of the flat masks.
+    ``sparsity`` is a float on the CPU path, a 0-dim float64 tensor on the weights' device
+    on the accelerator path. ``thresholds`` holds T_l of every layer (the same T for all
+    under the global mode), ``eliminations`` t_l (when weights may be eliminated: on the
+    CPU path when the elimination applies at ``S_k``, on the accelerator path whenever
+    ``rho > 0``, with ``t_l = 0`` and an empty mask where it does not apply); ``kept`` and
+    ``eliminated`` are per-layer views, in the weights' shapes, of the flat masks.
     """
 
-    sparsity: float
+    sparsity: float | torch.Tensor
     slot: int
     thresholds: torch.Tensor
     kept_flat: torch.Tensor
@@ -66,19 +72,30 @@ class MaskBuilder:
         self._eliminated = layout.empty(torch.bool) if elimination.rho > 0 else None
         self._eliminated_views = layout.shaped(self._eliminated) if elimination.rho > 0 else None
 
-    def _masks(self, sparsity: float, slot: int, thresholds: torch.Tensor) -> Masks:
+    def _masks(self, sparsity: float | torch.Tensor, slot: int, thresholds: torch.Tensor) -> Masks:
         kept_flat = self._kept[slot]
         counts = self.segments.counts(kept_flat)
         return Masks(sparsity, slot, thresholds, kept_flat, counts, self._kept_views[slot])
 
-    def build(self, weights: torch.Tensor, sparsity: float, slot: int) -> Masks:
-        """Masks of the flat weight buffer ``weights`` at sparsity ``sparsity``, written into buffer ``slot`` (0 or 1)."""
+    def build(self, weights: torch.Tensor, sparsity: float | torch.Tensor, slot: int) -> Masks:
+        """Masks of the flat weight buffer ``weights`` at sparsity ``sparsity``, written into buffer ``slot`` (0 or 1).
+
+        On the CPU path ``sparsity`` is read as a float and an elimination that does not
+        apply is skipped. On the accelerator path it becomes a 0-dim float64 tensor on the
+        weights' device and is never read: the elimination quantile is ``torch.where``'d to
+        0 where it does not apply, which eliminates nothing (formulas §4, §10.6).
+        """
         magnitudes, segments = self.magnitudes, self.segments
+        on_host = on_numpy(magnitudes.flat)
+        sparsity = float(sparsity) if on_host else device_scalar(sparsity, magnitudes.flat.device)
         magnitudes.gather(weights)
-        eliminating = self.elimination.applies(sparsity)
+        applies = self.elimination.applies(sparsity)
+        eliminating = isinstance(applies, torch.Tensor) or applies
         global_elimination = eliminating and self.elimination.mode == "global"
         if self.threshold_mode == "global":
-            qs = [sparsity, self.elimination.global_quantile(sparsity)] if global_elimination else [sparsity]
+            qs = [sparsity]
+            if global_elimination:
+                qs.append(select(applies, self.elimination.global_quantile(sparsity), 0.0))
             kept_threshold, *elimination = magnitudes.global_quantiles(qs)
             thresholds = kept_threshold.expand(segments.count)
         else:
@@ -92,7 +109,8 @@ class MaskBuilder:
             compare_into("lt", magnitudes.flat, elimination[0], segments, self._eliminated)
         else:
             layer_sparsities = 1.0 - masks.kept_counts / self.layer_sizes
-            eliminations = magnitudes.layer_quantiles(self.elimination.layer_quantiles(layer_sparsities))
+            quantiles = select(applies, self.elimination.layer_quantiles(layer_sparsities), 0.0)
+            eliminations = magnitudes.layer_quantiles(quantiles)
             compare_into("lt", magnitudes.flat, eliminations, segments, self._eliminated)
         return replace(
             masks,
@@ -102,7 +120,7 @@ class MaskBuilder:
             eliminated=self._eliminated_views,
         )
 
-    def restore(self, kept_flat: torch.Tensor, sparsity: float, slot: int) -> Masks:
+    def restore(self, kept_flat: torch.Tensor, sparsity: float | torch.Tensor, slot: int) -> Masks:
         """Masks holding a saved kept mask (for the stability of the next iteration)."""
         self._kept[slot].copy_(kept_flat)
         return self._masks(sparsity, slot, torch.zeros(self.segments.count, device=self.segments.device))

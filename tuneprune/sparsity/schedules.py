@@ -36,11 +36,14 @@ class Schedule(Protocol):
 
     ``observe(step, stability)`` receives the mask stability ``mu_k`` of iteration ``step``
     as a 0-dim tensor on the weights' device: a schedule that ignores it costs no host read.
+    ``sparsity_at`` returns a float, or a 0-dim tensor when ``S_k`` depends on values that
+    live on the device (the adaptive schedule on the accelerator path, formulas §10.6): the
+    caller reads it only where it needs the value on the host.
     ``lam`` is the adaptive scheduler's lambda (0 for the others, reported per epoch);
     ``state_dict``/``load_state_dict`` make it part of a checkpoint.
     """
 
-    def sparsity_at(self, step: int) -> float:
+    def sparsity_at(self, step: int) -> float | torch.Tensor:
         """``S_k`` for iteration ``step``."""
         ...
 
@@ -101,14 +104,15 @@ class AdaptiveSchedule:
 
     The stability measured at iteration k sets the sparsity of iteration k + 1; during the
     warm-up it is only recorded, so the first adaptive step compares with the last warm-up
-    iteration.
+    iteration. After the warm-up ``S_k`` is the scheduler's: a 0-dim tensor on the device
+    of the stabilities on the accelerator path, never read there (formulas §10.6).
     """
 
     def __init__(self, scheduler: AdaptiveScheduler, warmup_steps: float = 0.0) -> None:
         self.scheduler = scheduler
         self.warmup_steps = warmup_steps
 
-    def sparsity_at(self, step: int) -> float:
+    def sparsity_at(self, step: int) -> float | torch.Tensor:
         if step < self.warmup_steps:
             return cubic_sparsity(step, self.scheduler.initial_sparsity, 0, self.warmup_steps)
         return self.scheduler.sparsity
@@ -118,11 +122,10 @@ class AdaptiveSchedule:
         return self.scheduler.lam
 
     def observe(self, step: int, stability: torch.Tensor | float) -> None:
-        mu = float(stability)
         if step + 1 < self.warmup_steps:
-            self.scheduler.observe(mu)
+            self.scheduler.observe(stability)
         else:
-            self.scheduler.step(mu)
+            self.scheduler.step(stability)
 
     def state_dict(self) -> dict[str, Any]:
         return self.scheduler.state_dict()

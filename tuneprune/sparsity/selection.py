@@ -74,8 +74,9 @@ def segmented_quantiles(values: torch.Tensor, segments: Segments, q: float | tor
 
     Linear interpolation between the order statistics ``x_(r)`` and ``x_(r+1)`` at
     ``q * (n_l - 1)``, as ``torch.quantile`` does (positions in float64); ``q <= 0`` gives
-    0 (nothing pruned). ``q`` is one float for every segment or a tensor of one per
-    segment on ``values``' device. Returns one value per segment, in ``values``' dtype.
+    0 (nothing pruned). ``q`` is one value for every segment (a float, or a 0-dim tensor
+    such as ``S_k`` on the accelerator path, formulas §10.6) or a tensor of one per segment,
+    on ``values``' device. Returns one value per segment, in ``values``' dtype.
     """
     q = torch.as_tensor(q, dtype=torch.float64, device=values.device).expand(segments.count)
     position = q.clamp(min=0.0) * (segments.lengths - 1)

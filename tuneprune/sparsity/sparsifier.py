@@ -34,7 +34,10 @@ class Sparsifier:
     before and build the optimizer after the Sparsifier: it trains the dense weights
     (``parametrizations.weight.original``), which it moves into one flat buffer on that
     device (each keeps its identity and becomes a view of the buffer), so that the
-    per-iteration work is a few passes over that buffer rather than a few per layer.
+    per-iteration work is a few passes over that buffer rather than a few per layer. On the
+    accelerator path :meth:`before_iteration` reads nothing back to the host (``S_k``,
+    ``mu_k`` and all derived from them stay tensors on the device, formulas §10.6); values
+    are read at :meth:`end_epoch`, :meth:`metrics` and :meth:`state_dict`.
     """
 
     def __init__(
@@ -90,31 +93,44 @@ class Sparsifier:
             min_size=config.min_size,
         )
 
-    def _apply(self, sparsity: float, slot: int) -> Masks:
-        """Compute the masks at ``sparsity`` and install ``P_T`` and the gradient scale ``m`` (formulas §1.2, §1.3)."""
+    def _apply(self, sparsity: float | torch.Tensor, slot: int) -> Masks:
+        """Compute the masks at ``sparsity`` and install ``P_T`` and the gradient scale ``m`` (formulas §1.2, §1.3).
+
+        ``S_k = 0`` prunes nothing: ``w`` itself, ``m = 1``. On the CPU path that is a Python
+        branch on the float; on the accelerator path ``S_k > 0`` stays a 0-dim tensor that
+        selects between the two inside the forward pass and the scale (formulas §10.6).
+        """
         masks = self._builder.build(self._flat, sparsity, slot)
         thetas = self.theta_policy.layer_thetas(masks.kept_counts / self._builder.layer_sizes)
         self._current, self._thetas = masks, thetas
-        if sparsity <= 0:
+        active = masks.sparsity > 0 if isinstance(masks.sparsity, torch.Tensor) else None
+        if active is None and masks.sparsity <= 0:
             self._ste.clear()
             return masks
         segments = self._layout.segments
         threshold = masks.thresholds[0] if self.threshold == "global" else segments.spread(masks.thresholds)
-        self._ste.set(threshold, self._gradient_scale(masks, thetas, slot))
+        self._ste.set(threshold, self._gradient_scale(masks, thetas, slot, active), active)
         return masks
 
-    def _gradient_scale(self, masks: Masks, thetas: float | torch.Tensor, slot: int) -> list[torch.Tensor] | None:
-        """``m`` per layer: 1 where kept, theta where pruned, 0 where eliminated (formulas §1.3); ``None`` when all ones."""
+    def _gradient_scale(
+        self, masks: Masks, thetas: float | torch.Tensor, slot: int, active: torch.Tensor | None
+    ) -> list[torch.Tensor] | None:
+        """``m`` per layer: 1 where kept, theta where pruned, 0 where eliminated (formulas §1.3); ``None`` when all ones.
+
+        ``active`` (accelerator path): where ``S_k > 0`` is False, theta is replaced by 1
+        (nothing is eliminated at ``S_k = 0``), so ``m`` is all ones as the CPU path's.
+        """
         if masks.eliminated_flat is None and not isinstance(thetas, torch.Tensor) and thetas == 1.0:
             return None
         if not self._scale_buffers:
             self._scale_buffers = [self._layout.empty() for _ in range(2)]
             self._scale_views = [self._layout.shaped(buffer) for buffer in self._scale_buffers]
         scale = self._scale_buffers[slot]
-        if isinstance(thetas, torch.Tensor):
-            pruned = self._layout.segments.spread(thetas.to(scale.dtype))
-        else:
-            pruned = scale.new_full((), thetas)
+        pruned = thetas.to(scale.dtype) if isinstance(thetas, torch.Tensor) else scale.new_full((), thetas)
+        if active is not None:
+            pruned = torch.where(active, pruned, 1.0)
+        if pruned.dim():
+            pruned = self._layout.segments.spread(pruned)
         torch.where(masks.kept_flat, scale.new_ones(()), pruned, out=scale)
         if masks.eliminated_flat is not None:
             scale.masked_fill_(masks.eliminated_flat, 0.0)
@@ -166,22 +182,23 @@ class Sparsifier:
         if masks is None:
             raise RuntimeError("no masks yet: call before_iteration() or end_epoch() first")
         total = sum(self._builder.sizes)
+        sparsity_k = float(masks.sparsity)
         return {
-            "sparsity_k": masks.sparsity,
+            "sparsity_k": sparsity_k,
             "sparsity": 1.0 - float(masks.kept_counts.sum()) / total,
             "theta": float(self._theta_tensor().mean()),
             "mask_stability": self._epoch_stabilities[-1] if self._epoch_stabilities else 1.0,
             "mean_mask_stability": self.mean_mask_stability,
             "lambda": self.schedule.lam,
-            "eliminated": float(self._zero_gradient_counts(masks).sum()) / total,
+            "eliminated": float(self._zero_gradient_counts(masks, sparsity_k).sum()) / total,
         }
 
     def _theta_tensor(self) -> torch.Tensor:
         return torch.as_tensor(self._thetas, dtype=torch.float32).expand(len(self.names))
 
-    def _zero_gradient_counts(self, masks: Masks) -> torch.Tensor:
+    def _zero_gradient_counts(self, masks: Masks, sparsity_k: float) -> torch.Tensor:
         """Per layer: eliminated weights plus pruned ones of layers whose theta is 0 (formulas §1.3)."""
-        if masks.sparsity <= 0:
+        if sparsity_k <= 0:
             return torch.zeros(len(self.names))
         eliminated = masks.eliminated_counts
         if eliminated is None:
@@ -210,9 +227,9 @@ class Sparsifier:
             "stability_count": self._stability_count,
             "epoch_stabilities": list(self._epoch_stabilities),
             "schedule": self.schedule.state_dict(),
-            "sparsity": self._current.sparsity if self._current is not None else None,
+            "sparsity": float(self._current.sparsity) if self._current is not None else None,
             "previous_kept": self._previous.kept_flat.clone() if self._previous is not None else None,
-            "previous_sparsity": self._previous.sparsity if self._previous is not None else None,
+            "previous_sparsity": float(self._previous.sparsity) if self._previous is not None else None,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:

@@ -25,7 +25,10 @@ class _FlatStraightThrough(torch.autograd.Function):
     def forward(ctx, owner: "FlatThreshold", *weights: torch.Tensor) -> tuple[torch.Tensor, ...]:
         ctx.set_materialize_grads(False)
         ctx.scales = owner.scales
-        return tuple(owner.layout.shaped(threshold_operator(owner.flat, owner.threshold, owner.p)))
+        thresholded = threshold_operator(owner.flat, owner.threshold, owner.p)
+        if owner.active is not None:
+            thresholded = torch.where(owner.active, thresholded, owner.flat)
+        return tuple(owner.layout.shaped(thresholded))
 
     @staticmethod
     def backward(ctx, *grads: torch.Tensor | None):
@@ -53,13 +56,21 @@ class FlatThreshold:
         self.layout, self.flat, self.weights, self.p = layout, flat, list(weights), p
         self.threshold: torch.Tensor | None = None
         self.scales: list[torch.Tensor] | None = None
+        self.active: torch.Tensor | None = None
         self._pieces: list[torch.Tensor | None] = [None] * len(self.weights)
         self._versions: list[int] = []
         self._grad_mode = False
 
-    def set(self, threshold: torch.Tensor, scales: list[torch.Tensor] | None) -> None:
-        """T (0-dim, or one per weight of the flat buffer) and ``m`` per layer (``None``: all ones)."""
-        self.threshold, self.scales = threshold, scales
+    def set(
+        self, threshold: torch.Tensor | None, scales: list[torch.Tensor] | None, active: torch.Tensor | None = None
+    ) -> None:
+        """T (0-dim, or one per weight of the flat buffer) and ``m`` per layer (``None``: all ones).
+
+        ``active``, on the accelerator path, is ``S_k > 0`` as a 0-dim bool tensor: where
+        it is False the forward gives ``w`` itself, as after :meth:`clear`, without the
+        host reading it (``m`` must then be all ones).
+        """
+        self.threshold, self.scales, self.active = threshold, scales, active
         self._pieces = [None] * len(self.weights)
 
     def clear(self) -> None:

@@ -111,8 +111,8 @@ class FlatMagnitudes:
         np.copyto(array, self.flat.numpy())
         return array
 
-    def global_quantiles(self, qs: Sequence[float]) -> list[torch.Tensor]:
-        """Quantiles ``qs`` over all magnitudes (0-dim tensors)."""
+    def global_quantiles(self, qs: Sequence[float | torch.Tensor]) -> list[torch.Tensor]:
+        """Quantiles ``qs`` over all magnitudes (0-dim tensors); floats on the CPU path, floats or 0-dim tensors elsewhere."""
         if on_numpy(self.flat):
             return _partition_quantiles(self._scratch_copy(), qs, self.flat.dtype)
         return [segmented_quantiles(self.flat, self._whole, q)[0] for q in qs]

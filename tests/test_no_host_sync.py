@@ -1,0 +1,212 @@
+"""No value is read back to the host inside an epoch of sparse training on the accelerator path (formulas §10.6).
+
+small_cnn trains on digits through :func:`tuneprune.training.train` under
+:func:`accelerator_path` (CPU tensors taking the accelerator's algorithm) in every
+combination of scheduler, threshold mode and elimination, the theta policies in turn.
+Every ``torch.Tensor`` method that reads a value to the host is wrapped to record its
+calls; a hook placed before the Sparsifier opens a new window at each iteration, so the
+window of iteration k holds every read from its ``before_iteration`` to the next one: the
+sparse engine's hooks, forward, backward, gradient clipping, optimizer and LR steps and
+the loader's next batch. Those windows must be empty. The last window of an epoch also
+holds the epoch-end reads (the loss check, the metrics), which are allowed and show that
+the recording works. On a CUDA machine the same run is also checked by CUDA's own
+synchronisation detector.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import traceback
+import warnings
+from typing import Any
+
+import pytest
+import torch
+
+from tuneprune.data import load_dataset
+from tuneprune.sparsity import AdaptiveScheduler
+from tuneprune.sparsity.dispatch import accelerator_path
+from tuneprune.training import RunConfig, train
+
+READERS = (
+    "item",
+    "tolist",
+    "numpy",
+    "cpu",
+    "__float__",
+    "__int__",
+    "__index__",
+    "__bool__",
+    "__complex__",
+    "__array__",
+    "__format__",
+    "__repr__",
+)
+SCHEDULERS = {
+    "cubic": {"type": "cubic", "end_fraction": 0.5},
+    "adaptive": {"type": "adaptive", "preset": "lambda1", "initial_sparsity": 0.5, "warmup_epochs": 0.5},
+}
+DROPS = {
+    "off": {},
+    "global-start": {"rho": 0.5, "mode": "global", "timeframe": "from_start"},
+    "global-after": {"rho": 0.5, "mode": "global", "timeframe": "after_target"},
+    "layer-start": {"rho": 0.5, "mode": "layer", "timeframe": "from_start"},
+    "layer-after": {"rho": 0.5, "mode": "layer", "timeframe": "after_target"},
+}
+THETAS = {
+    "feather": {"policy": "feather"},
+    "constant": {"policy": "constant", "value": 0.5},
+    "logdensity-layer": {"policy": "log_density", "mode": "layer", "alpha": 0.1},
+    "logdensity-global": {"policy": "log_density", "mode": "global", "alpha": 0.1, "theta_min": 0.05},
+}
+COMBINATIONS = [
+    case
+    for case in itertools.product(SCHEDULERS, ["global", "layer"], DROPS)
+    if not (case[1] == "layer" and case[2].startswith("global"))  # refused (formulas §4)
+]
+CASES = [(*case, theta) for case, theta in zip(COMBINATIONS, itertools.cycle(THETAS))]  # each theta policy in turn
+EPOCHS, BATCH_SIZE = 2, 512  # 3 iterations per epoch: two full windows each
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+
+class HostReads:
+    """Records, while ``recording``, every call of a :data:`READERS` method of ``torch.Tensor`` and where it came from."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.recording = False
+        self.calls: list[str] = []
+        for name in READERS:
+            monkeypatch.setattr(torch.Tensor, name, self._recorded(name, getattr(torch.Tensor, name)))
+
+    def _recorded(self, name: str, method: Any) -> Any:
+        def reader(tensor: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+            if self.recording:
+                caller = traceback.extract_stack(limit=2)[0]
+                self.calls.append(f"Tensor.{name} from {caller.filename}:{caller.lineno} ({caller.name})")
+            return method(tensor, *args, **kwargs)
+
+        return reader
+
+
+class IterationWindows:
+    """A train hook that opens a window of host reads (and CUDA sync warnings) at every iteration."""
+
+    def __init__(self, reads: HostReads, syncs: list[warnings.WarningMessage]) -> None:
+        self.reads, self.syncs = reads, syncs
+        self.epochs: list[list[list[str]]] = []
+        self._opened: tuple[int, int] | None = None
+
+    def _close(self) -> None:
+        if self._opened is not None:
+            reads, syncs = self._opened
+            window = self.reads.calls[reads:] + [f"CUDA sync: {w.message}" for w in self.syncs[syncs:]]
+            self.epochs[-1].append(window)
+        self._opened = None
+
+    def before_iteration(self) -> None:
+        if self._opened is None:
+            self.epochs.append([])
+        self._close()
+        self._opened = (len(self.reads.calls), len(self.syncs))
+        self.reads.recording = True
+
+    def after_backward(self) -> None:
+        """Nothing: the window runs on to the next iteration."""
+
+    def end_epoch(self) -> None:
+        """Close the epoch's last window (it holds the epoch-end reads too) and stop recording."""
+        self._close()
+        self.reads.recording = False
+
+    def metrics(self) -> dict[str, float]:
+        return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Nothing to restore."""
+
+
+@contextlib.contextmanager
+def cuda_sync_warnings(device: str):
+    """CUDA's synchronisation detector in warning mode, its warnings collected (nothing off CUDA)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        if device == "cuda":
+            torch.cuda.set_sync_debug_mode("warn")
+        try:
+            yield caught
+        finally:
+            if device == "cuda":
+                torch.cuda.set_sync_debug_mode("default")
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset(RunConfig(model="small_cnn", dataset="digits"))
+
+
+DEVICES = [
+    "accelerator-path",
+    pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")),
+]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("scheduler, threshold, drop, theta", CASES, ids=["-".join(case) for case in CASES])
+def test_no_host_read_between_iterations(scheduler, threshold, drop, theta, device, digits, monkeypatch):
+    sparsity = {
+        "target": 0.9,
+        "threshold": threshold,
+        "theta": THETAS[theta],
+        "scheduler": SCHEDULERS[scheduler],
+        "drop": DROPS[drop],
+    }
+    config = RunConfig(
+        model="small_cnn",
+        dataset="digits",
+        epochs=EPOCHS,
+        batch_size=BATCH_SIZE,
+        device="cpu" if device == "accelerator-path" else "cuda",
+        sparsity=sparsity,
+    )
+    reads = HostReads(monkeypatch)
+    path = accelerator_path() if device == "accelerator-path" else contextlib.nullcontext()
+    with path, cuda_sync_warnings(device) as syncs:
+        windows = IterationWindows(reads, syncs)
+        result = train(config, data=digits, hooks=[windows])
+
+    assert [len(epoch) for epoch in windows.epochs] == [3] * EPOCHS
+    for epoch in windows.epochs:
+        for window in epoch[:-1]:
+            assert window == []
+        assert any("divergence" in call for call in epoch[-1])  # the epoch-end reads are seen
+    assert result.final["sparsity"] > 0.5
+    if DROPS[drop]:
+        assert result.final["eliminated"] > 0  # the elimination ran, and applied by the end
+
+
+def test_adaptive_update_on_tensors_reads_nothing_and_follows_the_float_one(monkeypatch):
+    """formulas §3 as tensor operations (accelerator path) against the float update, and the checkpoint of the former."""
+    stabilities = [torch.tensor(mu) for mu in (0.90, 0.95, 0.95, 0.93, 0.97, 0.97, 0.96, 0.99, 0.80, 0.85, 0.999, 0.5)]
+    on_floats, on_tensors, restored = (
+        AdaptiveScheduler(0.5, 0.8, 20, -0.01, final_sparsity=0.95, epochs=20, initial_sparsity=0.5) for _ in range(3)
+    )
+    expected = [on_floats.step(float(mu)) for mu in stabilities]
+    reads = HostReads(monkeypatch)
+    with accelerator_path():
+        reads.recording = True
+        got = [on_tensors.step(mu) for mu in stabilities]
+        reads.recording = False
+    assert reads.calls == []
+    assert all(isinstance(s, torch.Tensor) and s.dtype == torch.float64 for s in got[1:])
+    assert [float(s) for s in got] == pytest.approx(expected, rel=1e-14, abs=0)
+    assert expected[-1] == 0.95 and len(set(expected)) > 3  # it rose, plateaued and reached the target
+
+    restored.load_state_dict(on_tensors.state_dict())
+    assert (restored.sparsity, restored.previous_mu) == (float(got[-1]), float(stabilities[-1]))
+    with accelerator_path():
+        assert [float(restored.step(mu)) for mu in stabilities[:3]] == [float(on_tensors.step(mu)) for mu in stabilities[:3]]
