@@ -83,6 +83,12 @@ def test_training_is_pure_pytorch():
     assert violations("training", ("ray", "mlflow"), allowed_units=None, forbidden_units=forbidden) == []
 
 
+def test_packing_is_pure_pytorch_like_training():
+    """Packed trials are the training loop for K trials: the search and the evolution use them, never the reverse."""
+    forbidden = {"tracking", "relevance", "search", "runs", "evolution", "stochastic", "reports", "cli"}
+    assert violations("packing", THIRD_PARTY_SERVICES, allowed_units=None, forbidden_units=forbidden) == []
+
+
 def subpackage_graph() -> dict[str, set[str]]:
     graph: dict[str, set[str]] = defaultdict(set)
     for path in PACKAGE.rglob("*.py"):
