@@ -22,7 +22,6 @@ import torch
 
 from tuneprune.config import validate
 from tuneprune.packing import PackedTrainer, check_packable, train_packed
-from tuneprune.packing.quantiles import PartitionSelection, SortedSelection
 from tuneprune.sparsity import prunable_sparsity
 from tuneprune.training import RunConfig, TrainingDiverged, train
 
@@ -145,25 +144,6 @@ def test_a_stopped_member_keeps_its_epochs_and_the_others_go_on_as_alone():
     assert_same_history(members[1].history, list(solo(configs[1])[0])[:1])
     for k in (0, 2):
         assert_same_history(members[k].history, list(solo(configs[k])[0]))
-
-
-@pytest.mark.parametrize("selection", ["sorted", "partition"])
-def test_batched_quantiles_equal_torch_quantile(selection):
-    generator = torch.Generator().manual_seed(0)
-    sizes = [7, 130, 1, 64]
-    magnitudes = torch.rand(3, sum(sizes), generator=generator)
-    magnitudes[1, :7] = 0.25  # ties
-    segment_ids = torch.repeat_interleave(torch.arange(len(sizes)), torch.tensor(sizes))
-    chooser = SortedSelection(magnitudes, sizes, segment_ids) if selection == "sorted" else PartitionSelection(magnitudes, sizes)
-    qs = [0.0, 0.37, 0.999]
-    expected = torch.stack([torch.quantile(row, q) if q > 0 else torch.zeros(()) for row, q in zip(magnitudes, qs)])
-    assert torch.equal(chooser.global_quantiles(qs)[:, 0], expected)
-    layer_qs = [[0.5, 0.1, 0.9, 0.0], [0.25, 0.75, 0.3, 0.66], [0.0, 0.0, 0.0, 0.01]]
-    segments = magnitudes.split(sizes, dim=1)
-    expected = torch.tensor(
-        [[float(torch.quantile(segments[l][k], q)) if q > 0 else 0.0 for l, q in enumerate(row)] for k, row in enumerate(layer_qs)]
-    )
-    assert torch.equal(chooser.layer_quantiles(layer_qs), expected)
 
 
 def test_trials_that_cannot_share_a_pack_are_refused():

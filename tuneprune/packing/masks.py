@@ -1,8 +1,10 @@
 """The masks of K pack members at one iteration: T, t, kept, eliminated, theta (formulas §1.3, §1.4, §2, §4).
 
 Every member's prunable weights are one row of a ``[K, N]`` matrix (layers as ``L``
-consecutive segments). Thresholds of all members come from one batched selection
-(:mod:`tuneprune.packing.quantiles`); the rules of each member (threshold mode, theta
+consecutive segments). Its flat ``[K * N]`` view is cut into segments
+(:class:`~tuneprune.packing.segments.RowSegments`: a member's row, or its layers), so the
+solo engine's selection (radix select on accelerators, partition on the CPU), compares
+and counts serve all members at once; the rules of each member (threshold mode, theta
 policy, elimination) are the solo engine's own objects.
 """
 
@@ -13,9 +15,11 @@ from dataclasses import dataclass, fields, replace
 
 import torch
 
-from tuneprune.packing.quantiles import select
+from tuneprune.packing.segments import RowSegments
 from tuneprune.sparsity.drop import Elimination
+from tuneprune.sparsity.kernels import compare_into
 from tuneprune.sparsity.theta import ConstantTheta, LogDensityTheta, ThetaPolicy
+from tuneprune.sparsity.thresholds import FlatMagnitudes
 
 
 @dataclass(frozen=True)
@@ -63,24 +67,45 @@ class PackedMasks:
 
 
 class PackedMaskBuilder:
-    """Builds :class:`PackedMasks` from the ``[K, N]`` weights; ``rules[k]`` is None for a dense member."""
+    """Builds :class:`PackedMasks` from the ``[K, N]`` weights; ``rules[k]`` is None for a dense member.
+
+    Three cuts of the flat view: by member and layer (counts, theta), by threshold mode
+    (T, formulas §1.4) and by elimination mode (t, formulas §4); a dense member's row is
+    one segment with quantile 0.
+    """
 
     def __init__(self, sizes: Sequence[int], rules: Sequence[MemberRule | None], device: torch.device) -> None:
         self.sizes = list(sizes)
+        self.device = device
         self.layer_sizes = torch.tensor(self.sizes, dtype=torch.long, device=device)
-        self.segment_ids = torch.repeat_interleave(torch.arange(len(self.sizes), device=device), self.layer_sizes)
-        self.rules = list(rules)
+        self._arrange(list(rules))
+
+    def _arrange(self, rules: list[MemberRule | None]) -> None:
+        """Use ``rules``; the cuts and the magnitudes' buffers follow at the next :meth:`build`."""
+        self.rules = rules
+        self.magnitudes: FlatMagnitudes | None = None
+
+    def _prepare(self, dtype: torch.dtype) -> None:
+        """The three cuts (equal ones shared) and the magnitudes' buffers for the current rules."""
+        cuts: dict[tuple[bool, ...], RowSegments] = {}
+
+        def cut(split: list[bool]) -> RowSegments:
+            if tuple(split) not in cuts:
+                cuts[tuple(split)] = RowSegments(self.sizes, split, self.device)
+            return cuts[tuple(split)]
+
+        rules = self.rules
+        self.layers = cut([True] * len(rules))
+        self.thresholds = cut([rule is not None and rule.threshold_mode == "layer" for rule in rules])
+        self.eliminations = cut([rule is not None and rule.elimination.mode == "layer" for rule in rules])
+        self.magnitudes = FlatMagnitudes(self.thresholds.segments, dtype)
 
     def keep(self, rows: Sequence[int]) -> None:
-        self.rules = [self.rules[i] for i in rows]
-
-    def _per_weight(self, per_layer: torch.Tensor, uniform: bool) -> torch.Tensor:
-        """``[K, L]`` values as ``[K, 1]`` when every row is constant over layers, else ``[K, N]``."""
-        return per_layer[:, :1] if uniform else per_layer.repeat_interleave(self.layer_sizes, dim=1)
+        self._arrange([self.rules[i] for i in rows])
 
     def layer_counts(self, flags: torch.Tensor) -> torch.Tensor:
         """``[K, L]`` number of True entries of each member in each layer."""
-        return torch.stack([segment.sum(1) for segment in flags.split(self.sizes, dim=1)], dim=1)
+        return self.layers.segments.counts(flags.reshape(-1)).view(len(self.rules), len(self.sizes))
 
     def _thetas(self, densities: torch.Tensor) -> torch.Tensor:
         """``[K, L]`` theta of each member's layers by its own policy (formulas §2); 1 for dense members."""
@@ -93,55 +118,57 @@ class PackedMaskBuilder:
                 rows.append(torch.as_tensor(thetas, dtype=row.dtype, device=row.device).expand_as(row))
         return torch.stack(rows)
 
+    def _compare(self, op: str, per_segment: torch.Tensor, cut: RowSegments) -> torch.Tensor:
+        """``[K, N]`` ``|w| op threshold`` of each weight's segment (``gt`` or ``lt``)."""
+        flags = torch.empty(self.magnitudes.flat.shape, dtype=torch.bool, device=self.device)
+        compare_into(op, self.magnitudes.flat, per_segment, cut.segments, flags)
+        return flags.view(cut.shape)
+
     def build(self, weights: torch.Tensor, sparsities: Sequence[float]) -> PackedMasks:
-        """Masks of every member at its own sparsity ``sparsities[k]`` (formulas §1.4)."""
-        magnitudes = weights.detach().abs()
-        n_layers = len(self.sizes)
-        selection = select(magnitudes, self.sizes, self.segment_ids)
-        layer_rows = [rule is not None and rule.threshold_mode == "layer" for rule in self.rules]
-        global_qs = [0.0 if layer else s for s, layer in zip(sparsities, layer_rows)]
-        thresholds = selection.global_quantiles(global_qs).expand(-1, n_layers)
-        if any(layer_rows):
-            layer_qs = [[s if layer else 0.0] * n_layers for s, layer in zip(sparsities, layer_rows)]
-            rows = torch.tensor(layer_rows, device=weights.device)[:, None]
-            thresholds = torch.where(rows, selection.layer_quantiles(layer_qs), thresholds)
-        thresholds = self._per_weight(thresholds, not any(layer_rows))
-        kept = magnitudes > thresholds
+        """Masks of every member at its own sparsity ``sparsities[k]`` (formulas §1.4), one selection for all."""
+        if self.magnitudes is None:
+            self._prepare(weights.dtype)
+        self.magnitudes.gather(weights.reshape(-1))
+        qs = [0.0 if rule is None else s for rule, s in zip(self.rules, sparsities)]
+        table = torch.tensor(qs, dtype=torch.float64, device=self.device)[:, None]
+        thresholds = self.magnitudes.layer_quantiles(self.thresholds.from_table(table))
+        kept = self._compare("gt", thresholds, self.thresholds)
         kept_counts = self.layer_counts(kept)
         thetas = self._thetas(kept_counts / self.layer_sizes)
         uniform_theta = all(rule is None or rule.uniform_theta for rule in self.rules)
         active = [rule is not None and s > 0 for rule, s in zip(self.rules, sparsities)]
         masks = PackedMasks(
             list(sparsities),
-            torch.tensor(active, device=weights.device)[:, None],
-            thresholds,
+            torch.tensor(active, device=self.device)[:, None],
+            self.thresholds.per_weight(thresholds),
             kept,
             kept_counts,
             thetas,
-            self._per_weight(thetas, uniform_theta),
+            thetas[:, :1] if uniform_theta else self.layers.per_weight(thetas.reshape(-1)),
         )
-        eliminated = self._eliminated(magnitudes, selection, masks)
-        if eliminated is None:
+        if not any(rule is not None and rule.elimination.applies(s) for rule, s in zip(self.rules, sparsities)):
             return masks
+        eliminated = self._eliminated(masks)
         return replace(masks, eliminated=eliminated, eliminated_counts=self.layer_counts(eliminated))
 
-    def _eliminated(self, magnitudes: torch.Tensor, selection, masks: PackedMasks) -> torch.Tensor | None:
-        """``|w| < t`` for the members whose elimination applies at their S_k (formulas §4), else None."""
-        applies = [rule is not None and rule.elimination.applies(s) for rule, s in zip(self.rules, masks.sparsities)]
-        if not any(applies):
-            return None
-        n_layers = len(self.sizes)
-        layer_sparsities = (1.0 - masks.kept_counts / self.layer_sizes).tolist()
-        global_qs, layer_qs, layer_rows = [], [], []
-        for rule, s, applied, row in zip(self.rules, masks.sparsities, applies, layer_sparsities):
-            by_network = applied and rule.elimination.mode == "global"
-            global_qs.append(rule.elimination.global_quantile(s) if by_network else 0.0)
-            by_segment = applied and not by_network
-            layer_qs.append(rule.elimination.layer_quantiles(torch.tensor(row)).tolist() if by_segment else [0.0] * n_layers)
-            layer_rows.append(by_segment)
-        cutoffs = selection.global_quantiles(global_qs).expand(-1, n_layers)
-        if any(layer_rows):
-            per_layer = selection.layer_quantiles(layer_qs)
-            rows = torch.tensor(layer_rows, device=magnitudes.device)[:, None]
-            cutoffs = torch.where(rows, per_layer, cutoffs)
-        return magnitudes < self._per_weight(cutoffs, not any(layer_rows))
+    def _eliminated(self, masks: PackedMasks) -> torch.Tensor:
+        """``|w| < t`` with each member's t, or t_l of the sparsities its layers reached (formulas §4); one selection."""
+        table = torch.stack(
+            [
+                _elimination_quantiles(rule.elimination if rule else None, s, counts, self.layer_sizes)
+                for rule, s, counts in zip(self.rules, masks.sparsities, masks.kept_counts)
+            ]
+        )
+        cutoffs = self.magnitudes.layer_quantiles(self.eliminations.from_table(table), self.eliminations.segments)
+        return self._compare("lt", cutoffs, self.eliminations)
+
+
+def _elimination_quantiles(
+    elimination: Elimination | None, sparsity: float, kept_counts: torch.Tensor, layer_sizes: torch.Tensor
+) -> torch.Tensor:
+    """The quantile of t per layer (float64): ``rho S_k`` (global), ``rho S_{l,k}`` (layer), 0 where none applies."""
+    if elimination is None or not elimination.applies(sparsity):
+        return kept_counts.new_zeros(kept_counts.shape, dtype=torch.float64)
+    if elimination.mode == "global":
+        return kept_counts.new_full(kept_counts.shape, elimination.global_quantile(sparsity), dtype=torch.float64)
+    return elimination.layer_quantiles(kept_counts, layer_sizes)

@@ -51,6 +51,9 @@ class Elimination:
         """``rho * S_k``."""
         return self.rho * sparsity
 
-    def layer_quantiles(self, layer_sparsities: torch.Tensor) -> torch.Tensor:
-        """``rho * S_{l,k}`` per layer, in float64 on the sparsities' device (no host sync)."""
-        return layer_sparsities.double() * self.rho
+    def layer_quantiles(self, kept_counts: torch.Tensor, layer_sizes: torch.Tensor) -> torch.Tensor:
+        """``rho * S_{l,k}`` per layer, ``S_{l,k} = 1 - kept_l / n_l`` the sparsity layer l reached under T.
+
+        In float64 on the counts' device (no host sync).
+        """
+        return (1.0 - kept_counts / layer_sizes).double() * self.rho

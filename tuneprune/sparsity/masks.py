@@ -108,9 +108,8 @@ class MaskBuilder:
             eliminations = elimination[0].expand(segments.count)
             compare_into("lt", magnitudes.flat, elimination[0], segments, self._eliminated)
         else:
-            layer_sparsities = 1.0 - masks.kept_counts / self.layer_sizes
-            quantiles = select(applies, self.elimination.layer_quantiles(layer_sparsities), 0.0)
-            eliminations = magnitudes.layer_quantiles(quantiles)
+            quantiles = self.elimination.layer_quantiles(masks.kept_counts, self.layer_sizes)
+            eliminations = magnitudes.layer_quantiles(select(applies, quantiles, 0.0))
             compare_into("lt", magnitudes.flat, eliminations, segments, self._eliminated)
         return replace(
             masks,

@@ -117,13 +117,18 @@ class FlatMagnitudes:
             return _partition_quantiles(self._scratch_copy(), qs, self.flat.dtype)
         return [segmented_quantiles(self.flat, self._whole, q)[0] for q in qs]
 
-    def layer_quantiles(self, q: float | torch.Tensor) -> torch.Tensor:
-        """The ``q``-quantile of each layer's magnitudes, ``q`` one float or one per layer (a tensor)."""
+    def layer_quantiles(self, q: float | torch.Tensor, segments: Segments | None = None) -> torch.Tensor:
+        """The ``q``-quantile of each layer's magnitudes, ``q`` one float or one per layer (a tensor).
+
+        ``segments`` cuts the buffer otherwise than by layer (e.g. the rows of packed
+        members, :class:`~tuneprune.packing.segments.RowSegments`); all in one selection.
+        """
+        segments = segments or self.segments
         if not on_numpy(self.flat):
-            return segmented_quantiles(self.flat, self.segments, q)
-        qs = q.tolist() if isinstance(q, torch.Tensor) else [q] * self.segments.count  # CPU memory: no sync
+            return segmented_quantiles(self.flat, segments, q)
+        qs = q.tolist() if isinstance(q, torch.Tensor) else [q] * segments.count  # CPU memory: no sync
         array = self._scratch_copy()
-        bounds = np.cumsum([0, *self.segments.sizes])
+        bounds = np.cumsum([0, *segments.sizes])
         return torch.stack(
             [_partition_quantiles(array[a:b], [q_l], self.flat.dtype)[0] for a, b, q_l in zip(bounds[:-1], bounds[1:], qs)]
         )
