@@ -169,3 +169,22 @@ def test_relevance_delta_is_searchable(ray_session, tmp_path, stores):
         assert 0.0 <= run.data.metrics["pruned_acc"] <= 1.0
         assert 0.45 <= run.data.metrics["pruned_fraction"] <= 0.5
         assert "relevance.delta" in run.data.params
+
+
+def test_an_orphan_left_inside_ask_gets_its_missing_params(tmp_path):
+    """A driver killed inside ``study.ask`` leaves a RUNNING trial without params; the resumed search completes them."""
+    from tuneprune.search.protocol import TrialContext, TrialRequest
+    from tuneprune.search.searcher import StudySearcher
+    from tuneprune.search.space import load_space
+    from tuneprune.search.studies import open_studies
+
+    params = {"lr": {"type": "float", "low": 0.01, "high": 0.3, "log": True}, "momentum": {"type": "categorical", "choices": [0.8, 0.9]}}
+    space = load_space({"base": BASE, "params": params, "num_samples": 1})
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    open_studies(space, "orphan", url)[0].study.ask()  # created, no param suggested yet
+    studies = open_studies(space, "orphan", url)
+    assert studies[0].orphans == [0]
+    context = TrialContext("sqlite:///m.db", "tuneprune", "parent", str(tmp_path), {"val_acc": "max"})
+    request = TrialRequest.from_dict(StudySearcher(space, studies, context).suggest("t1"))
+    assert request.number == 0 and set(request.params) == {"lr", "momentum"}
+    assert 0.01 <= request.params["lr"] <= 0.3 and request.spec["momentum"] == request.params["momentum"]

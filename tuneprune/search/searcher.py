@@ -20,7 +20,7 @@ from tuneprune.packing.key import pack_key
 from tuneprune.search.pack_trainable import resume_epoch
 from tuneprune.search.protocol import PackRequest, TrialContext, TrialRequest, TrialResult, member_results
 from tuneprune.search.space import METRICS, SearchSpace
-from tuneprune.search.studies import GridStudy, distributions
+from tuneprune.search.studies import GridStudy, distributions, suggest_missing
 
 
 def trial_key(grid_index: int, number: int) -> str:
@@ -82,7 +82,9 @@ class StudySearcher(Searcher):
         if gs.orphans:
             number = gs.orphans.pop(0)
             frozen = gs.study.get_trials(deepcopy=False)[number]
-            return optuna.trial.Trial(gs.study, frozen._trial_id)
+            trial = optuna.trial.Trial(gs.study, frozen._trial_id)
+            suggest_missing(trial, self.distributions)
+            return trial
         return gs.study.ask(self.distributions)
 
     def _ask(self) -> _Asked | None:

@@ -33,6 +33,20 @@ def distributions(space: SearchSpace) -> dict[str, BaseDistribution]:
     return out
 
 
+def suggest_missing(trial: optuna.trial.Trial, space_distributions: dict[str, BaseDistribution]) -> None:
+    """Suggest the params an orphan trial lacks: a driver killed inside ``study.ask`` leaves a trial
+    RUNNING with only some (or none) of them."""
+    for name, d in space_distributions.items():
+        if name in trial.params:
+            continue
+        if isinstance(d, FloatDistribution):
+            trial.suggest_float(name, d.low, d.high, log=d.log, step=d.step)
+        elif isinstance(d, IntDistribution):
+            trial.suggest_int(name, d.low, d.high, log=d.log, step=d.step)
+        else:
+            trial.suggest_categorical(name, d.choices)
+
+
 def make_sampler(space: SearchSpace, offset: int = 0) -> optuna.samplers.BaseSampler:
     """The sampler the space names, seeded with ``seed + offset`` (one offset per grid point)."""
     seed = space.sampler.seed + offset
