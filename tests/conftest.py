@@ -62,3 +62,38 @@ def stores(tmp_path) -> dict:
         "storage_url": f"sqlite:///{tmp_path / 'optuna.db'}",
         "results_root": tmp_path / "runs",
     }
+
+
+@pytest.fixture
+def search_driver(ray_session, stores):
+    """Start ``tuneprune search SPACE`` as a separate driver process on the session's Ray, with ``stores``."""
+    import subprocess
+    import sys
+
+    address = ray_session.get_runtime_context().gcs_address
+
+    def start(space: str, cwd) -> subprocess.Popen:
+        cmd = [sys.executable, "-m", "tuneprune.cli", "search", space, "--address", address, "--no-progress",
+               "--tracking-uri", stores["tracking_uri"], "--storage", stores["storage_url"],
+               "--results-dir", str(stores["results_root"])]  # fmt: skip
+        return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=cwd)
+
+    return start
+
+
+@pytest.fixture
+def train_from_run():
+    """``tuneprune train --from-run RUN_ID --json`` as typed: the reproduced run's final metrics."""
+    import json
+    import subprocess
+    import sys
+
+    def run(run_id: str, tracking_uri: str) -> dict:
+        out = subprocess.run(
+            [sys.executable, "-m", "tuneprune.cli", "train", "--from-run", run_id, "--tracking-uri", tracking_uri, "--json"],
+            capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert out.returncode == 0, out.stderr
+        return json.loads(out.stdout)
+
+    return run

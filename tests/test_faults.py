@@ -71,16 +71,13 @@ def test_worker_killed_mid_trial_restarts_from_its_checkpoint(ray_session, tmp_p
 
 
 @pytest.mark.ray
-def test_killed_driver_resumes_without_rerunning_or_duplicating(ray_session, tmp_path, stores):
+def test_killed_driver_resumes_without_rerunning_or_duplicating(search_driver, tmp_path, stores):
     path = space_file(
         tmp_path, "driverkill", base={**RESNET_DIGITS, "epochs": 3},
         params={"lr": {"type": "float", "low": 0.02, "high": 0.2, "log": True}}, num_samples=5, max_concurrent=2,
     )  # fmt: skip
     s = stores
-    address = ray_session.get_runtime_context().gcs_address
-    cmd = [sys.executable, "-m", "tuneprune.cli", "search", path, "--address", address, "--no-progress",
-           "--tracking-uri", s["tracking_uri"], "--storage", s["storage_url"], "--results-dir", str(s["results_root"])]  # fmt: skip
-    driver = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path)
+    driver = search_driver(path, tmp_path)
     done_before: list[int] = []
     deadline = time.time() + 240
     try:

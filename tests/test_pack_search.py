@@ -8,10 +8,7 @@ without gradient clipping, so a member trains bit for bit what it trains alone
 
 from __future__ import annotations
 
-import json
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -50,7 +47,7 @@ def steps(tracking_uri: str, run_id: str) -> list[int]:
     return sorted(m.step for m in MlflowClient(tracking_uri).get_metric_history(run_id, "val_acc"))
 
 
-def test_a_pack_of_three_tracks_each_member_and_a_diverging_one_fails_alone(ray_session, tmp_path, stores):
+def test_a_pack_of_three_tracks_each_member_and_a_diverging_one_fails_alone(ray_session, tmp_path, stores, train_from_run):
     path = space_file(tmp_path, "packed", grid={"lr": [0.05, 0.1, 1.0e6]}, num_samples=1)
     summary = run_search(prepare_search(path, **stores), progress=False)
 
@@ -73,13 +70,7 @@ def test_a_pack_of_three_tracks_each_member_and_a_diverging_one_fails_alone(ray_
     assert MlflowClient(summary.tracking_uri).get_run(summary.parent_run_id).data.params["pack"] == "3"
 
     member = by_lr[0.1]
-    out = subprocess.run(
-        [sys.executable, "-m", "tuneprune.cli", "train", "--from-run", member["mlflow_run_id"],
-         "--tracking-uri", summary.tracking_uri, "--json"],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert out.returncode == 0, out.stderr
-    alone = json.loads(out.stdout)
+    alone = train_from_run(member["mlflow_run_id"], summary.tracking_uri)
     logged = runs[member["key"]].data.metrics
     for key in ("test_acc", "val_acc", "train_loss", "sparsity", "theta"):
         assert alone[key] == logged[key], key
@@ -108,16 +99,13 @@ def test_asha_stops_members_while_their_packs_go_on(ray_session, tmp_path, store
     assert len(pids) <= 2  # six trials in two packs of three (a reused actor may serve both)
 
 
-def test_an_interrupted_packed_search_resumes_every_member(ray_session, tmp_path, stores):
+def test_an_interrupted_packed_search_resumes_every_member(search_driver, tmp_path, stores):
     path = space_file(
         tmp_path, "packkill", base={**BASE, "epochs": 6, "sparsity": SPARSE},
         num_samples=4, max_concurrent=1, resources={"cpu": 1, "pack": 2},
     )  # fmt: skip
     s = stores
-    address = ray_session.get_runtime_context().gcs_address
-    cmd = [sys.executable, "-m", "tuneprune.cli", "search", path, "--address", address, "--no-progress",
-           "--tracking-uri", s["tracking_uri"], "--storage", s["storage_url"], "--results-dir", str(s["results_root"])]  # fmt: skip
-    driver = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path)
+    driver = search_driver(path, tmp_path)
     trials_dir = Path(s["results_root"]) / "packkill" / "trials"
     done_before: list[str] = []
     deadline = time.time() + 240

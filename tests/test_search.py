@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -121,19 +120,13 @@ def test_resume_runs_only_the_missing_trials(ray_session, tmp_path, stores):
     assert [t.state.name for t in study.trials] == ["COMPLETE"] * 4
 
 
-def test_from_run_reproduces_a_trial_exactly(ray_session, tmp_path, stores):
+def test_from_run_reproduces_a_trial_exactly(ray_session, tmp_path, stores, train_from_run):
     path = write_space(tmp_path, name="repro", num_samples=1, base={**BASE, "sparsity": {"target": 0.8}})
     summary = run_search(prepare_search(path, **stores), progress=False)
     trial = summary.trials[0]
     client = MlflowClient(summary.tracking_uri)
     logged = client.get_run(trial["mlflow_run_id"]).data.metrics["test_acc"]
-    out = subprocess.run(
-        [sys.executable, "-m", "tuneprune.cli", "train", "--from-run", trial["mlflow_run_id"],
-         "--tracking-uri", summary.tracking_uri, "--json"],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert out.returncode == 0, out.stderr
-    reproduced = json.loads(out.stdout)
+    reproduced = train_from_run(trial["mlflow_run_id"], summary.tracking_uri)
     assert reproduced["test_acc"] == logged
     assert reproduced["train_loss"] == client.get_run(trial["mlflow_run_id"]).data.metrics["train_loss"]
 
