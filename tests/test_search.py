@@ -138,6 +138,11 @@ def test_from_run_reproduces_a_trial_exactly(ray_session, tmp_path, stores, trai
         ({"params": {"lr": {"type": "float", "low": 1.0, "high": 0.1}}}, "low = 1.0 is above high = 0.1"),
         ({"sampler": {"type": "annealing"}}, "sampler.type = 'annealing'"),
         ({"params": {}}, "params"),
+        ({"resources": {"pack": 0}}, "resources.pack = 0"),
+        (
+            {"resources": {"pack": 2}, "params": {"channels_last": {"type": "categorical", "choices": [False, True]}}},
+            "resources.pack = 2: channels_last: true cannot be packed",
+        ),
     ],
 )
 def test_malformed_space_exits_2_before_ray(tmp_path, fields, expected):
