@@ -10,7 +10,8 @@ sparse engine's hooks, forward, backward, gradient clipping, optimizer and LR st
 the loader's next batch. Those windows must be empty. The last window of an epoch also
 holds the epoch-end reads (the loss check, the metrics), which are allowed and show that
 the recording works. On a CUDA machine the same run is also checked by CUDA's own
-synchronisation detector.
+synchronisation detector. A pack of trials (:class:`~tuneprune.packing.PackedTrainer`)
+is checked the same way, its windows opened by the pack's ``before_iteration``.
 """
 
 from __future__ import annotations
@@ -25,8 +26,12 @@ import pytest
 import torch
 
 from tuneprune.data import load_dataset
+from tuneprune.packing import PackedTrainer
+from tuneprune.packing.masks import MemberRule, PackedMaskBuilder
 from tuneprune.sparsity import AdaptiveScheduler
 from tuneprune.sparsity.dispatch import accelerator_path
+from tuneprune.sparsity.drop import Elimination
+from tuneprune.sparsity.theta import ConstantTheta, LogDensityTheta
 from tuneprune.training import RunConfig, train
 
 READERS = (
@@ -210,3 +215,99 @@ def test_adaptive_update_on_tensors_reads_nothing_and_follows_the_float_one(monk
     assert (restored.sparsity, restored.previous_mu) == (float(got[-1]), float(stabilities[-1]))
     with accelerator_path():
         assert [float(restored.step(mu)) for mu in stabilities[:3]] == [float(on_tensors.step(mu)) for mu in stabilities[:3]]
+
+
+# Members of a pack: cubic and adaptive schedules, global and layer thresholds, rho 0 and > 0
+# (applying from the start and after the target), every theta policy, their own lr, momentum,
+# decay and clipping, and a dense member.
+PACK = [
+    {"scheduler": "cubic", "threshold": "global", "drop": "global-after", "theta": "feather"},
+    {"scheduler": "adaptive", "threshold": "layer", "drop": "layer-start", "theta": "logdensity-layer",
+     "lr": 0.05, "grad_clip": None},
+    {"scheduler": "adaptive", "threshold": "global", "drop": "global-start", "theta": "logdensity-global",
+     "momentum": 0.8, "weight_decay": 1e-3},
+    {"scheduler": "cubic", "threshold": "layer", "drop": "off", "theta": "constant", "grad_clip": 1.0},
+    None,
+]
+
+
+def _member(k: int, member: dict | None, device: str) -> RunConfig:
+    base = {"model": "small_cnn", "dataset": "digits", "epochs": EPOCHS, "batch_size": BATCH_SIZE}
+    base.update(seed=k, device=device)
+    if member is None:
+        return RunConfig(**base)
+    sparse = {"scheduler", "threshold", "drop", "theta"}
+    sparsity = {
+        "target": 0.9,
+        "threshold": member["threshold"],
+        "theta": THETAS[member["theta"]],
+        "scheduler": SCHEDULERS[member["scheduler"]],
+        "drop": DROPS[member["drop"]],
+    }
+    return RunConfig(**base, **{key: v for key, v in member.items() if key not in sparse}, sparsity=sparsity)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_no_host_read_between_iterations_of_a_pack(device, monkeypatch):
+    configs = [_member(k, member, "cpu" if device == "accelerator-path" else "cuda") for k, member in enumerate(PACK)]
+    reads = HostReads(monkeypatch)
+    path = accelerator_path() if device == "accelerator-path" else contextlib.nullcontext()
+    with path, cuda_sync_warnings(device) as syncs:
+        trainer = PackedTrainer(configs)
+        adaptive = [s for s in trainer.sparsity.schedules if s is not None and hasattr(s, "scheduler")]
+        windows = IterationWindows(reads, syncs)
+        before_iteration = trainer.sparsity.before_iteration
+
+        def opening_a_window(step: int, weights: torch.Tensor) -> None:
+            windows.before_iteration()
+            before_iteration(step, weights)
+
+        monkeypatch.setattr(trainer.sparsity, "before_iteration", opening_a_window)
+        for _ in range(EPOCHS):
+            trainer.train_epoch()
+            windows.end_epoch()
+
+    assert [len(epoch) for epoch in windows.epochs] == [3] * EPOCHS
+    for epoch in windows.epochs:
+        for window in epoch[:-1]:
+            assert window == []
+        assert any("_drop_diverged" in call for call in epoch[-1])  # the epoch-end reads are seen
+    assert [m.status for m in trainer.members] == ["finished"] * len(PACK)
+    assert len(adaptive) == 2 and all(isinstance(s.scheduler.sparsity, torch.Tensor) for s in adaptive)  # S_k on the device
+    for member, spec in zip(trainer.members, PACK):
+        final = member.history[-1]
+        if spec is None:
+            assert "sparsity" not in final
+            continue
+        assert final["sparsity"] > 0.5
+        assert (final["eliminated"] > 0) == (spec["drop"] != "off")  # the elimination ran, and applied by the end
+
+
+def test_packed_masks_at_device_sparsities_read_nothing_and_equal_those_at_floats(monkeypatch):
+    """The builder takes S_k as floats, 0-dim tensors or one [K] tensor: the same masks, and on the accelerator path no read."""
+    g = torch.Generator().manual_seed(3)
+    sizes = [40, 3, 150]
+    weights = torch.randn(5, sum(sizes), generator=g)
+    rules = [
+        MemberRule("global", ConstantTheta(0.5), Elimination(0.5, 0.8, "global", "after_target")),
+        MemberRule("layer", LogDensityTheta(0.2, mode="layer"), Elimination(0.3, 0.9, "layer")),
+        MemberRule("global", LogDensityTheta(0.1), Elimination(0.4, 0.7, "global")),
+        MemberRule("layer", ConstantTheta(1.0), Elimination(0.0, 0.9)),
+        None,
+    ]
+    floats = [0.8, 0.6, 0.0, 0.9, 0.0]  # member 0 at its target, member 2 not started, member 4 dense
+    names = ("active", "thresholds", "kept", "kept_counts", "thetas", "theta_per_weight", "eliminated", "eliminated_counts")
+    expected = PackedMaskBuilder(sizes, rules, torch.device("cpu")).build(weights, floats)
+    assert expected.eliminated[:2].any() and not expected.eliminated[2:].any()
+    reads = HostReads(monkeypatch)
+    for given in (torch.tensor(floats, dtype=torch.float64), [torch.tensor(s, dtype=torch.float64) for s in floats]):
+        assert PackedMaskBuilder(sizes, rules, torch.device("cpu")).build(weights, given).sparsities == floats  # CPU path
+        with accelerator_path():
+            builder = PackedMaskBuilder(sizes, rules, torch.device("cpu"))
+            reads.recording = True
+            masks = builder.build(weights, given)
+            reads.recording = False
+        assert reads.calls == []
+        assert all(isinstance(s, torch.Tensor) for s in masks.sparsities)
+        for name in names:
+            assert torch.equal(getattr(masks, name), getattr(expected, name)), name

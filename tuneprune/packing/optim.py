@@ -12,48 +12,93 @@ with ``lr_k = lr * factor(k)`` of the member's learning-rate schedule.
 
 from __future__ import annotations
 
+import functools
+import math
+
 from collections.abc import Sequence
 
 import torch
 
+from tuneprune.sparsity.dispatch import device_vector
 from tuneprune.training.config import RunConfig
 from tuneprune.training.optim import lr_factor
 
 
-def _add_scaled(y: torch.Tensor, x: torch.Tensor, alphas: Sequence[float], inplace: bool = False) -> torch.Tensor:
+class PerMember:
+    """One value per member: the floats, and off the CPU the same as a ``[K]`` float64 tensor on ``device``.
+
+    The tensor is made (once, when first needed) of fills
+    (:func:`~tuneprune.sparsity.dispatch.device_vector`): a host list copied to an
+    accelerator would wait for the device (formulas §10.6). On the CPU the floats serve.
+    """
+
+    def __init__(self, values: Sequence[float], device: torch.device) -> None:
+        self.values = [float(v) for v in values]
+        self.device = device
+
+    @functools.cached_property
+    def tensor(self) -> torch.Tensor:
+        return device_vector(self.values, self.device)
+
+    @property
+    def shared(self) -> bool:
+        """Whether every member has the same value."""
+        return len(set(self.values)) == 1
+
+    def column(self, like: torch.Tensor) -> torch.Tensor:
+        """The values as a ``[K, 1, ...]`` tensor in ``like``'s dtype that broadcasts against ``like``."""
+        if self.device.type == "cpu":
+            values = torch.tensor(self.values, dtype=like.dtype, device=like.device)
+        else:
+            values = self.tensor.to(like.dtype)
+        return values.view(-1, *[1] * (like.ndim - 1))
+
+    def rows(self, rows: Sequence[int]) -> "PerMember":
+        """The values of the members at ``rows`` only."""
+        return PerMember([self.values[i] for i in rows], self.device)
+
+
+def _add_scaled(y: torch.Tensor, x: torch.Tensor, alphas: PerMember, inplace: bool = False) -> torch.Tensor:
     """``y + alpha_k * x`` for each member k (row k of ``y`` and ``x``).
 
     Computed with torch's own fused ``add(x, alpha=a)`` when all members share alpha, or
     on the CPU row by row (so each member's arithmetic is exactly its SGD step alone);
     on an accelerator as one broadcast product (rounding may differ in the last bit).
     """
-    if len(set(alphas)) == 1:
-        return y.add_(x, alpha=alphas[0]) if inplace else y.add(x, alpha=alphas[0])
+    if alphas.shared:
+        alpha = alphas.values[0]
+        return y.add_(x, alpha=alpha) if inplace else y.add(x, alpha=alpha)
     out = y if inplace else y.clone()
     if y.device.type == "cpu":
-        for row, x_row, alpha in zip(out, x, alphas):
+        for row, x_row, alpha in zip(out, x, alphas.values):
             row.add_(x_row, alpha=alpha)
         return out
-    scale = torch.tensor(list(alphas), dtype=x.dtype, device=x.device).view(-1, *[1] * (x.ndim - 1))
-    return out.add_(scale * x)
+    return out.addcmul_(alphas.column(x), x)
 
 
-def _scale(x: torch.Tensor, factors: Sequence[float]) -> torch.Tensor:
+def _scale(x: torch.Tensor, factors: PerMember) -> torch.Tensor:
     """``x_k *= factor_k`` in place for each member k."""
-    if len(set(factors)) == 1:
-        return x.mul_(factors[0])
-    return x.mul_(torch.tensor(list(factors), dtype=x.dtype, device=x.device).view(-1, *[1] * (x.ndim - 1)))
+    if factors.shared:
+        return x.mul_(factors.values[0])
+    return x.mul_(factors.column(x))
 
 
 class PackedSGD:
-    """Optimizer state of K members over stacked leaves; ``decays[i]`` whether leaf i gets weight decay."""
+    """Optimizer state of K members over stacked leaves on ``device``; ``decays[i]`` whether leaf i gets weight decay.
 
-    def __init__(self, configs: Sequence[RunConfig], decays: Sequence[bool], total_steps: int) -> None:
+    No step copies a host list to an accelerator: the members' values become tensors there
+    by fills (:class:`PerMember`), their constants once, the learning rates once per step.
+    """
+
+    def __init__(
+        self, configs: Sequence[RunConfig], decays: Sequence[bool], total_steps: int, device: torch.device
+    ) -> None:
+        self.device = device
         self.lrs = [c.lr for c in configs]
         self.factors = [lr_factor(c.lr_schedule, total_steps) for c in configs]
-        self.momenta = [c.momentum for c in configs]
-        self.weight_decays = [c.weight_decay for c in configs]
-        self.clips = [c.grad_clip or float("inf") for c in configs]
+        self.momenta = PerMember([c.momentum for c in configs], device)
+        self.weight_decays = PerMember([c.weight_decay for c in configs], device)
+        self.clips = PerMember([c.grad_clip or float("inf") for c in configs], device)
         self.nesterov = configs[0].nesterov
         self.decays = list(decays)
         self.momentum_buffers: list[torch.Tensor | None] = [None] * len(self.decays)
@@ -62,21 +107,25 @@ class PackedSGD:
         """Each member's learning rate at optimizer step ``step`` (what its LambdaLR would give)."""
         return [lr * factor(step) for lr, factor in zip(self.lrs, self.factors)]
 
+    @property
+    def clipping(self) -> bool:
+        """Whether some member clips its gradients."""
+        return any(math.isfinite(c) for c in self.clips.values)
+
     @torch.no_grad()
     def clip(self, params: Sequence[torch.Tensor]) -> None:
         """Scale each member's gradients so that their joint norm is at most its ``grad_clip``."""
         grads = [p.grad for p in params if p.grad is not None]
         norms = torch.stack([torch.linalg.vector_norm(g.flatten(1), dim=1) for g in grads], dim=1)
         total = torch.linalg.vector_norm(norms, dim=1)
-        limit = torch.tensor(self.clips, dtype=total.dtype, device=total.device)
-        coefficient = (limit / (total + 1e-6)).clamp(max=1.0)
+        coefficient = (self.clips.column(total) / (total + 1e-6)).clamp(max=1.0)
         for g in grads:
             g.mul_(coefficient.view(-1, *[1] * (g.ndim - 1)))
 
     @torch.no_grad()
     def step(self, params: Sequence[torch.Tensor], step: int) -> None:
         """One SGD step of every member at its learning rate for ``step``."""
-        lrs = [-lr for lr in self.lr_at(step)]
+        lrs = PerMember([-lr for lr in self.lr_at(step)], self.device)
         for i, (p, decay) in enumerate(zip(params, self.decays)):
             if p.grad is None:
                 continue
@@ -91,8 +140,10 @@ class PackedSGD:
 
     def keep(self, rows: Sequence[int]) -> None:
         """Go on with the members at ``rows`` only."""
-        for name in ("lrs", "factors", "momenta", "weight_decays", "clips"):
+        for name in ("lrs", "factors"):
             setattr(self, name, [getattr(self, name)[i] for i in rows])
+        for name in ("momenta", "weight_decays", "clips"):
+            setattr(self, name, getattr(self, name).rows(rows))
         self.momentum_buffers = [
             None if b is None else b.index_select(0, torch.tensor(list(rows), dtype=torch.long, device=b.device))
             for b in self.momentum_buffers

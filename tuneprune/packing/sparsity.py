@@ -28,7 +28,10 @@ class PackedSparsity:
     Mirrors the solo engine step for step: before each iteration the masks at every
     member's ``S_k`` and its stability ``mu_k`` against the previous iteration's masks
     (fed to adaptive schedules, formulas §3); after the epoch's last step the masks once
-    more, for evaluation and the metrics.
+    more, for evaluation and the metrics. On the accelerator path a step reads nothing
+    back to the host: the ``S_k`` of adaptive schedules, fed device stabilities, are 0-dim
+    tensors on the device, handed to the mask builder as they are (formulas §10.6); values
+    are read in :meth:`end_epoch` and :meth:`member_state`.
     """
 
     def __init__(
@@ -63,8 +66,7 @@ class PackedSparsity:
         return any(schedule is not None for schedule in self.schedules)
 
     def _masks_at(self, step: int, weights: torch.Tensor) -> PackedMasks:
-        sparsities = [0.0 if s is None else float(s.sparsity_at(step)) for s in self.schedules]  # host values
-        return self.builder.build(weights, sparsities)
+        return self.builder.build(weights, [0.0 if s is None else s.sparsity_at(step) for s in self.schedules])
 
     def before_iteration(self, step: int, weights: torch.Tensor) -> None:
         """Masks at every member's ``S_k``; ``mu_k`` against the previous iteration (formulas §3)."""
@@ -109,7 +111,7 @@ class PackedSparsity:
             if schedule is None:
                 metrics.append({})
                 continue
-            sparsity = masks.sparsities[k]
+            sparsity = float(masks.sparsities[k])
             zero_gradient = 0
             if sparsity > 0:
                 pruned = layer_sizes - kept[k] - eliminated[k]

@@ -98,7 +98,7 @@ class PackedTrainer:
         self.sparsity = PackedSparsity(
             [c.sparsity for c in configs], self.stack.sizes, self.steps_per_epoch, self.epochs, self.device,
         )
-        self.optimizer = PackedSGD(configs, self.stack.decays(), self.steps_per_epoch * self.epochs)
+        self.optimizer = PackedSGD(configs, self.stack.decays(), self.steps_per_epoch * self.epochs, self.device)
         self.loaders = [
             TensorLoader(
                 d.x_train, d.y_train, c.batch_size, shuffle=True, seed=c.seed,
@@ -182,7 +182,7 @@ class PackedTrainer:
             p.grad = None
         losses.sum().backward()
         with single_threaded(self.device):
-            if any(math.isfinite(c) for c in self.optimizer.clips):
+            if self.optimizer.clipping:
                 self.optimizer.clip(params)
             self.optimizer.step(params, step)
         return losses.detach(), logits.detach().argmax(-1) == y

@@ -11,7 +11,7 @@ that tests pin it and benchmarks count its operators on a machine without one.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import torch
@@ -57,3 +57,12 @@ def device_scalar(value: Number, device: torch.device) -> torch.Tensor:
     if isinstance(value, torch.Tensor):
         return value.to(device=device, dtype=torch.float64, non_blocking=True)
     return torch.full((), value, dtype=torch.float64, device=device)
+
+
+def device_vector(values: Sequence[Number], device: torch.device) -> torch.Tensor:
+    """``values`` (floats or 0-dim tensors) as a ``[K]`` float64 tensor on ``device`` without waiting for the device.
+
+    One :func:`device_scalar` each, stacked: a host list copied to an accelerator would
+    wait for the device to drain first (formulas §10.6).
+    """
+    return torch.stack([device_scalar(value, device) for value in values])
