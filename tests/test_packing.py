@@ -111,6 +111,16 @@ def test_dense_members_train_bit_for_bit_as_alone():
         assert "sparsity" not in member.history[0]
 
 
+def test_bf16_members_train_bit_for_bit_as_alone():
+    """``precision: bf16`` runs the pack's forward and losses under the same autocast as the solo loop."""
+    configs = [config(LAYER_LOG_DENSITY, epochs=1, precision="bf16"), config(DENSE, epochs=1, grad_clip=None, precision="bf16")]
+    members = train_packed(configs)
+    for member, run_config in zip(members, configs):
+        history, _ = solo(run_config)
+        assert [without_times(h) for h in member.history] == [without_times(h) for h in history]
+    assert members[1].history[0]["train_loss"] != solo(config(DENSE, epochs=1, grad_clip=None))[0][0]["train_loss"]
+
+
 def test_fused_forward_matches_alone_to_reduction_order():
     configs = [config(GLOBAL_CUBIC, epochs=1), config(ADAPTIVE_DROP, epochs=1)]
     members = train_packed(configs, forward_mode="vmap")
@@ -151,3 +161,7 @@ def test_trials_that_cannot_share_a_pack_are_refused():
         check_packable([config(GLOBAL_CUBIC), config(DENSE, batch_size=32)])
     with pytest.raises(ValueError, match="sparsity.operator_p"):
         check_packable([config(GLOBAL_CUBIC), config({"sparsity": {"target": 0.5, "operator_p": 1.0}})])
+    with pytest.raises(ValueError, match="precision: member 1 has 'bf16'"):
+        check_packable([config(GLOBAL_CUBIC), config(DENSE, precision="bf16")])
+    with pytest.raises(ValueError, match="channels_last: true cannot be packed"):
+        check_packable([config(GLOBAL_CUBIC, channels_last=True)])

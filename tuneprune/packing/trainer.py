@@ -98,6 +98,7 @@ class PackedTrainer:
         self.sparsity = PackedSparsity(
             [c.sparsity for c in configs], self.stack.sizes, self.steps_per_epoch, self.epochs, self.device,
         )
+        self.autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=first.precision == "bf16")
         self.optimizer = PackedSGD(configs, self.stack.decays(), self.steps_per_epoch * self.epochs, self.device)
         self.loaders = [
             TensorLoader(
@@ -163,8 +164,9 @@ class PackedTrainer:
         member = self.members[self.rows[position]]
         member.status, member.error = "failed", message
 
-    def _train_step(self, step: int, batches: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
-        """One optimizer step of every running member: each member's loss and its correct predictions per sample.
+    def train_step(self, step: int, batches: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimizer step of every running member on its batch ``batches[k]`` at optimizer step ``step``:
+        each member's loss and its correct predictions per sample (:meth:`train_epoch` calls it ``steps_per_epoch`` times).
 
         Nothing is read back to the host. A member whose loss is not finite trains on until
         the epoch's end (no parameter is shared, so its NaNs stay in its own rows), where
@@ -175,8 +177,9 @@ class PackedTrainer:
         with single_threaded(self.device):
             self.sparsity.before_iteration(step, self.stack.weights)
             weights = self._forward_weights()
-        logits = self.stack.forward(weights, x, train=True)
-        losses = torch.stack([F.cross_entropy(logits[k], y[k]) for k in range(len(batches))])
+        with self.autocast:  # precision: bf16, as the solo loop (formulas §1.6)
+            logits = self.stack.forward(weights, x, train=True)
+            losses = torch.stack([F.cross_entropy(logits[k], y[k]) for k in range(len(batches))])
         params = self.stack.parameters()
         for p in params:
             p.grad = None
@@ -222,7 +225,7 @@ class PackedTrainer:
         loss_sum = torch.zeros(len(self.rows), device=self.device)
         correct = torch.zeros(len(self.rows), device=self.device)
         for i in range(self.steps_per_epoch):
-            losses, hits = self._train_step(epoch * self.steps_per_epoch + i, [next(it) for it in iterators])
+            losses, hits = self.train_step(epoch * self.steps_per_epoch + i, [next(it) for it in iterators])
             step_losses[i] = losses
             loss_sum += losses * hits.shape[1]
             correct += hits.sum(1)
