@@ -1,11 +1,21 @@
-"""What every benchmark shares: the device and thread flags and the header naming the machine's load."""
+"""What every benchmark shares: the device and thread flags, the header naming the machine's load, and
+the count of what one call issues to the device."""
 
 from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
+from torch.autograd import DeviceType
+from torch.profiler import ProfilerActivity, profile
+
+from tuneprune.models import create_model
+from tuneprune.sparsity import Sparsifier, SparsityConfig
+
+NUM_CLASSES = 10
 
 
 def add_machine_arguments(parser: argparse.ArgumentParser) -> None:
@@ -19,3 +29,46 @@ def start(args: argparse.Namespace, settings: str) -> None:
         torch.set_num_threads(args.threads)
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads (load average {load}), {settings}")
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _is_top_level(event) -> bool:  # noqa: ANN001 - a profiler event
+    parent = event.cpu_parent
+    while parent is not None:
+        if parent.name.startswith("aten::"):
+            return False
+        parent = parent.cpu_parent
+    return True
+
+
+def launches(fn: Callable[[], object], device: torch.device) -> int:
+    """Device kernels (CUDA) or top-level aten operators (CPU) issued by one call of ``fn``."""
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        fn()
+        sync(device)
+    events = prof.events()
+    if device.type == "cuda":
+        return sum(1 for e in events if e.device_type == DeviceType.CUDA)
+    return sum(1 for e in events if e.name.startswith("aten::") and _is_top_level(e))
+
+
+class SoloStep:
+    """One model with its optimizer (and a Sparsifier when ``sparsity`` is given); ``step()`` is one training iteration."""
+
+    def __init__(self, name: str, device: torch.device, sparsity: SparsityConfig | None) -> None:
+        torch.manual_seed(0)
+        self.model = create_model(name, NUM_CLASSES, 3).to(device)
+        self.sparsifier = Sparsifier.from_config(self.model, sparsity, steps_per_epoch=100, epochs=10) if sparsity else None
+        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+
+    def step(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        if self.sparsifier is not None:
+            self.sparsifier.before_iteration()
+        self.optimizer.zero_grad(set_to_none=True)
+        F.cross_entropy(self.model(x), y).backward()
+        self.optimizer.step()

@@ -18,6 +18,14 @@ and the ratios packed/solo and packed/apart. The time counted is the training ep
 (its ``train_time``: steps, thresholds, optimizer), without evaluation. Each figure is
 the best of ``--repeats`` runs, apart and packed interleaved, so that other load on a
 shared machine (its load average is printed) affects both alike.
+
+A second table counts, with ``torch.profiler``, what one training step issues (kernels on
+CUDA; on the CPU top-level ``aten::`` operators, each at most one kernel launch on an
+accelerator): a packed step of K members with the fused (``vmap``) forward and with the
+``loop`` forward, against K steps of one sparse trial alone, all along the accelerator
+path (:func:`~tuneprune.sparsity.dispatch.accelerator_path`). These counts hold on any
+device: a GPU step of these models is bound by its launches, so the ratio is what
+packing can save there.
 """
 
 from __future__ import annotations
@@ -30,8 +38,12 @@ from typing import Any
 
 import torch
 
+from bench_common import SoloStep, launches
+
 from tuneprune.config import validate
 from tuneprune.packing import PackedTrainer
+from tuneprune.sparsity import SparsityConfig
+from tuneprune.sparsity.dispatch import accelerator_path
 from tuneprune.training import RunConfig, train
 
 CPU_DEFAULTS = {"packs": "1,2,4", "steps": 3, "batch_size": 32, "repeats": 2}
@@ -146,6 +158,33 @@ def bench_device(
     print(f"load average after: {os.getloadavg()}")
 
 
+def packed_step_launches(configs: list[RunConfig], forward_mode: str, device: torch.device) -> int:
+    """What one packed step of ``configs`` issues, after a first step (momentum buffers, previous masks)."""
+    trainer = PackedTrainer(configs, forward_mode)
+    batches = [next(iter(loader)) for loader in trainer.loaders]
+    trainer.train_step(0, batches)
+    return launches(lambda: trainer.train_step(1, batches), device)
+
+
+def launch_table(device: str, models: list[str], packs: list[int], batch_size: int) -> None:
+    where = torch.device(device)
+    print(f"\n## {device}: launches per training step (accelerator path, batch {batch_size})")
+    print("| model | K | packed, vmap | per member | packed, loop | K x solo | K x solo / packed vmap |")
+    print("|---|---|---|---|---|---|---|")
+    for model in models:
+        configs = [trial_config(model, device, seed, 2, batch_size) for seed in range(max(packs))]
+        x = torch.randn(batch_size, 3, 32, 32, device=where)
+        y = torch.randint(0, 10, (batch_size,), device=where)
+        with accelerator_path():
+            solo = SoloStep(model, where, SparsityConfig(target=0.9, scheduler={"type": "constant"}))
+            solo.step(x, y)
+            one = launches(lambda: solo.step(x, y), where)
+            for k in packs:
+                fused = packed_step_launches(configs[:k], "vmap", where)
+                looped = packed_step_launches(configs[:k], "loop", where)
+                print(f"| {model} | {k} | {fused} | {fused / k:.0f} | {looped} | {k * one} | {k * one / fused:.1f} |", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="resnet20x2,densenet40_24")
@@ -155,6 +194,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=None, help="best of this many runs (default: CPU 2, CUDA 3)")
     parser.add_argument("--device", choices=("cpu", "cuda", "all"), default="all")
     parser.add_argument("--forward", choices=("vmap", "loop"), default=None, help="packed forward mode (default per device)")
+    parser.add_argument("--launches-only", action="store_true", help="only the table of launches per step")
     args = parser.parse_args()
     devices = ["cpu"] if args.device in ("cpu", "all") else []
     if args.device in ("cuda", "all") and torch.cuda.is_available():
@@ -167,7 +207,9 @@ def main() -> None:
         if any(k < 1 for k in packs):
             parser.error(f"--packs: every K must be >= 1, got {packs}")
         steps, batch_size = args.steps or defaults["steps"], args.batch_size or defaults["batch_size"]
-        bench_device(device, args.models.split(","), packs, steps, batch_size, args.repeats or defaults["repeats"], args.forward)
+        if not args.launches_only:
+            bench_device(device, args.models.split(","), packs, steps, batch_size, args.repeats or defaults["repeats"], args.forward)
+        launch_table(device, args.models.split(","), packs, 8 if device == "cpu" else batch_size)
 
 
 if __name__ == "__main__":

@@ -31,76 +31,27 @@ import time
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 import yaml
 
-from bench_common import add_machine_arguments, start
-from torch.autograd import DeviceType
-from torch.profiler import ProfilerActivity, profile
+from bench_common import NUM_CLASSES, SoloStep, add_machine_arguments, launches, start, sync
 
-from tuneprune.models import create_model
-from tuneprune.sparsity import Sparsifier, SparsityConfig
+from tuneprune.sparsity import SparsityConfig
 from tuneprune.sparsity.dispatch import accelerator_path
 from tuneprune.sparsity.segments import Segments
 from tuneprune.sparsity.selection import segmented_quantiles
 from tuneprune.sparsity.thresholds import FlatMagnitudes
 
-NUM_CLASSES = 10
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
 
 def _timed(fn: Callable[[], object], device: torch.device) -> float:
-    _sync(device)
+    sync(device)
     start = time.perf_counter()
     fn()
-    _sync(device)
+    sync(device)
     return time.perf_counter() - start
 
 
 def _median_ms(fn: Callable[[], object], device: torch.device, repeats: int) -> float:
     return 1000 * statistics.median(_timed(fn, device) for _ in range(repeats))
-
-
-class _Trainer:
-    """One model with its optimizer; ``step()`` is one training iteration."""
-
-    def __init__(self, name: str, device: torch.device, sparsity: SparsityConfig | None) -> None:
-        torch.manual_seed(0)
-        self.model = create_model(name, NUM_CLASSES, 3).to(device)
-        self.sparsifier = Sparsifier.from_config(self.model, sparsity, steps_per_epoch=100, epochs=10) if sparsity else None
-        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
-
-    def step(self, x: torch.Tensor, y: torch.Tensor) -> None:
-        if self.sparsifier is not None:
-            self.sparsifier.before_iteration()
-        self.optimizer.zero_grad(set_to_none=True)
-        F.cross_entropy(self.model(x), y).backward()
-        self.optimizer.step()
-
-
-def _is_top_level(event) -> bool:
-    parent = event.cpu_parent
-    while parent is not None:
-        if parent.name.startswith("aten::"):
-            return False
-        parent = parent.cpu_parent
-    return True
-
-
-def launches(fn: Callable[[], object], device: torch.device) -> int:
-    """Device kernels (CUDA) or top-level aten operators (CPU) issued by one call of ``fn``."""
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
-    with profile(activities=activities) as prof:
-        fn()
-        _sync(device)
-    events = prof.events()
-    if device.type == "cuda":
-        return sum(1 for e in events if e.device_type == DeviceType.CUDA)
-    return sum(1 for e in events if e.name.startswith("aten::") and _is_top_level(e))
 
 
 def _sort_threshold(weights: list[torch.Tensor], sparsity: float) -> torch.Tensor:
@@ -119,7 +70,7 @@ def bench(name: str, device: torch.device, args: argparse.Namespace) -> dict[str
     x = torch.randn(args.batch_size, 3, 32, 32, device=device)
     y = torch.randint(0, NUM_CLASSES, (args.batch_size,), device=device)
     config = SparsityConfig(**{"target": args.sparsity, "scheduler": {"type": "constant"}, **yaml.safe_load(args.sparse_config)})
-    dense, sparse = _Trainer(name, device, None), _Trainer(name, device, config)
+    dense, sparse = SoloStep(name, device, None), SoloStep(name, device, config)
     for _ in range(args.warmup):
         dense.step(x, y)
         sparse.step(x, y)
