@@ -1,13 +1,18 @@
 """SGD with momentum for K members at once: each its own learning rate, schedule, decay and clipping (formulas §1.6).
 
-The update is torch's SGD (``torch.optim.SGD``, dampening 0) applied to ``[K, ...]``
-tensors, each member with its own hyperparameters:
+The update is torch's SGD (``torch.optim.SGD``, dampening 0) applied to the flat ``[K, M]``
+leaves of :class:`~tuneprune.packing.stack.StackedModel` (three at most, whatever the
+depth: a step is a handful of operations), each member (row) with its own hyperparameters:
 
     g <- g * min(1, c / (||g||_member + 1e-6))          (gradient-norm clipping at c)
     d = g + wd * w   (weights with decay only),   b <- momentum * b + d   (b = d at the first step)
     w <- w - lr_k * (d + momentum * b  if nesterov  else  b)
 
-with ``lr_k = lr * factor(k)`` of the member's learning-rate schedule.
+with ``lr_k = lr * factor(k)`` of the member's learning-rate schedule and ``||g||_member``
+the norm of the norms of the pieces of the member's gradient. The arithmetic is
+elementwise, so the layout does not change it: on the CPU a member's step is exactly its
+step alone (a value all members share applied by torch's own fused operation, differing
+ones row by row, :func:`_add_scaled`).
 """
 
 from __future__ import annotations
@@ -84,7 +89,7 @@ def _scale(x: torch.Tensor, factors: PerMember) -> torch.Tensor:
 
 
 class PackedSGD:
-    """Optimizer state of K members over stacked leaves on ``device``; ``decays[i]`` whether leaf i gets weight decay.
+    """Optimizer state of K members over ``[K, M]`` leaves on ``device``; ``decays[i]``: whether leaf i decays.
 
     No step copies a host list to an accelerator: the members' values become tensors there
     by fills (:class:`PerMember`), their constants once, the learning rates once per step.
@@ -113,14 +118,21 @@ class PackedSGD:
         return any(math.isfinite(c) for c in self.clips.values)
 
     @torch.no_grad()
-    def clip(self, params: Sequence[torch.Tensor]) -> None:
-        """Scale each member's gradients so that their joint norm is at most its ``grad_clip``."""
-        grads = [p.grad for p in params if p.grad is not None]
-        norms = torch.stack([torch.linalg.vector_norm(g.flatten(1), dim=1) for g in grads], dim=1)
+    def clip(self, params: Sequence[torch.Tensor], pieces: Sequence[torch.Tensor]) -> None:
+        """Scale the gradients of each member (row) of the ``[K, M]`` leaves ``params`` so that their joint norm
+        is at most its ``grad_clip``.
+
+        Member k's joint norm is ``||(||x_1[k]||, ..., ||x_m[k]||)||`` over ``pieces``, its
+        gradients cut into ``[K, ...]`` pieces
+        (:meth:`~tuneprune.packing.stack.StackedModel.grad_pieces`): as many norms as
+        pieces, and one product per leaf.
+        """
+        norms = torch.stack([torch.linalg.vector_norm(x.flatten(1), dim=1) for x in pieces], dim=1)
         total = torch.linalg.vector_norm(norms, dim=1)
-        coefficient = (self.clips.column(total) / (total + 1e-6)).clamp(max=1.0)
-        for g in grads:
-            g.mul_(coefficient.view(-1, *[1] * (g.ndim - 1)))
+        coefficient = (self.clips.column(total) / (total + 1e-6)).clamp(max=1.0).unsqueeze(1)
+        for p in params:
+            if p.grad is not None:
+                p.grad.mul_(coefficient)
 
     @torch.no_grad()
     def step(self, params: Sequence[torch.Tensor], step: int) -> None:

@@ -1,22 +1,28 @@
 """K copies of one architecture as stacked tensors: ``[K, ...]`` parameters and buffers, one forward for all.
 
-The prunable weights of every member form one ``[K, N]`` leaf (layers as consecutive
-segments), so thresholds, masks and the optimizer treat all members and layers at once.
-The forward runs each member's own weights and BatchNorm buffers on its own batch,
-either under ``torch.vmap`` over ``torch.func.functional_call`` (fused: batched/grouped
-kernels) or as a loop of ``functional_call`` over the members (``loop``), whichever is
-faster on the device (``scripts/bench_pack.py``).
+The parameters of all members are three flat leaves at most, each parameter a view of its
+segment of their rows (:class:`~tuneprune.packing.flat.FlatLayout`): the prunable weights
+(``[K, N]``, layers as consecutive segments), so thresholds and masks treat all members and
+layers at once, and the other parameters with and without weight decay (formulas §1.1), so
+that gradient clipping and the SGD update are a handful of operations whatever the depth
+(:class:`~tuneprune.packing.optim.PackedSGD`). The forward runs each member's own weights
+and BatchNorm buffers on its own batch, either under ``torch.vmap`` over
+``torch.func.functional_call`` (fused: batched/grouped kernels) or as a loop of
+``functional_call`` over the members (``loop``), whichever is faster on the device
+(``scripts/bench_pack.py``).
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 import torch.nn as nn
 from torch.func import functional_call, stack_module_state
 
+from tuneprune.packing.flat import FlatLayout
+from tuneprune.sparsity.dispatch import on_numpy
 from tuneprune.training.optim import has_weight_decay
 
 FORWARD_MODES = ("vmap", "loop")
@@ -25,9 +31,11 @@ FORWARD_MODES = ("vmap", "loop")
 class StackedModel:
     """Parameters and buffers of ``models`` (same architecture) stacked along a new first dimension.
 
-    ``weights`` is the ``[K, N]`` leaf of the parameters named ``prunable`` (flattened, in
-    that order); ``others`` maps every other parameter name to its ``[K, ...]`` leaf;
-    ``buffers`` (BatchNorm statistics) are ``[K, ...]`` and updated in place by the forward.
+    ``leaves`` (:meth:`parameters`) are flat ``[K, M]`` tensors, each laid out by its entry
+    of ``layouts``: first ``weights``, the parameters named ``prunable`` (flattened, in that
+    order), then the other parameters with weight decay, then those without, each leaf
+    present when it has a parameter. ``buffers`` (BatchNorm statistics) are ``[K, ...]``
+    and updated in place by the forward.
     """
 
     def __init__(self, models: Sequence[nn.Module], prunable: Sequence[str], forward_mode: str = "loop") -> None:
@@ -36,64 +44,78 @@ class StackedModel:
         params, self.buffers = stack_module_state(list(models))
         self.base = copy.deepcopy(models[0]).to("meta")
         self.prunable = list(prunable)
-        self.shapes = [params[name].shape[1:] for name in self.prunable]
-        self.sizes = [shape.numel() for shape in self.shapes]
-        flat = [params.pop(name).detach().flatten(1) for name in self.prunable]
-        self.weights = torch.cat(flat, dim=1).requires_grad_() if flat else None
-        self.others: dict[str, torch.Tensor] = params
+        self.others = [name for name in params if name not in self.prunable]  # in the models' order
+        decayed = [name for name in self.others if has_weight_decay(params[name][0])]
+        groups = [(self.prunable, True), (decayed, True), ([n for n in self.others if n not in decayed], False)]
+        self.layouts = [FlatLayout(names, [params[name].shape[1:] for name in names]) for names, _ in groups if names]
+        self._decays = [decay for names, decay in groups if names]
+        self.leaves = [layout.flatten(params).detach().requires_grad_() for layout in self.layouts]
         self.forward_mode = forward_mode
         self._vmapped = torch.vmap(self._member_forward, in_dims=(0, 0, 0), randomness="error")
 
+    @property
+    def weights(self) -> torch.Tensor | None:
+        """The ``[K, N]`` leaf of the prunable weights; None without any."""
+        return self.leaves[0] if self.prunable else None
+
+    @property
+    def sizes(self) -> list[int]:
+        """The prunable parameters' sizes: their segments of a row of ``weights``, in order."""
+        return self.layouts[0].sizes if self.prunable else []
+
     def parameters(self) -> list[torch.Tensor]:
-        """The leaves the optimizer updates: ``weights`` first, then ``others`` in order."""
-        return ([self.weights] if self.weights is not None else []) + list(self.others.values())
+        """The leaves the optimizer updates: ``weights`` first, then the others with and without decay."""
+        return list(self.leaves)
 
     def decays(self) -> list[bool]:
         """Per entry of :meth:`parameters`: whether weight decay applies to it (formulas §1.1)."""
-        return ([True] if self.weights is not None else []) + [
-            has_weight_decay(self.base.get_parameter(name)) for name in self.others
-        ]
+        return list(self._decays)
 
     def _member_forward(self, params: dict, buffers: dict, x: torch.Tensor) -> torch.Tensor:
         return functional_call(self.base, (params, buffers), (x,))
 
-    def _by_name(self, weights: torch.Tensor | None, others: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """``others`` and the prunable parameters' segments of ``[K, N]`` ``weights``, ``[K, *shape]`` by name."""
-        params = dict(others)
-        if weights is not None:
-            k = weights.shape[0]
-            for name, shape, segment in zip(self.prunable, self.shapes, weights.split(self.sizes, dim=1)):
-                params[name] = segment.reshape(k, *shape)
-        return params
+    def named_leaves(self, leaves: Sequence[torch.Tensor | None]) -> dict[str, torch.Tensor]:
+        """Tensors aligned with :meth:`parameters` (such as momentum buffers) as ``[K, *shape]`` views by
+        parameter name; None ones left out."""
+        named: dict[str, torch.Tensor] = {}
+        for layout, leaf in zip(self.layouts, leaves):
+            if leaf is not None:
+                named.update(layout.views(leaf))
+        return named
 
     def member_params(self, weights: torch.Tensor | None) -> dict[str, torch.Tensor]:
         """``[K, ...]`` parameters by name, the prunable ones taken from ``[K, N]`` ``weights``."""
-        return self._by_name(weights, self.others)
-
-    def named_leaves(self, leaves: Sequence[torch.Tensor | None]) -> dict[str, torch.Tensor]:
-        """Tensors aligned with :meth:`parameters` (such as momentum buffers) by parameter name; None ones left out."""
-        first = 1 if self.weights is not None else 0
-        others = {name: leaf for name, leaf in zip(self.others, leaves[first:]) if leaf is not None}
-        return self._by_name(leaves[0] if first else None, others)
+        return self.named_leaves([weights, *self.leaves[1:]] if self.prunable else self.leaves)
 
     def stack_leaves(self, rows: Sequence[Mapping[str, torch.Tensor]]) -> list[torch.Tensor | None]:
         """Inverse of :meth:`named_leaves`: one mapping per member to leaves aligned with :meth:`parameters`.
 
         A leaf is None where a member's mapping lacks one of its names.
         """
-        device = self.parameters()[0].device
+        device = self.leaves[0].device
 
-        def stacked(
-            names: Sequence[str], member: Callable[[Mapping[str, torch.Tensor]], torch.Tensor]
-        ) -> torch.Tensor | None:
-            if any(name not in row for row in rows for name in names):
+        def stacked(layout: FlatLayout) -> torch.Tensor | None:
+            if any(name not in row for row in rows for name in layout.names):
                 return None
-            return torch.stack([member(row) for row in rows]).to(device)
+            return layout.flatten({name: torch.stack([row[name] for row in rows]) for name in layout.names}).to(device)
 
-        leaves = []
-        if self.weights is not None:
-            leaves.append(stacked(self.prunable, lambda row: torch.cat([row[n].flatten() for n in self.prunable])))
-        return leaves + [stacked([name], lambda row, name=name: row[name]) for name in self.others]
+        return [stacked(layout) for layout in self.layouts]
+
+    def grad_pieces(self) -> list[torch.Tensor]:
+        """The leaves' gradients in the ``[K, ...]`` pieces whose per-member norms make each member's gradient norm.
+
+        The leaves' gradients themselves: a handful of norms whatever the depth. On the NumPy
+        path (CPU, :func:`~tuneprune.sparsity.dispatch.on_numpy`) the prunable weights'
+        gradient whole, then every other parameter's on its own in the models' order: the
+        pieces and order of ``torch.nn.utils.clip_grad_norm_`` for a model alone, so that a
+        member without prunable weights clips bit for bit as alone.
+        """
+        grads = [leaf.grad for leaf in self.leaves]
+        if not on_numpy(*[g for g in grads if g is not None]):
+            return [g for g in grads if g is not None]
+        named = self.named_leaves(grads)
+        whole = [grads[0]] if self.prunable and grads[0] is not None else []
+        return whole + [named[name] for name in self.others if name in named]
 
     def forward(self, weights: torch.Tensor | None, x: torch.Tensor, train: bool) -> torch.Tensor:
         """``[K, B, classes]`` logits of every member on its own batch ``x[k]`` ([K, B, ...])."""
@@ -114,7 +136,7 @@ class StackedModel:
 
     def keep(self, rows: Sequence[int]) -> None:
         """Go on with the members at ``rows`` only (their gradients kept)."""
-        index = torch.tensor(list(rows), dtype=torch.long, device=self.parameters()[0].device)
+        index = torch.tensor(list(rows), dtype=torch.long, device=self.leaves[0].device)
 
         def select(leaf: torch.Tensor) -> torch.Tensor:
             kept = leaf.detach().index_select(0, index).requires_grad_()
@@ -122,14 +144,12 @@ class StackedModel:
                 kept.grad = leaf.grad.index_select(0, index)
             return kept
 
-        if self.weights is not None:
-            self.weights = select(self.weights)
-        self.others = {name: select(leaf) for name, leaf in self.others.items()}
+        self.leaves = [select(leaf) for leaf in self.leaves]
         self.buffers = {name: b.index_select(0, index) for name, b in self.buffers.items()}
 
     @torch.no_grad()
     def member_state(self, row: int, weights: torch.Tensor | None) -> dict[str, torch.Tensor]:
-        """The ``state_dict`` of member ``row`` (copies), prunable weights from ``weights``."""
+        """The ``state_dict`` of member ``row`` (copies, by parameter name), prunable weights from ``weights``."""
         state = {name: t[row].detach().clone() for name, t in self.member_params(weights).items()}
         state.update({name: b[row].clone() for name, b in self.buffers.items()})
         return state

@@ -186,7 +186,7 @@ class PackedTrainer:
         losses.sum().backward()
         with single_threaded(self.device):
             if self.optimizer.clipping:
-                self.optimizer.clip(params)
+                self.optimizer.clip(params, self.stack.grad_pieces())
             self.optimizer.step(params, step)
         return losses.detach(), logits.detach().argmax(-1) == y
 

@@ -1,0 +1,82 @@
+"""The stacked model's flat leaves and the packed gradient clipping over them (CIFAR ResNet-20, CPU).
+
+The parameters of K members are three ``[K, M]`` leaves (prunable weights, others with and
+without weight decay) whatever the depth, each parameter a view of its segment. Clipping
+gives each member the gradients ``torch.nn.utils.clip_grad_norm_`` gives it alone: bit for
+bit on the CPU path without prunable weights (the solo's norms, in its order), else to
+1e-5 relative (the norms of whole rows of the leaves summed in another order).
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import pytest
+import torch
+import torch.nn as nn
+
+from tuneprune.config import validate
+from tuneprune.models import create_model
+from tuneprune.packing.optim import PackedSGD
+from tuneprune.packing.stack import StackedModel
+from tuneprune.sparsity.dispatch import accelerator_path
+from tuneprune.sparsity.layers import prunable_layers
+from tuneprune.training import RunConfig
+from tuneprune.training.optim import has_weight_decay
+
+CLIPS = (0.5, None, 2.0)  # the first conv and the classifier (< 1000 weights) stay unpruned
+
+
+def stacked(sparse: bool) -> tuple[list[nn.Module], StackedModel]:
+    models = []
+    for seed in range(len(CLIPS)):
+        torch.manual_seed(seed)
+        models.append(create_model("resnet20", 10, 3))
+    prunable = [f"{name}.weight" for name, _ in prunable_layers(models[0], 1000)] if sparse else []
+    return models, StackedModel(models, prunable)
+
+
+def test_parameters_are_three_flat_leaves_each_parameter_a_view_of_one():
+    models, stack = stacked(sparse=True)
+    leaves = stack.parameters()
+    assert [leaf.ndim for leaf in leaves] == [2, 2, 2] and stack.decays() == [True, True, False]
+    named = stack.member_params(stack.weights)
+    assert sorted(named) == sorted(name for name, _ in models[0].named_parameters())
+    storages = {leaf.untyped_storage().data_ptr() for leaf in leaves}
+    leaf_of = stack.named_leaves([torch.full_like(leaf, i) for i, leaf in enumerate(leaves)])
+    for name, tensor in named.items():
+        assert tensor.untyped_storage().data_ptr() in storages  # a view, not a copy
+        for k, model in enumerate(models):
+            assert torch.equal(tensor[k], model.get_parameter(name))
+        index = int(leaf_of[name].flatten()[0])
+        assert (index == 0) == (name in stack.prunable)
+        assert stack.decays()[index] == has_weight_decay(models[0].get_parameter(name))
+    rows = [{name: tensor[k] for name, tensor in named.items()} for k in range(len(models))]
+    assert all(torch.equal(a, b) for a, b in zip(stack.stack_leaves(rows), leaves))
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+@pytest.mark.parametrize("path", ["cpu", "accelerator"])
+def test_each_member_clips_as_clip_grad_norm_alone(sparse, path):
+    models, stack = stacked(sparse)
+    torch.manual_seed(7)
+    for model in models:
+        for p in model.parameters():
+            p.grad = torch.randn_like(p)
+    grads = stack.stack_leaves([{name: p.grad for name, p in m.named_parameters()} for m in models])
+    for leaf, grad in zip(stack.parameters(), grads):
+        leaf.grad = grad
+    configs = [validate(RunConfig, {"model": "resnet20", "dataset": "synthetic", "grad_clip": c}) for c in CLIPS]
+    optimizer = PackedSGD(configs, stack.decays(), 10, torch.device("cpu"))
+    with accelerator_path() if path == "accelerator" else contextlib.nullcontext():
+        optimizer.clip(stack.parameters(), stack.grad_pieces())
+    for model, clip in zip(models, CLIPS):
+        if clip is not None:
+            assert nn.utils.clip_grad_norm_(model.parameters(), clip) > 10 * clip  # the clip is active
+    packed = stack.named_leaves([leaf.grad for leaf in stack.parameters()])
+    for k, model in enumerate(models):
+        for name, p in model.named_parameters():
+            if path == "cpu" and not sparse:
+                assert torch.equal(packed[name][k], p.grad), name
+            else:
+                torch.testing.assert_close(packed[name][k], p.grad, rtol=1e-5, atol=0)
