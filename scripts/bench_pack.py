@@ -9,14 +9,16 @@ each trial its own seed and target as in a search) and prints images/s measured 
 run for:
 
 - ``solo``: one trial alone on the project's training path (``tuneprune.training.train``);
-- ``apart``: K trials on that path, one after the other on the CPU, as K concurrent
-  processes on CUDA (all started, then timed from the first step to the last);
+- ``sequential``: K trials on that path, one after the other;
+- ``processes``: K trials on that path as K concurrent processes on the same device (all
+  started, then timed from the first step to the last; on the CPU each with its share
+  of the threads, as K trials of one CPU each);
 - ``packed``: the K trials as one :class:`~tuneprune.packing.PackedTrainer` (its default
   forward mode for the device, or ``--forward``),
 
-and the ratios packed/solo and packed/apart. The time counted is the training epoch
+and the ratios of packed to each. The time counted is the training epoch
 (its ``train_time``: steps, thresholds, optimizer), without evaluation. Each figure is
-the best of ``--repeats`` runs, apart and packed interleaved, so that other load on a
+the best of ``--repeats`` runs, the three interleaved, so that other load on a
 shared machine (its load average is printed) affects both alike.
 
 A second table counts, with ``torch.profiler``, what one training step issues (kernels on
@@ -136,25 +138,31 @@ def packed_images_per_second(configs: list[RunConfig], forward_mode: str | None)
 def bench_device(
     device: str, models: list[str], packs: list[int], steps: int, batch_size: int, repeats: int, forward: str | None
 ) -> None:
-    apart = "sequential" if device == "cpu" else "processes"
-    measure_apart = sequential_images_per_second if device == "cpu" else processes_images_per_second
+    threads = torch.get_num_threads()
+    print(f"\n## {device}: {threads} threads, batch {batch_size}, {steps} steps, best of {repeats}, load average {os.getloadavg()}")
     print(
-        f"\n## {device}: {torch.get_num_threads()} threads, batch {batch_size}, {steps} steps, "
-        f"best of {repeats}, load average {os.getloadavg()}"
+        "| model | K | solo img/s | sequential img/s | processes img/s | packed img/s "
+        "| packed/solo | packed/sequential | packed/processes |"
     )
-    print(f"| model | K | solo img/s | {apart} img/s | packed img/s | packed/solo | packed/{apart} |")
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     for model in models:
         configs = [trial_config(model, device, seed, steps, batch_size) for seed in range(max(packs))]
         solo_images_per_second(configs[0])  # warm-up: kernels, allocator
         solo = max(solo_images_per_second(configs[0]) for _ in range(repeats))
         for k in packs:
             members = configs[:k]
-            separate = packed = 0.0
+            # K processes share the CPU's threads, as K trials of one CPU each would
+            apart = [c.model_copy(update={"num_threads": max(threads // k, 1)}) for c in members]
+            sequential = processes = packed = 0.0
             for _ in range(repeats):
-                separate = max(separate, measure_apart(members))
+                sequential = max(sequential, sequential_images_per_second(members))
+                processes = max(processes, processes_images_per_second(apart))
                 packed = max(packed, packed_images_per_second(members, forward))
-            print(f"| {model} | {k} | {solo:.1f} | {separate:.1f} | {packed:.1f} | {packed / solo:.2f} | {packed / separate:.2f} |", flush=True)
+            print(
+                f"| {model} | {k} | {solo:.1f} | {sequential:.1f} | {processes:.1f} | {packed:.1f} "
+                f"| {packed / solo:.2f} | {packed / sequential:.2f} | {packed / processes:.2f} |",
+                flush=True,
+            )
     print(f"load average after: {os.getloadavg()}")
 
 
