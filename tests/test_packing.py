@@ -18,7 +18,6 @@ import functools
 import json
 
 import pytest
-import torch
 
 from tuneprune.config import validate
 from tuneprune.packing import PackedTrainer, check_packable, train_packed

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from ray.tune import Callback
 
 from tuneprune.progress import LiveStatus
 from tuneprune.packing.checkpoint import MEMBER_CHECKPOINT
-from tuneprune.search.protocol import TrialResult, member_results, trial_requests
+from tuneprune.search.protocol import TrialRequest, TrialResult, member_results, trial_requests
 from tuneprune.tracking import RunTracker
 from tuneprune.training.checkpoint import CHECKPOINT_NAME
 
@@ -125,12 +126,15 @@ class SearchMonitor(Callback):
         if self.best is None or (value > self.best if direction == "max" else value < self.best):
             self.best = value
 
-    def on_trial_complete(self, iteration, trials, trial, **info) -> None:  # noqa: ANN001
+    def _uncounted(self, trial) -> Iterator[tuple[TrialRequest, TrialResult]]:  # noqa: ANN001 - a ray.tune Trial
+        """The trials of an ended Ray trial not counted yet, each with its last reported result (empty if none)."""
         reported = member_results(trial.last_result)
         for request in trial_requests(trial.config):
-            if request.key in self.counted:
-                continue
-            result = reported.get(request.key, TrialResult())
+            if request.key not in self.counted:
+                yield request, reported.get(request.key, TrialResult())
+
+    def on_trial_complete(self, iteration, trials, trial, **info) -> None:  # noqa: ANN001
+        for request, result in self._uncounted(trial):
             outcome = result.outcome()
             if outcome == "killed" and result.mlflow_run_id:
                 self.tracker.finish(result.mlflow_run_id, "KILLED")
@@ -139,11 +143,7 @@ class SearchMonitor(Callback):
         self._refresh(force=True)
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:  # noqa: ANN001
-        reported = member_results(trial.last_result)
-        for request in trial_requests(trial.config):
-            if request.key in self.counted:
-                continue
-            result = reported.get(request.key, TrialResult())
+        for request, result in self._uncounted(trial):
             run_id = result.mlflow_run_id or self.tracker.find_child(request.context.parent_run_id, request.key)
             if run_id:
                 error = str(getattr(trial, "error_file", "") or "worker error")

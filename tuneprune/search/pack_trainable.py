@@ -49,10 +49,10 @@ def _ended_run(tracker: RunTracker, request: TrialRequest, epochs: int) -> Trial
 class _Member:
     """One member's trial request, spec, MLflow run and latest result, as the pack trainable tracks it."""
 
-    def __init__(self, request: TrialRequest, spec: TrialSpec, run_id: str, state: dict[str, Any] | None) -> None:
-        self.request, self.spec, self.run_id, self.state = request, spec, run_id, state
+    def __init__(self, request: TrialRequest, spec: TrialSpec, run_id: str, epoch: int) -> None:
+        self.request, self.spec, self.run_id = request, spec, run_id
         self.dir = request.context.trial_dir(request.key)
-        self.result = TrialResult(state["epoch"] if state else 0, spec.epochs, run_id, None, request.key, False)
+        self.result = TrialResult(epoch, spec.epochs, run_id, None, request.key, False)
 
     def update(self, metrics: dict[str, Any], ended: bool, error: str | None = None) -> None:
         r = self.result
@@ -65,14 +65,15 @@ def run_pack(config: dict[str, Any]) -> None:
     pack = PackRequest.from_dict(config)
     ctx = pack.context
     tracker = RunTracker(ctx.tracking_uri, ctx.experiment)
-    ended: dict[str, TrialResult] = {}
+    ended: dict[str, dict[str, Any]] = {}  # members whose runs ended before this start, as reported
     members: list[_Member] = []
+    states: list[dict[str, Any] | None] = []
     for request in pack.members:
         spec = TrialSpec.model_validate(request.spec)
         spec.device = resolve_device(spec.device).type  # recorded as run: --from-run reproduces it
         done = _ended_run(tracker, request, spec.epochs)
         if done is not None:
-            ended[request.key] = done
+            ended[request.key] = done.to_dict()
             continue
         run_id = open_trial_run(tracker, request, spec)
         trial_dir = ctx.trial_dir(request.key)
@@ -80,29 +81,34 @@ def run_pack(config: dict[str, Any]) -> None:
         state = load_member(path) if path is not None else None
         if state is not None:
             replay_history(tracker, run_id, state["history"])
-        members.append(_Member(request, spec, run_id, state))
+        members.append(_Member(request, spec, run_id, int(state["epoch"]) if state else 0))
+        states.append(state)
     if not members:
-        report({MEMBERS: {k: r.to_dict() for k, r in ended.items()}})
+        report({MEMBERS: ended})
         return
 
     try:
-        _train(members, ended, tracker, ctx.stopper, next(iter(ctx.objectives)))
+        trainer = PackedTrainer([m.spec for m in members], resume=states if any(s is not None for s in states) else None)
+        del states  # the trainer holds the members' weights now
+        _train(trainer, members, ended, tracker, ctx.stopper, next(iter(ctx.objectives)))
     except BaseException as err:  # the pack cannot go on: none of its open members is left RUNNING
-        for member in members:
-            if not member.result.ended:
-                tracker.finish(member.run_id, "FAILED", f"{type(err).__name__}: {err}")
+        open_members = [m for m in members if not m.result.ended]
+        for member in open_members:
+            tracker.finish(member.run_id, "FAILED", f"{type(err).__name__}: {err}")
         if not isinstance(err, ConfigError):
             raise
-        results = {m.request.key: TrialResult(0, m.spec.epochs, m.run_id, str(err), m.request.key, True).to_dict() for m in members}
-        report({MEMBERS: {**{k: r.to_dict() for k, r in ended.items()}, **results}})
+        for member in open_members:
+            member.update({}, ended=True, error=str(err))
+        report({MEMBERS: {**ended, **{m.request.key: m.result.to_dict() for m in members}}})
 
 
-def _train(members: list[_Member], ended: dict[str, TrialResult], tracker: RunTracker, stopper_name: str | None, first: str) -> None:
+def _train(
+    trainer: PackedTrainer, members: list[_Member], ended: dict[str, dict[str, Any]], tracker: RunTracker,
+    stopper_name: str | None, first: str,
+) -> None:
     """Train the open members to their ends, reporting every epoch with the members' checkpoints."""
     import ray
 
-    states = [m.state for m in members]
-    trainer = PackedTrainer([m.spec for m in members], resume=states if any(s is not None for s in states) else None)
     stopper = ray.get_actor(stopper_name) if stopper_name else None
 
     def log_epoch(index: int, metrics: dict[str, float]) -> None:
@@ -116,11 +122,9 @@ def _train(members: list[_Member], ended: dict[str, TrialResult], tracker: RunTr
         for i in sorted(open_members):
             if _settle(i, members[i], trainer, tracker, decisions.get(i, False)):
                 open_members.discard(i)
+                (members[i].dir / MEMBER_CHECKPOINT).unlink(missing_ok=True)
         files = {f"{members[i].request.key}.pt": save_member(trainer, i, members[i].dir / MEMBER_CHECKPOINT) for i in open_members}
-        for i, member in enumerate(members):
-            if i not in open_members:
-                (member.dir / MEMBER_CHECKPOINT).unlink(missing_ok=True)
-        results = {**{k: r.to_dict() for k, r in ended.items()}, **{m.request.key: m.result.to_dict() for m in members}}
+        results = {**ended, **{m.request.key: m.result.to_dict() for m in members}}
         report({"epoch": trainer.epoch, "epochs": trainer.epochs, MEMBERS: results}, files)
 
 
