@@ -22,14 +22,17 @@ printf '   %-22s %s\n' "dense test accuracy" "$dense" "95% sparse accuracy" "$s9
 echo "== 2. search: alpha and theta mode at 95% and 99% (search_spaces/digits_demo.yaml)"
 "$TP" search "$ROOT/search_spaces/digits_demo.yaml"
 
-echo "== 3. stochastic pruning of the dense model, one (sigma, r, n) point (formulas §5)"
+echo "== 3. packed trials: the same search, 10 epochs, 4 trials trained together per Ray actor (resources.pack)"
+"$TP" search "$ROOT/search_spaces/digits_demo.yaml" --set resources.pack=4 --set base.epochs=10 --name digits_demo_packed
+
+echo "== 4. stochastic pruning of the dense model, one (sigma, r, n) point (formulas §5)"
 "$TP" prune-stochastic "$ROOT/configs/stochastic_digits.yaml" --checkpoint dense/model.pt \
     --set rate=0.8 --set sigma=0.003 --set finetune.epochs=1
 
-echo "== 4. evolution of sigma and rate: accuracy vs sparsity front (pymoo NSGA-II on Ray)"
+echo "== 5. evolution of sigma and rate: accuracy vs sparsity front (pymoo NSGA-II on Ray)"
 "$TP" evolve "$ROOT/search_spaces/evolve_digits.yaml" --checkpoint dense/model.pt --set algorithm.generations=4
 
-echo "== 5. reports: Pareto fronts, hypervolumes, importances, learning curves (about 20 s)"
+echo "== 6. reports: Pareto fronts, hypervolumes, importances, learning curves (about 20 s)"
 search_html=$("$TP" report digits_demo)
 evolve_html=$("$TP" report evolve-digits)
 echo "   search report:    $search_html"
