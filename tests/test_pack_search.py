@@ -1,9 +1,9 @@
 """Packed searches (``resources.pack``) with a real local Ray, Optuna SQLite studies and an MLflow SQLite store.
 
 Every member stays its own trial: its own Optuna trial and MLflow child run with its own
-per-epoch history, status, saved model and ``--from-run`` reproduction. Members here train
-without gradient clipping, so a member trains bit for bit what it trains alone
-(tests/test_packing.py states why), and the reproduction must match exactly.
+per-epoch history, status, saved model and ``--from-run`` reproduction. Members train with
+the default recipe (gradient clipping on) and bit for bit what they train alone
+(tests/test_packing.py states why), so the reproduction must match exactly.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from tuneprune.tracking import TAG_KIND, TAG_TRIAL
 
 pytestmark = pytest.mark.ray
 
-BASE = {"model": "small_cnn", "dataset": "digits", "epochs": 2, "batch_size": 64, "grad_clip": None}
+BASE = {"model": "small_cnn", "dataset": "digits", "epochs": 2, "batch_size": 64}  # the default recipe: clipping on
 ALPHA = {"sparsity.theta.alpha": {"type": "float", "low": 0.0, "high": 0.3}}
 SPARSE = {"target": 0.8, "theta": {"policy": "log_density", "alpha": 0.1, "mode": "global"}}
 

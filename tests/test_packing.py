@@ -1,15 +1,11 @@
 """Packed trials: a member of a pack trains the trial it would train alone (CPU, digits, small CNN).
 
-Tolerance of the default (``loop``) forward on the CPU: each member's convolutions,
-thresholds (the same order statistics), masks and SGD arithmetic are exactly its solo
-run's, so a member without gradient clipping trains bit for bit the same trial. With
-clipping active, the member's gradient norm is summed in another order (one flat row of
-prunable weights in the pack, tensor by tensor in the parametrized model alone): the
-clip coefficient differs in the last bit, and sparse training on a tiny model amplifies
-that to about 1e-4 relative over two epochs. So losses, theta and stability must agree
-to 1e-3 relative, accuracies to one sample, sparsities to 1e-6. The fused (``vmap``)
-forward sums the grouped convolution in another order (about 1e-7 per forward),
-amplified the same way: 1e-2 and 3 samples after one epoch.
+With the default (``loop``) forward on the CPU each member's convolutions, thresholds (the
+same order statistics), masks, gradient clipping (its own norm, summed tensor by tensor in
+the order of ``clip_grad_norm_`` alone) and SGD arithmetic are exactly its solo run's, so
+every member trains bit for bit the same trial, clipping on or off. The fused (``vmap``)
+forward sums the grouped convolution in another order (about 1e-7 per forward), which
+sparse training on a tiny model amplifies: that test alone compares to 1e-2 and 3 samples.
 """
 
 from __future__ import annotations
@@ -72,7 +68,7 @@ def without_times(metrics: dict) -> dict:
     return {key: value for key, value in metrics.items() if not key.endswith("_time")}
 
 
-def assert_same_history(packed: list[dict], alone: list[dict], rel: float = 1e-3, samples: int = 1) -> None:
+def assert_close_history(packed: list[dict], alone: list[dict], rel: float, samples: int) -> None:
     assert len(packed) == len(alone)
     for p, a in zip(packed, alone):
         assert p.keys() == a.keys()
@@ -86,6 +82,11 @@ def assert_same_history(packed: list[dict], alone: list[dict], rel: float = 1e-3
                 assert p[key] == pytest.approx(a[key], abs=1e-6), key
 
 
+def assert_same_history(packed: list[dict], alone: list[dict]) -> None:
+    """Every metric but the times equal, bit for bit."""
+    assert [without_times(h) for h in packed] == [without_times(h) for h in alone]
+
+
 def test_members_train_the_trials_they_would_train_alone():
     configs = [config(GLOBAL_CUBIC), config(LAYER_LOG_DENSITY), config(ADAPTIVE_DROP)]
     members = train_packed(configs)
@@ -93,10 +94,9 @@ def test_members_train_the_trials_they_would_train_alone():
         history, final_sparsity = solo(run_config)
         assert member.status == "finished" and member.error is None
         assert_same_history(member.history, list(history))
-        assert prunable_sparsity(member.result.model) == pytest.approx(final_sparsity, abs=1e-6)
+        assert prunable_sparsity(member.result.model) == final_sparsity
         assert member.result.config == run_config
-    unclipped, alone = members[1].history, solo(configs[1])[0]
-    assert [without_times(h) for h in unclipped] == [without_times(h) for h in alone]  # bit for bit
+    assert [c.grad_clip for c in configs] == [3.0, None, 1.0]  # the default recipe clips; one member does not
     # the members differ: a pack is not K copies of one trial
     assert len({round(m.history[-1]["sparsity"], 3) for m in members}) == 3
 
@@ -106,7 +106,7 @@ def test_dense_members_train_bit_for_bit_as_alone():
     members = train_packed(configs)
     for member, run_config in zip(members, configs):
         history, _ = solo(run_config)
-        assert [without_times(h) for h in member.history] == [without_times(h) for h in history]
+        assert_same_history(member.history, list(history))
         assert "sparsity" not in member.history[0]
 
 
@@ -115,8 +115,7 @@ def test_bf16_members_train_bit_for_bit_as_alone():
     configs = [config(LAYER_LOG_DENSITY, epochs=1, precision="bf16"), config(DENSE, epochs=1, grad_clip=None, precision="bf16")]
     members = train_packed(configs)
     for member, run_config in zip(members, configs):
-        history, _ = solo(run_config)
-        assert [without_times(h) for h in member.history] == [without_times(h) for h in history]
+        assert_same_history(member.history, list(solo(run_config)[0]))
     assert members[1].history[0]["train_loss"] != solo(config(DENSE, epochs=1, grad_clip=None))[0][0]["train_loss"]
 
 
@@ -124,7 +123,7 @@ def test_fused_forward_matches_alone_to_reduction_order():
     configs = [config(GLOBAL_CUBIC, epochs=1), config(ADAPTIVE_DROP, epochs=1)]
     members = train_packed(configs, forward_mode="vmap")
     for member, run_config in zip(members, configs):
-        assert_same_history(member.history, list(solo(run_config)[0]), rel=1e-2, samples=3)
+        assert_close_history(member.history, list(solo(run_config)[0]), rel=1e-2, samples=3)
 
 
 def test_a_diverging_member_fails_alone():

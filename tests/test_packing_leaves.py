@@ -2,14 +2,16 @@
 
 The parameters of K members are three ``[K, M]`` leaves (prunable weights, others with and
 without weight decay) whatever the depth, each parameter a view of its segment. Clipping
-gives each member the gradients ``torch.nn.utils.clip_grad_norm_`` gives it alone: bit for
-bit on the CPU path without prunable weights (the solo's norms, in its order), else to
-1e-5 relative (the norms of whole rows of the leaves summed in another order).
+gives each member the gradients ``torch.nn.utils.clip_grad_norm_`` gives it alone (its
+weights parametrized by a Sparsifier when sparse): bit for bit on the CPU path (the solo's
+norms, in its order), to 1e-5 relative on the accelerator path (the norms of whole rows of
+the leaves summed in another order).
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 
 import pytest
 import torch
@@ -19,6 +21,7 @@ from tuneprune.config import validate
 from tuneprune.models import create_model
 from tuneprune.packing.optim import PackedSGD
 from tuneprune.packing.stack import StackedModel
+from tuneprune.sparsity import Sparsifier, SparsityConfig
 from tuneprune.sparsity.dispatch import accelerator_path
 from tuneprune.sparsity.layers import prunable_layers
 from tuneprune.training import RunConfig
@@ -34,6 +37,30 @@ def stacked(sparse: bool) -> tuple[list[nn.Module], StackedModel]:
         models.append(create_model("resnet20", 10, 3))
     prunable = [f"{name}.weight" for name, _ in prunable_layers(models[0], 1000)] if sparse else []
     return models, StackedModel(models, prunable)
+
+
+def solo_order(model: nn.Module, sparse: bool, min_size: int = 1000) -> list[str]:
+    """The order in which ``clip_grad_norm_`` meets ``model``'s parameters in a solo run (parametrized when sparse)."""
+    if not sparse:
+        return [name for name, _ in model.named_parameters()]
+    model = copy.deepcopy(model)
+    Sparsifier.from_config(model, SparsityConfig(target=0.5, min_size=min_size), steps_per_epoch=1, epochs=1)
+    return [name.replace(".parametrizations.weight.original", ".weight") for name, _ in model.named_parameters()]
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_clip_order_is_the_solo_runs_parameter_order(sparse):
+    models, stack = stacked(sparse)
+    assert stack.clip_order == solo_order(models[0], sparse)
+    assert sorted(stack.clip_order) == sorted(name for name, _ in models[0].named_parameters())
+
+
+def test_clip_order_puts_a_parametrized_weight_after_its_bias():
+    model = create_model("small_cnn", 10, 1)
+    prunable = [f"{name}.weight" for name, _ in prunable_layers(model)]
+    order = StackedModel([model, copy.deepcopy(model)], prunable).clip_order
+    assert order == solo_order(model, sparse=True, min_size=0)
+    assert order != [name for name, _ in model.named_parameters()]
 
 
 def test_parameters_are_three_flat_leaves_each_parameter_a_view_of_one():
@@ -70,13 +97,15 @@ def test_each_member_clips_as_clip_grad_norm_alone(sparse, path):
     optimizer = PackedSGD(configs, stack.decays(), 10, torch.device("cpu"))
     with accelerator_path() if path == "accelerator" else contextlib.nullcontext():
         optimizer.clip(stack.parameters(), stack.grad_pieces())
+    order = solo_order(models[0], sparse)
     for model, clip in zip(models, CLIPS):
         if clip is not None:
-            assert nn.utils.clip_grad_norm_(model.parameters(), clip) > 10 * clip  # the clip is active
+            alone = [model.get_parameter(name) for name in order]
+            assert nn.utils.clip_grad_norm_(alone, clip) > 10 * clip  # the clip is active
     packed = stack.named_leaves([leaf.grad for leaf in stack.parameters()])
     for k, model in enumerate(models):
         for name, p in model.named_parameters():
-            if path == "cpu" and not sparse:
+            if path == "cpu":
                 assert torch.equal(packed[name][k], p.grad), name
             else:
                 torch.testing.assert_close(packed[name][k], p.grad, rtol=1e-5, atol=0)

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 
 import torch
 
-from tuneprune.sparsity.dispatch import device_vector
+from tuneprune.sparsity.dispatch import device_vector, on_numpy
 from tuneprune.training.config import RunConfig
 from tuneprune.training.optim import lr_factor
 
@@ -120,16 +120,27 @@ class PackedSGD:
     @torch.no_grad()
     def clip(self, params: Sequence[torch.Tensor], pieces: Sequence[torch.Tensor]) -> None:
         """Scale the gradients of each member (row) of the ``[K, M]`` leaves ``params`` so that their joint norm
-        is at most its ``grad_clip``.
+        is at most its ``grad_clip``: ``g <- g * min(1, c / (||g|| + 1e-6))`` (formulas §1.6).
 
         Member k's joint norm is ``||(||x_1[k]||, ..., ||x_m[k]||)||`` over ``pieces``, its
         gradients cut into ``[K, ...]`` pieces
-        (:meth:`~tuneprune.packing.stack.StackedModel.grad_pieces`): as many norms as
-        pieces, and one product per leaf.
+        (:meth:`~tuneprune.packing.stack.StackedModel.grad_pieces`). On the NumPy path the
+        pieces are the member's parameters in ``clip_grad_norm_``'s order and each member's
+        norms, total and coefficient are computed as ``clip_grad_norm_`` computes them alone
+        (one vector norm per tensor, the norm of their stack, ``c * (1 / (norm + 1e-6))``):
+        bit for bit the solo clip. Elsewhere as many norms as pieces, for all members at once
+        (the rounding of the sums may differ in the last bit).
         """
-        norms = torch.stack([torch.linalg.vector_norm(x.flatten(1), dim=1) for x in pieces], dim=1)
-        total = torch.linalg.vector_norm(norms, dim=1)
-        coefficient = (self.clips.column(total) / (total + 1e-6)).clamp(max=1.0).unsqueeze(1)
+        if on_numpy(*pieces):
+            totals = [
+                torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(x[k]) for x in pieces]))
+                for k in range(len(self.clips.values))
+            ]
+            total = torch.stack(totals)
+        else:
+            norms = torch.stack([torch.linalg.vector_norm(x.flatten(1), dim=1) for x in pieces], dim=1)
+            total = torch.linalg.vector_norm(norms, dim=1)
+        coefficient = ((total + 1e-6).reciprocal() * self.clips.column(total)).clamp(max=1.0).unsqueeze(1)
         for p in params:
             if p.grad is not None:
                 p.grad.mul_(coefficient)

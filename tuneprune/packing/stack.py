@@ -23,6 +23,7 @@ from torch.func import functional_call, stack_module_state
 
 from tuneprune.packing.flat import FlatLayout
 from tuneprune.sparsity.dispatch import on_numpy
+from tuneprune.sparsity.layers import parametrized_order
 from tuneprune.training.optim import has_weight_decay
 
 FORWARD_MODES = ("vmap", "loop")
@@ -44,6 +45,7 @@ class StackedModel:
         params, self.buffers = stack_module_state(list(models))
         self.base = copy.deepcopy(models[0]).to("meta")
         self.prunable = list(prunable)
+        self.clip_order = parametrized_order(models[0], frozenset(self.prunable))
         self.others = [name for name in params if name not in self.prunable]  # in the models' order
         decayed = [name for name in self.others if has_weight_decay(params[name][0])]
         groups = [(self.prunable, True), (decayed, True), ([n for n in self.others if n not in decayed], False)]
@@ -105,17 +107,17 @@ class StackedModel:
         """The leaves' gradients in the ``[K, ...]`` pieces whose per-member norms make each member's gradient norm.
 
         The leaves' gradients themselves: a handful of norms whatever the depth. On the NumPy
-        path (CPU, :func:`~tuneprune.sparsity.dispatch.on_numpy`) the prunable weights'
-        gradient whole, then every other parameter's on its own in the models' order: the
-        pieces and order of ``torch.nn.utils.clip_grad_norm_`` for a model alone, so that a
-        member without prunable weights clips bit for bit as alone.
+        path (CPU, :func:`~tuneprune.sparsity.dispatch.on_numpy`) every parameter's gradient
+        on its own, in the order ``torch.nn.utils.clip_grad_norm_`` meets them in the
+        member's model alone (:func:`~tuneprune.sparsity.layers.parametrized_order`), so
+        that :meth:`PackedSGD.clip <tuneprune.packing.optim.PackedSGD.clip>` clips each
+        member bit for bit as alone.
         """
         grads = [leaf.grad for leaf in self.leaves]
         if not on_numpy(*[g for g in grads if g is not None]):
             return [g for g in grads if g is not None]
         named = self.named_leaves(grads)
-        whole = [grads[0]] if self.prunable and grads[0] is not None else []
-        return whole + [named[name] for name in self.others if name in named]
+        return [named[name] for name in self.clip_order if name in named]
 
     def forward(self, weights: torch.Tensor | None, x: torch.Tensor, train: bool) -> torch.Tensor:
         """``[K, B, classes]`` logits of every member on its own batch ``x[k]`` ([K, B, ...])."""

@@ -32,3 +32,25 @@ def prunable_sparsity(model: nn.Module, min_size: int = 0) -> float:
     if total == 0:
         raise ValueError("the model has no prunable layers")
     return zeros / total
+
+
+def parametrized_order(model: nn.Module, prunable: set[str] | frozenset[str]) -> list[str]:
+    """The names of ``model``'s parameters in the order ``model.parameters()`` yields them once the weights
+    named in ``prunable`` (``"<layer>.weight"``) are parametrized, as :class:`~tuneprune.sparsity.Sparsifier`
+    does; each weight keeps its plain name.
+
+    ``torch.nn.utils.parametrize`` moves a weight to ``<layer>.parametrizations.weight.original``,
+    a sub-module appended after the layer's own parameters and children, so the weight comes
+    last among its layer's parameters. Gradient-norm clipping sums the per-tensor norms in
+    this order (formulas §1.6), so a pack member clips bit for bit as alone.
+    """
+
+    def walk(module: nn.Module, prefix: str) -> list[str]:
+        own = [prefix + name for name, p in module._parameters.items() if p is not None]
+        names = [name for name in own if name not in prunable]
+        for child_name, child in module._modules.items():
+            if child is not None:
+                names += walk(child, f"{prefix}{child_name}.")
+        return names + [name for name in own if name in prunable]
+
+    return walk(model, "")
