@@ -1,11 +1,15 @@
-"""What every benchmark shares: the device and thread flags, the header naming the machine's load, and
-the count of what one call issues to the device."""
+"""What every benchmark shares: the device and thread flags, the header naming the machine's load, the
+figures kept as JSON (``--json``), and the count of what one call issues to the device."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import platform
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -29,6 +33,52 @@ def start(args: argparse.Namespace, settings: str) -> None:
         torch.set_num_threads(args.threads)
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads (load average {load}), {settings}")
+
+
+def add_json_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", type=Path, metavar="PATH", help="also write the figures to PATH as JSON, rewritten after each row")
+
+
+def device_name(device: torch.device) -> str:
+    """The accelerator's name (``torch.cuda.get_device_name``), or the CPU's architecture and core count."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU {platform.machine()}, {os.cpu_count()} cores"
+
+
+class FigureFile:
+    """The rows a benchmark measures, kept as JSON at ``path`` (nowhere when None).
+
+    The file, ``{"bench", "torch", "devices": {device type: name}, "tables": {table: [row, ...]}}``,
+    is rewritten after each row, so that a run cut short (a time limit) keeps what it measured.
+    """
+
+    def __init__(self, path: Path | None, bench: str) -> None:
+        self.path = path
+        self.record: dict[str, Any] = {"bench": bench, "torch": torch.__version__, "devices": {}, "tables": {}}
+
+    def add(self, table: str, row: dict[str, Any]) -> None:
+        if self.path is None:
+            return
+        device = str(row["device"])
+        if device not in self.record["devices"]:
+            self.record["devices"][device] = device_name(torch.device(device))
+        self.record["tables"].setdefault(table, []).append(row)
+        partial = self.path.with_name(self.path.name + ".partial")
+        partial.write_text(json.dumps(self.record, indent=1))
+        partial.replace(self.path)
+
+
+def bench_each(
+    args: argparse.Namespace, bench: Callable[[str, torch.device, argparse.Namespace], dict[str, Any]], figures: FigureFile, table: str
+) -> list[dict[str, Any]]:
+    """``bench(model, device, args)`` for each device of ``--devices`` and model of ``--models``; each row also goes to ``figures``."""
+    rows = []
+    for device in args.devices.split(","):
+        for name in args.models.split(","):
+            rows.append(bench(name, torch.device(device), args))
+            figures.add(table, rows[-1])
+    return rows
 
 
 def sync(device: torch.device) -> None:

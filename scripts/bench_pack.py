@@ -2,6 +2,7 @@
 
     python scripts/bench_pack.py [--models resnet20x2,densenet40_24] [--packs 1,2,4]
                                  [--steps 3] [--batch-size 32] [--repeats 2] [--device cpu|cuda|all]
+                                 [--no-processes] [--json PATH]
 
 For each model and device (the CPU always, CUDA when present) it trains, on synthetic
 CIFAR-shaped data, one epoch of ``--steps`` steps of sparse trials (Feather defaults,
@@ -12,7 +13,8 @@ run for:
 - ``sequential``: K trials on that path, one after the other;
 - ``processes``: K trials on that path as K concurrent processes on the same device (all
   started, then timed from the first step to the last; on the CPU each with its share
-  of the threads, as K trials of one CPU each);
+  of the threads, as K trials of one CPU each; ``--no-processes`` leaves them out: starting
+  K processes, each with its own CUDA context, takes longer than the rest);
 - ``packed``: the K trials as one :class:`~tuneprune.packing.PackedTrainer` (its default
   forward mode for the device, or ``--forward``),
 
@@ -40,7 +42,7 @@ from typing import Any
 
 import torch
 
-from bench_common import SoloStep, launches
+from bench_common import FigureFile, SoloStep, add_json_argument, launches
 
 from tuneprune.config import validate
 from tuneprune.packing import PackedTrainer
@@ -135,9 +137,14 @@ def packed_images_per_second(configs: list[RunConfig], forward_mode: str | None)
     return sum(c.synthetic_samples for c in configs) / next(iter(metrics.values()))["train_time"]
 
 
+def _ratio(packed: float, other: float | None) -> str:
+    return "-" if other is None else f"{packed / other:.2f}"
+
+
 def bench_device(
-    device: str, models: list[str], packs: list[int], steps: int, batch_size: int, repeats: int, forward: str | None
-) -> None:
+    device: str, models: list[str], packs: list[int], steps: int, batch_size: int, repeats: int, forward: str | None,
+    with_processes: bool, figures: FigureFile,
+) -> None:  # fmt: skip
     threads = torch.get_num_threads()
     print(f"\n## {device}: {threads} threads, batch {batch_size}, {steps} steps, best of {repeats}, load average {os.getloadavg()}")
     print(
@@ -153,16 +160,20 @@ def bench_device(
             members = configs[:k]
             # K processes share the CPU's threads, as K trials of one CPU each would
             apart = [c.model_copy(update={"num_threads": max(threads // k, 1)}) for c in members]
-            sequential = processes = packed = 0.0
+            sequential = packed = 0.0
+            processes = 0.0 if with_processes else None
             for _ in range(repeats):
                 sequential = max(sequential, sequential_images_per_second(members))
-                processes = max(processes, processes_images_per_second(apart))
+                if processes is not None:
+                    processes = max(processes, processes_images_per_second(apart))
                 packed = max(packed, packed_images_per_second(members, forward))
             print(
-                f"| {model} | {k} | {solo:.1f} | {sequential:.1f} | {processes:.1f} | {packed:.1f} "
-                f"| {packed / solo:.2f} | {packed / sequential:.2f} | {packed / processes:.2f} |",
+                f"| {model} | {k} | {solo:.1f} | {sequential:.1f} | {'-' if processes is None else f'{processes:.1f}'} "
+                f"| {packed:.1f} | {packed / solo:.2f} | {packed / sequential:.2f} | {_ratio(packed, processes)} |",
                 flush=True,
             )
+            row = {"solo": solo, "sequential": sequential, "processes": processes, "packed": packed}
+            figures.add("throughput", {"model": model, "device": device, "k": k, **row})
     print(f"load average after: {os.getloadavg()}")
 
 
@@ -174,7 +185,7 @@ def packed_step_launches(configs: list[RunConfig], forward_mode: str, device: to
     return launches(lambda: trainer.train_step(1, batches), device)
 
 
-def launch_table(device: str, models: list[str], packs: list[int], batch_size: int) -> None:
+def launch_table(device: str, models: list[str], packs: list[int], batch_size: int, figures: FigureFile) -> None:
     where = torch.device(device)
     print(f"\n## {device}: launches per training step (accelerator path, batch {batch_size})")
     print("| model | K | packed, vmap | per member | packed, loop | K x solo | K x solo / packed vmap |")
@@ -191,6 +202,8 @@ def launch_table(device: str, models: list[str], packs: list[int], batch_size: i
                 fused = packed_step_launches(configs[:k], "vmap", where)
                 looped = packed_step_launches(configs[:k], "loop", where)
                 print(f"| {model} | {k} | {fused} | {fused / k:.0f} | {looped} | {k * one} | {k * one / fused:.1f} |", flush=True)
+                row = {"packed_vmap": fused, "packed_loop": looped, "solo_times_k": k * one}
+                figures.add("launches", {"model": model, "device": device, "k": k, **row})
 
 
 def main() -> None:
@@ -203,7 +216,10 @@ def main() -> None:
     parser.add_argument("--device", choices=("cpu", "cuda", "all"), default="all")
     parser.add_argument("--forward", choices=("vmap", "loop"), default=None, help="packed forward mode (default per device)")
     parser.add_argument("--launches-only", action="store_true", help="only the table of launches per step")
+    parser.add_argument("--no-processes", action="store_true", help="leave out the K concurrent processes")
+    add_json_argument(parser)
     args = parser.parse_args()
+    figures = FigureFile(args.json, "pack")
     devices = ["cpu"] if args.device in ("cpu", "all") else []
     if args.device in ("cuda", "all") and torch.cuda.is_available():
         devices.append("cuda")
@@ -216,8 +232,9 @@ def main() -> None:
             parser.error(f"--packs: every K must be >= 1, got {packs}")
         steps, batch_size = args.steps or defaults["steps"], args.batch_size or defaults["batch_size"]
         if not args.launches_only:
-            bench_device(device, args.models.split(","), packs, steps, batch_size, args.repeats or defaults["repeats"], args.forward)
-        launch_table(device, args.models.split(","), packs, 8 if device == "cpu" else batch_size)
+            repeats = args.repeats or defaults["repeats"]
+            bench_device(device, args.models.split(","), packs, steps, batch_size, repeats, args.forward, not args.no_processes, figures)
+        launch_table(device, args.models.split(","), packs, 8 if device == "cpu" else batch_size, figures)
 
 
 if __name__ == "__main__":

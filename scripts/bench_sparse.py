@@ -1,7 +1,7 @@
 """Benchmark of the sparse training engine: step time dense vs sparse, threshold vs a full sort.
 
     python scripts/bench_sparse.py [--models resnet20,densenet40_24] [--steps 6] [--warmup 1] [--threads N]
-                                   [--sparse-config '{threshold: layer}']
+                                   [--sparse-config '{threshold: layer}'] [--json PATH]
 
 For each model (CIFAR-shaped random batch, batch 128) and device (the CPU, and CUDA when
 present) it prints, measured in this run: the median time of one training step (forward,
@@ -33,7 +33,7 @@ from collections.abc import Callable
 import torch
 import yaml
 
-from bench_common import NUM_CLASSES, SoloStep, add_machine_arguments, launches, start, sync
+from bench_common import NUM_CLASSES, FigureFile, SoloStep, add_json_argument, add_machine_arguments, bench_each, launches, start, sync
 
 from tuneprune.sparsity import SparsityConfig
 from tuneprune.sparsity.dispatch import accelerator_path
@@ -153,13 +153,10 @@ def main() -> None:
     )
     parser.add_argument("--threshold-repeats", type=int, default=3)
     add_machine_arguments(parser)
+    add_json_argument(parser)
     args = parser.parse_args()
     start(args, f"batch {args.batch_size}, sparsity {args.sparsity} {args.sparse_config}")
-    rows = []
-    for device in args.devices.split(","):
-        for name in args.models.split(","):
-            rows.append(bench(name, torch.device(device), args))
-    print_table(rows)
+    print_table(bench_each(args, bench, FigureFile(args.json, "sparse"), "steps"))
 
 
 if __name__ == "__main__":

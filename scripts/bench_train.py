@@ -1,7 +1,7 @@
 """Benchmark of whole training epochs: ``tuneprune.training.train`` dense and sparse against a plain loop.
 
     python scripts/bench_train.py [--models resnet20x2,mobilenet_v1] [--images 512] [--epochs 2]
-                                  [--devices cpu,cuda] [--switches] [--threads N]
+                                  [--devices cpu,cuda] [--switches] [--threads N] [--json PATH]
 
 For each model and device it trains on the same synthetic CIFAR-shaped data (3x32x32,
 10 classes, batch 128, random crop + flip) with: a minimal plain PyTorch loop (SGD
@@ -24,7 +24,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from bench_common import add_machine_arguments, start
+from bench_common import FigureFile, add_json_argument, add_machine_arguments, bench_each, start
 
 from tuneprune.data import DatasetSplits, augment_batch
 from tuneprune.models import create_model
@@ -123,10 +123,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2, help="rounds of all variants; each figure is its best round")
     parser.add_argument("--switches", action="store_true", help="also the sparse run with bf16 autocast and channels_last")
     add_machine_arguments(parser)
+    add_json_argument(parser)
     args = parser.parse_args()
     start(args, f"batch {args.batch_size}, {args.images} images, epoch {args.epochs} of {args.epochs} timed, best of {args.repeats}")
-    rows = [bench(name, torch.device(device), args) for device in args.devices.split(",") for name in args.models.split(",")]
-    print_table(rows)
+    print_table(bench_each(args, bench, FigureFile(args.json, "train"), "epochs"))
     print(f"load average after: {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
 
 
