@@ -1,13 +1,30 @@
-"""The benchmark scripts run as the README shows them, on the smallest settings, and print their tables."""
+"""The benchmark scripts run as the README shows them, on the smallest settings, and print their tables;
+scripts/gpu_check.sh runs its whole pipeline on the CPU (--cpu-smoke) and assembles its table."""
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
+# tuneprune's dependencies that the GPU machine lacks (docs/performance-gpu.md): gpu_check.sh must not need them
+ABSENT_ON_THE_GPU_MACHINE = ("ray", "optuna", "optuna_dashboard", "mlflow", "pymoo", "zennit", "psycopg")
+BLOCKER = f"""import importlib.abc, sys
+
+
+class Absent(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {ABSENT_ON_THE_GPU_MACHINE!r}:
+            raise ModuleNotFoundError(f"No module named {{name!r}} (absent on the GPU machine)")
+
+
+sys.meta_path.insert(0, Absent())
+"""
 
 
 def test_bench_pack_prints_throughput_and_launch_tables():
@@ -26,3 +43,68 @@ def test_bench_pack_prints_throughput_and_launch_tables():
     fused = [int(cells.split("|")[0]) for _, cells in launches]
     solo_twice = int(launches[1][1].split("|")[3])
     assert fused[1] < solo_twice  # two packed members issue fewer launches than two solo steps
+
+
+def _table(text: str) -> tuple[list[str], list[list[str]]]:
+    """The header and rows of the first Markdown table in ``text``."""
+    lines = [line for line in text.splitlines() if line.startswith("| ")]
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    rows = []
+    for line in lines[1:]:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if len(cells) != len(header):
+            break
+        rows.append(cells)
+    return header, rows
+
+
+@pytest.mark.slow
+def test_gpu_check_cpu_smoke_assembles_one_table_of_ratios_without_the_libraries_the_gpu_machine_lacks(tmp_path):
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(BLOCKER)
+    env = {**os.environ, "PYTHON": sys.executable, "PYTHONPATH": str(site)}
+    blocked = subprocess.run([sys.executable, "-c", "import ray"], env=env, capture_output=True, text=True)
+    assert "absent on the GPU machine" in blocked.stderr  # the blocker works
+    out = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "gpu_check.sh"), "--cpu-smoke", "--out", str(tmp_path / "out")],
+        capture_output=True, text=True, timeout=900, cwd=ROOT, env=env,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
+    text = (tmp_path / "out" / "table.md").read_text()
+    assert out.stdout.endswith(text)
+    assert re.match(r"\*\*GPU figures\*\* \(cpu\): CPU .+, torch \d", text), text
+    header, rows = _table(text)
+    assert header == [
+        "model", "dense step ms", "sparse/dense step", "train dense/plain", "train sparse/plain",
+        "packed/sequential K=2", "launches K solo/packed K=2",
+    ]  # fmt: skip
+    assert [row[0] for row in rows] == ["small_cnn"]
+    assert all(float(value) > 0 for value in rows[0][1:]), rows
+    passed, failed = re.search(r"Tests \(tests/test_no_host_sync.py\): (\d+) passed, (\d+) failed", text).groups()
+    assert int(passed) >= 1 and failed == "0", text
+    assert re.findall(r"^\| ([\w-]+) \| (.+?) \| \d+ \|$", text, re.MULTILINE) == [
+        ("tests", "ok"), ("sparse", "ok"), ("train", "ok"), ("pack-2", "ok")
+    ]  # fmt: skip
+
+
+def test_gpu_table_reports_parts_that_failed_or_ran_out_of_time(tmp_path):
+    (tmp_path / "parts.tsv").write_text("tests\t1\t12\t90\nsparse\t124\t70\t70\ntrain\t0\t5\t90\npack-8\tskipped\t0\t0\n")
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "gpu_table.py"), str(tmp_path), "--models", "resnet18", "--packs", "8"],
+        capture_output=True, text=True, timeout=60, cwd=ROOT,
+    )  # fmt: skip
+    assert out.returncode == 1, out.stderr
+    assert "device unknown (no benchmark finished)" in out.stdout
+    header, rows = _table(out.stdout)
+    assert len(header) == 7 and rows == [["resnet18"] + ["—"] * 6]
+    assert "Tests (tests/test_no_host_sync.py): no report." in out.stdout
+    for line in ("| tests | failed (exit 1) | 12 |", "| sparse | timed out at its limit of 70 s | 70 |",
+                 "| train | ok | 5 |", "| pack-8 | skipped: no time left | 0 |"):  # fmt: skip
+        assert line in out.stdout
+    assert (tmp_path / "table.md").read_text() == out.stdout
+
+
+def test_gpu_check_refuses_an_unknown_argument():
+    out = subprocess.run(["bash", str(ROOT / "scripts" / "gpu_check.sh"), "--fast"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and out.stderr.strip() == "gpu_check.sh: unknown argument '--fast' (allowed: --cpu-smoke, --out DIR)"
