@@ -56,14 +56,14 @@ if [ "$MODE" = cuda ]; then
     PACK=(--device cuda --steps 10 --batch-size 128 --repeats 2)
     BUDGET=(tests 75 sparse 60 train 75 pack-8 130 pack-16 430)
 else
-    TOTAL=600
+    TOTAL=1200
     MODELS=small_cnn
     PACKS=(2)
     TESTS=(-k "cuda or adaptive_update_on_tensors")
     SPARSE=(--devices cpu --steps 1 --warmup 0 --batch-size 8 --threshold-repeats 1)
     TRAIN=(--devices cpu --images 16 --epochs 1 --batch-size 8 --repeats 1)
     PACK=(--device cpu --steps 2 --batch-size 8 --repeats 1)
-    BUDGET=(tests 150 sparse 150 train 150 pack-2 150)
+    BUDGET=(tests 300 sparse 300 train 300 pack-2 300)
 fi
 
 # part NAME COMMAND...: run COMMAND under the smaller of NAME's budget and the time left of TOTAL; note

@@ -68,7 +68,7 @@ def test_gpu_check_cpu_smoke_assembles_one_table_of_ratios_without_the_libraries
     assert "absent on the GPU machine" in blocked.stderr  # the blocker works
     out = subprocess.run(
         ["bash", str(ROOT / "scripts" / "gpu_check.sh"), "--cpu-smoke", "--out", str(tmp_path / "out")],
-        capture_output=True, text=True, timeout=900, cwd=ROOT, env=env,
+        capture_output=True, text=True, timeout=1500, cwd=ROOT, env=env,
     )  # fmt: skip
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
     text = (tmp_path / "out" / "table.md").read_text()
