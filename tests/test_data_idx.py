@@ -99,6 +99,8 @@ def test_torchvision_layout_splits_like_the_other_datasets(tmp_path, name, folde
     assert means == sorted(means)
     resized = load_dataset(config.model_copy(update={"image_size": 14}))
     assert resized.image_size == 14
+    subset = load_dataset(RunConfig(model="small_cnn", dataset=name, data_dir=tmp_path, seed=1, train_samples=50))
+    assert len(subset.x_train) == 50 and subset.y_train.tolist() == data.y_train[:50].tolist()  # the head of the same split
 
 
 def test_missing_files_name_the_paths_and_how_to_get_them(tmp_path):

@@ -177,7 +177,15 @@ def _synthetic(samples: int, classes: int, image_size: int, seed: int) -> Datase
 
 
 def load_dataset(config) -> DatasetSplits:
-    """Load the dataset a :class:`~tuneprune.training.config.RunConfig` names (on the CPU)."""
+    """Load the dataset a :class:`~tuneprune.training.config.RunConfig` names (on the CPU), its training split
+    cut to ``train_samples`` images when set (the split is shuffled by ``seed``, so its head is a random subset)."""
+    data = _load(config)
+    if config.train_samples is not None and config.train_samples < len(data.x_train):
+        data.x_train, data.y_train = data.x_train[: config.train_samples], data.y_train[: config.train_samples]
+    return data
+
+
+def _load(config) -> DatasetSplits:
     name = config.dataset
     if name == "digits":
         size = config.image_size or (8 if config.model == "small_cnn" else 32)
