@@ -142,9 +142,10 @@ def search_report(report: Report, data: SearchData) -> None:
     )
     fronts(report, data, complete)
     best_table(report, data)
-    importances(report, data)
-    report.heading(f"{data.accuracy_metric} against each searched parameter")
-    report.figure("accuracy_per_param", param_figure(data, complete))
+    if data.space.params:  # a grid search (a study) searches nothing
+        importances(report, data)
+        report.heading(f"{data.accuracy_metric} against each searched parameter")
+        report.figure("accuracy_per_param", param_figure(data, complete))
     learning_curves_section(report, data)
     if data.space.methods:
         study_section(report, data)
