@@ -77,13 +77,13 @@ def complete_trials(name: str, storage_url: str) -> int:
 
 @pytest.mark.ray
 def test_study_killed_and_resumed_prints_the_mlflow_means(ray_session, search_driver, tmp_path, stores):
-    """2 methods x 2 targets x 2 seeds on digits, 1 epoch: the driver is killed after a cell finished, the study
-    resumes with --resume without re-running it, and the table is the MLflow runs' test_acc, mean ± std."""
+    """2 methods x 2 targets x 2 seeds on digits, 1 epoch, in packs of 2: the driver is killed after a cell finished,
+    the study resumes with --resume without re-running it, and the table is the MLflow runs' test_acc, mean ± std."""
     document = {
         "name": "tinystudy",
         "base": {"model": "small_cnn", "dataset": "digits", "epochs": 1, "batch_size": 64, "lr": 0.05},
         "methods": METHODS, "targets": [0.5, 0.9], "seeds": [0, 1],
-        "published": {"feather": {0.5: 90.0, 0.9: 80.0}}, "resources": {"cpu": 1},
+        "published": {"feather": {0.5: 90.0, 0.9: 80.0}}, "resources": {"cpu": 1, "pack": 2},
     }  # fmt: skip
     path = tmp_path / "tinystudy.yaml"
     path.write_text(yaml.safe_dump(document))
