@@ -22,4 +22,12 @@ fi
 if [ -z "${TUNEPRUNE_TEST_PG_BIN:-}" ] && [ -n "$(pg_bin_dir)" ]; then export TUNEPRUNE_TEST_PG_BIN="$(pg_bin_dir)"; fi
 # -------------------------------------------------------------------------------------------
 
+# --- Fashion-MNIST for tests/test_data_idx.py and the studies (Debian's dataset-fashion-mnist) ---
+if [ ! -d /usr/share/datasets/fashion-mnist ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "[test] installing Fashion-MNIST (apt-get install dataset-fashion-mnist) for tests/test_data_idx.py"
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist; } >/dev/null 2>&1 \
+        || echo "[test] could not install dataset-fashion-mnist: its test will be skipped"
+fi
+# -------------------------------------------------------------------------------------------
+
 exec "$VENV/bin/python" -m pytest "$@"

@@ -66,14 +66,14 @@ def stores(tmp_path) -> dict:
 
 @pytest.fixture
 def search_driver(ray_session, stores):
-    """Start ``tuneprune search SPACE`` as a separate driver process on the session's Ray, with ``stores``."""
+    """Start ``tuneprune search SPACE`` (or ``study``) as a separate driver process on the session's Ray, with ``stores``."""
     import subprocess
     import sys
 
     address = ray_session.get_runtime_context().gcs_address
 
-    def start(space: str, cwd) -> subprocess.Popen:
-        cmd = [sys.executable, "-m", "tuneprune.cli", "search", space, "--address", address, "--no-progress",
+    def start(space: str, cwd, command: str = "search") -> subprocess.Popen:
+        cmd = [sys.executable, "-m", "tuneprune.cli", command, space, "--address", address, "--no-progress",
                "--tracking-uri", stores["tracking_uri"], "--storage", stores["storage_url"],
                "--results-dir", str(stores["results_root"])]  # fmt: skip
         return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=cwd)

@@ -29,7 +29,7 @@ def test_overrides_parse_yaml_scalars(tmp_path):
         (["epochs=-1"], "epochs = -1"),
         (["bogus=1"], "bogus: unknown key"),
         (["model=resnet1000"], "model = 'resnet1000': unknown model"),
-        (["dataset=mnist"], "dataset = 'mnist': unknown dataset"),
+        (["dataset=imagenet"], "dataset = 'imagenet': unknown dataset"),
         (["lr=abc"], "lr = 'abc'"),
         (["sparsity.target=1.0"], "sparsity.target = 1.0"),
     ],

@@ -54,6 +54,13 @@ def test_forward_grayscale(name: str) -> None:
     assert logits(model, 1, 32).shape == (2, 7)
 
 
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_every_model_runs_on_28x28_grayscale(name: str) -> None:
+    """MNIST and Fashion-MNIST images: one channel, 28x28 (VGG's pools round up to reach 1x1)."""
+    model = create_model(name, num_classes=10, in_channels=1)
+    assert logits(model, 1, 28).shape == (2, 10)
+
+
 @pytest.mark.parametrize("name", RESNETS)
 def test_resnets_accept_8x8_inputs(name: str) -> None:
     model = create_model(name, num_classes=10, in_channels=1)

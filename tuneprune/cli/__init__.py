@@ -10,12 +10,12 @@ import argparse
 import sys
 
 from tuneprune import __version__
-from tuneprune.cli import evolve, fit_alpha, fit_scheduler, prune_stochastic, relevance, report, search, train
+from tuneprune.cli import evolve, fit_alpha, fit_scheduler, prune_stochastic, relevance, report, search, study, train
 from tuneprune.config import ConfigError
 from tuneprune.quiet import configure_quiet
 
 # Subcommand modules in the order ``--help`` lists them.
-COMMANDS = (train, search, prune_stochastic, evolve, relevance, report, fit_alpha, fit_scheduler)
+COMMANDS = (train, search, study, prune_stochastic, evolve, relevance, report, fit_alpha, fit_scheduler)
 
 class _Parser(argparse.ArgumentParser):
     """argparse that reports usage errors in one line with exit code 2."""

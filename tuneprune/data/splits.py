@@ -11,12 +11,23 @@ import torch.nn.functional as F
 
 from tuneprune.config import ConfigError
 
-DATASETS = ("digits", "cifar10", "cifar100", "synthetic")
-CLASSES = {"digits": 10, "cifar10": 10, "cifar100": 100}  # synthetic: its synthetic_classes
+DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10", "cifar100", "synthetic")
+CLASSES = {"digits": 10, "mnist": 10, "fashion_mnist": 10, "cifar10": 10, "cifar100": 100}  # synthetic: its synthetic_classes
 
 CIFAR_MEAN = {"cifar10": (0.4914, 0.4822, 0.4465), "cifar100": (0.5071, 0.4865, 0.4409)}
 CIFAR_STD = {"cifar10": (0.2470, 0.2435, 0.2616), "cifar100": (0.2673, 0.2564, 0.2762)}
 CIFAR_FOLDER = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
+
+# MNIST-like sets (28x28, one channel): torchvision's folder under data_dir, the system-wide
+# folder read without a data_dir (Debian's dataset-fashion-mnist package), mean and std of the training images.
+IDX_FOLDER = {"mnist": "MNIST/raw", "fashion_mnist": "FashionMNIST/raw"}
+IDX_SYSTEM_DIR = {"mnist": Path("/usr/share/datasets/mnist"), "fashion_mnist": Path("/usr/share/datasets/fashion-mnist")}
+IDX_MEAN_STD = {"mnist": (0.1307, 0.3081), "fashion_mnist": (0.2860, 0.3530)}
+IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+IDX_HOW = {
+    "mnist": "get the four MNIST IDX files (torchvision.datasets.MNIST(DATA_DIR, download=True) puts them there)",
+    "fashion_mnist": "apt-get install dataset-fashion-mnist, or torchvision.datasets.FashionMNIST(DATA_DIR, download=True)",
+}
 
 
 @dataclass
@@ -73,8 +84,31 @@ def _digits(image_size: int, val_fraction: float, seed: int) -> DatasetSplits:
     return DatasetSplits("digits", *parts, num_classes=CLASSES["digits"])
 
 
+def idx_files(name: str, data_dir: Path | None) -> list[Path]:
+    """The four IDX files of ``name`` (train images, train labels, test images, test labels), raw or ``.gz``.
+
+    Read from ``data_dir/MNIST/raw`` (``FashionMNIST/raw``), torchvision's layout, or without
+    a ``data_dir`` from the system folder ``IDX_SYSTEM_DIR``. A missing file raises one line
+    naming the folder tried and how to get the files.
+    """
+    folder = Path(data_dir) / IDX_FOLDER[name] if data_dir is not None else IDX_SYSTEM_DIR[name]
+    found = []
+    for stem in IDX_FILES:
+        candidates = [folder / stem, folder / f"{stem}.gz"]
+        path = next((p for p in candidates if p.is_file()), None)
+        if path is None:
+            where = f"data_dir = '{data_dir}'" if data_dir is not None else "data_dir not set (system folder)"
+            how = IDX_HOW[name].replace("DATA_DIR", str(data_dir or "DATA_DIR"))
+            raise ConfigError(f"dataset = {name!r}: not found, tried {candidates[0]}[.gz] ({where}); {how}")
+        found.append(path)
+    return found
+
+
 def check_data_dir(name: str, data_dir: Path | None, download: bool) -> None:
-    """Raise a one-line :class:`ConfigError` when CIFAR files are not where the config says."""
+    """Raise a one-line :class:`ConfigError` when CIFAR or IDX files are not where the config says."""
+    if name in IDX_FOLDER:
+        idx_files(name, data_dir)
+        return
     if not name.startswith("cifar"):
         return
     if data_dir is None:
@@ -112,6 +146,26 @@ def _cifar(name: str, data_dir: Path, download: bool, val_fraction: float, seed:
     )
 
 
+def _idx(name: str, data_dir: Path | None, image_size: int, val_fraction: float, seed: int) -> DatasetSplits:
+    """MNIST or Fashion-MNIST: a stratified validation split of the training set by ``seed`` (as for
+    every dataset), pixels scaled to [0, 1] and normalised by the set's fixed mean and std (as CIFAR)."""
+    from tuneprune.data.idx import read_idx
+
+    train_x, train_y, test_x, test_y = (read_idx(p, ndim) for p, ndim in zip(idx_files(name, data_dir), (3, 1, 3, 1)))
+    for images, labels, split in ((train_x, train_y, "train"), (test_x, test_y, "t10k")):
+        if len(images) != len(labels):
+            raise ConfigError(f"{name}: {split} images ({len(images)}) and labels ({len(labels)}) differ in number")
+    mean, std = IDX_MEAN_STD[name]
+    x_train, x_val, y_train, y_val = _stratified_split(train_x, train_y.astype(np.int64), val_fraction, seed)
+    parts = []
+    for xs, ys in ((x_train, y_train), (x_val, y_val), (test_x, test_y.astype(np.int64))):
+        xt, yt = _tensors((xs[:, None].astype(np.float32) / 255.0 - mean) / std, ys)
+        if image_size != xt.shape[-1]:
+            xt = F.interpolate(xt, size=(image_size, image_size), mode="bilinear", align_corners=False)
+        parts += [xt, yt]
+    return DatasetSplits(name, *parts, num_classes=CLASSES[name])
+
+
 def _synthetic(samples: int, classes: int, image_size: int, seed: int) -> DatasetSplits:
     g = torch.Generator().manual_seed(seed)
 
@@ -123,13 +177,23 @@ def _synthetic(samples: int, classes: int, image_size: int, seed: int) -> Datase
 
 
 def load_dataset(config) -> DatasetSplits:
-    """Load the dataset a :class:`~tuneprune.training.config.RunConfig` names (on the CPU)."""
+    """Load the dataset a :class:`~tuneprune.training.config.RunConfig` names (on the CPU), its training split
+    cut to ``train_samples`` images when set (the split is shuffled by ``seed``, so its head is a random subset)."""
+    data = _load(config)
+    if config.train_samples is not None and config.train_samples < len(data.x_train):
+        data.x_train, data.y_train = data.x_train[: config.train_samples], data.y_train[: config.train_samples]
+    return data
+
+
+def _load(config) -> DatasetSplits:
     name = config.dataset
     if name == "digits":
         size = config.image_size or (8 if config.model == "small_cnn" else 32)
         return _digits(size, config.val_fraction, config.seed)
     if name == "synthetic":
         return _synthetic(config.synthetic_samples, config.synthetic_classes, config.image_size or 32, config.seed)
+    if name in IDX_FOLDER:
+        return _idx(name, config.data_dir, config.image_size or 28, config.val_fraction, config.seed)
     if name in CIFAR_FOLDER:
         return _cifar(name, Path(config.data_dir), config.download, config.val_fraction, config.seed)
     raise ConfigError(f"dataset = {name!r}: unknown, allowed: {', '.join(DATASETS)}")

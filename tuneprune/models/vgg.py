@@ -2,7 +2,9 @@
 
 The common CIFAR variant: 3x3 conv-BN-ReLU layers in five groups, each closed by a 2x2
 max-pool (32x32 -> 1x1 with 512 channels), then a single Linear(512, num_classes)
-instead of ImageNet's three fully-connected layers. VGG-16 has about 14.7M and VGG-19
+instead of ImageNet's three fully-connected layers. The pools round up (``ceil_mode``), so
+28x28 inputs (MNIST, Fashion-MNIST) reach 1x1 too (28 -> 14 -> 7 -> 4 -> 2 -> 1); on 32x32
+nothing changes. VGG-16 has about 14.7M and VGG-19
 about 20.0M parameters at 10 classes.
 """
 
@@ -33,7 +35,7 @@ class VGG(nn.Module):
             for width in group:
                 layers.append(conv_bn_relu(channels, width, 3))
                 channels = width
-            layers.append(nn.MaxPool2d(2))
+            layers.append(nn.MaxPool2d(2, ceil_mode=True))
         self.features = nn.Sequential(*layers)
         self.head = pooled_classifier(channels, num_classes)
         init_weights(self)

@@ -15,6 +15,7 @@ SHARED_FIELDS = (
     "download",
     "image_size",
     "val_fraction",
+    "train_samples",
     "synthetic_samples",
     "synthetic_classes",
     "epochs",

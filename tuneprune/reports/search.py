@@ -22,6 +22,7 @@ from tuneprune.reports.search_figures import (
     param_figure,
 )
 from tuneprune.reports.sections import front_section
+from tuneprune.reports.study_table import study_section
 from tuneprune.reports.trials import SearchData, Trial
 from tuneprune.reports.usable import UsabilityRules
 
@@ -141,9 +142,12 @@ def search_report(report: Report, data: SearchData) -> None:
     )
     fronts(report, data, complete)
     best_table(report, data)
-    importances(report, data)
-    report.heading(f"{data.accuracy_metric} against each searched parameter")
-    report.figure("accuracy_per_param", param_figure(data, complete))
+    if data.space.params:  # a grid search (a study) searches nothing
+        importances(report, data)
+        report.heading(f"{data.accuracy_metric} against each searched parameter")
+        report.figure("accuracy_per_param", param_figure(data, complete))
     learning_curves_section(report, data)
+    if data.space.methods:
+        study_section(report, data)
     alpha_series(report, data)
     best_config(report, data)

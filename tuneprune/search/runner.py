@@ -47,6 +47,7 @@ class PreparedSearch:
     address: str | None = None
     resume: bool = False
     join: bool = False
+    extra_artifacts: dict[str, str] = field(default_factory=dict)  # file name -> text, logged to the parent run
 
 
 @dataclass
@@ -77,13 +78,16 @@ def prepare_search(
     address: str | None = None,
     resume: bool = False,
     join: bool = False,
+    document: dict[str, Any] | None = None,
 ) -> PreparedSearch:
     """Load and validate the space, the data location and the stores. Starts nothing.
 
     ``resume`` continues an existing search and refuses a name no search used; ``join``
-    (several drivers of one search) starts the search or joins it.
+    (several drivers of one search) starts the search or joins it. ``document`` is the
+    space itself (a study's grid search), instead of the file ``space_path`` names.
     """
-    document = space_document(space_path, overrides, name)
+    if document is None:
+        document = space_document(space_path, overrides, name)
     if num_samples is not None:
         document["num_samples"] = num_samples
     space = load_space(document)
@@ -218,6 +222,8 @@ def _search(prepared: PreparedSearch, tracker: RunTracker, parent_id: str, progr
     )
     tracker.log_text(parent_id, yaml.safe_dump(prepared.document, sort_keys=False), "space.yaml")
     tracker.log_text(parent_id, json.dumps(space.model_dump(mode="json"), indent=2), "resolved_space.json")
+    for file_name, text in prepared.extra_artifacts.items():
+        tracker.log_text(parent_id, text, file_name)
 
     say(f"opening the Optuna studies in {redact(prepared.storage_url)} ...")
     studies = open_studies(space, prepared.name, prepared.storage_url)

@@ -3,6 +3,9 @@
 A space has a ``base`` run config, ``params`` searched by dotted path into it, an
 optional ``grid`` of fixed sweeps (each grid point an independent Optuna study), one or
 more ``objectives``, a ``sampler``, budgets, early stopping and per-trial resources.
+``methods`` names overlays (dotted path -> value, applied over ``base``) that the grid
+key ``method`` sweeps like a path; a grid alone, without ``params``, is a grid search
+(``tuneprune study`` writes such spaces).
 Every searched path and bound is checked against :class:`~tuneprune.runs.TrialSpec` before anything runs.
 """
 
@@ -23,6 +26,7 @@ METRICS = (
     "sparsity", "sparsity_k", "theta", "mask_stability", "mean_mask_stability", "lambda", "eliminated",
     "pruned_acc", "pruned_loss", "pruned_fraction",
 )  # fmt: skip
+METHOD = "method"  # the grid key that sweeps the named overlays of ``methods``
 
 
 class FloatParam(StrictModel):
@@ -108,8 +112,11 @@ class SearchSpace(StrictModel):
     name: str | None = Field(None, pattern=r"^[A-Za-z0-9_.\-]+$")
     experiment: str = "tuneprune"
     base: dict[str, Any] = Field(default_factory=dict)
-    params: dict[str, Param] = Field(min_length=1)
+    params: dict[str, Param] = Field(default_factory=dict, description="searched values; may be empty with a grid")
     grid: dict[str, list[Any]] = Field(default_factory=dict)
+    methods: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description=f"named overlays of base (dotted path -> value), swept by grid key {METHOD!r}"
+    )
     objectives: dict[str, Literal["max", "min"]] = Field(default_factory=lambda: {"val_acc": "max"}, min_length=1)
     sampler: SamplerConfig = SamplerConfig()
     num_samples: int = Field(8, ge=1, description="trials per grid point")
@@ -144,6 +151,13 @@ class SearchSpace(StrictModel):
         overlap = set(self.params) & set(self.grid)
         if overlap:
             raise ValueError(f"{sorted(overlap)[0]}: both searched in params and swept in grid")
+        if not self.params and not self.grid:
+            raise ValueError("params: nothing to search: give params, or a grid to sweep")
+        unknown = [m for m in self.grid.get(METHOD, []) if m not in self.methods]
+        if unknown:
+            raise ValueError(f"grid.{METHOD}: unknown method {unknown[0]!r}, allowed: {', '.join(self.methods) or 'none (no methods)'}")
+        if self.methods and METHOD not in self.grid:
+            raise ValueError(f"methods: given but not swept, add grid.{METHOD}: [{', '.join(self.methods)}]")
         return self
 
     # -- derived ----------------------------------------------------------------------------
@@ -166,14 +180,20 @@ class SearchSpace(StrictModel):
         data = copy.deepcopy(self.base)
         data.setdefault("num_threads", max(int(self.resources.cpu), 1))
         for path, value in {**grid_point, **values}.items():
-            set_path(data, path, value)
+            for key, item in (self.methods[value].items() if path == METHOD else [(path, value)]):
+                set_path(data, key, copy.deepcopy(item))
         return validate(TrialSpec, data)
 
 
 def _check_paths(space: SearchSpace) -> None:
     """Every param and grid path must exist in TrialSpec and accept its bounds and choices."""
     validate(TrialSpec, space.base, prefix="base.")
-    checks = [("grid", path, value) for path, values in space.grid.items() for value in values]
+    for method in space.methods:
+        try:
+            space.resolve({METHOD: method}, {})
+        except ConfigError as err:
+            raise ConfigError(f"methods.{method}: not accepted by the run config ({err})") from None
+    checks = [("grid", path, value) for path, values in space.grid.items() if path != METHOD for value in values]
     checks += [("params", path, value) for path, p in space.params.items() for value in p.samples()]
     for section, path, value in checks:
         data = copy.deepcopy(space.base)

@@ -1,0 +1,156 @@
+"""``tuneprune study``: the table's statistics, and a real study (Ray, Optuna, MLflow) killed and resumed."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import optuna
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+from tuneprune.config import validate
+from tuneprune.reports.study_table import study_table
+from tuneprune.search.studies import study_names
+from tuneprune.search.study_config import StudyConfig
+from tuneprune.tracking import TAG_KIND, TAG_TRIAL
+
+METHODS = {"feather": {"sparsity.theta.policy": "feather"}, "slow": {"lr": 0.01}}
+
+
+def trials_of(values: dict[tuple[str, float], list[float]]) -> list[dict]:
+    """Search trials (grid, state, metrics) with the given test accuracies (fractions), seeds 0, 1, ..."""
+    return [
+        {"grid": {"method": m, "sparsity.target": t, "seed": s}, "state": "COMPLETE", "metrics": {"test_acc": v}}
+        for (m, t), vs in values.items() for s, v in enumerate(vs)
+    ]  # fmt: skip
+
+
+def test_table_means_stds_marks_and_published_difference():
+    study = validate(StudyConfig, {
+        "methods": METHODS, "targets": [0.9, 0.99], "seeds": [0, 1, 2, 3], "published": {"feather": {0.9: 80.0}}, "level": 0.05,
+    })  # fmt: skip
+    values = {
+        ("feather", 0.9): [0.80, 0.81, 0.79, 0.80], ("slow", 0.9): [0.60, 0.61, 0.59, 0.60],  # far apart: significant
+        ("feather", 0.99): [0.50, 0.60, 0.40, 0.55], ("slow", 0.99): [0.52, 0.58, 0.45, 0.50],  # overlapping: not
+    }  # fmt: skip
+    trials = trials_of(values)
+    trials.append({"grid": {"method": "slow", "sparsity.target": 0.99, "seed": 4}, "state": "FAIL", "metrics": {}})
+    table = study_table(study, trials)
+    for (method, target), vs in values.items():
+        cell = table.cells[(None, method, target)]
+        assert cell.mean == pytest.approx(100 * np.mean(vs)) and cell.std == pytest.approx(100 * np.std(vs, ddof=1))
+    feather90, slow90 = table.cells[(None, "feather", 0.9)], table.cells[(None, "slow", 0.9)]
+    assert feather90.best and not slow90.best and slow90.significant and slow90.p_value < 0.05
+    assert feather90.p_value is None  # the baseline is not tested against itself
+    slow99 = table.cells[(None, "slow", 0.99)]
+    assert not slow99.significant and slow99.p_value > 0.05 and slow99.missing == 1
+    assert feather90.difference == pytest.approx(100 * np.mean(values[("feather", 0.9)]) - 80.0)
+    assert table.header() == ["method", "90 %", "90 % published", "90 % Δ", "99 %", "99 % published", "99 % Δ"]
+    rows = table.text_rows()
+    assert rows[0][1].endswith("*") and rows[1][1].endswith("†") and rows[0][2] == "80.00"
+    assert "1 of 2 comparisons differ" in table.legend() and "Welch's t-test" in table.legend()
+    assert f"**{rows[0][1]}**" in table.markdown()
+
+
+def test_published_with_models_needs_a_known_model():
+    from tuneprune.config import ConfigError
+
+    with pytest.raises(ConfigError, match="unknown model 'vgg16'"):
+        validate(StudyConfig, {
+            "methods": METHODS, "targets": [0.9], "seeds": [0], "models": ["small_cnn"], "published": {"vgg16": {"feather": {0.9: 1.0}}},
+        })  # fmt: skip
+
+
+def complete_trials(name: str, storage_url: str) -> int:
+    storage = optuna.storages.RDBStorage(storage_url, heartbeat_interval=None)
+    return sum(
+        t.state.name == "COMPLETE"
+        for n in study_names(name, storage)
+        for t in optuna.load_study(study_name=n, storage=storage).trials
+    )
+
+
+@pytest.mark.ray
+def test_study_killed_and_resumed_prints_the_mlflow_means(ray_session, search_driver, tmp_path, stores):
+    """2 methods x 2 targets x 2 seeds on digits, 1 epoch, in packs of 2: the driver is killed after a cell finished,
+    the study resumes with --resume without re-running it, and the table is the MLflow runs' test_acc, mean ± std."""
+    document = {
+        "name": "tinystudy",
+        "base": {"model": "small_cnn", "dataset": "digits", "epochs": 1, "batch_size": 64, "lr": 0.05},
+        "methods": METHODS, "targets": [0.5, 0.9], "seeds": [0, 1],
+        "published": {"feather": {0.5: 90.0, 0.9: 80.0}}, "resources": {"cpu": 1, "pack": 2},
+    }  # fmt: skip
+    path = tmp_path / "tinystudy.yaml"
+    path.write_text(yaml.safe_dump(document))
+    driver = search_driver(str(path), tmp_path, command="study")
+    done = 0
+    deadline = time.time() + 900  # generous: a machine busy with other work is slow to finish the first cell
+    try:
+        while time.time() < deadline and done == 0 and driver.poll() is None:
+            try:
+                done = complete_trials("tinystudy", stores["storage_url"])
+            except Exception:  # noqa: BLE001 - the storage is not created yet
+                pass
+            time.sleep(0.2)
+    finally:
+        driver.send_signal(signal.SIGKILL)
+        driver.wait()
+    assert 1 <= done < 8, done
+    client = MlflowClient(stores["tracking_uri"])
+    finished_before = {
+        r.data.tags[TAG_TRIAL]: r.info.run_id
+        for r in client.search_runs(client.get_experiment_by_name("tuneprune").experiment_id)
+        if TAG_TRIAL in r.data.tags and r.info.status == "FINISHED"
+    }
+    assert finished_before
+
+    out = subprocess.run(
+        [sys.executable, "-m", "tuneprune.cli", "study", str(path), "--resume", "--no-progress",
+         "--address", ray_session.get_runtime_context().gcs_address,
+         "--tracking-uri", stores["tracking_uri"], "--storage", stores["storage_url"], "--results-dir", str(stores["results_root"])],
+        capture_output=True, text=True, timeout=400, cwd=tmp_path,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    experiment = client.get_experiment_by_name("tuneprune").experiment_id
+    parents = client.search_runs(experiment, f"tags.`{TAG_KIND}` = 'search'")
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    children = [r for r in client.search_runs(experiment) if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
+    assert len(children) == 8 and len({r.data.tags[TAG_TRIAL] for r in children}) == 8  # one child per cell
+    assert all(r.info.status == "FINISHED" for r in children)
+    for run in children:  # cells finished before the kill were not re-run
+        if run.data.tags[TAG_TRIAL] in finished_before:
+            assert run.info.run_id == finished_before[run.data.tags[TAG_TRIAL]]
+
+    cells = {r.info.run_id: dict(part.split("=") for part in r.info.run_name.split()[1:]) for r in children}  # g0-000 method=.. target=..
+    csv = (stores["results_root"] / "tinystudy" / "study.csv").read_text().splitlines()
+    header = csv[0].split(",")
+    rows = {(row["method"], float(row["target"])): row for row in (dict(zip(header, line.split(","))) for line in csv[1:])}
+    assert len(rows) == 4
+    for (method, target), row in rows.items():
+        accuracies = [
+            100 * r.data.metrics["test_acc"] for r in children
+            if cells[r.info.run_id]["method"] == method and float(cells[r.info.run_id]["target"]) == target
+        ]  # fmt: skip
+        assert len(accuracies) == 2
+        mean, std = np.mean(accuracies), np.std(accuracies, ddof=1)
+        assert float(row["mean"]) == pytest.approx(mean, abs=1e-9) and float(row["std"]) == pytest.approx(std, abs=1e-9)
+        assert f"{mean:.2f} ± {std:.2f}" in out.stdout  # the printed table
+        if method == "feather":
+            published = document["published"]["feather"][target]
+            assert float(row["published"]) == published
+            assert float(row["difference"]) == pytest.approx(mean - published, abs=1e-9)
+            assert f"{mean - published:+.2f}" in out.stdout
+    assert "Welch's t-test" in out.stdout
+
+    report = subprocess.run(
+        [sys.executable, "-m", "tuneprune.cli", "report", str(stores["results_root"] / "tinystudy"), "--tracking-uri", stores["tracking_uri"]],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+    )  # fmt: skip
+    assert report.returncode == 0, report.stderr
+    page = (stores["results_root"] / "tinystudy" / "report" / "report.html").read_text()
+    assert "Study: test_acc per method and target sparsity" in page and "90 % published" in page
