@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -13,7 +14,9 @@ import time
 import optuna
 import pytest
 import yaml
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+from sqlalchemy.exc import OperationalError
 
 from tuneprune.search import prepare_search, run_search
 from tuneprune.tracking import TAG_KIND, TAG_TRIAL
@@ -37,25 +40,73 @@ def trial_runs(tracking_uri: str) -> list:
     return client.search_runs([exp.experiment_id], f"tags.`{TAG_KIND}` = 'trial'")
 
 
+def checkpoint_epoch(results_root) -> int:
+    """The epoch of the one trial's own checkpoint on disk (0 without one); written atomically, so read whole."""
+    from tuneprune.training.checkpoint import CHECKPOINT_NAME, load_file
+
+    files = list(results_root.glob(f"*/trials/*/{CHECKPOINT_NAME}"))
+    return int(load_file(files[0])["epoch"]) if files else 0
+
+
+# When to kill: at least this many epochs checkpointed on disk and logged in MLflow. While the
+# trial starts, once epoch 2's checkpoint is on disk, once epoch 2's metrics are logged.
+KILL_MOMENTS = {"starting": (0, 0), "saved": (2, 0), "logged": (2, 2)}
+
+
 @pytest.mark.ray
-def test_worker_killed_mid_trial_restarts_from_its_checkpoint(ray_session, tmp_path, stores):
-    path = space_file(tmp_path, "workerkill", base={**RESNET_DIGITS, "epochs": 8}, num_samples=1, max_failures=2)
+@pytest.mark.parametrize("moment", sorted(KILL_MOMENTS))
+def test_worker_killed_mid_trial_restarts_from_its_checkpoint(ray_session, tmp_path, stores, moment):
+    """Formulas §10.8: a killed worker loses at most the epoch in flight, and the metric history stays whole.
+
+    The worker is paused (SIGSTOP) between short slices of work; the kill condition is checked
+    and the state it is killed in (epoch of the checkpoint on disk, epochs logged) is read
+    while it is paused, so the assertions hold whatever instant of an epoch the kill lands on,
+    on any machine: what is seen does not depend on how fast the worker runs.
+    """
+    epochs = 5
+    base = {"model": "small_cnn", "dataset": "digits", "batch_size": 64, "epochs": epochs}
+    path = space_file(tmp_path, "workerkill", base=base, num_samples=1, max_failures=2)
     uri = stores["tracking_uri"]
+    min_saved, min_logged = KILL_MOMENTS[moment]
     killed: dict = {}
 
-    def killer() -> None:
-        client = MlflowClient(uri)
-        deadline = time.time() + 240
-        while time.time() < deadline and not killed:
-            for run in trial_runs(uri) if (tmp_path / "mlruns.db").exists() else []:
-                steps = client.get_metric_history(run.info.run_id, "val_acc")
-                if len(steps) >= 2 and "worker.pid" in run.data.tags:
-                    killed["pid"] = int(run.data.tags["worker.pid"])
-                    killed["epochs_done"] = len(steps)
-                    os.kill(killed["pid"], signal.SIGKILL)
-                    return
-            time.sleep(0.2)
+    def kill_if_due(pid: int, run_id: str) -> bool:
+        """With the worker paused: kill it if the moment has come (recording the state it dies in)."""
+        saved = checkpoint_epoch(stores["results_root"])
+        if saved < min_saved:
+            return False
+        try:
+            logged = len(client.get_metric_history(run_id, "val_acc"))
+        except (MlflowException, OperationalError):  # the paused worker holds the store's lock: after the next slice
+            return False
+        if logged < min_logged:
+            return False
+        killed.update(pid=pid, saved=saved, logged=logged)
+        os.kill(pid, signal.SIGKILL)
+        return True
 
+    def killer() -> None:
+        deadline = time.time() + 240
+        while time.time() < deadline:
+            runs = trial_runs(uri) if (tmp_path / "mlruns.db").exists() else []
+            if runs and "worker.pid" in runs[0].data.tags:
+                pid, run_id = int(runs[0].data.tags["worker.pid"]), runs[0].info.run_id
+                try:
+                    while time.time() < deadline:
+                        os.kill(pid, signal.SIGSTOP)
+                        if kill_if_due(pid, run_id):
+                            return
+                        os.kill(pid, signal.SIGCONT)
+                        time.sleep(0.02)
+                except ProcessLookupError:  # the worker ended before the moment came: the test fails below
+                    return
+                finally:
+                    if not killed:  # never leave the worker paused
+                        with contextlib.suppress(ProcessLookupError):
+                            os.kill(pid, signal.SIGCONT)
+            time.sleep(0.05)
+
+    client = MlflowClient(uri)
     thread = threading.Thread(target=killer, daemon=True)
     thread.start()
     summary = run_search(prepare_search(path, **stores), progress=False)
@@ -64,10 +115,14 @@ def test_worker_killed_mid_trial_restarts_from_its_checkpoint(ray_session, tmp_p
     assert [t["state"] for t in summary.trials] == ["COMPLETE"]
     (run,) = trial_runs(uri)
     assert run.info.status == "FINISHED"
-    assert int(run.data.tags["resumed_from_epoch"]) >= killed["epochs_done"] >= 2  # not from epoch 0
     assert int(run.data.tags["worker.pid"]) != killed["pid"]
-    steps = [m.step for m in MlflowClient(uri).get_metric_history(run.info.run_id, "val_acc")]
-    assert sorted(steps) == list(range(1, 9))  # one continuous history, no duplicates
+    # Resumed from the last checkpoint Tune committed: the one on disk or the one before it.
+    resumed = int(run.data.tags.get("resumed_from_epoch", 0))  # no tag: restarted before any checkpoint
+    assert killed["saved"] - 1 <= resumed <= killed["saved"], (resumed, killed)
+    # An epoch's metrics are logged before its checkpoint is committed: at most the one in flight is redone.
+    assert resumed >= killed["logged"] - 1, (resumed, killed)
+    steps = [m.step for m in client.get_metric_history(run.info.run_id, "val_acc")]
+    assert sorted(steps) == list(range(1, epochs + 1))  # each epoch exactly once: none redone twice, none lost
 
 
 @pytest.mark.ray
@@ -149,16 +204,18 @@ def silent_port():
         ("--tracking-uri", "sqlite:////nonexistent/dir/mlruns.db"),
     ],
 )
-def test_unreachable_store_is_reported_within_15_s(tmp_path, silent_port, flag, url):
+def test_unreachable_store_is_reported_before_any_work(tmp_path, silent_port, flag, url):
+    """One line and exit 2, no search started. A server that never answers is given up after the check's
+    own timeout (``CHECK_TIMEOUT_S``), named as such: no wall clock is read, the 120 s only ends a hang."""
+    silent = "{silent}" in url
     url = url.format(silent=silent_port)
     path = space_file(tmp_path, "unreachable", base={"model": "small_cnn", "epochs": 1})
-    t0 = time.time()
     out = subprocess.run(
-        [sys.executable, "-m", "tuneprune.cli", "search", path, flag, url], capture_output=True, text=True, timeout=60, cwd=tmp_path
+        [sys.executable, "-m", "tuneprune.cli", "search", path, flag, url], check=False, capture_output=True, text=True, timeout=120, cwd=tmp_path
     )
-    assert time.time() - t0 < 15
     assert out.returncode == 2
     assert out.stderr.strip().count("\n") == 0 and url in out.stderr
+    assert ("timed out" in out.stderr) == silent
     assert not (tmp_path / "runs").exists()
 
 

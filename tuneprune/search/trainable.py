@@ -3,8 +3,9 @@
 It reports every epoch with ``ray.tune.report`` and a checkpoint; restarts from
 ``tune.get_checkpoint()`` when Tune restarts it after a worker death, or from the trial's
 own checkpoint in the results directory when a resumed search re-runs a trial a dead
-driver left behind. Metrics are logged once per epoch (step = epoch), so a restarted
-trial continues one metric history. A diverged trial (NaN/inf loss) ends at once,
+driver left behind. Metrics are logged once per epoch (step = epoch), after its
+checkpoint is written and before Tune takes it, so a restarted trial loses at most the
+epoch in flight and continues one metric history, each epoch once (formulas §10.8). A diverged trial (NaN/inf loss) ends at once,
 FAILED with the reason, without being retried.
 """
 
@@ -122,7 +123,7 @@ def run_trial(trial: dict[str, Any]) -> None:
             tracker.log_metrics(run_id, metrics, step=step)
             logged.add(step)
         last.update(metrics)
-        if step < epochs:  # the last epoch is reported after the model is saved (below)
+        if step < epochs:  # after the metrics (formulas §10.8); the last epoch is reported after the model is saved
             report(reported(metrics), {CHECKPOINT_NAME: checkpoint} if checkpoint else None)
 
     try:
