@@ -58,7 +58,7 @@ class AshaRule:
         if len(numbers) == 1 and not math.isfinite(numbers[0]):
             return False
         for milestone in self.milestones:
-            rung = table.setdefault(str(milestone), {})
+            rung = table.setdefault(f"{milestone:g}", {})
             if epoch < milestone or key in rung:
                 continue
             stop = stops([row[:-1] for row in rung.values()], numbers, self.directions, self.rf)
