@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import signal
 import time
@@ -126,5 +127,19 @@ def test_a_two_objective_search_stops_dominated_trials_and_resumes_with_its_rung
     assert {b["key"] for b in summary.best} == {complete[i]["key"] for i in non_dominated(points, directions)}
     assert not {b["key"] for b in summary.best} & stopped
     assert main(["report", summary.name, "--tracking-uri", summary.tracking_uri]) == 0
-    page = (summary.results_dir / "report" / "report.html").read_text()
+    out = summary.results_dir / "report"
+    page = (out / "report.html").read_text()
     assert all(b["key"] in page for b in summary.best)
+    anytime = read_csv(out / "anytime_hypervolume.csv")  # one row per trial, in the order they ended
+    assert sorted(r["trial"] for r in anytime) == sorted(states)
+    curve = [float(r["hypervolume"]) for r in anytime]
+    assert curve == sorted(curve) and curve[-1] > 0
+    assert int(anytime[-1]["epochs"]) == sum(int(t["metrics"]["epoch"]) for t in summary.trials)
+    assert sum(int(t["metrics"]["epoch"]) for t in summary.trials) < 3 * len(summary.trials)  # stopped trials saved epochs
+    (front_hv,) = [float(r["hypervolume"]) for r in read_csv(out / "hypervolume.csv") if r["plane"] == "val_acc vs sparsity"]
+    assert curve[-1] == pytest.approx(front_hv, rel=1e-12)  # the anytime curve ends at the front's hypervolume
+
+
+def read_csv(path: Path) -> list[dict]:
+    with open(path) as fh:
+        return list(csv.DictReader(fh))
