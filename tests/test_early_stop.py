@@ -1,14 +1,18 @@
-"""The early stopping of pack members is Ray Tune's ASHA rule, decision for decision."""
+"""The early-stopping rule: Ray Tune's ASHA for one objective, per grid point; non-dominated ranking for several."""
 
 from __future__ import annotations
 
+import json
+import math
 import random
 
+import numpy as np
 import pytest
 from ray.tune.schedulers import TrialScheduler
 from ray.tune.schedulers.async_hyperband import _Bracket
 
 from tuneprune.search.early_stop import AshaRule
+from tuneprune.search.rung_ranking import rung_ranks, stops
 
 
 class _Trial:
@@ -17,27 +21,129 @@ class _Trial:
 
 
 @pytest.mark.parametrize(("grace", "eta", "max_t", "mode"), [(1, 2, 4, "max"), (1, 3, 9, "min"), (2, 2, 8, "max")])
-def test_member_decisions_equal_rays_asha(grace, eta, max_t, mode):
+def test_one_objective_decisions_equal_rays_asha_per_grid_point(grace, eta, max_t, mode):
     rng = random.Random(grace * 100 + max_t)
-    ours = AshaRule(grace, eta, max_t, mode)
-    ray_bracket = _Bracket(grace, max_t, eta, 0)
+    ours = AshaRule(grace, eta, max_t, [mode])
+    brackets = {study: _Bracket(grace, max_t, eta, 0) for study in ("g0", "g1")}  # one Ray bracket per grid point
     sign = 1 if mode == "max" else -1
-    running = {f"t{i}": 0 for i in range(12)}
-    stops = 0
-    while running:  # members report in random interleavings, as packs do
-        key = rng.choice(sorted(running))
-        running[key] += 1
-        epoch, value = running[key], rng.random()
-        stop = ours.should_stop(key, epoch, value)
-        assert stop == (ray_bracket.on_result(_Trial(key), epoch, sign * value) == TrialScheduler.STOP)
-        stops += stop
+    running = {(study, f"{study}-{i:03d}"): 0 for study in brackets for i in range(12)}
+    stops_seen = 0
+    while running:  # trials of both grid points report in random interleavings
+        study, key = rng.choice(sorted(running))
+        running[study, key] += 1
+        epoch = running[study, key]
+        value = rng.random() + (5.0 if study == "g1" else 0.0)  # g1 is another problem, on another scale
+        stop = ours.should_stop(study, key, epoch, [value])
+        assert stop == (brackets[study].on_result(_Trial(key), epoch, sign * value) == TrialScheduler.STOP)
+        stops_seen += stop
         if stop or epoch == max_t:
-            del running[key]
-    assert stops > 0
+            del running[study, key]
+    assert stops_seen > 0
 
 
-def test_a_missing_or_nan_value_never_stops_a_member():
-    rule = AshaRule(1, 2, 4, "max")
-    assert not rule.should_stop("a", 1, 0.9)
-    assert not rule.should_stop("b", 1, None) and not rule.should_stop("c", 1, float("nan"))
-    assert rule.should_stop("d", 1, 0.1)
+def test_a_missing_or_nan_value_never_stops_a_trial_of_one_objective():
+    rule = AshaRule(1, 2, 4, ["max"])
+    assert not rule.should_stop("g0", "a", 1, [0.9])
+    assert not rule.should_stop("g0", "b", 1, [None]) and not rule.should_stop("g0", "c", 1, [float("nan")])
+    assert rule.should_stop("g0", "d", 1, [0.1])
+    assert not rule.should_stop("g1", "e", 1, [0.1])  # another grid point: nothing recorded there yet
+
+
+def test_the_tables_survive_a_restart_and_a_stop_is_replayed(tmp_path):
+    path = tmp_path / "early_stop.json"
+    rule = AshaRule(1, 2, 4, ["max", "min"], str(path))
+    assert not rule.should_stop("g0", "g0-000", 1, [0.9, 1.0])
+    assert rule.should_stop("g0", "g0-001", 1, [0.5, 2.0])
+    again = AshaRule(1, 2, 4, ["max", "min"], str(path))  # a resumed search
+    assert again.tables == rule.tables == json.loads(path.read_text())["tables"]
+    assert again.should_stop("g0", "g0-001", 2, [0.99, 0.1])  # stopped at rung 1 before: the same decision
+    assert not again.should_stop("g0", "g0-000", 1, [0.0, 9.0])  # recorded at rung 1 already: not judged twice
+    assert not again.should_stop("g0", "g0-002", 1, [0.95, 1.5])  # not dominated by g0-000: a front of its own
+
+
+# --- the multi-objective ranking against a reference written from the definitions ---
+
+
+def _dominates(a, b, directions) -> bool:
+    better = [(x > y if d == "max" else x < y) for x, y, d in zip(a, b, directions)]
+    worse = [(x < y if d == "max" else x > y) for x, y, d in zip(a, b, directions)]
+    return any(better) and not any(worse)
+
+
+def _reference_ranks(points, directions) -> list[int]:
+    """Fronts by peeling the non-dominated points; crowding distance by its definition; rank = points strictly ahead."""
+    n = len(points)
+    finite = [all(math.isfinite(v) for v in p) for p in points]
+    front = [math.inf] * n
+    left = {i for i in range(n) if finite[i]}
+    level = 0
+    while left:
+        top = {i for i in left if not any(_dominates(points[j], points[i], directions) for j in left)}
+        for i in top:
+            front[i] = level
+        left -= top
+        level += 1
+    crowd = [0.0] * n
+    for f in {front[i] for i in range(n) if finite[i]}:
+        members = [i for i in range(n) if front[i] == f]
+        for j in range(len(directions)):
+            column = [points[i][j] for i in members]
+            low, high = min(column), max(column)
+            if high == low:
+                continue
+            for i in members:
+                v = points[i][j]
+                if v in (low, high):
+                    crowd[i] += math.inf
+                else:
+                    crowd[i] += (min(c for c in column if c > v) - max(c for c in column if c < v)) / (high - low)
+    return [sum(1 for j in range(n) if front[j] < front[i] or (front[j] == front[i] and crowd[j] > crowd[i])) for i in range(n)]
+
+
+def _random_rung(rng: np.random.Generator, objectives: int) -> np.ndarray:
+    n = int(rng.integers(1, 12))
+    points = rng.integers(0, 5, size=(n, objectives)).astype(float) / 4  # a coarse grid: ties and duplicates
+    if rng.random() < 0.5:
+        points = np.vstack([points, points[rng.integers(0, n, size=2)]])
+    if rng.random() < 0.3:
+        points[rng.integers(0, len(points)), rng.integers(0, objectives)] = rng.choice([np.nan, np.inf, -np.inf])
+    return points
+
+
+def test_ranks_and_decisions_equal_the_reference_on_1000_random_rungs():
+    rng = np.random.default_rng(21)
+    for case in range(1000):
+        objectives = 2 + case % 2
+        directions = list(rng.choice(["max", "min"], size=objectives))
+        points = _random_rung(rng, objectives)
+        reference = _reference_ranks(points.tolist(), directions)
+        assert rung_ranks(points, directions).tolist() == reference, (points, directions)
+        if len(points) > 1:
+            eta = float(rng.choice([2, 3, 4]))
+            expected = reference[-1] / (len(points) - 1) > 1 / eta
+            assert stops(points[:-1].tolist(), points[-1].tolist(), directions, eta) == expected
+
+
+@pytest.mark.parametrize("objectives", [2, 3])
+def test_a_point_dominating_the_rung_is_never_stopped_wherever_it_lies(objectives):
+    rng = np.random.default_rng(objectives)
+    directions = ["max", "min", "max"][:objectives]
+    signs = np.array([1.0 if d == "max" else -1.0 for d in directions])
+    for _ in range(200):
+        points = rng.random((int(rng.integers(2, 20)), objectives))
+        best = signs * (1.5 + rng.random(objectives))  # better than every point in every objective
+        at = int(rng.integers(0, len(points) + 1))
+        rung = np.insert(points, at, best, axis=0)
+        assert rung_ranks(rung, directions)[at] == 0  # its rank, not its place in a sorted order
+        assert not stops(points.tolist(), best.tolist(), directions, 2.0)
+        worst = -signs * (1.5 + rng.random(objectives))  # dominated by every point
+        assert stops(points.tolist(), worst.tolist(), directions, 2.0)
+        assert stops(points.tolist(), [np.nan] * objectives, directions, 2.0)  # non-finite ranks last
+
+
+def test_one_objective_is_rays_cutoff():
+    assert not stops([[0.5]], [0.5], ["max"], 2.0) and stops([[0.5]], [0.4], ["max"], 2.0)
+    assert stops([[0.5]], [0.6], ["min"], 2.0)
+    recorded = [[v] for v in (0.1, 0.2, 0.3, 0.4)]
+    cutoff = np.percentile([0.1, 0.2, 0.3, 0.4], 100 * (1 - 1 / 3))
+    assert stops(recorded, [cutoff - 1e-9], ["max"], 3.0) and not stops(recorded, [cutoff], ["max"], 3.0)

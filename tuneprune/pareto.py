@@ -48,6 +48,16 @@ def non_dominated(points: np.ndarray, directions: Sequence[str]) -> list[int]:
     return sorted(int(i) for i in NonDominatedSorting().do(np.asarray(points, dtype=float) * signs, only_non_dominated_front=True))
 
 
+def front_ranks(points: np.ndarray, directions: Sequence[str]) -> np.ndarray:
+    """The front of each row of ``points`` (non-dominated sorting): 0 for the non-dominated rows, 1 for those
+    non-dominated once front 0 is removed, and so on; rows with equal values share a front. Values must be finite."""
+    if len(points) == 0:
+        return np.zeros(0, dtype=int)
+    signs = np.array([-1.0 if d == "max" else 1.0 for d in directions])
+    _, ranks = NonDominatedSorting().do(np.asarray(points, dtype=float) * signs, return_rank=True)
+    return np.asarray(ranks, dtype=int)
+
+
 def front_indices(points: np.ndarray, plane: Plane) -> list[int]:
     """Indices of the non-dominated rows of ``points`` (shape n x 2, columns x and y), by increasing x, ties in row order."""
     found = non_dominated(points, (plane.x_direction, plane.y_direction))

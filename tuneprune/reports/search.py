@@ -1,5 +1,5 @@
-"""The report of a search (formulas §8): fronts and hypervolumes, best trials, importances, per-parameter accuracy,
-learning curves, the best alpha per target and the best configuration as a runnable YAML."""
+"""The report of a search (formulas §8): fronts and hypervolumes, the anytime view, best trials, importances,
+per-parameter accuracy, learning curves, the best alpha per target and the best configuration as a runnable YAML."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import numpy as np
 import yaml
 
 from tuneprune.commands import tuneprune_command
+from tuneprune.reports.anytime import anytime_figure, anytime_rows
 from tuneprune.reports.alpha import alpha_candidates, alpha_figure, best_alpha_points
 from tuneprune.runs.paths import THETA_ALPHA
 from tuneprune.reports.document import Report
@@ -78,6 +79,26 @@ def fronts(report: Report, data: SearchData, complete: list[Trial]) -> None:
     report.table("hypervolume", hv_rows)
 
 
+def anytime_plane(data: SearchData) -> Plane:
+    """The plane of the search's two objectives (the first on y); with one or more than two, accuracy against sparsity."""
+    if len(data.objectives) == 2:
+        (y, y_direction), (x, x_direction) = data.objectives.items()
+        return Plane(x, y, x_direction, y_direction)
+    return planes(data)[0]
+
+
+def anytime(report: Report, data: SearchData) -> None:
+    """Each grid point's front hypervolume after each ended trial, against epochs and wall time (formulas §10.9)."""
+    plane = anytime_plane(data)
+    rows = anytime_rows(data.trials, lambda t: (trial_row(data, t)[plane.x], trial_row(data, t)[plane.y]), plane)
+    report.heading(f"Anytime view: hypervolume of each grid point's front ({plane.y} vs {plane.x})")
+    if not rows:
+        report.text("No trial run ended.", note=True)
+        return
+    report.figure("anytime_hypervolume", anytime_figure(rows, plane), "after each ended trial; trials stopped early count their epochs")
+    report.table("anytime_hypervolume", rows, inline=False)
+
+
 def best_table(report: Report, data: SearchData) -> None:
     """The best trial (or Pareto set) of every grid point, with its test accuracy."""
     title = "Pareto set per grid point" if len(data.objectives) > 1 else "Best trial per grid point"
@@ -141,6 +162,7 @@ def search_report(report: Report, data: SearchData) -> None:
         "sparsity at the last epoch."
     )
     fronts(report, data, complete)
+    anytime(report, data)
     best_table(report, data)
     if data.space.params:  # a grid search (a study) searches nothing
         importances(report, data)

@@ -21,7 +21,7 @@ CURVE_METRICS = ("val_acc", "sparsity_k", "theta", "mask_stability")
 
 @dataclass
 class Trial:
-    """One trial: its Optuna record, the run config it trained and its final MLflow metrics."""
+    """One trial: its Optuna record, the run config it trained, its final MLflow metrics and its run's start and end (s)."""
 
     key: str
     name: str
@@ -32,6 +32,8 @@ class Trial:
     run_id: str | None
     config: TrialSpec
     metrics: dict[str, float] = field(default_factory=dict)
+    started: float | None = None
+    ended: float | None = None
 
     @property
     def complete(self) -> bool:
@@ -76,7 +78,14 @@ def load_search(source: Source) -> SearchData:
     trials = []
     for t in source.summary["trials"]:
         run_id = t.get("mlflow_run_id")
-        metrics = dict(client.get_run(run_id).data.metrics) if run_id else {}
+        run = client.get_run(run_id) if run_id else None
+        metrics = dict(run.data.metrics) if run else {}
+        started, ended = (run.info.start_time, run.info.end_time) if run else (None, None)
         config = space.resolve(t["grid"], t["params"])
-        trials.append(Trial(t["key"], t["name"], t["grid"], t["params"], t["state"], t["values"], run_id, config, metrics))
+        trials.append(
+            Trial(
+                t["key"], t["name"], t["grid"], t["params"], t["state"], t["values"], run_id, config, metrics,
+                started / 1000 if started else None, ended / 1000 if ended else None,
+            )
+        )  # fmt: skip
     return SearchData(source, space, trials)

@@ -1,49 +1,97 @@
-"""Early stopping of pack members: asynchronous successive halving (ASHA), one decision per member and epoch.
+"""Early stopping per grid point: asynchronous successive halving (ASHA), one rung table per study.
 
-Ray Tune's ``ASHAScheduler`` stops whole Ray trials; a pack is one Ray trial holding
-several Optuna trials, so its members ask this rule instead (formulas §10.7). It is
-Ray's rule with one bracket: rungs at ``grace_period * reduction_factor^k`` epochs up to
-the trials' epochs; a member reaching a rung is recorded there, and stopped when its
-objective is below the ``(1 - 1/reduction_factor)`` quantile of the values recorded
-there before it. One :class:`AshaRule` serves every pack of a search from a named Ray
-actor (:func:`start_stopper`), so members of different packs are compared, as trials are.
+Each grid point is its own Optuna study and its own problem, so each has its own rungs:
+a trial is compared only with trials of its grid point (formulas §10.9). Rungs are at
+``grace_period * reduction_factor^k`` epochs up to the trials' epochs, Ray Tune's one
+bracket; a trial reaching a rung is recorded there once, and the decision is
+:func:`~tuneprune.search.rung_ranking.stops` (Ray's ASHA for one objective, non-dominated
+ranking for several). One :class:`AshaRule` serves every trial of a search, plain or
+packed, from a named Ray actor (:func:`start_stopper`) that the trainables consult
+each epoch; a trial told to stop stops itself. The tables are written to a JSON file
+after every record and read back when a resumed search starts the rule again, so a
+decision is neither lost nor taken twice: a trial recorded as stopped is stopped again.
 """
 
 from __future__ import annotations
 
+import json
 import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
 
-import numpy as np
+from tuneprune.search.rung_ranking import stops
+
+RUNGS_FILE = "early_stop.json"
+
+
+class StopTrial(Exception):
+    """Raised by a trainable's epoch callback when the rule stops the trial."""
 
 
 class AshaRule:
-    """Rung bookkeeping of ASHA for members keyed by trial key; ``mode`` ``max`` or ``min``."""
+    """Rung tables of ASHA per study; ``directions`` one ``'max'``/``'min'`` per objective; ``path`` the JSON record."""
 
-    def __init__(self, grace_period: int, reduction_factor: float, max_t: int, mode: str) -> None:
+    def __init__(
+        self, grace_period: int, reduction_factor: float, max_t: int, directions: Sequence[str], path: str | None = None
+    ) -> None:
         count = int(math.log(max_t / grace_period) / math.log(reduction_factor) + 1)
         self.rf = reduction_factor
-        self.sign = 1.0 if mode == "max" else -1.0
-        self.rungs: list[tuple[float, dict[str, float]]] = [
-            (grace_period * reduction_factor**k, {}) for k in reversed(range(count))
-        ]
+        self.directions = list(directions)
+        self.milestones = [grace_period * reduction_factor**k for k in reversed(range(count))]
+        self.path = Path(path) if path else None
+        # study -> milestone (as text, for JSON) -> trial key -> [*values, stopped]
+        self.tables: dict[str, dict[str, dict[str, list]]] = {}
+        if self.path is not None and self.path.exists():
+            self.tables = json.loads(self.path.read_text())["tables"]
 
-    def should_stop(self, key: str, epoch: int, value: float | None) -> bool:
-        """Record member ``key`` at the highest rung ``epoch`` reaches (once); True when it falls below the cutoff."""
-        if value is None or not math.isfinite(value):
+    def should_stop(self, study: str, key: str, epoch: int, values: Sequence[float | None]) -> bool:
+        """Record trial ``key`` of ``study`` at the highest rung ``epoch`` reaches (once); True when it is to stop.
+
+        With one objective a missing or non-finite value is neither recorded nor stopped,
+        as in Ray; with several it is recorded as NaN and ranks last.
+        """
+        numbers = [math.nan if v is None else float(v) for v in values]
+        table = self.tables.setdefault(study, {})
+        if any(rung.get(key, [False])[-1] for m, rung in table.items() if epoch >= float(m)):
+            return True  # stopped before (a resumed search re-asks): the same decision
+        if len(numbers) == 1 and not math.isfinite(numbers[0]):
             return False
-        reward = self.sign * value
-        for milestone, recorded in self.rungs:
-            if epoch < milestone or key in recorded:
+        for milestone in self.milestones:
+            rung = table.setdefault(f"{milestone:g}", {})
+            if epoch < milestone or key in rung:
                 continue
-            cutoff = np.nanpercentile(list(recorded.values()), (1 - 1 / self.rf) * 100) if recorded else None
-            recorded[key] = reward
-            return cutoff is not None and reward < cutoff
+            stop = stops([row[:-1] for row in rung.values()], numbers, self.directions, self.rf)
+            rung[key] = [*numbers, stop]
+            self._save()
+            return stop
         return False
 
+    def _save(self) -> None:
+        if self.path is None:
+            return
+        scratch = self.path.with_suffix(".tmp")
+        scratch.write_text(json.dumps({"directions": self.directions, "tables": self.tables}))
+        os.replace(scratch, self.path)
 
-def start_stopper(name: str, grace_period: int, reduction_factor: float, max_t: int, mode: str) -> object:
-    """An :class:`AshaRule` in a Ray actor called ``name`` (it lives as long as the driver's job)."""
+
+def start_stopper(
+    name: str, grace_period: int, reduction_factor: float, max_t: int, directions: Sequence[str], path: Path
+) -> object:
+    """An :class:`AshaRule` in a Ray actor called ``name`` on the driver's node (its tables in ``path`` there)."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+    actor = ray.remote(num_cpus=0)(AshaRule).options(name=name, get_if_exists=True, scheduling_strategy=here)
+    return actor.remote(min(grace_period, max_t), reduction_factor, max_t, list(directions), str(path))
+
+
+def ask(stopper_name: str | None, asks: Sequence[tuple[str, str, int, Sequence[float | None]]]) -> list[bool]:
+    """The decisions of the rule actor ``stopper_name`` for ``(study, key, epoch, values)`` asks, in one round trip."""
+    if stopper_name is None or not asks:
+        return [False] * len(asks)
     import ray
 
-    actor = ray.remote(num_cpus=0)(AshaRule).options(name=name, get_if_exists=True)
-    return actor.remote(min(grace_period, max_t), reduction_factor, max_t, mode)
+    stopper = ray.get_actor(stopper_name)
+    return ray.get([stopper.should_stop.remote(*a) for a in asks])

@@ -34,8 +34,8 @@ def drop_checkpoints(trial) -> None:  # noqa: ANN001 - a ray.tune Trial
 class SearchMonitor(Callback):
     """Marks early-stopped trials KILLED and crashed ones FAILED in MLflow; shows progress.
 
-    A trial ASHA stops never reaches the end of its function, so the driver, which sees
-    it end with fewer epochs than configured, sets the status. An ended trial's
+    A trial stopped early ends its own run KILLED; the driver, which sees it end with
+    fewer epochs than configured, sets that status too (a stop it saw first). An ended trial's
     checkpoints are deleted: its model is in MLflow, and a resume never re-runs it.
     Trials are counted one by one, also inside packs (a pack member is counted when its
     pack reports it ended; the pack sets its members' statuses itself).

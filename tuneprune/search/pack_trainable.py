@@ -4,7 +4,7 @@ Each member is its own trial everywhere but in Ray: its own Optuna trial, its ow
 child run with its per-epoch metrics, its checkpoint (in its trial directory), saved
 model and status. Every epoch the pack reports one result with each member's
 :class:`~tuneprune.search.protocol.TrialResult` under ``members``; a member that ended
-(finished, stopped early by the search's :class:`~tuneprune.search.early_stop.AshaRule`,
+(finished, stopped early by its grid point's rungs in :class:`~tuneprune.search.early_stop.AshaRule`,
 or diverged) is marked ``ended`` and the pack goes on with the others. A restarted pack
 (worker death, or a resumed search) continues each member from its own checkpoint, and
 leaves out members whose MLflow run already ended.
@@ -21,6 +21,7 @@ from tuneprune.packing.checkpoint import MEMBER_CHECKPOINT, load_member, save_me
 from tuneprune.quiet import configure_quiet
 from tuneprune.runs import TrialSpec
 from tuneprune.runs.execute import conclude
+from tuneprune.search.early_stop import ask
 from tuneprune.search.protocol import MEMBERS, PackRequest, TrialRequest, TrialResult
 from tuneprune.search.trainable import open_trial_run, replay_history, report, restore_tune_checkpoint
 from tuneprune.tracking import RunTracker
@@ -90,7 +91,7 @@ def run_pack(config: dict[str, Any]) -> None:
     try:
         trainer = PackedTrainer([m.spec for m in members], resume=states if any(s is not None for s in states) else None)
         del states  # the trainer holds the members' weights now
-        _train(trainer, members, ended, tracker, ctx.stopper, next(iter(ctx.objectives)))
+        _train(trainer, members, ended, tracker, ctx.stopper)
     except BaseException as err:  # the pack cannot go on: none of its open members is left RUNNING
         open_members = [m for m in members if not m.result.ended]
         for member in open_members:
@@ -104,13 +105,9 @@ def run_pack(config: dict[str, Any]) -> None:
 
 def _train(
     trainer: PackedTrainer, members: list[_Member], ended: dict[str, dict[str, Any]], tracker: RunTracker,
-    stopper_name: str | None, first: str,
+    stopper: str | None,
 ) -> None:
     """Train the open members to their ends, reporting every epoch with the members' checkpoints."""
-    import ray
-
-    stopper = ray.get_actor(stopper_name) if stopper_name else None
-
     def log_epoch(index: int, metrics: dict[str, float]) -> None:
         tracker.log_metrics(members[index].run_id, metrics, step=int(metrics["epoch"]))
 
@@ -118,7 +115,8 @@ def _train(
     while open_members:
         trainer.train_epoch([log_epoch])
         candidates = [i for i in sorted(open_members) if trainer.members[i].status == "running" and trainer.epoch < trainer.epochs]
-        decisions = dict(zip(candidates, _ask_stopper(stopper, members, trainer, candidates, first)))
+        asks = [members[i].request.stop_ask(trainer.members[i].history[-1]) for i in candidates]
+        decisions = dict(zip(candidates, ask(stopper, asks)))
         for i in sorted(open_members):
             if _settle(i, members[i], trainer, tracker, decisions.get(i, False)):
                 open_members.discard(i)
@@ -126,19 +124,6 @@ def _train(
         files = {f"{members[i].request.key}.pt": save_member(trainer, i, members[i].dir / MEMBER_CHECKPOINT) for i in open_members}
         results = {**ended, **{m.request.key: m.result.to_dict() for m in members}}
         report({"epoch": trainer.epoch, "epochs": trainer.epochs, MEMBERS: results}, files)
-
-
-def _ask_stopper(stopper: Any, members: list[_Member], trainer: PackedTrainer, candidates: list[int], first: str) -> list[bool]:
-    """The early-stopping decision of every candidate member after this epoch, in one round trip."""
-    if stopper is None or not candidates:
-        return [False] * len(candidates)
-    import ray
-
-    asks = []
-    for i in candidates:
-        latest = trainer.members[i].history[-1]
-        asks.append(stopper.should_stop.remote(members[i].request.key, int(latest["epoch"]), latest.get(first)))
-    return ray.get(asks)
 
 
 def _settle(index: int, member: _Member, trainer: PackedTrainer, tracker: RunTracker, stop: bool) -> bool:

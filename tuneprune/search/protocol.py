@@ -31,7 +31,7 @@ class TrialContext:
     parent_run_id: str
     results_dir: str
     objectives: dict[str, str]
-    stopper: str | None = None  # the named Ray actor deciding early stops of pack members (None: no early stopping)
+    stopper: str | None = None  # the named Ray actor deciding early stops (formulas §10.9; None: no early stopping)
 
     def trial_dir(self, key: str) -> Path:
         """The trial's own directory in the search's results (its checkpoint, its saved model)."""
@@ -49,6 +49,15 @@ class TrialRequest:
     params: dict[str, Any]
     spec: dict[str, Any]
     context: TrialContext
+
+    @property
+    def study(self) -> str:
+        """The trial's grid point (its Optuna study), ``g<index>``: the first part of its key ``g<index>-<number>``."""
+        return self.key.split("-", 1)[0]
+
+    def stop_ask(self, metrics: dict[str, Any]) -> tuple[str, str, int, list[float | None]]:
+        """The early-stopping question of this trial after the epoch of ``metrics``: study, key, epoch, objective values."""
+        return self.study, self.key, int(metrics["epoch"]), [metrics.get(m) for m in self.context.objectives]
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -193,10 +193,9 @@ def run_search(prepared: PreparedSearch, *, progress: bool = True) -> SearchSumm
 def _search(prepared: PreparedSearch, tracker: RunTracker, parent_id: str, progress: bool, t_start: float) -> SearchSummary:
     """Log the parent run's params, drive Ray Tune over the remaining trials, write the outputs."""
     from ray import tune
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
     from ray.tune.search import ConcurrencyLimiter
 
-    from tuneprune.search.early_stop import start_stopper
+    from tuneprune.search.early_stop import RUNGS_FILE, start_stopper
     from tuneprune.search.monitor import SearchMonitor
     from tuneprune.search.pack_trainable import run_pack
     from tuneprune.search.protocol import TrialContext
@@ -235,19 +234,14 @@ def _search(prepared: PreparedSearch, tracker: RunTracker, parent_id: str, progr
         pack = space.resources.pack
         at_a_time = f"{space.max_concurrent} at a time" if pack == 1 else f"in packs of {pack}, {space.max_concurrent} packs at a time"
         say(f"running {total} trials, {at_a_time}; results in {results_dir}")
-        first, direction = next(iter(space.objectives.items()))
-        scheduler = FIFOScheduler()
         stopper, stopper_actor = None, None
-        if space.early_stopping.type == "asha":
+        if space.early_stopping.type == "asha":  # rungs per grid point, asked by the trials (formulas §10.9)
             base_epochs = space.resolve(space.grid_points()[0], {}).epochs
-            rule = (min(space.early_stopping.grace_period, base_epochs), space.early_stopping.reduction_factor, base_epochs)
-            if pack == 1:
-                scheduler = ASHAScheduler(
-                    metric=first, mode=direction, time_attr="epoch", max_t=rule[2], grace_period=rule[0], reduction_factor=rule[1]
-                )
-            else:  # Ray's scheduler would stop whole packs: the members ask one shared rule instead
-                stopper = f"tuneprune-asha-{os.getpid()}-{int(time.time() * 1000)}"
-                stopper_actor = start_stopper(stopper, *rule, direction)  # held until the run ends
+            stopper = f"tuneprune-asha-{os.getpid()}-{int(time.time() * 1000)}"
+            stopper_actor = start_stopper(  # held until the run ends; its tables outlive it in RUNGS_FILE
+                stopper, space.early_stopping.grace_period, space.early_stopping.reduction_factor, base_epochs,
+                list(space.objectives.values()), results_dir / RUNGS_FILE,
+            )  # fmt: skip
         context = TrialContext(
             prepared.tracking_uri, space.experiment, parent_id, str(results_dir), dict(space.objectives), stopper
         )
@@ -258,7 +252,6 @@ def _search(prepared: PreparedSearch, tracker: RunTracker, parent_id: str, progr
             trainable,
             tune_config=tune.TuneConfig(
                 search_alg=searcher,
-                scheduler=scheduler,
                 num_samples=total,
                 reuse_actors=True,
                 trial_dirname_creator=lambda trial: trial.trial_id,

@@ -3,9 +3,12 @@
 It reports every epoch with ``ray.tune.report`` and a checkpoint; restarts from
 ``tune.get_checkpoint()`` when Tune restarts it after a worker death, or from the trial's
 own checkpoint in the results directory when a resumed search re-runs a trial a dead
-driver left behind. Metrics are logged once per epoch (step = epoch), after its
-checkpoint is written and before Tune takes it, so a restarted trial loses at most the
-epoch in flight and continues one metric history, each epoch once (formulas §10.8). A diverged trial (NaN/inf loss) ends at once,
+driver left behind. Under early stopping it asks its grid point's rungs
+(:mod:`tuneprune.search.early_stop`) after every epoch but the last, and when told to
+stop ends its run KILLED and returns, reporting the epoch it reached. Metrics are logged
+once per epoch (step = epoch), after its checkpoint is written and before Tune takes it,
+so a restarted trial loses at most the epoch in flight and continues one metric history,
+each epoch once (formulas §10.8). A diverged trial (NaN/inf loss) ends at once,
 FAILED with the reason, without being retried.
 """
 
@@ -22,6 +25,7 @@ from tuneprune.config import ConfigError
 from tuneprune.quiet import configure_quiet
 from tuneprune.tracking import RunTracker
 from tuneprune.runs import TrialSpec, execute
+from tuneprune.search.early_stop import StopTrial, ask
 from tuneprune.search.protocol import TrialRequest, TrialResult
 from tuneprune.training import TrainingDiverged
 from tuneprune.training.checkpoint import CHECKPOINT_NAME, load_file
@@ -123,13 +127,20 @@ def run_trial(trial: dict[str, Any]) -> None:
             tracker.log_metrics(run_id, metrics, step=step)
             logged.add(step)
         last.update(metrics)
-        if step < epochs:  # after the metrics (formulas §10.8); the last epoch is reported after the model is saved
-            report(reported(metrics), {CHECKPOINT_NAME: checkpoint} if checkpoint else None)
+        if step >= epochs:  # the last epoch is reported after the model is saved (below); formulas §10.8
+            return
+        if ask(ctx.stopper, [request.stop_ask(metrics)])[0]:
+            raise StopTrial
+        report(reported(metrics), {CHECKPOINT_NAME: checkpoint} if checkpoint else None)
 
     try:
         executed = execute(
             config, trial_dir, lambda metrics, step: tracker.log_metrics(run_id, metrics, step=step), callbacks=[on_epoch], resume_from=resume
         )
+    except StopTrial:
+        tracker.finish(run_id, "KILLED")
+        report(reported(last))  # fewer epochs than configured: the driver tells Optuna PRUNED
+        return
     except (TrainingDiverged, ConfigError) as err:
         tracker.finish(run_id, "FAILED", f"{type(err).__name__}: {err}")
         worst = {m: WORST[d] for m, d in ctx.objectives.items()}

@@ -1,0 +1,111 @@
+"""Early stopping on a two-objective search: the front it keeps against the training it saves (formulas §10.9).
+
+One small search on digits (small_cnn; val_acc and sparsity, both maximised; lr and the
+target sparsity searched) is run under three rules, with the same seeded random sampler,
+so every rule is handed the same configurations in the same order:
+
+- ``none``: no early stopping;
+- ``first``: ASHA on the first objective alone (val_acc; what the search did before);
+- ``multi``: multi-objective ASHA (non-dominated sorting and crowding distance).
+
+For each seed it prints the hypervolume of the completed trials' (sparsity, val_acc)
+front (reference (0, 0)) and the epochs trained in all, each as a ratio to ``none``;
+then the medians over the seeds. One process, one local Ray, all searches in turn.
+
+    .venv/bin/python scripts/bench_early_stop.py [--seeds 0,1,2] [--trials 12] [--epochs 6] [--cpus 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+RULES = ("none", "first", "multi")
+
+
+def space(seed: int, trials: int, epochs: int, rule: str, cpus: int) -> dict[str, Any]:
+    """The benchmark's search space under ``rule``; ``first`` searches val_acc alone (same random draws)."""
+    return {
+        "name": f"es-{rule}-{seed}",
+        "base": {
+            "model": "small_cnn", "dataset": "digits", "epochs": epochs, "batch_size": 64,
+            "sparsity": {"target": 0.5, "scheduler": {"end_fraction": 0.25}},
+        },
+        "params": {
+            "lr": {"type": "float", "low": 0.001, "high": 0.3, "log": True},
+            "sparsity.target": {"type": "float", "low": 0.5, "high": 0.999},
+        },
+        "objectives": {"val_acc": "max"} if rule == "first" else {"val_acc": "max", "sparsity": "max"},
+        "sampler": {"type": "random", "seed": seed},
+        "num_samples": trials,
+        "max_concurrent": cpus,
+        "early_stopping": {"type": "none"} if rule == "none" else {"type": "asha", "grace_period": 1, "reduction_factor": 2},
+    }  # fmt: skip
+
+
+def measure(summary: Any) -> tuple[float, int]:
+    """Hypervolume of the completed trials' (sparsity, val_acc) front, reference (0, 0); epochs trained by all trials."""
+    from tuneprune.pareto import Plane, front_indices, hypervolume
+
+    plane = Plane("sparsity", "val_acc")
+    done = [t["metrics"] for t in summary.trials if t["state"] == "COMPLETE"]
+    points = np.array([[m["sparsity"], m["val_acc"]] for m in done], dtype=float).reshape(-1, 2)
+    hv = hypervolume(points[front_indices(points, plane)], plane, (0.0, 0.0))
+    return hv, sum(int(t["metrics"].get("epoch", 0)) for t in summary.trials)
+
+
+def device_name() -> str:
+    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if "model name" in line), platform.processor())
+    return f"CPU {model}, {os.cpu_count()} cores (load average {os.getloadavg()[0]:.1f})"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--trials", type=int, default=12)
+    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--cpus", type=int, default=2)
+    args = parser.parse_args()
+    for var, value in (("RAY_USAGE_STATS_ENABLED", "0"), ("MLFLOW_DISABLE_TELEMETRY", "true"), ("DO_NOT_TRACK", "1")):
+        os.environ.setdefault(var, value)
+    import ray
+
+    from tuneprune.search import prepare_search, run_search
+
+    seeds = [int(s) for s in args.seeds.split(",")]
+    print(f"device: {device_name()}; {args.trials} trials of {args.epochs} epochs per search, seeds {seeds}")
+    ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    ratios: dict[str, list[tuple[float, float]]] = {rule: [] for rule in RULES}
+    print("| seed | rule | hypervolume | epochs | HV / none | epochs / none |")
+    print("|---|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as tmp:
+        for seed in seeds:
+            measured = {}
+            for rule in RULES:
+                path = Path(tmp) / f"{rule}-{seed}.yaml"
+                path.write_text(yaml.safe_dump(space(seed, args.trials, args.epochs, rule, args.cpus), sort_keys=False))
+                stores = {"tracking_uri": f"sqlite:///{tmp}/mlruns.db", "storage_url": f"sqlite:///{tmp}/optuna.db"}
+                summary = run_search(prepare_search(path, results_root=Path(tmp) / "runs", **stores), progress=False)
+                measured[rule] = measure(summary)
+                hv, epochs = measured[rule]
+                base_hv, base_epochs = measured["none"]
+                ratios[rule].append((hv / base_hv, epochs / base_epochs))
+                print(f"| {seed} | {rule} | {hv:.4f} | {epochs} | {hv / base_hv:.3f} | {epochs / base_epochs:.3f} |", flush=True)
+    ray.shutdown()
+    print(f"\nmedian of {len(seeds)} seeds, device: {device_name()}")
+    print("| rule | HV / none | epochs / none |")
+    print("|---|---|---|")
+    for rule in RULES:
+        print(f"| {rule} | {statistics.median(r[0] for r in ratios[rule]):.3f} | {statistics.median(r[1] for r in ratios[rule]):.3f} |")
+
+
+if __name__ == "__main__":
+    main()
