@@ -214,7 +214,9 @@ def run_commands(root: Path, blocks: list[tuple[Path, list[str]]], keep: bool) -
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("files", nargs="*", type=Path, help="only these files, in this order (default: the whole manual)")
+    parser.add_argument(
+        "files", nargs="*", type=Path, help="only these files, in this order (default: the whole manual)"
+    )
     parser.add_argument("--root", type=Path, default=ROOT, help="the repository (default: this script's)")
     parser.add_argument("--links-only", action="store_true", help="check the links, run no command")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")

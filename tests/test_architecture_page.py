@@ -34,7 +34,11 @@ def test_every_package_on_the_page_exists_and_every_package_is_on_the_page():
 
 def test_every_import_drawn_is_made_by_the_code():
     graph = subpackage_graph()
-    assert {name: sorted(imports - graph.get(name, set())) for name, (_, imports) in drawn().items() if imports - graph.get(name, set())} == {}
+    assert {
+        name: sorted(imports - graph.get(name, set()))
+        for name, (_, imports) in drawn().items()
+        if imports - graph.get(name, set())
+    } == {}
 
 
 def test_every_import_drawn_is_allowed_and_points_up_the_layers():

@@ -10,7 +10,8 @@ import pytest
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "check_readme.py"
 spec = importlib.util.spec_from_file_location("check_readme", SCRIPT)
-assert spec is not None and spec.loader is not None
+assert spec is not None
+assert spec.loader is not None
 check_readme = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(check_readme)
 
@@ -48,7 +49,12 @@ test -f configs/a.yaml
 
 def manual(root: Path, **pages: str) -> Path:
     """A git working tree with README.md, docs/training.md, docs/searches.md and configs/a.yaml, some pages replaced."""
-    files = {"README.md": GOOD_README, "docs/training.md": GOOD_TRAINING, "docs/searches.md": GOOD_SEARCHES, "configs/a.yaml": "a: 1\n"}
+    files = {
+        "README.md": GOOD_README,
+        "docs/training.md": GOOD_TRAINING,
+        "docs/searches.md": GOOD_SEARCHES,
+        "configs/a.yaml": "a: 1\n",
+    }
     files.update({name.replace("__", "/").replace("_md", ".md"): text for name, text in pages.items()})
     for name, text in files.items():
         (root / name).parent.mkdir(parents=True, exist_ok=True)
@@ -62,8 +68,13 @@ def test_a_good_manual_passes_in_the_stated_order(tmp_path, capsys):
     assert check_readme.manual_files(root) == [root / "README.md", root / "docs/training.md", root / "docs/searches.md"]
     assert check_readme.main(["--root", str(root)]) == 0
     out = capsys.readouterr().out
-    assert "0 broken" in out and "4 passed, 0 failed" in out
-    assert out.index("README.md: 1 commands") < out.index("docs/training.md: 2 commands") < out.index("docs/searches.md: 1 commands")
+    assert "0 broken" in out
+    assert "4 passed, 0 failed" in out
+    assert (
+        out.index("README.md: 1 commands")
+        < out.index("docs/training.md: 2 commands")
+        < out.index("docs/searches.md: 1 commands")
+    )
 
 
 def test_a_page_not_in_the_list_runs_after_the_listed_ones(tmp_path):
@@ -72,7 +83,7 @@ def test_a_page_not_in_the_list_runs_after_the_listed_ones(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "target, why",
+    ("target", "why"),
     [
         ("docs/missing.md", "no such file"),
         ("docs/training.md#no-such-heading", "no heading #no-such-heading"),
@@ -95,7 +106,9 @@ def test_a_failing_block_fails(tmp_path, capsys):
     root = manual(tmp_path, docs__searches_md=GOOD_SEARCHES.replace("configs/a.yaml", "configs/missing.yaml"))
     assert check_readme.main(["--root", str(root)]) == 1
     out = capsys.readouterr().out
-    assert "[FAIL]" in out and "test -f configs/missing.yaml" in out and "exit code 1" in out
+    assert "[FAIL]" in out
+    assert "test -f configs/missing.yaml" in out
+    assert "exit code 1" in out
     assert "3 passed, 1 failed" in out
 
 
@@ -104,7 +117,8 @@ def test_a_cut_number_fails(tmp_path, capsys):
     root = manual(tmp_path, docs__training_md=GOOD_TRAINING.replace('echo "val_acc 0.9731"', 'echo "val_acc 0.97…"'))
     assert check_readme.main(["--root", str(root)]) == 1
     out = capsys.readouterr().out
-    assert "a cut number (…)" in out and "3 passed, 1 failed" in out
+    assert "a cut number (…)" in out
+    assert "3 passed, 1 failed" in out
 
 
 def test_a_command_run_before_is_not_run_again(tmp_path, capsys):
