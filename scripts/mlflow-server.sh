@@ -9,7 +9,7 @@
 #   mlflow-server.sh stop   [--dir DIR] [--grace 10]
 #   mlflow-server.sh status [--dir DIR]
 #
-# The server binds to 127.0.0.1 unless --host says otherwise; see README.md, "Running on a cluster" before
+# The server binds to 127.0.0.1 unless --host says otherwise; see docs/cluster.md before
 # exposing it (SSH tunnel, or a reverse proxy with TLS and authentication; for a host other
 # than localhost pass `-- --allowed-hosts NAME:PORT`). Artifacts are served (--serve-artifacts):
 # clients upload and download through the server, which stores them under

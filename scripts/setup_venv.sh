@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Create or reuse .venv at the repository root and install tuneprune into it, with the exact
-# versions of requirements.lock (the ones the test suite passed on; see README, "Installation").
+# versions of requirements.lock (the ones the test suite passed on; see docs/installation.md).
 # Sourced by scripts/demo.sh and scripts/test.sh; safe to run on its own.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

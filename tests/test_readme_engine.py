@@ -1,4 +1,4 @@
-"""The README's "Use the engine in your own training loop" snippet runs as written and does what it says."""
+"""The manual's "Use the engine in your own training loop" snippet (docs/training.md) runs as written and does what it says."""
 
 import re
 from pathlib import Path
@@ -7,8 +7,8 @@ import torch
 
 from tuneprune.sparsity import prunable_sparsity
 
-README = Path(__file__).resolve().parents[1] / "README.md"
-HEADING = "### Use the engine in your own training loop"
+README = Path(__file__).resolve().parents[1] / "docs" / "training.md"
+HEADING = "## Use the engine in your own training loop"
 
 
 def engine_snippet() -> str:

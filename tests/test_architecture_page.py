@@ -1,0 +1,57 @@
+"""docs/architecture.md matches the code: each package it names exists, each import it lists is made and allowed."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from test_architecture import existing_unit, find_cycle, subpackage_graph
+
+PAGE = Path(__file__).resolve().parents[1] / "docs" / "architecture.md"
+ROW = re.compile(r"^\| (\d+) \| `(\w+)` \|([^|]*)\|")
+# What tests/test_architecture.py forbids the training loop and packed trials to import.
+FORBIDDEN = {
+    "training": {"tracking", "relevance", "search", "runs", "evolution", "stochastic", "reports", "cli"},
+    "packing": {"tracking", "relevance", "search", "runs", "evolution", "stochastic", "reports", "cli"},
+}
+
+
+def drawn() -> dict[str, tuple[int, set[str]]]:
+    """``{package: (layer, imports)}`` of the page's table."""
+    rows = {}
+    for line in PAGE.read_text().splitlines():
+        match = ROW.match(line)
+        if match:
+            rows[match.group(2)] = (int(match.group(1)), set(re.findall(r"`(\w+)`", match.group(3))))
+    return rows
+
+
+def test_every_package_on_the_page_exists_and_every_package_is_on_the_page():
+    rows = drawn()
+    assert [name for name in rows if not existing_unit(name)] == []
+    assert set(subpackage_graph()) - set(rows) == set()
+
+
+def test_every_import_drawn_is_made_by_the_code():
+    graph = subpackage_graph()
+    assert {
+        name: sorted(imports - graph.get(name, set()))
+        for name, (_, imports) in drawn().items()
+        if imports - graph.get(name, set())
+    } == {}
+
+
+def test_every_import_drawn_is_allowed_and_points_up_the_layers():
+    rows = drawn()
+    assert find_cycle({name: imports for name, (_, imports) in rows.items()}) is None
+    assert rows["sparsity"][1] <= {"config"}
+    for name in ("training", "packing"):
+        assert rows[name][1] & FORBIDDEN[name] == set()
+    order = list(rows)  # a package imports only from rows above its own, in no higher layer
+    upward = {
+        (name, dep)
+        for name, (layer, imports) in rows.items()
+        for dep in imports
+        if rows[dep][0] > layer or order.index(dep) > order.index(name)
+    }
+    assert upward == set()
