@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-# tuneprune's dependencies that the GPU machine lacks (docs/performance-gpu.md): gpu_check.sh must not need them
+# tuneprune's dependencies that the GPU machine lacks (docs/performance.md, "GPU figures"): gpu_check.sh must not need them
 ABSENT_ON_THE_GPU_MACHINE = ("ray", "optuna", "optuna_dashboard", "mlflow", "pymoo", "zennit", "psycopg")
 BLOCKER = f"""import importlib.abc, sys
 
