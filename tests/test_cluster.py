@@ -164,6 +164,7 @@ def postgres(ports):
     try:
         run_script(SCRIPTS / "postgres.sh", "start", "--dir", directory, "--port", port, "--fast", env=env)
         yield {
+            "dir": directory,
             "pgpassfile": str(directory / "pgpass"),
             "optuna": f"postgresql://tuneprune@127.0.0.1:{port}/optuna",
             "mlflow": f"postgresql://tuneprune@127.0.0.1:{port}/mlflow",
@@ -283,6 +284,58 @@ runner.ensure_ray = ensure_ray
 from tuneprune.cli import main
 sys.exit(main(sys.argv[4:]))
 """
+
+
+# Each racer opens the studies of one search the way a driver does (open_studies), all in
+# the same instant: they meet at a barrier of files, then poll it every millisecond.
+SCHEMA_RACER = """
+import json, sys, time
+from pathlib import Path
+from tuneprune.search.space import load_space
+from tuneprune.search.studies import open_studies
+barrier, me, count, url, doc = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4], json.loads(sys.argv[5])
+space = load_space(doc)
+(barrier / me).touch()
+deadline = time.time() + 120
+while len(list(barrier.iterdir())) < count and time.time() < deadline:
+    time.sleep(0.001)
+print(len(open_studies(space, doc["name"], url)))
+"""
+
+
+def test_drivers_create_the_schema_of_a_new_database_once(postgres, tmp_path):
+    """Four drivers opening one search on a fresh PostgreSQL database at the same moment:
+    Optuna's tables and its alembic revision are created once, and every driver gets the study."""
+    import optuna
+    import sqlalchemy
+
+    racers = 4
+    database = f"race_{secrets.token_hex(4)}"
+    run_script(SCRIPTS / "postgres.sh", "createdb", "--dir", postgres["dir"], database)
+    url = postgres["optuna"].rsplit("/", 1)[0] + f"/{database}"
+    doc = {"name": "raced", "base": BASE, "params": {"lr": {"type": "float", "low": 0.01, "high": 0.3}}}
+    barrier = tmp_path / "barrier"
+    barrier.mkdir()
+    env = {**os.environ, "PGPASSFILE": postgres["pgpassfile"]}
+    procs = [
+        subprocess.Popen([sys.executable, "-c", SCHEMA_RACER, str(barrier), str(i), str(racers), url, json.dumps(doc)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)  # fmt: skip
+        for i in range(racers)
+    ]
+    results = [proc.communicate(timeout=180) for proc in procs]
+    for proc, (stdout, stderr) in zip(procs, results):
+        assert proc.returncode == 0 and stdout.strip() == "1", f"racer exited {proc.returncode}\n{stderr[-4000:]}"
+
+    os.environ["PGPASSFILE"] = postgres["pgpassfile"]
+    try:
+        assert optuna.get_all_study_names(url) == ["raced"]
+        engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
+        with engine.connect() as conn:
+            assert conn.execute(sqlalchemy.text("SELECT count(*) FROM alembic_version")).scalar() == 1
+            assert conn.execute(sqlalchemy.text("SELECT count(*) FROM version_info")).scalar() == 1
+        engine.dispose()
+    finally:
+        os.environ.pop("PGPASSFILE", None)
 
 
 def test_two_searches_at_once_share_one_study(ray_cluster, mlflow_server, postgres, pg_env, tmp_path):
