@@ -286,24 +286,29 @@ sys.exit(main(sys.argv[4:]))
 """
 
 
-# Each racer opens the studies of one search the way a driver does (open_studies), all in
-# the same instant: they meet at a barrier of files, then poll it every millisecond.
-SCHEMA_RACER = """
-import json, sys, time
-from pathlib import Path
+# One process imports tuneprune once, then forks the racers: each opens the studies of one
+# search the way a driver does (open_studies), all released by one barrier in the same instant.
+SCHEMA_RACERS = """
+import json, multiprocessing, sys
 from tuneprune.search.space import load_space
 from tuneprune.search.studies import open_studies
-barrier, me, count, url, doc = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4], json.loads(sys.argv[5])
+count, url, doc = int(sys.argv[1]), sys.argv[2], json.loads(sys.argv[3])
 space = load_space(doc)
-(barrier / me).touch()
-deadline = time.time() + 120
-while len(list(barrier.iterdir())) < count and time.time() < deadline:
-    time.sleep(0.001)
-print(len(open_studies(space, doc["name"], url)))
+context = multiprocessing.get_context("fork")
+barrier = context.Barrier(count)
+def race():
+    barrier.wait(timeout=60)
+    sys.exit(0 if len(open_studies(space, doc["name"], url)) == 1 else 3)
+racers = [context.Process(target=race, daemon=True) for _ in range(count)]
+for racer in racers:
+    racer.start()
+for racer in racers:
+    racer.join(timeout=120)
+print(json.dumps([racer.exitcode for racer in racers]))
 """
 
 
-def test_drivers_create_the_schema_of_a_new_database_once(postgres, tmp_path):
+def test_drivers_create_the_schema_of_a_new_database_once(postgres):
     """Four drivers opening one search on a fresh PostgreSQL database at the same moment:
     Optuna's tables and its alembic revision are created once, and every driver gets the study."""
     import optuna
@@ -314,17 +319,10 @@ def test_drivers_create_the_schema_of_a_new_database_once(postgres, tmp_path):
     run_script(SCRIPTS / "postgres.sh", "createdb", "--dir", postgres["dir"], database)
     url = postgres["optuna"].rsplit("/", 1)[0] + f"/{database}"
     doc = {"name": "raced", "base": BASE, "params": {"lr": {"type": "float", "low": 0.01, "high": 0.3}}}
-    barrier = tmp_path / "barrier"
-    barrier.mkdir()
     env = {**os.environ, "PGPASSFILE": postgres["pgpassfile"]}
-    procs = [
-        subprocess.Popen([sys.executable, "-c", SCHEMA_RACER, str(barrier), str(i), str(racers), url, json.dumps(doc)],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)  # fmt: skip
-        for i in range(racers)
-    ]
-    results = [proc.communicate(timeout=180) for proc in procs]
-    for proc, (stdout, stderr) in zip(procs, results):
-        assert proc.returncode == 0 and stdout.strip() == "1", f"racer exited {proc.returncode}\n{stderr[-4000:]}"
+    out = subprocess.run([sys.executable, "-c", SCHEMA_RACERS, str(racers), url, json.dumps(doc)],
+                         capture_output=True, text=True, env=env, timeout=300)  # fmt: skip
+    assert out.returncode == 0 and out.stdout.strip() == json.dumps([0] * racers), f"racers: {out.stdout}\n{out.stderr[-4000:]}"
 
     os.environ["PGPASSFILE"] = postgres["pgpassfile"]
     try:
