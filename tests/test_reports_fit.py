@@ -95,6 +95,42 @@ def test_fit_alpha_cli_on_results_directories(tmp_path, capsys):
     assert html.count('<img src="data:image/png;base64,') == len(list(out.glob("*.png"))) == 1
 
 
+def test_fit_alpha_on_a_study_takes_each_targets_best_method_alpha_averaged_over_seeds(tmp_path, capsys):
+    """A study whose methods set alpha (log_density theta): per target the alpha of the best mean over seeds is fitted."""
+    alphas = {f"alpha{i}": float(published(s)) for i, s in enumerate(TARGETS)}
+    trials = []
+    for i, (method, alpha) in enumerate(alphas.items()):
+        for j, s in enumerate(TARGETS):
+            for seed in (0, 1):
+                right = alpha == float(published(s))
+                # seed 1 prefers the next method's alpha, but the mean over seeds prefers the right one
+                acc = 0.9 if right else 0.5
+                if seed == 1 and i == (TARGETS.index(s) + 1) % len(TARGETS):
+                    acc = 0.95
+                trials.append({
+                    "key": f"g{i * 100 + j * 2 + seed}-000", "name": "", "state": "COMPLETE",
+                    "grid": {"method": method, "sparsity.target": s, "seed": seed}, "params": {}, "values": {"val_acc": acc},
+                    "metrics": {"val_acc": acc, "sparsity": s},
+                    "config": {"model": "small_cnn", "dataset": "digits", "seed": seed,
+                               "sparsity": {"target": s, "theta": {"policy": "log_density", "alpha": alpha}}},
+                })  # fmt: skip
+    trials.append({**trials[0], "key": "g999-000", "grid": {"method": "feather", "sparsity.target": 0.9, "seed": 0},
+                   "config": {**trials[0]["config"], "sparsity": {"target": 0.9, "theta": {"policy": "feather"}}}})  # fmt: skip
+    directory = tmp_path / "runs" / "study"
+    directory.mkdir(parents=True)
+    summary = {"name": "study", "parent_run_id": "0" * 32, "tracking_uri": f"sqlite:///{directory}/absent.db",
+               "objectives": {"val_acc": "max"}, "trials": trials, "best": trials}  # fmt: skip
+    (directory / "summary.json").write_text(json.dumps(summary))
+    out = tmp_path / "fit"
+    assert main(["fit-alpha", str(directory), "--out", str(out)]) == 0
+    assert f"fitted c1, c2, c3, c4 to {len(TARGETS)} points" in capsys.readouterr().out
+    rows = list(csv.DictReader((out / "residuals.csv").open()))
+    assert [float(r["target"]) for r in rows] == TARGETS  # one point per target: the method, model and seed grids are not groups
+    for row in rows:
+        assert float(row["alpha"]) == float(published(float(row["target"])))
+        assert len(row["trial"].split(",")) == 2  # both seeds of the chosen alpha
+
+
 def test_fit_alpha_without_alpha_points_exits_2(tmp_path, capsys):
     directory = tmp_path / "runs" / "plain"
     synthetic_alpha_search(directory, "plain", [])
