@@ -95,7 +95,7 @@ class Reference:
             T = [sort_quantile(torch.cat([m.flatten() for m in magnitudes]), sparsity)] * len(magnitudes)
         else:
             T = [sort_quantile(m, sparsity) for m in magnitudes]
-        kept = [m > t for m, t in zip(magnitudes, T)]
+        kept = [m > t for m, t in zip(magnitudes, T, strict=True)]
         densities = [k.sum() / k.numel() for k in kept]
         theta = self.config.theta
         if theta.policy == "constant":
@@ -114,26 +114,26 @@ class Reference:
         elif drop.mode == "global":
             t = [sort_quantile(torch.cat([m.flatten() for m in magnitudes]), drop.rho * sparsity)] * len(kept)
         else:  # rho * S_l, S_l the sparsity the layer reached (a float32 fraction)
-            t = [sort_quantile(m, drop.rho * float(1.0 - d)) for m, d in zip(magnitudes, densities)]
-        eliminated = [m < t_l for m, t_l in zip(magnitudes, t)]
-        scale = [torch.where(k, 1.0, th).masked_fill(e, 0.0) for k, th, e in zip(kept, thetas, eliminated)]
+            t = [sort_quantile(m, drop.rho * float(1.0 - d)) for m, d in zip(magnitudes, densities, strict=True)]
+        eliminated = [m < t_l for m, t_l in zip(magnitudes, t, strict=True)]
+        scale = [torch.where(k, 1.0, th).masked_fill(e, 0.0) for k, th, e in zip(kept, thetas, eliminated, strict=True)]
         return {"sparsity": sparsity, "T": T, "kept": kept, "eliminated": eliminated if eliminating else None, "scale": scale}
 
     def step(self, step: int, x: torch.Tensor, y: torch.Tensor) -> dict:
         sparsity = float(self.schedule.sparsity_at(step))
         masks = self.masks(sparsity)
         if self.previous_kept is not None:
-            mu = torch.tensor([jaccard(a, b) for a, b in zip(masks["kept"], self.previous_kept)]).mean()  # float32 mean
+            mu = torch.tensor([jaccard(a, b) for a, b in zip(masks["kept"], self.previous_kept, strict=True)]).mean()  # float32 mean
             self.schedule.observe(step, mu)  # a tensor, as the engine's: the adaptive update takes the engine's path
         self.previous_kept = masks["kept"]
         weights = self.weights()
         if sparsity > 0:
-            tilde = [threshold_operator(w.detach(), t, self.config.operator_p).requires_grad_() for w, t in zip(weights, masks["T"])]
+            tilde = [threshold_operator(w.detach(), t, self.config.operator_p).requires_grad_() for w, t in zip(weights, masks["T"], strict=True)]
         else:
             tilde = [w.detach().clone().requires_grad_() for w in weights]
-        replaced = {f"{name}.weight": w for name, w in zip(self.names, tilde)}
+        replaced = {f"{name}.weight": w for name, w in zip(self.names, tilde, strict=True)}
         F.cross_entropy(functional_call(self.model, replaced, (x,)), y).backward()
-        for w, w_tilde, m in zip(weights, tilde, masks["scale"]):
+        for w, w_tilde, m in zip(weights, tilde, masks["scale"], strict=True):
             w.grad = w_tilde.grad * m if sparsity > 0 else w_tilde.grad
         return masks
 
@@ -146,7 +146,7 @@ def copy_state(source: torch.nn.Module, target: torch.nn.Module) -> None:
 
 
 @pytest.mark.parametrize("path", ["cpu", "accelerator"])
-@pytest.mark.parametrize("threshold, theta, scheduler, drop", CASES, ids=["-".join(case) for case in CASES])
+@pytest.mark.parametrize(("threshold", "theta", "scheduler", "drop"), CASES, ids=["-".join(case) for case in CASES])
 def test_engine_equals_the_per_layer_reference(threshold, theta, scheduler, drop, path):
     """Both paths: the CPU's NumPy one and the accelerator's (radix select, index_add_ counts), run on the CPU."""
     with accelerator_path() if path == "accelerator" else contextlib.nullcontext():
@@ -185,5 +185,5 @@ def run_and_compare(threshold: str, theta: str, scheduler: str, drop: str) -> No
             torch.testing.assert_close(originals[i].grad, w.grad, rtol=1e-4, atol=1e-6)
         for optimizer in optimizers:
             optimizer.step()
-        for original, w in zip(originals, reference.weights()):
+        for original, w in zip(originals, reference.weights(), strict=True):
             torch.testing.assert_close(original.detach(), w.detach(), rtol=1e-4, atol=1e-6)

@@ -92,7 +92,9 @@ def test_ste_forward_uses_thresholded_weight_and_backward_scales_gradient(p):
     F.linear(x, w_tilde).pow(2).sum().backward()
     upstream = w_tilde.grad
     pruned = ~kept & ~eliminated
-    assert kept.any() and pruned.any() and eliminated.any()
+    assert kept.any()
+    assert pruned.any()
+    assert eliminated.any()
     torch.testing.assert_close(w.grad[kept], upstream[kept])
     torch.testing.assert_close(w.grad[pruned], theta * upstream[pruned])
     assert (w.grad[eliminated] == 0).all()
@@ -111,7 +113,8 @@ def test_a_piece_follows_the_current_weights_and_each_forward_pass():
     x = torch.ones(1, 6)
     (layer(x).sum() + layer(x).sum()).backward()  # two forward passes, two pieces, gradients add up
     kept = w.detach().abs() > 0.5
-    assert (w.grad[~kept] == 0).all() and (w.grad[kept] == 2).all()
+    assert (w.grad[~kept] == 0).all()
+    assert (w.grad[kept] == 2).all()
     with torch.no_grad():
         w.mul_(2.0)  # an in-place change: the next piece is P_T of the new weights
     torch.testing.assert_close(layer.weight, threshold_operator(w.detach(), torch.tensor(0.5), 3.0))

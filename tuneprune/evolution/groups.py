@@ -27,7 +27,7 @@ def group_layers(layers: list[tuple[str, nn.Module]], groups: dict[str, list[str
             found = "no group" if not hits else "groups " + ", ".join(names[g] for g in hits)
             raise ConfigError(f"variables.groups: layer {layer!r} is in {found}; every pruned layer needs exactly one")
         members[hits[0]].append(i)
-    for name, member in zip(names, members):
+    for name, member in zip(names, members, strict=True):
         if not member:
             raise ConfigError(f"variables.groups.{name}: matches no pruned layer")
     return members

@@ -37,7 +37,7 @@ def check_resume(configs: Sequence[RunConfig], resume: Sequence[MemberState | No
     epochs = [0 if state is None else int(state["epoch"]) for state in resume]
     if len(set(epochs)) > 1:
         raise ValueError(f"resumed members must be at one epoch, got epochs {epochs} (a member without a state at 0)")
-    for index, (config, state) in enumerate(zip(configs, resume)):
+    for index, (config, state) in enumerate(zip(configs, resume, strict=True)):
         if state is not None and state["config"] != config.model_dump(mode="json"):
             raise ValueError(f"resume[{index}] is the state of another config than member {index}'s")
     return list(resume) if epochs[0] > 0 else None

@@ -155,7 +155,7 @@ class PackedSparsity:
         The current masks are rebuilt from the weights as :meth:`end_epoch` built them; a
         dense row's previous mask (its mu is never used) is its current one.
         """
-        for schedule, state in zip(self.schedules, states):
+        for schedule, state in zip(self.schedules, states, strict=True):
             if schedule is not None:
                 schedule.load_state_dict(state["schedule"])
         if not self.any_sparse:
@@ -163,6 +163,6 @@ class PackedSparsity:
         self.current = self._masks_at(step, weights)
         saved = [None if state is None else state["previous_kept"] for state in states]
         kept = torch.stack(
-            [current if row is None else row.to(current.device) for current, row in zip(self.current.kept, saved)]
+            [current if row is None else row.to(current.device) for current, row in zip(self.current.kept, saved, strict=True)]
         )
         self.previous = kept, self.builder.layer_counts(kept)

@@ -50,7 +50,7 @@ class RelevanceStudyConfig(StrictModel):
         return list(dict.fromkeys(v))
 
     @model_validator(mode="after")
-    def _some_curve(self) -> "RelevanceStudyConfig":
+    def _some_curve(self) -> RelevanceStudyConfig:
         if not self.rankings and not self.deltas:
             raise ValueError("rankings and deltas are both empty: nothing to prune by")
         return self

@@ -23,11 +23,11 @@ import numpy as np
 import yaml
 
 from tuneprune.config import ConfigError
+from tuneprune.pareto import non_dominated
 from tuneprune.reports.document import Report
 from tuneprune.reports.figures import integer_x, new_figure
-from tuneprune.pareto import non_dominated
 from tuneprune.reports.trials import SearchData, Trial
-from tuneprune.reports.usable import UsabilityRules, chance_accuracy
+from tuneprune.reports.usable import DEFAULT_RULES, UsabilityRules, chance_accuracy
 from tuneprune.runs.paths import SCHEDULER_CONSTANTS
 from tuneprune.sparsity import PRESETS, AdaptiveScheduler, ModelFamily, preset_constants
 from tuneprune.training import RunConfig
@@ -118,7 +118,7 @@ def trajectory_figure(data: SearchData, trials: Sequence[Trial]) -> Any:
     fig, (ax,) = new_figure()
     for trial in trials:
         history = data.history(trial.run_id, "sparsity_k")
-        ax.plot(*zip(*history), marker=".", label=f"{trial.key} (target {trial.config.sparsity.target})")
+        ax.plot(*zip(*history, strict=True), marker=".", label=f"{trial.key} (target {trial.config.sparsity.target})")
     ax.set_xlabel("epoch")
     integer_x(ax)
     ax.set_ylabel("sparsity_k")
@@ -138,7 +138,7 @@ def trial_rows(judged: Sequence[JudgedTrial], chosen: Sequence[JudgedTrial]) -> 
     ]  # fmt: skip
 
 
-def scheduler_report(report: Report, data: SearchData, rules: UsabilityRules = UsabilityRules()) -> tuple[list[Path], list[dict[str, Any]]]:
+def scheduler_report(report: Report, data: SearchData, rules: UsabilityRules = DEFAULT_RULES) -> tuple[list[Path], list[dict[str, Any]]]:
     """The trials table, the constants table, one preset per chosen trial and the two figures.
 
     Returns the preset files and the trials table (what the command prints).

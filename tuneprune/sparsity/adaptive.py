@@ -23,7 +23,7 @@ class ModelFamily(StrEnum):
     MOBILENET = "mobilenet"
 
     @classmethod
-    def of(cls, model_name: str) -> "ModelFamily":
+    def of(cls, model_name: str) -> ModelFamily:
         """The family of a model by its name: MobileNet and DenseNet by name, every other model as ResNet."""
         for family in (cls.MOBILENET, cls.DENSENET):
             if family.value in model_name:
@@ -113,7 +113,7 @@ class AdaptiveScheduler:
         final_sparsity: float,
         epochs: int,
         initial_sparsity: float = 0.0,
-    ) -> "AdaptiveScheduler":
+    ) -> AdaptiveScheduler:
         """A scheduler with the constants of ``lambda1``/``lambda2`` (D by ``model_family``) or of a YAML file."""
         constants = preset_constants(name, model_family)
         return cls(**constants, final_sparsity=final_sparsity, epochs=epochs, initial_sparsity=initial_sparsity)

@@ -33,7 +33,7 @@ class FlatLayout:
     def shaped(self, flat: torch.Tensor) -> list[torch.Tensor]:
         """Views of ``flat`` (this layout's size, any dtype) with each tensor's shape and strides."""
         views = []
-        for piece, shape, order in zip(self.segments.split(flat), self.shapes, self.orders):
+        for piece, shape, order in zip(self.segments.split(flat), self.shapes, self.orders, strict=True):
             if order == sorted(order):  # contiguous: one view
                 views.append(piece.view(shape))
             else:
@@ -53,7 +53,7 @@ def flatten_parameters(parameters: Sequence[torch.nn.Parameter]) -> tuple[FlatLa
     """
     layout = FlatLayout(parameters)
     flat = layout.empty()
-    for parameter, view in zip(parameters, layout.shaped(flat)):
+    for parameter, view in zip(parameters, layout.shaped(flat), strict=True):
         view.copy_(parameter)
         parameter.data = view
     return layout, flat

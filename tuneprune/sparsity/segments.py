@@ -41,7 +41,7 @@ class Segments:
         """
         if on_numpy(mask):
             array = mask.numpy()
-            bounds = zip(self._numpy_starts.tolist(), self.sizes)
+            bounds = zip(self._numpy_starts.tolist(), self.sizes, strict=True)
             return torch.tensor([np.count_nonzero(array[start : start + size]) for start, size in bounds])
         return self.reduced_counts(mask)
 

@@ -22,7 +22,7 @@ class _FlatStraightThrough(torch.autograd.Function):
     """Forward ``P_T`` of the flat buffer as per-layer views; backward treats ``P_T`` as the identity times ``m``."""
 
     @staticmethod
-    def forward(ctx, owner: "FlatThreshold", *weights: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def forward(ctx, owner: FlatThreshold, *weights: torch.Tensor) -> tuple[torch.Tensor, ...]:
         ctx.set_materialize_grads(False)
         ctx.scales = owner.scales
         thresholded = threshold_operator(owner.flat, owner.threshold, owner.p)
@@ -37,7 +37,7 @@ class _FlatStraightThrough(torch.autograd.Function):
         present = [i for i, grad in enumerate(grads) if grad is not None]
         scaled = torch._foreach_mul([grads[i] for i in present], [ctx.scales[i] for i in present])
         result: list[torch.Tensor | None] = [None] * len(grads)
-        for i, grad in zip(present, scaled):
+        for i, grad in zip(present, scaled, strict=True):
             result[i] = grad
         return (None, *result)
 

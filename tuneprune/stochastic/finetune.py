@@ -49,7 +49,7 @@ def finetune(
             "sparsity": None,
         }
     )
-    frozen = [(module.weight, ~mask.bool()) for module, mask in zip(modules, masks)]
+    frozen = [(module.weight, ~mask.bool()) for module, mask in zip(modules, masks, strict=True)]
     norms = [m for m in model.modules() if isinstance(m, NORM_TYPES)]
     result = train(config, model=model, data=data, hooks=[FrozenWeights(frozen, norms)])
     model.to(device)

@@ -27,7 +27,7 @@ def magnitude_masks(weights: Sequence[torch.Tensor], rate: float) -> list[torch.
     pruned = round(rate * flat.numel())
     if pruned:
         keep[torch.argsort(flat, stable=True)[:pruned]] = False
-    return [m.view_as(w) for m, w in zip(keep.split([w.numel() for w in weights]), weights)]
+    return [m.view_as(w) for m, w in zip(keep.split([w.numel() for w in weights]), weights, strict=True)]
 
 
 def sparsities(model: nn.Module, modules: Sequence[nn.Module], min_size: int = 0) -> dict[str, float]:
@@ -72,17 +72,17 @@ class Pruner:
             raise ValueError(f"{len(rates)} pruning rates for {len(self.groups)} layer groups")
         noisy = self._noisy(sigma, seed)
         masks: list[torch.Tensor] = [torch.empty(0)] * len(noisy)
-        for group, rate in zip(self.groups, rates):
-            for i, mask in zip(group, magnitude_masks([noisy[i] for i in group], rate)):
+        for group, rate in zip(self.groups, rates, strict=True):
+            for i, mask in zip(group, magnitude_masks([noisy[i] for i in group], rate), strict=True):
                 masks[i] = mask
-        for module, weight, mask in zip(self.modules, noisy, masks):
+        for module, weight, mask in zip(self.modules, noisy, masks, strict=True):
             module.weight.copy_(weight * mask)
         return masks
 
     @torch.no_grad()
     def restore(self) -> None:
         """Put the dense weights back."""
-        for module, weight in zip(self.modules, self.dense):
+        for module, weight in zip(self.modules, self.dense, strict=True):
             module.weight.copy_(weight)
 
 
