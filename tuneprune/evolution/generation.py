@@ -85,7 +85,7 @@ def evaluate_all(
 
     packs = [list(batch[i : i + evaluator.pack]) for i in range(0, len(batch), evaluator.pack)]
     refs = [evaluator.packed.remote(payload_ref, val_ref, p, settings) if len(p) > 1 else one_each(p) for p in packs]
-    rows = []
+    rows: list[dict[str, Any]] = []
     for pack, ref in zip(packs, refs, strict=True):
         if not isinstance(ref, list):
             try:

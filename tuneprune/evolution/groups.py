@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch.nn as nn
 
 from tuneprune.config import ConfigError
@@ -11,7 +13,7 @@ def _matches(name: str, prefix: str) -> bool:
     return name == prefix or name.startswith(prefix + ".")
 
 
-def group_layers(layers: list[tuple[str, nn.Module]], groups: dict[str, list[str]]) -> list[list[int]]:
+def group_layers(layers: Sequence[tuple[str, nn.Module]], groups: dict[str, list[str]]) -> list[list[int]]:
     """Indices into ``layers`` per group of ``groups`` (group name -> module-name prefixes).
 
     Every layer must fall into exactly one group and every group must match a layer;

@@ -210,8 +210,12 @@ def _elimination_quantiles(
     if elimination is None or applies is False:
         return kept_counts.new_zeros(kept_counts.shape, dtype=torch.float64)
     if elimination.mode == "layer":
-        return select(applies, elimination.layer_quantiles(kept_counts, layer_sizes), 0.0)
+        quantiles = select(applies, elimination.layer_quantiles(kept_counts, layer_sizes), 0.0)
+        assert isinstance(quantiles, torch.Tensor)  # applies is True or a tensor here
+        return quantiles
     quantile = elimination.global_quantile(sparsity)
     if isinstance(quantile, torch.Tensor):
-        return select(applies, quantile, 0.0).expand(kept_counts.shape)
+        chosen = select(applies, quantile, 0.0)
+        assert isinstance(chosen, torch.Tensor)  # applies is True or a tensor here
+        return chosen.expand(kept_counts.shape)
     return kept_counts.new_full(kept_counts.shape, quantile, dtype=torch.float64)

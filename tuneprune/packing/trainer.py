@@ -175,7 +175,8 @@ class PackedTrainer:
         x = torch.stack([xb for xb, _ in batches])
         y = torch.stack([yb for _, yb in batches])
         with single_threaded(self.device):
-            self.sparsity.before_iteration(step, self.stack.weights)
+            if self.stack.weights is not None:  # else no prunable weights, nothing sparse
+                self.sparsity.before_iteration(step, self.stack.weights)
             weights = self._forward_weights()
         with self.autocast:  # precision: bf16, as the solo loop (formulas §1.6)
             logits = self.stack.forward(weights, x, train=True)
@@ -234,6 +235,7 @@ class PackedTrainer:
         self.epoch += 1
         if not self.rows:
             return {}
+        sparse_metrics: list[dict[str, float]]
         if self.stack.weights is None:
             sparse_metrics = [{} for _ in self.rows]
         else:

@@ -54,8 +54,8 @@ def conv_units(model: nn.Module) -> list[ConvUnit]:
         if not isinstance(module, nn.Conv2d):
             continue
         following = leaves[position + 1][1] if position + 1 < len(leaves) else None
-        is_norm = isinstance(following, nn.BatchNorm2d) and following.num_features == module.out_channels
-        units.append(ConvUnit(name, module, following if is_norm else None, offset))
+        norm = following if isinstance(following, nn.BatchNorm2d) and following.num_features == module.out_channels else None
+        units.append(ConvUnit(name, module, norm, offset))
         offset += module.out_channels
     return units
 

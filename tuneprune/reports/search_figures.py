@@ -62,7 +62,7 @@ def curves_figure(data: SearchData, labelled: Sequence[tuple[Trial, str]]) -> An
     fig, axes = new_figure(1, len(CURVE_METRICS), width=4.0, height=3.6)
     for ax, metric in zip(axes, CURVE_METRICS, strict=True):
         for trial, label in labelled:
-            history = data.history(trial.run_id, metric)
+            history = data.history(trial.run_id, metric) if trial.run_id else []
             if history:
                 ax.plot(*zip(*history, strict=True), marker=".", linestyle="--" if "default" in label else "-", label=label)
         ax.set_xlabel("epoch")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from enum import StrEnum
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -15,12 +15,19 @@ from tuneprune.sparsity.dispatch import Number, device_scalar, on_numpy, select
 REFERENCE_EPOCHS = 160
 
 
-class ModelFamily(StrEnum):
-    """The model families whose preset constant D differs (formulas §3 table)."""
+class ModelFamily(str, Enum):
+    """The model families whose preset constant D differs (formulas §3 table).
+
+    ``str`` and ``Enum`` rather than ``enum.StrEnum``, which Python 3.10 lacks; ``str()``
+    and f-strings give the value, as ``StrEnum`` does.
+    """
 
     RESNET = "resnet"
     DENSENET = "densenet"
     MOBILENET = "mobilenet"
+
+    def __str__(self) -> str:
+        return str(self.value)
 
     @classmethod
     def of(cls, model_name: str) -> ModelFamily:
@@ -150,6 +157,8 @@ class AdaptiveScheduler:
         return {"sparsity": float(self.sparsity), "previous_mu": previous}
 
     def load_state_dict(self, state: dict[str, float | None]) -> None:
-        self.sparsity = float(state["sparsity"])
+        sparsity = state["sparsity"]
+        assert sparsity is not None  # state_dict always records it
+        self.sparsity = float(sparsity)
         previous = state["previous_mu"]
         self.previous_mu = None if previous is None else float(previous)

@@ -11,7 +11,8 @@ from tuneprune.sparsity.segments import Segments
 
 def _storage_order(t: torch.Tensor) -> list[int]:
     """The dimensions of ``t`` from the outermost to the innermost in memory (e.g. channels_last)."""
-    return sorted(range(t.ndim), key=lambda d: (-t.stride(d), d))
+    strides = t.stride()
+    return sorted(range(t.ndim), key=lambda d: (-strides[d], d))
 
 
 class FlatLayout:

@@ -6,9 +6,10 @@ import torch
 import torch.nn as nn
 
 PRUNABLE_TYPES = (nn.Conv2d, nn.Linear)
+PrunableLayer = nn.Conv2d | nn.Linear
 
 
-def prunable_layers(model: nn.Module, min_size: int = 0) -> list[tuple[str, nn.Module]]:
+def prunable_layers(model: nn.Module, min_size: int = 0) -> list[tuple[str, PrunableLayer]]:
     """``(name, module)`` of every ``Conv2d`` and ``Linear`` with at least ``min_size`` weights (formulas §1.1).
 
     The first convolution, the classifier, 1x1 shortcuts and depthwise convolutions are

@@ -56,6 +56,7 @@ class Segments:
         """A flat tensor holding ``per_segment[l]`` at every entry of segment ``l`` (one gather)."""
         if self.count == 1:
             return per_segment.expand(self.total)
+        assert self.ids is not None  # more than one segment
         return per_segment.index_select(0, self.ids)
 
     def split(self, flat: torch.Tensor) -> list[torch.Tensor]:

@@ -63,7 +63,7 @@ class Sparsifier:
         parametrizations = [ThresholdedWeight(None, i) for i in range(len(layers))]
         for module, parametrization in zip(self._modules, parametrizations, strict=True):
             parametrize.register_parametrization(module, "weight", parametrization)
-        weights = [module.parametrizations.weight.original for module in self._modules]
+        weights = [module.get_parameter("parametrizations.weight.original") for module in self._modules]
         self._layout, self._flat = flatten_parameters(weights)
         self._ste = FlatThreshold(self._layout, self._flat, weights, p)
         for parametrization in parametrizations:

@@ -25,6 +25,7 @@ class _FlatStraightThrough(torch.autograd.Function):
     def forward(ctx, owner: FlatThreshold, *weights: torch.Tensor) -> tuple[torch.Tensor, ...]:
         ctx.set_materialize_grads(False)
         ctx.scales = owner.scales
+        assert owner.threshold is not None  # piece() runs the operator only with a threshold set
         thresholded = threshold_operator(owner.flat, owner.threshold, owner.p)
         if owner.active is not None:
             thresholded = torch.where(owner.active, thresholded, owner.flat)
@@ -35,7 +36,7 @@ class _FlatStraightThrough(torch.autograd.Function):
         if ctx.scales is None:
             return (None, *grads)
         present = [i for i, grad in enumerate(grads) if grad is not None]
-        scaled = torch._foreach_mul([grads[i] for i in present], [ctx.scales[i] for i in present])
+        scaled = torch._foreach_mul([grad for grad in grads if grad is not None], [ctx.scales[i] for i in present])
         result: list[torch.Tensor | None] = [None] * len(grads)
         for i, grad in zip(present, scaled, strict=True):
             result[i] = grad
@@ -87,6 +88,7 @@ class FlatThreshold:
             self._versions = [w._version for w in self.weights]
             self._grad_mode = grad_mode
         piece, self._pieces[index] = self._pieces[index], None
+        assert piece is not None  # just computed when it was taken
         return piece
 
 

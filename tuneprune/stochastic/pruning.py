@@ -9,6 +9,7 @@ import torch
 import torch.nn as nn
 
 from tuneprune.sparsity import prunable_sparsity
+from tuneprune.sparsity.layers import PrunableLayer
 from tuneprune.training.evaluate import evaluate
 
 
@@ -30,7 +31,7 @@ def magnitude_masks(weights: Sequence[torch.Tensor], rate: float) -> list[torch.
     return [m.view_as(w) for m, w in zip(keep.split([w.numel() for w in weights]), weights, strict=True)]
 
 
-def sparsities(model: nn.Module, modules: Sequence[nn.Module], min_size: int = 0) -> dict[str, float]:
+def sparsities(model: nn.Module, modules: Sequence[PrunableLayer], min_size: int = 0) -> dict[str, float]:
     """Both sparsities of a pruned sample, each named for what it measures (formulas §5).
 
     ``pruned_layers_sparsity``: zeros over the weights of the layers the rate prunes, what
@@ -53,7 +54,7 @@ class Pruner:
     With ``sigma = 0`` the sample is the deterministic pruning of the dense weights.
     """
 
-    def __init__(self, layers: Sequence[tuple[str, nn.Module]], groups: Sequence[Sequence[int]] | None = None) -> None:
+    def __init__(self, layers: Sequence[tuple[str, PrunableLayer]], groups: Sequence[Sequence[int]] | None = None) -> None:
         self.modules = [module for _, module in layers]
         self.dense = [module.weight.detach().clone() for module in self.modules]
         self.groups = [list(g) for g in groups] if groups else [list(range(len(self.modules)))]
