@@ -48,6 +48,7 @@ def evolve(store, dense_digits, tmp_path, name, overrides=(), resume=False, **fi
 def generation_runs(summary):
     client = MlflowClient(summary.tracking_uri)
     exp = client.get_experiment_by_name("tuneprune")
+    assert exp is not None
     return client.search_runs([exp.experiment_id], f"tags.`mlflow.parentRunId` = '{summary.parent_run_id}'")
 
 
@@ -156,7 +157,9 @@ def test_resume_refuses_a_changed_space_and_a_rerun_without_resume(store, dense_
         prepare_evolution(path, **store)
     with pytest.raises(ConfigError, match=r"only algorithm.generations may change"):
         prepare_evolution(path, ["samples=5"], resume=True, **store)
-    assert prepare_evolution(path, ["algorithm.generations=9"], resume=True, **store).state.generation == 0
+    prepared = prepare_evolution(path, ["algorithm.generations=9"], resume=True, **store)
+    assert prepared.state is not None
+    assert prepared.state.generation == 0
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,7 @@ from tuneprune.evolution.worker import EvalSettings, Individual, dense_payload, 
 from tuneprune.stochastic import TargetConfig
 
 GROUPS = {"early": ["features.3"], "late": ["features.7"]}
-RATES = {"one": [(0.5,), (0.9,), (0.97,), (0.7,)], "groups": [(0.5, 0.9), (0.95, 0.3), (0.8, 0.8), (0.6, 0.99)]}
+RATES: dict[str, list[tuple[float, ...]]] = {"one": [(0.5,), (0.9,), (0.97,), (0.7,)], "groups": [(0.5, 0.9), (0.95, 0.3), (0.8, 0.8), (0.6, 0.99)]}
 SIGMAS = [1e-3, 1e-2, 1e-4, 0.0]
 
 

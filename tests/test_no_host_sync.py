@@ -221,7 +221,7 @@ def test_adaptive_update_on_tensors_reads_nothing_and_follows_the_float_one(monk
 # Members of a pack: cubic and adaptive schedules, global and layer thresholds, rho 0 and > 0
 # (applying from the start and after the target), every theta policy, their own lr, momentum,
 # decay and clipping, and a dense member.
-PACK = [
+PACK: list[dict[str, Any] | None] = [
     {"scheduler": "cubic", "threshold": "global", "drop": "global-after", "theta": "feather"},
     {"scheduler": "adaptive", "threshold": "layer", "drop": "layer-start", "theta": "logdensity-layer",
      "lr": 0.05, "grad_clip": None},
@@ -300,6 +300,7 @@ def test_packed_masks_at_device_sparsities_read_nothing_and_equal_those_at_float
     floats = [0.8, 0.6, 0.0, 0.9, 0.0]  # member 0 at its target, member 2 not started, member 4 dense
     names = ("active", "thresholds", "kept", "kept_counts", "thetas", "theta_per_weight", "eliminated", "eliminated_counts")
     expected = PackedMaskBuilder(sizes, rules, torch.device("cpu")).build(weights, floats)
+    assert expected.eliminated is not None
     assert expected.eliminated[:2].any()
     assert not expected.eliminated[2:].any()
     reads = HostReads(monkeypatch)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import json
+from typing import Any
 
 import pytest
 
@@ -33,7 +34,7 @@ LAYER_LOG_DENSITY = {
         "drop": {"rho": 0.2, "mode": "layer"},
     },
 }
-ADAPTIVE_DROP = {
+ADAPTIVE_DROP: dict[str, Any] = {
     "seed": 2,
     "grad_clip": 1.0,
     "sparsity": {
@@ -95,6 +96,7 @@ def test_members_train_the_trials_they_would_train_alone():
         assert member.status == "finished"
         assert member.error is None
         assert_same_history(member.history, list(history))
+        assert member.result is not None
         assert prunable_sparsity(member.result.model) == final_sparsity
         assert member.result.config == run_config
     assert [c.grad_clip for c in configs] == [3.0, None, 1.0]  # the default recipe clips; one member does not

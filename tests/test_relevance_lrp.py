@@ -20,6 +20,8 @@ def bias_free(model: nn.Module) -> nn.Module:
     for module in model.modules():
         if isinstance(module, nn.BatchNorm2d):
             module.weight.data.uniform_(0.5, 1.5)
+            assert module.running_var is not None  # BatchNorm2d tracks its running statistics
+            assert module.running_mean is not None
             module.running_var.uniform_(0.5, 2.0)
             module.running_mean.zero_()
             module.bias.data.zero_()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ from tuneprune.relevance.evaluation import evaluate_pruned, prepare
 from tuneprune.relevance.finetune import finetune_pruned
 from tuneprune.relevance.normalization import normalize_scores
 from tuneprune.relevance.rankings import random_order
-from tuneprune.relevance.settings import RelevanceSettings
+from tuneprune.relevance.settings import Normalization, RelevanceSettings, Scope
 from tuneprune.relevance.study import run_study
 from tuneprune.training import RunConfig, evaluate, train
 
@@ -36,6 +37,7 @@ def zeroed_channels(model: nn.Module) -> int:
     """Channels whose filter and BatchNorm scale and shift are all zero."""
     count = 0
     for unit in conv_units(model):
+        assert unit.norm is not None
         dead = unit.conv.weight.flatten(1).eq(0).all(1) & unit.norm.weight.eq(0) & unit.norm.bias.eq(0)
         count += int(dead.sum())
     return count
@@ -48,7 +50,7 @@ def test_conv_units_pair_each_convolution_with_its_batchnorm():
     assert [u.offset for u in units[:3]] == [0, 16, 32]
 
 
-def prune_at(percentage: int, scope: str) -> tuple[nn.Module, list, list[int]]:
+def prune_at(percentage: int, scope: Scope) -> tuple[nn.Module, list, list[int]]:
     """A fresh small_cnn with ``percentage`` % of its 224 channels pruned in a random order."""
     model = create_model("small_cnn", 10, 1)
     units = conv_units(model)
@@ -85,8 +87,10 @@ def test_pruned_channels_output_zero_and_are_restored():
     units = conv_units(model)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     x = torch.randn(4, 1, 8, 8)
+    features = model.get_submodule("features")
+    assert isinstance(features, nn.Sequential)
     with channels_pruned(units, [0, 5]):
-        activations = model.features[:3](x)
+        activations = features[:3](x)
         assert activations[:, [0, 5]].abs().max() == 0
         assert activations[:, 1].abs().max() > 0
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
@@ -96,7 +100,8 @@ def test_pruning_zero_percent_leaves_accuracy_unchanged(trained):
     model, data, _ = trained
     baseline = evaluate(model, data.x_test, data.y_test)
     prepared = prepare(model, data, RelevanceSettings(eval_samples=64))
-    for scope in ("global", "layer"):
+    scopes: tuple[Scope, ...] = ("global", "layer")
+    for scope in scopes:
         assert select_channels(random_order(224, 0), prepared.units, 0, scope) == []
     assert evaluate_pruned(prepared, []) == baseline
     metrics = evaluate_channel_pruning(model, data, PruningPoint(percentage=0, eval_samples=64))
@@ -137,7 +142,8 @@ def test_normalisations_scale_each_layer_and_keep_its_order():
     units = conv_units(create_model("small_cnn", 10, 1))
     scores = torch.rand(224, generator=torch.Generator().manual_seed(0)) * torch.tensor([1.0] * 32 + [0.01] * 64 + [5.0] * 128)
     assert torch.equal(normalize_scores(scores, units, "none"), scores)
-    for normalization, reduce in (("layer_share", torch.mean), ("layer_max", torch.amax)):
+    normalizations: tuple[tuple[Normalization, Callable[..., torch.Tensor]], ...] = (("layer_share", torch.mean), ("layer_max", torch.amax))
+    for normalization, reduce in normalizations:
         normalized = normalize_scores(scores, units, normalization)
         for unit in units:
             mine = slice(unit.offset, unit.offset + unit.size)

@@ -7,6 +7,7 @@ import json
 import re
 import subprocess
 import sys
+from typing import Any
 
 import numpy as np
 import pytest
@@ -22,7 +23,7 @@ from tuneprune.stochastic import StochasticConfig
 
 pytestmark = pytest.mark.ray
 
-SPACE = {
+SPACE: dict[str, Any] = {
     "name": "report_evolution",
     "train": {"model": "small_cnn", "dataset": "digits", "epochs": 3, "batch_size": 64, "lr": 0.05},
     "algorithm": {"type": "nsga2", "pop_size": 6, "generations": 2, "seed": 1},

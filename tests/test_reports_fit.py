@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Sequence
 
 import numpy as np
 import pytest
@@ -64,7 +65,7 @@ def synthetic_trial(key: str, model: str, target: float, alpha: float, val_acc: 
     }  # fmt: skip
 
 
-def synthetic_alpha_search(directory, name: str, models: list[str], extra: list[dict] = ()) -> None:
+def synthetic_alpha_search(directory, name: str, models: list[str], extra: Sequence[dict] = ()) -> None:
     """A results directory whose summary.json has one usable trial per (model, target) on the published curve, plus ``extra``."""
     trials = [
         synthetic_trial(f"g{i}-{j:03d}", model, s, float(published(s)))

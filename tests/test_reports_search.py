@@ -8,6 +8,7 @@ import re
 import shlex
 import subprocess
 import sys
+from typing import Any
 
 import numpy as np
 import optuna
@@ -57,7 +58,7 @@ def search(ray_session, tmp_path_factory):
     root = tmp_path_factory.mktemp("report_search")
     path = root / "space.yaml"
     path.write_text(yaml.safe_dump(SPACE, sort_keys=False))  # val_acc stays the first objective
-    stores = {"tracking_uri": f"sqlite:///{root / 'mlruns.db'}", "storage_url": f"sqlite:///{root / 'optuna.db'}"}
+    stores: dict[str, Any] = {"tracking_uri": f"sqlite:///{root / 'mlruns.db'}", "storage_url": f"sqlite:///{root / 'optuna.db'}"}
     return run_search(prepare_search(path, results_root=root / "runs", **stores), progress=False)
 
 
@@ -146,7 +147,9 @@ def trial_metrics(search, key: str) -> dict[str, float]:
 def test_best_yaml_reproduces_its_trial_exactly(search, report, tmp_path):
     """The report's 'run it with' command, as printed: the same metrics to the last bit on this CPU."""
     html = (report / "report.html").read_text()
-    key, command = re.search(r"Trial (g\d+-\d+) .*?run it with: (\S+ train [^<\s]+)", html).groups()
+    found = re.search(r"Trial (g\d+-\d+) .*?run it with: (\S+ train [^<\s]+)", html)
+    assert found is not None
+    key, command = found.groups()
     assert command == tuneprune_command("train", report / "best.yaml")  # the script beside this interpreter: runs as printed
     config = yaml.safe_load((report / "best.yaml").read_text())
     assert config["num_threads"] == 1

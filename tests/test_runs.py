@@ -25,6 +25,7 @@ def test_execute_trains_evaluates_the_relevance_point_and_saves(tmp_path):
     assert executed.result.history[-1].items() >= final.items()
     assert executed.summary["final_sparsity"] == pytest.approx(0.5, abs=1e-3)
     assert executed.model_path == tmp_path / "model.pt"
+    assert executed.model_path is not None
     model, config = load_model(executed.model_path)  # the run config's part of the saved spec rebuilds the model
     assert type(config) is RunConfig
     assert config.model_dump() == RunConfig.model_validate(spec.model_dump(exclude={"relevance"})).model_dump()

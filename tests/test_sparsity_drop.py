@@ -35,6 +35,8 @@ def test_global_elimination_is_the_rho_s_quantile_of_the_network():
     weights = _weights()
     builder, flat = _builder(weights, "global", DropConfig(rho=0.25))
     masks = builder.build(flat, 0.8, slot=0)
+    assert masks.eliminated is not None
+    assert masks.eliminated_counts is not None
     magnitudes = torch.cat([w.flatten().abs() for w in weights])
     t = torch.quantile(magnitudes, 0.25 * 0.8)
     for w, gone in zip(weights, masks.eliminated, strict=True):
@@ -46,6 +48,8 @@ def test_layer_elimination_uses_each_layers_achieved_sparsity():
     weights = _weights()
     builder, flat = _builder(weights, "global", DropConfig(rho=0.5, mode="layer"))
     masks = builder.build(flat, 0.7, slot=0)
+    assert masks.eliminated is not None
+    assert masks.eliminated_counts is not None
     T = torch.quantile(torch.cat([w.flatten().abs() for w in weights]), 0.7)
     for w, kept, gone in zip(weights, masks.kept, masks.eliminated, strict=True):
         layer_sparsity = (w.abs() <= T).float().mean().item()
@@ -68,4 +72,6 @@ def test_layer_thresholds_with_global_elimination_are_refused():
         _builder(_weights(), "layer", DropConfig(rho=0.5, mode="global"))
     builder, flat = _builder(_weights(), "layer", DropConfig(rho=0.5, mode="layer"))
     masks = builder.build(flat, 0.8, slot=0)
+    assert masks.eliminated is not None
+    assert masks.eliminated_counts is not None
     assert not any((kept & gone).any() for kept, gone in zip(masks.kept, masks.eliminated, strict=True))

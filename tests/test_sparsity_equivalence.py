@@ -23,7 +23,14 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from tuneprune.sparsity import Sparsifier, SparsityConfig, build_schedule, prunable_layers, threshold_operator
+from tuneprune.sparsity import (
+    Sparsifier,
+    SparsityConfig,
+    build_schedule,
+    original_weight,
+    prunable_layers,
+    threshold_operator,
+)
 from tuneprune.sparsity.dispatch import accelerator_path, on_numpy
 from tuneprune.sparsity.stability import jaccard
 
@@ -103,6 +110,7 @@ class Reference:
         elif theta.policy == "feather":
             thetas = [1.0 if self.config.target <= 0.95 else 0.5] * len(kept)
         else:
+            assert isinstance(theta.alpha, float)  # resolved at config load
             thetas = [min(1.0, max(theta.theta_min, 1 + theta.alpha * math.log(d))) if d > 0 else theta.theta_min for d in densities]
             if theta.mode == "global":
                 thetas = [sum(thetas) / len(thetas)] * len(thetas)
@@ -164,7 +172,7 @@ def run_and_compare(threshold: str, theta: str, scheduler: str, drop: str) -> No
     reference = Reference(plain, config)
     optimizers = [torch.optim.SGD(m.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4) for m in (model, plain)]
     g = torch.Generator().manual_seed(1)
-    originals = [m.parametrizations.weight.original for m in sparsifier._modules]
+    originals = [original_weight(m) for m in sparsifier._modules]
     for step in range(ITERATIONS):
         x, y = torch.randn(16, 1, 8, 8, generator=g), torch.randint(0, 10, (16,), generator=g)
         copy_state(model, plain)
@@ -174,6 +182,7 @@ def run_and_compare(threshold: str, theta: str, scheduler: str, drop: str) -> No
         F.cross_entropy(model(x), y).backward()
         expected = reference.step(step, x, y)
         masks = sparsifier._current
+        assert masks is not None
         assert masks.sparsity == expected["sparsity"]
         for i, w in enumerate(reference.weights()):
             assert torch.equal(masks.thresholds[i], expected["T"][i]), (step, i)
@@ -181,6 +190,7 @@ def run_and_compare(threshold: str, theta: str, scheduler: str, drop: str) -> No
             if expected["eliminated"] is None:  # skipped on the CPU path, an empty mask on the accelerator path
                 assert masks.eliminated is None or (not on_numpy(masks.kept_flat) and not masks.eliminated[i].any())
             else:
+                assert masks.eliminated is not None
                 assert torch.equal(masks.eliminated[i], expected["eliminated"][i]), (step, i)
             torch.testing.assert_close(originals[i].grad, w.grad, rtol=1e-4, atol=1e-6)
         for optimizer in optimizers:

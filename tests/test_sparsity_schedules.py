@@ -146,6 +146,7 @@ def test_build_adaptive_schedule_explicit_constants_override_preset():
 )
 def test_run_config_resolves_the_preset_for_its_model_family(model, family, D):
     config = RunConfig(model=model, sparsity={"scheduler": {"type": "adaptive", "preset": "lambda1"}})
+    assert config.sparsity is not None
     scheduler = config.sparsity.scheduler
     assert scheduler.family == ModelFamily(family) == ModelFamily.of(model)
     assert (scheduler.A, scheduler.B, scheduler.C, scheduler.D) == (0.5, 0.8, 20.0, D)
@@ -157,7 +158,9 @@ def test_preset_file_is_read_at_config_load(tmp_path):
     path.write_text("A: 0.4\nB: 0.85\nC: 30\nD: -0.002\n")
     config = validate(RunConfig, {"sparsity": {"scheduler": {"type": "adaptive", "preset": str(path)}}})
     path.unlink()  # the engine no longer needs the file
+    assert config.sparsity is not None
     schedule = build_schedule(config.sparsity, 10, 20)
+    assert isinstance(schedule, AdaptiveSchedule)
     assert (schedule.scheduler.A, schedule.scheduler.D) == (0.4, -0.002)
     with pytest.raises(ConfigError, match=r"sparsity.scheduler.*neither lambda1 nor lambda2"):
         validate(RunConfig, {"sparsity": {"scheduler": {"type": "adaptive", "preset": str(path)}}})
@@ -166,6 +169,7 @@ def test_preset_file_is_read_at_config_load(tmp_path):
 def test_adaptive_warmup_is_cubic_to_initial_sparsity_then_adaptive():
     config = SparsityConfig(target=0.95, scheduler={"type": "adaptive", "preset": "lambda1", "initial_sparsity": 0.6, "warmup_epochs": 2})
     schedule = build_schedule(config, 10, 20)
+    assert isinstance(schedule, AdaptiveSchedule)
     assert schedule.sparsity_at(0) == 0.0
     assert schedule.sparsity_at(10) == pytest.approx(0.6 - 0.6 / 8)
     mus = {k: 0.5 + 0.01 * k for k in range(25)}

@@ -72,6 +72,7 @@ def test_policies_per_layer():
     assert build_theta_policy(ThetaConfig(policy="feather"), 0.99).layer_thetas(densities) == 0.5
     assert FeatherTheta(0.9).layer_thetas(densities) == 1.0
     per_layer = build_theta_policy(ThetaConfig(policy="log_density", mode="layer", alpha=0.1), 0.9).layer_thetas(densities)
+    assert isinstance(per_layer, torch.Tensor)
     torch.testing.assert_close(per_layer, 1 + 0.1 * torch.log(densities))
     shared = LogDensityTheta(0.1, mode="global").layer_thetas(densities)
     torch.testing.assert_close(shared, per_layer.mean().expand(3))  # unweighted mean of theta_l

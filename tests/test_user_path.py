@@ -156,7 +156,8 @@ def test_search_monitor_pickles_without_its_live_display(tmp_path, monkeypatch):
     import tuneprune.progress
     from tuneprune.search.monitor import SearchMonitor
 
-    terminal = Console(file=StringIO(), force_terminal=True)
+    written = StringIO()
+    terminal = Console(file=written, force_terminal=True)
     monkeypatch.setattr(tuneprune.progress, "console", lambda: terminal)
     monitor = SearchMonitor(RunTracker(f"sqlite:///{tmp_path / 'm.db'}"), {"val_acc": "max"}, 4, show=True)
     monitor.setup()
@@ -168,7 +169,7 @@ def test_search_monitor_pickles_without_its_live_display(tmp_path, monkeypatch):
         monitor.close()
     assert copy._display is None
     assert copy.total == 4
-    assert "trials done" in terminal.file.getvalue()
+    assert "trials done" in written.getvalue()
 
 
 def write_space(tmp_path: Path, name: str) -> Path:

@@ -136,8 +136,8 @@ def _check_poles(fit: AlphaFit) -> AlphaFit:
 
 
 def fit_tangent(
-    targets: Sequence[float],
-    alphas: Sequence[float],
+    targets: Sequence[float] | np.ndarray,
+    alphas: Sequence[float] | np.ndarray,
     free: Sequence[str] | None = None,
     pole_margin: float = DEFAULT_POLE_MARGIN,
 ) -> AlphaFit:

@@ -22,6 +22,11 @@ def prunable_layers(model: nn.Module, min_size: int = 0) -> list[tuple[str, Prun
     ]
 
 
+def original_weight(module: nn.Module) -> nn.Parameter:
+    """The plain weight of a layer whose ``weight`` is parametrized (``<layer>.parametrizations.weight.original``)."""
+    return module.get_parameter("parametrizations.weight.original")
+
+
 @torch.no_grad()
 def prunable_sparsity(model: nn.Module, min_size: int = 0) -> float:
     """Fraction of exact zeros over the weights of :func:`prunable_layers`."""

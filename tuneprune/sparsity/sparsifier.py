@@ -11,7 +11,7 @@ from torch.nn.utils import parametrize
 from tuneprune.sparsity.config import SparsityConfig
 from tuneprune.sparsity.drop import Elimination
 from tuneprune.sparsity.flat import flatten_parameters
-from tuneprune.sparsity.layers import prunable_layers
+from tuneprune.sparsity.layers import original_weight, prunable_layers
 from tuneprune.sparsity.masks import MaskBuilder, Masks
 from tuneprune.sparsity.schedules import Schedule, build_schedule
 from tuneprune.sparsity.ste import FlatThreshold, ThresholdedWeight
@@ -63,7 +63,7 @@ class Sparsifier:
         parametrizations = [ThresholdedWeight(None, i) for i in range(len(layers))]
         for module, parametrization in zip(self._modules, parametrizations, strict=True):
             parametrize.register_parametrization(module, "weight", parametrization)
-        weights = [module.get_parameter("parametrizations.weight.original") for module in self._modules]
+        weights = [original_weight(module) for module in self._modules]
         self._layout, self._flat = flatten_parameters(weights)
         self._ste = FlatThreshold(self._layout, self._flat, weights, p)
         for parametrization in parametrizations:
