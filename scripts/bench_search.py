@@ -58,16 +58,23 @@ def main() -> None:
 
         client = MlflowClient(summary.tracking_uri)
         work = sum(
-            m.value for t in summary.trials if t["mlflow_run_id"] for m in client.get_metric_history(t["mlflow_run_id"], "epoch_time")
+            m.value
+            for t in summary.trials
+            if t["mlflow_run_id"]
+            for m in client.get_metric_history(t["mlflow_run_id"], "epoch_time")
         )
     space = prepared.space
     slots = min(space.max_concurrent, int(args.cpus / space.resources.cpu))
     efficiency = work / (t_search * slots)
 
-    table = Table(title=f"search harness efficiency ({args.space.name}, {len(summary.trials)} trials, {args.cpus} CPUs)")
+    table = Table(
+        title=f"search harness efficiency ({args.space.name}, {len(summary.trials)} trials, {args.cpus} CPUs)"
+    )
     for col in ("ray start s", "search wall s", "ray teardown s", "trial time s", "slots", "efficiency", "target"):
         table.add_column(col, justify="right")
-    table.add_row(f"{t_ray:.1f}", f"{t_search:.1f}", f"{t_down:.1f}", f"{work:.1f}", str(slots), f"{efficiency:.2f}", ">= 0.80")
+    table.add_row(
+        f"{t_ray:.1f}", f"{t_search:.1f}", f"{t_down:.1f}", f"{work:.1f}", str(slots), f"{efficiency:.2f}", ">= 0.80"
+    )
     Console().print(table)
 
 

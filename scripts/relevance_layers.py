@@ -41,15 +41,21 @@ def main(path: str) -> None:
         "relevance, raw": ascending(relevance),
         f"relevance, {settings.normalize}": ascending(normalize_scores(relevance, units, settings.normalize)),
         "parameter, raw": ascending(parameter),
-        f"parameter, {settings.parameter_normalize}": ascending(normalize_scores(parameter, units, settings.parameter_normalize)),
+        f"parameter, {settings.parameter_normalize}": ascending(
+            normalize_scores(parameter, units, settings.parameter_normalize)
+        ),
     }
     print(f"{'layer':12s} {'channels':>8s} {'map':>5s} {'total |R|':>9s} {'mean R/ch':>10s} {'mean |w|/ch':>11s}")
     for i, (unit, m) in enumerate(zip(units, maps, strict=True)):
         mine = layer == i
         total = float(m.abs().sum())
         size = f"{m.shape[1]}x{m.shape[2]}"
-        print(f"{unit.name:12s} {unit.size:8d} {size:>5s} {total:9.3f} {relevance[mine].mean():10.3e} {parameter[mine].mean():11.3e}")
-    print(f"\nchannels pruned per layer by the global ranking (raw: floor of one channel; else min_layer_share = {settings.min_layer_share}):")
+        print(
+            f"{unit.name:12s} {unit.size:8d} {size:>5s} {total:9.3f} {relevance[mine].mean():10.3e} {parameter[mine].mean():11.3e}"
+        )
+    print(
+        f"\nchannels pruned per layer by the global ranking (raw: floor of one channel; else min_layer_share = {settings.min_layer_share}):"
+    )
     for name, order in orders.items():
         share = 0.0 if name.endswith(", raw") else settings.min_layer_share
         counts = []

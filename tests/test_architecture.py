@@ -60,7 +60,9 @@ def existing_unit(name: str | None) -> bool:
     return name is not None and ((PACKAGE / name).is_dir() or (PACKAGE / f"{name}.py").is_file())
 
 
-def violations(subpackage: str, forbidden_libraries: tuple[str, ...], allowed_units: set[str] | None, forbidden_units: set[str]) -> list[str]:
+def violations(
+    subpackage: str, forbidden_libraries: tuple[str, ...], allowed_units: set[str] | None, forbidden_units: set[str]
+) -> list[str]:
     found = []
     for path, modules in imports_of(subpackage).items():
         for module in sorted(modules):
@@ -133,7 +135,9 @@ def test_no_cycle_between_subpackages():
     assert cycle is None, " -> ".join(cycle or [])
 
 
-@pytest.mark.parametrize(("graph", "cyclic"), [({"a": {"b"}, "b": {"c"}, "c": set()}, False), ({"a": {"b"}, "b": {"c"}, "c": {"a"}}, True)])
+@pytest.mark.parametrize(
+    ("graph", "cyclic"), [({"a": {"b"}, "b": {"c"}, "c": set()}, False), ({"a": {"b"}, "b": {"c"}, "c": {"a"}}, True)]
+)
 def test_the_cycle_finder_finds_cycles(graph, cyclic):
     assert (find_cycle(graph) is not None) == cyclic
 

@@ -129,7 +129,8 @@ def ray_cluster(cluster_env, ports):
                    "--num-cpus", 1, env=cluster_env)  # fmt: skip
         leaders = [int((node / "ray.pid").read_text()) for node in (head, worker)]
         nodes = {(node / "node_id").read_text().strip() for node in (head, worker)}
-        assert len(nodes) == 2 and all(len(n) == 56 for n in nodes), nodes
+        assert len(nodes) == 2, nodes
+        assert all(len(n) == 56 for n in nodes), nodes
         yield {"address": address, "nodes": set(nodes), "env": cluster_env}
     finally:  # both nodes at once: each waits up to --grace seconds for Ray to drain
         stops = [subprocess.Popen([str(script), "stop", "--dir", str(node), "--grace", "5"], env=cluster_env)
@@ -188,7 +189,7 @@ def mlflow_server(postgres, ports):
         shutil.rmtree(directory, ignore_errors=True)
 
 
-@pytest.fixture()
+@pytest.fixture
 def pg_env(ray_cluster, postgres):
     """A driver's environment with the database password file, as on a cluster's login node."""
     return {**ray_cluster["env"], "PGPASSFILE": postgres["pgpassfile"]}
@@ -213,7 +214,8 @@ def test_search_trials_land_on_both_nodes(ray_cluster, tmp_path):
     client = client_for(tracking)
     exp = client.get_experiment_by_name("tuneprune")
     runs = client.search_runs([exp.experiment_id], "tags.`tuneprune.kind` = 'trial'")
-    assert len(runs) == 2 and all(r.info.status == "FINISHED" for r in runs)
+    assert len(runs) == 2
+    assert all(r.info.status == "FINISHED" for r in runs)
     nodes = {r.data.tags["ray.node_id"] for r in runs}
     assert nodes == ray_cluster["nodes"]  # the two trials ran at once, one per 1-CPU node
 
@@ -237,7 +239,8 @@ def test_search_on_postgres_and_mlflow_server(ray_cluster, mlflow_server, postgr
             [client.get_experiment_by_name("tuneprune").experiment_id],
             "tags.`tuneprune.name` = 'onpg' and tags.`tuneprune.kind` = 'search'",
         )
-        assert len(parent) == 1 and parent[0].info.status == "FINISHED"
+        assert len(parent) == 1
+        assert parent[0].info.status == "FINISHED"
         assert parent[0].data.params["storage"] == postgres["optuna"]
         seen = set()
         for target in (0.5, 0.9):
@@ -257,8 +260,11 @@ def test_search_on_postgres_and_mlflow_server(ray_cluster, mlflow_server, postgr
                 assert run.info.artifact_uri.startswith("mlflow-artifacts:/")
                 assert {a.path for a in client.list_artifacts(run.info.run_id)} >= {"config.json", "model.pt"}
                 stored = list(mlflow_server["artifacts"].rglob(f"{run.info.run_id}/artifacts/model.pt"))
-                assert len(stored) == 1 and stored[0].stat().st_size > 0
-        children = client.search_runs([parent[0].info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent[0].info.run_id}'")
+                assert len(stored) == 1
+                assert stored[0].stat().st_size > 0
+        children = client.search_runs(
+            [parent[0].info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent[0].info.run_id}'"
+        )
         assert {r.info.run_id for r in children} == seen
     finally:
         os.environ.pop("PGPASSFILE", None)
@@ -322,7 +328,8 @@ def test_drivers_create_the_schema_of_a_new_database_once(postgres):
     env = {**os.environ, "PGPASSFILE": postgres["pgpassfile"]}
     out = subprocess.run([sys.executable, "-c", SCHEMA_RACERS, str(racers), url, json.dumps(doc)],
                          capture_output=True, text=True, env=env, timeout=300)  # fmt: skip
-    assert out.returncode == 0 and out.stdout.strip() == json.dumps([0] * racers), f"racers: {out.stdout}\n{out.stderr[-4000:]}"
+    assert out.returncode == 0, f"racers: {out.stdout}\n{out.stderr[-4000:]}"
+    assert out.stdout.strip() == json.dumps([0] * racers), f"racers: {out.stdout}\n{out.stderr[-4000:]}"
 
     os.environ["PGPASSFILE"] = postgres["pgpassfile"]
     try:
@@ -351,8 +358,12 @@ def test_two_searches_at_once_share_one_study(ray_cluster, mlflow_server, postgr
         drivers.append(
             subprocess.Popen(
                 [sys.executable, "-c", BARRIER_DRIVER, str(barrier), me, "2", *map(str, args)],
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=pg_env, cwd=tmp_path,
-            )  # fmt: skip
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=pg_env,
+                cwd=tmp_path,
+            )
         )
     try:
         deadline = time.time() + SEARCH_TIMEOUT_S
@@ -383,12 +394,17 @@ def test_two_searches_at_once_share_one_study(ray_cluster, mlflow_server, postgr
 
     # Each driver ran only the trials it asked for (its own results dir), and both ran some.
     ran = [{p.name for p in (tmp_path / f"runs-{me}" / "shared" / "trials").iterdir()} for me in ("a", "b")]
-    assert ran[0] and ran[1] and not ran[0] & ran[1] and ran[0] | ran[1] == keys
+    assert ran[0]
+    assert ran[1]
+    assert not ran[0] & ran[1]
+    assert ran[0] | ran[1] == keys
 
     # One parent run, one child run per trial, none lost, none twice.
     client = client_for(mlflow_server["uri"])
     exp = client.get_experiment_by_name("tuneprune")
-    parents = client.search_runs([exp.experiment_id], "tags.`tuneprune.name` = 'shared' and tags.`tuneprune.kind` = 'search'")
+    parents = client.search_runs(
+        [exp.experiment_id], "tags.`tuneprune.name` = 'shared' and tags.`tuneprune.kind` = 'search'"
+    )
     assert len(parents) == 1
     children = client.search_runs([exp.experiment_id], f"tags.`mlflow.parentRunId` = '{parents[0].info.run_id}'")
     assert sorted(r.data.tags["tuneprune.trial"] for r in children) == sorted(keys)
@@ -404,4 +420,5 @@ def test_launcher_configs_pass_rays_schema(name):
     config = prepare_config(yaml.safe_load((SCRIPTS / "cluster" / name).read_text()))
     validate_config(config)
     commands = " ".join(config["setup_commands"] + config["worker_start_ray_commands"])
-    assert "setup_venv.sh" in commands and "RAY_USAGE_STATS_ENABLED=0" in commands
+    assert "setup_venv.sh" in commands
+    assert "RAY_USAGE_STATS_ENABLED=0" in commands

@@ -110,7 +110,9 @@ def test_packed_generations_give_the_population_table_of_one_task_each(ray_sessi
     alone = evolve(store, dense_digits, tmp_path, "unpacked", ["algorithm.generations=2"])
     packed = evolve(store, dense_digits, tmp_path, "packed", ["algorithm.generations=2", "resources.pack=3"])
     for generation in ("gen-001.csv", "gen-002.csv"):
-        assert (packed.results_dir / "population" / generation).read_text() == (alone.results_dir / "population" / generation).read_text()
+        assert (packed.results_dir / "population" / generation).read_text() == (
+            alone.results_dir / "population" / generation
+        ).read_text()
     assert packed.front == alone.front
     assert packed.hypervolume == alone.hypervolume
 
@@ -119,7 +121,12 @@ def test_packed_generations_give_the_population_table_of_one_task_each(ray_sessi
 def test_per_group_rates_are_variables(ray_session, store, dense_digits, tmp_path):
     groups = {"early": ["features.3"], "late": ["features.7"]}
     summary = evolve(
-        store, dense_digits, tmp_path, "groups", ["algorithm.generations=1", "algorithm.type=nsga3"], variables={"groups": groups}
+        store,
+        dense_digits,
+        tmp_path,
+        "groups",
+        ["algorithm.generations=1", "algorithm.type=nsga3"],
+        variables={"groups": groups},
     )
     assert summary.rate_names == ["rate.early", "rate.late"]
     assert all({"rate.early", "rate.late"} <= set(r) for r in summary.front)
@@ -133,7 +140,7 @@ def test_algorithm_state_round_trips_mid_run(kind):
     def step(algorithm):
         population = algorithm.ask()
         X = population.get("X")
-        population.set("F", np.stack([X[:, 0], -X[:, 1] ** 2], axis=1))
+        population.set("F", np.stack([X[:, 0], -(X[:, 1] ** 2)], axis=1))
         algorithm.tell(infills=population)
         return X
 
@@ -177,14 +184,24 @@ def test_resume_refuses_a_changed_space_and_a_rerun_without_resume(store, dense_
 )
 def test_bad_space_values_name_the_field(override, expected, tmp_path):
     with pytest.raises(ConfigError) as err:
-        prepare_evolution("search_spaces/evolve_digits.yaml", [override], tracking_uri=f"sqlite:///{tmp_path}/m.db", results_root=tmp_path)
+        prepare_evolution(
+            "search_spaces/evolve_digits.yaml",
+            [override],
+            tracking_uri=f"sqlite:///{tmp_path}/m.db",
+            results_root=tmp_path,
+        )
     assert expected in str(err.value)
     assert "\n" not in str(err.value)
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
 def test_shipped_spaces_validate_on_digits(path, tmp_path):
-    prepared = prepare_evolution(path, ["train.dataset=digits", "resources.gpu=0", "resources.cpu=1"], tracking_uri=f"sqlite:///{tmp_path}/m.db", results_root=tmp_path)
+    prepared = prepare_evolution(
+        path,
+        ["train.dataset=digits", "resources.gpu=0", "resources.cpu=1"],
+        tracking_uri=f"sqlite:///{tmp_path}/m.db",
+        results_root=tmp_path,
+    )
     assert prepared.name == path.stem.replace("_", "-")
     assert prepared.state is None
 
@@ -192,7 +209,11 @@ def test_shipped_spaces_validate_on_digits(path, tmp_path):
 def test_cifar_space_without_data_names_the_directory(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ConfigError, match=r"data_dir = 'data'.*cifar-10-batches-py"):
-        prepare_evolution(ROOT / "search_spaces" / "evolve_resnet18_cifar10.yaml", tracking_uri=f"sqlite:///{tmp_path}/m.db", results_root=tmp_path)
+        prepare_evolution(
+            ROOT / "search_spaces" / "evolve_resnet18_cifar10.yaml",
+            tracking_uri=f"sqlite:///{tmp_path}/m.db",
+            results_root=tmp_path,
+        )
 
 
 def test_cli_bad_space_exits_2_with_one_line_without_ray(tmp_path):

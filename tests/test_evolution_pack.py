@@ -18,7 +18,10 @@ from tuneprune.evolution.worker import EvalSettings, Individual, dense_payload, 
 from tuneprune.stochastic import TargetConfig
 
 GROUPS = {"early": ["features.3"], "late": ["features.7"]}
-RATES: dict[str, list[tuple[float, ...]]] = {"one": [(0.5,), (0.9,), (0.97,), (0.7,)], "groups": [(0.5, 0.9), (0.95, 0.3), (0.8, 0.8), (0.6, 0.99)]}
+RATES: dict[str, list[tuple[float, ...]]] = {
+    "one": [(0.5,), (0.9,), (0.97,), (0.7,)],
+    "groups": [(0.5, 0.9), (0.95, 0.3), (0.8, 0.8), (0.6, 0.99)],
+}
 SIGMAS = [1e-3, 1e-2, 1e-4, 0.0]
 
 
@@ -84,5 +87,7 @@ def test_packs_give_the_rows_of_one_task_each_and_fail_alone(ray_session, dense,
     assert packed[1]["error"] == "InjectedFailure: injected failure of individual 1 in generation 1"
     assert packed[1]["accuracies"] == []
     assert packed[1]["accuracy"] == 0.0
-    assert [r["accuracies"] for r in packed if r["status"] == "ok"] == [r["accuracies"] for i, r in enumerate(alone) if i != 1]
+    assert [r["accuracies"] for r in packed if r["status"] == "ok"] == [
+        r["accuracies"] for i, r in enumerate(alone) if i != 1
+    ]
     assert packed == rows(1)

@@ -215,7 +215,9 @@ def test_adaptive_update_on_tensors_reads_nothing_and_follows_the_float_one(monk
     restored.load_state_dict(on_tensors.state_dict())
     assert (restored.sparsity, restored.previous_mu) == (float(got[-1]), float(stabilities[-1]))
     with accelerator_path():
-        assert [float(restored.step(mu)) for mu in stabilities[:3]] == [float(on_tensors.step(mu)) for mu in stabilities[:3]]
+        assert [float(restored.step(mu)) for mu in stabilities[:3]] == [
+            float(on_tensors.step(mu)) for mu in stabilities[:3]
+        ]
 
 
 # Members of a pack: cubic and adaptive schedules, global and layer thresholds, rho 0 and > 0
@@ -223,10 +225,22 @@ def test_adaptive_update_on_tensors_reads_nothing_and_follows_the_float_one(monk
 # decay and clipping, and a dense member.
 PACK: list[dict[str, Any] | None] = [
     {"scheduler": "cubic", "threshold": "global", "drop": "global-after", "theta": "feather"},
-    {"scheduler": "adaptive", "threshold": "layer", "drop": "layer-start", "theta": "logdensity-layer",
-     "lr": 0.05, "grad_clip": None},
-    {"scheduler": "adaptive", "threshold": "global", "drop": "global-start", "theta": "logdensity-global",
-     "momentum": 0.8, "weight_decay": 1e-3},
+    {
+        "scheduler": "adaptive",
+        "threshold": "layer",
+        "drop": "layer-start",
+        "theta": "logdensity-layer",
+        "lr": 0.05,
+        "grad_clip": None,
+    },
+    {
+        "scheduler": "adaptive",
+        "threshold": "global",
+        "drop": "global-start",
+        "theta": "logdensity-global",
+        "momentum": 0.8,
+        "weight_decay": 1e-3,
+    },
     {"scheduler": "cubic", "threshold": "layer", "drop": "off", "theta": "constant", "grad_clip": 1.0},
     None,
 ]
@@ -298,14 +312,25 @@ def test_packed_masks_at_device_sparsities_read_nothing_and_equal_those_at_float
         None,
     ]
     floats = [0.8, 0.6, 0.0, 0.9, 0.0]  # member 0 at its target, member 2 not started, member 4 dense
-    names = ("active", "thresholds", "kept", "kept_counts", "thetas", "theta_per_weight", "eliminated", "eliminated_counts")
+    names = (
+        "active",
+        "thresholds",
+        "kept",
+        "kept_counts",
+        "thetas",
+        "theta_per_weight",
+        "eliminated",
+        "eliminated_counts",
+    )
     expected = PackedMaskBuilder(sizes, rules, torch.device("cpu")).build(weights, floats)
     assert expected.eliminated is not None
     assert expected.eliminated[:2].any()
     assert not expected.eliminated[2:].any()
     reads = HostReads(monkeypatch)
     for given in (torch.tensor(floats, dtype=torch.float64), [torch.tensor(s, dtype=torch.float64) for s in floats]):
-        assert PackedMaskBuilder(sizes, rules, torch.device("cpu")).build(weights, given).sparsities == floats  # CPU path
+        assert (
+            PackedMaskBuilder(sizes, rules, torch.device("cpu")).build(weights, given).sparsities == floats
+        )  # CPU path
         with accelerator_path():
             builder = PackedMaskBuilder(sizes, rules, torch.device("cpu"))
             reads.recording = True

@@ -115,7 +115,10 @@ def test_dense_members_train_bit_for_bit_as_alone():
 
 def test_bf16_members_train_bit_for_bit_as_alone():
     """``precision: bf16`` runs the pack's forward and losses under the same autocast as the solo loop."""
-    configs = [config(LAYER_LOG_DENSITY, epochs=1, precision="bf16"), config(DENSE, epochs=1, grad_clip=None, precision="bf16")]
+    configs = [
+        config(LAYER_LOG_DENSITY, epochs=1, precision="bf16"),
+        config(DENSE, epochs=1, grad_clip=None, precision="bf16"),
+    ]
     members = train_packed(configs)
     for member, run_config in zip(members, configs, strict=True):
         assert_same_history(member.history, list(solo(run_config)[0]))

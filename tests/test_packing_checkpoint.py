@@ -20,9 +20,16 @@ EPOCHS = 3
 # Adaptive after one warm-up epoch: resuming at epoch 1 needs the schedule's reference mu and the last masks.
 ADAPTIVE_AFTER_WARMUP = {
     **ADAPTIVE_DROP,
-    "sparsity": {**ADAPTIVE_DROP["sparsity"], "scheduler": {"type": "adaptive", "preset": "lambda1", "warmup_epochs": 1}},
+    "sparsity": {
+        **ADAPTIVE_DROP["sparsity"],
+        "scheduler": {"type": "adaptive", "preset": "lambda1", "warmup_epochs": 1},
+    },
 }
-CONFIGS = [config(GLOBAL_CUBIC, epochs=EPOCHS), config(ADAPTIVE_AFTER_WARMUP, epochs=EPOCHS), config(DENSE, epochs=EPOCHS)]
+CONFIGS = [
+    config(GLOBAL_CUBIC, epochs=EPOCHS),
+    config(ADAPTIVE_AFTER_WARMUP, epochs=EPOCHS),
+    config(DENSE, epochs=EPOCHS),
+]
 
 
 @pytest.fixture(scope="module")

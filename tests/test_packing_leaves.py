@@ -35,6 +35,7 @@ def grad_of(p: torch.Tensor) -> torch.Tensor:
     assert p.grad is not None
     return p.grad
 
+
 def stacked(sparse: bool) -> tuple[list[nn.Module], StackedModel]:
     models = []
     for seed in range(len(CLIPS)):

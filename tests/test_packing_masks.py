@@ -23,7 +23,10 @@ from tuneprune.sparsity.masks import MaskBuilder
 from tuneprune.sparsity.theta import ConstantTheta, FeatherTheta, LogDensityTheta, ThetaPolicy
 from tuneprune.sparsity.thresholds import magnitude_quantiles
 
-PATHS: dict[str, Callable[[], contextlib.AbstractContextManager[Any]]] = {"cpu": contextlib.nullcontext, "accelerator": accelerator_path}
+PATHS: dict[str, Callable[[], contextlib.AbstractContextManager[Any]]] = {
+    "cpu": contextlib.nullcontext,
+    "accelerator": accelerator_path,
+}
 DROP_MODES: list[Literal["global", "layer"]] = ["global", "layer"]
 TIMEFRAMES: list[Literal["from_start", "after_target"]] = ["from_start", "after_target"]
 SPARSITIES = [0.0, 0.3, 0.5, 0.999, 1.0]
@@ -44,7 +47,12 @@ def _rule(rng: random.Random, sparsity: float) -> MemberRule | None:
     mode = rng.choice([None, "global", "layer"])
     if mode is None:
         return None
-    thetas: list[ThetaPolicy] = [ConstantTheta(0.5), FeatherTheta(0.97), LogDensityTheta(0.2, mode="layer"), LogDensityTheta(0.3)]
+    thetas: list[ThetaPolicy] = [
+        ConstantTheta(0.5),
+        FeatherTheta(0.97),
+        LogDensityTheta(0.2, mode="layer"),
+        LogDensityTheta(0.3),
+    ]
     theta = rng.choice(thetas)
     drop_mode = "layer" if mode == "layer" else rng.choice(DROP_MODES)
     final = rng.choice([sparsity, 0.95])
@@ -100,7 +108,9 @@ def test_each_member_gets_the_masks_it_gets_alone(path, seed):
         for k, (row, rule, s) in enumerate(zip(weights, rules, sparsities, strict=True)):
             # None: no member eliminates at its S_k
             eliminated = torch.zeros_like(row, dtype=torch.bool) if packed.eliminated is None else packed.eliminated[k]
-            eliminated_counts = torch.zeros(n, dtype=torch.long) if packed.eliminated_counts is None else packed.eliminated_counts[k]
+            eliminated_counts = (
+                torch.zeros(n, dtype=torch.long) if packed.eliminated_counts is None else packed.eliminated_counts[k]
+            )
             if rule is None:  # dense: w itself, nothing eliminated, theta 1
                 assert not packed.active[k]
                 assert torch.equal(packed.thetas[k], torch.ones(n))
@@ -142,7 +152,9 @@ def test_eliminations_of_mixed_modes_in_one_pack():
         rule = rules[k]
         assert rule is not None
         rho = rule.elimination.rho
-        expected = [p < (torch.quantile(p, rho * float(r)) if r > 0 else 0.0) for p, r in zip(parts, reached, strict=True)]
+        expected = [
+            p < (torch.quantile(p, rho * float(r)) if r > 0 else 0.0) for p, r in zip(parts, reached, strict=True)
+        ]
         assert torch.equal(masks.eliminated[k], torch.cat(expected))
     assert not masks.eliminated[3].any()
     assert masks.eliminated_counts[3].sum() == 0

@@ -51,7 +51,15 @@ def test_end_to_end_on_digits_writes_mlflow_parent_children_plots_and_csv(tmp_pa
     from tuneprune.tracking import TAG_KIND, TAG_TRIAL, RunTracker
 
     uri = f"sqlite:///{tmp_path}/mlruns.db"
-    args = ["relevance", write(tmp_path, STUDY), "--tracking-uri", uri, "--results-dir", str(tmp_path / "runs"), "--json"]
+    args = [
+        "relevance",
+        write(tmp_path, STUDY),
+        "--tracking-uri",
+        uri,
+        "--results-dir",
+        str(tmp_path / "runs"),
+        "--json",
+    ]
     assert main(args) == 0
     out = json.loads(capsys.readouterr().out)
     expected = {"relevance", "parameter", "random", "combined", "delta=0", "delta=0.5", "delta=1"}
@@ -77,7 +85,12 @@ def test_end_to_end_on_digits_writes_mlflow_parent_children_plots_and_csv(tmp_pa
     assert sorted(m.step for m in history) == [0, 50, 90]
     artifacts = {a.path for a in MlflowClient(uri).list_artifacts(parent.info.run_id)}
     assert {"curves.csv", "rankings.png", "deltas.png", "model.pt"} <= artifacts
-    assert {p.name for p in (tmp_path / "runs" / "rel_e2e").iterdir()} == {"curves.csv", "rankings.png", "deltas.png", "model.pt"}
+    assert {p.name for p in (tmp_path / "runs" / "rel_e2e").iterdir()} == {
+        "curves.csv",
+        "rankings.png",
+        "deltas.png",
+        "model.pt",
+    }
 
     # The saved model is reusable, and the name is not: a second study must choose another.
     again = ["relevance", write(tmp_path, STUDY), "--tracking-uri", uri, "--from-run", parent.info.run_id]

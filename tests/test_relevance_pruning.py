@@ -110,7 +110,9 @@ def test_pruning_zero_percent_leaves_accuracy_unchanged(trained):
 
 def test_evaluate_channel_pruning_reports_the_search_metrics(trained):
     model, data, _ = trained
-    metrics = evaluate_channel_pruning(model, data, PruningPoint(ranking="mixed", delta=0.3, percentage=50, eval_samples=64))
+    metrics = evaluate_channel_pruning(
+        model, data, PruningPoint(ranking="mixed", delta=0.3, percentage=50, eval_samples=64)
+    )
     assert set(metrics) == {"pruned_acc", "pruned_loss", "pruned_fraction"}
     assert metrics["pruned_fraction"] == 112 / 224
     assert 0.0 <= metrics["pruned_acc"] <= 1.0
@@ -128,7 +130,12 @@ def test_finetuning_keeps_the_mask_and_leaves_the_original(trained):
 def test_study_rows_carry_finetuned_metrics_when_asked(trained):
     model, data, config = trained
     study = RelevanceStudyConfig(
-        train=config, relevance={"eval_samples": 32}, rankings=["parameter"], deltas=[0.5], percentages=[30], finetune={"epochs": 1}
+        train=config,
+        relevance={"eval_samples": 32},
+        rankings=["parameter"],
+        deltas=[0.5],
+        percentages=[30],
+        finetune={"epochs": 1},
     )
     result = run_study(model, config, data, study)
     assert list(result.curves) == ["parameter", "delta=0.5"]
@@ -140,9 +147,14 @@ def test_study_rows_carry_finetuned_metrics_when_asked(trained):
 
 def test_normalisations_scale_each_layer_and_keep_its_order():
     units = conv_units(create_model("small_cnn", 10, 1))
-    scores = torch.rand(224, generator=torch.Generator().manual_seed(0)) * torch.tensor([1.0] * 32 + [0.01] * 64 + [5.0] * 128)
+    scores = torch.rand(224, generator=torch.Generator().manual_seed(0)) * torch.tensor(
+        [1.0] * 32 + [0.01] * 64 + [5.0] * 128
+    )
     assert torch.equal(normalize_scores(scores, units, "none"), scores)
-    normalizations: tuple[tuple[Normalization, Callable[..., torch.Tensor]], ...] = (("layer_share", torch.mean), ("layer_max", torch.amax))
+    normalizations: tuple[tuple[Normalization, Callable[..., torch.Tensor]], ...] = (
+        ("layer_share", torch.mean),
+        ("layer_max", torch.amax),
+    )
     for normalization, reduce in normalizations:
         normalized = normalize_scores(scores, units, normalization)
         for unit in units:

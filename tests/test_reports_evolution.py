@@ -57,7 +57,11 @@ def read_csv(path) -> list[dict]:
 def individuals(evolution) -> dict[tuple[int, int], tuple[float, float]]:
     """(generation, index) -> (sparsity, accuracy) of every successful individual, from the evolution's own files."""
     rows = [r for p in sorted((evolution.results_dir / "population").glob("*.csv")) for r in read_csv(p)]
-    return {(int(r["generation"]), int(r["index"])): (float(r["sparsity"]), float(r["accuracy"])) for r in rows if r["status"] == "ok"}
+    return {
+        (int(r["generation"]), int(r["index"])): (float(r["sparsity"]), float(r["accuracy"]))
+        for r in rows
+        if r["status"] == "ok"
+    }
 
 
 def keyed(rows) -> set[tuple[int, int]]:
@@ -80,7 +84,10 @@ def test_hypervolume_matches_pymoo_and_the_evolution(evolution, report):
     expected = HV(ref_point=-np.array([sparsity_ref, accuracy_ref]))(F)
     assert float(row["hypervolume"]) == pytest.approx(expected, rel=1e-12)
     assert float(row["hypervolume"]) == pytest.approx(evolution.hypervolume[-1], rel=1e-12)
-    assert f"reference point (sparsity = {sparsity_ref:.6g}, accuracy = {accuracy_ref:.6g})" in (report / "report.html").read_text()
+    assert (
+        f"reference point (sparsity = {sparsity_ref:.6g}, accuracy = {accuracy_ref:.6g})"
+        in (report / "report.html").read_text()
+    )
 
 
 def test_html_embeds_every_plot_and_is_logged(evolution, report):
@@ -111,7 +118,9 @@ def test_chosen_config_runs_with_prune_stochastic(evolution, report, tmp_path):
 
 
 def test_report_by_run_id_prints_the_html_path(evolution, tmp_path, capsys):
-    assert main(["report", evolution.parent_run_id, "--tracking-uri", evolution.tracking_uri, "--out", str(tmp_path)]) == 0
+    assert (
+        main(["report", evolution.parent_run_id, "--tracking-uri", evolution.tracking_uri, "--out", str(tmp_path)]) == 0
+    )
     assert capsys.readouterr().out.strip() == str(tmp_path / "report.html")
     assert (tmp_path / "report.html").is_file()
 

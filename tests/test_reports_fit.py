@@ -55,7 +55,9 @@ def test_fewer_than_four_points_keep_c2_c3_published(n, free):
     assert fit.rmse < 1e-6 if n <= 2 else fit.rmse < 0.01
 
 
-def synthetic_trial(key: str, model: str, target: float, alpha: float, val_acc: float = 0.9, sparsity: float | None = None) -> dict:
+def synthetic_trial(
+    key: str, model: str, target: float, alpha: float, val_acc: float = 0.9, sparsity: float | None = None
+) -> dict:
     """A complete trial entry of summary.json as a search writes it (config and final metrics included)."""
     return {
         "key": key, "name": key, "state": "COMPLETE", "grid": {"model": model, "sparsity.target": target},
@@ -82,7 +84,10 @@ def test_fit_alpha_cli_on_results_directories(tmp_path, capsys):
     synthetic_alpha_search(tmp_path / "runs" / "alpha_a", "alpha_a", ["resnet20x2", "mobilenet_v1"])
     synthetic_alpha_search(tmp_path / "runs" / "alpha_b", "alpha_b", ["densenet40_24"])
     out = tmp_path / "fit"
-    assert main(["fit-alpha", str(tmp_path / "runs" / "alpha_a"), str(tmp_path / "runs" / "alpha_b"), "--out", str(out)]) == 0
+    assert (
+        main(["fit-alpha", str(tmp_path / "runs" / "alpha_a"), str(tmp_path / "runs" / "alpha_b"), "--out", str(out)])
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "fitted c1, c2, c3, c4 to 18 points" in printed
     assert str(out / "fit_alpha.html") in printed
@@ -128,7 +133,9 @@ def test_fit_alpha_on_a_study_takes_each_targets_best_method_alpha_averaged_over
     assert main(["fit-alpha", str(directory), "--out", str(out)]) == 0
     assert f"fitted c1, c2, c3, c4 to {len(TARGETS)} points" in capsys.readouterr().out
     rows = list(csv.DictReader((out / "residuals.csv").open()))
-    assert [float(r["target"]) for r in rows] == TARGETS  # one point per target: the method, model and seed grids are not groups
+    assert [
+        float(r["target"]) for r in rows
+    ] == TARGETS  # one point per target: the method, model and seed grids are not groups
     for row in rows:
         assert float(row["alpha"]) == float(published(float(row["target"])))
         assert len(row["trial"].split(",")) == 2  # both seeds of the chosen alpha
@@ -153,13 +160,17 @@ def test_fronts_and_hypervolume_with_a_minimised_metric():
     assert set(front) == expected
     reference = plane.reference(points)
     assert reference == (points[:, 0].max(), 0.0)
-    assert hypervolume(points[front], plane, reference) == pytest.approx(HV(ref_point=np.array([reference[0], 0.0]))(minimised))
+    assert hypervolume(points[front], plane, reference) == pytest.approx(
+        HV(ref_point=np.array([reference[0], 0.0]))(minimised)
+    )
 
 
 def test_excluded_trials_are_printed_plotted_and_never_fitted(tmp_path, capsys):
     """Near-chance and short-of-target trials with wild alphas would wreck the fit; they are left out with the reason."""
     extra = [
-        synthetic_trial("g9-001", "resnet20", 0.99, 0.9, val_acc=0.95, sparsity=0.76),  # more accurate, never reached 0.99
+        synthetic_trial(
+            "g9-001", "resnet20", 0.99, 0.9, val_acc=0.95, sparsity=0.76
+        ),  # more accurate, never reached 0.99
         synthetic_trial("g9-002", "resnet20", 0.98, -0.5, val_acc=0.146),  # near chance
         synthetic_trial("g9-003", "resnet20", 0.995, 2.0, val_acc=0.95, sparsity=0.9935),
     ]
@@ -167,8 +178,13 @@ def test_excluded_trials_are_printed_plotted_and_never_fitted(tmp_path, capsys):
     synthetic_alpha_search(directory, "alpha_x", ["resnet20"], extra)
     assert main(["fit-alpha", str(directory), "--out", str(tmp_path / "fit")]) == 0
     printed = capsys.readouterr().out
-    assert "excluded alpha_x g9-001 (target 0.99, alpha 0.9): target not reached: sparsity 0.7600 < 0.99 - 0.001" in printed
-    assert "excluded alpha_x g9-002 (target 0.98, alpha -0.5): near chance: val_acc 0.1460 < chance 0.1 + 0.1" in printed
+    assert (
+        "excluded alpha_x g9-001 (target 0.99, alpha 0.9): target not reached: sparsity 0.7600 < 0.99 - 0.001"
+        in printed
+    )
+    assert (
+        "excluded alpha_x g9-002 (target 0.98, alpha -0.5): near chance: val_acc 0.1460 < chance 0.1 + 0.1" in printed
+    )
     assert "excluded alpha_x g9-003" in printed
     rule = yaml.safe_load((tmp_path / "fit" / "alpha_rule.yaml").read_text())
     assert rule["points"] == 6
@@ -196,7 +212,12 @@ def test_fit_keeps_the_poles_outside_the_range_with_its_margin():
 
 def test_too_few_usable_points_exit_2_with_one_line(tmp_path, capsys):
     directory = tmp_path / "runs" / "few"
-    synthetic_alpha_search(directory, "few", [], [synthetic_trial("g0-000", "resnet20", 0.95, 0.09), synthetic_trial("g1-000", "resnet20", 0.99, 0.13)])
+    synthetic_alpha_search(
+        directory,
+        "few",
+        [],
+        [synthetic_trial("g0-000", "resnet20", 0.95, 0.09), synthetic_trial("g1-000", "resnet20", 0.99, 0.13)],
+    )
     assert main(["fit-alpha", str(directory), "--constants", "c1,c2,c3,c4", "--out", str(tmp_path / "fit")]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err
@@ -208,7 +229,9 @@ def test_console_front_and_report_front_share_one_tie_rule(tmp_path):
     """Two individuals on the same point are both non-dominated: the evolve console and the report list both."""
     rows = [
         {"generation": 0, "index": i, "status": "ok", "sigma": 0.001, "rate": r, "accuracy": a, "sparsity": s}
-        for i, (r, a, s) in enumerate([(0.5, 0.9, 0.5), (0.7, 0.8, 0.7), (0.7, 0.8, 0.7), (0.6, 0.7, 0.6), (0.9, 0.3, 0.9)])
+        for i, (r, a, s) in enumerate(
+            [(0.5, 0.9, 0.5), (0.7, 0.8, 0.7), (0.7, 0.8, 0.7), (0.6, 0.7, 0.6), (0.9, 0.3, 0.9)]
+        )
     ]
     console = [(r["generation"], r["index"]) for r in pareto_front(rows)]
     assert console == [(0, 0), (0, 1), (0, 2), (0, 4)]  # the tie (0, 1) = (0, 2) kept, in evaluation order

@@ -58,7 +58,10 @@ def search(ray_session, tmp_path_factory):
     root = tmp_path_factory.mktemp("report_search")
     path = root / "space.yaml"
     path.write_text(yaml.safe_dump(SPACE, sort_keys=False))  # val_acc stays the first objective
-    stores: dict[str, Any] = {"tracking_uri": f"sqlite:///{root / 'mlruns.db'}", "storage_url": f"sqlite:///{root / 'optuna.db'}"}
+    stores: dict[str, Any] = {
+        "tracking_uri": f"sqlite:///{root / 'mlruns.db'}",
+        "storage_url": f"sqlite:///{root / 'optuna.db'}",
+    }
     return run_search(prepare_search(path, results_root=root / "runs", **stores), progress=False)
 
 
@@ -150,7 +153,9 @@ def test_best_yaml_reproduces_its_trial_exactly(search, report, tmp_path):
     found = re.search(r"Trial (g\d+-\d+) .*?run it with: (\S+ train [^<\s]+)", html)
     assert found is not None
     key, command = found.groups()
-    assert command == tuneprune_command("train", report / "best.yaml")  # the script beside this interpreter: runs as printed
+    assert command == tuneprune_command(
+        "train", report / "best.yaml"
+    )  # the script beside this interpreter: runs as printed
     config = yaml.safe_load((report / "best.yaml").read_text())
     assert config["num_threads"] == 1
     assert config["device"] == "cpu"  # what the trial ran with, recorded
@@ -202,7 +207,9 @@ def test_fit_scheduler_presets_load_and_never_judge_a_trial_below_its_target(sea
     assert set(rows) == {t["key"] for t in complete_trials(search)}
     for key, row in rows.items():  # every trial shows its achieved sparsity and the epoch it reached the target
         assert float(row["sparsity"]) == trial_metrics(search, key)["sparsity"]
-        assert f"  {key}  target {float(row['target']):g}  sparsity {float(row['sparsity']):.4f}  reached " in printed.out
+        assert (
+            f"  {key}  target {float(row['target']):g}  sparsity {float(row['sparsity']):.4f}  reached " in printed.out
+        )
     presets = sorted(tmp_path.glob("preset-*.yaml"))
     chosen = [p.stem.removeprefix("preset-") for p in presets]
     assert chosen
@@ -241,7 +248,9 @@ def test_one_name_per_trial_across_cli_report_mlflow_and_optuna(search, report, 
     """The key (g1-002) names a trial everywhere; the MLflow run name and the Optuna attribute 'name' start with it."""
     client = MlflowClient(search.tracking_uri)
     experiment = client.get_run(search.parent_run_id).info.experiment_id
-    runs = client.search_runs([experiment], f"tags.`mlflow.parentRunId` = '{search.parent_run_id}' and tags.`{TAG_KIND}` = 'trial'")
+    runs = client.search_runs(
+        [experiment], f"tags.`mlflow.parentRunId` = '{search.parent_run_id}' and tags.`{TAG_KIND}` = 'trial'"
+    )
     names = {r.data.tags[TAG_TRIAL]: r.info.run_name for r in runs}
     trials = {t["key"]: t for t in search.trials}
     assert set(names) == set(trials)
@@ -255,7 +264,9 @@ def test_one_name_per_trial_across_cli_report_mlflow_and_optuna(search, report, 
     print_summary(search)
     printed = capsys.readouterr().out
     assert all(f" {b['key']} " in printed for b in search.best)  # the CLI's table names the same trials
-    assert {r["trial"] for r in read_csv(report / "front_val_acc_vs_sparsity_points.csv")} == {t["key"] for t in complete_trials(search)}
+    assert {r["trial"] for r in read_csv(report / "front_val_acc_vs_sparsity_points.csv")} == {
+        t["key"] for t in complete_trials(search)
+    }
 
 
 def test_follow_up_commands_find_the_search_from_any_directory(search, tmp_path):

@@ -34,7 +34,9 @@ def test_execute_trains_evaluates_the_relevance_point_and_saves(tmp_path):
 
 
 def test_execute_without_out_saves_nothing():
-    spec = validate(TrialSpec, {"model": "small_cnn", "dataset": "digits", "epochs": 1, "batch_size": 128, "device": "cpu"})
+    spec = validate(
+        TrialSpec, {"model": "small_cnn", "dataset": "digits", "epochs": 1, "batch_size": 128, "device": "cpu"}
+    )
     executed = execute(spec, None)
     assert executed.model_path is None
     assert "final_sparsity" not in executed.summary

@@ -25,7 +25,11 @@ def test_the_required_spaces_ship():
 @pytest.mark.parametrize("path", SPACES, ids=lambda p: p.stem)
 def test_space_validates_on_digits(path, tmp_path):
     prepared = prepare_search(
-        path, DIGITS, tracking_uri=f"sqlite:///{tmp_path}/m.db", storage_url=f"sqlite:///{tmp_path}/o.db", results_root=tmp_path
+        path,
+        DIGITS,
+        tracking_uri=f"sqlite:///{tmp_path}/m.db",
+        storage_url=f"sqlite:///{tmp_path}/o.db",
+        results_root=tmp_path,
     )
     for point in prepared.space.grid_points():
         config = prepared.space.resolve(point, {})
@@ -35,7 +39,10 @@ def test_space_validates_on_digits(path, tmp_path):
 @pytest.mark.parametrize("path", EVOLUTIONS, ids=lambda p: p.stem)
 def test_evolution_space_validates_on_digits(path, tmp_path):
     prepared = prepare_evolution(
-        path, ["train.dataset=digits", "train.epochs=1", "resources.gpu=0", "resources.cpu=1"], tracking_uri=f"sqlite:///{tmp_path}/m.db", results_root=tmp_path
+        path,
+        ["train.dataset=digits", "train.epochs=1", "resources.gpu=0", "resources.cpu=1"],
+        tracking_uri=f"sqlite:///{tmp_path}/m.db",
+        results_root=tmp_path,
     )
     assert prepared.space.train.dataset == "digits"
     rate = prepared.space.variables.rate
@@ -51,7 +58,12 @@ def test_rate_bounds_default_to_spec():
 def test_cifar_space_without_data_names_the_directory(path, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ConfigError, match=r"data_dir = 'data'.*cifar-100-python"):
-        prepare_search(path, tracking_uri=f"sqlite:///{tmp_path}/m.db", storage_url=f"sqlite:///{tmp_path}/o.db", results_root=tmp_path)
+        prepare_search(
+            path,
+            tracking_uri=f"sqlite:///{tmp_path}/m.db",
+            storage_url=f"sqlite:///{tmp_path}/o.db",
+            results_root=tmp_path,
+        )
 
 
 def test_dotted_grid_keys_can_be_overridden(tmp_path):

@@ -11,7 +11,11 @@ from tuneprune.sparsity.masks import MaskBuilder
 
 def _weights():
     g = torch.Generator().manual_seed(0)
-    return [torch.randn(16, 8, 3, 3, generator=g), 3 * torch.randn(40, 16, generator=g), 0.5 * torch.randn(10, 40, generator=g)]
+    return [
+        torch.randn(16, 8, 3, 3, generator=g),
+        3 * torch.randn(40, 16, generator=g),
+        0.5 * torch.randn(10, 40, generator=g),
+    ]
 
 
 def _builder(weights, threshold_mode, drop: DropConfig) -> tuple[MaskBuilder, torch.Tensor]:

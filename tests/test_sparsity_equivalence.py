@@ -111,7 +111,10 @@ class Reference:
             thetas = [1.0 if self.config.target <= 0.95 else 0.5] * len(kept)
         else:
             assert isinstance(theta.alpha, float)  # resolved at config load
-            thetas = [min(1.0, max(theta.theta_min, 1 + theta.alpha * math.log(d))) if d > 0 else theta.theta_min for d in densities]
+            thetas = [
+                min(1.0, max(theta.theta_min, 1 + theta.alpha * math.log(d))) if d > 0 else theta.theta_min
+                for d in densities
+            ]
             if theta.mode == "global":
                 thetas = [sum(thetas) / len(thetas)] * len(thetas)
         drop = self.config.drop
@@ -125,18 +128,29 @@ class Reference:
             t = [sort_quantile(m, drop.rho * float(1.0 - d)) for m, d in zip(magnitudes, densities, strict=True)]
         eliminated = [m < t_l for m, t_l in zip(magnitudes, t, strict=True)]
         scale = [torch.where(k, 1.0, th).masked_fill(e, 0.0) for k, th, e in zip(kept, thetas, eliminated, strict=True)]
-        return {"sparsity": sparsity, "T": T, "kept": kept, "eliminated": eliminated if eliminating else None, "scale": scale}
+        return {
+            "sparsity": sparsity,
+            "T": T,
+            "kept": kept,
+            "eliminated": eliminated if eliminating else None,
+            "scale": scale,
+        }
 
     def step(self, step: int, x: torch.Tensor, y: torch.Tensor) -> dict:
         sparsity = float(self.schedule.sparsity_at(step))
         masks = self.masks(sparsity)
         if self.previous_kept is not None:
-            mu = torch.tensor([jaccard(a, b) for a, b in zip(masks["kept"], self.previous_kept, strict=True)]).mean()  # float32 mean
+            mu = torch.tensor(
+                [jaccard(a, b) for a, b in zip(masks["kept"], self.previous_kept, strict=True)]
+            ).mean()  # float32 mean
             self.schedule.observe(step, mu)  # a tensor, as the engine's: the adaptive update takes the engine's path
         self.previous_kept = masks["kept"]
         weights = self.weights()
         if sparsity > 0:
-            tilde = [threshold_operator(w.detach(), t, self.config.operator_p).requires_grad_() for w, t in zip(weights, masks["T"], strict=True)]
+            tilde = [
+                threshold_operator(w.detach(), t, self.config.operator_p).requires_grad_()
+                for w, t in zip(weights, masks["T"], strict=True)
+            ]
         else:
             tilde = [w.detach().clone().requires_grad_() for w in weights]
         replaced = {f"{name}.weight": w for name, w in zip(self.names, tilde, strict=True)}

@@ -47,11 +47,13 @@ def test_soft_and_hard_thresholding():
     w = torch.tensor([-3.0, 1.0, 2.5])
     assert threshold_operator(w, 1.5, 1).tolist() == [-1.5, 0.0, 1.0]
     assert threshold_operator(w, 1.5, INF).tolist() == [-3.0, 0.0, 2.5]
-    torch.testing.assert_close(threshold_operator(w, 1.5, 3), torch.tensor([-(27 - 3.375) ** (1 / 3), 0.0, (15.625 - 3.375) ** (1 / 3)]))
+    torch.testing.assert_close(
+        threshold_operator(w, 1.5, 3), torch.tensor([-((27 - 3.375) ** (1 / 3)), 0.0, (15.625 - 3.375) ** (1 / 3)])
+    )
 
 
 def test_operator_rejects_exponent_below_one():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="exponent p must be >= 1"):
         threshold_operator(torch.ones(2), 0.1, 0.5)
 
 

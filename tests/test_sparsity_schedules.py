@@ -142,7 +142,8 @@ def test_build_adaptive_schedule_explicit_constants_override_preset():
 
 
 @pytest.mark.parametrize(
-    ("model", "family", "D"), [("mobilenet_v1", "mobilenet", -0.007), ("densenet40_24", "densenet", -0.010), ("resnet20", "resnet", -0.010)]
+    ("model", "family", "D"),
+    [("mobilenet_v1", "mobilenet", -0.007), ("densenet40_24", "densenet", -0.010), ("resnet20", "resnet", -0.010)],
 )
 def test_run_config_resolves_the_preset_for_its_model_family(model, family, D):
     config = RunConfig(model=model, sparsity={"scheduler": {"type": "adaptive", "preset": "lambda1"}})
@@ -167,7 +168,9 @@ def test_preset_file_is_read_at_config_load(tmp_path):
 
 
 def test_adaptive_warmup_is_cubic_to_initial_sparsity_then_adaptive():
-    config = SparsityConfig(target=0.95, scheduler={"type": "adaptive", "preset": "lambda1", "initial_sparsity": 0.6, "warmup_epochs": 2})
+    config = SparsityConfig(
+        target=0.95, scheduler={"type": "adaptive", "preset": "lambda1", "initial_sparsity": 0.6, "warmup_epochs": 2}
+    )
     schedule = build_schedule(config, 10, 20)
     assert isinstance(schedule, AdaptiveSchedule)
     assert schedule.sparsity_at(0) == 0.0

@@ -30,7 +30,9 @@ def test_compare_paths_agree_per_layer_and_network_wide():
             compare_into(op, values.float(), thresholds.float(), segments, numpy_out)  # numpy path
             compare_into(op, values, thresholds.to(torch.bfloat16), segments, torch_out)  # torch path
             per_layer = thresholds.expand(3) if thresholds.dim() == 0 else thresholds
-            expected = torch.cat([getattr(part.float(), op)(t) for part, t in zip(values.split(sizes), per_layer, strict=True)])
+            expected = torch.cat(
+                [getattr(part.float(), op)(t) for part, t in zip(values.split(sizes), per_layer, strict=True)]
+            )
             assert torch.equal(numpy_out, expected)
             assert torch.equal(torch_out, expected)
 

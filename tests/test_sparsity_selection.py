@@ -27,7 +27,13 @@ def _check(values: torch.Tensor, sizes: list[int], q: float) -> None:
 @pytest.mark.parametrize("seed", range(3))
 def test_one_segment_of_random_size_equals_torch_quantile(seed):
     g = torch.Generator().manual_seed(seed)
-    for n in [1, 2, 3, int(torch.randint(4, 1000, (1,), generator=g)), int(torch.randint(1000, 10**6, (1,), generator=g))]:
+    for n in [
+        1,
+        2,
+        3,
+        int(torch.randint(4, 1000, (1,), generator=g)),
+        int(torch.randint(1000, 10**6, (1,), generator=g)),
+    ]:
         values = torch.randn(n, generator=g).abs() * 10 ** float(torch.randint(-4, 2, (1,), generator=g))
         for q in QS:
             _check(values, [n], q)

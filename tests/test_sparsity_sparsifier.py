@@ -30,7 +30,9 @@ METRIC_KEYS = {"sparsity_k", "sparsity", "theta", "mask_stability", "mean_mask_s
 def make(config: dict, steps_per_epoch: int = 4, epochs: int = 2, seed: int = 0) -> tuple[nn.Module, Sparsifier]:
     torch.manual_seed(seed)
     model = create_model("small_cnn", 10, 1)
-    return model, Sparsifier.from_config(model, SparsityConfig(**config), steps_per_epoch=steps_per_epoch, epochs=epochs)
+    return model, Sparsifier.from_config(
+        model, SparsityConfig(**config), steps_per_epoch=steps_per_epoch, epochs=epochs
+    )
 
 
 def train_steps(model: nn.Module, sparsifier: Sparsifier, steps: range, lr: float = 0.05) -> torch.optim.Optimizer:
@@ -135,12 +137,16 @@ def test_eliminated_fraction_and_zero_gradients():
         assert grad is not None
         assert (grad[w.abs() < t] == 0).all()
     assert end_epoch(sparsifier)["eliminated"] == pytest.approx(0.4, abs=1e-4)
-    model, sparsifier = make({"target": 0.8, "scheduler": {"type": "constant"}, "theta": {"policy": "constant", "value": 0.0}})
+    model, sparsifier = make(
+        {"target": 0.8, "scheduler": {"type": "constant"}, "theta": {"policy": "constant", "value": 0.0}}
+    )
     assert end_epoch(sparsifier)["eliminated"] == pytest.approx(0.8, abs=1e-4)
 
 
 def test_adaptive_metrics_report_lambda():
-    model, sparsifier = make({"target": 0.95, "scheduler": {"type": "adaptive", "preset": "lambda1", "initial_sparsity": 0.5}})
+    model, sparsifier = make(
+        {"target": 0.95, "scheduler": {"type": "adaptive", "preset": "lambda1", "initial_sparsity": 0.5}}
+    )
     train_steps(model, sparsifier, range(4))
     metrics = end_epoch(sparsifier)
     assert isinstance(sparsifier.schedule, AdaptiveSchedule)
@@ -205,12 +211,19 @@ def test_metrics_before_any_masks_is_an_error():
 
 
 def test_state_dict_loads_with_weights_only_and_resumes_exactly():
-    config = {"target": 0.95, "theta": {"policy": "log_density"}, "scheduler": {"type": "adaptive", "preset": "lambda1"}}
+    config = {
+        "target": 0.95,
+        "theta": {"policy": "log_density"},
+        "scheduler": {"type": "adaptive", "preset": "lambda1"},
+    }
     model, sparsifier = make(config)
     optimizer = train_steps(model, sparsifier, range(4))
     end_epoch(sparsifier)
     buffer = io.BytesIO()
-    torch.save({"model": model.state_dict(), "sparsifier": sparsifier.state_dict(), "optimizer": optimizer.state_dict()}, buffer)
+    torch.save(
+        {"model": model.state_dict(), "sparsifier": sparsifier.state_dict(), "optimizer": optimizer.state_dict()},
+        buffer,
+    )
     buffer.seek(0)
     saved = torch.load(buffer, weights_only=True)
     train_steps(model, sparsifier, range(4, 8))

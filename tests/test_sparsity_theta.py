@@ -21,7 +21,8 @@ from tuneprune.sparsity import (
 
 
 @pytest.mark.parametrize(
-    ("target", "alpha"), [(0.95, 0.09), (0.98, 0.12), (0.99, 0.13), (0.995, 0.14), (0.998, 0.15), (0.90, 0.0), (0.5, 0.0), (0.0, 0.0)]
+    ("target", "alpha"),
+    [(0.95, 0.09), (0.98, 0.12), (0.99, 0.13), (0.995, 0.14), (0.998, 0.15), (0.90, 0.0), (0.5, 0.0), (0.0, 0.0)],
 )
 def test_alpha_reference_values(target, alpha):
     assert alpha_for_target(target) == alpha
@@ -71,12 +72,16 @@ def test_policies_per_layer():
     assert build_theta_policy(ThetaConfig(policy="constant", value=0.3), 0.9).layer_thetas(densities) == 0.3
     assert build_theta_policy(ThetaConfig(policy="feather"), 0.99).layer_thetas(densities) == 0.5
     assert FeatherTheta(0.9).layer_thetas(densities) == 1.0
-    per_layer = build_theta_policy(ThetaConfig(policy="log_density", mode="layer", alpha=0.1), 0.9).layer_thetas(densities)
+    per_layer = build_theta_policy(ThetaConfig(policy="log_density", mode="layer", alpha=0.1), 0.9).layer_thetas(
+        densities
+    )
     assert isinstance(per_layer, torch.Tensor)
     torch.testing.assert_close(per_layer, 1 + 0.1 * torch.log(densities))
     shared = LogDensityTheta(0.1, mode="global").layer_thetas(densities)
     torch.testing.assert_close(shared, per_layer.mean().expand(3))  # unweighted mean of theta_l
-    torch.testing.assert_close(LogDensityTheta(2.0, theta_min=0.2, mode="layer").layer_thetas(densities)[1], torch.tensor(0.2))
+    torch.testing.assert_close(
+        LogDensityTheta(2.0, theta_min=0.2, mode="layer").layer_thetas(densities)[1], torch.tensor(0.2)
+    )
 
 
 def test_auto_alpha_is_resolved_at_config_load_by_the_target():
@@ -93,4 +98,7 @@ def test_fitted_alpha_is_read_at_config_load(tmp_path):
     config = SparsityConfig(target=0.98, theta={"policy": "log_density", "alpha": f"fitted:{path}"})
     assert config.theta.alpha == 0.12
     with pytest.raises(ConfigError, match=r"theta.alpha = 'fitted:.*file not found"):
-        validate(SparsityConfig, {"target": 0.98, "theta": {"policy": "log_density", "alpha": f"fitted:{tmp_path / 'none.yaml'}"}})
+        validate(
+            SparsityConfig,
+            {"target": 0.98, "theta": {"policy": "log_density", "alpha": f"fitted:{tmp_path / 'none.yaml'}"}},
+        )

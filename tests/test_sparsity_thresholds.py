@@ -27,7 +27,9 @@ def test_global_threshold_equals_torch_quantile(seed, sparsity):
 def test_layer_thresholds_equal_torch_quantile_per_layer(sparsity):
     layers = _layers(7)
     for t, threshold in zip(layers, layer_thresholds(layers, sparsity), strict=True):
-        torch.testing.assert_close(threshold, torch.quantile(t.flatten().abs().double(), sparsity).float(), rtol=1e-6, atol=0)
+        torch.testing.assert_close(
+            threshold, torch.quantile(t.flatten().abs().double(), sparsity).float(), rtol=1e-6, atol=0
+        )
 
 
 def test_zero_sparsity_gives_zero_threshold():
@@ -73,7 +75,9 @@ def test_flat_magnitudes_reuse_buffers_and_match_the_functions():
         torch.testing.assert_close(flat.global_quantiles([0.9])[0], global_threshold(layers, 0.9))
         torch.testing.assert_close(flat.layer_quantiles(0.6), torch.stack(layer_thresholds(layers, 0.6)))
     per_layer = torch.tensor([0.1, 0.5, 0.9, 0.0], dtype=torch.float64)
-    expected = [q.item() and torch.quantile(t.flatten().abs(), q.item()).item() for t, q in zip(layers, per_layer, strict=True)]
+    expected = [
+        q.item() and torch.quantile(t.flatten().abs(), q.item()).item() for t, q in zip(layers, per_layer, strict=True)
+    ]
     torch.testing.assert_close(flat.layer_quantiles(per_layer), torch.tensor(expected))
     assert flat.flat.data_ptr() == buffer
     torch.testing.assert_close(flat.flat, weights.abs())

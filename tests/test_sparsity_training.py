@@ -27,7 +27,14 @@ pytestmark = pytest.mark.usefixtures("single_thread")
         ({"policy": "log_density", "mode": "global"}, ADAPTIVE),
         ({"policy": "feather"}, {**ADAPTIVE, "preset": "lambda2", "warmup_epochs": 1}),
     ],
-    ids=["feather", "constant", "logdensity-layer", "logdensity-global", "logdensity-global-lambda1", "feather-lambda2-warmup"],
+    ids=[
+        "feather",
+        "constant",
+        "logdensity-layer",
+        "logdensity-global",
+        "logdensity-global-lambda1",
+        "feather-lambda2-warmup",
+    ],
 )
 def test_training_reaches_the_target_with_exact_zeros(theta, scheduler):
     config = RunConfig(**RUN, epochs=4, sparsity={"target": 0.95, "theta": theta, "scheduler": scheduler})
@@ -70,7 +77,10 @@ def test_resume_after_one_epoch_equals_two_epochs_straight(tmp_path):
     with pytest.raises(_Stop):
         train(config, checkpoint_dir=tmp_path, callbacks=[_stop_after_first_epoch])
     resumed = train(config, resume_from=tmp_path)
-    drop_times = lambda h: {k: v for k, v in h.items() if not k.endswith("_time")}
+
+    def drop_times(h: dict) -> dict:
+        return {k: v for k, v in h.items() if not k.endswith("_time")}
+
     assert [drop_times(h) for h in resumed.history] == [drop_times(h) for h in straight.history]
     for a, b in zip(straight.model.state_dict().values(), resumed.model.state_dict().values(), strict=True):
         assert torch.equal(a, b)

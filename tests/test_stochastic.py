@@ -109,7 +109,10 @@ def test_best_of_n_beats_the_median_and_sigma_zero_matches_the_baseline(dense):
     assert report.dense["test_acc"] > 0.9
     plain = run_stochastic(config.model_copy(update={"sigma": 0.0}), model, run_config, data)
     assert plain.stochastic == plain.deterministic
-    assert (plain.pruned_layers_sparsity, plain.model_sparsity) == (report.pruned_layers_sparsity, report.model_sparsity)
+    assert (plain.pruned_layers_sparsity, plain.model_sparsity) == (
+        report.pruned_layers_sparsity,
+        report.model_sparsity,
+    )
 
 
 def test_both_sparsities_are_reported_each_named_for_what_it_measures(dense):
@@ -147,7 +150,9 @@ def test_feature_variance_is_channel_variance_summed_and_averaged_over_batches()
     x = torch.randn(8, 2, 4, 4)
     got = feature_variance(model, x, batch_size=4)
     with torch.no_grad():
-        expected_conv = sum(model[0](xb).transpose(0, 1).reshape(3, -1).var(1, correction=0).sum() for xb in x.split(4)) / 2
+        expected_conv = (
+            sum(model[0](xb).transpose(0, 1).reshape(3, -1).var(1, correction=0).sum() for xb in x.split(4)) / 2
+        )
         expected_fc = sum(model(xb).var(0, correction=0).sum() for xb in x.split(4)) / 2
     assert set(got) == {"0", "2"}
     assert got["0"] == pytest.approx(float(expected_conv), rel=1e-6)
@@ -167,7 +172,15 @@ def test_cli_runs_from_a_checkpoint(dense_digits, tmp_path):
 
 
 def test_cli_bad_config_exits_2_with_one_line_before_any_work():
-    cmd = [sys.executable, "-m", "tuneprune.cli", "prune-stochastic", "configs/stochastic_digits.yaml", "--set", "rate=1.5"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "tuneprune.cli",
+        "prune-stochastic",
+        "configs/stochastic_digits.yaml",
+        "--set",
+        "rate=1.5",
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert proc.stderr.strip() == "tuneprune prune-stochastic: error: rate = 1.5: Input should be less than 1"

@@ -53,7 +53,9 @@ def test_cpu_runs_are_reproducible():
     a = train(RunConfig(**FAST))
     b = train(RunConfig(**FAST))
     assert a.history[-1]["train_loss"] == b.history[-1]["train_loss"]
-    assert all(torch.equal(x, y) for x, y in zip(a.model.state_dict().values(), b.model.state_dict().values(), strict=True))
+    assert all(
+        torch.equal(x, y) for x, y in zip(a.model.state_dict().values(), b.model.state_dict().values(), strict=True)
+    )
 
 
 def test_resume_from_checkpoint_equals_uninterrupted(tmp_path):
@@ -65,7 +67,10 @@ def test_resume_from_checkpoint_equals_uninterrupted(tmp_path):
     resumed = train(part, checkpoint_dir=tmp_path, resume_from=tmp_path)
     assert [h["epoch"] for h in resumed.history] == [1, 2, 3]
     assert resumed.history[-1]["train_loss"] == straight.history[-1]["train_loss"]
-    assert all(torch.equal(x, y) for x, y in zip(straight.model.state_dict().values(), resumed.model.state_dict().values(), strict=True))
+    assert all(
+        torch.equal(x, y)
+        for x, y in zip(straight.model.state_dict().values(), resumed.model.state_dict().values(), strict=True)
+    )
 
 
 class _Stop(Exception):
@@ -80,7 +85,9 @@ def _stop_after(epochs: int):
     return callback
 
 
-@pytest.mark.parametrize("sparsity", [None, {"target": 0.9, "threshold": "layer", "drop": {"rho": 0.5, "mode": "layer"}}])
+@pytest.mark.parametrize(
+    "sparsity", [None, {"target": 0.9, "threshold": "layer", "drop": {"rho": 0.5, "mode": "layer"}}]
+)
 def test_diverging_loss_fails_the_run_at_the_end_of_its_epoch(sparsity):
     """The losses stay on the device during the epoch; the first bad step is named when it ends."""
     seen = []
@@ -108,7 +115,9 @@ def test_model_file_round_trip_and_errors(tmp_path):
     path = save_model(result.model, result.config.model_dump(mode="json"), tmp_path / "model.pt", 10, 1)
     model, config = load_model(path)
     assert config.model == "small_cnn"
-    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), result.model.state_dict().values(), strict=True))
+    assert all(
+        torch.equal(a, b) for a, b in zip(model.state_dict().values(), result.model.state_dict().values(), strict=True)
+    )
     with pytest.raises(ConfigError, match=r"missing.pt: checkpoint or model file not found"):
         load_model(tmp_path / "missing.pt")
     corrupt = tmp_path / "corrupt.pt"
@@ -141,7 +150,10 @@ def test_cli_train_json_and_bad_input(tmp_path):
     assert 0.0 <= metrics["test_acc"] <= 1.0
     assert (tmp_path / "model.pt").exists()
     bad = subprocess.run(
-        [sys.executable, "-m", "tuneprune.cli", "train", "--set", "sparsity.drop.rho=1.5"], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "tuneprune.cli", "train", "--set", "sparsity.drop.rho=1.5"],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert bad.returncode == 2
     assert bad.stderr.strip().count("\n") == 0

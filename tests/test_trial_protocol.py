@@ -18,7 +18,9 @@ from tuneprune.search.protocol import (
 
 def test_a_request_round_trips_through_a_picklable_dict(tmp_path):
     context = TrialContext("sqlite:///m.db", "tuneprune", "parent", str(tmp_path), {"val_acc": "max"})
-    request = TrialRequest("g0-003", 3, "g0-003 lr=0.01", {"sparsity.target": 0.9}, {"lr": 0.01}, {"epochs": 2}, context)
+    request = TrialRequest(
+        "g0-003", 3, "g0-003 lr=0.01", {"sparsity.target": 0.9}, {"lr": 0.01}, {"epochs": 2}, context
+    )
     config = pickle.loads(pickle.dumps(request.to_dict()))
     assert TrialRequest.from_dict({**config, "__trial_index__": 0}) == request  # keys Ray adds are ignored
     assert request.context.trial_dir("g0-003") == tmp_path / "trials" / "g0-003"
@@ -41,7 +43,9 @@ def test_outcome_decides_finished_killed_or_failed(reported, outcome):
 def test_a_result_keeps_its_metrics_and_only_finite_values_count():
     result = TrialResult(3, 3, "run", None, "g0-001", metrics={"epoch": 3, "val_acc": 0.8, "val_loss": float("nan")})
     again = TrialResult.from_dict(result.to_dict())
-    assert again == TrialResult(3, 3, "run", None, "g0-001", metrics={"val_acc": 0.8, "val_loss": again.metrics["val_loss"]})
+    assert again == TrialResult(
+        3, 3, "run", None, "g0-001", metrics={"val_acc": 0.8, "val_loss": again.metrics["val_loss"]}
+    )
     assert again.value("val_acc") == 0.8
     assert again.value("val_loss") is None
     assert again.value("test_acc") is None
@@ -49,7 +53,9 @@ def test_a_result_keeps_its_metrics_and_only_finite_values_count():
 
 def test_a_pack_request_round_trips_and_names_its_members(tmp_path):
     context = TrialContext("sqlite:///m.db", "tuneprune", "parent", str(tmp_path), {"val_acc": "max"}, "asha-actor")
-    members = [TrialRequest(f"g0-00{i}", i, f"g0-00{i} lr=0.01", {}, {"lr": 0.01}, {"epochs": 2}, context) for i in range(3)]
+    members = [
+        TrialRequest(f"g0-00{i}", i, f"g0-00{i} lr=0.01", {}, {"lr": 0.01}, {"epochs": 2}, context) for i in range(3)
+    ]
     config = pickle.loads(pickle.dumps(PackRequest(members, context).to_dict()))
     assert PackRequest.from_dict(config) == PackRequest(members, context)
     assert [r.key for r in trial_requests(config)] == ["g0-000", "g0-001", "g0-002"]
@@ -59,7 +65,9 @@ def test_a_pack_request_round_trips_and_names_its_members(tmp_path):
 def test_member_results_are_keyed_by_trial_for_packs_and_single_trials():
     running = TrialResult(1, 3, "r0", None, "g0-000", False, {"val_acc": 0.5})
     failed = TrialResult(1, 3, "r1", "diverged", "g0-001", True, {"val_acc": 0.1})
-    packed = member_results({"epoch": 1, "epochs": 3, "members": {"g0-000": running.to_dict(), "g0-001": failed.to_dict()}})
+    packed = member_results(
+        {"epoch": 1, "epochs": 3, "members": {"g0-000": running.to_dict(), "g0-001": failed.to_dict()}}
+    )
     assert packed == {"g0-000": running, "g0-001": failed}
     assert not packed["g0-000"].ended
     assert packed["g0-001"].ended

@@ -68,7 +68,9 @@ def run_to_file(args: list[str], cwd: Path) -> tuple[int, str]:
     """Run ``args`` with stdout and stderr into one file; its exit code and the file's text."""
     log = cwd / "output.log"
     with open(log, "w") as fh:
-        code = subprocess.run(args, cwd=cwd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, timeout=TIMEOUT_S).returncode
+        code = subprocess.run(
+            args, cwd=cwd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, timeout=TIMEOUT_S
+        ).returncode
     return code, log.read_text()
 
 
@@ -193,7 +195,7 @@ def test_search_that_raises_ends_its_parent_run_failed(ray_session, tmp_path, st
     prepared = prepare_search(write_space(tmp_path, "broken"), **stores)
     prepared.results_dir.mkdir(parents=True)
     (prepared.results_dir / "ray").write_text("a file where Ray Tune's storage directory goes")
-    with pytest.raises(Exception):  # noqa: B017 - whatever Ray raises for it
+    with pytest.raises(Exception):  # noqa: B017, PT011 - whatever Ray raises for it
         run_search(prepared, progress=False)
     run = MlflowClient(stores["tracking_uri"]).get_run(parent_run(stores, "broken").info.run_id)
     assert run.info.status == "FAILED"
@@ -217,7 +219,11 @@ def test_interrupted_search_ends_its_parent_run_killed(tmp_path, stores, monkeyp
 def test_resume_of_a_name_never_used_exits_2_naming_the_stores(command, tmp_path):
     space = ROOT / ("search_spaces/digits_demo.yaml" if command == "search" else "search_spaces/evolve_digits.yaml")
     out = subprocess.run(
-        tuneprune(command, space, "--resume", "--name", "never-ran"), cwd=tmp_path, capture_output=True, text=True, timeout=120
+        tuneprune(command, space, "--resume", "--name", "never-ran"),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert out.returncode == 2
     assert out.stderr.count("\n") == 1

@@ -42,7 +42,11 @@ def check_local_resources(cpu: float, gpu: float) -> None:
 
     gpus = torch.cuda.device_count()
     if gpu > gpus:
-        raise ConfigError(f"resources.gpu = {gpu}: this machine has {gpus} GPU(s); use --set resources.gpu=0 or --address a cluster")
+        raise ConfigError(
+            f"resources.gpu = {gpu}: this machine has {gpus} GPU(s); use --set resources.gpu=0 or --address a cluster"
+        )
     cpus = os.cpu_count() or 1
     if cpu > cpus:
-        raise ConfigError(f"resources.cpu = {cpu}: this machine has {cpus} CPU(s); use --set resources.cpu={cpus} or fewer")
+        raise ConfigError(
+            f"resources.cpu = {cpu}: this machine has {cpus} CPU(s); use --set resources.cpu={cpus} or fewer"
+        )

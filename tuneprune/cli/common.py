@@ -41,7 +41,9 @@ def add_results_dir_argument(p: argparse.ArgumentParser, what: str) -> None:
 
 def add_progress_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--no-progress", action="store_true", help="no progress output (default: live in a terminal, else a line every few seconds, on stderr)"
+        "--no-progress",
+        action="store_true",
+        help="no progress output (default: live in a terminal, else a line every few seconds, on stderr)",
     )
 
 
@@ -75,7 +77,11 @@ def print_json(obj: Any) -> None:
 
 
 def print_locations(
-    results_dir: object, tracking_uri: str, parent_run_id: str, storage_url: str | None = None, report_source: str | None = None
+    results_dir: object,
+    tracking_uri: str,
+    parent_run_id: str,
+    storage_url: str | None = None,
+    report_source: str | None = None,
 ) -> None:
     """Where a command wrote its results, as commands that run as printed and the run's MLflow page."""
     from mlflow.tracking import MlflowClient

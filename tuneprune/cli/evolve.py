@@ -14,12 +14,18 @@ if TYPE_CHECKING:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("evolve", help="evolve stochastic pruning's accuracy-vs-sparsity front with pymoo on Ray", description=__doc__)
+    p = sub.add_parser(
+        "evolve", help="evolve stochastic pruning's accuracy-vs-sparsity front with pymoo on Ray", description=__doc__
+    )
     p.add_argument("space", type=Path, help="evolution space YAML (see search_spaces/evolve_digits.yaml)")
     add_cluster_arguments(p)
     source = p.add_mutually_exclusive_group()
-    source.add_argument("--checkpoint", type=Path, help="dense model file written by 'tuneprune train --out' (default: train it now)")
-    source.add_argument("--from-run", metavar="RUN_ID", help="use the model.pt artifact of this MLflow run as the dense model")
+    source.add_argument(
+        "--checkpoint", type=Path, help="dense model file written by 'tuneprune train --out' (default: train it now)"
+    )
+    source.add_argument(
+        "--from-run", metavar="RUN_ID", help="use the model.pt artifact of this MLflow run as the dense model"
+    )
     add_progress_argument(p)
     add_set_argument(p)
     p.set_defaults(run=run)
@@ -28,7 +34,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 def print_front(summary: EvolutionSummary) -> None:
     console = results_console()
     table = titled_table(f"{summary.name}: Pareto front (validation accuracy, median of {summary.samples} samples)")
-    for column in ("gen", "#", "sigma", *summary.rate_names, "model sparsity", "pruned-layers sparsity", "accuracy", "deterministic"):
+    for column in (
+        "gen",
+        "#",
+        "sigma",
+        *summary.rate_names,
+        "model sparsity",
+        "pruned-layers sparsity",
+        "accuracy",
+        "deterministic",
+    ):
         table.add_column(column, justify="right", overflow="fold")
     for row in summary.front:
         rates = (f"{row[n]:.4f}" for n in summary.rate_names)
@@ -39,7 +54,9 @@ def print_front(summary: EvolutionSummary) -> None:
     console.print(table)
     hv = summary.hypervolume[-1] if summary.hypervolume else 0.0
     console.print(f"dense: val_acc {summary.dense['val_acc']:.4f}, test_acc {summary.dense['test_acc']:.4f}")
-    console.print(f"evaluated {summary.evaluated} individuals, {summary.failed} failed; hypervolume {hv:.4f} (reference {summary.reference_point})")
+    console.print(
+        f"evaluated {summary.evaluated} individuals, {summary.failed} failed; hypervolume {hv:.4f} (reference {summary.reference_point})"
+    )
     print_locations(summary.results_dir, summary.tracking_uri, summary.parent_run_id, report_source=summary.name)
 
 

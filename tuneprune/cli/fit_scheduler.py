@@ -17,7 +17,9 @@ from tuneprune.cli.report import add_usability_arguments, register_source_comman
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = register_source_command(sub, "fit-scheduler", "turn an adaptive-scheduler constants search into presets", __doc__, run)
+    p = register_source_command(
+        sub, "fit-scheduler", "turn an adaptive-scheduler constants search into presets", __doc__, run
+    )
     add_usability_arguments(p)
 
 

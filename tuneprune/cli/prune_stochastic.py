@@ -13,13 +13,26 @@ if TYPE_CHECKING:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("prune-stochastic", help="prune a dense model stochastically and compare with deterministic pruning", description=__doc__)
+    p = sub.add_parser(
+        "prune-stochastic",
+        help="prune a dense model stochastically and compare with deterministic pruning",
+        description=__doc__,
+    )
     p.add_argument("config", type=Path, help="stochastic pruning config YAML (see configs/stochastic_digits.yaml)")
     source = p.add_mutually_exclusive_group()
-    source.add_argument("--checkpoint", type=Path, help="dense model file written by 'tuneprune train --out' (default: train it now)")
+    source.add_argument(
+        "--checkpoint", type=Path, help="dense model file written by 'tuneprune train --out' (default: train it now)"
+    )
     source.add_argument("--from-run", metavar="RUN_ID", help="use the model.pt artifact of this MLflow run")
-    p.add_argument("--tracking-uri", help="MLflow tracking URI for --from-run (default: the store holding the run: ./mlruns.db or one a search recorded)")
-    p.add_argument("--out", type=Path, help="directory for report.json and the feature-variance table and plot (default: runs/<config name>)")
+    p.add_argument(
+        "--tracking-uri",
+        help="MLflow tracking URI for --from-run (default: the store holding the run: ./mlruns.db or one a search recorded)",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        help="directory for report.json and the feature-variance table and plot (default: runs/<config name>)",
+    )
     add_set_argument(p)
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
     add_progress_argument(p)
@@ -34,7 +47,11 @@ def print_report(report: StochasticReport, out: Path) -> None:
     )
     for column in ("model", "val_acc", "test_acc"):
         table.add_column(column)
-    rows = [("dense", report.dense), ("deterministic", report.deterministic), (f"stochastic (sample {report.best_sample})", report.stochastic)]
+    rows = [
+        ("dense", report.dense),
+        ("deterministic", report.deterministic),
+        (f"stochastic (sample {report.best_sample})", report.stochastic),
+    ]
     rows += [(f"{label} + fine-tuning", metrics) for label, metrics in report.finetuned.items()]
     for label, metrics in rows:
         table.add_row(label, f"{metrics['val_acc']:.4f}", f"{metrics['test_acc']:.4f}")

@@ -29,7 +29,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("config", type=Path, help="relevance study YAML (see configs/relevance_*.yaml)")
     source = p.add_mutually_exclusive_group()
     source.add_argument(
-        "--checkpoint", type=Path, help="a model.pt written by 'tuneprune train --out' (default: train the train section)"
+        "--checkpoint",
+        type=Path,
+        help="a model.pt written by 'tuneprune train --out' (default: train the train section)",
     )
     source.add_argument("--from-run", metavar="RUN_ID", help="the model.pt artifact of an MLflow run")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///$PWD/mlruns.db)")
@@ -44,6 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def print_table(result: StudyResult, name: str) -> None:
     """Accuracy of every curve at every percentage."""
     from rich import box
+
     percentages = [int(row["percentage"]) for row in next(iter(result.curves.values()))]
     title = f"{name}: test accuracy by % of channels pruned (unpruned {result.baseline['acc']:.4f})"
     table = titled_table(title, box=box.SIMPLE)

@@ -15,7 +15,12 @@ SOURCE_HELP = "a search or evolution name, its MLflow parent run id, or its resu
 
 
 def register_source_command(
-    sub: argparse._SubParsersAction, name: str, summary: str, doc: str, run: Callable[[argparse.Namespace], int], many: bool = False
+    sub: argparse._SubParsersAction,
+    name: str,
+    summary: str,
+    doc: str,
+    run: Callable[[argparse.Namespace], int],
+    many: bool = False,
 ) -> argparse.ArgumentParser:
     """A subcommand reading one (or, with ``many``, several) SOURCEs and writing into --out (default runs/NAME/<command>)."""
     p = sub.add_parser(name, help=summary, description=doc)
@@ -24,7 +29,9 @@ def register_source_command(
     else:
         p.add_argument("source", help=SOURCE_HELP)
     p.add_argument("--out", type=Path, help=f"output directory (default: runs/NAME/{name}, beside the results)")
-    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: the results directory's, else sqlite:///$PWD/mlruns.db)")
+    p.add_argument(
+        "--tracking-uri", help="MLflow tracking URI (default: the results directory's, else sqlite:///$PWD/mlruns.db)"
+    )
     p.set_defaults(run=run)
     return p
 
@@ -35,7 +42,9 @@ def add_usability_arguments(p: argparse.ArgumentParser) -> None:
         "--sparsity-tolerance", type=float,
         help="a trial reached its target when its achieved sparsity >= target - this (default 0.001)",
     )  # fmt: skip
-    p.add_argument("--chance-margin", type=float, help="leave out trials whose accuracy is below 1/classes + this (default 0.1)")
+    p.add_argument(
+        "--chance-margin", type=float, help="leave out trials whose accuracy is below 1/classes + this (default 0.1)"
+    )
 
 
 def usability_rules(args: argparse.Namespace):  # -> UsabilityRules, imported lazily

@@ -21,7 +21,9 @@ def add_cluster_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--address", help="join an existing Ray cluster ('auto' or HOST:PORT); default: start a local Ray")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///$PWD/mlruns.db)")
     add_results_dir_argument(p, "trial checkpoints and summaries")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted run of the same name (exit 2 if there is none)")
+    p.add_argument(
+        "--resume", action="store_true", help="continue an interrupted run of the same name (exit 2 if there is none)"
+    )
 
 
 def cluster_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -39,9 +41,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("search", help="run a hyperparameter search over a YAML search space", description=__doc__)
     p.add_argument("space", type=Path, help="search space YAML (see search_spaces/)")
     add_cluster_arguments(p)
-    p.add_argument("--storage", help="Optuna storage URL (default: sqlite:///$PWD/optuna.db; postgresql://... on a cluster)")
+    p.add_argument(
+        "--storage", help="Optuna storage URL (default: sqlite:///$PWD/optuna.db; postgresql://... on a cluster)"
+    )
     p.add_argument("--num-samples", type=int, help="trials per grid point (overrides the space)")
-    p.add_argument("--join", action="store_true", help="one of several drivers of one search: start it, or join it if it exists")
+    p.add_argument(
+        "--join", action="store_true", help="one of several drivers of one search: start it, or join it if it exists"
+    )
     add_progress_argument(p)
     add_set_argument(p)
     p.set_defaults(run=run)
@@ -76,7 +82,12 @@ def run(args: argparse.Namespace) -> int:
     from tuneprune.search import prepare_search, run_search
 
     prepared = prepare_search(
-        args.space, args.overrides, storage_url=args.storage, num_samples=args.num_samples, join=args.join, **cluster_options(args)
+        args.space,
+        args.overrides,
+        storage_url=args.storage,
+        num_samples=args.num_samples,
+        join=args.join,
+        **cluster_options(args),
     )
     summary = run_search(prepared, progress=not args.no_progress)
     print_summary(summary)

@@ -13,7 +13,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("config", nargs="?", type=Path, help="run config YAML (defaults apply to missing keys)")
     add_set_argument(p)
     p.add_argument("--from-run", metavar="RUN_ID", help="re-run the exact configuration of an MLflow trial run")
-    p.add_argument("--tracking-uri", help="MLflow tracking URI for --from-run (default: the store holding the run: ./mlruns.db or one a search recorded)")
+    p.add_argument(
+        "--tracking-uri",
+        help="MLflow tracking URI for --from-run (default: the store holding the run: ./mlruns.db or one a search recorded)",
+    )
     p.add_argument("--out", type=Path, help="directory for checkpoints and the final model.pt")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt when it exists")
     p.add_argument("--json", action="store_true", help="print the final metrics as one JSON object")

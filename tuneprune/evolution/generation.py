@@ -51,7 +51,9 @@ def _first_line(err: BaseException) -> str:
     return f"{type(cause).__name__}: {str(cause).strip().splitlines()[-1] if str(cause).strip() else ''}"[:500]
 
 
-def record(individual: Individual, rate_names: Sequence[str], result: dict[str, Any], error: str | None) -> dict[str, Any]:
+def record(
+    individual: Individual, rate_names: Sequence[str], result: dict[str, Any], error: str | None
+) -> dict[str, Any]:
     """A flat row of the population table."""
     return {
         "generation": individual.generation,
@@ -69,7 +71,12 @@ def record(individual: Individual, rate_names: Sequence[str], result: dict[str, 
 
 
 def evaluate_all(
-    evaluator: Evaluator, payload_ref: Any, val_ref: Any, batch: Sequence[Individual], settings: EvalSettings, rate_names: Sequence[str]
+    evaluator: Evaluator,
+    payload_ref: Any,
+    val_ref: Any,
+    batch: Sequence[Individual],
+    settings: EvalSettings,
+    rate_names: Sequence[str],
 ) -> list[dict[str, Any]]:
     """Run ``batch`` in parallel, ``evaluator.pack`` individuals a task; an individual still failing after its retries is
     recorded failed.
@@ -90,7 +97,9 @@ def evaluate_all(
         if not isinstance(ref, list):
             try:
                 results = ray.get(ref)
-                rows.extend(record(individual, rate_names, r, None) for individual, r in zip(pack, results, strict=True))
+                rows.extend(
+                    record(individual, rate_names, r, None) for individual, r in zip(pack, results, strict=True)
+                )
                 continue
             except RayError:
                 ref = one_each(pack)

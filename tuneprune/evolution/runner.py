@@ -95,7 +95,9 @@ def prepare_evolution(
     state_path = results_dir / STATE_NAME
     state = None
     if resume and not state_path.exists() and not _parent_exists(evolution_name, space.experiment, tracking_uri):
-        raise ConfigError(f"--resume --name {evolution_name!r}: no evolution of that name to resume in {results_dir} or {tracking_uri}")
+        raise ConfigError(
+            f"--resume --name {evolution_name!r}: no evolution of that name to resume in {results_dir} or {tracking_uri}"
+        )
     if state_path.exists():
         if not resume:
             raise ConfigError(
@@ -103,7 +105,9 @@ def prepare_evolution(
             )
         state = EvolutionState.load(state_path)
         if state.fingerprint != space.fingerprint():
-            raise ConfigError(f"--resume: the space differs from the one {evolution_name!r} started with (only algorithm.generations may change)")
+            raise ConfigError(
+                f"--resume: the space differs from the one {evolution_name!r} started with (only algorithm.generations may change)"
+            )
     return PreparedEvolution(
         space, document, evolution_name, tracking_uri, results_dir, address, resume,
         Path(checkpoint) if checkpoint else None, from_run, state,
@@ -112,7 +116,10 @@ def prepare_evolution(
 
 def _parent_exists(name: str, experiment: str, tracking_uri: str) -> bool:
     """Whether MLflow has the parent run of evolution ``name`` (a driver killed before its first generation left one)."""
-    return not store_missing(tracking_uri) and RunTracker(tracking_uri, experiment).find_parent(name, "evolution") is not None
+    return (
+        not store_missing(tracking_uri)
+        and RunTracker(tracking_uri, experiment).find_parent(name, "evolution") is not None
+    )
 
 
 def _dense(prepared: PreparedEvolution, progress: bool) -> tuple[nn.Module, str, DatasetSplits]:
@@ -170,7 +177,12 @@ def _log_generation(
 
 
 def _with_deterministic(
-    front: list[dict[str, Any]], evaluator: Evaluator, payload_ref: Any, val_ref: Any, settings: EvalSettings, rate_names: list[str]
+    front: list[dict[str, Any]],
+    evaluator: Evaluator,
+    payload_ref: Any,
+    val_ref: Any,
+    settings: EvalSettings,
+    rate_names: list[str],
 ) -> list[dict[str, Any]]:
     """Each front row plus ``deterministic_accuracy``: the same rates pruned without noise."""
     batch = [Individual(0, i, 0.0, tuple(row[n] for n in rate_names), seed=0) for i, row in enumerate(front)]
@@ -195,10 +207,16 @@ def run_evolution(prepared: PreparedEvolution, *, progress: bool = True) -> Evol
         bar = None
         try:
             record(prepared.name, "evolution", out, prepared.tracking_uri, parent_id)
-            tracker.log_params(parent_id, space.model_dump(mode="json", exclude={"name": True, "algorithm": {"generations"}}))
+            tracker.log_params(
+                parent_id, space.model_dump(mode="json", exclude={"name": True, "algorithm": {"generations"}})
+            )
             tracker.set_tags(parent_id, {"evolution.generations": space.algorithm.generations})
             tracker.log_text(parent_id, yaml.safe_dump(prepared.document, sort_keys=False), "space.yaml")
-            say("loading the dense model ..." if prepared.checkpoint or prepared.from_run or prepared.state else "training the dense model ...")
+            say(
+                "loading the dense model ..."
+                if prepared.checkpoint or prepared.from_run or prepared.state
+                else "training the dense model ..."
+            )
             model, model_name, data = _dense(prepared, progress)
             batch_size = space.train.eval_batch_size
             dense = {
@@ -209,7 +227,9 @@ def run_evolution(prepared: PreparedEvolution, *, progress: bool = True) -> Evol
             settings = _settings(space, model, batch_size)
             rate_names = space.variables.rate_names
 
-            say(f"joining the Ray cluster at {prepared.address} ..." if prepared.address else "starting a local Ray ...")
+            say(
+                f"joining the Ray cluster at {prepared.address} ..." if prepared.address else "starting a local Ray ..."
+            )
             ensure_ray(prepared.address)
             payload_ref = ray.put(dense_payload(model, model_name, data.num_classes, data.in_channels))
             val_ref = ray.put({"x": data.x_val.cpu(), "y": data.y_val.cpu()})

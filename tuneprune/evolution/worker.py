@@ -64,7 +64,9 @@ def rebuild(payload: dict[str, Any], device: torch.device) -> nn.Module:
 def check_injected(individual: Individual, settings: EvalSettings) -> None:
     """Raise :class:`InjectedFailure` for an individual the space lists in ``fail_individuals``."""
     if (individual.generation, individual.index) in settings.fail:
-        raise InjectedFailure(f"injected failure of individual {individual.index} in generation {individual.generation}")
+        raise InjectedFailure(
+            f"injected failure of individual {individual.index} in generation {individual.generation}"
+        )
 
 
 def sample_seeds(individual: Individual, samples: int) -> list[int]:

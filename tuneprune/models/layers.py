@@ -25,9 +25,7 @@ def conv_bn_relu(
     in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1, groups: int = 1
 ) -> nn.Sequential:
     """``conv_bn`` followed by an in-place ReLU."""
-    return nn.Sequential(
-        *conv_bn(in_channels, out_channels, kernel_size, stride, groups), nn.ReLU(inplace=True)
-    )
+    return nn.Sequential(*conv_bn(in_channels, out_channels, kernel_size, stride, groups), nn.ReLU(inplace=True))
 
 
 def pooled_classifier(in_features: int, num_classes: int) -> nn.Sequential:

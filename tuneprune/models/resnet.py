@@ -31,9 +31,7 @@ class ResidualBlock(nn.Module):
         super().__init__()
         self.body = body
         needs_projection = stride != 1 or in_channels != out_channels
-        self.shortcut = (
-            conv_bn(in_channels, out_channels, 1, stride) if needs_projection else nn.Identity()
-        )
+        self.shortcut = conv_bn(in_channels, out_channels, 1, stride) if needs_projection else nn.Identity()
         self.relu = nn.ReLU(inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -56,4 +56,6 @@ def load_member(path: str | Path) -> MemberState:
     if state.get("format") != FORMAT:
         raise ConfigError(f"{path}: not a packed member checkpoint (no 'format: {FORMAT}')")
     return state
+
+
 MEMBER_CHECKPOINT = "member.pt"  # a pack member's checkpoint in its trial directory

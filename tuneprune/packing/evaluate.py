@@ -12,7 +12,11 @@ from tuneprune.packing.stack import StackedModel
 
 @torch.no_grad()
 def evaluate_stacked(
-    stack: StackedModel, weights: torch.Tensor | None, xs: Sequence[torch.Tensor], ys: Sequence[torch.Tensor], batch_size: int
+    stack: StackedModel,
+    weights: torch.Tensor | None,
+    xs: Sequence[torch.Tensor],
+    ys: Sequence[torch.Tensor],
+    batch_size: int,
 ) -> tuple[list[float], list[float]]:
     """Each member's ``(accuracy, mean cross-entropy)`` on ``(xs[k], ys[k])`` in eval mode.
 

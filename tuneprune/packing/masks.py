@@ -143,7 +143,9 @@ class PackedMaskBuilder:
         the accelerator path 0-dim tensors on the device, made without reading a value
         back or copying a host list over (formulas §10.6).
         """
-        values = [0.0 if rule is None else s for rule, s in zip(self.rules, sparsities, strict=True)]  # a tensor's are 0-dim
+        values = [
+            0.0 if rule is None else s for rule, s in zip(self.rules, sparsities, strict=True)
+        ]  # a tensor's are 0-dim
         if on_numpy(self.magnitudes.flat):
             values = [float(s) for s in values]
             return values, torch.tensor(values, dtype=torch.float64, device=self.device)
@@ -175,7 +177,10 @@ class PackedMaskBuilder:
             thetas,
             thetas[:, :1] if uniform_theta else self.layers.per_weight(thetas.reshape(-1)),
         )
-        applies = [False if rule is None else rule.elimination.applies(s) for rule, s in zip(self.rules, sparsities, strict=True)]
+        applies = [
+            False if rule is None else rule.elimination.applies(s)
+            for rule, s in zip(self.rules, sparsities, strict=True)
+        ]
         if not any(isinstance(a, torch.Tensor) or a for a in applies):
             return masks
         eliminated = self._eliminated(masks, applies)

@@ -49,7 +49,9 @@ class PackedSparsity:
         rules = [
             None
             if c is None
-            else MemberRule(c.threshold, build_theta_policy(c.theta, c.target), Elimination.from_config(c.drop, c.target))
+            else MemberRule(
+                c.threshold, build_theta_policy(c.theta, c.target), Elimination.from_config(c.drop, c.target)
+            )
             for c in configs
         ]
         sparse = [c for c in configs if c is not None]
@@ -165,6 +167,9 @@ class PackedSparsity:
         self.current = self._masks_at(step, weights)
         saved = [None if state is None else state["previous_kept"] for state in states]
         kept = torch.stack(
-            [current if row is None else row.to(current.device) for current, row in zip(self.current.kept, saved, strict=True)]
+            [
+                current if row is None else row.to(current.device)
+                for current, row in zip(self.current.kept, saved, strict=True)
+            ]
         )
         self.previous = kept, self.builder.layer_counts(kept)

@@ -96,13 +96,21 @@ class PackedTrainer:
         self.steps_per_epoch = math.ceil(len(self.data[0].x_train) / first.batch_size)
         self.epochs = first.epochs
         self.sparsity = PackedSparsity(
-            [c.sparsity for c in configs], self.stack.sizes, self.steps_per_epoch, self.epochs, self.device,
+            [c.sparsity for c in configs],
+            self.stack.sizes,
+            self.steps_per_epoch,
+            self.epochs,
+            self.device,
         )
         self.autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=first.precision == "bf16")
         self.optimizer = PackedSGD(configs, self.stack.decays(), self.steps_per_epoch * self.epochs, self.device)
         self.loaders = [
             TensorLoader(
-                d.x_train, d.y_train, c.batch_size, shuffle=True, seed=c.seed,
+                d.x_train,
+                d.y_train,
+                c.batch_size,
+                shuffle=True,
+                seed=c.seed,
                 augment=c.augment if c.augment is not None else c.dataset.startswith("cifar"),
             )
             for c, d in zip(configs, self.data, strict=True)
@@ -164,7 +172,9 @@ class PackedTrainer:
         member = self.members[self.rows[position]]
         member.status, member.error = "failed", message
 
-    def train_step(self, step: int, batches: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+    def train_step(
+        self, step: int, batches: Sequence[tuple[torch.Tensor, torch.Tensor]]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """One optimizer step of every running member on its batch ``batches[k]`` at optimizer step ``step``:
         each member's loss and its correct predictions per sample (:meth:`train_epoch` calls it ``steps_per_epoch`` times).
 
@@ -254,9 +264,15 @@ class PackedTrainer:
             member = self.members[member_index]
             metrics: dict[str, float] = {"epoch": epoch + 1, **sparse_metrics[k]}
             metrics.update(
-                train_time=train_time, train_loss=float(loss_sum[k]) / n, train_acc=float(correct[k]) / n,
-                val_acc=val_acc[k], val_loss=val_loss[k], test_acc=test_acc[k], test_loss=test_loss[k],
-                lr=lrs[k], epoch_time=epoch_time,
+                train_time=train_time,
+                train_loss=float(loss_sum[k]) / n,
+                train_acc=float(correct[k]) / n,
+                val_acc=val_acc[k],
+                val_loss=val_loss[k],
+                test_acc=test_acc[k],
+                test_loss=test_loss[k],
+                lr=lrs[k],
+                epoch_time=epoch_time,
             )
             if "mask_stability" in metrics:  # the stability objective is the mean over training (formulas §3)
                 stabilities = [h["mask_stability"] for h in member.history] + [metrics["mask_stability"]]

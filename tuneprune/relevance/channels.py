@@ -54,7 +54,11 @@ def conv_units(model: nn.Module) -> list[ConvUnit]:
         if not isinstance(module, nn.Conv2d):
             continue
         following = leaves[position + 1][1] if position + 1 < len(leaves) else None
-        norm = following if isinstance(following, nn.BatchNorm2d) and following.num_features == module.out_channels else None
+        norm = (
+            following
+            if isinstance(following, nn.BatchNorm2d) and following.num_features == module.out_channels
+            else None
+        )
         units.append(ConvUnit(name, module, norm, offset))
         offset += module.out_channels
     return units

@@ -50,5 +50,6 @@ def channel_scores(
     relevance = torch.cat([channel_statistic(m, settings.statistic).cpu() for m in maps])
     parameter = parameter_scores(units, settings.parameter_statistic)
     return ChannelScores(
-        normalize_scores(relevance, units, settings.normalize), normalize_scores(parameter, units, settings.parameter_normalize)
+        normalize_scores(relevance, units, settings.normalize),
+        normalize_scores(parameter, units, settings.parameter_normalize),
     )

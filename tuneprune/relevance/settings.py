@@ -34,7 +34,8 @@ class RelevanceSettings(StrictModel):
     batch_size: int = Field(128, ge=1, description="batch size of the relevance pass")
     scope: Scope = Field("global", description="rank channels across all layers, or prune each layer alike")
     normalize: Normalization = Field(
-        "layer_max", description="relevance scores compared across layers as: raw (none), share of the layer mean, share of the layer max"
+        "layer_max",
+        description="relevance scores compared across layers as: raw (none), share of the layer mean, share of the layer max",
     )
     parameter_normalize: Normalization = Field("none", description="the same choice for the parameter scores")
     min_layer_share: float = Field(

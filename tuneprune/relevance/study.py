@@ -38,7 +38,9 @@ def _point(
     prepared: Prepared, order: list[int], percentage: int, config: RelevanceStudyConfig, run_config: RunConfig
 ) -> Row:
     """Prune the lowest ``percentage`` % of ``order``, evaluate, optionally fine-tune and evaluate again."""
-    channels = select_channels(order, prepared.units, percentage, config.relevance.scope, config.relevance.min_layer_share)
+    channels = select_channels(
+        order, prepared.units, percentage, config.relevance.scope, config.relevance.min_layer_share
+    )
     acc, loss = evaluate_pruned(prepared, channels)
     row = {"percentage": percentage, "pruned_channels": len(channels), "acc": acc, "loss": loss}
     if config.finetune.epochs:

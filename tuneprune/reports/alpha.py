@@ -75,7 +75,9 @@ def alpha_candidates(summary: dict[str, Any], metrics_of: MetricsOf, rules: Usab
         acc = entry["values"].get(accuracy, metrics.get(accuracy))
         group = " ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in entry["grid"].items() if k not in NOT_GROUPS)
         reason = rules.reason(target, achieved, acc, chance_accuracy(config), accuracy)
-        points.append(AlphaPoint(summary["name"], entry["key"], group, target, alpha, entry["values"][first], achieved, reason))
+        points.append(
+            AlphaPoint(summary["name"], entry["key"], group, target, alpha, entry["values"][first], achieved, reason)
+        )
     return points
 
 
@@ -130,17 +132,38 @@ def alpha_figure(points: Sequence[AlphaPoint], fit: AlphaFit | None = None, excl
         ax.plot([p.target for p in mine], [p.alpha for p in mine], "o", label=f"best usable alpha {group}".strip())
     below = [p for p in points if p.target < ALPHA_RULE_START]
     if below:
-        ax.plot([p.target for p in below], [p.alpha for p in below], "o", mfc="none", color="black", label="below 0.90 (rule is 0)")
+        ax.plot(
+            [p.target for p in below],
+            [p.alpha for p in below],
+            "o",
+            mfc="none",
+            color="black",
+            label="below 0.90 (rule is 0)",
+        )
     if excluded:
-        ax.plot([p.target for p in excluded], [p.alpha for p in excluded], "x", color="grey", label=f"excluded ({len(excluded)})")
+        ax.plot(
+            [p.target for p in excluded],
+            [p.alpha for p in excluded],
+            "x",
+            color="grey",
+            label=f"excluded ({len(excluded)})",
+        )
     high = max([0.998, *(p.target for p in [*points, *excluded])])
     s = np.linspace(ALPHA_RULE_START, high, 400)
-    ax.plot(s, tangent(s, **PUBLISHED_ALPHA_RULE), "--", color="grey", label="published: " + _formula(PUBLISHED_ALPHA_RULE))
+    ax.plot(
+        s, tangent(s, **PUBLISHED_ALPHA_RULE), "--", color="grey", label="published: " + _formula(PUBLISHED_ALPHA_RULE)
+    )
     if fit is not None:
         low, top = fit.fitted_range
         fitted = np.linspace(low, top, 400)  # not extrapolated: past the range the next pole may be near
         ax.plot(fitted, fit(fitted), "-", color="tab:red", label="fitted: " + _formula(fit.constants))
-        ax.axvspan(low, top, color="tab:red", alpha=0.06, label=f"fitted range; poles at {fit.poles[0]:.4f}, {fit.poles[1]:.4f}")
+        ax.axvspan(
+            low,
+            top,
+            color="tab:red",
+            alpha=0.06,
+            label=f"fitted range; poles at {fit.poles[0]:.4f}, {fit.poles[1]:.4f}",
+        )
     ax.set_xlabel("target sparsity S_f")
     ax.set_ylabel("alpha")
     ax.legend(fontsize=8)

@@ -30,7 +30,11 @@ def alpha_fit_report(
     for source in sources:
         source.require_search()
     candidates = [p for source in sources for p in alpha_candidates(source.summary, source.trial_metrics, rules)]
-    points = [p for source in sources for p in best_alpha_points(source.summary, [c for c in candidates if c.search == source.name])]
+    points = [
+        p
+        for source in sources
+        for p in best_alpha_points(source.summary, [c for c in candidates if c.search == source.name])
+    ]
     excluded = [c for c in candidates if c.excluded is not None]
     fitted = [p for p in points if p.target >= ALPHA_RULE_START]
     names = ", ".join(repr(s.label) for s in sources)
@@ -57,7 +61,10 @@ def alpha_fit_report(
     )
     if len(fit.free) < len(PUBLISHED_ALPHA_RULE):
         fixed = [k for k in PUBLISHED_ALPHA_RULE if k not in fit.free]
-        report.text(f"Fewer than 4 distinct targets: only {', '.join(fit.free)} fitted; {', '.join(fixed)} fixed to the published values.", note=True)
+        report.text(
+            f"Fewer than 4 distinct targets: only {', '.join(fit.free)} fitted; {', '.join(fixed)} fixed to the published values.",
+            note=True,
+        )
     report.table("constants", [
         {"constant": k, "fitted": v, "published": PUBLISHED_ALPHA_RULE[k], "free": k in fit.free} for k, v in fit.constants.items()
     ])  # fmt: skip

@@ -85,9 +85,9 @@ class Report:
         path = self.out / name
         stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
         page = (
-            f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{html.escape(self.title)}</title>"
+            f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{html.escape(self.title)}</title>'
             f"<style>{STYLE}</style></head><body><h1>{html.escape(self.title)}</h1>"
-            f"<p class=\"note\">written {stamp} by tuneprune</p>\n" + "\n".join(self.blocks) + "\n</body></html>\n"
+            f'<p class="note">written {stamp} by tuneprune</p>\n' + "\n".join(self.blocks) + "\n</body></html>\n"
         )
         path.write_text(page)
         self.files.append(path)

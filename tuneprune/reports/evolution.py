@@ -35,8 +35,14 @@ def population(source: Source, rate_names: list[str]) -> list[dict[str, Any]]:
         text = source.artifact_text(run.info.run_id, f"{run.data.tags[TAG_TRIAL]}.csv")
         for r in csv.DictReader(io.StringIO(text)):
             if r["status"] == "ok":
-                numbers = {k: float(r[k]) for k in ("sigma", *rate_names, "accuracy", "sparsity", "pruned_layers_sparsity") if k in r}
-                rows.append({"generation": int(r["generation"]), "index": int(r["index"]), "seed": int(r["seed"]), **numbers})
+                numbers = {
+                    k: float(r[k])
+                    for k in ("sigma", *rate_names, "accuracy", "sparsity", "pruned_layers_sparsity")
+                    if k in r
+                }
+                rows.append(
+                    {"generation": int(r["generation"]), "index": int(r["index"]), "seed": int(r["seed"]), **numbers}
+                )
     return rows
 
 
@@ -67,7 +73,10 @@ def best_config(report: Report, source: Source, space: EvolutionSpace) -> None:
     summary, front = source.summary, source.summary["front"]
     report.heading("Chosen configuration")
     if not front or summary["rate_names"] != ["rate"]:
-        report.text("No single-rate front point: no prune-stochastic config written (per-group rates have no config form).", note=True)
+        report.text(
+            "No single-rate front point: no prune-stochastic config written (per-group rates have no config form).",
+            note=True,
+        )
         return
     dense = summary["dense"]["val_acc"]
     close = [r for r in front if r["accuracy"] >= dense - ACCURACY_TOLERANCE]

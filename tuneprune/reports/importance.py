@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+from typing import TYPE_CHECKING, Any
 
 from tuneprune.reports.trials import SearchData
+
+if TYPE_CHECKING:
+    from optuna.trial import FrozenTrial
+
+
+def objective_value(trial: FrozenTrial, index: int) -> float:
+    """The trial's value of objective ``index`` (what a multi-objective importance is computed on)."""
+    return trial.values[index]
 
 
 def study_importances(data: SearchData) -> tuple[list[dict[str, Any]], list[str]]:
@@ -28,14 +37,21 @@ def study_importances(data: SearchData) -> tuple[list[dict[str, Any]], list[str]
         complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         varying = [p for p in data.space.params if len({repr(t.params.get(p)) for t in complete}) > 1]
         if len(complete) < 2 or not varying:
-            notes.append(f"{name}: not computable ({len(complete)} complete trials, {len(varying)} searched parameters that vary)")
+            notes.append(
+                f"{name}: not computable ({len(complete)} complete trials, {len(varying)} searched parameters that vary)"
+            )
             continue
         for i, objective in enumerate(objectives):
             if len({t.values[i] for t in complete}) < 2:
                 notes.append(f"{name}: not computable for {objective} (the same value in every complete trial)")
                 continue
             scores = optuna.importance.get_param_importances(
-                study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0), params=varying, target=lambda t, i=i: t.values[i]
+                study,
+                evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0),
+                params=varying,
+                target=functools.partial(objective_value, index=i),
             )
-            rows += [{"study": name, "objective": objective, "param": p, "importance": float(v)} for p, v in scores.items()]
+            rows += [
+                {"study": name, "objective": objective, "param": p, "importance": float(v)} for p, v in scores.items()
+            ]
     return rows, notes

@@ -76,7 +76,9 @@ def pareto_sets(data: SearchData, judged: Sequence[JudgedTrial]) -> list[JudgedT
     chosen = []
     for grid in dict.fromkeys(json.dumps(j.trial.grid, sort_keys=True) for j in judged):
         usable = [j for j in judged if j.excluded is None and json.dumps(j.trial.grid, sort_keys=True) == grid]
-        values = np.array([[j.trial.values[m] for m in objectives] for j in usable], dtype=float).reshape(-1, len(objectives))
+        values = np.array([[j.trial.values[m] for m in objectives] for j in usable], dtype=float).reshape(
+            -1, len(objectives)
+        )
         chosen += [usable[i] for i in non_dominated(values, list(objectives.values()))]
     return chosen
 
@@ -84,8 +86,12 @@ def pareto_sets(data: SearchData, judged: Sequence[JudgedTrial]) -> list[JudgedT
 def scheduler_trials(data: SearchData, rules: UsabilityRules) -> tuple[list[JudgedTrial], list[JudgedTrial]]:
     """Every complete trial judged, and the per-grid-point Pareto sets of the usable ones (checked to be a constants search)."""
     searched = [p for p in data.space.params if p.startswith(SCHEDULER_CONSTANTS)]
-    if not searched or any(t.config.sparsity is None or t.config.sparsity.scheduler.type != "adaptive" for t in data.trials):
-        raise ConfigError(f"source = {data.source.label!r}: not a search over adaptive-scheduler constants (formulas §3)")
+    if not searched or any(
+        t.config.sparsity is None or t.config.sparsity.scheduler.type != "adaptive" for t in data.trials
+    ):
+        raise ConfigError(
+            f"source = {data.source.label!r}: not a search over adaptive-scheduler constants (formulas §3)"
+        )
     judged = [judge(data, t, rules) for t in data.trials if t.complete]
     best = pareto_sets(data, judged)
     if not best:
@@ -109,7 +115,9 @@ def lambda_figure(found: Sequence[tuple[str, dict[str, float]]], family: ModelFa
     """lambda(S) of lambda1, lambda2 (D of ``family``) and of each found set of constants."""
     fig, (ax,) = new_figure()
     s = np.linspace(0.0, 1.0, 400)
-    curves = [(name, preset_constants(name, family), "--") for name in PRESETS] + [(label, c, "-") for label, c in found]
+    curves = [(name, preset_constants(name, family), "--") for name in PRESETS] + [
+        (label, c, "-") for label, c in found
+    ]
     for label, constants, style in curves:
         scheduler = AdaptiveScheduler(**constants, final_sparsity=1.0, epochs=160)
         ax.plot(s, [scheduler.lambda_at(x) for x in s], style, label=label)
@@ -124,7 +132,9 @@ def trajectory_figure(data: SearchData, trials: Sequence[Trial]) -> Any:
     fig, (ax,) = new_figure()
     for trial in trials:
         history = data.history(trial.run_id, "sparsity_k") if trial.run_id else []
-        ax.plot(*zip(*history, strict=True), marker=".", label=f"{trial.key} (target {sparsity_of(trial.config).target})")
+        ax.plot(
+            *zip(*history, strict=True), marker=".", label=f"{trial.key} (target {sparsity_of(trial.config).target})"
+        )
     ax.set_xlabel("epoch")
     integer_x(ax)
     ax.set_ylabel("sparsity_k")
@@ -144,7 +154,9 @@ def trial_rows(judged: Sequence[JudgedTrial], chosen: Sequence[JudgedTrial]) -> 
     ]  # fmt: skip
 
 
-def scheduler_report(report: Report, data: SearchData, rules: UsabilityRules = DEFAULT_RULES) -> tuple[list[Path], list[dict[str, Any]]]:
+def scheduler_report(
+    report: Report, data: SearchData, rules: UsabilityRules = DEFAULT_RULES
+) -> tuple[list[Path], list[dict[str, Any]]]:
     """The trials table, the constants table, one preset per chosen trial and the two figures.
 
     Returns the preset files and the trials table (what the command prints).
@@ -152,9 +164,13 @@ def scheduler_report(report: Report, data: SearchData, rules: UsabilityRules = D
     judged, chosen = scheduler_trials(data, rules)
     rows = trial_rows(judged, chosen)
     report.heading("Trials judged")
-    report.text(f"{len(judged)} complete trials; {rules.describe()}; sparsity is the achieved sparsity at the last epoch.")
+    report.text(
+        f"{len(judged)} complete trials; {rules.describe()}; sparsity is the achieved sparsity at the last epoch."
+    )
     report.table("trials", rows)
-    report.heading("Found constants" + (" (Pareto set per grid point)" if len(data.objectives) > 1 else " (best per grid point)"))
+    report.heading(
+        "Found constants" + (" (Pareto set per grid point)" if len(data.objectives) > 1 else " (best per grid point)")
+    )
     presets, constant_rows, found = [], [], []
     for j in chosen:
         trial = j.trial
@@ -168,7 +184,11 @@ def scheduler_report(report: Report, data: SearchData, rules: UsabilityRules = D
         })  # fmt: skip
     report.table("constants", constant_rows)
     report.heading("lambda(S): published presets and found constants")
-    report.figure("lambda", lambda_figure(found, sparsity_of(chosen[0].trial.config).scheduler.family), "dashed: the published presets (formulas §3)")
+    report.figure(
+        "lambda",
+        lambda_figure(found, sparsity_of(chosen[0].trial.config).scheduler.family),
+        "dashed: the published presets (formulas §3)",
+    )
     report.heading("Sparsity per epoch of the found trials")
     report.figure("sparsity_trajectories", trajectory_figure(data, [j.trial for j in chosen]))
     return presets, rows

@@ -38,9 +38,14 @@ def param_figure(data: SearchData, complete: Sequence[Trial]) -> Any:
         spec = data.space.params[path]
         for grid in {grid_label(t.grid) for t in complete}:
             mine = [t for t in complete if grid_label(t.grid) == grid]
-            x = [spec.choices.index(t.params[path]) if isinstance(spec, CategoricalParam) else t.params[path] for t in mine]
+            x = [
+                spec.choices.index(t.params[path]) if isinstance(spec, CategoricalParam) else t.params[path]
+                for t in mine
+            ]
             edges = ["black" if t.key in best else "none" for t in mine]
-            ax.scatter(x, [t.values.get(acc, t.metrics.get(acc)) for t in mine], edgecolors=edges, linewidths=1.5, label=grid)
+            ax.scatter(
+                x, [t.values.get(acc, t.metrics.get(acc)) for t in mine], edgecolors=edges, linewidths=1.5, label=grid
+            )
         if isinstance(spec, CategoricalParam):
             ax.set_xticks(range(len(spec.choices)), [str(c) for c in spec.choices])
         elif spec.log:
@@ -64,7 +69,9 @@ def curves_figure(data: SearchData, labelled: Sequence[tuple[Trial, str]]) -> An
         for trial, label in labelled:
             history = data.history(trial.run_id, metric) if trial.run_id else []
             if history:
-                ax.plot(*zip(*history, strict=True), marker=".", linestyle="--" if "default" in label else "-", label=label)
+                ax.plot(
+                    *zip(*history, strict=True), marker=".", linestyle="--" if "default" in label else "-", label=label
+                )
         ax.set_xlabel("epoch")
         integer_x(ax)
         ax.set_title(metric, fontsize=9)

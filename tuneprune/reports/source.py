@@ -81,7 +81,9 @@ class Source:
         try:
             find_parent_run(self.tracking_uri, self.parent_run_id)
         except ConfigError:
-            raise ConfigError(f"source = {self.label!r}: its parent run {self.parent_run_id} is not in {self.tracking_uri}") from None
+            raise ConfigError(
+                f"source = {self.label!r}: its parent run {self.parent_run_id} is not in {self.tracking_uri}"
+            ) from None
 
 
 def artifact_text(label: str, tracking_uri: str, run_id: str, path: str) -> str:
@@ -116,7 +118,9 @@ def _from_tracking(label: str, tracking_uri: str | None) -> Source:
     run = find_parent_run(uri, label)
     kind = run.data.tags.get(TAG_KIND)
     if kind not in KINDS:
-        raise ConfigError(f"source = {label!r}: MLflow run {run.info.run_id} is a {kind or 'untagged'} run, not a search or evolution")
+        raise ConfigError(
+            f"source = {label!r}: MLflow run {run.info.run_id} is a {kind or 'untagged'} run, not a search or evolution"
+        )
     summary = json.loads(artifact_text(label, uri, run.info.run_id, SUMMARY))
     local = Path(summary["results_dir"])
     return Source(label, kind, summary, uri, local if local.is_dir() else Path("runs", summary["name"]).resolve())

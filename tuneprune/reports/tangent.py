@@ -101,7 +101,11 @@ class AlphaFit:
     def poles_on_bounds(self) -> list[str]:
         """``lower``/``upper`` for a pole the bounds hold back: the points alone would pull it into the range."""
         (low, high), (lower, upper) = self.fitted_range, self.poles
-        return [name for name, gap in (("lower", low - self.pole_margin - lower), ("upper", upper - high - self.pole_margin)) if abs(gap) < 1e-6]
+        return [
+            name
+            for name, gap in (("lower", low - self.pole_margin - lower), ("upper", upper - high - self.pole_margin))
+            if abs(gap) < 1e-6
+        ]
 
     def rule(self) -> dict[str, Any]:
         """The rule file: c1..c4 (all ``alpha_from_rule_file`` reads) and how they were found."""
@@ -152,7 +156,9 @@ def fit_tangent(
     distinct = len(np.unique(s))
     free = tuple(free) if free is not None else free_constants(distinct)
     if distinct < len(free):
-        raise ConfigError(f"fit-alpha: {distinct} usable distinct targets for {len(free)} constants ({', '.join(free)})")
+        raise ConfigError(
+            f"fit-alpha: {distinct} usable distinct targets for {len(free)} constants ({', '.join(free)})"
+        )
     if set(free) != set(CONSTANTS):
 
         def partial(x: np.ndarray) -> np.ndarray:

@@ -37,7 +37,9 @@ class UsabilityRules:
             f"and its accuracy >= chance (1/classes) + {self.chance_margin:g}"
         )
 
-    def reason(self, target: float, achieved: float | None, accuracy: float | None, chance: float, metric: str) -> str | None:
+    def reason(
+        self, target: float, achieved: float | None, accuracy: float | None, chance: float, metric: str
+    ) -> str | None:
         """Why a trial is left out, or ``None`` when it is usable."""
         if achieved is None:
             return "achieved sparsity not recorded"

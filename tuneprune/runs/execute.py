@@ -56,7 +56,9 @@ def execute(
     return conclude(spec, result, out, tracker)
 
 
-def conclude(spec: TrialSpec, result: TrainResult, out: Path | None, tracker: FinalMetricsLog | None = None) -> Executed:
+def conclude(
+    spec: TrialSpec, result: TrainResult, out: Path | None, tracker: FinalMetricsLog | None = None
+) -> Executed:
     """Run the final evaluations of a trained ``spec`` and save ``out/model.pt``.
 
     ``tracker(metrics, epochs)`` receives the final evaluations (logged at the last epoch's
@@ -73,5 +75,7 @@ def conclude(spec: TrialSpec, result: TrainResult, out: Path | None, tracker: Fi
     model_path = None
     if out is not None:
         config = spec.model_dump(mode="json")
-        model_path = save_model(result.model, config, Path(out) / MODEL_NAME, result.num_classes, result.in_channels, summary)
+        model_path = save_model(
+            result.model, config, Path(out) / MODEL_NAME, result.num_classes, result.in_channels, summary
+        )
     return Executed(result, summary, model_path)

@@ -78,7 +78,9 @@ def run_relevance_study(
     source = model_source(checkpoint, from_run)
     files = []
     if "trained" in source:
-        files.append(save_model(model, run_config.model_dump(mode="json"), out / "model.pt", data.num_classes, data.in_channels))
+        files.append(
+            save_model(model, run_config.model_dump(mode="json"), out / "model.pt", data.num_classes, data.in_channels)
+        )
     with parent_run(study.tracker, name, KIND, resume=False) as parent_id:
         study.start(parent_id, config.model_dump(mode="json"), source)
         bar = None

@@ -17,5 +17,6 @@ class TrialSpec(RunConfig):
     """
 
     relevance: PruningPoint | None = Field(
-        None, description="after training, prune channels by this ranking and report pruned_acc/pruned_loss (formulas §6)"
+        None,
+        description="after training, prune channels by this ranking and report pruned_acc/pruned_loss (formulas §6)",
     )

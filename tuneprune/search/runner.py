@@ -34,6 +34,7 @@ from tuneprune.tracking import (
 from tuneprune.tracking.index import record
 from tuneprune.tracking.runs import duplicate_name
 
+
 @dataclass
 class PreparedSearch:
     """A validated search, ready to run."""
@@ -100,7 +101,9 @@ def prepare_search(
     check_storage_reachable(storage_url)
     if not join:
         check_search_name(place.name, space.experiment, place.tracking_uri, storage_url, resume)
-    return PreparedSearch(space, document, place.name, place.tracking_uri, storage_url, place.results_dir, address, resume, join)
+    return PreparedSearch(
+        space, document, place.name, place.tracking_uri, storage_url, place.results_dir, address, resume, join
+    )
 
 
 def check_search_name(name: str, experiment: str, tracking_uri: str, storage_url: str, resume: bool) -> None:
@@ -146,7 +149,7 @@ def _collect(studies, space: SearchSpace) -> tuple[list[dict], list[dict]]:
                     "grid": gs.grid_point,
                     "params": t.params,
                     "state": t.state.name,
-                    "values": dict(zip(names, t.values)) if t.values else {},
+                    "values": dict(zip(names, t.values, strict=True)) if t.values else {},
                     "mlflow_run_id": t.user_attrs.get("mlflow_run_id"),
                     "error": t.user_attrs.get("error"),
                     "metrics": t.user_attrs.get("metrics", {}),
@@ -162,7 +165,7 @@ def _collect(studies, space: SearchSpace) -> tuple[list[dict], list[dict]]:
                     "key": trial_key(gs.index, t.number),
                     "grid": gs.grid_point,
                     "params": t.params,
-                    "values": dict(zip(names, t.values)),
+                    "values": dict(zip(names, t.values, strict=True)),
                     "mlflow_run_id": t.user_attrs.get("mlflow_run_id"),
                     "config": space.resolve(gs.grid_point, t.params).model_dump(mode="json"),
                 }
@@ -184,11 +187,15 @@ def run_search(prepared: PreparedSearch, *, progress: bool = True) -> SearchSumm
     say(f"opening the MLflow store {redact(prepared.tracking_uri)} ...")
     tracker = RunTracker(prepared.tracking_uri, space.experiment)
     with parent_run(tracker, prepared.name, "search", resume=prepared.resume or prepared.join) as parent_id:
-        record(prepared.name, "search", results_dir, redact(prepared.tracking_uri), parent_id, redact(prepared.storage_url))
+        record(
+            prepared.name, "search", results_dir, redact(prepared.tracking_uri), parent_id, redact(prepared.storage_url)
+        )
         return _search(prepared, tracker, parent_id, progress, t_start)
 
 
-def _search(prepared: PreparedSearch, tracker: RunTracker, parent_id: str, progress: bool, t_start: float) -> SearchSummary:
+def _search(
+    prepared: PreparedSearch, tracker: RunTracker, parent_id: str, progress: bool, t_start: float
+) -> SearchSummary:
     """Log the parent run's params, drive Ray Tune over the remaining trials, write the outputs."""
     from ray import tune
     from ray.tune.search import ConcurrencyLimiter
@@ -230,7 +237,11 @@ def _search(prepared: PreparedSearch, tracker: RunTracker, parent_id: str, progr
         say(f"joining the Ray cluster at {prepared.address} ..." if prepared.address else "starting a local Ray ...")
         ray_time = ensure_ray(prepared.address)
         pack = space.resources.pack
-        at_a_time = f"{space.max_concurrent} at a time" if pack == 1 else f"in packs of {pack}, {space.max_concurrent} packs at a time"
+        at_a_time = (
+            f"{space.max_concurrent} at a time"
+            if pack == 1
+            else f"in packs of {pack}, {space.max_concurrent} packs at a time"
+        )
         say(f"running {total} trials, {at_a_time}; results in {results_dir}")
         stopper, stopper_actor = None, None
         if space.early_stopping.type == "asha":  # rungs per grid point, asked by the trials (formulas §10.9)
@@ -244,8 +255,10 @@ def _search(prepared: PreparedSearch, tracker: RunTracker, parent_id: str, progr
             prepared.tracking_uri, space.experiment, parent_id, str(results_dir), dict(space.objectives), stopper
         )
         searcher = ConcurrencyLimiter(StudySearcher(space, studies, context), max_concurrent=space.max_concurrent)
-        monitor = SearchMonitor(tracker, space.objectives, total, show=progress)
-        trainable = tune.with_resources(run_trial if pack == 1 else run_pack, {"cpu": space.resources.cpu, "gpu": space.resources.gpu})
+        monitor = SearchMonitor(tracker, dict[str, str](space.objectives), total, show=progress)
+        trainable = tune.with_resources(
+            run_trial if pack == 1 else run_pack, {"cpu": space.resources.cpu, "gpu": space.resources.gpu}
+        )
         tuner = tune.Tuner(
             trainable,
             tune_config=tune.TuneConfig(
@@ -297,7 +310,8 @@ def _write_outputs(summary: SearchSummary, tracker: RunTracker) -> None:
         counts[trial["state"]] = counts.get(trial["state"], 0) + 1
     tracker.log_metrics(summary.parent_run_id, {f"trials_{k.lower()}": v for k, v in counts.items()}, step=0)
     if summary.best and len(summary.objectives) == 1:
-        (metric, direction), = summary.objectives.items()
+        ((metric, direction),) = summary.objectives.items()
         values = [b["values"][metric] for b in summary.best]
-        tracker.log_metrics(summary.parent_run_id, {f"best_{metric}": max(values) if direction == "max" else min(values)}, step=0)
-
+        tracker.log_metrics(
+            summary.parent_run_id, {f"best_{metric}": max(values) if direction == "max" else min(values)}, step=0
+        )

@@ -14,6 +14,7 @@ from typing import Any
 import optuna
 import sqlalchemy
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.study import StudyDirection
 from optuna.trial import TrialState
 
 from tuneprune.search.space import CategoricalParam, FloatParam, SearchSpace
@@ -69,6 +70,7 @@ def suggest_missing(trial: optuna.trial.Trial, space_distributions: dict[str, Ba
         elif isinstance(d, IntDistribution):
             trial.suggest_int(name, d.low, d.high, log=d.log, step=d.step)
         else:
+            assert isinstance(d, CategoricalDistribution)  # distributions() makes no other kind
             trial.suggest_categorical(name, d.choices)
 
 
@@ -129,7 +131,9 @@ def open_studies(space: SearchSpace, name: str, storage_url: str) -> list[GridSt
         study = optuna.create_study(
             storage=storage,
             study_name=study_name(name, point),
-            directions=space.directions,
+            directions=[
+                StudyDirection.MAXIMIZE if d == "maximize" else StudyDirection.MINIMIZE for d in space.directions
+            ],
             sampler=make_sampler(space, i),
             load_if_exists=True,
         )

@@ -46,12 +46,15 @@ class SchedulerConfig(StrictModel):
 
     type: Literal["cubic", "adaptive", "constant"] = "cubic"
     start_epoch: float = Field(0.0, ge=0.0, description="cubic: epoch at which pruning starts (k0)")
-    end_fraction: float = Field(0.5, gt=0.0, le=1.0, description="cubic: fraction of training at which S_f is reached (k1)")
+    end_fraction: float = Field(
+        0.5, gt=0.0, le=1.0, description="cubic: fraction of training at which S_f is reached (k1)"
+    )
     preset: str | None = Field(
         None, description="adaptive: 'lambda1', 'lambda2' or a YAML file of A, B, C, D, read into A, B, C, D at load"
     )
     family: ModelFamily = Field(
-        ModelFamily.RESNET, description="adaptive: model family whose preset D applies; a run config sets it from its model"
+        ModelFamily.RESNET,
+        description="adaptive: model family whose preset D applies; a run config sets it from its model",
     )
     A: float | None = None
     B: float | None = None

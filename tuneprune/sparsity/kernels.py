@@ -18,7 +18,9 @@ _NUMPY = {"gt": np.greater, "lt": np.less}
 _TORCH = {"gt": torch.gt, "lt": torch.lt}
 
 
-def compare_into(op: str, values: torch.Tensor, thresholds: torch.Tensor, segments: Segments, out: torch.Tensor) -> None:
+def compare_into(
+    op: str, values: torch.Tensor, thresholds: torch.Tensor, segments: Segments, out: torch.Tensor
+) -> None:
     """``out = values op T``, ``op`` ``gt`` or ``lt``; ``thresholds`` one 0-dim T or one T_l per segment."""
     if on_numpy(values, out):
         ufunc, array, result = _NUMPY[op], values.numpy(), out.numpy()

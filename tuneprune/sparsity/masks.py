@@ -58,7 +58,9 @@ class MaskBuilder:
 
     def __init__(self, layout: FlatLayout, threshold_mode: str, elimination: Elimination) -> None:
         if threshold_mode == "layer" and elimination.rho > 0 and elimination.mode == "global":
-            raise ValueError("layer thresholds need layer elimination (formulas §4 defines the global t under the global T)")
+            raise ValueError(
+                "layer thresholds need layer elimination (formulas §4 defines the global t under the global T)"
+            )
         self.threshold_mode = threshold_mode
         self.elimination = elimination
         self.layout = layout

@@ -6,7 +6,7 @@ import torch
 
 
 def jaccard_from_counts(intersection: torch.Tensor, count_a: torch.Tensor, count_b: torch.Tensor) -> torch.Tensor:
-    """``|A ∩ B| / |A ∪ B|`` from the counts (elementwise over layers); 1 when both sets are empty."""
+    """``|A and B| / |A or B|`` (Jaccard: intersection over union) from the counts (elementwise over layers); 1 when both sets are empty."""
     union = count_a + count_b - intersection
     return torch.where(union > 0, intersection / union.clamp(min=1), 1.0)
 

@@ -130,5 +130,8 @@ class FlatMagnitudes:
         array = self._scratch_copy()
         bounds = np.cumsum([0, *segments.sizes])
         return torch.stack(
-            [_partition_quantiles(array[a:b], [q_l], self.flat.dtype)[0] for a, b, q_l in zip(bounds[:-1], bounds[1:], qs, strict=True)]
+            [
+                _partition_quantiles(array[a:b], [q_l], self.flat.dtype)[0]
+                for a, b, q_l in zip(bounds[:-1], bounds[1:], qs, strict=True)
+            ]
         )

@@ -59,7 +59,9 @@ def _variance_table(models: dict[str, nn.Module], x: torch.Tensor, batch_size: i
     return {layer: {label: values[layer] for label, values in per_model.items()} for layer in layers}
 
 
-def run_stochastic(config: StochasticConfig, model: nn.Module, run_config: RunConfig, data: DatasetSplits) -> StochasticReport:
+def run_stochastic(
+    config: StochasticConfig, model: nn.Module, run_config: RunConfig, data: DatasetSplits
+) -> StochasticReport:
     """Prune ``model`` (the dense model ``run_config`` trained; modified in place) at ``config.rate``.
 
     The deterministic baseline prunes the dense weights; each of ``config.samples``

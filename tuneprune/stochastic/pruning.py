@@ -54,7 +54,9 @@ class Pruner:
     With ``sigma = 0`` the sample is the deterministic pruning of the dense weights.
     """
 
-    def __init__(self, layers: Sequence[tuple[str, PrunableLayer]], groups: Sequence[Sequence[int]] | None = None) -> None:
+    def __init__(
+        self, layers: Sequence[tuple[str, PrunableLayer]], groups: Sequence[Sequence[int]] | None = None
+    ) -> None:
         self.modules = [module for _, module in layers]
         self.dense = [module.weight.detach().clone() for module in self.modules]
         self.groups = [list(g) for g in groups] if groups else [list(range(len(self.modules)))]

@@ -36,4 +36,3 @@ def target_layers(model: nn.Module, target: TargetConfig) -> Layers:
     if not layers:
         raise ConfigError("target: every prunable layer is excluded, nothing to prune")
     return layers
-

@@ -35,7 +35,9 @@ def prune_stochastic(
         say("loading the dense model ..." if checkpoint or from_run else "training the dense model ...")
     model, run_config, data = dense_model_and_data(config.train, checkpoint, from_run, tracking_uri, progress)
     if progress:
-        say(f"pruning: {config.samples} noisy samples at rate {config.rate:g}, then {config.finetune.epochs} fine-tuning epochs ...")
+        say(
+            f"pruning: {config.samples} noisy samples at rate {config.rate:g}, then {config.finetune.epochs} fine-tuning epochs ..."
+        )
     report = run_stochastic(config, model, run_config, data)
     out = (out or Path("runs") / Path(config_path).stem).resolve()
     write_outputs(report, out)

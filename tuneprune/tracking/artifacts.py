@@ -16,7 +16,9 @@ def download_artifact(label: str, tracking_uri: str, run_id: str, path: str, dst
     import mlflow.artifacts
 
     try:
-        local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=path, dst_path=str(dst), tracking_uri=tracking_uri)
+        local = mlflow.artifacts.download_artifacts(
+            run_id=run_id, artifact_path=path, dst_path=str(dst), tracking_uri=tracking_uri
+        )
     except Exception as err:
         reason = str(err).splitlines()[0][:120] if str(err) else type(err).__name__
         raise ConfigError(f"{label}: run {run_id} has no {path} artifact in {tracking_uri} ({reason})") from None

@@ -19,6 +19,8 @@ def parent_run(tracker: RunTracker, name: str, kind: str, *, resume: bool) -> It
     try:
         yield parent_id
     except BaseException as err:
-        tracker.finish(parent_id, "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED", f"{type(err).__name__}: {err}")
+        tracker.finish(
+            parent_id, "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED", f"{type(err).__name__}: {err}"
+        )
         raise
     tracker.finish(parent_id, "FINISHED")

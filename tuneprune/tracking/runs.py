@@ -87,7 +87,9 @@ class RunTracker:
                 # workers on other nodes upload through it); a local path is only for local stores.
                 location = None if self.tracking_uri.startswith(("http://", "https://")) else self._local_artifacts()
                 try:
-                    self._experiment_id = self.client.create_experiment(self.experiment_name, artifact_location=location)
+                    self._experiment_id = self.client.create_experiment(
+                        self.experiment_name, artifact_location=location
+                    )
                 except Exception:  # created concurrently by another process
                     experiment = self.client.get_experiment_by_name(self.experiment_name)
                     if experiment is None:
@@ -200,7 +202,9 @@ def find_parent_run(tracking_uri: str, name_or_id: str, experiment: str = "tunep
     except Exception:
         runs = tracker.search(f"tags.`{TAG_NAME}` = '{name_or_id}'")
         if not runs:
-            raise ConfigError(f"source = {name_or_id!r}: no search or evolution of that name or run id in {tracking_uri}") from None
+            raise ConfigError(
+                f"source = {name_or_id!r}: no search or evolution of that name or run id in {tracking_uri}"
+            ) from None
         return runs[0]
 
 

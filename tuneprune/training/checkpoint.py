@@ -48,7 +48,9 @@ def load_file(path: str | Path, map_location: str | torch.device = "cpu") -> dic
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # torch raises many types for truncated or foreign files
-        raise ConfigError(f"{path}: corrupt or unreadable checkpoint ({type(err).__name__}: {str(err).splitlines()[0][:120]})") from None
+        raise ConfigError(
+            f"{path}: corrupt or unreadable checkpoint ({type(err).__name__}: {str(err).splitlines()[0][:120]})"
+        ) from None
     if not isinstance(obj, dict):
         raise ConfigError(f"{path}: not a tuneprune checkpoint (expected a mapping, got {type(obj).__name__})")
     return obj

@@ -134,10 +134,14 @@ def train(
     history: list[dict[str, float]] = []
     if resume_from is not None:
         path = Path(resume_from)
-        start_epoch, history = _restore(path / CHECKPOINT_NAME if path.is_dir() else path, model, optimizer, lr_schedule, hooks)
+        start_epoch, history = _restore(
+            path / CHECKPOINT_NAME if path.is_dir() else path, model, optimizer, lr_schedule, hooks
+        )
 
     augment = config.augment if config.augment is not None else config.dataset.startswith("cifar")
-    loader = TensorLoader(data.x_train, data.y_train, config.batch_size, shuffle=True, augment=augment, seed=config.seed)
+    loader = TensorLoader(
+        data.x_train, data.y_train, config.batch_size, shuffle=True, augment=augment, seed=config.seed
+    )
     bar = ProgressBar("train", config.epochs, start_epoch) if progress else None
 
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16")

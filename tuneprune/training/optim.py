@@ -44,6 +44,8 @@ def lr_factor(kind: str, total_steps: int) -> Callable[[int], float]:
     return lambda step: 0.5 * (1.0 + math.cos(math.pi * min(step, total_steps) / total_steps))
 
 
-def build_lr_schedule(optimizer: torch.optim.Optimizer, kind: str, total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+def build_lr_schedule(
+    optimizer: torch.optim.Optimizer, kind: str, total_steps: int
+) -> torch.optim.lr_scheduler.LambdaLR:
     """Cosine decay to 0 stepped per batch (formulas §1.6), or a constant rate, by :func:`lr_factor`."""
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(kind, total_steps))
