@@ -35,13 +35,13 @@ packing can save there.
 from __future__ import annotations
 
 import argparse
+import functools
 import multiprocessing as mp
 import os
 import time
 from typing import Any
 
 import torch
-
 from bench_common import FigureFile, SoloStep, add_json_argument, launches
 
 from tuneprune.config import validate
@@ -197,7 +197,7 @@ def launch_table(device: str, models: list[str], packs: list[int], batch_size: i
         with accelerator_path():
             solo = SoloStep(model, where, SparsityConfig(target=0.9, scheduler={"type": "constant"}))
             solo.step(x, y)
-            one = launches(lambda: solo.step(x, y), where)
+            one = launches(functools.partial(solo.step, x, y), where)
             for k in packs:
                 fused = packed_step_launches(configs[:k], "vmap", where)
                 looped = packed_step_launches(configs[:k], "loop", where)

@@ -32,8 +32,17 @@ from collections.abc import Callable
 
 import torch
 import yaml
-
-from bench_common import NUM_CLASSES, FigureFile, SoloStep, add_json_argument, add_machine_arguments, bench_each, launches, start, sync
+from bench_common import (
+    NUM_CLASSES,
+    FigureFile,
+    SoloStep,
+    add_json_argument,
+    add_machine_arguments,
+    bench_each,
+    launches,
+    start,
+    sync,
+)
 
 from tuneprune.sparsity import SparsityConfig
 from tuneprune.sparsity.dispatch import accelerator_path

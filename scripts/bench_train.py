@@ -23,7 +23,6 @@ import time
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-
 from bench_common import FigureFile, add_json_argument, add_machine_arguments, bench_each, start
 
 from tuneprune.data import DatasetSplits, augment_batch

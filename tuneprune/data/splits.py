@@ -51,7 +51,7 @@ class DatasetSplits:
     def image_size(self) -> int:
         return int(self.x_train.shape[-1])
 
-    def to(self, device: torch.device | str) -> "DatasetSplits":
+    def to(self, device: torch.device | str) -> DatasetSplits:
         moved = {k: getattr(self, k).to(device) for k in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")}
         return DatasetSplits(name=self.name, num_classes=self.num_classes, **moved)
 
@@ -151,7 +151,7 @@ def _idx(name: str, data_dir: Path | None, image_size: int, val_fraction: float,
     every dataset), pixels scaled to [0, 1] and normalised by the set's fixed mean and std (as CIFAR)."""
     from tuneprune.data.idx import read_idx
 
-    train_x, train_y, test_x, test_y = (read_idx(p, ndim) for p, ndim in zip(idx_files(name, data_dir), (3, 1, 3, 1)))
+    train_x, train_y, test_x, test_y = (read_idx(p, ndim) for p, ndim in zip(idx_files(name, data_dir), (3, 1, 3, 1), strict=True))
     for images, labels, split in ((train_x, train_y, "train"), (test_x, test_y, "t10k")):
         if len(images) != len(labels):
             raise ConfigError(f"{name}: {split} images ({len(images)}) and labels ({len(labels)}) differ in number")

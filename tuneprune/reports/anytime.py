@@ -48,7 +48,7 @@ def anytime_figure(rows: Sequence[dict[str, Any]], plane: Plane) -> Any:
     fig, axes = new_figure(1, 2, width=5.0, height=3.6)
     for label in dict.fromkeys(r["grid"] for r in rows):
         mine = [r for r in rows if r["grid"] == label]
-        for ax, cost in zip(axes, ("epochs", "wall_s")):
+        for ax, cost in zip(axes, ("epochs", "wall_s"), strict=True):
             ax.step([0] + [r[cost] for r in mine], [0.0] + [r["hypervolume"] for r in mine], where="post", label=label)
     axes[0].set_xlabel("epochs trained by the grid point's trials")
     axes[1].set_xlabel("wall time since the first trial started (s)")

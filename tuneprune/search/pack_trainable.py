@@ -116,7 +116,7 @@ def _train(
         trainer.train_epoch([log_epoch])
         candidates = [i for i in sorted(open_members) if trainer.members[i].status == "running" and trainer.epoch < trainer.epochs]
         asks = [members[i].request.stop_ask(trainer.members[i].history[-1]) for i in candidates]
-        decisions = dict(zip(candidates, ask(stopper, asks)))
+        decisions = dict(zip(candidates, ask(stopper, asks), strict=True))
         for i in sorted(open_members):
             if _settle(i, members[i], trainer, tracker, decisions.get(i, False)):
                 open_members.discard(i)

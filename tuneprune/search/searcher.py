@@ -69,7 +69,7 @@ class StudySearcher(Searcher):
         self.waiting: list[_Asked] = []
         self._next = 0
 
-    def set_search_properties(self, metric, mode, config, **spec) -> bool:  # noqa: ANN001
+    def set_search_properties(self, metric, mode, config, **spec) -> bool:
         return True
 
     def save(self, checkpoint_path: str) -> None:

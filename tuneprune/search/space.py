@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import copy
 import itertools
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -37,7 +37,7 @@ class FloatParam(StrictModel):
     step: float | None = Field(None, gt=0)
 
     @model_validator(mode="after")
-    def _bounds(self) -> "FloatParam":
+    def _bounds(self) -> FloatParam:
         if self.low > self.high:
             raise ValueError(f"low = {self.low} is above high = {self.high}")
         if self.log and self.low <= 0:
@@ -58,7 +58,7 @@ class IntParam(StrictModel):
     step: int = Field(1, ge=1)
 
     @model_validator(mode="after")
-    def _bounds(self) -> "IntParam":
+    def _bounds(self) -> IntParam:
         if self.low > self.high:
             raise ValueError(f"low = {self.low} is above high = {self.high}")
         if self.log and self.low <= 0:
@@ -77,7 +77,7 @@ class CategoricalParam(StrictModel):
         return list(self.choices)
 
 
-Param = Annotated[Union[FloatParam, IntParam, CategoricalParam], Field(discriminator="type")]
+Param = Annotated[FloatParam | IntParam | CategoricalParam, Field(discriminator="type")]
 
 
 class SamplerConfig(StrictModel):
@@ -142,7 +142,7 @@ class SearchSpace(StrictModel):
         return v
 
     @model_validator(mode="after")
-    def _sampler_fits(self) -> "SearchSpace":
+    def _sampler_fits(self) -> SearchSpace:
         if self.sampler.type == "cmaes":
             if len(self.objectives) > 1:
                 raise ValueError("sampler cmaes supports one objective only; use tpe or nsga2")
@@ -168,7 +168,7 @@ class SearchSpace(StrictModel):
     def grid_points(self) -> list[dict[str, Any]]:
         """Every combination of the grid values, in order; ``[{}]`` without a grid."""
         keys = list(self.grid)
-        return [dict(zip(keys, combo)) for combo in itertools.product(*(self.grid[k] for k in keys))]
+        return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*(self.grid[k] for k in keys))]
 
     def resolve(self, grid_point: dict[str, Any], values: dict[str, Any]) -> TrialSpec:
         """The spec of one trial: base, then the grid point, then the searched values.

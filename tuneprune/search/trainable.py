@@ -23,10 +23,10 @@ from typing import Any
 
 from tuneprune.config import ConfigError
 from tuneprune.quiet import configure_quiet
-from tuneprune.tracking import RunTracker
 from tuneprune.runs import TrialSpec, execute
 from tuneprune.search.early_stop import StopTrial, ask
 from tuneprune.search.protocol import TrialRequest, TrialResult
+from tuneprune.tracking import RunTracker
 from tuneprune.training import TrainingDiverged
 from tuneprune.training.checkpoint import CHECKPOINT_NAME, load_file
 from tuneprune.training.loop import resolve_device
