@@ -50,8 +50,8 @@ from tuneprune.sparsity import SparsityConfig
 from tuneprune.sparsity.dispatch import accelerator_path
 from tuneprune.training import RunConfig, train
 
-CPU_DEFAULTS = {"packs": "1,2,4", "steps": 3, "batch_size": 32, "repeats": 2}
-CUDA_DEFAULTS = {"packs": "1,2,4,8,16", "steps": 20, "batch_size": 128, "repeats": 3}
+CPU_DEFAULTS: dict[str, Any] = {"packs": "1,2,4", "steps": 3, "batch_size": 32, "repeats": 2}
+CUDA_DEFAULTS: dict[str, Any] = {"packs": "1,2,4,8,16", "steps": 20, "batch_size": 128, "repeats": 3}
 TARGETS = (0.9, 0.95, 0.8, 0.98)
 
 

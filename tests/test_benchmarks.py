@@ -82,7 +82,9 @@ def test_gpu_check_cpu_smoke_assembles_one_table_of_ratios_without_the_libraries
     ]  # fmt: skip
     assert [row[0] for row in rows] == ["small_cnn"]
     assert all(float(value) > 0 for value in rows[0][1:]), rows
-    passed, failed = re.search(r"Tests \(tests/test_no_host_sync.py\): (\d+) passed, (\d+) failed", text).groups()
+    tests = re.search(r"Tests \(tests/test_no_host_sync.py\): (\d+) passed, (\d+) failed", text)
+    assert tests is not None, text
+    passed, failed = tests.groups()
     assert int(passed) >= 1, text
     assert failed == "0", text
     assert re.findall(r"^\| ([\w-]+) \| (.+?) \| \d+ \|$", text, re.MULTILINE) == [

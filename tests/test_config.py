@@ -20,6 +20,7 @@ def test_overrides_parse_yaml_scalars(tmp_path):
     path.write_text("model: small_cnn\nepochs: 3\n")
     c = load_config(RunConfig, path, ["epochs=5", "sparsity.target=0.95", "sparsity.operator_p=inf", "grad_clip=null"])
     assert c.epochs == 5
+    assert c.sparsity is not None
     assert c.sparsity.target == 0.95
     assert c.grad_clip is None
     assert c.sparsity.operator_p == float("inf")
@@ -63,6 +64,7 @@ def test_override_without_equals_is_refused():
 def test_the_relevance_point_belongs_to_the_trial_spec_not_the_run_config():
     data = {"epochs": 2, "relevance": {"ranking": "mixed", "delta": 0.3, "percentage": 50}}
     spec = validate(TrialSpec, data)
+    assert spec.relevance is not None
     assert spec.relevance.percentage == 50
     assert isinstance(spec, RunConfig)
     with pytest.raises(ConfigError, match="relevance: unknown key"):

@@ -24,7 +24,7 @@ def idx_bytes(array: np.ndarray) -> bytes:
 def write_set(folder: Path, n_train: int = 200, n_test: int = 50, gz: bool = True) -> dict[str, np.ndarray]:
     """Four small IDX files (10 classes, images whose mean brightness is their label) in ``folder``."""
     rng = np.random.default_rng(0)
-    arrays = {}
+    arrays: dict[str, np.ndarray] = {}
     for split, n in (("train", n_train), ("t10k", n_test)):
         labels = np.arange(n) % 10
         images = (labels[:, None, None] * 20 + rng.integers(0, 40, (n, 28, 28))).astype(np.uint8)

@@ -8,16 +8,12 @@ import random
 
 import numpy as np
 import pytest
+from ray.tune.experiment import Trial
 from ray.tune.schedulers import TrialScheduler
 from ray.tune.schedulers.async_hyperband import _Bracket
 
 from tuneprune.search.early_stop import AshaRule
 from tuneprune.search.rung_ranking import rung_ranks, stops
-
-
-class _Trial:
-    def __init__(self, trial_id: str) -> None:
-        self.trial_id = trial_id
 
 
 @pytest.mark.parametrize(("grace", "eta", "max_t", "mode"), [(1, 2, 4, "max"), (1, 3, 9, "min"), (2, 2, 8, "max")])
@@ -34,7 +30,7 @@ def test_one_objective_decisions_equal_rays_asha_per_grid_point(grace, eta, max_
         epoch = running[study, key]
         value = rng.random() + (5.0 if study == "g1" else 0.0)  # g1 is another problem, on another scale
         stop = ours.should_stop(study, key, epoch, [value])
-        assert stop == (brackets[study].on_result(_Trial(key), epoch, sign * value) == TrialScheduler.STOP)
+        assert stop == (brackets[study].on_result(Trial("", trial_id=key, stub=True), epoch, sign * value) == TrialScheduler.STOP)
         stops_seen += stop
         if stop or epoch == max_t:
             del running[study, key]

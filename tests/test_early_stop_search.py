@@ -12,6 +12,7 @@ import numpy as np
 import optuna
 import pytest
 import yaml
+from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
 from tuneprune.cli import main
@@ -39,9 +40,10 @@ def space_file(tmp_path: Path, name: str, **fields) -> str:
     return str(path)
 
 
-def trial_runs(tracking_uri: str, parent_run_id: str) -> dict[str, object]:
+def trial_runs(tracking_uri: str, parent_run_id: str) -> dict[str, Run]:
     client = MlflowClient(tracking_uri)
     exp = client.get_experiment_by_name("tuneprune")
+    assert exp is not None
     runs = client.search_runs([exp.experiment_id], f"tags.`{TAG_KIND}` = 'trial' and tags.`mlflow.parentRunId` = '{parent_run_id}'")
     return {r.data.tags[TAG_TRIAL]: r for r in runs}
 

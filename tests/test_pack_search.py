@@ -15,6 +15,7 @@ from pathlib import Path
 import optuna
 import pytest
 import yaml
+from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
 from tuneprune.search import prepare_search, run_search
@@ -34,11 +35,12 @@ def space_file(tmp_path: Path, name: str, **fields) -> str:
     return str(path)
 
 
-def member_runs(tracking_uri: str, parent_run_id: str) -> dict[str, object]:
+def member_runs(tracking_uri: str, parent_run_id: str) -> dict[str, Run]:
     client = MlflowClient(tracking_uri)
     exp = client.get_experiment_by_name("tuneprune")
-    runs = client.search_runs([exp.experiment_id], f"tags.`{TAG_KIND}` = 'trial'")
-    runs = [r for r in runs if r.data.tags["mlflow.parentRunId"] == parent_run_id]
+    assert exp is not None
+    trials = client.search_runs([exp.experiment_id], f"tags.`{TAG_KIND}` = 'trial'")
+    runs = [r for r in trials if r.data.tags["mlflow.parentRunId"] == parent_run_id]
     assert len(runs) == len({r.data.tags[TAG_TRIAL] for r in runs})  # one run per trial, no duplicates
     return {r.data.tags[TAG_TRIAL]: r for r in runs}
 
@@ -152,5 +154,6 @@ def test_an_interrupted_packed_search_resumes_every_member(search_driver, tmp_pa
 def _parent(stores: dict) -> str:
     client = MlflowClient(stores["tracking_uri"])
     exp = client.get_experiment_by_name("tuneprune")
+    assert exp is not None
     (parent,) = client.search_runs([exp.experiment_id], "tags.`tuneprune.kind` = 'search'")
     return parent.info.run_id

@@ -14,7 +14,9 @@ HEADING = "## Use the engine in your own training loop"
 def engine_snippet() -> str:
     text = README.read_text()
     section = text[text.index(HEADING) :]
-    return re.search(r"```python\n(.*?)```", section, re.DOTALL).group(1)
+    snippet = re.search(r"```python\n(.*?)```", section, re.DOTALL)
+    assert snippet is not None, f"no python block under {HEADING!r}"
+    return snippet.group(1)
 
 
 def test_the_snippet_is_under_ten_lines_after_its_imports():

@@ -34,6 +34,7 @@ def write_space(tmp_path, **fields) -> str:
 def children(summary):
     client = MlflowClient(summary.tracking_uri)
     exp = client.get_experiment_by_name("tuneprune")
+    assert exp is not None
     runs = client.search_runs([exp.experiment_id], f"tags.`mlflow.parentRunId` = '{summary.parent_run_id}'")
     return client, runs
 
@@ -192,7 +193,9 @@ def test_an_orphan_left_inside_ask_gets_its_missing_params(tmp_path):
     studies = open_studies(space, "orphan", url)
     assert studies[0].orphans == [0]
     context = TrialContext("sqlite:///m.db", "tuneprune", "parent", str(tmp_path), {"val_acc": "max"})
-    request = TrialRequest.from_dict(StudySearcher(space, studies, context).suggest("t1"))
+    suggested = StudySearcher(space, studies, context).suggest("t1")
+    assert suggested is not None
+    request = TrialRequest.from_dict(suggested)
     assert request.number == 0
     assert set(request.params) == {"lr", "momentum"}
     assert 0.01 <= request.params["lr"] <= 0.3

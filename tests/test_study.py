@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from typing import Any
 
 import numpy as np
 import optuna
@@ -50,10 +51,12 @@ def test_table_means_stds_marks_and_published_difference():
     assert feather90.best
     assert not slow90.best
     assert slow90.significant
+    assert slow90.p_value is not None
     assert slow90.p_value < 0.05
     assert feather90.p_value is None  # the baseline is not tested against itself
     slow99 = table.cells[(None, "slow", 0.99)]
     assert not slow99.significant
+    assert slow99.p_value is not None
     assert slow99.p_value > 0.05
     assert slow99.missing == 1
     assert feather90.difference == pytest.approx(100 * np.mean(values[("feather", 0.9)]) - 80.0)
@@ -89,7 +92,7 @@ def complete_trials(name: str, storage_url: str) -> int:
 def test_study_killed_and_resumed_prints_the_mlflow_means(ray_session, search_driver, tmp_path, stores):
     """2 methods x 2 targets x 2 seeds on digits, 1 epoch, in packs of 2: the driver is killed after a cell finished,
     the study resumes with --resume without re-running it, and the table is the MLflow runs' test_acc, mean ± std."""
-    document = {
+    document: dict[str, Any] = {
         "name": "tinystudy",
         "base": {"model": "small_cnn", "dataset": "digits", "epochs": 1, "batch_size": 64, "lr": 0.05},
         "methods": METHODS, "targets": [0.5, 0.9], "seeds": [0, 1],
@@ -110,9 +113,12 @@ def test_study_killed_and_resumed_prints_the_mlflow_means(ray_session, search_dr
         driver.wait()
     assert 1 <= done < 8, done
     client = MlflowClient(stores["tracking_uri"])
+    experiment = client.get_experiment_by_name("tuneprune")
+    assert experiment is not None
+    experiment_ids = [experiment.experiment_id]
     finished_before = {
         r.data.tags[TAG_TRIAL]: r.info.run_id
-        for r in client.search_runs(client.get_experiment_by_name("tuneprune").experiment_id)
+        for r in client.search_runs(experiment_ids)
         if TAG_TRIAL in r.data.tags and r.info.status == "FINISHED"
     }
     assert finished_before
@@ -124,11 +130,10 @@ def test_study_killed_and_resumed_prints_the_mlflow_means(ray_session, search_dr
         capture_output=True, text=True, timeout=400, cwd=tmp_path,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
-    experiment = client.get_experiment_by_name("tuneprune").experiment_id
-    parents = client.search_runs(experiment, f"tags.`{TAG_KIND}` = 'search'")
+    parents = client.search_runs(experiment_ids, f"tags.`{TAG_KIND}` = 'search'")
     assert len(parents) == 1
     assert parents[0].info.status == "FINISHED"
-    children = [r for r in client.search_runs(experiment) if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
+    children = [r for r in client.search_runs(experiment_ids) if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
     assert len(children) == 8
     assert len({r.data.tags[TAG_TRIAL] for r in children}) == 8  # one child per cell
     assert all(r.info.status == "FINISHED" for r in children)

@@ -52,7 +52,10 @@ def feather_baseline(data: SearchData, complete: list[Trial]) -> dict[str, np.nd
     acc = data.accuracy_metric
     best: dict[float, tuple[float, float]] = {}
     for t in filter(is_plain_feather, complete):
-        point = (t.metrics.get("sparsity", 0.0), t.values.get(acc, t.metrics.get(acc)))
+        assert t.config.sparsity is not None  # is_plain_feather checked it
+        accuracy = t.values.get(acc, t.metrics.get(acc))
+        assert accuracy is not None  # a complete trial logged its accuracy
+        point = (t.metrics.get("sparsity", 0.0), accuracy)
         if point[1] > best.get(t.config.sparsity.target, (0.0, -np.inf))[1]:
             best[t.config.sparsity.target] = point
     return {"plain Feather (best per target)": np.array(sorted(best.values()))} if best else {}

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ray.tune import Callback
+from ray.tune.stopper import Stopper
 
 from tuneprune.packing.checkpoint import MEMBER_CHECKPOINT
 from tuneprune.progress import LiveStatus
@@ -57,7 +58,9 @@ class SearchMonitor(Callback):
         """Ray pickles its callbacks with the Tuner; a started display (threads, locks) stays behind."""
         return {**self.__dict__, "_display": None}
 
-    def setup(self, **info) -> None:  # Tune calls this in the driver when the run starts
+    def setup(  # Tune calls this in the driver when the run starts
+        self, stop: Stopper | None = None, num_samples: int | None = None, total_num_samples: int | None = None, **info: Any
+    ) -> None:
         if self.show and self._display is None:
             self._display = LiveStatus(self._render, self._line)
 

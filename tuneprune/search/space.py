@@ -106,6 +106,10 @@ class ResourcesConfig(StrictModel):
         return v
 
 
+def _val_acc_maximised() -> dict[str, Literal["max", "min"]]:
+    return {"val_acc": "max"}
+
+
 class SearchSpace(StrictModel):
     """A validated search space; see the README for a full example."""
 
@@ -117,7 +121,7 @@ class SearchSpace(StrictModel):
     methods: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description=f"named overlays of base (dotted path -> value), swept by grid key {METHOD!r}"
     )
-    objectives: dict[str, Literal["max", "min"]] = Field(default_factory=lambda: {"val_acc": "max"}, min_length=1)
+    objectives: dict[str, Literal["max", "min"]] = Field(default_factory=_val_acc_maximised, min_length=1)
     sampler: SamplerConfig = SamplerConfig()
     num_samples: int = Field(8, ge=1, description="trials per grid point")
     max_concurrent: int = Field(2, ge=1)
@@ -211,7 +215,7 @@ def _check_packable(space: SearchSpace) -> None:
     """With ``resources.pack`` > 1, every grid point and searched value must be trainable in a pack."""
     from tuneprune.packing.key import check_supported
 
-    values = [{}] + [{path: value} for path, p in space.params.items() for value in p.samples()]
+    values: list[dict[str, Any]] = [{}] + [{path: value} for path, p in space.params.items() for value in p.samples()]
     for point in space.grid_points():
         for value in values:
             try:

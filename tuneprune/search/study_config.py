@@ -89,7 +89,7 @@ class StudyConfig(StrictModel):
         if not self.models:
             blocks: dict[str | None, dict[str, Any]] = {None: self.published}
         else:
-            blocks = dict(self.published)
+            blocks = dict(self.published.items())  # keys typed str | None, as in the other branch
             for model, block in blocks.items():
                 if not isinstance(block, dict) or not all(isinstance(v, dict) for v in block.values()):
                     raise ValueError(f"published.{model}: with models, published is MODEL -> METHOD -> TARGET -> %")
