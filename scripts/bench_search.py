@@ -12,6 +12,7 @@ the search. Target: >= 0.80 on 2 CPUs.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import tempfile
 import time
@@ -46,7 +47,7 @@ def main() -> None:
             results_root=Path(tmp) / "runs",
         )
         t0 = time.perf_counter()
-        ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+        ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
         t_ray = time.perf_counter() - t0
         t0 = time.perf_counter()
         summary = run_search(prepared, progress=False)

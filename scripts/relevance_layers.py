@@ -44,7 +44,7 @@ def main(path: str) -> None:
         f"parameter, {settings.parameter_normalize}": ascending(normalize_scores(parameter, units, settings.parameter_normalize)),
     }
     print(f"{'layer':12s} {'channels':>8s} {'map':>5s} {'total |R|':>9s} {'mean R/ch':>10s} {'mean |w|/ch':>11s}")
-    for i, (unit, m) in enumerate(zip(units, maps)):
+    for i, (unit, m) in enumerate(zip(units, maps, strict=True)):
         mine = layer == i
         total = float(m.abs().sum())
         size = f"{m.shape[1]}x{m.shape[2]}"

@@ -164,6 +164,7 @@ def postgres(ports):
     try:
         run_script(SCRIPTS / "postgres.sh", "start", "--dir", directory, "--port", port, "--fast", env=env)
         yield {
+            "dir": directory,
             "pgpassfile": str(directory / "pgpass"),
             "optuna": f"postgresql://tuneprune@127.0.0.1:{port}/optuna",
             "mlflow": f"postgresql://tuneprune@127.0.0.1:{port}/mlflow",
@@ -283,6 +284,56 @@ runner.ensure_ray = ensure_ray
 from tuneprune.cli import main
 sys.exit(main(sys.argv[4:]))
 """
+
+
+# One process imports tuneprune once, then forks the racers: each opens the studies of one
+# search the way a driver does (open_studies), all released by one barrier in the same instant.
+SCHEMA_RACERS = """
+import json, multiprocessing, sys
+from tuneprune.search.space import load_space
+from tuneprune.search.studies import open_studies
+count, url, doc = int(sys.argv[1]), sys.argv[2], json.loads(sys.argv[3])
+space = load_space(doc)
+context = multiprocessing.get_context("fork")
+barrier = context.Barrier(count)
+def race():
+    barrier.wait(timeout=60)
+    sys.exit(0 if len(open_studies(space, doc["name"], url)) == 1 else 3)
+racers = [context.Process(target=race, daemon=True) for _ in range(count)]
+for racer in racers:
+    racer.start()
+for racer in racers:
+    racer.join(timeout=120)
+print(json.dumps([racer.exitcode for racer in racers]))
+"""
+
+
+def test_drivers_create_the_schema_of_a_new_database_once(postgres):
+    """Four drivers opening one search on a fresh PostgreSQL database at the same moment:
+    Optuna's tables and its alembic revision are created once, and every driver gets the study."""
+    import optuna
+    import sqlalchemy
+
+    racers = 4
+    database = f"race_{secrets.token_hex(4)}"
+    run_script(SCRIPTS / "postgres.sh", "createdb", "--dir", postgres["dir"], database)
+    url = postgres["optuna"].rsplit("/", 1)[0] + f"/{database}"
+    doc = {"name": "raced", "base": BASE, "params": {"lr": {"type": "float", "low": 0.01, "high": 0.3}}}
+    env = {**os.environ, "PGPASSFILE": postgres["pgpassfile"]}
+    out = subprocess.run([sys.executable, "-c", SCHEMA_RACERS, str(racers), url, json.dumps(doc)],
+                         capture_output=True, text=True, env=env, timeout=300)  # fmt: skip
+    assert out.returncode == 0 and out.stdout.strip() == json.dumps([0] * racers), f"racers: {out.stdout}\n{out.stderr[-4000:]}"
+
+    os.environ["PGPASSFILE"] = postgres["pgpassfile"]
+    try:
+        assert optuna.get_all_study_names(url) == ["raced"]
+        engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
+        with engine.connect() as conn:
+            assert conn.execute(sqlalchemy.text("SELECT count(*) FROM alembic_version")).scalar() == 1
+            assert conn.execute(sqlalchemy.text("SELECT count(*) FROM version_info")).scalar() == 1
+        engine.dispose()
+    finally:
+        os.environ.pop("PGPASSFILE", None)
 
 
 def test_two_searches_at_once_share_one_study(ray_cluster, mlflow_server, postgres, pg_env, tmp_path):

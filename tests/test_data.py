@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from tuneprune.config import ConfigError
@@ -12,7 +13,8 @@ from tuneprune.training import RunConfig
 def test_digits_split_is_stratified_fixed_and_complete():
     data = load_dataset(RunConfig(model="small_cnn", dataset="digits", seed=3))
     sizes = len(data.x_train) + len(data.x_val) + len(data.x_test)
-    assert sizes == 1797 and data.num_classes == 10
+    assert sizes == 1797
+    assert data.num_classes == 10
     assert data.x_train.shape[1:] == (1, 8, 8)
     for y in (data.y_train, data.y_val, data.y_test):
         counts = torch.bincount(y, minlength=10).float()
@@ -30,17 +32,16 @@ def test_digits_upsampled_for_cifar_models():
 
 def test_missing_cifar_dir_names_the_path(tmp_path):
     missing = tmp_path / "nowhere"
-    try:
+    with pytest.raises(ConfigError) as err:
         check_data_dir("cifar10", missing, download=False)
-    except ConfigError as err:
-        assert str(missing) in str(err) and "cifar-10-batches-py" in str(err)
-    else:
-        raise AssertionError("no error for a missing data directory")
+    assert str(missing) in str(err.value)
+    assert "cifar-10-batches-py" in str(err.value)
 
 
 def test_synthetic_shapes():
     data = load_dataset(RunConfig(dataset="synthetic", model="resnet20", synthetic_samples=64, synthetic_classes=5))
-    assert data.x_train.shape == (64, 3, 32, 32) and int(data.y_train.max()) < 5
+    assert data.x_train.shape == (64, 3, 32, 32)
+    assert int(data.y_train.max()) < 5
 
 
 def test_augment_is_crop_and_flip_of_each_image():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
@@ -47,6 +48,7 @@ def evolve(store, dense_digits, tmp_path, name, overrides=(), resume=False, **fi
 def generation_runs(summary):
     client = MlflowClient(summary.tracking_uri)
     exp = client.get_experiment_by_name("tuneprune")
+    assert exp is not None
     return client.search_runs([exp.experiment_id], f"tags.`mlflow.parentRunId` = '{summary.parent_run_id}'")
 
 
@@ -60,8 +62,10 @@ def test_evolution_front_hypervolume_and_tracking(ray_session, store, dense_digi
     F = np.array([[-r["accuracy"], -r["sparsity"]] for r in summary.front])
     assert len(F) >= 2
     assert len(NonDominatedSorting().do(F, only_non_dominated_front=True)) == len(F)
-    assert len(summary.hypervolume) == 3 and all(b >= a for a, b in zip(summary.hypervolume, summary.hypervolume[1:]))
-    assert summary.evaluated == 18 and summary.failed == 0
+    assert len(summary.hypervolume) == 3
+    assert all(b >= a for a, b in itertools.pairwise(summary.hypervolume))
+    assert summary.evaluated == 18
+    assert summary.failed == 0
     assert all(0.5 * 0.9 < r["sparsity"] < 0.97 and "deterministic_accuracy" in r for r in summary.front)
 
     runs = generation_runs(summary)
@@ -72,7 +76,8 @@ def test_evolution_front_hypervolume_and_tracking(ray_session, store, dense_digi
     assert {"front.csv", "front.png", "summary.json", "state.pt", "dense.pt"} <= {p.name for p in out.iterdir()}
     assert sorted(p.name for p in (out / "population").iterdir()) == ["gen-001.csv", "gen-002.csv", "gen-003.csv"]
     saved = json.loads((out / "summary.json").read_text())
-    assert saved["parent_run_id"] == summary.parent_run_id and saved["hypervolume"] == summary.hypervolume
+    assert saved["parent_run_id"] == summary.parent_run_id
+    assert saved["hypervolume"] == summary.hypervolume
     client = MlflowClient(summary.tracking_uri)
     assert client.get_run(summary.parent_run_id).info.status == "FINISHED"
     assert {a.path for a in client.list_artifacts(summary.parent_run_id)} >= {"front.csv", "front.png", "summary.json"}
@@ -93,7 +98,9 @@ def test_a_failing_individual_is_recorded_and_the_evolution_finishes(ray_session
     summary = evolve(store, dense_digits, tmp_path, "failing", fail_individuals=[[2, 3]], max_retries=1)
     population = (summary.results_dir / "population" / "gen-002.csv").read_text().splitlines()
     failed = [line for line in population[1:] if ",failed," in line]
-    assert summary.failed == 1 and len(failed) == 1 and "InjectedFailure" in failed[0]
+    assert summary.failed == 1
+    assert len(failed) == 1
+    assert "InjectedFailure" in failed[0]
     assert len(summary.hypervolume) == 3
     assert (3, 2) not in {(r["index"], r["generation"]) for r in summary.front}
 
@@ -104,7 +111,8 @@ def test_packed_generations_give_the_population_table_of_one_task_each(ray_sessi
     packed = evolve(store, dense_digits, tmp_path, "packed", ["algorithm.generations=2", "resources.pack=3"])
     for generation in ("gen-001.csv", "gen-002.csv"):
         assert (packed.results_dir / "population" / generation).read_text() == (alone.results_dir / "population" / generation).read_text()
-    assert packed.front == alone.front and packed.hypervolume == alone.hypervolume
+    assert packed.front == alone.front
+    assert packed.hypervolume == alone.hypervolume
 
 
 @pytest.mark.ray
@@ -147,9 +155,11 @@ def test_resume_refuses_a_changed_space_and_a_rerun_without_resume(store, dense_
     path.write_text(yaml.safe_dump(SPACE))
     with pytest.raises(ConfigError, match="pass --resume"):
         prepare_evolution(path, **store)
-    with pytest.raises(ConfigError, match="only algorithm.generations may change"):
+    with pytest.raises(ConfigError, match=r"only algorithm.generations may change"):
         prepare_evolution(path, ["samples=5"], resume=True, **store)
-    assert prepare_evolution(path, ["algorithm.generations=9"], resume=True, **store).state.generation == 0
+    prepared = prepare_evolution(path, ["algorithm.generations=9"], resume=True, **store)
+    assert prepared.state is not None
+    assert prepared.state.generation == 0
 
 
 @pytest.mark.parametrize(
@@ -168,18 +178,20 @@ def test_resume_refuses_a_changed_space_and_a_rerun_without_resume(store, dense_
 def test_bad_space_values_name_the_field(override, expected, tmp_path):
     with pytest.raises(ConfigError) as err:
         prepare_evolution("search_spaces/evolve_digits.yaml", [override], tracking_uri=f"sqlite:///{tmp_path}/m.db", results_root=tmp_path)
-    assert expected in str(err.value) and "\n" not in str(err.value)
+    assert expected in str(err.value)
+    assert "\n" not in str(err.value)
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
 def test_shipped_spaces_validate_on_digits(path, tmp_path):
     prepared = prepare_evolution(path, ["train.dataset=digits", "resources.gpu=0", "resources.cpu=1"], tracking_uri=f"sqlite:///{tmp_path}/m.db", results_root=tmp_path)
-    assert prepared.name == path.stem.replace("_", "-") and prepared.state is None
+    assert prepared.name == path.stem.replace("_", "-")
+    assert prepared.state is None
 
 
 def test_cifar_space_without_data_names_the_directory(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(ConfigError, match="data_dir = 'data'.*cifar-10-batches-py"):
+    with pytest.raises(ConfigError, match=r"data_dir = 'data'.*cifar-10-batches-py"):
         prepare_evolution(ROOT / "search_spaces" / "evolve_resnet18_cifar10.yaml", tracking_uri=f"sqlite:///{tmp_path}/m.db", results_root=tmp_path)
 
 

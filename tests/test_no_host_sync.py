@@ -161,7 +161,7 @@ DEVICES = [
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("scheduler, threshold, drop, theta", CASES, ids=["-".join(case) for case in CASES])
+@pytest.mark.parametrize(("scheduler", "threshold", "drop", "theta"), CASES, ids=["-".join(case) for case in CASES])
 def test_no_host_read_between_iterations(scheduler, threshold, drop, theta, device, digits, monkeypatch):
     sparsity = {
         "target": 0.9,
@@ -209,7 +209,8 @@ def test_adaptive_update_on_tensors_reads_nothing_and_follows_the_float_one(monk
     assert reads.calls == []
     assert all(isinstance(s, torch.Tensor) and s.dtype == torch.float64 for s in got[1:])
     assert [float(s) for s in got] == pytest.approx(expected, rel=1e-14, abs=0)
-    assert expected[-1] == 0.95 and len(set(expected)) > 3  # it rose, plateaued and reached the target
+    assert expected[-1] == 0.95  # it rose, plateaued and reached the target
+    assert len(set(expected)) > 3
 
     restored.load_state_dict(on_tensors.state_dict())
     assert (restored.sparsity, restored.previous_mu) == (float(got[-1]), float(stabilities[-1]))
@@ -220,7 +221,7 @@ def test_adaptive_update_on_tensors_reads_nothing_and_follows_the_float_one(monk
 # Members of a pack: cubic and adaptive schedules, global and layer thresholds, rho 0 and > 0
 # (applying from the start and after the target), every theta policy, their own lr, momentum,
 # decay and clipping, and a dense member.
-PACK = [
+PACK: list[dict[str, Any] | None] = [
     {"scheduler": "cubic", "threshold": "global", "drop": "global-after", "theta": "feather"},
     {"scheduler": "adaptive", "threshold": "layer", "drop": "layer-start", "theta": "logdensity-layer",
      "lr": 0.05, "grad_clip": None},
@@ -273,8 +274,9 @@ def test_no_host_read_between_iterations_of_a_pack(device, monkeypatch):
             assert window == []
         assert any("_drop_diverged" in call for call in epoch[-1])  # the epoch-end reads are seen
     assert [m.status for m in trainer.members] == ["finished"] * len(PACK)
-    assert len(adaptive) == 2 and all(isinstance(s.scheduler.sparsity, torch.Tensor) for s in adaptive)  # S_k on the device
-    for member, spec in zip(trainer.members, PACK):
+    assert len(adaptive) == 2
+    assert all(isinstance(s.scheduler.sparsity, torch.Tensor) for s in adaptive)  # S_k on the device
+    for member, spec in zip(trainer.members, PACK, strict=True):
         final = member.history[-1]
         if spec is None:
             assert "sparsity" not in final
@@ -298,7 +300,9 @@ def test_packed_masks_at_device_sparsities_read_nothing_and_equal_those_at_float
     floats = [0.8, 0.6, 0.0, 0.9, 0.0]  # member 0 at its target, member 2 not started, member 4 dense
     names = ("active", "thresholds", "kept", "kept_counts", "thetas", "theta_per_weight", "eliminated", "eliminated_counts")
     expected = PackedMaskBuilder(sizes, rules, torch.device("cpu")).build(weights, floats)
-    assert expected.eliminated[:2].any() and not expected.eliminated[2:].any()
+    assert expected.eliminated is not None
+    assert expected.eliminated[:2].any()
+    assert not expected.eliminated[2:].any()
     reads = HostReads(monkeypatch)
     for given in (torch.tensor(floats, dtype=torch.float64), [torch.tensor(s, dtype=torch.float64) for s in floats]):
         assert PackedMaskBuilder(sizes, rules, torch.device("cpu")).build(weights, given).sparsities == floats  # CPU path

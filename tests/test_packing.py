@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import json
+from typing import Any
 
 import pytest
 
@@ -33,7 +34,7 @@ LAYER_LOG_DENSITY = {
         "drop": {"rho": 0.2, "mode": "layer"},
     },
 }
-ADAPTIVE_DROP = {
+ADAPTIVE_DROP: dict[str, Any] = {
     "seed": 2,
     "grad_clip": 1.0,
     "sparsity": {
@@ -53,7 +54,7 @@ def config(overrides: dict, **more) -> RunConfig:
     return validate(RunConfig, {**BASE, **overrides, **more})
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _solo_history(config_json: str) -> tuple:
     result = train(validate(RunConfig, json.loads(config_json)))
     return tuple(result.history), prunable_sparsity(result.model)
@@ -70,7 +71,7 @@ def without_times(metrics: dict) -> dict:
 
 def assert_close_history(packed: list[dict], alone: list[dict], rel: float, samples: int) -> None:
     assert len(packed) == len(alone)
-    for p, a in zip(packed, alone):
+    for p, a in zip(packed, alone, strict=True):
         assert p.keys() == a.keys()
         for key in LOSSES:
             if key in a:
@@ -90,10 +91,12 @@ def assert_same_history(packed: list[dict], alone: list[dict]) -> None:
 def test_members_train_the_trials_they_would_train_alone():
     configs = [config(GLOBAL_CUBIC), config(LAYER_LOG_DENSITY), config(ADAPTIVE_DROP)]
     members = train_packed(configs)
-    for member, run_config in zip(members, configs):
+    for member, run_config in zip(members, configs, strict=True):
         history, final_sparsity = solo(run_config)
-        assert member.status == "finished" and member.error is None
+        assert member.status == "finished"
+        assert member.error is None
         assert_same_history(member.history, list(history))
+        assert member.result is not None
         assert prunable_sparsity(member.result.model) == final_sparsity
         assert member.result.config == run_config
     assert [c.grad_clip for c in configs] == [3.0, None, 1.0]  # the default recipe clips; one member does not
@@ -104,7 +107,7 @@ def test_members_train_the_trials_they_would_train_alone():
 def test_dense_members_train_bit_for_bit_as_alone():
     configs = [config(DENSE, epochs=1), config(DENSE, epochs=1, seed=4, lr=0.05, weight_decay=1e-3)]
     members = train_packed(configs)
-    for member, run_config in zip(members, configs):
+    for member, run_config in zip(members, configs, strict=True):
         history, _ = solo(run_config)
         assert_same_history(member.history, list(history))
         assert "sparsity" not in member.history[0]
@@ -114,7 +117,7 @@ def test_bf16_members_train_bit_for_bit_as_alone():
     """``precision: bf16`` runs the pack's forward and losses under the same autocast as the solo loop."""
     configs = [config(LAYER_LOG_DENSITY, epochs=1, precision="bf16"), config(DENSE, epochs=1, grad_clip=None, precision="bf16")]
     members = train_packed(configs)
-    for member, run_config in zip(members, configs):
+    for member, run_config in zip(members, configs, strict=True):
         assert_same_history(member.history, list(solo(run_config)[0]))
     assert members[1].history[0]["train_loss"] != solo(config(DENSE, epochs=1, grad_clip=None))[0][0]["train_loss"]
 
@@ -122,7 +125,7 @@ def test_bf16_members_train_bit_for_bit_as_alone():
 def test_fused_forward_matches_alone_to_reduction_order():
     configs = [config(GLOBAL_CUBIC, epochs=1), config(ADAPTIVE_DROP, epochs=1)]
     members = train_packed(configs, forward_mode="vmap")
-    for member, run_config in zip(members, configs):
+    for member, run_config in zip(members, configs, strict=True):
         assert_close_history(member.history, list(solo(run_config)[0]), rel=1e-2, samples=3)
 
 
@@ -133,7 +136,9 @@ def test_a_diverging_member_fails_alone():
     configs = [config(DENSE), diverging, config(ADAPTIVE_DROP)]
     members = train_packed(configs)
     assert [m.status for m in members] == ["finished", "failed", "finished"]
-    assert members[1].error == str(alone.value) and members[1].result is None and members[1].history == []
+    assert members[1].error == str(alone.value)
+    assert members[1].result is None
+    assert members[1].history == []
     for k in (0, 2):
         assert_same_history(members[k].history, list(solo(configs[k])[0]))
 
@@ -148,7 +153,8 @@ def test_a_stopped_member_keeps_its_epochs_and_the_others_go_on_as_alone():
     assert sorted(second) == [0, 2]
     members = trainer.members
     assert [m.status for m in members] == ["finished", "stopped", "finished"]
-    assert len(members[1].history) == 1 and members[1].result is not None
+    assert len(members[1].history) == 1
+    assert members[1].result is not None
     assert_same_history(members[1].history, list(solo(configs[1])[0])[:1])
     for k in (0, 2):
         assert_same_history(members[k].history, list(solo(configs[k])[0]))
@@ -157,7 +163,7 @@ def test_a_stopped_member_keeps_its_epochs_and_the_others_go_on_as_alone():
 def test_trials_that_cannot_share_a_pack_are_refused():
     with pytest.raises(ValueError, match="batch_size: member 1 has 32, member 0 64"):
         check_packable([config(GLOBAL_CUBIC), config(DENSE, batch_size=32)])
-    with pytest.raises(ValueError, match="sparsity.operator_p"):
+    with pytest.raises(ValueError, match=r"sparsity.operator_p"):
         check_packable([config(GLOBAL_CUBIC), config({"sparsity": {"target": 0.5, "operator_p": 1.0}})])
     with pytest.raises(ValueError, match="precision: member 1 has 'bf16'"):
         check_packable([config(GLOBAL_CUBIC), config(DENSE, precision="bf16")])

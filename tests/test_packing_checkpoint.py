@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from test_packing import ADAPTIVE_DROP, DENSE, GLOBAL_CUBIC, config, without_times
 
 from tuneprune.config import ConfigError
 from tuneprune.packing import PackedTrainer, load_member, save_member, train_packed
 from tuneprune.training.checkpoint import save_atomic
-
-from test_packing import ADAPTIVE_DROP, DENSE, GLOBAL_CUBIC, config, without_times
 
 EPOCHS = 3
 # Adaptive after one warm-up epoch: resuming at epoch 1 needs the schedule's reference mu and the last masks.
@@ -50,10 +49,11 @@ def assert_same_member(resumed, unstopped) -> None:
 def test_a_resumed_pack_trains_as_if_never_stopped(uninterrupted, epoch):
     members, directory = uninterrupted
     states = [load_member(directory / f"{k}-{epoch}.pt") for k in range(len(CONFIGS))]
-    assert [len(s["history"]) for s in states] == [epoch] * 3 and states[2]["sparsity"] is None
+    assert [len(s["history"]) for s in states] == [epoch] * 3
+    assert states[2]["sparsity"] is None
     assert states[1]["sparsity"]["schedule"]["previous_mu"] is not None
     resumed = train_packed(CONFIGS, resume=states)
-    for member, unstopped in zip(resumed, members):
+    for member, unstopped in zip(resumed, members, strict=True):
         assert_same_member(member, unstopped)
     # the adaptive member's sparsity moved after the warm-up: its state at epoch 2 is not its initial one
     assert members[1].history[1]["sparsity_k"] > members[1].history[0]["sparsity_k"]
@@ -65,14 +65,14 @@ def test_a_member_resumes_in_any_pack(uninterrupted, composition):
     resumed = train_packed(
         [CONFIGS[k] for k in composition], resume=[load_member(directory / f"{k}-1.pt") for k in composition]
     )
-    for member, k in zip(resumed, composition):
+    for member, k in zip(resumed, composition, strict=True):
         assert_same_member(member, members[k])
 
 
 def test_a_state_after_the_last_epoch_resumes_finished(uninterrupted):
     members, directory = uninterrupted
     trainer = PackedTrainer(CONFIGS, resume=[load_member(directory / f"{k}-{EPOCHS}.pt") for k in range(len(CONFIGS))])
-    for member, unstopped in zip(trainer.members, members):
+    for member, unstopped in zip(trainer.members, members, strict=True):
         assert_same_member(member, unstopped)
     with pytest.raises(ValueError, match="member 0 is finished"):
         trainer.member_state(0)

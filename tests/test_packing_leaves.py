@@ -30,6 +30,11 @@ from tuneprune.training.optim import has_weight_decay
 CLIPS = (0.5, None, 2.0)  # the first conv and the classifier (< 1000 weights) stay unpruned
 
 
+def grad_of(p: torch.Tensor) -> torch.Tensor:
+    """``p.grad``, set by the test before it is read."""
+    assert p.grad is not None
+    return p.grad
+
 def stacked(sparse: bool) -> tuple[list[nn.Module], StackedModel]:
     models = []
     for seed in range(len(CLIPS)):
@@ -66,7 +71,8 @@ def test_clip_order_puts_a_parametrized_weight_after_its_bias():
 def test_parameters_are_three_flat_leaves_each_parameter_a_view_of_one():
     models, stack = stacked(sparse=True)
     leaves = stack.parameters()
-    assert [leaf.ndim for leaf in leaves] == [2, 2, 2] and stack.decays() == [True, True, False]
+    assert [leaf.ndim for leaf in leaves] == [2, 2, 2]
+    assert stack.decays() == [True, True, False]
     named = stack.member_params(stack.weights)
     assert sorted(named) == sorted(name for name, _ in models[0].named_parameters())
     storages = {leaf.untyped_storage().data_ptr() for leaf in leaves}
@@ -79,7 +85,7 @@ def test_parameters_are_three_flat_leaves_each_parameter_a_view_of_one():
         assert (index == 0) == (name in stack.prunable)
         assert stack.decays()[index] == has_weight_decay(models[0].get_parameter(name))
     rows = [{name: tensor[k] for name, tensor in named.items()} for k in range(len(models))]
-    assert all(torch.equal(a, b) for a, b in zip(stack.stack_leaves(rows), leaves))
+    assert all(a is not None and torch.equal(a, b) for a, b in zip(stack.stack_leaves(rows), leaves, strict=True))
 
 
 @pytest.mark.parametrize("sparse", [False, True])
@@ -90,15 +96,15 @@ def test_each_member_clips_as_clip_grad_norm_alone(sparse, path):
     for model in models:
         for p in model.parameters():
             p.grad = torch.randn_like(p)
-    grads = stack.stack_leaves([{name: p.grad for name, p in m.named_parameters()} for m in models])
-    for leaf, grad in zip(stack.parameters(), grads):
+    grads = stack.stack_leaves([{name: grad_of(p) for name, p in m.named_parameters()} for m in models])
+    for leaf, grad in zip(stack.parameters(), grads, strict=True):
         leaf.grad = grad
     configs = [validate(RunConfig, {"model": "resnet20", "dataset": "synthetic", "grad_clip": c}) for c in CLIPS]
     optimizer = PackedSGD(configs, stack.decays(), 10, torch.device("cpu"))
     with accelerator_path() if path == "accelerator" else contextlib.nullcontext():
         optimizer.clip(stack.parameters(), stack.grad_pieces())
     order = solo_order(models[0], sparse)
-    for model, clip in zip(models, CLIPS):
+    for model, clip in zip(models, CLIPS, strict=True):
         if clip is not None:
             alone = [model.get_parameter(name) for name in order]
             assert nn.utils.clip_grad_norm_(alone, clip) > 10 * clip  # the clip is active
@@ -106,6 +112,6 @@ def test_each_member_clips_as_clip_grad_norm_alone(sparse, path):
     for k, model in enumerate(models):
         for name, p in model.named_parameters():
             if path == "cpu":
-                assert torch.equal(packed[name][k], p.grad), name
+                assert torch.equal(packed[name][k], grad_of(p)), name
             else:
                 torch.testing.assert_close(packed[name][k], p.grad, rtol=1e-5, atol=0)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import random
+from collections.abc import Callable
+from typing import Any, Literal
 
 import pytest
 import torch
@@ -18,10 +20,12 @@ from tuneprune.sparsity.dispatch import accelerator_path
 from tuneprune.sparsity.drop import Elimination
 from tuneprune.sparsity.flat import FlatLayout
 from tuneprune.sparsity.masks import MaskBuilder
-from tuneprune.sparsity.theta import ConstantTheta, FeatherTheta, LogDensityTheta
+from tuneprune.sparsity.theta import ConstantTheta, FeatherTheta, LogDensityTheta, ThetaPolicy
 from tuneprune.sparsity.thresholds import magnitude_quantiles
 
-PATHS = {"cpu": contextlib.nullcontext, "accelerator": accelerator_path}
+PATHS: dict[str, Callable[[], contextlib.AbstractContextManager[Any]]] = {"cpu": contextlib.nullcontext, "accelerator": accelerator_path}
+DROP_MODES: list[Literal["global", "layer"]] = ["global", "layer"]
+TIMEFRAMES: list[Literal["from_start", "after_target"]] = ["from_start", "after_target"]
 SPARSITIES = [0.0, 0.3, 0.5, 0.999, 1.0]
 
 
@@ -40,10 +44,11 @@ def _rule(rng: random.Random, sparsity: float) -> MemberRule | None:
     mode = rng.choice([None, "global", "layer"])
     if mode is None:
         return None
-    theta = rng.choice([ConstantTheta(0.5), FeatherTheta(0.97), LogDensityTheta(0.2, mode="layer"), LogDensityTheta(0.3)])
-    drop_mode = "layer" if mode == "layer" else rng.choice(["global", "layer"])
+    thetas: list[ThetaPolicy] = [ConstantTheta(0.5), FeatherTheta(0.97), LogDensityTheta(0.2, mode="layer"), LogDensityTheta(0.3)]
+    theta = rng.choice(thetas)
+    drop_mode = "layer" if mode == "layer" else rng.choice(DROP_MODES)
     final = rng.choice([sparsity, 0.95])
-    elimination = Elimination(rng.choice([0.0, 0.3]), final, drop_mode, rng.choice(["from_start", "after_target"]))
+    elimination = Elimination(rng.choice([0.0, 0.3]), final, drop_mode, rng.choice(TIMEFRAMES))
     return MemberRule(mode, theta, elimination)
 
 
@@ -53,9 +58,9 @@ def _pack(seed: int):
     k = rng.randint(1, 5)
     sizes = [rng.choice([1, 2, rng.randint(3, 400), rng.randint(400, 5000)]) for _ in range(rng.randint(1, 4))]
     weights = torch.stack([_row(rng, sum(sizes), g) for _ in range(k)])
-    sparsities = [rng.choice(SPARSITIES + [rng.random()]) for _ in range(k)]
+    sparsities = [rng.choice([*SPARSITIES, rng.random()]) for _ in range(k)]
     rules = [_rule(rng, s) for s in sparsities]
-    return sizes, weights, [0.0 if r is None else s for r, s in zip(rules, sparsities)], rules
+    return sizes, weights, [0.0 if r is None else s for r, s in zip(rules, sparsities, strict=True)], rules
 
 
 @pytest.mark.parametrize("path", PATHS)
@@ -65,10 +70,10 @@ def test_thresholds_equal_torch_quantile_per_member_and_layer(path, seed):
     with PATHS[path]():
         masks = PackedMaskBuilder(sizes, rules, torch.device("cpu")).build(weights, sparsities)
         thresholds = masks.thresholds.expand_as(weights)
-        for k, (row, rule, q) in enumerate(zip(weights.abs(), rules, sparsities)):
+        for k, (row, rule, q) in enumerate(zip(weights.abs(), rules, sparsities, strict=True)):
             whole = rule is None or rule.threshold_mode == "global"
             parts = [row] * len(sizes) if whole else list(row.split(sizes))
-            for part, found in zip(parts, thresholds[k].split(sizes)):
+            for part, found in zip(parts, thresholds[k].split(sizes), strict=True):
                 assert (found == found[0]).all()
                 expected = torch.quantile(part.double(), q).float() if q > 0 else torch.zeros(())
                 torch.testing.assert_close(found[0], expected, rtol=1e-6, atol=0)
@@ -92,12 +97,14 @@ def test_each_member_gets_the_masks_it_gets_alone(path, seed):
     with PATHS[path]():
         packed = PackedMaskBuilder(sizes, rules, torch.device("cpu")).build(weights, sparsities)
         thresholds, theta_per_weight = packed.thresholds.expand_as(weights), packed.theta_per_weight.expand_as(weights)
-        for k, (row, rule, s) in enumerate(zip(weights, rules, sparsities)):
-            none = packed.eliminated is None  # no member eliminates at its S_k
-            eliminated = torch.zeros_like(row, dtype=torch.bool) if none else packed.eliminated[k]
-            eliminated_counts = torch.zeros(n, dtype=torch.long) if none else packed.eliminated_counts[k]
+        for k, (row, rule, s) in enumerate(zip(weights, rules, sparsities, strict=True)):
+            # None: no member eliminates at its S_k
+            eliminated = torch.zeros_like(row, dtype=torch.bool) if packed.eliminated is None else packed.eliminated[k]
+            eliminated_counts = torch.zeros(n, dtype=torch.long) if packed.eliminated_counts is None else packed.eliminated_counts[k]
             if rule is None:  # dense: w itself, nothing eliminated, theta 1
-                assert not packed.active[k] and torch.equal(packed.thetas[k], torch.ones(n)) and not eliminated.any()
+                assert not packed.active[k]
+                assert torch.equal(packed.thetas[k], torch.ones(n))
+                assert not eliminated.any()
                 continue
             segments, solo, thetas = _solo(row, sizes, rule, s)
             assert bool(packed.active[k]) == (s > 0)
@@ -125,15 +132,20 @@ def test_eliminations_of_mixed_modes_in_one_pack():
         None,
     ]
     masks = PackedMaskBuilder(sizes, rules, torch.device("cpu")).build(weights, [0.8, 0.6, 0.7, 0.0])
+    assert masks.eliminated is not None
+    assert masks.eliminated_counts is not None
     magnitudes = weights.abs()
     assert torch.equal(masks.eliminated[0], magnitudes[0] < torch.quantile(magnitudes[0], 0.5 * 0.8))
     for k in (1, 2):
         parts = magnitudes[k].split(sizes)
         reached = 1.0 - masks.kept_counts[k] / torch.tensor(sizes)
-        rho = rules[k].elimination.rho
-        expected = [p < (torch.quantile(p, rho * float(r)) if r > 0 else 0.0) for p, r in zip(parts, reached)]
+        rule = rules[k]
+        assert rule is not None
+        rho = rule.elimination.rho
+        expected = [p < (torch.quantile(p, rho * float(r)) if r > 0 else 0.0) for p, r in zip(parts, reached, strict=True)]
         assert torch.equal(masks.eliminated[k], torch.cat(expected))
-    assert not masks.eliminated[3].any() and masks.eliminated_counts[3].sum() == 0
+    assert not masks.eliminated[3].any()
+    assert masks.eliminated_counts[3].sum() == 0
     assert masks.eliminated_counts[0].sum() == int(masks.eliminated[0].sum()) > 0
 
 

@@ -39,7 +39,9 @@ def test_bad_config_exits_2_with_one_line_naming_the_field(tmp_path, capsys, cha
     args = ["relevance", write(tmp_path, {**STUDY, **change}), "--tracking-uri", f"sqlite:///{tmp_path}/mlruns.db"]
     assert main(args + [a for o in overrides for a in ("--set", o)]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("tuneprune relevance: error: ") and field in err
+    assert err.count("\n") == 1
+    assert err.startswith("tuneprune relevance: error: ")
+    assert field in err
     assert not (tmp_path / "mlruns.db").exists()
 
 
@@ -54,14 +56,17 @@ def test_end_to_end_on_digits_writes_mlflow_parent_children_plots_and_csv(tmp_pa
     out = json.loads(capsys.readouterr().out)
     expected = {"relevance", "parameter", "random", "combined", "delta=0", "delta=0.5", "delta=1"}
     assert set(out["curves"]) == expected
-    assert out["curves"]["delta=0"] == out["curves"]["parameter"] and out["curves"]["delta=1"] == out["curves"]["relevance"]
+    assert out["curves"]["delta=0"] == out["curves"]["parameter"]
+    assert out["curves"]["delta=1"] == out["curves"]["relevance"]
     for curve in out["curves"].values():
         assert [row["percentage"] for row in curve] == [0, 50, 90]
-        assert curve[0]["acc"] == out["baseline"]["acc"] and curve[0]["pruned_channels"] == 0
+        assert curve[0]["acc"] == out["baseline"]["acc"]
+        assert curve[0]["pruned_channels"] == 0
 
     tracker = RunTracker(uri)
     parent = tracker.find_parent("rel_e2e", "relevance")
-    assert parent.info.run_id == out["parent_run_id"] and parent.info.status == "FINISHED"
+    assert parent.info.run_id == out["parent_run_id"]
+    assert parent.info.status == "FINISHED"
     assert parent.data.metrics["channels"] == 224
     children = tracker.children(parent.info.run_id)
     assert {c.data.tags[TAG_TRIAL] for c in children} == expected
@@ -76,7 +81,8 @@ def test_end_to_end_on_digits_writes_mlflow_parent_children_plots_and_csv(tmp_pa
 
     # The saved model is reusable, and the name is not: a second study must choose another.
     again = ["relevance", write(tmp_path, STUDY), "--tracking-uri", uri, "--from-run", parent.info.run_id]
-    assert main(again) == 2 and "choose another --name" in capsys.readouterr().err
+    assert main(again) == 2
+    assert "choose another --name" in capsys.readouterr().err
     light = ["--set", "rankings=[parameter]", "--set", "deltas=[]", "--set", "percentages=[0]", "--json"]
-    assert main(again + ["--name", "rel_again", "--results-dir", str(tmp_path / "runs"), *light]) == 0
+    assert main([*again, "--name", "rel_again", "--results-dir", str(tmp_path / "runs"), *light]) == 0
     assert json.loads(capsys.readouterr().out)["baseline"] == out["baseline"]

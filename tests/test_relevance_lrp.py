@@ -20,6 +20,8 @@ def bias_free(model: nn.Module) -> nn.Module:
     for module in model.modules():
         if isinstance(module, nn.BatchNorm2d):
             module.weight.data.uniform_(0.5, 1.5)
+            assert module.running_var is not None  # BatchNorm2d tracks its running statistics
+            assert module.running_mean is not None
             module.running_var.uniform_(0.5, 2.0)
             module.running_mean.zero_()
             module.bias.data.zero_()
@@ -34,8 +36,8 @@ def small_vgg() -> nn.Module:
             nn.Conv2d(1, 6, 3, padding=1, bias=False), nn.BatchNorm2d(6), nn.ReLU(inplace=True), nn.MaxPool2d(2),
             nn.Conv2d(6, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU(inplace=True),
             nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4),
-        )  # fmt: skip
-    )
+        )
+    )  # fmt: skip
 
 
 def small_resnet() -> nn.Module:
@@ -87,7 +89,8 @@ def test_explaining_leaves_the_model_unchanged():
     before = {k: v.clone() for k, v in model.state_dict().items()}
     explain(model, "alpha2beta1", torch.randn(3, 1, 8, 8))
     after = model.state_dict()
-    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+    assert before.keys() == after.keys()
+    assert all(torch.equal(before[k], after[k]) for k in before)
     assert all(not hasattr(m, "canonizer_sum") for m in model.modules())
 
 
@@ -99,11 +102,12 @@ def test_one_relevance_map_per_convolution_averaged_over_batches():
     maps = mean_channel_relevance(model, units, x, settings)
     assert [tuple(m.shape) for m in maps] == [(6, 8, 8), (8, 4, 4)]
     whole = explain(model, "epsilon", x).channels
-    assert all(torch.allclose(m, w.mean(0), atol=1e-6) for m, w in zip(maps, whole))
+    assert all(torch.allclose(m, w.mean(0), atol=1e-6) for m, w in zip(maps, whole, strict=True))
 
 
 def test_running_mean_weights_batches_by_their_size():
     running = RunningMean()
     running.update([torch.tensor([[1.0], [2.0], [3.0]])])
     running.update([torch.tensor([[10.0]])])
-    assert running.count == 4 and running.means[0].tolist() == [4.0]
+    assert running.count == 4
+    assert running.means[0].tolist() == [4.0]

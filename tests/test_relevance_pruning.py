@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ from tuneprune.relevance.evaluation import evaluate_pruned, prepare
 from tuneprune.relevance.finetune import finetune_pruned
 from tuneprune.relevance.normalization import normalize_scores
 from tuneprune.relevance.rankings import random_order
-from tuneprune.relevance.settings import RelevanceSettings
+from tuneprune.relevance.settings import Normalization, RelevanceSettings, Scope
 from tuneprune.relevance.study import run_study
 from tuneprune.training import RunConfig, evaluate, train
 
@@ -36,6 +37,7 @@ def zeroed_channels(model: nn.Module) -> int:
     """Channels whose filter and BatchNorm scale and shift are all zero."""
     count = 0
     for unit in conv_units(model):
+        assert unit.norm is not None
         dead = unit.conv.weight.flatten(1).eq(0).all(1) & unit.norm.weight.eq(0) & unit.norm.bias.eq(0)
         count += int(dead.sum())
     return count
@@ -48,7 +50,7 @@ def test_conv_units_pair_each_convolution_with_its_batchnorm():
     assert [u.offset for u in units[:3]] == [0, 16, 32]
 
 
-def prune_at(percentage: int, scope: str) -> tuple[nn.Module, list, list[int]]:
+def prune_at(percentage: int, scope: Scope) -> tuple[nn.Module, list, list[int]]:
     """A fresh small_cnn with ``percentage`` % of its 224 channels pruned in a random order."""
     model = create_model("small_cnn", 10, 1)
     units = conv_units(model)
@@ -85,9 +87,12 @@ def test_pruned_channels_output_zero_and_are_restored():
     units = conv_units(model)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     x = torch.randn(4, 1, 8, 8)
+    features = model.get_submodule("features")
+    assert isinstance(features, nn.Sequential)
     with channels_pruned(units, [0, 5]):
-        activations = model.features[:3](x)
-        assert activations[:, [0, 5]].abs().max() == 0 and activations[:, 1].abs().max() > 0
+        activations = features[:3](x)
+        assert activations[:, [0, 5]].abs().max() == 0
+        assert activations[:, 1].abs().max() > 0
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
@@ -95,7 +100,8 @@ def test_pruning_zero_percent_leaves_accuracy_unchanged(trained):
     model, data, _ = trained
     baseline = evaluate(model, data.x_test, data.y_test)
     prepared = prepare(model, data, RelevanceSettings(eval_samples=64))
-    for scope in ("global", "layer"):
+    scopes: tuple[Scope, ...] = ("global", "layer")
+    for scope in scopes:
         assert select_channels(random_order(224, 0), prepared.units, 0, scope) == []
     assert evaluate_pruned(prepared, []) == baseline
     metrics = evaluate_channel_pruning(model, data, PruningPoint(percentage=0, eval_samples=64))
@@ -106,7 +112,8 @@ def test_evaluate_channel_pruning_reports_the_search_metrics(trained):
     model, data, _ = trained
     metrics = evaluate_channel_pruning(model, data, PruningPoint(ranking="mixed", delta=0.3, percentage=50, eval_samples=64))
     assert set(metrics) == {"pruned_acc", "pruned_loss", "pruned_fraction"}
-    assert metrics["pruned_fraction"] == 112 / 224 and 0.0 <= metrics["pruned_acc"] <= 1.0
+    assert metrics["pruned_fraction"] == 112 / 224
+    assert 0.0 <= metrics["pruned_acc"] <= 1.0
 
 
 def test_finetuning_keeps_the_mask_and_leaves_the_original(trained):
@@ -124,16 +131,19 @@ def test_study_rows_carry_finetuned_metrics_when_asked(trained):
         train=config, relevance={"eval_samples": 32}, rankings=["parameter"], deltas=[0.5], percentages=[30], finetune={"epochs": 1}
     )
     result = run_study(model, config, data, study)
-    assert list(result.curves) == ["parameter", "delta=0.5"] and result.num_channels == 224
+    assert list(result.curves) == ["parameter", "delta=0.5"]
+    assert result.num_channels == 224
     (row,) = result.curves["parameter"]
-    assert row["pruned_channels"] == 67 and {"acc", "loss", "finetuned_acc", "finetuned_loss"} <= set(row)
+    assert row["pruned_channels"] == 67
+    assert {"acc", "loss", "finetuned_acc", "finetuned_loss"} <= set(row)
 
 
 def test_normalisations_scale_each_layer_and_keep_its_order():
     units = conv_units(create_model("small_cnn", 10, 1))
     scores = torch.rand(224, generator=torch.Generator().manual_seed(0)) * torch.tensor([1.0] * 32 + [0.01] * 64 + [5.0] * 128)
     assert torch.equal(normalize_scores(scores, units, "none"), scores)
-    for normalization, reduce in (("layer_share", torch.mean), ("layer_max", torch.amax)):
+    normalizations: tuple[tuple[Normalization, Callable[..., torch.Tensor]], ...] = (("layer_share", torch.mean), ("layer_max", torch.amax))
+    for normalization, reduce in normalizations:
         normalized = normalize_scores(scores, units, normalization)
         for unit in units:
             mine = slice(unit.offset, unit.offset + unit.size)
@@ -141,14 +151,14 @@ def test_normalisations_scale_each_layer_and_keep_its_order():
             assert torch.equal(torch.argsort(normalized[mine]), torch.argsort(scores[mine]))
 
 
-@pytest.mark.parametrize("share, floors", [(0.0, [1, 1, 1]), (0.1, [4, 7, 13]), (0.5, [16, 32, 64])])
+@pytest.mark.parametrize(("share", "floors"), [(0.0, [1, 1, 1]), (0.1, [4, 7, 13]), (0.5, [16, 32, 64])])
 def test_global_scope_keeps_the_minimum_share_of_every_layer(share, floors):
     units = conv_units(create_model("small_cnn", 10, 1))
     last_layer_first = list(range(96, 224)) + list(range(96))
     channels = select_channels(last_layer_first, units, 90, "global", share)
     kept = [u.size - sum(u.offset <= c < u.offset + u.size for c in channels) for u in units]
     assert [layer_floor(u.size, share) for u in units] == floors
-    assert all(k >= f for k, f in zip(kept, floors))
+    assert all(k >= f for k, f in zip(kept, floors, strict=True))
     assert len(channels) == min(round(0.9 * 224), 224 - sum(floors))
     assert kept[2] == floors[2]  # the ranking's first layer is pruned down to its floor, then the next
 
@@ -161,4 +171,4 @@ def test_shipped_relevance_example_beats_random_at_10_to_30_percent_with_the_def
     result = run_study(train(study.train).model, study.train, data, study)
     accuracy = {name: [row["acc"] for row in curve] for name, curve in result.curves.items()}
     for ranking in ("relevance", "parameter"):
-        assert all(a > r for a, r in zip(accuracy[ranking], accuracy["random"])), (ranking, accuracy)
+        assert all(a > r for a, r in zip(accuracy[ranking], accuracy["random"], strict=True)), (ranking, accuracy)

@@ -31,8 +31,8 @@ def test_delta_tenth_takes_exactly_one_relevance_index_every_ten_steps():
     order = mixed_order(parameter, relevance, 0.1)
     # a reaches 1 at steps 2..10 (nine parameter indices), b at step 10 exactly (with float
     # accumulators 10 x 0.1 = 0.9999999999999999 and the relevance index would come a step late).
-    assert order[:10] == list(range(9)) + [29]
-    assert order[10:20] == list(range(9, 18)) + [28]
+    assert order[:10] == [*range(9), 29]
+    assert order[10:20] == [*range(9, 18), 28]
 
 
 @pytest.mark.parametrize("seed", range(20))
@@ -62,10 +62,14 @@ def test_build_rankings_sorts_ascending_and_names_deltas():
     relevance = torch.tensor([0.3, 0.1, 0.2])
     parameter = torch.tensor([0.1, 0.3, 0.2])
     rankings = build_rankings(relevance, parameter, ["relevance", "parameter", "random"], [0.0, 0.5], seed=3)
-    assert rankings["relevance"] == [1, 2, 0] and rankings["parameter"] == [0, 2, 1]
-    assert rankings["delta=0"] == rankings["parameter"] and sorted(rankings["delta=0.5"]) == [0, 1, 2]
-    assert rankings["random"] == random_order(3, 3) and sorted(rankings["random"]) == [0, 1, 2]
-    assert describe("delta=0.5") == {"ranking": "mixed", "delta": 0.5} and describe("random") == {"ranking": "random"}
+    assert rankings["relevance"] == [1, 2, 0]
+    assert rankings["parameter"] == [0, 2, 1]
+    assert rankings["delta=0"] == rankings["parameter"]
+    assert sorted(rankings["delta=0.5"]) == [0, 1, 2]
+    assert rankings["random"] == random_order(3, 3)
+    assert sorted(rankings["random"]) == [0, 1, 2]
+    assert describe("delta=0.5") == {"ranking": "mixed", "delta": 0.5}
+    assert describe("random") == {"ranking": "random"}
 
 
 def test_channel_statistics_reduce_everything_but_the_channel():

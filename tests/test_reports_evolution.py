@@ -7,6 +7,7 @@ import json
 import re
 import subprocess
 import sys
+from typing import Any
 
 import numpy as np
 import pytest
@@ -22,7 +23,7 @@ from tuneprune.stochastic import StochasticConfig
 
 pytestmark = pytest.mark.ray
 
-SPACE = {
+SPACE: dict[str, Any] = {
     "name": "report_evolution",
     "train": {"model": "small_cnn", "dataset": "digits", "epochs": 3, "batch_size": 64, "lr": 0.05},
     "algorithm": {"type": "nsga2", "pop_size": 6, "generations": 2, "seed": 1},
@@ -96,7 +97,8 @@ def test_html_embeds_every_plot_and_is_logged(evolution, report):
 def test_chosen_config_runs_with_prune_stochastic(evolution, report, tmp_path):
     config = load_config(StochasticConfig, report / "best.yaml")
     front = {(r["sigma"], r["rate"], r["seed"]) for r in evolution.front}
-    assert (config.sigma, config.rate, config.seed) in front and config.samples == SPACE["samples"]
+    assert (config.sigma, config.rate, config.seed) in front
+    assert config.samples == SPACE["samples"]
     out = subprocess.run(
         [sys.executable, "-m", "tuneprune.cli", "prune-stochastic", str(report / "best.yaml"), "--checkpoint",
          str(evolution.results_dir / "dense.pt"), "--set", "feature_variance=false", "--out", str(tmp_path), "--json"],
@@ -104,7 +106,8 @@ def test_chosen_config_runs_with_prune_stochastic(evolution, report, tmp_path):
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
     printed = json.loads(out.stdout)
-    assert printed["pruned_layers_sparsity"] == pytest.approx(config.rate, abs=1e-4) and printed["model_sparsity"] > 0.4
+    assert printed["pruned_layers_sparsity"] == pytest.approx(config.rate, abs=1e-4)
+    assert printed["model_sparsity"] > 0.4
 
 
 def test_report_by_run_id_prints_the_html_path(evolution, tmp_path, capsys):
@@ -116,4 +119,6 @@ def test_report_by_run_id_prints_the_html_path(evolution, tmp_path, capsys):
 def test_fit_scheduler_refuses_an_evolution(evolution, capsys):
     assert main(["fit-scheduler", str(evolution.results_dir)]) == 2
     err = capsys.readouterr().err
-    assert err.strip().count("\n") == 0 and "not a search" in err and str(evolution.results_dir) in err
+    assert err.strip().count("\n") == 0
+    assert "not a search" in err
+    assert str(evolution.results_dir) in err

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Sequence
 
 import numpy as np
 import pytest
@@ -12,10 +13,9 @@ from pymoo.indicators.hv import HV
 from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
 from tuneprune.cli import main
-from tuneprune.reports import fit_tangent, tangent
 from tuneprune.evolution.archive import FRONT_PLANE, pareto_front
 from tuneprune.pareto import Plane, front_indices, hypervolume, non_dominated
-from tuneprune.reports import Report
+from tuneprune.reports import Report, fit_tangent, tangent
 from tuneprune.reports.sections import front_section
 from tuneprune.sparsity import alpha_for_target, resolve_alpha
 from tuneprune.sparsity.theta import PUBLISHED_ALPHA_RULE
@@ -35,7 +35,8 @@ def max_error(fit) -> float:
 def test_exact_points_recover_the_published_curve():
     fit = fit_tangent(TARGETS, published(np.array(TARGETS)))
     assert fit.free == ("c1", "c2", "c3", "c4")
-    assert max_error(fit) < 0.005 and fit.rmse < 1e-6
+    assert max_error(fit) < 0.005
+    assert fit.rmse < 1e-6
 
 
 def test_noisy_points_recover_the_published_curve_within_0005():
@@ -45,7 +46,7 @@ def test_noisy_points_recover_the_published_curve_within_0005():
     assert max_error(fit) < 0.005
 
 
-@pytest.mark.parametrize("n, free", [(1, ("c4",)), (2, ("c1", "c4")), (3, ("c1", "c4"))])
+@pytest.mark.parametrize(("n", "free"), [(1, ("c4",)), (2, ("c1", "c4")), (3, ("c1", "c4"))])
 def test_fewer_than_four_points_keep_c2_c3_published(n, free):
     targets = np.array(TARGETS[1 : 1 + n])
     fit = fit_tangent(targets, published(targets) + 0.01)
@@ -64,7 +65,7 @@ def synthetic_trial(key: str, model: str, target: float, alpha: float, val_acc: 
     }  # fmt: skip
 
 
-def synthetic_alpha_search(directory, name: str, models: list[str], extra: list[dict] = ()) -> None:
+def synthetic_alpha_search(directory, name: str, models: list[str], extra: Sequence[dict] = ()) -> None:
     """A results directory whose summary.json has one usable trial per (model, target) on the published curve, plus ``extra``."""
     trials = [
         synthetic_trial(f"g{i}-{j:03d}", model, s, float(published(s)))
@@ -83,9 +84,11 @@ def test_fit_alpha_cli_on_results_directories(tmp_path, capsys):
     out = tmp_path / "fit"
     assert main(["fit-alpha", str(tmp_path / "runs" / "alpha_a"), str(tmp_path / "runs" / "alpha_b"), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "fitted c1, c2, c3, c4 to 18 points" in printed and str(out / "fit_alpha.html") in printed
+    assert "fitted c1, c2, c3, c4 to 18 points" in printed
+    assert str(out / "fit_alpha.html") in printed
     rule = yaml.safe_load((out / "alpha_rule.yaml").read_text())
-    assert rule["fitted"] == ["c1", "c2", "c3", "c4"] and rule["points"] == 18
+    assert rule["fitted"] == ["c1", "c2", "c3", "c4"]
+    assert rule["points"] == 18
     assert max_error(lambda s: tangent(s, **{k: rule[k] for k in PUBLISHED_ALPHA_RULE})) < 0.005
     for s in TARGETS[1:]:  # the rule file as the sparsity package reads it, against formulas §2's reference values
         assert resolve_alpha(f"fitted:{out / 'alpha_rule.yaml'}", s) == alpha_for_target(s)
@@ -95,12 +98,49 @@ def test_fit_alpha_cli_on_results_directories(tmp_path, capsys):
     assert html.count('<img src="data:image/png;base64,') == len(list(out.glob("*.png"))) == 1
 
 
+def test_fit_alpha_on_a_study_takes_each_targets_best_method_alpha_averaged_over_seeds(tmp_path, capsys):
+    """A study whose methods set alpha (log_density theta): per target the alpha of the best mean over seeds is fitted."""
+    alphas = {f"alpha{i}": float(published(s)) for i, s in enumerate(TARGETS)}
+    trials = []
+    for i, (method, alpha) in enumerate(alphas.items()):
+        for j, s in enumerate(TARGETS):
+            for seed in (0, 1):
+                right = alpha == float(published(s))
+                # seed 1 prefers the next method's alpha, but the mean over seeds prefers the right one
+                acc = 0.9 if right else 0.5
+                if seed == 1 and i == (TARGETS.index(s) + 1) % len(TARGETS):
+                    acc = 0.95
+                trials.append({
+                    "key": f"g{i * 100 + j * 2 + seed}-000", "name": "", "state": "COMPLETE",
+                    "grid": {"method": method, "sparsity.target": s, "seed": seed}, "params": {}, "values": {"val_acc": acc},
+                    "metrics": {"val_acc": acc, "sparsity": s},
+                    "config": {"model": "small_cnn", "dataset": "digits", "seed": seed,
+                               "sparsity": {"target": s, "theta": {"policy": "log_density", "alpha": alpha}}},
+                })  # fmt: skip
+    trials.append({**trials[0], "key": "g999-000", "grid": {"method": "feather", "sparsity.target": 0.9, "seed": 0},
+                   "config": {**trials[0]["config"], "sparsity": {"target": 0.9, "theta": {"policy": "feather"}}}})  # fmt: skip
+    directory = tmp_path / "runs" / "study"
+    directory.mkdir(parents=True)
+    summary = {"name": "study", "parent_run_id": "0" * 32, "tracking_uri": f"sqlite:///{directory}/absent.db",
+               "objectives": {"val_acc": "max"}, "trials": trials, "best": trials}  # fmt: skip
+    (directory / "summary.json").write_text(json.dumps(summary))
+    out = tmp_path / "fit"
+    assert main(["fit-alpha", str(directory), "--out", str(out)]) == 0
+    assert f"fitted c1, c2, c3, c4 to {len(TARGETS)} points" in capsys.readouterr().out
+    rows = list(csv.DictReader((out / "residuals.csv").open()))
+    assert [float(r["target"]) for r in rows] == TARGETS  # one point per target: the method, model and seed grids are not groups
+    for row in rows:
+        assert float(row["alpha"]) == float(published(float(row["target"])))
+        assert len(row["trial"].split(",")) == 2  # both seeds of the chosen alpha
+
+
 def test_fit_alpha_without_alpha_points_exits_2(tmp_path, capsys):
     directory = tmp_path / "runs" / "plain"
     synthetic_alpha_search(directory, "plain", [])
     assert main(["fit-alpha", str(directory)]) == 2
     err = capsys.readouterr().err.strip()
-    assert "\n" not in err and repr(str(directory)) in err
+    assert "\n" not in err
+    assert repr(str(directory)) in err
 
 
 def test_fronts_and_hypervolume_with_a_minimised_metric():
@@ -131,7 +171,9 @@ def test_excluded_trials_are_printed_plotted_and_never_fitted(tmp_path, capsys):
     assert "excluded alpha_x g9-002 (target 0.98, alpha -0.5): near chance: val_acc 0.1460 < chance 0.1 + 0.1" in printed
     assert "excluded alpha_x g9-003" in printed
     rule = yaml.safe_load((tmp_path / "fit" / "alpha_rule.yaml").read_text())
-    assert rule["points"] == 6 and rule["rmse"] < 1e-6 and rule["r2"] == pytest.approx(1.0)
+    assert rule["points"] == 6
+    assert rule["rmse"] < 1e-6
+    assert rule["r2"] == pytest.approx(1.0)
     excluded = (tmp_path / "fit" / "excluded.csv").read_text().splitlines()
     assert len(excluded) == 1 + 3
 
@@ -142,10 +184,14 @@ def test_fit_keeps_the_poles_outside_the_range_with_its_margin():
     alphas = [0.07, 0.09, 0.12, 0.567, -0.253, -0.021]
     fit = fit_tangent(targets, alphas, pole_margin=0.005)
     lower, upper = fit.poles
-    assert lower <= 0.90 - 0.005 + 1e-9 and upper >= 0.995 + 0.005 - 1e-9
+    assert lower <= 0.90 - 0.005 + 1e-9
+    assert upper >= 0.995 + 0.005 - 1e-9
     s = np.linspace(0.90, 0.995, 2000)
-    assert np.all(np.isfinite(fit(s))) and np.all(np.diff(fit(s)) * np.sign(fit.constants["c1"]) > 0)  # one branch: monotone
-    assert len(fit.residuals) == 6 and fit.r2 is not None and fit.r2 < 1.0
+    assert np.all(np.isfinite(fit(s)))
+    assert np.all(np.diff(fit(s)) * np.sign(fit.constants["c1"]) > 0)  # one branch: monotone
+    assert len(fit.residuals) == 6
+    assert fit.r2 is not None
+    assert fit.r2 < 1.0
 
 
 def test_too_few_usable_points_exit_2_with_one_line(tmp_path, capsys):
@@ -153,7 +199,8 @@ def test_too_few_usable_points_exit_2_with_one_line(tmp_path, capsys):
     synthetic_alpha_search(directory, "few", [], [synthetic_trial("g0-000", "resnet20", 0.95, 0.09), synthetic_trial("g1-000", "resnet20", 0.99, 0.13)])
     assert main(["fit-alpha", str(directory), "--constants", "c1,c2,c3,c4", "--out", str(tmp_path / "fit")]) == 2
     err = capsys.readouterr().err.strip()
-    assert "\n" not in err and "2 usable distinct targets for 4 constants" in err
+    assert "\n" not in err
+    assert "2 usable distinct targets for 4 constants" in err
     assert not (tmp_path / "fit" / "alpha_rule.yaml").exists()
 
 

@@ -8,6 +8,7 @@ import re
 import shlex
 import subprocess
 import sys
+from typing import Any
 
 import numpy as np
 import optuna
@@ -57,7 +58,7 @@ def search(ray_session, tmp_path_factory):
     root = tmp_path_factory.mktemp("report_search")
     path = root / "space.yaml"
     path.write_text(yaml.safe_dump(SPACE, sort_keys=False))  # val_acc stays the first objective
-    stores = {"tracking_uri": f"sqlite:///{root / 'mlruns.db'}", "storage_url": f"sqlite:///{root / 'optuna.db'}"}
+    stores: dict[str, Any] = {"tracking_uri": f"sqlite:///{root / 'mlruns.db'}", "storage_url": f"sqlite:///{root / 'optuna.db'}"}
     return run_search(prepare_search(path, results_root=root / "runs", **stores), progress=False)
 
 
@@ -115,7 +116,8 @@ def test_html_embeds_every_plot_and_is_logged(search, report):
     assert len(pngs) >= 7  # two fronts, importances, accuracy per param, two learning curves, alpha per target
     assert html.count('<img src="data:image/png;base64,') == len(pngs)
     assert all(src.startswith("data:image/png;base64,") for src in re.findall(r'src="([^"]*)"', html))
-    assert "http://" not in html and "https://" not in html
+    assert "http://" not in html
+    assert "https://" not in html
     assert {"learning_curves_0.png", "learning_curves_1.png", "alpha_per_target.png", "importances.png"} <= set(pngs)
     logged = {a.path for a in MlflowClient(search.tracking_uri).list_artifacts(search.parent_run_id, "report")}
     assert {f"report/{name}" for name in [*pngs, "report.html", "best.yaml", "hypervolume.csv"]} <= logged
@@ -145,10 +147,13 @@ def trial_metrics(search, key: str) -> dict[str, float]:
 def test_best_yaml_reproduces_its_trial_exactly(search, report, tmp_path):
     """The report's 'run it with' command, as printed: the same metrics to the last bit on this CPU."""
     html = (report / "report.html").read_text()
-    key, command = re.search(r"Trial (g\d+-\d+) .*?run it with: (\S+ train [^<\s]+)", html).groups()
+    found = re.search(r"Trial (g\d+-\d+) .*?run it with: (\S+ train [^<\s]+)", html)
+    assert found is not None
+    key, command = found.groups()
     assert command == tuneprune_command("train", report / "best.yaml")  # the script beside this interpreter: runs as printed
     config = yaml.safe_load((report / "best.yaml").read_text())
-    assert config["num_threads"] == 1 and config["device"] == "cpu"  # what the trial ran with, recorded
+    assert config["num_threads"] == 1
+    assert config["device"] == "cpu"  # what the trial ran with, recorded
     out = subprocess.run(
         [*shlex.split(command), "--json"], capture_output=True, text=True, timeout=300, cwd=tmp_path
     )  # fmt: skip
@@ -168,7 +173,8 @@ def usable_by_hand(search, key: str) -> bool:
 def test_fit_alpha_excludes_unusable_trials_and_keeps_poles_out_of_range(search, tmp_path, capsys):
     complete = [t["key"] for t in complete_trials(search)]
     unusable = {k for k in complete if not usable_by_hand(search, k)}
-    assert unusable and unusable != set(complete)  # the 99.9 % trials stay at chance
+    assert unusable
+    assert unusable != set(complete)  # the 99.9 % trials stay at chance
     assert main(["fit-alpha", str(search.results_dir), "--out", str(tmp_path)]) == 0
     printed = capsys.readouterr().out
     assert {line.split()[2] for line in printed.splitlines() if line.startswith("  excluded ")} == unusable
@@ -176,10 +182,13 @@ def test_fit_alpha_excludes_unusable_trials_and_keeps_poles_out_of_range(search,
     rule = yaml.safe_load((tmp_path / "alpha_rule.yaml").read_text())
     low, high = rule["fitted_range"]
     lower, upper = rule["poles"]
-    assert lower <= low - rule["pole_margin"] + 1e-9 and upper >= high + rule["pole_margin"] - 1e-9
-    assert len(rule["residuals"]) == rule["points"] and "r2" in rule
+    assert lower <= low - rule["pole_margin"] + 1e-9
+    assert upper >= high + rule["pole_margin"] - 1e-9
+    assert len(rule["residuals"]) == rule["points"]
+    assert "r2" in rule
     fitted = {r["trial"] for r in read_csv(tmp_path / "residuals.csv")}
-    assert fitted and not fitted & unusable
+    assert fitted
+    assert not fitted & unusable
 
 
 def test_fit_scheduler_presets_load_and_never_judge_a_trial_below_its_target(search, tmp_path, capsys):
@@ -187,7 +196,8 @@ def test_fit_scheduler_presets_load_and_never_judge_a_trial_below_its_target(sea
     printed = capsys.readouterr()
     assert "judged: a trial is used when its achieved sparsity >= target - 0.001" in printed.out
     usable = [k for k in (t["key"] for t in complete_trials(search)) if usable_by_hand(search, k)]
-    assert code == 0 and usable
+    assert code == 0
+    assert usable
     rows = {r["trial"]: r for r in read_csv(tmp_path / "trials.csv")}
     assert set(rows) == {t["key"] for t in complete_trials(search)}
     for key, row in rows.items():  # every trial shows its achieved sparsity and the epoch it reached the target
@@ -195,16 +205,17 @@ def test_fit_scheduler_presets_load_and_never_judge_a_trial_below_its_target(sea
         assert f"  {key}  target {float(row['target']):g}  sparsity {float(row['sparsity']):.4f}  reached " in printed.out
     presets = sorted(tmp_path.glob("preset-*.yaml"))
     chosen = [p.stem.removeprefix("preset-") for p in presets]
-    assert chosen and set(chosen) <= set(usable)  # never a trial below its target (or near chance)
+    assert chosen
+    assert set(chosen) <= set(usable)  # never a trial below its target (or near chance)
     short = {k for k, row in rows.items() if float(row["sparsity"]) < float(row["target"]) - 0.001}
     assert short & {b["key"] for b in search.best}  # Optuna's own Pareto set holds a trial that never got there
     assert all(rows[k]["reached_epoch"] == "" and rows[k]["excluded"].startswith("target not reached") for k in short)
     assert all(rows[k]["pareto"] == "True" and rows[k]["reached_epoch"] for k in chosen)
     configs = {t["key"]: t["config"] for t in search.trials}
-    for path, key in zip(presets, chosen):
+    for path, key in zip(presets, chosen, strict=True):
         scheduler = AdaptiveScheduler.preset(str(path), final_sparsity=0.95, epochs=10)
         expected = configs[key]["sparsity"]["scheduler"]
-        assert (scheduler.A, scheduler.B, scheduler.C, scheduler.D) == tuple(expected[k] for k in "ABCD")
+        assert tuple(expected[k] for k in "ABCD") == (scheduler.A, scheduler.B, scheduler.C, scheduler.D)
         config = SparsityConfig.model_validate({"target": 0.95, "scheduler": {"type": "adaptive", "preset": str(path)}})
         assert isinstance(build_schedule(config, steps_per_epoch=5, epochs=2), AdaptiveSchedule)
     assert {"lambda.png", "sparsity_trajectories.png"} <= {p.name for p in tmp_path.glob("*.png")}
@@ -216,11 +227,13 @@ def test_bad_source_exits_2_with_one_line(search, tmp_path, monkeypatch, capsys)
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert out.returncode == 2
-    assert out.stderr.strip().count("\n") == 0 and "'no_such_search'" in out.stderr
+    assert out.stderr.strip().count("\n") == 0
+    assert "'no_such_search'" in out.stderr
     monkeypatch.chdir(tmp_path)  # no MLflow store here: refused without creating one
     assert main(["report", "no_such_search"]) == 2
     err = capsys.readouterr().err
-    assert err.strip().count("\n") == 0 and "'no_such_search'" in err
+    assert err.strip().count("\n") == 0
+    assert "'no_such_search'" in err
     assert not (tmp_path / "mlruns.db").exists()
 
 
@@ -233,7 +246,8 @@ def test_one_name_per_trial_across_cli_report_mlflow_and_optuna(search, report, 
     trials = {t["key"]: t for t in search.trials}
     assert set(names) == set(trials)
     for key, trial in trials.items():
-        assert names[key] == trial["name"] and trial["name"].startswith(key + " target=")
+        assert names[key] == trial["name"]
+        assert trial["name"].startswith(key + " target=")
     for target in (0.95, 0.999):
         study = optuna.load_study(study_name=f"report_search[sparsity.target={target}]", storage=search.storage_url)
         for t in study.trials:

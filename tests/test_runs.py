@@ -19,17 +19,23 @@ def test_execute_trains_evaluates_the_relevance_point_and_saves(tmp_path):
     logged: list[tuple[dict[str, float], int]] = []
     executed = execute(spec, tmp_path, lambda metrics, step: logged.append((metrics, step)))
     [(final, step)] = logged
-    assert step == 1 and set(final) == {"pruned_acc", "pruned_loss", "pruned_fraction"}
-    assert executed.summary.items() >= final.items() and executed.result.history[-1].items() >= final.items()
+    assert step == 1
+    assert set(final) == {"pruned_acc", "pruned_loss", "pruned_fraction"}
+    assert executed.summary.items() >= final.items()
+    assert executed.result.history[-1].items() >= final.items()
     assert executed.summary["final_sparsity"] == pytest.approx(0.5, abs=1e-3)
     assert executed.model_path == tmp_path / "model.pt"
+    assert executed.model_path is not None
     model, config = load_model(executed.model_path)  # the run config's part of the saved spec rebuilds the model
-    assert type(config) is RunConfig and config.model_dump() == RunConfig.model_validate(spec.model_dump(exclude={"relevance"})).model_dump()
-    for a, b in zip(model.state_dict().values(), executed.result.model.state_dict().values()):
+    assert type(config) is RunConfig
+    assert config.model_dump() == RunConfig.model_validate(spec.model_dump(exclude={"relevance"})).model_dump()
+    for a, b in zip(model.state_dict().values(), executed.result.model.state_dict().values(), strict=True):
         assert torch.equal(a, b)
 
 
 def test_execute_without_out_saves_nothing():
     spec = validate(TrialSpec, {"model": "small_cnn", "dataset": "digits", "epochs": 1, "batch_size": 128, "device": "cpu"})
     executed = execute(spec, None)
-    assert executed.model_path is None and "final_sparsity" not in executed.summary and "val_acc" in executed.summary
+    assert executed.model_path is None
+    assert "final_sparsity" not in executed.summary
+    assert "val_acc" in executed.summary

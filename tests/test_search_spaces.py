@@ -50,7 +50,7 @@ def test_rate_bounds_default_to_spec():
 @pytest.mark.parametrize("path", [p for p in SPACES if "cifar" in p.read_text()], ids=lambda p: p.stem)
 def test_cifar_space_without_data_names_the_directory(path, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(ConfigError, match="data_dir = 'data'.*cifar-100-python"):
+    with pytest.raises(ConfigError, match=r"data_dir = 'data'.*cifar-100-python"):
         prepare_search(path, tracking_uri=f"sqlite:///{tmp_path}/m.db", storage_url=f"sqlite:///{tmp_path}/o.db", results_root=tmp_path)
 
 

@@ -23,8 +23,10 @@ def _builder(weights, threshold_mode, drop: DropConfig) -> tuple[MaskBuilder, to
 def test_timeframes():
     from_start = Elimination.from_config(DropConfig(rho=0.5), final_sparsity=0.9)
     after = Elimination.from_config(DropConfig(rho=0.5, timeframe="after_target"), final_sparsity=0.9)
-    assert from_start.applies(0.3) and not after.applies(0.3)
-    assert from_start.applies(0.9) and after.applies(0.9)
+    assert from_start.applies(0.3)
+    assert not after.applies(0.3)
+    assert from_start.applies(0.9)
+    assert after.applies(0.9)
     assert not Elimination.from_config(DropConfig(rho=0.0), 0.9).applies(0.9)
     assert not from_start.applies(0.0)
 
@@ -33,9 +35,11 @@ def test_global_elimination_is_the_rho_s_quantile_of_the_network():
     weights = _weights()
     builder, flat = _builder(weights, "global", DropConfig(rho=0.25))
     masks = builder.build(flat, 0.8, slot=0)
+    assert masks.eliminated is not None
+    assert masks.eliminated_counts is not None
     magnitudes = torch.cat([w.flatten().abs() for w in weights])
     t = torch.quantile(magnitudes, 0.25 * 0.8)
-    for w, gone in zip(weights, masks.eliminated):
+    for w, gone in zip(weights, masks.eliminated, strict=True):
         assert torch.equal(gone, w.abs() < t)
     assert abs(int(masks.eliminated_counts.sum()) - 0.2 * magnitudes.numel()) <= 1
 
@@ -44,8 +48,10 @@ def test_layer_elimination_uses_each_layers_achieved_sparsity():
     weights = _weights()
     builder, flat = _builder(weights, "global", DropConfig(rho=0.5, mode="layer"))
     masks = builder.build(flat, 0.7, slot=0)
+    assert masks.eliminated is not None
+    assert masks.eliminated_counts is not None
     T = torch.quantile(torch.cat([w.flatten().abs() for w in weights]), 0.7)
-    for w, kept, gone in zip(weights, masks.kept, masks.eliminated):
+    for w, kept, gone in zip(weights, masks.kept, masks.eliminated, strict=True):
         layer_sparsity = (w.abs() <= T).float().mean().item()
         t_l = torch.quantile(w.flatten().abs(), 0.5 * layer_sparsity)
         assert torch.equal(kept, w.abs() > T)
@@ -66,4 +72,6 @@ def test_layer_thresholds_with_global_elimination_are_refused():
         _builder(_weights(), "layer", DropConfig(rho=0.5, mode="global"))
     builder, flat = _builder(_weights(), "layer", DropConfig(rho=0.5, mode="layer"))
     masks = builder.build(flat, 0.8, slot=0)
-    assert not any((kept & gone).any() for kept, gone in zip(masks.kept, masks.eliminated))
+    assert masks.eliminated is not None
+    assert masks.eliminated_counts is not None
+    assert not any((kept & gone).any() for kept, gone in zip(masks.kept, masks.eliminated, strict=True))

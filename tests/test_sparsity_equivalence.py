@@ -23,7 +23,14 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from tuneprune.sparsity import Sparsifier, SparsityConfig, build_schedule, prunable_layers, threshold_operator
+from tuneprune.sparsity import (
+    Sparsifier,
+    SparsityConfig,
+    build_schedule,
+    original_weight,
+    prunable_layers,
+    threshold_operator,
+)
 from tuneprune.sparsity.dispatch import accelerator_path, on_numpy
 from tuneprune.sparsity.stability import jaccard
 
@@ -95,7 +102,7 @@ class Reference:
             T = [sort_quantile(torch.cat([m.flatten() for m in magnitudes]), sparsity)] * len(magnitudes)
         else:
             T = [sort_quantile(m, sparsity) for m in magnitudes]
-        kept = [m > t for m, t in zip(magnitudes, T)]
+        kept = [m > t for m, t in zip(magnitudes, T, strict=True)]
         densities = [k.sum() / k.numel() for k in kept]
         theta = self.config.theta
         if theta.policy == "constant":
@@ -103,6 +110,7 @@ class Reference:
         elif theta.policy == "feather":
             thetas = [1.0 if self.config.target <= 0.95 else 0.5] * len(kept)
         else:
+            assert isinstance(theta.alpha, float)  # resolved at config load
             thetas = [min(1.0, max(theta.theta_min, 1 + theta.alpha * math.log(d))) if d > 0 else theta.theta_min for d in densities]
             if theta.mode == "global":
                 thetas = [sum(thetas) / len(thetas)] * len(thetas)
@@ -114,26 +122,26 @@ class Reference:
         elif drop.mode == "global":
             t = [sort_quantile(torch.cat([m.flatten() for m in magnitudes]), drop.rho * sparsity)] * len(kept)
         else:  # rho * S_l, S_l the sparsity the layer reached (a float32 fraction)
-            t = [sort_quantile(m, drop.rho * float(1.0 - d)) for m, d in zip(magnitudes, densities)]
-        eliminated = [m < t_l for m, t_l in zip(magnitudes, t)]
-        scale = [torch.where(k, 1.0, th).masked_fill(e, 0.0) for k, th, e in zip(kept, thetas, eliminated)]
+            t = [sort_quantile(m, drop.rho * float(1.0 - d)) for m, d in zip(magnitudes, densities, strict=True)]
+        eliminated = [m < t_l for m, t_l in zip(magnitudes, t, strict=True)]
+        scale = [torch.where(k, 1.0, th).masked_fill(e, 0.0) for k, th, e in zip(kept, thetas, eliminated, strict=True)]
         return {"sparsity": sparsity, "T": T, "kept": kept, "eliminated": eliminated if eliminating else None, "scale": scale}
 
     def step(self, step: int, x: torch.Tensor, y: torch.Tensor) -> dict:
         sparsity = float(self.schedule.sparsity_at(step))
         masks = self.masks(sparsity)
         if self.previous_kept is not None:
-            mu = torch.tensor([jaccard(a, b) for a, b in zip(masks["kept"], self.previous_kept)]).mean()  # float32 mean
+            mu = torch.tensor([jaccard(a, b) for a, b in zip(masks["kept"], self.previous_kept, strict=True)]).mean()  # float32 mean
             self.schedule.observe(step, mu)  # a tensor, as the engine's: the adaptive update takes the engine's path
         self.previous_kept = masks["kept"]
         weights = self.weights()
         if sparsity > 0:
-            tilde = [threshold_operator(w.detach(), t, self.config.operator_p).requires_grad_() for w, t in zip(weights, masks["T"])]
+            tilde = [threshold_operator(w.detach(), t, self.config.operator_p).requires_grad_() for w, t in zip(weights, masks["T"], strict=True)]
         else:
             tilde = [w.detach().clone().requires_grad_() for w in weights]
-        replaced = {f"{name}.weight": w for name, w in zip(self.names, tilde)}
+        replaced = {f"{name}.weight": w for name, w in zip(self.names, tilde, strict=True)}
         F.cross_entropy(functional_call(self.model, replaced, (x,)), y).backward()
-        for w, w_tilde, m in zip(weights, tilde, masks["scale"]):
+        for w, w_tilde, m in zip(weights, tilde, masks["scale"], strict=True):
             w.grad = w_tilde.grad * m if sparsity > 0 else w_tilde.grad
         return masks
 
@@ -146,7 +154,7 @@ def copy_state(source: torch.nn.Module, target: torch.nn.Module) -> None:
 
 
 @pytest.mark.parametrize("path", ["cpu", "accelerator"])
-@pytest.mark.parametrize("threshold, theta, scheduler, drop", CASES, ids=["-".join(case) for case in CASES])
+@pytest.mark.parametrize(("threshold", "theta", "scheduler", "drop"), CASES, ids=["-".join(case) for case in CASES])
 def test_engine_equals_the_per_layer_reference(threshold, theta, scheduler, drop, path):
     """Both paths: the CPU's NumPy one and the accelerator's (radix select, index_add_ counts), run on the CPU."""
     with accelerator_path() if path == "accelerator" else contextlib.nullcontext():
@@ -164,7 +172,7 @@ def run_and_compare(threshold: str, theta: str, scheduler: str, drop: str) -> No
     reference = Reference(plain, config)
     optimizers = [torch.optim.SGD(m.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4) for m in (model, plain)]
     g = torch.Generator().manual_seed(1)
-    originals = [m.parametrizations.weight.original for m in sparsifier._modules]
+    originals = [original_weight(m) for m in sparsifier._modules]
     for step in range(ITERATIONS):
         x, y = torch.randn(16, 1, 8, 8, generator=g), torch.randint(0, 10, (16,), generator=g)
         copy_state(model, plain)
@@ -174,6 +182,7 @@ def run_and_compare(threshold: str, theta: str, scheduler: str, drop: str) -> No
         F.cross_entropy(model(x), y).backward()
         expected = reference.step(step, x, y)
         masks = sparsifier._current
+        assert masks is not None
         assert masks.sparsity == expected["sparsity"]
         for i, w in enumerate(reference.weights()):
             assert torch.equal(masks.thresholds[i], expected["T"][i]), (step, i)
@@ -181,9 +190,10 @@ def run_and_compare(threshold: str, theta: str, scheduler: str, drop: str) -> No
             if expected["eliminated"] is None:  # skipped on the CPU path, an empty mask on the accelerator path
                 assert masks.eliminated is None or (not on_numpy(masks.kept_flat) and not masks.eliminated[i].any())
             else:
+                assert masks.eliminated is not None
                 assert torch.equal(masks.eliminated[i], expected["eliminated"][i]), (step, i)
             torch.testing.assert_close(originals[i].grad, w.grad, rtol=1e-4, atol=1e-6)
         for optimizer in optimizers:
             optimizer.step()
-        for original, w in zip(originals, reference.weights()):
+        for original, w in zip(originals, reference.weights(), strict=True):
             torch.testing.assert_close(original.detach(), w.detach(), rtol=1e-4, atol=1e-6)

@@ -8,7 +8,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.utils import parametrize
 
-from tuneprune.sparsity import threshold_operator
+from tuneprune.sparsity import original_weight, threshold_operator
 from tuneprune.sparsity.flat import flatten_parameters
 from tuneprune.sparsity.ste import FlatThreshold, ThresholdedWeight
 
@@ -62,7 +62,7 @@ def _wrapped_linear(p: float) -> tuple[nn.Linear, FlatThreshold, torch.Tensor]:
         layer.weight.copy_(torch.linspace(-1.2, 1.2, 24).view(4, 6)[torch.randperm(4)])
     parametrization = ThresholdedWeight(None, 0)
     parametrize.register_parametrization(layer, "weight", parametrization)
-    w = layer.parametrizations.weight.original
+    w = original_weight(layer)
     layout, flat = flatten_parameters([w])
     parametrization.shared = FlatThreshold(layout, flat, [w], p)
     return layer, parametrization.shared, w
@@ -91,8 +91,12 @@ def test_ste_forward_uses_thresholded_weight_and_backward_scales_gradient(p):
     w_tilde = threshold_operator(w.detach(), T, p).requires_grad_()
     F.linear(x, w_tilde).pow(2).sum().backward()
     upstream = w_tilde.grad
+    assert upstream is not None
+    assert w.grad is not None
     pruned = ~kept & ~eliminated
-    assert kept.any() and pruned.any() and eliminated.any()
+    assert kept.any()
+    assert pruned.any()
+    assert eliminated.any()
     torch.testing.assert_close(w.grad[kept], upstream[kept])
     torch.testing.assert_close(w.grad[pruned], theta * upstream[pruned])
     assert (w.grad[eliminated] == 0).all()
@@ -111,7 +115,9 @@ def test_a_piece_follows_the_current_weights_and_each_forward_pass():
     x = torch.ones(1, 6)
     (layer(x).sum() + layer(x).sum()).backward()  # two forward passes, two pieces, gradients add up
     kept = w.detach().abs() > 0.5
-    assert (w.grad[~kept] == 0).all() and (w.grad[kept] == 2).all()
+    assert w.grad is not None
+    assert (w.grad[~kept] == 0).all()
+    assert (w.grad[kept] == 2).all()
     with torch.no_grad():
         w.mul_(2.0)  # an in-place change: the next piece is P_T of the new weights
     torch.testing.assert_close(layer.weight, threshold_operator(w.detach(), torch.tensor(0.5), 3.0))

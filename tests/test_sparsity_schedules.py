@@ -1,11 +1,11 @@
 """Cubic (formulas §1.5), adaptive (formulas §3, §9) and constant sparsity schedules."""
 
+import itertools
 import math
 
 import pytest
 
-from tuneprune.config import ConfigError
-from tuneprune.config import validate
+from tuneprune.config import ConfigError, validate
 from tuneprune.sparsity import AdaptiveScheduler, ModelFamily, SparsityConfig, build_schedule, cubic_sparsity
 from tuneprune.sparsity.schedules import AdaptiveSchedule, ConstantSchedule, CubicSchedule
 from tuneprune.training import RunConfig
@@ -24,7 +24,8 @@ def test_cubic_with_start_step_and_initial_sparsity():
     assert cubic_sparsity(10, 0.95, 10, 30, initial_sparsity=0.2) == pytest.approx(0.2)
     assert cubic_sparsity(20, 0.95, 10, 30, initial_sparsity=0.2) == pytest.approx(0.95 - 0.75 / 8)
     values = [cubic_sparsity(k, 0.95, 10, 30, 0.2) for k in range(40)]
-    assert all(b >= a - 1e-12 for a, b in zip(values, values[1:])) and max(values) == 0.95
+    assert all(b >= a - 1e-12 for a, b in itertools.pairwise(values))
+    assert max(values) == 0.95
 
 
 def lambda_reference(S, A, B, C, D):
@@ -52,15 +53,16 @@ def test_lambda_values_at_reference_points():
     assert lambda2.lambda_at(0.91) == pytest.approx(0.15)
     assert lambda1.lambda_at(0.99) == pytest.approx(0.5 / (1 + math.exp(3.8)) - 0.01)
     assert lambda1.lambda_at(0.999) == 0.0  # A/(1+e^3.98) + D < 0 is clipped at 0
-    assert lambda2.lambda_at(1e6) == 0.0 and lambda2.lambda_at(-1e6) == pytest.approx(0.3)  # no overflow
+    assert lambda2.lambda_at(1e6) == 0.0  # no overflow
+    assert lambda2.lambda_at(-1e6) == pytest.approx(0.3)
 
 
 def run_recursion(mus, S0, S_f, epochs, A=0.5, B=0.8, C=20, D=-0.01):
     """formulas §3 written out independently."""
-    l, S, previous, out = 160 / epochs, S0, None, []
+    step, S, previous, out = 160 / epochs, S0, None, []
     for mu in mus:
         if previous is not None and mu > previous:
-            S = min(S_f, S + l * lambda_reference(S, A, B, C, D) * (mu - previous))
+            S = min(S_f, S + step * lambda_reference(S, A, B, C, D) * (mu - previous))
         previous = mu
         out.append(S)
     return out
@@ -73,9 +75,11 @@ def test_adaptive_recursion_on_falls_plateaus_and_rises():
     got = [scheduler.step(mu) for mu in mus]
     assert got == pytest.approx(run_recursion(mus, 0.5, 0.95, 20))
     assert got[0] == 0.5  # the first measurement is only a reference
-    assert got[2] == got[1] and got[3] == got[2]  # plateau and fall freeze the sparsity
+    assert got[2] == got[1]  # plateau and fall freeze the sparsity
+    assert got[3] == got[2]
     assert got[1] > got[0]
-    assert max(got) <= 0.95 and got[-1] == 0.95  # reaches, never exceeds the target
+    assert max(got) <= 0.95  # reaches, never exceeds the target
+    assert got[-1] == 0.95
 
 
 def test_adaptive_never_exceeds_target_and_starts_at_most_there():
@@ -118,12 +122,15 @@ def test_build_cubic_schedule_from_config():
     schedule = build_schedule(SparsityConfig(target=0.9, scheduler={"start_epoch": 1, "end_fraction": 0.5}), 10, 8)
     assert isinstance(schedule, CubicSchedule)
     assert (schedule.start_step, schedule.end_step) == (10, 40)
-    assert schedule.sparsity_at(5) == 0.0 and schedule.sparsity_at(40) == 0.9 and schedule.lam == 0.0
+    assert schedule.sparsity_at(5) == 0.0
+    assert schedule.sparsity_at(40) == 0.9
+    assert schedule.lam == 0.0
 
 
 def test_build_constant_schedule():
     schedule = build_schedule(SparsityConfig(target=0.8, scheduler={"type": "constant"}), 10, 8)
-    assert isinstance(schedule, ConstantSchedule) and schedule.sparsity_at(0) == 0.8
+    assert isinstance(schedule, ConstantSchedule)
+    assert schedule.sparsity_at(0) == 0.8
 
 
 def test_build_adaptive_schedule_explicit_constants_override_preset():
@@ -135,10 +142,11 @@ def test_build_adaptive_schedule_explicit_constants_override_preset():
 
 
 @pytest.mark.parametrize(
-    "model, family, D", [("mobilenet_v1", "mobilenet", -0.007), ("densenet40_24", "densenet", -0.010), ("resnet20", "resnet", -0.010)]
+    ("model", "family", "D"), [("mobilenet_v1", "mobilenet", -0.007), ("densenet40_24", "densenet", -0.010), ("resnet20", "resnet", -0.010)]
 )
 def test_run_config_resolves_the_preset_for_its_model_family(model, family, D):
     config = RunConfig(model=model, sparsity={"scheduler": {"type": "adaptive", "preset": "lambda1"}})
+    assert config.sparsity is not None
     scheduler = config.sparsity.scheduler
     assert scheduler.family == ModelFamily(family) == ModelFamily.of(model)
     assert (scheduler.A, scheduler.B, scheduler.C, scheduler.D) == (0.5, 0.8, 20.0, D)
@@ -150,15 +158,18 @@ def test_preset_file_is_read_at_config_load(tmp_path):
     path.write_text("A: 0.4\nB: 0.85\nC: 30\nD: -0.002\n")
     config = validate(RunConfig, {"sparsity": {"scheduler": {"type": "adaptive", "preset": str(path)}}})
     path.unlink()  # the engine no longer needs the file
+    assert config.sparsity is not None
     schedule = build_schedule(config.sparsity, 10, 20)
+    assert isinstance(schedule, AdaptiveSchedule)
     assert (schedule.scheduler.A, schedule.scheduler.D) == (0.4, -0.002)
-    with pytest.raises(ConfigError, match="sparsity.scheduler.*neither lambda1 nor lambda2"):
+    with pytest.raises(ConfigError, match=r"sparsity.scheduler.*neither lambda1 nor lambda2"):
         validate(RunConfig, {"sparsity": {"scheduler": {"type": "adaptive", "preset": str(path)}}})
 
 
 def test_adaptive_warmup_is_cubic_to_initial_sparsity_then_adaptive():
     config = SparsityConfig(target=0.95, scheduler={"type": "adaptive", "preset": "lambda1", "initial_sparsity": 0.6, "warmup_epochs": 2})
     schedule = build_schedule(config, 10, 20)
+    assert isinstance(schedule, AdaptiveSchedule)
     assert schedule.sparsity_at(0) == 0.0
     assert schedule.sparsity_at(10) == pytest.approx(0.6 - 0.6 / 8)
     mus = {k: 0.5 + 0.01 * k for k in range(25)}

@@ -30,8 +30,9 @@ def test_compare_paths_agree_per_layer_and_network_wide():
             compare_into(op, values.float(), thresholds.float(), segments, numpy_out)  # numpy path
             compare_into(op, values, thresholds.to(torch.bfloat16), segments, torch_out)  # torch path
             per_layer = thresholds.expand(3) if thresholds.dim() == 0 else thresholds
-            expected = torch.cat([getattr(part.float(), op)(t) for part, t in zip(values.split(sizes), per_layer)])
-            assert torch.equal(numpy_out, expected) and torch.equal(torch_out, expected)
+            expected = torch.cat([getattr(part.float(), op)(t) for part, t in zip(values.split(sizes), per_layer, strict=True)])
+            assert torch.equal(numpy_out, expected)
+            assert torch.equal(torch_out, expected)
 
 
 def test_flattened_parameters_keep_identity_values_and_channels_last():
@@ -39,8 +40,10 @@ def test_flattened_parameters_keep_identity_values_and_channels_last():
     linear = torch.nn.Parameter(torch.randn(5, 2))
     before = [conv.detach().clone(), linear.detach().clone()]
     layout, flat = flatten_parameters([conv, linear])
-    assert isinstance(layout, FlatLayout) and flat.numel() == 4 * 27 + 10
-    assert torch.equal(conv, before[0]) and torch.equal(linear, before[1])
+    assert isinstance(layout, FlatLayout)
+    assert flat.numel() == 4 * 27 + 10
+    assert torch.equal(conv, before[0])
+    assert torch.equal(linear, before[1])
     assert conv.is_contiguous(memory_format=torch.channels_last)
     with torch.no_grad():
         linear.add_(1.0)  # an in-place update of a parameter writes into the buffer

@@ -17,7 +17,7 @@ def _partition(values: torch.Tensor, q: float) -> torch.Tensor:
 
 def _check(values: torch.Tensor, sizes: list[int], q: float) -> None:
     found = segmented_quantiles(values, Segments(sizes, values.device), q)
-    for part, threshold in zip(values.split(sizes), found):
+    for part, threshold in zip(values.split(sizes), found, strict=True):
         expected = torch.quantile(part.double(), q).float() if q > 0 else torch.zeros(())
         torch.testing.assert_close(threshold, expected, rtol=1e-6, atol=0)
         assert torch.equal(threshold, _partition(part, q))  # bitwise the CPU path's value
@@ -42,7 +42,7 @@ def test_a_million_values_global():
 @pytest.mark.parametrize("seed", range(3))
 def test_all_layers_in_one_batched_selection(seed):
     g = torch.Generator().manual_seed(seed)
-    sizes = [1, 2, 7] + torch.randint(1, 30_000, (6,), generator=g).tolist()
+    sizes = [1, 2, 7, *torch.randint(1, 30_000, (6,), generator=g).tolist()]
     values = torch.cat([torch.randn(n, generator=g).abs() * (i + 1) for i, n in enumerate(sizes)])
     for q in QS:
         _check(values, sizes, q)
@@ -54,7 +54,7 @@ def test_a_quantile_per_layer_as_a_tensor():
     values = torch.rand(sum(sizes), generator=g)
     qs = torch.tensor([0.25, 0.7, 0.0, 0.999], dtype=torch.float64)
     found = segmented_quantiles(values, Segments(sizes, "cpu"), qs)
-    for part, q, threshold in zip(values.split(sizes), qs.tolist(), found):
+    for part, q, threshold in zip(values.split(sizes), qs.tolist(), found, strict=True):
         assert torch.equal(threshold, _partition(part, q))
 
 
@@ -73,7 +73,7 @@ def test_float64_and_bfloat16_inputs():
     g = torch.Generator().manual_seed(5)
     doubles = torch.rand(5000, generator=g, dtype=torch.float64)
     found = segmented_quantiles(doubles, Segments([2000, 3000], "cpu"), 0.9)
-    for part, threshold in zip(doubles.split([2000, 3000]), found):
+    for part, threshold in zip(doubles.split([2000, 3000]), found, strict=True):
         assert threshold.dtype == torch.float64
         torch.testing.assert_close(threshold, torch.quantile(part, 0.9), rtol=1e-12, atol=0)
     halves = torch.rand(999, generator=g).to(torch.bfloat16)

@@ -17,10 +17,12 @@ from tuneprune.sparsity import (
     LogDensityTheta,
     Sparsifier,
     SparsityConfig,
+    original_weight,
     prunable_layers,
     prunable_sparsity,
     threshold_operator,
 )
+from tuneprune.sparsity.schedules import AdaptiveSchedule
 
 METRIC_KEYS = {"sparsity_k", "sparsity", "theta", "mask_stability", "mean_mask_stability", "lambda", "eliminated"}
 
@@ -51,7 +53,7 @@ def end_epoch(sparsifier: Sparsifier) -> dict[str, float]:
 
 
 def plain_weights(sparsifier: Sparsifier) -> list[torch.Tensor]:
-    return [m.parametrizations.weight.original.detach() for m in sparsifier._modules]
+    return [original_weight(m).detach() for m in sparsifier._modules]
 
 
 def test_prunable_layers_are_every_conv_and_linear():
@@ -65,7 +67,7 @@ def test_prunable_layers_are_every_conv_and_linear():
 def test_wrapping_keeps_names_and_trains_the_dense_weights():
     model, sparsifier = make({"target": 0.9})
     assert sparsifier.names == ["features.0", "features.3", "features.7", "classifier"]
-    assert all(m.parametrizations.weight.original in set(model.parameters()) for m in sparsifier._modules)
+    assert all(original_weight(m) in set(model.parameters()) for m in sparsifier._modules)
     with pytest.raises(ValueError, match="no prunable layers"):
         Sparsifier(nn.Sequential(nn.ReLU()), ConstantSchedule(0.9))
 
@@ -76,13 +78,13 @@ def test_forward_uses_thresholded_weights_at_the_global_threshold(p):
     sparsifier.before_iteration()
     weights = plain_weights(sparsifier)
     T = torch.quantile(torch.cat([w.flatten().abs() for w in weights]), 0.8)
-    for module, w in zip(sparsifier._modules, weights):
+    for module, w in zip(sparsifier._modules, weights, strict=True):
         torch.testing.assert_close(module.weight, threshold_operator(w, T, p))
     assert abs(prunable_sparsity(model) * sum(w.numel() for w in weights) - 0.8 * sum(w.numel() for w in weights)) <= 1
 
 
 def test_layer_threshold_mode_prunes_each_layer_to_the_target():
-    model, sparsifier = make({"target": 0.9, "threshold": "layer", "scheduler": {"type": "constant"}})
+    _model, sparsifier = make({"target": 0.9, "threshold": "layer", "scheduler": {"type": "constant"}})
     sparsifier.before_iteration()
     for module in sparsifier._modules:
         assert abs(int((module.weight == 0).sum()) - 0.9 * module.weight.numel()) <= 1
@@ -90,33 +92,35 @@ def test_layer_threshold_mode_prunes_each_layer_to_the_target():
 
 
 def test_zero_sparsity_prunes_nothing():
-    model, sparsifier = make({"target": 0.9, "scheduler": {"start_epoch": 1}})
+    _model, sparsifier = make({"target": 0.9, "scheduler": {"start_epoch": 1}})
     sparsifier.before_iteration()
-    for module, w in zip(sparsifier._modules, plain_weights(sparsifier)):
+    for module, w in zip(sparsifier._modules, plain_weights(sparsifier), strict=True):
         assert torch.equal(module.weight, w)
     assert sparsifier.metrics()["sparsity"] == 0.0
 
 
 def test_end_epoch_metrics_after_cubic_training():
     model, sparsifier = make({"target": 0.9, "theta": {"policy": "log_density", "alpha": 0.1}}, epochs=4)
-    train_steps(model, sparsifier, range(0, 4))
+    train_steps(model, sparsifier, range(4))
     metrics = end_epoch(sparsifier)
     assert set(metrics) == METRIC_KEYS
     assert metrics["sparsity_k"] == pytest.approx(0.9 - 0.9 * 0.5**3)  # cubic at step 4 of k1 = 8
     assert metrics["sparsity"] == pytest.approx(metrics["sparsity_k"], abs=1e-4)
-    assert 0 < metrics["theta"] < 1 and 0 < metrics["mask_stability"] <= 1
-    assert metrics["lambda"] == 0.0 and metrics["eliminated"] == 0.0
+    assert 0 < metrics["theta"] < 1
+    assert 0 < metrics["mask_stability"] <= 1
+    assert metrics["lambda"] == 0.0
+    assert metrics["eliminated"] == 0.0
     assert metrics["theta"] == pytest.approx(sum(sparsifier.layer_theta.values()) / 4)
     assert set(sparsifier.layer_sparsity) == set(sparsifier.names)
 
 
 def test_end_epoch_recomputes_threshold_on_the_current_weights():
     model, sparsifier = make({"target": 0.7, "scheduler": {"type": "constant"}})
-    train_steps(model, sparsifier, range(0, 3), lr=0.5)
+    train_steps(model, sparsifier, range(3), lr=0.5)
     end_epoch(sparsifier)
     weights = plain_weights(sparsifier)
     T = torch.quantile(torch.cat([w.flatten().abs() for w in weights]), 0.7)
-    for module, w in zip(sparsifier._modules, weights):
+    for module, w in zip(sparsifier._modules, weights, strict=True):
         torch.testing.assert_close(module.weight, threshold_operator(w, T, 3.0))
 
 
@@ -126,8 +130,10 @@ def test_eliminated_fraction_and_zero_gradients():
     F.cross_entropy(model(torch.randn(8, 1, 8, 8)), torch.arange(8)).backward()
     weights = plain_weights(sparsifier)
     t = torch.quantile(torch.cat([w.flatten().abs() for w in weights]), 0.4)
-    for module, w in zip(sparsifier._modules, weights):
-        assert (module.parametrizations.weight.original.grad[w.abs() < t] == 0).all()
+    for module, w in zip(sparsifier._modules, weights, strict=True):
+        grad = original_weight(module).grad
+        assert grad is not None
+        assert (grad[w.abs() < t] == 0).all()
     assert end_epoch(sparsifier)["eliminated"] == pytest.approx(0.4, abs=1e-4)
     model, sparsifier = make({"target": 0.8, "scheduler": {"type": "constant"}, "theta": {"policy": "constant", "value": 0.0}})
     assert end_epoch(sparsifier)["eliminated"] == pytest.approx(0.8, abs=1e-4)
@@ -135,8 +141,9 @@ def test_eliminated_fraction_and_zero_gradients():
 
 def test_adaptive_metrics_report_lambda():
     model, sparsifier = make({"target": 0.95, "scheduler": {"type": "adaptive", "preset": "lambda1", "initial_sparsity": 0.5}})
-    train_steps(model, sparsifier, range(0, 4))
+    train_steps(model, sparsifier, range(4))
     metrics = end_epoch(sparsifier)
+    assert isinstance(sparsifier.schedule, AdaptiveSchedule)
     scheduler = sparsifier.schedule.scheduler
     assert metrics["lambda"] == scheduler.lam > 0
     assert metrics["sparsity_k"] == scheduler.sparsity <= 0.95
@@ -156,8 +163,8 @@ def test_injected_schedule_and_theta_equal_the_config_path():
         threshold="layer",
         elimination=Elimination(0.3, final_sparsity=0.9, mode="layer"),
     )
-    train_steps(model, configured, range(0, 3))
-    train_steps(plain, injected, range(0, 3))
+    train_steps(model, configured, range(3))
+    train_steps(plain, injected, range(3))
     assert end_epoch(injected) == end_epoch(configured)
     assert injected.layer_theta == configured.layer_theta
 
@@ -178,7 +185,7 @@ def test_the_sparsifier_counts_iterations_and_owns_the_mean_stability():
     model = create_model("small_cnn", 10, 1)
     schedule = RecordingSchedule()
     sparsifier = Sparsifier(model, schedule)
-    train_steps(model, sparsifier, range(0, 4), lr=0.5)
+    train_steps(model, sparsifier, range(4), lr=0.5)
     assert [step for step, _ in schedule.seen] == [1, 2, 3]  # mu_k needs the masks of k - 1
     first = end_epoch(sparsifier)
     assert first["mask_stability"] == pytest.approx(sum(mu for _, mu in schedule.seen) / 3)
@@ -200,7 +207,7 @@ def test_metrics_before_any_masks_is_an_error():
 def test_state_dict_loads_with_weights_only_and_resumes_exactly():
     config = {"target": 0.95, "theta": {"policy": "log_density"}, "scheduler": {"type": "adaptive", "preset": "lambda1"}}
     model, sparsifier = make(config)
-    optimizer = train_steps(model, sparsifier, range(0, 4))
+    optimizer = train_steps(model, sparsifier, range(4))
     end_epoch(sparsifier)
     buffer = io.BytesIO()
     torch.save({"model": model.state_dict(), "sparsifier": sparsifier.state_dict(), "optimizer": optimizer.state_dict()}, buffer)
@@ -214,13 +221,13 @@ def test_state_dict_loads_with_weights_only_and_resumes_exactly():
     resumed.load_state_dict(saved["sparsifier"])
     train_steps(resumed_model, resumed, range(4, 8))
     assert end_epoch(resumed) == straight
-    for a, b in zip(model.state_dict().values(), resumed_model.state_dict().values()):
+    for a, b in zip(model.state_dict().values(), resumed_model.state_dict().values(), strict=True):
         assert torch.equal(a, b)
 
 
 def test_finalize_returns_a_plain_model_with_exact_zeros():
     model, sparsifier = make({"target": 0.9, "scheduler": {"type": "constant"}})
-    train_steps(model, sparsifier, range(0, 3))
+    train_steps(model, sparsifier, range(3))
     end_epoch(sparsifier)
     x = torch.randn(4, 1, 8, 8)
     model.eval()

@@ -3,8 +3,8 @@
 import torch
 
 from tuneprune.sparsity import jaccard
-from tuneprune.sparsity.drop import Elimination
 from tuneprune.sparsity.config import DropConfig
+from tuneprune.sparsity.drop import Elimination
 from tuneprune.sparsity.flat import FlatLayout
 from tuneprune.sparsity.masks import MaskBuilder
 
@@ -34,6 +34,6 @@ def test_mean_stability_over_layers_between_two_iterations():
     before = builder.build(torch.cat([w.flatten() for w in weights]), 0.5, slot=0)
     moved = [w + 0.3 * torch.randn(w.shape, generator=g) for w in weights]
     after = builder.build(torch.cat([w.flatten() for w in moved]), 0.6, slot=1)
-    expected = sum(jaccard(w.abs() > w.abs().quantile(0.5), m.abs() > m.abs().quantile(0.6)) for w, m in zip(weights, moved)) / 2
+    expected = sum(jaccard(w.abs() > w.abs().quantile(0.5), m.abs() > m.abs().quantile(0.6)) for w, m in zip(weights, moved, strict=True)) / 2
     assert abs(builder.stability(after, before).item() - expected) < 1e-6
     assert builder.stability(before, before).item() == 1.0

@@ -11,9 +11,9 @@ from tuneprune.sparsity import (
     LogDensityTheta,
     SparsityConfig,
     ThetaConfig,
-    build_theta_policy,
     alpha_for_target,
     alpha_from_rule_file,
+    build_theta_policy,
     feather_theta,
     log_density_theta,
     resolve_alpha,
@@ -21,7 +21,7 @@ from tuneprune.sparsity import (
 
 
 @pytest.mark.parametrize(
-    "target, alpha", [(0.95, 0.09), (0.98, 0.12), (0.99, 0.13), (0.995, 0.14), (0.998, 0.15), (0.90, 0.0), (0.5, 0.0), (0.0, 0.0)]
+    ("target", "alpha"), [(0.95, 0.09), (0.98, 0.12), (0.99, 0.13), (0.995, 0.14), (0.998, 0.15), (0.90, 0.0), (0.5, 0.0), (0.0, 0.0)]
 )
 def test_alpha_reference_values(target, alpha):
     assert alpha_for_target(target) == alpha
@@ -51,8 +51,10 @@ def test_resolve_alpha():
 
 
 def test_feather_rule():
-    assert feather_theta(0.9) == 1.0 and feather_theta(0.95) == 1.0
-    assert feather_theta(0.96) == 0.5 and feather_theta(0.99) == 0.5
+    assert feather_theta(0.9) == 1.0
+    assert feather_theta(0.95) == 1.0
+    assert feather_theta(0.96) == 0.5
+    assert feather_theta(0.99) == 0.5
 
 
 def test_log_density_formula_and_clip():
@@ -70,6 +72,7 @@ def test_policies_per_layer():
     assert build_theta_policy(ThetaConfig(policy="feather"), 0.99).layer_thetas(densities) == 0.5
     assert FeatherTheta(0.9).layer_thetas(densities) == 1.0
     per_layer = build_theta_policy(ThetaConfig(policy="log_density", mode="layer", alpha=0.1), 0.9).layer_thetas(densities)
+    assert isinstance(per_layer, torch.Tensor)
     torch.testing.assert_close(per_layer, 1 + 0.1 * torch.log(densities))
     shared = LogDensityTheta(0.1, mode="global").layer_thetas(densities)
     torch.testing.assert_close(shared, per_layer.mean().expand(3))  # unweighted mean of theta_l
@@ -89,5 +92,5 @@ def test_fitted_alpha_is_read_at_config_load(tmp_path):
     path.write_text("c1: 0.026\nc2: 23.09\nc3: 22.08\nc4: 0.093\n")
     config = SparsityConfig(target=0.98, theta={"policy": "log_density", "alpha": f"fitted:{path}"})
     assert config.theta.alpha == 0.12
-    with pytest.raises(ConfigError, match="theta.alpha = 'fitted:.*file not found"):
+    with pytest.raises(ConfigError, match=r"theta.alpha = 'fitted:.*file not found"):
         validate(SparsityConfig, {"target": 0.98, "theta": {"policy": "log_density", "alpha": f"fitted:{tmp_path / 'none.yaml'}"}})

@@ -26,7 +26,7 @@ def test_global_threshold_equals_torch_quantile(seed, sparsity):
 @pytest.mark.parametrize("sparsity", [0.3, 0.9, 0.98])
 def test_layer_thresholds_equal_torch_quantile_per_layer(sparsity):
     layers = _layers(7)
-    for t, threshold in zip(layers, layer_thresholds(layers, sparsity)):
+    for t, threshold in zip(layers, layer_thresholds(layers, sparsity), strict=True):
         torch.testing.assert_close(threshold, torch.quantile(t.flatten().abs().double(), sparsity).float(), rtol=1e-6, atol=0)
 
 
@@ -42,7 +42,7 @@ def test_achieved_sparsity_within_one_weight_of_target(sparsity):
     n = sum(t.numel() for t in layers)
     pruned = sum(int((t.abs() <= global_threshold(layers, sparsity)).sum()) for t in layers)
     assert abs(pruned - sparsity * n) <= 1
-    for t, threshold in zip(layers, layer_thresholds(layers, sparsity)):
+    for t, threshold in zip(layers, layer_thresholds(layers, sparsity), strict=True):
         assert abs(int((t.abs() <= threshold).sum()) - sparsity * t.numel()) <= 1
 
 
@@ -53,7 +53,7 @@ def test_several_quantiles_in_one_selection_and_input_untouched():
     found = magnitude_quantiles(values, qs)
     assert torch.equal(values, original)
     assert found[0].item() == 0.0
-    for q, value in zip(qs[1:], found[1:]):
+    for q, value in zip(qs[1:], found[1:], strict=True):
         torch.testing.assert_close(value, torch.quantile(values.double(), q).float(), rtol=1e-6, atol=0)
 
 
@@ -73,7 +73,7 @@ def test_flat_magnitudes_reuse_buffers_and_match_the_functions():
         torch.testing.assert_close(flat.global_quantiles([0.9])[0], global_threshold(layers, 0.9))
         torch.testing.assert_close(flat.layer_quantiles(0.6), torch.stack(layer_thresholds(layers, 0.6)))
     per_layer = torch.tensor([0.1, 0.5, 0.9, 0.0], dtype=torch.float64)
-    expected = [q.item() and torch.quantile(t.flatten().abs(), q.item()).item() for t, q in zip(layers, per_layer)]
+    expected = [q.item() and torch.quantile(t.flatten().abs(), q.item()).item() for t, q in zip(layers, per_layer, strict=True)]
     torch.testing.assert_close(flat.layer_quantiles(per_layer), torch.tensor(expected))
     assert flat.flat.data_ptr() == buffer
     torch.testing.assert_close(flat.flat, weights.abs())

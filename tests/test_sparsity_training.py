@@ -10,7 +10,7 @@ import torch
 from tuneprune.sparsity import prunable_sparsity
 from tuneprune.training import RunConfig, train
 
-RUN = dict(model="small_cnn", dataset="digits", batch_size=64)
+RUN = {"model": "small_cnn", "dataset": "digits", "batch_size": 64}
 ADAPTIVE = {"type": "adaptive", "preset": "lambda1", "initial_sparsity": 0.8}
 
 
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 @pytest.mark.parametrize(
-    "theta, scheduler",
+    ("theta", "scheduler"),
     [
         ({"policy": "feather"}, {"type": "cubic"}),
         ({"policy": "constant", "value": 0.5}, {"type": "cubic"}),
@@ -39,7 +39,8 @@ def test_training_reaches_the_target_with_exact_zeros(theta, scheduler):
             assert key in entry
         assert entry["sparsity_k"] <= 0.95
     last = result.history[-1]
-    assert last["sparsity_k"] == 0.95 and last["sparsity"] == pytest.approx(0.95, abs=1e-4)
+    assert last["sparsity_k"] == 0.95
+    assert last["sparsity"] == pytest.approx(0.95, abs=1e-4)
     assert (last["lambda"] > 0) == (scheduler["type"] == "adaptive")
     if theta["policy"] == "log_density":
         assert 0 < last["theta"] < 1  # alpha('auto') = 0.09 at 95 %
@@ -69,9 +70,9 @@ def test_resume_after_one_epoch_equals_two_epochs_straight(tmp_path):
     with pytest.raises(_Stop):
         train(config, checkpoint_dir=tmp_path, callbacks=[_stop_after_first_epoch])
     resumed = train(config, resume_from=tmp_path)
-    drop_times = lambda h: {k: v for k, v in h.items() if not k.endswith("_time")}  # noqa: E731
+    drop_times = lambda h: {k: v for k, v in h.items() if not k.endswith("_time")}
     assert [drop_times(h) for h in resumed.history] == [drop_times(h) for h in straight.history]
-    for a, b in zip(straight.model.state_dict().values(), resumed.model.state_dict().values()):
+    for a, b in zip(straight.model.state_dict().values(), resumed.model.state_dict().values(), strict=True):
         assert torch.equal(a, b)
 
 

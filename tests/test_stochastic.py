@@ -29,7 +29,7 @@ from tuneprune.summaries import summary_json
 from tuneprune.training import load_model
 
 
-@pytest.fixture()
+@pytest.fixture
 def dense(dense_digits):
     """A fresh copy of the session's dense model with its run config and data."""
     model, config = load_model(dense_digits[0])
@@ -55,7 +55,7 @@ def test_first_conv_and_classifier_are_excluded_by_default(dense):
     assert names == ["features.3", "features.7"]
     everything = TargetConfig(exclude_first_conv=False, exclude_classifier=False)
     assert [n for n, _ in target_layers(model, everything)] == ["features.0", "features.3", "features.7", "classifier"]
-    with pytest.raises(ConfigError, match="target.exclude: no module named 'nope'"):
+    with pytest.raises(ConfigError, match=r"target.exclude: no module named 'nope'"):
         target_layers(model, TargetConfig(exclude=["nope"]))
 
 
@@ -135,7 +135,7 @@ def test_finetuning_keeps_the_mask_and_frozen_batchnorm(dense):
     moved = weights(model)
     final = finetune(model, [m for _, m in layers], masks, data, run_config, FinetuneConfig(epochs=1, lr=0.01))
     assert 0.0 <= final["val_acc"] <= 1.0
-    for (name, module), mask in zip(layers, masks):
+    for (name, module), mask in zip(layers, masks, strict=True):
         assert torch.equal(module.weight[~mask], torch.zeros(int((~mask).sum())))
         assert not torch.equal(module.weight, moved[name])
     assert all(torch.equal(b, stats[n]) for n, b in model.named_buffers() if "running" in n)
@@ -185,4 +185,5 @@ def test_cli_bad_config_exits_2_with_one_line_before_any_work():
 def test_bad_values_name_the_field(override, expected, capsys):
     assert main(["prune-stochastic", "configs/stochastic_digits.yaml", "--set", override]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
-    assert len(lines) == 1 and expected in lines[0], lines
+    assert len(lines) == 1, lines
+    assert expected in lines[0], lines

@@ -15,14 +15,16 @@ from tuneprune.training import RunConfig, TrainingDiverged, load_model, save_mod
 from tuneprune.training.checkpoint import CHECKPOINT_NAME, load_file, save_atomic
 from tuneprune.training.optim import build_lr_schedule, build_optimizer, param_groups
 
-FAST = dict(model="small_cnn", dataset="digits", epochs=2, batch_size=64)
+FAST = {"model": "small_cnn", "dataset": "digits", "epochs": 2, "batch_size": 64}
 
 
 def test_no_weight_decay_on_batchnorm_and_bias():
     model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(4 * 6 * 6, 2))
     decay, no_decay = param_groups(model, 5e-4)
-    assert all(p.ndim > 1 for p in decay["params"]) and len(decay["params"]) == 2
-    assert all(p.ndim == 1 for p in no_decay["params"]) and no_decay["weight_decay"] == 0.0
+    assert all(p.ndim > 1 for p in decay["params"])
+    assert len(decay["params"]) == 2
+    assert all(p.ndim == 1 for p in no_decay["params"])
+    assert no_decay["weight_decay"] == 0.0
 
 
 def test_cosine_decays_to_zero_per_step():
@@ -34,7 +36,8 @@ def test_cosine_decays_to_zero_per_step():
         opt.step()
         sched.step()
         lrs.append(opt.param_groups[0]["lr"])
-    assert lrs[4] == pytest.approx(0.05, abs=1e-9) and lrs[-1] == pytest.approx(0.0, abs=1e-12)
+    assert lrs[4] == pytest.approx(0.05, abs=1e-9)
+    assert lrs[-1] == pytest.approx(0.0, abs=1e-12)
 
 
 def test_dense_small_cnn_learns_digits_and_reports_every_epoch():
@@ -50,7 +53,7 @@ def test_cpu_runs_are_reproducible():
     a = train(RunConfig(**FAST))
     b = train(RunConfig(**FAST))
     assert a.history[-1]["train_loss"] == b.history[-1]["train_loss"]
-    assert all(torch.equal(x, y) for x, y in zip(a.model.state_dict().values(), b.model.state_dict().values()))
+    assert all(torch.equal(x, y) for x, y in zip(a.model.state_dict().values(), b.model.state_dict().values(), strict=True))
 
 
 def test_resume_from_checkpoint_equals_uninterrupted(tmp_path):
@@ -62,7 +65,7 @@ def test_resume_from_checkpoint_equals_uninterrupted(tmp_path):
     resumed = train(part, checkpoint_dir=tmp_path, resume_from=tmp_path)
     assert [h["epoch"] for h in resumed.history] == [1, 2, 3]
     assert resumed.history[-1]["train_loss"] == straight.history[-1]["train_loss"]
-    assert all(torch.equal(x, y) for x, y in zip(straight.model.state_dict().values(), resumed.model.state_dict().values()))
+    assert all(torch.equal(x, y) for x, y in zip(straight.model.state_dict().values(), resumed.model.state_dict().values(), strict=True))
 
 
 class _Stop(Exception):
@@ -105,12 +108,12 @@ def test_model_file_round_trip_and_errors(tmp_path):
     path = save_model(result.model, result.config.model_dump(mode="json"), tmp_path / "model.pt", 10, 1)
     model, config = load_model(path)
     assert config.model == "small_cnn"
-    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), result.model.state_dict().values()))
-    with pytest.raises(ConfigError, match="missing.pt: checkpoint or model file not found"):
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), result.model.state_dict().values(), strict=True))
+    with pytest.raises(ConfigError, match=r"missing.pt: checkpoint or model file not found"):
         load_model(tmp_path / "missing.pt")
     corrupt = tmp_path / "corrupt.pt"
     corrupt.write_bytes(path.read_bytes()[:100])
-    with pytest.raises(ConfigError, match="corrupt.pt: corrupt or unreadable"):
+    with pytest.raises(ConfigError, match=r"corrupt.pt: corrupt or unreadable"):
         load_model(corrupt)
 
 
@@ -135,10 +138,12 @@ def test_cli_train_json_and_bad_input(tmp_path):
     )  # fmt: skip
     assert ok.returncode == 0, ok.stderr
     metrics = json.loads(ok.stdout)
-    assert 0.0 <= metrics["test_acc"] <= 1.0 and (tmp_path / "model.pt").exists()
+    assert 0.0 <= metrics["test_acc"] <= 1.0
+    assert (tmp_path / "model.pt").exists()
     bad = subprocess.run(
         [sys.executable, "-m", "tuneprune.cli", "train", "--set", "sparsity.drop.rho=1.5"], capture_output=True, text=True, timeout=60
     )
     assert bad.returncode == 2
-    assert bad.stderr.strip().count("\n") == 0 and "sparsity.drop.rho = 1.5" in bad.stderr
+    assert bad.stderr.strip().count("\n") == 0
+    assert "sparsity.drop.rho = 1.5" in bad.stderr
     assert "Traceback" not in bad.stderr

@@ -6,7 +6,14 @@ import pickle
 
 import pytest
 
-from tuneprune.search.protocol import PackRequest, TrialContext, TrialRequest, TrialResult, member_results, trial_requests
+from tuneprune.search.protocol import (
+    PackRequest,
+    TrialContext,
+    TrialRequest,
+    TrialResult,
+    member_results,
+    trial_requests,
+)
 
 
 def test_a_request_round_trips_through_a_picklable_dict(tmp_path):
@@ -35,7 +42,9 @@ def test_a_result_keeps_its_metrics_and_only_finite_values_count():
     result = TrialResult(3, 3, "run", None, "g0-001", metrics={"epoch": 3, "val_acc": 0.8, "val_loss": float("nan")})
     again = TrialResult.from_dict(result.to_dict())
     assert again == TrialResult(3, 3, "run", None, "g0-001", metrics={"val_acc": 0.8, "val_loss": again.metrics["val_loss"]})
-    assert again.value("val_acc") == 0.8 and again.value("val_loss") is None and again.value("test_acc") is None
+    assert again.value("val_acc") == 0.8
+    assert again.value("val_loss") is None
+    assert again.value("test_acc") is None
 
 
 def test_a_pack_request_round_trips_and_names_its_members(tmp_path):
@@ -52,7 +61,9 @@ def test_member_results_are_keyed_by_trial_for_packs_and_single_trials():
     failed = TrialResult(1, 3, "r1", "diverged", "g0-001", True, {"val_acc": 0.1})
     packed = member_results({"epoch": 1, "epochs": 3, "members": {"g0-000": running.to_dict(), "g0-001": failed.to_dict()}})
     assert packed == {"g0-000": running, "g0-001": failed}
-    assert not packed["g0-000"].ended and packed["g0-001"].ended and packed["g0-001"].outcome() == "failed"
+    assert not packed["g0-000"].ended
+    assert packed["g0-001"].ended
+    assert packed["g0-001"].outcome() == "failed"
     flat = {f"members/{key}/{name}": value for key, r in packed.items() for name, value in r.to_dict().items()}
     assert member_results(flat) == packed  # as Tune hands reports to searchers
     assert member_results(running.to_dict()) == {"g0-000": running}

@@ -133,7 +133,8 @@ def test_command_as_typed_ends_with_its_full_table(name, mode, ray_address, dens
     else:
         assert "\x1b[" not in output  # no live redraws in a file
     for path in re.findall(r"^results:\s+(\S+)", output, re.MULTILINE):
-        assert Path(path).is_absolute() and Path(path).is_dir()
+        assert Path(path).is_absolute()
+        assert Path(path).is_dir()
 
 
 @pytest.mark.ray
@@ -141,8 +142,11 @@ def test_packed_search_as_typed_shows_its_members(ray_address, dense_digits, tmp
     """A pack's members are counted one by one in the live display, and the search ends with its table."""
     args, table_title, display = commands(ray_address, dense_digits[0])["packed search"]
     code, output = run_in_pty(args, tmp_path)
-    assert code == 0 and "Traceback" not in output, output[-3000:]
-    assert "in packs of 2" in output and table_title in output and re.search(display, output), output[-3000:]
+    assert code == 0, output[-3000:]
+    assert "Traceback" not in output, output[-3000:]
+    assert "in packs of 2" in output, output[-3000:]
+    assert table_title in output, output[-3000:]
+    assert re.search(display, output), output[-3000:]
 
 
 def test_search_monitor_pickles_without_its_live_display(tmp_path, monkeypatch):
@@ -152,17 +156,20 @@ def test_search_monitor_pickles_without_its_live_display(tmp_path, monkeypatch):
     import tuneprune.progress
     from tuneprune.search.monitor import SearchMonitor
 
-    terminal = Console(file=StringIO(), force_terminal=True)
+    written = StringIO()
+    terminal = Console(file=written, force_terminal=True)
     monkeypatch.setattr(tuneprune.progress, "console", lambda: terminal)
     monitor = SearchMonitor(RunTracker(f"sqlite:///{tmp_path / 'm.db'}"), {"val_acc": "max"}, 4, show=True)
     monitor.setup()
-    assert monitor._display is not None and monitor._display._live is not None
+    assert monitor._display is not None
+    assert monitor._display._live is not None
     try:
         copy = pickle.loads(pickle.dumps(monitor))
     finally:
         monitor.close()
-    assert copy._display is None and copy.total == 4
-    assert "trials done" in terminal.file.getvalue()
+    assert copy._display is None
+    assert copy.total == 4
+    assert "trials done" in written.getvalue()
 
 
 def write_space(tmp_path: Path, name: str) -> Path:
@@ -196,7 +203,7 @@ def test_search_that_raises_ends_its_parent_run_failed(ray_session, tmp_path, st
 def test_interrupted_search_ends_its_parent_run_killed(tmp_path, stores, monkeypatch):
     import tuneprune.search.runner
 
-    def interrupt(address):  # noqa: ANN001, ANN202 - Ctrl-C while Ray starts
+    def interrupt(address):  # Ctrl-C while Ray starts
         raise KeyboardInterrupt
 
     monkeypatch.setattr(tuneprune.search.runner, "ensure_ray", interrupt)
@@ -213,7 +220,9 @@ def test_resume_of_a_name_never_used_exits_2_naming_the_stores(command, tmp_path
         tuneprune(command, space, "--resume", "--name", "never-ran"), cwd=tmp_path, capture_output=True, text=True, timeout=120
     )
     assert out.returncode == 2
-    assert out.stderr.count("\n") == 1 and "never-ran" in out.stderr
+    assert out.stderr.count("\n") == 1
+    assert "never-ran" in out.stderr
     looked_in = [str(tmp_path / ("optuna.db" if command == "search" else "runs")), str(tmp_path / "mlruns.db")]
     assert all(place in out.stderr for place in looked_in), out.stderr
-    assert not (tmp_path / "runs").exists() and not (tmp_path / "mlruns.db").exists()
+    assert not (tmp_path / "runs").exists()
+    assert not (tmp_path / "mlruns.db").exists()

@@ -36,7 +36,7 @@ class DriverPlace:
 def check_driver(
     space_path: str | Path,
     space_name: str | None,
-    data: tuple[str, str | Path, bool],
+    data: tuple[str, Path | None, bool],
     resources: tuple[float, float],
     *,
     address: str | None,

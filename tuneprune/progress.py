@@ -135,6 +135,7 @@ class ProgressBar:
         if self._progress is not None:
             self._progress.stop()
             return
+        assert self._heartbeat is not None  # the plain display has one
         self._heartbeat.stop()
         if self.done < self.total:  # else the last advance printed the final line
             self._lines.emit(self._text(), force=True)

@@ -6,6 +6,7 @@ off in the workers as in the driver.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 
@@ -22,7 +23,7 @@ def ensure_ray(address: str | None) -> float:
         ray.init(
             address=address,
             include_dashboard=False,
-            logging_level="ERROR",
+            logging_level=logging.ERROR,
             log_to_driver=False,
             runtime_env={"env_vars": env},
         )

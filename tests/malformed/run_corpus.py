@@ -22,7 +22,7 @@ for path in sorted(Path(__file__).parent.glob("*.yaml")):
         err = io.StringIO()
         with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
             try:
-                rc = main([command, str(path)])
+                rc: int | str | None = main([command, str(path)])
             except SystemExit as exc:
                 rc = exc.code
         ray_up = "ray" in sys.modules and sys.modules["ray"].is_initialized()

@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"poles at S = {fit.poles[0]:.4f} and {fit.poles[1]:.4f}, outside {low:g}..{high:g} by at least {fit.pole_margin:g}")
     for pole in fit.poles_on_bounds:
         print(f"  the {pole} pole sits on its bound (the bound is active: unconstrained, the points pull it closer or into the range)")
-    for target, alpha, residual in zip(fit.targets, fit.alphas, fit.residuals):
+    for target, alpha, residual in zip(fit.targets, fit.alphas, fit.residuals, strict=True):
         print(f"  S = {target:<6g} alpha {alpha:.4f}  fitted {alpha - residual:.4f}  residual {residual:+.4f}")
     print(f"rule:   {rule}   (sparsity.theta.alpha: fitted:{rule})")
     print(f"report: {html}")

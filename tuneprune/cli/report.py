@@ -38,7 +38,7 @@ def add_usability_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--chance-margin", type=float, help="leave out trials whose accuracy is below 1/classes + this (default 0.1)")
 
 
-def usability_rules(args: argparse.Namespace):  # noqa: ANN201 - UsabilityRules, imported lazily
+def usability_rules(args: argparse.Namespace):  # -> UsabilityRules, imported lazily
     """The rules the arguments ask for (defaults: UsabilityRules'); a threshold outside [0, 1) exits 2 naming the option."""
     from tuneprune.config import ConfigError
     from tuneprune.reports.usable import UsabilityRules
@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def say_run_url(source) -> None:  # noqa: ANN001 - a tuneprune.reports.Source
+def say_run_url(source) -> None:  # source: a tuneprune.reports.Source
     """The parent run's MLflow page, on stderr (stdout is the path a script reads)."""
     from tuneprune.progress import say
 

@@ -47,7 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
-def print_summary(summary) -> None:  # noqa: ANN001
+def print_summary(summary) -> None:
     console = results_console()
     names = list(summary.objectives)
     title = "Pareto set" if len(names) > 1 else "best trials"

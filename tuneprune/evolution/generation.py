@@ -58,7 +58,7 @@ def record(individual: Individual, rate_names: Sequence[str], result: dict[str, 
         "index": individual.index,
         "seed": individual.seed,
         "sigma": individual.sigma,
-        **dict(zip(rate_names, individual.rates)),
+        **dict(zip(rate_names, individual.rates, strict=True)),
         "accuracy": result["accuracy"],
         "sparsity": result["sparsity"],
         "pruned_layers_sparsity": result["pruned_layers_sparsity"],
@@ -85,16 +85,16 @@ def evaluate_all(
 
     packs = [list(batch[i : i + evaluator.pack]) for i in range(0, len(batch), evaluator.pack)]
     refs = [evaluator.packed.remote(payload_ref, val_ref, p, settings) if len(p) > 1 else one_each(p) for p in packs]
-    rows = []
-    for pack, ref in zip(packs, refs):
+    rows: list[dict[str, Any]] = []
+    for pack, ref in zip(packs, refs, strict=True):
         if not isinstance(ref, list):
             try:
                 results = ray.get(ref)
-                rows.extend(record(individual, rate_names, r, None) for individual, r in zip(pack, results))
+                rows.extend(record(individual, rate_names, r, None) for individual, r in zip(pack, results, strict=True))
                 continue
             except RayError:
                 ref = one_each(pack)
-        for individual, solo_ref in zip(pack, ref):
+        for individual, solo_ref in zip(pack, ref, strict=True):
             try:
                 rows.append(record(individual, rate_names, ray.get(solo_ref), None))
             except RayError as err:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch.nn as nn
 
 from tuneprune.config import ConfigError
@@ -11,7 +13,7 @@ def _matches(name: str, prefix: str) -> bool:
     return name == prefix or name.startswith(prefix + ".")
 
 
-def group_layers(layers: list[tuple[str, nn.Module]], groups: dict[str, list[str]]) -> list[list[int]]:
+def group_layers(layers: Sequence[tuple[str, nn.Module]], groups: dict[str, list[str]]) -> list[list[int]]:
     """Indices into ``layers`` per group of ``groups`` (group name -> module-name prefixes).
 
     Every layer must fall into exactly one group and every group must match a layer;
@@ -27,7 +29,7 @@ def group_layers(layers: list[tuple[str, nn.Module]], groups: dict[str, list[str
             found = "no group" if not hits else "groups " + ", ".join(names[g] for g in hits)
             raise ConfigError(f"variables.groups: layer {layer!r} is in {found}; every pruned layer needs exactly one")
         members[hits[0]].append(i)
-    for name, member in zip(names, members):
+    for name, member in zip(names, members, strict=True):
         if not member:
             raise ConfigError(f"variables.groups.{name}: matches no pruned layer")
     return members

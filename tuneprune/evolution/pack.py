@@ -43,13 +43,15 @@ def evaluate_pack(
     mode = forward_mode or ("vmap" if device.type == "cuda" else "loop")
     members = k * len(batch)
     stack = StackedModel([model] * members, [f"{name}.weight" for name, _ in layers], mode)
+    weights = stack.weights
+    assert weights is not None  # the target layers' weights are stacked
     measured = []
     with torch.no_grad():
         for i, individual in enumerate(batch):
             for j, seed in enumerate(sample_seeds(individual, k)):
                 pruner.apply(individual.sigma, individual.rates, seed)
-                stack.weights[i * k + j] = torch.cat([module.weight.flatten() for module in modules])
+                weights[i * k + j] = torch.cat([module.weight.flatten() for module in modules])
             measured.append(sparsities(model, modules, settings.target.min_size))
     x, y = val["x"].to(device), val["y"].to(device)
-    accuracies, _ = evaluate_stacked(stack, stack.weights, [x] * members, [y] * members, settings.batch_size)
+    accuracies, _ = evaluate_stacked(stack, weights, [x] * members, [y] * members, settings.batch_size)
     return [result(accuracies[i * k : (i + 1) * k], m) for i, m in enumerate(measured)]

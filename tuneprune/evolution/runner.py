@@ -176,7 +176,7 @@ def _with_deterministic(
     batch = [Individual(0, i, 0.0, tuple(row[n] for n in rate_names), seed=0) for i, row in enumerate(front)]
     plain = replace(settings, samples=1, fail=frozenset())
     results = evaluate_all(evaluator, payload_ref, val_ref, batch, plain, rate_names)
-    return [{**row, "deterministic_accuracy": result["accuracy"]} for row, result in zip(front, results)]
+    return [{**row, "deterministic_accuracy": result["accuracy"]} for row, result in zip(front, results, strict=True)]
 
 
 def run_evolution(prepared: PreparedEvolution, *, progress: bool = True) -> EvolutionSummary:

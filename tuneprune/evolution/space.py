@@ -13,7 +13,6 @@ from tuneprune.search.space import ResourcesConfig
 from tuneprune.stochastic.config import TargetConfig
 from tuneprune.training.config import RunConfig
 
-
 Unit = Annotated[float, Field(ge=0.0, le=1.0)]
 
 # The fields that decide an evolution's results; a resume may change only algorithm.generations.
@@ -34,7 +33,7 @@ class Interval(StrictModel):
     high: float
 
     @model_validator(mode="after")
-    def _ordered(self) -> "Interval":
+    def _ordered(self) -> Interval:
         if not self.low < self.high:
             raise ValueError(f"low = {self.low} must be below high = {self.high}")
         return self

@@ -37,7 +37,7 @@ class EvolutionState:
         return save_atomic({"format": FORMAT, "generation": self.generation, "blob": blob}, path)
 
     @staticmethod
-    def load(path: str | Path) -> "EvolutionState":
+    def load(path: str | Path) -> EvolutionState:
         """Read a checkpoint and restore the global NumPy RNG state it recorded."""
         obj = load_file(path)
         if obj.get("format") != FORMAT:

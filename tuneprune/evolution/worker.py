@@ -18,6 +18,7 @@ import torch.nn as nn
 from tuneprune.evolution.groups import group_layers
 from tuneprune.models import create_model
 from tuneprune.stochastic import Pruner, TargetConfig, derive_seed, score_samples, sparsities, target_layers
+from tuneprune.stochastic.targets import Layers
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,7 @@ def sample_seeds(individual: Individual, samples: int) -> list[int]:
     return [derive_seed(individual.seed, j) for j in range(samples)]
 
 
-def setup(payload: dict[str, Any], settings: EvalSettings) -> tuple[torch.device, nn.Module, list[tuple[str, nn.Module]], Pruner]:
+def setup(payload: dict[str, Any], settings: EvalSettings) -> tuple[torch.device, nn.Module, Layers, Pruner]:
     """The task's threads and device, the dense model rebuilt there, its target layers and their pruner."""
     torch.set_num_threads(settings.threads)
     device = torch.device("cuda" if settings.use_gpu and torch.cuda.is_available() else "cpu")

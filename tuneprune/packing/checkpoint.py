@@ -37,10 +37,12 @@ def check_resume(configs: Sequence[RunConfig], resume: Sequence[MemberState | No
     epochs = [0 if state is None else int(state["epoch"]) for state in resume]
     if len(set(epochs)) > 1:
         raise ValueError(f"resumed members must be at one epoch, got epochs {epochs} (a member without a state at 0)")
-    for index, (config, state) in enumerate(zip(configs, resume)):
+    for index, (config, state) in enumerate(zip(configs, resume, strict=True)):
         if state is not None and state["config"] != config.model_dump(mode="json"):
             raise ValueError(f"resume[{index}] is the state of another config than member {index}'s")
-    return list(resume) if epochs[0] > 0 else None
+    if epochs[0] == 0:
+        return None
+    return [state for state in resume if state is not None]  # at an epoch > 0 every member has its state
 
 
 def save_member(trainer: PackedTrainer, member_index: int, path: str | Path) -> Path:

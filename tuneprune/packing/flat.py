@@ -23,4 +23,4 @@ class FlatLayout:
         """Inverse of :meth:`flatten`: each name's ``[K, *shape]`` view of its segment of ``flat`` (no copy)."""
         k = flat.shape[0]
         segments = flat.split(self.sizes, dim=1)
-        return {name: segment.reshape(k, *shape) for name, shape, segment in zip(self.names, self.shapes, segments)}
+        return {name: segment.reshape(k, *shape) for name, shape, segment in zip(self.names, self.shapes, segments, strict=True)}

@@ -61,7 +61,7 @@ class PackedMasks:
     eliminated: torch.Tensor | None = None
     eliminated_counts: torch.Tensor | None = None
 
-    def rows(self, index: Sequence[int]) -> "PackedMasks":
+    def rows(self, index: Sequence[int]) -> PackedMasks:
         """The masks of the members at ``index`` only."""
         selected = torch.tensor(list(index), dtype=torch.long, device=self.kept.device)
         changes = {
@@ -122,7 +122,7 @@ class PackedMaskBuilder:
     def _thetas(self, densities: torch.Tensor) -> torch.Tensor:
         """``[K, L]`` theta of each member's layers by its own policy (formulas §2); 1 for dense members."""
         rows = []
-        for rule, row in zip(self.rules, densities):
+        for rule, row in zip(self.rules, densities, strict=True):
             if rule is None:
                 rows.append(torch.ones_like(row))
             else:
@@ -143,7 +143,7 @@ class PackedMaskBuilder:
         the accelerator path 0-dim tensors on the device, made without reading a value
         back or copying a host list over (formulas §10.6).
         """
-        values = [0.0 if rule is None else s for rule, s in zip(self.rules, sparsities)]  # a tensor's are 0-dim
+        values = [0.0 if rule is None else s for rule, s in zip(self.rules, sparsities, strict=True)]  # a tensor's are 0-dim
         if on_numpy(self.magnitudes.flat):
             values = [float(s) for s in values]
             return values, torch.tensor(values, dtype=torch.float64, device=self.device)
@@ -175,7 +175,7 @@ class PackedMaskBuilder:
             thetas,
             thetas[:, :1] if uniform_theta else self.layers.per_weight(thetas.reshape(-1)),
         )
-        applies = [False if rule is None else rule.elimination.applies(s) for rule, s in zip(self.rules, sparsities)]
+        applies = [False if rule is None else rule.elimination.applies(s) for rule, s in zip(self.rules, sparsities, strict=True)]
         if not any(isinstance(a, torch.Tensor) or a for a in applies):
             return masks
         eliminated = self._eliminated(masks, applies)
@@ -189,7 +189,7 @@ class PackedMaskBuilder:
         table = torch.stack(
             [
                 _elimination_quantiles(rule.elimination if rule else None, a, s, counts, self.layer_sizes)
-                for rule, a, s, counts in zip(self.rules, applies, masks.sparsities, masks.kept_counts)
+                for rule, a, s, counts in zip(self.rules, applies, masks.sparsities, masks.kept_counts, strict=True)
             ]
         )
         cutoffs = self.magnitudes.layer_quantiles(self.eliminations.from_table(table), self.eliminations.segments)
@@ -210,8 +210,12 @@ def _elimination_quantiles(
     if elimination is None or applies is False:
         return kept_counts.new_zeros(kept_counts.shape, dtype=torch.float64)
     if elimination.mode == "layer":
-        return select(applies, elimination.layer_quantiles(kept_counts, layer_sizes), 0.0)
+        quantiles = select(applies, elimination.layer_quantiles(kept_counts, layer_sizes), 0.0)
+        assert isinstance(quantiles, torch.Tensor)  # applies is True or a tensor here
+        return quantiles
     quantile = elimination.global_quantile(sparsity)
     if isinstance(quantile, torch.Tensor):
-        return select(applies, quantile, 0.0).expand(kept_counts.shape)
+        chosen = select(applies, quantile, 0.0)
+        assert isinstance(chosen, torch.Tensor)  # applies is True or a tensor here
+        return chosen.expand(kept_counts.shape)
     return kept_counts.new_full(kept_counts.shape, quantile, dtype=torch.float64)

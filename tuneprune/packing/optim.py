@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import functools
 import math
-
 from collections.abc import Sequence
 
 import torch
@@ -58,7 +57,7 @@ class PerMember:
             values = self.tensor.to(like.dtype)
         return values.view(-1, *[1] * (like.ndim - 1))
 
-    def rows(self, rows: Sequence[int]) -> "PerMember":
+    def rows(self, rows: Sequence[int]) -> PerMember:
         """The values of the members at ``rows`` only."""
         return PerMember([self.values[i] for i in rows], self.device)
 
@@ -75,7 +74,7 @@ def _add_scaled(y: torch.Tensor, x: torch.Tensor, alphas: PerMember, inplace: bo
         return y.add_(x, alpha=alpha) if inplace else y.add(x, alpha=alpha)
     out = y if inplace else y.clone()
     if y.device.type == "cpu":
-        for row, x_row, alpha in zip(out, x, alphas.values):
+        for row, x_row, alpha in zip(out, x, alphas.values, strict=True):
             row.add_(x_row, alpha=alpha)
         return out
     return out.addcmul_(alphas.column(x), x)
@@ -110,7 +109,7 @@ class PackedSGD:
 
     def lr_at(self, step: int) -> list[float]:
         """Each member's learning rate at optimizer step ``step`` (what its LambdaLR would give)."""
-        return [lr * factor(step) for lr, factor in zip(self.lrs, self.factors)]
+        return [lr * factor(step) for lr, factor in zip(self.lrs, self.factors, strict=True)]
 
     @property
     def clipping(self) -> bool:
@@ -149,7 +148,7 @@ class PackedSGD:
     def step(self, params: Sequence[torch.Tensor], step: int) -> None:
         """One SGD step of every member at its learning rate for ``step``."""
         lrs = PerMember([-lr for lr in self.lr_at(step)], self.device)
-        for i, (p, decay) in enumerate(zip(params, self.decays)):
+        for i, (p, decay) in enumerate(zip(params, self.decays, strict=True)):
             if p.grad is None:
                 continue
             d = _add_scaled(p.grad, p, self.weight_decays) if decay else p.grad

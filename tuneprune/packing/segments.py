@@ -27,7 +27,7 @@ class RowSegments:
         sizes, columns = [], []
         for k, by_layer in enumerate(split):
             sizes += list(layer_sizes) if by_layer else [width]
-            columns += [k * n_layers + l for l in range(n_layers if by_layer else 1)]
+            columns += [k * n_layers + layer for layer in range(n_layers if by_layer else 1)]
         self.segments = Segments(sizes, device)
         self.shape = (len(split), width)
         self.table_shape = (len(split), n_layers)

@@ -106,7 +106,7 @@ class PackedSparsity:
         kept, thetas = masks.kept_counts.cpu(), masks.thetas.cpu()
         eliminated = masks.eliminated_counts.cpu() if masks.eliminated_counts is not None else torch.zeros_like(kept)
         layer_sizes = self.builder.layer_sizes.cpu()
-        metrics = []
+        metrics: list[dict[str, float]] = []
         for k, schedule in enumerate(self.schedules):
             if schedule is None:
                 metrics.append({})
@@ -136,7 +136,8 @@ class PackedSparsity:
         self.stability_sum = self.stability_sum.index_select(0, index)
         self.current = self.current.rows(rows) if self.current is not None else None
         if self.previous is not None:
-            self.previous = tuple(t.index_select(0, index) for t in self.previous)
+            previous_kept, previous_counts = self.previous
+            self.previous = (previous_kept.index_select(0, index), previous_counts.index_select(0, index))
 
     def member_state(self, row: int) -> dict[str, Any] | None:
         """What member ``row`` needs to go on from an epoch's end: its schedule's state and last kept mask (for mu, formulas §3).
@@ -155,14 +156,15 @@ class PackedSparsity:
         The current masks are rebuilt from the weights as :meth:`end_epoch` built them; a
         dense row's previous mask (its mu is never used) is its current one.
         """
-        for schedule, state in zip(self.schedules, states):
+        for schedule, state in zip(self.schedules, states, strict=True):
             if schedule is not None:
+                assert state is not None  # a sparse member has its state
                 schedule.load_state_dict(state["schedule"])
         if not self.any_sparse:
             return
         self.current = self._masks_at(step, weights)
         saved = [None if state is None else state["previous_kept"] for state in states]
         kept = torch.stack(
-            [current if row is None else row.to(current.device) for current, row in zip(self.current.kept, saved)]
+            [current if row is None else row.to(current.device) for current, row in zip(self.current.kept, saved, strict=True)]
         )
         self.previous = kept, self.builder.layer_counts(kept)

@@ -80,7 +80,7 @@ class StackedModel:
         """Tensors aligned with :meth:`parameters` (such as momentum buffers) as ``[K, *shape]`` views by
         parameter name; None ones left out."""
         named: dict[str, torch.Tensor] = {}
-        for layout, leaf in zip(self.layouts, leaves):
+        for layout, leaf in zip(self.layouts, leaves, strict=True):
             if leaf is not None:
                 named.update(layout.views(leaf))
         return named

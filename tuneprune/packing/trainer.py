@@ -82,7 +82,7 @@ class PackedTrainer:
         self.rows = list(range(len(configs)))  # member index of each stacked row
         self.data = _load_member_data(configs, self.device)
         self.models = []
-        for k, (config, data) in enumerate(zip(configs, self.data)):
+        for k, (config, data) in enumerate(zip(configs, self.data, strict=True)):
             torch.manual_seed(config.seed)
             model = create_model(config.model, data.num_classes, data.in_channels).to(self.device)
             if states is not None:
@@ -105,7 +105,7 @@ class PackedTrainer:
                 d.x_train, d.y_train, c.batch_size, shuffle=True, seed=c.seed,
                 augment=c.augment if c.augment is not None else c.dataset.startswith("cifar"),
             )
-            for c, d in zip(configs, self.data)
+            for c, d in zip(configs, self.data, strict=True)
         ]
         self.epoch = 0
         if states is not None:
@@ -114,7 +114,7 @@ class PackedTrainer:
     def _resume(self, states: Sequence[MemberState]) -> None:
         """Go on from the members' states (weights already loaded into the stacked model)."""
         self.epoch = int(states[0]["epoch"])
-        for member, state in zip(self.members, states):
+        for member, state in zip(self.members, states, strict=True):
             member.history = [dict(metrics) for metrics in state["history"]]
         self.optimizer.momentum_buffers = self.stack.stack_leaves([state["momentum"] for state in states])
         if self.stack.weights is not None:
@@ -175,7 +175,8 @@ class PackedTrainer:
         x = torch.stack([xb for xb, _ in batches])
         y = torch.stack([yb for _, yb in batches])
         with single_threaded(self.device):
-            self.sparsity.before_iteration(step, self.stack.weights)
+            if self.stack.weights is not None:  # else no prunable weights, nothing sparse
+                self.sparsity.before_iteration(step, self.stack.weights)
             weights = self._forward_weights()
         with self.autocast:  # precision: bf16, as the solo loop (formulas §1.6)
             logits = self.stack.forward(weights, x, train=True)
@@ -234,6 +235,7 @@ class PackedTrainer:
         self.epoch += 1
         if not self.rows:
             return {}
+        sparse_metrics: list[dict[str, float]]
         if self.stack.weights is None:
             sparse_metrics = [{} for _ in self.rows]
         else:

@@ -40,7 +40,7 @@ class ResidualSumCanonizer(AttributeCanonizer):
     @staticmethod
     def forward(self: ResidualBlock, x: torch.Tensor) -> torch.Tensor:
         """``relu(body(x) + shortcut(x))`` with the addition as a hookable module."""
-        return self.relu(self.canonizer_sum(torch.stack([self.shortcut(x), self.body(x)], dim=-1)))
+        return self.relu(self.get_submodule("canonizer_sum")(torch.stack([self.shortcut(x), self.body(x)], dim=-1)))
 
 
 class ConvBatchNormMerge(MergeBatchNorm):

@@ -54,8 +54,8 @@ def conv_units(model: nn.Module) -> list[ConvUnit]:
         if not isinstance(module, nn.Conv2d):
             continue
         following = leaves[position + 1][1] if position + 1 < len(leaves) else None
-        is_norm = isinstance(following, nn.BatchNorm2d) and following.num_features == module.out_channels
-        units.append(ConvUnit(name, module, following if is_norm else None, offset))
+        norm = following if isinstance(following, nn.BatchNorm2d) and following.num_features == module.out_channels else None
+        units.append(ConvUnit(name, module, norm, offset))
         offset += module.out_channels
     return units
 
@@ -125,7 +125,7 @@ def pruned_tensors(unit: ConvUnit) -> list[torch.Tensor]:
 @torch.no_grad()
 def prune_channels(units: Sequence[ConvUnit], channels: Sequence[int]) -> None:
     """Zero the filters, biases and BatchNorm scale and shift of ``channels`` in place."""
-    for unit, mask in zip(units, channel_masks(units, channels)):
+    for unit, mask in zip(units, channel_masks(units, channels), strict=True):
         if mask.any():
             for tensor in pruned_tensors(unit):
                 tensor[mask.to(tensor.device)] = 0.0
@@ -140,6 +140,6 @@ def channels_pruned(units: Sequence[ConvUnit], channels: Sequence[int]) -> Itera
         yield
     finally:
         with torch.no_grad():
-            for unit, originals in zip(units, saved):
-                for tensor, original in zip(pruned_tensors(unit), originals):
+            for unit, originals in zip(units, saved, strict=True):
+                for tensor, original in zip(pruned_tensors(unit), originals, strict=True):
                     tensor.copy_(original)

@@ -5,7 +5,7 @@ fine-tuning of every pruned model.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, get_args
 
 from pydantic import Field, field_validator, model_validator
 
@@ -35,7 +35,7 @@ class RelevanceStudyConfig(StrictModel):
     percentages: list[Annotated[int, Field(ge=0, lt=100)]] = Field(
         default_factory=lambda: list(DEFAULT_PERCENTAGES), min_length=1, description="whole percents: the MLflow steps"
     )
-    rankings: list[Ranking] = Field(default_factory=lambda: ["relevance", "parameter", "random", "combined"])
+    rankings: list[Ranking] = Field(default_factory=lambda: list(get_args(Ranking)))
     deltas: list[Annotated[float, Field(ge=0.0, le=1.0)]] = Field(default_factory=lambda: list(DEFAULT_DELTAS))
     finetune: FinetuneSettings = Field(default_factory=FinetuneSettings)
 
@@ -50,7 +50,7 @@ class RelevanceStudyConfig(StrictModel):
         return list(dict.fromkeys(v))
 
     @model_validator(mode="after")
-    def _some_curve(self) -> "RelevanceStudyConfig":
+    def _some_curve(self) -> RelevanceStudyConfig:
         if not self.rankings and not self.deltas:
             raise ValueError("rankings and deltas are both empty: nothing to prune by")
         return self

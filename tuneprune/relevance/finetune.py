@@ -26,7 +26,7 @@ def frozen_channels(model: nn.Module, channels: Sequence[int]) -> FrozenWeights:
     return FrozenWeights(
         [
             (tensor, mask)
-            for unit, mask in zip(units, channel_masks(units, channels))
+            for unit, mask in zip(units, channel_masks(units, channels), strict=True)
             if mask.any()
             for tensor in pruned_tensors(unit)
         ]

@@ -39,7 +39,8 @@ def convolution_rule(settings: RelevanceSettings) -> Hook:
 
 def build_composite(settings: RelevanceSettings) -> LayerMapComposite:
     """Rules per layer type plus the canonizers of the module docstring."""
-    layer_map = layer_map_base() + [
+    layer_map = [
+        *layer_map_base(),
         (Convolution, convolution_rule(settings)),
         (nn.Linear, Epsilon(epsilon=settings.epsilon)),
     ]
@@ -101,7 +102,7 @@ class RunningMean:
         self.count += n
         if not self.means:
             self.means = [torch.zeros_like(values[0]) for values in batch]
-        for mean, values in zip(self.means, batch):
+        for mean, values in zip(self.means, batch, strict=True):
             mean += (values.sum(0) - n * mean) / self.count
 
 

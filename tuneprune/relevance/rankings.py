@@ -45,7 +45,7 @@ def _check_same_channels(first: Sequence[int], second: Sequence[int]) -> None:
 def combined_order(relevance_order: Sequence[int], parameter_order: Sequence[int]) -> list[int]:
     """Interleave the two rankings, relevance first, dropping repeats (formulas §6 'combined')."""
     _check_same_channels(relevance_order, parameter_order)
-    return unique(chain.from_iterable(zip(relevance_order, parameter_order)))
+    return unique(chain.from_iterable(zip(relevance_order, parameter_order, strict=True)))
 
 
 def mixed_order(parameter_order: Sequence[int], relevance_order: Sequence[int], delta: float) -> list[int]:

@@ -37,7 +37,7 @@ def plot_curves(
     """
     cmap = pyplot().get_cmap(colormap) if colormap else None
     fig, axes = new_figure(1, len(PANELS), width=11 / len(PANELS), height=4.2)
-    for ax, (key, label) in zip(axes, PANELS):
+    for ax, (key, label) in zip(axes, PANELS, strict=True):
         for i, (name, curve) in enumerate(curves.items()):
             color = cmap(i / max(len(curves) - 1, 1)) if cmap else None
             x, y = [r["percentage"] for r in curve], [r[key] for r in curve]

@@ -9,7 +9,7 @@ first objective) gives that point's alpha. :mod:`tuneprune.reports.tangent` fits
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -18,9 +18,12 @@ from tuneprune.reports.figures import new_figure
 from tuneprune.reports.tangent import AlphaFit, tangent
 from tuneprune.reports.usable import UsabilityRules, chance_accuracy
 from tuneprune.runs.paths import TARGET_SPARSITY, THETA_ALPHA
+from tuneprune.search.space import METHOD
+from tuneprune.search.study_config import SEED
 from tuneprune.sparsity.theta import ALPHA_RULE_START, PUBLISHED_ALPHA_RULE
 
 MetricsOf = Callable[[dict[str, Any]], dict[str, float]]
+NOT_GROUPS = (TARGET_SPARSITY, METHOD, SEED)  # grid keys that do not part the points of the alpha(S) fit
 
 
 @dataclass(frozen=True)
@@ -43,33 +46,63 @@ def completed_trials(summary: dict[str, Any]) -> list[dict[str, Any]]:
     return trials or list(summary["best"])
 
 
+def trial_alpha(entry: dict[str, Any]) -> float | None:
+    """The alpha of ``log_density`` theta a trial ran with: searched (its params), or set by the method of a
+    study (its config; formulas §11); None when it ran with no alpha of its own."""
+    if THETA_ALPHA in entry["params"]:
+        return float(entry["params"][THETA_ALPHA])
+    theta = (entry["config"].get("sparsity") or {}).get("theta") or {}
+    alpha = theta.get("alpha")
+    if METHOD in entry["grid"] and theta.get("policy") == "log_density" and isinstance(alpha, int | float):
+        return float(alpha)
+    return None
+
+
 def alpha_candidates(summary: dict[str, Any], metrics_of: MetricsOf, rules: UsabilityRules) -> list[AlphaPoint]:
-    """Every complete trial that searched alpha, with its exclusion reason under ``rules``."""
+    """Every complete trial that ran with an alpha of its own (searched, or a study method's), with its exclusion
+    reason under ``rules``. Its group is its other grid values, a study's method and seed left out."""
     (first, _), *_ = summary["objectives"].items()
     accuracy = first if first.endswith("_acc") else "val_acc"
     points = []
     for entry in completed_trials(summary):
-        if THETA_ALPHA not in entry["params"]:
+        alpha = trial_alpha(entry)
+        if alpha is None:
             continue
         metrics = metrics_of(entry)
         config = entry["config"]
         target = config["sparsity"]["target"]
         achieved = metrics.get("sparsity")
         acc = entry["values"].get(accuracy, metrics.get(accuracy))
-        group = " ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in entry["grid"].items() if k != TARGET_SPARSITY)
+        group = " ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in entry["grid"].items() if k not in NOT_GROUPS)
         reason = rules.reason(target, achieved, acc, chance_accuracy(config), accuracy)
-        points.append(AlphaPoint(summary["name"], entry["key"], group, target, entry["params"][THETA_ALPHA], entry["values"][first], achieved, reason))
+        points.append(AlphaPoint(summary["name"], entry["key"], group, target, alpha, entry["values"][first], achieved, reason))
     return points
 
 
 def best_alpha_points(summary: dict[str, Any], candidates: Sequence[AlphaPoint]) -> list[AlphaPoint]:
-    """Per grid point (group and target), the usable candidate best in the first objective."""
+    """Per grid point (group and target), the usable alpha best in the first objective.
+
+    The trials of one alpha at one grid point (a study's seeds) count as one point: their
+    mean score and mean achieved sparsity, their keys joined; a search's alphas are
+    continuous, so there each trial is its own point.
+    """
     (_, direction), *_ = summary["objectives"].items()
     sign = 1.0 if direction == "max" else -1.0
-    chosen: dict[tuple[str, float], AlphaPoint] = {}
+    seeds: dict[tuple[str, float, float], list[AlphaPoint]] = {}
     for point in candidates:
+        if point.excluded is None:
+            seeds.setdefault((point.group, point.target, point.alpha), []).append(point)
+    chosen: dict[tuple[str, float], AlphaPoint] = {}
+    for same in seeds.values():
+        reached = [p.sparsity for p in same if p.sparsity is not None]
+        point = replace(
+            same[0],
+            trial=",".join(p.trial for p in same),
+            score=sum(p.score for p in same) / len(same),
+            sparsity=sum(reached) / len(reached) if reached else None,
+        )
         held = chosen.get((point.group, point.target))
-        if point.excluded is None and (held is None or sign * point.score > sign * held.score):
+        if held is None or sign * point.score > sign * held.score:
             chosen[(point.group, point.target)] = point
     return sorted(chosen.values(), key=lambda p: (p.group, p.target))
 

@@ -11,7 +11,7 @@ from tuneprune.reports.alpha import AlphaPoint, alpha_candidates, alpha_figure, 
 from tuneprune.reports.document import Report
 from tuneprune.reports.source import Source
 from tuneprune.reports.tangent import DEFAULT_POLE_MARGIN, AlphaFit, fit_tangent
-from tuneprune.reports.usable import UsabilityRules
+from tuneprune.reports.usable import DEFAULT_RULES, UsabilityRules
 from tuneprune.runs.paths import THETA_ALPHA
 from tuneprune.sparsity.theta import ALPHA_RULE_START, PUBLISHED_ALPHA_RULE
 
@@ -21,7 +21,7 @@ RULE_NAME = "alpha_rule.yaml"
 def alpha_fit_report(
     report: Report,
     sources: Sequence[Source],
-    rules: UsabilityRules = UsabilityRules(),
+    rules: UsabilityRules = DEFAULT_RULES,
     free: Sequence[str] | None = None,
     pole_margin: float = DEFAULT_POLE_MARGIN,
 ) -> tuple[AlphaFit, Path, list[AlphaPoint]]:

@@ -24,7 +24,7 @@ def front_figure(points: np.ndarray, front: Sequence[int], plane: Plane, title: 
     dominated = np.setdiff1d(np.arange(len(points)), np.asarray(front, dtype=int))
     ax.scatter(points[dominated, 0], points[dominated, 1], color="grey", alpha=0.35, label=f"dominated ({len(dominated)})")
     ax.plot(points[front, 0], points[front, 1], "o-", color="tab:blue", label=f"Pareto front ({len(front)})")
-    for (label, curve), color, marker in zip(baselines.items(), ("tab:orange", "tab:green", "tab:purple"), "s^v"):
+    for (label, curve), color, marker in zip(baselines.items(), ("tab:orange", "tab:green", "tab:purple"), "s^v", strict=False):
         ax.plot(curve[:, 0], curve[:, 1], marker + "--", color=color, label=label)
     ax.set_title(title, fontsize=10)
     ax.set_xlabel(f"{plane.x} ({plane.x_direction})")

@@ -16,10 +16,10 @@ def study_importances(data: SearchData) -> tuple[list[dict[str, Any]], list[str]
     import optuna
     from optuna.trial import TrialState
 
-    from tuneprune.search.studies import study_name
+    from tuneprune.search.studies import open_storage, study_name
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = data.source.summary["storage_url"]
+    storage = open_storage(data.source.summary["storage_url"])
     objectives = list(data.objectives)
     rows, notes = [], []
     for point in data.space.grid_points():

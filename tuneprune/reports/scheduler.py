@@ -23,21 +23,27 @@ import numpy as np
 import yaml
 
 from tuneprune.config import ConfigError
+from tuneprune.pareto import non_dominated
 from tuneprune.reports.document import Report
 from tuneprune.reports.figures import integer_x, new_figure
-from tuneprune.pareto import non_dominated
 from tuneprune.reports.trials import SearchData, Trial
-from tuneprune.reports.usable import UsabilityRules, chance_accuracy
+from tuneprune.reports.usable import DEFAULT_RULES, UsabilityRules, chance_accuracy
 from tuneprune.runs.paths import SCHEDULER_CONSTANTS
-from tuneprune.sparsity import PRESETS, AdaptiveScheduler, ModelFamily, preset_constants
+from tuneprune.sparsity import PRESETS, AdaptiveScheduler, ModelFamily, SparsityConfig, preset_constants
 from tuneprune.training import RunConfig
 
 CONSTANTS = ("A", "B", "C", "D")
 
 
+def sparsity_of(config: RunConfig) -> SparsityConfig:
+    """A trial's sparsity settings: a scheduler report's trials are sparse (:func:`scheduler_trials` checks)."""
+    assert config.sparsity is not None
+    return config.sparsity
+
+
 def scheduler_constants(config: RunConfig) -> dict[str, float]:
     """A, B, C, D a trial's adaptive scheduler ran with (its preset's resolved at config load, explicit values first)."""
-    cfg = config.sparsity.scheduler
+    cfg = sparsity_of(config).scheduler
     return {k: getattr(cfg, k) for k in CONSTANTS}
 
 
@@ -54,7 +60,7 @@ class JudgedTrial:
 
 def judge(data: SearchData, trial: Trial, rules: UsabilityRules) -> JudgedTrial:
     """Achieved sparsity at the last epoch, first epoch at target within the tolerance, and the usability verdict."""
-    target = trial.config.sparsity.target
+    target = sparsity_of(trial.config).target
     history = data.history(trial.run_id, "sparsity") if trial.run_id else []
     reached = next((int(epoch) for epoch, value in history if value >= target - rules.sparsity_tolerance), None)
     achieved = trial.metrics.get("sparsity")
@@ -93,7 +99,7 @@ def write_preset(trial: Trial, search: str, path: Path) -> Path:
     header = (
         f"# Adaptive-scheduler preset (formulas §3) found by search {search}, trial {trial.key}.\n"
         f"# Use as sparsity.scheduler.preset: {path.name}; the trial started from\n"
-        f"# sparsity.scheduler.initial_sparsity = {trial.config.sparsity.scheduler.initial_sparsity} (not part of a preset).\n"
+        f"# sparsity.scheduler.initial_sparsity = {sparsity_of(trial.config).scheduler.initial_sparsity} (not part of a preset).\n"
     )
     path.write_text(header + yaml.safe_dump({k: float(constants[k]) for k in CONSTANTS}, sort_keys=False))
     return path
@@ -117,8 +123,8 @@ def trajectory_figure(data: SearchData, trials: Sequence[Trial]) -> Any:
     """The schedule's sparsity S_k at the end of each epoch, one line per trial."""
     fig, (ax,) = new_figure()
     for trial in trials:
-        history = data.history(trial.run_id, "sparsity_k")
-        ax.plot(*zip(*history), marker=".", label=f"{trial.key} (target {trial.config.sparsity.target})")
+        history = data.history(trial.run_id, "sparsity_k") if trial.run_id else []
+        ax.plot(*zip(*history, strict=True), marker=".", label=f"{trial.key} (target {sparsity_of(trial.config).target})")
     ax.set_xlabel("epoch")
     integer_x(ax)
     ax.set_ylabel("sparsity_k")
@@ -138,7 +144,7 @@ def trial_rows(judged: Sequence[JudgedTrial], chosen: Sequence[JudgedTrial]) -> 
     ]  # fmt: skip
 
 
-def scheduler_report(report: Report, data: SearchData, rules: UsabilityRules = UsabilityRules()) -> tuple[list[Path], list[dict[str, Any]]]:
+def scheduler_report(report: Report, data: SearchData, rules: UsabilityRules = DEFAULT_RULES) -> tuple[list[Path], list[dict[str, Any]]]:
     """The trials table, the constants table, one preset per chosen trial and the two figures.
 
     Returns the preset files and the trials table (what the command prints).
@@ -157,12 +163,12 @@ def scheduler_report(report: Report, data: SearchData, rules: UsabilityRules = U
         presets.append(path)
         found.append((trial.key, constants))
         constant_rows.append({
-            "trial": trial.key, **trial.grid, **constants, "initial_sparsity": trial.config.sparsity.scheduler.initial_sparsity,
+            "trial": trial.key, **trial.grid, **constants, "initial_sparsity": sparsity_of(trial.config).scheduler.initial_sparsity,
             "sparsity": j.sparsity, "reached_epoch": j.reached_epoch, **trial.values, "preset": path.name,
         })  # fmt: skip
     report.table("constants", constant_rows)
     report.heading("lambda(S): published presets and found constants")
-    report.figure("lambda", lambda_figure(found, chosen[0].trial.config.sparsity.scheduler.family), "dashed: the published presets (formulas §3)")
+    report.figure("lambda", lambda_figure(found, sparsity_of(chosen[0].trial.config).scheduler.family), "dashed: the published presets (formulas §3)")
     report.heading("Sparsity per epoch of the found trials")
     report.figure("sparsity_trajectories", trajectory_figure(data, [j.trial for j in chosen]))
     return presets, rows

@@ -21,7 +21,7 @@ def importance_figure(rows: Sequence[dict[str, Any]]) -> Any:
     groups = list(dict.fromkeys((r["study"], r["objective"]) for r in rows))
     most = max(sum(1 for r in rows if (r["study"], r["objective"]) == g) for g in groups)
     fig, axes = new_figure(len(groups), 1, height=0.5 + 0.4 * most)
-    for ax, (study, objective) in zip(axes, groups):
+    for ax, (study, objective) in zip(axes, groups, strict=True):
         mine = [r for r in rows if (r["study"], r["objective"]) == (study, objective)]
         ax.barh([r["param"] for r in mine], [r["importance"] for r in mine])
         ax.set_title(f"{study}: {objective}", fontsize=9)
@@ -34,7 +34,7 @@ def param_figure(data: SearchData, complete: Sequence[Trial]) -> Any:
     params = list(data.space.params)
     fig, axes = new_figure(1, len(params), width=4.5)
     acc, best = data.accuracy_metric, set(data.best_keys)
-    for ax, path in zip(axes, params):
+    for ax, path in zip(axes, params, strict=True):
         spec = data.space.params[path]
         for grid in {grid_label(t.grid) for t in complete}:
             mine = [t for t in complete if grid_label(t.grid) == grid]
@@ -60,11 +60,11 @@ def closest_to_default(data: SearchData, trials: Sequence[Trial], grid: dict[str
 def curves_figure(data: SearchData, labelled: Sequence[tuple[Trial, str]]) -> Any:
     """Accuracy, S_k, theta and mu per epoch of each ``(trial, label)``."""
     fig, axes = new_figure(1, len(CURVE_METRICS), width=4.0, height=3.6)
-    for ax, metric in zip(axes, CURVE_METRICS):
+    for ax, metric in zip(axes, CURVE_METRICS, strict=True):
         for trial, label in labelled:
-            history = data.history(trial.run_id, metric)
+            history = data.history(trial.run_id, metric) if trial.run_id else []
             if history:
-                ax.plot(*zip(*history), marker=".", linestyle="--" if "default" in label else "-", label=label)
+                ax.plot(*zip(*history, strict=True), marker=".", linestyle="--" if "default" in label else "-", label=label)
         ax.set_xlabel("epoch")
         integer_x(ax)
         ax.set_title(metric, fontsize=9)

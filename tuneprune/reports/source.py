@@ -41,7 +41,7 @@ class Source:
         return self.summary["parent_run_id"]
 
     @cached_property
-    def client(self):  # noqa: ANN201 - MlflowClient, imported lazily
+    def client(self):  # -> MlflowClient, imported lazily
         from mlflow.tracking import MlflowClient
 
         return MlflowClient(self.tracking_uri)
@@ -54,7 +54,7 @@ class Source:
             return None
         try:
             experiment_id = self.client.get_run(self.parent_run_id).info.experiment_id
-        except Exception:  # noqa: BLE001 - any MLflow lookup failure means there is no page to show
+        except Exception:  # any MLflow lookup failure means there is no page to show
             return None
         return run_url(self.tracking_uri, experiment_id, self.parent_run_id)
 
@@ -66,7 +66,7 @@ class Source:
         if "metrics" in entry:
             return entry["metrics"]
         run_id = entry.get("mlflow_run_id")
-        if run_id is None or _store_missing(self.tracking_uri):
+        if run_id is None or store_missing(self.tracking_uri):
             return {}
         return dict(self.client.get_run(run_id).data.metrics)
 

@@ -136,8 +136,8 @@ def _check_poles(fit: AlphaFit) -> AlphaFit:
 
 
 def fit_tangent(
-    targets: Sequence[float],
-    alphas: Sequence[float],
+    targets: Sequence[float] | np.ndarray,
+    alphas: Sequence[float] | np.ndarray,
     free: Sequence[str] | None = None,
     pole_margin: float = DEFAULT_POLE_MARGIN,
 ) -> AlphaFit:
@@ -156,10 +156,10 @@ def fit_tangent(
     if set(free) != set(CONSTANTS):
 
         def partial(x: np.ndarray) -> np.ndarray:
-            return tangent(s, **{**PUBLISHED_ALPHA_RULE, **dict(zip(free, x))}) - a
+            return tangent(s, **{**PUBLISHED_ALPHA_RULE, **dict(zip(free, x, strict=True))}) - a
 
         result = least_squares(partial, [PUBLISHED_ALPHA_RULE[k] for k in free], x_scale="jac")
-        constants = {**PUBLISHED_ALPHA_RULE, **dict(zip(free, map(float, result.x)))}
+        constants = {**PUBLISHED_ALPHA_RULE, **dict(zip(free, map(float, result.x), strict=True))}
         return _check_poles(AlphaFit(constants, free, s, a, pole_margin))
 
     lower_bound, upper_bound = ALPHA_RULE_START - pole_margin, float(s.max()) + pole_margin

@@ -48,3 +48,6 @@ class UsabilityRules:
         if accuracy < chance + self.chance_margin:
             return f"near chance: {metric} {accuracy:.4f} < chance {chance:.3g} + {self.chance_margin:g}"
         return None
+
+
+DEFAULT_RULES = UsabilityRules()

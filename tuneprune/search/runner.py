@@ -105,9 +105,7 @@ def prepare_search(
 
 def check_search_name(name: str, experiment: str, tracking_uri: str, storage_url: str, resume: bool) -> None:
     """A new search needs a free name, and ``--resume`` one the stores know (a typo must not start over)."""
-    import optuna
-
-    from tuneprune.search.studies import study_names
+    from tuneprune.search.studies import open_storage, study_names
 
     parent = None if store_missing(tracking_uri) else RunTracker(tracking_uri, experiment).find_parent(name, "search")
     if not resume:
@@ -116,7 +114,7 @@ def check_search_name(name: str, experiment: str, tracking_uri: str, storage_url
         return
     if parent is not None:
         return
-    if not store_missing(storage_url) and study_names(name, optuna.storages.RDBStorage(storage_url, heartbeat_interval=None)):
+    if not store_missing(storage_url) and study_names(name, open_storage(storage_url)):
         return
     raise ConfigError(
         f"--resume --name {name!r}: no search of that name to resume in {redact(tracking_uri)} or {redact(storage_url)}"

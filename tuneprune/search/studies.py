@@ -12,12 +12,37 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
+import sqlalchemy
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
 from tuneprune.search.space import CategoricalParam, FloatParam, SearchSpace
 
 ENDED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+SCHEMA_LOCK_KEY = 0x7475_6E65_7072_756E  # b"tuneprun": the advisory lock held while a storage's schema is made
+
+
+def open_storage(url: str) -> optuna.storages.RDBStorage:
+    """The Optuna storage at ``url``; its schema is created once, however many drivers open a new database together.
+
+    ``RDBStorage(url)`` creates Optuna's tables (SQLAlchemy ``create_all``: look, then
+    CREATE), then the ``version_info`` row and the ``alembic_version`` stamp (read, then
+    INSERT). Drivers opening a fresh database at the same moment all see nothing and all
+    create, and all but one fail with a UniqueViolation. On PostgreSQL the storage is
+    therefore built inside a transaction of a connection of its own that holds
+    ``pg_advisory_xact_lock(SCHEMA_LOCK_KEY)`` (a lock of this database, released when that
+    transaction ends): the first driver creates the schema, the others wait and find it.
+    Other databases (SQLite: one file on one machine) are opened as they are.
+    """
+    if sqlalchemy.make_url(url).get_backend_name() != "postgresql":
+        return optuna.storages.RDBStorage(url, heartbeat_interval=None)
+    engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
+    try:
+        with engine.begin() as lock:
+            lock.execute(sqlalchemy.text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK_KEY})
+            return optuna.storages.RDBStorage(url, heartbeat_interval=None)
+    finally:
+        engine.dispose()
 
 
 def distributions(space: SearchSpace) -> dict[str, BaseDistribution]:
@@ -98,7 +123,7 @@ class GridStudy:
 def open_studies(space: SearchSpace, name: str, storage_url: str) -> list[GridStudy]:
     """Create or load the study of every grid point; collect trials left RUNNING as orphans."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = optuna.storages.RDBStorage(storage_url, heartbeat_interval=None)
+    storage = open_storage(storage_url)
     studies = []
     for i, point in enumerate(space.grid_points()):
         study = optuna.create_study(

@@ -6,7 +6,7 @@ Imports neither Ray, MLflow nor the training loop: the loop finds :class:`Sparsi
 from tuneprune.sparsity.adaptive import PRESETS, AdaptiveScheduler, ModelFamily, preset_constants
 from tuneprune.sparsity.config import DropConfig, SchedulerConfig, SparsityConfig, ThetaConfig
 from tuneprune.sparsity.drop import Elimination
-from tuneprune.sparsity.layers import prunable_layers, prunable_sparsity
+from tuneprune.sparsity.layers import original_weight, prunable_layers, prunable_sparsity
 from tuneprune.sparsity.operator import threshold_operator
 from tuneprune.sparsity.schedules import (
     AdaptiveSchedule,
@@ -61,6 +61,7 @@ __all__ = [
     "layer_thresholds",
     "log_density_theta",
     "magnitude_quantiles",
+    "original_weight",
     "preset_constants",
     "prunable_layers",
     "prunable_sparsity",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from enum import StrEnum
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -15,15 +15,22 @@ from tuneprune.sparsity.dispatch import Number, device_scalar, on_numpy, select
 REFERENCE_EPOCHS = 160
 
 
-class ModelFamily(StrEnum):
-    """The model families whose preset constant D differs (formulas §3 table)."""
+class ModelFamily(str, Enum):
+    """The model families whose preset constant D differs (formulas §3 table).
+
+    ``str`` and ``Enum`` rather than ``enum.StrEnum``, which Python 3.10 lacks; ``str()``
+    and f-strings give the value, as ``StrEnum`` does.
+    """
 
     RESNET = "resnet"
     DENSENET = "densenet"
     MOBILENET = "mobilenet"
 
+    def __str__(self) -> str:
+        return str(self.value)
+
     @classmethod
-    def of(cls, model_name: str) -> "ModelFamily":
+    def of(cls, model_name: str) -> ModelFamily:
         """The family of a model by its name: MobileNet and DenseNet by name, every other model as ResNet."""
         for family in (cls.MOBILENET, cls.DENSENET):
             if family.value in model_name:
@@ -113,7 +120,7 @@ class AdaptiveScheduler:
         final_sparsity: float,
         epochs: int,
         initial_sparsity: float = 0.0,
-    ) -> "AdaptiveScheduler":
+    ) -> AdaptiveScheduler:
         """A scheduler with the constants of ``lambda1``/``lambda2`` (D by ``model_family``) or of a YAML file."""
         constants = preset_constants(name, model_family)
         return cls(**constants, final_sparsity=final_sparsity, epochs=epochs, initial_sparsity=initial_sparsity)
@@ -150,6 +157,8 @@ class AdaptiveScheduler:
         return {"sparsity": float(self.sparsity), "previous_mu": previous}
 
     def load_state_dict(self, state: dict[str, float | None]) -> None:
-        self.sparsity = float(state["sparsity"])
+        sparsity = state["sparsity"]
+        assert sparsity is not None  # state_dict always records it
+        self.sparsity = float(sparsity)
         previous = state["previous_mu"]
         self.previous_mu = None if previous is None else float(previous)

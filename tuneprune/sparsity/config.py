@@ -61,7 +61,7 @@ class SchedulerConfig(StrictModel):
     warmup_epochs: float = Field(0.0, ge=0.0, description="adaptive: epochs of cubic schedule before it takes over")
 
     @model_validator(mode="after")
-    def _adaptive_constants(self) -> "SchedulerConfig":
+    def _adaptive_constants(self) -> SchedulerConfig:
         """The preset's A, B, C, D (D by ``family``) fill the constants not given explicitly (formulas §3)."""
         missing = [k for k in "ABCD" if getattr(self, k) is None]
         if self.type != "adaptive" or not missing:
@@ -93,7 +93,7 @@ class SparsityConfig(StrictModel):
     drop: DropConfig = DropConfig()
 
     @model_validator(mode="after")
-    def _resolved_alpha(self) -> "SparsityConfig":
+    def _resolved_alpha(self) -> SparsityConfig:
         """log_density's ``'auto'`` or ``'fitted:PATH'`` alpha becomes the number it gives at the target (formulas §2)."""
         alpha = self.theta.alpha
         if self.theta.policy != "log_density" or not isinstance(alpha, str):
@@ -106,7 +106,7 @@ class SparsityConfig(StrictModel):
         return self
 
     @model_validator(mode="after")
-    def _elimination_under_layer_thresholds(self) -> "SparsityConfig":
+    def _elimination_under_layer_thresholds(self) -> SparsityConfig:
         """formulas §4 defines the global t only under the global T: against per-layer T_l it can freeze kept weights."""
         if self.threshold == "layer" and self.drop.rho > 0 and self.drop.mode == "global":
             raise ValueError(

@@ -31,7 +31,7 @@ class Elimination:
         self.final_sparsity = final_sparsity
 
     @classmethod
-    def from_config(cls, config: DropConfig, final_sparsity: float) -> "Elimination":
+    def from_config(cls, config: DropConfig, final_sparsity: float) -> Elimination:
         return cls(config.rho, final_sparsity, config.mode, config.timeframe)
 
     def applies(self, sparsity: float | torch.Tensor) -> bool | torch.Tensor:

@@ -11,7 +11,8 @@ from tuneprune.sparsity.segments import Segments
 
 def _storage_order(t: torch.Tensor) -> list[int]:
     """The dimensions of ``t`` from the outermost to the innermost in memory (e.g. channels_last)."""
-    return sorted(range(t.ndim), key=lambda d: (-t.stride(d), d))
+    strides = t.stride()
+    return sorted(range(t.ndim), key=lambda d: (-strides[d], d))
 
 
 class FlatLayout:
@@ -33,7 +34,7 @@ class FlatLayout:
     def shaped(self, flat: torch.Tensor) -> list[torch.Tensor]:
         """Views of ``flat`` (this layout's size, any dtype) with each tensor's shape and strides."""
         views = []
-        for piece, shape, order in zip(self.segments.split(flat), self.shapes, self.orders):
+        for piece, shape, order in zip(self.segments.split(flat), self.shapes, self.orders, strict=True):
             if order == sorted(order):  # contiguous: one view
                 views.append(piece.view(shape))
             else:
@@ -53,7 +54,7 @@ def flatten_parameters(parameters: Sequence[torch.nn.Parameter]) -> tuple[FlatLa
     """
     layout = FlatLayout(parameters)
     flat = layout.empty()
-    for parameter, view in zip(parameters, layout.shaped(flat)):
+    for parameter, view in zip(parameters, layout.shaped(flat), strict=True):
         view.copy_(parameter)
         parameter.data = view
     return layout, flat

@@ -26,7 +26,7 @@ def compare_into(op: str, values: torch.Tensor, thresholds: torch.Tensor, segmen
             ufunc(array, thresholds.item(), out=result)
             return
         start = 0
-        for size, threshold in zip(segments.sizes, thresholds.tolist()):
+        for size, threshold in zip(segments.sizes, thresholds.tolist(), strict=True):
             ufunc(array[start : start + size], threshold, out=result[start : start + size])
             start += size
         return

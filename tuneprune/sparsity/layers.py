@@ -6,9 +6,10 @@ import torch
 import torch.nn as nn
 
 PRUNABLE_TYPES = (nn.Conv2d, nn.Linear)
+PrunableLayer = nn.Conv2d | nn.Linear
 
 
-def prunable_layers(model: nn.Module, min_size: int = 0) -> list[tuple[str, nn.Module]]:
+def prunable_layers(model: nn.Module, min_size: int = 0) -> list[tuple[str, PrunableLayer]]:
     """``(name, module)`` of every ``Conv2d`` and ``Linear`` with at least ``min_size`` weights (formulas §1.1).
 
     The first convolution, the classifier, 1x1 shortcuts and depthwise convolutions are
@@ -19,6 +20,11 @@ def prunable_layers(model: nn.Module, min_size: int = 0) -> list[tuple[str, nn.M
         for name, module in model.named_modules()
         if isinstance(module, PRUNABLE_TYPES) and module.weight.numel() >= min_size
     ]
+
+
+def original_weight(module: nn.Module) -> nn.Parameter:
+    """The plain weight of a layer whose ``weight`` is parametrized (``<layer>.parametrizations.weight.original``)."""
+    return module.get_parameter("parametrizations.weight.original")
 
 
 @torch.no_grad()

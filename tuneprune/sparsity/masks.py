@@ -70,7 +70,7 @@ class MaskBuilder:
         self._kept_views = [layout.shaped(kept) for kept in self._kept]
         self._overlap = layout.empty(torch.bool)
         self._eliminated = layout.empty(torch.bool) if elimination.rho > 0 else None
-        self._eliminated_views = layout.shaped(self._eliminated) if elimination.rho > 0 else None
+        self._eliminated_views = layout.shaped(self._eliminated) if self._eliminated is not None else None
 
     def _masks(self, sparsity: float | torch.Tensor, slot: int, thresholds: torch.Tensor) -> Masks:
         kept_flat = self._kept[slot]
@@ -104,6 +104,7 @@ class MaskBuilder:
         masks = self._masks(sparsity, slot, thresholds)
         if not eliminating:
             return masks
+        assert self._eliminated is not None  # an elimination applies only with rho > 0
         if global_elimination:
             eliminations = elimination[0].expand(segments.count)
             compare_into("lt", magnitudes.flat, elimination[0], segments, self._eliminated)

@@ -41,7 +41,7 @@ class Segments:
         """
         if on_numpy(mask):
             array = mask.numpy()
-            bounds = zip(self._numpy_starts.tolist(), self.sizes)
+            bounds = zip(self._numpy_starts.tolist(), self.sizes, strict=True)
             return torch.tensor([np.count_nonzero(array[start : start + size]) for start, size in bounds])
         return self.reduced_counts(mask)
 
@@ -56,6 +56,7 @@ class Segments:
         """A flat tensor holding ``per_segment[l]`` at every entry of segment ``l`` (one gather)."""
         if self.count == 1:
             return per_segment.expand(self.total)
+        assert self.ids is not None  # more than one segment
         return per_segment.index_select(0, self.ids)
 
     def split(self, flat: torch.Tensor) -> list[torch.Tensor]:

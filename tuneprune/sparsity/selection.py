@@ -38,7 +38,7 @@ def _decode(prefix: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 def _select(keys: torch.Tensor, segments: Segments, ranks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Key of the order statistic ``ranks[l]`` (0-based) of each segment, and how many entries are <= it."""
     count, bits = segments.count, keys.element_size() * 8
-    offsets = segments.ids.to(keys.dtype) * RADIX if count > 1 else None
+    offsets = segments.ids.to(keys.dtype) * RADIX if segments.ids is not None else None  # None: one segment
     remaining = ranks.clone()  # rank among the entries that share the prefix found so far
     prefix = torch.zeros(count, dtype=torch.int64, device=keys.device)
     ones = torch.ones(1, dtype=torch.int32, device=keys.device).expand(keys.numel())
@@ -65,6 +65,7 @@ def _smallest_above(values: torch.Tensor, bound: torch.Tensor, segments: Segment
     above = torch.where(values > segments.spread(bound), values, torch.inf)
     if segments.count == 1:
         return above.amin().unsqueeze(0)
+    assert segments.ids is not None  # more than one segment
     initial = torch.full((segments.count,), torch.inf, dtype=values.dtype, device=values.device)
     return initial.scatter_reduce_(0, segments.ids, above, "amin")
 

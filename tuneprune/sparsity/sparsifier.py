@@ -11,7 +11,7 @@ from torch.nn.utils import parametrize
 from tuneprune.sparsity.config import SparsityConfig
 from tuneprune.sparsity.drop import Elimination
 from tuneprune.sparsity.flat import flatten_parameters
-from tuneprune.sparsity.layers import prunable_layers
+from tuneprune.sparsity.layers import original_weight, prunable_layers
 from tuneprune.sparsity.masks import MaskBuilder, Masks
 from tuneprune.sparsity.schedules import Schedule, build_schedule
 from tuneprune.sparsity.ste import FlatThreshold, ThresholdedWeight
@@ -61,9 +61,9 @@ class Sparsifier:
         self._modules = [module for _, module in layers]
         self._parameter_order = [list(module._parameters) for module in self._modules]
         parametrizations = [ThresholdedWeight(None, i) for i in range(len(layers))]
-        for module, parametrization in zip(self._modules, parametrizations):
+        for module, parametrization in zip(self._modules, parametrizations, strict=True):
             parametrize.register_parametrization(module, "weight", parametrization)
-        weights = [module.parametrizations.weight.original for module in self._modules]
+        weights = [original_weight(module) for module in self._modules]
         self._layout, self._flat = flatten_parameters(weights)
         self._ste = FlatThreshold(self._layout, self._flat, weights, p)
         for parametrization in parametrizations:
@@ -81,7 +81,7 @@ class Sparsifier:
         self._epoch_stabilities: list[float] = []
 
     @classmethod
-    def from_config(cls, model: nn.Module, config: SparsityConfig, steps_per_epoch: int, epochs: int) -> "Sparsifier":
+    def from_config(cls, model: nn.Module, config: SparsityConfig, steps_per_epoch: int, epochs: int) -> Sparsifier:
         """The Sparsifier ``config`` describes for a run of ``epochs`` epochs of ``steps_per_epoch`` iterations."""
         return cls(
             model,
@@ -212,12 +212,12 @@ class Sparsifier:
         if self._current is None:
             return dict.fromkeys(self.names, 0.0)
         fractions = 1.0 - self._current.kept_counts / self._builder.layer_sizes
-        return dict(zip(self.names, fractions.tolist()))
+        return dict(zip(self.names, fractions.tolist(), strict=True))
 
     @property
     def layer_theta(self) -> dict[str, float]:
         """theta of each prunable layer at the current iteration."""
-        return dict(zip(self.names, self._theta_tensor().tolist()))
+        return dict(zip(self.names, self._theta_tensor().tolist(), strict=True))
 
     def state_dict(self) -> dict[str, Any]:
         """Iteration count, stabilities, schedule state, the current sparsity and the previous kept mask (for ``mu``)."""
@@ -256,7 +256,7 @@ class Sparsifier:
             return self.model
         if self._current is not None:
             self._apply(self._current.sparsity, self._free_slot())
-        for module, order in zip(self._modules, self._parameter_order):
+        for module, order in zip(self._modules, self._parameter_order, strict=True):
             parametrize.remove_parametrizations(module, "weight", leave_parametrized=True)
             for name in order:  # re-insert so that the state_dict order is the unwrapped model's
                 module._parameters[name] = module._parameters.pop(name)

@@ -22,9 +22,10 @@ class _FlatStraightThrough(torch.autograd.Function):
     """Forward ``P_T`` of the flat buffer as per-layer views; backward treats ``P_T`` as the identity times ``m``."""
 
     @staticmethod
-    def forward(ctx, owner: "FlatThreshold", *weights: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def forward(ctx, owner: FlatThreshold, *weights: torch.Tensor) -> tuple[torch.Tensor, ...]:
         ctx.set_materialize_grads(False)
         ctx.scales = owner.scales
+        assert owner.threshold is not None  # piece() runs the operator only with a threshold set
         thresholded = threshold_operator(owner.flat, owner.threshold, owner.p)
         if owner.active is not None:
             thresholded = torch.where(owner.active, thresholded, owner.flat)
@@ -35,9 +36,9 @@ class _FlatStraightThrough(torch.autograd.Function):
         if ctx.scales is None:
             return (None, *grads)
         present = [i for i, grad in enumerate(grads) if grad is not None]
-        scaled = torch._foreach_mul([grads[i] for i in present], [ctx.scales[i] for i in present])
+        scaled = torch._foreach_mul([grad for grad in grads if grad is not None], [ctx.scales[i] for i in present])
         result: list[torch.Tensor | None] = [None] * len(grads)
-        for i, grad in zip(present, scaled):
+        for i, grad in zip(present, scaled, strict=True):
             result[i] = grad
         return (None, *result)
 
@@ -87,6 +88,7 @@ class FlatThreshold:
             self._versions = [w._version for w in self.weights]
             self._grad_mode = grad_mode
         piece, self._pieces[index] = self._pieces[index], None
+        assert piece is not None  # just computed when it was taken
         return piece
 
 

@@ -114,7 +114,7 @@ class FlatMagnitudes:
     def global_quantiles(self, qs: Sequence[float | torch.Tensor]) -> list[torch.Tensor]:
         """Quantiles ``qs`` over all magnitudes (0-dim tensors); floats on the CPU path, floats or 0-dim tensors elsewhere."""
         if on_numpy(self.flat):
-            return _partition_quantiles(self._scratch_copy(), qs, self.flat.dtype)
+            return _partition_quantiles(self._scratch_copy(), [float(q) for q in qs], self.flat.dtype)  # floats here
         return [segmented_quantiles(self.flat, self._whole, q)[0] for q in qs]
 
     def layer_quantiles(self, q: float | torch.Tensor, segments: Segments | None = None) -> torch.Tensor:
@@ -130,5 +130,5 @@ class FlatMagnitudes:
         array = self._scratch_copy()
         bounds = np.cumsum([0, *segments.sizes])
         return torch.stack(
-            [_partition_quantiles(array[a:b], [q_l], self.flat.dtype)[0] for a, b, q_l in zip(bounds[:-1], bounds[1:], qs)]
+            [_partition_quantiles(array[a:b], [q_l], self.flat.dtype)[0] for a, b, q_l in zip(bounds[:-1], bounds[1:], qs, strict=True)]
         )

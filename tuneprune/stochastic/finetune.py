@@ -13,6 +13,7 @@ import torch
 import torch.nn as nn
 
 from tuneprune.data import DatasetSplits
+from tuneprune.sparsity.layers import PrunableLayer
 from tuneprune.stochastic.config import FinetuneConfig
 from tuneprune.training import RunConfig, train
 from tuneprune.training.hooks import FrozenWeights
@@ -22,7 +23,7 @@ NORM_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d)
 
 def finetune(
     model: nn.Module,
-    modules: Sequence[nn.Module],
+    modules: Sequence[PrunableLayer],
     masks: Sequence[torch.Tensor],
     data: DatasetSplits,
     run_config: RunConfig,
@@ -49,7 +50,7 @@ def finetune(
             "sparsity": None,
         }
     )
-    frozen = [(module.weight, ~mask.bool()) for module, mask in zip(modules, masks)]
+    frozen = [(module.weight, ~mask.bool()) for module, mask in zip(modules, masks, strict=True)]
     norms = [m for m in model.modules() if isinstance(m, NORM_TYPES)]
     result = train(config, model=model, data=data, hooks=[FrozenWeights(frozen, norms)])
     model.to(device)

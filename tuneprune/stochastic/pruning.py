@@ -9,6 +9,7 @@ import torch
 import torch.nn as nn
 
 from tuneprune.sparsity import prunable_sparsity
+from tuneprune.sparsity.layers import PrunableLayer
 from tuneprune.training.evaluate import evaluate
 
 
@@ -27,10 +28,10 @@ def magnitude_masks(weights: Sequence[torch.Tensor], rate: float) -> list[torch.
     pruned = round(rate * flat.numel())
     if pruned:
         keep[torch.argsort(flat, stable=True)[:pruned]] = False
-    return [m.view_as(w) for m, w in zip(keep.split([w.numel() for w in weights]), weights)]
+    return [m.view_as(w) for m, w in zip(keep.split([w.numel() for w in weights]), weights, strict=True)]
 
 
-def sparsities(model: nn.Module, modules: Sequence[nn.Module], min_size: int = 0) -> dict[str, float]:
+def sparsities(model: nn.Module, modules: Sequence[PrunableLayer], min_size: int = 0) -> dict[str, float]:
     """Both sparsities of a pruned sample, each named for what it measures (formulas §5).
 
     ``pruned_layers_sparsity``: zeros over the weights of the layers the rate prunes, what
@@ -53,7 +54,7 @@ class Pruner:
     With ``sigma = 0`` the sample is the deterministic pruning of the dense weights.
     """
 
-    def __init__(self, layers: Sequence[tuple[str, nn.Module]], groups: Sequence[Sequence[int]] | None = None) -> None:
+    def __init__(self, layers: Sequence[tuple[str, PrunableLayer]], groups: Sequence[Sequence[int]] | None = None) -> None:
         self.modules = [module for _, module in layers]
         self.dense = [module.weight.detach().clone() for module in self.modules]
         self.groups = [list(g) for g in groups] if groups else [list(range(len(self.modules)))]
@@ -72,17 +73,17 @@ class Pruner:
             raise ValueError(f"{len(rates)} pruning rates for {len(self.groups)} layer groups")
         noisy = self._noisy(sigma, seed)
         masks: list[torch.Tensor] = [torch.empty(0)] * len(noisy)
-        for group, rate in zip(self.groups, rates):
-            for i, mask in zip(group, magnitude_masks([noisy[i] for i in group], rate)):
+        for group, rate in zip(self.groups, rates, strict=True):
+            for i, mask in zip(group, magnitude_masks([noisy[i] for i in group], rate), strict=True):
                 masks[i] = mask
-        for module, weight, mask in zip(self.modules, noisy, masks):
+        for module, weight, mask in zip(self.modules, noisy, masks, strict=True):
             module.weight.copy_(weight * mask)
         return masks
 
     @torch.no_grad()
     def restore(self) -> None:
         """Put the dense weights back."""
-        for module, weight in zip(self.modules, self.dense):
+        for module, weight in zip(self.modules, self.dense, strict=True):
             module.weight.copy_(weight)
 
 

@@ -6,9 +6,10 @@ import torch.nn as nn
 
 from tuneprune.config import ConfigError
 from tuneprune.sparsity import prunable_layers
+from tuneprune.sparsity.layers import PrunableLayer
 from tuneprune.stochastic.config import TargetConfig
 
-Layers = list[tuple[str, nn.Module]]
+Layers = list[tuple[str, PrunableLayer]]
 
 
 def _first_conv_and_classifier(model: nn.Module) -> tuple[str | None, str | None]:

@@ -89,7 +89,10 @@ class RunTracker:
                 try:
                     self._experiment_id = self.client.create_experiment(self.experiment_name, artifact_location=location)
                 except Exception:  # created concurrently by another process
-                    self._experiment_id = self.client.get_experiment_by_name(self.experiment_name).experiment_id
+                    experiment = self.client.get_experiment_by_name(self.experiment_name)
+                    if experiment is None:
+                        raise
+                    self._experiment_id = experiment.experiment_id
         return self._experiment_id
 
     def _local_artifacts(self) -> str | None:

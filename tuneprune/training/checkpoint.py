@@ -6,12 +6,15 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn as nn
 
 from tuneprune.config import ConfigError
+
+if TYPE_CHECKING:  # imported in load_model at run time
+    from tuneprune.training.config import RunConfig
 
 CHECKPOINT_NAME = "checkpoint.pt"
 MODEL_NAME = "model.pt"
@@ -71,7 +74,7 @@ def save_model(
     return save_atomic(payload, path)
 
 
-def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[nn.Module, "RunConfig"]:  # noqa: F821
+def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[nn.Module, RunConfig]:
     """Rebuild the model a :func:`save_model` file describes; returns ``(model, run_config)``."""
     from tuneprune.config import validate
     from tuneprune.models import create_model

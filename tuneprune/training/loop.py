@@ -130,7 +130,8 @@ def train(
 
     optimizer = build_optimizer(model, config)
     lr_schedule = build_lr_schedule(optimizer, config.lr_schedule, steps_per_epoch * config.epochs)
-    start_epoch, history = 0, []
+    start_epoch = 0
+    history: list[dict[str, float]] = []
     if resume_from is not None:
         path = Path(resume_from)
         start_epoch, history = _restore(path / CHECKPOINT_NAME if path.is_dir() else path, model, optimizer, lr_schedule, hooks)

@@ -16,7 +16,8 @@ def has_weight_decay(parameter: torch.Tensor) -> bool:
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     """Weight decay on weight matrices and kernels only; never on BatchNorm or biases (formulas §1.1)."""
-    decay, no_decay = [], []
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
     for p in model.parameters():
         if p.requires_grad:
             (decay if has_weight_decay(p) else no_decay).append(p)
