@@ -45,7 +45,7 @@ from bench_common import (
     sync,
 )
 
-from tuneprune.sparsity import SparsityConfig
+from tuneprune.sparsity import SparsityConfig, original_weight
 from tuneprune.sparsity.dispatch import accelerator_path
 from tuneprune.sparsity.segments import Segments
 from tuneprune.sparsity.selection import segmented_quantiles
@@ -93,7 +93,7 @@ def bench(name: str, device: torch.device, args: argparse.Namespace) -> dict[str
 
     sparsifier = sparse.sparsifier
     assert sparsifier is not None  # built with a sparsity config
-    weights: list[torch.Tensor] = [m.get_parameter("parametrizations.weight.original") for m in sparsifier._modules]
+    weights: list[torch.Tensor] = [original_weight(m) for m in sparsifier._modules]
     flat = FlatMagnitudes(sparsifier._layout.segments, sparsifier._flat.dtype)
 
     def ours() -> torch.Tensor:

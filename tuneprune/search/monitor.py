@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +42,7 @@ class SearchMonitor(Callback):
     pack reports it ended; the pack sets its members' statuses itself).
     """
 
-    def __init__(self, tracker: RunTracker, objectives: dict[str, str], total: int, show: bool) -> None:
+    def __init__(self, tracker: RunTracker, objectives: Mapping[str, str], total: int, show: bool) -> None:
         self.tracker = tracker
         self.objectives = objectives
         self.total = total

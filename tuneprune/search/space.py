@@ -166,7 +166,7 @@ class SearchSpace(StrictModel):
 
     # -- derived ----------------------------------------------------------------------------
     @property
-    def directions(self) -> list[str]:
+    def directions(self) -> list[Literal["maximize", "minimize"]]:
         return ["maximize" if d == "max" else "minimize" for d in self.objectives.values()]
 
     def grid_points(self) -> list[dict[str, Any]]:
