@@ -86,7 +86,7 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def _is_top_level(event) -> bool:  # noqa: ANN001 - a profiler event
+def _is_top_level(event) -> bool:  # event: a profiler event
     parent = event.cpu_parent
     while parent is not None:
         if parent.name.startswith("aten::"):

@@ -18,6 +18,7 @@ then the medians over the seeds. One process, one local Ray, all searches in tur
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import platform
 import statistics
@@ -82,7 +83,7 @@ def main() -> None:
 
     seeds = [int(s) for s in args.seeds.split(",")]
     print(f"device: {device_name()}; {args.trials} trials of {args.epochs} epochs per search, seeds {seeds}")
-    ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
     ratios: dict[str, list[tuple[float, float]]] = {rule: [] for rule in RULES}
     print("| seed | rule | hypervolume | epochs | HV / none | epochs / none |")
     print("|---|---|---|---|---|---|")
@@ -92,8 +93,10 @@ def main() -> None:
             for rule in RULES:
                 path = Path(tmp) / f"{rule}-{seed}.yaml"
                 path.write_text(yaml.safe_dump(space(seed, args.trials, args.epochs, rule, args.cpus), sort_keys=False))
-                stores = {"tracking_uri": f"sqlite:///{tmp}/mlruns.db", "storage_url": f"sqlite:///{tmp}/optuna.db"}
-                summary = run_search(prepare_search(path, results_root=Path(tmp) / "runs", **stores), progress=False)
+                prepared = prepare_search(
+                    path, results_root=Path(tmp) / "runs", tracking_uri=f"sqlite:///{tmp}/mlruns.db", storage_url=f"sqlite:///{tmp}/optuna.db"
+                )
+                summary = run_search(prepared, progress=False)
                 measured[rule] = measure(summary)
                 hv, epochs = measured[rule]
                 base_hv, base_epochs = measured["none"]

@@ -35,13 +35,13 @@ packing can save there.
 from __future__ import annotations
 
 import argparse
+import functools
 import multiprocessing as mp
 import os
 import time
 from typing import Any
 
 import torch
-
 from bench_common import FigureFile, SoloStep, add_json_argument, launches
 
 from tuneprune.config import validate
@@ -50,8 +50,8 @@ from tuneprune.sparsity import SparsityConfig
 from tuneprune.sparsity.dispatch import accelerator_path
 from tuneprune.training import RunConfig, train
 
-CPU_DEFAULTS = {"packs": "1,2,4", "steps": 3, "batch_size": 32, "repeats": 2}
-CUDA_DEFAULTS = {"packs": "1,2,4,8,16", "steps": 20, "batch_size": 128, "repeats": 3}
+CPU_DEFAULTS: dict[str, Any] = {"packs": "1,2,4", "steps": 3, "batch_size": 32, "repeats": 2}
+CUDA_DEFAULTS: dict[str, Any] = {"packs": "1,2,4,8,16", "steps": 20, "batch_size": 128, "repeats": 3}
 TARGETS = (0.9, 0.95, 0.8, 0.98)
 
 
@@ -197,7 +197,7 @@ def launch_table(device: str, models: list[str], packs: list[int], batch_size: i
         with accelerator_path():
             solo = SoloStep(model, where, SparsityConfig(target=0.9, scheduler={"type": "constant"}))
             solo.step(x, y)
-            one = launches(lambda: solo.step(x, y), where)
+            one = launches(functools.partial(solo.step, x, y), where)
             for k in packs:
                 fused = packed_step_launches(configs[:k], "vmap", where)
                 looped = packed_step_launches(configs[:k], "loop", where)

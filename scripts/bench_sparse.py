@@ -29,13 +29,23 @@ import math
 import statistics
 import time
 from collections.abc import Callable
+from typing import Any
 
 import torch
 import yaml
+from bench_common import (
+    NUM_CLASSES,
+    FigureFile,
+    SoloStep,
+    add_json_argument,
+    add_machine_arguments,
+    bench_each,
+    launches,
+    start,
+    sync,
+)
 
-from bench_common import NUM_CLASSES, FigureFile, SoloStep, add_json_argument, add_machine_arguments, bench_each, launches, start, sync
-
-from tuneprune.sparsity import SparsityConfig
+from tuneprune.sparsity import SparsityConfig, original_weight
 from tuneprune.sparsity.dispatch import accelerator_path
 from tuneprune.sparsity.segments import Segments
 from tuneprune.sparsity.selection import segmented_quantiles
@@ -66,7 +76,7 @@ def _quantile_threshold(weights: list[torch.Tensor], sparsity: float) -> torch.T
     return torch.quantile(torch.cat([w.detach().reshape(-1).abs() for w in weights]), sparsity)
 
 
-def bench(name: str, device: torch.device, args: argparse.Namespace) -> dict[str, object]:
+def bench(name: str, device: torch.device, args: argparse.Namespace) -> dict[str, Any]:
     x = torch.randn(args.batch_size, 3, 32, 32, device=device)
     y = torch.randint(0, NUM_CLASSES, (args.batch_size,), device=device)
     config = SparsityConfig(**{"target": args.sparsity, "scheduler": {"type": "constant"}, **yaml.safe_load(args.sparse_config)})
@@ -82,7 +92,8 @@ def bench(name: str, device: torch.device, args: argparse.Namespace) -> dict[str
         dense_times = sparse_times = [math.nan]
 
     sparsifier = sparse.sparsifier
-    weights = [m.parametrizations.weight.original for m in sparsifier._modules]
+    assert sparsifier is not None  # built with a sparsity config
+    weights: list[torch.Tensor] = [original_weight(m) for m in sparsifier._modules]
     flat = FlatMagnitudes(sparsifier._layout.segments, sparsifier._flat.dtype)
 
     def ours() -> torch.Tensor:
@@ -98,7 +109,7 @@ def bench(name: str, device: torch.device, args: argparse.Namespace) -> dict[str
     assert torch.allclose(ours(), _sort_threshold(weights, args.sparsity))
     assert torch.equal(radix(), ours())
     repeats = args.threshold_repeats
-    row = {
+    row: dict[str, Any] = {
         "model": name,
         "device": device.type,
         "weights": sum(w.numel() for w in weights),
@@ -121,7 +132,7 @@ def bench(name: str, device: torch.device, args: argparse.Namespace) -> dict[str
     return row
 
 
-def print_table(rows: list[dict[str, object]]) -> None:
+def print_table(rows: list[dict[str, Any]]) -> None:
     header = (
         f"{'model':14s} {'device':6s} {'weights':>10s} {'dense ms':>9s} {'sparse ms':>10s} {'ratio':>6s} {'best':>6s} "
         f"{'thresh ms':>10s} {'sort ms':>9s} {'speedup':>8s} {'quantile ms':>12s} {'speedup':>8s} {'radix ms':>9s} {'mask upd ms':>12s} "

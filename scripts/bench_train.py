@@ -19,11 +19,11 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from typing import Any
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-
 from bench_common import FigureFile, add_json_argument, add_machine_arguments, bench_each, start
 
 from tuneprune.data import DatasetSplits, augment_batch
@@ -84,7 +84,7 @@ def tuneprune_loop(name: str, data: DatasetSplits, device: torch.device, args: a
     return len(data.x_train) / history[-1]["train_time"]
 
 
-def bench(name: str, device: torch.device, args: argparse.Namespace) -> dict[str, object]:
+def bench(name: str, device: torch.device, args: argparse.Namespace) -> dict[str, Any]:
     data = synthetic_splits(args.images, device)
     sparse = {"sparsity": {"target": 0.9}}
     variants = {
@@ -102,7 +102,7 @@ def bench(name: str, device: torch.device, args: argparse.Namespace) -> dict[str
     return {"model": name, "device": device.type, **best}
 
 
-def print_table(rows: list[dict[str, object]]) -> None:
+def print_table(rows: list[dict[str, Any]]) -> None:
     runs = [key for key in rows[0] if key not in ("model", "device")]
     header = f"{'model':14s} {'device':6s} " + " ".join(f"{run + ' img/s':>22s}" for run in runs)
     header += " " + " ".join(f"{run + '/plain':>22s}" for run in runs[1:])

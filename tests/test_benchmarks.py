@@ -37,7 +37,8 @@ def test_bench_pack_prints_throughput_and_launch_tables():
     rows = re.findall(r"^\| resnet20 \| (\d+) \|(.*)\|$", out.stdout, re.MULTILINE)
     throughput = [r for r in rows if len(r[1].split("|")) == 7]
     launches = [r for r in rows if len(r[1].split("|")) == 5]
-    assert [k for k, _ in throughput] == ["1", "2"] and [k for k, _ in launches] == ["1", "2"], out.stdout
+    assert [k for k, _ in throughput] == ["1", "2"], out.stdout
+    assert [k for k, _ in launches] == ["1", "2"], out.stdout
     for _, cells in throughput:
         assert all(float(c) > 0 for c in cells.split("|"))
     fused = [int(cells.split("|")[0]) for _, cells in launches]
@@ -81,8 +82,11 @@ def test_gpu_check_cpu_smoke_assembles_one_table_of_ratios_without_the_libraries
     ]  # fmt: skip
     assert [row[0] for row in rows] == ["small_cnn"]
     assert all(float(value) > 0 for value in rows[0][1:]), rows
-    passed, failed = re.search(r"Tests \(tests/test_no_host_sync.py\): (\d+) passed, (\d+) failed", text).groups()
-    assert int(passed) >= 1 and failed == "0", text
+    tests = re.search(r"Tests \(tests/test_no_host_sync.py\): (\d+) passed, (\d+) failed", text)
+    assert tests is not None, text
+    passed, failed = tests.groups()
+    assert int(passed) >= 1, text
+    assert failed == "0", text
     assert re.findall(r"^\| ([\w-]+) \| (.+?) \| \d+ \|$", text, re.MULTILINE) == [
         ("tests", "ok"), ("sparse", "ok"), ("train", "ok"), ("pack-2", "ok")
     ]  # fmt: skip
@@ -97,7 +101,8 @@ def test_gpu_table_reports_parts_that_failed_or_ran_out_of_time(tmp_path):
     assert out.returncode == 1, out.stderr
     assert "device unknown (no benchmark finished)" in out.stdout
     header, rows = _table(out.stdout)
-    assert len(header) == 7 and rows == [["resnet18"] + ["—"] * 6]
+    assert len(header) == 7
+    assert rows == [["resnet18"] + ["—"] * 6]
     assert "Tests (tests/test_no_host_sync.py): no report." in out.stdout
     for line in ("| tests | failed (exit 1) | 12 |", "| sparse | timed out at its limit of 70 s | 70 |",
                  "| train | ok | 5 |", "| pack-8 | skipped: no time left | 0 |"):  # fmt: skip
@@ -107,4 +112,5 @@ def test_gpu_table_reports_parts_that_failed_or_ran_out_of_time(tmp_path):
 
 def test_gpu_check_refuses_an_unknown_argument():
     out = subprocess.run(["bash", str(ROOT / "scripts" / "gpu_check.sh"), "--fast"], capture_output=True, text=True, timeout=60)
-    assert out.returncode == 2 and out.stderr.strip() == "gpu_check.sh: unknown argument '--fast' (allowed: --cpu-smoke, --out DIR)"
+    assert out.returncode == 2
+    assert out.stderr.strip() == "gpu_check.sh: unknown argument '--fast' (allowed: --cpu-smoke, --out DIR)"

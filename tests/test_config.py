@@ -19,12 +19,15 @@ def test_overrides_parse_yaml_scalars(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("model: small_cnn\nepochs: 3\n")
     c = load_config(RunConfig, path, ["epochs=5", "sparsity.target=0.95", "sparsity.operator_p=inf", "grad_clip=null"])
-    assert c.epochs == 5 and c.sparsity.target == 0.95 and c.grad_clip is None
+    assert c.epochs == 5
+    assert c.sparsity is not None
+    assert c.sparsity.target == 0.95
+    assert c.grad_clip is None
     assert c.sparsity.operator_p == float("inf")
 
 
 @pytest.mark.parametrize(
-    "overrides, expected",
+    ("overrides", "expected"),
     [
         (["epochs=-1"], "epochs = -1"),
         (["bogus=1"], "bogus: unknown key"),
@@ -38,13 +41,14 @@ def test_bad_values_name_the_field(overrides, expected):
     with pytest.raises(ConfigError) as err:
         load_config(RunConfig, None, overrides)
     message = str(err.value)
-    assert expected in message and "\n" not in message
+    assert expected in message
+    assert "\n" not in message
 
 
 def test_yaml_errors_name_the_file(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("model: [unclosed\n")
-    with pytest.raises(ConfigError, match="bad.yaml.*YAML syntax error"):
+    with pytest.raises(ConfigError, match=r"bad\.yaml.*YAML syntax error"):
         load_yaml(bad)
     listing = tmp_path / "list.yaml"
     listing.write_text("- a\n- b\n")
@@ -60,6 +64,8 @@ def test_override_without_equals_is_refused():
 def test_the_relevance_point_belongs_to_the_trial_spec_not_the_run_config():
     data = {"epochs": 2, "relevance": {"ranking": "mixed", "delta": 0.3, "percentage": 50}}
     spec = validate(TrialSpec, data)
-    assert spec.relevance.percentage == 50 and isinstance(spec, RunConfig)
+    assert spec.relevance is not None
+    assert spec.relevance.percentage == 50
+    assert isinstance(spec, RunConfig)
     with pytest.raises(ConfigError, match="relevance: unknown key"):
         validate(RunConfig, data)

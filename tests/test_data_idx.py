@@ -24,7 +24,7 @@ def idx_bytes(array: np.ndarray) -> bytes:
 def write_set(folder: Path, n_train: int = 200, n_test: int = 50, gz: bool = True) -> dict[str, np.ndarray]:
     """Four small IDX files (10 classes, images whose mean brightness is their label) in ``folder``."""
     rng = np.random.default_rng(0)
-    arrays = {}
+    arrays: dict[str, np.ndarray] = {}
     for split, n in (("train", n_train), ("t10k", n_test)):
         labels = np.arange(n) % 10
         images = (labels[:, None, None] * 20 + rng.integers(0, 40, (n, 28, 28))).astype(np.uint8)
@@ -48,7 +48,7 @@ def test_reader_round_trips_raw_and_gz(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "content, expect",
+    ("content", "expect"),
     [
         (lambda b: b[:-5], "truncated"),
         (lambda b: b[:6], "truncated IDX header"),
@@ -63,7 +63,9 @@ def test_bad_file_is_one_line_naming_it(tmp_path, content, expect):
     path.write_bytes(content(idx_bytes(np.zeros((4, 28, 28), dtype=np.uint8))))
     with pytest.raises(ConfigError) as err:
         read_idx(path, 3)
-    assert str(path) in str(err.value) and expect in str(err.value) and "\n" not in str(err.value)
+    assert str(path) in str(err.value)
+    assert expect in str(err.value)
+    assert "\n" not in str(err.value)
 
 
 def test_truncated_gz_is_one_line_naming_it(tmp_path):
@@ -81,7 +83,7 @@ def test_wrong_number_of_dimensions_is_refused(tmp_path):
         read_idx(path, 1)
 
 
-@pytest.mark.parametrize("name, folder, gz", [("mnist", "MNIST/raw", False), ("fashion_mnist", "FashionMNIST/raw", True)])
+@pytest.mark.parametrize(("name", "folder", "gz"), [("mnist", "MNIST/raw", False), ("fashion_mnist", "FashionMNIST/raw", True)])
 def test_torchvision_layout_splits_like_the_other_datasets(tmp_path, name, folder, gz):
     arrays = write_set(tmp_path / folder, gz=gz)
     config = RunConfig(model="small_cnn", dataset=name, data_dir=tmp_path, seed=1, val_fraction=0.1)
@@ -100,7 +102,8 @@ def test_torchvision_layout_splits_like_the_other_datasets(tmp_path, name, folde
     resized = load_dataset(config.model_copy(update={"image_size": 14}))
     assert resized.image_size == 14
     subset = load_dataset(RunConfig(model="small_cnn", dataset=name, data_dir=tmp_path, seed=1, train_samples=50))
-    assert len(subset.x_train) == 50 and subset.y_train.tolist() == data.y_train[:50].tolist()  # the head of the same split
+    assert len(subset.x_train) == 50
+    assert subset.y_train.tolist() == data.y_train[:50].tolist()  # the head of the same split
 
 
 def test_missing_files_name_the_paths_and_how_to_get_them(tmp_path):
@@ -109,7 +112,9 @@ def test_missing_files_name_the_paths_and_how_to_get_them(tmp_path):
     with pytest.raises(ConfigError) as err:
         check_data_dir("mnist", tmp_path, False)
     text = str(err.value)
-    assert f"{tmp_path}/MNIST/raw/{IDX_FILES[3]}[.gz]" in text and "torchvision.datasets.MNIST" in text and "\n" not in text
+    assert f"{tmp_path}/MNIST/raw/{IDX_FILES[3]}[.gz]" in text
+    assert "torchvision.datasets.MNIST" in text
+    assert "\n" not in text
     with pytest.raises(ConfigError, match="FashionMNIST/raw"):
         check_data_dir("fashion_mnist", tmp_path, False)
 
@@ -120,4 +125,5 @@ def test_debian_fashion_mnist_without_data_dir():
     assert (len(data.x_train) + len(data.x_val), len(data.x_test)) == (60000, 10000)
     assert data.x_train.shape[1:] == (1, 28, 28)
     assert sorted(set(data.y_test.tolist())) == list(range(10))
-    assert abs(float(data.x_train.mean())) < 0.05 and abs(float(data.x_train.std()) - 1.0) < 0.05  # the set's mean and std
+    assert abs(float(data.x_train.mean())) < 0.05  # the set's mean and std
+    assert abs(float(data.x_train.std()) - 1.0) < 0.05

@@ -8,16 +8,12 @@ import random
 
 import numpy as np
 import pytest
+from ray.tune.experiment import Trial
 from ray.tune.schedulers import TrialScheduler
 from ray.tune.schedulers.async_hyperband import _Bracket
 
 from tuneprune.search.early_stop import AshaRule
 from tuneprune.search.rung_ranking import rung_ranks, stops
-
-
-class _Trial:
-    def __init__(self, trial_id: str) -> None:
-        self.trial_id = trial_id
 
 
 @pytest.mark.parametrize(("grace", "eta", "max_t", "mode"), [(1, 2, 4, "max"), (1, 3, 9, "min"), (2, 2, 8, "max")])
@@ -34,7 +30,7 @@ def test_one_objective_decisions_equal_rays_asha_per_grid_point(grace, eta, max_
         epoch = running[study, key]
         value = rng.random() + (5.0 if study == "g1" else 0.0)  # g1 is another problem, on another scale
         stop = ours.should_stop(study, key, epoch, [value])
-        assert stop == (brackets[study].on_result(_Trial(key), epoch, sign * value) == TrialScheduler.STOP)
+        assert stop == (brackets[study].on_result(Trial("", trial_id=key, stub=True), epoch, sign * value) == TrialScheduler.STOP)
         stops_seen += stop
         if stop or epoch == max_t:
             del running[study, key]
@@ -44,7 +40,8 @@ def test_one_objective_decisions_equal_rays_asha_per_grid_point(grace, eta, max_
 def test_a_missing_or_nan_value_never_stops_a_trial_of_one_objective():
     rule = AshaRule(1, 2, 4, ["max"])
     assert not rule.should_stop("g0", "a", 1, [0.9])
-    assert not rule.should_stop("g0", "b", 1, [None]) and not rule.should_stop("g0", "c", 1, [float("nan")])
+    assert not rule.should_stop("g0", "b", 1, [None])
+    assert not rule.should_stop("g0", "c", 1, [float("nan")])
     assert rule.should_stop("g0", "d", 1, [0.1])
     assert not rule.should_stop("g1", "e", 1, [0.1])  # another grid point: nothing recorded there yet
 
@@ -65,8 +62,8 @@ def test_the_tables_survive_a_restart_and_a_stop_is_replayed(tmp_path):
 
 
 def _dominates(a, b, directions) -> bool:
-    better = [(x > y if d == "max" else x < y) for x, y, d in zip(a, b, directions)]
-    worse = [(x < y if d == "max" else x > y) for x, y, d in zip(a, b, directions)]
+    better = [(x > y if d == "max" else x < y) for x, y, d in zip(a, b, directions, strict=True)]
+    worse = [(x < y if d == "max" else x > y) for x, y, d in zip(a, b, directions, strict=True)]
     return any(better) and not any(worse)
 
 
@@ -142,8 +139,10 @@ def test_a_point_dominating_the_rung_is_never_stopped_wherever_it_lies(objective
 
 
 def test_one_objective_is_rays_cutoff():
-    assert not stops([[0.5]], [0.5], ["max"], 2.0) and stops([[0.5]], [0.4], ["max"], 2.0)
+    assert not stops([[0.5]], [0.5], ["max"], 2.0)
+    assert stops([[0.5]], [0.4], ["max"], 2.0)
     assert stops([[0.5]], [0.6], ["min"], 2.0)
     recorded = [[v] for v in (0.1, 0.2, 0.3, 0.4)]
     cutoff = np.percentile([0.1, 0.2, 0.3, 0.4], 100 * (1 - 1 / 3))
-    assert stops(recorded, [cutoff - 1e-9], ["max"], 3.0) and not stops(recorded, [cutoff], ["max"], 3.0)
+    assert stops(recorded, [cutoff - 1e-9], ["max"], 3.0)
+    assert not stops(recorded, [cutoff], ["max"], 3.0)

@@ -12,6 +12,7 @@ import numpy as np
 import optuna
 import pytest
 import yaml
+from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
 from tuneprune.cli import main
@@ -39,9 +40,10 @@ def space_file(tmp_path: Path, name: str, **fields) -> str:
     return str(path)
 
 
-def trial_runs(tracking_uri: str, parent_run_id: str) -> dict[str, object]:
+def trial_runs(tracking_uri: str, parent_run_id: str) -> dict[str, Run]:
     client = MlflowClient(tracking_uri)
     exp = client.get_experiment_by_name("tuneprune")
+    assert exp is not None
     runs = client.search_runs([exp.experiment_id], f"tags.`{TAG_KIND}` = 'trial' and tags.`mlflow.parentRunId` = '{parent_run_id}'")
     return {r.data.tags[TAG_TRIAL]: r for r in runs}
 
@@ -115,7 +117,9 @@ def test_a_two_objective_search_stops_dominated_trials_and_resumes_with_its_rung
 
     study = optuna.load_study(study_name="moasha", storage=stores["storage_url"])
     states = {t.user_attrs["key"]: t.state.name for t in study.trials}
-    assert len(states) == 6 and "PRUNED" in states.values() and "COMPLETE" in states.values()
+    assert len(states) == 6
+    assert "PRUNED" in states.values()
+    assert "COMPLETE" in states.values()
     assert set(states.values()) <= {"PRUNED", "COMPLETE"}
     stopped = {k for rung in after["g0"].values() for k, row in rung.items() if row[-1]}
     assert {k for k, s in states.items() if s == "PRUNED"} == stopped
@@ -133,7 +137,8 @@ def test_a_two_objective_search_stops_dominated_trials_and_resumes_with_its_rung
     anytime = read_csv(out / "anytime_hypervolume.csv")  # one row per trial, in the order they ended
     assert sorted(r["trial"] for r in anytime) == sorted(states)
     curve = [float(r["hypervolume"]) for r in anytime]
-    assert curve == sorted(curve) and curve[-1] > 0
+    assert curve == sorted(curve)
+    assert curve[-1] > 0
     assert int(anytime[-1]["epochs"]) == sum(int(t["metrics"]["epoch"]) for t in summary.trials)
     assert sum(int(t["metrics"]["epoch"]) for t in summary.trials) < 3 * len(summary.trials)  # stopped trials saved epochs
     (front_hv,) = [float(r["hypervolume"]) for r in read_csv(out / "hypervolume.csv") if r["plane"] == "val_acc vs sparsity"]

@@ -158,7 +158,8 @@ def test_killed_driver_resumes_without_rerunning_or_duplicating(search_driver, t
     assert [t.state.name for t in study.trials].count("COMPLETE") == 5
     assert all(t.state.name == "COMPLETE" for t in study.trials)
     runs = [r for r in trial_runs(s["tracking_uri"]) if r.data.tags["mlflow.parentRunId"] == summary.parent_run_id]
-    assert len(runs) == 5 and len({r.data.tags[TAG_TRIAL] for r in runs}) == 5
+    assert len(runs) == 5
+    assert len({r.data.tags[TAG_TRIAL] for r in runs}) == 5
     assert all(r.info.status == "FINISHED" for r in runs)
     for run in runs:  # trials finished before the kill were not re-run
         key = run.data.tags[TAG_TRIAL]
@@ -178,10 +179,12 @@ def test_diverging_trial_fails_alone(ray_session, tmp_path, stores):
     summary = run_search(prepare_search(path, **stores), progress=False)
     by_lr = {t["grid"]["lr"]: t for t in summary.trials}
     assert by_lr[0.05]["state"] == "COMPLETE"
-    assert by_lr[1.0e6]["state"] == "FAIL" and ("nan" in by_lr[1.0e6]["error"] or "inf" in by_lr[1.0e6]["error"])
+    assert by_lr[1.0e6]["state"] == "FAIL"
+    assert "nan" in by_lr[1.0e6]["error"] or "inf" in by_lr[1.0e6]["error"]
     client = MlflowClient(summary.tracking_uri)
     failed = client.get_run(by_lr[1.0e6]["mlflow_run_id"])
-    assert failed.info.status == "FAILED" and "TrainingDiverged" in failed.data.tags["error"]
+    assert failed.info.status == "FAILED"
+    assert "TrainingDiverged" in failed.data.tags["error"]
     assert client.get_run(by_lr[0.05]["mlflow_run_id"]).info.status == "FINISHED"
 
 
@@ -196,7 +199,7 @@ def silent_port():
 
 
 @pytest.mark.parametrize(
-    "flag, url",
+    ("flag", "url"),
     [
         ("--tracking-uri", "http://127.0.0.1:9"),
         ("--tracking-uri", "http://127.0.0.1:{silent}"),
@@ -214,7 +217,8 @@ def test_unreachable_store_is_reported_before_any_work(tmp_path, silent_port, fl
         [sys.executable, "-m", "tuneprune.cli", "search", path, flag, url], check=False, capture_output=True, text=True, timeout=120, cwd=tmp_path
     )
     assert out.returncode == 2
-    assert out.stderr.strip().count("\n") == 0 and url in out.stderr
+    assert out.stderr.strip().count("\n") == 0
+    assert url in out.stderr
     assert ("timed out" in out.stderr) == silent
     assert not (tmp_path / "runs").exists()
 
@@ -226,7 +230,8 @@ def test_corrupt_checkpoint_is_named(tmp_path):
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert out.returncode == 2
-    assert str(tmp_path / "checkpoint.pt") in out.stderr and "corrupt" in out.stderr
+    assert str(tmp_path / "checkpoint.pt") in out.stderr
+    assert "corrupt" in out.stderr
 
 
 @pytest.mark.ray

@@ -15,6 +15,7 @@ from pathlib import Path
 import optuna
 import pytest
 import yaml
+from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
 from tuneprune.search import prepare_search, run_search
@@ -34,11 +35,12 @@ def space_file(tmp_path: Path, name: str, **fields) -> str:
     return str(path)
 
 
-def member_runs(tracking_uri: str, parent_run_id: str) -> dict[str, object]:
+def member_runs(tracking_uri: str, parent_run_id: str) -> dict[str, Run]:
     client = MlflowClient(tracking_uri)
     exp = client.get_experiment_by_name("tuneprune")
-    runs = client.search_runs([exp.experiment_id], f"tags.`{TAG_KIND}` = 'trial'")
-    runs = [r for r in runs if r.data.tags["mlflow.parentRunId"] == parent_run_id]
+    assert exp is not None
+    trials = client.search_runs([exp.experiment_id], f"tags.`{TAG_KIND}` = 'trial'")
+    runs = [r for r in trials if r.data.tags["mlflow.parentRunId"] == parent_run_id]
     assert len(runs) == len({r.data.tags[TAG_TRIAL] for r in runs})  # one run per trial, no duplicates
     return {r.data.tags[TAG_TRIAL]: r for r in runs}
 
@@ -59,11 +61,13 @@ def test_a_pack_of_three_tracks_each_member_and_a_diverging_one_fails_alone(ray_
     assert len({r.data.tags["worker.pid"] for r in runs.values()}) == 1  # the three trained in one actor
     for lr in (0.05, 0.1):
         run = runs[by_lr[lr]["key"]]
-        assert run.info.status == "FINISHED" and steps(summary.tracking_uri, run.info.run_id) == [1, 2]
+        assert run.info.status == "FINISHED"
+        assert steps(summary.tracking_uri, run.info.run_id) == [1, 2]
         assert run.data.metrics["val_acc"] == by_lr[lr]["values"]["val_acc"]
         assert run.data.params["lr"] == str(lr)
     failed = runs[by_lr[1.0e6]["key"]]
-    assert failed.info.status == "FAILED" and failed.data.tags["error"].startswith("TrainingDiverged: training loss became")
+    assert failed.info.status == "FAILED"
+    assert failed.data.tags["error"].startswith("TrainingDiverged: training loss became")
     for lr in (0.05, 1.0e6):
         study = optuna.load_study(study_name=f"packed[lr={lr}]", storage=stores["storage_url"])
         assert len(study.trials) == 1
@@ -85,7 +89,9 @@ def test_asha_stops_members_while_their_packs_go_on(ray_session, tmp_path, store
     )  # fmt: skip
     summary = run_search(prepare_search(path, **stores), progress=False)
     states = [t["state"] for t in summary.trials]
-    assert len(states) == 6 and "PRUNED" in states and "COMPLETE" in states
+    assert len(states) == 6
+    assert "PRUNED" in states
+    assert "COMPLETE" in states
     runs = member_runs(summary.tracking_uri, summary.parent_run_id)
     assert len(runs) == 6
     for trial in summary.trials:
@@ -93,9 +99,11 @@ def test_asha_stops_members_while_their_packs_go_on(ray_session, tmp_path, store
         logged = steps(summary.tracking_uri, run.info.run_id)
         assert logged == list(range(1, len(logged) + 1))
         if trial["state"] == "PRUNED":
-            assert run.info.status == "KILLED" and len(logged) < 4
+            assert run.info.status == "KILLED"
+            assert len(logged) < 4
         else:
-            assert run.info.status == "FINISHED" and len(logged) == 4
+            assert run.info.status == "FINISHED"
+            assert len(logged) == 4
     pids = {r.data.tags["worker.pid"] for r in runs.values()}
     assert len(pids) <= 2  # six trials in two packs of three (a reused actor may serve both)
 
@@ -132,11 +140,13 @@ def test_an_interrupted_packed_search_resumes_every_member(search_driver, tmp_pa
     study = optuna.load_study(study_name="packkill", storage=s["storage_url"])
     assert [t.state.name for t in study.trials] == ["COMPLETE"] * 4
     runs = member_runs(s["tracking_uri"], summary.parent_run_id)
-    assert len(runs) == 4 and all(r.info.status == "FINISHED" for r in runs.values())
+    assert len(runs) == 4
+    assert all(r.info.status == "FINISHED" for r in runs.values())
     for key, run in runs.items():
         assert steps(s["tracking_uri"], run.info.run_id) == list(range(1, 7))  # one continuous history each
         if key in finished:  # finished before the kill: not re-run
-            assert run.info.start_time == finished[key] and "resumed_from_epoch" not in run.data.tags
+            assert run.info.start_time == finished[key]
+            assert "resumed_from_epoch" not in run.data.tags
         else:  # continued from its member checkpoint, not from epoch 0
             assert int(run.data.tags["resumed_from_epoch"]) >= 1
 
@@ -144,5 +154,6 @@ def test_an_interrupted_packed_search_resumes_every_member(search_driver, tmp_pa
 def _parent(stores: dict) -> str:
     client = MlflowClient(stores["tracking_uri"])
     exp = client.get_experiment_by_name("tuneprune")
+    assert exp is not None
     (parent,) = client.search_runs([exp.experiment_id], "tags.`tuneprune.kind` = 'search'")
     return parent.info.run_id

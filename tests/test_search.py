@@ -34,6 +34,7 @@ def write_space(tmp_path, **fields) -> str:
 def children(summary):
     client = MlflowClient(summary.tracking_uri)
     exp = client.get_experiment_by_name("tuneprune")
+    assert exp is not None
     runs = client.search_runs([exp.experiment_id], f"tags.`mlflow.parentRunId` = '{summary.parent_run_id}'")
     return client, runs
 
@@ -55,7 +56,8 @@ def test_asha_search_tracks_every_trial(ray_session, tmp_path, stores):
     summary = run_search(prepare_search(path, **stores), progress=False)
     assert len(summary.trials) == 6
     states = [t["state"] for t in summary.trials]
-    assert "PRUNED" in states and "COMPLETE" in states
+    assert "PRUNED" in states
+    assert "COMPLETE" in states
 
     client, runs = children(summary)
     assert len(runs) == 6
@@ -69,16 +71,20 @@ def test_asha_search_tracks_every_trial(ray_session, tmp_path, stores):
         for key in ("sparsity_k", "sparsity", "theta", "mask_stability", "test_acc", "epoch_time"):
             assert client.get_metric_history(run.info.run_id, key), key
         if trial["state"] == "PRUNED":
-            assert run.info.status == "KILLED" and len(steps) < 4
+            assert run.info.status == "KILLED"
+            assert len(steps) < 4
         else:
-            assert run.info.status == "FINISHED" and len(steps) == 4
+            assert run.info.status == "FINISHED"
+            assert len(steps) == 4
         assert run.data.params["sparsity.target"] == "0.9"
         assert run.info.run_name.startswith(trial["key"] + " ")
     study = optuna.load_study(study_name="asha[sparsity.target=0.9]", storage=stores["storage_url"])
     assert len(study.trials) == 6
     parent = client.get_run(summary.parent_run_id)
-    assert parent.info.status == "FINISHED" and parent.data.params["sampler"] == "tpe"
-    assert "mlflow.source.git.commit" in parent.data.tags and "version.torch" in parent.data.tags
+    assert parent.info.status == "FINISHED"
+    assert parent.data.params["sampler"] == "tpe"
+    assert "mlflow.source.git.commit" in parent.data.tags
+    assert "version.torch" in parent.data.tags
     assert (summary.results_dir / "best.yaml").exists()
 
 
@@ -111,7 +117,8 @@ def test_resume_runs_only_the_missing_trials(ray_session, tmp_path, stores):
     second = run_search(prepare_search(path, num_samples=4, resume=True, **stores), progress=False)
     assert second.parent_run_id == first.parent_run_id
     client, runs_after = children(second)
-    assert len(runs_after) == 4 and len({r.data.tags[TAG_TRIAL] for r in runs_after}) == 4
+    assert len(runs_after) == 4
+    assert len({r.data.tags[TAG_TRIAL] for r in runs_after}) == 4
     for run in runs_after:  # the first two trials were not re-run
         key = run.data.tags[TAG_TRIAL]
         if key in started:
@@ -133,7 +140,7 @@ def test_from_run_reproduces_a_trial_exactly(ray_session, tmp_path, stores, trai
 
 
 @pytest.mark.parametrize(
-    "fields, expected",
+    ("fields", "expected"),
     [
         ({"params": {"sparsity.theta.alpah": {"type": "float", "low": 0, "high": 1}}}, "params.sparsity.theta.alpah: unknown config path"),
         ({"params": {"lr": {"type": "float", "low": 1.0, "high": 0.1}}}, "low = 1.0 is above high = 0.1"),
@@ -154,8 +161,10 @@ def test_malformed_space_exits_2_before_ray(tmp_path, fields, expected):
         capture_output=True, text=True, timeout=60, cwd=tmp_path,
     )  # fmt: skip
     assert out.returncode == 2
-    assert expected in out.stderr and out.stderr.strip().count("\n") == 0
-    assert not (tmp_path / "runs").exists() and not (tmp_path / "m.db").exists()
+    assert expected in out.stderr
+    assert out.stderr.strip().count("\n") == 0
+    assert not (tmp_path / "runs").exists()
+    assert not (tmp_path / "m.db").exists()
 
 
 def test_relevance_delta_is_searchable(ray_session, tmp_path, stores):
@@ -163,7 +172,7 @@ def test_relevance_delta_is_searchable(ray_session, tmp_path, stores):
     overrides = ["base.epochs=2", "grid.relevance.percentage=[50]", "base.relevance.eval_samples=64"]
     summary = run_search(prepare_search(space, overrides, num_samples=2, **stores), progress=False)
     assert [t["state"] for t in summary.trials] == ["COMPLETE", "COMPLETE"]
-    client, runs = children(summary)
+    _, runs = children(summary)
     for run in runs:
         assert 0.0 <= run.data.metrics["pruned_acc"] <= 1.0
         assert 0.45 <= run.data.metrics["pruned_fraction"] <= 0.5
@@ -184,6 +193,10 @@ def test_an_orphan_left_inside_ask_gets_its_missing_params(tmp_path):
     studies = open_studies(space, "orphan", url)
     assert studies[0].orphans == [0]
     context = TrialContext("sqlite:///m.db", "tuneprune", "parent", str(tmp_path), {"val_acc": "max"})
-    request = TrialRequest.from_dict(StudySearcher(space, studies, context).suggest("t1"))
-    assert request.number == 0 and set(request.params) == {"lr", "momentum"}
-    assert 0.01 <= request.params["lr"] <= 0.3 and request.spec["momentum"] == request.params["momentum"]
+    suggested = StudySearcher(space, studies, context).suggest("t1")
+    assert suggested is not None
+    request = TrialRequest.from_dict(suggested)
+    assert request.number == 0
+    assert set(request.params) == {"lr", "momentum"}
+    assert 0.01 <= request.params["lr"] <= 0.3
+    assert request.spec["momentum"] == request.params["momentum"]

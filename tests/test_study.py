@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import subprocess
 import sys
 import time
+from typing import Any
 
 import numpy as np
 import optuna
@@ -43,17 +45,28 @@ def test_table_means_stds_marks_and_published_difference():
     table = study_table(study, trials)
     for (method, target), vs in values.items():
         cell = table.cells[(None, method, target)]
-        assert cell.mean == pytest.approx(100 * np.mean(vs)) and cell.std == pytest.approx(100 * np.std(vs, ddof=1))
+        assert cell.mean == pytest.approx(100 * np.mean(vs))
+        assert cell.std == pytest.approx(100 * np.std(vs, ddof=1))
     feather90, slow90 = table.cells[(None, "feather", 0.9)], table.cells[(None, "slow", 0.9)]
-    assert feather90.best and not slow90.best and slow90.significant and slow90.p_value < 0.05
+    assert feather90.best
+    assert not slow90.best
+    assert slow90.significant
+    assert slow90.p_value is not None
+    assert slow90.p_value < 0.05
     assert feather90.p_value is None  # the baseline is not tested against itself
     slow99 = table.cells[(None, "slow", 0.99)]
-    assert not slow99.significant and slow99.p_value > 0.05 and slow99.missing == 1
+    assert not slow99.significant
+    assert slow99.p_value is not None
+    assert slow99.p_value > 0.05
+    assert slow99.missing == 1
     assert feather90.difference == pytest.approx(100 * np.mean(values[("feather", 0.9)]) - 80.0)
     assert table.header() == ["method", "90 %", "90 % published", "90 % Δ", "99 %", "99 % published", "99 % Δ"]
     rows = table.text_rows()
-    assert rows[0][1].endswith("*") and rows[1][1].endswith("†") and rows[0][2] == "80.00"
-    assert "1 of 2 comparisons differ" in table.legend() and "Welch's t-test" in table.legend()
+    assert rows[0][1].endswith("*")
+    assert rows[1][1].endswith("†")
+    assert rows[0][2] == "80.00"
+    assert "1 of 2 comparisons differ" in table.legend()
+    assert "Welch's t-test" in table.legend()
     assert f"**{rows[0][1]}**" in table.markdown()
 
 
@@ -79,7 +92,7 @@ def complete_trials(name: str, storage_url: str) -> int:
 def test_study_killed_and_resumed_prints_the_mlflow_means(ray_session, search_driver, tmp_path, stores):
     """2 methods x 2 targets x 2 seeds on digits, 1 epoch, in packs of 2: the driver is killed after a cell finished,
     the study resumes with --resume without re-running it, and the table is the MLflow runs' test_acc, mean ± std."""
-    document = {
+    document: dict[str, Any] = {
         "name": "tinystudy",
         "base": {"model": "small_cnn", "dataset": "digits", "epochs": 1, "batch_size": 64, "lr": 0.05},
         "methods": METHODS, "targets": [0.5, 0.9], "seeds": [0, 1],
@@ -92,19 +105,20 @@ def test_study_killed_and_resumed_prints_the_mlflow_means(ray_session, search_dr
     deadline = time.time() + 900  # generous: a machine busy with other work is slow to finish the first cell
     try:
         while time.time() < deadline and done == 0 and driver.poll() is None:
-            try:
+            with contextlib.suppress(Exception):  # the storage is not created yet
                 done = complete_trials("tinystudy", stores["storage_url"])
-            except Exception:  # noqa: BLE001 - the storage is not created yet
-                pass
             time.sleep(0.2)
     finally:
         driver.send_signal(signal.SIGKILL)
         driver.wait()
     assert 1 <= done < 8, done
     client = MlflowClient(stores["tracking_uri"])
+    experiment = client.get_experiment_by_name("tuneprune")
+    assert experiment is not None
+    experiment_ids = [experiment.experiment_id]
     finished_before = {
         r.data.tags[TAG_TRIAL]: r.info.run_id
-        for r in client.search_runs(client.get_experiment_by_name("tuneprune").experiment_id)
+        for r in client.search_runs(experiment_ids)
         if TAG_TRIAL in r.data.tags and r.info.status == "FINISHED"
     }
     assert finished_before
@@ -116,11 +130,12 @@ def test_study_killed_and_resumed_prints_the_mlflow_means(ray_session, search_dr
         capture_output=True, text=True, timeout=400, cwd=tmp_path,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
-    experiment = client.get_experiment_by_name("tuneprune").experiment_id
-    parents = client.search_runs(experiment, f"tags.`{TAG_KIND}` = 'search'")
-    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
-    children = [r for r in client.search_runs(experiment) if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
-    assert len(children) == 8 and len({r.data.tags[TAG_TRIAL] for r in children}) == 8  # one child per cell
+    parents = client.search_runs(experiment_ids, f"tags.`{TAG_KIND}` = 'search'")
+    assert len(parents) == 1
+    assert parents[0].info.status == "FINISHED"
+    children = [r for r in client.search_runs(experiment_ids) if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
+    assert len(children) == 8
+    assert len({r.data.tags[TAG_TRIAL] for r in children}) == 8  # one child per cell
     assert all(r.info.status == "FINISHED" for r in children)
     for run in children:  # cells finished before the kill were not re-run
         if run.data.tags[TAG_TRIAL] in finished_before:
@@ -129,7 +144,7 @@ def test_study_killed_and_resumed_prints_the_mlflow_means(ray_session, search_dr
     cells = {r.info.run_id: dict(part.split("=") for part in r.info.run_name.split()[1:]) for r in children}  # g0-000 method=.. target=..
     csv = (stores["results_root"] / "tinystudy" / "study.csv").read_text().splitlines()
     header = csv[0].split(",")
-    rows = {(row["method"], float(row["target"])): row for row in (dict(zip(header, line.split(","))) for line in csv[1:])}
+    rows = {(row["method"], float(row["target"])): row for row in (dict(zip(header, line.split(","), strict=True)) for line in csv[1:])}
     assert len(rows) == 4
     for (method, target), row in rows.items():
         accuracies = [
@@ -138,7 +153,8 @@ def test_study_killed_and_resumed_prints_the_mlflow_means(ray_session, search_dr
         ]  # fmt: skip
         assert len(accuracies) == 2
         mean, std = np.mean(accuracies), np.std(accuracies, ddof=1)
-        assert float(row["mean"]) == pytest.approx(mean, abs=1e-9) and float(row["std"]) == pytest.approx(std, abs=1e-9)
+        assert float(row["mean"]) == pytest.approx(mean, abs=1e-9)
+        assert float(row["std"]) == pytest.approx(std, abs=1e-9)
         assert f"{mean:.2f} ± {std:.2f}" in out.stdout  # the printed table
         if method == "feather":
             published = document["published"]["feather"][target]
@@ -153,4 +169,5 @@ def test_study_killed_and_resumed_prints_the_mlflow_means(ray_session, search_dr
     )  # fmt: skip
     assert report.returncode == 0, report.stderr
     page = (stores["results_root"] / "tinystudy" / "report" / "report.html").read_text()
-    assert "Study: test_acc per method and target sparsity" in page and "90 % published" in page
+    assert "Study: test_acc per method and target sparsity" in page
+    assert "90 % published" in page

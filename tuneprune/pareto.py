@@ -36,8 +36,12 @@ class Plane:
 
     def reference(self, points: np.ndarray) -> tuple[float, float]:
         """The hypervolume reference: 0 for a maximised metric that is never negative, else its worst value."""
-        worst = [points[:, j].min() if d == "max" else points[:, j].max() for j, d in enumerate((self.x_direction, self.y_direction))]
-        return tuple(0.0 if d == "max" and w >= 0 else float(w) for d, w in zip((self.x_direction, self.y_direction), worst))
+
+        def bound(column: np.ndarray, direction: str) -> float:
+            worst = column.min() if direction == "max" else column.max()
+            return 0.0 if direction == "max" and worst >= 0 else float(worst)
+
+        return bound(points[:, 0], self.x_direction), bound(points[:, 1], self.y_direction)
 
 
 def non_dominated(points: np.ndarray, directions: Sequence[str]) -> list[int]:

@@ -21,7 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
-def print_table(table) -> None:  # noqa: ANN001 - a StudyTable, imported lazily
+def print_table(table) -> None:  # table: a StudyTable, imported lazily
     console = results_console()
     rich_table = titled_table(f"{table.study.name or 'study'}: test accuracy (%)")
     for column in table.header():

@@ -7,7 +7,7 @@ directory the user has, or from the system folder of Debian's ``dataset-fashion-
 ``synthetic`` makes random tensors for benchmarks.
 """
 
-from tuneprune.data.splits import DATASETS, DatasetSplits, load_dataset, check_data_dir
 from tuneprune.data.loader import TensorLoader, augment_batch
+from tuneprune.data.splits import DATASETS, DatasetSplits, check_data_dir, load_dataset
 
-__all__ = ["DATASETS", "DatasetSplits", "load_dataset", "check_data_dir", "TensorLoader", "augment_batch"]
+__all__ = ["DATASETS", "DatasetSplits", "TensorLoader", "augment_batch", "check_data_dir", "load_dataset"]

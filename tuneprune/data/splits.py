@@ -51,7 +51,7 @@ class DatasetSplits:
     def image_size(self) -> int:
         return int(self.x_train.shape[-1])
 
-    def to(self, device: torch.device | str) -> "DatasetSplits":
+    def to(self, device: torch.device | str) -> DatasetSplits:
         moved = {k: getattr(self, k).to(device) for k in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")}
         return DatasetSplits(name=self.name, num_classes=self.num_classes, **moved)
 
@@ -75,13 +75,16 @@ def _digits(image_size: int, val_fraction: float, seed: int) -> DatasetSplits:
     x_rest, x_test, y_rest, y_test = _stratified_split(x, y, 0.2, seed)
     x_train, x_val, y_train, y_val = _stratified_split(x_rest, y_rest, val_fraction, seed)
     mean, std = float(x_train.mean()), float(x_train.std())
-    parts = []
-    for xs, ys in ((x_train, y_train), (x_val, y_val), (x_test, y_test)):
+
+    def scaled(xs: np.ndarray, ys: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         xt, yt = _tensors((xs - mean) / std, ys)
         if image_size != 8:
             xt = F.interpolate(xt, size=(image_size, image_size), mode="bilinear", align_corners=False)
-        parts += [xt, yt]
-    return DatasetSplits("digits", *parts, num_classes=CLASSES["digits"])
+        return xt, yt
+
+    return DatasetSplits(
+        "digits", *scaled(x_train, y_train), *scaled(x_val, y_val), *scaled(x_test, y_test), num_classes=CLASSES["digits"]
+    )
 
 
 def idx_files(name: str, data_dir: Path | None) -> list[Path]:
@@ -151,25 +154,28 @@ def _idx(name: str, data_dir: Path | None, image_size: int, val_fraction: float,
     every dataset), pixels scaled to [0, 1] and normalised by the set's fixed mean and std (as CIFAR)."""
     from tuneprune.data.idx import read_idx
 
-    train_x, train_y, test_x, test_y = (read_idx(p, ndim) for p, ndim in zip(idx_files(name, data_dir), (3, 1, 3, 1)))
+    train_x, train_y, test_x, test_y = (read_idx(p, ndim) for p, ndim in zip(idx_files(name, data_dir), (3, 1, 3, 1), strict=True))
     for images, labels, split in ((train_x, train_y, "train"), (test_x, test_y, "t10k")):
         if len(images) != len(labels):
             raise ConfigError(f"{name}: {split} images ({len(images)}) and labels ({len(labels)}) differ in number")
     mean, std = IDX_MEAN_STD[name]
     x_train, x_val, y_train, y_val = _stratified_split(train_x, train_y.astype(np.int64), val_fraction, seed)
-    parts = []
-    for xs, ys in ((x_train, y_train), (x_val, y_val), (test_x, test_y.astype(np.int64))):
+
+    def scaled(xs: np.ndarray, ys: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         xt, yt = _tensors((xs[:, None].astype(np.float32) / 255.0 - mean) / std, ys)
         if image_size != xt.shape[-1]:
             xt = F.interpolate(xt, size=(image_size, image_size), mode="bilinear", align_corners=False)
-        parts += [xt, yt]
-    return DatasetSplits(name, *parts, num_classes=CLASSES[name])
+        return xt, yt
+
+    return DatasetSplits(
+        name, *scaled(x_train, y_train), *scaled(x_val, y_val), *scaled(test_x, test_y.astype(np.int64)), num_classes=CLASSES[name]
+    )
 
 
 def _synthetic(samples: int, classes: int, image_size: int, seed: int) -> DatasetSplits:
     g = torch.Generator().manual_seed(seed)
 
-    def draw(n: int):
+    def draw(n: int) -> tuple[torch.Tensor, torch.Tensor]:
         return torch.randn(n, 3, image_size, image_size, generator=g), torch.randint(0, classes, (n,), generator=g)
 
     n_eval = max(samples // 5, classes)

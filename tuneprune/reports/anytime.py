@@ -20,9 +20,14 @@ from tuneprune.reports.search_figures import grid_label
 from tuneprune.reports.trials import Trial
 
 
+def _ended(trial: Trial) -> float:
+    assert trial.ended is not None  # only ended trials are ordered and timed
+    return trial.ended
+
+
 def anytime_rows(trials: Sequence[Trial], point: Callable[[Trial], tuple[float, float]], plane: Plane) -> list[dict[str, Any]]:
     """One row per ended trial: grid point, trial, state, cumulative epochs and wall time (s), front hypervolume."""
-    ended = sorted((t for t in trials if t.ended is not None), key=lambda t: t.ended)
+    ended = sorted((t for t in trials if t.ended is not None), key=_ended)
     if not ended:
         return []
     start = min(t.started for t in ended if t.started is not None)
@@ -39,7 +44,7 @@ def anytime_rows(trials: Sequence[Trial], point: Callable[[Trial], tuple[float, 
                 so_far.append(point(t))
             points = np.array(so_far, dtype=float).reshape(-1, 2)
             hv = hypervolume(points[front_indices(points, plane)], plane, reference) if so_far else 0.0
-            rows.append({"grid": label, "trial": t.key, "state": t.state, "epochs": epochs, "wall_s": t.ended - start, "hypervolume": hv})
+            rows.append({"grid": label, "trial": t.key, "state": t.state, "epochs": epochs, "wall_s": _ended(t) - start, "hypervolume": hv})
     return rows
 
 
@@ -48,7 +53,7 @@ def anytime_figure(rows: Sequence[dict[str, Any]], plane: Plane) -> Any:
     fig, axes = new_figure(1, 2, width=5.0, height=3.6)
     for label in dict.fromkeys(r["grid"] for r in rows):
         mine = [r for r in rows if r["grid"] == label]
-        for ax, cost in zip(axes, ("epochs", "wall_s")):
+        for ax, cost in zip(axes, ("epochs", "wall_s"), strict=True):
             ax.step([0] + [r[cost] for r in mine], [0.0] + [r["hypervolume"] for r in mine], where="post", label=label)
     axes[0].set_xlabel("epochs trained by the grid point's trials")
     axes[1].set_xlabel("wall time since the first trial started (s)")

@@ -11,12 +11,11 @@ import numpy as np
 import yaml
 
 from tuneprune.commands import tuneprune_command
-from tuneprune.reports.anytime import anytime_figure, anytime_rows
+from tuneprune.pareto import Plane
 from tuneprune.reports.alpha import alpha_candidates, alpha_figure, best_alpha_points
-from tuneprune.runs.paths import THETA_ALPHA
+from tuneprune.reports.anytime import anytime_figure, anytime_rows
 from tuneprune.reports.document import Report
 from tuneprune.reports.importance import study_importances
-from tuneprune.pareto import Plane
 from tuneprune.reports.search_figures import (
     importance_figure,
     learning_curves_section,
@@ -26,6 +25,7 @@ from tuneprune.reports.sections import front_section
 from tuneprune.reports.study_table import study_section
 from tuneprune.reports.trials import SearchData, Trial
 from tuneprune.reports.usable import UsabilityRules
+from tuneprune.runs.paths import THETA_ALPHA
 
 
 def trial_row(data: SearchData, trial: Trial) -> dict[str, Any]:
@@ -52,7 +52,10 @@ def feather_baseline(data: SearchData, complete: list[Trial]) -> dict[str, np.nd
     acc = data.accuracy_metric
     best: dict[float, tuple[float, float]] = {}
     for t in filter(is_plain_feather, complete):
-        point = (t.metrics.get("sparsity", 0.0), t.values.get(acc, t.metrics.get(acc)))
+        assert t.config.sparsity is not None  # is_plain_feather checked it
+        accuracy = t.values.get(acc, t.metrics.get(acc))
+        assert accuracy is not None  # a complete trial logged its accuracy
+        point = (t.metrics.get("sparsity", 0.0), accuracy)
         if point[1] > best.get(t.config.sparsity.target, (0.0, -np.inf))[1]:
             best[t.config.sparsity.target] = point
     return {"plain Feather (best per target)": np.array(sorted(best.values()))} if best else {}

@@ -111,7 +111,7 @@ class StudyTable:
             f"{SIGNIFICANT_MARK}: differs from {self.study.baseline_method} beyond noise (Welch's t-test, two-sided, "
             f"p < {self.study.level:g}); {len(significant)} of {len(tested)} comparisons differ"
             + ("; the seeds' spread does not separate the other methods from the baseline" if tested and not significant else "")
-            + (f"; Δ = measured - published (points)" if self.has_published else "")
+            + ("; Δ = measured - published (points)" if self.has_published else "")
         )
 
     def records(self) -> list[dict[str, Any]]:
@@ -122,9 +122,9 @@ class StudyTable:
                 "mean": c.mean, "std": c.std, "best": c.best, "p_value": c.p_value, "significant": c.significant,
                 "published": c.published, "difference": c.difference,
                 "values": " ".join(f"{v:.4f}" for v in c.values),
-            }  # fmt: skip
+            }
             for c in self.cells.values()
-        ]
+        ]  # fmt: skip
 
     def markdown(self) -> str:
         """The table as GitHub Markdown, the best of each column in bold, then the legend."""
@@ -140,13 +140,13 @@ class StudyTable:
 
         fig, axes = new_figure(1, len(self.models))
         targets = self.study.targets
-        for ax, model in zip(axes, self.models):
+        for ax, model in zip(axes, self.models, strict=True):
             for method in self.study.methods:
                 cells = [self.cells[(model, method, t)] for t in targets]
                 ax.errorbar(range(len(targets)), [c.mean for c in cells], yerr=[c.std for c in cells], marker="o", capsize=3, label=method)
                 published = [(i, c.published) for i, c in enumerate(cells) if c.published is not None]
                 if published:
-                    ax.plot(*zip(*published), "x", color=ax.lines[-1].get_color(), label=f"{method} (published)")
+                    ax.plot(*zip(*published, strict=True), "x", color=ax.lines[-1].get_color(), label=f"{method} (published)")
             ax.set_xticks(range(len(targets)), [f"{percent(t)} %" for t in targets])
             ax.set_xlabel("target sparsity")
             ax.set_ylabel(f"{METRIC} (%)")
@@ -219,7 +219,7 @@ def study_section(report: Report, data: SearchData) -> None:
     table = study_table(study, ({"grid": t.grid, "state": t.state, "metrics": t.metrics} for t in data.trials))
     report.heading(f"Study: {METRIC} per method and target sparsity")
     header = table.header()
-    report.table("study_table", [dict(zip(header, row)) for row in table.text_rows()])
+    report.table("study_table", [dict(zip(header, row, strict=True)) for row in table.text_rows()])
     report.text(table.legend())
     report.figure("study", table.figure(), "mean ± std over seeds; x: the published numbers")
     report.table("study_cells", table.records(), "every cell with its per-seed values", inline=False)

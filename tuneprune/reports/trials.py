@@ -12,8 +12,8 @@ from typing import Any
 
 from tuneprune.config import validate
 from tuneprune.reports.source import Source
-from tuneprune.search.space import SearchSpace
 from tuneprune.runs import TrialSpec
+from tuneprune.search.space import SearchSpace
 
 # Metrics of the learning curves: accuracy, S_k, theta and mu per epoch (formulas §1.5, §2, §3).
 CURVE_METRICS = ("val_acc", "sparsity_k", "theta", "mask_stability")

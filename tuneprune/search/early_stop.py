@@ -19,8 +19,12 @@ import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 from tuneprune.search.rung_ranking import stops
+
+if TYPE_CHECKING:  # ray is imported where an actor starts
+    from ray.actor import ActorHandle
 
 RUNGS_FILE = "early_stop.json"
 
@@ -77,14 +81,15 @@ class AshaRule:
 
 def start_stopper(
     name: str, grace_period: int, reduction_factor: float, max_t: int, directions: Sequence[str], path: Path
-) -> object:
+) -> ActorHandle[AshaRule]:
     """An :class:`AshaRule` in a Ray actor called ``name`` on the driver's node (its tables in ``path`` there)."""
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
     actor = ray.remote(num_cpus=0)(AshaRule).options(name=name, get_if_exists=True, scheduling_strategy=here)
-    return actor.remote(min(grace_period, max_t), reduction_factor, max_t, list(directions), str(path))
+    # Ray types .remote() as ActorProxy (ActorHandle | type[AshaRule], for typed method calls); it returns the handle
+    return cast("ActorHandle[AshaRule]", actor.remote(min(grace_period, max_t), reduction_factor, max_t, list(directions), str(path)))
 
 
 def ask(stopper_name: str | None, asks: Sequence[tuple[str, str, int, Sequence[float | None]]]) -> list[bool]:

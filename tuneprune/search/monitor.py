@@ -8,20 +8,21 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from ray.tune import Callback
+from ray.tune.stopper import Stopper
 
-from tuneprune.progress import LiveStatus
 from tuneprune.packing.checkpoint import MEMBER_CHECKPOINT
+from tuneprune.progress import LiveStatus
 from tuneprune.search.protocol import TrialRequest, TrialResult, member_results, trial_requests
 from tuneprune.tracking import RunTracker
 from tuneprune.training.checkpoint import CHECKPOINT_NAME
 
 
-def drop_checkpoints(trial) -> None:  # noqa: ANN001 - a ray.tune Trial
+def drop_checkpoints(trial) -> None:  # trial: a ray.tune Trial
     """Delete an ended trial's checkpoints (Tune's and its own): only a trial left RUNNING is resumed."""
     if trial.path and Path(trial.path).is_dir():
         for directory in Path(trial.path).glob("checkpoint_*"):
@@ -41,7 +42,7 @@ class SearchMonitor(Callback):
     pack reports it ended; the pack sets its members' statuses itself).
     """
 
-    def __init__(self, tracker: RunTracker, objectives: dict[str, str], total: int, show: bool) -> None:
+    def __init__(self, tracker: RunTracker, objectives: Mapping[str, str], total: int, show: bool) -> None:
         self.tracker = tracker
         self.objectives = objectives
         self.total = total
@@ -57,7 +58,9 @@ class SearchMonitor(Callback):
         """Ray pickles its callbacks with the Tuner; a started display (threads, locks) stays behind."""
         return {**self.__dict__, "_display": None}
 
-    def setup(self, **info) -> None:  # noqa: ANN003 - Tune calls this in the driver when the run starts
+    def setup(  # Tune calls this in the driver when the run starts
+        self, stop: Stopper | None = None, num_samples: int | None = None, total_num_samples: int | None = None, **info: Any
+    ) -> None:
         if self.show and self._display is None:
             self._display = LiveStatus(self._render, self._line)
 
@@ -67,7 +70,7 @@ class SearchMonitor(Callback):
     def _best_text(self) -> str:
         return "-" if self.best is None else f"{self.best:.4f}"
 
-    def _render(self):  # noqa: ANN202 - a rich Table, imported lazily
+    def _render(self):  # -> a rich Table, imported lazily
         from rich.table import Table
 
         first = next(iter(self.objectives))
@@ -93,10 +96,10 @@ class SearchMonitor(Callback):
         if self._display is not None:
             self._display.update(force)
 
-    def on_step_end(self, iteration, trials, **info) -> None:  # noqa: ANN001 - a heartbeat between events
+    def on_step_end(self, iteration, trials, **info) -> None:  # a heartbeat between events
         self._refresh()
 
-    def on_trial_start(self, iteration, trials, trial, **info) -> None:  # noqa: ANN001
+    def on_trial_start(self, iteration, trials, trial, **info) -> None:
         self.counts["running"] += len(trial_requests(trial.config))
         self._refresh()
 
@@ -108,7 +111,7 @@ class SearchMonitor(Callback):
         if outcome == "finished":
             self._note_best(result)
 
-    def on_trial_result(self, iteration, trials, trial, result, **info) -> None:  # noqa: ANN001
+    def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
         for key, reported in member_results(result).items():
             if key in self.counted:
                 continue
@@ -126,14 +129,14 @@ class SearchMonitor(Callback):
         if self.best is None or (value > self.best if direction == "max" else value < self.best):
             self.best = value
 
-    def _uncounted(self, trial) -> Iterator[tuple[TrialRequest, TrialResult]]:  # noqa: ANN001 - a ray.tune Trial
+    def _uncounted(self, trial) -> Iterator[tuple[TrialRequest, TrialResult]]:  # trial: a ray.tune Trial
         """The trials of an ended Ray trial not counted yet, each with its last reported result (empty if none)."""
         reported = member_results(trial.last_result)
         for request in trial_requests(trial.config):
             if request.key not in self.counted:
                 yield request, reported.get(request.key, TrialResult())
 
-    def on_trial_complete(self, iteration, trials, trial, **info) -> None:  # noqa: ANN001
+    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         for request, result in self._uncounted(trial):
             outcome = result.outcome()
             if outcome == "killed" and result.mlflow_run_id:
@@ -142,7 +145,7 @@ class SearchMonitor(Callback):
         drop_checkpoints(trial)
         self._refresh(force=True)
 
-    def on_trial_error(self, iteration, trials, trial, **info) -> None:  # noqa: ANN001
+    def on_trial_error(self, iteration, trials, trial, **info) -> None:
         for request, result in self._uncounted(trial):
             run_id = result.mlflow_run_id or self.tracker.find_child(request.context.parent_run_id, request.key)
             if run_id:
@@ -152,7 +155,7 @@ class SearchMonitor(Callback):
         drop_checkpoints(trial)
         self._refresh(force=True)
 
-    def on_experiment_end(self, trials, **info) -> None:  # noqa: ANN001
+    def on_experiment_end(self, trials, **info) -> None:
         self.close()
 
     def close(self) -> None:

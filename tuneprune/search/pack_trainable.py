@@ -23,9 +23,8 @@ from tuneprune.runs import TrialSpec
 from tuneprune.runs.execute import conclude
 from tuneprune.search.early_stop import ask
 from tuneprune.search.protocol import MEMBERS, PackRequest, TrialRequest, TrialResult
-from tuneprune.search.trainable import open_trial_run, replay_history, report, restore_tune_checkpoint
+from tuneprune.search.trainable import open_trial_run, replay_history, report, restore_tune_checkpoint, worker_device
 from tuneprune.tracking import RunTracker
-from tuneprune.training.loop import resolve_device
 
 
 def resume_epoch(trial_dir: Path) -> int:
@@ -71,7 +70,7 @@ def run_pack(config: dict[str, Any]) -> None:
     states: list[dict[str, Any] | None] = []
     for request in pack.members:
         spec = TrialSpec.model_validate(request.spec)
-        spec.device = resolve_device(spec.device).type  # recorded as run: --from-run reproduces it
+        spec.device = worker_device(spec.device)  # recorded as run: --from-run reproduces it
         done = _ended_run(tracker, request, spec.epochs)
         if done is not None:
             ended[request.key] = done.to_dict()
@@ -116,7 +115,7 @@ def _train(
         trainer.train_epoch([log_epoch])
         candidates = [i for i in sorted(open_members) if trainer.members[i].status == "running" and trainer.epoch < trainer.epochs]
         asks = [members[i].request.stop_ask(trainer.members[i].history[-1]) for i in candidates]
-        decisions = dict(zip(candidates, ask(stopper, asks)))
+        decisions = dict(zip(candidates, ask(stopper, asks), strict=True))
         for i in sorted(open_members):
             if _settle(i, members[i], trainer, tracker, decisions.get(i, False)):
                 open_members.discard(i)
@@ -141,9 +140,11 @@ def _settle(index: int, member: _Member, trainer: PackedTrainer, tracker: RunTra
         member.update(latest, ended=True)
         return True
     if state.status == "finished":
+        assert state.result is not None  # a finished member holds its result
         executed = conclude(
             member.spec, state.result, member.dir, lambda metrics, step: tracker.log_metrics(member.run_id, metrics, step=step)
         )
+        assert executed.model_path is not None  # conclude saved the model in member.dir
         tracker.log_artifact(member.run_id, executed.model_path)
         tracker.finish(member.run_id, "FINISHED")
         member.update(executed.result.final, ended=True)

@@ -69,7 +69,7 @@ class StudySearcher(Searcher):
         self.waiting: list[_Asked] = []
         self._next = 0
 
-    def set_search_properties(self, metric, mode, config, **spec) -> bool:  # noqa: ANN001
+    def set_search_properties(self, metric, mode, config, **spec) -> bool:
         return True
 
     def save(self, checkpoint_path: str) -> None:
@@ -130,7 +130,8 @@ class StudySearcher(Searcher):
         else:
             members = self._next_pack()
         if not members:
-            return Searcher.FINISHED if not self.live else None
+            # Ray annotates Searcher.suggest -> Optional[Dict] but documents returning Searcher.FINISHED (a str)
+            return Searcher.FINISHED if not self.live else None  # type: ignore[return-value]
         self.live[trial_id] = members
         if self.pack == 1:
             return members[0].request.to_dict()
@@ -144,14 +145,15 @@ class StudySearcher(Searcher):
         final = {"epoch": reported.epoch, **{m: reported.value(m) for m in METRICS}}
         trial.set_user_attr("metrics", {k: v for k, v in final.items() if v is not None})
         values = [reported.value(m) for m in self.space.objectives]
+        known = [v for v in values if v is not None]
         outcome = "failed" if error else reported.outcome()
         if outcome == "failed":
             trial.set_user_attr("error", "worker error" if reported.error is None else str(reported.error))
             gs.study.tell(trial, state=TrialState.FAIL)
-        elif outcome == "killed" or any(v is None for v in values):
+        elif outcome == "killed" or len(known) < len(values):
             gs.study.tell(trial, state=TrialState.PRUNED)
         else:
-            gs.study.tell(trial, values if len(values) > 1 else values[0])
+            gs.study.tell(trial, known if len(known) > 1 else known[0])
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         """Tell the members a pack reports ended; the pack trains on with the others."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import copy
 import itertools
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -37,7 +37,7 @@ class FloatParam(StrictModel):
     step: float | None = Field(None, gt=0)
 
     @model_validator(mode="after")
-    def _bounds(self) -> "FloatParam":
+    def _bounds(self) -> FloatParam:
         if self.low > self.high:
             raise ValueError(f"low = {self.low} is above high = {self.high}")
         if self.log and self.low <= 0:
@@ -58,7 +58,7 @@ class IntParam(StrictModel):
     step: int = Field(1, ge=1)
 
     @model_validator(mode="after")
-    def _bounds(self) -> "IntParam":
+    def _bounds(self) -> IntParam:
         if self.low > self.high:
             raise ValueError(f"low = {self.low} is above high = {self.high}")
         if self.log and self.low <= 0:
@@ -77,7 +77,7 @@ class CategoricalParam(StrictModel):
         return list(self.choices)
 
 
-Param = Annotated[Union[FloatParam, IntParam, CategoricalParam], Field(discriminator="type")]
+Param = Annotated[FloatParam | IntParam | CategoricalParam, Field(discriminator="type")]
 
 
 class SamplerConfig(StrictModel):
@@ -106,6 +106,10 @@ class ResourcesConfig(StrictModel):
         return v
 
 
+def _val_acc_maximised() -> dict[str, Literal["max", "min"]]:
+    return {"val_acc": "max"}
+
+
 class SearchSpace(StrictModel):
     """A validated search space; see the README for a full example."""
 
@@ -117,7 +121,7 @@ class SearchSpace(StrictModel):
     methods: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description=f"named overlays of base (dotted path -> value), swept by grid key {METHOD!r}"
     )
-    objectives: dict[str, Literal["max", "min"]] = Field(default_factory=lambda: {"val_acc": "max"}, min_length=1)
+    objectives: dict[str, Literal["max", "min"]] = Field(default_factory=_val_acc_maximised, min_length=1)
     sampler: SamplerConfig = SamplerConfig()
     num_samples: int = Field(8, ge=1, description="trials per grid point")
     max_concurrent: int = Field(2, ge=1)
@@ -142,7 +146,7 @@ class SearchSpace(StrictModel):
         return v
 
     @model_validator(mode="after")
-    def _sampler_fits(self) -> "SearchSpace":
+    def _sampler_fits(self) -> SearchSpace:
         if self.sampler.type == "cmaes":
             if len(self.objectives) > 1:
                 raise ValueError("sampler cmaes supports one objective only; use tpe or nsga2")
@@ -162,13 +166,13 @@ class SearchSpace(StrictModel):
 
     # -- derived ----------------------------------------------------------------------------
     @property
-    def directions(self) -> list[str]:
+    def directions(self) -> list[Literal["maximize", "minimize"]]:
         return ["maximize" if d == "max" else "minimize" for d in self.objectives.values()]
 
     def grid_points(self) -> list[dict[str, Any]]:
         """Every combination of the grid values, in order; ``[{}]`` without a grid."""
         keys = list(self.grid)
-        return [dict(zip(keys, combo)) for combo in itertools.product(*(self.grid[k] for k in keys))]
+        return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*(self.grid[k] for k in keys))]
 
     def resolve(self, grid_point: dict[str, Any], values: dict[str, Any]) -> TrialSpec:
         """The spec of one trial: base, then the grid point, then the searched values.
@@ -211,7 +215,7 @@ def _check_packable(space: SearchSpace) -> None:
     """With ``resources.pack`` > 1, every grid point and searched value must be trainable in a pack."""
     from tuneprune.packing.key import check_supported
 
-    values = [{}] + [{path: value} for path, p in space.params.items() for value in p.samples()]
+    values: list[dict[str, Any]] = [{}] + [{path: value} for path, p in space.params.items() for value in p.samples()]
     for point in space.grid_points():
         for value in values:
             try:

@@ -65,7 +65,7 @@ class StudyConfig(StrictModel):
         return v
 
     @model_validator(mode="after")
-    def _references(self) -> "StudyConfig":
+    def _references(self) -> StudyConfig:
         if self.baseline is not None and self.baseline not in self.methods:
             raise ValueError(f"baseline {self.baseline!r}: not a method, allowed: {', '.join(self.methods)}")
         for key, value in self.published_cells().items():
@@ -89,7 +89,7 @@ class StudyConfig(StrictModel):
         if not self.models:
             blocks: dict[str | None, dict[str, Any]] = {None: self.published}
         else:
-            blocks = {model: block for model, block in self.published.items()}
+            blocks = dict(self.published.items())  # keys typed str | None, as in the other branch
             for model, block in blocks.items():
                 if not isinstance(block, dict) or not all(isinstance(v, dict) for v in block.values()):
                     raise ValueError(f"published.{model}: with models, published is MODEL -> METHOD -> TARGET -> %")

@@ -19,19 +19,25 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from tuneprune.config import ConfigError
 from tuneprune.quiet import configure_quiet
-from tuneprune.tracking import RunTracker
 from tuneprune.runs import TrialSpec, execute
 from tuneprune.search.early_stop import StopTrial, ask
 from tuneprune.search.protocol import TrialRequest, TrialResult
+from tuneprune.tracking import RunTracker
 from tuneprune.training import TrainingDiverged
 from tuneprune.training.checkpoint import CHECKPOINT_NAME, load_file
 from tuneprune.training.loop import resolve_device
 
 WORST = {"max": float("-inf"), "min": float("inf")}
+
+
+def worker_device(name: str) -> Literal["cpu", "cuda"]:
+    """The device ``name`` (``auto``, ``cpu``, ``cuda``) resolves to on this worker, recorded in the run's config
+    so that ``--from-run`` reproduces it."""
+    return "cuda" if resolve_device(name).type == "cuda" else "cpu"
 
 
 def restore_tune_checkpoint(trial_dir: Path, name: str, source_name: str | None = None) -> Path | None:
@@ -106,7 +112,7 @@ def run_trial(trial: dict[str, Any]) -> None:
     ctx = request.context
     tracker = RunTracker(ctx.tracking_uri, ctx.experiment)
     config = TrialSpec.model_validate(request.spec)  # num_threads resolved from the trial's CPUs (SearchSpace.resolve)
-    config.device = resolve_device(config.device).type  # recorded as run: config.json and --from-run reproduce it
+    config.device = worker_device(config.device)  # recorded as run: config.json and --from-run reproduce it
     epochs = config.epochs
     trial_dir = ctx.trial_dir(request.key)
     run_id = open_trial_run(tracker, request, config)
@@ -149,6 +155,7 @@ def run_trial(trial: dict[str, Any]) -> None:
     except Exception as err:
         tracker.finish(run_id, "FAILED", f"{type(err).__name__}: {err}")
         raise
+    assert executed.model_path is not None  # execute saved the model in trial_dir
     tracker.log_artifact(run_id, executed.model_path)
     tracker.finish(run_id, "FINISHED")
     # Reported last: a scheduler may stop the trial as soon as it sees its final epoch. No

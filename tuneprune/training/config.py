@@ -74,7 +74,7 @@ class RunConfig(StrictModel):
         return v
 
     @model_validator(mode="after")
-    def _data_dir(self) -> "RunConfig":
+    def _data_dir(self) -> RunConfig:
         if self.dataset.startswith("cifar") and self.data_dir is None:
             raise ValueError(f"data_dir is required for {self.dataset} (a directory holding the torchvision CIFAR files)")
         return self
