@@ -36,7 +36,9 @@ def start(args: argparse.Namespace, settings: str) -> None:
 
 
 def add_json_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--json", type=Path, metavar="PATH", help="also write the figures to PATH as JSON, rewritten after each row")
+    parser.add_argument(
+        "--json", type=Path, metavar="PATH", help="also write the figures to PATH as JSON, rewritten after each row"
+    )
 
 
 def device_name(device: torch.device) -> str:
@@ -70,7 +72,10 @@ class FigureFile:
 
 
 def bench_each(
-    args: argparse.Namespace, bench: Callable[[str, torch.device, argparse.Namespace], dict[str, Any]], figures: FigureFile, table: str
+    args: argparse.Namespace,
+    bench: Callable[[str, torch.device, argparse.Namespace], dict[str, Any]],
+    figures: FigureFile,
+    table: str,
 ) -> list[dict[str, Any]]:
     """``bench(model, device, args)`` for each device of ``--devices`` and model of ``--models``; each row also goes to ``figures``."""
     rows = []
@@ -113,7 +118,9 @@ class SoloStep:
     def __init__(self, name: str, device: torch.device, sparsity: SparsityConfig | None) -> None:
         torch.manual_seed(0)
         self.model = create_model(name, NUM_CLASSES, 3).to(device)
-        self.sparsifier = Sparsifier.from_config(self.model, sparsity, steps_per_epoch=100, epochs=10) if sparsity else None
+        self.sparsifier = (
+            Sparsifier.from_config(self.model, sparsity, steps_per_epoch=100, epochs=10) if sparsity else None
+        )
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
 
     def step(self, x: torch.Tensor, y: torch.Tensor) -> None:

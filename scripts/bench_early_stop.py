@@ -64,7 +64,14 @@ def measure(summary: Any) -> tuple[float, int]:
 
 
 def device_name() -> str:
-    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if "model name" in line), platform.processor())
+    model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if "model name" in line
+        ),
+        platform.processor(),
+    )
     return f"CPU {model}, {os.cpu_count()} cores (load average {os.getloadavg()[0]:.1f})"
 
 
@@ -94,20 +101,28 @@ def main() -> None:
                 path = Path(tmp) / f"{rule}-{seed}.yaml"
                 path.write_text(yaml.safe_dump(space(seed, args.trials, args.epochs, rule, args.cpus), sort_keys=False))
                 prepared = prepare_search(
-                    path, results_root=Path(tmp) / "runs", tracking_uri=f"sqlite:///{tmp}/mlruns.db", storage_url=f"sqlite:///{tmp}/optuna.db"
+                    path,
+                    results_root=Path(tmp) / "runs",
+                    tracking_uri=f"sqlite:///{tmp}/mlruns.db",
+                    storage_url=f"sqlite:///{tmp}/optuna.db",
                 )
                 summary = run_search(prepared, progress=False)
                 measured[rule] = measure(summary)
                 hv, epochs = measured[rule]
                 base_hv, base_epochs = measured["none"]
                 ratios[rule].append((hv / base_hv, epochs / base_epochs))
-                print(f"| {seed} | {rule} | {hv:.4f} | {epochs} | {hv / base_hv:.3f} | {epochs / base_epochs:.3f} |", flush=True)
+                print(
+                    f"| {seed} | {rule} | {hv:.4f} | {epochs} | {hv / base_hv:.3f} | {epochs / base_epochs:.3f} |",
+                    flush=True,
+                )
     ray.shutdown()
     print(f"\nmedian of {len(seeds)} seeds, device: {device_name()}")
     print("| rule | HV / none | epochs / none |")
     print("|---|---|---|")
     for rule in RULES:
-        print(f"| {rule} | {statistics.median(r[0] for r in ratios[rule]):.3f} | {statistics.median(r[1] for r in ratios[rule]):.3f} |")
+        print(
+            f"| {rule} | {statistics.median(r[0] for r in ratios[rule]):.3f} | {statistics.median(r[1] for r in ratios[rule]):.3f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -146,7 +146,9 @@ def bench_device(
     with_processes: bool, figures: FigureFile,
 ) -> None:  # fmt: skip
     threads = torch.get_num_threads()
-    print(f"\n## {device}: {threads} threads, batch {batch_size}, {steps} steps, best of {repeats}, load average {os.getloadavg()}")
+    print(
+        f"\n## {device}: {threads} threads, batch {batch_size}, {steps} steps, best of {repeats}, load average {os.getloadavg()}"
+    )
     print(
         "| model | K | solo img/s | sequential img/s | processes img/s | packed img/s "
         "| packed/solo | packed/sequential | packed/processes |"
@@ -201,7 +203,10 @@ def launch_table(device: str, models: list[str], packs: list[int], batch_size: i
             for k in packs:
                 fused = packed_step_launches(configs[:k], "vmap", where)
                 looped = packed_step_launches(configs[:k], "loop", where)
-                print(f"| {model} | {k} | {fused} | {fused / k:.0f} | {looped} | {k * one} | {k * one / fused:.1f} |", flush=True)
+                print(
+                    f"| {model} | {k} | {fused} | {fused / k:.0f} | {looped} | {k * one} | {k * one / fused:.1f} |",
+                    flush=True,
+                )
                 row = {"packed_vmap": fused, "packed_loop": looped, "solo_times_k": k * one}
                 figures.add("launches", {"model": model, "device": device, "k": k, **row})
 
@@ -214,7 +219,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=None, help="default: CPU 32, CUDA 128")
     parser.add_argument("--repeats", type=int, default=None, help="best of this many runs (default: CPU 2, CUDA 3)")
     parser.add_argument("--device", choices=("cpu", "cuda", "all"), default="all")
-    parser.add_argument("--forward", choices=("vmap", "loop"), default=None, help="packed forward mode (default per device)")
+    parser.add_argument(
+        "--forward", choices=("vmap", "loop"), default=None, help="packed forward mode (default per device)"
+    )
     parser.add_argument("--launches-only", action="store_true", help="only the table of launches per step")
     parser.add_argument("--no-processes", action="store_true", help="leave out the K concurrent processes")
     add_json_argument(parser)
@@ -233,7 +240,17 @@ def main() -> None:
         steps, batch_size = args.steps or defaults["steps"], args.batch_size or defaults["batch_size"]
         if not args.launches_only:
             repeats = args.repeats or defaults["repeats"]
-            bench_device(device, args.models.split(","), packs, steps, batch_size, repeats, args.forward, not args.no_processes, figures)
+            bench_device(
+                device,
+                args.models.split(","),
+                packs,
+                steps,
+                batch_size,
+                repeats,
+                args.forward,
+                not args.no_processes,
+                figures,
+            )
         launch_table(device, args.models.split(","), packs, 8 if device == "cpu" else batch_size, figures)
 
 

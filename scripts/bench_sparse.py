@@ -79,7 +79,9 @@ def _quantile_threshold(weights: list[torch.Tensor], sparsity: float) -> torch.T
 def bench(name: str, device: torch.device, args: argparse.Namespace) -> dict[str, Any]:
     x = torch.randn(args.batch_size, 3, 32, 32, device=device)
     y = torch.randint(0, NUM_CLASSES, (args.batch_size,), device=device)
-    config = SparsityConfig(**{"target": args.sparsity, "scheduler": {"type": "constant"}, **yaml.safe_load(args.sparse_config)})
+    config = SparsityConfig(
+        **{"target": args.sparsity, "scheduler": {"type": "constant"}, **yaml.safe_load(args.sparse_config)}
+    )
     dense, sparse = SoloStep(name, device, None), SoloStep(name, device, config)
     for _ in range(args.warmup):
         dense.step(x, y)
@@ -128,7 +130,9 @@ def bench(name: str, device: torch.device, args: argparse.Namespace) -> dict[str
         row["accelerator_sparse_launches"] = launches(lambda: sparse.step(x, y), device) if args.steps else -1
         row["accelerator_mask_launches"] = launches(lambda: sparsifier.before_iteration(), device)
     n = row["weights"]
-    row["quantile_ms"] = _median_ms(lambda: _quantile_threshold(weights, args.sparsity), device, repeats) if n < 2**24 else float("nan")
+    row["quantile_ms"] = (
+        _median_ms(lambda: _quantile_threshold(weights, args.sparsity), device, repeats) if n < 2**24 else float("nan")
+    )
     return row
 
 
@@ -153,14 +157,20 @@ def print_table(rows: list[dict[str, Any]]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--models", default="resnet20,resnet20x2,mobilenet_v1,densenet40_24,resnet18", help="comma-separated registry names"
+        "--models",
+        default="resnet20,resnet20x2,mobilenet_v1,densenet40_24,resnet18",
+        help="comma-separated registry names",
     )
-    parser.add_argument("--steps", type=int, default=6, help="timed training steps per model and mode (0: thresholds only)")
+    parser.add_argument(
+        "--steps", type=int, default=6, help="timed training steps per model and mode (0: thresholds only)"
+    )
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps first")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--sparsity", type=float, default=0.9, help="constant sparsity of the sparse run")
     parser.add_argument(
-        "--sparse-config", default="{}", help="more sparsity settings, YAML flow, e.g. '{threshold: layer, drop: {rho: 0.5, mode: layer}}'"
+        "--sparse-config",
+        default="{}",
+        help="more sparsity settings, YAML flow, e.g. '{threshold: layer, drop: {rho: 0.5, mode: layer}}'",
     )
     parser.add_argument("--threshold-repeats", type=int, default=3)
     add_machine_arguments(parser)

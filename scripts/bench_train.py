@@ -94,7 +94,9 @@ def bench(name: str, device: torch.device, args: argparse.Namespace) -> dict[str
     }
     if args.switches:
         variants["sparse bf16"] = lambda: tuneprune_loop(name, data, device, args, precision="bf16", **sparse)
-        variants["sparse channels_last"] = lambda: tuneprune_loop(name, data, device, args, channels_last=True, **sparse)
+        variants["sparse channels_last"] = lambda: tuneprune_loop(
+            name, data, device, args, channels_last=True, **sparse
+        )
     best = dict.fromkeys(variants, 0.0)
     for _ in range(args.repeats):
         for key, run in variants.items():
@@ -116,16 +118,23 @@ def print_table(rows: list[dict[str, Any]]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default="resnet20x2,mobilenet_v1,densenet40_24,resnet18", help="comma-separated registry names")
+    parser.add_argument(
+        "--models", default="resnet20x2,mobilenet_v1,densenet40_24,resnet18", help="comma-separated registry names"
+    )
     parser.add_argument("--images", type=int, default=512, help="training images per epoch")
     parser.add_argument("--epochs", type=int, default=2, help="epochs per run; the last one is timed")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=2, help="rounds of all variants; each figure is its best round")
-    parser.add_argument("--switches", action="store_true", help="also the sparse run with bf16 autocast and channels_last")
+    parser.add_argument(
+        "--switches", action="store_true", help="also the sparse run with bf16 autocast and channels_last"
+    )
     add_machine_arguments(parser)
     add_json_argument(parser)
     args = parser.parse_args()
-    start(args, f"batch {args.batch_size}, {args.images} images, epoch {args.epochs} of {args.epochs} timed, best of {args.repeats}")
+    start(
+        args,
+        f"batch {args.batch_size}, {args.images} images, epoch {args.epochs} of {args.epochs} timed, best of {args.repeats}",
+    )
     print_table(bench_each(args, bench, FigureFile(args.json, "train"), "epochs"))
     print(f"load average after: {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
 

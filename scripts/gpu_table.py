@@ -83,7 +83,9 @@ def render(directory: Path, device: str, models: list[str], packs: list[int], se
     throughput = [row for record in pack_records for row in rows_of(record, "throughput", device)]
     launches = [row for record in pack_records for row in rows_of(record, "launches", device)]
     records = [r for r in (sparse_record, train_record, *pack_records) if r]
-    name = next((r["devices"][device] for r in records if device in r["devices"]), "device unknown (no benchmark finished)")
+    name = next(
+        (r["devices"][device] for r in records if device in r["devices"]), "device unknown (no benchmark finished)"
+    )
     torch_version = records[0]["torch"] if records else "?"
     when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     took = f", {seconds} s in all" if seconds is not None else ""

@@ -93,7 +93,9 @@ def test_gpu_check_cpu_smoke_assembles_one_table_of_ratios_without_the_libraries
 
 
 def test_gpu_table_reports_parts_that_failed_or_ran_out_of_time(tmp_path):
-    (tmp_path / "parts.tsv").write_text("tests\t1\t12\t90\nsparse\t124\t70\t70\ntrain\t0\t5\t90\npack-8\tskipped\t0\t0\n")
+    (tmp_path / "parts.tsv").write_text(
+        "tests\t1\t12\t90\nsparse\t124\t70\t70\ntrain\t0\t5\t90\npack-8\tskipped\t0\t0\n"
+    )
     out = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "gpu_table.py"), str(tmp_path), "--models", "resnet18", "--packs", "8"],
         capture_output=True, text=True, timeout=60, cwd=ROOT,
@@ -111,6 +113,8 @@ def test_gpu_table_reports_parts_that_failed_or_ran_out_of_time(tmp_path):
 
 
 def test_gpu_check_refuses_an_unknown_argument():
-    out = subprocess.run(["bash", str(ROOT / "scripts" / "gpu_check.sh"), "--fast"], capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "gpu_check.sh"), "--fast"], capture_output=True, text=True, timeout=60
+    )
     assert out.returncode == 2
     assert out.stderr.strip() == "gpu_check.sh: unknown argument '--fast' (allowed: --cpu-smoke, --out DIR)"

@@ -18,7 +18,11 @@ from tuneprune.training import RunConfig
 
 def idx_bytes(array: np.ndarray) -> bytes:
     """An IDX file of unsigned bytes: magic 0x00 0x00 0x08 NDIM, the big-endian dimensions, the values."""
-    return bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape) + array.astype(np.uint8).tobytes()
+    return (
+        bytes([0, 0, 0x08, array.ndim])
+        + struct.pack(f">{array.ndim}I", *array.shape)
+        + array.astype(np.uint8).tobytes()
+    )
 
 
 def write_set(folder: Path, n_train: int = 200, n_test: int = 50, gz: bool = True) -> dict[str, np.ndarray]:
@@ -83,7 +87,9 @@ def test_wrong_number_of_dimensions_is_refused(tmp_path):
         read_idx(path, 1)
 
 
-@pytest.mark.parametrize(("name", "folder", "gz"), [("mnist", "MNIST/raw", False), ("fashion_mnist", "FashionMNIST/raw", True)])
+@pytest.mark.parametrize(
+    ("name", "folder", "gz"), [("mnist", "MNIST/raw", False), ("fashion_mnist", "FashionMNIST/raw", True)]
+)
 def test_torchvision_layout_splits_like_the_other_datasets(tmp_path, name, folder, gz):
     arrays = write_set(tmp_path / folder, gz=gz)
     config = RunConfig(model="small_cnn", dataset=name, data_dir=tmp_path, seed=1, val_fraction=0.1)
@@ -119,7 +125,9 @@ def test_missing_files_name_the_paths_and_how_to_get_them(tmp_path):
         check_data_dir("fashion_mnist", tmp_path, False)
 
 
-@pytest.mark.skipif(not IDX_SYSTEM_DIR["fashion_mnist"].is_dir(), reason="Debian's dataset-fashion-mnist is not installed")
+@pytest.mark.skipif(
+    not IDX_SYSTEM_DIR["fashion_mnist"].is_dir(), reason="Debian's dataset-fashion-mnist is not installed"
+)
 def test_debian_fashion_mnist_without_data_dir():
     data = load_dataset(RunConfig(model="small_cnn", dataset="fashion_mnist", val_fraction=0.1))
     assert (len(data.x_train) + len(data.x_val), len(data.x_test)) == (60000, 10000)

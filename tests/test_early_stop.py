@@ -30,7 +30,9 @@ def test_one_objective_decisions_equal_rays_asha_per_grid_point(grace, eta, max_
         epoch = running[study, key]
         value = rng.random() + (5.0 if study == "g1" else 0.0)  # g1 is another problem, on another scale
         stop = ours.should_stop(study, key, epoch, [value])
-        assert stop == (brackets[study].on_result(Trial("", trial_id=key, stub=True), epoch, sign * value) == TrialScheduler.STOP)
+        assert stop == (
+            brackets[study].on_result(Trial("", trial_id=key, stub=True), epoch, sign * value) == TrialScheduler.STOP
+        )
         stops_seen += stop
         if stop or epoch == max_t:
             del running[study, key]
@@ -94,7 +96,10 @@ def _reference_ranks(points, directions) -> list[int]:
                     crowd[i] += math.inf
                 else:
                     crowd[i] += (min(c for c in column if c > v) - max(c for c in column if c < v)) / (high - low)
-    return [sum(1 for j in range(n) if front[j] < front[i] or (front[j] == front[i] and crowd[j] > crowd[i])) for i in range(n)]
+    return [
+        sum(1 for j in range(n) if front[j] < front[i] or (front[j] == front[i] and crowd[j] > crowd[i]))
+        for i in range(n)
+    ]
 
 
 def _random_rung(rng: np.random.Generator, objectives: int) -> np.ndarray:

@@ -44,7 +44,9 @@ def trial_runs(tracking_uri: str, parent_run_id: str) -> dict[str, Run]:
     client = MlflowClient(tracking_uri)
     exp = client.get_experiment_by_name("tuneprune")
     assert exp is not None
-    runs = client.search_runs([exp.experiment_id], f"tags.`{TAG_KIND}` = 'trial' and tags.`mlflow.parentRunId` = '{parent_run_id}'")
+    runs = client.search_runs(
+        [exp.experiment_id], f"tags.`{TAG_KIND}` = 'trial' and tags.`mlflow.parentRunId` = '{parent_run_id}'"
+    )
     return {r.data.tags[TAG_TRIAL]: r for r in runs}
 
 
@@ -140,8 +142,12 @@ def test_a_two_objective_search_stops_dominated_trials_and_resumes_with_its_rung
     assert curve == sorted(curve)
     assert curve[-1] > 0
     assert int(anytime[-1]["epochs"]) == sum(int(t["metrics"]["epoch"]) for t in summary.trials)
-    assert sum(int(t["metrics"]["epoch"]) for t in summary.trials) < 3 * len(summary.trials)  # stopped trials saved epochs
-    (front_hv,) = [float(r["hypervolume"]) for r in read_csv(out / "hypervolume.csv") if r["plane"] == "val_acc vs sparsity"]
+    assert sum(int(t["metrics"]["epoch"]) for t in summary.trials) < 3 * len(
+        summary.trials
+    )  # stopped trials saved epochs
+    (front_hv,) = [
+        float(r["hypervolume"]) for r in read_csv(out / "hypervolume.csv") if r["plane"] == "val_acc vs sparsity"
+    ]
     assert curve[-1] == pytest.approx(front_hv, rel=1e-12)  # the anytime curve ends at the front's hypervolume
 
 

@@ -31,7 +31,6 @@ def space_file(tmp_path, name: str, **fields) -> str:
     return str(path)
 
 
-
 def trial_runs(tracking_uri: str) -> list:
     client = MlflowClient(tracking_uri)
     exp = client.get_experiment_by_name("tuneprune")
@@ -214,7 +213,12 @@ def test_unreachable_store_is_reported_before_any_work(tmp_path, silent_port, fl
     url = url.format(silent=silent_port)
     path = space_file(tmp_path, "unreachable", base={"model": "small_cnn", "epochs": 1})
     out = subprocess.run(
-        [sys.executable, "-m", "tuneprune.cli", "search", path, flag, url], check=False, capture_output=True, text=True, timeout=120, cwd=tmp_path
+        [sys.executable, "-m", "tuneprune.cli", "search", path, flag, url],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
     )
     assert out.returncode == 2
     assert out.stderr.strip().count("\n") == 0
@@ -266,8 +270,12 @@ def test_evolution_killed_mid_generation_resumes_to_the_same_front(ray_session, 
         driver.wait()
     assert 1 <= generation < 4, generation  # killed with generations still to run
 
-    resumed = run_evolution(prepare_evolution(path, name="killed", resume=True, checkpoint=dense_digits[0], **store), progress=False)
-    straight = run_evolution(prepare_evolution(path, name="straight", checkpoint=dense_digits[0], **store), progress=False)
+    resumed = run_evolution(
+        prepare_evolution(path, name="killed", resume=True, checkpoint=dense_digits[0], **store), progress=False
+    )
+    straight = run_evolution(
+        prepare_evolution(path, name="straight", checkpoint=dense_digits[0], **store), progress=False
+    )
 
     def points(summary):
         return [(r["sigma"], r["rate"], r["accuracy"], r["sparsity"]) for r in summary.front]

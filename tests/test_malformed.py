@@ -29,7 +29,14 @@ def outcomes() -> dict:
 
 def test_corpus_is_large_enough():
     assert len(CASES) >= 30
-    assert {header(p, "command") for p in CASES} == {"train", "search", "study", "evolve", "prune-stochastic", "relevance"}
+    assert {header(p, "command") for p in CASES} == {
+        "train",
+        "search",
+        "study",
+        "evolve",
+        "prune-stochastic",
+        "relevance",
+    }
 
 
 @pytest.mark.parametrize("path", CASES, ids=lambda p: p.stem)

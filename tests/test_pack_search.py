@@ -29,7 +29,13 @@ SPARSE = {"target": 0.8, "theta": {"policy": "log_density", "alpha": 0.1, "mode"
 
 
 def space_file(tmp_path: Path, name: str, **fields) -> str:
-    doc = {"name": name, "base": {**BASE, "sparsity": SPARSE}, "params": ALPHA, "resources": {"cpu": 1, "pack": 3}, **fields}
+    doc = {
+        "name": name,
+        "base": {**BASE, "sparsity": SPARSE},
+        "params": ALPHA,
+        "resources": {"cpu": 1, "pack": 3},
+        **fields,
+    }
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(doc))
     return str(path)
@@ -49,7 +55,9 @@ def steps(tracking_uri: str, run_id: str) -> list[int]:
     return sorted(m.step for m in MlflowClient(tracking_uri).get_metric_history(run_id, "val_acc"))
 
 
-def test_a_pack_of_three_tracks_each_member_and_a_diverging_one_fails_alone(ray_session, tmp_path, stores, train_from_run):
+def test_a_pack_of_three_tracks_each_member_and_a_diverging_one_fails_alone(
+    ray_session, tmp_path, stores, train_from_run
+):
     path = space_file(tmp_path, "packed", grid={"lr": [0.05, 0.1, 1.0e6]}, num_samples=1)
     summary = run_search(prepare_search(path, **stores), progress=False)
 
@@ -126,7 +134,9 @@ def test_an_interrupted_packed_search_resumes_every_member(search_driver, tmp_pa
             except KeyError:
                 pass
             if len(done_before) >= 2 and any(
-                (trials_dir / t.user_attrs["key"] / "member.pt").exists() for t in study.trials if t.state.name == "RUNNING"
+                (trials_dir / t.user_attrs["key"] / "member.pt").exists()
+                for t in study.trials
+                if t.state.name == "RUNNING"
             ):
                 break
             time.sleep(0.1)
@@ -134,7 +144,11 @@ def test_an_interrupted_packed_search_resumes_every_member(search_driver, tmp_pa
         driver.send_signal(signal.SIGKILL)
         driver.wait()
     assert len(done_before) == 2, done_before
-    finished = {r.data.tags[TAG_TRIAL]: r.info.start_time for r in member_runs(s["tracking_uri"], _parent(s)).values() if r.info.status == "FINISHED"}
+    finished = {
+        r.data.tags[TAG_TRIAL]: r.info.start_time
+        for r in member_runs(s["tracking_uri"], _parent(s)).values()
+        if r.info.status == "FINISHED"
+    }
 
     summary = run_search(prepare_search(path, resume=True, **s), progress=False)
     study = optuna.load_study(study_name="packkill", storage=s["storage_url"])

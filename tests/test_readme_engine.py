@@ -20,7 +20,9 @@ def engine_snippet() -> str:
 
 
 def test_the_snippet_is_under_ten_lines_after_its_imports():
-    lines = [line for line in engine_snippet().splitlines() if line.strip() and not line.startswith(("import ", "from "))]
+    lines = [
+        line for line in engine_snippet().splitlines() if line.strip() and not line.startswith(("import ", "from "))
+    ]
     assert len(lines) < 10
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pytest
@@ -106,7 +107,7 @@ def test_fit_alpha_cli_on_results_directories(tmp_path, capsys):
 def test_fit_alpha_on_a_study_takes_each_targets_best_method_alpha_averaged_over_seeds(tmp_path, capsys):
     """A study whose methods set alpha (log_density theta): per target the alpha of the best mean over seeds is fitted."""
     alphas = {f"alpha{i}": float(published(s)) for i, s in enumerate(TARGETS)}
-    trials = []
+    trials: list[dict[str, Any]] = []
     for i, (method, alpha) in enumerate(alphas.items()):
         for j, s in enumerate(TARGETS):
             for seed in (0, 1):

@@ -30,7 +30,6 @@ def write_space(tmp_path, **fields) -> str:
     return str(path)
 
 
-
 def children(summary):
     client = MlflowClient(summary.tracking_uri)
     exp = client.get_experiment_by_name("tuneprune")
@@ -142,7 +141,10 @@ def test_from_run_reproduces_a_trial_exactly(ray_session, tmp_path, stores, trai
 @pytest.mark.parametrize(
     ("fields", "expected"),
     [
-        ({"params": {"sparsity.theta.alpah": {"type": "float", "low": 0, "high": 1}}}, "params.sparsity.theta.alpah: unknown config path"),
+        (
+            {"params": {"sparsity.theta.alpah": {"type": "float", "low": 0, "high": 1}}},
+            "params.sparsity.theta.alpah: unknown config path",
+        ),
         ({"params": {"lr": {"type": "float", "low": 1.0, "high": 0.1}}}, "low = 1.0 is above high = 0.1"),
         ({"sampler": {"type": "annealing"}}, "sampler.type = 'annealing'"),
         ({"params": {}}, "params"),
@@ -186,7 +188,10 @@ def test_an_orphan_left_inside_ask_gets_its_missing_params(tmp_path):
     from tuneprune.search.space import load_space
     from tuneprune.search.studies import open_studies
 
-    params = {"lr": {"type": "float", "low": 0.01, "high": 0.3, "log": True}, "momentum": {"type": "categorical", "choices": [0.8, 0.9]}}
+    params = {
+        "lr": {"type": "float", "low": 0.01, "high": 0.3, "log": True},
+        "momentum": {"type": "categorical", "choices": [0.8, 0.9]},
+    }
     space = load_space({"base": BASE, "params": params, "num_samples": 1})
     url = f"sqlite:///{tmp_path / 'optuna.db'}"
     open_studies(space, "orphan", url)[0].study.ask()  # created, no param suggested yet

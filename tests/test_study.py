@@ -133,7 +133,9 @@ def test_study_killed_and_resumed_prints_the_mlflow_means(ray_session, search_dr
     parents = client.search_runs(experiment_ids, f"tags.`{TAG_KIND}` = 'search'")
     assert len(parents) == 1
     assert parents[0].info.status == "FINISHED"
-    children = [r for r in client.search_runs(experiment_ids) if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
+    children = [
+        r for r in client.search_runs(experiment_ids) if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id
+    ]
     assert len(children) == 8
     assert len({r.data.tags[TAG_TRIAL] for r in children}) == 8  # one child per cell
     assert all(r.info.status == "FINISHED" for r in children)
@@ -141,10 +143,15 @@ def test_study_killed_and_resumed_prints_the_mlflow_means(ray_session, search_dr
         if run.data.tags[TAG_TRIAL] in finished_before:
             assert run.info.run_id == finished_before[run.data.tags[TAG_TRIAL]]
 
-    cells = {r.info.run_id: dict(part.split("=") for part in r.info.run_name.split()[1:]) for r in children}  # g0-000 method=.. target=..
+    cells = {
+        r.info.run_id: dict(part.split("=") for part in r.info.run_name.split()[1:]) for r in children
+    }  # g0-000 method=.. target=..
     csv = (stores["results_root"] / "tinystudy" / "study.csv").read_text().splitlines()
     header = csv[0].split(",")
-    rows = {(row["method"], float(row["target"])): row for row in (dict(zip(header, line.split(","), strict=True)) for line in csv[1:])}
+    rows = {
+        (row["method"], float(row["target"])): row
+        for row in (dict(zip(header, line.split(","), strict=True)) for line in csv[1:])
+    }
     assert len(rows) == 4
     for (method, target), row in rows.items():
         accuracies = [

@@ -49,7 +49,9 @@ def non_dominated(points: np.ndarray, directions: Sequence[str]) -> list[int]:
     if len(points) == 0:
         return []
     signs = np.array([-1.0 if d == "max" else 1.0 for d in directions])
-    return sorted(int(i) for i in NonDominatedSorting().do(np.asarray(points, dtype=float) * signs, only_non_dominated_front=True))
+    return sorted(
+        int(i) for i in NonDominatedSorting().do(np.asarray(points, dtype=float) * signs, only_non_dominated_front=True)
+    )
 
 
 def front_ranks(points: np.ndarray, directions: Sequence[str]) -> np.ndarray:

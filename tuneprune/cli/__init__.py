@@ -17,6 +17,7 @@ from tuneprune.quiet import configure_quiet
 # Subcommand modules in the order ``--help`` lists them.
 COMMANDS = (train, search, study, prune_stochastic, evolve, relevance, report, fit_alpha, fit_scheduler)
 
+
 class _Parser(argparse.ArgumentParser):
     """argparse that reports usage errors in one line with exit code 2."""
 

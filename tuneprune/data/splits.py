@@ -12,7 +12,13 @@ import torch.nn.functional as F
 from tuneprune.config import ConfigError
 
 DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10", "cifar100", "synthetic")
-CLASSES = {"digits": 10, "mnist": 10, "fashion_mnist": 10, "cifar10": 10, "cifar100": 100}  # synthetic: its synthetic_classes
+CLASSES = {
+    "digits": 10,
+    "mnist": 10,
+    "fashion_mnist": 10,
+    "cifar10": 10,
+    "cifar100": 100,
+}  # synthetic: its synthetic_classes
 
 CIFAR_MEAN = {"cifar10": (0.4914, 0.4822, 0.4465), "cifar100": (0.5071, 0.4865, 0.4409)}
 CIFAR_STD = {"cifar10": (0.2470, 0.2435, 0.2616), "cifar100": (0.2673, 0.2564, 0.2762)}
@@ -21,7 +27,10 @@ CIFAR_FOLDER = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"
 # MNIST-like sets (28x28, one channel): torchvision's folder under data_dir, the system-wide
 # folder read without a data_dir (Debian's dataset-fashion-mnist package), mean and std of the training images.
 IDX_FOLDER = {"mnist": "MNIST/raw", "fashion_mnist": "FashionMNIST/raw"}
-IDX_SYSTEM_DIR = {"mnist": Path("/usr/share/datasets/mnist"), "fashion_mnist": Path("/usr/share/datasets/fashion-mnist")}
+IDX_SYSTEM_DIR = {
+    "mnist": Path("/usr/share/datasets/mnist"),
+    "fashion_mnist": Path("/usr/share/datasets/fashion-mnist"),
+}
 IDX_MEAN_STD = {"mnist": (0.1307, 0.3081), "fashion_mnist": (0.2860, 0.3530)}
 IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 IDX_HOW = {
@@ -83,7 +92,11 @@ def _digits(image_size: int, val_fraction: float, seed: int) -> DatasetSplits:
         return xt, yt
 
     return DatasetSplits(
-        "digits", *scaled(x_train, y_train), *scaled(x_val, y_val), *scaled(x_test, y_test), num_classes=CLASSES["digits"]
+        "digits",
+        *scaled(x_train, y_train),
+        *scaled(x_val, y_val),
+        *scaled(x_test, y_test),
+        num_classes=CLASSES["digits"],
     )
 
 
@@ -137,9 +150,7 @@ def _cifar(name: str, data_dir: Path, download: bool, val_fraction: float, seed:
     def prep(data: np.ndarray) -> np.ndarray:
         return (data.transpose(0, 3, 1, 2).astype(np.float32) / 255.0 - mean) / std
 
-    x_train, x_val, y_train, y_val = _stratified_split(
-        train.data, np.asarray(train.targets), val_fraction, seed
-    )
+    x_train, x_val, y_train, y_val = _stratified_split(train.data, np.asarray(train.targets), val_fraction, seed)
     return DatasetSplits(
         name,
         *_tensors(prep(x_train), y_train),
@@ -154,7 +165,9 @@ def _idx(name: str, data_dir: Path | None, image_size: int, val_fraction: float,
     every dataset), pixels scaled to [0, 1] and normalised by the set's fixed mean and std (as CIFAR)."""
     from tuneprune.data.idx import read_idx
 
-    train_x, train_y, test_x, test_y = (read_idx(p, ndim) for p, ndim in zip(idx_files(name, data_dir), (3, 1, 3, 1), strict=True))
+    train_x, train_y, test_x, test_y = (
+        read_idx(p, ndim) for p, ndim in zip(idx_files(name, data_dir), (3, 1, 3, 1), strict=True)
+    )
     for images, labels, split in ((train_x, train_y, "train"), (test_x, test_y, "t10k")):
         if len(images) != len(labels):
             raise ConfigError(f"{name}: {split} images ({len(images)}) and labels ({len(labels)}) differ in number")
@@ -168,7 +181,11 @@ def _idx(name: str, data_dir: Path | None, image_size: int, val_fraction: float,
         return xt, yt
 
     return DatasetSplits(
-        name, *scaled(x_train, y_train), *scaled(x_val, y_val), *scaled(test_x, test_y.astype(np.int64)), num_classes=CLASSES[name]
+        name,
+        *scaled(x_train, y_train),
+        *scaled(x_val, y_val),
+        *scaled(test_x, test_y.astype(np.int64)),
+        num_classes=CLASSES[name],
     )
 
 

@@ -25,7 +25,9 @@ def _ended(trial: Trial) -> float:
     return trial.ended
 
 
-def anytime_rows(trials: Sequence[Trial], point: Callable[[Trial], tuple[float, float]], plane: Plane) -> list[dict[str, Any]]:
+def anytime_rows(
+    trials: Sequence[Trial], point: Callable[[Trial], tuple[float, float]], plane: Plane
+) -> list[dict[str, Any]]:
     """One row per ended trial: grid point, trial, state, cumulative epochs and wall time (s), front hypervolume."""
     ended = sorted((t for t in trials if t.ended is not None), key=_ended)
     if not ended:
@@ -44,7 +46,16 @@ def anytime_rows(trials: Sequence[Trial], point: Callable[[Trial], tuple[float, 
                 so_far.append(point(t))
             points = np.array(so_far, dtype=float).reshape(-1, 2)
             hv = hypervolume(points[front_indices(points, plane)], plane, reference) if so_far else 0.0
-            rows.append({"grid": label, "trial": t.key, "state": t.state, "epochs": epochs, "wall_s": _ended(t) - start, "hypervolume": hv})
+            rows.append(
+                {
+                    "grid": label,
+                    "trial": t.key,
+                    "state": t.state,
+                    "epochs": epochs,
+                    "wall_s": _ended(t) - start,
+                    "hypervolume": hv,
+                }
+            )
     return rows
 
 

@@ -77,7 +77,10 @@ def fronts(report: Report, data: SearchData, complete: list[Trial]) -> None:
     for i, plane in enumerate(planes(data)):
         hv_rows.append(front_section(report, rows, plane, baselines=baseline if i == 0 else None))
         if i == 0 and not baseline:
-            report.text("No plain-Feather trial (feather theta, cubic schedule, no elimination) in this search: no baseline.", note=True)
+            report.text(
+                "No plain-Feather trial (feather theta, cubic schedule, no elimination) in this search: no baseline.",
+                note=True,
+            )
     report.heading("Hypervolumes")
     report.table("hypervolume", hv_rows)
 
@@ -98,7 +101,11 @@ def anytime(report: Report, data: SearchData) -> None:
     if not rows:
         report.text("No trial run ended.", note=True)
         return
-    report.figure("anytime_hypervolume", anytime_figure(rows, plane), "after each ended trial; trials stopped early count their epochs")
+    report.figure(
+        "anytime_hypervolume",
+        anytime_figure(rows, plane),
+        "after each ended trial; trials stopped early count their epochs",
+    )
     report.table("anytime_hypervolume", rows, inline=False)
 
 
@@ -106,7 +113,9 @@ def best_table(report: Report, data: SearchData) -> None:
     """The best trial (or Pareto set) of every grid point, with its test accuracy."""
     title = "Pareto set per grid point" if len(data.objectives) > 1 else "Best trial per grid point"
     report.heading(title)
-    rows = [{**trial_row(data, data.trial(k)), "test_acc": data.trial(k).metrics.get("test_acc")} for k in data.best_keys]
+    rows = [
+        {**trial_row(data, data.trial(k)), "test_acc": data.trial(k).metrics.get("test_acc")} for k in data.best_keys
+    ]
     if rows:
         report.table("best_trials", rows)
     else:
@@ -151,13 +160,17 @@ def best_config(report: Report, data: SearchData) -> None:
     path = report.add_file(report.out / "best.yaml")
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     report.heading("Best configuration")
-    report.text(f"Trial {pick['key']} ({first} = {pick['values'][first]:.4f}); run it with: {tuneprune_command('train', path)}")
+    report.text(
+        f"Trial {pick['key']} ({first} = {pick['values'][first]:.4f}); run it with: {tuneprune_command('train', path)}"
+    )
 
 
 def search_report(report: Report, data: SearchData) -> None:
     """Every section of a search report, in order."""
     complete = [t for t in data.trials if t.complete]
-    states = ", ".join(f"{sum(t.state == s for t in data.trials)} {s.lower()}" for s in sorted({t.state for t in data.trials}))
+    states = ", ".join(
+        f"{sum(t.state == s for t in data.trials)} {s.lower()}" for s in sorted({t.state for t in data.trials})
+    )
     grid = "; ".join(f"{k} in {v}" for k, v in data.space.grid.items()) or "none"
     report.text(
         f"Objectives: {', '.join(f'{m} ({d})' for m, d in data.objectives.items())}. Searched: {', '.join(data.space.params)}. "

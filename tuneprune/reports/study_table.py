@@ -98,7 +98,10 @@ class StudyTable:
                     row.append(c.text())
                     if self.has_published:
                         diff = c.difference
-                        row += ["" if c.published is None else f"{c.published:.2f}", "" if diff is None else f"{diff:+.2f}"]
+                        row += [
+                            "" if c.published is None else f"{c.published:.2f}",
+                            "" if diff is None else f"{diff:+.2f}",
+                        ]
                 rows.append(row)
         return rows
 
@@ -110,7 +113,11 @@ class StudyTable:
             f"test accuracy in %, mean ± sample std over {len(self.study.seeds)} seeds; {BEST_MARK}: best mean of the column; "
             f"{SIGNIFICANT_MARK}: differs from {self.study.baseline_method} beyond noise (Welch's t-test, two-sided, "
             f"p < {self.study.level:g}); {len(significant)} of {len(tested)} comparisons differ"
-            + ("; the seeds' spread does not separate the other methods from the baseline" if tested and not significant else "")
+            + (
+                "; the seeds' spread does not separate the other methods from the baseline"
+                if tested and not significant
+                else ""
+            )
             + ("; Δ = measured - published (points)" if self.has_published else "")
         )
 
@@ -131,7 +138,11 @@ class StudyTable:
         header = self.header()
         lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for row in self.text_rows():
-            lines.append("| " + " | ".join(f"**{v}**" if v.endswith((BEST_MARK, BEST_MARK + SIGNIFICANT_MARK)) else v for v in row) + " |")
+            lines.append(
+                "| "
+                + " | ".join(f"**{v}**" if v.endswith((BEST_MARK, BEST_MARK + SIGNIFICANT_MARK)) else v for v in row)
+                + " |"
+            )
         return "\n".join(lines) + f"\n\n{self.legend()}\n"
 
     def figure(self) -> Any:
@@ -143,10 +154,22 @@ class StudyTable:
         for ax, model in zip(axes, self.models, strict=True):
             for method in self.study.methods:
                 cells = [self.cells[(model, method, t)] for t in targets]
-                ax.errorbar(range(len(targets)), [c.mean for c in cells], yerr=[c.std for c in cells], marker="o", capsize=3, label=method)
+                ax.errorbar(
+                    range(len(targets)),
+                    [c.mean for c in cells],
+                    yerr=[c.std for c in cells],
+                    marker="o",
+                    capsize=3,
+                    label=method,
+                )
                 published = [(i, c.published) for i, c in enumerate(cells) if c.published is not None]
                 if published:
-                    ax.plot(*zip(*published, strict=True), "x", color=ax.lines[-1].get_color(), label=f"{method} (published)")
+                    ax.plot(
+                        *zip(*published, strict=True),
+                        "x",
+                        color=ax.lines[-1].get_color(),
+                        label=f"{method} (published)",
+                    )
             ax.set_xticks(range(len(targets)), [f"{percent(t)} %" for t in targets])
             ax.set_xlabel("target sparsity")
             ax.set_ylabel(f"{METRIC} (%)")

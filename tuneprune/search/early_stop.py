@@ -89,7 +89,10 @@ def start_stopper(
     here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
     actor = ray.remote(num_cpus=0)(AshaRule).options(name=name, get_if_exists=True, scheduling_strategy=here)
     # Ray types .remote() as ActorProxy (ActorHandle | type[AshaRule], for typed method calls); it returns the handle
-    return cast("ActorHandle[AshaRule]", actor.remote(min(grace_period, max_t), reduction_factor, max_t, list(directions), str(path)))
+    return cast(
+        "ActorHandle[AshaRule]",
+        actor.remote(min(grace_period, max_t), reduction_factor, max_t, list(directions), str(path)),
+    )
 
 
 def ask(stopper_name: str | None, asks: Sequence[tuple[str, str, int, Sequence[float | None]]]) -> list[bool]:

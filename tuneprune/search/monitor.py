@@ -59,7 +59,11 @@ class SearchMonitor(Callback):
         return {**self.__dict__, "_display": None}
 
     def setup(  # Tune calls this in the driver when the run starts
-        self, stop: Stopper | None = None, num_samples: int | None = None, total_num_samples: int | None = None, **info: Any
+        self,
+        stop: Stopper | None = None,
+        num_samples: int | None = None,
+        total_num_samples: int | None = None,
+        **info: Any,
     ) -> None:
         if self.show and self._display is None:
             self._display = LiveStatus(self._render, self._line)
@@ -77,7 +81,10 @@ class SearchMonitor(Callback):
         table = Table(title=f"search, {time.monotonic() - self._started:.0f} s", show_header=False)
         table.add_column(no_wrap=True)
         table.add_column(overflow="fold")
-        table.add_row("trials done", f"{self._done()}/{self.total} ({self.counts['killed']} stopped early, {self.counts['failed']} failed)")
+        table.add_row(
+            "trials done",
+            f"{self._done()}/{self.total} ({self.counts['killed']} stopped early, {self.counts['failed']} failed)",
+        )
         epochs = f" (epochs {', '.join(self.epochs.values())})" if self.epochs else ""
         table.add_row("running", f"{self.counts['running']}{epochs}")
         table.add_row(f"best {first}", self._best_text())

@@ -56,7 +56,9 @@ class _Member:
 
     def update(self, metrics: dict[str, Any], ended: bool, error: str | None = None) -> None:
         r = self.result
-        self.result = TrialResult(int(metrics.get("epoch", r.epoch or 0)), r.epochs, r.mlflow_run_id, error, r.trial_key, ended, metrics)
+        self.result = TrialResult(
+            int(metrics.get("epoch", r.epoch or 0)), r.epochs, r.mlflow_run_id, error, r.trial_key, ended, metrics
+        )
 
 
 def run_pack(config: dict[str, Any]) -> None:
@@ -88,7 +90,9 @@ def run_pack(config: dict[str, Any]) -> None:
         return
 
     try:
-        trainer = PackedTrainer([m.spec for m in members], resume=states if any(s is not None for s in states) else None)
+        trainer = PackedTrainer(
+            [m.spec for m in members], resume=states if any(s is not None for s in states) else None
+        )
         del states  # the trainer holds the members' weights now
         _train(trainer, members, ended, tracker, ctx.stopper)
     except BaseException as err:  # the pack cannot go on: none of its open members is left RUNNING
@@ -103,24 +107,33 @@ def run_pack(config: dict[str, Any]) -> None:
 
 
 def _train(
-    trainer: PackedTrainer, members: list[_Member], ended: dict[str, dict[str, Any]], tracker: RunTracker,
+    trainer: PackedTrainer,
+    members: list[_Member],
+    ended: dict[str, dict[str, Any]],
+    tracker: RunTracker,
     stopper: str | None,
 ) -> None:
     """Train the open members to their ends, reporting every epoch with the members' checkpoints."""
+
     def log_epoch(index: int, metrics: dict[str, float]) -> None:
         tracker.log_metrics(members[index].run_id, metrics, step=int(metrics["epoch"]))
 
     open_members = set(range(len(members)))
     while open_members:
         trainer.train_epoch([log_epoch])
-        candidates = [i for i in sorted(open_members) if trainer.members[i].status == "running" and trainer.epoch < trainer.epochs]
+        candidates = [
+            i for i in sorted(open_members) if trainer.members[i].status == "running" and trainer.epoch < trainer.epochs
+        ]
         asks = [members[i].request.stop_ask(trainer.members[i].history[-1]) for i in candidates]
         decisions = dict(zip(candidates, ask(stopper, asks), strict=True))
         for i in sorted(open_members):
             if _settle(i, members[i], trainer, tracker, decisions.get(i, False)):
                 open_members.discard(i)
                 (members[i].dir / MEMBER_CHECKPOINT).unlink(missing_ok=True)
-        files = {f"{members[i].request.key}.pt": save_member(trainer, i, members[i].dir / MEMBER_CHECKPOINT) for i in open_members}
+        files = {
+            f"{members[i].request.key}.pt": save_member(trainer, i, members[i].dir / MEMBER_CHECKPOINT)
+            for i in open_members
+        }
         results = {**ended, **{m.request.key: m.result.to_dict() for m in members}}
         report({"epoch": trainer.epoch, "epochs": trainer.epochs, MEMBERS: results}, files)
 
@@ -142,7 +155,10 @@ def _settle(index: int, member: _Member, trainer: PackedTrainer, tracker: RunTra
     if state.status == "finished":
         assert state.result is not None  # a finished member holds its result
         executed = conclude(
-            member.spec, state.result, member.dir, lambda metrics, step: tracker.log_metrics(member.run_id, metrics, step=step)
+            member.spec,
+            state.result,
+            member.dir,
+            lambda metrics, step: tracker.log_metrics(member.run_id, metrics, step=step),
         )
         assert executed.model_path is not None  # conclude saved the model in member.dir
         tracker.log_artifact(member.run_id, executed.model_path)

@@ -60,11 +60,15 @@ def rung_ranks(points: np.ndarray, directions: Sequence[str]) -> np.ndarray:
     for level in np.unique(front[finite]):
         members = np.flatnonzero(finite & (front == level))
         crowding[members] = crowding_distances(points[members])
-    ahead = (front[None, :] < front[:, None]) | ((front[None, :] == front[:, None]) & (crowding[None, :] > crowding[:, None]))
+    ahead = (front[None, :] < front[:, None]) | (
+        (front[None, :] == front[:, None]) & (crowding[None, :] > crowding[:, None])
+    )
     return ahead.sum(axis=1)
 
 
-def stops(recorded: Sequence[Sequence[float]], values: Sequence[float], directions: Sequence[str], reduction_factor: float) -> bool:
+def stops(
+    recorded: Sequence[Sequence[float]], values: Sequence[float], directions: Sequence[str], reduction_factor: float
+) -> bool:
     """Whether a trial with ``values`` stops at a rung where ``recorded`` were recorded before it (module docstring)."""
     if not recorded:
         return False

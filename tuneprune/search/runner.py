@@ -255,7 +255,7 @@ def _search(
             prepared.tracking_uri, space.experiment, parent_id, str(results_dir), dict(space.objectives), stopper
         )
         searcher = ConcurrencyLimiter(StudySearcher(space, studies, context), max_concurrent=space.max_concurrent)
-        monitor = SearchMonitor(tracker, dict[str, str](space.objectives), total, show=progress)
+        monitor = SearchMonitor(tracker, space.objectives, total, show=progress)
         trainable = tune.with_resources(
             run_trial if pack == 1 else run_pack, {"cpu": space.resources.cpu, "gpu": space.resources.gpu}
         )

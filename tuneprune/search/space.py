@@ -159,7 +159,9 @@ class SearchSpace(StrictModel):
             raise ValueError("params: nothing to search: give params, or a grid to sweep")
         unknown = [m for m in self.grid.get(METHOD, []) if m not in self.methods]
         if unknown:
-            raise ValueError(f"grid.{METHOD}: unknown method {unknown[0]!r}, allowed: {', '.join(self.methods) or 'none (no methods)'}")
+            raise ValueError(
+                f"grid.{METHOD}: unknown method {unknown[0]!r}, allowed: {', '.join(self.methods) or 'none (no methods)'}"
+            )
         if self.methods and METHOD not in self.grid:
             raise ValueError(f"methods: given but not swept, add grid.{METHOD}: [{', '.join(self.methods)}]")
         return self
@@ -184,7 +186,7 @@ class SearchSpace(StrictModel):
         data = copy.deepcopy(self.base)
         data.setdefault("num_threads", max(int(self.resources.cpu), 1))
         for path, value in {**grid_point, **values}.items():
-            for key, item in (self.methods[value].items() if path == METHOD else [(path, value)]):
+            for key, item in self.methods[value].items() if path == METHOD else [(path, value)]:
                 set_path(data, key, copy.deepcopy(item))
         return validate(TrialSpec, data)
 
@@ -231,4 +233,3 @@ def load_space(data: dict[str, Any]) -> SearchSpace:
     if space.resources.pack > 1:
         _check_packable(space)
     return space
-

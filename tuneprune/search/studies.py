@@ -14,7 +14,6 @@ from typing import Any
 import optuna
 import sqlalchemy
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
-from optuna.study import StudyDirection
 from optuna.trial import TrialState
 
 from tuneprune.search.space import CategoricalParam, FloatParam, SearchSpace
@@ -131,9 +130,7 @@ def open_studies(space: SearchSpace, name: str, storage_url: str) -> list[GridSt
         study = optuna.create_study(
             storage=storage,
             study_name=study_name(name, point),
-            directions=[
-                StudyDirection.MAXIMIZE if d == "maximize" else StudyDirection.MINIMIZE for d in space.directions
-            ],
+            directions=space.directions,
             sampler=make_sampler(space, i),
             load_if_exists=True,
         )

@@ -38,7 +38,8 @@ class StudyConfig(StrictModel):
     seeds: list[int] = Field(min_length=1, description="seeds, each >= 0")
     models: list[str] | None = Field(None, min_length=1, description="models (default: base.model)")
     published: dict[str, dict[Any, Any]] = Field(
-        default_factory=dict, description="METHOD -> TARGET -> accuracy in % (with models: MODEL -> METHOD -> TARGET -> %)"
+        default_factory=dict,
+        description="METHOD -> TARGET -> accuracy in % (with models: MODEL -> METHOD -> TARGET -> %)",
     )
     level: float = Field(0.05, gt=0.0, lt=0.5, description="significance level of Welch's t-test against the baseline")
     max_concurrent: int = Field(2, ge=1)
@@ -129,7 +130,9 @@ class StudyConfig(StrictModel):
         }
 
 
-def load_study(path: str | Path, overrides: list[str] | None = None, name: str | None = None) -> tuple[StudyConfig, dict[str, Any]]:
+def load_study(
+    path: str | Path, overrides: list[str] | None = None, name: str | None = None
+) -> tuple[StudyConfig, dict[str, Any]]:
     """The validated study and the space document of its grid search (every cell's run config checked)."""
     study = validate(StudyConfig, apply_overrides(load_yaml(path), overrides))
     document = study.space_document(name or study.name or Path(path).stem)
@@ -141,5 +144,3 @@ def load_study(path: str | Path, overrides: list[str] | None = None, name: str |
             cell = " ".join(f"{k}={v}" for k, v in point.items())
             raise ConfigError(f"cell {cell}: not accepted by the run config ({err})") from None
     return study, document
-
-

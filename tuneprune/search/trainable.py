@@ -141,7 +141,11 @@ def run_trial(trial: dict[str, Any]) -> None:
 
     try:
         executed = execute(
-            config, trial_dir, lambda metrics, step: tracker.log_metrics(run_id, metrics, step=step), callbacks=[on_epoch], resume_from=resume
+            config,
+            trial_dir,
+            lambda metrics, step: tracker.log_metrics(run_id, metrics, step=step),
+            callbacks=[on_epoch],
+            resume_from=resume,
         )
     except StopTrial:
         tracker.finish(run_id, "KILLED")

@@ -19,14 +19,24 @@ class RunConfig(StrictModel):
 
     model: str = Field("small_cnn", description=f"one of {', '.join(sorted(MODELS))}")
     dataset: str = Field("digits", description=f"one of {', '.join(DATASETS)}")
-    data_dir: Path | None = Field(None, description="directory holding CIFAR, MNIST or FashionMNIST data (torchvision layout); mnist/fashion_mnist default to /usr/share/datasets")
+    data_dir: Path | None = Field(
+        None,
+        description="directory holding CIFAR, MNIST or FashionMNIST data (torchvision layout); mnist/fashion_mnist default to /usr/share/datasets",
+    )
     download: bool = Field(False, description="let torchvision download CIFAR into data_dir")
-    image_size: int | None = Field(None, ge=8, le=64, description="digits: 8 (native) or upsampled, default 32 for CIFAR models; mnist/fashion_mnist: 28 (native) or resized")
+    image_size: int | None = Field(
+        None,
+        ge=8,
+        le=64,
+        description="digits: 8 (native) or upsampled, default 32 for CIFAR models; mnist/fashion_mnist: 28 (native) or resized",
+    )
     val_fraction: float = Field(0.1, gt=0.0, lt=0.5, description="fraction of the training set held out for validation")
     train_samples: int | None = Field(
         None, ge=10, description="train on only this many training images (a random subset, drawn by seed); null: all"
     )
-    augment: bool | None = Field(None, description="random crop + flip (formulas §1.6); default on for CIFAR, off for digits")
+    augment: bool | None = Field(
+        None, description="random crop + flip (formulas §1.6); default on for CIFAR, off for digits"
+    )
     synthetic_samples: int = Field(512, ge=16, description="synthetic: number of samples")
     synthetic_classes: int = Field(10, ge=2, description="synthetic: number of classes")
     seed: int = Field(0, ge=0)
@@ -76,5 +86,7 @@ class RunConfig(StrictModel):
     @model_validator(mode="after")
     def _data_dir(self) -> RunConfig:
         if self.dataset.startswith("cifar") and self.data_dir is None:
-            raise ValueError(f"data_dir is required for {self.dataset} (a directory holding the torchvision CIFAR files)")
+            raise ValueError(
+                f"data_dir is required for {self.dataset} (a directory holding the torchvision CIFAR files)"
+            )
         return self
