@@ -151,3 +151,36 @@ def test_one_objective_is_rays_cutoff():
     cutoff = np.percentile([0.1, 0.2, 0.3, 0.4], 100 * (1 - 1 / 3))
     assert stops(recorded, [cutoff - 1e-9], ["max"], 3.0)
     assert not stops(recorded, [cutoff], ["max"], 3.0)
+
+
+@pytest.mark.parametrize("kind", ["tpe", "nsga2"])
+def test_the_multi_objective_samplers_go_on_sampling_after_pruned_trials(kind):
+    """A stopped trial is told PRUNED, without values; the samplers of two-objective searches take that
+    past TPE's start-up trials and NSGA-II's first generations (population 50)."""
+    import optuna
+    from optuna.trial import TrialState
+
+    from tuneprune.search.space import load_space
+    from tuneprune.search.studies import distributions, make_sampler
+
+    space = load_space(
+        {
+            "name": "pruned",
+            "base": {"model": "small_cnn", "dataset": "digits"},
+            "params": {"lr": {"type": "float", "low": 0.01, "high": 0.1}},
+            "objectives": {"val_acc": "max", "sparsity": "max"},
+            "sampler": {"type": kind, "seed": 0},
+        }
+    )
+    study = optuna.create_study(directions=space.directions, sampler=make_sampler(space))
+    for i in range(120):
+        trial = study.ask(distributions(space))
+        if i % 3 == 0:
+            study.tell(trial, state=TrialState.PRUNED)
+        else:
+            lr = trial.params["lr"]
+            study.tell(trial, [lr, 1 - lr])
+    states = [t.state for t in study.trials]
+    assert states.count(TrialState.PRUNED) == 40
+    assert states.count(TrialState.COMPLETE) == 80
+    assert all(0.01 <= t.params["lr"] <= 0.1 for t in study.trials)
