@@ -1,60 +1,132 @@
-"""Harness efficiency of a search: how much of the wall time the trials spend training.
+"""What a search costs beyond its training: harness efficiency and bookkeeping per trial.
 
-    efficiency = sum over trials of their epoch times / (search wall time x concurrent slots)
+    efficiency        = summed epoch time of the trials / (search wall time x slots)
+    overhead/trial    = (search wall time x slots - summed epoch time) / trials   (slot-seconds)
 
-Runs ``search_spaces/digits_demo.yaml`` (or ``--space``) on a fresh local Ray in a
-temporary directory; Ray start-up and teardown are timed separately and not charged to
-the search. Target: >= 0.80 on 2 CPUs.
+Without ``--trials`` it runs ``search_spaces/digits_demo.yaml`` (or ``--space``, with
+``--set`` overrides). With ``--trials N [N ...]`` it runs, for each N, a search of N
+one-epoch trials of ``small_cnn`` on digits at one grid point (the space's sampler, no early
+stopping), the bookkeeping-bound case where the harness's cost per trial shows. Each search
+gets fresh SQLite stores (MLflow and Optuna) and a fresh results directory; all of them share
+one local Ray, whose start and teardown are timed apart and charged to no search.
+
+Besides the times it counts the calls a search makes: MLflow client calls (``MlflowClient``
+methods, outermost call only) in the driver and in every Ray worker (counted there by a Ray
+``worker_process_setup_hook``), and Optuna storage calls (``RDBStorage`` methods, outermost
+only: what reaches the database past Optuna's cache) in the driver, and the driver's
+resident memory when the search starts and when it ends.
 
     .venv/bin/python scripts/bench_search.py [--space PATH] [--set k=v ...]
+    .venv/bin/python scripts/bench_search.py --trials 100 1000 [--json PATH]
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
+import functools
+import json
 import logging
 import os
 import tempfile
+import threading
 import time
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+COUNTS_ENV = "TUNEPRUNE_BENCH_COUNTS"  # the directory where each process writes the calls it counted
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--space", type=Path, default=ROOT / "search_spaces" / "digits_demo.yaml")
-    parser.add_argument("--set", dest="overrides", action="append", default=[])
-    parser.add_argument("--cpus", type=int, default=2)
-    args = parser.parse_args()
-    for var, value in (("RAY_USAGE_STATS_ENABLED", "0"), ("MLFLOW_DISABLE_TELEMETRY", "true"), ("DO_NOT_TRACK", "1")):
-        os.environ.setdefault(var, value)
+def count_calls(cls: type, label: str, counts: Counter, on_count=None) -> None:
+    """Wrap every public method of ``cls`` so that each outermost call adds 1 to ``counts[label]``."""
+    depth = threading.local()
 
-    import ray
+    def wrap(method):
+        @functools.wraps(method)
+        def counted(*args, **kwargs):
+            level = getattr(depth, "level", 0)
+            depth.level = level + 1
+            try:
+                return method(*args, **kwargs)
+            finally:
+                depth.level = level
+                if level == 0:
+                    counts[label] += 1
+                    if on_count is not None:
+                        on_count()
+
+        return counted
+
+    for name, member in list(vars(cls).items()):
+        if not name.startswith("_") and callable(member):
+            setattr(cls, name, wrap(member))
+
+
+def count_worker_calls() -> None:
+    """Ray's ``worker_process_setup_hook``: count this worker's MLflow calls into ``$COUNTS_ENV/<pid>.json``."""
     from mlflow.tracking import MlflowClient
-    from rich.console import Console
-    from rich.table import Table
+
+    counts: Counter = Counter()
+    path = Path(os.environ[COUNTS_ENV]) / f"{os.getpid()}.json"
+
+    def save() -> None:
+        partial = path.with_suffix(".partial")
+        partial.write_text(json.dumps(counts))
+        partial.replace(path)
+
+    count_calls(MlflowClient, "mlflow", counts, save)
+
+
+def worker_counts(directory: Path) -> Counter:
+    total: Counter = Counter()
+    for path in directory.glob("*.json"):
+        total.update(json.loads(path.read_text()))
+    return total
+
+
+def resident_mib() -> float:
+    """The resident memory of this process (``VmRSS`` of ``/proc/self/status``), in MiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def trials_document(base: dict[str, Any], trials: int) -> dict[str, Any]:
+    """``base`` made into ``trials`` one-epoch trials of small_cnn at one grid point, without early stopping."""
+    document = copy.deepcopy(base)
+    document["base"].update(model="small_cnn", epochs=1)
+    document.update(grid={}, num_samples=trials, early_stopping={"type": "none"})
+    return document
+
+
+def measure(document: dict[str, Any], space_path: Path, cpus: int, driver_counts: Counter, name: str) -> dict[str, Any]:
+    """Run the search ``document`` (as ``name``) on fresh stores; its times, calls and driver memory."""
+    from mlflow.tracking import MlflowClient
 
     from tuneprune.search import prepare_search, run_search
 
     with tempfile.TemporaryDirectory() as tmp:
+        counts_dir = Path(os.environ[COUNTS_ENV])
+        for path in counts_dir.glob("*.json"):
+            path.unlink()
         prepared = prepare_search(
-            args.space,
-            args.overrides,
-            name="bench",
+            space_path,
+            name=name,
             tracking_uri=f"sqlite:///{tmp}/mlruns.db",
             storage_url=f"sqlite:///{tmp}/optuna.db",
             results_root=Path(tmp) / "runs",
+            document=document,
         )
-        t0 = time.perf_counter()
-        ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
-        t_ray = time.perf_counter() - t0
+        driver_counts.clear()
+        rss_start = resident_mib()
         t0 = time.perf_counter()
         summary = run_search(prepared, progress=False)
-        t_search = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        ray.shutdown()
-        t_down = time.perf_counter() - t0
+        wall = time.perf_counter() - t0
+        rss_end = resident_mib()
+        calls = Counter(driver_counts) + worker_counts(counts_dir)
 
         client = MlflowClient(summary.tracking_uri)
         work = sum(
@@ -64,18 +136,95 @@ def main() -> None:
             for m in client.get_metric_history(t["mlflow_run_id"], "epoch_time")
         )
     space = prepared.space
-    slots = min(space.max_concurrent, int(args.cpus / space.resources.cpu))
-    efficiency = work / (t_search * slots)
+    trials = len(summary.trials)
+    slots = min(space.max_concurrent, int(cpus / space.resources.cpu))
+    return {
+        "trials": trials,
+        "wall_s": wall,
+        "trial_time_s": work,
+        "slots": slots,
+        "efficiency": work / (wall * slots),
+        "overhead_per_trial_slot_s": (wall * slots - work) / trials,
+        "trials_per_minute": 60 * trials / wall,
+        "driver_rss_start_mib": rss_start,
+        "driver_rss_end_mib": rss_end,
+        "mlflow_calls_per_trial": calls["mlflow"] / trials,
+        "optuna_calls_per_trial": calls["optuna"] / trials,
+    }
 
-    table = Table(
-        title=f"search harness efficiency ({args.space.name}, {len(summary.trials)} trials, {args.cpus} CPUs)"
+
+COLUMNS = (  # (title, key of a row)
+    ("search", "search"), ("trials", "trials"), ("wall s", "wall_s"), ("trial time s", "trial_time_s"),
+    ("slots", "slots"), ("efficiency", "efficiency"), ("overhead / trial, slot-s", "overhead_per_trial_slot_s"),
+    ("trials / min", "trials_per_minute"), ("driver MiB, start", "driver_rss_start_mib"),
+    ("driver MiB, end", "driver_rss_end_mib"), ("MLflow calls / trial", "mlflow_calls_per_trial"),
+    ("Optuna calls / trial", "optuna_calls_per_trial"),
+)  # fmt: skip
+
+
+def cell(value: Any) -> str:
+    return f"{value:.2f}" if isinstance(value, float) else str(value)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--space", type=Path, default=ROOT / "search_spaces" / "digits_demo.yaml")
+    parser.add_argument("--set", dest="overrides", action="append", default=[])
+    parser.add_argument("--trials", type=int, nargs="+", metavar="N", help="searches of N one-epoch trials each")
+    parser.add_argument("--cpus", type=int, default=2)
+    parser.add_argument("--json", type=Path, metavar="PATH", help="also write the rows to PATH as JSON")
+    args = parser.parse_args()
+    if args.trials and min(args.trials) < 1:
+        parser.error("--trials: each N must be >= 1")
+    for var, value in (("RAY_USAGE_STATS_ENABLED", "0"), ("MLFLOW_DISABLE_TELEMETRY", "true"), ("DO_NOT_TRACK", "1")):
+        os.environ.setdefault(var, value)
+
+    import optuna
+    import ray
+    from mlflow.tracking import MlflowClient
+
+    from tuneprune.drivers import space_document
+
+    base = space_document(args.space, args.overrides, None)
+    searches = [(f"{n} trials", trials_document(base, n)) for n in args.trials or []] or [(args.space.stem, base)]
+    driver_counts: Counter = Counter()
+    count_calls(MlflowClient, "mlflow", driver_counts)
+    count_calls(optuna.storages.RDBStorage, "optuna", driver_counts)
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    rows = []
+    with tempfile.TemporaryDirectory() as counts_dir:
+        os.environ[COUNTS_ENV] = counts_dir
+        t0 = time.perf_counter()
+        ray.init(
+            num_cpus=args.cpus,
+            include_dashboard=False,
+            log_to_driver=False,
+            logging_level=logging.ERROR,
+            runtime_env={"worker_process_setup_hook": count_worker_calls, "env_vars": {COUNTS_ENV: counts_dir}},
+        )
+        t_ray = time.perf_counter() - t0
+        for i, (label, document) in enumerate(searches):
+            rows.append({"search": label, **measure(document, args.space, args.cpus, driver_counts, f"bench-{i}")})
+            if args.json:
+                args.json.write_text(
+                    json.dumps({"bench": "search", "load_average_at_start": load, "rows": rows}, indent=1)
+                )
+        t0 = time.perf_counter()
+        ray.shutdown()
+        t_down = time.perf_counter() - t0
+
+    print(
+        f"search bookkeeping ({args.space.name}, {args.cpus} CPUs, load average {load} at the start; "
+        f"Ray start {t_ray:.1f} s and teardown {t_down:.1f} s not charged)\n"
     )
-    for col in ("ray start s", "search wall s", "ray teardown s", "trial time s", "slots", "efficiency", "target"):
-        table.add_column(col, justify="right")
-    table.add_row(
-        f"{t_ray:.1f}", f"{t_search:.1f}", f"{t_down:.1f}", f"{work:.1f}", str(slots), f"{efficiency:.2f}", ">= 0.80"
-    )
-    Console().print(table)
+    print("| " + " | ".join(title for title, _ in COLUMNS) + " |")
+    print("|" + "---|" * len(COLUMNS))
+    for row in rows:
+        print("| " + " | ".join(cell(row[key]) for _, key in COLUMNS) + " |")
+    if len(rows) > 1:
+        first, last = rows[0], rows[-1]
+        ratio = last["overhead_per_trial_slot_s"] / first["overhead_per_trial_slot_s"]
+        print(f"\noverhead per trial at {last['trials']} trials / at {first['trials']} trials: {ratio:.2f}")
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ scripts/gpu_check.sh runs its whole pipeline on the CPU (--cpu-smoke) and assemb
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -44,6 +45,27 @@ def test_bench_pack_prints_throughput_and_launch_tables():
     fused = [int(cells.split("|")[0]) for _, cells in launches]
     solo_twice = int(launches[1][1].split("|")[3])
     assert fused[1] < solo_twice  # two packed members issue fewer launches than two solo steps
+
+
+def test_bench_search_counts_each_trials_bookkeeping_in_the_driver_and_the_workers(tmp_path):
+    figures = tmp_path / "search.json"
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "bench_search.py"), "--trials", "2", "3", "--json", str(figures)],
+        capture_output=True, text=True, timeout=600, cwd=tmp_path,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = json.loads(figures.read_text())["rows"]
+    assert [(r["search"], r["trials"]) for r in rows] == [("2 trials", 2), ("3 trials", 3)]
+    for r in rows:
+        assert 0 < r["efficiency"] < 1
+        assert r["overhead_per_trial_slot_s"] > 0
+        # a trial's run, at least: created, params, config.json, its epoch's metrics, ended (workers);
+        # Optuna: at least an ask and a tell per trial (the driver)
+        assert r["mlflow_calls_per_trial"] >= 5
+        assert r["optuna_calls_per_trial"] >= 2
+        assert r["driver_rss_end_mib"] > 0
+        assert r["driver_rss_start_mib"] > 0
+    assert "overhead per trial at 3 trials / at 2 trials" in out.stdout
 
 
 def _table(text: str) -> tuple[list[str], list[list[str]]]:
