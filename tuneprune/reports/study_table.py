@@ -11,6 +11,7 @@ two finished seeds on either side, or no variance on both, there is no test.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -215,7 +216,9 @@ def study_table(study: StudyConfig, trials: Iterable[dict[str, Any]]) -> StudyTa
             for c in column:
                 if c is base or len(c.values) < 2 or len(base.values) < 2:
                     continue
-                p = float(ttest_ind(c.values, base.values, equal_var=False).pvalue)
+                with warnings.catch_warnings():  # a side whose seeds all ended at chance (equal values) is a valid
+                    warnings.filterwarnings("ignore", "Precision loss", RuntimeWarning)  # sample: no alarm
+                    p = float(ttest_ind(c.values, base.values, equal_var=False).pvalue)
                 if math.isfinite(p):
                     c.p_value, c.significant = p, p < study.level
     return StudyTable(study, cells)
