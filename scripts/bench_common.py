@@ -27,12 +27,18 @@ def add_machine_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
 
 
+def load_average() -> str:
+    """The machine's load averages over 1, 5 and 15 minutes, as printed beside a benchmark's figures."""
+    return ", ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
 def start(args: argparse.Namespace, settings: str) -> None:
     """Apply ``--threads`` and print torch's version, the threads and the load average with ``settings``."""
     if args.threads:
         torch.set_num_threads(args.threads)
-    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads (load average {load}), {settings}")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads (load average {load_average()}), {settings}"
+    )
 
 
 def add_json_argument(parser: argparse.ArgumentParser) -> None:

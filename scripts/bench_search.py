@@ -18,6 +18,9 @@ resident memory when the search starts and when it ends.
 
     .venv/bin/python scripts/bench_search.py [--space PATH] [--set k=v ...]
     .venv/bin/python scripts/bench_search.py --trials 100 1000 [--json PATH]
+
+``--json`` keeps the rows as the other benchmarks do (``bench_common.FigureFile``, table
+``searches``; a row's device is where its trials trained).
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
+
+from bench_common import FigureFile, add_json_argument, load_average
 
 ROOT = Path(__file__).resolve().parents[1]
 COUNTS_ENV = "TUNEPRUNE_BENCH_COUNTS"  # the directory where each process writes the calls it counted
@@ -139,6 +144,7 @@ def measure(document: dict[str, Any], space_path: Path, cpus: int, driver_counts
     trials = len(summary.trials)
     slots = min(space.max_concurrent, int(cpus / space.resources.cpu))
     return {
+        "device": "cuda" if space.resources.gpu > 0 else "cpu",  # Ray hides the GPUs from trials that ask for none
         "trials": trials,
         "wall_s": wall,
         "trial_time_s": work,
@@ -172,7 +178,7 @@ def main() -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--trials", type=int, nargs="+", metavar="N", help="searches of N one-epoch trials each")
     parser.add_argument("--cpus", type=int, default=2)
-    parser.add_argument("--json", type=Path, metavar="PATH", help="also write the rows to PATH as JSON")
+    add_json_argument(parser)
     args = parser.parse_args()
     if args.trials and min(args.trials) < 1:
         parser.error("--trials: each N must be >= 1")
@@ -190,7 +196,8 @@ def main() -> None:
     driver_counts: Counter = Counter()
     count_calls(MlflowClient, "mlflow", driver_counts)
     count_calls(optuna.storages.RDBStorage, "optuna", driver_counts)
-    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    load = load_average()
+    figures = FigureFile(args.json, "search")
     rows = []
     with tempfile.TemporaryDirectory() as counts_dir:
         os.environ[COUNTS_ENV] = counts_dir
@@ -205,10 +212,7 @@ def main() -> None:
         t_ray = time.perf_counter() - t0
         for i, (label, document) in enumerate(searches):
             rows.append({"search": label, **measure(document, args.space, args.cpus, driver_counts, f"bench-{i}")})
-            if args.json:
-                args.json.write_text(
-                    json.dumps({"bench": "search", "load_average_at_start": load, "rows": rows}, indent=1)
-                )
+            figures.add("searches", rows[-1])
         t0 = time.perf_counter()
         ray.shutdown()
         t_down = time.perf_counter() - t0

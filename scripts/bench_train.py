@@ -17,14 +17,13 @@ process's own warm-up affect them alike. ``--switches`` adds the sparse run with
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from typing import Any
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from bench_common import FigureFile, add_json_argument, add_machine_arguments, bench_each, start
+from bench_common import FigureFile, add_json_argument, add_machine_arguments, bench_each, load_average, start
 
 from tuneprune.data import DatasetSplits, augment_batch
 from tuneprune.models import create_model
@@ -136,7 +135,7 @@ def main() -> None:
         f"batch {args.batch_size}, {args.images} images, epoch {args.epochs} of {args.epochs} timed, best of {args.repeats}",
     )
     print_table(bench_each(args, bench, FigureFile(args.json, "train"), "epochs"))
-    print(f"load average after: {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
+    print(f"load average after: {load_average()}")
 
 
 if __name__ == "__main__":

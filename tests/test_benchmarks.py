@@ -54,7 +54,10 @@ def test_bench_search_counts_each_trials_bookkeeping_in_the_driver_and_the_worke
         capture_output=True, text=True, timeout=600, cwd=tmp_path,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr[-2000:]
-    rows = json.loads(figures.read_text())["rows"]
+    record = json.loads(figures.read_text())
+    assert record["bench"] == "search"
+    assert list(record["devices"]) == ["cpu"]
+    rows = record["tables"]["searches"]
     assert [(r["search"], r["trials"]) for r in rows] == [("2 trials", 2), ("3 trials", 3)]
     for r in rows:
         assert 0 < r["efficiency"] < 1

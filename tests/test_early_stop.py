@@ -7,13 +7,17 @@ import math
 import random
 
 import numpy as np
+import optuna
 import pytest
+from optuna.trial import TrialState
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import TrialScheduler
 from ray.tune.schedulers.async_hyperband import _Bracket
 
 from tuneprune.search.early_stop import AshaRule
 from tuneprune.search.rung_ranking import rung_ranks, stops
+from tuneprune.search.space import load_space
+from tuneprune.search.studies import distributions, make_sampler
 
 
 @pytest.mark.parametrize(("grace", "eta", "max_t", "mode"), [(1, 2, 4, "max"), (1, 3, 9, "min"), (2, 2, 8, "max")])
@@ -157,12 +161,6 @@ def test_one_objective_is_rays_cutoff():
 def test_the_multi_objective_samplers_go_on_sampling_after_pruned_trials(kind):
     """A stopped trial is told PRUNED, without values; the samplers of two-objective searches take that
     past TPE's start-up trials and NSGA-II's first generations (population 50)."""
-    import optuna
-    from optuna.trial import TrialState
-
-    from tuneprune.search.space import load_space
-    from tuneprune.search.studies import distributions, make_sampler
-
     space = load_space(
         {
             "name": "pruned",
