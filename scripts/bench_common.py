@@ -48,10 +48,13 @@ def add_json_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def device_name(device: torch.device) -> str:
-    """The accelerator's name (``torch.cuda.get_device_name``), or the CPU's architecture and core count."""
+    """The accelerator's name (``torch.cuda.get_device_name``), or the CPU's model (else architecture) and cores."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"CPU {platform.machine()}, {os.cpu_count()} cores"
+    cpuinfo = Path("/proc/cpuinfo")
+    lines = cpuinfo.read_text().splitlines() if cpuinfo.exists() else []
+    model = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), platform.machine())
+    return f"CPU {model}, {os.cpu_count()} cores"
 
 
 class FigureFile:

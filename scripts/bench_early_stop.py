@@ -6,13 +6,15 @@ so every rule is handed the same configurations in the same order:
 
 - ``none``: no early stopping;
 - ``first``: ASHA on the first objective alone (val_acc; what the search did before);
-- ``multi``: multi-objective ASHA (non-dominated sorting and crowding distance).
+- ``crowding``: multi-objective ASHA, non-dominated sorting and crowding distance inside a front;
+- ``epsilon_net``: multi-objective ASHA, non-dominated sorting and MOASHA's epsilon-net inside a front.
 
 For each seed it prints the hypervolume of the completed trials' (sparsity, val_acc)
 front (reference (0, 0)) and the epochs trained in all, each as a ratio to ``none``;
 then the medians over the seeds. One process, one local Ray, all searches in turn.
 
-    .venv/bin/python scripts/bench_early_stop.py [--seeds 0,1,2] [--trials 12] [--epochs 6] [--cpus 2]
+    .venv/bin/python scripts/bench_early_stop.py [--seeds 0,1,2] [--trials 16] [--epochs 8] [--cpus 2]
+        [--grace-period 1] [--reduction-factor 2]
 """
 
 from __future__ import annotations
@@ -20,24 +22,28 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import platform
 import statistics
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 import yaml
+from bench_common import device_name, load_average
 
-RULES = ("none", "first", "multi")
+RULES = ("none", "first", "crowding", "epsilon_net")
 
 
-def space(seed: int, trials: int, epochs: int, rule: str, cpus: int) -> dict[str, Any]:
+def space(args: argparse.Namespace, seed: int, rule: str) -> dict[str, Any]:
     """The benchmark's search space under ``rule``; ``first`` searches val_acc alone (same random draws)."""
+    stopping = {"type": "asha", "grace_period": args.grace_period, "reduction_factor": args.reduction_factor}
+    if rule in ("crowding", "epsilon_net"):
+        stopping["front_order"] = rule
     return {
         "name": f"es-{rule}-{seed}",
         "base": {
-            "model": "small_cnn", "dataset": "digits", "epochs": epochs, "batch_size": 64,
+            "model": "small_cnn", "dataset": "digits", "epochs": args.epochs, "batch_size": 64,
             "sparsity": {"target": 0.5, "scheduler": {"end_fraction": 0.25}},
         },
         "params": {
@@ -46,9 +52,9 @@ def space(seed: int, trials: int, epochs: int, rule: str, cpus: int) -> dict[str
         },
         "objectives": {"val_acc": "max"} if rule == "first" else {"val_acc": "max", "sparsity": "max"},
         "sampler": {"type": "random", "seed": seed},
-        "num_samples": trials,
-        "max_concurrent": cpus,
-        "early_stopping": {"type": "none"} if rule == "none" else {"type": "asha", "grace_period": 1, "reduction_factor": 2},
+        "num_samples": args.trials,
+        "max_concurrent": args.cpus,
+        "early_stopping": {"type": "none"} if rule == "none" else stopping,
     }  # fmt: skip
 
 
@@ -63,24 +69,14 @@ def measure(summary: Any) -> tuple[float, int]:
     return hv, sum(int(t["metrics"].get("epoch", 0)) for t in summary.trials)
 
 
-def device_name() -> str:
-    model = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if "model name" in line
-        ),
-        platform.processor(),
-    )
-    return f"CPU {model}, {os.cpu_count()} cores (load average {os.getloadavg()[0]:.1f})"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--trials", type=int, default=12)
-    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--trials", type=int, default=16)
+    parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--cpus", type=int, default=2)
+    parser.add_argument("--grace-period", type=int, default=1)
+    parser.add_argument("--reduction-factor", type=float, default=2.0)
     args = parser.parse_args()
     for var, value in (("RAY_USAGE_STATS_ENABLED", "0"), ("MLFLOW_DISABLE_TELEMETRY", "true"), ("DO_NOT_TRACK", "1")):
         os.environ.setdefault(var, value)
@@ -89,7 +85,10 @@ def main() -> None:
     from tuneprune.search import prepare_search, run_search
 
     seeds = [int(s) for s in args.seeds.split(",")]
-    print(f"device: {device_name()}; {args.trials} trials of {args.epochs} epochs per search, seeds {seeds}")
+    print(
+        f"device: {device_name(torch.device('cpu'))} (load average {load_average()}); {args.trials} trials of {args.epochs} epochs per search, seeds {seeds}, "
+        f"grace period {args.grace_period}, reduction factor {args.reduction_factor:g}"
+    )
     ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
     ratios: dict[str, list[tuple[float, float]]] = {rule: [] for rule in RULES}
     print("| seed | rule | hypervolume | epochs | HV / none | epochs / none |")
@@ -99,7 +98,7 @@ def main() -> None:
             measured = {}
             for rule in RULES:
                 path = Path(tmp) / f"{rule}-{seed}.yaml"
-                path.write_text(yaml.safe_dump(space(seed, args.trials, args.epochs, rule, args.cpus), sort_keys=False))
+                path.write_text(yaml.safe_dump(space(args, seed, rule), sort_keys=False))
                 prepared = prepare_search(
                     path,
                     results_root=Path(tmp) / "runs",
@@ -116,7 +115,7 @@ def main() -> None:
                     flush=True,
                 )
     ray.shutdown()
-    print(f"\nmedian of {len(seeds)} seeds, device: {device_name()}")
+    print(f"\nmedian of {len(seeds)} seeds, device: {device_name(torch.device('cpu'))} (load average {load_average()})")
     print("| rule | HV / none | epochs / none |")
     print("|---|---|---|")
     for rule in RULES:

@@ -52,6 +52,21 @@ def test_a_missing_or_nan_value_never_stops_a_trial_of_one_objective():
     assert not rule.should_stop("g1", "e", 1, [0.1])  # another grid point: nothing recorded there yet
 
 
+def test_the_rule_orders_a_front_as_configured():
+    """Front 0 is (0.875, 0.5), (0.625, 0.75); the last trial (0.375, 0.5) shares front 1 with
+    (0.875, 0.125). Both ends of a front have infinite crowding distance, so the two tie and
+    2 of 4 recorded trials are ahead (not > 1/2): it goes on. The epsilon-net starts at the
+    best first objective, (0.875, 0.125), so 3 of 4 are ahead: it stops."""
+    recorded = [[0.875, 0.125], [0.625, 0.75], [0.875, 0.5], [0.375, 0.25]]
+    decisions = {}
+    for order in ("crowding", "epsilon_net"):
+        rule = AshaRule(1, 2, 4, ["max", "max"], front_order=order)
+        for i, values in enumerate(recorded):
+            rule.should_stop("g0", f"g0-{i:03d}", 1, values)
+        decisions[order] = rule.should_stop("g0", "g0-004", 1, [0.375, 0.5])
+    assert decisions == {"crowding": False, "epsilon_net": True}
+
+
 def test_the_tables_survive_a_restart_and_a_stop_is_replayed(tmp_path):
     path = tmp_path / "early_stop.json"
     rule = AshaRule(1, 2, 4, ["max", "min"], str(path))
@@ -73,12 +88,10 @@ def _dominates(a, b, directions) -> bool:
     return any(better) and not any(worse)
 
 
-def _reference_ranks(points, directions) -> list[int]:
-    """Fronts by peeling the non-dominated points; crowding distance by its definition; rank = points strictly ahead."""
-    n = len(points)
-    finite = [all(math.isfinite(v) for v in p) for p in points]
-    front = [math.inf] * n
-    left = {i for i in range(n) if finite[i]}
+def _reference_fronts(points, directions) -> list[float]:
+    """Front of each point by peeling the non-dominated finite points; non-finite points: infinity."""
+    front = [math.inf] * len(points)
+    left = {i for i, p in enumerate(points) if all(math.isfinite(v) for v in p)}
     level = 0
     while left:
         top = {i for i in left if not any(_dominates(points[j], points[i], directions) for j in left)}
@@ -86,6 +99,14 @@ def _reference_ranks(points, directions) -> list[int]:
             front[i] = level
         left -= top
         level += 1
+    return front
+
+
+def _reference_ranks(points, directions) -> list[int]:
+    """Fronts by peeling the non-dominated points; crowding distance by its definition; rank = points strictly ahead."""
+    n = len(points)
+    finite = [all(math.isfinite(v) for v in p) for p in points]
+    front = _reference_fronts(points, directions)
     crowd = [0.0] * n
     for f in {front[i] for i in range(n) if finite[i]}:
         members = [i for i in range(n) if front[i] == f]
@@ -106,6 +127,33 @@ def _reference_ranks(points, directions) -> list[int]:
     ]
 
 
+def _reference_epsilon_net_ranks(points, directions) -> list[int]:
+    """Fronts as above; inside one, the greedy epsilon-net by its definition; rank = points strictly ahead."""
+    n = len(points)
+    fronts = _reference_fronts(points, directions)
+    signs = [1.0 if d == "max" else -1.0 for d in directions]
+    position = [0] * n
+    for f in {fronts[i] for i in range(n) if fronts[i] != math.inf}:
+        members = [i for i in range(n) if fronts[i] == f]
+        rewards = {i: tuple(s * v for s, v in zip(signs, points[i], strict=True)) for i in members}
+        distinct = sorted(set(rewards.values()))
+        spread = [max(c) - min(c) for c in zip(*distinct, strict=True)]
+        scaled = {r: [v / s if s > 0 else 0.0 for v, s in zip(r, spread, strict=True)] for r in distinct}
+        order = [max(distinct)]  # the best of the first objective, ties by the next
+        nearest = dict.fromkeys(distinct, math.inf)  # squared distance to the nearest row taken
+        while len(order) < len(distinct):
+            for r in distinct:
+                gap = sum((a - b) ** 2 for a, b in zip(scaled[r], scaled[order[-1]], strict=True))
+                nearest[r] = min(nearest[r], gap)
+            order.append(max((r for r in distinct if r not in order), key=lambda r: (nearest[r], r)))
+        for i in members:
+            position[i] = order.index(rewards[i])
+    return [
+        sum(1 for j in range(n) if fronts[j] < fronts[i] or (fronts[j] == fronts[i] and position[j] < position[i]))
+        for i in range(n)
+    ]
+
+
 def _random_rung(rng: np.random.Generator, objectives: int) -> np.ndarray:
     n = int(rng.integers(1, 12))
     points = rng.integers(0, 5, size=(n, objectives)).astype(float) / 4  # a coarse grid: ties and duplicates
@@ -116,22 +164,26 @@ def _random_rung(rng: np.random.Generator, objectives: int) -> np.ndarray:
     return points
 
 
-def test_ranks_and_decisions_equal_the_reference_on_1000_random_rungs():
+@pytest.mark.parametrize(
+    ("front_order", "reference_ranks"), [("crowding", _reference_ranks), ("epsilon_net", _reference_epsilon_net_ranks)]
+)
+def test_ranks_and_decisions_equal_the_reference_on_1000_random_rungs(front_order, reference_ranks):
     rng = np.random.default_rng(21)
     for case in range(1000):
         objectives = 2 + case % 2
         directions = list(rng.choice(["max", "min"], size=objectives))
         points = _random_rung(rng, objectives)
-        reference = _reference_ranks(points.tolist(), directions)
-        assert rung_ranks(points, directions).tolist() == reference, (points, directions)
+        reference = reference_ranks(points.tolist(), directions)
+        assert rung_ranks(points, directions, front_order).tolist() == reference, (points, directions)
         if len(points) > 1:
             eta = float(rng.choice([2, 3, 4]))
             expected = reference[-1] / (len(points) - 1) > 1 / eta
-            assert stops(points[:-1].tolist(), points[-1].tolist(), directions, eta) == expected
+            assert stops(points[:-1].tolist(), points[-1].tolist(), directions, eta, front_order) == expected
 
 
+@pytest.mark.parametrize("front_order", ["crowding", "epsilon_net"])
 @pytest.mark.parametrize("objectives", [2, 3])
-def test_a_point_dominating_the_rung_is_never_stopped_wherever_it_lies(objectives):
+def test_a_point_dominating_the_rung_is_never_stopped_wherever_it_lies(objectives, front_order):
     rng = np.random.default_rng(objectives)
     directions = ["max", "min", "max"][:objectives]
     signs = np.array([1.0 if d == "max" else -1.0 for d in directions])
@@ -140,11 +192,11 @@ def test_a_point_dominating_the_rung_is_never_stopped_wherever_it_lies(objective
         best = signs * (1.5 + rng.random(objectives))  # better than every point in every objective
         at = int(rng.integers(0, len(points) + 1))
         rung = np.insert(points, at, best, axis=0)
-        assert rung_ranks(rung, directions)[at] == 0  # its rank, not its place in a sorted order
-        assert not stops(points.tolist(), best.tolist(), directions, 2.0)
+        assert rung_ranks(rung, directions, front_order)[at] == 0  # its rank, not its place in a sorted order
+        assert not stops(points.tolist(), best.tolist(), directions, 2.0, front_order)
         worst = -signs * (1.5 + rng.random(objectives))  # dominated by every point
-        assert stops(points.tolist(), worst.tolist(), directions, 2.0)
-        assert stops(points.tolist(), [np.nan] * objectives, directions, 2.0)  # non-finite ranks last
+        assert stops(points.tolist(), worst.tolist(), directions, 2.0, front_order)
+        assert stops(points.tolist(), [np.nan] * objectives, directions, 2.0, front_order)  # non-finite ranks last
 
 
 def test_one_objective_is_rays_cutoff():

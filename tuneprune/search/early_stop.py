@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
-from tuneprune.search.rung_ranking import stops
+from tuneprune.search.rung_ranking import FrontOrder, stops
 
 if TYPE_CHECKING:  # ray is imported where an actor starts
     from ray.actor import ActorHandle
@@ -37,10 +37,17 @@ class AshaRule:
     """Rung tables of ASHA per study; ``directions`` one ``'max'``/``'min'`` per objective; ``path`` the JSON record."""
 
     def __init__(
-        self, grace_period: int, reduction_factor: float, max_t: int, directions: Sequence[str], path: str | None = None
+        self,
+        grace_period: int,
+        reduction_factor: float,
+        max_t: int,
+        directions: Sequence[str],
+        path: str | None = None,
+        front_order: FrontOrder = "crowding",
     ) -> None:
         count = int(math.log(max_t / grace_period) / math.log(reduction_factor) + 1)
         self.rf = reduction_factor
+        self.front_order = front_order
         self.directions = list(directions)
         self.milestones = [grace_period * reduction_factor**k for k in reversed(range(count))]
         self.path = Path(path) if path else None
@@ -65,7 +72,7 @@ class AshaRule:
             rung = table.setdefault(f"{milestone:g}", {})
             if epoch < milestone or key in rung:
                 continue
-            stop = stops([row[:-1] for row in rung.values()], numbers, self.directions, self.rf)
+            stop = stops([row[:-1] for row in rung.values()], numbers, self.directions, self.rf, self.front_order)
             rung[key] = [*numbers, stop]
             self._save()
             return stop
@@ -80,7 +87,13 @@ class AshaRule:
 
 
 def start_stopper(
-    name: str, grace_period: int, reduction_factor: float, max_t: int, directions: Sequence[str], path: Path
+    name: str,
+    grace_period: int,
+    reduction_factor: float,
+    max_t: int,
+    directions: Sequence[str],
+    path: Path,
+    front_order: FrontOrder = "crowding",
 ) -> ActorHandle[AshaRule]:
     """An :class:`AshaRule` in a Ray actor called ``name`` on the driver's node (its tables in ``path`` there)."""
     import ray
@@ -91,7 +104,7 @@ def start_stopper(
     # Ray types .remote() as ActorProxy (ActorHandle | type[AshaRule], for typed method calls); it returns the handle
     return cast(
         "ActorHandle[AshaRule]",
-        actor.remote(min(grace_period, max_t), reduction_factor, max_t, list(directions), str(path)),
+        actor.remote(min(grace_period, max_t), reduction_factor, max_t, list(directions), str(path), front_order),
     )
 
 

@@ -249,7 +249,7 @@ def _search(
             stopper = f"tuneprune-asha-{os.getpid()}-{int(time.time() * 1000)}"
             stopper_actor = start_stopper(  # held until the run ends; its tables outlive it in RUNGS_FILE
                 stopper, space.early_stopping.grace_period, space.early_stopping.reduction_factor, base_epochs,
-                list(space.objectives.values()), results_dir / RUNGS_FILE,
+                list(space.objectives.values()), results_dir / RUNGS_FILE, space.early_stopping.front_order,
             )  # fmt: skip
         context = TrialContext(
             prepared.tracking_uri, space.experiment, parent_id, str(results_dir), dict(space.objectives), stopper

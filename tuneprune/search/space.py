@@ -89,6 +89,9 @@ class EarlyStoppingConfig(StrictModel):
     type: Literal["asha", "none"] = "none"
     grace_period: int = Field(1, ge=1, description="epochs before a trial can be stopped (capped at the epochs)")
     reduction_factor: float = Field(2.0, gt=1.0)
+    front_order: Literal["crowding", "epsilon_net"] = Field(
+        "crowding", description="order inside a front of a multi-objective rung (formulas §10.9)"
+    )
 
 
 class ResourcesConfig(StrictModel):
