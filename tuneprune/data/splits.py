@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -201,22 +202,40 @@ def _synthetic(samples: int, classes: int, image_size: int, seed: int) -> Datase
 
 def load_dataset(config) -> DatasetSplits:
     """Load the dataset a :class:`~tuneprune.training.config.RunConfig` names (on the CPU), its training split
-    cut to ``train_samples`` images when set (the split is shuffled by ``seed``, so its head is a random subset)."""
-    data = _load(config)
-    if config.train_samples is not None and config.train_samples < len(data.x_train):
-        data.x_train, data.y_train = data.x_train[: config.train_samples], data.y_train[: config.train_samples]
-    return data
+    cut to ``train_samples`` images when set (the split is shuffled by ``seed``, so its head is a random subset).
+
+    The splits last loaded are kept in the process and shared (never modified in place by
+    tuneprune): the trials a reused Ray worker runs one after another read them once.
+    """
+    if config.dataset not in DATASETS:
+        raise ConfigError(f"dataset = {config.dataset!r}: unknown, allowed: {', '.join(DATASETS)}")
+    if config.dataset == "digits":
+        image_size = config.image_size or (8 if config.model == "small_cnn" else 32)
+    else:
+        image_size = config.image_size or (28 if config.dataset in IDX_FOLDER else 32)
+    data = _load(
+        config.dataset, config.data_dir, config.download, image_size, config.val_fraction, config.seed,
+        config.synthetic_samples, config.synthetic_classes,
+    )  # fmt: skip
+    train = slice(None, config.train_samples)
+    return replace(data, x_train=data.x_train[train], y_train=data.y_train[train])
 
 
-def _load(config) -> DatasetSplits:
-    name = config.dataset
+@functools.lru_cache(maxsize=1)
+def _load(
+    name: str,
+    data_dir: Path | None,
+    download: bool,
+    image_size: int,
+    val_fraction: float,
+    seed: int,
+    synthetic_samples: int,
+    synthetic_classes: int,
+) -> DatasetSplits:
     if name == "digits":
-        size = config.image_size or (8 if config.model == "small_cnn" else 32)
-        return _digits(size, config.val_fraction, config.seed)
+        return _digits(image_size, val_fraction, seed)
     if name == "synthetic":
-        return _synthetic(config.synthetic_samples, config.synthetic_classes, config.image_size or 32, config.seed)
+        return _synthetic(synthetic_samples, synthetic_classes, image_size, seed)
     if name in IDX_FOLDER:
-        return _idx(name, config.data_dir, config.image_size or 28, config.val_fraction, config.seed)
-    if name in CIFAR_FOLDER:
-        return _cifar(name, Path(config.data_dir), config.download, config.val_fraction, config.seed)
-    raise ConfigError(f"dataset = {name!r}: unknown, allowed: {', '.join(DATASETS)}")
+        return _idx(name, data_dir, image_size, val_fraction, seed)
+    return _cifar(name, Path(data_dir or "."), download, val_fraction, seed)  # RunConfig requires data_dir

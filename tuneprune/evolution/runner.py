@@ -159,8 +159,9 @@ def _log_generation(
 ) -> None:  # fmt: skip
     """A child run per generation (found again by key on resume): hypervolume, front size, population CSV."""
     key = f"gen-{generation:03d}"
-    run_id = tracker.child(parent_id, key, key, kind="generation")
-    tracker.log_params(run_id, {"generation": generation, "reference_point": json.dumps(list(space.reference_point))})
+    run_id, new_run = tracker.child(parent_id, key, key, kind="generation")
+    params = {"generation": generation, "reference_point": json.dumps(list(space.reference_point))}
+    tracker.log_params(run_id, params, new_run=new_run)
     ok = [r for r in rows if r["status"] == "ok"]
     metrics = {
         "hypervolume": hv,

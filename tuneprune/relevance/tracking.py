@@ -39,8 +39,8 @@ class StudyTracker:
 
     def log_curve(self, ranking: str, rows: list[Row]) -> None:
         """A finished child run holding one curve."""
-        run_id = self.tracker.child(self.parent_id, ranking, f"{self.name}/{ranking}", CHILD_KIND)
-        self.tracker.log_params(run_id, describe(ranking))
+        run_id, new_run = self.tracker.child(self.parent_id, ranking, f"{self.name}/{ranking}", CHILD_KIND)
+        self.tracker.log_params(run_id, describe(ranking), new_run=new_run)
         for row in rows:
             metrics = {k: v for k, v in row.items() if k != "percentage"}
             self.tracker.log_metrics(run_id, metrics, step=int(row["percentage"]))

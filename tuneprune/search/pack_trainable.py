@@ -66,7 +66,7 @@ def run_pack(config: dict[str, Any]) -> None:
     configure_quiet()
     pack = PackRequest.from_dict(config)
     ctx = pack.context
-    tracker = RunTracker(ctx.tracking_uri, ctx.experiment)
+    tracker = RunTracker.shared(ctx.tracking_uri, ctx.experiment)
     ended: dict[str, dict[str, Any]] = {}  # members whose runs ended before this start, as reported
     members: list[_Member] = []
     states: list[dict[str, Any] | None] = []
@@ -77,12 +77,12 @@ def run_pack(config: dict[str, Any]) -> None:
         if done is not None:
             ended[request.key] = done.to_dict()
             continue
-        run_id = open_trial_run(tracker, request, spec)
+        run_id, logged = open_trial_run(tracker, request, spec)
         trial_dir = ctx.trial_dir(request.key)
         path = restore_tune_checkpoint(trial_dir, MEMBER_CHECKPOINT, f"{request.key}.pt")
         state = load_member(path) if path is not None else None
         if state is not None:
-            replay_history(tracker, run_id, state["history"])
+            replay_history(tracker, run_id, state["history"], logged)
         members.append(_Member(request, spec, run_id, int(state["epoch"]) if state else 0))
         states.append(state)
     if not members:

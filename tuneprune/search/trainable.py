@@ -69,12 +69,13 @@ def report(metrics: dict[str, Any], checkpoint_files: dict[str, Path] | None = N
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
 
 
-def open_trial_run(tracker: RunTracker, request: TrialRequest, config: TrialSpec) -> str:
-    """The trial's MLflow child run (found again after a restart, else created), its params and config.json."""
+def open_trial_run(tracker: RunTracker, request: TrialRequest, config: TrialSpec) -> tuple[str, set[int]]:
+    """The trial's MLflow child run (found again after a restart, else created), its params and config.json;
+    the epochs it has logged (none in a new run)."""
     import ray
 
     ctx = request.context
-    run_id = tracker.child(
+    run_id, new_run = tracker.child(
         ctx.parent_run_id,
         request.key,
         request.run_name,
@@ -85,20 +86,20 @@ def open_trial_run(tracker: RunTracker, request: TrialRequest, config: TrialSpec
         run_id,
         config.model_dump(mode="json"),
         tags={"ray.node_id": ray.get_runtime_context().get_node_id(), "worker.pid": os.getpid()},
+        new_run=new_run,
     )
     tracker.log_text(run_id, json.dumps(config.model_dump(mode="json"), indent=2), "config.json")
-    return run_id
+    return run_id, set() if new_run else tracker.logged_steps(run_id, "val_acc")
 
 
-def replay_history(tracker: RunTracker, run_id: str, history: list[dict[str, Any]]) -> set[int]:
-    """Log the epochs of a checkpoint's ``history`` the run lacks; tag where it resumed; the logged steps."""
-    logged = tracker.logged_steps(run_id, "val_acc")
+def replay_history(tracker: RunTracker, run_id: str, history: list[dict[str, Any]], logged: set[int]) -> None:
+    """Log the epochs of a checkpoint's ``history`` the run lacks (``logged`` the steps it has, updated);
+    tag where it resumed."""
     tracker.set_tags(run_id, {"resumed_from_epoch": len(history)})
     for entry in history:
         if int(entry["epoch"]) not in logged:
             tracker.log_metrics(run_id, entry, step=int(entry["epoch"]))
             logged.add(int(entry["epoch"]))
-    return logged
 
 
 def run_trial(trial: dict[str, Any]) -> None:
@@ -110,17 +111,15 @@ def run_trial(trial: dict[str, Any]) -> None:
     configure_quiet()
     request = TrialRequest.from_dict(trial)
     ctx = request.context
-    tracker = RunTracker(ctx.tracking_uri, ctx.experiment)
+    tracker = RunTracker.shared(ctx.tracking_uri, ctx.experiment)
     config = TrialSpec.model_validate(request.spec)  # num_threads resolved from the trial's CPUs (SearchSpace.resolve)
     config.device = worker_device(config.device)  # recorded as run: config.json and --from-run reproduce it
     epochs = config.epochs
     trial_dir = ctx.trial_dir(request.key)
-    run_id = open_trial_run(tracker, request, config)
+    run_id, logged = open_trial_run(tracker, request, config)
     resume = restore_tune_checkpoint(trial_dir, CHECKPOINT_NAME)
     if resume is not None:
-        logged = replay_history(tracker, run_id, load_file(resume)["history"])
-    else:
-        logged = tracker.logged_steps(run_id, "val_acc")
+        replay_history(tracker, run_id, load_file(resume)["history"], logged)
     last: dict[str, Any] = {}
 
     def reported(metrics: dict[str, Any], error: str | None = None) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import subprocess
@@ -63,7 +64,7 @@ def duplicate_name(name: str, kind: str, run_id: str) -> ConfigError:
 
 
 class RunTracker:
-    """Thin, explicit-id wrapper over ``MlflowClient`` for one experiment."""
+    """Thin, explicit-id wrapper over ``MlflowClient`` for one experiment; :meth:`shared` keeps one per process."""
 
     def __init__(self, tracking_uri: str, experiment: str = "tuneprune") -> None:
         from mlflow.tracking import MlflowClient
@@ -75,6 +76,13 @@ class RunTracker:
         self.client = MlflowClient(tracking_uri)
         self.experiment_name = experiment
         self._experiment_id: str | None = None
+
+    @classmethod
+    @functools.cache
+    def shared(cls, tracking_uri: str, experiment: str = "tuneprune") -> RunTracker:
+        """The tracker of this process for ``(tracking_uri, experiment)``: a Ray worker reused for trial
+        after trial opens its client and looks its experiment up once."""
+        return cls(tracking_uri, experiment)
 
     @property
     def experiment_id(self) -> str:
@@ -143,24 +151,30 @@ class RunTracker:
             return oldest.info.run_id
         return run_id
 
-    def child(self, parent_id: str, key: str, run_name: str, kind: str, tags: dict[str, str] | None = None) -> str:
-        """The child run of ``parent_id`` with trial key ``key``: found if it exists, else created."""
+    def child(
+        self, parent_id: str, key: str, run_name: str, kind: str, tags: dict[str, str] | None = None
+    ) -> tuple[str, bool]:
+        """The child run of ``parent_id`` with trial key ``key``, and whether it is new: found if it exists
+        (RUNNING again), else created."""
         run_id = self.find_child(parent_id, key)
         if run_id is not None:
             self.client.update_run(run_id, "RUNNING")
-            return run_id
+            return run_id, False
         all_tags = {TAG_PARENT: parent_id, TAG_TRIAL: key, TAG_KIND: kind, **(tags or {})}
-        return self.client.create_run(self.experiment_id, run_name=run_name, tags=all_tags).info.run_id
+        return self.client.create_run(self.experiment_id, run_name=run_name, tags=all_tags).info.run_id, True
 
     # -- logging --------------------------------------------------------------------------
-    def log_params(self, run_id: str, params: dict[str, Any], tags: dict[str, Any] | None = None) -> None:
+    def log_params(
+        self, run_id: str, params: dict[str, Any], tags: dict[str, Any] | None = None, *, new_run: bool = False
+    ) -> None:
         """Log (flattened) params the run does not have yet, and ``tags``, in as few batches as possible.
 
-        Re-logging a param is a no-op, so a restarted trial can call this again.
+        Re-logging a param is a no-op, so a restarted trial can call this again; a ``new_run``
+        has none yet, and is not read.
         """
         from mlflow.entities import Param, RunTag
 
-        have = self.client.get_run(run_id).data.params
+        have = {} if new_run else self.client.get_run(run_id).data.params
         items = [Param(k, str(v)[:MAX_PARAM_CHARS]) for k, v in flatten(params).items() if k not in have]
         tag_items = [RunTag(k, str(v)[:5000]) for k, v in (tags or {}).items()]
         for i in range(0, max(len(items), 1), 100):
