@@ -10,6 +10,12 @@ stopping), the bookkeeping-bound case where the harness's cost per trial shows. 
 gets fresh SQLite stores (MLflow and Optuna) and a fresh results directory; all of them share
 one local Ray, whose start and teardown are timed apart and charged to no search.
 
+With ``--cluster`` the searches run on a loopback cluster started by the scripts users run
+(as ``tests/test_cluster.py`` does): PostgreSQL (``scripts/postgres.sh``), an MLflow tracking
+server on it (``scripts/mlflow-server.sh``, served artifacts) and a Ray head without CPUs
+plus two worker nodes of ``--cpus / 2`` CPUs each (``scripts/cluster/ray-node.sh``); each
+search gets its own Optuna database there, and all share the tracking server.
+
 Besides the times it counts the calls a search makes: MLflow client calls (``MlflowClient``
 methods, outermost call only) in the driver and in every Ray worker (counted there by a Ray
 ``worker_process_setup_hook``), and Optuna storage calls (``RDBStorage`` methods, outermost
@@ -17,7 +23,7 @@ only: what reaches the database past Optuna's cache) in the driver, and the driv
 resident memory when the search starts and when it ends.
 
     .venv/bin/python scripts/bench_search.py [--space PATH] [--set k=v ...]
-    .venv/bin/python scripts/bench_search.py --trials 100 1000 [--json PATH]
+    .venv/bin/python scripts/bench_search.py --trials 100 1000 [--cluster] [--json PATH]
 
 ``--json`` keeps the rows as the other benchmarks do (``bench_common.FigureFile``, table
 ``searches``; a row's device is where its trials trained).
@@ -31,16 +37,20 @@ import functools
 import json
 import logging
 import os
+import secrets
+import subprocess
 import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from bench_common import FigureFile, add_json_argument, load_average
 
 ROOT = Path(__file__).resolve().parents[1]
+SCRIPTS = ROOT / "scripts"
 COUNTS_ENV = "TUNEPRUNE_BENCH_COUNTS"  # the directory where each process writes the calls it counted
 
 
@@ -107,8 +117,63 @@ def trials_document(base: dict[str, Any], trials: int) -> dict[str, Any]:
     return document
 
 
-def measure(document: dict[str, Any], space_path: Path, cpus: int, driver_counts: Counter, name: str) -> dict[str, Any]:
-    """Run the search ``document`` (as ``name``) on fresh stores; its times, calls and driver memory."""
+Stores = Callable[[Path, str], tuple[str, str]]  # (scratch directory, search name) -> (tracking URI, storage URL)
+
+
+def sqlite_stores(tmp: Path, name: str) -> tuple[str, str]:
+    return f"sqlite:///{tmp}/mlruns.db", f"sqlite:///{tmp}/optuna.db"
+
+
+class LoopbackCluster:
+    """PostgreSQL, an MLflow server on it and Ray (a head without CPUs, two worker nodes) on 127.0.0.1,
+    started and stopped by the repository's scripts; :meth:`stores` gives each search its own Optuna database."""
+
+    def __init__(self, base: Path, cpus: int) -> None:
+        self.base, self.cpus = base, cpus
+        self.env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16)}
+        self.env["PGPASSFILE"] = str(base / "pg" / "pgpass")
+        self.started: list[list[str]] = []  # the stop commands, in the order to run them
+
+    def run(self, *args: Any) -> str:
+        return subprocess.run([str(a) for a in args], env=self.env, check=True, capture_output=True, text=True).stdout
+
+    def start(self) -> str:
+        """Start everything; the Ray address."""
+        ports = iter(range(21000 + secrets.randbelow(20) * 1000, 60000, 100))
+        pg, pg_port = self.base / "pg", next(ports)
+        self.run(SCRIPTS / "postgres.sh", "start", "--dir", pg, "--port", pg_port, "--fast")
+        self.started.append([str(SCRIPTS / "postgres.sh"), "stop", "--dir", str(pg)])
+        self.pg_url = f"postgresql://tuneprune@127.0.0.1:{pg_port}"
+        mlflow_dir, mlflow_port = self.base / "mlflow", next(ports)
+        self.run(SCRIPTS / "mlflow-server.sh", "start", "--backend-store-uri", f"{self.pg_url}/mlflow",
+                 "--port", mlflow_port, "--dir", mlflow_dir, "--workers", 2, "--timeout", 180)  # fmt: skip
+        self.started.insert(0, [str(SCRIPTS / "mlflow-server.sh"), "stop", "--dir", str(mlflow_dir)])
+        self.tracking_uri = f"http://127.0.0.1:{mlflow_port}"
+        node = SCRIPTS / "cluster" / "ray-node.sh"
+        gcs = next(ports)
+        self.run(node, "head", "--dir", self.base / "h", "--port", gcs, "--ports", next(ports), "--num-cpus", 0)
+        self.started.insert(0, [str(node), "stop", "--dir", str(self.base / "h"), "--grace", "5"])
+        for worker in ("w1", "w2"):
+            self.run(node, "worker", "--dir", self.base / worker, "--address", f"127.0.0.1:{gcs}",
+                     "--ports", next(ports), "--num-cpus", self.cpus // 2)  # fmt: skip
+            self.started.insert(0, [str(node), "stop", "--dir", str(self.base / worker), "--grace", "5"])
+        os.environ.update(self.env)  # this process is the searches' driver
+        return f"127.0.0.1:{gcs}"
+
+    def stores(self, tmp: Path, name: str) -> tuple[str, str]:
+        database = name.replace("-", "_")
+        self.run(SCRIPTS / "postgres.sh", "createdb", "--dir", self.base / "pg", database)
+        return self.tracking_uri, f"{self.pg_url}/{database}"
+
+    def stop(self) -> None:
+        for command in self.started:
+            subprocess.run(command, env=self.env, capture_output=True)
+
+
+def measure(
+    document: dict[str, Any], space_path: Path, cpus: int, driver_counts: Counter, name: str, stores: Stores
+) -> dict[str, Any]:
+    """Run the search ``document`` (as ``name``) on fresh ``stores``; its times, calls and driver memory."""
     from mlflow.tracking import MlflowClient
 
     from tuneprune.search import prepare_search, run_search
@@ -117,11 +182,12 @@ def measure(document: dict[str, Any], space_path: Path, cpus: int, driver_counts
         counts_dir = Path(os.environ[COUNTS_ENV])
         for path in counts_dir.glob("*.json"):
             path.unlink()
+        tracking_uri, storage_url = stores(Path(tmp), name)
         prepared = prepare_search(
             space_path,
             name=name,
-            tracking_uri=f"sqlite:///{tmp}/mlruns.db",
-            storage_url=f"sqlite:///{tmp}/optuna.db",
+            tracking_uri=tracking_uri,
+            storage_url=storage_url,
             results_root=Path(tmp) / "runs",
             document=document,
         )
@@ -177,7 +243,8 @@ def main() -> None:
     parser.add_argument("--space", type=Path, default=ROOT / "search_spaces" / "digits_demo.yaml")
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--trials", type=int, nargs="+", metavar="N", help="searches of N one-epoch trials each")
-    parser.add_argument("--cpus", type=int, default=2)
+    parser.add_argument("--cpus", type=int, default=2, help="slots: the local Ray's CPUs, or the two worker nodes'")
+    parser.add_argument("--cluster", action="store_true", help="on a loopback cluster (PostgreSQL, MLflow server)")
     add_json_argument(parser)
     args = parser.parse_args()
     if args.trials and min(args.trials) < 1:
@@ -199,27 +266,41 @@ def main() -> None:
     load = load_average()
     figures = FigureFile(args.json, "search")
     rows = []
-    with tempfile.TemporaryDirectory() as counts_dir:
+    with tempfile.TemporaryDirectory() as counts_dir, tempfile.TemporaryDirectory(prefix="tpb-", dir="/tmp") as nodes:
         os.environ[COUNTS_ENV] = counts_dir
-        t0 = time.perf_counter()
-        ray.init(
-            num_cpus=args.cpus,
-            include_dashboard=False,
-            log_to_driver=False,
-            logging_level=logging.ERROR,
-            runtime_env={"worker_process_setup_hook": count_worker_calls, "env_vars": {COUNTS_ENV: counts_dir}},
-        )
-        t_ray = time.perf_counter() - t0
-        for i, (label, document) in enumerate(searches):
-            rows.append({"search": label, **measure(document, args.space, args.cpus, driver_counts, f"bench-{i}")})
-            figures.add("searches", rows[-1])
-        t0 = time.perf_counter()
-        ray.shutdown()
-        t_down = time.perf_counter() - t0
+        os.chmod(nodes, 0o711)  # PostgreSQL's own user (as root: `postgres`) traverses it to its directory
+        cluster = LoopbackCluster(Path(nodes), args.cpus) if args.cluster else None
+        stores: Stores = sqlite_stores
+        try:
+            t0 = time.perf_counter()
+            if cluster is not None:
+                address, stores = cluster.start(), cluster.stores
+            ray.init(
+                address=address if cluster is not None else None,
+                num_cpus=None if cluster is not None else args.cpus,
+                include_dashboard=False,
+                log_to_driver=False,
+                logging_level=logging.ERROR,
+                runtime_env={"worker_process_setup_hook": count_worker_calls, "env_vars": {COUNTS_ENV: counts_dir}},
+            )
+            t_ray = time.perf_counter() - t0
+            for i, (label, document) in enumerate(searches):
+                row = measure(document, args.space, args.cpus, driver_counts, f"bench-{i}", stores)
+                rows.append({"search": label + (", loopback cluster" if cluster else ""), **row})
+                figures.add("searches", rows[-1])
+            t0 = time.perf_counter()
+            ray.shutdown()
+            t_down = time.perf_counter() - t0
+        finally:
+            if cluster is not None:
+                cluster.stop()
 
+    where = (
+        "a loopback cluster (PostgreSQL, MLflow server, 2 Ray worker nodes)" if args.cluster else "local Ray, SQLite"
+    )
     print(
-        f"search bookkeeping ({args.space.name}, {args.cpus} CPUs, load average {load} at the start; "
-        f"Ray start {t_ray:.1f} s and teardown {t_down:.1f} s not charged)\n"
+        f"search bookkeeping ({args.space.name}, {args.cpus} CPUs, {where}, load average {load} at the start; "
+        f"{'cluster and ' if args.cluster else ''}Ray start {t_ray:.1f} s and teardown {t_down:.1f} s not charged)\n"
     )
     print("| " + " | ".join(title for title, _ in COLUMNS) + " |")
     print("|" + "---|" * len(COLUMNS))

@@ -15,6 +15,7 @@ import json
 import os
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -162,9 +163,15 @@ def postgres(ports):
     directory = Path(tempfile.mkdtemp(prefix="tp-pg-", dir="/tmp"))  # reachable by the postgres user
     port = free_ports(1, ports)
     env = {**os.environ, "PG_BIN": binaries}
+
+    def restart() -> None:
+        run_script(SCRIPTS / "postgres.sh", "stop", "--dir", directory, env=env)
+        run_script(SCRIPTS / "postgres.sh", "start", "--dir", directory, "--port", port, "--fast", env=env)
+
     try:
         run_script(SCRIPTS / "postgres.sh", "start", "--dir", directory, "--port", port, "--fast", env=env)
         yield {
+            "restart": restart,
             "dir": directory,
             "pgpassfile": str(directory / "pgpass"),
             "optuna": f"postgresql://tuneprune@127.0.0.1:{port}/optuna",
@@ -180,10 +187,19 @@ def mlflow_server(postgres, ports):
     directory = Path(tempfile.mkdtemp(prefix="tp-mlflow-"))
     port = free_ports(1, ports)
     env = {**os.environ, "PGPASSFILE": postgres["pgpassfile"]}
-    try:
+
+    def start() -> None:
         run_script(SCRIPTS / "mlflow-server.sh", "start", "--backend-store-uri", postgres["mlflow"], "--port", port,
                    "--dir", directory, "--workers", 1, "--timeout", 180, env=env, timeout=240)  # fmt: skip
-        yield {"uri": f"http://127.0.0.1:{port}", "artifacts": directory / "artifacts"}
+
+    try:
+        start()
+        yield {
+            "uri": f"http://127.0.0.1:{port}",
+            "artifacts": directory / "artifacts",
+            "dir": directory,
+            "start": start,
+        }
     finally:
         run_script(SCRIPTS / "mlflow-server.sh", "stop", "--dir", directory, env=env, check=False)
         shutil.rmtree(directory, ignore_errors=True)
@@ -410,6 +426,202 @@ def test_two_searches_at_once_share_one_study(ray_cluster, mlflow_server, postgr
     assert sorted(r.data.tags["tuneprune.trial"] for r in children) == sorted(keys)
     assert {r.info.run_id for r in children} == {t.user_attrs["mlflow_run_id"] for t in trials}
     assert all(r.info.status == "FINISHED" for r in children)
+
+
+def test_a_restarted_mlflow_server_costs_no_metric(ray_cluster, mlflow_server, postgres, pg_env, tmp_path):
+    """The tracking server killed (SIGKILL, its whole process group) while trials log to it, and
+    started again on its port: the trials keep training and retry their writes; every trial ends
+    once, FINISHED, with each epoch's metrics once."""
+    import optuna
+
+    epochs, budget = 5, 3
+    space = write_space(tmp_path, "mlrestart", num_samples=budget, base={**BASE, "epochs": epochs})
+    client = client_for(mlflow_server["uri"])
+    driver = subprocess.Popen(
+        search_cmd(space, "--address", ray_cluster["address"], "--tracking-uri", mlflow_server["uri"],
+                   "--storage", postgres["optuna"], "--results-dir", tmp_path / "runs"),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=pg_env, cwd=tmp_path,
+    )  # fmt: skip
+    try:
+        deadline = time.time() + SEARCH_TIMEOUT_S
+        while True:  # until a trial of this search (the store holds other tests' searches) has logged an epoch
+            assert driver.poll() is None, driver.communicate()
+            assert time.time() < deadline, "no trial logged an epoch"
+            experiment = client.get_experiment_by_name("tuneprune")
+            ids = [experiment.experiment_id] if experiment is not None else []
+            parent = ids and client.search_runs(ids, "tags.`tuneprune.name` = 'mlrestart'")
+            if parent and client.search_runs(
+                ids, f"tags.`mlflow.parentRunId` = '{parent[0].info.run_id}' and metrics.val_acc > -1"
+            ):
+                break
+            time.sleep(0.2)
+        leader = int((mlflow_server["dir"] / "mlflow.pid").read_text())
+        os.killpg(leader, signal.SIGKILL)
+        time.sleep(2)  # the trials log into a dead server for a while
+        mlflow_server["start"]()
+        stdout, stderr = driver.communicate(timeout=max(deadline - time.time(), 1))
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait()
+    check_search(subprocess.CompletedProcess(driver.args, driver.returncode, stdout, stderr))
+
+    os.environ["PGPASSFILE"] = postgres["pgpassfile"]
+    try:
+        study = optuna.load_study(study_name="mlrestart", storage=postgres["optuna"])
+    finally:
+        os.environ.pop("PGPASSFILE", None)
+    assert [t.number for t in study.trials] == list(range(budget))
+    assert all(t.state.name == "COMPLETE" for t in study.trials)
+    experiment = client.get_experiment_by_name("tuneprune")
+    assert experiment is not None
+    parents = client.search_runs(
+        [experiment.experiment_id], "tags.`tuneprune.name` = 'mlrestart' and tags.`tuneprune.kind` = 'search'"
+    )
+    assert [p.info.status for p in parents] == ["FINISHED"]
+    runs = client.search_runs([experiment.experiment_id], f"tags.`mlflow.parentRunId` = '{parents[0].info.run_id}'")
+    assert sorted(r.data.tags["tuneprune.trial"] for r in runs) == [f"g0-{i:03d}" for i in range(budget)]
+    assert {r.info.run_id for r in runs} == {t.user_attrs["mlflow_run_id"] for t in study.trials}
+    assert all(r.info.status == "FINISHED" for r in runs)
+    for run in runs:
+        for key in ("val_acc", "train_loss", "epoch_time"):
+            steps = [m.step for m in client.get_metric_history(run.info.run_id, key)]
+            assert sorted(steps) == list(range(1, epochs + 1)), (run.data.tags["tuneprune.trial"], key, steps)
+
+
+def test_a_restarted_postgres_costs_no_trial(ray_cluster, mlflow_server, postgres, pg_env, tmp_path):
+    """PostgreSQL (the Optuna storage and the tracking server's store) restarted while a search asks and
+    tells: the driver reconnects; every trial is asked once and told once, COMPLETE, and its run
+    FINISHED with each epoch once."""
+    import optuna
+
+    epochs, budget = 3, 6
+    space = write_space(tmp_path, "pgrestart", num_samples=budget, base={**BASE, "epochs": epochs})
+    driver = subprocess.Popen(
+        search_cmd(space, "--address", ray_cluster["address"], "--tracking-uri", mlflow_server["uri"],
+                   "--storage", postgres["optuna"], "--results-dir", tmp_path / "runs"),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=pg_env, cwd=tmp_path,
+    )  # fmt: skip
+    os.environ["PGPASSFILE"] = postgres["pgpassfile"]
+    try:
+        deadline = time.time() + SEARCH_TIMEOUT_S
+        while True:  # until the search has told its first trial, with more to ask
+            assert driver.poll() is None, driver.communicate()
+            assert time.time() < deadline, "no trial ended"
+            try:
+                told = optuna.load_study(study_name="pgrestart", storage=postgres["optuna"]).get_trials(
+                    deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)
+                )
+            except KeyError:  # no such study yet
+                told = []
+            if told:
+                break
+            time.sleep(0.2)
+        postgres["restart"]()
+        stdout, stderr = driver.communicate(timeout=max(deadline - time.time(), 1))
+        check_search(subprocess.CompletedProcess(driver.args, driver.returncode, stdout, stderr))
+        study = optuna.load_study(study_name="pgrestart", storage=postgres["optuna"])
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait()
+        os.environ.pop("PGPASSFILE", None)
+    assert [t.number for t in study.trials] == list(range(budget))  # none asked twice, none left RUNNING
+    assert all(t.state.name == "COMPLETE" for t in study.trials)
+    client = client_for(mlflow_server["uri"])
+    experiment = client.get_experiment_by_name("tuneprune")
+    assert experiment is not None
+    parents = client.search_runs(
+        [experiment.experiment_id], "tags.`tuneprune.name` = 'pgrestart' and tags.`tuneprune.kind` = 'search'"
+    )
+    assert [p.info.status for p in parents] == ["FINISHED"]
+    runs = client.search_runs([experiment.experiment_id], f"tags.`mlflow.parentRunId` = '{parents[0].info.run_id}'")
+    assert {r.info.run_id for r in runs} == {t.user_attrs["mlflow_run_id"] for t in study.trials}
+    assert all(r.info.status == "FINISHED" for r in runs)
+    for run in runs:
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, "val_acc")]
+        assert sorted(steps) == list(range(1, epochs + 1)), (run.data.tags["tuneprune.trial"], steps)
+
+
+def _trials_on_node(db: Path, node: str) -> dict[str, int]:
+    """The trial runs of the MLflow store ``db`` started on Ray node ``node``: run id -> epochs logged."""
+    import sqlite3
+
+    if not db.exists():
+        return {}
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30) as con:
+        rows = con.execute(
+            "SELECT t.run_uuid, (SELECT COUNT(*) FROM metrics m WHERE m.run_uuid = t.run_uuid AND m.key = 'val_acc') "
+            "FROM tags t WHERE t.key = 'ray.node_id' AND t.value = ?",
+            (node,),
+        ).fetchall()
+    return dict(rows)
+
+
+def test_a_killed_worker_node_costs_no_trial(cluster_env, ports, tmp_path):
+    """A worker node (its raylet and trial workers) killed with SIGKILL in the middle of a search: its
+    trial restarts on the head from its last checkpoint; every trial ends once, FINISHED, each epoch
+    logged once (formulas §10.8)."""
+    import optuna
+    from mlflow.tracking import MlflowClient
+
+    base = Path(tempfile.mkdtemp(prefix="tp-nk-", dir="/tmp"))
+    head, worker = base / "h", base / "w"
+    script = SCRIPTS / "cluster" / "ray-node.sh"
+    gcs = free_ports(1, ports)
+    epochs, budget = 10, 3
+    try:
+        run_script(script, "head", "--dir", head, "--port", gcs, "--ports", free_ports(100, ports),
+                   "--num-cpus", 1, env=cluster_env)  # fmt: skip
+        address = f"127.0.0.1:{gcs}"
+        run_script(script, "worker", "--dir", worker, "--address", address, "--ports", free_ports(100, ports),
+                   "--num-cpus", 1, env=cluster_env)  # fmt: skip
+        victim = (worker / "node_id").read_text().strip()
+        space = write_space(tmp_path, "nodekill", num_samples=budget, base={**BASE, "epochs": epochs}, max_failures=3)
+        db = tmp_path / "mlruns.db"
+        driver = subprocess.Popen(
+            search_cmd(space, "--address", address, "--tracking-uri", f"sqlite:///{db}",
+                       "--storage", f"sqlite:///{tmp_path}/optuna.db", "--results-dir", tmp_path / "runs"),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cluster_env, cwd=tmp_path,
+        )  # fmt: skip
+        try:
+            deadline = time.time() + SEARCH_TIMEOUT_S
+            # Kill the node once a trial there has logged an epoch or two (its checkpoint is written first),
+            # with most of its epochs left to train.
+            while not any(0 < n <= 2 for n in _trials_on_node(db, victim).values()):
+                assert driver.poll() is None, driver.communicate()
+                assert time.time() < deadline, "no trial reached an epoch on the worker node"
+                time.sleep(0.2)
+            os.killpg(int((worker / "ray.pid").read_text()), signal.SIGKILL)
+            stdout, stderr = driver.communicate(timeout=max(deadline - time.time(), 1))
+        finally:
+            if driver.poll() is None:
+                driver.kill()
+                driver.wait()
+        check_search(subprocess.CompletedProcess(driver.args, driver.returncode, stdout, stderr))
+    finally:
+        stops = [subprocess.Popen([str(script), "stop", "--dir", str(node), "--grace", "5"], env=cluster_env)
+                 for node in (worker, head)]  # fmt: skip
+        for proc in stops:
+            proc.wait(timeout=60)
+        shutil.rmtree(base, ignore_errors=True)
+
+    study = optuna.load_study(study_name="nodekill", storage=f"sqlite:///{tmp_path}/optuna.db")
+    assert [t.number for t in study.trials] == list(range(budget))  # none asked twice
+    assert all(t.state.name == "COMPLETE" for t in study.trials)
+    client = MlflowClient(f"sqlite:///{db}")
+    experiment = client.get_experiment_by_name("tuneprune")
+    assert experiment is not None
+    runs = client.search_runs([experiment.experiment_id], "tags.`tuneprune.kind` = 'trial'")
+    assert sorted(r.data.tags["tuneprune.trial"] for r in runs) == [f"g0-{i:03d}" for i in range(budget)]
+    assert all(r.info.status == "FINISHED" for r in runs)
+    for run in runs:
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, "val_acc")]
+        assert sorted(steps) == list(range(1, epochs + 1)), (run.data.tags["tuneprune.trial"], steps)
+    moved = [r for r in runs if "resumed_from_epoch" in r.data.tags]
+    assert moved, "no trial was restarted after the node died"
+    assert all(r.data.tags["ray.node_id"] != victim for r in moved)  # re-tagged on the node it resumed on
+    assert all(int(r.data.tags["resumed_from_epoch"]) >= 1 for r in moved)
 
 
 @pytest.mark.parametrize("name", ["launcher-onprem.yaml", "launcher-aws-gpu.yaml"])

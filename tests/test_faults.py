@@ -282,3 +282,58 @@ def test_evolution_killed_mid_generation_resumes_to_the_same_front(ray_session, 
 
     assert points(resumed) == points(straight)
     assert resumed.hypervolume == straight.hypervolume
+
+
+def test_an_unreachable_storage_is_waited_for_and_other_errors_are_not(capsys):
+    from tuneprune.search.studies import retry_unreachable
+
+    lost = OperationalError("SELECT 1", {}, ConnectionRefusedError("connection refused"))
+    attempts = []
+
+    def flaky() -> str:
+        attempts.append(time.monotonic())
+        if len(attempts) < 3:
+            raise optuna.exceptions.StorageInternalError("commit failed") from lost  # as RDBStorage raises it
+        return "told"
+
+    assert retry_unreachable(flaky, "telling trial g0-000", patience_s=30) == "told"
+    assert len(attempts) == 3
+    said = capsys.readouterr().err
+    assert said.count("the Optuna storage is unreachable while telling trial g0-000") == 2
+    assert "trying again in 0.5 s" in said  # waits that double
+    assert "trying again in 1 s" in said
+
+    def broken() -> None:
+        attempts.append(time.monotonic())
+        raise ValueError("a bug, not a lost connection")
+
+    attempts.clear()
+    with pytest.raises(ValueError, match="a bug"):
+        retry_unreachable(broken, "asking for a trial", patience_s=30)
+    assert len(attempts) == 1
+
+    def down() -> None:
+        raise lost
+
+    with pytest.raises(OperationalError):  # gives up once the next wait would pass its patience
+        retry_unreachable(down, "asking for a trial", patience_s=2)
+    assert capsys.readouterr().err.count("trying again") == 2  # 0.5 s and 1 s; 2 s more would pass 2 s
+
+
+def test_an_ask_cut_short_is_handed_out_again_not_asked_twice(tmp_path):
+    from tuneprune.search.studies import GridStudy
+
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path}/optuna.db", study_name="cut")
+    handed_out = study.ask()
+    handed_out.set_user_attr("key", "g0-000")
+    handed_out.set_user_attr("name", "g0-000 lr=0.1")
+    keyed_only = study.ask()  # the connection was lost between its key and its name
+    keyed_only.set_user_attr("key", "g0-001")
+    bare = study.ask()  # lost inside ask
+    told = study.ask()
+    told.set_user_attr("name", "g0-003")
+    study.tell(told, 1.0)
+    grid_study = GridStudy(0, {}, study, budget=4)
+    grid_study.adopt_cut_short()
+    grid_study.adopt_cut_short()  # twice: each once
+    assert grid_study.orphans == [keyed_only.number, bare.number]

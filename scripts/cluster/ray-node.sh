@@ -108,9 +108,19 @@ start_node() {
         if grep -q "Ray runtime started" "$LOG" 2>/dev/null; then
             echo "$kind node up (pid $(cat "$PIDFILE"), log $LOG)"
             if [ "$CUSTOM_DIR" = 1 ]; then  # the node's id, as trials tag their runs (ray.node_id)
-                local f
-                f="$(ls "$DIR"/tmp/session_latest/runtime_env_agent_port_* 2>/dev/null | head -n 1)"
-                [ -n "$f" ] && echo "${f##*_}" >"$DIR/node_id" && echo "node id $(cat "$DIR/node_id")"
+                # Ray writes the file naming it shortly after "Ray runtime started": wait up to 30 s.
+                local f="" _
+                for _ in $(seq 1 150); do
+                    f="$(ls "$DIR"/tmp/session_latest/runtime_env_agent_port_* 2>/dev/null | head -n 1 || true)"
+                    [ -n "$f" ] && break
+                    sleep 0.2
+                done
+                if [ -n "$f" ]; then
+                    echo "${f##*_}" >"$DIR/node_id"
+                    echo "node id $(cat "$DIR/node_id")"
+                else
+                    tp_log "the node's id is not known yet (no $DIR/node_id)"
+                fi
             fi
             if [ "$kind" = head ]; then
                 echo "join a worker:   $(basename "$0") worker --address $IP:$PORT"

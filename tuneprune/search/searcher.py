@@ -20,7 +20,7 @@ from tuneprune.packing.key import pack_key
 from tuneprune.search.pack_trainable import resume_epoch
 from tuneprune.search.protocol import PackRequest, TrialContext, TrialRequest, TrialResult, member_results
 from tuneprune.search.space import METRICS, SearchSpace
-from tuneprune.search.studies import GridStudy, distributions, suggest_missing
+from tuneprune.search.studies import ENDED, GridStudy, distributions, retry_unreachable, suggest_missing
 
 
 def trial_key(grid_index: int, number: int) -> str:
@@ -88,6 +88,21 @@ class StudySearcher(Searcher):
         return gs.study.ask(self.distributions)
 
     def _ask(self) -> _Asked | None:
+        """The next trial (:meth:`_ask_once`), asked again while the storage is unreachable, without leaving
+        a trial behind: one the lost connection cut short is handed out as an orphan."""
+        attempts = 0
+
+        def once() -> _Asked | None:
+            nonlocal attempts
+            attempts += 1
+            if attempts > 1:
+                for gs in self.studies:
+                    gs.adopt_cut_short()
+            return self._ask_once()
+
+        return retry_unreachable(once, "asking for a trial")
+
+    def _ask_once(self) -> _Asked | None:
         """The next trial, grid points in turn (orphans first); None when every study has its budget."""
         for offset in range(len(self.studies)):
             gs = self.studies[(self._next + offset) % len(self.studies)]
@@ -138,8 +153,22 @@ class StudySearcher(Searcher):
         return PackRequest([m.request for m in members], self.context).to_dict()
 
     def _tell(self, asked: _Asked, reported: TrialResult, error: bool) -> None:
-        gs, trial = asked.study, asked.trial
+        """Tell a trial's study how it ended (:meth:`_tell_once`), again while the storage is unreachable;
+        a trial whose tell reached the database before the connection was lost is not told twice."""
         asked.told = True
+        attempts = 0
+
+        def once() -> None:
+            nonlocal attempts
+            attempts += 1
+            ended = asked.study.study.get_trials(deepcopy=False, states=ENDED) if attempts > 1 else []
+            if all(t.number != asked.trial.number for t in ended):
+                self._tell_once(asked, reported, error)
+
+        retry_unreachable(once, f"telling trial {asked.request.key}")
+
+    def _tell_once(self, asked: _Asked, reported: TrialResult, error: bool) -> None:
+        gs, trial = asked.study, asked.trial
         if reported.mlflow_run_id:
             trial.set_user_attr("mlflow_run_id", reported.mlflow_run_id)
         final = {"epoch": reported.epoch, **{m: reported.value(m) for m in METRICS}}

@@ -8,17 +8,22 @@ study, their checkpoints in the results directory) before asking for new ones.
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import optuna
 import sqlalchemy
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
+from tuneprune.progress import say
 from tuneprune.search.space import CategoricalParam, FloatParam, SearchSpace
 
 ENDED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+STORAGE_PATIENCE_S = 300.0  # how long the driver waits for an unreachable storage before the search fails
+T = TypeVar("T")
 SCHEMA_LOCK_KEY = 0x7475_6E65_7072_756E  # b"tuneprun": the advisory lock held while a storage's schema is made
 
 
@@ -40,9 +45,37 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
     try:
         with engine.begin() as lock:
             lock.execute(sqlalchemy.text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK_KEY})
-            return optuna.storages.RDBStorage(url, heartbeat_interval=None)
+            # pool_pre_ping: a connection the pool kept across a server restart is tested and replaced
+            return optuna.storages.RDBStorage(url, heartbeat_interval=None, engine_kwargs={"pool_pre_ping": True})
     finally:
         engine.dispose()
+
+
+def unreachable(err: BaseException) -> bool:
+    """Whether ``err`` says the database could not be reached (a lost or refused connection), directly or as
+    the cause of Optuna's ``StorageInternalError``."""
+    for error in (err, err.__cause__):
+        if isinstance(error, sqlalchemy.exc.OperationalError) or (
+            isinstance(error, sqlalchemy.exc.DBAPIError) and error.connection_invalidated
+        ):
+            return True
+    return False
+
+
+def retry_unreachable(operation: Callable[[], T], what: str, patience_s: float = STORAGE_PATIENCE_S) -> T:
+    """``operation()``, run again while the storage is unreachable (a database restarting), for up to
+    ``patience_s`` seconds with waits of 0.5, 1, 2 ... 10 s; other errors, and the last one, propagate."""
+    started = time.monotonic()
+    wait = 0.5
+    while True:
+        try:
+            return operation()
+        except Exception as err:
+            if not unreachable(err) or time.monotonic() - started + wait > patience_s:
+                raise
+            say(f"the Optuna storage is unreachable while {what}; trying again in {wait:g} s")
+            time.sleep(wait)
+            wait = min(2 * wait, 10.0)
 
 
 def distributions(space: SearchSpace) -> dict[str, BaseDistribution]:
@@ -119,6 +152,15 @@ class GridStudy:
         """
         taken = len(self.study.get_trials(deepcopy=False, states=(*ENDED, TrialState.RUNNING)))
         return len(self.orphans) + max(self.budget - taken, 0)
+
+    def adopt_cut_short(self) -> None:
+        """Take the RUNNING trials without a ``name`` (the user attribute a driver sets last when it hands a
+        trial out) as orphans: an ask cut short by a lost storage connection leaves its trial so, and the
+        retried ask hands it out instead of asking twice. (A driver sharing the study may, in that instant,
+        have a trial asked and not yet named: taken too.)"""
+        for trial in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if "name" not in trial.user_attrs and trial.number not in self.orphans:
+                self.orphans.append(trial.number)
 
 
 def open_studies(space: SearchSpace, name: str, storage_url: str) -> list[GridStudy]:
