@@ -38,6 +38,7 @@ import json
 import logging
 import os
 import secrets
+import shutil
 import subprocess
 import tempfile
 import threading
@@ -130,8 +131,9 @@ class LoopbackCluster:
 
     def __init__(self, base: Path, cpus: int) -> None:
         self.base, self.cpus = base, cpus
-        self.env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16)}
-        self.env["PGPASSFILE"] = str(base / "pg" / "pgpass")
+        # the nodes' and this driver's token: in the environment before Ray is imported, which reads it then
+        os.environ.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(16))
+        self.env = {**os.environ, "PGPASSFILE": str(base / "pg" / "pgpass")}
         self.started: list[list[str]] = []  # the stop commands, in the order to run them
 
     def run(self, *args: Any) -> str:
@@ -252,6 +254,10 @@ def main() -> None:
     for var, value in (("RAY_USAGE_STATS_ENABLED", "0"), ("MLFLOW_DISABLE_TELEMETRY", "true"), ("DO_NOT_TRACK", "1")):
         os.environ.setdefault(var, value)
 
+    nodes = Path(tempfile.mkdtemp(prefix="tpb-", dir="/tmp"))  # short: Ray's socket paths live below
+    os.chmod(nodes, 0o711)  # PostgreSQL's own user (as root: `postgres`) traverses it to its directory
+    cluster = LoopbackCluster(nodes, args.cpus) if args.cluster else None
+
     import optuna
     import ray
     from mlflow.tracking import MlflowClient
@@ -266,10 +272,8 @@ def main() -> None:
     load = load_average()
     figures = FigureFile(args.json, "search")
     rows = []
-    with tempfile.TemporaryDirectory() as counts_dir, tempfile.TemporaryDirectory(prefix="tpb-", dir="/tmp") as nodes:
+    with tempfile.TemporaryDirectory() as counts_dir:
         os.environ[COUNTS_ENV] = counts_dir
-        os.chmod(nodes, 0o711)  # PostgreSQL's own user (as root: `postgres`) traverses it to its directory
-        cluster = LoopbackCluster(Path(nodes), args.cpus) if args.cluster else None
         stores: Stores = sqlite_stores
         try:
             t0 = time.perf_counter()
@@ -294,6 +298,7 @@ def main() -> None:
         finally:
             if cluster is not None:
                 cluster.stop()
+            shutil.rmtree(nodes, ignore_errors=True)
 
     where = (
         "a loopback cluster (PostgreSQL, MLflow server, 2 Ray worker nodes)" if args.cluster else "local Ray, SQLite"
