@@ -40,6 +40,7 @@ import os
 import secrets
 import shutil
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -295,10 +296,17 @@ def main() -> None:
             t0 = time.perf_counter()
             ray.shutdown()
             t_down = time.perf_counter() - t0
+        except BaseException:
+            if cluster is None:
+                shutil.rmtree(nodes, ignore_errors=True)
+            else:
+                print(f"the cluster's logs are kept in {nodes}", file=sys.stderr)
+            raise
+        else:
+            shutil.rmtree(nodes, ignore_errors=True)
         finally:
             if cluster is not None:
                 cluster.stop()
-            shutil.rmtree(nodes, ignore_errors=True)
 
     where = (
         "a loopback cluster (PostgreSQL, MLflow server, 2 Ray worker nodes)" if args.cluster else "local Ray, SQLite"
