@@ -44,6 +44,7 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -300,7 +301,8 @@ def main() -> None:
             if cluster is None:
                 shutil.rmtree(nodes, ignore_errors=True)
             else:
-                print(f"the cluster's logs are kept in {nodes}", file=sys.stderr)
+                traceback.print_exc()  # now: stopping the cluster below makes Ray end this process before Python would
+                print(f"the cluster's logs are kept in {nodes}", file=sys.stderr, flush=True)
             raise
         else:
             shutil.rmtree(nodes, ignore_errors=True)
