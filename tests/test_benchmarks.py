@@ -143,3 +143,17 @@ def test_gpu_check_refuses_an_unknown_argument():
     )
     assert out.returncode == 2
     assert out.stderr.strip() == "gpu_check.sh: unknown argument '--fast' (allowed: --cpu-smoke, --out DIR)"
+
+
+@pytest.mark.ray
+def test_bench_early_stop_prints_each_rule_as_a_ratio_to_no_stopping():
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "bench_early_stop.py"), "--seeds", "0", "--trials", "3",
+         "--epochs", "2"],
+        capture_output=True, text=True, timeout=600, cwd=ROOT,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    medians = dict(re.findall(r"^\| (none|first|crowding|epsilon_net) \| [0-9.]+ \| ([0-9.]+) \|$", out.stdout, re.M))
+    assert sorted(medians) == ["crowding", "epsilon_net", "first", "none"], out.stdout
+    assert float(medians["none"]) == 1.0  # epochs as a ratio to the search without stopping
+    assert all(0 < float(r) <= 1.0 for r in medians.values())  # stopping never trains more
