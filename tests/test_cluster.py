@@ -428,6 +428,25 @@ def test_two_searches_at_once_share_one_study(ray_cluster, mlflow_server, postgr
     assert all(r.info.status == "FINISHED" for r in children)
 
 
+def assert_each_trial_kept(client, name: str, trials: list, epochs: int, keys=("val_acc",)) -> None:
+    """The search ``name``'s parent run FINISHED, one FINISHED child run per Optuna trial (``trials``), and
+    each of the ``keys`` metric histories with steps 1..``epochs`` exactly once."""
+    experiment = client.get_experiment_by_name("tuneprune")
+    assert experiment is not None
+    parents = client.search_runs(
+        [experiment.experiment_id], f"tags.`tuneprune.name` = '{name}' and tags.`tuneprune.kind` = 'search'"
+    )
+    assert [p.info.status for p in parents] == ["FINISHED"]
+    runs = client.search_runs([experiment.experiment_id], f"tags.`mlflow.parentRunId` = '{parents[0].info.run_id}'")
+    assert sorted(r.data.tags["tuneprune.trial"] for r in runs) == [f"g0-{t.number:03d}" for t in trials]
+    assert {r.info.run_id for r in runs} == {t.user_attrs["mlflow_run_id"] for t in trials}
+    assert all(r.info.status == "FINISHED" for r in runs)
+    for run in runs:
+        for key in keys:
+            steps = [m.step for m in client.get_metric_history(run.info.run_id, key)]
+            assert sorted(steps) == list(range(1, epochs + 1)), (run.data.tags["tuneprune.trial"], key, steps)
+
+
 def test_a_restarted_mlflow_server_costs_no_metric(ray_cluster, mlflow_server, postgres, pg_env, tmp_path):
     """The tracking server killed (SIGKILL, its whole process group) while trials log to it, and
     started again on its port: the trials keep training and retry their writes; every trial ends
@@ -473,20 +492,7 @@ def test_a_restarted_mlflow_server_costs_no_metric(ray_cluster, mlflow_server, p
         os.environ.pop("PGPASSFILE", None)
     assert [t.number for t in study.trials] == list(range(budget))
     assert all(t.state.name == "COMPLETE" for t in study.trials)
-    experiment = client.get_experiment_by_name("tuneprune")
-    assert experiment is not None
-    parents = client.search_runs(
-        [experiment.experiment_id], "tags.`tuneprune.name` = 'mlrestart' and tags.`tuneprune.kind` = 'search'"
-    )
-    assert [p.info.status for p in parents] == ["FINISHED"]
-    runs = client.search_runs([experiment.experiment_id], f"tags.`mlflow.parentRunId` = '{parents[0].info.run_id}'")
-    assert sorted(r.data.tags["tuneprune.trial"] for r in runs) == [f"g0-{i:03d}" for i in range(budget)]
-    assert {r.info.run_id for r in runs} == {t.user_attrs["mlflow_run_id"] for t in study.trials}
-    assert all(r.info.status == "FINISHED" for r in runs)
-    for run in runs:
-        for key in ("val_acc", "train_loss", "epoch_time"):
-            steps = [m.step for m in client.get_metric_history(run.info.run_id, key)]
-            assert sorted(steps) == list(range(1, epochs + 1)), (run.data.tags["tuneprune.trial"], key, steps)
+    assert_each_trial_kept(client, "mlrestart", study.trials, epochs, ("val_acc", "train_loss", "epoch_time"))
 
 
 def test_a_restarted_postgres_costs_no_trial(ray_cluster, mlflow_server, postgres, pg_env, tmp_path):
@@ -528,19 +534,7 @@ def test_a_restarted_postgres_costs_no_trial(ray_cluster, mlflow_server, postgre
         os.environ.pop("PGPASSFILE", None)
     assert [t.number for t in study.trials] == list(range(budget))  # none asked twice, none left RUNNING
     assert all(t.state.name == "COMPLETE" for t in study.trials)
-    client = client_for(mlflow_server["uri"])
-    experiment = client.get_experiment_by_name("tuneprune")
-    assert experiment is not None
-    parents = client.search_runs(
-        [experiment.experiment_id], "tags.`tuneprune.name` = 'pgrestart' and tags.`tuneprune.kind` = 'search'"
-    )
-    assert [p.info.status for p in parents] == ["FINISHED"]
-    runs = client.search_runs([experiment.experiment_id], f"tags.`mlflow.parentRunId` = '{parents[0].info.run_id}'")
-    assert {r.info.run_id for r in runs} == {t.user_attrs["mlflow_run_id"] for t in study.trials}
-    assert all(r.info.status == "FINISHED" for r in runs)
-    for run in runs:
-        steps = [m.step for m in client.get_metric_history(run.info.run_id, "val_acc")]
-        assert sorted(steps) == list(range(1, epochs + 1)), (run.data.tags["tuneprune.trial"], steps)
+    assert_each_trial_kept(client_for(mlflow_server["uri"]), "pgrestart", study.trials, epochs)
 
 
 def _trials_on_node(db: Path, node: str) -> dict[str, int]:
