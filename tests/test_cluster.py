@@ -218,6 +218,43 @@ def client_for(uri: str):
 
 
 # -- tests ------------------------------------------------------------------------------------
+def dead(pid: int) -> bool:
+    """Whether process ``pid`` is gone or a zombie (killed, not yet reaped)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+
+
+def wait_until_dead(pid: int, timeout_s: float = 60) -> None:
+    deadline = time.time() + timeout_s
+    while not dead(pid):
+        assert time.time() < deadline, f"process {pid} still alive {timeout_s} s after SIGKILL"
+        time.sleep(0.1)
+
+
+def test_a_killed_unreaped_service_is_not_running(tmp_path):
+    """The service scripts (scripts/cluster/lib.sh ``tp_alive``) take a killed process its parent has not reaped
+    yet (a zombie) for stopped, so that the service can be started again at once."""
+    child = os.fork()
+    if child == 0:
+        os._exit(0)
+    try:
+        time.sleep(0.2)
+        assert dead(child)
+        status = {}
+        for name, pid in {"zombie": child, "live": os.getpid()}.items():
+            (tmp_path / "pid").write_text(str(pid))
+            out = subprocess.run(
+                ["bash", "-c", f'source "{SCRIPTS}/cluster/lib.sh"; tp_alive "$0" && echo alive', tmp_path / "pid"],
+                capture_output=True, text=True, check=False,
+            )  # fmt: skip
+            status[name] = out.stdout.strip() or "stopped"
+        assert status == {"zombie": "stopped", "live": "alive"}
+    finally:
+        os.waitpid(child, 0)
+
+
 def test_search_trials_land_on_both_nodes(ray_cluster, tmp_path):
     space = write_space(tmp_path, "twonodes", num_samples=2)
     tracking = f"sqlite:///{tmp_path / 'mlruns.db'}"
@@ -477,6 +514,7 @@ def test_a_restarted_mlflow_server_costs_no_metric(ray_cluster, mlflow_server, p
         leader = int((mlflow_server["dir"] / "mlflow.pid").read_text())
         os.killpg(leader, signal.SIGKILL)
         time.sleep(2)  # the trials log into a dead server for a while
+        wait_until_dead(leader)  # as an operator would see it stopped before starting it again
         mlflow_server["start"]()
         stdout, stderr = driver.communicate(timeout=max(deadline - time.time(), 1))
     finally:

@@ -17,12 +17,15 @@ fi
 tp_die() { echo "$(basename "$0"): error: $*" >&2; exit 2; }
 tp_log() { echo "[$(basename "$0")] $*" >&2; }
 
-# tp_alive PIDFILE: true when the pid file names a live process.
+# tp_alive PIDFILE: true when the pid file names a live process. A process killed and not yet
+# reaped (a zombie: init reaps a killed server's leader when it gets to it) is not alive.
 tp_alive() {
-    local pid
+    local pid state
     [ -f "$1" ] || return 1
     pid="$(cat "$1" 2>/dev/null)" || return 1
-    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null
+    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 1
+    state="$(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | cut -d' ' -f1)"
+    [ "$state" != Z ]
 }
 
 # tp_start_group PIDFILE LOGFILE CMD...: run CMD in a new session, in the background,
