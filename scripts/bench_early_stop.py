@@ -60,7 +60,7 @@ def space(args: argparse.Namespace, seed: int, rule: str) -> dict[str, Any]:
 
 def measure(summary: Any) -> tuple[float, int]:
     """Hypervolume of the completed trials' (sparsity, val_acc) front, reference (0, 0); epochs trained by all trials."""
-    from tuneprune.pareto import Plane, front_indices, hypervolume
+    from tuneprune.shared.pareto import Plane, front_indices, hypervolume
 
     plane = Plane("sparsity", "val_acc")
     done = [t["metrics"] for t in summary.trials if t["state"] == "COMPLETE"]

@@ -44,8 +44,8 @@ from typing import Any
 import torch
 from bench_common import FigureFile, SoloStep, add_json_argument, launches
 
-from tuneprune.config import validate
 from tuneprune.packing import PackedTrainer
+from tuneprune.shared.config import validate
 from tuneprune.sparsity import SparsityConfig
 from tuneprune.sparsity.dispatch import accelerator_path
 from tuneprune.training import RunConfig, train

@@ -264,7 +264,7 @@ def main() -> None:
     import ray
     from mlflow.tracking import MlflowClient
 
-    from tuneprune.drivers import space_document
+    from tuneprune.cluster.drivers import space_document
 
     base = space_document(args.space, args.overrides, None)
     searches = [(f"{n} trials", trials_document(base, n)) for n in args.trials or []] or [(args.space.stem, base)]

@@ -65,7 +65,7 @@ start() {
     "$TP_BIN/python" - "$BACKEND" <<'EOF' || tp_die "backend store unreachable (see above)"
 import sys
 from tuneprune.tracking.locations import check_tracking_reachable
-from tuneprune.config import ConfigError
+from tuneprune.shared.config import ConfigError
 try:
     check_tracking_reachable(sys.argv[1])
 except ConfigError as err:

@@ -14,7 +14,6 @@ import sys
 
 import torch
 
-from tuneprune.config import load_config
 from tuneprune.data import load_dataset
 from tuneprune.relevance.channels import conv_units, layer_of_channels, select_channels
 from tuneprune.relevance.config import RelevanceStudyConfig
@@ -23,6 +22,7 @@ from tuneprune.relevance.normalization import normalize_scores
 from tuneprune.relevance.rankings import ascending
 from tuneprune.relevance.scores import parameter_scores, relevance_samples
 from tuneprune.relevance.statistics import channel_statistic
+from tuneprune.shared.config import load_config
 from tuneprune.training import train
 
 PERCENTAGES = (10, 20, 30, 40)

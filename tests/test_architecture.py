@@ -77,17 +77,17 @@ def violations(
 
 
 def test_the_sparsity_engine_imports_no_service_and_only_the_shared_config_helpers():
-    assert violations("sparsity", THIRD_PARTY_SERVICES, allowed_units={"config"}, forbidden_units=set()) == []
+    assert violations("sparsity", THIRD_PARTY_SERVICES, allowed_units={"shared"}, forbidden_units=set()) == []
 
 
 def test_training_is_pure_pytorch():
-    forbidden = {"tracking", "relevance", "search", "runs", "evolution", "stochastic", "reports", "cli"}
+    forbidden = {"cluster", "tracking", "relevance", "search", "runs", "evolution", "stochastic", "reports", "cli"}
     assert violations("training", ("ray", "mlflow"), allowed_units=None, forbidden_units=forbidden) == []
 
 
 def test_packing_is_pure_pytorch_like_training():
     """Packed trials are the training loop for K trials: the search and the evolution use them, never the reverse."""
-    forbidden = {"tracking", "relevance", "search", "runs", "evolution", "stochastic", "reports", "cli"}
+    forbidden = {"cluster", "tracking", "relevance", "search", "runs", "evolution", "stochastic", "reports", "cli"}
     assert violations("packing", THIRD_PARTY_SERVICES, allowed_units=None, forbidden_units=forbidden) == []
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tuneprune.config import ConfigError, apply_overrides, load_config, load_yaml, validate
 from tuneprune.runs import TrialSpec
+from tuneprune.shared.config import ConfigError, apply_overrides, load_config, load_yaml, validate
 from tuneprune.training import RunConfig
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tuneprune.config import ConfigError
 from tuneprune.data import TensorLoader, augment_batch, check_data_dir, load_dataset
+from tuneprune.shared.config import ConfigError
 from tuneprune.training import RunConfig
 
 

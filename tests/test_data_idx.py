@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tuneprune.config import ConfigError
 from tuneprune.data import check_data_dir, load_dataset
 from tuneprune.data.idx import read_idx
 from tuneprune.data.splits import IDX_FILES, IDX_SYSTEM_DIR
+from tuneprune.shared.config import ConfigError
 from tuneprune.training import RunConfig
 
 

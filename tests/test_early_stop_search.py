@@ -16,10 +16,10 @@ from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
 from tuneprune.cli import main
-from tuneprune.pareto import non_dominated
 from tuneprune.search import prepare_search, run_search
 from tuneprune.search.early_stop import RUNGS_FILE
 from tuneprune.search.rung_ranking import stops
+from tuneprune.shared.pareto import non_dominated
 from tuneprune.tracking import TAG_KIND, TAG_TRIAL
 
 pytestmark = pytest.mark.ray

@@ -15,9 +15,9 @@ import yaml
 from mlflow.tracking import MlflowClient
 from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
-from tuneprune.config import ConfigError
 from tuneprune.evolution import EvolutionSpace, prepare_evolution, run_evolution
 from tuneprune.evolution.problem import new_algorithm
+from tuneprune.shared.config import ConfigError
 from tuneprune.tracking import TAG_TRIAL
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from tuneprune.config import validate
 from tuneprune.packing import PackedTrainer, check_packable, train_packed
+from tuneprune.shared.config import validate
 from tuneprune.sparsity import prunable_sparsity
 from tuneprune.training import RunConfig, TrainingDiverged, train
 

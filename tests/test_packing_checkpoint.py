@@ -12,8 +12,8 @@ import pytest
 import torch
 from test_packing import ADAPTIVE_DROP, DENSE, GLOBAL_CUBIC, config, without_times
 
-from tuneprune.config import ConfigError
 from tuneprune.packing import PackedTrainer, load_member, save_member, train_packed
+from tuneprune.shared.config import ConfigError
 from tuneprune.training.checkpoint import save_atomic
 
 EPOCHS = 3

@@ -17,10 +17,10 @@ import pytest
 import torch
 import torch.nn as nn
 
-from tuneprune.config import validate
 from tuneprune.models import create_model
 from tuneprune.packing.optim import PackedSGD
 from tuneprune.packing.stack import StackedModel
+from tuneprune.shared.config import validate
 from tuneprune.sparsity import Sparsifier, SparsityConfig
 from tuneprune.sparsity.dispatch import accelerator_path
 from tuneprune.sparsity.layers import prunable_layers

@@ -9,7 +9,6 @@ import pytest
 import torch
 import torch.nn as nn
 
-from tuneprune.config import load_config
 from tuneprune.data import load_dataset
 from tuneprune.models import create_model
 from tuneprune.relevance import PruningPoint, evaluate_channel_pruning
@@ -21,6 +20,7 @@ from tuneprune.relevance.normalization import normalize_scores
 from tuneprune.relevance.rankings import random_order
 from tuneprune.relevance.settings import Normalization, RelevanceSettings, Scope
 from tuneprune.relevance.study import run_study
+from tuneprune.shared.config import load_config
 from tuneprune.training import RunConfig, evaluate, train
 
 SMALL_CNN_WIDTHS = [32, 64, 128]

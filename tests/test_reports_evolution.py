@@ -17,8 +17,8 @@ from pymoo.indicators.hv import HV
 from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
 from tuneprune.cli import main
-from tuneprune.config import load_config
 from tuneprune.evolution import prepare_evolution, run_evolution
+from tuneprune.shared.config import load_config
 from tuneprune.stochastic import StochasticConfig
 
 pytestmark = pytest.mark.ray

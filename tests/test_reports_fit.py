@@ -15,9 +15,9 @@ from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
 from tuneprune.cli import main
 from tuneprune.evolution.archive import FRONT_PLANE, pareto_front
-from tuneprune.pareto import Plane, front_indices, hypervolume, non_dominated
 from tuneprune.reports import Report, fit_tangent, tangent
 from tuneprune.reports.sections import front_section
+from tuneprune.shared.pareto import Plane, front_indices, hypervolume, non_dominated
 from tuneprune.sparsity import alpha_for_target, resolve_alpha
 from tuneprune.sparsity.theta import PUBLISHED_ALPHA_RULE
 

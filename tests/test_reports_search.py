@@ -20,7 +20,7 @@ from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
 from tuneprune.cli import main
 from tuneprune.cli.search import print_summary
-from tuneprune.commands import tuneprune_command
+from tuneprune.output.commands import tuneprune_command
 from tuneprune.search import prepare_search, run_search
 from tuneprune.sparsity import AdaptiveSchedule, AdaptiveScheduler, SparsityConfig, build_schedule
 from tuneprune.tracking import TAG_KIND, TAG_TRIAL

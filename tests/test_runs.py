@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tuneprune.config import validate
 from tuneprune.runs import TrialSpec, execute
+from tuneprune.shared.config import validate
 from tuneprune.training import RunConfig, load_model
 
 

@@ -13,8 +13,8 @@ import yaml
 from mlflow.tracking import MlflowClient
 from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
-from tuneprune.config import ConfigError
 from tuneprune.search import prepare_search, run_search
+from tuneprune.shared.config import ConfigError
 from tuneprune.tracking import TAG_TRIAL
 
 pytestmark = pytest.mark.ray

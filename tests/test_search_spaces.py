@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from tuneprune.config import ConfigError
 from tuneprune.evolution.runner import prepare_evolution
 from tuneprune.evolution.space import RateInterval
 from tuneprune.search import prepare_search
+from tuneprune.shared.config import ConfigError
 
 ALL = sorted((Path(__file__).resolve().parents[1] / "search_spaces").glob("*.yaml"))
 EVOLUTIONS = [p for p in ALL if p.stem.startswith("evolve_")]

@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from tuneprune.config import ConfigError, validate
+from tuneprune.shared.config import ConfigError, validate
 from tuneprune.sparsity import AdaptiveScheduler, ModelFamily, SparsityConfig, build_schedule, cubic_sparsity
 from tuneprune.sparsity.schedules import AdaptiveSchedule, ConstantSchedule, CubicSchedule
 from tuneprune.training import RunConfig

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from tuneprune.config import ConfigError, validate
+from tuneprune.shared.config import ConfigError, validate
 from tuneprune.sparsity import (
     FeatherTheta,
     LogDensityTheta,

@@ -12,8 +12,9 @@ import torch
 import torch.nn as nn
 
 from tuneprune.cli import main
-from tuneprune.config import ConfigError
 from tuneprune.data import load_dataset
+from tuneprune.output.summaries import summary_json
+from tuneprune.shared.config import ConfigError
 from tuneprune.sparsity import prunable_layers
 from tuneprune.stochastic import (
     FinetuneConfig,
@@ -25,7 +26,6 @@ from tuneprune.stochastic import (
     run_stochastic,
     target_layers,
 )
-from tuneprune.summaries import summary_json
 from tuneprune.training import load_model
 
 

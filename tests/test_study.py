@@ -15,10 +15,10 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from tuneprune.config import validate
 from tuneprune.reports.study_table import study_table
 from tuneprune.search.studies import study_names
 from tuneprune.search.study_config import StudyConfig
+from tuneprune.shared.config import validate
 from tuneprune.tracking import TAG_KIND, TAG_TRIAL
 
 METHODS = {"feather": {"sparsity.theta.policy": "feather"}, "slow": {"lr": 0.01}}
@@ -71,7 +71,7 @@ def test_table_means_stds_marks_and_published_difference():
 
 
 def test_published_with_models_needs_a_known_model():
-    from tuneprune.config import ConfigError
+    from tuneprune.shared.config import ConfigError
 
     with pytest.raises(ConfigError, match="unknown model 'vgg16'"):
         validate(StudyConfig, {

@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from tuneprune.config import ConfigError
+from tuneprune.shared.config import ConfigError
 from tuneprune.training import RunConfig, TrainingDiverged, load_model, save_model, train
 from tuneprune.training.checkpoint import CHECKPOINT_NAME, load_file, save_atomic
 from tuneprune.training.optim import build_lr_schedule, build_optimizer, param_groups

@@ -155,12 +155,12 @@ def test_search_monitor_pickles_without_its_live_display(tmp_path, monkeypatch):
     """Ray pickles the Tuner's callbacks: a monitor whose display runs must still pickle."""
     from rich.console import Console
 
-    import tuneprune.progress
+    import tuneprune.output.progress
     from tuneprune.search.monitor import SearchMonitor
 
     written = StringIO()
     terminal = Console(file=written, force_terminal=True)
-    monkeypatch.setattr(tuneprune.progress, "console", lambda: terminal)
+    monkeypatch.setattr(tuneprune.output.progress, "console", lambda: terminal)
     monitor = SearchMonitor(RunTracker(f"sqlite:///{tmp_path / 'm.db'}"), {"val_acc": "max"}, 4, show=True)
     monitor.setup()
     assert monitor._display is not None

@@ -48,7 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests whose 
 from test_packing import ADAPTIVE_DROP, BASE, DENSE, GLOBAL_CUBIC, LAYER_LOG_DENSITY  # noqa: E402
 from test_sparsity_equivalence import CASES, DROPS, EPOCHS, SCHEDULERS, STEPS_PER_EPOCH, THETAS, tiny_model  # noqa: E402
 
-RUNS = {
+RUNS: dict[str, dict[str, Any]] = {
     "dense": DENSE,
     "sparse-global": GLOBAL_CUBIC,
     "layer-logdensity-layerdrop": LAYER_LOG_DENSITY,
@@ -119,8 +119,8 @@ def matrix() -> dict[str, Any]:
 
 
 def runs() -> dict[str, Any]:
-    from tuneprune.config import validate
     from tuneprune.packing import train_packed
+    from tuneprune.shared.config import validate
     from tuneprune.training import RunConfig, train
 
     def config(overrides: dict[str, Any]) -> RunConfig:
@@ -162,9 +162,9 @@ def runs() -> dict[str, Any]:
 def record() -> dict[str, Any]:
     import torch
 
-    torch.backends.mkldnn.enabled = False  # oneDNN picks its kernels by the CPU's instruction set
     torch.set_num_threads(1)
-    return {"matrix": matrix(), "runs": runs()}
+    with torch.backends.mkldnn.flags(enabled=False):  # oneDNN picks its kernels by the CPU's instruction set
+        return {"matrix": matrix(), "runs": runs()}
 
 
 def pinned_record() -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """The ``tuneprune`` command line: one module per subcommand, each with ``register(subparsers)``.
 
-Every bad input surfaces as :class:`~tuneprune.config.ConfigError` and leaves with one
+Every bad input surfaces as :class:`~tuneprune.shared.config.ConfigError` and leaves with one
 line on stderr and exit code 2, before any work starts.
 """
 
@@ -11,8 +11,8 @@ import sys
 
 from tuneprune import __version__
 from tuneprune.cli import evolve, fit_alpha, fit_scheduler, prune_stochastic, relevance, report, search, study, train
-from tuneprune.config import ConfigError
-from tuneprune.quiet import configure_quiet
+from tuneprune.cluster.quiet import configure_quiet
+from tuneprune.shared.config import ConfigError
 
 # Subcommand modules in the order ``--help`` lists them.
 COMMANDS = (train, search, study, prune_stochastic, evolve, relevance, report, fit_alpha, fit_scheduler)

@@ -86,7 +86,7 @@ def print_locations(
     """Where a command wrote its results, as commands that run as printed and the run's MLflow page."""
     from mlflow.tracking import MlflowClient
 
-    from tuneprune.commands import mlflow_ui_command, optuna_dashboard_command, run_url, tuneprune_command
+    from tuneprune.output.commands import mlflow_ui_command, optuna_dashboard_command, run_url, tuneprune_command
 
     experiment_id = MlflowClient(tracking_uri).get_run(parent_run_id).info.experiment_id
     print(f"results:  {results_dir}")

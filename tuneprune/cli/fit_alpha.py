@@ -33,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def free_constants(text: str) -> tuple[str, ...] | None:
     """``auto`` (None) or a comma list of c1..c4 (exit 2 naming the option otherwise)."""
-    from tuneprune.config import ConfigError
+    from tuneprune.shared.config import ConfigError
 
     if text == "auto":
         return None
@@ -44,9 +44,9 @@ def free_constants(text: str) -> tuple[str, ...] | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tuneprune.config import ConfigError
     from tuneprune.reports import Report, alpha_fit_report, resolve_source
     from tuneprune.reports.tangent import DEFAULT_POLE_MARGIN
+    from tuneprune.shared.config import ConfigError
 
     rules, free = usability_rules(args), free_constants(args.constants)
     margin = DEFAULT_POLE_MARGIN if args.pole_margin is None else args.pole_margin

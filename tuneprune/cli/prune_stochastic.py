@@ -68,8 +68,8 @@ def print_report(report: StochasticReport, out: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from tuneprune.output.summaries import summary_json
     from tuneprune.stochastic import prune_stochastic
-    from tuneprune.summaries import summary_json
 
     report, out = prune_stochastic(
         args.config, args.overrides, checkpoint=args.checkpoint, from_run=args.from_run,

@@ -49,8 +49,8 @@ def add_usability_arguments(p: argparse.ArgumentParser) -> None:
 
 def usability_rules(args: argparse.Namespace):  # -> UsabilityRules, imported lazily
     """The rules the arguments ask for (defaults: UsabilityRules'); a threshold outside [0, 1) exits 2 naming the option."""
-    from tuneprune.config import ConfigError
     from tuneprune.reports.usable import UsabilityRules
+    from tuneprune.shared.config import ConfigError
 
     given = {k: getattr(args, k) for k in ("sparsity_tolerance", "chance_margin") if getattr(args, k) is not None}
     for option, value in given.items():
@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
 
 def say_run_url(source) -> None:  # source: a tuneprune.reports.Source
     """The parent run's MLflow page, on stderr (stdout is the path a script reads)."""
-    from tuneprune.progress import say
+    from tuneprune.output.progress import say
 
     url = source.run_url()
     if url is not None:

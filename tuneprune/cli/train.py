@@ -26,9 +26,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def load_run_config(args: argparse.Namespace):
     """The trial spec of ``args``: from a YAML file, or from an MLflow run with ``--from-run``."""
-    from tuneprune.config import apply_overrides, load_yaml, validate
     from tuneprune.data import check_data_dir
     from tuneprune.runs import TrialSpec
+    from tuneprune.shared.config import apply_overrides, load_yaml, validate
 
     if getattr(args, "from_run", None):
         from tuneprune.tracking import run_config_from_mlflow

@@ -3,7 +3,7 @@
 An IDX file is a 4-byte magic number ``0x00 0x00 TYPE NDIM``, NDIM big-endian uint32
 dimensions, then the values in C order (TYPE 0x08: unsigned bytes, ...). A file that
 is shorter or longer than its header says, or whose magic number is wrong, raises a
-one-line :class:`~tuneprune.config.ConfigError` naming the file.
+one-line :class:`~tuneprune.shared.config.ConfigError` naming the file.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from tuneprune.config import ConfigError
+from tuneprune.shared.config import ConfigError
 
 # IDX type byte -> numpy dtype (big-endian where it matters).
 IDX_TYPES: dict[int, np.dtype[Any]] = {0x08: np.dtype("u1"), 0x09: np.dtype("i1"), 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"),

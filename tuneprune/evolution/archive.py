@@ -9,7 +9,7 @@ import numpy as np
 from pymoo.indicators.hv import HV
 
 from tuneprune.evolution.problem import objective_values
-from tuneprune.pareto import Plane, front_indices
+from tuneprune.shared.pareto import Plane, front_indices
 
 FRONT_PLANE = Plane("sparsity", "accuracy")
 
@@ -19,13 +19,13 @@ def objective_matrix(rows: Sequence[dict[str, Any]]) -> np.ndarray:
 
 
 def pareto_front(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The non-dominated successful rows by increasing sparsity, ties kept (the rule of :mod:`tuneprune.pareto`)."""
+    """The non-dominated successful rows by increasing sparsity, ties kept (the rule of :mod:`tuneprune.shared.pareto`)."""
     ok = [r for r in rows if r["status"] == "ok"]
     points = np.array([[r["sparsity"], r["accuracy"]] for r in ok], dtype=float).reshape(-1, 2)
     return [ok[i] for i in front_indices(points, FRONT_PLANE)]
 
 
-def hypervolume(front: Sequence[dict[str, Any]], reference: Sequence[float]) -> float:
+def front_hypervolume(front: Sequence[dict[str, Any]], reference: Sequence[float]) -> float:
     """Hypervolume of ``front`` against ``reference`` = (accuracy, sparsity), in the maximised plane."""
     if not front:
         return 0.0

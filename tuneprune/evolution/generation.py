@@ -51,7 +51,7 @@ def _first_line(err: BaseException) -> str:
     return f"{type(cause).__name__}: {str(cause).strip().splitlines()[-1] if str(cause).strip() else ''}"[:500]
 
 
-def record(
+def population_row(
     individual: Individual, rate_names: Sequence[str], result: dict[str, Any], error: str | None
 ) -> dict[str, Any]:
     """A flat row of the population table."""
@@ -98,14 +98,14 @@ def evaluate_all(
             try:
                 results = ray.get(ref)
                 rows.extend(
-                    record(individual, rate_names, r, None) for individual, r in zip(pack, results, strict=True)
+                    population_row(individual, rate_names, r, None) for individual, r in zip(pack, results, strict=True)
                 )
                 continue
             except RayError:
                 ref = one_each(pack)
         for individual, solo_ref in zip(pack, ref, strict=True):
             try:
-                rows.append(record(individual, rate_names, ray.get(solo_ref), None))
+                rows.append(population_row(individual, rate_names, ray.get(solo_ref), None))
             except RayError as err:
-                rows.append(record(individual, rate_names, FAILED_RESULT, _first_line(err)))
+                rows.append(population_row(individual, rate_names, FAILED_RESULT, _first_line(err)))
     return rows

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import torch.nn as nn
 
-from tuneprune.config import ConfigError
+from tuneprune.shared.config import ConfigError
 
 
 def _matches(name: str, prefix: str) -> bool:

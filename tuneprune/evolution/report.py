@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tuneprune.plotting import new_figure, save_figure
+from tuneprune.output.plotting import new_figure, save_figure
 
 
 def write_rows(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:

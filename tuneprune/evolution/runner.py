@@ -18,10 +18,10 @@ from typing import Any
 import torch.nn as nn
 import yaml
 
-from tuneprune.config import ConfigError, validate
+from tuneprune.cluster.drivers import check_driver, space_document
+from tuneprune.cluster.quiet import configure_quiet
 from tuneprune.data import DatasetSplits
-from tuneprune.drivers import check_driver, space_document
-from tuneprune.evolution.archive import hypervolume, objective_matrix, pareto_front
+from tuneprune.evolution.archive import front_hypervolume, objective_matrix, pareto_front
 from tuneprune.evolution.generation import Evaluator, evaluate_all, individuals, remote_evaluator
 from tuneprune.evolution.groups import group_layers
 from tuneprune.evolution.problem import new_algorithm
@@ -29,11 +29,11 @@ from tuneprune.evolution.report import plot_front, write_rows
 from tuneprune.evolution.space import EvolutionSpace
 from tuneprune.evolution.state import STATE_NAME, EvolutionState
 from tuneprune.evolution.worker import EvalSettings, Individual, dense_payload
-from tuneprune.progress import ProgressBar, say
-from tuneprune.quiet import configure_quiet
-from tuneprune.summaries import write_summary
+from tuneprune.output.progress import ProgressBar, say
+from tuneprune.output.summaries import write_summary
+from tuneprune.shared.config import ConfigError, validate
 from tuneprune.tracking import RunTracker, parent_run, store_missing
-from tuneprune.tracking.index import record
+from tuneprune.tracking.index import index_results
 
 DENSE_NAME = "dense.pt"
 
@@ -196,7 +196,7 @@ def run_evolution(prepared: PreparedEvolution, *, progress: bool = True) -> Evol
     """Run (or resume) the evolution to ``algorithm.generations`` and write its front."""
     import ray
 
-    from tuneprune.raycluster import ensure_ray
+    from tuneprune.cluster.join import ensure_ray
     from tuneprune.training import evaluate
 
     configure_quiet()
@@ -207,7 +207,7 @@ def run_evolution(prepared: PreparedEvolution, *, progress: bool = True) -> Evol
     with parent_run(tracker, prepared.name, "evolution", resume=prepared.resume) as parent_id:
         bar = None
         try:
-            record(prepared.name, "evolution", out, prepared.tracking_uri, parent_id)
+            index_results(prepared.name, "evolution", out, prepared.tracking_uri, parent_id)
             tracker.log_params(
                 parent_id, space.model_dump(mode="json", exclude={"name": True, "algorithm": {"generations"}})
             )
@@ -247,7 +247,7 @@ def run_evolution(prepared: PreparedEvolution, *, progress: bool = True) -> Evol
                 state.algorithm.tell(infills=population)
                 state.rows.extend(rows)
                 front = pareto_front(state.rows)
-                hv = hypervolume(front, space.reference_point)
+                hv = front_hypervolume(front, space.reference_point)
                 state.hypervolume.append(hv)
                 csv_path = write_rows(rows, out / "population" / f"gen-{generation:03d}.csv")
                 _log_generation(tracker, parent_id, space, generation, rows, front, hv, csv_path)

@@ -8,8 +8,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
-from tuneprune.config import StrictModel
 from tuneprune.search.space import ResourcesConfig
+from tuneprune.shared.config import StrictModel
 from tuneprune.stochastic.config import TargetConfig
 from tuneprune.training.config import RunConfig
 

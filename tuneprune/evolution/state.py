@@ -15,7 +15,7 @@ import cloudpickle
 import numpy as np
 from pymoo.core.algorithm import Algorithm
 
-from tuneprune.config import ConfigError
+from tuneprune.shared.config import ConfigError
 from tuneprune.training.checkpoint import load_file, save_atomic
 
 STATE_NAME = "state.pt"

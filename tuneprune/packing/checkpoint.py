@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tuneprune.config import ConfigError
+from tuneprune.shared.config import ConfigError
 from tuneprune.training.checkpoint import load_file, save_atomic
 from tuneprune.training.config import RunConfig
 

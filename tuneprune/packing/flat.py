@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 import torch
 
 
-class FlatLayout:
+class PackedRowLayout:
     """Where each of ``names`` (a member's tensor of shape ``shapes[i]``) lies in a row: segments in that order."""
 
     def __init__(self, names: Sequence[str], shapes: Sequence[torch.Size]) -> None:

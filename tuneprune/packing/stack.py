@@ -1,7 +1,7 @@
 """K copies of one architecture as stacked tensors: ``[K, ...]`` parameters and buffers, one forward for all.
 
 The parameters of all members are three flat leaves at most, each parameter a view of its
-segment of their rows (:class:`~tuneprune.packing.flat.FlatLayout`): the prunable weights
+segment of their rows (:class:`~tuneprune.packing.flat.PackedRowLayout`): the prunable weights
 (``[K, N]``, layers as consecutive segments), so thresholds and masks treat all members and
 layers at once, and the other parameters with and without weight decay (formulas §1.1), so
 that gradient clipping and the SGD update are a handful of operations whatever the depth
@@ -21,7 +21,7 @@ import torch
 import torch.nn as nn
 from torch.func import functional_call, stack_module_state
 
-from tuneprune.packing.flat import FlatLayout
+from tuneprune.packing.flat import PackedRowLayout
 from tuneprune.sparsity.dispatch import on_numpy
 from tuneprune.sparsity.layers import parametrized_order
 from tuneprune.training.optim import has_weight_decay
@@ -49,7 +49,9 @@ class StackedModel:
         self.others = [name for name in params if name not in self.prunable]  # in the models' order
         decayed = [name for name in self.others if has_weight_decay(params[name][0])]
         groups = [(self.prunable, True), (decayed, True), ([n for n in self.others if n not in decayed], False)]
-        self.layouts = [FlatLayout(names, [params[name].shape[1:] for name in names]) for names, _ in groups if names]
+        self.layouts = [
+            PackedRowLayout(names, [params[name].shape[1:] for name in names]) for names, _ in groups if names
+        ]
         self._decays = [decay for names, decay in groups if names]
         self.leaves = [layout.flatten(params).detach().requires_grad_() for layout in self.layouts]
         self.forward_mode = forward_mode
@@ -96,7 +98,7 @@ class StackedModel:
         """
         device = self.leaves[0].device
 
-        def stacked(layout: FlatLayout) -> torch.Tensor | None:
+        def stacked(layout: PackedRowLayout) -> torch.Tensor | None:
             if any(name not in row for row in rows for name in layout.names):
                 return None
             return layout.flatten({name: torch.stack([row[name] for row in rows]) for name in layout.names}).to(device)

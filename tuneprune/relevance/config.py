@@ -9,8 +9,8 @@ from typing import Annotated, get_args
 
 from pydantic import Field, field_validator, model_validator
 
-from tuneprune.config import StrictModel
 from tuneprune.relevance.settings import Ranking, RelevanceSettings
+from tuneprune.shared.config import StrictModel
 from tuneprune.training.config import RunConfig
 
 DEFAULT_PERCENTAGES = list(range(10, 100, 10))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from tuneprune.plotting import new_figure, pyplot, save_figure
+from tuneprune.output.plotting import new_figure, pyplot, save_figure
 from tuneprune.relevance.rankings import describe
 from tuneprune.relevance.study import Row, StudyResult
 

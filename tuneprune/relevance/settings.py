@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from tuneprune.config import StrictModel
+from tuneprune.shared.config import StrictModel
 
 Rule = Literal["epsilon", "gamma", "alpha2beta1"]
 Statistic = Literal["mean", "mean_abs", "max", "max_abs", "min", "min_abs"]

@@ -8,9 +8,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tuneprune.config import ConfigError
 from tuneprune.relevance.rankings import describe
 from tuneprune.relevance.study import Row, StudyResult
+from tuneprune.shared.config import ConfigError
 from tuneprune.tracking import RunTracker
 
 KIND = "relevance"

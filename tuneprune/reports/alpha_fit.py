@@ -6,13 +6,13 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
-from tuneprune.config import ConfigError
 from tuneprune.reports.alpha import AlphaPoint, alpha_candidates, alpha_figure, best_alpha_points, residual_rows
 from tuneprune.reports.document import Report
 from tuneprune.reports.source import Source
 from tuneprune.reports.tangent import DEFAULT_POLE_MARGIN, AlphaFit, fit_tangent
 from tuneprune.reports.usable import DEFAULT_RULES, UsabilityRules
 from tuneprune.runs.paths import THETA_ALPHA
+from tuneprune.shared.config import ConfigError
 from tuneprune.sparsity.theta import ALPHA_RULE_START, PUBLISHED_ALPHA_RULE
 
 RULE_NAME = "alpha_rule.yaml"

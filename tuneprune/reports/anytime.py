@@ -2,7 +2,7 @@
 
 Trials are taken in the order their runs ended. After each, the grid point's front is
 that of its completed trials so far, its hypervolume measured against the reference of
-all the grid point's completed trials (:meth:`~tuneprune.pareto.Plane.reference`), so
+all the grid point's completed trials (:meth:`~tuneprune.shared.pareto.Plane.reference`), so
 the curve only rises; the cost is the epochs all its trials trained (those stopped early
 and those that failed included) and the wall time since the search's first trial started.
 """
@@ -14,10 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from tuneprune.pareto import Plane, front_indices, hypervolume
-from tuneprune.plotting import new_figure
+from tuneprune.output.plotting import new_figure
 from tuneprune.reports.search_figures import grid_label
 from tuneprune.reports.trials import Trial
+from tuneprune.shared.pareto import Plane, front_indices, hypervolume
 
 
 def _ended(trial: Trial) -> float:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tuneprune.progress import say
+from tuneprune.output.progress import say
 from tuneprune.reports.document import Report
 from tuneprune.reports.source import Source
 

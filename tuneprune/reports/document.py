@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from tuneprune.evolution.report import write_rows
-from tuneprune.plotting import save_figure
+from tuneprune.output.plotting import save_figure
 
 STYLE = """
 body { font-family: sans-serif; margin: 2em auto; max-width: 70em; color: #222; }

@@ -10,13 +10,13 @@ from typing import Any
 import numpy as np
 import yaml
 
-from tuneprune.config import validate
 from tuneprune.evolution.archive import FRONT_PLANE
 from tuneprune.evolution.space import EvolutionSpace
 from tuneprune.reports.document import Report
 from tuneprune.reports.figures import integer_x, new_figure
 from tuneprune.reports.sections import front_section
 from tuneprune.reports.source import Source
+from tuneprune.shared.config import validate
 from tuneprune.tracking import TAG_KIND, TAG_TRIAL
 
 # The chosen point: the sparsest front point within this much accuracy of the dense model.

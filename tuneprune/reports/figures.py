@@ -1,4 +1,4 @@
-"""Figures shared by the reports: whole-number axes and a Pareto front on a plane (set-up: :mod:`tuneprune.plotting`)."""
+"""Figures shared by the reports: whole-number axes and a Pareto front on a plane (set-up: :mod:`tuneprune.output.plotting`)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from tuneprune.pareto import Plane
-from tuneprune.plotting import new_figure
+from tuneprune.output.plotting import new_figure
+from tuneprune.shared.pareto import Plane
 
 
 def integer_x(ax: Any) -> None:

@@ -5,7 +5,7 @@ learned something (accuracy above chance by a margin) are judged
 (:mod:`tuneprune.reports.usable`): a scheduler that never reaches its target is not a
 preset, however accurate its dense-ish network. Per grid point, the best of those (the
 accuracy / mean-mask-stability Pareto set of a two-objective search, by the rule of
-:mod:`tuneprune.pareto`) each become a preset file of A, B, C and D, the format
+:mod:`tuneprune.shared.pareto`) each become a preset file of A, B, C and D, the format
 ``sparsity.scheduler.preset: PATH`` reads (:func:`tuneprune.sparsity.preset_constants`).
 Plots: lambda(S) of the published presets and of the found constants, and the sparsity
 per epoch of the found trials.
@@ -22,13 +22,13 @@ from typing import Any
 import numpy as np
 import yaml
 
-from tuneprune.config import ConfigError
-from tuneprune.pareto import non_dominated
 from tuneprune.reports.document import Report
 from tuneprune.reports.figures import integer_x, new_figure
 from tuneprune.reports.trials import SearchData, Trial
 from tuneprune.reports.usable import DEFAULT_RULES, UsabilityRules, chance_accuracy
 from tuneprune.runs.paths import SCHEDULER_CONSTANTS
+from tuneprune.shared.config import ConfigError
+from tuneprune.shared.pareto import non_dominated
 from tuneprune.sparsity import PRESETS, AdaptiveScheduler, ModelFamily, SparsityConfig, preset_constants
 from tuneprune.training import RunConfig
 

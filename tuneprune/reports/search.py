@@ -10,8 +10,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from tuneprune.commands import tuneprune_command
-from tuneprune.pareto import Plane
+from tuneprune.output.commands import tuneprune_command
 from tuneprune.reports.alpha import alpha_candidates, alpha_figure, best_alpha_points
 from tuneprune.reports.anytime import anytime_figure, anytime_rows
 from tuneprune.reports.document import Report
@@ -26,6 +25,7 @@ from tuneprune.reports.study_table import study_section
 from tuneprune.reports.trials import SearchData, Trial
 from tuneprune.reports.usable import UsabilityRules
 from tuneprune.runs.paths import THETA_ALPHA
+from tuneprune.shared.pareto import Plane
 
 
 def trial_row(data: SearchData, trial: Trial) -> dict[str, Any]:

@@ -7,9 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from tuneprune.pareto import Plane, front_indices, hypervolume
 from tuneprune.reports.document import Report
 from tuneprune.reports.figures import front_figure
+from tuneprune.shared.pareto import Plane, front_indices, hypervolume
 
 
 def front_section(

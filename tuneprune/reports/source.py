@@ -14,7 +14,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from tuneprune.config import ConfigError
+from tuneprune.shared.config import ConfigError
 from tuneprune.tracking import TAG_KIND, default_tracking_uri, download_artifact, find_parent_run, store_missing
 from tuneprune.tracking.index import index_path, lookup
 
@@ -48,7 +48,7 @@ class Source:
 
     def run_url(self) -> str | None:
         """The parent run's page in the MLflow UI; None when the store lacks that run (a results directory moved without it)."""
-        from tuneprune.commands import run_url
+        from tuneprune.output.commands import run_url
 
         if store_missing(self.tracking_uri):
             return None

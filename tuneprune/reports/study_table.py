@@ -148,7 +148,7 @@ class StudyTable:
 
     def figure(self) -> Any:
         """Accuracy against target sparsity, one line per method with ± std error bars, one panel per model."""
-        from tuneprune.plotting import new_figure
+        from tuneprune.output.plotting import new_figure
 
         fig, axes = new_figure(1, len(self.models))
         targets = self.study.targets
@@ -227,7 +227,7 @@ def study_table(study: StudyConfig, trials: Iterable[dict[str, Any]]) -> StudyTa
 def write_study_outputs(table: StudyTable, out: Path) -> list[Path]:
     """``study.csv`` (one row per cell), ``study.md`` (the table and its legend) and ``study.png`` (the plot) in ``out``."""
     from tuneprune.evolution.report import write_rows
-    from tuneprune.plotting import save_figure
+    from tuneprune.output.plotting import save_figure
 
     out.mkdir(parents=True, exist_ok=True)
     markdown = out / "study.md"
@@ -239,7 +239,7 @@ def study_section(report: Report, data: SearchData) -> None:
     """The study's table, its legend and its plot in the HTML report of the search that ran it."""
     import yaml
 
-    from tuneprune.config import validate
+    from tuneprune.shared.config import validate
 
     study = validate(StudyConfig, yaml.safe_load(data.source.artifact_text(data.source.parent_run_id, "study.yaml")))
     table = study_table(study, ({"grid": t.grid, "state": t.state, "metrics": t.metrics} for t in data.trials))

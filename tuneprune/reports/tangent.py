@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from tuneprune.config import ConfigError
+from tuneprune.shared.config import ConfigError
 from tuneprune.sparsity.theta import ALPHA_RULE_START, PUBLISHED_ALPHA_RULE
 
 CONSTANTS = tuple(PUBLISHED_ALPHA_RULE)

@@ -10,10 +10,10 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from tuneprune.config import validate
 from tuneprune.reports.source import Source
 from tuneprune.runs import TrialSpec
 from tuneprune.search.space import SearchSpace
+from tuneprune.shared.config import validate
 
 # Metrics of the learning curves: accuracy, S_k, theta and mu per epoch (formulas §1.5, §2, §3).
 CURVE_METRICS = ("val_acc", "sparsity_k", "theta", "mask_stability")

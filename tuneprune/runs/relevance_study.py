@@ -9,14 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from tuneprune.config import apply_overrides, load_yaml, validate
 from tuneprune.data import check_data_dir, load_dataset
-from tuneprune.progress import ProgressBar, say
+from tuneprune.output.progress import ProgressBar, say
 from tuneprune.relevance.config import RelevanceStudyConfig
 from tuneprune.relevance.report import write_report
 from tuneprune.relevance.study import StudyResult, run_study
 from tuneprune.relevance.tracking import KIND, StudyTracker
 from tuneprune.runs.source import obtain_model
+from tuneprune.shared.config import apply_overrides, load_yaml, validate
 from tuneprune.tracking import RunTracker, check_tracking_reachable, default_tracking_uri, parent_run
 from tuneprune.training import save_model
 

@@ -15,8 +15,8 @@ from typing import Any
 from ray.tune import Callback
 from ray.tune.stopper import Stopper
 
+from tuneprune.output.progress import LiveStatus
 from tuneprune.packing.checkpoint import MEMBER_CHECKPOINT
-from tuneprune.progress import LiveStatus
 from tuneprune.search.protocol import TrialRequest, TrialResult, member_results, trial_requests
 from tuneprune.tracking import RunTracker
 from tuneprune.training.checkpoint import CHECKPOINT_NAME

@@ -15,15 +15,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tuneprune.config import ConfigError
+from tuneprune.cluster.quiet import configure_quiet
 from tuneprune.packing import PackedTrainer
 from tuneprune.packing.checkpoint import MEMBER_CHECKPOINT, load_member, save_member
-from tuneprune.quiet import configure_quiet
 from tuneprune.runs import TrialSpec
 from tuneprune.runs.execute import conclude
 from tuneprune.search.early_stop import ask
 from tuneprune.search.protocol import MEMBERS, PackRequest, TrialRequest, TrialResult
 from tuneprune.search.trainable import open_trial_run, replay_history, report, restore_tune_checkpoint, worker_device
+from tuneprune.shared.config import ConfigError
 from tuneprune.tracking import RunTracker
 
 

@@ -22,7 +22,7 @@ from typing import Literal
 
 import numpy as np
 
-from tuneprune.pareto import front_ranks
+from tuneprune.shared.pareto import front_ranks
 
 
 def crowding_distances(points: np.ndarray) -> np.ndarray:
@@ -79,7 +79,7 @@ FrontOrder = Literal["crowding", "epsilon_net"]
 def rung_ranks(points: np.ndarray, directions: Sequence[str], front_order: FrontOrder = "crowding") -> np.ndarray:
     """For each row of ``points`` (one column per objective, ``'max'``/``'min'``), how many rows are strictly ahead.
 
-    A row is ahead of another when its front (:func:`~tuneprune.pareto.front_ranks`) is
+    A row is ahead of another when its front (:func:`~tuneprune.shared.pareto.front_ranks`) is
     lower, or the front is the same and it comes first in ``front_order``: a larger
     crowding distance, or an earlier epsilon-net position. Rows with a non-finite value
     come after every finite row and tie among themselves.

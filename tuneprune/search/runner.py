@@ -17,13 +17,13 @@ from typing import Any
 import yaml
 from sqlalchemy.engine import make_url  # imported with the module: a lazy import here raced MLflow's in other threads
 
-from tuneprune.config import ConfigError
-from tuneprune.drivers import check_driver, space_document
-from tuneprune.progress import say
-from tuneprune.quiet import configure_quiet
-from tuneprune.raycluster import ensure_ray
+from tuneprune.cluster.drivers import check_driver, space_document
+from tuneprune.cluster.join import ensure_ray
+from tuneprune.cluster.quiet import configure_quiet
+from tuneprune.output.progress import say
+from tuneprune.output.summaries import write_summary
 from tuneprune.search.space import SearchSpace, load_space
-from tuneprune.summaries import write_summary
+from tuneprune.shared.config import ConfigError
 from tuneprune.tracking import (
     RunTracker,
     check_storage_reachable,
@@ -31,7 +31,7 @@ from tuneprune.tracking import (
     parent_run,
     store_missing,
 )
-from tuneprune.tracking.index import record
+from tuneprune.tracking.index import index_results
 from tuneprune.tracking.runs import duplicate_name
 
 
@@ -189,7 +189,7 @@ def run_search(prepared: PreparedSearch, *, progress: bool = True) -> SearchSumm
     say(f"opening the MLflow store {redact(prepared.tracking_uri)} ...")
     tracker = RunTracker(prepared.tracking_uri, space.experiment)
     with parent_run(tracker, prepared.name, "search", resume=prepared.resume or prepared.join) as parent_id:
-        record(
+        index_results(
             prepared.name, "search", results_dir, redact(prepared.tracking_uri), parent_id, redact(prepared.storage_url)
         )
         return _search(prepared, tracker, parent_id, progress, t_start)

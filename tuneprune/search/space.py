@@ -17,8 +17,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from tuneprune.config import ConfigError, StrictModel, set_path, validate
 from tuneprune.runs.spec import TrialSpec
+from tuneprune.shared.config import ConfigError, StrictModel, set_path, validate
 
 # Metrics a trial reports every epoch; objectives must be among them (formulas §1-§4 engine metrics included).
 METRICS = (

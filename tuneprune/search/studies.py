@@ -18,7 +18,7 @@ import sqlalchemy
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
-from tuneprune.progress import say
+from tuneprune.output.progress import say
 from tuneprune.search.space import CategoricalParam, FloatParam, SearchSpace
 
 ENDED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)

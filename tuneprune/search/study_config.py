@@ -16,8 +16,8 @@ from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
-from tuneprune.config import ConfigError, StrictModel, apply_overrides, load_yaml, validate
 from tuneprune.search.space import METHOD, ResourcesConfig, load_space
+from tuneprune.shared.config import ConfigError, StrictModel, apply_overrides, load_yaml, validate
 
 TARGET = "sparsity.target"
 MODEL = "model"

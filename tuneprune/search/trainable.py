@@ -21,11 +21,11 @@ import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
-from tuneprune.config import ConfigError
-from tuneprune.quiet import configure_quiet
+from tuneprune.cluster.quiet import configure_quiet
 from tuneprune.runs import TrialSpec, execute
 from tuneprune.search.early_stop import StopTrial, ask
 from tuneprune.search.protocol import TrialRequest, TrialResult
+from tuneprune.shared.config import ConfigError
 from tuneprune.tracking import RunTracker
 from tuneprune.training import TrainingDiverged
 from tuneprune.training.checkpoint import CHECKPOINT_NAME, load_file

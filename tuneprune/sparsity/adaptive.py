@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from tuneprune.config import ConfigError, load_yaml
+from tuneprune.shared.config import ConfigError, load_yaml
 from tuneprune.sparsity.dispatch import Number, device_scalar, on_numpy, select
 
 REFERENCE_EPOCHS = 160

@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
-from tuneprune.config import StrictModel, finite_or_inf
+from tuneprune.shared.config import StrictModel, finite_or_inf
 from tuneprune.sparsity.adaptive import ModelFamily, preset_constants
 from tuneprune.sparsity.theta import resolve_alpha
 

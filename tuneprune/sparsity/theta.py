@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Literal, Protocol
 
 import torch
 
-from tuneprune.config import ConfigError, load_yaml
+from tuneprune.shared.config import ConfigError, load_yaml
 
 if TYPE_CHECKING:
     from tuneprune.sparsity.config import ThetaConfig

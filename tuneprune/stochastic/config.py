@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from tuneprune.config import StrictModel
+from tuneprune.shared.config import StrictModel
 from tuneprune.training.config import RunConfig
 
 

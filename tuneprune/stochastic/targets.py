@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch.nn as nn
 
-from tuneprune.config import ConfigError
+from tuneprune.shared.config import ConfigError
 from tuneprune.sparsity import prunable_layers
 from tuneprune.sparsity.layers import PrunableLayer
 from tuneprune.stochastic.config import TargetConfig

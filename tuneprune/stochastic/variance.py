@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from tuneprune.plotting import new_figure, save_figure
+from tuneprune.output.plotting import new_figure, save_figure
 from tuneprune.sparsity import prunable_layers
 
 

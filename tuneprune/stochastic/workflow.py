@@ -5,14 +5,14 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from tuneprune.config import load_config
 from tuneprune.data import check_data_dir
-from tuneprune.progress import say
+from tuneprune.output.progress import say
+from tuneprune.output.summaries import write_summary
+from tuneprune.shared.config import load_config
 from tuneprune.stochastic.config import StochasticConfig
 from tuneprune.stochastic.dense import dense_model_and_data
 from tuneprune.stochastic.pipeline import StochasticReport, run_stochastic
 from tuneprune.stochastic.variance import plot_feature_variance
-from tuneprune.summaries import write_summary
 
 
 def prune_stochastic(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tuneprune.config import ConfigError
+from tuneprune.shared.config import ConfigError
 
 
 def download_artifact(label: str, tracking_uri: str, run_id: str, path: str, dst: Path) -> Path:

@@ -32,7 +32,7 @@ def load_index() -> dict[str, dict[str, Any]]:
     return data if isinstance(data, dict) else {}
 
 
-def record(
+def index_results(
     name: str, kind: str, results_dir: Path, tracking_uri: str, parent_run_id: str, storage_url: str | None = None
 ) -> None:
     """Record where the search or evolution ``name`` keeps its results and runs."""

@@ -8,7 +8,7 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import urlparse
 
-from tuneprune.config import ConfigError
+from tuneprune.shared.config import ConfigError
 
 CHECK_TIMEOUT_S = 5.0
 

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tuneprune.config import ConfigError
+from tuneprune.shared.config import ConfigError
 from tuneprune.tracking.artifacts import download_artifact
 
 TAG_NAME = "tuneprune.name"  # the search / evolution / study name, on parent runs

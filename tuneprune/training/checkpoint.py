@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.nn as nn
 
-from tuneprune.config import ConfigError
+from tuneprune.shared.config import ConfigError
 
 if TYPE_CHECKING:  # imported in load_model at run time
     from tuneprune.training.config import RunConfig
@@ -78,8 +78,8 @@ def save_model(
 
 def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[nn.Module, RunConfig]:
     """Rebuild the model a :func:`save_model` file describes; returns ``(model, run_config)``."""
-    from tuneprune.config import validate
     from tuneprune.models import create_model
+    from tuneprune.shared.config import validate
     from tuneprune.training.config import RunConfig
 
     obj = load_file(path, map_location)

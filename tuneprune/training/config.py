@@ -7,9 +7,9 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from tuneprune.config import StrictModel
 from tuneprune.data import DATASETS
 from tuneprune.models import MODELS
+from tuneprune.shared.config import StrictModel
 from tuneprune.sparsity.adaptive import ModelFamily
 from tuneprune.sparsity.config import SparsityConfig
 

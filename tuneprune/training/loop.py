@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from tuneprune.data import DatasetSplits, TensorLoader, load_dataset
 from tuneprune.models import create_model
-from tuneprune.progress import ProgressBar
+from tuneprune.output.progress import ProgressBar
 from tuneprune.training.checkpoint import CHECKPOINT_NAME, load_file, save_atomic
 from tuneprune.training.config import RunConfig
 from tuneprune.training.evaluate import evaluate

@@ -10,7 +10,7 @@ import logging
 import os
 import time
 
-from tuneprune.quiet import TELEMETRY
+from tuneprune.cluster.quiet import TELEMETRY
 
 
 def ensure_ray(address: str | None) -> float:
@@ -38,7 +38,7 @@ def check_local_resources(cpu: float, gpu: float) -> None:
     """
     import torch
 
-    from tuneprune.config import ConfigError
+    from tuneprune.shared.config import ConfigError
 
     gpus = torch.cuda.device_count()
     if gpu > gpus:

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tuneprune.config import apply_overrides, load_yaml
+from tuneprune.cluster.join import check_local_resources
 from tuneprune.data import check_data_dir
-from tuneprune.raycluster import check_local_resources
+from tuneprune.shared.config import apply_overrides, load_yaml
 from tuneprune.tracking import check_tracking_reachable, default_tracking_uri
 
 

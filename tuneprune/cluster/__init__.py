@@ -1,0 +1,1 @@
+"""Driving Ray: joining or starting it (``join``), the drivers' checks before it starts, quiet libraries."""
