@@ -149,3 +149,23 @@ def test_no_lazy_loading_in_package_init_files():
         assert "__getattr__" not in names, f"{init}: module __getattr__"
         modules = imported_modules(init)
         assert "importlib" not in {top(m) for m in modules}, f"{init}: imports importlib"
+
+
+def private_uses(path: Path) -> list[str]:
+    """``name._attr`` (not ``self``/``cls``, not a dunder) and direct ``optuna.trial.Trial(...)`` in ``path``."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__"):
+            own = isinstance(node.value, ast.Name) and node.value.id in ("self", "cls")
+            found += [] if own else [f"{path.name}:{node.lineno}: {ast.unparse(node)}"]
+        if isinstance(node, ast.Call) and ast.unparse(node.func) in ("optuna.trial.Trial", "Trial"):
+            found.append(f"{path.name}:{node.lineno}: {ast.unparse(node.func)}(...)")
+    return found
+
+
+def test_optuna_is_used_through_its_public_api_only():
+    """Optuna documents its public API and says not to build ``optuna.trial.Trial`` directly: no module that
+    imports optuna reaches a private attribute of another object."""
+    users = [path for path in sorted(PACKAGE.rglob("*.py")) if any(top(m) == "optuna" for m in imported_modules(path))]
+    assert users
+    assert [use for path in users for use in private_uses(path)] == []

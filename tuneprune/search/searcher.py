@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import optuna
 from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
@@ -20,7 +19,7 @@ from tuneprune.packing.key import pack_key
 from tuneprune.search.pack_trainable import resume_epoch
 from tuneprune.search.protocol import PackRequest, TrialContext, TrialRequest, TrialResult, member_results
 from tuneprune.search.space import METRICS, SearchSpace
-from tuneprune.search.studies import ENDED, GridStudy, distributions, retry_unreachable, suggest_missing
+from tuneprune.search.studies import ENDED, GridStudy, distributions, retry_unreachable
 
 
 def trial_key(grid_index: int, number: int) -> str:
@@ -40,10 +39,10 @@ def trial_run_name(key: str, grid_point: dict[str, Any], params: dict[str, Any])
 
 @dataclass
 class _Asked:
-    """A trial asked of its study, its request, and the key of the packs it can join."""
+    """A trial asked of its study (by number), its request, and the key of the packs it can join."""
 
     study: GridStudy
-    trial: optuna.trial.Trial
+    number: int
     request: TrialRequest
     pack_key: tuple[Any, ...]
     told: bool = False
@@ -78,15 +77,6 @@ class StudySearcher(Searcher):
     def restore(self, checkpoint_path: str) -> None:
         """Nothing to restore: see :meth:`save`."""
 
-    def _take(self, gs: GridStudy) -> optuna.trial.Trial:
-        if gs.orphans:
-            number = gs.orphans.pop(0)
-            frozen = gs.study.get_trials(deepcopy=False)[number]
-            trial = optuna.trial.Trial(gs.study, frozen._trial_id)
-            suggest_missing(trial, self.distributions)
-            return trial
-        return gs.study.ask(self.distributions)
-
     def _ask(self) -> _Asked | None:
         """The next trial (:meth:`_ask_once`), asked again while the storage is unreachable, without leaving
         a trial behind: one the lost connection cut short is handed out as an orphan."""
@@ -109,19 +99,18 @@ class StudySearcher(Searcher):
             if gs.remaining == 0:
                 continue
             self._next = (gs.index + 1) % len(self.studies)
-            trial = self._take(gs)
-            params = {k: trial.params[k] for k in self.distributions}
+            number, asked_params = gs.ask(self.distributions)
+            params = {k: asked_params[k] for k in self.distributions}
             run_config = self.space.resolve(gs.grid_point, params)
-            key = trial_key(gs.index, trial.number)
+            key = trial_key(gs.index, number)
             run_name = trial_run_name(key, gs.grid_point, params)
-            trial.set_user_attr("key", key)
-            trial.set_user_attr("name", run_name)
+            gs.set_user_attrs(number, {"key": key, "name": run_name})  # the name last: a trial handed out has one
             request = TrialRequest(
-                key, trial.number, run_name, gs.grid_point, params, run_config.model_dump(mode="json"), self.context
+                key, number, run_name, gs.grid_point, params, run_config.model_dump(mode="json"), self.context
             )
             if self.pack == 1:
-                return _Asked(gs, trial, request, ())
-            return _Asked(gs, trial, request, (*pack_key(run_config), resume_epoch(self.context.trial_dir(key))))
+                return _Asked(gs, number, request, ())
+            return _Asked(gs, number, request, (*pack_key(run_config), resume_epoch(self.context.trial_dir(key))))
         return None
 
     def _next_pack(self) -> list[_Asked]:
@@ -162,27 +151,29 @@ class StudySearcher(Searcher):
             nonlocal attempts
             attempts += 1
             ended = asked.study.study.get_trials(deepcopy=False, states=ENDED) if attempts > 1 else []
-            if all(t.number != asked.trial.number for t in ended):
+            if all(t.number != asked.number for t in ended):
                 self._tell_once(asked, reported, error)
 
         retry_unreachable(once, f"telling trial {asked.request.key}")
 
     def _tell_once(self, asked: _Asked, reported: TrialResult, error: bool) -> None:
-        gs, trial = asked.study, asked.trial
-        if reported.mlflow_run_id:
-            trial.set_user_attr("mlflow_run_id", reported.mlflow_run_id)
+        gs, number = asked.study, asked.number
         final = {"epoch": reported.epoch, **{m: reported.value(m) for m in METRICS}}
-        trial.set_user_attr("metrics", {k: v for k, v in final.items() if v is not None})
+        attrs: dict[str, Any] = {"metrics": {k: v for k, v in final.items() if v is not None}}
+        if reported.mlflow_run_id:
+            attrs["mlflow_run_id"] = reported.mlflow_run_id
         values = [reported.value(m) for m in self.space.objectives]
         known = [v for v in values if v is not None]
         outcome = "failed" if error else reported.outcome()
         if outcome == "failed":
-            trial.set_user_attr("error", "worker error" if reported.error is None else str(reported.error))
-            gs.study.tell(trial, state=TrialState.FAIL)
+            attrs["error"] = "worker error" if reported.error is None else str(reported.error)
+        gs.set_user_attrs(number, attrs)
+        if outcome == "failed":
+            gs.study.tell(number, state=TrialState.FAIL)
         elif outcome == "killed" or len(known) < len(values):
-            gs.study.tell(trial, state=TrialState.PRUNED)
+            gs.study.tell(number, state=TrialState.PRUNED)
         else:
-            gs.study.tell(trial, known if len(known) > 1 else known[0])
+            gs.study.tell(number, known if len(known) > 1 else known[0])
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         """Tell the members a pack reports ended; the pack trains on with the others."""

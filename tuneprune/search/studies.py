@@ -91,21 +91,6 @@ def distributions(space: SearchSpace) -> dict[str, BaseDistribution]:
     return out
 
 
-def suggest_missing(trial: optuna.trial.Trial, space_distributions: dict[str, BaseDistribution]) -> None:
-    """Suggest the params an orphan trial lacks: a driver killed inside ``study.ask`` leaves a trial
-    RUNNING with only some (or none) of them."""
-    for name, d in space_distributions.items():
-        if name in trial.params:
-            continue
-        if isinstance(d, FloatDistribution):
-            trial.suggest_float(name, d.low, d.high, log=d.log, step=d.step)
-        elif isinstance(d, IntDistribution):
-            trial.suggest_int(name, d.low, d.high, log=d.log, step=d.step)
-        else:
-            assert isinstance(d, CategoricalDistribution)  # distributions() makes no other kind
-            trial.suggest_categorical(name, d.choices)
-
-
 def make_sampler(space: SearchSpace, offset: int = 0) -> optuna.samplers.BaseSampler:
     """The sampler the space names, seeded with ``seed + offset`` (one offset per grid point)."""
     seed = space.sampler.seed + offset
@@ -134,13 +119,61 @@ def study_names(search_name: str, storage: optuna.storages.BaseStorage) -> list[
 
 @dataclass
 class GridStudy:
-    """The study of one grid point and its bookkeeping during a run."""
+    """The study of one grid point and its bookkeeping during a run.
+
+    Its trials are reached through Optuna's public API only: a new trial by ``study.ask``;
+    an orphan (a RUNNING trial a dead driver, or an ask cut short, left behind) by its
+    number, its params completed by the study's sampler (``sample_independent``, as
+    ``Trial.suggest_*`` does) and written with the storage's ``set_trial_param``; user
+    attributes with the storage's ``set_trial_user_attr``; the end with ``study.tell(number)``.
+    """
 
     index: int
     grid_point: dict[str, Any]
     study: optuna.Study
     budget: int
     orphans: list[int] = field(default_factory=list)
+    storage: optuna.storages.BaseStorage | None = None  # the study's storage, as opened (open_storage)
+    _trial_ids: dict[int, int] = field(default_factory=dict, repr=False)
+
+    def _trial_id(self, number: int) -> int:
+        """The storage's id of trial ``number`` (``get_trial_id_from_study_id_trial_number``), looked up once."""
+        if number not in self._trial_ids:
+            assert self.storage is not None, "a GridStudy writes through the storage it was opened with"
+            study_id = self.storage.get_study_id_from_name(self.study.study_name)
+            self._trial_ids[number] = self.storage.get_trial_id_from_study_id_trial_number(study_id, number)
+        return self._trial_ids[number]
+
+    def set_user_attrs(self, number: int, attrs: dict[str, Any]) -> None:
+        """Set user attributes of the trial ``number`` (RUNNING) through the storage."""
+        assert self.storage is not None
+        trial_id = self._trial_id(number)
+        for key, value in attrs.items():
+            self.storage.set_trial_user_attr(trial_id, key, value)
+
+    def ask(self, space_distributions: dict[str, BaseDistribution]) -> tuple[int, dict[str, Any]]:
+        """The next trial to hand out, as its number and params: an orphan first, else ``study.ask``."""
+        if self.orphans:
+            number = self.orphans.pop(0)
+            return number, self.complete_params(number, space_distributions)
+        trial = self.study.ask(space_distributions)
+        return trial.number, trial.params
+
+    def complete_params(self, number: int, space_distributions: dict[str, BaseDistribution]) -> dict[str, Any]:
+        """The params of the RUNNING trial ``number``, those a cut-short ask did not suggest sampled now by the
+        study's sampler and stored (a driver killed inside ``study.ask`` leaves some or none)."""
+        assert self.storage is not None
+        frozen = self.study.get_trials(deepcopy=False)[number]
+        params = dict(frozen.params)
+        for name, distribution in space_distributions.items():
+            if name in params:
+                continue
+            value = self.study.sampler.sample_independent(self.study, frozen, name, distribution)
+            self.storage.set_trial_param(
+                self._trial_id(number), name, distribution.to_internal_repr(value), distribution
+            )
+            params[name] = value
+        return params
 
     @property
     def remaining(self) -> int:
@@ -180,7 +213,7 @@ def open_studies(space: SearchSpace, name: str, storage_url: str) -> list[GridSt
         study.set_user_attr("grid_point", json.dumps(point))
         study.set_user_attr("search", name)
         orphans = [t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))]
-        studies.append(GridStudy(i, point, study, space.num_samples, orphans=orphans))
+        studies.append(GridStudy(i, point, study, space.num_samples, orphans=orphans, storage=storage))
     return studies
 
 
