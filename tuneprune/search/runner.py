@@ -256,7 +256,8 @@ def _search(
         context = TrialContext(
             prepared.tracking_uri, space.experiment, parent_id, str(results_dir), dict(space.objectives), stopper
         )
-        searcher = ConcurrencyLimiter(StudySearcher(space, studies, context), max_concurrent=space.max_concurrent)
+        study_searcher = StudySearcher(space, studies, context)
+        searcher = ConcurrencyLimiter(study_searcher, max_concurrent=space.max_concurrent)
         monitor = SearchMonitor(tracker, space.objectives, total, show=progress)
         trainable = tune.with_resources(
             run_trial if pack == 1 else run_pack, {"cpu": space.resources.cpu, "gpu": space.resources.gpu}
@@ -284,6 +285,7 @@ def _search(
             tuner.fit()
         finally:
             monitor.close()
+            study_searcher.close()  # every trial told before the studies are read below
             if stopper_actor is not None:
                 import ray
 

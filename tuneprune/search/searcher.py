@@ -5,10 +5,18 @@ so a driver killed between snapshots forgets trials it had asked for; and it dri
 single study. This searcher keeps no state of its own that matters: the RDB study is the
 record, trials left RUNNING by a dead driver are handed out again first (same number,
 same checkpoint directory), and each grid point has its own study and sampler.
+
+The studies are asked and told off the path from one trial's end to the next one's
+start: every storage call of the searcher runs, in order, on one thread of its own; the
+trial after the one handed out is asked ahead while trials train, and a trial's end is
+told without waiting. A tell that fails (after its retries) fails the next ask, or
+:meth:`StudySearcher.close`, which waits for all of them when the search ends.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,6 +75,39 @@ class StudySearcher(Searcher):
         self.live: dict[str, list[_Asked]] = {}
         self.waiting: list[_Asked] = []
         self._next = 0
+        self._storage_thread: ThreadPoolExecutor | None = None  # made on first use: Tune pickles its searcher
+        self._asked_ahead: Future | None = None
+        self._telling: list[Future] = []
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Tune pickles the searcher before the search starts; its thread and futures stay behind."""
+        return {**self.__dict__, "_storage_thread": None, "_asked_ahead": None, "_telling": []}
+
+    def _in_order(self, call: Callable[..., Any], *args: Any) -> Future:
+        """``call(*args)`` on the searcher's storage thread, after every call submitted before it."""
+        if self._storage_thread is None:
+            self._storage_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tuneprune-studies")
+        return self._storage_thread.submit(call, *args)
+
+    def _raise_failed_tells(self) -> None:
+        """The error of a tell that failed on the storage thread, raised here."""
+        ended = [f for f in self._telling if f.done()]
+        self._telling = [f for f in self._telling if not f.done()]
+        for future in ended:
+            future.result()
+
+    def close(self) -> None:
+        """Wait for every tell (raising the first that failed) and end the storage thread. A trial asked ahead
+        and not handed out stays RUNNING in its study: a resumed search runs it (an orphan)."""
+        if self._storage_thread is None:
+            return
+        try:
+            for future in self._telling:
+                future.result()
+        finally:
+            self._telling, self._asked_ahead = [], None
+            self._storage_thread.shutdown(wait=True)
+            self._storage_thread = None
 
     def set_search_properties(self, metric, mode, config, **spec) -> bool:
         return True
@@ -78,6 +119,14 @@ class StudySearcher(Searcher):
         """Nothing to restore: see :meth:`save`."""
 
     def _ask(self) -> _Asked | None:
+        """The next trial, asked ahead (:meth:`_ask_reaching`) while the trials trained; the one after it is
+        asked ahead now. None when every study has its budget."""
+        self._raise_failed_tells()
+        asked = (self._asked_ahead or self._in_order(self._ask_reaching)).result()
+        self._asked_ahead = self._in_order(self._ask_reaching) if asked is not None else None
+        return asked
+
+    def _ask_reaching(self) -> _Asked | None:
         """The next trial (:meth:`_ask_once`), asked again while the storage is unreachable, without leaving
         a trial behind: one the lost connection cut short is handed out as an orphan."""
         attempts = 0
@@ -142,9 +191,13 @@ class StudySearcher(Searcher):
         return PackRequest([m.request for m in members], self.context).to_dict()
 
     def _tell(self, asked: _Asked, reported: TrialResult, error: bool) -> None:
+        """Tell a trial's study how it ended (:meth:`_tell_reaching`), on the storage thread, without waiting."""
+        asked.told = True
+        self._telling.append(self._in_order(self._tell_reaching, asked, reported, error))
+
+    def _tell_reaching(self, asked: _Asked, reported: TrialResult, error: bool) -> None:
         """Tell a trial's study how it ended (:meth:`_tell_once`), again while the storage is unreachable;
         a trial whose tell reached the database before the connection was lost is not told twice."""
-        asked.told = True
         attempts = 0
 
         def once() -> None:
