@@ -154,7 +154,7 @@ class SearchMonitor(Callback):
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
         for request, result in self._uncounted(trial):
-            run_id = result.mlflow_run_id or self.tracker.find_child(request.context.parent_run_id, request.key)
+            run_id = result.mlflow_run_id or request.mlflow_run_id
             if run_id:
                 error = str(getattr(trial, "error_file", "") or "worker error")
                 self.tracker.finish(run_id, "FAILED", f"trial failed after retries; see {error}")

@@ -22,7 +22,7 @@ from tuneprune.runs import TrialSpec
 from tuneprune.runs.execute import conclude
 from tuneprune.search.early_stop import ask
 from tuneprune.search.protocol import MEMBERS, PackRequest, TrialRequest, TrialResult
-from tuneprune.search.trainable import open_trial_run, replay_history, report, restore_tune_checkpoint, worker_device
+from tuneprune.search.trainable import replay_history, report, restore_tune_checkpoint, where_it_runs
 from tuneprune.shared.config import ConfigError
 from tuneprune.tracking import RunTracker
 
@@ -35,9 +35,8 @@ def resume_epoch(trial_dir: Path) -> int:
 
 def _ended_run(tracker: RunTracker, request: TrialRequest, epochs: int) -> TrialResult | None:
     """The result of a member whose MLflow run already ended (a restarted pack leaves it out), else None."""
-    run_id = tracker.find_child(request.context.parent_run_id, request.key)
-    if run_id is None:
-        return None
+    assert request.mlflow_run_id is not None  # opened by the driver (open_trial_run)
+    run_id = request.mlflow_run_id
     run = tracker.client.get_run(run_id)
     if run.info.status == "RUNNING":
         return None
@@ -71,18 +70,21 @@ def run_pack(config: dict[str, Any]) -> None:
     members: list[_Member] = []
     states: list[dict[str, Any] | None] = []
     for request in pack.members:
-        spec = TrialSpec.model_validate(request.spec)
-        spec.device = worker_device(spec.device)  # recorded as run: --from-run reproduces it
+        spec = TrialSpec.model_validate(request.spec)  # threads and device resolved by the driver, as run
         done = _ended_run(tracker, request, spec.epochs)
         if done is not None:
             ended[request.key] = done.to_dict()
             continue
-        run_id, logged = open_trial_run(tracker, request, spec)
+        run_id = request.mlflow_run_id
+        assert run_id is not None  # opened by the driver (open_trial_run)
+        logged = tracker.logged_steps(run_id, "val_acc")  # a member logs an epoch before its checkpoint is saved
         trial_dir = ctx.trial_dir(request.key)
         path = restore_tune_checkpoint(trial_dir, MEMBER_CHECKPOINT, f"{request.key}.pt")
         state = load_member(path) if path is not None else None
         if state is not None:
             replay_history(tracker, run_id, state["history"], logged)
+        else:
+            tracker.log_metrics(run_id, {}, 0, tags=where_it_runs())
         members.append(_Member(request, spec, run_id, int(state["epoch"]) if state else 0))
         states.append(state)
     if not members:

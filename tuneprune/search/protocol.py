@@ -1,6 +1,6 @@
 """The trial protocol between the search driver and its Ray trainable, typed.
 
-The searcher hands Ray a :class:`TrialRequest` (what to run, and where to track it), or a
+The searcher hands Ray a :class:`TrialRequest` (what to run, and the MLflow run it opened for it), or a
 :class:`PackRequest` of several trained together in one actor (``resources.pack``); the
 trainable reports :class:`TrialResult` values (how far it got, and how it ended), a pack one
 per member under ``members``. Ray
@@ -40,7 +40,8 @@ class TrialContext:
 
 @dataclass(frozen=True)
 class TrialRequest:
-    """One trial the searcher asks Ray to run: its key and name, its values, its spec (as JSON)."""
+    """One trial the searcher asks Ray to run: its key and name, its values, its spec (as JSON), and the MLflow
+    child run the driver opened for it (``mlflow_run_id``)."""
 
     key: str
     number: int
@@ -49,6 +50,7 @@ class TrialRequest:
     params: dict[str, Any]
     spec: dict[str, Any]
     context: TrialContext
+    mlflow_run_id: str | None = None
 
     @property
     def study(self) -> str:

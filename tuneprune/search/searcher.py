@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from optuna.trial import TrialState
@@ -28,6 +28,8 @@ from tuneprune.search.pack_trainable import resume_epoch
 from tuneprune.search.protocol import PackRequest, TrialContext, TrialRequest, TrialResult, member_results
 from tuneprune.search.space import METRICS, SearchSpace
 from tuneprune.search.studies import ENDED, GridStudy, distributions, retry_unreachable
+from tuneprune.search.trainable import open_trial_run, run_device
+from tuneprune.tracking import RunTracker
 
 
 def trial_key(grid_index: int, number: int) -> str:
@@ -97,15 +99,23 @@ class StudySearcher(Searcher):
             future.result()
 
     def close(self) -> None:
-        """Wait for every tell (raising the first that failed) and end the storage thread. A trial asked ahead
-        and not handed out stays RUNNING in its study: a resumed search runs it (an orphan)."""
+        """Wait for every tell (raising the first that failed) and end the storage thread. A trial asked and not
+        handed out (the search interrupted) stays RUNNING in its study, for a resumed search to run (an orphan);
+        its MLflow run ends KILLED, and is opened again then."""
         if self._storage_thread is None:
             return
         try:
             for future in self._telling:
                 future.result()
         finally:
-            self._telling, self._asked_ahead = [], None
+            done_ahead = self._asked_ahead is not None and self._asked_ahead.exception() is None
+            ahead = self._asked_ahead.result() if done_ahead and self._asked_ahead is not None else None
+            unstarted = [a for a in [*self.waiting, ahead] if a is not None]
+            tracker = RunTracker.shared(self.context.tracking_uri, self.context.experiment)
+            for asked in unstarted:
+                assert asked.request.mlflow_run_id is not None  # opened as it was asked
+                tracker.finish(asked.request.mlflow_run_id, "KILLED")
+            self._telling, self._asked_ahead, self.waiting = [], None, []
             self._storage_thread.shutdown(wait=True)
             self._storage_thread = None
 
@@ -148,15 +158,21 @@ class StudySearcher(Searcher):
             if gs.remaining == 0:
                 continue
             self._next = (gs.index + 1) % len(self.studies)
+            orphan = bool(gs.orphans)
             number, asked_params = gs.ask(self.distributions)
             params = {k: asked_params[k] for k in self.distributions}
             run_config = self.space.resolve(gs.grid_point, params)
             key = trial_key(gs.index, number)
             run_name = trial_run_name(key, gs.grid_point, params)
-            gs.set_user_attrs(number, {"key": key, "name": run_name})  # the name last: a trial handed out has one
-            request = TrialRequest(
-                key, number, run_name, gs.grid_point, params, run_config.model_dump(mode="json"), self.context
+            spec = run_config.model_dump(mode="json")
+            spec["device"] = run_device(run_config.device, self.space.resources.gpu)
+            request = TrialRequest(key, number, run_name, gs.grid_point, params, spec, self.context)
+            run_id = open_trial_run(
+                RunTracker.shared(self.context.tracking_uri, self.context.experiment), request, new=not orphan
             )
+            # the name last: a trial handed out has one
+            gs.set_user_attrs(number, {"key": key, "mlflow_run_id": run_id, "name": run_name})
+            request = replace(request, mlflow_run_id=run_id)
             if self.pack == 1:
                 return _Asked(gs, number, request, ())
             return _Asked(gs, number, request, (*pack_key(run_config), resume_epoch(self.context.trial_dir(key))))
@@ -213,8 +229,6 @@ class StudySearcher(Searcher):
         gs, number = asked.study, asked.number
         final = {"epoch": reported.epoch, **{m: reported.value(m) for m in METRICS}}
         attrs: dict[str, Any] = {"metrics": {k: v for k, v in final.items() if v is not None}}
-        if reported.mlflow_run_id:
-            attrs["mlflow_run_id"] = reported.mlflow_run_id
         values = [reported.value(m) for m in self.space.objectives]
         known = [v for v in values if v is not None]
         outcome = "failed" if error else reported.outcome()

@@ -29,15 +29,17 @@ from tuneprune.shared.config import ConfigError
 from tuneprune.tracking import RunTracker
 from tuneprune.training import TrainingDiverged
 from tuneprune.training.checkpoint import CHECKPOINT_NAME, load_file
-from tuneprune.training.loop import resolve_device
 
 WORST = {"max": float("-inf"), "min": float("inf")}
 
 
-def worker_device(name: str) -> Literal["cpu", "cuda"]:
-    """The device ``name`` (``auto``, ``cpu``, ``cuda``) resolves to on this worker, recorded in the run's config
-    so that ``--from-run`` reproduces it."""
-    return "cuda" if resolve_device(name).type == "cuda" else "cpu"
+def run_device(name: str, gpus: float) -> Literal["cpu", "cuda"]:
+    """The device a trial with ``gpus`` GPUs trains on for the config's ``device`` (``auto``, ``cpu``, ``cuda``):
+    ``auto`` is CUDA exactly when the trial has GPUs (Ray hides the GPUs from a trial without). Resolved by the
+    driver and recorded in the run's config, so that ``--from-run`` reproduces it."""
+    if name == "auto":
+        return "cuda" if gpus > 0 else "cpu"
+    return "cuda" if name.startswith("cuda") else "cpu"
 
 
 def restore_tune_checkpoint(trial_dir: Path, name: str, source_name: str | None = None) -> Path | None:
@@ -69,33 +71,35 @@ def report(metrics: dict[str, Any], checkpoint_files: dict[str, Path] | None = N
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
 
 
-def open_trial_run(tracker: RunTracker, request: TrialRequest, config: TrialSpec) -> tuple[str, set[int]]:
-    """The trial's MLflow child run (found again after a restart, else created), its params and config.json;
-    the epochs it has logged (none in a new run)."""
-    import ray
-
+def open_trial_run(tracker: RunTracker, request: TrialRequest, new: bool) -> str:
+    """The trial's MLflow child run, opened by the driver as it hands the trial out: created with the trial's
+    tags, params and config.json when ``new``, else (a trial a resumed search runs again) found and RUNNING again."""
     ctx = request.context
-    run_id, new_run = tracker.child(
+    run_id, created = tracker.child(
         ctx.parent_run_id,
         request.key,
         request.run_name,
         kind="trial",
         tags={"search.params": json.dumps(request.params), "search.grid": json.dumps(request.grid)},
+        surely_new=new,
     )
-    tracker.log_params(
-        run_id,
-        config.model_dump(mode="json"),
-        tags={"ray.node_id": ray.get_runtime_context().get_node_id(), "worker.pid": os.getpid()},
-        new_run=new_run,
-    )
-    tracker.log_text(run_id, json.dumps(config.model_dump(mode="json"), indent=2), "config.json")
-    return run_id, set() if new_run else tracker.logged_steps(run_id, "val_acc")
+    tracker.log_params(run_id, request.spec, new_run=created)
+    if created:
+        tracker.log_text(run_id, json.dumps(request.spec, indent=2), "config.json")
+    return run_id
+
+
+def where_it_runs() -> dict[str, Any]:
+    """Tags of the Ray node and process a trial runs in, logged with the first batch a worker writes."""
+    import ray
+
+    return {"ray.node_id": ray.get_runtime_context().get_node_id(), "worker.pid": os.getpid()}
 
 
 def replay_history(tracker: RunTracker, run_id: str, history: list[dict[str, Any]], logged: set[int]) -> None:
     """Log the epochs of a checkpoint's ``history`` the run lacks (``logged`` the steps it has, updated);
-    tag where it resumed."""
-    tracker.set_tags(run_id, {"resumed_from_epoch": len(history)})
+    tag where it resumed and runs."""
+    tracker.log_metrics(run_id, {}, 0, tags={"resumed_from_epoch": len(history), **where_it_runs()})
     for entry in history:
         if int(entry["epoch"]) not in logged:
             tracker.log_metrics(run_id, entry, step=int(entry["epoch"]))
@@ -112,15 +116,28 @@ def run_trial(trial: dict[str, Any]) -> None:
     request = TrialRequest.from_dict(trial)
     ctx = request.context
     tracker = RunTracker.shared(ctx.tracking_uri, ctx.experiment)
-    config = TrialSpec.model_validate(request.spec)  # num_threads resolved from the trial's CPUs (SearchSpace.resolve)
-    config.device = worker_device(config.device)  # recorded as run: config.json and --from-run reproduce it
+    config = TrialSpec.model_validate(request.spec)  # threads and device resolved by the driver, as run
     epochs = config.epochs
     trial_dir = ctx.trial_dir(request.key)
-    run_id, logged = open_trial_run(tracker, request, config)
+    assert request.mlflow_run_id is not None  # opened by the driver (open_trial_run)
+    run_id = request.mlflow_run_id
     resume = restore_tune_checkpoint(trial_dir, CHECKPOINT_NAME)
+    logged: set[int] = set()  # a trial without a checkpoint has logged no epoch: its metrics follow its checkpoints
+    unlogged_tags = where_it_runs()
     if resume is not None:
+        logged = tracker.logged_steps(run_id, "val_acc")
         replay_history(tracker, run_id, load_file(resume)["history"], logged)
+        unlogged_tags = {}
     last: dict[str, Any] = {}
+
+    def log(metrics: dict[str, Any], step: int) -> None:
+        nonlocal unlogged_tags
+        tracker.log_metrics(run_id, metrics, step=step, tags=unlogged_tags)
+        unlogged_tags = {}
+
+    def end(status: str, error: str | None = None) -> None:
+        log({}, 0)  # where it ran, if no epoch was logged
+        tracker.finish(run_id, status, error)
 
     def reported(metrics: dict[str, Any], error: str | None = None) -> dict[str, Any]:
         result = TrialResult(metrics.get("epoch"), epochs, run_id, error, request.key, metrics=metrics)
@@ -129,7 +146,7 @@ def run_trial(trial: dict[str, Any]) -> None:
     def on_epoch(metrics: dict[str, float], checkpoint: Path | None) -> None:
         step = int(metrics["epoch"])
         if step not in logged:
-            tracker.log_metrics(run_id, metrics, step=step)
+            log(metrics, step)
             logged.add(step)
         last.update(metrics)
         if step >= epochs:  # the last epoch is reported after the model is saved (below); formulas §10.8
@@ -142,25 +159,25 @@ def run_trial(trial: dict[str, Any]) -> None:
         executed = execute(
             config,
             trial_dir,
-            lambda metrics, step: tracker.log_metrics(run_id, metrics, step=step),
+            log,
             callbacks=[on_epoch],
             resume_from=resume,
         )
     except StopTrial:
-        tracker.finish(run_id, "KILLED")
+        end("KILLED")
         report(reported(last))  # fewer epochs than configured: the driver tells Optuna PRUNED
         return
     except (TrainingDiverged, ConfigError) as err:
-        tracker.finish(run_id, "FAILED", f"{type(err).__name__}: {err}")
+        end("FAILED", f"{type(err).__name__}: {err}")
         worst = {m: WORST[d] for m, d in ctx.objectives.items()}
         report(reported({"epoch": 0, **last, **worst}, str(err)))
         return
     except Exception as err:
-        tracker.finish(run_id, "FAILED", f"{type(err).__name__}: {err}")
+        end("FAILED", f"{type(err).__name__}: {err}")
         raise
     assert executed.model_path is not None  # execute saved the model in trial_dir
     tracker.log_artifact(run_id, executed.model_path)
-    tracker.finish(run_id, "FINISHED")
+    end("FINISHED")
     # Reported last: a scheduler may stop the trial as soon as it sees its final epoch. No
     # checkpoint: the trial is done, and the driver deletes its checkpoints (SearchMonitor).
     report(reported(executed.result.final))

@@ -152,11 +152,18 @@ class RunTracker:
         return run_id
 
     def child(
-        self, parent_id: str, key: str, run_name: str, kind: str, tags: dict[str, str] | None = None
+        self,
+        parent_id: str,
+        key: str,
+        run_name: str,
+        kind: str,
+        tags: dict[str, str] | None = None,
+        *,
+        surely_new: bool = False,
     ) -> tuple[str, bool]:
         """The child run of ``parent_id`` with trial key ``key``, and whether it is new: found if it exists
-        (RUNNING again), else created."""
-        run_id = self.find_child(parent_id, key)
+        (RUNNING again), else created; not looked for when the caller knows it is ``surely_new``."""
+        run_id = None if surely_new else self.find_child(parent_id, key)
         if run_id is not None:
             self.client.update_run(run_id, "RUNNING")
             return run_id, False
@@ -180,13 +187,17 @@ class RunTracker:
         for i in range(0, max(len(items), 1), 100):
             self.client.log_batch(run_id, params=items[i : i + 100], tags=tag_items if i == 0 else [])
 
-    def log_metrics(self, run_id: str, metrics: dict[str, float], step: int) -> None:
-        from mlflow.entities import Metric
+    def log_metrics(
+        self, run_id: str, metrics: dict[str, float], step: int, tags: dict[str, Any] | None = None
+    ) -> None:
+        """Log the numbers of ``metrics`` at ``step``, and ``tags``, in one batch."""
+        from mlflow.entities import Metric, RunTag
 
         now = int(time.time() * 1000)
         items = [Metric(k, float(v), now, step) for k, v in metrics.items() if isinstance(v, (int, float))]
-        if items:
-            self.client.log_batch(run_id, metrics=items)
+        tag_items = [RunTag(k, str(v)[:5000]) for k, v in (tags or {}).items()]
+        if items or tag_items:
+            self.client.log_batch(run_id, metrics=items, tags=tag_items)
 
     def logged_steps(self, run_id: str, key: str) -> set[int]:
         return {m.step for m in self.client.get_metric_history(run_id, key)}
