@@ -205,3 +205,25 @@ def test_an_orphan_left_inside_ask_gets_its_missing_params(tmp_path):
     assert set(request.params) == {"lr", "momentum"}
     assert 0.01 <= request.params["lr"] <= 0.3
     assert request.spec["momentum"] == request.params["momentum"]
+
+
+def test_a_lone_driver_counts_its_asks_and_a_shared_study_is_read_again(tmp_path):
+    """``GridStudy.remaining``: a lone driver reads the study once and counts the trials it asks; drivers that
+    share a study (``--join``) read it at every call, so they also see the trials the others asked."""
+    from tuneprune.search.studies import GridStudy, open_storage
+
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    study = optuna.create_study(storage=url, study_name="count")
+    study.ask()  # asked before: RUNNING, counted by both
+    lone = GridStudy(0, {}, study, budget=3, storage=open_storage(url))
+    shared = GridStudy(0, {}, optuna.load_study(study_name="count", storage=url), budget=3, shared=True)
+    assert (lone.remaining, shared.remaining) == (2, 2)
+    number, _ = lone.ask({})
+    assert number == 1
+    lone.set_user_attrs(number, {"name": "g0-001"})  # handed out
+    assert (lone.remaining, shared.remaining) == (1, 1)
+    study.ask()  # another driver's ask: only the shared study sees it
+    assert (lone.remaining, shared.remaining) == (1, 0)
+    lone.adopt_cut_short()  # after a lost connection the lone driver counts again
+    assert lone.orphans == [0, 2]  # the trials without a name (never handed out by it) are run as orphans
+    assert lone.remaining == 2  # and none new: three of three taken

@@ -232,7 +232,7 @@ def _search(
         tracker.log_text(parent_id, text, file_name)
 
     say(f"opening the Optuna studies in {redact(prepared.storage_url)} ...")
-    studies = open_studies(space, prepared.name, prepared.storage_url)
+    studies = open_studies(space, prepared.name, prepared.storage_url, shared=prepared.join)
     total = remaining_trials(studies)
     ray_time = 0.0
     if total > 0:

@@ -134,14 +134,18 @@ class GridStudy:
     budget: int
     orphans: list[int] = field(default_factory=list)
     storage: optuna.storages.BaseStorage | None = None  # the study's storage, as opened (open_storage)
+    shared: bool = False  # other drivers ask trials of this study too (cluster mode, --join)
+    _taken: int | None = field(default=None, repr=False)  # trials ended or RUNNING, counted by a lone driver
+    _study_id: int | None = field(default=None, repr=False)
     _trial_ids: dict[int, int] = field(default_factory=dict, repr=False)
 
     def _trial_id(self, number: int) -> int:
         """The storage's id of trial ``number`` (``get_trial_id_from_study_id_trial_number``), looked up once."""
         if number not in self._trial_ids:
             assert self.storage is not None, "a GridStudy writes through the storage it was opened with"
-            study_id = self.storage.get_study_id_from_name(self.study.study_name)
-            self._trial_ids[number] = self.storage.get_trial_id_from_study_id_trial_number(study_id, number)
+            if self._study_id is None:
+                self._study_id = self.storage.get_study_id_from_name(self.study.study_name)
+            self._trial_ids[number] = self.storage.get_trial_id_from_study_id_trial_number(self._study_id, number)
         return self._trial_ids[number]
 
     def set_user_attrs(self, number: int, attrs: dict[str, Any]) -> None:
@@ -157,6 +161,8 @@ class GridStudy:
             number = self.orphans.pop(0)
             return number, self.complete_params(number, space_distributions)
         trial = self.study.ask(space_distributions)
+        if self._taken is not None:
+            self._taken += 1
         return trial.number, trial.params
 
     def complete_params(self, number: int, space_distributions: dict[str, BaseDistribution]) -> dict[str, Any]:
@@ -181,23 +187,28 @@ class GridStudy:
 
         The budget counts every trial of the study that ended or is RUNNING, so several
         drivers sharing the study (cluster mode) stop together at ``budget`` trials instead
-        of each counting only its own in-flight trials (orphans are RUNNING already).
+        of each counting only its own in-flight trials (orphans are RUNNING already). A
+        study ``shared`` by several drivers is read for that count at every call; a lone
+        driver reads it once and counts the trials it asks.
         """
-        taken = len(self.study.get_trials(deepcopy=False, states=(*ENDED, TrialState.RUNNING)))
-        return len(self.orphans) + max(self.budget - taken, 0)
+        if self.shared or self._taken is None:
+            self._taken = len(self.study.get_trials(deepcopy=False, states=(*ENDED, TrialState.RUNNING)))
+        return len(self.orphans) + max(self.budget - self._taken, 0)
 
     def adopt_cut_short(self) -> None:
         """Take the RUNNING trials without a ``name`` (the user attribute a driver sets last when it hands a
         trial out) as orphans: an ask cut short by a lost storage connection leaves its trial so, and the
         retried ask hands it out instead of asking twice. (A driver sharing the study may, in that instant,
         have a trial asked and not yet named: taken too.)"""
+        self._taken = None  # the ask cut short may have made a trial: count again
         for trial in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             if "name" not in trial.user_attrs and trial.number not in self.orphans:
                 self.orphans.append(trial.number)
 
 
-def open_studies(space: SearchSpace, name: str, storage_url: str) -> list[GridStudy]:
-    """Create or load the study of every grid point; collect trials left RUNNING as orphans."""
+def open_studies(space: SearchSpace, name: str, storage_url: str, shared: bool = False) -> list[GridStudy]:
+    """Create or load the study of every grid point; collect trials left RUNNING as orphans. ``shared``: other
+    drivers ask trials of the same studies (see :attr:`GridStudy.remaining`)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = open_storage(storage_url)
     studies = []
@@ -213,7 +224,7 @@ def open_studies(space: SearchSpace, name: str, storage_url: str) -> list[GridSt
         study.set_user_attr("grid_point", json.dumps(point))
         study.set_user_attr("search", name)
         orphans = [t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))]
-        studies.append(GridStudy(i, point, study, space.num_samples, orphans=orphans, storage=storage))
+        studies.append(GridStudy(i, point, study, space.num_samples, orphans=orphans, storage=storage, shared=shared))
     return studies
 
 
