@@ -581,12 +581,17 @@ def _trials_on_node(db: Path, node: str) -> dict[str, int]:
 
     if not db.exists():
         return {}
-    with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30) as con:
-        rows = con.execute(
-            "SELECT t.run_uuid, (SELECT COUNT(*) FROM metrics m WHERE m.run_uuid = t.run_uuid AND m.key = 'val_acc') "
-            "FROM tags t WHERE t.key = 'ray.node_id' AND t.value = ?",
-            (node,),
-        ).fetchall()
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30) as con:
+            rows = con.execute(
+                "SELECT t.run_uuid, (SELECT COUNT(*) FROM metrics m WHERE m.run_uuid = t.run_uuid AND m.key = 'val_acc') "
+                "FROM tags t WHERE t.key = 'ray.node_id' AND t.value = ?",
+                (node,),
+            ).fetchall()
+    except sqlite3.OperationalError as err:  # the driver is still creating the store's tables
+        if "no such table" in str(err):
+            return {}
+        raise
     return dict(rows)
 
 
