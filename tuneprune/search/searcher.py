@@ -85,6 +85,10 @@ class StudySearcher(Searcher):
         """Tune pickles the searcher before the search starts; its thread and futures stay behind."""
         return {**self.__dict__, "_storage_thread": None, "_asked_ahead": None, "_telling": []}
 
+    def _tracker(self) -> RunTracker:
+        """The MLflow tracker of this process for the search's store (``RunTracker.shared``: never pickled)."""
+        return RunTracker.shared(self.context.tracking_uri, self.context.experiment)
+
     def _in_order(self, call: Callable[..., Any], *args: Any) -> Future:
         """``call(*args)`` on the searcher's storage thread, after every call submitted before it."""
         if self._storage_thread is None:
@@ -108,13 +112,13 @@ class StudySearcher(Searcher):
             for future in self._telling:
                 future.result()
         finally:
-            done_ahead = self._asked_ahead is not None and self._asked_ahead.exception() is None
-            ahead = self._asked_ahead.result() if done_ahead and self._asked_ahead is not None else None
-            unstarted = [a for a in [*self.waiting, ahead] if a is not None]
-            tracker = RunTracker.shared(self.context.tracking_uri, self.context.experiment)
+            unstarted = list(self.waiting)
+            ahead = self._asked_ahead
+            if ahead is not None and ahead.exception() is None and ahead.result() is not None:
+                unstarted.append(ahead.result())
             for asked in unstarted:
                 assert asked.request.mlflow_run_id is not None  # opened as it was asked
-                tracker.finish(asked.request.mlflow_run_id, "KILLED")
+                self._tracker().finish(asked.request.mlflow_run_id, "KILLED")
             self._telling, self._asked_ahead, self.waiting = [], None, []
             self._storage_thread.shutdown(wait=True)
             self._storage_thread = None
@@ -167,9 +171,7 @@ class StudySearcher(Searcher):
             spec = run_config.model_dump(mode="json")
             spec["device"] = run_device(run_config.device, self.space.resources.gpu)
             request = TrialRequest(key, number, run_name, gs.grid_point, params, spec, self.context)
-            run_id = open_trial_run(
-                RunTracker.shared(self.context.tracking_uri, self.context.experiment), request, new=not orphan
-            )
+            run_id = open_trial_run(self._tracker(), request, new=not orphan)
             # the name last: a trial handed out has one
             gs.set_user_attrs(number, {"key": key, "mlflow_run_id": run_id, "name": run_name})
             request = replace(request, mlflow_run_id=run_id)
