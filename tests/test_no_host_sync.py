@@ -27,10 +27,10 @@ import torch
 
 from tuneprune.data import load_dataset
 from tuneprune.packing import PackedTrainer
-from tuneprune.packing.masks import MemberRule, PackedMaskBuilder
 from tuneprune.sparsity import AdaptiveScheduler
 from tuneprune.sparsity.dispatch import accelerator_path
 from tuneprune.sparsity.drop import Elimination
+from tuneprune.sparsity.masks import MaskBuilder, MemberRule
 from tuneprune.sparsity.theta import ConstantTheta, LogDensityTheta
 from tuneprune.training import RunConfig, train
 
@@ -312,31 +312,27 @@ def test_packed_masks_at_device_sparsities_read_nothing_and_equal_those_at_float
         None,
     ]
     floats = [0.8, 0.6, 0.0, 0.9, 0.0]  # member 0 at its target, member 2 not started, member 4 dense
-    names = (
-        "active",
-        "thresholds",
-        "kept",
-        "kept_counts",
-        "thetas",
-        "theta_per_weight",
-        "eliminated",
-        "eliminated_counts",
-    )
-    expected = PackedMaskBuilder(sizes, rules, torch.device("cpu")).build(weights, floats)
+    names = ("active", "thresholds", "kept", "kept_counts", "eliminated", "eliminated_counts")
+    reference = MaskBuilder(sizes, rules, torch.device("cpu"))
+    expected = reference.build(weights, floats)
+    expected_scale = reference.gradient_scale(expected)
+    assert expected_scale is not None
     assert expected.eliminated is not None
     assert expected.eliminated[:2].any()
     assert not expected.eliminated[2:].any()
     reads = HostReads(monkeypatch)
     for given in (torch.tensor(floats, dtype=torch.float64), [torch.tensor(s, dtype=torch.float64) for s in floats]):
-        assert (
-            PackedMaskBuilder(sizes, rules, torch.device("cpu")).build(weights, given).sparsities == floats
-        )  # CPU path
+        assert MaskBuilder(sizes, rules, torch.device("cpu")).build(weights, given).sparsities == floats  # CPU path
         with accelerator_path():
-            builder = PackedMaskBuilder(sizes, rules, torch.device("cpu"))
+            builder = MaskBuilder(sizes, rules, torch.device("cpu"))
             reads.recording = True
             masks = builder.build(weights, given)
+            scale = builder.gradient_scale(masks)
             reads.recording = False
         assert reads.calls == []
         assert all(isinstance(s, torch.Tensor) for s in masks.sparsities)
         for name in names:
             assert torch.equal(getattr(masks, name), getattr(expected, name)), name
+        assert torch.equal(masks.layer_thetas(), expected.layer_thetas())
+        assert scale is not None
+        assert torch.equal(scale, expected_scale)

@@ -136,7 +136,7 @@ def test_an_interrupted_packed_search_resumes_every_member(search_driver, tmp_pa
             if len(done_before) >= 2 and any(
                 (trials_dir / t.user_attrs["key"] / "member.pt").exists()
                 for t in study.trials
-                if t.state.name == "RUNNING"
+                if t.state.name == "RUNNING" and "key" in t.user_attrs  # asked ahead: its attributes may follow
             ):
                 break
             time.sleep(0.1)

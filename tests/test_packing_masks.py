@@ -1,4 +1,4 @@
-"""Packed masks: one selection over the [K, N] matrix gives each member the solo engine's T, t and masks (formulas §1.4, §4).
+"""Masks of K members: one selection over the [K, N] matrix gives each member the T, t, masks and m it gets alone (formulas §1.3, §1.4, §4).
 
 Members differ in sparsity, threshold mode, theta policy and elimination; a dense member
 (rule None) is left as it is. Every check runs on the CPU path (NumPy partitions) and on
@@ -15,11 +15,9 @@ from typing import Any, Literal
 import pytest
 import torch
 
-from tuneprune.packing.masks import MemberRule, PackedMaskBuilder
 from tuneprune.sparsity.dispatch import accelerator_path
 from tuneprune.sparsity.drop import Elimination
-from tuneprune.sparsity.flat import FlatLayout
-from tuneprune.sparsity.masks import MaskBuilder
+from tuneprune.sparsity.masks import MaskBuilder, Masks, MemberRule
 from tuneprune.sparsity.theta import ConstantTheta, FeatherTheta, LogDensityTheta, ThetaPolicy
 from tuneprune.sparsity.thresholds import magnitude_quantiles
 
@@ -76,8 +74,9 @@ def _pack(seed: int):
 def test_thresholds_equal_torch_quantile_per_member_and_layer(path, seed):
     sizes, weights, sparsities, rules = _pack(seed)
     with PATHS[path]():
-        masks = PackedMaskBuilder(sizes, rules, torch.device("cpu")).build(weights, sparsities)
-        thresholds = masks.thresholds.expand_as(weights)
+        builder = MaskBuilder(sizes, rules, torch.device("cpu"))
+        masks = builder.build(weights, sparsities)
+        thresholds = builder.threshold_per_weight(masks).expand_as(weights)
         for k, (row, rule, q) in enumerate(zip(weights.abs(), rules, sparsities, strict=True)):
             whole = rule is None or rule.threshold_mode == "global"
             parts = [row] * len(sizes) if whole else list(row.split(sizes))
@@ -87,47 +86,80 @@ def test_thresholds_equal_torch_quantile_per_member_and_layer(path, seed):
                 torch.testing.assert_close(found[0], expected, rtol=1e-6, atol=0)
                 assert torch.equal(found[0], magnitude_quantiles(part, [q])[0])  # the solo engine's value, bit for bit
     if not any(rule is not None and rule.threshold_mode == "layer" for rule in rules):
-        assert masks.thresholds.shape == (len(rules), 1)
+        assert builder.threshold_per_weight(masks).shape == (len(rules), 1)
 
 
-def _solo(row: torch.Tensor, sizes: list[int], rule: MemberRule, sparsity: float):
-    layout = FlatLayout(list(row.split(sizes)))
-    masks = MaskBuilder(layout, rule.threshold_mode, rule.elimination).build(row.clone(), sparsity, slot=0)
-    thetas = torch.as_tensor(rule.theta_policy.layer_thetas(masks.kept_counts / layout.segments.lengths))
-    return layout.segments, masks, thetas.float().expand(len(sizes))
+def _per_member(builder: MaskBuilder, masks: Masks, weights: torch.Tensor) -> list[dict[str, torch.Tensor]]:
+    """Each member's T, kept, counts, thetas, eliminated and m per weight, as plain ``[N]`` or ``[L]`` tensors."""
+    k, n = weights.shape[0], len(builder.sizes)
+    thresholds = builder.threshold_per_weight(masks).expand_as(weights)
+    scale = builder.gradient_scale(masks)
+    eliminated = torch.zeros_like(weights, dtype=torch.bool) if masks.eliminated is None else masks.eliminated
+    counts = (
+        torch.zeros(k, n, dtype=torch.long) if masks.eliminated_counts is None else masks.table(masks.eliminated_counts)
+    )
+    return [
+        {
+            "active": masks.active.expand(k, 1)[row, 0],
+            "thresholds": thresholds[row],
+            "kept": masks.kept[row],
+            "kept_counts": masks.table(masks.kept_counts)[row],
+            "thetas": masks.layer_thetas()[row],
+            "eliminated": eliminated[row],
+            "eliminated_counts": counts[row],
+            "scale": torch.ones_like(weights[row]) if scale is None else scale[row],
+        }
+        for row in range(k)
+    ]
 
 
 @pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("seed", range(16))
 def test_each_member_gets_the_masks_it_gets_alone(path, seed):
+    """K members built together equal each built alone (K = 1, the Sparsifier's case), bit for bit, m included."""
     sizes, weights, sparsities, rules = _pack(100 + seed)
-    n = len(sizes)
     with PATHS[path]():
-        packed = PackedMaskBuilder(sizes, rules, torch.device("cpu")).build(weights, sparsities)
-        thresholds, theta_per_weight = packed.thresholds.expand_as(weights), packed.theta_per_weight.expand_as(weights)
+        builder = MaskBuilder(sizes, rules, torch.device("cpu"))
+        together = _per_member(builder, builder.build(weights, sparsities), weights)
         for k, (row, rule, s) in enumerate(zip(weights, rules, sparsities, strict=True)):
-            # None: no member eliminates at its S_k
-            eliminated = torch.zeros_like(row, dtype=torch.bool) if packed.eliminated is None else packed.eliminated[k]
-            eliminated_counts = (
-                torch.zeros(n, dtype=torch.long) if packed.eliminated_counts is None else packed.eliminated_counts[k]
-            )
-            if rule is None:  # dense: w itself, nothing eliminated, theta 1
-                assert not packed.active[k]
-                assert torch.equal(packed.thetas[k], torch.ones(n))
-                assert not eliminated.any()
-                continue
-            segments, solo, thetas = _solo(row, sizes, rule, s)
-            assert bool(packed.active[k]) == (s > 0)
-            assert torch.equal(thresholds[k], segments.spread(solo.thresholds))
-            assert torch.equal(packed.kept[k], solo.kept_flat)
-            assert torch.equal(packed.kept_counts[k], solo.kept_counts)
-            assert torch.equal(packed.thetas[k], thetas)
-            assert torch.equal(theta_per_weight[k], segments.spread(thetas))
-            if solo.eliminated_flat is None:  # the CPU path skips an elimination that does not apply
-                assert not eliminated.any()
-            else:
-                assert torch.equal(eliminated, solo.eliminated_flat)
-                assert torch.equal(eliminated_counts, solo.eliminated_counts)
+            alone = MaskBuilder(sizes, [rule], torch.device("cpu"))
+            (expected,) = _per_member(alone, alone.build(row[None].clone(), [s]), row[None])
+            for name, value in expected.items():
+                assert torch.equal(together[k][name], value), (k, name)
+            if rule is None:  # dense: w itself, nothing eliminated, theta 1, m 1
+                assert not together[k]["active"]
+                assert torch.equal(together[k]["thetas"], torch.ones(len(sizes)))
+                assert not together[k]["eliminated"].any()
+                assert (together[k]["scale"] == 1).all()
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_the_gradient_scale_is_one_kept_theta_pruned_zero_eliminated(path):
+    """m of formulas §1.3 per member: 1 where kept, theta where pruned, 0 where eliminated; 1 on a dense row."""
+    g = torch.Generator().manual_seed(5)
+    sizes = [64, 200]
+    weights = torch.randn(3, sum(sizes), generator=g)
+    rules = [
+        MemberRule("global", ConstantTheta(0.5), Elimination(0.5, 0.8, "global")),
+        MemberRule("layer", LogDensityTheta(0.3, mode="layer"), Elimination(0.0, 0.8)),
+        None,
+    ]
+    with PATHS[path]():
+        builder = MaskBuilder(sizes, rules, torch.device("cpu"))
+        masks = builder.build(weights, [0.8, 0.6, 0.0])
+        scale = builder.gradient_scale(masks)
+    assert scale is not None
+    assert masks.eliminated is not None
+    kept, gone = masks.kept, masks.eliminated
+    assert (scale[0][kept[0]] == 1).all()
+    assert gone[0].any()
+    assert (scale[0][gone[0]] == 0).all()
+    assert (scale[0][~kept[0] & ~gone[0]] == 0.5).all()
+    thetas = masks.layer_thetas()[1]
+    for layer, (piece, kept_piece) in enumerate(zip(scale[1].split(sizes), kept[1].split(sizes), strict=True)):
+        assert (piece[kept_piece] == 1).all()
+        assert (piece[~kept_piece] == thetas[layer]).all()
+    assert (scale[2] == 1).all()
 
 
 def test_eliminations_of_mixed_modes_in_one_pack():
@@ -141,14 +173,15 @@ def test_eliminations_of_mixed_modes_in_one_pack():
         MemberRule("global", ConstantTheta(1.0), Elimination(0.4, 0.8, "layer")),
         None,
     ]
-    masks = PackedMaskBuilder(sizes, rules, torch.device("cpu")).build(weights, [0.8, 0.6, 0.7, 0.0])
+    masks = MaskBuilder(sizes, rules, torch.device("cpu")).build(weights, [0.8, 0.6, 0.7, 0.0])
     assert masks.eliminated is not None
     assert masks.eliminated_counts is not None
+    kept_counts, eliminated_counts = masks.table(masks.kept_counts), masks.table(masks.eliminated_counts)
     magnitudes = weights.abs()
     assert torch.equal(masks.eliminated[0], magnitudes[0] < torch.quantile(magnitudes[0], 0.5 * 0.8))
     for k in (1, 2):
         parts = magnitudes[k].split(sizes)
-        reached = 1.0 - masks.kept_counts[k] / torch.tensor(sizes)
+        reached = 1.0 - kept_counts[k] / torch.tensor(sizes)
         rule = rules[k]
         assert rule is not None
         rho = rule.elimination.rho
@@ -157,8 +190,8 @@ def test_eliminations_of_mixed_modes_in_one_pack():
         ]
         assert torch.equal(masks.eliminated[k], torch.cat(expected))
     assert not masks.eliminated[3].any()
-    assert masks.eliminated_counts[3].sum() == 0
-    assert masks.eliminated_counts[0].sum() == int(masks.eliminated[0].sum()) > 0
+    assert eliminated_counts[3].sum() == 0
+    assert eliminated_counts[0].sum() == int(masks.eliminated[0].sum()) > 0
 
 
 def test_kept_rows_build_the_masks_of_those_members():
@@ -170,12 +203,18 @@ def test_kept_rows_build_the_masks_of_those_members():
         None,
         MemberRule("global", ConstantTheta(0.5), Elimination(0.3, 0.9, "global")),
     ]
-    builder = PackedMaskBuilder(sizes, rules, torch.device("cpu"))
-    builder.build(weights, [0.5, 0.0, 0.6])
+    builder = MaskBuilder(sizes, rules, torch.device("cpu"))
+    before = builder.build(weights, [0.5, 0.0, 0.6])
     rows = [2, 0]
+    kept = before.kept_rows(rows)
+    assert torch.equal(kept.kept, before.kept[rows])
+    assert torch.equal(kept.table(kept.kept_counts), before.table(before.kept_counts)[rows])
     builder.keep(rows)
-    found = builder.build(weights[rows], [0.6, 0.5])
-    alone = PackedMaskBuilder(sizes, [rules[i] for i in rows], torch.device("cpu")).build(weights[rows], [0.6, 0.5])
-    for name in ("thresholds", "kept", "kept_counts", "thetas", "theta_per_weight", "eliminated", "eliminated_counts"):
-        assert torch.equal(getattr(found, name), getattr(alone, name)), name
-    assert found.thresholds.shape == weights[rows].shape  # member 0 has layer thresholds
+    found = _per_member(builder, builder.build(weights[rows], [0.6, 0.5]), weights[rows])
+    alone = MaskBuilder(sizes, [rules[i] for i in rows], torch.device("cpu"))
+    expected = _per_member(alone, alone.build(weights[rows], [0.6, 0.5]), weights[rows])
+    assert len(found) == 2
+    for f, e in zip(found, expected, strict=True):
+        for name, value in e.items():
+            assert torch.equal(f[name], value), name
+    assert builder.threshold_per_weight(builder.build(weights[rows], [0.6, 0.5])).shape == weights[rows].shape

@@ -6,7 +6,8 @@ import torch
 from tuneprune.sparsity.config import DropConfig
 from tuneprune.sparsity.drop import Elimination
 from tuneprune.sparsity.flat import FlatLayout
-from tuneprune.sparsity.masks import MaskBuilder
+from tuneprune.sparsity.masks import MaskBuilder, Masks, MemberRule
+from tuneprune.sparsity.theta import ConstantTheta
 
 
 def _weights():
@@ -19,9 +20,21 @@ def _weights():
 
 
 def _builder(weights, threshold_mode, drop: DropConfig) -> tuple[MaskBuilder, torch.Tensor]:
-    """A MaskBuilder over ``weights`` and their flat buffer."""
+    """A MaskBuilder of one member over ``weights`` and their flat buffer."""
     flat = torch.cat([w.flatten() for w in weights])
-    return MaskBuilder(FlatLayout(weights), threshold_mode, Elimination.from_config(drop, 0.9)), flat
+    rule = MemberRule(threshold_mode, ConstantTheta(1.0), Elimination.from_config(drop, 0.9))
+    return MaskBuilder([w.numel() for w in weights], [rule], flat.device), flat
+
+
+def _layers(weights, flags: torch.Tensor | None) -> list[torch.Tensor]:
+    """The one member's ``[1, N]`` flags as per-layer views in the weights' shapes."""
+    assert flags is not None
+    return FlatLayout(weights).shaped(flags[0])
+
+
+def _eliminated_total(masks: Masks) -> int:
+    assert masks.eliminated_counts is not None
+    return int(masks.eliminated_counts.sum())
 
 
 def test_timeframes():
@@ -38,24 +51,21 @@ def test_timeframes():
 def test_global_elimination_is_the_rho_s_quantile_of_the_network():
     weights = _weights()
     builder, flat = _builder(weights, "global", DropConfig(rho=0.25))
-    masks = builder.build(flat, 0.8, slot=0)
-    assert masks.eliminated is not None
-    assert masks.eliminated_counts is not None
+    masks = builder.build(flat, [0.8], slot=0)
     magnitudes = torch.cat([w.flatten().abs() for w in weights])
     t = torch.quantile(magnitudes, 0.25 * 0.8)
-    for w, gone in zip(weights, masks.eliminated, strict=True):
+    for w, gone in zip(weights, _layers(weights, masks.eliminated), strict=True):
         assert torch.equal(gone, w.abs() < t)
-    assert abs(int(masks.eliminated_counts.sum()) - 0.2 * magnitudes.numel()) <= 1
+    assert abs(_eliminated_total(masks) - 0.2 * magnitudes.numel()) <= 1
 
 
 def test_layer_elimination_uses_each_layers_achieved_sparsity():
     weights = _weights()
     builder, flat = _builder(weights, "global", DropConfig(rho=0.5, mode="layer"))
-    masks = builder.build(flat, 0.7, slot=0)
-    assert masks.eliminated is not None
-    assert masks.eliminated_counts is not None
+    masks = builder.build(flat, [0.7], slot=0)
     T = torch.quantile(torch.cat([w.flatten().abs() for w in weights]), 0.7)
-    for w, kept, gone in zip(weights, masks.kept, masks.eliminated, strict=True):
+    layers = zip(weights, _layers(weights, masks.kept), _layers(weights, masks.eliminated), strict=True)
+    for w, kept, gone in layers:
         layer_sparsity = (w.abs() <= T).float().mean().item()
         t_l = torch.quantile(w.flatten().abs(), 0.5 * layer_sparsity)
         assert torch.equal(kept, w.abs() > T)
@@ -66,8 +76,8 @@ def test_layer_elimination_uses_each_layers_achieved_sparsity():
 def test_no_elimination_before_target_with_after_target():
     weights = _weights()
     builder, flat = _builder(weights, "global", DropConfig(rho=0.5, timeframe="after_target"))
-    assert builder.build(flat, 0.5, slot=0).eliminated is None
-    assert builder.build(flat, 0.9, slot=1).eliminated is not None
+    assert builder.build(flat, [0.5], slot=0).eliminated is None
+    assert builder.build(flat, [0.9], slot=1).eliminated is not None
 
 
 def test_layer_thresholds_with_global_elimination_are_refused():
@@ -75,7 +85,7 @@ def test_layer_thresholds_with_global_elimination_are_refused():
     with pytest.raises(ValueError, match="layer thresholds need layer elimination"):
         _builder(_weights(), "layer", DropConfig(rho=0.5, mode="global"))
     builder, flat = _builder(_weights(), "layer", DropConfig(rho=0.5, mode="layer"))
-    masks = builder.build(flat, 0.8, slot=0)
+    masks = builder.build(flat, [0.8], slot=0)
     assert masks.eliminated is not None
-    assert masks.eliminated_counts is not None
-    assert not any((kept & gone).any() for kept, gone in zip(masks.kept, masks.eliminated, strict=True))
+    assert _eliminated_total(masks) > 0
+    assert not (masks.kept & masks.eliminated).any()

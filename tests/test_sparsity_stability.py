@@ -5,8 +5,8 @@ import torch
 from tuneprune.sparsity import jaccard
 from tuneprune.sparsity.config import DropConfig
 from tuneprune.sparsity.drop import Elimination
-from tuneprune.sparsity.flat import FlatLayout
-from tuneprune.sparsity.masks import MaskBuilder
+from tuneprune.sparsity.masks import MaskBuilder, MemberRule
+from tuneprune.sparsity.theta import ConstantTheta
 
 
 def test_jaccard_of_kept_entries():
@@ -30,10 +30,11 @@ def test_jaccard_on_random_masks():
 def test_mean_stability_over_layers_between_two_iterations():
     g = torch.Generator().manual_seed(1)
     weights = [torch.randn(8, 4, 3, 3, generator=g), torch.randn(10, 8, generator=g)]
-    builder = MaskBuilder(FlatLayout(weights), "layer", Elimination.from_config(DropConfig(), 0.9))
-    before = builder.build(torch.cat([w.flatten() for w in weights]), 0.5, slot=0)
+    rule = MemberRule("layer", ConstantTheta(1.0), Elimination.from_config(DropConfig(), 0.9))
+    builder = MaskBuilder([w.numel() for w in weights], [rule], torch.device("cpu"))
+    before = builder.build(torch.cat([w.flatten() for w in weights]), [0.5], slot=0)
     moved = [w + 0.3 * torch.randn(w.shape, generator=g) for w in weights]
-    after = builder.build(torch.cat([w.flatten() for w in moved]), 0.6, slot=1)
+    after = builder.build(torch.cat([w.flatten() for w in moved]), [0.6], slot=1)
     expected = (
         sum(
             jaccard(w.abs() > w.abs().quantile(0.5), m.abs() > m.abs().quantile(0.6))

@@ -19,7 +19,7 @@ from tuneprune.training.config import RunConfig
 if TYPE_CHECKING:
     from tuneprune.packing.trainer import PackedTrainer
 
-FORMAT = "tuneprune-pack-member-v1"
+FORMAT = "tuneprune-pack-member-v2"
 MemberState = dict[str, Any]
 
 

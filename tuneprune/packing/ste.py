@@ -1,39 +1,48 @@
 """The weights ``w~ = P_T(w)`` of all pack members with the scaled straight-through gradient (formulas §1.2, §1.3).
 
 Applied once per iteration to the ``[K, N]`` matrix of prunable weights, outside the
-members' forward passes, so a plain autograd function serves (no vmap rule needed).
+members' forward passes, so a plain autograd function serves (no vmap rule needed). The
+thresholds, the active rows and the gradient scale ``m`` are the engine's
+(:class:`~tuneprune.sparsity.members.MemberSparsity`), as for one model.
 """
 
 from __future__ import annotations
 
 import torch
 
-from tuneprune.packing.masks import PackedMasks
 from tuneprune.packing.threads import single_threaded
+from tuneprune.sparsity.masks import Masks
 from tuneprune.sparsity.operator import threshold_operator
 
 
 class _PackedStraightThrough(torch.autograd.Function):
-    """Forward ``P_T(w)`` on active rows, ``w`` elsewhere; backward ``m * grad`` on active rows.
-
-    ``m = 1`` where kept, theta where pruned, 0 where eliminated (formulas §1.3).
-    """
+    """Forward ``P_T(w)`` on active rows, ``w`` elsewhere; backward ``m * grad``."""
 
     @staticmethod
-    def forward(ctx, weights: torch.Tensor, masks: PackedMasks, p: float) -> torch.Tensor:
-        ctx.masks = masks
-        return torch.where(masks.active, threshold_operator(weights, masks.thresholds, p), weights)
+    def forward(
+        ctx, weights: torch.Tensor, masks: Masks, thresholds: torch.Tensor, scale: torch.Tensor | None, p: float
+    ) -> torch.Tensor:
+        ctx.scale = scale
+        thresholded = threshold_operator(weights, thresholds, p)
+        if masks.host_active is not None and all(masks.host_active):
+            return thresholded
+        return torch.where(masks.active, thresholded, weights)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        masks = ctx.masks
+        if ctx.scale is None:
+            return grad, None, None, None, None
         with single_threaded(grad.device):
-            scaled = torch.where(masks.kept, grad, grad * masks.theta_per_weight)
-            if masks.eliminated is not None:
-                scaled.masked_fill_(masks.eliminated, 0.0)
-            return torch.where(masks.active, scaled, grad), None, None
+            return grad * ctx.scale, None, None, None, None
 
 
-def thresholded_weights(weights: torch.Tensor, masks: PackedMasks, p: float) -> torch.Tensor:
-    """``[K, N]`` weights the members compute with at this iteration."""
-    return _PackedStraightThrough.apply(weights, masks, p)
+def thresholded_weights(
+    weights: torch.Tensor, masks: Masks, thresholds: torch.Tensor, scale: torch.Tensor | None, p: float
+) -> torch.Tensor:
+    """``[K, N]`` weights the members compute with at this iteration.
+
+    ``thresholds`` is T per weight (``[K, N]`` or ``[K, 1]``), ``scale`` ``m`` (None when all ones).
+    """
+    if masks.host_active is not None and not any(masks.host_active):
+        return weights
+    return _PackedStraightThrough.apply(weights, masks, thresholds, scale, p)

@@ -28,10 +28,11 @@ from tuneprune.packing.checkpoint import MemberState, check_resume
 from tuneprune.packing.evaluate import evaluate_stacked
 from tuneprune.packing.key import check_packable
 from tuneprune.packing.optim import PackedSGD
-from tuneprune.packing.sparsity import PackedSparsity
 from tuneprune.packing.stack import StackedModel
+from tuneprune.packing.ste import thresholded_weights
 from tuneprune.packing.threads import single_threaded
 from tuneprune.sparsity.layers import prunable_layers
+from tuneprune.sparsity.members import MemberSparsity
 from tuneprune.training.config import RunConfig
 from tuneprune.training.loop import TrainResult, divergence, resolve_device
 
@@ -95,7 +96,8 @@ class PackedTrainer:
         self.stack = StackedModel(self.models, prunable, mode)
         self.steps_per_epoch = math.ceil(len(self.data[0].x_train) / first.batch_size)
         self.epochs = first.epochs
-        self.sparsity = PackedSparsity(
+        self.p = sparse[0].operator_p if sparse else 1.0
+        self.sparsity = MemberSparsity.from_configs(
             [c.sparsity for c in configs],
             self.stack.sizes,
             self.steps_per_epoch,
@@ -127,8 +129,7 @@ class PackedTrainer:
         self.optimizer.momentum_buffers = self.stack.stack_leaves([state["momentum"] for state in states])
         if self.stack.weights is not None:
             with single_threaded(self.device):
-                step = self.epoch * self.steps_per_epoch
-                self.sparsity.restore([state["sparsity"] for state in states], step, self.stack.weights)
+                self.sparsity.restore([state["sparsity"] for state in states], self.stack.weights)
         if self.epoch == self.epochs:
             self._finish_all()
 
@@ -137,7 +138,7 @@ class PackedTrainer:
 
         Its config (as JSON values), epoch count, history, ``state_dict`` (raw weights
         ``w``, not ``P_T(w)``), momentum buffers by parameter name and sparsity state
-        (:meth:`PackedSparsity.member_state`, None if dense): plain values and CPU tensors,
+        (:meth:`MemberSparsity.member_state`, None if dense): plain values and CPU tensors,
         for ``torch.load(weights_only=True)``. Valid between epochs and inside the epoch's
         callback of that member (also after the last epoch, before it is finished).
         """
@@ -165,8 +166,11 @@ class PackedTrainer:
         self.optimizer.keep(positions)
 
     def _forward_weights(self) -> torch.Tensor | None:
-        weights = self.stack.weights
-        return None if weights is None else self.sparsity.thresholded(weights)
+        weights, masks = self.stack.weights, self.sparsity.current
+        if weights is None or masks is None:
+            return weights
+        thresholds = self.sparsity.builder.threshold_per_weight(masks)
+        return thresholded_weights(weights, masks, thresholds, self.sparsity.scale, self.p)
 
     def _fail(self, position: int, message: str) -> None:
         member = self.members[self.rows[position]]
@@ -250,7 +254,8 @@ class PackedTrainer:
             sparse_metrics = [{} for _ in self.rows]
         else:
             with single_threaded(self.device):
-                sparse_metrics = self.sparsity.end_epoch(epoch, self.stack.weights)
+                self.sparsity.end_epoch((epoch + 1) * self.steps_per_epoch, self.stack.weights)
+                sparse_metrics = self.sparsity.metrics()
         if self.device.type == "cuda":
             torch.cuda.synchronize()
         train_time = time.perf_counter() - start
@@ -274,9 +279,6 @@ class PackedTrainer:
                 lr=lrs[k],
                 epoch_time=epoch_time,
             )
-            if "mask_stability" in metrics:  # the stability objective is the mean over training (formulas §3)
-                stabilities = [h["mask_stability"] for h in member.history] + [metrics["mask_stability"]]
-                metrics["mean_mask_stability"] = sum(stabilities) / len(stabilities)
             member.history.append(metrics)
             reports[member_index] = metrics
             for callback in callbacks:

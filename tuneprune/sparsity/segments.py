@@ -62,3 +62,51 @@ class Segments:
     def split(self, flat: torch.Tensor) -> list[torch.Tensor]:
         """The views of ``flat``, one per segment."""
         return list(flat.split(self.sizes))
+
+
+class RowSegments:
+    """The ``[K, N]`` matrix of K members' prunable weights as segments of its flat ``[K * N]`` view (formulas §1.4).
+
+    ``split[k]`` says whether row k is cut by layer (its ``L`` layers, one quantile each)
+    or is one segment (a network-wide quantile), in row order, so that one selection,
+    compare and count serves every member and layer without a copy per member. Values
+    per (member, layer) come in as ``[K, L]`` tables (a whole row takes its first column)
+    or ``[K]`` (one per member), values per segment go out per weight.
+    """
+
+    def __init__(self, layer_sizes: Sequence[int], split: Sequence[bool], device: torch.device) -> None:
+        n_layers, width = len(layer_sizes), sum(layer_sizes)
+        sizes, columns = [], []
+        for k, by_layer in enumerate(split):
+            sizes += list(layer_sizes) if by_layer else [width]
+            columns += [k * n_layers + layer for layer in range(n_layers if by_layer else 1)]
+        self.segments = Segments(sizes, device)
+        self.shape = (len(split), width)
+        self.table_shape = (len(split), n_layers)
+        self.whole_rows = not any(split)
+        self.all_split = all(split)
+        self._columns = torch.tensor(columns, device=device)
+
+    def from_table(self, table: torch.Tensor) -> torch.Tensor:
+        """The entry of ``table`` that belongs to each segment: ``[K]`` one per member, ``[K, L]`` one per layer.
+
+        A 0-dim table (one member) is returned as it is: the selection broadcasts it.
+        """
+        if table.dim() == 0:  # one member, one value
+            return table
+        if table.dim() == 1:
+            if self.whole_rows:
+                return table
+            if self.shape[0] == 1:
+                return table.expand(self.segments.count)
+            table = table[:, None]
+        elif self.whole_rows:
+            return table[:, 0]
+        table = table.expand(self.table_shape)
+        return table.reshape(-1) if self.all_split else table.reshape(-1).index_select(0, self._columns)
+
+    def per_weight(self, per_segment: torch.Tensor) -> torch.Tensor:
+        """``per_segment`` values as ``[K, 1]`` when every row is one segment, else ``[K, N]``."""
+        if self.whole_rows:
+            return per_segment.view(-1, 1)
+        return self.segments.spread(per_segment).view(self.shape)

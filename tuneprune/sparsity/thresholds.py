@@ -121,12 +121,13 @@ class FlatMagnitudes:
         """The ``q``-quantile of each layer's magnitudes, ``q`` one float or one per layer (a tensor).
 
         ``segments`` cuts the buffer otherwise than by layer (e.g. the rows of packed
-        members, :class:`~tuneprune.packing.segments.RowSegments`); all in one selection.
+        members, :class:`~tuneprune.sparsity.segments.RowSegments`); all in one selection.
         """
         segments = segments or self.segments
         if not on_numpy(self.flat):
             return segmented_quantiles(self.flat, segments, q)
-        qs = q.tolist() if isinstance(q, torch.Tensor) else [q] * segments.count  # CPU memory: no sync
+        per_segment = isinstance(q, torch.Tensor) and q.dim() > 0
+        qs = torch.as_tensor(q).tolist() if per_segment else [float(q)] * segments.count  # CPU memory: no sync
         array = self._scratch_copy()
         bounds = np.cumsum([0, *segments.sizes])
         return torch.stack(
