@@ -170,7 +170,7 @@ def test_malformed_space_exits_2_before_ray(tmp_path, fields, expected):
 
 
 def test_relevance_delta_is_searchable(ray_session, tmp_path, stores):
-    space = Path(__file__).resolve().parents[1] / "search_spaces" / "relevance_delta.yaml"
+    space = Path(__file__).resolve().parents[2] / "search_spaces" / "relevance_delta.yaml"
     overrides = ["base.epochs=2", "grid.relevance.percentage=[50]", "base.relevance.eval_samples=64"]
     summary = run_search(prepare_search(space, overrides, num_samples=2, **stores), progress=False)
     assert [t["state"] for t in summary.trials] == ["COMPLETE", "COMPLETE"]
