@@ -47,6 +47,7 @@ def test_bench_pack_prints_throughput_and_launch_tables():
     assert fused[1] < solo_twice  # two packed members issue fewer launches than two solo steps
 
 
+@pytest.mark.ray  # the script starts its own local Ray
 def test_bench_search_counts_each_trials_bookkeeping_in_the_driver_and_the_workers(tmp_path):
     figures = tmp_path / "search.json"
     out = subprocess.run(
