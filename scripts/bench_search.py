@@ -11,7 +11,7 @@ gets fresh SQLite stores (MLflow and Optuna) and a fresh results directory; all 
 one local Ray, whose start and teardown are timed apart and charged to no search.
 
 With ``--cluster`` the searches run on a loopback cluster started by the scripts users run
-(as ``tests/test_cluster.py`` does): PostgreSQL (``scripts/postgres.sh``), an MLflow tracking
+(as ``tests/system/test_cluster.py`` does): PostgreSQL (``scripts/postgres.sh``), an MLflow tracking
 server on it (``scripts/mlflow-server.sh``, served artifacts) and a Ray head without CPUs
 plus two worker nodes of ``--cpus / 2`` CPUs each (``scripts/cluster/ray-node.sh``); each
 search gets its own Optuna database there, and all share the tracking server.

@@ -93,7 +93,7 @@ part() {
     rm -f "$part_log"
 }
 
-part tests "$PYTHON" -m pytest -q -p no:cacheprovider --timeout 120 tests/test_no_host_sync.py "${TESTS[@]}" \
+part tests "$PYTHON" -m pytest -q -p no:cacheprovider --timeout 120 tests/sparsity/test_no_host_sync.py "${TESTS[@]}" \
     --junitxml "$DIR/tests.xml"
 part sparse "$PYTHON" scripts/bench_sparse.py --models "$MODELS" "${SPARSE[@]}" --json "$DIR/sparse.json"
 part train "$PYTHON" scripts/bench_train.py --models "$MODELS" "${TRAIN[@]}" --json "$DIR/train.json"

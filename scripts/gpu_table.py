@@ -110,7 +110,7 @@ def render(directory: Path, device: str, models: list[str], packs: list[int], se
         cells += [cell(launches, model, lambda r: r["solo_times_k"] / r["packed_vmap"], 1, k=k) for k in packs]
         lines.append("| " + " | ".join(cells) + " |")
     results = part_results(directory / "parts.tsv")
-    lines += ["", f"Tests (tests/test_no_host_sync.py): {tests_summary(directory / 'tests.xml')}.", ""]
+    lines += ["", f"Tests (tests/sparsity/test_no_host_sync.py): {tests_summary(directory / 'tests.xml')}.", ""]
     lines += ["| part | result | seconds |", "|---|---|---|"]
     lines += [f"| {part} | {result} | {took_s} |" for part, result, took_s in results]
     return "\n".join(lines) + "\n", all(result == "ok" for _, result, _ in results)

@@ -1,15 +1,56 @@
-"""Shared fixtures: one local Ray per test session, telemetry off, small digits configs."""
+"""Shared fixtures: one local Ray per test session, telemetry off, small digits configs.
+
+The Ray tier: a test that starts Ray carries the ``ray`` marker, so that ``-m "not ray"``
+starts none (CONTRIBUTING.md, "The inner loop"). A test that uses ``ray_session``, directly
+or through another fixture (``search_driver``, a module's own), is marked here; one that
+starts Ray another way (a script, or a command without ``--address``) is marked by hand. An
+unmarked test that starts Ray in this process fails (seen where Ray is not up already, as in
+a ``-m "not ray"`` run).
+"""
 
 from __future__ import annotations
 
 import logging
 import os
+import sys
 
 import pytest
 
 for _var, _value in (("RAY_USAGE_STATS_ENABLED", "0"), ("MLFLOW_DISABLE_TELEMETRY", "true"), ("DO_NOT_TRACK", "1")):
     os.environ.setdefault(_var, _value)
 os.environ.setdefault("MPLBACKEND", "Agg")
+
+RAY_UP_BEFORE = pytest.StashKey[bool]()
+
+
+def ray_is_up() -> bool:
+    """Whether Ray is initialised in this process (without importing it: importing ray takes seconds)."""
+    ray = sys.modules.get("ray")
+    return ray is not None and ray.is_initialized()
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest's own hook deselects by -m
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test that uses ``ray_session``, directly or through another fixture, is in the Ray tier."""
+    for item in items:
+        if "ray_session" in getattr(item, "fixturenames", ()) and item.get_closest_marker("ray") is None:
+            item.add_marker(pytest.mark.ray)
+
+
+@pytest.hookimpl(tryfirst=True)  # before the test's fixtures are set up
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    item.stash[RAY_UP_BEFORE] = ray_is_up()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None):
+    """Fail a test without the ``ray`` marker that started Ray in this process (after its fixtures are torn down)."""
+    started = not item.stash.get(RAY_UP_BEFORE, True) and ray_is_up()
+    result = yield
+    if started and item.get_closest_marker("ray") is None:
+        sys.modules["ray"].shutdown()  # the next unmarked test is checked afresh
+        pytest.fail(f"{item.nodeid} started Ray without the ray marker: mark it @pytest.mark.ray", pytrace=False)
+    return result
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -17,7 +17,7 @@
 #
 # The node runs `ray start --block` in its own process group; `stop` ends that group
 # (not every Ray process on the machine, as `ray stop` does), so several nodes can share a
-# machine: that is how tests/test_cluster.py runs a two-node cluster on 127.0.0.1.
+# machine: that is how tests/system/test_cluster.py runs a two-node cluster on 127.0.0.1.
 #
 # --ip defaults to 127.0.0.1: a cluster that only this machine can reach. On a real
 # cluster pass the node's address on the private cluster network (never a public one;

@@ -3,10 +3,10 @@
 Prints, as JSON, what the engine computes in every case a change of the engine must keep:
 
 - ``matrix``: the Sparsifier in every combination of threshold mode, theta policy, scheduler
-  and elimination of ``tests/test_sparsity_equivalence.py`` (its cases and model), on its CPU path and its
+  and elimination of ``tests/sparsity/test_equivalence.py`` (its cases and model), on its CPU path and its
   accelerator path (run on CPU tensors): per epoch its ``metrics()`` and layer sparsities,
   at the end each prunable layer's mask and weights;
-- ``runs``: end-to-end digits runs of ``train`` (the configs of ``tests/test_packing.py``: dense; sparse global; layer threshold with
+- ``runs``: end-to-end digits runs of ``train`` (the configs of ``tests/packing/test_packing.py``: dense; sparse global; layer threshold with
   log-density theta and layer elimination; adaptive scheduler; bf16; a run resumed from its
   first epoch's checkpoint) and a pack of three (``train_packed``): per epoch every metric
   but the times, at the end each prunable layer's mask and weights.
@@ -15,7 +15,7 @@ A mask is the SHA-256 of the layer's nonzero pattern, weights the SHA-256 of the
 bytes and their sum of magnitudes (float64), so that a change that rounds differently can
 still be compared to a stated tolerance. Metrics are Python floats (JSON keeps them exact).
 
-The figures depend on the CPU's kernels; ``tests/test_golden.py`` runs this script under
+The figures depend on the CPU's kernels; ``tests/system/test_golden.py`` runs this script under
 :data:`PINNED`, which takes the machine out of them (ATen's scalar kernels, oneDNN off,
 MKL's reproducible code path, one thread). To record again (only with a reason the
 closing note states): ``python tests/golden/record_engine.py --write``.
@@ -43,10 +43,18 @@ PINNED = {
     "CUDA_VISIBLE_DEVICES": "",
 }
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests whose cases these are
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository: the tests whose cases these are
 
-from test_packing import ADAPTIVE_DROP, BASE, DENSE, GLOBAL_CUBIC, LAYER_LOG_DENSITY  # noqa: E402
-from test_sparsity_equivalence import CASES, DROPS, EPOCHS, SCHEDULERS, STEPS_PER_EPOCH, THETAS, tiny_model  # noqa: E402
+from tests.packing.test_packing import ADAPTIVE_DROP, BASE, DENSE, GLOBAL_CUBIC, LAYER_LOG_DENSITY  # noqa: E402
+from tests.sparsity.test_equivalence import (  # noqa: E402
+    CASES,
+    DROPS,
+    EPOCHS,
+    SCHEDULERS,
+    STEPS_PER_EPOCH,
+    THETAS,
+    tiny_model,
+)
 
 RUNS: dict[str, dict[str, Any]] = {
     "dense": DENSE,

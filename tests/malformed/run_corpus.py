@@ -1,7 +1,7 @@
 """Run every malformed config of this folder through the CLI in one fresh process.
 
 Prints a JSON mapping: file name -> {rc, stderr, created (files left in the working
-directory), ray (whether Ray was initialised)}. Used by tests/test_malformed.py.
+directory), ray (whether Ray was initialised)}. Used by tests/cli/test_malformed.py.
 """
 
 import contextlib

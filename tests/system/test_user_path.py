@@ -28,7 +28,7 @@ from mlflow.tracking import MlflowClient
 from tuneprune.search import prepare_search, run_search
 from tuneprune.tracking import RunTracker
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT_S = 300
 ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[()][A-Za-z0-9]|\r")
 

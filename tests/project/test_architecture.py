@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[1] / "tuneprune"
+PACKAGE = Path(__file__).resolve().parents[2] / "tuneprune"
 THIRD_PARTY_SERVICES = ("ray", "mlflow", "optuna", "pymoo")
 
 

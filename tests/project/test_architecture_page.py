@@ -5,11 +5,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from test_architecture import existing_unit, find_cycle, subpackage_graph
+from tests.project.test_architecture import existing_unit, find_cycle, subpackage_graph
 
-PAGE = Path(__file__).resolve().parents[1] / "docs" / "architecture.md"
+PAGE = Path(__file__).resolve().parents[2] / "docs" / "architecture.md"
 ROW = re.compile(r"^\| (\d+) \| `(\w+)` \|([^|]*)\|")
-# What tests/test_architecture.py forbids the training loop and packed trials to import.
+# What tests/project/test_architecture.py forbids the training loop and packed trials to import.
 FORBIDDEN = {
     "training": {"cluster", "tracking", "relevance", "search", "runs", "evolution", "stochastic", "reports", "cli"},
     "packing": {"cluster", "tracking", "relevance", "search", "runs", "evolution", "stochastic", "reports", "cli"},

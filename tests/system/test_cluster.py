@@ -28,7 +28,7 @@ import yaml
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS = ROOT / "scripts"
 SEARCH_TIMEOUT_S = 420
 BASE = {"model": "small_cnn", "dataset": "digits", "epochs": 2, "batch_size": 64}

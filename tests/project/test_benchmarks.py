@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 # tuneprune's dependencies that the GPU machine lacks (docs/performance.md, "GPU figures"): gpu_check.sh must not need them
 ABSENT_ON_THE_GPU_MACHINE = ("ray", "optuna", "optuna_dashboard", "mlflow", "pymoo", "zennit", "psycopg")
 BLOCKER = f"""import importlib.abc, sys
@@ -47,6 +47,7 @@ def test_bench_pack_prints_throughput_and_launch_tables():
     assert fused[1] < solo_twice  # two packed members issue fewer launches than two solo steps
 
 
+@pytest.mark.ray  # the script starts its own local Ray
 def test_bench_search_counts_each_trials_bookkeeping_in_the_driver_and_the_workers(tmp_path):
     figures = tmp_path / "search.json"
     out = subprocess.run(
@@ -107,7 +108,7 @@ def test_gpu_check_cpu_smoke_assembles_one_table_of_ratios_without_the_libraries
     ]  # fmt: skip
     assert [row[0] for row in rows] == ["small_cnn"]
     assert all(float(value) > 0 for value in rows[0][1:]), rows
-    tests = re.search(r"Tests \(tests/test_no_host_sync.py\): (\d+) passed, (\d+) failed", text)
+    tests = re.search(r"Tests \(tests/sparsity/test_no_host_sync.py\): (\d+) passed, (\d+) failed", text)
     assert tests is not None, text
     passed, failed = tests.groups()
     assert int(passed) >= 1, text
@@ -130,7 +131,7 @@ def test_gpu_table_reports_parts_that_failed_or_ran_out_of_time(tmp_path):
     header, rows = _table(out.stdout)
     assert len(header) == 7
     assert rows == [["resnet18"] + ["—"] * 6]
-    assert "Tests (tests/test_no_host_sync.py): no report." in out.stdout
+    assert "Tests (tests/sparsity/test_no_host_sync.py): no report." in out.stdout
     for line in ("| tests | failed (exit 1) | 12 |", "| sparse | timed out at its limit of 70 s | 70 |",
                  "| train | ok | 5 |", "| pack-8 | skipped: no time left | 0 |"):  # fmt: skip
         assert line in out.stdout

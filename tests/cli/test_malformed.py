@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-CORPUS = Path(__file__).parent / "malformed"
+CORPUS = Path(__file__).resolve().parents[1] / "malformed"
 CASES = sorted(CORPUS.glob("*.yaml"))
 
 

@@ -20,7 +20,7 @@ from tuneprune.evolution.problem import new_algorithm
 from tuneprune.shared.config import ConfigError
 from tuneprune.tracking import TAG_TRIAL
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = sorted((ROOT / "search_spaces").glob("evolve_*.yaml"))
 SPACE = {
     "train": {"model": "small_cnn", "dataset": "digits", "epochs": 3, "batch_size": 64, "lr": 0.05},

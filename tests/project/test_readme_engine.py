@@ -7,7 +7,7 @@ import torch
 
 from tuneprune.sparsity import prunable_sparsity
 
-README = Path(__file__).resolve().parents[1] / "docs" / "training.md"
+README = Path(__file__).resolve().parents[2] / "docs" / "training.md"
 HEADING = "## Use the engine in your own training loop"
 
 

@@ -17,8 +17,6 @@ from tuneprune.search import prepare_search, run_search
 from tuneprune.shared.config import ConfigError
 from tuneprune.tracking import TAG_TRIAL
 
-pytestmark = pytest.mark.ray
-
 BASE = {"model": "small_cnn", "dataset": "digits", "epochs": 3, "batch_size": 64}
 
 
@@ -38,6 +36,7 @@ def children(summary):
     return client, runs
 
 
+@pytest.mark.ray
 def test_asha_search_tracks_every_trial(ray_session, tmp_path, stores):
     path = write_space(
         tmp_path,
@@ -87,6 +86,7 @@ def test_asha_search_tracks_every_trial(ray_session, tmp_path, stores):
     assert (summary.results_dir / "best.yaml").exists()
 
 
+@pytest.mark.ray
 def test_two_objective_search_returns_pareto_set(ray_session, tmp_path, stores):
     path = write_space(
         tmp_path,
@@ -106,6 +106,7 @@ def test_two_objective_search_returns_pareto_set(ray_session, tmp_path, stores):
     assert {b["key"] for b in summary.best} == expected
 
 
+@pytest.mark.ray
 def test_resume_runs_only_the_missing_trials(ray_session, tmp_path, stores):
     path = write_space(tmp_path, name="resumable", num_samples=2)
     first = run_search(prepare_search(path, **stores), progress=False)
@@ -127,6 +128,7 @@ def test_resume_runs_only_the_missing_trials(ray_session, tmp_path, stores):
     assert [t.state.name for t in study.trials] == ["COMPLETE"] * 4
 
 
+@pytest.mark.ray
 def test_from_run_reproduces_a_trial_exactly(ray_session, tmp_path, stores, train_from_run):
     path = write_space(tmp_path, name="repro", num_samples=1, base={**BASE, "sparsity": {"target": 0.8}})
     summary = run_search(prepare_search(path, **stores), progress=False)
@@ -169,8 +171,9 @@ def test_malformed_space_exits_2_before_ray(tmp_path, fields, expected):
     assert not (tmp_path / "m.db").exists()
 
 
+@pytest.mark.ray
 def test_relevance_delta_is_searchable(ray_session, tmp_path, stores):
-    space = Path(__file__).resolve().parents[1] / "search_spaces" / "relevance_delta.yaml"
+    space = Path(__file__).resolve().parents[2] / "search_spaces" / "relevance_delta.yaml"
     overrides = ["base.epochs=2", "grid.relevance.percentage=[50]", "base.relevance.eval_samples=64"]
     summary = run_search(prepare_search(space, overrides, num_samples=2, **stores), progress=False)
     assert [t["state"] for t in summary.trials] == ["COMPLETE", "COMPLETE"]

@@ -11,7 +11,7 @@ from tuneprune.evolution.space import RateInterval
 from tuneprune.search import prepare_search
 from tuneprune.shared.config import ConfigError
 
-ALL = sorted((Path(__file__).resolve().parents[1] / "search_spaces").glob("*.yaml"))
+ALL = sorted((Path(__file__).resolve().parents[2] / "search_spaces").glob("*.yaml"))
 EVOLUTIONS = [p for p in ALL if p.stem.startswith("evolve_")]
 SPACES = [p for p in ALL if p not in EVOLUTIONS]
 DIGITS = ["base.dataset=digits", "base.epochs=1", "resources.gpu=0", "resources.cpu=1"]
@@ -67,7 +67,7 @@ def test_cifar_space_without_data_names_the_directory(path, tmp_path, monkeypatc
 
 
 def test_dotted_grid_keys_can_be_overridden(tmp_path):
-    path = Path(__file__).resolve().parents[1] / "search_spaces" / "feather_alpha.yaml"
+    path = Path(__file__).resolve().parents[2] / "search_spaces" / "feather_alpha.yaml"
     prepared = prepare_search(
         path,
         [*DIGITS, "grid.model=[resnet20]", "grid.sparsity.target=[0.95,0.99]"],

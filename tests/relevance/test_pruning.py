@@ -177,7 +177,7 @@ def test_global_scope_keeps_the_minimum_share_of_every_layer(share, floors):
 
 def test_shipped_relevance_example_beats_random_at_10_to_30_percent_with_the_defaults():
     """configs/relevance_digits.yaml as shipped (6 epochs on digits, a few seconds): formulas §6's control."""
-    shipped = Path(__file__).parents[1] / "configs" / "relevance_digits.yaml"
+    shipped = Path(__file__).parents[2] / "configs" / "relevance_digits.yaml"
     study = load_config(RelevanceStudyConfig, shipped, ["deltas=[]", "percentages=[10,20,30]"])
     data = load_dataset(study.train)
     result = run_study(train(study.train).model, study.train, data, study)
