@@ -125,6 +125,21 @@ def test_bf16_members_train_bit_for_bit_as_alone():
     assert members[1].history[0]["train_loss"] != solo(config(DENSE, epochs=1, grad_clip=None))[0][0]["train_loss"]
 
 
+def test_members_with_and_without_nesterov_train_bit_for_bit_as_alone():
+    """``nesterov`` is each member's own (d + momentum * b against b, formulas §1.6), as alone."""
+    configs = [
+        config(GLOBAL_CUBIC, epochs=1, nesterov=True),
+        config(ADAPTIVE_DROP, epochs=1),
+        config(DENSE, epochs=1, nesterov=True),
+    ]
+    check_packable(configs)
+    members = train_packed(configs)
+    for member, run_config in zip(members, configs, strict=True):
+        assert_same_history(member.history, list(solo(run_config)[0]))
+    plain = solo(config(GLOBAL_CUBIC, epochs=1))[0][0]
+    assert members[0].history[0]["train_loss"] != plain["train_loss"]  # Nesterov changed the trial
+
+
 def test_fused_forward_matches_alone_to_reduction_order():
     configs = [config(GLOBAL_CUBIC, epochs=1), config(ADAPTIVE_DROP, epochs=1)]
     members = train_packed(configs, forward_mode="vmap")

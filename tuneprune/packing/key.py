@@ -21,7 +21,6 @@ SHARED_FIELDS = (
     "epochs",
     "batch_size",
     "eval_batch_size",
-    "nesterov",
     "device",
     "num_threads",
     "precision",

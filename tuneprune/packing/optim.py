@@ -6,7 +6,7 @@ depth: a step is a handful of operations), each member (row) with its own hyperp
 
     g <- g * min(1, c / (||g||_member + 1e-6))          (gradient-norm clipping at c)
     d = g + wd * w   (weights with decay only),   b <- momentum * b + d   (b = d at the first step)
-    w <- w - lr_k * (d + momentum * b  if nesterov  else  b)
+    w <- w - lr_k * (d + momentum * b  if nesterov_k  else  b)
 
 with ``lr_k = lr * factor(k)`` of the member's learning-rate schedule and ``||g||_member``
 the norm of the norms of the pieces of the member's gradient. The arithmetic is
@@ -103,7 +103,8 @@ class PackedSGD:
         self.momenta = PerMember([c.momentum for c in configs], device)
         self.weight_decays = PerMember([c.weight_decay for c in configs], device)
         self.clips = PerMember([c.grad_clip or float("inf") for c in configs], device)
-        self.nesterov = configs[0].nesterov
+        self.nesterov = [c.nesterov for c in configs]
+        self._nesterov_rows = self._rows_flag(self.nesterov)
         self.decays = list(decays)
         self.momentum_buffers: list[torch.Tensor | None] = [None] * len(self.decays)
 
@@ -157,13 +158,21 @@ class PackedSGD:
                 buffer = self.momentum_buffers[i] = d.clone()
             else:
                 _scale(buffer, self.momenta).add_(d)
-            update = _add_scaled(d, buffer, self.momenta) if self.nesterov else buffer
+            update = buffer
+            if any(self.nesterov):  # a member's own choice: d + momentum * b with Nesterov, b without
+                ahead = _add_scaled(d, buffer, self.momenta)
+                update = ahead if self._nesterov_rows is None else torch.where(self._nesterov_rows, ahead, buffer)
             _add_scaled(p, update, lrs, inplace=True)
+
+    def _rows_flag(self, flags: Sequence[bool]) -> torch.Tensor | None:
+        """``flags`` as a ``[K, 1]`` bool tensor on the device when they differ (made here, not in a step), else None."""
+        return None if len(set(flags)) <= 1 else torch.tensor(flags, device=self.device)[:, None]
 
     def keep(self, rows: Sequence[int]) -> None:
         """Go on with the members at ``rows`` only."""
-        for name in ("lrs", "factors"):
+        for name in ("lrs", "factors", "nesterov"):
             setattr(self, name, [getattr(self, name)[i] for i in rows])
+        self._nesterov_rows = self._rows_flag(self.nesterov)
         for name in ("momenta", "weight_decays", "clips"):
             setattr(self, name, getattr(self, name).rows(rows))
         self.momentum_buffers = [
