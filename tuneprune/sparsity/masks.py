@@ -143,6 +143,7 @@ class MaskBuilder:
     def _arrange(self, rules: list[MemberRule | None]) -> None:
         """The three cuts (equal ones shared) and the buffers for ``rules`` (none without prunable weights)."""
         self.rules = rules
+        self._host_active_rows: dict[tuple[bool, ...], torch.Tensor] = {}
         if not self.sizes or not rules:
             return
         cuts: dict[tuple[bool, ...], RowSegments] = {}
@@ -189,8 +190,11 @@ class MaskBuilder:
         if on_numpy(self.magnitudes.flat):
             floats = [float(s) for s in values]
             host_active = [s > 0 for s in floats]
+            pattern = tuple(host_active)
+            if pattern not in self._host_active_rows:  # a handful of patterns per run: made once each
+                self._host_active_rows[pattern] = torch.tensor(host_active)[:, None]
             table = torch.tensor(floats, dtype=torch.float64)
-            return list(floats), table, torch.tensor(host_active)[:, None], host_active
+            return list(floats), table, self._host_active_rows[pattern], host_active
         if len(values) == 1:
             value = device_scalar(values[0], self.device)
             return [value], value, value > 0, None
