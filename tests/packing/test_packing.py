@@ -15,6 +15,7 @@ import json
 from typing import Any
 
 import pytest
+import torch
 
 from tuneprune.packing import PackedTrainer, check_packable, train_packed
 from tuneprune.shared.config import validate
@@ -140,6 +141,21 @@ def test_members_with_and_without_nesterov_train_bit_for_bit_as_alone():
     assert members[0].history[0]["train_loss"] != plain["train_loss"]  # Nesterov changed the trial
 
 
+def test_channels_last_members_train_bit_for_bit_as_alone():
+    """``channels_last``: each member's weights are channels_last views of the stacked rows and its batches
+    channels_last, so it runs the kernels it runs alone."""
+    configs = [config(GLOBAL_CUBIC, epochs=1, channels_last=True), config(DENSE, epochs=1, channels_last=True)]
+    trainer = PackedTrainer(configs)
+    alone = dict(trainer.models[0].named_parameters())
+    for name, stacked in trainer.stack.member_params(trainer.stack.weights).items():
+        assert stacked[0].stride() == alone[name].stride(), name  # channels_last, as alone
+    assert alone["features.3.weight"].is_contiguous(memory_format=torch.channels_last)
+    members = trainer.run()
+    for member, run_config in zip(members, configs, strict=True):
+        assert_same_history(member.history, list(solo(run_config)[0]))
+        assert member.result is not None
+
+
 def test_fused_forward_matches_alone_to_reduction_order():
     configs = [config(GLOBAL_CUBIC, epochs=1), config(ADAPTIVE_DROP, epochs=1)]
     members = train_packed(configs, forward_mode="vmap")
@@ -185,5 +201,5 @@ def test_trials_that_cannot_share_a_pack_are_refused():
         check_packable([config(GLOBAL_CUBIC), config({"sparsity": {"target": 0.5, "operator_p": 1.0}})])
     with pytest.raises(ValueError, match="precision: member 1 has 'bf16'"):
         check_packable([config(GLOBAL_CUBIC), config(DENSE, precision="bf16")])
-    with pytest.raises(ValueError, match="channels_last: true cannot be packed"):
-        check_packable([config(GLOBAL_CUBIC, channels_last=True)])
+    with pytest.raises(ValueError, match="channels_last: member 1 has True"):
+        check_packable([config(GLOBAL_CUBIC), config(DENSE, channels_last=True)])

@@ -151,10 +151,6 @@ def test_from_run_reproduces_a_trial_exactly(ray_session, tmp_path, stores, trai
         ({"sampler": {"type": "annealing"}}, "sampler.type = 'annealing'"),
         ({"params": {}}, "params"),
         ({"resources": {"pack": 0}}, "resources.pack = 0"),
-        (
-            {"resources": {"pack": 2}, "params": {"channels_last": {"type": "categorical", "choices": [False, True]}}},
-            "resources.pack = 2: channels_last: true cannot be packed",
-        ),
     ],
 )
 def test_malformed_space_exits_2_before_ray(tmp_path, fields, expected):

@@ -1,5 +1,6 @@
 """Per-layer segments of the flat buffers: counts, spreading, and the CPU and accelerator compare paths."""
 
+import pytest
 import torch
 
 from tuneprune.sparsity.flat import FlatLayout, flatten_parameters
@@ -51,3 +52,13 @@ def test_flattened_parameters_keep_identity_values_and_channels_last():
         linear.add_(1.0)  # an in-place update of a parameter writes into the buffer
     assert torch.equal(flat[-10:].view(5, 2), before[1] + 1.0)
     assert torch.equal(layout.shaped(flat.abs())[0], before[0].abs())
+
+
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize("shape", [(4, 3, 3, 3), (4, 1, 3, 3), (1, 3, 1, 1), (6, 1, 1, 1)])
+def test_flattened_parameters_keep_their_exact_strides(shape, memory_format):
+    """Even where a dimension of size 1 makes the format ambiguous: a convolution picks its kernel by the strides."""
+    conv = torch.nn.Parameter(torch.randn(shape).contiguous(memory_format=memory_format))
+    strides = conv.stride()
+    flatten_parameters([conv, torch.nn.Parameter(torch.randn(3))])
+    assert conv.stride() == strides

@@ -24,18 +24,10 @@ SHARED_FIELDS = (
     "device",
     "num_threads",
     "precision",
+    "channels_last",
 )
 # Of the sparse members: the same prunable layers and the same operator P_T.
 SHARED_SPARSITY_FIELDS = ("operator_p", "min_size")
-
-
-def check_supported(config: RunConfig) -> None:
-    """Raise ``ValueError`` for a setting a pack does not train as the trial alone would."""
-    if config.channels_last:
-        raise ValueError(
-            "channels_last: true cannot be packed (a pack's stacked [K, ...] tensors keep the default memory format); "
-            "set channels_last: false or resources.pack: 1"
-        )
 
 
 def pack_key(config: RunConfig) -> tuple[Any, ...]:
@@ -50,8 +42,6 @@ def check_packable(configs: Sequence[RunConfig]) -> None:
     """Raise ``ValueError`` naming the first field in which a member differs from member 0."""
     if not configs:
         raise ValueError("a pack needs at least one member")
-    for config in configs:
-        check_supported(config)
     first = configs[0]
     first_sparse = next((c.sparsity for c in configs if c.sparsity is not None), None)
     for index, config in enumerate(configs[1:], start=1):

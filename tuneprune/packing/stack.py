@@ -23,6 +23,7 @@ from torch.func import functional_call, stack_module_state
 
 from tuneprune.packing.flat import PackedRowLayout
 from tuneprune.sparsity.dispatch import on_numpy
+from tuneprune.sparsity.flat import storage_order
 from tuneprune.sparsity.layers import parametrized_order
 from tuneprune.training.optim import has_weight_decay
 
@@ -39,7 +40,13 @@ class StackedModel:
     and updated in place by the forward.
     """
 
-    def __init__(self, models: Sequence[nn.Module], prunable: Sequence[str], forward_mode: str = "loop") -> None:
+    def __init__(
+        self,
+        models: Sequence[nn.Module],
+        prunable: Sequence[str],
+        forward_mode: str = "loop",
+        memory_format: torch.memory_format = torch.contiguous_format,
+    ) -> None:
         if forward_mode not in FORWARD_MODES:
             raise ValueError(f"forward_mode = {forward_mode!r}, allowed: {', '.join(FORWARD_MODES)}")
         params, self.buffers = stack_module_state(list(models))
@@ -47,14 +54,18 @@ class StackedModel:
         self.prunable = list(prunable)
         self.clip_order = parametrized_order(models[0], frozenset(self.prunable))
         self.others = [name for name in params if name not in self.prunable]  # in the models' order
+        orders = {name: storage_order(p) for name, p in models[0].named_parameters()}  # as alone (channels_last)
         decayed = [name for name in self.others if has_weight_decay(params[name][0])]
         groups = [(self.prunable, True), (decayed, True), ([n for n in self.others if n not in decayed], False)]
         self.layouts = [
-            PackedRowLayout(names, [params[name].shape[1:] for name in names]) for names, _ in groups if names
+            PackedRowLayout(names, [params[name].shape[1:] for name in names], [orders[name] for name in names])
+            for names, _ in groups
+            if names
         ]
         self._decays = [decay for names, decay in groups if names]
         self.leaves = [layout.flatten(params).detach().requires_grad_() for layout in self.layouts]
         self.forward_mode = forward_mode
+        self.memory_format = memory_format  # of each member's batches
         self._vmapped = torch.vmap(self._member_forward, in_dims=(0, 0, 0), randomness="error")
 
     @property
@@ -122,17 +133,22 @@ class StackedModel:
         return [named[name] for name in self.clip_order if name in named]
 
     def forward(self, weights: torch.Tensor | None, x: torch.Tensor, train: bool) -> torch.Tensor:
-        """``[K, B, classes]`` logits of every member on its own batch ``x[k]`` ([K, B, ...])."""
+        """``[K, B, classes]`` logits of every member on its own batch ``x[k]`` ([K, B, ...]), each batch in the
+        members' memory format."""
         self.base.train(train)
         params = self.member_params(weights)
         if self.forward_mode == "vmap":
+            if self.memory_format == torch.channels_last:  # each x[k] a channels_last view
+                x = x.permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3)
             return self._vmapped(params, self.buffers, x)
         rows = {name: t.unbind(0) for name, t in params.items()}
         buffer_rows = {name: t.unbind(0) for name, t in self.buffers.items()}
         return torch.stack(
             [
                 self._member_forward(
-                    {name: r[k] for name, r in rows.items()}, {name: r[k] for name, r in buffer_rows.items()}, x[k]
+                    {name: r[k] for name, r in rows.items()},
+                    {name: r[k] for name, r in buffer_rows.items()},
+                    x[k].contiguous(memory_format=self.memory_format),
                 )
                 for k in range(len(x))
             ]

@@ -86,6 +86,8 @@ class PackedTrainer:
         for k, (config, data) in enumerate(zip(configs, self.data, strict=True)):
             torch.manual_seed(config.seed)
             model = create_model(config.model, data.num_classes, data.in_channels).to(self.device)
+            if config.channels_last:  # as the solo loop: the model, and each batch in the forward
+                model.to(memory_format=torch.channels_last)
             if states is not None:
                 model.load_state_dict(states[k]["model"])
             self.models.append(model)
@@ -93,7 +95,8 @@ class PackedTrainer:
         min_size = sparse[0].min_size if sparse else 0
         prunable = [f"{name}.weight" for name, _ in prunable_layers(self.models[0], min_size)] if sparse else []
         mode = forward_mode or ("vmap" if self.device.type == "cuda" else "loop")
-        self.stack = StackedModel(self.models, prunable, mode)
+        memory_format = torch.channels_last if first.channels_last else torch.contiguous_format
+        self.stack = StackedModel(self.models, prunable, mode, memory_format)
         self.steps_per_epoch = math.ceil(len(self.data[0].x_train) / first.batch_size)
         self.epochs = first.epochs
         self.p = sparse[0].operator_p if sparse else 1.0

@@ -216,23 +216,8 @@ def _check_paths(space: SearchSpace) -> None:
             raise ConfigError(f"{section}.{path} = {value!r}: not accepted by the run config ({text})") from None
 
 
-def _check_packable(space: SearchSpace) -> None:
-    """With ``resources.pack`` > 1, every grid point and searched value must be trainable in a pack."""
-    from tuneprune.packing.key import check_supported
-
-    values: list[dict[str, Any]] = [{}] + [{path: value} for path, p in space.params.items() for value in p.samples()]
-    for point in space.grid_points():
-        for value in values:
-            try:
-                check_supported(space.resolve(point, value))
-            except ValueError as err:
-                raise ConfigError(f"resources.pack = {space.resources.pack}: {err}") from None
-
-
 def load_space(data: dict[str, Any]) -> SearchSpace:
     """Validate a search-space document and all its paths (one-line :class:`ConfigError`)."""
     space = validate(SearchSpace, data)
     _check_paths(space)
-    if space.resources.pack > 1:
-        _check_packable(space)
     return space

@@ -9,10 +9,26 @@ import torch
 from tuneprune.sparsity.segments import Segments
 
 
-def _storage_order(t: torch.Tensor) -> list[int]:
-    """The dimensions of ``t`` from the outermost to the innermost in memory (e.g. channels_last)."""
-    strides = t.stride()
-    return sorted(range(t.ndim), key=lambda d: (-strides[d], d))
+def storage_order(t: torch.Tensor) -> list[int]:
+    """The dimensions of ``t`` from the outermost to the innermost in memory (e.g. channels_last).
+
+    Of two dimensions with one stride, the longer is the outer one: a dimension of size 1
+    (the one input channel of a first convolution) sits inside the one it shares its stride
+    with, so that a view laid out in this order has ``t``'s strides exactly (the kernel a
+    convolution picks depends on them).
+    """
+    strides, shape = t.stride(), t.shape
+    return sorted(range(t.ndim), key=lambda d: (-strides[d], -shape[d], d))
+
+
+def view_in_order(piece: torch.Tensor, shape: Sequence[int], order: Sequence[int], lead: int = 0) -> torch.Tensor:
+    """``piece``, holding tensors of ``shape`` in the memory order ``order`` after ``lead`` leading dimensions, as
+    those tensors (a view with their strides)."""
+    leading = list(piece.shape[:lead])
+    if list(order) == sorted(order):  # contiguous: one view
+        return piece.view(*leading, *shape)
+    stored = piece.view(*leading, *[shape[d] for d in order])
+    return stored.permute(*range(lead), *[lead + list(order).index(d) for d in range(len(shape))])
 
 
 class FlatLayout:
@@ -28,18 +44,15 @@ class FlatLayout:
             raise ValueError("all prunable weights must share one dtype and one device")
         self.dtype, self.device = first.dtype, first.device
         self.shapes = [t.shape for t in tensors]
-        self.orders = [_storage_order(t) for t in tensors]
+        self.orders = [storage_order(t) for t in tensors]
         self.segments = Segments([t.numel() for t in tensors], first.device)
 
     def shaped(self, flat: torch.Tensor) -> list[torch.Tensor]:
         """Views of ``flat`` (this layout's size, any dtype) with each tensor's shape and strides."""
-        views = []
-        for piece, shape, order in zip(self.segments.split(flat), self.shapes, self.orders, strict=True):
-            if order == sorted(order):  # contiguous: one view
-                views.append(piece.view(shape))
-            else:
-                views.append(piece.view([shape[d] for d in order]).permute([order.index(d) for d in range(len(shape))]))
-        return views
+        return [
+            view_in_order(piece, shape, order)
+            for piece, shape, order in zip(self.segments.split(flat), self.shapes, self.orders, strict=True)
+        ]
 
     def empty(self, dtype: torch.dtype | None = None) -> torch.Tensor:
         return torch.empty(self.segments.total, dtype=dtype or self.dtype, device=self.device)
