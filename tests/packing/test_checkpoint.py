@@ -14,7 +14,8 @@ import torch
 from tests.packing.test_packing import ADAPTIVE_DROP, DENSE, GLOBAL_CUBIC, config, without_times
 from tuneprune.packing import PackedTrainer, load_member, save_member, train_packed
 from tuneprune.shared.config import ConfigError
-from tuneprune.training.checkpoint import save_atomic
+from tuneprune.training import train
+from tuneprune.training.checkpoint import CHECKPOINT_NAME, save_atomic
 
 EPOCHS = 3
 # Adaptive after one warm-up epoch: resuming at epoch 1 needs the schedule's reference mu and the last masks.
@@ -98,5 +99,27 @@ def test_states_of_different_epochs_or_configs_are_refused(uninterrupted):
 
 def test_a_foreign_file_is_not_a_member_checkpoint(tmp_path):
     path = save_atomic({"format": "tuneprune-model-v1"}, tmp_path / "model.pt")
-    with pytest.raises(ConfigError, match="not a packed member checkpoint"):
+    with pytest.raises(ConfigError, match="not a tuneprune run checkpoint"):
         load_member(path)
+
+
+@pytest.mark.parametrize("k", [0, 1, 2], ids=["cubic", "adaptive", "dense"])
+def test_one_checkpoint_format_a_member_goes_on_alone_and_a_solo_run_in_a_pack(uninterrupted, tmp_path, k):
+    """A pack member's state at epoch 1 resumes as a solo run, and a solo run's checkpoint at epoch 1 as a
+    member of a pack of one: both train what the uninterrupted member trained (clipping on: the default recipe)."""
+    members, directory = uninterrupted
+    alone = train(CONFIGS[k], resume_from=directory / f"{k}-1.pt")
+    assert [without_times(h) for h in alone.history] == [without_times(h) for h in members[k].history]
+    assert CONFIGS[k].grad_clip is not None
+
+    class Interrupted(Exception):
+        pass
+
+    def stop_after_first(metrics: dict[str, float], checkpoint) -> None:
+        if metrics["epoch"] == 1:
+            raise Interrupted
+
+    with pytest.raises(Interrupted):
+        train(CONFIGS[k], checkpoint_dir=tmp_path, callbacks=[stop_after_first])
+    (packed,) = train_packed([CONFIGS[k]], resume=[load_member(tmp_path / CHECKPOINT_NAME)])
+    assert_same_member(packed, members[k])

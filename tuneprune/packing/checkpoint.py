@@ -1,9 +1,9 @@
 """Checkpoints of single pack members: one file per member, resumable in a pack of any composition.
 
-A member's state (:meth:`PackedTrainer.member_state`) is plain values and CPU tensors,
-saved atomically and loaded with ``weights_only=True``
-(:mod:`tuneprune.training.checkpoint`); ``resume=`` of :class:`PackedTrainer` takes one
-state (or None) per member, checked by :func:`check_resume`.
+A member's state (:meth:`PackedTrainer.member_state`) is a run state in the one format of
+:mod:`tuneprune.training.checkpoint` (``RUN_STATE_FORMAT``, also a solo run's checkpoint),
+saved atomically and loaded with ``weights_only=True``; ``resume=`` of
+:class:`PackedTrainer` takes one state (or None) per member, checked by :func:`check_resume`.
 """
 
 from __future__ import annotations
@@ -12,14 +12,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tuneprune.shared.config import ConfigError
-from tuneprune.training.checkpoint import load_file, save_atomic
+from tuneprune.training.checkpoint import RUN_STATE_FORMAT, load_run_state, save_atomic
 from tuneprune.training.config import RunConfig
 
 if TYPE_CHECKING:
     from tuneprune.packing.trainer import PackedTrainer
 
-FORMAT = "tuneprune-pack-member-v2"
 MemberState = dict[str, Any]
 
 
@@ -46,16 +44,13 @@ def check_resume(configs: Sequence[RunConfig], resume: Sequence[MemberState | No
 
 
 def save_member(trainer: PackedTrainer, member_index: int, path: str | Path) -> Path:
-    """Write the state of running member ``member_index`` to ``path`` atomically, tagged :data:`FORMAT`."""
-    return save_atomic({"format": FORMAT, **trainer.member_state(member_index)}, path)
+    """Write the state of running member ``member_index`` to ``path`` atomically, as a run state."""
+    return save_atomic({"format": RUN_STATE_FORMAT, **trainer.member_state(member_index)}, path)
 
 
 def load_member(path: str | Path) -> MemberState:
-    """A state written by :func:`save_member`; ``ConfigError`` for a missing, corrupt or foreign file."""
-    state = load_file(path)
-    if state.get("format") != FORMAT:
-        raise ConfigError(f"{path}: not a packed member checkpoint (no 'format: {FORMAT}')")
-    return state
+    """A run state (of a member or a solo run); ``ConfigError`` for a missing, corrupt or foreign file."""
+    return load_run_state(path)
 
 
 MEMBER_CHECKPOINT = "member.pt"  # a pack member's checkpoint in its trial directory

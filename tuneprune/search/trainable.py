@@ -28,7 +28,7 @@ from tuneprune.search.protocol import TrialRequest, TrialResult
 from tuneprune.shared.config import ConfigError
 from tuneprune.tracking import RunTracker
 from tuneprune.training import TrainingDiverged
-from tuneprune.training.checkpoint import CHECKPOINT_NAME, load_file
+from tuneprune.training.checkpoint import CHECKPOINT_NAME, load_run_state
 
 WORST = {"max": float("-inf"), "min": float("inf")}
 
@@ -126,7 +126,7 @@ def run_trial(trial: dict[str, Any]) -> None:
     unlogged_tags = where_it_runs()
     if resume is not None:
         logged = tracker.logged_steps(run_id, "val_acc")
-        replay_history(tracker, run_id, load_file(resume)["history"], logged)
+        replay_history(tracker, run_id, load_run_state(resume)["history"], logged)
         unlogged_tags = {}
     last: dict[str, Any] = {}
 

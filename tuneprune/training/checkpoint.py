@@ -18,6 +18,12 @@ if TYPE_CHECKING:  # imported in load_model at run time
 
 CHECKPOINT_NAME = "checkpoint.pt"
 MODEL_NAME = "model.pt"
+# A run's state at an epoch's end, one format for a solo run and a pack member: "config"
+# (the run config as JSON values), "epoch", "history", "model" (the raw weights w by their
+# plain parameter names), "momentum" (SGD buffers by the same names), "sparsity" (the
+# engine's state of the run, None when dense); a solo run adds "hooks" (its own hooks'
+# states) and "torch_rng". Plain values and CPU tensors, for weights_only loading.
+RUN_STATE_FORMAT = "tuneprune-run-state-v1"
 
 
 def save_atomic(obj: Any, path: str | Path) -> Path:
@@ -54,6 +60,14 @@ def load_file(path: str | Path, map_location: str | torch.device = "cpu") -> dic
     if not isinstance(obj, dict):
         raise ConfigError(f"{path}: not a tuneprune checkpoint (expected a mapping, got {type(obj).__name__})")
     return obj
+
+
+def load_run_state(path: str | Path) -> dict[str, Any]:
+    """A run's state saved in :data:`RUN_STATE_FORMAT`; ``ConfigError`` for a missing, corrupt or foreign file."""
+    state = load_file(path)
+    if state.get("format") != RUN_STATE_FORMAT:
+        raise ConfigError(f"{path}: not a tuneprune run checkpoint (no 'format: {RUN_STATE_FORMAT}')")
+    return state
 
 
 def save_model(

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from tuneprune.data import DatasetSplits, TensorLoader, load_dataset
 from tuneprune.models import create_model
 from tuneprune.output.progress import ProgressBar
-from tuneprune.training.checkpoint import CHECKPOINT_NAME, load_file, save_atomic
+from tuneprune.training.checkpoint import CHECKPOINT_NAME, RUN_STATE_FORMAT, load_run_state, save_atomic
 from tuneprune.training.config import RunConfig
 from tuneprune.training.evaluate import evaluate
 from tuneprune.training.hooks import TrainHook
@@ -65,27 +65,61 @@ def divergence(losses: torch.Tensor, epoch: int, steps_per_epoch: int) -> str | 
     return f"training loss became {losses[first].item()} at epoch {epoch + 1}, step {step}"
 
 
-def _restore(path: Path, model, optimizer, lr_schedule, hooks: Sequence[TrainHook]) -> tuple[int, list]:
-    state = load_file(path)
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    lr_schedule.load_state_dict(state["lr_schedule"])
-    for i, hook in enumerate(hooks):
-        hook.load_state_dict(state["hooks"][i])
-    torch.set_rng_state(state["torch_rng"])
-    return int(state["epoch"]), list(state["history"])
+def plain_name(name: str) -> str:
+    """A parameter's name in the model without the Sparsifier's parametrization (``<layer>.weight``)."""
+    return name.replace(".parametrizations.weight.original", ".weight")
 
 
-def _checkpoint_state(epoch, model, optimizer, lr_schedule, hooks, history) -> dict[str, Any]:
+def _run_state(
+    config: RunConfig,
+    epoch: int,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    sparsifier: TrainHook | None,
+    hooks: Sequence[TrainHook],
+    history: list[dict[str, float]],
+) -> dict[str, Any]:
+    """The run's state after ``epoch`` epochs in the one format of a run or pack member (``RUN_STATE_FORMAT``)."""
+    params = dict(model.named_parameters())
+    momentum = {
+        plain_name(name): optimizer.state[p]["momentum_buffer"]
+        for name, p in params.items()
+        if optimizer.state.get(p, {}).get("momentum_buffer") is not None
+    }
     return {
+        "format": RUN_STATE_FORMAT,
+        "config": config.model_dump(mode="json"),
         "epoch": epoch,
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "lr_schedule": lr_schedule.state_dict(),
+        "history": history,
+        "model": {plain_name(name): t for name, t in model.state_dict().items()},
+        "momentum": momentum,
+        "sparsity": sparsifier.state_dict() if sparsifier is not None else None,
         "hooks": [hook.state_dict() for hook in hooks],
         "torch_rng": torch.get_rng_state(),
-        "history": history,
     }
+
+
+def _restore(
+    state: dict[str, Any],
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    sparsifier: TrainHook | None,
+    hooks: Sequence[TrainHook],
+    steps_per_epoch: int,
+) -> None:
+    """Go on from a run state (a solo run's or a pack member's): weights, momentum, sparsity, hooks, RNG."""
+    names = {plain_name(name): name for name in model.state_dict()}
+    model.load_state_dict({names[name]: t for name, t in state["model"].items()})
+    for name, p in model.named_parameters():
+        buffer = state["momentum"].get(plain_name(name))
+        if buffer is not None:
+            optimizer.state[p]["momentum_buffer"] = buffer.to(p.device)
+    if sparsifier is not None:
+        sparsifier.load_state_dict({"iteration": int(state["epoch"]) * steps_per_epoch, **state["sparsity"]})
+    for hook, hook_state in zip(hooks, state.get("hooks", []), strict=False):
+        hook.load_state_dict(hook_state)
+    if "torch_rng" in state:
+        torch.set_rng_state(state["torch_rng"])
 
 
 def train(
@@ -104,9 +138,12 @@ def train(
     Per epoch the metrics ``train_loss, train_acc, val_loss, val_acc, test_loss, test_acc,
     lr, train_time, epoch_time`` (plus the sparsity engine's) are appended to the history
     and handed to every callback together with the checkpoint written for that epoch
-    (``checkpoint_dir/checkpoint.pt``, atomically). ``resume_from`` (a checkpoint file or
-    a directory holding one) restores model, optimizer, LR schedule, hooks and RNG state
-    and continues with the next epoch, so the result equals an uninterrupted run.
+    (``checkpoint_dir/checkpoint.pt``, atomically, a run state: the format of a pack
+    member's, :data:`~tuneprune.training.checkpoint.RUN_STATE_FORMAT`). ``resume_from`` (a
+    run state file, of this run or of the trial trained as a pack member, or a directory
+    holding ``checkpoint.pt``) restores weights, momentum, learning rate, sparsity state,
+    hooks and RNG state and continues with the next epoch, so the result equals an
+    uninterrupted run.
     """
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
@@ -120,23 +157,26 @@ def train(
         model.to(memory_format=torch.channels_last)
 
     steps_per_epoch = math.ceil(len(data.x_train) / config.batch_size)
-    hooks = list(hooks)
+    user_hooks = list(hooks)
     sparsifier = None
     if config.sparsity is not None:
         from tuneprune.sparsity import Sparsifier
 
         sparsifier = Sparsifier.from_config(model, config.sparsity, steps_per_epoch, config.epochs)
-        hooks.append(sparsifier)
+    hooks = [*user_hooks, *([sparsifier] if sparsifier is not None else [])]
 
-    optimizer = build_optimizer(model, config)
-    lr_schedule = build_lr_schedule(optimizer, config.lr_schedule, steps_per_epoch * config.epochs)
-    start_epoch = 0
-    history: list[dict[str, float]] = []
+    state = None
     if resume_from is not None:
         path = Path(resume_from)
-        start_epoch, history = _restore(
-            path / CHECKPOINT_NAME if path.is_dir() else path, model, optimizer, lr_schedule, hooks
-        )
+        state = load_run_state(path / CHECKPOINT_NAME if path.is_dir() else path)
+    start_epoch = int(state["epoch"]) if state is not None else 0
+    history: list[dict[str, float]] = list(state["history"]) if state is not None else []
+    optimizer = build_optimizer(model, config)
+    lr_schedule = build_lr_schedule(
+        optimizer, config.lr_schedule, steps_per_epoch * config.epochs, start_step=start_epoch * steps_per_epoch
+    )
+    if state is not None:
+        _restore(state, model, optimizer, sparsifier, user_hooks, steps_per_epoch)
 
     augment = config.augment if config.augment is not None else config.dataset.startswith("cifar")
     loader = TensorLoader(
@@ -190,8 +230,8 @@ def train(
         history.append(metrics)
         ckpt = None
         if checkpoint_dir is not None:
-            state = _checkpoint_state(epoch + 1, model, optimizer, lr_schedule, hooks, history)
-            ckpt = save_atomic(state, Path(checkpoint_dir) / CHECKPOINT_NAME)
+            run_state = _run_state(config, epoch + 1, model, optimizer, sparsifier, user_hooks, history)
+            ckpt = save_atomic(run_state, Path(checkpoint_dir) / CHECKPOINT_NAME)
         for callback in callbacks:
             callback(metrics, ckpt)
         if bar is not None:

@@ -45,7 +45,10 @@ def lr_factor(kind: str, total_steps: int) -> Callable[[int], float]:
 
 
 def build_lr_schedule(
-    optimizer: torch.optim.Optimizer, kind: str, total_steps: int
+    optimizer: torch.optim.Optimizer, kind: str, total_steps: int, start_step: int = 0
 ) -> torch.optim.lr_scheduler.LambdaLR:
-    """Cosine decay to 0 stepped per batch (formulas §1.6), or a constant rate, by :func:`lr_factor`."""
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(kind, total_steps))
+    """Cosine decay to 0 stepped per batch (formulas §1.6), or a constant rate, by :func:`lr_factor`;
+    at ``start_step`` (a resumed run: the rate of that step, as if stepped to it)."""
+    for group in optimizer.param_groups:
+        group.setdefault("initial_lr", group["lr"])
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(kind, total_steps), last_epoch=start_step - 1)
