@@ -75,10 +75,6 @@ class MemberSparsity:
         schedules = [None if c is None else build_schedule(c, steps_per_epoch, epochs) for c in configs]
         return cls(schedules, [None if c is None else member_rule(c) for c in configs], sizes, device)
 
-    @property
-    def any_sparse(self) -> bool:
-        return any(schedule is not None for schedule in self.schedules)
-
     def _sparsities_at(self, step: int) -> list[float | torch.Tensor]:
         return [0.0 if s is None else s.sparsity_at(step) for s in self.schedules]
 
