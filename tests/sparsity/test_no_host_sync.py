@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 import torch
 
+from tests.sparsity.test_equivalence import DROPS
 from tuneprune.data import load_dataset
 from tuneprune.packing import PackedTrainer
 from tuneprune.sparsity import AdaptiveScheduler
@@ -51,13 +52,6 @@ READERS = (
 SCHEDULERS = {
     "cubic": {"type": "cubic", "end_fraction": 0.5},
     "adaptive": {"type": "adaptive", "preset": "lambda1", "initial_sparsity": 0.5, "warmup_epochs": 0.5},
-}
-DROPS = {
-    "off": {},
-    "global-start": {"rho": 0.5, "mode": "global", "timeframe": "from_start"},
-    "global-after": {"rho": 0.5, "mode": "global", "timeframe": "after_target"},
-    "layer-start": {"rho": 0.5, "mode": "layer", "timeframe": "from_start"},
-    "layer-after": {"rho": 0.5, "mode": "layer", "timeframe": "after_target"},
 }
 THETAS = {
     "feather": {"policy": "feather"},

@@ -22,9 +22,17 @@ def prunable_layers(model: nn.Module, min_size: int = 0) -> list[tuple[str, Prun
     ]
 
 
+PARAMETRIZED_WEIGHT = "parametrizations.weight.original"
+
+
 def original_weight(module: nn.Module) -> nn.Parameter:
     """The plain weight of a layer whose ``weight`` is parametrized (``<layer>.parametrizations.weight.original``)."""
-    return module.get_parameter("parametrizations.weight.original")
+    return module.get_parameter(PARAMETRIZED_WEIGHT)
+
+
+def plain_name(name: str) -> str:
+    """A parameter's name in the model without the parametrization (``<layer>.weight``)."""
+    return name.replace(f".{PARAMETRIZED_WEIGHT}", ".weight")
 
 
 @torch.no_grad()

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from tuneprune.data import DatasetSplits, TensorLoader, load_dataset
 from tuneprune.models import create_model
 from tuneprune.output.progress import ProgressBar
+from tuneprune.sparsity.layers import plain_name
 from tuneprune.training.checkpoint import CHECKPOINT_NAME, RUN_STATE_FORMAT, load_run_state, save_atomic
 from tuneprune.training.config import RunConfig
 from tuneprune.training.evaluate import evaluate
@@ -63,11 +64,6 @@ def divergence(losses: torch.Tensor, epoch: int, steps_per_epoch: int) -> str | 
     first = int(finite.int().argmin())
     step = epoch * steps_per_epoch + first
     return f"training loss became {losses[first].item()} at epoch {epoch + 1}, step {step}"
-
-
-def plain_name(name: str) -> str:
-    """A parameter's name in the model without the Sparsifier's parametrization (``<layer>.weight``)."""
-    return name.replace(".parametrizations.weight.original", ".weight")
 
 
 def _run_state(
