@@ -123,7 +123,6 @@ def test_an_interrupted_packed_search_resumes_every_member(search_driver, tmp_pa
     )  # fmt: skip
     s = stores
     driver = search_driver(path, tmp_path)
-    trials_dir = Path(s["results_root"]) / "packkill" / "trials"
     done_before: list[str] = []
     deadline = time.time() + 240
     try:
@@ -131,13 +130,11 @@ def test_an_interrupted_packed_search_resumes_every_member(search_driver, tmp_pa
             try:
                 study = optuna.load_study(study_name="packkill", storage=s["storage_url"])
                 done_before = [t.user_attrs["key"] for t in study.trials if t.state.name == "COMPLETE"]
-            except KeyError:
-                pass
-            if len(done_before) >= 2 and any(
-                (trials_dir / t.user_attrs["key"] / "member.pt").exists()
-                for t in study.trials
-                if t.state.name == "RUNNING" and "key" in t.user_attrs  # asked ahead: its attributes may follow
-            ):
+            except KeyError:  # not created yet
+                time.sleep(0.1)
+                continue
+            recorded = [t for t in study.trials if t.state.name == "RUNNING" and "checkpoint_epoch" in t.user_attrs]
+            if len(done_before) >= 2 and recorded:
                 break
             time.sleep(0.1)
     finally:

@@ -182,7 +182,7 @@ def test_relevance_delta_is_searchable(ray_session, tmp_path, stores):
 
 def test_an_orphan_left_inside_ask_gets_its_missing_params(tmp_path):
     """A driver killed inside ``study.ask`` leaves a RUNNING trial without params; the resumed search completes them."""
-    from tuneprune.search.protocol import TrialContext, TrialRequest
+    from tuneprune.search.protocol import PackRequest, TrialContext
     from tuneprune.search.searcher import StudySearcher
     from tuneprune.search.space import load_space
     from tuneprune.search.studies import open_studies
@@ -199,7 +199,8 @@ def test_an_orphan_left_inside_ask_gets_its_missing_params(tmp_path):
     context = TrialContext("sqlite:///m.db", "tuneprune", "parent", str(tmp_path), {"val_acc": "max"})
     suggested = StudySearcher(space, studies, context).suggest("t1")
     assert suggested is not None
-    request = TrialRequest.from_dict(suggested)
+    (request,) = PackRequest.from_dict(suggested).members
+    assert request.resume_epoch == 0  # no checkpoint recorded
     assert request.number == 0
     assert set(request.params) == {"lr", "momentum"}
     assert 0.01 <= request.params["lr"] <= 0.3
@@ -217,7 +218,7 @@ def test_a_lone_driver_counts_its_asks_and_a_shared_study_is_read_again(tmp_path
     lone = GridStudy(0, {}, study, budget=3, storage=open_storage(url))
     shared = GridStudy(0, {}, optuna.load_study(study_name="count", storage=url), budget=3, shared=True)
     assert (lone.remaining, shared.remaining) == (2, 2)
-    number, _ = lone.ask({})
+    number, _, _ = lone.ask({})
     assert number == 1
     lone.set_user_attrs(number, {"name": "g0-001"})  # handed out
     assert (lone.remaining, shared.remaining) == (1, 1)

@@ -59,10 +59,11 @@ def test_a_pack_request_round_trips_and_names_its_members(tmp_path):
     config = pickle.loads(pickle.dumps(PackRequest(members, context).to_dict()))
     assert PackRequest.from_dict(config) == PackRequest(members, context)
     assert [r.key for r in trial_requests(config)] == ["g0-000", "g0-001", "g0-002"]
-    assert trial_requests(members[0].to_dict()) == [members[0]]
+    resumed = TrialRequest("g0-004", 4, "g0-004", {}, {}, {"epochs": 2}, context, "run-4", resume_epoch=1)
+    assert trial_requests(PackRequest([resumed], context).to_dict()) == [resumed]  # one trial: a pack of one
 
 
-def test_member_results_are_keyed_by_trial_for_packs_and_single_trials():
+def test_member_results_are_keyed_by_trial_nested_or_flattened():
     running = TrialResult(1, 3, "r0", None, "g0-000", False, {"val_acc": 0.5})
     failed = TrialResult(1, 3, "r1", "diverged", "g0-001", True, {"val_acc": 0.1})
     packed = member_results(
@@ -74,5 +75,4 @@ def test_member_results_are_keyed_by_trial_for_packs_and_single_trials():
     assert packed["g0-001"].outcome() == "failed"
     flat = {f"members/{key}/{name}": value for key, r in packed.items() for name, value in r.to_dict().items()}
     assert member_results(flat) == packed  # as Tune hands reports to searchers
-    assert member_results(running.to_dict()) == {"g0-000": running}
     assert member_results(None) == {}

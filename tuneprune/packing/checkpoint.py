@@ -51,6 +51,3 @@ def save_member(trainer: PackedTrainer, member_index: int, path: str | Path) -> 
 def load_member(path: str | Path) -> MemberState:
     """A run state (of a member or a solo run); ``ConfigError`` for a missing, corrupt or foreign file."""
     return load_run_state(path)
-
-
-MEMBER_CHECKPOINT = "member.pt"  # a pack member's checkpoint in its trial directory

@@ -63,8 +63,9 @@ class PackedTrainer:
     """Trains ``configs`` (see :func:`~tuneprune.packing.key.check_packable`) together, one epoch per call.
 
     ``forward_mode`` is ``vmap`` (fused kernels) or ``loop`` (one forward per member);
-    by default ``vmap`` on CUDA and ``loop`` on the CPU, where grouped convolutions are
-    slower than separate ones (``scripts/bench_pack.py``).
+    by default ``vmap`` for several members on CUDA and ``loop`` on the CPU, where grouped
+    convolutions are slower than separate ones (``scripts/bench_pack.py``), and for one
+    member (a search's plain trial), whose forward is then the solo run's.
     """
 
     def __init__(
@@ -94,7 +95,7 @@ class PackedTrainer:
         sparse = [c.sparsity for c in configs if c.sparsity is not None]
         min_size = sparse[0].min_size if sparse else 0
         prunable = [f"{name}.weight" for name, _ in prunable_layers(self.models[0], min_size)] if sparse else []
-        mode = forward_mode or ("vmap" if self.device.type == "cuda" else "loop")
+        mode = forward_mode or ("vmap" if self.device.type == "cuda" and len(configs) > 1 else "loop")
         memory_format = torch.channels_last if first.channels_last else torch.contiguous_format
         self.stack = StackedModel(self.models, prunable, mode, memory_format)
         self.steps_per_epoch = math.ceil(len(self.data[0].x_train) / first.batch_size)

@@ -16,10 +16,9 @@ from ray.tune import Callback
 from ray.tune.stopper import Stopper
 
 from tuneprune.output.progress import LiveStatus
-from tuneprune.packing.checkpoint import MEMBER_CHECKPOINT
 from tuneprune.search.protocol import TrialRequest, TrialResult, member_results, trial_requests
+from tuneprune.search.trainable import drop_checkpoints_before
 from tuneprune.tracking import RunTracker
-from tuneprune.training.checkpoint import CHECKPOINT_NAME
 
 
 def drop_checkpoints(trial) -> None:  # trial: a ray.tune Trial
@@ -28,8 +27,7 @@ def drop_checkpoints(trial) -> None:  # trial: a ray.tune Trial
         for directory in Path(trial.path).glob("checkpoint_*"):
             shutil.rmtree(directory, ignore_errors=True)
     for request in trial_requests(trial.config):
-        for name in (CHECKPOINT_NAME, MEMBER_CHECKPOINT):
-            (request.context.trial_dir(request.key) / name).unlink(missing_ok=True)
+        drop_checkpoints_before(request.context.trial_dir(request.key))
 
 
 class SearchMonitor(Callback):

@@ -1,10 +1,10 @@
 """The trial protocol between the search driver and its Ray trainable, typed.
 
-The searcher hands Ray a :class:`TrialRequest` (what to run, and the MLflow run it opened for it), or a
-:class:`PackRequest` of several trained together in one actor (``resources.pack``); the
-trainable reports :class:`TrialResult` values (how far it got, and how it ended), a pack one
-per member under ``members``. Ray
-carries only plain picklable values in a trial's config and results, so each type
+The searcher hands Ray one request type, a :class:`PackRequest`: the trials (each a
+:class:`TrialRequest`: what to run, the MLflow run the driver opened for it, the epoch it
+resumes from) trained together in one actor, one of them or up to ``resources.pack``; the
+trainable reports one :class:`TrialResult` per member under ``members`` (how far it got,
+and whether and how it ended). Ray carries only plain picklable values in a trial's config and results, so each type
 converts at that boundary with ``to_dict``/``from_dict``, here and nowhere else.
 :meth:`TrialResult.outcome` is the one finished/killed/failed decision, used by the
 searcher (to tell Optuna) and the monitor (to set MLflow statuses) alike.
@@ -40,8 +40,9 @@ class TrialContext:
 
 @dataclass(frozen=True)
 class TrialRequest:
-    """One trial the searcher asks Ray to run: its key and name, its values, its spec (as JSON), and the MLflow
-    child run the driver opened for it (``mlflow_run_id``)."""
+    """One trial of a :class:`PackRequest`: its key and name, its values, its spec (as JSON), the MLflow child
+    run the driver opened for it (``mlflow_run_id``), and the epoch of the checkpoint it goes on from
+    (``resume_epoch``, 0 for a fresh start)."""
 
     key: str
     number: int
@@ -51,6 +52,7 @@ class TrialRequest:
     spec: dict[str, Any]
     context: TrialContext
     mlflow_run_id: str | None = None
+    resume_epoch: int = 0
 
     @property
     def study(self) -> str:
@@ -72,7 +74,8 @@ class TrialRequest:
 
 @dataclass(frozen=True)
 class PackRequest:
-    """Trials the searcher asks one Ray actor to train together (formulas §10.7): members that share a pack key."""
+    """The trials the searcher asks one Ray actor to train together (formulas §10.7): one, or several that share
+    a pack key."""
 
     members: list[TrialRequest]
     context: TrialContext
@@ -86,16 +89,17 @@ class PackRequest:
 
 
 def trial_requests(config: dict[str, Any]) -> list[TrialRequest]:
-    """The trials of one Ray trial's config: its members for a pack, else the one trial."""
-    return PackRequest.from_dict(config).members if MEMBERS in config else [TrialRequest.from_dict(config)]
+    """The trials of one Ray trial's config (a :class:`PackRequest`)."""
+    return PackRequest.from_dict(config).members
 
 
 @dataclass(frozen=True)
 class TrialResult:
     """One report of a trial: the epoch reached of ``epochs``, its MLflow run, an error, the metrics.
 
-    ``ended`` is set by pack members only: True in the report after which the member trains
-    no more (finished, stopped early or failed), so the driver can close it while its pack goes on.
+    ``ended``: True in the report after which the member trains no more (finished, stopped
+    early or failed), so the driver can close it while its pack goes on; False while it
+    trains on (its checkpoint of ``epoch`` is on disk).
     """
 
     epoch: int | None = None
@@ -132,7 +136,7 @@ class TrialResult:
 
 
 def member_results(result: dict[str, Any] | None) -> dict[str, TrialResult]:
-    """The trials' results in one Ray report by trial key: a pack's members, or the one trial.
+    """The members' results in one Ray report, by trial key.
 
     Tune hands searchers the report flattened (``members/g0-001/val_acc``), callbacks nested.
     """
@@ -142,7 +146,4 @@ def member_results(result: dict[str, Any] | None) -> dict[str, TrialResult]:
         if name.startswith(f"{MEMBERS}/"):
             _, key, field_name = name.split("/", 2)
             members.setdefault(key, {})[field_name] = value
-    if members:
-        return {key: TrialResult.from_dict(member) for key, member in members.items()}
-    single = TrialResult.from_dict(result)
-    return {single.trial_key: single} if single.trial_key else {}
+    return {key: TrialResult.from_dict(member) for key, member in members.items()}

@@ -204,7 +204,6 @@ def _search(
 
     from tuneprune.search.early_stop import RUNGS_FILE, start_stopper
     from tuneprune.search.monitor import SearchMonitor
-    from tuneprune.search.pack_trainable import run_pack
     from tuneprune.search.protocol import TrialContext
     from tuneprune.search.searcher import StudySearcher
     from tuneprune.search.studies import open_studies, remaining_trials
@@ -259,9 +258,7 @@ def _search(
         study_searcher = StudySearcher(space, studies, context)
         searcher = ConcurrencyLimiter(study_searcher, max_concurrent=space.max_concurrent)
         monitor = SearchMonitor(tracker, space.objectives, total, show=progress)
-        trainable = tune.with_resources(
-            run_trial if pack == 1 else run_pack, {"cpu": space.resources.cpu, "gpu": space.resources.gpu}
-        )
+        trainable = tune.with_resources(run_trial, {"cpu": space.resources.cpu, "gpu": space.resources.gpu})
         tuner = tune.Tuner(
             trainable,
             tune_config=tune.TuneConfig(

@@ -9,7 +9,9 @@ same checkpoint directory), and each grid point has its own study and sampler.
 The studies are asked and told off the path from one trial's end to the next one's
 start: every storage call of the searcher runs, in order, on one thread of its own; the
 trial after the one handed out is asked ahead while trials train, and a trial's end is
-told without waiting. A tell that fails (after its retries) fails the next ask, or
+told without waiting. So is the epoch of a running trial's latest checkpoint (the user
+attribute ``checkpoint_epoch``, from which a resumed search continues it), after which its
+older checkpoints are deleted: the driver reads no checkpoint file. A tell that fails (after its retries) fails the next ask, or
 :meth:`StudySearcher.close`, which waits for all of them when the search ends.
 """
 
@@ -24,11 +26,10 @@ from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
 from tuneprune.packing.key import pack_key
-from tuneprune.search.pack_trainable import resume_epoch
 from tuneprune.search.protocol import PackRequest, TrialContext, TrialRequest, TrialResult, member_results
 from tuneprune.search.space import METRICS, SearchSpace
-from tuneprune.search.studies import ENDED, GridStudy, distributions, retry_unreachable
-from tuneprune.search.trainable import open_trial_run, run_device
+from tuneprune.search.studies import CHECKPOINT_EPOCH, ENDED, GridStudy, distributions, retry_unreachable
+from tuneprune.search.trainable import drop_checkpoints_before, open_trial_run, run_device
 from tuneprune.tracking import RunTracker
 
 
@@ -49,7 +50,8 @@ def trial_run_name(key: str, grid_point: dict[str, Any], params: dict[str, Any])
 
 @dataclass
 class _Asked:
-    """A trial asked of its study (by number), its request, and the key of the packs it can join."""
+    """A trial asked of its study (by number), its request, and the key of the packs it can join (the
+    configs' pack key and the epoch it resumes from)."""
 
     study: GridStudy
     number: int
@@ -61,10 +63,10 @@ class _Asked:
 class StudySearcher(Searcher):
     """Suggest trial configs from the grid-point studies until each has its budget.
 
-    With ``resources.pack: K`` each suggestion is a :class:`PackRequest` of up to K trials
-    whose configs share a pack key (:func:`~tuneprune.packing.pack_key`, plus the epoch a
-    resumed member restarts at); a trial that fits no open pack waits for the next one.
-    A member is told to its study as soon as its pack reports it ended.
+    Each suggestion is a :class:`PackRequest` of up to ``resources.pack`` trials (one by
+    default) whose configs share a pack key (:func:`~tuneprune.packing.pack_key`, plus the
+    epoch a resumed member restarts at); a trial that fits no open pack waits for the next
+    one. A member is told to its study as soon as its pack reports it ended.
     """
 
     def __init__(self, space: SearchSpace, studies: list[GridStudy], context: TrialContext) -> None:
@@ -163,7 +165,7 @@ class StudySearcher(Searcher):
                 continue
             self._next = (gs.index + 1) % len(self.studies)
             orphan = bool(gs.orphans)
-            number, asked_params = gs.ask(self.distributions)
+            number, asked_params, resume_epoch = gs.ask(self.distributions)
             params = {k: asked_params[k] for k in self.distributions}
             run_config = self.space.resolve(gs.grid_point, params)
             key = trial_key(gs.index, number)
@@ -174,10 +176,8 @@ class StudySearcher(Searcher):
             run_id = open_trial_run(self._tracker(), request, new=not orphan)
             # the name last: a trial handed out has one
             gs.set_user_attrs(number, {"key": key, "mlflow_run_id": run_id, "name": run_name})
-            request = replace(request, mlflow_run_id=run_id)
-            if self.pack == 1:
-                return _Asked(gs, number, request, ())
-            return _Asked(gs, number, request, (*pack_key(run_config), resume_epoch(self.context.trial_dir(key))))
+            request = replace(request, mlflow_run_id=run_id, resume_epoch=resume_epoch)
+            return _Asked(gs, number, request, (*pack_key(run_config), resume_epoch))
         return None
 
     def _next_pack(self) -> list[_Asked]:
@@ -195,17 +195,11 @@ class StudySearcher(Searcher):
         return members
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
-        if self.pack == 1:
-            asked = self._ask()
-            members = [asked] if asked is not None else []
-        else:
-            members = self._next_pack()
+        members = self._next_pack()
         if not members:
             # Ray annotates Searcher.suggest -> Optional[Dict] but documents returning Searcher.FINISHED (a str)
             return Searcher.FINISHED if not self.live else None  # type: ignore[return-value]
         self.live[trial_id] = members
-        if self.pack == 1:
-            return members[0].request.to_dict()
         return PackRequest([m.request for m in members], self.context).to_dict()
 
     def _tell(self, asked: _Asked, reported: TrialResult, error: bool) -> None:
@@ -244,13 +238,26 @@ class StudySearcher(Searcher):
         else:
             gs.study.tell(number, known if len(known) > 1 else known[0])
 
+    def _record_checkpoint(self, asked: _Asked, epoch: int) -> None:
+        """Record the epoch of a running trial's latest checkpoint in its study, then delete its older ones
+        (kept until now: a resumed search goes on from the recorded one)."""
+        retry_unreachable(
+            lambda: asked.study.set_user_attrs(asked.number, {CHECKPOINT_EPOCH: epoch}),
+            f"recording the checkpoint of trial {asked.request.key}",
+        )
+        drop_checkpoints_before(self.context.trial_dir(asked.request.key), epoch)
+
     def on_trial_result(self, trial_id: str, result: dict) -> None:
-        """Tell the members a pack reports ended; the pack trains on with the others."""
+        """Tell the members a pack reports ended, and record the checkpoints of the others, which train on."""
         reported = member_results(result)
         for asked in self.live.get(trial_id, []):
             member = reported.get(asked.request.key)
-            if not asked.told and member is not None and member.ended:
+            if asked.told or member is None:
+                continue
+            if member.ended:
                 self._tell(asked, member, error=False)
+            elif member.epoch:
+                self._telling.append(self._in_order(self._record_checkpoint, asked, member.epoch))
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         if trial_id not in self.live:

@@ -22,6 +22,7 @@ from tuneprune.output.progress import say
 from tuneprune.search.space import CategoricalParam, FloatParam, SearchSpace
 
 ENDED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+CHECKPOINT_EPOCH = "checkpoint_epoch"  # user attribute: the epoch of a running trial's latest checkpoint
 STORAGE_PATIENCE_S = 300.0  # how long the driver waits for an unreachable storage before the search fails
 T = TypeVar("T")
 SCHEMA_LOCK_KEY = 0x7475_6E65_7072_756E  # b"tuneprun": the advisory lock held while a storage's schema is made
@@ -155,19 +156,21 @@ class GridStudy:
         for key, value in attrs.items():
             self.storage.set_trial_user_attr(trial_id, key, value)
 
-    def ask(self, space_distributions: dict[str, BaseDistribution]) -> tuple[int, dict[str, Any]]:
-        """The next trial to hand out, as its number and params: an orphan first, else ``study.ask``."""
+    def ask(self, space_distributions: dict[str, BaseDistribution]) -> tuple[int, dict[str, Any], int]:
+        """The next trial to hand out, as its number, params and the epoch of the checkpoint it goes on from
+        (the user attribute ``checkpoint_epoch``, 0 for none): an orphan first, else ``study.ask``."""
         if self.orphans:
-            number = self.orphans.pop(0)
-            return number, self.complete_params(number, space_distributions)
+            return self.complete_orphan(self.orphans.pop(0), space_distributions)
         trial = self.study.ask(space_distributions)
         if self._taken is not None:
             self._taken += 1
-        return trial.number, trial.params
+        return trial.number, trial.params, 0
 
-    def complete_params(self, number: int, space_distributions: dict[str, BaseDistribution]) -> dict[str, Any]:
-        """The params of the RUNNING trial ``number``, those a cut-short ask did not suggest sampled now by the
-        study's sampler and stored (a driver killed inside ``study.ask`` leaves some or none)."""
+    def complete_orphan(
+        self, number: int, space_distributions: dict[str, BaseDistribution]
+    ) -> tuple[int, dict[str, Any], int]:
+        """The RUNNING trial ``number`` as :meth:`ask` hands it out, the params a cut-short ask did not suggest
+        sampled now by the study's sampler and stored (a driver killed inside ``study.ask`` leaves some or none)."""
         assert self.storage is not None
         frozen = self.study.get_trials(deepcopy=False)[number]
         params = dict(frozen.params)
@@ -179,7 +182,7 @@ class GridStudy:
                 self._trial_id(number), name, distribution.to_internal_repr(value), distribution
             )
             params[name] = value
-        return params
+        return number, params, int(frozen.user_attrs.get(CHECKPOINT_EPOCH, 0))
 
     @property
     def remaining(self) -> int:

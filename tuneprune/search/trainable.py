@@ -1,36 +1,52 @@
-"""The Ray Tune function trainable: one trial = one training run, tracked in its own MLflow child run.
+"""The Ray Tune function trainable: K >= 1 trials of a search trained together in one actor (formulas §10.7).
 
-It reports every epoch with ``ray.tune.report`` and a checkpoint; restarts from
-``tune.get_checkpoint()`` when Tune restarts it after a worker death, or from the trial's
-own checkpoint in the results directory when a resumed search re-runs a trial a dead
-driver left behind. Under early stopping it asks its grid point's rungs
-(:mod:`tuneprune.search.early_stop`) after every epoch but the last, and when told to
-stop ends its run KILLED and returns, reporting the epoch it reached. Metrics are logged
-once per epoch (step = epoch), after its checkpoint is written and before Tune takes it,
-so a restarted trial loses at most the epoch in flight and continues one metric history,
-each epoch once (formulas §10.8). A diverged trial (NaN/inf loss) ends at once,
-FAILED with the reason, without being retried.
+One trial is a pack of one: every Ray trial of a search runs :func:`run_trial` on a
+:class:`~tuneprune.search.protocol.PackRequest`, and trains its members with the one
+training loop of :class:`~tuneprune.packing.PackedTrainer`. Each member is its own trial
+everywhere but in Ray: its own Optuna trial, MLflow child run with its per-epoch metrics,
+checkpoints (``checkpoint-<epoch>.pt`` in its trial directory), saved model and status.
+Every epoch the pack reports one result with each member's
+:class:`~tuneprune.search.protocol.TrialResult` under ``members``, with a Tune
+checkpoint holding the open members' states; a member that ended (finished, stopped
+early by its grid point's rungs in :class:`~tuneprune.search.early_stop.AshaRule`, or
+diverged) is marked ``ended`` and the pack goes on with the others.
+
+Restarts (formulas §10.8). After a worker death Tune restarts the pack with its last Tune
+checkpoint: the members in it go on from their states there, the others had ended (their
+MLflow runs say how). A resumed search hands out a trial a dead driver left RUNNING with
+the epoch the driver last recorded for it (``resume_epoch``: the Optuna user attribute
+``checkpoint_epoch``); the member goes on from its checkpoint of that epoch, which stays
+on disk until the driver has recorded a later one (:func:`drop_checkpoints_before`). A
+member's epoch is logged to MLflow before its checkpoint is written, so a restarted
+member redoes at most the epoch in flight and logs each epoch once. Metrics are logged
+once per epoch (step = epoch). A member's final epoch is reported after its model is
+saved and its run is marked FINISHED. A diverged member (NaN/inf loss) ends at once,
+FAILED with the reason; an error of the whole pack is raised for Ray to retry, and the
+driver marks its open runs FAILED when no retry is left.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
 from tuneprune.cluster.quiet import configure_quiet
-from tuneprune.runs import TrialSpec, execute
-from tuneprune.search.early_stop import StopTrial, ask
-from tuneprune.search.protocol import TrialRequest, TrialResult
+from tuneprune.packing import PackedTrainer
+from tuneprune.packing.checkpoint import MemberState, load_member, save_member
+from tuneprune.runs import TrialSpec
+from tuneprune.runs.execute import conclude
+from tuneprune.search.early_stop import ask
+from tuneprune.search.protocol import MEMBERS, PackRequest, TrialRequest, TrialResult
 from tuneprune.shared.config import ConfigError
 from tuneprune.tracking import RunTracker
-from tuneprune.training import TrainingDiverged
-from tuneprune.training.checkpoint import CHECKPOINT_NAME, load_run_state
 
 WORST = {"max": float("-inf"), "min": float("inf")}
+_CHECKPOINT = re.compile(r"checkpoint-(\d+)\.pt")
 
 
 def run_device(name: str, gpus: float) -> Literal["cpu", "cuda"]:
@@ -42,20 +58,19 @@ def run_device(name: str, gpus: float) -> Literal["cpu", "cuda"]:
     return "cuda" if name.startswith("cuda") else "cpu"
 
 
-def restore_tune_checkpoint(trial_dir: Path, name: str, source_name: str | None = None) -> Path | None:
-    """Tune's checkpoint after a worker restart (file ``source_name``, default ``name``), copied into the trial's
-    directory as ``name``; else the trial's own latest checkpoint; None when there is neither."""
-    from ray import tune
+def trial_checkpoint(trial_dir: Path, epoch: int) -> Path:
+    """A trial's checkpoint after ``epoch`` epochs (a run state) in its directory."""
+    return trial_dir / f"checkpoint-{epoch}.pt"
 
-    checkpoint = tune.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as directory:
-            source = Path(directory) / (source_name or name)
-            if source.exists():
-                trial_dir.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(source, trial_dir / name)
-    own = trial_dir / name
-    return own if own.exists() else None
+
+def drop_checkpoints_before(trial_dir: Path, epoch: int | None = None) -> None:
+    """Delete the trial's checkpoints of epochs before ``epoch`` (all of them for None)."""
+    if not trial_dir.is_dir():
+        return
+    for path in trial_dir.iterdir():
+        match = _CHECKPOINT.fullmatch(path.name)
+        if match is not None and (epoch is None or int(match.group(1)) < epoch):
+            path.unlink(missing_ok=True)
 
 
 def report(metrics: dict[str, Any], checkpoint_files: dict[str, Path] | None = None) -> None:
@@ -96,88 +111,158 @@ def where_it_runs() -> dict[str, Any]:
     return {"ray.node_id": ray.get_runtime_context().get_node_id(), "worker.pid": os.getpid()}
 
 
-def replay_history(tracker: RunTracker, run_id: str, history: list[dict[str, Any]], logged: set[int]) -> None:
-    """Log the epochs of a checkpoint's ``history`` the run lacks (``logged`` the steps it has, updated);
-    tag where it resumed and runs."""
-    tracker.log_metrics(run_id, {}, 0, tags={"resumed_from_epoch": len(history), **where_it_runs()})
-    for entry in history:
-        if int(entry["epoch"]) not in logged:
-            tracker.log_metrics(run_id, entry, step=int(entry["epoch"]))
-            logged.add(int(entry["epoch"]))
+class _Member:
+    """One member's request, spec, MLflow run, logged epochs and latest result, as the trainable tracks them."""
 
+    def __init__(self, request: TrialRequest, spec: TrialSpec, tracker: RunTracker, state: MemberState | None) -> None:
+        assert request.mlflow_run_id is not None  # opened by the driver (open_trial_run)
+        self.request, self.spec, self.tracker, self.run_id = request, spec, tracker, request.mlflow_run_id
+        self.dir = request.context.trial_dir(request.key)
+        self.logged: set[int] = set()  # a fresh member has logged no epoch: its metrics follow its checkpoints
+        self.tags = where_it_runs()  # logged with the member's first batch
+        epoch = int(state["epoch"]) if state is not None else 0
+        if state is not None:  # log the epochs of its history the run lacks
+            self.logged = tracker.logged_steps(self.run_id, "val_acc")
+            self.tags["resumed_from_epoch"] = epoch
+            for entry in state["history"]:
+                self.log_epoch(entry)
+        self.result = TrialResult(epoch, spec.epochs, self.run_id, None, request.key, False)
 
-def run_trial(trial: dict[str, Any]) -> None:
-    """Ray Tune function trainable (see module docstring); ``trial`` is a :class:`TrialRequest` as a dict.
+    def log(self, metrics: dict[str, Any], step: int) -> None:
+        """Log ``metrics`` at ``step`` (with the tags not logged yet)."""
+        self.tracker.log_metrics(self.run_id, metrics, step=step, tags=self.tags)
+        self.tags = {}
 
-    The final epoch is reported only after the model is saved and the run marked
-    FINISHED, since a scheduler may stop the trial as soon as it sees that result.
-    """
-    configure_quiet()
-    request = TrialRequest.from_dict(trial)
-    ctx = request.context
-    tracker = RunTracker.shared(ctx.tracking_uri, ctx.experiment)
-    config = TrialSpec.model_validate(request.spec)  # threads and device resolved by the driver, as run
-    epochs = config.epochs
-    trial_dir = ctx.trial_dir(request.key)
-    assert request.mlflow_run_id is not None  # opened by the driver (open_trial_run)
-    run_id = request.mlflow_run_id
-    resume = restore_tune_checkpoint(trial_dir, CHECKPOINT_NAME)
-    logged: set[int] = set()  # a trial without a checkpoint has logged no epoch: its metrics follow its checkpoints
-    unlogged_tags = where_it_runs()
-    if resume is not None:
-        logged = tracker.logged_steps(run_id, "val_acc")
-        replay_history(tracker, run_id, load_run_state(resume)["history"], logged)
-        unlogged_tags = {}
-    last: dict[str, Any] = {}
-
-    def log(metrics: dict[str, Any], step: int) -> None:
-        nonlocal unlogged_tags
-        tracker.log_metrics(run_id, metrics, step=step, tags=unlogged_tags)
-        unlogged_tags = {}
-
-    def end(status: str, error: str | None = None) -> None:
-        log({}, 0)  # where it ran, if no epoch was logged
-        tracker.finish(run_id, status, error)
-
-    def reported(metrics: dict[str, Any], error: str | None = None) -> dict[str, Any]:
-        result = TrialResult(metrics.get("epoch"), epochs, run_id, error, request.key, metrics=metrics)
-        return result.to_dict()
-
-    def on_epoch(metrics: dict[str, float], checkpoint: Path | None) -> None:
+    def log_epoch(self, metrics: dict[str, Any]) -> None:
+        """Log an epoch's metrics once (a restarted member redoes at most the epoch in flight)."""
         step = int(metrics["epoch"])
-        if step not in logged:
-            log(metrics, step)
-            logged.add(step)
-        last.update(metrics)
-        if step >= epochs:  # the last epoch is reported after the model is saved (below); formulas §10.8
-            return
-        if ask(ctx.stopper, [request.stop_ask(metrics)])[0]:
-            raise StopTrial
-        report(reported(metrics), {CHECKPOINT_NAME: checkpoint} if checkpoint else None)
+        if step not in self.logged:
+            self.log(metrics, step)
+            self.logged.add(step)
 
-    try:
-        executed = execute(
-            config,
-            trial_dir,
-            log,
-            callbacks=[on_epoch],
-            resume_from=resume,
+    def finish(self, status: str, error: str | None = None) -> None:
+        self.log({}, 0)  # where it ran, if no epoch was logged
+        self.tracker.finish(self.run_id, status, error)
+
+    def update(self, metrics: dict[str, Any], ended: bool, error: str | None = None) -> None:
+        r = self.result
+        self.result = TrialResult(
+            int(metrics.get("epoch", r.epoch or 0)), r.epochs, r.mlflow_run_id, error, r.trial_key, ended, metrics
         )
-    except StopTrial:
-        end("KILLED")
-        report(reported(last))  # fewer epochs than configured: the driver tells Optuna PRUNED
+
+
+def _ended_run(tracker: RunTracker, request: TrialRequest, epochs: int) -> dict[str, Any]:
+    """The result of a member that ended before its pack was restarted, as its MLflow run tells it."""
+    assert request.mlflow_run_id is not None  # opened by the driver (open_trial_run)
+    run = tracker.client.get_run(request.mlflow_run_id)
+    metrics = run.data.metrics
+    error = run.data.tags.get("error", "ended") if run.info.status == "FAILED" else None
+    return TrialResult(
+        int(metrics.get("epoch", 0)), epochs, request.mlflow_run_id, error, request.key, True, metrics
+    ).to_dict()
+
+
+def _restored_states(pack: PackRequest) -> list[MemberState | Literal["ended"] | None]:
+    """Each member's state to go on from: from Tune's checkpoint after a worker restart ("ended" for a member
+    not in it), else from its checkpoint of ``resume_epoch`` (a trial a resumed search runs again), else None."""
+    from ray import tune
+
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as directory:
+            files = [Path(directory) / f"{request.key}.pt" for request in pack.members]
+            return [load_member(path) if path.exists() else "ended" for path in files]
+    return [
+        load_member(trial_checkpoint(pack.context.trial_dir(r.key), r.resume_epoch)) if r.resume_epoch else None
+        for r in pack.members
+    ]
+
+
+def run_trial(config: dict[str, Any]) -> None:
+    """Ray Tune function trainable of a :class:`PackRequest` (see the module docstring)."""
+    configure_quiet()
+    pack = PackRequest.from_dict(config)
+    ctx = pack.context
+    tracker = RunTracker.shared(ctx.tracking_uri, ctx.experiment)
+    ended: dict[str, dict[str, Any]] = {}  # members whose runs ended before a restart, as reported
+    members: list[_Member] = []
+    states: list[MemberState | None] = []
+    for request, state in zip(pack.members, _restored_states(pack), strict=True):
+        spec = TrialSpec.model_validate(request.spec)  # threads and device resolved by the driver, as run
+        if state == "ended":
+            ended[request.key] = _ended_run(tracker, request, spec.epochs)
+            continue
+        members.append(_Member(request, spec, tracker, state))
+        states.append(state)
+    if not members:
+        report({MEMBERS: ended})
         return
-    except (TrainingDiverged, ConfigError) as err:
-        end("FAILED", f"{type(err).__name__}: {err}")
-        worst = {m: WORST[d] for m, d in ctx.objectives.items()}
-        report(reported({"epoch": 0, **last, **worst}, str(err)))
-        return
-    except Exception as err:
-        end("FAILED", f"{type(err).__name__}: {err}")
-        raise
-    assert executed.model_path is not None  # execute saved the model in trial_dir
-    tracker.log_artifact(run_id, executed.model_path)
-    end("FINISHED")
-    # Reported last: a scheduler may stop the trial as soon as it sees its final epoch. No
-    # checkpoint: the trial is done, and the driver deletes its checkpoints (SearchMonitor).
-    report(reported(executed.result.final))
+    try:
+        trainer = PackedTrainer(
+            [m.spec for m in members], resume=states if any(s is not None for s in states) else None
+        )
+        del states  # the trainer holds the members' weights now
+        _train(trainer, members, ended, ctx.stopper)
+    except ConfigError as err:  # the pack cannot train: its open members fail, the search goes on
+        for member in members:
+            if not member.result.ended:
+                member.finish("FAILED", f"ConfigError: {err}")
+                member.update({}, ended=True, error=str(err))
+        report({MEMBERS: {**ended, **{m.request.key: m.result.to_dict() for m in members}}})
+
+
+def _train(
+    trainer: PackedTrainer,
+    members: list[_Member],
+    ended: dict[str, dict[str, Any]],
+    stopper: str | None,
+) -> None:
+    """Train the open members to their ends, reporting every epoch with the open members' checkpoints."""
+
+    def log_epoch(index: int, metrics: dict[str, float]) -> None:
+        members[index].log_epoch(metrics)
+
+    open_members = set(range(len(members)))
+    while open_members:
+        trainer.train_epoch([log_epoch])
+        candidates = [
+            i for i in sorted(open_members) if trainer.members[i].status == "running" and trainer.epoch < trainer.epochs
+        ]
+        asks = [members[i].request.stop_ask(trainer.members[i].history[-1]) for i in candidates]
+        decisions = dict(zip(candidates, ask(stopper, asks), strict=True))
+        for i in sorted(open_members):
+            if _settle(i, members[i], trainer, decisions.get(i, False)):
+                open_members.discard(i)
+                drop_checkpoints_before(members[i].dir)
+        files = {
+            f"{members[i].request.key}.pt": save_member(trainer, i, trial_checkpoint(members[i].dir, trainer.epoch))
+            for i in open_members
+        }
+        results = {**ended, **{m.request.key: m.result.to_dict() for m in members}}
+        report({"epoch": trainer.epoch, "epochs": trainer.epochs, MEMBERS: results}, files)
+
+
+def _settle(index: int, member: _Member, trainer: PackedTrainer, stop: bool) -> bool:
+    """Close member ``index`` if it finished, diverged or is to stop (MLflow status, model, result); True if closed."""
+    state = trainer.members[index]
+    latest = state.history[-1] if state.history else {}
+    if state.status == "failed":
+        member.finish("FAILED", f"TrainingDiverged: {state.error}")
+        worst = {name: WORST[d] for name, d in member.request.context.objectives.items()}
+        member.update({"epoch": 0, **latest, **worst}, ended=True, error=state.error)
+        return True
+    if state.status == "running" and stop:
+        trainer.stop(index)
+        member.finish("KILLED")  # fewer epochs than configured: the driver tells Optuna PRUNED
+        member.update(latest, ended=True)
+        return True
+    if state.status == "finished":
+        assert state.result is not None  # a finished member holds its result
+        executed = conclude(member.spec, state.result, member.dir, member.log)
+        assert executed.model_path is not None  # conclude saved the model in member.dir
+        member.tracker.log_artifact(member.run_id, executed.model_path)
+        member.finish("FINISHED")
+        member.update(executed.result.final, ended=True)
+        return True
+    member.update(latest, ended=False)
+    return False
