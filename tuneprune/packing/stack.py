@@ -30,6 +30,12 @@ from tuneprune.training.optim import has_weight_decay
 FORWARD_MODES = ("vmap", "loop")
 
 
+def _members(stacked: torch.Tensor) -> Sequence[torch.Tensor]:
+    """The members' tensors of a ``[K, ...]`` tensor, as views. One member's is ``squeeze(0)``, whose backward is
+    a view as well (``unbind``'s stacks the gradients: a copy per tensor, on CUDA a kernel each)."""
+    return (stacked.squeeze(0),) if len(stacked) == 1 else stacked.unbind(0)
+
+
 class StackedModel:
     """Parameters and buffers of ``models`` (same architecture) stacked along a new first dimension.
 
@@ -141,8 +147,8 @@ class StackedModel:
             if self.memory_format == torch.channels_last:  # each x[k] a channels_last view
                 x = x.permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3)
             return self._vmapped(params, self.buffers, x)
-        rows = {name: t.unbind(0) for name, t in params.items()}
-        buffer_rows = {name: t.unbind(0) for name, t in self.buffers.items()}
+        rows = {name: _members(t) for name, t in params.items()}
+        buffer_rows = {name: _members(t) for name, t in self.buffers.items()}
         return torch.stack(
             [
                 self._member_forward(
