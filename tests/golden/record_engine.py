@@ -126,7 +126,8 @@ def matrix() -> dict[str, Any]:
     return out
 
 
-def runs() -> dict[str, Any]:
+def runs(solo: bool = True, resumed_and_packed: bool = True) -> dict[str, Any]:
+    """The runs of ``RUNS`` (``solo``), then the resumed run and the pack of three (``resumed_and_packed``)."""
     from tuneprune.packing import train_packed
     from tuneprune.shared.config import validate
     from tuneprune.training import RunConfig, train
@@ -135,9 +136,11 @@ def runs() -> dict[str, Any]:
         return validate(RunConfig, {**BASE, **overrides})
 
     out = {}
-    for name, overrides in RUNS.items():
+    for name, overrides in RUNS.items() if solo else ():
         result = train(config(overrides))
         out[name] = {"history": without_times(result.history), "final": weights_of(result.model)}
+    if not resumed_and_packed:
+        return out
 
     with tempfile.TemporaryDirectory() as tmp:
         first = Path(tmp) / "epoch1.pt"
@@ -167,31 +170,63 @@ def runs() -> dict[str, Any]:
     return out
 
 
-def record() -> dict[str, Any]:
+# The record in parts that take about as long each: (its key in the record, the function that computes it).
+PARTS = {
+    "matrix": ("matrix", matrix),
+    "runs-solo": ("runs", lambda: runs(resumed_and_packed=False)),
+    "runs-resumed-and-packed": ("runs", lambda: runs(solo=False)),
+}
+
+
+def record(parts: tuple[str, ...] = tuple(PARTS)) -> dict[str, Any]:
     import torch
 
     torch.set_num_threads(1)
+    out: dict[str, Any] = {}
     with torch.backends.mkldnn.flags(enabled=False):  # oneDNN picks its kernels by the CPU's instruction set
-        return {"matrix": matrix(), "runs": runs()}
+        for part in parts:
+            key, compute = PARTS[part]
+            out.setdefault(key, {}).update(compute())
+    return out
 
 
 def pinned_record() -> dict[str, Any]:
-    """:func:`record` in a fresh process under :data:`PINNED` (the variables must be set before torch loads)."""
+    """:func:`record` in fresh processes under :data:`PINNED` (the variables must be set before torch loads).
+
+    Each part in a process of its own, all at once, one thread each: on two cores the record takes
+    about half as long as in one process. Each case and run seeds itself, so a part computes the
+    same figures alone as after the others (the comparison with the golden file shows it).
+    """
     root = Path(__file__).resolve().parents[2]
     env = {**os.environ, **PINNED, "PYTHONPATH": str(root)}
-    out = subprocess.run(
-        [sys.executable, str(Path(__file__).resolve()), "--print"], env=env, capture_output=True, text=True, check=True
-    )
-    return json.loads(out.stdout)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(Path(__file__).resolve()), "--print", "--part", part],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for part in PARTS
+    ]
+    out: dict[str, Any] = {}
+    for proc in procs:
+        stdout, stderr = proc.communicate()
+        if proc.returncode != 0:
+            raise subprocess.CalledProcessError(proc.returncode, proc.args, stdout, stderr)
+        for key, entries in json.loads(stdout).items():
+            out.setdefault(key, {}).update(entries)
+    return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--write", action="store_true", help=f"record under the pinned kernels into {GOLDEN.name}")
     parser.add_argument("--print", action="store_true", help="print this process's record (no pinning)")
+    parser.add_argument("--part", choices=PARTS, action="append", help="with --print: only this part (default: all)")
     args = parser.parse_args()
     if args.print:
-        json.dump(record(), sys.stdout)
+        json.dump(record(tuple(args.part or PARTS)), sys.stdout)
     elif args.write:
         GOLDEN.write_text(json.dumps(pinned_record(), indent=1, sort_keys=True) + "\n")
         print(f"wrote {GOLDEN}")

@@ -51,7 +51,7 @@ def test_bench_pack_prints_throughput_and_launch_tables():
 def test_bench_search_counts_each_trials_bookkeeping_in_the_driver_and_the_workers(tmp_path):
     figures = tmp_path / "search.json"
     out = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "bench_search.py"), "--trials", "2", "3", "--json", str(figures)],
+        [sys.executable, str(ROOT / "scripts" / "bench_search.py"), "--trials", "1", "2", "--json", str(figures)],
         capture_output=True, text=True, timeout=600, cwd=tmp_path,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr[-2000:]
@@ -59,7 +59,7 @@ def test_bench_search_counts_each_trials_bookkeeping_in_the_driver_and_the_worke
     assert record["bench"] == "search"
     assert list(record["devices"]) == ["cpu"]
     rows = record["tables"]["searches"]
-    assert [(r["search"], r["trials"]) for r in rows] == [("2 trials", 2), ("3 trials", 3)]
+    assert [(r["search"], r["trials"]) for r in rows] == [("1 trials", 1), ("2 trials", 2)]
     for r in rows:
         assert 0 < r["efficiency"] < 1
         assert r["overhead_per_trial_slot_s"] > 0
@@ -69,7 +69,7 @@ def test_bench_search_counts_each_trials_bookkeeping_in_the_driver_and_the_worke
         assert r["optuna_calls_per_trial"] >= 2
         assert r["driver_rss_end_mib"] > 0
         assert r["driver_rss_start_mib"] > 0
-    assert "overhead per trial at 3 trials / at 2 trials" in out.stdout
+    assert "overhead per trial at 2 trials / at 1 trials" in out.stdout
 
 
 def _table(text: str) -> tuple[list[str], list[list[str]]]:
@@ -149,7 +149,7 @@ def test_gpu_check_refuses_an_unknown_argument():
 @pytest.mark.ray
 def test_bench_early_stop_prints_each_rule_as_a_ratio_to_no_stopping():
     out = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "bench_early_stop.py"), "--seeds", "0", "--trials", "3",
+        [sys.executable, str(ROOT / "scripts" / "bench_early_stop.py"), "--seeds", "0", "--trials", "2",
          "--epochs", "2"],
         capture_output=True, text=True, timeout=600, cwd=ROOT,
     )  # fmt: skip

@@ -129,7 +129,7 @@ def test_worker_killed_mid_trial_restarts_from_its_checkpoint(ray_session, tmp_p
 def test_killed_driver_resumes_without_rerunning_or_duplicating(search_driver, tmp_path, stores):
     path = space_file(
         tmp_path, "driverkill", base={**RESNET_DIGITS, "epochs": 3},
-        params={"lr": {"type": "float", "low": 0.02, "high": 0.2, "log": True}}, num_samples=5, max_concurrent=2,
+        params={"lr": {"type": "float", "low": 0.02, "high": 0.2, "log": True}}, num_samples=3, max_concurrent=2,
     )  # fmt: skip
     s = stores
     driver = search_driver(path, tmp_path)
@@ -148,18 +148,18 @@ def test_killed_driver_resumes_without_rerunning_or_duplicating(search_driver, t
     finally:
         driver.send_signal(signal.SIGKILL)
         driver.wait()
-    assert 1 <= len(done_before) < 5, done_before
+    assert 1 <= len(done_before) < 3, done_before
     finished_before = {
         r.data.tags[TAG_TRIAL]: r.info.start_time for r in trial_runs(s["tracking_uri"]) if r.info.status == "FINISHED"
     }
 
     summary = run_search(prepare_search(path, resume=True, **s), progress=False)
     study = optuna.load_study(study_name="driverkill", storage=s["storage_url"])
-    assert [t.state.name for t in study.trials].count("COMPLETE") == 5
+    assert [t.state.name for t in study.trials].count("COMPLETE") == 3
     assert all(t.state.name == "COMPLETE" for t in study.trials)
     runs = [r for r in trial_runs(s["tracking_uri"]) if r.data.tags["mlflow.parentRunId"] == summary.parent_run_id]
-    assert len(runs) == 5
-    assert len({r.data.tags[TAG_TRIAL] for r in runs}) == 5
+    assert len(runs) == 3
+    assert len({r.data.tags[TAG_TRIAL] for r in runs}) == 3
     assert all(r.info.status == "FINISHED" for r in runs)
     for run in runs:  # trials finished before the kill were not re-run
         key = run.data.tags[TAG_TRIAL]
