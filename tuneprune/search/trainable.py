@@ -17,8 +17,9 @@ MLflow runs say how). A resumed search hands out a trial a dead driver left RUNN
 the epoch the driver last recorded for it (``resume_epoch``: the Optuna user attribute
 ``checkpoint_epoch``); the member goes on from its checkpoint of that epoch, which stays
 on disk until the driver has recorded a later one (:func:`drop_checkpoints_before`). A
-member's epoch is logged to MLflow before its checkpoint is written, so a restarted
-member redoes at most the epoch in flight and logs each epoch once. Metrics are logged
+member's epoch is logged to MLflow before its checkpoint is written, and a member reads the
+epochs its run has when it starts, so a restarted member redoes at most the epoch in
+flight and logs each epoch once. Metrics are logged
 once per epoch (step = epoch). A member's final epoch is reported after its model is
 saved and its run is marked FINISHED. A diverged member (NaN/inf loss) ends at once,
 FAILED with the reason; an error of the whole pack is raised for Ray to retry, and the
@@ -118,11 +119,12 @@ class _Member:
         assert request.mlflow_run_id is not None  # opened by the driver (open_trial_run)
         self.request, self.spec, self.tracker, self.run_id = request, spec, tracker, request.mlflow_run_id
         self.dir = request.context.trial_dir(request.key)
-        self.logged: set[int] = set()  # a fresh member has logged no epoch: its metrics follow its checkpoints
+        # The epochs its run has: an attempt killed after logging an epoch and before Tune took that
+        # epoch's checkpoint logged one more than this attempt starts from.
+        self.logged = tracker.logged_steps(self.run_id, "val_acc")
         self.tags = where_it_runs()  # logged with the member's first batch
         epoch = int(state["epoch"]) if state is not None else 0
         if state is not None:  # log the epochs of its history the run lacks
-            self.logged = tracker.logged_steps(self.run_id, "val_acc")
             self.tags["resumed_from_epoch"] = epoch
             for entry in state["history"]:
                 self.log_epoch(entry)
