@@ -13,6 +13,7 @@ import time
 
 import optuna
 import pytest
+import sqlalchemy
 import yaml
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
@@ -303,6 +304,19 @@ def test_an_unreachable_storage_is_waited_for_and_other_errors_are_not(capsys):
     assert said.count("the Optuna storage is unreachable while telling trial g0-000") == 2
     assert "trying again in 0.5 s" in said  # waits that double
     assert "trying again in 1 s" in said
+    assert "(OperationalError)" in said  # the error behind Optuna's is named
+
+    left_invalid = sqlalchemy.exc.PendingRollbackError("Can't reconnect until invalid transaction is rolled back")
+    attempts.clear()
+
+    def after_restart() -> str:  # what a lost connection leaves behind: retried as well
+        attempts.append(time.monotonic())
+        if len(attempts) < 2:
+            raise optuna.exceptions.StorageInternalError("commit failed") from left_invalid
+        return "asked"
+
+    assert retry_unreachable(after_restart, "asking for a trial", patience_s=30) == "asked"
+    assert "(PendingRollbackError)" in capsys.readouterr().err
 
     def broken() -> None:
         attempts.append(time.monotonic())

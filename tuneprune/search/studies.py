@@ -52,15 +52,31 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
         engine.dispose()
 
 
+LOST_CONNECTION = (
+    sqlalchemy.exc.OperationalError,  # refused, or closed by the server
+    sqlalchemy.exc.InterfaceError,  # the driver's connection object already closed
+    sqlalchemy.exc.DisconnectionError,
+    sqlalchemy.exc.PendingRollbackError,  # a transaction a lost connection left invalid
+)
+
+
+def _chain(err: BaseException | None) -> list[BaseException]:
+    """``err`` and the exceptions it was raised from or during (``__cause__``, ``__context__``), nearest first."""
+    chain: list[BaseException] = []
+    while err is not None and err not in chain and len(chain) < 8:
+        chain.append(err)
+        err = err.__cause__ or err.__context__
+    return chain
+
+
 def unreachable(err: BaseException) -> bool:
-    """Whether ``err`` says the database could not be reached (a lost or refused connection), directly or as
-    the cause of Optuna's ``StorageInternalError``."""
-    for error in (err, err.__cause__):
-        if isinstance(error, sqlalchemy.exc.OperationalError) or (
-            isinstance(error, sqlalchemy.exc.DBAPIError) and error.connection_invalidated
-        ):
-            return True
-    return False
+    """Whether ``err`` says the database could not be reached (a lost or refused connection, or what it left
+    behind), directly or behind Optuna's ``StorageInternalError``."""
+    return any(
+        isinstance(error, LOST_CONNECTION)
+        or (isinstance(error, sqlalchemy.exc.DBAPIError) and error.connection_invalidated)
+        for error in _chain(err)
+    )
 
 
 def retry_unreachable(operation: Callable[[], T], what: str, patience_s: float = STORAGE_PATIENCE_S) -> T:
@@ -74,7 +90,8 @@ def retry_unreachable(operation: Callable[[], T], what: str, patience_s: float =
         except Exception as err:
             if not unreachable(err) or time.monotonic() - started + wait > patience_s:
                 raise
-            say(f"the Optuna storage is unreachable while {what}; trying again in {wait:g} s")
+            cause = type(_chain(err)[-1]).__name__
+            say(f"the Optuna storage is unreachable while {what} ({cause}); trying again in {wait:g} s")
             time.sleep(wait)
             wait = min(2 * wait, 10.0)
 
