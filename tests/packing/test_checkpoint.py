@@ -40,7 +40,7 @@ def uninterrupted(tmp_path_factory):
     trainer = PackedTrainer(CONFIGS)
 
     def save(member_index: int, metrics: dict[str, float]) -> None:
-        save_member(trainer, member_index, directory / f"{member_index}-{int(metrics['epoch'])}.pt")
+        save_member(trainer.member_state(member_index), directory / f"{member_index}-{int(metrics['epoch'])}.pt")
 
     return trainer.run([save]), directory
 

@@ -76,3 +76,23 @@ def test_member_results_are_keyed_by_trial_nested_or_flattened():
     flat = {f"members/{key}/{name}": value for key, r in packed.items() for name, value in r.to_dict().items()}
     assert member_results(flat) == packed  # as Tune hands reports to searchers
     assert member_results(None) == {}
+
+
+def test_a_trial_goes_on_from_its_recorded_checkpoint_only_while_that_file_is_there(tmp_path):
+    from tuneprune.search.trainable import drop_checkpoints_before, resumable_epoch, trial_checkpoint, trial_checkpoints
+
+    trial_dir = tmp_path / "g0-001"
+    assert trial_checkpoints(trial_dir) == {}  # no directory yet
+    assert resumable_epoch(trial_dir, 3) == 0
+    for epoch in (2, 3, 10):
+        trial_checkpoint(trial_dir, epoch).parent.mkdir(exist_ok=True)
+        trial_checkpoint(trial_dir, epoch).write_bytes(b"")
+    (trial_dir / ".checkpoint-11.pt.x.tmp").write_bytes(b"")  # a save in progress is not a checkpoint
+    assert sorted(trial_checkpoints(trial_dir)) == [2, 3, 10]
+    assert resumable_epoch(trial_dir, 3) == 3
+    assert resumable_epoch(trial_dir, 0) == 0
+    drop_checkpoints_before(trial_dir, 10)
+    assert sorted(trial_checkpoints(trial_dir)) == [10]
+    assert resumable_epoch(trial_dir, 3) == 0  # recorded, then deleted: the trial ended, it starts over
+    drop_checkpoints_before(trial_dir)
+    assert trial_checkpoints(trial_dir) == {}

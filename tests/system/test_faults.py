@@ -43,10 +43,11 @@ def trial_runs(tracking_uri: str) -> list:
 def checkpoint_epoch(results_root) -> int:
     """The epoch of the one trial's latest checkpoint on disk (0 without one); written atomically (renamed into
     place), so one that is there is whole, and it holds the epoch its name says."""
+    from tuneprune.search.trainable import trial_checkpoints
     from tuneprune.training.checkpoint import load_file
 
-    files = sorted(results_root.glob("*/trials/*/checkpoint-*.pt"), key=lambda p: int(p.stem.split("-")[1]))
-    return int(load_file(files[-1])["epoch"]) if files else 0
+    files = {e: p for d in results_root.glob("*/trials/*") for e, p in trial_checkpoints(d).items()}
+    return int(load_file(files[max(files)])["epoch"]) if files else 0
 
 
 # When to kill: at least this many epochs checkpointed on disk and logged in MLflow. While the

@@ -10,13 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from tuneprune.training.checkpoint import RUN_STATE_FORMAT, load_run_state, save_atomic
 from tuneprune.training.config import RunConfig
-
-if TYPE_CHECKING:
-    from tuneprune.packing.trainer import PackedTrainer
 
 MemberState = dict[str, Any]
 
@@ -43,9 +40,9 @@ def check_resume(configs: Sequence[RunConfig], resume: Sequence[MemberState | No
     return [state for state in resume if state is not None]  # at an epoch > 0 every member has its state
 
 
-def save_member(trainer: PackedTrainer, member_index: int, path: str | Path) -> Path:
-    """Write the state of running member ``member_index`` to ``path`` atomically, as a run state."""
-    return save_atomic({"format": RUN_STATE_FORMAT, **trainer.member_state(member_index)}, path)
+def save_member(state: MemberState, path: str | Path) -> Path:
+    """Write a member's ``state`` (:meth:`PackedTrainer.member_state`) to ``path`` atomically, as a run state."""
+    return save_atomic({"format": RUN_STATE_FORMAT, **state}, path)
 
 
 def load_member(path: str | Path) -> MemberState:

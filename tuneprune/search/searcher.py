@@ -29,7 +29,7 @@ from tuneprune.packing.key import pack_key
 from tuneprune.search.protocol import PackRequest, TrialContext, TrialRequest, TrialResult, member_results
 from tuneprune.search.space import METRICS, SearchSpace
 from tuneprune.search.studies import CHECKPOINT_EPOCH, ENDED, GridStudy, distributions, retry_unreachable
-from tuneprune.search.trainable import drop_checkpoints_before, open_trial_run, run_device, trial_checkpoint
+from tuneprune.search.trainable import drop_checkpoints_before, open_trial_run, resumable_epoch, run_device
 from tuneprune.tracking import RunTracker
 
 
@@ -169,10 +169,8 @@ class StudySearcher(Searcher):
             params = {k: asked_params[k] for k in self.distributions}
             run_config = self.space.resolve(gs.grid_point, params)
             key = trial_key(gs.index, number)
-            if resume_epoch and not trial_checkpoint(self.context.trial_dir(key), resume_epoch).exists():
-                # its checkpoints are gone: it ended, and the driver died before telling its study; it runs
-                # again from the start (its run's logged epochs are not logged twice, formulas §10.8)
-                resume_epoch = 0
+            # an orphan that ended before its driver died and told its study has no checkpoint left
+            resume_epoch = resumable_epoch(self.context.trial_dir(key), resume_epoch)
             run_name = trial_run_name(key, gs.grid_point, params)
             spec = run_config.model_dump(mode="json")
             spec["device"] = run_device(run_config.device, self.space.resources.gpu)

@@ -17,9 +17,9 @@ MLflow runs say how). A resumed search hands out a trial a dead driver left RUNN
 the epoch the driver last recorded for it (``resume_epoch``: the Optuna user attribute
 ``checkpoint_epoch``); the member goes on from its checkpoint of that epoch, which stays
 on disk until the driver has recorded a later one (:func:`drop_checkpoints_before`). A
-member's epoch is logged to MLflow before its checkpoint is written, and a member reads the
-epochs its run has when it starts, so a restarted member redoes at most the epoch in
-flight and logs each epoch once. Metrics are logged
+member's epoch is logged to MLflow before its checkpoint is written (on a bookkeeping thread,
+while the next epoch trains), and a member reads the epochs its run has when it starts, so
+a restarted member redoes at most two epochs and logs each epoch once. Metrics are logged
 once per epoch (step = epoch). A member's final epoch is reported after its model is
 saved and its run is marked FINISHED. A diverged member (NaN/inf loss) ends at once,
 FAILED with the reason; an error of the whole pack is raised for Ray to retry, and the
@@ -33,11 +33,12 @@ import os
 import re
 import shutil
 import tempfile
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal
 
 from tuneprune.cluster.quiet import configure_quiet
-from tuneprune.packing import PackedTrainer
+from tuneprune.packing import MemberResult, PackedTrainer
 from tuneprune.packing.checkpoint import MemberState, load_member, save_member
 from tuneprune.runs import TrialSpec
 from tuneprune.runs.execute import conclude
@@ -64,13 +65,24 @@ def trial_checkpoint(trial_dir: Path, epoch: int) -> Path:
     return trial_dir / f"checkpoint-{epoch}.pt"
 
 
+def trial_checkpoints(trial_dir: Path) -> dict[int, Path]:
+    """The trial's checkpoints on disk by epoch (each whole: written atomically)."""
+    if not trial_dir.is_dir():
+        return {}
+    matches = (_CHECKPOINT.fullmatch(path.name) for path in trial_dir.iterdir())
+    return {int(m.group(1)): trial_dir / m.group(0) for m in matches if m is not None}
+
+
+def resumable_epoch(trial_dir: Path, recorded: int) -> int:
+    """The epoch a trial handed out again goes on from: the one recorded for it if that checkpoint is on disk,
+    else 0 (its checkpoints are gone once it ended; it starts over, its logged epochs not logged twice)."""
+    return recorded if recorded and trial_checkpoint(trial_dir, recorded).exists() else 0
+
+
 def drop_checkpoints_before(trial_dir: Path, epoch: int | None = None) -> None:
     """Delete the trial's checkpoints of epochs before ``epoch`` (all of them for None)."""
-    if not trial_dir.is_dir():
-        return
-    for path in trial_dir.iterdir():
-        match = _CHECKPOINT.fullmatch(path.name)
-        if match is not None and (epoch is None or int(match.group(1)) < epoch):
+    for number, path in trial_checkpoints(trial_dir).items():
+        if epoch is None or number < epoch:
             path.unlink(missing_ok=True)
 
 
@@ -136,7 +148,7 @@ class _Member:
         self.tags = {}
 
     def log_epoch(self, metrics: dict[str, Any]) -> None:
-        """Log an epoch's metrics once (a restarted member redoes at most the epoch in flight)."""
+        """Log an epoch's metrics once (a restarted member redoes epochs it may have logged)."""
         step = int(metrics["epoch"])
         if step not in self.logged:
             self.log(metrics, step)
@@ -219,52 +231,79 @@ def _train(
     ended: dict[str, dict[str, Any]],
     stopper: str | None,
 ) -> None:
-    """Train the open members to their ends, reporting every epoch with the open members' checkpoints."""
+    """Train the open members to their ends; each epoch's bookkeeping runs while the next epoch trains.
 
-    def log_epoch(index: int, metrics: dict[str, float]) -> None:
-        members[index].log_epoch(metrics)
-
+    After an epoch the training thread decides which members end (finished, diverged, or
+    stopped by the rungs, asked here) and takes the open members' states; a bookkeeping
+    thread then logs the epoch, ends the closed members' runs, writes the open members'
+    checkpoints and reports, in that order (formulas §10.8), while the next epoch trains.
+    At most one epoch's bookkeeping is in flight: the next waits for it, and an error in
+    it (or Tune's stop) is raised in the training thread.
+    """
     open_members = set(range(len(members)))
-    while open_members:
-        trainer.train_epoch([log_epoch])
-        candidates = [
-            i for i in sorted(open_members) if trainer.members[i].status == "running" and trainer.epoch < trainer.epochs
-        ]
-        asks = [members[i].request.stop_ask(trainer.members[i].history[-1]) for i in candidates]
-        decisions = dict(zip(candidates, ask(stopper, asks), strict=True))
-        for i in sorted(open_members):
-            if _settle(i, members[i], trainer, decisions.get(i, False)):
-                open_members.discard(i)
-                drop_checkpoints_before(members[i].dir)
-        files = {
-            f"{members[i].request.key}.pt": save_member(trainer, i, trial_checkpoint(members[i].dir, trainer.epoch))
-            for i in open_members
-        }
-        results = {**ended, **{m.request.key: m.result.to_dict() for m in members}}
-        report({"epoch": trainer.epoch, "epochs": trainer.epochs, MEMBERS: results}, files)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tuneprune-epoch") as bookkeeping:
+        pending: Future[None] | None = None
+        while open_members:
+            reports = trainer.train_epoch()
+            candidates = [
+                i
+                for i in sorted(open_members)
+                if trainer.members[i].status == "running" and trainer.epoch < trainer.epochs
+            ]
+            asks = [members[i].request.stop_ask(trainer.members[i].history[-1]) for i in candidates]
+            for i, stop in zip(candidates, ask(stopper, asks), strict=True):
+                if stop:
+                    trainer.stop(i)
+            epoch = [(i, reports.get(i)) for i in sorted(open_members)]  # None: diverged in this epoch
+            open_members = {i for i in open_members if trainer.members[i].status == "running"}
+            states = {i: trainer.member_state(i) for i in open_members}
+            if pending is not None:
+                pending.result()  # raises what the last epoch's bookkeeping raised
+            pending = bookkeeping.submit(_book_epoch, trainer, members, ended, trainer.epoch, epoch, states)
+        if pending is not None:
+            pending.result()
 
 
-def _settle(index: int, member: _Member, trainer: PackedTrainer, stop: bool) -> bool:
-    """Close member ``index`` if it finished, diverged or is to stop (MLflow status, model, result); True if closed."""
-    state = trainer.members[index]
+def _book_epoch(
+    trainer: PackedTrainer,
+    members: list[_Member],
+    ended: dict[str, dict[str, Any]],
+    number: int,
+    epoch: list[tuple[int, dict[str, float] | None]],
+    states: dict[int, MemberState],
+) -> None:
+    """Epoch ``number``'s bookkeeping: log each member's metrics of the epoch (None for one that diverged in it), end
+    the runs of the members that ended, write the open members' checkpoints (their ``states``), then report."""
+    for i, metrics in epoch:
+        if metrics is not None:
+            members[i].log_epoch(metrics)
+        if i not in states:
+            _settle(members[i], trainer.members[i])
+            drop_checkpoints_before(members[i].dir)
+        else:
+            members[i].update(metrics or {}, ended=False)
+    files = {
+        f"{members[i].request.key}.pt": save_member(state, trial_checkpoint(members[i].dir, number))
+        for i, state in states.items()
+    }
+    results = {**ended, **{m.request.key: m.result.to_dict() for m in members}}
+    report({"epoch": number, "epochs": trainer.epochs, MEMBERS: results}, files)
+
+
+def _settle(member: _Member, state: MemberResult) -> None:
+    """End the run of a member that finished, diverged or was stopped (MLflow status, model, result)."""
     latest = state.history[-1] if state.history else {}
     if state.status == "failed":
         member.finish("FAILED", f"TrainingDiverged: {state.error}")
         worst = {name: WORST[d] for name, d in member.request.context.objectives.items()}
         member.update({"epoch": 0, **latest, **worst}, ended=True, error=state.error)
-        return True
-    if state.status == "running" and stop:
-        trainer.stop(index)
+    elif state.status == "stopped":
         member.finish("KILLED")  # fewer epochs than configured: the driver tells Optuna PRUNED
         member.update(latest, ended=True)
-        return True
-    if state.status == "finished":
+    else:
         assert state.result is not None  # a finished member holds its result
         executed = conclude(member.spec, state.result, member.dir, member.log)
         assert executed.model_path is not None  # conclude saved the model in member.dir
         member.tracker.log_artifact(member.run_id, executed.model_path)
         member.finish("FINISHED")
         member.update(executed.result.final, ended=True)
-        return True
-    member.update(latest, ended=False)
-    return False
