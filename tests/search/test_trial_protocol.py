@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+from dataclasses import replace
 
 import pytest
 
@@ -96,3 +97,22 @@ def test_a_trial_goes_on_from_its_recorded_checkpoint_only_while_that_file_is_th
     assert resumable_epoch(trial_dir, 3) == 0  # recorded, then deleted: the trial ended, it starts over
     drop_checkpoints_before(trial_dir)
     assert trial_checkpoints(trial_dir) == {}
+
+
+def test_a_trial_run_ends_with_the_status_of_its_outcome(tmp_path):
+    from tuneprune.tracking import RunTracker
+
+    tracker = RunTracker(f"sqlite:///{tmp_path}/mlruns.db", "protocol")
+    experiment = tracker.client.create_experiment("protocol")
+    ends = {
+        "FINISHED": (TrialResult(epoch=3, epochs=3), None),
+        "KILLED": (TrialResult(epoch=1, epochs=3), None),  # stopped early
+        "KILLED, never started": (TrialResult(), None),
+        "FAILED": (TrialResult(epoch=0, epochs=3, error="loss became nan"), "TrainingDiverged: loss became nan"),
+    }
+    for name, (result, detail) in ends.items():
+        run_id = tracker.client.create_run(experiment, run_name=name).info.run_id
+        replace(result, mlflow_run_id=run_id).end_run(tracker, detail)
+        run = tracker.client.get_run(run_id)
+        assert run.info.status == name.split(",")[0]
+        assert run.data.tags.get("error") == detail

@@ -9,6 +9,7 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -31,13 +32,14 @@ def drop_checkpoints(trial) -> None:  # trial: a ray.tune Trial
 
 
 class SearchMonitor(Callback):
-    """Marks early-stopped trials KILLED and crashed ones FAILED in MLflow; shows progress.
+    """Ends the MLflow runs of the trials whose worker could not, and shows progress.
 
-    A trial stopped early ends its own run KILLED; the driver, which sees it end with
-    fewer epochs than configured, sets that status too (a stop it saw first). An ended trial's
-    checkpoints are deleted: its model is in MLflow, and a resume never re-runs it.
-    Trials are counted one by one, also inside packs (a pack member is counted when its
-    pack reports it ended; the pack sets its members' statuses itself).
+    A trial that ends in its worker (finished, stopped early by its rungs, diverged) ends its
+    own run; the monitor ends, with :meth:`TrialResult.end_run`, a trial's run FAILED when Ray
+    gave up on its worker after the retries, and KILLED when Tune stopped it before it ended.
+    An ended trial's checkpoints are deleted: its model is in MLflow, and a resume never
+    re-runs it. Trials are counted one by one, also inside packs (a pack member is counted
+    when its pack reports it ended).
     """
 
     def __init__(self, tracker: RunTracker, objectives: Mapping[str, str], total: int, show: bool) -> None:
@@ -144,8 +146,9 @@ class SearchMonitor(Callback):
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         for request, result in self._uncounted(trial):
             outcome = result.outcome()
-            if outcome == "killed" and result.mlflow_run_id:
-                self.tracker.finish(result.mlflow_run_id, "KILLED")
+            run_id = result.mlflow_run_id or request.mlflow_run_id
+            if outcome == "killed" and run_id and not result.ended:  # Tune stopped it, maybe before its first report
+                replace(result, mlflow_run_id=run_id).end_run(self.tracker)
             self._count_ended(request.key, outcome, result)
         drop_checkpoints(trial)
         self._refresh(force=True)
@@ -155,7 +158,8 @@ class SearchMonitor(Callback):
             run_id = result.mlflow_run_id or request.mlflow_run_id
             if run_id:
                 error = str(getattr(trial, "error_file", "") or "worker error")
-                self.tracker.finish(run_id, "FAILED", f"trial failed after retries; see {error}")
+                failed = replace(result, mlflow_run_id=run_id, error=f"trial failed after retries; see {error}")
+                failed.end_run(self.tracker)
             self._count_ended(request.key, "failed", result)
         drop_checkpoints(trial)
         self._refresh(force=True)

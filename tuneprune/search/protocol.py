@@ -7,7 +7,9 @@ trainable reports one :class:`TrialResult` per member under ``members`` (how far
 and whether and how it ended). Ray carries only plain picklable values in a trial's config and results, so each type
 converts at that boundary with ``to_dict``/``from_dict``, here and nowhere else.
 :meth:`TrialResult.outcome` is the one finished/killed/failed decision, used by the
-searcher (to tell Optuna) and the monitor (to set MLflow statuses) alike.
+searcher (to tell Optuna), and :meth:`TrialResult.end_run` the one place where a trial's
+MLflow run gets its status from it: the trainable ends the runs it trains, the driver
+those of trials it saw die after their retries, stopped by Tune, or never started.
 """
 
 from __future__ import annotations
@@ -15,9 +17,13 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from tuneprune.tracking import RunTracker
 
 Outcome = Literal["finished", "killed", "failed"]
+RUN_STATUS: dict[Outcome, str] = {"finished": "FINISHED", "killed": "KILLED", "failed": "FAILED"}
 _RESULT_FIELDS = ("epoch", "epochs", "mlflow_run_id", "error", "trial_key", "ended")
 MEMBERS = "members"
 
@@ -128,6 +134,13 @@ class TrialResult:
         if self.epoch is None or self.epochs is None or self.epoch < self.epochs:
             return "killed"
         return "finished"
+
+    def end_run(self, tracker: RunTracker, detail: str | None = None) -> None:
+        """End the trial's MLflow run with the status of its :meth:`outcome`; a failed one has its error tagged
+        (``detail`` when given: the error with what raised it)."""
+        assert self.mlflow_run_id is not None  # opened by the driver as it handed the trial out
+        outcome = self.outcome()
+        tracker.finish(self.mlflow_run_id, RUN_STATUS[outcome], (detail or self.error) if outcome == "failed" else None)
 
     def value(self, name: str) -> float | None:
         """The finite value of metric ``name``, or None (absent, not a number, NaN or infinite)."""

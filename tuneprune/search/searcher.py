@@ -119,8 +119,7 @@ class StudySearcher(Searcher):
             if ahead is not None and ahead.exception() is None and ahead.result() is not None:
                 unstarted.append(ahead.result())
             for asked in unstarted:
-                assert asked.request.mlflow_run_id is not None  # opened as it was asked
-                self._tracker().finish(asked.request.mlflow_run_id, "KILLED")
+                TrialResult(mlflow_run_id=asked.request.mlflow_run_id).end_run(self._tracker())  # KILLED
             self._telling, self._asked_ahead, self.waiting = [], None, []
             self._storage_thread.shutdown(wait=True)
             self._storage_thread = None

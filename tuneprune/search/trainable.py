@@ -154,9 +154,10 @@ class _Member:
             self.log(metrics, step)
             self.logged.add(step)
 
-    def finish(self, status: str, error: str | None = None) -> None:
+    def end(self, detail: str | None = None) -> None:
+        """End the member's run with the status of its (ended) result (:meth:`TrialResult.end_run`)."""
         self.log({}, 0)  # where it ran, if no epoch was logged
-        self.tracker.finish(self.run_id, status, error)
+        self.result.end_run(self.tracker, detail)
 
     def update(self, metrics: dict[str, Any], ended: bool, error: str | None = None) -> None:
         r = self.result
@@ -220,8 +221,8 @@ def run_trial(config: dict[str, Any]) -> None:
     except ConfigError as err:  # the pack cannot train: its open members fail, the search goes on
         for member in members:
             if not member.result.ended:
-                member.finish("FAILED", f"ConfigError: {err}")
                 member.update({}, ended=True, error=str(err))
+                member.end(f"ConfigError: {err}")
         report({MEMBERS: {**ended, **{m.request.key: m.result.to_dict() for m in members}}})
 
 
@@ -294,16 +295,16 @@ def _settle(member: _Member, state: MemberResult) -> None:
     """End the run of a member that finished, diverged or was stopped (MLflow status, model, result)."""
     latest = state.history[-1] if state.history else {}
     if state.status == "failed":
-        member.finish("FAILED", f"TrainingDiverged: {state.error}")
         worst = {name: WORST[d] for name, d in member.request.context.objectives.items()}
         member.update({"epoch": 0, **latest, **worst}, ended=True, error=state.error)
+        member.end(f"TrainingDiverged: {state.error}")
     elif state.status == "stopped":
-        member.finish("KILLED")  # fewer epochs than configured: the driver tells Optuna PRUNED
-        member.update(latest, ended=True)
+        member.update(latest, ended=True)  # fewer epochs than configured: KILLED, and the driver tells Optuna PRUNED
+        member.end()
     else:
         assert state.result is not None  # a finished member holds its result
         executed = conclude(member.spec, state.result, member.dir, member.log)
         assert executed.model_path is not None  # conclude saved the model in member.dir
         member.tracker.log_artifact(member.run_id, executed.model_path)
-        member.finish("FINISHED")
         member.update(executed.result.final, ended=True)
+        member.end()
