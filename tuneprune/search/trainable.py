@@ -255,40 +255,46 @@ def _train(
             for i, stop in zip(candidates, ask(stopper, asks), strict=True):
                 if stop:
                     trainer.stop(i)
-            epoch = [(i, reports.get(i)) for i in sorted(open_members)]  # None: diverged in this epoch
-            open_members = {i for i in open_members if trainer.members[i].status == "running"}
+            metrics = {i: reports.get(i) for i in sorted(open_members)}  # None: diverged in this epoch
+            closed = {i: trainer.members[i] for i in open_members if trainer.members[i].status != "running"}
+            open_members -= closed.keys()
             states = {i: trainer.member_state(i) for i in open_members}
             if pending is not None:
                 pending.result()  # raises what the last epoch's bookkeeping raised
-            pending = bookkeeping.submit(_book_epoch, trainer, members, ended, trainer.epoch, epoch, states)
+            pending = bookkeeping.submit(
+                _book_epoch, members, ended, (trainer.epoch, trainer.epochs), metrics, closed, states
+            )
         if pending is not None:
             pending.result()
 
 
 def _book_epoch(
-    trainer: PackedTrainer,
     members: list[_Member],
     ended: dict[str, dict[str, Any]],
-    number: int,
-    epoch: list[tuple[int, dict[str, float] | None]],
+    progress: tuple[int, int],
+    metrics: dict[int, dict[str, float] | None],
+    closed: dict[int, MemberResult],
     states: dict[int, MemberState],
 ) -> None:
-    """Epoch ``number``'s bookkeeping: log each member's metrics of the epoch (None for one that diverged in it), end
-    the runs of the members that ended, write the open members' checkpoints (their ``states``), then report."""
-    for i, metrics in epoch:
-        if metrics is not None:
-            members[i].log_epoch(metrics)
-        if i not in states:
-            _settle(members[i], trainer.members[i])
+    """The bookkeeping of epoch ``progress = (epoch, epochs)``, on its own thread: log each member's ``metrics`` of
+    the epoch (None for one that diverged in it), end the runs of the ``closed`` members, write the open members'
+    checkpoints (their ``states``, copies taken at the epoch's end), then report."""
+    number, epochs = progress
+    for i, latest in metrics.items():
+        if latest is not None:
+            members[i].log_epoch(latest)
+        if i in closed:
+            _settle(members[i], closed[i])
             drop_checkpoints_before(members[i].dir)
         else:
-            members[i].update(metrics or {}, ended=False)
+            assert latest is not None  # an open member trained this epoch
+            members[i].update(latest, ended=False)
     files = {
         f"{members[i].request.key}.pt": save_member(state, trial_checkpoint(members[i].dir, number))
         for i, state in states.items()
     }
     results = {**ended, **{m.request.key: m.result.to_dict() for m in members}}
-    report({"epoch": number, "epochs": trainer.epochs, MEMBERS: results}, files)
+    report({"epoch": number, "epochs": epochs, MEMBERS: results}, files)
 
 
 def _settle(member: _Member, state: MemberResult) -> None:
