@@ -15,7 +15,7 @@ run for:
   started, then timed from the first step to the last; on the CPU each with its share
   of the threads, as K trials of one CPU each; ``--no-processes`` leaves them out: starting
   K processes, each with its own CUDA context, takes longer than the rest);
-- ``packed``: the K trials as one :class:`~tuneprune.packing.PackedTrainer` (its default
+- ``packed``: the K trials as one :class:`~tuneprune.training.PackedTrainer` (its default
   forward mode for the device, or ``--forward``),
 
 and the ratios of packed to each. The time counted is the training epoch
@@ -44,11 +44,10 @@ from typing import Any
 import torch
 from bench_common import FigureFile, SoloStep, add_json_argument, launches
 
-from tuneprune.packing import PackedTrainer
 from tuneprune.shared.config import validate
 from tuneprune.sparsity import SparsityConfig
 from tuneprune.sparsity.dispatch import accelerator_path
-from tuneprune.training import RunConfig, train
+from tuneprune.training import PackedTrainer, RunConfig, train
 
 CPU_DEFAULTS: dict[str, Any] = {"packs": "1,2,4", "steps": 3, "batch_size": 32, "repeats": 2}
 CUDA_DEFAULTS: dict[str, Any] = {"packs": "1,2,4,8,16", "steps": 20, "batch_size": 128, "repeats": 3}

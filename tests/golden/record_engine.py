@@ -6,7 +6,7 @@ Prints, as JSON, what the engine computes in every case a change of the engine m
   and elimination of ``tests/sparsity/test_equivalence.py`` (its cases and model), on its CPU path and its
   accelerator path (run on CPU tensors): per epoch its ``metrics()`` and layer sparsities,
   at the end each prunable layer's mask and weights;
-- ``runs``: end-to-end digits runs of ``train`` (the configs of ``tests/packing/test_packing.py``: dense; sparse global; layer threshold with
+- ``runs``: end-to-end digits runs of ``train`` (the configs of ``tests/training/test_packing.py``: dense; sparse global; layer threshold with
   log-density theta and layer elimination; adaptive scheduler; bf16; a run resumed from its
   first epoch's checkpoint) and a pack of three (``train_packed``): per epoch every metric
   but the times, at the end each prunable layer's mask and weights.
@@ -45,7 +45,6 @@ PINNED = {
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository: the tests whose cases these are
 
-from tests.packing.test_packing import ADAPTIVE_DROP, BASE, DENSE, GLOBAL_CUBIC, LAYER_LOG_DENSITY  # noqa: E402
 from tests.sparsity.test_equivalence import (  # noqa: E402
     CASES,
     DROPS,
@@ -55,6 +54,7 @@ from tests.sparsity.test_equivalence import (  # noqa: E402
     THETAS,
     tiny_model,
 )
+from tests.training.test_packing import ADAPTIVE_DROP, BASE, DENSE, GLOBAL_CUBIC, LAYER_LOG_DENSITY  # noqa: E402
 
 RUNS: dict[str, dict[str, Any]] = {
     "dense": DENSE,
@@ -128,9 +128,8 @@ def matrix() -> dict[str, Any]:
 
 def runs(solo: bool = True, resumed_and_packed: bool = True) -> dict[str, Any]:
     """The runs of ``RUNS`` (``solo``), then the resumed run and the pack of three (``resumed_and_packed``)."""
-    from tuneprune.packing import train_packed
     from tuneprune.shared.config import validate
-    from tuneprune.training import RunConfig, train
+    from tuneprune.training import RunConfig, train, train_packed
 
     def config(overrides: dict[str, Any]) -> RunConfig:
         return validate(RunConfig, {**BASE, **overrides})

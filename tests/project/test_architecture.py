@@ -81,14 +81,9 @@ def test_the_sparsity_engine_imports_no_service_and_only_the_shared_config_helpe
 
 
 def test_training_is_pure_pytorch():
+    """The one training loop (a run or a pack of K trials): the search and the evolution use it, never the reverse."""
     forbidden = {"cluster", "tracking", "relevance", "search", "runs", "evolution", "stochastic", "reports", "cli"}
-    assert violations("training", ("ray", "mlflow"), allowed_units=None, forbidden_units=forbidden) == []
-
-
-def test_packing_is_pure_pytorch_like_training():
-    """Packed trials are the training loop for K trials: the search and the evolution use them, never the reverse."""
-    forbidden = {"cluster", "tracking", "relevance", "search", "runs", "evolution", "stochastic", "reports", "cli"}
-    assert violations("packing", THIRD_PARTY_SERVICES, allowed_units=None, forbidden_units=forbidden) == []
+    assert violations("training", THIRD_PARTY_SERVICES, allowed_units=None, forbidden_units=forbidden) == []
 
 
 def subpackage_graph() -> dict[str, set[str]]:

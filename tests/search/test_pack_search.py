@@ -3,7 +3,7 @@
 Every member stays its own trial: its own Optuna trial and MLflow child run with its own
 per-epoch history, status, saved model and ``--from-run`` reproduction. Members train with
 the default recipe (gradient clipping on) and bit for bit what they train alone
-(tests/packing/test_packing.py states why), so the reproduction must match exactly.
+(tests/training/test_packing.py states why), so the reproduction must match exactly.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ sparse engine's hooks, forward, backward, gradient clipping, optimizer and LR st
 the loader's next batch. Those windows must be empty. The last window of an epoch also
 holds the epoch-end reads (the loss check, the metrics), which are allowed and show that
 the recording works. On a CUDA machine the same run is also checked by CUDA's own
-synchronisation detector. A pack of trials (:class:`~tuneprune.packing.PackedTrainer`)
+synchronisation detector. A pack of trials (:class:`~tuneprune.training.PackedTrainer`)
 is checked the same way, its windows opened by the pack's ``before_iteration``.
 """
 
@@ -27,13 +27,12 @@ import torch
 
 from tests.sparsity.test_equivalence import DROPS
 from tuneprune.data import load_dataset
-from tuneprune.packing import PackedTrainer
 from tuneprune.sparsity import AdaptiveScheduler
 from tuneprune.sparsity.dispatch import accelerator_path
 from tuneprune.sparsity.drop import Elimination
 from tuneprune.sparsity.masks import MaskBuilder, MemberRule
 from tuneprune.sparsity.theta import ConstantTheta, LogDensityTheta
-from tuneprune.training import RunConfig, train
+from tuneprune.training import PackedTrainer, RunConfig, train
 
 READERS = (
     "item",
@@ -182,7 +181,7 @@ def test_no_host_read_between_iterations(scheduler, threshold, drop, theta, devi
     for epoch in windows.epochs:
         for window in epoch[:-1]:
             assert window == []
-        assert any("divergence" in call for call in epoch[-1])  # the epoch-end reads are seen
+        assert any("_drop_diverged" in call for call in epoch[-1])  # the epoch-end reads are seen
     assert result.final["sparsity"] > 0.5
     if DROPS[drop]:
         assert result.final["eliminated"] > 0  # the elimination ran, and applied by the end

@@ -13,31 +13,21 @@ import torch.nn as nn
 from tuneprune.shared.config import ConfigError
 from tuneprune.training import RunConfig, TrainingDiverged, load_model, save_model, train
 from tuneprune.training.checkpoint import CHECKPOINT_NAME, load_file, save_atomic
-from tuneprune.training.optim import build_lr_schedule, build_optimizer, param_groups
+from tuneprune.training.optim import PackedSGD, has_weight_decay
 
 FAST = {"model": "small_cnn", "dataset": "digits", "epochs": 2, "batch_size": 64}
 
 
 def test_no_weight_decay_on_batchnorm_and_bias():
     model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(4 * 6 * 6, 2))
-    decay, no_decay = param_groups(model, 5e-4)
-    assert all(p.ndim > 1 for p in decay["params"])
-    assert len(decay["params"]) == 2
-    assert all(p.ndim == 1 for p in no_decay["params"])
-    assert no_decay["weight_decay"] == 0.0
+    decayed = [name for name, p in model.named_parameters() if has_weight_decay(p)]
+    assert decayed == ["0.weight", "3.weight"]
 
 
 def test_cosine_decays_to_zero_per_step():
-    model = nn.Linear(2, 2)
-    opt = build_optimizer(model, RunConfig())
-    sched = build_lr_schedule(opt, "cosine", total_steps=10)
-    lrs = []
-    for _ in range(10):
-        opt.step()
-        sched.step()
-        lrs.append(opt.param_groups[0]["lr"])
-    assert lrs[4] == pytest.approx(0.05, abs=1e-9)
-    assert lrs[-1] == pytest.approx(0.0, abs=1e-12)
+    sgd = PackedSGD([RunConfig()], [True], total_steps=10, device=torch.device("cpu"))
+    assert sgd.lr_at(5) == pytest.approx([0.05], abs=1e-9)
+    assert sgd.lr_at(10) == pytest.approx([0.0], abs=1e-12)
 
 
 def test_dense_small_cnn_learns_digits_and_reports_every_epoch():

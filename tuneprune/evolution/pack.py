@@ -2,7 +2,7 @@
 
 Every individual of a generation prunes the same dense model, so their samples share
 every shape: the k samples of each of the pack's individuals become the members of one
-:class:`~tuneprune.packing.stack.StackedModel` (only the targeted weights differ), and
+:class:`~tuneprune.training.stack.StackedModel` (only the targeted weights differ), and
 each validation batch goes through all of them in one stacked forward.
 """
 
@@ -14,9 +14,9 @@ from typing import Any
 import torch
 
 from tuneprune.evolution.worker import EvalSettings, Individual, check_injected, result, sample_seeds, setup
-from tuneprune.packing.evaluate import evaluate_stacked
-from tuneprune.packing.stack import StackedModel
 from tuneprune.stochastic import sparsities
+from tuneprune.training.evaluate import evaluate_stacked
+from tuneprune.training.stack import StackedModel
 
 
 def evaluate_pack(

@@ -19,8 +19,8 @@ from tuneprune.relevance.channels import ConvUnit, channels_pruned, conv_units, 
 from tuneprune.relevance.rankings import build_rankings
 from tuneprune.relevance.scores import ChannelScores, channel_scores
 from tuneprune.relevance.settings import PruningPoint, RelevanceSettings
+from tuneprune.training import resolve_device
 from tuneprune.training.evaluate import evaluate
-from tuneprune.training.loop import resolve_device
 
 
 @dataclass

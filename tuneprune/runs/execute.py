@@ -64,7 +64,7 @@ def conclude(
     ``tracker(metrics, epochs)`` receives the final evaluations (logged at the last epoch's
     step). The summary is the last epoch's metrics with the final evaluations and, for a
     sparse run, ``final_sparsity``: the achieved sparsity of the finalized model. A trial
-    trained alone and a member of a pack (:mod:`tuneprune.packing`) end here alike.
+    trained alone and a member of a pack (:mod:`tuneprune.training`) end here alike.
     """
     evaluations = final_evaluations(spec, result)
     if tracker is not None:

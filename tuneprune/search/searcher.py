@@ -25,12 +25,12 @@ from typing import Any
 from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
-from tuneprune.packing.key import pack_key
 from tuneprune.search.protocol import PackRequest, TrialContext, TrialRequest, TrialResult, member_results
 from tuneprune.search.space import METRICS, SearchSpace
 from tuneprune.search.studies import CHECKPOINT_EPOCH, ENDED, GridStudy, distributions, retry_unreachable
 from tuneprune.search.trainable import drop_checkpoints_before, open_trial_run, resumable_epoch, run_device
 from tuneprune.tracking import RunTracker
+from tuneprune.training.key import pack_key
 
 
 def trial_key(grid_index: int, number: int) -> str:
@@ -64,7 +64,7 @@ class StudySearcher(Searcher):
     """Suggest trial configs from the grid-point studies until each has its budget.
 
     Each suggestion is a :class:`PackRequest` of up to ``resources.pack`` trials (one by
-    default) whose configs share a pack key (:func:`~tuneprune.packing.pack_key`, plus the
+    default) whose configs share a pack key (:func:`~tuneprune.training.pack_key`, plus the
     epoch a resumed member restarts at); a trial that fits no open pack waits for the next
     one. A member is told to its study as soon as its pack reports it ended.
     """

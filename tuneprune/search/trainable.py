@@ -2,7 +2,7 @@
 
 One trial is a pack of one: every Ray trial of a search runs :func:`run_trial` on a
 :class:`~tuneprune.search.protocol.PackRequest`, and trains its members with the one
-training loop of :class:`~tuneprune.packing.PackedTrainer`. Each member is its own trial
+training loop of :class:`~tuneprune.training.PackedTrainer`. Each member is its own trial
 everywhere but in Ray: its own Optuna trial, MLflow child run with its per-epoch metrics,
 checkpoints (``checkpoint-<epoch>.pt`` in its trial directory), saved model and status.
 Every epoch the pack reports one result with each member's
@@ -38,14 +38,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 from tuneprune.cluster.quiet import configure_quiet
-from tuneprune.packing import MemberResult, PackedTrainer
-from tuneprune.packing.checkpoint import MemberState, load_member, save_member
 from tuneprune.runs import TrialSpec
 from tuneprune.runs.execute import conclude
 from tuneprune.search.early_stop import ask
 from tuneprune.search.protocol import MEMBERS, PackRequest, TrialRequest, TrialResult
 from tuneprune.shared.config import ConfigError
 from tuneprune.tracking import RunTracker
+from tuneprune.training import MemberResult, PackedTrainer
+from tuneprune.training.checkpoint import MemberState, load_member, save_member
 
 WORST = {"max": float("-inf"), "min": float("inf")}
 _CHECKPOINT = re.compile(r"checkpoint-(\d+)\.pt")

@@ -30,11 +30,6 @@ def original_weight(module: nn.Module) -> nn.Parameter:
     return module.get_parameter(PARAMETRIZED_WEIGHT)
 
 
-def plain_name(name: str) -> str:
-    """A parameter's name in the model without the parametrization (``<layer>.weight``)."""
-    return name.replace(f".{PARAMETRIZED_WEIGHT}", ".weight")
-
-
 @torch.no_grad()
 def prunable_sparsity(model: nn.Module, min_size: int = 0) -> float:
     """Fraction of exact zeros over the weights of :func:`prunable_layers`."""
@@ -56,7 +51,8 @@ def parametrized_order(model: nn.Module, prunable: set[str] | frozenset[str]) ->
     ``torch.nn.utils.parametrize`` moves a weight to ``<layer>.parametrizations.weight.original``,
     a sub-module appended after the layer's own parameters and children, so the weight comes
     last among its layer's parameters. Gradient-norm clipping sums the per-tensor norms in
-    this order (formulas §1.6), so a pack member clips bit for bit as alone.
+    this order (formulas §1.6), so a run of :func:`~tuneprune.training.train` (any pack member)
+    clips bit for bit as a loop of your own with the Sparsifier and ``clip_grad_norm_``.
     """
 
     def walk(module: nn.Module, prefix: str) -> list[str]:

@@ -1,7 +1,7 @@
 """The masks of K members at one iteration: T, t, kept, eliminated, theta and m (formulas §1.3, §1.4, §2, §4).
 
 The one implementation of these rules, for one model (:class:`~tuneprune.sparsity.Sparsifier`,
-K = 1) and for a pack of K trials (:mod:`tuneprune.packing`). Every member's prunable
+K = 1) and for a pack of K trials (:mod:`tuneprune.training`). Every member's prunable
 weights are one row of a ``[K, N]`` matrix (its layers ``L`` consecutive segments);
 the flat ``[K * N]`` view is cut into segments
 (:class:`~tuneprune.sparsity.segments.RowSegments`: a member's row, or its layers), so

@@ -1,7 +1,7 @@
 """Sparse-training state of K members: schedule S_k, masks, mask stability and per-epoch metrics (formulas §1-§4).
 
 The one engine behind :class:`~tuneprune.sparsity.Sparsifier` (one model, K = 1) and
-the packed trainer (:mod:`tuneprune.packing`, K trials in one process). Each member
+the packed trainer (:mod:`tuneprune.training`, K trials in one process). Each member
 has its own schedule (:func:`~tuneprune.sparsity.schedules.build_schedule`) and rule
 (:class:`~tuneprune.sparsity.masks.MemberRule`), or none for a dense member; the masks
 of all members are computed together by :class:`~tuneprune.sparsity.masks.MaskBuilder`.

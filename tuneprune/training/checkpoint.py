@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -108,3 +109,38 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tu
     except RuntimeError as err:
         raise ConfigError(f"{path}: weights do not match model {config.model!r} ({str(err).splitlines()[0]})") from None
     return model, config
+
+
+MemberState = dict[str, Any]
+
+
+def check_resume(configs: Sequence[RunConfig], resume: Sequence[MemberState | None] | None) -> list[MemberState] | None:
+    """The states to resume ``configs`` from, or None to start at epoch 0; ``ValueError`` where they do not fit.
+
+    A member without a state is at epoch 0, and all members must be at one epoch: so
+    either every member has a state of the same epoch or the pack starts afresh (states of
+    epoch 0 hold nothing a fresh start lacks). A state must be of its member's config.
+    """
+    if resume is None:
+        return None
+    if len(resume) != len(configs):
+        raise ValueError(f"resume has {len(resume)} entries for {len(configs)} members")
+    epochs = [0 if state is None else int(state["epoch"]) for state in resume]
+    if len(set(epochs)) > 1:
+        raise ValueError(f"resumed members must be at one epoch, got epochs {epochs} (a member without a state at 0)")
+    for index, (config, state) in enumerate(zip(configs, resume, strict=True)):
+        if state is not None and state["config"] != config.model_dump(mode="json"):
+            raise ValueError(f"resume[{index}] is the state of another config than member {index}'s")
+    if epochs[0] == 0:
+        return None
+    return [state for state in resume if state is not None]  # at an epoch > 0 every member has its state
+
+
+def save_member(state: MemberState, path: str | Path) -> Path:
+    """Write a member's ``state`` (:meth:`PackedTrainer.member_state`) to ``path`` atomically, as a run state."""
+    return save_atomic({"format": RUN_STATE_FORMAT, **state}, path)
+
+
+def load_member(path: str | Path) -> MemberState:
+    """A run state (of a member or a solo run); ``ConfigError`` for a missing, corrupt or foreign file."""
+    return load_run_state(path)

@@ -1,37 +1,35 @@
-"""Optimizer and learning-rate schedule of the formulas §1.6 recipe."""
+"""SGD with momentum for K members at once: each its own learning rate, schedule, decay and clipping (formulas §1.6).
+
+The update is torch's SGD (``torch.optim.SGD``, dampening 0) applied to the flat ``[K, M]``
+leaves of :class:`~tuneprune.training.stack.StackedModel` (three at most, whatever the
+depth: a step is a handful of operations), each member (row) with its own hyperparameters:
+
+    g <- g * min(1, c / (||g||_member + 1e-6))          (gradient-norm clipping at c)
+    d = g + wd * w   (weights with decay only),   b <- momentum * b + d   (b = d at the first step)
+    w <- w - lr_k * (d + momentum * b  if nesterov_k  else  b)
+
+with ``lr_k = lr * factor(k)`` of the member's learning-rate schedule and ``||g||_member``
+the norm of the norms of the pieces of the member's gradient. The arithmetic is
+elementwise, so the layout does not change it: on the CPU a member's step is exactly its
+step alone (a value all members share applied by torch's own fused operation, differing
+ones row by row, :func:`_add_scaled`).
+"""
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
-import torch.nn as nn
+
+from tuneprune.sparsity.dispatch import device_vector, on_numpy
+from tuneprune.training.config import RunConfig
 
 
 def has_weight_decay(parameter: torch.Tensor) -> bool:
     """Weight matrices and kernels decay; BatchNorm parameters and biases (1-D) never do (formulas §1.1)."""
     return parameter.ndim > 1
-
-
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Weight decay on weight matrices and kernels only; never on BatchNorm or biases (formulas §1.1)."""
-    decay: list[nn.Parameter] = []
-    no_decay: list[nn.Parameter] = []
-    for p in model.parameters():
-        if p.requires_grad:
-            (decay if has_weight_decay(p) else no_decay).append(p)
-    return [
-        {"params": decay, "weight_decay": weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
-
-
-def build_optimizer(model: nn.Module, config) -> torch.optim.SGD:
-    """SGD with momentum over :func:`param_groups` (formulas §1.6)."""
-    return torch.optim.SGD(
-        param_groups(model, config.weight_decay), lr=config.lr, momentum=config.momentum, nesterov=config.nesterov
-    )
 
 
 def lr_factor(kind: str, total_steps: int) -> Callable[[int], float]:
@@ -44,11 +42,154 @@ def lr_factor(kind: str, total_steps: int) -> Callable[[int], float]:
     return lambda step: 0.5 * (1.0 + math.cos(math.pi * min(step, total_steps) / total_steps))
 
 
-def build_lr_schedule(
-    optimizer: torch.optim.Optimizer, kind: str, total_steps: int, start_step: int = 0
-) -> torch.optim.lr_scheduler.LambdaLR:
-    """Cosine decay to 0 stepped per batch (formulas §1.6), or a constant rate, by :func:`lr_factor`;
-    at ``start_step`` (a resumed run: the rate of that step, as if stepped to it)."""
-    for group in optimizer.param_groups:
-        group.setdefault("initial_lr", group["lr"])
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(kind, total_steps), last_epoch=start_step - 1)
+class PerMember:
+    """One value per member: the floats, and off the CPU the same as a ``[K]`` float64 tensor on ``device``.
+
+    The tensor is made (once, when first needed) of fills
+    (:func:`~tuneprune.sparsity.dispatch.device_vector`): a host list copied to an
+    accelerator would wait for the device (formulas §10.6). On the CPU the floats serve.
+    """
+
+    def __init__(self, values: Sequence[float], device: torch.device) -> None:
+        self.values = [float(v) for v in values]
+        self.device = device
+
+    @functools.cached_property
+    def tensor(self) -> torch.Tensor:
+        return device_vector(self.values, self.device)
+
+    @property
+    def shared(self) -> bool:
+        """Whether every member has the same value."""
+        return len(set(self.values)) == 1
+
+    def column(self, like: torch.Tensor) -> torch.Tensor:
+        """The values as a ``[K, 1, ...]`` tensor in ``like``'s dtype that broadcasts against ``like``."""
+        if self.device.type == "cpu":
+            values = torch.tensor(self.values, dtype=like.dtype, device=like.device)
+        else:
+            values = self.tensor.to(like.dtype)
+        return values.view(-1, *[1] * (like.ndim - 1))
+
+    def rows(self, rows: Sequence[int]) -> PerMember:
+        """The values of the members at ``rows`` only."""
+        return PerMember([self.values[i] for i in rows], self.device)
+
+
+def _add_scaled(y: torch.Tensor, x: torch.Tensor, alphas: PerMember, inplace: bool = False) -> torch.Tensor:
+    """``y + alpha_k * x`` for each member k (row k of ``y`` and ``x``).
+
+    Computed with torch's own fused ``add(x, alpha=a)`` when all members share alpha, or
+    on the CPU row by row (so each member's arithmetic is exactly its SGD step alone);
+    on an accelerator as one broadcast product (rounding may differ in the last bit).
+    """
+    if alphas.shared:
+        alpha = alphas.values[0]
+        return y.add_(x, alpha=alpha) if inplace else y.add(x, alpha=alpha)
+    out = y if inplace else y.clone()
+    if y.device.type == "cpu":
+        for row, x_row, alpha in zip(out, x, alphas.values, strict=True):
+            row.add_(x_row, alpha=alpha)
+        return out
+    return out.addcmul_(alphas.column(x), x)
+
+
+def _scale(x: torch.Tensor, factors: PerMember) -> torch.Tensor:
+    """``x_k *= factor_k`` in place for each member k."""
+    if factors.shared:
+        return x.mul_(factors.values[0])
+    return x.mul_(factors.column(x))
+
+
+class PackedSGD:
+    """Optimizer state of K members over ``[K, M]`` leaves on ``device``; ``decays[i]``: whether leaf i decays.
+
+    No step copies a host list to an accelerator: the members' values become tensors there
+    by fills (:class:`PerMember`), their constants once, the learning rates once per step.
+    """
+
+    def __init__(
+        self, configs: Sequence[RunConfig], decays: Sequence[bool], total_steps: int, device: torch.device
+    ) -> None:
+        self.device = device
+        self.lrs = [c.lr for c in configs]
+        self.factors = [lr_factor(c.lr_schedule, total_steps) for c in configs]
+        self.momenta = PerMember([c.momentum for c in configs], device)
+        self.weight_decays = PerMember([c.weight_decay for c in configs], device)
+        self.clips = PerMember([c.grad_clip or float("inf") for c in configs], device)
+        self.nesterov = [c.nesterov for c in configs]
+        self._nesterov_rows = self._rows_flag(self.nesterov)
+        self.decays = list(decays)
+        self.momentum_buffers: list[torch.Tensor | None] = [None] * len(self.decays)
+
+    def lr_at(self, step: int) -> list[float]:
+        """Each member's learning rate at optimizer step ``step`` (what its LambdaLR would give)."""
+        return [lr * factor(step) for lr, factor in zip(self.lrs, self.factors, strict=True)]
+
+    @property
+    def clipping(self) -> bool:
+        """Whether some member clips its gradients."""
+        return any(math.isfinite(c) for c in self.clips.values)
+
+    @torch.no_grad()
+    def clip(self, params: Sequence[torch.Tensor], pieces: Sequence[torch.Tensor]) -> None:
+        """Scale the gradients of each member (row) of the ``[K, M]`` leaves ``params`` so that their joint norm
+        is at most its ``grad_clip``: ``g <- g * min(1, c / (||g|| + 1e-6))`` (formulas §1.6).
+
+        Member k's joint norm is ``||(||x_1[k]||, ..., ||x_m[k]||)||`` over ``pieces``, its
+        gradients cut into ``[K, ...]`` pieces
+        (:meth:`~tuneprune.training.stack.StackedModel.grad_pieces`). On the NumPy path the
+        pieces are the member's parameters in ``clip_grad_norm_``'s order and each member's
+        norms, total and coefficient are computed as ``clip_grad_norm_`` computes them alone
+        (one vector norm per tensor, the norm of their stack, ``c * (1 / (norm + 1e-6))``):
+        bit for bit the solo clip. Elsewhere as many norms as pieces, for all members at once
+        (the rounding of the sums may differ in the last bit).
+        """
+        if on_numpy(*pieces):
+            totals = [
+                torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(x[k]) for x in pieces]))
+                for k in range(len(self.clips.values))
+            ]
+            total = torch.stack(totals)
+        else:
+            norms = torch.stack([torch.linalg.vector_norm(x.flatten(1), dim=1) for x in pieces], dim=1)
+            total = torch.linalg.vector_norm(norms, dim=1)
+        coefficient = ((total + 1e-6).reciprocal() * self.clips.column(total)).clamp(max=1.0).unsqueeze(1)
+        for p in params:
+            if p.grad is not None:
+                p.grad.mul_(coefficient)
+
+    @torch.no_grad()
+    def step(self, params: Sequence[torch.Tensor], step: int) -> None:
+        """One SGD step of every member at its learning rate for ``step``."""
+        lrs = PerMember([-lr for lr in self.lr_at(step)], self.device)
+        for i, (p, decay) in enumerate(zip(params, self.decays, strict=True)):
+            if p.grad is None:
+                continue
+            d = _add_scaled(p.grad, p, self.weight_decays) if decay else p.grad
+            buffer = self.momentum_buffers[i]
+            if buffer is None:
+                buffer = self.momentum_buffers[i] = d.clone()
+            else:
+                _scale(buffer, self.momenta).add_(d)
+            update = buffer
+            if any(self.nesterov):  # a member's own choice: d + momentum * b with Nesterov, b without
+                ahead = _add_scaled(d, buffer, self.momenta)
+                update = ahead if self._nesterov_rows is None else torch.where(self._nesterov_rows, ahead, buffer)
+            _add_scaled(p, update, lrs, inplace=True)
+
+    def _rows_flag(self, flags: Sequence[bool]) -> torch.Tensor | None:
+        """``flags`` as a ``[K, 1]`` bool tensor on the device when they differ (made here, not in a step), else None."""
+        return None if len(set(flags)) <= 1 else torch.tensor(flags, device=self.device)[:, None]
+
+    def keep(self, rows: Sequence[int]) -> None:
+        """Go on with the members at ``rows`` only."""
+        for name in ("lrs", "factors", "nesterov"):
+            setattr(self, name, [getattr(self, name)[i] for i in rows])
+        self._nesterov_rows = self._rows_flag(self.nesterov)
+        for name in ("momenta", "weight_decays", "clips"):
+            setattr(self, name, getattr(self, name).rows(rows))
+        self.momentum_buffers = [
+            None if b is None else b.index_select(0, torch.tensor(list(rows), dtype=torch.long, device=b.device))
+            for b in self.momentum_buffers
+        ]

@@ -1,7 +1,7 @@
 """Checkpoints of pack members: a resumed member trains what it would have trained unstopped (CPU, digits, small CNN).
 
 Tolerance: none. On the CPU with the default (``loop``) forward each member's arithmetic
-is its own row's, independent of the other members (``tests/packing/test_packing.py``), and a
+is its own row's, independent of the other members (``tests/training/test_packing.py``), and a
 state restores everything the next epoch reads, so histories (times aside) and final
 weights are bit for bit those of the uninterrupted pack, in any pack composition.
 """
@@ -11,10 +11,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.packing.test_packing import ADAPTIVE_DROP, DENSE, GLOBAL_CUBIC, config, without_times
-from tuneprune.packing import PackedTrainer, load_member, save_member, train_packed
+from tests.training.test_packing import ADAPTIVE_DROP, DENSE, GLOBAL_CUBIC, config, without_times
 from tuneprune.shared.config import ConfigError
-from tuneprune.training import train
+from tuneprune.training import PackedTrainer, load_member, save_member, train, train_packed
 from tuneprune.training.checkpoint import CHECKPOINT_NAME, save_atomic
 
 EPOCHS = 3

@@ -17,10 +17,11 @@ from typing import Any
 import pytest
 import torch
 
-from tuneprune.packing import PackedTrainer, check_packable, train_packed
+from tuneprune.models import create_model
 from tuneprune.shared.config import validate
 from tuneprune.sparsity import prunable_sparsity
-from tuneprune.training import RunConfig, TrainingDiverged, train
+from tuneprune.training import PackedTrainer, RunConfig, TrainingDiverged, check_packable, train, train_packed
+from tuneprune.training.hooks import FrozenWeights
 
 BASE = {"model": "small_cnn", "dataset": "digits", "epochs": 2, "batch_size": 64, "num_threads": 1}
 GLOBAL_CUBIC = {"seed": 0, "sparsity": {"target": 0.8}}
@@ -154,6 +155,50 @@ def test_channels_last_members_train_bit_for_bit_as_alone():
     for member, run_config in zip(members, configs, strict=True):
         assert_same_history(member.history, list(solo(run_config)[0]))
         assert member.result is not None
+
+
+def frozen_model(seed: int) -> tuple[torch.nn.Module, FrozenWeights]:
+    """A user's model (small CNN, seeded) with a third of each kernel's entries zeroed, and the hook that keeps
+    them zero with its BatchNorm frozen in eval mode (as the pruning fine-tunings use it)."""
+    torch.manual_seed(seed)
+    model = create_model("small_cnn", 10, 1)
+    generator = torch.Generator().manual_seed(seed)
+    frozen = []
+    for conv in (m for m in model.modules() if isinstance(m, torch.nn.Conv2d)):
+        mask = torch.rand(conv.weight.shape, generator=generator) < 1 / 3
+        with torch.no_grad():
+            conv.weight[mask] = 0.0
+        frozen.append((conv.weight, mask))
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    return model, FrozenWeights(frozen, norms)
+
+
+def test_members_with_their_own_models_and_hooks_train_bit_for_bit_as_alone():
+    """``models=`` and ``hooks=``: each member's hook runs on its own model, whose modules' modes the forward
+    keeps and whose parameters' ``.grad`` are the member's gradients, as in ``train(..., hooks=...)`` alone."""
+    configs = [config(DENSE, epochs=1), config(GLOBAL_CUBIC, epochs=1)]
+    alone = []
+    for run_config in configs:
+        model, hook = frozen_model(run_config.seed)
+        alone.append(train(run_config, model=model, hooks=[hook]))
+    pairs = [frozen_model(c.seed) for c in configs]
+    initial = [model.state_dict()["features.1.running_mean"].clone() for model, _ in pairs]
+    with pytest.raises(ValueError, match="hooks need 'loop'"):
+        PackedTrainer(configs, "vmap", models=[m for m, _ in pairs], hooks=[[h] for _, h in pairs])
+    trainer = PackedTrainer(configs, models=[m for m, _ in pairs], hooks=[[h] for _, h in pairs])
+    members = trainer.run()
+    for member, solo_run, (model, hook), mean in zip(members, alone, pairs, initial, strict=True):
+        assert_same_history(member.history, solo_run.history)
+        assert member.result is not None
+        assert member.result.model is model  # trained in place
+        single = solo_run.model.state_dict()
+        for name, packed in model.state_dict().items():
+            assert torch.equal(packed, single[name]), name
+        for weight, mask in hook.frozen:
+            assert weight[mask.expand_as(weight)].abs().sum() == 0  # the frozen entries stayed zero
+        assert torch.equal(model.state_dict()["features.1.running_mean"], mean)  # BatchNorm stayed in eval mode
+    unhooked = train_packed(configs[:1])[0].history
+    assert unhooked[0]["train_loss"] != members[0].history[0]["train_loss"]  # the hook changed the trial
 
 
 def test_fused_forward_matches_alone_to_reduction_order():

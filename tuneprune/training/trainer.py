@@ -3,12 +3,13 @@
 Each member trains exactly the trial :func:`tuneprune.training.train` would train alone:
 its own initial weights (seeded as alone), data order and augmentation (its own
 :class:`~tuneprune.data.TensorLoader`), BatchNorm statistics, SGD state, learning-rate
-schedule, gradient clipping (its own norm) and sparsity state (formulas §1-4). Per epoch
-it reports the solo run's metrics. A member whose loss turns NaN or infinite fails
+schedule, gradient clipping (its own norm), sparsity state (formulas §1-4) and hooks.
+One trial is a pack of one: :func:`tuneprune.training.train` runs this trainer with K = 1.
+Per epoch it reports the solo run's metrics. A member whose loss turns NaN or infinite fails
 alone; :meth:`PackedTrainer.stop` takes a member out between epochs (early stopping).
 :meth:`PackedTrainer.member_state` is a member's checkpoint at an epoch's end; a pack of
 any composition built with ``resume=`` goes on from such states exactly as if never
-stopped (:mod:`tuneprune.packing.checkpoint` saves and loads them).
+stopped (:mod:`tuneprune.training.checkpoint` saves and loads them).
 """
 
 from __future__ import annotations
@@ -24,19 +25,59 @@ import torch.nn.functional as F
 
 from tuneprune.data import DatasetSplits, TensorLoader, load_dataset
 from tuneprune.models import create_model
-from tuneprune.packing.checkpoint import MemberState, check_resume
-from tuneprune.packing.evaluate import evaluate_stacked
-from tuneprune.packing.key import check_packable
-from tuneprune.packing.optim import PackedSGD
-from tuneprune.packing.stack import StackedModel
-from tuneprune.packing.ste import thresholded_weights
-from tuneprune.packing.threads import single_threaded
 from tuneprune.sparsity.layers import prunable_layers
 from tuneprune.sparsity.members import MemberSparsity
+from tuneprune.training.checkpoint import MemberState, check_resume
 from tuneprune.training.config import RunConfig
-from tuneprune.training.loop import TrainResult, divergence, resolve_device
+from tuneprune.training.evaluate import evaluate_stacked
+from tuneprune.training.hooks import TrainHook
+from tuneprune.training.key import check_packable
+from tuneprune.training.optim import PackedSGD
+from tuneprune.training.stack import StackedModel
+from tuneprune.training.ste import thresholded_weights
+from tuneprune.training.threads import single_threaded
 
 MemberCallback = Callable[[int, dict[str, float]], None]
+
+
+class TrainingDiverged(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+@dataclass
+class TrainResult:
+    """A finished run: the plain (finalized) model and the per-epoch metric history."""
+
+    model: nn.Module
+    config: RunConfig
+    num_classes: int
+    in_channels: int
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    @property
+    def final(self) -> dict[str, float]:
+        return self.history[-1] if self.history else {}
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device = 'cuda' but CUDA is not available on this machine")
+    return torch.device(name)
+
+
+def divergence(losses: torch.Tensor, epoch: int, steps_per_epoch: int) -> str | None:
+    """The message naming the first step of the epoch whose loss was NaN or infinite; None when all were finite.
+
+    The losses stay on the device during the epoch; this is the epoch's one read of them.
+    """
+    finite = torch.isfinite(losses)
+    if bool(finite.all()):
+        return None
+    first = int(finite.int().argmin())
+    step = epoch * steps_per_epoch + first
+    return f"training loss became {losses[first].item()} at epoch {epoch + 1}, step {step}"
 
 
 @dataclass
@@ -60,12 +101,21 @@ def _load_member_data(configs: Sequence[RunConfig], device: torch.device) -> lis
 
 
 class PackedTrainer:
-    """Trains ``configs`` (see :func:`~tuneprune.packing.key.check_packable`) together, one epoch per call.
+    """Trains ``configs`` (see :func:`~tuneprune.training.key.check_packable`) together, one epoch per call.
 
     ``forward_mode`` is ``vmap`` (fused kernels) or ``loop`` (one forward per member);
     by default ``vmap`` for several members on CUDA and ``loop`` on the CPU, where grouped
     convolutions are slower than separate ones (``scripts/bench_pack.py``), and for one
-    member (a search's plain trial), whose forward is then the solo run's.
+    member (a search's plain trial, a ``train`` run), whose forward is then the solo run's.
+
+    ``models`` (one per member, default: each config's registry model seeded as alone) are
+    the members' architectures and initial weights; each ends with its member's final
+    weights. ``data`` (one per member, default: each config's dataset). ``hooks`` (one
+    sequence per member, :class:`~tuneprune.training.hooks.TrainHook`) are called as the
+    protocol says, on the member's model: its modules' modes are the forward's, and after
+    the backward pass its parameters' ``.grad`` are views of the member's gradients, so a
+    hook's change to them is the member's. Hooks need the ``loop`` forward (under ``vmap``
+    all members run member 0's modules).
     """
 
     def __init__(
@@ -73,20 +123,33 @@ class PackedTrainer:
         configs: Sequence[RunConfig],
         forward_mode: str | None = None,
         resume: Sequence[MemberState | None] | None = None,
+        *,
+        models: Sequence[nn.Module] | None = None,
+        data: Sequence[DatasetSplits] | None = None,
+        hooks: Sequence[Sequence[TrainHook]] | None = None,
     ) -> None:
         check_packable(configs)
         states = check_resume(configs, resume)
+        self.hooks = [list(member_hooks) for member_hooks in hooks] if hooks is not None else [[] for _ in configs]
+        hooked = any(self.hooks)
+        if hooked and forward_mode == "vmap":
+            raise ValueError("forward_mode = 'vmap' runs member 0's modules for all members: hooks need 'loop'")
         first = configs[0]
         if first.num_threads:
             torch.set_num_threads(first.num_threads)
         self.device = resolve_device(first.device)
         self.members = [MemberResult(config) for config in configs]
         self.rows = list(range(len(configs)))  # member index of each stacked row
-        self.data = _load_member_data(configs, self.device)
+        self.data = (
+            [splits.to(self.device) for splits in data] if data is not None else _load_member_data(configs, self.device)
+        )
         self.models = []
-        for k, (config, data) in enumerate(zip(configs, self.data, strict=True)):
+        for k, (config, splits) in enumerate(zip(configs, self.data, strict=True)):
             torch.manual_seed(config.seed)
-            model = create_model(config.model, data.num_classes, data.in_channels).to(self.device)
+            model = (
+                models[k] if models is not None else create_model(config.model, splits.num_classes, splits.in_channels)
+            )
+            model.to(self.device)
             if config.channels_last:  # as the solo loop: the model, and each batch in the forward
                 model.to(memory_format=torch.channels_last)
             if states is not None:
@@ -95,7 +158,7 @@ class PackedTrainer:
         sparse = [c.sparsity for c in configs if c.sparsity is not None]
         min_size = sparse[0].min_size if sparse else 0
         prunable = [f"{name}.weight" for name, _ in prunable_layers(self.models[0], min_size)] if sparse else []
-        mode = forward_mode or ("vmap" if self.device.type == "cuda" and len(configs) > 1 else "loop")
+        mode = forward_mode or ("vmap" if self.device.type == "cuda" and len(configs) > 1 and not hooked else "loop")
         memory_format = torch.channels_last if first.channels_last else torch.contiguous_format
         self.stack = StackedModel(self.models, prunable, mode, memory_format)
         self.steps_per_epoch = math.ceil(len(self.data[0].x_train) / first.batch_size)
@@ -128,8 +191,10 @@ class PackedTrainer:
     def _resume(self, states: Sequence[MemberState]) -> None:
         """Go on from the members' states (weights already loaded into the stacked model)."""
         self.epoch = int(states[0]["epoch"])
-        for member, state in zip(self.members, states, strict=True):
+        for member, member_hooks, state in zip(self.members, self.hooks, states, strict=True):
             member.history = [dict(metrics) for metrics in state["history"]]
+            for hook, hook_state in zip(member_hooks, state.get("hooks", []), strict=False):
+                hook.load_state_dict(hook_state)
         self.optimizer.momentum_buffers = self.stack.stack_leaves([state["momentum"] for state in states])
         if self.stack.weights is not None:
             with single_threaded(self.device):
@@ -141,8 +206,8 @@ class PackedTrainer:
         """Everything member ``member_index`` (running) needs to go on from the end of the last epoch.
 
         Its config (as JSON values), epoch count, history, ``state_dict`` (raw weights
-        ``w``, not ``P_T(w)``), momentum buffers by parameter name and sparsity state
-        (:meth:`MemberSparsity.member_state`, None if dense): plain values and CPU tensors,
+        ``w``, not ``P_T(w)``), momentum buffers by parameter name, sparsity state
+        (:meth:`MemberSparsity.member_state`, None if dense) and its hooks' states: plain values and CPU tensors,
         for ``torch.load(weights_only=True)``. Valid between epochs and inside the epoch's
         callback of that member (also after the last epoch, before it is finished).
         """
@@ -158,6 +223,7 @@ class PackedTrainer:
             "model": {name: t.cpu() for name, t in self.stack.member_state(position, self.stack.weights).items()},
             "momentum": {name: t[position].detach().cpu().clone() for name, t in momentum.items()},
             "sparsity": self.sparsity.member_state(position),
+            "hooks": [hook.state_dict() for hook in self.hooks[member_index]],
         }
 
     def _keep(self, positions: Sequence[int]) -> None:
@@ -192,22 +258,43 @@ class PackedTrainer:
         """
         x = torch.stack([xb for xb, _ in batches])
         y = torch.stack([yb for _, yb in batches])
+        for hook in self._running_hooks():
+            hook.before_iteration()
         with single_threaded(self.device):
             if self.stack.weights is not None:  # else no prunable weights, nothing sparse
                 self.sparsity.before_iteration(step, self.stack.weights)
             weights = self._forward_weights()
         with self.autocast:  # precision: bf16, as the solo loop (formulas §1.6)
-            logits = self.stack.forward(weights, x, train=True)
+            logits = self.stack.forward(weights, x)
             losses = torch.stack([F.cross_entropy(logits[k], y[k]) for k in range(len(batches))])
         params = self.stack.parameters()
         for p in params:
             p.grad = None
         losses.sum().backward()
+        if any(self.hooks):
+            self._hooks_after_backward(params)
         with single_threaded(self.device):
             if self.optimizer.clipping:
                 self.optimizer.clip(params, self.stack.grad_pieces())
             self.optimizer.step(params, step)
         return losses.detach(), logits.detach().argmax(-1) == y
+
+    def _running_hooks(self) -> list[TrainHook]:
+        """The hooks of the running members, in member order (each member's in its order)."""
+        return [hook for member_index in self.rows for hook in self.hooks[member_index]]
+
+    def _hooks_after_backward(self, params: Sequence[torch.Tensor]) -> None:
+        """Run the hooks' ``after_backward`` with each hooked member's parameters' ``.grad`` the views of its
+        gradients (in the leaves), then unbind them."""
+        grads = self.stack.named_leaves([p.grad for p in params])
+        hooked = [(position, self.models[m]) for position, m in enumerate(self.rows) if self.hooks[m]]
+        for position, model in hooked:
+            for name, p in model.named_parameters():
+                p.grad = grads[name][position] if name in grads else None
+        for hook in self._running_hooks():
+            hook.after_backward()
+        for _, model in hooked:
+            model.zero_grad(set_to_none=True)
 
     def _drop_diverged(self, epoch: int, step_losses: torch.Tensor) -> list[int]:
         """Fail the members whose loss was not finite at some step of ``epoch`` (``step_losses`` is
@@ -237,6 +324,7 @@ class PackedTrainer:
         """Train every running member for one epoch; returns (and hands to callbacks) their metrics by member index."""
         epoch = self.epoch
         start = time.perf_counter()
+        self.stack.set_training(True)
         for loader in self.loaders:
             loader.set_epoch(epoch)
         iterators = [iter(loader) for loader in self.loaders]
@@ -253,6 +341,12 @@ class PackedTrainer:
         self.epoch += 1
         if not self.rows:
             return {}
+        hook_metrics: list[dict[str, float]] = []
+        for member_index in self.rows:
+            hook_metrics.append({})
+            for hook in self.hooks[member_index]:
+                hook.end_epoch()
+                hook_metrics[-1].update(hook.metrics())
         sparse_metrics: list[dict[str, float]]
         if self.stack.weights is None:
             sparse_metrics = [{} for _ in self.rows]
@@ -271,7 +365,7 @@ class PackedTrainer:
         reports = {}
         for k, member_index in enumerate(self.rows):
             member = self.members[member_index]
-            metrics: dict[str, float] = {"epoch": epoch + 1, **sparse_metrics[k]}
+            metrics: dict[str, float] = {"epoch": epoch + 1, **hook_metrics[k], **sparse_metrics[k]}
             metrics.update(
                 train_time=train_time,
                 train_loss=float(loss_sum[k]) / n,

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import torch
 
-from tuneprune.packing.threads import single_threaded
 from tuneprune.sparsity.masks import Masks
 from tuneprune.sparsity.operator import threshold_operator
+from tuneprune.training.threads import single_threaded
 
 
 class _PackedStraightThrough(torch.autograd.Function):

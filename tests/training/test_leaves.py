@@ -18,14 +18,13 @@ import torch
 import torch.nn as nn
 
 from tuneprune.models import create_model
-from tuneprune.packing.optim import PackedSGD
-from tuneprune.packing.stack import StackedModel
 from tuneprune.shared.config import validate
 from tuneprune.sparsity import Sparsifier, SparsityConfig
 from tuneprune.sparsity.dispatch import accelerator_path
 from tuneprune.sparsity.layers import prunable_layers
 from tuneprune.training import RunConfig
-from tuneprune.training.optim import has_weight_decay
+from tuneprune.training.optim import PackedSGD, has_weight_decay
+from tuneprune.training.stack import StackedModel
 
 CLIPS = (0.5, None, 2.0)  # the first conv and the classifier (< 1000 weights) stay unpruned
 

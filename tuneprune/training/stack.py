@@ -1,11 +1,11 @@
 """K copies of one architecture as stacked tensors: ``[K, ...]`` parameters and buffers, one forward for all.
 
 The parameters of all members are three flat leaves at most, each parameter a view of its
-segment of their rows (:class:`~tuneprune.packing.flat.PackedRowLayout`): the prunable weights
+segment of their rows (:class:`~tuneprune.training.stack.PackedRowLayout`): the prunable weights
 (``[K, N]``, layers as consecutive segments), so thresholds and masks treat all members and
 layers at once, and the other parameters with and without weight decay (formulas §1.1), so
 that gradient clipping and the SGD update are a handful of operations whatever the depth
-(:class:`~tuneprune.packing.optim.PackedSGD`). The forward runs each member's own weights
+(:class:`~tuneprune.training.optim.PackedSGD`). The forward runs each member's own weights
 and BatchNorm buffers on its own batch, either under ``torch.vmap`` over
 ``torch.func.functional_call`` (fused: batched/grouped kernels) or as a loop of
 ``functional_call`` over the members (``loop``), whichever is faster on the device
@@ -14,18 +14,50 @@ and BatchNorm buffers on its own batch, either under ``torch.vmap`` over
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping, Sequence
 
 import torch
 import torch.nn as nn
 from torch.func import functional_call, stack_module_state
 
-from tuneprune.packing.flat import PackedRowLayout
 from tuneprune.sparsity.dispatch import on_numpy
-from tuneprune.sparsity.flat import storage_order
+from tuneprune.sparsity.flat import storage_order, view_in_order
 from tuneprune.sparsity.layers import parametrized_order
 from tuneprune.training.optim import has_weight_decay
+
+
+class PackedRowLayout:
+    """Where each of ``names`` (a member's tensor of shape ``shapes[i]``) lies in a row: segments in that order.
+
+    A segment holds its tensor in the memory order ``orders[i]`` (by default row-major), as
+    :class:`~tuneprune.sparsity.flat.FlatLayout` does for one model, so that a member's
+    channels_last weight is a view with the strides it has alone.
+    """
+
+    def __init__(
+        self, names: Sequence[str], shapes: Sequence[torch.Size], orders: Sequence[Sequence[int]] | None = None
+    ) -> None:
+        self.names = list(names)
+        self.shapes = [torch.Size(shape) for shape in shapes]
+        self.sizes = [shape.numel() for shape in self.shapes]
+        self.orders = [list(o) for o in orders] if orders is not None else [list(range(len(s))) for s in self.shapes]
+
+    def flatten(self, tensors: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """``[K, M]``: row k the tensors ``tensors[name][k]`` flattened in their memory order, one after the other."""
+        pieces = [
+            tensors[name].permute(0, *[d + 1 for d in order]).flatten(1)
+            for name, order in zip(self.names, self.orders, strict=True)
+        ]
+        return torch.cat(pieces, dim=1)
+
+    def views(self, flat: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Inverse of :meth:`flatten`: each name's ``[K, *shape]`` view of its segment of ``flat`` (no copy)."""
+        segments = flat.split(self.sizes, dim=1)
+        return {
+            name: view_in_order(segment, shape, order, lead=1)
+            for name, shape, order, segment in zip(self.names, self.shapes, self.orders, segments, strict=True)
+        }
+
 
 FORWARD_MODES = ("vmap", "loop")
 
@@ -42,8 +74,11 @@ class StackedModel:
     ``leaves`` (:meth:`parameters`) are flat ``[K, M]`` tensors, each laid out by its entry
     of ``layouts``: first ``weights``, the parameters named ``prunable`` (flattened, in that
     order), then the other parameters with weight decay, then those without, each leaf
-    present when it has a parameter. ``buffers`` (BatchNorm statistics) are ``[K, ...]``
-    and updated in place by the forward.
+    present when it has a parameter. Parameters that do not require a gradient (a frozen
+    BatchNorm) are ``constants``, ``[K, ...]`` and never updated. ``buffers`` (BatchNorm
+    statistics) are ``[K, ...]`` and updated in place by the forward. The forward runs
+    ``models`` with their modules' own training modes (:meth:`set_training`; a hook may set
+    some to eval): member k's under ``loop``, member 0's for all under ``vmap``.
     """
 
     def __init__(
@@ -56,10 +91,11 @@ class StackedModel:
         if forward_mode not in FORWARD_MODES:
             raise ValueError(f"forward_mode = {forward_mode!r}, allowed: {', '.join(FORWARD_MODES)}")
         params, self.buffers = stack_module_state(list(models))
-        self.base = copy.deepcopy(models[0]).to("meta")
+        self.models = list(models)
         self.prunable = list(prunable)
         self.clip_order = parametrized_order(models[0], frozenset(self.prunable))
-        self.others = [name for name in params if name not in self.prunable]  # in the models' order
+        self.constants = {name: p for name, p in params.items() if not p.requires_grad}
+        self.others = [name for name in params if name not in self.prunable and name not in self.constants]
         orders = {name: storage_order(p) for name, p in models[0].named_parameters()}  # as alone (channels_last)
         decayed = [name for name in self.others if has_weight_decay(params[name][0])]
         groups = [(self.prunable, True), (decayed, True), ([n for n in self.others if n not in decayed], False)]
@@ -92,8 +128,13 @@ class StackedModel:
         """Per entry of :meth:`parameters`: whether weight decay applies to it (formulas §1.1)."""
         return list(self._decays)
 
-    def _member_forward(self, params: dict, buffers: dict, x: torch.Tensor) -> torch.Tensor:
-        return functional_call(self.base, (params, buffers), (x,))
+    def _member_forward(self, params: dict, buffers: dict, x: torch.Tensor, member: int = 0) -> torch.Tensor:
+        return functional_call(self.models[member], (params, buffers), (x,))
+
+    def set_training(self, mode: bool) -> None:
+        """Put every member's model (all its modules) in training (True) or eval mode."""
+        for model in self.models:
+            model.train(mode)
 
     def named_leaves(self, leaves: Sequence[torch.Tensor | None]) -> dict[str, torch.Tensor]:
         """Tensors aligned with :meth:`parameters` (such as momentum buffers) as ``[K, *shape]`` views by
@@ -105,8 +146,8 @@ class StackedModel:
         return named
 
     def member_params(self, weights: torch.Tensor | None) -> dict[str, torch.Tensor]:
-        """``[K, ...]`` parameters by name, the prunable ones taken from ``[K, N]`` ``weights``."""
-        return self.named_leaves([weights, *self.leaves[1:]] if self.prunable else self.leaves)
+        """``[K, ...]`` parameters by name (the constants too), the prunable ones taken from ``[K, N]`` ``weights``."""
+        return {**self.named_leaves([weights, *self.leaves[1:]] if self.prunable else self.leaves), **self.constants}
 
     def stack_leaves(self, rows: Sequence[Mapping[str, torch.Tensor]]) -> list[torch.Tensor | None]:
         """Inverse of :meth:`named_leaves`: one mapping per member to leaves aligned with :meth:`parameters`.
@@ -129,7 +170,7 @@ class StackedModel:
         path (CPU, :func:`~tuneprune.sparsity.dispatch.on_numpy`) every parameter's gradient
         on its own, in the order ``torch.nn.utils.clip_grad_norm_`` meets them in the
         member's model alone (:func:`~tuneprune.sparsity.layers.parametrized_order`), so
-        that :meth:`PackedSGD.clip <tuneprune.packing.optim.PackedSGD.clip>` clips each
+        that :meth:`PackedSGD.clip <tuneprune.training.optim.PackedSGD.clip>` clips each
         member bit for bit as alone.
         """
         grads = [leaf.grad for leaf in self.leaves]
@@ -138,10 +179,9 @@ class StackedModel:
         named = self.named_leaves(grads)
         return [named[name] for name in self.clip_order if name in named]
 
-    def forward(self, weights: torch.Tensor | None, x: torch.Tensor, train: bool) -> torch.Tensor:
+    def forward(self, weights: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
         """``[K, B, classes]`` logits of every member on its own batch ``x[k]`` ([K, B, ...]), each batch in the
-        members' memory format."""
-        self.base.train(train)
+        members' memory format, each module in its mode (:meth:`set_training`)."""
         params = self.member_params(weights)
         if self.forward_mode == "vmap":
             if self.memory_format == torch.channels_last:  # each x[k] a channels_last view
@@ -155,6 +195,7 @@ class StackedModel:
                     {name: r[k] for name, r in rows.items()},
                     {name: r[k] for name, r in buffer_rows.items()},
                     x[k].contiguous(memory_format=self.memory_format),
+                    k,
                 )
                 for k in range(len(x))
             ]
@@ -172,6 +213,8 @@ class StackedModel:
 
         self.leaves = [select(leaf) for leaf in self.leaves]
         self.buffers = {name: b.index_select(0, index) for name, b in self.buffers.items()}
+        self.constants = {name: c.index_select(0, index) for name, c in self.constants.items()}
+        self.models = [self.models[i] for i in rows]
 
     @torch.no_grad()
     def member_state(self, row: int, weights: torch.Tensor | None) -> dict[str, torch.Tensor]:
