@@ -17,7 +17,6 @@ from typing import Any
 import pytest
 import torch
 
-from tuneprune.models import create_model
 from tuneprune.shared.config import validate
 from tuneprune.sparsity import prunable_sparsity
 from tuneprune.training import PackedTrainer, RunConfig, TrainingDiverged, check_packable, train, train_packed
@@ -157,11 +156,20 @@ def test_channels_last_members_train_bit_for_bit_as_alone():
         assert member.result is not None
 
 
-def frozen_model(seed: int) -> tuple[torch.nn.Module, FrozenWeights]:
-    """A user's model (small CNN, seeded) with a third of each kernel's entries zeroed, and the hook that keeps
-    them zero with its BatchNorm frozen in eval mode (as the pruning fine-tunings use it)."""
+def user_model(seed: int) -> torch.nn.Module:
+    """A network of the user's own (seeded), not in the registry: its prunable row (144 + 2,560 weights) and
+    its other parameters (58) end in a partial SIMD vector, alone and in a pack."""
     torch.manual_seed(seed)
-    model = create_model("small_cnn", 10, 1)
+    nn = torch.nn
+    return nn.Sequential(
+        nn.Conv2d(1, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(256, 10)
+    )
+
+
+def frozen_model(seed: int) -> tuple[torch.nn.Module, FrozenWeights]:
+    """A user's model with a third of each kernel's entries zeroed, and the hook that keeps them zero with its
+    BatchNorm frozen in eval mode (as the pruning fine-tunings use it)."""
+    model = user_model(seed)
     generator = torch.Generator().manual_seed(seed)
     frozen = []
     for conv in (m for m in model.modules() if isinstance(m, torch.nn.Conv2d)):
@@ -182,7 +190,7 @@ def test_members_with_their_own_models_and_hooks_train_bit_for_bit_as_alone():
         model, hook = frozen_model(run_config.seed)
         alone.append(train(run_config, model=model, hooks=[hook]))
     pairs = [frozen_model(c.seed) for c in configs]
-    initial = [model.state_dict()["features.1.running_mean"].clone() for model, _ in pairs]
+    initial = [model.state_dict()["1.running_mean"].clone() for model, _ in pairs]
     with pytest.raises(ValueError, match="hooks need 'loop'"):
         PackedTrainer(configs, "vmap", models=[m for m, _ in pairs], hooks=[[h] for _, h in pairs])
     trainer = PackedTrainer(configs, models=[m for m, _ in pairs], hooks=[[h] for _, h in pairs])
@@ -196,8 +204,8 @@ def test_members_with_their_own_models_and_hooks_train_bit_for_bit_as_alone():
             assert torch.equal(packed, single[name]), name
         for weight, mask in hook.frozen:
             assert weight[mask.expand_as(weight)].abs().sum() == 0  # the frozen entries stayed zero
-        assert torch.equal(model.state_dict()["features.1.running_mean"], mean)  # BatchNorm stayed in eval mode
-    unhooked = train_packed(configs[:1])[0].history
+        assert torch.equal(model.state_dict()["1.running_mean"], mean)  # BatchNorm stayed in eval mode
+    unhooked = train(configs[0], model=user_model(configs[0].seed)).history
     assert unhooked[0]["train_loss"] != members[0].history[0]["train_loss"]  # the hook changed the trial
 
 

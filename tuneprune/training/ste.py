@@ -15,6 +15,14 @@ from tuneprune.sparsity.operator import threshold_operator
 from tuneprune.training.threads import single_threaded
 
 
+def _threshold_rows(weights: torch.Tensor, thresholds: torch.Tensor, p: float) -> torch.Tensor:
+    """``P_T`` of every row; on the CPU one row at a time, so that each member's elementwise loops split
+    into vectorized body and scalar tail as they do alone (the two round ``|w|^(1/p)`` differently)."""
+    if weights.device.type != "cpu" or len(weights) == 1:
+        return threshold_operator(weights, thresholds, p)
+    return torch.stack([threshold_operator(w, t, p) for w, t in zip(weights, thresholds, strict=True)])
+
+
 class _PackedStraightThrough(torch.autograd.Function):
     """Forward ``P_T(w)`` on active rows, ``w`` elsewhere; backward ``m * grad``."""
 
@@ -23,7 +31,7 @@ class _PackedStraightThrough(torch.autograd.Function):
         ctx, weights: torch.Tensor, masks: Masks, thresholds: torch.Tensor, scale: torch.Tensor | None, p: float
     ) -> torch.Tensor:
         ctx.scale = scale
-        thresholded = threshold_operator(weights, thresholds, p)
+        thresholded = _threshold_rows(weights, thresholds, p)
         if masks.host_active is not None and all(masks.host_active):
             return thresholded
         return torch.where(masks.active, thresholded, weights)
