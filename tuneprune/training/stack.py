@@ -51,10 +51,12 @@ class PackedRowLayout:
         return torch.cat(pieces, dim=1)
 
     def views(self, flat: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Inverse of :meth:`flatten`: each name's ``[K, *shape]`` view of its segment of ``flat`` (no copy)."""
-        segments = flat.split(self.sizes, dim=1)
+        """Inverse of :meth:`flatten`: each name's ``[K, *shape]`` view of its segment of ``flat`` (no copy); of
+        one row (``[M]``) each name's view of its tensor."""
+        lead = flat.ndim - 1
+        segments = flat.split(self.sizes, dim=lead)
         return {
-            name: view_in_order(segment, shape, order, lead=1)
+            name: view_in_order(segment, shape, order, lead=lead)
             for name, shape, order, segment in zip(self.names, self.shapes, self.orders, segments, strict=True)
         }
 
@@ -66,6 +68,11 @@ def _members(stacked: torch.Tensor) -> Sequence[torch.Tensor]:
     """The members' tensors of a ``[K, ...]`` tensor, as views. One member's is ``squeeze(0)``, whose backward is
     a view as well (``unbind``'s stacks the gradients: a copy per tensor, on CUDA a kernel each)."""
     return (stacked.squeeze(0),) if len(stacked) == 1 else stacked.unbind(0)
+
+
+def join_members(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Inverse of :func:`_members`: ``[K, ...]`` of the members' tensors; one member's is a view (``unsqueeze``)."""
+    return tensors[0].unsqueeze(0) if len(tensors) == 1 else torch.stack(list(tensors))
 
 
 class StackedModel:
@@ -108,6 +115,7 @@ class StackedModel:
         self.leaves = [layout.flatten(params).detach().requires_grad_() for layout in self.layouts]
         self.forward_mode = forward_mode
         self.memory_format = memory_format  # of each member's batches
+        self._fixed_rows: list[tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]] | None = None
         self._vmapped = torch.vmap(self._member_forward, in_dims=(0, 0, 0), randomness="error")
 
     @property
@@ -182,24 +190,39 @@ class StackedModel:
     def forward(self, weights: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
         """``[K, B, classes]`` logits of every member on its own batch ``x[k]`` ([K, B, ...]), each batch in the
         members' memory format, each module in its mode (:meth:`set_training`)."""
-        params = self.member_params(weights)
         if self.forward_mode == "vmap":
             if self.memory_format == torch.channels_last:  # each x[k] a channels_last view
                 x = x.permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3)
-            return self._vmapped(params, self.buffers, x)
-        rows = {name: _members(t) for name, t in params.items()}
-        buffer_rows = {name: _members(t) for name, t in self.buffers.items()}
-        return torch.stack(
+            return self._vmapped(self.member_params(weights), self.buffers, x)
+        return join_members(
             [
-                self._member_forward(
-                    {name: r[k] for name, r in rows.items()},
-                    {name: r[k] for name, r in buffer_rows.items()},
-                    x[k].contiguous(memory_format=self.memory_format),
-                    k,
+                self._member_forward({**params, **fixed}, buffers, x[k].contiguous(memory_format=self.memory_format), k)
+                for k, (params, (fixed, buffers)) in enumerate(
+                    zip(self._member_params(weights), self._member_fixed(), strict=True)
                 )
-                for k in range(len(x))
             ]
         )
+
+    def _member_params(self, weights: torch.Tensor | None) -> list[dict[str, torch.Tensor]]:
+        """Each member's trained parameters by name, views of its row of each leaf (the prunable ones of
+        ``weights``, None without prunable weights): one view per parameter and member."""
+        leaves = self.leaves if weights is None else [weights, *self.leaves[1:]]
+        members: list[dict[str, torch.Tensor]] = [{} for _ in range(len(self.models))]
+        for layout, leaf in zip(self.layouts, leaves, strict=True):
+            for params, row in zip(members, _members(leaf), strict=True):
+                params.update(layout.views(row))
+        return members
+
+    def _member_fixed(self) -> list[tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]]:
+        """Each member's constants and buffers by name, views of their rows (made once; the forward updates the
+        buffers in place)."""
+        if self._fixed_rows is None:
+            self._fixed_rows = [({}, {}) for _ in self.models]
+            for side, group in enumerate((self.constants, self.buffers)):
+                for name, t in group.items():
+                    for fixed, row in zip(self._fixed_rows, _members(t), strict=True):
+                        fixed[side][name] = row
+        return self._fixed_rows
 
     def keep(self, rows: Sequence[int]) -> None:
         """Go on with the members at ``rows`` only (their gradients kept)."""
@@ -215,6 +238,7 @@ class StackedModel:
         self.buffers = {name: b.index_select(0, index) for name, b in self.buffers.items()}
         self.constants = {name: c.index_select(0, index) for name, c in self.constants.items()}
         self.models = [self.models[i] for i in rows]
+        self._fixed_rows = None
 
     @torch.no_grad()
     def member_state(self, row: int, weights: torch.Tensor | None) -> dict[str, torch.Tensor]:

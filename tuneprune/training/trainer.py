@@ -33,7 +33,7 @@ from tuneprune.training.evaluate import evaluate_stacked
 from tuneprune.training.hooks import TrainHook
 from tuneprune.training.key import check_packable
 from tuneprune.training.optim import PackedSGD
-from tuneprune.training.stack import StackedModel
+from tuneprune.training.stack import StackedModel, join_members
 from tuneprune.training.ste import thresholded_weights
 from tuneprune.training.threads import single_threaded
 
@@ -256,8 +256,8 @@ class PackedTrainer:
         the epoch's end (no parameter is shared, so its NaNs stay in its own rows), where
         :meth:`_drop_diverged` fails it, as the solo loop checks once per epoch.
         """
-        x = torch.stack([xb for xb, _ in batches])
-        y = torch.stack([yb for _, yb in batches])
+        x = join_members([xb for xb, _ in batches])
+        y = join_members([yb for _, yb in batches])
         for hook in self._running_hooks():
             hook.before_iteration()
         with single_threaded(self.device):
@@ -266,7 +266,7 @@ class PackedTrainer:
             weights = self._forward_weights()
         with self.autocast:  # precision: bf16, as the solo loop (formulas §1.6)
             logits = self.stack.forward(weights, x)
-            losses = torch.stack([F.cross_entropy(logits[k], y[k]) for k in range(len(batches))])
+            losses = join_members([F.cross_entropy(logits[k], y[k]) for k in range(len(batches))])
         params = self.stack.parameters()
         for p in params:
             p.grad = None
