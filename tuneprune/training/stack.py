@@ -205,12 +205,20 @@ class StackedModel:
 
     def _member_params(self, weights: torch.Tensor | None) -> list[dict[str, torch.Tensor]]:
         """Each member's trained parameters by name, views of its row of each leaf (the prunable ones of
-        ``weights``, None without prunable weights): one view per parameter and member."""
+        ``weights``, None without prunable weights).
+
+        Of one member, the views of its row (one operator per parameter, forward and backward);
+        of several, each parameter's ``[K, *shape]`` view unbound (two per parameter whatever K).
+        """
         leaves = self.leaves if weights is None else [weights, *self.leaves[1:]]
         members: list[dict[str, torch.Tensor]] = [{} for _ in range(len(self.models))]
         for layout, leaf in zip(self.layouts, leaves, strict=True):
-            for params, row in zip(members, _members(leaf), strict=True):
-                params.update(layout.views(row))
+            if len(leaf) == 1:
+                members[0].update(layout.views(leaf.squeeze(0)))
+                continue
+            for name, stacked in layout.views(leaf).items():
+                for params, row in zip(members, stacked.unbind(0), strict=True):
+                    params[name] = row
         return members
 
     def _member_fixed(self) -> list[tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]]:
