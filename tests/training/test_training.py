@@ -61,6 +61,11 @@ def test_resume_from_checkpoint_equals_uninterrupted(tmp_path):
         torch.equal(x, y)
         for x, y in zip(straight.model.state_dict().values(), resumed.model.state_dict().values(), strict=True)
     )
+    other = RunConfig(**{**FAST, "epochs": 4, "lr": 0.05})
+    with pytest.raises(
+        ConfigError, match=r"checkpoint.pt: the checkpoint of a run whose config differs in epochs, lr;"
+    ):
+        train(other, resume_from=tmp_path)
 
 
 class _Stop(Exception):

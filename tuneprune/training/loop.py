@@ -10,6 +10,7 @@ import torch.nn as nn
 
 from tuneprune.data import DatasetSplits
 from tuneprune.output.progress import ProgressBar
+from tuneprune.shared.config import ConfigError
 from tuneprune.training.checkpoint import CHECKPOINT_NAME, load_run_state, save_member
 from tuneprune.training.config import RunConfig
 from tuneprune.training.hooks import TrainHook
@@ -41,13 +42,24 @@ def train(
     ``resume_from`` (a run state file, of this run or of the trial trained as a pack
     member, or a directory holding ``checkpoint.pt``) restores weights, momentum, learning
     rate, sparsity state, hooks and RNG state and continues with the next epoch, so the
-    result equals an uninterrupted run. A loss that turns NaN or infinite raises
+    result equals an uninterrupted run (``ConfigError`` naming the differing fields when the
+    state is of another config). A loss that turns NaN or infinite raises
     :class:`~tuneprune.training.trainer.TrainingDiverged` at the end of its epoch.
     """
     state = None
     if resume_from is not None:
         path = Path(resume_from)
-        state = load_run_state(path / CHECKPOINT_NAME if path.is_dir() else path)
+        path = path / CHECKPOINT_NAME if path.is_dir() else path
+        state = load_run_state(path)
+        dumped = config.model_dump(mode="json")
+        differing = sorted(
+            key for key in dumped.keys() | state["config"].keys() if dumped.get(key) != state["config"].get(key)
+        )
+        if differing:
+            raise ConfigError(
+                f"{path}: the checkpoint of a run whose config differs in {', '.join(differing)}; "
+                "resume it with its own config, or start afresh"
+            )
     trainer = PackedTrainer(
         [config],
         resume=[state],
