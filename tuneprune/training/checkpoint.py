@@ -19,11 +19,11 @@ if TYPE_CHECKING:  # imported in load_model at run time
 
 CHECKPOINT_NAME = "checkpoint.pt"
 MODEL_NAME = "model.pt"
-# A run's state at an epoch's end, one format for a solo run and a pack member: "config"
+# A run's state at an epoch's end, the state of a pack member (a run is a pack of one): "config"
 # (the run config as JSON values), "epoch", "history", "model" (the raw weights w by their
 # plain parameter names), "momentum" (SGD buffers by the same names), "sparsity" (the
-# engine's state of the run, None when dense); a solo run adds "hooks" (its own hooks'
-# states) and "torch_rng". Plain values and CPU tensors, for weights_only loading.
+# engine's state of the run, None when dense), "hooks" (its hooks' states); a run's
+# checkpoint adds "torch_rng". Plain values and CPU tensors, for weights_only loading.
 RUN_STATE_FORMAT = "tuneprune-run-state-v1"
 
 
@@ -142,5 +142,5 @@ def save_member(state: MemberState, path: str | Path) -> Path:
 
 
 def load_member(path: str | Path) -> MemberState:
-    """A run state (of a member or a solo run); ``ConfigError`` for a missing, corrupt or foreign file."""
+    """A run state (of a run or a pack member); ``ConfigError`` for a missing, corrupt or foreign file."""
     return load_run_state(path)

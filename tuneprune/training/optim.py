@@ -142,7 +142,7 @@ class PackedSGD:
         pieces are the member's parameters in ``clip_grad_norm_``'s order and each member's
         norms, total and coefficient are computed as ``clip_grad_norm_`` computes them alone
         (one vector norm per tensor, the norm of their stack, ``c * (1 / (norm + 1e-6))``):
-        bit for bit the solo clip. Elsewhere as many norms as pieces, for all members at once
+        bit for bit ``clip_grad_norm_``. Elsewhere as many norms as pieces, for all members at once
         (the rounding of the sums may differ in the last bit).
         """
         if on_numpy(*pieces):

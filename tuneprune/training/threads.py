@@ -3,7 +3,7 @@
 The masks, the thresholded weights and the SGD update of a pack are memory-bound passes
 over ``[K, N]`` tensors, large enough for torch to split them over its thread pool. On a
 CPU whose cores are busy each such split waits for a core (measured on 2 busy cores: 3.6x
-slower than one thread), the round trip the solo engine avoids with NumPy kernels
+slower than one thread), the round trip the Sparsifier avoids with NumPy kernels
 (:mod:`tuneprune.sparsity.kernels`). Convolutions keep all threads.
 """
 

@@ -5,7 +5,7 @@ its own initial weights (seeded as alone), data order and augmentation (its own
 :class:`~tuneprune.data.TensorLoader`), BatchNorm statistics, SGD state, learning-rate
 schedule, gradient clipping (its own norm), sparsity state (formulas §1-4) and hooks.
 One trial is a pack of one: :func:`tuneprune.training.train` runs this trainer with K = 1.
-Per epoch it reports the solo run's metrics. A member whose loss turns NaN or infinite fails
+Per epoch it reports a run's metrics. A member whose loss turns NaN or infinite fails
 alone; :meth:`PackedTrainer.stop` takes a member out between epochs (early stopping).
 :meth:`PackedTrainer.member_state` is a member's checkpoint at an epoch's end; a pack of
 any composition built with ``resume=`` goes on from such states exactly as if never
@@ -106,7 +106,7 @@ class PackedTrainer:
     ``forward_mode`` is ``vmap`` (fused kernels) or ``loop`` (one forward per member);
     by default ``vmap`` for several members on CUDA and ``loop`` on the CPU, where grouped
     convolutions are slower than separate ones (``scripts/bench_pack.py``), and for one
-    member (a search's plain trial, a ``train`` run), whose forward is then the solo run's.
+    member (a search's plain trial, a ``train`` run), whose forward is then its model's own.
 
     ``models`` (one per member, default: each config's registry model seeded as alone) are
     the members' architectures and initial weights; each ends with its member's final
@@ -130,6 +130,9 @@ class PackedTrainer:
     ) -> None:
         check_packable(configs)
         states = check_resume(configs, resume)
+        for name, given in (("models", models), ("data", data), ("hooks", hooks)):
+            if given is not None and len(given) != len(configs):
+                raise ValueError(f"{name} has {len(given)} entries for {len(configs)} members")
         self.hooks = [list(member_hooks) for member_hooks in hooks] if hooks is not None else [[] for _ in configs]
         hooked = any(self.hooks)
         if hooked and forward_mode == "vmap":
@@ -150,7 +153,7 @@ class PackedTrainer:
                 models[k] if models is not None else create_model(config.model, splits.num_classes, splits.in_channels)
             )
             model.to(self.device)
-            if config.channels_last:  # as the solo loop: the model, and each batch in the forward
+            if config.channels_last:  # the model, and each batch in the forward
                 model.to(memory_format=torch.channels_last)
             if states is not None:
                 model.load_state_dict(states[k]["model"])
@@ -254,7 +257,7 @@ class PackedTrainer:
 
         Nothing is read back to the host. A member whose loss is not finite trains on until
         the epoch's end (no parameter is shared, so its NaNs stay in its own rows), where
-        :meth:`_drop_diverged` fails it, as the solo loop checks once per epoch.
+        :meth:`_drop_diverged` fails it: one check per epoch.
         """
         x = join_members([xb for xb, _ in batches])
         y = join_members([yb for _, yb in batches])
@@ -264,7 +267,7 @@ class PackedTrainer:
             if self.stack.weights is not None:  # else no prunable weights, nothing sparse
                 self.sparsity.before_iteration(step, self.stack.weights)
             weights = self._forward_weights()
-        with self.autocast:  # precision: bf16, as the solo loop (formulas §1.6)
+        with self.autocast:  # precision: bf16 (formulas §1.6)
             logits = self.stack.forward(weights, x)
             losses = join_members([F.cross_entropy(logits[k], y[k]) for k in range(len(batches))])
         params = self.stack.parameters()
@@ -298,7 +301,7 @@ class PackedTrainer:
 
     def _drop_diverged(self, epoch: int, step_losses: torch.Tensor) -> list[int]:
         """Fail the members whose loss was not finite at some step of ``epoch`` (``step_losses`` is
-        ``[steps, K]``) with the solo run's message; the positions of the others, which go on."""
+        ``[steps, K]``) with :func:`divergence`'s message; the positions of the others, which go on."""
         finite = torch.isfinite(step_losses).all(dim=0)
         if bool(finite.all()):
             return list(range(len(self.rows)))
