@@ -29,7 +29,7 @@ def _builder(weights, threshold_mode, drop: DropConfig) -> tuple[MaskBuilder, to
 def _layers(weights, flags: torch.Tensor | None) -> list[torch.Tensor]:
     """The one member's ``[1, N]`` flags as per-layer views in the weights' shapes."""
     assert flags is not None
-    return FlatLayout(weights).shaped(flags[0])
+    return FlatLayout.of(weights).shaped(flags[0])
 
 
 def _eliminated_total(masks: Masks) -> int:

@@ -32,27 +32,59 @@ def view_in_order(piece: torch.Tensor, shape: Sequence[int], order: Sequence[int
 
 
 class FlatLayout:
-    """Where each of several same-dtype tensors lives in one flat buffer, in its own memory layout.
+    """Where each of several same-dtype tensors lies in a flat row: consecutive segments, each holding its
+    tensor's entries in that tensor's memory order (``orders``), so that a contiguous or a channels_last tensor
+    keeps its strides as a view of its segment.
 
-    A tensor's segment holds its entries in its memory order, so that a contiguous or a
-    channels_last weight keeps its layout when it becomes a view of the buffer.
+    A row is one model's tensors (``[M]``, the Sparsifier's buffer), or the last dimension of ``[K, M]``, whose
+    K rows hold K members' tensors (a pack's leaves). ``names`` (optional) name the tensors for :meth:`views`.
     """
 
-    def __init__(self, tensors: Sequence[torch.Tensor]) -> None:
+    def __init__(
+        self,
+        shapes: Sequence[Sequence[int]],
+        orders: Sequence[Sequence[int]],
+        device: torch.device,
+        dtype: torch.dtype = torch.float32,
+        names: Sequence[str] = (),
+    ) -> None:
+        self.shapes = [torch.Size(shape) for shape in shapes]
+        self.orders = [list(order) for order in orders]
+        self.names = list(names)
+        self.dtype, self.device = dtype, device
+        self.segments = Segments([shape.numel() for shape in self.shapes], device)
+
+    @classmethod
+    def of(cls, tensors: Sequence[torch.Tensor], names: Sequence[str] = ()) -> FlatLayout:
+        """The layout of ``tensors`` (one dtype, one device), each in its own memory order."""
         first = tensors[0]
         if any(t.dtype != first.dtype or t.device != first.device for t in tensors):
-            raise ValueError("all prunable weights must share one dtype and one device")
-        self.dtype, self.device = first.dtype, first.device
-        self.shapes = [t.shape for t in tensors]
-        self.orders = [storage_order(t) for t in tensors]
-        self.segments = Segments([t.numel() for t in tensors], first.device)
+            raise ValueError("all tensors of a flat layout must share one dtype and one device")
+        return cls([t.shape for t in tensors], [storage_order(t) for t in tensors], first.device, first.dtype, names)
+
+    @property
+    def sizes(self) -> list[int]:
+        """Each tensor's number of entries: its segment's length."""
+        return self.segments.sizes
 
     def shaped(self, flat: torch.Tensor) -> list[torch.Tensor]:
-        """Views of ``flat`` (this layout's size, any dtype) with each tensor's shape and strides."""
+        """Views of ``flat`` (``[M]`` or ``[K, M]``, any dtype) with each tensor's shape and strides (after K)."""
+        lead = flat.ndim - 1
         return [
-            view_in_order(piece, shape, order)
+            view_in_order(piece, shape, order, lead)
             for piece, shape, order in zip(self.segments.split(flat), self.shapes, self.orders, strict=True)
         ]
+
+    def views(self, flat: torch.Tensor) -> dict[str, torch.Tensor]:
+        """:meth:`shaped` by name."""
+        return dict(zip(self.names, self.shaped(flat), strict=True))
+
+    def flatten(self, stacked: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Inverse of :meth:`shaped` for ``[K, ...]`` tensors: ``[K, M]``, row k their k-th tensors in their memory order."""
+        pieces = [
+            t.permute(0, *[d + 1 for d in order]).flatten(1) for t, order in zip(stacked, self.orders, strict=True)
+        ]
+        return torch.cat(pieces, dim=1)
 
     def empty(self, dtype: torch.dtype | None = None) -> torch.Tensor:
         return torch.empty(self.segments.total, dtype=dtype or self.dtype, device=self.device)
@@ -65,7 +97,7 @@ def flatten_parameters(parameters: Sequence[torch.nn.Parameter]) -> tuple[FlatLa
     Returns the layout and the buffer. The optimizer and the state_dict see the same
     parameters as before; in-place updates of a parameter write into the buffer.
     """
-    layout = FlatLayout(parameters)
+    layout = FlatLayout.of(parameters)
     flat = layout.empty()
     for parameter, view in zip(parameters, layout.shaped(flat), strict=True):
         view.copy_(parameter)

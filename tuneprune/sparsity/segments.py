@@ -60,8 +60,8 @@ class Segments:
         return per_segment.index_select(0, self.ids)
 
     def split(self, flat: torch.Tensor) -> list[torch.Tensor]:
-        """The views of ``flat``, one per segment."""
-        return list(flat.split(self.sizes))
+        """The views of ``flat`` (``[..., total]``), one per segment of its last dimension."""
+        return list(flat.split(self.sizes, dim=-1))
 
 
 class RowSegments:

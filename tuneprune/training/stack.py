@@ -1,7 +1,7 @@
 """K copies of one architecture as stacked tensors: ``[K, ...]`` parameters and buffers, one forward for all.
 
 The parameters of all members are three flat leaves at most, each parameter a view of its
-segment of their rows (:class:`~tuneprune.training.stack.PackedRowLayout`): the prunable weights
+segment of their rows (:class:`~tuneprune.sparsity.flat.FlatLayout`): the prunable weights
 (``[K, N]``, layers as consecutive segments), so thresholds and masks treat all members and
 layers at once, and the other parameters with and without weight decay (formulas §1.1), so
 that gradient clipping and the SGD update are a handful of operations whatever the depth
@@ -21,45 +21,9 @@ import torch.nn as nn
 from torch.func import functional_call, stack_module_state
 
 from tuneprune.sparsity.dispatch import on_numpy
-from tuneprune.sparsity.flat import storage_order, view_in_order
+from tuneprune.sparsity.flat import FlatLayout, storage_order
 from tuneprune.sparsity.layers import parametrized_order
 from tuneprune.training.optim import has_weight_decay
-
-
-class PackedRowLayout:
-    """Where each of ``names`` (a member's tensor of shape ``shapes[i]``) lies in a row: segments in that order.
-
-    A segment holds its tensor in the memory order ``orders[i]`` (by default row-major), as
-    :class:`~tuneprune.sparsity.flat.FlatLayout` does for one model, so that a member's
-    channels_last weight is a view with the strides it has alone.
-    """
-
-    def __init__(
-        self, names: Sequence[str], shapes: Sequence[torch.Size], orders: Sequence[Sequence[int]] | None = None
-    ) -> None:
-        self.names = list(names)
-        self.shapes = [torch.Size(shape) for shape in shapes]
-        self.sizes = [shape.numel() for shape in self.shapes]
-        self.orders = [list(o) for o in orders] if orders is not None else [list(range(len(s))) for s in self.shapes]
-
-    def flatten(self, tensors: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        """``[K, M]``: row k the tensors ``tensors[name][k]`` flattened in their memory order, one after the other."""
-        pieces = [
-            tensors[name].permute(0, *[d + 1 for d in order]).flatten(1)
-            for name, order in zip(self.names, self.orders, strict=True)
-        ]
-        return torch.cat(pieces, dim=1)
-
-    def views(self, flat: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Inverse of :meth:`flatten`: each name's ``[K, *shape]`` view of its segment of ``flat`` (no copy); of
-        one row (``[M]``) each name's view of its tensor."""
-        lead = flat.ndim - 1
-        segments = flat.split(self.sizes, dim=lead)
-        return {
-            name: view_in_order(segment, shape, order, lead=lead)
-            for name, shape, order, segment in zip(self.names, self.shapes, self.orders, segments, strict=True)
-        }
-
 
 FORWARD_MODES = ("vmap", "loop")
 
@@ -106,13 +70,18 @@ class StackedModel:
         orders = {name: storage_order(p) for name, p in models[0].named_parameters()}  # as alone (channels_last)
         decayed = [name for name in self.others if has_weight_decay(params[name][0])]
         groups = [(self.prunable, True), (decayed, True), ([n for n in self.others if n not in decayed], False)]
+        first = params[next(iter(params))]
         self.layouts = [
-            PackedRowLayout(names, [params[name].shape[1:] for name in names], [orders[name] for name in names])
+            FlatLayout(
+                [params[name].shape[1:] for name in names], [orders[name] for name in names], first.device, names=names
+            )
             for names, _ in groups
             if names
         ]
         self._decays = [decay for names, decay in groups if names]
-        self.leaves = [layout.flatten(params).detach().requires_grad_() for layout in self.layouts]
+        self.leaves = [
+            layout.flatten([params[n] for n in layout.names]).detach().requires_grad_() for layout in self.layouts
+        ]
         self.forward_mode = forward_mode
         self.memory_format = memory_format  # of each member's batches
         self._fixed_rows: list[tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]] | None = None
@@ -164,10 +133,10 @@ class StackedModel:
         """
         device = self.leaves[0].device
 
-        def stacked(layout: PackedRowLayout) -> torch.Tensor | None:
+        def stacked(layout: FlatLayout) -> torch.Tensor | None:
             if any(name not in row for row in rows for name in layout.names):
                 return None
-            return layout.flatten({name: torch.stack([row[name] for row in rows]) for name in layout.names}).to(device)
+            return layout.flatten([torch.stack([row[name] for row in rows]) for name in layout.names]).to(device)
 
         return [stacked(layout) for layout in self.layouts]
 
