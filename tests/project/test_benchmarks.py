@@ -158,3 +158,21 @@ def test_bench_early_stop_prints_each_rule_as_a_ratio_to_no_stopping():
     assert sorted(medians) == ["crowding", "epsilon_net", "first", "none"], out.stdout
     assert float(medians["none"]) == 1.0  # epochs as a ratio to the search without stopping
     assert all(0 < float(r) <= 1.0 for r in medians.values())  # stopping never trains more
+
+
+@pytest.mark.ray  # the script starts its own local Ray
+def test_bench_trainable_prints_both_apis_and_their_ratio():
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "bench_trainable.py"), "--trials", "3", "--iterations", "2",
+         "--matmuls", "1", "--repeats", "1"],
+        capture_output=True, text=True, timeout=600, cwd=ROOT,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    header, rows = _table(out.stdout)
+    assert header[0] == "API"
+    assert len(header) == 8, header
+    assert [row[0] for row in rows] == [
+        "function 1", "class 1", "function, median", "class, median", "class / function (medians)"
+    ], out.stdout  # fmt: skip
+    for row in rows:
+        assert all(float(cell) > 0 for cell in row[1:]), row
