@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import torch
@@ -52,7 +53,7 @@ class FlatLayout:
         self.orders = [list(order) for order in orders]
         self.names = list(names)
         self.dtype, self.device = dtype, device
-        self.segments = Segments([shape.numel() for shape in self.shapes], device)
+        self.sizes = [shape.numel() for shape in self.shapes]  # each tensor's segment length
 
     @classmethod
     def of(cls, tensors: Sequence[torch.Tensor], names: Sequence[str] = ()) -> FlatLayout:
@@ -62,17 +63,18 @@ class FlatLayout:
             raise ValueError("all tensors of a flat layout must share one dtype and one device")
         return cls([t.shape for t in tensors], [storage_order(t) for t in tensors], first.device, first.dtype, names)
 
-    @property
-    def sizes(self) -> list[int]:
-        """Each tensor's number of entries: its segment's length."""
-        return self.segments.sizes
+    @functools.cached_property
+    def segments(self) -> Segments:
+        """The segments with their per-entry ids on the device, for one-pass reductions over them (made when first
+        asked: a pack's leaves never need them)."""
+        return Segments(self.sizes, self.device)
 
     def shaped(self, flat: torch.Tensor) -> list[torch.Tensor]:
         """Views of ``flat`` (``[M]`` or ``[K, M]``, any dtype) with each tensor's shape and strides (after K)."""
         lead = flat.ndim - 1
         return [
             view_in_order(piece, shape, order, lead)
-            for piece, shape, order in zip(self.segments.split(flat), self.shapes, self.orders, strict=True)
+            for piece, shape, order in zip(flat.split(self.sizes, dim=-1), self.shapes, self.orders, strict=True)
         ]
 
     def views(self, flat: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -87,7 +89,7 @@ class FlatLayout:
         return torch.cat(pieces, dim=1)
 
     def empty(self, dtype: torch.dtype | None = None) -> torch.Tensor:
-        return torch.empty(self.segments.total, dtype=dtype or self.dtype, device=self.device)
+        return torch.empty(sum(self.sizes), dtype=dtype or self.dtype, device=self.device)
 
 
 @torch.no_grad()

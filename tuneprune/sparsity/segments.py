@@ -59,10 +59,6 @@ class Segments:
         assert self.ids is not None  # more than one segment
         return per_segment.index_select(0, self.ids)
 
-    def split(self, flat: torch.Tensor) -> list[torch.Tensor]:
-        """The views of ``flat`` (``[..., total]``), one per segment of its last dimension."""
-        return list(flat.split(self.sizes, dim=-1))
-
 
 class RowSegments:
     """The ``[K, N]`` matrix of K members' prunable weights as segments of its flat ``[K * N]`` view (formulas §1.4).
