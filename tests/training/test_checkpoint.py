@@ -92,7 +92,9 @@ def test_states_of_different_epochs_or_configs_are_refused(uninterrupted):
         PackedTrainer(CONFIGS[:2], resume=[first, second])
     with pytest.raises(ValueError, match=r"one epoch, got epochs \[1, 0\]"):
         PackedTrainer(CONFIGS[:2], resume=[first, None])
-    with pytest.raises(ValueError, match=r"resume\[0\] is the state of another config"):
+    with pytest.raises(
+        ValueError, match=r"resume\[0\] is the state of another config than member 0.s \(differs in .*seed.*\)"
+    ):
         PackedTrainer(CONFIGS[1:2], resume=[first])
 
 

@@ -114,6 +114,12 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tu
 MemberState = dict[str, Any]
 
 
+def config_differences(config: RunConfig, state: MemberState) -> list[str]:
+    """The run-config fields in which ``state`` (a run state) was saved with other values than ``config``'s, sorted."""
+    saved, current = state["config"], config.model_dump(mode="json")
+    return sorted(key for key in current.keys() | saved.keys() if current.get(key) != saved.get(key))
+
+
 def check_resume(configs: Sequence[RunConfig], resume: Sequence[MemberState | None] | None) -> list[MemberState] | None:
     """The states to resume ``configs`` from, or None to start at epoch 0; ``ValueError`` where they do not fit.
 
@@ -129,8 +135,11 @@ def check_resume(configs: Sequence[RunConfig], resume: Sequence[MemberState | No
     if len(set(epochs)) > 1:
         raise ValueError(f"resumed members must be at one epoch, got epochs {epochs} (a member without a state at 0)")
     for index, (config, state) in enumerate(zip(configs, resume, strict=True)):
-        if state is not None and state["config"] != config.model_dump(mode="json"):
-            raise ValueError(f"resume[{index}] is the state of another config than member {index}'s")
+        differing = [] if state is None else config_differences(config, state)
+        if differing:
+            raise ValueError(
+                f"resume[{index}] is the state of another config than member {index}'s (differs in {', '.join(differing)})"
+            )
     if epochs[0] == 0:
         return None
     return [state for state in resume if state is not None]  # at an epoch > 0 every member has its state

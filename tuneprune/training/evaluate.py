@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from tuneprune.training.stack import StackedModel
+from tuneprune.training.stack import StackedModel, join_members
 
 
 @torch.no_grad()
@@ -47,7 +47,7 @@ def evaluate_stacked(
     correct = torch.zeros(len(xs), device=ys[0].device)
     loss_sum = torch.zeros(len(xs), device=ys[0].device)
     for i in range(0, count, batch_size):
-        logits = stack.forward(weights, torch.stack([x[i : i + batch_size] for x in xs]))
+        logits = stack.forward(weights, join_members([x[i : i + batch_size] for x in xs]))
         for k, y in enumerate(ys):
             target = y[i : i + batch_size]
             loss_sum[k] += F.cross_entropy(logits[k], target, reduction="sum")

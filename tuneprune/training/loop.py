@@ -11,7 +11,7 @@ import torch.nn as nn
 from tuneprune.data import DatasetSplits
 from tuneprune.output.progress import ProgressBar
 from tuneprune.shared.config import ConfigError
-from tuneprune.training.checkpoint import CHECKPOINT_NAME, load_run_state, save_member
+from tuneprune.training.checkpoint import CHECKPOINT_NAME, config_differences, load_run_state, save_member
 from tuneprune.training.config import RunConfig
 from tuneprune.training.hooks import TrainHook
 from tuneprune.training.trainer import PackedTrainer, TrainingDiverged, TrainResult
@@ -51,10 +51,7 @@ def train(
         path = Path(resume_from)
         path = path / CHECKPOINT_NAME if path.is_dir() else path
         state = load_run_state(path)
-        dumped = config.model_dump(mode="json")
-        differing = sorted(
-            key for key in dumped.keys() | state["config"].keys() if dumped.get(key) != state["config"].get(key)
-        )
+        differing = config_differences(config, state)
         if differing:
             raise ConfigError(
                 f"{path}: the checkpoint of a run whose config differs in {', '.join(differing)}; "

@@ -167,12 +167,12 @@ class StackedModel:
             [
                 self._member_forward({**params, **fixed}, buffers, x[k].contiguous(memory_format=self.memory_format), k)
                 for k, (params, (fixed, buffers)) in enumerate(
-                    zip(self._member_params(weights), self._member_fixed(), strict=True)
+                    zip(self._params_by_member(weights), self._fixed_by_member(), strict=True)
                 )
             ]
         )
 
-    def _member_params(self, weights: torch.Tensor | None) -> list[dict[str, torch.Tensor]]:
+    def _params_by_member(self, weights: torch.Tensor | None) -> list[dict[str, torch.Tensor]]:
         """Each member's trained parameters by name, views of its row of each leaf (the prunable ones of
         ``weights``, None without prunable weights).
 
@@ -190,7 +190,7 @@ class StackedModel:
                     params[name] = row
         return members
 
-    def _member_fixed(self) -> list[tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]]:
+    def _fixed_by_member(self) -> list[tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]]:
         """Each member's constants and buffers by name, views of their rows (made once; the forward updates the
         buffers in place)."""
         if self._fixed_rows is None:
