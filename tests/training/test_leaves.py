@@ -115,3 +115,33 @@ def test_each_member_clips_as_clip_grad_norm_alone(sparse, path):
                 assert torch.equal(packed[name][k], grad_of(p)), name
             else:
                 torch.testing.assert_close(packed[name][k], p.grad, rtol=1e-5, atol=0)
+
+
+class TiedLinear(nn.Module):
+    """Two linear maps sharing one weight under two names (``decoder.weight`` is ``encoder.weight``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.encoder = nn.Linear(6, 6)
+        self.decoder = nn.Linear(6, 6)
+        self.decoder.weight = self.encoder.weight
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decoder(torch.relu(self.encoder(x)))
+
+
+@pytest.mark.parametrize("forward_mode", ["loop", "vmap"])
+def test_a_weight_shared_under_two_names_is_one_stacked_weight_in_both_places(forward_mode):
+    """The stack ties what the model ties: its one leaf entry of the shared weight reaches both uses."""
+    torch.manual_seed(0)
+    models = [TiedLinear(), TiedLinear()]
+    stack = StackedModel(models, ["encoder.weight"], forward_mode)
+    x = torch.randn(2, 4, 6)
+    with torch.no_grad():
+        stack.leaves[0].mul_(2.0)  # the stacked weights now differ from the models' own
+        expected = []
+        for model, xk in zip(models, x, strict=True):
+            twin = copy.deepcopy(model)
+            twin.encoder.weight.mul_(2.0)  # the twin's decoder shares it
+            expected.append(twin(xk))
+        torch.testing.assert_close(stack.forward(stack.weights, x), torch.stack(expected))

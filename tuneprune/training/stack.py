@@ -39,6 +39,13 @@ def join_members(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
     return tensors[0].unsqueeze(0) if len(tensors) == 1 else torch.stack(list(tensors))
 
 
+def _ties_tensors(model: nn.Module) -> bool:
+    """Whether ``model`` holds one parameter or buffer under two names (``functional_call`` must then tie them,
+    a search through every module at each call)."""
+    named = [*model.named_parameters(remove_duplicate=False), *model.named_buffers(remove_duplicate=False)]
+    return len({id(t) for _, t in named}) < len(named)
+
+
 class StackedModel:
     """Parameters and buffers of ``models`` (same architecture) stacked along a new first dimension.
 
@@ -86,6 +93,7 @@ class StackedModel:
         self.memory_format = memory_format  # of each member's batches
         self._fixed_rows: list[tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]] | None = None
         self._vmapped = torch.vmap(self._member_forward, in_dims=(0, 0, 0), randomness="error")
+        self._ties = _ties_tensors(models[0])
 
     @property
     def weights(self) -> torch.Tensor | None:
@@ -106,7 +114,7 @@ class StackedModel:
         return list(self._decays)
 
     def _member_forward(self, params: dict, buffers: dict, x: torch.Tensor, member: int = 0) -> torch.Tensor:
-        return functional_call(self.models[member], (params, buffers), (x,))
+        return functional_call(self.models[member], (params, buffers), (x,), tie_weights=self._ties)
 
     def set_training(self, mode: bool) -> None:
         """Put every member's model (all its modules) in training (True) or eval mode."""
