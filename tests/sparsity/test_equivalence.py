@@ -170,7 +170,7 @@ def copy_state(source: torch.nn.Module, target: torch.nn.Module) -> None:
 @pytest.mark.parametrize("path", ["cpu", "accelerator"])
 @pytest.mark.parametrize(("threshold", "theta", "scheduler", "drop"), CASES, ids=["-".join(case) for case in CASES])
 def test_engine_equals_the_per_layer_reference(threshold, theta, scheduler, drop, path):
-    """Both paths: the CPU's NumPy one and the accelerator's (radix select, index_add_ counts), run on the CPU."""
+    """Both paths: the CPU's NumPy one and the accelerator's (one sort for the thresholds, running-sum counts), run on the CPU."""
     with accelerator_path() if path == "accelerator" else contextlib.nullcontext():
         run_and_compare(threshold, theta, scheduler, drop)
 

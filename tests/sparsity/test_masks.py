@@ -2,7 +2,7 @@
 
 Members differ in sparsity, threshold mode, theta policy and elimination; a dense member
 (rule None) is left as it is. Every check runs on the CPU path (NumPy partitions) and on
-the accelerator path (radix select, run on CPU tensors).
+the accelerator path (the sorted selection, run on CPU tensors).
 """
 
 from __future__ import annotations

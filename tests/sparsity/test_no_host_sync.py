@@ -70,13 +70,26 @@ pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 class HostReads:
-    """Records, while ``recording``, every call of a :data:`READERS` method of ``torch.Tensor`` and where it came from."""
+    """Records, while ``recording``, every call of a :data:`READERS` method of ``torch.Tensor`` and where it came from,
+    and every tensor made from host values by ``torch.tensor`` / ``torch.as_tensor`` (on an accelerator a copy
+    from the host, which waits for the device: CUDA's detector flags it)."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.recording = False
         self.calls: list[str] = []
         for name in READERS:
             monkeypatch.setattr(torch.Tensor, name, self._recorded(name, getattr(torch.Tensor, name)))
+        for name in ("tensor", "as_tensor"):
+            monkeypatch.setattr(torch, name, self._recorded_maker(name, getattr(torch, name)))
+
+    def _recorded_maker(self, name: str, maker: Any) -> Any:
+        def made_from_host(data: Any, *args: Any, **kwargs: Any) -> Any:
+            if self.recording and not isinstance(data, torch.Tensor):
+                caller = traceback.extract_stack(limit=2)[0]
+                self.calls.append(f"torch.{name} from {caller.filename}:{caller.lineno} ({caller.name})")
+            return maker(data, *args, **kwargs)
+
+        return made_from_host
 
     def _recorded(self, name: str, method: Any) -> Any:
         def reader(tensor: torch.Tensor, *args: Any, **kwargs: Any) -> Any:

@@ -8,7 +8,7 @@ from tuneprune.sparsity.kernels import compare_into
 from tuneprune.sparsity.segments import Segments
 
 
-def test_counts_by_numpy_and_by_one_index_add_agree():
+def test_counts_by_numpy_and_by_one_running_sum_agree():
     g = torch.Generator().manual_seed(0)
     sizes = [1, 7, 300, 2, 4096]
     segments = Segments(sizes, "cpu")

@@ -1,4 +1,4 @@
-"""The accelerator selection (radix select on float bits), pinned on the CPU to torch.quantile (formulas §1.4)."""
+"""The accelerator selection (one sort of all segments by an int64 key), pinned on the CPU to torch.quantile (formulas §1.4)."""
 
 import pytest
 import torch

@@ -59,7 +59,7 @@ def test_several_quantiles_in_one_selection_and_input_untouched():
         torch.testing.assert_close(value, torch.quantile(values.double(), q).float(), rtol=1e-6, atol=0)
 
 
-def test_radix_path_for_dtypes_numpy_cannot_partition():
+def test_accelerator_path_for_dtypes_numpy_cannot_partition():
     values = torch.rand(999, generator=torch.Generator().manual_seed(5)).to(torch.bfloat16)
     expected = torch.quantile(values.double(), 0.8).to(torch.bfloat16)
     torch.testing.assert_close(magnitude_quantiles(values, [0.8])[0], expected)
@@ -72,7 +72,8 @@ def test_flat_magnitudes_reuse_buffers_and_match_the_functions():
     buffer = flat.flat.data_ptr()
     for _ in range(2):
         flat.gather(weights)
-        torch.testing.assert_close(flat.global_quantiles([0.9])[0], global_threshold(layers, 0.9))
+        whole = Segments([weights.numel()], "cpu")
+        torch.testing.assert_close(flat.layer_quantiles(0.9, whole)[0], global_threshold(layers, 0.9))
         torch.testing.assert_close(flat.layer_quantiles(0.6), torch.stack(layer_thresholds(layers, 0.6)))
     per_layer = torch.tensor([0.1, 0.5, 0.9, 0.0], dtype=torch.float64)
     expected = [

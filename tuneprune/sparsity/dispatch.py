@@ -2,7 +2,7 @@
 
 On CPU memory the NumPy path is the fastest (quickselect, SIMD ufuncs, ``count_nonzero``
 per layer; reading a CPU value is no device sync). Elsewhere the accelerator path runs:
-the radix select, one torch operation over the flat buffer, ``index_add_`` counts, with
+one sort for the thresholds, one torch operation over the flat buffer, running-sum counts, with
 no read back to the host: values that live on the device (``S_k`` of the adaptive
 schedule, the stability ``mu_k``) stay 0-dim tensors and are branched on by
 :func:`select`. :func:`accelerator_path` routes CPU tensors to the accelerator path, so
@@ -49,7 +49,7 @@ def select(condition: bool | torch.Tensor, if_true: Number, if_false: Number) ->
 
 
 def device_scalar(value: Number, device: torch.device) -> torch.Tensor:
-    """``value`` as a 0-dim float64 tensor on ``device`` without waiting for the device.
+    """``value`` (a float, or a tensor of any shape) as float64 on ``device`` without waiting for the device.
 
     A float becomes a fill (the value travels as a kernel argument), a tensor elsewhere a
     non-blocking copy; a float64 tensor already there is returned as it is.

@@ -5,7 +5,7 @@ K = 1) and for a pack of K trials (:mod:`tuneprune.training`). Every member's pr
 weights are one row of a ``[K, N]`` matrix (its layers ``L`` consecutive segments);
 the flat ``[K * N]`` view is cut into segments
 (:class:`~tuneprune.sparsity.segments.RowSegments`: a member's row, or its layers), so
-that one ``abs`` pass, one selection (radix select on accelerators, partition on the
+that one ``abs`` pass, one selection (a sort on accelerators, partitions on the
 CPU), one compare and one segmented count serve every member and layer. On the CPU
 path the sparsities are floats and an elimination that does not apply is skipped; on
 the accelerator path they are 0-dim tensors on the device, never read, and what depends
@@ -291,7 +291,10 @@ class MaskBuilder:
             theta = first if first.dtype == scale.dtype else first.to(scale.dtype)
             pruned = theta[:1] if uniform else self.layers.segments.spread(theta)
         else:
-            rows = [torch.as_tensor(t, dtype=scale.dtype, device=self.device).expand(len(self.sizes)) for t in thetas]
+            rows = [  # a float as a fill: a tensor made from a host value would wait for the device
+                (t.to(scale.dtype) if isinstance(t, torch.Tensor) else scale.new_full((), t)).expand(len(self.sizes))
+                for t in thetas
+            ]
             table = torch.stack(rows)
             pruned = table[:, :1] if uniform else self.layers.per_weight(table.reshape(-1))
         if host_active is None or not all(host_active):

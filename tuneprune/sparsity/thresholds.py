@@ -1,14 +1,13 @@
 """Magnitude thresholds: the S-quantile of |w| over the network or per layer (formulas §1.4).
 
 The value equals ``torch.quantile`` (linear interpolation between the two neighbouring
-order statistics, positions in float64) but no full sort is done. Two selections:
+order statistics, positions in float64). Two selections:
 
 - on the CPU, an in-place ``numpy`` partition (quickselect) of a scratch copy plus the
   minimum of the upper part, one layer after the other (the fastest on a CPU; no device
   is involved, so reading ``q`` from CPU memory is no sync);
-- on an accelerator, :func:`~tuneprune.sparsity.selection.segmented_quantiles`, a radix
-  select on the float bits that handles every layer in one batched operation and never
-  reads back to the host.
+- on an accelerator, :func:`~tuneprune.sparsity.selection.segmented_quantiles`, one sort
+  of every layer at once that never reads back to the host.
 """
 
 from __future__ import annotations
@@ -98,7 +97,6 @@ class FlatMagnitudes:
         self.segments = segments
         self.flat = torch.empty(segments.total, dtype=dtype, device=segments.device)
         self._scratch: torch.Tensor | None = None
-        self._whole = Segments([segments.total], segments.device)
 
     def gather(self, weights: torch.Tensor) -> None:
         """``|w|`` of the flat weight buffer ``weights`` (in the segments' order)."""
@@ -110,12 +108,6 @@ class FlatMagnitudes:
         array = self._scratch.numpy()
         np.copyto(array, self.flat.numpy())
         return array
-
-    def global_quantiles(self, qs: Sequence[float | torch.Tensor]) -> list[torch.Tensor]:
-        """Quantiles ``qs`` over all magnitudes (0-dim tensors); floats on the CPU path, floats or 0-dim tensors elsewhere."""
-        if on_numpy(self.flat):
-            return _partition_quantiles(self._scratch_copy(), [float(q) for q in qs], self.flat.dtype)  # floats here
-        return [segmented_quantiles(self.flat, self._whole, q)[0] for q in qs]
 
     def layer_quantiles(self, q: float | torch.Tensor, segments: Segments | None = None) -> torch.Tensor:
         """The ``q``-quantile of each layer's magnitudes, ``q`` one float or one per layer (a tensor).

@@ -43,11 +43,11 @@ def lr_factor(kind: str, total_steps: int) -> Callable[[int], float]:
 
 
 class PerMember:
-    """One value per member: the floats, and off the CPU the same as a ``[K]`` float64 tensor on ``device``.
+    """One value per member: the floats, and the same as a ``[K]`` float64 tensor on ``device``.
 
     The tensor is made (once, when first needed) of fills
     (:func:`~tuneprune.sparsity.dispatch.device_vector`): a host list copied to an
-    accelerator would wait for the device (formulas §10.6). On the CPU the floats serve.
+    accelerator would wait for the device (formulas §10.6).
     """
 
     def __init__(self, values: Sequence[float], device: torch.device) -> None:
@@ -65,11 +65,7 @@ class PerMember:
 
     def column(self, like: torch.Tensor) -> torch.Tensor:
         """The values as a ``[K, 1, ...]`` tensor in ``like``'s dtype that broadcasts against ``like``."""
-        if self.device.type == "cpu":
-            values = torch.tensor(self.values, dtype=like.dtype, device=like.device)
-        else:
-            values = self.tensor.to(like.dtype)
-        return values.view(-1, *[1] * (like.ndim - 1))
+        return self.tensor.to(like.dtype).view(-1, *[1] * (like.ndim - 1))
 
     def rows(self, rows: Sequence[int]) -> PerMember:
         """The values of the members at ``rows`` only."""
