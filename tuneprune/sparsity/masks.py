@@ -22,6 +22,7 @@ import torch
 from tuneprune.sparsity.dispatch import Number, device_scalar, device_vector, on_numpy, select
 from tuneprune.sparsity.drop import Elimination
 from tuneprune.sparsity.kernels import compare_into
+from tuneprune.sparsity.rows import take_members
 from tuneprune.sparsity.segments import RowSegments
 from tuneprune.sparsity.stability import jaccard_from_counts
 from tuneprune.sparsity.theta import ConstantTheta, LogDensityTheta, ThetaPolicy
@@ -95,16 +96,14 @@ class Masks:
         Thresholds, thetas and the elimination are not carried over: masks taken so are
         no masks to compute with.
         """
-        selected = torch.tensor(list(index), dtype=torch.long, device=self.kept.device)
-        host_active = None if self.host_active is None else [self.host_active[i] for i in index]
         active = self.active.view(1, 1) if self.active.dim() == 0 else self.active
         return Masks(
-            [self.sparsities[i] for i in index],
-            active.index_select(0, selected),
-            host_active,
+            take_members(self.sparsities, index),
+            take_members(active, index),
+            take_members(self.host_active, index),
             self.thresholds.new_zeros(len(index)),
-            self.kept.index_select(0, selected),
-            self.table(self.kept_counts).index_select(0, selected).view(-1),
+            take_members(self.kept, index),
+            take_members(self.table(self.kept_counts), index).view(-1),
             [1.0] * len(index),
             slot=-1,
         )
@@ -171,7 +170,7 @@ class MaskBuilder:
 
     def keep(self, rows: Sequence[int]) -> None:
         """Go on with the members at ``rows`` only (new buffers: take the masks to keep by :meth:`Masks.kept_rows`)."""
-        self._arrange([self.rules[i] for i in rows])
+        self._arrange(take_members(self.rules, rows))
 
     def _member_rows(self, counts: torch.Tensor) -> list[torch.Tensor]:
         """Each member's ``[L]`` piece of per-member-and-layer ``counts``."""

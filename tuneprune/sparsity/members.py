@@ -17,6 +17,7 @@ import torch
 from tuneprune.sparsity.config import SparsityConfig
 from tuneprune.sparsity.drop import Elimination
 from tuneprune.sparsity.masks import MaskBuilder, Masks, MemberRule
+from tuneprune.sparsity.rows import take_members
 from tuneprune.sparsity.schedules import Schedule, build_schedule
 from tuneprune.sparsity.theta import build_theta_policy
 
@@ -168,13 +169,12 @@ class MemberSparsity:
 
     def keep(self, rows: Sequence[int]) -> None:
         """Go on with the members at ``rows`` only."""
-        self.schedules = [self.schedules[i] for i in rows]
-        self.epoch_stabilities = [self.epoch_stabilities[i] for i in rows]
+        self.schedules = take_members(self.schedules, rows)
+        self.epoch_stabilities = take_members(self.epoch_stabilities, rows)
         self.builder.keep(rows)
-        index = torch.tensor(list(rows), dtype=torch.long, device=self.stability_sum.device)
-        self.stability_sum = self.stability_sum.index_select(0, index)
+        self.stability_sum = take_members(self.stability_sum, rows)
         self.current, self.scale = None, None  # the next iteration (or end of epoch) builds them
-        self.sparsities = None if self.sparsities is None else [self.sparsities[i] for i in rows]
+        self.sparsities = take_members(self.sparsities, rows)
         self.previous = self.previous.kept_rows(rows) if self.previous is not None else None
 
     def member_state(self, row: int) -> dict[str, Any] | None:

@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 import torch
 
 from tuneprune.sparsity.dispatch import device_vector, on_numpy
+from tuneprune.sparsity.rows import take_members
 from tuneprune.training.config import RunConfig
 
 
@@ -66,10 +67,6 @@ class PerMember:
     def column(self, like: torch.Tensor) -> torch.Tensor:
         """The values as a ``[K, 1, ...]`` tensor in ``like``'s dtype that broadcasts against ``like``."""
         return self.tensor.to(like.dtype).view(-1, *[1] * (like.ndim - 1))
-
-    def rows(self, rows: Sequence[int]) -> PerMember:
-        """The values of the members at ``rows`` only."""
-        return PerMember([self.values[i] for i in rows], self.device)
 
 
 def _add_scaled(y: torch.Tensor, x: torch.Tensor, alphas: PerMember, inplace: bool = False) -> torch.Tensor:
@@ -180,12 +177,9 @@ class PackedSGD:
 
     def keep(self, rows: Sequence[int]) -> None:
         """Go on with the members at ``rows`` only."""
-        for name in ("lrs", "factors", "nesterov"):
-            setattr(self, name, [getattr(self, name)[i] for i in rows])
+        self.lrs, self.factors = take_members(self.lrs, rows), take_members(self.factors, rows)
+        self.nesterov = take_members(self.nesterov, rows)
         self._nesterov_rows = self._rows_flag(self.nesterov)
         for name in ("momenta", "weight_decays", "clips"):
-            setattr(self, name, getattr(self, name).rows(rows))
-        self.momentum_buffers = [
-            None if b is None else b.index_select(0, torch.tensor(list(rows), dtype=torch.long, device=b.device))
-            for b in self.momentum_buffers
-        ]
+            setattr(self, name, PerMember(take_members(getattr(self, name).values, rows), self.device))
+        self.momentum_buffers = [take_members(b, rows) for b in self.momentum_buffers]

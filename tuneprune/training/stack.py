@@ -23,6 +23,7 @@ from torch.func import functional_call, stack_module_state
 from tuneprune.sparsity.dispatch import on_numpy
 from tuneprune.sparsity.flat import FlatLayout, storage_order
 from tuneprune.sparsity.layers import parametrized_order
+from tuneprune.sparsity.rows import take_members
 from tuneprune.training.optim import has_weight_decay
 
 FORWARD_MODES = ("vmap", "loop")
@@ -211,18 +212,10 @@ class StackedModel:
 
     def keep(self, rows: Sequence[int]) -> None:
         """Go on with the members at ``rows`` only (their gradients kept)."""
-        index = torch.tensor(list(rows), dtype=torch.long, device=self.leaves[0].device)
-
-        def select(leaf: torch.Tensor) -> torch.Tensor:
-            kept = leaf.detach().index_select(0, index).requires_grad_()
-            if leaf.grad is not None:
-                kept.grad = leaf.grad.index_select(0, index)
-            return kept
-
-        self.leaves = [select(leaf) for leaf in self.leaves]
-        self.buffers = {name: b.index_select(0, index) for name, b in self.buffers.items()}
-        self.constants = {name: c.index_select(0, index) for name, c in self.constants.items()}
-        self.models = [self.models[i] for i in rows]
+        self.leaves = [take_members(leaf, rows) for leaf in self.leaves]
+        self.buffers = {name: take_members(b, rows) for name, b in self.buffers.items()}
+        self.constants = {name: take_members(c, rows) for name, c in self.constants.items()}
+        self.models = take_members(self.models, rows)
         self._fixed_rows = None
 
     @torch.no_grad()

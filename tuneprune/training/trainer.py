@@ -27,6 +27,7 @@ from tuneprune.data import DatasetSplits, TensorLoader, load_dataset
 from tuneprune.models import create_model
 from tuneprune.sparsity.layers import prunable_layers
 from tuneprune.sparsity.members import MemberSparsity
+from tuneprune.sparsity.rows import take_members
 from tuneprune.training.checkpoint import MemberState, check_resume
 from tuneprune.training.config import RunConfig
 from tuneprune.training.evaluate import evaluate_stacked
@@ -231,9 +232,9 @@ class PackedTrainer:
 
     def _keep(self, positions: Sequence[int]) -> None:
         """Go on with the stacked rows at ``positions`` only."""
-        self.rows = [self.rows[i] for i in positions]
-        self.data = [self.data[i] for i in positions]
-        self.loaders = [self.loaders[i] for i in positions]
+        self.rows = take_members(self.rows, positions)
+        self.data = take_members(self.data, positions)
+        self.loaders = take_members(self.loaders, positions)
         self.stack.keep(positions)
         self.sparsity.keep(positions)
         self.optimizer.keep(positions)
