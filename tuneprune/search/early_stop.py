@@ -29,10 +29,6 @@ if TYPE_CHECKING:  # ray is imported where an actor starts
 RUNGS_FILE = "early_stop.json"
 
 
-class StopTrial(Exception):
-    """Raised by a trainable's epoch callback when the rule stops the trial."""
-
-
 class AshaRule:
     """Rung tables of ASHA per study; ``directions`` one ``'max'``/``'min'`` per objective; ``path`` the JSON record."""
 
