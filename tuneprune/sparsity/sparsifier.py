@@ -71,9 +71,10 @@ class Sparsifier:
             parametrization.shared = self._ste
         no_elimination = Elimination(rho=0.0, final_sparsity=1.0)
         rule = MemberRule(threshold, self.theta_policy, elimination if elimination is not None else no_elimination)
-        self._engine = MemberSparsity(
-            [schedule], [rule], self._layout.segments.sizes, self._flat.device, self._layout.dtype
-        )
+        self._engine = MemberSparsity([schedule], [rule], self._layout.sizes, self._flat.device, self._layout.dtype)
+        # per-weight layer ids for the layer thresholds, made here: made inside an iteration, the copy of the
+        # layer sizes to the device would wait for it (formulas §10.6)
+        self._layer_segments = self._layout.segments if threshold == "layer" else None
         self._scale_views: dict[int, list[torch.Tensor]] = {}
         self.iteration = 0
 
@@ -101,8 +102,8 @@ class Sparsifier:
             self._ste.clear()
             return
         threshold = masks.thresholds  # [1] under the global mode, one per layer otherwise
-        if self.threshold == "layer":
-            threshold = self._layout.segments.spread(threshold)
+        if self._layer_segments is not None:
+            threshold = self._layer_segments.spread(threshold)
         active = masks.active if masks.host_active is None else None
         self._ste.set(threshold, self._views(self._engine.scale), active)
 
