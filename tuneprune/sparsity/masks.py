@@ -290,10 +290,7 @@ class MaskBuilder:
             theta = first if first.dtype == scale.dtype else first.to(scale.dtype)
             pruned = theta[:1] if uniform else self.layers.segments.spread(theta)
         else:
-            rows = [  # a float as a fill: a tensor made from a host value would wait for the device
-                (t.to(scale.dtype) if isinstance(t, torch.Tensor) else scale.new_full((), t)).expand(len(self.sizes))
-                for t in thetas
-            ]
+            rows = [device_scalar(t, self.device).to(scale.dtype).expand(len(self.sizes)) for t in thetas]
             table = torch.stack(rows)
             pruned = table[:, :1] if uniform else self.layers.per_weight(table.reshape(-1))
         if host_active is None or not all(host_active):

@@ -26,7 +26,8 @@ class Segments:
         self.total = sum(self.sizes)
         self.device = torch.device(device)
         self.lengths = torch.tensor(self.sizes, device=self.device)
-        self.starts = self.lengths.cumsum(0) - self.lengths
+        self.ends = self.lengths.cumsum(0) - 1  # each segment's last entry
+        self.starts = self.ends + 1 - self.lengths
         arange = torch.arange(self.count, device=self.device)
         self.ids = torch.repeat_interleave(arange, self.lengths) if self.count > 1 else None
         self._numpy_starts = np.asarray([0, *np.cumsum(self.sizes)[:-1]], dtype=np.int64)
@@ -51,7 +52,7 @@ class Segments:
         counters."""
         if self.ids is None:
             return mask.sum().unsqueeze(0)
-        at_ends = mask.cumsum(0)[self.starts + self.lengths - 1]
+        at_ends = mask.cumsum(0)[self.ends]
         return torch.diff(at_ends, prepend=at_ends.new_zeros(1))
 
     def spread(self, per_segment: torch.Tensor) -> torch.Tensor:
