@@ -92,20 +92,11 @@ class Sparsifier:
         )
 
     def _install(self, masks: Masks) -> None:
-        """Install ``P_T`` and the gradient scale ``m`` of ``masks`` in the forward and backward passes (formulas §1.2, §1.3).
-
-        ``S_k = 0`` prunes nothing: ``w`` itself, ``m = 1``. On the CPU path that is a Python
-        branch on the float; on the accelerator path ``S_k > 0`` stays a 0-dim tensor that
-        selects between the two inside the forward pass and the scale (formulas §10.6).
-        """
-        if masks.host_active is not None and not masks.host_active[0]:
-            self._ste.clear()
-            return
+        """Install ``P_T`` and the gradient scale ``m`` of ``masks`` in the forward and backward passes (formulas §1.2, §1.3)."""
         threshold = masks.thresholds  # [1] under the global mode, one per layer otherwise
         if self._layer_segments is not None:
             threshold = self._layer_segments.spread(threshold)
-        active = masks.active if masks.host_active is None else None
-        self._ste.set(threshold, self._views(self._engine.scale), active)
+        self._ste.install(masks, threshold, self._views(self._engine.scale))
 
     def _views(self, scale: torch.Tensor | None) -> list[torch.Tensor] | None:
         """Per-layer views of the engine's ``[1, N]`` scale buffer, made once per buffer."""

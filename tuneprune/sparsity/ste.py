@@ -1,10 +1,11 @@
 """The straight-through estimator with gradient scaling over all prunable weights at once (formulas §1.2, §1.3).
 
-The weights live in one flat buffer (:mod:`tuneprune.sparsity.flat`). The forward
-``w~ = P_T(w)`` of every layer is one elementwise pass over that buffer, computed when
-the first wrapped layer asks for its weight and handed out per layer; the backward
-multiplies the layers' gradients by the per-weight scale ``m`` with one
-``torch._foreach_mul``.
+The weights live in one flat buffer: one model's ``[M]`` buffer (:mod:`tuneprune.sparsity.flat`,
+its layers views of it) or a pack's ``[K, N]`` leaf (:mod:`tuneprune.training.stack`,
+a member a row). The forward ``w~ = P_T(w)`` is one elementwise pass over that buffer,
+computed when the first piece is asked for and handed out per piece (a layer of the
+model; the pack's whole leaf); the backward multiplies the pieces' gradients by the
+per-weight scale ``m`` with one ``torch._foreach_mul``.
 """
 
 from __future__ import annotations
@@ -14,31 +15,42 @@ from collections.abc import Sequence
 import torch
 import torch.nn as nn
 
+from tuneprune.sparsity.dispatch import single_threaded
 from tuneprune.sparsity.flat import FlatLayout
+from tuneprune.sparsity.masks import Masks
 from tuneprune.sparsity.operator import threshold_operator
 
 
+def _threshold_rows(flat: torch.Tensor, threshold: torch.Tensor, p: float) -> torch.Tensor:
+    """``P_T`` of ``flat``; of a ``[K, N]`` buffer on the CPU one row at a time, so that each member's elementwise
+    loops split into vectorized body and scalar tail as they do alone (the two round ``|w|^(1/p)`` differently)."""
+    if flat.device.type != "cpu" or flat.dim() == 1 or len(flat) == 1:
+        return threshold_operator(flat, threshold, p)
+    return torch.stack([threshold_operator(w, t, p) for w, t in zip(flat, threshold, strict=True)])
+
+
 class _FlatStraightThrough(torch.autograd.Function):
-    """Forward ``P_T`` of the flat buffer as per-layer views; backward treats ``P_T`` as the identity times ``m``."""
+    """Forward ``P_T`` of the flat buffer (where active) as its pieces; backward treats ``P_T`` as the identity times ``m``."""
 
     @staticmethod
     def forward(ctx, owner: FlatThreshold, *weights: torch.Tensor) -> tuple[torch.Tensor, ...]:
         ctx.set_materialize_grads(False)
         ctx.scales = owner.scales
         assert owner.threshold is not None  # piece() runs the operator only with a threshold set
-        thresholded = threshold_operator(owner.flat, owner.threshold, owner.p)
+        thresholded = _threshold_rows(owner.flat, owner.threshold, owner.p)
         if owner.active is not None:
             thresholded = torch.where(owner.active, thresholded, owner.flat)
-        return tuple(owner.layout.shaped(thresholded))
+        return tuple(owner.layout.shaped(thresholded)) if owner.layout is not None else (thresholded,)
 
     @staticmethod
     def backward(ctx, *grads: torch.Tensor | None):
         if ctx.scales is None:
             return (None, *grads)
-        present = [i for i, grad in enumerate(grads) if grad is not None]
-        scaled = torch._foreach_mul([grad for grad in grads if grad is not None], [ctx.scales[i] for i in present])
+        present = [(i, grad) for i, grad in enumerate(grads) if grad is not None]
+        with single_threaded(ctx.scales[0].device):
+            scaled = torch._foreach_mul([grad for _, grad in present], [ctx.scales[i] for i, _ in present])
         result: list[torch.Tensor | None] = [None] * len(grads)
-        for i, grad in zip(present, scaled, strict=True):
+        for (i, _), grad in zip(present, scaled, strict=True):
             result[i] = grad
         return (None, *result)
 
@@ -46,14 +58,17 @@ class _FlatStraightThrough(torch.autograd.Function):
 class FlatThreshold:
     """``P_T`` and the gradient scale ``m`` of all prunable weights, set once per iteration.
 
-    ``flat`` is the weight buffer of which ``weights`` are views (in ``layout``). After
-    :meth:`set` the first layer that asks for its weight triggers one pass over the
-    whole buffer; each layer's piece is handed out once and recomputed when its weight
-    changed in place, when the grad mode differs or when it was already used (a second
-    forward pass), so a piece always equals ``P_T`` of the current weights.
+    ``flat`` is the weight buffer of which ``weights`` are views: laid out by ``layout``
+    (one model's layers), or, when ``layout`` is None, ``flat`` itself the one weight (a
+    pack's ``[K, N]`` leaf). After :meth:`install` the first piece asked for triggers one
+    pass over the whole buffer; each piece is handed out once and recomputed when its
+    weight changed in place, when the grad mode differs or when it was already used (a
+    second forward pass), so a piece always equals ``P_T`` of the current weights.
     """
 
-    def __init__(self, layout: FlatLayout, flat: torch.Tensor, weights: Sequence[torch.Tensor], p: float) -> None:
+    def __init__(
+        self, layout: FlatLayout | None, flat: torch.Tensor, weights: Sequence[torch.Tensor], p: float
+    ) -> None:
         self.layout, self.flat, self.weights, self.p = layout, flat, list(weights), p
         self.threshold: torch.Tensor | None = None
         self.scales: list[torch.Tensor] | None = None
@@ -65,21 +80,31 @@ class FlatThreshold:
     def set(
         self, threshold: torch.Tensor | None, scales: list[torch.Tensor] | None, active: torch.Tensor | None = None
     ) -> None:
-        """T (0-dim, or one per weight of the flat buffer) and ``m`` per layer (``None``: all ones).
+        """T (broadcasting against the buffer) and ``m`` per piece (``None``: all ones); ``threshold`` None: no pruning.
 
-        ``active``, on the accelerator path, is ``S_k > 0`` as a 0-dim bool tensor: where
-        it is False the forward gives ``w`` itself, as after :meth:`clear`, without the
-        host reading it (``m`` must then be all ones).
+        ``active`` (``S_k > 0`` per member, a 0-dim or ``[K, 1]`` bool tensor, None: all):
+        where it is False the forward gives ``w`` itself, without the host reading it
+        (``m`` must then be ones there).
         """
         self.threshold, self.scales, self.active = threshold, scales, active
         self._pieces = [None] * len(self.weights)
 
-    def clear(self) -> None:
-        """Nothing pruned (``S_k = 0``, formulas §1.4): every layer uses ``w`` itself."""
-        self.set(None, None)
+    def install(self, masks: Masks, threshold: torch.Tensor, scales: list[torch.Tensor] | None) -> None:
+        """``P_T`` at ``threshold`` and the scale ``m`` of ``masks`` (formulas §1.2, §1.3).
+
+        ``S_k = 0`` prunes nothing (``w`` itself, ``m = 1``, formulas §1.4): on the CPU path
+        the host knows which members that is (no member: no operator at all; all: no
+        selection); on the accelerator path ``S_k > 0`` stays a tensor that selects between
+        the two inside the forward pass (formulas §10.6).
+        """
+        host_active = masks.host_active
+        if host_active is not None and not any(host_active):
+            self.set(None, None)
+        else:
+            self.set(threshold, scales, None if host_active is not None and all(host_active) else masks.active)
 
     def piece(self, index: int, weight: torch.Tensor) -> torch.Tensor:
-        """``P_T`` of layer ``index``'s ``weight`` with the scaled STE."""
+        """``P_T`` of piece ``index``'s ``weight`` with the scaled STE."""
         if self.threshold is None:
             return weight
         grad_mode = torch.is_grad_enabled()

@@ -25,9 +25,11 @@ import torch.nn.functional as F
 
 from tuneprune.data import DatasetSplits, TensorLoader, load_dataset
 from tuneprune.models import create_model
+from tuneprune.sparsity.dispatch import single_threaded
 from tuneprune.sparsity.layers import prunable_layers
 from tuneprune.sparsity.members import MemberSparsity
 from tuneprune.sparsity.rows import take_members
+from tuneprune.sparsity.ste import FlatThreshold
 from tuneprune.training.checkpoint import MemberState, check_resume
 from tuneprune.training.config import RunConfig
 from tuneprune.training.evaluate import evaluate_stacked
@@ -35,8 +37,6 @@ from tuneprune.training.hooks import TrainHook
 from tuneprune.training.key import check_packable
 from tuneprune.training.optim import PackedSGD
 from tuneprune.training.stack import StackedModel, join_members
-from tuneprune.training.ste import thresholded_weights
-from tuneprune.training.threads import single_threaded
 
 MemberCallback = Callable[[int, dict[str, float]], None]
 
@@ -168,6 +168,7 @@ class PackedTrainer:
         self.steps_per_epoch = math.ceil(len(self.data[0].x_train) / first.batch_size)
         self.epochs = first.epochs
         self.p = sparse[0].operator_p if sparse else 1.0
+        self._ste: FlatThreshold | None = None
         self.sparsity = MemberSparsity.from_configs(
             [c.sparsity for c in configs],
             self.stack.sizes,
@@ -240,11 +241,16 @@ class PackedTrainer:
         self.optimizer.keep(positions)
 
     def _forward_weights(self) -> torch.Tensor | None:
+        """``P_T`` of the ``[K, N]`` weights with the scaled straight-through gradient (formulas §1.2, §1.3),
+        the weights themselves before any masks."""
         weights, masks = self.stack.weights, self.sparsity.current
         if weights is None or masks is None:
             return weights
-        thresholds = self.sparsity.builder.threshold_per_weight(masks)
-        return thresholded_weights(weights, masks, thresholds, self.sparsity.scale, self.p)
+        if self._ste is None or self._ste.flat is not weights:  # a new leaf after members were dropped
+            self._ste = FlatThreshold(None, weights, [weights], self.p)
+        scale = self.sparsity.scale
+        self._ste.install(masks, self.sparsity.builder.threshold_per_weight(masks), None if scale is None else [scale])
+        return self._ste.piece(0, weights)
 
     def _fail(self, position: int, message: str) -> None:
         member = self.members[self.rows[position]]
