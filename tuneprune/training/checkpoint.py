@@ -63,14 +63,6 @@ def load_file(path: str | Path, map_location: str | torch.device = "cpu") -> dic
     return obj
 
 
-def load_run_state(path: str | Path) -> dict[str, Any]:
-    """A run's state saved in :data:`RUN_STATE_FORMAT`; ``ConfigError`` for a missing, corrupt or foreign file."""
-    state = load_file(path)
-    if state.get("format") != RUN_STATE_FORMAT:
-        raise ConfigError(f"{path}: not a tuneprune run checkpoint (no 'format: {RUN_STATE_FORMAT}')")
-    return state
-
-
 def save_model(
     model: nn.Module,
     config_dict: dict[str, Any],
@@ -151,5 +143,9 @@ def save_member(state: MemberState, path: str | Path) -> Path:
 
 
 def load_member(path: str | Path) -> MemberState:
-    """A run state (of a run or a pack member); ``ConfigError`` for a missing, corrupt or foreign file."""
-    return load_run_state(path)
+    """A run state saved by :func:`save_member` (of a run or a pack member); ``ConfigError`` for a missing,
+    corrupt or foreign file."""
+    state = load_file(path)
+    if state.get("format") != RUN_STATE_FORMAT:
+        raise ConfigError(f"{path}: not a tuneprune run checkpoint (no 'format: {RUN_STATE_FORMAT}')")
+    return state

@@ -11,7 +11,7 @@ import torch.nn as nn
 from tuneprune.data import DatasetSplits
 from tuneprune.output.progress import ProgressBar
 from tuneprune.shared.config import ConfigError
-from tuneprune.training.checkpoint import CHECKPOINT_NAME, config_differences, load_run_state, save_member
+from tuneprune.training.checkpoint import CHECKPOINT_NAME, config_differences, load_member, save_member
 from tuneprune.training.config import RunConfig
 from tuneprune.training.hooks import TrainHook
 from tuneprune.training.trainer import PackedTrainer, TrainingDiverged, TrainResult
@@ -50,7 +50,7 @@ def train(
     if resume_from is not None:
         path = Path(resume_from)
         path = path / CHECKPOINT_NAME if path.is_dir() else path
-        state = load_run_state(path)
+        state = load_member(path)
         differing = config_differences(config, state)
         if differing:
             raise ConfigError(
