@@ -138,10 +138,10 @@ def test_a_weight_shared_under_two_names_is_one_stacked_weight_in_both_places(fo
     stack = StackedModel(models, ["encoder.weight"], forward_mode)
     x = torch.randn(2, 4, 6)
     with torch.no_grad():
-        stack.leaves[0].mul_(2.0)  # the stacked weights now differ from the models' own
         expected = []
         for model, xk in zip(models, x, strict=True):
-            twin = copy.deepcopy(model)
+            twin = copy.deepcopy(model)  # tensors of its own
             twin.encoder.weight.mul_(2.0)  # the twin's decoder shares it
             expected.append(twin(xk))
+        stack.leaves[0].mul_(2.0)
         torch.testing.assert_close(stack.forward(stack.weights, x), torch.stack(expected))

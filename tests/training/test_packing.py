@@ -247,6 +247,38 @@ def test_a_stopped_member_keeps_its_epochs_and_the_others_go_on_as_alone():
         assert_same_history(members[k].history, list(solo(configs[k])[0]))
 
 
+def _shares_memory(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr()
+
+
+def test_a_pack_holds_each_members_weights_once_and_its_models_show_them():
+    """The members' models hold views of the stacked rows (no second copy on the device); a dropped member's model
+    gets tensors of its own, and the others follow the new stacked rows."""
+    configs = [config(GLOBAL_CUBIC), config(LAYER_LOG_DENSITY), config(ADAPTIVE_DROP)]
+    trainer = PackedTrainer(configs)
+    stacked = [trainer.stack.weights, *trainer.stack.leaves[1:], *trainer.stack.buffers.values()]
+
+    def bound(model: torch.nn.Module, tensors: list[torch.Tensor]) -> bool:
+        return all(any(_shares_memory(t, s) for s in tensors) for t in [*model.parameters(), *model.buffers()])
+
+    assert all(bound(model, stacked) for model in trainer.models)
+    trainer.train_epoch()
+    weights = trainer.stack.named_leaves(trainer.stack.leaves)
+    for k, model in enumerate(trainer.models):  # the raw weights w after the epoch, member k's rows
+        for name, p in model.named_parameters():
+            assert torch.equal(p, weights[name][k]), name
+    stopped = trainer.models[1]
+    trainer.stop(1)
+    stacked = [*trainer.stack.leaves, *trainer.stack.buffers.values()]
+    assert not any(_shares_memory(t, s) for t in stopped.parameters() for s in stacked)
+    assert bound(trainer.models[0], stacked)
+    assert bound(trainer.models[2], stacked)
+    result = trainer.members[1].result
+    assert result is not None
+    assert result.model is stopped  # its P_T(w), in tensors of its own
+    assert prunable_sparsity(stopped) == pytest.approx(result.final["sparsity"], abs=1e-6)
+
+
 def test_trials_that_cannot_share_a_pack_are_refused():
     with pytest.raises(ValueError, match="batch_size: member 1 has 32, member 0 64"):
         check_packable([config(GLOBAL_CUBIC), config(DENSE, batch_size=32)])

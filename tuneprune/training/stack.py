@@ -95,6 +95,7 @@ class StackedModel:
         self._fixed_rows: list[tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]] | None = None
         self._vmapped = torch.vmap(self._member_forward, in_dims=(0, 0, 0), randomness="error")
         self._ties = _ties_tensors(models[0])
+        self._bind_models()
 
     @property
     def weights(self) -> torch.Tensor | None:
@@ -217,6 +218,14 @@ class StackedModel:
         self.constants = {name: take_members(c, rows) for name, c in self.constants.items()}
         self.models = take_members(self.models, rows)
         self._fixed_rows = None
+        self._bind_models()
+
+    def _bind_models(self) -> None:
+        """Make every member's model hold views of its rows of the stacked tensors: the weights are on the device
+        once, not twice, and a model shows its member's current weights and buffers (to hooks, say)."""
+        stacked = {**self.named_leaves(self.leaves), **self.constants, **self.buffers}
+        for k, model in enumerate(self.models):
+            _assign(model, {name: t[k].detach() for name, t in stacked.items()})
 
     @torch.no_grad()
     def member_state(self, row: int, weights: torch.Tensor | None) -> dict[str, torch.Tensor]:
@@ -226,6 +235,14 @@ class StackedModel:
         return state
 
     def export(self, row: int, weights: torch.Tensor | None, model: nn.Module) -> nn.Module:
-        """Load member ``row`` into ``model`` (its architecture), prunable weights from ``weights``."""
-        model.load_state_dict(self.member_state(row, weights))
+        """Give ``model`` (member ``row``'s architecture) copies of the member's tensors, prunable weights from
+        ``weights``: tensors of its own, no longer views of the pack's."""
+        _assign(model, self.member_state(row, weights))
         return model
+
+
+def _assign(model: nn.Module, tensors: Mapping[str, torch.Tensor]) -> None:
+    """Make ``model``'s parameters and buffers (by name) hold ``tensors``, each keeping its identity (``.data``)."""
+    parameters = dict(model.named_parameters())
+    for name, tensor in tensors.items():
+        (parameters[name] if name in parameters else model.get_buffer(name)).data = tensor
