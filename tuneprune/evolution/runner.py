@@ -25,12 +25,12 @@ from tuneprune.evolution.archive import front_hypervolume, objective_matrix, par
 from tuneprune.evolution.generation import Evaluator, evaluate_all, individuals, remote_evaluator
 from tuneprune.evolution.groups import group_layers
 from tuneprune.evolution.problem import new_algorithm
-from tuneprune.evolution.report import plot_front, write_rows
+from tuneprune.evolution.report import plot_front
 from tuneprune.evolution.space import EvolutionSpace
 from tuneprune.evolution.state import STATE_NAME, EvolutionState
 from tuneprune.evolution.worker import EvalSettings, Individual, dense_payload
 from tuneprune.output.progress import ProgressBar, say
-from tuneprune.output.summaries import write_summary
+from tuneprune.output.summaries import write_rows, write_summary
 from tuneprune.shared.config import ConfigError, validate
 from tuneprune.tracking import RunTracker, parent_run, store_missing
 from tuneprune.tracking.index import index_results
