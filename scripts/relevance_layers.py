@@ -20,8 +20,7 @@ from tuneprune.relevance.config import RelevanceStudyConfig
 from tuneprune.relevance.lrp import mean_channel_relevance
 from tuneprune.relevance.normalization import normalize_scores
 from tuneprune.relevance.rankings import ascending
-from tuneprune.relevance.scores import parameter_scores, relevance_samples
-from tuneprune.relevance.statistics import channel_statistic
+from tuneprune.relevance.scores import layer_scores, relevance_samples
 from tuneprune.shared.config import load_config
 from tuneprune.training import train
 
@@ -34,8 +33,8 @@ def main(path: str) -> None:
     model = train(config.train.model_copy(update={"device": "cpu"})).model
     units = conv_units(model)
     maps = mean_channel_relevance(model, units, relevance_samples(load_dataset(config.train), settings), settings)
-    relevance = torch.cat([channel_statistic(m, settings.statistic) for m in maps])
-    parameter = parameter_scores(units, settings.parameter_statistic)
+    relevance = layer_scores(maps, settings.statistic)
+    parameter = layer_scores([unit.conv.weight for unit in units], settings.parameter_statistic)
     layer = torch.tensor(layer_of_channels(units))
     orders = {
         "relevance, raw": ascending(relevance),

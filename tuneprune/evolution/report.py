@@ -1,27 +1,12 @@
-"""The evolution's files: population per generation, front.csv and front.png."""
+"""The evolution's plot: front.png (its tables are written by :func:`~tuneprune.output.summaries.write_rows`)."""
 
 from __future__ import annotations
 
-import csv
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from tuneprune.output.plotting import new_figure, save_figure
-
-
-def write_rows(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
-    """A CSV with one column per key of the first row; lists are written as JSON."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    columns = list(rows[0]) if rows else []
-    with open(path, "w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(columns)
-        for row in rows:
-            writer.writerow([json.dumps(row[c]) if isinstance(row[c], list) else row[c] for c in columns])
-    return path
 
 
 def plot_front(front: Sequence[dict[str, Any]], dense_accuracy: float, path: str | Path) -> Path:

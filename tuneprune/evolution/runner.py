@@ -25,12 +25,12 @@ from tuneprune.evolution.archive import front_hypervolume, objective_matrix, par
 from tuneprune.evolution.generation import Evaluator, evaluate_all, individuals, remote_evaluator
 from tuneprune.evolution.groups import group_layers
 from tuneprune.evolution.problem import new_algorithm
-from tuneprune.evolution.report import plot_front, write_rows
+from tuneprune.evolution.report import plot_front
 from tuneprune.evolution.space import EvolutionSpace
 from tuneprune.evolution.state import STATE_NAME, EvolutionState
 from tuneprune.evolution.worker import EvalSettings, Individual, dense_payload
 from tuneprune.output.progress import ProgressBar, say
-from tuneprune.output.summaries import write_summary
+from tuneprune.output.summaries import write_rows, write_summary
 from tuneprune.shared.config import ConfigError, validate
 from tuneprune.tracking import RunTracker, parent_run, store_missing
 from tuneprune.tracking.index import index_results
@@ -197,7 +197,7 @@ def run_evolution(prepared: PreparedEvolution, *, progress: bool = True) -> Evol
     import ray
 
     from tuneprune.cluster.join import ensure_ray
-    from tuneprune.training import evaluate
+    from tuneprune.stochastic.pipeline import accuracies
 
     configure_quiet()
     space, out = prepared.space, prepared.results_dir
@@ -220,10 +220,7 @@ def run_evolution(prepared: PreparedEvolution, *, progress: bool = True) -> Evol
             )
             model, model_name, data = _dense(prepared, progress)
             batch_size = space.train.eval_batch_size
-            dense = {
-                "val_acc": evaluate(model, data.x_val, data.y_val, batch_size)[0],
-                "test_acc": evaluate(model, data.x_test, data.y_test, batch_size)[0],
-            }
+            dense = accuracies(model, data, batch_size)
             tracker.log_metrics(parent_id, {f"dense_{k}": v for k, v in dense.items()}, step=0)
             settings = _settings(space, model, batch_size)
             rate_names = space.variables.rate_names

@@ -55,12 +55,6 @@ def dense_payload(model: nn.Module, model_name: str, num_classes: int, in_channe
     return {"model": model_name, "num_classes": num_classes, "in_channels": in_channels, "state_dict": state}
 
 
-def rebuild(payload: dict[str, Any], device: torch.device) -> nn.Module:
-    model = create_model(payload["model"], payload["num_classes"], payload["in_channels"])
-    model.load_state_dict(payload["state_dict"])
-    return model.to(device)
-
-
 def check_injected(individual: Individual, settings: EvalSettings) -> None:
     """Raise :class:`InjectedFailure` for an individual the space lists in ``fail_individuals``."""
     if (individual.generation, individual.index) in settings.fail:
@@ -78,7 +72,9 @@ def setup(payload: dict[str, Any], settings: EvalSettings) -> tuple[torch.device
     """The task's threads and device, the dense model rebuilt there, its target layers and their pruner."""
     torch.set_num_threads(settings.threads)
     device = torch.device("cuda" if settings.use_gpu and torch.cuda.is_available() else "cpu")
-    model = rebuild(payload, device)
+    model = create_model(payload["model"], payload["num_classes"], payload["in_channels"])
+    model.load_state_dict(payload["state_dict"])
+    model.to(device)
     layers = target_layers(model, settings.target)
     return device, model, layers, Pruner(layers, group_layers(layers, settings.groups))
 

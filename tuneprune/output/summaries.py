@@ -1,8 +1,11 @@
-"""What a search, an evolution or a stochastic pruning wrote, as JSON: one serialiser for every summary dataclass."""
+"""What a search, an evolution, a relevance study or a stochastic pruning wrote: one serialiser for every summary
+dataclass (JSON) and one for every table of rows (CSV)."""
 
 from __future__ import annotations
 
+import csv
 import json
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -17,4 +20,17 @@ def write_summary(summary: Any, path: str | Path) -> Path:
     """Write ``summary`` (a dataclass) to ``path`` as indented JSON."""
     path = Path(path)
     path.write_text(json.dumps(summary_json(summary), indent=2))
+    return path
+
+
+def write_rows(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
+    """A CSV with one column per key of the first row; lists are written as JSON."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    columns = list(rows[0]) if rows else []
+    with open(path, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(columns)
+        for row in rows:
+            writer.writerow([json.dumps(row[c]) if isinstance(row[c], list) else row[c] for c in columns])
     return path

@@ -108,16 +108,6 @@ def select_channels(
     return selected
 
 
-def channel_masks(units: Sequence[ConvUnit], channels: Sequence[int]) -> list[torch.Tensor]:
-    """One boolean mask per unit, ``True`` for the pruned channels of that layer."""
-    layer = layer_of_channels(units)
-    masks = [torch.zeros(unit.size, dtype=torch.bool) for unit in units]
-    for channel in channels:
-        unit = units[layer[channel]]
-        masks[layer[channel]][channel - unit.offset] = True
-    return masks
-
-
 def pruned_tensors(unit: ConvUnit) -> list[torch.Tensor]:
     """The tensors whose first dimension is the unit's output channel and that pruning zeroes."""
     tensors = [unit.conv.weight, unit.conv.bias]
@@ -126,24 +116,33 @@ def pruned_tensors(unit: ConvUnit) -> list[torch.Tensor]:
     return [t for t in tensors if t is not None]
 
 
+def pruned_entries(units: Sequence[ConvUnit], channels: Sequence[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """``(tensor, mask)`` for every tensor that pruning ``channels`` changes: ``mask`` (on the CPU) is
+    ``True`` at the pruned output channels of the tensor's unit."""
+    layer = layer_of_channels(units)
+    masks = [torch.zeros(unit.size, dtype=torch.bool) for unit in units]
+    for channel in channels:
+        masks[layer[channel]][channel - units[layer[channel]].offset] = True
+    return [
+        (tensor, mask) for unit, mask in zip(units, masks, strict=True) if mask.any() for tensor in pruned_tensors(unit)
+    ]
+
+
 @torch.no_grad()
 def prune_channels(units: Sequence[ConvUnit], channels: Sequence[int]) -> None:
     """Zero the filters, biases and BatchNorm scale and shift of ``channels`` in place."""
-    for unit, mask in zip(units, channel_masks(units, channels), strict=True):
-        if mask.any():
-            for tensor in pruned_tensors(unit):
-                tensor[mask.to(tensor.device)] = 0.0
+    for tensor, mask in pruned_entries(units, channels):
+        tensor[mask.to(tensor.device)] = 0.0
 
 
 @contextmanager
 def channels_pruned(units: Sequence[ConvUnit], channels: Sequence[int]) -> Iterator[None]:
     """Prune ``channels`` for the duration of the block, then restore the original values."""
-    saved = [[t.detach().clone() for t in pruned_tensors(unit)] for unit in units]
+    saved = [(tensor, tensor.detach().clone()) for tensor, _ in pruned_entries(units, channels)]
     prune_channels(units, channels)
     try:
         yield
     finally:
         with torch.no_grad():
-            for unit, originals in zip(units, saved, strict=True):
-                for tensor, original in zip(pruned_tensors(unit), originals, strict=True):
-                    tensor.copy_(original)
+            for tensor, original in saved:
+                tensor.copy_(original)

@@ -13,24 +13,11 @@ from collections.abc import Sequence
 import torch.nn as nn
 
 from tuneprune.data import DatasetSplits
-from tuneprune.relevance.channels import channel_masks, conv_units, prune_channels, pruned_tensors
+from tuneprune.relevance.channels import conv_units, prune_channels, pruned_entries
 from tuneprune.relevance.config import FinetuneSettings
 from tuneprune.training.config import RunConfig
 from tuneprune.training.hooks import FrozenWeights
 from tuneprune.training.loop import train
-
-
-def frozen_channels(model: nn.Module, channels: Sequence[int]) -> FrozenWeights:
-    """A hook keeping the pruned ``channels`` of ``model`` at zero during training."""
-    units = conv_units(model)
-    return FrozenWeights(
-        [
-            (tensor, mask)
-            for unit, mask in zip(units, channel_masks(units, channels), strict=True)
-            if mask.any()
-            for tensor in pruned_tensors(unit)
-        ]
-    )
 
 
 def finetune_pruned(
@@ -42,8 +29,9 @@ def finetune_pruned(
     rate and batch size, dense (no sparsity engine). ``model`` itself is left untouched.
     """
     tuned = copy.deepcopy(model)
-    prune_channels(conv_units(tuned), channels)
+    units = conv_units(tuned)
+    prune_channels(units, channels)
     config = run_config.model_copy(
         update={"epochs": settings.epochs, "lr": settings.lr, "batch_size": settings.batch_size, "sparsity": None}
     )
-    return train(config, model=tuned, data=data, hooks=[frozen_channels(tuned, channels)]).model
+    return train(config, model=tuned, data=data, hooks=[FrozenWeights(pruned_entries(units, channels))]).model

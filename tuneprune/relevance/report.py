@@ -7,24 +7,14 @@ each has an accuracy and a loss panel and the unpruned model as a dashed line.
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 from tuneprune.output.plotting import new_figure, pyplot, save_figure
+from tuneprune.output.summaries import write_rows
 from tuneprune.relevance.rankings import describe
 from tuneprune.relevance.study import Row, StudyResult
 
 PANELS = (("acc", "test accuracy"), ("loss", "test loss"))
-
-
-def write_csv(result: StudyResult, path: Path) -> Path:
-    """All curves as ``ranking, percentage, pruned_channels, acc, loss[, finetuned_*]`` rows."""
-    rows = [{"ranking": name, **row} for name, curve in result.curves.items() for row in curve]
-    with path.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
 
 
 def plot_curves(
@@ -51,15 +41,13 @@ def plot_curves(
 
 
 def write_report(result: StudyResult, directory: Path, title: str) -> list[Path]:
-    """``curves.csv`` plus the plots of the rankings and of the deltas present in ``result``."""
-    directory.mkdir(parents=True, exist_ok=True)
-    paths = [write_csv(result, directory / "curves.csv")]
-    groups: dict[str, dict[str, list[Row]]] = {"rankings": {}, "deltas": {}}
-    for key, curve in result.curves.items():
-        groups["deltas" if describe(key)["ranking"] == "mixed" else "rankings"][key] = curve
-    colormaps = {"rankings": None, "deltas": "viridis"}
-    for group, curves in groups.items():
+    """``curves.csv`` (``ranking, percentage, pruned_channels, acc, loss[, finetuned_*]`` rows) plus the plots
+    of the rankings and of the deltas present in ``result``."""
+    rows = [{"ranking": name, **row} for name, curve in result.curves.items() for row in curve]
+    paths = [write_rows(rows, directory / "curves.csv")]
+    for group, mixed, colormap in (("rankings", False, None), ("deltas", True, "viridis")):
+        curves = {k: c for k, c in result.curves.items() if (describe(k)["ranking"] == "mixed") == mixed}
         if curves:
             path = directory / f"{group}.png"
-            paths.append(plot_curves(curves, result.baseline, f"{title}: {group}", path, colormaps[group]))
+            paths.append(plot_curves(curves, result.baseline, f"{title}: {group}", path, colormap))
     return paths

@@ -30,9 +30,10 @@ class ChannelScores:
     parameter: torch.Tensor
 
 
-def parameter_scores(units: Sequence[ConvUnit], statistic: str) -> torch.Tensor:
-    """``statistic`` of each channel's filter weights, over all convolutions."""
-    return torch.cat([channel_statistic(unit.conv.weight, statistic).cpu() for unit in units])
+def layer_scores(per_layer: Sequence[torch.Tensor], statistic: str) -> torch.Tensor:
+    """``statistic`` of every channel of each layer's tensor (channel first: a mean relevance map
+    or a convolution's filters), concatenated in layer order on the CPU."""
+    return torch.cat([channel_statistic(values, statistic).cpu() for values in per_layer])
 
 
 def relevance_samples(data: DatasetSplits, settings: RelevanceSettings) -> torch.Tensor:
@@ -47,8 +48,8 @@ def channel_scores(
     from tuneprune.relevance.lrp import mean_channel_relevance  # zennit loads only when relevance is computed
 
     maps = mean_channel_relevance(model, units, relevance_samples(data, settings), settings)
-    relevance = torch.cat([channel_statistic(m, settings.statistic).cpu() for m in maps])
-    parameter = parameter_scores(units, settings.parameter_statistic)
+    relevance = layer_scores(maps, settings.statistic)
+    parameter = layer_scores([unit.conv.weight for unit in units], settings.parameter_statistic)
     return ChannelScores(
         normalize_scores(relevance, units, settings.normalize),
         normalize_scores(parameter, units, settings.parameter_normalize),

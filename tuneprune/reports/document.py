@@ -14,8 +14,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from tuneprune.evolution.report import write_rows
 from tuneprune.output.plotting import save_figure
+from tuneprune.output.summaries import write_rows
 
 STYLE = """
 body { font-family: sans-serif; margin: 2em auto; max-width: 70em; color: #222; }

@@ -226,8 +226,8 @@ def study_table(study: StudyConfig, trials: Iterable[dict[str, Any]]) -> StudyTa
 
 def write_study_outputs(table: StudyTable, out: Path) -> list[Path]:
     """``study.csv`` (one row per cell), ``study.md`` (the table and its legend) and ``study.png`` (the plot) in ``out``."""
-    from tuneprune.evolution.report import write_rows
     from tuneprune.output.plotting import save_figure
+    from tuneprune.output.summaries import write_rows
 
     out.mkdir(parents=True, exist_ok=True)
     markdown = out / "study.md"

@@ -16,7 +16,7 @@ from tuneprune.relevance.report import write_report
 from tuneprune.relevance.study import StudyResult, run_study
 from tuneprune.relevance.tracking import KIND, StudyTracker
 from tuneprune.runs.source import obtain_model
-from tuneprune.shared.config import apply_overrides, load_yaml, validate
+from tuneprune.shared.config import load_config
 from tuneprune.tracking import RunTracker, check_tracking_reachable, default_tracking_uri, parent_run
 from tuneprune.training import save_model
 
@@ -30,14 +30,6 @@ class RelevanceStudyRun:
     tracking_uri: str
     parent_run_id: str
     result: StudyResult
-
-
-def load_study_config(config_path: Path, overrides: list[str] | None, trains_here: bool) -> RelevanceStudyConfig:
-    """The validated study config; the train section's data must exist when the model is trained here."""
-    config = validate(RelevanceStudyConfig, apply_overrides(load_yaml(config_path), overrides))
-    if trains_here:
-        check_data_dir(config.train.dataset, config.train.data_dir, config.train.download)
-    return config
 
 
 def model_source(checkpoint: Path | None, from_run: str | None) -> dict[str, str]:
@@ -65,7 +57,10 @@ def run_relevance_study(
     The study's parent run ends FINISHED, KILLED on Ctrl-C, or FAILED with the error (:func:`~tuneprune.tracking.parent_run`).
     A model trained here is kept as ``model.pt`` so that ``--from-run PARENT_RUN_ID`` can study it again.
     """
-    config = load_study_config(config_path, overrides, checkpoint is None and from_run is None)
+    config = load_config(RelevanceStudyConfig, config_path, overrides)
+    source = model_source(checkpoint, from_run)
+    if "trained" in source:  # the train section's data must exist
+        check_data_dir(config.train.dataset, config.train.data_dir, config.train.download)
     name = name or config.name or Path(config_path).stem
     uri = tracking_uri or default_tracking_uri()
     check_tracking_reachable(uri)
@@ -75,7 +70,6 @@ def run_relevance_study(
     model, run_config = obtain_model(config.train, checkpoint, from_run, uri, progress)
     data = load_dataset(run_config)
     out = (results_root / name).resolve()
-    source = model_source(checkpoint, from_run)
     files = []
     if "trained" in source:
         files.append(

@@ -34,9 +34,9 @@ def finetune(
     The model stays on the device it was on.
     """
     device = next(model.parameters()).device
-    for norm in model.modules():
-        if isinstance(norm, NORM_TYPES):
-            norm.requires_grad_(False)
+    norms = [m for m in model.modules() if isinstance(m, NORM_TYPES)]
+    for norm in norms:
+        norm.requires_grad_(False)
     config = run_config.model_copy(
         update={
             "epochs": settings.epochs,
@@ -51,7 +51,6 @@ def finetune(
         }
     )
     frozen = [(module.weight, ~mask.bool()) for module, mask in zip(modules, masks, strict=True)]
-    norms = [m for m in model.modules() if isinstance(m, NORM_TYPES)]
     result = train(config, model=model, data=data, hooks=[FrozenWeights(frozen, norms)])
     model.to(device)
     return result.final

@@ -45,7 +45,8 @@ class StochasticReport:
     feature_variance: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
-def _accuracies(model: nn.Module, data: DatasetSplits, batch_size: int) -> dict[str, float]:
+def accuracies(model: nn.Module, data: DatasetSplits, batch_size: int) -> dict[str, float]:
+    """``val_acc`` and ``test_acc`` of ``model``: how a dense or pruned model is reported."""
     return {
         "val_acc": evaluate(model, data.x_val, data.y_val, batch_size)[0],
         "test_acc": evaluate(model, data.x_test, data.y_test, batch_size)[0],
@@ -72,21 +73,21 @@ def run_stochastic(
     batch = run_config.eval_batch_size
     device = data.x_val.device
     model.to(device)
-    dense = _accuracies(model, data, batch)
+    dense = accuracies(model, data, batch)
     dense_copy = copy.deepcopy(model) if config.feature_variance else None
     layers = target_layers(model, config.target)
     modules = [module for _, module in layers]
     pruner = Pruner(layers)
 
     det_masks = pruner.apply(0.0, config.rate)
-    deterministic = {**_accuracies(model, data, batch), **sparsities(model, modules, config.target.min_size)}
+    deterministic = {**accuracies(model, data, batch), **sparsities(model, modules, config.target.min_size)}
     det_model = copy.deepcopy(model)
 
     seeds = [derive_seed(config.seed, i) for i in range(config.samples)]
     val_accs = score_samples(model, pruner, data.x_val, data.y_val, config.sigma, config.rate, seeds, batch)
     best = max(range(len(seeds)), key=lambda i: val_accs[i])
     masks = pruner.apply(config.sigma, config.rate, seeds[best])
-    stochastic = {**_accuracies(model, data, batch), **sparsities(model, modules, config.target.min_size)}
+    stochastic = {**accuracies(model, data, batch), **sparsities(model, modules, config.target.min_size)}
 
     report = StochasticReport(
         config.sigma, config.rate, config.samples, deterministic["pruned_layers_sparsity"], deterministic["model_sparsity"],

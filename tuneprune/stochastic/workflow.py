@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 from tuneprune.data import check_data_dir
 from tuneprune.output.progress import say
-from tuneprune.output.summaries import write_summary
+from tuneprune.output.summaries import write_rows, write_summary
 from tuneprune.shared.config import load_config
 from tuneprune.stochastic.config import StochasticConfig
 from tuneprune.stochastic.dense import dense_model_and_data
@@ -50,11 +49,7 @@ def write_outputs(report: StochasticReport, out: Path) -> None:
     write_summary(report, out / "report.json")
     if not report.feature_variance:
         return
-    labels = list(next(iter(report.feature_variance.values())))
-    with open(out / "feature_variance.csv", "w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["layer", *labels])
-        for layer, values in report.feature_variance.items():
-            writer.writerow([layer, *(values[label] for label in labels)])
-    by_model = {label: {layer: v[label] for layer, v in report.feature_variance.items()} for label in labels}
+    table = report.feature_variance  # layer -> model label -> variance
+    write_rows([{"layer": layer, **values} for layer, values in table.items()], out / "feature_variance.csv")
+    by_model = {label: {layer: v[label] for layer, v in table.items()} for label in next(iter(table.values()))}
     plot_feature_variance(by_model, out / "feature_variance.png")
