@@ -71,4 +71,4 @@ def alpha_fit_report(
     report.figure("alpha_fit", alpha_figure(points, fit, excluded))
     report.heading("Residuals")
     report.table("residuals", residual_rows(points, fit))
-    return fit, report.add_file(fit.write_rule(report.out / RULE_NAME)), excluded
+    return fit, report.write_yaml(RULE_NAME, fit.rule()), excluded

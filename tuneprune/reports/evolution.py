@@ -89,8 +89,7 @@ def best_config(report: Report, source: Source, space: EvolutionSpace) -> None:
         "seed": pick["seed"],  # the individual's noise seeds: sample j uses derive_seed(seed, j), as it did here
         "target": space.target.model_dump(mode="json"),
     }
-    path = report.add_file(report.out / "best.yaml")
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    path = report.write_yaml("best.yaml", config)
     rule = (
         f"The sparsest front point within {ACCURACY_TOLERANCE} of the dense accuracy {dense:.4f}"
         if close

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from tuneprune.reports.document import Report
 from tuneprune.reports.figures import integer_x, new_figure
@@ -100,15 +99,15 @@ def scheduler_trials(data: SearchData, rules: UsabilityRules) -> tuple[list[Judg
     return judged, best
 
 
-def write_preset(trial: Trial, search: str, path: Path) -> Path:
-    constants = scheduler_constants(trial.config)
+def write_preset(report: Report, trial: Trial, constants: dict[str, float], search: str) -> Path:
+    """``preset-KEY.yaml`` beside the report: the trial's A, B, C, D, headed by where they come from."""
+    name = f"preset-{trial.key}.yaml"
     header = (
         f"# Adaptive-scheduler preset (formulas §3) found by search {search}, trial {trial.key}.\n"
-        f"# Use as sparsity.scheduler.preset: {path.name}; the trial started from\n"
+        f"# Use as sparsity.scheduler.preset: {name}; the trial started from\n"
         f"# sparsity.scheduler.initial_sparsity = {sparsity_of(trial.config).scheduler.initial_sparsity} (not part of a preset).\n"
     )
-    path.write_text(header + yaml.safe_dump({k: float(constants[k]) for k in CONSTANTS}, sort_keys=False))
-    return path
+    return report.write_yaml(name, {k: float(v) for k, v in constants.items()}, header)
 
 
 def lambda_figure(found: Sequence[tuple[str, dict[str, float]]], family: ModelFamily) -> Any:
@@ -174,8 +173,8 @@ def scheduler_report(
     presets, constant_rows, found = [], [], []
     for j in chosen:
         trial = j.trial
-        path = report.add_file(write_preset(trial, data.source.name, report.out / f"preset-{trial.key}.yaml"))
         constants = scheduler_constants(trial.config)
+        path = write_preset(report, trial, constants, data.source.name)
         presets.append(path)
         found.append((trial.key, constants))
         constant_rows.append({

@@ -8,7 +8,6 @@ import json
 from typing import Any
 
 import numpy as np
-import yaml
 
 from tuneprune.output.commands import tuneprune_command
 from tuneprune.reports.alpha import alpha_candidates, alpha_figure, best_alpha_points
@@ -157,8 +156,7 @@ def best_config(report: Report, data: SearchData) -> None:
     pick = (max if direction == "max" else min)(entries, key=lambda e: e["values"][first])
     run_id = pick.get("mlflow_run_id")  # the config the trial ran, as it logged it (threads and device included)
     config = json.loads(data.source.artifact_text(run_id, "config.json")) if run_id else pick["config"]
-    path = report.add_file(report.out / "best.yaml")
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    path = report.write_yaml("best.yaml", config)
     report.heading("Best configuration")
     report.text(
         f"Trial {pick['key']} ({first} = {pick['values'][first]:.4f}); run it with: {tuneprune_command('train', path)}"

@@ -22,11 +22,9 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from tuneprune.shared.config import ConfigError
 from tuneprune.sparsity.theta import ALPHA_RULE_START, PUBLISHED_ALPHA_RULE
@@ -123,10 +121,6 @@ class AlphaFit:
             "pole_margin": self.pole_margin,
             "published_rmse": float(np.sqrt(np.mean((published - self.alphas) ** 2))),
         }
-
-    def write_rule(self, path: Path) -> Path:
-        path.write_text(yaml.safe_dump(self.rule(), sort_keys=False))
-        return path
 
 
 def _check_poles(fit: AlphaFit) -> AlphaFit:
