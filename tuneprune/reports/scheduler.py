@@ -60,12 +60,13 @@ class JudgedTrial:
 def judge(data: SearchData, trial: Trial, rules: UsabilityRules) -> JudgedTrial:
     """Achieved sparsity at the last epoch, first epoch at target within the tolerance, and the usability verdict."""
     target = sparsity_of(trial.config).target
-    history = data.history(trial.run_id, "sparsity") if trial.run_id else []
+    history = data.history(trial, "sparsity")
     reached = next((int(epoch) for epoch, value in history if value >= target - rules.sparsity_tolerance), None)
     achieved = trial.metrics.get("sparsity")
     accuracy = data.accuracy_metric
-    reason = rules.reason(target, achieved, trial.values.get(accuracy, trial.metrics.get(accuracy)),
-                          chance_accuracy(trial.config.model_dump()), accuracy)  # fmt: skip
+    reason = rules.reason(
+        target, achieved, trial.result(accuracy), chance_accuracy(trial.config.model_dump()), accuracy
+    )
     return JudgedTrial(trial, target, achieved, reached, reason)
 
 
@@ -130,7 +131,7 @@ def trajectory_figure(data: SearchData, trials: Sequence[Trial]) -> Any:
     """The schedule's sparsity S_k at the end of each epoch, one line per trial."""
     fig, (ax,) = new_figure()
     for trial in trials:
-        history = data.history(trial.run_id, "sparsity_k") if trial.run_id else []
+        history = data.history(trial, "sparsity_k")
         ax.plot(
             *zip(*history, strict=True), marker=".", label=f"{trial.key} (target {sparsity_of(trial.config).target})"
         )

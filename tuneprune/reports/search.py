@@ -34,7 +34,7 @@ def trial_row(data: SearchData, trial: Trial) -> dict[str, Any]:
         "trial": trial.key,
         **trial.grid,
         **trial.params,
-        acc: trial.values.get(acc, trial.metrics.get(acc)),
+        acc: trial.result(acc),
         "sparsity": trial.metrics.get("sparsity", 0.0),
         **{m: trial.values[m] for m in data.objectives if m not in (acc, "sparsity")},
     }
@@ -52,7 +52,7 @@ def feather_baseline(data: SearchData, complete: list[Trial]) -> dict[str, np.nd
     best: dict[float, tuple[float, float]] = {}
     for t in filter(is_plain_feather, complete):
         assert t.config.sparsity is not None  # is_plain_feather checked it
-        accuracy = t.values.get(acc, t.metrics.get(acc))
+        accuracy = t.result(acc)
         assert accuracy is not None  # a complete trial logged its accuracy
         point = (t.metrics.get("sparsity", 0.0), accuracy)
         if point[1] > best.get(t.config.sparsity.target, (0.0, -np.inf))[1]:

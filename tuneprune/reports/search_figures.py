@@ -43,9 +43,7 @@ def param_figure(data: SearchData, complete: Sequence[Trial]) -> Any:
                 for t in mine
             ]
             edges = ["black" if t.key in best else "none" for t in mine]
-            ax.scatter(
-                x, [t.values.get(acc, t.metrics.get(acc)) for t in mine], edgecolors=edges, linewidths=1.5, label=grid
-            )
+            ax.scatter(x, [t.result(acc) for t in mine], edgecolors=edges, linewidths=1.5, label=grid)
         if isinstance(spec, CategoricalParam):
             ax.set_xticks(range(len(spec.choices)), [str(c) for c in spec.choices])
         elif spec.log:
@@ -67,7 +65,7 @@ def curves_figure(data: SearchData, labelled: Sequence[tuple[Trial, str]]) -> An
     fig, axes = new_figure(1, len(CURVE_METRICS), width=4.0, height=3.6)
     for ax, metric in zip(axes, CURVE_METRICS, strict=True):
         for trial, label in labelled:
-            history = data.history(trial.run_id, metric) if trial.run_id else []
+            history = data.history(trial, metric)
             if history:
                 ax.plot(
                     *zip(*history, strict=True), marker=".", linestyle="--" if "default" in label else "-", label=label

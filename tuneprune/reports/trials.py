@@ -39,6 +39,10 @@ class Trial:
     def complete(self) -> bool:
         return self.state == "COMPLETE"
 
+    def result(self, metric: str) -> float | None:
+        """The trial's objective value of ``metric``, else its final MLflow value (None: not logged)."""
+        return self.values.get(metric, self.metrics.get(metric))
+
 
 @dataclass
 class SearchData:
@@ -64,9 +68,11 @@ class SearchData:
     def trial(self, key: str) -> Trial:
         return next(t for t in self.trials if t.key == key)
 
-    def history(self, run_id: str, metric: str) -> list[tuple[int, float]]:
-        """``(epoch, value)`` of one metric of one trial run, by epoch."""
-        return sorted((m.step, m.value) for m in self.source.client.get_metric_history(run_id, metric))
+    def history(self, trial: Trial, metric: str) -> list[tuple[int, float]]:
+        """``(epoch, value)`` of one metric of a trial's run, by epoch (none when the trial has no run)."""
+        if not trial.run_id:
+            return []
+        return sorted((m.step, m.value) for m in self.source.client.get_metric_history(trial.run_id, metric))
 
 
 def load_search(source: Source) -> SearchData:
