@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from tuneprune.reports.defaults import base_values, distance_to_base
+from tuneprune.reports.defaults import closest_to_default
 from tuneprune.reports.document import Report
 from tuneprune.reports.figures import integer_x, new_figure
 from tuneprune.reports.trials import CURVE_METRICS, SearchData, Trial
@@ -52,12 +52,6 @@ def param_figure(data: SearchData, complete: Sequence[Trial]) -> Any:
         ax.set_ylabel(acc)
     axes[0].legend(fontsize=7, title="ringed: best", title_fontsize=7)
     return fig
-
-
-def closest_to_default(data: SearchData, trials: Sequence[Trial], grid: dict[str, Any]) -> tuple[Trial, float]:
-    """The complete trial of ``grid`` whose searched values are closest to the base config's, and its distance."""
-    base = base_values(data.space.resolve(grid, {}).model_dump(mode="json"), data.space.params)
-    return min(((t, distance_to_base(t.params, base, data.space.params)) for t in trials), key=lambda pair: pair[1])
 
 
 def curves_figure(data: SearchData, labelled: Sequence[tuple[Trial, str]]) -> Any:
