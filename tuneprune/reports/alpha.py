@@ -129,25 +129,12 @@ def alpha_figure(points: Sequence[AlphaPoint], fit: AlphaFit | None = None, excl
     fig, (ax,) = new_figure()
     for group in sorted({p.group for p in points}):
         mine = [p for p in points if p.group == group and p.target >= ALPHA_RULE_START]
-        ax.plot([p.target for p in mine], [p.alpha for p in mine], "o", label=f"best usable alpha {group}".strip())
+        plot_alphas(ax, mine, "o", label=f"best usable alpha {group}".strip())
     below = [p for p in points if p.target < ALPHA_RULE_START]
     if below:
-        ax.plot(
-            [p.target for p in below],
-            [p.alpha for p in below],
-            "o",
-            mfc="none",
-            color="black",
-            label="below 0.90 (rule is 0)",
-        )
+        plot_alphas(ax, below, "o", mfc="none", color="black", label="below 0.90 (rule is 0)")
     if excluded:
-        ax.plot(
-            [p.target for p in excluded],
-            [p.alpha for p in excluded],
-            "x",
-            color="grey",
-            label=f"excluded ({len(excluded)})",
-        )
+        plot_alphas(ax, excluded, "x", color="grey", label=f"excluded ({len(excluded)})")
     high = max([0.998, *(p.target for p in [*points, *excluded])])
     s = np.linspace(ALPHA_RULE_START, high, 400)
     ax.plot(
@@ -168,6 +155,11 @@ def alpha_figure(points: Sequence[AlphaPoint], fit: AlphaFit | None = None, excl
     ax.set_ylabel("alpha")
     ax.legend(fontsize=8)
     return fig
+
+
+def plot_alphas(ax: Any, points: Sequence[AlphaPoint], style: str, **kwargs: Any) -> None:
+    """Each point's alpha against its target sparsity."""
+    ax.plot([p.target for p in points], [p.alpha for p in points], style, **kwargs)
 
 
 def _formula(c: dict[str, float]) -> str:
