@@ -29,7 +29,7 @@ def alpha_fit_report(
     and the excluded trials. Too few usable points for the constants: :class:`ConfigError`, before writing."""
     for source in sources:
         source.require_search()
-    candidates = [p for source in sources for p in alpha_candidates(source.summary, source.trial_metrics, rules)]
+    candidates = [p for source in sources for p in alpha_candidates(source, rules)]
     points = [
         p
         for source in sources

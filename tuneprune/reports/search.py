@@ -22,7 +22,7 @@ from tuneprune.reports.search_figures import (
 from tuneprune.reports.sections import front_section
 from tuneprune.reports.study_table import study_section
 from tuneprune.reports.trials import SearchData, Trial
-from tuneprune.reports.usable import UsabilityRules
+from tuneprune.reports.usable import DEFAULT_RULES
 from tuneprune.runs.paths import THETA_ALPHA
 from tuneprune.shared.pareto import Plane
 
@@ -134,14 +134,13 @@ def importances(report: Report, data: SearchData) -> None:
 
 def alpha_series(report: Report, data: SearchData) -> None:
     """The best usable alpha per target sparsity when alpha was searched at several targets (formulas §2, formulas §8)."""
-    rules = UsabilityRules()
-    candidates = alpha_candidates(data.source.summary, data.source.trial_metrics, rules)
-    points = best_alpha_points(data.source.summary, candidates)
+    candidates = alpha_candidates(data.source, DEFAULT_RULES)
     if THETA_ALPHA not in data.space.params or len({p.target for p in candidates}) < 2:
         return
+    points = best_alpha_points(data.source.summary, candidates)
     excluded = [p for p in candidates if p.excluded is not None]
     report.heading("Best alpha per target sparsity")
-    caption = f"grey: the published rule 0.026 tan(23.09 S + 22.08) + 0.093 (formulas §2); x: excluded trials ({rules.describe()})"
+    caption = f"grey: the published rule 0.026 tan(23.09 S + 22.08) + 0.093 (formulas §2); x: excluded trials ({DEFAULT_RULES.describe()})"
     report.figure("alpha_per_target", alpha_figure(points, excluded=excluded), caption)
     report.table("alpha_per_target", [vars(p) for p in [*points, *excluded]])
 
