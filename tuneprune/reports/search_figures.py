@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,9 +19,8 @@ def grid_label(grid: dict[str, Any]) -> str:
 
 def importance_figure(rows: Sequence[dict[str, Any]]) -> Any:
     """One bar chart per (study, objective)."""
-    groups = list(dict.fromkeys((r["study"], r["objective"]) for r in rows))
-    most = max(sum(1 for r in rows if (r["study"], r["objective"]) == g) for g in groups)
-    fig, axes = new_figure(len(groups), 1, height=0.5 + 0.4 * most)
+    groups = Counter((r["study"], r["objective"]) for r in rows)
+    fig, axes = new_figure(len(groups), 1, height=0.5 + 0.4 * max(groups.values()))
     for ax, (study, objective) in zip(axes, groups, strict=True):
         mine = [r for r in rows if (r["study"], r["objective"]) == (study, objective)]
         ax.barh([r["param"] for r in mine], [r["importance"] for r in mine])
