@@ -72,14 +72,14 @@ def fronts(report: Report, data: SearchData, complete: list[Trial]) -> None:
     """A front per plane (the accuracy one with the plain-Feather baseline when there is one), then the hypervolume table."""
     rows = [trial_row(data, t) for t in complete]
     baseline = feather_baseline(data, complete)
-    hv_rows = []
-    for i, plane in enumerate(planes(data)):
-        hv_rows.append(front_section(report, rows, plane, baselines=baseline if i == 0 else None))
-        if i == 0 and not baseline:
-            report.text(
-                "No plain-Feather trial (feather theta, cubic schedule, no elimination) in this search: no baseline.",
-                note=True,
-            )
+    accuracy, *others = planes(data)
+    hv_rows = [front_section(report, rows, accuracy, baselines=baseline)]
+    if not baseline:
+        report.text(
+            "No plain-Feather trial (feather theta, cubic schedule, no elimination) in this search: no baseline.",
+            note=True,
+        )
+    hv_rows += [front_section(report, rows, plane) for plane in others]
     report.heading("Hypervolumes")
     report.table("hypervolume", hv_rows)
 
