@@ -24,7 +24,6 @@ class Trial:
     """One trial: its Optuna record, the run config it trained, its final MLflow metrics and its run's start and end (s)."""
 
     key: str
-    name: str
     grid: dict[str, Any]
     params: dict[str, Any]
     state: str
@@ -90,7 +89,7 @@ def load_search(source: Source) -> SearchData:
         config = space.resolve(t["grid"], t["params"])
         trials.append(
             Trial(
-                t["key"], t["name"], t["grid"], t["params"], t["state"], t["values"], run_id, config, metrics,
+                t["key"], t["grid"], t["params"], t["state"], t["values"], run_id, config, metrics,
                 started / 1000 if started else None, ended / 1000 if ended else None,
             )
         )  # fmt: skip
