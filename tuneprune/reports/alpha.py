@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from tuneprune.reports.figures import new_figure
+from tuneprune.output.plotting import new_figure
 from tuneprune.reports.source import Source
 from tuneprune.reports.tangent import AlphaFit, tangent
 from tuneprune.reports.usable import UsabilityRules, chance_accuracy
