@@ -31,20 +31,14 @@ def population(source: Source, rate_names: list[str]) -> list[dict[str, Any]]:
         [client.get_run(source.parent_run_id).info.experiment_id],
         f"tags.`mlflow.parentRunId` = '{source.parent_run_id}' and tags.`{TAG_KIND}` = 'generation'",
     )
-    rows = []
-    for run in sorted(runs, key=lambda r: r.data.tags[TAG_TRIAL]):
-        text = source.artifact_text(run.info.run_id, f"{run.data.tags[TAG_TRIAL]}.csv")
-        for r in csv.DictReader(io.StringIO(text)):
-            if r["status"] == "ok":
-                numbers = {
-                    k: float(r[k])
-                    for k in ("sigma", *rate_names, "accuracy", "sparsity", "pruned_layers_sparsity")
-                    if k in r
-                }
-                rows.append(
-                    {"generation": int(r["generation"]), "index": int(r["index"]), "seed": int(r["seed"]), **numbers}
-                )
-    return rows
+    numbers = ("sigma", *rate_names, "accuracy", "sparsity", "pruned_layers_sparsity")
+    return [
+        {"generation": int(r["generation"]), "index": int(r["index"]), "seed": int(r["seed"]),
+         **{k: float(r[k]) for k in numbers if k in r}}
+        for run in sorted(runs, key=lambda generation: generation.data.tags[TAG_TRIAL])
+        for r in csv.DictReader(io.StringIO(source.artifact_text(run.info.run_id, f"{run.data.tags[TAG_TRIAL]}.csv")))
+        if r["status"] == "ok"
+    ]  # fmt: skip
 
 
 def baselines(summary: dict[str, Any]) -> dict[str, np.ndarray]:
