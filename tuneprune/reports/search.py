@@ -52,9 +52,8 @@ def feather_baseline(data: SearchData, complete: list[Trial]) -> dict[str, np.nd
     best: dict[float, tuple[float, float]] = {}
     for t in filter(is_plain_feather, complete):
         assert t.config.sparsity is not None  # is_plain_feather checked it
-        accuracy = t.result(acc)
-        assert accuracy is not None  # a complete trial logged its accuracy
-        point = (t.metrics.get("sparsity", 0.0), accuracy)
+        row = trial_row(data, t)
+        point = (row["sparsity"], row[acc])
         if point[1] > best.get(t.config.sparsity.target, (0.0, -np.inf))[1]:
             best[t.config.sparsity.target] = point
     return {"plain Feather (best per target)": np.array(sorted(best.values()))} if best else {}
