@@ -14,11 +14,7 @@ from tuneprune.reports.alpha import alpha_candidates, alpha_figure, best_alpha_p
 from tuneprune.reports.anytime import anytime_figure, anytime_rows
 from tuneprune.reports.document import Report
 from tuneprune.reports.importance import study_importances
-from tuneprune.reports.search_figures import (
-    importance_figure,
-    learning_curves_section,
-    param_figure,
-)
+from tuneprune.reports.search_figures import importance_figure, learning_curves_section, param_figure
 from tuneprune.reports.sections import front_section
 from tuneprune.reports.study_table import study_section
 from tuneprune.reports.trials import SearchData, Trial
