@@ -107,9 +107,7 @@ def best_table(report: Report, data: SearchData) -> None:
     """The best trial (or Pareto set) of every grid point, with its test accuracy."""
     title = "Pareto set per grid point" if len(data.objectives) > 1 else "Best trial per grid point"
     report.heading(title)
-    rows = [
-        {**trial_row(data, data.trial(k)), "test_acc": data.trial(k).metrics.get("test_acc")} for k in data.best_keys
-    ]
+    rows = [{**trial_row(data, t), "test_acc": t.metrics.get("test_acc")} for t in map(data.trial, data.best_keys)]
     if rows:
         report.table("best_trials", rows)
     else:
