@@ -8,13 +8,14 @@ first objective) gives that point's alpha. :mod:`tuneprune.reports.tangent` fits
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
-from tuneprune.reports.figures import new_figure
+from tuneprune.output.plotting import new_figure
+from tuneprune.reports.source import Source
 from tuneprune.reports.tangent import AlphaFit, tangent
 from tuneprune.reports.usable import UsabilityRules, chance_accuracy
 from tuneprune.runs.paths import TARGET_SPARSITY, THETA_ALPHA
@@ -22,7 +23,6 @@ from tuneprune.search.space import METHOD
 from tuneprune.search.study_config import SEED
 from tuneprune.sparsity.theta import ALPHA_RULE_START, PUBLISHED_ALPHA_RULE
 
-MetricsOf = Callable[[dict[str, Any]], dict[str, float]]
 NOT_GROUPS = (TARGET_SPARSITY, METHOD, SEED)  # grid keys that do not part the points of the alpha(S) fit
 
 
@@ -58,9 +58,10 @@ def trial_alpha(entry: dict[str, Any]) -> float | None:
     return None
 
 
-def alpha_candidates(summary: dict[str, Any], metrics_of: MetricsOf, rules: UsabilityRules) -> list[AlphaPoint]:
-    """Every complete trial that ran with an alpha of its own (searched, or a study method's), with its exclusion
-    reason under ``rules``. Its group is its other grid values, a study's method and seed left out."""
+def alpha_candidates(source: Source, rules: UsabilityRules) -> list[AlphaPoint]:
+    """Every complete trial of ``source`` that ran with an alpha of its own (searched, or a study method's), with its
+    exclusion reason under ``rules``. Its group is its other grid values, a study's method and seed left out."""
+    summary = source.summary
     (first, _), *_ = summary["objectives"].items()
     accuracy = first if first.endswith("_acc") else "val_acc"
     points = []
@@ -68,7 +69,7 @@ def alpha_candidates(summary: dict[str, Any], metrics_of: MetricsOf, rules: Usab
         alpha = trial_alpha(entry)
         if alpha is None:
             continue
-        metrics = metrics_of(entry)
+        metrics = source.trial_metrics(entry)
         config = entry["config"]
         target = config["sparsity"]["target"]
         achieved = metrics.get("sparsity")
@@ -129,25 +130,12 @@ def alpha_figure(points: Sequence[AlphaPoint], fit: AlphaFit | None = None, excl
     fig, (ax,) = new_figure()
     for group in sorted({p.group for p in points}):
         mine = [p for p in points if p.group == group and p.target >= ALPHA_RULE_START]
-        ax.plot([p.target for p in mine], [p.alpha for p in mine], "o", label=f"best usable alpha {group}".strip())
+        plot_alphas(ax, mine, "o", label=f"best usable alpha {group}".strip())
     below = [p for p in points if p.target < ALPHA_RULE_START]
     if below:
-        ax.plot(
-            [p.target for p in below],
-            [p.alpha for p in below],
-            "o",
-            mfc="none",
-            color="black",
-            label="below 0.90 (rule is 0)",
-        )
+        plot_alphas(ax, below, "o", mfc="none", color="black", label="below 0.90 (rule is 0)")
     if excluded:
-        ax.plot(
-            [p.target for p in excluded],
-            [p.alpha for p in excluded],
-            "x",
-            color="grey",
-            label=f"excluded ({len(excluded)})",
-        )
+        plot_alphas(ax, excluded, "x", color="grey", label=f"excluded ({len(excluded)})")
     high = max([0.998, *(p.target for p in [*points, *excluded])])
     s = np.linspace(ALPHA_RULE_START, high, 400)
     ax.plot(
@@ -168,6 +156,11 @@ def alpha_figure(points: Sequence[AlphaPoint], fit: AlphaFit | None = None, excl
     ax.set_ylabel("alpha")
     ax.legend(fontsize=8)
     return fig
+
+
+def plot_alphas(ax: Any, points: Sequence[AlphaPoint], style: str, **kwargs: Any) -> None:
+    """Each point's alpha against its target sparsity."""
+    ax.plot([p.target for p in points], [p.alpha for p in points], style, **kwargs)
 
 
 def _formula(c: dict[str, float]) -> str:

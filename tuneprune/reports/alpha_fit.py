@@ -29,7 +29,7 @@ def alpha_fit_report(
     and the excluded trials. Too few usable points for the constants: :class:`ConfigError`, before writing."""
     for source in sources:
         source.require_search()
-    candidates = [p for source in sources for p in alpha_candidates(source.summary, source.trial_metrics, rules)]
+    candidates = [p for source in sources for p in alpha_candidates(source, rules)]
     points = [
         p
         for source in sources
@@ -71,4 +71,4 @@ def alpha_fit_report(
     report.figure("alpha_fit", alpha_figure(points, fit, excluded))
     report.heading("Residuals")
     report.table("residuals", residual_rows(points, fit))
-    return fit, report.add_file(fit.write_rule(report.out / RULE_NAME)), excluded
+    return fit, report.write_yaml(RULE_NAME, fit.rule()), excluded

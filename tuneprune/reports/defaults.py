@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
+from tuneprune.reports.trials import SearchData, Trial
 from tuneprune.search.space import CategoricalParam, Param
 from tuneprune.tracking.runs import flatten
 
@@ -18,12 +20,11 @@ def param_distance(value: Any, base: Any, param: Param) -> float:
     return abs(scale(value) - scale(base)) / width if width > 0 else 0.0
 
 
-def base_values(base_config: dict[str, Any], params: dict[str, Param]) -> dict[str, Any]:
-    """The base run config's value of every searched path (None where the config leaves it unset)."""
-    flat = flatten(base_config)
-    return {path: flat.get(path) for path in params}
-
-
-def distance_to_base(values: dict[str, Any], base: dict[str, Any], params: dict[str, Param]) -> float:
-    """The summed per-parameter distance of a trial's searched values from the base values."""
-    return sum(param_distance(values[p], base[p], param) for p, param in params.items())
+def closest_to_default(data: SearchData, trials: Sequence[Trial], grid: dict[str, Any]) -> tuple[Trial, float]:
+    """The complete trial of ``grid`` whose searched values are closest to the base config's, and its distance: the
+    summed :func:`param_distance` of each searched path from the base run config's value (None where it is unset)."""
+    params, base = data.space.params, flatten(data.space.resolve(grid, {}).model_dump(mode="json"))
+    distances = [
+        (t, sum(param_distance(t.params[p], base.get(p), param) for p, param in params.items())) for t in trials
+    ]
+    return min(distances, key=lambda pair: pair[1])

@@ -14,6 +14,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from tuneprune.output.plotting import save_figure
 from tuneprune.output.summaries import write_rows
 
@@ -76,8 +78,10 @@ class Report:
             self.text(caption, note=True)
         return path
 
-    def add_file(self, path: Path) -> Path:
-        """A file written beside the report (a YAML config) that belongs to it."""
+    def write_yaml(self, name: str, document: dict[str, Any], header: str = "") -> Path:
+        """Write ``NAME`` beside the report (a config, a rule, a preset): ``header`` (comment lines), then ``document``."""
+        path = self.out / name
+        path.write_text(header + yaml.safe_dump(document, sort_keys=False))
         self.files.append(path)
         return path
 

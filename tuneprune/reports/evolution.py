@@ -12,8 +12,9 @@ import yaml
 
 from tuneprune.evolution.archive import FRONT_PLANE
 from tuneprune.evolution.space import EvolutionSpace
+from tuneprune.output.plotting import new_figure
 from tuneprune.reports.document import Report
-from tuneprune.reports.figures import integer_x, new_figure
+from tuneprune.reports.figures import integer_x
 from tuneprune.reports.sections import front_section
 from tuneprune.reports.source import Source
 from tuneprune.shared.config import validate
@@ -30,20 +31,14 @@ def population(source: Source, rate_names: list[str]) -> list[dict[str, Any]]:
         [client.get_run(source.parent_run_id).info.experiment_id],
         f"tags.`mlflow.parentRunId` = '{source.parent_run_id}' and tags.`{TAG_KIND}` = 'generation'",
     )
-    rows = []
-    for run in sorted(runs, key=lambda r: r.data.tags[TAG_TRIAL]):
-        text = source.artifact_text(run.info.run_id, f"{run.data.tags[TAG_TRIAL]}.csv")
-        for r in csv.DictReader(io.StringIO(text)):
-            if r["status"] == "ok":
-                numbers = {
-                    k: float(r[k])
-                    for k in ("sigma", *rate_names, "accuracy", "sparsity", "pruned_layers_sparsity")
-                    if k in r
-                }
-                rows.append(
-                    {"generation": int(r["generation"]), "index": int(r["index"]), "seed": int(r["seed"]), **numbers}
-                )
-    return rows
+    numbers = ("sigma", *rate_names, "accuracy", "sparsity", "pruned_layers_sparsity")
+    return [
+        {"generation": int(r["generation"]), "index": int(r["index"]), "seed": int(r["seed"]),
+         **{k: float(r[k]) for k in numbers if k in r}}
+        for run in sorted(runs, key=lambda generation: generation.data.tags[TAG_TRIAL])
+        for r in csv.DictReader(io.StringIO(source.artifact_text(run.info.run_id, f"{run.data.tags[TAG_TRIAL]}.csv")))
+        if r["status"] == "ok"
+    ]  # fmt: skip
 
 
 def baselines(summary: dict[str, Any]) -> dict[str, np.ndarray]:
@@ -89,8 +84,7 @@ def best_config(report: Report, source: Source, space: EvolutionSpace) -> None:
         "seed": pick["seed"],  # the individual's noise seeds: sample j uses derive_seed(seed, j), as it did here
         "target": space.target.model_dump(mode="json"),
     }
-    path = report.add_file(report.out / "best.yaml")
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    path = report.write_yaml("best.yaml", config)
     rule = (
         f"The sparsest front point within {ACCURACY_TOLERANCE} of the dense accuracy {dense:.4f}"
         if close

@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
+from tuneprune.output.plotting import new_figure
 from tuneprune.reports.document import Report
-from tuneprune.reports.figures import integer_x, new_figure
+from tuneprune.reports.figures import integer_x
 from tuneprune.reports.trials import SearchData, Trial
 from tuneprune.reports.usable import DEFAULT_RULES, UsabilityRules, chance_accuracy
 from tuneprune.runs.paths import SCHEDULER_CONSTANTS
@@ -61,12 +61,13 @@ class JudgedTrial:
 def judge(data: SearchData, trial: Trial, rules: UsabilityRules) -> JudgedTrial:
     """Achieved sparsity at the last epoch, first epoch at target within the tolerance, and the usability verdict."""
     target = sparsity_of(trial.config).target
-    history = data.history(trial.run_id, "sparsity") if trial.run_id else []
+    history = data.history(trial, "sparsity")
     reached = next((int(epoch) for epoch, value in history if value >= target - rules.sparsity_tolerance), None)
     achieved = trial.metrics.get("sparsity")
     accuracy = data.accuracy_metric
-    reason = rules.reason(target, achieved, trial.values.get(accuracy, trial.metrics.get(accuracy)),
-                          chance_accuracy(trial.config.model_dump()), accuracy)  # fmt: skip
+    reason = rules.reason(
+        target, achieved, trial.result(accuracy), chance_accuracy(trial.config.model_dump()), accuracy
+    )
     return JudgedTrial(trial, target, achieved, reached, reason)
 
 
@@ -100,15 +101,15 @@ def scheduler_trials(data: SearchData, rules: UsabilityRules) -> tuple[list[Judg
     return judged, best
 
 
-def write_preset(trial: Trial, search: str, path: Path) -> Path:
-    constants = scheduler_constants(trial.config)
+def write_preset(report: Report, trial: Trial, constants: dict[str, float], search: str) -> Path:
+    """``preset-KEY.yaml`` beside the report: the trial's A, B, C, D, headed by where they come from."""
+    name = f"preset-{trial.key}.yaml"
     header = (
         f"# Adaptive-scheduler preset (formulas §3) found by search {search}, trial {trial.key}.\n"
-        f"# Use as sparsity.scheduler.preset: {path.name}; the trial started from\n"
+        f"# Use as sparsity.scheduler.preset: {name}; the trial started from\n"
         f"# sparsity.scheduler.initial_sparsity = {sparsity_of(trial.config).scheduler.initial_sparsity} (not part of a preset).\n"
     )
-    path.write_text(header + yaml.safe_dump({k: float(constants[k]) for k in CONSTANTS}, sort_keys=False))
-    return path
+    return report.write_yaml(name, {k: float(v) for k, v in constants.items()}, header)
 
 
 def lambda_figure(found: Sequence[tuple[str, dict[str, float]]], family: ModelFamily) -> Any:
@@ -131,7 +132,7 @@ def trajectory_figure(data: SearchData, trials: Sequence[Trial]) -> Any:
     """The schedule's sparsity S_k at the end of each epoch, one line per trial."""
     fig, (ax,) = new_figure()
     for trial in trials:
-        history = data.history(trial.run_id, "sparsity_k") if trial.run_id else []
+        history = data.history(trial, "sparsity_k")
         ax.plot(
             *zip(*history, strict=True), marker=".", label=f"{trial.key} (target {sparsity_of(trial.config).target})"
         )
@@ -174,8 +175,8 @@ def scheduler_report(
     presets, constant_rows, found = [], [], []
     for j in chosen:
         trial = j.trial
-        path = report.add_file(write_preset(trial, data.source.name, report.out / f"preset-{trial.key}.yaml"))
         constants = scheduler_constants(trial.config)
+        path = write_preset(report, trial, constants, data.source.name)
         presets.append(path)
         found.append((trial.key, constants))
         constant_rows.append({

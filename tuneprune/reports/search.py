@@ -8,22 +8,17 @@ import json
 from typing import Any
 
 import numpy as np
-import yaml
 
 from tuneprune.output.commands import tuneprune_command
 from tuneprune.reports.alpha import alpha_candidates, alpha_figure, best_alpha_points
 from tuneprune.reports.anytime import anytime_figure, anytime_rows
 from tuneprune.reports.document import Report
 from tuneprune.reports.importance import study_importances
-from tuneprune.reports.search_figures import (
-    importance_figure,
-    learning_curves_section,
-    param_figure,
-)
+from tuneprune.reports.search_figures import importance_figure, learning_curves_section, param_figure
 from tuneprune.reports.sections import front_section
 from tuneprune.reports.study_table import study_section
 from tuneprune.reports.trials import SearchData, Trial
-from tuneprune.reports.usable import UsabilityRules
+from tuneprune.reports.usable import DEFAULT_RULES
 from tuneprune.runs.paths import THETA_ALPHA
 from tuneprune.shared.pareto import Plane
 
@@ -35,7 +30,7 @@ def trial_row(data: SearchData, trial: Trial) -> dict[str, Any]:
         "trial": trial.key,
         **trial.grid,
         **trial.params,
-        acc: trial.values.get(acc, trial.metrics.get(acc)),
+        acc: trial.result(acc),
         "sparsity": trial.metrics.get("sparsity", 0.0),
         **{m: trial.values[m] for m in data.objectives if m not in (acc, "sparsity")},
     }
@@ -53,9 +48,8 @@ def feather_baseline(data: SearchData, complete: list[Trial]) -> dict[str, np.nd
     best: dict[float, tuple[float, float]] = {}
     for t in filter(is_plain_feather, complete):
         assert t.config.sparsity is not None  # is_plain_feather checked it
-        accuracy = t.values.get(acc, t.metrics.get(acc))
-        assert accuracy is not None  # a complete trial logged its accuracy
-        point = (t.metrics.get("sparsity", 0.0), accuracy)
+        row = trial_row(data, t)
+        point = (row["sparsity"], row[acc])
         if point[1] > best.get(t.config.sparsity.target, (0.0, -np.inf))[1]:
             best[t.config.sparsity.target] = point
     return {"plain Feather (best per target)": np.array(sorted(best.values()))} if best else {}
@@ -73,14 +67,14 @@ def fronts(report: Report, data: SearchData, complete: list[Trial]) -> None:
     """A front per plane (the accuracy one with the plain-Feather baseline when there is one), then the hypervolume table."""
     rows = [trial_row(data, t) for t in complete]
     baseline = feather_baseline(data, complete)
-    hv_rows = []
-    for i, plane in enumerate(planes(data)):
-        hv_rows.append(front_section(report, rows, plane, baselines=baseline if i == 0 else None))
-        if i == 0 and not baseline:
-            report.text(
-                "No plain-Feather trial (feather theta, cubic schedule, no elimination) in this search: no baseline.",
-                note=True,
-            )
+    accuracy, *others = planes(data)
+    hv_rows = [front_section(report, rows, accuracy, baselines=baseline)]
+    if not baseline:
+        report.text(
+            "No plain-Feather trial (feather theta, cubic schedule, no elimination) in this search: no baseline.",
+            note=True,
+        )
+    hv_rows += [front_section(report, rows, plane) for plane in others]
     report.heading("Hypervolumes")
     report.table("hypervolume", hv_rows)
 
@@ -113,9 +107,7 @@ def best_table(report: Report, data: SearchData) -> None:
     """The best trial (or Pareto set) of every grid point, with its test accuracy."""
     title = "Pareto set per grid point" if len(data.objectives) > 1 else "Best trial per grid point"
     report.heading(title)
-    rows = [
-        {**trial_row(data, data.trial(k)), "test_acc": data.trial(k).metrics.get("test_acc")} for k in data.best_keys
-    ]
+    rows = [{**trial_row(data, t), "test_acc": t.metrics.get("test_acc")} for t in map(data.trial, data.best_keys)]
     if rows:
         report.table("best_trials", rows)
     else:
@@ -135,14 +127,13 @@ def importances(report: Report, data: SearchData) -> None:
 
 def alpha_series(report: Report, data: SearchData) -> None:
     """The best usable alpha per target sparsity when alpha was searched at several targets (formulas §2, formulas §8)."""
-    rules = UsabilityRules()
-    candidates = alpha_candidates(data.source.summary, data.source.trial_metrics, rules)
-    points = best_alpha_points(data.source.summary, candidates)
+    candidates = alpha_candidates(data.source, DEFAULT_RULES)
     if THETA_ALPHA not in data.space.params or len({p.target for p in candidates}) < 2:
         return
+    points = best_alpha_points(data.source.summary, candidates)
     excluded = [p for p in candidates if p.excluded is not None]
     report.heading("Best alpha per target sparsity")
-    caption = f"grey: the published rule 0.026 tan(23.09 S + 22.08) + 0.093 (formulas §2); x: excluded trials ({rules.describe()})"
+    caption = f"grey: the published rule 0.026 tan(23.09 S + 22.08) + 0.093 (formulas §2); x: excluded trials ({DEFAULT_RULES.describe()})"
     report.figure("alpha_per_target", alpha_figure(points, excluded=excluded), caption)
     report.table("alpha_per_target", [vars(p) for p in [*points, *excluded]])
 
@@ -157,8 +148,7 @@ def best_config(report: Report, data: SearchData) -> None:
     pick = (max if direction == "max" else min)(entries, key=lambda e: e["values"][first])
     run_id = pick.get("mlflow_run_id")  # the config the trial ran, as it logged it (threads and device included)
     config = json.loads(data.source.artifact_text(run_id, "config.json")) if run_id else pick["config"]
-    path = report.add_file(report.out / "best.yaml")
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    path = report.write_yaml("best.yaml", config)
     report.heading("Best configuration")
     report.text(
         f"Trial {pick['key']} ({first} = {pick['values'][first]:.4f}); run it with: {tuneprune_command('train', path)}"

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from tuneprune.reports.defaults import base_values, distance_to_base
+from tuneprune.output.plotting import new_figure
+from tuneprune.reports.defaults import closest_to_default
 from tuneprune.reports.document import Report
-from tuneprune.reports.figures import integer_x, new_figure
+from tuneprune.reports.figures import integer_x
 from tuneprune.reports.trials import CURVE_METRICS, SearchData, Trial
 from tuneprune.search.space import CategoricalParam
 
@@ -18,9 +20,8 @@ def grid_label(grid: dict[str, Any]) -> str:
 
 def importance_figure(rows: Sequence[dict[str, Any]]) -> Any:
     """One bar chart per (study, objective)."""
-    groups = list(dict.fromkeys((r["study"], r["objective"]) for r in rows))
-    most = max(sum(1 for r in rows if (r["study"], r["objective"]) == g) for g in groups)
-    fig, axes = new_figure(len(groups), 1, height=0.5 + 0.4 * most)
+    groups = Counter((r["study"], r["objective"]) for r in rows)
+    fig, axes = new_figure(len(groups), 1, height=0.5 + 0.4 * max(groups.values()))
     for ax, (study, objective) in zip(axes, groups, strict=True):
         mine = [r for r in rows if (r["study"], r["objective"]) == (study, objective)]
         ax.barh([r["param"] for r in mine], [r["importance"] for r in mine])
@@ -43,9 +44,7 @@ def param_figure(data: SearchData, complete: Sequence[Trial]) -> Any:
                 for t in mine
             ]
             edges = ["black" if t.key in best else "none" for t in mine]
-            ax.scatter(
-                x, [t.values.get(acc, t.metrics.get(acc)) for t in mine], edgecolors=edges, linewidths=1.5, label=grid
-            )
+            ax.scatter(x, [t.result(acc) for t in mine], edgecolors=edges, linewidths=1.5, label=grid)
         if isinstance(spec, CategoricalParam):
             ax.set_xticks(range(len(spec.choices)), [str(c) for c in spec.choices])
         elif spec.log:
@@ -56,18 +55,12 @@ def param_figure(data: SearchData, complete: Sequence[Trial]) -> Any:
     return fig
 
 
-def closest_to_default(data: SearchData, trials: Sequence[Trial], grid: dict[str, Any]) -> tuple[Trial, float]:
-    """The complete trial of ``grid`` whose searched values are closest to the base config's, and its distance."""
-    base = base_values(data.space.resolve(grid, {}).model_dump(mode="json"), data.space.params)
-    return min(((t, distance_to_base(t.params, base, data.space.params)) for t in trials), key=lambda pair: pair[1])
-
-
 def curves_figure(data: SearchData, labelled: Sequence[tuple[Trial, str]]) -> Any:
     """Accuracy, S_k, theta and mu per epoch of each ``(trial, label)``."""
     fig, axes = new_figure(1, len(CURVE_METRICS), width=4.0, height=3.6)
     for ax, metric in zip(axes, CURVE_METRICS, strict=True):
         for trial, label in labelled:
-            history = data.history(trial.run_id, metric) if trial.run_id else []
+            history = data.history(trial, metric)
             if history:
                 ax.plot(
                     *zip(*history, strict=True), marker=".", linestyle="--" if "default" in label else "-", label=label

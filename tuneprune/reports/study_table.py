@@ -18,11 +18,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 
+from tuneprune.output.plotting import new_figure, save_figure
+from tuneprune.output.summaries import write_rows
 from tuneprune.reports.document import Report
 from tuneprune.reports.trials import SearchData
 from tuneprune.search.space import METHOD
 from tuneprune.search.study_config import METRIC, MODEL, SEED, TARGET, StudyConfig
+from tuneprune.shared.config import validate
 
 BEST_MARK = "*"
 SIGNIFICANT_MARK = "†"
@@ -148,8 +152,6 @@ class StudyTable:
 
     def figure(self) -> Any:
         """Accuracy against target sparsity, one line per method with ± std error bars, one panel per model."""
-        from tuneprune.output.plotting import new_figure
-
         fig, axes = new_figure(1, len(self.models))
         targets = self.study.targets
         for ax, model in zip(axes, self.models, strict=True):
@@ -226,9 +228,6 @@ def study_table(study: StudyConfig, trials: Iterable[dict[str, Any]]) -> StudyTa
 
 def write_study_outputs(table: StudyTable, out: Path) -> list[Path]:
     """``study.csv`` (one row per cell), ``study.md`` (the table and its legend) and ``study.png`` (the plot) in ``out``."""
-    from tuneprune.output.plotting import save_figure
-    from tuneprune.output.summaries import write_rows
-
     out.mkdir(parents=True, exist_ok=True)
     markdown = out / "study.md"
     markdown.write_text(table.markdown())
@@ -237,10 +236,6 @@ def write_study_outputs(table: StudyTable, out: Path) -> list[Path]:
 
 def study_section(report: Report, data: SearchData) -> None:
     """The study's table, its legend and its plot in the HTML report of the search that ran it."""
-    import yaml
-
-    from tuneprune.shared.config import validate
-
     study = validate(StudyConfig, yaml.safe_load(data.source.artifact_text(data.source.parent_run_id, "study.yaml")))
     table = study_table(study, ({"grid": t.grid, "state": t.state, "metrics": t.metrics} for t in data.trials))
     report.heading(f"Study: {METRIC} per method and target sparsity")

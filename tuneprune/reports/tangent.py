@@ -22,11 +22,9 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from tuneprune.shared.config import ConfigError
 from tuneprune.sparsity.theta import ALPHA_RULE_START, PUBLISHED_ALPHA_RULE
@@ -98,14 +96,15 @@ class AlphaFit:
         return branch_poles(self.constants["c2"], self.constants["c3"], float(self.targets.max()))
 
     @property
+    def pole_gaps(self) -> dict[str, float]:
+        """How far the ``lower`` and the ``upper`` pole lie outside the fitted range and its margin (< 0: inside)."""
+        (low, high), (lower, upper) = self.fitted_range, self.poles
+        return {"lower": low - self.pole_margin - lower, "upper": upper - high - self.pole_margin}
+
+    @property
     def poles_on_bounds(self) -> list[str]:
         """``lower``/``upper`` for a pole the bounds hold back: the points alone would pull it into the range."""
-        (low, high), (lower, upper) = self.fitted_range, self.poles
-        return [
-            name
-            for name, gap in (("lower", low - self.pole_margin - lower), ("upper", upper - high - self.pole_margin))
-            if abs(gap) < 1e-6
-        ]
+        return [name for name, gap in self.pole_gaps.items() if abs(gap) < 1e-6]
 
     def rule(self) -> dict[str, Any]:
         """The rule file: c1..c4 (all ``alpha_from_rule_file`` reads) and how they were found."""
@@ -124,14 +123,10 @@ class AlphaFit:
             "published_rmse": float(np.sqrt(np.mean((published - self.alphas) ** 2))),
         }
 
-    def write_rule(self, path: Path) -> Path:
-        path.write_text(yaml.safe_dump(self.rule(), sort_keys=False))
-        return path
-
 
 def _check_poles(fit: AlphaFit) -> AlphaFit:
-    (low, high), (lower, upper) = fit.fitted_range, fit.poles
-    if lower > low - fit.pole_margin + 1e-9 or upper < high + fit.pole_margin - 1e-9:
+    if min(fit.pole_gaps.values()) < -1e-9:
+        (low, high), (lower, upper) = fit.fitted_range, fit.poles
         raise ConfigError(
             f"fit-alpha: with {', '.join(fit.free)} free the rule has a pole ({lower:.4f} or {upper:.4f}) within "
             f"{fit.pole_margin} of the range {low}..{high}; fit all four constants, whose fit keeps the poles out"
@@ -161,12 +156,13 @@ def fit_tangent(
         )
     if set(free) != set(CONSTANTS):
 
-        def partial(x: np.ndarray) -> np.ndarray:
-            return tangent(s, **{**PUBLISHED_ALPHA_RULE, **dict(zip(free, x, strict=True))}) - a
+        def with_free(x: np.ndarray) -> dict[str, float]:
+            return {**PUBLISHED_ALPHA_RULE, **dict(zip(free, map(float, x), strict=True))}
 
-        result = least_squares(partial, [PUBLISHED_ALPHA_RULE[k] for k in free], x_scale="jac")
-        constants = {**PUBLISHED_ALPHA_RULE, **dict(zip(free, map(float, result.x), strict=True))}
-        return _check_poles(AlphaFit(constants, free, s, a, pole_margin))
+        result = least_squares(
+            lambda x: tangent(s, **with_free(x)) - a, [PUBLISHED_ALPHA_RULE[k] for k in free], x_scale="jac"
+        )
+        return _check_poles(AlphaFit(with_free(result.x), free, s, a, pole_margin))
 
     lower_bound, upper_bound = ALPHA_RULE_START - pole_margin, float(s.max()) + pole_margin
     published = branch_poles(PUBLISHED_ALPHA_RULE["c2"], PUBLISHED_ALPHA_RULE["c3"], ALPHA_RULE_START)
@@ -176,10 +172,6 @@ def fit_tangent(
         max(published[1], upper_bound + 1e-3),
         PUBLISHED_ALPHA_RULE["c4"],
     ]
-
-    def residuals(x: np.ndarray) -> np.ndarray:
-        return tangent(s, **constants_from_poles(*x)) - a
-
     bounds = ([-np.inf, -np.inf, upper_bound, -np.inf], [np.inf, lower_bound, np.inf, np.inf])
-    result = least_squares(residuals, start, bounds=bounds, x_scale="jac")
+    result = least_squares(lambda x: tangent(s, **constants_from_poles(*x)) - a, start, bounds=bounds, x_scale="jac")
     return _check_poles(AlphaFit(constants_from_poles(*map(float, result.x)), CONSTANTS, s, a, pole_margin))

@@ -24,7 +24,6 @@ class Trial:
     """One trial: its Optuna record, the run config it trained, its final MLflow metrics and its run's start and end (s)."""
 
     key: str
-    name: str
     grid: dict[str, Any]
     params: dict[str, Any]
     state: str
@@ -38,6 +37,10 @@ class Trial:
     @property
     def complete(self) -> bool:
         return self.state == "COMPLETE"
+
+    def result(self, metric: str) -> float | None:
+        """The trial's objective value of ``metric``, else its final MLflow value (None: not logged)."""
+        return self.values.get(metric, self.metrics.get(metric))
 
 
 @dataclass
@@ -64,9 +67,11 @@ class SearchData:
     def trial(self, key: str) -> Trial:
         return next(t for t in self.trials if t.key == key)
 
-    def history(self, run_id: str, metric: str) -> list[tuple[int, float]]:
-        """``(epoch, value)`` of one metric of one trial run, by epoch."""
-        return sorted((m.step, m.value) for m in self.source.client.get_metric_history(run_id, metric))
+    def history(self, trial: Trial, metric: str) -> list[tuple[int, float]]:
+        """``(epoch, value)`` of one metric of a trial's run, by epoch (none when the trial has no run)."""
+        if not trial.run_id:
+            return []
+        return sorted((m.step, m.value) for m in self.source.client.get_metric_history(trial.run_id, metric))
 
 
 def load_search(source: Source) -> SearchData:
@@ -84,7 +89,7 @@ def load_search(source: Source) -> SearchData:
         config = space.resolve(t["grid"], t["params"])
         trials.append(
             Trial(
-                t["key"], t["name"], t["grid"], t["params"], t["state"], t["values"], run_id, config, metrics,
+                t["key"], t["grid"], t["params"], t["state"], t["values"], run_id, config, metrics,
                 started / 1000 if started else None, ended / 1000 if ended else None,
             )
         )  # fmt: skip
