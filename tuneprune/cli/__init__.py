@@ -47,7 +47,3 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
         return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

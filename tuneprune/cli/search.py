@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from tuneprune.cli.common import (
 
 
 def add_cluster_arguments(p: argparse.ArgumentParser) -> None:
+    """--name, --address, --tracking-uri, --results-dir and --resume of the commands that run on Ray."""
     p.add_argument("--name", help="name of the search (default: the space's name or file name)")
     p.add_argument("--address", help="join an existing Ray cluster ('auto' or HOST:PORT); default: start a local Ray")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///$PWD/mlruns.db)")
@@ -63,14 +65,11 @@ def print_summary(summary) -> None:
     for entry in summary.best:
         grid = " ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in entry["grid"].items())
         params = " ".join(
-            f"{k.rsplit('.', 1)[-1]}={v:.4g}" if isinstance(v, float) else f"{k.rsplit('.', 1)[-1]}={v}"
-            for k, v in entry["params"].items()
+            f"{k.rsplit('.', 1)[-1]}={f'{v:.4g}' if isinstance(v, float) else v}" for k, v in entry["params"].items()
         )
         table.add_row(entry["key"], grid, params, *(f"{entry['values'][n]:.4f}" for n in names))
     console.print(table)
-    states: dict[str, int] = {}
-    for trial in summary.trials:
-        states[trial["state"]] = states.get(trial["state"], 0) + 1
+    states = Counter(trial["state"] for trial in summary.trials)
     console.print("trials: " + ", ".join(f"{v} {k.lower()}" for k, v in sorted(states.items())))
     for trial in summary.trials:
         if trial["state"] == "FAIL":

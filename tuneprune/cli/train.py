@@ -30,7 +30,7 @@ def load_run_config(args: argparse.Namespace):
     from tuneprune.runs import TrialSpec
     from tuneprune.shared.config import apply_overrides, load_yaml, validate
 
-    if getattr(args, "from_run", None):
+    if args.from_run:
         from tuneprune.tracking import run_config_from_mlflow
 
         data = run_config_from_mlflow(args.from_run, args.tracking_uri)

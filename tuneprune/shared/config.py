@@ -52,14 +52,6 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def parse_value(text: str) -> Any:
-    """Parse the right-hand side of ``--set key=value`` as a YAML scalar or flow collection."""
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
-
-
 def apply_overrides(data: dict[str, Any], overrides: list[str] | None) -> dict[str, Any]:
     """Return a copy of ``data`` with each ``dotted.key=value`` override applied."""
     import copy
@@ -69,7 +61,11 @@ def apply_overrides(data: dict[str, Any], overrides: list[str] | None) -> dict[s
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. sparsity.target=0.95")
-        set_path(result, key.strip(), parse_value(raw))
+        try:  # the right-hand side is a YAML scalar or flow collection, else the text itself
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            value = raw
+        set_path(result, key.strip(), value)
     return result
 
 
@@ -110,16 +106,13 @@ def format_validation_error(err: ValidationError, prefix: str = "") -> str:
     first = err.errors(include_url=False)[0]
     loc = ".".join(str(p) for p in first["loc"] if not str(p).startswith("function-"))
     loc = f"{prefix}{loc}" if loc else prefix.rstrip(".") or "config"
-    msg = first["msg"]
-    kind = first["type"]
-    if kind == "extra_forbidden":
+    if first["type"] == "extra_forbidden":
         return f"{loc}: unknown key"
-    if kind == "missing":
+    if first["type"] == "missing":
         return f"{loc}: required key is missing"
     value = first.get("input")
     shown = "" if isinstance(value, dict) else f" = {value!r}"
-    msg = msg.removeprefix("Value error, ")
-    return f"{loc}{shown}: {msg}"
+    return f"{loc}{shown}: {first['msg'].removeprefix('Value error, ')}"
 
 
 def validate(model_cls: type[M], data: Any, prefix: str = "") -> M:

@@ -30,9 +30,9 @@ class Plane:
     y_direction: str = "max"
 
     @property
-    def signs(self) -> np.ndarray:
-        """Multiplying a point by these turns it into pymoo's minimised objectives."""
-        return np.array([-1.0 if d == "max" else 1.0 for d in (self.x_direction, self.y_direction)])
+    def directions(self) -> tuple[str, str]:
+        """``(x_direction, y_direction)``."""
+        return self.x_direction, self.y_direction
 
     def reference(self, points: np.ndarray) -> tuple[float, float]:
         """The hypervolume reference: 0 for a maximised metric that is never negative, else its worst value."""
@@ -44,14 +44,17 @@ class Plane:
         return bound(points[:, 0], self.x_direction), bound(points[:, 1], self.y_direction)
 
 
+def minimised(points: np.ndarray | Sequence[float], directions: Sequence[str]) -> np.ndarray:
+    """``points`` (one column per objective, ``'max'``/``'min'`` each) as pymoo's minimised objectives."""
+    return np.asarray(points, dtype=float) * np.array([-1.0 if d == "max" else 1.0 for d in directions])
+
+
 def non_dominated(points: np.ndarray, directions: Sequence[str]) -> list[int]:
     """Indices of the non-dominated rows of ``points`` (one column per objective, ``'max'``/``'min'`` each), ties kept, in row order."""
     if len(points) == 0:
         return []
-    signs = np.array([-1.0 if d == "max" else 1.0 for d in directions])
-    return sorted(
-        int(i) for i in NonDominatedSorting().do(np.asarray(points, dtype=float) * signs, only_non_dominated_front=True)
-    )
+    front = NonDominatedSorting().do(minimised(points, directions), only_non_dominated_front=True)
+    return sorted(int(i) for i in front)
 
 
 def front_ranks(points: np.ndarray, directions: Sequence[str]) -> np.ndarray:
@@ -59,14 +62,13 @@ def front_ranks(points: np.ndarray, directions: Sequence[str]) -> np.ndarray:
     non-dominated once front 0 is removed, and so on; rows with equal values share a front. Values must be finite."""
     if len(points) == 0:
         return np.zeros(0, dtype=int)
-    signs = np.array([-1.0 if d == "max" else 1.0 for d in directions])
-    _, ranks = NonDominatedSorting().do(np.asarray(points, dtype=float) * signs, return_rank=True)
+    _, ranks = NonDominatedSorting().do(minimised(points, directions), return_rank=True)
     return np.asarray(ranks, dtype=int)
 
 
 def front_indices(points: np.ndarray, plane: Plane) -> list[int]:
     """Indices of the non-dominated rows of ``points`` (shape n x 2, columns x and y), by increasing x, ties in row order."""
-    found = non_dominated(points, (plane.x_direction, plane.y_direction))
+    found = non_dominated(points, plane.directions)
     return sorted(found, key=lambda i: (points[i, 0], points[i, 1], i))
 
 
@@ -74,4 +76,4 @@ def hypervolume(points: np.ndarray, plane: Plane, reference: Sequence[float]) ->
     """The area ``points`` dominate up to ``reference`` (a point in the plane's own units)."""
     if len(points) == 0:
         return 0.0
-    return float(HV(ref_point=np.asarray(reference, dtype=float) * plane.signs)(points * plane.signs))
+    return float(HV(ref_point=minimised(reference, plane.directions))(minimised(points, plane.directions)))

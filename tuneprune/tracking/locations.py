@@ -28,14 +28,6 @@ def store_missing(url: str) -> bool:
     return url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file()
 
 
-def _check_sqlite(url: str, field: str) -> None:
-    path = Path(url.split(":///", 1)[1]) if ":///" in url else None
-    if path is None or str(path) in ("", ":memory:"):
-        raise ConfigError(f"{field} = {url!r}: use sqlite:///ABSOLUTE/PATH.db")
-    if not path.parent.is_dir():
-        raise ConfigError(f"{field} = {url!r}: directory {path.parent} does not exist")
-
-
 def _check_tcp(host: str, port: int, field: str, url: str) -> None:
     try:
         with socket.create_connection((host, port), timeout=CHECK_TIMEOUT_S):
@@ -62,13 +54,26 @@ def _check_database(url: str, field: str) -> None:
         raise ConfigError(f"{field} = {url!r}: cannot connect ({str(err).splitlines()[0][:160]})") from None
 
 
+def _check_database_url(url: str, field: str, unsupported: str) -> None:
+    """A SQLite URL whose directory exists, or a PostgreSQL / MySQL database that answers; else ``unsupported``."""
+    scheme = urlparse(url).scheme
+    if scheme == "sqlite":
+        path = Path(url.split(":///", 1)[1]) if ":///" in url else None
+        if path is None or str(path) in ("", ":memory:"):
+            raise ConfigError(f"{field} = {url!r}: use sqlite:///ABSOLUTE/PATH.db")
+        if not path.parent.is_dir():
+            raise ConfigError(f"{field} = {url!r}: directory {path.parent} does not exist")
+    elif scheme.startswith(("postgresql", "mysql")):
+        _check_database(url, field)
+    else:
+        raise ConfigError(f"{field} = {url!r}: {unsupported}")
+
+
 def check_tracking_reachable(uri: str) -> None:
     """Raise a one-line :class:`ConfigError` within about 10 s if MLflow cannot be reached at ``uri``."""
     field = "tracking_uri"
     scheme = urlparse(uri).scheme
-    if scheme == "sqlite":
-        _check_sqlite(uri, field)
-    elif scheme in ("http", "https"):
+    if scheme in ("http", "https"):
         url = uri.rstrip("/") + "/health"
         try:
             with urllib.request.urlopen(url, timeout=CHECK_TIMEOUT_S) as resp:
@@ -77,23 +82,15 @@ def check_tracking_reachable(uri: str) -> None:
         except (urllib.error.URLError, OSError) as err:
             reason = getattr(err, "reason", err)
             raise ConfigError(f"{field} = {uri!r}: MLflow server unreachable ({reason})") from None
-    elif scheme.startswith(("postgresql", "mysql")):
-        _check_database(uri, field)
     elif scheme in ("", "file"):
         path = Path(urlparse(uri).path if scheme else uri)
         if not path.parent.is_dir():
             raise ConfigError(f"{field} = {uri!r}: directory {path.parent} does not exist")
     else:
-        raise ConfigError(f"{field} = {uri!r}: unsupported scheme, use sqlite:///, http(s)://, postgresql:// or a path")
+        unsupported = "unsupported scheme, use sqlite:///, http(s)://, postgresql:// or a path"
+        _check_database_url(uri, field, unsupported)
 
 
 def check_storage_reachable(url: str) -> None:
     """Raise a one-line :class:`ConfigError` if the Optuna storage URL cannot be used."""
-    field = "storage"
-    scheme = urlparse(url).scheme
-    if scheme == "sqlite":
-        _check_sqlite(url, field)
-    elif scheme.startswith(("postgresql", "mysql")):
-        _check_database(url, field)
-    else:
-        raise ConfigError(f"{field} = {url!r}: unsupported, use sqlite:///PATH.db or postgresql://USER@HOST/DB")
+    _check_database_url(url, "storage", "unsupported, use sqlite:///PATH.db or postgresql://USER@HOST/DB")

@@ -19,6 +19,7 @@ TAG_KIND = "tuneprune.kind"  # search, evolution, relevance, trial, generation, 
 TAG_TRIAL = "tuneprune.trial"  # the trial (or generation) key, on child runs
 TAG_PARENT = "mlflow.parentRunId"
 MAX_PARAM_CHARS = 6000
+MAX_TAG_CHARS = 5000
 
 
 def flatten(mapping: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -55,6 +56,13 @@ def environment_tags() -> dict[str, str]:
     return tags
 
 
+def run_tags(tags: dict[str, Any] | None) -> list:
+    """``tags`` as MLflow ``RunTag`` entities, each value a string of at most :data:`MAX_TAG_CHARS`."""
+    from mlflow.entities import RunTag
+
+    return [RunTag(k, str(v)[:MAX_TAG_CHARS]) for k, v in (tags or {}).items()]
+
+
 def duplicate_name(name: str, kind: str, run_id: str) -> ConfigError:
     """The error for a new search or evolution whose name is taken."""
     return ConfigError(
@@ -86,23 +94,21 @@ class RunTracker:
 
     @property
     def experiment_id(self) -> str:
-        if self._experiment_id is None:
-            exp = self.client.get_experiment_by_name(self.experiment_name)
-            if exp is not None:
-                self._experiment_id = exp.experiment_id
-            else:
-                # A tracking server chooses the artifact location itself (served artifacts, so
-                # workers on other nodes upload through it); a local path is only for local stores.
-                location = None if self.tracking_uri.startswith(("http://", "https://")) else self._local_artifacts()
-                try:
-                    self._experiment_id = self.client.create_experiment(
-                        self.experiment_name, artifact_location=location
-                    )
-                except Exception:  # created concurrently by another process
-                    experiment = self.client.get_experiment_by_name(self.experiment_name)
-                    if experiment is None:
-                        raise
-                    self._experiment_id = experiment.experiment_id
+        if self._experiment_id is not None:
+            return self._experiment_id
+        experiment = self.client.get_experiment_by_name(self.experiment_name)
+        if experiment is None:
+            # A tracking server chooses the artifact location itself (served artifacts, so
+            # workers on other nodes upload through it); a local path is only for local stores.
+            location = None if self.tracking_uri.startswith(("http://", "https://")) else self._local_artifacts()
+            try:
+                self._experiment_id = self.client.create_experiment(self.experiment_name, artifact_location=location)
+                return self._experiment_id
+            except Exception:  # created concurrently by another process
+                experiment = self.client.get_experiment_by_name(self.experiment_name)
+                if experiment is None:
+                    raise
+        self._experiment_id = experiment.experiment_id
         return self._experiment_id
 
     def _local_artifacts(self) -> str | None:
@@ -112,8 +118,8 @@ class RunTracker:
         return None
 
     # -- finding runs -------------------------------------------------------------------
-    def search(self, filter_string: str, max_results: int = 10_000) -> list:
-        return self.client.search_runs([self.experiment_id], filter_string=filter_string, max_results=max_results)
+    def search(self, filter_string: str) -> list:
+        return self.client.search_runs([self.experiment_id], filter_string=filter_string, max_results=10_000)
 
     def find_parent(self, name: str, kind: str):
         if self._experiment_id is None and self.client.get_experiment_by_name(self.experiment_name) is None:
@@ -130,26 +136,22 @@ class RunTracker:
         return runs[0].info.run_id if runs else None
 
     # -- creating runs --------------------------------------------------------------------
-    def start_parent(self, name: str, kind: str, *, resume: bool, tags: dict[str, str] | None = None) -> str:
+    def start_parent(self, name: str, kind: str, *, resume: bool) -> str:
         """Create the parent run of ``name``, or reopen it when resuming. Refuse silent duplicates."""
         existing = self.find_parent(name, kind)
-        if existing is not None and not resume:
-            raise duplicate_name(name, kind, existing.info.run_id)
-        if existing is not None:
-            self.client.update_run(existing.info.run_id, "RUNNING")
-            return existing.info.run_id
-        all_tags = {TAG_NAME: name, TAG_KIND: kind, **environment_tags(), **(tags or {})}
-        run_id = self.client.create_run(self.experiment_id, run_name=name, tags=all_tags).info.run_id
-        # Drivers of one search started at once (cluster mode) may each have created a parent:
-        # every one of them keeps the oldest, the others delete their own.
-        oldest = self.find_parent(name, kind)
-        if oldest is not None and oldest.info.run_id != run_id:
+        if existing is None:
+            tags = {TAG_NAME: name, TAG_KIND: kind, **environment_tags()}
+            run_id = self.client.create_run(self.experiment_id, run_name=name, tags=tags).info.run_id
+            # Drivers of one search started at once (cluster mode) may each have created a parent:
+            # every one of them keeps the oldest, the others delete their own.
+            existing = self.find_parent(name, kind)
+            if existing is None or existing.info.run_id == run_id:
+                return run_id
             self.client.delete_run(run_id)
-            if not resume:
-                raise duplicate_name(name, kind, oldest.info.run_id)
-            self.client.update_run(oldest.info.run_id, "RUNNING")
-            return oldest.info.run_id
-        return run_id
+        if not resume:
+            raise duplicate_name(name, kind, existing.info.run_id)
+        self.client.update_run(existing.info.run_id, "RUNNING")
+        return existing.info.run_id
 
     def child(
         self,
@@ -179,11 +181,11 @@ class RunTracker:
         Re-logging a param is a no-op, so a restarted trial can call this again; a ``new_run``
         has none yet, and is not read.
         """
-        from mlflow.entities import Param, RunTag
+        from mlflow.entities import Param
 
         have = {} if new_run else self.client.get_run(run_id).data.params
         items = [Param(k, str(v)[:MAX_PARAM_CHARS]) for k, v in flatten(params).items() if k not in have]
-        tag_items = [RunTag(k, str(v)[:5000]) for k, v in (tags or {}).items()]
+        tag_items = run_tags(tags)
         for i in range(0, max(len(items), 1), 100):
             self.client.log_batch(run_id, params=items[i : i + 100], tags=tag_items if i == 0 else [])
 
@@ -191,11 +193,11 @@ class RunTracker:
         self, run_id: str, metrics: dict[str, float], step: int, tags: dict[str, Any] | None = None
     ) -> None:
         """Log the numbers of ``metrics`` at ``step``, and ``tags``, in one batch."""
-        from mlflow.entities import Metric, RunTag
+        from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
         items = [Metric(k, float(v), now, step) for k, v in metrics.items() if isinstance(v, (int, float))]
-        tag_items = [RunTag(k, str(v)[:5000]) for k, v in (tags or {}).items()]
+        tag_items = run_tags(tags)
         if items or tag_items:
             self.client.log_batch(run_id, metrics=items, tags=tag_items)
 
@@ -203,8 +205,7 @@ class RunTracker:
         return {m.step for m in self.client.get_metric_history(run_id, key)}
 
     def set_tags(self, run_id: str, tags: dict[str, Any]) -> None:
-        for key, value in tags.items():
-            self.client.set_tag(run_id, key, str(value)[:5000])
+        self.client.log_batch(run_id, tags=run_tags(tags))
 
     def log_artifact(self, run_id: str, path: str | Path, artifact_path: str | None = None) -> None:
         self.client.log_artifact(run_id, str(path), artifact_path)
@@ -215,7 +216,7 @@ class RunTracker:
     def finish(self, run_id: str, status: str = "FINISHED", error: str | None = None) -> None:
         """End a run with a status that tells the truth: FINISHED, FAILED (error tagged) or KILLED."""
         if error:
-            self.client.set_tag(run_id, "error", error[:5000])
+            self.set_tags(run_id, {"error": error})
         self.client.set_terminated(run_id, status)
 
 
@@ -233,7 +234,7 @@ def find_parent_run(tracking_uri: str, name_or_id: str, experiment: str = "tunep
         return runs[0]
 
 
-def locate_run(run_id: str, tracking_uri: str | None, option: str = "--from-run") -> str:
+def locate_run(run_id: str, tracking_uri: str | None) -> str:
     """The tracking URI holding ``run_id``: ``tracking_uri`` if given, else the default store or one in the index.
 
     So ``--from-run RUN_ID`` works from any directory after a search recorded its store
@@ -256,7 +257,7 @@ def locate_run(run_id: str, tracking_uri: str | None, option: str = "--from-run"
         except Exception:  # unreachable, or not this store's run
             continue
         return uri
-    raise ConfigError(f"{option} {run_id}: no such MLflow run in {', '.join(candidates)}; pass --tracking-uri URI")
+    raise ConfigError(f"--from-run {run_id}: no such MLflow run in {', '.join(candidates)}; pass --tracking-uri URI")
 
 
 def run_config_from_mlflow(run_id: str, tracking_uri: str | None) -> dict[str, Any]:
