@@ -16,11 +16,14 @@ from typing import Any
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from tuneprune.shared.config import validate
 from tuneprune.sparsity import prunable_sparsity
+from tuneprune.sparsity.dispatch import accelerator_path
 from tuneprune.training import PackedTrainer, RunConfig, TrainingDiverged, check_packable, train, train_packed
 from tuneprune.training.hooks import FrozenWeights
+from tuneprune.training.trainer import member_losses
 
 BASE = {"model": "small_cnn", "dataset": "digits", "epochs": 2, "batch_size": 64, "num_threads": 1}
 GLOBAL_CUBIC = {"seed": 0, "sparsity": {"target": 0.8}}
@@ -245,6 +248,22 @@ def test_a_stopped_member_keeps_its_epochs_and_the_others_go_on_as_alone():
     assert_same_history(members[1].history, list(solo(configs[1])[0])[:1])
     for k in (0, 2):
         assert_same_history(members[k].history, list(solo(configs[k])[0]))
+
+
+def test_an_accelerator_reduces_every_members_loss_at_once_as_each_alone():
+    """member_losses: one batched cross-entropy on the accelerator path, the members' own losses (and gradients)
+    to rounding; on the CPU each member's loss is the one of a run alone, bit for bit."""
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(3, 16, 10, generator=g, requires_grad=True)
+    y = torch.randint(0, 10, (3, 16), generator=g)
+    alone = torch.stack([F.cross_entropy(logits[k], y[k]) for k in range(3)])
+    (alone_grad,) = torch.autograd.grad(alone.sum(), logits)
+    assert torch.equal(member_losses(logits, y), alone)
+    with accelerator_path():
+        batched = member_losses(logits, y)
+    (batched_grad,) = torch.autograd.grad(batched.sum(), logits)
+    torch.testing.assert_close(batched, alone, rtol=1e-6, atol=0)
+    torch.testing.assert_close(batched_grad, alone_grad, rtol=1e-6, atol=1e-9)
 
 
 def _shares_memory(a: torch.Tensor, b: torch.Tensor) -> bool:

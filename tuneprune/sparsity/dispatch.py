@@ -25,7 +25,12 @@ Number = float | torch.Tensor
 
 def on_numpy(*tensors: torch.Tensor) -> bool:
     """Whether the NumPy path handles these tensors (CPU memory, a dtype NumPy has)."""
-    return _numpy_on_cpu[-1] and all(t.device.type == "cpu" and t.dtype in _NUMPY_DTYPES for t in tensors)
+    return all(numpy_device(t.device) and t.dtype in _NUMPY_DTYPES for t in tensors)
+
+
+def numpy_device(device: torch.device) -> bool:
+    """Whether work on ``device`` takes the CPU's path: CPU memory, outside :func:`accelerator_path`."""
+    return _numpy_on_cpu[-1] and device.type == "cpu"
 
 
 @contextmanager

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from tuneprune.data import DatasetSplits, TensorLoader, load_dataset
 from tuneprune.models import create_model
-from tuneprune.sparsity.dispatch import single_threaded
+from tuneprune.sparsity.dispatch import numpy_device, single_threaded
 from tuneprune.sparsity.layers import prunable_layers
 from tuneprune.sparsity.members import MemberSparsity
 from tuneprune.sparsity.rows import take_members
@@ -79,6 +79,19 @@ def divergence(losses: torch.Tensor, epoch: int, steps_per_epoch: int) -> str | 
     first = int(finite.int().argmin())
     step = epoch * steps_per_epoch + first
     return f"training loss became {losses[first].item()} at epoch {epoch + 1}, step {step}"
+
+
+def member_losses(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Each member's mean cross-entropy ``[K]`` of its ``[K, B, classes]`` logits against its labels ``[K, B]``.
+
+    On the CPU one loss per member, each reduced as in a run alone (bit for bit); on an
+    accelerator one loss over all members' samples, reduced per member: a fixed number of
+    kernels whatever K (the sums' rounding may differ in the last bit).
+    """
+    if len(logits) == 1 or numpy_device(logits.device):
+        return join_members([F.cross_entropy(logits[k], y[k]) for k in range(len(logits))])
+    samples = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none")
+    return samples.view(y.shape).mean(dim=1)
 
 
 @dataclass
@@ -276,7 +289,7 @@ class PackedTrainer:
             weights = self._forward_weights()
         with self.autocast:  # precision: bf16 (formulas §1.6)
             logits = self.stack.forward(weights, x)
-            losses = join_members([F.cross_entropy(logits[k], y[k]) for k in range(len(batches))])
+            losses = member_losses(logits, y)
         params = self.stack.parameters()
         for p in params:
             p.grad = None
