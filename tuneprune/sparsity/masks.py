@@ -143,6 +143,7 @@ class MaskBuilder:
         """The three cuts (equal ones shared) and the buffers for ``rules`` (none without prunable weights)."""
         self.rules = rules
         self._host_active_rows: dict[tuple[bool, ...], torch.Tensor] = {}
+        self._theta_columns: dict[tuple[float, ...], torch.Tensor] = {}
         if not self.sizes or not rules:
             return
         cuts: dict[tuple[bool, ...], RowSegments] = {}
@@ -284,8 +285,11 @@ class MaskBuilder:
         if not any(isinstance(t, torch.Tensor) for t in thetas):
             if len(thetas) == 1:
                 pruned = scale.new_full((), float(first))
-            else:
-                pruned = device_vector(thetas, self.device).to(scale.dtype)[:, None]
+            else:  # the members' fixed thetas (constant, Feather): a column made once per pattern
+                key = tuple(float(t) for t in thetas)
+                if key not in self._theta_columns:
+                    self._theta_columns[key] = device_vector(thetas, self.device).to(scale.dtype)[:, None]
+                pruned = self._theta_columns[key]
         elif isinstance(first, torch.Tensor) and len(thetas) == 1:  # one member: its [L] thetas, broadcast over the row
             theta = first if first.dtype == scale.dtype else first.to(scale.dtype)
             pruned = theta[:1] if uniform else self.layers.segments.spread(theta)

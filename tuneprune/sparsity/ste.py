@@ -15,16 +15,17 @@ from collections.abc import Sequence
 import torch
 import torch.nn as nn
 
-from tuneprune.sparsity.dispatch import single_threaded
+from tuneprune.sparsity.dispatch import numpy_device, single_threaded
 from tuneprune.sparsity.flat import FlatLayout
 from tuneprune.sparsity.masks import Masks
 from tuneprune.sparsity.operator import threshold_operator
 
 
 def _threshold_rows(flat: torch.Tensor, threshold: torch.Tensor, p: float) -> torch.Tensor:
-    """``P_T`` of ``flat``; of a ``[K, N]`` buffer on the CPU one row at a time, so that each member's elementwise
-    loops split into vectorized body and scalar tail as they do alone (the two round ``|w|^(1/p)`` differently)."""
-    if flat.device.type != "cpu" or flat.dim() == 1 or len(flat) == 1:
+    """``P_T`` of ``flat``; of a ``[K, N]`` buffer on the CPU's path one row at a time, so that each member's
+    elementwise loops split into vectorized body and scalar tail as they do alone (the two round ``|w|^(1/p)``
+    differently)."""
+    if not numpy_device(flat.device) or flat.dim() == 1 or len(flat) == 1:
         return threshold_operator(flat, threshold, p)
     return torch.stack([threshold_operator(w, t, p) for w, t in zip(flat, threshold, strict=True)])
 

@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from tuneprune.sparsity.dispatch import device_vector, on_numpy
+from tuneprune.sparsity.dispatch import device_vector, numpy_device, on_numpy
 from tuneprune.sparsity.rows import take_members
 from tuneprune.training.config import RunConfig
 
@@ -73,14 +73,15 @@ def _add_scaled(y: torch.Tensor, x: torch.Tensor, alphas: PerMember, inplace: bo
     """``y + alpha_k * x`` for each member k (row k of ``y`` and ``x``).
 
     Computed with torch's own fused ``add(x, alpha=a)`` when all members share alpha, or
-    on the CPU row by row (so each member's arithmetic is exactly its SGD step alone);
-    on an accelerator as one broadcast product (rounding may differ in the last bit).
+    on the CPU's path row by row (so each member's arithmetic is exactly its SGD step
+    alone); on the accelerator path as one broadcast product (rounding may differ in the
+    last bit).
     """
     if alphas.shared:
         alpha = alphas.values[0]
         return y.add_(x, alpha=alpha) if inplace else y.add(x, alpha=alpha)
     out = y if inplace else y.clone()
-    if y.device.type == "cpu":
+    if numpy_device(y.device):
         for row, x_row, alpha in zip(out, x, alphas.values, strict=True):
             row.add_(x_row, alpha=alpha)
         return out
