@@ -79,14 +79,17 @@ def unreachable(err: BaseException) -> bool:
     )
 
 
-def retry_unreachable(operation: Callable[[], T], what: str, patience_s: float = STORAGE_PATIENCE_S) -> T:
-    """``operation()``, run again while the storage is unreachable (a database restarting), for up to
-    ``patience_s`` seconds with waits of 0.5, 1, 2 ... 10 s; other errors, and the last one, propagate."""
+def retry_unreachable(
+    operation: Callable[[], T], what: str, patience_s: float = STORAGE_PATIENCE_S, retry: Callable[[], T] | None = None
+) -> T:
+    """``operation()``, run again (``retry()`` when given) while the storage is unreachable (a database restarting),
+    for up to ``patience_s`` seconds with waits of 0.5, 1, 2 ... 10 s; other errors, and the last one, propagate."""
     started = time.monotonic()
     wait = 0.5
+    attempt = operation
     while True:
         try:
-            return operation()
+            return attempt()
         except Exception as err:
             if not unreachable(err) or time.monotonic() - started + wait > patience_s:
                 raise
@@ -94,6 +97,7 @@ def retry_unreachable(operation: Callable[[], T], what: str, patience_s: float =
             say(f"the Optuna storage is unreachable while {what} ({cause}); trying again in {wait:g} s")
             time.sleep(wait)
             wait = min(2 * wait, 10.0)
+            attempt = retry or operation
 
 
 def distributions(space: SearchSpace) -> dict[str, BaseDistribution]:
