@@ -115,17 +115,14 @@ def distributions(space: SearchSpace) -> dict[str, BaseDistribution]:
 
 def make_sampler(space: SearchSpace, offset: int = 0) -> optuna.samplers.BaseSampler:
     """The sampler the space names, seeded with ``seed + offset`` (one offset per grid point)."""
-    seed = space.sampler.seed + offset
-    kind = space.sampler.type
-    if kind == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed)
-    if kind == "cmaes":
-        return optuna.samplers.CmaEsSampler(seed=seed)
-    if kind == "gp":
-        return optuna.samplers.GPSampler(seed=seed)
-    if kind == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    return optuna.samplers.TPESampler(seed=seed, multivariate=True)
+    samplers: dict[str, Callable[..., optuna.samplers.BaseSampler]] = {
+        "tpe": lambda seed: optuna.samplers.TPESampler(seed=seed, multivariate=True),
+        "nsga2": optuna.samplers.NSGAIISampler,
+        "cmaes": optuna.samplers.CmaEsSampler,
+        "gp": optuna.samplers.GPSampler,
+        "random": optuna.samplers.RandomSampler,
+    }
+    return samplers[space.sampler.type](seed=space.sampler.seed + offset)
 
 
 def study_name(search_name: str, grid_point: dict[str, Any]) -> str:
