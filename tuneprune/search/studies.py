@@ -247,7 +247,3 @@ def open_studies(space: SearchSpace, name: str, storage_url: str, shared: bool =
         orphans = [t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))]
         studies.append(GridStudy(i, point, study, space.num_samples, orphans=orphans, storage=storage, shared=shared))
     return studies
-
-
-def remaining_trials(studies: list[GridStudy]) -> int:
-    return sum(s.remaining for s in studies)
