@@ -29,44 +29,42 @@ METRICS = (
 METHOD = "method"  # the grid key that sweeps the named overlays of ``methods``
 
 
-class FloatParam(StrictModel):
-    type: Literal["float"]
+class _Range(StrictModel):
+    """A searched number from ``low`` to ``high``, on a log scale with ``log``."""
+
+    type: str
     low: float
     high: float
     log: bool = False
-    step: float | None = Field(None, gt=0)
 
     @model_validator(mode="after")
-    def _bounds(self) -> FloatParam:
+    def _bounds(self) -> _Range:
         if self.low > self.high:
             raise ValueError(f"low = {self.low} is above high = {self.high}")
         if self.log and self.low <= 0:
             raise ValueError(f"log scale needs low > 0, got low = {self.low}")
+        return self
+
+    def samples(self) -> list[Any]:
+        return [self.low, self.high]
+
+
+class FloatParam(_Range):
+    type: Literal["float"]
+    step: float | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _step(self) -> FloatParam:
         if self.log and self.step is not None:
             raise ValueError("step cannot be combined with log")
         return self
 
-    def samples(self) -> list[Any]:
-        return [self.low, self.high]
 
-
-class IntParam(StrictModel):
+class IntParam(_Range):
     type: Literal["int"]
     low: int
     high: int
-    log: bool = False
     step: int = Field(1, ge=1)
-
-    @model_validator(mode="after")
-    def _bounds(self) -> IntParam:
-        if self.low > self.high:
-            raise ValueError(f"low = {self.low} is above high = {self.high}")
-        if self.log and self.low <= 0:
-            raise ValueError(f"log scale needs low > 0, got low = {self.low}")
-        return self
-
-    def samples(self) -> list[Any]:
-        return [self.low, self.high]
 
 
 class CategoricalParam(StrictModel):
