@@ -22,15 +22,6 @@ from tuneprune.search.trainable import drop_checkpoints_before
 from tuneprune.tracking import RunTracker
 
 
-def drop_checkpoints(trial) -> None:  # trial: a ray.tune Trial
-    """Delete an ended trial's checkpoints (Tune's and its own): only a trial left RUNNING is resumed."""
-    if trial.path and Path(trial.path).is_dir():
-        for directory in Path(trial.path).glob("checkpoint_*"):
-            shutil.rmtree(directory, ignore_errors=True)
-    for request in trial_requests(trial.config):
-        drop_checkpoints_before(request.context.trial_dir(request.key))
-
-
 class SearchMonitor(Callback):
     """Ends the MLflow runs of the trials whose worker could not, and shows progress.
 
@@ -145,9 +136,11 @@ class SearchMonitor(Callback):
     def _end(self, trial, error: str | None) -> None:  # trial: a ray.tune Trial
         """Count the members of an ended Ray trial not counted yet, each with its last reported result (empty if
         none), and end the runs their worker did not: FAILED with ``error`` when Ray gave up on the worker, KILLED
-        when Tune stopped the trial (maybe before its first report)."""
+        when Tune stopped the trial (maybe before its first report). Then delete its checkpoints (Tune's and its
+        members' own): only a trial left RUNNING is resumed."""
         reported = member_results(trial.last_result)
-        for request in trial_requests(trial.config):
+        requests = trial_requests(trial.config)
+        for request in requests:
             if request.key in self.counted:
                 continue
             result = reported.get(request.key, TrialResult())
@@ -156,7 +149,11 @@ class SearchMonitor(Callback):
             if run_id and (error is not None or (outcome == "killed" and not result.ended)):
                 replace(result, mlflow_run_id=run_id, error=error).end_run(self.tracker)
             self._count_ended(request.key, outcome, result)
-        drop_checkpoints(trial)
+        if trial.path and Path(trial.path).is_dir():
+            for directory in Path(trial.path).glob("checkpoint_*"):
+                shutil.rmtree(directory, ignore_errors=True)
+        for request in requests:
+            drop_checkpoints_before(request.context.trial_dir(request.key))
         self._refresh(force=True)
 
     def on_experiment_end(self, trials, **info) -> None:
