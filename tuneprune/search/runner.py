@@ -114,17 +114,12 @@ def check_search_name(name: str, experiment: str, tracking_uri: str, storage_url
     from tuneprune.search.studies import open_storage, study_names
 
     parent = None if store_missing(tracking_uri) else RunTracker(tracking_uri, experiment).find_parent(name, "search")
-    if not resume:
-        if parent is not None:
-            raise duplicate_name(name, "search", parent.info.run_id)
-        return
-    if parent is not None:
-        return
-    if not store_missing(storage_url) and study_names(name, open_storage(storage_url)):
-        return
-    raise ConfigError(
-        f"--resume --name {name!r}: no search of that name to resume in {redact(tracking_uri)} or {redact(storage_url)}"
-    )
+    if parent is not None and not resume:
+        raise duplicate_name(name, "search", parent.info.run_id)
+    if resume and parent is None and (store_missing(storage_url) or not study_names(name, open_storage(storage_url))):
+        raise ConfigError(
+            f"--resume --name {name!r}: no search of that name to resume in {redact(tracking_uri)} or {redact(storage_url)}"
+        )
 
 
 def redact(url: str) -> str:
