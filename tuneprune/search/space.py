@@ -192,8 +192,10 @@ class SearchSpace(StrictModel):
         return validate(TrialSpec, data)
 
 
-def _check_paths(space: SearchSpace) -> None:
-    """Every param and grid path must exist in TrialSpec and accept its bounds and choices."""
+def load_space(data: dict[str, Any]) -> SearchSpace:
+    """Validate a search-space document and all its paths (one-line :class:`ConfigError`): every param and grid
+    path must exist in TrialSpec and accept its bounds and choices."""
+    space = validate(SearchSpace, data)
     validate(TrialSpec, space.base, prefix="base.")
     for method in space.methods:
         try:
@@ -212,10 +214,4 @@ def _check_paths(space: SearchSpace) -> None:
             if "unknown key" in text or "is a value" in text:
                 raise ConfigError(f"{section}.{path}: unknown config path ({text})") from None
             raise ConfigError(f"{section}.{path} = {value!r}: not accepted by the run config ({text})") from None
-
-
-def load_space(data: dict[str, Any]) -> SearchSpace:
-    """Validate a search-space document and all its paths (one-line :class:`ConfigError`)."""
-    space = validate(SearchSpace, data)
-    _check_paths(space)
     return space
