@@ -176,20 +176,16 @@ class GridStudy:
 
     def ask(self, space_distributions: dict[str, BaseDistribution]) -> tuple[int, dict[str, Any], int]:
         """The next trial to hand out, as its number, params and the epoch of the checkpoint it goes on from
-        (the user attribute ``checkpoint_epoch``, 0 for none): an orphan first, else ``study.ask``."""
-        if self.orphans:
-            return self.complete_orphan(self.orphans.pop(0), space_distributions)
-        trial = self.study.ask(space_distributions)
-        if self._taken is not None:
-            self._taken += 1
-        return trial.number, trial.params, 0
-
-    def complete_orphan(
-        self, number: int, space_distributions: dict[str, BaseDistribution]
-    ) -> tuple[int, dict[str, Any], int]:
-        """The RUNNING trial ``number`` as :meth:`ask` hands it out, the params a cut-short ask did not suggest
-        sampled now by the study's sampler and stored (a driver killed inside ``study.ask`` leaves some or none)."""
+        (the user attribute ``checkpoint_epoch``, 0 for none): an orphan first, else ``study.ask``. An orphan's
+        params that a cut-short ask did not suggest are sampled now by the study's sampler and stored (a driver
+        killed inside ``study.ask`` leaves some or none)."""
+        if not self.orphans:
+            trial = self.study.ask(space_distributions)
+            if self._taken is not None:
+                self._taken += 1
+            return trial.number, trial.params, 0
         assert self.storage is not None
+        number = self.orphans.pop(0)
         frozen = self.study.get_trials(deepcopy=False)[number]
         params = dict(frozen.params)
         for name, distribution in space_distributions.items():
