@@ -37,14 +37,14 @@ def trial_key(grid_index: int, number: int) -> str:
     return f"g{grid_index}-{number:03d}"
 
 
-def short_value(value: Any) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
-
-
 def trial_run_name(key: str, grid_point: dict[str, Any], params: dict[str, Any]) -> str:
     """``g1-007 target=0.95 alpha=0.13 mode=global``: the trial's key (its one name everywhere), then the last
-    path component of each value. The MLflow run name and the Optuna user attribute ``name``."""
-    parts = [f"{k.rsplit('.', 1)[-1]}={short_value(v)}" for k, v in {**grid_point, **params}.items()]
+    path component of each value (a float to 4 significant digits). The MLflow run name and the Optuna user
+    attribute ``name``."""
+    parts = [
+        f"{k.rsplit('.', 1)[-1]}={f'{v:.4g}' if isinstance(v, float) else v}"
+        for k, v in {**grid_point, **params}.items()
+    ]
     return " ".join([key, *parts])
 
 
