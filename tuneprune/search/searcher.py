@@ -100,7 +100,7 @@ class StudySearcher(Searcher):
     def _raise_failed_tells(self) -> None:
         """The error of a tell that failed on the storage thread, raised here."""
         ended = [f for f in self._telling if f.done()]
-        self._telling = [f for f in self._telling if not f.done()]
+        self._telling = [f for f in self._telling if f not in ended]  # not done() again: one may end in between
         for future in ended:
             future.result()
 
