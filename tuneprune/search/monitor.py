@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -17,18 +17,9 @@ from ray.tune import Callback
 from ray.tune.stopper import Stopper
 
 from tuneprune.output.progress import LiveStatus
-from tuneprune.search.protocol import TrialRequest, TrialResult, member_results, trial_requests
+from tuneprune.search.protocol import TrialResult, member_results, trial_requests
 from tuneprune.search.trainable import drop_checkpoints_before
 from tuneprune.tracking import RunTracker
-
-
-def drop_checkpoints(trial) -> None:  # trial: a ray.tune Trial
-    """Delete an ended trial's checkpoints (Tune's and its own): only a trial left RUNNING is resumed."""
-    if trial.path and Path(trial.path).is_dir():
-        for directory in Path(trial.path).glob("checkpoint_*"):
-            shutil.rmtree(directory, ignore_errors=True)
-    for request in trial_requests(trial.config):
-        drop_checkpoints_before(request.context.trial_dir(request.key))
 
 
 class SearchMonitor(Callback):
@@ -136,32 +127,33 @@ class SearchMonitor(Callback):
         if self.best is None or (value > self.best if direction == "max" else value < self.best):
             self.best = value
 
-    def _uncounted(self, trial) -> Iterator[tuple[TrialRequest, TrialResult]]:  # trial: a ray.tune Trial
-        """The trials of an ended Ray trial not counted yet, each with its last reported result (empty if none)."""
-        reported = member_results(trial.last_result)
-        for request in trial_requests(trial.config):
-            if request.key not in self.counted:
-                yield request, reported.get(request.key, TrialResult())
-
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
-        for request, result in self._uncounted(trial):
-            outcome = result.outcome()
-            run_id = result.mlflow_run_id or request.mlflow_run_id
-            if outcome == "killed" and run_id and not result.ended:  # Tune stopped it, maybe before its first report
-                replace(result, mlflow_run_id=run_id).end_run(self.tracker)
-            self._count_ended(request.key, outcome, result)
-        drop_checkpoints(trial)
-        self._refresh(force=True)
+        self._end(trial, None)
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
-        for request, result in self._uncounted(trial):
+        self._end(trial, f"trial failed after retries; see {getattr(trial, 'error_file', '') or 'worker error'}")
+
+    def _end(self, trial, error: str | None) -> None:  # trial: a ray.tune Trial
+        """Count the members of an ended Ray trial not counted yet, each with its last reported result (empty if
+        none), and end the runs their worker did not: FAILED with ``error`` when Ray gave up on the worker, KILLED
+        when Tune stopped the trial (maybe before its first report). Then delete its checkpoints (Tune's and its
+        members' own): only a trial left RUNNING is resumed."""
+        reported = member_results(trial.last_result)
+        requests = trial_requests(trial.config)
+        for request in requests:
+            if request.key in self.counted:
+                continue
+            result = reported.get(request.key, TrialResult())
+            outcome = result.outcome() if error is None else "failed"
             run_id = result.mlflow_run_id or request.mlflow_run_id
-            if run_id:
-                error = str(getattr(trial, "error_file", "") or "worker error")
-                failed = replace(result, mlflow_run_id=run_id, error=f"trial failed after retries; see {error}")
-                failed.end_run(self.tracker)
-            self._count_ended(request.key, "failed", result)
-        drop_checkpoints(trial)
+            if run_id and (error is not None or (outcome == "killed" and not result.ended)):
+                replace(result, mlflow_run_id=run_id, error=error).end_run(self.tracker)
+            self._count_ended(request.key, outcome, result)
+        if trial.path and Path(trial.path).is_dir():
+            for directory in Path(trial.path).glob("checkpoint_*"):
+                shutil.rmtree(directory, ignore_errors=True)
+        for request in requests:
+            drop_checkpoints_before(request.context.trial_dir(request.key))
         self._refresh(force=True)
 
     def on_experiment_end(self, trials, **info) -> None:

@@ -60,14 +60,10 @@ class TrialRequest:
     mlflow_run_id: str | None = None
     resume_epoch: int = 0
 
-    @property
-    def study(self) -> str:
-        """The trial's grid point (its Optuna study), ``g<index>``: the first part of its key ``g<index>-<number>``."""
-        return self.key.split("-", 1)[0]
-
     def stop_ask(self, metrics: dict[str, Any]) -> tuple[str, str, int, list[float | None]]:
         """The early-stopping question of this trial after the epoch of ``metrics``: study, key, epoch, objective values."""
-        return self.study, self.key, int(metrics["epoch"]), [metrics.get(m) for m in self.context.objectives]
+        study = self.key.split("-", 1)[0]  # its grid point (Optuna study) g<index>: its key is g<index>-<number>
+        return study, self.key, int(metrics["epoch"]), [metrics.get(m) for m in self.context.objectives]
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -113,17 +114,12 @@ def check_search_name(name: str, experiment: str, tracking_uri: str, storage_url
     from tuneprune.search.studies import open_storage, study_names
 
     parent = None if store_missing(tracking_uri) else RunTracker(tracking_uri, experiment).find_parent(name, "search")
-    if not resume:
-        if parent is not None:
-            raise duplicate_name(name, "search", parent.info.run_id)
-        return
-    if parent is not None:
-        return
-    if not store_missing(storage_url) and study_names(name, open_storage(storage_url)):
-        return
-    raise ConfigError(
-        f"--resume --name {name!r}: no search of that name to resume in {redact(tracking_uri)} or {redact(storage_url)}"
-    )
+    if parent is not None and not resume:
+        raise duplicate_name(name, "search", parent.info.run_id)
+    if resume and parent is None and (store_missing(storage_url) or not study_names(name, open_storage(storage_url))):
+        raise ConfigError(
+            f"--resume --name {name!r}: no search of that name to resume in {redact(tracking_uri)} or {redact(storage_url)}"
+        )
 
 
 def redact(url: str) -> str:
@@ -135,43 +131,34 @@ def redact(url: str) -> str:
 
 
 def _collect(studies, space: SearchSpace) -> tuple[list[dict], list[dict]]:
-    from optuna.trial import TrialState
-
+    """Every trial of the studies, and the best (or Pareto) trials of each (fewer fields), as the summary lists them."""
     from tuneprune.search.searcher import trial_key, trial_run_name
 
-    trials, best = [], []
     names = list(space.objectives)
+
+    def entry(gs, t) -> dict[str, Any]:  # gs: a GridStudy, t: one of its FrozenTrials
+        key = trial_key(gs.index, t.number)
+        return {
+            "key": key,
+            "name": trial_run_name(key, gs.grid_point, t.params),
+            "grid": gs.grid_point,
+            "params": t.params,
+            "state": t.state.name,
+            "values": dict(zip(names, t.values, strict=True)) if t.values else {},
+            "mlflow_run_id": t.user_attrs.get("mlflow_run_id"),
+            "error": t.user_attrs.get("error"),
+            "metrics": t.user_attrs.get("metrics", {}),
+            "config": space.resolve(gs.grid_point, t.params).model_dump(mode="json"),
+        }
+
+    trials, best = [], []
     for gs in studies:
-        for t in gs.study.get_trials(deepcopy=False):
-            key = trial_key(gs.index, t.number)
-            trials.append(
-                {
-                    "key": key,
-                    "name": trial_run_name(key, gs.grid_point, t.params),
-                    "grid": gs.grid_point,
-                    "params": t.params,
-                    "state": t.state.name,
-                    "values": dict(zip(names, t.values, strict=True)) if t.values else {},
-                    "mlflow_run_id": t.user_attrs.get("mlflow_run_id"),
-                    "error": t.user_attrs.get("error"),
-                    "metrics": t.user_attrs.get("metrics", {}),
-                    "config": space.resolve(gs.grid_point, t.params).model_dump(mode="json"),
-                }
-            )
-        if not any(t.state == TrialState.COMPLETE for t in gs.study.get_trials(deepcopy=False)):
-            continue
-        chosen = gs.study.best_trials if len(names) > 1 else [gs.study.best_trial]
-        for t in chosen:
-            best.append(
-                {
-                    "key": trial_key(gs.index, t.number),
-                    "grid": gs.grid_point,
-                    "params": t.params,
-                    "values": dict(zip(names, t.values, strict=True)),
-                    "mlflow_run_id": t.user_attrs.get("mlflow_run_id"),
-                    "config": space.resolve(gs.grid_point, t.params).model_dump(mode="json"),
-                }
-            )
+        listed = [entry(gs, t) for t in gs.study.get_trials(deepcopy=False)]
+        trials += listed
+        if any(e["state"] == "COMPLETE" for e in listed):
+            chosen = gs.study.best_trials if len(names) > 1 else [gs.study.best_trial]
+            fields = ("key", "grid", "params", "values", "mlflow_run_id", "config")
+            best += [{k: v for k, v in entry(gs, t).items() if k in fields} for t in chosen]
     return trials, best
 
 
@@ -206,7 +193,7 @@ def _search(
     from tuneprune.search.monitor import SearchMonitor
     from tuneprune.search.protocol import TrialContext
     from tuneprune.search.searcher import StudySearcher
-    from tuneprune.search.studies import open_studies, remaining_trials
+    from tuneprune.search.studies import open_studies
     from tuneprune.search.trainable import run_trial
 
     space, results_dir = prepared.space, prepared.results_dir
@@ -232,7 +219,7 @@ def _search(
 
     say(f"opening the Optuna studies in {redact(prepared.storage_url)} ...")
     studies = open_studies(space, prepared.name, prepared.storage_url, shared=prepared.join)
-    total = remaining_trials(studies)
+    total = sum(gs.remaining for gs in studies)
     ray_time = 0.0
     if total > 0:
         say(f"joining the Ray cluster at {prepared.address} ..." if prepared.address else "starting a local Ray ...")
@@ -306,9 +293,7 @@ def _write_outputs(summary: SearchSummary, tracker: RunTracker) -> None:
         path = out / ("best.yaml" if len(summary.best) == 1 else f"best-{i:02d}-{entry['key']}.yaml")
         path.write_text(yaml.safe_dump(entry["config"], sort_keys=False))
         tracker.log_artifact(summary.parent_run_id, path, "best")
-    counts: dict[str, int] = {}
-    for trial in summary.trials:
-        counts[trial["state"]] = counts.get(trial["state"], 0) + 1
+    counts = Counter(trial["state"] for trial in summary.trials)
     tracker.log_metrics(summary.parent_run_id, {f"trials_{k.lower()}": v for k, v in counts.items()}, step=0)
     if summary.best and len(summary.objectives) == 1:
         ((metric, direction),) = summary.objectives.items()

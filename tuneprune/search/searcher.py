@@ -37,14 +37,14 @@ def trial_key(grid_index: int, number: int) -> str:
     return f"g{grid_index}-{number:03d}"
 
 
-def short_value(value: Any) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
-
-
 def trial_run_name(key: str, grid_point: dict[str, Any], params: dict[str, Any]) -> str:
     """``g1-007 target=0.95 alpha=0.13 mode=global``: the trial's key (its one name everywhere), then the last
-    path component of each value. The MLflow run name and the Optuna user attribute ``name``."""
-    parts = [f"{k.rsplit('.', 1)[-1]}={short_value(v)}" for k, v in {**grid_point, **params}.items()]
+    path component of each value (a float to 4 significant digits). The MLflow run name and the Optuna user
+    attribute ``name``."""
+    parts = [
+        f"{k.rsplit('.', 1)[-1]}={f'{v:.4g}' if isinstance(v, float) else v}"
+        for k, v in {**grid_point, **params}.items()
+    ]
     return " ".join([key, *parts])
 
 
@@ -100,7 +100,7 @@ class StudySearcher(Searcher):
     def _raise_failed_tells(self) -> None:
         """The error of a tell that failed on the storage thread, raised here."""
         ended = [f for f in self._telling if f.done()]
-        self._telling = [f for f in self._telling if not f.done()]
+        self._telling = [f for f in self._telling if f not in ended]  # not done() again: one may end in between
         for future in ended:
             future.result()
 
@@ -144,17 +144,13 @@ class StudySearcher(Searcher):
     def _ask_reaching(self) -> _Asked | None:
         """The next trial (:meth:`_ask_once`), asked again while the storage is unreachable, without leaving
         a trial behind: one the lost connection cut short is handed out as an orphan."""
-        attempts = 0
 
-        def once() -> _Asked | None:
-            nonlocal attempts
-            attempts += 1
-            if attempts > 1:
-                for gs in self.studies:
-                    gs.adopt_cut_short()
+        def adopting() -> _Asked | None:
+            for gs in self.studies:
+                gs.adopt_cut_short()
             return self._ask_once()
 
-        return retry_unreachable(once, "asking for a trial")
+        return retry_unreachable(self._ask_once, "asking for a trial", retry=adopting)
 
     def _ask_once(self) -> _Asked | None:
         """The next trial, grid points in turn (orphans first); None when every study has its budget."""
@@ -211,16 +207,15 @@ class StudySearcher(Searcher):
     def _tell_reaching(self, asked: _Asked, reported: TrialResult, error: bool) -> None:
         """Tell a trial's study how it ended (:meth:`_tell_once`), again while the storage is unreachable;
         a trial whose tell reached the database before the connection was lost is not told twice."""
-        attempts = 0
 
-        def once() -> None:
-            nonlocal attempts
-            attempts += 1
-            ended = asked.study.study.get_trials(deepcopy=False, states=ENDED) if attempts > 1 else []
+        def unless_told() -> None:
+            ended = asked.study.study.get_trials(deepcopy=False, states=ENDED)
             if all(t.number != asked.number for t in ended):
                 self._tell_once(asked, reported, error)
 
-        retry_unreachable(once, f"telling trial {asked.request.key}")
+        retry_unreachable(
+            lambda: self._tell_once(asked, reported, error), f"telling trial {asked.request.key}", retry=unless_told
+        )
 
     def _tell_once(self, asked: _Asked, reported: TrialResult, error: bool) -> None:
         gs, number = asked.study, asked.number

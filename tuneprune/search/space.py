@@ -29,44 +29,42 @@ METRICS = (
 METHOD = "method"  # the grid key that sweeps the named overlays of ``methods``
 
 
-class FloatParam(StrictModel):
-    type: Literal["float"]
+class _Range(StrictModel):
+    """A searched number from ``low`` to ``high``, on a log scale with ``log``."""
+
+    type: str
     low: float
     high: float
     log: bool = False
-    step: float | None = Field(None, gt=0)
 
     @model_validator(mode="after")
-    def _bounds(self) -> FloatParam:
+    def _bounds(self) -> _Range:
         if self.low > self.high:
             raise ValueError(f"low = {self.low} is above high = {self.high}")
         if self.log and self.low <= 0:
             raise ValueError(f"log scale needs low > 0, got low = {self.low}")
+        return self
+
+    def samples(self) -> list[Any]:
+        return [self.low, self.high]
+
+
+class FloatParam(_Range):
+    type: Literal["float"]
+    step: float | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _step(self) -> FloatParam:
         if self.log and self.step is not None:
             raise ValueError("step cannot be combined with log")
         return self
 
-    def samples(self) -> list[Any]:
-        return [self.low, self.high]
 
-
-class IntParam(StrictModel):
+class IntParam(_Range):
     type: Literal["int"]
     low: int
     high: int
-    log: bool = False
     step: int = Field(1, ge=1)
-
-    @model_validator(mode="after")
-    def _bounds(self) -> IntParam:
-        if self.low > self.high:
-            raise ValueError(f"low = {self.low} is above high = {self.high}")
-        if self.log and self.low <= 0:
-            raise ValueError(f"log scale needs low > 0, got low = {self.low}")
-        return self
-
-    def samples(self) -> list[Any]:
-        return [self.low, self.high]
 
 
 class CategoricalParam(StrictModel):
@@ -194,8 +192,10 @@ class SearchSpace(StrictModel):
         return validate(TrialSpec, data)
 
 
-def _check_paths(space: SearchSpace) -> None:
-    """Every param and grid path must exist in TrialSpec and accept its bounds and choices."""
+def load_space(data: dict[str, Any]) -> SearchSpace:
+    """Validate a search-space document and all its paths (one-line :class:`ConfigError`): every param and grid
+    path must exist in TrialSpec and accept its bounds and choices."""
+    space = validate(SearchSpace, data)
     validate(TrialSpec, space.base, prefix="base.")
     for method in space.methods:
         try:
@@ -214,10 +214,4 @@ def _check_paths(space: SearchSpace) -> None:
             if "unknown key" in text or "is a value" in text:
                 raise ConfigError(f"{section}.{path}: unknown config path ({text})") from None
             raise ConfigError(f"{section}.{path} = {value!r}: not accepted by the run config ({text})") from None
-
-
-def load_space(data: dict[str, Any]) -> SearchSpace:
-    """Validate a search-space document and all its paths (one-line :class:`ConfigError`)."""
-    space = validate(SearchSpace, data)
-    _check_paths(space)
     return space

@@ -79,14 +79,17 @@ def unreachable(err: BaseException) -> bool:
     )
 
 
-def retry_unreachable(operation: Callable[[], T], what: str, patience_s: float = STORAGE_PATIENCE_S) -> T:
-    """``operation()``, run again while the storage is unreachable (a database restarting), for up to
-    ``patience_s`` seconds with waits of 0.5, 1, 2 ... 10 s; other errors, and the last one, propagate."""
+def retry_unreachable(
+    operation: Callable[[], T], what: str, patience_s: float = STORAGE_PATIENCE_S, retry: Callable[[], T] | None = None
+) -> T:
+    """``operation()``, run again (``retry()`` when given) while the storage is unreachable (a database restarting),
+    for up to ``patience_s`` seconds with waits of 0.5, 1, 2 ... 10 s; other errors, and the last one, propagate."""
     started = time.monotonic()
     wait = 0.5
+    attempt = operation
     while True:
         try:
-            return operation()
+            return attempt()
         except Exception as err:
             if not unreachable(err) or time.monotonic() - started + wait > patience_s:
                 raise
@@ -94,6 +97,7 @@ def retry_unreachable(operation: Callable[[], T], what: str, patience_s: float =
             say(f"the Optuna storage is unreachable while {what} ({cause}); trying again in {wait:g} s")
             time.sleep(wait)
             wait = min(2 * wait, 10.0)
+            attempt = retry or operation
 
 
 def distributions(space: SearchSpace) -> dict[str, BaseDistribution]:
@@ -111,17 +115,14 @@ def distributions(space: SearchSpace) -> dict[str, BaseDistribution]:
 
 def make_sampler(space: SearchSpace, offset: int = 0) -> optuna.samplers.BaseSampler:
     """The sampler the space names, seeded with ``seed + offset`` (one offset per grid point)."""
-    seed = space.sampler.seed + offset
-    kind = space.sampler.type
-    if kind == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed)
-    if kind == "cmaes":
-        return optuna.samplers.CmaEsSampler(seed=seed)
-    if kind == "gp":
-        return optuna.samplers.GPSampler(seed=seed)
-    if kind == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    return optuna.samplers.TPESampler(seed=seed, multivariate=True)
+    samplers: dict[str, Callable[..., optuna.samplers.BaseSampler]] = {
+        "tpe": lambda seed: optuna.samplers.TPESampler(seed=seed, multivariate=True),
+        "nsga2": optuna.samplers.NSGAIISampler,
+        "cmaes": optuna.samplers.CmaEsSampler,
+        "gp": optuna.samplers.GPSampler,
+        "random": optuna.samplers.RandomSampler,
+    }
+    return samplers[space.sampler.type](seed=space.sampler.seed + offset)
 
 
 def study_name(search_name: str, grid_point: dict[str, Any]) -> str:
@@ -175,20 +176,16 @@ class GridStudy:
 
     def ask(self, space_distributions: dict[str, BaseDistribution]) -> tuple[int, dict[str, Any], int]:
         """The next trial to hand out, as its number, params and the epoch of the checkpoint it goes on from
-        (the user attribute ``checkpoint_epoch``, 0 for none): an orphan first, else ``study.ask``."""
-        if self.orphans:
-            return self.complete_orphan(self.orphans.pop(0), space_distributions)
-        trial = self.study.ask(space_distributions)
-        if self._taken is not None:
-            self._taken += 1
-        return trial.number, trial.params, 0
-
-    def complete_orphan(
-        self, number: int, space_distributions: dict[str, BaseDistribution]
-    ) -> tuple[int, dict[str, Any], int]:
-        """The RUNNING trial ``number`` as :meth:`ask` hands it out, the params a cut-short ask did not suggest
-        sampled now by the study's sampler and stored (a driver killed inside ``study.ask`` leaves some or none)."""
+        (the user attribute ``checkpoint_epoch``, 0 for none): an orphan first, else ``study.ask``. An orphan's
+        params that a cut-short ask did not suggest are sampled now by the study's sampler and stored (a driver
+        killed inside ``study.ask`` leaves some or none)."""
+        if not self.orphans:
+            trial = self.study.ask(space_distributions)
+            if self._taken is not None:
+                self._taken += 1
+            return trial.number, trial.params, 0
         assert self.storage is not None
+        number = self.orphans.pop(0)
         frozen = self.study.get_trials(deepcopy=False)[number]
         params = dict(frozen.params)
         for name, distribution in space_distributions.items():
@@ -246,7 +243,3 @@ def open_studies(space: SearchSpace, name: str, storage_url: str, shared: bool =
         orphans = [t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))]
         studies.append(GridStudy(i, point, study, space.num_samples, orphans=orphans, storage=storage, shared=shared))
     return studies
-
-
-def remaining_trials(studies: list[GridStudy]) -> int:
-    return sum(s.remaining for s in studies)

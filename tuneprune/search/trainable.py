@@ -117,24 +117,20 @@ def open_trial_run(tracker: RunTracker, request: TrialRequest, new: bool) -> str
     return run_id
 
 
-def where_it_runs() -> dict[str, Any]:
-    """Tags of the Ray node and process a trial runs in, logged with the first batch a worker writes."""
-    import ray
-
-    return {"ray.node_id": ray.get_runtime_context().get_node_id(), "worker.pid": os.getpid()}
-
-
 class _Member:
     """One member's request, spec, MLflow run, logged epochs and latest result, as the trainable tracks them."""
 
     def __init__(self, request: TrialRequest, spec: TrialSpec, tracker: RunTracker, state: MemberState | None) -> None:
+        import ray
+
         assert request.mlflow_run_id is not None  # opened by the driver (open_trial_run)
         self.request, self.spec, self.tracker, self.run_id = request, spec, tracker, request.mlflow_run_id
         self.dir = request.context.trial_dir(request.key)
         # The epochs its run has: an attempt killed after logging an epoch and before Tune took that
         # epoch's checkpoint logged one more than this attempt starts from.
         self.logged = tracker.logged_steps(self.run_id, "val_acc")
-        self.tags = where_it_runs()  # logged with the member's first batch
+        # the Ray node and process it runs in, logged with the member's first batch
+        self.tags: dict[str, Any] = {"ray.node_id": ray.get_runtime_context().get_node_id(), "worker.pid": os.getpid()}
         epoch = int(state["epoch"]) if state is not None else 0
         if state is not None:  # log the epochs of its history the run lacks
             self.tags["resumed_from_epoch"] = epoch
