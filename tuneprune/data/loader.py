@@ -44,13 +44,12 @@ class TensorLoader:
         shuffle: bool = False,
         augment: bool = False,
         seed: int = 0,
-        drop_last: bool = False,
     ) -> None:
         if len(x) != len(y):
             raise ValueError("x and y must have the same length")
         self.x, self.y = x, y
         self.batch_size = batch_size
-        self.shuffle, self.augment, self.drop_last = shuffle, augment, drop_last
+        self.shuffle, self.augment = shuffle, augment
         self.seed = seed
         self.epoch = 0
 
@@ -58,8 +57,7 @@ class TensorLoader:
         self.epoch = epoch
 
     def __len__(self) -> int:
-        n = len(self.x)
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+        return -(-len(self.x) // self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         g = torch.Generator(device=self.x.device).manual_seed(self.seed * 1_000_003 + self.epoch)

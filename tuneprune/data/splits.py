@@ -72,8 +72,12 @@ def _stratified_split(x: np.ndarray, y: np.ndarray, fraction: float, seed: int):
     return train_test_split(x, y, test_size=fraction, stratify=y, random_state=seed)
 
 
-def _tensors(x: np.ndarray, y: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-    return torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y, dtype=torch.long)
+def _tensors(x: np.ndarray, y: np.ndarray, image_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Float images and long labels, the images bilinearly resized to ``image_size`` when their size differs."""
+    xt, yt = torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y, dtype=torch.long)
+    if image_size != xt.shape[-1]:
+        xt = F.interpolate(xt, size=(image_size, image_size), mode="bilinear", align_corners=False)
+    return xt, yt
 
 
 def _digits(image_size: int, val_fraction: float, seed: int) -> DatasetSplits:
@@ -85,18 +89,11 @@ def _digits(image_size: int, val_fraction: float, seed: int) -> DatasetSplits:
     x_rest, x_test, y_rest, y_test = _stratified_split(x, y, 0.2, seed)
     x_train, x_val, y_train, y_val = _stratified_split(x_rest, y_rest, val_fraction, seed)
     mean, std = float(x_train.mean()), float(x_train.std())
-
-    def scaled(xs: np.ndarray, ys: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        xt, yt = _tensors((xs - mean) / std, ys)
-        if image_size != 8:
-            xt = F.interpolate(xt, size=(image_size, image_size), mode="bilinear", align_corners=False)
-        return xt, yt
-
     return DatasetSplits(
         "digits",
-        *scaled(x_train, y_train),
-        *scaled(x_val, y_val),
-        *scaled(x_test, y_test),
+        *_tensors((x_train - mean) / std, y_train, image_size),
+        *_tensors((x_val - mean) / std, y_val, image_size),
+        *_tensors((x_test - mean) / std, y_test, image_size),
         num_classes=CLASSES["digits"],
     )
 
@@ -154,9 +151,9 @@ def _cifar(name: str, data_dir: Path, download: bool, val_fraction: float, seed:
     x_train, x_val, y_train, y_val = _stratified_split(train.data, np.asarray(train.targets), val_fraction, seed)
     return DatasetSplits(
         name,
-        *_tensors(prep(x_train), y_train),
-        *_tensors(prep(x_val), y_val),
-        *_tensors(prep(test.data), np.asarray(test.targets)),
+        *_tensors(prep(x_train), y_train, 32),
+        *_tensors(prep(x_val), y_val, 32),
+        *_tensors(prep(test.data), np.asarray(test.targets), 32),
         num_classes=CLASSES[name],
     )
 
@@ -176,10 +173,7 @@ def _idx(name: str, data_dir: Path | None, image_size: int, val_fraction: float,
     x_train, x_val, y_train, y_val = _stratified_split(train_x, train_y.astype(np.int64), val_fraction, seed)
 
     def scaled(xs: np.ndarray, ys: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        xt, yt = _tensors((xs[:, None].astype(np.float32) / 255.0 - mean) / std, ys)
-        if image_size != xt.shape[-1]:
-            xt = F.interpolate(xt, size=(image_size, image_size), mode="bilinear", align_corners=False)
-        return xt, yt
+        return _tensors((xs[:, None].astype(np.float32) / 255.0 - mean) / std, ys, image_size)
 
     return DatasetSplits(
         name,

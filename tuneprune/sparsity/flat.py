@@ -56,12 +56,12 @@ class FlatLayout:
         self.sizes = [shape.numel() for shape in self.shapes]  # each tensor's segment length
 
     @classmethod
-    def of(cls, tensors: Sequence[torch.Tensor], names: Sequence[str] = ()) -> FlatLayout:
+    def of(cls, tensors: Sequence[torch.Tensor]) -> FlatLayout:
         """The layout of ``tensors`` (one dtype, one device), each in its own memory order."""
         first = tensors[0]
         if any(t.dtype != first.dtype or t.device != first.device for t in tensors):
             raise ValueError("all tensors of a flat layout must share one dtype and one device")
-        return cls([t.shape for t in tensors], [storage_order(t) for t in tensors], first.device, first.dtype, names)
+        return cls([t.shape for t in tensors], [storage_order(t) for t in tensors], first.device, first.dtype)
 
     @functools.cached_property
     def segments(self) -> Segments:
@@ -88,9 +88,6 @@ class FlatLayout:
         ]
         return torch.cat(pieces, dim=1)
 
-    def empty(self, dtype: torch.dtype | None = None) -> torch.Tensor:
-        return torch.empty(sum(self.sizes), dtype=dtype or self.dtype, device=self.device)
-
 
 @torch.no_grad()
 def flatten_parameters(parameters: Sequence[torch.nn.Parameter]) -> tuple[FlatLayout, torch.Tensor]:
@@ -100,7 +97,7 @@ def flatten_parameters(parameters: Sequence[torch.nn.Parameter]) -> tuple[FlatLa
     parameters as before; in-place updates of a parameter write into the buffer.
     """
     layout = FlatLayout.of(parameters)
-    flat = layout.empty()
+    flat = torch.empty(sum(layout.sizes), dtype=layout.dtype, device=layout.device)
     for parameter, view in zip(parameters, layout.shaped(flat), strict=True):
         view.copy_(parameter)
         parameter.data = view

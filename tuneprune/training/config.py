@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from tuneprune.data import DATASETS
 from tuneprune.models import MODELS
@@ -69,18 +69,12 @@ class RunConfig(StrictModel):
         family = ModelFamily.of(data.get("model", "small_cnn"))
         return {**data, "sparsity": {**data["sparsity"], "scheduler": {**scheduler, "family": family}}}
 
-    @field_validator("model")
+    @field_validator("model", "dataset")
     @classmethod
-    def _model(cls, v: str) -> str:
-        if v not in MODELS:
-            raise ValueError(f"unknown model, allowed: {', '.join(sorted(MODELS))}")
-        return v
-
-    @field_validator("dataset")
-    @classmethod
-    def _dataset(cls, v: str) -> str:
-        if v not in DATASETS:
-            raise ValueError(f"unknown dataset, allowed: {', '.join(DATASETS)}")
+    def _registered(cls, v: str, info: ValidationInfo) -> str:
+        allowed = sorted(MODELS) if info.field_name == "model" else DATASETS
+        if v not in allowed:
+            raise ValueError(f"unknown {info.field_name}, allowed: {', '.join(allowed)}")
         return v
 
     @model_validator(mode="after")

@@ -68,15 +68,12 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def divergence(losses: torch.Tensor, epoch: int, steps_per_epoch: int) -> str | None:
-    """The message naming the first step of the epoch whose loss was NaN or infinite; None when all were finite.
+def divergence(losses: torch.Tensor, epoch: int, steps_per_epoch: int) -> str:
+    """The message naming the first step of the epoch whose loss (``losses``, not all finite) was NaN or infinite.
 
     The losses stay on the device during the epoch; this is the epoch's one read of them.
     """
-    finite = torch.isfinite(losses)
-    if bool(finite.all()):
-        return None
-    first = int(finite.int().argmin())
+    first = int(torch.isfinite(losses).int().argmin())
     step = epoch * steps_per_epoch + first
     return f"training loss became {losses[first].item()} at epoch {epoch + 1}, step {step}"
 
@@ -265,10 +262,6 @@ class PackedTrainer:
         self._ste.install(masks, self.sparsity.builder.threshold_per_weight(masks), None if scale is None else [scale])
         return self._ste.piece(0, weights)
 
-    def _fail(self, position: int, message: str) -> None:
-        member = self.members[self.rows[position]]
-        member.status, member.error = "failed", message
-
     def train_step(
         self, step: int, batches: Sequence[tuple[torch.Tensor, torch.Tensor]]
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -327,11 +320,11 @@ class PackedTrainer:
             return list(range(len(self.rows)))
         alive = []
         for k, ok in enumerate(finite.tolist()):
-            message = None if ok else divergence(step_losses[:, k], epoch, self.steps_per_epoch)
-            if message is None:
+            if ok:
                 alive.append(k)
             else:
-                self._fail(k, message)
+                member = self.members[self.rows[k]]
+                member.status, member.error = "failed", divergence(step_losses[:, k], epoch, self.steps_per_epoch)
         self._keep(alive)
         return alive
 
