@@ -66,15 +66,12 @@ class Sparsifier:
             parametrize.register_parametrization(module, "weight", parametrization)
         weights = [original_weight(module) for module in self._modules]
         self._layout, self._flat = flatten_parameters(weights)
-        self._ste = FlatThreshold(self._layout, self._flat, weights, p)
+        self._ste = FlatThreshold(self._layout, self._flat, weights, p, layer_thresholds=threshold == "layer")
         for parametrization in parametrizations:
             parametrization.shared = self._ste
         no_elimination = Elimination(rho=0.0, final_sparsity=1.0)
         rule = MemberRule(threshold, self.theta_policy, elimination if elimination is not None else no_elimination)
         self._engine = MemberSparsity([schedule], [rule], self._layout.sizes, self._flat.device, self._layout.dtype)
-        # per-weight layer ids for the layer thresholds, made here: made inside an iteration, the copy of the
-        # layer sizes to the device would wait for it (formulas §10.6)
-        self._layer_segments = self._layout.segments if threshold == "layer" else None
         self._scale_views: dict[int, list[torch.Tensor]] = {}
         self.iteration = 0
 
@@ -93,10 +90,7 @@ class Sparsifier:
 
     def _install(self, masks: Masks) -> None:
         """Install ``P_T`` and the gradient scale ``m`` of ``masks`` in the forward and backward passes (formulas §1.2, §1.3)."""
-        threshold = masks.thresholds  # [1] under the global mode, one per layer otherwise
-        if self._layer_segments is not None:
-            threshold = self._layer_segments.spread(threshold)
-        self._ste.install(masks, threshold, self._views(self._engine.scale))
+        self._ste.install(masks, masks.thresholds, self._views(self._engine.scale))  # T: [1] global, else per layer
 
     def _views(self, scale: torch.Tensor | None) -> list[torch.Tensor] | None:
         """Per-layer views of the engine's ``[1, N]`` scale buffer, made once per buffer."""

@@ -68,9 +68,17 @@ class FlatThreshold:
     """
 
     def __init__(
-        self, layout: FlatLayout | None, flat: torch.Tensor, weights: Sequence[torch.Tensor], p: float
+        self,
+        layout: FlatLayout | None,
+        flat: torch.Tensor,
+        weights: Sequence[torch.Tensor],
+        p: float,
+        layer_thresholds: bool = False,
     ) -> None:
         self.layout, self.flat, self.weights, self.p = layout, flat, list(weights), p
+        # layer thresholds (one T_l per piece of ``layout``) are spread to the weights by the per-weight layer ids,
+        # made here: made inside an iteration, the copy of the layer sizes to the device would wait for it (§10.6)
+        self._layer_segments = layout.segments if layer_thresholds and layout is not None else None
         self.threshold: torch.Tensor | None = None
         self.scales: list[torch.Tensor] | None = None
         self.active: torch.Tensor | None = None
@@ -91,7 +99,8 @@ class FlatThreshold:
         self._pieces = [None] * len(self.weights)
 
     def install(self, masks: Masks, threshold: torch.Tensor, scales: list[torch.Tensor] | None) -> None:
-        """``P_T`` at ``threshold`` and the scale ``m`` of ``masks`` (formulas §1.2, §1.3).
+        """``P_T`` at ``threshold`` (per piece with ``layer_thresholds``) and the scale ``m`` of ``masks``
+        (formulas §1.2, §1.3).
 
         ``S_k = 0`` prunes nothing (``w`` itself, ``m = 1``, formulas §1.4): on the CPU path
         the host knows which members that is (no member: no operator at all; all: no
@@ -101,8 +110,10 @@ class FlatThreshold:
         host_active = masks.host_active
         if host_active is not None and not any(host_active):
             self.set(None, None)
-        else:
-            self.set(threshold, scales, None if host_active is not None and all(host_active) else masks.active)
+            return
+        if self._layer_segments is not None:
+            threshold = self._layer_segments.spread(threshold)
+        self.set(threshold, scales, None if host_active is not None and all(host_active) else masks.active)
 
     def piece(self, index: int, weight: torch.Tensor) -> torch.Tensor:
         """``P_T`` of piece ``index``'s ``weight`` with the scaled STE."""
