@@ -151,14 +151,15 @@ def _collect(studies, space: SearchSpace) -> tuple[list[dict], list[dict]]:
             "config": space.resolve(gs.grid_point, t.params).model_dump(mode="json"),
         }
 
-    trials, best = [], []
+    trials: list[dict[str, Any]] = []
+    best: list[dict[str, Any]] = []
     for gs in studies:
-        listed = [entry(gs, t) for t in gs.study.get_trials(deepcopy=False)]
-        trials += listed
-        if any(e["state"] == "COMPLETE" for e in listed):
+        listed = {t.number: entry(gs, t) for t in gs.study.get_trials(deepcopy=False)}
+        trials += listed.values()
+        if any(e["state"] == "COMPLETE" for e in listed.values()):
             chosen = gs.study.best_trials if len(names) > 1 else [gs.study.best_trial]
             fields = ("key", "grid", "params", "values", "mlflow_run_id", "config")
-            best += [{k: v for k, v in entry(gs, t).items() if k in fields} for t in chosen]
+            best += [{k: listed[t.number][k] for k in fields} for t in chosen]  # their entries above, not made again
     return trials, best
 
 
