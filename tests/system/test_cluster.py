@@ -422,6 +422,38 @@ def test_drivers_create_the_schema_of_a_new_database_once(postgres):
         os.environ.pop("PGPASSFILE", None)
 
 
+def test_drivers_logging_one_runs_params_at_once_all_succeed(mlflow_server):
+    """Drivers that join one search log the same params on its parent run at the same moment: the
+    server checks and inserts in two steps, so one of two writers of a param is refused (a
+    unique-key violation); every driver still returns, and the run holds each param once."""
+    import threading
+
+    from tuneprune.tracking.runs import RunTracker
+
+    writers, rounds = 4, 5
+    params = {f"p{i}": i for i in range(12)}
+    trackers = [RunTracker(mlflow_server["uri"], "params_race") for _ in range(writers)]
+    errors: list[BaseException] = []
+
+    def write(tracker: RunTracker, run_id: str, barrier: threading.Barrier) -> None:
+        barrier.wait(timeout=60)
+        try:
+            tracker.log_params(run_id, params)
+        except BaseException as err:  # the assertion below shows it
+            errors.append(err)
+
+    for _ in range(rounds):
+        run_id = trackers[0].client.create_run(trackers[0].experiment_id).info.run_id
+        barrier = threading.Barrier(writers)
+        threads = [threading.Thread(target=write, args=(t, run_id, barrier)) for t in trackers]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+        assert not errors, errors[0]
+        assert trackers[0].client.get_run(run_id).data.params == {k: str(v) for k, v in params.items()}
+
+
 def test_two_searches_at_once_share_one_study(ray_cluster, mlflow_server, postgres, pg_env, tmp_path):
     import optuna
 

@@ -20,6 +20,7 @@ TAG_TRIAL = "tuneprune.trial"  # the trial (or generation) key, on child runs
 TAG_PARENT = "mlflow.parentRunId"
 MAX_PARAM_CHARS = 6000
 MAX_TAG_CHARS = 5000
+WRITERS_RACED = 3  # tries of log_params against other writers of the same run
 
 
 def flatten(mapping: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -179,15 +180,25 @@ class RunTracker:
         """Log (flattened) params the run does not have yet, and ``tags``, in as few batches as possible.
 
         Re-logging a param is a no-op, so a restarted trial can call this again; a ``new_run``
-        has none yet, and is not read.
+        has none yet, and is not read. Drivers that join one search log the same params on one
+        parent run at once: the store checks and inserts in two steps, so the slower of two
+        writers of a param is refused; it reads the run again and logs what is still missing.
         """
         from mlflow.entities import Param
+        from mlflow.exceptions import MlflowException
 
-        have = {} if new_run else self.client.get_run(run_id).data.params
-        items = [Param(k, str(v)[:MAX_PARAM_CHARS]) for k, v in flatten(params).items() if k not in have]
+        wanted = [Param(k, str(v)[:MAX_PARAM_CHARS]) for k, v in flatten(params).items()]
         tag_items = run_tags(tags)
-        for i in range(0, max(len(items), 1), 100):
-            self.client.log_batch(run_id, params=items[i : i + 100], tags=tag_items if i == 0 else [])
+        for attempt in range(WRITERS_RACED):
+            have = {} if new_run and attempt == 0 else self.client.get_run(run_id).data.params
+            items = [p for p in wanted if p.key not in have]
+            try:
+                for i in range(0, max(len(items), 1), 100):
+                    self.client.log_batch(run_id, params=items[i : i + 100], tags=tag_items if i == 0 else [])
+                return
+            except MlflowException:
+                if attempt == WRITERS_RACED - 1:
+                    raise
 
     def log_metrics(
         self, run_id: str, metrics: dict[str, float], step: int, tags: dict[str, Any] | None = None
