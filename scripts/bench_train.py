@@ -9,8 +9,8 @@ momentum 0.9, weight decay, gradient clipping 3.0, ``tuneprune.data.augment_batc
 ``tuneprune.training.train`` dense, and ``train`` sparse (Feather defaults, target 0.9).
 It prints the images per second of the last epoch (the earlier ones warm up) and the
 ratios to the plain loop, all measured in this run: the best of ``--repeats`` rounds, each
-round running every variant once in turn, so that other load on a shared machine and the
-process's own warm-up affect them alike. ``--switches`` adds the sparse run with
+round running every variant once in turn (each round starting with the next one), so that
+other load on a shared machine and the process's own warm-up affect them alike. ``--switches`` adds the sparse run with
 ``precision: bf16`` and with ``channels_last: true``.
 """
 
@@ -97,9 +97,10 @@ def bench(name: str, device: torch.device, args: argparse.Namespace) -> dict[str
             name, data, device, args, channels_last=True, **sparse
         )
     best = dict.fromkeys(variants, 0.0)
-    for _ in range(args.repeats):
-        for key, run in variants.items():
-            best[key] = max(best[key], run())
+    keys = list(variants)
+    for r in range(args.repeats):  # each round starts with the next variant: none always runs first
+        for key in keys[r % len(keys) :] + keys[: r % len(keys)]:
+            best[key] = max(best[key], variants[key]())
     return {"model": name, "device": device.type, **best}
 
 
