@@ -164,3 +164,12 @@ def test_optuna_is_used_through_its_public_api_only():
     users = [path for path in sorted(PACKAGE.rglob("*.py")) if any(top(m) == "optuna" for m in imported_modules(path))]
     assert users
     assert [use for path in users for use in private_uses(path)] == []
+
+
+def test_every_subpackage_has_a_test_directory_of_its_own():
+    """``tests/`` mirrors the packages of ``tuneprune/``: each subpackage is tested directly, not only through others."""
+    tests = Path(__file__).resolve().parents[1]
+    subpackages = sorted(p.parent.name for p in PACKAGE.glob("*/__init__.py"))
+    assert {"sparsity", "tracking", "output", "cluster"} <= set(subpackages)
+    untested = [name for name in subpackages if not any((tests / name).glob("test_*.py"))]
+    assert untested == []
