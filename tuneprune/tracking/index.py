@@ -14,9 +14,10 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from tuneprune.shared.files import replace_atomically
 
 INDEX_ENV = "TUNEPRUNE_INDEX"
 
@@ -53,9 +54,8 @@ def index_results(
             fcntl.flock(lock, fcntl.LOCK_EX)
             entries = load_index()
             entries[name] = entry
-            with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as fh:
-                json.dump(entries, fh, indent=2)
-            os.replace(fh.name, path)
+            document = json.dumps(entries, indent=2).encode()
+            replace_atomically(path, lambda fh: fh.write(document))
     except OSError:  # a read-only home must not stop a search; lookups then say where to run from
         return
 
