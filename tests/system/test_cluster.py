@@ -454,6 +454,76 @@ def test_drivers_logging_one_runs_params_at_once_all_succeed(mlflow_server):
         assert trackers[0].client.get_run(run_id).data.params == {k: str(v) for k, v in params.items()}
 
 
+# Drivers of different searches on one machine record their results in one index at the same moment.
+INDEX_RACERS = """
+import json, multiprocessing, sys
+from pathlib import Path
+from tuneprune.tracking.index import index_results
+count, rounds = int(sys.argv[1]), int(sys.argv[2])
+context = multiprocessing.get_context("fork")
+barrier = context.Barrier(count)
+def race(me):
+    for r in range(rounds):
+        barrier.wait(timeout=60)
+        index_results(f"search-{me}-{r}", "search", Path("runs"), "http://mlflow", f"run-{me}-{r}")
+racers = [context.Process(target=race, args=(me,), daemon=True) for me in range(count)]
+for racer in racers:
+    racer.start()
+for racer in racers:
+    racer.join(timeout=120)
+print(json.dumps([racer.exitcode for racer in racers]))
+"""
+
+
+def test_searches_indexing_at_once_all_keep_their_entry(tmp_path):
+    """Searches started at the same moment on one machine each record their entry in the one index
+    (``~/.tuneprune/index.json``): none is lost to another's read-modify-write."""
+    from tuneprune.tracking.index import INDEX_ENV
+
+    racers, rounds = 4, 20
+    env = {**os.environ, INDEX_ENV: str(tmp_path / "index.json")}
+    out = subprocess.run([sys.executable, "-c", INDEX_RACERS, str(racers), str(rounds)],
+                         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)  # fmt: skip
+    assert out.stdout.strip() == json.dumps([0] * racers), f"racers: {out.stdout}\n{out.stderr[-4000:]}"
+    entries = json.loads((tmp_path / "index.json").read_text())
+    missing = {f"search-{me}-{r}" for me in range(racers) for r in range(rounds)} - entries.keys()
+    assert not missing, f"{len(missing)} of {racers * rounds} entries lost: {sorted(missing)[:8]}"
+
+
+# The early-stopping rules of drivers that share one results directory (--join, a shared filesystem):
+# each driver's rule records its trials' rungs in the same early_stop.json, all at the same moment.
+RUNG_RACERS = """
+import json, multiprocessing, sys
+from tuneprune.search.early_stop import AshaRule
+count, rounds, path = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+context = multiprocessing.get_context("fork")
+barrier = context.Barrier(count)
+def race(me):
+    rule = AshaRule(1, 2, 8, ["max"], path)
+    for r in range(rounds):
+        barrier.wait(timeout=20)
+        rule.should_stop("g0", f"g0-{me}{r:03d}", 1, [0.5])
+racers = [context.Process(target=race, args=(me,), daemon=True) for me in range(count)]
+for racer in racers:
+    racer.start()
+for racer in racers:
+    racer.join(timeout=120)
+print(json.dumps([racer.exitcode for racer in racers]))
+"""
+
+
+def test_drivers_recording_rungs_in_one_results_dir_at_once_all_succeed(tmp_path):
+    """Joined drivers with one results directory each run an early-stopping rule that writes the same
+    early_stop.json; rules recording at the same moment all succeed (a failed record fails the trial
+    that asked), and the file is whole."""
+    racers, rounds = 4, 50
+    path = tmp_path / "early_stop.json"
+    out = subprocess.run([sys.executable, "-c", RUNG_RACERS, str(racers), str(rounds), str(path)],
+                         capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert out.stdout.strip() == json.dumps([0] * racers), f"racers: {out.stdout}\n{out.stderr[-4000:]}"
+    assert json.loads(path.read_text())["directions"] == ["max"]
+
+
 def test_two_searches_at_once_share_one_study(ray_cluster, mlflow_server, postgres, pg_env, tmp_path):
     import optuna
 

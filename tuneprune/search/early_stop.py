@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
 from tuneprune.search.rung_ranking import FrontOrder, stops
+from tuneprune.shared.files import replace_atomically
 
 if TYPE_CHECKING:  # ray is imported where an actor starts
     from ray.actor import ActorHandle
@@ -77,9 +77,9 @@ class AshaRule:
     def _save(self) -> None:
         if self.path is None:
             return
-        scratch = self.path.with_suffix(".tmp")
-        scratch.write_text(json.dumps({"directions": self.directions, "tables": self.tables}))
-        os.replace(scratch, self.path)
+        # a scratch file of its own: the rules of joined drivers sharing a results directory write this file too
+        document = json.dumps({"directions": self.directions, "tables": self.tables}).encode()
+        replace_atomically(self.path, lambda fh: fh.write(document))
 
 
 def start_stopper(

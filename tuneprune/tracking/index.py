@@ -4,17 +4,20 @@ A search or an evolution records, when it starts, its results directory and its 
 (MLflow tracking URI, Optuna storage) under its name in one small JSON file: by default
 ``~/.tuneprune/index.json``, or the file ``TUNEPRUNE_INDEX`` names. ``report``,
 ``fit-alpha``, ``fit-scheduler`` and ``train --from-run`` look names and run ids up there.
-Writes are atomic (a temporary file renamed over the index); a later entry of the same
-name replaces the earlier one.
+Writes are atomic (a temporary file renamed over the index), and each read-modify-write
+holds an exclusive lock (``index.json.lock`` beside it), so searches started at the same
+moment each keep their entry; a later entry of the same name replaces the earlier one.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from tuneprune.shared.files import replace_atomically
 
 INDEX_ENV = "TUNEPRUNE_INDEX"
 
@@ -37,8 +40,7 @@ def index_results(
 ) -> None:
     """Record where the search or evolution ``name`` keeps its results and runs."""
     path = index_path()
-    entries = load_index()
-    entries[name] = {
+    entry = {
         "kind": kind,
         "results_dir": str(Path(results_dir).resolve()),
         "tracking_uri": tracking_uri,
@@ -47,9 +49,13 @@ def index_results(
     }
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as fh:
-            json.dump(entries, fh, indent=2)
-        os.replace(fh.name, path)
+        # Read, add and replace under the lock: another process's entry written in between is kept.
+        with open(path.with_name(f"{path.name}.lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            entries = load_index()
+            entries[name] = entry
+            document = json.dumps(entries, indent=2).encode()
+            replace_atomically(path, lambda fh: fh.write(document))
     except OSError:  # a read-only home must not stop a search; lookups then say where to run from
         return
 

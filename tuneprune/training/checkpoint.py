@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -13,6 +11,7 @@ import torch
 import torch.nn as nn
 
 from tuneprune.shared.config import ConfigError
+from tuneprune.shared.files import replace_atomically
 
 if TYPE_CHECKING:  # imported in load_model at run time
     from tuneprune.training.config import RunConfig
@@ -32,19 +31,7 @@ def save_atomic(obj: Any, path: str | Path) -> Path:
 
     A kill during the save leaves the previous file intact: never a half-written one.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return replace_atomically(path, lambda fh: torch.save(obj, fh), sync=True)
 
 
 def load_file(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
