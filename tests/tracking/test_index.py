@@ -46,7 +46,7 @@ def test_a_later_entry_of_a_name_replaces_the_earlier(index, tmp_path):
     assert list(load_index()) == ["demo"]
     assert lookup("demo")["parent_run_id"] == "run-2"
     assert lookup("run-1") is None
-    assert [p.name for p in index.parent.iterdir()] == ["index.json"]  # no temporary file left
+    assert sorted(p.name for p in index.parent.iterdir()) == ["index.json", "index.json.lock"]  # no scratch file left
 
 
 def test_tracking_uris_are_most_recent_first_without_repeats(index, tmp_path):
