@@ -34,6 +34,7 @@ from tuneprune.training.checkpoint import MemberState, check_resume
 from tuneprune.training.config import RunConfig
 from tuneprune.training.evaluate import evaluate_stacked
 from tuneprune.training.hooks import TrainHook
+from tuneprune.training.host_memory import keep_freed_memory
 from tuneprune.training.key import check_packable
 from tuneprune.training.optim import PackedSGD
 from tuneprune.training.stack import StackedModel, join_members
@@ -152,6 +153,8 @@ class PackedTrainer:
         if first.num_threads:
             torch.set_num_threads(first.num_threads)
         self.device = resolve_device(first.device)
+        if self.device.type == "cpu":  # each step reuses the memory the last one freed
+            keep_freed_memory()
         self.members = [MemberResult(config) for config in configs]
         self.rows = list(range(len(configs)))  # member index of each stacked row
         self.data = (
