@@ -9,10 +9,12 @@ import pytest
 from tuneprune.cluster.join import check_local_resources
 from tuneprune.shared.config import ConfigError
 
+CPUS = os.cpu_count() or 1
+
 
 def test_resources_this_machine_has_are_accepted():
     check_local_resources(1, 0)
-    check_local_resources(os.cpu_count(), 0)
+    check_local_resources(CPUS, 0)
 
 
 def test_more_gpus_than_the_machine_has_are_refused():
@@ -24,6 +26,5 @@ def test_more_gpus_than_the_machine_has_are_refused():
 
 
 def test_more_cpus_than_the_machine_has_are_refused():
-    cpus = os.cpu_count()
-    with pytest.raises(ConfigError, match=f"this machine has {cpus} CPU\\(s\\); use --set resources.cpu={cpus}"):
-        check_local_resources(cpus + 1, 0)
+    with pytest.raises(ConfigError, match=f"this machine has {CPUS} CPU\\(s\\); use --set resources.cpu={CPUS}"):
+        check_local_resources(CPUS + 1, 0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -26,7 +27,7 @@ def test_the_index_is_in_the_home_directory_unless_named(tmp_path, monkeypatch):
 
 def test_an_entry_is_found_by_name_or_parent_run_id(index, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    index_results("demo", "search", "runs/demo", "sqlite:///a.db", "run-1", "sqlite:///o.db")
+    index_results("demo", "search", Path("runs/demo"), "sqlite:///a.db", "run-1", "sqlite:///o.db")
     entry = {
         "kind": "search",
         "results_dir": str(tmp_path.resolve() / "runs" / "demo"),  # absolute, so found from anywhere
@@ -44,7 +45,7 @@ def test_a_later_entry_of_a_name_replaces_the_earlier(index, tmp_path):
     index_results("demo", "search", tmp_path, "sqlite:///a.db", "run-1")
     index_results("demo", "evolution", tmp_path, "sqlite:///b.db", "run-2")
     assert list(load_index()) == ["demo"]
-    assert lookup("demo")["parent_run_id"] == "run-2"
+    assert (lookup("demo") or {}).get("parent_run_id") == "run-2"
     assert lookup("run-1") is None
     assert sorted(p.name for p in index.parent.iterdir()) == ["index.json", "index.json.lock"]  # no scratch file left
 
