@@ -15,7 +15,8 @@ pytestmark = pytest.mark.skipif(
 )
 
 # A fresh process: 64 MiB allocated, freed and allocated again, the page faults of the second
-# allocation counted before and after a CPU trainer is built (a step's activations, in small).
+# allocation counted (the fewest of three rounds: the heap may still grow in the first) before
+# and after a CPU trainer is built (a step's activations, in small).
 FAULTS = """
 import json, resource, sys
 import torch
@@ -27,9 +28,9 @@ def refault() -> int:
     torch.ones(16 * 2**20)
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
 
-default = refault()
+default = min(refault() for _ in range(3))
 PackedTrainer([RunConfig(model="small_cnn", dataset="digits", epochs=1, device="cpu")])
-print(json.dumps([default, refault()]))
+print(json.dumps([default, min(refault() for _ in range(3))]))
 """
 
 
