@@ -371,25 +371,40 @@ sys.exit(main(sys.argv[4:]))
 """
 
 
-# One process imports tuneprune once, then forks the racers: each opens the studies of one
-# search the way a driver does (open_studies), all released by one barrier in the same instant.
-SCHEMA_RACERS = """
+RACERS = """
 import json, multiprocessing, sys
-from tuneprune.search.space import load_space
-from tuneprune.search.studies import open_studies
-count, url, doc = int(sys.argv[1]), sys.argv[2], json.loads(sys.argv[3])
-space = load_space(doc)
+count, args = int(sys.argv[1]), sys.argv[2:]
 context = multiprocessing.get_context("fork")
 barrier = context.Barrier(count)
-def race():
-    barrier.wait(timeout=60)
-    sys.exit(0 if len(open_studies(space, doc["name"], url)) == 1 else 3)
-racers = [context.Process(target=race, daemon=True) for _ in range(count)]
+{body}
+racers = [context.Process(target=race, args=(me,), daemon=True) for me in range(count)]
 for racer in racers:
     racer.start()
 for racer in racers:
     racer.join(timeout=120)
 print(json.dumps([racer.exitcode for racer in racers]))
+"""
+
+
+def run_racers(body: str, count: int, *args, **run_kwargs) -> None:
+    """One process runs ``body`` once (imports, setup; ``args`` as strings in its ``args``), then forks ``count``
+    racers, each running ``race(me)`` of ``body``, released together by one ``barrier``; asserts each exited 0."""
+    script = RACERS.format(body=body)
+    out = subprocess.run([sys.executable, "-c", script, str(count), *map(str, args)],
+                         capture_output=True, text=True, timeout=300, **run_kwargs)  # fmt: skip
+    assert out.returncode == 0, f"racers: {out.stdout}\n{out.stderr[-4000:]}"
+    assert out.stdout.strip() == json.dumps([0] * count), f"racers: {out.stdout}\n{out.stderr[-4000:]}"
+
+
+# Each racer opens the studies of one search the way a driver does (open_studies).
+SCHEMA_RACE = """
+from tuneprune.search.space import load_space
+from tuneprune.search.studies import open_studies
+url, doc = args[0], json.loads(args[1])
+space = load_space(doc)
+def race(me):
+    barrier.wait(timeout=60)
+    sys.exit(0 if len(open_studies(space, doc["name"], url)) == 1 else 3)
 """
 
 
@@ -405,10 +420,7 @@ def test_drivers_create_the_schema_of_a_new_database_once(postgres):
     url = postgres["optuna"].rsplit("/", 1)[0] + f"/{database}"
     doc = {"name": "raced", "base": BASE, "params": {"lr": {"type": "float", "low": 0.01, "high": 0.3}}}
     env = {**os.environ, "PGPASSFILE": postgres["pgpassfile"]}
-    out = subprocess.run([sys.executable, "-c", SCHEMA_RACERS, str(racers), url, json.dumps(doc)],
-                         capture_output=True, text=True, env=env, timeout=300)  # fmt: skip
-    assert out.returncode == 0, f"racers: {out.stdout}\n{out.stderr[-4000:]}"
-    assert out.stdout.strip() == json.dumps([0] * racers), f"racers: {out.stdout}\n{out.stderr[-4000:]}"
+    run_racers(SCHEMA_RACE, racers, url, json.dumps(doc), env=env)
 
     os.environ["PGPASSFILE"] = postgres["pgpassfile"]
     try:
@@ -455,23 +467,14 @@ def test_drivers_logging_one_runs_params_at_once_all_succeed(mlflow_server):
 
 
 # Drivers of different searches on one machine record their results in one index at the same moment.
-INDEX_RACERS = """
-import json, multiprocessing, sys
+INDEX_RACE = """
 from pathlib import Path
 from tuneprune.tracking.index import index_results
-count, rounds = int(sys.argv[1]), int(sys.argv[2])
-context = multiprocessing.get_context("fork")
-barrier = context.Barrier(count)
+rounds = int(args[0])
 def race(me):
     for r in range(rounds):
         barrier.wait(timeout=60)
         index_results(f"search-{me}-{r}", "search", Path("runs"), "http://mlflow", f"run-{me}-{r}")
-racers = [context.Process(target=race, args=(me,), daemon=True) for me in range(count)]
-for racer in racers:
-    racer.start()
-for racer in racers:
-    racer.join(timeout=120)
-print(json.dumps([racer.exitcode for racer in racers]))
 """
 
 
@@ -482,9 +485,7 @@ def test_searches_indexing_at_once_all_keep_their_entry(tmp_path):
 
     racers, rounds = 4, 20
     env = {**os.environ, INDEX_ENV: str(tmp_path / "index.json")}
-    out = subprocess.run([sys.executable, "-c", INDEX_RACERS, str(racers), str(rounds)],
-                         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)  # fmt: skip
-    assert out.stdout.strip() == json.dumps([0] * racers), f"racers: {out.stdout}\n{out.stderr[-4000:]}"
+    run_racers(INDEX_RACE, racers, rounds, env=env, cwd=tmp_path)
     entries = json.loads((tmp_path / "index.json").read_text())
     missing = {f"search-{me}-{r}" for me in range(racers) for r in range(rounds)} - entries.keys()
     assert not missing, f"{len(missing)} of {racers * rounds} entries lost: {sorted(missing)[:8]}"
@@ -492,23 +493,14 @@ def test_searches_indexing_at_once_all_keep_their_entry(tmp_path):
 
 # The early-stopping rules of drivers that share one results directory (--join, a shared filesystem):
 # each driver's rule records its trials' rungs in the same early_stop.json, all at the same moment.
-RUNG_RACERS = """
-import json, multiprocessing, sys
+RUNG_RACE = """
 from tuneprune.search.early_stop import AshaRule
-count, rounds, path = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
-context = multiprocessing.get_context("fork")
-barrier = context.Barrier(count)
+rounds, path = int(args[0]), args[1]
 def race(me):
     rule = AshaRule(1, 2, 8, ["max"], path)
     for r in range(rounds):
         barrier.wait(timeout=20)
         rule.should_stop("g0", f"g0-{me}{r:03d}", 1, [0.5])
-racers = [context.Process(target=race, args=(me,), daemon=True) for me in range(count)]
-for racer in racers:
-    racer.start()
-for racer in racers:
-    racer.join(timeout=120)
-print(json.dumps([racer.exitcode for racer in racers]))
 """
 
 
@@ -518,9 +510,7 @@ def test_drivers_recording_rungs_in_one_results_dir_at_once_all_succeed(tmp_path
     that asked), and the file is whole."""
     racers, rounds = 4, 50
     path = tmp_path / "early_stop.json"
-    out = subprocess.run([sys.executable, "-c", RUNG_RACERS, str(racers), str(rounds), str(path)],
-                         capture_output=True, text=True, timeout=300)  # fmt: skip
-    assert out.stdout.strip() == json.dumps([0] * racers), f"racers: {out.stdout}\n{out.stderr[-4000:]}"
+    run_racers(RUNG_RACE, racers, rounds, path)
     assert json.loads(path.read_text())["directions"] == ["max"]
 
 
