@@ -10,8 +10,8 @@ momentum 0.9, weight decay, gradient clipping 3.0, ``tuneprune.data.augment_batc
 It prints the images per second of the last epoch (the earlier ones warm up) and the
 ratios to the plain loop, all measured in this run: the best of ``--repeats`` rounds, each
 round running every variant once in turn (each round starting with the next one), so that
-other load on a shared machine and the process's own warm-up affect them alike. ``--switches`` adds the sparse run with
-``precision: bf16`` and with ``channels_last: true``.
+other load on a shared machine and the process's own warm-up affect them alike.
+``--switches`` adds the sparse run with ``precision: bf16`` and with ``channels_last: true``.
 """
 
 from __future__ import annotations
