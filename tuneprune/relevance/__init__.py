@@ -14,19 +14,8 @@
   ``finetune``: the ``tuneprune relevance`` command's curves, CSV, plots and MLflow runs.
 """
 
-from tuneprune.relevance.config import RelevanceStudyConfig
 from tuneprune.relevance.evaluation import evaluate_channel_pruning
-from tuneprune.relevance.rankings import build_rankings, combined_order, mixed_order
-from tuneprune.relevance.settings import PruningPoint, RelevanceSettings
-from tuneprune.relevance.study import run_study
+from tuneprune.relevance.rankings import combined_order, mixed_order
+from tuneprune.relevance.settings import PruningPoint
 
-__all__ = [
-    "PruningPoint",
-    "RelevanceSettings",
-    "RelevanceStudyConfig",
-    "build_rankings",
-    "combined_order",
-    "evaluate_channel_pruning",
-    "mixed_order",
-    "run_study",
-]
+__all__ = ["PruningPoint", "combined_order", "evaluate_channel_pruning", "mixed_order"]

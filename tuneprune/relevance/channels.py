@@ -20,6 +20,7 @@ import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from itertools import pairwise
 
 import torch
 import torch.nn as nn
@@ -41,26 +42,16 @@ class ConvUnit:
         return self.conv.out_channels
 
 
-def _leaves(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    return [(name, module) for name, module in model.named_modules() if not any(module.children())]
-
-
 def conv_units(model: nn.Module) -> list[ConvUnit]:
     """Every convolution of ``model`` in module order, paired with its following BatchNorm."""
-    leaves = _leaves(model)
+    leaves = [(name, module) for name, module in model.named_modules() if not any(module.children())]
     units: list[ConvUnit] = []
     offset = 0
-    for position, (name, module) in enumerate(leaves):
-        if not isinstance(module, nn.Conv2d):
-            continue
-        following = leaves[position + 1][1] if position + 1 < len(leaves) else None
-        norm = (
-            following
-            if isinstance(following, nn.BatchNorm2d) and following.num_features == module.out_channels
-            else None
-        )
-        units.append(ConvUnit(name, module, norm, offset))
-        offset += module.out_channels
+    for (name, module), (_, following) in pairwise([*leaves, ("", None)]):  # each leaf and the next
+        if isinstance(module, nn.Conv2d):
+            matched = isinstance(following, nn.BatchNorm2d) and following.num_features == module.out_channels
+            units.append(ConvUnit(name, module, following if matched else None, offset))
+            offset += module.out_channels
     return units
 
 

@@ -13,9 +13,6 @@ from tuneprune.relevance.settings import Ranking, RelevanceSettings
 from tuneprune.shared.config import StrictModel
 from tuneprune.training.config import RunConfig
 
-DEFAULT_PERCENTAGES = list(range(10, 100, 10))
-DEFAULT_DELTAS = [i / 10 for i in range(11)]
-
 
 class FinetuneSettings(StrictModel):
     """Optional fine-tuning of every pruned model with its channel mask held fixed."""
@@ -33,10 +30,10 @@ class RelevanceStudyConfig(StrictModel):
     train: RunConfig = Field(default_factory=RunConfig, description="trains the model when no checkpoint is given")
     relevance: RelevanceSettings = Field(default_factory=RelevanceSettings)
     percentages: list[Annotated[int, Field(ge=0, lt=100)]] = Field(
-        default_factory=lambda: list(DEFAULT_PERCENTAGES), min_length=1, description="whole percents: the MLflow steps"
+        default_factory=lambda: list(range(10, 100, 10)), min_length=1, description="whole percents: the MLflow steps"
     )
     rankings: list[Ranking] = Field(default_factory=lambda: list(get_args(Ranking)))
-    deltas: list[Annotated[float, Field(ge=0.0, le=1.0)]] = Field(default_factory=lambda: list(DEFAULT_DELTAS))
+    deltas: list[Annotated[float, Field(ge=0.0, le=1.0)]] = Field(default_factory=lambda: [i / 10 for i in range(11)])
     finetune: FinetuneSettings = Field(default_factory=FinetuneSettings)
 
     @field_validator("percentages", "deltas")

@@ -1,10 +1,7 @@
 """Accuracy and loss of channel-pruned models without retraining (formulas §6).
 
-:func:`prepare` moves a trained model and its data to the device and scores every
-channel once; :func:`evaluate_pruned` measures the test split with a set of channels
-pruned (and restores them); :func:`evaluate_channel_pruning` is the one-call version for
-a single :class:`~tuneprune.relevance.settings.PruningPoint`, the function a search trial
-calls after training.
+The channels are scored once (:func:`prepare`) and pruned at each point to evaluate;
+:func:`evaluate_channel_pruning` is the one point a search trial evaluates after training.
 """
 
 from __future__ import annotations
@@ -59,14 +56,6 @@ def evaluate_pruned(prepared: Prepared, channels: Sequence[int]) -> tuple[float,
         return prepared.test_metrics()
 
 
-def point_order(scores: ChannelScores, point: PruningPoint) -> list[int]:
-    """The ranking a pruning point names: one of the fixed rankings, or the delta mix."""
-    names = [] if point.ranking == "mixed" else [point.ranking]
-    deltas = [point.delta] if point.ranking == "mixed" else []
-    (order,) = build_rankings(scores.relevance, scores.parameter, names, deltas, point.seed).values()
-    return order
-
-
 def evaluate_channel_pruning(
     model: nn.Module, data: DatasetSplits, settings: PruningPoint, eval_batch_size: int = 1024
 ) -> dict[str, float]:
@@ -78,7 +67,10 @@ def evaluate_channel_pruning(
     ``min_layer_share`` of its channels). ``model`` moves to the device.
     """
     prepared = prepare(model, data, settings, eval_batch_size)
-    order = point_order(prepared.scores, settings)
+    mixed = settings.ranking == "mixed"  # the delta mix, else one of the fixed rankings
+    names, deltas = ([], [settings.delta]) if mixed else ([settings.ranking], [])
+    scores = prepared.scores
+    (order,) = build_rankings(scores.relevance, scores.parameter, names, deltas, settings.seed).values()
     channels = select_channels(order, prepared.units, settings.percentage, settings.scope, settings.min_layer_share)
     acc, loss = evaluate_pruned(prepared, channels)
     return {"pruned_acc": acc, "pruned_loss": loss, "pruned_fraction": len(channels) / prepared.num_channels}

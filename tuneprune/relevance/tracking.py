@@ -48,11 +48,7 @@ class StudyTracker:
 
     def finish(self, result: StudyResult, artifacts: list[Path]) -> None:
         """Log the unpruned metrics and the channel count (step 0) and the files (the parent run's context ends it)."""
-        summary = {
-            "base_acc": result.baseline["acc"],
-            "base_loss": result.baseline["loss"],
-            "channels": result.num_channels,
-        }
-        self.tracker.log_metrics(self.parent_id, summary, step=0)
+        baseline = {f"base_{k}": v for k, v in result.baseline.items()}
+        self.tracker.log_metrics(self.parent_id, {**baseline, "channels": result.num_channels}, step=0)
         for path in artifacts:
             self.tracker.log_artifact(self.parent_id, path)
