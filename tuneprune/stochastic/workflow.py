@@ -51,5 +51,4 @@ def write_outputs(report: StochasticReport, out: Path) -> None:
         return
     table = report.feature_variance  # layer -> model label -> variance
     write_rows([{"layer": layer, **values} for layer, values in table.items()], out / "feature_variance.csv")
-    by_model = {label: {layer: v[label] for layer, v in table.items()} for label in next(iter(table.values()))}
-    plot_feature_variance(by_model, out / "feature_variance.png")
+    plot_feature_variance(table, out / "feature_variance.png")
