@@ -8,9 +8,9 @@ from tuneprune.stochastic.config import FinetuneConfig, StochasticConfig, Target
 from tuneprune.stochastic.dense import dense_model_and_data
 from tuneprune.stochastic.finetune import finetune
 from tuneprune.stochastic.pipeline import run_stochastic
-from tuneprune.stochastic.pruning import Pruner, derive_seed, magnitude_masks, score_samples, sparsities
+from tuneprune.stochastic.pruning import Pruner, derive_seed, score_samples, sparsities
 from tuneprune.stochastic.targets import target_layers
-from tuneprune.stochastic.variance import feature_variance, plot_feature_variance
+from tuneprune.stochastic.variance import feature_variance
 from tuneprune.stochastic.workflow import prune_stochastic
 
 __all__ = [
@@ -22,8 +22,6 @@ __all__ = [
     "derive_seed",
     "feature_variance",
     "finetune",
-    "magnitude_masks",
-    "plot_feature_variance",
     "prune_stochastic",
     "run_stochastic",
     "score_samples",
