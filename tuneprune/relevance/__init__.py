@@ -1,17 +1,9 @@
 """Relevance-based channel pruning (formulas §6): LRP vs parameter magnitude, combined and delta-mixed.
 
-- :mod:`~tuneprune.relevance.lrp`: per-channel LRP relevance with zennit (epsilon, gamma,
-  alpha2beta1), a running mean over batches; :mod:`~tuneprune.relevance.canonizers` the
-  residual-sum canonizer zennit lacks for our ResNets.
-- :mod:`~tuneprune.relevance.statistics`, :mod:`~tuneprune.relevance.scores`: channel
-  scores from relevance maps and filter weights.
-- :mod:`~tuneprune.relevance.rankings`: relevance, parameter, random, combined and
-  :func:`mixed_order` (the delta walk).
-- :mod:`~tuneprune.relevance.channels`: convolution channels, selection at a percentage
-  (global or per layer, never a layer's last channel), pruning by zeroing.
-- :mod:`~tuneprune.relevance.evaluation`: :func:`evaluate_channel_pruning`, the metrics
-  a search trial reports; :mod:`~tuneprune.relevance.study`, ``report``, ``tracking``,
-  ``finetune``: the ``tuneprune relevance`` command's curves, CSV, plots and MLflow runs.
+Channels are scored (:mod:`~tuneprune.relevance.lrp` with zennit, :mod:`~tuneprune.relevance.scores`),
+ranked (:mod:`~tuneprune.relevance.rankings`), pruned by zeroing (:mod:`~tuneprune.relevance.channels`)
+and evaluated without retraining: one point for a search trial (:func:`evaluate_channel_pruning`) or
+the curves, CSV, plots and MLflow runs of ``tuneprune relevance`` (:mod:`~tuneprune.relevance.study`).
 """
 
 from tuneprune.relevance.evaluation import evaluate_channel_pruning

@@ -8,10 +8,8 @@ shift, so the channel's output is exactly zero whatever its input.
 
 No layer is ever pruned to zero channels: a layer without channels cuts the network
 (a VGG) or leaves only the shortcut (a ResNet block), which measures the architecture
-rather than the ranking. Selection therefore keeps at least one channel per layer,
-skipping a layer's last channel and continuing down the ranking; the global scope also
-keeps at least ``min_layer_share`` of every layer's channels (formulas §6 leaves the floor open;
-``RelevanceSettings.min_layer_share``, default 0.1).
+rather than the ranking: selection skips a layer's last channel (in the global scope
+any channel below the layer's floor, formulas §10.4) and continues down the ranking.
 """
 
 from __future__ import annotations
@@ -78,8 +76,7 @@ def select_channels(
     ``global``: ``round(p * N)`` channels over all ``N`` channels, capped so that every
     layer keeps :func:`layer_floor` channels (at least one, at least ``min_layer_share``
     of its ``n_l``); ``layer``: ``round(p * n_l)`` of every layer's ``n_l`` channels,
-    capped at ``n_l - 1``, taken in the order of the ranking. Either way at least one
-    channel per layer survives (see the module docstring).
+    capped at ``n_l - 1``, taken in the order of the ranking.
     """
     layer = layer_of_channels(units)
     sizes = [unit.size for unit in units]

@@ -1,10 +1,8 @@
 """Relevance and parameter scores of every convolution channel (formulas §6).
 
 The relevance score of a channel is a statistic (default mean |.|) of its mean LRP
-relevance map over the evaluation samples; the parameter score a statistic (default
-mean |w|) of its filter. Both are vectors over the global channel index of
-:mod:`tuneprune.relevance.channels`, normalised per layer as the settings say
-(:mod:`tuneprune.relevance.normalization`: raw scores of different layers are not comparable).
+relevance map over the evaluation samples, the parameter score one (default mean |w|) of
+its filter; both are normalised per layer (:mod:`tuneprune.relevance.normalization`).
 """
 
 from __future__ import annotations
