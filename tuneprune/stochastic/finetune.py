@@ -18,8 +18,6 @@ from tuneprune.stochastic.config import FinetuneConfig
 from tuneprune.training import RunConfig, train
 from tuneprune.training.hooks import FrozenWeights
 
-NORM_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d)
-
 
 def finetune(
     model: nn.Module,
@@ -34,7 +32,7 @@ def finetune(
     The model stays on the device it was on.
     """
     device = next(model.parameters()).device
-    norms = [m for m in model.modules() if isinstance(m, NORM_TYPES)]
+    norms = [m for m in model.modules() if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d))]
     for norm in norms:
         norm.requires_grad_(False)
     config = run_config.model_copy(
