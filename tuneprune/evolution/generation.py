@@ -33,8 +33,7 @@ class Evaluator:
 
 def remote_evaluator(resources: EvolveResources, max_retries: int) -> Evaluator:
     """:func:`evaluate_individual` as a Ray task with the space's resources, retried on any exception, and
-    :func:`~tuneprune.evolution.pack.evaluate_pack` with the same resources and no retries: a failed pack is
-    evaluated again one individual a task (:func:`evaluate_all`), each retried as alone."""
+    :func:`~tuneprune.evolution.pack.evaluate_pack` with the same resources and no retries (see :func:`evaluate_all`)."""
     import ray
 
     options = {"num_cpus": resources.cpu, "num_gpus": resources.gpu}

@@ -163,14 +163,9 @@ def _log_generation(
     params = {"generation": generation, "reference_point": json.dumps(list(space.reference_point))}
     tracker.log_params(run_id, params, new_run=new_run)
     ok = [r for r in rows if r["status"] == "ok"]
-    metrics = {
-        "hypervolume": hv,
-        "n_nondominated": len(front),
-        "n_failed": len(rows) - len(ok),
-        "max_accuracy": max((r["accuracy"] for r in ok), default=0.0),
-        "max_sparsity": max((r["sparsity"] for r in ok), default=0.0),
-        "max_pruned_layers_sparsity": max((r["pruned_layers_sparsity"] for r in ok), default=0.0),
-    }
+    metrics = {"hypervolume": hv, "n_nondominated": len(front), "n_failed": len(rows) - len(ok)}
+    for key in ("accuracy", "sparsity", "pruned_layers_sparsity"):
+        metrics[f"max_{key}"] = max((r[key] for r in ok), default=0.0)
     tracker.log_metrics(run_id, metrics, step=generation)
     tracker.log_artifact(run_id, csv_path)
     tracker.finish(run_id, "FINISHED")
@@ -213,11 +208,8 @@ def run_evolution(prepared: PreparedEvolution, *, progress: bool = True) -> Evol
             )
             tracker.set_tags(parent_id, {"evolution.generations": space.algorithm.generations})
             tracker.log_text(parent_id, yaml.safe_dump(prepared.document, sort_keys=False), "space.yaml")
-            say(
-                "loading the dense model ..."
-                if prepared.checkpoint or prepared.from_run or prepared.state
-                else "training the dense model ..."
-            )
+            loading = prepared.checkpoint or prepared.from_run or prepared.state
+            say("loading the dense model ..." if loading else "training the dense model ...")
             model, model_name, data = _dense(prepared, progress)
             batch_size = space.train.eval_batch_size
             dense = accuracies(model, data, batch_size)
