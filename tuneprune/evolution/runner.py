@@ -164,8 +164,8 @@ def _log_generation(
     tracker.log_params(run_id, params, new_run=new_run)
     ok = [r for r in rows if r["status"] == "ok"]
     metrics = {"hypervolume": hv, "n_nondominated": len(front), "n_failed": len(rows) - len(ok)}
-    for key in ("accuracy", "sparsity", "pruned_layers_sparsity"):
-        metrics[f"max_{key}"] = max((r[key] for r in ok), default=0.0)
+    for column in ("accuracy", "sparsity", "pruned_layers_sparsity"):
+        metrics[f"max_{column}"] = max((r[column] for r in ok), default=0.0)
     tracker.log_metrics(run_id, metrics, step=generation)
     tracker.log_artifact(run_id, csv_path)
     tracker.finish(run_id, "FINISHED")
