@@ -18,9 +18,7 @@ from tuneprune.models.resnet import cifar_resnet, resnet18, resnet50
 from tuneprune.models.small_cnn import SmallCNN
 from tuneprune.models.vgg import VGG
 
-ModelFactory = Callable[[int, int], nn.Module]
-
-MODELS: dict[str, ModelFactory] = {
+MODELS: dict[str, Callable[[int, int], nn.Module]] = {
     "small_cnn": SmallCNN,
     "resnet20": partial(cifar_resnet, depth=20),
     "resnet20x2": partial(cifar_resnet, depth=20, width=2),
