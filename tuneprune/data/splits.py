@@ -183,10 +183,8 @@ def load_dataset(config) -> DatasetSplits:
     """
     if config.dataset not in DATASETS:
         raise ConfigError(f"dataset = {config.dataset!r}: unknown, allowed: {', '.join(DATASETS)}")
-    if config.dataset == "digits":
-        image_size = config.image_size or (8 if config.model == "small_cnn" else 32)
-    else:
-        image_size = config.image_size or (28 if config.dataset in IDX_FOLDER else 32)
+    native = {"digits": 8 if config.model == "small_cnn" else 32, "mnist": 28, "fashion_mnist": 28}
+    image_size = config.image_size or native.get(config.dataset, 32)
     data = _load(
         config.dataset, config.data_dir, config.download, image_size, config.val_fraction, config.seed,
         config.synthetic_samples, config.synthetic_classes,
