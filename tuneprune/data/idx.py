@@ -22,8 +22,8 @@ IDX_TYPES: dict[int, np.dtype[Any]] = {0x08: np.dtype("u1"), 0x09: np.dtype("i1"
              0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}  # fmt: skip
 
 
-def read_idx(path: str | Path, ndim: int | None = None) -> np.ndarray:
-    """The array an IDX file holds; ``ndim`` checks the number of dimensions (3 for images, 1 for labels)."""
+def read_idx(path: str | Path, ndim: int) -> np.ndarray:
+    """The array an IDX file holds, which must have ``ndim`` dimensions (3 for images, 1 for labels)."""
     path = Path(path)
     try:
         if path.suffix == ".gz":
@@ -36,7 +36,7 @@ def read_idx(path: str | Path, ndim: int | None = None) -> np.ndarray:
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in IDX_TYPES:
         raise ConfigError(f"{path}: not an IDX file (magic number {data[:4].hex() or 'missing'}, expected 0000TTNN)")
     dims_count = data[3]
-    if ndim is not None and dims_count != ndim:
+    if dims_count != ndim:
         raise ConfigError(f"{path}: IDX file of {dims_count} dimensions, expected {ndim}")
     header = 4 + 4 * dims_count
     if len(data) < header:

@@ -83,8 +83,7 @@ def check_tracking_reachable(uri: str) -> None:
         if not path.parent.is_dir():
             raise ConfigError(f"{field} = {uri!r}: directory {path.parent} does not exist")
     else:
-        unsupported = "unsupported scheme, use sqlite:///, http(s)://, postgresql:// or a path"
-        _check_database_url(uri, field, unsupported)
+        _check_database_url(uri, field, "unsupported scheme, use sqlite:///, http(s)://, postgresql:// or a path")
 
 
 def check_storage_reachable(url: str) -> None:
