@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -41,19 +42,15 @@ def environment_tags() -> dict[str, str]:
 
     tags = {}
     for pkg in ("tuneprune", "torch", "torchvision", "ray", "optuna", "mlflow", "pymoo", "numpy"):
-        try:
+        with contextlib.suppress(PackageNotFoundError):
             tags[f"version.{pkg}"] = version(pkg)
-        except PackageNotFoundError:
-            continue
-    try:
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
         root = Path(__file__).resolve().parents[2]
         commit = subprocess.run(
             ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
         ).stdout.strip()
         if commit:
             tags["mlflow.source.git.commit"] = commit
-    except (OSError, subprocess.SubprocessError):
-        pass
     return tags
 
 
