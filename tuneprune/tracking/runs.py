@@ -254,12 +254,10 @@ def locate_run(run_id: str, tracking_uri: str | None) -> str:
         return tracking_uri
     candidates = list(dict.fromkeys([default_tracking_uri(), *tracking_uris()]))
     for uri in (u for u in candidates if not store_missing(u)):
-        try:
+        with contextlib.suppress(Exception):  # unreachable, or not this store's run
             check_tracking_reachable(uri)
             MlflowClient(uri).get_run(run_id)
             return uri
-        except Exception:  # unreachable, or not this store's run
-            continue
     raise ConfigError(f"--from-run {run_id}: no such MLflow run in {', '.join(candidates)}; pass --tracking-uri URI")
 
 
