@@ -63,12 +63,6 @@ def conclude(
         summary["final_sparsity"] = prunable_sparsity(result.model, spec.sparsity.min_size)
     model_path = None
     if out is not None:
-        model_path = save_model(
-            result.model,
-            spec.model_dump(mode="json"),
-            out / MODEL_NAME,
-            result.num_classes,
-            result.in_channels,
-            summary,
-        )
+        config = spec.model_dump(mode="json")
+        model_path = save_model(result.model, config, out / MODEL_NAME, result.num_classes, result.in_channels, summary)
     return Executed(result, summary, model_path)
