@@ -34,16 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def print_front(summary: EvolutionSummary) -> None:
     console = results_console()
     table = titled_table(f"{summary.name}: Pareto front (validation accuracy, median of {summary.samples} samples)")
-    for column in (
-        "gen",
-        "#",
-        "sigma",
-        *summary.rate_names,
-        "model sparsity",
-        "pruned-layers sparsity",
-        "accuracy",
-        "deterministic",
-    ):
+    metrics = ("model sparsity", "pruned-layers sparsity", "accuracy", "deterministic")
+    for column in ("gen", "#", "sigma", *summary.rate_names, *metrics):
         table.add_column(column, justify="right", overflow="fold")
     for row in summary.front:
         rates = (f"{row[n]:.4f}" for n in summary.rate_names)

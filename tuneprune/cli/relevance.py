@@ -67,15 +67,8 @@ def run(args: argparse.Namespace) -> int:
     )  # fmt: skip
     result = study.result
     if args.json:
-        print_json(
-            {
-                "name": study.name,
-                "parent_run_id": study.parent_run_id,
-                "results_dir": str(study.results_dir),
-                "baseline": result.baseline,
-                "curves": result.curves,
-            }
-        )
+        where = {"name": study.name, "parent_run_id": study.parent_run_id, "results_dir": str(study.results_dir)}
+        print_json({**where, "baseline": result.baseline, "curves": result.curves})
     else:
         print_table(result, study.name)
         print_locations(study.results_dir, study.tracking_uri, study.parent_run_id)

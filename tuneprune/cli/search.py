@@ -80,14 +80,8 @@ def print_summary(summary) -> None:
 def run(args: argparse.Namespace) -> int:
     from tuneprune.search import prepare_search, run_search
 
-    prepared = prepare_search(
-        args.space,
-        args.overrides,
-        storage_url=args.storage,
-        num_samples=args.num_samples,
-        join=args.join,
-        **cluster_options(args),
-    )
+    options = {"storage_url": args.storage, "num_samples": args.num_samples, "join": args.join, **cluster_options(args)}
+    prepared = prepare_search(args.space, args.overrides, **options)
     summary = run_search(prepared, progress=not args.no_progress)
     print_summary(summary)
     return 0

@@ -22,24 +22,21 @@ IDX_TYPES: dict[int, np.dtype[Any]] = {0x08: np.dtype("u1"), 0x09: np.dtype("i1"
              0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}  # fmt: skip
 
 
-def _read_bytes(path: Path) -> bytes:
+def read_idx(path: str | Path, ndim: int) -> np.ndarray:
+    """The array an IDX file holds, which must have ``ndim`` dimensions (3 for images, 1 for labels)."""
+    path = Path(path)
     try:
         if path.suffix == ".gz":
             with gzip.open(path, "rb") as f:
-                return f.read()
-        return path.read_bytes()
+                data = f.read()
+        else:
+            data = path.read_bytes()
     except (EOFError, OSError, zlib.error) as err:
         raise ConfigError(f"{path}: unreadable or truncated ({err})") from None
-
-
-def read_idx(path: str | Path, ndim: int | None = None) -> np.ndarray:
-    """The array an IDX file holds; ``ndim`` checks the number of dimensions (3 for images, 1 for labels)."""
-    path = Path(path)
-    data = _read_bytes(path)
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in IDX_TYPES:
         raise ConfigError(f"{path}: not an IDX file (magic number {data[:4].hex() or 'missing'}, expected 0000TTNN)")
     dims_count = data[3]
-    if ndim is not None and dims_count != ndim:
+    if dims_count != ndim:
         raise ConfigError(f"{path}: IDX file of {dims_count} dimensions, expected {ndim}")
     header = 4 + 4 * dims_count
     if len(data) < header:

@@ -65,11 +65,8 @@ class TensorLoader:
         order = torch.randperm(n, generator=g, device=self.x.device) if self.shuffle else None
         for i in range(len(self)):
             sl = slice(i * self.batch_size, min((i + 1) * self.batch_size, n))
-            if order is None:
-                xb, yb = self.x[sl], self.y[sl]
-            else:
-                idx = order[sl]
-                xb, yb = self.x[idx], self.y[idx]
+            idx = sl if order is None else order[sl]
+            xb, yb = self.x[idx], self.y[idx]
             if self.augment:
                 xb = augment_batch(xb, g)
             yield xb, yb

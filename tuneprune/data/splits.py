@@ -13,13 +13,8 @@ import torch.nn.functional as F
 from tuneprune.shared.config import ConfigError
 
 DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10", "cifar100", "synthetic")
-CLASSES = {
-    "digits": 10,
-    "mnist": 10,
-    "fashion_mnist": 10,
-    "cifar10": 10,
-    "cifar100": 100,
-}  # synthetic: its synthetic_classes
+# Classes per dataset (synthetic: its synthetic_classes).
+CLASSES = {"digits": 10, "mnist": 10, "fashion_mnist": 10, "cifar10": 10, "cifar100": 100}
 
 CIFAR_MEAN = {"cifar10": (0.4914, 0.4822, 0.4465), "cifar100": (0.5071, 0.4865, 0.4409)}
 CIFAR_STD = {"cifar10": (0.2470, 0.2435, 0.2616), "cifar100": (0.2673, 0.2564, 0.2762)}
@@ -72,12 +67,16 @@ def _stratified_split(x: np.ndarray, y: np.ndarray, fraction: float, seed: int):
     return train_test_split(x, y, test_size=fraction, stratify=y, random_state=seed)
 
 
-def _tensors(x: np.ndarray, y: np.ndarray, image_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Float images and long labels, the images bilinearly resized to ``image_size`` when their size differs."""
-    xt, yt = torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y, dtype=torch.long)
-    if image_size != xt.shape[-1]:
-        xt = F.interpolate(xt, size=(image_size, image_size), mode="bilinear", align_corners=False)
-    return xt, yt
+def _splits(name: str, image_size: int, *pairs: tuple[np.ndarray, np.ndarray]) -> DatasetSplits:
+    """The train, validation and test (images, labels) ``pairs`` of dataset ``name`` as float images, bilinearly
+    resized to ``image_size`` when their size differs, and long labels."""
+    tensors: dict[str, torch.Tensor] = {}
+    for split, (x, y) in zip(("train", "val", "test"), pairs, strict=True):
+        xt = torch.as_tensor(x, dtype=torch.float32)
+        if image_size != xt.shape[-1]:
+            xt = F.interpolate(xt, size=(image_size, image_size), mode="bilinear", align_corners=False)
+        tensors[f"x_{split}"], tensors[f"y_{split}"] = xt, torch.as_tensor(y, dtype=torch.long)
+    return DatasetSplits(name=name, num_classes=CLASSES[name], **tensors)
 
 
 def _digits(image_size: int, val_fraction: float, seed: int) -> DatasetSplits:
@@ -89,13 +88,8 @@ def _digits(image_size: int, val_fraction: float, seed: int) -> DatasetSplits:
     x_rest, x_test, y_rest, y_test = _stratified_split(x, y, 0.2, seed)
     x_train, x_val, y_train, y_val = _stratified_split(x_rest, y_rest, val_fraction, seed)
     mean, std = float(x_train.mean()), float(x_train.std())
-    return DatasetSplits(
-        "digits",
-        *_tensors((x_train - mean) / std, y_train, image_size),
-        *_tensors((x_val - mean) / std, y_val, image_size),
-        *_tensors((x_test - mean) / std, y_test, image_size),
-        num_classes=CLASSES["digits"],
-    )
+    pairs = ((x_train, y_train), (x_val, y_val), (x_test, y_test))
+    return _splits("digits", image_size, *(((x - mean) / std, y) for x, y in pairs))
 
 
 def idx_files(name: str, data_dir: Path | None) -> list[Path]:
@@ -122,17 +116,15 @@ def check_data_dir(name: str, data_dir: Path | None, download: bool) -> None:
     """Raise a one-line :class:`ConfigError` when CIFAR or IDX files are not where the config says."""
     if name in IDX_FOLDER:
         idx_files(name, data_dir)
-        return
-    if not name.startswith("cifar"):
-        return
-    if data_dir is None:
-        raise ConfigError(f"data_dir: required for {name}")
-    folder = Path(data_dir) / CIFAR_FOLDER[name]
-    if not download and not folder.is_dir():
-        raise ConfigError(
-            f"data_dir = '{data_dir}': {name} not found, expected {folder}/ (torchvision layout; "
-            f"set download: true to fetch it)"
-        )
+    elif name.startswith("cifar"):
+        if data_dir is None:
+            raise ConfigError(f"data_dir: required for {name}")
+        folder = Path(data_dir) / CIFAR_FOLDER[name]
+        if not download and not folder.is_dir():
+            raise ConfigError(
+                f"data_dir = '{data_dir}': {name} not found, expected {folder}/ (torchvision layout; "
+                f"set download: true to fetch it)"
+            )
 
 
 def _cifar(name: str, data_dir: Path, download: bool, val_fraction: float, seed: int) -> DatasetSplits:
@@ -149,12 +141,8 @@ def _cifar(name: str, data_dir: Path, download: bool, val_fraction: float, seed:
         return (data.transpose(0, 3, 1, 2).astype(np.float32) / 255.0 - mean) / std
 
     x_train, x_val, y_train, y_val = _stratified_split(train.data, np.asarray(train.targets), val_fraction, seed)
-    return DatasetSplits(
-        name,
-        *_tensors(prep(x_train), y_train, 32),
-        *_tensors(prep(x_val), y_val, 32),
-        *_tensors(prep(test.data), np.asarray(test.targets), 32),
-        num_classes=CLASSES[name],
+    return _splits(
+        name, 32, (prep(x_train), y_train), (prep(x_val), y_val), (prep(test.data), np.asarray(test.targets))
     )
 
 
@@ -172,16 +160,8 @@ def _idx(name: str, data_dir: Path | None, image_size: int, val_fraction: float,
     mean, std = IDX_MEAN_STD[name]
     x_train, x_val, y_train, y_val = _stratified_split(train_x, train_y.astype(np.int64), val_fraction, seed)
 
-    def scaled(xs: np.ndarray, ys: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        return _tensors((xs[:, None].astype(np.float32) / 255.0 - mean) / std, ys, image_size)
-
-    return DatasetSplits(
-        name,
-        *scaled(x_train, y_train),
-        *scaled(x_val, y_val),
-        *scaled(test_x, test_y.astype(np.int64)),
-        num_classes=CLASSES[name],
-    )
+    pairs = ((x_train, y_train), (x_val, y_val), (test_x, test_y))
+    return _splits(name, image_size, *(((x[:, None].astype(np.float32) / 255.0 - mean) / std, y) for x, y in pairs))
 
 
 def _synthetic(samples: int, classes: int, image_size: int, seed: int) -> DatasetSplits:
@@ -203,10 +183,8 @@ def load_dataset(config) -> DatasetSplits:
     """
     if config.dataset not in DATASETS:
         raise ConfigError(f"dataset = {config.dataset!r}: unknown, allowed: {', '.join(DATASETS)}")
-    if config.dataset == "digits":
-        image_size = config.image_size or (8 if config.model == "small_cnn" else 32)
-    else:
-        image_size = config.image_size or (28 if config.dataset in IDX_FOLDER else 32)
+    native = {"digits": 8 if config.model == "small_cnn" else 32, "mnist": 28, "fashion_mnist": 28}
+    image_size = config.image_size or native.get(config.dataset, 32)
     data = _load(
         config.dataset, config.data_dir, config.download, image_size, config.val_fraction, config.seed,
         config.synthetic_samples, config.synthetic_classes,

@@ -1,9 +1,5 @@
-"""Model zoo for pruning benchmarks (formulas §1.7): ``create_model(name, num_classes, in_channels)``.
-
-Registered names: ``small_cnn`` (8x8 digits), the CIFAR ResNets ``resnet20``,
-``resnet20x2`` (double width), ``resnet32``, ``resnet56``, ``resnet18``, ``resnet50``,
-``mobilenet_v1``, ``densenet40_24`` (DenseNet-BC), ``vgg16`` and ``vgg19``.
-"""
+"""Model zoo for pruning benchmarks (formulas §1.7): ``create_model(name, num_classes, in_channels)`` builds any
+model of ``MODELS`` (``small_cnn`` for the 8x8 digits, the others for 32x32 CIFAR-style inputs)."""
 
 from __future__ import annotations
 
@@ -18,9 +14,7 @@ from tuneprune.models.resnet import cifar_resnet, resnet18, resnet50
 from tuneprune.models.small_cnn import SmallCNN
 from tuneprune.models.vgg import VGG
 
-ModelFactory = Callable[[int, int], nn.Module]
-
-MODELS: dict[str, ModelFactory] = {
+MODELS: dict[str, Callable[[int, int], nn.Module]] = {
     "small_cnn": SmallCNN,
     "resnet20": partial(cifar_resnet, depth=20),
     "resnet20x2": partial(cifar_resnet, depth=20, width=2),

@@ -33,8 +33,7 @@ class DenseLayer(nn.Module):
     def __init__(self, in_channels: int, growth_rate: int) -> None:
         super().__init__()
         self.body = nn.Sequential(
-            bn_relu_conv(in_channels, 4 * growth_rate, 1),
-            bn_relu_conv(4 * growth_rate, growth_rate, 3),
+            bn_relu_conv(in_channels, 4 * growth_rate, 1), bn_relu_conv(4 * growth_rate, growth_rate, 3)
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -45,12 +44,7 @@ class DenseNetBC(nn.Module):
     """DenseNet-BC with three dense blocks; the default is DenseNet-BC-40-24."""
 
     def __init__(
-        self,
-        num_classes: int,
-        in_channels: int,
-        depth: int = 40,
-        growth_rate: int = 24,
-        reduction: float = 0.5,
+        self, num_classes: int, in_channels: int, depth: int = 40, growth_rate: int = 24, reduction: float = 0.5
     ) -> None:
         super().__init__()
         if depth < 10 or (depth - 4) % 6:

@@ -5,24 +5,14 @@ from __future__ import annotations
 import torch.nn as nn
 
 
-def conv_bn(
-    in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1, groups: int = 1
-) -> nn.Sequential:
+def conv_bn(in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, groups: int = 1) -> nn.Sequential:
     """A bias-free ``kernel_size`` conv with 'same' padding followed by BatchNorm."""
-    conv = nn.Conv2d(
-        in_channels,
-        out_channels,
-        kernel_size,
-        stride=stride,
-        padding=kernel_size // 2,
-        groups=groups,
-        bias=False,
-    )
+    conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride, kernel_size // 2, groups=groups, bias=False)
     return nn.Sequential(conv, nn.BatchNorm2d(out_channels))
 
 
 def conv_bn_relu(
-    in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1, groups: int = 1
+    in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, groups: int = 1
 ) -> nn.Sequential:
     """``conv_bn`` followed by an in-place ReLU."""
     return nn.Sequential(*conv_bn(in_channels, out_channels, kernel_size, stride, groups), nn.ReLU(inplace=True))

@@ -14,17 +14,8 @@ import torch.nn as nn
 from tuneprune.models.layers import conv_bn_relu, init_weights, pooled_classifier
 
 # (pointwise output channels, depthwise stride) of each depthwise-separable block.
-_BLOCKS: tuple[tuple[int, int], ...] = (
-    (64, 1),
-    (128, 2),
-    (128, 1),
-    (256, 2),
-    (256, 1),
-    (512, 2),
-    *((512, 1),) * 5,
-    (1024, 2),
-    (1024, 1),
-)
+_BLOCKS: tuple[tuple[int, int], ...] = ((64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2), *((512, 1),) * 5,
+                                        (1024, 2), (1024, 1))  # fmt: skip
 
 
 def depthwise_separable(in_channels: int, out_channels: int, stride: int) -> nn.Sequential:

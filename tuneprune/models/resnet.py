@@ -41,8 +41,6 @@ class ResidualBlock(nn.Module):
 class BasicBlock(ResidualBlock):
     """Two 3x3 conv-BN layers (the first strided) with a ReLU between them."""
 
-    expansion = 1
-
     def __init__(self, in_channels: int, width: int, stride: int) -> None:
         body = nn.Sequential(conv_bn_relu(in_channels, width, 3, stride), conv_bn(width, width, 3))
         super().__init__(body, in_channels, width, stride)

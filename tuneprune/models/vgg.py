@@ -4,8 +4,7 @@ The common CIFAR variant: 3x3 conv-BN-ReLU layers in five groups, each closed by
 max-pool (32x32 -> 1x1 with 512 channels), then a single Linear(512, num_classes)
 instead of ImageNet's three fully-connected layers. The pools round up (``ceil_mode``), so
 28x28 inputs (MNIST, Fashion-MNIST) reach 1x1 too (28 -> 14 -> 7 -> 4 -> 2 -> 1); on 32x32
-nothing changes. VGG-16 has about 14.7M and VGG-19
-about 20.0M parameters at 10 classes.
+nothing changes. VGG-16 has about 14.7M and VGG-19 about 20.0M parameters at 10 classes.
 """
 
 from __future__ import annotations

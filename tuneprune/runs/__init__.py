@@ -5,8 +5,8 @@ trains it, evaluates and saves (used by ``tuneprune train`` and by the Ray train
 :func:`obtain_model` gives a trained model from a file, an MLflow run or fresh training.
 """
 
-from tuneprune.runs.execute import Executed, execute, final_evaluations
-from tuneprune.runs.source import model_from_run, obtain_model
+from tuneprune.runs.execute import execute
+from tuneprune.runs.source import obtain_model
 from tuneprune.runs.spec import TrialSpec
 
-__all__ = ["Executed", "TrialSpec", "execute", "final_evaluations", "model_from_run", "obtain_model"]
+__all__ = ["TrialSpec", "execute", "obtain_model"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,7 +12,6 @@ from tuneprune.runs.spec import TrialSpec
 from tuneprune.sparsity import prunable_sparsity
 from tuneprune.training import TrainResult, save_model, train
 from tuneprune.training.checkpoint import MODEL_NAME
-from tuneprune.training.loop import EpochCallback
 
 FinalMetricsLog = Callable[[dict[str, float], int], None]
 
@@ -27,32 +26,16 @@ class Executed:
     model_path: Path | None
 
 
-def final_evaluations(spec: TrialSpec, result: TrainResult) -> dict[str, float]:
-    """The post-training evaluations of ``spec``, added to the last epoch of ``result.history``.
-
-    Today that is the optional ``relevance:`` pruning point (formulas §6): the trained model with
-    that percentage of its convolution channels pruned, without retraining, giving
-    ``pruned_acc``, ``pruned_loss`` and ``pruned_fraction``. The model is left unpruned.
-    """
-    if spec.relevance is None:
-        return {}
-    metrics = evaluate_channel_pruning(result.model, load_dataset(spec), spec.relevance, spec.eval_batch_size)
-    result.model.cpu()
-    result.history[-1].update(metrics)
-    return metrics
-
-
 def execute(
     spec: TrialSpec,
     out: Path | None,
     tracker: FinalMetricsLog | None = None,
     *,
-    callbacks: Sequence[EpochCallback] = (),
     resume_from: Path | None = None,
     progress: bool = False,
 ) -> Executed:
     """Train ``spec`` (checkpoints in ``out``), then :func:`conclude` it."""
-    result = train(spec, callbacks=callbacks, checkpoint_dir=out, resume_from=resume_from, progress=progress)
+    result = train(spec, checkpoint_dir=out, resume_from=resume_from, progress=progress)
     return conclude(spec, result, out, tracker)
 
 
@@ -61,12 +44,18 @@ def conclude(
 ) -> Executed:
     """Run the final evaluations of a trained ``spec`` and save ``out/model.pt``.
 
-    ``tracker(metrics, epochs)`` receives the final evaluations (logged at the last epoch's
-    step). The summary is the last epoch's metrics with the final evaluations and, for a
-    sparse run, ``final_sparsity``: the achieved sparsity of the finalized model. A trial
-    trained alone and a member of a pack (:mod:`tuneprune.training`) end here alike.
+    The final evaluation is the optional ``relevance:`` pruning point of :class:`TrialSpec`
+    (formulas §6; the model is left unpruned): its metrics are added to the last epoch of
+    ``result.history`` and given to ``tracker(metrics, epochs)`` (logged at the last epoch's
+    step). The summary is the last epoch's metrics and, for a sparse run, ``final_sparsity``:
+    the achieved sparsity of the finalized model. A trial trained alone and a member of a
+    pack (:mod:`tuneprune.training`) end here alike.
     """
-    evaluations = final_evaluations(spec, result)
+    evaluations: dict[str, float] = {}
+    if spec.relevance is not None:
+        evaluations = evaluate_channel_pruning(result.model, load_dataset(spec), spec.relevance, spec.eval_batch_size)
+        result.model.cpu()
+        result.history[-1].update(evaluations)
     if tracker is not None:
         tracker(evaluations, spec.epochs)
     summary = dict(result.final)
@@ -75,7 +64,5 @@ def conclude(
     model_path = None
     if out is not None:
         config = spec.model_dump(mode="json")
-        model_path = save_model(
-            result.model, config, Path(out) / MODEL_NAME, result.num_classes, result.in_channels, summary
-        )
+        model_path = save_model(result.model, config, out / MODEL_NAME, result.num_classes, result.in_channels, summary)
     return Executed(result, summary, model_path)

@@ -12,13 +12,6 @@ from tuneprune.training import RunConfig, load_model, train
 from tuneprune.training.checkpoint import MODEL_NAME
 
 
-def model_from_run(run_id: str, tracking_uri: str | None) -> tuple[nn.Module, RunConfig]:
-    """Download the ``model.pt`` artifact of an MLflow run and rebuild the model."""
-    uri = locate_run(run_id, tracking_uri)
-    with tempfile.TemporaryDirectory() as tmp:
-        return load_model(download_artifact(f"--from-run {run_id}", uri, run_id, MODEL_NAME, Path(tmp)))
-
-
 def obtain_model(
     train_config: RunConfig,
     checkpoint: str | Path | None = None,
@@ -35,5 +28,7 @@ def obtain_model(
     if checkpoint is not None:
         return load_model(checkpoint)
     if from_run is not None:
-        return model_from_run(from_run, tracking_uri)
+        uri = locate_run(from_run, tracking_uri)
+        with tempfile.TemporaryDirectory() as tmp:
+            return load_model(download_artifact(f"--from-run {from_run}", uri, from_run, MODEL_NAME, Path(tmp)))
     return train(train_config, progress=progress).model, train_config

@@ -9,6 +9,7 @@ naming the field, the value and what is allowed. The CLI turns it into exit code
 
 from __future__ import annotations
 
+import copy
 import math
 from pathlib import Path
 from typing import Any, TypeVar
@@ -54,8 +55,6 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
 
 def apply_overrides(data: dict[str, Any], overrides: list[str] | None) -> dict[str, Any]:
     """Return a copy of ``data`` with each ``dotted.key=value`` override applied."""
-    import copy
-
     result = copy.deepcopy(data)
     for item in overrides or []:
         key, sep, raw = item.partition("=")

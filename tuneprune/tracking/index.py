@@ -11,6 +11,7 @@ moment each keep their entry; a later entry of the same name replaces the earlie
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -47,7 +48,7 @@ def index_results(
         "storage_url": storage_url,
         "parent_run_id": parent_run_id,
     }
-    try:
+    with contextlib.suppress(OSError):  # a read-only home must not stop a search; lookups then say where to run from
         path.parent.mkdir(parents=True, exist_ok=True)
         # Read, add and replace under the lock: another process's entry written in between is kept.
         with open(path.with_name(f"{path.name}.lock"), "a") as lock:
@@ -56,8 +57,6 @@ def index_results(
             entries[name] = entry
             document = json.dumps(entries, indent=2).encode()
             replace_atomically(path, lambda fh: fh.write(document))
-    except OSError:  # a read-only home must not stop a search; lookups then say where to run from
-        return
 
 
 def lookup(name_or_run_id: str) -> dict[str, Any] | None:

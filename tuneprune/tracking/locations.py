@@ -28,23 +28,19 @@ def store_missing(url: str) -> bool:
     return url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file()
 
 
-def _check_tcp(host: str, port: int, field: str, url: str) -> None:
-    try:
-        with socket.create_connection((host, port), timeout=CHECK_TIMEOUT_S):
-            pass
-    except OSError as err:
-        raise ConfigError(f"{field} = {url!r}: cannot reach {host}:{port} ({err.strerror or err})") from None
-
-
 def _check_database(url: str, field: str) -> None:
-    """Open and close one connection with SQLAlchemy, bounded by a connect timeout."""
+    """Reach the host's port, then open and close one connection with SQLAlchemy, bounded by a connect timeout."""
     import sqlalchemy
 
     parsed = urlparse(url)
     if parsed.hostname:
-        default_ports = {"postgresql": 5432, "mysql": 3306}
-        scheme = parsed.scheme.split("+")[0]
-        _check_tcp(parsed.hostname, parsed.port or default_ports.get(scheme, 5432), field, url)
+        host = parsed.hostname
+        port = parsed.port or {"postgresql": 5432, "mysql": 3306}.get(parsed.scheme.split("+")[0], 5432)
+        try:
+            with socket.create_connection((host, port), timeout=CHECK_TIMEOUT_S):
+                pass
+        except OSError as err:
+            raise ConfigError(f"{field} = {url!r}: cannot reach {host}:{port} ({err.strerror or err})") from None
     try:
         engine = sqlalchemy.create_engine(url, connect_args={"connect_timeout": int(CHECK_TIMEOUT_S)})
         with engine.connect():
@@ -87,8 +83,7 @@ def check_tracking_reachable(uri: str) -> None:
         if not path.parent.is_dir():
             raise ConfigError(f"{field} = {uri!r}: directory {path.parent} does not exist")
     else:
-        unsupported = "unsupported scheme, use sqlite:///, http(s)://, postgresql:// or a path"
-        _check_database_url(uri, field, unsupported)
+        _check_database_url(uri, field, "unsupported scheme, use sqlite:///, http(s)://, postgresql:// or a path")
 
 
 def check_storage_reachable(url: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -41,19 +42,15 @@ def environment_tags() -> dict[str, str]:
 
     tags = {}
     for pkg in ("tuneprune", "torch", "torchvision", "ray", "optuna", "mlflow", "pymoo", "numpy"):
-        try:
+        with contextlib.suppress(PackageNotFoundError):
             tags[f"version.{pkg}"] = version(pkg)
-        except PackageNotFoundError:
-            continue
-    try:
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
         root = Path(__file__).resolve().parents[2]
         commit = subprocess.run(
             ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
         ).stdout.strip()
         if commit:
             tags["mlflow.source.git.commit"] = commit
-    except (OSError, subprocess.SubprocessError):
-        pass
     return tags
 
 
@@ -99,9 +96,12 @@ class RunTracker:
             return self._experiment_id
         experiment = self.client.get_experiment_by_name(self.experiment_name)
         if experiment is None:
-            # A tracking server chooses the artifact location itself (served artifacts, so
-            # workers on other nodes upload through it); a local path is only for local stores.
-            location = None if self.tracking_uri.startswith(("http://", "https://")) else self._local_artifacts()
+            # A tracking server chooses the artifact location itself (served artifacts, so workers on other nodes
+            # upload through it); a SQLite store keeps them in mlartifacts/ beside it, the same for every process.
+            location = None
+            if self.tracking_uri.startswith("sqlite:///"):
+                store = Path(self.tracking_uri.removeprefix("sqlite:///"))
+                location = (store.parent / "mlartifacts").resolve().as_uri()
             try:
                 self._experiment_id = self.client.create_experiment(self.experiment_name, artifact_location=location)
                 return self._experiment_id
@@ -111,12 +111,6 @@ class RunTracker:
                     raise
         self._experiment_id = experiment.experiment_id
         return self._experiment_id
-
-    def _local_artifacts(self) -> str | None:
-        """``mlartifacts/`` beside a SQLite store, the same for every process: never the caller's cwd."""
-        if self.tracking_uri.startswith("sqlite:///"):
-            return (Path(self.tracking_uri.removeprefix("sqlite:///")).parent / "mlartifacts").resolve().as_uri()
-        return None
 
     # -- finding runs -------------------------------------------------------------------
     def search(self, filter_string: str) -> list:
@@ -259,15 +253,11 @@ def locate_run(run_id: str, tracking_uri: str | None) -> str:
     if tracking_uri:
         return tracking_uri
     candidates = list(dict.fromkeys([default_tracking_uri(), *tracking_uris()]))
-    for uri in candidates:
-        if store_missing(uri):
-            continue
-        try:
+    for uri in (u for u in candidates if not store_missing(u)):
+        with contextlib.suppress(Exception):  # unreachable, or not this store's run
             check_tracking_reachable(uri)
             MlflowClient(uri).get_run(run_id)
-        except Exception:  # unreachable, or not this store's run
-            continue
-        return uri
+            return uri
     raise ConfigError(f"--from-run {run_id}: no such MLflow run in {', '.join(candidates)}; pass --tracking-uri URI")
 
 
