@@ -21,9 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from tuneprune.output.plotting import new_figure
+from tuneprune.output.plotting import integer_x, new_figure
 from tuneprune.reports.document import Report
-from tuneprune.reports.figures import integer_x
 from tuneprune.reports.trials import SearchData, Trial
 from tuneprune.reports.usable import DEFAULT_RULES, UsabilityRules, chance_accuracy
 from tuneprune.runs.paths import SCHEDULER_CONSTANTS

@@ -6,10 +6,9 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from tuneprune.output.plotting import new_figure
+from tuneprune.output.plotting import integer_x, new_figure
 from tuneprune.reports.defaults import closest_to_default
 from tuneprune.reports.document import Report
-from tuneprune.reports.figures import integer_x
 from tuneprune.reports.trials import CURVE_METRICS, SearchData, Trial
 from tuneprune.search.space import CategoricalParam
 
