@@ -46,16 +46,10 @@ def anytime_rows(
                 so_far.append(point(t))
             points = np.array(so_far, dtype=float).reshape(-1, 2)
             hv = hypervolume(points[front_indices(points, plane)], plane, reference) if so_far else 0.0
-            rows.append(
-                {
-                    "grid": label,
-                    "trial": t.key,
-                    "state": t.state,
-                    "epochs": epochs,
-                    "wall_s": _ended(t) - start,
-                    "hypervolume": hv,
-                }
-            )
+            rows.append({
+                "grid": label, "trial": t.key, "state": t.state,
+                "epochs": epochs, "wall_s": _ended(t) - start, "hypervolume": hv,
+            })  # fmt: skip
     return rows
 
 
