@@ -14,9 +14,6 @@ from typing import Any
 
 from tuneprune.data.splits import CLASSES
 
-DEFAULT_SPARSITY_TOLERANCE = 0.001
-DEFAULT_CHANCE_MARGIN = 0.1
-
 
 def chance_accuracy(config: dict[str, Any]) -> float:
     """``1 / classes`` of the dataset a run config (as a dict) trains on."""
@@ -28,8 +25,8 @@ def chance_accuracy(config: dict[str, Any]) -> float:
 class UsabilityRules:
     """The two thresholds, in the units of sparsity and of accuracy."""
 
-    sparsity_tolerance: float = DEFAULT_SPARSITY_TOLERANCE
-    chance_margin: float = DEFAULT_CHANCE_MARGIN
+    sparsity_tolerance: float = 0.001
+    chance_margin: float = 0.1
 
     def describe(self) -> str:
         return (
