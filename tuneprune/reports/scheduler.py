@@ -1,14 +1,9 @@
 """``tuneprune fit-scheduler``: the constants an adaptive-scheduler search found, as presets (formulas §3, formulas §8).
 
-Only trials that reached their target (achieved sparsity >= target - tolerance) and
-learned something (accuracy above chance by a margin) are judged
-(:mod:`tuneprune.reports.usable`): a scheduler that never reaches its target is not a
-preset, however accurate its dense-ish network. Per grid point, the best of those (the
-accuracy / mean-mask-stability Pareto set of a two-objective search, by the rule of
-:mod:`tuneprune.shared.pareto`) each become a preset file of A, B, C and D, the format
-``sparsity.scheduler.preset: PATH`` reads (:func:`tuneprune.sparsity.preset_constants`).
-Plots: lambda(S) of the published presets and of the found constants, and the sparsity
-per epoch of the found trials.
+Only usable trials are judged (:mod:`tuneprune.reports.usable`): a scheduler that never reaches its target is not a
+preset, however accurate its dense-ish network. Per grid point, the best of those (the accuracy / mean-mask-stability
+Pareto set of a two-objective search, by the rule of :mod:`tuneprune.shared.pareto`) each become a preset file of A, B,
+C and D, the format ``sparsity.scheduler.preset: PATH`` reads (:func:`tuneprune.sparsity.preset_constants`).
 """
 
 from __future__ import annotations
@@ -40,12 +35,6 @@ def sparsity_of(config: RunConfig) -> SparsityConfig:
     return config.sparsity
 
 
-def scheduler_constants(config: RunConfig) -> dict[str, float]:
-    """A, B, C, D a trial's adaptive scheduler ran with (its preset's resolved at config load, explicit values first)."""
-    cfg = sparsity_of(config).scheduler
-    return {k: getattr(cfg, k) for k in CONSTANTS}
-
-
 @dataclass(frozen=True)
 class JudgedTrial:
     """A complete trial, its achieved sparsity, the epoch it reached its target (None: never) and why it is left out."""
@@ -64,9 +53,8 @@ def judge(data: SearchData, trial: Trial, rules: UsabilityRules) -> JudgedTrial:
     reached = next((int(epoch) for epoch, value in history if value >= target - rules.sparsity_tolerance), None)
     achieved = trial.metrics.get("sparsity")
     accuracy = data.accuracy_metric
-    reason = rules.reason(
-        target, achieved, trial.result(accuracy), chance_accuracy(trial.config.model_dump()), accuracy
-    )
+    chance = chance_accuracy(trial.config.model_dump())
+    reason = rules.reason(target, achieved, trial.result(accuracy), chance, accuracy)
     return JudgedTrial(trial, target, achieved, reached, reason)
 
 
@@ -131,10 +119,8 @@ def trajectory_figure(data: SearchData, trials: Sequence[Trial]) -> Any:
     """The schedule's sparsity S_k at the end of each epoch, one line per trial."""
     fig, (ax,) = new_figure()
     for trial in trials:
-        history = data.history(trial, "sparsity_k")
-        ax.plot(
-            *zip(*history, strict=True), marker=".", label=f"{trial.key} (target {sparsity_of(trial.config).target})"
-        )
+        label = f"{trial.key} (target {sparsity_of(trial.config).target})"
+        ax.plot(*zip(*data.history(trial, "sparsity_k"), strict=True), marker=".", label=label)
     ax.set_xlabel("epoch")
     integer_x(ax)
     ax.set_ylabel("sparsity_k")
@@ -173,22 +159,19 @@ def scheduler_report(
     )
     presets, constant_rows, found = [], [], []
     for j in chosen:
-        trial = j.trial
-        constants = scheduler_constants(trial.config)
+        trial, scheduler = j.trial, sparsity_of(j.trial.config).scheduler
+        constants = {k: getattr(scheduler, k) for k in CONSTANTS}  # a preset's resolved at config load
         path = write_preset(report, trial, constants, data.source.name)
         presets.append(path)
         found.append((trial.key, constants))
         constant_rows.append({
-            "trial": trial.key, **trial.grid, **constants, "initial_sparsity": sparsity_of(trial.config).scheduler.initial_sparsity,
+            "trial": trial.key, **trial.grid, **constants, "initial_sparsity": scheduler.initial_sparsity,
             "sparsity": j.sparsity, "reached_epoch": j.reached_epoch, **trial.values, "preset": path.name,
         })  # fmt: skip
     report.table("constants", constant_rows)
     report.heading("lambda(S): published presets and found constants")
-    report.figure(
-        "lambda",
-        lambda_figure(found, sparsity_of(chosen[0].trial.config).scheduler.family),
-        "dashed: the published presets (formulas §3)",
-    )
+    family = sparsity_of(chosen[0].trial.config).scheduler.family
+    report.figure("lambda", lambda_figure(found, family), "dashed: the published presets (formulas §3)")
     report.heading("Sparsity per epoch of the found trials")
     report.figure("sparsity_trajectories", trajectory_figure(data, [j.trial for j in chosen]))
     return presets, rows
