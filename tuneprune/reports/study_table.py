@@ -25,7 +25,7 @@ from tuneprune.output.summaries import write_rows
 from tuneprune.reports.document import Report
 from tuneprune.reports.trials import SearchData
 from tuneprune.search.space import METHOD
-from tuneprune.search.study_config import METRIC, MODEL, SEED, TARGET, StudyConfig
+from tuneprune.search.study_config import METRIC, MODEL, TARGET, StudyConfig
 from tuneprune.shared.config import validate
 
 BEST_MARK = "*"
@@ -40,7 +40,6 @@ class StudyCell:
     method: str
     target: float
     values: list[float] = field(default_factory=list)
-    seeds: list[int] = field(default_factory=list)
     missing: int = 0
     best: bool = False
     p_value: float | None = None
@@ -189,7 +188,6 @@ def study_table(study: StudyConfig, trials: Iterable[dict[str, Any]]) -> StudyTa
         value = (trial.get("metrics") or {}).get(METRIC)
         if trial["state"] == "COMPLETE" and value is not None and math.isfinite(value):
             cell.values.append(100.0 * value)
-            cell.seeds.append(int(grid[SEED]))
         else:
             cell.missing += 1
     for model in models:

@@ -165,13 +165,9 @@ def fit_tangent(
         return _check_poles(AlphaFit(with_free(result.x), free, s, a, pole_margin))
 
     lower_bound, upper_bound = ALPHA_RULE_START - pole_margin, float(s.max()) + pole_margin
-    published = branch_poles(PUBLISHED_ALPHA_RULE["c2"], PUBLISHED_ALPHA_RULE["c3"], ALPHA_RULE_START)
-    start = [
-        PUBLISHED_ALPHA_RULE["c1"],
-        min(published[0], lower_bound - 1e-3),
-        max(published[1], upper_bound + 1e-3),
-        PUBLISHED_ALPHA_RULE["c4"],
-    ]
+    c1, c2, c3, c4 = (PUBLISHED_ALPHA_RULE[k] for k in CONSTANTS)
+    lower, upper = branch_poles(c2, c3, ALPHA_RULE_START)  # the published branch's poles
+    start = [c1, min(lower, lower_bound - 1e-3), max(upper, upper_bound + 1e-3), c4]
     bounds = ([-np.inf, -np.inf, upper_bound, -np.inf], [np.inf, lower_bound, np.inf, np.inf])
     result = least_squares(lambda x: tangent(s, **constants_from_poles(*x)) - a, start, bounds=bounds, x_scale="jac")
     return _check_poles(AlphaFit(constants_from_poles(*map(float, result.x)), CONSTANTS, s, a, pole_margin))
