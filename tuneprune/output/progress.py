@@ -1,9 +1,8 @@
 """What a long command is doing, on stderr: live rich displays in a terminal, plain periodic lines otherwise.
 
-Everything goes to stderr, so a command's results on stdout (tables, ``--json``) stay
-clean. In a terminal a display redraws in place; when stderr is a file or a pipe it
-prints one line at most every :data:`PERIOD_S` seconds (and always the last one), so a
-log never goes quiet for long and never fills with redraws.
+Everything goes to stderr, so a command's results on stdout (tables, ``--json``) stay clean. In a terminal a display
+redraws in place; when stderr is a file or a pipe it prints one line at most every :data:`PERIOD_S` seconds (and
+always the last one), so a log never goes quiet for long and never fills with redraws.
 """
 
 from __future__ import annotations
@@ -63,8 +62,8 @@ class _PeriodicLines:
 class LiveStatus:
     """``render()`` redrawn in place in a terminal; elsewhere ``line()`` every ``PERIOD_S`` seconds.
 
-    Call :meth:`update` whenever something changed (and as often as convenient: it is
-    throttled), :meth:`close` at the end (prints the final state in either mode).
+    Call :meth:`update` whenever something changed (and as often as convenient: it is throttled), :meth:`close` at the
+    end (prints the final state in either mode).
     """
 
     def __init__(self, render: Callable[[], RenderableType], line: Callable[[], str]) -> None:

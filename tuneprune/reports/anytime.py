@@ -1,10 +1,9 @@
 """The anytime view of a search: each grid point's front hypervolume against the training spent so far (formulas §10.9).
 
-Trials are taken in the order their runs ended. After each, the grid point's front is
-that of its completed trials so far, its hypervolume measured against the reference of
-all the grid point's completed trials (:meth:`~tuneprune.shared.pareto.Plane.reference`), so
-the curve only rises; the cost is the epochs all its trials trained (those stopped early
-and those that failed included) and the wall time since the search's first trial started.
+Trials are taken in the order their runs ended. After each, the grid point's front is that of its completed trials so
+far, its hypervolume measured against the reference of all the grid point's completed trials
+(:meth:`~tuneprune.shared.pareto.Plane.reference`), so the curve only rises; the cost is the epochs all its trials
+trained (those stopped early and those that failed included) and the wall time since the search's first trial started.
 """
 
 from __future__ import annotations

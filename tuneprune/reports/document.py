@@ -1,8 +1,8 @@
 """A report being written: its figures as PNG files, its tables as CSV files, and one self-contained HTML page.
 
-Every figure is embedded in the page as a base64 PNG and every table is shown inline,
-so the page opens offline with nothing beside it; the PNG and CSV files are written
-too, for other tools and for the MLflow run the report belongs to.
+Every figure is embedded in the page as a base64 PNG and every table is shown inline, so the page opens offline with
+nothing beside it; the PNG and CSV files are written too, for other tools and for the MLflow run the report belongs
+to.
 """
 
 from __future__ import annotations

@@ -19,8 +19,8 @@ def objective_value(trial: FrozenTrial, index: int) -> float:
 def study_importances(data: SearchData) -> tuple[list[dict[str, Any]], list[str]]:
     """Rows ``(study, objective, param, importance)`` and a note for every study where they cannot be computed.
 
-    Computable with at least two complete trials, at least one searched parameter that
-    takes more than one value among them, and an objective that does too.
+    Computable with at least two complete trials, at least one searched parameter that takes more than one value among
+    them, and an objective that does too.
     """
     import optuna
     from optuna.trial import TrialState

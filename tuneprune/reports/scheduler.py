@@ -2,8 +2,8 @@
 
 Only usable trials are judged (:mod:`tuneprune.reports.usable`): a scheduler that never reaches its target is not a
 preset, however accurate its dense-ish network. Per grid point, the best of those (the accuracy / mean-mask-stability
-Pareto set of a two-objective search, by the rule of :mod:`tuneprune.shared.pareto`) each become a preset file of A, B,
-C and D, the format ``sparsity.scheduler.preset: PATH`` reads (:func:`tuneprune.sparsity.preset_constants`).
+Pareto set of a two-objective search, by the rule of :mod:`tuneprune.shared.pareto`) each become a preset file of A,
+B, C and D, the format ``sparsity.scheduler.preset: PATH`` reads (:func:`tuneprune.sparsity.preset_constants`).
 """
 
 from __future__ import annotations

@@ -42,8 +42,7 @@ def front_section(
 ) -> dict[str, Any]:
     """Plot and tabulate the front of ``rows`` on ``plane``: ``front_Y_vs_X.png``, ``..._front.csv`` and ``..._points.csv`` (every row).
 
-    ``reference`` defaults to :meth:`Plane.reference`. Returns the plane's row of the
-    hypervolume table.
+    ``reference`` defaults to :meth:`Plane.reference`. Returns the plane's row of the hypervolume table.
     """
     name = f"front_{plane.y}_vs_{plane.x}"
     report.heading(f"Pareto front: {plane.y} ({plane.y_direction}) vs {plane.x} ({plane.x_direction})")

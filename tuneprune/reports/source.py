@@ -1,8 +1,8 @@
 """What a report is about: a search or an evolution named by its name, its MLflow parent run id or its results directory.
 
-Whatever names it, a source ends up as the ``summary.json`` the run wrote (formulas §8), the
-parent MLflow run it belongs to and the tracking store that holds the rest: trial
-metric histories, the resolved space, generation populations.
+Whatever names it, a source ends up as the ``summary.json`` the run wrote (formulas §8), the parent MLflow run it
+belongs to and the tracking store that holds the rest: trial metric histories, the resolved space, generation
+populations.
 """
 
 from __future__ import annotations
@@ -129,9 +129,8 @@ def _from_tracking(label: str, tracking_uri: str | None) -> Source:
 def resolve_source(source: str, tracking_uri: str | None = None) -> Source:
     """The :class:`Source` that ``source`` names: a results directory (``runs/NAME``), a name or a parent run id.
 
-    A name or run id is looked up in the index searches and evolutions record
-    (:mod:`tuneprune.tracking.index`), so it resolves from any directory; else in the
-    MLflow store ``tracking_uri`` (default: ``./mlruns.db``).
+    A name or run id is looked up in the index searches and evolutions record (:mod:`tuneprune.tracking.index`), so it
+    resolves from any directory; else in the MLflow store ``tracking_uri`` (default: ``./mlruns.db``).
     """
     directory = Path(source)
     if directory.is_dir():

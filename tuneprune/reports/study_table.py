@@ -1,11 +1,10 @@
 """A study's table (formulas §11): test accuracy mean ± std over seeds per method x target, the best of
 each column, a significance mark against the baseline method, the published numbers and the difference.
 
-Accuracies are in %. The std is the sample standard deviation (``ddof = 1``; 0 with one
-seed). A method differs from the baseline "beyond noise" when Welch's unequal-variance
-t-test (``scipy.stats.ttest_ind(equal_var=False)``, two-sided) of its per-seed accuracies
-against the baseline's at the same model and target gives ``p < level``; with fewer than
-two finished seeds on either side, or no variance on both, there is no test.
+Accuracies are in %. The std is the sample standard deviation (``ddof = 1``; 0 with one seed). A method differs from
+the baseline "beyond noise" when Welch's unequal-variance t-test (``scipy.stats.ttest_ind(equal_var=False)``,
+two-sided) of its per-seed accuracies against the baseline's at the same model and target gives ``p < level``; with
+fewer than two finished seeds on either side, or no variance on both, there is no test.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The trials of a search as the report reads them: Optuna's record from ``summary.json``, MLflow's metrics (formulas §8).
 
-Each trial's run config is resolved again from the space the search logged
-(``resolved_space.json`` on the parent run), so it is exactly what the trial trained.
+Each trial's run config is resolved again from the space the search logged (``resolved_space.json`` on the parent
+run), so it is exactly what the trial trained.
 """
 
 from __future__ import annotations

@@ -1,10 +1,9 @@
 """Which trials a fit may learn from (formulas §2, formulas §3): those that reached their target and learned something.
 
-A trial whose achieved sparsity (the ``sparsity`` metric at its last epoch: the fraction of
-prunable weights that are zero) stayed below its target by more than ``sparsity_tolerance``
-says nothing about that target; a trial whose accuracy is within ``chance_margin`` of
-chance (``1 / number of classes``) says nothing about its hyperparameters. ``fit-alpha``
-and ``fit-scheduler`` leave both out and print why.
+A trial whose achieved sparsity (the ``sparsity`` metric at its last epoch: the fraction of prunable weights that are
+zero) stayed below its target by more than ``sparsity_tolerance`` says nothing about that target; a trial whose
+accuracy is within ``chance_margin`` of chance (``1 / number of classes``) says nothing about its hyperparameters.
+``fit-alpha`` and ``fit-scheduler`` leave both out and print why.
 """
 
 from __future__ import annotations
