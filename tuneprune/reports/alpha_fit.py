@@ -30,11 +30,7 @@ def alpha_fit_report(
     for source in sources:
         source.require_search()
     candidates = [p for source in sources for p in alpha_candidates(source, rules)]
-    points = [
-        p
-        for source in sources
-        for p in best_alpha_points(source.summary, [c for c in candidates if c.search == source.name])
-    ]
+    points = [p for s in sources for p in best_alpha_points(s.summary, [c for c in candidates if c.search == s.name])]
     excluded = [c for c in candidates if c.excluded is not None]
     fitted = [p for p in points if p.target >= ALPHA_RULE_START]
     names = ", ".join(repr(s.label) for s in sources)

@@ -79,17 +79,14 @@ def fronts(report: Report, data: SearchData, complete: list[Trial]) -> None:
     report.table("hypervolume", hv_rows)
 
 
-def anytime_plane(data: SearchData) -> Plane:
-    """The plane of the search's two objectives (the first on y); with one or more than two, accuracy against sparsity."""
+def anytime(report: Report, data: SearchData) -> None:
+    """Each grid point's front hypervolume after each ended trial, against epochs and wall time (formulas §10.9), on the
+    plane of the search's two objectives (the first on y); with one or more than two, accuracy against sparsity."""
     if len(data.objectives) == 2:
         (y, y_direction), (x, x_direction) = data.objectives.items()
-        return Plane(x, y, x_direction, y_direction)
-    return planes(data)[0]
-
-
-def anytime(report: Report, data: SearchData) -> None:
-    """Each grid point's front hypervolume after each ended trial, against epochs and wall time (formulas §10.9)."""
-    plane = anytime_plane(data)
+        plane = Plane(x, y, x_direction, y_direction)
+    else:
+        plane = planes(data)[0]
     rows = anytime_rows(data.trials, lambda t: (trial_row(data, t)[plane.x], trial_row(data, t)[plane.y]), plane)
     report.heading(f"Anytime view: hypervolume of each grid point's front ({plane.y} vs {plane.x})")
     if not rows:
@@ -105,8 +102,7 @@ def anytime(report: Report, data: SearchData) -> None:
 
 def best_table(report: Report, data: SearchData) -> None:
     """The best trial (or Pareto set) of every grid point, with its test accuracy."""
-    title = "Pareto set per grid point" if len(data.objectives) > 1 else "Best trial per grid point"
-    report.heading(title)
+    report.heading("Pareto set per grid point" if len(data.objectives) > 1 else "Best trial per grid point")
     rows = [{**trial_row(data, t), "test_acc": t.metrics.get("test_acc")} for t in map(data.trial, data.best_keys)]
     if rows:
         report.table("best_trials", rows)

@@ -92,20 +92,15 @@ def artifact_text(label: str, tracking_uri: str, run_id: str, path: str) -> str:
         return download_artifact(f"source = {label!r}", tracking_uri, run_id, path, Path(tmp)).read_text()
 
 
-def _kind(label: str, summary: dict[str, Any]) -> str:
-    if "trials" in summary:
-        return "search"
-    if "front" in summary:
-        return "evolution"
-    raise ConfigError(f"source = {label!r}: {SUMMARY} is neither a search's nor an evolution's")
-
-
 def _from_directory(label: str, directory: Path, tracking_uri: str | None) -> Source:
     path = directory / SUMMARY
     if not path.is_file():
         raise ConfigError(f"source = {label!r}: directory without {SUMMARY} (not a finished search or evolution)")
     summary = json.loads(path.read_text())
-    return Source(label, _kind(label, summary), summary, tracking_uri or summary["tracking_uri"], directory.resolve())
+    kind = "search" if "trials" in summary else "evolution" if "front" in summary else None
+    if kind is None:
+        raise ConfigError(f"source = {label!r}: {SUMMARY} is neither a search's nor an evolution's")
+    return Source(label, kind, summary, tracking_uri or summary["tracking_uri"], directory.resolve())
 
 
 def _from_tracking(label: str, tracking_uri: str | None) -> Source:
