@@ -60,11 +60,8 @@ class _PeriodicLines:
 
 
 class LiveStatus:
-    """``render()`` redrawn in place in a terminal; elsewhere ``line()`` every ``PERIOD_S`` seconds.
-
-    Call :meth:`update` whenever something changed (and as often as convenient: it is throttled), :meth:`close` at the
-    end (prints the final state in either mode).
-    """
+    """``render()`` redrawn in place in a terminal; elsewhere ``line()`` every ``PERIOD_S`` seconds. Call :meth:`update`
+    whenever something changed (it is throttled), :meth:`close` at the end (prints the final state in either mode)."""
 
     def __init__(self, render: Callable[[], RenderableType], line: Callable[[], str]) -> None:
         self._live = None

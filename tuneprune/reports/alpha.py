@@ -78,11 +78,8 @@ def alpha_candidates(source: Source, rules: UsabilityRules) -> list[AlphaPoint]:
 
 
 def best_alpha_points(summary: dict[str, Any], candidates: Sequence[AlphaPoint]) -> list[AlphaPoint]:
-    """Per grid point (group and target), the usable alpha best in the first objective.
-
-    The trials of one alpha at one grid point (a study's seeds) count as one point: their mean score and mean achieved
-    sparsity, their keys joined; a search's alphas are continuous, so there each trial is its own point.
-    """
+    """Per grid point (group and target), the usable alpha best in the first objective. The trials of one alpha at one
+    grid point (a study's seeds) count as one point: their mean score and mean achieved sparsity, their keys joined."""
     (_, direction), *_ = summary["objectives"].items()
     sign = 1.0 if direction == "max" else -1.0
     seeds: dict[tuple[str, float, float], list[AlphaPoint]] = {}

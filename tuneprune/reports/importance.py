@@ -17,11 +17,9 @@ def objective_value(trial: FrozenTrial, index: int) -> float:
 
 
 def study_importances(data: SearchData) -> tuple[list[dict[str, Any]], list[str]]:
-    """Rows ``(study, objective, param, importance)`` and a note for every study where they cannot be computed.
-
-    Computable with at least two complete trials, at least one searched parameter that takes more than one value among
-    them, and an objective that does too.
-    """
+    """Rows ``(study, objective, param, importance)`` and a note for every study where they cannot be computed: with
+    fewer than two complete trials, no searched parameter that takes more than one value among them, or an objective
+    that does not."""
     import optuna
     from optuna.trial import TrialState
 

@@ -143,10 +143,8 @@ def trial_rows(judged: Sequence[JudgedTrial], chosen: Sequence[JudgedTrial]) -> 
 def scheduler_report(
     report: Report, data: SearchData, rules: UsabilityRules = DEFAULT_RULES
 ) -> tuple[list[Path], list[dict[str, Any]]]:
-    """The trials table, the constants table, one preset per chosen trial and the two figures.
-
-    Returns the preset files and the trials table (what the command prints).
-    """
+    """The trials table, the constants table, one preset per chosen trial and the two figures; returns the preset files
+    and the trials table (what the command prints)."""
     judged, chosen = scheduler_trials(data, rules)
     rows = trial_rows(judged, chosen)
     report.heading("Trials judged")

@@ -122,11 +122,9 @@ def _from_tracking(label: str, tracking_uri: str | None) -> Source:
 
 
 def resolve_source(source: str, tracking_uri: str | None = None) -> Source:
-    """The :class:`Source` that ``source`` names: a results directory (``runs/NAME``), a name or a parent run id.
-
-    A name or run id is looked up in the index searches and evolutions record (:mod:`tuneprune.tracking.index`), so it
-    resolves from any directory; else in the MLflow store ``tracking_uri`` (default: ``./mlruns.db``).
-    """
+    """The :class:`Source` that ``source`` names: a results directory (``runs/NAME``), or a name or parent run id looked
+    up in the index (:mod:`tuneprune.tracking.index`, from any directory), else in ``tracking_uri`` (default
+    ``./mlruns.db``)."""
     directory = Path(source)
     if directory.is_dir():
         return _from_directory(source, directory, tracking_uri)

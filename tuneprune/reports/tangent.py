@@ -137,10 +137,8 @@ def fit_tangent(
     pole_margin: float = DEFAULT_POLE_MARGIN,
 ) -> AlphaFit:
     """Least squares of the tangent family to ``(target, alpha)`` points (targets >= 0.90), poles out of range.
-
     ``free`` defaults to :func:`free_constants` of the number of distinct targets; asking for more constants than
-    distinct targets is refused (:class:`ConfigError`).
-    """
+    distinct targets is refused (:class:`ConfigError`)."""
     from scipy.optimize import least_squares
 
     s, a = np.asarray(targets, dtype=float), np.asarray(alphas, dtype=float)
