@@ -15,8 +15,6 @@ from tuneprune.runs.paths import THETA_ALPHA
 from tuneprune.shared.config import ConfigError
 from tuneprune.sparsity.theta import ALPHA_RULE_START, PUBLISHED_ALPHA_RULE
 
-RULE_NAME = "alpha_rule.yaml"
-
 
 def alpha_fit_report(
     report: Report,
@@ -67,4 +65,4 @@ def alpha_fit_report(
     report.figure("alpha_fit", alpha_figure(points, fit, excluded))
     report.heading("Residuals")
     report.table("residuals", residual_rows(points, fit))
-    return fit, report.write_yaml(RULE_NAME, fit.rule()), excluded
+    return fit, report.write_yaml("alpha_rule.yaml", fit.rule()), excluded

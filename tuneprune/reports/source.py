@@ -19,7 +19,6 @@ from tuneprune.tracking import TAG_KIND, default_tracking_uri, download_artifact
 from tuneprune.tracking.index import index_path, lookup
 
 SUMMARY = "summary.json"
-KINDS = ("search", "evolution")
 
 
 @dataclass
@@ -112,7 +111,7 @@ def _from_tracking(label: str, tracking_uri: str | None) -> Source:
         )
     run = find_parent_run(uri, label)
     kind = run.data.tags.get(TAG_KIND)
-    if kind not in KINDS:
+    if kind not in ("search", "evolution"):
         raise ConfigError(
             f"source = {label!r}: MLflow run {run.info.run_id} is a {kind or 'untagged'} run, not a search or evolution"
         )
