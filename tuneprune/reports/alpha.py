@@ -71,9 +71,8 @@ def alpha_candidates(source: Source, rules: UsabilityRules) -> list[AlphaPoint]:
         acc = entry["values"].get(accuracy, metrics.get(accuracy))
         group = " ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in entry["grid"].items() if k not in NOT_GROUPS)
         reason = rules.reason(target, achieved, acc, chance_accuracy(config), accuracy)
-        points.append(
-            AlphaPoint(summary["name"], entry["key"], group, target, alpha, entry["values"][first], achieved, reason)
-        )
+        score = entry["values"][first]
+        points.append(AlphaPoint(summary["name"], entry["key"], group, target, alpha, score, achieved, reason))
     return points
 
 

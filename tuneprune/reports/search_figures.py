@@ -62,10 +62,9 @@ def curves_figure(data: SearchData, labelled: Sequence[tuple[Trial, str]]) -> An
     for ax, metric in zip(axes, CURVE_METRICS, strict=True):
         for trial, label in labelled:
             history = data.history(trial, metric)
+            style = "--" if "default" in label else "-"  # the stand-in for the default configuration dashed
             if history:
-                ax.plot(
-                    *zip(*history, strict=True), marker=".", linestyle="--" if "default" in label else "-", label=label
-                )
+                ax.plot(*zip(*history, strict=True), marker=".", linestyle=style, label=label)
         ax.set_xlabel("epoch")
         integer_x(ax)
         ax.set_title(metric, fontsize=9)
