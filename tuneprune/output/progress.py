@@ -96,7 +96,6 @@ class ProgressBar:
         self._info = ""
         self._started = time.monotonic()
         self._progress = None
-        self._heartbeat = None
         if console().is_terminal:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -125,7 +124,6 @@ class ProgressBar:
         if self._progress is not None:
             self._progress.stop()
             return
-        assert self._heartbeat is not None  # the plain display has one
         self._heartbeat.set()
         if self.done < self.total:  # else the last advance printed the final line
             self._lines.emit(force=True)
