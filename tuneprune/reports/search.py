@@ -27,13 +27,10 @@ def trial_row(data: SearchData, trial: Trial) -> dict[str, Any]:
     """A trial as a table row: key, grid values, searched values, accuracy, achieved sparsity and the objectives."""
     acc = data.accuracy_metric
     return {
-        "trial": trial.key,
-        **trial.grid,
-        **trial.params,
-        acc: trial.result(acc),
+        "trial": trial.key, **trial.grid, **trial.params, acc: trial.result(acc),
         "sparsity": trial.metrics.get("sparsity", 0.0),
         **{m: trial.values[m] for m in data.objectives if m not in (acc, "sparsity")},
-    }
+    }  # fmt: skip
 
 
 def is_plain_feather(trial: Trial) -> bool:
