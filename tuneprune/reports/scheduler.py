@@ -103,10 +103,8 @@ def lambda_figure(found: Sequence[tuple[str, dict[str, float]]], family: ModelFa
     """lambda(S) of lambda1, lambda2 (D of ``family``) and of each found set of constants."""
     fig, (ax,) = new_figure()
     s = np.linspace(0.0, 1.0, 400)
-    curves = [(name, preset_constants(name, family), "--") for name in PRESETS] + [
-        (label, c, "-") for label, c in found
-    ]
-    for label, constants, style in curves:
+    published = [(name, preset_constants(name, family), "--") for name in PRESETS]
+    for label, constants, style in published + [(label, c, "-") for label, c in found]:
         scheduler = AdaptiveScheduler(**constants, final_sparsity=1.0, epochs=160)
         ax.plot(s, [scheduler.lambda_at(x) for x in s], style, label=label)
     ax.set_xlabel("sparsity S")
