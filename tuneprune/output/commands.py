@@ -1,8 +1,8 @@
 """Commands the tool prints for the user to run next, written so that they run as printed.
 
-The scripts (``tuneprune``, ``mlflow``, ``optuna-dashboard``) are named by their absolute
-path beside the running interpreter, so a printed command works without an activated
-virtual environment; MLflow runs are named by their direct URL in the MLflow UI.
+The scripts (``tuneprune``, ``mlflow``, ``optuna-dashboard``) are named by their absolute path beside the running
+interpreter, so a printed command works without an activated virtual environment; MLflow runs are named by their
+direct URL in the MLflow UI.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Matplotlib set up in one place: the off-screen Agg backend, new figures, saving and closing them."""
+"""Matplotlib set up in one place: the off-screen Agg backend, new figures, integer ticks, saving and closing them."""
 
 from __future__ import annotations
 
@@ -27,6 +27,13 @@ def new_figure(
         for ax in axes.flat:
             ax.grid(alpha=0.3)
     return fig, axes.ravel()
+
+
+def integer_x(ax: Any) -> None:
+    """Whole-number ticks on the x axis (epochs, generations)."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
 def save_figure(fig: Any, path: str | Path, dpi: int = 120) -> Path:

@@ -1,9 +1,8 @@
 """What a long command is doing, on stderr: live rich displays in a terminal, plain periodic lines otherwise.
 
-Everything goes to stderr, so a command's results on stdout (tables, ``--json``) stay
-clean. In a terminal a display redraws in place; when stderr is a file or a pipe it
-prints one line at most every :data:`PERIOD_S` seconds (and always the last one), so a
-log never goes quiet for long and never fills with redraws.
+Everything goes to stderr, so a command's results on stdout (tables, ``--json``) stay clean. In a terminal a display
+redraws in place; when stderr is a file or a pipe it prints one line at most every :data:`PERIOD_S` seconds (and
+always the last one), so a log never goes quiet for long and never fills with redraws.
 """
 
 from __future__ import annotations
@@ -34,68 +33,59 @@ def say(message: str) -> None:
 
 
 class _PeriodicLines:
-    """Prints a line when ``PERIOD_S`` seconds passed since the last one, or when forced (thread-safe)."""
+    """Prints ``text()`` when ``PERIOD_S`` seconds passed since the last line, or when forced (thread-safe)."""
 
-    def __init__(self) -> None:
+    def __init__(self, text: Callable[[], str]) -> None:
+        self._text = text
         self._last = float("-inf")
         self._lock = threading.Lock()
 
-    def emit(self, line: str, force: bool = False) -> None:
+    def emit(self, force: bool = False) -> None:
         with self._lock:
             now = time.monotonic()
             if force or now - self._last >= PERIOD_S:
-                say(line)
+                say(self._text())
                 self._last = now
 
+    def heartbeat(self) -> threading.Event:
+        """Emits every ``PERIOD_S`` seconds until the returned event is set, so a slow step is never silent."""
+        stopped = threading.Event()
 
-class _Heartbeat(threading.Thread):
-    """Offers ``text()`` to ``lines`` every ``PERIOD_S`` seconds, so a slow step is never silent."""
+        def beat() -> None:
+            while not stopped.wait(PERIOD_S):
+                self.emit()
 
-    def __init__(self, lines: _PeriodicLines, text: Callable[[], str]) -> None:
-        super().__init__(daemon=True)
-        self._lines, self._text = lines, text
-        self._stopped = threading.Event()
-        self.start()
-
-    def run(self) -> None:
-        while not self._stopped.wait(PERIOD_S):
-            self._lines.emit(self._text())
-
-    def stop(self) -> None:
-        self._stopped.set()
+        threading.Thread(target=beat, daemon=True).start()
+        return stopped
 
 
 class LiveStatus:
-    """``render()`` redrawn in place in a terminal; elsewhere ``line()`` every ``PERIOD_S`` seconds.
-
-    Call :meth:`update` whenever something changed (and as often as convenient: it is
-    throttled), :meth:`close` at the end (prints the final state in either mode).
-    """
+    """``render()`` redrawn in place in a terminal; elsewhere ``line()`` every ``PERIOD_S`` seconds. Call :meth:`update`
+    whenever something changed (it is throttled), :meth:`close` at the end (prints the final state in either mode)."""
 
     def __init__(self, render: Callable[[], RenderableType], line: Callable[[], str]) -> None:
-        self._line = line
         self._live = None
-        self._lines = _PeriodicLines()
+        self._lines = _PeriodicLines(line)
         if console().is_terminal:
             from rich.live import Live
 
             self._live = Live(console=console(), refresh_per_second=2, get_renderable=render)
             self._live.start()
         else:
-            self._lines.emit(line(), force=True)
+            self._lines.emit(force=True)
 
     def update(self, force: bool = False) -> None:
         if self._live is not None:
             self._live.refresh()
         else:
-            self._lines.emit(self._line(), force)
+            self._lines.emit(force)
 
     def close(self) -> None:
         if self._live is not None:
             self._live.stop()
             self._live = None
         else:
-            self._lines.emit(self._line(), force=True)
+            self._lines.emit(force=True)
 
 
 class ProgressBar:
@@ -106,7 +96,6 @@ class ProgressBar:
         self._info = ""
         self._started = time.monotonic()
         self._progress = None
-        self._heartbeat = None
         if console().is_terminal:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -115,9 +104,9 @@ class ProgressBar:
             self._progress.start()
             self._task = self._progress.add_task(label, total=total, completed=done, info="")
         else:
-            self._lines = _PeriodicLines()
-            self._lines.emit(self._text(), force=True)
-            self._heartbeat = _Heartbeat(self._lines, self._text)
+            self._lines = _PeriodicLines(self._text)
+            self._lines.emit(force=True)
+            self._heartbeat = self._lines.heartbeat()
 
     def _text(self) -> str:
         parts = (f"{self.label} {self.done}/{self.total}", self._info, f"({time.monotonic() - self._started:.0f} s)")
@@ -129,13 +118,12 @@ class ProgressBar:
         if self._progress is not None:
             self._progress.update(self._task, advance=1, info=info)
         else:
-            self._lines.emit(self._text(), force=self.done >= self.total)
+            self._lines.emit(force=self.done >= self.total)
 
     def close(self) -> None:
         if self._progress is not None:
             self._progress.stop()
             return
-        assert self._heartbeat is not None  # the plain display has one
-        self._heartbeat.stop()
+        self._heartbeat.set()
         if self.done < self.total:  # else the last advance printed the final line
-            self._lines.emit(self._text(), force=True)
+            self._lines.emit(force=True)

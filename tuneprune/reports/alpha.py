@@ -1,10 +1,5 @@
-"""alpha per target sparsity from alpha searches (formulas §2): the usable trials, the best alpha per grid point, the figure.
-
-Every complete trial that searched ``sparsity.theta.alpha`` is a candidate; those that
-never reached their target or stayed near chance are left out with the reason
-(:mod:`tuneprune.reports.usable`), and the best usable trial of each grid point (the
-first objective) gives that point's alpha. :mod:`tuneprune.reports.tangent` fits the rule.
-"""
+"""alpha per target sparsity from alpha searches (formulas §2): the usable trials (:mod:`tuneprune.reports.usable`),
+the best alpha per grid point and the figure; :mod:`tuneprune.reports.tangent` fits the rule to them."""
 
 from __future__ import annotations
 
@@ -76,19 +71,14 @@ def alpha_candidates(source: Source, rules: UsabilityRules) -> list[AlphaPoint]:
         acc = entry["values"].get(accuracy, metrics.get(accuracy))
         group = " ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in entry["grid"].items() if k not in NOT_GROUPS)
         reason = rules.reason(target, achieved, acc, chance_accuracy(config), accuracy)
-        points.append(
-            AlphaPoint(summary["name"], entry["key"], group, target, alpha, entry["values"][first], achieved, reason)
-        )
+        score = entry["values"][first]
+        points.append(AlphaPoint(summary["name"], entry["key"], group, target, alpha, score, achieved, reason))
     return points
 
 
 def best_alpha_points(summary: dict[str, Any], candidates: Sequence[AlphaPoint]) -> list[AlphaPoint]:
-    """Per grid point (group and target), the usable alpha best in the first objective.
-
-    The trials of one alpha at one grid point (a study's seeds) count as one point: their
-    mean score and mean achieved sparsity, their keys joined; a search's alphas are
-    continuous, so there each trial is its own point.
-    """
+    """Per grid point (group and target), the usable alpha best in the first objective. The trials of one alpha at one
+    grid point (a study's seeds) count as one point: their mean score and mean achieved sparsity, their keys joined."""
     (_, direction), *_ = summary["objectives"].items()
     sign = 1.0 if direction == "max" else -1.0
     seeds: dict[tuple[str, float, float], list[AlphaPoint]] = {}
@@ -138,20 +128,14 @@ def alpha_figure(points: Sequence[AlphaPoint], fit: AlphaFit | None = None, excl
         plot_alphas(ax, excluded, "x", color="grey", label=f"excluded ({len(excluded)})")
     high = max([0.998, *(p.target for p in [*points, *excluded])])
     s = np.linspace(ALPHA_RULE_START, high, 400)
-    ax.plot(
-        s, tangent(s, **PUBLISHED_ALPHA_RULE), "--", color="grey", label="published: " + _formula(PUBLISHED_ALPHA_RULE)
-    )
+    published = "published: " + _formula(PUBLISHED_ALPHA_RULE)
+    ax.plot(s, tangent(s, **PUBLISHED_ALPHA_RULE), "--", color="grey", label=published)
     if fit is not None:
         low, top = fit.fitted_range
         fitted = np.linspace(low, top, 400)  # not extrapolated: past the range the next pole may be near
         ax.plot(fitted, fit(fitted), "-", color="tab:red", label="fitted: " + _formula(fit.constants))
-        ax.axvspan(
-            low,
-            top,
-            color="tab:red",
-            alpha=0.06,
-            label=f"fitted range; poles at {fit.poles[0]:.4f}, {fit.poles[1]:.4f}",
-        )
+        poles = f"fitted range; poles at {fit.poles[0]:.4f}, {fit.poles[1]:.4f}"
+        ax.axvspan(low, top, color="tab:red", alpha=0.06, label=poles)
     ax.set_xlabel("target sparsity S_f")
     ax.set_ylabel("alpha")
     ax.legend(fontsize=8)

@@ -15,8 +15,6 @@ from tuneprune.runs.paths import THETA_ALPHA
 from tuneprune.shared.config import ConfigError
 from tuneprune.sparsity.theta import ALPHA_RULE_START, PUBLISHED_ALPHA_RULE
 
-RULE_NAME = "alpha_rule.yaml"
-
 
 def alpha_fit_report(
     report: Report,
@@ -30,11 +28,7 @@ def alpha_fit_report(
     for source in sources:
         source.require_search()
     candidates = [p for source in sources for p in alpha_candidates(source, rules)]
-    points = [
-        p
-        for source in sources
-        for p in best_alpha_points(source.summary, [c for c in candidates if c.search == source.name])
-    ]
+    points = [p for s in sources for p in best_alpha_points(s.summary, [c for c in candidates if c.search == s.name])]
     excluded = [c for c in candidates if c.excluded is not None]
     fitted = [p for p in points if p.target >= ALPHA_RULE_START]
     names = ", ".join(repr(s.label) for s in sources)
@@ -71,4 +65,4 @@ def alpha_fit_report(
     report.figure("alpha_fit", alpha_figure(points, fit, excluded))
     report.heading("Residuals")
     report.table("residuals", residual_rows(points, fit))
-    return fit, report.write_yaml(RULE_NAME, fit.rule()), excluded
+    return fit, report.write_yaml("alpha_rule.yaml", fit.rule()), excluded

@@ -1,10 +1,9 @@
 """The anytime view of a search: each grid point's front hypervolume against the training spent so far (formulas §10.9).
 
-Trials are taken in the order their runs ended. After each, the grid point's front is
-that of its completed trials so far, its hypervolume measured against the reference of
-all the grid point's completed trials (:meth:`~tuneprune.shared.pareto.Plane.reference`), so
-the curve only rises; the cost is the epochs all its trials trained (those stopped early
-and those that failed included) and the wall time since the search's first trial started.
+Trials are taken in the order their runs ended. After each, the grid point's front is that of its completed trials so
+far, its hypervolume measured against the reference of all the grid point's completed trials
+(:meth:`~tuneprune.shared.pareto.Plane.reference`), so the curve only rises; the cost is the epochs all its trials
+trained (those stopped early and those that failed included) and the wall time since the search's first trial started.
 """
 
 from __future__ import annotations
@@ -46,16 +45,10 @@ def anytime_rows(
                 so_far.append(point(t))
             points = np.array(so_far, dtype=float).reshape(-1, 2)
             hv = hypervolume(points[front_indices(points, plane)], plane, reference) if so_far else 0.0
-            rows.append(
-                {
-                    "grid": label,
-                    "trial": t.key,
-                    "state": t.state,
-                    "epochs": epochs,
-                    "wall_s": _ended(t) - start,
-                    "hypervolume": hv,
-                }
-            )
+            rows.append({
+                "grid": label, "trial": t.key, "state": t.state,
+                "epochs": epochs, "wall_s": _ended(t) - start, "hypervolume": hv,
+            })  # fmt: skip
     return rows
 
 

@@ -8,8 +8,6 @@ from tuneprune.output.progress import say
 from tuneprune.reports.document import Report
 from tuneprune.reports.source import Source
 
-ARTIFACT_DIR = "report"
-
 
 def build_report(source: Source, out: Path | None = None) -> Path:
     """Write ``report.html`` with its PNG, CSV and YAML files into ``out`` (default ``RESULTS/report``), log them; the page's path."""
@@ -29,7 +27,6 @@ def build_report(source: Source, out: Path | None = None) -> Path:
     else:
         evolution_report(report, source)
     html = report.write_html()
-    client = source.client
     for path in report.files:
-        client.log_artifact(source.parent_run_id, str(path), ARTIFACT_DIR)
+        source.client.log_artifact(source.parent_run_id, str(path), "report")
     return html

@@ -1,9 +1,5 @@
-"""A report being written: its figures as PNG files, its tables as CSV files, and one self-contained HTML page.
-
-Every figure is embedded in the page as a base64 PNG and every table is shown inline,
-so the page opens offline with nothing beside it; the PNG and CSV files are written
-too, for other tools and for the MLflow run the report belongs to.
-"""
+"""A report being written: its figures as PNG files, its tables as CSV files, and one self-contained HTML page that
+embeds every figure (base64 PNG) and shows every table, so it opens offline with nothing beside it."""
 
 from __future__ import annotations
 

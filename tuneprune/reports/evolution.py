@@ -12,9 +12,8 @@ import yaml
 
 from tuneprune.evolution.archive import FRONT_PLANE
 from tuneprune.evolution.space import EvolutionSpace
-from tuneprune.output.plotting import new_figure
+from tuneprune.output.plotting import integer_x, new_figure
 from tuneprune.reports.document import Report
-from tuneprune.reports.figures import integer_x
 from tuneprune.reports.sections import front_section
 from tuneprune.reports.source import Source
 from tuneprune.shared.config import validate

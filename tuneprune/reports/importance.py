@@ -17,11 +17,9 @@ def objective_value(trial: FrozenTrial, index: int) -> float:
 
 
 def study_importances(data: SearchData) -> tuple[list[dict[str, Any]], list[str]]:
-    """Rows ``(study, objective, param, importance)`` and a note for every study where they cannot be computed.
-
-    Computable with at least two complete trials, at least one searched parameter that
-    takes more than one value among them, and an objective that does too.
-    """
+    """Rows ``(study, objective, param, importance)`` and a note for every study where they cannot be computed: with
+    fewer than two complete trials, no searched parameter that takes more than one value among them, or an objective
+    that does not."""
     import optuna
     from optuna.trial import TrialState
 
@@ -45,12 +43,9 @@ def study_importances(data: SearchData) -> tuple[list[dict[str, Any]], list[str]
             if len({t.values[i] for t in complete}) < 2:
                 notes.append(f"{name}: not computable for {objective} (the same value in every complete trial)")
                 continue
-            scores = optuna.importance.get_param_importances(
-                study,
-                evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0),
-                params=varying,
-                target=functools.partial(objective_value, index=i),
-            )
+            evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
+            target = functools.partial(objective_value, index=i)
+            scores = optuna.importance.get_param_importances(study, evaluator=evaluator, params=varying, target=target)
             rows += [
                 {"study": name, "objective": objective, "param": p, "importance": float(v)} for p, v in scores.items()
             ]

@@ -1,14 +1,9 @@
 """``tuneprune fit-scheduler``: the constants an adaptive-scheduler search found, as presets (formulas §3, formulas §8).
 
-Only trials that reached their target (achieved sparsity >= target - tolerance) and
-learned something (accuracy above chance by a margin) are judged
-(:mod:`tuneprune.reports.usable`): a scheduler that never reaches its target is not a
-preset, however accurate its dense-ish network. Per grid point, the best of those (the
-accuracy / mean-mask-stability Pareto set of a two-objective search, by the rule of
-:mod:`tuneprune.shared.pareto`) each become a preset file of A, B, C and D, the format
-``sparsity.scheduler.preset: PATH`` reads (:func:`tuneprune.sparsity.preset_constants`).
-Plots: lambda(S) of the published presets and of the found constants, and the sparsity
-per epoch of the found trials.
+Only usable trials are judged (:mod:`tuneprune.reports.usable`): a scheduler that never reaches its target is not a
+preset, however accurate its dense-ish network. Per grid point, the best of those (the accuracy / mean-mask-stability
+Pareto set of a two-objective search, by the rule of :mod:`tuneprune.shared.pareto`) each become a preset file of A,
+B, C and D, the format ``sparsity.scheduler.preset: PATH`` reads (:func:`tuneprune.sparsity.preset_constants`).
 """
 
 from __future__ import annotations
@@ -21,9 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from tuneprune.output.plotting import new_figure
+from tuneprune.output.plotting import integer_x, new_figure
 from tuneprune.reports.document import Report
-from tuneprune.reports.figures import integer_x
 from tuneprune.reports.trials import SearchData, Trial
 from tuneprune.reports.usable import DEFAULT_RULES, UsabilityRules, chance_accuracy
 from tuneprune.runs.paths import SCHEDULER_CONSTANTS
@@ -39,12 +33,6 @@ def sparsity_of(config: RunConfig) -> SparsityConfig:
     """A trial's sparsity settings: a scheduler report's trials are sparse (:func:`scheduler_trials` checks)."""
     assert config.sparsity is not None
     return config.sparsity
-
-
-def scheduler_constants(config: RunConfig) -> dict[str, float]:
-    """A, B, C, D a trial's adaptive scheduler ran with (its preset's resolved at config load, explicit values first)."""
-    cfg = sparsity_of(config).scheduler
-    return {k: getattr(cfg, k) for k in CONSTANTS}
 
 
 @dataclass(frozen=True)
@@ -65,9 +53,8 @@ def judge(data: SearchData, trial: Trial, rules: UsabilityRules) -> JudgedTrial:
     reached = next((int(epoch) for epoch, value in history if value >= target - rules.sparsity_tolerance), None)
     achieved = trial.metrics.get("sparsity")
     accuracy = data.accuracy_metric
-    reason = rules.reason(
-        target, achieved, trial.result(accuracy), chance_accuracy(trial.config.model_dump()), accuracy
-    )
+    chance = chance_accuracy(trial.config.model_dump())
+    reason = rules.reason(target, achieved, trial.result(accuracy), chance, accuracy)
     return JudgedTrial(trial, target, achieved, reached, reason)
 
 
@@ -116,10 +103,8 @@ def lambda_figure(found: Sequence[tuple[str, dict[str, float]]], family: ModelFa
     """lambda(S) of lambda1, lambda2 (D of ``family``) and of each found set of constants."""
     fig, (ax,) = new_figure()
     s = np.linspace(0.0, 1.0, 400)
-    curves = [(name, preset_constants(name, family), "--") for name in PRESETS] + [
-        (label, c, "-") for label, c in found
-    ]
-    for label, constants, style in curves:
+    published = [(name, preset_constants(name, family), "--") for name in PRESETS]
+    for label, constants, style in published + [(label, c, "-") for label, c in found]:
         scheduler = AdaptiveScheduler(**constants, final_sparsity=1.0, epochs=160)
         ax.plot(s, [scheduler.lambda_at(x) for x in s], style, label=label)
     ax.set_xlabel("sparsity S")
@@ -132,10 +117,8 @@ def trajectory_figure(data: SearchData, trials: Sequence[Trial]) -> Any:
     """The schedule's sparsity S_k at the end of each epoch, one line per trial."""
     fig, (ax,) = new_figure()
     for trial in trials:
-        history = data.history(trial, "sparsity_k")
-        ax.plot(
-            *zip(*history, strict=True), marker=".", label=f"{trial.key} (target {sparsity_of(trial.config).target})"
-        )
+        label = f"{trial.key} (target {sparsity_of(trial.config).target})"
+        ax.plot(*zip(*data.history(trial, "sparsity_k"), strict=True), marker=".", label=label)
     ax.set_xlabel("epoch")
     integer_x(ax)
     ax.set_ylabel("sparsity_k")
@@ -158,10 +141,8 @@ def trial_rows(judged: Sequence[JudgedTrial], chosen: Sequence[JudgedTrial]) -> 
 def scheduler_report(
     report: Report, data: SearchData, rules: UsabilityRules = DEFAULT_RULES
 ) -> tuple[list[Path], list[dict[str, Any]]]:
-    """The trials table, the constants table, one preset per chosen trial and the two figures.
-
-    Returns the preset files and the trials table (what the command prints).
-    """
+    """The trials table, the constants table, one preset per chosen trial and the two figures; returns the preset files
+    and the trials table (what the command prints)."""
     judged, chosen = scheduler_trials(data, rules)
     rows = trial_rows(judged, chosen)
     report.heading("Trials judged")
@@ -174,22 +155,19 @@ def scheduler_report(
     )
     presets, constant_rows, found = [], [], []
     for j in chosen:
-        trial = j.trial
-        constants = scheduler_constants(trial.config)
+        trial, scheduler = j.trial, sparsity_of(j.trial.config).scheduler
+        constants = {k: getattr(scheduler, k) for k in CONSTANTS}  # a preset's resolved at config load
         path = write_preset(report, trial, constants, data.source.name)
         presets.append(path)
         found.append((trial.key, constants))
         constant_rows.append({
-            "trial": trial.key, **trial.grid, **constants, "initial_sparsity": sparsity_of(trial.config).scheduler.initial_sparsity,
+            "trial": trial.key, **trial.grid, **constants, "initial_sparsity": scheduler.initial_sparsity,
             "sparsity": j.sparsity, "reached_epoch": j.reached_epoch, **trial.values, "preset": path.name,
         })  # fmt: skip
     report.table("constants", constant_rows)
     report.heading("lambda(S): published presets and found constants")
-    report.figure(
-        "lambda",
-        lambda_figure(found, sparsity_of(chosen[0].trial.config).scheduler.family),
-        "dashed: the published presets (formulas §3)",
-    )
+    family = sparsity_of(chosen[0].trial.config).scheduler.family
+    report.figure("lambda", lambda_figure(found, family), "dashed: the published presets (formulas §3)")
     report.heading("Sparsity per epoch of the found trials")
     report.figure("sparsity_trajectories", trajectory_figure(data, [j.trial for j in chosen]))
     return presets, rows

@@ -27,13 +27,10 @@ def trial_row(data: SearchData, trial: Trial) -> dict[str, Any]:
     """A trial as a table row: key, grid values, searched values, accuracy, achieved sparsity and the objectives."""
     acc = data.accuracy_metric
     return {
-        "trial": trial.key,
-        **trial.grid,
-        **trial.params,
-        acc: trial.result(acc),
+        "trial": trial.key, **trial.grid, **trial.params, acc: trial.result(acc),
         "sparsity": trial.metrics.get("sparsity", 0.0),
         **{m: trial.values[m] for m in data.objectives if m not in (acc, "sparsity")},
-    }
+    }  # fmt: skip
 
 
 def is_plain_feather(trial: Trial) -> bool:
@@ -79,17 +76,14 @@ def fronts(report: Report, data: SearchData, complete: list[Trial]) -> None:
     report.table("hypervolume", hv_rows)
 
 
-def anytime_plane(data: SearchData) -> Plane:
-    """The plane of the search's two objectives (the first on y); with one or more than two, accuracy against sparsity."""
+def anytime(report: Report, data: SearchData) -> None:
+    """Each grid point's front hypervolume after each ended trial, against epochs and wall time (formulas §10.9), on the
+    plane of the search's two objectives (the first on y); with one or more than two, accuracy against sparsity."""
     if len(data.objectives) == 2:
         (y, y_direction), (x, x_direction) = data.objectives.items()
-        return Plane(x, y, x_direction, y_direction)
-    return planes(data)[0]
-
-
-def anytime(report: Report, data: SearchData) -> None:
-    """Each grid point's front hypervolume after each ended trial, against epochs and wall time (formulas §10.9)."""
-    plane = anytime_plane(data)
+        plane = Plane(x, y, x_direction, y_direction)
+    else:
+        plane = planes(data)[0]
     rows = anytime_rows(data.trials, lambda t: (trial_row(data, t)[plane.x], trial_row(data, t)[plane.y]), plane)
     report.heading(f"Anytime view: hypervolume of each grid point's front ({plane.y} vs {plane.x})")
     if not rows:
@@ -105,8 +99,7 @@ def anytime(report: Report, data: SearchData) -> None:
 
 def best_table(report: Report, data: SearchData) -> None:
     """The best trial (or Pareto set) of every grid point, with its test accuracy."""
-    title = "Pareto set per grid point" if len(data.objectives) > 1 else "Best trial per grid point"
-    report.heading(title)
+    report.heading("Pareto set per grid point" if len(data.objectives) > 1 else "Best trial per grid point")
     rows = [{**trial_row(data, t), "test_acc": t.metrics.get("test_acc")} for t in map(data.trial, data.best_keys)]
     if rows:
         report.table("best_trials", rows)

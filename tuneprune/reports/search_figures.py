@@ -1,17 +1,18 @@
-"""Figures of a search report: importances, accuracy per searched parameter, learning curves against the default (formulas §8)."""
+"""Figures of a search report: importances, accuracy per searched parameter, learning curves against the default
+configuration, or the trial closest to it that stands in for it (formulas §8)."""
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from tuneprune.output.plotting import new_figure
-from tuneprune.reports.defaults import closest_to_default
+from tuneprune.output.plotting import integer_x, new_figure
 from tuneprune.reports.document import Report
-from tuneprune.reports.figures import integer_x
 from tuneprune.reports.trials import CURVE_METRICS, SearchData, Trial
-from tuneprune.search.space import CategoricalParam
+from tuneprune.search.space import CategoricalParam, Param
+from tuneprune.tracking.runs import flatten
 
 
 def grid_label(grid: dict[str, Any]) -> str:
@@ -61,15 +62,33 @@ def curves_figure(data: SearchData, labelled: Sequence[tuple[Trial, str]]) -> An
     for ax, metric in zip(axes, CURVE_METRICS, strict=True):
         for trial, label in labelled:
             history = data.history(trial, metric)
+            style = "--" if "default" in label else "-"  # the stand-in for the default configuration dashed
             if history:
-                ax.plot(
-                    *zip(*history, strict=True), marker=".", linestyle="--" if "default" in label else "-", label=label
-                )
+                ax.plot(*zip(*history, strict=True), marker=".", linestyle=style, label=label)
         ax.set_xlabel("epoch")
         integer_x(ax)
         ax.set_title(metric, fontsize=9)
     axes[0].legend(fontsize=7)
     return fig
+
+
+def param_distance(value: Any, base: Any, param: Param) -> float:
+    """0 for equal values; a numeric difference in units of the searched range (log range for log params); else 1."""
+    if isinstance(param, CategoricalParam) or not isinstance(base, (int, float)) or isinstance(base, bool):
+        return 0.0 if value == base else 1.0
+    scale = math.log if param.log else float
+    width = scale(param.high) - scale(param.low)
+    return abs(scale(value) - scale(base)) / width if width > 0 else 0.0
+
+
+def closest_to_default(data: SearchData, trials: Sequence[Trial], grid: dict[str, Any]) -> tuple[Trial, float]:
+    """The complete trial of ``grid`` whose searched values are closest to the base config's, and its distance: the
+    summed :func:`param_distance` of each searched path from the base run config's value (None where it is unset)."""
+    params, base = data.space.params, flatten(data.space.resolve(grid, {}).model_dump(mode="json"))
+    distances = [
+        (t, sum(param_distance(t.params[p], base.get(p), param) for p, param in params.items())) for t in trials
+    ]
+    return min(distances, key=lambda pair: pair[1])
 
 
 def learning_curves_section(report: Report, data: SearchData) -> None:

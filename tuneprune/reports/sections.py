@@ -40,11 +40,9 @@ def front_section(
     reference: Sequence[float] | None = None,
     baselines: dict[str, np.ndarray] | None = None,
 ) -> dict[str, Any]:
-    """Plot and tabulate the front of ``rows`` on ``plane``: ``front_Y_vs_X.png``, ``..._front.csv`` and ``..._points.csv`` (every row).
-
-    ``reference`` defaults to :meth:`Plane.reference`. Returns the plane's row of the
-    hypervolume table.
-    """
+    """Plot and tabulate the front of ``rows`` on ``plane`` against ``reference`` (default :meth:`Plane.reference`):
+    ``front_Y_vs_X.png``, ``..._front.csv`` and ``..._points.csv`` (every row); returns the plane's row of the
+    hypervolume table."""
     name = f"front_{plane.y}_vs_{plane.x}"
     report.heading(f"Pareto front: {plane.y} ({plane.y_direction}) vs {plane.x} ({plane.x_direction})")
     summary: dict[str, Any] = {"plane": f"{plane.y} vs {plane.x}", "points": len(rows), "front": 0, "hypervolume": 0.0}

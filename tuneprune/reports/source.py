@@ -1,8 +1,8 @@
 """What a report is about: a search or an evolution named by its name, its MLflow parent run id or its results directory.
 
-Whatever names it, a source ends up as the ``summary.json`` the run wrote (formulas §8), the
-parent MLflow run it belongs to and the tracking store that holds the rest: trial
-metric histories, the resolved space, generation populations.
+Whatever names it, a source ends up as the ``summary.json`` the run wrote (formulas §8), the parent MLflow run it
+belongs to and the tracking store that holds the rest: trial metric histories, the resolved space, generation
+populations.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from tuneprune.tracking import TAG_KIND, default_tracking_uri, download_artifact
 from tuneprune.tracking.index import index_path, lookup
 
 SUMMARY = "summary.json"
-KINDS = ("search", "evolution")
 
 
 @dataclass
@@ -92,20 +91,15 @@ def artifact_text(label: str, tracking_uri: str, run_id: str, path: str) -> str:
         return download_artifact(f"source = {label!r}", tracking_uri, run_id, path, Path(tmp)).read_text()
 
 
-def _kind(label: str, summary: dict[str, Any]) -> str:
-    if "trials" in summary:
-        return "search"
-    if "front" in summary:
-        return "evolution"
-    raise ConfigError(f"source = {label!r}: {SUMMARY} is neither a search's nor an evolution's")
-
-
 def _from_directory(label: str, directory: Path, tracking_uri: str | None) -> Source:
     path = directory / SUMMARY
     if not path.is_file():
         raise ConfigError(f"source = {label!r}: directory without {SUMMARY} (not a finished search or evolution)")
     summary = json.loads(path.read_text())
-    return Source(label, _kind(label, summary), summary, tracking_uri or summary["tracking_uri"], directory.resolve())
+    kind = "search" if "trials" in summary else "evolution" if "front" in summary else None
+    if kind is None:
+        raise ConfigError(f"source = {label!r}: {SUMMARY} is neither a search's nor an evolution's")
+    return Source(label, kind, summary, tracking_uri or summary["tracking_uri"], directory.resolve())
 
 
 def _from_tracking(label: str, tracking_uri: str | None) -> Source:
@@ -117,7 +111,7 @@ def _from_tracking(label: str, tracking_uri: str | None) -> Source:
         )
     run = find_parent_run(uri, label)
     kind = run.data.tags.get(TAG_KIND)
-    if kind not in KINDS:
+    if kind not in ("search", "evolution"):
         raise ConfigError(
             f"source = {label!r}: MLflow run {run.info.run_id} is a {kind or 'untagged'} run, not a search or evolution"
         )
@@ -127,12 +121,9 @@ def _from_tracking(label: str, tracking_uri: str | None) -> Source:
 
 
 def resolve_source(source: str, tracking_uri: str | None = None) -> Source:
-    """The :class:`Source` that ``source`` names: a results directory (``runs/NAME``), a name or a parent run id.
-
-    A name or run id is looked up in the index searches and evolutions record
-    (:mod:`tuneprune.tracking.index`), so it resolves from any directory; else in the
-    MLflow store ``tracking_uri`` (default: ``./mlruns.db``).
-    """
+    """The :class:`Source` that ``source`` names: a results directory (``runs/NAME``), or a name or parent run id looked
+    up in the index (:mod:`tuneprune.tracking.index`, from any directory), else in ``tracking_uri`` (default
+    ``./mlruns.db``)."""
     directory = Path(source)
     if directory.is_dir():
         return _from_directory(source, directory, tracking_uri)

@@ -1,11 +1,10 @@
 """A study's table (formulas §11): test accuracy mean ± std over seeds per method x target, the best of
 each column, a significance mark against the baseline method, the published numbers and the difference.
 
-Accuracies are in %. The std is the sample standard deviation (``ddof = 1``; 0 with one
-seed). A method differs from the baseline "beyond noise" when Welch's unequal-variance
-t-test (``scipy.stats.ttest_ind(equal_var=False)``, two-sided) of its per-seed accuracies
-against the baseline's at the same model and target gives ``p < level``; with fewer than
-two finished seeds on either side, or no variance on both, there is no test.
+Accuracies are in %. The std is the sample standard deviation (``ddof = 1``; 0 with one seed). A method differs from
+the baseline "beyond noise" when Welch's unequal-variance t-test (``scipy.stats.ttest_ind(equal_var=False)``,
+two-sided) of its per-seed accuracies against the baseline's at the same model and target gives ``p < level``; with
+fewer than two finished seeds on either side, or no variance on both, there is no test.
 """
 
 from __future__ import annotations
@@ -25,7 +24,7 @@ from tuneprune.output.summaries import write_rows
 from tuneprune.reports.document import Report
 from tuneprune.reports.trials import SearchData
 from tuneprune.search.space import METHOD
-from tuneprune.search.study_config import METRIC, MODEL, SEED, TARGET, StudyConfig
+from tuneprune.search.study_config import METRIC, MODEL, TARGET, StudyConfig
 from tuneprune.shared.config import validate
 
 BEST_MARK = "*"
@@ -40,7 +39,6 @@ class StudyCell:
     method: str
     target: float
     values: list[float] = field(default_factory=list)
-    seeds: list[int] = field(default_factory=list)
     missing: int = 0
     best: bool = False
     p_value: float | None = None
@@ -114,17 +112,16 @@ class StudyTable:
         """What the marks mean, the statistics and what the table cannot separate."""
         tested = [c for c in self.cells.values() if c.p_value is not None]
         significant = [c for c in tested if c.significant]
-        return (
+        text = (
             f"test accuracy in %, mean ± sample std over {len(self.study.seeds)} seeds; {BEST_MARK}: best mean of the column; "
             f"{SIGNIFICANT_MARK}: differs from {self.study.baseline_method} beyond noise (Welch's t-test, two-sided, "
             f"p < {self.study.level:g}); {len(significant)} of {len(tested)} comparisons differ"
-            + (
-                "; the seeds' spread does not separate the other methods from the baseline"
-                if tested and not significant
-                else ""
-            )
-            + ("; Δ = measured - published (points)" if self.has_published else "")
         )
+        if tested and not significant:
+            text += "; the seeds' spread does not separate the other methods from the baseline"
+        if self.has_published:
+            text += "; Δ = measured - published (points)"
+        return text
 
     def records(self) -> list[dict[str, Any]]:
         """One CSV row per cell."""
@@ -143,37 +140,24 @@ class StudyTable:
         header = self.header()
         lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for row in self.text_rows():
-            lines.append(
-                "| "
-                + " | ".join(f"**{v}**" if v.endswith((BEST_MARK, BEST_MARK + SIGNIFICANT_MARK)) else v for v in row)
-                + " |"
-            )
+            bold = (f"**{v}**" if v.endswith((BEST_MARK, BEST_MARK + SIGNIFICANT_MARK)) else v for v in row)
+            lines.append("| " + " | ".join(bold) + " |")
         return "\n".join(lines) + f"\n\n{self.legend()}\n"
 
     def figure(self) -> Any:
         """Accuracy against target sparsity, one line per method with ± std error bars, one panel per model."""
         fig, axes = new_figure(1, len(self.models))
         targets = self.study.targets
+        x = range(len(targets))
         for ax, model in zip(axes, self.models, strict=True):
             for method in self.study.methods:
-                cells = [self.cells[(model, method, t)] for t in targets]
-                ax.errorbar(
-                    range(len(targets)),
-                    [c.mean for c in cells],
-                    yerr=[c.std for c in cells],
-                    marker="o",
-                    capsize=3,
-                    label=method,
-                )
-                published = [(i, c.published) for i, c in enumerate(cells) if c.published is not None]
+                line = [self.cells[(model, method, t)] for t in targets]
+                ax.errorbar(x, [c.mean for c in line], yerr=[c.std for c in line], marker="o", capsize=3, label=method)
+                published = [(i, c.published) for i, c in enumerate(line) if c.published is not None]
                 if published:
-                    ax.plot(
-                        *zip(*published, strict=True),
-                        "x",
-                        color=ax.lines[-1].get_color(),
-                        label=f"{method} (published)",
-                    )
-            ax.set_xticks(range(len(targets)), [f"{percent(t)} %" for t in targets])
+                    color = ax.lines[-1].get_color()
+                    ax.plot(*zip(*published, strict=True), "x", color=color, label=f"{method} (published)")
+            ax.set_xticks(x, [f"{percent(t)} %" for t in targets])
             ax.set_xlabel("target sparsity")
             ax.set_ylabel(f"{METRIC} (%)")
             ax.set_title(model or self.study.base.get("model", ""), fontsize=10)
@@ -203,17 +187,15 @@ def study_table(study: StudyConfig, trials: Iterable[dict[str, Any]]) -> StudyTa
         value = (trial.get("metrics") or {}).get(METRIC)
         if trial["state"] == "COMPLETE" and value is not None and math.isfinite(value):
             cell.values.append(100.0 * value)
-            cell.seeds.append(int(grid[SEED]))
         else:
             cell.missing += 1
     for model in models:
         for t in study.targets:
             column = [cells[(model, m, t)] for m in study.methods]
             filled = [c for c in column if c.values]
-            if filled:
-                top = max(c.mean for c in filled)
-                for c in filled:
-                    c.best = c.mean == top
+            top = max((c.mean for c in filled), default=math.nan)
+            for c in filled:
+                c.best = c.mean == top
             base = cells[(model, study.baseline_method, t)]
             for c in column:
                 if c is base or len(c.values) < 2 or len(base.values) < 2:

@@ -1,20 +1,16 @@
 """The formulas §2 tangent family ``alpha(S) = c1 tan(c2 S + c3) + c4`` fitted by least squares without a pole in range.
 
-``tan`` has a pole wherever ``c2 S + c3 = pi/2 + k pi``. An unconstrained fit to a few noisy
-points can put one between the fitted targets (a rule that jumps from +0.57 to -0.25
-within 0.001 of sparsity). The fit therefore works with the branch of ``tan`` the rule
-uses, described by its two poles ``L < U``: ``c2 = pi / (U - L)`` and
-``c3 = pi/2 - c2 U`` (modulo pi, shown nearest the published ``c3``). Least squares over
-``(c1, L, U, c4)`` with the bounds ``L <= 0.90 - margin`` and ``U >= max target + margin``
-(scipy's ``least_squares``, trust-region reflective) keeps both poles outside the range
-where the rule applies, from ``S = 0.90`` (formulas §2: below it alpha is 0) to the highest
-fitted target, with ``margin`` to spare. The published rule's branch is
-``L = 0.8805, U = 1.0166``.
+``tan`` has a pole wherever ``c2 S + c3 = pi/2 + k pi``. An unconstrained fit to a few noisy points can put one
+between the fitted targets (a rule that jumps from +0.57 to -0.25 within 0.001 of sparsity). The fit therefore works
+with the branch of ``tan`` the rule uses, described by its two poles ``L < U``: ``c2 = pi / (U - L)`` and
+``c3 = pi/2 - c2 U`` (modulo pi, shown nearest the published ``c3``). Least squares over ``(c1, L, U, c4)`` with the
+bounds ``L <= 0.90 - margin`` and ``U >= max target + margin`` (scipy's ``least_squares``, trust-region reflective)
+keeps both poles outside the range where the rule applies, from ``S = 0.90`` (formulas §2: below it alpha is 0) to the
+highest fitted target, with ``margin`` to spare. The published rule's branch is ``L = 0.8805, U = 1.0166``.
 
-With fewer distinct targets than four, fewer constants are free (``free_constants``): c1
-and c4 from two or three, c4 alone from one; the others keep the published values, whose
-poles (0.8805, 1.0166) lie outside any range of targets from 0.90 up. Any other subset is
-fitted unbounded and refused if a pole lands in range.
+With fewer distinct targets than four, fewer constants are free (``free_constants``): c1 and c4 from two or three, c4
+alone from one; the others keep the published values, whose poles (0.8805, 1.0166) lie outside any range of targets
+from 0.90 up. Any other subset is fitted unbounded and refused if a pole lands in range.
 """
 
 from __future__ import annotations
@@ -141,10 +137,8 @@ def fit_tangent(
     pole_margin: float = DEFAULT_POLE_MARGIN,
 ) -> AlphaFit:
     """Least squares of the tangent family to ``(target, alpha)`` points (targets >= 0.90), poles out of range.
-
-    ``free`` defaults to :func:`free_constants` of the number of distinct targets; asking
-    for more constants than distinct targets is refused (:class:`ConfigError`).
-    """
+    ``free`` defaults to :func:`free_constants` of the number of distinct targets; asking for more constants than
+    distinct targets is refused (:class:`ConfigError`)."""
     from scipy.optimize import least_squares
 
     s, a = np.asarray(targets, dtype=float), np.asarray(alphas, dtype=float)
@@ -165,13 +159,9 @@ def fit_tangent(
         return _check_poles(AlphaFit(with_free(result.x), free, s, a, pole_margin))
 
     lower_bound, upper_bound = ALPHA_RULE_START - pole_margin, float(s.max()) + pole_margin
-    published = branch_poles(PUBLISHED_ALPHA_RULE["c2"], PUBLISHED_ALPHA_RULE["c3"], ALPHA_RULE_START)
-    start = [
-        PUBLISHED_ALPHA_RULE["c1"],
-        min(published[0], lower_bound - 1e-3),
-        max(published[1], upper_bound + 1e-3),
-        PUBLISHED_ALPHA_RULE["c4"],
-    ]
+    c1, c2, c3, c4 = (PUBLISHED_ALPHA_RULE[k] for k in CONSTANTS)
+    lower, upper = branch_poles(c2, c3, ALPHA_RULE_START)  # the published branch's poles
+    start = [c1, min(lower, lower_bound - 1e-3), max(upper, upper_bound + 1e-3), c4]
     bounds = ([-np.inf, -np.inf, upper_bound, -np.inf], [np.inf, lower_bound, np.inf, np.inf])
     result = least_squares(lambda x: tangent(s, **constants_from_poles(*x)) - a, start, bounds=bounds, x_scale="jac")
     return _check_poles(AlphaFit(constants_from_poles(*map(float, result.x)), CONSTANTS, s, a, pole_margin))

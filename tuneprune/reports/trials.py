@@ -1,7 +1,7 @@
 """The trials of a search as the report reads them: Optuna's record from ``summary.json``, MLflow's metrics (formulas §8).
 
-Each trial's run config is resolved again from the space the search logged
-(``resolved_space.json`` on the parent run), so it is exactly what the trial trained.
+Each trial's run config is resolved again from the space the search logged (``resolved_space.json`` on the parent
+run), so it is exactly what the trial trained.
 """
 
 from __future__ import annotations
@@ -79,18 +79,15 @@ def load_search(source: Source) -> SearchData:
     source.require_search()
     source.check_tracking()
     space = validate(SearchSpace, json.loads(source.artifact_text(source.parent_run_id, "resolved_space.json")))
-    client = source.client
     trials = []
     for t in source.summary["trials"]:
         run_id = t.get("mlflow_run_id")
-        run = client.get_run(run_id) if run_id else None
+        run = source.client.get_run(run_id) if run_id else None
         metrics = dict(run.data.metrics) if run else {}
         started, ended = (run.info.start_time, run.info.end_time) if run else (None, None)
         config = space.resolve(t["grid"], t["params"])
-        trials.append(
-            Trial(
-                t["key"], t["grid"], t["params"], t["state"], t["values"], run_id, config, metrics,
-                started / 1000 if started else None, ended / 1000 if ended else None,
-            )
-        )  # fmt: skip
+        trials.append(Trial(
+            t["key"], t["grid"], t["params"], t["state"], t["values"], run_id, config, metrics,
+            started / 1000 if started else None, ended / 1000 if ended else None,
+        ))  # fmt: skip
     return SearchData(source, space, trials)

@@ -1,10 +1,9 @@
 """Which trials a fit may learn from (formulas §2, formulas §3): those that reached their target and learned something.
 
-A trial whose achieved sparsity (the ``sparsity`` metric at its last epoch: the fraction of
-prunable weights that are zero) stayed below its target by more than ``sparsity_tolerance``
-says nothing about that target; a trial whose accuracy is within ``chance_margin`` of
-chance (``1 / number of classes``) says nothing about its hyperparameters. ``fit-alpha``
-and ``fit-scheduler`` leave both out and print why.
+A trial whose achieved sparsity (the ``sparsity`` metric at its last epoch: the fraction of prunable weights that are
+zero) stayed below its target by more than ``sparsity_tolerance`` says nothing about that target; a trial whose
+accuracy is within ``chance_margin`` of chance (``1 / number of classes``) says nothing about its hyperparameters.
+``fit-alpha`` and ``fit-scheduler`` leave both out and print why.
 """
 
 from __future__ import annotations
@@ -13,9 +12,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from tuneprune.data.splits import CLASSES
-
-DEFAULT_SPARSITY_TOLERANCE = 0.001
-DEFAULT_CHANCE_MARGIN = 0.1
 
 
 def chance_accuracy(config: dict[str, Any]) -> float:
@@ -28,8 +24,8 @@ def chance_accuracy(config: dict[str, Any]) -> float:
 class UsabilityRules:
     """The two thresholds, in the units of sparsity and of accuracy."""
 
-    sparsity_tolerance: float = DEFAULT_SPARSITY_TOLERANCE
-    chance_margin: float = DEFAULT_CHANCE_MARGIN
+    sparsity_tolerance: float = 0.001
+    chance_margin: float = 0.1
 
     def describe(self) -> str:
         return (
