@@ -326,7 +326,7 @@ def _elimination_quantiles(
         quantiles = select(applies, elimination.layer_quantiles(kept_counts, layer_sizes), 0.0)
         assert isinstance(quantiles, torch.Tensor)  # applies is True or a tensor here
         return quantiles
-    quantile = elimination.global_quantile(sparsity)
+    quantile = elimination.rho * sparsity
     if isinstance(quantile, torch.Tensor):
         chosen = select(applies, quantile, 0.0)
         assert isinstance(chosen, torch.Tensor)  # applies is True or a tensor here
