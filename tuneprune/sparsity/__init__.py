@@ -4,7 +4,7 @@ Imports neither Ray, MLflow nor the training loop: the loop finds :class:`Sparsi
 """
 
 from tuneprune.sparsity.adaptive import PRESETS, AdaptiveScheduler, ModelFamily, preset_constants
-from tuneprune.sparsity.config import SparsityConfig
+from tuneprune.sparsity.config import DropConfig, SchedulerConfig, SparsityConfig, ThetaConfig
 from tuneprune.sparsity.drop import Elimination
 from tuneprune.sparsity.layers import original_weight, prunable_layers, prunable_sparsity
 from tuneprune.sparsity.operator import threshold_operator
@@ -24,6 +24,10 @@ from tuneprune.sparsity.theta import (
     LogDensityTheta,
     ThetaPolicy,
     alpha_for_target,
+    alpha_from_rule_file,
+    build_theta_policy,
+    feather_theta,
+    log_density_theta,
     resolve_alpha,
 )
 from tuneprune.sparsity.thresholds import global_threshold, layer_thresholds, magnitude_quantiles
@@ -35,20 +39,27 @@ __all__ = [
     "ConstantSchedule",
     "ConstantTheta",
     "CubicSchedule",
+    "DropConfig",
     "Elimination",
     "FeatherTheta",
     "LogDensityTheta",
     "ModelFamily",
     "Schedule",
+    "SchedulerConfig",
     "Sparsifier",
     "SparsityConfig",
+    "ThetaConfig",
     "ThetaPolicy",
     "alpha_for_target",
+    "alpha_from_rule_file",
     "build_schedule",
+    "build_theta_policy",
     "cubic_sparsity",
+    "feather_theta",
     "global_threshold",
     "jaccard",
     "layer_thresholds",
+    "log_density_theta",
     "magnitude_quantiles",
     "original_weight",
     "preset_constants",
