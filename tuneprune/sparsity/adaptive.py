@@ -94,11 +94,9 @@ class AdaptiveScheduler:
     :meth:`step` the mean mask stability measured at each iteration; the first call only
     records the reference value.
 
-    A stability given as a number, or as a tensor in CPU memory on the CPU path, is taken
-    as a float and the update runs in Python floats. A tensor on the accelerator path
-    (:mod:`~tuneprune.sparsity.dispatch`) is never read: the same formulas run as float64
-    tensor operations on its device, the comparisons as ``torch.where``, and ``sparsity``
-    becomes a 0-dim tensor there (formulas §10.6).
+    On the CPU path the update runs in Python floats; a stability tensor on the accelerator
+    path is never read: the same formulas run as float64 tensor operations on its device, and
+    ``sparsity`` becomes a 0-dim tensor there (formulas §10.6).
     """
 
     def __init__(
