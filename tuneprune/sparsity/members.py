@@ -211,13 +211,9 @@ class MemberSparsity:
             if all(row is not None for row in previous):
                 kept = torch.stack([row.to(weights.device) for row in previous if row is not None])
             else:  # the missing rows are the current masks: built once more only then
-                current = self.builder.build(weights, sparsities, 1)
-                kept = torch.stack(
-                    [
-                        now if row is None else row.to(now.device)
-                        for now, row in zip(current.kept, previous, strict=True)
-                    ]
-                )
+                current = self.builder.build(weights, sparsities, 1).kept
+                rows = [now if row is None else row.to(now.device) for now, row in zip(current, previous, strict=True)]
+                kept = torch.stack(rows)
             before = [
                 s if state is None or state["previous_sparsity"] is None else state["previous_sparsity"]
                 for s, state in zip(sparsities, states, strict=True)
