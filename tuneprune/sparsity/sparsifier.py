@@ -65,8 +65,7 @@ class Sparsifier:
         self._ste = FlatThreshold(self._layout, self._flat, weights, p, layer_thresholds=threshold == "layer")
         for parametrization in parametrizations:
             parametrization.shared = self._ste
-        no_elimination = Elimination(rho=0.0, final_sparsity=1.0)
-        rule = MemberRule(threshold, self.theta_policy, elimination if elimination is not None else no_elimination)
+        rule = MemberRule(threshold, self.theta_policy, elimination or Elimination(rho=0.0, final_sparsity=1.0))
         self._engine = MemberSparsity([schedule], [rule], self._layout.sizes, self._flat.device, self._layout.dtype)
         self._scale_views: dict[int, list[torch.Tensor]] = {}  # per-layer views of each of the engine's m buffers
         self.iteration = 0
