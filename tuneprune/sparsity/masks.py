@@ -140,16 +140,13 @@ class MaskBuilder:
         self._theta_columns: dict[tuple[float, ...], torch.Tensor] = {}
         if not self.sizes or not rules:
             return
-        cuts: dict[tuple[bool, ...], RowSegments] = {}
-
-        def cut(split: list[bool]) -> RowSegments:
-            if tuple(split) not in cuts:
-                cuts[tuple(split)] = RowSegments(self.sizes, split, self.device)
-            return cuts[tuple(split)]
-
-        self.layers = cut([True] * len(rules))
-        self.thresholds = cut([rule is not None and rule.threshold_mode == "layer" for rule in rules])
-        self.eliminations = cut([rule is not None and rule.elimination.mode == "layer" for rule in rules])
+        splits = (
+            (True,) * len(rules),
+            tuple(rule is not None and rule.threshold_mode == "layer" for rule in rules),
+            tuple(rule is not None and rule.elimination.mode == "layer" for rule in rules),
+        )
+        cuts = {split: RowSegments(self.sizes, split, self.device) for split in dict.fromkeys(splits)}
+        self.layers, self.thresholds, self.eliminations = (cuts[split] for split in splits)
         self.magnitudes = FlatMagnitudes(self.thresholds.segments, self.dtype)
         shape = self.layers.shape
 
