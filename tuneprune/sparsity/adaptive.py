@@ -32,10 +32,7 @@ class ModelFamily(str, Enum):
     @classmethod
     def of(cls, model_name: str) -> ModelFamily:
         """The family of a model by its name: MobileNet and DenseNet by name, every other model as ResNet."""
-        for family in (cls.MOBILENET, cls.DENSENET):
-            if family.value in model_name:
-                return family
-        return cls.RESNET
+        return next((family for family in (cls.MOBILENET, cls.DENSENET) if family.value in model_name), cls.RESNET)
 
 
 # A, B, C and D per model family of the published presets (formulas §3 table).
@@ -48,12 +45,10 @@ PRESETS: dict[str, dict[str, Any]] = {
 def preset_constants(preset: str, model_family: str = ModelFamily.RESNET) -> dict[str, float]:
     """A, B, C, D of a published preset for ``model_family``, or read from a YAML file of A, B, C, D."""
     if preset in PRESETS:
-        constants = dict(PRESETS[preset])
-        by_family = constants["D"]
+        by_family = PRESETS[preset]["D"]
         if model_family not in by_family:
             raise ValueError(f"unknown model family {model_family!r}, allowed: {', '.join(by_family)}")
-        constants["D"] = by_family[model_family]
-        return constants
+        return {**PRESETS[preset], "D": by_family[model_family]}
     path = Path(preset)
     if not path.is_file():
         allowed = " nor ".join(PRESETS)
@@ -94,11 +89,9 @@ class AdaptiveScheduler:
     :meth:`step` the mean mask stability measured at each iteration; the first call only
     records the reference value.
 
-    A stability given as a number, or as a tensor in CPU memory on the CPU path, is taken
-    as a float and the update runs in Python floats. A tensor on the accelerator path
-    (:mod:`~tuneprune.sparsity.dispatch`) is never read: the same formulas run as float64
-    tensor operations on its device, the comparisons as ``torch.where``, and ``sparsity``
-    becomes a 0-dim tensor there (formulas §10.6).
+    On the CPU path the update runs in Python floats; a stability tensor on the accelerator
+    path is never read: the same formulas run as float64 tensor operations on its device, and
+    ``sparsity`` becomes a 0-dim tensor there (formulas §10.6).
     """
 
     def __init__(

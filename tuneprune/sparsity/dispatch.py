@@ -1,13 +1,10 @@
-"""Which implementation the per-iteration work of the sparse engine takes (formulas §1.4, §10.6).
+"""Which implementation the per-iteration work of the sparse engine takes (formulas §1.4, §10.1, §10.6).
 
-On CPU memory the NumPy path is the fastest (quickselect, SIMD ufuncs, ``count_nonzero``
-per layer; reading a CPU value is no device sync). Elsewhere the accelerator path runs:
-one sort for the thresholds, one torch operation over the flat buffer, running-sum counts, with
-no read back to the host: values that live on the device (``S_k`` of the adaptive
-schedule, the stability ``mu_k``) stay 0-dim tensors and are branched on by
-:func:`select`. :func:`accelerator_path` routes CPU tensors to the accelerator path, so
-that tests pin it and benchmarks count its operators on a machine without one.
-:func:`single_threaded` keeps the engine's elementwise passes on one CPU thread.
+On CPU memory the NumPy path (reading a CPU value is no device sync); elsewhere the
+accelerator path, which reads nothing back to the host: values that live on the device stay
+0-dim tensors, branched on by :func:`select`. :func:`accelerator_path` routes CPU tensors to
+the accelerator path, so that tests pin it and benchmarks count its operators on a machine
+without one. :func:`single_threaded` keeps the engine's elementwise passes on one CPU thread.
 """
 
 from __future__ import annotations

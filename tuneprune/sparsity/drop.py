@@ -47,10 +47,6 @@ class Elimination:
             return started
         return started & (sparsity >= self.final_sparsity - _REACHED)
 
-    def global_quantile(self, sparsity: float | torch.Tensor) -> float | torch.Tensor:
-        """``rho * S_k``."""
-        return self.rho * sparsity
-
     def layer_quantiles(self, kept_counts: torch.Tensor, layer_sizes: torch.Tensor) -> torch.Tensor:
         """``rho * S_{l,k}`` per layer, ``S_{l,k} = 1 - kept_l / n_l`` the sparsity layer l reached under T.
 

@@ -2,14 +2,12 @@
 
 The one implementation of these rules, for one model (:class:`~tuneprune.sparsity.Sparsifier`,
 K = 1) and for a pack of K trials (:mod:`tuneprune.training`). Every member's prunable
-weights are one row of a ``[K, N]`` matrix (its layers ``L`` consecutive segments);
-the flat ``[K * N]`` view is cut into segments
-(:class:`~tuneprune.sparsity.segments.RowSegments`: a member's row, or its layers), so
-that one ``abs`` pass, one selection (a sort on accelerators, partitions on the
-CPU), one compare and one segmented count serve every member and layer. On the CPU
-path the sparsities are floats and an elimination that does not apply is skipped; on
-the accelerator path they are 0-dim tensors on the device, never read, and what depends
-on them is selected by ``torch.where`` (formulas §10.6).
+weights are one row of a ``[K, N]`` matrix (its ``L`` layers consecutive segments); the
+flat ``[K * N]`` view is cut into segments (:class:`~tuneprune.sparsity.segments.RowSegments`),
+so that one ``abs`` pass, one selection, one compare and one segmented count serve every
+member and layer. On the CPU path the sparsities are floats and an elimination that does
+not apply is skipped; on the accelerator path they are 0-dim tensors on the device, never
+read, and what depends on them is selected by ``torch.where`` (formulas §10.6).
 """
 
 from __future__ import annotations
@@ -60,8 +58,8 @@ class MemberRule:
 class Masks:
     """Masks of all members at their sparsities; per-weight tensors are ``[K, N]``.
 
-    ``sparsities`` holds each member's ``S_k`` (0 for a dense one): floats on the CPU
-    path, 0-dim float64 tensors on the device on the accelerator path. ``active`` marks
+    ``sparsities`` holds each member's ``S_k`` (0 for a dense one; floats or 0-dim float64
+    tensors, as the module docstring says). ``active`` marks
     the rows computing with ``P_T(w)``: sparse members with ``S_k > 0`` (the others use
     ``w`` itself, formulas §1.2), as ``[K, 1]`` (0-dim for one member on the accelerator
     path); ``host_active`` the same as bools where the host knows them (the CPU path),
@@ -82,13 +80,9 @@ class Masks:
     eliminated: torch.Tensor | None = None
     eliminated_counts: torch.Tensor | None = None
 
-    @property
-    def members(self) -> int:
-        return len(self.sparsities)
-
     def table(self, counts: torch.Tensor) -> torch.Tensor:
         """``[K, L]`` view of per-member-and-layer ``counts``."""
-        return counts.view(self.members, -1)
+        return counts.view(len(self.sparsities), -1)
 
     def kept_rows(self, index: Sequence[int]) -> Masks:
         """The kept masks and counts of the members at ``index`` (copies), for the stability of the next iteration.
@@ -146,16 +140,13 @@ class MaskBuilder:
         self._theta_columns: dict[tuple[float, ...], torch.Tensor] = {}
         if not self.sizes or not rules:
             return
-        cuts: dict[tuple[bool, ...], RowSegments] = {}
-
-        def cut(split: list[bool]) -> RowSegments:
-            if tuple(split) not in cuts:
-                cuts[tuple(split)] = RowSegments(self.sizes, split, self.device)
-            return cuts[tuple(split)]
-
-        self.layers = cut([True] * len(rules))
-        self.thresholds = cut([rule is not None and rule.threshold_mode == "layer" for rule in rules])
-        self.eliminations = cut([rule is not None and rule.elimination.mode == "layer" for rule in rules])
+        splits = (
+            (True,) * len(rules),
+            tuple(rule is not None and rule.threshold_mode == "layer" for rule in rules),
+            tuple(rule is not None and rule.elimination.mode == "layer" for rule in rules),
+        )
+        cuts = {split: RowSegments(self.sizes, split, self.device) for split in dict.fromkeys(splits)}
+        self.layers, self.thresholds, self.eliminations = (cuts[split] for split in splits)
         self.magnitudes = FlatMagnitudes(self.thresholds.segments, self.dtype)
         shape = self.layers.shape
 
@@ -182,9 +173,7 @@ class MaskBuilder:
     ) -> tuple[list[Number], torch.Tensor, torch.Tensor, list[bool] | None]:
         """Each member's ``S_k`` (0 for a dense one), all of them as one float64 tensor on the device, and which are active.
 
-        Floats on the CPU path (values in CPU memory: reading them is no device sync); on
-        the accelerator path 0-dim tensors on the device, made without reading a value
-        back or copying a host list over (formulas §10.6).
+        On the accelerator path made without reading a value back or copying a host list over (formulas §10.6).
         """
         values = [0.0 if rule is None else s for rule, s in zip(self.rules, sparsities, strict=True)]
         if on_numpy(self.magnitudes.flat):
@@ -326,7 +315,7 @@ def _elimination_quantiles(
         quantiles = select(applies, elimination.layer_quantiles(kept_counts, layer_sizes), 0.0)
         assert isinstance(quantiles, torch.Tensor)  # applies is True or a tensor here
         return quantiles
-    quantile = elimination.global_quantile(sparsity)
+    quantile = elimination.rho * sparsity
     if isinstance(quantile, torch.Tensor):
         chosen = select(applies, quantile, 0.0)
         assert isinstance(chosen, torch.Tensor)  # applies is True or a tensor here

@@ -1,10 +1,7 @@
 """Sparse-training state of K members: schedule S_k, masks, mask stability and per-epoch metrics (formulas §1-§4).
 
 The one engine behind :class:`~tuneprune.sparsity.Sparsifier` (one model, K = 1) and
-the packed trainer (:mod:`tuneprune.training`, K trials in one process). Each member
-has its own schedule (:func:`~tuneprune.sparsity.schedules.build_schedule`) and rule
-(:class:`~tuneprune.sparsity.masks.MemberRule`), or none for a dense member; the masks
-of all members are computed together by :class:`~tuneprune.sparsity.masks.MaskBuilder`.
+the packed trainer (:mod:`tuneprune.training`, K trials in one process).
 """
 
 from __future__ import annotations
@@ -34,14 +31,10 @@ def member_rule(config: SparsityConfig) -> MemberRule:
 class MemberSparsity:
     """Schedules, masks and mask stability of K members over the ``[K, N]`` weights; ``schedules[k]`` None: dense.
 
-    Before each iteration the masks at every member's ``S_k`` and its stability ``mu_k``
-    against the previous iteration's masks (fed to adaptive schedules, formulas §3),
-    and the gradient scale ``m`` (formulas §1.3); after the epoch's last step the masks
-    once more, for evaluation and the metrics (formulas §1.4). On the accelerator path an
-    iteration reads nothing back to the host: the ``S_k`` of adaptive schedules, fed
-    device stabilities, are 0-dim tensors on the device, handed to the mask builder as
-    they are (formulas §10.6); values are read in :meth:`end_epoch`, :meth:`metrics` and
-    :meth:`member_state`.
+    The masks of all members are built together by :class:`~tuneprune.sparsity.masks.MaskBuilder`,
+    each by its own rule (``rules[k]``, None: dense). On the accelerator path an iteration reads
+    nothing back to the host (formulas §10.6); values are read in :meth:`end_epoch`,
+    :meth:`metrics` and :meth:`member_state`.
     """
 
     def __init__(
@@ -88,7 +81,8 @@ class MemberSparsity:
         return masks
 
     def before_iteration(self, step: int, weights: torch.Tensor) -> Masks:
-        """Masks at every member's ``S_k`` of iteration ``step``; ``mu_k`` against the previous iteration (formulas §3)."""
+        """Masks and ``m`` at every member's ``S_k`` of iteration ``step`` (formulas §1.3, §1.4); ``mu_k`` against the
+        previous iteration's masks, fed to the member's schedule (formulas §3)."""
         masks = self._install(weights, self._sparsities_at(step))
         if self.previous is not None:
             mu = self.builder.stability(masks, self.previous)
@@ -130,12 +124,8 @@ class MemberSparsity:
         masks = self.current
         if masks is None:
             raise RuntimeError("no masks yet: call before_iteration() or end_epoch() first")
-        kept, thetas = masks.table(masks.kept_counts).cpu(), masks.layer_thetas()
-        eliminated = (
-            masks.table(masks.eliminated_counts).cpu()
-            if masks.eliminated_counts is not None
-            else torch.zeros_like(kept)
-        )
+        kept, thetas, counts = masks.table(masks.kept_counts).cpu(), masks.layer_thetas(), masks.eliminated_counts
+        eliminated = torch.zeros_like(kept) if counts is None else masks.table(counts).cpu()
         layer_sizes = self.builder.layer_sizes.cpu()
         metrics: list[dict[str, float]] = []
         for k, schedule in enumerate(self.schedules):
@@ -221,13 +211,9 @@ class MemberSparsity:
             if all(row is not None for row in previous):
                 kept = torch.stack([row.to(weights.device) for row in previous if row is not None])
             else:  # the missing rows are the current masks: built once more only then
-                current = self.builder.build(weights, sparsities, 1)
-                kept = torch.stack(
-                    [
-                        now if row is None else row.to(now.device)
-                        for now, row in zip(current.kept, previous, strict=True)
-                    ]
-                )
+                current = self.builder.build(weights, sparsities, 1).kept
+                rows = [now if row is None else row.to(now.device) for now, row in zip(current, previous, strict=True)]
+                kept = torch.stack(rows)
             before = [
                 s if state is None or state["previous_sparsity"] is None else state["previous_sparsity"]
                 for s, state in zip(sparsities, states, strict=True)

@@ -1,10 +1,7 @@
 """The one way a pack's per-member state goes on with some of its members (formulas §10.7).
 
-Every piece of per-member state is either a sequence of one entry per member or a tensor
-whose first dimension is the members; :func:`take_members` keeps the members at the
-given positions of either. The stacked model, the sparse engine's state and mask builder
-and the optimizer drop members (between epochs: a failed, finished or stopped member)
-through it alone.
+The stacked model, the sparse engine's state and mask builder and the optimizer drop members
+(between epochs: a failed, finished or stopped member) through :func:`take_members` alone.
 """
 
 from __future__ import annotations

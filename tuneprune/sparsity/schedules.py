@@ -87,16 +87,13 @@ class ConstantSchedule(StepFunction):
 
 
 class CubicSchedule(StepFunction):
-    """Zhu & Gupta's cubic schedule from ``start_step`` (k0) to ``end_step`` (k1), formulas §1.5."""
+    """Zhu & Gupta's cubic schedule from 0 at ``start_step`` (k0) to ``final_sparsity`` at ``end_step`` (k1), formulas §1.5."""
 
-    def __init__(
-        self, final_sparsity: float, start_step: float, end_step: float, initial_sparsity: float = 0.0
-    ) -> None:
-        self.final_sparsity, self.initial_sparsity = final_sparsity, initial_sparsity
-        self.start_step, self.end_step = start_step, end_step
+    def __init__(self, final_sparsity: float, start_step: float, end_step: float) -> None:
+        self.final_sparsity, self.start_step, self.end_step = final_sparsity, start_step, end_step
 
     def sparsity_at(self, step: int) -> float:
-        return cubic_sparsity(step, self.final_sparsity, self.start_step, self.end_step, self.initial_sparsity)
+        return cubic_sparsity(step, self.final_sparsity, self.start_step, self.end_step)
 
 
 class AdaptiveSchedule:

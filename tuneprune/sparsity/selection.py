@@ -1,15 +1,9 @@
-"""Exact quantiles per segment by one sort of all segments: the accelerator path of formulas §1.4.
+"""Exact quantiles per segment by one sort of all segments: the accelerator path of formulas §1.4 (formulas §10.1).
 
-Non-negative floats (magnitudes ``|w|``) order exactly like their IEEE bit patterns, so
-the int64 key ``segment << 31 | bits`` (float32 bits; float16/bfloat16 widen exactly)
-sorts every segment at once, each in ascending order and the segments in layer order
-(float64 values: two stable sorts, by value and then by segment). The order statistics
-``x_(r)`` and ``x_(r+1)`` of segment l are then entries ``start_l + r`` and
-``start_l + r + 1`` of the sorted buffer. Every shape is static and nothing is read back
-to the host, so one call selects all layers without a host sync. On an H200 one sort of
-ResNet-18's 11.2M keys took 1.2 ms where a radix select by ``index_add_`` histograms took
-11.4 ms (its atomic adds collide on the few bins that hold the magnitudes' exponents;
-docs/performance.md). It runs on any device; tests pin it on the CPU to ``torch.quantile``.
+Magnitudes order like their IEEE bit patterns, so the int64 key ``segment << 31 | bits``
+(float32 bits; float16/bfloat16 widen exactly; float64: two stable sorts) sorts every
+segment at once; ``x_(r)`` of segment l is then entry ``start_l + r`` of the sorted buffer.
+Static shapes, nothing read back to the host (why a sort: docs/performance.md).
 """
 
 from __future__ import annotations

@@ -28,17 +28,13 @@ class Sparsifier:
     or one T_l per layer, ``elimination`` the drop of the smallest pruned weights (formulas §4;
     none when ``None``). :meth:`from_config` builds all of them from a :class:`SparsityConfig`.
 
-    Implements the :class:`~tuneprune.training.hooks.TrainHook` protocol and counts its own
-    iterations. Before each iteration it takes ``S_k`` from the schedule, recomputes the
-    threshold(s), theta per layer, the elimination threshold and the mask stability ``mu_k``
-    (fed to the schedule), once, for forward and backward. Move the model to its device
-    before and build the optimizer after the Sparsifier: it trains the dense weights
-    (``parametrizations.weight.original``), which it moves into one flat buffer on that
-    device (each keeps its identity and becomes a view of the buffer), so that the
-    per-iteration work is a few passes over that buffer rather than a few per layer. On the
-    accelerator path :meth:`before_iteration` reads nothing back to the host (``S_k``,
-    ``mu_k`` and all derived from them stay tensors on the device, formulas §10.6); values
-    are read at :meth:`end_epoch`, :meth:`metrics` and :meth:`state_dict`.
+    A :class:`~tuneprune.training.hooks.TrainHook` that counts its own iterations. Move the
+    model to its device before and build the optimizer after the Sparsifier: it trains the
+    dense weights (``parametrizations.weight.original``), moved into one flat buffer on that
+    device (each a view of it, its identity kept), so that an iteration's work is a few
+    passes over that buffer. On the accelerator path :meth:`before_iteration` reads nothing
+    back to the host (formulas §10.6); values are read at :meth:`end_epoch`,
+    :meth:`metrics` and :meth:`state_dict`.
     """
 
     def __init__(
@@ -69,10 +65,9 @@ class Sparsifier:
         self._ste = FlatThreshold(self._layout, self._flat, weights, p, layer_thresholds=threshold == "layer")
         for parametrization in parametrizations:
             parametrization.shared = self._ste
-        no_elimination = Elimination(rho=0.0, final_sparsity=1.0)
-        rule = MemberRule(threshold, self.theta_policy, elimination if elimination is not None else no_elimination)
+        rule = MemberRule(threshold, self.theta_policy, elimination or Elimination(rho=0.0, final_sparsity=1.0))
         self._engine = MemberSparsity([schedule], [rule], self._layout.sizes, self._flat.device, self._layout.dtype)
-        self._scale_views: dict[int, list[torch.Tensor]] = {}
+        self._scale_views: dict[int, list[torch.Tensor]] = {}  # per-layer views of each of the engine's m buffers
         self.iteration = 0
 
     @classmethod
@@ -90,15 +85,11 @@ class Sparsifier:
 
     def _install(self, masks: Masks) -> None:
         """Install ``P_T`` and the gradient scale ``m`` of ``masks`` in the forward and backward passes (formulas §1.2, §1.3)."""
-        self._ste.install(masks, masks.thresholds, self._views(self._engine.scale))  # T: [1] global, else per layer
-
-    def _views(self, scale: torch.Tensor | None) -> list[torch.Tensor] | None:
-        """Per-layer views of the engine's ``[1, N]`` scale buffer, made once per buffer."""
-        if scale is None:
-            return None
-        if id(scale) not in self._scale_views:
+        scale = self._engine.scale  # [1, N], or None when all ones
+        if scale is not None and id(scale) not in self._scale_views:
             self._scale_views[id(scale)] = self._layout.shaped(scale.view(-1))
-        return self._scale_views[id(scale)]
+        views = None if scale is None else self._scale_views[id(scale)]
+        self._ste.install(masks, masks.thresholds, views)  # T: [1] global, else per layer
 
     def before_iteration(self) -> None:
         """Masks at ``S_k`` for the next iteration ``k``; ``mu_k`` against the previous iteration's masks (formulas §3, §9)."""
@@ -159,8 +150,7 @@ class Sparsifier:
         """
         if not self._modules:
             return self.model
-        masks = self._engine.current
-        if masks is not None:  # P_T of the weights after the last optimizer step
+        if self._engine.current is not None:  # P_T of the weights after the last optimizer step
             self._install(self._engine.rebuild(self._flat))
         for module, order in zip(self._modules, self._parameter_order, strict=True):
             parametrize.remove_parametrizations(module, "weight", leave_parametrized=True)

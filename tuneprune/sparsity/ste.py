@@ -1,11 +1,8 @@
 """The straight-through estimator with gradient scaling over all prunable weights at once (formulas §1.2, §1.3).
 
-The weights live in one flat buffer: one model's ``[M]`` buffer (:mod:`tuneprune.sparsity.flat`,
-its layers views of it) or a pack's ``[K, N]`` leaf (:mod:`tuneprune.training.stack`,
-a member a row). The forward ``w~ = P_T(w)`` is one elementwise pass over that buffer,
-computed when the first piece is asked for and handed out per piece (a layer of the
-model; the pack's whole leaf); the backward multiplies the pieces' gradients by the
-per-weight scale ``m`` with one ``torch._foreach_mul``.
+The forward ``w~ = P_T(w)`` is one elementwise pass over the flat weight buffer
+(:class:`FlatThreshold`), handed out per piece; the backward multiplies the pieces'
+gradients by the per-weight scale ``m`` with one ``torch._foreach_mul``.
 """
 
 from __future__ import annotations

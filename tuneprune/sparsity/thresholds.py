@@ -1,13 +1,8 @@
 """Magnitude thresholds: the S-quantile of |w| over the network or per layer (formulas §1.4).
 
-The value equals ``torch.quantile`` (linear interpolation between the two neighbouring
-order statistics, positions in float64). Two selections:
-
-- on the CPU, an in-place ``numpy`` partition (quickselect) of a scratch copy plus the
-  minimum of the upper part, one layer after the other (the fastest on a CPU; no device
-  is involved, so reading ``q`` from CPU memory is no sync);
-- on an accelerator, :func:`~tuneprune.sparsity.selection.segmented_quantiles`, one sort
-  of every layer at once that never reads back to the host.
+The value equals ``torch.quantile``'s (formulas §10.1): on the CPU by an in-place ``numpy``
+partition of a scratch copy, layer after layer; on an accelerator by
+:func:`~tuneprune.sparsity.selection.segmented_quantiles`.
 """
 
 from __future__ import annotations

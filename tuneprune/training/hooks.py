@@ -18,30 +18,35 @@ class TrainHook(Protocol):
     ``end_epoch()`` after the epoch's last optimizer step and before evaluation;
     ``metrics()`` then returns the metrics to log for the epoch. ``state_dict``/
     ``load_state_dict`` make the hook part of the checkpoint so a resumed run continues
-    exactly.
+    exactly. A subclass inherits ``end_epoch`` doing nothing, no metrics and no state.
     """
 
     def before_iteration(self) -> None: ...
 
     def after_backward(self) -> None: ...
 
-    def end_epoch(self) -> None: ...
+    def end_epoch(self) -> None:
+        return None
 
-    def metrics(self) -> dict[str, float]: ...
+    def metrics(self) -> dict[str, float]:
+        return {}
 
-    def state_dict(self) -> dict[str, Any]: ...
+    def state_dict(self) -> dict[str, Any]:
+        return {}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        return None
 
 
-class FrozenWeights:
+class FrozenWeights(TrainHook):
     """A :class:`TrainHook` holding chosen entries of parameters fixed during training.
 
     After every backward pass the gradient of each ``(tensor, frozen)`` pair is zeroed
     where ``frozen`` is True, so SGD's momentum and weight decay (proportional to zero
     weights or gradients) leave pruned entries exactly zero. ``eval_modules`` (e.g. the
     BatchNorm layers of a fine-tuned model) are kept in eval mode. A mask may cover only
-    the leading dimensions of its tensor (one flag per output channel).
+    the leading dimensions of its tensor (one flag per output channel). It has no state: whoever
+    builds the hook rebuilds its masks.
     """
 
     def __init__(
@@ -64,15 +69,3 @@ class FrozenWeights:
         for tensor, mask in self.frozen:
             if tensor.grad is not None:
                 tensor.grad.masked_fill_(mask, 0.0)
-
-    def end_epoch(self) -> None:
-        """Nothing to refresh."""
-
-    def metrics(self) -> dict[str, float]:
-        return {}
-
-    def state_dict(self) -> dict[str, Any]:
-        return {}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Stateless: the masks are rebuilt by whoever builds the hook."""

@@ -98,8 +98,7 @@ def _scale(x: torch.Tensor, factors: PerMember) -> torch.Tensor:
 class PackedSGD:
     """Optimizer state of K members over ``[K, M]`` leaves on ``device``; ``decays[i]``: whether leaf i decays.
 
-    No step copies a host list to an accelerator: the members' values become tensors there
-    by fills (:class:`PerMember`), their constants once, the learning rates once per step.
+    The members' constants become :class:`PerMember` values once, the learning rates once per step.
     """
 
     def __init__(
@@ -130,14 +129,10 @@ class PackedSGD:
         """Scale the gradients of each member (row) of the ``[K, M]`` leaves ``params`` so that their joint norm
         is at most its ``grad_clip``: ``g <- g * min(1, c / (||g|| + 1e-6))`` (formulas §1.6).
 
-        Member k's joint norm is ``||(||x_1[k]||, ..., ||x_m[k]||)||`` over ``pieces``, its
-        gradients cut into ``[K, ...]`` pieces
-        (:meth:`~tuneprune.training.stack.StackedModel.grad_pieces`). On the NumPy path the
-        pieces are the member's parameters in ``clip_grad_norm_``'s order and each member's
-        norms, total and coefficient are computed as ``clip_grad_norm_`` computes them alone
-        (one vector norm per tensor, the norm of their stack, ``c * (1 / (norm + 1e-6))``):
-        bit for bit ``clip_grad_norm_``. Elsewhere as many norms as pieces, for all members at once
-        (the rounding of the sums may differ in the last bit).
+        Member k's joint norm is ``||(||x_1[k]||, ..., ||x_m[k]||)||`` over the ``[K, ...]``
+        ``pieces`` of the gradients (:meth:`~tuneprune.training.stack.StackedModel.grad_pieces`).
+        On the NumPy path, member by member as ``clip_grad_norm_`` computes it alone (bit for
+        bit); elsewhere as many norms as pieces for all members (rounding may differ in the last bit).
         """
         if on_numpy(*pieces):
             totals = [

@@ -1,15 +1,11 @@
 """K copies of one architecture as stacked tensors: ``[K, ...]`` parameters and buffers, one forward for all.
 
-The parameters of all members are three flat leaves at most, each parameter a view of its
-segment of their rows (:class:`~tuneprune.sparsity.flat.FlatLayout`): the prunable weights
-(``[K, N]``, layers as consecutive segments), so thresholds and masks treat all members and
-layers at once, and the other parameters with and without weight decay (formulas §1.1), so
-that gradient clipping and the SGD update are a handful of operations whatever the depth
-(:class:`~tuneprune.training.optim.PackedSGD`). The forward runs each member's own weights
-and BatchNorm buffers on its own batch, either under ``torch.vmap`` over
+The parameters are three flat leaves at most (:class:`StackedModel`), so that thresholds and
+masks treat all members and layers at once, and gradient clipping and the SGD update are a
+handful of operations whatever the depth (:class:`~tuneprune.training.optim.PackedSGD`). The
+forward runs each member on its own batch, under ``torch.vmap`` over
 ``torch.func.functional_call`` (fused: batched/grouped kernels) or as a loop of
-``functional_call`` over the members (``loop``), whichever is faster on the device
-(``scripts/bench_pack.py``).
+``functional_call`` (``loop``), whichever is faster on the device (``scripts/bench_pack.py``).
 """
 
 from __future__ import annotations
@@ -51,9 +47,9 @@ class StackedModel:
     """Parameters and buffers of ``models`` (same architecture) stacked along a new first dimension.
 
     ``leaves`` (:meth:`parameters`) are flat ``[K, M]`` tensors, each laid out by its entry
-    of ``layouts``: first ``weights``, the parameters named ``prunable`` (flattened, in that
-    order), then the other parameters with weight decay, then those without, each leaf
-    present when it has a parameter. Parameters that do not require a gradient (a frozen
+    of ``layouts`` (:class:`~tuneprune.sparsity.flat.FlatLayout`): first ``weights``, the
+    parameters named ``prunable`` (in that order), then the other parameters with weight decay
+    (formulas §1.1), then those without, each leaf present when it has a parameter. Parameters that do not require a gradient (a frozen
     BatchNorm) are ``constants``, ``[K, ...]`` and never updated. ``buffers`` (BatchNorm
     statistics) are ``[K, ...]`` and updated in place by the forward. The forward runs
     ``models`` with their modules' own training modes (:meth:`set_training`; a hook may set
@@ -153,12 +149,10 @@ class StackedModel:
     def grad_pieces(self) -> list[torch.Tensor]:
         """The leaves' gradients in the ``[K, ...]`` pieces whose per-member norms make each member's gradient norm.
 
-        The leaves' gradients themselves: a handful of norms whatever the depth. On the NumPy
-        path (CPU, :func:`~tuneprune.sparsity.dispatch.on_numpy`) every parameter's gradient
-        on its own, in the order ``torch.nn.utils.clip_grad_norm_`` meets them in the
-        member's model alone (:func:`~tuneprune.sparsity.layers.parametrized_order`), so
-        that :meth:`PackedSGD.clip <tuneprune.training.optim.PackedSGD.clip>` clips each
-        member bit for bit as alone.
+        The leaves' gradients themselves; on the NumPy path every parameter's gradient on its own,
+        in the order ``clip_grad_norm_`` meets them in the member's model alone
+        (:func:`~tuneprune.sparsity.layers.parametrized_order`), so that
+        :meth:`PackedSGD.clip <tuneprune.training.optim.PackedSGD.clip>` clips bit for bit as alone.
         """
         grads = [leaf.grad for leaf in self.leaves]
         if not on_numpy(*[g for g in grads if g is not None]):

@@ -1,15 +1,11 @@
 """The packed trainer: K trials of one search trained together in one process on one device.
 
-Each member trains exactly the trial :func:`tuneprune.training.train` would train alone:
-its own initial weights (seeded as alone), data order and augmentation (its own
-:class:`~tuneprune.data.TensorLoader`), BatchNorm statistics, SGD state, learning-rate
-schedule, gradient clipping (its own norm), sparsity state (formulas §1-4) and hooks.
-One trial is a pack of one: :func:`tuneprune.training.train` runs this trainer with K = 1.
-Per epoch it reports a run's metrics. A member whose loss turns NaN or infinite fails
-alone; :meth:`PackedTrainer.stop` takes a member out between epochs (early stopping).
-:meth:`PackedTrainer.member_state` is a member's checkpoint at an epoch's end; a pack of
-any composition built with ``resume=`` goes on from such states exactly as if never
-stopped (:mod:`tuneprune.training.checkpoint` saves and loads them).
+Each member trains exactly the trial :func:`tuneprune.training.train` would train alone (a
+run is a pack of one): its own initial weights (seeded as alone), data order and
+augmentation, BatchNorm statistics, SGD state, learning-rate schedule, gradient clipping
+(its own norm), sparsity state (formulas §1-4) and hooks. A member whose loss turns NaN or
+infinite fails alone; a pack of any composition built with ``resume=`` goes on from
+members' states (:meth:`PackedTrainer.member_state`) exactly as if never stopped.
 """
 
 from __future__ import annotations
@@ -183,11 +179,7 @@ class PackedTrainer:
         self.p = sparse[0].operator_p if sparse else 1.0
         self._ste: FlatThreshold | None = None
         self.sparsity = MemberSparsity.from_configs(
-            [c.sparsity for c in configs],
-            self.stack.sizes,
-            self.steps_per_epoch,
-            self.epochs,
-            self.device,
+            [c.sparsity for c in configs], self.stack.sizes, self.steps_per_epoch, self.epochs, self.device
         )
         self.autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=first.precision == "bf16")
         self.optimizer = PackedSGD(configs, self.stack.decays(), self.steps_per_epoch * self.epochs, self.device)
@@ -223,11 +215,8 @@ class PackedTrainer:
     def member_state(self, member_index: int) -> MemberState:
         """Everything member ``member_index`` (running) needs to go on from the end of the last epoch.
 
-        Its config (as JSON values), epoch count, history, ``state_dict`` (raw weights
-        ``w``, not ``P_T(w)``), momentum buffers by parameter name, sparsity state
-        (:meth:`MemberSparsity.member_state`, None if dense) and its hooks' states: plain values and CPU tensors,
-        for ``torch.load(weights_only=True)``. Valid between epochs and inside the epoch's
-        callback of that member (also after the last epoch, before it is finished).
+        The keys of :data:`~tuneprune.training.checkpoint.RUN_STATE_FORMAT` but ``torch_rng``. Valid
+        between epochs and inside the epoch's callback of that member (also after the last epoch).
         """
         member = self.members[member_index]
         if member_index not in self.rows:
@@ -318,17 +307,14 @@ class PackedTrainer:
     def _drop_diverged(self, epoch: int, step_losses: torch.Tensor) -> list[int]:
         """Fail the members whose loss was not finite at some step of ``epoch`` (``step_losses`` is
         ``[steps, K]``) with :func:`divergence`'s message; the positions of the others, which go on."""
-        finite = torch.isfinite(step_losses).all(dim=0)
-        if bool(finite.all()):
-            return list(range(len(self.rows)))
-        alive = []
-        for k, ok in enumerate(finite.tolist()):
-            if ok:
-                alive.append(k)
-            else:
+        finite = torch.isfinite(step_losses).all(dim=0).tolist()
+        for k, ok in enumerate(finite):
+            if not ok:
                 member = self.members[self.rows[k]]
                 member.status, member.error = "failed", divergence(step_losses[:, k], epoch, self.steps_per_epoch)
-        self._keep(alive)
+        alive = [k for k, ok in enumerate(finite) if ok]
+        if not all(finite):
+            self._keep(alive)
         return alive
 
     @torch.no_grad()
