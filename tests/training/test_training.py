@@ -154,3 +154,25 @@ def test_cli_train_json_and_bad_input(tmp_path):
     assert bad.stderr.strip().count("\n") == 0
     assert "sparsity.drop.rho = 1.5" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+def test_eval_mode_restores_each_modules_mode_also_when_the_block_raises():
+    from tuneprune.training.evaluate import eval_mode
+
+    model = nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2))
+    model.train()
+    seen = []
+
+    def inside() -> None:
+        with eval_mode(model):
+            seen.extend([model.training, model[1].training])
+            raise RuntimeError("inside")
+
+    with pytest.raises(RuntimeError, match="inside"):
+        inside()
+    assert seen == [False, False]
+    assert [model.training, model[1].training] == [True, True]
+    model.eval()
+    with eval_mode(model):
+        pass
+    assert not model.training

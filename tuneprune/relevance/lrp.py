@@ -26,6 +26,7 @@ from zennit.types import Convolution
 from tuneprune.relevance.canonizers import ConvBatchNormMerge, ResidualSumCanonizer
 from tuneprune.relevance.channels import ConvUnit
 from tuneprune.relevance.settings import RelevanceSettings
+from tuneprune.training.evaluate import eval_mode
 
 
 def convolution_rule(settings: RelevanceSettings) -> Hook:
@@ -77,16 +78,13 @@ def explain_batches(
     """
     captured: list[torch.Tensor] = []
     handles = [unit.conv.register_forward_hook(lambda _m, _i, out: captured.append(out)) for unit in units]
-    was_training = model.training
-    model.eval()
     try:
-        with build_composite(settings).context(model) as hooked:
+        with eval_mode(model), build_composite(settings).context(model) as hooked:
             for x in batches:
                 yield _explain(hooked, x, captured)
     finally:
         for handle in handles:
             handle.remove()
-        model.train(was_training)
 
 
 class RunningMean:

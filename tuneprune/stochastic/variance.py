@@ -10,6 +10,7 @@ import torch.nn as nn
 
 from tuneprune.output.plotting import new_figure, save_figure
 from tuneprune.sparsity import prunable_layers
+from tuneprune.training.evaluate import eval_mode
 
 
 @torch.no_grad()
@@ -25,16 +26,14 @@ def feature_variance(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) 
         totals[name] = totals.get(name, 0) + channels.var(dim=1, correction=0).sum()
 
     handles = [module.register_forward_hook(record) for module in names]
-    was_training = model.training
-    model.eval()
     starts = range(0, len(x), batch_size)
     try:
-        for i in starts:
-            model(x[i : i + batch_size])
+        with eval_mode(model):
+            for i in starts:
+                model(x[i : i + batch_size])
     finally:
         for handle in handles:
             handle.remove()
-        model.train(was_training)
     return {name: float(total) / max(len(starts), 1) for name, total in totals.items()}
 
 

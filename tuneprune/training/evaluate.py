@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import torch
 import torch.nn as nn
@@ -11,19 +12,28 @@ import torch.nn.functional as F
 from tuneprune.training.stack import StackedModel, join_members
 
 
+@contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """``model`` in eval mode inside the block; its training mode as it was after it, also when the block raises."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024) -> tuple[float, float]:
     """Return ``(accuracy, mean cross-entropy loss)`` of ``model`` on ``(x, y)`` in eval mode."""
-    was_training = model.training
-    model.eval()
     correct = torch.zeros((), device=x.device)
     loss_sum = torch.zeros((), device=x.device)
-    for i in range(0, len(x), batch_size):
-        logits = model(x[i : i + batch_size])
-        target = y[i : i + batch_size]
-        loss_sum += F.cross_entropy(logits, target, reduction="sum")
-        correct += (logits.argmax(1) == target).sum()
-    model.train(was_training)
+    with eval_mode(model):
+        for i in range(0, len(x), batch_size):
+            logits = model(x[i : i + batch_size])
+            target = y[i : i + batch_size]
+            loss_sum += F.cross_entropy(logits, target, reduction="sum")
+            correct += (logits.argmax(1) == target).sum()
     n = max(len(x), 1)
     return correct.item() / n, loss_sum.item() / n
 
