@@ -54,3 +54,9 @@ def test_a_joined_driver_claims_a_dead_drivers_trial_not_a_live_ones(tmp_path, f
     for gs in (live, joined):
         assert gs.heartbeats is not None
         gs.heartbeats.close()
+
+
+def test_a_driver_living_through_a_storage_outage_keeps_its_trials():
+    """A driver waits up to ``STORAGE_PATIENCE_S`` for an unreachable storage; its heartbeats resume within one
+    interval after, before the grace period lets another driver claim its trials."""
+    assert studies.GRACE_PERIOD_S > studies.STORAGE_PATIENCE_S + studies.HEARTBEAT_INTERVAL_S

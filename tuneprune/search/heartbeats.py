@@ -17,7 +17,10 @@ import optuna
 from tuneprune.output.progress import say
 
 HEARTBEAT_INTERVAL_S = 30  # seconds between two heartbeats of a trial
-GRACE_PERIOD_S = 120  # a RUNNING trial whose latest heartbeat is older is an orphan of a dead driver
+# A RUNNING trial whose latest heartbeat is older is an orphan of a dead driver. Longer than the 300 s a driver
+# waits for an unreachable storage (studies.STORAGE_PATIENCE_S) plus a heartbeat interval: a driver that lives
+# through a database outage beats again before another driver can take its trials.
+GRACE_PERIOD_S = 360
 
 
 class Heartbeats:
