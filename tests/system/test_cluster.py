@@ -665,7 +665,7 @@ def assert_each_trial_kept(client, name: str, trials: list, epochs: int, keys=("
     )
     assert [p.info.status for p in parents] == ["FINISHED"]
     runs = client.search_runs([experiment.experiment_id], f"tags.`mlflow.parentRunId` = '{parents[0].info.run_id}'")
-    assert sorted(r.data.tags["tuneprune.trial"] for r in runs) == [f"g0-{t.number:03d}" for t in trials]
+    assert sorted(r.data.tags["tuneprune.trial"] for r in runs) == sorted(t.user_attrs["key"] for t in trials)
     assert {r.info.run_id for r in runs} == {t.user_attrs["mlflow_run_id"] for t in trials}
     assert all(r.info.status == "FINISHED" for r in runs)
     for run in runs:
