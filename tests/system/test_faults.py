@@ -20,6 +20,7 @@ from mlflow.tracking import MlflowClient
 from sqlalchemy.exc import OperationalError
 
 from tuneprune.search import prepare_search, run_search
+from tuneprune.search.studies import claimed
 from tuneprune.tracking import TAG_KIND, TAG_TRIAL
 
 RESNET_DIGITS = {"model": "resnet20", "dataset": "digits", "image_size": 8, "batch_size": 64}
@@ -157,8 +158,10 @@ def test_killed_driver_resumes_without_rerunning_or_duplicating(search_driver, t
 
     summary = run_search(prepare_search(path, resume=True, **s), progress=False)
     study = optuna.load_study(study_name="driverkill", storage=s["storage_url"])
-    assert [t.state.name for t in study.trials].count("COMPLETE") == 3
-    assert all(t.state.name == "COMPLETE" for t in study.trials)
+    superseded = claimed(study.trials)  # the orphans: claimed (FAIL), each continued by a trial queued in its place
+    assert all(study.trials[n].state.name == "FAIL" for n in superseded)
+    assert [t.state.name for t in study.trials if t.number not in superseded] == ["COMPLETE"] * 3
+    assert [t["state"] for t in summary.trials] == ["COMPLETE"] * 3  # listed once, under their keys
     runs = [r for r in trial_runs(s["tracking_uri"]) if r.data.tags["mlflow.parentRunId"] == summary.parent_run_id]
     assert len(runs) == 3
     assert len({r.data.tags[TAG_TRIAL] for r in runs}) == 3
