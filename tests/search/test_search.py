@@ -181,11 +181,12 @@ def test_relevance_delta_is_searchable(ray_session, tmp_path, stores):
 
 
 def test_an_orphan_left_inside_ask_gets_its_missing_params(tmp_path):
-    """A driver killed inside ``study.ask`` leaves a RUNNING trial without params; the resumed search completes them."""
+    """A driver killed inside ``study.ask`` leaves a RUNNING trial without params; the resumed search claims it,
+    queues it again, and completes its params."""
     from tuneprune.search.protocol import PackRequest, TrialContext
     from tuneprune.search.searcher import StudySearcher
     from tuneprune.search.space import load_space
-    from tuneprune.search.studies import open_studies
+    from tuneprune.search.studies import CONTINUES, open_studies
 
     params = {
         "lr": {"type": "float", "low": 0.01, "high": 0.3, "log": True},
@@ -195,22 +196,27 @@ def test_an_orphan_left_inside_ask_gets_its_missing_params(tmp_path):
     url = f"sqlite:///{tmp_path / 'optuna.db'}"
     open_studies(space, "orphan", url)[0].study.ask()  # created, no param suggested yet
     studies = open_studies(space, "orphan", url)
-    assert studies[0].orphans == [0]
+    queued = studies[0].study.get_trials(states=(optuna.trial.TrialState.WAITING,))
+    assert [t.user_attrs[CONTINUES] for t in queued] == [0]  # claimed (FAIL) and queued again as trial 1
+    assert studies[0].remaining == 1  # one trial of a budget of one
     context = TrialContext("sqlite:///m.db", "tuneprune", "parent", str(tmp_path), {"val_acc": "max"})
-    suggested = StudySearcher(space, studies, context).suggest("t1")
+    searcher = StudySearcher(space, studies, context)
+    suggested = searcher.suggest("t1")
+    searcher.close()
     assert suggested is not None
     (request,) = PackRequest.from_dict(suggested).members
     assert request.resume_epoch == 0  # no checkpoint recorded
-    assert request.number == 0
+    assert request.number == 1  # the orphan, queued again
     assert set(request.params) == {"lr", "momentum"}
     assert 0.01 <= request.params["lr"] <= 0.3
     assert request.spec["momentum"] == request.params["momentum"]
+    assert studies[0].remaining == 0
 
 
 def test_a_lone_driver_counts_its_asks_and_a_shared_study_is_read_again(tmp_path):
     """``GridStudy.remaining``: a lone driver reads the study once and counts the trials it asks; drivers that
     share a study (``--join``) read it at every call, so they also see the trials the others asked."""
-    from tuneprune.search.studies import GridStudy, open_storage
+    from tuneprune.search.studies import CONTINUES, GridStudy, open_storage
 
     url = f"sqlite:///{tmp_path / 'optuna.db'}"
     study = optuna.create_study(storage=url, study_name="count")
@@ -218,12 +224,14 @@ def test_a_lone_driver_counts_its_asks_and_a_shared_study_is_read_again(tmp_path
     lone = GridStudy(0, {}, study, budget=3, storage=open_storage(url))
     shared = GridStudy(0, {}, optuna.load_study(study_name="count", storage=url), budget=3, shared=True)
     assert (lone.remaining, shared.remaining) == (2, 2)
-    number, _, _ = lone.ask({})
+    number = lone.ask({}).number
     assert number == 1
     lone.set_user_attrs(number, {"name": "g0-001"})  # handed out
     assert (lone.remaining, shared.remaining) == (1, 1)
     study.ask()  # another driver's ask: only the shared study sees it
     assert (lone.remaining, shared.remaining) == (1, 0)
     lone.adopt_cut_short()  # after a lost connection the lone driver counts again
-    assert lone.orphans == [0, 2]  # the trials without a name (never handed out by it) are run as orphans
-    assert lone.remaining == 2  # and none new: three of three taken
+    queued = study.get_trials(states=(optuna.trial.TrialState.WAITING,))
+    assert [t.user_attrs[CONTINUES] for t in queued] == [0, 2]  # the trials without a name are claimed, queued
+    # and none new: three of three taken (a claimed orphan, FAIL, and the trial queued in its place count once)
+    assert (lone.remaining, shared.remaining) == (2, 2)

@@ -434,6 +434,78 @@ def test_drivers_create_the_schema_of_a_new_database_once(postgres):
         os.environ.pop("PGPASSFILE", None)
 
 
+# Each racer is a driver resuming one search whose four trials a dead driver left RUNNING (stale: heartbeats
+# every second, stale after 3 s): it opens the studies, claiming orphans, then hands trials out until the budget.
+ORPHAN_RACE = """
+from pathlib import Path
+from tuneprune.search import studies
+from tuneprune.search.searcher import trial_key
+from tuneprune.search.space import load_space
+url, doc, mode, out = args[0], json.loads(args[1]), args[2], Path(args[3])
+studies.HEARTBEAT_INTERVAL_S, studies.GRACE_PERIOD_S = 1, 3
+space = load_space(doc)
+distributions = studies.distributions(space)
+def race(me):
+    barrier.wait(timeout=60)
+    (gs,) = studies.open_studies(space, doc["name"], url, shared=mode == "shared")
+    barrier.wait(timeout=60)  # lone drivers claim as they open: all claimed, all ask at once
+    handed_out = []
+    while gs.remaining:
+        trial = gs.ask(distributions)
+        key = trial.user_attrs.get("key") or trial_key(gs.index, trial.number)
+        gs.set_user_attrs(trial.number, {"key": key, "name": key})
+        handed_out.append(key)
+    gs.heartbeats.close()
+    (out / f"{me}.json").write_text(json.dumps(handed_out))
+"""
+
+
+@pytest.mark.parametrize("mode", ["lone", "shared"])
+def test_drivers_resuming_at_once_run_each_orphan_once(postgres, mode, tmp_path, monkeypatch):
+    """Four drivers resume one search at the same moment (``--resume``: each claims every RUNNING trial;
+    ``--join``: the stale ones): each orphan is claimed by one (its RUNNING -> FAIL is row-locked), queued
+    again, and handed out once, under its key, with its MLflow run and checkpoint epoch."""
+    import optuna
+
+    from tuneprune.search import studies
+    from tuneprune.search.space import load_space
+
+    racers, orphans = 4, 4
+    database = f"orphans_{mode}_{secrets.token_hex(4)}"
+    run_script(SCRIPTS / "postgres.sh", "createdb", "--dir", postgres["dir"], database)
+    url = postgres["optuna"].rsplit("/", 1)[0] + f"/{database}"
+    doc = {"name": "resumed", "base": BASE, "params": {"lr": {"type": "float", "low": 0.01, "high": 0.3}},
+           "num_samples": orphans}  # fmt: skip
+    monkeypatch.setenv("PGPASSFILE", postgres["pgpassfile"])
+    monkeypatch.setattr(studies, "HEARTBEAT_INTERVAL_S", 1)
+    space = load_space(doc)
+    (dead,) = studies.open_studies(space, "resumed", url)  # the driver that dies with four trials running
+    for i in range(orphans):
+        number = dead.ask(studies.distributions(space)).number
+        attrs = {"key": f"g0-{number:03d}", "mlflow_run_id": f"run-{i}", studies.CHECKPOINT_EPOCH: i, "name": "x"}
+        dead.set_user_attrs(number, attrs)
+    assert dead.heartbeats is not None
+    dead.heartbeats.close()
+    time.sleep(4)  # stale (3 s)
+    run_racers(ORPHAN_RACE, racers, url, json.dumps(doc), mode, tmp_path)
+
+    handed_out = [key for me in range(racers) for key in json.loads((tmp_path / f"{me}.json").read_text())]
+    keys = [f"g0-{number:03d}" for number in range(orphans)]
+    assert sorted(k for k in handed_out if k in keys) == keys  # each orphan run once
+    trials = optuna.load_study(study_name="resumed", storage=url).get_trials()
+    continuing = [t for t in trials if studies.CONTINUES in t.user_attrs]
+    assert sorted(t.user_attrs[studies.CONTINUES] for t in continuing) == list(range(orphans))  # each claimed once
+    assert all(t.state == optuna.trial.TrialState.RUNNING for t in continuing)  # and handed out
+    for t in continuing:
+        i = t.user_attrs[studies.CONTINUES]
+        assert t.user_attrs["mlflow_run_id"] == f"run-{i}"
+        assert t.user_attrs[studies.CHECKPOINT_EPOCH] == i
+        assert t.params == trials[i].params
+    assert [t.state for t in trials[:orphans]] == [optuna.trial.TrialState.FAIL] * orphans
+    if mode == "shared":  # the budget counts each claimed orphan once: no new trial, unless two asked the last
+        assert len(trials) - 2 * orphans <= racers - 1
+
+
 def test_drivers_logging_one_runs_params_at_once_all_succeed(mlflow_server):
     """Drivers that join one search log the same params on its parent run at the same moment: the
     server checks and inserts in two steps, so one of two writers of a param is refused (a
@@ -593,7 +665,7 @@ def assert_each_trial_kept(client, name: str, trials: list, epochs: int, keys=("
     )
     assert [p.info.status for p in parents] == ["FINISHED"]
     runs = client.search_runs([experiment.experiment_id], f"tags.`mlflow.parentRunId` = '{parents[0].info.run_id}'")
-    assert sorted(r.data.tags["tuneprune.trial"] for r in runs) == [f"g0-{t.number:03d}" for t in trials]
+    assert sorted(r.data.tags["tuneprune.trial"] for r in runs) == sorted(t.user_attrs["key"] for t in trials)
     assert {r.info.run_id for r in runs} == {t.user_attrs["mlflow_run_id"] for t in trials}
     assert all(r.info.status == "FINISHED" for r in runs)
     for run in runs:
@@ -657,6 +729,8 @@ def test_a_restarted_postgres_costs_no_trial(ray_cluster, mlflow_server, postgre
     FINISHED with each epoch once."""
     import optuna
 
+    from tuneprune.search.studies import claimed
+
     epochs, budget = 3, 4
     space = write_space(tmp_path, "pgrestart", num_samples=budget, base={**BASE, "epochs": epochs})
     driver = subprocess.Popen(
@@ -688,9 +762,13 @@ def test_a_restarted_postgres_costs_no_trial(ray_cluster, mlflow_server, postgre
             driver.kill()
             driver.wait()
         os.environ.pop("PGPASSFILE", None)
-    assert [t.number for t in study.trials] == list(range(budget))  # none asked twice, none left RUNNING
-    assert all(t.state.name == "COMPLETE" for t in study.trials)
-    assert_each_trial_kept(client_for(mlflow_server["uri"]), "pgrestart", study.trials, epochs)
+    # an ask cut short leaves a trial without a name: claimed (FAIL) and queued again, never run
+    superseded = claimed(study.trials)
+    assert all(study.trials[n].state.name == "FAIL" and "name" not in study.trials[n].user_attrs for n in superseded)
+    trials = [t for t in study.trials if t.number not in superseded]
+    assert len(trials) == budget  # none asked twice, none left RUNNING
+    assert all(t.state.name == "COMPLETE" for t in trials)
+    assert_each_trial_kept(client_for(mlflow_server["uri"]), "pgrestart", trials, epochs)
 
 
 def _trials_on_node(db: Path, node: str) -> dict[str, int]:

@@ -20,6 +20,7 @@ from mlflow.tracking import MlflowClient
 from sqlalchemy.exc import OperationalError
 
 from tuneprune.search import prepare_search, run_search
+from tuneprune.search.studies import claimed
 from tuneprune.tracking import TAG_KIND, TAG_TRIAL
 
 RESNET_DIGITS = {"model": "resnet20", "dataset": "digits", "image_size": 8, "batch_size": 64}
@@ -157,8 +158,10 @@ def test_killed_driver_resumes_without_rerunning_or_duplicating(search_driver, t
 
     summary = run_search(prepare_search(path, resume=True, **s), progress=False)
     study = optuna.load_study(study_name="driverkill", storage=s["storage_url"])
-    assert [t.state.name for t in study.trials].count("COMPLETE") == 3
-    assert all(t.state.name == "COMPLETE" for t in study.trials)
+    superseded = claimed(study.trials)  # the orphans: claimed (FAIL), each continued by a trial queued in its place
+    assert all(study.trials[n].state.name == "FAIL" for n in superseded)
+    assert [t.state.name for t in study.trials if t.number not in superseded] == ["COMPLETE"] * 3
+    assert [t["state"] for t in summary.trials] == ["COMPLETE"] * 3  # listed once, under their keys
     runs = [r for r in trial_runs(s["tracking_uri"]) if r.data.tags["mlflow.parentRunId"] == summary.parent_run_id]
     assert len(runs) == 3
     assert len({r.data.tags[TAG_TRIAL] for r in runs}) == 3
@@ -337,9 +340,10 @@ def test_an_unreachable_storage_is_waited_for_and_other_errors_are_not(capsys):
 
 
 def test_an_ask_cut_short_is_handed_out_again_not_asked_twice(tmp_path):
-    from tuneprune.search.studies import GridStudy
+    from tuneprune.search.studies import CONTINUES, GridStudy, open_storage
 
-    study = optuna.create_study(storage=f"sqlite:///{tmp_path}/optuna.db", study_name="cut")
+    url = f"sqlite:///{tmp_path}/optuna.db"
+    study = optuna.create_study(storage=url, study_name="cut")
     handed_out = study.ask()
     handed_out.set_user_attr("key", "g0-000")
     handed_out.set_user_attr("name", "g0-000 lr=0.1")
@@ -349,7 +353,11 @@ def test_an_ask_cut_short_is_handed_out_again_not_asked_twice(tmp_path):
     told = study.ask()
     told.set_user_attr("name", "g0-003")
     study.tell(told, 1.0)
-    grid_study = GridStudy(0, {}, study, budget=4)
+    grid_study = GridStudy(0, {}, study, budget=4, storage=open_storage(url))
     grid_study.adopt_cut_short()
     grid_study.adopt_cut_short()  # twice: each once
-    assert grid_study.orphans == [keyed_only.number, bare.number]
+    queued = study.get_trials(states=(optuna.trial.TrialState.WAITING,))
+    assert [t.user_attrs[CONTINUES] for t in queued] == [keyed_only.number, bare.number]
+    assert queued[0].user_attrs["key"] == "g0-001"  # it goes on under its key, and is named when handed out
+    assert "name" not in queued[0].user_attrs
+    assert grid_study.remaining == 2  # four trials: two queued, one handed out, one told

@@ -131,13 +131,15 @@ def redact(url: str) -> str:
 
 
 def _collect(studies, space: SearchSpace) -> tuple[list[dict], list[dict]]:
-    """Every trial of the studies, and the best (or Pareto) trials of each (fewer fields), as the summary lists them."""
+    """Every trial of the studies, and the best (or Pareto) trials of each (fewer fields), as the summary lists them.
+    A claimed orphan is listed once, as the trial that continued it (its key); a FAIL trial is one that failed."""
     from tuneprune.search.searcher import trial_key, trial_run_name
+    from tuneprune.search.studies import claimed
 
     names = list(space.objectives)
 
     def entry(gs, t) -> dict[str, Any]:  # gs: a GridStudy, t: one of its FrozenTrials
-        key = trial_key(gs.index, t.number)
+        key = t.user_attrs.get("key") or trial_key(gs.index, t.number)
         return {
             "key": key,
             "name": trial_run_name(key, gs.grid_point, t.params),
@@ -154,7 +156,9 @@ def _collect(studies, space: SearchSpace) -> tuple[list[dict], list[dict]]:
     trials: list[dict[str, Any]] = []
     best: list[dict[str, Any]] = []
     for gs in studies:
-        listed = {t.number: entry(gs, t) for t in gs.study.get_trials(deepcopy=False)}
+        every = gs.study.get_trials(deepcopy=False)
+        superseded = claimed(every)
+        listed = {t.number: entry(gs, t) for t in every if t.number not in superseded}
         trials += listed.values()
         if any(e["state"] == "COMPLETE" for e in listed.values()):
             chosen = gs.study.best_trials if len(names) > 1 else [gs.study.best_trial]

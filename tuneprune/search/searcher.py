@@ -3,8 +3,9 @@
 Ray's own ``OptunaSearch`` keeps its state in a pickle that Tune snapshots now and then,
 so a driver killed between snapshots forgets trials it had asked for; and it drives a
 single study. This searcher keeps no state of its own that matters: the RDB study is the
-record, trials left RUNNING by a dead driver are handed out again first (same number,
-same checkpoint directory), and each grid point has its own study and sampler.
+record, trials left RUNNING by a dead driver are claimed and queued again, and handed out
+first (same key, checkpoint directory and MLflow run), and each grid point has its own
+study and sampler. The trials it asked and has not told have heartbeats.
 
 The studies are asked and told off the path from one trial's end to the next one's
 start: every storage call of the searcher runs, in order, on one thread of its own; the
@@ -27,7 +28,7 @@ from ray.tune.search import Searcher
 
 from tuneprune.search.protocol import PackRequest, TrialContext, TrialRequest, TrialResult, member_results
 from tuneprune.search.space import METRICS, SearchSpace
-from tuneprune.search.studies import CHECKPOINT_EPOCH, ENDED, GridStudy, distributions, retry_unreachable
+from tuneprune.search.studies import CHECKPOINT_EPOCH, CONTINUES, ENDED, GridStudy, distributions, retry_unreachable
 from tuneprune.search.trainable import drop_checkpoints_before, open_trial_run, resumable_epoch, run_device
 from tuneprune.tracking import RunTracker
 from tuneprune.training.key import pack_key
@@ -107,7 +108,10 @@ class StudySearcher(Searcher):
     def close(self) -> None:
         """Wait for every tell (raising the first that failed) and end the storage thread. A trial asked and not
         handed out (the search interrupted) stays RUNNING in its study, for a resumed search to run (an orphan);
-        its MLflow run ends KILLED, and is opened again then."""
+        its MLflow run ends KILLED, and is opened again then. The heartbeats end."""
+        for gs in self.studies:
+            if gs.heartbeats is not None:
+                gs.heartbeats.close()
         if self._storage_thread is None:
             return
         try:
@@ -159,13 +163,13 @@ class StudySearcher(Searcher):
             if gs.remaining == 0:
                 continue
             self._next = (gs.index + 1) % len(self.studies)
-            orphan = bool(gs.orphans)
-            number, asked_params, resume_epoch = gs.ask(self.distributions)
-            params = {k: asked_params[k] for k in self.distributions}
+            trial = gs.ask(self.distributions)
+            number, orphan = trial.number, CONTINUES in trial.user_attrs
+            params = {k: trial.params[k] for k in self.distributions}
             run_config = self.space.resolve(gs.grid_point, params)
-            key = trial_key(gs.index, number)
+            key = trial.user_attrs.get("key") or trial_key(gs.index, number)
             # an orphan that ended before its driver died and told its study has no checkpoint left
-            resume_epoch = resumable_epoch(self.context.trial_dir(key), resume_epoch)
+            resume_epoch = resumable_epoch(self.context.trial_dir(key), int(trial.user_attrs.get(CHECKPOINT_EPOCH, 0)))
             run_name = trial_run_name(key, gs.grid_point, params)
             spec = run_config.model_dump(mode="json")
             spec["device"] = run_device(run_config.device, self.space.resources.gpu)
@@ -228,11 +232,11 @@ class StudySearcher(Searcher):
             attrs["error"] = "worker error" if reported.error is None else str(reported.error)
         gs.set_user_attrs(number, attrs)
         if outcome == "failed":
-            gs.study.tell(number, state=TrialState.FAIL)
+            gs.tell(number, state=TrialState.FAIL)
         elif outcome == "killed" or len(known) < len(values):
-            gs.study.tell(number, state=TrialState.PRUNED)
+            gs.tell(number, state=TrialState.PRUNED)
         else:
-            gs.study.tell(number, known if len(known) > 1 else known[0])
+            gs.tell(number, known if len(known) > 1 else known[0])
 
     def _record_checkpoint(self, asked: _Asked, epoch: int) -> None:
         """Record the epoch of a running trial's latest checkpoint in its study, then delete its older ones

@@ -2,13 +2,19 @@
 
 The storage is the record of truth of a search: a resumed search reads what is done
 from it, and re-runs the trials a dead driver left RUNNING (their parameters are in the
-study, their checkpoints in the results directory) before asking for new ones.
+study, their checkpoints in the results directory) before asking for new ones. Such an
+orphan is claimed by one driver only: its RUNNING -> FAIL transition is row-locked, and the
+driver that made it queues the trial again (:func:`requeue`) for any driver's ``study.ask``
+to pop once. A driver alone claims every RUNNING trial it finds; drivers sharing a study
+claim only those whose heartbeats stopped (:mod:`tuneprune.search.heartbeats`).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -16,13 +22,15 @@ from typing import Any, TypeVar
 import optuna
 import sqlalchemy
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from tuneprune.output.progress import say
+from tuneprune.search.heartbeats import GRACE_PERIOD_S, HEARTBEAT_INTERVAL_S, Heartbeats
 from tuneprune.search.space import CategoricalParam, FloatParam, SearchSpace
 
 ENDED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 CHECKPOINT_EPOCH = "checkpoint_epoch"  # user attribute: the epoch of a running trial's latest checkpoint
+CONTINUES = "continues"  # user attribute of a claimed orphan queued again: the number of the trial it continues
 STORAGE_PATIENCE_S = 300.0  # how long the driver waits for an unreachable storage before the search fails
 T = TypeVar("T")
 SCHEMA_LOCK_KEY = 0x7475_6E65_7072_756E  # b"tuneprun": the advisory lock held while a storage's schema is made
@@ -39,17 +47,45 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
     ``pg_advisory_xact_lock(SCHEMA_LOCK_KEY)`` (a lock of this database, released when that
     transaction ends): the first driver creates the schema, the others wait and find it.
     Other databases (SQLite: one file on one machine) are opened as they are.
+
+    Heartbeats are on (``HEARTBEAT_INTERVAL_S``, ``GRACE_PERIOD_S``), and a trial that
+    ``optuna.storages.fail_stale_trials`` fails is queued again (:func:`requeue`). Optuna's
+    warnings that heartbeats are experimental, and meant for ``Study.optimize``, are silenced:
+    a driver asks and tells, and records the heartbeats itself.
     """
+    warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
+    warnings.filterwarnings(
+        "ignore", message=".*(heartbeat_interval|fail_stale_trials)", category=optuna.exceptions.ExperimentalWarning
+    )
+    heartbeats: dict[str, Any] = {
+        "heartbeat_interval": HEARTBEAT_INTERVAL_S,
+        "grace_period": GRACE_PERIOD_S,
+        "heartbeat_stale_trial_callback": requeue,
+    }
     if sqlalchemy.make_url(url).get_backend_name() != "postgresql":
-        return optuna.storages.RDBStorage(url, heartbeat_interval=None)
+        return optuna.storages.RDBStorage(url, **heartbeats)
     engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
     try:
         with engine.begin() as lock:
             lock.execute(sqlalchemy.text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK_KEY})
             # pool_pre_ping: a connection the pool kept across a server restart is tested and replaced
-            return optuna.storages.RDBStorage(url, heartbeat_interval=None, engine_kwargs={"pool_pre_ping": True})
+            return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True}, **heartbeats)
     finally:
         engine.dispose()
+
+
+def requeue(study: optuna.Study, trial: FrozenTrial) -> None:
+    """Queue the claimed orphan ``trial`` (FAIL now) to run again: ``study.enqueue_trial`` with its params and
+    user attributes (its key, MLflow run id and checkpoint epoch), less its ``name`` (set again when it is handed
+    out), plus ``continues``: its number. Any driver's next ``study.ask`` pops it, once (WAITING -> RUNNING is
+    row-locked), and continues that key's checkpoint and MLflow run."""
+    attrs = {k: v for k, v in trial.user_attrs.items() if k != "name"}
+    study.enqueue_trial(trial.params, user_attrs={**attrs, CONTINUES: trial.number})
+
+
+def claimed(trials: list[FrozenTrial]) -> set[int]:
+    """The numbers of the claimed orphans among ``trials``: FAIL, and continued by a trial queued in their place."""
+    return {t.user_attrs[CONTINUES] for t in trials if CONTINUES in t.user_attrs}
 
 
 LOST_CONNECTION = (
@@ -140,10 +176,11 @@ def study_names(search_name: str, storage: optuna.storages.BaseStorage) -> list[
 class GridStudy:
     """The study of one grid point and its bookkeeping during a run.
 
-    Its trials are reached through Optuna's public API only: a new trial by ``study.ask``;
-    an orphan (a RUNNING trial a dead driver, or an ask cut short, left behind) by its
-    number, its params completed by the study's sampler (``sample_independent``, as
-    ``Trial.suggest_*`` does) and written with the storage's ``set_trial_param``; user
+    Its trials are reached through Optuna's public API only: every trial by ``study.ask``,
+    which pops an orphan queued again first (:func:`requeue`; the params an ask cut short did
+    not suggest are sampled then); an orphan (a RUNNING trial a dead driver, or an ask cut
+    short, left behind) claimed by its row-locked RUNNING -> FAIL transition, through the
+    storage's ``set_trial_state_values`` or ``optuna.storages.fail_stale_trials``; user
     attributes with the storage's ``set_trial_user_attr``; the end with ``study.tell(number)``.
     """
 
@@ -151,10 +188,12 @@ class GridStudy:
     grid_point: dict[str, Any]
     study: optuna.Study
     budget: int
-    orphans: list[int] = field(default_factory=list)
     storage: optuna.storages.BaseStorage | None = None  # the study's storage, as opened (open_storage)
     shared: bool = False  # other drivers ask trials of this study too (cluster mode, --join)
-    _taken: int | None = field(default=None, repr=False)  # trials ended or RUNNING, counted by a lone driver
+    heartbeats: Heartbeats | None = None  # of the trials this driver asked and has not told
+    _taken: int | None = field(default=None, repr=False)  # trials counted in the budget, by a lone driver
+    _waiting: int = field(default=0, repr=False)  # orphans queued again, among them
+    _claimed_at: float = field(default=-math.inf, repr=False)  # time.monotonic() of the last claim_stale
     _study_id: int | None = field(default=None, repr=False)
     _trial_ids: dict[int, int] = field(default_factory=dict, repr=False)
 
@@ -174,60 +213,84 @@ class GridStudy:
         for key, value in attrs.items():
             self.storage.set_trial_user_attr(trial_id, key, value)
 
-    def ask(self, space_distributions: dict[str, BaseDistribution]) -> tuple[int, dict[str, Any], int]:
-        """The next trial to hand out, as its number, params and the epoch of the checkpoint it goes on from
-        (the user attribute ``checkpoint_epoch``, 0 for none): an orphan first, else ``study.ask``. An orphan's
-        params that a cut-short ask did not suggest are sampled now by the study's sampler and stored (a driver
-        killed inside ``study.ask`` leaves some or none)."""
-        if not self.orphans:
-            trial = self.study.ask(space_distributions)
-            if self._taken is not None:
-                self._taken += 1
-            return trial.number, trial.params, 0
-        assert self.storage is not None
-        number = self.orphans.pop(0)
-        frozen = self.study.get_trials(deepcopy=False)[number]
-        params = dict(frozen.params)
-        for name, distribution in space_distributions.items():
-            if name in params:
-                continue
-            value = self.study.sampler.sample_independent(self.study, frozen, name, distribution)
-            self.storage.set_trial_param(
-                self._trial_id(number), name, distribution.to_internal_repr(value), distribution
-            )
-            params[name] = value
-        return number, params, int(frozen.user_attrs.get(CHECKPOINT_EPOCH, 0))
+    def ask(self, space_distributions: dict[str, BaseDistribution]) -> optuna.Trial:
+        """The next trial to hand out: ``study.ask``, which pops an orphan queued again first (its user attributes
+        ``key``, ``mlflow_run_id``, ``checkpoint_epoch`` and ``continues`` tell what it continues). Its heartbeats
+        start."""
+        trial = self.study.ask(space_distributions)
+        if not self.shared and self._taken is not None:
+            if CONTINUES in trial.user_attrs:
+                self._waiting -= 1
+            else:  # a new trial: none was queued (any more)
+                self._waiting, self._taken = 0, self._taken + 1
+        if self.heartbeats is not None:
+            self.heartbeats.start(self._trial_id(trial.number))
+        return trial
+
+    def tell(self, number: int, values: float | list[float] | None = None, state: TrialState | None = None) -> None:
+        """Tell the end of trial ``number`` (``study.tell``), its heartbeats stopped first."""
+        if self.heartbeats is not None:
+            self.heartbeats.stop(self._trial_id(number))
+        self.study.tell(number, values, state=state)
 
     @property
     def remaining(self) -> int:
-        """Trials still to hand out: the orphans to re-run, then new ones up to the budget.
+        """Trials still to hand out: the orphans queued again, then new ones up to the budget.
 
-        The budget counts every trial of the study that ended or is RUNNING, so several
-        drivers sharing the study (cluster mode) stop together at ``budget`` trials instead
-        of each counting only its own in-flight trials (orphans are RUNNING already). A
-        study ``shared`` by several drivers is read for that count at every call; a lone
-        driver reads it once and counts the trials it asks.
+        The budget counts every trial of the study, whatever its state (WAITING, RUNNING or
+        ended), except the claimed orphans: each is FAIL and continued by the trial queued in
+        its place, one trial counted once. So several drivers sharing the study (cluster
+        mode) stop together at ``budget`` trials instead of each counting only its own. A
+        study ``shared`` by several drivers first claims the trials of dead drivers
+        (:meth:`claim_stale`) and is read for that count at every call; a lone driver reads
+        it once and counts the trials it asks.
         """
+        if self.shared:
+            self.claim_stale()
         if self.shared or self._taken is None:
-            self._taken = len(self.study.get_trials(deepcopy=False, states=(*ENDED, TrialState.RUNNING)))
-        return len(self.orphans) + max(self.budget - self._taken, 0)
+            trials = self.study.get_trials(deepcopy=False)
+            self._waiting = sum(t.state == TrialState.WAITING for t in trials)
+            self._taken = len(trials) - len(claimed(trials))
+        return self._waiting + max(self.budget - self._taken, 0)
+
+    def claim(self, numbers: list[int]) -> None:
+        """Claim the RUNNING trials ``numbers`` as orphans: fail each through the storage's
+        ``set_trial_state_values`` (row-locked: of several drivers claiming a trial at once, one wins, the
+        others get ``UpdateFinishedTrialError``, as in ``fail_stale_trials``), and queue again those won."""
+        assert self.storage is not None, "a GridStudy writes through the storage it was opened with"
+        for number in numbers:
+            trial_id = self._trial_id(number)
+            try:
+                self.storage.set_trial_state_values(trial_id, TrialState.FAIL)
+            except optuna.exceptions.UpdateFinishedTrialError:
+                continue  # claimed by another driver, or ended
+            requeue(self.study, self.storage.get_trial(trial_id))
+        self._taken = None  # count again
+
+    def claim_stale(self) -> None:
+        """Claim the RUNNING trials whose latest heartbeat is older than the grace period (their driver died),
+        with ``optuna.storages.fail_stale_trials``: it fails each (row-locked, as :meth:`claim`) and calls the
+        storage's callback, :func:`requeue`, for those it failed. Once per heartbeat interval at most."""
+        if time.monotonic() - self._claimed_at >= HEARTBEAT_INTERVAL_S:
+            self._claimed_at = time.monotonic()
+            optuna.storages.fail_stale_trials(self.study)
 
     def adopt_cut_short(self) -> None:
-        """Take the RUNNING trials without a ``name`` (the user attribute a driver sets last when it hands a
+        """Claim the RUNNING trials without a ``name`` (the user attribute a driver sets last when it hands a
         trial out) as orphans: an ask cut short by a lost storage connection leaves its trial so, and the
         retried ask hands it out instead of asking twice. (A driver sharing the study may, in that instant,
-        have a trial asked and not yet named: taken too.)"""
-        self._taken = None  # the ask cut short may have made a trial: count again
-        for trial in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            if "name" not in trial.user_attrs and trial.number not in self.orphans:
-                self.orphans.append(trial.number)
+        have a trial asked and not yet named: claimed too.)"""
+        running = self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        self.claim([t.number for t in running if "name" not in t.user_attrs])
 
 
 def open_studies(space: SearchSpace, name: str, storage_url: str, shared: bool = False) -> list[GridStudy]:
-    """Create or load the study of every grid point; collect trials left RUNNING as orphans. ``shared``: other
-    drivers ask trials of the same studies (see :attr:`GridStudy.remaining`)."""
+    """Create or load the study of every grid point. ``shared``: other drivers ask trials of the same studies
+    (see :attr:`GridStudy.remaining`), and only the trials whose heartbeats stopped are claimed as orphans;
+    else every trial left RUNNING is claimed at once (no other driver lives)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = open_storage(storage_url)
+    heartbeats = Heartbeats(storage)
     studies = []
     for i, point in enumerate(space.grid_points()):
         study = optuna.create_study(
@@ -240,6 +303,8 @@ def open_studies(space: SearchSpace, name: str, storage_url: str, shared: bool =
         study.set_user_attr("objectives", json.dumps(space.objectives))
         study.set_user_attr("grid_point", json.dumps(point))
         study.set_user_attr("search", name)
-        orphans = [t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))]
-        studies.append(GridStudy(i, point, study, space.num_samples, orphans=orphans, storage=storage, shared=shared))
+        gs = GridStudy(i, point, study, space.num_samples, storage=storage, shared=shared, heartbeats=heartbeats)
+        if not shared:
+            gs.claim([t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))])
+        studies.append(gs)
     return studies

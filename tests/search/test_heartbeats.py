@@ -1,0 +1,62 @@
+"""Per-trial heartbeats: a driver that joins a search claims the trials of a dead driver, never a live one's."""
+
+from __future__ import annotations
+
+import time
+
+import optuna
+import pytest
+
+from tuneprune.search import studies
+from tuneprune.search.space import load_space
+
+BASE = {"model": "small_cnn", "dataset": "digits", "epochs": 3, "batch_size": 64}
+SPACE = {"base": BASE, "params": {"lr": {"type": "float", "low": 0.01, "high": 0.3}}, "num_samples": 3}
+
+
+@pytest.fixture
+def fast_heartbeats(monkeypatch):
+    """Heartbeats every second, stale after 3 s without one (SQLite's clock counts whole seconds)."""
+    monkeypatch.setattr(studies, "HEARTBEAT_INTERVAL_S", 1)
+    monkeypatch.setattr(studies, "GRACE_PERIOD_S", 3)
+
+
+def test_a_joined_driver_claims_a_dead_drivers_trial_not_a_live_ones(tmp_path, fast_heartbeats):
+    space = load_space(SPACE)
+    distributions = studies.distributions(space)
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    (live,) = studies.open_studies(space, "hb", url, shared=True)
+    (dying,) = studies.open_studies(space, "hb", url, shared=True)
+    kept = live.ask(distributions)
+    live.set_user_attrs(kept.number, {"key": "g0-000", "name": "g0-000 lr=..."})
+    lost = dying.ask(distributions)
+    attrs = {"key": "g0-001", "mlflow_run_id": "run-of-g0-001", studies.CHECKPOINT_EPOCH: 2, "name": "g0-001 lr=..."}
+    dying.set_user_attrs(lost.number, attrs)
+    time.sleep(5)  # the live driver's thread beats every second: its trial stays fresh
+    assert dying.heartbeats is not None
+    dying.heartbeats.close()  # the dying driver dies: no more heartbeats
+
+    (joined,) = studies.open_studies(space, "hb", url, shared=True)
+    assert joined.remaining == 1  # nothing stale yet: two of three taken, one new trial to ask
+    running = (optuna.trial.TrialState.RUNNING,)
+    assert [t.number for t in joined.study.get_trials(states=running)] == [kept.number, lost.number]
+    time.sleep(5)  # the dead driver's trial goes stale, the live one's does not (and a claim is due again)
+    assert joined.remaining == 2  # the claimed orphan queued again, and one new: still two of three taken
+    by_number = {t.number: t for t in joined.study.get_trials()}
+    assert by_number[kept.number].state == optuna.trial.TrialState.RUNNING
+    assert by_number[lost.number].state == optuna.trial.TrialState.FAIL
+    continued = joined.ask(distributions)  # the queued orphan first, with what it needs to go on
+    carried = {k: v for k, v in attrs.items() if k != "name"}  # named again when handed out
+    assert continued.user_attrs == {**carried, studies.CONTINUES: lost.number}
+    assert continued.params == lost.params
+    assert joined.remaining == 1
+    assert live.remaining == 1  # every driver counts the same
+    for gs in (live, joined):
+        assert gs.heartbeats is not None
+        gs.heartbeats.close()
+
+
+def test_a_driver_living_through_a_storage_outage_keeps_its_trials():
+    """A driver waits up to ``STORAGE_PATIENCE_S`` for an unreachable storage; its heartbeats resume within one
+    interval after, before the grace period lets another driver claim its trials."""
+    assert studies.GRACE_PERIOD_S > studies.STORAGE_PATIENCE_S + studies.HEARTBEAT_INTERVAL_S
