@@ -60,3 +60,35 @@ def test_a_driver_living_through_a_storage_outage_keeps_its_trials():
     """A driver waits up to ``STORAGE_PATIENCE_S`` for an unreachable storage; its heartbeats resume within one
     interval after, before the grace period lets another driver claim its trials."""
     assert studies.GRACE_PERIOD_S > studies.STORAGE_PATIENCE_S + studies.HEARTBEAT_INTERVAL_S
+
+
+def test_a_resumed_search_queues_again_a_claim_its_claimer_did_not_queue(tmp_path):
+    """A driver that died between claiming an orphan (RUNNING -> FAIL) and queuing it again left a FAIL trial
+    with no ``metrics`` and no continuation: ``--resume`` queues it; a trial told FAIL (with its metrics) stays."""
+    space = load_space(SPACE)
+    distributions = studies.distributions(space)
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    (first,) = studies.open_studies(space, "lost", url)
+    failed = first.ask(distributions)
+    first.set_user_attrs(failed.number, {"key": "g0-000", "metrics": {"epoch": 1}, "error": "diverged"})
+    first.tell(failed.number, state=optuna.trial.TrialState.FAIL)
+    lost = first.ask(distributions)
+    first.set_user_attrs(lost.number, {"key": "g0-001", "mlflow_run_id": "run-of-g0-001", "name": "g0-001"})
+    assert first.storage is not None
+    first.storage.set_trial_state_values(first._trial_id(lost.number), optuna.trial.TrialState.FAIL)  # the claim
+    assert first.heartbeats is not None
+    first.heartbeats.close()  # ... and its driver dies before it queues the trial again
+
+    (resumed,) = studies.open_studies(space, "lost", url)
+    assert resumed.remaining == 2  # the lost claim queued again, and one new trial: the failed one counts
+    continued = resumed.ask(distributions)
+    assert continued.user_attrs == {"key": "g0-001", "mlflow_run_id": "run-of-g0-001", studies.CONTINUES: lost.number}
+    assert continued.params == lost.params
+    assert resumed.remaining == 1
+    (again,) = studies.open_studies(space, "lost", url)  # a second resume: the continuation is claimed, once
+    continuing = [t.user_attrs.get(studies.CONTINUES) for t in again.study.get_trials()]
+    assert continuing == [None, None, lost.number, continued.number]
+    assert again.remaining == 2
+    for gs in (resumed, again):
+        assert gs.heartbeats is not None
+        gs.heartbeats.close()

@@ -275,6 +275,17 @@ class GridStudy:
             self._claimed_at = time.monotonic()
             optuna.storages.fail_stale_trials(self.study)
 
+    def requeue_lost_claims(self) -> None:
+        """Queue again the claimed orphans whose claimer died between its claim and :func:`requeue`: FAIL without
+        the ``metrics`` a driver sets before it tells a trial's end, and continued by no trial. A lone driver
+        (``--resume``) only: among drivers sharing the study, such a trial may be a claim in flight."""
+        trials = self.study.get_trials(deepcopy=False)
+        continued = claimed(trials)
+        for trial in trials:
+            if trial.state == TrialState.FAIL and "metrics" not in trial.user_attrs and trial.number not in continued:
+                requeue(self.study, trial)
+        self._taken = None  # count again
+
     def adopt_cut_short(self) -> None:
         """Claim the RUNNING trials without a ``name`` (the user attribute a driver sets last when it hands a
         trial out) as orphans: an ask cut short by a lost storage connection leaves its trial so, and the
@@ -306,5 +317,6 @@ def open_studies(space: SearchSpace, name: str, storage_url: str, shared: bool =
         gs = GridStudy(i, point, study, space.num_samples, storage=storage, shared=shared, heartbeats=heartbeats)
         if not shared:
             gs.claim([t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))])
+            gs.requeue_lost_claims()
         studies.append(gs)
     return studies
