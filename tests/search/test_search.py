@@ -213,6 +213,48 @@ def test_an_orphan_left_inside_ask_gets_its_missing_params(tmp_path):
     assert studies[0].remaining == 0
 
 
+def test_a_trial_cut_short_after_its_mlflow_run_was_opened_goes_on_in_that_run(tmp_path, monkeypatch):
+    """A driver killed after it opened a trial's MLflow run and before it named the trial: the resumed search
+    claims the trial and hands it out again under the same key, into the same MLflow run (no second run)."""
+    from mlflow.tracking import MlflowClient
+
+    from tuneprune.search.protocol import PackRequest, TrialContext
+    from tuneprune.search.searcher import StudySearcher
+    from tuneprune.search.space import load_space
+    from tuneprune.search.studies import CONTINUES, GridStudy, open_studies
+
+    space = load_space({"base": BASE, "params": {"lr": {"type": "float", "low": 0.01, "high": 0.3}}, "num_samples": 1})
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    tracking_uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
+    context = TrialContext(tracking_uri, "tuneprune", "parent", str(tmp_path), {"val_acc": "max"})
+    naming = GridStudy.set_user_attrs
+
+    def killed_when_naming(self, number, attrs):
+        if "name" in attrs:
+            raise KeyboardInterrupt("the driver dies here")
+        naming(self, number, attrs)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(GridStudy, "set_user_attrs", killed_when_naming)
+        first = StudySearcher(space, open_studies(space, "cut", url), context)
+        with pytest.raises(KeyboardInterrupt):
+            first.suggest("t1")
+    client = MlflowClient(tracking_uri)
+    experiment = client.get_experiment_by_name("tuneprune")
+    assert experiment is not None
+    (opened,) = client.search_runs([experiment.experiment_id])
+    studies = open_studies(space, "cut", url)
+    searcher = StudySearcher(space, studies, context)
+    suggested = searcher.suggest("t2")
+    searcher.close()
+    assert suggested is not None
+    (request,) = PackRequest.from_dict(suggested).members
+    assert request.key == "g0-000"  # the key of the trial cut short, not of the trial queued in its place
+    assert request.mlflow_run_id == opened.info.run_id
+    assert [t.user_attrs.get(CONTINUES) for t in studies[0].study.get_trials()] == [None, 0]
+    assert len(client.search_runs([opened.info.experiment_id])) == 1
+
+
 def test_a_lone_driver_counts_its_asks_and_a_shared_study_is_read_again(tmp_path):
     """``GridStudy.remaining``: a lone driver reads the study once and counts the trials it asks; drivers that
     share a study (``--join``) read it at every call, so they also see the trials the others asked."""

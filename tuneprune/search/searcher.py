@@ -174,9 +174,11 @@ class StudySearcher(Searcher):
             spec = run_config.model_dump(mode="json")
             spec["device"] = run_device(run_config.device, self.space.resources.gpu)
             request = TrialRequest(key, number, run_name, gs.grid_point, params, spec, self.context)
+            if not orphan:  # the key before the MLflow run: a claimed orphan carries it on, to that run
+                gs.set_user_attrs(number, {"key": key})
             run_id = open_trial_run(self._tracker(), request, new=not orphan)
             # the name last: a trial handed out has one
-            gs.set_user_attrs(number, {"key": key, "mlflow_run_id": run_id, "name": run_name})
+            gs.set_user_attrs(number, {"mlflow_run_id": run_id, "name": run_name})
             request = replace(request, mlflow_run_id=run_id, resume_epoch=resume_epoch)
             return _Asked(gs, number, request, (*pack_key(run_config), resume_epoch))
         return None
