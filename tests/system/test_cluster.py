@@ -452,7 +452,7 @@ def race(me):
     handed_out = []
     while gs.remaining:
         trial = gs.ask(distributions)
-        key = trial.user_attrs.get("key") or trial_key(gs.index, trial.number)
+        key = trial_key(gs.index, trial)
         gs.set_user_attrs(trial.number, {"key": key, "name": key})
         handed_out.append(key)
     gs.heartbeats.close()

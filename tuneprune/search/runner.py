@@ -139,7 +139,7 @@ def _collect(studies, space: SearchSpace) -> tuple[list[dict], list[dict]]:
     names = list(space.objectives)
 
     def entry(gs, t) -> dict[str, Any]:  # gs: a GridStudy, t: one of its FrozenTrials
-        key = t.user_attrs.get("key") or trial_key(gs.index, t.number)
+        key = trial_key(gs.index, t)
         return {
             "key": key,
             "name": trial_run_name(key, gs.grid_point, t.params),

@@ -23,7 +23,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
 
-from optuna.trial import TrialState
+import optuna
+from optuna.trial import FrozenTrial, TrialState
 from ray.tune.search import Searcher
 
 from tuneprune.search.protocol import PackRequest, TrialContext, TrialRequest, TrialResult, member_results
@@ -34,8 +35,10 @@ from tuneprune.tracking import RunTracker
 from tuneprune.training.key import pack_key
 
 
-def trial_key(grid_index: int, number: int) -> str:
-    return f"g{grid_index}-{number:03d}"
+def trial_key(grid_index: int, trial: optuna.Trial | FrozenTrial) -> str:
+    """A trial's key, its one name everywhere: the ``key`` it carries (a claimed orphan queued again carries the
+    key of the trial it continues), else ``g<grid index>-<number>``."""
+    return str(trial.user_attrs.get("key") or f"g{grid_index}-{trial.number:03d}")
 
 
 def trial_run_name(key: str, grid_point: dict[str, Any], params: dict[str, Any]) -> str:
@@ -167,7 +170,7 @@ class StudySearcher(Searcher):
             number, orphan = trial.number, CONTINUES in trial.user_attrs
             params = {k: trial.params[k] for k in self.distributions}
             run_config = self.space.resolve(gs.grid_point, params)
-            key = trial.user_attrs.get("key") or trial_key(gs.index, number)
+            key = trial_key(gs.index, trial)
             # an orphan that ended before its driver died and told its study has no checkpoint left
             resume_epoch = resumable_epoch(self.context.trial_dir(key), int(trial.user_attrs.get(CHECKPOINT_EPOCH, 0)))
             run_name = trial_run_name(key, gs.grid_point, params)
