@@ -209,6 +209,8 @@ def test_fit_keeps_the_poles_outside_the_range_with_its_margin():
     assert len(fit.residuals) == 6
     assert fit.r2 is not None
     assert fit.r2 < 1.0
+    published_rmse = np.sqrt(np.mean((published(np.array(targets)) - np.array(alphas)) ** 2))
+    assert fit.rule()["published_rmse"] == pytest.approx(published_rmse)
 
 
 def test_too_few_usable_points_exit_2_with_one_line(tmp_path, capsys):

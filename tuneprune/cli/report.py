@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def say_run_url(source) -> None:  # source: a tuneprune.reports.Source
+def say_run_url(source) -> None:  # source: a tuneprune.reports.source.Source
     """The parent run's MLflow page, on stderr (stdout is the path a script reads)."""
     from tuneprune.output.progress import say
 

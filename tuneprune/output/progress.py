@@ -83,7 +83,6 @@ class LiveStatus:
     def close(self) -> None:
         if self._live is not None:
             self._live.stop()
-            self._live = None
         else:
             self._lines.emit(force=True)
 

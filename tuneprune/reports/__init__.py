@@ -5,14 +5,12 @@ from tuneprune.reports.alpha_fit import alpha_fit_report
 from tuneprune.reports.build import build_report
 from tuneprune.reports.document import Report
 from tuneprune.reports.scheduler import scheduler_report
-from tuneprune.reports.source import Source, resolve_source
-from tuneprune.reports.tangent import AlphaFit, fit_tangent, tangent
+from tuneprune.reports.source import resolve_source
+from tuneprune.reports.tangent import fit_tangent, tangent
 from tuneprune.reports.trials import load_search
 
 __all__ = [
-    "AlphaFit",
     "Report",
-    "Source",
     "alpha_fit_report",
     "build_report",
     "fit_tangent",

@@ -27,7 +27,6 @@ def study_importances(data: SearchData) -> tuple[list[dict[str, Any]], list[str]
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = open_storage(data.source.summary["storage_url"])
-    objectives = list(data.objectives)
     rows, notes = [], []
     for point in data.space.grid_points():
         name = study_name(data.source.name, point)
@@ -39,7 +38,7 @@ def study_importances(data: SearchData) -> tuple[list[dict[str, Any]], list[str]
                 f"{name}: not computable ({len(complete)} complete trials, {len(varying)} searched parameters that vary)"
             )
             continue
-        for i, objective in enumerate(objectives):
+        for i, objective in enumerate(data.objectives):
             if len({t.values[i] for t in complete}) < 2:
                 notes.append(f"{name}: not computable for {objective} (the same value in every complete trial)")
                 continue

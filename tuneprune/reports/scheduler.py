@@ -64,9 +64,7 @@ def pareto_sets(data: SearchData, judged: Sequence[JudgedTrial]) -> list[JudgedT
     chosen = []
     for grid in dict.fromkeys(json.dumps(j.trial.grid, sort_keys=True) for j in judged):
         usable = [j for j in judged if j.excluded is None and json.dumps(j.trial.grid, sort_keys=True) == grid]
-        values = np.array([[j.trial.values[m] for m in objectives] for j in usable], dtype=float).reshape(
-            -1, len(objectives)
-        )
+        values = np.array([[j.trial.values[m] for m in objectives] for j in usable], dtype=float)
         chosen += [usable[i] for i in non_dominated(values, list(objectives.values()))]
     return chosen
 

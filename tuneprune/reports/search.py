@@ -46,9 +46,8 @@ def feather_baseline(data: SearchData, complete: list[Trial]) -> dict[str, np.nd
     for t in filter(is_plain_feather, complete):
         assert t.config.sparsity is not None  # is_plain_feather checked it
         row = trial_row(data, t)
-        point = (row["sparsity"], row[acc])
-        if point[1] > best.get(t.config.sparsity.target, (0.0, -np.inf))[1]:
-            best[t.config.sparsity.target] = point
+        if row[acc] > best.get(t.config.sparsity.target, (0.0, -np.inf))[1]:
+            best[t.config.sparsity.target] = (row["sparsity"], row[acc])
     return {"plain Feather (best per target)": np.array(sorted(best.values()))} if best else {}
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -104,7 +104,6 @@ class AlphaFit:
 
     def rule(self) -> dict[str, Any]:
         """The rule file: c1..c4 (all ``alpha_from_rule_file`` reads) and how they were found."""
-        published = tangent(self.targets, **PUBLISHED_ALPHA_RULE)
         return {
             **{k: float(v) for k, v in self.constants.items()},
             "fitted": list(self.free),
@@ -116,7 +115,7 @@ class AlphaFit:
             "poles_on_bounds": self.poles_on_bounds,
             "fitted_range": list(self.fitted_range),
             "pole_margin": self.pole_margin,
-            "published_rmse": float(np.sqrt(np.mean((published - self.alphas) ** 2))),
+            "published_rmse": replace(self, constants=PUBLISHED_ALPHA_RULE).rmse,
         }
 
 

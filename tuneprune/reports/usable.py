@@ -16,8 +16,7 @@ from tuneprune.data.splits import CLASSES
 
 def chance_accuracy(config: dict[str, Any]) -> float:
     """``1 / classes`` of the dataset a run config (as a dict) trains on."""
-    dataset = config.get("dataset", "digits")
-    return 1.0 / CLASSES.get(dataset, config.get("synthetic_classes", 10))
+    return 1.0 / CLASSES.get(config.get("dataset", "digits"), config.get("synthetic_classes", 10))
 
 
 @dataclass(frozen=True)
