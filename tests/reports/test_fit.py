@@ -17,6 +17,7 @@ from tuneprune.cli import main
 from tuneprune.evolution.archive import FRONT_PLANE, pareto_front
 from tuneprune.reports import Report, fit_tangent, tangent
 from tuneprune.reports.sections import front_section
+from tuneprune.reports.usable import accuracy_metric
 from tuneprune.shared.pareto import Plane, front_indices, hypervolume, non_dominated
 from tuneprune.sparsity import alpha_for_target, resolve_alpha
 from tuneprune.sparsity.theta import PUBLISHED_ALPHA_RULE
@@ -149,6 +150,27 @@ def test_fit_alpha_without_alpha_points_exits_2(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert "\n" not in err
     assert repr(str(directory)) in err
+
+
+def test_fit_alpha_judges_chance_by_the_accuracy_objective_the_report_uses(tmp_path, capsys):
+    """Objectives (mask stability, test_acc): a trial is near chance by its test_acc, the accuracy of the search's
+    fronts (``accuracy_metric``), not by val_acc, which the search did not optimise."""
+    trials = []
+    for j, s in enumerate(TARGETS):
+        trial = synthetic_trial(f"g0-{j:03d}", "resnet20", s, float(published(s)), val_acc=0.12)
+        trial["values"] = {"mean_mask_stability": 0.9 - j / 100, "test_acc": 0.9}
+        trial["metrics"]["test_acc"] = 0.9
+        trials.append(trial)
+    directory = tmp_path / "runs" / "stable"
+    directory.mkdir(parents=True)
+    summary: dict[str, Any] = {"name": "stable", "parent_run_id": "0" * 32, "tracking_uri": f"sqlite:///{directory}/absent.db",
+               "objectives": {"mean_mask_stability": "max", "test_acc": "max"}, "trials": trials, "best": trials}  # fmt: skip
+    (directory / "summary.json").write_text(json.dumps(summary))
+    assert accuracy_metric(summary["objectives"]) == "test_acc"
+    assert main(["fit-alpha", str(directory), "--out", str(tmp_path / "fit")]) == 0
+    printed = capsys.readouterr().out
+    assert "near chance" not in printed
+    assert f"fitted c1, c2, c3, c4 to {len(TARGETS)} points" in printed
 
 
 def test_fronts_and_hypervolume_with_a_minimised_metric():

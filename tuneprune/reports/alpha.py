@@ -12,7 +12,7 @@ import numpy as np
 from tuneprune.output.plotting import new_figure
 from tuneprune.reports.source import Source
 from tuneprune.reports.tangent import AlphaFit, tangent
-from tuneprune.reports.usable import UsabilityRules, chance_accuracy
+from tuneprune.reports.usable import UsabilityRules, accuracy_metric, chance_accuracy
 from tuneprune.runs.paths import TARGET_SPARSITY, THETA_ALPHA
 from tuneprune.search.space import METHOD
 from tuneprune.search.study_config import SEED
@@ -57,8 +57,7 @@ def alpha_candidates(source: Source, rules: UsabilityRules) -> list[AlphaPoint]:
     """Every complete trial of ``source`` that ran with an alpha of its own (searched, or a study method's), with its
     exclusion reason under ``rules``. Its group is its other grid values, a study's method and seed left out."""
     summary = source.summary
-    (first, _), *_ = summary["objectives"].items()
-    accuracy = first if first.endswith("_acc") else "val_acc"
+    first, accuracy = next(iter(summary["objectives"])), accuracy_metric(summary["objectives"])
     points = []
     for entry in completed_trials(summary):
         alpha = trial_alpha(entry)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tuneprune.reports.source import Source
+from tuneprune.reports.usable import accuracy_metric
 from tuneprune.runs import TrialSpec
 from tuneprune.search.space import SearchSpace
 from tuneprune.shared.config import validate
@@ -57,8 +58,8 @@ class SearchData:
 
     @property
     def accuracy_metric(self) -> str:
-        """The accuracy the fronts use: the first accuracy objective, else val_acc."""
-        return next((m for m in self.objectives if m.endswith("_acc")), "val_acc")
+        """The accuracy the fronts use (:func:`~tuneprune.reports.usable.accuracy_metric`)."""
+        return accuracy_metric(self.objectives)
 
     @property
     def best_keys(self) -> list[str]:

@@ -8,10 +8,17 @@ accuracy is within ``chance_margin`` of chance (``1 / number of classes``) says 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from tuneprune.data.splits import CLASSES
+
+
+def accuracy_metric(objectives: Iterable[str]) -> str:
+    """The accuracy a search is judged by (its fronts, and which trials are near chance): its first objective that is
+    an accuracy (``*_acc``), else ``val_acc``."""
+    return next((m for m in objectives if m.endswith("_acc")), "val_acc")
 
 
 def chance_accuracy(config: dict[str, Any]) -> float:
