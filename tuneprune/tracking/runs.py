@@ -81,7 +81,6 @@ class RunTracker:
         self.tracking_uri = tracking_uri
         self.client = MlflowClient(tracking_uri)
         self.experiment_name = experiment
-        self._experiment_id: str | None = None
 
     @classmethod
     @functools.cache
@@ -90,10 +89,8 @@ class RunTracker:
         after trial opens its client and looks its experiment up once."""
         return cls(tracking_uri, experiment)
 
-    @property
+    @functools.cached_property
     def experiment_id(self) -> str:
-        if self._experiment_id is not None:
-            return self._experiment_id
         experiment = self.client.get_experiment_by_name(self.experiment_name)
         if experiment is None:
             # A tracking server chooses the artifact location itself (served artifacts, so workers on other nodes
@@ -103,21 +100,19 @@ class RunTracker:
                 store = Path(self.tracking_uri.removeprefix("sqlite:///"))
                 location = (store.parent / "mlartifacts").resolve().as_uri()
             try:
-                self._experiment_id = self.client.create_experiment(self.experiment_name, artifact_location=location)
-                return self._experiment_id
+                return self.client.create_experiment(self.experiment_name, artifact_location=location)
             except Exception:  # created concurrently by another process
                 experiment = self.client.get_experiment_by_name(self.experiment_name)
                 if experiment is None:
                     raise
-        self._experiment_id = experiment.experiment_id
-        return self._experiment_id
+        return experiment.experiment_id
 
     # -- finding runs -------------------------------------------------------------------
     def search(self, filter_string: str) -> list:
         return self.client.search_runs([self.experiment_id], filter_string=filter_string, max_results=10_000)
 
     def find_parent(self, name: str, kind: str):
-        if self._experiment_id is None and self.client.get_experiment_by_name(self.experiment_name) is None:
+        if "experiment_id" not in vars(self) and self.client.get_experiment_by_name(self.experiment_name) is None:
             return None  # looking must not create the experiment
         runs = self.search(f"tags.`{TAG_NAME}` = '{name}' and tags.`{TAG_KIND}` = '{kind}'")
         # The oldest: drivers started at once may briefly have one each (see start_parent).
