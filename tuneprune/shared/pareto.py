@@ -65,8 +65,7 @@ def non_dominated(points: np.ndarray, directions: Sequence[str]) -> list[int]:
 
 def front_indices(points: np.ndarray, plane: Plane) -> list[int]:
     """Indices of the non-dominated rows of ``points`` (shape n x 2, columns x and y), by increasing x, ties in row order."""
-    found = non_dominated(points, plane.directions)
-    return sorted(found, key=lambda i: (points[i, 0], points[i, 1], i))
+    return sorted(non_dominated(points, plane.directions), key=lambda i: (points[i, 0], points[i, 1], i))
 
 
 def hypervolume(points: np.ndarray, plane: Plane, reference: Sequence[float]) -> float:
