@@ -37,8 +37,8 @@ def free_constants(text: str) -> tuple[str, ...] | None:
 
     if text == "auto":
         return None
-    names = tuple(dict.fromkeys(n.strip() for n in text.split(",")))
-    if not names or any(n not in CONSTANTS for n in names):
+    names = {n.strip() for n in text.split(",")}
+    if not names <= set(CONSTANTS):
         raise ConfigError(f"--constants = {text!r}: 'auto' or a comma list of {', '.join(CONSTANTS)}")
     return tuple(n for n in CONSTANTS if n in names)
 
