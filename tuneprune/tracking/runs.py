@@ -1,4 +1,5 @@
-"""Parent and child MLflow runs found by tags, so resumed drivers and restarted workers never duplicate."""
+"""Parent and child MLflow runs found by tags, so resumed drivers and restarted workers never duplicate; a parent
+run is never left RUNNING (:func:`parent_run`)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import logging
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -218,6 +220,24 @@ class RunTracker:
         if error:
             self.set_tags(run_id, {"error": error})
         self.client.set_terminated(run_id, status)
+
+
+@contextlib.contextmanager
+def parent_run(tracker: RunTracker, name: str, kind: str, *, resume: bool) -> Iterator[str]:
+    """Start (or, with ``resume``, reopen) the parent run ``name`` of ``kind`` and yield its id.
+
+    It ends FINISHED when the block completes, KILLED on Ctrl-C and FAILED on any other
+    exception (the error tagged, the exception re-raised).
+    """
+    parent_id = tracker.start_parent(name, kind, resume=resume)
+    try:
+        yield parent_id
+    except BaseException as err:
+        tracker.finish(
+            parent_id, "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED", f"{type(err).__name__}: {err}"
+        )
+        raise
+    tracker.finish(parent_id, "FINISHED")
 
 
 def find_parent_run(tracking_uri: str, name_or_id: str, experiment: str = "tuneprune"):
