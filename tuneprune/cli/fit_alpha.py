@@ -14,8 +14,6 @@ import argparse
 
 from tuneprune.cli.report import add_usability_arguments, register_source_command, say_run_url, usability_rules
 
-CONSTANTS = ("c1", "c2", "c3", "c4")
-
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = register_source_command(
@@ -33,12 +31,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def free_constants(text: str) -> tuple[str, ...] | None:
     """``auto`` (None) or a comma list of c1..c4 (exit 2 naming the option otherwise)."""
+    from tuneprune.reports.tangent import CONSTANTS
     from tuneprune.shared.config import ConfigError
 
     if text == "auto":
         return None
-    names = tuple(dict.fromkeys(n.strip() for n in text.split(",")))
-    if not names or any(n not in CONSTANTS for n in names):
+    names = {n.strip() for n in text.split(",")}
+    if not names <= set(CONSTANTS):
         raise ConfigError(f"--constants = {text!r}: 'auto' or a comma list of {', '.join(CONSTANTS)}")
     return tuple(n for n in CONSTANTS if n in names)
 

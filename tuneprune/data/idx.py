@@ -26,11 +26,7 @@ def read_idx(path: str | Path, ndim: int) -> np.ndarray:
     """The array an IDX file holds, which must have ``ndim`` dimensions (3 for images, 1 for labels)."""
     path = Path(path)
     try:
-        if path.suffix == ".gz":
-            with gzip.open(path, "rb") as f:
-                data = f.read()
-        else:
-            data = path.read_bytes()
+        data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
     except (EOFError, OSError, zlib.error) as err:
         raise ConfigError(f"{path}: unreadable or truncated ({err})") from None
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in IDX_TYPES:

@@ -175,14 +175,12 @@ def _synthetic(samples: int, classes: int, image_size: int, seed: int) -> Datase
 
 
 def load_dataset(config) -> DatasetSplits:
-    """Load the dataset a :class:`~tuneprune.training.config.RunConfig` names (on the CPU), its training split
-    cut to ``train_samples`` images when set (the split is shuffled by ``seed``, so its head is a random subset).
+    """Load the dataset a validated :class:`~tuneprune.training.config.RunConfig` names (on the CPU), its training
+    split cut to ``train_samples`` images when set (the split is shuffled by ``seed``: its head is a random subset).
 
     The splits last loaded are kept in the process and shared (never modified in place by
     tuneprune): the trials a reused Ray worker runs one after another read them once.
     """
-    if config.dataset not in DATASETS:
-        raise ConfigError(f"dataset = {config.dataset!r}: unknown, allowed: {', '.join(DATASETS)}")
     native = {"digits": 8 if config.model == "small_cnn" else 32, "mnist": 28, "fashion_mnist": 28}
     image_size = config.image_size or native.get(config.dataset, 32)
     data = _load(

@@ -31,11 +31,9 @@ MODELS: dict[str, Callable[[int, int], nn.Module]] = {
 
 def create_model(name: str, num_classes: int, in_channels: int = 3) -> nn.Module:
     """Build a freshly initialised model by name (see ``MODELS``)."""
-    try:
-        factory = MODELS[name]
-    except KeyError:
-        raise ValueError(f"unknown model {name!r}, allowed: {', '.join(sorted(MODELS))}") from None
-    return factory(num_classes, in_channels)
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}, allowed: {', '.join(sorted(MODELS))}")
+    return MODELS[name](num_classes, in_channels)
 
 
 __all__ = ["MODELS", "create_model"]

@@ -1,9 +1,5 @@
-"""The application layer: a trial's specification, its execution, and where trained models come from.
-
-:class:`TrialSpec` is a run config plus the evaluations after training; :func:`execute`
-trains it, evaluates and saves (used by ``tuneprune train`` and by the Ray trainable);
-:func:`obtain_model` gives a trained model from a file, an MLflow run or fresh training.
-"""
+"""The application layer: a trial's specification (:class:`TrialSpec`), its execution (:func:`execute`, and
+``execute.conclude`` for the Ray trainable) and where trained models come from (:func:`obtain_model`)."""
 
 from tuneprune.runs.execute import execute
 from tuneprune.runs.source import obtain_model

@@ -32,15 +32,6 @@ class RelevanceStudyRun:
     result: StudyResult
 
 
-def model_source(checkpoint: Path | None, from_run: str | None) -> dict[str, str]:
-    """Where the studied model comes from, as logged on the parent run."""
-    if checkpoint is not None:
-        return {"checkpoint": str(checkpoint.resolve())}
-    if from_run is not None:
-        return {"from_run": from_run}
-    return {"trained": "train section"}
-
-
 def run_relevance_study(
     config_path: Path,
     overrides: list[str] | None,
@@ -58,15 +49,20 @@ def run_relevance_study(
     A model trained here is kept as ``model.pt`` so that ``--from-run PARENT_RUN_ID`` can study it again.
     """
     config = load_config(RelevanceStudyConfig, config_path, overrides)
-    source = model_source(checkpoint, from_run)
-    if "trained" in source:  # the train section's data must exist
+    # Where the studied model comes from, as logged on the parent run.
+    if checkpoint is not None:
+        source = {"checkpoint": str(checkpoint.resolve())}
+    elif from_run is not None:
+        source = {"from_run": from_run}
+    else:  # trained now: the train section's data must exist
+        source = {"trained": "train section"}
         check_data_dir(config.train.dataset, config.train.data_dir, config.train.download)
     name = name or config.name or Path(config_path).stem
     uri = tracking_uri or default_tracking_uri()
     check_tracking_reachable(uri)
     study = StudyTracker(RunTracker(uri, config.experiment), name)
     if progress:
-        say("loading the model ..." if checkpoint or from_run else "training the model ...")
+        say("training the model ..." if "trained" in source else "loading the model ...")
     model, run_config = obtain_model(config.train, checkpoint, from_run, uri, progress)
     data = load_dataset(run_config)
     out = (results_root / name).resolve()

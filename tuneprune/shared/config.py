@@ -68,15 +68,6 @@ def apply_overrides(data: dict[str, Any], overrides: list[str] | None) -> dict[s
     return result
 
 
-def _split_key(node: dict[str, Any], parts: list[str]) -> tuple[str, list[str]]:
-    """The longest dotted prefix of ``parts`` that is a key of ``node`` (keys like ``sparsity.target``)."""
-    for n in range(len(parts), 1, -1):
-        key = ".".join(parts[:n])
-        if key in node:
-            return key, parts[n:]
-    return parts[0], parts[1:]
-
-
 def set_path(data: dict[str, Any], dotted: str, value: Any) -> None:
     """Set ``data[a][b][c] = value`` for ``dotted = 'a.b.c'``, creating mappings on the way.
 
@@ -87,7 +78,9 @@ def set_path(data: dict[str, Any], dotted: str, value: Any) -> None:
     parts = dotted.split(".")
     walked: list[str] = []
     while True:
-        key, rest = _split_key(node, parts)
+        # The longest dotted prefix of ``parts`` that is a key of ``node``, else its first part.
+        n = next((n for n in range(len(parts), 1, -1) if ".".join(parts[:n]) in node), 1)
+        key, rest = ".".join(parts[:n]), parts[n:]
         walked.append(key)
         if not rest:
             node[key] = value

@@ -49,14 +49,6 @@ def minimised(points: np.ndarray | Sequence[float], directions: Sequence[str]) -
     return np.asarray(points, dtype=float) * np.array([-1.0 if d == "max" else 1.0 for d in directions])
 
 
-def non_dominated(points: np.ndarray, directions: Sequence[str]) -> list[int]:
-    """Indices of the non-dominated rows of ``points`` (one column per objective, ``'max'``/``'min'`` each), ties kept, in row order."""
-    if len(points) == 0:
-        return []
-    front = NonDominatedSorting().do(minimised(points, directions), only_non_dominated_front=True)
-    return sorted(int(i) for i in front)
-
-
 def front_ranks(points: np.ndarray, directions: Sequence[str]) -> np.ndarray:
     """The front of each row of ``points`` (non-dominated sorting): 0 for the non-dominated rows, 1 for those
     non-dominated once front 0 is removed, and so on; rows with equal values share a front. Values must be finite."""
@@ -66,10 +58,14 @@ def front_ranks(points: np.ndarray, directions: Sequence[str]) -> np.ndarray:
     return np.asarray(ranks, dtype=int)
 
 
+def non_dominated(points: np.ndarray, directions: Sequence[str]) -> list[int]:
+    """Indices of the non-dominated rows of ``points`` (front 0 of :func:`front_ranks`), ties kept, in row order."""
+    return [int(i) for i in np.flatnonzero(front_ranks(points, directions) == 0)]
+
+
 def front_indices(points: np.ndarray, plane: Plane) -> list[int]:
     """Indices of the non-dominated rows of ``points`` (shape n x 2, columns x and y), by increasing x, ties in row order."""
-    found = non_dominated(points, plane.directions)
-    return sorted(found, key=lambda i: (points[i, 0], points[i, 1], i))
+    return sorted(non_dominated(points, plane.directions), key=lambda i: (points[i, 0], points[i, 1], i))
 
 
 def hypervolume(points: np.ndarray, plane: Plane, reference: Sequence[float]) -> float:

@@ -12,7 +12,6 @@ from tuneprune.tracking.locations import (
     default_tracking_uri,
     store_missing,
 )
-from tuneprune.tracking.parent import parent_run
 from tuneprune.tracking.runs import (
     TAG_KIND,
     TAG_NAME,
@@ -20,6 +19,7 @@ from tuneprune.tracking.runs import (
     RunTracker,
     find_parent_run,
     locate_run,
+    parent_run,
     run_config_from_mlflow,
 )
 

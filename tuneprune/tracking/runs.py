@@ -1,4 +1,5 @@
-"""Parent and child MLflow runs found by tags, so resumed drivers and restarted workers never duplicate."""
+"""Parent and child MLflow runs found by tags, so resumed drivers and restarted workers never duplicate; a parent
+run is never left RUNNING (:func:`parent_run`)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import logging
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -81,7 +83,6 @@ class RunTracker:
         self.tracking_uri = tracking_uri
         self.client = MlflowClient(tracking_uri)
         self.experiment_name = experiment
-        self._experiment_id: str | None = None
 
     @classmethod
     @functools.cache
@@ -90,10 +91,8 @@ class RunTracker:
         after trial opens its client and looks its experiment up once."""
         return cls(tracking_uri, experiment)
 
-    @property
+    @functools.cached_property
     def experiment_id(self) -> str:
-        if self._experiment_id is not None:
-            return self._experiment_id
         experiment = self.client.get_experiment_by_name(self.experiment_name)
         if experiment is None:
             # A tracking server chooses the artifact location itself (served artifacts, so workers on other nodes
@@ -103,21 +102,19 @@ class RunTracker:
                 store = Path(self.tracking_uri.removeprefix("sqlite:///"))
                 location = (store.parent / "mlartifacts").resolve().as_uri()
             try:
-                self._experiment_id = self.client.create_experiment(self.experiment_name, artifact_location=location)
-                return self._experiment_id
+                return self.client.create_experiment(self.experiment_name, artifact_location=location)
             except Exception:  # created concurrently by another process
                 experiment = self.client.get_experiment_by_name(self.experiment_name)
                 if experiment is None:
                     raise
-        self._experiment_id = experiment.experiment_id
-        return self._experiment_id
+        return experiment.experiment_id
 
     # -- finding runs -------------------------------------------------------------------
     def search(self, filter_string: str) -> list:
         return self.client.search_runs([self.experiment_id], filter_string=filter_string, max_results=10_000)
 
     def find_parent(self, name: str, kind: str):
-        if self._experiment_id is None and self.client.get_experiment_by_name(self.experiment_name) is None:
+        if "experiment_id" not in vars(self) and self.client.get_experiment_by_name(self.experiment_name) is None:
             return None  # looking must not create the experiment
         runs = self.search(f"tags.`{TAG_NAME}` = '{name}' and tags.`{TAG_KIND}` = '{kind}'")
         # The oldest: drivers started at once may briefly have one each (see start_parent).
@@ -223,6 +220,24 @@ class RunTracker:
         if error:
             self.set_tags(run_id, {"error": error})
         self.client.set_terminated(run_id, status)
+
+
+@contextlib.contextmanager
+def parent_run(tracker: RunTracker, name: str, kind: str, *, resume: bool) -> Iterator[str]:
+    """Start (or, with ``resume``, reopen) the parent run ``name`` of ``kind`` and yield its id.
+
+    It ends FINISHED when the block completes, KILLED on Ctrl-C and FAILED on any other
+    exception (the error tagged, the exception re-raised).
+    """
+    parent_id = tracker.start_parent(name, kind, resume=resume)
+    try:
+        yield parent_id
+    except BaseException as err:
+        tracker.finish(
+            parent_id, "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED", f"{type(err).__name__}: {err}"
+        )
+        raise
+    tracker.finish(parent_id, "FINISHED")
 
 
 def find_parent_run(tracking_uri: str, name_or_id: str, experiment: str = "tuneprune"):
