@@ -59,8 +59,13 @@ def front_ranks(points: np.ndarray, directions: Sequence[str]) -> np.ndarray:
 
 
 def non_dominated(points: np.ndarray, directions: Sequence[str]) -> list[int]:
-    """Indices of the non-dominated rows of ``points`` (front 0 of :func:`front_ranks`), ties kept, in row order."""
-    return [int(i) for i in np.flatnonzero(front_ranks(points, directions) == 0)]
+    """Indices of the non-dominated rows of ``points`` (front 0 of :func:`front_ranks`, found without ranking the
+    others: the anytime view calls this once per trial), ties kept, in row order."""
+    if len(points) == 0:
+        return []
+    return sorted(
+        int(i) for i in NonDominatedSorting().do(minimised(points, directions), only_non_dominated_front=True)
+    )
 
 
 def front_indices(points: np.ndarray, plane: Plane) -> list[int]:
