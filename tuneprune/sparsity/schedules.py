@@ -139,11 +139,8 @@ def build_schedule(config: SparsityConfig, steps_per_epoch: int, epochs: int) ->
         return ConstantSchedule(config.target)
     if cfg.type == "cubic":
         return CubicSchedule(config.target, cfg.start_epoch * steps_per_epoch, cfg.end_fraction * total_steps)
-    assert cfg.A is not None  # the adaptive constants are resolved at config load
-    assert cfg.B is not None
-    assert cfg.C is not None
-    assert cfg.D is not None
+    constants = {key: getattr(cfg, key) for key in "ABCD"}  # resolved at config load
     scheduler = AdaptiveScheduler(
-        cfg.A, cfg.B, cfg.C, cfg.D, final_sparsity=config.target, epochs=epochs, initial_sparsity=cfg.initial_sparsity
+        **constants, final_sparsity=config.target, epochs=epochs, initial_sparsity=cfg.initial_sparsity
     )
     return AdaptiveSchedule(scheduler, cfg.warmup_epochs * steps_per_epoch)

@@ -352,10 +352,8 @@ class PackedTrainer:
             for hook in self.hooks[member_index]:
                 hook.end_epoch()
                 hook_metrics[-1].update(hook.metrics())
-        sparse_metrics: list[dict[str, float]]
-        if self.stack.weights is None:
-            sparse_metrics = [{} for _ in self.rows]
-        else:
+        sparse_metrics: list[dict[str, float]] = [{} for _ in self.rows]
+        if self.stack.weights is not None:
             with single_threaded(self.device):
                 self.sparsity.end_epoch((epoch + 1) * self.steps_per_epoch, self.stack.weights)
                 sparse_metrics = self.sparsity.metrics()
