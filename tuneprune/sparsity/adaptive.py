@@ -149,9 +149,6 @@ class AdaptiveScheduler:
         previous = None if self.previous_mu is None else float(self.previous_mu)
         return {"sparsity": float(self.sparsity), "previous_mu": previous}
 
-    def load_state_dict(self, state: dict[str, float | None]) -> None:
-        sparsity = state["sparsity"]
-        assert sparsity is not None  # state_dict always records it
-        self.sparsity = float(sparsity)
-        previous = state["previous_mu"]
-        self.previous_mu = None if previous is None else float(previous)
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.sparsity = float(state["sparsity"])
+        self.previous_mu = None if state["previous_mu"] is None else float(state["previous_mu"])

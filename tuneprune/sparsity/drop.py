@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -12,6 +13,7 @@ from tuneprune.sparsity.config import DropConfig
 _REACHED = 1e-9
 
 
+@dataclass(frozen=True)
 class Elimination:
     """Which quantile of |w| is the elimination threshold t, and when it applies (formulas §4).
 
@@ -20,15 +22,10 @@ class Elimination:
     under T. Timeframe ``from_start`` or ``after_target`` (once ``S_k >= S_f``).
     """
 
-    def __init__(
-        self,
-        rho: float,
-        final_sparsity: float,
-        mode: Literal["global", "layer"] = "global",
-        timeframe: Literal["from_start", "after_target"] = "from_start",
-    ) -> None:
-        self.rho, self.mode, self.timeframe = rho, mode, timeframe
-        self.final_sparsity = final_sparsity
+    rho: float
+    final_sparsity: float
+    mode: Literal["global", "layer"] = "global"
+    timeframe: Literal["from_start", "after_target"] = "from_start"
 
     @classmethod
     def from_config(cls, config: DropConfig, final_sparsity: float) -> Elimination:

@@ -22,12 +22,9 @@ def prunable_layers(model: nn.Module, min_size: int = 0) -> list[tuple[str, Prun
     ]
 
 
-PARAMETRIZED_WEIGHT = "parametrizations.weight.original"
-
-
 def original_weight(module: nn.Module) -> nn.Parameter:
     """The plain weight of a layer whose ``weight`` is parametrized (``<layer>.parametrizations.weight.original``)."""
-    return module.get_parameter(PARAMETRIZED_WEIGHT)
+    return module.get_parameter("parametrizations.weight.original")
 
 
 @torch.no_grad()

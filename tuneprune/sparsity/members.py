@@ -208,12 +208,10 @@ class MemberSparsity:
         sparsities = [0.0 if state is None else state["sparsity"] for state in states]
         previous = [None if state is None else state["previous_kept"] for state in states]
         if any(kept is not None for kept in previous):
-            if all(row is not None for row in previous):
-                kept = torch.stack([row.to(weights.device) for row in previous if row is not None])
-            else:  # the missing rows are the current masks: built once more only then
-                current = self.builder.build(weights, sparsities, 1).kept
-                rows = [now if row is None else row.to(now.device) for now, row in zip(current, previous, strict=True)]
-                kept = torch.stack(rows)
+            current = self.builder.build(weights, sparsities, 1).kept  # a missing row is the current mask
+            kept = torch.stack(
+                [now if row is None else row.to(now.device) for now, row in zip(current, previous, strict=True)]
+            )
             before = [
                 s if state is None or state["previous_sparsity"] is None else state["previous_sparsity"]
                 for s, state in zip(sparsities, states, strict=True)

@@ -32,28 +32,22 @@ def cubic_sparsity(
 
 
 class Schedule(Protocol):
-    """The sparsity ``S_k`` of each training iteration ``k``.
-
-    ``observe(step, stability)`` receives the mask stability ``mu_k`` of iteration ``step``
-    as a 0-dim tensor on the weights' device: a schedule that ignores it costs no host read.
-    ``sparsity_at`` returns a float, or a 0-dim tensor when ``S_k`` depends on values that
-    live on the device (the adaptive schedule on the accelerator path, formulas §10.6): the
-    caller reads it only where it needs the value on the host.
-    ``lam`` is the adaptive scheduler's lambda (0 for the others, reported per epoch);
-    ``state_dict``/``load_state_dict`` make it part of a checkpoint.
-    """
+    """The sparsity ``S_k`` of each training iteration ``k``; ``state_dict``/``load_state_dict`` make it part of a
+    checkpoint."""
 
     def sparsity_at(self, step: int) -> float | torch.Tensor:
-        """``S_k`` for iteration ``step``."""
+        """``S_k`` for iteration ``step``: a float, or a 0-dim tensor when it depends on values that live on the
+        device (the adaptive schedule on the accelerator path, formulas §10.6), read only where the host needs it."""
         ...
 
     def observe(self, step: int, stability: torch.Tensor) -> None:
-        """Take the mean mask stability measured at iteration ``step``."""
+        """Take the mean mask stability ``mu_k`` measured at iteration ``step``, a 0-dim tensor on the weights'
+        device: a schedule that ignores it costs no host read."""
         ...
 
     @property
     def lam(self) -> float:
-        """The adaptive scheduler's lambda; 0 for the others."""
+        """The adaptive scheduler's lambda (reported per epoch); 0 for the others."""
         ...
 
     def state_dict(self) -> dict[str, Any]: ...
@@ -139,11 +133,8 @@ def build_schedule(config: SparsityConfig, steps_per_epoch: int, epochs: int) ->
         return ConstantSchedule(config.target)
     if cfg.type == "cubic":
         return CubicSchedule(config.target, cfg.start_epoch * steps_per_epoch, cfg.end_fraction * total_steps)
-    assert cfg.A is not None  # the adaptive constants are resolved at config load
-    assert cfg.B is not None
-    assert cfg.C is not None
-    assert cfg.D is not None
+    constants = {key: getattr(cfg, key) for key in "ABCD"}  # resolved at config load
     scheduler = AdaptiveScheduler(
-        cfg.A, cfg.B, cfg.C, cfg.D, final_sparsity=config.target, epochs=epochs, initial_sparsity=cfg.initial_sparsity
+        **constants, final_sparsity=config.target, epochs=epochs, initial_sparsity=cfg.initial_sparsity
     )
     return AdaptiveSchedule(scheduler, cfg.warmup_epochs * steps_per_epoch)

@@ -13,10 +13,10 @@ from tuneprune.sparsity.drop import Elimination
 from tuneprune.sparsity.flat import flatten_parameters
 from tuneprune.sparsity.layers import original_weight, prunable_layers
 from tuneprune.sparsity.masks import Masks, MemberRule
-from tuneprune.sparsity.members import MemberSparsity
+from tuneprune.sparsity.members import MemberSparsity, member_rule
 from tuneprune.sparsity.schedules import Schedule, build_schedule
 from tuneprune.sparsity.ste import FlatThreshold, ThresholdedWeight
-from tuneprune.sparsity.theta import ConstantTheta, ThetaPolicy, build_theta_policy
+from tuneprune.sparsity.theta import ConstantTheta, ThetaPolicy
 
 
 class Sparsifier:
@@ -73,13 +73,14 @@ class Sparsifier:
     @classmethod
     def from_config(cls, model: nn.Module, config: SparsityConfig, steps_per_epoch: int, epochs: int) -> Sparsifier:
         """The Sparsifier ``config`` describes for a run of ``epochs`` epochs of ``steps_per_epoch`` iterations."""
+        rule = member_rule(config)
         return cls(
             model,
             schedule=build_schedule(config, steps_per_epoch, epochs),
-            theta=build_theta_policy(config.theta, config.target),
+            theta=rule.theta_policy,
             p=config.operator_p,
             threshold=config.threshold,
-            elimination=Elimination.from_config(config.drop, config.target),
+            elimination=rule.elimination,
             min_size=config.min_size,
         )
 

@@ -1,9 +1,7 @@
 """K copies of one architecture as stacked tensors: ``[K, ...]`` parameters and buffers, one forward for all.
 
-The parameters are three flat leaves at most (:class:`StackedModel`), so that thresholds and
-masks treat all members and layers at once, and gradient clipping and the SGD update are a
-handful of operations whatever the depth (:class:`~tuneprune.training.optim.PackedSGD`). The
-forward runs each member on its own batch, under ``torch.vmap`` over
+The parameters are three flat leaves at most (:class:`StackedModel`; why:
+:mod:`~tuneprune.training.optim`). The forward runs each member on its own batch, under ``torch.vmap`` over
 ``torch.func.functional_call`` (fused: batched/grouped kernels) or as a loop of
 ``functional_call`` (``loop``), whichever is faster on the device (``scripts/bench_pack.py``).
 """
@@ -34,13 +32,6 @@ def _members(stacked: torch.Tensor) -> Sequence[torch.Tensor]:
 def join_members(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
     """Inverse of :func:`_members`: ``[K, ...]`` of the members' tensors; one member's is a view (``unsqueeze``)."""
     return tensors[0].unsqueeze(0) if len(tensors) == 1 else torch.stack(list(tensors))
-
-
-def _ties_tensors(model: nn.Module) -> bool:
-    """Whether ``model`` holds one parameter or buffer under two names (``functional_call`` must then tie them,
-    a search through every module at each call)."""
-    named = [*model.named_parameters(remove_duplicate=False), *model.named_buffers(remove_duplicate=False)]
-    return len({id(t) for _, t in named}) < len(named)
 
 
 class StackedModel:
@@ -90,7 +81,9 @@ class StackedModel:
         self.memory_format = memory_format  # of each member's batches
         self._fixed_rows: list[tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]] | None = None
         self._vmapped = torch.vmap(self._member_forward, in_dims=(0, 0, 0), randomness="error")
-        self._ties = _ties_tensors(models[0])
+        # functional_call ties a tensor held under two names only when told to: a search of every module per call
+        named = [*models[0].named_parameters(remove_duplicate=False), *models[0].named_buffers(remove_duplicate=False)]
+        self._ties = len({id(t) for _, t in named}) < len(named)
         self._bind_models()
 
     @property

@@ -65,16 +65,6 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def divergence(losses: torch.Tensor, epoch: int, steps_per_epoch: int) -> str:
-    """The message naming the first step of the epoch whose loss (``losses``, not all finite) was NaN or infinite.
-
-    The losses stay on the device during the epoch; this is the epoch's one read of them.
-    """
-    first = int(torch.isfinite(losses).int().argmin())
-    step = epoch * steps_per_epoch + first
-    return f"training loss became {losses[first].item()} at epoch {epoch + 1}, step {step}"
-
-
 def member_losses(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Each member's mean cross-entropy ``[K]`` of its ``[K, B, classes]`` logits against its labels ``[K, B]``.
 
@@ -305,13 +295,18 @@ class PackedTrainer:
             model.zero_grad(set_to_none=True)
 
     def _drop_diverged(self, epoch: int, step_losses: torch.Tensor) -> list[int]:
-        """Fail the members whose loss was not finite at some step of ``epoch`` (``step_losses`` is
-        ``[steps, K]``) with :func:`divergence`'s message; the positions of the others, which go on."""
-        finite = torch.isfinite(step_losses).all(dim=0).tolist()
+        """Fail the members whose loss was NaN or infinite at some step of ``epoch`` (``step_losses``, ``[steps, K]``,
+        stay on the device during the epoch: this is its one read of them), naming the first such step; the
+        positions of the others, which go on."""
+        finite_steps = torch.isfinite(step_losses)
+        finite = finite_steps.all(dim=0).tolist()
         for k, ok in enumerate(finite):
             if not ok:
+                first = int(finite_steps[:, k].int().argmin())
+                step = epoch * self.steps_per_epoch + first
                 member = self.members[self.rows[k]]
-                member.status, member.error = "failed", divergence(step_losses[:, k], epoch, self.steps_per_epoch)
+                member.status = "failed"
+                member.error = f"training loss became {step_losses[first, k].item()} at epoch {epoch + 1}, step {step}"
         alive = [k for k, ok in enumerate(finite) if ok]
         if not all(finite):
             self._keep(alive)
@@ -352,10 +347,8 @@ class PackedTrainer:
             for hook in self.hooks[member_index]:
                 hook.end_epoch()
                 hook_metrics[-1].update(hook.metrics())
-        sparse_metrics: list[dict[str, float]]
-        if self.stack.weights is None:
-            sparse_metrics = [{} for _ in self.rows]
-        else:
+        sparse_metrics: list[dict[str, float]] = [{} for _ in self.rows]
+        if self.stack.weights is not None:
             with single_threaded(self.device):
                 self.sparsity.end_epoch((epoch + 1) * self.steps_per_epoch, self.stack.weights)
                 sparse_metrics = self.sparsity.metrics()
