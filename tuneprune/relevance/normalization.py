@@ -28,12 +28,9 @@ from tuneprune.relevance.settings import Normalization
 
 def layer_scale(values: torch.Tensor, normalization: Normalization) -> torch.Tensor:
     """The divisor of one layer's scores: 1, the layer mean or the layer max (1 where that is 0)."""
-    if normalization == "layer_share":
-        scale = values.mean()
-    elif normalization == "layer_max":
-        scale = values.max()
-    else:
+    if normalization == "none":
         return torch.ones(())
+    scale = values.mean() if normalization == "layer_share" else values.max()
     return scale if scale > 0 else torch.ones(())
 
 
