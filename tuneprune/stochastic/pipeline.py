@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field
 
-import torch
 import torch.nn as nn
 
 from tuneprune.data import DatasetSplits
@@ -53,13 +52,6 @@ def accuracies(model: nn.Module, data: DatasetSplits, batch_size: int) -> dict[s
     }
 
 
-def _variance_table(models: dict[str, nn.Module], x: torch.Tensor, batch_size: int) -> dict[str, dict[str, float]]:
-    """layer -> {model label -> variance}."""
-    per_model = {label: feature_variance(model, x, batch_size) for label, model in models.items()}
-    layers = next(iter(per_model.values()))
-    return {layer: {label: values[layer] for label, values in per_model.items()} for layer in layers}
-
-
 def run_stochastic(
     config: StochasticConfig, model: nn.Module, run_config: RunConfig, data: DatasetSplits
 ) -> StochasticReport:
@@ -95,7 +87,8 @@ def run_stochastic(
     )  # fmt: skip
     if dense_copy is not None:
         models = {"dense": dense_copy, "deterministic": det_model, "stochastic": model}
-        report.feature_variance = _variance_table(models, data.x_val, batch)
+        per_model = {label: feature_variance(m, data.x_val, batch) for label, m in models.items()}
+        report.feature_variance = {layer: {k: v[layer] for k, v in per_model.items()} for layer in per_model["dense"]}
     if config.finetune.epochs > 0:
         det_modules = [dict(det_model.named_modules())[name] for name, _ in layers]
         for label, target, target_modules, target_masks in (
