@@ -1,11 +1,8 @@
-"""Channel scores made comparable across layers, for the global scope of formulas §6 (formulas §10.4).
+"""Channel scores made comparable across layers, for the global scope of formulas §6 (formulas §10.4: raw
+scores shrink with a layer's size, measured in docs/relevance.md with ``scripts/relevance_layers.py``).
 
-Raw scores are not comparable: LRP conserves relevance layer by layer, so a channel's mean
-|R| shrinks with its layer's channel count and map size, and initialisation scales filter
-magnitudes with ``1 / sqrt(fan_in)`` (measured in docs/relevance.md with
-``scripts/relevance_layers.py``). Normalisations (``RelevanceSettings.normalize`` for
-relevance, ``parameter_normalize`` for parameter magnitude), per layer ``l`` with ``n_l``
-channels and scores ``s``:
+Per layer ``l`` with ``n_l`` channels and scores ``s`` (``RelevanceSettings.normalize`` for relevance,
+``parameter_normalize`` for parameter magnitude):
 
 - ``none``: the raw scores, compared directly.
 - ``layer_share``: ``s_c / sum_l(s) * n_l``, the channel's share of its layer's total scaled
