@@ -87,21 +87,19 @@ def explain_batches(
             handle.remove()
 
 
-class RunningMean:
-    """Mean over samples of per-layer maps, updated batch by batch (seed 001, listing 4.2)."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.means: list[torch.Tensor] = []
-
-    def update(self, batch: Sequence[torch.Tensor]) -> None:
-        """Fold in one batch: one ``(N, ...)`` tensor per layer."""
+def running_mean(batches: Iterable[Sequence[torch.Tensor]]) -> list[torch.Tensor]:
+    """Mean over samples of per-layer maps (each batch one ``(N, ...)`` tensor per layer), folded in batch by
+    batch, each weighing by its ``N`` (seed 001, listing 4.2)."""
+    count = 0
+    means: list[torch.Tensor] = []
+    for batch in batches:
         n = len(batch[0])
-        self.count += n
-        if not self.means:
-            self.means = [torch.zeros_like(values[0]) for values in batch]
-        for mean, values in zip(self.means, batch, strict=True):
-            mean += (values.sum(0) - n * mean) / self.count
+        count += n
+        if not means:
+            means = [torch.zeros_like(values[0]) for values in batch]
+        for mean, values in zip(means, batch, strict=True):
+            mean += (values.sum(0) - n * mean) / count
+    return means
 
 
 def mean_channel_relevance(
@@ -112,7 +110,4 @@ def mean_channel_relevance(
     ``x`` and ``model`` must be on the same device; the accumulation stays there.
     """
     batches = (x[i : i + settings.batch_size] for i in range(0, len(x), settings.batch_size))
-    running = RunningMean()
-    for explanation in explain_batches(model, units, batches, settings):
-        running.update(explanation.channels)
-    return running.means
+    return running_mean(explanation.channels for explanation in explain_batches(model, units, batches, settings))
