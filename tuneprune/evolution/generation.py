@@ -63,10 +63,8 @@ def population_row(
         "seed": individual.seed,
         "sigma": individual.sigma,
         **dict(zip(rate_names, individual.rates, strict=True)),
-        "accuracy": result["accuracy"],
-        "sparsity": result["sparsity"],
-        "pruned_layers_sparsity": result["pruned_layers_sparsity"],
-        "accuracies": result["accuracies"],
+        # accuracy, sparsity, pruned_layers_sparsity, accuracies: the result's columns, as FAILED_RESULT orders them
+        **{column: result[column] for column in FAILED_RESULT},
         "status": "failed" if error else "ok",
         "error": error or "",
     }
