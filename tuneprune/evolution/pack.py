@@ -38,7 +38,6 @@ def evaluate_pack(
     for individual in batch:
         check_injected(individual, settings)
     device, model, layers, pruner = setup(payload, settings)
-    modules = [module for _, module in layers]
     k = settings.samples
     mode = forward_mode or ("vmap" if device.type == "cuda" else "loop")
     members = k * len(batch)
@@ -50,8 +49,8 @@ def evaluate_pack(
         for i, individual in enumerate(batch):
             for j, seed in enumerate(sample_seeds(individual, k)):
                 pruner.apply(individual.sigma, individual.rates, seed)
-                weights[i * k + j] = torch.cat([module.weight.flatten() for module in modules])
-            measured.append(sparsities(model, modules, settings.target.min_size))
+                weights[i * k + j] = torch.cat([module.weight.flatten() for module in pruner.modules])
+            measured.append(sparsities(model, pruner.modules, settings.target.min_size))
     x, y = val["x"].to(device), val["y"].to(device)
     accuracies, _ = evaluate_stacked(stack, weights, [x] * members, [y] * members, settings.batch_size)
     return [result(accuracies[i * k : (i + 1) * k], m) for i, m in enumerate(measured)]

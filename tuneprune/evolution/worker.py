@@ -95,8 +95,8 @@ def evaluate_individual(
     """``accuracy`` (median over the k samples), the sample ``accuracies``, ``sparsity`` (of the whole model, the
     objective) and ``pruned_layers_sparsity`` (of the layers the rates prune), :func:`~tuneprune.stochastic.sparsities`."""
     check_injected(individual, settings)
-    device, model, layers, pruner = setup(payload, settings)
+    device, model, _, pruner = setup(payload, settings)
     x, y = val["x"].to(device), val["y"].to(device)
     seeds = sample_seeds(individual, settings.samples)
     accuracies = score_samples(model, pruner, x, y, individual.sigma, individual.rates, seeds, settings.batch_size)
-    return result(accuracies, sparsities(model, [module for _, module in layers], settings.target.min_size))
+    return result(accuracies, sparsities(model, pruner.modules, settings.target.min_size))

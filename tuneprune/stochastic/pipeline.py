@@ -68,18 +68,17 @@ def run_stochastic(
     dense = accuracies(model, data, batch)
     dense_copy = copy.deepcopy(model) if config.feature_variance else None
     layers = target_layers(model, config.target)
-    modules = [module for _, module in layers]
     pruner = Pruner(layers)
 
     det_masks = pruner.apply(0.0, config.rate)
-    deterministic = {**accuracies(model, data, batch), **sparsities(model, modules, config.target.min_size)}
+    deterministic = {**accuracies(model, data, batch), **sparsities(model, pruner.modules, config.target.min_size)}
     det_model = copy.deepcopy(model)
 
     seeds = [derive_seed(config.seed, i) for i in range(config.samples)]
     val_accs = score_samples(model, pruner, data.x_val, data.y_val, config.sigma, config.rate, seeds, batch)
     best = max(range(len(seeds)), key=lambda i: val_accs[i])
     masks = pruner.apply(config.sigma, config.rate, seeds[best])
-    stochastic = {**accuracies(model, data, batch), **sparsities(model, modules, config.target.min_size)}
+    stochastic = {**accuracies(model, data, batch), **sparsities(model, pruner.modules, config.target.min_size)}
 
     report = StochasticReport(
         config.sigma, config.rate, config.samples, deterministic["pruned_layers_sparsity"], deterministic["model_sparsity"],
@@ -93,7 +92,7 @@ def run_stochastic(
         det_modules = [dict(det_model.named_modules())[name] for name, _ in layers]
         for label, target, target_modules, target_masks in (
             ("deterministic", det_model, det_modules, det_masks),
-            ("stochastic", model, modules, masks),
+            ("stochastic", model, pruner.modules, masks),
         ):
             final = finetune(target, target_modules, target_masks, data, run_config, config.finetune)
             report.finetuned[label] = {"val_acc": final["val_acc"], "test_acc": final["test_acc"]}
