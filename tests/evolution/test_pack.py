@@ -12,9 +12,8 @@ import pytest
 
 from tuneprune.data import load_dataset
 from tuneprune.evolution.generation import evaluate_all, remote_evaluator
-from tuneprune.evolution.pack import evaluate_pack
 from tuneprune.evolution.space import EvolveResources
-from tuneprune.evolution.worker import EvalSettings, Individual, dense_payload, evaluate_individual
+from tuneprune.evolution.worker import EvalSettings, Individual, dense_payload, evaluate_individual, evaluate_pack
 from tuneprune.stochastic import TargetConfig
 
 GROUPS = {"early": ["features.3"], "late": ["features.7"]}

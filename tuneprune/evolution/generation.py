@@ -8,10 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from tuneprune.evolution.pack import evaluate_pack
 from tuneprune.evolution.problem import decode
 from tuneprune.evolution.space import EvolveResources
-from tuneprune.evolution.worker import EvalSettings, Individual, evaluate_individual
+from tuneprune.evolution.worker import EvalSettings, Individual, evaluate_individual, evaluate_pack
 from tuneprune.stochastic import derive_seed
 
 FAILED_RESULT = {"accuracy": 0.0, "sparsity": 0.0, "pruned_layers_sparsity": 0.0, "accuracies": []}
@@ -36,7 +35,7 @@ class Evaluator:
 
 def remote_evaluator(resources: EvolveResources, max_retries: int, payload_ref: Any, val_ref: Any) -> Evaluator:
     """:func:`evaluate_individual` as a Ray task with the space's resources, retried on any exception, and
-    :func:`~tuneprune.evolution.pack.evaluate_pack` with the same resources and no retries (see :func:`evaluate_all`)."""
+    :func:`~tuneprune.evolution.worker.evaluate_pack` with the same resources and no retries (see :func:`evaluate_all`)."""
     import ray
 
     options = {"num_cpus": resources.cpu, "num_gpus": resources.gpu}
