@@ -8,9 +8,8 @@ import torch.nn as nn
 
 from tuneprune.models.resnet import cifar_resnet
 from tuneprune.relevance import lrp
-from tuneprune.relevance.canonizers import ConvBatchNormMerge
 from tuneprune.relevance.channels import conv_units
-from tuneprune.relevance.lrp import explain_batches, mean_channel_relevance, running_mean
+from tuneprune.relevance.lrp import ConvBatchNormMerge, explain_batches, mean_channel_relevance, running_mean
 from tuneprune.relevance.settings import RelevanceSettings
 
 
