@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import torch
 import torch.nn as nn
 
 from tuneprune.data import DatasetSplits
-from tuneprune.stochastic.config import StochasticConfig
-from tuneprune.stochastic.finetune import finetune
+from tuneprune.sparsity.layers import PrunableLayer
+from tuneprune.stochastic.config import FinetuneConfig, StochasticConfig
 from tuneprune.stochastic.pruning import Pruner, derive_seed, score_samples, sparsities
 from tuneprune.stochastic.targets import target_layers
 from tuneprune.stochastic.variance import feature_variance
-from tuneprune.training import RunConfig, evaluate
+from tuneprune.training import RunConfig, evaluate, train
+from tuneprune.training.hooks import FrozenWeights
 
 
 @dataclass
@@ -50,6 +53,43 @@ def accuracies(model: nn.Module, data: DatasetSplits, batch_size: int) -> dict[s
         "val_acc": evaluate(model, data.x_val, data.y_val, batch_size)[0],
         "test_acc": evaluate(model, data.x_test, data.y_test, batch_size)[0],
     }
+
+
+def finetune(
+    model: nn.Module,
+    modules: Sequence[PrunableLayer],
+    masks: Sequence[torch.Tensor],
+    data: DatasetSplits,
+    run_config: RunConfig,
+    settings: FinetuneConfig,
+) -> dict[str, float]:
+    """Fine-tune ``model`` in place (formulas §5: SGD, constant lr, no clipping); returns the last epoch's metrics.
+
+    The mask is held fixed and BatchNorm frozen: a :class:`FrozenWeights` hook zeroes the gradient
+    of every pruned weight before the step, so SGD (whose weight decay and momentum of a zero
+    weight with a zero gradient stay zero) never revives it. The model stays on the device it was on.
+    """
+    device = next(model.parameters()).device
+    norms = [m for m in model.modules() if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d))]
+    for norm in norms:
+        norm.requires_grad_(False)
+    config = run_config.model_copy(
+        update={
+            "epochs": settings.epochs,
+            "lr": settings.lr,
+            "momentum": settings.momentum,
+            "nesterov": False,
+            "weight_decay": settings.weight_decay,
+            "batch_size": settings.batch_size,
+            "lr_schedule": "constant",
+            "grad_clip": None,
+            "sparsity": None,
+        }
+    )
+    frozen = [(module.weight, ~mask.bool()) for module, mask in zip(modules, masks, strict=True)]
+    result = train(config, model=model, data=data, hooks=[FrozenWeights(frozen, norms)])
+    model.to(device)
+    return result.final
 
 
 def run_stochastic(
