@@ -12,9 +12,8 @@ import pytest
 
 from tuneprune.data import load_dataset
 from tuneprune.evolution.generation import evaluate_all, remote_evaluator
-from tuneprune.evolution.pack import evaluate_pack
 from tuneprune.evolution.space import EvolveResources
-from tuneprune.evolution.worker import EvalSettings, Individual, dense_payload, evaluate_individual
+from tuneprune.evolution.worker import EvalSettings, Individual, dense_payload, evaluate_individual, evaluate_pack
 from tuneprune.stochastic import TargetConfig
 
 GROUPS = {"early": ["features.3"], "late": ["features.7"]}
@@ -75,10 +74,12 @@ def test_packs_give_the_rows_of_one_task_each_and_fail_alone(ray_session, dense,
     payload_ref, val_ref = ray_session.put(payload), ray_session.put(val)
 
     def rows(pack: int) -> list[dict]:
-        evaluator = remote_evaluator(EvolveResources(pack=pack), max_retries=1)
-        return evaluate_all(evaluator, payload_ref, val_ref, batch, failing, ["rate"])
+        evaluator = remote_evaluator(
+            EvolveResources(pack=pack), max_retries=1, payload_ref=payload_ref, val_ref=val_ref
+        )
+        return evaluate_all(evaluator, batch, failing, ["rate"])
 
-    evaluator = remote_evaluator(EvolveResources(pack=2), max_retries=0)
+    evaluator = remote_evaluator(EvolveResources(pack=2), max_retries=0, payload_ref=payload_ref, val_ref=val_ref)
     alone = [evaluate_individual(payload, val, individual, settings()) for individual in batch]
     assert ray_session.get(evaluator.packed.remote(payload_ref, val_ref, batch[3:], failing)) == alone[3:]
 

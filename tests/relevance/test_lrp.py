@@ -8,9 +8,8 @@ import torch.nn as nn
 
 from tuneprune.models.resnet import cifar_resnet
 from tuneprune.relevance import lrp
-from tuneprune.relevance.canonizers import ConvBatchNormMerge
 from tuneprune.relevance.channels import conv_units
-from tuneprune.relevance.lrp import RunningMean, explain_batches, mean_channel_relevance
+from tuneprune.relevance.lrp import ConvBatchNormMerge, explain_batches, mean_channel_relevance, running_mean
 from tuneprune.relevance.settings import RelevanceSettings
 
 
@@ -106,8 +105,5 @@ def test_one_relevance_map_per_convolution_averaged_over_batches():
 
 
 def test_running_mean_weights_batches_by_their_size():
-    running = RunningMean()
-    running.update([torch.tensor([[1.0], [2.0], [3.0]])])
-    running.update([torch.tensor([[10.0]])])
-    assert running.count == 4
-    assert running.means[0].tolist() == [4.0]
+    means = running_mean([[torch.tensor([[1.0], [2.0], [3.0]])], [torch.tensor([[10.0]])]])
+    assert means[0].tolist() == [4.0]  # (1 + 2 + 3 + 10) / 4, where the mean of the batch means is 6

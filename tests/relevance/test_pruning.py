@@ -15,11 +15,10 @@ from tuneprune.relevance import PruningPoint, evaluate_channel_pruning
 from tuneprune.relevance.channels import channels_pruned, conv_units, layer_floor, prune_channels, select_channels
 from tuneprune.relevance.config import FinetuneSettings, RelevanceStudyConfig
 from tuneprune.relevance.evaluation import evaluate_pruned, prepare
-from tuneprune.relevance.finetune import finetune_pruned
 from tuneprune.relevance.normalization import normalize_scores
 from tuneprune.relevance.rankings import random_order
 from tuneprune.relevance.settings import Normalization, RelevanceSettings, Scope
-from tuneprune.relevance.study import run_study
+from tuneprune.relevance.study import finetune_pruned, run_study
 from tuneprune.shared.config import load_config
 from tuneprune.training import RunConfig, evaluate, train
 

@@ -9,7 +9,7 @@ import torch
 
 from tuneprune.relevance import combined_order, mixed_order
 from tuneprune.relevance.rankings import build_rankings, describe, random_order
-from tuneprune.relevance.statistics import STATISTICS, channel_statistic
+from tuneprune.relevance.scores import STATISTICS, channel_statistic
 
 PARAMETER = [0, 1, 2, 3, 4, 5]
 RELEVANCE = [5, 4, 3, 2, 1, 0]

@@ -8,10 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from tuneprune.evolution.pack import evaluate_pack
 from tuneprune.evolution.problem import decode
 from tuneprune.evolution.space import EvolveResources
-from tuneprune.evolution.worker import EvalSettings, Individual, evaluate_individual
+from tuneprune.evolution.worker import EvalSettings, Individual, evaluate_individual, evaluate_pack
 from tuneprune.stochastic import derive_seed
 
 FAILED_RESULT = {"accuracy": 0.0, "sparsity": 0.0, "pruned_layers_sparsity": 0.0, "accuracies": []}
@@ -24,24 +23,27 @@ def individuals(X: np.ndarray, generation: int, seed: int) -> list[Individual]:
 
 @dataclass(frozen=True)
 class Evaluator:
-    """A generation's Ray tasks: ``solo`` scores one individual, ``packed`` a list of up to ``pack`` of them."""
+    """A generation's Ray tasks: ``solo`` scores one individual, ``packed`` a list of up to ``pack`` of them, both
+    on the dense model and validation split that ``payload_ref`` and ``val_ref`` hold in the object store."""
 
     solo: Any
     packed: Any
-    pack: int = 1
+    pack: int
+    payload_ref: Any
+    val_ref: Any
 
 
-def remote_evaluator(resources: EvolveResources, max_retries: int) -> Evaluator:
+def remote_evaluator(resources: EvolveResources, max_retries: int, payload_ref: Any, val_ref: Any) -> Evaluator:
     """:func:`evaluate_individual` as a Ray task with the space's resources, retried on any exception, and
-    :func:`~tuneprune.evolution.pack.evaluate_pack` with the same resources and no retries (see :func:`evaluate_all`)."""
+    :func:`~tuneprune.evolution.worker.evaluate_pack` with the same resources and no retries (see :func:`evaluate_all`)."""
     import ray
 
     options = {"num_cpus": resources.cpu, "num_gpus": resources.gpu}
     return Evaluator(
         ray.remote(evaluate_individual).options(**options, max_retries=max_retries, retry_exceptions=True),
         ray.remote(evaluate_pack).options(**options, max_retries=0),
-        resources.pack,
-    )
+        resources.pack, payload_ref, val_ref,
+    )  # fmt: skip
 
 
 def _first_line(err: BaseException) -> str:
@@ -60,22 +62,15 @@ def population_row(
         "seed": individual.seed,
         "sigma": individual.sigma,
         **dict(zip(rate_names, individual.rates, strict=True)),
-        "accuracy": result["accuracy"],
-        "sparsity": result["sparsity"],
-        "pruned_layers_sparsity": result["pruned_layers_sparsity"],
-        "accuracies": result["accuracies"],
+        # accuracy, sparsity, pruned_layers_sparsity, accuracies: the result's columns, as FAILED_RESULT orders them
+        **{column: result[column] for column in FAILED_RESULT},
         "status": "failed" if error else "ok",
         "error": error or "",
     }
 
 
 def evaluate_all(
-    evaluator: Evaluator,
-    payload_ref: Any,
-    val_ref: Any,
-    batch: Sequence[Individual],
-    settings: EvalSettings,
-    rate_names: Sequence[str],
+    evaluator: Evaluator, batch: Sequence[Individual], settings: EvalSettings, rate_names: Sequence[str]
 ) -> list[dict[str, Any]]:
     """Run ``batch`` in parallel, ``evaluator.pack`` individuals a task; an individual still failing after its retries is
     recorded failed.
@@ -85,6 +80,8 @@ def evaluate_all(
     """
     import ray
     from ray.exceptions import RayError
+
+    payload_ref, val_ref = evaluator.payload_ref, evaluator.val_ref
 
     def one_each(individuals: Sequence[Individual]) -> list[Any]:
         return [evaluator.solo.remote(payload_ref, val_ref, individual, settings) for individual in individuals]

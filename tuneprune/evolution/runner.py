@@ -173,17 +173,12 @@ def _log_generation(
 
 
 def _with_deterministic(
-    front: list[dict[str, Any]],
-    evaluator: Evaluator,
-    payload_ref: Any,
-    val_ref: Any,
-    settings: EvalSettings,
-    rate_names: list[str],
+    front: list[dict[str, Any]], evaluator: Evaluator, settings: EvalSettings, rate_names: list[str]
 ) -> list[dict[str, Any]]:
     """Each front row plus ``deterministic_accuracy``: the same rates pruned without noise."""
     batch = [Individual(0, i, 0.0, tuple(row[n] for n in rate_names), seed=0) for i, row in enumerate(front)]
     plain = replace(settings, samples=1, fail=frozenset())
-    results = evaluate_all(evaluator, payload_ref, val_ref, batch, plain, rate_names)
+    results = evaluate_all(evaluator, batch, plain, rate_names)
     return [{**row, "deterministic_accuracy": result["accuracy"]} for row, result in zip(front, results, strict=True)]
 
 
@@ -223,7 +218,7 @@ def run_evolution(prepared: PreparedEvolution, *, progress: bool = True) -> Evol
             ensure_ray(prepared.address)
             payload_ref = ray.put(dense_payload(model, model_name, data.num_classes, data.in_channels))
             val_ref = ray.put({"x": data.x_val.cpu(), "y": data.y_val.cpu()})
-            evaluator = remote_evaluator(space.resources, space.max_retries)
+            evaluator = remote_evaluator(space.resources, space.max_retries, payload_ref, val_ref)
 
             state = prepared.state or EvolutionState(space.fingerprint(), new_algorithm(space))
             total = space.algorithm.generations
@@ -231,7 +226,7 @@ def run_evolution(prepared: PreparedEvolution, *, progress: bool = True) -> Evol
             for generation in range(state.generation + 1, total + 1):
                 population = state.algorithm.ask()
                 batch = individuals(population.get("X"), generation, space.algorithm.seed)
-                rows = evaluate_all(evaluator, payload_ref, val_ref, batch, settings, rate_names)
+                rows = evaluate_all(evaluator, batch, settings, rate_names)
                 population.set("F", objective_matrix(rows))
                 state.algorithm.tell(infills=population)
                 state.rows.extend(rows)
@@ -246,7 +241,7 @@ def run_evolution(prepared: PreparedEvolution, *, progress: bool = True) -> Evol
                     bar.advance(f"hypervolume={hv:.4f} front={len(front)}")
 
             say("pruning the front's rates deterministically, for comparison ...")
-            front = _with_deterministic(pareto_front(state.rows), evaluator, payload_ref, val_ref, settings, rate_names)
+            front = _with_deterministic(pareto_front(state.rows), evaluator, settings, rate_names)
             summary = EvolutionSummary(
                 prepared.name, parent_id, prepared.tracking_uri, out, rate_names, dense, front,
                 list(state.hypervolume), list(space.reference_point), len(state.rows),

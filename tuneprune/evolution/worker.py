@@ -1,13 +1,18 @@
-"""The Ray task that scores one individual: k noisy samples of the dense model, median accuracy, sparsity (formulas §5).
+"""The Ray tasks that score individuals: k noisy samples of the dense model, median accuracy, sparsity (formulas §5).
 
 The dense model (state_dict and how to build it) and the validation split reach the
 workers once through the object store; an individual carries only its variables and
 its noise seed, derived from (evolution seed, generation, index), so any evaluation is
-deterministic and a resumed evolution repeats it exactly.
+deterministic and a resumed evolution repeats it exactly. :func:`evaluate_individual`
+scores one individual; :func:`evaluate_pack` several of a generation at once: every
+individual prunes the same dense model, so the k samples of each become the members of
+one :class:`~tuneprune.training.stack.StackedModel` (only the targeted weights differ),
+and each validation batch goes through all of them in one stacked forward.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +24,8 @@ from tuneprune.evolution.groups import group_layers
 from tuneprune.models import create_model
 from tuneprune.stochastic import Pruner, TargetConfig, derive_seed, score_samples, sparsities, target_layers
 from tuneprune.stochastic.targets import Layers
+from tuneprune.training.evaluate import evaluate_stacked
+from tuneprune.training.stack import StackedModel
 
 
 @dataclass(frozen=True)
@@ -95,8 +102,45 @@ def evaluate_individual(
     """``accuracy`` (median over the k samples), the sample ``accuracies``, ``sparsity`` (of the whole model, the
     objective) and ``pruned_layers_sparsity`` (of the layers the rates prune), :func:`~tuneprune.stochastic.sparsities`."""
     check_injected(individual, settings)
-    device, model, layers, pruner = setup(payload, settings)
+    device, model, _, pruner = setup(payload, settings)
     x, y = val["x"].to(device), val["y"].to(device)
     seeds = sample_seeds(individual, settings.samples)
     accuracies = score_samples(model, pruner, x, y, individual.sigma, individual.rates, seeds, settings.batch_size)
-    return result(accuracies, sparsities(model, [module for _, module in layers], settings.target.min_size))
+    return result(accuracies, sparsities(model, pruner.modules, settings.target.min_size))
+
+
+def evaluate_pack(
+    payload: dict[str, Any],
+    val: dict[str, torch.Tensor],
+    batch: Sequence[Individual],
+    settings: EvalSettings,
+    forward_mode: str | None = None,
+) -> list[dict[str, Any]]:
+    """:func:`evaluate_individual` of every individual of ``batch``, in order.
+
+    A sample is the same pruned model as alone (the same seeds, the pruner on the same
+    dense weights); with the ``loop`` forward (the CPU's default) each member runs the
+    kernels it runs alone, so the results are bit for bit the same. The fused ``vmap``
+    forward (CUDA's default) may sum the convolutions in another order. The task holds
+    ``len(batch) * samples`` copies of the model. Raises when any individual would (its
+    injected failure included): the caller then evaluates them one by one.
+    """
+    for individual in batch:
+        check_injected(individual, settings)
+    device, model, layers, pruner = setup(payload, settings)
+    k = settings.samples
+    mode = forward_mode or ("vmap" if device.type == "cuda" else "loop")
+    members = k * len(batch)
+    stack = StackedModel([model] * members, [f"{name}.weight" for name, _ in layers], mode)
+    weights = stack.weights
+    assert weights is not None  # the target layers' weights are stacked
+    measured = []
+    with torch.no_grad():
+        for i, individual in enumerate(batch):
+            for j, seed in enumerate(sample_seeds(individual, k)):
+                pruner.apply(individual.sigma, individual.rates, seed)
+                weights[i * k + j] = torch.cat([module.weight.flatten() for module in pruner.modules])
+            measured.append(sparsities(model, pruner.modules, settings.target.min_size))
+    x, y = val["x"].to(device), val["y"].to(device)
+    accuracies, _ = evaluate_stacked(stack, weights, [x] * members, [y] * members, settings.batch_size)
+    return [result(accuracies[i * k : (i + 1) * k], m) for i, m in enumerate(measured)]

@@ -67,8 +67,7 @@ def evaluate_channel_pruning(
     ``min_layer_share`` of its channels). ``model`` moves to the device.
     """
     prepared = prepare(model, data, settings, eval_batch_size)
-    mixed = settings.ranking == "mixed"  # the delta mix, else one of the fixed rankings
-    names, deltas = ([], [settings.delta]) if mixed else ([settings.ranking], [])
+    names, deltas = ([], [settings.delta]) if settings.ranking == "mixed" else ([settings.ranking], [])
     scores = prepared.scores
     (order,) = build_rankings(scores.relevance, scores.parameter, names, deltas, settings.seed).values()
     channels = select_channels(order, prepared.units, settings.percentage, settings.scope, settings.min_layer_share)

@@ -4,7 +4,8 @@ The convolutions use the configured rule (epsilon, gamma or alpha2beta1), linear
 the epsilon rule, activations and BatchNorm pass relevance on, average pooling and
 residual sums use the Norm rule (zennit's ``layer_map_base``); max-pooling passes it to
 the maximum (its gradient). BatchNorm is merged into the convolution it follows and
-residual additions become hookable sums (:mod:`~tuneprune.relevance.canonizers`).
+residual additions become hookable sums (the canonizers :class:`ConvBatchNormMerge` and
+:class:`ResidualSumCanonizer`).
 
 The explained score is the logit of the predicted class (seed 001, listing 3.4); the
 relevance of a convolution channel is the relevance arriving at that convolution's
@@ -15,18 +16,65 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn as nn
+from zennit.canonizers import AttributeCanonizer, MergeBatchNorm
 from zennit.composites import LayerMapComposite, layer_map_base
 from zennit.core import Hook
+from zennit.layer import Sum
 from zennit.rules import AlphaBeta, Epsilon, Gamma
 from zennit.types import Convolution
 
-from tuneprune.relevance.canonizers import ConvBatchNormMerge, ResidualSumCanonizer
-from tuneprune.relevance.channels import ConvUnit
+from tuneprune.models.resnet import ResidualBlock
+from tuneprune.relevance.channels import ConvUnit, conv_units
 from tuneprune.relevance.settings import RelevanceSettings
 from tuneprune.training.evaluate import eval_mode
+
+
+class ResidualSumCanonizer(AttributeCanonizer):
+    """Give every :class:`ResidualBlock` a ``Sum`` module and a forward that uses it.
+
+    zennit's ``ResNetCanonizer`` only knows torchvision's blocks. A plain ``body + shortcut``
+    hands the full relevance of the sum to both branches (autograd copies gradients across
+    an addition), doubling it. Routed through a :class:`zennit.layer.Sum` module, to which
+    the composites apply the Norm rule, each branch receives relevance in proportion to its
+    contribution, so relevance is conserved.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(self._attribute_map)
+
+    @classmethod
+    def _attribute_map(cls, name: str, module: torch.nn.Module) -> dict[str, Any] | None:
+        if isinstance(module, ResidualBlock):
+            return {"forward": cls.forward.__get__(module), "canonizer_sum": Sum()}
+        return None
+
+    @staticmethod
+    def forward(self: ResidualBlock, x: torch.Tensor) -> torch.Tensor:
+        """``relu(body(x) + shortcut(x))`` with the addition as a hookable module."""
+        return self.relu(self.get_submodule("canonizer_sum")(torch.stack([self.shortcut(x), self.body(x)], dim=-1)))
+
+
+class ConvBatchNormMerge(MergeBatchNorm):
+    """Merge each BatchNorm into the convolution it directly follows (when widths agree).
+
+    zennit's ``SequentialMergeBatchNorm`` merges any BatchNorm that follows a linear layer in
+    module order, also one of a different width (DenseNet's next pre-activation BatchNorm
+    after a concatenation), which fails. This one merges exactly the pairs :func:`conv_units`
+    finds, the same pairs that pruning zeroes together; other BatchNorms keep the Pass rule.
+    """
+
+    def apply(self, root_module: torch.nn.Module) -> list[MergeBatchNorm]:
+        instances = []
+        for unit in conv_units(root_module):
+            if unit.norm is not None:
+                instance = self.copy()
+                instance.register((unit.conv,), unit.norm)
+                instances.append(instance)
+        return instances
 
 
 def convolution_rule(settings: RelevanceSettings) -> Hook:
@@ -87,21 +135,19 @@ def explain_batches(
             handle.remove()
 
 
-class RunningMean:
-    """Mean over samples of per-layer maps, updated batch by batch (seed 001, listing 4.2)."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.means: list[torch.Tensor] = []
-
-    def update(self, batch: Sequence[torch.Tensor]) -> None:
-        """Fold in one batch: one ``(N, ...)`` tensor per layer."""
+def running_mean(batches: Iterable[Sequence[torch.Tensor]]) -> list[torch.Tensor]:
+    """Mean over samples of per-layer maps (each batch one ``(N, ...)`` tensor per layer), folded in batch by
+    batch, each weighing by its ``N`` (seed 001, listing 4.2)."""
+    count = 0
+    means: list[torch.Tensor] = []
+    for batch in batches:
         n = len(batch[0])
-        self.count += n
-        if not self.means:
-            self.means = [torch.zeros_like(values[0]) for values in batch]
-        for mean, values in zip(self.means, batch, strict=True):
-            mean += (values.sum(0) - n * mean) / self.count
+        count += n
+        if not means:
+            means = [torch.zeros_like(values[0]) for values in batch]
+        for mean, values in zip(means, batch, strict=True):
+            mean += (values.sum(0) - n * mean) / count
+    return means
 
 
 def mean_channel_relevance(
@@ -112,7 +158,4 @@ def mean_channel_relevance(
     ``x`` and ``model`` must be on the same device; the accumulation stays there.
     """
     batches = (x[i : i + settings.batch_size] for i in range(0, len(x), settings.batch_size))
-    running = RunningMean()
-    for explanation in explain_batches(model, units, batches, settings):
-        running.update(explanation.channels)
-    return running.means
+    return running_mean(explanation.channels for explanation in explain_batches(model, units, batches, settings))

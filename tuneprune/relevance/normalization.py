@@ -1,11 +1,8 @@
-"""Channel scores made comparable across layers, for the global scope of formulas §6 (formulas §10.4).
+"""Channel scores made comparable across layers, for the global scope of formulas §6 (formulas §10.4: raw
+scores shrink with a layer's size, measured in docs/relevance.md with ``scripts/relevance_layers.py``).
 
-Raw scores are not comparable: LRP conserves relevance layer by layer, so a channel's mean
-|R| shrinks with its layer's channel count and map size, and initialisation scales filter
-magnitudes with ``1 / sqrt(fan_in)`` (measured in docs/relevance.md with
-``scripts/relevance_layers.py``). Normalisations (``RelevanceSettings.normalize`` for
-relevance, ``parameter_normalize`` for parameter magnitude), per layer ``l`` with ``n_l``
-channels and scores ``s``:
+Per layer ``l`` with ``n_l`` channels and scores ``s`` (``RelevanceSettings.normalize`` for relevance,
+``parameter_normalize`` for parameter magnitude):
 
 - ``none``: the raw scores, compared directly.
 - ``layer_share``: ``s_c / sum_l(s) * n_l``, the channel's share of its layer's total scaled
@@ -28,12 +25,9 @@ from tuneprune.relevance.settings import Normalization
 
 def layer_scale(values: torch.Tensor, normalization: Normalization) -> torch.Tensor:
     """The divisor of one layer's scores: 1, the layer mean or the layer max (1 where that is 0)."""
-    if normalization == "layer_share":
-        scale = values.mean()
-    elif normalization == "layer_max":
-        scale = values.max()
-    else:
+    if normalization == "none":
         return torch.ones(())
+    scale = values.mean() if normalization == "layer_share" else values.max()
     return scale if scale > 0 else torch.ones(())
 
 

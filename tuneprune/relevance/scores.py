@@ -1,13 +1,14 @@
 """Relevance and parameter scores of every convolution channel (formulas §6).
 
 The relevance score of a channel is a statistic (default mean |.|) of its mean LRP
-relevance map over the evaluation samples, the parameter score one (default mean |w|) of
-its filter; both are normalised per layer (:mod:`tuneprune.relevance.normalization`).
+relevance map ``(C, H, W)`` over the evaluation samples, the parameter score one (default
+mean |w|) of its filter ``(C, C_in, k, k)``: the same six statistics the seed compared
+serve both. Both scores are normalised per layer (:mod:`tuneprune.relevance.normalization`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -17,7 +18,20 @@ from tuneprune.data import DatasetSplits
 from tuneprune.relevance.channels import ConvUnit
 from tuneprune.relevance.normalization import normalize_scores
 from tuneprune.relevance.settings import RelevanceSettings
-from tuneprune.relevance.statistics import channel_statistic
+
+STATISTICS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "mean": lambda flat: flat.mean(1),
+    "mean_abs": lambda flat: flat.abs().mean(1),
+    "max": lambda flat: flat.amax(1),
+    "max_abs": lambda flat: flat.abs().amax(1),
+    "min": lambda flat: flat.amin(1),
+    "min_abs": lambda flat: flat.abs().amin(1),
+}
+
+
+def channel_statistic(values: torch.Tensor, statistic: str) -> torch.Tensor:
+    """``statistic`` (a key of :data:`STATISTICS`) of every channel of ``values`` (channel first): shape ``(C,)``."""
+    return STATISTICS[statistic](values.detach().flatten(1).float())
 
 
 @dataclass

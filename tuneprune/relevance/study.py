@@ -8,18 +8,20 @@ tracked while it runs.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import copy
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch.nn as nn
 
 from tuneprune.data import DatasetSplits
-from tuneprune.relevance.channels import select_channels
-from tuneprune.relevance.config import RelevanceStudyConfig
+from tuneprune.relevance.channels import conv_units, prune_channels, pruned_entries, select_channels
+from tuneprune.relevance.config import FinetuneSettings, RelevanceStudyConfig
 from tuneprune.relevance.evaluation import Prepared, evaluate_pruned, prepare
-from tuneprune.relevance.finetune import finetune_pruned
 from tuneprune.relevance.rankings import build_rankings
 from tuneprune.training.config import RunConfig
+from tuneprune.training.hooks import FrozenWeights
+from tuneprune.training.loop import train
 
 Row = dict[str, float]
 CurveCallback = Callable[[str, list[Row]], None]
@@ -32,6 +34,26 @@ class StudyResult:
     num_channels: int
     baseline: dict[str, float]
     curves: dict[str, list[Row]] = field(default_factory=dict)
+
+
+def finetune_pruned(
+    model: nn.Module, channels: Sequence[int], data: DatasetSplits, run_config: RunConfig, settings: FinetuneSettings
+) -> nn.Module:
+    """A copy of ``model`` with ``channels`` pruned, trained ``settings.epochs`` more epochs, on the CPU on return.
+
+    The recipe is ``run_config``'s (the model's own) with the fine-tuning epochs, learning
+    rate and batch size, dense (no sparsity engine). A :class:`FrozenWeights` hook zeroes the
+    pruned tensors' gradients after every backward pass, so SGD's momentum and weight decay
+    (both proportional to the zero weights or gradients) leave them exactly zero. ``model``
+    itself is left untouched.
+    """
+    tuned = copy.deepcopy(model)
+    units = conv_units(tuned)
+    prune_channels(units, channels)
+    config = run_config.model_copy(
+        update={"epochs": settings.epochs, "lr": settings.lr, "batch_size": settings.batch_size, "sparsity": None}
+    )
+    return train(config, model=tuned, data=data, hooks=[FrozenWeights(pruned_entries(units, channels))]).model
 
 
 def _point(

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
 import torch.nn as nn
 
 from tuneprune.data import DatasetSplits
-from tuneprune.stochastic.config import StochasticConfig
-from tuneprune.stochastic.finetune import finetune
+from tuneprune.sparsity.layers import PrunableLayer
+from tuneprune.stochastic.config import FinetuneConfig, StochasticConfig
 from tuneprune.stochastic.pruning import Pruner, derive_seed, score_samples, sparsities
 from tuneprune.stochastic.targets import target_layers
 from tuneprune.stochastic.variance import feature_variance
-from tuneprune.training import RunConfig, evaluate
+from tuneprune.training import RunConfig, evaluate, train
+from tuneprune.training.hooks import FrozenWeights
 
 
 @dataclass
@@ -53,11 +55,41 @@ def accuracies(model: nn.Module, data: DatasetSplits, batch_size: int) -> dict[s
     }
 
 
-def _variance_table(models: dict[str, nn.Module], x: torch.Tensor, batch_size: int) -> dict[str, dict[str, float]]:
-    """layer -> {model label -> variance}."""
-    per_model = {label: feature_variance(model, x, batch_size) for label, model in models.items()}
-    layers = next(iter(per_model.values()))
-    return {layer: {label: values[layer] for label, values in per_model.items()} for layer in layers}
+def finetune(
+    model: nn.Module,
+    modules: Sequence[PrunableLayer],
+    masks: Sequence[torch.Tensor],
+    data: DatasetSplits,
+    run_config: RunConfig,
+    settings: FinetuneConfig,
+) -> dict[str, float]:
+    """Fine-tune ``model`` in place (formulas §5: SGD, constant lr, no clipping); returns the last epoch's metrics.
+
+    The mask is held fixed and BatchNorm frozen: a :class:`FrozenWeights` hook zeroes the gradient
+    of every pruned weight before the step, so SGD (whose weight decay and momentum of a zero
+    weight with a zero gradient stay zero) never revives it. The model stays on the device it was on.
+    """
+    device = next(model.parameters()).device
+    norms = [m for m in model.modules() if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d))]
+    for norm in norms:
+        norm.requires_grad_(False)
+    config = run_config.model_copy(
+        update={
+            "epochs": settings.epochs,
+            "lr": settings.lr,
+            "momentum": settings.momentum,
+            "nesterov": False,
+            "weight_decay": settings.weight_decay,
+            "batch_size": settings.batch_size,
+            "lr_schedule": "constant",
+            "grad_clip": None,
+            "sparsity": None,
+        }
+    )
+    frozen = [(module.weight, ~mask.bool()) for module, mask in zip(modules, masks, strict=True)]
+    result = train(config, model=model, data=data, hooks=[FrozenWeights(frozen, norms)])
+    model.to(device)
+    return result.final
 
 
 def run_stochastic(
@@ -76,18 +108,17 @@ def run_stochastic(
     dense = accuracies(model, data, batch)
     dense_copy = copy.deepcopy(model) if config.feature_variance else None
     layers = target_layers(model, config.target)
-    modules = [module for _, module in layers]
     pruner = Pruner(layers)
 
     det_masks = pruner.apply(0.0, config.rate)
-    deterministic = {**accuracies(model, data, batch), **sparsities(model, modules, config.target.min_size)}
+    deterministic = {**accuracies(model, data, batch), **sparsities(model, pruner.modules, config.target.min_size)}
     det_model = copy.deepcopy(model)
 
     seeds = [derive_seed(config.seed, i) for i in range(config.samples)]
     val_accs = score_samples(model, pruner, data.x_val, data.y_val, config.sigma, config.rate, seeds, batch)
     best = max(range(len(seeds)), key=lambda i: val_accs[i])
     masks = pruner.apply(config.sigma, config.rate, seeds[best])
-    stochastic = {**accuracies(model, data, batch), **sparsities(model, modules, config.target.min_size)}
+    stochastic = {**accuracies(model, data, batch), **sparsities(model, pruner.modules, config.target.min_size)}
 
     report = StochasticReport(
         config.sigma, config.rate, config.samples, deterministic["pruned_layers_sparsity"], deterministic["model_sparsity"],
@@ -95,12 +126,13 @@ def run_stochastic(
     )  # fmt: skip
     if dense_copy is not None:
         models = {"dense": dense_copy, "deterministic": det_model, "stochastic": model}
-        report.feature_variance = _variance_table(models, data.x_val, batch)
+        per_model = {label: feature_variance(m, data.x_val, batch) for label, m in models.items()}
+        report.feature_variance = {layer: {k: v[layer] for k, v in per_model.items()} for layer in per_model["dense"]}
     if config.finetune.epochs > 0:
         det_modules = [dict(det_model.named_modules())[name] for name, _ in layers]
         for label, target, target_modules, target_masks in (
             ("deterministic", det_model, det_modules, det_masks),
-            ("stochastic", model, modules, masks),
+            ("stochastic", model, pruner.modules, masks),
         ):
             final = finetune(target, target_modules, target_masks, data, run_config, config.finetune)
             report.finetuned[label] = {"val_acc": final["val_acc"], "test_acc": final["test_acc"]}

@@ -25,9 +25,7 @@ def magnitude_masks(weights: Sequence[torch.Tensor], rate: float) -> list[torch.
     """
     flat = torch.cat([w.detach().abs().flatten() for w in weights])
     keep = torch.ones_like(flat, dtype=torch.bool)
-    pruned = round(rate * flat.numel())
-    if pruned:
-        keep[torch.argsort(flat, stable=True)[:pruned]] = False
+    keep[torch.argsort(flat, stable=True)[: round(rate * flat.numel())]] = False
     return [m.view_as(w) for m, w in zip(keep.split([w.numel() for w in weights]), weights, strict=True)]
 
 
@@ -61,19 +59,16 @@ class Pruner:
         self.dense = [module.weight.detach().clone() for module in self.modules]
         self.groups = [list(g) for g in groups] if groups else [list(range(len(self.modules)))]
 
-    def _noisy(self, sigma: float, seed: int) -> list[torch.Tensor]:
-        if sigma == 0:
-            return list(self.dense)
-        generator = torch.Generator().manual_seed(seed)
-        return [w + sigma * torch.randn(w.shape, generator=generator, dtype=w.dtype).to(w.device) for w in self.dense]
-
     @torch.no_grad()
     def apply(self, sigma: float, rates: float | Sequence[float], seed: int = 0) -> list[torch.Tensor]:
         """Set the model's targeted weights to the sample ``seed``; return its keep-masks."""
         rates = [rates] * len(self.groups) if isinstance(rates, (int, float)) else list(rates)
         if len(rates) != len(self.groups):
             raise ValueError(f"{len(rates)} pruning rates for {len(self.groups)} layer groups")
-        noisy = self._noisy(sigma, seed)
+        noisy = self.dense
+        if sigma != 0:
+            generator = torch.Generator().manual_seed(seed)
+            noisy = [w + sigma * torch.randn(w.shape, generator=generator, dtype=w.dtype).to(w.device) for w in noisy]
         masks: list[torch.Tensor] = [torch.empty(0)] * len(noisy)
         for group, rate in zip(self.groups, rates, strict=True):
             for i, mask in zip(group, magnitude_masks([noisy[i] for i in group], rate), strict=True):

@@ -26,7 +26,8 @@ def prune_stochastic(
 ) -> tuple[StochasticReport, Path]:
     """Validate the config, get the dense model (file, MLflow run or trained now), prune, write the outputs.
 
-    Returns the report and the directory it was written to (``out``, default ``runs/<config name>``).
+    Returns the report and the directory it was written to (``out``, default ``runs/<config name>``):
+    ``report.json``, and ``feature_variance.csv`` and ``.png`` when the variance is measured.
     """
     config = load_config(StochasticConfig, config_path, overrides)
     check_data_dir(config.train.dataset, config.train.data_dir, config.train.download)
@@ -39,16 +40,10 @@ def prune_stochastic(
         )
     report = run_stochastic(config, model, run_config, data)
     out = (out or Path("runs") / Path(config_path).stem).resolve()
-    write_outputs(report, out)
-    return report, out
-
-
-def write_outputs(report: StochasticReport, out: Path) -> None:
-    """report.json, feature_variance.csv and feature_variance.png in ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     write_summary(report, out / "report.json")
-    if not report.feature_variance:
-        return
-    table = report.feature_variance  # layer -> model label -> variance
-    write_rows([{"layer": layer, **values} for layer, values in table.items()], out / "feature_variance.csv")
-    plot_feature_variance(table, out / "feature_variance.png")
+    if report.feature_variance:
+        table = report.feature_variance  # layer -> model label -> variance
+        write_rows([{"layer": layer, **values} for layer, values in table.items()], out / "feature_variance.csv")
+        plot_feature_variance(table, out / "feature_variance.png")
+    return report, out
