@@ -66,7 +66,7 @@ class Masks:
     else None. ``thresholds`` holds T per segment of the builder's threshold cut (one per
     member, or one per layer of a member with layer thresholds); counts are per member
     and layer, ``[K * L]`` member-major; ``thetas`` each member's theta (a float, or a
-    tensor of one per layer). ``slot`` names the builder's buffer holding ``kept`` (-1: a copy).
+    tensor of one per layer). ``slot`` names the builder's buffer holding ``kept`` (0 or 1).
     """
 
     sparsities: list[Number]
@@ -83,24 +83,6 @@ class Masks:
     def table(self, counts: torch.Tensor) -> torch.Tensor:
         """``[K, L]`` view of per-member-and-layer ``counts``."""
         return counts.view(len(self.sparsities), -1)
-
-    def kept_rows(self, index: Sequence[int]) -> Masks:
-        """The kept masks and counts of the members at ``index`` (copies), for the stability of the next iteration.
-
-        Thresholds, thetas and the elimination are not carried over: masks taken so are
-        no masks to compute with.
-        """
-        active = self.active.view(1, 1) if self.active.dim() == 0 else self.active
-        return Masks(
-            take_members(self.sparsities, index),
-            take_members(active, index),
-            take_members(self.host_active, index),
-            self.thresholds.new_zeros(len(index)),
-            take_members(self.kept, index),
-            take_members(self.table(self.kept_counts), index).view(-1),
-            [1.0] * len(index),
-            slot=-1,
-        )
 
     def layer_thetas(self) -> torch.Tensor:
         """``[K, L]`` theta of every member's layers, on the CPU (for the metrics)."""
@@ -161,7 +143,7 @@ class MaskBuilder:
         self._scales = [flat_and_rows(self.dtype) for _ in range(2)]
 
     def keep(self, rows: Sequence[int]) -> None:
-        """Go on with the members at ``rows`` only (new buffers: take the masks to keep by :meth:`Masks.kept_rows`)."""
+        """Go on with the members at ``rows`` only (new buffers: masks to keep are copied in by :meth:`restore`)."""
         self._arrange(take_members(self.rules, rows))
 
     def _member_rows(self, counts: torch.Tensor) -> list[torch.Tensor]:
@@ -267,7 +249,7 @@ class MaskBuilder:
             return None
         if masks.eliminated is None and all(not isinstance(t, torch.Tensor) and t == 1.0 for t in thetas):
             return None
-        scale = self._scales[max(masks.slot, 0)][1]
+        scale = self._scales[masks.slot][1]
         uniform = all(rule is None or rule.uniform_theta for rule in self.rules)
         pruned: torch.Tensor
         first = thetas[0]

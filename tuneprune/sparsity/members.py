@@ -165,7 +165,10 @@ class MemberSparsity:
         self.stability_sum = take_members(self.stability_sum, rows)
         self.current, self.scale = None, None  # the next iteration (or end of epoch) builds them
         self.sparsities = take_members(self.sparsities, rows)
-        self.previous = self.previous.kept_rows(rows) if self.previous is not None else None
+        previous, self.previous = self.previous, None
+        if previous is not None and rows:  # the kept masks, in the new buffers, for the next mu
+            kept, sparsities = take_members(previous.kept, rows), take_members(previous.sparsities, rows)
+            self.previous = self.builder.restore(kept, sparsities, slot=0)
 
     def member_state(self, row: int) -> dict[str, Any] | None:
         """Everything member ``row`` needs to go on where it is: plain values and CPU tensors; None for a dense member.
