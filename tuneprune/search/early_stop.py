@@ -26,6 +26,8 @@ from tuneprune.shared.files import replace_atomically
 if TYPE_CHECKING:  # ray is imported where an actor starts
     from ray.actor import ActorHandle
 
+    from tuneprune.search.space import EarlyStoppingConfig
+
 RUNGS_FILE = "early_stop.json"
 
 
@@ -83,25 +85,19 @@ class AshaRule:
 
 
 def start_stopper(
-    name: str,
-    grace_period: int,
-    reduction_factor: float,
-    max_t: int,
-    directions: Sequence[str],
-    path: Path,
-    front_order: FrontOrder = "crowding",
+    name: str, config: EarlyStoppingConfig, max_t: int, directions: Sequence[str], path: Path
 ) -> ActorHandle[AshaRule]:
-    """An :class:`AshaRule` in a Ray actor called ``name`` on the driver's node (its tables in ``path`` there)."""
+    """The :class:`AshaRule` of ``config`` in a Ray actor called ``name`` on the driver's node (its tables in ``path``
+    there); the grace period is capped at ``max_t``, the trials' epochs."""
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
     actor = ray.remote(num_cpus=0)(AshaRule).options(name=name, get_if_exists=True, scheduling_strategy=here)
+    grace_period = min(config.grace_period, max_t)
+    rule = (grace_period, config.reduction_factor, max_t, list(directions), str(path), config.front_order)
     # Ray types .remote() as ActorProxy (ActorHandle | type[AshaRule], for typed method calls); it returns the handle
-    return cast(
-        "ActorHandle[AshaRule]",
-        actor.remote(min(grace_period, max_t), reduction_factor, max_t, list(directions), str(path), front_order),
-    )
+    return cast("ActorHandle[AshaRule]", actor.remote(*rule))
 
 
 def ask(stopper_name: str | None, asks: Sequence[tuple[str, str, int, Sequence[float | None]]]) -> list[bool]:

@@ -241,9 +241,8 @@ def _search(
             base_epochs = space.resolve(space.grid_points()[0], {}).epochs
             stopper = f"tuneprune-asha-{os.getpid()}-{int(time.time() * 1000)}"
             stopper_actor = start_stopper(  # held until the run ends; its tables outlive it in RUNGS_FILE
-                stopper, space.early_stopping.grace_period, space.early_stopping.reduction_factor, base_epochs,
-                list(space.objectives.values()), results_dir / RUNGS_FILE, space.early_stopping.front_order,
-            )  # fmt: skip
+                stopper, space.early_stopping, base_epochs, list(space.objectives.values()), results_dir / RUNGS_FILE
+            )
         context = TrialContext(
             prepared.tracking_uri, space.experiment, parent_id, str(results_dir), dict(space.objectives), stopper
         )
