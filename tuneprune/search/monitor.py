@@ -17,7 +17,7 @@ from ray.tune import Callback
 from ray.tune.stopper import Stopper
 
 from tuneprune.output.progress import LiveStatus
-from tuneprune.search.protocol import TrialResult, member_results, trial_requests
+from tuneprune.search.protocol import PackRequest, TrialResult, member_results
 from tuneprune.search.trainable import drop_checkpoints_before
 from tuneprune.tracking import RunTracker
 
@@ -94,7 +94,7 @@ class SearchMonitor(Callback):
         self._refresh()
 
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
-        self.counts["running"] += len(trial_requests(trial.config))
+        self.counts["running"] += len(PackRequest.from_dict(trial.config).members)
         self._refresh()
 
     def _count_ended(self, key: str, outcome: str, result: TrialResult) -> None:
@@ -131,7 +131,7 @@ class SearchMonitor(Callback):
         when Tune stopped the trial (maybe before its first report). Then delete its checkpoints (Tune's and its
         members' own): only a trial left RUNNING is resumed."""
         reported = member_results(trial.last_result)
-        requests = trial_requests(trial.config)
+        requests = PackRequest.from_dict(trial.config).members
         for request in requests:
             if request.key in self.counted:
                 continue
