@@ -55,11 +55,10 @@ def trial_run_name(key: str, grid_point: dict[str, Any], params: dict[str, Any])
 
 @dataclass
 class _Asked:
-    """A trial asked of its study (by number), its request, and the key of the packs it can join (the
+    """A trial asked of its study, its request (with its number), and the key of the packs it can join (the
     configs' pack key and the epoch it resumes from)."""
 
     study: GridStudy
-    number: int
     request: TrialRequest
     pack_key: tuple[Any, ...]
     told: bool = False
@@ -185,7 +184,7 @@ class StudySearcher(Searcher):
             # the name last: a trial handed out has one
             gs.set_user_attrs(number, {"mlflow_run_id": run_id, "name": run_name})
             request = replace(request, mlflow_run_id=run_id, resume_epoch=resume_epoch)
-            return _Asked(gs, number, request, (*pack_key(run_config), resume_epoch))
+            return _Asked(gs, request, (*pack_key(run_config), resume_epoch))
         return None
 
     def _next_pack(self) -> list[_Asked]:
@@ -218,14 +217,14 @@ class StudySearcher(Searcher):
 
         def unless_told() -> None:
             ended = asked.study.study.get_trials(deepcopy=False, states=ENDED)
-            if all(t.number != asked.number for t in ended):
+            if all(t.number != asked.request.number for t in ended):
                 self._tell_once(asked, reported, error)
 
         told = partial(self._tell_once, asked, reported, error)
         self._telling.append(self._in_order(told, f"telling trial {asked.request.key}", unless_told))
 
     def _tell_once(self, asked: _Asked, reported: TrialResult, error: bool) -> None:
-        gs, number = asked.study, asked.number
+        gs, number = asked.study, asked.request.number
         final = {"epoch": reported.epoch, **{m: reported.value(m) for m in METRICS}}
         attrs: dict[str, Any] = {"metrics": {k: v for k, v in final.items() if v is not None}}
         values = [reported.value(m) for m in self.space.objectives]
@@ -244,7 +243,7 @@ class StudySearcher(Searcher):
     def _record_checkpoint(self, asked: _Asked, epoch: int) -> None:
         """Record the epoch of a running trial's latest checkpoint in its study, then delete its older ones
         (kept until now: a resumed search goes on from the recorded one)."""
-        asked.study.set_user_attrs(asked.number, {CHECKPOINT_EPOCH: epoch})
+        asked.study.set_user_attrs(asked.request.number, {CHECKPOINT_EPOCH: epoch})
         drop_checkpoints_before(self.context.trial_dir(asked.request.key), epoch)
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:

@@ -228,25 +228,21 @@ def _train(
     ended: dict[str, dict[str, Any]],
     stopper: str | None,
 ) -> None:
-    """Train the open members to their ends; each epoch's bookkeeping runs while the next epoch trains.
+    """Train the open members to their ends; each epoch's bookkeeping (:func:`_book_epoch`, formulas §10.8) runs
+    on its own thread while the next epoch trains.
 
     After an epoch the training thread decides which members end (finished, diverged, or
-    stopped by the rungs, asked here) and takes the open members' states; a bookkeeping
-    thread then logs the epoch, ends the closed members' runs, writes the open members'
-    checkpoints and reports, in that order (formulas §10.8), while the next epoch trains.
-    At most one epoch's bookkeeping is in flight: the next waits for it, and an error in
-    it (or Tune's stop) is raised in the training thread.
+    stopped by the rungs, asked here) and takes the open members' states. At most one epoch's
+    bookkeeping is in flight: the next waits for it, and an error in it (or Tune's stop) is
+    raised in the training thread.
     """
     open_members = set(range(len(members)))
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tuneprune-epoch") as bookkeeping:
         pending: Future[None] | None = None
         while open_members:
             reports = trainer.train_epoch()
-            candidates = [
-                i
-                for i in sorted(open_members)
-                if trainer.members[i].status == "running" and trainer.epoch < trainer.epochs
-            ]
+            running = [i for i in sorted(open_members) if trainer.members[i].status == "running"]
+            candidates = running if trainer.epoch < trainer.epochs else []  # no stop is asked after the last epoch
             asks = [members[i].request.stop_ask(trainer.members[i].history[-1]) for i in candidates]
             for i, stop in zip(candidates, ask(stopper, asks), strict=True):
                 if stop:
