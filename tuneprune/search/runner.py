@@ -230,12 +230,8 @@ def _search(
         say(f"joining the Ray cluster at {prepared.address} ..." if prepared.address else "starting a local Ray ...")
         ray_time = ensure_ray(prepared.address)
         pack = space.resources.pack
-        at_a_time = (
-            f"{space.max_concurrent} at a time"
-            if pack == 1
-            else f"in packs of {pack}, {space.max_concurrent} packs at a time"
-        )
-        say(f"running {total} trials, {at_a_time}; results in {results_dir}")
+        concurrent = f"in packs of {pack}, {space.max_concurrent} packs" if pack > 1 else space.max_concurrent
+        say(f"running {total} trials, {concurrent} at a time; results in {results_dir}")
         stopper, stopper_actor = None, None
         if space.early_stopping.type == "asha":  # rungs per grid point, asked by the trials (formulas §10.9)
             base_epochs = space.resolve(space.grid_points()[0], {}).epochs
