@@ -137,11 +137,10 @@ class SearchMonitor(Callback):
                 continue
             result = reported.get(request.key, TrialResult())
             outcome = result.outcome() if error is None else "failed"
-            run_id = result.mlflow_run_id or request.mlflow_run_id
-            if run_id and (error is not None or (outcome == "killed" and not result.ended)):
-                replace(result, mlflow_run_id=run_id, error=error).end_run(self.tracker)
+            if error is not None or (outcome == "killed" and not result.ended):  # the run the driver opened for it
+                replace(result, mlflow_run_id=request.mlflow_run_id, error=error).end_run(self.tracker)
             self._count_ended(request.key, outcome, result)
-        if trial.path and Path(trial.path).is_dir():
+        if trial.path:  # glob finds nothing in a directory that is not there
             for directory in Path(trial.path).glob("checkpoint_*"):
                 shutil.rmtree(directory, ignore_errors=True)
         for request in requests:
