@@ -1,11 +1,9 @@
-"""A Ray Tune ``Searcher`` asking and telling the Optuna studies of a search.
+"""A Ray Tune ``Searcher`` asking and telling the Optuna studies of a search (docs/searches.md: why not Ray's own
+``OptunaSearch``).
 
-Ray's own ``OptunaSearch`` keeps its state in a pickle that Tune snapshots now and then,
-so a driver killed between snapshots forgets trials it had asked for; and it drives a
-single study. This searcher keeps no state of its own that matters: the RDB study is the
-record, trials left RUNNING by a dead driver are claimed and queued again, and handed out
-first (same key, checkpoint directory and MLflow run), and each grid point has its own
-study and sampler. The trials it asked and has not told have heartbeats.
+It keeps no state of its own that matters: the RDB study is the record, trials left RUNNING by a dead driver are
+claimed and queued again, and handed out first (same key, checkpoint directory and MLflow run), and each grid
+point has its own study and sampler. The trials it asked and has not told have heartbeats.
 
 The studies are asked and told off the path from one trial's end to the next one's
 start: every storage call of the searcher runs, in order, on one thread of its own; the
