@@ -1,15 +1,11 @@
-"""Early stopping per grid point: asynchronous successive halving (ASHA), one rung table per study.
+"""Early stopping per grid point (formulas §10.9): asynchronous successive halving (ASHA), one rung table per study.
 
-Each grid point is its own Optuna study and its own problem, so each has its own rungs:
-a trial is compared only with trials of its grid point (formulas §10.9). Rungs are at
-``grace_period * reduction_factor^k`` epochs up to the trials' epochs, Ray Tune's one
-bracket; a trial reaching a rung is recorded there once, and the decision is
-:func:`~tuneprune.search.rung_ranking.stops` (Ray's ASHA for one objective, non-dominated
-ranking for several). One :class:`AshaRule` serves every trial of a search, plain or
-packed, from a named Ray actor (:func:`start_stopper`) that the trainables consult
-each epoch; a trial told to stop stops itself. The tables are written to a JSON file
-after every record and read back when a resumed search starts the rule again, so a
-decision is neither lost nor taken twice: a trial recorded as stopped is stopped again.
+Rungs are at ``grace_period * reduction_factor^k`` epochs up to the trials' epochs, Ray Tune's one bracket; a trial
+reaching a rung is recorded there once, and decided by :func:`~tuneprune.search.rung_ranking.stops`. One
+:class:`AshaRule` serves every trial of a search from a named Ray actor (:func:`start_stopper`) that the trainables
+consult each epoch; a trial told to stop stops itself. The tables are written to a JSON file after every record and
+read back when a resumed search starts the rule again, so a decision is neither lost nor taken twice: a trial
+recorded as stopped is stopped again.
 """
 
 from __future__ import annotations
