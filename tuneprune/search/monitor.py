@@ -60,7 +60,7 @@ class SearchMonitor(Callback):
             self._display = LiveStatus(self._render, self._line)
 
     def _figures(self) -> tuple[str, str, str, str]:
-        """What both views show: the time, ``done/total`` trials, the running trials' epochs, ``best <objective>``."""
+        """What both views show: the time, ``done/total`` trials, the running trials' epochs, the best first objective."""
         done = sum(self.counts[k] for k in ("finished", "killed", "failed"))
         epochs = f" (epochs {', '.join(self.epochs.values())})" if self.epochs else ""
         best = "-" if self.best is None else f"{self.best:.4f}"
