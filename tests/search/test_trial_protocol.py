@@ -13,7 +13,6 @@ from tuneprune.search.protocol import (
     TrialRequest,
     TrialResult,
     member_results,
-    trial_requests,
 )
 
 
@@ -59,9 +58,10 @@ def test_a_pack_request_round_trips_and_names_its_members(tmp_path):
     ]
     config = pickle.loads(pickle.dumps(PackRequest(members, context).to_dict()))
     assert PackRequest.from_dict(config) == PackRequest(members, context)
-    assert [r.key for r in trial_requests(config)] == ["g0-000", "g0-001", "g0-002"]
+    assert [r.key for r in PackRequest.from_dict(config).members] == ["g0-000", "g0-001", "g0-002"]
     resumed = TrialRequest("g0-004", 4, "g0-004", {}, {}, {"epochs": 2}, context, "run-4", resume_epoch=1)
-    assert trial_requests(PackRequest([resumed], context).to_dict()) == [resumed]  # one trial: a pack of one
+    alone = PackRequest([resumed], context).to_dict()
+    assert PackRequest.from_dict(alone).members == [resumed]  # one trial: a pack of one
 
 
 def test_member_results_are_keyed_by_trial_nested_or_flattened():

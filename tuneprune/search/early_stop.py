@@ -1,15 +1,11 @@
-"""Early stopping per grid point: asynchronous successive halving (ASHA), one rung table per study.
+"""Early stopping per grid point (formulas §10.9): asynchronous successive halving (ASHA), one rung table per study.
 
-Each grid point is its own Optuna study and its own problem, so each has its own rungs:
-a trial is compared only with trials of its grid point (formulas §10.9). Rungs are at
-``grace_period * reduction_factor^k`` epochs up to the trials' epochs, Ray Tune's one
-bracket; a trial reaching a rung is recorded there once, and the decision is
-:func:`~tuneprune.search.rung_ranking.stops` (Ray's ASHA for one objective, non-dominated
-ranking for several). One :class:`AshaRule` serves every trial of a search, plain or
-packed, from a named Ray actor (:func:`start_stopper`) that the trainables consult
-each epoch; a trial told to stop stops itself. The tables are written to a JSON file
-after every record and read back when a resumed search starts the rule again, so a
-decision is neither lost nor taken twice: a trial recorded as stopped is stopped again.
+Rungs are at ``grace_period * reduction_factor^k`` epochs up to the trials' epochs, Ray Tune's one bracket; a trial
+reaching a rung is recorded there once, and decided by :func:`~tuneprune.search.rung_ranking.stops`. One
+:class:`AshaRule` serves every trial of a search from a named Ray actor (:func:`start_stopper`) that the trainables
+consult each epoch; a trial told to stop stops itself. The tables are written to a JSON file after every record and
+read back when a resumed search starts the rule again, so a decision is neither lost nor taken twice: a trial
+recorded as stopped is stopped again.
 """
 
 from __future__ import annotations
@@ -25,6 +21,8 @@ from tuneprune.shared.files import replace_atomically
 
 if TYPE_CHECKING:  # ray is imported where an actor starts
     from ray.actor import ActorHandle
+
+    from tuneprune.search.space import EarlyStoppingConfig
 
 RUNGS_FILE = "early_stop.json"
 
@@ -83,25 +81,19 @@ class AshaRule:
 
 
 def start_stopper(
-    name: str,
-    grace_period: int,
-    reduction_factor: float,
-    max_t: int,
-    directions: Sequence[str],
-    path: Path,
-    front_order: FrontOrder = "crowding",
+    name: str, config: EarlyStoppingConfig, max_t: int, directions: Sequence[str], path: Path
 ) -> ActorHandle[AshaRule]:
-    """An :class:`AshaRule` in a Ray actor called ``name`` on the driver's node (its tables in ``path`` there)."""
+    """The :class:`AshaRule` of ``config`` in a Ray actor called ``name`` on the driver's node (its tables in ``path``
+    there); the grace period is capped at ``max_t``, the trials' epochs."""
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
     actor = ray.remote(num_cpus=0)(AshaRule).options(name=name, get_if_exists=True, scheduling_strategy=here)
+    grace_period = min(config.grace_period, max_t)
+    rule = (grace_period, config.reduction_factor, max_t, list(directions), str(path), config.front_order)
     # Ray types .remote() as ActorProxy (ActorHandle | type[AshaRule], for typed method calls); it returns the handle
-    return cast(
-        "ActorHandle[AshaRule]",
-        actor.remote(min(grace_period, max_t), reduction_factor, max_t, list(directions), str(path), front_order),
-    )
+    return cast("ActorHandle[AshaRule]", actor.remote(*rule))
 
 
 def ask(stopper_name: str | None, asks: Sequence[tuple[str, str, int, Sequence[float | None]]]) -> list[bool]:

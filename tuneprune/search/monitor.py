@@ -17,7 +17,7 @@ from ray.tune import Callback
 from ray.tune.stopper import Stopper
 
 from tuneprune.output.progress import LiveStatus
-from tuneprune.search.protocol import TrialResult, member_results, trial_requests
+from tuneprune.search.protocol import PackRequest, TrialResult, member_results
 from tuneprune.search.trainable import drop_checkpoints_before
 from tuneprune.tracking import RunTracker
 
@@ -59,35 +59,31 @@ class SearchMonitor(Callback):
         if self.show and self._display is None:
             self._display = LiveStatus(self._render, self._line)
 
-    def _done(self) -> int:
-        return sum(self.counts[k] for k in ("finished", "killed", "failed"))
-
-    def _best_text(self) -> str:
-        return "-" if self.best is None else f"{self.best:.4f}"
+    def _figures(self) -> tuple[str, str, str, str]:
+        """What both views show: the time, ``done/total`` trials, the running trials' epochs, the best first objective."""
+        done = sum(self.counts[k] for k in ("finished", "killed", "failed"))
+        epochs = f" (epochs {', '.join(self.epochs.values())})" if self.epochs else ""
+        best = "-" if self.best is None else f"{self.best:.4f}"
+        return f"{time.monotonic() - self._started:.0f} s", f"{done}/{self.total}", epochs, best
 
     def _render(self):  # -> a rich Table, imported lazily
         from rich.table import Table
 
-        first = next(iter(self.objectives))
-        table = Table(title=f"search, {time.monotonic() - self._started:.0f} s", show_header=False)
+        elapsed, done, epochs, best = self._figures()
+        table = Table(title=f"search, {elapsed}", show_header=False)
         table.add_column(no_wrap=True)
         table.add_column(overflow="fold")
-        table.add_row(
-            "trials done",
-            f"{self._done()}/{self.total} ({self.counts['killed']} stopped early, {self.counts['failed']} failed)",
-        )
-        epochs = f" (epochs {', '.join(self.epochs.values())})" if self.epochs else ""
+        table.add_row("trials done", f"{done} ({self.counts['killed']} stopped early, {self.counts['failed']} failed)")
         table.add_row("running", f"{self.counts['running']}{epochs}")
-        table.add_row(f"best {first}", self._best_text())
+        table.add_row(f"best {next(iter(self.objectives))}", best)
         return table
 
     def _line(self) -> str:
-        first = next(iter(self.objectives))
-        running = f" (epochs {', '.join(self.epochs.values())})" if self.epochs else ""
+        elapsed, done, epochs, best = self._figures()
         return (  # plain text: never parsed as markup
-            f"search {time.monotonic() - self._started:.0f} s: {self._done()}/{self.total} trials done, "
-            f"{self.counts['running']} running{running}, {self.counts['killed']} stopped early, "
-            f"{self.counts['failed']} failed; best {first} {self._best_text()}"
+            f"search {elapsed}: {done} trials done, {self.counts['running']} running{epochs}, "
+            f"{self.counts['killed']} stopped early, {self.counts['failed']} failed; "
+            f"best {next(iter(self.objectives))} {best}"
         )
 
     def _refresh(self, force: bool = False) -> None:
@@ -98,7 +94,7 @@ class SearchMonitor(Callback):
         self._refresh()
 
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
-        self.counts["running"] += len(trial_requests(trial.config))
+        self.counts["running"] += len(PackRequest.from_dict(trial.config).members)
         self._refresh()
 
     def _count_ended(self, key: str, outcome: str, result: TrialResult) -> None:
@@ -106,8 +102,12 @@ class SearchMonitor(Callback):
         self.counts["running"] -= 1
         self.counts[outcome] += 1
         self.epochs.pop(key, None)
-        if outcome == "finished":
-            self._note_best(result)
+        first, direction = next(iter(self.objectives.items()))
+        value = result.value(first) if outcome == "finished" else None
+        if value is not None and (
+            self.best is None or (value > self.best if direction == "max" else value < self.best)
+        ):
+            self.best = value
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
         for key, reported in member_results(result).items():
@@ -118,14 +118,6 @@ class SearchMonitor(Callback):
             elif reported.epoch is not None and reported.epochs is not None:
                 self.epochs[key] = f"{reported.epoch}/{reported.epochs}"
         self._refresh()
-
-    def _note_best(self, result: TrialResult) -> None:
-        first, direction = next(iter(self.objectives.items()))
-        value = result.value(first)
-        if value is None:
-            return
-        if self.best is None or (value > self.best if direction == "max" else value < self.best):
-            self.best = value
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         self._end(trial, None)
@@ -139,17 +131,16 @@ class SearchMonitor(Callback):
         when Tune stopped the trial (maybe before its first report). Then delete its checkpoints (Tune's and its
         members' own): only a trial left RUNNING is resumed."""
         reported = member_results(trial.last_result)
-        requests = trial_requests(trial.config)
+        requests = PackRequest.from_dict(trial.config).members
         for request in requests:
             if request.key in self.counted:
                 continue
             result = reported.get(request.key, TrialResult())
             outcome = result.outcome() if error is None else "failed"
-            run_id = result.mlflow_run_id or request.mlflow_run_id
-            if run_id and (error is not None or (outcome == "killed" and not result.ended)):
-                replace(result, mlflow_run_id=run_id, error=error).end_run(self.tracker)
+            if error is not None or (outcome == "killed" and not result.ended):  # the run the driver opened for it
+                replace(result, mlflow_run_id=request.mlflow_run_id, error=error).end_run(self.tracker)
             self._count_ended(request.key, outcome, result)
-        if trial.path and Path(trial.path).is_dir():
+        if trial.path:  # glob finds nothing in a directory that is not there
             for directory in Path(trial.path).glob("checkpoint_*"):
                 shutil.rmtree(directory, ignore_errors=True)
         for request in requests:

@@ -1,15 +1,12 @@
 """The trial protocol between the search driver and its Ray trainable, typed.
 
-The searcher hands Ray one request type, a :class:`PackRequest`: the trials (each a
-:class:`TrialRequest`: what to run, the MLflow run the driver opened for it, the epoch it
-resumes from) trained together in one actor, one of them or up to ``resources.pack``; the
-trainable reports one :class:`TrialResult` per member under ``members`` (how far it got,
-and whether and how it ended). Ray carries only plain picklable values in a trial's config and results, so each type
-converts at that boundary with ``to_dict``/``from_dict``, here and nowhere else.
-:meth:`TrialResult.outcome` is the one finished/killed/failed decision, used by the
-searcher (to tell Optuna), and :meth:`TrialResult.end_run` the one place where a trial's
-MLflow run gets its status from it: the trainable ends the runs it trains, the driver
-those of trials it saw die after their retries, stopped by Tune, or never started.
+The searcher hands Ray one request type, a :class:`PackRequest` of the trials trained together in one actor;
+the trainable reports one :class:`TrialResult` per member under ``members``. Ray carries only plain picklable
+values in a trial's config and results, so each type converts at that boundary with ``to_dict``/``from_dict``,
+here and nowhere else. :meth:`TrialResult.outcome` is the one finished/killed/failed decision, and
+:meth:`TrialResult.end_run` the one place where a trial's MLflow run gets its status from it: the trainable
+ends the runs it trains, the driver those of trials it saw die after their retries, stopped by Tune, or never
+started.
 """
 
 from __future__ import annotations
@@ -88,11 +85,6 @@ class PackRequest:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PackRequest:
         return cls([TrialRequest.from_dict(m) for m in data[MEMBERS]], TrialContext(**data["context"]))
-
-
-def trial_requests(config: dict[str, Any]) -> list[TrialRequest]:
-    """The trials of one Ray trial's config (a :class:`PackRequest`)."""
-    return PackRequest.from_dict(config).members
 
 
 @dataclass(frozen=True)

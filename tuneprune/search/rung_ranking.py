@@ -1,18 +1,10 @@
-"""The early-stopping decision at one rung: Ray's ASHA for one objective, non-dominated ranking for several.
+"""The early-stopping decision at one rung (formulas §10.9): Ray's ASHA for one objective, MOASHA for several.
 
-Pure NumPy, no Ray: :class:`~tuneprune.search.early_stop.AshaRule` calls :func:`stops` with
-the values recorded at a rung before a trial and the trial's own (formulas §10.9).
-
-- One objective: Ray Tune's ASHA. The trial stops when its reward (the value, negated
-  when minimised) is below the ``(1 - 1/eta)`` quantile (``numpy.nanpercentile``) of the
-  rewards recorded before it.
-- Several objectives: the rung's points (those recorded and the trial's) are ranked by
-  non-dominated sorting, then inside a front by crowding distance (larger first) or,
-  with ``front_order="epsilon_net"``, by MOASHA's greedy epsilon-net order; points with
-  a non-finite value rank last, all tied. The trial's rank is the number of
-  points strictly ahead of it (never its position in a sorted order: tied points are not
-  ahead of each other), and it stops when ``rank / m > 1/eta``, ``m`` the number
-  recorded before it.
+Pure NumPy, no Ray: :class:`~tuneprune.search.early_stop.AshaRule` calls :func:`stops` with the values recorded at
+a rung before a trial and the trial's own. One objective: the trial stops when its reward (the value, negated when
+minimised) is below the ``(1 - 1/eta)`` quantile (``numpy.nanpercentile``) of the rewards recorded before it.
+Several: it stops when ``rank / m > 1/eta``, its rank the number of points strictly ahead of it
+(:func:`rung_ranks`), ``m`` the number recorded before it.
 """
 
 from __future__ import annotations

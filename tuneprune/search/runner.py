@@ -230,20 +230,15 @@ def _search(
         say(f"joining the Ray cluster at {prepared.address} ..." if prepared.address else "starting a local Ray ...")
         ray_time = ensure_ray(prepared.address)
         pack = space.resources.pack
-        at_a_time = (
-            f"{space.max_concurrent} at a time"
-            if pack == 1
-            else f"in packs of {pack}, {space.max_concurrent} packs at a time"
-        )
-        say(f"running {total} trials, {at_a_time}; results in {results_dir}")
+        concurrent = f"in packs of {pack}, {space.max_concurrent} packs" if pack > 1 else space.max_concurrent
+        say(f"running {total} trials, {concurrent} at a time; results in {results_dir}")
         stopper, stopper_actor = None, None
         if space.early_stopping.type == "asha":  # rungs per grid point, asked by the trials (formulas §10.9)
             base_epochs = space.resolve(space.grid_points()[0], {}).epochs
             stopper = f"tuneprune-asha-{os.getpid()}-{int(time.time() * 1000)}"
             stopper_actor = start_stopper(  # held until the run ends; its tables outlive it in RUNGS_FILE
-                stopper, space.early_stopping.grace_period, space.early_stopping.reduction_factor, base_epochs,
-                list(space.objectives.values()), results_dir / RUNGS_FILE, space.early_stopping.front_order,
-            )  # fmt: skip
+                stopper, space.early_stopping, base_epochs, list(space.objectives.values()), results_dir / RUNGS_FILE
+            )
         context = TrialContext(
             prepared.tracking_uri, space.experiment, parent_id, str(results_dir), dict(space.objectives), stopper
         )

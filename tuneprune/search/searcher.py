@@ -1,11 +1,9 @@
-"""A Ray Tune ``Searcher`` asking and telling the Optuna studies of a search.
+"""A Ray Tune ``Searcher`` asking and telling the Optuna studies of a search (docs/searches.md: why not Ray's own
+``OptunaSearch``).
 
-Ray's own ``OptunaSearch`` keeps its state in a pickle that Tune snapshots now and then,
-so a driver killed between snapshots forgets trials it had asked for; and it drives a
-single study. This searcher keeps no state of its own that matters: the RDB study is the
-record, trials left RUNNING by a dead driver are claimed and queued again, and handed out
-first (same key, checkpoint directory and MLflow run), and each grid point has its own
-study and sampler. The trials it asked and has not told have heartbeats.
+It keeps no state of its own that matters: the RDB study is the record, trials left RUNNING by a dead driver are
+claimed and queued again, and handed out first (same key, checkpoint directory and MLflow run), and each grid
+point has its own study and sampler. The trials it asked and has not told have heartbeats.
 
 The studies are asked and told off the path from one trial's end to the next one's
 start: every storage call of the searcher runs, in order, on one thread of its own; the
@@ -21,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any
 
 import optuna
@@ -54,11 +53,10 @@ def trial_run_name(key: str, grid_point: dict[str, Any], params: dict[str, Any])
 
 @dataclass
 class _Asked:
-    """A trial asked of its study (by number), its request, and the key of the packs it can join (the
+    """A trial asked of its study, its request (with its number), and the key of the packs it can join (the
     configs' pack key and the epoch it resumes from)."""
 
     study: GridStudy
-    number: int
     request: TrialRequest
     pack_key: tuple[Any, ...]
     told: bool = False
@@ -95,11 +93,12 @@ class StudySearcher(Searcher):
         """The MLflow tracker of this process for the search's store (``RunTracker.shared``: never pickled)."""
         return RunTracker.shared(self.context.tracking_uri, self.context.experiment)
 
-    def _in_order(self, call: Callable[..., Any], *args: Any) -> Future:
-        """``call(*args)`` on the searcher's storage thread, after every call submitted before it."""
+    def _in_order(self, operation: Callable[[], Any], what: str, retry: Callable[[], Any] | None = None) -> Future:
+        """``operation()`` on the searcher's storage thread, after every call submitted before it, run again
+        (``retry()`` when given) while the storage is unreachable (:func:`retry_unreachable`)."""
         if self._storage_thread is None:
             self._storage_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tuneprune-studies")
-        return self._storage_thread.submit(call, *args)
+        return self._storage_thread.submit(retry_unreachable, operation, what, retry=retry)
 
     def _raise_failed_tells(self) -> None:
         """The error of a tell that failed on the storage thread, raised here."""
@@ -141,23 +140,23 @@ class StudySearcher(Searcher):
         """Nothing to restore: see :meth:`save`."""
 
     def _ask(self) -> _Asked | None:
-        """The next trial, asked ahead (:meth:`_ask_reaching`) while the trials trained; the one after it is
+        """The next trial, asked ahead (:meth:`_ask_ahead`) while the trials trained; the one after it is
         asked ahead now. None when every study has its budget."""
         self._raise_failed_tells()
-        asked = (self._asked_ahead or self._in_order(self._ask_reaching)).result()
-        self._asked_ahead = self._in_order(self._ask_reaching) if asked is not None else None
+        asked = (self._asked_ahead or self._ask_ahead()).result()
+        self._asked_ahead = self._ask_ahead() if asked is not None else None
         return asked
 
-    def _ask_reaching(self) -> _Asked | None:
-        """The next trial (:meth:`_ask_once`), asked again while the storage is unreachable, without leaving
-        a trial behind: one the lost connection cut short is handed out as an orphan."""
+    def _ask_ahead(self) -> Future[_Asked | None]:
+        """The next trial (:meth:`_ask_once`) on the storage thread, asked again while the storage is unreachable,
+        without leaving a trial behind: one the lost connection cut short is handed out as an orphan."""
 
         def adopting() -> _Asked | None:
             for gs in self.studies:
                 gs.adopt_cut_short()
             return self._ask_once()
 
-        return retry_unreachable(self._ask_once, "asking for a trial", retry=adopting)
+        return self._in_order(self._ask_once, "asking for a trial", adopting)
 
     def _ask_once(self) -> _Asked | None:
         """The next trial, grid points in turn (orphans first); None when every study has its budget."""
@@ -183,7 +182,7 @@ class StudySearcher(Searcher):
             # the name last: a trial handed out has one
             gs.set_user_attrs(number, {"mlflow_run_id": run_id, "name": run_name})
             request = replace(request, mlflow_run_id=run_id, resume_epoch=resume_epoch)
-            return _Asked(gs, number, request, (*pack_key(run_config), resume_epoch))
+            return _Asked(gs, request, (*pack_key(run_config), resume_epoch))
         return None
 
     def _next_pack(self) -> list[_Asked]:
@@ -209,25 +208,21 @@ class StudySearcher(Searcher):
         return PackRequest([m.request for m in members], self.context).to_dict()
 
     def _tell(self, asked: _Asked, reported: TrialResult, error: bool) -> None:
-        """Tell a trial's study how it ended (:meth:`_tell_reaching`), on the storage thread, without waiting."""
+        """Tell a trial's study how it ended (:meth:`_tell_once`), on the storage thread, without waiting; again
+        while the storage is unreachable, but not twice: a tell that reached the database before the connection
+        was lost is not repeated."""
         asked.told = True
-        self._telling.append(self._in_order(self._tell_reaching, asked, reported, error))
-
-    def _tell_reaching(self, asked: _Asked, reported: TrialResult, error: bool) -> None:
-        """Tell a trial's study how it ended (:meth:`_tell_once`), again while the storage is unreachable;
-        a trial whose tell reached the database before the connection was lost is not told twice."""
 
         def unless_told() -> None:
             ended = asked.study.study.get_trials(deepcopy=False, states=ENDED)
-            if all(t.number != asked.number for t in ended):
+            if all(t.number != asked.request.number for t in ended):
                 self._tell_once(asked, reported, error)
 
-        retry_unreachable(
-            lambda: self._tell_once(asked, reported, error), f"telling trial {asked.request.key}", retry=unless_told
-        )
+        told = partial(self._tell_once, asked, reported, error)
+        self._telling.append(self._in_order(told, f"telling trial {asked.request.key}", unless_told))
 
     def _tell_once(self, asked: _Asked, reported: TrialResult, error: bool) -> None:
-        gs, number = asked.study, asked.number
+        gs, number = asked.study, asked.request.number
         final = {"epoch": reported.epoch, **{m: reported.value(m) for m in METRICS}}
         attrs: dict[str, Any] = {"metrics": {k: v for k, v in final.items() if v is not None}}
         values = [reported.value(m) for m in self.space.objectives]
@@ -246,10 +241,7 @@ class StudySearcher(Searcher):
     def _record_checkpoint(self, asked: _Asked, epoch: int) -> None:
         """Record the epoch of a running trial's latest checkpoint in its study, then delete its older ones
         (kept until now: a resumed search goes on from the recorded one)."""
-        retry_unreachable(
-            lambda: asked.study.set_user_attrs(asked.number, {CHECKPOINT_EPOCH: epoch}),
-            f"recording the checkpoint of trial {asked.request.key}",
-        )
+        asked.study.set_user_attrs(asked.request.number, {CHECKPOINT_EPOCH: epoch})
         drop_checkpoints_before(self.context.trial_dir(asked.request.key), epoch)
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
@@ -262,7 +254,10 @@ class StudySearcher(Searcher):
             if member.ended:
                 self._tell(asked, member, error=False)
             elif member.epoch:
-                self._telling.append(self._in_order(self._record_checkpoint, asked, member.epoch))
+                recording = partial(self._record_checkpoint, asked, member.epoch)
+                self._telling.append(
+                    self._in_order(recording, f"recording the checkpoint of trial {asked.request.key}")
+                )
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         if trial_id not in self.live:

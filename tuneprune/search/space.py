@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from tuneprune.runs.spec import TrialSpec
+from tuneprune.search.rung_ranking import FrontOrder
 from tuneprune.shared.config import ConfigError, StrictModel, set_path, validate
 
 # Metrics a trial reports every epoch; objectives must be among them (formulas §1-§4 engine metrics included).
@@ -87,7 +88,7 @@ class EarlyStoppingConfig(StrictModel):
     type: Literal["asha", "none"] = "none"
     grace_period: int = Field(1, ge=1, description="epochs before a trial can be stopped (capped at the epochs)")
     reduction_factor: float = Field(2.0, gt=1.0)
-    front_order: Literal["crowding", "epsilon_net"] = Field(
+    front_order: FrontOrder = Field(
         "crowding", description="order inside a front of a multi-objective rung (formulas §10.9)"
     )
 

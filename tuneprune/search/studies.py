@@ -176,12 +176,9 @@ def study_names(search_name: str, storage: optuna.storages.BaseStorage) -> list[
 class GridStudy:
     """The study of one grid point and its bookkeeping during a run.
 
-    Its trials are reached through Optuna's public API only: every trial by ``study.ask``,
-    which pops an orphan queued again first (:func:`requeue`; the params an ask cut short did
-    not suggest are sampled then); an orphan (a RUNNING trial a dead driver, or an ask cut
-    short, left behind) claimed by its row-locked RUNNING -> FAIL transition, through the
-    storage's ``set_trial_state_values`` or ``optuna.storages.fail_stale_trials``; user
-    attributes with the storage's ``set_trial_user_attr``; the end with ``study.tell(number)``.
+    Its trials are reached through Optuna's public API only (``study.ask``, ``study.tell``, the storage's
+    ``set_trial_user_attr`` and ``set_trial_state_values``, ``optuna.storages.fail_stale_trials``), as its
+    methods say; the params an ask cut short did not suggest are sampled when its orphan is asked again.
     """
 
     index: int

@@ -69,8 +69,7 @@ class StudyConfig(StrictModel):
     def _references(self) -> StudyConfig:
         if self.baseline is not None and self.baseline not in self.methods:
             raise ValueError(f"baseline {self.baseline!r}: not a method, allowed: {', '.join(self.methods)}")
-        for key, value in self.published_cells().items():
-            model, method, target = key
+        for (model, method, target), value in self.published_cells().items():
             if method not in self.methods:
                 raise ValueError(f"published: unknown method {method!r}, allowed: {', '.join(self.methods)}")
             if target not in self.targets:

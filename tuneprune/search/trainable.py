@@ -11,19 +11,14 @@ checkpoint holding the open members' states; a member that ended (finished, stop
 early by its grid point's rungs in :class:`~tuneprune.search.early_stop.AshaRule`, or
 diverged) is marked ``ended`` and the pack goes on with the others.
 
-Restarts (formulas §10.8). After a worker death Tune restarts the pack with its last Tune
-checkpoint: the members in it go on from their states there, the others had ended (their
-MLflow runs say how). A resumed search hands out a trial a dead driver left RUNNING with
-the epoch the driver last recorded for it (``resume_epoch``: the Optuna user attribute
-``checkpoint_epoch``); the member goes on from its checkpoint of that epoch, which stays
-on disk until the driver has recorded a later one (:func:`drop_checkpoints_before`). A
-member's epoch is logged to MLflow before its checkpoint is written (on a bookkeeping thread,
-while the next epoch trains), and a member reads the epochs its run has when it starts, so
-a restarted member redoes at most two epochs and logs each epoch once. Metrics are logged
-once per epoch (step = epoch). A member's final epoch is reported after its model is
-saved and its run is marked FINISHED. A diverged member (NaN/inf loss) ends at once,
-FAILED with the reason; an error of the whole pack is raised for Ray to retry, and the
-driver marks its open runs FAILED when no retry is left.
+Restarts (formulas §10.8: an epoch's metrics, checkpoint and report, in that order). After a worker death Tune
+restarts the pack with its last Tune checkpoint: the members in it go on from their states there, the others had
+ended (their MLflow runs say how). A resumed search hands out a trial a dead driver left RUNNING with the epoch
+the driver last recorded for it (``resume_epoch``: the Optuna user attribute ``checkpoint_epoch``); the member
+goes on from its checkpoint of that epoch, which stays on disk until the driver has recorded a later one
+(:func:`drop_checkpoints_before`). A member reads the epochs its run has when it starts and logs each epoch once
+(step = epoch). A diverged member (NaN/inf loss) ends at once, FAILED with the reason; an error of the whole pack
+is raised for Ray to retry, and the driver marks its open runs FAILED when no retry is left.
 """
 
 from __future__ import annotations
@@ -228,25 +223,21 @@ def _train(
     ended: dict[str, dict[str, Any]],
     stopper: str | None,
 ) -> None:
-    """Train the open members to their ends; each epoch's bookkeeping runs while the next epoch trains.
+    """Train the open members to their ends; each epoch's bookkeeping (:func:`_book_epoch`, formulas §10.8) runs
+    on its own thread while the next epoch trains.
 
     After an epoch the training thread decides which members end (finished, diverged, or
-    stopped by the rungs, asked here) and takes the open members' states; a bookkeeping
-    thread then logs the epoch, ends the closed members' runs, writes the open members'
-    checkpoints and reports, in that order (formulas §10.8), while the next epoch trains.
-    At most one epoch's bookkeeping is in flight: the next waits for it, and an error in
-    it (or Tune's stop) is raised in the training thread.
+    stopped by the rungs, asked here) and takes the open members' states. At most one epoch's
+    bookkeeping is in flight: the next waits for it, and an error in it (or Tune's stop) is
+    raised in the training thread.
     """
     open_members = set(range(len(members)))
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tuneprune-epoch") as bookkeeping:
         pending: Future[None] | None = None
         while open_members:
             reports = trainer.train_epoch()
-            candidates = [
-                i
-                for i in sorted(open_members)
-                if trainer.members[i].status == "running" and trainer.epoch < trainer.epochs
-            ]
+            running = [i for i in sorted(open_members) if trainer.members[i].status == "running"]
+            candidates = running if trainer.epoch < trainer.epochs else []  # no stop is asked after the last epoch
             asks = [members[i].request.stop_ask(trainer.members[i].history[-1]) for i in candidates]
             for i, stop in zip(candidates, ask(stopper, asks), strict=True):
                 if stop:
