@@ -255,6 +255,53 @@ def test_a_trial_cut_short_after_its_mlflow_run_was_opened_goes_on_in_that_run(t
     assert len(client.search_runs([opened.info.experiment_id])) == 1
 
 
+def test_an_orphan_cut_short_before_its_key_goes_on_under_one_key_when_cut_short_again(tmp_path, monkeypatch):
+    """A driver killed inside the ask (before the trial's key was written), then the driver that took the orphan
+    killed after it opened its MLflow run: the continuation carries the key it was handed out under, so the
+    third driver goes on under that key, into that one MLflow run."""
+    from mlflow.tracking import MlflowClient
+
+    from tuneprune.search.protocol import PackRequest, TrialContext
+    from tuneprune.search.searcher import StudySearcher
+    from tuneprune.search.space import load_space
+    from tuneprune.search.studies import GridStudy, open_studies
+
+    space = load_space({"base": BASE, "params": {"lr": {"type": "float", "low": 0.01, "high": 0.3}}, "num_samples": 1})
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    tracking_uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
+    context = TrialContext(tracking_uri, "tuneprune", "parent", str(tmp_path), {"val_acc": "max"})
+    setting = GridStudy.set_user_attrs
+
+    def driver_killed_at(attr: str) -> StudySearcher:
+        def killed(self, number, attrs):
+            if attr in attrs:
+                raise KeyboardInterrupt("the driver dies here")
+            setting(self, number, attrs)
+
+        with monkeypatch.context() as patched:
+            patched.setattr(GridStudy, "set_user_attrs", killed)
+            searcher = StudySearcher(space, open_studies(space, "twice", url), context)
+            with pytest.raises(KeyboardInterrupt):
+                searcher.suggest("t")
+        return searcher
+
+    driver_killed_at("key")  # trial 0 asked, no key
+    driver_killed_at("name")  # trial 1 continues it, its MLflow run opened, not named
+    studies = open_studies(space, "twice", url)
+    assert studies[0].study.trials[1].user_attrs["key"] == "g0-001"  # the key it was handed out under
+    searcher = StudySearcher(space, studies, context)
+    suggested = searcher.suggest("t3")
+    searcher.close()
+    assert suggested is not None
+    (request,) = PackRequest.from_dict(suggested).members
+    assert request.key == "g0-001"
+    client = MlflowClient(tracking_uri)
+    experiment = client.get_experiment_by_name("tuneprune")
+    assert experiment is not None
+    (run,) = client.search_runs([experiment.experiment_id])  # one MLflow run for the one trial
+    assert request.mlflow_run_id == run.info.run_id
+
+
 def test_a_lone_driver_counts_its_asks_and_a_shared_study_is_read_again(tmp_path):
     """``GridStudy.remaining``: a lone driver reads the study once and counts the trials it asks; drivers that
     share a study (``--join``) read it at every call, so they also see the trials the others asked."""

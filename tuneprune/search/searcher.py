@@ -176,8 +176,8 @@ class StudySearcher(Searcher):
             spec = run_config.model_dump(mode="json")
             spec["device"] = run_device(run_config.device, self.space.resources.gpu)
             request = TrialRequest(key, number, run_name, gs.grid_point, params, spec, self.context)
-            if not orphan:  # the key before the MLflow run: a claimed orphan carries it on, to that run
-                gs.set_user_attrs(number, {"key": key})
+            if "key" not in trial.user_attrs:  # the key before the MLflow run: a claimed orphan carries it on
+                gs.set_user_attrs(number, {"key": key})  # (an orphan cut short before its key gets one now)
             run_id = open_trial_run(self._tracker(), request, new=not orphan)
             # the name last: a trial handed out has one
             gs.set_user_attrs(number, {"mlflow_run_id": run_id, "name": run_name})
