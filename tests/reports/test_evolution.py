@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import csv
+import html
 import json
 import re
+import shlex
 import subprocess
-import sys
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -106,10 +108,18 @@ def test_chosen_config_runs_with_prune_stochastic(evolution, report, tmp_path):
     front = {(r["sigma"], r["rate"], r["seed"]) for r in evolution.front}
     assert (config.sigma, config.rate, config.seed) in front
     assert config.samples == SPACE["samples"]
+    (printed_command,) = re.findall(r"Run it with: ([^<]+)", (report / "report.html").read_text())
+    command = shlex.split(html.unescape(printed_command))  # as the report prints it, runnable from any directory
+    assert Path(command[0]).is_absolute()  # the tuneprune script of this installation, no activated venv needed
+    assert command[1:] == [
+        "prune-stochastic",
+        str(report / "best.yaml"),
+        "--checkpoint",
+        str(evolution.results_dir / "dense.pt"),
+    ]
     out = subprocess.run(
-        [sys.executable, "-m", "tuneprune.cli", "prune-stochastic", str(report / "best.yaml"), "--checkpoint",
-         str(evolution.results_dir / "dense.pt"), "--set", "feature_variance=false", "--out", str(tmp_path), "--json"],
-        capture_output=True, text=True, timeout=300,
+        [*command, "--set", "feature_variance=false", "--out", str(tmp_path), "--json"],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
     printed = json.loads(out.stdout)

@@ -12,6 +12,7 @@ import yaml
 
 from tuneprune.evolution.archive import FRONT_PLANE
 from tuneprune.evolution.space import EvolutionSpace
+from tuneprune.output.commands import tuneprune_command
 from tuneprune.output.plotting import integer_x, new_figure
 from tuneprune.reports.document import Report
 from tuneprune.reports.sections import front_section
@@ -91,7 +92,8 @@ def best_config(report: Report, source: Source, space: EvolutionSpace) -> None:
     )
     report.text(
         f"{rule}: generation {pick['generation']} individual {pick['index']}, sparsity {pick['sparsity']:.4f}, "
-        f"accuracy {pick['accuracy']:.4f}. Run it with: tuneprune prune-stochastic {path} --checkpoint {source.results_dir / 'dense.pt'}"
+        f"accuracy {pick['accuracy']:.4f}. Run it with: "
+        + tuneprune_command("prune-stochastic", path, "--checkpoint", source.results_dir / "dense.pt")
     )
 
 
