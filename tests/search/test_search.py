@@ -302,6 +302,46 @@ def test_an_orphan_cut_short_before_its_key_goes_on_under_one_key_when_cut_short
     assert request.mlflow_run_id == run.info.run_id
 
 
+def test_a_trial_claimed_before_it_was_named_is_asked_anew_not_the_search_failed(tmp_path, monkeypatch):
+    """Two drivers share a study (``--join``); one loses its connection and, retrying its ask, claims the trials
+    without a name (``adopt_cut_short``): among them the other's, asked an instant before. That driver's next
+    write fails (the trial is FAIL): it asks again, gets the queued trial, and hands it out under one key."""
+    from tuneprune.search.protocol import PackRequest, TrialContext
+    from tuneprune.search.searcher import StudySearcher
+    from tuneprune.search.space import load_space
+    from tuneprune.search.studies import CONTINUES, GridStudy, claimed, open_studies
+
+    space = load_space({"base": BASE, "params": {"lr": {"type": "float", "low": 0.01, "high": 0.3}}, "num_samples": 2})
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    context = TrialContext(
+        f"sqlite:///{tmp_path / 'mlruns.db'}", "tuneprune", "parent", str(tmp_path), {"val_acc": "max"}
+    )
+    (reconnecting,) = open_studies(space, "shared", url, shared=True)
+    setting = GridStudy.set_user_attrs
+    adopted: list[int] = []
+
+    def other_driver_adopts_first(self, number, attrs):
+        if not adopted:
+            adopted.append(number)
+            reconnecting.adopt_cut_short()
+        setting(self, number, attrs)
+
+    studies = open_studies(space, "shared", url, shared=True)
+    searcher = StudySearcher(space, studies, context)
+    with monkeypatch.context() as patched:
+        patched.setattr(GridStudy, "set_user_attrs", other_driver_adopts_first)
+        suggested = searcher.suggest("t1")
+    searcher.close()
+    assert reconnecting.heartbeats is not None
+    reconnecting.heartbeats.close()
+    assert suggested is not None
+    (request,) = PackRequest.from_dict(suggested).members
+    trials = studies[0].study.get_trials()
+    assert claimed(trials) == {adopted[0]}  # the first ask, claimed by the other driver
+    assert trials[request.number].user_attrs[CONTINUES] == adopted[0]  # its queued copy, handed out
+    assert trials[request.number].user_attrs["key"] == request.key
+
+
 def test_a_lone_driver_counts_its_asks_and_a_shared_study_is_read_again(tmp_path):
     """``GridStudy.remaining``: a lone driver reads the study once and counts the trials it asks; drivers that
     share a study (``--join``) read it at every call, so they also see the trials the others asked."""

@@ -166,24 +166,35 @@ class StudySearcher(Searcher):
                 continue
             self._next = (gs.index + 1) % len(self.studies)
             trial = gs.ask(self.distributions)
-            number, orphan = trial.number, CONTINUES in trial.user_attrs
-            params = {k: trial.params[k] for k in self.distributions}
-            run_config = self.space.resolve(gs.grid_point, params)
-            key = trial_key(gs.index, trial)
-            # an orphan that ended before its driver died and told its study has no checkpoint left
-            resume_epoch = resumable_epoch(self.context.trial_dir(key), int(trial.user_attrs.get(CHECKPOINT_EPOCH, 0)))
-            run_name = trial_run_name(key, gs.grid_point, params)
-            spec = run_config.model_dump(mode="json")
-            spec["device"] = run_device(run_config.device, self.space.resources.gpu)
-            request = TrialRequest(key, number, run_name, gs.grid_point, params, spec, self.context)
-            if "key" not in trial.user_attrs:  # the key before the MLflow run: a claimed orphan carries it on
-                gs.set_user_attrs(number, {"key": key})  # (an orphan cut short before its key gets one now)
-            run_id = open_trial_run(self._tracker(), request, new=not orphan)
-            # the name last: a trial handed out has one
-            gs.set_user_attrs(number, {"mlflow_run_id": run_id, "name": run_name})
-            request = replace(request, mlflow_run_id=run_id, resume_epoch=resume_epoch)
-            return _Asked(gs, request, (*pack_key(run_config), resume_epoch))
+            try:
+                return self._hand_out(gs, trial)
+            except optuna.exceptions.UpdateFinishedTrialError:
+                # claimed before it was named, by a driver sharing the study that lost its connection in that
+                # instant (GridStudy.adopt_cut_short): queued again, it is asked anew
+                gs.release(trial.number)
+                return self._ask_once()
         return None
+
+    def _hand_out(self, gs: GridStudy, trial: optuna.Trial) -> _Asked:
+        """The request of ``trial``, just asked of ``gs``: its key written (a trial it continues may carry one),
+        its MLflow run opened, then its run id and name written, last."""
+        number, orphan = trial.number, CONTINUES in trial.user_attrs
+        params = {k: trial.params[k] for k in self.distributions}
+        run_config = self.space.resolve(gs.grid_point, params)
+        key = trial_key(gs.index, trial)
+        # an orphan that ended before its driver died and told its study has no checkpoint left
+        resume_epoch = resumable_epoch(self.context.trial_dir(key), int(trial.user_attrs.get(CHECKPOINT_EPOCH, 0)))
+        run_name = trial_run_name(key, gs.grid_point, params)
+        spec = run_config.model_dump(mode="json")
+        spec["device"] = run_device(run_config.device, self.space.resources.gpu)
+        request = TrialRequest(key, number, run_name, gs.grid_point, params, spec, self.context)
+        if "key" not in trial.user_attrs:  # the key before the MLflow run: a claimed orphan carries it on
+            gs.set_user_attrs(number, {"key": key})  # (an orphan cut short before its key gets one now)
+        run_id = open_trial_run(self._tracker(), request, new=not orphan)
+        # the name last: a trial handed out has one
+        gs.set_user_attrs(number, {"mlflow_run_id": run_id, "name": run_name})
+        request = replace(request, mlflow_run_id=run_id, resume_epoch=resume_epoch)
+        return _Asked(gs, request, (*pack_key(run_config), resume_epoch))
 
     def _next_pack(self) -> list[_Asked]:
         """Up to ``pack`` trials sharing the pack key of the longest-waiting trial."""

@@ -224,10 +224,14 @@ class GridStudy:
             self.heartbeats.start(self._trial_id(trial.number))
         return trial
 
-    def tell(self, number: int, values: float | list[float] | None = None, state: TrialState | None = None) -> None:
-        """Tell the end of trial ``number`` (``study.tell``), its heartbeats stopped first."""
+    def release(self, number: int) -> None:
+        """No more heartbeats of trial ``number``: its end is told, or another driver claimed it."""
         if self.heartbeats is not None:
             self.heartbeats.stop(self._trial_id(number))
+
+    def tell(self, number: int, values: float | list[float] | None = None, state: TrialState | None = None) -> None:
+        """Tell the end of trial ``number`` (``study.tell``), its heartbeats stopped first."""
+        self.release(number)
         self.study.tell(number, values, state=state)
 
     @property
@@ -287,7 +291,7 @@ class GridStudy:
         """Claim the RUNNING trials without a ``name`` (the user attribute a driver sets last when it hands a
         trial out) as orphans: an ask cut short by a lost storage connection leaves its trial so, and the
         retried ask hands it out instead of asking twice. (A driver sharing the study may, in that instant,
-        have a trial asked and not yet named: claimed too.)"""
+        have a trial asked and not yet named: claimed too, that driver asks again and may get it back.)"""
         running = self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
         self.claim([t.number for t in running if "name" not in t.user_attrs])
 
