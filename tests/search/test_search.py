@@ -213,6 +213,25 @@ def test_an_orphan_left_inside_ask_gets_its_missing_params(tmp_path):
     assert studies[0].remaining == 0
 
 
+def killed_driver(monkeypatch, space, study: str, url: str, context, attr: str) -> None:
+    """A driver that asks one trial of ``study`` and dies (``KeyboardInterrupt``) as it writes the trial's user
+    attribute ``attr``."""
+    from tuneprune.search.searcher import StudySearcher
+    from tuneprune.search.studies import GridStudy, open_studies
+
+    setting = GridStudy.set_user_attrs
+
+    def killed(self, number, attrs):
+        if attr in attrs:
+            raise KeyboardInterrupt("the driver dies here")
+        setting(self, number, attrs)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(GridStudy, "set_user_attrs", killed)
+        with pytest.raises(KeyboardInterrupt):
+            StudySearcher(space, open_studies(space, study, url), context).suggest("t")
+
+
 def test_a_trial_cut_short_after_its_mlflow_run_was_opened_goes_on_in_that_run(tmp_path, monkeypatch):
     """A driver killed after it opened a trial's MLflow run and before it named the trial: the resumed search
     claims the trial and hands it out again under the same key, into the same MLflow run (no second run)."""
@@ -221,24 +240,13 @@ def test_a_trial_cut_short_after_its_mlflow_run_was_opened_goes_on_in_that_run(t
     from tuneprune.search.protocol import PackRequest, TrialContext
     from tuneprune.search.searcher import StudySearcher
     from tuneprune.search.space import load_space
-    from tuneprune.search.studies import CONTINUES, GridStudy, open_studies
+    from tuneprune.search.studies import CONTINUES, open_studies
 
     space = load_space({"base": BASE, "params": {"lr": {"type": "float", "low": 0.01, "high": 0.3}}, "num_samples": 1})
     url = f"sqlite:///{tmp_path / 'optuna.db'}"
     tracking_uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
     context = TrialContext(tracking_uri, "tuneprune", "parent", str(tmp_path), {"val_acc": "max"})
-    naming = GridStudy.set_user_attrs
-
-    def killed_when_naming(self, number, attrs):
-        if "name" in attrs:
-            raise KeyboardInterrupt("the driver dies here")
-        naming(self, number, attrs)
-
-    with monkeypatch.context() as patched:
-        patched.setattr(GridStudy, "set_user_attrs", killed_when_naming)
-        first = StudySearcher(space, open_studies(space, "cut", url), context)
-        with pytest.raises(KeyboardInterrupt):
-            first.suggest("t1")
+    killed_driver(monkeypatch, space, "cut", url, context, "name")
     client = MlflowClient(tracking_uri)
     experiment = client.get_experiment_by_name("tuneprune")
     assert experiment is not None
@@ -264,29 +272,14 @@ def test_an_orphan_cut_short_before_its_key_goes_on_under_one_key_when_cut_short
     from tuneprune.search.protocol import PackRequest, TrialContext
     from tuneprune.search.searcher import StudySearcher
     from tuneprune.search.space import load_space
-    from tuneprune.search.studies import GridStudy, open_studies
+    from tuneprune.search.studies import open_studies
 
     space = load_space({"base": BASE, "params": {"lr": {"type": "float", "low": 0.01, "high": 0.3}}, "num_samples": 1})
     url = f"sqlite:///{tmp_path / 'optuna.db'}"
     tracking_uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
     context = TrialContext(tracking_uri, "tuneprune", "parent", str(tmp_path), {"val_acc": "max"})
-    setting = GridStudy.set_user_attrs
-
-    def driver_killed_at(attr: str) -> StudySearcher:
-        def killed(self, number, attrs):
-            if attr in attrs:
-                raise KeyboardInterrupt("the driver dies here")
-            setting(self, number, attrs)
-
-        with monkeypatch.context() as patched:
-            patched.setattr(GridStudy, "set_user_attrs", killed)
-            searcher = StudySearcher(space, open_studies(space, "twice", url), context)
-            with pytest.raises(KeyboardInterrupt):
-                searcher.suggest("t")
-        return searcher
-
-    driver_killed_at("key")  # trial 0 asked, no key
-    driver_killed_at("name")  # trial 1 continues it, its MLflow run opened, not named
+    killed_driver(monkeypatch, space, "twice", url, context, "key")  # trial 0 asked, no key
+    killed_driver(monkeypatch, space, "twice", url, context, "name")  # trial 1 continues it, its run opened, unnamed
     studies = open_studies(space, "twice", url)
     assert studies[0].study.trials[1].user_attrs["key"] == "g0-001"  # the key it was handed out under
     searcher = StudySearcher(space, studies, context)
