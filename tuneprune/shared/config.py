@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -51,6 +52,15 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the document must be a mapping of keys to values, got {type(data).__name__}")
     return data
+
+
+def load_numbers(path: str | Path, keys: Sequence[str], what: str) -> dict[str, float]:
+    """The numbers at ``keys`` of the YAML mapping in ``path``; a missing or non-numeric one is a :class:`ConfigError` naming ``what``."""
+    data = load_yaml(path)
+    try:
+        return {key: float(data[key]) for key in keys}
+    except (KeyError, TypeError, ValueError):
+        raise ConfigError(f"{path}: {what} needs numbers {', '.join(keys[:-1])} and {keys[-1]}, got {data}") from None
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str] | None) -> dict[str, Any]:

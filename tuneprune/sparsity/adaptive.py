@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from tuneprune.shared.config import ConfigError, load_yaml
+from tuneprune.shared.config import ConfigError, load_numbers
 from tuneprune.sparsity.dispatch import Number, device_scalar, on_numpy, select
 
 REFERENCE_EPOCHS = 160
@@ -53,11 +53,7 @@ def preset_constants(preset: str, model_family: str = ModelFamily.RESNET) -> dic
     if not path.is_file():
         allowed = " nor ".join(PRESETS)
         raise ConfigError(f"sparsity.scheduler.preset = {preset!r}: neither {allowed} nor a YAML file")
-    data = load_yaml(path)
-    try:
-        return {key: float(data[key]) for key in "ABCD"}
-    except (KeyError, TypeError, ValueError):
-        raise ConfigError(f"{path}: needs numbers A, B, C and D, got {data}") from None
+    return load_numbers(path, "ABCD", "an adaptive preset")
 
 
 def _sigmoid(x: Number) -> Number:

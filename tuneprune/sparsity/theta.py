@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Literal, Protocol
 
 import torch
 
-from tuneprune.shared.config import ConfigError, load_yaml
+from tuneprune.shared.config import load_numbers
 
 if TYPE_CHECKING:
     from tuneprune.sparsity.config import ThetaConfig
@@ -32,12 +32,7 @@ def alpha_for_target(final_sparsity: float) -> float:
 
 def alpha_from_rule_file(path: str | Path, final_sparsity: float) -> float:
     """alpha from a fitted tangent rule: a YAML file with keys c1, c2, c3, c4 (formulas §2 fitting)."""
-    data = load_yaml(path)
-    try:
-        coefficients = {key: float(data[key]) for key in PUBLISHED_ALPHA_RULE}
-    except (KeyError, TypeError, ValueError):
-        raise ConfigError(f"{path}: an alpha rule needs numbers c1, c2, c3 and c4, got {data}") from None
-    return tangent_alpha(final_sparsity, **coefficients)
+    return tangent_alpha(final_sparsity, **load_numbers(path, list(PUBLISHED_ALPHA_RULE), "an alpha rule"))
 
 
 def resolve_alpha(alpha: float | str, final_sparsity: float) -> float:
