@@ -47,11 +47,12 @@ def alpha_fit_report(
         report.table("excluded", [asdict(p) for p in excluded], "trials left out and why")
     report.heading("Fitted rule alpha(S) = c1 tan(c2 S + c3) + c4 (formulas §2)")
     r2 = "undefined (all alphas equal)" if fit.r2 is None else f"{fit.r2:.4f}"
+    rule = fit.rule()
     report.text(
         f"{len(fitted)} best usable alphas at target sparsity >= {ALPHA_RULE_START} (below it the rule is 0 and points are not "
         f"fitted); bounded least squares from the published constants, poles kept {pole_margin} outside {fit.fitted_range[0]}.."
         f"{fit.fitted_range[1]} (poles at {fit.poles[0]:.4f} and {fit.poles[1]:.4f}); root-mean-square residual {fit.rmse:.4g}, "
-        f"R^2 {r2} (published rule: rmse {fit.rule()['published_rmse']:.4g})."
+        f"R^2 {r2} (published rule: rmse {rule['published_rmse']:.4g})."
     )
     if len(fit.free) < len(PUBLISHED_ALPHA_RULE):
         fixed = [k for k in PUBLISHED_ALPHA_RULE if k not in fit.free]
@@ -65,4 +66,4 @@ def alpha_fit_report(
     report.figure("alpha_fit", alpha_figure(points, fit, excluded))
     report.heading("Residuals")
     report.table("residuals", residual_rows(points, fit))
-    return fit, report.write_yaml("alpha_rule.yaml", fit.rule()), excluded
+    return fit, report.write_yaml("alpha_rule.yaml", rule), excluded
