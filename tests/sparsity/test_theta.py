@@ -46,6 +46,15 @@ def test_alpha_from_fitted_rule_file(tmp_path):
         alpha_from_rule_file(path, 0.95)
 
 
+@pytest.mark.parametrize("value", [".nan", ".inf"])
+def test_a_fitted_rule_needs_finite_coefficients(tmp_path, value):
+    """A NaN c_i made alpha 0 (max(0, nan)), an infinite one alpha inf (NaN theta at density 1): refused at load."""
+    path = tmp_path / "rule.yaml"
+    path.write_text(f"c1: {value}\nc2: 23.09\nc3: 22.08\nc4: 0.093\n")
+    with pytest.raises(ConfigError, match="finite numbers c1, c2, c3 and c4"):
+        resolve_alpha(f"fitted:{path}", 0.99)
+
+
 def test_resolve_alpha():
     assert resolve_alpha("auto", 0.98) == 0.12
     assert resolve_alpha(0.3, 0.98) == 0.3

@@ -56,10 +56,10 @@ class SchedulerConfig(StrictModel):
         ModelFamily.RESNET,
         description="adaptive: model family whose preset D applies; a run config sets it from its model",
     )
-    A: float | None = None
-    B: float | None = None
-    C: float | None = None
-    D: float | None = None
+    A: float | None = Field(None, allow_inf_nan=False)
+    B: float | None = Field(None, allow_inf_nan=False)
+    C: float | None = Field(None, allow_inf_nan=False)
+    D: float | None = Field(None, allow_inf_nan=False)
     initial_sparsity: float = Field(0.5, ge=0.0, lt=1.0, description="adaptive: sparsity it starts from (formulas §9)")
     warmup_epochs: float = Field(0.0, ge=0.0, description="adaptive: epochs of cubic schedule before it takes over")
 
