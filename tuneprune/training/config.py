@@ -44,10 +44,10 @@ class RunConfig(StrictModel):
     epochs: int = Field(160, ge=1)
     batch_size: int = Field(128, ge=1)
     eval_batch_size: int = Field(1024, ge=1)
-    lr: float = Field(0.1, gt=0.0)
+    lr: float = Field(0.1, gt=0.0, allow_inf_nan=False)
     momentum: float = Field(0.9, ge=0.0, lt=1.0)
     nesterov: bool = False
-    weight_decay: float = Field(5e-4, ge=0.0)
+    weight_decay: float = Field(5e-4, ge=0.0, allow_inf_nan=False)
     lr_schedule: Literal["cosine", "constant"] = "cosine"
     grad_clip: float | None = Field(3.0, gt=0.0, description="max gradient norm, null to disable")
     device: Literal["auto", "cpu", "cuda"] = "auto"
