@@ -78,6 +78,17 @@ class RunConfig(StrictModel):
         return v
 
     @model_validator(mode="after")
+    def _pruning_starts(self) -> RunConfig:
+        """A cubic schedule from ``start_epoch >= epochs`` never prunes (formulas §1.5): the run would train dense."""
+        scheduler = None if self.sparsity is None else self.sparsity.scheduler
+        if scheduler is not None and scheduler.type == "cubic" and scheduler.start_epoch >= self.epochs:
+            raise ValueError(
+                f"sparsity.scheduler.start_epoch = {scheduler.start_epoch}: pruning would start after the last of "
+                f"the {self.epochs} epochs (formulas §1.5), allowed: [0, {self.epochs})"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _data_dir(self) -> RunConfig:
         if self.dataset.startswith("cifar") and self.data_dir is None:
             raise ValueError(
