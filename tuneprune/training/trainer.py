@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from tuneprune.data import DatasetSplits, TensorLoader, load_dataset
 from tuneprune.models import create_model
+from tuneprune.shared.config import ConfigError
 from tuneprune.sparsity.dispatch import numpy_device, single_threaded
 from tuneprune.sparsity.layers import pruned_layers
 from tuneprune.sparsity.members import MemberSparsity
@@ -58,10 +59,11 @@ class TrainResult:
 
 
 def resolve_device(name: str) -> torch.device:
+    """The device of ``device: auto | cpu | cuda``; ``cuda`` without CUDA is bad input (:class:`ConfigError`)."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device = 'cuda' but CUDA is not available on this machine")
+        raise ConfigError("device = 'cuda': CUDA is not available on this machine, allowed here: auto, cpu")
     return torch.device(name)
 
 
