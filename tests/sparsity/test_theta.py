@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+import yaml
 
 from tuneprune.shared.config import ConfigError, validate
 from tuneprune.sparsity import (
@@ -53,6 +54,14 @@ def test_a_fitted_rule_needs_finite_coefficients(tmp_path, value):
     path.write_text(f"c1: {value}\nc2: 23.09\nc3: 22.08\nc4: 0.093\n")
     with pytest.raises(ConfigError, match="finite numbers c1, c2, c3 and c4"):
         resolve_alpha(f"fitted:{path}", 0.99)
+
+
+def test_an_alpha_in_exponent_notation_is_a_number():
+    """YAML 1.1 (PyYAML) reads ``1e-2`` as a string: ``alpha: 1e-2`` or ``--set sparsity.theta.alpha=1e-2`` is 0.01."""
+    config = validate(SparsityConfig, yaml.safe_load("theta: {policy: log_density, alpha: 1e-2}"))
+    assert config.theta.alpha == 0.01
+    with pytest.raises(ConfigError, match=r"theta.alpha = 'nan': must be a finite number >= 0"):
+        validate(SparsityConfig, {"theta": {"alpha": "nan"}})
 
 
 def test_resolve_alpha():

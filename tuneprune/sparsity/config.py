@@ -32,10 +32,14 @@ class ThetaConfig(StrictModel):
     @field_validator("alpha")
     @classmethod
     def _alpha(cls, v: float | str) -> float | str:
+        """A number (also one PyYAML reads as a string, such as ``1e-2``), ``'auto'`` or ``'fitted:PATH'``."""
         if isinstance(v, str):
             if v == "auto" or (v.startswith("fitted:") and len(v) > len("fitted:")):
                 return v
-            raise ValueError("must be a number >= 0, 'auto' or 'fitted:PATH'")
+            try:
+                v = float(v)
+            except ValueError:
+                raise ValueError("must be a number >= 0, 'auto' or 'fitted:PATH'") from None
         if not math.isfinite(v) or v < 0:
             raise ValueError("must be a finite number >= 0, 'auto' or 'fitted:PATH'")
         return v
