@@ -146,8 +146,14 @@ def _cifar(name: str, data_dir: Path, download: bool, val_fraction: float, seed:
 
     check_data_dir(name, data_dir, download)
     cls = torchvision.datasets.CIFAR10 if name == "cifar10" else torchvision.datasets.CIFAR100
-    train = cls(str(data_dir), train=True, download=download)
-    test = cls(str(data_dir), train=False, download=download)
+    try:
+        train = cls(str(data_dir), train=True, download=download)
+        test = cls(str(data_dir), train=False, download=download)
+    except RuntimeError:  # torchvision's check of the files' checksums
+        raise ConfigError(
+            f"data_dir = '{data_dir}': {name} in {Path(data_dir) / CIFAR_FOLDER[name]}/ is incomplete or corrupt "
+            "(torchvision's check of its files failed); extract the archive again, or set download: true"
+        ) from None
     mean = np.array(CIFAR_MEAN[name], dtype=np.float32)[None, :, None, None]
     std = np.array(CIFAR_STD[name], dtype=np.float32)[None, :, None, None]
 
