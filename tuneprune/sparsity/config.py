@@ -64,7 +64,12 @@ class SchedulerConfig(StrictModel):
     B: float | None = Field(None, allow_inf_nan=False)
     C: float | None = Field(None, allow_inf_nan=False)
     D: float | None = Field(None, allow_inf_nan=False)
-    initial_sparsity: float = Field(0.5, ge=0.0, lt=1.0, description="adaptive: sparsity it starts from (formulas §9)")
+    initial_sparsity: float = Field(
+        0.5,
+        gt=0.0,
+        lt=1.0,
+        description="adaptive: sparsity it starts from, above 0, which it cannot leave (formulas §9)",
+    )
     warmup_epochs: float = Field(0.0, ge=0.0, description="adaptive: epochs of cubic schedule before it takes over")
 
     @model_validator(mode="after")
