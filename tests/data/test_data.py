@@ -38,6 +38,16 @@ def test_missing_cifar_dir_names_the_path(tmp_path):
     assert "cifar-10-batches-py" in str(err.value)
 
 
+@pytest.mark.parametrize("name", ["cifar10", "cifar100"])
+def test_an_incomplete_cifar_folder_is_one_line_naming_data_dir(tmp_path, name):
+    """The folder is there but not its files (an interrupted extraction): no torchvision traceback."""
+    folder = tmp_path / {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}[name]
+    folder.mkdir()
+    check_data_dir(name, tmp_path, download=False)  # the folder exists
+    with pytest.raises(ConfigError, match=rf"^data_dir = '{tmp_path}': {name} in {folder}/ is incomplete or corrupt"):
+        load_dataset(RunConfig(dataset=name, data_dir=tmp_path))
+
+
 def test_synthetic_shapes():
     data = load_dataset(RunConfig(dataset="synthetic", model="resnet20", synthetic_samples=64, synthetic_classes=5))
     assert data.x_train.shape == (64, 3, 32, 32)

@@ -167,6 +167,18 @@ def test_preset_file_is_read_at_config_load(tmp_path):
         validate(RunConfig, {"sparsity": {"scheduler": {"type": "adaptive", "preset": str(path)}}})
 
 
+@pytest.mark.parametrize("value", [".nan", ".inf"])
+def test_adaptive_constants_must_be_finite(tmp_path, value):
+    """A NaN lambda never raises S_k (formulas §3): such constants are refused at load, from a file or given."""
+    path = tmp_path / "fitted.yaml"
+    path.write_text(f"A: 0.4\nB: 0.85\nC: 30\nD: {value}\n")
+    with pytest.raises(ConfigError, match="A, B, C and D"):
+        validate(RunConfig, {"sparsity": {"scheduler": {"type": "adaptive", "preset": str(path)}}})
+    constants = {"A": float(value.replace(".", "")), "B": 0.8, "C": 20.0, "D": 0.0}
+    with pytest.raises(ConfigError, match=r"sparsity\.scheduler\.A = .*finite"):
+        validate(RunConfig, {"sparsity": {"scheduler": {"type": "adaptive", **constants}}})
+
+
 def test_adaptive_warmup_is_cubic_to_initial_sparsity_then_adaptive():
     config = SparsityConfig(
         target=0.95, scheduler={"type": "adaptive", "preset": "lambda1", "initial_sparsity": 0.6, "warmup_epochs": 2}

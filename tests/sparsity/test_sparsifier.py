@@ -22,7 +22,7 @@ from tuneprune.sparsity import (
     prunable_sparsity,
     threshold_operator,
 )
-from tuneprune.sparsity.schedules import AdaptiveSchedule
+from tuneprune.sparsity.schedules import AdaptiveSchedule, StepFunction
 
 METRIC_KEYS = {"sparsity_k", "sparsity", "theta", "mask_stability", "mean_mask_stability", "lambda", "eliminated"}
 
@@ -52,6 +52,22 @@ def train_steps(model: nn.Module, sparsifier: Sparsifier, steps: range, lr: floa
 def end_epoch(sparsifier: Sparsifier) -> dict[str, float]:
     sparsifier.end_epoch()
     return sparsifier.metrics()
+
+
+def test_a_schedule_of_the_documented_protocol_has_metrics_and_a_state():
+    """docs/training.md: a schedule of your own has the Schedule methods; a StepFunction only ``sparsity_at``."""
+
+    class Linear(StepFunction):
+        def sparsity_at(self, step: int) -> float:
+            return min(0.5, step / 8)
+
+    torch.manual_seed(0)
+    model = create_model("small_cnn", 10, 1)
+    sparsifier = Sparsifier(model, Linear())
+    train_steps(model, sparsifier, range(8))
+    metrics = end_epoch(sparsifier)
+    assert (metrics["sparsity_k"], metrics["lambda"]) == (0.5, 0.0)
+    assert sparsifier.state_dict()["schedule"] == {}
 
 
 def plain_weights(sparsifier: Sparsifier) -> list[torch.Tensor]:

@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+import yaml
 
 from tuneprune.shared.config import ConfigError, validate
 from tuneprune.sparsity import (
@@ -44,6 +45,23 @@ def test_alpha_from_fitted_rule_file(tmp_path):
     path.write_text("c1: 0.01\nc2: 1.0\n")
     with pytest.raises(ConfigError, match="c1, c2, c3 and c4"):
         alpha_from_rule_file(path, 0.95)
+
+
+@pytest.mark.parametrize("value", [".nan", ".inf"])
+def test_a_fitted_rule_needs_finite_coefficients(tmp_path, value):
+    """A NaN c_i made alpha 0 (max(0, nan)), an infinite one alpha inf (NaN theta at density 1): refused at load."""
+    path = tmp_path / "rule.yaml"
+    path.write_text(f"c1: {value}\nc2: 23.09\nc3: 22.08\nc4: 0.093\n")
+    with pytest.raises(ConfigError, match="finite numbers c1, c2, c3 and c4"):
+        resolve_alpha(f"fitted:{path}", 0.99)
+
+
+def test_an_alpha_in_exponent_notation_is_a_number():
+    """YAML 1.1 (PyYAML) reads ``1e-2`` as a string: ``alpha: 1e-2`` or ``--set sparsity.theta.alpha=1e-2`` is 0.01."""
+    config = validate(SparsityConfig, yaml.safe_load("theta: {policy: log_density, alpha: 1e-2}"))
+    assert config.theta.alpha == 0.01
+    with pytest.raises(ConfigError, match=r"theta.alpha = 'nan': must be a finite number >= 0"):
+        validate(SparsityConfig, {"theta": {"alpha": "nan"}})
 
 
 def test_resolve_alpha():

@@ -37,6 +37,14 @@ def test_a_given_tracking_uri_is_used_as_is():
     assert locate_run("any", "http://server:5000") == "http://server:5000"
 
 
+def test_a_given_sqlite_store_that_does_not_exist_is_refused_not_created(tmp_path):
+    """A mistyped ``--tracking-uri sqlite:///PATH`` names the store, instead of creating an empty one there."""
+    typo = tmp_path / "typo" / "mlruns.db"
+    with pytest.raises(ConfigError, match=f"--from-run abc: no MLflow store at sqlite:///{typo}"):
+        run_config_from_mlflow("abc", f"sqlite:///{typo}")
+    assert not typo.parent.exists()
+
+
 def test_a_run_is_located_in_a_store_the_index_recorded(store_uri, run_with_config, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # no mlruns.db here
     monkeypatch.setenv(INDEX_ENV, str(tmp_path / "index.json"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -67,6 +68,19 @@ def _stratified_split(x: np.ndarray, y: np.ndarray, fraction: float, seed: int):
     return train_test_split(x, y, test_size=fraction, stratify=y, random_state=seed)
 
 
+def _validation_split(x: np.ndarray, y: np.ndarray, val_fraction: float, seed: int):
+    """The stratified train/validation split of ``(x, y)``; a ``val_fraction`` too small to hold one image of
+    every class is a one-line :class:`ConfigError` naming the smallest one allowed."""
+    classes, held_out = len(np.unique(y)), math.ceil(val_fraction * len(y))
+    if held_out < classes:
+        smallest = math.ceil(classes / len(y) * 1e4) / 1e4
+        raise ConfigError(
+            f"val_fraction = {val_fraction}: holds out {held_out} of {len(y)} training images, fewer than the "
+            f"{classes} classes; allowed: at least {smallest} (and below 0.5)"
+        )
+    return _stratified_split(x, y, val_fraction, seed)
+
+
 def _splits(name: str, image_size: int, *pairs: tuple[np.ndarray, np.ndarray]) -> DatasetSplits:
     """The train, validation and test (images, labels) ``pairs`` of dataset ``name`` as float images, bilinearly
     resized to ``image_size`` when their size differs, and long labels."""
@@ -86,7 +100,7 @@ def _digits(image_size: int, val_fraction: float, seed: int) -> DatasetSplits:
     x = bunch.images.astype(np.float32)[:, None] / 16.0  # (1797, 1, 8, 8) in [0, 1]
     y = bunch.target.astype(np.int64)
     x_rest, x_test, y_rest, y_test = _stratified_split(x, y, 0.2, seed)
-    x_train, x_val, y_train, y_val = _stratified_split(x_rest, y_rest, val_fraction, seed)
+    x_train, x_val, y_train, y_val = _validation_split(x_rest, y_rest, val_fraction, seed)
     mean, std = float(x_train.mean()), float(x_train.std())
     pairs = ((x_train, y_train), (x_val, y_val), (x_test, y_test))
     return _splits("digits", image_size, *(((x - mean) / std, y) for x, y in pairs))
@@ -132,15 +146,21 @@ def _cifar(name: str, data_dir: Path, download: bool, val_fraction: float, seed:
 
     check_data_dir(name, data_dir, download)
     cls = torchvision.datasets.CIFAR10 if name == "cifar10" else torchvision.datasets.CIFAR100
-    train = cls(str(data_dir), train=True, download=download)
-    test = cls(str(data_dir), train=False, download=download)
+    try:
+        train = cls(str(data_dir), train=True, download=download)
+        test = cls(str(data_dir), train=False, download=download)
+    except RuntimeError:  # torchvision's check of the files' checksums
+        raise ConfigError(
+            f"data_dir = '{data_dir}': {name} in {Path(data_dir) / CIFAR_FOLDER[name]}/ is incomplete or corrupt "
+            "(torchvision's check of its files failed); extract the archive again, or set download: true"
+        ) from None
     mean = np.array(CIFAR_MEAN[name], dtype=np.float32)[None, :, None, None]
     std = np.array(CIFAR_STD[name], dtype=np.float32)[None, :, None, None]
 
     def prep(data: np.ndarray) -> np.ndarray:
         return (data.transpose(0, 3, 1, 2).astype(np.float32) / 255.0 - mean) / std
 
-    x_train, x_val, y_train, y_val = _stratified_split(train.data, np.asarray(train.targets), val_fraction, seed)
+    x_train, x_val, y_train, y_val = _validation_split(train.data, np.asarray(train.targets), val_fraction, seed)
     return _splits(
         name, 32, (prep(x_train), y_train), (prep(x_val), y_val), (prep(test.data), np.asarray(test.targets))
     )
@@ -158,7 +178,7 @@ def _idx(name: str, data_dir: Path | None, image_size: int, val_fraction: float,
         if len(images) != len(labels):
             raise ConfigError(f"{name}: {split} images ({len(images)}) and labels ({len(labels)}) differ in number")
     mean, std = IDX_MEAN_STD[name]
-    x_train, x_val, y_train, y_val = _stratified_split(train_x, train_y.astype(np.int64), val_fraction, seed)
+    x_train, x_val, y_train, y_val = _validation_split(train_x, train_y.astype(np.int64), val_fraction, seed)
 
     pairs = ((x_train, y_train), (x_val, y_val), (test_x, test_y))
     return _splits(name, image_size, *(((x[:, None].astype(np.float32) / 255.0 - mean) / std, y) for x, y in pairs))

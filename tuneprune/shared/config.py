@@ -55,12 +55,16 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
 
 
 def load_numbers(path: str | Path, keys: Sequence[str], what: str) -> dict[str, float]:
-    """The numbers at ``keys`` of the YAML mapping in ``path``; a missing or non-numeric one is a :class:`ConfigError` naming ``what``."""
+    """The finite numbers ``keys`` of the YAML mapping in ``path``; a missing, non-numeric or non-finite one is a
+    one-line :class:`ConfigError` saying that ``what`` needs them."""
     data = load_yaml(path)
     try:
-        return {key: float(data[key]) for key in keys}
+        numbers = {key: float(data[key]) for key in keys}
     except (KeyError, TypeError, ValueError):
-        raise ConfigError(f"{path}: {what} needs numbers {', '.join(keys[:-1])} and {keys[-1]}, got {data}") from None
+        numbers = {}
+    if len(numbers) < len(keys) or not all(map(math.isfinite, numbers.values())):
+        raise ConfigError(f"{path}: {what} needs finite numbers {', '.join(keys[:-1])} and {keys[-1]}, got {data}")
+    return numbers
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str] | None) -> dict[str, Any]:

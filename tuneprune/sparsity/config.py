@@ -32,10 +32,14 @@ class ThetaConfig(StrictModel):
     @field_validator("alpha")
     @classmethod
     def _alpha(cls, v: float | str) -> float | str:
+        """A number (also one PyYAML reads as a string, such as ``1e-2``), ``'auto'`` or ``'fitted:PATH'``."""
         if isinstance(v, str):
             if v == "auto" or (v.startswith("fitted:") and len(v) > len("fitted:")):
                 return v
-            raise ValueError("must be a number >= 0, 'auto' or 'fitted:PATH'")
+            try:
+                v = float(v)
+            except ValueError:
+                raise ValueError("must be a number >= 0, 'auto' or 'fitted:PATH'") from None
         if not math.isfinite(v) or v < 0:
             raise ValueError("must be a finite number >= 0, 'auto' or 'fitted:PATH'")
         return v
@@ -56,11 +60,16 @@ class SchedulerConfig(StrictModel):
         ModelFamily.RESNET,
         description="adaptive: model family whose preset D applies; a run config sets it from its model",
     )
-    A: float | None = None
-    B: float | None = None
-    C: float | None = None
-    D: float | None = None
-    initial_sparsity: float = Field(0.5, ge=0.0, lt=1.0, description="adaptive: sparsity it starts from (formulas §9)")
+    A: float | None = Field(None, allow_inf_nan=False)
+    B: float | None = Field(None, allow_inf_nan=False)
+    C: float | None = Field(None, allow_inf_nan=False)
+    D: float | None = Field(None, allow_inf_nan=False)
+    initial_sparsity: float = Field(
+        0.5,
+        gt=0.0,
+        lt=1.0,
+        description="adaptive: sparsity it starts from, above 0, which it cannot leave (formulas §9)",
+    )
     warmup_epochs: float = Field(0.0, ge=0.0, description="adaptive: epochs of cubic schedule before it takes over")
 
     @model_validator(mode="after")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from tuneprune.shared.config import ConfigError
+
 PRUNABLE_TYPES = (nn.Conv2d, nn.Linear)
 PrunableLayer = nn.Conv2d | nn.Linear
 
@@ -20,6 +22,20 @@ def prunable_layers(model: nn.Module, min_size: int = 0) -> list[tuple[str, Prun
         for name, module in model.named_modules()
         if isinstance(module, PRUNABLE_TYPES) and module.weight.numel() >= min_size
     ]
+
+
+def pruned_layers(model: nn.Module, min_size: int = 0) -> list[tuple[str, PrunableLayer]]:
+    """:func:`prunable_layers`, at least one: else a one-line :class:`ConfigError` naming ``min_size`` and its range."""
+    layers = prunable_layers(model, min_size)
+    sizes = [module.weight.numel() for _, module in prunable_layers(model)]
+    if not sizes:
+        raise ConfigError("the model has no prunable layers (Conv2d/Linear)")
+    if not layers:
+        raise ConfigError(
+            f"sparsity.min_size = {min_size}: the model has no prunable layers with that many weights, "
+            f"allowed: up to {max(sizes)} (its largest Conv2d/Linear)"
+        )
+    return layers
 
 
 def original_weight(module: nn.Module) -> nn.Parameter:

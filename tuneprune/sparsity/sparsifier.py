@@ -11,7 +11,7 @@ from torch.nn.utils import parametrize
 from tuneprune.sparsity.config import SparsityConfig
 from tuneprune.sparsity.drop import Elimination
 from tuneprune.sparsity.flat import flatten_parameters
-from tuneprune.sparsity.layers import original_weight, prunable_layers
+from tuneprune.sparsity.layers import original_weight, pruned_layers
 from tuneprune.sparsity.masks import Masks, MemberRule
 from tuneprune.sparsity.members import MemberSparsity, member_rule
 from tuneprune.sparsity.schedules import Schedule, build_schedule
@@ -47,9 +47,7 @@ class Sparsifier:
         elimination: Elimination | None = None,
         min_size: int = 0,
     ) -> None:
-        layers = prunable_layers(model, min_size)
-        if not layers:
-            raise ValueError("the model has no prunable layers (Conv2d/Linear with at least min_size weights)")
+        layers = pruned_layers(model, min_size)
         self.model = model
         self.schedule = schedule
         self.theta_policy = theta if theta is not None else ConstantTheta(1.0)

@@ -255,7 +255,8 @@ def find_parent_run(tracking_uri: str, name_or_id: str, experiment: str = "tunep
 
 
 def locate_run(run_id: str, tracking_uri: str | None) -> str:
-    """The tracking URI holding ``run_id``: ``tracking_uri`` if given, else the default store or one in the index.
+    """The tracking URI holding ``run_id``: ``tracking_uri`` if given (a SQLite file must exist), else the default
+    store or one in the index.
 
     So ``--from-run RUN_ID`` works from any directory after a search recorded its store
     (:mod:`tuneprune.tracking.index`); otherwise the error names every store it looked in.
@@ -266,6 +267,8 @@ def locate_run(run_id: str, tracking_uri: str | None) -> str:
     from tuneprune.tracking.locations import check_tracking_reachable, default_tracking_uri, store_missing
 
     if tracking_uri:
+        if store_missing(tracking_uri):  # opening it would create an empty store there
+            raise ConfigError(f"--from-run {run_id}: no MLflow store at {tracking_uri}; check --tracking-uri")
         return tracking_uri
     candidates = list(dict.fromkeys([default_tracking_uri(), *tracking_uris()]))
     for uri in (u for u in candidates if not store_missing(u)):

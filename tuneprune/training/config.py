@@ -44,10 +44,10 @@ class RunConfig(StrictModel):
     epochs: int = Field(160, ge=1)
     batch_size: int = Field(128, ge=1)
     eval_batch_size: int = Field(1024, ge=1)
-    lr: float = Field(0.1, gt=0.0)
+    lr: float = Field(0.1, gt=0.0, allow_inf_nan=False)
     momentum: float = Field(0.9, ge=0.0, lt=1.0)
     nesterov: bool = False
-    weight_decay: float = Field(5e-4, ge=0.0)
+    weight_decay: float = Field(5e-4, ge=0.0, allow_inf_nan=False)
     lr_schedule: Literal["cosine", "constant"] = "cosine"
     grad_clip: float | None = Field(3.0, gt=0.0, description="max gradient norm, null to disable")
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -76,6 +76,17 @@ class RunConfig(StrictModel):
         if v not in allowed:
             raise ValueError(f"unknown {info.field_name}, allowed: {', '.join(allowed)}")
         return v
+
+    @model_validator(mode="after")
+    def _pruning_starts(self) -> RunConfig:
+        """A cubic schedule from ``start_epoch >= epochs`` never prunes (formulas §1.5): the run would train dense."""
+        scheduler = None if self.sparsity is None else self.sparsity.scheduler
+        if scheduler is not None and scheduler.type == "cubic" and scheduler.start_epoch >= self.epochs:
+            raise ValueError(
+                f"sparsity.scheduler.start_epoch = {scheduler.start_epoch}: pruning would start after the last of "
+                f"the {self.epochs} epochs (formulas §1.5), allowed: [0, {self.epochs})"
+            )
+        return self
 
     @model_validator(mode="after")
     def _data_dir(self) -> RunConfig:

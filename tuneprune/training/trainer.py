@@ -21,8 +21,9 @@ import torch.nn.functional as F
 
 from tuneprune.data import DatasetSplits, TensorLoader, load_dataset
 from tuneprune.models import create_model
+from tuneprune.shared.config import ConfigError
 from tuneprune.sparsity.dispatch import numpy_device, single_threaded
-from tuneprune.sparsity.layers import prunable_layers
+from tuneprune.sparsity.layers import pruned_layers
 from tuneprune.sparsity.members import MemberSparsity
 from tuneprune.sparsity.rows import take_members
 from tuneprune.sparsity.ste import FlatThreshold
@@ -58,10 +59,11 @@ class TrainResult:
 
 
 def resolve_device(name: str) -> torch.device:
+    """The device of ``device: auto | cpu | cuda``; ``cuda`` without CUDA is bad input (:class:`ConfigError`)."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device = 'cuda' but CUDA is not available on this machine")
+        raise ConfigError("device = 'cuda': CUDA is not available on this machine, allowed here: auto, cpu")
     return torch.device(name)
 
 
@@ -160,7 +162,7 @@ class PackedTrainer:
             self.models.append(model)
         sparse = [c.sparsity for c in configs if c.sparsity is not None]
         min_size = sparse[0].min_size if sparse else 0
-        prunable = [f"{name}.weight" for name, _ in prunable_layers(self.models[0], min_size)] if sparse else []
+        prunable = [f"{name}.weight" for name, _ in pruned_layers(self.models[0], min_size)] if sparse else []
         mode = forward_mode or ("vmap" if self.device.type == "cuda" and len(configs) > 1 and not hooked else "loop")
         memory_format = torch.channels_last if first.channels_last else torch.contiguous_format
         self.stack = StackedModel(self.models, prunable, mode, memory_format)
