@@ -137,6 +137,9 @@ class SearchSpace(StrictModel):
         for key, values in v.items():
             if not values:
                 raise ValueError(f"grid.{key}: empty list")
+            twice = [x for i, x in enumerate(values) if x in values[:i]]
+            if twice:  # one grid point twice would be one Optuna study driven twice (twice the trials, listed twice)
+                raise ValueError(f"grid.{key}: {twice[0]!r} is listed twice")
         return v
 
     @field_validator("objectives")
