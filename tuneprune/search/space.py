@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import math
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -59,6 +60,12 @@ class FloatParam(_Range):
         if self.log and self.step is not None:
             raise ValueError("step cannot be combined with log")
         return self
+
+    def samples(self) -> list[Any]:
+        """The bounds and the value the sampler can draw next to ``low``: a fraction, so that a float searched
+        for a whole-number field (``batch_size``) is refused before the search starts, not at its first trial."""
+        inner = math.nextafter(self.low, self.high) if self.step is None else self.low + self.step
+        return [self.low, self.high, *([inner] if inner < self.high else [])]
 
 
 class IntParam(_Range):
