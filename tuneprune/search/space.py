@@ -74,6 +74,12 @@ class IntParam(_Range):
     high: int
     step: int = Field(1, ge=1)
 
+    @model_validator(mode="after")
+    def _step(self) -> IntParam:
+        if self.log and self.step != 1:  # Optuna's IntDistribution: a log scale takes no step
+            raise ValueError("step cannot be combined with log")
+        return self
+
 
 class CategoricalParam(StrictModel):
     type: Literal["categorical"]
