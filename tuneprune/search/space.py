@@ -35,8 +35,8 @@ class _Range(StrictModel):
     """A searched number from ``low`` to ``high``, on a log scale with ``log``."""
 
     type: str
-    low: float
-    high: float
+    low: float = Field(allow_inf_nan=False)  # Optuna samples between finite bounds only
+    high: float = Field(allow_inf_nan=False)
     log: bool = False
 
     @model_validator(mode="after")
