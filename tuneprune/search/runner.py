@@ -265,6 +265,9 @@ def _search(
             ),
         )
         logging.getLogger("ray.tune").setLevel(logging.ERROR)
+        # Ctrl-C raises KeyboardInterrupt, as everywhere else in the command: Tune's own handler would stop the
+        # trials and return as if the search had ended (parent FINISHED, trial runs RUNNING, a summary, exit 0)
+        os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
         try:
             tuner.fit()
         finally:

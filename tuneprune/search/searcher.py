@@ -109,8 +109,8 @@ class StudySearcher(Searcher):
 
     def close(self) -> None:
         """Wait for every tell (raising the first that failed) and end the storage thread. A trial asked and not
-        handed out (the search interrupted) stays RUNNING in its study, for a resumed search to run (an orphan);
-        its MLflow run ends KILLED, and is opened again then. The heartbeats end."""
+        ended (the search interrupted: not handed out yet, or training) stays RUNNING in its study, for a resumed
+        search to run (an orphan); its MLflow run ends KILLED, and is opened again then. The heartbeats end."""
         for gs in self.studies:
             if gs.heartbeats is not None:
                 gs.heartbeats.close()
@@ -120,11 +120,11 @@ class StudySearcher(Searcher):
             for future in self._telling:
                 future.result()
         finally:
-            unstarted = list(self.waiting)
+            unended = [*self.waiting, *(a for members in self.live.values() for a in members if not a.told)]
             ahead = self._asked_ahead
             if ahead is not None and ahead.exception() is None and ahead.result() is not None:
-                unstarted.append(ahead.result())
-            for asked in unstarted:
+                unended.append(ahead.result())
+            for asked in unended:
                 TrialResult(mlflow_run_id=asked.request.mlflow_run_id).end_run(self._tracker())  # KILLED
             self._telling, self._asked_ahead, self.waiting = [], None, []
             self._storage_thread.shutdown(wait=True)
