@@ -128,6 +128,15 @@ def test_resume_runs_only_the_missing_trials(ray_session, tmp_path, stores):
     assert [t.state.name for t in study.trials] == ["COMPLETE"] * 4
 
 
+def test_a_new_search_refuses_a_name_its_optuna_storage_holds(tmp_path, stores):
+    """A search's trials are its Optuna studies: a new search under a name they hold (with a fresh MLflow store, or
+    another --tracking-uri) would run none of its trials and list the old ones; it stops before anything starts."""
+    path = write_space(tmp_path, name="taken")
+    optuna.create_study(study_name="taken", storage=stores["storage_url"])
+    with pytest.raises(ConfigError, match=r"name = 'taken': a search of that name already exists \(Optuna study"):
+        prepare_search(path, **stores)
+
+
 @pytest.mark.ray
 def test_from_run_reproduces_a_trial_exactly(ray_session, tmp_path, stores, train_from_run):
     path = write_space(tmp_path, name="repro", num_samples=1, base={**BASE, "sparsity": {"target": 0.8}})

@@ -110,13 +110,17 @@ def prepare_search(
 
 
 def check_search_name(name: str, experiment: str, tracking_uri: str, storage_url: str, resume: bool) -> None:
-    """A new search needs a free name, and ``--resume`` one the stores know (a typo must not start over)."""
+    """A new search needs a name neither store knows (its studies hold its trials: under a taken name it would run
+    none and list the old ones), and ``--resume`` one they know (a typo must not start over)."""
     from tuneprune.search.studies import open_storage, study_names
 
     parent = None if store_missing(tracking_uri) else RunTracker(tracking_uri, experiment).find_parent(name, "search")
+    studies = [] if store_missing(storage_url) else study_names(name, open_storage(storage_url))
     if parent is not None and not resume:
-        raise duplicate_name(name, "search", parent.info.run_id)
-    if resume and parent is None and (store_missing(storage_url) or not study_names(name, open_storage(storage_url))):
+        raise duplicate_name(name, "search", f"MLflow run {parent.info.run_id}")
+    if studies and not resume:
+        raise duplicate_name(name, "search", f"Optuna study {studies[0]!r} in {redact(storage_url)}")
+    if resume and parent is None and not studies:
         raise ConfigError(
             f"--resume --name {name!r}: no search of that name to resume in {redact(tracking_uri)} or {redact(storage_url)}"
         )
