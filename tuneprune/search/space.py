@@ -23,10 +23,10 @@ from tuneprune.search.rung_ranking import FrontOrder
 from tuneprune.shared.config import ConfigError, StrictModel, set_path, validate
 
 # Metrics a trial reports every epoch; objectives must be among them (formulas §1-§4 engine metrics included).
+SPARSE_METRICS = ("sparsity", "sparsity_k", "theta", "mask_stability", "mean_mask_stability", "lambda", "eliminated")
+RELEVANCE_METRICS = ("pruned_acc", "pruned_loss", "pruned_fraction")  # of a trial with a ``relevance:`` point only
 METRICS = (
-    "val_acc", "test_acc", "train_acc", "val_loss", "test_loss", "train_loss",
-    "sparsity", "sparsity_k", "theta", "mask_stability", "mean_mask_stability", "lambda", "eliminated",
-    "pruned_acc", "pruned_loss", "pruned_fraction",
+    "val_acc", "test_acc", "train_acc", "val_loss", "test_loss", "train_loss", *SPARSE_METRICS, *RELEVANCE_METRICS,
 )  # fmt: skip
 METHOD = "method"  # the grid key that sweeps the named overlays of ``methods``
 
@@ -231,4 +231,24 @@ def load_space(data: dict[str, Any]) -> SearchSpace:
             if "unknown key" in text or "is a value" in text:
                 raise ConfigError(f"{section}.{path}: unknown config path ({text})") from None
             raise ConfigError(f"{section}.{path} = {value!r}: not accepted by the run config ({text})") from None
+    check_objectives_reported(space)
     return space
+
+
+def check_objectives_reported(space: SearchSpace) -> None:
+    """Every objective must be a metric the trials report: a dense trial (no ``sparsity`` section) reports none of
+    :data:`SPARSE_METRICS`, one without a ``relevance`` point none of :data:`RELEVANCE_METRICS`; a trial without
+    all its objectives is PRUNED, and a search of such trials would train them all and find no best."""
+    first = {path: p.samples()[0] for path, p in space.params.items()}
+    for point in space.grid_points():
+        spec = space.resolve(point, first)
+        for metric in space.objectives:
+            if metric in SPARSE_METRICS and spec.sparsity is None:
+                lacks = "train dense (no sparsity section)"
+            elif metric in RELEVANCE_METRICS and spec.relevance is None:
+                lacks = "have no relevance point"
+            else:
+                continue
+            where = " ".join(f"{k}={v}" for k, v in point.items())
+            trials = f"the trials at {where}" if where else "the trials"
+            raise ConfigError(f"objectives.{metric}: {trials} {lacks} and do not report it")
