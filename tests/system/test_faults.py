@@ -176,16 +176,17 @@ def test_killed_driver_resumes_without_rerunning_or_duplicating(search_driver, t
 
 
 @pytest.mark.ray
-def test_ctrl_c_ends_the_search_killed_with_no_run_left_running(search_driver, tmp_path, stores):
-    """Ctrl-C (SIGINT) while a trial trains: the command says so (exit 130), its parent run and the runs of its
-    trials end KILLED, none is left RUNNING, and no summary is written as if the search had finished."""
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "kill"])
+def test_an_interrupted_search_ends_killed_with_no_run_left_running(stop, search_driver, tmp_path, stores):
+    """Ctrl-C (SIGINT) or ``kill`` (SIGTERM) while a trial trains: the command says so (exit 130), its parent run
+    and the runs of its trials end KILLED, none is left RUNNING, and no summary is written as if it had finished."""
     path = space_file(tmp_path, "ctrlc", base={**RESNET_DIGITS, "epochs": 50}, num_samples=2, max_concurrent=1)
     driver = search_driver(path, tmp_path)
     try:
         deadline = time.time() + 240
         while checkpoint_epoch(stores["results_root"]) < 1 and time.time() < deadline:
             time.sleep(0.2)
-        driver.send_signal(signal.SIGINT)
+        driver.send_signal(stop)
         code = driver.wait(timeout=120)
     finally:
         driver.kill()
