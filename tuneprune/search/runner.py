@@ -240,6 +240,8 @@ def _search(
         if space.early_stopping.type == "asha":  # rungs per grid point, asked by the trials (formulas §10.9)
             base_epochs = space.resolve(space.grid_points()[0], {}).epochs
             stopper = f"tuneprune-asha-{os.getpid()}-{int(time.time() * 1000)}"
+            if not (prepared.resume or prepared.join):  # a new search: the tables an old one left are not its own
+                (results_dir / RUNGS_FILE).unlink(missing_ok=True)
             stopper_actor = start_stopper(  # held until the run ends; its tables outlive it in RUNGS_FILE
                 stopper, space.early_stopping, base_epochs, list(space.objectives.values()), results_dir / RUNGS_FILE
             )
