@@ -201,12 +201,16 @@ class SearchSpace(StrictModel):
         the thread count changes a CPU run's numbers, so it is part of the config the
         trial runs, logs and writes to ``best.yaml``, and a rerun reproduces it exactly.
         """
+        return validate(TrialSpec, self.trial_document(grid_point, values))
+
+    def trial_document(self, grid_point: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
+        """The run-config mapping :meth:`resolve` validates."""
         data = copy.deepcopy(self.base)
         data.setdefault("num_threads", max(int(self.resources.cpu), 1))
         for path, value in {**grid_point, **values}.items():
             for key, item in self.methods[value].items() if path == METHOD else [(path, value)]:
                 set_path(data, key, copy.deepcopy(item))
-        return validate(TrialSpec, data)
+        return data
 
 
 def load_space(data: dict[str, Any]) -> SearchSpace:
@@ -241,11 +245,11 @@ def check_objectives_reported(space: SearchSpace) -> None:
     all its objectives is PRUNED, and a search of such trials would train them all and find no best."""
     first = {path: p.samples()[0] for path, p in space.params.items()}
     for point in space.grid_points():
-        spec = space.resolve(point, first)
+        trial = space.trial_document(point, first)
         for metric in space.objectives:
-            if metric in SPARSE_METRICS and spec.sparsity is None:
+            if metric in SPARSE_METRICS and trial.get("sparsity") is None:
                 lacks = "train dense (no sparsity section)"
-            elif metric in RELEVANCE_METRICS and spec.relevance is None:
+            elif metric in RELEVANCE_METRICS and trial.get("relevance") is None:
                 lacks = "have no relevance point"
             else:
                 continue
