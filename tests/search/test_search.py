@@ -137,6 +137,40 @@ def test_a_new_search_refuses_a_name_its_optuna_storage_holds(tmp_path, stores):
         prepare_search(path, **stores)
 
 
+def test_a_trial_whose_values_the_run_config_refuses_together_fails_alone(tmp_path, stores):
+    """Values accepted one by one (threshold 'layer'; drop mode 'global') that the run config refuses together
+    (formulas §4): the trial that drew them fails, FAIL with the reason, and the searcher asks the next one, instead
+    of the search failing (and failing again on every --resume, the trial re-queued with the same values)."""
+    from tuneprune.search.protocol import TrialContext
+    from tuneprune.search.runner import _collect
+    from tuneprune.search.searcher import StudySearcher
+    from tuneprune.search.space import load_space
+    from tuneprune.search.studies import open_studies
+
+    space = load_space(
+        {
+            "name": "together",
+            "base": {**BASE, "sparsity": {"target": 0.9, "drop": {"rho": 0.5, "mode": "layer"}}},
+            "params": {
+                "sparsity.threshold": {"type": "categorical", "choices": ["layer"]},
+                "sparsity.drop.mode": {"type": "categorical", "choices": ["global"]},
+            },
+            "num_samples": 2,
+        }
+    )
+    studies = open_studies(space, "together", stores["storage_url"])
+    context = TrialContext(stores["tracking_uri"], "tuneprune", "no-parent", str(tmp_path), dict(space.objectives))
+    searcher = StudySearcher(space, studies, context)
+    try:
+        assert searcher._ask() is None  # both trials of the budget refused: nothing to hand out
+    finally:
+        searcher.close()
+    trials, best = _collect(studies, space)
+    assert [t["state"] for t in trials] == ["FAIL", "FAIL"]
+    assert all("sparsity.threshold = 'layer' with sparsity.drop.mode = 'global'" in t["error"] for t in trials)
+    assert best == []
+
+
 @pytest.mark.ray
 def test_from_run_reproduces_a_trial_exactly(ray_session, tmp_path, stores, train_from_run):
     path = write_space(tmp_path, name="repro", num_samples=1, base={**BASE, "sparsity": {"target": 0.8}})

@@ -154,8 +154,15 @@ def _collect(studies, space: SearchSpace) -> tuple[list[dict], list[dict]]:
             "mlflow_run_id": t.user_attrs.get("mlflow_run_id"),
             "error": t.user_attrs.get("error"),
             "metrics": t.user_attrs.get("metrics", {}),
-            "config": space.resolve(gs.grid_point, t.params).model_dump(mode="json"),
+            "config": config(gs, t),
         }
+
+    def config(gs, t) -> dict[str, Any] | None:
+        """The trial's resolved config; None for one whose values the run config refused together (never run)."""
+        try:
+            return space.resolve(gs.grid_point, t.params).model_dump(mode="json")
+        except ConfigError:
+            return None
 
     trials: list[dict[str, Any]] = []
     best: list[dict[str, Any]] = []

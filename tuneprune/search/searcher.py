@@ -30,6 +30,7 @@ from tuneprune.search.protocol import PackRequest, TrialContext, TrialRequest, T
 from tuneprune.search.space import METRICS, SearchSpace
 from tuneprune.search.studies import CHECKPOINT_EPOCH, CONTINUES, ENDED, GridStudy, distributions, retry_unreachable
 from tuneprune.search.trainable import drop_checkpoints_before, open_trial_run, resumable_epoch, run_device
+from tuneprune.shared.config import ConfigError
 from tuneprune.tracking import RunTracker
 from tuneprune.training.key import pack_key
 
@@ -172,6 +173,14 @@ class StudySearcher(Searcher):
                 # claimed before it was named, by a driver sharing the study that lost its connection in that
                 # instant (GridStudy.adopt_cut_short): queued again, it is asked anew
                 gs.release(trial.number)
+                return self._ask_once()
+            except ConfigError as err:
+                # values accepted one by one (load_space) that the run config refuses together: this trial fails
+                # (told, so a resumed search does not draw it again), not the search
+                key = trial_key(gs.index, trial)
+                attrs = {"key": key, "name": trial_run_name(key, gs.grid_point, trial.params), "metrics": {}}
+                gs.set_user_attrs(trial.number, {**attrs, "error": f"ConfigError: {err}"})
+                gs.tell(trial.number, state=TrialState.FAIL)
                 return self._ask_once()
         return None
 
