@@ -171,6 +171,18 @@ def test_a_trial_whose_values_the_run_config_refuses_together_fails_alone(tmp_pa
     assert best == []
 
 
+def test_relative_sqlite_stores_are_made_absolute_for_the_trials(tmp_path, monkeypatch):
+    """``--tracking-uri sqlite:///mlruns.db`` (MLflow's own relative form): Ray runs each trial in a directory of its
+    own, where that path names another, empty file (every trial failed, "worker error"); the driver hands the trials
+    the file it means, in the directory the command ran in."""
+    monkeypatch.chdir(tmp_path)
+    prepared = prepare_search(
+        write_space(tmp_path, name="relative"), tracking_uri="sqlite:///rel.db", storage_url="sqlite:///relo.db"
+    )
+    assert prepared.tracking_uri == f"sqlite:///{tmp_path.resolve() / 'rel.db'}"
+    assert prepared.storage_url == f"sqlite:///{tmp_path.resolve() / 'relo.db'}"
+
+
 @pytest.mark.ray
 def test_from_run_reproduces_a_trial_exactly(ray_session, tmp_path, stores, train_from_run):
     path = write_space(tmp_path, name="repro", num_samples=1, base={**BASE, "sparsity": {"target": 0.8}})

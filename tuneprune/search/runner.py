@@ -27,6 +27,7 @@ from tuneprune.search.space import SearchSpace, load_space
 from tuneprune.shared.config import ConfigError
 from tuneprune.tracking import (
     RunTracker,
+    absolute_sqlite,
     check_storage_reachable,
     default_storage_url,
     parent_run,
@@ -100,7 +101,7 @@ def prepare_search(
         space_path, space.name, (base.dataset, base.data_dir, base.download), (space.resources.cpu, space.resources.gpu),
         address=address, tracking_uri=tracking_uri, results_root=results_root,
     )  # fmt: skip
-    storage_url = storage_url or default_storage_url()
+    storage_url = absolute_sqlite(storage_url or default_storage_url())
     check_storage_reachable(storage_url)
     if not join:
         check_search_name(place.name, space.experiment, place.tracking_uri, storage_url, resume)
