@@ -183,6 +183,26 @@ def test_relative_sqlite_stores_are_made_absolute_for_the_trials(tmp_path, monke
     assert prepared.storage_url == f"sqlite:///{tmp_path.resolve() / 'relo.db'}"
 
 
+def test_the_best_files_are_those_of_the_latest_summary_only(tmp_path, stores):
+    """A resumed search whose best trials changed writes its best*.yaml again: the files of trials that are no
+    longer best are gone, not left beside the new ones as if they were."""
+    from tuneprune.search.runner import SearchSummary, _write_outputs
+    from tuneprune.tracking import RunTracker
+
+    tracker = RunTracker(stores["tracking_uri"])
+    parent = tracker.start_parent("bestfiles", "search", resume=False)
+
+    def written(*keys: str) -> list[str]:
+        best = [{"key": k, "grid": {}, "params": {}, "values": {"val_acc": 0.5}, "config": BASE} for k in keys]
+        summary = SearchSummary("bestfiles", parent, stores["tracking_uri"], "", tmp_path, {"val_acc": "max"}, [], best)
+        _write_outputs(summary, tracker)
+        return sorted(p.name for p in tmp_path.glob("best*.yaml"))
+
+    assert written("g0-001", "g1-000") == ["best-00-g0-001.yaml", "best-01-g1-000.yaml"]
+    assert written("g0-005", "g1-000") == ["best-00-g0-005.yaml", "best-01-g1-000.yaml"]
+    assert written("g0-005") == ["best.yaml"]
+
+
 @pytest.mark.ray
 def test_from_run_reproduces_a_trial_exactly(ray_session, tmp_path, stores, train_from_run):
     path = write_space(tmp_path, name="repro", num_samples=1, base={**BASE, "sparsity": {"target": 0.8}})

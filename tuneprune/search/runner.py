@@ -302,10 +302,13 @@ def _search(
 
 
 def _write_outputs(summary: SearchSummary, tracker: RunTracker) -> None:
-    """summary.json and one best-config YAML per best trial, logged to the parent run."""
+    """summary.json and one best-config YAML per best trial (those of an earlier run of the search deleted: a
+    resumed search's best trials may have changed), logged to the parent run."""
     out = summary.results_dir
     write_summary(summary, out / "summary.json")
     tracker.log_artifact(summary.parent_run_id, out / "summary.json")
+    for old in out.glob("best*.yaml"):
+        old.unlink()
     for i, entry in enumerate(summary.best):
         path = out / ("best.yaml" if len(summary.best) == 1 else f"best-{i:02d}-{entry['key']}.yaml")
         path.write_text(yaml.safe_dump(entry["config"], sort_keys=False))
