@@ -161,11 +161,7 @@ class StudySearcher(Searcher):
 
     def _ask_once(self) -> _Asked | None:
         """The next trial, grid points in turn (orphans first); None when every study has its budget."""
-        for offset in range(len(self.studies)):
-            gs = self.studies[(self._next + offset) % len(self.studies)]
-            if gs.remaining == 0:
-                continue
-            self._next = (gs.index + 1) % len(self.studies)
+        while (gs := self._next_study()) is not None:
             trial = gs.ask(self.distributions)
             try:
                 return self._hand_out(gs, trial)
@@ -173,7 +169,6 @@ class StudySearcher(Searcher):
                 # claimed before it was named, by a driver sharing the study that lost its connection in that
                 # instant (GridStudy.adopt_cut_short): queued again, it is asked anew
                 gs.release(trial.number)
-                return self._ask_once()
             except ConfigError as err:
                 # values accepted one by one (load_space) that the run config refuses together: this trial fails
                 # (told, so a resumed search does not draw it again), not the search
@@ -181,7 +176,15 @@ class StudySearcher(Searcher):
                 attrs = {"key": key, "name": trial_run_name(key, gs.grid_point, trial.params), "metrics": {}}
                 gs.set_user_attrs(trial.number, {**attrs, "error": f"ConfigError: {err}"})
                 gs.tell(trial.number, state=TrialState.FAIL)
-                return self._ask_once()
+        return None
+
+    def _next_study(self) -> GridStudy | None:
+        """The study of the next grid point in turn with trials left to hand out; None when every one has its budget."""
+        for offset in range(len(self.studies)):
+            gs = self.studies[(self._next + offset) % len(self.studies)]
+            if gs.remaining > 0:
+                self._next = (gs.index + 1) % len(self.studies)
+                return gs
         return None
 
     def _hand_out(self, gs: GridStudy, trial: optuna.Trial) -> _Asked:
