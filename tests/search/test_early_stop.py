@@ -216,7 +216,7 @@ def test_the_multi_objective_samplers_go_on_sampling_after_pruned_trials(kind):
     space = load_space(
         {
             "name": "pruned",
-            "base": {"model": "small_cnn", "dataset": "digits"},
+            "base": {"model": "small_cnn", "dataset": "digits", "sparsity": {"target": 0.9}},
             "params": {"lr": {"type": "float", "low": 0.01, "high": 0.1}},
             "objectives": {"val_acc": "max", "sparsity": "max"},
             "sampler": {"type": kind, "seed": 0},

@@ -156,3 +156,15 @@ def test_a_two_objective_search_stops_dominated_trials_and_resumes_with_its_rung
 def read_csv(path: Path) -> list[dict]:
     with open(path) as fh:
         return list(csv.DictReader(fh))
+
+
+def test_a_new_search_does_not_inherit_the_rungs_of_an_old_one_in_its_results_directory(ray_session, tmp_path, stores):
+    """The stores started afresh (new files) and the results directory kept: a new search of the same name takes no
+    decision from the rung tables an old one left there (its keys are the new trials' keys); only --resume does."""
+    path = space_file(tmp_path, "fresh", params={"lr": {"type": "categorical", "choices": [0.05]}}, num_samples=1)
+    old = Path(stores["results_root"]) / "fresh" / RUNGS_FILE
+    old.parent.mkdir(parents=True)
+    old.write_text(json.dumps({"directions": ["max"], "tables": {"g0": {"1": {"g0-000": [0.0, True]}}}}))
+    summary = run_search(prepare_search(path, **stores), progress=False)
+    assert [t["state"] for t in summary.trials] == ["COMPLETE"]
+    assert json.loads(old.read_text())["tables"]["g0"]["1"]["g0-000"][-1] is False

@@ -128,6 +128,81 @@ def test_resume_runs_only_the_missing_trials(ray_session, tmp_path, stores):
     assert [t.state.name for t in study.trials] == ["COMPLETE"] * 4
 
 
+def test_a_new_search_refuses_a_name_its_optuna_storage_holds(tmp_path, stores):
+    """A search's trials are its Optuna studies: a new search under a name they hold (with a fresh MLflow store, or
+    another --tracking-uri) would run none of its trials and list the old ones; it stops before anything starts."""
+    path = write_space(tmp_path, name="taken")
+    optuna.create_study(study_name="taken", storage=stores["storage_url"])
+    with pytest.raises(ConfigError, match=r"name = 'taken': a search of that name already exists \(Optuna study"):
+        prepare_search(path, **stores)
+
+
+def test_a_trial_whose_values_the_run_config_refuses_together_fails_alone(tmp_path, stores):
+    """Values accepted one by one (threshold 'layer'; drop mode 'global') that the run config refuses together
+    (formulas §4): the trial that drew them fails, FAIL with the reason, and the searcher asks the next one, instead
+    of the search failing (and failing again on every --resume, the trial re-queued with the same values)."""
+    from tuneprune.search.protocol import TrialContext
+    from tuneprune.search.runner import _collect
+    from tuneprune.search.searcher import StudySearcher
+    from tuneprune.search.space import load_space
+    from tuneprune.search.studies import open_studies
+
+    space = load_space(
+        {
+            "name": "together",
+            "base": {**BASE, "sparsity": {"target": 0.9, "drop": {"rho": 0.5, "mode": "layer"}}},
+            "params": {
+                "sparsity.threshold": {"type": "categorical", "choices": ["layer"]},
+                "sparsity.drop.mode": {"type": "categorical", "choices": ["global"]},
+            },
+            "num_samples": 2,
+        }
+    )
+    studies = open_studies(space, "together", stores["storage_url"])
+    context = TrialContext(stores["tracking_uri"], "tuneprune", "no-parent", str(tmp_path), dict(space.objectives))
+    searcher = StudySearcher(space, studies, context)
+    try:
+        assert searcher._ask() is None  # both trials of the budget refused: nothing to hand out
+    finally:
+        searcher.close()
+    trials, best = _collect(studies, space)
+    assert [t["state"] for t in trials] == ["FAIL", "FAIL"]
+    assert all("sparsity.threshold = 'layer' with sparsity.drop.mode = 'global'" in t["error"] for t in trials)
+    assert best == []
+
+
+def test_relative_sqlite_stores_are_made_absolute_for_the_trials(tmp_path, monkeypatch):
+    """``--tracking-uri sqlite:///mlruns.db`` (MLflow's own relative form): Ray runs each trial in a directory of its
+    own, where that path names another, empty file (every trial failed, "worker error"); the driver hands the trials
+    the file it means, in the directory the command ran in."""
+    monkeypatch.chdir(tmp_path)
+    prepared = prepare_search(
+        write_space(tmp_path, name="relative"), tracking_uri="sqlite:///rel.db", storage_url="sqlite:///relo.db"
+    )
+    assert prepared.tracking_uri == f"sqlite:///{tmp_path.resolve() / 'rel.db'}"
+    assert prepared.storage_url == f"sqlite:///{tmp_path.resolve() / 'relo.db'}"
+
+
+def test_the_best_files_are_those_of_the_latest_summary_only(tmp_path, stores):
+    """A resumed search whose best trials changed writes its best*.yaml again: the files of trials that are no
+    longer best are gone, not left beside the new ones as if they were."""
+    from tuneprune.search.runner import SearchSummary, _write_outputs
+    from tuneprune.tracking import RunTracker
+
+    tracker = RunTracker(stores["tracking_uri"])
+    parent = tracker.start_parent("bestfiles", "search", resume=False)
+
+    def written(*keys: str) -> list[str]:
+        best = [{"key": k, "grid": {}, "params": {}, "values": {"val_acc": 0.5}, "config": BASE} for k in keys]
+        summary = SearchSummary("bestfiles", parent, stores["tracking_uri"], "", tmp_path, {"val_acc": "max"}, [], best)
+        _write_outputs(summary, tracker)
+        return sorted(p.name for p in tmp_path.glob("best*.yaml"))
+
+    assert written("g0-001", "g1-000") == ["best-00-g0-001.yaml", "best-01-g1-000.yaml"]
+    assert written("g0-005", "g1-000") == ["best-00-g0-005.yaml", "best-01-g1-000.yaml"]
+    assert written("g0-005") == ["best.yaml"]
+
+
 @pytest.mark.ray
 def test_from_run_reproduces_a_trial_exactly(ray_session, tmp_path, stores, train_from_run):
     path = write_space(tmp_path, name="repro", num_samples=1, base={**BASE, "sparsity": {"target": 0.8}})

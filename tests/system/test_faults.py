@@ -176,6 +176,33 @@ def test_killed_driver_resumes_without_rerunning_or_duplicating(search_driver, t
 
 
 @pytest.mark.ray
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "kill"])
+def test_an_interrupted_search_ends_killed_with_no_run_left_running(stop, search_driver, tmp_path, stores):
+    """Ctrl-C (SIGINT) or ``kill`` (SIGTERM) while a trial trains: the command says so (exit 130), its parent run
+    and the runs of its trials end KILLED, none is left RUNNING, and no summary is written as if it had finished."""
+    path = space_file(tmp_path, "ctrlc", base={**RESNET_DIGITS, "epochs": 50}, num_samples=2, max_concurrent=1)
+    driver = search_driver(path, tmp_path)
+    try:
+        deadline = time.time() + 240
+        while checkpoint_epoch(stores["results_root"]) < 1 and time.time() < deadline:
+            time.sleep(0.2)
+        driver.send_signal(stop)
+        code = driver.wait(timeout=120)
+    finally:
+        driver.kill()
+    assert code == 130
+    client = MlflowClient(stores["tracking_uri"])
+    experiment = client.get_experiment_by_name("tuneprune")
+    assert experiment is not None
+    runs = client.search_runs([experiment.experiment_id])
+    assert {r.data.tags[TAG_KIND]: r.info.status for r in runs if r.data.tags[TAG_KIND] == "search"} == {
+        "search": "KILLED"
+    }
+    assert [r.info.status for r in runs if r.info.status == "RUNNING"] == []
+    assert not (stores["results_root"] / "ctrlc" / "summary.json").exists()
+
+
+@pytest.mark.ray
 def test_diverging_trial_fails_alone(ray_session, tmp_path, stores):
     path = space_file(
         tmp_path, "diverge", base={"model": "small_cnn", "dataset": "digits", "epochs": 3, "batch_size": 64, "grad_clip": None},

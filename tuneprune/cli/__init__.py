@@ -11,6 +11,7 @@ import sys
 
 from tuneprune import __version__
 from tuneprune.cli import evolve, fit_alpha, fit_scheduler, prune_stochastic, relevance, report, search, study, train
+from tuneprune.cluster.join import interrupt_on_sigterm
 from tuneprune.cluster.quiet import configure_quiet
 from tuneprune.shared.config import ConfigError
 
@@ -39,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     configure_quiet()
     parser = build_parser()
     args = parser.parse_args(argv)
+    interrupt_on_sigterm()
     try:
         return int(args.run(args) or 0)
     except ConfigError as err:

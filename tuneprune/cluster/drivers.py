@@ -13,7 +13,7 @@ from typing import Any
 from tuneprune.cluster.join import check_local_resources
 from tuneprune.data import check_data_dir
 from tuneprune.shared.config import apply_overrides, load_yaml
-from tuneprune.tracking import check_tracking_reachable, default_tracking_uri
+from tuneprune.tracking import absolute_sqlite, check_tracking_reachable, default_tracking_uri
 
 
 def space_document(space_path: str | Path, overrides: list[str] | None, name: str | None) -> dict[str, Any]:
@@ -50,6 +50,6 @@ def check_driver(
     if address is None:
         check_local_resources(*resources)
     name = space_name or Path(space_path).stem
-    tracking_uri = tracking_uri or default_tracking_uri()
+    tracking_uri = absolute_sqlite(tracking_uri or default_tracking_uri())
     check_tracking_reachable(tracking_uri)
     return DriverPlace(name, tracking_uri, (Path(results_root) / name).resolve())

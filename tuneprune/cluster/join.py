@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import threading
 import time
 
 from tuneprune.cluster.quiet import TELEMETRY
@@ -27,7 +29,20 @@ def ensure_ray(address: str | None) -> float:
             log_to_driver=False,
             runtime_env={"env_vars": env},
         )
+        interrupt_on_sigterm()  # again: ray.init replaces it
     return time.perf_counter() - t0
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def interrupt_on_sigterm() -> None:
+    """``kill`` (SIGTERM, a job scheduler's stop) interrupts the command as Ctrl-C does: its MLflow runs end KILLED
+    and it exits 130, instead of dying with them RUNNING (Python's default) or FAILED (``ray.init``'s handler,
+    ``sys.exit``). Signal handlers are set in the main thread only."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminated)
 
 
 def check_local_resources(cpu: float, gpu: float) -> None:

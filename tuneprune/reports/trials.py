@@ -82,6 +82,8 @@ def load_search(source: Source) -> SearchData:
     space = validate(SearchSpace, json.loads(source.artifact_text(source.parent_run_id, "resolved_space.json")))
     trials = []
     for t in source.summary["trials"]:
+        if "config" in t and t["config"] is None:  # values the run config refused together: failed, never run
+            continue
         run_id = t.get("mlflow_run_id")
         run = source.client.get_run(run_id) if run_id else None
         metrics = dict(run.data.metrics) if run else {}

@@ -27,6 +27,7 @@ from tuneprune.search.space import SearchSpace, load_space
 from tuneprune.shared.config import ConfigError
 from tuneprune.tracking import (
     RunTracker,
+    absolute_sqlite,
     check_storage_reachable,
     default_storage_url,
     parent_run,
@@ -100,7 +101,7 @@ def prepare_search(
         space_path, space.name, (base.dataset, base.data_dir, base.download), (space.resources.cpu, space.resources.gpu),
         address=address, tracking_uri=tracking_uri, results_root=results_root,
     )  # fmt: skip
-    storage_url = storage_url or default_storage_url()
+    storage_url = absolute_sqlite(storage_url or default_storage_url())
     check_storage_reachable(storage_url)
     if not join:
         check_search_name(place.name, space.experiment, place.tracking_uri, storage_url, resume)
@@ -110,13 +111,17 @@ def prepare_search(
 
 
 def check_search_name(name: str, experiment: str, tracking_uri: str, storage_url: str, resume: bool) -> None:
-    """A new search needs a free name, and ``--resume`` one the stores know (a typo must not start over)."""
+    """A new search needs a name neither store knows (its studies hold its trials: under a taken name it would run
+    none and list the old ones), and ``--resume`` one they know (a typo must not start over)."""
     from tuneprune.search.studies import open_storage, study_names
 
     parent = None if store_missing(tracking_uri) else RunTracker(tracking_uri, experiment).find_parent(name, "search")
+    studies = [] if store_missing(storage_url) else study_names(name, open_storage(storage_url))
     if parent is not None and not resume:
-        raise duplicate_name(name, "search", parent.info.run_id)
-    if resume and parent is None and (store_missing(storage_url) or not study_names(name, open_storage(storage_url))):
+        raise duplicate_name(name, "search", f"MLflow run {parent.info.run_id}")
+    if studies and not resume:
+        raise duplicate_name(name, "search", f"Optuna study {studies[0]!r} in {redact(storage_url)}")
+    if resume and parent is None and not studies:
         raise ConfigError(
             f"--resume --name {name!r}: no search of that name to resume in {redact(tracking_uri)} or {redact(storage_url)}"
         )
@@ -150,8 +155,15 @@ def _collect(studies, space: SearchSpace) -> tuple[list[dict], list[dict]]:
             "mlflow_run_id": t.user_attrs.get("mlflow_run_id"),
             "error": t.user_attrs.get("error"),
             "metrics": t.user_attrs.get("metrics", {}),
-            "config": space.resolve(gs.grid_point, t.params).model_dump(mode="json"),
+            "config": config(gs, t),
         }
+
+    def config(gs, t) -> dict[str, Any] | None:
+        """The trial's resolved config; None for one whose values the run config refused together (never run)."""
+        try:
+            return space.resolve(gs.grid_point, t.params).model_dump(mode="json")
+        except ConfigError:
+            return None
 
     trials: list[dict[str, Any]] = []
     best: list[dict[str, Any]] = []
@@ -236,6 +248,8 @@ def _search(
         if space.early_stopping.type == "asha":  # rungs per grid point, asked by the trials (formulas §10.9)
             base_epochs = space.resolve(space.grid_points()[0], {}).epochs
             stopper = f"tuneprune-asha-{os.getpid()}-{int(time.time() * 1000)}"
+            if not (prepared.resume or prepared.join):  # a new search: the tables an old one left are not its own
+                (results_dir / RUNGS_FILE).unlink(missing_ok=True)
             stopper_actor = start_stopper(  # held until the run ends; its tables outlive it in RUNGS_FILE
                 stopper, space.early_stopping, base_epochs, list(space.objectives.values()), results_dir / RUNGS_FILE
             )
@@ -265,6 +279,9 @@ def _search(
             ),
         )
         logging.getLogger("ray.tune").setLevel(logging.ERROR)
+        # Ctrl-C raises KeyboardInterrupt, as everywhere else in the command: Tune's own handler would stop the
+        # trials and return as if the search had ended (parent FINISHED, trial runs RUNNING, a summary, exit 0)
+        os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
         try:
             tuner.fit()
         finally:
@@ -285,10 +302,13 @@ def _search(
 
 
 def _write_outputs(summary: SearchSummary, tracker: RunTracker) -> None:
-    """summary.json and one best-config YAML per best trial, logged to the parent run."""
+    """summary.json and one best-config YAML per best trial (those of an earlier run of the search deleted: a
+    resumed search's best trials may have changed), logged to the parent run."""
     out = summary.results_dir
     write_summary(summary, out / "summary.json")
     tracker.log_artifact(summary.parent_run_id, out / "summary.json")
+    for old in out.glob("best*.yaml"):
+        old.unlink()
     for i, entry in enumerate(summary.best):
         path = out / ("best.yaml" if len(summary.best) == 1 else f"best-{i:02d}-{entry['key']}.yaml")
         path.write_text(yaml.safe_dump(entry["config"], sort_keys=False))

@@ -30,6 +30,7 @@ from tuneprune.search.protocol import PackRequest, TrialContext, TrialRequest, T
 from tuneprune.search.space import METRICS, SearchSpace
 from tuneprune.search.studies import CHECKPOINT_EPOCH, CONTINUES, ENDED, GridStudy, distributions, retry_unreachable
 from tuneprune.search.trainable import drop_checkpoints_before, open_trial_run, resumable_epoch, run_device
+from tuneprune.shared.config import ConfigError
 from tuneprune.tracking import RunTracker
 from tuneprune.training.key import pack_key
 
@@ -109,8 +110,8 @@ class StudySearcher(Searcher):
 
     def close(self) -> None:
         """Wait for every tell (raising the first that failed) and end the storage thread. A trial asked and not
-        handed out (the search interrupted) stays RUNNING in its study, for a resumed search to run (an orphan);
-        its MLflow run ends KILLED, and is opened again then. The heartbeats end."""
+        ended (the search interrupted: not handed out yet, or training) stays RUNNING in its study, for a resumed
+        search to run (an orphan); its MLflow run ends KILLED, and is opened again then. The heartbeats end."""
         for gs in self.studies:
             if gs.heartbeats is not None:
                 gs.heartbeats.close()
@@ -120,11 +121,11 @@ class StudySearcher(Searcher):
             for future in self._telling:
                 future.result()
         finally:
-            unstarted = list(self.waiting)
+            unended = [*self.waiting, *(a for members in self.live.values() for a in members if not a.told)]
             ahead = self._asked_ahead
             if ahead is not None and ahead.exception() is None and ahead.result() is not None:
-                unstarted.append(ahead.result())
-            for asked in unstarted:
+                unended.append(ahead.result())
+            for asked in unended:
                 TrialResult(mlflow_run_id=asked.request.mlflow_run_id).end_run(self._tracker())  # KILLED
             self._telling, self._asked_ahead, self.waiting = [], None, []
             self._storage_thread.shutdown(wait=True)
@@ -160,11 +161,7 @@ class StudySearcher(Searcher):
 
     def _ask_once(self) -> _Asked | None:
         """The next trial, grid points in turn (orphans first); None when every study has its budget."""
-        for offset in range(len(self.studies)):
-            gs = self.studies[(self._next + offset) % len(self.studies)]
-            if gs.remaining == 0:
-                continue
-            self._next = (gs.index + 1) % len(self.studies)
+        while (gs := self._next_study()) is not None:
             trial = gs.ask(self.distributions)
             try:
                 return self._hand_out(gs, trial)
@@ -172,7 +169,22 @@ class StudySearcher(Searcher):
                 # claimed before it was named, by a driver sharing the study that lost its connection in that
                 # instant (GridStudy.adopt_cut_short): queued again, it is asked anew
                 gs.release(trial.number)
-                return self._ask_once()
+            except ConfigError as err:
+                # values accepted one by one (load_space) that the run config refuses together: this trial fails
+                # (told, so a resumed search does not draw it again), not the search
+                key = trial_key(gs.index, trial)
+                attrs = {"key": key, "name": trial_run_name(key, gs.grid_point, trial.params), "metrics": {}}
+                gs.set_user_attrs(trial.number, {**attrs, "error": f"ConfigError: {err}"})
+                gs.tell(trial.number, state=TrialState.FAIL)
+        return None
+
+    def _next_study(self) -> GridStudy | None:
+        """The study of the next grid point in turn with trials left to hand out; None when every one has its budget."""
+        for offset in range(len(self.studies)):
+            gs = self.studies[(self._next + offset) % len(self.studies)]
+            if gs.remaining > 0:
+                self._next = (gs.index + 1) % len(self.studies)
+                return gs
         return None
 
     def _hand_out(self, gs: GridStudy, trial: optuna.Trial) -> _Asked:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import math
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -22,10 +23,10 @@ from tuneprune.search.rung_ranking import FrontOrder
 from tuneprune.shared.config import ConfigError, StrictModel, set_path, validate
 
 # Metrics a trial reports every epoch; objectives must be among them (formulas §1-§4 engine metrics included).
+SPARSE_METRICS = ("sparsity", "sparsity_k", "theta", "mask_stability", "mean_mask_stability", "lambda", "eliminated")
+RELEVANCE_METRICS = ("pruned_acc", "pruned_loss", "pruned_fraction")  # of a trial with a ``relevance:`` point only
 METRICS = (
-    "val_acc", "test_acc", "train_acc", "val_loss", "test_loss", "train_loss",
-    "sparsity", "sparsity_k", "theta", "mask_stability", "mean_mask_stability", "lambda", "eliminated",
-    "pruned_acc", "pruned_loss", "pruned_fraction",
+    "val_acc", "test_acc", "train_acc", "val_loss", "test_loss", "train_loss", *SPARSE_METRICS, *RELEVANCE_METRICS,
 )  # fmt: skip
 METHOD = "method"  # the grid key that sweeps the named overlays of ``methods``
 
@@ -34,8 +35,8 @@ class _Range(StrictModel):
     """A searched number from ``low`` to ``high``, on a log scale with ``log``."""
 
     type: str
-    low: float
-    high: float
+    low: float = Field(allow_inf_nan=False)  # Optuna samples between finite bounds only
+    high: float = Field(allow_inf_nan=False)
     log: bool = False
 
     @model_validator(mode="after")
@@ -60,12 +61,24 @@ class FloatParam(_Range):
             raise ValueError("step cannot be combined with log")
         return self
 
+    def samples(self) -> list[Any]:
+        """The bounds and the value the sampler can draw next to ``low``: a fraction, so that a float searched
+        for a whole-number field (``batch_size``) is refused before the search starts, not at its first trial."""
+        inner = math.nextafter(self.low, self.high) if self.step is None else self.low + self.step
+        return [self.low, self.high, *([inner] if inner < self.high else [])]
+
 
 class IntParam(_Range):
     type: Literal["int"]
     low: int
     high: int
     step: int = Field(1, ge=1)
+
+    @model_validator(mode="after")
+    def _step(self) -> IntParam:
+        if self.log and self.step != 1:  # Optuna's IntDistribution: a log scale takes no step
+            raise ValueError("step cannot be combined with log")
+        return self
 
 
 class CategoricalParam(StrictModel):
@@ -137,6 +150,9 @@ class SearchSpace(StrictModel):
         for key, values in v.items():
             if not values:
                 raise ValueError(f"grid.{key}: empty list")
+            twice = [x for i, x in enumerate(values) if x in values[:i]]
+            if twice:  # one grid point twice would be one Optuna study driven twice (twice the trials, listed twice)
+                raise ValueError(f"grid.{key}: {twice[0]!r} is listed twice")
         return v
 
     @field_validator("objectives")
@@ -185,12 +201,16 @@ class SearchSpace(StrictModel):
         the thread count changes a CPU run's numbers, so it is part of the config the
         trial runs, logs and writes to ``best.yaml``, and a rerun reproduces it exactly.
         """
+        return validate(TrialSpec, self.trial_document(grid_point, values))
+
+    def trial_document(self, grid_point: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
+        """The run-config mapping :meth:`resolve` validates."""
         data = copy.deepcopy(self.base)
         data.setdefault("num_threads", max(int(self.resources.cpu), 1))
         for path, value in {**grid_point, **values}.items():
             for key, item in self.methods[value].items() if path == METHOD else [(path, value)]:
                 set_path(data, key, copy.deepcopy(item))
-        return validate(TrialSpec, data)
+        return data
 
 
 def load_space(data: dict[str, Any]) -> SearchSpace:
@@ -215,4 +235,24 @@ def load_space(data: dict[str, Any]) -> SearchSpace:
             if "unknown key" in text or "is a value" in text:
                 raise ConfigError(f"{section}.{path}: unknown config path ({text})") from None
             raise ConfigError(f"{section}.{path} = {value!r}: not accepted by the run config ({text})") from None
+    check_objectives_reported(space)
     return space
+
+
+def check_objectives_reported(space: SearchSpace) -> None:
+    """Every objective must be a metric the trials report: a dense trial (no ``sparsity`` section) reports none of
+    :data:`SPARSE_METRICS`, one without a ``relevance`` point none of :data:`RELEVANCE_METRICS`; a trial without
+    all its objectives is PRUNED, and a search of such trials would train them all and find no best."""
+    first = {path: p.samples()[0] for path, p in space.params.items()}
+    for point in space.grid_points():
+        trial = space.trial_document(point, first)
+        for metric in space.objectives:
+            if metric in SPARSE_METRICS and trial.get("sparsity") is None:
+                lacks = "train dense (no sparsity section)"
+            elif metric in RELEVANCE_METRICS and trial.get("relevance") is None:
+                lacks = "have no relevance point"
+            else:
+                continue
+            where = " ".join(f"{k}={v}" for k, v in point.items())
+            trials = f"the trials at {where}" if where else "the trials"
+            raise ConfigError(f"objectives.{metric}: {trials} {lacks} and do not report it")

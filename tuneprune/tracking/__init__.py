@@ -6,6 +6,7 @@ so Ray workers, the driver and resumed drivers can all write to the same runs.
 
 from tuneprune.tracking.artifacts import download_artifact
 from tuneprune.tracking.locations import (
+    absolute_sqlite,
     check_storage_reachable,
     check_tracking_reachable,
     default_storage_url,
@@ -28,6 +29,7 @@ __all__ = [
     "TAG_NAME",
     "TAG_TRIAL",
     "RunTracker",
+    "absolute_sqlite",
     "check_storage_reachable",
     "check_tracking_reachable",
     "default_storage_url",

@@ -23,6 +23,14 @@ def default_storage_url(workdir: str | Path = ".") -> str:
     return f"sqlite:///{Path(workdir).resolve() / 'optuna.db'}"
 
 
+def absolute_sqlite(url: str) -> str:
+    """``url`` with a relative SQLite path made absolute, from the working directory (``sqlite:///mlruns.db``,
+    MLflow's own form): Ray runs each trial in a directory of its own, where that path names another file."""
+    path = url.removeprefix("sqlite:///")
+    relative = url.startswith("sqlite:///") and path not in ("", ":memory:") and not Path(path).is_absolute()
+    return f"sqlite:///{Path(path).resolve()}" if relative else url
+
+
 def store_missing(url: str) -> bool:
     """A SQLite store (MLflow or Optuna) whose file does not exist: opening it would create an empty one."""
     return url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file()

@@ -63,10 +63,10 @@ def run_tags(tags: dict[str, Any] | None) -> list:
     return [RunTag(k, str(v)[:MAX_TAG_CHARS]) for k, v in (tags or {}).items()]
 
 
-def duplicate_name(name: str, kind: str, run_id: str) -> ConfigError:
-    """The error for a new search or evolution whose name is taken."""
+def duplicate_name(name: str, kind: str, found: str) -> ConfigError:
+    """The error for a new search or evolution whose name is taken; ``found``: where (``MLflow run ID``)."""
     return ConfigError(
-        f"name = {name!r}: a {kind} of that name already exists (MLflow run {run_id}); "
+        f"name = {name!r}: a {kind} of that name already exists ({found}); "
         "pass --resume to continue it or choose another --name"
     )
 
@@ -141,7 +141,7 @@ class RunTracker:
                 return run_id
             self.client.delete_run(run_id)
         if not resume:
-            raise duplicate_name(name, kind, existing.info.run_id)
+            raise duplicate_name(name, kind, f"MLflow run {existing.info.run_id}")
         self.client.update_run(existing.info.run_id, "RUNNING")
         return existing.info.run_id
 
