@@ -34,6 +34,7 @@ from tuneprune.output.summaries import write_rows, write_summary
 from tuneprune.shared.config import ConfigError, validate
 from tuneprune.tracking import RunTracker, parent_run, store_missing
 from tuneprune.tracking.index import index_results
+from tuneprune.training import untrained_model
 
 DENSE_NAME = "dense.pt"
 
@@ -108,6 +109,8 @@ def prepare_evolution(
             raise ConfigError(
                 f"--resume: the space differs from the one {evolution_name!r} started with (only algorithm.generations may change)"
             )
+    if checkpoint is None and from_run is None and not (resume and (results_dir / DENSE_NAME).exists()):
+        _layer_groups(space, untrained_model(space.train))  # the layers it names, checked before the dense model trains
     return PreparedEvolution(
         space, document, evolution_name, tracking_uri, results_dir, address, resume,
         Path(checkpoint) if checkpoint else None, from_run, state,
@@ -137,11 +140,16 @@ def _dense(prepared: PreparedEvolution, progress: bool) -> tuple[nn.Module, str,
     return model, run_config.model, data
 
 
-def _settings(space: EvolutionSpace, model: nn.Module, batch_size: int) -> EvalSettings:
-    """Evaluation settings, with the target layers and groups checked on the driver first."""
+def _layer_groups(space: EvolutionSpace, model: nn.Module) -> list[list[int]]:
+    """The groups of the target layers of ``model`` (:class:`ConfigError` for a name that matches no layer)."""
     from tuneprune.stochastic import target_layers
 
-    group_layers(target_layers(model, space.target), space.variables.groups)
+    return group_layers(target_layers(model, space.target), space.variables.groups)
+
+
+def _settings(space: EvolutionSpace, model: nn.Module, batch_size: int) -> EvalSettings:
+    """Evaluation settings, with the target layers and groups checked on the driver first."""
+    _layer_groups(space, model)
     return EvalSettings(
         samples=space.samples,
         target=space.target,
