@@ -109,12 +109,24 @@ def prepare_evolution(
             raise ConfigError(
                 f"--resume: the space differs from the one {evolution_name!r} started with (only algorithm.generations may change)"
             )
-    if checkpoint is None and from_run is None and not (resume and (results_dir / DENSE_NAME).exists()):
-        _layer_groups(space, untrained_model(space.train))  # the layers it names, checked before the dense model trains
+    if not (resume and (results_dir / DENSE_NAME).exists()):
+        _layer_groups(space, _dense_to_check(space, checkpoint, from_run, tracking_uri))
     return PreparedEvolution(
         space, document, evolution_name, tracking_uri, results_dir, address, resume,
         Path(checkpoint) if checkpoint else None, from_run, state,
     )  # fmt: skip
+
+
+def _dense_to_check(
+    space: EvolutionSpace, checkpoint: str | Path | None, from_run: str | None, tracking_uri: str
+) -> nn.Module:
+    """The dense model as given (a file, an MLflow run), or untrained when it is to be trained: that it exists and
+    has the layers the space names is checked before the evolution's MLflow run starts, not after hours of training."""
+    from tuneprune.stochastic import dense_model_and_data
+
+    if checkpoint is None and from_run is None:
+        return untrained_model(space.train)
+    return dense_model_and_data(space.train, checkpoint, from_run, tracking_uri)[0]
 
 
 def _parent_exists(name: str, experiment: str, tracking_uri: str) -> bool:
