@@ -279,3 +279,15 @@ def test_console_front_and_report_front_share_one_tie_rule(tmp_path):
     assert report == console
     points = np.array([[r["sparsity"], r["accuracy"]] for r in rows])
     assert front_indices(points, FRONT_PLANE) == non_dominated(points, ("max", "max")) == [0, 1, 2, 4]
+
+
+def test_constants_fixed_by_the_option_are_not_blamed_on_too_few_targets(tmp_path, capsys):
+    """Six distinct targets, --constants c4: the old code printed and wrote "fewer than 4 distinct targets"."""
+    synthetic_alpha_search(tmp_path / "runs" / "six", "six", ["resnet20"])
+    out = tmp_path / "fit"
+    assert main(["fit-alpha", str(tmp_path / "runs" / "six"), "--constants", "c4", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "fitted c4 to 6 points" in printed
+    assert "the others are the published constants (--constants c4)" in printed
+    assert "fewer than 4" not in printed.lower()
+    assert "fewer than 4" not in (out / "fit_alpha.html").read_text().lower()
