@@ -225,3 +225,30 @@ def test_cli_bad_space_exits_2_with_one_line_without_ray(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip() == "tuneprune evolve: error: samples = 0: Input should be greater than or equal to 1"
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(
+    ("source", "overrides", "expected"),
+    [
+        ({"checkpoint": "missing.pt"}, [], r"missing.pt: checkpoint or model file not found"),
+        ({"from_run": "0123456789abcdef"}, [], r"--from-run 0123456789abcdef: "),
+        ({}, ["variables.groups={early: [features.3]}"], r"layer 'features.7' is in no group"),
+        ("dense", ["target.exclude=[layer4]"], r"target.exclude: no module named 'layer4'"),
+    ],
+    ids=["missing-checkpoint", "unknown-run", "groups-of-the-trained-model", "exclude-of-the-checkpoint"],
+)
+def test_the_dense_model_and_its_layers_are_checked_before_the_evolution_starts(
+    source, overrides, expected, dense_digits, tmp_path
+):
+    """Before any MLflow run: on the old code a missing model or a misnamed layer failed the started evolution's parent
+    run, and that name then needed --resume."""
+    given = {"checkpoint": dense_digits[0]} if source == "dense" else source
+    with pytest.raises(ConfigError, match=expected):
+        prepare_evolution(
+            "search_spaces/evolve_digits.yaml",
+            ["train.epochs=1", *overrides],
+            tracking_uri=f"sqlite:///{tmp_path}/m.db",
+            results_root=tmp_path,
+            **given,
+        )
+    assert not (tmp_path / "evolve-digits").exists()

@@ -17,6 +17,7 @@ from tuneprune.cli import main
 from tuneprune.evolution.archive import FRONT_PLANE, pareto_front
 from tuneprune.reports import Report, fit_tangent, tangent
 from tuneprune.reports.sections import front_section
+from tuneprune.reports.tangent import DEFAULT_POLE_MARGIN, AlphaFit
 from tuneprune.reports.usable import accuracy_metric
 from tuneprune.shared.pareto import Plane, front_indices, hypervolume, non_dominated
 from tuneprune.sparsity import alpha_for_target, resolve_alpha
@@ -55,6 +56,18 @@ def test_fewer_than_four_points_keep_c2_c3_published(n, free):
     assert fit.free == free
     assert (fit.constants["c2"], fit.constants["c3"]) == (PUBLISHED_ALPHA_RULE["c2"], PUBLISHED_ALPHA_RULE["c3"])
     assert fit.rmse < 1e-6 if n <= 2 else fit.rmse < 0.01
+
+
+def test_a_fit_with_c2_free_and_negative_is_judged_by_its_true_poles():
+    """tan(-x) = -tan(x): c1, c2, c3 of the published rule negated is the same rule, with the same poles (formulas §2);
+    the old code took the pole below the range for the upper one and refused a rule with no pole in range."""
+    targets = np.array(TARGETS[1:])
+    negated = {"c1": -0.026, "c2": -23.09, "c3": -22.08, "c4": 0.093}
+    fit = AlphaFit(negated, ("c2", "c3"), targets, published(targets), DEFAULT_POLE_MARGIN)
+    published_poles = AlphaFit(PUBLISHED_ALPHA_RULE, (), targets, published(targets), DEFAULT_POLE_MARGIN).poles
+    assert fit.poles == pytest.approx(published_poles)
+    assert fit.poles == pytest.approx((0.8805, 1.0166), abs=1e-4)
+    assert min(fit.pole_gaps.values()) > 0  # both outside the range and its margin: the fit is not refused
 
 
 def synthetic_trial(
@@ -266,3 +279,15 @@ def test_console_front_and_report_front_share_one_tie_rule(tmp_path):
     assert report == console
     points = np.array([[r["sparsity"], r["accuracy"]] for r in rows])
     assert front_indices(points, FRONT_PLANE) == non_dominated(points, ("max", "max")) == [0, 1, 2, 4]
+
+
+def test_constants_fixed_by_the_option_are_not_blamed_on_too_few_targets(tmp_path, capsys):
+    """Six distinct targets, --constants c4: the old code printed and wrote "fewer than 4 distinct targets"."""
+    synthetic_alpha_search(tmp_path / "runs" / "six", "six", ["resnet20"])
+    out = tmp_path / "fit"
+    assert main(["fit-alpha", str(tmp_path / "runs" / "six"), "--constants", "c4", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "fitted c4 to 6 points" in printed
+    assert "the others are the published constants (--constants c4)" in printed
+    assert "fewer than 4" not in printed.lower()
+    assert "fewer than 4" not in (out / "fit_alpha.html").read_text().lower()

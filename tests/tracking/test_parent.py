@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import time
+
 import pytest
 
 from tuneprune.tracking import parent_run
@@ -36,3 +40,31 @@ def test_resume_reopens_the_same_parent(tracker):
         assert tracker.client.get_run(second).info.status == "RUNNING"
     assert second == first
     assert tracker.client.get_run(first).info.status == "FINISHED"
+
+
+def terminate_self() -> None:
+    """Send this process SIGTERM and give its handler time to run (between two bytecodes of the loop)."""
+    os.kill(os.getpid(), signal.SIGTERM)
+    for _ in range(50):
+        time.sleep(0.01)
+
+
+def test_kill_ends_the_parent_killed_and_puts_the_signal_handler_back(tracker):
+    """``kill`` (SIGTERM) ends the parent KILLED, as Ctrl-C does: by default it ended the process with its parent RUNNING.
+    A recording handler stands in for the default here, which would end pytest."""
+    received: list[int] = []
+
+    def record(signum: int, frame: object) -> None:
+        received.append(signum)
+
+    previous = signal.signal(signal.SIGTERM, record)
+    try:
+        with pytest.raises(KeyboardInterrupt), parent_run(tracker, "demo", "search", resume=False) as run_id:
+            terminate_self()
+        assert signal.getsignal(signal.SIGTERM) is record
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    run = tracker.client.get_run(run_id)
+    assert run.info.status == "KILLED"
+    assert run.data.tags["error"] == "KeyboardInterrupt: terminated (SIGTERM)"
+    assert received == []

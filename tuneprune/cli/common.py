@@ -30,11 +30,21 @@ def add_set_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def output_directory(text: str) -> Path:
+    """An output option's directory (argparse type): one that exists or can be made, nothing on its path a file, so
+    that the command stops before its work, not when it writes its results."""
+    path = Path(text)
+    existing = next((p for p in (path, *path.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise argparse.ArgumentTypeError(f"{existing} is a file, not a directory")
+    return path
+
+
 def add_results_dir_argument(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument(
         "--results-dir",
-        type=Path,
-        default=Path(os.environ.get(RESULTS_DIR_ENV) or "runs"),
+        type=output_directory,
+        default=os.environ.get(RESULTS_DIR_ENV) or "runs",
         help=f"{what} go to RESULTS_DIR/NAME (default: ${RESULTS_DIR_ENV}, else ./runs)",
     )
 

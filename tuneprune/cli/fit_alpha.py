@@ -44,6 +44,7 @@ def free_constants(text: str) -> tuple[str, ...] | None:
 
 def run(args: argparse.Namespace) -> int:
     from tuneprune.reports import Report, alpha_fit_report, resolve_source
+    from tuneprune.reports.alpha_fit import fixed_reason
     from tuneprune.reports.tangent import DEFAULT_POLE_MARGIN
     from tuneprune.shared.config import ConfigError
 
@@ -64,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
         )
     c = fit.constants
     print(f"alpha(S) = {c['c1']:.6g} tan({c['c2']:.6g} S + {c['c3']:.6g}) + {c['c4']:.6g}")
-    fixed = "" if len(fit.free) == 4 else "; the others are the published constants (fewer than 4 distinct targets)"
+    fixed = "" if len(fit.free) == 4 else f"; the others are the published constants ({fixed_reason(free)})"
     r2 = "undefined" if fit.r2 is None else f"{fit.r2:.4f}"
     print(f"fitted {', '.join(fit.free)} to {len(fit.targets)} points (rmse {fit.rmse:.4g}, R^2 {r2}){fixed}")
     low, high = fit.fitted_range

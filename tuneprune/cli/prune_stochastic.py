@@ -6,7 +6,14 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tuneprune.cli.common import add_progress_argument, add_set_argument, print_json, results_console, titled_table
+from tuneprune.cli.common import (
+    add_progress_argument,
+    add_set_argument,
+    output_directory,
+    print_json,
+    results_console,
+    titled_table,
+)
 
 if TYPE_CHECKING:
     from tuneprune.stochastic.pipeline import StochasticReport
@@ -30,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--out",
-        type=Path,
+        type=output_directory,
         help="directory for report.json and the feature-variance table and plot (default: runs/<config name>)",
     )
     add_set_argument(p)

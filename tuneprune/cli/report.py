@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
-from pathlib import Path
+
+from tuneprune.cli.common import output_directory
 
 SOURCE_HELP = "a search or evolution name, its MLflow parent run id, or its results directory (runs/NAME)"
 
@@ -28,7 +29,9 @@ def register_source_command(
         p.add_argument("sources", nargs="+", metavar="SOURCE", help=SOURCE_HELP)
     else:
         p.add_argument("source", help=SOURCE_HELP)
-    p.add_argument("--out", type=Path, help=f"output directory (default: runs/NAME/{name}, beside the results)")
+    p.add_argument(
+        "--out", type=output_directory, help=f"output directory (default: runs/NAME/{name}, beside the results)"
+    )
     p.add_argument(
         "--tracking-uri", help="MLflow tracking URI (default: the results directory's, else sqlite:///$PWD/mlruns.db)"
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from tuneprune.cli.common import add_progress_argument, add_set_argument, print_json
+from tuneprune.cli.common import add_progress_argument, add_set_argument, output_directory, print_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -17,7 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--tracking-uri",
         help="MLflow tracking URI for --from-run (default: the store holding the run: ./mlruns.db or one a search recorded)",
     )
-    p.add_argument("--out", type=Path, help="directory for checkpoints and the final model.pt")
+    p.add_argument("--out", type=output_directory, help="directory for checkpoints and the final model.pt")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt when it exists")
     p.add_argument("--json", action="store_true", help="print the final metrics as one JSON object")
     add_progress_argument(p)

@@ -34,6 +34,7 @@ from tuneprune.output.summaries import write_rows, write_summary
 from tuneprune.shared.config import ConfigError, validate
 from tuneprune.tracking import RunTracker, parent_run, store_missing
 from tuneprune.tracking.index import index_results
+from tuneprune.training import untrained_model
 
 DENSE_NAME = "dense.pt"
 
@@ -108,10 +109,24 @@ def prepare_evolution(
             raise ConfigError(
                 f"--resume: the space differs from the one {evolution_name!r} started with (only algorithm.generations may change)"
             )
+    if not (resume and (results_dir / DENSE_NAME).exists()):
+        _layer_groups(space, _dense_to_check(space, checkpoint, from_run, tracking_uri))
     return PreparedEvolution(
         space, document, evolution_name, tracking_uri, results_dir, address, resume,
         Path(checkpoint) if checkpoint else None, from_run, state,
     )  # fmt: skip
+
+
+def _dense_to_check(
+    space: EvolutionSpace, checkpoint: str | Path | None, from_run: str | None, tracking_uri: str
+) -> nn.Module:
+    """The dense model as given (a file, an MLflow run), or untrained when it is to be trained: that it exists and
+    has the layers the space names is checked before the evolution's MLflow run starts, not after hours of training."""
+    from tuneprune.stochastic import dense_model_and_data
+
+    if checkpoint is None and from_run is None:
+        return untrained_model(space.train)
+    return dense_model_and_data(space.train, checkpoint, from_run, tracking_uri)[0]
 
 
 def _parent_exists(name: str, experiment: str, tracking_uri: str) -> bool:
@@ -137,11 +152,16 @@ def _dense(prepared: PreparedEvolution, progress: bool) -> tuple[nn.Module, str,
     return model, run_config.model, data
 
 
-def _settings(space: EvolutionSpace, model: nn.Module, batch_size: int) -> EvalSettings:
-    """Evaluation settings, with the target layers and groups checked on the driver first."""
+def _layer_groups(space: EvolutionSpace, model: nn.Module) -> list[list[int]]:
+    """The groups of the target layers of ``model`` (:class:`ConfigError` for a name that matches no layer)."""
     from tuneprune.stochastic import target_layers
 
-    group_layers(target_layers(model, space.target), space.variables.groups)
+    return group_layers(target_layers(model, space.target), space.variables.groups)
+
+
+def _settings(space: EvolutionSpace, model: nn.Module, batch_size: int) -> EvalSettings:
+    """Evaluation settings, with the target layers and groups checked on the driver first."""
+    _layer_groups(space, model)
     return EvalSettings(
         samples=space.samples,
         target=space.target,

@@ -16,6 +16,12 @@ from tuneprune.shared.config import ConfigError
 from tuneprune.sparsity.theta import ALPHA_RULE_START, PUBLISHED_ALPHA_RULE
 
 
+def fixed_reason(free: Sequence[str] | None) -> str:
+    """Why constants keep their published values: too few distinct targets (``free`` None: chosen by their number), or
+    ``--constants`` left them out."""
+    return "fewer than 4 distinct targets" if free is None else f"--constants {','.join(free)}"
+
+
 def alpha_fit_report(
     report: Report,
     sources: Sequence[Source],
@@ -56,8 +62,9 @@ def alpha_fit_report(
     )
     if len(fit.free) < len(PUBLISHED_ALPHA_RULE):
         fixed = [k for k in PUBLISHED_ALPHA_RULE if k not in fit.free]
+        reason = fixed_reason(free)
         report.text(
-            f"Fewer than 4 distinct targets: only {', '.join(fit.free)} fitted; {', '.join(fixed)} fixed to the published values.",
+            f"{reason[0].upper()}{reason[1:]}: only {', '.join(fit.free)} fitted; {', '.join(fixed)} fixed to the published values.",
             note=True,
         )
     report.table("constants", [

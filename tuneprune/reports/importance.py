@@ -6,6 +6,8 @@ import functools
 from typing import TYPE_CHECKING, Any
 
 from tuneprune.reports.trials import SearchData
+from tuneprune.shared.config import ConfigError
+from tuneprune.tracking import check_storage_reachable, store_missing
 
 if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
@@ -19,14 +21,21 @@ def objective_value(trial: FrozenTrial, index: int) -> float:
 def study_importances(data: SearchData) -> tuple[list[dict[str, Any]], list[str]]:
     """Rows ``(study, objective, param, importance)`` and a note for every study where they cannot be computed: with
     fewer than two complete trials, no searched parameter that takes more than one value among them, or an objective
-    that does not."""
+    that does not; one note when the search's Optuna storage is gone (a SQLite file) or out of reach (a database server)."""
     import optuna
     from optuna.trial import TrialState
 
     from tuneprune.search.studies import open_storage, study_name
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = open_storage(data.source.summary["storage_url"])
+    url = data.source.summary["storage_url"]
+    if store_missing(url):  # opening it would create an empty one, without the search's studies
+        return [], [f"not computable: no Optuna storage at {url}"]
+    try:
+        check_storage_reachable(url)
+    except ConfigError as err:
+        return [], [f"not computable: {err}"]
+    storage = open_storage(url)
     rows, notes = [], []
     for point in data.space.grid_points():
         name = study_name(data.source.name, point)

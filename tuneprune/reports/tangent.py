@@ -35,10 +35,12 @@ def tangent(sparsity: np.ndarray | float, c1: float, c2: float, c3: float, c4: f
 
 
 def branch_poles(c2: float, c3: float, sparsity: float) -> tuple[float, float]:
-    """``(L, U)``: the poles of ``tan(c2 S + c3)`` (``c2 > 0``) on either side of ``sparsity``."""
+    """``(L, U)``: the poles of ``tan(c2 S + c3)`` (``c2 != 0``; a fit with c2 free may make it negative) on either
+    side of ``sparsity``: where ``c2 S + c3`` reaches the next ``pi/2 + k pi`` above its value there, and one period on."""
     k = math.floor((c2 * sparsity + c3 - math.pi / 2) / math.pi) + 1
-    upper = (math.pi / 2 + k * math.pi - c3) / c2
-    return upper - math.pi / c2, upper
+    pole = (math.pi / 2 + k * math.pi - c3) / c2
+    other = pole - math.pi / c2
+    return min(pole, other), max(pole, other)
 
 
 def constants_from_poles(c1: float, lower: float, upper: float, c4: float) -> dict[str, float]:

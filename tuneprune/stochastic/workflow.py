@@ -11,7 +11,9 @@ from tuneprune.shared.config import load_config
 from tuneprune.stochastic.config import StochasticConfig
 from tuneprune.stochastic.dense import dense_model_and_data
 from tuneprune.stochastic.pipeline import StochasticReport, run_stochastic
+from tuneprune.stochastic.targets import target_layers
 from tuneprune.stochastic.variance import plot_feature_variance
+from tuneprune.training import untrained_model
 
 
 def prune_stochastic(
@@ -31,6 +33,8 @@ def prune_stochastic(
     """
     config = load_config(StochasticConfig, config_path, overrides)
     check_data_dir(config.train.dataset, config.train.data_dir, config.train.download)
+    if checkpoint is None and from_run is None:  # the layers the target names, checked before the model trains
+        target_layers(untrained_model(config.train), config.target)
     if progress:
         say("loading the dense model ..." if checkpoint or from_run else "training the dense model ...")
     model, run_config, data = dense_model_and_data(config.train, checkpoint, from_run, tracking_uri, progress)

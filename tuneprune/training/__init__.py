@@ -9,7 +9,7 @@ from tuneprune.training.checkpoint import MemberState, load_member, load_model, 
 from tuneprune.training.config import RunConfig
 from tuneprune.training.evaluate import evaluate
 from tuneprune.training.key import check_packable, pack_key
-from tuneprune.training.loop import train
+from tuneprune.training.loop import train, untrained_model
 from tuneprune.training.trainer import (
     MemberResult,
     PackedTrainer,
@@ -36,4 +36,5 @@ __all__ = [
     "save_model",
     "train",
     "train_packed",
+    "untrained_model",
 ]

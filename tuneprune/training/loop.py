@@ -8,7 +8,8 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from tuneprune.data import DatasetSplits
+from tuneprune.data import DatasetSplits, load_dataset
+from tuneprune.models import create_model
 from tuneprune.output.progress import ProgressBar
 from tuneprune.shared.config import ConfigError
 from tuneprune.training.checkpoint import CHECKPOINT_NAME, config_differences, load_member, save_member
@@ -17,6 +18,13 @@ from tuneprune.training.hooks import TrainHook
 from tuneprune.training.trainer import PackedTrainer, TrainingDiverged, TrainResult
 
 EpochCallback = Callable[[dict[str, float], Path | None], None]
+
+
+def untrained_model(config: RunConfig) -> nn.Module:
+    """``config.model`` built for its dataset's classes and channels, as :func:`train` builds it before the first
+    epoch: what a command checks the layer names of its input against before it trains the model."""
+    data = load_dataset(config)
+    return create_model(config.model, data.num_classes, data.in_channels)
 
 
 def train(
