@@ -7,10 +7,8 @@ import contextlib
 import functools
 import json
 import logging
-import signal
 import subprocess
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -225,36 +223,16 @@ class RunTracker:
 
 
 @contextlib.contextmanager
-def terminated_as_interrupt() -> Iterator[None]:
-    """Within the block SIGTERM raises :class:`KeyboardInterrupt`, as Ctrl-C does, so that the block's cleanup runs
-    (Python's default ends the process at once); the previous handler is put back after it. In the main thread only,
-    the one that receives signals; a handler installed within the block (Ray's) takes over from this one."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt("terminated (SIGTERM)")
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
-
-
-@contextlib.contextmanager
 def parent_run(tracker: RunTracker, name: str, kind: str, *, resume: bool) -> Iterator[str]:
     """Start (or, with ``resume``, reopen) the parent run ``name`` of ``kind`` and yield its id.
 
-    It ends FINISHED when the block completes, KILLED on Ctrl-C or ``kill`` (SIGTERM, raised in
-    the block as Ctrl-C, :func:`terminated_as_interrupt`) and FAILED on any other exception
-    (the error tagged, the exception re-raised).
+    It ends FINISHED when the block completes, KILLED on Ctrl-C or ``kill`` (SIGTERM, which the
+    CLI raises as Ctrl-C: :func:`tuneprune.cluster.join.interrupt_on_sigterm`) and FAILED on any
+    other exception (the error tagged, the exception re-raised).
     """
     parent_id = tracker.start_parent(name, kind, resume=resume)
     try:
-        with terminated_as_interrupt():
-            yield parent_id
+        yield parent_id
     except BaseException as err:
         tracker.finish(
             parent_id, "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED", f"{type(err).__name__}: {err}"
