@@ -200,3 +200,17 @@ def test_bad_values_name_the_field(override, expected, capsys):
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1, lines
     assert expected in lines[0], lines
+
+
+def test_cli_from_run_on_an_unreachable_server_exits_2_within_seconds():
+    """The old code tried to download the run's model for minutes (MLflow's HTTP retries) before its one line."""
+    cmd = [
+        sys.executable, "-m", "tuneprune.cli", "prune-stochastic", "configs/stochastic_digits.yaml",
+        "--from-run", "0" * 32, "--tracking-uri", "http://127.0.0.1:1",
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith(
+        "tuneprune prune-stochastic: error: tracking_uri = 'http://127.0.0.1:1': MLflow server unreachable"
+    )

@@ -77,7 +77,10 @@ def print_report(report: StochasticReport, out: Path) -> None:
 def run(args: argparse.Namespace) -> int:
     from tuneprune.output.summaries import summary_json
     from tuneprune.stochastic import prune_stochastic
+    from tuneprune.tracking import check_tracking_reachable
 
+    if args.from_run and args.tracking_uri:  # within seconds: a server out of reach is retried for minutes
+        check_tracking_reachable(args.tracking_uri)
     report, out = prune_stochastic(
         args.config, args.overrides, checkpoint=args.checkpoint, from_run=args.from_run,
         tracking_uri=args.tracking_uri, out=args.out, progress=not args.no_progress,

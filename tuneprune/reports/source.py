@@ -15,7 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from tuneprune.shared.config import ConfigError
-from tuneprune.tracking import TAG_KIND, default_tracking_uri, download_artifact, find_parent_run, store_missing
+from tuneprune.tracking import (
+    TAG_KIND,
+    check_tracking_reachable,
+    default_tracking_uri,
+    download_artifact,
+    find_parent_run,
+    store_missing,
+)
 from tuneprune.tracking.index import index_path, lookup
 
 SUMMARY = "summary.json"
@@ -46,12 +53,14 @@ class Source:
         return MlflowClient(self.tracking_uri)
 
     def run_url(self) -> str | None:
-        """The parent run's page in the MLflow UI; None when the store lacks that run (a results directory moved without it)."""
+        """The parent run's page in the MLflow UI; None when the store lacks that run (a results directory moved without it)
+        or is out of reach."""
         from tuneprune.output.commands import run_url
 
-        if store_missing(self.tracking_uri):
-            return None
         try:
+            if store_missing(self.tracking_uri):
+                return None
+            check_tracking_reachable(self.tracking_uri)
             experiment_id = self.client.get_run(self.parent_run_id).info.experiment_id
         except Exception:  # any MLflow lookup failure means there is no page to show
             return None
@@ -74,9 +83,10 @@ class Source:
             raise ConfigError(f"source = {self.label!r}: an {self.kind}, not a search")
 
     def check_tracking(self) -> None:
-        """The tracking store and the parent run must exist: the report reads from it and logs to it."""
+        """The tracking store (reachable) and the parent run must exist: the report reads from it and logs to it."""
         if store_missing(self.tracking_uri):
             raise ConfigError(f"source = {self.label!r}: no MLflow store at {self.tracking_uri}")
+        check_tracking_reachable(self.tracking_uri)  # within seconds: a server out of reach is retried for minutes
         try:
             find_parent_run(self.tracking_uri, self.parent_run_id)
         except ConfigError:
@@ -109,6 +119,7 @@ def _from_tracking(label: str, tracking_uri: str | None) -> Source:
             f"source = {label!r}: not a results directory, not a name or run id in {index_path()}, and no MLflow store at {uri}; "
             "run from the directory the search ran in, or pass --tracking-uri"
         )
+    check_tracking_reachable(uri)
     run = find_parent_run(uri, label)
     kind = run.data.tags.get(TAG_KIND)
     if kind not in ("search", "evolution"):
