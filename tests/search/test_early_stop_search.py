@@ -168,3 +168,15 @@ def test_a_new_search_does_not_inherit_the_rungs_of_an_old_one_in_its_results_di
     summary = run_search(prepare_search(path, **stores), progress=False)
     assert [t["state"] for t in summary.trials] == ["COMPLETE"]
     assert json.loads(old.read_text())["tables"]["g0"]["1"]["g0-000"][-1] is False
+
+
+def test_the_rungs_reach_the_longest_trials_whatever_the_grid_order(ray_session, tmp_path, stores):
+    """Rungs at grace_period * reduction_factor^k up to the longest trials' epochs: with epochs swept [1, 4] the
+    4-epoch trials are recorded at rung 2 too, as with [4, 1] (the first grid point's epochs capped them at 1)."""
+    path = space_file(
+        tmp_path, "rungs", grid={"epochs": [1, 4]}, params={"lr": {"type": "categorical", "choices": [0.05]}},
+        num_samples=2, max_concurrent=1,
+    )  # fmt: skip
+    run_search(prepare_search(path, **stores), progress=False)
+    tables = json.loads((Path(stores["results_root"]) / "rungs" / RUNGS_FILE).read_text())["tables"]
+    assert sorted(tables["g1"].get("2", {})) == ["g1-000", "g1-001"]

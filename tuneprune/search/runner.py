@@ -246,7 +246,9 @@ def _search(
         say(f"running {total} trials, {concurrent} at a time; results in {results_dir}")
         stopper, stopper_actor = None, None
         if space.early_stopping.type == "asha":  # rungs per grid point, asked by the trials (formulas §10.9)
-            base_epochs = space.resolve(space.grid_points()[0], {}).epochs
+            # the rungs' max_t: the longest trials' epochs (the grid and a searched ``epochs`` may vary them)
+            searched = [int(v) for v in space.params["epochs"].samples()] if "epochs" in space.params else []
+            base_epochs = max([space.resolve(point, {}).epochs for point in space.grid_points()] + searched)
             stopper = f"tuneprune-asha-{os.getpid()}-{int(time.time() * 1000)}"
             if not (prepared.resume or prepared.join):  # a new search: the tables an old one left are not its own
                 (results_dir / RUNGS_FILE).unlink(missing_ok=True)

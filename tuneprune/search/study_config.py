@@ -65,6 +65,13 @@ class StudyConfig(StrictModel):
             raise ValueError("a seed is listed twice")
         return v
 
+    @field_validator("models")
+    @classmethod
+    def _models(cls, v: list[str] | None) -> list[str] | None:
+        if v is not None and len(set(v)) != len(v):
+            raise ValueError("a model is listed twice")
+        return v
+
     @model_validator(mode="after")
     def _references(self) -> StudyConfig:
         if self.baseline is not None and self.baseline not in self.methods:
