@@ -6,9 +6,12 @@ import argparse
 import json
 import math
 import os
+import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from tuneprune.shared.config import NAME_PATTERN
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -38,6 +41,14 @@ def output_directory(text: str) -> Path:
     if existing is not None and not existing.is_dir():
         raise argparse.ArgumentTypeError(f"{existing} is a file, not a directory")
     return path
+
+
+def run_name(text: str) -> str:
+    """A ``--name`` (argparse type): it names a folder under the results directory, so :data:`NAME_PATTERN`'s
+    characters only, checked before any work."""
+    if not re.fullmatch(NAME_PATTERN, text):
+        raise argparse.ArgumentTypeError(f"{text!r}: letters, digits, '_', '.' and '-' only")
+    return text
 
 
 def add_results_dir_argument(p: argparse.ArgumentParser, what: str) -> None:

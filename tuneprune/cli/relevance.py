@@ -13,6 +13,7 @@ from tuneprune.cli.common import (
     print_json,
     print_locations,
     results_console,
+    run_name,
     titled_table,
 )
 
@@ -35,7 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     source.add_argument("--from-run", metavar="RUN_ID", help="the model.pt artifact of an MLflow run")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///$PWD/mlruns.db)")
-    p.add_argument("--name", help="name of the study (default: the config's name or file name)")
+    p.add_argument("--name", type=run_name, help="name of the study (default: the config's name or file name)")
     add_results_dir_argument(p, "plots and CSV")
     add_set_argument(p)
     p.add_argument("--json", action="store_true", help="print the curves as one JSON object")

@@ -13,13 +13,14 @@ from tuneprune.cli.common import (
     add_set_argument,
     print_locations,
     results_console,
+    run_name,
     titled_table,
 )
 
 
 def add_cluster_arguments(p: argparse.ArgumentParser) -> None:
     """--name, --address, --tracking-uri, --results-dir and --resume of the commands that run on Ray."""
-    p.add_argument("--name", help="name of the search (default: the space's name or file name)")
+    p.add_argument("--name", type=run_name, help="name of the search (default: the space's name or file name)")
     p.add_argument("--address", help="join an existing Ray cluster ('auto' or HOST:PORT); default: start a local Ray")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///$PWD/mlruns.db)")
     add_results_dir_argument(p, "trial checkpoints and summaries")

@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import Field, field_validator, model_validator
 
 from tuneprune.search.space import METHOD, ResourcesConfig, load_space
-from tuneprune.shared.config import ConfigError, StrictModel, apply_overrides, load_yaml, validate
+from tuneprune.shared.config import NAME_PATTERN, ConfigError, StrictModel, apply_overrides, load_yaml, validate
 
 TARGET = "sparsity.target"
 MODEL = "model"
@@ -28,7 +28,7 @@ METRIC = "test_acc"  # what a study's table compares; val_acc is the trials' obj
 class StudyConfig(StrictModel):
     """A validated study document; see docs/studies.md."""
 
-    name: str | None = Field(None, pattern=r"^[A-Za-z0-9_.\-]+$")
+    name: str | None = Field(None, pattern=NAME_PATTERN)
     experiment: str = "tuneprune"
     description: str = ""
     base: dict[str, Any] = Field(default_factory=dict, description="the run config every cell starts from")

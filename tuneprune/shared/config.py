@@ -20,6 +20,9 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 M = TypeVar("M", bound=BaseModel)
 
+# A search's, evolution's or study's name: a folder under the results directory and an MLflow run name.
+NAME_PATTERN = r"^[A-Za-z0-9_.\-]+$"
+
 
 class ConfigError(ValueError):
     """Bad user input. ``str(err)`` is a single line meant for the terminal."""
