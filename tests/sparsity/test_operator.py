@@ -34,6 +34,18 @@ def test_operator_matches_the_formula_on_random_draws(p):
         torch.testing.assert_close(threshold_operator(w, torch.tensor(T), p), expected, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("p", [20.0, 100.0])
+def test_a_large_exponent_keeps_the_kept_weights(p):
+    """|w|^p of weights below 1 leaves float32's range for a large p (0.05^100 = 8e-131): the kept weights must
+    still be P_T(w) of formulas §1.2, not flushed to 0; hard thresholding is its limit."""
+    w = torch.tensor([-0.2, -0.05, -0.03, 0.0, 0.01, 0.04, 0.06, 0.9])
+    T = 0.04
+    torch.testing.assert_close(threshold_operator(w, T, p), reference_operator(w, T, p).float(), rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(
+        threshold_operator(w, torch.tensor(T), 1e4), threshold_operator(w, T, INF), rtol=1e-3, atol=0
+    )
+
+
 @pytest.mark.parametrize("p", [1.0, 3.0, INF])
 def test_operator_gives_exact_zeros_at_and_below_threshold(p):
     w = torch.tensor([-2.0, -0.5, -0.2, 0.0, 0.2, 0.5, 0.50001, 2.0])

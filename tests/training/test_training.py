@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
+import time
 
 import pytest
 import torch
@@ -90,6 +92,22 @@ def test_diverging_loss_fails_the_run_at_the_end_of_its_epoch(sparsity):
     with pytest.raises(TrainingDiverged, match=r"training loss became (nan|inf) at epoch 1, step \d+$"):
         train(config, callbacks=[lambda m, c: seen.append(m)])
     assert seen == []  # no epoch was reported
+
+
+def test_the_progress_display_ends_with_an_interrupted_run():
+    """Ctrl-C (a KeyboardInterrupt inside an epoch, as this callback's error): the display is closed. In a terminal
+    it hid the cursor for good; elsewhere its heartbeat thread went on printing the run's line every 5 s."""
+
+    def interrupt(metrics: dict, checkpoint: object) -> None:
+        raise KeyboardInterrupt
+
+    before = {thread.ident for thread in threading.enumerate()}
+    with pytest.raises(KeyboardInterrupt):
+        train(RunConfig(**FAST), callbacks=[interrupt], progress=True)
+    deadline = time.monotonic() + 2.0
+    while {thread.ident for thread in threading.enumerate()} - before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert {thread.ident for thread in threading.enumerate()} <= before
 
 
 def test_bf16_autocast_and_channels_last_train():

@@ -87,9 +87,11 @@ def train(
             sparsity = f" sparsity={metrics['sparsity']:.4f}" if "sparsity" in metrics else ""
             bar.advance(f"val_acc={metrics['val_acc']:.4f}{sparsity}")
 
-    (member,) = trainer.run([end_epoch])
-    if bar is not None:
-        bar.close()
+    try:
+        (member,) = trainer.run([end_epoch])
+    finally:  # also on Ctrl-C: a live display left open keeps the terminal's cursor hidden
+        if bar is not None:
+            bar.close()
     if member.status == "failed":
         raise TrainingDiverged(member.error)
     assert member.result is not None  # finished
