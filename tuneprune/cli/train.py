@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from tuneprune.cli.common import add_progress_argument, add_set_argument, output_directory, print_json
@@ -43,12 +44,17 @@ def load_run_config(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     from tuneprune.runs import execute
+    from tuneprune.training import TrainingDiverged
     from tuneprune.training.checkpoint import CHECKPOINT_NAME
 
     config = load_run_config(args)
     out = args.out.resolve() if args.out else None
     resume = out / CHECKPOINT_NAME if args.resume and out and (out / CHECKPOINT_NAME).exists() else None
-    executed = execute(config, out, resume_from=resume, progress=not args.no_progress)
+    try:
+        executed = execute(config, out, resume_from=resume, progress=not args.no_progress)
+    except TrainingDiverged as err:  # not bad input (exit 2): the run itself failed, said in one line
+        sys.stderr.write(f"tuneprune train: error: the run diverged: {err}\n")
+        return 1
     summary: dict = dict(executed.summary)
     if executed.model_path is not None:
         summary["model_path"] = str(executed.model_path)
