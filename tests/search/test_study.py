@@ -66,6 +66,11 @@ def test_table_means_stds_marks_and_published_difference():
     assert rows[1][1].endswith("†")
     assert rows[0][2] == "80.00"
     assert "1 of 2 comparisons differ" in table.legend()
+    assert "over 4 seeds;" in table.legend()  # every cell has its 4 (the failed 5th seed is not one of them)
+    del trials[0]  # feather at 0.9, seed 0
+    assert (
+        "over 4 seeds (1 of 4 cells over fewer: the seeds column of study.csv);" in study_table(study, trials).legend()
+    )
     assert "Welch's t-test" in table.legend()
     assert f"**{rows[0][1]}**" in table.markdown()
 

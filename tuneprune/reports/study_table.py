@@ -112,8 +112,11 @@ class StudyTable:
         """What the marks mean, the statistics and what the table cannot separate."""
         tested = [c for c in self.cells.values() if c.p_value is not None]
         significant = [c for c in tested if c.significant]
+        seeds = len(self.study.seeds)
+        short = sum(len(c.values) < seeds for c in self.cells.values())
+        fewer = f" ({short} of {len(self.cells)} cells over fewer: the seeds column of study.csv)" if short else ""
         text = (
-            f"test accuracy in %, mean ± sample std over {len(self.study.seeds)} seeds; {BEST_MARK}: best mean of the column; "
+            f"test accuracy in %, mean ± sample std over {seeds} seeds{fewer}; {BEST_MARK}: best mean of the column; "
             f"{SIGNIFICANT_MARK}: differs from {self.study.baseline_method} beyond noise (Welch's t-test, two-sided, "
             f"p < {self.study.level:g}); {len(significant)} of {len(tested)} comparisons differ"
         )
