@@ -31,3 +31,22 @@ def test_a_diverged_run_is_one_line_exit_1(capsys):
     err = capsys.readouterr().err
     assert err.startswith("tuneprune train: error: the run diverged: training loss became nan at epoch 1, step ")
     assert err.count("\n") == 1
+
+
+@pytest.mark.parametrize("batch_size", [68, 1])  # 1293 digits training images: 68 leaves a last batch of one
+def test_a_last_batch_of_one_that_batchnorm_cannot_train_on_is_refused_before_training(batch_size, capsys):
+    """resnet18 at 8 px pools to 1x1 before a BatchNorm: one image gives it one value per channel. It trained an epoch,
+    then crashed with a traceback."""
+    argv = ["train", "--set", "model=resnet18", "--set", "image_size=8", "--set", f"batch_size={batch_size}"]
+    assert main([*argv, "--set", "epochs=1", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"tuneprune train: error: batch_size = {batch_size}: ")
+    assert "resnet18's BatchNorm cannot train on one image; allowed: " in err
+    assert err.count("\n") == 1
+
+
+def test_a_last_batch_of_one_trains_where_the_model_can(capsys):
+    """The same last batch of one, on a model that trains on it: no refusal."""
+    argv = [str(ROOT / "configs/digits_dense.yaml"), "--set", "batch_size=68", "--set", "epochs=1", "--no-progress"]
+    assert main(["train", *argv, "--json"]) == 0
+    assert '"test_acc"' in capsys.readouterr().out

@@ -10,6 +10,7 @@ members' states (:meth:`PackedTrainer.member_state`) exactly as if never stopped
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -100,6 +101,26 @@ def _load_member_data(configs: Sequence[RunConfig], device: torch.device) -> lis
     return [by_seed[config.seed] for config in configs]
 
 
+def check_last_batch(model: nn.Module, config: RunConfig, images: torch.Tensor) -> None:
+    """A last batch of one image (``len(images) % batch_size == 1``) that the model cannot train on (BatchNorm over a
+    single value per channel) is a one-line :class:`ConfigError` before training, not a crash after an epoch."""
+    n, b = len(images), config.batch_size
+    if n % b != 1 and b != 1:
+        return
+    try:
+        copy.deepcopy(model).train()(images[:1])
+    except ValueError as err:
+        if "Expected more than 1 value per channel" not in str(err):
+            raise
+        cannot = f"{config.model}'s BatchNorm cannot train on one image"
+        if b == 1:
+            raise ConfigError(f"batch_size = 1: {cannot}; allowed: >= 2") from None
+        raise ConfigError(
+            f"batch_size = {b}: the last batch of each epoch holds 1 of the {n} training images and {cannot}; "
+            f"allowed: a batch_size that leaves 0 or at least 2 ({n} mod batch_size != 1)"
+        ) from None
+
+
 class PackedTrainer:
     """Trains ``configs`` (see :func:`~tuneprune.training.key.check_packable`) together, one epoch per call.
 
@@ -157,6 +178,7 @@ class PackedTrainer:
             model.to(self.device)
             if config.channels_last:  # the model, and each batch in the forward
                 model.to(memory_format=torch.channels_last)
+            check_last_batch(model, config, splits.x_train)
             if states is not None:
                 model.load_state_dict(states[k]["model"])
             self.models.append(model)
