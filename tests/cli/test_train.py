@@ -50,3 +50,27 @@ def test_a_last_batch_of_one_trains_where_the_model_can(capsys):
     argv = [str(ROOT / "configs/digits_dense.yaml"), "--set", "batch_size=68", "--set", "epochs=1", "--no-progress"]
     assert main(["train", *argv, "--json"]) == 0
     assert '"test_acc"' in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("argv", "error"),
+    [
+        (["--resume"], "--resume: needs --out, the directory whose checkpoint.pt the run goes on from"),
+        ([str(ROOT / "configs/digits_dense.yaml"), "--from-run", "0123"], "config = '"),
+    ],
+    ids=["resume-without-out", "config-with-from-run"],
+)
+def test_options_that_would_be_ignored_are_refused_in_one_line(argv, error, capsys):
+    """Each was silently ignored: --resume without --out trained from scratch, a config beside --from-run went unread."""
+    assert main(["train", *argv, "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"tuneprune train: error: {error}")
+    assert err.count("\n") == 1
+
+
+def test_data_dir_expands_the_home_directory():
+    """``data_dir: ~/data`` meant a folder named ``~`` in the working directory."""
+    from tuneprune.runs import TrialSpec
+    from tuneprune.shared.config import validate
+
+    assert validate(TrialSpec, {"data_dir": "~/data"}).data_dir == Path.home() / "data"

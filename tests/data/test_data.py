@@ -80,3 +80,13 @@ def test_loader_is_deterministic_per_epoch_and_covers_everything():
     assert torch.equal(first, torch.cat([yb for _, yb in loader]))
     loader.set_epoch(3)
     assert not torch.equal(first, torch.cat([yb for _, yb in loader]))
+
+
+def test_a_download_that_cannot_reach_its_server_is_one_line(tmp_path, monkeypatch):
+    """``download: true`` with no network ended in urllib's traceback. The archive's address points at a closed local
+    port here, so the test never downloads anything."""
+    import torchvision
+
+    monkeypatch.setattr(torchvision.datasets.CIFAR10, "url", "http://127.0.0.1:9/cifar-10-python.tar.gz")
+    with pytest.raises(ConfigError, match=r"^download: true: cifar10 could not be fetched \(.*\); extract it into "):
+        load_dataset(RunConfig(dataset="cifar10", data_dir=tmp_path, download=True))

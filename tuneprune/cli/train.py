@@ -44,9 +44,16 @@ def load_run_config(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     from tuneprune.runs import execute
+    from tuneprune.shared.config import ConfigError
     from tuneprune.training import TrainingDiverged
     from tuneprune.training.checkpoint import CHECKPOINT_NAME
 
+    if args.resume and args.out is None:
+        raise ConfigError("--resume: needs --out, the directory whose checkpoint.pt the run goes on from")
+    if args.from_run and args.config is not None:
+        raise ConfigError(
+            f"config = {str(args.config)!r}: not with --from-run, which re-runs that run's own config (change it with --set)"
+        )
     config = load_run_config(args)
     out = args.out.resolve() if args.out else None
     resume = out / CHECKPOINT_NAME if args.resume and out and (out / CHECKPOINT_NAME).exists() else None

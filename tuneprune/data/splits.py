@@ -6,6 +6,7 @@ import functools
 import math
 from dataclasses import dataclass, replace
 from pathlib import Path
+from urllib.error import URLError
 
 import numpy as np
 import torch
@@ -149,6 +150,11 @@ def _cifar(name: str, data_dir: Path, download: bool, val_fraction: float, seed:
     try:
         train = cls(str(data_dir), train=True, download=download)
         test = cls(str(data_dir), train=False, download=download)
+    except URLError as err:  # download: true without a network, or the server out of reach
+        raise ConfigError(
+            f"download: true: {name} could not be fetched ({err.reason}); extract it into {Path(data_dir) / CIFAR_FOLDER[name]}/ "
+            "and set download: false"
+        ) from None
     except RuntimeError:  # torchvision's check of the files' checksums
         raise ConfigError(
             f"data_dir = '{data_dir}': {name} in {Path(data_dir) / CIFAR_FOLDER[name]}/ is incomplete or corrupt "

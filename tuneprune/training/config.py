@@ -90,6 +90,9 @@ class RunConfig(StrictModel):
 
     @model_validator(mode="after")
     def _data_dir(self) -> RunConfig:
+        """``~`` in ``data_dir`` is the home directory, as in a shell; CIFAR needs a ``data_dir``."""
+        if self.data_dir is not None:
+            self._resolve(data_dir=self.data_dir.expanduser())
         if self.dataset.startswith("cifar") and self.data_dir is None:
             raise ValueError(
                 f"data_dir is required for {self.dataset} (a directory holding the torchvision CIFAR files)"
