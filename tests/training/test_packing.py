@@ -307,3 +307,13 @@ def test_trials_that_cannot_share_a_pack_are_refused():
         check_packable([config(GLOBAL_CUBIC), config(DENSE, precision="bf16")])
     with pytest.raises(ValueError, match="channels_last: member 1 has True"):
         check_packable([config(GLOBAL_CUBIC), config(DENSE, channels_last=True)])
+
+
+def test_stopping_a_member_that_left_the_pack_names_its_status():
+    """``stop(k)`` of a member no longer running says which member and why, as ``member_state(k)`` does."""
+    trainer = PackedTrainer([config(GLOBAL_CUBIC), config(DENSE)])
+    trainer.stop(0)
+    with pytest.raises(ValueError, match=r"member 0 is stopped"):
+        trainer.stop(0)
+    with pytest.raises(ValueError, match=r"member 0 is stopped"):
+        trainer.member_state(0)
