@@ -77,3 +77,21 @@ def test_dotted_grid_keys_can_be_overridden(tmp_path):
         {"model": "resnet20", "sparsity.target": 0.95},
         {"model": "resnet20", "sparsity.target": 0.99},
     ]
+
+
+def test_a_space_document_is_left_as_the_caller_gave_it(tmp_path):
+    """``prepare_search(document=..., num_samples=...)`` searches a changed copy: the caller's space is not rewritten."""
+    document = {
+        "name": "doc",
+        "base": {"model": "small_cnn", "dataset": "digits"},
+        "params": {"lr": {"type": "float", "low": 0.01, "high": 0.1}},
+        "objectives": {"val_acc": "max"},
+        "num_samples": 2,
+    }
+    given = {**document}
+    prepared = prepare_search(
+        "unused.yaml", document=document, num_samples=5,
+        tracking_uri=f"sqlite:///{tmp_path}/m.db", storage_url=f"sqlite:///{tmp_path}/o.db", results_root=tmp_path,
+    )  # fmt: skip
+    assert prepared.space.num_samples == 5
+    assert document == given

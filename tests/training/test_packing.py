@@ -18,6 +18,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from tuneprune.models import create_model
 from tuneprune.shared.config import validate
 from tuneprune.sparsity import prunable_sparsity
 from tuneprune.sparsity.dispatch import accelerator_path
@@ -307,3 +308,21 @@ def test_trials_that_cannot_share_a_pack_are_refused():
         check_packable([config(GLOBAL_CUBIC), config(DENSE, precision="bf16")])
     with pytest.raises(ValueError, match="channels_last: member 1 has True"):
         check_packable([config(GLOBAL_CUBIC), config(DENSE, channels_last=True)])
+
+
+def test_stopping_a_member_that_left_the_pack_names_its_status():
+    """``stop(k)`` of a member no longer running says which member and why, as ``member_state(k)`` does."""
+    trainer = PackedTrainer([config(GLOBAL_CUBIC), config(DENSE)])
+    trainer.stop(0)
+    with pytest.raises(ValueError, match=r"member 0 is stopped"):
+        trainer.stop(0)
+    with pytest.raises(ValueError, match=r"member 0 is stopped"):
+        trainer.member_state(0)
+
+
+def test_models_of_another_architecture_are_refused():
+    """``models=`` share one architecture: a deeper ResNet of the same class was trained as the first member's."""
+    configs = [config(GLOBAL_CUBIC, model="resnet20", image_size=8), config(DENSE, model="resnet20", image_size=8)]
+    models = [create_model("resnet20", 10, 1), create_model("resnet32", 10, 1)]
+    with pytest.raises(ValueError, match=r"models\[1\] differs from models\[0\]"):
+        PackedTrainer(configs, models=models)

@@ -87,14 +87,15 @@ def prepare_search(
 
     ``resume`` continues an existing search and refuses a name no search used; ``join``
     (several drivers of one search) starts the search or joins it. ``document`` is the
-    space itself (a study's grid search, renamed ``name`` when given), instead of the file ``space_path`` names.
+    space itself (a study's grid search, renamed ``name`` when given; the caller's dict is not changed), instead of
+    the file ``space_path`` names.
     """
     if document is None:
         document = space_document(space_path, overrides, name)
     elif name is not None:
         document = {**document, "name": name}
     if num_samples is not None:
-        document["num_samples"] = num_samples
+        document = {**document, "num_samples": num_samples}
     space = load_space(document)
     base = space.resolve(space.grid_points()[0], {})
     place = check_driver(

@@ -13,6 +13,12 @@ from tuneprune.shared.config import StrictModel
 from tuneprune.sparsity.adaptive import ModelFamily
 from tuneprune.sparsity.config import SparsityConfig
 
+# The epoch field from which a schedule prunes (cubic) or adapts (adaptive), what would start, and where it is defined.
+_SCHEDULE_STARTS = {
+    "cubic": ("start_epoch", "pruning would start", "§1.5"),
+    "adaptive": ("warmup_epochs", "the adaptive schedule would take over", "§9"),
+}
+
 
 class RunConfig(StrictModel):
     """One training run. Every field can be overridden with ``--set key=value``."""
@@ -79,12 +85,17 @@ class RunConfig(StrictModel):
 
     @model_validator(mode="after")
     def _pruning_starts(self) -> RunConfig:
-        """A cubic schedule from ``start_epoch >= epochs`` never prunes (formulas §1.5): the run would train dense."""
+        """A cubic schedule from ``start_epoch >= epochs`` never prunes (formulas §1.5): the run would train dense; an
+        adaptive one after ``warmup_epochs >= epochs`` never adapts (formulas §9): the run would stay in its warm-up."""
         scheduler = None if self.sparsity is None else self.sparsity.scheduler
-        if scheduler is not None and scheduler.type == "cubic" and scheduler.start_epoch >= self.epochs:
+        if scheduler is None or scheduler.type not in _SCHEDULE_STARTS:
+            return self
+        field, what, section = _SCHEDULE_STARTS[scheduler.type]
+        start = getattr(scheduler, field)
+        if start >= self.epochs:
             raise ValueError(
-                f"sparsity.scheduler.start_epoch = {scheduler.start_epoch}: pruning would start after the last of "
-                f"the {self.epochs} epochs (formulas §1.5), allowed: [0, {self.epochs})"
+                f"sparsity.scheduler.{field} = {start}: {what} after the last of the {self.epochs} epochs "
+                f"(formulas {section}), allowed: [0, {self.epochs})"
             )
         return self
 

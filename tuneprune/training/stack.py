@@ -34,6 +34,11 @@ def join_members(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
     return tensors[0].unsqueeze(0) if len(tensors) == 1 else torch.stack(list(tensors))
 
 
+def _tensor_shapes(model: nn.Module) -> list[tuple[str, torch.Size]]:
+    """The names and shapes of ``model``'s parameters and buffers: equal for two models of one architecture."""
+    return [(name, t.shape) for name, t in [*model.named_parameters(), *model.named_buffers()]]
+
+
 class StackedModel:
     """Parameters and buffers of ``models`` (same architecture) stacked along a new first dimension.
 
@@ -56,6 +61,12 @@ class StackedModel:
     ) -> None:
         if forward_mode not in FORWARD_MODES:
             raise ValueError(f"forward_mode = {forward_mode!r}, allowed: {', '.join(FORWARD_MODES)}")
+        for k, model in enumerate(models[1:], start=1):
+            if _tensor_shapes(model) != _tensor_shapes(models[0]):
+                raise ValueError(
+                    f"models[{k}] differs from models[0] in its parameters or buffers (names or shapes): "
+                    "the members of a pack share one architecture"
+                )
         params, self.buffers = stack_module_state(list(models))
         self.models = list(models)
         self.prunable = list(prunable)

@@ -233,9 +233,7 @@ class PackedTrainer:
         between epochs and inside the epoch's callback of that member (also after the last epoch).
         """
         member = self.members[member_index]
-        if member_index not in self.rows:
-            raise ValueError(f"member {member_index} is {member.status}: only a running member has a state to resume")
-        position = self.rows.index(member_index)
+        position = self._position(member_index, "has a state to resume")
         momentum = self.stack.named_leaves(self.optimizer.momentum_buffers)
         return {
             "config": member.config.model_dump(mode="json"),
@@ -246,6 +244,17 @@ class PackedTrainer:
             "sparsity": self.sparsity.member_state(position),
             "hooks": [hook.state_dict() for hook in self.hooks[member_index]],
         }
+
+    def _position(self, member_index: int, what: str) -> int:
+        """The stacked row of running member ``member_index``; ``ValueError`` naming its status if it is not running."""
+        if member_index not in self.rows:
+            status = (
+                self.members[member_index].status
+                if 0 <= member_index < len(self.members)
+                else f"not one of the {len(self.members)} members"
+            )
+            raise ValueError(f"member {member_index} is {status}: only a running member {what}")
+        return self.rows.index(member_index)
 
     def _keep(self, positions: Sequence[int]) -> None:
         """Go on with the stacked rows at ``positions`` only."""
@@ -425,7 +434,7 @@ class PackedTrainer:
 
     def stop(self, member_index: int) -> None:
         """Take a running member out between epochs (early stopping); it keeps its model and history."""
-        position = self.rows.index(member_index)
+        position = self._position(member_index, "can be stopped")
         self._finish(position, "stopped")
         self._keep([k for k in range(len(self.rows)) if k != position])
 
