@@ -146,6 +146,16 @@ def test_gpu_check_refuses_an_unknown_argument():
     assert out.stderr.strip() == "gpu_check.sh: unknown argument '--fast' (allowed: --cpu-smoke, --out DIR)"
 
 
+def test_gpu_check_refuses_out_without_a_folder():
+    """``--out`` as the last argument: one line naming it, exit 2 as for any bad argument (bash's own ``${2:?}``
+    message, prefixed with the script's line number, exited 1)."""
+    out = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "gpu_check.sh"), "--out"], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 2
+    assert out.stderr.strip() == "gpu_check.sh: --out needs a folder (--out DIR)"
+
+
 @pytest.mark.ray
 def test_bench_early_stop_prints_each_rule_as_a_ratio_to_no_stopping():
     out = subprocess.run(
