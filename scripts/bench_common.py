@@ -27,6 +27,18 @@ def add_machine_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number >= 1 (argparse names the option and exits 2 otherwise)."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"a whole number >= 1 is required, got {text!r}")
+    return int(text)
+
+
+def positive_ints(text: str) -> list[int]:
+    """An argparse type: comma-separated whole numbers >= 1."""
+    return [positive_int(part) for part in text.split(",")]
+
+
 def load_average() -> str:
     """The machine's load averages over 1, 5 and 15 minutes, as printed beside a benchmark's figures."""
     return ", ".join(f"{x:.1f}" for x in os.getloadavg())

@@ -42,7 +42,7 @@ import time
 from typing import Any
 
 import torch
-from bench_common import FigureFile, SoloStep, add_json_argument, launches
+from bench_common import FigureFile, SoloStep, add_json_argument, launches, positive_int, positive_ints
 
 from tuneprune.shared.config import validate
 from tuneprune.sparsity import SparsityConfig
@@ -213,10 +213,16 @@ def launch_table(device: str, models: list[str], packs: list[int], batch_size: i
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="resnet20x2,densenet40_24")
-    parser.add_argument("--packs", default=None, help="comma-separated K (default: CPU 1,2,4; CUDA 1,2,4,8,16)")
-    parser.add_argument("--steps", type=int, default=None, help="training steps per trial (default: CPU 3, CUDA 20)")
-    parser.add_argument("--batch-size", type=int, default=None, help="default: CPU 32, CUDA 128")
-    parser.add_argument("--repeats", type=int, default=None, help="best of this many runs (default: CPU 2, CUDA 3)")
+    parser.add_argument(
+        "--packs", type=positive_ints, default=None, help="comma-separated K (default: CPU 1,2,4; CUDA 1,2,4,8,16)"
+    )
+    parser.add_argument(
+        "--steps", type=positive_int, default=None, help="training steps per trial (default: CPU 3, CUDA 20)"
+    )
+    parser.add_argument("--batch-size", type=positive_int, default=None, help="default: CPU 32, CUDA 128")
+    parser.add_argument(
+        "--repeats", type=positive_int, default=None, help="best of this many runs (default: CPU 2, CUDA 3)"
+    )
     parser.add_argument("--device", choices=("cpu", "cuda", "all"), default="all")
     parser.add_argument(
         "--forward", choices=("vmap", "loop"), default=None, help="packed forward mode (default per device)"
@@ -233,9 +239,7 @@ def main() -> None:
         parser.error("--device cuda: CUDA is not available on this machine")
     for device in devices:
         defaults = CPU_DEFAULTS if device == "cpu" else CUDA_DEFAULTS
-        packs = [int(k) for k in (args.packs or defaults["packs"]).split(",")]
-        if any(k < 1 for k in packs):
-            parser.error(f"--packs: every K must be >= 1, got {packs}")
+        packs = args.packs or positive_ints(defaults["packs"])
         steps, batch_size = args.steps or defaults["steps"], args.batch_size or defaults["batch_size"]
         if not args.launches_only:
             repeats = args.repeats or defaults["repeats"]

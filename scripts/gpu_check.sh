@@ -19,7 +19,11 @@ DIR=${OUT:-runs/gpu-check}
 while [ $# -gt 0 ]; do
     case $1 in
         --cpu-smoke) MODE=cpu ;;
-        --out) DIR=${2:?gpu_check.sh: --out needs a folder}; shift ;;
+        --out)
+            [ -n "${2:-}" ] || { echo "gpu_check.sh: --out needs a folder (--out DIR)" >&2; exit 2; }
+            DIR=$2
+            shift
+            ;;
         *) echo "gpu_check.sh: unknown argument '$1' (allowed: --cpu-smoke, --out DIR)" >&2; exit 2 ;;
     esac
     shift

@@ -47,6 +47,22 @@ def test_bench_pack_prints_throughput_and_launch_tables():
     assert fused[1] < solo_twice  # two packed members issue fewer launches than two solo steps
 
 
+@pytest.mark.parametrize(
+    ("argument", "value"),
+    [("--packs", "2,x"), ("--packs", "0"), ("--steps", "-1"), ("--steps", "0"), ("--repeats", "0")],
+)
+def test_bench_pack_refuses_a_bad_count_before_it_measures(argument, value):
+    """A K, step or repeat count that is not a whole number >= 1: argparse's one line naming the option, exit 2
+    (``--packs 2,x`` and ``--steps -1`` ended in tracebacks, ``--steps 0`` ran the default count silently)."""
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "bench_pack.py"), "--device", "cpu", argument, value],
+        capture_output=True, text=True, timeout=120, cwd=ROOT,
+    )  # fmt: skip
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert f"argument {argument}: " in out.stderr.strip().splitlines()[-1]
+    assert "Traceback" not in out.stderr
+
+
 @pytest.mark.ray  # the script starts its own local Ray
 def test_bench_search_counts_each_trials_bookkeeping_in_the_driver_and_the_workers(tmp_path):
     figures = tmp_path / "search.json"
@@ -144,6 +160,16 @@ def test_gpu_check_refuses_an_unknown_argument():
     )
     assert out.returncode == 2
     assert out.stderr.strip() == "gpu_check.sh: unknown argument '--fast' (allowed: --cpu-smoke, --out DIR)"
+
+
+def test_gpu_check_refuses_out_without_a_folder():
+    """``--out`` as the last argument: one line naming it, exit 2 as for any bad argument (bash's own ``${2:?}``
+    message, prefixed with the script's line number, exited 1)."""
+    out = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "gpu_check.sh"), "--out"], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 2
+    assert out.stderr.strip() == "gpu_check.sh: --out needs a folder (--out DIR)"
 
 
 @pytest.mark.ray

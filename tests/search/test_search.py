@@ -432,3 +432,20 @@ def test_a_lone_driver_counts_its_asks_and_a_shared_study_is_read_again(tmp_path
     assert [t.user_attrs[CONTINUES] for t in queued] == [0, 2]  # the trials without a name are claimed, queued
     # and none new: three of three taken (a claimed orphan, FAIL, and the trial queued in its place count once)
     assert (lone.remaining, shared.remaining) == (2, 2)
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "random"])
+def test_a_resumed_search_does_not_draw_its_first_trials_again(tmp_path, sampler):
+    """``--resume`` asks the missing trials of a seeded sampler: they must not replay the values the first driver's
+    sampler drew from the same seed (a resumed search trained a copy of trial 0 in place of a new point)."""
+    from tuneprune.search.space import load_space
+    from tuneprune.search.studies import distributions, open_studies
+
+    params = {"lr": {"type": "float", "low": 0.01, "high": 0.3, "log": True}}
+    space = load_space({"base": BASE, "params": params, "num_samples": 4, "sampler": {"type": sampler, "seed": 0}})
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    first = open_studies(space, "resumed", url)[0].study
+    drawn = first.ask(distributions(space))
+    first.tell(drawn, 0.5)  # the first driver finished trial 0, then died
+    resumed = open_studies(space, "resumed", url)[0].study
+    assert resumed.ask(distributions(space)).params != drawn.params

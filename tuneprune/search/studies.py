@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import numpy as np
 import optuna
 import sqlalchemy
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
@@ -149,8 +150,10 @@ def distributions(space: SearchSpace) -> dict[str, BaseDistribution]:
     return out
 
 
-def make_sampler(space: SearchSpace, offset: int = 0) -> optuna.samplers.BaseSampler:
-    """The sampler the space names, seeded with ``seed + offset`` (one offset per grid point)."""
+def make_sampler(space: SearchSpace, offset: int = 0, asked: int = 0) -> optuna.samplers.BaseSampler:
+    """The sampler the space names, seeded with ``seed + offset`` (one offset per grid point) for a new study; for
+    one already holding ``asked`` trials (a resumed or joined search) with a seed drawn from all three, so that
+    it does not draw the values of the study's first trials again."""
     samplers: dict[str, Callable[..., optuna.samplers.BaseSampler]] = {
         "tpe": lambda seed: optuna.samplers.TPESampler(seed=seed, multivariate=True),
         "nsga2": optuna.samplers.NSGAIISampler,
@@ -158,7 +161,10 @@ def make_sampler(space: SearchSpace, offset: int = 0) -> optuna.samplers.BaseSam
         "gp": optuna.samplers.GPSampler,
         "random": optuna.samplers.RandomSampler,
     }
-    return samplers[space.sampler.type](seed=space.sampler.seed + offset)
+    seed = space.sampler.seed + offset
+    if asked:
+        seed = int(np.random.SeedSequence([space.sampler.seed, offset, asked]).generate_state(1)[0])
+    return samplers[space.sampler.type](seed=seed)
 
 
 def study_name(search_name: str, grid_point: dict[str, Any]) -> str:
@@ -312,6 +318,8 @@ def open_studies(space: SearchSpace, name: str, storage_url: str, shared: bool =
             sampler=make_sampler(space, i),
             load_if_exists=True,
         )
+        if asked := len(study.get_trials(deepcopy=False)):
+            study.sampler = make_sampler(space, i, asked)
         study.set_user_attr("objectives", json.dumps(space.objectives))
         study.set_user_attr("grid_point", json.dumps(point))
         study.set_user_attr("search", name)
