@@ -27,15 +27,15 @@ def prunable_layers(model: nn.Module, min_size: int = 0) -> list[tuple[str, Prun
 def pruned_layers(model: nn.Module, min_size: int = 0) -> list[tuple[str, PrunableLayer]]:
     """:func:`prunable_layers`, at least one: else a one-line :class:`ConfigError` naming ``min_size`` and its range."""
     layers = prunable_layers(model, min_size)
+    if layers:
+        return layers
     sizes = [module.weight.numel() for _, module in prunable_layers(model)]
     if not sizes:
         raise ConfigError("the model has no prunable layers (Conv2d/Linear)")
-    if not layers:
-        raise ConfigError(
-            f"sparsity.min_size = {min_size}: the model has no prunable layers with that many weights, "
-            f"allowed: up to {max(sizes)} (its largest Conv2d/Linear)"
-        )
-    return layers
+    raise ConfigError(
+        f"sparsity.min_size = {min_size}: the model has no prunable layers with that many weights, "
+        f"allowed: up to {max(sizes)} (its largest Conv2d/Linear)"
+    )
 
 
 def original_weight(module: nn.Module) -> nn.Parameter:
