@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,7 @@ class Source:
     summary: dict[str, Any]
     tracking_uri: str
     results_dir: Path
+    _tracking_checked: bool = field(default=False, init=False, repr=False)
 
     @property
     def name(self) -> str:
@@ -58,9 +59,7 @@ class Source:
         from tuneprune.output.commands import run_url
 
         try:
-            if store_missing(self.tracking_uri):
-                return None
-            check_tracking_reachable(self.tracking_uri)
+            self.check_tracking()
             experiment_id = self.client.get_run(self.parent_run_id).info.experiment_id
         except Exception:  # any MLflow lookup failure means there is no page to show
             return None
@@ -83,7 +82,10 @@ class Source:
             raise ConfigError(f"source = {self.label!r}: an {self.kind}, not a search")
 
     def check_tracking(self) -> None:
-        """The tracking store (reachable) and the parent run must exist: the report reads from it and logs to it."""
+        """The tracking store (reachable) and the parent run must exist: the report reads from it and logs to it.
+        Checked once per source (a server's check is a request): after a success, later calls return at once."""
+        if self._tracking_checked:
+            return
         if store_missing(self.tracking_uri):
             raise ConfigError(f"source = {self.label!r}: no MLflow store at {self.tracking_uri}")
         check_tracking_reachable(self.tracking_uri)  # within seconds: a server out of reach is retried for minutes
@@ -93,6 +95,7 @@ class Source:
             raise ConfigError(
                 f"source = {self.label!r}: its parent run {self.parent_run_id} is not in {self.tracking_uri}"
             ) from None
+        self._tracking_checked = True
 
 
 def artifact_text(label: str, tracking_uri: str, run_id: str, path: str) -> str:
