@@ -45,7 +45,7 @@ class RunConfig(StrictModel):
     )
     synthetic_samples: int = Field(512, ge=16, description="synthetic: number of samples")
     synthetic_classes: int = Field(10, ge=2, description="synthetic: number of classes")
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="data split, initialisation and data order (32 bits)")
 
     epochs: int = Field(160, ge=1)
     batch_size: int = Field(128, ge=1)
