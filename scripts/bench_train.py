@@ -54,6 +54,7 @@ def plain_loop(name: str, data: DatasetSplits, device: torch.device, args: argpa
     model = create_model(name, NUM_CLASSES, 3).to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
     x, y, n = data.x_train, data.y_train, len(data.x_train)
+    pad_value = torch.tensor(data.pad_value, device=device)
     elapsed = 0.0
     for epoch in range(args.epochs):
         model.train()
@@ -63,7 +64,7 @@ def plain_loop(name: str, data: DatasetSplits, device: torch.device, args: argpa
         order = torch.randperm(n, generator=g, device=device)
         for i in range(0, n, args.batch_size):
             index = order[i : i + args.batch_size]
-            loss = F.cross_entropy(model(augment_batch(x[index], g)), y[index])
+            loss = F.cross_entropy(model(augment_batch(x[index], g, pad_value=pad_value)), y[index])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), 3.0)

@@ -205,6 +205,7 @@ class PackedTrainer:
                 shuffle=True,
                 seed=c.seed,
                 augment=c.augment if c.augment is not None else c.dataset.startswith("cifar"),
+                pad_value=d.pad_value,
             )
             for c, d in zip(configs, self.data, strict=True)
         ]
