@@ -50,7 +50,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench_common import FigureFile, add_json_argument, load_average
+from bench_common import FigureFile, add_json_argument, load_average, positive_int
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ROOT / "scripts"
@@ -246,13 +246,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--space", type=Path, default=ROOT / "search_spaces" / "digits_demo.yaml")
     parser.add_argument("--set", dest="overrides", action="append", default=[])
-    parser.add_argument("--trials", type=int, nargs="+", metavar="N", help="searches of N one-epoch trials each")
-    parser.add_argument("--cpus", type=int, default=2, help="slots: the local Ray's CPUs, or the two worker nodes'")
+    parser.add_argument(
+        "--trials", type=positive_int, nargs="+", metavar="N", help="searches of N one-epoch trials each"
+    )
+    parser.add_argument(
+        "--cpus", type=positive_int, default=2, help="slots: the local Ray's CPUs, or the two worker nodes'"
+    )
     parser.add_argument("--cluster", action="store_true", help="on a loopback cluster (PostgreSQL, MLflow server)")
     add_json_argument(parser)
     args = parser.parse_args()
-    if args.trials and min(args.trials) < 1:
-        parser.error("--trials: each N must be >= 1")
     for var, value in (("RAY_USAGE_STATS_ENABLED", "0"), ("MLFLOW_DISABLE_TELEMETRY", "true"), ("DO_NOT_TRACK", "1")):
         os.environ.setdefault(var, value)
 

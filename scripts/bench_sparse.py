@@ -41,8 +41,11 @@ from bench_common import (
     add_machine_arguments,
     bench_each,
     launches,
+    model_names,
+    positive_int,
     start,
     sync,
+    whole_number,
 )
 
 from tuneprune.sparsity import SparsityConfig, original_weight
@@ -158,21 +161,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--models",
+        type=model_names,
         default="resnet20,resnet20x2,mobilenet_v1,densenet40_24,resnet18",
         help="comma-separated registry names",
     )
     parser.add_argument(
-        "--steps", type=int, default=6, help="timed training steps per model and mode (0: thresholds only)"
+        "--steps", type=whole_number, default=6, help="timed training steps per model and mode (0: thresholds only)"
     )
-    parser.add_argument("--warmup", type=int, default=1, help="untimed steps first")
-    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--warmup", type=whole_number, default=1, help="untimed steps first")
+    parser.add_argument("--batch-size", type=positive_int, default=128)
     parser.add_argument("--sparsity", type=float, default=0.9, help="constant sparsity of the sparse run")
     parser.add_argument(
         "--sparse-config",
         default="{}",
         help="more sparsity settings, YAML flow, e.g. '{threshold: layer, drop: {rho: 0.5, mode: layer}}'",
     )
-    parser.add_argument("--threshold-repeats", type=int, default=3)
+    parser.add_argument("--threshold-repeats", type=positive_int, default=3)
     add_machine_arguments(parser)
     add_json_argument(parser)
     args = parser.parse_args()

@@ -48,18 +48,31 @@ def test_bench_pack_prints_throughput_and_launch_tables():
 
 
 @pytest.mark.parametrize(
-    ("argument", "value"),
-    [("--packs", "2,x"), ("--packs", "0"), ("--steps", "-1"), ("--steps", "0"), ("--repeats", "0")],
-)
-def test_bench_pack_refuses_a_bad_count_before_it_measures(argument, value):
-    """A K, step or repeat count that is not a whole number >= 1: argparse's one line naming the option, exit 2
-    (``--packs 2,x`` and ``--steps -1`` ended in tracebacks, ``--steps 0`` ran the default count silently)."""
+    ("script", "argument", "value"),
+    [
+        ("bench_pack", "--packs", "2,x"), ("bench_pack", "--packs", "0"), ("bench_pack", "--steps", "-1"),
+        ("bench_pack", "--steps", "0"), ("bench_pack", "--repeats", "0"), ("bench_pack", "--models", "nope"),
+        ("bench_sparse", "--models", "resnet20,nope"), ("bench_sparse", "--steps", "-1"),
+        ("bench_sparse", "--batch-size", "0"), ("bench_sparse", "--threads", "0"),
+        ("bench_train", "--models", "nope"), ("bench_train", "--images", "0"), ("bench_train", "--epochs", "x"),
+        ("bench_search", "--trials", "0"), ("bench_search", "--cpus", "0"),
+        ("bench_trainable", "--matmuls", "0"), ("bench_trainable", "--repeats", "-1"),
+        ("bench_early_stop", "--seeds", "0,x"), ("bench_early_stop", "--epochs", "0"),
+    ],
+)  # fmt: skip
+def test_benchmarks_refuse_a_bad_count_or_model_before_they_measure(script, argument, value):
+    """A count that is not a whole number (>= 1, or >= 0 where 0 means none) or a model not in the registry:
+    argparse's one line naming the option (and for a model, the allowed names), exit 2, before any work
+    (``--models nope``, ``--packs 2,x`` and ``--steps -1`` ended in tracebacks, ``--steps 0`` ran the default count
+    silently, counts of 0 started a benchmark)."""
     out = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "bench_pack.py"), "--device", "cpu", argument, value],
-        capture_output=True, text=True, timeout=120, cwd=ROOT,
+        [sys.executable, str(ROOT / "scripts" / f"{script}.py"), argument, value],
+        capture_output=True, text=True, timeout=60, cwd=ROOT,
     )  # fmt: skip
     assert out.returncode == 2, out.stderr[-2000:]
     assert f"argument {argument}: " in out.stderr.strip().splitlines()[-1]
+    if argument == "--models":
+        assert "unknown model 'nope', allowed: densenet40_24, " in out.stderr.strip().splitlines()[-1]
     assert "Traceback" not in out.stderr
 
 
