@@ -165,6 +165,19 @@ def test_fit_alpha_without_alpha_points_exits_2(tmp_path, capsys):
     assert repr(str(directory)) in err
 
 
+@pytest.mark.parametrize("command", ["fit-alpha", "fit-scheduler"])
+@pytest.mark.parametrize("out", [True, False], ids=["out", "default"])
+def test_a_refused_fit_creates_no_output_folder(command, out, tmp_path, capsys):
+    """A source the fit refuses (here no alpha point, no MLflow store) exits 2 in one line and leaves neither ``--out``
+    nor the default ``RESULTS/fit-...`` folder behind (both were made before the refusal)."""
+    directory = tmp_path / "runs" / "plain"
+    synthetic_alpha_search(directory, "plain", [])
+    assert main([command, str(directory), *(["--out", str(tmp_path / "fit")] if out else [])]) == 2
+    assert "\n" not in capsys.readouterr().err.strip()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["runs"]
+    assert sorted(p.name for p in directory.iterdir()) == ["summary.json"]
+
+
 def test_fit_alpha_judges_chance_by_the_accuracy_objective_the_report_uses(tmp_path, capsys):
     """Objectives (mask stability, test_acc): a trial is near chance by its test_acc, the accuracy of the search's
     fronts (``accuracy_metric``), not by val_acc, which the search did not optimise."""
