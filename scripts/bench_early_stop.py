@@ -83,8 +83,16 @@ def main() -> None:
     import ray
 
     from tuneprune.search import prepare_search, run_search
+    from tuneprune.search.space import load_space
+    from tuneprune.shared.config import ConfigError
 
     seeds = args.seeds
+    try:  # the spaces as the searches will load them, before Ray starts (--reduction-factor 1 failed after it)
+        for seed in seeds:
+            for rule in RULES:
+                load_space(space(args, seed, rule))
+    except ConfigError as err:
+        parser.error(str(err))
     print(
         f"device: {device_name(torch.device('cpu'))} (load average {load_average()}); {args.trials} trials of {args.epochs} epochs per search, seeds {seeds}, "
         f"grace period {args.grace_period}, reduction factor {args.reduction_factor:g}"

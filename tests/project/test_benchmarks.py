@@ -76,6 +76,19 @@ def test_benchmarks_refuse_a_bad_count_or_model_before_they_measure(script, argu
     assert "Traceback" not in out.stderr
 
 
+def test_bench_early_stop_refuses_a_space_the_search_would_refuse_before_ray_starts():
+    """``--reduction-factor 1`` started Ray, then ended in the search's ConfigError traceback."""
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "bench_early_stop.py"), "--reduction-factor", "1"],
+        capture_output=True, text=True, timeout=60, cwd=ROOT,
+    )  # fmt: skip
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert out.stderr.strip().splitlines()[-1] == (
+        "bench_early_stop.py: error: early_stopping.reduction_factor = 1.0: Input should be greater than 1"
+    )
+    assert out.stdout == ""  # nothing measured
+
+
 @pytest.mark.ray  # the script starts its own local Ray
 def test_bench_search_counts_each_trials_bookkeeping_in_the_driver_and_the_workers(tmp_path):
     figures = tmp_path / "search.json"
