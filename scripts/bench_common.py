@@ -23,7 +23,7 @@ NUM_CLASSES = 10
 
 
 def add_machine_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--devices", default="cpu,cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--devices", type=device_names, default="cpu,cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=positive_int, help="torch CPU threads (default: torch's choice)")
 
 
@@ -55,6 +55,21 @@ def model_names(text: str) -> list[str]:
     unknown = [name for name in names if name not in MODELS]
     if unknown:
         raise argparse.ArgumentTypeError(f"unknown model {unknown[0]!r}, allowed: {', '.join(sorted(MODELS))}")
+    return names
+
+
+def device_names(text: str) -> list[str]:
+    """An argparse type: comma-separated devices of this machine (``cpu``, ``cuda``, ``cuda:1``)."""
+    names = text.split(",")
+    for name in names:
+        try:
+            kind = torch.device(name).type
+        except RuntimeError:
+            kind = None
+        if kind not in ("cpu", "cuda"):
+            raise argparse.ArgumentTypeError(f"unknown device {name!r}, allowed: cpu, cuda")
+        if kind == "cuda" and not torch.cuda.is_available():
+            raise argparse.ArgumentTypeError(f"{name}: CUDA is not available on this machine")
     return names
 
 
@@ -119,7 +134,7 @@ def bench_each(
 ) -> list[dict[str, Any]]:
     """``bench(model, device, args)`` for each device of ``--devices`` and model of ``--models``; each row also goes to ``figures``."""
     rows = []
-    for device in args.devices.split(","):
+    for device in args.devices:
         for name in args.models:
             rows.append(bench(name, torch.device(device), args))
             figures.add(table, rows[-1])

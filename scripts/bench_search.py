@@ -257,6 +257,17 @@ def main() -> None:
     args = parser.parse_args()
     for var, value in (("RAY_USAGE_STATS_ENABLED", "0"), ("MLFLOW_DISABLE_TELEMETRY", "true"), ("DO_NOT_TRACK", "1")):
         os.environ.setdefault(var, value)
+    from tuneprune.cluster.drivers import space_document
+    from tuneprune.search.space import load_space
+    from tuneprune.shared.config import ConfigError
+
+    try:  # each search's space as it will load, before anything starts (a bad --space or --set was a traceback)
+        base = space_document(args.space, args.overrides, None)
+        searches = [(f"{n} trials", trials_document(base, n)) for n in args.trials or []] or [(args.space.stem, base)]
+        for _, document in searches:
+            load_space(document)
+    except ConfigError as err:
+        parser.error(str(err))
 
     nodes = Path(tempfile.mkdtemp(prefix="tpb-", dir="/tmp"))  # short: Ray's socket paths live below
     os.chmod(nodes, 0o711)  # PostgreSQL's own user (as root: `postgres`) traverses it to its directory
@@ -266,10 +277,6 @@ def main() -> None:
     import ray
     from mlflow.tracking import MlflowClient
 
-    from tuneprune.cluster.drivers import space_document
-
-    base = space_document(args.space, args.overrides, None)
-    searches = [(f"{n} trials", trials_document(base, n)) for n in args.trials or []] or [(args.space.stem, base)]
     driver_counts: Counter = Counter()
     count_calls(MlflowClient, "mlflow", driver_counts)
     count_calls(optuna.storages.RDBStorage, "optuna", driver_counts)

@@ -58,6 +58,7 @@ def test_bench_pack_prints_throughput_and_launch_tables():
         ("bench_search", "--trials", "0"), ("bench_search", "--cpus", "0"),
         ("bench_trainable", "--matmuls", "0"), ("bench_trainable", "--repeats", "-1"),
         ("bench_early_stop", "--seeds", "0,x"), ("bench_early_stop", "--epochs", "0"),
+        ("bench_sparse", "--devices", "nope"), ("bench_train", "--devices", "cpu,nope"),
     ],
 )  # fmt: skip
 def test_benchmarks_refuse_a_bad_count_or_model_before_they_measure(script, argument, value):
@@ -76,16 +77,28 @@ def test_benchmarks_refuse_a_bad_count_or_model_before_they_measure(script, argu
     assert "Traceback" not in out.stderr
 
 
-def test_bench_early_stop_refuses_a_space_the_search_would_refuse_before_ray_starts():
-    """``--reduction-factor 1`` started Ray, then ended in the search's ConfigError traceback."""
+@pytest.mark.parametrize(
+    ("script", "arguments", "error"),
+    [
+        ("bench_early_stop", ["--reduction-factor", "1"],
+         "early_stopping.reduction_factor = 1.0: Input should be greater than 1"),
+        ("bench_search", ["--set", "base.epochs=0"], "base.epochs = 0: Input should be greater than or equal to 1"),
+        ("bench_search", ["--space", "absent.yaml"], "absent.yaml: file not found"),
+        ("bench_sparse", ["--sparse-config", "{threshold: median}"], "threshold = 'median': Input should be 'global' or 'layer'"),
+        ("bench_sparse", ["--sparse-config", "layer"],
+         "--sparse-config = 'layer': a YAML mapping is required, e.g. '{threshold: layer}'"),
+    ],
+)  # fmt: skip
+def test_benchmarks_refuse_a_setting_the_run_would_refuse_before_they_start(script, arguments, error, tmp_path):
+    """A space or sparsity setting the search or the Sparsifier refuses: one line naming the field, exit 2, before
+    anything runs (``bench_early_stop.py`` started Ray and ``bench_sparse.py`` built its first model, then each ended
+    in a traceback; ``bench_search.py`` also left its temporary folder in /tmp)."""
     out = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "bench_early_stop.py"), "--reduction-factor", "1"],
-        capture_output=True, text=True, timeout=60, cwd=ROOT,
+        [sys.executable, str(ROOT / "scripts" / f"{script}.py"), *arguments],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path,
     )  # fmt: skip
     assert out.returncode == 2, out.stderr[-2000:]
-    assert out.stderr.strip().splitlines()[-1] == (
-        "bench_early_stop.py: error: early_stopping.reduction_factor = 1.0: Input should be greater than 1"
-    )
+    assert out.stderr.strip().splitlines()[-1] == f"{script}.py: error: {error}"
     assert out.stdout == ""  # nothing measured
 
 
