@@ -211,6 +211,29 @@ def test_gpu_check_refuses_out_without_a_folder():
     assert out.stderr.strip() == "gpu_check.sh: --out needs a folder (--out DIR)"
 
 
+@pytest.mark.parametrize("where", ["/proc/tuneprune-gpu-check", "a-file/figures"])
+def test_gpu_check_refuses_an_out_folder_it_cannot_make_before_it_writes_anywhere(where, tmp_path):
+    """A ``--out`` that cannot be made (under /proc, under a file): ``cd`` failed, DIR became empty and the script
+    went on with ``rm -f /*.json`` and wrote its parts into ``/``; now one line naming it, exit 2, nothing removed
+    or written. (``rm`` is a recorder on PATH and PYTHON fails, so that the old script removed nothing here.)"""
+    (tmp_path / "a-file").write_text("not a folder")
+    shims = tmp_path / "bin"
+    shims.mkdir()
+    (shims / "rm").write_text(f'#!/bin/sh\necho "$@" >> {tmp_path / "removed"}\n')
+    (shims / "rm").chmod(0o755)
+    out_dir = where if where.startswith("/") else str(tmp_path / where)
+    env = {**os.environ, "PYTHON": "/bin/false", "PATH": f"{shims}:{os.environ['PATH']}"}
+    out = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "gpu_check.sh"), "--cpu-smoke", "--out", out_dir],
+        capture_output=True, text=True, timeout=60, env=env,
+    )  # fmt: skip
+    assert out.returncode == 2
+    assert out.stderr.strip() == (
+        f"gpu_check.sh: --out {out_dir}: cannot make or write that folder (allowed: a writable folder)"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "bin"]  # no rm ran
+
+
 @pytest.mark.ray
 def test_bench_early_stop_prints_each_rule_as_a_ratio_to_no_stopping():
     out = subprocess.run(
