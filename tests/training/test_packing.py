@@ -118,6 +118,16 @@ def test_dense_members_train_bit_for_bit_as_alone():
         assert "sparsity" not in member.history[0]
 
 
+def test_a_dense_member_beside_sparse_ones_clips_bit_for_bit_as_alone():
+    """formulas §10.7: a member's gradient norm is summed in the order ``clip_grad_norm_`` meets its parameters alone;
+    alone, a dense member's weights are not parametrized (each weight in its own place, before its bias), a sparse
+    member's are (after its bias). A dense member packed with a sparse one, its clipping active, trains its solo trial."""
+    configs = [config(GLOBAL_CUBIC, epochs=1), config(DENSE, epochs=1, grad_clip=0.05)]
+    members = train_packed(configs)
+    for member, run_config in zip(members, configs, strict=True):
+        assert_same_history(member.history, list(solo(run_config)[0]))
+
+
 def test_bf16_members_train_bit_for_bit_as_alone():
     """``precision: bf16`` runs the pack's forward and losses under the same autocast as the solo loop."""
     configs = [

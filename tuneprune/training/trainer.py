@@ -189,7 +189,7 @@ class PackedTrainer:
         prunable = [f"{name}.weight" for name, _ in pruned_layers(self.models[0], min_size)] if sparse else []
         mode = forward_mode or ("vmap" if self.device.type == "cuda" and len(configs) > 1 and not hooked else "loop")
         memory_format = torch.channels_last if first.channels_last else torch.contiguous_format
-        self.stack = StackedModel(self.models, prunable, mode, memory_format)
+        self.stack = StackedModel(self.models, prunable, mode, memory_format, [c.sparsity is not None for c in configs])
         self.steps_per_epoch = math.ceil(len(self.data[0].x_train) / first.batch_size)
         self.epochs = first.epochs
         self.p = sparse[0].operator_p if sparse else 1.0
@@ -308,7 +308,7 @@ class PackedTrainer:
             self._hooks_after_backward(params)
         with single_threaded(self.device):
             if self.optimizer.clipping:
-                self.optimizer.clip(params, self.stack.grad_pieces())
+                self.optimizer.clip(params, *self.stack.grad_pieces())
             self.optimizer.step(params, step)
         return losses.detach(), logits.detach().argmax(-1) == y
 
