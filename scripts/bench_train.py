@@ -23,7 +23,16 @@ from typing import Any
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from bench_common import FigureFile, add_json_argument, add_machine_arguments, bench_each, load_average, start
+from bench_common import (
+    FigureFile,
+    add_json_argument,
+    add_machine_arguments,
+    bench_each,
+    load_average,
+    model_names,
+    positive_int,
+    start,
+)
 
 from tuneprune.data import DatasetSplits, augment_batch
 from tuneprune.models import create_model
@@ -120,12 +129,17 @@ def print_table(rows: list[dict[str, Any]]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--models", default="resnet20x2,mobilenet_v1,densenet40_24,resnet18", help="comma-separated registry names"
+        "--models",
+        type=model_names,
+        default="resnet20x2,mobilenet_v1,densenet40_24,resnet18",
+        help="comma-separated registry names",
     )
-    parser.add_argument("--images", type=int, default=512, help="training images per epoch")
-    parser.add_argument("--epochs", type=int, default=2, help="epochs per run; the last one is timed")
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--repeats", type=int, default=2, help="rounds of all variants; each figure is its best round")
+    parser.add_argument("--images", type=positive_int, default=512, help="training images per epoch")
+    parser.add_argument("--epochs", type=positive_int, default=2, help="epochs per run; the last one is timed")
+    parser.add_argument("--batch-size", type=positive_int, default=128)
+    parser.add_argument(
+        "--repeats", type=positive_int, default=2, help="rounds of all variants; each figure is its best round"
+    )
     parser.add_argument(
         "--switches", action="store_true", help="also the sparse run with bf16 autocast and channels_last"
     )

@@ -19,6 +19,7 @@ from tuneprune.reports import Report, fit_tangent, tangent
 from tuneprune.reports.sections import front_section
 from tuneprune.reports.tangent import DEFAULT_POLE_MARGIN, AlphaFit
 from tuneprune.reports.usable import accuracy_metric
+from tuneprune.shared.config import ConfigError
 from tuneprune.shared.pareto import Plane, front_indices, hypervolume, non_dominated
 from tuneprune.sparsity import alpha_for_target, resolve_alpha
 from tuneprune.sparsity.theta import PUBLISHED_ALPHA_RULE
@@ -56,6 +57,27 @@ def test_fewer_than_four_points_keep_c2_c3_published(n, free):
     assert fit.free == free
     assert (fit.constants["c2"], fit.constants["c3"]) == (PUBLISHED_ALPHA_RULE["c2"], PUBLISHED_ALPHA_RULE["c3"])
     assert fit.rmse < 1e-6 if n <= 2 else fit.rmse < 0.01
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "api"),
+    [
+        ("--constants", "c1,c5", {"free": ["c1", "c5"]}),
+        ("--constants", "", {"free": []}),
+        ("--pole-margin", "-0.01", {"pole_margin": -0.01}),
+        ("--pole-margin", "0.1", {"pole_margin": 0.1}),
+    ],
+)
+def test_fit_tangent_refuses_what_fit_alpha_refuses_in_the_same_line(option, value, api, tmp_path, capsys):
+    """The Python API checks its constants and pole margin as the CLI does (it raised KeyError for c5, and fitted with
+    a negative margin, poles allowed inside the range), with the CLI's message; the CLI checks before reading a source."""
+    with pytest.raises(ConfigError) as refused:
+        fit_tangent(TARGETS, published(np.array(TARGETS)), **api)
+    assert main(["fit-alpha", str(tmp_path / "absent"), option, value]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"tuneprune fit-alpha: error: {refused.value}"
+    assert "\n" not in err
+    assert err.startswith(f"tuneprune fit-alpha: error: {option} = ")
 
 
 def test_a_fit_with_c2_free_and_negative_is_judged_by_its_true_poles():
@@ -163,6 +185,19 @@ def test_fit_alpha_without_alpha_points_exits_2(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert "\n" not in err
     assert repr(str(directory)) in err
+
+
+@pytest.mark.parametrize("command", ["fit-alpha", "fit-scheduler"])
+@pytest.mark.parametrize("out", [True, False], ids=["out", "default"])
+def test_a_refused_fit_creates_no_output_folder(command, out, tmp_path, capsys):
+    """A source the fit refuses (here no alpha point, no MLflow store) exits 2 in one line and leaves neither ``--out``
+    nor the default ``RESULTS/fit-...`` folder behind (both were made before the refusal)."""
+    directory = tmp_path / "runs" / "plain"
+    synthetic_alpha_search(directory, "plain", [])
+    assert main([command, str(directory), *(["--out", str(tmp_path / "fit")] if out else [])]) == 2
+    assert "\n" not in capsys.readouterr().err.strip()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["runs"]
+    assert sorted(p.name for p in directory.iterdir()) == ["summary.json"]
 
 
 def test_fit_alpha_judges_chance_by_the_accuracy_objective_the_report_uses(tmp_path, capsys):

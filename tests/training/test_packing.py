@@ -336,3 +336,24 @@ def test_models_of_another_architecture_are_refused():
     models = [create_model("resnet20", 10, 1), create_model("resnet32", 10, 1)]
     with pytest.raises(ValueError, match=r"models\[1\] differs from models\[0\]"):
         PackedTrainer(configs, models=models)
+
+
+def test_a_last_batch_of_one_is_checked_once_for_members_of_one_architecture(monkeypatch):
+    """1293 digits training images in batches of 68 leave a last batch of one: the one-image forward that checks the
+    model trains on it ran for each of K registry members (K copies and forwards of one architecture), now once;
+    members given their own ``models`` are each checked."""
+    import tuneprune.training.trainer
+
+    checks = []
+    check_last_batch = tuneprune.training.trainer.check_last_batch
+
+    def counted(*args):
+        checks.append(args)
+        return check_last_batch(*args)
+
+    monkeypatch.setattr(tuneprune.training.trainer, "check_last_batch", counted)
+    configs = [config({"seed": seed}, batch_size=68) for seed in range(3)]
+    PackedTrainer(configs)
+    assert len(checks) == 1
+    PackedTrainer(configs, models=[create_model("small_cnn", 10, 1) for _ in configs])
+    assert len(checks) == 1 + 3

@@ -178,7 +178,9 @@ class PackedTrainer:
             model.to(self.device)
             if config.channels_last:  # the model, and each batch in the forward
                 model.to(memory_format=torch.channels_last)
-            check_last_batch(model, config, splits.x_train)
+            # the registry's model on the loaded data is one architecture on one data shape for all members: one check
+            if k == 0 or models is not None or data is not None:
+                check_last_batch(model, config, splits.x_train)
             if states is not None:
                 model.load_state_dict(states[k]["model"])
             self.models.append(model)
