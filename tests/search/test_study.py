@@ -75,6 +75,40 @@ def test_table_means_stds_marks_and_published_difference():
     assert f"**{rows[0][1]}**" in table.markdown()
 
 
+def welch_p(a: list[float], b: list[float]) -> float:
+    """Welch's two-sided p-value written out (formulas §11), for comparison with the table's."""
+    from scipy.stats import t
+
+    va, vb = np.var(a, ddof=1) / len(a), np.var(b, ddof=1) / len(b)
+    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+    return float(2 * t.sf(abs(np.mean(a) - np.mean(b)) / np.sqrt(va + vb), df))
+
+
+def test_no_test_when_the_seeds_of_both_methods_have_no_variance():
+    """formulas §11: no Welch test when both variances are 0, e.g. two methods whose every seed collapsed to one class
+    (MNIST's '1' is 11.35 % of the test set, its '0' 9.80 %); their seeds' spread separates nothing."""
+    study = validate(StudyConfig, {"methods": METHODS, "targets": [0.99, 0.998], "seeds": [0, 1, 2]})
+    values = {
+        ("feather", 0.99): [0.1135, 0.1135, 0.1135], ("slow", 0.99): [0.0980, 0.0980, 0.0980],
+        # 40 of 360 test images in every seed: the mean of three 11.11...% rounds, a float variance of 5e-30, not 0
+        ("feather", 0.998): [40 / 360] * 3, ("slow", 0.998): [0.1] * 3,
+    }  # fmt: skip
+    table = study_table(study, trials_of(values))
+    for target in (0.99, 0.998):
+        cell = table.cells[(None, "slow", target)]
+        assert cell.p_value is None
+        assert not cell.significant
+    assert "0 of 0 comparisons differ" in table.legend()
+
+
+def test_p_values_are_welchs():
+    study = validate(StudyConfig, {"methods": METHODS, "targets": [0.9], "seeds": [0, 1, 2]})
+    values = {("feather", 0.9): [0.80, 0.80, 0.80], ("slow", 0.9): [0.70, 0.74, 0.71]}  # one side without variance
+    cell = study_table(study, trials_of(values)).cells[(None, "slow", 0.9)]
+    assert cell.p_value == pytest.approx(welch_p([70.0, 74.0, 71.0], [80.0, 80.0, 80.0]))
+    assert cell.significant
+
+
 def test_published_with_models_needs_a_known_model():
     from tuneprune.shared.config import ConfigError
 
