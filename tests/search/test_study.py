@@ -15,7 +15,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from tuneprune.reports.study_table import study_table
+from tuneprune.reports.study_table import BEST_MARK, study_table
 from tuneprune.search.studies import study_names
 from tuneprune.search.study_config import StudyConfig
 from tuneprune.shared.config import validate
@@ -107,6 +107,17 @@ def test_p_values_are_welchs():
     cell = study_table(study, trials_of(values)).cells[(None, "slow", 0.9)]
     assert cell.p_value == pytest.approx(welch_p([70.0, 74.0, 71.0], [80.0, 80.0, 80.0]))
     assert cell.significant
+
+
+def test_equal_means_are_all_marked_best_whatever_the_order_of_the_seeds():
+    """formulas §11: the best of a column is the largest mean, ties all marked. Accuracies are counts of test images;
+    two methods with the same counts in another seed order (or the same total count) have the same mean."""
+    study = validate(StudyConfig, {"methods": METHODS, "targets": [0.9], "seeds": [0, 1, 2]})
+    counts = {"feather": [121, 174, 155], "slow": [155, 121, 174]}
+    assert sum(counts["feather"]) == sum(counts["slow"])  # the means are equal: a tie
+    table = study_table(study, trials_of({(m, 0.9): [c / 360 for c in cs] for m, cs in counts.items()}))
+    assert all(table.cells[(None, m, 0.9)].best for m in counts)
+    assert all(row[1].endswith(BEST_MARK) for row in table.text_rows())
 
 
 def test_published_with_models_needs_a_known_model():

@@ -202,8 +202,8 @@ def study_table(study: StudyConfig, trials: Iterable[dict[str, Any]]) -> StudyTa
             column = [cells[(model, m, t)] for m in study.methods]
             filled = [c for c in column if c.values]
             top = max((c.mean for c in filled), default=math.nan)
-            for c in filled:
-                c.best = c.mean == top
+            for c in filled:  # equal means tie: summed in another seed order, the float mean may differ in the last bit
+                c.best = math.isclose(c.mean, top, rel_tol=1e-9)
             base = cells[(model, study.baseline_method, t)]
             for c in column:
                 if c is base or len(c.values) < 2 or len(base.values) < 2 or not (c.varies or base.varies):
