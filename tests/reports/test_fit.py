@@ -143,6 +143,20 @@ def test_fit_alpha_cli_on_results_directories(tmp_path, capsys):
     assert html.count('<img src="data:image/png;base64,') == len(list(out.glob("*.png"))) == 1
 
 
+def test_fit_alpha_counts_each_point_once_when_two_searches_share_a_name(tmp_path, capsys):
+    """Two stores may each hold a search of the default name (the space file's); fitted together, each search's best
+    alpha per grid point is one point, as for searches of different names."""
+    synthetic_alpha_search(tmp_path / "a" / "feather_alpha", "feather_alpha", ["resnet20x2", "mobilenet_v1"])
+    synthetic_alpha_search(tmp_path / "b" / "feather_alpha", "feather_alpha", ["densenet40_24"])
+    out = tmp_path / "fit"
+    sources = [str(tmp_path / "a" / "feather_alpha"), str(tmp_path / "b" / "feather_alpha")]
+    assert main(["fit-alpha", *sources, "--out", str(out)]) == 0
+    assert "fitted c1, c2, c3, c4 to 18 points" in capsys.readouterr().out  # 3 models x 6 targets from 0.90
+    rows = list(csv.DictReader((out / "residuals.csv").open()))
+    assert len(rows) == 3 * 7  # 0.8 listed, not fitted
+    assert len({(r["group"], r["target"]) for r in rows}) == len(rows)
+
+
 def study_results(tmp_path, methods: dict[str, dict], targets: Sequence[float], accuracy: Callable[[dict], float]):
     """The results directory of a study of ``methods`` (2 seeds), each trial's val_acc ``accuracy(grid)``; its resolved
     space (the methods) logged to a real MLflow store, as ``tuneprune study`` logs it."""

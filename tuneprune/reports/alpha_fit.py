@@ -33,8 +33,10 @@ def alpha_fit_report(
     and the excluded trials. Too few usable points for the constants: :class:`ConfigError`, before writing."""
     for source in sources:
         source.require_search()
-    candidates = [p for source in sources for p in alpha_candidates(source, rules)]
-    points = [p for s in sources for p in best_alpha_points(s.summary, [c for c in candidates if c.search == s.name])]
+    # each source's own trials (not those of every source of its name: searches in two stores may share one)
+    per_source = [(source, alpha_candidates(source, rules)) for source in sources]
+    points = [p for source, mine in per_source for p in best_alpha_points(source.summary, mine)]
+    candidates = [p for _, mine in per_source for p in mine]
     excluded = [c for c in candidates if c.excluded is not None]
     fitted = [p for p in points if p.target >= ALPHA_RULE_START]
     names = ", ".join(repr(s.label) for s in sources)
