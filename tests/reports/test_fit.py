@@ -157,6 +157,17 @@ def test_fit_alpha_counts_each_point_once_when_two_searches_share_a_name(tmp_pat
     assert len({(r["group"], r["target"]) for r in rows}) == len(rows)
 
 
+def test_fit_alpha_refuses_a_search_given_twice(tmp_path, capsys):
+    """Its points would count twice: one line, exit 2, before anything is written."""
+    synthetic_alpha_search(tmp_path / "runs" / "alpha_a", "alpha_a", ["resnet20x2"])
+    source = str(tmp_path / "runs" / "alpha_a")
+    assert main(["fit-alpha", source, f"{source}/", "--out", str(tmp_path / "fit")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err
+    assert f"source = '{source}/': the search '{source}' names already" in err
+    assert not list((tmp_path / "fit").glob("*"))  # nothing written
+
+
 def study_results(tmp_path, methods: dict[str, dict], targets: Sequence[float], accuracy: Callable[[dict], float]):
     """The results directory of a study of ``methods`` (2 seeds), each trial's val_acc ``accuracy(grid)``; its resolved
     space (the methods) logged to a real MLflow store, as ``tuneprune study`` logs it."""
