@@ -184,6 +184,29 @@ def test_a_trial_whose_values_the_run_config_refuses_together_fails_alone(tmp_pa
     assert best == []
 
 
+def test_a_tie_for_the_best_trial_goes_to_the_lowest_trial_key(tmp_path, stores):
+    """docs/reports.md: of trials with equal objective values summary.json's best is the one of the lower key. Optuna's
+    best_trial (SQL ordered by value alone) took the lower Optuna number: g0-001 over g0-000, the claimed orphan queued
+    again after g0-001 was asked, which carries its key."""
+    from optuna.distributions import BaseDistribution, FloatDistribution
+    from optuna.trial import TrialState, create_trial
+
+    from tuneprune.search.runner import _collect
+    from tuneprune.search.space import load_space
+    from tuneprune.search.studies import CONTINUES, open_studies
+
+    space = load_space(yaml.safe_load(Path(write_space(tmp_path, name="tie")).read_text()))
+    (grid,) = open_studies(space, "tie", stores["storage_url"])
+    lr: dict[str, BaseDistribution] = {"lr": FloatDistribution(0.01, 0.3, log=True)}
+    grid.study.add_trial(create_trial(state=TrialState.FAIL, params={"lr": 0.1}, distributions=lr))
+    grid.study.add_trial(create_trial(value=0.9, params={"lr": 0.2}, distributions=lr))
+    orphan = {"key": "g0-000", CONTINUES: 0}
+    grid.study.add_trial(create_trial(value=0.9, params={"lr": 0.1}, distributions=lr, user_attrs=orphan))
+    trials, best = _collect([grid], space)
+    assert [t["key"] for t in trials] == ["g0-001", "g0-000"]
+    assert [b["key"] for b in best] == ["g0-000"]
+
+
 def test_relative_sqlite_stores_are_made_absolute_for_the_trials(tmp_path, monkeypatch):
     """``--tracking-uri sqlite:///mlruns.db`` (MLflow's own relative form): Ray runs each trial in a directory of its
     own, where that path names another, empty file (every trial failed, "worker error"); the driver hands the trials

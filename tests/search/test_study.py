@@ -101,6 +101,16 @@ def test_no_test_when_the_seeds_of_both_methods_have_no_variance():
     assert "0 of 0 comparisons differ" in table.legend()
 
 
+def test_the_std_of_seeds_that_all_ended_at_one_value_is_zero():
+    """40 of 360 test images in every seed: numpy's std of three equal floats is 2e-15, which study.csv printed; the
+    seeds do not vary (StudyCell.varies), so the std is exactly 0, in the CSV as in the table."""
+    study = validate(StudyConfig, {"methods": METHODS, "targets": [0.998], "seeds": [0, 1, 2]})
+    table = study_table(study, trials_of({("feather", 0.998): [40 / 360] * 3, ("slow", 0.998): [0.1, 0.2, 0.1]}))
+    stds = {row["method"]: row["std"] for row in table.records()}
+    assert stds["feather"] == 0.0
+    assert stds["slow"] > 0
+
+
 def test_p_values_are_welchs():
     study = validate(StudyConfig, {"methods": METHODS, "targets": [0.9], "seeds": [0, 1, 2]})
     values = {("feather", 0.9): [0.80, 0.80, 0.80], ("slow", 0.9): [0.70, 0.74, 0.71]}  # one side without variance

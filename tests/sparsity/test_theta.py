@@ -56,6 +56,52 @@ def test_a_fitted_rule_needs_finite_coefficients(tmp_path, value):
         resolve_alpha(f"fitted:{path}", 0.99)
 
 
+def _rule_with_poles(path, lower, upper, **recorded):
+    """A rule file of the tangent branch between the poles ``lower < upper`` (formulas §10.3), plus ``recorded`` keys."""
+    c2 = math.pi / (upper - lower)
+    path.write_text(yaml.safe_dump({"c1": 0.01, "c2": c2, "c3": math.pi / 2 - c2 * upper, "c4": 0.05, **recorded}))
+    return f"fitted:{path}"
+
+
+def test_a_fitted_rule_refuses_a_target_past_the_range_it_covers(tmp_path):
+    """Past its upper pole the rule gave a huge alpha (or 0 once clipped), past its fitted range plus its pole margin
+    an alpha nothing supports: such a target is refused at load, naming the target, the rule and its range."""
+    rule = _rule_with_poles(tmp_path / "pole.yaml", 0.85, 0.97)
+    assert 0 < resolve_alpha(rule, 0.96) < 1
+    with pytest.raises(ConfigError, match=r"sparsity.target = 0.98: .*covers only targets below 0.97, its upper pole"):
+        validate(SparsityConfig, {"target": 0.98, "theta": {"policy": "log_density", "alpha": rule}})
+    fitted = _rule_with_poles(tmp_path / "fit.yaml", 0.85, 1.05, fitted_range=[0.9, 0.95], pole_margin=0.005)
+    assert resolve_alpha(fitted, 0.955) == round(
+        0.01 * math.tan(math.pi / 0.2 * (0.955 - 1.05) + math.pi / 2) + 0.05, 2
+    )
+    with pytest.raises(
+        ConfigError,
+        match=r"theta.alpha = 'fitted:.*fit.yaml': sparsity.target = 0.96: .*up to 0.955, the range 0.9..0.95 it",
+    ):
+        validate(SparsityConfig, {"target": 0.96, "theta": {"policy": "log_density", "alpha": fitted}})
+
+
+def test_the_published_rule_as_a_file_covers_every_target_auto_does(tmp_path):
+    """Its upper pole is 1.0166: a rule file of the published constants accepts every target below 1, as 'auto'."""
+    path = tmp_path / "rule.yaml"
+    path.write_text("c1: 0.026\nc2: 23.09\nc3: 22.08\nc4: 0.093\n")
+    for target in (0.0, 0.9, 0.95, 0.99, 0.998, 0.9999):
+        assert resolve_alpha(f"fitted:{path}", target) == resolve_alpha("auto", target)
+
+
+def test_a_target_past_a_fitted_rule_exits_2_in_one_line(tmp_path, capsys):
+    from tuneprune.cli import main
+
+    rule = _rule_with_poles(tmp_path / "pole.yaml", 0.85, 0.97)
+    argv = ["train", "--set", "sparsity.theta.policy=log_density", "--set", f"sparsity.theta.alpha={rule}"]
+    assert main([*argv, "--set", "sparsity.target=0.99", "--set", "epochs=1", "--no-progress"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1
+    assert "theta.alpha" in error
+    assert "sparsity.target = 0.99: the rule" in error
+    assert "covers only targets below 0.97" in error
+
+
 def test_an_alpha_in_exponent_notation_is_a_number():
     """YAML 1.1 (PyYAML) reads ``1e-2`` as a string: ``alpha: 1e-2`` or ``--set sparsity.theta.alpha=1e-2`` is 0.01."""
     config = validate(SparsityConfig, yaml.safe_load("theta: {policy: log_density, alpha: 1e-2}"))

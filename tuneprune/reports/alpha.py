@@ -17,6 +17,7 @@ from tuneprune.reports.usable import UsabilityRules, accuracy_metric, chance_acc
 from tuneprune.runs.paths import TARGET_SPARSITY, THETA_ALPHA
 from tuneprune.search.space import METHOD, SearchSpace
 from tuneprune.search.study_config import SEED
+from tuneprune.shared.pareto import best_of
 from tuneprune.sparsity.theta import ALPHA_RULE_START, PUBLISHED_ALPHA_RULE, derived_alpha
 from tuneprune.tracking.runs import flatten
 
@@ -83,15 +84,15 @@ def alpha_candidates(source: Source, rules: UsabilityRules) -> list[AlphaPoint]:
 
 
 def best_alpha_points(summary: dict[str, Any], candidates: Sequence[AlphaPoint]) -> list[AlphaPoint]:
-    """Per grid point (group and target), the usable alpha best in the first objective. The trials of one alpha at one
-    grid point (a study's seeds) count as one point: their mean score and mean achieved sparsity, their keys joined."""
+    """Per grid point (group and target), the usable alpha best in the first objective, a tie to the lowest trial key
+    (:func:`~tuneprune.shared.pareto.best_of`). The trials of one alpha at one grid point (a study's seeds) count as
+    one point: their mean score and mean achieved sparsity, their keys joined."""
     (_, direction), *_ = summary["objectives"].items()
-    sign = 1.0 if direction == "max" else -1.0
     seeds: dict[tuple[str, float, float], list[AlphaPoint]] = {}
     for point in candidates:
         if point.excluded is None:
             seeds.setdefault((point.group, point.target, point.alpha), []).append(point)
-    chosen: dict[tuple[str, float], AlphaPoint] = {}
+    grid_points: dict[tuple[str, float], list[AlphaPoint]] = {}
     for same in seeds.values():
         reached = [p.sparsity for p in same if p.sparsity is not None]
         point = replace(
@@ -100,10 +101,9 @@ def best_alpha_points(summary: dict[str, Any], candidates: Sequence[AlphaPoint])
             score=sum(p.score for p in same) / len(same),
             sparsity=sum(reached) / len(reached) if reached else None,
         )
-        held = chosen.get((point.group, point.target))
-        if held is None or sign * point.score > sign * held.score:
-            chosen[(point.group, point.target)] = point
-    return sorted(chosen.values(), key=lambda p: (p.group, p.target))
+        grid_points.setdefault((point.group, point.target), []).append(point)
+    chosen = [ps[best_of([p.score for p in ps], [p.trial for p in ps], direction)] for ps in grid_points.values()]
+    return sorted(chosen, key=lambda p: (p.group, p.target))
 
 
 def residual_rows(points: Sequence[AlphaPoint], fit: AlphaFit) -> list[dict[str, Any]]:

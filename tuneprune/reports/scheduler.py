@@ -97,17 +97,21 @@ def write_preset(report: Report, trial: Trial, constants: dict[str, float], sear
     return report.write_yaml(name, {k: float(v) for k, v in constants.items()}, header)
 
 
-def lambda_figure(found: Sequence[tuple[str, dict[str, float]]], family: ModelFamily) -> Any:
-    """lambda(S) of lambda1, lambda2 (D of ``family``) and of each found set of constants."""
-    fig, (ax,) = new_figure()
+def lambda_figure(found: Sequence[tuple[str, ModelFamily, dict[str, float]]]) -> Any:
+    """lambda(S), one panel per model family of the found constants ``(label, family, constants)``: lambda1 and
+    lambda2 with that family's D (formulas §3) and each set of constants found on a trial of that family."""
+    families = list(dict.fromkeys(family for _, family, _ in found))
+    fig, axes = new_figure(1, len(families))
     s = np.linspace(0.0, 1.0, 400)
-    published = [(name, preset_constants(name, family), "--") for name in PRESETS]
-    for label, constants, style in published + [(label, c, "-") for label, c in found]:
-        scheduler = AdaptiveScheduler(**constants, final_sparsity=1.0, epochs=160)
-        ax.plot(s, [scheduler.lambda_at(x) for x in s], style, label=label)
-    ax.set_xlabel("sparsity S")
-    ax.set_ylabel("lambda(S)")
-    ax.legend(fontsize=8)
+    for ax, family in zip(axes, families, strict=True):
+        published = [(name, preset_constants(name, family), "--") for name in PRESETS]
+        for label, constants, style in published + [(label, c, "-") for label, f, c in found if f == family]:
+            scheduler = AdaptiveScheduler(**constants, final_sparsity=1.0, epochs=160)
+            ax.plot(s, [scheduler.lambda_at(x) for x in s], style, label=label)
+        ax.set_title(f"{family} family")
+        ax.set_xlabel("sparsity S")
+        ax.set_ylabel("lambda(S)")
+        ax.legend(fontsize=8)
     return fig
 
 
@@ -151,21 +155,23 @@ def scheduler_report(
     report.heading(
         "Found constants" + (" (Pareto set per grid point)" if len(data.objectives) > 1 else " (best per grid point)")
     )
-    presets, constant_rows, found = [], [], []
+    presets, constant_rows = [], []
+    found: list[tuple[str, ModelFamily, dict[str, float]]] = []
     for j in chosen:
         trial, scheduler = j.trial, sparsity_of(j.trial.config).scheduler
         constants = {k: getattr(scheduler, k) for k in CONSTANTS}  # a preset's resolved at config load
         path = write_preset(report, trial, constants, data.source.name)
         presets.append(path)
-        found.append((trial.key, constants))
+        found.append((trial.key, scheduler.family, constants))
         constant_rows.append({
             "trial": trial.key, **trial.grid, **constants, "initial_sparsity": scheduler.initial_sparsity,
             "sparsity": j.sparsity, "reached_epoch": j.reached_epoch, **trial.values, "preset": path.name,
         })  # fmt: skip
     report.table("constants", constant_rows)
     report.heading("lambda(S): published presets and found constants")
-    family = sparsity_of(chosen[0].trial.config).scheduler.family
-    report.figure("lambda", lambda_figure(found, family), "dashed: the published presets (formulas §3)")
+    report.figure(
+        "lambda", lambda_figure(found), "dashed: the published presets with each panel's model family's D (formulas §3)"
+    )
     report.heading("Sparsity per epoch of the found trials")
     report.figure("sparsity_trajectories", trajectory_figure(data, [j.trial for j in chosen]))
     return presets, rows

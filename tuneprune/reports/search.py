@@ -34,9 +34,8 @@ def trial_row(data: SearchData, trial: Trial) -> dict[str, Any]:
 
 
 def is_plain_feather(trial: Trial) -> bool:
-    """Feather as published (formulas §1, §2): feather theta rule, cubic schedule, no weight elimination."""
-    s = trial.config.sparsity
-    return s is not None and s.theta.policy == "feather" and s.scheduler.type == "cubic" and s.drop.rho == 0
+    """A sparse trial of Feather as published: :attr:`SparsityConfig.is_feather` (formulas §1, §9)."""
+    return trial.config.sparsity is not None and trial.config.sparsity.is_feather
 
 
 def feather_baseline(data: SearchData, complete: list[Trial]) -> dict[str, np.ndarray]:
@@ -67,7 +66,8 @@ def fronts(report: Report, data: SearchData, complete: list[Trial]) -> None:
     hv_rows = [front_section(report, rows, accuracy, baselines=baseline)]
     if not baseline:
         report.text(
-            "No plain-Feather trial (feather theta, cubic schedule, no elimination) in this search: no baseline.",
+            "No plain-Feather trial (p = 3, global threshold, every layer, feather theta, cubic schedule from epoch 0 to half "
+            "of training, no elimination) in this search: no baseline.",
             note=True,
         )
     hv_rows += [front_section(report, rows, plane) for plane in others]

@@ -51,7 +51,8 @@ class StudyCell:
 
     @property
     def std(self) -> float:
-        return float(np.std(self.values, ddof=1)) if len(self.values) > 1 else 0.0 if self.values else math.nan
+        """Sample std (formulas §11); exactly 0 when the seeds do not vary (:attr:`varies`), not numpy's 1e-15."""
+        return float(np.std(self.values, ddof=1)) if self.varies else 0.0 if self.values else math.nan
 
     @property
     def varies(self) -> bool:

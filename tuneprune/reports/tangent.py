@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from tuneprune.shared.config import ConfigError
-from tuneprune.sparsity.theta import ALPHA_RULE_START, PUBLISHED_ALPHA_RULE
+from tuneprune.sparsity.theta import ALPHA_RULE_START, PUBLISHED_ALPHA_RULE, branch_poles
 
 CONSTANTS = tuple(PUBLISHED_ALPHA_RULE)
 DEFAULT_POLE_MARGIN = 0.005
@@ -32,15 +32,6 @@ DEFAULT_POLE_MARGIN = 0.005
 def tangent(sparsity: np.ndarray | float, c1: float, c2: float, c3: float, c4: float) -> np.ndarray:
     """The unrounded tangent family of formulas §2."""
     return c1 * np.tan(c2 * np.asarray(sparsity, dtype=float) + c3) + c4
-
-
-def branch_poles(c2: float, c3: float, sparsity: float) -> tuple[float, float]:
-    """``(L, U)``: the poles of ``tan(c2 S + c3)`` (``c2 != 0``; a fit with c2 free may make it negative) on either
-    side of ``sparsity``: where ``c2 S + c3`` reaches the next ``pi/2 + k pi`` above its value there, and one period on."""
-    k = math.floor((c2 * sparsity + c3 - math.pi / 2) / math.pi) + 1
-    pole = (math.pi / 2 + k * math.pi - c3) / c2
-    other = pole - math.pi / c2
-    return min(pole, other), max(pole, other)
 
 
 def constants_from_poles(c1: float, lower: float, upper: float, c4: float) -> dict[str, float]:

@@ -141,6 +141,7 @@ def _collect(studies, space: SearchSpace) -> tuple[list[dict], list[dict]]:
     A claimed orphan is listed once, as the trial that continued it (its key); a FAIL trial is one that failed."""
     from tuneprune.search.searcher import trial_key, trial_run_name
     from tuneprune.search.studies import claimed
+    from tuneprune.shared.pareto import best_of
 
     names = list(space.objectives)
 
@@ -173,8 +174,14 @@ def _collect(studies, space: SearchSpace) -> tuple[list[dict], list[dict]]:
         superseded = claimed(every)
         listed = {t.number: entry(gs, t) for t in every if t.number not in superseded}
         trials += listed.values()
-        if any(e["state"] == "COMPLETE" for e in listed.values()):
-            chosen = gs.study.best_trials if len(names) > 1 else [gs.study.best_trial]
+        complete = [t for t in every if t.number in listed and listed[t.number]["state"] == "COMPLETE"]
+        if complete:  # one objective: a tie to the lowest key (Optuna's best_trial leaves ties to the storage's SQL)
+            scores, keys = [t.values[0] for t in complete], [listed[t.number]["key"] for t in complete]
+            chosen = (
+                gs.study.best_trials
+                if len(names) > 1
+                else [complete[best_of(scores, keys, space.objectives[names[0]])]]
+            )
             fields = ("key", "grid", "params", "values", "mlflow_run_id", "config")
             best += [{k: listed[t.number][k] for k in fields} for t in chosen]  # their entries above, not made again
     return trials, best

@@ -12,6 +12,7 @@ mean_mask_stability (formulas §3, formulas §5, formulas §8).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -66,6 +67,14 @@ def non_dominated(points: np.ndarray, directions: Sequence[str]) -> list[int]:
     return sorted(
         int(i) for i in NonDominatedSorting().do(minimised(points, directions), only_non_dominated_front=True)
     )
+
+
+def best_of(scores: Sequence[float], keys: Sequence[str], direction: str) -> int:
+    """The index of the best of ``scores`` (``'max'`` or ``'min'``); of equal scores, the one of the lowest trial key
+    by its numbers (``g0-999`` before ``g0-1000``): the one tie rule of summary.json's best trial of a one-objective
+    search and of the reports' best alpha per target, whatever order the trials are listed in (docs/reports.md)."""
+    sign = 1.0 if direction == "max" else -1.0
+    return min(range(len(scores)), key=lambda i: (-sign * scores[i], [int(n) for n in re.findall(r"\d+", keys[i])]))
 
 
 def front_indices(points: np.ndarray, plane: Plane) -> list[int]:

@@ -7,6 +7,7 @@ cubic schedule reaching the target at half of training, no weight elimination.
 from __future__ import annotations
 
 import math
+from operator import attrgetter
 from typing import Annotated, Literal
 
 from pydantic import BeforeValidator, Field, field_validator, model_validator
@@ -14,6 +15,13 @@ from pydantic import BeforeValidator, Field, field_validator, model_validator
 from tuneprune.shared.config import StrictModel, finite_or_inf
 from tuneprune.sparsity.adaptive import DEFAULT_INITIAL_SPARSITY, ModelFamily, preset_constants
 from tuneprune.sparsity.theta import resolve_alpha
+
+FEATHER_RECIPE = (
+    "operator_p", "threshold", "min_size", "theta.policy",
+    "scheduler.type", "scheduler.start_epoch", "scheduler.end_fraction", "drop.rho",
+)  # fmt: skip
+"""The fields Feather fixes (formulas §1, §9), at their defaults in :class:`SparsityConfig`: the rest is free (the
+target) or does nothing under them (alpha under the feather rule, the drop mode without elimination)."""
 
 Exponent = Annotated[float, BeforeValidator(finite_or_inf), Field(ge=1.0)]
 
@@ -126,3 +134,9 @@ class SparsityConfig(StrictModel):
                 "use drop.mode 'layer' or threshold 'global'"
             )
         return self
+
+    @property
+    def is_feather(self) -> bool:
+        """Whether this is Feather as published: every field of :data:`FEATHER_RECIPE` at its default (formulas §1)."""
+        recipe = attrgetter(*FEATHER_RECIPE)
+        return bool(recipe(self) == recipe(SparsityConfig()))

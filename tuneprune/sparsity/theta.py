@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import torch
 
-from tuneprune.shared.config import load_numbers
+from tuneprune.shared.config import ConfigError, load_numbers, load_yaml
 
 if TYPE_CHECKING:
     from tuneprune.sparsity.config import ThetaConfig
@@ -30,9 +30,44 @@ def alpha_for_target(final_sparsity: float) -> float:
     return tangent_alpha(final_sparsity, **PUBLISHED_ALPHA_RULE)
 
 
+def branch_poles(c2: float, c3: float, sparsity: float) -> tuple[float, float]:
+    """``(L, U)``: the poles of ``tan(c2 S + c3)`` (``c2 != 0``; a fit with c2 free may make it negative) on either
+    side of ``sparsity``: where ``c2 S + c3`` reaches the next ``pi/2 + k pi`` above its value there, and one period on
+    (formulas §10.3)."""
+    k = math.floor((c2 * sparsity + c3 - math.pi / 2) / math.pi) + 1
+    pole = (math.pi / 2 + k * math.pi - c3) / c2
+    other = pole - math.pi / c2
+    return min(pole, other), max(pole, other)
+
+
+def rule_coverage(constants: dict[str, float], rule: dict[str, Any], final_sparsity: float) -> str | None:
+    """Which targets a tangent rule covers, if not ``final_sparsity`` (None: it does): those below the upper pole of
+    its branch at S = 0.90 and, for a rule ``fit-alpha`` wrote (it records ``fitted_range`` and ``pole_margin``), none
+    past its fitted range plus that margin (formulas §2, §10.3). Up to 0.90 the rule is 0, covered."""
+    if final_sparsity <= ALPHA_RULE_START:
+        return None
+    c2, c3 = constants["c2"], constants["c3"]
+    upper = branch_poles(c2, c3, ALPHA_RULE_START)[1] if c2 else math.inf
+    if final_sparsity >= upper:
+        return f"targets below {upper:.4g}, its upper pole"
+    if "fitted_range" in rule:
+        try:
+            low, high = map(float, rule["fitted_range"])
+            top = high + float(rule.get("pole_margin", 0.0))
+        except (TypeError, ValueError):
+            raise ConfigError(f"fitted_range must be two numbers, got {rule['fitted_range']!r}") from None
+        if final_sparsity > top:
+            return f"targets up to {top:.4g}, the range {low:.4g}..{high:.4g} it was fitted on plus its pole margin"
+    return None
+
+
 def alpha_from_rule_file(path: str | Path, final_sparsity: float) -> float:
-    """alpha from a fitted tangent rule: a YAML file with keys c1, c2, c3, c4 (formulas §2 fitting)."""
-    return tangent_alpha(final_sparsity, **load_numbers(path, list(PUBLISHED_ALPHA_RULE), "an alpha rule"))
+    """alpha from a fitted tangent rule: a YAML file with keys c1, c2, c3, c4 (formulas §2 fitting); a target the rule
+    does not cover (:func:`rule_coverage`) is a one-line :class:`ConfigError` naming it and the targets covered."""
+    constants = load_numbers(path, list(PUBLISHED_ALPHA_RULE), "an alpha rule")
+    if (covered := rule_coverage(constants, load_yaml(path), final_sparsity)) is not None:
+        raise ConfigError(f"sparsity.target = {final_sparsity:g}: the rule {path} covers only {covered}")
+    return tangent_alpha(final_sparsity, **constants)
 
 
 def derived_alpha(alpha: object) -> bool:
