@@ -33,6 +33,7 @@ from typing import Any
 
 import torch
 import yaml
+from bench_arguments import positive_int, whole_number
 from bench_common import (
     NUM_CLASSES,
     FigureFile,
@@ -42,10 +43,8 @@ from bench_common import (
     bench_each,
     launches,
     model_names,
-    positive_int,
     start,
     sync,
-    whole_number,
 )
 
 from tuneprune.shared.config import ConfigError, validate

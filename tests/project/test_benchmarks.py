@@ -193,6 +193,23 @@ def test_gpu_table_reports_parts_that_failed_or_ran_out_of_time(tmp_path):
     assert (tmp_path / "table.md").read_text() == out.stdout
 
 
+@pytest.mark.parametrize("packs", ["8,x", "0", "8,-1", ""])
+def test_gpu_table_refuses_packs_that_are_not_whole_numbers(packs, tmp_path):
+    """``--packs 8,x`` ended in int()'s traceback: one line naming the option, worded as the benchmarks word it
+    (scripts/bench_arguments.py, standard library only as gpu_table.py is), exit 2, before anything is written."""
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "gpu_table.py"), str(tmp_path), "--models", "resnet18", "--packs", packs],
+        capture_output=True, text=True, timeout=60, cwd=ROOT,
+    )  # fmt: skip
+    assert out.returncode == 2, out.stderr[-2000:]
+    bad = next(part for part in packs.split(",") if not part.isdigit() or part == "0")
+    assert out.stderr.strip().splitlines()[-1] == (
+        f"gpu_table.py: error: argument --packs: a whole number >= 1 is required, got {bad!r}"
+    )
+    assert "Traceback" not in out.stderr
+    assert not (tmp_path / "table.md").exists()
+
+
 def test_gpu_check_refuses_an_unknown_argument():
     out = subprocess.run(
         ["bash", str(ROOT / "scripts" / "gpu_check.sh"), "--fast"], capture_output=True, text=True, timeout=60
