@@ -87,12 +87,15 @@ def test_benchmarks_refuse_a_bad_count_or_model_before_they_measure(script, argu
         ("bench_sparse", ["--sparse-config", "{threshold: median}"], "threshold = 'median': Input should be 'global' or 'layer'"),
         ("bench_sparse", ["--sparse-config", "layer"],
          "--sparse-config = 'layer': a YAML mapping is required, e.g. '{threshold: layer}'"),
+        ("bench_sparse", ["--sparsity", "1.5"], "--sparsity = 1.5: Input should be less than 1"),
+        ("bench_sparse", ["--sparsity", "-0.1"], "--sparsity = -0.1: Input should be greater than or equal to 0"),
     ],
 )  # fmt: skip
 def test_benchmarks_refuse_a_setting_the_run_would_refuse_before_they_start(script, arguments, error, tmp_path):
-    """A space or sparsity setting the search or the Sparsifier refuses: one line naming the field, exit 2, before
-    anything runs (``bench_early_stop.py`` started Ray and ``bench_sparse.py`` built its first model, then each ended
-    in a traceback; ``bench_search.py`` also left its temporary folder in /tmp)."""
+    """A space or sparsity setting the search or the Sparsifier refuses: one line naming the field, or the option the
+    user typed (``--sparsity 1.5`` was refused as ``target = 1.5``), exit 2, before anything runs
+    (``bench_early_stop.py`` started Ray and ``bench_sparse.py`` built its first model, then each ended in a traceback;
+    ``bench_search.py`` also left its temporary folder in /tmp)."""
     out = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / f"{script}.py"), *arguments],
         capture_output=True, text=True, timeout=60, cwd=tmp_path,
