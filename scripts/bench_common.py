@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from bench_arguments import positive_int
 from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile
 
@@ -25,28 +26,6 @@ NUM_CLASSES = 10
 def add_machine_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--devices", type=device_names, default="cpu,cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=positive_int, help="torch CPU threads (default: torch's choice)")
-
-
-def whole_number(text: str, minimum: int = 0) -> int:
-    """An argparse type: a whole number >= ``minimum`` (argparse names the option and exits 2 otherwise)."""
-    if not text.isdigit() or int(text) < minimum:
-        raise argparse.ArgumentTypeError(f"a whole number >= {minimum} is required, got {text!r}")
-    return int(text)
-
-
-def positive_int(text: str) -> int:
-    """An argparse type: a whole number >= 1."""
-    return whole_number(text, 1)
-
-
-def whole_numbers(text: str, minimum: int = 0) -> list[int]:
-    """An argparse type: comma-separated whole numbers >= ``minimum``."""
-    return [whole_number(part, minimum) for part in text.split(",")]
-
-
-def positive_ints(text: str) -> list[int]:
-    """An argparse type: comma-separated whole numbers >= 1."""
-    return whole_numbers(text, 1)
 
 
 def model_names(text: str) -> list[str]:

@@ -30,7 +30,8 @@ from typing import Any
 import numpy as np
 import torch
 import yaml
-from bench_common import device_name, load_average, positive_int, whole_numbers
+from bench_arguments import positive_int, whole_numbers
+from bench_common import device_name, load_average
 
 RULES = ("none", "first", "crowding", "epsilon_net")
 

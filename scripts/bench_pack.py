@@ -42,15 +42,8 @@ import time
 from typing import Any
 
 import torch
-from bench_common import (
-    FigureFile,
-    SoloStep,
-    add_json_argument,
-    launches,
-    model_names,
-    positive_int,
-    positive_ints,
-)
+from bench_arguments import positive_int, positive_ints
+from bench_common import FigureFile, SoloStep, add_json_argument, launches, model_names
 
 from tuneprune.shared.config import validate
 from tuneprune.sparsity import SparsityConfig

@@ -50,7 +50,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench_common import FigureFile, add_json_argument, load_average, positive_int
+from bench_arguments import positive_int
+from bench_common import FigureFile, add_json_argument, load_average
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ROOT / "scripts"

@@ -29,10 +29,11 @@ import math
 import statistics
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 import yaml
+from bench_arguments import positive_int, whole_number
 from bench_common import (
     NUM_CLASSES,
     FigureFile,
@@ -42,13 +43,12 @@ from bench_common import (
     bench_each,
     launches,
     model_names,
-    positive_int,
     start,
     sync,
-    whole_number,
 )
+from pydantic import TypeAdapter, ValidationError
 
-from tuneprune.shared.config import ConfigError, validate
+from tuneprune.shared.config import ConfigError, format_validation_error, validate
 from tuneprune.sparsity import SparsityConfig, original_weight
 from tuneprune.sparsity.dispatch import accelerator_path
 from tuneprune.sparsity.segments import Segments
@@ -80,9 +80,17 @@ def _quantile_threshold(weights: list[torch.Tensor], sparsity: float) -> torch.T
     return torch.quantile(torch.cat([w.detach().reshape(-1).abs() for w in weights]), sparsity)
 
 
+# ``--sparsity``: the sparse run's target, checked by the field ``target`` itself (errors name the option).
+TARGET = TypeAdapter(Annotated[float, SparsityConfig.model_fields["target"]])
+
+
 def sparsity_config(sparsity: float, more: str) -> SparsityConfig:
     """The sparse run's settings: constant ``--sparsity`` and the YAML flow of ``--sparse-config`` (a one-line
-    :class:`ConfigError` naming the field otherwise)."""
+    :class:`ConfigError` naming the option or the field otherwise)."""
+    try:
+        TARGET.validate_python(sparsity)
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(err, "--sparsity")) from None
     try:
         settings = yaml.safe_load(more)
     except yaml.YAMLError:

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from bench_arguments import positive_int
 from bench_common import (
     FigureFile,
     add_json_argument,
@@ -30,7 +31,6 @@ from bench_common import (
     bench_each,
     load_average,
     model_names,
-    positive_int,
     start,
 )
 

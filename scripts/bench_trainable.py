@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from bench_common import device_name, load_average, positive_int
+from bench_arguments import positive_int
+from bench_common import device_name, load_average
 
 from tuneprune.cluster.quiet import configure_quiet
 

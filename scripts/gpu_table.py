@@ -27,6 +27,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench_arguments import positive_ints
+
 MISSING = "—"
 Row = dict[str, Any]
 
@@ -121,11 +123,12 @@ def main() -> None:
     parser.add_argument("directory", type=Path, help="the folder the parts of gpu_check.sh wrote to")
     parser.add_argument("--device", choices=("cuda", "cpu"), default="cuda")
     parser.add_argument("--models", required=True, help="comma-separated registry names, one row each")
-    parser.add_argument("--packs", default="8,16", help="comma-separated K of the pack-K.json files")
+    parser.add_argument(
+        "--packs", type=positive_ints, default="8,16", help="comma-separated K of the pack-K.json files"
+    )
     parser.add_argument("--seconds", type=int, help="the whole run's time, for the header")
     args = parser.parse_args()
-    packs = [int(k) for k in args.packs.split(",")]
-    text, ok = render(args.directory, args.device, args.models.split(","), packs, args.seconds)
+    text, ok = render(args.directory, args.device, args.models.split(","), args.packs, args.seconds)
     (args.directory / "table.md").write_text(text)
     print(text, end="")
     raise SystemExit(0 if ok else 1)

@@ -1,4 +1,5 @@
-"""docs/architecture.md matches the code: each package it names exists, each import it lists is made and allowed."""
+"""docs/architecture.md matches the code: each package it names exists, each import it lists is made and allowed; the
+README's "What is in it" table has a row for each of its packages."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 from tests.project.test_architecture import existing_unit, find_cycle, subpackage_graph
 
 PAGE = Path(__file__).resolve().parents[2] / "docs" / "architecture.md"
+README = PAGE.parents[1] / "README.md"
 ROW = re.compile(r"^\| (\d+) \| `(\w+)` \|([^|]*)\|")
 # What tests/project/test_architecture.py forbids the training loop (one run or a pack) to import.
 FORBIDDEN = {
@@ -53,3 +55,11 @@ def test_every_import_drawn_is_allowed_and_points_up_the_layers():
         if rows[dep][0] > layer or order.index(dep) > order.index(name)
     }
     assert upward == set()
+
+
+def test_every_package_on_the_page_has_a_row_in_the_readme():
+    """A reader of the README's "What is in it" table sees every package (shared, output and cluster had no row)."""
+    text = README.read_text()
+    table = text[text.index("## What is in it") :].split("\n## ", 1)[0]
+    listed = re.findall(r"^\| `tuneprune\.(\w+)` \|", table, re.MULTILINE)
+    assert sorted(set(drawn()) - set(listed)) == []

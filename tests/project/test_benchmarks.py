@@ -87,12 +87,15 @@ def test_benchmarks_refuse_a_bad_count_or_model_before_they_measure(script, argu
         ("bench_sparse", ["--sparse-config", "{threshold: median}"], "threshold = 'median': Input should be 'global' or 'layer'"),
         ("bench_sparse", ["--sparse-config", "layer"],
          "--sparse-config = 'layer': a YAML mapping is required, e.g. '{threshold: layer}'"),
+        ("bench_sparse", ["--sparsity", "1.5"], "--sparsity = 1.5: Input should be less than 1"),
+        ("bench_sparse", ["--sparsity", "-0.1"], "--sparsity = -0.1: Input should be greater than or equal to 0"),
     ],
 )  # fmt: skip
 def test_benchmarks_refuse_a_setting_the_run_would_refuse_before_they_start(script, arguments, error, tmp_path):
-    """A space or sparsity setting the search or the Sparsifier refuses: one line naming the field, exit 2, before
-    anything runs (``bench_early_stop.py`` started Ray and ``bench_sparse.py`` built its first model, then each ended
-    in a traceback; ``bench_search.py`` also left its temporary folder in /tmp)."""
+    """A space or sparsity setting the search or the Sparsifier refuses: one line naming the field, or the option the
+    user typed (``--sparsity 1.5`` was refused as ``target = 1.5``), exit 2, before anything runs
+    (``bench_early_stop.py`` started Ray and ``bench_sparse.py`` built its first model, then each ended in a traceback;
+    ``bench_search.py`` also left its temporary folder in /tmp)."""
     out = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / f"{script}.py"), *arguments],
         capture_output=True, text=True, timeout=60, cwd=tmp_path,
@@ -191,6 +194,23 @@ def test_gpu_table_reports_parts_that_failed_or_ran_out_of_time(tmp_path):
                  "| train | ok | 5 |", "| pack-8 | skipped: no time left | 0 |"):  # fmt: skip
         assert line in out.stdout
     assert (tmp_path / "table.md").read_text() == out.stdout
+
+
+@pytest.mark.parametrize("packs", ["8,x", "0", "8,-1", ""])
+def test_gpu_table_refuses_packs_that_are_not_whole_numbers(packs, tmp_path):
+    """``--packs 8,x`` ended in int()'s traceback: one line naming the option, worded as the benchmarks word it
+    (scripts/bench_arguments.py, standard library only as gpu_table.py is), exit 2, before anything is written."""
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "gpu_table.py"), str(tmp_path), "--models", "resnet18", "--packs", packs],
+        capture_output=True, text=True, timeout=60, cwd=ROOT,
+    )  # fmt: skip
+    assert out.returncode == 2, out.stderr[-2000:]
+    bad = next(part for part in packs.split(",") if not part.isdigit() or part == "0")
+    assert out.stderr.strip().splitlines()[-1] == (
+        f"gpu_table.py: error: argument --packs: a whole number >= 1 is required, got {bad!r}"
+    )
+    assert "Traceback" not in out.stderr
+    assert not (tmp_path / "table.md").exists()
 
 
 def test_gpu_check_refuses_an_unknown_argument():

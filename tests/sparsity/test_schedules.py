@@ -221,3 +221,21 @@ def test_adaptive_scheduler_built_with_its_defaults_prunes_and_zero_is_refused()
     for zero in (0.0, -0.1):
         with pytest.raises(ValueError, match=rf"initial_sparsity = {zero}: .*cannot leave S = 0.*allowed: above 0"):
             AdaptiveScheduler.preset("lambda1", final_sparsity=0.9, epochs=2, initial_sparsity=zero)
+
+
+@pytest.mark.parametrize(("start", "end"), [(50, 50), (60, 50)])
+def test_cubic_schedule_of_ones_own_starting_at_or_after_its_end_is_refused(start, end):
+    """formulas §1.5 ramps S_k from k0 to k1: with k0 >= k1 there is no ramp, S_k jumps from 0 to the target in one step
+    (one-shot pruning). A loop of one's own refuses it as a run config does, naming the field and the allowed range:
+    ``CubicSchedule`` its ``start_step``, ``Sparsifier.from_config`` the config's ``start_epoch``."""
+    import torch
+
+    from tuneprune.sparsity import Sparsifier
+
+    with pytest.raises(ValueError, match=rf"^start_step = {start}: .*end_step = {end}.*allowed: \[0, {end}\)$"):
+        CubicSchedule(0.9, start_step=start, end_step=end)
+    assert CubicSchedule(0.9, start_step=end - 1, end_step=end).sparsity_at(end) == 0.9
+    config = SparsityConfig(target=0.9, scheduler={"start_epoch": start / 25, "end_fraction": 0.5})  # k1: epoch 2
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
+    with pytest.raises(ValueError, match=rf"^sparsity\.scheduler\.start_epoch = {start / 25}: .*allowed: \[0, 2\)$"):
+        Sparsifier.from_config(model, config, steps_per_epoch=25, epochs=4)

@@ -53,6 +53,16 @@ class ThetaConfig(StrictModel):
         return v
 
 
+def check_cubic_start(start: float, end: float, field: str, end_is: str) -> None:
+    """Refuse a cubic schedule starting at or after its end, k0 >= k1 (formulas §1.5): S_k would jump from 0 to the
+    target in one step, one-shot pruning instead of the ramp. ``field`` names k0; ``end_is`` says where k1 is."""
+    if start >= end:
+        raise ValueError(
+            f"{field} = {start}: pruning would start at or after {end_is}, where the schedule reaches its target: "
+            f"one step to it instead of the cubic ramp (formulas §1.5), allowed: [0, {end:g})"
+        )
+
+
 class SchedulerConfig(StrictModel):
     """Sparsity schedule S_k: cubic GMP (formulas §1.5), adaptive (formulas §3) or constant."""
 
@@ -79,6 +89,13 @@ class SchedulerConfig(StrictModel):
         description="adaptive: sparsity it starts from, above 0, which it cannot leave (formulas §9)",
     )
     warmup_epochs: float = Field(0.0, ge=0.0, description="adaptive: epochs of cubic schedule before it takes over")
+
+    def check_cubic_start(self, epochs: int) -> None:
+        """A cubic schedule's ``start_epoch`` (k0) before ``end_fraction * epochs`` (k1) of a run of ``epochs`` epochs."""
+        if self.type == "cubic":
+            end = self.end_fraction * epochs
+            where = f"epoch {end:g} (end_fraction = {self.end_fraction} of the {epochs} epochs)"
+            check_cubic_start(self.start_epoch, end, "sparsity.scheduler.start_epoch", where)
 
     @model_validator(mode="after")
     def _adaptive_constants(self) -> SchedulerConfig:

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 import torch
 
 from tuneprune.sparsity.adaptive import AdaptiveScheduler
-from tuneprune.sparsity.config import SparsityConfig
+from tuneprune.sparsity.config import SparsityConfig, check_cubic_start
 
 
 def cubic_sparsity(
@@ -84,6 +84,7 @@ class CubicSchedule(StepFunction):
     """Zhu & Gupta's cubic schedule from 0 at ``start_step`` (k0) to ``final_sparsity`` at ``end_step`` (k1), formulas §1.5."""
 
     def __init__(self, final_sparsity: float, start_step: float, end_step: float) -> None:
+        check_cubic_start(start_step, end_step, "start_step", f"end_step = {end_step:g}")
         self.final_sparsity, self.start_step, self.end_step = final_sparsity, start_step, end_step
 
     def sparsity_at(self, step: int) -> float:
@@ -132,6 +133,7 @@ def build_schedule(config: SparsityConfig, steps_per_epoch: int, epochs: int) ->
     if cfg.type == "constant":
         return ConstantSchedule(config.target)
     if cfg.type == "cubic":
+        cfg.check_cubic_start(epochs)  # named as the config names it, before the schedule's steps
         return CubicSchedule(config.target, cfg.start_epoch * steps_per_epoch, cfg.end_fraction * total_steps)
     constants = {key: getattr(cfg, key) for key in "ABCD"}  # resolved at config load
     scheduler = AdaptiveScheduler(

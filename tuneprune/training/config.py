@@ -98,13 +98,7 @@ class RunConfig(StrictModel):
                 f"sparsity.scheduler.{field} = {start}: {what} after the last of the {self.epochs} epochs "
                 f"(formulas {section}), allowed: [0, {self.epochs})"
             )
-        end = scheduler.end_fraction * self.epochs  # the epoch at which the cubic schedule reaches its target, k1
-        if scheduler.type == "cubic" and start >= end:
-            raise ValueError(
-                f"sparsity.scheduler.start_epoch = {start}: pruning would start at or after epoch {end:g}, where "
-                f"end_fraction = {scheduler.end_fraction} of the {self.epochs} epochs reaches the target: one step "
-                f"to it instead of the cubic ramp (formulas §1.5), allowed: [0, {end:g})"
-            )
+        scheduler.check_cubic_start(self.epochs)
         return self
 
     @model_validator(mode="after")
