@@ -449,3 +449,30 @@ def test_a_resumed_search_does_not_draw_its_first_trials_again(tmp_path, sampler
     first.tell(drawn, 0.5)  # the first driver finished trial 0, then died
     resumed = open_studies(space, "resumed", url)[0].study
     assert resumed.ask(distributions(space)).params != drawn.params
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "random"])
+def test_drivers_joining_a_new_study_together_draw_their_own_values(tmp_path, sampler):
+    """``--join`` drivers opening a new study at the same moment all find it empty: each must still draw values of
+    its own (a seed from the number of the first trial it asks, which the storage hands to it alone, recorded in the
+    study), not repeat the others' draws, while a lone joined driver draws what a plain search draws."""
+    from tuneprune.search.space import load_space
+    from tuneprune.search.studies import distributions, open_studies, sampler_seed
+
+    params = {"lr": {"type": "float", "low": 0.01, "high": 0.3, "log": True}}
+    space = load_space({"base": BASE, "params": params, "num_samples": 4, "sampler": {"type": sampler, "seed": 0}})
+    plain = open_studies(space, "plain", f"sqlite:///{tmp_path / 'plain.db'}")[0].study
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    drivers = [open_studies(space, "joined", url, shared=True)[0] for _ in range(3)]  # all before any ask
+    asked = [[gs.ask(distributions(space)).params["lr"] for _ in range(2)] for gs in drivers]
+    assert len({lr for draws in asked for lr in draws}) == 6  # no driver repeats another's values
+    assert asked[0] == [plain.ask(distributions(space)).params["lr"] for _ in range(2)]  # the first: as a lone search
+    recorded = drivers[0].study.user_attrs
+    assert {k: v for k, v in recorded.items() if k.startswith("sampler_seed")} == {
+        "sampler_seed_from_trial_0": 0,
+        "sampler_seed_from_trial_2": sampler_seed(space, 0, 2),
+        "sampler_seed_from_trial_4": sampler_seed(space, 0, 4),
+    }
+    for gs in drivers:
+        assert gs.heartbeats is not None
+        gs.heartbeats.close()
