@@ -79,6 +79,19 @@ def test_the_tables_survive_a_restart_and_a_stop_is_replayed(tmp_path):
     assert not again.should_stop("g0", "g0-002", 1, [0.95, 1.5])  # not dominated by g0-000: a front of its own
 
 
+def test_the_tables_are_read_back_by_their_own_search_only(tmp_path):
+    """A driver of the search that wrote the tables (--resume, --join: its parent run) takes their decisions; a
+    driver of another search of that name, run into the same results directory with fresh stores, takes none."""
+    path = str(tmp_path / "early_stop.json")
+    rule = AshaRule(1, 2, 4, ["max"], path, search="run-a")
+    assert not rule.should_stop("g0", "g0-000", 1, [0.9])
+    assert rule.should_stop("g0", "g0-001", 1, [0.5])
+    assert AshaRule(1, 2, 4, ["max"], path, search="run-a").tables == rule.tables  # the same search
+    other = AshaRule(1, 2, 4, ["max"], path, search="run-b")
+    assert other.tables == {}
+    assert not other.should_stop("g0", "g0-001", 1, [0.5])  # its own g0-001, judged on its own rung
+
+
 # --- the multi-objective ranking against a reference written from the definitions ---
 
 

@@ -251,11 +251,10 @@ def _search(
             searched = [int(v) for v in space.params["epochs"].samples()] if "epochs" in space.params else []
             base_epochs = max([space.resolve(point, {}).epochs for point in space.grid_points()] + searched)
             stopper = f"tuneprune-asha-{os.getpid()}-{int(time.time() * 1000)}"
-            if not (prepared.resume or prepared.join):  # a new search: the tables an old one left are not its own
-                (results_dir / RUNGS_FILE).unlink(missing_ok=True)
-            stopper_actor = start_stopper(  # held until the run ends; its tables outlive it in RUNGS_FILE
-                stopper, space.early_stopping, base_epochs, list(space.objectives.values()), results_dir / RUNGS_FILE
-            )
+            stopper_actor = start_stopper(  # held until the run ends; its tables outlive it in RUNGS_FILE, read back
+                stopper, space.early_stopping, base_epochs, list(space.objectives.values()), results_dir / RUNGS_FILE,
+                parent_id,  # by this search's drivers only: an old search of its name may have left the file
+            )  # fmt: skip
         context = TrialContext(
             prepared.tracking_uri, space.experiment, parent_id, str(results_dir), dict(space.objectives), stopper
         )
