@@ -281,6 +281,39 @@ def test_a_killed_unreaped_service_is_not_running(tmp_path):
         os.waitpid(child, 0)
 
 
+def documented_env(section: str) -> dict[str, str]:
+    """The environment after the ``export`` lines of the first shell block under ``section`` in docs/cluster.md."""
+    text = (ROOT / "docs" / "cluster.md").read_text()
+    block = text.split(f"\n{section}\n", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
+    exports = [line for line in block.splitlines() if line.startswith("export ")]
+    dump = subprocess.run(["bash", "-c", "\n".join([*exports, "env -0"])], capture_output=True, text=True, check=True)
+    return dict(item.split("=", 1) for item in dump.stdout.split("\0") if "=" in item)
+
+
+def test_nodes_and_a_driver_started_as_documented_form_one_cluster(ports, tmp_path):
+    """docs/cluster.md, step 1: a head node, a worker node and a driver (``--address auto`` through ``RAY_ADDRESS``)
+    started with the environment the docs export connect: the head enables Ray's token authentication by itself,
+    and a worker node or a driver given its address must use it too."""
+    base = Path(tempfile.mkdtemp(prefix="tp-rd-", dir="/tmp"))  # short: Ray's socket paths live below
+    gcs = free_ports(1, ports)
+    env = {**documented_env("## Step 1: one machine, real services"), "RAY_ADDRESS": f"127.0.0.1:{gcs}"}
+    script = SCRIPTS / "cluster" / "ray-node.sh"
+    try:
+        run_script(script, "head", "--dir", base / "h", "--port", gcs, "--ports", free_ports(100, ports),
+                   "--num-cpus", 1, env=env)  # fmt: skip
+        worker = run_script(script, "worker", "--dir", base / "w", "--address", f"127.0.0.1:{gcs}", "--ports",
+                            free_ports(100, ports), "--num-cpus", 1, env=env, check=False)  # fmt: skip
+        assert worker.returncode == 0, f"the worker node did not join: {worker.stderr[-2000:]}"
+        nodes = "import ray; ray.init(address='auto'); print(sum(n['Alive'] for n in ray.nodes()))"
+        driver = run_script(sys.executable, "-c", nodes, env=env, timeout=120, check=False)
+        assert driver.stdout.split()[-1:] == ["2"], f"the driver did not connect: {driver.stderr[-2000:]}"
+    finally:
+        for node in ("w", "h"):
+            if (base / node / "ray.pid").exists():
+                run_script(script, "stop", "--dir", base / node, "--grace", "5", env=env, check=False)
+        shutil.rmtree(base, ignore_errors=True)
+
+
 def test_search_trials_land_on_both_nodes(ray_cluster, tmp_path):
     space = write_space(tmp_path, "twonodes", num_samples=2)
     tracking = f"sqlite:///{tmp_path / 'mlruns.db'}"
