@@ -137,6 +137,15 @@ def test_a_new_search_refuses_a_name_its_optuna_storage_holds(tmp_path, stores):
         prepare_search(path, **stores)
 
 
+@pytest.mark.parametrize("join", [False, True])
+def test_resume_refuses_a_name_no_search_used(tmp_path, stores, join):
+    """``--resume`` (exit 2 if there is none) never starts over, alone or with ``--join``: a typo must not start a
+    new search."""
+    path = write_space(tmp_path, name="typo")
+    with pytest.raises(ConfigError, match=r"--resume --name 'typo': no search of that name to resume"):
+        prepare_search(path, resume=True, join=join, **stores)
+
+
 def test_a_trial_whose_values_the_run_config_refuses_together_fails_alone(tmp_path, stores):
     """Values accepted one by one (threshold 'layer'; drop mode 'global') that the run config refuses together
     (formulas §4): the trial that drew them fails, FAIL with the reason, and the searcher asks the next one, instead

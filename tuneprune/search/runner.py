@@ -104,7 +104,7 @@ def prepare_search(
     )  # fmt: skip
     storage_url = absolute_sqlite(storage_url or default_storage_url())
     check_storage_reachable(storage_url)
-    if not join:
+    if resume or not join:  # --join alone starts the search or joins it: any name will do
         check_search_name(place.name, space.experiment, place.tracking_uri, storage_url, resume)
     return PreparedSearch(
         space, document, place.name, place.tracking_uri, storage_url, place.results_dir, address, resume, join
