@@ -22,14 +22,20 @@ def ensure_ray(address: str | None) -> float:
     t0 = time.perf_counter()
     if not ray.is_initialized():
         env = {k: os.environ[k] for k in TELEMETRY if k in os.environ}
-        ray.init(
-            address=address,
-            include_dashboard=False,
-            logging_level=logging.ERROR,
-            log_to_driver=False,
-            runtime_env={"env_vars": env},
-        )
-        interrupt_on_sigterm()  # again: ray.init replaces it
+        try:
+            ray.init(
+                address=address,
+                include_dashboard=False,
+                logging_level=logging.ERROR,
+                log_to_driver=False,
+                runtime_env={"env_vars": env},
+            )
+        except SystemExit as err:  # ray.init's own SIGTERM handler exits: a kill while joining
+            if err.code != signal.SIGTERM:
+                raise
+            raise KeyboardInterrupt(signal.SIGTERM.name) from None
+        finally:
+            interrupt_on_sigterm()  # again: ray.init replaces it
     return time.perf_counter() - t0
 
 
