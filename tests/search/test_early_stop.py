@@ -92,6 +92,18 @@ def test_the_tables_are_read_back_by_their_own_search_only(tmp_path):
     assert not other.should_stop("g0", "g0-001", 1, [0.5])  # its own g0-001, judged on its own rung
 
 
+def test_drivers_of_one_search_share_their_rungs_through_the_file(tmp_path):
+    """Joined drivers sharing a results directory each run a rule: a trial is judged against every trial of its grid
+    point recorded before it, whichever driver ran it (formulas §10.9), and the file keeps every driver's records
+    (a resumed search reads them all back)."""
+    path = tmp_path / "early_stop.json"
+    first, second = (AshaRule(1, 2, 4, ["max"], str(path), search="run-a") for _ in range(2))  # started together
+    assert not first.should_stop("g0", "g0-000", 1, [0.9])
+    assert second.should_stop("g0", "g0-001", 1, [0.5])  # below the first driver's trial: stopped
+    assert not first.should_stop("g0", "g0-002", 1, [0.95])
+    assert list(json.loads(path.read_text())["tables"]["g0"]["1"]) == ["g0-000", "g0-001", "g0-002"]
+
+
 # --- the multi-objective ranking against a reference written from the definitions ---
 
 

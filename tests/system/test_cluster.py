@@ -612,11 +612,14 @@ def race(me):
 def test_drivers_recording_rungs_in_one_results_dir_at_once_all_succeed(tmp_path):
     """Joined drivers with one results directory each run an early-stopping rule that writes the same
     early_stop.json; rules recording at the same moment all succeed (a failed record fails the trial
-    that asked), and the file is whole."""
+    that asked), and the file is whole and keeps every driver's records."""
     racers, rounds = 4, 50
     path = tmp_path / "early_stop.json"
     run_racers(RUNG_RACE, racers, rounds, path)
-    assert json.loads(path.read_text())["directions"] == ["max"]
+    record = json.loads(path.read_text())
+    assert record["directions"] == ["max"]
+    missing = {f"g0-{me}{r:03d}" for me in range(racers) for r in range(rounds)} - record["tables"]["g0"]["1"].keys()
+    assert not missing, f"{len(missing)} of {racers * rounds} records lost: {sorted(missing)[:8]}"
 
 
 def test_two_searches_at_once_share_one_study(ray_cluster, mlflow_server, postgres, pg_env, tmp_path):

@@ -4,16 +4,19 @@ Rungs are at ``grace_period * reduction_factor^k`` epochs up to the trials' epoc
 reaching a rung is recorded there once, and decided by :func:`~tuneprune.search.rung_ranking.stops`. One
 :class:`AshaRule` serves every trial of a search from a named Ray actor (:func:`start_stopper`) that the trainables
 consult each epoch; a trial told to stop stops itself. The tables are written to a JSON file after every record, with
-the search they belong to (its parent run id), and read back when a driver of that search (--resume, --join) starts the
-rule again, so a decision is neither lost nor taken twice: a trial recorded as stopped is stopped again. Another search
-that left the file in its results directory (the stores started afresh) is not read.
+the search they belong to (its parent run id), and read back before every decision, under the file's lock, so the
+drivers of that search (--resume, --join) sharing a results directory judge against each other's records, and a
+decision is neither lost nor taken twice: a trial recorded as stopped is stopped again. Another search that left the
+file in its results directory (the stores started afresh) is not read.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
@@ -51,17 +54,38 @@ class AshaRule:
         self.search = search
         # study -> milestone (as text, for JSON) -> trial key -> [*values, stopped]
         self.tables: dict[str, dict[str, dict[str, list]]] = {}
+        self._load()
+
+    def _load(self) -> None:
+        """Take the tables of the record at ``path`` when it is this search's (another search's decide nothing)."""
         if self.path is not None and self.path.exists():
             record = json.loads(self.path.read_text())
-            if record.get("search") == search:  # another search's tables decide nothing here
+            if record.get("search") == self.search:
                 self.tables = record["tables"]
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Hold the record's lock (``early_stop.json.lock`` beside it, as the search index does) while the tables are
+        read, decided on and written: the rules of joined drivers sharing a results directory record there too."""
+        if self.path is None:
+            yield
+            return
+        with open(self.path.with_name(f"{self.path.name}.lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
 
     def should_stop(self, study: str, key: str, epoch: int, values: Sequence[float | None]) -> bool:
         """Record trial ``key`` of ``study`` at the highest rung ``epoch`` reaches (once); True when it is to stop.
 
-        With one objective a missing or non-finite value is neither recorded nor stopped,
-        as in Ray; with several it is recorded as NaN and ranks last.
+        The tables are read again first: a trial is judged against every trial recorded before it, whichever
+        driver of the search recorded it. With one objective a missing or non-finite value is neither recorded nor
+        stopped, as in Ray; with several it is recorded as NaN and ranks last.
         """
+        with self._locked():
+            self._load()
+            return self._decide(study, key, epoch, values)
+
+    def _decide(self, study: str, key: str, epoch: int, values: Sequence[float | None]) -> bool:
         numbers = [math.nan if v is None else float(v) for v in values]
         table = self.tables.setdefault(study, {})
         if any(rung.get(key, [False])[-1] for m, rung in table.items() if epoch >= float(m)):
