@@ -146,6 +146,27 @@ def test_resume_refuses_a_name_no_search_used(tmp_path, stores, join):
         prepare_search(path, resume=True, join=join, **stores)
 
 
+@pytest.mark.parametrize("join", [False, True])
+def test_a_space_the_search_cannot_take_is_refused_before_it_runs(tmp_path, stores, join):
+    """``--join`` or ``--resume`` of a search with a space whose params its trials cannot take (Optuna refuses another
+    kind of distribution for a param name) or whose objectives differ: one line naming the field, before the parent
+    run is touched or Ray starts (the first ask failed after Ray started, with a traceback and the parent FAILED)."""
+    from tuneprune.search.studies import distributions, open_studies
+
+    first = prepare_search(write_space(tmp_path, name="drawn"), **stores)
+    (gs,) = open_studies(first.space, "drawn", stores["storage_url"])
+    gs.tell(gs.ask(distributions(first.space)).number, 0.5)
+    linear = {"lr": {"type": "float", "low": 0.01, "high": 0.3}}
+    with pytest.raises(
+        ConfigError, match=r"^params\.lr: the search 'drawn' drew it from FloatDistribution\(.*log=True"
+    ):
+        prepare_search(write_space(tmp_path, name="drawn", params=linear), resume=not join, join=join, **stores)
+    objectives = {"val_acc": "max", "test_acc": "max"}
+    with pytest.raises(ConfigError, match=r"^objectives: the search 'drawn' has 1 objective\(s\), \['maximize'\]"):
+        prepare_search(write_space(tmp_path, name="drawn", objectives=objectives), resume=not join, join=join, **stores)
+    prepare_search(write_space(tmp_path, name="drawn"), resume=not join, join=join, **stores)  # its own space
+
+
 def test_a_trial_whose_values_the_run_config_refuses_together_fails_alone(tmp_path, stores):
     """Values accepted one by one (threshold 'layer'; drop mode 'global') that the run config refuses together
     (formulas §4): the trial that drew them fails, FAIL with the reason, and the searcher asks the next one, instead

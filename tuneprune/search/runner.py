@@ -106,6 +106,10 @@ def prepare_search(
     check_storage_reachable(storage_url)
     if resume or not join:  # --join alone starts the search or joins it: any name will do
         check_search_name(place.name, space.experiment, place.tracking_uri, storage_url, resume)
+    if (resume or join) and not store_missing(storage_url):
+        from tuneprune.search.studies import check_space, open_storage
+
+        check_space(space, place.name, open_storage(storage_url))
     return PreparedSearch(
         space, document, place.name, place.tracking_uri, storage_url, place.results_dir, address, resume, join
     )

@@ -231,6 +231,34 @@ def study_names(search_name: str, storage: optuna.storages.BaseStorage) -> list[
     return [n for n in optuna.get_all_study_names(storage) if n == search_name or n.startswith(f"{search_name}[")]
 
 
+def check_space(space: SearchSpace, name: str, storage: optuna.storages.BaseStorage) -> None:
+    """Refuse, in one line, a space the studies of the search ``name`` cannot take (``--join``, ``--resume``): other
+    objective directions, or a searched param whose distribution Optuna finds incompatible
+    (``check_distribution_compatibility``) with the one a trial drew it from. Else the first ask fails once Ray
+    has started."""
+    from tuneprune.shared.config import ConfigError
+
+    wanted = distributions(space)
+    for study_name_ in study_names(name, storage):
+        study = optuna.load_study(study_name=study_name_, storage=storage)
+        directions = [d.name.lower() for d in study.directions]
+        if directions != space.directions:
+            raise ConfigError(
+                f"objectives: the search {name!r} has {len(directions)} objective(s), {directions}; "
+                f"this space gives {space.objectives}"
+            )
+        for trial in study.get_trials(deepcopy=False):
+            for param, drawn in trial.distributions.items():
+                try:
+                    if param in wanted:
+                        optuna.distributions.check_distribution_compatibility(drawn, wanted[param])
+                except ValueError as err:
+                    raise ConfigError(
+                        f"params.{param}: the search {name!r} drew it from {drawn}; this space gives {wanted[param]} "
+                        f"({err})"
+                    ) from None
+
+
 @dataclass
 class GridStudy:
     """The study of one grid point and its bookkeeping during a run.
