@@ -270,7 +270,8 @@ def _search(
             trainable,
             tune_config=tune.TuneConfig(
                 search_alg=searcher,
-                num_samples=total,
+                # joined: orphans claimed later add trials, so the searcher says when the study is done
+                num_samples=-1 if prepared.join else total,
                 reuse_actors=True,
                 trial_dirname_creator=lambda trial: trial.trial_id,
             ),
