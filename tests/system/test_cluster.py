@@ -622,6 +622,36 @@ def test_drivers_recording_rungs_in_one_results_dir_at_once_all_succeed(tmp_path
     assert not missing, f"{len(missing)} of {racers * rounds} records lost: {sorted(missing)[:8]}"
 
 
+# The drivers of one search end together (the study's budget is theirs) and, with one --results-dir on the shared
+# filesystem, each writes summary.json and the best-config files there and logs them to the one parent run.
+OUTPUTS_RACE = """
+import json
+from pathlib import Path
+from tuneprune.search.runner import SearchSummary, _write_outputs
+from tuneprune.tracking import RunTracker
+rounds, out, stores = int(args[0]), Path(args[1]), Path(args[2])
+best = [{"key": f"g0-00{i}", "values": {"val_acc": 0.9}, "config": {"lr": 0.1 * i}} for i in range(3)]
+def race(me):
+    tracker = RunTracker(f"sqlite:///{stores / f'mlruns-{me}.db'}")  # a store each: the race is in the directory
+    parent = tracker.start_parent("outputs", "search", resume=False)
+    summary = SearchSummary("outputs", parent, "", "", out, {"val_acc": "max"}, [], best)
+    barrier.wait(timeout=60)
+    for r in range(rounds):
+        _write_outputs(summary, tracker)
+        assert json.loads((out / "summary.json").read_text())["name"] == "outputs"
+"""
+
+
+def test_drivers_ending_at_once_in_one_results_dir_all_write_their_outputs(tmp_path):
+    """Joined drivers sharing a results directory write summary.json and the best-config files at the same moment:
+    none fails (a best file another driver deleted first, or a summary read half-written), and the files are whole."""
+    out, stores = tmp_path / "runs", tmp_path / "stores"
+    out.mkdir()
+    stores.mkdir()
+    run_racers(OUTPUTS_RACE, 4, 20, out, stores)
+    assert sorted(p.name for p in out.glob("best*.yaml")) == [f"best-0{i}-g0-00{i}.yaml" for i in range(3)]
+
+
 def test_two_searches_at_once_share_one_study(ray_cluster, mlflow_server, postgres, pg_env, tmp_path):
     import optuna
 
