@@ -161,9 +161,11 @@ def test_a_space_the_search_cannot_take_is_refused_before_it_runs(tmp_path, stor
         ConfigError, match=r"^params\.lr: the search 'drawn' drew it from FloatDistribution\(.*log=True"
     ):
         prepare_search(write_space(tmp_path, name="drawn", params=linear), resume=not join, join=join, **stores)
-    objectives = {"val_acc": "max", "test_acc": "max"}
-    with pytest.raises(ConfigError, match=r"^objectives: the search 'drawn' has 1 objective\(s\), \['maximize'\]"):
-        prepare_search(write_space(tmp_path, name="drawn", objectives=objectives), resume=not join, join=join, **stores)
+    sparse = {**BASE, "sparsity": {"target": 0.5}}
+    for objectives in ({"test_acc": "max"}, {"val_acc": "max", "sparsity": "max"}):
+        space = write_space(tmp_path, name="drawn", objectives=objectives, base=sparse)
+        with pytest.raises(ConfigError, match=r"^objectives: the search 'drawn' has \{'val_acc': 'max'\}; this space"):
+            prepare_search(space, resume=not join, join=join, **stores)
     prepare_search(write_space(tmp_path, name="drawn"), resume=not join, join=join, **stores)  # its own space
 
 

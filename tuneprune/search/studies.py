@@ -233,7 +233,7 @@ def study_names(search_name: str, storage: optuna.storages.BaseStorage) -> list[
 
 def check_space(space: SearchSpace, name: str, storage: optuna.storages.BaseStorage) -> None:
     """Refuse, in one line, a space the studies of the search ``name`` cannot take (``--join``, ``--resume``): other
-    objective directions, or a searched param whose distribution Optuna finds incompatible
+    objectives (their values are told in order), or a searched param whose distribution Optuna finds incompatible
     (``check_distribution_compatibility``) with the one a trial drew it from. Else the first ask fails once Ray
     has started."""
     from tuneprune.shared.config import ConfigError
@@ -241,12 +241,9 @@ def check_space(space: SearchSpace, name: str, storage: optuna.storages.BaseStor
     wanted = distributions(space)
     for study_name_ in study_names(name, storage):
         study = optuna.load_study(study_name=study_name_, storage=storage)
-        directions = [d.name.lower() for d in study.directions]
-        if directions != space.directions:
-            raise ConfigError(
-                f"objectives: the search {name!r} has {len(directions)} objective(s), {directions}; "
-                f"this space gives {space.objectives}"
-            )
+        recorded = json.loads(study.user_attrs.get("objectives", "null"))  # set by open_studies, values in order
+        if recorded is not None and list(recorded.items()) != list(space.objectives.items()):
+            raise ConfigError(f"objectives: the search {name!r} has {recorded}; this space gives {space.objectives}")
         for trial in study.get_trials(deepcopy=False):
             for param, drawn in trial.distributions.items():
                 try:
