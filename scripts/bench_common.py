@@ -16,27 +16,61 @@ import torch.nn.functional as F
 from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile
 
-from tuneprune.models import create_model
+from tuneprune.models import MODELS, create_model
 from tuneprune.sparsity import Sparsifier, SparsityConfig
 
 NUM_CLASSES = 10
 
 
 def add_machine_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--devices", default="cpu,cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--devices", type=device_names, default="cpu,cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--threads", type=positive_int, help="torch CPU threads (default: torch's choice)")
+
+
+def whole_number(text: str, minimum: int = 0) -> int:
+    """An argparse type: a whole number >= ``minimum`` (argparse names the option and exits 2 otherwise)."""
+    if not text.isdigit() or int(text) < minimum:
+        raise argparse.ArgumentTypeError(f"a whole number >= {minimum} is required, got {text!r}")
+    return int(text)
 
 
 def positive_int(text: str) -> int:
-    """An argparse type: a whole number >= 1 (argparse names the option and exits 2 otherwise)."""
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"a whole number >= 1 is required, got {text!r}")
-    return int(text)
+    """An argparse type: a whole number >= 1."""
+    return whole_number(text, 1)
+
+
+def whole_numbers(text: str, minimum: int = 0) -> list[int]:
+    """An argparse type: comma-separated whole numbers >= ``minimum``."""
+    return [whole_number(part, minimum) for part in text.split(",")]
 
 
 def positive_ints(text: str) -> list[int]:
     """An argparse type: comma-separated whole numbers >= 1."""
-    return [positive_int(part) for part in text.split(",")]
+    return whole_numbers(text, 1)
+
+
+def model_names(text: str) -> list[str]:
+    """An argparse type: comma-separated names of ``tuneprune.models.MODELS``."""
+    names = text.split(",")
+    unknown = [name for name in names if name not in MODELS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown model {unknown[0]!r}, allowed: {', '.join(sorted(MODELS))}")
+    return names
+
+
+def device_names(text: str) -> list[str]:
+    """An argparse type: comma-separated devices of this machine (``cpu``, ``cuda``, ``cuda:1``)."""
+    names = text.split(",")
+    for name in names:
+        try:
+            kind = torch.device(name).type
+        except RuntimeError:
+            kind = None
+        if kind not in ("cpu", "cuda"):
+            raise argparse.ArgumentTypeError(f"unknown device {name!r}, allowed: cpu, cuda")
+        if kind == "cuda" and not torch.cuda.is_available():
+            raise argparse.ArgumentTypeError(f"{name}: CUDA is not available on this machine")
+    return names
 
 
 def load_average() -> str:
@@ -100,8 +134,8 @@ def bench_each(
 ) -> list[dict[str, Any]]:
     """``bench(model, device, args)`` for each device of ``--devices`` and model of ``--models``; each row also goes to ``figures``."""
     rows = []
-    for device in args.devices.split(","):
-        for name in args.models.split(","):
+    for device in args.devices:
+        for name in args.models:
             rows.append(bench(name, torch.device(device), args))
             figures.add(table, rows[-1])
     return rows

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 import yaml
-from bench_common import device_name, load_average
+from bench_common import device_name, load_average, positive_int, whole_numbers
 
 RULES = ("none", "first", "crowding", "epsilon_net")
 
@@ -71,11 +71,11 @@ def measure(summary: Any) -> tuple[float, int]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--trials", type=int, default=16)
-    parser.add_argument("--epochs", type=int, default=8)
-    parser.add_argument("--cpus", type=int, default=2)
-    parser.add_argument("--grace-period", type=int, default=1)
+    parser.add_argument("--seeds", type=whole_numbers, default="0,1,2")
+    parser.add_argument("--trials", type=positive_int, default=16)
+    parser.add_argument("--epochs", type=positive_int, default=8)
+    parser.add_argument("--cpus", type=positive_int, default=2)
+    parser.add_argument("--grace-period", type=positive_int, default=1)
     parser.add_argument("--reduction-factor", type=float, default=2.0)
     args = parser.parse_args()
     for var, value in (("RAY_USAGE_STATS_ENABLED", "0"), ("MLFLOW_DISABLE_TELEMETRY", "true"), ("DO_NOT_TRACK", "1")):
@@ -83,8 +83,16 @@ def main() -> None:
     import ray
 
     from tuneprune.search import prepare_search, run_search
+    from tuneprune.search.space import load_space
+    from tuneprune.shared.config import ConfigError
 
-    seeds = [int(s) for s in args.seeds.split(",")]
+    seeds = args.seeds
+    try:  # the spaces as the searches will load them, before Ray starts (--reduction-factor 1 failed after it)
+        for seed in seeds:
+            for rule in RULES:
+                load_space(space(args, seed, rule))
+    except ConfigError as err:
+        parser.error(str(err))
     print(
         f"device: {device_name(torch.device('cpu'))} (load average {load_average()}); {args.trials} trials of {args.epochs} epochs per search, seeds {seeds}, "
         f"grace period {args.grace_period}, reduction factor {args.reduction_factor:g}"

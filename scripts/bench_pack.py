@@ -42,7 +42,15 @@ import time
 from typing import Any
 
 import torch
-from bench_common import FigureFile, SoloStep, add_json_argument, launches, positive_int, positive_ints
+from bench_common import (
+    FigureFile,
+    SoloStep,
+    add_json_argument,
+    launches,
+    model_names,
+    positive_int,
+    positive_ints,
+)
 
 from tuneprune.shared.config import validate
 from tuneprune.sparsity import SparsityConfig
@@ -212,7 +220,7 @@ def launch_table(device: str, models: list[str], packs: list[int], batch_size: i
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default="resnet20x2,densenet40_24")
+    parser.add_argument("--models", type=model_names, default="resnet20x2,densenet40_24")
     parser.add_argument(
         "--packs", type=positive_ints, default=None, help="comma-separated K (default: CPU 1,2,4; CUDA 1,2,4,8,16)"
     )
@@ -245,7 +253,7 @@ def main() -> None:
             repeats = args.repeats or defaults["repeats"]
             bench_device(
                 device,
-                args.models.split(","),
+                args.models,
                 packs,
                 steps,
                 batch_size,
@@ -254,7 +262,7 @@ def main() -> None:
                 not args.no_processes,
                 figures,
             )
-        launch_table(device, args.models.split(","), packs, 8 if device == "cpu" else batch_size, figures)
+        launch_table(device, args.models, packs, 8 if device == "cpu" else batch_size, figures)
 
 
 if __name__ == "__main__":

@@ -50,7 +50,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench_common import FigureFile, add_json_argument, load_average
+from bench_common import FigureFile, add_json_argument, load_average, positive_int
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ROOT / "scripts"
@@ -246,15 +246,28 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--space", type=Path, default=ROOT / "search_spaces" / "digits_demo.yaml")
     parser.add_argument("--set", dest="overrides", action="append", default=[])
-    parser.add_argument("--trials", type=int, nargs="+", metavar="N", help="searches of N one-epoch trials each")
-    parser.add_argument("--cpus", type=int, default=2, help="slots: the local Ray's CPUs, or the two worker nodes'")
+    parser.add_argument(
+        "--trials", type=positive_int, nargs="+", metavar="N", help="searches of N one-epoch trials each"
+    )
+    parser.add_argument(
+        "--cpus", type=positive_int, default=2, help="slots: the local Ray's CPUs, or the two worker nodes'"
+    )
     parser.add_argument("--cluster", action="store_true", help="on a loopback cluster (PostgreSQL, MLflow server)")
     add_json_argument(parser)
     args = parser.parse_args()
-    if args.trials and min(args.trials) < 1:
-        parser.error("--trials: each N must be >= 1")
     for var, value in (("RAY_USAGE_STATS_ENABLED", "0"), ("MLFLOW_DISABLE_TELEMETRY", "true"), ("DO_NOT_TRACK", "1")):
         os.environ.setdefault(var, value)
+    from tuneprune.cluster.drivers import space_document
+    from tuneprune.search.space import load_space
+    from tuneprune.shared.config import ConfigError
+
+    try:  # each search's space as it will load, before anything starts (a bad --space or --set was a traceback)
+        base = space_document(args.space, args.overrides, None)
+        searches = [(f"{n} trials", trials_document(base, n)) for n in args.trials or []] or [(args.space.stem, base)]
+        for _, document in searches:
+            load_space(document)
+    except ConfigError as err:
+        parser.error(str(err))
 
     nodes = Path(tempfile.mkdtemp(prefix="tpb-", dir="/tmp"))  # short: Ray's socket paths live below
     os.chmod(nodes, 0o711)  # PostgreSQL's own user (as root: `postgres`) traverses it to its directory
@@ -264,10 +277,6 @@ def main() -> None:
     import ray
     from mlflow.tracking import MlflowClient
 
-    from tuneprune.cluster.drivers import space_document
-
-    base = space_document(args.space, args.overrides, None)
-    searches = [(f"{n} trials", trials_document(base, n)) for n in args.trials or []] or [(args.space.stem, base)]
     driver_counts: Counter = Counter()
     count_calls(MlflowClient, "mlflow", driver_counts)
     count_calls(optuna.storages.RDBStorage, "optuna", driver_counts)

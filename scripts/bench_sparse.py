@@ -41,10 +41,14 @@ from bench_common import (
     add_machine_arguments,
     bench_each,
     launches,
+    model_names,
+    positive_int,
     start,
     sync,
+    whole_number,
 )
 
+from tuneprune.shared.config import ConfigError, validate
 from tuneprune.sparsity import SparsityConfig, original_weight
 from tuneprune.sparsity.dispatch import accelerator_path
 from tuneprune.sparsity.segments import Segments
@@ -76,13 +80,22 @@ def _quantile_threshold(weights: list[torch.Tensor], sparsity: float) -> torch.T
     return torch.quantile(torch.cat([w.detach().reshape(-1).abs() for w in weights]), sparsity)
 
 
+def sparsity_config(sparsity: float, more: str) -> SparsityConfig:
+    """The sparse run's settings: constant ``--sparsity`` and the YAML flow of ``--sparse-config`` (a one-line
+    :class:`ConfigError` naming the field otherwise)."""
+    try:
+        settings = yaml.safe_load(more)
+    except yaml.YAMLError:
+        settings = None
+    if not isinstance(settings, dict):
+        raise ConfigError(f"--sparse-config = {more!r}: a YAML mapping is required, e.g. '{{threshold: layer}}'")
+    return validate(SparsityConfig, {"target": sparsity, "scheduler": {"type": "constant"}, **settings})
+
+
 def bench(name: str, device: torch.device, args: argparse.Namespace) -> dict[str, Any]:
     x = torch.randn(args.batch_size, 3, 32, 32, device=device)
     y = torch.randint(0, NUM_CLASSES, (args.batch_size,), device=device)
-    config = SparsityConfig(
-        **{"target": args.sparsity, "scheduler": {"type": "constant"}, **yaml.safe_load(args.sparse_config)}
-    )
-    dense, sparse = SoloStep(name, device, None), SoloStep(name, device, config)
+    dense, sparse = SoloStep(name, device, None), SoloStep(name, device, args.config)
     for _ in range(args.warmup):
         dense.step(x, y)
         sparse.step(x, y)
@@ -158,24 +171,29 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--models",
+        type=model_names,
         default="resnet20,resnet20x2,mobilenet_v1,densenet40_24,resnet18",
         help="comma-separated registry names",
     )
     parser.add_argument(
-        "--steps", type=int, default=6, help="timed training steps per model and mode (0: thresholds only)"
+        "--steps", type=whole_number, default=6, help="timed training steps per model and mode (0: thresholds only)"
     )
-    parser.add_argument("--warmup", type=int, default=1, help="untimed steps first")
-    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--warmup", type=whole_number, default=1, help="untimed steps first")
+    parser.add_argument("--batch-size", type=positive_int, default=128)
     parser.add_argument("--sparsity", type=float, default=0.9, help="constant sparsity of the sparse run")
     parser.add_argument(
         "--sparse-config",
         default="{}",
         help="more sparsity settings, YAML flow, e.g. '{threshold: layer, drop: {rho: 0.5, mode: layer}}'",
     )
-    parser.add_argument("--threshold-repeats", type=int, default=3)
+    parser.add_argument("--threshold-repeats", type=positive_int, default=3)
     add_machine_arguments(parser)
     add_json_argument(parser)
     args = parser.parse_args()
+    try:  # before any model is built (a bad value was a traceback after the first one)
+        args.config = sparsity_config(args.sparsity, args.sparse_config)
+    except ConfigError as err:
+        parser.error(str(err))
     start(args, f"batch {args.batch_size}, sparsity {args.sparsity} {args.sparse_config}")
     print_table(bench_each(args, bench, FigureFile(args.json, "sparse"), "steps"))
 

@@ -23,7 +23,16 @@ from typing import Any
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from bench_common import FigureFile, add_json_argument, add_machine_arguments, bench_each, load_average, start
+from bench_common import (
+    FigureFile,
+    add_json_argument,
+    add_machine_arguments,
+    bench_each,
+    load_average,
+    model_names,
+    positive_int,
+    start,
+)
 
 from tuneprune.data import DatasetSplits, augment_batch
 from tuneprune.models import create_model
@@ -54,6 +63,7 @@ def plain_loop(name: str, data: DatasetSplits, device: torch.device, args: argpa
     model = create_model(name, NUM_CLASSES, 3).to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
     x, y, n = data.x_train, data.y_train, len(data.x_train)
+    pad_value = torch.tensor(data.pad_value, device=device)
     elapsed = 0.0
     for epoch in range(args.epochs):
         model.train()
@@ -63,7 +73,7 @@ def plain_loop(name: str, data: DatasetSplits, device: torch.device, args: argpa
         order = torch.randperm(n, generator=g, device=device)
         for i in range(0, n, args.batch_size):
             index = order[i : i + args.batch_size]
-            loss = F.cross_entropy(model(augment_batch(x[index], g)), y[index])
+            loss = F.cross_entropy(model(augment_batch(x[index], g, pad_value=pad_value)), y[index])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), 3.0)
@@ -119,12 +129,17 @@ def print_table(rows: list[dict[str, Any]]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--models", default="resnet20x2,mobilenet_v1,densenet40_24,resnet18", help="comma-separated registry names"
+        "--models",
+        type=model_names,
+        default="resnet20x2,mobilenet_v1,densenet40_24,resnet18",
+        help="comma-separated registry names",
     )
-    parser.add_argument("--images", type=int, default=512, help="training images per epoch")
-    parser.add_argument("--epochs", type=int, default=2, help="epochs per run; the last one is timed")
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--repeats", type=int, default=2, help="rounds of all variants; each figure is its best round")
+    parser.add_argument("--images", type=positive_int, default=512, help="training images per epoch")
+    parser.add_argument("--epochs", type=positive_int, default=2, help="epochs per run; the last one is timed")
+    parser.add_argument("--batch-size", type=positive_int, default=128)
+    parser.add_argument(
+        "--repeats", type=positive_int, default=2, help="rounds of all variants; each figure is its best round"
+    )
     parser.add_argument(
         "--switches", action="store_true", help="also the sparse run with bf16 autocast and channels_last"
     )

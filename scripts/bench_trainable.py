@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from bench_common import device_name, load_average
+from bench_common import device_name, load_average, positive_int
 
 from tuneprune.cluster.quiet import configure_quiet
 
@@ -153,13 +153,15 @@ def cells(label: str, values: Iterable[float]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--trials", type=int, default=8)
-    parser.add_argument("--iterations", type=int, default=20)
-    parser.add_argument("--matmuls", type=int, default=8, help="512x512 products per iteration")
-    parser.add_argument("--repeats", type=int, default=3, help="experiments per API, alternating which runs first")
+    parser.add_argument("--trials", type=positive_int, default=8)
+    parser.add_argument("--iterations", type=positive_int, default=20)
+    parser.add_argument("--matmuls", type=positive_int, default=8, help="512x512 products per iteration")
+    parser.add_argument(
+        "--repeats", type=positive_int, default=3, help="experiments per API, alternating which runs first"
+    )
     args = parser.parse_args()
-    if args.trials <= SLOTS or args.iterations < 2 or args.repeats < 1:
-        parser.error(f"need --trials > {SLOTS} (a trial waits for a slot), --iterations >= 2 (a gap), --repeats >= 1")
+    if args.trials <= SLOTS or args.iterations < 2:
+        parser.error(f"need --trials > {SLOTS} (a trial waits for a slot), --iterations >= 2 (a gap)")
     configure_quiet()  # as a search does: no telemetry, no Tune loggers or progress output
     import ray
 

@@ -29,11 +29,13 @@ while [ $# -gt 0 ]; do
     shift
 done
 PYTHON=${PYTHON:-$([ -x .venv/bin/python ] && echo .venv/bin/python || echo python3)}
-mkdir -p "$DIR"
-DIR=$(cd "$DIR" && pwd)
+# a folder that cannot be made or written stops here (DIR was left empty, and the rm below emptied / of *.json)
+if ! { mkdir -p "$DIR" && DIR=$(cd "$DIR" && pwd) && : >"$DIR/gpu_check.log"; } 2>/dev/null; then
+    echo "gpu_check.sh: --out $DIR: cannot make or write that folder (allowed: a writable folder)" >&2
+    exit 2
+fi
 LOG=$DIR/gpu_check.log
 rm -f "$DIR"/parts.tsv "$DIR"/tests.xml "$DIR"/*.json "$DIR"/table.md
-: >"$LOG"
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 export RAY_USAGE_STATS_ENABLED=0 MLFLOW_DISABLE_TELEMETRY=true DO_NOT_TRACK=1
 

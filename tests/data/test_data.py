@@ -70,6 +70,27 @@ def test_augment_is_crop_and_flip_of_each_image():
         assert found
 
 
+def test_augment_pads_each_channel_with_its_pad_value():
+    g = torch.Generator().manual_seed(0)
+    x = torch.full((64, 3, 8, 8), 100.0)
+    fill = torch.tensor([-1.0, -2.0, -3.0])
+    out = augment_batch(x, g, padding=2, pad_value=fill)
+    padding = out != 100.0
+    assert padding.any()  # some crops reach into the padding
+    for c in range(3):
+        assert torch.equal(out[:, c][padding[:, c]].unique(), fill[c : c + 1])
+
+
+def test_pad_value_is_a_pixel_of_zero_normalised():
+    """The crop's padding is black, as torchvision pads before normalising (formulas §1.6): digits hold pixels of
+    0, whose normalised value is the smallest one."""
+    data = load_dataset(RunConfig(dataset="digits", model="small_cnn"))
+    assert data.pad_value == (float(data.x_train.min()),)
+    loader = TensorLoader(data.x_train, data.y_train, batch_size=64, augment=True, pad_value=data.pad_value)
+    xb, _ = next(iter(loader))
+    assert float(xb.min()) == data.pad_value[0]
+
+
 def test_loader_is_deterministic_per_epoch_and_covers_everything():
     x = torch.arange(100, dtype=torch.float32)[:, None, None, None].expand(100, 1, 4, 4).contiguous()
     y = torch.arange(100)

@@ -84,6 +84,33 @@ def test_evolution_front_hypervolume_and_tracking(ray_session, store, dense_digi
 
 
 @pytest.mark.ray
+def test_a_given_dense_model_is_loaded_once(ray_session, store, dense_digits, tmp_path, monkeypatch):
+    """``--checkpoint`` (and ``--from-run``, each load a download of model.pt) was loaded by prepare_evolution to
+    check its layers, then again by run_evolution; the checked model is the one evolved and kept as dense.pt."""
+    import torch
+
+    import tuneprune.stochastic.dense
+    from tuneprune.training import load_model
+
+    loads = []
+    obtain_model = tuneprune.stochastic.dense.obtain_model
+
+    def counted(*args, **kwargs):
+        loads.append(args)
+        return obtain_model(*args, **kwargs)
+
+    monkeypatch.setattr(tuneprune.stochastic.dense, "obtain_model", counted)
+    summary = evolve(store, dense_digits, tmp_path, "loaded-once", ["algorithm.generations=1"])
+    assert len(loads) == 1
+    given, kept = (
+        load_model(dense_digits[0])[0].state_dict(),
+        load_model(summary.results_dir / "dense.pt")[0].state_dict(),
+    )
+    assert given.keys() == kept.keys()
+    assert all(torch.equal(given[k], kept[k]) for k in given)
+
+
+@pytest.mark.ray
 def test_interrupted_and_resumed_evolution_ends_with_the_same_front(ray_session, store, dense_digits, tmp_path):
     straight = evolve(store, dense_digits, tmp_path, "straight", ["algorithm.generations=4"])
     evolve(store, dense_digits, tmp_path, "halves", ["algorithm.generations=2"])

@@ -48,19 +48,58 @@ def test_bench_pack_prints_throughput_and_launch_tables():
 
 
 @pytest.mark.parametrize(
-    ("argument", "value"),
-    [("--packs", "2,x"), ("--packs", "0"), ("--steps", "-1"), ("--steps", "0"), ("--repeats", "0")],
-)
-def test_bench_pack_refuses_a_bad_count_before_it_measures(argument, value):
-    """A K, step or repeat count that is not a whole number >= 1: argparse's one line naming the option, exit 2
-    (``--packs 2,x`` and ``--steps -1`` ended in tracebacks, ``--steps 0`` ran the default count silently)."""
+    ("script", "argument", "value"),
+    [
+        ("bench_pack", "--packs", "2,x"), ("bench_pack", "--packs", "0"), ("bench_pack", "--steps", "-1"),
+        ("bench_pack", "--steps", "0"), ("bench_pack", "--repeats", "0"), ("bench_pack", "--models", "nope"),
+        ("bench_sparse", "--models", "resnet20,nope"), ("bench_sparse", "--steps", "-1"),
+        ("bench_sparse", "--batch-size", "0"), ("bench_sparse", "--threads", "0"),
+        ("bench_train", "--models", "nope"), ("bench_train", "--images", "0"), ("bench_train", "--epochs", "x"),
+        ("bench_search", "--trials", "0"), ("bench_search", "--cpus", "0"),
+        ("bench_trainable", "--matmuls", "0"), ("bench_trainable", "--repeats", "-1"),
+        ("bench_early_stop", "--seeds", "0,x"), ("bench_early_stop", "--epochs", "0"),
+        ("bench_sparse", "--devices", "nope"), ("bench_train", "--devices", "cpu,nope"),
+    ],
+)  # fmt: skip
+def test_benchmarks_refuse_a_bad_count_or_model_before_they_measure(script, argument, value):
+    """A count that is not a whole number (>= 1, or >= 0 where 0 means none) or a model not in the registry:
+    argparse's one line naming the option (and for a model, the allowed names), exit 2, before any work
+    (``--models nope``, ``--packs 2,x`` and ``--steps -1`` ended in tracebacks, ``--steps 0`` ran the default count
+    silently, counts of 0 started a benchmark)."""
     out = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "bench_pack.py"), "--device", "cpu", argument, value],
-        capture_output=True, text=True, timeout=120, cwd=ROOT,
+        [sys.executable, str(ROOT / "scripts" / f"{script}.py"), argument, value],
+        capture_output=True, text=True, timeout=60, cwd=ROOT,
     )  # fmt: skip
     assert out.returncode == 2, out.stderr[-2000:]
     assert f"argument {argument}: " in out.stderr.strip().splitlines()[-1]
+    if argument == "--models":
+        assert "unknown model 'nope', allowed: densenet40_24, " in out.stderr.strip().splitlines()[-1]
     assert "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize(
+    ("script", "arguments", "error"),
+    [
+        ("bench_early_stop", ["--reduction-factor", "1"],
+         "early_stopping.reduction_factor = 1.0: Input should be greater than 1"),
+        ("bench_search", ["--set", "base.epochs=0"], "base.epochs = 0: Input should be greater than or equal to 1"),
+        ("bench_search", ["--space", "absent.yaml"], "absent.yaml: file not found"),
+        ("bench_sparse", ["--sparse-config", "{threshold: median}"], "threshold = 'median': Input should be 'global' or 'layer'"),
+        ("bench_sparse", ["--sparse-config", "layer"],
+         "--sparse-config = 'layer': a YAML mapping is required, e.g. '{threshold: layer}'"),
+    ],
+)  # fmt: skip
+def test_benchmarks_refuse_a_setting_the_run_would_refuse_before_they_start(script, arguments, error, tmp_path):
+    """A space or sparsity setting the search or the Sparsifier refuses: one line naming the field, exit 2, before
+    anything runs (``bench_early_stop.py`` started Ray and ``bench_sparse.py`` built its first model, then each ended
+    in a traceback; ``bench_search.py`` also left its temporary folder in /tmp)."""
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / f"{script}.py"), *arguments],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+    )  # fmt: skip
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert out.stderr.strip().splitlines()[-1] == f"{script}.py: error: {error}"
+    assert out.stdout == ""  # nothing measured
 
 
 @pytest.mark.ray  # the script starts its own local Ray
@@ -170,6 +209,29 @@ def test_gpu_check_refuses_out_without_a_folder():
     )
     assert out.returncode == 2
     assert out.stderr.strip() == "gpu_check.sh: --out needs a folder (--out DIR)"
+
+
+@pytest.mark.parametrize("where", ["/proc/tuneprune-gpu-check", "a-file/figures"])
+def test_gpu_check_refuses_an_out_folder_it_cannot_make_before_it_writes_anywhere(where, tmp_path):
+    """A ``--out`` that cannot be made (under /proc, under a file): ``cd`` failed, DIR became empty and the script
+    went on with ``rm -f /*.json`` and wrote its parts into ``/``; now one line naming it, exit 2, nothing removed
+    or written. (``rm`` is a recorder on PATH and PYTHON fails, so that the old script removed nothing here.)"""
+    (tmp_path / "a-file").write_text("not a folder")
+    shims = tmp_path / "bin"
+    shims.mkdir()
+    (shims / "rm").write_text(f'#!/bin/sh\necho "$@" >> {tmp_path / "removed"}\n')
+    (shims / "rm").chmod(0o755)
+    out_dir = where if where.startswith("/") else str(tmp_path / where)
+    env = {**os.environ, "PYTHON": "/bin/false", "PATH": f"{shims}:{os.environ['PATH']}"}
+    out = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "gpu_check.sh"), "--cpu-smoke", "--out", out_dir],
+        capture_output=True, text=True, timeout=60, env=env,
+    )  # fmt: skip
+    assert out.returncode == 2
+    assert out.stderr.strip() == (
+        f"gpu_check.sh: --out {out_dir}: cannot make or write that folder (allowed: a writable folder)"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "bin"]  # no rm ran
 
 
 @pytest.mark.ray

@@ -141,3 +141,4 @@ def test_fit_scheduler_refuses_an_evolution(evolution, capsys):
     assert err.strip().count("\n") == 0
     assert "not a search" in err
     assert str(evolution.results_dir) in err
+    assert not (evolution.results_dir / "fit-scheduler").exists()  # refused before anything is written

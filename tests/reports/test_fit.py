@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -19,9 +19,13 @@ from tuneprune.reports import Report, fit_tangent, tangent
 from tuneprune.reports.sections import front_section
 from tuneprune.reports.tangent import DEFAULT_POLE_MARGIN, AlphaFit
 from tuneprune.reports.usable import accuracy_metric
+from tuneprune.search.space import load_space
+from tuneprune.search.study_config import StudyConfig
+from tuneprune.shared.config import ConfigError, validate
 from tuneprune.shared.pareto import Plane, front_indices, hypervolume, non_dominated
 from tuneprune.sparsity import alpha_for_target, resolve_alpha
 from tuneprune.sparsity.theta import PUBLISHED_ALPHA_RULE
+from tuneprune.tracking import RunTracker, parent_run
 
 TARGETS = [0.90, 0.95, 0.98, 0.99, 0.995, 0.998]
 GRID = np.linspace(0.90, 0.998, 400)
@@ -56,6 +60,27 @@ def test_fewer_than_four_points_keep_c2_c3_published(n, free):
     assert fit.free == free
     assert (fit.constants["c2"], fit.constants["c3"]) == (PUBLISHED_ALPHA_RULE["c2"], PUBLISHED_ALPHA_RULE["c3"])
     assert fit.rmse < 1e-6 if n <= 2 else fit.rmse < 0.01
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "api"),
+    [
+        ("--constants", "c1,c5", {"free": ["c1", "c5"]}),
+        ("--constants", "", {"free": []}),
+        ("--pole-margin", "-0.01", {"pole_margin": -0.01}),
+        ("--pole-margin", "0.1", {"pole_margin": 0.1}),
+    ],
+)
+def test_fit_tangent_refuses_what_fit_alpha_refuses_in_the_same_line(option, value, api, tmp_path, capsys):
+    """The Python API checks its constants and pole margin as the CLI does (it raised KeyError for c5, and fitted with
+    a negative margin, poles allowed inside the range), with the CLI's message; the CLI checks before reading a source."""
+    with pytest.raises(ConfigError) as refused:
+        fit_tangent(TARGETS, published(np.array(TARGETS)), **api)
+    assert main(["fit-alpha", str(tmp_path / "absent"), option, value]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"tuneprune fit-alpha: error: {refused.value}"
+    assert "\n" not in err
+    assert err.startswith(f"tuneprune fit-alpha: error: {option} = ")
 
 
 def test_a_fit_with_c2_free_and_negative_is_judged_by_its_true_poles():
@@ -118,32 +143,68 @@ def test_fit_alpha_cli_on_results_directories(tmp_path, capsys):
     assert html.count('<img src="data:image/png;base64,') == len(list(out.glob("*.png"))) == 1
 
 
+def test_fit_alpha_counts_each_point_once_when_two_searches_share_a_name(tmp_path, capsys):
+    """Two stores may each hold a search of the default name (the space file's); fitted together, each search's best
+    alpha per grid point is one point, as for searches of different names."""
+    synthetic_alpha_search(tmp_path / "a" / "feather_alpha", "feather_alpha", ["resnet20x2", "mobilenet_v1"])
+    synthetic_alpha_search(tmp_path / "b" / "feather_alpha", "feather_alpha", ["densenet40_24"])
+    out = tmp_path / "fit"
+    sources = [str(tmp_path / "a" / "feather_alpha"), str(tmp_path / "b" / "feather_alpha")]
+    assert main(["fit-alpha", *sources, "--out", str(out)]) == 0
+    assert "fitted c1, c2, c3, c4 to 18 points" in capsys.readouterr().out  # 3 models x 6 targets from 0.90
+    rows = list(csv.DictReader((out / "residuals.csv").open()))
+    assert len(rows) == 3 * 7  # 0.8 listed, not fitted
+    assert len({(r["group"], r["target"]) for r in rows}) == len(rows)
+
+
+def test_fit_alpha_refuses_a_search_given_twice(tmp_path, capsys):
+    """Its points would count twice: one line, exit 2, before anything is written."""
+    synthetic_alpha_search(tmp_path / "runs" / "alpha_a", "alpha_a", ["resnet20x2"])
+    source = str(tmp_path / "runs" / "alpha_a")
+    assert main(["fit-alpha", source, f"{source}/", "--out", str(tmp_path / "fit")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err
+    assert f"source = '{source}/': the search '{source}' names already" in err
+    assert not list((tmp_path / "fit").glob("*"))  # nothing written
+
+
+def study_results(tmp_path, methods: dict[str, dict], targets: Sequence[float], accuracy: Callable[[dict], float]):
+    """The results directory of a study of ``methods`` (2 seeds), each trial's val_acc ``accuracy(grid)``; its resolved
+    space (the methods) logged to a real MLflow store, as ``tuneprune study`` logs it."""
+    document = validate(StudyConfig, {
+        "base": {"model": "small_cnn", "dataset": "digits", "epochs": 1}, "methods": methods, "targets": list(targets),
+        "seeds": [0, 1],
+    }).space_document("study")  # fmt: skip
+    space = load_space(document)
+    tracker = RunTracker(f"sqlite:///{tmp_path}/mlruns.db")
+    with parent_run(tracker, "study", "search", resume=False) as parent_id:
+        tracker.log_text(parent_id, json.dumps(space.model_dump(mode="json")), "resolved_space.json")
+    trials = [
+        {"key": f"g{i}-000", "name": "", "state": "COMPLETE", "grid": grid, "params": {}, "values": {"val_acc": accuracy(grid)},
+         "metrics": {"val_acc": accuracy(grid), "sparsity": grid["sparsity.target"]},
+         "config": space.resolve(grid, {}).model_dump(mode="json")}
+        for i, grid in enumerate(space.grid_points())
+    ]  # fmt: skip
+    directory = tmp_path / "runs" / "study"
+    directory.mkdir(parents=True)
+    summary = {"name": "study", "parent_run_id": parent_id, "tracking_uri": tracker.tracking_uri,
+               "objectives": {"val_acc": "max"}, "trials": trials, "best": trials}  # fmt: skip
+    (directory / "summary.json").write_text(json.dumps(summary))
+    return directory
+
+
 def test_fit_alpha_on_a_study_takes_each_targets_best_method_alpha_averaged_over_seeds(tmp_path, capsys):
     """A study whose methods set alpha (log_density theta): per target the alpha of the best mean over seeds is fitted."""
     alphas = {f"alpha{i}": float(published(s)) for i, s in enumerate(TARGETS)}
-    trials: list[dict[str, Any]] = []
-    for i, (method, alpha) in enumerate(alphas.items()):
-        for j, s in enumerate(TARGETS):
-            for seed in (0, 1):
-                right = alpha == float(published(s))
-                # seed 1 prefers the next method's alpha, but the mean over seeds prefers the right one
-                acc = 0.9 if right else 0.5
-                if seed == 1 and i == (TARGETS.index(s) + 1) % len(TARGETS):
-                    acc = 0.95
-                trials.append({
-                    "key": f"g{i * 100 + j * 2 + seed}-000", "name": "", "state": "COMPLETE",
-                    "grid": {"method": method, "sparsity.target": s, "seed": seed}, "params": {}, "values": {"val_acc": acc},
-                    "metrics": {"val_acc": acc, "sparsity": s},
-                    "config": {"model": "small_cnn", "dataset": "digits", "seed": seed,
-                               "sparsity": {"target": s, "theta": {"policy": "log_density", "alpha": alpha}}},
-                })  # fmt: skip
-    trials.append({**trials[0], "key": "g999-000", "grid": {"method": "feather", "sparsity.target": 0.9, "seed": 0},
-                   "config": {**trials[0]["config"], "sparsity": {"target": 0.9, "theta": {"policy": "feather"}}}})  # fmt: skip
-    directory = tmp_path / "runs" / "study"
-    directory.mkdir(parents=True)
-    summary = {"name": "study", "parent_run_id": "0" * 32, "tracking_uri": f"sqlite:///{directory}/absent.db",
-               "objectives": {"val_acc": "max"}, "trials": trials, "best": trials}  # fmt: skip
-    (directory / "summary.json").write_text(json.dumps(summary))
+    methods = {m: {"sparsity.theta.policy": "log_density", "sparsity.theta.alpha": a} for m, a in alphas.items()}
+
+    def accuracy(grid: dict) -> float:
+        s, i = grid["sparsity.target"], list(alphas).index(grid["method"]) if grid["method"] in alphas else -1
+        if grid["seed"] == 1 and i == (TARGETS.index(s) + 1) % len(TARGETS):
+            return 0.95  # seed 1 prefers the next method's alpha, but the mean over seeds prefers the right one
+        return 0.9 if grid["method"] in alphas and alphas[grid["method"]] == float(published(s)) else 0.5
+
+    directory = study_results(tmp_path, {**methods, "feather": {"sparsity.theta.policy": "feather"}}, TARGETS, accuracy)
     out = tmp_path / "fit"
     assert main(["fit-alpha", str(directory), "--out", str(out)]) == 0
     assert f"fitted c1, c2, c3, c4 to {len(TARGETS)} points" in capsys.readouterr().out
@@ -156,6 +217,43 @@ def test_fit_alpha_on_a_study_takes_each_targets_best_method_alpha_averaged_over
         assert len(row["trial"].split(",")) == 2  # both seeds of the chosen alpha
 
 
+def test_fit_alpha_on_a_study_leaves_out_a_method_whose_alpha_the_rule_derives(tmp_path, capsys):
+    """docs/studies.md: methods without an alpha of their own are left out. A log_density method that does not set alpha
+    runs 'auto', the published rule's value at each target: fitted, those values return the published rule, whatever
+    the study measured."""
+    methods: dict[str, dict] = {
+        "global_theta": {"sparsity.theta.policy": "log_density"},  # alpha 'auto': 0.09, 0.12, 0.13
+        "alpha_05": {"sparsity.theta.policy": "log_density", "sparsity.theta.alpha": 0.05},
+    }
+    best_auto = study_results(
+        tmp_path, methods, [0.95, 0.98, 0.99], lambda g: 0.9 if g["method"] == "global_theta" else 0.5
+    )
+    out = tmp_path / "fit"
+    assert main(["fit-alpha", str(best_auto), "--out", str(out)]) == 0
+    rows = list(csv.DictReader((out / "residuals.csv").open()))
+    assert [float(r["alpha"]) for r in rows] == [0.05, 0.05, 0.05]  # alpha_05 at each target, global_theta never
+    capsys.readouterr()
+    only_auto = study_results(tmp_path / "auto", {"global_theta": methods["global_theta"]}, [0.95, 0.99], lambda g: 0.9)
+    assert main(["fit-alpha", str(only_auto)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err
+    assert "no usable trial that searched sparsity.theta.alpha" in err
+
+
+def test_fit_alpha_on_a_study_without_its_store_exits_2_and_creates_none(tmp_path, capsys):
+    """A study's methods are in its MLflow store: a results directory moved without it is refused in one line."""
+    directory = study_results(tmp_path, {"alpha_05": {"sparsity.theta.policy": "log_density", "sparsity.theta.alpha": 0.05}},
+                              [0.95], lambda g: 0.9)  # fmt: skip
+    summary = json.loads((directory / "summary.json").read_text())
+    absent = tmp_path / "moved" / "mlruns.db"
+    (directory / "summary.json").write_text(json.dumps({**summary, "tracking_uri": f"sqlite:///{absent}"}))
+    assert main(["fit-alpha", str(directory)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err
+    assert "no MLflow store at" in err
+    assert not absent.exists()
+
+
 def test_fit_alpha_without_alpha_points_exits_2(tmp_path, capsys):
     directory = tmp_path / "runs" / "plain"
     synthetic_alpha_search(directory, "plain", [])
@@ -163,6 +261,19 @@ def test_fit_alpha_without_alpha_points_exits_2(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert "\n" not in err
     assert repr(str(directory)) in err
+
+
+@pytest.mark.parametrize("command", ["fit-alpha", "fit-scheduler"])
+@pytest.mark.parametrize("out", [True, False], ids=["out", "default"])
+def test_a_refused_fit_creates_no_output_folder(command, out, tmp_path, capsys):
+    """A source the fit refuses (here no alpha point, no MLflow store) exits 2 in one line and leaves neither ``--out``
+    nor the default ``RESULTS/fit-...`` folder behind (both were made before the refusal)."""
+    directory = tmp_path / "runs" / "plain"
+    synthetic_alpha_search(directory, "plain", [])
+    assert main([command, str(directory), *(["--out", str(tmp_path / "fit")] if out else [])]) == 2
+    assert "\n" not in capsys.readouterr().err.strip()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["runs"]
+    assert sorted(p.name for p in directory.iterdir()) == ["summary.json"]
 
 
 def test_fit_alpha_judges_chance_by_the_accuracy_objective_the_report_uses(tmp_path, capsys):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from io import StringIO
 from pathlib import Path
 
 import numpy as np
@@ -169,15 +170,21 @@ def test_a_space_the_search_cannot_take_is_refused_before_it_runs(tmp_path, stor
     prepare_search(write_space(tmp_path, name="drawn"), resume=not join, join=join, **stores)  # its own space
 
 
-def test_a_trial_whose_values_the_run_config_refuses_together_fails_alone(tmp_path, stores):
+def test_a_trial_whose_values_the_run_config_refuses_together_fails_alone(tmp_path, stores, monkeypatch):
     """Values accepted one by one (threshold 'layer'; drop mode 'global') that the run config refuses together
     (formulas §4): the trial that drew them fails, FAIL with the reason, and the searcher asks the next one, instead
-    of the search failing (and failing again on every --resume, the trial re-queued with the same values)."""
+    of the search failing (and failing again on every --resume, the trial re-queued with the same values). The
+    search's display counts it done and failed (it ended at 0/2 trials done, 0 failed)."""
+    from rich.console import Console
+
+    import tuneprune.output.progress
+    from tuneprune.search.monitor import SearchMonitor
     from tuneprune.search.protocol import TrialContext
     from tuneprune.search.runner import _collect
     from tuneprune.search.searcher import StudySearcher
     from tuneprune.search.space import load_space
     from tuneprune.search.studies import open_studies
+    from tuneprune.tracking import RunTracker
 
     space = load_space(
         {
@@ -192,11 +199,17 @@ def test_a_trial_whose_values_the_run_config_refuses_together_fails_alone(tmp_pa
     )
     studies = open_studies(space, "together", stores["storage_url"])
     context = TrialContext(stores["tracking_uri"], "tuneprune", "no-parent", str(tmp_path), dict(space.objectives))
-    searcher = StudySearcher(space, studies, context)
+    written = StringIO()
+    monkeypatch.setattr(tuneprune.output.progress, "console", lambda: Console(file=written, width=200))
+    monitor = SearchMonitor(RunTracker(stores["tracking_uri"]), space.objectives, 2, show=True)
+    monitor.setup()  # as Tune does when the search starts; here the display is plain lines (not a terminal)
+    searcher = StudySearcher(space, studies, context, on_refused=monitor.count_refused)
     try:
         assert searcher._ask() is None  # both trials of the budget refused: nothing to hand out
     finally:
         searcher.close()
+        monitor.close()
+    assert ": 2/2 trials done, 0 running, 0 stopped early, 2 failed;" in written.getvalue().splitlines()[-1]
     trials, best = _collect(studies, space)
     assert [t["state"] for t in trials] == ["FAIL", "FAIL"]
     assert all("sparsity.threshold = 'layer' with sparsity.drop.mode = 'global'" in t["error"] for t in trials)

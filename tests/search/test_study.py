@@ -15,7 +15,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from tuneprune.reports.study_table import study_table
+from tuneprune.reports.study_table import BEST_MARK, study_table
 from tuneprune.search.studies import study_names
 from tuneprune.search.study_config import StudyConfig
 from tuneprune.shared.config import validate
@@ -73,6 +73,51 @@ def test_table_means_stds_marks_and_published_difference():
     )
     assert "Welch's t-test" in table.legend()
     assert f"**{rows[0][1]}**" in table.markdown()
+
+
+def welch_p(a: list[float], b: list[float]) -> float:
+    """Welch's two-sided p-value written out (formulas §11), for comparison with the table's."""
+    from scipy.stats import t
+
+    va, vb = np.var(a, ddof=1) / len(a), np.var(b, ddof=1) / len(b)
+    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+    return float(2 * t.sf(abs(np.mean(a) - np.mean(b)) / np.sqrt(va + vb), df))
+
+
+def test_no_test_when_the_seeds_of_both_methods_have_no_variance():
+    """formulas §11: no Welch test when both variances are 0, e.g. two methods whose every seed collapsed to one class
+    (MNIST's '1' is 11.35 % of the test set, its '0' 9.80 %); their seeds' spread separates nothing."""
+    study = validate(StudyConfig, {"methods": METHODS, "targets": [0.99, 0.998], "seeds": [0, 1, 2]})
+    values = {
+        ("feather", 0.99): [0.1135, 0.1135, 0.1135], ("slow", 0.99): [0.0980, 0.0980, 0.0980],
+        # 40 of 360 test images in every seed: the mean of three 11.11...% rounds, a float variance of 5e-30, not 0
+        ("feather", 0.998): [40 / 360] * 3, ("slow", 0.998): [0.1] * 3,
+    }  # fmt: skip
+    table = study_table(study, trials_of(values))
+    for target in (0.99, 0.998):
+        cell = table.cells[(None, "slow", target)]
+        assert cell.p_value is None
+        assert not cell.significant
+    assert "0 of 0 comparisons differ" in table.legend()
+
+
+def test_p_values_are_welchs():
+    study = validate(StudyConfig, {"methods": METHODS, "targets": [0.9], "seeds": [0, 1, 2]})
+    values = {("feather", 0.9): [0.80, 0.80, 0.80], ("slow", 0.9): [0.70, 0.74, 0.71]}  # one side without variance
+    cell = study_table(study, trials_of(values)).cells[(None, "slow", 0.9)]
+    assert cell.p_value == pytest.approx(welch_p([70.0, 74.0, 71.0], [80.0, 80.0, 80.0]))
+    assert cell.significant
+
+
+def test_equal_means_are_all_marked_best_whatever_the_order_of_the_seeds():
+    """formulas §11: the best of a column is the largest mean, ties all marked. Accuracies are counts of test images;
+    two methods with the same counts in another seed order (or the same total count) have the same mean."""
+    study = validate(StudyConfig, {"methods": METHODS, "targets": [0.9], "seeds": [0, 1, 2]})
+    counts = {"feather": [121, 174, 155], "slow": [155, 121, 174]}
+    assert sum(counts["feather"]) == sum(counts["slow"])  # the means are equal: a tie
+    table = study_table(study, trials_of({(m, 0.9): [c / 360 for c in cs] for m, cs in counts.items()}))
+    assert all(table.cells[(None, m, 0.9)].best for m in counts)
+    assert all(row[1].endswith(BEST_MARK) for row in table.text_rows())
 
 
 def test_published_with_models_needs_a_known_model():

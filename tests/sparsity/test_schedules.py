@@ -193,3 +193,31 @@ def test_adaptive_warmup_is_cubic_to_initial_sparsity_then_adaptive():
     assert schedule.scheduler.sparsity == 0.6  # warm-up only records
     schedule.observe(19, mus[19])  # sets the sparsity of step 20, the first adaptive one
     assert schedule.sparsity_at(20) == pytest.approx(0.6 + 8 * schedule.scheduler.lambda_at(0.6) * 0.01)
+
+
+def test_adaptive_scheduler_built_with_its_defaults_prunes_and_zero_is_refused():
+    """formulas §9: the adaptive schedule cannot leave S = 0 (all masks are all ones, mu never rises). Built for a loop of
+    one's own as docs/training.md shows, without an initial_sparsity, it starts where a run config's does (0.5), and 0
+    is refused, naming the argument, as the run config refuses it."""
+    import torch
+    import torch.nn.functional as F
+
+    from tuneprune.sparsity import Sparsifier
+
+    assert AdaptiveScheduler.preset("lambda1", final_sparsity=0.9, epochs=2).sparsity == 0.5
+    assert AdaptiveScheduler(0.5, 0.8, 20, -0.01, final_sparsity=0.9, epochs=2).sparsity == 0.5
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
+    schedule = AdaptiveSchedule(AdaptiveScheduler.preset("lambda1", final_sparsity=0.9, epochs=2))
+    sparsifier = Sparsifier(model, schedule)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    for _ in range(3):
+        sparsifier.before_iteration()
+        optimizer.zero_grad()
+        F.cross_entropy(model(torch.randn(4, 1, 4, 4)), torch.tensor([0, 1, 2, 0])).backward()
+        optimizer.step()
+    sparsifier.end_epoch()
+    assert sparsifier.metrics()["sparsity"] >= 0.5 - 1 / 152
+    for zero in (0.0, -0.1):
+        with pytest.raises(ValueError, match=rf"initial_sparsity = {zero}: .*cannot leave S = 0.*allowed: above 0"):
+            AdaptiveScheduler.preset("lambda1", final_sparsity=0.9, epochs=2, initial_sparsity=zero)

@@ -1,6 +1,7 @@
 """The Sparsifier hook: wrapping, per-iteration masks, metrics, state and finalize (formulas §1-§4)."""
 
 import io
+import math
 import subprocess
 import sys
 
@@ -11,6 +12,7 @@ import torch.nn.functional as F
 
 from tuneprune.models import create_model
 from tuneprune.sparsity import (
+    AdaptiveScheduler,
     ConstantSchedule,
     CubicSchedule,
     Elimination,
@@ -280,3 +282,43 @@ def test_importing_the_engine_pulls_in_neither_ray_nor_mlflow_nor_the_loop():
         "assert 'tuneprune.training' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_an_adaptive_loop_follows_the_published_rule_on_the_masks_it_measures():
+    """formulas §1.4, §3, §9 written out here: before each iteration T is the S_k-quantile of |w| (full sort, linear
+    interpolation), mu_k the mean over layers of the Jaccard index of the kept sets |w| > T of two consecutive
+    iterations, and S_{k+1} = min(S_f, S_k + l lambda(S_k) (mu_k - mu_{k-1})) when mu rose, l = 160 / E. The
+    Sparsifier's S_k must follow it iteration by iteration (to the float32 of its mu)."""
+    A, B, C, D, final, epochs, steps = 0.5, 0.8, 20.0, -0.01, 0.9, 2, 6
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 24), nn.ReLU(), nn.Linear(24, 10))
+    schedule = AdaptiveSchedule(
+        AdaptiveScheduler(A, B, C, D, final_sparsity=final, epochs=epochs, initial_sparsity=0.3)
+    )
+    sparsifier = Sparsifier(model, schedule)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5, momentum=0.9)
+    layers = [original_weight(m) for m in model if isinstance(m, nn.Linear)]
+    g = torch.Generator().manual_seed(1)
+    sparsity, previous_kept, previous_mu = 0.3, None, None
+    for _ in range(epochs * steps):
+        magnitudes = [w.detach().abs().flatten().double() for w in layers]
+        ordered = torch.cat(magnitudes).sort().values
+        position = sparsity * (len(ordered) - 1)
+        lower = int(position)
+        T = ordered[lower] + (position - lower) * (ordered[min(lower + 1, len(ordered) - 1)] - ordered[lower])
+        sparsifier.before_iteration()
+        assert sparsifier.metrics()["sparsity_k"] == pytest.approx(sparsity, abs=1e-5)
+        kept = [m > T for m in magnitudes]
+        assert sparsifier.metrics()["sparsity"] == 1 - sum(int(k.sum()) for k in kept) / len(ordered)
+        if previous_kept is not None:
+            mu = sum(int((a & b).sum()) / int((a | b).sum()) for a, b in zip(kept, previous_kept, strict=True)) / 2
+            if previous_mu is not None and mu > previous_mu:
+                lam = max(0.0, A / (1 + math.exp(-C * (B - sparsity))) + D)
+                sparsity = min(final, sparsity + 160 / epochs * lam * (mu - previous_mu))
+            previous_mu = mu
+        previous_kept = kept
+        x, y = torch.randn(16, 1, 8, 8, generator=g), torch.randint(0, 10, (16,), generator=g)
+        optimizer.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        optimizer.step()
+    assert sparsity > 0.3  # the masks settled and the rule raised S_k

@@ -56,14 +56,14 @@ def solo_order(model: nn.Module, sparse: bool, min_size: int = 1000) -> list[str
 @pytest.mark.parametrize("sparse", [False, True])
 def test_clip_order_is_the_solo_runs_parameter_order(sparse):
     models, stack = stacked(sparse)
-    assert stack.clip_order == solo_order(models[0], sparse)
-    assert sorted(stack.clip_order) == sorted(name for name, _ in models[0].named_parameters())
+    assert stack.clip_orders == [solo_order(models[0], sparse)] * len(models)
+    assert sorted(stack.clip_orders[0]) == sorted(name for name, _ in models[0].named_parameters())
 
 
 def test_clip_order_puts_a_parametrized_weight_after_its_bias():
     model = create_model("small_cnn", 10, 1)
     prunable = [f"{name}.weight" for name, _ in prunable_layers(model)]
-    order = StackedModel([model, copy.deepcopy(model)], prunable).clip_order
+    order = StackedModel([model, copy.deepcopy(model)], prunable).clip_orders[0]
     assert order == solo_order(model, sparse=True, min_size=0)
     assert order != [name for name, _ in model.named_parameters()]
 
@@ -102,7 +102,7 @@ def test_each_member_clips_as_clip_grad_norm_alone(sparse, path):
     configs = [validate(RunConfig, {"model": "resnet20", "dataset": "synthetic", "grad_clip": c}) for c in CLIPS]
     optimizer = PackedSGD(configs, stack.decays(), 10, torch.device("cpu"))
     with accelerator_path() if path == "accelerator" else contextlib.nullcontext():
-        optimizer.clip(stack.parameters(), stack.grad_pieces())
+        optimizer.clip(stack.parameters(), *stack.grad_pieces())
     order = solo_order(models[0], sparse)
     for model, clip in zip(models, CLIPS, strict=True):
         if clip is not None:

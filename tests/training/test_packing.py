@@ -118,6 +118,16 @@ def test_dense_members_train_bit_for_bit_as_alone():
         assert "sparsity" not in member.history[0]
 
 
+def test_a_dense_member_beside_sparse_ones_clips_bit_for_bit_as_alone():
+    """formulas §10.7: a member's gradient norm is summed in the order ``clip_grad_norm_`` meets its parameters alone;
+    alone, a dense member's weights are not parametrized (each weight in its own place, before its bias), a sparse
+    member's are (after its bias). A dense member packed with a sparse one, its clipping active, trains its solo trial."""
+    configs = [config(GLOBAL_CUBIC, epochs=1), config(DENSE, epochs=1, grad_clip=0.05)]
+    members = train_packed(configs)
+    for member, run_config in zip(members, configs, strict=True):
+        assert_same_history(member.history, list(solo(run_config)[0]))
+
+
 def test_bf16_members_train_bit_for_bit_as_alone():
     """``precision: bf16`` runs the pack's forward and losses under the same autocast as the solo loop."""
     configs = [
@@ -326,3 +336,24 @@ def test_models_of_another_architecture_are_refused():
     models = [create_model("resnet20", 10, 1), create_model("resnet32", 10, 1)]
     with pytest.raises(ValueError, match=r"models\[1\] differs from models\[0\]"):
         PackedTrainer(configs, models=models)
+
+
+def test_a_last_batch_of_one_is_checked_once_for_members_of_one_architecture(monkeypatch):
+    """1293 digits training images in batches of 68 leave a last batch of one: the one-image forward that checks the
+    model trains on it ran for each of K registry members (K copies and forwards of one architecture), now once;
+    members given their own ``models`` are each checked."""
+    import tuneprune.training.trainer
+
+    checks = []
+    check_last_batch = tuneprune.training.trainer.check_last_batch
+
+    def counted(*args):
+        checks.append(args)
+        return check_last_batch(*args)
+
+    monkeypatch.setattr(tuneprune.training.trainer, "check_last_batch", counted)
+    configs = [config({"seed": seed}, batch_size=68) for seed in range(3)]
+    PackedTrainer(configs)
+    assert len(checks) == 1
+    PackedTrainer(configs, models=[create_model("small_cnn", 10, 1) for _ in configs])
+    assert len(checks) == 1 + 3

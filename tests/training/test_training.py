@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from tuneprune.shared.config import ConfigError
+from tuneprune.shared.config import ConfigError, validate
 from tuneprune.training import RunConfig, TrainingDiverged, load_model, save_model, train
 from tuneprune.training.checkpoint import CHECKPOINT_NAME, load_file, save_atomic
 from tuneprune.training.optim import PackedSGD, has_weight_decay
@@ -30,6 +30,23 @@ def test_cosine_decays_to_zero_per_step():
     sgd = PackedSGD([RunConfig()], [True], total_steps=10, device=torch.device("cpu"))
     assert sgd.lr_at(5) == pytest.approx([0.05], abs=1e-9)
     assert sgd.lr_at(10) == pytest.approx([0.0], abs=1e-12)
+
+
+@pytest.mark.parametrize("start_epoch", [2, 3, 3.9])
+def test_cubic_schedule_starting_at_or_after_its_end_is_refused(start_epoch):
+    """formulas §1.5 ramps S_k from k0 (start_epoch) to k1 (end_fraction of training): with k0 >= k1 there is no ramp,
+    S_k jumps from 0 to the target in one step (one-shot pruning), so the config is refused at load, naming the field
+    and the allowed range."""
+    sparsity = {"target": 0.9, "scheduler": {"start_epoch": start_epoch, "end_fraction": 0.5}}
+    with pytest.raises(ConfigError) as refused:
+        validate(RunConfig, {"epochs": 4, "sparsity": sparsity})
+    message = str(refused.value)
+    assert message.count("\n") == 0
+    assert f"sparsity.scheduler.start_epoch = {float(start_epoch)}" in message
+    assert "allowed: [0, 2)" in message
+    accepted = validate(RunConfig, {"epochs": 4, "sparsity": {**sparsity, "scheduler": {"start_epoch": 1.5}}})
+    assert accepted.sparsity is not None
+    assert accepted.sparsity.scheduler.start_epoch == 1.5
 
 
 def test_dense_small_cnn_learns_digits_and_reports_every_epoch():

@@ -8,6 +8,7 @@ import math
 import os
 import re
 import sys
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,13 +34,25 @@ def add_set_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def writable(directory: Path) -> bool:
+    """Whether a folder can be made in ``directory``: one is made and removed (as root, ``os.access`` says yes even
+    under /proc or on a read-only mount)."""
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".tuneprune-", dir=directory))
+    except OSError:
+        return False
+    return True
+
+
 def output_directory(text: str) -> Path:
-    """An output option's directory (argparse type): one that exists or can be made, nothing on its path a file, so
-    that the command stops before its work, not when it writes its results."""
+    """An output option's directory (argparse type): one that exists or can be made, nothing on its path a file, its
+    nearest existing folder writable, so that the command stops before its work, not when it writes its results."""
     path = Path(text)
     existing = next((p for p in (path, *path.parents) if p.exists()), None)
     if existing is not None and not existing.is_dir():
         raise argparse.ArgumentTypeError(f"{existing} is a file, not a directory")
+    if existing is not None and not writable(existing):
+        raise argparse.ArgumentTypeError(f"{existing} is not a writable directory")
     return path
 
 

@@ -29,29 +29,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
 
 
-def free_constants(text: str) -> tuple[str, ...] | None:
-    """``auto`` (None) or a comma list of c1..c4 (exit 2 naming the option otherwise)."""
-    from tuneprune.reports.tangent import CONSTANTS
-    from tuneprune.shared.config import ConfigError
-
-    if text == "auto":
-        return None
-    names = {n.strip() for n in text.split(",")}
-    if not names <= set(CONSTANTS):
-        raise ConfigError(f"--constants = {text!r}: 'auto' or a comma list of {', '.join(CONSTANTS)}")
-    return tuple(n for n in CONSTANTS if n in names)
-
-
 def run(args: argparse.Namespace) -> int:
     from tuneprune.reports import Report, alpha_fit_report, resolve_source
     from tuneprune.reports.alpha_fit import fixed_reason
-    from tuneprune.reports.tangent import DEFAULT_POLE_MARGIN
-    from tuneprune.shared.config import ConfigError
+    from tuneprune.reports.tangent import DEFAULT_POLE_MARGIN, fit_options
 
-    rules, free = usability_rules(args), free_constants(args.constants)
+    rules = usability_rules(args)
+    names = None if args.constants == "auto" else [name.strip() for name in args.constants.split(",")]
     margin = DEFAULT_POLE_MARGIN if args.pole_margin is None else args.pole_margin
-    if not 0.0 <= margin < 0.1:
-        raise ConfigError(f"--pole-margin = {margin}: must lie in [0, 0.1)")
+    free = fit_options(names, margin)  # before any source is read
     sources = [resolve_source(s, args.tracking_uri) for s in args.sources]
     report = Report(
         "tuneprune fit-alpha " + " ".join(s.name for s in sources), args.out or sources[0].results_dir / "fit-alpha"

@@ -2,21 +2,28 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import torch
-import torch.nn.functional as F
 
 
-def augment_batch(x: torch.Tensor, generator: torch.Generator, padding: int = 4) -> torch.Tensor:
-    """Random crop (zero padding ``padding``, same size out) and horizontal flip, per image.
+def augment_batch(
+    x: torch.Tensor, generator: torch.Generator, padding: int = 4, pad_value: torch.Tensor | Sequence[float] = (0.0,)
+) -> torch.Tensor:
+    """Random crop (``padding`` on each side holding ``pad_value``, one per channel or one for all; same size out)
+    and horizontal flip, per image (formulas §1.6).
 
-    Done with one gather over the padded batch: no Python loop over images. The random
-    numbers come from ``generator``, which lives on ``x``'s device.
+    ``pad_value`` is :attr:`tuneprune.data.splits.DatasetSplits.pad_value`, a pixel of 0 before
+    normalisation, as torchvision's ``RandomCrop(padding=4)`` pads before ``Normalize`` (a tensor
+    on ``x``'s device spares a copy from the host per batch). Done with one gather over the
+    padded batch: no Python loop over images. The random numbers come from ``generator``, which
+    lives on ``x``'s device.
     """
-    n, _, h, w = x.shape
+    n, c, h, w = x.shape
     dev = x.device
-    padded = F.pad(x, (padding, padding, padding, padding))
+    fill = torch.as_tensor(pad_value, dtype=x.dtype, device=dev).expand(c)
+    padded = fill[None, :, None, None].repeat(n, 1, h + 2 * padding, w + 2 * padding)
+    padded[:, :, padding : padding + h, padding : padding + w] = x
     oy = torch.randint(0, 2 * padding + 1, (n,), generator=generator, device=dev)
     ox = torch.randint(0, 2 * padding + 1, (n,), generator=generator, device=dev)
     flip = torch.rand(n, generator=generator, device=dev) < 0.5
@@ -44,6 +51,7 @@ class TensorLoader:
         shuffle: bool = False,
         augment: bool = False,
         seed: int = 0,
+        pad_value: Sequence[float] = (0.0,),
     ) -> None:
         if len(x) != len(y):
             raise ValueError("x and y must have the same length")
@@ -51,6 +59,7 @@ class TensorLoader:
         self.batch_size = batch_size
         self.shuffle, self.augment = shuffle, augment
         self.seed = seed
+        self.pad_value = torch.as_tensor(pad_value, dtype=x.dtype, device=x.device)
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -68,5 +77,5 @@ class TensorLoader:
             idx = sl if order is None else order[sl]
             xb, yb = self.x[idx], self.y[idx]
             if self.augment:
-                xb = augment_batch(xb, g)
+                xb = augment_batch(xb, g, pad_value=self.pad_value)
             yield xb, yb

@@ -39,7 +39,8 @@ IDX_HOW = {
 
 @dataclass
 class DatasetSplits:
-    """Normalised float tensors (N, C, H, W) and integer labels for each split."""
+    """Normalised float tensors (N, C, H, W) and integer labels for each split; ``pad_value`` per channel is a pixel
+    of 0 before normalisation, ``-mean / std``: what a random crop's padding holds (formulas §1.6)."""
 
     name: str
     x_train: torch.Tensor
@@ -49,6 +50,7 @@ class DatasetSplits:
     x_test: torch.Tensor
     y_test: torch.Tensor
     num_classes: int
+    pad_value: tuple[float, ...] = (0.0,)
 
     @property
     def in_channels(self) -> int:
@@ -60,7 +62,7 @@ class DatasetSplits:
 
     def to(self, device: torch.device | str) -> DatasetSplits:
         moved = {k: getattr(self, k).to(device) for k in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")}
-        return DatasetSplits(name=self.name, num_classes=self.num_classes, **moved)
+        return replace(self, **moved)
 
 
 def _stratified_split(x: np.ndarray, y: np.ndarray, fraction: float, seed: int):
@@ -82,16 +84,20 @@ def _validation_split(x: np.ndarray, y: np.ndarray, val_fraction: float, seed: i
     return _stratified_split(x, y, val_fraction, seed)
 
 
-def _splits(name: str, image_size: int, *pairs: tuple[np.ndarray, np.ndarray]) -> DatasetSplits:
-    """The train, validation and test (images, labels) ``pairs`` of dataset ``name`` as float images, bilinearly
-    resized to ``image_size`` when their size differs, and long labels."""
+def _splits(
+    name: str, image_size: int, mean: np.ndarray, std: np.ndarray, *pairs: tuple[np.ndarray, np.ndarray]
+) -> DatasetSplits:
+    """The train, validation and test (images, labels) ``pairs`` of dataset ``name`` normalised by ``mean`` and
+    ``std`` (per channel, or one for all) as float images, bilinearly resized to ``image_size`` when their size
+    differs, and long labels."""
     tensors: dict[str, torch.Tensor] = {}
     for split, (x, y) in zip(("train", "val", "test"), pairs, strict=True):
-        xt = torch.as_tensor(x, dtype=torch.float32)
+        xt = torch.as_tensor((x - mean) / std, dtype=torch.float32)
         if image_size != xt.shape[-1]:
             xt = F.interpolate(xt, size=(image_size, image_size), mode="bilinear", align_corners=False)
         tensors[f"x_{split}"], tensors[f"y_{split}"] = xt, torch.as_tensor(y, dtype=torch.long)
-    return DatasetSplits(name=name, num_classes=CLASSES[name], **tensors)
+    pad_value = tuple(float(v) for v in np.ravel(-mean / std))
+    return DatasetSplits(name=name, num_classes=CLASSES[name], pad_value=pad_value, **tensors)
 
 
 def _digits(image_size: int, val_fraction: float, seed: int) -> DatasetSplits:
@@ -102,9 +108,8 @@ def _digits(image_size: int, val_fraction: float, seed: int) -> DatasetSplits:
     y = bunch.target.astype(np.int64)
     x_rest, x_test, y_rest, y_test = _stratified_split(x, y, 0.2, seed)
     x_train, x_val, y_train, y_val = _validation_split(x_rest, y_rest, val_fraction, seed)
-    mean, std = float(x_train.mean()), float(x_train.std())
-    pairs = ((x_train, y_train), (x_val, y_val), (x_test, y_test))
-    return _splits("digits", image_size, *(((x - mean) / std, y) for x, y in pairs))
+    mean, std = np.float32(x_train.mean()), np.float32(x_train.std())
+    return _splits("digits", image_size, mean, std, (x_train, y_train), (x_val, y_val), (x_test, y_test))
 
 
 def idx_files(name: str, data_dir: Path | None) -> list[Path]:
@@ -164,11 +169,11 @@ def _cifar(name: str, data_dir: Path, download: bool, val_fraction: float, seed:
     std = np.array(CIFAR_STD[name], dtype=np.float32)[None, :, None, None]
 
     def prep(data: np.ndarray) -> np.ndarray:
-        return (data.transpose(0, 3, 1, 2).astype(np.float32) / 255.0 - mean) / std
+        return data.transpose(0, 3, 1, 2).astype(np.float32) / 255.0
 
     x_train, x_val, y_train, y_val = _validation_split(train.data, np.asarray(train.targets), val_fraction, seed)
     return _splits(
-        name, 32, (prep(x_train), y_train), (prep(x_val), y_val), (prep(test.data), np.asarray(test.targets))
+        name, 32, mean, std, (prep(x_train), y_train), (prep(x_val), y_val), (prep(test.data), np.asarray(test.targets))
     )
 
 
@@ -183,11 +188,11 @@ def _idx(name: str, data_dir: Path | None, image_size: int, val_fraction: float,
     for images, labels, split in ((train_x, train_y, "train"), (test_x, test_y, "t10k")):
         if len(images) != len(labels):
             raise ConfigError(f"{name}: {split} images ({len(images)}) and labels ({len(labels)}) differ in number")
-    mean, std = IDX_MEAN_STD[name]
+    mean, std = (np.float32(v) for v in IDX_MEAN_STD[name])
     x_train, x_val, y_train, y_val = _validation_split(train_x, train_y.astype(np.int64), val_fraction, seed)
 
     pairs = ((x_train, y_train), (x_val, y_val), (test_x, test_y))
-    return _splits(name, image_size, *(((x[:, None].astype(np.float32) / 255.0 - mean) / std, y) for x, y in pairs))
+    return _splits(name, image_size, mean, std, *((x[:, None].astype(np.float32) / 255.0, y) for x, y in pairs))
 
 
 def _synthetic(samples: int, classes: int, image_size: int, seed: int) -> DatasetSplits:

@@ -34,14 +34,16 @@ from tuneprune.output.summaries import write_rows, write_summary
 from tuneprune.shared.config import ConfigError, validate
 from tuneprune.tracking import RunTracker, parent_run, store_missing
 from tuneprune.tracking.index import index_results
-from tuneprune.training import untrained_model
+from tuneprune.training import RunConfig, untrained_model
 
 DENSE_NAME = "dense.pt"
 
 
 @dataclass
 class PreparedEvolution:
-    """A validated evolution, ready to run; ``state`` is the checkpoint a resume continues."""
+    """A validated evolution, ready to run; ``state`` is the checkpoint a resume continues, ``dense`` the dense model,
+    its run config and data when :func:`prepare_evolution` loaded and checked them (a ``checkpoint`` or ``from_run``),
+    so that :func:`run_evolution` does not load (or download) them again."""
 
     space: EvolutionSpace
     document: dict[str, Any]
@@ -53,6 +55,7 @@ class PreparedEvolution:
     checkpoint: Path | None = None
     from_run: str | None = None
     state: EvolutionState | None = None
+    dense: tuple[nn.Module, RunConfig, DatasetSplits] | None = None
 
 
 @dataclass
@@ -109,24 +112,27 @@ def prepare_evolution(
             raise ConfigError(
                 f"--resume: the space differs from the one {evolution_name!r} started with (only algorithm.generations may change)"
             )
+    dense = None
     if not (resume and (results_dir / DENSE_NAME).exists()):
-        _layer_groups(space, _dense_to_check(space, checkpoint, from_run, tracking_uri))
+        dense = _dense_to_check(space, checkpoint, from_run, tracking_uri)
+        _layer_groups(space, dense[0] if dense else untrained_model(space.train))
     return PreparedEvolution(
         space, document, evolution_name, tracking_uri, results_dir, address, resume,
-        Path(checkpoint) if checkpoint else None, from_run, state,
+        Path(checkpoint) if checkpoint else None, from_run, state, dense,
     )  # fmt: skip
 
 
 def _dense_to_check(
     space: EvolutionSpace, checkpoint: str | Path | None, from_run: str | None, tracking_uri: str
-) -> nn.Module:
-    """The dense model as given (a file, an MLflow run), or untrained when it is to be trained: that it exists and
-    has the layers the space names is checked before the evolution's MLflow run starts, not after hours of training."""
+) -> tuple[nn.Module, RunConfig, DatasetSplits] | None:
+    """The dense model as given (a file, an MLflow run) with its run config and data, or None when it is to be trained
+    (its untrained architecture is checked): that it exists and has the layers the space names is checked before the
+    evolution's MLflow run starts, not after hours of training."""
     from tuneprune.stochastic import dense_model_and_data
 
     if checkpoint is None and from_run is None:
-        return untrained_model(space.train)
-    return dense_model_and_data(space.train, checkpoint, from_run, tracking_uri)[0]
+        return None
+    return dense_model_and_data(space.train, checkpoint, from_run, tracking_uri)
 
 
 def _parent_exists(name: str, experiment: str, tracking_uri: str) -> bool:
@@ -143,11 +149,15 @@ def _dense(prepared: PreparedEvolution, progress: bool) -> tuple[nn.Module, str,
     from tuneprune.training import save_model
 
     saved = prepared.results_dir / DENSE_NAME
-    checkpoint = saved if prepared.resume and saved.exists() else prepared.checkpoint
-    model, run_config, data = dense_model_and_data(
-        prepared.space.train, checkpoint, prepared.from_run, prepared.tracking_uri, progress
+    reuse = prepared.resume and saved.exists()
+    model, run_config, data = prepared.dense or dense_model_and_data(
+        prepared.space.train,
+        saved if reuse else prepared.checkpoint,
+        prepared.from_run,
+        prepared.tracking_uri,
+        progress,
     )
-    if checkpoint != saved:
+    if not reuse:
         save_model(model, run_config.model_dump(mode="json"), saved, data.num_classes, data.in_channels)
     return model, run_config.model, data
 

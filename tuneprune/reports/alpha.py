@@ -12,11 +12,13 @@ import numpy as np
 from tuneprune.output.plotting import new_figure
 from tuneprune.reports.source import Source
 from tuneprune.reports.tangent import AlphaFit, tangent
+from tuneprune.reports.trials import logged_space
 from tuneprune.reports.usable import UsabilityRules, accuracy_metric, chance_accuracy
 from tuneprune.runs.paths import TARGET_SPARSITY, THETA_ALPHA
-from tuneprune.search.space import METHOD
+from tuneprune.search.space import METHOD, SearchSpace
 from tuneprune.search.study_config import SEED
-from tuneprune.sparsity.theta import ALPHA_RULE_START, PUBLISHED_ALPHA_RULE
+from tuneprune.sparsity.theta import ALPHA_RULE_START, PUBLISHED_ALPHA_RULE, derived_alpha
+from tuneprune.tracking.runs import flatten
 
 NOT_GROUPS = (TARGET_SPARSITY, METHOD, SEED)  # grid keys that do not part the points of the alpha(S) fit
 
@@ -41,26 +43,31 @@ def completed_trials(summary: dict[str, Any]) -> list[dict[str, Any]]:
     return trials or list(summary["best"])
 
 
-def trial_alpha(entry: dict[str, Any]) -> float | None:
-    """The alpha of ``log_density`` theta a trial ran with: searched (its params), or set by the method of a
-    study (its config; formulas §11); None when it ran with no alpha of its own."""
+def trial_alpha(entry: dict[str, Any], space: SearchSpace | None = None) -> float | None:
+    """The alpha of ``log_density`` theta a trial ran with: searched (its params), or set to a number by the study
+    ``space`` it ran in (its method or base; formulas §11); None when it ran with no alpha of its own, also when a rule
+    derived it from the target (``'auto'``, ``'fitted:PATH'``: its config holds the rule's value, not a found one)."""
     if THETA_ALPHA in entry["params"]:
         return float(entry["params"][THETA_ALPHA])
     theta = (entry["config"].get("sparsity") or {}).get("theta") or {}
     alpha = theta.get("alpha")
-    if METHOD in entry["grid"] and theta.get("policy") == "log_density" and isinstance(alpha, int | float):
-        return float(alpha)
-    return None
+    if space is None or METHOD not in entry["grid"] or theta.get("policy") != "log_density":
+        return None
+    given = flatten(space.trial_document(entry["grid"], entry["params"])).get(THETA_ALPHA)
+    return None if derived_alpha(given) or not isinstance(alpha, int | float) else float(alpha)
 
 
 def alpha_candidates(source: Source, rules: UsabilityRules) -> list[AlphaPoint]:
     """Every complete trial of ``source`` that ran with an alpha of its own (searched, or a study method's), with its
-    exclusion reason under ``rules``. Its group is its other grid values, a study's method and seed left out."""
+    exclusion reason under ``rules``. Its group is its other grid values, a study's method and seed left out. A study's
+    space (its methods) is read from the tracking store."""
     summary = source.summary
     first, accuracy = next(iter(summary["objectives"])), accuracy_metric(summary["objectives"])
+    completed = completed_trials(summary)
+    space = logged_space(source) if any(METHOD in entry["grid"] for entry in completed) else None
     points = []
-    for entry in completed_trials(summary):
-        alpha = trial_alpha(entry)
+    for entry in completed:
+        alpha = trial_alpha(entry, space)
         if alpha is None:
             continue
         metrics = source.trial_metrics(entry)

@@ -31,10 +31,20 @@ def alpha_fit_report(
 ) -> tuple[AlphaFit, Path, list[AlphaPoint]]:
     """Select, fit, tabulate and plot; returns the fit, its rule file (``sparsity.theta.alpha: fitted:PATH``)
     and the excluded trials. Too few usable points for the constants: :class:`ConfigError`, before writing."""
-    for source in sources:
+    for i, source in enumerate(sources):
         source.require_search()
-    candidates = [p for source in sources for p in alpha_candidates(source, rules)]
-    points = [p for s in sources for p in best_alpha_points(s.summary, [c for c in candidates if c.search == s.name])]
+        same = next(
+            (s for s in sources[:i] if (s.parent_run_id, s.results_dir) == (source.parent_run_id, source.results_dir)),
+            None,
+        )
+        if same is not None:  # its points would count twice
+            raise ConfigError(
+                f"source = {source.label!r}: the search {same.label!r} names already; give each search once"
+            )
+    # each source's own trials (not those of every source of its name: searches in two stores may share one)
+    per_source = [(source, alpha_candidates(source, rules)) for source in sources]
+    points = [p for source, mine in per_source for p in best_alpha_points(source.summary, mine)]
+    candidates = [p for _, mine in per_source for p in mine]
     excluded = [c for c in candidates if c.excluded is not None]
     fitted = [p for p in points if p.target >= ALPHA_RULE_START]
     names = ", ".join(repr(s.label) for s in sources)

@@ -34,14 +34,19 @@ def cell(value: Any) -> str:
 
 
 class Report:
-    """Collects headings, text, tables and figures; :meth:`write_html` writes the page into ``out``."""
+    """Collects headings, text, tables and figures; :meth:`write_html` writes the page into ``out``, which is made
+    when the first file is written (a report refused before then leaves no folder)."""
 
     def __init__(self, title: str, out: Path) -> None:
         self.title = title
         self.out = Path(out)
-        self.out.mkdir(parents=True, exist_ok=True)
         self.blocks: list[str] = []
         self.files: list[Path] = []
+
+    def path(self, name: str) -> Path:
+        """Where the file ``name`` goes: ``out / name``, ``out`` made if it is not there yet."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        return self.out / name
 
     def heading(self, text: str) -> None:
         self.blocks.append(f"<h2>{html.escape(text)}</h2>")
@@ -52,7 +57,7 @@ class Report:
 
     def table(self, name: str, rows: Sequence[dict[str, Any]], caption: str = "", inline: bool = True) -> Path:
         """Write ``NAME.csv`` (every row has the first row's keys) and, if ``inline``, show it as a table."""
-        path = write_rows(rows, self.out / f"{name}.csv")
+        path = write_rows(rows, self.path(f"{name}.csv"))
         self.files.append(path)
         if not inline:
             self.text(f"{caption} ({len(rows)} rows): {path.name}", note=True)
@@ -66,7 +71,7 @@ class Report:
 
     def figure(self, name: str, fig: Any, caption: str = "") -> Path:
         """Save a matplotlib figure as ``NAME.png``, close it, and embed it in the page."""
-        path = save_figure(fig, self.out / f"{name}.png", dpi=100)
+        path = save_figure(fig, self.path(f"{name}.png"), dpi=100)
         self.files.append(path)
         data = base64.b64encode(path.read_bytes()).decode("ascii")
         self.blocks.append(f'<img src="data:image/png;base64,{data}" alt="{html.escape(name)}">')
@@ -76,13 +81,13 @@ class Report:
 
     def write_yaml(self, name: str, document: dict[str, Any], header: str = "") -> Path:
         """Write ``NAME`` beside the report (a config, a rule, a preset): ``header`` (comment lines), then ``document``."""
-        path = self.out / name
+        path = self.path(name)
         path.write_text(header + yaml.safe_dump(document, sort_keys=False))
         self.files.append(path)
         return path
 
     def write_html(self, name: str = "report.html") -> Path:
-        path = self.out / name
+        path = self.path(name)
         stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
         page = (
             f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{html.escape(self.title)}</title>'

@@ -119,8 +119,10 @@ def importances(report: Report, data: SearchData) -> None:
 
 def alpha_series(report: Report, data: SearchData) -> None:
     """The best usable alpha per target sparsity when alpha was searched at several targets (formulas §2, formulas §8)."""
+    if THETA_ALPHA not in data.space.params:
+        return
     candidates = alpha_candidates(data.source, DEFAULT_RULES)
-    if THETA_ALPHA not in data.space.params or len({p.target for p in candidates}) < 2:
+    if len({p.target for p in candidates}) < 2:
         return
     points = best_alpha_points(data.source.summary, candidates)
     excluded = [p for p in candidates if p.excluded is not None]

@@ -54,6 +54,11 @@ class StudyCell:
         return float(np.std(self.values, ddof=1)) if len(self.values) > 1 else 0.0 if self.values else math.nan
 
     @property
+    def varies(self) -> bool:
+        """Whether the seeds differ at all: equal values have no variance, whatever float rounding makes of their std."""
+        return len(set(self.values)) > 1
+
+    @property
     def difference(self) -> float | None:
         """Measured mean minus published, in percentage points."""
         return None if self.published is None or not self.values else self.mean - self.published
@@ -197,13 +202,13 @@ def study_table(study: StudyConfig, trials: Iterable[dict[str, Any]]) -> StudyTa
             column = [cells[(model, m, t)] for m in study.methods]
             filled = [c for c in column if c.values]
             top = max((c.mean for c in filled), default=math.nan)
-            for c in filled:
-                c.best = c.mean == top
+            for c in filled:  # equal means tie: summed in another seed order, the float mean may differ in the last bit
+                c.best = math.isclose(c.mean, top, rel_tol=1e-9)
             base = cells[(model, study.baseline_method, t)]
             for c in column:
-                if c is base or len(c.values) < 2 or len(base.values) < 2:
-                    continue
-                with warnings.catch_warnings():  # a side whose seeds all ended at chance (equal values) is a valid
+                if c is base or len(c.values) < 2 or len(base.values) < 2 or not (c.varies or base.varies):
+                    continue  # no variance on both sides: scipy would give p = 0 for any difference of the means
+                with warnings.catch_warnings():  # one side whose seeds all ended at chance (equal values) is a valid
                     warnings.filterwarnings("ignore", "Precision loss", RuntimeWarning)  # sample: no alarm
                     p = float(ttest_ind(c.values, base.values, equal_var=False).pvalue)
                 if math.isfinite(p):

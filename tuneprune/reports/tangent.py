@@ -51,6 +51,17 @@ def constants_from_poles(c1: float, lower: float, upper: float, c4: float) -> di
     return {"c1": c1, "c2": c2, "c3": c3, "c4": c4}
 
 
+def fit_options(free: Sequence[str] | None, pole_margin: float) -> tuple[str, ...] | None:
+    """``free`` (None: chosen by the number of targets) as names of c1..c4 in that order, once each; checked with
+    ``pole_margin`` in [0, 0.1) for :func:`fit_tangent` and ``fit-alpha --constants/--pole-margin`` alike: a one-line
+    :class:`ConfigError` naming the option otherwise."""
+    if free is not None and not (free and set(free) <= set(CONSTANTS)):
+        raise ConfigError(f"--constants = {','.join(free)!r}: 'auto' or a comma list of {', '.join(CONSTANTS)}")
+    if not 0.0 <= pole_margin < 0.1:
+        raise ConfigError(f"--pole-margin = {pole_margin}: must lie in [0, 0.1)")
+    return None if free is None else tuple(name for name in CONSTANTS if name in free)
+
+
 def free_constants(n_targets: int) -> tuple[str, ...]:
     """All four constants from four distinct targets on; c1 and c4 from two or three; c4 alone from one."""
     return CONSTANTS if n_targets >= 4 else ("c1", "c4") if n_targets >= 2 else ("c4",)
@@ -138,13 +149,14 @@ def fit_tangent(
     pole_margin: float = DEFAULT_POLE_MARGIN,
 ) -> AlphaFit:
     """Least squares of the tangent family to ``(target, alpha)`` points (targets >= 0.90), poles out of range.
-    ``free`` defaults to :func:`free_constants` of the number of distinct targets; asking for more constants than
-    distinct targets is refused (:class:`ConfigError`)."""
+    ``free`` defaults to :func:`free_constants` of the number of distinct targets; names other than c1..c4, a
+    ``pole_margin`` outside [0, 0.1) (:func:`fit_options`) or more constants than distinct targets are refused
+    (:class:`ConfigError`)."""
     from scipy.optimize import least_squares
 
     s, a = np.asarray(targets, dtype=float), np.asarray(alphas, dtype=float)
     distinct = len(np.unique(s))
-    free = tuple(free) if free is not None else free_constants(distinct)
+    free = fit_options(free, pole_margin) or free_constants(distinct)
     if distinct < len(free):
         raise ConfigError(
             f"fit-alpha: {distinct} usable distinct targets for {len(free)} constants ({', '.join(free)})"

@@ -75,11 +75,17 @@ class SearchData:
         return sorted((m.step, m.value) for m in self.source.client.get_metric_history(trial.run_id, metric))
 
 
+def logged_space(source: Source) -> SearchSpace:
+    """The space the search ``source`` names ran, as it logged it (``resolved_space.json`` on the parent run); the store
+    is checked first (asked for a run, a missing SQLite store would be created empty)."""
+    source.check_tracking()
+    return validate(SearchSpace, json.loads(source.artifact_text(source.parent_run_id, "resolved_space.json")))
+
+
 def load_search(source: Source) -> SearchData:
     """Every trial of the search ``source`` names, with its resolved config and final metrics."""
     source.require_search()
-    source.check_tracking()
-    space = validate(SearchSpace, json.loads(source.artifact_text(source.parent_run_id, "resolved_space.json")))
+    space = logged_space(source)
     trials = []
     for t in source.summary["trials"]:
         if "config" in t and t["config"] is None:  # values the run config refused together: failed, never run

@@ -30,7 +30,8 @@ class SearchMonitor(Callback):
     gave up on its worker after the retries, and KILLED when Tune stopped it before it ended.
     An ended trial's checkpoints are deleted: its model is in MLflow, and a resume never
     re-runs it. Trials are counted one by one, also inside packs (a pack member is counted
-    when its pack reports it ended).
+    when its pack reports it ended), and so is a trial the run config refused (never run:
+    :meth:`count_refused`, called by the searcher).
     """
 
     def __init__(self, tracker: RunTracker, objectives: Mapping[str, str], total: int, show: bool) -> None:
@@ -41,6 +42,7 @@ class SearchMonitor(Callback):
         self.counts = {"running": 0, "finished": 0, "killed": 0, "failed": 0}
         self.epochs: dict[str, str] = {}  # trial key -> "epoch/epochs" of the running trials
         self.counted: set[str] = set()  # keys of the trials counted as ended
+        self.refused = 0  # trials the run config refused, never run: done and failed
         self.best: float | None = None
         self._started = time.monotonic()
         self._display: LiveStatus | None = None  # driver only: never pickled (see __getstate__)
@@ -59,32 +61,39 @@ class SearchMonitor(Callback):
         if self.show and self._display is None:
             self._display = LiveStatus(self._render, self._line)
 
-    def _figures(self) -> tuple[str, str, str, str]:
-        """What both views show: the time, ``done/total`` trials, the running trials' epochs, the best first objective."""
-        done = sum(self.counts[k] for k in ("finished", "killed", "failed"))
+    def _figures(self) -> tuple[str, str, int, str, str]:
+        """What both views show: the time, ``done/total`` trials, those failed, the running trials' epochs, the best
+        first objective."""
+        failed = self.counts["failed"] + self.refused
+        done = self.counts["finished"] + self.counts["killed"] + failed
         epochs = f" (epochs {', '.join(self.epochs.values())})" if self.epochs else ""
         best = "-" if self.best is None else f"{self.best:.4f}"
-        return f"{time.monotonic() - self._started:.0f} s", f"{done}/{self.total}", epochs, best
+        return f"{time.monotonic() - self._started:.0f} s", f"{done}/{self.total}", failed, epochs, best
 
     def _render(self):  # -> a rich Table, imported lazily
         from rich.table import Table
 
-        elapsed, done, epochs, best = self._figures()
+        elapsed, done, failed, epochs, best = self._figures()
         table = Table(title=f"search, {elapsed}", show_header=False)
         table.add_column(no_wrap=True)
         table.add_column(overflow="fold")
-        table.add_row("trials done", f"{done} ({self.counts['killed']} stopped early, {self.counts['failed']} failed)")
+        table.add_row("trials done", f"{done} ({self.counts['killed']} stopped early, {failed} failed)")
         table.add_row("running", f"{self.counts['running']}{epochs}")
         table.add_row(f"best {next(iter(self.objectives))}", best)
         return table
 
     def _line(self) -> str:
-        elapsed, done, epochs, best = self._figures()
+        elapsed, done, failed, epochs, best = self._figures()
         return (  # plain text: never parsed as markup
             f"search {elapsed}: {done} trials done, {self.counts['running']} running{epochs}, "
-            f"{self.counts['killed']} stopped early, {self.counts['failed']} failed; "
+            f"{self.counts['killed']} stopped early, {failed} failed; "
             f"best {next(iter(self.objectives))} {best}"
         )
+
+    def count_refused(self) -> None:
+        """A trial whose values the run config refused together: failed without a Ray trial. Called on the searcher's
+        storage thread, hence a counter of its own (the display shows it at its next refresh)."""
+        self.refused += 1
 
     def _refresh(self, force: bool = False) -> None:
         if self._display is not None:

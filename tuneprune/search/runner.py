@@ -264,9 +264,9 @@ def _search(
         context = TrialContext(
             prepared.tracking_uri, space.experiment, parent_id, str(results_dir), dict(space.objectives), stopper
         )
-        study_searcher = StudySearcher(space, studies, context)
-        searcher = ConcurrencyLimiter(study_searcher, max_concurrent=space.max_concurrent)
         monitor = SearchMonitor(tracker, space.objectives, total, show=progress)
+        study_searcher = StudySearcher(space, studies, context, on_refused=monitor.count_refused)
+        searcher = ConcurrencyLimiter(study_searcher, max_concurrent=space.max_concurrent)
         trainable = tune.with_resources(run_trial, {"cpu": space.resources.cpu, "gpu": space.resources.gpu})
         tuner = tune.Tuner(
             trainable,

@@ -72,8 +72,16 @@ class StudySearcher(Searcher):
     one. A member is told to its study as soon as its pack reports it ended.
     """
 
-    def __init__(self, space: SearchSpace, studies: list[GridStudy], context: TrialContext) -> None:
+    def __init__(
+        self,
+        space: SearchSpace,
+        studies: list[GridStudy],
+        context: TrialContext,
+        on_refused: Callable[[], None] | None = None,
+    ) -> None:
+        """``on_refused()`` is called for each trial the run config refuses (failed, never handed out)."""
         super().__init__(metric=None, mode=None)
+        self.on_refused = on_refused
         self.space = space
         self.studies = studies
         self.context = context
@@ -180,6 +188,8 @@ class StudySearcher(Searcher):
                 attrs = {"key": key, "name": trial_run_name(key, gs.grid_point, trial.params), "metrics": {}}
                 gs.set_user_attrs(trial.number, {**attrs, "error": f"ConfigError: {err}"})
                 gs.tell(trial.number, state=TrialState.FAIL)
+                if self.on_refused is not None:
+                    self.on_refused()
         return None
 
     def _next_study(self) -> GridStudy | None:

@@ -13,6 +13,8 @@ from tuneprune.shared.config import ConfigError, load_numbers
 from tuneprune.sparsity.dispatch import Number, device_scalar, on_numpy, select
 
 REFERENCE_EPOCHS = 160
+# Where the adaptive schedule starts unless told: above 0, which it cannot leave (formulas §9).
+DEFAULT_INITIAL_SPARSITY = 0.5
 
 
 class ModelFamily(str, Enum):
@@ -81,9 +83,9 @@ class AdaptiveScheduler:
     """``S_{k+1} = min(S_f, S_k + l * lambda(S_k) * (mu_{k+1} - mu_k))`` if ``mu_{k+1} > mu_k``, else ``S_k`` (formulas §3).
 
     ``lambda(S) = max(0, A / (1 + exp(-C (B - S))) + D)`` and ``l = 160 / epochs``. It
-    starts from ``initial_sparsity`` (formulas §9; never above ``final_sparsity``). Feed
-    :meth:`step` the mean mask stability measured at each iteration; the first call only
-    records the reference value.
+    starts from ``initial_sparsity`` (formulas §9: above 0, which it cannot leave; never
+    above ``final_sparsity``). Feed :meth:`step` the mean mask stability measured at each
+    iteration; the first call only records the reference value.
 
     On the CPU path the update runs in Python floats; a stability tensor on the accelerator
     path is never read: the same formulas run as float64 tensor operations on its device, and
@@ -91,8 +93,20 @@ class AdaptiveScheduler:
     """
 
     def __init__(
-        self, A: float, B: float, C: float, D: float, final_sparsity: float, epochs: int, initial_sparsity: float = 0.0
+        self,
+        A: float,
+        B: float,
+        C: float,
+        D: float,
+        final_sparsity: float,
+        epochs: int,
+        initial_sparsity: float = DEFAULT_INITIAL_SPARSITY,
     ) -> None:
+        if not initial_sparsity > 0:
+            raise ValueError(
+                f"initial_sparsity = {initial_sparsity}: the adaptive schedule cannot leave S = 0 "
+                "(formulas §9), allowed: above 0"
+            )
         self.A, self.B, self.C, self.D = float(A), float(B), float(C), float(D)
         self.final_sparsity = final_sparsity
         self.scale = REFERENCE_EPOCHS / epochs
@@ -108,7 +122,7 @@ class AdaptiveScheduler:
         *,
         final_sparsity: float,
         epochs: int,
-        initial_sparsity: float = 0.0,
+        initial_sparsity: float = DEFAULT_INITIAL_SPARSITY,
     ) -> AdaptiveScheduler:
         """A scheduler with the constants of ``lambda1``/``lambda2`` (D by ``model_family``) or of a YAML file."""
         constants = preset_constants(name, model_family)

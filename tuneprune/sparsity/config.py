@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from tuneprune.shared.config import StrictModel, finite_or_inf
-from tuneprune.sparsity.adaptive import ModelFamily, preset_constants
+from tuneprune.sparsity.adaptive import DEFAULT_INITIAL_SPARSITY, ModelFamily, preset_constants
 from tuneprune.sparsity.theta import resolve_alpha
 
 Exponent = Annotated[float, BeforeValidator(finite_or_inf), Field(ge=1.0)]
@@ -65,7 +65,7 @@ class SchedulerConfig(StrictModel):
     C: float | None = Field(None, allow_inf_nan=False)
     D: float | None = Field(None, allow_inf_nan=False)
     initial_sparsity: float = Field(
-        0.5,
+        DEFAULT_INITIAL_SPARSITY,
         gt=0.0,
         lt=1.0,
         description="adaptive: sparsity it starts from, above 0, which it cannot leave (formulas §9)",

@@ -35,6 +35,12 @@ def alpha_from_rule_file(path: str | Path, final_sparsity: float) -> float:
     return tangent_alpha(final_sparsity, **load_numbers(path, list(PUBLISHED_ALPHA_RULE), "an alpha rule"))
 
 
+def derived_alpha(alpha: object) -> bool:
+    """Whether a config's alpha is derived from the target by a rule (``'auto'``, ``'fitted:PATH'``, or not given,
+    which is ``'auto'``) rather than given as a number (formulas §2)."""
+    return alpha is None or (isinstance(alpha, str) and (alpha == "auto" or alpha.startswith("fitted:")))
+
+
 def resolve_alpha(alpha: float | str, final_sparsity: float) -> float:
     """A number as given, ``'auto'`` by :func:`alpha_for_target`, ``'fitted:PATH'`` by :func:`alpha_from_rule_file`."""
     if alpha == "auto":

@@ -45,7 +45,7 @@ class RunConfig(StrictModel):
     )
     synthetic_samples: int = Field(512, ge=16, description="synthetic: number of samples")
     synthetic_classes: int = Field(10, ge=2, description="synthetic: number of classes")
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="data split, initialisation and data order (32 bits)")
 
     epochs: int = Field(160, ge=1)
     batch_size: int = Field(128, ge=1)
@@ -85,8 +85,9 @@ class RunConfig(StrictModel):
 
     @model_validator(mode="after")
     def _pruning_starts(self) -> RunConfig:
-        """A cubic schedule from ``start_epoch >= epochs`` never prunes (formulas §1.5): the run would train dense; an
-        adaptive one after ``warmup_epochs >= epochs`` never adapts (formulas §9): the run would stay in its warm-up."""
+        """A cubic schedule from ``start_epoch >= epochs`` never prunes (formulas §1.5): the run would train dense; one
+        from ``start_epoch >= end_fraction * epochs`` (k0 >= k1) jumps to its target in one step; an adaptive one after
+        ``warmup_epochs >= epochs`` never adapts (formulas §9): the run would stay in its warm-up."""
         scheduler = None if self.sparsity is None else self.sparsity.scheduler
         if scheduler is None or scheduler.type not in _SCHEDULE_STARTS:
             return self
@@ -96,6 +97,13 @@ class RunConfig(StrictModel):
             raise ValueError(
                 f"sparsity.scheduler.{field} = {start}: {what} after the last of the {self.epochs} epochs "
                 f"(formulas {section}), allowed: [0, {self.epochs})"
+            )
+        end = scheduler.end_fraction * self.epochs  # the epoch at which the cubic schedule reaches its target, k1
+        if scheduler.type == "cubic" and start >= end:
+            raise ValueError(
+                f"sparsity.scheduler.start_epoch = {start}: pruning would start at or after epoch {end:g}, where "
+                f"end_fraction = {scheduler.end_fraction} of the {self.epochs} epochs reaches the target: one step "
+                f"to it instead of the cubic ramp (formulas §1.5), allowed: [0, {end:g})"
             )
         return self
 

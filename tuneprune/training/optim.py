@@ -125,19 +125,27 @@ class PackedSGD:
         return any(math.isfinite(c) for c in self.clips.values)
 
     @torch.no_grad()
-    def clip(self, params: Sequence[torch.Tensor], pieces: Sequence[torch.Tensor]) -> None:
+    def clip(
+        self,
+        params: Sequence[torch.Tensor],
+        pieces: Sequence[torch.Tensor],
+        orders: Sequence[Sequence[int]] | None = None,
+    ) -> None:
         """Scale the gradients of each member (row) of the ``[K, M]`` leaves ``params`` so that their joint norm
         is at most its ``grad_clip``: ``g <- g * min(1, c / (||g|| + 1e-6))`` (formulas §1.6).
 
         Member k's joint norm is ``||(||x_1[k]||, ..., ||x_m[k]||)||`` over the ``[K, ...]``
-        ``pieces`` of the gradients (:meth:`~tuneprune.training.stack.StackedModel.grad_pieces`).
+        ``pieces`` of the gradients, in its order ``orders[k]`` of them (None: the pieces' order;
+        :meth:`~tuneprune.training.stack.StackedModel.grad_pieces` gives both).
         On the NumPy path, member by member as ``clip_grad_norm_`` computes it alone (bit for
         bit); elsewhere as many norms as pieces for all members (rounding may differ in the last bit).
         """
         if on_numpy(*pieces):
+            members = range(len(self.clips.values))
+            in_order = orders if orders is not None else [range(len(pieces)) for _ in members]
             totals = [
-                torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(x[k]) for x in pieces]))
-                for k in range(len(self.clips.values))
+                torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(pieces[i][k]) for i in in_order[k]]))
+                for k in members
             ]
             total = torch.stack(totals)
         else:

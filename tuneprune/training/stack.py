@@ -58,6 +58,7 @@ class StackedModel:
         prunable: Sequence[str],
         forward_mode: str = "loop",
         memory_format: torch.memory_format = torch.contiguous_format,
+        sparse: Sequence[bool] | None = None,
     ) -> None:
         if forward_mode not in FORWARD_MODES:
             raise ValueError(f"forward_mode = {forward_mode!r}, allowed: {', '.join(FORWARD_MODES)}")
@@ -70,7 +71,11 @@ class StackedModel:
         params, self.buffers = stack_module_state(list(models))
         self.models = list(models)
         self.prunable = list(prunable)
-        self.clip_order = parametrized_order(models[0], frozenset(self.prunable))
+        # each member's parameters in the order clip_grad_norm_ meets them alone: its prunable weights parametrized
+        # by the Sparsifier when it is sparse (all members when ``sparse`` is None), in their places when dense
+        flags = [bool(self.prunable)] * len(self.models) if sparse is None else list(sparse)
+        by_flag = {flag: parametrized_order(models[0], frozenset(self.prunable if flag else ())) for flag in set(flags)}
+        self.clip_orders = [by_flag[flag] for flag in flags]
         self.constants = {name: p for name, p in params.items() if not p.requires_grad}
         self.others = [name for name in params if name not in self.prunable and name not in self.constants]
         orders = {name: storage_order(p) for name, p in models[0].named_parameters()}  # as alone (channels_last)
@@ -150,19 +155,22 @@ class StackedModel:
 
         return [stacked(layout) for layout in self.layouts]
 
-    def grad_pieces(self) -> list[torch.Tensor]:
-        """The leaves' gradients in the ``[K, ...]`` pieces whose per-member norms make each member's gradient norm.
+    def grad_pieces(self) -> tuple[list[torch.Tensor], list[list[int]] | None]:
+        """The leaves' gradients in the ``[K, ...]`` pieces whose per-member norms make each member's gradient norm,
+        and each member's order of the pieces (None: the pieces' own order for every member).
 
         The leaves' gradients themselves; on the NumPy path every parameter's gradient on its own,
-        in the order ``clip_grad_norm_`` meets them in the member's model alone
-        (:func:`~tuneprune.sparsity.layers.parametrized_order`), so that
+        each member's in the order ``clip_grad_norm_`` meets them in the member's model alone
+        (:func:`~tuneprune.sparsity.layers.parametrized_order`; a dense member's weights are not
+        parametrized, a sparse member's are), so that
         :meth:`PackedSGD.clip <tuneprune.training.optim.PackedSGD.clip>` clips bit for bit as alone.
         """
         grads = [leaf.grad for leaf in self.leaves]
         if not on_numpy(*[g for g in grads if g is not None]):
-            return [g for g in grads if g is not None]
+            return [g for g in grads if g is not None], None
         named = self.named_leaves(grads)
-        return [named[name] for name in self.clip_order if name in named]
+        position = {name: i for i, name in enumerate(named)}
+        return list(named.values()), [[position[n] for n in order if n in position] for order in self.clip_orders]
 
     def forward(self, weights: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
         """``[K, B, classes]`` logits of every member on its own batch ``x[k]`` ([K, B, ...]), each batch in the
@@ -215,6 +223,7 @@ class StackedModel:
         self.buffers = {name: take_members(b, rows) for name, b in self.buffers.items()}
         self.constants = {name: take_members(c, rows) for name, c in self.constants.items()}
         self.models = take_members(self.models, rows)
+        self.clip_orders = take_members(self.clip_orders, rows)
         self._fixed_rows = None
         self._bind_models()
 

@@ -178,7 +178,9 @@ class PackedTrainer:
             model.to(self.device)
             if config.channels_last:  # the model, and each batch in the forward
                 model.to(memory_format=torch.channels_last)
-            check_last_batch(model, config, splits.x_train)
+            # the registry's model on the loaded data is one architecture on one data shape for all members: one check
+            if k == 0 or models is not None or data is not None:
+                check_last_batch(model, config, splits.x_train)
             if states is not None:
                 model.load_state_dict(states[k]["model"])
             self.models.append(model)
@@ -187,7 +189,7 @@ class PackedTrainer:
         prunable = [f"{name}.weight" for name, _ in pruned_layers(self.models[0], min_size)] if sparse else []
         mode = forward_mode or ("vmap" if self.device.type == "cuda" and len(configs) > 1 and not hooked else "loop")
         memory_format = torch.channels_last if first.channels_last else torch.contiguous_format
-        self.stack = StackedModel(self.models, prunable, mode, memory_format)
+        self.stack = StackedModel(self.models, prunable, mode, memory_format, [c.sparsity is not None for c in configs])
         self.steps_per_epoch = math.ceil(len(self.data[0].x_train) / first.batch_size)
         self.epochs = first.epochs
         self.p = sparse[0].operator_p if sparse else 1.0
@@ -205,6 +207,7 @@ class PackedTrainer:
                 shuffle=True,
                 seed=c.seed,
                 augment=c.augment if c.augment is not None else c.dataset.startswith("cifar"),
+                pad_value=d.pad_value,
             )
             for c, d in zip(configs, self.data, strict=True)
         ]
@@ -306,7 +309,7 @@ class PackedTrainer:
             self._hooks_after_backward(params)
         with single_threaded(self.device):
             if self.optimizer.clipping:
-                self.optimizer.clip(params, self.stack.grad_pieces())
+                self.optimizer.clip(params, *self.stack.grad_pieces())
             self.optimizer.step(params, step)
         return losses.detach(), logits.detach().argmax(-1) == y
 
