@@ -33,8 +33,10 @@
 # plus the head's --port (GCS, default 6379). Without --ports, Ray's defaults apply.
 #
 # Authentication: Ray >= 2.5x enables token authentication for new clusters. Every node and
-# every driver must present the same token: export RAY_AUTH_TOKEN (or RAY_AUTH_TOKEN_PATH)
-# on all of them, or copy ~/.ray/auth_token from the head (`ray get-auth-token`).
+# every driver must present the same token: export RAY_AUTH_MODE=token and RAY_AUTH_TOKEN (or
+# RAY_AUTH_TOKEN_PATH) on all of them, or copy ~/.ray/auth_token from the head (`ray
+# get-auth-token`). A head finding a token turns token mode on by itself; a worker node, and a
+# driver given the head's address, do so only with RAY_AUTH_MODE=token.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 

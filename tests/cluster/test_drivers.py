@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
@@ -40,13 +41,39 @@ def test_a_driver_without_a_store_uses_the_default_one_here(space, tmp_path, mon
     assert place.tracking_uri == f"sqlite:///{tmp_path.resolve()}/mlruns.db"
 
 
-def test_local_resources_are_checked_only_without_a_cluster(space, tmp_path):
+@pytest.fixture
+def listening():
+    """HOST:PORT of a socket that takes connections (a cluster's head, as far as a TCP check goes)."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        yield f"127.0.0.1:{server.getsockname()[1]}"
+
+
+@pytest.fixture
+def closed():
+    """HOST:PORT where nothing listens."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+    return f"127.0.0.1:{port}"
+
+
+def test_local_resources_are_checked_only_without_a_cluster(space, tmp_path, listening):
     uri = f"sqlite:///{tmp_path}/mlruns.db"
     huge = (10_000, 0)
     with pytest.raises(ConfigError, match=r"resources\.cpu = 10000"):
         check_driver(space, None, DIGITS, huge, address=None, tracking_uri=uri, results_root=tmp_path)
-    place = check_driver(space, None, DIGITS, huge, address="10.0.0.1:6379", tracking_uri=uri, results_root=tmp_path)
+    place = check_driver(space, None, DIGITS, huge, address=listening, tracking_uri=uri, results_root=tmp_path)
     assert place.name == "my_space"  # a cluster may autoscale
+
+
+def test_a_cluster_address_that_takes_no_connection_is_refused_at_once(space, tmp_path, closed, monkeypatch):
+    """``--address HOST:PORT`` (or ``auto`` with ``RAY_ADDRESS``) where no Ray head listens: one line naming it,
+    before anything starts, instead of ``ray.init`` trying for minutes and ending in a traceback."""
+    uri = f"sqlite:///{tmp_path}/mlruns.db"
+    with pytest.raises(ConfigError, match=rf"^address = '{closed}': cannot reach {closed} \("):
+        check_driver(space, None, DIGITS, (1, 0), address=closed, tracking_uri=uri, results_root=tmp_path)
+    monkeypatch.setenv("RAY_ADDRESS", closed)
+    with pytest.raises(ConfigError, match=rf"^RAY_ADDRESS = '{closed}': cannot reach"):
+        check_driver(space, None, DIGITS, (1, 0), address="auto", tracking_uri=uri, results_root=tmp_path)
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,5 @@
-"""check_local_resources: per-task resources a local Ray could never grant are refused before it starts."""
+"""check_local_resources: per-task resources a local Ray could never grant are refused before it starts; ensure_ray:
+a kill while joining a cluster interrupts as Ctrl-C."""
 
 from __future__ import annotations
 
@@ -28,3 +29,41 @@ def test_more_gpus_than_the_machine_has_are_refused():
 def test_more_cpus_than_the_machine_has_are_refused():
     with pytest.raises(ConfigError, match=f"this machine has {CPUS} CPU\\(s\\); use --set resources.cpu={CPUS}"):
         check_local_resources(CPUS + 1, 0)
+
+
+@pytest.mark.slow
+def test_kill_while_joining_a_cluster_ends_the_search_killed_exit_130(tmp_path):
+    """``kill`` (SIGTERM) of a search waiting in ``ray.init`` for a head that does not answer yet: the parent run ends
+    KILLED and the command exits 130, as at any other moment (``ray.init``'s own handler made it FAILED, exit 15).
+    Ray reads signals between its attempts to connect: this waits some 40 s."""
+    import signal
+    import socket
+    import subprocess
+    import sys
+
+    import yaml
+    from mlflow.tracking import MlflowClient
+
+    space = tmp_path / "joining.yaml"
+    base = {"model": "small_cnn", "dataset": "digits", "epochs": 1}
+    lr = {"type": "float", "low": 0.01, "high": 0.1}
+    space.write_text(yaml.safe_dump({"base": base, "params": {"lr": lr}, "resources": {"cpu": 1, "gpu": 0}}))
+    tracking = f"sqlite:///{tmp_path / 'mlruns.db'}"
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # takes connections, never answers
+        cmd = [sys.executable, "-m", "tuneprune.cli", "search", str(space), "--no-progress",
+               "--address", f"127.0.0.1:{silent.getsockname()[1]}", "--tracking-uri", tracking,
+               "--storage", f"sqlite:///{tmp_path / 'optuna.db'}", "--results-dir", str(tmp_path / "runs")]  # fmt: skip
+        driver = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+        assert driver.stderr is not None
+        for line in driver.stderr:
+            if "Failed to connect to GCS" in line:  # Ray's warning, 5 s into ray.init
+                break
+        driver.send_signal(signal.SIGTERM)
+        driver.stderr.read()
+        assert driver.wait(timeout=180) == 130
+    client = MlflowClient(tracking)
+    experiment = client.get_experiment_by_name("tuneprune")
+    assert experiment is not None
+    (parent,) = client.search_runs([experiment.experiment_id])
+    assert parent.info.status == "KILLED"

@@ -79,6 +79,31 @@ def test_the_tables_survive_a_restart_and_a_stop_is_replayed(tmp_path):
     assert not again.should_stop("g0", "g0-002", 1, [0.95, 1.5])  # not dominated by g0-000: a front of its own
 
 
+def test_the_tables_are_read_back_by_their_own_search_only(tmp_path):
+    """A driver of the search that wrote the tables (--resume, --join: its parent run) takes their decisions; a
+    driver of another search of that name, run into the same results directory with fresh stores, takes none."""
+    path = str(tmp_path / "early_stop.json")
+    rule = AshaRule(1, 2, 4, ["max"], path, search="run-a")
+    assert not rule.should_stop("g0", "g0-000", 1, [0.9])
+    assert rule.should_stop("g0", "g0-001", 1, [0.5])
+    assert AshaRule(1, 2, 4, ["max"], path, search="run-a").tables == rule.tables  # the same search
+    other = AshaRule(1, 2, 4, ["max"], path, search="run-b")
+    assert other.tables == {}
+    assert not other.should_stop("g0", "g0-001", 1, [0.5])  # its own g0-001, judged on its own rung
+
+
+def test_drivers_of_one_search_share_their_rungs_through_the_file(tmp_path):
+    """Joined drivers sharing a results directory each run a rule: a trial is judged against every trial of its grid
+    point recorded before it, whichever driver ran it (formulas §10.9), and the file keeps every driver's records
+    (a resumed search reads them all back)."""
+    path = tmp_path / "early_stop.json"
+    first, second = (AshaRule(1, 2, 4, ["max"], str(path), search="run-a") for _ in range(2))  # started together
+    assert not first.should_stop("g0", "g0-000", 1, [0.9])
+    assert second.should_stop("g0", "g0-001", 1, [0.5])  # below the first driver's trial: stopped
+    assert not first.should_stop("g0", "g0-002", 1, [0.95])
+    assert list(json.loads(path.read_text())["tables"]["g0"]["1"]) == ["g0-000", "g0-001", "g0-002"]
+
+
 # --- the multi-objective ranking against a reference written from the definitions ---
 
 

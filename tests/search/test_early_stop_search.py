@@ -158,14 +158,18 @@ def read_csv(path: Path) -> list[dict]:
         return list(csv.DictReader(fh))
 
 
-def test_a_new_search_does_not_inherit_the_rungs_of_an_old_one_in_its_results_directory(ray_session, tmp_path, stores):
-    """The stores started afresh (new files) and the results directory kept: a new search of the same name takes no
-    decision from the rung tables an old one left there (its keys are the new trials' keys); only --resume does."""
+@pytest.mark.parametrize("join", [False, True])
+def test_a_new_search_does_not_inherit_the_rungs_of_an_old_one_in_its_results_directory(
+    ray_session, tmp_path, stores, join
+):
+    """The stores started afresh (new files) and the results directory kept: a new search of the same name, started
+    alone or by a ``--join`` driver, takes no decision from the rung tables an old one left there (its keys are the
+    new trials' keys); only the drivers of that search (--resume, --join) do."""
     path = space_file(tmp_path, "fresh", params={"lr": {"type": "categorical", "choices": [0.05]}}, num_samples=1)
     old = Path(stores["results_root"]) / "fresh" / RUNGS_FILE
     old.parent.mkdir(parents=True)
     old.write_text(json.dumps({"directions": ["max"], "tables": {"g0": {"1": {"g0-000": [0.0, True]}}}}))
-    summary = run_search(prepare_search(path, **stores), progress=False)
+    summary = run_search(prepare_search(path, join=join, **stores), progress=False)
     assert [t["state"] for t in summary.trials] == ["COMPLETE"]
     assert json.loads(old.read_text())["tables"]["g0"]["1"]["g0-000"][-1] is False
 

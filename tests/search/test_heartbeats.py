@@ -6,6 +6,7 @@ import time
 
 import optuna
 import pytest
+from optuna.trial import TrialState
 
 from tuneprune.search import studies
 from tuneprune.search.space import load_space
@@ -92,3 +93,35 @@ def test_a_resumed_search_queues_again_a_claim_its_claimer_did_not_queue(tmp_pat
     for gs in (resumed, again):
         assert gs.heartbeats is not None
         gs.heartbeats.close()
+
+
+def test_a_joined_driver_runs_the_orphans_it_claims_after_it_started(ray_session, tmp_path, fast_heartbeats):
+    """A ``--join`` driver that starts while a dead driver's trial is not yet stale counts it as taken; once it goes
+    stale the driver claims it and must run it too, not end with it RUNNING because Tune was told at the start how
+    many trials the driver would run."""
+    import threading
+
+    from tuneprune.search import prepare_search, run_search
+    from tuneprune.search.studies import open_storage
+
+    base = {**BASE, "epochs": 8}  # trains well past the grace period
+    space = {**SPACE, "base": base, "name": "late", "num_samples": 2, "max_concurrent": 1, "resources": {"cpu": 1}}
+    tracking, storage = f"sqlite:///{tmp_path / 'mlruns.db'}", f"sqlite:///{tmp_path / 'optuna.db'}"
+    prepared = prepare_search(
+        "late.yaml", document=space, tracking_uri=tracking, storage_url=storage, results_root=tmp_path, join=True
+    )
+    (dying,) = studies.open_studies(prepared.space, "late", storage, shared=True)
+    lost = dying.ask(studies.distributions(prepared.space))
+    dying.set_user_attrs(lost.number, {"key": "g0-000", "name": "g0-000 lr=..."})
+
+    def die_once_the_search_runs() -> None:  # the dying driver's heartbeats go on until the joined one has started
+        while all("name" not in t.user_attrs for t in dying.study.get_trials() if t.number != lost.number):
+            time.sleep(0.2)
+        assert dying.heartbeats is not None
+        dying.heartbeats.close()
+
+    threading.Thread(target=die_once_the_search_runs, daemon=True).start()
+    summary = run_search(prepared, progress=False)
+    assert sorted((t["key"], t["state"]) for t in summary.trials) == [("g0-000", "COMPLETE"), ("g0-001", "COMPLETE")]
+    trials = optuna.load_study(study_name="late", storage=open_storage(storage)).trials
+    assert not [t.number for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]

@@ -138,6 +138,38 @@ def test_a_new_search_refuses_a_name_its_optuna_storage_holds(tmp_path, stores):
         prepare_search(path, **stores)
 
 
+@pytest.mark.parametrize("join", [False, True])
+def test_resume_refuses_a_name_no_search_used(tmp_path, stores, join):
+    """``--resume`` (exit 2 if there is none) never starts over, alone or with ``--join``: a typo must not start a
+    new search."""
+    path = write_space(tmp_path, name="typo")
+    with pytest.raises(ConfigError, match=r"--resume --name 'typo': no search of that name to resume"):
+        prepare_search(path, resume=True, join=join, **stores)
+
+
+@pytest.mark.parametrize("join", [False, True])
+def test_a_space_the_search_cannot_take_is_refused_before_it_runs(tmp_path, stores, join):
+    """``--join`` or ``--resume`` of a search with a space whose params its trials cannot take (Optuna refuses another
+    kind of distribution for a param name) or whose objectives differ: one line naming the field, before the parent
+    run is touched or Ray starts (the first ask failed after Ray started, with a traceback and the parent FAILED)."""
+    from tuneprune.search.studies import distributions, open_studies
+
+    first = prepare_search(write_space(tmp_path, name="drawn"), **stores)
+    (gs,) = open_studies(first.space, "drawn", stores["storage_url"])
+    gs.tell(gs.ask(distributions(first.space)).number, 0.5)
+    linear = {"lr": {"type": "float", "low": 0.01, "high": 0.3}}
+    with pytest.raises(
+        ConfigError, match=r"^params\.lr: the search 'drawn' drew it from FloatDistribution\(.*log=True"
+    ):
+        prepare_search(write_space(tmp_path, name="drawn", params=linear), resume=not join, join=join, **stores)
+    sparse = {**BASE, "sparsity": {"target": 0.5}}
+    for objectives in ({"test_acc": "max"}, {"val_acc": "max", "sparsity": "max"}):
+        space = write_space(tmp_path, name="drawn", objectives=objectives, base=sparse)
+        with pytest.raises(ConfigError, match=r"^objectives: the search 'drawn' has \{'val_acc': 'max'\}; this space"):
+            prepare_search(space, resume=not join, join=join, **stores)
+    prepare_search(write_space(tmp_path, name="drawn"), resume=not join, join=join, **stores)  # its own space
+
+
 def test_a_trial_whose_values_the_run_config_refuses_together_fails_alone(tmp_path, stores, monkeypatch):
     """Values accepted one by one (threshold 'layer'; drop mode 'global') that the run config refuses together
     (formulas §4): the trial that drew them fails, FAIL with the reason, and the searcher asks the next one, instead
@@ -485,3 +517,30 @@ def test_a_resumed_search_does_not_draw_its_first_trials_again(tmp_path, sampler
     first.tell(drawn, 0.5)  # the first driver finished trial 0, then died
     resumed = open_studies(space, "resumed", url)[0].study
     assert resumed.ask(distributions(space)).params != drawn.params
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "random"])
+def test_drivers_joining_a_new_study_together_draw_their_own_values(tmp_path, sampler):
+    """``--join`` drivers opening a new study at the same moment all find it empty: each must still draw values of
+    its own (a seed from the number of the first trial it asks, which the storage hands to it alone, recorded in the
+    study), not repeat the others' draws, while a lone joined driver draws what a plain search draws."""
+    from tuneprune.search.space import load_space
+    from tuneprune.search.studies import distributions, open_studies, sampler_seed
+
+    params = {"lr": {"type": "float", "low": 0.01, "high": 0.3, "log": True}}
+    space = load_space({"base": BASE, "params": params, "num_samples": 4, "sampler": {"type": sampler, "seed": 0}})
+    plain = open_studies(space, "plain", f"sqlite:///{tmp_path / 'plain.db'}")[0].study
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    drivers = [open_studies(space, "joined", url, shared=True)[0] for _ in range(3)]  # all before any ask
+    asked = [[gs.ask(distributions(space)).params["lr"] for _ in range(2)] for gs in drivers]
+    assert len({lr for draws in asked for lr in draws}) == 6  # no driver repeats another's values
+    assert asked[0] == [plain.ask(distributions(space)).params["lr"] for _ in range(2)]  # the first: as a lone search
+    recorded = drivers[0].study.user_attrs
+    assert {k: v for k, v in recorded.items() if k.startswith("sampler_seed")} == {
+        "sampler_seed_from_trial_0": 0,
+        "sampler_seed_from_trial_2": sampler_seed(space, 0, 2),
+        "sampler_seed_from_trial_4": sampler_seed(space, 0, 4),
+    }
+    for gs in drivers:
+        assert gs.heartbeats is not None
+        gs.heartbeats.close()

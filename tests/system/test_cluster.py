@@ -281,6 +281,39 @@ def test_a_killed_unreaped_service_is_not_running(tmp_path):
         os.waitpid(child, 0)
 
 
+def documented_env(section: str) -> dict[str, str]:
+    """The environment after the ``export`` lines of the first shell block under ``section`` in docs/cluster.md."""
+    text = (ROOT / "docs" / "cluster.md").read_text()
+    block = text.split(f"\n{section}\n", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
+    exports = [line for line in block.splitlines() if line.startswith("export ")]
+    dump = subprocess.run(["bash", "-c", "\n".join([*exports, "env -0"])], capture_output=True, text=True, check=True)
+    return dict(item.split("=", 1) for item in dump.stdout.split("\0") if "=" in item)
+
+
+def test_nodes_and_a_driver_started_as_documented_form_one_cluster(ports, tmp_path):
+    """docs/cluster.md, step 1: a head node, a worker node and a driver (``--address auto`` through ``RAY_ADDRESS``)
+    started with the environment the docs export connect: the head enables Ray's token authentication by itself,
+    and a worker node or a driver given its address must use it too."""
+    base = Path(tempfile.mkdtemp(prefix="tp-rd-", dir="/tmp"))  # short: Ray's socket paths live below
+    gcs = free_ports(1, ports)
+    env = {**documented_env("## Step 1: one machine, real services"), "RAY_ADDRESS": f"127.0.0.1:{gcs}"}
+    script = SCRIPTS / "cluster" / "ray-node.sh"
+    try:
+        run_script(script, "head", "--dir", base / "h", "--port", gcs, "--ports", free_ports(100, ports),
+                   "--num-cpus", 1, env=env)  # fmt: skip
+        worker = run_script(script, "worker", "--dir", base / "w", "--address", f"127.0.0.1:{gcs}", "--ports",
+                            free_ports(100, ports), "--num-cpus", 1, env=env, check=False)  # fmt: skip
+        assert worker.returncode == 0, f"the worker node did not join: {worker.stderr[-2000:]}"
+        nodes = "import ray; ray.init(address='auto'); print(sum(n['Alive'] for n in ray.nodes()))"
+        driver = run_script(sys.executable, "-c", nodes, env=env, timeout=120, check=False)
+        assert driver.stdout.split()[-1:] == ["2"], f"the driver did not connect: {driver.stderr[-2000:]}"
+    finally:
+        for node in ("w", "h"):
+            if (base / node / "ray.pid").exists():
+                run_script(script, "stop", "--dir", base / node, "--grace", "5", env=env, check=False)
+        shutil.rmtree(base, ignore_errors=True)
+
+
 def test_search_trials_land_on_both_nodes(ray_cluster, tmp_path):
     space = write_space(tmp_path, "twonodes", num_samples=2)
     tracking = f"sqlite:///{tmp_path / 'mlruns.db'}"
@@ -579,11 +612,44 @@ def race(me):
 def test_drivers_recording_rungs_in_one_results_dir_at_once_all_succeed(tmp_path):
     """Joined drivers with one results directory each run an early-stopping rule that writes the same
     early_stop.json; rules recording at the same moment all succeed (a failed record fails the trial
-    that asked), and the file is whole."""
+    that asked), and the file is whole and keeps every driver's records."""
     racers, rounds = 4, 50
     path = tmp_path / "early_stop.json"
     run_racers(RUNG_RACE, racers, rounds, path)
-    assert json.loads(path.read_text())["directions"] == ["max"]
+    record = json.loads(path.read_text())
+    assert record["directions"] == ["max"]
+    missing = {f"g0-{me}{r:03d}" for me in range(racers) for r in range(rounds)} - record["tables"]["g0"]["1"].keys()
+    assert not missing, f"{len(missing)} of {racers * rounds} records lost: {sorted(missing)[:8]}"
+
+
+# The drivers of one search end together (the study's budget is theirs) and, with one --results-dir on the shared
+# filesystem, each writes summary.json and the best-config files there and logs them to the one parent run.
+OUTPUTS_RACE = """
+import json
+from pathlib import Path
+from tuneprune.search.runner import SearchSummary, _write_outputs
+from tuneprune.tracking import RunTracker
+rounds, out, stores = int(args[0]), Path(args[1]), Path(args[2])
+best = [{"key": f"g0-00{i}", "values": {"val_acc": 0.9}, "config": {"lr": 0.1 * i}} for i in range(3)]
+def race(me):
+    tracker = RunTracker(f"sqlite:///{stores / f'mlruns-{me}.db'}")  # a store each: the race is in the directory
+    parent = tracker.start_parent("outputs", "search", resume=False)
+    summary = SearchSummary("outputs", parent, "", "", out, {"val_acc": "max"}, [], best)
+    barrier.wait(timeout=60)
+    for r in range(rounds):
+        _write_outputs(summary, tracker)
+        assert json.loads((out / "summary.json").read_text())["name"] == "outputs"
+"""
+
+
+def test_drivers_ending_at_once_in_one_results_dir_all_write_their_outputs(tmp_path):
+    """Joined drivers sharing a results directory write summary.json and the best-config files at the same moment:
+    none fails (a best file another driver deleted first, or a summary read half-written), and the files are whole."""
+    out, stores = tmp_path / "runs", tmp_path / "stores"
+    out.mkdir()
+    stores.mkdir()
+    run_racers(OUTPUTS_RACE, 4, 20, out, stores)
+    assert sorted(p.name for p in out.glob("best*.yaml")) == [f"best-0{i}-g0-00{i}.yaml" for i in range(3)]
 
 
 def test_two_searches_at_once_share_one_study(ray_cluster, mlflow_server, postgres, pg_env, tmp_path):

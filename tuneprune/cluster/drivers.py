@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tuneprune.cluster.join import check_local_resources
+from tuneprune.cluster.join import check_local_resources, check_ray_reachable
 from tuneprune.data import check_data_dir
 from tuneprune.shared.config import apply_overrides, load_yaml
 from tuneprune.tracking import absolute_sqlite, check_tracking_reachable, default_tracking_uri
@@ -43,12 +43,14 @@ def check_driver(
     tracking_uri: str | None,
     results_root: str | Path,
 ) -> DriverPlace:
-    """Check the data location (dataset, data dir, download), the local resources (cpu, gpu) unless
-    joining a cluster at ``address``, and the MLflow store; name the run (the space's name, else
+    """Check the data location (dataset, data dir, download), the local resources (cpu, gpu) without a
+    cluster, else that the cluster's ``address`` answers, and the MLflow store; name the run (the space's name, else
     its file's stem) and its results directory ``results_root/name``."""
     check_data_dir(*data)
     if address is None:
         check_local_resources(*resources)
+    else:
+        check_ray_reachable(address)
     name = space_name or Path(space_path).stem
     tracking_uri = absolute_sqlite(tracking_uri or default_tracking_uri())
     check_tracking_reachable(tracking_uri)

@@ -22,15 +22,34 @@ def ensure_ray(address: str | None) -> float:
     t0 = time.perf_counter()
     if not ray.is_initialized():
         env = {k: os.environ[k] for k in TELEMETRY if k in os.environ}
-        ray.init(
-            address=address,
-            include_dashboard=False,
-            logging_level=logging.ERROR,
-            log_to_driver=False,
-            runtime_env={"env_vars": env},
-        )
-        interrupt_on_sigterm()  # again: ray.init replaces it
+        try:
+            ray.init(
+                address=address,
+                include_dashboard=False,
+                logging_level=logging.ERROR,
+                log_to_driver=False,
+                runtime_env={"env_vars": env},
+            )
+        except SystemExit as err:  # ray.init's own SIGTERM handler exits: a kill while joining
+            if err.code != signal.SIGTERM:
+                raise
+            raise KeyboardInterrupt(signal.SIGTERM.name) from None
+        finally:
+            interrupt_on_sigterm()  # again: ray.init replaces it
     return time.perf_counter() - t0
+
+
+def check_ray_reachable(address: str | None) -> None:
+    """Refuse, in one line, a cluster address whose HOST:PORT takes no connection: ``--address``, or for ``auto``
+    the ``RAY_ADDRESS`` it reads (``auto`` without it finds a node of this machine, as Ray does). ``ray.init`` would
+    try it for minutes, and fail with a traceback. Forms other than HOST:PORT (``ray://HOST:PORT`` included) are
+    Ray's to judge."""
+    from tuneprune.tracking.locations import check_port_reachable
+
+    field, value = ("RAY_ADDRESS", os.environ.get("RAY_ADDRESS")) if address == "auto" else ("address", address)
+    host, _, port = (value or "").removeprefix("ray://").rpartition(":")
+    if value and host and port.isdigit():
+        check_port_reachable(field, value, host.strip("[]"), int(port))
 
 
 def _terminated(signum: int, frame: object) -> None:

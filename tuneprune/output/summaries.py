@@ -10,6 +10,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from tuneprune.shared.files import replace_atomically
+
 
 def summary_json(summary: Any) -> dict[str, Any]:
     """A summary dataclass as a JSON-ready dict (paths and other non-JSON values as strings)."""
@@ -17,10 +19,10 @@ def summary_json(summary: Any) -> dict[str, Any]:
 
 
 def write_summary(summary: Any, path: str | Path) -> Path:
-    """Write ``summary`` (a dataclass) to ``path`` as indented JSON."""
-    path = Path(path)
-    path.write_text(json.dumps(summary_json(summary), indent=2))
-    return path
+    """Write ``summary`` (a dataclass) to ``path`` as indented JSON, replaced whole: joined drivers sharing a results
+    directory write theirs at the same moment, and a reader never sees half of one."""
+    document = json.dumps(summary_json(summary), indent=2).encode()
+    return replace_atomically(path, lambda fh: fh.write(document))
 
 
 def write_rows(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:

@@ -3,16 +3,20 @@
 Rungs are at ``grace_period * reduction_factor^k`` epochs up to the trials' epochs, Ray Tune's one bracket; a trial
 reaching a rung is recorded there once, and decided by :func:`~tuneprune.search.rung_ranking.stops`. One
 :class:`AshaRule` serves every trial of a search from a named Ray actor (:func:`start_stopper`) that the trainables
-consult each epoch; a trial told to stop stops itself. The tables are written to a JSON file after every record and
-read back when a resumed search starts the rule again, so a decision is neither lost nor taken twice: a trial
-recorded as stopped is stopped again.
+consult each epoch; a trial told to stop stops itself. The tables are written to a JSON file after every record, with
+the search they belong to (its parent run id), and read back before every decision, under the file's lock, so the
+drivers of that search (--resume, --join) sharing a results directory judge against each other's records, and a
+decision is neither lost nor taken twice: a trial recorded as stopped is stopped again. Another search that left the
+file in its results directory (the stores started afresh) is not read.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
@@ -28,7 +32,8 @@ RUNGS_FILE = "early_stop.json"
 
 
 class AshaRule:
-    """Rung tables of ASHA per study; ``directions`` one ``'max'``/``'min'`` per objective; ``path`` the JSON record."""
+    """Rung tables of ASHA per study; ``directions`` one ``'max'``/``'min'`` per objective; ``path`` the JSON record,
+    read back when it is ``search``'s (the parent run id of the search the rule serves)."""
 
     def __init__(
         self,
@@ -38,6 +43,7 @@ class AshaRule:
         directions: Sequence[str],
         path: str | None = None,
         front_order: FrontOrder = "crowding",
+        search: str | None = None,
     ) -> None:
         count = int(math.log(max_t / grace_period) / math.log(reduction_factor) + 1)
         self.rf = reduction_factor
@@ -45,17 +51,41 @@ class AshaRule:
         self.directions = list(directions)
         self.milestones = [grace_period * reduction_factor**k for k in reversed(range(count))]
         self.path = Path(path) if path else None
+        self.search = search
         # study -> milestone (as text, for JSON) -> trial key -> [*values, stopped]
         self.tables: dict[str, dict[str, dict[str, list]]] = {}
+        self._load()
+
+    def _load(self) -> None:
+        """Take the tables of the record at ``path`` when it is this search's (another search's decide nothing)."""
         if self.path is not None and self.path.exists():
-            self.tables = json.loads(self.path.read_text())["tables"]
+            record = json.loads(self.path.read_text())
+            if record.get("search") == self.search:
+                self.tables = record["tables"]
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Hold the record's lock (``early_stop.json.lock`` beside it, as the search index does) while the tables are
+        read, decided on and written: the rules of joined drivers sharing a results directory record there too."""
+        if self.path is None:
+            yield
+            return
+        with open(self.path.with_name(f"{self.path.name}.lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
 
     def should_stop(self, study: str, key: str, epoch: int, values: Sequence[float | None]) -> bool:
         """Record trial ``key`` of ``study`` at the highest rung ``epoch`` reaches (once); True when it is to stop.
 
-        With one objective a missing or non-finite value is neither recorded nor stopped,
-        as in Ray; with several it is recorded as NaN and ranks last.
+        The tables are read again first: a trial is judged against every trial recorded before it, whichever
+        driver of the search recorded it. With one objective a missing or non-finite value is neither recorded nor
+        stopped, as in Ray; with several it is recorded as NaN and ranks last.
         """
+        with self._locked():
+            self._load()
+            return self._decide(study, key, epoch, values)
+
+    def _decide(self, study: str, key: str, epoch: int, values: Sequence[float | None]) -> bool:
         numbers = [math.nan if v is None else float(v) for v in values]
         table = self.tables.setdefault(study, {})
         if any(rung.get(key, [False])[-1] for m, rung in table.items() if epoch >= float(m)):
@@ -76,22 +106,23 @@ class AshaRule:
         if self.path is None:
             return
         # a scratch file of its own: the rules of joined drivers sharing a results directory write this file too
-        document = json.dumps({"directions": self.directions, "tables": self.tables}).encode()
+        document = json.dumps({"search": self.search, "directions": self.directions, "tables": self.tables}).encode()
         replace_atomically(self.path, lambda fh: fh.write(document))
 
 
 def start_stopper(
-    name: str, config: EarlyStoppingConfig, max_t: int, directions: Sequence[str], path: Path
+    name: str, config: EarlyStoppingConfig, max_t: int, directions: Sequence[str], path: Path, search: str
 ) -> ActorHandle[AshaRule]:
-    """The :class:`AshaRule` of ``config`` in a Ray actor called ``name`` on the driver's node (its tables in ``path``
-    there); the grace period is capped at ``max_t``, the trials' epochs."""
+    """The :class:`AshaRule` of ``config`` for the search ``search`` (its parent run id) in a Ray actor called
+    ``name`` on the driver's node (its tables in ``path`` there); the grace period is capped at ``max_t``, the
+    trials' epochs."""
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
     actor = ray.remote(num_cpus=0)(AshaRule).options(name=name, get_if_exists=True, scheduling_strategy=here)
     grace_period = min(config.grace_period, max_t)
-    rule = (grace_period, config.reduction_factor, max_t, list(directions), str(path), config.front_order)
+    rule = (grace_period, config.reduction_factor, max_t, list(directions), str(path), config.front_order, search)
     # Ray types .remote() as ActorProxy (ActorHandle | type[AshaRule], for typed method calls); it returns the handle
     return cast("ActorHandle[AshaRule]", actor.remote(*rule))
 

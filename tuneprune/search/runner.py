@@ -12,8 +12,9 @@ import os
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import yaml
 from sqlalchemy.engine import make_url  # imported with the module: a lazy import here raced MLflow's in other threads
@@ -25,6 +26,7 @@ from tuneprune.output.progress import say
 from tuneprune.output.summaries import write_summary
 from tuneprune.search.space import SearchSpace, load_space
 from tuneprune.shared.config import ConfigError
+from tuneprune.shared.files import replace_atomically
 from tuneprune.tracking import (
     RunTracker,
     absolute_sqlite,
@@ -104,8 +106,12 @@ def prepare_search(
     )  # fmt: skip
     storage_url = absolute_sqlite(storage_url or default_storage_url())
     check_storage_reachable(storage_url)
-    if not join:
+    if resume or not join:  # --join alone starts the search or joins it: any name will do
         check_search_name(place.name, space.experiment, place.tracking_uri, storage_url, resume)
+    if (resume or join) and not store_missing(storage_url):
+        from tuneprune.search.studies import check_space, open_storage
+
+        check_space(space, place.name, open_storage(storage_url))
     return PreparedSearch(
         space, document, place.name, place.tracking_uri, storage_url, place.results_dir, address, resume, join
     )
@@ -258,11 +264,10 @@ def _search(
             searched = [int(v) for v in space.params["epochs"].samples()] if "epochs" in space.params else []
             base_epochs = max([space.resolve(point, {}).epochs for point in space.grid_points()] + searched)
             stopper = f"tuneprune-asha-{os.getpid()}-{int(time.time() * 1000)}"
-            if not (prepared.resume or prepared.join):  # a new search: the tables an old one left are not its own
-                (results_dir / RUNGS_FILE).unlink(missing_ok=True)
-            stopper_actor = start_stopper(  # held until the run ends; its tables outlive it in RUNGS_FILE
-                stopper, space.early_stopping, base_epochs, list(space.objectives.values()), results_dir / RUNGS_FILE
-            )
+            stopper_actor = start_stopper(  # held until the run ends; its tables outlive it in RUNGS_FILE, read back
+                stopper, space.early_stopping, base_epochs, list(space.objectives.values()), results_dir / RUNGS_FILE,
+                parent_id,  # by this search's drivers only: an old search of its name may have left the file
+            )  # fmt: skip
         context = TrialContext(
             prepared.tracking_uri, space.experiment, parent_id, str(results_dir), dict(space.objectives), stopper
         )
@@ -274,7 +279,8 @@ def _search(
             trainable,
             tune_config=tune.TuneConfig(
                 search_alg=searcher,
-                num_samples=total,
+                # joined: orphans claimed later add trials, so the searcher says when the study is done
+                num_samples=-1 if prepared.join else total,
                 reuse_actors=True,
                 trial_dirname_creator=lambda trial: trial.trial_id,
             ),
@@ -313,15 +319,19 @@ def _search(
 
 def _write_outputs(summary: SearchSummary, tracker: RunTracker) -> None:
     """summary.json and one best-config YAML per best trial (those of an earlier run of the search deleted: a
-    resumed search's best trials may have changed), logged to the parent run."""
+    resumed search's best trials may have changed), logged to the parent run. Joined drivers sharing the results
+    directory end together and write the same files: each is replaced whole, and only the others are deleted."""
     out = summary.results_dir
     write_summary(summary, out / "summary.json")
     tracker.log_artifact(summary.parent_run_id, out / "summary.json")
-    for old in out.glob("best*.yaml"):
-        old.unlink()
-    for i, entry in enumerate(summary.best):
-        path = out / ("best.yaml" if len(summary.best) == 1 else f"best-{i:02d}-{entry['key']}.yaml")
-        path.write_text(yaml.safe_dump(entry["config"], sort_keys=False))
+    paths = [
+        out / ("best.yaml" if len(summary.best) == 1 else f"best-{i:02d}-{entry['key']}.yaml")
+        for i, entry in enumerate(summary.best)
+    ]
+    for old in set(out.glob("best*.yaml")) - set(paths):
+        old.unlink(missing_ok=True)
+    for path, entry in zip(paths, summary.best, strict=True):
+        replace_atomically(path, partial(_write_yaml, entry["config"]))
         tracker.log_artifact(summary.parent_run_id, path, "best")
     counts = Counter(trial["state"] for trial in summary.trials)
     tracker.log_metrics(summary.parent_run_id, {f"trials_{k.lower()}": v for k, v in counts.items()}, step=0)
@@ -331,3 +341,8 @@ def _write_outputs(summary: SearchSummary, tracker: RunTracker) -> None:
         tracker.log_metrics(
             summary.parent_run_id, {f"best_{metric}": max(values) if direction == "max" else min(values)}, step=0
         )
+
+
+def _write_yaml(document: dict[str, Any], fh: IO[bytes]) -> None:
+    """``document`` as YAML, keys in their order, into the binary file ``fh``."""
+    fh.write(yaml.safe_dump(document, sort_keys=False).encode())

@@ -150,9 +150,13 @@ class StudySearcher(Searcher):
 
     def _ask(self) -> _Asked | None:
         """The next trial, asked ahead (:meth:`_ask_ahead`) while the trials trained; the one after it is
-        asked ahead now. None when every study has its budget."""
+        asked ahead now. None when every study has its budget, asked now: when nothing was left to ask ahead,
+        a study shared with other drivers may have queued a dead driver's trial since."""
         self._raise_failed_tells()
-        asked = (self._asked_ahead or self._ask_ahead()).result()
+        ahead, self._asked_ahead = self._asked_ahead, None
+        asked = ahead.result() if ahead is not None else None
+        if asked is None:
+            asked = self._ask_ahead().result()
         self._asked_ahead = self._ask_ahead() if asked is not None else None
         return asked
 

@@ -15,7 +15,7 @@ import json
 import math
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -150,10 +150,17 @@ def distributions(space: SearchSpace) -> dict[str, BaseDistribution]:
     return out
 
 
+def sampler_seed(space: SearchSpace, offset: int = 0, asked: int = 0) -> int:
+    """The seed of a grid point's sampler: ``seed + offset`` (one offset per grid point) for a new study; for one
+    already holding ``asked`` trials (a resumed or joined search) a seed drawn from all three, so that it does not
+    draw the values of the study's first trials again."""
+    if asked:
+        return int(np.random.SeedSequence([space.sampler.seed, offset, asked]).generate_state(1)[0])
+    return space.sampler.seed + offset
+
+
 def make_sampler(space: SearchSpace, offset: int = 0, asked: int = 0) -> optuna.samplers.BaseSampler:
-    """The sampler the space names, seeded with ``seed + offset`` (one offset per grid point) for a new study; for
-    one already holding ``asked`` trials (a resumed or joined search) with a seed drawn from all three, so that
-    it does not draw the values of the study's first trials again."""
+    """The sampler the space names, seeded with :func:`sampler_seed`."""
     samplers: dict[str, Callable[..., optuna.samplers.BaseSampler]] = {
         "tpe": lambda seed: optuna.samplers.TPESampler(seed=seed, multivariate=True),
         "nsga2": optuna.samplers.NSGAIISampler,
@@ -161,10 +168,56 @@ def make_sampler(space: SearchSpace, offset: int = 0, asked: int = 0) -> optuna.
         "gp": optuna.samplers.GPSampler,
         "random": optuna.samplers.RandomSampler,
     }
-    seed = space.sampler.seed + offset
-    if asked:
-        seed = int(np.random.SeedSequence([space.sampler.seed, offset, asked]).generate_state(1)[0])
-    return samplers[space.sampler.type](seed=seed)
+    return samplers[space.sampler.type](seed=sampler_seed(space, offset, asked))
+
+
+class FirstAskSeeded(optuna.samplers.BaseSampler):
+    """The sampler of a study other drivers ask too (``--join``): :func:`make_sampler`'s, made when this driver's
+    first trial is asked, as for a study holding that trial's number of trials.
+
+    The storage hands each trial number to one driver (a new trial numbered under its lock, a queued one popped
+    row-locked), so drivers that find a new study empty at the same moment draw values of their own, and a lone
+    driver draws what a lone search would. The seed is recorded in the study, as the user attribute
+    ``sampler_seed_from_trial_<number>``.
+    """
+
+    def __init__(self, space: SearchSpace, offset: int) -> None:
+        self.space, self.offset = space, offset
+        self.seed: int | None = None
+        self._sampler: optuna.samplers.BaseSampler | None = None
+
+    @property
+    def sampler(self) -> optuna.samplers.BaseSampler:
+        assert self._sampler is not None, "a trial is asked (before_trial) before anything is sampled or told"
+        return self._sampler
+
+    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        if self._sampler is None:
+            seed = sampler_seed(self.space, self.offset, trial.number)
+            study.set_user_attr(f"sampler_seed_from_trial_{trial.number}", seed)
+            self.seed, self._sampler = seed, make_sampler(self.space, self.offset, trial.number)
+        self.sampler.before_trial(study, trial)
+
+    def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
+        return self.sampler.infer_relative_search_space(study, trial)
+
+    def sample_relative(
+        self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
+        return self.sampler.sample_relative(study, trial, search_space)
+
+    def sample_independent(
+        self, study: optuna.Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution
+    ) -> Any:
+        return self.sampler.sample_independent(study, trial, param_name, param_distribution)
+
+    def after_trial(
+        self, study: optuna.Study, trial: FrozenTrial, state: TrialState, values: Sequence[float] | None
+    ) -> None:
+        self.sampler.after_trial(study, trial, state, values)
+
+    def reseed_rng(self) -> None:
+        self.sampler.reseed_rng()
 
 
 def study_name(search_name: str, grid_point: dict[str, Any]) -> str:
@@ -176,6 +229,31 @@ def study_name(search_name: str, grid_point: dict[str, Any]) -> str:
 def study_names(search_name: str, storage: optuna.storages.BaseStorage) -> list[str]:
     """The studies of the search ``search_name`` in ``storage`` (one per grid point)."""
     return [n for n in optuna.get_all_study_names(storage) if n == search_name or n.startswith(f"{search_name}[")]
+
+
+def check_space(space: SearchSpace, name: str, storage: optuna.storages.BaseStorage) -> None:
+    """Refuse, in one line, a space the studies of the search ``name`` cannot take (``--join``, ``--resume``): other
+    objectives (their values are told in order), or a searched param whose distribution Optuna finds incompatible
+    (``check_distribution_compatibility``) with the one a trial drew it from. Else the first ask fails once Ray
+    has started."""
+    from tuneprune.shared.config import ConfigError
+
+    wanted = distributions(space)
+    for study_name_ in study_names(name, storage):
+        study = optuna.load_study(study_name=study_name_, storage=storage)
+        recorded = json.loads(study.user_attrs.get("objectives", "null"))  # set by open_studies, values in order
+        if recorded is not None and list(recorded.items()) != list(space.objectives.items()):
+            raise ConfigError(f"objectives: the search {name!r} has {recorded}; this space gives {space.objectives}")
+        for trial in study.get_trials(deepcopy=False):
+            for param, drawn in trial.distributions.items():
+                try:
+                    if param in wanted:
+                        optuna.distributions.check_distribution_compatibility(drawn, wanted[param])
+                except ValueError as err:
+                    raise ConfigError(
+                        f"params.{param}: the search {name!r} drew it from {drawn}; this space gives {wanted[param]} "
+                        f"({err})"
+                    ) from None
 
 
 @dataclass
@@ -315,10 +393,10 @@ def open_studies(space: SearchSpace, name: str, storage_url: str, shared: bool =
             storage=storage,
             study_name=study_name(name, point),
             directions=space.directions,
-            sampler=make_sampler(space, i),
+            sampler=FirstAskSeeded(space, i) if shared else make_sampler(space, i),
             load_if_exists=True,
         )
-        if asked := len(study.get_trials(deepcopy=False)):
+        if not shared and (asked := len(study.get_trials(deepcopy=False))):
             study.sampler = make_sampler(space, i, asked)
         study.set_user_attr("objectives", json.dumps(space.objectives))
         study.set_user_attr("grid_point", json.dumps(point))

@@ -36,19 +36,24 @@ def store_missing(url: str) -> bool:
     return url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file()
 
 
+def check_port_reachable(field: str, value: str, host: str, port: int) -> None:
+    """Raise a one-line :class:`ConfigError` naming ``field = value`` if ``host:port`` takes no TCP connection
+    within ``CHECK_TIMEOUT_S``."""
+    try:
+        with socket.create_connection((host, port), timeout=CHECK_TIMEOUT_S):
+            pass
+    except OSError as err:
+        raise ConfigError(f"{field} = {value!r}: cannot reach {host}:{port} ({err.strerror or err})") from None
+
+
 def _check_database(url: str, field: str) -> None:
     """Reach the host's port, then open and close one connection with SQLAlchemy, bounded by a connect timeout."""
     import sqlalchemy
 
     parsed = urlparse(url)
     if parsed.hostname:
-        host = parsed.hostname
         port = parsed.port or {"postgresql": 5432, "mysql": 3306}.get(parsed.scheme.split("+")[0], 5432)
-        try:
-            with socket.create_connection((host, port), timeout=CHECK_TIMEOUT_S):
-                pass
-        except OSError as err:
-            raise ConfigError(f"{field} = {url!r}: cannot reach {host}:{port} ({err.strerror or err})") from None
+        check_port_reachable(field, url, parsed.hostname, port)
     try:
         engine = sqlalchemy.create_engine(url, connect_args={"connect_timeout": int(CHECK_TIMEOUT_S)})
         with engine.connect():
