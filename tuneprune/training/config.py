@@ -13,12 +13,6 @@ from tuneprune.shared.config import StrictModel
 from tuneprune.sparsity.adaptive import ModelFamily
 from tuneprune.sparsity.config import SparsityConfig
 
-# The epoch field from which a schedule prunes (cubic) or adapts (adaptive), what would start, and where it is defined.
-_SCHEDULE_STARTS = {
-    "cubic": ("start_epoch", "pruning would start", "§1.5"),
-    "adaptive": ("warmup_epochs", "the adaptive schedule would take over", "§9"),
-}
-
 
 class RunConfig(StrictModel):
     """One training run. Every field can be overridden with ``--set key=value``."""
@@ -85,20 +79,18 @@ class RunConfig(StrictModel):
 
     @model_validator(mode="after")
     def _pruning_starts(self) -> RunConfig:
-        """A cubic schedule from ``start_epoch >= epochs`` never prunes (formulas §1.5): the run would train dense; one
-        from ``start_epoch >= end_fraction * epochs`` (k0 >= k1) jumps to its target in one step; an adaptive one after
-        ``warmup_epochs >= epochs`` never adapts (formulas §9): the run would stay in its warm-up."""
+        """A cubic schedule from ``start_epoch >= end_fraction * epochs`` (k0 >= k1) jumps to its target in one step, or
+        never prunes from ``start_epoch >= epochs`` (formulas §1.5): :meth:`SchedulerConfig.check_cubic_start`; an
+        adaptive one after ``warmup_epochs >= epochs`` never adapts (formulas §9): the run would stay in its warm-up."""
         scheduler = None if self.sparsity is None else self.sparsity.scheduler
-        if scheduler is None or scheduler.type not in _SCHEDULE_STARTS:
+        if scheduler is None:
             return self
-        field, what, section = _SCHEDULE_STARTS[scheduler.type]
-        start = getattr(scheduler, field)
-        if start >= self.epochs:
-            raise ValueError(
-                f"sparsity.scheduler.{field} = {start}: {what} after the last of the {self.epochs} epochs "
-                f"(formulas {section}), allowed: [0, {self.epochs})"
-            )
         scheduler.check_cubic_start(self.epochs)
+        if scheduler.type == "adaptive" and scheduler.warmup_epochs >= self.epochs:
+            raise ValueError(
+                f"sparsity.scheduler.warmup_epochs = {scheduler.warmup_epochs}: the adaptive schedule would take over "
+                f"after the last of the {self.epochs} epochs (formulas §9), allowed: [0, {self.epochs})"
+            )
         return self
 
     @model_validator(mode="after")
