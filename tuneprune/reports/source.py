@@ -131,7 +131,9 @@ def _from_tracking(label: str, tracking_uri: str | None) -> Source:
         )
     summary = json.loads(artifact_text(label, uri, run.info.run_id, SUMMARY))
     local = Path(summary["results_dir"])
-    return Source(label, kind, summary, uri, local if local.is_dir() else Path("runs", summary["name"]).resolve())
+    source = Source(label, kind, summary, uri, local if local.is_dir() else Path("runs", summary["name"]).resolve())
+    source._tracking_checked = summary["parent_run_id"] == run.info.run_id  # its store and run were just checked
+    return source
 
 
 def resolve_source(source: str, tracking_uri: str | None = None) -> Source:
