@@ -10,7 +10,7 @@ import torch.nn as nn
 
 from tuneprune.models.densenet import DenseNetBC
 from tuneprune.models.mobilenet import MobileNetV1
-from tuneprune.models.resnet import cifar_resnet, resnet18, resnet50
+from tuneprune.models.resnet import BasicBlock, Bottleneck, ResNet, cifar_resnet
 from tuneprune.models.small_cnn import SmallCNN
 from tuneprune.models.vgg import VGG
 
@@ -20,8 +20,8 @@ MODELS: dict[str, Callable[[int, int], nn.Module]] = {
     "resnet20x2": partial(cifar_resnet, depth=20, width=2),
     "resnet32": partial(cifar_resnet, depth=32),
     "resnet56": partial(cifar_resnet, depth=56),
-    "resnet18": resnet18,
-    "resnet50": resnet50,
+    "resnet18": partial(ResNet, BasicBlock, (2, 2, 2, 2), (64, 128, 256, 512)),
+    "resnet50": partial(ResNet, Bottleneck, (3, 4, 6, 3), (64, 128, 256, 512)),
     "mobilenet_v1": MobileNetV1,
     "densenet40_24": partial(DenseNetBC, depth=40, growth_rate=24, reduction=0.5),
     "vgg16": partial(VGG, depth=16),

@@ -18,14 +18,6 @@ _BLOCKS: tuple[tuple[int, int], ...] = ((64, 1), (128, 2), (128, 1), (256, 2), (
                                         (1024, 2), (1024, 1))  # fmt: skip
 
 
-def depthwise_separable(in_channels: int, out_channels: int, stride: int) -> nn.Sequential:
-    """3x3 depthwise conv-BN-ReLU (strided) then 1x1 pointwise conv-BN-ReLU."""
-    return nn.Sequential(
-        conv_bn_relu(in_channels, in_channels, 3, stride, groups=in_channels),
-        conv_bn_relu(in_channels, out_channels, 1),
-    )
-
-
 class MobileNetV1(nn.Module):
     """Stem conv (32 channels, stride 1), 13 depthwise-separable blocks, pooled linear head."""
 
@@ -34,8 +26,9 @@ class MobileNetV1(nn.Module):
         channels = 32
         self.stem = conv_bn_relu(in_channels, channels, 3)
         blocks = []
-        for out_channels, stride in _BLOCKS:
-            blocks.append(depthwise_separable(channels, out_channels, stride))
+        for out_channels, stride in _BLOCKS:  # 3x3 depthwise conv-BN-ReLU (strided), 1x1 pointwise conv-BN-ReLU
+            depthwise = conv_bn_relu(channels, channels, 3, stride, groups=channels)
+            blocks.append(nn.Sequential(depthwise, conv_bn_relu(channels, out_channels, 1)))
             channels = out_channels
         self.blocks = nn.Sequential(*blocks)
         self.head = pooled_classifier(channels, num_classes)

@@ -8,8 +8,8 @@ or a 1x1 conv + BN projection when the shape changes.
 - ``cifar_resnet(depth, width)``: the CIFAR ResNet-(6n+2), three stages of n basic blocks,
   widths 16/32/64 times ``width`` (ResNet-20/32/56; ``width=2`` is the double-width
   ResNet-20 of Feather, about 1.09M parameters at 100 classes).
-- ``resnet18`` / ``resnet50``: the ImageNet layouts with a CIFAR stem (as in kuangliu's
-  pytorch-cifar), basic and bottleneck blocks, widths 64/128/256/512.
+- ``resnet18`` / ``resnet50`` (in ``MODELS``): the ImageNet layouts with a CIFAR stem (as in kuangliu's
+  pytorch-cifar), basic blocks 2/2/2/2 and bottleneck blocks 3/4/6/3, widths 64/128/256/512.
 """
 
 from __future__ import annotations
@@ -98,13 +98,3 @@ def cifar_resnet(num_classes: int, in_channels: int, depth: int, width: int = 1)
     blocks = (depth - 2) // 6
     widths = tuple(width * base for base in (16, 32, 64))
     return ResNet(BasicBlock, (blocks,) * 3, widths, num_classes, in_channels)
-
-
-def resnet18(num_classes: int, in_channels: int) -> ResNet:
-    """ResNet-18 for CIFAR: basic blocks 2/2/2/2, widths 64/128/256/512."""
-    return ResNet(BasicBlock, (2, 2, 2, 2), (64, 128, 256, 512), num_classes, in_channels)
-
-
-def resnet50(num_classes: int, in_channels: int) -> ResNet:
-    """ResNet-50 for CIFAR: bottleneck blocks 3/4/6/3, widths 64/128/256/512 (x4 out)."""
-    return ResNet(Bottleneck, (3, 4, 6, 3), (64, 128, 256, 512), num_classes, in_channels)
