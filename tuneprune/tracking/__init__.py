@@ -4,7 +4,6 @@ Everything goes through ``MlflowClient`` with explicit run ids (no fluent global
 so Ray workers, the driver and resumed drivers can all write to the same runs.
 """
 
-from tuneprune.tracking.artifacts import download_artifact
 from tuneprune.tracking.locations import (
     absolute_sqlite,
     check_storage_reachable,
@@ -18,6 +17,7 @@ from tuneprune.tracking.runs import (
     TAG_NAME,
     TAG_TRIAL,
     RunTracker,
+    download_artifact,
     find_parent_run,
     locate_run,
     parent_run,

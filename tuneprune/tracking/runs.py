@@ -1,5 +1,5 @@
 """Parent and child MLflow runs found by tags, so resumed drivers and restarted workers never duplicate; a parent
-run is never left RUNNING (:func:`parent_run`)."""
+run is never left RUNNING (:func:`parent_run`); their artifacts downloaded with one-line errors."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from tuneprune.shared.config import ConfigError
-from tuneprune.tracking.artifacts import download_artifact
 
 TAG_NAME = "tuneprune.name"  # the search / evolution / study name, on parent runs
 TAG_KIND = "tuneprune.kind"  # search, evolution, relevance, trial, generation, ranking
@@ -253,6 +252,24 @@ def find_parent_run(tracking_uri: str, name_or_id: str, experiment: str = "tunep
                 f"source = {name_or_id!r}: no search or evolution of that name or run id in {tracking_uri}"
             ) from None
         return runs[0]
+
+
+def download_artifact(label: str, tracking_uri: str, run_id: str, path: str, dst: Path) -> Path:
+    """Download artifact ``path`` of run ``run_id`` into ``dst`` and return its local path.
+
+    A missing run, artifact or store raises a one-line :class:`ConfigError` starting with
+    ``label`` (what the user named: ``--from-run ID``, ``source = 'NAME'``).
+    """
+    import mlflow.artifacts
+
+    try:
+        local = mlflow.artifacts.download_artifacts(
+            run_id=run_id, artifact_path=path, dst_path=str(dst), tracking_uri=tracking_uri
+        )
+    except Exception as err:
+        reason = str(err).splitlines()[0][:120] if str(err) else type(err).__name__
+        raise ConfigError(f"{label}: run {run_id} has no {path} artifact in {tracking_uri} ({reason})") from None
+    return Path(local)
 
 
 def locate_run(run_id: str, tracking_uri: str | None) -> str:
