@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 
 import torch
 
@@ -15,9 +16,7 @@ def augment_batch(
 
     ``pad_value`` is :attr:`tuneprune.data.splits.DatasetSplits.pad_value`, a pixel of 0 before
     normalisation, as torchvision's ``RandomCrop(padding=4)`` pads before ``Normalize`` (a tensor
-    on ``x``'s device spares a copy from the host per batch). Done with one gather over the
-    padded batch: no Python loop over images. The random numbers come from ``generator``, which
-    lives on ``x``'s device.
+    on ``x``'s device spares a copy from the host per batch). ``generator`` lives on ``x``'s device.
     """
     n, c, h, w = x.shape
     dev = x.device
@@ -35,6 +34,7 @@ def augment_batch(
     return out.permute(0, 3, 1, 2).contiguous()
 
 
+@dataclass(eq=False)
 class TensorLoader:
     """Iterate ``(x, y)`` batches of tensors already on their device.
 
@@ -43,24 +43,19 @@ class TensorLoader:
     resumed, and no random number crosses from the host.
     """
 
-    def __init__(
-        self,
-        x: torch.Tensor,
-        y: torch.Tensor,
-        batch_size: int,
-        shuffle: bool = False,
-        augment: bool = False,
-        seed: int = 0,
-        pad_value: Sequence[float] = (0.0,),
-    ) -> None:
-        if len(x) != len(y):
+    x: torch.Tensor
+    y: torch.Tensor
+    batch_size: int
+    shuffle: bool = False
+    augment: bool = False
+    seed: int = 0
+    pad_value: torch.Tensor | Sequence[float] = (0.0,)
+    epoch: int = field(default=0, init=False)
+
+    def __post_init__(self) -> None:
+        if len(self.x) != len(self.y):
             raise ValueError("x and y must have the same length")
-        self.x, self.y = x, y
-        self.batch_size = batch_size
-        self.shuffle, self.augment = shuffle, augment
-        self.seed = seed
-        self.pad_value = torch.as_tensor(pad_value, dtype=x.dtype, device=x.device)
-        self.epoch = 0
+        self.pad_value = torch.as_tensor(self.pad_value, dtype=self.x.dtype, device=self.x.device)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch

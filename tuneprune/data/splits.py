@@ -152,21 +152,20 @@ def _cifar(name: str, data_dir: Path, download: bool, val_fraction: float, seed:
 
     check_data_dir(name, data_dir, download)
     cls = torchvision.datasets.CIFAR10 if name == "cifar10" else torchvision.datasets.CIFAR100
+    folder = data_dir / CIFAR_FOLDER[name]
     try:
         train = cls(str(data_dir), train=True, download=download)
         test = cls(str(data_dir), train=False, download=download)
     except URLError as err:  # download: true without a network, or the server out of reach
         raise ConfigError(
-            f"download: true: {name} could not be fetched ({err.reason}); extract it into {Path(data_dir) / CIFAR_FOLDER[name]}/ "
-            "and set download: false"
+            f"download: true: {name} could not be fetched ({err.reason}); extract it into {folder}/ and set download: false"
         ) from None
     except RuntimeError:  # torchvision's check of the files' checksums
         raise ConfigError(
-            f"data_dir = '{data_dir}': {name} in {Path(data_dir) / CIFAR_FOLDER[name]}/ is incomplete or corrupt "
+            f"data_dir = '{data_dir}': {name} in {folder}/ is incomplete or corrupt "
             "(torchvision's check of its files failed); extract the archive again, or set download: true"
         ) from None
-    mean = np.array(CIFAR_MEAN[name], dtype=np.float32)[None, :, None, None]
-    std = np.array(CIFAR_STD[name], dtype=np.float32)[None, :, None, None]
+    mean, std = (np.array(v[name], dtype=np.float32)[None, :, None, None] for v in (CIFAR_MEAN, CIFAR_STD))
 
     def prep(data: np.ndarray) -> np.ndarray:
         return data.transpose(0, 3, 1, 2).astype(np.float32) / 255.0
