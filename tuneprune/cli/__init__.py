@@ -27,18 +27,13 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(2)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def main(argv: list[str] | None = None) -> int:
+    configure_quiet()
     parser = _Parser(prog="tuneprune", description="Distributed hyperparameter search over neural-network pruning.")
     parser.add_argument("--version", action="version", version=f"tuneprune {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
     for command in COMMANDS:
         command.register(sub)
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    configure_quiet()
-    parser = build_parser()
     args = parser.parse_args(argv)
     interrupt_on_sigterm()
     try:

@@ -25,26 +25,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
-def load_run_config(args: argparse.Namespace):
-    """The trial spec of ``args``: from a YAML file, or from an MLflow run with ``--from-run``."""
-    from tuneprune.data import check_data_dir
-    from tuneprune.runs import TrialSpec
-    from tuneprune.shared.config import apply_overrides, load_yaml, validate
-
-    if args.from_run:
-        from tuneprune.tracking import run_config_from_mlflow
-
-        data = run_config_from_mlflow(args.from_run, args.tracking_uri)
-    else:
-        data = load_yaml(args.config) if args.config else {}
-    config = validate(TrialSpec, apply_overrides(data, args.overrides))
-    check_data_dir(config.dataset, config.data_dir, config.download)
-    return config
-
-
 def run(args: argparse.Namespace) -> int:
-    from tuneprune.runs import execute
-    from tuneprune.shared.config import ConfigError
+    from tuneprune.data import check_data_dir
+    from tuneprune.runs import TrialSpec, execute
+    from tuneprune.shared.config import ConfigError, apply_overrides, load_yaml, validate
+    from tuneprune.tracking import run_config_from_mlflow
     from tuneprune.training import TrainingDiverged
     from tuneprune.training.checkpoint import CHECKPOINT_NAME
 
@@ -54,7 +39,13 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(
             f"config = {str(args.config)!r}: not with --from-run, which re-runs that run's own config (change it with --set)"
         )
-    config = load_run_config(args)
+    # The trial spec: from a YAML file, or from an MLflow run with --from-run.
+    if args.from_run:
+        data = run_config_from_mlflow(args.from_run, args.tracking_uri)
+    else:
+        data = load_yaml(args.config) if args.config else {}
+    config = validate(TrialSpec, apply_overrides(data, args.overrides))
+    check_data_dir(config.dataset, config.data_dir, config.download)
     out = args.out.resolve() if args.out else None
     resume = out / CHECKPOINT_NAME if args.resume and out and (out / CHECKPOINT_NAME).exists() else None
     try:
