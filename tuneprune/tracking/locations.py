@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-import urllib.error
 import urllib.request
 from pathlib import Path
 from urllib.parse import urlparse
@@ -88,7 +87,7 @@ def check_tracking_reachable(uri: str) -> None:
             with urllib.request.urlopen(url, timeout=CHECK_TIMEOUT_S) as resp:
                 if resp.status != 200:
                     raise ConfigError(f"{field} = {uri!r}: /health answered {resp.status}")
-        except (urllib.error.URLError, OSError) as err:
+        except OSError as err:  # URLError included
             reason = getattr(err, "reason", err)
             raise ConfigError(f"{field} = {uri!r}: MLflow server unreachable ({reason})") from None
     elif scheme in ("", "file"):
