@@ -87,9 +87,8 @@ def _validation_split(x: np.ndarray, y: np.ndarray, val_fraction: float, seed: i
 def _splits(
     name: str, image_size: int, mean: np.ndarray, std: np.ndarray, *pairs: tuple[np.ndarray, np.ndarray]
 ) -> DatasetSplits:
-    """The train, validation and test (images, labels) ``pairs`` of dataset ``name`` normalised by ``mean`` and
-    ``std`` (per channel, or one for all) as float images, bilinearly resized to ``image_size`` when their size
-    differs, and long labels."""
+    """The (images, labels) ``pairs`` of the train, validation and test splits as :class:`DatasetSplits`: images
+    normalised by ``mean`` and ``std`` (per channel, or one for all) and resized to ``image_size``."""
     tensors: dict[str, torch.Tensor] = {}
     for split, (x, y) in zip(("train", "val", "test"), pairs, strict=True):
         xt = torch.as_tensor((x - mean) / std, dtype=torch.float32)
@@ -113,12 +112,8 @@ def _digits(image_size: int, val_fraction: float, seed: int) -> DatasetSplits:
 
 
 def idx_files(name: str, data_dir: Path | None) -> list[Path]:
-    """The four IDX files of ``name`` (train images, train labels, test images, test labels), raw or ``.gz``.
-
-    Read from ``data_dir/MNIST/raw`` (``FashionMNIST/raw``), torchvision's layout, or without
-    a ``data_dir`` from the system folder ``IDX_SYSTEM_DIR``. A missing file raises one line
-    naming the folder tried and how to get the files.
-    """
+    """The four IDX files of ``name`` (``IDX_FILES``, raw or ``.gz``) in torchvision's layout under ``data_dir``, else
+    in ``IDX_SYSTEM_DIR``; a missing one raises one line naming the folder tried and how to get the files."""
     folder = Path(data_dir) / IDX_FOLDER[name] if data_dir is not None else IDX_SYSTEM_DIR[name]
     found = []
     for stem in IDX_FILES:

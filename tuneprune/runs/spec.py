@@ -9,12 +9,8 @@ from tuneprune.training.config import RunConfig
 
 
 class TrialSpec(RunConfig):
-    """A :class:`RunConfig` and the optional ``relevance:`` pruning point, in one YAML mapping.
-
-    ``relevance`` (formulas §6): after training, prune that percentage of the convolution
-    channels by that ranking, without retraining, and report ``pruned_acc``,
-    ``pruned_loss`` and ``pruned_fraction``. Training itself reads only the run config.
-    """
+    """A :class:`RunConfig` and the optional ``relevance:`` pruning point (formulas §6: channels pruned without
+    retraining, also reporting ``pruned_fraction``), in one YAML mapping; training itself reads only the run config."""
 
     relevance: PruningPoint | None = Field(
         None,

@@ -1,10 +1,8 @@
 """Typed, validated configuration: YAML loading, ``--set`` overrides, one-line errors.
 
 Every config of tuneprune (a training run, a search space, an evolution, a relevance
-study) is a pydantic model derived from :class:`StrictModel`. :func:`load_config` reads a
-YAML file with ``yaml.safe_load``, applies ``key=value`` overrides addressed by dotted
-path, and validates; any problem raises :class:`ConfigError`, whose message is one line
-naming the field, the value and what is allowed. The CLI turns it into exit code 2.
+study) is a pydantic model derived from :class:`StrictModel`. Any problem raises :class:`ConfigError`,
+whose message is one line naming the field, the value and what is allowed; the CLI exits 2.
 """
 
 from __future__ import annotations
