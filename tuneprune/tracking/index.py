@@ -53,9 +53,7 @@ def index_results(
         # Read, add and replace under the lock: another process's entry written in between is kept.
         with open(path.with_name(f"{path.name}.lock"), "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            entries = load_index()
-            entries[name] = entry
-            document = json.dumps(entries, indent=2).encode()
+            document = json.dumps({**load_index(), name: entry}, indent=2).encode()
             replace_atomically(path, lambda fh: fh.write(document))
 
 
