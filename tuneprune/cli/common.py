@@ -67,6 +67,8 @@ def run_name(text: str) -> str:
 def add_results_dir_argument(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument(
         "--results-dir",
+        dest="results_root",
+        metavar="RESULTS_DIR",
         type=output_directory,
         default=os.environ.get(RESULTS_DIR_ENV) or "runs",
         help=f"{what} go to RESULTS_DIR/NAME (default: ${RESULTS_DIR_ENV}, else ./runs)",

@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
 
     study = run_relevance_study(
         args.config, args.overrides, checkpoint=args.checkpoint, from_run=args.from_run, tracking_uri=args.tracking_uri,
-        name=args.name, results_root=args.results_dir, progress=not args.no_progress,
+        name=args.name, results_root=args.results_root, progress=not args.no_progress,
     )  # fmt: skip
     result = study.result
     if args.json:

@@ -31,13 +31,7 @@ def add_cluster_arguments(p: argparse.ArgumentParser) -> None:
 
 def cluster_options(args: argparse.Namespace) -> dict[str, Any]:
     """The keyword arguments :func:`add_cluster_arguments` gives ``prepare_search`` and ``prepare_evolution``."""
-    return {
-        "name": args.name,
-        "tracking_uri": args.tracking_uri,
-        "results_root": args.results_dir,
-        "address": args.address,
-        "resume": args.resume,
-    }
+    return {key: getattr(args, key) for key in ("name", "tracking_uri", "results_root", "address", "resume")}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
