@@ -42,12 +42,6 @@ class AlphaPoint:
     excluded: str | None = None
 
 
-def completed_trials(summary: dict[str, Any]) -> list[dict[str, Any]]:
-    """The complete trials of a summary with their configs (older summaries: only the best entries carry one)."""
-    trials = [t for t in summary.get("trials", []) if t.get("state") == "COMPLETE" and "config" in t]
-    return trials or list(summary["best"])
-
-
 def trial_alpha(entry: dict[str, Any], space: SearchSpace | None = None) -> float | None:
     """The alpha of ``log_density`` theta a trial ran with: searched (its params), or set to a number by the study
     ``space`` it ran in (its method or base; formulas §11); None when it ran with no alpha of its own, also when a rule
@@ -68,7 +62,9 @@ def alpha_candidates(source: Source, rules: UsabilityRules) -> list[AlphaPoint]:
     space (its methods) is read from the tracking store."""
     summary = source.summary
     first, accuracy = next(iter(summary["objectives"])), accuracy_metric(summary["objectives"])
-    completed = completed_trials(summary)
+    # the complete trials with their configs (older summaries: only the best entries carry one)
+    completed = [t for t in summary.get("trials", []) if t.get("state") == "COMPLETE" and "config" in t]
+    completed = completed or summary["best"]
     space = logged_space(source) if any(METHOD in entry["grid"] for entry in completed) else None
     points = []
     for entry in completed:
@@ -76,12 +72,11 @@ def alpha_candidates(source: Source, rules: UsabilityRules) -> list[AlphaPoint]:
         if alpha is None:
             continue
         metrics = source.trial_metrics(entry)
-        config = entry["config"]
-        target = config["sparsity"]["target"]
+        target = entry["config"]["sparsity"]["target"]
         achieved = metrics.get("sparsity")
         acc = entry["values"].get(accuracy, metrics.get(accuracy))
         group = " ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in entry["grid"].items() if k not in NOT_GROUPS)
-        reason = rules.reason(target, achieved, acc, chance_accuracy(config), accuracy)
+        reason = rules.reason(target, achieved, acc, chance_accuracy(entry["config"]), accuracy)
         score = entry["values"][first]
         points.append(AlphaPoint(summary["name"], entry["key"], group, target, alpha, score, achieved, reason))
     return points
@@ -176,13 +171,11 @@ def alpha_fit_report(
 ) -> tuple[AlphaFit, Path, list[AlphaPoint]]:
     """Select, fit, tabulate and plot; returns the fit, its rule file (``sparsity.theta.alpha: fitted:PATH``)
     and the excluded trials. Too few usable points for the constants: :class:`ConfigError`, before writing."""
-    for i, source in enumerate(sources):
+    first_of: dict[tuple[str, Path], Source] = {}
+    for source in sources:
         source.require_search()
-        same = next(
-            (s for s in sources[:i] if (s.parent_run_id, s.results_dir) == (source.parent_run_id, source.results_dir)),
-            None,
-        )
-        if same is not None:  # its points would count twice
+        same = first_of.setdefault((source.parent_run_id, source.results_dir), source)
+        if same is not source:  # its points would count twice
             raise ConfigError(
                 f"source = {source.label!r}: the search {same.label!r} names already; give each search once"
             )
@@ -217,9 +210,8 @@ def alpha_fit_report(
     )
     if len(fit.free) < len(PUBLISHED_ALPHA_RULE):
         fixed = [k for k in PUBLISHED_ALPHA_RULE if k not in fit.free]
-        reason = fixed_reason(free)
         report.text(
-            f"{reason[0].upper()}{reason[1:]}: only {', '.join(fit.free)} fitted; {', '.join(fixed)} fixed to the published values.",
+            f"{fixed_reason(free).capitalize()}: only {', '.join(fit.free)} fitted; {', '.join(fixed)} fixed to the published values.",
             note=True,
         )
     report.table("constants", [
