@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tuneprune.reports.importance import study_importances
+from tuneprune.reports.search import study_importances
 from tuneprune.reports.source import Source
 from tuneprune.reports.trials import SearchData
 from tuneprune.search.space import SearchSpace

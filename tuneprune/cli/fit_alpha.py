@@ -31,7 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from tuneprune.reports import Report, alpha_fit_report, resolve_source
-    from tuneprune.reports.alpha_fit import fixed_reason
+    from tuneprune.reports.alpha import fixed_reason
     from tuneprune.reports.tangent import DEFAULT_POLE_MARGIN, fit_options
 
     rules = usability_rules(args)

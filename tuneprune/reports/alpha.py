@@ -1,22 +1,26 @@
 """alpha per target sparsity from alpha searches (formulas §2): the usable trials (:mod:`tuneprune.reports.usable`),
-the best alpha per grid point and the figure; :mod:`tuneprune.reports.tangent` fits the rule to them."""
+the best alpha per grid point and the figure; ``tuneprune fit-alpha`` fits the rule to them
+(:mod:`tuneprune.reports.tangent`)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from tuneprune.output.plotting import new_figure
+from tuneprune.reports.document import Report
 from tuneprune.reports.source import Source
-from tuneprune.reports.tangent import AlphaFit, tangent
+from tuneprune.reports.tangent import DEFAULT_POLE_MARGIN, AlphaFit, fit_tangent, tangent
 from tuneprune.reports.trials import logged_space
-from tuneprune.reports.usable import UsabilityRules, accuracy_metric, chance_accuracy
+from tuneprune.reports.usable import DEFAULT_RULES, UsabilityRules, accuracy_metric, chance_accuracy
 from tuneprune.runs.paths import TARGET_SPARSITY, THETA_ALPHA
 from tuneprune.search.space import METHOD, SearchSpace
 from tuneprune.search.study_config import SEED
+from tuneprune.shared.config import ConfigError
 from tuneprune.shared.pareto import best_of
 from tuneprune.sparsity.theta import ALPHA_RULE_START, PUBLISHED_ALPHA_RULE, derived_alpha
 from tuneprune.tracking.runs import flatten
@@ -36,12 +40,6 @@ class AlphaPoint:
     score: float  # the first objective of the trial
     sparsity: float | None  # achieved at the last epoch
     excluded: str | None = None
-
-
-def completed_trials(summary: dict[str, Any]) -> list[dict[str, Any]]:
-    """The complete trials of a summary with their configs (older summaries: only the best entries carry one)."""
-    trials = [t for t in summary.get("trials", []) if t.get("state") == "COMPLETE" and "config" in t]
-    return trials or list(summary["best"])
 
 
 def trial_alpha(entry: dict[str, Any], space: SearchSpace | None = None) -> float | None:
@@ -64,7 +62,9 @@ def alpha_candidates(source: Source, rules: UsabilityRules) -> list[AlphaPoint]:
     space (its methods) is read from the tracking store."""
     summary = source.summary
     first, accuracy = next(iter(summary["objectives"])), accuracy_metric(summary["objectives"])
-    completed = completed_trials(summary)
+    # the complete trials with their configs (older summaries: only the best entries carry one)
+    completed = [t for t in summary.get("trials", []) if t.get("state") == "COMPLETE" and "config" in t]
+    completed = completed or summary["best"]
     space = logged_space(source) if any(METHOD in entry["grid"] for entry in completed) else None
     points = []
     for entry in completed:
@@ -72,12 +72,11 @@ def alpha_candidates(source: Source, rules: UsabilityRules) -> list[AlphaPoint]:
         if alpha is None:
             continue
         metrics = source.trial_metrics(entry)
-        config = entry["config"]
-        target = config["sparsity"]["target"]
+        target = entry["config"]["sparsity"]["target"]
         achieved = metrics.get("sparsity")
         acc = entry["values"].get(accuracy, metrics.get(accuracy))
         group = " ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in entry["grid"].items() if k not in NOT_GROUPS)
-        reason = rules.reason(target, achieved, acc, chance_accuracy(config), accuracy)
+        reason = rules.reason(target, achieved, acc, chance_accuracy(entry["config"]), accuracy)
         score = entry["values"][first]
         points.append(AlphaPoint(summary["name"], entry["key"], group, target, alpha, score, achieved, reason))
     return points
@@ -155,3 +154,70 @@ def plot_alphas(ax: Any, points: Sequence[AlphaPoint], style: str, **kwargs: Any
 
 def _formula(c: dict[str, float]) -> str:
     return f"{c['c1']:.4g} tan({c['c2']:.4g} S + {c['c3']:.4g}) + {c['c4']:.4g}"
+
+
+def fixed_reason(free: Sequence[str] | None) -> str:
+    """Why constants keep their published values: too few distinct targets (``free`` None: chosen by their number), or
+    ``--constants`` left them out."""
+    return "fewer than 4 distinct targets" if free is None else f"--constants {','.join(free)}"
+
+
+def alpha_fit_report(
+    report: Report,
+    sources: Sequence[Source],
+    rules: UsabilityRules = DEFAULT_RULES,
+    free: Sequence[str] | None = None,
+    pole_margin: float = DEFAULT_POLE_MARGIN,
+) -> tuple[AlphaFit, Path, list[AlphaPoint]]:
+    """Select, fit, tabulate and plot; returns the fit, its rule file (``sparsity.theta.alpha: fitted:PATH``)
+    and the excluded trials. Too few usable points for the constants: :class:`ConfigError`, before writing."""
+    first_of: dict[tuple[str, Path], Source] = {}
+    for source in sources:
+        source.require_search()
+        same = first_of.setdefault((source.parent_run_id, source.results_dir), source)
+        if same is not source:  # its points would count twice
+            raise ConfigError(
+                f"source = {source.label!r}: the search {same.label!r} names already; give each search once"
+            )
+    # each source's own trials (not those of every source of its name: searches in two stores may share one)
+    per_source = [(source, alpha_candidates(source, rules)) for source in sources]
+    points = [p for source, mine in per_source for p in best_alpha_points(source.summary, mine)]
+    candidates = [p for _, mine in per_source for p in mine]
+    excluded = [c for c in candidates if c.excluded is not None]
+    fitted = [p for p in points if p.target >= ALPHA_RULE_START]
+    names = ", ".join(repr(s.label) for s in sources)
+    if not fitted:
+        raise ConfigError(
+            f"source = {names}: no usable trial that searched {THETA_ALPHA} at a target sparsity >= {ALPHA_RULE_START} "
+            f"({len(candidates)} candidates, {len(excluded)} excluded: {rules.describe()})"
+        )
+    try:
+        fit = fit_tangent([p.target for p in fitted], [p.alpha for p in fitted], free, pole_margin)
+    except ConfigError as err:
+        raise ConfigError(f"source = {names}: {err} ({len(excluded)} trials excluded: {rules.describe()})") from None
+    report.heading("Which trials are used")
+    report.text(f"{len(candidates)} complete alpha trials, {len(excluded)} excluded; {rules.describe()}.")
+    if excluded:
+        report.table("excluded", [asdict(p) for p in excluded], "trials left out and why")
+    report.heading("Fitted rule alpha(S) = c1 tan(c2 S + c3) + c4 (formulas §2)")
+    r2 = "undefined (all alphas equal)" if fit.r2 is None else f"{fit.r2:.4f}"
+    rule = fit.rule()
+    report.text(
+        f"{len(fitted)} best usable alphas at target sparsity >= {ALPHA_RULE_START} (below it the rule is 0 and points are not "
+        f"fitted); bounded least squares from the published constants, poles kept {pole_margin} outside {fit.fitted_range[0]}.."
+        f"{fit.fitted_range[1]} (poles at {fit.poles[0]:.4f} and {fit.poles[1]:.4f}); root-mean-square residual {fit.rmse:.4g}, "
+        f"R^2 {r2} (published rule: rmse {rule['published_rmse']:.4g})."
+    )
+    if len(fit.free) < len(PUBLISHED_ALPHA_RULE):
+        fixed = [k for k in PUBLISHED_ALPHA_RULE if k not in fit.free]
+        report.text(
+            f"{fixed_reason(free).capitalize()}: only {', '.join(fit.free)} fitted; {', '.join(fixed)} fixed to the published values.",
+            note=True,
+        )
+    report.table("constants", [
+        {"constant": k, "fitted": v, "published": PUBLISHED_ALPHA_RULE[k], "free": k in fit.free} for k, v in fit.constants.items()
+    ])  # fmt: skip
+    report.figure("alpha_fit", alpha_figure(points, fit, excluded))
+    report.heading("Residuals")
+    report.table("residuals", residual_rows(points, fit))
+    return fit, report.write_yaml("alpha_rule.yaml", rule), excluded

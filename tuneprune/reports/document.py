@@ -44,8 +44,9 @@ class Report:
         self.files: list[Path] = []
 
     def path(self, name: str) -> Path:
-        """Where the file ``name`` goes: ``out / name``, ``out`` made if it is not there yet."""
+        """Where the file ``name`` goes, listed in :attr:`files`: ``out / name``, ``out`` made if it is not there yet."""
         self.out.mkdir(parents=True, exist_ok=True)
+        self.files.append(self.out / name)
         return self.out / name
 
     def heading(self, text: str) -> None:
@@ -58,7 +59,6 @@ class Report:
     def table(self, name: str, rows: Sequence[dict[str, Any]], caption: str = "", inline: bool = True) -> Path:
         """Write ``NAME.csv`` (every row has the first row's keys) and, if ``inline``, show it as a table."""
         path = write_rows(rows, self.path(f"{name}.csv"))
-        self.files.append(path)
         if not inline:
             self.text(f"{caption} ({len(rows)} rows): {path.name}", note=True)
             return path
@@ -72,7 +72,6 @@ class Report:
     def figure(self, name: str, fig: Any, caption: str = "") -> Path:
         """Save a matplotlib figure as ``NAME.png``, close it, and embed it in the page."""
         path = save_figure(fig, self.path(f"{name}.png"), dpi=100)
-        self.files.append(path)
         data = base64.b64encode(path.read_bytes()).decode("ascii")
         self.blocks.append(f'<img src="data:image/png;base64,{data}" alt="{html.escape(name)}">')
         if caption:
@@ -83,7 +82,6 @@ class Report:
         """Write ``NAME`` beside the report (a config, a rule, a preset): ``header`` (comment lines), then ``document``."""
         path = self.path(name)
         path.write_text(header + yaml.safe_dump(document, sort_keys=False))
-        self.files.append(path)
         return path
 
     def write_html(self, name: str = "report.html") -> Path:
@@ -95,5 +93,4 @@ class Report:
             f'<p class="note">written {stamp} by tuneprune</p>\n' + "\n".join(self.blocks) + "\n</body></html>\n"
         )
         path.write_text(page)
-        self.files.append(path)
         return path

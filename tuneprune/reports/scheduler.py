@@ -128,25 +128,19 @@ def trajectory_figure(data: SearchData, trials: Sequence[Trial]) -> Any:
     return fig
 
 
-def trial_rows(judged: Sequence[JudgedTrial], chosen: Sequence[JudgedTrial]) -> list[dict[str, Any]]:
-    """Every complete trial: target, achieved sparsity, the epoch it got there, objectives, verdict."""
-    keys = {j.trial.key for j in chosen}
-    return [
-        {
-            "trial": j.trial.key, **j.trial.grid, "target": j.target, "sparsity": j.sparsity, "reached_epoch": j.reached_epoch,
-            **j.trial.values, "pareto": j.trial.key in keys, "excluded": j.excluded or "",
-        }
-        for j in judged
-    ]  # fmt: skip
-
-
 def scheduler_report(
     report: Report, data: SearchData, rules: UsabilityRules = DEFAULT_RULES
 ) -> tuple[list[Path], list[dict[str, Any]]]:
     """The trials table, the constants table, one preset per chosen trial and the two figures; returns the preset files
     and the trials table (what the command prints)."""
     judged, chosen = scheduler_trials(data, rules)
-    rows = trial_rows(judged, chosen)
+    rows = [  # every complete trial: target, achieved sparsity, the epoch it got there, objectives, verdict
+        {
+            "trial": j.trial.key, **j.trial.grid, "target": j.target, "sparsity": j.sparsity, "reached_epoch": j.reached_epoch,
+            **j.trial.values, "pareto": j in chosen, "excluded": j.excluded or "",
+        }
+        for j in judged
+    ]  # fmt: skip
     report.heading("Trials judged")
     report.text(
         f"{len(judged)} complete trials; {rules.describe()}; sparsity is the achieved sparsity at the last epoch."

@@ -3,24 +3,30 @@ per-parameter accuracy, learning curves, the best alpha per target and the best 
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from tuneprune.output.commands import tuneprune_command
+from tuneprune.output.plotting import new_figure
 from tuneprune.reports.alpha import alpha_candidates, alpha_figure, best_alpha_points
-from tuneprune.reports.anytime import anytime_figure, anytime_rows
 from tuneprune.reports.document import Report
-from tuneprune.reports.importance import study_importances
-from tuneprune.reports.search_figures import importance_figure, learning_curves_section, param_figure
+from tuneprune.reports.search_figures import grid_label, importance_figure, learning_curves_section, param_figure
 from tuneprune.reports.sections import front_section
 from tuneprune.reports.study_table import study_section
 from tuneprune.reports.trials import SearchData, Trial
 from tuneprune.reports.usable import DEFAULT_RULES
 from tuneprune.runs.paths import THETA_ALPHA
-from tuneprune.shared.pareto import Plane
+from tuneprune.shared.config import ConfigError
+from tuneprune.shared.pareto import Plane, front_indices, hypervolume
+from tuneprune.tracking import check_storage_reachable, store_missing
+
+if TYPE_CHECKING:
+    from optuna.trial import FrozenTrial
 
 
 def trial_row(data: SearchData, trial: Trial) -> dict[str, Any]:
@@ -75,6 +81,60 @@ def fronts(report: Report, data: SearchData, complete: list[Trial]) -> None:
     report.table("hypervolume", hv_rows)
 
 
+def _ended(trial: Trial) -> float:
+    assert trial.ended is not None  # only ended trials are ordered and timed
+    return trial.ended
+
+
+def anytime_rows(
+    trials: Sequence[Trial], point: Callable[[Trial], tuple[float, float]], plane: Plane
+) -> list[dict[str, Any]]:
+    """One row per ended trial: grid point, trial, state, cumulative epochs and wall time (s), front hypervolume.
+
+    Trials are taken in the order their runs ended. After each, the grid point's front is that of its completed trials
+    so far, its hypervolume measured against the reference of all the grid point's completed trials
+    (:meth:`~tuneprune.shared.pareto.Plane.reference`), so the curve only rises; the cost is the epochs all its trials
+    trained (those stopped early and those that failed included) and the wall time since the search's first trial
+    started."""
+    ended = sorted((t for t in trials if t.ended is not None), key=_ended)
+    if not ended:
+        return []
+    start = min(t.started for t in ended if t.started is not None)
+    rows = []
+    for label in dict.fromkeys(grid_label(t.grid) for t in ended):
+        mine = [t for t in ended if grid_label(t.grid) == label]
+        done = np.array([point(t) for t in mine if t.complete], dtype=float).reshape(-1, 2)
+        reference = plane.reference(done) if len(done) else (0.0, 0.0)
+        so_far: list[tuple[float, float]] = []
+        epochs = 0
+        for t in mine:
+            epochs += int(t.metrics.get("epoch", 0))
+            if t.complete:
+                so_far.append(point(t))
+            points = np.array(so_far, dtype=float).reshape(-1, 2)
+            hv = hypervolume(points[front_indices(points, plane)], plane, reference) if so_far else 0.0
+            rows.append({
+                "grid": label, "trial": t.key, "state": t.state,
+                "epochs": epochs, "wall_s": _ended(t) - start, "hypervolume": hv,
+            })  # fmt: skip
+    return rows
+
+
+def anytime_figure(rows: Sequence[dict[str, Any]], plane: Plane) -> Any:
+    """Hypervolume per grid point against cumulative epochs (left) and wall time (right), as steps."""
+    fig, axes = new_figure(1, 2, width=5.0, height=3.6)
+    for label in dict.fromkeys(r["grid"] for r in rows):
+        mine = [r for r in rows if r["grid"] == label]
+        for ax, cost in zip(axes, ("epochs", "wall_s"), strict=True):
+            ax.step([0] + [r[cost] for r in mine], [0.0] + [r["hypervolume"] for r in mine], where="post", label=label)
+    axes[0].set_xlabel("epochs trained by the grid point's trials")
+    axes[1].set_xlabel("wall time since the first trial started (s)")
+    for ax in axes:
+        ax.set_ylabel(f"hypervolume, {plane.y} vs {plane.x}")
+    axes[0].legend(fontsize=8)
+    return fig
+
+
 def anytime(report: Report, data: SearchData) -> None:
     """Each grid point's front hypervolume after each ended trial, against epochs and wall time (formulas §10.9), on the
     plane of the search's two objectives (the first on y); with one or more than two, accuracy against sparsity."""
@@ -104,6 +164,54 @@ def best_table(report: Report, data: SearchData) -> None:
         report.table("best_trials", rows)
     else:
         report.text("No trial completed.", note=True)
+
+
+def objective_value(trial: FrozenTrial, index: int) -> float:
+    """The trial's value of objective ``index`` (what a multi-objective importance is computed on)."""
+    return trial.values[index]
+
+
+def study_importances(data: SearchData) -> tuple[list[dict[str, Any]], list[str]]:
+    """Parameter importances: Optuna's fANOVA on the study of each grid point, per objective. Rows
+    ``(study, objective, param, importance)`` and a note for every study where they cannot be computed: with
+    fewer than two complete trials, no searched parameter that takes more than one value among them, or an objective
+    that does not; one note when the search's Optuna storage is gone (a SQLite file) or out of reach (a database server)."""
+    import optuna
+    from optuna.trial import TrialState
+
+    from tuneprune.search.studies import open_storage, study_name
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    url = data.source.summary["storage_url"]
+    if store_missing(url):  # opening it would create an empty one, without the search's studies
+        return [], [f"not computable: no Optuna storage at {url}"]
+    try:
+        check_storage_reachable(url)
+    except ConfigError as err:
+        return [], [f"not computable: {err}"]
+    storage = open_storage(url)
+    rows, notes = [], []
+    for point in data.space.grid_points():
+        name = study_name(data.source.name, point)
+        study = optuna.load_study(study_name=name, storage=storage)
+        complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        varying = [p for p in data.space.params if len({repr(t.params.get(p)) for t in complete}) > 1]
+        if len(complete) < 2 or not varying:
+            notes.append(
+                f"{name}: not computable ({len(complete)} complete trials, {len(varying)} searched parameters that vary)"
+            )
+            continue
+        for i, objective in enumerate(data.objectives):
+            if len({t.values[i] for t in complete}) < 2:
+                notes.append(f"{name}: not computable for {objective} (the same value in every complete trial)")
+                continue
+            evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
+            target = functools.partial(objective_value, index=i)
+            scores = optuna.importance.get_param_importances(study, evaluator=evaluator, params=varying, target=target)
+            rows += [
+                {"study": name, "objective": objective, "param": p, "importance": float(v)} for p, v in scores.items()
+            ]
+    return rows, notes
 
 
 def importances(report: Report, data: SearchData) -> None:

@@ -33,11 +33,9 @@ def importance_figure(rows: Sequence[dict[str, Any]]) -> Any:
 
 def param_figure(data: SearchData, complete: Sequence[Trial]) -> Any:
     """Accuracy against each searched parameter, one colour per grid point, best trials ringed."""
-    params = list(data.space.params)
-    fig, axes = new_figure(1, len(params), width=4.5)
+    fig, axes = new_figure(1, len(data.space.params), width=4.5)
     acc, best = data.accuracy_metric, set(data.best_keys)
-    for ax, path in zip(axes, params, strict=True):
-        spec = data.space.params[path]
+    for ax, (path, spec) in zip(axes, data.space.params.items(), strict=True):
         for grid in dict.fromkeys(grid_label(t.grid) for t in complete):  # grid points in trial order: stable
             mine = [t for t in complete if grid_label(t.grid) == grid]
             x = [

@@ -61,9 +61,8 @@ def front_section(
     )
     if baselines:
         report.text("Baselines drawn for comparison: " + "; ".join(baselines) + ".")
-    on_front = set(front)
     report.table(f"{name}_front", [rows[i] for i in front], "the non-dominated points")
     report.table(
-        f"{name}_points", [{**r, "on_front": i in on_front} for i, r in enumerate(rows)], "every point", inline=False
+        f"{name}_points", [{**r, "on_front": i in front} for i, r in enumerate(rows)], "every point", inline=False
     )
     return {**summary, "front": len(front), "hypervolume": hv, "reference_x": ref[0], "reference_y": ref[1]}

@@ -8,9 +8,9 @@ bounds ``L <= 0.90 - margin`` and ``U >= max target + margin`` (scipy's ``least_
 keeps both poles outside the range where the rule applies, from ``S = 0.90`` (formulas §2: below it alpha is 0) to the
 highest fitted target, with ``margin`` to spare. The published rule's branch is ``L = 0.8805, U = 1.0166``.
 
-With fewer distinct targets than four, fewer constants are free (``free_constants``): c1 and c4 from two or three, c4
-alone from one; the others keep the published values, whose poles (0.8805, 1.0166) lie outside any range of targets
-from 0.90 up. Any other subset is fitted unbounded and refused if a pole lands in range.
+With fewer distinct targets than four, fewer constants are free: c1 and c4 from two or three, c4 alone from one; the
+others keep the published values, whose poles (0.8805, 1.0166) lie outside any range of targets from 0.90 up. Any
+other subset is fitted unbounded and refused if a pole lands in range.
 """
 
 from __future__ import annotations
@@ -51,11 +51,6 @@ def fit_options(free: Sequence[str] | None, pole_margin: float) -> tuple[str, ..
     if not 0.0 <= pole_margin < 0.1:
         raise ConfigError(f"--pole-margin = {pole_margin}: must lie in [0, 0.1)")
     return None if free is None else tuple(name for name in CONSTANTS if name in free)
-
-
-def free_constants(n_targets: int) -> tuple[str, ...]:
-    """All four constants from four distinct targets on; c1 and c4 from two or three; c4 alone from one."""
-    return CONSTANTS if n_targets >= 4 else ("c1", "c4") if n_targets >= 2 else ("c4",)
 
 
 @dataclass
@@ -123,16 +118,6 @@ class AlphaFit:
         }
 
 
-def _check_poles(fit: AlphaFit) -> AlphaFit:
-    if min(fit.pole_gaps.values()) < -1e-9:
-        (low, high), (lower, upper) = fit.fitted_range, fit.poles
-        raise ConfigError(
-            f"fit-alpha: with {', '.join(fit.free)} free the rule has a pole ({lower:.4f} or {upper:.4f}) within "
-            f"{fit.pole_margin} of the range {low}..{high}; fit all four constants, whose fit keeps the poles out"
-        )
-    return fit
-
-
 def fit_tangent(
     targets: Sequence[float] | np.ndarray,
     alphas: Sequence[float] | np.ndarray,
@@ -140,14 +125,16 @@ def fit_tangent(
     pole_margin: float = DEFAULT_POLE_MARGIN,
 ) -> AlphaFit:
     """Least squares of the tangent family to ``(target, alpha)`` points (targets >= 0.90), poles out of range.
-    ``free`` defaults to :func:`free_constants` of the number of distinct targets; names other than c1..c4, a
+    ``free`` defaults to what the number of distinct targets allows (module docstring); names other than c1..c4, a
     ``pole_margin`` outside [0, 0.1) (:func:`fit_options`) or more constants than distinct targets are refused
     (:class:`ConfigError`)."""
     from scipy.optimize import least_squares
 
     s, a = np.asarray(targets, dtype=float), np.asarray(alphas, dtype=float)
     distinct = len(np.unique(s))
-    free = fit_options(free, pole_margin) or free_constants(distinct)
+    free = fit_options(free, pole_margin) or (
+        CONSTANTS if distinct >= 4 else ("c1", "c4") if distinct >= 2 else ("c4",)
+    )
     if distinct < len(free):
         raise ConfigError(
             f"fit-alpha: {distinct} usable distinct targets for {len(free)} constants ({', '.join(free)})"
@@ -160,12 +147,21 @@ def fit_tangent(
         result = least_squares(
             lambda x: tangent(s, **with_free(x)) - a, [PUBLISHED_ALPHA_RULE[k] for k in free], x_scale="jac"
         )
-        return _check_poles(AlphaFit(with_free(result.x), free, s, a, pole_margin))
-
-    lower_bound, upper_bound = ALPHA_RULE_START - pole_margin, float(s.max()) + pole_margin
-    c1, c2, c3, c4 = (PUBLISHED_ALPHA_RULE[k] for k in CONSTANTS)
-    lower, upper = branch_poles(c2, c3, ALPHA_RULE_START)  # the published branch's poles
-    start = [c1, min(lower, lower_bound - 1e-3), max(upper, upper_bound + 1e-3), c4]
-    bounds = ([-np.inf, -np.inf, upper_bound, -np.inf], [np.inf, lower_bound, np.inf, np.inf])
-    result = least_squares(lambda x: tangent(s, **constants_from_poles(*x)) - a, start, bounds=bounds, x_scale="jac")
-    return _check_poles(AlphaFit(constants_from_poles(*map(float, result.x)), CONSTANTS, s, a, pole_margin))
+        fit = AlphaFit(with_free(result.x), free, s, a, pole_margin)
+    else:
+        lower_bound, upper_bound = ALPHA_RULE_START - pole_margin, float(s.max()) + pole_margin
+        c1, c2, c3, c4 = (PUBLISHED_ALPHA_RULE[k] for k in CONSTANTS)
+        lower, upper = branch_poles(c2, c3, ALPHA_RULE_START)  # the published branch's poles
+        start = [c1, min(lower, lower_bound - 1e-3), max(upper, upper_bound + 1e-3), c4]
+        bounds = ([-np.inf, -np.inf, upper_bound, -np.inf], [np.inf, lower_bound, np.inf, np.inf])
+        result = least_squares(
+            lambda x: tangent(s, **constants_from_poles(*x)) - a, start, bounds=bounds, x_scale="jac"
+        )
+        fit = AlphaFit(constants_from_poles(*map(float, result.x)), CONSTANTS, s, a, pole_margin)
+    if min(fit.pole_gaps.values()) < -1e-9:
+        (low, high), (lower, upper) = fit.fitted_range, fit.poles
+        raise ConfigError(
+            f"fit-alpha: with {', '.join(fit.free)} free the rule has a pole ({lower:.4f} or {upper:.4f}) within "
+            f"{fit.pole_margin} of the range {low}..{high}; fit all four constants, whose fit keeps the poles out"
+        )
+    return fit
