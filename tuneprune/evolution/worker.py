@@ -23,7 +23,7 @@ import torch.nn as nn
 from tuneprune.evolution.groups import group_layers
 from tuneprune.models import create_model
 from tuneprune.stochastic import Pruner, TargetConfig, derive_seed, score_samples, sparsities, target_layers
-from tuneprune.stochastic.targets import Layers
+from tuneprune.stochastic.pruning import Layers
 from tuneprune.training.evaluate import evaluate_stacked
 from tuneprune.training.stack import StackedModel
 

@@ -12,8 +12,7 @@ import torch.nn as nn
 from tuneprune.data import DatasetSplits
 from tuneprune.sparsity.layers import PrunableLayer
 from tuneprune.stochastic.config import FinetuneConfig, StochasticConfig
-from tuneprune.stochastic.pruning import Pruner, derive_seed, score_samples, sparsities
-from tuneprune.stochastic.targets import target_layers
+from tuneprune.stochastic.pruning import Pruner, derive_seed, score_samples, sparsities, target_layers
 from tuneprune.stochastic.variance import feature_variance
 from tuneprune.training import RunConfig, evaluate, train
 from tuneprune.training.hooks import FrozenWeights

@@ -11,7 +11,7 @@ from tuneprune.shared.config import load_config
 from tuneprune.stochastic.config import StochasticConfig
 from tuneprune.stochastic.dense import dense_model_and_data
 from tuneprune.stochastic.pipeline import StochasticReport, run_stochastic
-from tuneprune.stochastic.targets import target_layers
+from tuneprune.stochastic.pruning import target_layers
 from tuneprune.stochastic.variance import plot_feature_variance
 from tuneprune.training import untrained_model
 
