@@ -23,11 +23,10 @@ from tuneprune.cluster.quiet import configure_quiet
 from tuneprune.data import DatasetSplits
 from tuneprune.evolution.archive import front_hypervolume, objective_matrix, pareto_front
 from tuneprune.evolution.generation import evaluate_all, individuals, remote_evaluator
-from tuneprune.evolution.groups import group_layers
 from tuneprune.evolution.problem import new_algorithm
 from tuneprune.evolution.space import EvolutionSpace
 from tuneprune.evolution.state import STATE_NAME, EvolutionState
-from tuneprune.evolution.worker import EvalSettings, Individual, dense_payload
+from tuneprune.evolution.worker import EvalSettings, Individual, dense_payload, group_layers
 from tuneprune.output.plotting import new_figure, save_figure
 from tuneprune.output.progress import ProgressBar, say
 from tuneprune.output.summaries import write_rows, write_summary
