@@ -1,11 +1,8 @@
 """Run an evolution (formulas §5, formulas §8): validate, get the dense model, drive pymoo's ask and tell over Ray, track.
 
-Everything that can be wrong with the input is found in :func:`prepare_evolution`
-before Ray starts. :func:`run_evolution` evaluates each generation's individuals as
-parallel Ray tasks (``resources.pack`` individuals a task), tells pymoo the (negated)
-objectives, logs the generation to MLflow and checkpoints the algorithm; ``resume``
-continues from the last checkpoint and, since every evaluation is deterministic, ends
-with the front an uninterrupted run would have.
+Everything that can be wrong with the input is found in :func:`prepare_evolution` before Ray starts; a resumed
+evolution continues from its last checkpoint and, every evaluation being deterministic, ends with the front an
+uninterrupted run would have.
 """
 
 from __future__ import annotations

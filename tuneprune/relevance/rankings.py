@@ -46,11 +46,8 @@ def combined_order(relevance_order: Sequence[int], parameter_order: Sequence[int
 def mixed_order(parameter_order: Sequence[int], relevance_order: Sequence[int], delta: float) -> list[int]:
     """The delta-mixed ranking of formulas §6: ``delta = 0`` parameter-only, ``1`` relevance-only.
 
-    Each step adds ``1 - delta`` to accumulator ``a`` and ``delta`` to ``b``; when ``a``
-    reaches 1 the next parameter index is taken and 1 subtracted, then the same for ``b``
-    and the relevance ranking. The walk stops when either ranking is used up, by which
-    point every channel has been taken; repeats are dropped, so the result holds every
-    channel exactly once.
+    The walk stops when either ranking is used up, by which point every channel has been taken, so the
+    result holds every channel exactly once.
     """
     if not 0.0 <= delta <= 1.0:
         raise ValueError(f"delta = {delta}: must lie in [0, 1]")

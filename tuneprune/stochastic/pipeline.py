@@ -64,9 +64,8 @@ def finetune(
 ) -> dict[str, float]:
     """Fine-tune ``model`` in place (formulas §5: SGD, constant lr, no clipping); returns the last epoch's metrics.
 
-    The mask is held fixed and BatchNorm frozen: a :class:`FrozenWeights` hook zeroes the gradient
-    of every pruned weight before the step, so SGD (whose weight decay and momentum of a zero
-    weight with a zero gradient stay zero) never revives it. The model stays on the device it was on.
+    The mask is held fixed (a :class:`FrozenWeights` hook keeps every pruned weight at zero) and BatchNorm
+    frozen. The model stays on the device it was on.
     """
     device = next(model.parameters()).device
     norms = [m for m in model.modules() if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d))]
