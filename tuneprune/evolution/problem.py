@@ -18,15 +18,6 @@ from tuneprune.evolution.space import AlgorithmConfig, EvolutionSpace
 OBJECTIVES = ("accuracy", "sparsity")
 
 
-def build_problem(space: EvolutionSpace) -> Problem:
-    """Variables ``[log10(sigma), rate_1, ..., rate_g]`` within the space's bounds; two objectives."""
-    v = space.variables
-    n_rates = len(v.rate_names)
-    xl = np.array([math.log10(v.sigma.low)] + [v.rate.low] * n_rates)
-    xu = np.array([math.log10(v.sigma.high)] + [v.rate.high] * n_rates)
-    return Problem(n_var=1 + n_rates, n_obj=len(OBJECTIVES), xl=xl, xu=xu)
-
-
 def build_algorithm(config: AlgorithmConfig) -> Algorithm:
     """NSGA-II (default), NSGA-III (Das-Dennis directions, one per individual) or SMS-EMOA."""
     if config.type == "nsga3":
@@ -45,9 +36,16 @@ def build_algorithm(config: AlgorithmConfig) -> Algorithm:
 
 
 def new_algorithm(space: EvolutionSpace) -> Algorithm:
-    """An algorithm set up on the space's problem, ready for ``ask``; the caller decides when to stop."""
+    """An algorithm set up on the space's problem, ready for ``ask``; the caller decides when to stop.
+
+    The problem's variables are ``[log10(sigma), rate_1, ..., rate_g]`` within the space's bounds.
+    """
+    v = space.variables
+    n_rates = len(v.rate_names)
+    xl = np.array([math.log10(v.sigma.low)] + [v.rate.low] * n_rates)
+    xu = np.array([math.log10(v.sigma.high)] + [v.rate.high] * n_rates)
     algorithm = build_algorithm(space.algorithm)
-    algorithm.setup(build_problem(space), termination=NoTermination())
+    algorithm.setup(Problem(n_var=1 + n_rates, n_obj=len(OBJECTIVES), xl=xl, xu=xu), termination=NoTermination())
     return algorithm
 
 

@@ -1,11 +1,8 @@
 """Run an evolution (formulas §5, formulas §8): validate, get the dense model, drive pymoo's ask and tell over Ray, track.
 
-Everything that can be wrong with the input is found in :func:`prepare_evolution`
-before Ray starts. :func:`run_evolution` evaluates each generation's individuals as
-parallel Ray tasks (``resources.pack`` individuals a task), tells pymoo the (negated)
-objectives, logs the generation to MLflow and checkpoints the algorithm; ``resume``
-continues from the last checkpoint and, since every evaluation is deterministic, ends
-with the front an uninterrupted run would have.
+Everything that can be wrong with the input is found in :func:`prepare_evolution` before Ray starts; a resumed
+evolution continues from its last checkpoint and, every evaluation being deterministic, ends with the front an
+uninterrupted run would have.
 """
 
 from __future__ import annotations
@@ -22,19 +19,20 @@ from tuneprune.cluster.drivers import check_driver, space_document
 from tuneprune.cluster.quiet import configure_quiet
 from tuneprune.data import DatasetSplits
 from tuneprune.evolution.archive import front_hypervolume, objective_matrix, pareto_front
-from tuneprune.evolution.generation import Evaluator, evaluate_all, individuals, remote_evaluator
-from tuneprune.evolution.groups import group_layers
+from tuneprune.evolution.generation import evaluate_all, individuals, remote_evaluator
 from tuneprune.evolution.problem import new_algorithm
-from tuneprune.evolution.report import plot_front
 from tuneprune.evolution.space import EvolutionSpace
 from tuneprune.evolution.state import STATE_NAME, EvolutionState
-from tuneprune.evolution.worker import EvalSettings, Individual, dense_payload
+from tuneprune.evolution.worker import EvalSettings, Individual, dense_payload, group_layers
+from tuneprune.output.plotting import new_figure, save_figure
 from tuneprune.output.progress import ProgressBar, say
 from tuneprune.output.summaries import write_rows, write_summary
 from tuneprune.shared.config import ConfigError, validate
+from tuneprune.stochastic import dense_model_and_data, target_layers
+from tuneprune.stochastic.pipeline import accuracies
 from tuneprune.tracking import RunTracker, parent_run, store_missing
 from tuneprune.tracking.index import index_results
-from tuneprune.training import RunConfig, untrained_model
+from tuneprune.training import RunConfig, save_model, untrained_model
 
 DENSE_NAME = "dense.pt"
 
@@ -98,10 +96,6 @@ def prepare_evolution(
     evolution_name, tracking_uri, results_dir = place.name, place.tracking_uri, place.results_dir
     state_path = results_dir / STATE_NAME
     state = None
-    if resume and not state_path.exists() and not _parent_exists(evolution_name, space.experiment, tracking_uri):
-        raise ConfigError(
-            f"--resume --name {evolution_name!r}: no evolution of that name to resume in {results_dir} or {tracking_uri}"
-        )
     if state_path.exists():
         if not resume:
             raise ConfigError(
@@ -112,42 +106,30 @@ def prepare_evolution(
             raise ConfigError(
                 f"--resume: the space differs from the one {evolution_name!r} started with (only algorithm.generations may change)"
             )
+    elif resume and (  # a driver killed before its first generation left only the parent run
+        store_missing(tracking_uri)
+        or RunTracker(tracking_uri, space.experiment).find_parent(evolution_name, "evolution") is None
+    ):
+        raise ConfigError(
+            f"--resume --name {evolution_name!r}: no evolution of that name to resume in {results_dir} or {tracking_uri}"
+        )
     dense = None
     if not (resume and (results_dir / DENSE_NAME).exists()):
-        dense = _dense_to_check(space, checkpoint, from_run, tracking_uri)
-        _layer_groups(space, dense[0] if dense else untrained_model(space.train))
+        # a given model (a file, an MLflow run) is loaded now, a model to be trained checked untrained: that it exists
+        # and has the layers the space names is checked before the evolution's MLflow run starts, not after training
+        if checkpoint is not None or from_run is not None:
+            dense = dense_model_and_data(space.train, checkpoint, from_run, tracking_uri)
+        group_layers(
+            target_layers(dense[0] if dense else untrained_model(space.train), space.target), space.variables.groups
+        )
     return PreparedEvolution(
         space, document, evolution_name, tracking_uri, results_dir, address, resume,
         Path(checkpoint) if checkpoint else None, from_run, state, dense,
     )  # fmt: skip
 
 
-def _dense_to_check(
-    space: EvolutionSpace, checkpoint: str | Path | None, from_run: str | None, tracking_uri: str
-) -> tuple[nn.Module, RunConfig, DatasetSplits] | None:
-    """The dense model as given (a file, an MLflow run) with its run config and data, or None when it is to be trained
-    (its untrained architecture is checked): that it exists and has the layers the space names is checked before the
-    evolution's MLflow run starts, not after hours of training."""
-    from tuneprune.stochastic import dense_model_and_data
-
-    if checkpoint is None and from_run is None:
-        return None
-    return dense_model_and_data(space.train, checkpoint, from_run, tracking_uri)
-
-
-def _parent_exists(name: str, experiment: str, tracking_uri: str) -> bool:
-    """Whether MLflow has the parent run of evolution ``name`` (a driver killed before its first generation left one)."""
-    return (
-        not store_missing(tracking_uri)
-        and RunTracker(tracking_uri, experiment).find_parent(name, "evolution") is not None
-    )
-
-
 def _dense(prepared: PreparedEvolution, progress: bool) -> tuple[nn.Module, str, DatasetSplits]:
     """The dense model (kept as ``dense.pt`` in the results dir, so a resume reuses it), its name and data."""
-    from tuneprune.stochastic import dense_model_and_data
-    from tuneprune.training import save_model
-
     saved = prepared.results_dir / DENSE_NAME
     reuse = prepared.resume and saved.exists()
     model, run_config, data = prepared.dense or dense_model_and_data(
@@ -160,27 +142,6 @@ def _dense(prepared: PreparedEvolution, progress: bool) -> tuple[nn.Module, str,
     if not reuse:
         save_model(model, run_config.model_dump(mode="json"), saved, data.num_classes, data.in_channels)
     return model, run_config.model, data
-
-
-def _layer_groups(space: EvolutionSpace, model: nn.Module) -> list[list[int]]:
-    """The groups of the target layers of ``model`` (:class:`ConfigError` for a name that matches no layer)."""
-    from tuneprune.stochastic import target_layers
-
-    return group_layers(target_layers(model, space.target), space.variables.groups)
-
-
-def _settings(space: EvolutionSpace, model: nn.Module, batch_size: int) -> EvalSettings:
-    """Evaluation settings, with the target layers and groups checked on the driver first."""
-    _layer_groups(space, model)
-    return EvalSettings(
-        samples=space.samples,
-        target=space.target,
-        groups=space.variables.groups,
-        batch_size=batch_size,
-        threads=max(int(space.resources.cpu), 1),
-        use_gpu=space.resources.gpu > 0,
-        fail=frozenset(space.fail_individuals),
-    )
 
 
 def _log_generation(
@@ -202,14 +163,17 @@ def _log_generation(
     tracker.log_metrics(parent_id, {"hypervolume": hv, "n_nondominated": len(front)}, step=generation)
 
 
-def _with_deterministic(
-    front: list[dict[str, Any]], evaluator: Evaluator, settings: EvalSettings, rate_names: list[str]
-) -> list[dict[str, Any]]:
-    """Each front row plus ``deterministic_accuracy``: the same rates pruned without noise."""
-    batch = [Individual(0, i, 0.0, tuple(row[n] for n in rate_names), seed=0) for i, row in enumerate(front)]
-    plain = replace(settings, samples=1, fail=frozenset())
-    results = evaluate_all(evaluator, batch, plain, rate_names)
-    return [{**row, "deterministic_accuracy": result["accuracy"]} for row, result in zip(front, results, strict=True)]
+def plot_front(front: list[dict[str, Any]], dense_accuracy: float, path: Path) -> Path:
+    """Accuracy vs sparsity: the stochastic front, deterministic pruning at the same rates, the dense model."""
+    fig, (ax,) = new_figure(width=6.0, height=4.5)
+    sparsity = [r["sparsity"] for r in front]
+    ax.plot(sparsity, [r["accuracy"] for r in front], "o-", label="stochastic pruning (Pareto front, median of k)")
+    ax.plot(sparsity, [r["deterministic_accuracy"] for r in front], "s--", label="deterministic pruning, same rates")
+    ax.axhline(dense_accuracy, color="grey", linestyle=":", label="dense")
+    ax.set_xlabel("sparsity")
+    ax.set_ylabel("one-shot validation accuracy")
+    ax.legend(fontsize=8)
+    return save_figure(fig, path)
 
 
 def run_evolution(prepared: PreparedEvolution, *, progress: bool = True) -> EvolutionSummary:
@@ -217,7 +181,6 @@ def run_evolution(prepared: PreparedEvolution, *, progress: bool = True) -> Evol
     import ray
 
     from tuneprune.cluster.join import ensure_ray
-    from tuneprune.stochastic.pipeline import accuracies
 
     configure_quiet()
     space, out = prepared.space, prepared.results_dir
@@ -239,7 +202,17 @@ def run_evolution(prepared: PreparedEvolution, *, progress: bool = True) -> Evol
             batch_size = space.train.eval_batch_size
             dense = accuracies(model, data, batch_size)
             tracker.log_metrics(parent_id, {f"dense_{k}": v for k, v in dense.items()}, step=0)
-            settings = _settings(space, model, batch_size)
+            # the target layers and groups checked on the driver first (a resumed evolution's dense.pt is not checked yet)
+            group_layers(target_layers(model, space.target), space.variables.groups)
+            settings = EvalSettings(
+                samples=space.samples,
+                target=space.target,
+                groups=space.variables.groups,
+                batch_size=batch_size,
+                threads=max(int(space.resources.cpu), 1),
+                use_gpu=space.resources.gpu > 0,
+                fail=frozenset(space.fail_individuals),
+            )
             rate_names = space.variables.rate_names
 
             say(
@@ -271,26 +244,23 @@ def run_evolution(prepared: PreparedEvolution, *, progress: bool = True) -> Evol
                     bar.advance(f"hypervolume={hv:.4f} front={len(front)}")
 
             say("pruning the front's rates deterministically, for comparison ...")
-            front = _with_deterministic(pareto_front(state.rows), evaluator, settings, rate_names)
+            front = pareto_front(state.rows)
+            batch = [Individual(0, i, 0.0, tuple(row[n] for n in rate_names), seed=0) for i, row in enumerate(front)]
+            plain = replace(settings, samples=1, fail=frozenset())  # the same rates pruned without noise
+            results = evaluate_all(evaluator, batch, plain, rate_names)
+            front = [{**row, "deterministic_accuracy": r["accuracy"]} for row, r in zip(front, results, strict=True)]
             summary = EvolutionSummary(
                 prepared.name, parent_id, prepared.tracking_uri, out, rate_names, dense, front,
                 list(state.hypervolume), list(space.reference_point), len(state.rows),
                 sum(r["status"] == "failed" for r in state.rows), space.samples,
             )  # fmt: skip
-            _write_outputs(summary, tracker)
+            for path in (  # written, then logged to the parent run
+                write_rows(front, out / "front.csv"),
+                plot_front(front, dense["val_acc"], out / "front.png"),
+                write_summary(summary, out / "summary.json"),
+            ):
+                tracker.log_artifact(parent_id, path)
         finally:
             if bar is not None:
                 bar.close()
     return summary
-
-
-def _write_outputs(summary: EvolutionSummary, tracker: RunTracker) -> None:
-    """front.csv, front.png and summary.json in the results dir, logged to the parent run."""
-    out = summary.results_dir
-    paths = [
-        write_rows(summary.front, out / "front.csv"),
-        plot_front(summary.front, summary.dense["val_acc"], out / "front.png"),
-        write_summary(summary, out / "summary.json"),
-    ]
-    for path in paths:
-        tracker.log_artifact(summary.parent_run_id, path)

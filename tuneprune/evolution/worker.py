@@ -20,10 +20,10 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from tuneprune.evolution.groups import group_layers
 from tuneprune.models import create_model
+from tuneprune.shared.config import ConfigError
 from tuneprune.stochastic import Pruner, TargetConfig, derive_seed, score_samples, sparsities, target_layers
-from tuneprune.stochastic.targets import Layers
+from tuneprune.stochastic.pruning import Layers
 from tuneprune.training.evaluate import evaluate_stacked
 from tuneprune.training.stack import StackedModel
 
@@ -54,6 +54,28 @@ class EvalSettings:
 
 class InjectedFailure(RuntimeError):
     """Raised for the individuals a space lists in ``fail_individuals`` (a testing aid)."""
+
+
+def group_layers(layers: Sequence[tuple[str, nn.Module]], groups: dict[str, list[str]]) -> list[list[int]]:
+    """Indices into ``layers`` per group of ``groups`` (group name -> module-name prefixes), a pruning rate each
+    (formulas §5: "may add per-layer rates as extra variables").
+
+    Every layer must fall into exactly one group and every group must match a layer;
+    no groups means one group of all layers.
+    """
+    if not groups:
+        return [list(range(len(layers)))]
+    members: dict[str, list[int]] = {name: [] for name in groups}
+    for i, (layer, _) in enumerate(layers):
+        hits = [name for name, prefixes in groups.items() if any(f"{layer}.".startswith(f"{p}.") for p in prefixes)]
+        if len(hits) != 1:
+            found = "no group" if not hits else "groups " + ", ".join(hits)
+            raise ConfigError(f"variables.groups: layer {layer!r} is in {found}; every pruned layer needs exactly one")
+        members[hits[0]].append(i)
+    for name, member in members.items():
+        if not member:
+            raise ConfigError(f"variables.groups.{name}: matches no pruned layer")
+    return list(members.values())
 
 
 def dense_payload(model: nn.Module, model_name: str, num_classes: int, in_channels: int) -> dict[str, Any]:

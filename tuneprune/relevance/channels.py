@@ -96,23 +96,19 @@ def select_channels(
     return selected
 
 
-def pruned_tensors(unit: ConvUnit) -> list[torch.Tensor]:
-    """The tensors whose first dimension is the unit's output channel and that pruning zeroes."""
-    tensors = [unit.conv.weight, unit.conv.bias]
-    if unit.norm is not None:
-        tensors += [unit.norm.weight, unit.norm.bias]
-    return [t for t in tensors if t is not None]
-
-
 def pruned_entries(units: Sequence[ConvUnit], channels: Sequence[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """``(tensor, mask)`` for every tensor that pruning ``channels`` changes: ``mask`` (on the CPU) is
-    ``True`` at the pruned output channels of the tensor's unit."""
-    layer = layer_of_channels(units)
-    masks = [torch.zeros(unit.size, dtype=torch.bool) for unit in units]
-    for channel in channels:
-        masks[layer[channel]][channel - units[layer[channel]].offset] = True
+    """``(tensor, mask)`` for every tensor that pruning ``channels`` changes (a unit's filter, bias and
+    BatchNorm scale and shift): ``mask`` (on the CPU) is ``True`` at the pruned output channels of its unit."""
+    pruned = torch.zeros(sum(unit.size for unit in units), dtype=torch.bool)
+    pruned[list(channels)] = True
     return [
-        (tensor, mask) for unit, mask in zip(units, masks, strict=True) if mask.any() for tensor in pruned_tensors(unit)
+        (tensor, mask)
+        for unit, mask in zip(units, pruned.split([unit.size for unit in units]), strict=True)
+        if mask.any()
+        for module in (unit.conv, unit.norm)
+        if module is not None
+        for tensor in (module.weight, module.bias)
+        if tensor is not None
     ]
 
 

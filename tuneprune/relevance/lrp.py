@@ -22,7 +22,6 @@ import torch
 import torch.nn as nn
 from zennit.canonizers import AttributeCanonizer, MergeBatchNorm
 from zennit.composites import LayerMapComposite, layer_map_base
-from zennit.core import Hook
 from zennit.layer import Sum
 from zennit.rules import AlphaBeta, Epsilon, Gamma
 from zennit.types import Convolution
@@ -77,20 +76,16 @@ class ConvBatchNormMerge(MergeBatchNorm):
         return instances
 
 
-def convolution_rule(settings: RelevanceSettings) -> Hook:
-    """The zennit rule that ``settings.rule`` names."""
-    if settings.rule == "epsilon":
-        return Epsilon(epsilon=settings.epsilon)
-    if settings.rule == "gamma":
-        return Gamma(gamma=settings.gamma)
-    return AlphaBeta(alpha=2.0, beta=1.0)
-
-
 def build_composite(settings: RelevanceSettings) -> LayerMapComposite:
-    """Rules per layer type plus the canonizers of the module docstring."""
+    """Rules per layer type (the convolutions' is ``settings.rule``) plus the canonizers of the module docstring."""
+    rules = {
+        "epsilon": Epsilon(epsilon=settings.epsilon),
+        "gamma": Gamma(gamma=settings.gamma),
+        "alpha2beta1": AlphaBeta(alpha=2.0, beta=1.0),
+    }
     layer_map = [
         *layer_map_base(),
-        (Convolution, convolution_rule(settings)),
+        (Convolution, rules[settings.rule]),
         (nn.Linear, Epsilon(epsilon=settings.epsilon)),
     ]
     return LayerMapComposite(layer_map=layer_map, canonizers=[ConvBatchNormMerge(), ResidualSumCanonizer()])

@@ -23,15 +23,11 @@ from tuneprune.relevance.channels import ConvUnit
 from tuneprune.relevance.settings import Normalization
 
 
-def layer_scale(values: torch.Tensor, normalization: Normalization) -> torch.Tensor:
-    """The divisor of one layer's scores: 1, the layer mean or the layer max (1 where that is 0)."""
-    if normalization == "none":
-        return torch.ones(())
-    scale = values.mean() if normalization == "layer_share" else values.max()
-    return scale if scale > 0 else torch.ones(())
-
-
 def normalize_scores(scores: torch.Tensor, units: Sequence[ConvUnit], normalization: Normalization) -> torch.Tensor:
-    """``scores`` (global channel order) divided layer by layer as ``normalization`` says."""
+    """``scores`` (global channel order) divided layer by layer by 1, the layer mean or the layer max (1 where that
+    is 0), as ``normalization`` says."""
     parts = [scores[u.offset : u.offset + u.size] for u in units]
-    return torch.cat([part / layer_scale(part, normalization) for part in parts])
+    if normalization == "none":
+        return torch.cat(parts)
+    scales = [part.mean() if normalization == "layer_share" else part.max() for part in parts]
+    return torch.cat([part / (scale if scale > 0 else 1.0) for part, scale in zip(parts, scales, strict=True)])

@@ -9,7 +9,7 @@ delta-mixed ranking walks both with two accumulators (seed 001 listing 4.4).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from fractions import Fraction
 from itertools import chain
 
@@ -19,11 +19,6 @@ import torch
 # 0.9999999999999999 and the walk of delta = 0.1 would take its relevance index one
 # step late. limit_denominator maps 0.1 to exactly 1/10.
 _MAX_DENOMINATOR = 10**6
-
-
-def unique(indices: Iterable[int]) -> list[int]:
-    """``indices`` in order with repeats dropped (the seed's ``dict.fromkeys``)."""
-    return list(dict.fromkeys(indices))
 
 
 def ascending(scores: torch.Tensor) -> list[int]:
@@ -45,17 +40,14 @@ def _check_same_channels(first: Sequence[int], second: Sequence[int]) -> None:
 def combined_order(relevance_order: Sequence[int], parameter_order: Sequence[int]) -> list[int]:
     """Interleave the two rankings, relevance first, dropping repeats (formulas §6 'combined')."""
     _check_same_channels(relevance_order, parameter_order)
-    return unique(chain.from_iterable(zip(relevance_order, parameter_order, strict=True)))
+    return list(dict.fromkeys(chain.from_iterable(zip(relevance_order, parameter_order, strict=True))))
 
 
 def mixed_order(parameter_order: Sequence[int], relevance_order: Sequence[int], delta: float) -> list[int]:
     """The delta-mixed ranking of formulas §6: ``delta = 0`` parameter-only, ``1`` relevance-only.
 
-    Each step adds ``1 - delta`` to accumulator ``a`` and ``delta`` to ``b``; when ``a``
-    reaches 1 the next parameter index is taken and 1 subtracted, then the same for ``b``
-    and the relevance ranking. The walk stops when either ranking is used up, by which
-    point every channel has been taken; repeats are dropped, so the result holds every
-    channel exactly once.
+    The walk stops when either ranking is used up, by which point every channel has been taken, so the
+    result holds every channel exactly once.
     """
     if not 0.0 <= delta <= 1.0:
         raise ValueError(f"delta = {delta}: must lie in [0, 1]")
@@ -73,15 +65,10 @@ def mixed_order(parameter_order: Sequence[int], relevance_order: Sequence[int], 
         if b >= 1:
             taken.append(relevance_order[j])
             j, b = j + 1, b - 1
-    return unique(taken)
+    return list(dict.fromkeys(taken))  # repeats dropped, as the seed does
 
 
 DELTA_PREFIX = "delta="
-
-
-def delta_key(delta: float) -> str:
-    """The name of a delta-mixed ranking, e.g. ``delta=0.3``."""
-    return f"{DELTA_PREFIX}{delta:g}"
 
 
 def describe(key: str) -> dict[str, str | float]:
@@ -98,9 +85,8 @@ def build_rankings(
     deltas: Sequence[float],
     seed: int,
 ) -> dict[str, list[int]]:
-    """Every ranking in ``names`` (relevance, parameter, random, combined) and one per delta."""
-    relevance = ascending(relevance_scores)
-    parameter = ascending(parameter_scores)
+    """Every ranking in ``names`` (relevance, parameter, random, combined) and one per delta (``delta=0.3``)."""
+    relevance, parameter = ascending(relevance_scores), ascending(parameter_scores)
     available = {
         "relevance": lambda: relevance,
         "parameter": lambda: parameter,
@@ -108,5 +94,5 @@ def build_rankings(
         "combined": lambda: combined_order(relevance, parameter),
     }
     rankings = {name: available[name]() for name in names}
-    rankings.update({delta_key(d): mixed_order(parameter, relevance, d) for d in deltas})
+    rankings.update({f"{DELTA_PREFIX}{d:g}": mixed_order(parameter, relevance, d) for d in deltas})
     return rankings

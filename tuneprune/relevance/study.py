@@ -41,10 +41,8 @@ def finetune_pruned(
 ) -> nn.Module:
     """A copy of ``model`` with ``channels`` pruned, trained ``settings.epochs`` more epochs, on the CPU on return.
 
-    The recipe is ``run_config``'s (the model's own) with the fine-tuning epochs, learning
-    rate and batch size, dense (no sparsity engine). A :class:`FrozenWeights` hook zeroes the
-    pruned tensors' gradients after every backward pass, so SGD's momentum and weight decay
-    (both proportional to the zero weights or gradients) leave them exactly zero. ``model``
+    The recipe is ``run_config``'s (the model's own) with the fine-tuning epochs, learning rate and batch size,
+    dense (no sparsity engine); a :class:`FrozenWeights` hook holds the pruned tensors at exactly zero. ``model``
     itself is left untouched.
     """
     tuned = copy.deepcopy(model)

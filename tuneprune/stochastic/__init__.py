@@ -6,11 +6,8 @@ Imports neither Ray nor MLflow: the evolution (``tuneprune.evolution``) and the
 
 from tuneprune.stochastic.config import FinetuneConfig, StochasticConfig, TargetConfig
 from tuneprune.stochastic.dense import dense_model_and_data
-from tuneprune.stochastic.pipeline import finetune, run_stochastic
-from tuneprune.stochastic.pruning import Pruner, derive_seed, score_samples, sparsities
-from tuneprune.stochastic.targets import target_layers
-from tuneprune.stochastic.variance import feature_variance
-from tuneprune.stochastic.workflow import prune_stochastic
+from tuneprune.stochastic.pipeline import feature_variance, finetune, prune_stochastic, run_stochastic
+from tuneprune.stochastic.pruning import Pruner, derive_seed, score_samples, sparsities, target_layers
 
 __all__ = [
     "FinetuneConfig",

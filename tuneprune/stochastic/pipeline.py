@@ -1,21 +1,28 @@
-"""One Stochastic Pruning point end to end: deterministic baseline, best of n samples, fine-tuning, variance (formulas §5)."""
+"""One Stochastic Pruning point end to end: deterministic baseline, best of n samples, fine-tuning, variance (formulas §5),
+from a config file to its files (what ``tuneprune prune-stochastic`` runs)."""
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 import torch.nn as nn
 
-from tuneprune.data import DatasetSplits
+from tuneprune.data import DatasetSplits, check_data_dir
+from tuneprune.output.plotting import new_figure, save_figure
+from tuneprune.output.progress import say
+from tuneprune.output.summaries import write_rows, write_summary
+from tuneprune.shared.config import load_config
+from tuneprune.sparsity import prunable_layers
 from tuneprune.sparsity.layers import PrunableLayer
 from tuneprune.stochastic.config import FinetuneConfig, StochasticConfig
-from tuneprune.stochastic.pruning import Pruner, derive_seed, score_samples, sparsities
-from tuneprune.stochastic.targets import target_layers
-from tuneprune.stochastic.variance import feature_variance
-from tuneprune.training import RunConfig, evaluate, train
+from tuneprune.stochastic.dense import dense_model_and_data
+from tuneprune.stochastic.pruning import Pruner, derive_seed, score_samples, sparsities, target_layers
+from tuneprune.training import RunConfig, evaluate, train, untrained_model
+from tuneprune.training.evaluate import eval_mode
 from tuneprune.training.hooks import FrozenWeights
 
 
@@ -47,6 +54,44 @@ class StochasticReport:
     feature_variance: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
+@torch.no_grad()
+def feature_variance(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) -> dict[str, float]:
+    """Per Conv2d/Linear output: the variance of each channel over (batch, H, W), summed over channels,
+    averaged over the batches of ``x`` (formulas §5, "variance explosion"). Population variance; eval mode."""
+    names: dict[nn.Module, str] = {module: name for name, module in prunable_layers(model)}
+    totals: dict[str, torch.Tensor] = {}
+
+    def record(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
+        channels = output.detach().transpose(0, 1).reshape(output.shape[1], -1)
+        name = names[module]
+        totals[name] = totals.get(name, 0) + channels.var(dim=1, correction=0).sum()
+
+    handles = [module.register_forward_hook(record) for module in names]
+    starts = range(0, len(x), batch_size)
+    try:
+        with eval_mode(model):
+            for i in starts:
+                model(x[i : i + batch_size])
+    finally:
+        for handle in handles:
+            handle.remove()
+    return {name: float(total) / max(len(starts), 1) for name, total in totals.items()}
+
+
+def plot_feature_variance(table: Mapping[str, Mapping[str, float]], path: str | Path) -> Path:
+    """Line plot of ``table`` (layer -> model -> variance), one line per model, log scale (Agg backend)."""
+    layers = list(table)
+    fig, (ax,) = new_figure(width=max(6.0, 0.35 * len(layers)), height=4.0, grid=False)
+    for label in next(iter(table.values())):
+        ax.plot(range(len(layers)), [table[name][label] for name in layers], marker="o", label=label)
+    ax.set_yscale("log")
+    ax.set_xticks(range(len(layers)), layers, rotation=60, ha="right", fontsize=7)
+    ax.set_ylabel("feature variance (sum over channels)")
+    ax.set_title("Feature variance per layer")
+    ax.legend()
+    return save_figure(fig, path)
+
+
 def accuracies(model: nn.Module, data: DatasetSplits, batch_size: int) -> dict[str, float]:
     """``val_acc`` and ``test_acc`` of ``model``: how a dense or pruned model is reported."""
     return {
@@ -65,9 +110,8 @@ def finetune(
 ) -> dict[str, float]:
     """Fine-tune ``model`` in place (formulas §5: SGD, constant lr, no clipping); returns the last epoch's metrics.
 
-    The mask is held fixed and BatchNorm frozen: a :class:`FrozenWeights` hook zeroes the gradient
-    of every pruned weight before the step, so SGD (whose weight decay and momentum of a zero
-    weight with a zero gradient stay zero) never revives it. The model stays on the device it was on.
+    The mask is held fixed (a :class:`FrozenWeights` hook keeps every pruned weight at zero) and BatchNorm
+    frozen. The model stays on the device it was on.
     """
     device = next(model.parameters()).device
     norms = [m for m in model.modules() if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d))]
@@ -103,8 +147,7 @@ def run_stochastic(
     the validation split.
     """
     batch = run_config.eval_batch_size
-    device = data.x_val.device
-    model.to(device)
+    model.to(data.x_val.device)
     dense = accuracies(model, data, batch)
     dense_copy = copy.deepcopy(model) if config.feature_variance else None
     layers = target_layers(model, config.target)
@@ -137,3 +180,40 @@ def run_stochastic(
             final = finetune(target, target_modules, target_masks, data, run_config, config.finetune)
             report.finetuned[label] = {"val_acc": final["val_acc"], "test_acc": final["test_acc"]}
     return report
+
+
+def prune_stochastic(
+    config_path: Path,
+    overrides: list[str] | None,
+    *,
+    checkpoint: Path | None = None,
+    from_run: str | None = None,
+    tracking_uri: str | None = None,
+    out: Path | None = None,
+    progress: bool = True,
+) -> tuple[StochasticReport, Path]:
+    """Validate the config, get the dense model (file, MLflow run or trained now), prune, write the outputs.
+
+    Returns the report and the directory it was written to (``out``, default ``runs/<config name>``):
+    ``report.json``, and ``feature_variance.csv`` and ``.png`` when the variance is measured.
+    """
+    config = load_config(StochasticConfig, config_path, overrides)
+    check_data_dir(config.train.dataset, config.train.data_dir, config.train.download)
+    if checkpoint is None and from_run is None:  # the layers the target names, checked before the model trains
+        target_layers(untrained_model(config.train), config.target)
+    if progress:
+        say("loading the dense model ..." if checkpoint or from_run else "training the dense model ...")
+    model, run_config, data = dense_model_and_data(config.train, checkpoint, from_run, tracking_uri, progress)
+    if progress:
+        say(
+            f"pruning: {config.samples} noisy samples at rate {config.rate:g}, then {config.finetune.epochs} fine-tuning epochs ..."
+        )
+    report = run_stochastic(config, model, run_config, data)
+    out = (out or Path("runs") / Path(config_path).stem).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    write_summary(report, out / "report.json")
+    if report.feature_variance:
+        table = report.feature_variance  # layer -> model label -> variance
+        write_rows([{"layer": layer, **values} for layer, values in table.items()], out / "feature_variance.csv")
+        plot_feature_variance(table, out / "feature_variance.png")
+    return report, out
