@@ -19,8 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 if TYPE_CHECKING:
     from tuneprune.tracking import RunTracker
 
-Outcome = Literal["finished", "killed", "failed"]
-RUN_STATUS: dict[Outcome, str] = {"finished": "FINISHED", "killed": "KILLED", "failed": "FAILED"}
+Outcome = Literal["finished", "killed", "failed"]  # upper case: the MLflow run status
 _RESULT_FIELDS = ("epoch", "epochs", "mlflow_run_id", "error", "trial_key", "ended")
 MEMBERS = "members"
 
@@ -80,7 +79,7 @@ class PackRequest:
     context: TrialContext
 
     def to_dict(self) -> dict[str, Any]:
-        return {MEMBERS: [m.to_dict() for m in self.members], "context": asdict(self.context)}
+        return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PackRequest:
@@ -128,7 +127,7 @@ class TrialResult:
         (``detail`` when given: the error with what raised it)."""
         assert self.mlflow_run_id is not None  # opened by the driver as it handed the trial out
         outcome = self.outcome()
-        tracker.finish(self.mlflow_run_id, RUN_STATUS[outcome], (detail or self.error) if outcome == "failed" else None)
+        tracker.finish(self.mlflow_run_id, outcome.upper(), (detail or self.error) if outcome == "failed" else None)
 
     def value(self, name: str) -> float | None:
         """The finite value of metric ``name``, or None (absent, not a number, NaN or infinite)."""
