@@ -12,9 +12,9 @@ import os
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from functools import partial
+from operator import methodcaller
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import yaml
 from sqlalchemy.engine import make_url  # imported with the module: a lazy import here raced MLflow's in other threads
@@ -331,7 +331,7 @@ def _write_outputs(summary: SearchSummary, tracker: RunTracker) -> None:
     for old in set(out.glob("best*.yaml")) - set(paths):
         old.unlink(missing_ok=True)
     for path, entry in zip(paths, summary.best, strict=True):
-        replace_atomically(path, partial(_write_yaml, entry["config"]))
+        replace_atomically(path, methodcaller("write", yaml.safe_dump(entry["config"], sort_keys=False).encode()))
         tracker.log_artifact(summary.parent_run_id, path, "best")
     counts = Counter(trial["state"] for trial in summary.trials)
     tracker.log_metrics(summary.parent_run_id, {f"trials_{k.lower()}": v for k, v in counts.items()}, step=0)
@@ -341,8 +341,3 @@ def _write_outputs(summary: SearchSummary, tracker: RunTracker) -> None:
         tracker.log_metrics(
             summary.parent_run_id, {f"best_{metric}": max(values) if direction == "max" else min(values)}, step=0
         )
-
-
-def _write_yaml(document: dict[str, Any], fh: IO[bytes]) -> None:
-    """``document`` as YAML, keys in their order, into the binary file ``fh``."""
-    fh.write(yaml.safe_dump(document, sort_keys=False).encode())
