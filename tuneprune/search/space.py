@@ -38,6 +38,7 @@ class _Range(StrictModel):
     low: float = Field(allow_inf_nan=False)  # Optuna samples between finite bounds only
     high: float = Field(allow_inf_nan=False)
     log: bool = False
+    step: float | None = None
 
     @model_validator(mode="after")
     def _bounds(self) -> _Range:
@@ -45,6 +46,8 @@ class _Range(StrictModel):
             raise ValueError(f"low = {self.low} is above high = {self.high}")
         if self.log and self.low <= 0:
             raise ValueError(f"log scale needs low > 0, got low = {self.low}")
+        if self.log and self.step != type(self).model_fields["step"].default:  # Optuna: a log scale takes no step
+            raise ValueError("step cannot be combined with log")
         return self
 
     def samples(self) -> list[Any]:
@@ -54,12 +57,6 @@ class _Range(StrictModel):
 class FloatParam(_Range):
     type: Literal["float"]
     step: float | None = Field(None, gt=0)
-
-    @model_validator(mode="after")
-    def _step(self) -> FloatParam:
-        if self.log and self.step is not None:
-            raise ValueError("step cannot be combined with log")
-        return self
 
     def samples(self) -> list[Any]:
         """The bounds and the value the sampler can draw next to ``low``: a fraction, so that a float searched
@@ -73,12 +70,6 @@ class IntParam(_Range):
     low: int
     high: int
     step: int = Field(1, ge=1)
-
-    @model_validator(mode="after")
-    def _step(self) -> IntParam:
-        if self.log and self.step != 1:  # Optuna's IntDistribution: a log scale takes no step
-            raise ValueError("step cannot be combined with log")
-        return self
 
 
 class CategoricalParam(StrictModel):
@@ -121,10 +112,6 @@ class ResourcesConfig(StrictModel):
         return v
 
 
-def _val_acc_maximised() -> dict[str, Literal["max", "min"]]:
-    return {"val_acc": "max"}
-
-
 class SearchSpace(StrictModel):
     """A validated search space; see the README for a full example."""
 
@@ -136,7 +123,7 @@ class SearchSpace(StrictModel):
     methods: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description=f"named overlays of base (dotted path -> value), swept by grid key {METHOD!r}"
     )
-    objectives: dict[str, Literal["max", "min"]] = Field(default_factory=_val_acc_maximised, min_length=1)
+    objectives: dict[str, Literal["max", "min"]] = Field({"val_acc": "max"}, min_length=1)
     sampler: SamplerConfig = SamplerConfig()
     num_samples: int = Field(8, ge=1, description="trials per grid point")
     max_concurrent: int = Field(2, ge=1)
@@ -195,17 +182,13 @@ class SearchSpace(StrictModel):
         return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*(self.grid[k] for k in keys))]
 
     def resolve(self, grid_point: dict[str, Any], values: dict[str, Any]) -> TrialSpec:
-        """The spec of one trial: base, then the grid point, then the searched values.
-
-        ``num_threads`` defaults to the trial's whole CPUs (``resources.cpu``, at least 1):
-        the thread count changes a CPU run's numbers, so it is part of the config the
-        trial runs, logs and writes to ``best.yaml``, and a rerun reproduces it exactly.
-        """
+        """The spec of one trial: base, then the grid point, then the searched values."""
         return validate(TrialSpec, self.trial_document(grid_point, values))
 
     def trial_document(self, grid_point: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
         """The run-config mapping :meth:`resolve` validates."""
         data = copy.deepcopy(self.base)
+        # the trial's whole CPUs: the thread count changes a CPU run's numbers, so it is part of the config
         data.setdefault("num_threads", max(int(self.resources.cpu), 1))
         for path, value in {**grid_point, **values}.items():
             for key, item in self.methods[value].items() if path == METHOD else [(path, value)]:
