@@ -1,10 +1,7 @@
-"""Per-trial heartbeats: a driver marks the trials it asked and has not yet told as alive.
+"""Per-trial heartbeats: a driver marks the trials it asked and has not yet told as alive (docs/cluster.md).
 
-A driver records a heartbeat of each of its trials (Optuna's ``RDBStorage.record_heartbeat``,
-stamped with the database's clock) as it asks it, then every ``HEARTBEAT_INTERVAL_S`` on a
-daemon thread, until it tells the trial's end. A RUNNING trial whose latest heartbeat is older
-than ``GRACE_PERIOD_S`` was left by a driver that died: a driver sharing the study claims it
-(:meth:`~tuneprune.search.studies.GridStudy.claim_stale`). See docs/cluster.md.
+A RUNNING trial whose latest heartbeat is older than ``GRACE_PERIOD_S`` was left by a driver
+that died: a driver sharing the study claims it (:meth:`~tuneprune.search.studies.GridStudy.claim_stale`).
 """
 
 from __future__ import annotations
@@ -24,8 +21,7 @@ GRACE_PERIOD_S = 360
 
 
 class Heartbeats:
-    """The heartbeats of one driver's trials (by storage trial id), recorded on a daemon thread of its own every
-    heartbeat interval of the storage."""
+    """The heartbeats of one driver's trials (by storage trial id), recorded on a daemon thread every interval."""
 
     def __init__(self, storage: optuna.storages.RDBStorage) -> None:
         self.storage = storage

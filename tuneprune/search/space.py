@@ -1,12 +1,8 @@
-"""The search-space schema (``search_spaces/*.yaml``) and the resolution of trial configs.
+"""The search-space schema (``search_spaces/*.yaml``, docs/searches.md) and the resolution of trial configs.
 
-A space has a ``base`` run config, ``params`` searched by dotted path into it, an
-optional ``grid`` of fixed sweeps (each grid point an independent Optuna study), one or
-more ``objectives``, a ``sampler``, budgets, early stopping and per-trial resources.
-``methods`` names overlays (dotted path -> value, applied over ``base``) that the grid
-key ``method`` sweeps like a path; a grid alone, without ``params``, is a grid search
-(``tuneprune study`` writes such spaces).
-Every searched path and bound is checked against :class:`~tuneprune.runs.TrialSpec` before anything runs.
+Every grid point is an independent Optuna study; ``methods`` names overlays of ``base`` that the grid key
+``method`` sweeps like a path. Every searched path and bound is checked against
+:class:`~tuneprune.runs.TrialSpec` before anything runs.
 """
 
 from __future__ import annotations
@@ -223,9 +219,8 @@ def load_space(data: dict[str, Any]) -> SearchSpace:
 
 
 def check_objectives_reported(space: SearchSpace) -> None:
-    """Every objective must be a metric the trials report: a dense trial (no ``sparsity`` section) reports none of
-    :data:`SPARSE_METRICS`, one without a ``relevance`` point none of :data:`RELEVANCE_METRICS`; a trial without
-    all its objectives is PRUNED, and a search of such trials would train them all and find no best."""
+    """Every objective must be a metric the trials report (a dense trial none of :data:`SPARSE_METRICS`, one without
+    a ``relevance`` point none of :data:`RELEVANCE_METRICS`): else they would all train and be PRUNED."""
     first = {path: p.samples()[0] for path, p in space.params.items()}
     for point in space.grid_points():
         trial = space.trial_document(point, first)

@@ -1,12 +1,8 @@
-"""A study (``tuneprune study STUDY.yaml``): methods x target sparsities x seeds (x models) as a grid search.
+"""A study (``tuneprune study STUDY.yaml``, docs/studies.md): methods x targets x seeds (x models) as a grid search.
 
-A study names ``methods`` (each a named overlay of run-config keys over ``base``), the
-``targets`` (``sparsity.target``), the ``seeds`` and optionally the ``models``. Every cell
-(method, model, target, seed) is one trial of a grid search through the search driver
-(:mod:`tuneprune.search.runner`): one Optuna study per cell with one trial, nothing
-sampled, early stopping off, packed by ``resources.pack``. ``published`` holds the
-accuracies (in %) a paper reports, printed beside the measured ones; ``baseline`` is the
-method the others are tested against at significance ``level`` (formulas §11).
+Every cell (method, model, target, seed) is one trial of a grid search through the search driver
+(:mod:`tuneprune.search.runner`): nothing sampled, early stopping off. ``baseline`` is the method the others are
+tested against at significance ``level`` (formulas §11).
 """
 
 from __future__ import annotations
