@@ -102,10 +102,8 @@ class SearchMonitor(Callback):
         self.epochs.pop(key, None)
         first, direction = next(iter(self.objectives.items()))
         value = result.value(first) if outcome == "finished" else None
-        if value is not None and (
-            self.best is None or (value > self.best if direction == "max" else value < self.best)
-        ):
-            self.best = value
+        if value is not None:
+            self.best = value if self.best is None else (max if direction == "max" else min)(self.best, value)
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
         for key, reported in member_results(result).items():
