@@ -128,10 +128,8 @@ class TrialResult:
 
 
 def member_results(result: dict[str, Any] | None) -> dict[str, TrialResult]:
-    """The members' results in one Ray report, by trial key.
-
-    Tune hands searchers the report flattened (``members/g0-001/val_acc``), callbacks nested.
-    """
+    """The members' results in one Ray report, by trial key; Tune hands searchers the report flattened
+    (``members/g0-001/val_acc``), callbacks nested."""
     result = result or {}
     members: dict[str, dict[str, Any]] = dict(result.get(MEMBERS, {}))
     for name, value in result.items():

@@ -8,10 +8,8 @@ status. Every epoch the pack reports each member's :class:`~tuneprune.search.pro
 its rungs, diverged) is marked ``ended`` and the pack goes on with the others.
 
 Restarts (formulas §10.8: an epoch's metrics, checkpoint and report, in that order): after a worker death Tune
-restarts the pack from its last Tune checkpoint; a resumed search hands out a trial a dead driver left RUNNING
-with ``resume_epoch`` (the Optuna user attribute ``checkpoint_epoch``), whose checkpoint stays on disk until a
-later one is recorded (:func:`drop_checkpoints_before`). A member logs each epoch once (step = epoch). A diverged
-member ends FAILED with the reason; an error of the whole pack is raised for Ray to retry.
+restarts the pack from its last Tune checkpoint; a trial a resumed search hands out again goes on from its
+``resume_epoch``. A member logs each epoch once (step = epoch); an error of the whole pack is raised for Ray.
 """
 
 from __future__ import annotations
@@ -161,8 +159,8 @@ def _ended_run(tracker: RunTracker, request: TrialRequest, epochs: int) -> dict[
 
 
 def _restored_states(pack: PackRequest) -> list[MemberState | Literal["ended"] | None]:
-    """Each member's state to go on from: from Tune's checkpoint after a worker restart ("ended" for a member
-    not in it), else from its checkpoint of ``resume_epoch`` (a trial a resumed search runs again), else None."""
+    """Each member's state to go on from: Tune's checkpoint after a worker restart ("ended" for a member not in it),
+    else its checkpoint of ``resume_epoch``, else None."""
     from ray import tune
 
     checkpoint = tune.get_checkpoint()
