@@ -153,13 +153,11 @@ class SearchSpace(StrictModel):
                 raise ValueError("sampler cmaes supports one objective only; use tpe or nsga2")
             if any(isinstance(p, CategoricalParam) for p in self.params.values()):
                 raise ValueError("sampler cmaes cannot search categorical params; use tpe")
-        overlap = set(self.params) & set(self.grid)
-        if overlap:
+        if overlap := set(self.params) & set(self.grid):
             raise ValueError(f"{sorted(overlap)[0]}: both searched in params and swept in grid")
         if not self.params and not self.grid:
             raise ValueError("params: nothing to search: give params, or a grid to sweep")
-        unknown = [m for m in self.grid.get(METHOD, []) if m not in self.methods]
-        if unknown:
+        if unknown := [m for m in self.grid.get(METHOD, []) if m not in self.methods]:
             raise ValueError(
                 f"grid.{METHOD}: unknown method {unknown[0]!r}, allowed: {', '.join(self.methods) or 'none (no methods)'}"
             )
