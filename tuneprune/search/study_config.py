@@ -44,7 +44,8 @@ class StudyConfig(StrictModel):
 
     @field_validator("targets", "seeds", "models")
     @classmethod
-    def _distinct(cls, v: list[Any] | None, info: ValidationInfo) -> list[Any] | None:
+    def _sweeps(cls, v: list[Any] | None, info: ValidationInfo) -> list[Any] | None:
+        """Targets in [0, 1), seeds >= 0, and no target, seed or model listed twice."""
         if info.field_name == "targets":
             for t in v or []:
                 if not (0.0 <= t < 1.0):
