@@ -7,7 +7,6 @@ that died: a driver sharing the study claims it (:meth:`~tuneprune.search.studie
 from __future__ import annotations
 
 import threading
-from typing import Any
 
 import optuna
 
@@ -31,12 +30,9 @@ class Heartbeats:
         self._stopped = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def __getstate__(self) -> dict[str, Any]:
+    def __reduce__(self) -> tuple[type[Heartbeats], tuple[optuna.storages.RDBStorage]]:
         """Tune pickles the searcher, and with it this: the thread, its lock and event stay behind."""
-        return {"storage": self.storage}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["storage"])  # type: ignore[misc]
+        return Heartbeats, (self.storage,)
 
     def start(self, trial_id: int) -> None:
         """Record a heartbeat of ``trial_id`` now, then one every ``interval_s`` until :meth:`stop`."""
