@@ -3,11 +3,9 @@
 Rungs are at ``grace_period * reduction_factor^k`` epochs up to the trials' epochs, Ray Tune's one bracket; a trial
 reaching a rung is recorded there once, and decided by :func:`~tuneprune.search.rung_ranking.stops`. One
 :class:`AshaRule` serves every trial of a search from a named Ray actor (:func:`start_stopper`) that the trainables
-consult each epoch; a trial told to stop stops itself. The tables are written to a JSON file after every record, with
-the search they belong to (its parent run id), and read back before every decision, under the file's lock, so the
-drivers of that search (--resume, --join) sharing a results directory judge against each other's records, and a
-decision is neither lost nor taken twice: a trial recorded as stopped is stopped again. Another search that left the
-file in its results directory (the stores started afresh) is not read.
+consult each epoch. Its tables are written to a JSON file, with the search they belong to, after every record and
+read back before every decision, under the file's lock: the drivers of that search (--resume, --join) judge
+against each other's records, and a decision is neither lost nor taken twice.
 """
 
 from __future__ import annotations
@@ -65,8 +63,8 @@ class AshaRule:
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
-        """Hold the record's lock (``early_stop.json.lock`` beside it, as the search index does) while the tables are
-        read, decided on and written: the rules of joined drivers sharing a results directory record there too."""
+        """Hold the record's lock (``early_stop.json.lock`` beside it) while the tables are read, decided on and
+        written."""
         if self.path is None:
             yield
             return
@@ -77,9 +75,8 @@ class AshaRule:
     def should_stop(self, study: str, key: str, epoch: int, values: Sequence[float | None]) -> bool:
         """Record trial ``key`` of ``study`` at the highest rung ``epoch`` reaches (once); True when it is to stop.
 
-        The tables are read again first: a trial is judged against every trial recorded before it, whichever
-        driver of the search recorded it. With one objective a missing or non-finite value is neither recorded nor
-        stopped, as in Ray; with several it is recorded as NaN and ranks last.
+        With one objective a missing or non-finite value is neither recorded nor stopped, as in Ray; with several
+        it is recorded as NaN and ranks last.
         """
         with self._locked():
             self._load()

@@ -1,16 +1,12 @@
-"""Per-trial heartbeats: a driver marks the trials it asked and has not yet told as alive.
+"""Per-trial heartbeats: a driver marks the trials it asked and has not yet told as alive (docs/cluster.md).
 
-A driver records a heartbeat of each of its trials (Optuna's ``RDBStorage.record_heartbeat``,
-stamped with the database's clock) as it asks it, then every ``HEARTBEAT_INTERVAL_S`` on a
-daemon thread, until it tells the trial's end. A RUNNING trial whose latest heartbeat is older
-than ``GRACE_PERIOD_S`` was left by a driver that died: a driver sharing the study claims it
-(:meth:`~tuneprune.search.studies.GridStudy.claim_stale`). See docs/cluster.md.
+A RUNNING trial whose latest heartbeat is older than ``GRACE_PERIOD_S`` was left by a driver
+that died: a driver sharing the study claims it (:meth:`~tuneprune.search.studies.GridStudy.claim_stale`).
 """
 
 from __future__ import annotations
 
 import threading
-from typing import Any
 
 import optuna
 
@@ -24,8 +20,7 @@ GRACE_PERIOD_S = 360
 
 
 class Heartbeats:
-    """The heartbeats of one driver's trials (by storage trial id), recorded on a daemon thread of its own every
-    heartbeat interval of the storage."""
+    """The heartbeats of one driver's trials (by storage trial id), recorded on a daemon thread every interval."""
 
     def __init__(self, storage: optuna.storages.RDBStorage) -> None:
         self.storage = storage
@@ -35,12 +30,9 @@ class Heartbeats:
         self._stopped = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def __getstate__(self) -> dict[str, Any]:
+    def __reduce__(self) -> tuple[type[Heartbeats], tuple[optuna.storages.RDBStorage]]:
         """Tune pickles the searcher, and with it this: the thread, its lock and event stay behind."""
-        return {"storage": self.storage}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["storage"])  # type: ignore[misc]
+        return Heartbeats, (self.storage,)
 
     def start(self, trial_id: int) -> None:
         """Record a heartbeat of ``trial_id`` now, then one every ``interval_s`` until :meth:`stop`."""

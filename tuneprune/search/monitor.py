@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 from ray.tune import Callback
-from ray.tune.stopper import Stopper
 
 from tuneprune.output.progress import LiveStatus
 from tuneprune.search.protocol import PackRequest, TrialResult, member_results
@@ -25,13 +24,10 @@ from tuneprune.tracking import RunTracker
 class SearchMonitor(Callback):
     """Ends the MLflow runs of the trials whose worker could not, and shows progress.
 
-    A trial that ends in its worker (finished, stopped early by its rungs, diverged) ends its
-    own run; the monitor ends, with :meth:`TrialResult.end_run`, a trial's run FAILED when Ray
-    gave up on its worker after the retries, and KILLED when Tune stopped it before it ended.
-    An ended trial's checkpoints are deleted: its model is in MLflow, and a resume never
-    re-runs it. Trials are counted one by one, also inside packs (a pack member is counted
-    when its pack reports it ended), and so is a trial the run config refused (never run:
-    :meth:`count_refused`, called by the searcher).
+    A trial's run ends FAILED when Ray gave up on its worker after the retries, KILLED when Tune
+    stopped it before it ended (a worker ends the others); an ended trial's checkpoints are
+    deleted. Trials are counted one by one, pack members too, and so are those the run config
+    refused (:meth:`count_refused`).
     """
 
     def __init__(self, tracker: RunTracker, objectives: Mapping[str, str], total: int, show: bool) -> None:
@@ -51,19 +47,12 @@ class SearchMonitor(Callback):
         """Ray pickles its callbacks with the Tuner; a started display (threads, locks) stays behind."""
         return {**self.__dict__, "_display": None}
 
-    def setup(  # Tune calls this in the driver when the run starts
-        self,
-        stop: Stopper | None = None,
-        num_samples: int | None = None,
-        total_num_samples: int | None = None,
-        **info: Any,
-    ) -> None:
+    def setup(self, *args: Any, **info: Any) -> None:  # Tune calls this in the driver when the run starts
         if self.show and self._display is None:
             self._display = LiveStatus(self._render, self._line)
 
     def _figures(self) -> tuple[str, str, int, str, str]:
-        """What both views show: the time, ``done/total`` trials, those failed, the running trials' epochs, the best
-        first objective."""
+        """What both views show: time, ``done/total``, failed, the running trials' epochs, the best first objective."""
         failed = self.counts["failed"] + self.refused
         done = self.counts["finished"] + self.counts["killed"] + failed
         epochs = f" (epochs {', '.join(self.epochs.values())})" if self.epochs else ""
@@ -92,7 +81,7 @@ class SearchMonitor(Callback):
 
     def count_refused(self) -> None:
         """A trial whose values the run config refused together: failed without a Ray trial. Called on the searcher's
-        storage thread, hence a counter of its own (the display shows it at its next refresh)."""
+        storage thread, hence a counter of its own."""
         self.refused += 1
 
     def _refresh(self, force: bool = False) -> None:
@@ -113,10 +102,8 @@ class SearchMonitor(Callback):
         self.epochs.pop(key, None)
         first, direction = next(iter(self.objectives.items()))
         value = result.value(first) if outcome == "finished" else None
-        if value is not None and (
-            self.best is None or (value > self.best if direction == "max" else value < self.best)
-        ):
-            self.best = value
+        if value is not None:
+            self.best = value if self.best is None else (max if direction == "max" else min)(self.best, value)
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
         for key, reported in member_results(result).items():
@@ -135,10 +122,8 @@ class SearchMonitor(Callback):
         self._end(trial, f"trial failed after retries; see {getattr(trial, 'error_file', '') or 'worker error'}")
 
     def _end(self, trial, error: str | None) -> None:  # trial: a ray.tune Trial
-        """Count the members of an ended Ray trial not counted yet, each with its last reported result (empty if
-        none), and end the runs their worker did not: FAILED with ``error`` when Ray gave up on the worker, KILLED
-        when Tune stopped the trial (maybe before its first report). Then delete its checkpoints (Tune's and its
-        members' own): only a trial left RUNNING is resumed."""
+        """Count the members of an ended Ray trial not counted yet, end the runs their worker did not (FAILED with
+        ``error``, else KILLED), then delete its checkpoints, Tune's and its members' own."""
         reported = member_results(trial.last_result)
         requests = PackRequest.from_dict(trial.config).members
         for request in requests:

@@ -1,12 +1,9 @@
 """The trial protocol between the search driver and its Ray trainable, typed.
 
-The searcher hands Ray one request type, a :class:`PackRequest` of the trials trained together in one actor;
-the trainable reports one :class:`TrialResult` per member under ``members``. Ray carries only plain picklable
-values in a trial's config and results, so each type converts at that boundary with ``to_dict``/``from_dict``,
-here and nowhere else. :meth:`TrialResult.outcome` is the one finished/killed/failed decision, and
-:meth:`TrialResult.end_run` the one place where a trial's MLflow run gets its status from it: the trainable
-ends the runs it trains, the driver those of trials it saw die after their retries, stopped by Tune, or never
-started.
+The searcher hands Ray a :class:`PackRequest` of the trials trained together in one actor; the trainable reports
+one :class:`TrialResult` per member under ``members``. Ray carries plain values only, so each type converts at
+that boundary with ``to_dict``/``from_dict``. :meth:`TrialResult.outcome` is the one finished/killed/failed
+decision, and :meth:`TrialResult.end_run` the one place where a trial's MLflow run gets its status from it.
 """
 
 from __future__ import annotations
@@ -19,8 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 if TYPE_CHECKING:
     from tuneprune.tracking import RunTracker
 
-Outcome = Literal["finished", "killed", "failed"]
-RUN_STATUS: dict[Outcome, str] = {"finished": "FINISHED", "killed": "KILLED", "failed": "FAILED"}
+Outcome = Literal["finished", "killed", "failed"]  # upper case: the MLflow run status
 _RESULT_FIELDS = ("epoch", "epochs", "mlflow_run_id", "error", "trial_key", "ended")
 MEMBERS = "members"
 
@@ -43,9 +39,8 @@ class TrialContext:
 
 @dataclass(frozen=True)
 class TrialRequest:
-    """One trial of a :class:`PackRequest`: its key and name, its values, its spec (as JSON), the MLflow child
-    run the driver opened for it (``mlflow_run_id``), and the epoch of the checkpoint it goes on from
-    (``resume_epoch``, 0 for a fresh start)."""
+    """One trial of a :class:`PackRequest`, with the MLflow child run the driver opened for it and the epoch of the
+    checkpoint it goes on from (``resume_epoch``, 0 for a fresh start)."""
 
     key: str
     number: int
@@ -80,7 +75,7 @@ class PackRequest:
     context: TrialContext
 
     def to_dict(self) -> dict[str, Any]:
-        return {MEMBERS: [m.to_dict() for m in self.members], "context": asdict(self.context)}
+        return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PackRequest:
@@ -89,12 +84,8 @@ class PackRequest:
 
 @dataclass(frozen=True)
 class TrialResult:
-    """One report of a trial: the epoch reached of ``epochs``, its MLflow run, an error, the metrics.
-
-    ``ended``: True in the report after which the member trains no more (finished, stopped
-    early or failed), so the driver can close it while its pack goes on; False while it
-    trains on (its checkpoint of ``epoch`` is on disk).
-    """
+    """One report of a trial: the epoch reached of ``epochs``, its MLflow run, an error, the metrics. ``ended``:
+    True in the report after which the member trains no more, False while it trains on."""
 
     epoch: int | None = None
     epochs: int | None = None
@@ -124,11 +115,11 @@ class TrialResult:
         return "finished"
 
     def end_run(self, tracker: RunTracker, detail: str | None = None) -> None:
-        """End the trial's MLflow run with the status of its :meth:`outcome`; a failed one has its error tagged
-        (``detail`` when given: the error with what raised it)."""
+        """End the trial's MLflow run with the status of its :meth:`outcome`; a failed one has its error (or
+        ``detail``) tagged."""
         assert self.mlflow_run_id is not None  # opened by the driver as it handed the trial out
         outcome = self.outcome()
-        tracker.finish(self.mlflow_run_id, RUN_STATUS[outcome], (detail or self.error) if outcome == "failed" else None)
+        tracker.finish(self.mlflow_run_id, outcome.upper(), (detail or self.error) if outcome == "failed" else None)
 
     def value(self, name: str) -> float | None:
         """The finite value of metric ``name``, or None (absent, not a number, NaN or infinite)."""
@@ -137,10 +128,8 @@ class TrialResult:
 
 
 def member_results(result: dict[str, Any] | None) -> dict[str, TrialResult]:
-    """The members' results in one Ray report, by trial key.
-
-    Tune hands searchers the report flattened (``members/g0-001/val_acc``), callbacks nested.
-    """
+    """The members' results in one Ray report, by trial key; Tune hands searchers the report flattened
+    (``members/g0-001/val_acc``), callbacks nested."""
     result = result or {}
     members: dict[str, dict[str, Any]] = dict(result.get(MEMBERS, {}))
     for name, value in result.items():

@@ -14,7 +14,7 @@ from typing import Literal
 
 import numpy as np
 
-from tuneprune.shared.pareto import front_ranks
+from tuneprune.shared.pareto import front_ranks, minimised
 
 
 def crowding_distances(points: np.ndarray) -> np.ndarray:
@@ -77,7 +77,6 @@ def rung_ranks(points: np.ndarray, directions: Sequence[str], front_order: Front
     come after every finite row and tie among themselves.
     """
     points = np.asarray(points, dtype=float).reshape(len(points), len(directions))
-    signs = np.array([1.0 if d == "max" else -1.0 for d in directions])
     finite = np.isfinite(points).all(axis=1)
     front = np.full(len(points), np.iinfo(np.int64).max, dtype=np.int64)
     preference = np.zeros(len(points))  # inside a front, larger is ahead
@@ -87,7 +86,7 @@ def rung_ranks(points: np.ndarray, directions: Sequence[str], front_order: Front
         if front_order == "crowding":
             preference[members] = crowding_distances(points[members])
         else:
-            preference[members] = -epsilon_net_positions(points[members] * signs)
+            preference[members] = -epsilon_net_positions(-minimised(points[members], directions))
     ahead = (front[None, :] < front[:, None]) | (
         (front[None, :] == front[:, None]) & (preference[None, :] > preference[:, None])
     )

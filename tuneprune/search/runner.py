@@ -12,9 +12,9 @@ import os
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from functools import partial
+from operator import methodcaller
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import yaml
 from sqlalchemy.engine import make_url  # imported with the module: a lazy import here raced MLflow's in other threads
@@ -87,10 +87,8 @@ def prepare_search(
 ) -> PreparedSearch:
     """Load and validate the space, the data location and the stores. Starts nothing.
 
-    ``resume`` continues an existing search and refuses a name no search used; ``join``
-    (several drivers of one search) starts the search or joins it. ``document`` is the
-    space itself (a study's grid search, renamed ``name`` when given; the caller's dict is not changed), instead of
-    the file ``space_path`` names.
+    ``resume`` continues an existing search; ``join`` starts the search or joins it. ``document`` is the space
+    itself (a study's grid search, renamed ``name`` when given), instead of the file ``space_path`` names.
     """
     if document is None:
         document = space_document(space_path, overrides, name)
@@ -194,11 +192,8 @@ def _collect(studies, space: SearchSpace) -> tuple[list[dict], list[dict]]:
 
 
 def run_search(prepared: PreparedSearch, *, progress: bool = True) -> SearchSummary:
-    """Run (or resume) the search to completion and return its summary.
-
-    The parent run ends FINISHED, or FAILED (KILLED on Ctrl-C) with the error tagged when
-    anything raises: never left RUNNING.
-    """
+    """Run (or resume) the search to completion and return its summary. The parent run ends FINISHED, or FAILED
+    (KILLED on Ctrl-C) with the error tagged: never left RUNNING."""
     configure_quiet()
     t_start = time.perf_counter()
     space = prepared.space
@@ -318,9 +313,8 @@ def _search(
 
 
 def _write_outputs(summary: SearchSummary, tracker: RunTracker) -> None:
-    """summary.json and one best-config YAML per best trial (those of an earlier run of the search deleted: a
-    resumed search's best trials may have changed), logged to the parent run. Joined drivers sharing the results
-    directory end together and write the same files: each is replaced whole, and only the others are deleted."""
+    """summary.json and one best-config YAML per best trial (stale ones deleted), logged to the parent run; each
+    replaced whole, as joined drivers sharing the results directory write the same files."""
     out = summary.results_dir
     write_summary(summary, out / "summary.json")
     tracker.log_artifact(summary.parent_run_id, out / "summary.json")
@@ -331,7 +325,7 @@ def _write_outputs(summary: SearchSummary, tracker: RunTracker) -> None:
     for old in set(out.glob("best*.yaml")) - set(paths):
         old.unlink(missing_ok=True)
     for path, entry in zip(paths, summary.best, strict=True):
-        replace_atomically(path, partial(_write_yaml, entry["config"]))
+        replace_atomically(path, methodcaller("write", yaml.safe_dump(entry["config"], sort_keys=False).encode()))
         tracker.log_artifact(summary.parent_run_id, path, "best")
     counts = Counter(trial["state"] for trial in summary.trials)
     tracker.log_metrics(summary.parent_run_id, {f"trials_{k.lower()}": v for k, v in counts.items()}, step=0)
@@ -341,8 +335,3 @@ def _write_outputs(summary: SearchSummary, tracker: RunTracker) -> None:
         tracker.log_metrics(
             summary.parent_run_id, {f"best_{metric}": max(values) if direction == "max" else min(values)}, step=0
         )
-
-
-def _write_yaml(document: dict[str, Any], fh: IO[bytes]) -> None:
-    """``document`` as YAML, keys in their order, into the binary file ``fh``."""
-    fh.write(yaml.safe_dump(document, sort_keys=False).encode())

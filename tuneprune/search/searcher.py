@@ -1,17 +1,12 @@
 """A Ray Tune ``Searcher`` asking and telling the Optuna studies of a search (docs/searches.md: why not Ray's own
 ``OptunaSearch``).
 
-It keeps no state of its own that matters: the RDB study is the record, trials left RUNNING by a dead driver are
-claimed and queued again, and handed out first (same key, checkpoint directory and MLflow run), and each grid
-point has its own study and sampler. The trials it asked and has not told have heartbeats.
-
-The studies are asked and told off the path from one trial's end to the next one's
-start: every storage call of the searcher runs, in order, on one thread of its own; the
-trial after the one handed out is asked ahead while trials train, and a trial's end is
-told without waiting. So is the epoch of a running trial's latest checkpoint (the user
-attribute ``checkpoint_epoch``, from which a resumed search continues it), after which its
-older checkpoints are deleted: the driver reads no checkpoint file. A tell that fails (after its retries) fails the next ask, or
-:meth:`StudySearcher.close`, which waits for all of them when the search ends.
+It keeps no state of its own that matters: the RDB studies are the record (one per grid point, each with its
+sampler), and trials a dead driver left RUNNING are handed out first, with their key, checkpoint directory and
+MLflow run. Every storage call runs, in order, on one thread of its own, off the path from one trial's end to the
+next one's start: the next trial is asked ahead while trials train, and ends and checkpoint epochs (the user
+attribute ``checkpoint_epoch``, from which a resumed search continues) are told without waiting. A tell that
+fails (after its retries) fails the next ask, or :meth:`StudySearcher.close`.
 """
 
 from __future__ import annotations
@@ -36,15 +31,14 @@ from tuneprune.training.key import pack_key
 
 
 def trial_key(grid_index: int, trial: optuna.Trial | FrozenTrial) -> str:
-    """A trial's key, its one name everywhere: the ``key`` it carries (a claimed orphan queued again carries the
-    key of the trial it continues), else ``g<grid index>-<number>``."""
+    """A trial's key, its one name everywhere: the ``key`` it carries (a claimed orphan: the key of the trial it
+    continues), else ``g<grid index>-<number>``."""
     return str(trial.user_attrs.get("key") or f"g{grid_index}-{trial.number:03d}")
 
 
 def trial_run_name(key: str, grid_point: dict[str, Any], params: dict[str, Any]) -> str:
-    """``g1-007 target=0.95 alpha=0.13 mode=global``: the trial's key (its one name everywhere), then the last
-    path component of each value (a float to 4 significant digits). The MLflow run name and the Optuna user
-    attribute ``name``."""
+    """``g1-007 target=0.95 alpha=0.13 mode=global``: the key, then each value by the last component of its path
+    (floats to 4 significant digits). The MLflow run name and the Optuna user attribute ``name``."""
     parts = [
         f"{k.rsplit('.', 1)[-1]}={f'{v:.4g}' if isinstance(v, float) else v}"
         for k, v in {**grid_point, **params}.items()
@@ -54,8 +48,7 @@ def trial_run_name(key: str, grid_point: dict[str, Any], params: dict[str, Any])
 
 @dataclass
 class _Asked:
-    """A trial asked of its study, its request (with its number), and the key of the packs it can join (the
-    configs' pack key and the epoch it resumes from)."""
+    """A trial asked of its study, its request, and the key of the packs it can join (with its resume epoch)."""
 
     study: GridStudy
     request: TrialRequest
@@ -66,10 +59,9 @@ class _Asked:
 class StudySearcher(Searcher):
     """Suggest trial configs from the grid-point studies until each has its budget.
 
-    Each suggestion is a :class:`PackRequest` of up to ``resources.pack`` trials (one by
-    default) whose configs share a pack key (:func:`~tuneprune.training.pack_key`, plus the
-    epoch a resumed member restarts at); a trial that fits no open pack waits for the next
-    one. A member is told to its study as soon as its pack reports it ended.
+    Each suggestion is a :class:`PackRequest` of up to ``resources.pack`` trials whose configs share a pack key
+    (:func:`~tuneprune.training.pack_key`, plus the resume epoch); a trial that fits no open pack waits for the
+    next one. A member is told to its study as soon as its pack reports it ended.
     """
 
     def __init__(
@@ -117,9 +109,8 @@ class StudySearcher(Searcher):
             future.result()
 
     def close(self) -> None:
-        """Wait for every tell (raising the first that failed) and end the storage thread. A trial asked and not
-        ended (the search interrupted: not handed out yet, or training) stays RUNNING in its study, for a resumed
-        search to run (an orphan); its MLflow run ends KILLED, and is opened again then. The heartbeats end."""
+        """Wait for every tell (raising the first that failed) and end the storage thread and the heartbeats. A trial
+        asked and not ended stays RUNNING, for a resumed search to run; its MLflow run ends KILLED until then."""
         for gs in self.studies:
             if gs.heartbeats is not None:
                 gs.heartbeats.close()
@@ -149,9 +140,8 @@ class StudySearcher(Searcher):
         """Nothing to restore: see :meth:`save`."""
 
     def _ask(self) -> _Asked | None:
-        """The next trial, asked ahead (:meth:`_ask_ahead`) while the trials trained; the one after it is
-        asked ahead now. None when every study has its budget, asked now: when nothing was left to ask ahead,
-        a study shared with other drivers may have queued a dead driver's trial since."""
+        """The next trial, asked ahead while the trials trained; the one after it is asked ahead now. None when every
+        study has its budget, asked now (a shared study may have queued a dead driver's trial since)."""
         self._raise_failed_tells()
         ahead, self._asked_ahead = self._asked_ahead, None
         asked = ahead.result() if ahead is not None else None
@@ -161,8 +151,8 @@ class StudySearcher(Searcher):
         return asked
 
     def _ask_ahead(self) -> Future[_Asked | None]:
-        """The next trial (:meth:`_ask_once`) on the storage thread, asked again while the storage is unreachable,
-        without leaving a trial behind: one the lost connection cut short is handed out as an orphan."""
+        """The next trial on the storage thread, asked again while the storage is unreachable, handing out one the
+        lost connection cut short as an orphan."""
 
         def adopting() -> _Asked | None:
             for gs in self.studies:
@@ -202,8 +192,8 @@ class StudySearcher(Searcher):
         return None
 
     def _hand_out(self, gs: GridStudy, trial: optuna.Trial) -> _Asked:
-        """The request of ``trial``, just asked of ``gs``: its key written (a trial it continues may carry one),
-        its MLflow run opened, then its run id and name written, last."""
+        """The request of ``trial``, just asked of ``gs``: its key written, its MLflow run opened, then its run id
+        and name written, last."""
         number, orphan = trial.number, CONTINUES in trial.user_attrs
         params = {k: trial.params[k] for k in self.distributions}
         run_config = self.space.resolve(gs.grid_point, params)
@@ -245,9 +235,8 @@ class StudySearcher(Searcher):
         return PackRequest([m.request for m in members], self.context).to_dict()
 
     def _tell(self, asked: _Asked, reported: TrialResult, error: bool) -> None:
-        """Tell a trial's study how it ended (:meth:`_tell_once`), on the storage thread, without waiting; again
-        while the storage is unreachable, but not twice: a tell that reached the database before the connection
-        was lost is not repeated."""
+        """Tell a trial's study how it ended, on the storage thread, without waiting; again while the storage is
+        unreachable, unless the tell reached the database before the connection was lost."""
         asked.told = True
 
         def unless_told() -> None:
@@ -276,8 +265,7 @@ class StudySearcher(Searcher):
             gs.tell(number, known if len(known) > 1 else known[0])
 
     def _record_checkpoint(self, asked: _Asked, epoch: int) -> None:
-        """Record the epoch of a running trial's latest checkpoint in its study, then delete its older ones
-        (kept until now: a resumed search goes on from the recorded one)."""
+        """Record the epoch of a running trial's latest checkpoint in its study, then delete its older ones."""
         asked.study.set_user_attrs(asked.request.number, {CHECKPOINT_EPOCH: epoch})
         drop_checkpoints_before(self.context.trial_dir(asked.request.key), epoch)
 
@@ -291,10 +279,8 @@ class StudySearcher(Searcher):
             if member.ended:
                 self._tell(asked, member, error=False)
             elif member.epoch:
-                recording = partial(self._record_checkpoint, asked, member.epoch)
-                self._telling.append(
-                    self._in_order(recording, f"recording the checkpoint of trial {asked.request.key}")
-                )
+                what = f"recording the checkpoint of trial {asked.request.key}"
+                self._telling.append(self._in_order(partial(self._record_checkpoint, asked, member.epoch), what))
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         if trial_id not in self.live:

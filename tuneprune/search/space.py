@@ -1,12 +1,8 @@
-"""The search-space schema (``search_spaces/*.yaml``) and the resolution of trial configs.
+"""The search-space schema (``search_spaces/*.yaml``, docs/searches.md) and the resolution of trial configs.
 
-A space has a ``base`` run config, ``params`` searched by dotted path into it, an
-optional ``grid`` of fixed sweeps (each grid point an independent Optuna study), one or
-more ``objectives``, a ``sampler``, budgets, early stopping and per-trial resources.
-``methods`` names overlays (dotted path -> value, applied over ``base``) that the grid
-key ``method`` sweeps like a path; a grid alone, without ``params``, is a grid search
-(``tuneprune study`` writes such spaces).
-Every searched path and bound is checked against :class:`~tuneprune.runs.TrialSpec` before anything runs.
+Every grid point is an independent Optuna study; ``methods`` names overlays of ``base`` that the grid key
+``method`` sweeps like a path. Every searched path and bound is checked against
+:class:`~tuneprune.runs.TrialSpec` before anything runs.
 """
 
 from __future__ import annotations
@@ -38,6 +34,7 @@ class _Range(StrictModel):
     low: float = Field(allow_inf_nan=False)  # Optuna samples between finite bounds only
     high: float = Field(allow_inf_nan=False)
     log: bool = False
+    step: float | None = None
 
     @model_validator(mode="after")
     def _bounds(self) -> _Range:
@@ -45,6 +42,8 @@ class _Range(StrictModel):
             raise ValueError(f"low = {self.low} is above high = {self.high}")
         if self.log and self.low <= 0:
             raise ValueError(f"log scale needs low > 0, got low = {self.low}")
+        if self.log and self.step != type(self).model_fields["step"].default:  # Optuna: a log scale takes no step
+            raise ValueError("step cannot be combined with log")
         return self
 
     def samples(self) -> list[Any]:
@@ -54,12 +53,6 @@ class _Range(StrictModel):
 class FloatParam(_Range):
     type: Literal["float"]
     step: float | None = Field(None, gt=0)
-
-    @model_validator(mode="after")
-    def _step(self) -> FloatParam:
-        if self.log and self.step is not None:
-            raise ValueError("step cannot be combined with log")
-        return self
 
     def samples(self) -> list[Any]:
         """The bounds and the value the sampler can draw next to ``low``: a fraction, so that a float searched
@@ -73,12 +66,6 @@ class IntParam(_Range):
     low: int
     high: int
     step: int = Field(1, ge=1)
-
-    @model_validator(mode="after")
-    def _step(self) -> IntParam:
-        if self.log and self.step != 1:  # Optuna's IntDistribution: a log scale takes no step
-            raise ValueError("step cannot be combined with log")
-        return self
 
 
 class CategoricalParam(StrictModel):
@@ -121,10 +108,6 @@ class ResourcesConfig(StrictModel):
         return v
 
 
-def _val_acc_maximised() -> dict[str, Literal["max", "min"]]:
-    return {"val_acc": "max"}
-
-
 class SearchSpace(StrictModel):
     """A validated search space; see the README for a full example."""
 
@@ -136,7 +119,7 @@ class SearchSpace(StrictModel):
     methods: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description=f"named overlays of base (dotted path -> value), swept by grid key {METHOD!r}"
     )
-    objectives: dict[str, Literal["max", "min"]] = Field(default_factory=_val_acc_maximised, min_length=1)
+    objectives: dict[str, Literal["max", "min"]] = Field({"val_acc": "max"}, min_length=1)
     sampler: SamplerConfig = SamplerConfig()
     num_samples: int = Field(8, ge=1, description="trials per grid point")
     max_concurrent: int = Field(2, ge=1)
@@ -170,13 +153,11 @@ class SearchSpace(StrictModel):
                 raise ValueError("sampler cmaes supports one objective only; use tpe or nsga2")
             if any(isinstance(p, CategoricalParam) for p in self.params.values()):
                 raise ValueError("sampler cmaes cannot search categorical params; use tpe")
-        overlap = set(self.params) & set(self.grid)
-        if overlap:
+        if overlap := set(self.params) & set(self.grid):
             raise ValueError(f"{sorted(overlap)[0]}: both searched in params and swept in grid")
         if not self.params and not self.grid:
             raise ValueError("params: nothing to search: give params, or a grid to sweep")
-        unknown = [m for m in self.grid.get(METHOD, []) if m not in self.methods]
-        if unknown:
+        if unknown := [m for m in self.grid.get(METHOD, []) if m not in self.methods]:
             raise ValueError(
                 f"grid.{METHOD}: unknown method {unknown[0]!r}, allowed: {', '.join(self.methods) or 'none (no methods)'}"
             )
@@ -195,17 +176,13 @@ class SearchSpace(StrictModel):
         return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*(self.grid[k] for k in keys))]
 
     def resolve(self, grid_point: dict[str, Any], values: dict[str, Any]) -> TrialSpec:
-        """The spec of one trial: base, then the grid point, then the searched values.
-
-        ``num_threads`` defaults to the trial's whole CPUs (``resources.cpu``, at least 1):
-        the thread count changes a CPU run's numbers, so it is part of the config the
-        trial runs, logs and writes to ``best.yaml``, and a rerun reproduces it exactly.
-        """
+        """The spec of one trial: base, then the grid point, then the searched values."""
         return validate(TrialSpec, self.trial_document(grid_point, values))
 
     def trial_document(self, grid_point: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
         """The run-config mapping :meth:`resolve` validates."""
         data = copy.deepcopy(self.base)
+        # the trial's whole CPUs: the thread count changes a CPU run's numbers, so it is part of the config
         data.setdefault("num_threads", max(int(self.resources.cpu), 1))
         for path, value in {**grid_point, **values}.items():
             for key, item in self.methods[value].items() if path == METHOD else [(path, value)]:
@@ -240,9 +217,8 @@ def load_space(data: dict[str, Any]) -> SearchSpace:
 
 
 def check_objectives_reported(space: SearchSpace) -> None:
-    """Every objective must be a metric the trials report: a dense trial (no ``sparsity`` section) reports none of
-    :data:`SPARSE_METRICS`, one without a ``relevance`` point none of :data:`RELEVANCE_METRICS`; a trial without
-    all its objectives is PRUNED, and a search of such trials would train them all and find no best."""
+    """Every objective must be a metric the trials report (a dense trial none of :data:`SPARSE_METRICS`, one without
+    a ``relevance`` point none of :data:`RELEVANCE_METRICS`): else they would all train and be PRUNED."""
     first = {path: p.samples()[0] for path, p in space.params.items()}
     for point in space.grid_points():
         trial = space.trial_document(point, first)

@@ -1,12 +1,9 @@
-"""Optuna studies of a search: one per grid point, in a durable RDB storage.
+"""Optuna studies of a search: one per grid point, in a durable RDB storage, the search's record of truth.
 
-The storage is the record of truth of a search: a resumed search reads what is done
-from it, and re-runs the trials a dead driver left RUNNING (their parameters are in the
-study, their checkpoints in the results directory) before asking for new ones. Such an
-orphan is claimed by one driver only: its RUNNING -> FAIL transition is row-locked, and the
-driver that made it queues the trial again (:func:`requeue`) for any driver's ``study.ask``
-to pop once. A driver alone claims every RUNNING trial it finds; drivers sharing a study
-claim only those whose heartbeats stopped (:mod:`tuneprune.search.heartbeats`).
+A resumed search re-runs the trials a dead driver left RUNNING before asking for new ones.
+Such an orphan is claimed by one driver only (its RUNNING -> FAIL is row-locked), which
+queues it again (:func:`requeue`) for any driver's ``study.ask`` to pop once. A lone driver
+claims every RUNNING trial; drivers sharing a study only those whose heartbeats stopped.
 """
 
 from __future__ import annotations
@@ -40,19 +37,13 @@ SCHEMA_LOCK_KEY = 0x7475_6E65_7072_756E  # b"tuneprun": the advisory lock held w
 def open_storage(url: str) -> optuna.storages.RDBStorage:
     """The Optuna storage at ``url``; its schema is created once, however many drivers open a new database together.
 
-    ``RDBStorage(url)`` creates Optuna's tables (SQLAlchemy ``create_all``: look, then
-    CREATE), then the ``version_info`` row and the ``alembic_version`` stamp (read, then
-    INSERT). Drivers opening a fresh database at the same moment all see nothing and all
-    create, and all but one fail with a UniqueViolation. On PostgreSQL the storage is
-    therefore built inside a transaction of a connection of its own that holds
-    ``pg_advisory_xact_lock(SCHEMA_LOCK_KEY)`` (a lock of this database, released when that
-    transaction ends): the first driver creates the schema, the others wait and find it.
-    Other databases (SQLite: one file on one machine) are opened as they are.
-
-    Heartbeats are on (``HEARTBEAT_INTERVAL_S``, ``GRACE_PERIOD_S``), and a trial that
-    ``optuna.storages.fail_stale_trials`` fails is queued again (:func:`requeue`). Optuna's
-    warnings that heartbeats are experimental, and meant for ``Study.optimize``, are silenced:
-    a driver asks and tells, and records the heartbeats itself.
+    ``RDBStorage(url)`` creates the schema by look-then-CREATE/INSERT: drivers opening a fresh
+    database at once would all create, and all but one fail with a UniqueViolation. On
+    PostgreSQL it is therefore built in a transaction holding
+    ``pg_advisory_xact_lock(SCHEMA_LOCK_KEY)``; other databases (SQLite: one file on one
+    machine) are opened as they are. Heartbeats are on, a stale trial is queued again
+    (:func:`requeue`), and Optuna's warnings that heartbeats are experimental and meant for
+    ``Study.optimize`` are silenced: a driver records them itself.
     """
     warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
     warnings.filterwarnings(
@@ -76,10 +67,9 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
 
 
 def requeue(study: optuna.Study, trial: FrozenTrial) -> None:
-    """Queue the claimed orphan ``trial`` (FAIL now) to run again: ``study.enqueue_trial`` with its params and
-    user attributes (its key, MLflow run id and checkpoint epoch), less its ``name`` (set again when it is handed
-    out), plus ``continues``: its number. Any driver's next ``study.ask`` pops it, once (WAITING -> RUNNING is
-    row-locked), and continues that key's checkpoint and MLflow run."""
+    """Queue the claimed orphan ``trial`` (FAIL now) to run again, with its params and user attributes less its
+    ``name`` (set again when handed out), plus ``continues``: its number. Any driver's next ``study.ask`` pops it
+    once (row-locked) and continues that key's checkpoint and MLflow run."""
     attrs = {k: v for k, v in trial.user_attrs.items() if k != "name"}
     study.enqueue_trial(trial.params, user_attrs={**attrs, CONTINUES: trial.number})
 
@@ -175,15 +165,13 @@ class FirstAskSeeded(optuna.samplers.BaseSampler):
     """The sampler of a study other drivers ask too (``--join``): :func:`make_sampler`'s, made when this driver's
     first trial is asked, as for a study holding that trial's number of trials.
 
-    The storage hands each trial number to one driver (a new trial numbered under its lock, a queued one popped
-    row-locked), so drivers that find a new study empty at the same moment draw values of their own, and a lone
-    driver draws what a lone search would. The seed is recorded in the study, as the user attribute
+    Each trial number goes to one driver, so drivers finding a new study empty at once draw values of their own,
+    and a lone driver draws what a lone search would. The seed is recorded as the study's user attribute
     ``sampler_seed_from_trial_<number>``.
     """
 
     def __init__(self, space: SearchSpace, offset: int) -> None:
         self.space, self.offset = space, offset
-        self.seed: int | None = None
         self._sampler: optuna.samplers.BaseSampler | None = None
 
     @property
@@ -195,7 +183,7 @@ class FirstAskSeeded(optuna.samplers.BaseSampler):
         if self._sampler is None:
             seed = sampler_seed(self.space, self.offset, trial.number)
             study.set_user_attr(f"sampler_seed_from_trial_{trial.number}", seed)
-            self.seed, self._sampler = seed, make_sampler(self.space, self.offset, trial.number)
+            self._sampler = make_sampler(self.space, self.offset, trial.number)
         self.sampler.before_trial(study, trial)
 
     def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
@@ -233,9 +221,8 @@ def study_names(search_name: str, storage: optuna.storages.BaseStorage) -> list[
 
 def check_space(space: SearchSpace, name: str, storage: optuna.storages.BaseStorage) -> None:
     """Refuse, in one line, a space the studies of the search ``name`` cannot take (``--join``, ``--resume``): other
-    objectives (their values are told in order), or a searched param whose distribution Optuna finds incompatible
-    (``check_distribution_compatibility``) with the one a trial drew it from. Else the first ask fails once Ray
-    has started."""
+    objectives, or a param distribution incompatible with one a trial drew from (else the first ask fails once Ray
+    has started)."""
     from tuneprune.shared.config import ConfigError
 
     wanted = distributions(space)
@@ -258,12 +245,7 @@ def check_space(space: SearchSpace, name: str, storage: optuna.storages.BaseStor
 
 @dataclass
 class GridStudy:
-    """The study of one grid point and its bookkeeping during a run.
-
-    Its trials are reached through Optuna's public API only (``study.ask``, ``study.tell``, the storage's
-    ``set_trial_user_attr`` and ``set_trial_state_values``, ``optuna.storages.fail_stale_trials``), as its
-    methods say; the params an ask cut short did not suggest are sampled when its orphan is asked again.
-    """
+    """The study of one grid point and its bookkeeping during a run, through Optuna's public API only."""
 
     index: int
     grid_point: dict[str, Any]
@@ -295,9 +277,8 @@ class GridStudy:
             self.storage.set_trial_user_attr(trial_id, key, value)
 
     def ask(self, space_distributions: dict[str, BaseDistribution]) -> optuna.Trial:
-        """The next trial to hand out: ``study.ask``, which pops an orphan queued again first (its user attributes
-        ``key``, ``mlflow_run_id``, ``checkpoint_epoch`` and ``continues`` tell what it continues). Its heartbeats
-        start."""
+        """The next trial to hand out (an orphan queued again first: its user attributes tell what it continues);
+        its heartbeats start."""
         trial = self.study.ask(space_distributions)
         if not self.shared and self._taken is not None:
             if CONTINUES in trial.user_attrs:
@@ -322,13 +303,10 @@ class GridStudy:
     def remaining(self) -> int:
         """Trials still to hand out: the orphans queued again, then new ones up to the budget.
 
-        The budget counts every trial of the study, whatever its state (WAITING, RUNNING or
-        ended), except the claimed orphans: each is FAIL and continued by the trial queued in
-        its place, one trial counted once. So several drivers sharing the study (cluster
-        mode) stop together at ``budget`` trials instead of each counting only its own. A
-        study ``shared`` by several drivers first claims the trials of dead drivers
-        (:meth:`claim_stale`) and is read for that count at every call; a lone driver reads
-        it once and counts the trials it asks.
+        The budget counts every trial of the study in any state but the claimed orphans (each
+        continued by the trial queued in its place), so drivers sharing the study stop together
+        at ``budget`` trials. A ``shared`` study first claims dead drivers' trials
+        (:meth:`claim_stale`) and is read at every call; a lone driver reads it once and counts.
         """
         if self.shared:
             self.claim_stale()
@@ -339,9 +317,8 @@ class GridStudy:
         return self._waiting + max(self.budget - self._taken, 0)
 
     def claim(self, numbers: list[int]) -> None:
-        """Claim the RUNNING trials ``numbers`` as orphans: fail each through the storage's
-        ``set_trial_state_values`` (row-locked: of several drivers claiming a trial at once, one wins, the
-        others get ``UpdateFinishedTrialError``, as in ``fail_stale_trials``), and queue again those won."""
+        """Claim the RUNNING trials ``numbers`` as orphans: fail each (row-locked: of drivers claiming a trial at once
+        one wins, as in ``fail_stale_trials``) and queue again those won."""
         assert self.storage is not None, "a GridStudy writes through the storage it was opened with"
         for number in numbers:
             trial_id = self._trial_id(number)
@@ -353,17 +330,15 @@ class GridStudy:
         self._taken = None  # count again
 
     def claim_stale(self) -> None:
-        """Claim the RUNNING trials whose latest heartbeat is older than the grace period (their driver died),
-        with ``optuna.storages.fail_stale_trials``: it fails each (row-locked, as :meth:`claim`) and calls the
-        storage's callback, :func:`requeue`, for those it failed. Once per heartbeat interval at most."""
+        """Claim the RUNNING trials whose heartbeats stopped (``optuna.storages.fail_stale_trials``, which calls
+        :func:`requeue`), once per heartbeat interval at most."""
         if time.monotonic() - self._claimed_at >= HEARTBEAT_INTERVAL_S:
             self._claimed_at = time.monotonic()
             optuna.storages.fail_stale_trials(self.study)
 
     def requeue_lost_claims(self) -> None:
-        """Queue again the claimed orphans whose claimer died between its claim and :func:`requeue`: FAIL without
-        the ``metrics`` a driver sets before it tells a trial's end, and continued by no trial. A lone driver
-        (``--resume``) only: among drivers sharing the study, such a trial may be a claim in flight."""
+        """Queue again the claimed orphans whose claimer died before :func:`requeue`: FAIL without ``metrics`` and
+        continued by no trial. A lone driver only: among drivers sharing the study it may be a claim in flight."""
         trials = self.study.get_trials(deepcopy=False)
         continued = claimed(trials)
         for trial in trials:
@@ -372,18 +347,15 @@ class GridStudy:
         self._taken = None  # count again
 
     def adopt_cut_short(self) -> None:
-        """Claim the RUNNING trials without a ``name`` (the user attribute a driver sets last when it hands a
-        trial out) as orphans: an ask cut short by a lost storage connection leaves its trial so, and the
-        retried ask hands it out instead of asking twice. (A driver sharing the study may, in that instant,
-        have a trial asked and not yet named: claimed too, that driver asks again and may get it back.)"""
+        """Claim the RUNNING trials without a ``name`` (set last when a trial is handed out) as orphans: what an ask
+        cut short by a lost connection leaves, handed out by the retried ask instead of asking twice."""
         running = self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
         self.claim([t.number for t in running if "name" not in t.user_attrs])
 
 
 def open_studies(space: SearchSpace, name: str, storage_url: str, shared: bool = False) -> list[GridStudy]:
-    """Create or load the study of every grid point. ``shared``: other drivers ask trials of the same studies
-    (see :attr:`GridStudy.remaining`), and only the trials whose heartbeats stopped are claimed as orphans;
-    else every trial left RUNNING is claimed at once (no other driver lives)."""
+    """Create or load the study of every grid point. ``shared``: other drivers ask them too, and only trials whose
+    heartbeats stopped are claimed; else every trial left RUNNING is claimed at once."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = open_storage(storage_url)
     heartbeats = Heartbeats(storage)

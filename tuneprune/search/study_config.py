@@ -1,12 +1,8 @@
-"""A study (``tuneprune study STUDY.yaml``): methods x target sparsities x seeds (x models) as a grid search.
+"""A study (``tuneprune study STUDY.yaml``, docs/studies.md): methods x targets x seeds (x models) as a grid search.
 
-A study names ``methods`` (each a named overlay of run-config keys over ``base``), the
-``targets`` (``sparsity.target``), the ``seeds`` and optionally the ``models``. Every cell
-(method, model, target, seed) is one trial of a grid search through the search driver
-(:mod:`tuneprune.search.runner`): one Optuna study per cell with one trial, nothing
-sampled, early stopping off, packed by ``resources.pack``. ``published`` holds the
-accuracies (in %) a paper reports, printed beside the measured ones; ``baseline`` is the
-method the others are tested against at significance ``level`` (formulas §11).
+Every cell (method, model, target, seed) is one trial of a grid search through the search driver
+(:mod:`tuneprune.search.runner`): nothing sampled, early stopping off. ``baseline`` is the method the others are
+tested against at significance ``level`` (formulas §11).
 """
 
 from __future__ import annotations
@@ -14,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from tuneprune.search.space import METHOD, ResourcesConfig, load_space
 from tuneprune.shared.config import NAME_PATTERN, ConfigError, StrictModel, apply_overrides, load_yaml, validate
@@ -46,30 +42,18 @@ class StudyConfig(StrictModel):
     max_failures: int = Field(2, ge=0)
     resources: ResourcesConfig = ResourcesConfig()
 
-    @field_validator("targets")
+    @field_validator("targets", "seeds", "models")
     @classmethod
-    def _targets(cls, v: list[float]) -> list[float]:
-        for t in v:
-            if not (0.0 <= t < 1.0):
-                raise ValueError(f"target {t} outside [0, 1)")
-        if len(set(v)) != len(v):
-            raise ValueError("a target is listed twice")
-        return v
-
-    @field_validator("seeds")
-    @classmethod
-    def _seeds(cls, v: list[int]) -> list[int]:
-        if any(s < 0 for s in v):
+    def _sweeps(cls, v: list[Any] | None, info: ValidationInfo) -> list[Any] | None:
+        """Targets in [0, 1), seeds >= 0, and no target, seed or model listed twice."""
+        if info.field_name == "targets":
+            for t in v or []:
+                if not (0.0 <= t < 1.0):
+                    raise ValueError(f"target {t} outside [0, 1)")
+        if info.field_name == "seeds" and any(s < 0 for s in v or []):
             raise ValueError("seeds must be >= 0")
-        if len(set(v)) != len(v):
-            raise ValueError("a seed is listed twice")
-        return v
-
-    @field_validator("models")
-    @classmethod
-    def _models(cls, v: list[str] | None) -> list[str] | None:
         if v is not None and len(set(v)) != len(v):
-            raise ValueError("a model is listed twice")
+            raise ValueError(f"a {str(info.field_name)[:-1]} is listed twice")
         return v
 
     @model_validator(mode="after")

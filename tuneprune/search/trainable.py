@@ -1,24 +1,15 @@
 """The Ray Tune function trainable: K >= 1 trials of a search trained together in one actor (formulas §10.7).
 
-One trial is a pack of one: every Ray trial of a search runs :func:`run_trial` on a
-:class:`~tuneprune.search.protocol.PackRequest`, and trains its members with the one
-training loop of :class:`~tuneprune.training.PackedTrainer`. Each member is its own trial
-everywhere but in Ray: its own Optuna trial, MLflow child run with its per-epoch metrics,
-checkpoints (``checkpoint-<epoch>.pt`` in its trial directory), saved model and status.
-Every epoch the pack reports one result with each member's
-:class:`~tuneprune.search.protocol.TrialResult` under ``members``, with a Tune
-checkpoint holding the open members' states; a member that ended (finished, stopped
-early by its grid point's rungs in :class:`~tuneprune.search.early_stop.AshaRule`, or
-diverged) is marked ``ended`` and the pack goes on with the others.
+Every Ray trial runs :func:`run_trial` on a :class:`~tuneprune.search.protocol.PackRequest` (one trial is a pack
+of one) with :class:`~tuneprune.training.PackedTrainer`. Each member is its own trial everywhere but in Ray: its
+own Optuna trial, MLflow child run, checkpoints (``checkpoint-<epoch>.pt`` in its trial directory), model and
+status. Every epoch the pack reports each member's :class:`~tuneprune.search.protocol.TrialResult` under
+``members``, with a Tune checkpoint of the open members' states; a member that ended (finished, stopped early by
+its rungs, diverged) is marked ``ended`` and the pack goes on with the others.
 
-Restarts (formulas §10.8: an epoch's metrics, checkpoint and report, in that order). After a worker death Tune
-restarts the pack with its last Tune checkpoint: the members in it go on from their states there, the others had
-ended (their MLflow runs say how). A resumed search hands out a trial a dead driver left RUNNING with the epoch
-the driver last recorded for it (``resume_epoch``: the Optuna user attribute ``checkpoint_epoch``); the member
-goes on from its checkpoint of that epoch, which stays on disk until the driver has recorded a later one
-(:func:`drop_checkpoints_before`). A member reads the epochs its run has when it starts and logs each epoch once
-(step = epoch). A diverged member (NaN/inf loss) ends at once, FAILED with the reason; an error of the whole pack
-is raised for Ray to retry, and the driver marks its open runs FAILED when no retry is left.
+Restarts (formulas §10.8: an epoch's metrics, checkpoint and report, in that order): after a worker death Tune
+restarts the pack from its last Tune checkpoint; a trial a resumed search hands out again goes on from its
+``resume_epoch``. A member logs each epoch once (step = epoch); an error of the whole pack is raised for Ray.
 """
 
 from __future__ import annotations
@@ -29,6 +20,7 @@ import re
 import shutil
 import tempfile
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -47,9 +39,9 @@ _CHECKPOINT = re.compile(r"checkpoint-(\d+)\.pt")
 
 
 def run_device(name: str, gpus: float) -> Literal["cpu", "cuda"]:
-    """The device a trial with ``gpus`` GPUs trains on for the config's ``device`` (``auto``, ``cpu``, ``cuda``):
-    ``auto`` is CUDA exactly when the trial has GPUs (Ray hides the GPUs from a trial without). Resolved by the
-    driver and recorded in the run's config, so that ``--from-run`` reproduces it."""
+    """The device a trial with ``gpus`` GPUs trains on for the config's ``device``: ``auto`` is CUDA exactly when
+    the trial has GPUs. Resolved by the driver and recorded in the run's config, so that ``--from-run`` reproduces
+    it."""
     if name == "auto":
         return "cuda" if gpus > 0 else "cpu"
     return "cuda" if name.startswith("cuda") else "cpu"
@@ -70,7 +62,7 @@ def trial_checkpoints(trial_dir: Path) -> dict[int, Path]:
 
 def resumable_epoch(trial_dir: Path, recorded: int) -> int:
     """The epoch a trial handed out again goes on from: the one recorded for it if that checkpoint is on disk,
-    else 0 (its checkpoints are gone once it ended; it starts over, its logged epochs not logged twice)."""
+    else 0 (it ended: it starts over)."""
     return recorded if recorded and trial_checkpoint(trial_dir, recorded).exists() else 0
 
 
@@ -95,8 +87,8 @@ def report(metrics: dict[str, Any], checkpoint_files: dict[str, Path] | None = N
 
 
 def open_trial_run(tracker: RunTracker, request: TrialRequest, new: bool) -> str:
-    """The trial's MLflow child run, opened by the driver as it hands the trial out: created with the trial's
-    tags, params and config.json when ``new``, else (a trial a resumed search runs again) found and RUNNING again."""
+    """The trial's MLflow child run, opened by the driver as it hands the trial out: created with its tags, params
+    and config.json when ``new``, else found and RUNNING again."""
     ctx = request.context
     run_id, created = tracker.child(
         ctx.parent_run_id,
@@ -151,10 +143,8 @@ class _Member:
         self.result.end_run(self.tracker, detail)
 
     def update(self, metrics: dict[str, Any], ended: bool, error: str | None = None) -> None:
-        r = self.result
-        self.result = TrialResult(
-            int(metrics.get("epoch", r.epoch or 0)), r.epochs, r.mlflow_run_id, error, r.trial_key, ended, metrics
-        )
+        epoch = int(metrics.get("epoch", self.result.epoch or 0))
+        self.result = replace(self.result, epoch=epoch, error=error, ended=ended, metrics=metrics)
 
 
 def _ended_run(tracker: RunTracker, request: TrialRequest, epochs: int) -> dict[str, Any]:
@@ -169,8 +159,8 @@ def _ended_run(tracker: RunTracker, request: TrialRequest, epochs: int) -> dict[
 
 
 def _restored_states(pack: PackRequest) -> list[MemberState | Literal["ended"] | None]:
-    """Each member's state to go on from: from Tune's checkpoint after a worker restart ("ended" for a member
-    not in it), else from its checkpoint of ``resume_epoch`` (a trial a resumed search runs again), else None."""
+    """Each member's state to go on from: Tune's checkpoint after a worker restart ("ended" for a member not in it),
+    else its checkpoint of ``resume_epoch``, else None."""
     from ray import tune
 
     checkpoint = tune.get_checkpoint()
@@ -224,13 +214,7 @@ def _train(
     stopper: str | None,
 ) -> None:
     """Train the open members to their ends; each epoch's bookkeeping (:func:`_book_epoch`, formulas §10.8) runs
-    on its own thread while the next epoch trains.
-
-    After an epoch the training thread decides which members end (finished, diverged, or
-    stopped by the rungs, asked here) and takes the open members' states. At most one epoch's
-    bookkeeping is in flight: the next waits for it, and an error in it (or Tune's stop) is
-    raised in the training thread.
-    """
+    on its own thread while the next epoch trains, one in flight at most, its error raised in the training thread."""
     open_members = set(range(len(members)))
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tuneprune-epoch") as bookkeeping:
         pending: Future[None] | None = None
@@ -263,9 +247,8 @@ def _book_epoch(
     closed: dict[int, MemberResult],
     states: dict[int, MemberState],
 ) -> None:
-    """The bookkeeping of epoch ``progress = (epoch, epochs)``, on its own thread: log each member's ``metrics`` of
-    the epoch (None for one that diverged in it), end the runs of the ``closed`` members, write the open members'
-    checkpoints (their ``states``, copies taken at the epoch's end), then report."""
+    """The bookkeeping of epoch ``progress = (epoch, epochs)``: log the ``metrics`` (None: diverged in it), end the
+    ``closed`` members' runs, write the open members' checkpoints of their ``states``, then report."""
     number, epochs = progress
     for i, latest in metrics.items():
         if latest is not None:
