@@ -88,13 +88,6 @@ def _add_scaled(y: torch.Tensor, x: torch.Tensor, alphas: PerMember, inplace: bo
     return out.addcmul_(alphas.column(x), x)
 
 
-def _scale(x: torch.Tensor, factors: PerMember) -> torch.Tensor:
-    """``x_k *= factor_k`` in place for each member k."""
-    if factors.shared:
-        return x.mul_(factors.values[0])
-    return x.mul_(factors.column(x))
-
-
 class PackedSGD:
     """Optimizer state of K members over ``[K, M]`` leaves on ``device``; ``decays[i]``: whether leaf i decays.
 
@@ -104,20 +97,26 @@ class PackedSGD:
     def __init__(
         self, configs: Sequence[RunConfig], decays: Sequence[bool], total_steps: int, device: torch.device
     ) -> None:
-        self.device = device
-        self.lrs = [c.lr for c in configs]
-        self.factors = [lr_factor(c.lr_schedule, total_steps) for c in configs]
-        self.momenta = PerMember([c.momentum for c in configs], device)
-        self.weight_decays = PerMember([c.weight_decay for c in configs], device)
-        self.clips = PerMember([c.grad_clip or float("inf") for c in configs], device)
-        self.nesterov = [c.nesterov for c in configs]
-        self._nesterov_rows = self._rows_flag(self.nesterov)
+        self.device, self.total_steps = device, total_steps
         self.decays = list(decays)
         self.momentum_buffers: list[torch.Tensor | None] = [None] * len(self.decays)
+        self._set_members(configs)
+
+    def _set_members(self, configs: Sequence[RunConfig]) -> None:
+        self.configs = list(configs)
+        self.factors = [lr_factor(c.lr_schedule, self.total_steps) for c in configs]
+        self.momenta = PerMember([c.momentum for c in configs], self.device)
+        self.weight_decays = PerMember([c.weight_decay for c in configs], self.device)
+        self.clips = PerMember([c.grad_clip or float("inf") for c in configs], self.device)
+        self.nesterov = [c.nesterov for c in configs]
+        # where the members differ, a [K, 1] bool tensor on the device (made here, not in a step)
+        self._nesterov_rows = (
+            None if len(set(self.nesterov)) <= 1 else torch.tensor(self.nesterov, device=self.device)[:, None]
+        )
 
     def lr_at(self, step: int) -> list[float]:
         """Each member's learning rate at optimizer step ``step`` (what its LambdaLR would give)."""
-        return [lr * factor(step) for lr, factor in zip(self.lrs, self.factors, strict=True)]
+        return [c.lr * factor(step) for c, factor in zip(self.configs, self.factors, strict=True)]
 
     @property
     def clipping(self) -> bool:
@@ -168,22 +167,14 @@ class PackedSGD:
             if buffer is None:
                 buffer = self.momentum_buffers[i] = d.clone()
             else:
-                _scale(buffer, self.momenta).add_(d)
+                buffer.mul_(self.momenta.values[0] if self.momenta.shared else self.momenta.column(buffer)).add_(d)
             update = buffer
             if any(self.nesterov):  # a member's own choice: d + momentum * b with Nesterov, b without
                 ahead = _add_scaled(d, buffer, self.momenta)
                 update = ahead if self._nesterov_rows is None else torch.where(self._nesterov_rows, ahead, buffer)
             _add_scaled(p, update, lrs, inplace=True)
 
-    def _rows_flag(self, flags: Sequence[bool]) -> torch.Tensor | None:
-        """``flags`` as a ``[K, 1]`` bool tensor on the device when they differ (made here, not in a step), else None."""
-        return None if len(set(flags)) <= 1 else torch.tensor(flags, device=self.device)[:, None]
-
     def keep(self, rows: Sequence[int]) -> None:
         """Go on with the members at ``rows`` only."""
-        self.lrs, self.factors = take_members(self.lrs, rows), take_members(self.factors, rows)
-        self.nesterov = take_members(self.nesterov, rows)
-        self._nesterov_rows = self._rows_flag(self.nesterov)
-        for name in ("momenta", "weight_decays", "clips"):
-            setattr(self, name, PerMember(take_members(getattr(self, name).values, rows), self.device))
+        self._set_members(take_members(self.configs, rows))
         self.momentum_buffers = [take_members(b, rows) for b in self.momentum_buffers]
