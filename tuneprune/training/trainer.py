@@ -94,10 +94,7 @@ class MemberResult:
 
 def _load_member_data(configs: Sequence[RunConfig], device: torch.device) -> list[DatasetSplits]:
     """Each member's splits (they depend on its seed), loaded once per distinct seed."""
-    by_seed: dict[int, DatasetSplits] = {}
-    for config in configs:
-        if config.seed not in by_seed:
-            by_seed[config.seed] = load_dataset(config).to(device)
+    by_seed = {seed: load_dataset(config).to(device) for seed, config in {c.seed: c for c in configs}.items()}
     return [by_seed[config.seed] for config in configs]
 
 
@@ -185,8 +182,7 @@ class PackedTrainer:
                 model.load_state_dict(states[k]["model"])
             self.models.append(model)
         sparse = [c.sparsity for c in configs if c.sparsity is not None]
-        min_size = sparse[0].min_size if sparse else 0
-        prunable = [f"{name}.weight" for name, _ in pruned_layers(self.models[0], min_size)] if sparse else []
+        prunable = [f"{name}.weight" for name, _ in pruned_layers(self.models[0], sparse[0].min_size)] if sparse else []
         mode = forward_mode or ("vmap" if self.device.type == "cuda" and len(configs) > 1 and not hooked else "loop")
         memory_format = torch.channels_last if first.channels_last else torch.contiguous_format
         self.stack = StackedModel(self.models, prunable, mode, memory_format, [c.sparsity is not None for c in configs])
@@ -363,12 +359,11 @@ class PackedTrainer:
         self.stack.set_training(True)
         for loader in self.loaders:
             loader.set_epoch(epoch)
-        iterators = [iter(loader) for loader in self.loaders]
         step_losses = torch.empty(self.steps_per_epoch, len(self.rows), device=self.device)
         loss_sum = torch.zeros(len(self.rows), device=self.device)
         correct = torch.zeros(len(self.rows), device=self.device)
-        for i in range(self.steps_per_epoch):
-            losses, hits = self.train_step(epoch * self.steps_per_epoch + i, [next(it) for it in iterators])
+        for i, batches in enumerate(zip(*self.loaders, strict=True)):
+            losses, hits = self.train_step(epoch * self.steps_per_epoch + i, batches)
             step_losses[i] = losses
             loss_sum += losses * hits.shape[1]
             correct += hits.sum(1)
@@ -377,12 +372,11 @@ class PackedTrainer:
         self.epoch += 1
         if not self.rows:
             return {}
-        hook_metrics: list[dict[str, float]] = []
-        for member_index in self.rows:
-            hook_metrics.append({})
+        hook_metrics: list[dict[str, float]] = [{} for _ in self.rows]
+        for member_metrics, member_index in zip(hook_metrics, self.rows, strict=True):
             for hook in self.hooks[member_index]:
                 hook.end_epoch()
-                hook_metrics[-1].update(hook.metrics())
+                member_metrics.update(hook.metrics())
         sparse_metrics: list[dict[str, float]] = [{} for _ in self.rows]
         if self.stack.weights is not None:
             with single_threaded(self.device):
