@@ -223,7 +223,7 @@ class PackedTrainer:
             with single_threaded(self.device):
                 self.sparsity.restore([state["sparsity"] for state in states], self.stack.weights)
         if self.epoch == self.epochs:
-            self._finish_all()
+            self._finish(range(len(self.rows)), "finished")
 
     def member_state(self, member_index: int) -> MemberState:
         """Everything member ``member_index`` (running) needs to go on from the end of the last epoch.
@@ -286,8 +286,7 @@ class PackedTrainer:
         the epoch's end (no parameter is shared, so its NaNs stay in its own rows), where
         :meth:`_drop_diverged` fails it: one check per epoch.
         """
-        x = join_members([xb for xb, _ in batches])
-        y = join_members([yb for _, yb in batches])
+        x, y = (join_members(part) for part in zip(*batches, strict=True))
         for hook in self._running_hooks():
             hook.before_iteration()
         with single_threaded(self.device):
@@ -410,30 +409,24 @@ class PackedTrainer:
             for callback in callbacks:
                 callback(member_index, metrics)
         if self.epoch == self.epochs:
-            self._finish_all()
+            self._finish(range(len(self.rows)), "finished")
         return reports
 
-    def _finish_all(self) -> None:
-        """Finish every running member (after the last epoch)."""
-        for k in range(len(self.rows)):
-            self._finish(k, "finished")
-        self._keep([])
-
-    def _finish(self, position: int, status: str) -> None:
-        member_index = self.rows[position]
-        member = self.members[member_index]
+    def _finish(self, positions: Sequence[int], status: str) -> None:
+        """End the members at the stacked rows ``positions`` with ``status`` and their models; the others go on."""
         with torch.no_grad():
             weights = self._forward_weights()
-        model: nn.Module = self.stack.export(position, weights, self.models[member_index]).cpu()
-        data = self.data[position]
-        member.status = status
-        member.result = TrainResult(model, member.config, data.num_classes, data.in_channels, member.history)
+        for position in positions:
+            member = self.members[self.rows[position]]
+            model: nn.Module = self.stack.export(position, weights, self.models[self.rows[position]]).cpu()
+            data = self.data[position]
+            member.status = status
+            member.result = TrainResult(model, member.config, data.num_classes, data.in_channels, member.history)
+        self._keep([k for k in range(len(self.rows)) if k not in positions])
 
     def stop(self, member_index: int) -> None:
         """Take a running member out between epochs (early stopping); it keeps its model and history."""
-        position = self._position(member_index, "can be stopped")
-        self._finish(position, "stopped")
-        self._keep([k for k in range(len(self.rows)) if k != position])
+        self._finish([self._position(member_index, "can be stopped")], "stopped")
 
     def run(self, callbacks: Sequence[MemberCallback] = ()) -> list[MemberResult]:
         """Train until every member has finished, failed or been stopped."""
