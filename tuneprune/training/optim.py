@@ -44,12 +44,8 @@ def lr_factor(kind: str, total_steps: int) -> Callable[[int], float]:
 
 
 class PerMember:
-    """One value per member: the floats, and the same as a ``[K]`` float64 tensor on ``device``.
-
-    The tensor is made (once, when first needed) of fills
-    (:func:`~tuneprune.sparsity.dispatch.device_vector`): a host list copied to an
-    accelerator would wait for the device (formulas §10.6).
-    """
+    """One value per member: the floats, and (made when first needed) a ``[K]`` float64 tensor on ``device`` made
+    of fills, :func:`~tuneprune.sparsity.dispatch.device_vector` (formulas §10.6)."""
 
     def __init__(self, values: Sequence[float], device: torch.device) -> None:
         self.values = [float(v) for v in values]
@@ -70,13 +66,8 @@ class PerMember:
 
 
 def _add_scaled(y: torch.Tensor, x: torch.Tensor, alphas: PerMember, inplace: bool = False) -> torch.Tensor:
-    """``y + alpha_k * x`` for each member k (row k of ``y`` and ``x``).
-
-    Computed with torch's own fused ``add(x, alpha=a)`` when all members share alpha, or
-    on the CPU's path row by row (so each member's arithmetic is exactly its SGD step
-    alone); on the accelerator path as one broadcast product (rounding may differ in the
-    last bit).
-    """
+    """``y + alpha_k * x`` for each member k (row k of ``y`` and ``x``): on the accelerator path with differing
+    alphas one broadcast product (rounding may differ in the last bit), else each member's SGD arithmetic alone."""
     if alphas.shared:
         alpha = alphas.values[0]
         return y.add_(x, alpha=alpha) if inplace else y.add(x, alpha=alpha)
@@ -130,14 +121,12 @@ class PackedSGD:
         pieces: Sequence[torch.Tensor],
         orders: Sequence[Sequence[int]] | None = None,
     ) -> None:
-        """Scale the gradients of each member (row) of the ``[K, M]`` leaves ``params`` so that their joint norm
-        is at most its ``grad_clip``: ``g <- g * min(1, c / (||g|| + 1e-6))`` (formulas §1.6).
+        """Clip each member's (row's) gradient of the ``[K, M]`` leaves ``params`` at its ``grad_clip`` (formulas §1.6).
 
-        Member k's joint norm is ``||(||x_1[k]||, ..., ||x_m[k]||)||`` over the ``[K, ...]``
-        ``pieces`` of the gradients, in its order ``orders[k]`` of them (None: the pieces' order;
-        :meth:`~tuneprune.training.stack.StackedModel.grad_pieces` gives both).
-        On the NumPy path, member by member as ``clip_grad_norm_`` computes it alone (bit for
-        bit); elsewhere as many norms as pieces for all members (rounding may differ in the last bit).
+        Member k's norm is ``||(||x_1[k]||, ..., ||x_m[k]||)||`` over the ``[K, ...]`` gradient
+        ``pieces`` in its order ``orders[k]`` (None: theirs), both from
+        :meth:`~tuneprune.training.stack.StackedModel.grad_pieces`: on the NumPy path as
+        ``clip_grad_norm_`` alone (bit for bit), elsewhere for all members at once (last bit).
         """
         if on_numpy(*pieces):
             members = range(len(self.clips.values))

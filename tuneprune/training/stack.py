@@ -149,15 +149,9 @@ class StackedModel:
         ]
 
     def grad_pieces(self) -> tuple[list[torch.Tensor], list[list[int]] | None]:
-        """The leaves' gradients in the ``[K, ...]`` pieces whose per-member norms make each member's gradient norm,
-        and each member's order of the pieces (None: the pieces' own order for every member).
-
-        The leaves' gradients themselves; on the NumPy path every parameter's gradient on its own,
-        each member's in the order ``clip_grad_norm_`` meets them in the member's model alone
-        (:func:`~tuneprune.sparsity.layers.parametrized_order`; a dense member's weights are not
-        parametrized, a sparse member's are), so that
-        :meth:`PackedSGD.clip <tuneprune.training.optim.PackedSGD.clip>` clips bit for bit as alone.
-        """
+        """The ``[K, ...]`` gradient pieces whose per-member norms make each member's gradient norm, and each member's
+        order of them for :meth:`PackedSGD.clip <tuneprune.training.optim.PackedSGD.clip>`: the leaves' gradients
+        (None: in their order); on the NumPy path each parameter's, in ``clip_orders`` (bit for bit as alone)."""
         grads = [leaf.grad for leaf in self.leaves]
         if not on_numpy(*[g for g in grads if g is not None]):
             return [g for g in grads if g is not None], None
@@ -182,12 +176,8 @@ class StackedModel:
         )
 
     def _params_by_member(self, weights: torch.Tensor | None) -> list[dict[str, torch.Tensor]]:
-        """Each member's trained parameters by name, views of its row of each leaf (the prunable ones of
-        ``weights``, None without prunable weights).
-
-        Of one member, the views of its row (one operator per parameter, forward and backward);
-        of several, each parameter's ``[K, *shape]`` view unbound (two per parameter whatever K).
-        """
+        """Each member's trained parameters by name, views of its row of each leaf (the prunable ones of ``weights``):
+        one operator per parameter for one member, two whatever K for several (a ``[K, *shape]`` view unbound)."""
         leaves = self.leaves if weights is None else [weights, *self.leaves[1:]]
         members: list[dict[str, torch.Tensor]] = [{} for _ in range(len(self.models))]
         for layout, leaf in zip(self.layouts, leaves, strict=True):
@@ -226,9 +216,7 @@ class StackedModel:
     @torch.no_grad()
     def member_state(self, row: int, weights: torch.Tensor | None) -> dict[str, torch.Tensor]:
         """The ``state_dict`` of member ``row`` (copies, by parameter name), prunable weights from ``weights``."""
-        state = {name: t[row].detach().clone() for name, t in self.member_params(weights).items()}
-        state.update({name: b[row].clone() for name, b in self.buffers.items()})
-        return state
+        return {name: t[row].detach().clone() for name, t in {**self.member_params(weights), **self.buffers}.items()}
 
     def export(self, row: int, weights: torch.Tensor | None, model: nn.Module) -> nn.Module:
         """Give ``model`` (member ``row``'s architecture) copies of the member's tensors, prunable weights from
