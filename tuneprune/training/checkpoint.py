@@ -36,7 +36,8 @@ def save_atomic(obj: Any, path: str | Path) -> Path:
 
 
 def load_file(path: str | Path, expected: str | None = None, what: str = "") -> dict[str, Any]:
-    """Load a tuneprune file (a ``what`` of format ``expected``) to the CPU; a missing, corrupt or foreign one names itself."""
+    """Load a tuneprune file (a ``what`` of format ``expected``) to the CPU; a missing, corrupt or foreign one
+    names itself."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: checkpoint or model file not found")

@@ -121,13 +121,11 @@ class PackedSGD:
         pieces: Sequence[torch.Tensor],
         orders: Sequence[Sequence[int]] | None = None,
     ) -> None:
-        """Clip each member's (row's) gradient of the ``[K, M]`` leaves ``params`` at its ``grad_clip`` (formulas §1.6).
-
-        Member k's norm is ``||(||x_1[k]||, ..., ||x_m[k]||)||`` over the ``[K, ...]`` gradient
-        ``pieces`` in its order ``orders[k]`` (None: theirs), both from
-        :meth:`~tuneprune.training.stack.StackedModel.grad_pieces`: on the NumPy path as
-        ``clip_grad_norm_`` alone (bit for bit), elsewhere for all members at once (last bit).
-        """
+        """Clip member k's gradient (row k of the ``[K, M]`` leaves ``params``) at its ``grad_clip`` c (formulas §1.6):
+        ``g <- g * min(1, c / (||g|| + 1e-6))``, ``||g|| = ||(||x_1[k]||, ..., ||x_m[k]||)||`` over the ``[K, ...]``
+        gradient ``pieces`` in its order ``orders[k]`` (None: theirs), both from
+        :meth:`~tuneprune.training.stack.StackedModel.grad_pieces`: on the NumPy path as ``clip_grad_norm_`` alone
+        (bit for bit), elsewhere for all members at once (rounding may differ in the last bit)."""
         if on_numpy(*pieces):
             members = range(len(self.clips.values))
             in_order = orders if orders is not None else [range(len(pieces)) for _ in members]

@@ -69,12 +69,9 @@ def resolve_device(name: str) -> torch.device:
 
 
 def member_losses(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Each member's mean cross-entropy ``[K]`` of its ``[K, B, classes]`` logits against its labels ``[K, B]``.
-
-    On the CPU one loss per member, each reduced as in a run alone (bit for bit); on an
-    accelerator one loss over all members' samples, reduced per member: a fixed number of
-    kernels whatever K (the sums' rounding may differ in the last bit).
-    """
+    """Each member's mean cross-entropy ``[K]`` of its ``[K, B, classes]`` logits against its labels ``[K, B]``: on the
+    CPU each as alone (bit for bit), on an accelerator as one loss over all members' samples reduced per member (a
+    fixed number of kernels whatever K; the sums' rounding may differ in the last bit)."""
     if len(logits) == 1 or numpy_device(logits.device):
         return join_members([F.cross_entropy(logits[k], y[k]) for k in range(len(logits))])
     samples = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none")
@@ -226,11 +223,9 @@ class PackedTrainer:
             self._finish(range(len(self.rows)), "finished")
 
     def member_state(self, member_index: int) -> MemberState:
-        """Everything member ``member_index`` (running) needs to go on from the end of the last epoch.
-
-        The keys of :data:`~tuneprune.training.checkpoint.RUN_STATE_FORMAT` but ``torch_rng``. Valid
-        between epochs and inside the epoch's callback of that member (also after the last epoch).
-        """
+        """Everything running member ``member_index`` needs to go on from the end of the last epoch (the keys of
+        :data:`~tuneprune.training.checkpoint.RUN_STATE_FORMAT` but ``torch_rng``); valid between epochs and in
+        its epoch's callback."""
         member = self.members[member_index]
         position = self._position(member_index, "has a state to resume")
         momentum = self.stack.named_leaves(self.optimizer.momentum_buffers)
@@ -279,13 +274,9 @@ class PackedTrainer:
     def train_step(
         self, step: int, batches: Sequence[tuple[torch.Tensor, torch.Tensor]]
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """One optimizer step of every running member on its batch ``batches[k]`` at optimizer step ``step``:
-        each member's loss and its correct predictions per sample (:meth:`train_epoch` calls it ``steps_per_epoch`` times).
-
-        Nothing is read back to the host. A member whose loss is not finite trains on until
-        the epoch's end (no parameter is shared, so its NaNs stay in its own rows), where
-        :meth:`_drop_diverged` fails it: one check per epoch.
-        """
+        """One optimizer step ``step`` of every running member on its batch ``batches[k]``: each member's loss and
+        its correct predictions per sample. Nothing is read back to the host: a member whose loss is not finite trains
+        on (its NaNs stay in its own rows) until :meth:`_drop_diverged` fails it at the epoch's end."""
         x, y = (join_members(part) for part in zip(*batches, strict=True))
         for hook in self._running_hooks():
             hook.before_iteration()
@@ -326,9 +317,8 @@ class PackedTrainer:
             model.zero_grad(set_to_none=True)
 
     def _drop_diverged(self, epoch: int, step_losses: torch.Tensor) -> list[int]:
-        """Fail the members whose loss was NaN or infinite at some step of ``epoch`` (``step_losses``, ``[steps, K]``,
-        stay on the device during the epoch: this is its one read of them), naming the first such step; the
-        positions of the others, which go on."""
+        """Fail the members whose loss was NaN or infinite at a step of ``epoch`` (``step_losses``, ``[steps, K]``, read
+        once per epoch), naming the first such step; the positions of the others, which go on."""
         finite_steps = torch.isfinite(step_losses)
         finite = finite_steps.all(dim=0).tolist()
         for k, ok in enumerate(finite):
