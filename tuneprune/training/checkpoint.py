@@ -116,8 +116,7 @@ def check_resume(configs: Sequence[RunConfig], resume: Sequence[MemberState | No
     if len(set(epochs)) > 1:
         raise ValueError(f"resumed members must be at one epoch, got epochs {epochs} (a member without a state at 0)")
     for index, (config, state) in enumerate(zip(configs, resume, strict=True)):
-        differing = [] if state is None else config_differences(config, state)
-        if differing:
+        if state is not None and (differing := config_differences(config, state)):
             raise ValueError(
                 f"resume[{index}] is the state of another config than member {index}'s (differs in {', '.join(differing)})"
             )

@@ -34,10 +34,8 @@ def has_weight_decay(parameter: torch.Tensor) -> bool:
 
 
 def lr_factor(kind: str, total_steps: int) -> Callable[[int], float]:
-    """The learning rate at step k as a fraction of the initial one.
-
-    Cosine: ``0.5 * (1 + cos(pi * min(k, total) / total))`` (formulas §1.6); constant: 1.
-    """
+    """The learning rate at step k as a fraction of the initial one: cosine
+    ``0.5 * (1 + cos(pi * min(k, total) / total))`` (formulas §1.6), constant 1."""
     if kind == "constant":
         return lambda step: 1.0
     return lambda step: 0.5 * (1.0 + math.cos(math.pi * min(step, total_steps) / total_steps))
@@ -80,10 +78,7 @@ def _add_scaled(y: torch.Tensor, x: torch.Tensor, alphas: PerMember, inplace: bo
 
 
 class PackedSGD:
-    """Optimizer state of K members over ``[K, M]`` leaves on ``device``; ``decays[i]``: whether leaf i decays.
-
-    The members' constants become :class:`PerMember` values once, the learning rates once per step.
-    """
+    """Optimizer state of K members over ``[K, M]`` leaves on ``device``; ``decays[i]``: whether leaf i decays."""
 
     def __init__(
         self, configs: Sequence[RunConfig], decays: Sequence[bool], total_steps: int, device: torch.device

@@ -304,8 +304,7 @@ class PackedTrainer:
         return [hook for member_index in self.rows for hook in self.hooks[member_index]]
 
     def _hooks_after_backward(self, params: Sequence[torch.Tensor]) -> None:
-        """Run the hooks' ``after_backward`` with each hooked member's parameters' ``.grad`` the views of its
-        gradients (in the leaves), then unbind them."""
+        """The hooks' ``after_backward``, each hooked member's parameters' ``.grad`` views of its gradients then."""
         grads = self.stack.named_leaves([p.grad for p in params])
         hooked = [(position, self.models[m]) for position, m in enumerate(self.rows) if self.hooks[m]]
         for position, model in hooked:
@@ -381,7 +380,6 @@ class PackedTrainer:
         epoch_time = time.perf_counter() - start
         reports = {}
         for k, member_index in enumerate(self.rows):
-            member = self.members[member_index]
             metrics: dict[str, float] = {"epoch": epoch + 1, **hook_metrics[k], **sparse_metrics[k]}
             metrics.update(
                 train_time=train_time,
@@ -394,7 +392,7 @@ class PackedTrainer:
                 lr=lrs[k],
                 epoch_time=epoch_time,
             )
-            member.history.append(metrics)
+            self.members[member_index].history.append(metrics)
             reports[member_index] = metrics
             for callback in callbacks:
                 callback(member_index, metrics)
