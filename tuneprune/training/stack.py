@@ -73,10 +73,10 @@ class StackedModel:
         by_flag = {flag: parametrized_order(models[0], frozenset(self.prunable if flag else ())) for flag in set(flags)}
         self.clip_orders = [by_flag[flag] for flag in flags]
         self.constants = {name: p for name, p in params.items() if not p.requires_grad}
-        self.others = [name for name in params if name not in self.prunable and name not in self.constants]
+        others = [name for name in params if name not in self.prunable and name not in self.constants]
         orders = {name: storage_order(p) for name, p in models[0].named_parameters()}  # as alone (channels_last)
-        decayed = [name for name in self.others if has_weight_decay(params[name][0])]
-        groups = [(self.prunable, True), (decayed, True), ([n for n in self.others if n not in decayed], False)]
+        decayed = [name for name in others if has_weight_decay(params[name][0])]
+        groups = [(self.prunable, True), (decayed, True), ([n for n in others if n not in decayed], False)]
         first = params[next(iter(params))]
         self.layouts = [
             FlatLayout(
@@ -200,9 +200,8 @@ class StackedModel:
 
     def _bind_models(self) -> None:
         """Make every member's model hold views of its rows of the stacked tensors: the weights are on the device
-        once, not twice, and a model shows its member's current weights and buffers (to hooks, say). The ``loop``
-        forward's constants and buffers of each member are views of their rows too (the forward updates the
-        buffers in place)."""
+        once, not twice, and a model shows its member's current weights and buffers (to hooks, say); and so do the
+        ``loop`` forward's constants and buffers of each member (it updates the buffers in place)."""
         stacked = {**self.named_leaves(self.leaves), **self.constants, **self.buffers}
         for k, model in enumerate(self.models):
             _assign(model, {name: t[k].detach() for name, t in stacked.items()})
