@@ -28,10 +28,8 @@ MODEL_FORMAT = "tuneprune-model-v1"
 
 
 def save_atomic(obj: Any, path: str | Path) -> Path:
-    """``torch.save`` to a temporary file in the same directory, fsync, then rename over ``path``.
-
-    A kill during the save leaves the previous file intact: never a half-written one.
-    """
+    """``torch.save`` to ``path`` (:func:`~tuneprune.shared.files.replace_atomically`, synced): a kill during the save
+    leaves the previous file intact, never a half-written one."""
     return replace_atomically(path, lambda fh: torch.save(obj, fh), sync=True)
 
 
