@@ -24,29 +24,31 @@ MODEL_NAME = "model.pt"
 # engine's state of the run, None when dense), "hooks" (its hooks' states); a run's
 # checkpoint adds "torch_rng". Plain values and CPU tensors, for weights_only loading.
 RUN_STATE_FORMAT = "tuneprune-run-state-v1"
+MODEL_FORMAT = "tuneprune-model-v1"
 
 
 def save_atomic(obj: Any, path: str | Path) -> Path:
-    """``torch.save`` to a temporary file in the same directory, fsync, then rename over ``path``.
-
-    A kill during the save leaves the previous file intact: never a half-written one.
-    """
+    """``torch.save`` to ``path`` (:func:`~tuneprune.shared.files.replace_atomically`, synced): a kill during the save
+    leaves the previous file intact, never a half-written one."""
     return replace_atomically(path, lambda fh: torch.save(obj, fh), sync=True)
 
 
-def load_file(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a tuneprune checkpoint or model file; a missing or corrupt file names itself."""
+def load_file(path: str | Path, expected: str | None = None, what: str = "") -> dict[str, Any]:
+    """Load a tuneprune file (a ``what`` of format ``expected``) to the CPU; a missing, corrupt or foreign one
+    names itself."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: checkpoint or model file not found")
     try:
-        obj = torch.load(path, map_location=map_location, weights_only=True)
+        obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types for truncated or foreign files
         raise ConfigError(
             f"{path}: corrupt or unreadable checkpoint ({type(err).__name__}: {str(err).splitlines()[0][:120]})"
         ) from None
     if not isinstance(obj, dict):
         raise ConfigError(f"{path}: not a tuneprune checkpoint (expected a mapping, got {type(obj).__name__})")
+    if expected is not None and obj.get("format") != expected:
+        raise ConfigError(f"{path}: not a tuneprune {what} (no 'format: {expected}')")
     return obj
 
 
@@ -60,7 +62,7 @@ def save_model(
 ) -> Path:
     """Save a plain model's ``state_dict`` together with the run config that builds it."""
     payload = {
-        "format": "tuneprune-model-v1",
+        "format": MODEL_FORMAT,
         "config": json.dumps(config_dict, default=str),
         "num_classes": num_classes,
         "in_channels": in_channels,
@@ -70,15 +72,13 @@ def save_model(
     return save_atomic(payload, path)
 
 
-def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[nn.Module, RunConfig]:
+def load_model(path: str | Path) -> tuple[nn.Module, RunConfig]:
     """Rebuild the model a :func:`save_model` file describes; returns ``(model, run_config)``."""
     from tuneprune.models import create_model
     from tuneprune.shared.config import validate
     from tuneprune.training.config import RunConfig
 
-    obj = load_file(path, map_location)
-    if obj.get("format") != "tuneprune-model-v1":
-        raise ConfigError(f"{path}: not a tuneprune model file (no 'format: tuneprune-model-v1')")
+    obj = load_file(path, MODEL_FORMAT, "model file")
     # The file may hold a trial's spec (a run config plus keys of the application, such as
     # relevance:); the run config's own keys rebuild the model.
     config = validate(RunConfig, {k: v for k, v in json.loads(obj["config"]).items() if k in RunConfig.model_fields})
@@ -114,8 +114,7 @@ def check_resume(configs: Sequence[RunConfig], resume: Sequence[MemberState | No
     if len(set(epochs)) > 1:
         raise ValueError(f"resumed members must be at one epoch, got epochs {epochs} (a member without a state at 0)")
     for index, (config, state) in enumerate(zip(configs, resume, strict=True)):
-        differing = [] if state is None else config_differences(config, state)
-        if differing:
+        if state is not None and (differing := config_differences(config, state)):
             raise ValueError(
                 f"resume[{index}] is the state of another config than member {index}'s (differs in {', '.join(differing)})"
             )
@@ -132,7 +131,4 @@ def save_member(state: MemberState, path: str | Path) -> Path:
 def load_member(path: str | Path) -> MemberState:
     """A run state saved by :func:`save_member` (of a run or a pack member); ``ConfigError`` for a missing,
     corrupt or foreign file."""
-    state = load_file(path)
-    if state.get("format") != RUN_STATE_FORMAT:
-        raise ConfigError(f"{path}: not a tuneprune run checkpoint (no 'format: {RUN_STATE_FORMAT}')")
-    return state
+    return load_file(path, RUN_STATE_FORMAT, "run checkpoint")

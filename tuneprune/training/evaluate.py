@@ -46,11 +46,8 @@ def evaluate_stacked(
     ys: Sequence[torch.Tensor],
     batch_size: int,
 ) -> tuple[list[float], list[float]]:
-    """Each member's ``(accuracy, mean cross-entropy)`` on ``(xs[k], ys[k])`` in eval mode.
-
-    The batches and sums are :func:`tuneprune.training.evaluate`'s, so with the ``loop``
-    forward a member's accuracy is bit for bit the one it has alone.
-    """
+    """Each member's ``(accuracy, mean cross-entropy)`` on ``(xs[k], ys[k])`` in eval mode, in :func:`evaluate`'s
+    batches and sums: with the ``loop`` forward a member's accuracy is bit for bit the one it has alone."""
     was_training = stack.models[0].training
     stack.set_training(False)
     count = len(ys[0])

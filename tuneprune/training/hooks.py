@@ -53,10 +53,7 @@ class FrozenWeights(TrainHook):
         self, frozen: Sequence[tuple[torch.Tensor, torch.Tensor]], eval_modules: Sequence[nn.Module] = ()
     ) -> None:
         self.frozen = [
-            (
-                tensor,
-                mask.to(device=tensor.device, dtype=torch.bool).reshape(*mask.shape, *[1] * (tensor.ndim - mask.ndim)),
-            )
+            (tensor, mask.to(tensor.device, torch.bool).reshape(*mask.shape, *[1] * (tensor.ndim - mask.ndim)))
             for tensor, mask in frozen
         ]
         self.eval_modules = list(eval_modules)

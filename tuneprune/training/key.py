@@ -7,25 +7,10 @@ from typing import Any
 
 from tuneprune.training.config import RunConfig
 
-# Same model, data, batch size and number of steps: the members' tensors stack.
-SHARED_FIELDS = (
-    "model",
-    "dataset",
-    "data_dir",
-    "download",
-    "image_size",
-    "val_fraction",
-    "train_samples",
-    "synthetic_samples",
-    "synthetic_classes",
-    "epochs",
-    "batch_size",
-    "eval_batch_size",
-    "device",
-    "num_threads",
-    "precision",
-    "channels_last",
-)
+# Each member's own run-config fields, in which the members of a pack may differ; they share all others (the same
+# model, data, batch size and number of steps), so that their tensors stack.
+OWN_FIELDS = {"augment", "seed", "lr", "momentum", "nesterov", "weight_decay", "lr_schedule", "grad_clip", "sparsity"}
+SHARED_FIELDS = tuple(name for name in RunConfig.model_fields if name not in OWN_FIELDS)
 # Of the sparse members: the same prunable layers and the same operator P_T.
 SHARED_SPARSITY_FIELDS = ("operator_p", "min_size")
 

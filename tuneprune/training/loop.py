@@ -59,8 +59,7 @@ def train(
         path = Path(resume_from)
         path = path / CHECKPOINT_NAME if path.is_dir() else path
         state = load_member(path)
-        differing = config_differences(config, state)
-        if differing:
+        if differing := config_differences(config, state):
             raise ConfigError(
                 f"{path}: the checkpoint of a run whose config differs in {', '.join(differing)}; "
                 "resume it with its own config, or start afresh"

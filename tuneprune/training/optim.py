@@ -34,22 +34,16 @@ def has_weight_decay(parameter: torch.Tensor) -> bool:
 
 
 def lr_factor(kind: str, total_steps: int) -> Callable[[int], float]:
-    """The learning rate at step k as a fraction of the initial one.
-
-    Cosine: ``0.5 * (1 + cos(pi * min(k, total) / total))`` (formulas §1.6); constant: 1.
-    """
+    """The learning rate at step k as a fraction of the initial one: cosine
+    ``0.5 * (1 + cos(pi * min(k, total) / total))`` (formulas §1.6), constant 1."""
     if kind == "constant":
         return lambda step: 1.0
     return lambda step: 0.5 * (1.0 + math.cos(math.pi * min(step, total_steps) / total_steps))
 
 
 class PerMember:
-    """One value per member: the floats, and the same as a ``[K]`` float64 tensor on ``device``.
-
-    The tensor is made (once, when first needed) of fills
-    (:func:`~tuneprune.sparsity.dispatch.device_vector`): a host list copied to an
-    accelerator would wait for the device (formulas §10.6).
-    """
+    """One value per member: the floats, and (made when first needed) a ``[K]`` float64 tensor on ``device`` made
+    of fills, :func:`~tuneprune.sparsity.dispatch.device_vector` (formulas §10.6)."""
 
     def __init__(self, values: Sequence[float], device: torch.device) -> None:
         self.values = [float(v) for v in values]
@@ -70,13 +64,8 @@ class PerMember:
 
 
 def _add_scaled(y: torch.Tensor, x: torch.Tensor, alphas: PerMember, inplace: bool = False) -> torch.Tensor:
-    """``y + alpha_k * x`` for each member k (row k of ``y`` and ``x``).
-
-    Computed with torch's own fused ``add(x, alpha=a)`` when all members share alpha, or
-    on the CPU's path row by row (so each member's arithmetic is exactly its SGD step
-    alone); on the accelerator path as one broadcast product (rounding may differ in the
-    last bit).
-    """
+    """``y + alpha_k * x`` for each member k (row k of ``y`` and ``x``): on the accelerator path with differing
+    alphas one broadcast product (rounding may differ in the last bit), else each member's SGD arithmetic alone."""
     if alphas.shared:
         alpha = alphas.values[0]
         return y.add_(x, alpha=alpha) if inplace else y.add(x, alpha=alpha)
@@ -88,36 +77,32 @@ def _add_scaled(y: torch.Tensor, x: torch.Tensor, alphas: PerMember, inplace: bo
     return out.addcmul_(alphas.column(x), x)
 
 
-def _scale(x: torch.Tensor, factors: PerMember) -> torch.Tensor:
-    """``x_k *= factor_k`` in place for each member k."""
-    if factors.shared:
-        return x.mul_(factors.values[0])
-    return x.mul_(factors.column(x))
-
-
 class PackedSGD:
-    """Optimizer state of K members over ``[K, M]`` leaves on ``device``; ``decays[i]``: whether leaf i decays.
-
-    The members' constants become :class:`PerMember` values once, the learning rates once per step.
-    """
+    """Optimizer state of K members over ``[K, M]`` leaves on ``device``; ``decays[i]``: whether leaf i decays."""
 
     def __init__(
         self, configs: Sequence[RunConfig], decays: Sequence[bool], total_steps: int, device: torch.device
     ) -> None:
-        self.device = device
-        self.lrs = [c.lr for c in configs]
-        self.factors = [lr_factor(c.lr_schedule, total_steps) for c in configs]
-        self.momenta = PerMember([c.momentum for c in configs], device)
-        self.weight_decays = PerMember([c.weight_decay for c in configs], device)
-        self.clips = PerMember([c.grad_clip or float("inf") for c in configs], device)
-        self.nesterov = [c.nesterov for c in configs]
-        self._nesterov_rows = self._rows_flag(self.nesterov)
+        self.device, self.total_steps = device, total_steps
         self.decays = list(decays)
         self.momentum_buffers: list[torch.Tensor | None] = [None] * len(self.decays)
+        self._set_members(configs)
+
+    def _set_members(self, configs: Sequence[RunConfig]) -> None:
+        self.configs = list(configs)
+        self.factors = [lr_factor(c.lr_schedule, self.total_steps) for c in configs]
+        self.momenta = PerMember([c.momentum for c in configs], self.device)
+        self.weight_decays = PerMember([c.weight_decay for c in configs], self.device)
+        self.clips = PerMember([c.grad_clip or float("inf") for c in configs], self.device)
+        self.nesterov = [c.nesterov for c in configs]
+        # where the members differ, a [K, 1] bool tensor on the device (made here, not in a step)
+        self._nesterov_rows = (
+            None if len(set(self.nesterov)) <= 1 else torch.tensor(self.nesterov, device=self.device)[:, None]
+        )
 
     def lr_at(self, step: int) -> list[float]:
         """Each member's learning rate at optimizer step ``step`` (what its LambdaLR would give)."""
-        return [lr * factor(step) for lr, factor in zip(self.lrs, self.factors, strict=True)]
+        return [c.lr * factor(step) for c, factor in zip(self.configs, self.factors, strict=True)]
 
     @property
     def clipping(self) -> bool:
@@ -131,15 +116,11 @@ class PackedSGD:
         pieces: Sequence[torch.Tensor],
         orders: Sequence[Sequence[int]] | None = None,
     ) -> None:
-        """Scale the gradients of each member (row) of the ``[K, M]`` leaves ``params`` so that their joint norm
-        is at most its ``grad_clip``: ``g <- g * min(1, c / (||g|| + 1e-6))`` (formulas §1.6).
-
-        Member k's joint norm is ``||(||x_1[k]||, ..., ||x_m[k]||)||`` over the ``[K, ...]``
-        ``pieces`` of the gradients, in its order ``orders[k]`` of them (None: the pieces' order;
-        :meth:`~tuneprune.training.stack.StackedModel.grad_pieces` gives both).
-        On the NumPy path, member by member as ``clip_grad_norm_`` computes it alone (bit for
-        bit); elsewhere as many norms as pieces for all members (rounding may differ in the last bit).
-        """
+        """Clip member k's gradient (row k of the ``[K, M]`` leaves ``params``) at its ``grad_clip`` c (formulas §1.6):
+        ``g <- g * min(1, c / (||g|| + 1e-6))``, ``||g|| = ||(||x_1[k]||, ..., ||x_m[k]||)||`` over the ``[K, ...]``
+        gradient ``pieces`` in its order ``orders[k]`` (None: theirs), both from
+        :meth:`~tuneprune.training.stack.StackedModel.grad_pieces`: on the NumPy path as ``clip_grad_norm_`` alone
+        (bit for bit), elsewhere for all members at once (rounding may differ in the last bit)."""
         if on_numpy(*pieces):
             members = range(len(self.clips.values))
             in_order = orders if orders is not None else [range(len(pieces)) for _ in members]
@@ -168,22 +149,14 @@ class PackedSGD:
             if buffer is None:
                 buffer = self.momentum_buffers[i] = d.clone()
             else:
-                _scale(buffer, self.momenta).add_(d)
+                buffer.mul_(self.momenta.values[0] if self.momenta.shared else self.momenta.column(buffer)).add_(d)
             update = buffer
             if any(self.nesterov):  # a member's own choice: d + momentum * b with Nesterov, b without
                 ahead = _add_scaled(d, buffer, self.momenta)
                 update = ahead if self._nesterov_rows is None else torch.where(self._nesterov_rows, ahead, buffer)
             _add_scaled(p, update, lrs, inplace=True)
 
-    def _rows_flag(self, flags: Sequence[bool]) -> torch.Tensor | None:
-        """``flags`` as a ``[K, 1]`` bool tensor on the device when they differ (made here, not in a step), else None."""
-        return None if len(set(flags)) <= 1 else torch.tensor(flags, device=self.device)[:, None]
-
     def keep(self, rows: Sequence[int]) -> None:
         """Go on with the members at ``rows`` only."""
-        self.lrs, self.factors = take_members(self.lrs, rows), take_members(self.factors, rows)
-        self.nesterov = take_members(self.nesterov, rows)
-        self._nesterov_rows = self._rows_flag(self.nesterov)
-        for name in ("momenta", "weight_decays", "clips"):
-            setattr(self, name, PerMember(take_members(getattr(self, name).values, rows), self.device))
+        self._set_members(take_members(self.configs, rows))
         self.momentum_buffers = [take_members(b, rows) for b in self.momentum_buffers]

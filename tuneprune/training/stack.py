@@ -34,11 +34,6 @@ def join_members(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
     return tensors[0].unsqueeze(0) if len(tensors) == 1 else torch.stack(list(tensors))
 
 
-def _tensor_shapes(model: nn.Module) -> list[tuple[str, torch.Size]]:
-    """The names and shapes of ``model``'s parameters and buffers: equal for two models of one architecture."""
-    return [(name, t.shape) for name, t in [*model.named_parameters(), *model.named_buffers()]]
-
-
 class StackedModel:
     """Parameters and buffers of ``models`` (same architecture) stacked along a new first dimension.
 
@@ -62,8 +57,9 @@ class StackedModel:
     ) -> None:
         if forward_mode not in FORWARD_MODES:
             raise ValueError(f"forward_mode = {forward_mode!r}, allowed: {', '.join(FORWARD_MODES)}")
-        for k, model in enumerate(models[1:], start=1):
-            if _tensor_shapes(model) != _tensor_shapes(models[0]):
+        shapes = [[(name, t.shape) for name, t in [*m.named_parameters(), *m.named_buffers()]] for m in models]
+        for k, model_shapes in enumerate(shapes[1:], start=1):
+            if model_shapes != shapes[0]:
                 raise ValueError(
                     f"models[{k}] differs from models[0] in its parameters or buffers (names or shapes): "
                     "the members of a pack share one architecture"
@@ -77,10 +73,10 @@ class StackedModel:
         by_flag = {flag: parametrized_order(models[0], frozenset(self.prunable if flag else ())) for flag in set(flags)}
         self.clip_orders = [by_flag[flag] for flag in flags]
         self.constants = {name: p for name, p in params.items() if not p.requires_grad}
-        self.others = [name for name in params if name not in self.prunable and name not in self.constants]
+        others = [name for name in params if name not in self.prunable and name not in self.constants]
         orders = {name: storage_order(p) for name, p in models[0].named_parameters()}  # as alone (channels_last)
-        decayed = [name for name in self.others if has_weight_decay(params[name][0])]
-        groups = [(self.prunable, True), (decayed, True), ([n for n in self.others if n not in decayed], False)]
+        decayed = [name for name in others if has_weight_decay(params[name][0])]
+        groups = [(self.prunable, True), (decayed, True), ([n for n in others if n not in decayed], False)]
         first = params[next(iter(params))]
         self.layouts = [
             FlatLayout(
@@ -95,7 +91,6 @@ class StackedModel:
         ]
         self.forward_mode = forward_mode
         self.memory_format = memory_format  # of each member's batches
-        self._fixed_rows: list[tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]] | None = None
         self._vmapped = torch.vmap(self._member_forward, in_dims=(0, 0, 0), randomness="error")
         # functional_call ties a tensor held under two names only when told to: a search of every module per call
         named = [*models[0].named_parameters(remove_duplicate=False), *models[0].named_buffers(remove_duplicate=False)]
@@ -146,25 +141,17 @@ class StackedModel:
 
         A leaf is None where a member's mapping lacks one of its names.
         """
-        device = self.leaves[0].device
-
-        def stacked(layout: FlatLayout) -> torch.Tensor | None:
-            if any(name not in row for row in rows for name in layout.names):
-                return None
-            return layout.flatten([torch.stack([row[name] for row in rows]) for name in layout.names]).to(device)
-
-        return [stacked(layout) for layout in self.layouts]
+        return [
+            None
+            if any(name not in row for row in rows for name in layout.names)
+            else layout.flatten([torch.stack([row[name] for row in rows]) for name in layout.names]).to(layout.device)
+            for layout in self.layouts
+        ]
 
     def grad_pieces(self) -> tuple[list[torch.Tensor], list[list[int]] | None]:
-        """The leaves' gradients in the ``[K, ...]`` pieces whose per-member norms make each member's gradient norm,
-        and each member's order of the pieces (None: the pieces' own order for every member).
-
-        The leaves' gradients themselves; on the NumPy path every parameter's gradient on its own,
-        each member's in the order ``clip_grad_norm_`` meets them in the member's model alone
-        (:func:`~tuneprune.sparsity.layers.parametrized_order`; a dense member's weights are not
-        parametrized, a sparse member's are), so that
-        :meth:`PackedSGD.clip <tuneprune.training.optim.PackedSGD.clip>` clips bit for bit as alone.
-        """
+        """The ``[K, ...]`` gradient pieces whose per-member norms make each member's gradient norm, and each member's
+        order of them for :meth:`PackedSGD.clip <tuneprune.training.optim.PackedSGD.clip>`: the leaves' gradients
+        (None: in their order); on the NumPy path each parameter's, in ``clip_orders`` (bit for bit as alone)."""
         grads = [leaf.grad for leaf in self.leaves]
         if not on_numpy(*[g for g in grads if g is not None]):
             return [g for g in grads if g is not None], None
@@ -183,18 +170,14 @@ class StackedModel:
             [
                 self._member_forward({**params, **fixed}, buffers, x[k].contiguous(memory_format=self.memory_format), k)
                 for k, (params, (fixed, buffers)) in enumerate(
-                    zip(self._params_by_member(weights), self._fixed_by_member(), strict=True)
+                    zip(self._params_by_member(weights), self._fixed_rows, strict=True)
                 )
             ]
         )
 
     def _params_by_member(self, weights: torch.Tensor | None) -> list[dict[str, torch.Tensor]]:
-        """Each member's trained parameters by name, views of its row of each leaf (the prunable ones of
-        ``weights``, None without prunable weights).
-
-        Of one member, the views of its row (one operator per parameter, forward and backward);
-        of several, each parameter's ``[K, *shape]`` view unbound (two per parameter whatever K).
-        """
+        """Each member's trained parameters by name, views of its row of each leaf (the prunable ones of ``weights``):
+        one operator per parameter for one member, two whatever K for several (a ``[K, *shape]`` view unbound)."""
         leaves = self.leaves if weights is None else [weights, *self.leaves[1:]]
         members: list[dict[str, torch.Tensor]] = [{} for _ in range(len(self.models))]
         for layout, leaf in zip(self.layouts, leaves, strict=True):
@@ -206,17 +189,6 @@ class StackedModel:
                     params[name] = row
         return members
 
-    def _fixed_by_member(self) -> list[tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]]:
-        """Each member's constants and buffers by name, views of their rows (made once; the forward updates the
-        buffers in place)."""
-        if self._fixed_rows is None:
-            self._fixed_rows = [({}, {}) for _ in self.models]
-            for side, group in enumerate((self.constants, self.buffers)):
-                for name, t in group.items():
-                    for fixed, row in zip(self._fixed_rows, _members(t), strict=True):
-                        fixed[side][name] = row
-        return self._fixed_rows
-
     def keep(self, rows: Sequence[int]) -> None:
         """Go on with the members at ``rows`` only (their gradients kept)."""
         self.leaves = [take_members(leaf, rows) for leaf in self.leaves]
@@ -224,22 +196,26 @@ class StackedModel:
         self.constants = {name: take_members(c, rows) for name, c in self.constants.items()}
         self.models = take_members(self.models, rows)
         self.clip_orders = take_members(self.clip_orders, rows)
-        self._fixed_rows = None
         self._bind_models()
 
     def _bind_models(self) -> None:
         """Make every member's model hold views of its rows of the stacked tensors: the weights are on the device
-        once, not twice, and a model shows its member's current weights and buffers (to hooks, say)."""
+        once, not twice, and a model shows its member's current weights and buffers (to hooks, say); and so do the
+        ``loop`` forward's constants and buffers of each member (it updates the buffers in place)."""
         stacked = {**self.named_leaves(self.leaves), **self.constants, **self.buffers}
         for k, model in enumerate(self.models):
             _assign(model, {name: t[k].detach() for name, t in stacked.items()})
+        constants = {name: _members(c) for name, c in self.constants.items()}
+        buffers = {name: _members(b) for name, b in self.buffers.items()}
+        self._fixed_rows = [
+            ({name: c[k] for name, c in constants.items()}, {name: b[k] for name, b in buffers.items()})
+            for k in range(len(self.models))
+        ]
 
     @torch.no_grad()
     def member_state(self, row: int, weights: torch.Tensor | None) -> dict[str, torch.Tensor]:
         """The ``state_dict`` of member ``row`` (copies, by parameter name), prunable weights from ``weights``."""
-        state = {name: t[row].detach().clone() for name, t in self.member_params(weights).items()}
-        state.update({name: b[row].clone() for name, b in self.buffers.items()})
-        return state
+        return {name: t[row].detach().clone() for name, t in {**self.member_params(weights), **self.buffers}.items()}
 
     def export(self, row: int, weights: torch.Tensor | None, model: nn.Module) -> nn.Module:
         """Give ``model`` (member ``row``'s architecture) copies of the member's tensors, prunable weights from

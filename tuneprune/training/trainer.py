@@ -69,12 +69,9 @@ def resolve_device(name: str) -> torch.device:
 
 
 def member_losses(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Each member's mean cross-entropy ``[K]`` of its ``[K, B, classes]`` logits against its labels ``[K, B]``.
-
-    On the CPU one loss per member, each reduced as in a run alone (bit for bit); on an
-    accelerator one loss over all members' samples, reduced per member: a fixed number of
-    kernels whatever K (the sums' rounding may differ in the last bit).
-    """
+    """Each member's mean cross-entropy ``[K]`` of its ``[K, B, classes]`` logits against its labels ``[K, B]``: on the
+    CPU each as alone (bit for bit), on an accelerator as one loss over all members' samples reduced per member (a
+    fixed number of kernels whatever K; the sums' rounding may differ in the last bit)."""
     if len(logits) == 1 or numpy_device(logits.device):
         return join_members([F.cross_entropy(logits[k], y[k]) for k in range(len(logits))])
     samples = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none")
@@ -94,10 +91,7 @@ class MemberResult:
 
 def _load_member_data(configs: Sequence[RunConfig], device: torch.device) -> list[DatasetSplits]:
     """Each member's splits (they depend on its seed), loaded once per distinct seed."""
-    by_seed: dict[int, DatasetSplits] = {}
-    for config in configs:
-        if config.seed not in by_seed:
-            by_seed[config.seed] = load_dataset(config).to(device)
+    by_seed = {seed: load_dataset(config).to(device) for seed, config in {c.seed: c for c in configs}.items()}
     return [by_seed[config.seed] for config in configs]
 
 
@@ -185,8 +179,7 @@ class PackedTrainer:
                 model.load_state_dict(states[k]["model"])
             self.models.append(model)
         sparse = [c.sparsity for c in configs if c.sparsity is not None]
-        min_size = sparse[0].min_size if sparse else 0
-        prunable = [f"{name}.weight" for name, _ in pruned_layers(self.models[0], min_size)] if sparse else []
+        prunable = [f"{name}.weight" for name, _ in pruned_layers(self.models[0], sparse[0].min_size)] if sparse else []
         mode = forward_mode or ("vmap" if self.device.type == "cuda" and len(configs) > 1 and not hooked else "loop")
         memory_format = torch.channels_last if first.channels_last else torch.contiguous_format
         self.stack = StackedModel(self.models, prunable, mode, memory_format, [c.sparsity is not None for c in configs])
@@ -227,14 +220,12 @@ class PackedTrainer:
             with single_threaded(self.device):
                 self.sparsity.restore([state["sparsity"] for state in states], self.stack.weights)
         if self.epoch == self.epochs:
-            self._finish_all()
+            self._finish(range(len(self.rows)), "finished")
 
     def member_state(self, member_index: int) -> MemberState:
-        """Everything member ``member_index`` (running) needs to go on from the end of the last epoch.
-
-        The keys of :data:`~tuneprune.training.checkpoint.RUN_STATE_FORMAT` but ``torch_rng``. Valid
-        between epochs and inside the epoch's callback of that member (also after the last epoch).
-        """
+        """Everything running member ``member_index`` needs to go on from the end of the last epoch (the keys of
+        :data:`~tuneprune.training.checkpoint.RUN_STATE_FORMAT` but ``torch_rng``); valid between epochs and in
+        its epoch's callback."""
         member = self.members[member_index]
         position = self._position(member_index, "has a state to resume")
         momentum = self.stack.named_leaves(self.optimizer.momentum_buffers)
@@ -283,15 +274,10 @@ class PackedTrainer:
     def train_step(
         self, step: int, batches: Sequence[tuple[torch.Tensor, torch.Tensor]]
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """One optimizer step of every running member on its batch ``batches[k]`` at optimizer step ``step``:
-        each member's loss and its correct predictions per sample (:meth:`train_epoch` calls it ``steps_per_epoch`` times).
-
-        Nothing is read back to the host. A member whose loss is not finite trains on until
-        the epoch's end (no parameter is shared, so its NaNs stay in its own rows), where
-        :meth:`_drop_diverged` fails it: one check per epoch.
-        """
-        x = join_members([xb for xb, _ in batches])
-        y = join_members([yb for _, yb in batches])
+        """One optimizer step ``step`` of every running member on its batch ``batches[k]``: each member's loss and
+        its correct predictions per sample. Nothing is read back to the host: a member whose loss is not finite trains
+        on (its NaNs stay in its own rows) until :meth:`_drop_diverged` fails it at the epoch's end."""
+        x, y = (join_members(part) for part in zip(*batches, strict=True))
         for hook in self._running_hooks():
             hook.before_iteration()
         with single_threaded(self.device):
@@ -318,8 +304,7 @@ class PackedTrainer:
         return [hook for member_index in self.rows for hook in self.hooks[member_index]]
 
     def _hooks_after_backward(self, params: Sequence[torch.Tensor]) -> None:
-        """Run the hooks' ``after_backward`` with each hooked member's parameters' ``.grad`` the views of its
-        gradients (in the leaves), then unbind them."""
+        """The hooks' ``after_backward``, each hooked member's parameters' ``.grad`` views of its gradients then."""
         grads = self.stack.named_leaves([p.grad for p in params])
         hooked = [(position, self.models[m]) for position, m in enumerate(self.rows) if self.hooks[m]]
         for position, model in hooked:
@@ -331,9 +316,8 @@ class PackedTrainer:
             model.zero_grad(set_to_none=True)
 
     def _drop_diverged(self, epoch: int, step_losses: torch.Tensor) -> list[int]:
-        """Fail the members whose loss was NaN or infinite at some step of ``epoch`` (``step_losses``, ``[steps, K]``,
-        stay on the device during the epoch: this is its one read of them), naming the first such step; the
-        positions of the others, which go on."""
+        """Fail the members whose loss was NaN or infinite at a step of ``epoch`` (``step_losses``, ``[steps, K]``, read
+        once per epoch), naming the first such step; the positions of the others, which go on."""
         finite_steps = torch.isfinite(step_losses)
         finite = finite_steps.all(dim=0).tolist()
         for k, ok in enumerate(finite):
@@ -363,12 +347,11 @@ class PackedTrainer:
         self.stack.set_training(True)
         for loader in self.loaders:
             loader.set_epoch(epoch)
-        iterators = [iter(loader) for loader in self.loaders]
         step_losses = torch.empty(self.steps_per_epoch, len(self.rows), device=self.device)
         loss_sum = torch.zeros(len(self.rows), device=self.device)
         correct = torch.zeros(len(self.rows), device=self.device)
-        for i in range(self.steps_per_epoch):
-            losses, hits = self.train_step(epoch * self.steps_per_epoch + i, [next(it) for it in iterators])
+        for i, batches in enumerate(zip(*self.loaders, strict=True)):
+            losses, hits = self.train_step(epoch * self.steps_per_epoch + i, batches)
             step_losses[i] = losses
             loss_sum += losses * hits.shape[1]
             correct += hits.sum(1)
@@ -377,12 +360,11 @@ class PackedTrainer:
         self.epoch += 1
         if not self.rows:
             return {}
-        hook_metrics: list[dict[str, float]] = []
-        for member_index in self.rows:
-            hook_metrics.append({})
+        hook_metrics: list[dict[str, float]] = [{} for _ in self.rows]
+        for member_metrics, member_index in zip(hook_metrics, self.rows, strict=True):
             for hook in self.hooks[member_index]:
                 hook.end_epoch()
-                hook_metrics[-1].update(hook.metrics())
+                member_metrics.update(hook.metrics())
         sparse_metrics: list[dict[str, float]] = [{} for _ in self.rows]
         if self.stack.weights is not None:
             with single_threaded(self.device):
@@ -398,7 +380,6 @@ class PackedTrainer:
         epoch_time = time.perf_counter() - start
         reports = {}
         for k, member_index in enumerate(self.rows):
-            member = self.members[member_index]
             metrics: dict[str, float] = {"epoch": epoch + 1, **hook_metrics[k], **sparse_metrics[k]}
             metrics.update(
                 train_time=train_time,
@@ -411,35 +392,29 @@ class PackedTrainer:
                 lr=lrs[k],
                 epoch_time=epoch_time,
             )
-            member.history.append(metrics)
+            self.members[member_index].history.append(metrics)
             reports[member_index] = metrics
             for callback in callbacks:
                 callback(member_index, metrics)
         if self.epoch == self.epochs:
-            self._finish_all()
+            self._finish(range(len(self.rows)), "finished")
         return reports
 
-    def _finish_all(self) -> None:
-        """Finish every running member (after the last epoch)."""
-        for k in range(len(self.rows)):
-            self._finish(k, "finished")
-        self._keep([])
-
-    def _finish(self, position: int, status: str) -> None:
-        member_index = self.rows[position]
-        member = self.members[member_index]
+    def _finish(self, positions: Sequence[int], status: str) -> None:
+        """End the members at the stacked rows ``positions`` with ``status`` and their models; the others go on."""
         with torch.no_grad():
             weights = self._forward_weights()
-        model: nn.Module = self.stack.export(position, weights, self.models[member_index]).cpu()
-        data = self.data[position]
-        member.status = status
-        member.result = TrainResult(model, member.config, data.num_classes, data.in_channels, member.history)
+        for position in positions:
+            member = self.members[self.rows[position]]
+            model: nn.Module = self.stack.export(position, weights, self.models[self.rows[position]]).cpu()
+            data = self.data[position]
+            member.status = status
+            member.result = TrainResult(model, member.config, data.num_classes, data.in_channels, member.history)
+        self._keep([k for k in range(len(self.rows)) if k not in positions])
 
     def stop(self, member_index: int) -> None:
         """Take a running member out between epochs (early stopping); it keeps its model and history."""
-        position = self._position(member_index, "can be stopped")
-        self._finish(position, "stopped")
-        self._keep([k for k in range(len(self.rows)) if k != position])
+        self._finish([self._position(member_index, "can be stopped")], "stopped")
 
     def run(self, callbacks: Sequence[MemberCallback] = ()) -> list[MemberResult]:
         """Train until every member has finished, failed or been stopped."""
