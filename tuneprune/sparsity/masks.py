@@ -17,16 +17,26 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from tuneprune.sparsity.dispatch import Number, device_scalar, device_vector, on_numpy, select
+from tuneprune.sparsity.dispatch import Number, device_scalar, device_vector, on_numpy
 from tuneprune.sparsity.drop import Elimination
-from tuneprune.sparsity.kernels import compare_into
 from tuneprune.sparsity.rows import take_members
-from tuneprune.sparsity.segments import RowSegments
-from tuneprune.sparsity.stability import jaccard_from_counts
+from tuneprune.sparsity.segments import RowSegments, compare_into
 from tuneprune.sparsity.theta import ConstantTheta, LogDensityTheta, ThetaPolicy
 from tuneprune.sparsity.thresholds import FlatMagnitudes
 
 Theta = float | torch.Tensor  # one theta for every layer of a member, or one per layer
+
+
+def jaccard_from_counts(intersection: torch.Tensor, count_a: torch.Tensor, count_b: torch.Tensor) -> torch.Tensor:
+    """``|A and B| / |A or B|`` (Jaccard: intersection over union) from the counts (elementwise over layers); 1 when both sets are empty."""
+    union = count_a + count_b - intersection
+    return torch.where(union > 0, intersection / union.clamp(min=1), 1.0)
+
+
+def jaccard(mask_a: torch.Tensor, mask_b: torch.Tensor) -> float:
+    """Jaccard index of the kept (True) entries of two masks; 1.0 for two empty masks, mask stability (formulas §3)."""
+    a, b = mask_a.bool(), mask_b.bool()
+    return float(jaccard_from_counts((a & b).sum(), a.sum(), b.sum()))
 
 
 @dataclass(frozen=True)
@@ -294,12 +304,9 @@ def _elimination_quantiles(
     if elimination is None or applies is False:
         return kept_counts.new_zeros(shape, dtype=torch.float64)
     if elimination.mode == "layer":
-        quantiles = select(applies, elimination.layer_quantiles(kept_counts, layer_sizes), 0.0)
-        assert isinstance(quantiles, torch.Tensor)  # applies is True or a tensor here
-        return quantiles
-    quantile = elimination.rho * sparsity
-    if isinstance(quantile, torch.Tensor):
-        chosen = select(applies, quantile, 0.0)
-        assert isinstance(chosen, torch.Tensor)  # applies is True or a tensor here
-        return chosen.expand(shape)
-    return kept_counts.new_full(shape, quantile, dtype=torch.float64)
+        quantiles = elimination.layer_quantiles(kept_counts, layer_sizes)
+    elif isinstance(sparsity, torch.Tensor):
+        quantiles = (elimination.rho * sparsity).expand(shape)
+    else:
+        return kept_counts.new_full(shape, elimination.rho * sparsity, dtype=torch.float64)
+    return quantiles if applies is True else torch.where(applies, quantiles, 0.0)
