@@ -183,15 +183,13 @@ class MaskBuilder:
         return list(table.unbind()), table, (table > 0)[:, None], None
 
     def _thetas(self, kept_counts: torch.Tensor) -> list[Theta]:
-        """Each member's theta by its own policy from its layers' densities (formulas §2); 1 for a dense member."""
-        thetas: list[Theta] = []
-        for rule, counts in zip(self.rules, self._member_rows(kept_counts), strict=True):
-            policy = None if rule is None else rule.theta_policy
-            if policy is None or isinstance(policy, ConstantTheta):  # no density needed
-                thetas.append(1.0 if policy is None else policy.value)
-            else:
-                thetas.append(policy.layer_thetas(counts / self.layer_sizes))
-        return thetas
+        """Each member's theta by its own policy from its layers' densities (formulas §2; a constant needs none), 1 for a
+        dense member."""
+        policies = [ConstantTheta(1.0) if rule is None else rule.theta_policy for rule in self.rules]
+        return [
+            policy.value if isinstance(policy, ConstantTheta) else policy.layer_thetas(counts / self.layer_sizes)
+            for policy, counts in zip(policies, self._member_rows(kept_counts), strict=True)
+        ]
 
     def build(self, weights: torch.Tensor, sparsities: Sequence[Number] | torch.Tensor, slot: int = 0) -> Masks:
         """Masks of every member at its own sparsity ``sparsities[k]`` (formulas §1.4), into buffer ``slot`` (0 or 1).
@@ -261,7 +259,6 @@ class MaskBuilder:
             return None
         scale = self._scales[masks.slot][1]
         uniform = all(rule is None or rule.uniform_theta for rule in self.rules)
-        pruned: torch.Tensor
         first = thetas[0]
         if not any(isinstance(t, torch.Tensor) for t in thetas):
             if len(thetas) == 1:
