@@ -16,9 +16,8 @@ _TORCH_COMPARISONS = {"gt": torch.gt, "lt": torch.lt}
 class Segments:
     """The layers of a flat buffer: ``sizes[l]`` consecutive entries each, in layer order.
 
-    ``ids`` (one segment index per entry; ``None`` for a single segment) and ``lengths``
-    are precomputed on the buffer's device, so that per-layer reductions and per-layer constants take one operation for
-    all layers, without a Python loop and without a host sync.
+    ``ids`` (one segment index per entry; ``None`` for a single segment) and ``lengths`` are precomputed on the
+    buffer's device, so that a per-layer reduction or constant takes one operation, without a host sync.
     """
 
     def __init__(self, sizes: Sequence[int], device: torch.device | str) -> None:
@@ -60,10 +59,7 @@ class Segments:
 
     def spread(self, per_segment: torch.Tensor) -> torch.Tensor:
         """A flat tensor holding ``per_segment[l]`` at every entry of segment ``l`` (one gather)."""
-        if self.count == 1:
-            return per_segment.expand(self.total)
-        assert self.ids is not None  # more than one segment
-        return per_segment.index_select(0, self.ids)
+        return per_segment.expand(self.total) if self.ids is None else per_segment.index_select(0, self.ids)
 
 
 class RowSegments:
