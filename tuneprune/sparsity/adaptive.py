@@ -72,10 +72,8 @@ def _measured(mu: Number) -> Number:
 
 
 def _alongside(value: Number, mu: Number) -> Number:
-    """``value`` in the form of ``mu`` (a float64 tensor on its device, or a float): one update never mixes the two.
-
-    So a restored checkpoint (floats) continues on the device exactly as an uninterrupted run.
-    """
+    """``value`` in the form of ``mu`` (a float64 tensor on its device, or a float): one update never mixes the two,
+    so a restored checkpoint (floats) continues on the device exactly as an uninterrupted run."""
     return device_scalar(value, mu.device) if isinstance(mu, torch.Tensor) else float(value)
 
 
