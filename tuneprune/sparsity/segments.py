@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import accumulate, pairwise
 
 import numpy as np
 import torch
@@ -32,7 +33,9 @@ class Segments:
         self.starts = self.ends + 1 - self.lengths
         arange = torch.arange(self.count, device=self.device)
         self.ids = torch.repeat_interleave(arange, self.lengths) if self.count > 1 else None
-        self._numpy_starts = np.asarray([0, *np.cumsum(self.sizes)[:-1]], dtype=np.int64)
+        self.slices = [
+            slice(start, end) for start, end in pairwise(accumulate(self.sizes, initial=0))
+        ]  # for numpy views
 
     def counts(self, mask: torch.Tensor) -> torch.Tensor:
         """Number of True entries of a flat boolean ``mask`` in each segment (int64, on its device).
@@ -44,8 +47,7 @@ class Segments:
         """
         if on_numpy(mask):
             array = mask.numpy()
-            bounds = zip(self._numpy_starts.tolist(), self.sizes, strict=True)
-            return torch.tensor([np.count_nonzero(array[start : start + size]) for start, size in bounds])
+            return torch.tensor([np.count_nonzero(array[piece]) for piece in self.slices])
         return self.reduced_counts(mask)
 
     def reduced_counts(self, mask: torch.Tensor) -> torch.Tensor:
@@ -125,9 +127,7 @@ def compare_into(
         if thresholds.dim() == 0:
             ufunc(array, thresholds.item(), out=result)
             return
-        start = 0
-        for size, threshold in zip(segments.sizes, thresholds.tolist(), strict=True):
-            ufunc(array[start : start + size], threshold, out=result[start : start + size])
-            start += size
+        for piece, threshold in zip(segments.slices, thresholds.tolist(), strict=True):
+            ufunc(array[piece], threshold, out=result[piece])
         return
     _TORCH_COMPARISONS[op](values, thresholds if thresholds.dim() == 0 else segments.spread(thresholds), out=out)

@@ -54,25 +54,16 @@ def segmented_quantiles(values: torch.Tensor, segments: Segments, q: float | tor
     return torch.where(q > 0, quantile, 0.0).to(values.dtype)
 
 
-def _partition_quantiles(array: np.ndarray, qs: Sequence[float], dtype: torch.dtype) -> list[torch.Tensor]:
-    """Quantiles ``qs`` of a 1-D numpy array (partitioned in place) as 0-dim CPU tensors.
-
-    Ranks are taken from the largest down, each partition working on the prefix left by
-    the previous one; ``x_(r+1)`` is the minimum of the part above ``r`` in that prefix.
-    """
-    n = len(array)
-    lowers = {q: min(int(q * (n - 1)), n - 1) for q in qs if q > 0}  # the lower order statistic of each q
-    pairs = {}
-    end = n
-    for r in sorted(set(lowers.values()), reverse=True):
-        head = array[:end]
-        head.partition(r)
-        upper = head[r + 1 :].min() if r + 1 < end else head[r]
-        pairs[r] = (torch.tensor(float(head[r]), dtype=dtype), torch.tensor(float(upper), dtype=dtype))
-        end = r + 1
-    return [
-        torch.lerp(*pairs[lowers[q]], q * (n - 1) - lowers[q]) if q > 0 else torch.zeros((), dtype=dtype) for q in qs
-    ]
+def _partition_quantile(array: np.ndarray, q: float, dtype: torch.dtype) -> torch.Tensor:
+    """The ``q``-quantile of a 1-D numpy array (partitioned in place) as a 0-dim CPU tensor; ``x_(r+1)`` is the
+    minimum of the part above ``x_(r)``."""
+    if q <= 0:
+        return torch.zeros((), dtype=dtype)
+    position = q * (len(array) - 1)
+    r = min(int(position), len(array) - 1)
+    array.partition(r)
+    upper = array[r + 1 :].min() if r + 1 < len(array) else array[r]
+    return torch.lerp(torch.tensor(float(array[r]), dtype=dtype), torch.tensor(float(upper), dtype=dtype), position - r)
 
 
 def magnitude_quantiles(values: torch.Tensor, qs: Sequence[float]) -> list[torch.Tensor]:
@@ -83,7 +74,8 @@ def magnitude_quantiles(values: torch.Tensor, qs: Sequence[float]) -> list[torch
     """
     values = values.detach()
     if on_numpy(values):
-        return _partition_quantiles(values.numpy().copy(), qs, values.dtype)
+        array = values.numpy().copy()
+        return [_partition_quantile(array, q, values.dtype) for q in qs]
     segments = Segments([values.numel()], values.device)
     return [segmented_quantiles(values, segments, q)[0] for q in qs]
 
@@ -130,10 +122,9 @@ class FlatMagnitudes:
             self._scratch = torch.empty_like(self.flat)
         array = self._scratch.numpy()
         np.copyto(array, self.flat.numpy())
-        bounds = np.cumsum([0, *segments.sizes])
         return torch.stack(
             [
-                _partition_quantiles(array[a:b], [q_l], self.flat.dtype)[0]
-                for a, b, q_l in zip(bounds[:-1], bounds[1:], qs, strict=True)
+                _partition_quantile(array[piece], q_l, self.flat.dtype)
+                for piece, q_l in zip(segments.slices, qs, strict=True)
             ]
         )
