@@ -101,12 +101,10 @@ class FlatThreshold:
         # layer thresholds (one T_l per piece of ``layout``) are spread to the weights by the per-weight layer ids,
         # made here: made inside an iteration, the copy of the layer sizes to the device would wait for it (§10.6)
         self._layer_segments = layout.segments if layer_thresholds and layout is not None else None
-        self.threshold: torch.Tensor | None = None
-        self.scales: list[torch.Tensor] | None = None
-        self.active: torch.Tensor | None = None
-        self._pieces: list[torch.Tensor | None] = [None] * len(self.weights)
+        self._pieces: list[torch.Tensor | None] = []
         self._versions: list[int] = []
         self._grad_mode = False
+        self.set(None, None)  # no pruning until the first install
 
     def set(
         self, threshold: torch.Tensor | None, scales: list[torch.Tensor] | None, active: torch.Tensor | None = None
@@ -159,9 +157,7 @@ class ThresholdedWeight(nn.Module):
         self.shared, self.index = shared, index
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
-        if self.shared is None:
-            return weight
-        return self.shared.piece(self.index, weight)
+        return weight if self.shared is None else self.shared.piece(self.index, weight)
 
     def extra_repr(self) -> str:
         return f"index={self.index}"
