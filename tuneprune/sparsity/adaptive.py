@@ -53,8 +53,7 @@ def preset_constants(preset: str, model_family: str = ModelFamily.RESNET) -> dic
         return {**PRESETS[preset], "D": by_family[model_family]}
     path = Path(preset)
     if not path.is_file():
-        allowed = " nor ".join(PRESETS)
-        raise ConfigError(f"sparsity.scheduler.preset = {preset!r}: neither {allowed} nor a YAML file")
+        raise ConfigError(f"sparsity.scheduler.preset = {preset!r}: neither {' nor '.join(PRESETS)} nor a YAML file")
     return load_numbers(path, "ABCD", "an adaptive preset")
 
 
