@@ -69,11 +69,10 @@ class Masks:
     """Masks of all members at their sparsities; per-weight tensors are ``[K, N]``.
 
     ``sparsities`` holds each member's ``S_k`` (0 for a dense one; floats or 0-dim float64
-    tensors, as the module docstring says). ``active`` marks
-    the rows computing with ``P_T(w)``: sparse members with ``S_k > 0`` (the others use
-    ``w`` itself, formulas §1.2), as ``[K, 1]`` (0-dim for one member on the accelerator
-    path); ``host_active`` the same as bools where the host knows them (the CPU path),
-    else None. ``thresholds`` holds T per segment of the builder's threshold cut (one per
+    tensors, as the module docstring says). ``active`` marks the rows computing with
+    ``P_T(w)``: sparse members with ``S_k > 0`` (the others use ``w`` itself, formulas
+    §1.2), as ``[K, 1]`` (0-dim for one member on the accelerator path); ``host_active``
+    the same as bools where the host knows them (the CPU path), else None. ``thresholds`` holds T per segment of the builder's threshold cut (one per
     member, or one per layer of a member with layer thresholds); counts are per member
     and layer, ``[K * L]`` member-major; ``thetas`` each member's theta (a float, or a
     tensor of one per layer). ``slot`` names the builder's buffer holding ``kept`` (0 or 1).
@@ -291,12 +290,8 @@ def _elimination_quantiles(
     layer_sizes: torch.Tensor,
     per_layer: bool,
 ) -> torch.Tensor:
-    """The quantile of t (float64): ``rho S_k`` (global), ``rho S_{l,k}`` (layer), 0 where none applies.
-
-    One per layer when ``per_layer``, else one for the member (0-dim: no member's t is per
-    layer). ``applies`` a 0-dim bool tensor (the accelerator path) selects by
-    ``torch.where``, unread.
-    """
+    """The quantile of t (float64): ``rho S_k`` (global), ``rho S_{l,k}`` (layer), 0 where none applies (a 0-dim
+    bool tensor ``applies`` selects unread); one per layer when ``per_layer``, else 0-dim for the member."""
     shape = kept_counts.shape if per_layer else ()
     if elimination is None or applies is False:
         return kept_counts.new_zeros(shape, dtype=torch.float64)
