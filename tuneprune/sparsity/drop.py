@@ -42,5 +42,5 @@ class Elimination:
         return started & (sparsity >= self.final_sparsity - _REACHED)
 
     def layer_quantiles(self, kept_counts: torch.Tensor, layer_sizes: torch.Tensor) -> torch.Tensor:
-        """``rho * S_{l,k}`` per layer, ``S_{l,k} = 1 - kept_l / n_l`` the sparsity layer l reached under T (float64)."""
+        """``rho * S_{l,k}`` per layer (float64), ``S_{l,k} = 1 - kept_l / n_l`` the sparsity of layer l under T."""
         return (1.0 - kept_counts / layer_sizes).double() * self.rho

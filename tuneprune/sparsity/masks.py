@@ -72,10 +72,11 @@ class Masks:
     tensors, as the module docstring says). ``active`` marks the rows computing with
     ``P_T(w)``: sparse members with ``S_k > 0`` (the others use ``w`` itself, formulas
     §1.2), as ``[K, 1]`` (0-dim for one member on the accelerator path); ``host_active``
-    the same as bools where the host knows them (the CPU path), else None. ``thresholds`` holds T per segment of the builder's threshold cut (one per
-    member, or one per layer of a member with layer thresholds); counts are per member
-    and layer, ``[K * L]`` member-major; ``thetas`` each member's theta (a float, or a
-    tensor of one per layer). ``slot`` names the builder's buffer holding ``kept`` (0 or 1).
+    the same as bools where the host knows them (the CPU path), else None. ``thresholds``
+    holds T per segment of the builder's threshold cut (one per member, or one per layer of
+    a member with layer thresholds); counts are per member and layer, ``[K * L]``
+    member-major; ``thetas`` each member's theta (a float, or a tensor of one per layer).
+    ``slot`` names the builder's buffer holding ``kept`` (0 or 1).
     """
 
     sparsities: list[Number]
@@ -182,8 +183,8 @@ class MaskBuilder:
         return list(table.unbind()), table, (table > 0)[:, None], None
 
     def _thetas(self, kept_counts: torch.Tensor) -> list[Theta]:
-        """Each member's theta by its own policy from its layers' densities (formulas §2; a constant needs none), 1 for a
-        dense member."""
+        """Each member's theta by its own policy from its layers' densities (formulas §2; a constant needs none), 1
+        for a dense member."""
         policies = [ConstantTheta(1.0) if rule is None else rule.theta_policy for rule in self.rules]
         return [
             policy.value if isinstance(policy, ConstantTheta) else policy.layer_thetas(counts / self.layer_sizes)
