@@ -52,8 +52,7 @@ from tuneprune.shared.config import ConfigError, format_validation_error, valida
 from tuneprune.sparsity import SparsityConfig, original_weight
 from tuneprune.sparsity.dispatch import accelerator_path
 from tuneprune.sparsity.segments import Segments
-from tuneprune.sparsity.selection import segmented_quantiles
-from tuneprune.sparsity.thresholds import FlatMagnitudes
+from tuneprune.sparsity.thresholds import FlatMagnitudes, segmented_quantiles
 
 
 def _timed(fn: Callable[[], object], device: torch.device) -> float:

@@ -32,7 +32,7 @@ from tuneprune.sparsity import (
     threshold_operator,
 )
 from tuneprune.sparsity.dispatch import accelerator_path, on_numpy
-from tuneprune.sparsity.stability import jaccard
+from tuneprune.sparsity.masks import jaccard
 
 STEPS_PER_EPOCH, EPOCHS, ITERATIONS = 3, 2, 5
 THETAS = {

@@ -4,8 +4,7 @@ import pytest
 import torch
 
 from tuneprune.sparsity.flat import FlatLayout, flatten_parameters
-from tuneprune.sparsity.kernels import compare_into
-from tuneprune.sparsity.segments import Segments
+from tuneprune.sparsity.segments import Segments, compare_into
 
 
 def test_counts_by_numpy_and_by_one_running_sum_agree():

@@ -4,8 +4,7 @@ import pytest
 import torch
 
 from tuneprune.sparsity.segments import Segments
-from tuneprune.sparsity.selection import segmented_quantiles
-from tuneprune.sparsity.thresholds import magnitude_quantiles
+from tuneprune.sparsity.thresholds import magnitude_quantiles, segmented_quantiles
 
 QS = [0.0, 1e-4, 0.1, 0.5, 0.9, 0.95, 0.999, 1.0]
 

@@ -7,7 +7,7 @@ from tuneprune.sparsity.adaptive import PRESETS, AdaptiveScheduler, ModelFamily,
 from tuneprune.sparsity.config import DropConfig, SchedulerConfig, SparsityConfig, ThetaConfig
 from tuneprune.sparsity.drop import Elimination
 from tuneprune.sparsity.layers import original_weight, prunable_layers, prunable_sparsity
-from tuneprune.sparsity.operator import threshold_operator
+from tuneprune.sparsity.masks import jaccard
 from tuneprune.sparsity.schedules import (
     AdaptiveSchedule,
     ConstantSchedule,
@@ -17,7 +17,7 @@ from tuneprune.sparsity.schedules import (
     cubic_sparsity,
 )
 from tuneprune.sparsity.sparsifier import Sparsifier
-from tuneprune.sparsity.stability import jaccard
+from tuneprune.sparsity.ste import threshold_operator
 from tuneprune.sparsity.theta import (
     ConstantTheta,
     FeatherTheta,

@@ -53,8 +53,7 @@ def preset_constants(preset: str, model_family: str = ModelFamily.RESNET) -> dic
         return {**PRESETS[preset], "D": by_family[model_family]}
     path = Path(preset)
     if not path.is_file():
-        allowed = " nor ".join(PRESETS)
-        raise ConfigError(f"sparsity.scheduler.preset = {preset!r}: neither {allowed} nor a YAML file")
+        raise ConfigError(f"sparsity.scheduler.preset = {preset!r}: neither {' nor '.join(PRESETS)} nor a YAML file")
     return load_numbers(path, "ABCD", "an adaptive preset")
 
 
@@ -72,10 +71,8 @@ def _measured(mu: Number) -> Number:
 
 
 def _alongside(value: Number, mu: Number) -> Number:
-    """``value`` in the form of ``mu`` (a float64 tensor on its device, or a float): one update never mixes the two.
-
-    So a restored checkpoint (floats) continues on the device exactly as an uninterrupted run.
-    """
+    """``value`` in the form of ``mu`` (a float64 tensor on its device, or a float): one update never mixes the two,
+    so a restored checkpoint (floats) continues on the device exactly as an uninterrupted run."""
     return device_scalar(value, mu.device) if isinstance(mu, torch.Tensor) else float(value)
 
 

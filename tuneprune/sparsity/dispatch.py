@@ -41,33 +41,23 @@ def accelerator_path() -> Iterator[None]:
 
 
 def select(condition: bool | torch.Tensor, if_true: Number, if_false: Number) -> Number:
-    """``if_true`` where ``condition`` holds, else ``if_false``.
-
-    A Python choice for a host bool; ``torch.where`` for a tensor condition, so that a value
-    living on the device is branched on without being read back.
-    """
+    """``if_true`` where ``condition`` holds, else ``if_false``; a tensor condition by ``torch.where``, unread."""
     if isinstance(condition, torch.Tensor):
         return torch.where(condition, if_true, if_false)
     return if_true if condition else if_false
 
 
 def device_scalar(value: Number, device: torch.device) -> torch.Tensor:
-    """``value`` (a float, or a tensor of any shape) as float64 on ``device`` without waiting for the device.
-
-    A float becomes a fill (the value travels as a kernel argument), a tensor elsewhere a
-    non-blocking copy; a float64 tensor already there is returned as it is.
-    """
+    """``value`` (a float, or a tensor of any shape) as float64 on ``device`` without waiting for the device: a
+    float becomes a fill (the value travels as a kernel argument), a tensor a non-blocking copy."""
     if isinstance(value, torch.Tensor):
         return value.to(device=device, dtype=torch.float64, non_blocking=True)
     return torch.full((), value, dtype=torch.float64, device=device)
 
 
 def device_vector(values: Sequence[Number], device: torch.device) -> torch.Tensor:
-    """``values`` (floats or 0-dim tensors) as a ``[K]`` float64 tensor on ``device`` without waiting for the device.
-
-    One :func:`device_scalar` each, stacked: a host list copied to an accelerator would
-    wait for the device to drain first (formulas §10.6).
-    """
+    """``values`` (floats or 0-dim tensors) as a ``[K]`` float64 tensor on ``device``, one :func:`device_scalar`
+    each: a host list copied to an accelerator would wait for the device to drain first (formulas §10.6)."""
     return torch.stack([device_scalar(value, device) for value in values])
 
 

@@ -32,11 +32,8 @@ class Elimination:
         return cls(config.rho, final_sparsity, config.mode, config.timeframe)
 
     def applies(self, sparsity: float | torch.Tensor) -> bool | torch.Tensor:
-        """Whether weights are eliminated at the scheduler's sparsity ``sparsity``.
-
-        A bool for a float ``sparsity``; for a 0-dim tensor (the accelerator path) a 0-dim
-        bool tensor, computed without reading it (``False`` when ``rho = 0``).
-        """
+        """Whether weights are eliminated at the scheduler's ``sparsity``: for a 0-dim tensor (the accelerator path)
+        a 0-dim bool tensor, unread (``False`` when ``rho = 0``)."""
         if self.rho <= 0:
             return False
         started = sparsity > 0
@@ -45,8 +42,5 @@ class Elimination:
         return started & (sparsity >= self.final_sparsity - _REACHED)
 
     def layer_quantiles(self, kept_counts: torch.Tensor, layer_sizes: torch.Tensor) -> torch.Tensor:
-        """``rho * S_{l,k}`` per layer, ``S_{l,k} = 1 - kept_l / n_l`` the sparsity layer l reached under T.
-
-        In float64 on the counts' device (no host sync).
-        """
+        """``rho * S_{l,k}`` per layer (float64), ``S_{l,k} = 1 - kept_l / n_l`` the sparsity of layer l under T."""
         return (1.0 - kept_counts / layer_sizes).double() * self.rho

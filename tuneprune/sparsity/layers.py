@@ -7,7 +7,6 @@ import torch.nn as nn
 
 from tuneprune.shared.config import ConfigError
 
-PRUNABLE_TYPES = (nn.Conv2d, nn.Linear)
 PrunableLayer = nn.Conv2d | nn.Linear
 
 
@@ -20,7 +19,7 @@ def prunable_layers(model: nn.Module, min_size: int = 0) -> list[tuple[str, Prun
     return [
         (name, module)
         for name, module in model.named_modules()
-        if isinstance(module, PRUNABLE_TYPES) and module.weight.numel() >= min_size
+        if isinstance(module, PrunableLayer) and module.weight.numel() >= min_size
     ]
 
 

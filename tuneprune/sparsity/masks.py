@@ -17,16 +17,26 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from tuneprune.sparsity.dispatch import Number, device_scalar, device_vector, on_numpy, select
+from tuneprune.sparsity.dispatch import Number, device_scalar, device_vector, on_numpy
 from tuneprune.sparsity.drop import Elimination
-from tuneprune.sparsity.kernels import compare_into
 from tuneprune.sparsity.rows import take_members
-from tuneprune.sparsity.segments import RowSegments
-from tuneprune.sparsity.stability import jaccard_from_counts
+from tuneprune.sparsity.segments import RowSegments, compare_into
 from tuneprune.sparsity.theta import ConstantTheta, LogDensityTheta, ThetaPolicy
 from tuneprune.sparsity.thresholds import FlatMagnitudes
 
 Theta = float | torch.Tensor  # one theta for every layer of a member, or one per layer
+
+
+def jaccard_from_counts(intersection: torch.Tensor, count_a: torch.Tensor, count_b: torch.Tensor) -> torch.Tensor:
+    """``|A and B| / |A or B|`` (Jaccard: intersection over union) from the counts (elementwise over layers); 1 when both sets are empty."""
+    union = count_a + count_b - intersection
+    return torch.where(union > 0, intersection / union.clamp(min=1), 1.0)
+
+
+def jaccard(mask_a: torch.Tensor, mask_b: torch.Tensor) -> float:
+    """Jaccard index of the kept (True) entries of two masks; 1.0 for two empty masks, mask stability (formulas §3)."""
+    a, b = mask_a.bool(), mask_b.bool()
+    return float(jaccard_from_counts((a & b).sum(), a.sum(), b.sum()))
 
 
 @dataclass(frozen=True)
@@ -59,14 +69,14 @@ class Masks:
     """Masks of all members at their sparsities; per-weight tensors are ``[K, N]``.
 
     ``sparsities`` holds each member's ``S_k`` (0 for a dense one; floats or 0-dim float64
-    tensors, as the module docstring says). ``active`` marks
-    the rows computing with ``P_T(w)``: sparse members with ``S_k > 0`` (the others use
-    ``w`` itself, formulas §1.2), as ``[K, 1]`` (0-dim for one member on the accelerator
-    path); ``host_active`` the same as bools where the host knows them (the CPU path),
-    else None. ``thresholds`` holds T per segment of the builder's threshold cut (one per
-    member, or one per layer of a member with layer thresholds); counts are per member
-    and layer, ``[K * L]`` member-major; ``thetas`` each member's theta (a float, or a
-    tensor of one per layer). ``slot`` names the builder's buffer holding ``kept`` (0 or 1).
+    tensors, as the module docstring says). ``active`` marks the rows computing with
+    ``P_T(w)``: sparse members with ``S_k > 0`` (the others use ``w`` itself, formulas
+    §1.2), as ``[K, 1]`` (0-dim for one member on the accelerator path); ``host_active``
+    the same as bools where the host knows them (the CPU path), else None. ``thresholds``
+    holds T per segment of the builder's threshold cut (one per member, or one per layer of
+    a member with layer thresholds); counts are per member and layer, ``[K * L]``
+    member-major; ``thetas`` each member's theta (a float, or a tensor of one per layer).
+    ``slot`` names the builder's buffer holding ``kept`` (0 or 1).
     """
 
     sparsities: list[Number]
@@ -173,15 +183,13 @@ class MaskBuilder:
         return list(table.unbind()), table, (table > 0)[:, None], None
 
     def _thetas(self, kept_counts: torch.Tensor) -> list[Theta]:
-        """Each member's theta by its own policy from its layers' densities (formulas §2); 1 for a dense member."""
-        thetas: list[Theta] = []
-        for rule, counts in zip(self.rules, self._member_rows(kept_counts), strict=True):
-            policy = None if rule is None else rule.theta_policy
-            if policy is None or isinstance(policy, ConstantTheta):  # no density needed
-                thetas.append(1.0 if policy is None else policy.value)
-            else:
-                thetas.append(policy.layer_thetas(counts / self.layer_sizes))
-        return thetas
+        """Each member's theta by its own policy from its layers' densities (formulas §2; a constant needs none), 1
+        for a dense member."""
+        policies = [ConstantTheta(1.0) if rule is None else rule.theta_policy for rule in self.rules]
+        return [
+            policy.value if isinstance(policy, ConstantTheta) else policy.layer_thetas(counts / self.layer_sizes)
+            for policy, counts in zip(policies, self._member_rows(kept_counts), strict=True)
+        ]
 
     def build(self, weights: torch.Tensor, sparsities: Sequence[Number] | torch.Tensor, slot: int = 0) -> Masks:
         """Masks of every member at its own sparsity ``sparsities[k]`` (formulas §1.4), into buffer ``slot`` (0 or 1).
@@ -251,7 +259,6 @@ class MaskBuilder:
             return None
         scale = self._scales[masks.slot][1]
         uniform = all(rule is None or rule.uniform_theta for rule in self.rules)
-        pruned: torch.Tensor
         first = thetas[0]
         if not any(isinstance(t, torch.Tensor) for t in thetas):
             if len(thetas) == 1:
@@ -284,22 +291,15 @@ def _elimination_quantiles(
     layer_sizes: torch.Tensor,
     per_layer: bool,
 ) -> torch.Tensor:
-    """The quantile of t (float64): ``rho S_k`` (global), ``rho S_{l,k}`` (layer), 0 where none applies.
-
-    One per layer when ``per_layer``, else one for the member (0-dim: no member's t is per
-    layer). ``applies`` a 0-dim bool tensor (the accelerator path) selects by
-    ``torch.where``, unread.
-    """
+    """The quantile of t (float64): ``rho S_k`` (global), ``rho S_{l,k}`` (layer), 0 where none applies (a 0-dim
+    bool tensor ``applies`` selects unread); one per layer when ``per_layer``, else 0-dim for the member."""
     shape = kept_counts.shape if per_layer else ()
     if elimination is None or applies is False:
         return kept_counts.new_zeros(shape, dtype=torch.float64)
     if elimination.mode == "layer":
-        quantiles = select(applies, elimination.layer_quantiles(kept_counts, layer_sizes), 0.0)
-        assert isinstance(quantiles, torch.Tensor)  # applies is True or a tensor here
-        return quantiles
-    quantile = elimination.rho * sparsity
-    if isinstance(quantile, torch.Tensor):
-        chosen = select(applies, quantile, 0.0)
-        assert isinstance(chosen, torch.Tensor)  # applies is True or a tensor here
-        return chosen.expand(shape)
-    return kept_counts.new_full(shape, quantile, dtype=torch.float64)
+        quantiles = elimination.layer_quantiles(kept_counts, layer_sizes)
+    elif isinstance(sparsity, torch.Tensor):
+        quantiles = (elimination.rho * sparsity).expand(shape)
+    else:
+        return kept_counts.new_full(shape, elimination.rho * sparsity, dtype=torch.float64)
+    return quantiles if applies is True else torch.where(applies, quantiles, 0.0)

@@ -38,17 +38,14 @@ class Schedule(Protocol):
     def sparsity_at(self, step: int) -> float | torch.Tensor:
         """``S_k`` for iteration ``step``: a float, or a 0-dim tensor when it depends on values that live on the
         device (the adaptive schedule on the accelerator path, formulas §10.6), read only where the host needs it."""
-        ...
 
     def observe(self, step: int, stability: torch.Tensor) -> None:
         """Take the mean mask stability ``mu_k`` measured at iteration ``step``, a 0-dim tensor on the weights'
         device: a schedule that ignores it costs no host read."""
-        ...
 
     @property
     def lam(self) -> float:
         """The adaptive scheduler's lambda (reported per epoch); 0 for the others."""
-        ...
 
     def state_dict(self) -> dict[str, Any]: ...
 

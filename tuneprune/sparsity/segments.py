@@ -1,21 +1,24 @@
-"""Consecutive segments of a flat buffer, one per prunable layer, and reductions over them."""
+"""Consecutive segments of a flat buffer, one per prunable layer, and reductions and comparisons over them."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import accumulate, pairwise
 
 import numpy as np
 import torch
 
 from tuneprune.sparsity.dispatch import on_numpy
 
+_NUMPY_COMPARISONS = {"gt": np.greater, "lt": np.less}
+_TORCH_COMPARISONS = {"gt": torch.gt, "lt": torch.lt}
+
 
 class Segments:
     """The layers of a flat buffer: ``sizes[l]`` consecutive entries each, in layer order.
 
-    ``ids`` (one segment index per entry; ``None`` for a single segment) and ``lengths``
-    are precomputed on the buffer's device, so that per-layer reductions and per-layer constants take one operation for
-    all layers, without a Python loop and without a host sync.
+    ``ids`` (one segment index per entry; ``None`` for a single segment) and ``lengths`` are precomputed on the
+    buffer's device, so that a per-layer reduction or constant takes one operation, without a host sync.
     """
 
     def __init__(self, sizes: Sequence[int], device: torch.device | str) -> None:
@@ -30,7 +33,9 @@ class Segments:
         self.starts = self.ends + 1 - self.lengths
         arange = torch.arange(self.count, device=self.device)
         self.ids = torch.repeat_interleave(arange, self.lengths) if self.count > 1 else None
-        self._numpy_starts = np.asarray([0, *np.cumsum(self.sizes)[:-1]], dtype=np.int64)
+        self.slices = [
+            slice(start, end) for start, end in pairwise(accumulate(self.sizes, initial=0))
+        ]  # for numpy views
 
     def counts(self, mask: torch.Tensor) -> torch.Tensor:
         """Number of True entries of a flat boolean ``mask`` in each segment (int64, on its device).
@@ -42,8 +47,7 @@ class Segments:
         """
         if on_numpy(mask):
             array = mask.numpy()
-            bounds = zip(self._numpy_starts.tolist(), self.sizes, strict=True)
-            return torch.tensor([np.count_nonzero(array[start : start + size]) for start, size in bounds])
+            return torch.tensor([np.count_nonzero(array[piece]) for piece in self.slices])
         return self.reduced_counts(mask)
 
     def reduced_counts(self, mask: torch.Tensor) -> torch.Tensor:
@@ -57,10 +61,7 @@ class Segments:
 
     def spread(self, per_segment: torch.Tensor) -> torch.Tensor:
         """A flat tensor holding ``per_segment[l]`` at every entry of segment ``l`` (one gather)."""
-        if self.count == 1:
-            return per_segment.expand(self.total)
-        assert self.ids is not None  # more than one segment
-        return per_segment.index_select(0, self.ids)
+        return per_segment.expand(self.total) if self.ids is None else per_segment.index_select(0, self.ids)
 
 
 class RowSegments:
@@ -109,3 +110,24 @@ class RowSegments:
         if self.whole_rows:
             return per_segment.view(-1, 1)
         return self.segments.spread(per_segment).view(self.shape)
+
+
+def compare_into(
+    op: str, values: torch.Tensor, thresholds: torch.Tensor, segments: Segments, out: torch.Tensor
+) -> None:
+    """``out = values op T``, ``op`` ``gt`` or ``lt``; ``thresholds`` one 0-dim T or one T_l per segment.
+
+    On the CPU numpy ufuncs on the tensors' own memory (single-threaded SIMD loops, about
+    ten times faster than ``torch.gt`` with a 0-dim threshold on a busy machine; reading a
+    CPU threshold is no device sync); on an accelerator one torch operation over the flat
+    buffer, the per-segment thresholds spread by the segment ids.
+    """
+    if on_numpy(values, out):
+        ufunc, array, result = _NUMPY_COMPARISONS[op], values.numpy(), out.numpy()
+        if thresholds.dim() == 0:
+            ufunc(array, thresholds.item(), out=result)
+            return
+        for piece, threshold in zip(segments.slices, thresholds.tolist(), strict=True):
+            ufunc(array[piece], threshold, out=result[piece])
+        return
+    _TORCH_COMPARISONS[op](values, thresholds if thresholds.dim() == 0 else segments.spread(thresholds), out=out)

@@ -109,10 +109,8 @@ class Sparsifier:
         return sum(stabilities) / len(stabilities) if stabilities else 1.0
 
     def metrics(self) -> dict[str, float]:
-        """The current masks' metrics, as of the last :meth:`end_epoch` for the stabilities.
-
-        The keys and meanings are :meth:`tuneprune.sparsity.members.MemberSparsity.metrics`'s.
-        """
+        """The current masks' metrics (the stabilities as of the last :meth:`end_epoch`), the keys and meanings of
+        :meth:`tuneprune.sparsity.members.MemberSparsity.metrics`."""
         return self._engine.metrics()[0]
 
     @property

@@ -1,4 +1,5 @@
-"""The straight-through estimator with gradient scaling over all prunable weights at once (formulas §1.2, §1.3).
+"""The thresholding operator P_T and its straight-through estimator with gradient scaling over all prunable weights
+at once (formulas §1.2, §1.3).
 
 The forward ``w~ = P_T(w)`` is one elementwise pass over the flat weight buffer
 (:class:`FlatThreshold`), handed out per piece; the backward multiplies the pieces'
@@ -7,6 +8,7 @@ gradients by the per-weight scale ``m`` with one ``torch._foreach_mul``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -15,7 +17,33 @@ import torch.nn as nn
 from tuneprune.sparsity.dispatch import numpy_device, single_threaded
 from tuneprune.sparsity.flat import FlatLayout
 from tuneprune.sparsity.masks import Masks
-from tuneprune.sparsity.operator import threshold_operator
+
+# The largest p computed as (|w|^p - T^p)^(1/p): float32 holds |w|^p of every weight that matters up to it.
+DIRECT_MAX_P = 3.0
+
+
+def threshold_operator(w: torch.Tensor, T: torch.Tensor | float, p: float) -> torch.Tensor:
+    """``P_T(w) = sign(w) * (|w|^p - T^p)^(1/p)`` where ``|w| > T``, exactly 0 elsewhere (formulas §1.2).
+
+    ``p = 1`` is soft thresholding, ``p = 3`` Feather's default, ``p = inf`` hard
+    thresholding (``w`` unchanged above ``T``). ``T`` may be a float or a 0-dim tensor on
+    ``w``'s device (no host sync). Above ``p = 3``, ``|w|^p`` would leave float32's range
+    (0.05^100 = 8e-131, flushed to 0): the same value is computed as
+    ``|w| (1 - (T / |w|)^p)^(1/p)``, whose power is of a ratio below 1 (formulas §1.2).
+    """
+    if not p >= 1:
+        raise ValueError(f"operator exponent p must be >= 1 or inf, got {p}")
+    magnitude = w.abs()
+    if math.isinf(p):
+        return torch.where(magnitude > T, w, 0.0)
+    if p == 1:
+        shrunk = magnitude.sub_(T).clamp_(min=0.0)
+    elif p <= DIRECT_MAX_P:
+        shrunk = magnitude.pow_(p).sub_(T**p).clamp_(min=0.0).pow_(1.0 / p)
+    else:
+        ratio = (T / magnitude).pow_(p).neg_().add_(1.0).clamp_(min=0.0).pow_(1.0 / p)
+        shrunk = torch.where(magnitude > T, ratio.mul_(magnitude), 0.0)
+    return shrunk.copysign_(w)
 
 
 def _threshold_rows(flat: torch.Tensor, threshold: torch.Tensor, p: float) -> torch.Tensor:
@@ -44,13 +72,10 @@ class _FlatStraightThrough(torch.autograd.Function):
     def backward(ctx, *grads: torch.Tensor | None):
         if ctx.scales is None:
             return (None, *grads)
-        present = [(i, grad) for i, grad in enumerate(grads) if grad is not None]
+        present = [(grad, scale) for grad, scale in zip(grads, ctx.scales, strict=True) if grad is not None]
         with single_threaded(ctx.scales[0].device):
-            scaled = torch._foreach_mul([grad for _, grad in present], [ctx.scales[i] for i, _ in present])
-        result: list[torch.Tensor | None] = [None] * len(grads)
-        for (i, _), grad in zip(present, scaled, strict=True):
-            result[i] = grad
-        return (None, *result)
+            scaled = iter(torch._foreach_mul([grad for grad, _ in present], [scale for _, scale in present]))
+        return (None, *(None if grad is None else next(scaled) for grad in grads))
 
 
 class FlatThreshold:
@@ -76,12 +101,10 @@ class FlatThreshold:
         # layer thresholds (one T_l per piece of ``layout``) are spread to the weights by the per-weight layer ids,
         # made here: made inside an iteration, the copy of the layer sizes to the device would wait for it (§10.6)
         self._layer_segments = layout.segments if layer_thresholds and layout is not None else None
-        self.threshold: torch.Tensor | None = None
-        self.scales: list[torch.Tensor] | None = None
-        self.active: torch.Tensor | None = None
-        self._pieces: list[torch.Tensor | None] = [None] * len(self.weights)
+        self._pieces: list[torch.Tensor | None] = []
         self._versions: list[int] = []
         self._grad_mode = False
+        self.set(None, None)  # no pruning until the first install
 
     def set(
         self, threshold: torch.Tensor | None, scales: list[torch.Tensor] | None, active: torch.Tensor | None = None
@@ -134,9 +157,7 @@ class ThresholdedWeight(nn.Module):
         self.shared, self.index = shared, index
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
-        if self.shared is None:
-            return weight
-        return self.shared.piece(self.index, weight)
+        return weight if self.shared is None else self.shared.piece(self.index, weight)
 
     def extra_repr(self) -> str:
         return f"index={self.index}"

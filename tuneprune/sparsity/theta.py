@@ -46,8 +46,7 @@ def rule_coverage(constants: dict[str, float], rule: dict[str, Any], final_spars
     past its fitted range plus that margin (formulas §2, §10.3). Up to 0.90 the rule is 0, covered."""
     if final_sparsity <= ALPHA_RULE_START:
         return None
-    c2, c3 = constants["c2"], constants["c3"]
-    upper = branch_poles(c2, c3, ALPHA_RULE_START)[1] if c2 else math.inf
+    upper = branch_poles(constants["c2"], constants["c3"], ALPHA_RULE_START)[1] if constants["c2"] else math.inf
     if final_sparsity >= upper:
         return f"targets below {upper:.4g}, its upper pole"
     if "fitted_range" in rule:
@@ -102,7 +101,6 @@ class ThetaPolicy(Protocol):
 
     def layer_thetas(self, densities: torch.Tensor) -> float | torch.Tensor:
         """One float for all layers, or one value per layer (a tensor on the densities' device)."""
-        ...
 
 
 class ConstantTheta:

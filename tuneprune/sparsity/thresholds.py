@@ -1,8 +1,12 @@
 """Magnitude thresholds: the S-quantile of |w| over the network or per layer (formulas §1.4).
 
 The value equals ``torch.quantile``'s (formulas §10.1): on the CPU by an in-place ``numpy``
-partition of a scratch copy, layer after layer; on an accelerator by
-:func:`~tuneprune.sparsity.selection.segmented_quantiles`.
+partition of a scratch copy, layer after layer; on an accelerator by one sort of all
+segments (:func:`segmented_quantiles`). Magnitudes order like their IEEE bit patterns, so
+the int64 key ``segment << 31 | bits`` (float32 bits; float16/bfloat16 widen exactly;
+float64: two stable sorts) sorts every segment at once; ``x_(r)`` of segment l is then
+entry ``start_l + r`` of the sorted buffer. Static shapes, nothing read back to the host
+(why a sort: docs/performance.md).
 """
 
 from __future__ import annotations
@@ -12,49 +16,54 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from tuneprune.sparsity.dispatch import on_numpy
+from tuneprune.sparsity.dispatch import device_scalar, on_numpy
 from tuneprune.sparsity.segments import Segments
-from tuneprune.sparsity.selection import segmented_quantiles
+
+_LOW_31_BITS = (1 << 31) - 1
 
 
-def _position(q: float, n: int) -> tuple[int, float]:
-    """Lower order statistic and interpolation weight of quantile ``q`` of ``n`` values."""
-    pos = q * (n - 1)
-    lower = min(int(pos), n - 1)
-    return lower, pos - lower
+def _sorted_by_segment(values: torch.Tensor, segments: Segments) -> torch.Tensor:
+    """``values`` sorted ascending within each segment, in float32 (float64 stays float64)."""
+    exact = values if values.dtype == torch.float64 else values.float()
+    if segments.ids is None:
+        return exact.sort().values
+    if exact.dtype == torch.float64:
+        by_value = exact.sort(stable=True)
+        return by_value.values[segments.ids[by_value.indices].sort(stable=True).indices]
+    keys = (segments.ids << 31) | exact.view(torch.int32).long()
+    return (keys.sort().values & _LOW_31_BITS).int().view(torch.float32)
 
 
-def _pairs_by_partition(values: np.ndarray, lowers: set[int]) -> dict[int, tuple[float, float]]:
-    """Order statistics ``(x_(r), x_(r+1))`` for each ``r``; partitions ``values`` in place.
+def segmented_quantiles(values: torch.Tensor, segments: Segments, q: float | torch.Tensor) -> torch.Tensor:
+    """The ``q[l]``-quantile of each segment of the flat non-negative ``values`` (formulas §1.4).
 
-    Ranks are taken from the largest down, each partition working on the prefix left by
-    the previous one; ``x_(r+1)`` is the minimum of the part above ``r`` in that prefix.
+    Linear interpolation between the order statistics ``x_(r)`` and ``x_(r+1)`` at
+    ``q * (n_l - 1)``, as ``torch.quantile`` does (positions in float64); ``q <= 0`` gives
+    0 (nothing pruned). ``q`` is one value for every segment (a float, or a 0-dim tensor
+    such as ``S_k`` on the accelerator path, formulas §10.6) or a tensor of one per segment.
+    Returns one value per segment, in ``values``' dtype.
     """
-    pairs = {}
-    end = len(values)
-    for r in sorted(lowers, reverse=True):
-        head = values[:end]
-        head.partition(r)
-        upper = head[r + 1 :].min() if r + 1 < end else head[r]
-        pairs[r] = (float(head[r]), float(upper))
-        end = r + 1
-    return pairs
+    q = device_scalar(q, values.device).expand(segments.count)  # a float as a fill: no copy from the host
+    last = segments.lengths - 1
+    position = q.clamp(min=0.0) * last
+    lower = position.long().minimum(last)
+    ordered = _sorted_by_segment(values.detach(), segments)
+    below = ordered[segments.starts + lower]
+    above = ordered[segments.starts + (lower + 1).minimum(last)]
+    quantile = torch.lerp(below, above, (position - lower).to(below.dtype))
+    return torch.where(q > 0, quantile, 0.0).to(values.dtype)
 
 
-def _partition_quantiles(array: np.ndarray, qs: Sequence[float], dtype: torch.dtype) -> list[torch.Tensor]:
-    """Quantiles ``qs`` of a 1-D numpy array (partitioned in place) as 0-dim CPU tensors."""
-    n = len(array)
-    positions = {q: _position(q, n) for q in qs if q > 0}
-    pairs = _pairs_by_partition(array, {lower for lower, _ in positions.values()}) if positions else {}
-    result = []
-    for q in qs:
-        if q <= 0:
-            result.append(torch.zeros((), dtype=dtype))
-            continue
-        lower, weight = positions[q]
-        below, above = pairs[lower]
-        result.append(torch.lerp(torch.tensor(below, dtype=dtype), torch.tensor(above, dtype=dtype), weight))
-    return result
+def _partition_quantile(array: np.ndarray, q: float, dtype: torch.dtype) -> torch.Tensor:
+    """The ``q``-quantile of a 1-D numpy array (partitioned in place) as a 0-dim CPU tensor; ``x_(r+1)`` is the
+    minimum of the part above ``x_(r)``."""
+    if q <= 0:
+        return torch.zeros((), dtype=dtype)
+    position = q * (len(array) - 1)
+    r = min(int(position), len(array) - 1)
+    array.partition(r)
+    upper = array[r + 1 :].min() if r + 1 < len(array) else array[r]
+    return torch.lerp(torch.tensor(float(array[r]), dtype=dtype), torch.tensor(float(upper), dtype=dtype), position - r)
 
 
 def magnitude_quantiles(values: torch.Tensor, qs: Sequence[float]) -> list[torch.Tensor]:
@@ -65,7 +74,8 @@ def magnitude_quantiles(values: torch.Tensor, qs: Sequence[float]) -> list[torch
     """
     values = values.detach()
     if on_numpy(values):
-        return _partition_quantiles(values.numpy().copy(), qs, values.dtype)
+        array = values.numpy().copy()
+        return [_partition_quantile(array, q, values.dtype) for q in qs]
     segments = Segments([values.numel()], values.device)
     return [segmented_quantiles(values, segments, q)[0] for q in qs]
 
@@ -97,13 +107,6 @@ class FlatMagnitudes:
         """``|w|`` of the flat weight buffer ``weights`` (in the segments' order)."""
         torch.abs(weights.detach(), out=self.flat)
 
-    def _scratch_copy(self) -> np.ndarray:
-        if self._scratch is None:
-            self._scratch = torch.empty_like(self.flat)
-        array = self._scratch.numpy()
-        np.copyto(array, self.flat.numpy())
-        return array
-
     def layer_quantiles(self, q: float | torch.Tensor, segments: Segments | None = None) -> torch.Tensor:
         """The ``q``-quantile of each layer's magnitudes, ``q`` one float or one per layer (a tensor).
 
@@ -115,11 +118,13 @@ class FlatMagnitudes:
             return segmented_quantiles(self.flat, segments, q)
         per_segment = isinstance(q, torch.Tensor) and q.dim() > 0
         qs = torch.as_tensor(q).tolist() if per_segment else [float(q)] * segments.count  # CPU memory: no sync
-        array = self._scratch_copy()
-        bounds = np.cumsum([0, *segments.sizes])
+        if self._scratch is None:
+            self._scratch = torch.empty_like(self.flat)
+        array = self._scratch.numpy()
+        np.copyto(array, self.flat.numpy())
         return torch.stack(
             [
-                _partition_quantiles(array[a:b], [q_l], self.flat.dtype)[0]
-                for a, b, q_l in zip(bounds[:-1], bounds[1:], qs, strict=True)
+                _partition_quantile(array[piece], q_l, self.flat.dtype)
+                for piece, q_l in zip(segments.slices, qs, strict=True)
             ]
         )
