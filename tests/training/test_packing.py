@@ -338,6 +338,20 @@ def test_models_of_another_architecture_are_refused():
         PackedTrainer(configs, models=models)
 
 
+def test_members_data_of_other_sizes_is_refused():
+    """``data=`` of other sizes: the loaders zipped per step dropped a longer member's last batches, or stopped the
+    epoch with ``StopIteration``."""
+    from dataclasses import replace
+
+    from tuneprune.data import load_dataset
+
+    configs = [config(GLOBAL_CUBIC), config(DENSE)]
+    splits = load_dataset(configs[0])
+    shorter = replace(splits, x_train=splits.x_train[:1000], y_train=splits.y_train[:1000])
+    with pytest.raises(ValueError, match=r"data: .* of one size, got \[\(1000, 144, 360\), \(1293, 144, 360\)\]"):
+        PackedTrainer(configs, data=[splits, shorter])
+
+
 def test_a_last_batch_of_one_is_checked_once_for_members_of_one_architecture(monkeypatch):
     """1293 digits training images in batches of 68 leave a last batch of one: the one-image forward that checks the
     model trains on it ran for each of K registry members (K copies and forwards of one architecture), now once;

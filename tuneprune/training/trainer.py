@@ -163,6 +163,9 @@ class PackedTrainer:
         self.data = (
             [splits.to(self.device) for splits in data] if data is not None else _load_member_data(configs, self.device)
         )
+        sizes = sorted({tuple(len(getattr(d, f"x_{split}")) for split in ("train", "val", "test")) for d in self.data})
+        if len(sizes) > 1:  # one number of steps per epoch, and evaluation batches that stack
+            raise ValueError(f"data: the members' (train, val, test) splits must be of one size, got {sizes}")
         self.models = []
         for k, (config, splits) in enumerate(zip(configs, self.data, strict=True)):
             torch.manual_seed(config.seed)
