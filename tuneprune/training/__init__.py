@@ -5,7 +5,7 @@ search together in one process on one device (members share what :func:`check_pa
 names and differ in everything a search varies), each exactly as it trains alone.
 """
 
-from tuneprune.training.checkpoint import load_member, load_model, save_member, save_model
+from tuneprune.training.checkpoint import MemberState, load_member, load_model, save_member, save_model
 from tuneprune.training.config import RunConfig
 from tuneprune.training.evaluate import evaluate
 from tuneprune.training.key import check_packable, pack_key
@@ -21,6 +21,7 @@ from tuneprune.training.trainer import (
 
 __all__ = [
     "MemberResult",
+    "MemberState",
     "PackedTrainer",
     "RunConfig",
     "TrainResult",
