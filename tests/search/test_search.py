@@ -170,6 +170,27 @@ def test_a_space_the_search_cannot_take_is_refused_before_it_runs(tmp_path, stor
     prepare_search(write_space(tmp_path, name="drawn"), resume=not join, join=join, **stores)  # its own space
 
 
+def test_a_driver_joining_with_another_budget_is_refused_before_it_runs(tmp_path, stores):
+    """The budget is the search's, recorded in its studies by its first driver: a ``--join`` driver asking for another
+    ``--num-samples`` is refused in one line naming it, the budget and how to change it, before anything starts (it
+    ran on silently, the drivers no longer stopping together); ``--resume`` (one driver) changes the budget."""
+    from tuneprune.search.studies import open_studies
+
+    path = write_space(tmp_path, name="budget")  # num_samples: 4
+    first = prepare_search(path, join=True, **stores)
+    open_studies(first.space, "budget", stores["storage_url"], shared=True)
+    with pytest.raises(
+        ConfigError,
+        match=r"^num_samples = 8: the search 'budget' has a budget of 4 trials per grid point, shared by its drivers; "
+        r"pass --num-samples 4 to join it, or change the budget with --resume --num-samples 8 \(without --join\)",
+    ):
+        prepare_search(path, num_samples=8, join=True, **stores)
+    prepare_search(path, num_samples=4, join=True, **stores)  # its own budget
+    resumed = prepare_search(path, num_samples=8, resume=True, **stores)
+    open_studies(resumed.space, "budget", stores["storage_url"])
+    assert prepare_search(path, num_samples=8, join=True, **stores).space.num_samples == 8
+
+
 def test_a_trial_whose_values_the_run_config_refuses_together_fails_alone(tmp_path, stores, monkeypatch):
     """Values accepted one by one (threshold 'layer'; drop mode 'global') that the run config refuses together
     (formulas §4): the trial that drew them fails, FAIL with the reason, and the searcher asks the next one, instead

@@ -109,7 +109,7 @@ def prepare_search(
     if (resume or join) and not store_missing(storage_url):
         from tuneprune.search.studies import check_space, open_storage
 
-        check_space(space, place.name, open_storage(storage_url))
+        check_space(space, place.name, open_storage(storage_url), shared=join)
     return PreparedSearch(
         space, document, place.name, place.tracking_uri, storage_url, place.results_dir, address, resume, join
     )
