@@ -191,6 +191,32 @@ def test_a_driver_joining_with_another_budget_is_refused_before_it_runs(tmp_path
     assert prepare_search(path, num_samples=8, join=True, **stores).space.num_samples == 8
 
 
+def test_the_parent_run_of_joined_drivers_ends_with_the_last_of_them(tmp_path, stores):
+    """Drivers sharing a search (``--join``) share its parent run: one that ends while another still runs a trial
+    leaves it RUNNING (it ended it FINISHED, or KILLED when interrupted, under the running one); the last one to end
+    ends it, with its own status: an interrupted driver's own trials, RUNNING for a resume, are not another's."""
+    from functools import partial
+
+    from tuneprune.search import studies
+    from tuneprune.tracking import RunTracker, parent_run
+
+    path = write_space(tmp_path, name="drivers", num_samples=1)
+    space = prepare_search(path, join=True, **stores).space
+    (other,) = studies.open_studies(space, "drivers", stores["storage_url"], shared=True)
+    other.ask(studies.distributions(space))  # the other driver's trial, training
+    ended = run_search(prepare_search(path, join=True, **stores), progress=False)  # nothing left to ask: no Ray
+    client = MlflowClient(stores["tracking_uri"])
+    assert client.get_run(ended.parent_run_id).info.status == "RUNNING"
+
+    assert other.heartbeats is not None
+    other.heartbeats.close()  # the other driver is interrupted (its searcher's close), its trial left RUNNING
+    tracker = RunTracker(stores["tracking_uri"])
+    others = partial(studies.drivers_running, "drivers", stores["storage_url"])
+    with pytest.raises(KeyboardInterrupt), parent_run(tracker, "drivers", "search", resume=True, others_running=others):
+        raise KeyboardInterrupt
+    assert client.get_run(ended.parent_run_id).info.status == "KILLED"
+
+
 def test_a_trial_whose_values_the_run_config_refuses_together_fails_alone(tmp_path, stores, monkeypatch):
     """Values accepted one by one (threshold 'layer'; drop mode 'global') that the run config refuses together
     (formulas §4): the trial that drew them fails, FAIL with the reason, and the searcher asks the next one, instead

@@ -23,7 +23,7 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, Floa
 from optuna.trial import FrozenTrial, TrialState
 
 from tuneprune.output.progress import say
-from tuneprune.search.heartbeats import GRACE_PERIOD_S, HEARTBEAT_INTERVAL_S, Heartbeats
+from tuneprune.search.heartbeats import DRIVER_ENDED, GRACE_PERIOD_S, HEARTBEAT_INTERVAL_S, Heartbeats
 from tuneprune.search.space import CategoricalParam, FloatParam, SearchSpace
 
 ENDED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
@@ -68,9 +68,9 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
 
 def requeue(study: optuna.Study, trial: FrozenTrial) -> None:
     """Queue the claimed orphan ``trial`` (FAIL now) to run again, with its params and user attributes less its
-    ``name`` (set again when handed out), plus ``continues``: its number. Any driver's next ``study.ask`` pops it
-    once (row-locked) and continues that key's checkpoint and MLflow run."""
-    attrs = {k: v for k, v in trial.user_attrs.items() if k != "name"}
+    ``name`` (set again when handed out) and :data:`DRIVER_ENDED`, plus ``continues``: its number. Any driver's next
+    ``study.ask`` pops it once (row-locked) and continues that key's checkpoint and MLflow run."""
+    attrs = {k: v for k, v in trial.user_attrs.items() if k not in ("name", DRIVER_ENDED)}
     study.enqueue_trial(trial.params, user_attrs={**attrs, CONTINUES: trial.number})
 
 
@@ -217,6 +217,20 @@ def study_name(search_name: str, grid_point: dict[str, Any]) -> str:
 def study_names(search_name: str, storage: optuna.storages.BaseStorage) -> list[str]:
     """The studies of the search ``search_name`` in ``storage`` (one per grid point)."""
     return [n for n in optuna.get_all_study_names(storage) if n == search_name or n.startswith(f"{search_name}[")]
+
+
+def drivers_running(name: str, storage_url: str) -> bool:
+    """Whether a driver of the search ``name`` runs: a trial of its studies is RUNNING, and not left by a driver that
+    ended (:data:`DRIVER_ENDED`). A driver killed with SIGKILL marks nothing: it counts as running until its trials
+    are claimed (docs/cluster.md, "Several drivers, one study")."""
+    storage = open_storage(storage_url)
+    return any(
+        DRIVER_ENDED not in trial.user_attrs
+        for study_name_ in study_names(name, storage)
+        for trial in optuna.load_study(study_name=study_name_, storage=storage).get_trials(
+            deepcopy=False, states=(TrialState.RUNNING,)
+        )
+    )
 
 
 def check_space(space: SearchSpace, name: str, storage: optuna.storages.BaseStorage, shared: bool = False) -> None:
