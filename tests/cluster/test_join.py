@@ -1,5 +1,6 @@
 """check_local_resources: per-task resources a local Ray could never grant are refused before it starts; ensure_ray:
-a kill while joining a cluster interrupts as Ctrl-C."""
+a kill while joining a cluster interrupts as Ctrl-C; check_ray_reachable: a head refusing the driver's Ray auth token
+is refused before anything starts."""
 
 from __future__ import annotations
 
@@ -67,3 +68,49 @@ def test_kill_while_joining_a_cluster_ends_the_search_killed_exit_130(tmp_path):
     assert experiment is not None
     (parent,) = client.search_runs([experiment.experiment_id])
     assert parent.info.status == "KILLED"
+
+
+@pytest.mark.ray
+def test_a_driver_whose_ray_token_the_cluster_refuses_exits_2_before_its_parent_run(tmp_path):
+    """A driver given the address of a head started with token authentication (docs/cluster.md: RAY_AUTH_MODE=token),
+    with another token or none: one line naming the token, exit code 2, before any MLflow run exists (``ray.init``
+    tried for 20 s, then a traceback, exit 1, the parent run FAILED)."""
+    import secrets
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    import yaml
+
+    from tests.system.test_cluster import SCRIPTS, free_ports, run_script
+
+    space = tmp_path / "token.yaml"
+    base = {"model": "small_cnn", "dataset": "digits", "epochs": 1}
+    space.write_text(yaml.safe_dump({"base": base, "params": {"lr": {"type": "float", "low": 0.01, "high": 0.1}}}))
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env.update(RAY_USAGE_STATS_ENABLED="0", MLFLOW_DISABLE_TELEMETRY="true", DO_NOT_TRACK="1",
+               RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(16))  # fmt: skip
+    nodes = Path(tempfile.mkdtemp(prefix="tp-rt-", dir="/tmp"))  # short: Ray's socket paths live below
+    ports: set[int] = set()
+    gcs = free_ports(1, ports)
+    script = SCRIPTS / "cluster" / "ray-node.sh"
+    try:
+        run_script(script, "head", "--dir", nodes / "h", "--port", gcs, "--ports", free_ports(100, ports),
+                   "--num-cpus", 1, env=env)  # fmt: skip
+        for driver_env in ({**env, "RAY_AUTH_TOKEN": secrets.token_hex(16)}, {**env, "RAY_AUTH_MODE": "disabled"}):
+            cmd = [sys.executable, "-m", "tuneprune.cli", "search", str(space), "--no-progress",
+                   "--address", f"127.0.0.1:{gcs}", "--tracking-uri", f"sqlite:///{tmp_path / 'mlruns.db'}",
+                   "--storage", f"sqlite:///{tmp_path / 'optuna.db'}", "--results-dir", str(tmp_path / "runs")]  # fmt: skip
+            out = subprocess.run(cmd, capture_output=True, text=True, env=driver_env, cwd=tmp_path, timeout=120)
+            refused = (
+                f"tuneprune search: error: address = '127.0.0.1:{gcs}': the Ray cluster refuses this driver's auth "
+                "token; give the driver the cluster's token (RAY_AUTH_TOKEN, or the file RAY_AUTH_TOKEN_PATH names, "
+                "else ~/.ray/auth_token) and RAY_AUTH_MODE=token"
+            )
+            assert (out.returncode, out.stderr.splitlines()) == (2, [refused])
+            assert not (tmp_path / "mlruns.db").exists()  # no parent run was opened
+    finally:
+        run_script(script, "stop", "--dir", nodes / "h", "--grace", "5", env=env, check=False)
+        shutil.rmtree(nodes, ignore_errors=True)

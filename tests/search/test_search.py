@@ -170,6 +170,53 @@ def test_a_space_the_search_cannot_take_is_refused_before_it_runs(tmp_path, stor
     prepare_search(write_space(tmp_path, name="drawn"), resume=not join, join=join, **stores)  # its own space
 
 
+def test_a_driver_joining_with_another_budget_is_refused_before_it_runs(tmp_path, stores):
+    """The budget is the search's, recorded in its studies by its first driver: a ``--join`` driver asking for another
+    ``--num-samples`` is refused in one line naming it, the budget and how to change it, before anything starts (it
+    ran on silently, the drivers no longer stopping together); ``--resume`` (one driver) changes the budget."""
+    from tuneprune.search.studies import open_studies
+
+    path = write_space(tmp_path, name="budget")  # num_samples: 4
+    first = prepare_search(path, join=True, **stores)
+    open_studies(first.space, "budget", stores["storage_url"], shared=True)
+    with pytest.raises(
+        ConfigError,
+        match=r"^num_samples = 8: the search 'budget' has a budget of 4 trials per grid point, shared by its drivers; "
+        r"pass --num-samples 4 to join it, or change the budget with --resume --num-samples 8 \(without --join\)",
+    ):
+        prepare_search(path, num_samples=8, join=True, **stores)
+    prepare_search(path, num_samples=4, join=True, **stores)  # its own budget
+    resumed = prepare_search(path, num_samples=8, resume=True, **stores)
+    open_studies(resumed.space, "budget", stores["storage_url"])
+    assert prepare_search(path, num_samples=8, join=True, **stores).space.num_samples == 8
+
+
+def test_the_parent_run_of_joined_drivers_ends_with_the_last_of_them(tmp_path, stores):
+    """Drivers sharing a search (``--join``) share its parent run: one that ends while another still runs a trial
+    leaves it RUNNING (it ended it FINISHED, or KILLED when interrupted, under the running one); the last one to end
+    ends it, with its own status: an interrupted driver's own trials, RUNNING for a resume, are not another's."""
+    from functools import partial
+
+    from tuneprune.search import studies
+    from tuneprune.tracking import RunTracker, parent_run
+
+    path = write_space(tmp_path, name="drivers", num_samples=1)
+    space = prepare_search(path, join=True, **stores).space
+    (other,) = studies.open_studies(space, "drivers", stores["storage_url"], shared=True)
+    other.ask(studies.distributions(space))  # the other driver's trial, training
+    ended = run_search(prepare_search(path, join=True, **stores), progress=False)  # nothing left to ask: no Ray
+    client = MlflowClient(stores["tracking_uri"])
+    assert client.get_run(ended.parent_run_id).info.status == "RUNNING"
+
+    assert other.heartbeats is not None
+    other.heartbeats.close()  # the other driver is interrupted (its searcher's close), its trial left RUNNING
+    tracker = RunTracker(stores["tracking_uri"])
+    others = partial(studies.drivers_running, "drivers", stores["storage_url"])
+    with pytest.raises(KeyboardInterrupt), parent_run(tracker, "drivers", "search", resume=True, others_running=others):
+        raise KeyboardInterrupt
+    assert client.get_run(ended.parent_run_id).info.status == "KILLED"
+
+
 def test_a_trial_whose_values_the_run_config_refuses_together_fails_alone(tmp_path, stores, monkeypatch):
     """Values accepted one by one (threshold 'layer'; drop mode 'global') that the run config refuses together
     (formulas §4): the trial that drew them fails, FAIL with the reason, and the searcher asks the next one, instead

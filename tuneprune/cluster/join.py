@@ -9,10 +9,11 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import threading
 import time
 
-from tuneprune.cluster.quiet import TELEMETRY
+from tuneprune.cluster.quiet import TELEMETRY, native_stderr_silenced
 
 
 def ensure_ray(address: str | None) -> float:
@@ -40,16 +41,53 @@ def ensure_ray(address: str | None) -> float:
 
 
 def check_ray_reachable(address: str | None) -> None:
-    """Refuse, in one line, a cluster address whose HOST:PORT takes no connection: ``--address``, or for ``auto``
-    the ``RAY_ADDRESS`` it reads (``auto`` without it finds a node of this machine, as Ray does). ``ray.init`` would
-    try it for minutes, and fail with a traceback. Forms other than HOST:PORT (``ray://HOST:PORT`` included) are
-    Ray's to judge."""
+    """Refuse, in one line, a cluster address whose HOST:PORT takes no connection, or whose head refuses this
+    driver's auth token (:func:`check_ray_token`): ``--address``, or for ``auto`` the ``RAY_ADDRESS`` it reads (``auto``
+    without it finds a node of this machine, as Ray does). ``ray.init`` would try it for minutes, and fail with a
+    traceback. Forms other than HOST:PORT (``ray://HOST:PORT`` included) are Ray's to judge."""
     from tuneprune.tracking.locations import check_port_reachable
 
     field, value = ("RAY_ADDRESS", os.environ.get("RAY_ADDRESS")) if address == "auto" else ("address", address)
     host, _, port = (value or "").removeprefix("ray://").rpartition(":")
     if value and host and port.isdigit():
         check_port_reachable(field, value, host.strip("[]"), int(port))
+        if not value.startswith("ray://"):
+            check_ray_token(field, value, host.strip("[]"), int(port))
+
+
+HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])  # and an empty SETTINGS frame
+GCS_ANSWER_S = 1.0  # a Ray head answers HTTP/2 in milliseconds
+
+
+def check_ray_token(field: str, value: str, host: str, port: int) -> None:
+    """Refuse, in one line, a Ray head (its GCS at ``host:port``) that refuses this driver's auth token: ``ray.init``
+    would try it for 20 s, and fail with a traceback. Asked with Ray's own client of the GCS, and only of a head that
+    answers gRPC's HTTP/2 at once: one that takes connections and says nothing is ``ray.init``'s to wait for."""
+    from ray._raylet import InnerGcsClient  # type: ignore[attr-defined]  # ray.init's client of the GCS, unstubbed
+    from ray.exceptions import AuthenticationError
+
+    from tuneprune.shared.config import ConfigError
+    from tuneprune.tracking.locations import CHECK_TIMEOUT_S
+
+    try:
+        with socket.create_connection((host, port), timeout=CHECK_TIMEOUT_S) as probe:
+            probe.sendall(HTTP2_PREFACE)
+            probe.settimeout(GCS_ANSWER_S)
+            if not probe.recv(9):  # the server's SETTINGS frame
+                return
+    except OSError:  # no answer at once
+        return
+    try:
+        with native_stderr_silenced():
+            InnerGcsClient.standalone(value, None, int(CHECK_TIMEOUT_S * 1000))
+    except AuthenticationError:
+        raise ConfigError(
+            f"{field} = {value!r}: the Ray cluster refuses this driver's auth token; give the driver the cluster's "
+            "token (RAY_AUTH_TOKEN, or the file RAY_AUTH_TOKEN_PATH names, else ~/.ray/auth_token) and "
+            "RAY_AUTH_MODE=token"
+        ) from None
+    except Exception:  # any other refusal is ray.init's to report, as it did
+        return
 
 
 def _terminated(signum: int, frame: object) -> None:

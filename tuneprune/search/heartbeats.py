@@ -17,6 +17,9 @@ HEARTBEAT_INTERVAL_S = 30  # seconds between two heartbeats of a trial
 # waits for an unreachable storage (studies.STORAGE_PATIENCE_S) plus a heartbeat interval: a driver that lives
 # through a database outage beats again before another driver can take its trials.
 GRACE_PERIOD_S = 360
+# User attribute of a RUNNING trial whose driver ended (interrupted, failed) without telling it: not a running
+# driver's (studies.drivers_running), though its heartbeats stay fresh for the grace period.
+DRIVER_ENDED = "driver_ended"
 
 
 class Heartbeats:
@@ -50,12 +53,21 @@ class Heartbeats:
             self._trials.discard(trial_id)
 
     def close(self) -> None:
-        """End the thread: the trials still RUNNING go stale after the grace period, for another driver to claim."""
+        """End the thread and mark the trials still RUNNING :data:`DRIVER_ENDED`: they go stale after the grace
+        period, for another driver to claim."""
         with self._lock:
             thread, self._thread = self._thread, None
+            left, self._trials = sorted(self._trials), set()
         self._stopped.set()
         if thread is not None:
             thread.join()
+        for trial_id in left:
+            try:
+                self.storage.set_trial_user_attr(trial_id, DRIVER_ENDED, True)
+            except optuna.exceptions.UpdateFinishedTrialError:
+                pass  # claimed by another driver meanwhile
+            except Exception as err:  # the storage unreachable: the others take it for a running driver's
+                say(f"trial {trial_id} not marked as left by this driver ({type(err).__name__})")
 
     def _beat(self) -> None:
         while not self._stopped.wait(self.interval_s):

@@ -12,6 +12,7 @@ import os
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import partial
 from operator import methodcaller
 from pathlib import Path
 from typing import Any
@@ -109,7 +110,7 @@ def prepare_search(
     if (resume or join) and not store_missing(storage_url):
         from tuneprune.search.studies import check_space, open_storage
 
-        check_space(space, place.name, open_storage(storage_url))
+        check_space(space, place.name, open_storage(storage_url), shared=join)
     return PreparedSearch(
         space, document, place.name, place.tracking_uri, storage_url, place.results_dir, address, resume, join
     )
@@ -201,11 +202,23 @@ def run_search(prepared: PreparedSearch, *, progress: bool = True) -> SearchSumm
     results_dir.mkdir(parents=True, exist_ok=True)
     say(f"opening the MLflow store {redact(prepared.tracking_uri)} ...")
     tracker = RunTracker(prepared.tracking_uri, space.experiment)
-    with parent_run(tracker, prepared.name, "search", resume=prepared.resume or prepared.join) as parent_id:
+    others = partial(_others_running, prepared) if prepared.join else None
+    with parent_run(
+        tracker, prepared.name, "search", resume=prepared.resume or prepared.join, others_running=others
+    ) as parent_id:
         index_results(
             prepared.name, "search", results_dir, redact(prepared.tracking_uri), parent_id, redact(prepared.storage_url)
         )
         return _search(prepared, tracker, parent_id, progress, t_start)
+
+
+def _others_running(prepared: PreparedSearch) -> bool:
+    """Whether other drivers of the joined search still run: its parent run is then theirs to end (docs/cluster.md)."""
+    from tuneprune.search.studies import drivers_running
+
+    if running := drivers_running(prepared.name, prepared.storage_url):
+        say("other drivers of this search still run: its parent run stays RUNNING until the last of them ends")
+    return running
 
 
 def _search(

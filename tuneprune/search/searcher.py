@@ -109,13 +109,20 @@ class StudySearcher(Searcher):
             future.result()
 
     def close(self) -> None:
-        """Wait for every tell (raising the first that failed) and end the storage thread and the heartbeats. A trial
-        asked and not ended stays RUNNING, for a resumed search to run; its MLflow run ends KILLED until then."""
-        for gs in self.studies:
-            if gs.heartbeats is not None:
-                gs.heartbeats.close()
-        if self._storage_thread is None:
-            return
+        """End the storage thread, then the heartbeats (an ask in flight starts some), whose trials still RUNNING are
+        marked as left by their driver (:meth:`~tuneprune.search.heartbeats.Heartbeats.close`)."""
+        try:
+            if self._storage_thread is not None:
+                self._end_storage_thread()
+        finally:
+            for gs in self.studies:
+                if gs.heartbeats is not None:
+                    gs.heartbeats.close()
+
+    def _end_storage_thread(self) -> None:
+        """Wait for every tell (raising the first that failed) and end the storage thread. A trial asked and not ended
+        stays RUNNING, for a resumed search to run; its MLflow run ends KILLED until then."""
+        assert self._storage_thread is not None
         try:
             for future in self._telling:
                 future.result()

@@ -23,7 +23,7 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, Floa
 from optuna.trial import FrozenTrial, TrialState
 
 from tuneprune.output.progress import say
-from tuneprune.search.heartbeats import GRACE_PERIOD_S, HEARTBEAT_INTERVAL_S, Heartbeats
+from tuneprune.search.heartbeats import DRIVER_ENDED, GRACE_PERIOD_S, HEARTBEAT_INTERVAL_S, Heartbeats
 from tuneprune.search.space import CategoricalParam, FloatParam, SearchSpace
 
 ENDED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
@@ -68,9 +68,9 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
 
 def requeue(study: optuna.Study, trial: FrozenTrial) -> None:
     """Queue the claimed orphan ``trial`` (FAIL now) to run again, with its params and user attributes less its
-    ``name`` (set again when handed out), plus ``continues``: its number. Any driver's next ``study.ask`` pops it
-    once (row-locked) and continues that key's checkpoint and MLflow run."""
-    attrs = {k: v for k, v in trial.user_attrs.items() if k != "name"}
+    ``name`` (set again when handed out) and :data:`DRIVER_ENDED`, plus ``continues``: its number. Any driver's next
+    ``study.ask`` pops it once (row-locked) and continues that key's checkpoint and MLflow run."""
+    attrs = {k: v for k, v in trial.user_attrs.items() if k not in ("name", DRIVER_ENDED)}
     study.enqueue_trial(trial.params, user_attrs={**attrs, CONTINUES: trial.number})
 
 
@@ -219,10 +219,24 @@ def study_names(search_name: str, storage: optuna.storages.BaseStorage) -> list[
     return [n for n in optuna.get_all_study_names(storage) if n == search_name or n.startswith(f"{search_name}[")]
 
 
-def check_space(space: SearchSpace, name: str, storage: optuna.storages.BaseStorage) -> None:
+def drivers_running(name: str, storage_url: str) -> bool:
+    """Whether a driver of the search ``name`` runs: a trial of its studies is RUNNING, and not left by a driver that
+    ended (:data:`DRIVER_ENDED`). A driver killed with SIGKILL marks nothing: it counts as running until its trials
+    are claimed (docs/cluster.md, "Several drivers, one study")."""
+    storage = open_storage(storage_url)
+    return any(
+        DRIVER_ENDED not in trial.user_attrs
+        for study_name_ in study_names(name, storage)
+        for trial in optuna.load_study(study_name=study_name_, storage=storage).get_trials(
+            deepcopy=False, states=(TrialState.RUNNING,)
+        )
+    )
+
+
+def check_space(space: SearchSpace, name: str, storage: optuna.storages.BaseStorage, shared: bool = False) -> None:
     """Refuse, in one line, a space the studies of the search ``name`` cannot take (``--join``, ``--resume``): other
     objectives, or a param distribution incompatible with one a trial drew from (else the first ask fails once Ray
-    has started)."""
+    has started); and for a driver joining it (``shared``), another budget than the one its studies record."""
     from tuneprune.shared.config import ConfigError
 
     wanted = distributions(space)
@@ -231,6 +245,13 @@ def check_space(space: SearchSpace, name: str, storage: optuna.storages.BaseStor
         recorded = json.loads(study.user_attrs.get("objectives", "null"))  # set by open_studies, values in order
         if recorded is not None and list(recorded.items()) != list(space.objectives.items()):
             raise ConfigError(f"objectives: the search {name!r} has {recorded}; this space gives {space.objectives}")
+        budget = study.user_attrs.get("num_samples", space.num_samples)  # set by open_studies
+        if shared and budget != space.num_samples:
+            raise ConfigError(
+                f"num_samples = {space.num_samples}: the search {name!r} has a budget of {budget} trials per grid "
+                f"point, shared by its drivers; pass --num-samples {budget} to join it, or change the budget with "
+                f"--resume --num-samples {space.num_samples} (without --join) while no driver of it runs"
+            )
         for trial in study.get_trials(deepcopy=False):
             for param, drawn in trial.distributions.items():
                 try:
@@ -373,6 +394,7 @@ def open_studies(space: SearchSpace, name: str, storage_url: str, shared: bool =
         study.set_user_attr("objectives", json.dumps(space.objectives))
         study.set_user_attr("grid_point", json.dumps(point))
         study.set_user_attr("search", name)
+        study.set_user_attr("num_samples", space.num_samples)  # the budget, which a --join driver must share
         gs = GridStudy(i, point, study, space.num_samples, storage=storage, shared=shared, heartbeats=heartbeats)
         if not shared:
             gs.claim([t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))])

@@ -10,7 +10,7 @@ import logging
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -222,22 +222,32 @@ class RunTracker:
 
 
 @contextlib.contextmanager
-def parent_run(tracker: RunTracker, name: str, kind: str, *, resume: bool) -> Iterator[str]:
+def parent_run(
+    tracker: RunTracker, name: str, kind: str, *, resume: bool, others_running: Callable[[], bool] | None = None
+) -> Iterator[str]:
     """Start (or, with ``resume``, reopen) the parent run ``name`` of ``kind`` and yield its id.
 
     It ends FINISHED when the block completes, KILLED on Ctrl-C or ``kill`` (SIGTERM, which the
     CLI raises as Ctrl-C: :func:`tuneprune.cluster.join.interrupt_on_sigterm`) and FAILED on any
-    other exception (the error tagged, the exception re-raised).
+    other exception (the error tagged, the exception re-raised). A run that several drivers share
+    stays RUNNING while ``others_running()`` says another still runs, for the last one to end.
     """
     parent_id = tracker.start_parent(name, kind, resume=resume)
+
+    def end(status: str, error: str | None = None) -> None:
+        try:
+            shared = others_running is not None and others_running()
+        except Exception:  # cannot tell (a store unreachable): ended, rather than left RUNNING
+            shared = False
+        if not shared:
+            tracker.finish(parent_id, status, error)
+
     try:
         yield parent_id
     except BaseException as err:
-        tracker.finish(
-            parent_id, "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED", f"{type(err).__name__}: {err}"
-        )
+        end("KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED", f"{type(err).__name__}: {err}")
         raise
-    tracker.finish(parent_id, "FINISHED")
+    end("FINISHED")
 
 
 def find_parent_run(tracking_uri: str, name_or_id: str, experiment: str = "tuneprune"):
