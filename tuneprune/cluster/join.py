@@ -63,7 +63,6 @@ def check_ray_token(field: str, value: str, host: str, port: int) -> None:
     """Refuse, in one line, a Ray head (its GCS at ``host:port``) that refuses this driver's auth token: ``ray.init``
     would try it for 20 s, and fail with a traceback. Asked with Ray's own client of the GCS, and only of a head that
     answers gRPC's HTTP/2 at once: one that takes connections and says nothing is ``ray.init``'s to wait for."""
-    from ray._raylet import InnerGcsClient  # type: ignore[attr-defined]  # ray.init's client of the GCS, unstubbed
     from ray.exceptions import AuthenticationError
 
     from tuneprune.shared.config import ConfigError
@@ -77,7 +76,9 @@ def check_ray_token(field: str, value: str, host: str, port: int) -> None:
                 return
     except OSError:  # no answer at once
         return
-    try:
+    try:  # Ray's private client: another Ray release without it leaves the judgement to ray.init
+        from ray._raylet import InnerGcsClient  # type: ignore[attr-defined]  # ray.init's client of the GCS
+
         with native_stderr_silenced():
             InnerGcsClient.standalone(value, None, int(CHECK_TIMEOUT_S * 1000))
     except AuthenticationError:
