@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tuneprune.evolution.runner import prepare_evolution
 from tuneprune.evolution.space import RateInterval
@@ -95,3 +96,46 @@ def test_a_space_document_is_left_as_the_caller_gave_it(tmp_path):
     )  # fmt: skip
     assert prepared.space.num_samples == 5
     assert document == given
+
+
+FITTED_RULE = "c1: 0.026\nc2: 23.09\nc3: 22.08\nc4: 0.093\nfitted_range: [0.9, 0.95]\npole_margin: 0.005\n"
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        {"grid": {"sparsity.theta.alpha": ["RULE", 0.1], "sparsity.target": [0.95, 0.99]}},
+        {
+            "grid": {"sparsity.target": [0.95, 0.99]},
+            "params": {"sparsity.theta.alpha": {"type": "categorical", "choices": ["RULE", 0.1]}},
+        },
+        {
+            "methods": {"fit": {"sparsity.theta.alpha": "RULE"}},
+            "grid": {"method": ["fit"], "sparsity.target": [0.95, 0.99]},
+        },
+    ],
+    ids=["grid", "params", "method"],
+)
+def test_a_fitted_alpha_beside_a_grid_target_past_its_range_exits_2_before_ray(tmp_path, capsys, where):
+    """A 'fitted:PATH' alpha (grid, param or method) swept beside a grid target the rule does not cover, each accepted
+    alone: refused in one line naming the field, the value and the range, exit 2, before Ray starts or a store is made
+    (the trial of that pair failed alone, after Ray started and the others trained)."""
+    from tuneprune.cli import main
+
+    rule = tmp_path / "alpha_rule.yaml"
+    rule.write_text(FITTED_RULE)
+    sparsity = {"target": 0.95, "theta": {"policy": "log_density", "alpha": 0.1}}
+    text = yaml.safe_dump(
+        {"base": {"model": "small_cnn", "dataset": "digits", "epochs": 1, "sparsity": sparsity}, **where}
+    )
+    space = tmp_path / "fitted.yaml"
+    space.write_text(text.replace("RULE", f"fitted:{rule}"))
+    stores = ["--tracking-uri", f"sqlite:///{tmp_path}/m.db", "--storage", f"sqlite:///{tmp_path}/o.db"]
+    assert main(["search", str(space), *stores, "--results-dir", str(tmp_path / "runs"), "--no-progress"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1
+    assert "sparsity.target=0.99" in error
+    assert "sparsity.target = 0.99: the rule" in error
+    assert "covers only targets up to 0.955, the range 0.9..0.95" in error
+    assert not (tmp_path / "m.db").exists()
+    assert not (tmp_path / "runs").exists()

@@ -212,8 +212,30 @@ def load_space(data: dict[str, Any]) -> SearchSpace:
             if "unknown key" in text or "is a value" in text:
                 raise ConfigError(f"{section}.{path}: unknown config path ({text})") from None
             raise ConfigError(f"{section}.{path} = {value!r}: not accepted by the run config ({text})") from None
+    check_grid_points(space)
     check_objectives_reported(space)
     return space
+
+
+def point_label(point: dict[str, Any]) -> str:
+    """``sparsity.target=0.99 seed=0``: a grid point in one line."""
+    return " ".join(f"{k}={v}" for k, v in point.items())
+
+
+def check_grid_points(space: SearchSpace) -> None:
+    """Every grid point's run config, alone and with each param's :meth:`samples`: values the run config accepts one
+    by one over ``base`` may be refused together (a ``fitted:PATH`` alpha swept beside a target past the rule's range,
+    formulas §2), and every trial of that grid point would fail after Ray started."""
+    drawn = [(path, value) for path, p in space.params.items() for value in p.samples()]
+    for point in space.grid_points() if space.grid else []:
+        for values in [{}, *({path: value} for path, value in drawn)]:
+            try:
+                space.resolve(point, values)
+            except ConfigError as err:
+                with_param = "".join(f" with params.{path} = {value!r}" for path, value in values.items())
+                raise ConfigError(
+                    f"grid point {point_label(point)}{with_param}: not accepted by the run config ({err})"
+                ) from None
 
 
 def check_objectives_reported(space: SearchSpace) -> None:
@@ -229,6 +251,6 @@ def check_objectives_reported(space: SearchSpace) -> None:
                 lacks = "have no relevance point"
             else:
                 continue
-            where = " ".join(f"{k}={v}" for k, v in point.items())
+            where = point_label(point)
             trials = f"the trials at {where}" if where else "the trials"
             raise ConfigError(f"objectives.{metric}: {trials} {lacks} and do not report it")
