@@ -314,14 +314,17 @@ def _search(
 
 def _write_outputs(summary: SearchSummary, tracker: RunTracker) -> None:
     """summary.json and one best-config YAML per best trial (stale ones deleted), logged to the parent run; each
-    replaced whole, as joined drivers sharing the results directory write the same files."""
+    replaced whole, as joined drivers sharing the results directory write the same files. The parent run's best/
+    keeps former best files (MLflow's client deletes no artifact): each best entry names its ``file``."""
     out = summary.results_dir
-    write_summary(summary, out / "summary.json")
-    tracker.log_artifact(summary.parent_run_id, out / "summary.json")
     paths = [
         out / ("best.yaml" if len(summary.best) == 1 else f"best-{i:02d}-{entry['key']}.yaml")
         for i, entry in enumerate(summary.best)
     ]
+    for path, entry in zip(paths, summary.best, strict=True):
+        entry["file"] = path.name
+    write_summary(summary, out / "summary.json")
+    tracker.log_artifact(summary.parent_run_id, out / "summary.json")
     for old in set(out.glob("best*.yaml")) - set(paths):
         old.unlink(missing_ok=True)
     for path, entry in zip(paths, summary.best, strict=True):
