@@ -139,3 +139,23 @@ def test_a_fitted_alpha_beside_a_grid_target_past_its_range_exits_2_before_ray(t
     assert "covers only targets up to 0.955, the range 0.9..0.95" in error
     assert not (tmp_path / "m.db").exists()
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_sampler_seed_past_32_bits_at_any_grid_point_is_refused_at_load():
+    """Grid point i's sampler is seeded ``sampler.seed + i`` and Optuna's samplers take 32-bit seeds: a seed that
+    reached 2^32 at a grid point ended in numpy's traceback (exit 1) after the parent run opened, FAILED, and the first
+    studies were made (the name then taken). Refused at load, naming the field and the allowed range; every seed
+    allowed gives every grid point a sampler."""
+    from tuneprune.search.space import load_space
+    from tuneprune.search.studies import make_sampler
+
+    document = {
+        "base": {"model": "small_cnn", "dataset": "digits"},
+        "params": {"lr": {"type": "float", "low": 0.01, "high": 0.1}},
+        "grid": {"seed": [0, 1, 2]},
+    }
+    with pytest.raises(ConfigError, match=r"sampler.seed = 4294967294: .*allowed: \[0, 4294967293\]"):
+        load_space({**document, "sampler": {"seed": 2**32 - 2}})
+    space = load_space({**document, "sampler": {"seed": 2**32 - 3}})
+    for offset in range(len(space.grid_points())):
+        make_sampler(space, offset)

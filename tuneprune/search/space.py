@@ -16,7 +16,7 @@ from pydantic import Field, field_validator, model_validator
 
 from tuneprune.runs.spec import TrialSpec
 from tuneprune.search.rung_ranking import FrontOrder
-from tuneprune.shared.config import NAME_PATTERN, ConfigError, StrictModel, set_path, validate
+from tuneprune.shared.config import NAME_PATTERN, SEED_MAX, ConfigError, StrictModel, set_path, validate
 
 # Metrics a trial reports every epoch; objectives must be among them (formulas §1-§4 engine metrics included).
 SPARSE_METRICS = ("sparsity", "sparsity_k", "theta", "mask_stability", "mean_mask_stability", "lambda", "eliminated")
@@ -163,6 +163,11 @@ class SearchSpace(StrictModel):
             )
         if self.methods and METHOD not in self.grid:
             raise ValueError(f"methods: given but not swept, add grid.{METHOD}: [{', '.join(self.methods)}]")
+        if self.sampler.seed > (top := SEED_MAX - len(self.grid_points()) + 1):  # grid point i's: seed + i
+            raise ValueError(
+                f"sampler.seed = {self.sampler.seed}: grid point i's sampler takes seed + i, at most {SEED_MAX} "
+                f"(32 bits), allowed: [0, {top}]"
+            )
         return self
 
     # -- derived ----------------------------------------------------------------------------

@@ -20,6 +20,7 @@ M = TypeVar("M", bound=BaseModel)
 
 # A search's, evolution's or study's name: a folder under the results directory and an MLflow run name.
 NAME_PATTERN = r"^[A-Za-z0-9_.\-]+$"
+SEED_MAX = 2**32 - 1  # numpy's legacy RandomState, under scikit-learn's splits and Optuna's samplers
 
 
 class ConfigError(ValueError):
