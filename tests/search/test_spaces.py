@@ -159,3 +159,25 @@ def test_a_sampler_seed_past_32_bits_at_any_grid_point_is_refused_at_load():
     space = load_space({**document, "sampler": {"seed": 2**32 - 3}})
     for offset in range(len(space.grid_points())):
         make_sampler(space, offset)
+
+
+@pytest.mark.parametrize("where", ["grid", "params"])
+def test_the_data_of_every_grid_point_and_param_is_checked_before_ray(tmp_path, where):
+    """Only the first grid point's data were looked for: a grid (or a searched dataset) over cifar10 and cifar100 with
+    cifar100 missing started Ray, trained the cifar10 trials and failed every cifar100 one. Refused in one line
+    naming the directory and the dataset missing, before anything starts."""
+    (tmp_path / "data" / "cifar-10-batches-py").mkdir(parents=True)
+    datasets = ["cifar10", "cifar100"]
+    searched = {"dataset": {"type": "categorical", "choices": datasets}}
+    document = {
+        "name": "data",
+        "base": {"model": "small_cnn", "dataset": "cifar10", "data_dir": str(tmp_path / "data")},
+        "params": searched if where == "params" else {"lr": {"type": "float", "low": 0.01, "high": 0.1}},
+        **({"grid": {"dataset": datasets}} if where == "grid" else {}),
+    }
+    with pytest.raises(ConfigError, match=r"data_dir = '.*/data': cifar100 not found, expected .*/cifar-100-python/"):
+        prepare_search(
+            "unused.yaml", document=document,
+            tracking_uri=f"sqlite:///{tmp_path}/m.db", storage_url=f"sqlite:///{tmp_path}/o.db", results_root=tmp_path,
+        )  # fmt: skip
+    assert not (tmp_path / "m.db").exists()

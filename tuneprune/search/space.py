@@ -217,7 +217,7 @@ def load_space(data: dict[str, Any]) -> SearchSpace:
             if "unknown key" in text or "is a value" in text:
                 raise ConfigError(f"{section}.{path}: unknown config path ({text})") from None
             raise ConfigError(f"{section}.{path} = {value!r}: not accepted by the run config ({text})") from None
-    check_grid_points(space)
+    trial_specs(space)
     check_objectives_reported(space)
     return space
 
@@ -227,20 +227,22 @@ def point_label(point: dict[str, Any]) -> str:
     return " ".join(f"{k}={v}" for k, v in point.items())
 
 
-def check_grid_points(space: SearchSpace) -> None:
-    """Every grid point's run config, alone and with each param's :meth:`samples`: values the run config accepts one
-    by one over ``base`` may be refused together (a ``fitted:PATH`` alpha swept beside a target past the rule's range,
-    formulas §2), and every trial of that grid point would fail after Ray started."""
+def trial_specs(space: SearchSpace) -> list[TrialSpec]:
+    """The run config of every grid point, alone and with each param's :meth:`samples` one at a time: values the run
+    config accepts one by one over ``base`` may be refused together (a ``fitted:PATH`` alpha swept beside a target
+    past the rule's range, formulas §2), and every trial of that grid point would fail after Ray started. A refused
+    one is a one-line :class:`ConfigError` naming it."""
     drawn = [(path, value) for path, p in space.params.items() for value in p.samples()]
-    for point in space.grid_points() if space.grid else []:
+    specs = []
+    for point in space.grid_points():
         for values in [{}, *({path: value} for path, value in drawn)]:
             try:
-                space.resolve(point, values)
+                specs.append(space.resolve(point, values))
             except ConfigError as err:
-                with_param = "".join(f" with params.{path} = {value!r}" for path, value in values.items())
-                raise ConfigError(
-                    f"grid point {point_label(point)}{with_param}: not accepted by the run config ({err})"
-                ) from None
+                parts = [f"grid point {point_label(point)}"] if point else ["base"]
+                where = " with ".join([*parts, *(f"params.{path} = {value!r}" for path, value in values.items())])
+                raise ConfigError(f"{where}: not accepted by the run config ({err})") from None
+    return specs
 
 
 def check_objectives_reported(space: SearchSpace) -> None:
