@@ -181,3 +181,26 @@ def test_the_data_of_every_grid_point_and_param_is_checked_before_ray(tmp_path, 
             tracking_uri=f"sqlite:///{tmp_path}/m.db", storage_url=f"sqlite:///{tmp_path}/o.db", results_root=tmp_path,
         )  # fmt: skip
     assert not (tmp_path / "m.db").exists()
+
+
+@pytest.mark.parametrize(
+    ("where", "named"),
+    [
+        ({"base": {"model": "small_cnn", "dataset": "digits", "device": "cuda"}}, "base"),
+        ({"grid": {"device": ["cpu", "cuda"]}}, "grid point device=cuda"),
+    ],
+)
+def test_a_cuda_trial_without_a_gpu_is_refused_at_load(where, named):
+    """Ray hides every GPU from a trial actor that asks for none (``CUDA_VISIBLE_DEVICES=''``): ``device: cuda`` with
+    ``resources.gpu: 0`` started Ray and failed every such trial ('CUDA is not available'). Refused at load naming
+    both fields and what is allowed; with a GPU per trial it is accepted."""
+    from tuneprune.search.space import load_space
+
+    document = {
+        "base": {"model": "small_cnn", "dataset": "digits"},
+        "params": {"lr": {"type": "float", "low": 0.01, "high": 0.1}},
+        **where,
+    }
+    with pytest.raises(ConfigError, match=rf"^{named}: device = 'cuda' with resources.gpu = 0: .*allowed: "):
+        load_space(document)
+    assert load_space({**document, "resources": {"gpu": 0.5}}).resources.gpu == 0.5

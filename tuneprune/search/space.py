@@ -230,18 +230,25 @@ def point_label(point: dict[str, Any]) -> str:
 def trial_specs(space: SearchSpace) -> list[TrialSpec]:
     """The run config of every grid point, alone and with each param's :meth:`samples` one at a time: values the run
     config accepts one by one over ``base`` may be refused together (a ``fitted:PATH`` alpha swept beside a target
-    past the rule's range, formulas §2), and every trial of that grid point would fail after Ray started. A refused
-    one is a one-line :class:`ConfigError` naming it."""
+    past the rule's range, formulas §2), and every trial of that grid point would fail after Ray started; so would a
+    trial on ``device: cuda`` without ``resources.gpu`` (Ray hides the GPUs from an actor that asks for none). Either
+    is a one-line :class:`ConfigError` naming it."""
     drawn = [(path, value) for path, p in space.params.items() for value in p.samples()]
     specs = []
     for point in space.grid_points():
         for values in [{}, *({path: value} for path, value in drawn)]:
+            parts = [f"grid point {point_label(point)}"] if point else ["base"]
+            where = " with ".join([*parts, *(f"params.{path} = {value!r}" for path, value in values.items())])
             try:
-                specs.append(space.resolve(point, values))
+                spec = space.resolve(point, values)
             except ConfigError as err:
-                parts = [f"grid point {point_label(point)}"] if point else ["base"]
-                where = " with ".join([*parts, *(f"params.{path} = {value!r}" for path, value in values.items())])
                 raise ConfigError(f"{where}: not accepted by the run config ({err})") from None
+            if spec.device == "cuda" and not space.resources.gpu:
+                raise ConfigError(
+                    f"{where}: device = 'cuda' with resources.gpu = 0: Ray hides the GPUs from a trial that asks for "
+                    "none, allowed: device auto or cpu, or resources.gpu > 0"
+                )
+            specs.append(spec)
     return specs
 
 
