@@ -204,3 +204,21 @@ def test_a_cuda_trial_without_a_gpu_is_refused_at_load(where, named):
     with pytest.raises(ConfigError, match=rf"^{named}: device = 'cuda' with resources.gpu = 0: .*allowed: "):
         load_space(document)
     assert load_space({**document, "resources": {"gpu": 0.5}}).resources.gpu == 0.5
+
+
+@pytest.mark.parametrize("experiment", ["", "x" * 501])
+def test_an_experiment_name_mlflow_refuses_is_refused_at_load(tmp_path, experiment):
+    """MLflow refuses an experiment name that is empty or over 500 characters: a search or a study with one made its
+    results folder and ended in MLflow's traceback, exit 1. Refused at load, naming the field and the lengths allowed."""
+    from tuneprune.search.space import load_space
+    from tuneprune.search.study_config import load_study
+
+    base = {"model": "small_cnn", "dataset": "digits"}
+    with pytest.raises(ConfigError, match=r"^experiment = '.*': String should have (at least 1|at most 500) char"):
+        load_space({"base": base, "grid": {"seed": [0]}, "experiment": experiment})
+    study = tmp_path / "study.yaml"
+    study.write_text(
+        yaml.safe_dump({"base": base, "experiment": experiment, "methods": {"a": {}}, "targets": [0.5], "seeds": [0]})
+    )
+    with pytest.raises(ConfigError, match=r"^experiment = '.*': String should have (at least 1|at most 500) char"):
+        load_study(study)

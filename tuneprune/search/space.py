@@ -16,7 +16,7 @@ from pydantic import Field, field_validator, model_validator
 
 from tuneprune.runs.spec import TrialSpec
 from tuneprune.search.rung_ranking import FrontOrder
-from tuneprune.shared.config import NAME_PATTERN, SEED_MAX, ConfigError, StrictModel, set_path, validate
+from tuneprune.shared.config import NAME_PATTERN, SEED_MAX, ConfigError, ExperimentName, StrictModel, set_path, validate
 
 # Metrics a trial reports every epoch; objectives must be among them (formulas §1-§4 engine metrics included).
 SPARSE_METRICS = ("sparsity", "sparsity_k", "theta", "mask_stability", "mean_mask_stability", "lambda", "eliminated")
@@ -112,7 +112,7 @@ class SearchSpace(StrictModel):
     """A validated search space; see the README for a full example."""
 
     name: str | None = Field(None, pattern=NAME_PATTERN)
-    experiment: str = "tuneprune"
+    experiment: ExperimentName = "tuneprune"
     base: dict[str, Any] = Field(default_factory=dict)
     params: dict[str, Param] = Field(default_factory=dict, description="searched values; may be empty with a grid")
     grid: dict[str, list[Any]] = Field(default_factory=dict)

@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from tuneprune.search.space import METHOD, ResourcesConfig, load_space
-from tuneprune.shared.config import NAME_PATTERN, StrictModel, apply_overrides, load_yaml, validate
+from tuneprune.shared.config import NAME_PATTERN, ExperimentName, StrictModel, apply_overrides, load_yaml, validate
 
 TARGET = "sparsity.target"
 MODEL = "model"
@@ -25,7 +25,7 @@ class StudyConfig(StrictModel):
     """A validated study document; see docs/studies.md."""
 
     name: str | None = Field(None, pattern=NAME_PATTERN)
-    experiment: str = "tuneprune"
+    experiment: ExperimentName = "tuneprune"
     description: str = ""
     base: dict[str, Any] = Field(default_factory=dict, description="the run config every cell starts from")
     methods: dict[str, dict[str, Any]] = Field(min_length=1, description="name -> overlay of dotted run-config keys")
