@@ -222,3 +222,17 @@ def test_an_experiment_name_mlflow_refuses_is_refused_at_load(tmp_path, experime
     )
     with pytest.raises(ConfigError, match=r"^experiment = '.*': String should have (at least 1|at most 500) char"):
         load_study(study)
+
+
+@pytest.mark.parametrize(("resources", "field"), [({"cpu": 0.00001}, "cpu"), ({"gpu": 0.00005}, "gpu")])
+def test_a_resource_finer_than_ray_takes_is_refused_at_load(resources, field):
+    """Ray refuses a fractional resource below 0.0001: ``resources.cpu: 0.00001`` started Ray, then ended in Ray's
+    traceback (exit 1, the parent run FAILED). Refused at load naming the field and the range; 0.0001 and a GPU
+    count of 0 are accepted."""
+    from tuneprune.search.space import ResourcesConfig
+    from tuneprune.shared.config import validate
+
+    with pytest.raises(ConfigError, match=rf"^resources\.{field} = {resources[field]}: .*0\.0001"):
+        validate(ResourcesConfig, resources, prefix="resources.")
+    assert validate(ResourcesConfig, {field: 0.0001}).model_dump()[field] == 0.0001
+    assert validate(ResourcesConfig, {"gpu": 0}).gpu == 0

@@ -25,6 +25,7 @@ METRICS = (
     "val_acc", "test_acc", "train_acc", "val_loss", "test_loss", "train_loss", *SPARSE_METRICS, *RELEVANCE_METRICS,
 )  # fmt: skip
 METHOD = "method"  # the grid key that sweeps the named overlays of ``methods``
+RAY_RESOURCE_UNIT = 0.0001  # the finest fraction of a CPU or GPU Ray takes (its resource granularity)
 
 
 class _Range(StrictModel):
@@ -96,7 +97,7 @@ class EarlyStoppingConfig(StrictModel):
 class ResourcesConfig(StrictModel):
     """What one Ray trial actor gets; with ``pack: K`` the actor trains K trials together (formulas §10.7)."""
 
-    cpu: float = Field(1.0, gt=0.0)
+    cpu: float = Field(1.0, ge=RAY_RESOURCE_UNIT)
     gpu: float = Field(0.0, ge=0.0)
     pack: int = Field(1, ge=1, le=64, description="trials trained together in one actor, on one device")
 
@@ -105,6 +106,8 @@ class ResourcesConfig(StrictModel):
     def _gpu(cls, v: float) -> float:
         if v > 1 and not float(v).is_integer():
             raise ValueError("fractional GPUs must be at most 1 (e.g. 0.25); above 1 use a whole number")
+        if 0 < v < RAY_RESOURCE_UNIT:
+            raise ValueError(f"Ray takes no fraction below {RAY_RESOURCE_UNIT}, allowed: 0 or >= {RAY_RESOURCE_UNIT}")
         return v
 
 
