@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -236,3 +237,29 @@ def test_a_resource_finer_than_ray_takes_is_refused_at_load(resources, field):
         validate(ResourcesConfig, resources, prefix="resources.")
     assert validate(ResourcesConfig, {field: 0.0001}).model_dump()[field] == 0.0001
     assert validate(ResourcesConfig, {"gpu": 0}).gpu == 0
+
+
+def test_a_min_size_above_every_layer_of_a_grid_points_model_is_refused_at_load():
+    """``sparsity.min_size`` above every layer of the model leaves nothing to prune, which a run finds only when it
+    builds the model: a search drawing it started Ray and failed those trials. Refused at load naming the grid point,
+    the param, the field and the allowed range (up to the model's largest layer)."""
+    from tuneprune.models import create_model
+    from tuneprune.search.space import load_space
+    from tuneprune.sparsity.layers import prunable_layers
+
+    largest = max(m.weight.numel() for _, m in prunable_layers(create_model("resnet20", 10, 1)))  # below small_cnn's
+
+    def space(high: int) -> dict[str, Any]:
+        return {
+            "base": {"model": "small_cnn", "dataset": "digits", "sparsity": {"target": 0.9}},
+            "grid": {"model": ["small_cnn", "resnet20"]},
+            "params": {"sparsity.min_size": {"type": "int", "low": 0, "high": high}},
+        }
+
+    with pytest.raises(
+        ConfigError,
+        match=rf"^grid point model=resnet20 with params.sparsity.min_size = {largest + 1}: sparsity.min_size = "
+        rf"{largest + 1}: .* allowed: up to {largest} ",
+    ):
+        load_space(space(largest + 1))
+    assert load_space(space(largest)).params["sparsity.min_size"].samples()[1] == largest

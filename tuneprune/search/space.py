@@ -8,15 +8,19 @@ Every grid point is an independent Optuna study; ``methods`` names overlays of `
 from __future__ import annotations
 
 import copy
+import functools
 import itertools
 import math
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
+from torch import nn
 
+from tuneprune.data.splits import classes_and_channels
 from tuneprune.runs.spec import TrialSpec
 from tuneprune.search.rung_ranking import FrontOrder
 from tuneprune.shared.config import NAME_PATTERN, SEED_MAX, ConfigError, ExperimentName, StrictModel, set_path, validate
+from tuneprune.sparsity.layers import pruned_layers
 
 # Metrics a trial reports every epoch; objectives must be among them (formulas §1-§4 engine metrics included).
 SPARSE_METRICS = ("sparsity", "sparsity_k", "theta", "mask_stability", "mean_mask_stability", "lambda", "eliminated")
@@ -234,8 +238,8 @@ def trial_specs(space: SearchSpace) -> list[TrialSpec]:
     """The run config of every grid point, alone and with each param's :meth:`samples` one at a time: values the run
     config accepts one by one over ``base`` may be refused together (a ``fitted:PATH`` alpha swept beside a target
     past the rule's range, formulas §2), and every trial of that grid point would fail after Ray started; so would a
-    trial on ``device: cuda`` without ``resources.gpu`` (Ray hides the GPUs from an actor that asks for none). Either
-    is a one-line :class:`ConfigError` naming it."""
+    trial on ``device: cuda`` without ``resources.gpu`` (Ray hides the GPUs from an actor that asks for none) and one
+    whose model has no layer of ``sparsity.min_size`` weights. Each is a one-line :class:`ConfigError` naming it."""
     drawn = [(path, value) for path, p in space.params.items() for value in p.samples()]
     specs = []
     for point in space.grid_points():
@@ -251,8 +255,28 @@ def trial_specs(space: SearchSpace) -> list[TrialSpec]:
                     f"{where}: device = 'cuda' with resources.gpu = 0: Ray hides the GPUs from a trial that asks for "
                     "none, allowed: device auto or cpu, or resources.gpu > 0"
                 )
+            try:
+                check_min_size(spec)
+            except ConfigError as err:
+                raise ConfigError(f"{where}: {err}") from None
             specs.append(spec)
     return specs
+
+
+@functools.lru_cache(maxsize=1)  # grid points in turn mostly share a model; one kept at a time
+def _model(name: str, classes: int, channels: int) -> nn.Module:
+    """A model of the registry, for :func:`check_min_size`."""
+    from tuneprune.models import create_model
+
+    return create_model(name, classes, channels)
+
+
+def check_min_size(spec: TrialSpec) -> None:
+    """A sparse trial's model has a layer of at least ``sparsity.min_size`` weights (:func:`pruned_layers`), which
+    a run finds only once it has built its model: checked here on the model built without its data."""
+    if spec.sparsity is not None and spec.sparsity.min_size > 0:
+        model = _model(spec.model, *classes_and_channels(spec.dataset, spec.synthetic_classes))
+        pruned_layers(model, spec.sparsity.min_size)
 
 
 def check_objectives_reported(space: SearchSpace) -> None:
