@@ -263,3 +263,13 @@ def test_a_min_size_above_every_layer_of_a_grid_points_model_is_refused_at_load(
     ):
         load_space(space(largest + 1))
     assert load_space(space(largest)).params["sparsity.min_size"].samples()[1] == largest
+
+
+@pytest.mark.parametrize("name", [".", ".."])
+def test_a_space_named_by_dots_alone_is_refused(name):
+    """A search's name is a folder under the results directory: ``..`` put its results beside that directory (and
+    deleted the best*.yaml files found there as stale), ``.`` into it (``--name``: tests/cli/test_names.py)."""
+    from tuneprune.search.space import load_space
+
+    with pytest.raises(ConfigError, match=rf"^name = '{name}': "):
+        load_space({"name": name, "base": {"model": "small_cnn", "dataset": "digits"}, "grid": {"seed": [0]}})
