@@ -189,6 +189,10 @@ def test_the_data_of_every_grid_point_and_param_is_checked_before_ray(tmp_path, 
     [
         ({"base": {"model": "small_cnn", "dataset": "digits", "device": "cuda"}}, "base"),
         ({"grid": {"device": ["cpu", "cuda"]}}, "grid point device=cuda"),
+        (
+            {"base": {"model": "small_cnn", "dataset": "digits", "relevance": {"device": "cuda"}}},
+            "base: relevance.device = 'cuda'",  # the relevance pass, after the trial trained
+        ),
     ],
 )
 def test_a_cuda_trial_without_a_gpu_is_refused_at_load(where, named):
@@ -202,7 +206,7 @@ def test_a_cuda_trial_without_a_gpu_is_refused_at_load(where, named):
         "params": {"lr": {"type": "float", "low": 0.01, "high": 0.1}},
         **where,
     }
-    with pytest.raises(ConfigError, match=rf"^{named}: device = 'cuda' with resources.gpu = 0: .*allowed: "):
+    with pytest.raises(ConfigError, match=rf"^{named}(: device = 'cuda')? with resources.gpu = 0: .*allowed: "):
         load_space(document)
     assert load_space({**document, "resources": {"gpu": 0.5}}).resources.gpu == 0.5
 

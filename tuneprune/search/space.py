@@ -238,8 +238,9 @@ def trial_specs(space: SearchSpace) -> list[TrialSpec]:
     """The run config of every grid point, alone and with each param's :meth:`samples` one at a time: values the run
     config accepts one by one over ``base`` may be refused together (a ``fitted:PATH`` alpha swept beside a target
     past the rule's range, formulas §2), and every trial of that grid point would fail after Ray started; so would a
-    trial on ``device: cuda`` without ``resources.gpu`` (Ray hides the GPUs from an actor that asks for none) and one
-    whose model has no layer of ``sparsity.min_size`` weights. Each is a one-line :class:`ConfigError` naming it."""
+    trial on ``device: cuda`` (or ``relevance.device``) without ``resources.gpu`` (Ray hides the GPUs from an actor that
+    asks for none) and one whose model has no layer of ``sparsity.min_size`` weights. Each is a one-line
+    :class:`ConfigError` naming it."""
     drawn = [(path, value) for path, p in space.params.items() for value in p.samples()]
     specs = []
     for point in space.grid_points():
@@ -250,10 +251,12 @@ def trial_specs(space: SearchSpace) -> list[TrialSpec]:
                 spec = space.resolve(point, values)
             except ConfigError as err:
                 raise ConfigError(f"{where}: not accepted by the run config ({err})") from None
-            if spec.device == "cuda" and not space.resources.gpu:
+            devices = {"device": spec.device, "relevance.device": spec.relevance and spec.relevance.device}
+            if "cuda" in devices.values() and not space.resources.gpu:
+                field = next(k for k, v in devices.items() if v == "cuda")
                 raise ConfigError(
-                    f"{where}: device = 'cuda' with resources.gpu = 0: Ray hides the GPUs from a trial that asks for "
-                    "none, allowed: device auto or cpu, or resources.gpu > 0"
+                    f"{where}: {field} = 'cuda' with resources.gpu = 0: Ray hides the GPUs from a trial that asks for "
+                    f"none, allowed: {field} auto or cpu, or resources.gpu > 0"
                 )
             try:
                 check_min_size(spec)
