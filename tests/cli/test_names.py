@@ -15,12 +15,14 @@ COMMANDS = {
 }
 
 
+@pytest.mark.parametrize("name", ["a/b", ".", ".."])  # '..' put the results beside the results directory
 @pytest.mark.parametrize("command", COMMANDS)
-def test_a_name_with_a_slash_exits_2_naming_the_option(command, tmp_path, monkeypatch, capsys):
+def test_a_name_with_a_slash_or_of_dots_alone_exits_2_naming_the_option(command, name, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as exit_:
-        main([command, str(COMMANDS[command]), "--no-progress", "--name", "a/b"])
+        main([command, str(COMMANDS[command]), "--no-progress", "--name", name])
     assert exit_.value.code == 2
     err = capsys.readouterr().err.strip()
-    assert err == f"tuneprune {command}: error: argument --name: 'a/b': letters, digits, '_', '.' and '-' only"
+    allowed = "letters, digits, '_', '.' and '-' only, not dots alone"
+    assert err == f"tuneprune {command}: error: argument --name: {name!r}: {allowed}"
     assert list(tmp_path.iterdir()) == []  # no store, no results

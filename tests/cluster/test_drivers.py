@@ -11,7 +11,7 @@ import yaml
 from tuneprune.cluster.drivers import DriverPlace, check_driver, space_document
 from tuneprune.shared.config import ConfigError
 
-DIGITS = ("digits", None, False)
+DIGITS = [("digits", None, False)]
 
 
 @pytest.fixture
@@ -79,7 +79,7 @@ def test_a_cluster_address_that_takes_no_connection_is_refused_at_once(space, tm
 @pytest.mark.parametrize(
     ("data", "uri", "message"),
     [
-        (("cifar10", None, False), None, "data_dir: required for cifar10"),
+        ([*DIGITS, ("cifar10", None, False)], None, "data_dir: required for cifar10"),
         (DIGITS, "sqlite:////no/such/dir/mlruns.db", "tracking_uri = .*does not exist"),
     ],
 )

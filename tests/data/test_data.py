@@ -54,6 +54,18 @@ def test_synthetic_shapes():
     assert int(data.y_train.max()) < 5
 
 
+def test_classes_and_channels_are_those_of_the_loaded_data():
+    """What a search checks its models with before any data are loaded is what the trials load."""
+    from tuneprune.data.splits import classes_and_channels
+
+    for config in (
+        RunConfig(dataset="digits"),
+        RunConfig(dataset="synthetic", synthetic_samples=16, synthetic_classes=5),
+    ):
+        data = load_dataset(config)
+        assert classes_and_channels(config.dataset, config.synthetic_classes) == (data.num_classes, data.in_channels)
+
+
 def test_augment_is_crop_and_flip_of_each_image():
     g = torch.Generator().manual_seed(0)
     x = torch.arange(2 * 3 * 32 * 32, dtype=torch.float32).reshape(2, 3, 32, 32)

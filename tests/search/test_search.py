@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from io import StringIO
@@ -316,6 +317,39 @@ def test_the_best_files_are_those_of_the_latest_summary_only(tmp_path, stores):
     assert written("g0-001", "g1-000") == ["best-00-g0-001.yaml", "best-01-g1-000.yaml"]
     assert written("g0-005", "g1-000") == ["best-00-g0-005.yaml", "best-01-g1-000.yaml"]
     assert written("g0-005") == ["best.yaml"]
+
+
+def test_the_parent_runs_summary_names_the_current_best_files_among_those_mlflow_keeps(tmp_path, stores):
+    """MLflow's client cannot delete an artifact: after a resumed search whose best trials changed, the parent run's
+    best/ still holds the former best files beside the new ones. Its summary.json, replaced at every write, names the
+    current ones (``file`` of each best entry), each in best/ with its trial's config."""
+    from tuneprune.search.runner import SearchSummary, _write_outputs
+    from tuneprune.tracking import RunTracker
+
+    tracker = RunTracker(stores["tracking_uri"])
+    parent = tracker.start_parent("bestnames", "search", resume=False)
+    client = MlflowClient(stores["tracking_uri"])
+
+    def text(path: str) -> str:  # as the parent run holds it
+        return Path(client.download_artifacts(parent, path, str(tmp_path / "down"))).read_text()
+
+    def logged(*keys: str) -> tuple[list[str], list[str]]:
+        best = [
+            {"key": k, "grid": {}, "params": {}, "values": {"val_acc": 0.5}, "config": {**BASE, "seed": i}}
+            for i, k in enumerate(keys)
+        ]
+        summary = SearchSummary("bestnames", parent, stores["tracking_uri"], "", tmp_path, {"val_acc": "max"}, [], best)
+        _write_outputs(summary, tracker)
+        uploaded = json.loads(text("summary.json"))["best"]
+        current = [entry["file"] for entry in uploaded]
+        for entry in uploaded:
+            assert yaml.safe_load(text(f"best/{entry['file']}")) == entry["config"]
+        return current, sorted(f.path.rsplit("/", 1)[-1] for f in client.list_artifacts(parent, "best"))
+
+    assert logged("g0-001", "g1-000") == (["best-00-g0-001.yaml", "best-01-g1-000.yaml"],) * 2
+    current, kept = logged("g0-005")
+    assert current == ["best.yaml"]
+    assert kept == ["best-00-g0-001.yaml", "best-01-g1-000.yaml", "best.yaml"]  # the former ones: MLflow keeps them
 
 
 @pytest.mark.ray

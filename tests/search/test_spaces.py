@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 from tuneprune.evolution.runner import prepare_evolution
 from tuneprune.evolution.space import RateInterval
@@ -95,3 +97,183 @@ def test_a_space_document_is_left_as_the_caller_gave_it(tmp_path):
     )  # fmt: skip
     assert prepared.space.num_samples == 5
     assert document == given
+
+
+FITTED_RULE = "c1: 0.026\nc2: 23.09\nc3: 22.08\nc4: 0.093\nfitted_range: [0.9, 0.95]\npole_margin: 0.005\n"
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        {"grid": {"sparsity.theta.alpha": ["RULE", 0.1], "sparsity.target": [0.95, 0.99]}},
+        {
+            "grid": {"sparsity.target": [0.95, 0.99]},
+            "params": {"sparsity.theta.alpha": {"type": "categorical", "choices": ["RULE", 0.1]}},
+        },
+        {
+            "methods": {"fit": {"sparsity.theta.alpha": "RULE"}},
+            "grid": {"method": ["fit"], "sparsity.target": [0.95, 0.99]},
+        },
+    ],
+    ids=["grid", "params", "method"],
+)
+def test_a_fitted_alpha_beside_a_grid_target_past_its_range_exits_2_before_ray(tmp_path, capsys, where):
+    """A 'fitted:PATH' alpha (grid, param or method) swept beside a grid target the rule does not cover, each accepted
+    alone: refused in one line naming the field, the value and the range, exit 2, before Ray starts or a store is made
+    (the trial of that pair failed alone, after Ray started and the others trained)."""
+    from tuneprune.cli import main
+
+    rule = tmp_path / "alpha_rule.yaml"
+    rule.write_text(FITTED_RULE)
+    sparsity = {"target": 0.95, "theta": {"policy": "log_density", "alpha": 0.1}}
+    text = yaml.safe_dump(
+        {"base": {"model": "small_cnn", "dataset": "digits", "epochs": 1, "sparsity": sparsity}, **where}
+    )
+    space = tmp_path / "fitted.yaml"
+    space.write_text(text.replace("RULE", f"fitted:{rule}"))
+    stores = ["--tracking-uri", f"sqlite:///{tmp_path}/m.db", "--storage", f"sqlite:///{tmp_path}/o.db"]
+    assert main(["search", str(space), *stores, "--results-dir", str(tmp_path / "runs"), "--no-progress"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1
+    assert "sparsity.target=0.99" in error
+    assert "sparsity.target = 0.99: the rule" in error
+    assert "covers only targets up to 0.955, the range 0.9..0.95" in error
+    assert not (tmp_path / "m.db").exists()
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_sampler_seed_past_32_bits_at_any_grid_point_is_refused_at_load():
+    """Grid point i's sampler is seeded ``sampler.seed + i`` and Optuna's samplers take 32-bit seeds: a seed that
+    reached 2^32 at a grid point ended in numpy's traceback (exit 1) after the parent run opened, FAILED, and the first
+    studies were made (the name then taken). Refused at load, naming the field and the allowed range; every seed
+    allowed gives every grid point a sampler."""
+    from tuneprune.search.space import load_space
+    from tuneprune.search.studies import make_sampler
+
+    document = {
+        "base": {"model": "small_cnn", "dataset": "digits"},
+        "params": {"lr": {"type": "float", "low": 0.01, "high": 0.1}},
+        "grid": {"seed": [0, 1, 2]},
+    }
+    with pytest.raises(ConfigError, match=r"sampler.seed = 4294967294: .*allowed: \[0, 4294967293\]"):
+        load_space({**document, "sampler": {"seed": 2**32 - 2}})
+    space = load_space({**document, "sampler": {"seed": 2**32 - 3}})
+    for offset in range(len(space.grid_points())):
+        make_sampler(space, offset)
+
+
+@pytest.mark.parametrize("where", ["grid", "params"])
+def test_the_data_of_every_grid_point_and_param_is_checked_before_ray(tmp_path, where):
+    """Only the first grid point's data were looked for: a grid (or a searched dataset) over cifar10 and cifar100 with
+    cifar100 missing started Ray, trained the cifar10 trials and failed every cifar100 one. Refused in one line
+    naming the directory and the dataset missing, before anything starts."""
+    (tmp_path / "data" / "cifar-10-batches-py").mkdir(parents=True)
+    datasets = ["cifar10", "cifar100"]
+    searched = {"dataset": {"type": "categorical", "choices": datasets}}
+    document = {
+        "name": "data",
+        "base": {"model": "small_cnn", "dataset": "cifar10", "data_dir": str(tmp_path / "data")},
+        "params": searched if where == "params" else {"lr": {"type": "float", "low": 0.01, "high": 0.1}},
+        **({"grid": {"dataset": datasets}} if where == "grid" else {}),
+    }
+    with pytest.raises(ConfigError, match=r"data_dir = '.*/data': cifar100 not found, expected .*/cifar-100-python/"):
+        prepare_search(
+            "unused.yaml", document=document,
+            tracking_uri=f"sqlite:///{tmp_path}/m.db", storage_url=f"sqlite:///{tmp_path}/o.db", results_root=tmp_path,
+        )  # fmt: skip
+    assert not (tmp_path / "m.db").exists()
+
+
+@pytest.mark.parametrize(
+    ("where", "named"),
+    [
+        ({"base": {"model": "small_cnn", "dataset": "digits", "device": "cuda"}}, "base"),
+        ({"grid": {"device": ["cpu", "cuda"]}}, "grid point device=cuda"),
+        (
+            {"base": {"model": "small_cnn", "dataset": "digits", "relevance": {"device": "cuda"}}},
+            "base: relevance.device = 'cuda'",  # the relevance pass, after the trial trained
+        ),
+    ],
+)
+def test_a_cuda_trial_without_a_gpu_is_refused_at_load(where, named):
+    """Ray hides every GPU from a trial actor that asks for none (``CUDA_VISIBLE_DEVICES=''``): ``device: cuda`` with
+    ``resources.gpu: 0`` started Ray and failed every such trial ('CUDA is not available'). Refused at load naming
+    both fields and what is allowed; with a GPU per trial it is accepted."""
+    from tuneprune.search.space import load_space
+
+    document = {
+        "base": {"model": "small_cnn", "dataset": "digits"},
+        "params": {"lr": {"type": "float", "low": 0.01, "high": 0.1}},
+        **where,
+    }
+    with pytest.raises(ConfigError, match=rf"^{named}(: device = 'cuda')? with resources.gpu = 0: .*allowed: "):
+        load_space(document)
+    assert load_space({**document, "resources": {"gpu": 0.5}}).resources.gpu == 0.5
+
+
+@pytest.mark.parametrize("experiment", ["", "x" * 501])
+def test_an_experiment_name_mlflow_refuses_is_refused_at_load(tmp_path, experiment):
+    """MLflow refuses an experiment name that is empty or over 500 characters: a search or a study with one made its
+    results folder and ended in MLflow's traceback, exit 1. Refused at load, naming the field and the lengths allowed."""
+    from tuneprune.search.space import load_space
+    from tuneprune.search.study_config import load_study
+
+    base = {"model": "small_cnn", "dataset": "digits"}
+    with pytest.raises(ConfigError, match=r"^experiment = '.*': String should have (at least 1|at most 500) char"):
+        load_space({"base": base, "grid": {"seed": [0]}, "experiment": experiment})
+    study = tmp_path / "study.yaml"
+    study.write_text(
+        yaml.safe_dump({"base": base, "experiment": experiment, "methods": {"a": {}}, "targets": [0.5], "seeds": [0]})
+    )
+    with pytest.raises(ConfigError, match=r"^experiment = '.*': String should have (at least 1|at most 500) char"):
+        load_study(study)
+
+
+@pytest.mark.parametrize(("resources", "field"), [({"cpu": 0.00001}, "cpu"), ({"gpu": 0.00005}, "gpu")])
+def test_a_resource_finer_than_ray_takes_is_refused_at_load(resources, field):
+    """Ray refuses a fractional resource below 0.0001: ``resources.cpu: 0.00001`` started Ray, then ended in Ray's
+    traceback (exit 1, the parent run FAILED). Refused at load naming the field and the range; 0.0001 and a GPU
+    count of 0 are accepted."""
+    from tuneprune.search.space import ResourcesConfig
+    from tuneprune.shared.config import validate
+
+    with pytest.raises(ConfigError, match=rf"^resources\.{field} = {resources[field]}: .*0\.0001"):
+        validate(ResourcesConfig, resources, prefix="resources.")
+    assert validate(ResourcesConfig, {field: 0.0001}).model_dump()[field] == 0.0001
+    assert validate(ResourcesConfig, {"gpu": 0}).gpu == 0
+
+
+def test_a_min_size_above_every_layer_of_a_grid_points_model_is_refused_at_load():
+    """``sparsity.min_size`` above every layer of the model leaves nothing to prune, which a run finds only when it
+    builds the model: a search drawing it started Ray and failed those trials. Refused at load naming the grid point,
+    the param, the field and the allowed range (up to the model's largest layer)."""
+    from tuneprune.models import create_model
+    from tuneprune.search.space import load_space
+    from tuneprune.sparsity.layers import prunable_layers
+
+    largest = max(m.weight.numel() for _, m in prunable_layers(create_model("resnet20", 10, 1)))  # below small_cnn's
+
+    def space(high: int) -> dict[str, Any]:
+        return {
+            "base": {"model": "small_cnn", "dataset": "digits", "sparsity": {"target": 0.9}},
+            "grid": {"model": ["small_cnn", "resnet20"]},
+            "params": {"sparsity.min_size": {"type": "int", "low": 0, "high": high}},
+        }
+
+    with pytest.raises(
+        ConfigError,
+        match=rf"^grid point model=resnet20 with params.sparsity.min_size = {largest + 1}: sparsity.min_size = "
+        rf"{largest + 1}: .* allowed: up to {largest} ",
+    ):
+        load_space(space(largest + 1))
+    assert load_space(space(largest)).params["sparsity.min_size"].samples()[1] == largest
+
+
+@pytest.mark.parametrize("name", [".", ".."])
+def test_a_space_named_by_dots_alone_is_refused(name):
+    """A search's name is a folder under the results directory: ``..`` put its results beside that directory (and
+    deleted the best*.yaml files found there as stale), ``.`` into it (``--name``: tests/cli/test_names.py)."""
+    from tuneprune.search.space import load_space
+
+    with pytest.raises(ConfigError, match=rf"^name = '{name}': "):
+        load_space({"name": name, "base": {"model": "small_cnn", "dataset": "digits"}, "grid": {"seed": [0]}})

@@ -60,7 +60,7 @@ def run_name(text: str) -> str:
     """A ``--name`` (argparse type): it names a folder under the results directory, so :data:`NAME_PATTERN`'s
     characters only, checked before any work."""
     if not re.fullmatch(NAME_PATTERN, text):
-        raise argparse.ArgumentTypeError(f"{text!r}: letters, digits, '_', '.' and '-' only")
+        raise argparse.ArgumentTypeError(f"{text!r}: letters, digits, '_', '.' and '-' only, not dots alone")
     return text
 
 

@@ -6,6 +6,7 @@ checks) before Ray starts.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,17 +37,18 @@ class DriverPlace:
 def check_driver(
     space_path: str | Path,
     space_name: str | None,
-    data: tuple[str, Path | None, bool],
+    data: Sequence[tuple[str, Path | None, bool]],
     resources: tuple[float, float],
     *,
     address: str | None,
     tracking_uri: str | None,
     results_root: str | Path,
 ) -> DriverPlace:
-    """Check the data location (dataset, data dir, download), the local resources (cpu, gpu) without a
+    """Check every data location (dataset, data dir, download), the local resources (cpu, gpu) without a
     cluster, else that the cluster's ``address`` answers, and the MLflow store; name the run (the space's name, else
     its file's stem) and its results directory ``results_root/name``."""
-    check_data_dir(*data)
+    for location in dict.fromkeys(data):
+        check_data_dir(*location)
     if address is None:
         check_local_resources(*resources)
     else:

@@ -18,6 +18,14 @@ DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10", "cifar100", "syntheti
 # Classes per dataset (synthetic: its synthetic_classes).
 CLASSES = {"digits": 10, "mnist": 10, "fashion_mnist": 10, "cifar10": 10, "cifar100": 100}
 
+
+def classes_and_channels(dataset: str, synthetic_classes: int) -> tuple[int, int]:
+    """The classes and the image channels of ``dataset`` (what :func:`~tuneprune.models.create_model` takes), known
+    without loading it: CIFAR and synthetic images are RGB, the others grey."""
+    classes = synthetic_classes if dataset == "synthetic" else CLASSES[dataset]
+    return classes, 3 if dataset in ("cifar10", "cifar100", "synthetic") else 1
+
+
 CIFAR_MEAN = {"cifar10": (0.4914, 0.4822, 0.4465), "cifar100": (0.5071, 0.4865, 0.4409)}
 CIFAR_STD = {"cifar10": (0.2470, 0.2435, 0.2616), "cifar100": (0.2673, 0.2564, 0.2762)}
 CIFAR_FOLDER = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}

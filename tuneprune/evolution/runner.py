@@ -90,7 +90,7 @@ def prepare_evolution(
     document = space_document(space_path, overrides, name)
     space = validate(EvolutionSpace, document)
     place = check_driver(
-        space_path, space.name, (space.train.dataset, space.train.data_dir, space.train.download),
+        space_path, space.name, [(space.train.dataset, space.train.data_dir, space.train.download)],
         (space.resources.cpu, space.resources.gpu), address=address, tracking_uri=tracking_uri, results_root=results_root,
     )  # fmt: skip
     evolution_name, tracking_uri, results_dir = place.name, place.tracking_uri, place.results_dir

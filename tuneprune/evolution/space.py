@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, model_validator
 
 from tuneprune.search.space import ResourcesConfig
-from tuneprune.shared.config import NAME_PATTERN, StrictModel
+from tuneprune.shared.config import NAME_PATTERN, ExperimentName, StrictModel
 from tuneprune.stochastic.config import TargetConfig
 from tuneprune.training.config import RunConfig
 
@@ -79,7 +79,7 @@ class EvolutionSpace(StrictModel):
     """A validated evolution of Stochastic Pruning's (sigma, rate) on the accuracy-sparsity plane."""
 
     name: str | None = Field(None, pattern=NAME_PATTERN)
-    experiment: str = "tuneprune"
+    experiment: ExperimentName = "tuneprune"
     train: RunConfig = Field(default_factory=RunConfig, description="the dense model, trained first unless given")
     algorithm: AlgorithmConfig = Field(default_factory=AlgorithmConfig)
     variables: VariablesConfig = Field(default_factory=VariablesConfig)

@@ -10,7 +10,7 @@ from typing import Annotated, get_args
 from pydantic import Field, field_validator, model_validator
 
 from tuneprune.relevance.settings import Ranking, RelevanceSettings
-from tuneprune.shared.config import NAME_PATTERN, StrictModel
+from tuneprune.shared.config import NAME_PATTERN, ExperimentName, StrictModel
 from tuneprune.training.config import RunConfig
 
 
@@ -26,7 +26,7 @@ class RelevanceStudyConfig(StrictModel):
     """``tuneprune relevance CONFIG.yaml``: accuracy and loss curves over pruning percentages."""
 
     name: str | None = Field(None, pattern=NAME_PATTERN, description="default: the config file name")
-    experiment: str = "tuneprune"
+    experiment: ExperimentName = "tuneprune"
     train: RunConfig = Field(default_factory=RunConfig, description="trains the model when no checkpoint is given")
     relevance: RelevanceSettings = Field(default_factory=RelevanceSettings)
     percentages: list[Annotated[int, Field(ge=0, lt=100)]] = Field(

@@ -25,7 +25,7 @@ from tuneprune.cluster.join import ensure_ray
 from tuneprune.cluster.quiet import configure_quiet
 from tuneprune.output.progress import say
 from tuneprune.output.summaries import write_summary
-from tuneprune.search.space import SearchSpace, load_space
+from tuneprune.search.space import SearchSpace, load_space, trial_specs
 from tuneprune.shared.config import ConfigError
 from tuneprune.shared.files import replace_atomically
 from tuneprune.tracking import (
@@ -98,9 +98,9 @@ def prepare_search(
     if num_samples is not None:
         document = {**document, "num_samples": num_samples}
     space = load_space(document)
-    base = space.resolve(space.grid_points()[0], {})
+    data = [(spec.dataset, spec.data_dir, spec.download) for spec in trial_specs(space)]  # every grid point's
     place = check_driver(
-        space_path, space.name, (base.dataset, base.data_dir, base.download), (space.resources.cpu, space.resources.gpu),
+        space_path, space.name, data, (space.resources.cpu, space.resources.gpu),
         address=address, tracking_uri=tracking_uri, results_root=results_root,
     )  # fmt: skip
     storage_url = absolute_sqlite(storage_url or default_storage_url())
@@ -327,14 +327,17 @@ def _search(
 
 def _write_outputs(summary: SearchSummary, tracker: RunTracker) -> None:
     """summary.json and one best-config YAML per best trial (stale ones deleted), logged to the parent run; each
-    replaced whole, as joined drivers sharing the results directory write the same files."""
+    replaced whole, as joined drivers sharing the results directory write the same files. The parent run's best/
+    keeps former best files (MLflow's client deletes no artifact): each best entry names its ``file``."""
     out = summary.results_dir
-    write_summary(summary, out / "summary.json")
-    tracker.log_artifact(summary.parent_run_id, out / "summary.json")
     paths = [
         out / ("best.yaml" if len(summary.best) == 1 else f"best-{i:02d}-{entry['key']}.yaml")
         for i, entry in enumerate(summary.best)
     ]
+    for path, entry in zip(paths, summary.best, strict=True):
+        entry["file"] = path.name
+    write_summary(summary, out / "summary.json")
+    tracker.log_artifact(summary.parent_run_id, out / "summary.json")
     for old in set(out.glob("best*.yaml")) - set(paths):
         old.unlink(missing_ok=True)
     for path, entry in zip(paths, summary.best, strict=True):

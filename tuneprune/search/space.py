@@ -8,15 +8,19 @@ Every grid point is an independent Optuna study; ``methods`` names overlays of `
 from __future__ import annotations
 
 import copy
+import functools
 import itertools
 import math
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
+from torch import nn
 
+from tuneprune.data.splits import classes_and_channels
 from tuneprune.runs.spec import TrialSpec
 from tuneprune.search.rung_ranking import FrontOrder
-from tuneprune.shared.config import NAME_PATTERN, ConfigError, StrictModel, set_path, validate
+from tuneprune.shared.config import NAME_PATTERN, SEED_MAX, ConfigError, ExperimentName, StrictModel, set_path, validate
+from tuneprune.sparsity.layers import pruned_layers
 
 # Metrics a trial reports every epoch; objectives must be among them (formulas §1-§4 engine metrics included).
 SPARSE_METRICS = ("sparsity", "sparsity_k", "theta", "mask_stability", "mean_mask_stability", "lambda", "eliminated")
@@ -25,6 +29,7 @@ METRICS = (
     "val_acc", "test_acc", "train_acc", "val_loss", "test_loss", "train_loss", *SPARSE_METRICS, *RELEVANCE_METRICS,
 )  # fmt: skip
 METHOD = "method"  # the grid key that sweeps the named overlays of ``methods``
+RAY_RESOURCE_UNIT = 0.0001  # the finest fraction of a CPU or GPU Ray takes (its resource granularity)
 
 
 class _Range(StrictModel):
@@ -96,7 +101,7 @@ class EarlyStoppingConfig(StrictModel):
 class ResourcesConfig(StrictModel):
     """What one Ray trial actor gets; with ``pack: K`` the actor trains K trials together (formulas §10.7)."""
 
-    cpu: float = Field(1.0, gt=0.0)
+    cpu: float = Field(1.0, ge=RAY_RESOURCE_UNIT)
     gpu: float = Field(0.0, ge=0.0)
     pack: int = Field(1, ge=1, le=64, description="trials trained together in one actor, on one device")
 
@@ -105,6 +110,8 @@ class ResourcesConfig(StrictModel):
     def _gpu(cls, v: float) -> float:
         if v > 1 and not float(v).is_integer():
             raise ValueError("fractional GPUs must be at most 1 (e.g. 0.25); above 1 use a whole number")
+        if 0 < v < RAY_RESOURCE_UNIT:
+            raise ValueError(f"Ray takes no fraction below {RAY_RESOURCE_UNIT}, allowed: 0 or >= {RAY_RESOURCE_UNIT}")
         return v
 
 
@@ -112,7 +119,7 @@ class SearchSpace(StrictModel):
     """A validated search space; see the README for a full example."""
 
     name: str | None = Field(None, pattern=NAME_PATTERN)
-    experiment: str = "tuneprune"
+    experiment: ExperimentName = "tuneprune"
     base: dict[str, Any] = Field(default_factory=dict)
     params: dict[str, Param] = Field(default_factory=dict, description="searched values; may be empty with a grid")
     grid: dict[str, list[Any]] = Field(default_factory=dict)
@@ -163,6 +170,11 @@ class SearchSpace(StrictModel):
             )
         if self.methods and METHOD not in self.grid:
             raise ValueError(f"methods: given but not swept, add grid.{METHOD}: [{', '.join(self.methods)}]")
+        if self.sampler.seed > (top := SEED_MAX - len(self.grid_points()) + 1):  # grid point i's: seed + i
+            raise ValueError(
+                f"sampler.seed = {self.sampler.seed}: grid point i's sampler takes seed + i, at most {SEED_MAX} "
+                f"(32 bits), allowed: [0, {top}]"
+            )
         return self
 
     # -- derived ----------------------------------------------------------------------------
@@ -212,8 +224,62 @@ def load_space(data: dict[str, Any]) -> SearchSpace:
             if "unknown key" in text or "is a value" in text:
                 raise ConfigError(f"{section}.{path}: unknown config path ({text})") from None
             raise ConfigError(f"{section}.{path} = {value!r}: not accepted by the run config ({text})") from None
+    trial_specs(space)
     check_objectives_reported(space)
     return space
+
+
+def point_label(point: dict[str, Any]) -> str:
+    """``sparsity.target=0.99 seed=0``: a grid point in one line."""
+    return " ".join(f"{k}={v}" for k, v in point.items())
+
+
+def trial_specs(space: SearchSpace) -> list[TrialSpec]:
+    """The run config of every grid point, alone and with each param's :meth:`samples` one at a time: values the run
+    config accepts one by one over ``base`` may be refused together (a ``fitted:PATH`` alpha swept beside a target
+    past the rule's range, formulas §2), and every trial of that grid point would fail after Ray started; so would a
+    trial on ``device: cuda`` (or ``relevance.device``) without ``resources.gpu`` (Ray hides the GPUs from an actor that
+    asks for none) and one whose model has no layer of ``sparsity.min_size`` weights. Each is a one-line
+    :class:`ConfigError` naming it."""
+    drawn = [(path, value) for path, p in space.params.items() for value in p.samples()]
+    specs = []
+    for point in space.grid_points():
+        for values in [{}, *({path: value} for path, value in drawn)]:
+            parts = [f"grid point {point_label(point)}"] if point else ["base"]
+            where = " with ".join([*parts, *(f"params.{path} = {value!r}" for path, value in values.items())])
+            try:
+                spec = space.resolve(point, values)
+            except ConfigError as err:
+                raise ConfigError(f"{where}: not accepted by the run config ({err})") from None
+            devices = {"device": spec.device, "relevance.device": spec.relevance and spec.relevance.device}
+            if "cuda" in devices.values() and not space.resources.gpu:
+                field = next(k for k, v in devices.items() if v == "cuda")
+                raise ConfigError(
+                    f"{where}: {field} = 'cuda' with resources.gpu = 0: Ray hides the GPUs from a trial that asks for "
+                    f"none, allowed: {field} auto or cpu, or resources.gpu > 0"
+                )
+            try:
+                check_min_size(spec)
+            except ConfigError as err:
+                raise ConfigError(f"{where}: {err}") from None
+            specs.append(spec)
+    return specs
+
+
+@functools.lru_cache(maxsize=1)  # grid points in turn mostly share a model; one kept at a time
+def _model(name: str, classes: int, channels: int) -> nn.Module:
+    """A model of the registry, for :func:`check_min_size`."""
+    from tuneprune.models import create_model
+
+    return create_model(name, classes, channels)
+
+
+def check_min_size(spec: TrialSpec) -> None:
+    """A sparse trial's model has a layer of at least ``sparsity.min_size`` weights (:func:`pruned_layers`), which
+    a run finds only once it has built its model: checked here on the model built without its data."""
+    if spec.sparsity is not None and spec.sparsity.min_size > 0:
+        model = _model(spec.model, *classes_and_channels(spec.dataset, spec.synthetic_classes))
+        pruned_layers(model, spec.sparsity.min_size)
 
 
 def check_objectives_reported(space: SearchSpace) -> None:
@@ -229,6 +295,6 @@ def check_objectives_reported(space: SearchSpace) -> None:
                 lacks = "have no relevance point"
             else:
                 continue
-            where = " ".join(f"{k}={v}" for k, v in point.items())
+            where = point_label(point)
             trials = f"the trials at {where}" if where else "the trials"
             raise ConfigError(f"objectives.{metric}: {trials} {lacks} and do not report it")

@@ -11,15 +11,19 @@ import copy
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 M = TypeVar("M", bound=BaseModel)
 
-# A search's, evolution's or study's name: a folder under the results directory and an MLflow run name.
-NAME_PATTERN = r"^[A-Za-z0-9_.\-]+$"
+# A search's, evolution's or study's name: a folder under the results directory (so not dots alone: '.', '..') and an
+# MLflow run name.
+NAME_PATTERN = r"^[A-Za-z0-9_.\-]*[A-Za-z0-9_\-][A-Za-z0-9_.\-]*$"
+SEED_MAX = 2**32 - 1  # numpy's legacy RandomState, under scikit-learn's splits and Optuna's samplers
+# An MLflow experiment: MLflow refuses an empty name and one over 500 characters (MAX_EXPERIMENT_NAME_LENGTH).
+ExperimentName = Annotated[str, Field(min_length=1, max_length=500)]
 
 
 class ConfigError(ValueError):

@@ -9,7 +9,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from tuneprune.data import DATASETS
 from tuneprune.models import MODELS
-from tuneprune.shared.config import StrictModel
+from tuneprune.shared.config import SEED_MAX, StrictModel
 from tuneprune.sparsity.adaptive import ModelFamily
 from tuneprune.sparsity.config import SparsityConfig
 
@@ -39,7 +39,7 @@ class RunConfig(StrictModel):
     )
     synthetic_samples: int = Field(512, ge=16, description="synthetic: number of samples")
     synthetic_classes: int = Field(10, ge=2, description="synthetic: number of classes")
-    seed: int = Field(0, ge=0, le=2**32 - 1, description="data split, initialisation and data order (32 bits)")
+    seed: int = Field(0, ge=0, le=SEED_MAX, description="data split, initialisation and data order (32 bits)")
 
     epochs: int = Field(160, ge=1)
     batch_size: int = Field(128, ge=1)
