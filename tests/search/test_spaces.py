@@ -277,3 +277,23 @@ def test_a_space_named_by_dots_alone_is_refused(name):
 
     with pytest.raises(ConfigError, match=rf"^name = '{name}': "):
         load_space({"name": name, "base": {"model": "small_cnn", "dataset": "digits"}, "grid": {"seed": [0]}})
+
+
+def test_a_reduction_factor_giving_more_rungs_than_epochs_is_refused_at_load():
+    """ASHA's rungs are at ``grace_period * reduction_factor^k`` epochs up to the longest trials' (formulas §10.9): a
+    reduction factor just above 1 made tens of thousands of rungs, which the rule actor kept and wrote to its file
+    at every record, after Ray started, for at most ``epochs - grace_period + 1`` whole epochs they can be at. Refused
+    at load naming the field and the smallest factor allowed for those epochs, which is accepted."""
+    from tuneprune.search.early_stop import rung_count
+    from tuneprune.search.space import load_space
+
+    document = {
+        "base": {"model": "small_cnn", "dataset": "digits", "epochs": 5},
+        "grid": {"epochs": [10, 100]},  # the longest trials' epochs count
+        "early_stopping": {"type": "asha", "grace_period": 1, "reduction_factor": 1.0001},
+    }
+    with pytest.raises(ConfigError, match=r"^early_stopping.reduction_factor = 1.0001: .* allowed: >= 1.0472 "):
+        load_space(document)
+    space = load_space({**document, "early_stopping": {"type": "asha", "reduction_factor": 1.0472}})
+    assert rung_count(1, space.early_stopping.reduction_factor, space.max_epochs()) <= 100
+    load_space({**document, "early_stopping": {"type": "asha", "grace_period": 200, "reduction_factor": 1.0001}})

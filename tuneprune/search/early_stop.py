@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
 from tuneprune.search.rung_ranking import FrontOrder, stops
+from tuneprune.shared.config import ConfigError
 from tuneprune.shared.files import replace_atomically
 
 if TYPE_CHECKING:  # ray is imported where an actor starts
@@ -27,6 +28,28 @@ if TYPE_CHECKING:  # ray is imported where an actor starts
     from tuneprune.search.space import EarlyStoppingConfig
 
 RUNGS_FILE = "early_stop.json"
+
+
+def rung_count(grace_period: int, reduction_factor: float, max_t: int) -> int:
+    """How many rungs ``grace_period * reduction_factor^k <= max_t`` epochs there are (formulas §10.9)."""
+    return int(math.log(max_t / grace_period) / math.log(reduction_factor) + 1)
+
+
+def check_rungs(config: EarlyStoppingConfig, max_t: int) -> None:
+    """ASHA's rungs of ``config`` for trials of at most ``max_t`` epochs (the grace period capped there) must be no
+    more than the whole epochs they can be at, ``g..max_t``: a one-line :class:`ConfigError` naming the smallest
+    reduction factor allowed, ``(max_t / g)^(1 / (max_t - g + 1))`` (formulas §10.9), else. A factor just above 1
+    gave thousands of rungs at fractions of one epoch, in the rule actor's tables and file, after Ray started."""
+    grace_period = min(config.grace_period, max_t)
+    epochs = max_t - grace_period + 1
+    if config.type != "asha" or (count := rung_count(grace_period, config.reduction_factor, max_t)) <= epochs:
+        return
+    smallest = math.floor((max_t / grace_period) ** (1 / epochs) * 1e4) / 1e4 + 1e-4  # rounded up, strictly above
+    raise ConfigError(
+        f"early_stopping.reduction_factor = {config.reduction_factor}: gives {count} rungs, more than the {epochs} "
+        f"whole epochs from grace_period {grace_period} to {max_t} they can be at; allowed: >= {smallest:g} for "
+        f"grace_period {grace_period} and {max_t} epochs"
+    )
 
 
 class AshaRule:
@@ -43,7 +66,7 @@ class AshaRule:
         front_order: FrontOrder = "crowding",
         search: str | None = None,
     ) -> None:
-        count = int(math.log(max_t / grace_period) / math.log(reduction_factor) + 1)
+        count = rung_count(grace_period, reduction_factor, max_t)
         self.rf = reduction_factor
         self.front_order = front_order
         self.directions = list(directions)

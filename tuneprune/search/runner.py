@@ -268,12 +268,10 @@ def _search(
         say(f"running {total} trials, {concurrent} at a time; results in {results_dir}")
         stopper, stopper_actor = None, None
         if space.early_stopping.type == "asha":  # rungs per grid point, asked by the trials (formulas §10.9)
-            # the rungs' max_t: the longest trials' epochs (the grid and a searched ``epochs`` may vary them)
-            searched = [int(v) for v in space.params["epochs"].samples()] if "epochs" in space.params else []
-            base_epochs = max([space.resolve(point, {}).epochs for point in space.grid_points()] + searched)
             stopper = f"tuneprune-asha-{os.getpid()}-{int(time.time() * 1000)}"
             stopper_actor = start_stopper(  # held until the run ends; its tables outlive it in RUNGS_FILE, read back
-                stopper, space.early_stopping, base_epochs, list(space.objectives.values()), results_dir / RUNGS_FILE,
+                stopper, space.early_stopping, space.max_epochs(), list(space.objectives.values()),
+                results_dir / RUNGS_FILE,
                 parent_id,  # by this search's drivers only: an old search of its name may have left the file
             )  # fmt: skip
         context = TrialContext(

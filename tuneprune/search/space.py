@@ -18,6 +18,7 @@ from torch import nn
 
 from tuneprune.data.splits import classes_and_channels
 from tuneprune.runs.spec import TrialSpec
+from tuneprune.search.early_stop import check_rungs
 from tuneprune.search.rung_ranking import FrontOrder
 from tuneprune.shared.config import NAME_PATTERN, SEED_MAX, ConfigError, ExperimentName, StrictModel, set_path, validate
 from tuneprune.sparsity.layers import pruned_layers
@@ -191,6 +192,12 @@ class SearchSpace(StrictModel):
         """The spec of one trial: base, then the grid point, then the searched values."""
         return validate(TrialSpec, self.trial_document(grid_point, values))
 
+    def max_epochs(self) -> int:
+        """The longest trials' epochs (the grid, the methods and a searched ``epochs`` may vary them): ASHA's
+        ``max_t``."""
+        searched = [int(v) for v in self.params["epochs"].samples()] if "epochs" in self.params else []
+        return max([self.resolve(point, {}).epochs for point in self.grid_points()] + searched)
+
     def trial_document(self, grid_point: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
         """The run-config mapping :meth:`resolve` validates."""
         data = copy.deepcopy(self.base)
@@ -226,6 +233,7 @@ def load_space(data: dict[str, Any]) -> SearchSpace:
             raise ConfigError(f"{section}.{path} = {value!r}: not accepted by the run config ({text})") from None
     trial_specs(space)
     check_objectives_reported(space)
+    check_rungs(space.early_stopping, space.max_epochs())
     return space
 
 
