@@ -297,3 +297,24 @@ def test_a_reduction_factor_giving_more_rungs_than_epochs_is_refused_at_load():
     space = load_space({**document, "early_stopping": {"type": "asha", "reduction_factor": 1.0472}})
     assert rung_count(1, space.early_stopping.reduction_factor, space.max_epochs()) <= 100
     load_space({**document, "early_stopping": {"type": "asha", "grace_period": 200, "reduction_factor": 1.0001}})
+
+
+@pytest.mark.parametrize(
+    ("key", "values", "refused"),
+    [
+        ("sparsity.target", [0.95, "0.95"], r"0.95 and '0.95' print alike \(0.95\)"),
+        ("seed", [1, "1"], r"1 and '1' print alike \(1\)"),
+        ("channels_last", [True, "true"], r"True and 'true' are one value to the run config"),
+        ("seed", [1, 1.0], r"1.0 is listed twice"),
+    ],
+)
+def test_grid_values_that_print_alike_or_read_as_one_are_refused_at_load(key, values, refused):
+    """A grid point is named by its values' printed form (its Optuna study's name, its runs' names): ``0.95`` and
+    ``"0.95"`` passed the check of values listed twice, shared one study (driven twice, twice the trials) and were
+    listed twice; ``true`` and ``"true"`` are one value to the run config, trained twice under two names. Refused at
+    load naming the grid key and both values."""
+    from tuneprune.search.space import load_space
+
+    base = {"model": "small_cnn", "dataset": "digits", "sparsity": {"target": 0.9}}
+    with pytest.raises(ConfigError, match=rf"grid.{key}: {refused}"):
+        load_space({"base": base, "grid": {key: values}})

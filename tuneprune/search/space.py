@@ -144,6 +144,10 @@ class SearchSpace(StrictModel):
             twice = [x for i, x in enumerate(values) if x in values[:i]]
             if twice:  # one grid point twice would be one Optuna study driven twice (twice the trials, listed twice)
                 raise ValueError(f"grid.{key}: {twice[0]!r} is listed twice")
+            alike = [(a, b) for i, b in enumerate(values) for a in values[:i] if f"{a}" == f"{b}"]
+            if alike:  # a grid point is named by its values printed (study_name, point_label): one study again
+                a, b = alike[0]
+                raise ValueError(f"grid.{key}: {a!r} and {b!r} print alike ({b}); list it once")
         return v
 
     @field_validator("objectives")
@@ -221,16 +225,23 @@ def load_space(data: dict[str, Any]) -> SearchSpace:
             raise ConfigError(f"methods.{method}: not accepted by the run config ({err})") from None
     checks = [("grid", path, value) for path, values in space.grid.items() if path != METHOD for value in values]
     checks += [("params", path, value) for path, p in space.params.items() for value in p.samples()]
+    read: dict[str, list[tuple[Any, dict[str, Any]]]] = {}  # grid path -> (value, the run config it gives)
     for section, path, value in checks:
         data = copy.deepcopy(space.base)
         try:
             set_path(data, path, value)
-            validate(TrialSpec, data)
+            trial = validate(TrialSpec, data).model_dump()
         except ConfigError as err:
             text = str(err)
             if "unknown key" in text or "is a value" in text:
                 raise ConfigError(f"{section}.{path}: unknown config path ({text})") from None
             raise ConfigError(f"{section}.{path} = {value!r}: not accepted by the run config ({text})") from None
+        if section == "grid":  # values the run config reads as one ('true' and true): one grid point twice
+            if same := [v for v, t in read.setdefault(path, []) if t == trial]:
+                raise ConfigError(
+                    f"grid.{path}: {same[0]!r} and {value!r} are one value to the run config; list it once"
+                )
+            read[path].append((value, trial))
     trial_specs(space)
     check_objectives_reported(space)
     check_rungs(space.early_stopping, space.max_epochs())
