@@ -123,3 +123,20 @@ def test_a_download_that_cannot_reach_its_server_is_one_line(tmp_path, monkeypat
     monkeypatch.setattr(torchvision.datasets.CIFAR10, "url", "http://127.0.0.1:9/cifar-10-python.tar.gz")
     with pytest.raises(ConfigError, match=r"^download: true: cifar10 could not be fetched \(.*\); extract it into "):
         load_dataset(RunConfig(dataset="cifar10", data_dir=tmp_path, download=True))
+
+
+def test_split_sizes_and_image_size_are_those_of_the_loaded_data():
+    """What a search checks its batch sizes with before any data are loaded (the training images of each grid point,
+    the images' size) is what the trials load."""
+    from tuneprune.data.splits import image_size, train_size
+
+    for config in (
+        RunConfig(dataset="digits"),
+        RunConfig(dataset="digits", val_fraction=0.37, model="resnet20"),
+        RunConfig(dataset="digits", train_samples=500, image_size=12),
+        RunConfig(dataset="synthetic", synthetic_samples=40, synthetic_classes=5),
+        RunConfig(dataset="fashion_mnist", val_fraction=0.13),
+    ):
+        data = load_dataset(config)
+        assert (train_size(config), image_size(config)) == (len(data.x_train), data.image_size)
+    assert train_size(RunConfig(dataset="cifar10", data_dir="unused")) == 45000

@@ -318,3 +318,36 @@ def test_grid_values_that_print_alike_or_read_as_one_are_refused_at_load(key, va
     base = {"model": "small_cnn", "dataset": "digits", "sparsity": {"target": 0.9}}
     with pytest.raises(ConfigError, match=rf"grid.{key}: {refused}"):
         load_space({"base": base, "grid": {key: values}})
+
+
+@pytest.mark.parametrize(
+    ("where", "named"),
+    [
+        ({"grid": {"batch_size": [64, 68]}}, "grid point batch_size=68"),
+        ({"params": {"batch_size": {"type": "categorical", "choices": [64, 68]}}}, "base with params.batch_size = 68"),
+        ({"params": {"batch_size": {"type": "int", "low": 64, "high": 68}}}, "base with params.batch_size = 68"),
+        ({"grid": {"val_fraction": [0.1, 0.2], "batch_size": [82]}}, "grid point val_fraction=0.2 batch_size=82"),
+    ],
+)
+def test_a_batch_size_leaving_one_image_batchnorm_cannot_train_on_is_refused_at_load(tmp_path, where, named):
+    """1293 digits training images (val_fraction 0.1) in batches of 68 leave a last batch of one image, which
+    resnet18's BatchNorm at 8 px cannot train on: each trial found it when it loaded its data, after Ray started, and
+    failed alone. Refused at load, without loading the data, naming the grid point, the field and what is allowed, in
+    the words of the trial's own check; a model that trains on one image is accepted."""
+    from tuneprune.search.space import load_space
+    from tuneprune.search.study_config import load_study
+
+    base = {"model": "resnet18", "dataset": "digits", "image_size": 8, "batch_size": 64}
+    document = {"base": base, "params": {"lr": {"type": "float", "low": 0.01, "high": 0.1}}, **where}
+    with pytest.raises(
+        ConfigError, match=rf"^{named}: batch_size = \d+: the last batch of each epoch holds 1 of the \d+ training "
+        r"images and resnet18's BatchNorm cannot train on one image; allowed: "
+    ):  # fmt: skip
+        load_space(document)
+    assert load_space({**document, "base": {**base, "model": "small_cnn"}}).base["model"] == "small_cnn"
+    study = tmp_path / "study.yaml"  # a study's cells, the same check
+    study.write_text(
+        yaml.safe_dump({"base": {**base, "batch_size": 68}, "methods": {"a": {}}, "targets": [0.5], "seeds": [0]})
+    )
+    with pytest.raises(ConfigError, match=r"batch_size = 68: the last batch of each epoch holds 1 of the 1293 "):
+        load_study(study)

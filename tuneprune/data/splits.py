@@ -26,6 +26,34 @@ def classes_and_channels(dataset: str, synthetic_classes: int) -> tuple[int, int
     return classes, 3 if dataset in ("cifar10", "cifar100", "synthetic") else 1
 
 
+# Images of each dataset's training file(s), before its splits (digits: the whole set, its test split cut from it).
+TRAIN_IMAGES = {"digits": 1797, "mnist": 60000, "fashion_mnist": 60000, "cifar10": 50000, "cifar100": 50000}
+DIGITS_TEST_FRACTION = 0.2
+
+
+def held_out(fraction: float, n: int) -> int:
+    """The images a split of ``fraction`` holds out of ``n`` (scikit-learn's ``train_test_split``: rounded up)."""
+    return math.ceil(fraction * n)
+
+
+def train_size(config) -> int:
+    """The training images of a validated :class:`~tuneprune.training.config.RunConfig`, known without loading them:
+    what :func:`load_dataset` gives, by the same splits."""
+    n = config.synthetic_samples if config.dataset == "synthetic" else TRAIN_IMAGES[config.dataset]
+    if config.dataset == "digits":
+        n -= held_out(DIGITS_TEST_FRACTION, n)
+    if config.dataset != "synthetic":
+        n -= held_out(config.val_fraction, n)
+    return min(n, config.train_samples or n)
+
+
+def image_size(config) -> int:
+    """The side of the images :func:`load_dataset` gives for a validated run config: its ``image_size``, else the
+    dataset's native one (digits at 32 px but for ``small_cnn``), else 32."""
+    native = {"digits": 8 if config.model == "small_cnn" else 32, "mnist": 28, "fashion_mnist": 28}
+    return config.image_size or native.get(config.dataset, 32)
+
+
 CIFAR_MEAN = {"cifar10": (0.4914, 0.4822, 0.4465), "cifar100": (0.5071, 0.4865, 0.4409)}
 CIFAR_STD = {"cifar10": (0.2470, 0.2435, 0.2616), "cifar100": (0.2673, 0.2564, 0.2762)}
 CIFAR_FOLDER = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
@@ -82,11 +110,11 @@ def _stratified_split(x: np.ndarray, y: np.ndarray, fraction: float, seed: int):
 def _validation_split(x: np.ndarray, y: np.ndarray, val_fraction: float, seed: int):
     """The stratified train/validation split of ``(x, y)``; a ``val_fraction`` too small to hold one image of
     every class is a one-line :class:`ConfigError` naming the smallest one allowed."""
-    classes, held_out = len(np.unique(y)), math.ceil(val_fraction * len(y))
-    if held_out < classes:
+    classes, held = len(np.unique(y)), held_out(val_fraction, len(y))
+    if held < classes:
         smallest = math.ceil(classes / len(y) * 1e4) / 1e4
         raise ConfigError(
-            f"val_fraction = {val_fraction}: holds out {held_out} of {len(y)} training images, fewer than the "
+            f"val_fraction = {val_fraction}: holds out {held} of {len(y)} training images, fewer than the "
             f"{classes} classes; allowed: at least {smallest} (and below 0.5)"
         )
     return _stratified_split(x, y, val_fraction, seed)
@@ -113,7 +141,7 @@ def _digits(image_size: int, val_fraction: float, seed: int) -> DatasetSplits:
     bunch = load_digits()
     x = bunch.images.astype(np.float32)[:, None] / 16.0  # (1797, 1, 8, 8) in [0, 1]
     y = bunch.target.astype(np.int64)
-    x_rest, x_test, y_rest, y_test = _stratified_split(x, y, 0.2, seed)
+    x_rest, x_test, y_rest, y_test = _stratified_split(x, y, DIGITS_TEST_FRACTION, seed)
     x_train, x_val, y_train, y_val = _validation_split(x_rest, y_rest, val_fraction, seed)
     mean, std = np.float32(x_train.mean()), np.float32(x_train.std())
     return _splits("digits", image_size, mean, std, (x_train, y_train), (x_val, y_val), (x_test, y_test))
@@ -214,10 +242,8 @@ def load_dataset(config) -> DatasetSplits:
     The splits last loaded are kept in the process and shared (never modified in place by
     tuneprune): the trials a reused Ray worker runs one after another read them once.
     """
-    native = {"digits": 8 if config.model == "small_cnn" else 32, "mnist": 28, "fashion_mnist": 28}
-    image_size = config.image_size or native.get(config.dataset, 32)
     data = _load(
-        config.dataset, config.data_dir, config.download, image_size, config.val_fraction, config.seed,
+        config.dataset, config.data_dir, config.download, image_size(config), config.val_fraction, config.seed,
         config.synthetic_samples, config.synthetic_classes,
     )  # fmt: skip
     train = slice(None, config.train_samples)

@@ -13,15 +13,17 @@ import itertools
 import math
 from typing import Annotated, Any, Literal
 
+import torch
 from pydantic import Field, field_validator, model_validator
 from torch import nn
 
-from tuneprune.data.splits import classes_and_channels
+from tuneprune.data.splits import classes_and_channels, image_size, train_size
 from tuneprune.runs.spec import TrialSpec
 from tuneprune.search.early_stop import check_rungs
 from tuneprune.search.rung_ranking import FrontOrder
 from tuneprune.shared.config import NAME_PATTERN, SEED_MAX, ConfigError, ExperimentName, StrictModel, set_path, validate
 from tuneprune.sparsity.layers import pruned_layers
+from tuneprune.training.trainer import check_last_batch, leaves_one
 
 # Metrics a trial reports every epoch; objectives must be among them (formulas §1-§4 engine metrics included).
 SPARSE_METRICS = ("sparsity", "sparsity_k", "theta", "mask_stability", "mean_mask_stability", "lambda", "eliminated")
@@ -279,6 +281,7 @@ def trial_specs(space: SearchSpace) -> list[TrialSpec]:
                 )
             try:
                 check_min_size(spec)
+                check_batches(spec)
             except ConfigError as err:
                 raise ConfigError(f"{where}: {err}") from None
             specs.append(spec)
@@ -287,7 +290,7 @@ def trial_specs(space: SearchSpace) -> list[TrialSpec]:
 
 @functools.lru_cache(maxsize=1)  # grid points in turn mostly share a model; one kept at a time
 def _model(name: str, classes: int, channels: int) -> nn.Module:
-    """A model of the registry, for :func:`check_min_size`."""
+    """A model of the registry, for :func:`check_min_size` and :func:`check_batches`."""
     from tuneprune.models import create_model
 
     return create_model(name, classes, channels)
@@ -299,6 +302,17 @@ def check_min_size(spec: TrialSpec) -> None:
     if spec.sparsity is not None and spec.sparsity.min_size > 0:
         model = _model(spec.model, *classes_and_channels(spec.dataset, spec.synthetic_classes))
         pruned_layers(model, spec.sparsity.min_size)
+
+
+def check_batches(spec: TrialSpec) -> None:
+    """A trial's training images (:func:`train_size`, by the splits its data will have) in batches of ``batch_size``
+    leave no batch of one image its model cannot train on (:func:`check_last_batch`), which a run finds only once it
+    has loaded its data: checked here on the model built without its data, on an image of zeros."""
+    n = train_size(spec)
+    if leaves_one(n, spec.batch_size):
+        classes, channels = classes_and_channels(spec.dataset, spec.synthetic_classes)
+        side = image_size(spec)
+        check_last_batch(_model(spec.model, classes, channels), spec, n, torch.zeros(1, channels, side, side))
 
 
 def check_objectives_reported(space: SearchSpace) -> None:

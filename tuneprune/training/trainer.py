@@ -95,14 +95,20 @@ def _load_member_data(configs: Sequence[RunConfig], device: torch.device) -> lis
     return [by_seed[config.seed] for config in configs]
 
 
-def check_last_batch(model: nn.Module, config: RunConfig, images: torch.Tensor) -> None:
-    """A last batch of one image (``len(images) % batch_size == 1``) that the model cannot train on (BatchNorm over a
-    single value per channel) is a one-line :class:`ConfigError` before training, not a crash after an epoch."""
-    n, b = len(images), config.batch_size
-    if n % b != 1 and b != 1:
+def leaves_one(n: int, batch_size: int) -> bool:
+    """Whether ``n`` training images in batches of ``batch_size`` give a batch of one image."""
+    return n % batch_size == 1 or batch_size == 1
+
+
+def check_last_batch(model: nn.Module, config: RunConfig, n: int, image: torch.Tensor) -> None:
+    """A last batch of one image (:func:`leaves_one` of the ``n`` training images) that the model cannot train on
+    (BatchNorm over a single value per channel; tried on ``image``, a batch of one training image, or of zeros of its
+    shape) is a one-line :class:`ConfigError` before training, not a crash after an epoch."""
+    b = config.batch_size
+    if not leaves_one(n, b):
         return
     try:
-        copy.deepcopy(model).train()(images[:1])
+        copy.deepcopy(model).train()(image)
     except ValueError as err:
         if "Expected more than 1 value per channel" not in str(err):
             raise
@@ -177,7 +183,7 @@ class PackedTrainer:
                 model.to(memory_format=torch.channels_last)
             # the registry's model on the loaded data is one architecture on one data shape for all members: one check
             if k == 0 or models is not None or data is not None:
-                check_last_batch(model, config, splits.x_train)
+                check_last_batch(model, config, len(splits.x_train), splits.x_train[:1])
             if states is not None:
                 model.load_state_dict(states[k]["model"])
             self.models.append(model)
