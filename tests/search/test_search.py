@@ -199,8 +199,8 @@ def test_a_space_that_changes_what_a_grid_point_trains_is_refused_before_it_runs
     ``--resume`` or ``--join`` whose space gives another one is refused in one line naming the grid point, the field,
     both values and a new ``--name``, before anything starts (it ran on: the summary showed the finished trials with
     configs they never ran, and a trial left running failed on its checkpoint). What only says where a machine keeps
-    its data or how it runs (data_dir, download, num_threads, device), the budget and grid points added or dropped
-    are accepted; a study made before the record is not checked."""
+    its data or how it runs (data_dir, download, num_threads, device) is accepted; a study made before the record is
+    not checked."""
     import optuna
 
     from tuneprune.search.studies import open_storage, open_studies, study_name
@@ -220,15 +220,40 @@ def test_a_space_that_changes_what_a_grid_point_trains_is_refused_before_it_runs
                 write_space(tmp_path, **{**fields, **change}, params={}), resume=not join, join=join, **stores
             )
     machine = {**BASE, "data_dir": str(tmp_path), "download": False, "num_threads": 2, "device": "cpu"}
-    grids = ({"method": ["fast"]}, {"method": ["slow", "fast"], "seed": [0, 1]})  # a point dropped; points added
-    allowed: list[dict[str, Any]] = [{"base": machine}, *({"grid": grid} for grid in grids)]
-    for change in allowed:
-        prepare_search(write_space(tmp_path, **{**fields, **change}, params={}), resume=not join, join=join, **stores)
+    prepare_search(
+        write_space(tmp_path, **{**fields, "base": machine}, params={}), resume=not join, join=join, **stores
+    )
     storage = open_storage(stores["storage_url"])
     optuna.create_study(storage=storage, study_name=study_name("older", {}))  # made before the record: not checked
     prepare_search(
         write_space(tmp_path, name="older", base={**BASE, "epochs": 4}), resume=not join, join=join, **stores
     )
+
+
+@pytest.mark.parametrize("join", [False, True])
+def test_a_space_that_renumbers_the_grid_points_is_refused_before_it_runs(tmp_path, stores, join):
+    """A trial's key carries its grid point's place in the grid (``g1-000``), its MLflow run and its folder found by
+    it: a ``--resume`` or ``--join`` whose grid moves a point of the search, or hands a dropped point's place to
+    another, gave new trials the keys of old ones (their MLflow runs and folders mixed up). Refused in one line naming
+    the point, both places and a new ``--name``; points added at the end or dropped from it are accepted."""
+    from tuneprune.search.studies import open_studies
+
+    methods = {"slow": {"lr": 0.01}, "fast": {"lr": 0.1}, "mid": {"lr": 0.05}}
+    fields: dict[str, Any] = {"name": "order", "grid": {"method": ["slow", "fast"]}, "methods": methods}
+    first = prepare_search(write_space(tmp_path, **fields, params={}), **stores)
+    open_studies(first.space, "order", stores["storage_url"])
+    ran = r"grid: the search 'order' ran grid point"
+    moved = [
+        (["fast", "slow"], rf"{ran} method=slow as g0 \(its trials' keys g0-NNN\), this space makes it g1"),
+        (["slow", "mid"], rf"{ran} method=fast as g1 \(its trials' keys g1-NNN\), this space gives g1 to method=mid"),
+    ]
+    for grid, message in moved:
+        document = write_space(tmp_path, **{**fields, "grid": {"method": grid}}, params={})
+        with pytest.raises(ConfigError, match=rf"^{message}; .*another --name$"):
+            prepare_search(document, resume=not join, join=join, **stores)
+    for grid in (["slow", "fast", "mid"], ["slow"]):  # a point added at the end; the last one dropped
+        document = write_space(tmp_path, **{**fields, "grid": {"method": grid}}, params={})
+        prepare_search(document, resume=not join, join=join, **stores)
 
 
 def test_the_parent_run_of_joined_drivers_ends_with_the_last_of_them(tmp_path, stores):

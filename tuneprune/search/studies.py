@@ -34,6 +34,7 @@ STORAGE_PATIENCE_S = 300.0  # how long the driver waits for an unreachable stora
 T = TypeVar("T")
 SCHEMA_LOCK_KEY = 0x7475_6E65_7072_756E  # b"tuneprun": the advisory lock held while a storage's schema is made
 RUN_CONFIG = "run_config"  # study user attribute: its grid point's run config (JSON, :func:`point_config`)
+GRID_INDEX = "grid_index"  # study user attribute: its grid point's place in the grid, the g<i> of its trials' keys
 # Run-config fields that say where a machine keeps the data and what it runs on, not what a trial trains: a resumed or
 # joined search may change them. eval_batch_size is not among them: its batches sum val_loss in another order.
 MACHINE_FIELDS = ("data_dir", "download", "num_threads", "device", "relevance.device")
@@ -242,11 +243,12 @@ def check_space(space: SearchSpace, name: str, storage: optuna.storages.BaseStor
     """Refuse, in one line, a space the studies of the search ``name`` cannot take (``--join``, ``--resume``): other
     objectives, or a param distribution incompatible with one a trial drew from (else the first ask fails once Ray
     has started); for a driver joining it (``shared``), another budget than the one its studies record; and another
-    run config of a grid point (:func:`check_run_config`)."""
+    run config or another place of a grid point (:func:`check_run_config`, :func:`check_grid_index`)."""
     wanted = distributions(space)
     points = {study_name(name, point): point for point in space.grid_points()}  # a point dropped is not run: unchecked
     for study_name_ in study_names(name, storage):
         study = optuna.load_study(study_name=study_name_, storage=storage)
+        check_grid_index(study, points, name)
         recorded = json.loads(study.user_attrs.get("objectives", "null"))  # set by open_studies, values in order
         if recorded is not None and list(recorded.items()) != list(space.objectives.items()):
             raise ConfigError(f"objectives: the search {name!r} has {recorded}; this space gives {space.objectives}")
@@ -297,6 +299,29 @@ def check_run_config(recorded: dict[str, Any], space: SearchSpace, point: dict[s
                 f"{path}: the search {name!r} ran {where} with {old!r}, this space gives {new!r}; give it the space "
                 f"it ran, or run this space as a new search with another --name"
             )
+
+
+def check_grid_index(study: optuna.Study, points: dict[str, dict[str, Any]], name: str) -> None:
+    """Refuse, in one line, a grid that moves the grid point of ``study`` (a study of the search ``name``; ``points``:
+    the grid's points by study name, in order) from the place :data:`GRID_INDEX` records, or gives that place to
+    another point: new trials would take the keys of its trials (``g<i>-<number>``), their MLflow runs and folders."""
+    index = study.user_attrs.get(GRID_INDEX)  # none in a study made before it was recorded
+    names = list(points)
+    now = names.index(study.study_name) if study.study_name in names else None
+    taker = names[index] if index is not None and index < len(names) else None
+    if index is None or (now in (None, index) and taker in (None, study.study_name)):
+        return
+    label = point_label(json.loads(study.user_attrs["grid_point"])) or "(no grid)"
+    moved = (
+        f"makes it g{now}"
+        if now is not None
+        else f"gives g{index} to {point_label(points[names[index]]) or '(no grid)'}"
+    )
+    raise ConfigError(
+        f"grid: the search {name!r} ran grid point {label} as g{index} (its trials' keys g{index}-NNN), this space "
+        f"{moved}; keep the grid's order (add values at the end of its first key, drop only the last points), or run "
+        f"this space as a new search with another --name"
+    )
 
 
 @dataclass
@@ -429,6 +454,7 @@ def open_studies(space: SearchSpace, name: str, storage_url: str, shared: bool =
             study.sampler = make_sampler(space, i, asked)
         if not asked and RUN_CONFIG not in study.user_attrs:  # a new study; an older one, its trials run, goes without
             study.set_user_attr(RUN_CONFIG, json.dumps(point_config(space, point)))
+            study.set_user_attr(GRID_INDEX, i)
         study.set_user_attr("objectives", json.dumps(space.objectives))
         study.set_user_attr("grid_point", json.dumps(point))
         study.set_user_attr("search", name)
