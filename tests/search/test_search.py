@@ -7,6 +7,7 @@ import subprocess
 import sys
 from io import StringIO
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import optuna
@@ -190,6 +191,69 @@ def test_a_driver_joining_with_another_budget_is_refused_before_it_runs(tmp_path
     resumed = prepare_search(path, num_samples=8, resume=True, **stores)
     open_studies(resumed.space, "budget", stores["storage_url"])
     assert prepare_search(path, num_samples=8, join=True, **stores).space.num_samples == 8
+
+
+@pytest.mark.parametrize("join", [False, True])
+def test_a_space_that_changes_what_a_grid_point_trains_is_refused_before_it_runs(tmp_path, stores, join):
+    """A study records its grid point's run config (base + grid + method, nothing searched) when it is made; a
+    ``--resume`` or ``--join`` whose space gives another one is refused in one line naming the grid point, the field,
+    both values and a new ``--name``, before anything starts (it ran on: the summary showed the finished trials with
+    configs they never ran, and a trial left running failed on its checkpoint). What only says where a machine keeps
+    its data or how it runs (data_dir, download, num_threads, device) is accepted; a study made before the record is
+    not checked."""
+    import optuna
+
+    from tuneprune.search.studies import open_storage, open_studies, study_name
+
+    methods = {"slow": {"lr": 0.01}, "fast": {"lr": 0.1}}
+    fields: dict[str, Any] = {"name": "same", "grid": {"method": ["slow", "fast"]}, "methods": methods}
+    first = prepare_search(write_space(tmp_path, **fields, params={}), **stores)
+    open_studies(first.space, "same", stores["storage_url"])
+    changed: list[tuple[dict[str, Any], str]] = [
+        ({"methods": {**methods, "fast": {"lr": 0.2}}}, "lr: the search 'same' ran grid point method=fast with 0.1, "),
+        ({"base": {**BASE, "epochs": 4}}, "epochs: the search 'same' ran grid point method=slow with 3, "),
+        ({"base": {**BASE, "sparsity": {"target": 0.5}}}, "sparsity: the search 'same' ran grid point method=slow "),
+    ]
+    for change, message in changed:
+        with pytest.raises(ConfigError, match=rf"^{message}.*this space gives .*; .*another --name"):
+            prepare_search(
+                write_space(tmp_path, **{**fields, **change}, params={}), resume=not join, join=join, **stores
+            )
+    machine = {**BASE, "data_dir": str(tmp_path), "download": False, "num_threads": 2, "device": "cpu"}
+    prepare_search(
+        write_space(tmp_path, **{**fields, "base": machine}, params={}), resume=not join, join=join, **stores
+    )
+    storage = open_storage(stores["storage_url"])
+    optuna.create_study(storage=storage, study_name=study_name("older", {}))  # made before the record: not checked
+    prepare_search(
+        write_space(tmp_path, name="older", base={**BASE, "epochs": 4}), resume=not join, join=join, **stores
+    )
+
+
+@pytest.mark.parametrize("join", [False, True])
+def test_a_space_that_renumbers_the_grid_points_is_refused_before_it_runs(tmp_path, stores, join):
+    """A trial's key carries its grid point's place in the grid (``g1-000``), its MLflow run and its folder found by
+    it: a ``--resume`` or ``--join`` whose grid moves a point of the search, or hands a dropped point's place to
+    another, gave new trials the keys of old ones (their MLflow runs and folders mixed up). Refused in one line naming
+    the point, both places and a new ``--name``; points added at the end or dropped from it are accepted."""
+    from tuneprune.search.studies import open_studies
+
+    methods = {"slow": {"lr": 0.01}, "fast": {"lr": 0.1}, "mid": {"lr": 0.05}}
+    fields: dict[str, Any] = {"name": "order", "grid": {"method": ["slow", "fast"]}, "methods": methods}
+    first = prepare_search(write_space(tmp_path, **fields, params={}), **stores)
+    open_studies(first.space, "order", stores["storage_url"])
+    ran = r"grid: the search 'order' ran grid point"
+    moved = [
+        (["fast", "slow"], rf"{ran} method=slow as g0 \(its trials' keys g0-NNN\), this space makes it g1"),
+        (["slow", "mid"], rf"{ran} method=fast as g1 \(its trials' keys g1-NNN\), this space gives g1 to method=mid"),
+    ]
+    for grid, message in moved:
+        document = write_space(tmp_path, **{**fields, "grid": {"method": grid}}, params={})
+        with pytest.raises(ConfigError, match=rf"^{message}; .*another --name$"):
+            prepare_search(document, resume=not join, join=join, **stores)
+    for grid in (["slow", "fast", "mid"], ["slow"]):  # a point added at the end; the last one dropped
+        document = write_space(tmp_path, **{**fields, "grid": {"method": grid}}, params={})
+        prepare_search(document, resume=not join, join=join, **stores)
 
 
 def test_the_parent_run_of_joined_drivers_ends_with_the_last_of_them(tmp_path, stores):

@@ -162,6 +162,38 @@ def test_a_sampler_seed_past_32_bits_at_any_grid_point_is_refused_at_load():
         make_sampler(space, offset)
 
 
+@pytest.mark.parametrize(
+    ("swept", "overlay", "named"),
+    [
+        ({"grid": {"sparsity.target": [0.5, 0.9]}}, {"sparsity.target": 0.7}, "sparsity.target, which grid.sparsity"),
+        ({"grid": {"sparsity.target": [0.5, 0.9]}}, {"sparsity": {"target": 0.7}}, "sparsity, which grid.sparsity.t"),
+        ({"params": {"lr": {"type": "float", "low": 0.01, "high": 0.1}}}, {"lr": 0.05}, "lr, which params.lr also"),
+    ],
+)
+@pytest.mark.parametrize("method_first", [True, False])
+def test_a_method_setting_a_path_the_grid_or_params_set_is_refused_at_load(swept, overlay, named, method_first):
+    """A ``methods`` overlay that sets a path the grid (or a searched param) also sets, or a section holding it, was
+    silently overridden, the winner depending on the grid's key order, so a trial's label could lie. Refused at load,
+    in one line naming the method, the path and where else it is set, whichever order the grid gives; an overlay of
+    other paths is accepted."""
+    from tuneprune.search.space import load_space
+
+    methods = {"plain": {"lr": 0.02} if "lr" not in overlay else {"momentum": 0.5}, "odd": overlay}
+    grid = swept.get("grid", {})
+    grid = {"method": list(methods), **grid} if method_first else {**grid, "method": list(methods)}
+    document = {
+        "base": {"model": "small_cnn", "dataset": "digits", "sparsity": {"target": 0.5}},
+        "params": swept.get("params", {}),
+        "grid": grid,
+        "methods": methods,
+    }
+    with pytest.raises(ConfigError, match=rf"^methods\.odd: sets {named}.*; set it in one place$"):
+        load_space(document)
+    assert load_space({**document, "methods": {**methods, "odd": {"momentum": 0.8}}}).methods["odd"] == {
+        "momentum": 0.8
+    }
+
+
 @pytest.mark.parametrize("where", ["grid", "params"])
 def test_the_data_of_every_grid_point_and_param_is_checked_before_ray(tmp_path, where):
     """Only the first grid point's data were looked for: a grid (or a searched dataset) over cifar10 and cifar100 with

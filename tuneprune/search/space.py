@@ -220,6 +220,7 @@ def load_space(data: dict[str, Any]) -> SearchSpace:
     path must exist in TrialSpec and accept its bounds and choices."""
     space = validate(SearchSpace, data)
     validate(TrialSpec, space.base, prefix="base.")
+    check_methods_alone(space)
     for method in space.methods:
         try:
             space.resolve({METHOD: method}, {})
@@ -248,6 +249,19 @@ def load_space(data: dict[str, Any]) -> SearchSpace:
     check_objectives_reported(space)
     check_rungs(space.early_stopping, space.max_epochs())
     return space
+
+
+def check_methods_alone(space: SearchSpace) -> None:
+    """No ``methods`` overlay sets a path the grid or the params also set, or a section holding one, or inside one:
+    one would silently override the other (which one, for the grid, by its key order), and the trial's label lie."""
+    swept = {path: f"grid.{path}" for path in space.grid if path != METHOD} | {p: f"params.{p}" for p in space.params}
+    for method, overlay in space.methods.items():
+        for path, (other, where) in itertools.product(overlay, swept.items()):
+            if path == other or other.startswith(f"{path}.") or path.startswith(f"{other}."):
+                raise ConfigError(
+                    f"methods.{method}: sets {path}, which {where} also sets: one would silently override the other "
+                    f"and the trial's label could lie; set it in one place"
+                )
 
 
 def point_label(point: dict[str, Any]) -> str:

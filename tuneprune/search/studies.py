@@ -12,7 +12,7 @@ import json
 import math
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -24,7 +24,8 @@ from optuna.trial import FrozenTrial, TrialState
 
 from tuneprune.output.progress import say
 from tuneprune.search.heartbeats import DRIVER_ENDED, GRACE_PERIOD_S, HEARTBEAT_INTERVAL_S, Heartbeats
-from tuneprune.search.space import CategoricalParam, FloatParam, SearchSpace
+from tuneprune.search.space import CategoricalParam, FloatParam, SearchSpace, point_label
+from tuneprune.shared.config import ConfigError
 
 ENDED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 CHECKPOINT_EPOCH = "checkpoint_epoch"  # user attribute: the epoch of a running trial's latest checkpoint
@@ -32,6 +33,11 @@ CONTINUES = "continues"  # user attribute of a claimed orphan queued again: the 
 STORAGE_PATIENCE_S = 300.0  # how long the driver waits for an unreachable storage before the search fails
 T = TypeVar("T")
 SCHEMA_LOCK_KEY = 0x7475_6E65_7072_756E  # b"tuneprun": the advisory lock held while a storage's schema is made
+RUN_CONFIG = "run_config"  # study user attribute: its grid point's run config (JSON, :func:`point_config`)
+GRID_INDEX = "grid_index"  # study user attribute: its grid point's place in the grid, the g<i> of its trials' keys
+# Run-config fields that say where a machine keeps the data and what it runs on, not what a trial trains: a resumed or
+# joined search may change them. eval_batch_size is not among them: its batches sum val_loss in another order.
+MACHINE_FIELDS = ("data_dir", "download", "num_threads", "device", "relevance.device")
 
 
 def open_storage(url: str) -> optuna.storages.RDBStorage:
@@ -236,15 +242,18 @@ def drivers_running(name: str, storage_url: str) -> bool:
 def check_space(space: SearchSpace, name: str, storage: optuna.storages.BaseStorage, shared: bool = False) -> None:
     """Refuse, in one line, a space the studies of the search ``name`` cannot take (``--join``, ``--resume``): other
     objectives, or a param distribution incompatible with one a trial drew from (else the first ask fails once Ray
-    has started); and for a driver joining it (``shared``), another budget than the one its studies record."""
-    from tuneprune.shared.config import ConfigError
-
+    has started); for a driver joining it (``shared``), another budget than the one its studies record; and another
+    run config or another place of a grid point (:func:`check_run_config`, :func:`check_grid_index`)."""
     wanted = distributions(space)
+    points = {study_name(name, point): point for point in space.grid_points()}  # a point dropped is not run: unchecked
     for study_name_ in study_names(name, storage):
         study = optuna.load_study(study_name=study_name_, storage=storage)
+        check_grid_index(study, points, name)
         recorded = json.loads(study.user_attrs.get("objectives", "null"))  # set by open_studies, values in order
         if recorded is not None and list(recorded.items()) != list(space.objectives.items()):
             raise ConfigError(f"objectives: the search {name!r} has {recorded}; this space gives {space.objectives}")
+        if study_name_ in points and RUN_CONFIG in study.user_attrs:  # none in a study made before it was recorded
+            check_run_config(json.loads(study.user_attrs[RUN_CONFIG]), space, points[study_name_], name)
         budget = study.user_attrs.get("num_samples", space.num_samples)  # set by open_studies
         if shared and budget != space.num_samples:
             raise ConfigError(
@@ -262,6 +271,57 @@ def check_space(space: SearchSpace, name: str, storage: optuna.storages.BaseStor
                         f"params.{param}: the search {name!r} drew it from {drawn}; this space gives {wanted[param]} "
                         f"({err})"
                     ) from None
+
+
+def point_config(space: SearchSpace, point: dict[str, Any]) -> dict[str, Any]:
+    """What grid point ``point`` trains, searched values aside: base, the grid values and the method, resolved."""
+    return space.resolve(point, {}).model_dump(mode="json")
+
+
+def differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, Any, Any]]:
+    """``(dotted path, old value, new value)`` of every field two configs set apart, in ``old``'s order; a key only
+    one of them has (a field of another tuneprune version) is not compared."""
+    for key in (k for k in old if k in new):
+        if isinstance(old[key], dict) and isinstance(new[key], dict):
+            yield from differences(old[key], new[key], f"{prefix}{key}.")
+        elif old[key] != new[key]:
+            yield f"{prefix}{key}", old[key], new[key]
+
+
+def check_run_config(recorded: dict[str, Any], space: SearchSpace, point: dict[str, Any], name: str) -> None:
+    """Refuse, in one line, a space that trains grid point ``point`` of the search ``name`` otherwise than its study
+    ``recorded`` (:data:`RUN_CONFIG`), :data:`MACHINE_FIELDS` aside: its finished trials would be listed with configs
+    they never ran, and a trial it left running would fail on its checkpoint."""
+    for path, old, new in differences(recorded, point_config(space, point)):
+        if path not in MACHINE_FIELDS:
+            where = f"grid point {point_label(point)}" if point else "its trials"
+            raise ConfigError(
+                f"{path}: the search {name!r} ran {where} with {old!r}, this space gives {new!r}; give it the space "
+                f"it ran, or run this space as a new search with another --name"
+            )
+
+
+def check_grid_index(study: optuna.Study, points: dict[str, dict[str, Any]], name: str) -> None:
+    """Refuse, in one line, a grid that moves the grid point of ``study`` (a study of the search ``name``; ``points``:
+    the grid's points by study name, in order) from the place :data:`GRID_INDEX` records, or gives that place to
+    another point: new trials would take the keys of its trials (``g<i>-<number>``), their MLflow runs and folders."""
+    index = study.user_attrs.get(GRID_INDEX)  # none in a study made before it was recorded
+    names = list(points)
+    now = names.index(study.study_name) if study.study_name in names else None
+    taker = names[index] if index is not None and index < len(names) else None
+    if index is None or (now in (None, index) and taker in (None, study.study_name)):
+        return
+    label = point_label(json.loads(study.user_attrs["grid_point"])) or "(no grid)"
+    moved = (
+        f"makes it g{now}"
+        if now is not None
+        else f"gives g{index} to {point_label(points[names[index]]) or '(no grid)'}"
+    )
+    raise ConfigError(
+        f"grid: the search {name!r} ran grid point {label} as g{index} (its trials' keys g{index}-NNN), this space "
+        f"{moved}; keep the grid's order (add values at the end of its first key, drop only the last points), or run "
+        f"this space as a new search with another --name"
+    )
 
 
 @dataclass
@@ -389,8 +449,12 @@ def open_studies(space: SearchSpace, name: str, storage_url: str, shared: bool =
             sampler=FirstAskSeeded(space, i) if shared else make_sampler(space, i),
             load_if_exists=True,
         )
-        if not shared and (asked := len(study.get_trials(deepcopy=False))):
+        asked = len(study.get_trials(deepcopy=False))
+        if not shared and asked:
             study.sampler = make_sampler(space, i, asked)
+        if not asked and RUN_CONFIG not in study.user_attrs:  # a new study; an older one, its trials run, goes without
+            study.set_user_attr(RUN_CONFIG, json.dumps(point_config(space, point)))
+            study.set_user_attr(GRID_INDEX, i)
         study.set_user_attr("objectives", json.dumps(space.objectives))
         study.set_user_attr("grid_point", json.dumps(point))
         study.set_user_attr("search", name)
