@@ -15,15 +15,15 @@ import torch.nn.functional as F
 from tuneprune.shared.config import ConfigError
 
 DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10", "cifar100", "synthetic")
-# Classes per dataset (synthetic: its synthetic_classes).
+# Classes per dataset (synthetic: its synthetic_classes), and image channels: CIFAR and synthetic RGB, the others grey.
 CLASSES = {"digits": 10, "mnist": 10, "fashion_mnist": 10, "cifar10": 10, "cifar100": 100}
+CHANNELS = {"digits": 1, "mnist": 1, "fashion_mnist": 1, "cifar10": 3, "cifar100": 3, "synthetic": 3}
 
 
 def classes_and_channels(dataset: str, synthetic_classes: int) -> tuple[int, int]:
     """The classes and the image channels of ``dataset`` (what :func:`~tuneprune.models.create_model` takes), known
-    without loading it: CIFAR and synthetic images are RGB, the others grey."""
-    classes = synthetic_classes if dataset == "synthetic" else CLASSES[dataset]
-    return classes, 3 if dataset in ("cifar10", "cifar100", "synthetic") else 1
+    without loading it."""
+    return synthetic_classes if dataset == "synthetic" else CLASSES[dataset], CHANNELS[dataset]
 
 
 # Images of each dataset's training file(s), before its splits (digits: the whole set, its test split cut from it).
@@ -229,7 +229,8 @@ def _synthetic(samples: int, classes: int, image_size: int, seed: int) -> Datase
     g = torch.Generator().manual_seed(seed)
 
     def draw(n: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return torch.randn(n, 3, image_size, image_size, generator=g), torch.randint(0, classes, (n,), generator=g)
+        x = torch.randn(n, CHANNELS["synthetic"], image_size, image_size, generator=g)
+        return x, torch.randint(0, classes, (n,), generator=g)
 
     n_eval = max(samples // 5, classes)
     return DatasetSplits("synthetic", *draw(samples), *draw(n_eval), *draw(n_eval), num_classes=classes)
