@@ -208,6 +208,12 @@ class SearchSpace(StrictModel):
         keys = list(self.grid)
         return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*(self.grid[k] for k in keys))]
 
+    @functools.cached_property
+    def specs(self) -> list[TrialSpec]:
+        """The run config of every grid point, alone and with each param's samples (:func:`trial_specs`, every one
+        checked): built once, by :func:`load_space`, and read by the search it starts."""
+        return trial_specs(self)
+
     def resolve(self, grid_point: dict[str, Any], values: dict[str, Any]) -> TrialSpec:
         """The spec of one trial: base, then the grid point, then the searched values."""
         return validate(TrialSpec, self.trial_document(grid_point, values))
@@ -259,7 +265,7 @@ def load_space(data: dict[str, Any]) -> SearchSpace:
                     f"grid.{path}: {same[0]!r} and {value!r} are one value to the run config; list it once"
                 )
             read[path].append((value, trial))
-    trial_specs(space)
+    space.specs  # noqa: B018 (built for its checks, kept for the search that starts)
     check_objectives_reported(space)
     check_rungs(space.early_stopping, space.max_epochs())
     return space
