@@ -172,6 +172,27 @@ def test_a_space_the_search_cannot_take_is_refused_before_it_runs(tmp_path, stor
     prepare_search(write_space(tmp_path, name="drawn"), resume=not join, join=join, **stores)  # its own space
 
 
+def test_a_search_start_builds_its_trial_specs_once(tmp_path, stores, monkeypatch):
+    """The run config of every grid point (with each param's samples, every one checked, a model built for some) was
+    built twice at a search's start: once by the space's checks, again for the grid points' data. Built once, and what
+    the search reads is what was checked."""
+    import tuneprune.search.runner
+    import tuneprune.search.space
+
+    built = []
+    trial_specs = tuneprune.search.space.trial_specs
+
+    def counted(space):
+        built.append(space)
+        return trial_specs(space)
+
+    monkeypatch.setattr(tuneprune.search.space, "trial_specs", counted)
+    monkeypatch.setattr(tuneprune.search.runner, "trial_specs", counted, raising=False)  # where it was imported
+    prepared = prepare_search(write_space(tmp_path, grid={"seed": [0, 1]}), **stores)
+    assert built == [prepared.space]
+    assert [spec.seed for spec in prepared.space.specs] == [0] * 4 + [1] * 4  # each point alone, then lr's samples
+
+
 def test_a_driver_joining_with_another_budget_is_refused_before_it_runs(tmp_path, stores):
     """The budget is the search's, recorded in its studies by its first driver: a ``--join`` driver asking for another
     ``--num-samples`` is refused in one line naming it, the budget and how to change it, before anything starts (it

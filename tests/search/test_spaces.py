@@ -356,8 +356,6 @@ def test_grid_values_that_print_alike_or_read_as_one_are_refused_at_load(key, va
     ("where", "named"),
     [
         ({"grid": {"batch_size": [64, 68]}}, "grid point batch_size=68"),
-        ({"params": {"batch_size": {"type": "categorical", "choices": [64, 68]}}}, "base with params.batch_size = 68"),
-        ({"params": {"batch_size": {"type": "int", "low": 64, "high": 68}}}, "base with params.batch_size = 68"),
         ({"grid": {"val_fraction": [0.1, 0.2], "batch_size": [82]}}, "grid point val_fraction=0.2 batch_size=82"),
     ],
 )
@@ -383,3 +381,52 @@ def test_a_batch_size_leaving_one_image_batchnorm_cannot_train_on_is_refused_at_
     )
     with pytest.raises(ConfigError, match=r"batch_size = 68: the last batch of each epoch holds 1 of the 1293 "):
         load_study(study)
+
+
+@pytest.mark.parametrize(
+    ("param", "drawn"),
+    [
+        ({"type": "int", "low": 64, "high": 70}, "68"),  # bounds 64 and 70 leave 13 and 33
+        ({"type": "int", "low": 64, "high": 72, "step": 4}, "68"),
+        ({"type": "int", "low": 32, "high": 128, "log": True}, "34, 38, 68, 76"),
+        ({"type": "float", "low": 64.0, "high": 72.0, "step": 2.0}, "68"),  # 66.0, drawn next to low, leaves 39
+        ({"type": "categorical", "choices": [64, 68]}, "68"),
+        ({"type": "int", "low": 2, "high": 1300}, r"2, 4, 17, 19, 34 and 6 more \(11 values\)"),  # 1292 = 4 * 17 * 19
+    ],
+)
+def test_a_searched_batch_size_that_can_draw_one_leaving_one_image_is_refused_at_load(param, drawn):
+    """A searched batch_size was checked at its bounds (and the value next to low) only: a range drawing 68 in between
+    (1293 digits training images at val_fraction 0.1, a last batch of one image, which resnet18's BatchNorm at 8 px
+    cannot train on) was accepted, and each trial drawing it failed on its worker after Ray started. Every value the
+    param can draw is checked: refused in one line naming the param, the values, the training images and what is
+    allowed; a model that trains on one image is accepted."""
+    from tuneprune.search.space import load_space
+
+    base = {"model": "resnet18", "dataset": "digits", "image_size": 8, "batch_size": 64}
+    document = {"base": base, "params": {"batch_size": param}}
+    with pytest.raises(
+        ConfigError, match=rf"^base: params.batch_size can draw {drawn}, leaving a last batch of 1 of the 1293 "
+        r"training images, and resnet18's BatchNorm cannot train on one image; allowed: a range, step or choices "
+        r"without them \(1293 mod batch_size != 1, batch_size >= 2\)$"
+    ):  # fmt: skip
+        load_space(document)
+    assert load_space({**document, "base": {**base, "model": "small_cnn"}}).params["batch_size"].type == param["type"]
+
+
+def test_a_searched_batch_size_is_checked_against_each_grid_points_training_images():
+    """The training images depend on the grid point (1293 digits at val_fraction 0.1, 1149 at 0.2): a range of batch
+    sizes that leaves one image at one grid point only is refused naming that grid point and its training images."""
+    from tuneprune.search.space import load_space
+
+    base = {"model": "resnet18", "dataset": "digits", "image_size": 8, "batch_size": 64}
+    document = {
+        "base": base,
+        "grid": {"val_fraction": [0.1, 0.2]},
+        "params": {"batch_size": {"type": "int", "low": 80, "high": 84}},
+    }
+    with pytest.raises(
+        ConfigError,
+        match=r"^grid point val_fraction=0.2: params.batch_size can draw 82, leaving a last batch of 1 of the 1149 ",
+    ):
+        load_space(document)
+    assert load_space({**document, "grid": {"val_fraction": [0.1]}}).grid == {"val_fraction": [0.1]}

@@ -25,7 +25,7 @@ from tuneprune.cluster.join import ensure_ray
 from tuneprune.cluster.quiet import configure_quiet
 from tuneprune.output.progress import say
 from tuneprune.output.summaries import write_summary
-from tuneprune.search.space import SearchSpace, load_space, trial_specs
+from tuneprune.search.space import SearchSpace, load_space
 from tuneprune.shared.config import ConfigError
 from tuneprune.shared.files import replace_atomically
 from tuneprune.tracking import (
@@ -98,7 +98,7 @@ def prepare_search(
     if num_samples is not None:
         document = {**document, "num_samples": num_samples}
     space = load_space(document)
-    data = [(spec.dataset, spec.data_dir, spec.download) for spec in trial_specs(space)]  # every grid point's
+    data = [(spec.dataset, spec.data_dir, spec.download) for spec in space.specs]  # every grid point's
     place = check_driver(
         space_path, space.name, data, (space.resources.cpu, space.resources.gpu),
         address=address, tracking_uri=tracking_uri, results_root=results_root,

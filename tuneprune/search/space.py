@@ -11,10 +11,11 @@ import copy
 import functools
 import itertools
 import math
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 import torch
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, TypeAdapter, field_validator, model_validator
 from torch import nn
 
 from tuneprune.data.splits import classes_and_channels, image_size, train_size
@@ -23,7 +24,7 @@ from tuneprune.search.early_stop import check_rungs
 from tuneprune.search.rung_ranking import FrontOrder
 from tuneprune.shared.config import NAME_PATTERN, SEED_MAX, ConfigError, ExperimentName, StrictModel, set_path, validate
 from tuneprune.sparsity.layers import pruned_layers
-from tuneprune.training.trainer import check_last_batch, leaves_one
+from tuneprune.training.trainer import check_last_batch, leaves_one, trains_on_one
 
 # Metrics a trial reports every epoch; objectives must be among them (formulas §1-§4 engine metrics included).
 SPARSE_METRICS = ("sparsity", "sparsity_k", "theta", "mask_stability", "mean_mask_stability", "lambda", "eliminated")
@@ -68,12 +69,22 @@ class FloatParam(_Range):
         inner = math.nextafter(self.low, self.high) if self.step is None else self.low + self.step
         return [self.low, self.high, *([inner] if inner < self.high else [])]
 
+    def draws(self) -> Sequence[float] | None:
+        """Every value the sampler can draw: ``low`` and each ``step`` above it up to ``high``; None without a step."""
+        if self.step is None:
+            return None
+        return [self.low + k * self.step for k in range(int((self.high - self.low) // self.step) + 1)]
+
 
 class IntParam(_Range):
     type: Literal["int"]
     low: int
     high: int
     step: int = Field(1, ge=1)
+
+    def draws(self) -> Sequence[int]:
+        """Every value the sampler can draw, on a log scale too (any int between the bounds)."""
+        return range(self.low, self.high + 1, self.step)
 
 
 class CategoricalParam(StrictModel):
@@ -82,6 +93,9 @@ class CategoricalParam(StrictModel):
 
     def samples(self) -> list[Any]:
         return list(self.choices)
+
+    def draws(self) -> Sequence[Any]:
+        return self.choices
 
 
 Param = Annotated[FloatParam | IntParam | CategoricalParam, Field(discriminator="type")]
@@ -194,6 +208,12 @@ class SearchSpace(StrictModel):
         keys = list(self.grid)
         return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*(self.grid[k] for k in keys))]
 
+    @functools.cached_property
+    def specs(self) -> list[TrialSpec]:
+        """The run config of every grid point, alone and with each param's samples (:func:`trial_specs`, every one
+        checked): built once, by :func:`load_space`, and read by the search it starts."""
+        return trial_specs(self)
+
     def resolve(self, grid_point: dict[str, Any], values: dict[str, Any]) -> TrialSpec:
         """The spec of one trial: base, then the grid point, then the searched values."""
         return validate(TrialSpec, self.trial_document(grid_point, values))
@@ -245,7 +265,7 @@ def load_space(data: dict[str, Any]) -> SearchSpace:
                     f"grid.{path}: {same[0]!r} and {value!r} are one value to the run config; list it once"
                 )
             read[path].append((value, trial))
-    trial_specs(space)
+    space.specs  # noqa: B018 (built for its checks, kept for the search that starts)
     check_objectives_reported(space)
     check_rungs(space.early_stopping, space.max_epochs())
     return space
@@ -274,9 +294,11 @@ def trial_specs(space: SearchSpace) -> list[TrialSpec]:
     config accepts one by one over ``base`` may be refused together (a ``fitted:PATH`` alpha swept beside a target
     past the rule's range, formulas §2), and every trial of that grid point would fail after Ray started; so would a
     trial on ``device: cuda`` (or ``relevance.device``) without ``resources.gpu`` (Ray hides the GPUs from an actor that
-    asks for none) and one whose model has no layer of ``sparsity.min_size`` weights. Each is a one-line
+    asks for none), one whose model has no layer of ``sparsity.min_size`` weights and one whose ``batch_size`` (a
+    searched one at every value it can draw, :func:`batch_sizes`) leaves a last batch of one image. Each is a one-line
     :class:`ConfigError` naming it."""
     drawn = [(path, value) for path, p in space.params.items() for value in p.samples()]
+    sizes = batch_sizes(space)
     specs = []
     for point in space.grid_points():
         for values in [{}, *({path: value} for path, value in drawn)]:
@@ -295,11 +317,20 @@ def trial_specs(space: SearchSpace) -> list[TrialSpec]:
                 )
             try:
                 check_min_size(spec)
-                check_batches(spec)
+                check_batches(spec, None if "batch_size" in values else sizes)
             except ConfigError as err:
                 raise ConfigError(f"{where}: {err}") from None
             specs.append(spec)
     return specs
+
+
+def batch_sizes(space: SearchSpace) -> Sequence[int] | None:
+    """Every value a searched ``batch_size`` can draw, as the run config reads it (``68.0`` or ``"68"`` as 68); None
+    when it is not searched or has no step (a float, refused at its fractional sample)."""
+    drawn = space.params["batch_size"].draws() if "batch_size" in space.params else None
+    if drawn is None or isinstance(drawn, range):  # an int range: ints already, and maybe long
+        return drawn
+    return TypeAdapter(list[int]).validate_python(drawn)
 
 
 @functools.lru_cache(maxsize=1)  # grid points in turn mostly share a model; one kept at a time
@@ -318,15 +349,28 @@ def check_min_size(spec: TrialSpec) -> None:
         pruned_layers(model, spec.sparsity.min_size)
 
 
-def check_batches(spec: TrialSpec) -> None:
+def check_batches(spec: TrialSpec, searched: Sequence[int] | None = None) -> None:
     """A trial's training images (:func:`train_size`, by the splits its data will have) in batches of ``batch_size``
     leave no batch of one image its model cannot train on (:func:`check_last_batch`), which a run finds only once it
-    has loaded its data: checked here on the model built without its data, on an image of zeros."""
+    has loaded its data: checked here on the model built without its data, on an image of zeros. With ``searched``,
+    every ``batch_size`` a searched param can draw is checked in place of the spec's own, refused together in one line
+    naming the first few that leave one image."""
     n = train_size(spec)
-    if leaves_one(n, spec.batch_size):
-        classes, channels = classes_and_channels(spec.dataset, spec.synthetic_classes)
-        side = image_size(spec)
-        check_last_batch(_model(spec.model, classes, channels), spec, n, torch.zeros(1, channels, side, side))
+    one = [b for b in ([spec.batch_size] if searched is None else searched) if leaves_one(n, b)]
+    if not one:
+        return
+    classes, channels = classes_and_channels(spec.dataset, spec.synthetic_classes)
+    side = image_size(spec)
+    model, image = _model(spec.model, classes, channels), torch.zeros(1, channels, side, side)
+    if searched is None:
+        check_last_batch(model, spec, n, image)  # in the words of the trial's own check
+    elif not trains_on_one(model, image):
+        few = ", ".join(map(str, one[:5])) + (f" and {len(one) - 5} more ({len(one)} values)" if len(one) > 5 else "")
+        raise ConfigError(
+            f"params.batch_size can draw {few}, leaving a last batch of 1 of the {n} training images, and "
+            f"{spec.model}'s BatchNorm cannot train on one image; allowed: a range, step or choices without them "
+            f"({n} mod batch_size != 1, batch_size >= 2)"
+        )
 
 
 def check_objectives_reported(space: SearchSpace) -> None:

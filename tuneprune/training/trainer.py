@@ -105,20 +105,26 @@ def check_last_batch(model: nn.Module, config: RunConfig, n: int, image: torch.T
     (BatchNorm over a single value per channel; tried on ``image``, a batch of one training image, or of zeros of its
     shape) is a one-line :class:`ConfigError` before training, not a crash after an epoch."""
     b = config.batch_size
-    if not leaves_one(n, b):
+    if not leaves_one(n, b) or trains_on_one(model, image):
         return
+    cannot = f"{config.model}'s BatchNorm cannot train on one image"
+    if b == 1:
+        raise ConfigError(f"batch_size = 1: {cannot}; allowed: >= 2")
+    raise ConfigError(
+        f"batch_size = {b}: the last batch of each epoch holds 1 of the {n} training images and {cannot}; "
+        f"allowed: a batch_size that leaves 0 or at least 2 ({n} mod batch_size != 1)"
+    )
+
+
+def trains_on_one(model: nn.Module, image: torch.Tensor) -> bool:
+    """Whether ``model`` in training mode takes a batch of one ``image`` (BatchNorm cannot: one value per channel)."""
     try:
         copy.deepcopy(model).train()(image)
     except ValueError as err:
         if "Expected more than 1 value per channel" not in str(err):
             raise
-        cannot = f"{config.model}'s BatchNorm cannot train on one image"
-        if b == 1:
-            raise ConfigError(f"batch_size = 1: {cannot}; allowed: >= 2") from None
-        raise ConfigError(
-            f"batch_size = {b}: the last batch of each epoch holds 1 of the {n} training images and {cannot}; "
-            f"allowed: a batch_size that leaves 0 or at least 2 ({n} mod batch_size != 1)"
-        ) from None
+        return False
+    return True
 
 
 class PackedTrainer:
