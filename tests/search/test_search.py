@@ -131,6 +131,48 @@ def test_resume_runs_only_the_missing_trials(ray_session, tmp_path, stores):
     assert [t.state.name for t in study.trials] == ["COMPLETE"] * 4
 
 
+@pytest.mark.ray
+def test_a_resumed_search_runs_the_seeds_added_to_its_grid_and_keeps_its_trials_keys(ray_session, tmp_path, stores):
+    """More replicates: ``tuneprune search --resume`` of a search whose ``grid.seed`` gained a seed in the middle and
+    one at the end exited 2 (the grid moved a point). It trains the new seeds only, under new grid indices; the trials
+    that ran keep their keys, MLflow runs and folders and are not trained again; summary.json lists all four."""
+    fields: dict[str, Any] = {
+        "name": "replicates", "base": {**BASE, "epochs": 1, "train_samples": 200}, "params": {}, "num_samples": 1,
+    }  # fmt: skip
+    first = run_search(prepare_search(write_space(tmp_path, **fields, grid={"seed": [0, 2]}), **stores), progress=False)
+    ran = {r.data.tags[TAG_TRIAL]: (r.info.run_id, r.info.start_time) for r in children(first)[1]}
+    assert set(ran) == {"g0-000", "g1-000"}
+
+    def folders() -> dict[str, dict[str, int]]:  # each trial folder's files, and when each was written
+        return {
+            key: {p.name: p.stat().st_mtime_ns for p in (first.results_dir / "trials" / key).iterdir()} for key in ran
+        }
+
+    written = folders()
+
+    grown = write_space(tmp_path, **fields, grid={"seed": [0, 1, 2, 3]})
+    cli = [sys.executable, "-m", "tuneprune.cli", "search", grown, "--resume", "--no-progress",
+           "--address", ray_session.get_runtime_context().gcs_address, "--tracking-uri", stores["tracking_uri"],
+           "--storage", stores["storage_url"], "--results-dir", str(stores["results_root"])]  # fmt: skip
+    out = subprocess.run(cli, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+
+    summary = json.loads((first.results_dir / "summary.json").read_text())
+    assert {t["grid"]["seed"]: t["key"] for t in summary["trials"]} == {
+        0: "g0-000",
+        1: "g2-000",
+        2: "g1-000",
+        3: "g3-000",
+    }
+    runs = children(first)[1]
+    after = {r.data.tags[TAG_TRIAL]: (r.info.run_id, r.info.start_time) for r in runs}
+    assert set(after) == {"g0-000", "g1-000", "g2-000", "g3-000"}
+    assert {key: after[key] for key in ran} == ran  # the same runs, not trained again
+    assert all(r.info.status == "FINISHED" for r in runs)
+    assert folders() == written
+    assert all((first.results_dir / "trials" / key / "model.pt").is_file() for key in ("g2-000", "g3-000"))
+
+
 def test_a_new_search_refuses_a_name_its_optuna_storage_holds(tmp_path, stores):
     """A search's trials are its Optuna studies: a new search under a name they hold (with a fresh MLflow store, or
     another --tracking-uri) would run none of its trials and list the old ones; it stops before anything starts."""
@@ -252,29 +294,79 @@ def test_a_space_that_changes_what_a_grid_point_trains_is_refused_before_it_runs
 
 
 @pytest.mark.parametrize("join", [False, True])
-def test_a_space_that_renumbers_the_grid_points_is_refused_before_it_runs(tmp_path, stores, join):
-    """A trial's key carries its grid point's place in the grid (``g1-000``), its MLflow run and its folder found by
-    it: a ``--resume`` or ``--join`` whose grid moves a point of the search, or hands a dropped point's place to
-    another, gave new trials the keys of old ones (their MLflow runs and folders mixed up). Refused in one line naming
-    the point, both places and a new ``--name``; points added at the end or dropped from it are accepted."""
+def test_a_grid_point_keeps_its_index_when_a_resumed_grid_adds_drops_or_reorders_points(tmp_path, stores, join):
+    """A trial's key carries its grid point's index (``g1-000``), its MLflow run and its folder found by it. A
+    ``--resume`` or ``--join`` whose grid added a value before a point of the search (a seed in the middle of
+    ``grid.seed``), reordered or dropped points was refused (the index was the point's place in the grid). Each point
+    keeps the index its study records; a new one takes the next index of the search, a dropped point's never given
+    again; its sampler is seeded ``sampler.seed`` + that index."""
+    from tuneprune.search.searcher import trial_key
+    from tuneprune.search.studies import distributions, open_studies
+
+    def opened(seeds: list[int], resume: bool = True) -> dict[int, Any]:
+        document = write_space(tmp_path, name="grow", grid={"seed": seeds}, sampler={"type": "tpe", "seed": 100})
+        prepared = prepare_search(document, resume=resume and not join, join=resume and join, **stores)
+        studies = open_studies(prepared.space, "grow", stores["storage_url"], shared=join)
+        for gs in studies:  # a trial of each point, told
+            gs.tell(gs.ask(distributions(prepared.space)).number, 0.5)
+        return {gs.grid_point["seed"]: gs for gs in studies}
+
+    def indices(studies: dict[int, Any]) -> dict[int, int]:
+        return {seed: gs.index for seed, gs in studies.items()}
+
+    assert indices(opened([0, 2], resume=False)) == {0: 0, 2: 1}  # a new search: the points' places, as ever
+    grown = opened([0, 1, 2, 3])  # a seed in the middle of the first key, another at the end
+    assert indices(grown) == {0: 0, 1: 2, 2: 1, 3: 3}
+    assert [trial_key(grown[2].index, t) for t in grown[2].study.trials] == ["g1-000", "g1-001"]
+    if join:  # seeded by the first driver to ask: sampler.seed + index
+        assert grown[3].study.user_attrs["sampler_seed_from_trial_0"] == 103
+    assert indices(opened([3, 5, 0])) == {3: 3, 5: 4, 0: 0}  # reordered, two dropped, one new
+    assert indices(opened([1, 2, 4])) == {1: 2, 2: 1, 4: 5}  # 4 is not given 5's index of a dropped point
+
+
+def test_drivers_opening_a_new_grid_point_at_once_agree_on_its_index(tmp_path, stores):
+    """``--join`` drivers opening a grid point the search did not have yet give it one index (its trials' keys, MLflow
+    runs and folders are theirs together), also when one of them finds the study another has just made, before that
+    one recorded its index. Each hands out the grid points in turn, in the order of the grid."""
+    from tuneprune.search.protocol import TrialContext
+    from tuneprune.search.searcher import StudySearcher
+    from tuneprune.search.studies import distributions, open_studies, study_name
+
+    before = prepare_search(write_space(tmp_path, name="agree", grid={"seed": [0, 1]}, num_samples=2), **stores)
+    open_studies(before.space, "agree", stores["storage_url"])
+    path = write_space(tmp_path, name="agree", grid={"seed": [0, 5, 1, 6]}, num_samples=2)
+    space = prepare_search(path, join=True, **stores).space
+    # the first driver made the study of seed=5 and has not recorded its index yet when the second opens it
+    optuna.create_study(
+        storage=stores["storage_url"], study_name=study_name("agree", {"seed": 5}), directions=["maximize"]
+    )
+    second = open_studies(space, "agree", stores["storage_url"], shared=True)
+    first = open_studies(space, "agree", stores["storage_url"], shared=True)
+    assert [gs.index for gs in first] == [gs.index for gs in second] == [0, 2, 1, 3]
+    context = TrialContext(stores["tracking_uri"], "tuneprune", "no-parent", str(tmp_path), dict(space.objectives))
+    searcher = StudySearcher(space, first, context)
+    handed_out = []
+    while (gs := searcher._next_study()) is not None:
+        gs.ask(distributions(space))
+        handed_out.append(gs.grid_point["seed"])
+    assert handed_out == [0, 5, 1, 6] * 2
+
+
+def test_a_sampler_seed_past_32_bits_at_a_resumed_grid_index_is_refused_before_it_runs(tmp_path, stores):
+    """A grid point's sampler takes ``sampler.seed`` + its grid index, which a resumed search may hold past the number
+    of points its grid now lists (a point dropped before it, a new one after the search's): a seed that takes it past
+    32 bits is refused in one line naming the field and the allowed range, before anything starts."""
     from tuneprune.search.studies import open_studies
 
-    methods = {"slow": {"lr": 0.01}, "fast": {"lr": 0.1}, "mid": {"lr": 0.05}}
-    fields: dict[str, Any] = {"name": "order", "grid": {"method": ["slow", "fast"]}, "methods": methods}
-    first = prepare_search(write_space(tmp_path, **fields, params={}), **stores)
-    open_studies(first.space, "order", stores["storage_url"])
-    ran = r"grid: the search 'order' ran grid point"
-    moved = [
-        (["fast", "slow"], rf"{ran} method=slow as g0 \(its trials' keys g0-NNN\), this space makes it g1"),
-        (["slow", "mid"], rf"{ran} method=fast as g1 \(its trials' keys g1-NNN\), this space gives g1 to method=mid"),
-    ]
-    for grid, message in moved:
-        document = write_space(tmp_path, **{**fields, "grid": {"method": grid}}, params={})
-        with pytest.raises(ConfigError, match=rf"^{message}; .*another --name$"):
-            prepare_search(document, resume=not join, join=join, **stores)
-    for grid in (["slow", "fast", "mid"], ["slow"]):  # a point added at the end; the last one dropped
-        document = write_space(tmp_path, **{**fields, "grid": {"method": grid}}, params={})
-        prepare_search(document, resume=not join, join=join, **stores)
+    first = prepare_search(write_space(tmp_path, name="wide", grid={"seed": [0, 1, 2]}), **stores)
+    open_studies(first.space, "wide", stores["storage_url"])
+    top = 2**32 - 1
+    for seeds, allowed in (([2], top - 2), ([7], top - 3)):  # g2; a new point: g3
+        document = write_space(tmp_path, name="wide", grid={"seed": seeds}, sampler={"type": "tpe", "seed": top})
+        with pytest.raises(ConfigError, match=rf"^sampler.seed = {top}: .* allowed: \[0, {allowed}\]$"):
+            prepare_search(document, resume=True, **stores)
+        document = write_space(tmp_path, name="wide", grid={"seed": seeds}, sampler={"type": "tpe", "seed": allowed})
+        prepare_search(document, resume=True, **stores)
 
 
 def test_the_parent_run_of_joined_drivers_ends_with_the_last_of_them(tmp_path, stores):

@@ -539,6 +539,48 @@ def test_drivers_resuming_at_once_run_each_orphan_once(postgres, mode, tmp_path,
         assert len(trials) - 2 * orphans <= racers - 1
 
 
+# Each racer is a driver joining one search whose grid gained points (--join): it opens the studies and writes the
+# grid index each got.
+GRID_RACE = """
+from pathlib import Path
+from tuneprune.search.space import load_space
+from tuneprune.search.studies import open_studies
+url, doc, out = args[0], json.loads(args[1]), Path(args[2])
+space = load_space(doc)
+def race(me):
+    barrier.wait(timeout=60)
+    indices = [gs.index for gs in open_studies(space, doc["name"], url, shared=True)]
+    (out / f"{me}.json").write_text(json.dumps(indices))
+"""
+
+
+def test_drivers_joining_at_once_give_a_new_grid_point_one_index(postgres, tmp_path, monkeypatch):
+    """Four drivers join a search at the same moment with a grid that gained points, one before a point of the search
+    and two at the end: all give each new point one index (its trials' keys, MLflow runs and folders are theirs
+    together), the next ones of the search, and each old point keeps its own."""
+    import optuna
+
+    from tuneprune.search.space import load_space
+    from tuneprune.search.studies import GRID_INDEX, open_studies, study_name
+
+    racers = 4
+    database = f"grid_{secrets.token_hex(4)}"
+    run_script(SCRIPTS / "postgres.sh", "createdb", "--dir", postgres["dir"], database)
+    url = postgres["optuna"].rsplit("/", 1)[0] + f"/{database}"
+    doc = {"name": "grown", "base": BASE, "params": {"lr": {"type": "float", "low": 0.01, "high": 0.3}}}
+    monkeypatch.setenv("PGPASSFILE", postgres["pgpassfile"])
+    open_studies(load_space({**doc, "grid": {"seed": [0, 1]}}), "grown", url)  # the search as it ran
+    grown = {**doc, "grid": {"seed": [0, 5, 1, 6, 7]}}
+    run_racers(GRID_RACE, racers, url, json.dumps(grown), tmp_path)
+
+    assert [json.loads((tmp_path / f"{me}.json").read_text()) for me in range(racers)] == [[0, 2, 1, 3, 4]] * racers
+    recorded = {
+        seed: optuna.load_study(study_name=study_name("grown", {"seed": seed}), storage=url).user_attrs[GRID_INDEX]
+        for seed in (0, 5, 1, 6, 7)
+    }
+    assert recorded == {0: 0, 5: 2, 1: 1, 6: 3, 7: 4}
+
+
 def test_drivers_logging_one_runs_params_at_once_all_succeed(mlflow_server):
     """Drivers that join one search log the same params on its parent run at the same moment: the
     server checks and inserts in two steps, so one of two writers of a param is refused (a

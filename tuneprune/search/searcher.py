@@ -192,9 +192,9 @@ class StudySearcher(Searcher):
     def _next_study(self) -> GridStudy | None:
         """The study of the next grid point in turn with trials left to hand out; None when every one has its budget."""
         for offset in range(len(self.studies)):
-            gs = self.studies[(self._next + offset) % len(self.studies)]
-            if gs.remaining > 0:
-                self._next = (gs.index + 1) % len(self.studies)
+            place = (self._next + offset) % len(self.studies)  # in the list: a grid index may be past its end
+            if (gs := self.studies[place]).remaining > 0:
+                self._next = (place + 1) % len(self.studies)
                 return gs
         return None
 

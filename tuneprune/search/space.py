@@ -191,11 +191,7 @@ class SearchSpace(StrictModel):
             )
         if self.methods and METHOD not in self.grid:
             raise ValueError(f"methods: given but not swept, add grid.{METHOD}: [{', '.join(self.methods)}]")
-        if self.sampler.seed > (top := SEED_MAX - len(self.grid_points()) + 1):  # grid point i's: seed + i
-            raise ValueError(
-                f"sampler.seed = {self.sampler.seed}: grid point i's sampler takes seed + i, at most {SEED_MAX} "
-                f"(32 bits), allowed: [0, {top}]"
-            )
+        check_sampler_seed(self.sampler.seed, len(self.grid_points()) - 1)  # a new search's grid indices: 0 .. n-1
         return self
 
     # -- derived ----------------------------------------------------------------------------
@@ -233,6 +229,16 @@ class SearchSpace(StrictModel):
             for key, item in self.methods[value].items() if path == METHOD else [(path, value)]:
                 set_path(data, key, copy.deepcopy(item))
         return data
+
+
+def check_sampler_seed(seed: int, largest_index: int) -> None:
+    """Refuse, in one line, a ``sampler.seed`` that a grid point's sampler, seeded ``seed + i`` (``i``: its grid index,
+    at most ``largest_index``), would take past the 32 bits Optuna's samplers accept."""
+    if seed > (top := SEED_MAX - largest_index):
+        raise ConfigError(
+            f"sampler.seed = {seed}: grid point i's sampler takes seed + i, at most {SEED_MAX} (32 bits), allowed: "
+            f"[0, {top}]"
+        )
 
 
 def load_space(data: dict[str, Any]) -> SearchSpace:

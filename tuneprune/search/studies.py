@@ -8,6 +8,7 @@ claims every RUNNING trial; drivers sharing a study only those whose heartbeats 
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import time
@@ -24,7 +25,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from tuneprune.output.progress import say
 from tuneprune.search.heartbeats import DRIVER_ENDED, GRACE_PERIOD_S, HEARTBEAT_INTERVAL_S, Heartbeats
-from tuneprune.search.space import CategoricalParam, FloatParam, SearchSpace, point_label
+from tuneprune.search.space import CategoricalParam, FloatParam, SearchSpace, check_sampler_seed, point_label
 from tuneprune.shared.config import ConfigError
 
 ENDED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
@@ -34,7 +35,7 @@ STORAGE_PATIENCE_S = 300.0  # how long the driver waits for an unreachable stora
 T = TypeVar("T")
 SCHEMA_LOCK_KEY = 0x7475_6E65_7072_756E  # b"tuneprun": the advisory lock held while a storage's schema is made
 RUN_CONFIG = "run_config"  # study user attribute: its grid point's run config (JSON, :func:`point_config`)
-GRID_INDEX = "grid_index"  # study user attribute: its grid point's place in the grid, the g<i> of its trials' keys
+GRID_INDEX = "grid_index"  # study user attribute: its grid point's index (grid_indices), the g<i> of its trials' keys
 # Run-config fields that say where a machine keeps the data and what it runs on, not what a trial trains: a resumed or
 # joined search may change them. eval_batch_size is not among them: its batches sum val_loss in another order.
 MACHINE_FIELDS = ("data_dir", "download", "num_threads", "device", "relevance.device")
@@ -225,6 +226,27 @@ def study_names(search_name: str, storage: optuna.storages.BaseStorage) -> list[
     return [n for n in optuna.get_all_study_names(storage) if n == search_name or n.startswith(f"{search_name}[")]
 
 
+def grid_indices(space: SearchSpace, name: str, storage: optuna.storages.BaseStorage) -> list[int]:
+    """The grid index of each grid point of ``space`` in the search ``name`` (the ``g<i>`` of its trials' keys, its
+    sampler's seed offset), in grid order: the one its study records (:data:`GRID_INDEX`), or for a study made before
+    that record and holding trials, its place in the grid; a new point takes the next index no study of the search
+    holds (one past the largest, a dropped point's included), so a new search's points take 0, 1, 2 ... and an index
+    is used once. Drivers opening a search with one space at once compute the same indices. A ``sampler.seed`` the
+    largest takes past 32 bits is refused in one line (:func:`~tuneprune.search.space.check_sampler_seed`)."""
+    places = {study_name(name, point): i for i, point in enumerate(space.grid_points())}
+    held: dict[str, int] = {}
+    for study_name_ in study_names(name, storage):
+        study_id = storage.get_study_id_from_name(study_name_)
+        if (index := storage.get_study_user_attrs(study_id).get(GRID_INDEX)) is not None:
+            held[study_name_] = index
+        elif study_name_ in places and storage.get_n_trials(study_id):  # made before the record: its place
+            held[study_name_] = places[study_name_]
+    free = itertools.count(max(held.values(), default=-1) + 1)
+    indices = [held[n] if n in held else next(free) for n in places]
+    check_sampler_seed(space.sampler.seed, max(indices))
+    return indices
+
+
 def drivers_running(name: str, storage_url: str) -> bool:
     """Whether a driver of the search ``name`` runs: a trial of its studies is RUNNING, and not left by a driver that
     ended (:data:`DRIVER_ENDED`). A driver killed with SIGKILL marks nothing: it counts as running until its trials
@@ -242,13 +264,14 @@ def drivers_running(name: str, storage_url: str) -> bool:
 def check_space(space: SearchSpace, name: str, storage: optuna.storages.BaseStorage, shared: bool = False) -> None:
     """Refuse, in one line, a space the studies of the search ``name`` cannot take (``--join``, ``--resume``): other
     objectives, or a param distribution incompatible with one a trial drew from (else the first ask fails once Ray
-    has started); for a driver joining it (``shared``), another budget than the one its studies record; and another
-    run config or another place of a grid point (:func:`check_run_config`, :func:`check_grid_index`)."""
+    has started); for a driver joining it (``shared``), another budget than the one its studies record; another
+    run config of a grid point (:func:`check_run_config`); and a ``sampler.seed`` that a grid point's sampler takes past
+    32 bits at the grid index it has in this search (:func:`grid_indices`)."""
     wanted = distributions(space)
+    grid_indices(space, name, storage)
     points = {study_name(name, point): point for point in space.grid_points()}  # a point dropped is not run: unchecked
     for study_name_ in study_names(name, storage):
         study = optuna.load_study(study_name=study_name_, storage=storage)
-        check_grid_index(study, points, name)
         recorded = json.loads(study.user_attrs.get("objectives", "null"))  # set by open_studies, values in order
         if recorded is not None and list(recorded.items()) != list(space.objectives.items()):
             raise ConfigError(f"objectives: the search {name!r} has {recorded}; this space gives {space.objectives}")
@@ -301,34 +324,11 @@ def check_run_config(recorded: dict[str, Any], space: SearchSpace, point: dict[s
             )
 
 
-def check_grid_index(study: optuna.Study, points: dict[str, dict[str, Any]], name: str) -> None:
-    """Refuse, in one line, a grid that moves the grid point of ``study`` (a study of the search ``name``; ``points``:
-    the grid's points by study name, in order) from the place :data:`GRID_INDEX` records, or gives that place to
-    another point: new trials would take the keys of its trials (``g<i>-<number>``), their MLflow runs and folders."""
-    index = study.user_attrs.get(GRID_INDEX)  # none in a study made before it was recorded
-    names = list(points)
-    now = names.index(study.study_name) if study.study_name in names else None
-    taker = names[index] if index is not None and index < len(names) else None
-    if index is None or (now in (None, index) and taker in (None, study.study_name)):
-        return
-    label = point_label(json.loads(study.user_attrs["grid_point"])) or "(no grid)"
-    moved = (
-        f"makes it g{now}"
-        if now is not None
-        else f"gives g{index} to {point_label(points[names[index]]) or '(no grid)'}"
-    )
-    raise ConfigError(
-        f"grid: the search {name!r} ran grid point {label} as g{index} (its trials' keys g{index}-NNN), this space "
-        f"{moved}; keep the grid's order (add values at the end of its first key, drop only the last points), or run "
-        f"this space as a new search with another --name"
-    )
-
-
 @dataclass
 class GridStudy:
     """The study of one grid point and its bookkeeping during a run, through Optuna's public API only."""
 
-    index: int
+    index: int  # its grid index (grid_indices), not its place in the list of studies
     grid_point: dict[str, Any]
     study: optuna.Study
     budget: int
@@ -441,20 +441,18 @@ def open_studies(space: SearchSpace, name: str, storage_url: str, shared: bool =
     storage = open_storage(storage_url)
     heartbeats = Heartbeats(storage)
     studies = []
-    for i, point in enumerate(space.grid_points()):
+    for computed, point in zip(grid_indices(space, name, storage), space.grid_points(), strict=True):
         study = optuna.create_study(
-            storage=storage,
-            study_name=study_name(name, point),
-            directions=space.directions,
-            sampler=FirstAskSeeded(space, i) if shared else make_sampler(space, i),
-            load_if_exists=True,
+            storage=storage, study_name=study_name(name, point), directions=space.directions, load_if_exists=True
         )
         asked = len(study.get_trials(deepcopy=False))
-        if not shared and asked:
-            study.sampler = make_sampler(space, i, asked)
-        if not asked and RUN_CONFIG not in study.user_attrs:  # a new study; an older one, its trials run, goes without
-            study.set_user_attr(RUN_CONFIG, json.dumps(point_config(space, point)))
-            study.set_user_attr(GRID_INDEX, i)
+        if not asked:  # a new study records them; an older one, its trials run, goes without
+            recorded = study.user_attrs  # by another driver, opening the study first
+            new = {GRID_INDEX: computed, RUN_CONFIG: json.dumps(point_config(space, point))}
+            for key in (key for key in new if key not in recorded):
+                study.set_user_attr(key, new[key])
+        i = study.user_attrs.get(GRID_INDEX, computed)  # none in a study made before it was recorded: its place
+        study.sampler = FirstAskSeeded(space, i) if shared else make_sampler(space, i, asked)
         study.set_user_attr("objectives", json.dumps(space.objectives))
         study.set_user_attr("grid_point", json.dumps(point))
         study.set_user_attr("search", name)
