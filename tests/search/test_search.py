@@ -171,6 +171,11 @@ def test_a_resumed_search_runs_the_seeds_added_to_its_grid_and_keeps_its_trials_
     assert all(r.info.status == "FINISHED" for r in runs)
     assert folders() == written
     assert all((first.results_dir / "trials" / key / "model.pt").is_file() for key in ("g2-000", "g3-000"))
+    parent = children(first)[0].get_run(first.parent_run_id).data  # MLflow keeps a param's first value
+    assert (json.loads(parent.params["grid"]), json.loads(parent.tags["latest.grid"])) == (
+        {"seed": [0, 2]},
+        {"seed": [0, 1, 2, 3]},
+    )
 
 
 def test_a_new_search_refuses_a_name_its_optuna_storage_holds(tmp_path, stores):

@@ -72,13 +72,16 @@ def test_a_child_is_found_again_by_its_key_and_reopened(tracker):
     assert tracker.find_child(parent, "g0-002") is None
 
 
-def test_relogging_params_keeps_the_first_values_and_adds_the_new(tracker):
+def test_relogging_params_keeps_the_first_values_adds_the_new_and_tags_the_latest(tracker):
     run = tracker.start_parent("demo", "search", resume=False)
     tracker.log_params(run, {"opt": {"lr": 0.1}, "epochs": 3}, tags={"note": "first"}, new_run=True)
-    tracker.log_params(run, {"opt": {"lr": 0.2}, "batch": 64}, tags={"note": "second"})
+    tracker.log_params(run, {"opt": {"lr": 0.2}, "batch": 64, "epochs": 3}, tags={"note": "second"})
     data = tracker.client.get_run(run).data
     assert data.params == {"opt.lr": "0.1", "epochs": "3", "batch": "64"}
     assert data.tags["note"] == "second"
+    assert {k: v for k, v in data.tags.items() if k.startswith("latest.")} == {"latest.opt.lr": "0.2"}
+    tracker.log_params(run, {"opt": {"lr": 0.3}})
+    assert tracker.client.get_run(run).data.tags["latest.opt.lr"] == "0.3"
 
 
 def test_many_and_long_params_are_all_logged(tracker):

@@ -169,7 +169,9 @@ class RunTracker:
     ) -> None:
         """Log (flattened) params the run does not have yet, and ``tags``, in as few batches as possible.
 
-        Re-logging a param is a no-op, so a restarted trial can call this again; a ``new_run``
+        Re-logging a param is a no-op, so a restarted trial can call this again; a param given
+        another value than the run has (a resumed search's ``num_samples`` or grid) keeps its
+        first, MLflow's params being immutable, and the new one is the tag ``latest.KEY``. A ``new_run``
         has none yet, and is not read. Drivers that join one search log the same params on one
         parent run at once: the store checks and inserts in two steps, so the slower of two
         writers of a param is refused; it reads the run again and logs what is still missing.
@@ -182,9 +184,10 @@ class RunTracker:
         for attempt in range(WRITERS_RACED):
             have = {} if new_run and attempt == 0 else self.client.get_run(run_id).data.params
             items = [p for p in wanted if p.key not in have]
+            latest = run_tags({f"latest.{p.key}": p.value for p in wanted if have.get(p.key, p.value) != p.value})
             try:
                 for i in range(0, max(len(items), 1), 100):
-                    self.client.log_batch(run_id, params=items[i : i + 100], tags=tag_items if i == 0 else [])
+                    self.client.log_batch(run_id, params=items[i : i + 100], tags=tag_items + latest if i == 0 else [])
                 return
             except MlflowException:
                 if attempt == WRITERS_RACED - 1:
