@@ -26,7 +26,7 @@ from optuna.trial import FrozenTrial, TrialState
 from tuneprune.output.progress import say
 from tuneprune.search.heartbeats import DRIVER_ENDED, GRACE_PERIOD_S, HEARTBEAT_INTERVAL_S, Heartbeats
 from tuneprune.search.space import CategoricalParam, FloatParam, SearchSpace, check_sampler_seed, point_label
-from tuneprune.shared.config import ConfigError
+from tuneprune.shared.config import ConfigError, trained_fields
 
 ENDED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 CHECKPOINT_EPOCH = "checkpoint_epoch"  # user attribute: the epoch of a running trial's latest checkpoint
@@ -36,9 +36,6 @@ T = TypeVar("T")
 SCHEMA_LOCK_KEY = 0x7475_6E65_7072_756E  # b"tuneprun": the advisory lock held while a storage's schema is made
 RUN_CONFIG = "run_config"  # study user attribute: its grid point's run config (JSON, :func:`point_config`)
 GRID_INDEX = "grid_index"  # study user attribute: its grid point's index (grid_indices), the g<i> of its trials' keys
-# Run-config fields that say where a machine keeps the data and what it runs on, not what a trial trains: a resumed or
-# joined search may change them. eval_batch_size is not among them: its batches sum val_loss in another order.
-MACHINE_FIELDS = ("data_dir", "download", "num_threads", "device", "relevance.device")
 
 
 def open_storage(url: str) -> optuna.storages.RDBStorage:
@@ -313,15 +310,14 @@ def differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> I
 
 def check_run_config(recorded: dict[str, Any], space: SearchSpace, point: dict[str, Any], name: str) -> None:
     """Refuse, in one line, a space that trains grid point ``point`` of the search ``name`` otherwise than its study
-    ``recorded`` (:data:`RUN_CONFIG`), :data:`MACHINE_FIELDS` aside: its finished trials would be listed with configs
-    they never ran, and a trial it left running would fail on its checkpoint."""
-    for path, old, new in differences(recorded, point_config(space, point)):
-        if path not in MACHINE_FIELDS:
-            where = f"grid point {point_label(point)}" if point else "its trials"
-            raise ConfigError(
-                f"{path}: the search {name!r} ran {where} with {old!r}, this space gives {new!r}; give it the space "
-                f"it ran, or run this space as a new search with another --name"
-            )
+    ``recorded`` (:data:`RUN_CONFIG`), :data:`~tuneprune.shared.config.MACHINE_FIELDS` aside: its finished trials would
+    be listed with configs they never ran, and a trial it left running would fail on its checkpoint."""
+    for path, old, new in differences(trained_fields(recorded), trained_fields(point_config(space, point))):
+        where = f"grid point {point_label(point)}" if point else "its trials"
+        raise ConfigError(
+            f"{path}: the search {name!r} ran {where} with {old!r}, this space gives {new!r}; give it the space "
+            f"it ran, or run this space as a new search with another --name"
+        )
 
 
 @dataclass

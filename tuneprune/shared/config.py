@@ -24,6 +24,10 @@ NAME_PATTERN = r"^[A-Za-z0-9_.\-]*[A-Za-z0-9_\-][A-Za-z0-9_.\-]*$"
 SEED_MAX = 2**32 - 1  # numpy's legacy RandomState, under scikit-learn's splits and Optuna's samplers
 # An MLflow experiment: MLflow refuses an empty name and one over 500 characters (MAX_EXPERIMENT_NAME_LENGTH).
 ExperimentName = Annotated[str, Field(min_length=1, max_length=500)]
+# Run-config fields that say where a machine keeps the data and what it runs on, not what a run trains: a resumed or
+# joined search may change them, and a run goes on from its checkpoint under other ones. eval_batch_size is not among
+# them: its batches sum val_loss in another order.
+MACHINE_FIELDS = ("data_dir", "download", "num_threads", "device", "relevance.device")
 
 
 class ConfigError(ValueError):
@@ -110,6 +114,19 @@ def set_path(data: dict[str, Any], dotted: str, value: Any) -> None:
         if not isinstance(child, dict):
             raise ConfigError(f"{'.'.join(walked)}: is a value, cannot set {dotted}")
         node, parts = child, rest
+
+
+def trained_fields(config: dict[str, Any]) -> dict[str, Any]:
+    """A run config's JSON values less its :data:`MACHINE_FIELDS`: what it trains, on any machine."""
+    trained = copy.deepcopy(config)
+    for path in MACHINE_FIELDS:
+        *sections, field = path.split(".")
+        node: Any = trained
+        for section in sections:
+            node = node.get(section) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(field, None)
+    return trained
 
 
 def format_validation_error(err: ValidationError, prefix: str = "") -> str:
