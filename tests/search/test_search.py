@@ -469,6 +469,45 @@ def test_a_tie_for_the_best_trial_goes_to_the_lowest_trial_key(tmp_path, stores)
     assert [b["key"] for b in best] == ["g0-000"]
 
 
+def handed_out(space, studies, context):
+    """The one trial a driver's searcher over ``studies`` hands out first, as its request."""
+    from tuneprune.search.protocol import PackRequest
+    from tuneprune.search.searcher import StudySearcher
+
+    searcher = StudySearcher(space, studies, context)
+    suggested = searcher.suggest("t1")
+    searcher.close()
+    assert suggested is not None
+    (request,) = PackRequest.from_dict(suggested).members
+    return request
+
+
+def test_the_summary_gives_each_trial_the_config_it_ran_after_a_resume_on_another_machine(tmp_path):
+    """``--resume`` (or ``--join``) may change where a machine keeps the data and what it runs on (resources.cpu, so
+    num_threads): summary.json and the best*.yaml files gave the finished trials the resumed space's values, configs
+    they never ran (the best file did not reproduce its trial). Each trial's config is the one it was handed out
+    with, as its MLflow run's config.json holds it (the device it ran on resolved)."""
+    from tuneprune.search.protocol import TrialContext
+    from tuneprune.search.runner import _collect
+    from tuneprune.search.space import load_space
+    from tuneprune.search.studies import open_studies
+
+    document = {"base": BASE, "params": {"lr": {"type": "float", "low": 0.01, "high": 0.3}}, "num_samples": 1}
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    context = TrialContext(
+        f"sqlite:///{tmp_path / 'mlruns.db'}", "tuneprune", "parent", str(tmp_path), {"val_acc": "max"}
+    )
+    first = load_space(document)
+    studies = open_studies(first, "machine", url)
+    request = handed_out(first, studies, context)
+    studies[0].tell(request.number, 0.5)
+    resumed = load_space({**document, "resources": {"cpu": 2}})
+    trials, best = _collect(open_studies(resumed, "machine", url), resumed)
+    assert trials[0]["config"] == best[0]["config"] == request.spec
+    assert request.spec["num_threads"] == 1
+    assert request.spec["device"] == "cpu"
+
+
 def test_relative_sqlite_stores_are_made_absolute_for_the_trials(tmp_path, monkeypatch):
     """``--tracking-uri sqlite:///mlruns.db`` (MLflow's own relative form): Ray runs each trial in a directory of its
     own, where that path names another, empty file (every trial failed, "worker error"); the driver hands the trials
@@ -589,8 +628,7 @@ def test_relevance_delta_is_searchable(ray_session, tmp_path, stores):
 def test_an_orphan_left_inside_ask_gets_its_missing_params(tmp_path):
     """A driver killed inside ``study.ask`` leaves a RUNNING trial without params; the resumed search claims it,
     queues it again, and completes its params."""
-    from tuneprune.search.protocol import PackRequest, TrialContext
-    from tuneprune.search.searcher import StudySearcher
+    from tuneprune.search.protocol import TrialContext
     from tuneprune.search.space import load_space
     from tuneprune.search.studies import CONTINUES, open_studies
 
@@ -606,11 +644,7 @@ def test_an_orphan_left_inside_ask_gets_its_missing_params(tmp_path):
     assert [t.user_attrs[CONTINUES] for t in queued] == [0]  # claimed (FAIL) and queued again as trial 1
     assert studies[0].remaining == 1  # one trial of a budget of one
     context = TrialContext("sqlite:///m.db", "tuneprune", "parent", str(tmp_path), {"val_acc": "max"})
-    searcher = StudySearcher(space, studies, context)
-    suggested = searcher.suggest("t1")
-    searcher.close()
-    assert suggested is not None
-    (request,) = PackRequest.from_dict(suggested).members
+    request = handed_out(space, studies, context)
     assert request.resume_epoch == 0  # no checkpoint recorded
     assert request.number == 1  # the orphan, queued again
     assert set(request.params) == {"lr", "momentum"}
@@ -643,8 +677,7 @@ def test_a_trial_cut_short_after_its_mlflow_run_was_opened_goes_on_in_that_run(t
     claims the trial and hands it out again under the same key, into the same MLflow run (no second run)."""
     from mlflow.tracking import MlflowClient
 
-    from tuneprune.search.protocol import PackRequest, TrialContext
-    from tuneprune.search.searcher import StudySearcher
+    from tuneprune.search.protocol import TrialContext
     from tuneprune.search.space import load_space
     from tuneprune.search.studies import CONTINUES, open_studies
 
@@ -658,11 +691,7 @@ def test_a_trial_cut_short_after_its_mlflow_run_was_opened_goes_on_in_that_run(t
     assert experiment is not None
     (opened,) = client.search_runs([experiment.experiment_id])
     studies = open_studies(space, "cut", url)
-    searcher = StudySearcher(space, studies, context)
-    suggested = searcher.suggest("t2")
-    searcher.close()
-    assert suggested is not None
-    (request,) = PackRequest.from_dict(suggested).members
+    request = handed_out(space, studies, context)
     assert request.key == "g0-000"  # the key of the trial cut short, not of the trial queued in its place
     assert request.mlflow_run_id == opened.info.run_id
     assert [t.user_attrs.get(CONTINUES) for t in studies[0].study.get_trials()] == [None, 0]
@@ -675,8 +704,7 @@ def test_an_orphan_cut_short_before_its_key_goes_on_under_one_key_when_cut_short
     third driver goes on under that key, into that one MLflow run."""
     from mlflow.tracking import MlflowClient
 
-    from tuneprune.search.protocol import PackRequest, TrialContext
-    from tuneprune.search.searcher import StudySearcher
+    from tuneprune.search.protocol import TrialContext
     from tuneprune.search.space import load_space
     from tuneprune.search.studies import open_studies
 
@@ -688,11 +716,7 @@ def test_an_orphan_cut_short_before_its_key_goes_on_under_one_key_when_cut_short
     killed_driver(monkeypatch, space, "twice", url, context, "name")  # trial 1 continues it, its run opened, unnamed
     studies = open_studies(space, "twice", url)
     assert studies[0].study.trials[1].user_attrs["key"] == "g0-001"  # the key it was handed out under
-    searcher = StudySearcher(space, studies, context)
-    suggested = searcher.suggest("t3")
-    searcher.close()
-    assert suggested is not None
-    (request,) = PackRequest.from_dict(suggested).members
+    request = handed_out(space, studies, context)
     assert request.key == "g0-001"
     client = MlflowClient(tracking_uri)
     experiment = client.get_experiment_by_name("tuneprune")

@@ -166,7 +166,11 @@ def _collect(studies, space: SearchSpace) -> tuple[list[dict], list[dict]]:
         }
 
     def config(gs, t) -> dict[str, Any] | None:
-        """The trial's resolved config; None for one whose values the run config refused together (never run)."""
+        """The config the trial ran, recorded when it was handed out (another driver's machine fields than this
+        space's, after a --resume); resolved from the space for a trial of an older tuneprune; None for one whose
+        values the run config refused together (never run)."""
+        if "config" in t.user_attrs:
+            return t.user_attrs["config"]
         try:
             return space.resolve(gs.grid_point, t.params).model_dump(mode="json")
         except ConfigError:

@@ -214,8 +214,9 @@ class StudySearcher(Searcher):
         if "key" not in trial.user_attrs:  # the key before the MLflow run: a claimed orphan carries it on
             gs.set_user_attrs(number, {"key": key})  # (an orphan cut short before its key gets one now)
         run_id = open_trial_run(self._tracker(), request, new=not orphan)
-        # the name last: a trial handed out has one
-        gs.set_user_attrs(number, {"mlflow_run_id": run_id, "name": run_name})
+        # the config it runs (the summary's: a resumed search may change the machine fields); the name last: a trial
+        # handed out has one
+        gs.set_user_attrs(number, {"config": spec, "mlflow_run_id": run_id, "name": run_name})
         request = replace(request, mlflow_run_id=run_id, resume_epoch=resume_epoch)
         return _Asked(gs, request, (*pack_key(run_config), resume_epoch))
 
