@@ -298,6 +298,35 @@ def test_a_space_that_changes_what_a_grid_point_trains_is_refused_before_it_runs
     )
 
 
+def test_a_preset_file_named_from_another_directory_is_the_same_run_config(tmp_path, monkeypatch):
+    """An adaptive schedule's ``preset: FILE`` is read into A, B, C and D at load: a ``--resume`` from another working
+    directory (or a ``--join`` driver keeping the file elsewhere) names it by another path, and was refused
+    ('sparsity.scheduler.preset: ... ran ... with 'presets/mine.yaml', this space gives '/.../presets/mine.yaml''), though
+    it trains the same; a file of other constants is still refused, by the constant."""
+    from tuneprune.search.space import load_space
+    from tuneprune.search.studies import check_run_config, point_config
+
+    (tmp_path / "presets").mkdir()
+    (tmp_path / "presets" / "mine.yaml").write_text("A: 0.5\nB: 0.8\nC: 20\nD: -0.01\n")
+    (tmp_path / "presets" / "other.yaml").write_text("A: 0.4\nB: 0.8\nC: 20\nD: -0.01\n")
+    monkeypatch.chdir(tmp_path)
+
+    def space(preset: str):
+        scheduler = {"type": "adaptive", "preset": preset}
+        return load_space(
+            {"base": {**BASE, "sparsity": {"target": 0.5, "scheduler": scheduler}}, "grid": {"seed": [0]}}
+        )
+
+    recorded = json.loads(json.dumps(point_config(space("presets/mine.yaml"), {"seed": 0})))
+    monkeypatch.chdir(tmp_path / "presets")
+    check_run_config(recorded, space("mine.yaml"), {"seed": 0}, "adaptive")
+    check_run_config(recorded, space(str(tmp_path / "presets" / "mine.yaml")), {"seed": 0}, "adaptive")
+    with pytest.raises(
+        ConfigError, match=r"^sparsity\.scheduler\.A: the search 'adaptive' ran grid point seed=0 with 0\.5"
+    ):
+        check_run_config(recorded, space("other.yaml"), {"seed": 0}, "adaptive")
+
+
 @pytest.mark.parametrize("join", [False, True])
 def test_a_grid_point_keeps_its_index_when_a_resumed_grid_adds_drops_or_reorders_points(tmp_path, stores, join):
     """A trial's key carries its grid point's index (``g1-000``), its MLflow run and its folder found by it. A

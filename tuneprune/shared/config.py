@@ -25,9 +25,10 @@ SEED_MAX = 2**32 - 1  # numpy's legacy RandomState, under scikit-learn's splits 
 # An MLflow experiment: MLflow refuses an empty name and one over 500 characters (MAX_EXPERIMENT_NAME_LENGTH).
 ExperimentName = Annotated[str, Field(min_length=1, max_length=500)]
 # Run-config fields that say where a machine keeps the data and what it runs on, not what a run trains: a resumed or
-# joined search may change them, and a run goes on from its checkpoint under other ones. eval_batch_size is not among
-# them: its batches sum val_loss in another order.
-MACHINE_FIELDS = ("data_dir", "download", "num_threads", "device", "relevance.device")
+# joined search may change them, and a run goes on from its checkpoint under other ones. An adaptive preset's file is
+# read into A, B, C and D at load, which are compared. eval_batch_size is not among them: its batches sum val_loss in
+# another order.
+MACHINE_FIELDS = ("data_dir", "download", "num_threads", "device", "relevance.device", "sparsity.scheduler.preset")
 
 
 class ConfigError(ValueError):
