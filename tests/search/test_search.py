@@ -197,6 +197,36 @@ def test_resume_refuses_a_name_no_search_used(tmp_path, stores, join):
 
 
 @pytest.mark.parametrize("join", [False, True])
+def test_a_storage_without_the_searchs_studies_is_refused_when_its_parent_run_names_another(tmp_path, stores, join):
+    """``--resume`` (or ``--join``) from another directory with the MLflow store given and ``--storage`` forgotten: the
+    default storage there holds none of the search's studies, and the search ran every trial again as new ones (the
+    same keys twice under one parent run, the summary listing only the new ones). The parent run names the storage of
+    its studies: another one without them is refused in one line naming --storage and that storage, before anything
+    starts; a parent run opened before its studies (a driver killed then) resumes with its own."""
+    from tuneprune.search.studies import open_studies
+    from tuneprune.tracking import RunTracker
+
+    path = write_space(tmp_path, name="moved")
+    first = prepare_search(path, **stores)
+    open_studies(first.space, "moved", stores["storage_url"])
+    tracker = RunTracker(stores["tracking_uri"])
+    parent = tracker.start_parent("moved", "search", resume=False)
+    tracker.log_params(parent, {"storage": stores["storage_url"]})
+    (tmp_path / "other").mkdir()
+    elsewhere = {**stores, "storage_url": f"sqlite:///{tmp_path / 'other' / 'optuna.db'}"}
+    with pytest.raises(
+        ConfigError,
+        match=rf"^--storage sqlite:///{tmp_path}/other/optuna.db: holds no study of the search 'moved', whose parent "
+        rf"run {parent} keeps its trials in sqlite:///{tmp_path}/optuna.db; pass --storage",
+    ):
+        prepare_search(path, resume=not join, join=join, **elsewhere)
+    prepare_search(path, resume=not join, join=join, **stores)
+    fresh = {**stores, "storage_url": f"sqlite:///{tmp_path / 'fresh.db'}"}
+    tracker.start_parent("opened", "search", resume=False)  # killed before it logged its storage
+    prepare_search(write_space(tmp_path, name="opened"), resume=not join, join=join, **fresh)
+
+
+@pytest.mark.parametrize("join", [False, True])
 def test_a_space_the_search_cannot_take_is_refused_before_it_runs(tmp_path, stores, join):
     """``--join`` or ``--resume`` of a search with a space whose params its trials cannot take (Optuna refuses another
     kind of distribution for a param name) or whose objectives differ: one line naming the field, before the parent

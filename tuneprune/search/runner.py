@@ -105,8 +105,7 @@ def prepare_search(
     )  # fmt: skip
     storage_url = absolute_sqlite(storage_url or default_storage_url())
     check_storage_reachable(storage_url)
-    if resume or not join:  # --join alone starts the search or joins it: any name will do
-        check_search_name(place.name, space.experiment, place.tracking_uri, storage_url, resume)
+    check_search_name(place.name, space.experiment, place.tracking_uri, storage_url, resume, join)
     if (resume or join) and not store_missing(storage_url):
         from tuneprune.search.studies import check_space, open_storage
 
@@ -116,13 +115,26 @@ def prepare_search(
     )
 
 
-def check_search_name(name: str, experiment: str, tracking_uri: str, storage_url: str, resume: bool) -> None:
+def check_search_name(
+    name: str, experiment: str, tracking_uri: str, storage_url: str, resume: bool, join: bool = False
+) -> None:
     """A new search needs a name neither store knows (its studies hold its trials: under a taken name it would run
-    none and list the old ones), and ``--resume`` one they know (a typo must not start over)."""
+    none and list the old ones), and ``--resume`` one they know (a typo must not start over); ``--join`` alone starts
+    the search or joins it, any name will do. ``--resume`` or ``--join`` of a search whose parent run names the
+    storage of its studies needs that storage, or one holding them: in another (``--storage`` forgotten in another
+    directory) it would run every trial again, as new ones under the old keys."""
     from tuneprune.search.studies import open_storage, study_names
 
     parent = None if store_missing(tracking_uri) else RunTracker(tracking_uri, experiment).find_parent(name, "search")
     studies = [] if store_missing(storage_url) else study_names(name, open_storage(storage_url))
+    recorded = parent.data.params.get("storage") if parent is not None else None  # logged before its studies open
+    if (resume or join) and parent is not None and not studies and recorded not in (None, redact(storage_url)):
+        raise ConfigError(
+            f"--storage {redact(storage_url)}: holds no study of the search {name!r}, whose parent run "
+            f"{parent.info.run_id} keeps its trials in {recorded}; pass --storage with that database"
+        )
+    if join and not resume:
+        return
     if parent is not None and not resume:
         raise duplicate_name(name, "search", f"MLflow run {parent.info.run_id}")
     if studies and not resume:
