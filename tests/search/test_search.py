@@ -227,6 +227,33 @@ def test_a_storage_without_the_searchs_studies_is_refused_when_its_parent_run_na
 
 
 @pytest.mark.parametrize("join", [False, True])
+def test_an_mlflow_store_without_the_searchs_parent_run_is_refused_when_its_trials_logged_elsewhere(
+    tmp_path, stores, join
+):
+    """``--resume`` (or ``--join``) from another directory with ``--storage`` given and ``--tracking-uri`` forgotten:
+    the search opened a new parent run in an empty ``mlruns.db`` there, its earlier trials' runs in the other store,
+    and ``tuneprune report NAME`` then ended in MLflow's traceback ('Run with id=... not found'). Refused in one line
+    naming --tracking-uri, before anything starts, when a trial of its studies has an MLflow run; studies whose
+    trials logged nothing (a driver killed before) resume in any store."""
+    from tuneprune.search.studies import distributions, open_studies
+
+    path = write_space(tmp_path, name="logged")
+    first = prepare_search(path, **stores)
+    (gs,) = open_studies(first.space, "logged", stores["storage_url"])
+    number = gs.ask(distributions(first.space)).number
+    prepare_search(path, resume=not join, join=join, **stores)  # no MLflow run yet: any store will do
+    gs.set_user_attrs(number, {"mlflow_run_id": "0123abcd"})
+    gs.tell(number, 0.5)
+    with pytest.raises(
+        ConfigError,
+        match=rf"^--tracking-uri sqlite:///{tmp_path}/mlruns.db: holds no parent run of the search 'logged' in "
+        r"experiment 'tuneprune', whose trials were logged to another MLflow store or experiment \(run 0123abcd\); "
+        r"pass the --tracking-uri \(and experiment\) they were logged to$",
+    ):
+        prepare_search(path, resume=not join, join=join, **stores)
+
+
+@pytest.mark.parametrize("join", [False, True])
 def test_a_space_the_search_cannot_take_is_refused_before_it_runs(tmp_path, stores, join):
     """``--join`` or ``--resume`` of a search with a space whose params its trials cannot take (Optuna refuses another
     kind of distribution for a param name) or whose objectives differ: one line naming the field, before the parent

@@ -122,11 +122,20 @@ def check_search_name(
     none and list the old ones), and ``--resume`` one they know (a typo must not start over); ``--join`` alone starts
     the search or joins it, any name will do. ``--resume`` or ``--join`` of a search whose parent run names the
     storage of its studies needs that storage, or one holding them: in another (``--storage`` forgotten in another
-    directory) it would run every trial again, as new ones under the old keys."""
-    from tuneprune.search.studies import open_storage, study_names
+    directory) it would run every trial again, as new ones under the old keys. Likewise their MLflow store, once a
+    trial has logged to it: another (``--tracking-uri`` forgotten) would get a second parent run, and the reports
+    miss the first one's trials."""
+    from tuneprune.search.studies import logged_run, open_storage, study_names
 
     parent = None if store_missing(tracking_uri) else RunTracker(tracking_uri, experiment).find_parent(name, "search")
-    studies = [] if store_missing(storage_url) else study_names(name, open_storage(storage_url))
+    storage = None if store_missing(storage_url) else open_storage(storage_url)
+    studies = [] if storage is None else study_names(name, storage)
+    if (resume or join) and parent is None and storage is not None and (run_id := logged_run(name, storage)):
+        raise ConfigError(
+            f"--tracking-uri {redact(tracking_uri)}: holds no parent run of the search {name!r} in experiment "
+            f"{experiment!r}, whose trials were logged to another MLflow store or experiment (run {run_id}); pass the "
+            f"--tracking-uri (and experiment) they were logged to"
+        )
     recorded = parent.data.params.get("storage") if parent is not None else None  # logged before its studies open
     if (resume or join) and parent is not None and not studies and recorded not in (None, redact(storage_url)):
         raise ConfigError(

@@ -244,17 +244,27 @@ def grid_indices(space: SearchSpace, name: str, storage: optuna.storages.BaseSto
     return indices
 
 
+def search_trials(
+    name: str, storage: optuna.storages.BaseStorage, states: tuple[TrialState, ...] | None = None
+) -> Iterator[FrozenTrial]:
+    """The trials of every study of the search ``name`` in ``storage`` (of ``states`` only, when given)."""
+    for study_name_ in study_names(name, storage):
+        study = optuna.load_study(study_name=study_name_, storage=storage)
+        yield from study.get_trials(deepcopy=False, states=states)
+
+
 def drivers_running(name: str, storage_url: str) -> bool:
     """Whether a driver of the search ``name`` runs: a trial of its studies is RUNNING, and not left by a driver that
     ended (:data:`DRIVER_ENDED`). A driver killed with SIGKILL marks nothing: it counts as running until its trials
     are claimed (docs/cluster.md, "Several drivers, one study")."""
-    storage = open_storage(storage_url)
-    return any(
-        DRIVER_ENDED not in trial.user_attrs
-        for study_name_ in study_names(name, storage)
-        for trial in optuna.load_study(study_name=study_name_, storage=storage).get_trials(
-            deepcopy=False, states=(TrialState.RUNNING,)
-        )
+    running = search_trials(name, open_storage(storage_url), (TrialState.RUNNING,))
+    return any(DRIVER_ENDED not in trial.user_attrs for trial in running)
+
+
+def logged_run(name: str, storage: optuna.storages.BaseStorage) -> str | None:
+    """The MLflow run id of a trial of the search ``name`` (a child of its parent run), None if none has one."""
+    return next(
+        (t.user_attrs["mlflow_run_id"] for t in search_trials(name, storage) if "mlflow_run_id" in t.user_attrs), None
     )
 
 
