@@ -318,6 +318,24 @@ def test_a_driver_joining_with_another_budget_is_refused_before_it_runs(tmp_path
     assert prepare_search(path, num_samples=8, join=True, **stores).space.num_samples == 8
 
 
+def test_a_grid_point_dropped_keeps_no_say_in_the_budget_drivers_join(tmp_path, stores):
+    """A search whose last grid point was dropped, then its budget changed with ``--resume --num-samples 8``: the
+    dropped point's study (not run any more) kept the budget of 4, and a ``--join --num-samples 8`` driver was refused
+    ('has a budget of 4 ...; pass --num-samples 4'), then, with 4, by the points it runs: it could join with none.
+    Only the studies of the space's grid points set the budget."""
+    from tuneprune.search.studies import open_studies
+
+    fields: dict[str, Any] = {"name": "shrunk", "grid": {"seed": [0, 1]}}
+    first = prepare_search(write_space(tmp_path, **fields), join=True, **stores)  # num_samples: 4
+    open_studies(first.space, "shrunk", stores["storage_url"], shared=True)
+    path = write_space(tmp_path, **{**fields, "grid": {"seed": [0]}})
+    resumed = prepare_search(path, num_samples=8, resume=True, **stores)
+    open_studies(resumed.space, "shrunk", stores["storage_url"])
+    assert prepare_search(path, num_samples=8, join=True, **stores).space.num_samples == 8
+    with pytest.raises(ConfigError, match=r"^num_samples = 4: the search 'shrunk' has a budget of 8 trials"):
+        prepare_search(path, num_samples=4, join=True, **stores)
+
+
 @pytest.mark.parametrize("join", [False, True])
 def test_a_space_that_changes_what_a_grid_point_trains_is_refused_before_it_runs(tmp_path, stores, join):
     """A study records its grid point's run config (base + grid + method, nothing searched) when it is made; a

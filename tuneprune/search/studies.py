@@ -271,9 +271,10 @@ def logged_run(name: str, storage: optuna.storages.BaseStorage) -> str | None:
 def check_space(space: SearchSpace, name: str, storage: optuna.storages.BaseStorage, shared: bool = False) -> None:
     """Refuse, in one line, a space the studies of the search ``name`` cannot take (``--join``, ``--resume``): other
     objectives, or a param distribution incompatible with one a trial drew from (else the first ask fails once Ray
-    has started); for a driver joining it (``shared``), another budget than the one its studies record; another
-    run config of a grid point (:func:`check_run_config`); and a ``sampler.seed`` that a grid point's sampler takes past
-    32 bits at the grid index it has in this search (:func:`grid_indices`)."""
+    has started); for a driver joining it (``shared``), another budget than the one the studies of its grid points
+    record (a dropped point's study keeps the budget it ran with); another run config of a grid point
+    (:func:`check_run_config`); and a ``sampler.seed`` that a grid point's sampler takes past 32 bits at the grid index
+    it has in this search (:func:`grid_indices`)."""
     wanted = distributions(space)
     grid_indices(space, name, storage)
     points = {study_name(name, point): point for point in space.grid_points()}  # a point dropped is not run: unchecked
@@ -284,8 +285,8 @@ def check_space(space: SearchSpace, name: str, storage: optuna.storages.BaseStor
             raise ConfigError(f"objectives: the search {name!r} has {recorded}; this space gives {space.objectives}")
         if study_name_ in points and RUN_CONFIG in study.user_attrs:  # none in a study made before it was recorded
             check_run_config(json.loads(study.user_attrs[RUN_CONFIG]), space, points[study_name_], name)
-        budget = study.user_attrs.get("num_samples", space.num_samples)  # set by open_studies
-        if shared and budget != space.num_samples:
+        budget = study.user_attrs.get("num_samples", space.num_samples)  # set by open_studies, of the points it runs
+        if shared and study_name_ in points and budget != space.num_samples:
             raise ConfigError(
                 f"num_samples = {space.num_samples}: the search {name!r} has a budget of {budget} trials per grid "
                 f"point, shared by its drivers; pass --num-samples {budget} to join it, or change the budget with "
