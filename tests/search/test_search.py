@@ -644,6 +644,31 @@ def test_the_best_files_are_those_of_the_latest_summary_only(tmp_path, stores):
     assert written("g0-005") == ["best.yaml"]
 
 
+def test_the_parent_runs_trial_counts_are_those_of_the_latest_summary(tmp_path, stores):
+    """Drivers sharing a search (``--join``) write the parent run's ``trials_<state>`` counts in turn: the first to end
+    counted the others' trials RUNNING, and the last one's counts, without RUNNING, left ``trials_running`` on the
+    parent run for good (a resume whose grid dropped a failed trial's point left ``trials_fail``). Every state is
+    counted, zero included."""
+    from optuna.trial import TrialState
+
+    from tuneprune.search.runner import SearchSummary, _write_outputs
+    from tuneprune.tracking import RunTracker
+
+    tracker = RunTracker(stores["tracking_uri"])
+    parent = tracker.start_parent("counted", "search", resume=False)
+
+    def counts(*states: str) -> dict[str, float]:
+        trials = [{"key": f"g0-00{i}", "state": state} for i, state in enumerate(states)]
+        summary = SearchSummary("counted", parent, stores["tracking_uri"], "", tmp_path, {"val_acc": "max"}, trials)
+        _write_outputs(summary, tracker)
+        metrics = MlflowClient(stores["tracking_uri"]).get_run(parent).data.metrics
+        return {k: v for k, v in metrics.items() if k.startswith("trials_")}
+
+    assert counts("COMPLETE", "RUNNING", "FAIL")["trials_running"] == 1
+    every = {f"trials_{state.name.lower()}": 0.0 for state in TrialState}
+    assert counts("COMPLETE", "COMPLETE") == {**every, "trials_complete": 2.0}
+
+
 def test_the_parent_runs_summary_names_the_current_best_files_among_those_mlflow_keeps(tmp_path, stores):
     """MLflow's client cannot delete an artifact: after a resumed search whose best trials changed, the parent run's
     best/ still holds the former best files beside the new ones. Its summary.json, replaced at every write, names the

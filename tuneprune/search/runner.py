@@ -366,8 +366,12 @@ def _write_outputs(summary: SearchSummary, tracker: RunTracker) -> None:
     for path, entry in zip(paths, summary.best, strict=True):
         replace_atomically(path, methodcaller("write", yaml.safe_dump(entry["config"], sort_keys=False).encode()))
         tracker.log_artifact(summary.parent_run_id, path, "best")
-    counts = Counter(trial["state"] for trial in summary.trials)
-    tracker.log_metrics(summary.parent_run_id, {f"trials_{k.lower()}": v for k, v in counts.items()}, step=0)
+    from optuna.trial import TrialState
+
+    counts = Counter(trial["state"] for trial in summary.trials)  # every state, zero too: earlier counts replaced
+    tracker.log_metrics(
+        summary.parent_run_id, {f"trials_{state.name.lower()}": counts[state.name] for state in TrialState}, step=0
+    )
     if summary.best and len(summary.objectives) == 1:
         ((metric, direction),) = summary.objectives.items()
         values = [b["values"][metric] for b in summary.best]
