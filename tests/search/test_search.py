@@ -586,6 +586,23 @@ def handed_out(space, studies, context):
     return request
 
 
+def test_a_relative_data_dir_is_handed_to_the_trials_absolute(tmp_path, monkeypatch):
+    """``data_dir: ds`` (relative, as ``tuneprune train`` takes it) was checked in the driver's working directory, then
+    read by each trial in the directory Ray runs it in: every trial failed ('dataset = ...: not found, tried
+    ds/...'). The driver hands the trials the folder it checked, as it does the SQLite stores."""
+    from tuneprune.search.protocol import TrialContext
+    from tuneprune.search.space import load_space
+    from tuneprune.search.studies import open_studies
+
+    monkeypatch.chdir(tmp_path)
+    space = load_space({"base": {**BASE, "data_dir": "ds"}, "grid": {"seed": [0]}, "num_samples": 1})
+    context = TrialContext(
+        f"sqlite:///{tmp_path / 'mlruns.db'}", "tuneprune", "parent", str(tmp_path), {"val_acc": "max"}
+    )
+    request = handed_out(space, open_studies(space, "relative", f"sqlite:///{tmp_path / 'optuna.db'}"), context)
+    assert request.spec["data_dir"] == str(tmp_path / "ds")
+
+
 def test_the_summary_gives_each_trial_the_config_it_ran_after_a_resume_on_another_machine(tmp_path):
     """``--resume`` (or ``--join``) may change where a machine keeps the data and what it runs on (resources.cpu, so
     num_threads): summary.json and the best*.yaml files gave the finished trials the resumed space's values, configs

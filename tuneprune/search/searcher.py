@@ -210,6 +210,8 @@ class StudySearcher(Searcher):
         run_name = trial_run_name(key, gs.grid_point, params)
         spec = run_config.model_dump(mode="json")
         spec["device"] = run_device(run_config.device, self.space.resources.gpu)
+        if run_config.data_dir is not None:  # checked from here: the trial reads it in the directory Ray runs it in
+            spec["data_dir"] = str(run_config.data_dir.absolute())
         request = TrialRequest(key, number, run_name, gs.grid_point, params, spec, self.context)
         if "key" not in trial.user_attrs:  # the key before the MLflow run: a claimed orphan carries it on
             gs.set_user_attrs(number, {"key": key})  # (an orphan cut short before its key gets one now)
