@@ -77,9 +77,19 @@ def load_numbers(path: str | Path, keys: Sequence[str], what: str) -> dict[str, 
     return numbers
 
 
+def _tree_copy(value: Any) -> Any:
+    """A copy of ``value`` in which no mapping or list is shared: a YAML alias (``*name``), read as its anchored node
+    itself, becomes a copy of it, so that setting a path sets that path only."""
+    if isinstance(value, dict):
+        return {key: _tree_copy(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_tree_copy(item) for item in value]
+    return copy.deepcopy(value)
+
+
 def apply_overrides(data: dict[str, Any], overrides: list[str] | None) -> dict[str, Any]:
-    """Return a copy of ``data`` with each ``dotted.key=value`` override applied."""
-    result = copy.deepcopy(data)
+    """Return a copy of ``data`` (:func:`_tree_copy`) with each ``dotted.key=value`` override applied."""
+    result = _tree_copy(data)
     for item in overrides or []:
         key, sep, raw = item.partition("=")
         if not sep or not key:
