@@ -297,6 +297,31 @@ def test_a_search_start_builds_its_trial_specs_once(tmp_path, stores, monkeypatc
     assert [spec.seed for spec in prepared.space.specs] == [0] * 4 + [1] * 4  # each point alone, then lr's samples
 
 
+def test_drivers_started_together_are_checked_against_the_first_to_open_the_studies(tmp_path, stores):
+    """``--join`` drivers started at the same moment each passed the start-up check (no study yet), then opened the
+    studies: a driver with another budget or another run config ran on without a word, and overwrote the budget the
+    first one recorded. A driver opening studies another driver made since its check is checked against them, in
+    one line, before its parent run opens."""
+    from tuneprune.search.studies import open_studies
+
+    fields: dict[str, Any] = {"name": "together", "grid": {"seed": [0, 1]}}
+    first = prepare_search(write_space(tmp_path, **fields), join=True, **stores)
+    late = [
+        (prepare_search(write_space(tmp_path, **fields), num_samples=8, join=True, **stores), r"^num_samples = 8: "),
+        (
+            prepare_search(write_space(tmp_path, **fields, base={**BASE, "epochs": 4}), join=True, **stores),
+            r"^epochs: ",
+        ),
+    ]
+    open_studies(first.space, "together", stores["storage_url"], shared=True)
+    for prepared, message in late:
+        with pytest.raises(ConfigError, match=message):
+            run_search(prepared, progress=False)
+    assert MlflowClient(stores["tracking_uri"]).search_experiments(filter_string="name = 'tuneprune'") == []
+    same = prepare_search(write_space(tmp_path, **fields), join=True, **stores)
+    assert [gs.budget for gs in open_studies(same.space, "together", stores["storage_url"], shared=True)] == [4, 4]
+
+
 def test_a_driver_joining_with_another_budget_is_refused_before_it_runs(tmp_path, stores):
     """The budget is the search's, recorded in its studies by its first driver: a ``--join`` driver asking for another
     ``--num-samples`` is refused in one line naming it, the budget and how to change it, before anything starts (it

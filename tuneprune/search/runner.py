@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from operator import methodcaller
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from sqlalchemy.engine import make_url  # imported with the module: a lazy import here raced MLflow's in other threads
@@ -38,6 +38,9 @@ from tuneprune.tracking import (
 )
 from tuneprune.tracking.index import index_results
 from tuneprune.tracking.runs import duplicate_name
+
+if TYPE_CHECKING:  # imported where used: Optuna loads with the studies
+    from tuneprune.search.studies import GridStudy
 
 
 @dataclass
@@ -136,7 +139,7 @@ def check_search_name(
             f"{experiment!r}, whose trials were logged to another MLflow store or experiment (run {run_id}); pass the "
             f"--tracking-uri (and experiment) they were logged to"
         )
-    recorded = parent.data.params.get("storage") if parent is not None else None  # logged before its studies open
+    recorded = parent.data.params.get("storage") if parent is not None else None  # logged at its first start
     if (resume or join) and parent is not None and not studies and recorded not in (None, redact(storage_url)):
         raise ConfigError(
             f"--storage {redact(storage_url)}: holds no study of the search {name!r}, whose parent run "
@@ -220,11 +223,16 @@ def _collect(studies, space: SearchSpace) -> tuple[list[dict], list[dict]]:
 def run_search(prepared: PreparedSearch, *, progress: bool = True) -> SearchSummary:
     """Run (or resume) the search to completion and return its summary. The parent run ends FINISHED, or FAILED
     (KILLED on Ctrl-C) with the error tagged: never left RUNNING."""
+    from tuneprune.search.studies import open_studies
+
     configure_quiet()
     t_start = time.perf_counter()
     space = prepared.space
     results_dir = prepared.results_dir
     results_dir.mkdir(parents=True, exist_ok=True)
+    # the studies before the parent run: a --join driver started with others is checked against theirs as it opens them
+    say(f"opening the Optuna studies in {redact(prepared.storage_url)} ...")
+    studies = open_studies(space, prepared.name, prepared.storage_url, shared=prepared.join)
     say(f"opening the MLflow store {redact(prepared.tracking_uri)} ...")
     tracker = RunTracker(prepared.tracking_uri, space.experiment)
     others = partial(_others_running, prepared) if prepared.join else None
@@ -234,7 +242,7 @@ def run_search(prepared: PreparedSearch, *, progress: bool = True) -> SearchSumm
         index_results(
             prepared.name, "search", results_dir, redact(prepared.tracking_uri), parent_id, redact(prepared.storage_url)
         )
-        return _search(prepared, tracker, parent_id, progress, t_start)
+        return _search(prepared, studies, tracker, parent_id, progress, t_start)
 
 
 def _others_running(prepared: PreparedSearch) -> bool:
@@ -247,9 +255,14 @@ def _others_running(prepared: PreparedSearch) -> bool:
 
 
 def _search(
-    prepared: PreparedSearch, tracker: RunTracker, parent_id: str, progress: bool, t_start: float
+    prepared: PreparedSearch,
+    studies: list[GridStudy],
+    tracker: RunTracker,
+    parent_id: str,
+    progress: bool,
+    t_start: float,
 ) -> SearchSummary:
-    """Log the parent run's params, drive Ray Tune over the remaining trials, write the outputs."""
+    """Log the parent run's params, drive Ray Tune over the remaining trials of ``studies``, write the outputs."""
     from ray import tune
     from ray.tune.search import ConcurrencyLimiter
 
@@ -257,7 +270,6 @@ def _search(
     from tuneprune.search.monitor import SearchMonitor
     from tuneprune.search.protocol import TrialContext
     from tuneprune.search.searcher import StudySearcher
-    from tuneprune.search.studies import open_studies
     from tuneprune.search.trainable import run_trial
 
     space, results_dir = prepared.space, prepared.results_dir
@@ -281,8 +293,6 @@ def _search(
     for file_name, text in prepared.extra_artifacts.items():
         tracker.log_text(parent_id, text, file_name)
 
-    say(f"opening the Optuna studies in {redact(prepared.storage_url)} ...")
-    studies = open_studies(space, prepared.name, prepared.storage_url, shared=prepared.join)
     total = sum(gs.remaining for gs in studies)
     ray_time = 0.0
     if total > 0:

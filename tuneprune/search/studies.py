@@ -443,15 +443,23 @@ class GridStudy:
 
 def open_studies(space: SearchSpace, name: str, storage_url: str, shared: bool = False) -> list[GridStudy]:
     """Create or load the study of every grid point. ``shared``: other drivers ask them too, and only trials whose
-    heartbeats stopped are claimed; else every trial left RUNNING is claimed at once."""
+    heartbeats stopped are claimed; else every trial left RUNNING is claimed at once. A shared driver's space is
+    checked (:func:`check_space`) against the studies already recorded before it records anything: a driver started
+    with it may have made them since its start-up check."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = open_storage(storage_url)
     heartbeats = Heartbeats(storage)
-    studies = []
-    for computed, point in zip(grid_indices(space, name, storage), space.grid_points(), strict=True):
-        study = optuna.create_study(
+    points = list(zip(grid_indices(space, name, storage), space.grid_points(), strict=True))
+    made = [
+        optuna.create_study(
             storage=storage, study_name=study_name(name, point), directions=space.directions, load_if_exists=True
         )
+        for _, point in points
+    ]
+    if shared and any(RUN_CONFIG in study.user_attrs for study in made):
+        check_space(space, name, storage, shared=True)
+    studies = []
+    for (computed, point), study in zip(points, made, strict=True):
         asked = len(study.get_trials(deepcopy=False))
         if not asked:  # a new study records them; an older one, its trials run, goes without
             recorded = study.user_attrs  # by another driver, opening the study first
