@@ -253,6 +253,32 @@ def test_an_mlflow_store_without_the_searchs_parent_run_is_refused_when_its_tria
         prepare_search(path, resume=not join, join=join, **stores)
 
 
+def test_a_resume_elsewhere_than_the_searchs_results_is_refused_while_they_are_there(tmp_path, stores):
+    """``--resume`` from another directory without ``--results-dir``: the trials left running started over from
+    epoch 0 (their checkpoints in the search's folder), and summary.json went to a second folder beside the first
+    one's models. The parent run records the results directory of its first driver (param ``results_dir``); a resume
+    elsewhere while it exists is refused in one line naming --results-dir and it. ``--join`` drivers keep their own."""
+    from tuneprune.tracking import RunTracker
+
+    path = write_space(tmp_path, name="placed")
+    first = prepare_search(path, **stores)
+    tracker = RunTracker(stores["tracking_uri"])
+    parent = tracker.start_parent("placed", "search", resume=False)
+    tracker.log_params(parent, {"results_dir": str(first.results_dir)})
+    first.results_dir.mkdir(parents=True)
+    elsewhere = {**stores, "results_root": tmp_path / "other"}
+    with pytest.raises(
+        ConfigError,
+        match=rf"^--results-dir {tmp_path}/other: the search 'placed' keeps its results in {first.results_dir} \(its "
+        rf"parent run's results_dir\); pass --results-dir {tmp_path}/runs$",
+    ):
+        prepare_search(path, resume=True, **elsewhere)
+    prepare_search(path, join=True, **elsewhere)
+    prepare_search(path, resume=True, **stores)
+    first.results_dir.rmdir()  # gone (another machine): wherever it is given
+    prepare_search(path, resume=True, **elsewhere)
+
+
 @pytest.mark.parametrize("join", [False, True])
 def test_a_space_the_search_cannot_take_is_refused_before_it_runs(tmp_path, stores, join):
     """``--join`` or ``--resume`` of a search with a space whose params its trials cannot take (Optuna refuses another

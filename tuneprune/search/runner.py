@@ -108,7 +108,7 @@ def prepare_search(
     )  # fmt: skip
     storage_url = absolute_sqlite(storage_url or default_storage_url())
     check_storage_reachable(storage_url)
-    check_search_name(place.name, space.experiment, place.tracking_uri, storage_url, resume, join)
+    check_search_name(place.name, space.experiment, place.tracking_uri, storage_url, resume, join, place.results_dir)
     if (resume or join) and not store_missing(storage_url):
         from tuneprune.search.studies import check_space, open_storage
 
@@ -119,7 +119,13 @@ def prepare_search(
 
 
 def check_search_name(
-    name: str, experiment: str, tracking_uri: str, storage_url: str, resume: bool, join: bool = False
+    name: str,
+    experiment: str,
+    tracking_uri: str,
+    storage_url: str,
+    resume: bool,
+    join: bool = False,
+    results_dir: Path | None = None,
 ) -> None:
     """A new search needs a name neither store knows (its studies hold its trials: under a taken name it would run
     none and list the old ones), and ``--resume`` one they know (a typo must not start over); ``--join`` alone starts
@@ -127,7 +133,8 @@ def check_search_name(
     storage of its studies needs that storage, or one holding them: in another (``--storage`` forgotten in another
     directory) it would run every trial again, as new ones under the old keys. Likewise their MLflow store, once a
     trial has logged to it: another (``--tracking-uri`` forgotten) would get a second parent run, and the reports
-    miss the first one's trials."""
+    miss the first one's trials. ``--resume`` (a lone driver) needs the ``results_dir`` its parent run names while
+    that folder exists: elsewhere its trials left running would start over and its summary go to a second folder."""
     from tuneprune.search.studies import logged_run, open_storage, study_names
 
     parent = None if store_missing(tracking_uri) else RunTracker(tracking_uri, experiment).find_parent(name, "search")
@@ -144,6 +151,12 @@ def check_search_name(
         raise ConfigError(
             f"--storage {redact(storage_url)}: holds no study of the search {name!r}, whose parent run "
             f"{parent.info.run_id} keeps its trials in {recorded}; pass --storage with that database"
+        )
+    placed = parent.data.params.get("results_dir") if parent is not None and resume and not join else None
+    if placed is not None and results_dir is not None and Path(placed) != results_dir and Path(placed).is_dir():
+        raise ConfigError(
+            f"--results-dir {results_dir.parent}: the search {name!r} keeps its results in {placed} (its parent run's "
+            f"results_dir); pass --results-dir {Path(placed).parent}"
         )
     if join and not resume:
         return
@@ -285,6 +298,7 @@ def _search(
             "grid": json.dumps(space.grid),
             "searched": json.dumps(sorted(space.params)),
             "storage": redact(prepared.storage_url),
+            "results_dir": str(results_dir),  # its first driver's: where --resume finds the checkpoints
             "pack": space.resources.pack,
         },
     )
