@@ -197,6 +197,89 @@ def test_resume_refuses_a_name_no_search_used(tmp_path, stores, join):
 
 
 @pytest.mark.parametrize("join", [False, True])
+def test_a_storage_without_the_searchs_studies_is_refused_when_its_parent_run_names_another(tmp_path, stores, join):
+    """``--resume`` (or ``--join``) from another directory with the MLflow store given and ``--storage`` forgotten: the
+    default storage there holds none of the search's studies, and the search ran every trial again as new ones (the
+    same keys twice under one parent run, the summary listing only the new ones). The parent run names the storage of
+    its studies: another one without them is refused in one line naming --storage and that storage, before anything
+    starts; a parent run opened before its studies (a driver killed then) resumes with its own."""
+    from tuneprune.search.studies import open_studies
+    from tuneprune.tracking import RunTracker
+
+    path = write_space(tmp_path, name="moved")
+    first = prepare_search(path, **stores)
+    open_studies(first.space, "moved", stores["storage_url"])
+    tracker = RunTracker(stores["tracking_uri"])
+    parent = tracker.start_parent("moved", "search", resume=False)
+    tracker.log_params(parent, {"storage": stores["storage_url"]})
+    (tmp_path / "other").mkdir()
+    elsewhere = {**stores, "storage_url": f"sqlite:///{tmp_path / 'other' / 'optuna.db'}"}
+    with pytest.raises(
+        ConfigError,
+        match=rf"^--storage sqlite:///{tmp_path}/other/optuna.db: holds no study of the search 'moved', whose parent "
+        rf"run {parent} keeps its trials in sqlite:///{tmp_path}/optuna.db; pass --storage",
+    ):
+        prepare_search(path, resume=not join, join=join, **elsewhere)
+    prepare_search(path, resume=not join, join=join, **stores)
+    fresh = {**stores, "storage_url": f"sqlite:///{tmp_path / 'fresh.db'}"}
+    tracker.start_parent("opened", "search", resume=False)  # killed before it logged its storage
+    prepare_search(write_space(tmp_path, name="opened"), resume=not join, join=join, **fresh)
+
+
+@pytest.mark.parametrize("join", [False, True])
+def test_an_mlflow_store_without_the_searchs_parent_run_is_refused_when_its_trials_logged_elsewhere(
+    tmp_path, stores, join
+):
+    """``--resume`` (or ``--join``) from another directory with ``--storage`` given and ``--tracking-uri`` forgotten:
+    the search opened a new parent run in an empty ``mlruns.db`` there, its earlier trials' runs in the other store,
+    and ``tuneprune report NAME`` then ended in MLflow's traceback ('Run with id=... not found'). Refused in one line
+    naming --tracking-uri, before anything starts, when a trial of its studies has an MLflow run; studies whose
+    trials logged nothing (a driver killed before) resume in any store."""
+    from tuneprune.search.studies import distributions, open_studies
+
+    path = write_space(tmp_path, name="logged")
+    first = prepare_search(path, **stores)
+    (gs,) = open_studies(first.space, "logged", stores["storage_url"])
+    number = gs.ask(distributions(first.space)).number
+    prepare_search(path, resume=not join, join=join, **stores)  # no MLflow run yet: any store will do
+    gs.set_user_attrs(number, {"mlflow_run_id": "0123abcd"})
+    gs.tell(number, 0.5)
+    with pytest.raises(
+        ConfigError,
+        match=rf"^--tracking-uri sqlite:///{tmp_path}/mlruns.db: holds no parent run of the search 'logged' in "
+        r"experiment 'tuneprune', whose trials were logged to another MLflow store or experiment \(run 0123abcd\); "
+        r"pass the --tracking-uri \(and experiment\) they were logged to$",
+    ):
+        prepare_search(path, resume=not join, join=join, **stores)
+
+
+def test_a_resume_elsewhere_than_the_searchs_results_is_refused_while_they_are_there(tmp_path, stores):
+    """``--resume`` from another directory without ``--results-dir``: the trials left running started over from
+    epoch 0 (their checkpoints in the search's folder), and summary.json went to a second folder beside the first
+    one's models. The parent run records the results directory of its first driver (param ``results_dir``); a resume
+    elsewhere while it exists is refused in one line naming --results-dir and it. ``--join`` drivers keep their own."""
+    from tuneprune.tracking import RunTracker
+
+    path = write_space(tmp_path, name="placed")
+    first = prepare_search(path, **stores)
+    tracker = RunTracker(stores["tracking_uri"])
+    parent = tracker.start_parent("placed", "search", resume=False)
+    tracker.log_params(parent, {"results_dir": str(first.results_dir)})
+    first.results_dir.mkdir(parents=True)
+    elsewhere = {**stores, "results_root": tmp_path / "other"}
+    with pytest.raises(
+        ConfigError,
+        match=rf"^--results-dir {tmp_path}/other: the search 'placed' keeps its results in {first.results_dir} \(its "
+        rf"parent run's results_dir\); pass --results-dir {tmp_path}/runs$",
+    ):
+        prepare_search(path, resume=True, **elsewhere)
+    prepare_search(path, join=True, **elsewhere)
+    prepare_search(path, resume=True, **stores)
+    first.results_dir.rmdir()  # gone (another machine): wherever it is given
+    prepare_search(path, resume=True, **elsewhere)
+
+
+@pytest.mark.parametrize("join", [False, True])
 def test_a_space_the_search_cannot_take_is_refused_before_it_runs(tmp_path, stores, join):
     """``--join`` or ``--resume`` of a search with a space whose params its trials cannot take (Optuna refuses another
     kind of distribution for a param name) or whose objectives differ: one line naming the field, before the parent
@@ -240,6 +323,31 @@ def test_a_search_start_builds_its_trial_specs_once(tmp_path, stores, monkeypatc
     assert [spec.seed for spec in prepared.space.specs] == [0] * 4 + [1] * 4  # each point alone, then lr's samples
 
 
+def test_drivers_started_together_are_checked_against_the_first_to_open_the_studies(tmp_path, stores):
+    """``--join`` drivers started at the same moment each passed the start-up check (no study yet), then opened the
+    studies: a driver with another budget or another run config ran on without a word, and overwrote the budget the
+    first one recorded. A driver opening studies another driver made since its check is checked against them, in
+    one line, before its parent run opens."""
+    from tuneprune.search.studies import open_studies
+
+    fields: dict[str, Any] = {"name": "together", "grid": {"seed": [0, 1]}}
+    first = prepare_search(write_space(tmp_path, **fields), join=True, **stores)
+    late = [
+        (prepare_search(write_space(tmp_path, **fields), num_samples=8, join=True, **stores), r"^num_samples = 8: "),
+        (
+            prepare_search(write_space(tmp_path, **fields, base={**BASE, "epochs": 4}), join=True, **stores),
+            r"^epochs: ",
+        ),
+    ]
+    open_studies(first.space, "together", stores["storage_url"], shared=True)
+    for prepared, message in late:
+        with pytest.raises(ConfigError, match=message):
+            run_search(prepared, progress=False)
+    assert MlflowClient(stores["tracking_uri"]).search_experiments(filter_string="name = 'tuneprune'") == []
+    same = prepare_search(write_space(tmp_path, **fields), join=True, **stores)
+    assert [gs.budget for gs in open_studies(same.space, "together", stores["storage_url"], shared=True)] == [4, 4]
+
+
 def test_a_driver_joining_with_another_budget_is_refused_before_it_runs(tmp_path, stores):
     """The budget is the search's, recorded in its studies by its first driver: a ``--join`` driver asking for another
     ``--num-samples`` is refused in one line naming it, the budget and how to change it, before anything starts (it
@@ -259,6 +367,24 @@ def test_a_driver_joining_with_another_budget_is_refused_before_it_runs(tmp_path
     resumed = prepare_search(path, num_samples=8, resume=True, **stores)
     open_studies(resumed.space, "budget", stores["storage_url"])
     assert prepare_search(path, num_samples=8, join=True, **stores).space.num_samples == 8
+
+
+def test_a_grid_point_dropped_keeps_no_say_in_the_budget_drivers_join(tmp_path, stores):
+    """A search whose last grid point was dropped, then its budget changed with ``--resume --num-samples 8``: the
+    dropped point's study (not run any more) kept the budget of 4, and a ``--join --num-samples 8`` driver was refused
+    ('has a budget of 4 ...; pass --num-samples 4'), then, with 4, by the points it runs: it could join with none.
+    Only the studies of the space's grid points set the budget."""
+    from tuneprune.search.studies import open_studies
+
+    fields: dict[str, Any] = {"name": "shrunk", "grid": {"seed": [0, 1]}}
+    first = prepare_search(write_space(tmp_path, **fields), join=True, **stores)  # num_samples: 4
+    open_studies(first.space, "shrunk", stores["storage_url"], shared=True)
+    path = write_space(tmp_path, **{**fields, "grid": {"seed": [0]}})
+    resumed = prepare_search(path, num_samples=8, resume=True, **stores)
+    open_studies(resumed.space, "shrunk", stores["storage_url"])
+    assert prepare_search(path, num_samples=8, join=True, **stores).space.num_samples == 8
+    with pytest.raises(ConfigError, match=r"^num_samples = 4: the search 'shrunk' has a budget of 8 trials"):
+        prepare_search(path, num_samples=4, join=True, **stores)
 
 
 @pytest.mark.parametrize("join", [False, True])
@@ -296,6 +422,35 @@ def test_a_space_that_changes_what_a_grid_point_trains_is_refused_before_it_runs
     prepare_search(
         write_space(tmp_path, name="older", base={**BASE, "epochs": 4}), resume=not join, join=join, **stores
     )
+
+
+def test_a_preset_file_named_from_another_directory_is_the_same_run_config(tmp_path, monkeypatch):
+    """An adaptive schedule's ``preset: FILE`` is read into A, B, C and D at load: a ``--resume`` from another working
+    directory (or a ``--join`` driver keeping the file elsewhere) names it by another path, and was refused
+    ('sparsity.scheduler.preset: ... ran ... with 'presets/mine.yaml', this space gives '/.../presets/mine.yaml''), though
+    it trains the same; a file of other constants is still refused, by the constant."""
+    from tuneprune.search.space import load_space
+    from tuneprune.search.studies import check_run_config, point_config
+
+    (tmp_path / "presets").mkdir()
+    (tmp_path / "presets" / "mine.yaml").write_text("A: 0.5\nB: 0.8\nC: 20\nD: -0.01\n")
+    (tmp_path / "presets" / "other.yaml").write_text("A: 0.4\nB: 0.8\nC: 20\nD: -0.01\n")
+    monkeypatch.chdir(tmp_path)
+
+    def space(preset: str):
+        scheduler = {"type": "adaptive", "preset": preset}
+        return load_space(
+            {"base": {**BASE, "sparsity": {"target": 0.5, "scheduler": scheduler}}, "grid": {"seed": [0]}}
+        )
+
+    recorded = json.loads(json.dumps(point_config(space("presets/mine.yaml"), {"seed": 0})))
+    monkeypatch.chdir(tmp_path / "presets")
+    check_run_config(recorded, space("mine.yaml"), {"seed": 0}, "adaptive")
+    check_run_config(recorded, space(str(tmp_path / "presets" / "mine.yaml")), {"seed": 0}, "adaptive")
+    with pytest.raises(
+        ConfigError, match=r"^sparsity\.scheduler\.A: the search 'adaptive' ran grid point seed=0 with 0\.5"
+    ):
+        check_run_config(recorded, space("other.yaml"), {"seed": 0}, "adaptive")
 
 
 @pytest.mark.parametrize("join", [False, True])
@@ -469,6 +624,62 @@ def test_a_tie_for_the_best_trial_goes_to_the_lowest_trial_key(tmp_path, stores)
     assert [b["key"] for b in best] == ["g0-000"]
 
 
+def handed_out(space, studies, context):
+    """The one trial a driver's searcher over ``studies`` hands out first, as its request."""
+    from tuneprune.search.protocol import PackRequest
+    from tuneprune.search.searcher import StudySearcher
+
+    searcher = StudySearcher(space, studies, context)
+    suggested = searcher.suggest("t1")
+    searcher.close()
+    assert suggested is not None
+    (request,) = PackRequest.from_dict(suggested).members
+    return request
+
+
+def test_a_relative_data_dir_is_handed_to_the_trials_absolute(tmp_path, monkeypatch):
+    """``data_dir: ds`` (relative, as ``tuneprune train`` takes it) was checked in the driver's working directory, then
+    read by each trial in the directory Ray runs it in: every trial failed ('dataset = ...: not found, tried
+    ds/...'). The driver hands the trials the folder it checked, as it does the SQLite stores."""
+    from tuneprune.search.protocol import TrialContext
+    from tuneprune.search.space import load_space
+    from tuneprune.search.studies import open_studies
+
+    monkeypatch.chdir(tmp_path)
+    space = load_space({"base": {**BASE, "data_dir": "ds"}, "grid": {"seed": [0]}, "num_samples": 1})
+    context = TrialContext(
+        f"sqlite:///{tmp_path / 'mlruns.db'}", "tuneprune", "parent", str(tmp_path), {"val_acc": "max"}
+    )
+    request = handed_out(space, open_studies(space, "relative", f"sqlite:///{tmp_path / 'optuna.db'}"), context)
+    assert request.spec["data_dir"] == str(tmp_path / "ds")
+
+
+def test_the_summary_gives_each_trial_the_config_it_ran_after_a_resume_on_another_machine(tmp_path):
+    """``--resume`` (or ``--join``) may change where a machine keeps the data and what it runs on (resources.cpu, so
+    num_threads): summary.json and the best*.yaml files gave the finished trials the resumed space's values, configs
+    they never ran (the best file did not reproduce its trial). Each trial's config is the one it was handed out
+    with, as its MLflow run's config.json holds it (the device it ran on resolved)."""
+    from tuneprune.search.protocol import TrialContext
+    from tuneprune.search.runner import _collect
+    from tuneprune.search.space import load_space
+    from tuneprune.search.studies import open_studies
+
+    document = {"base": BASE, "params": {"lr": {"type": "float", "low": 0.01, "high": 0.3}}, "num_samples": 1}
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    context = TrialContext(
+        f"sqlite:///{tmp_path / 'mlruns.db'}", "tuneprune", "parent", str(tmp_path), {"val_acc": "max"}
+    )
+    first = load_space(document)
+    studies = open_studies(first, "machine", url)
+    request = handed_out(first, studies, context)
+    studies[0].tell(request.number, 0.5)
+    resumed = load_space({**document, "resources": {"cpu": 2}})
+    trials, best = _collect(open_studies(resumed, "machine", url), resumed)
+    assert trials[0]["config"] == best[0]["config"] == request.spec
+    assert request.spec["num_threads"] == 1
+    assert request.spec["device"] == "cpu"
+
+
 def test_relative_sqlite_stores_are_made_absolute_for_the_trials(tmp_path, monkeypatch):
     """``--tracking-uri sqlite:///mlruns.db`` (MLflow's own relative form): Ray runs each trial in a directory of its
     own, where that path names another, empty file (every trial failed, "worker error"); the driver hands the trials
@@ -499,6 +710,31 @@ def test_the_best_files_are_those_of_the_latest_summary_only(tmp_path, stores):
     assert written("g0-001", "g1-000") == ["best-00-g0-001.yaml", "best-01-g1-000.yaml"]
     assert written("g0-005", "g1-000") == ["best-00-g0-005.yaml", "best-01-g1-000.yaml"]
     assert written("g0-005") == ["best.yaml"]
+
+
+def test_the_parent_runs_trial_counts_are_those_of_the_latest_summary(tmp_path, stores):
+    """Drivers sharing a search (``--join``) write the parent run's ``trials_<state>`` counts in turn: the first to end
+    counted the others' trials RUNNING, and the last one's counts, without RUNNING, left ``trials_running`` on the
+    parent run for good (a resume whose grid dropped a failed trial's point left ``trials_fail``). Every state is
+    counted, zero included."""
+    from optuna.trial import TrialState
+
+    from tuneprune.search.runner import SearchSummary, _write_outputs
+    from tuneprune.tracking import RunTracker
+
+    tracker = RunTracker(stores["tracking_uri"])
+    parent = tracker.start_parent("counted", "search", resume=False)
+
+    def counts(*states: str) -> dict[str, float]:
+        trials = [{"key": f"g0-00{i}", "state": state} for i, state in enumerate(states)]
+        summary = SearchSummary("counted", parent, stores["tracking_uri"], "", tmp_path, {"val_acc": "max"}, trials)
+        _write_outputs(summary, tracker)
+        metrics = MlflowClient(stores["tracking_uri"]).get_run(parent).data.metrics
+        return {k: v for k, v in metrics.items() if k.startswith("trials_")}
+
+    assert counts("COMPLETE", "RUNNING", "FAIL")["trials_running"] == 1
+    every = {f"trials_{state.name.lower()}": 0.0 for state in TrialState}
+    assert counts("COMPLETE", "COMPLETE") == {**every, "trials_complete": 2.0}
 
 
 def test_the_parent_runs_summary_names_the_current_best_files_among_those_mlflow_keeps(tmp_path, stores):
@@ -589,8 +825,7 @@ def test_relevance_delta_is_searchable(ray_session, tmp_path, stores):
 def test_an_orphan_left_inside_ask_gets_its_missing_params(tmp_path):
     """A driver killed inside ``study.ask`` leaves a RUNNING trial without params; the resumed search claims it,
     queues it again, and completes its params."""
-    from tuneprune.search.protocol import PackRequest, TrialContext
-    from tuneprune.search.searcher import StudySearcher
+    from tuneprune.search.protocol import TrialContext
     from tuneprune.search.space import load_space
     from tuneprune.search.studies import CONTINUES, open_studies
 
@@ -606,11 +841,7 @@ def test_an_orphan_left_inside_ask_gets_its_missing_params(tmp_path):
     assert [t.user_attrs[CONTINUES] for t in queued] == [0]  # claimed (FAIL) and queued again as trial 1
     assert studies[0].remaining == 1  # one trial of a budget of one
     context = TrialContext("sqlite:///m.db", "tuneprune", "parent", str(tmp_path), {"val_acc": "max"})
-    searcher = StudySearcher(space, studies, context)
-    suggested = searcher.suggest("t1")
-    searcher.close()
-    assert suggested is not None
-    (request,) = PackRequest.from_dict(suggested).members
+    request = handed_out(space, studies, context)
     assert request.resume_epoch == 0  # no checkpoint recorded
     assert request.number == 1  # the orphan, queued again
     assert set(request.params) == {"lr", "momentum"}
@@ -643,8 +874,7 @@ def test_a_trial_cut_short_after_its_mlflow_run_was_opened_goes_on_in_that_run(t
     claims the trial and hands it out again under the same key, into the same MLflow run (no second run)."""
     from mlflow.tracking import MlflowClient
 
-    from tuneprune.search.protocol import PackRequest, TrialContext
-    from tuneprune.search.searcher import StudySearcher
+    from tuneprune.search.protocol import TrialContext
     from tuneprune.search.space import load_space
     from tuneprune.search.studies import CONTINUES, open_studies
 
@@ -658,11 +888,7 @@ def test_a_trial_cut_short_after_its_mlflow_run_was_opened_goes_on_in_that_run(t
     assert experiment is not None
     (opened,) = client.search_runs([experiment.experiment_id])
     studies = open_studies(space, "cut", url)
-    searcher = StudySearcher(space, studies, context)
-    suggested = searcher.suggest("t2")
-    searcher.close()
-    assert suggested is not None
-    (request,) = PackRequest.from_dict(suggested).members
+    request = handed_out(space, studies, context)
     assert request.key == "g0-000"  # the key of the trial cut short, not of the trial queued in its place
     assert request.mlflow_run_id == opened.info.run_id
     assert [t.user_attrs.get(CONTINUES) for t in studies[0].study.get_trials()] == [None, 0]
@@ -675,8 +901,7 @@ def test_an_orphan_cut_short_before_its_key_goes_on_under_one_key_when_cut_short
     third driver goes on under that key, into that one MLflow run."""
     from mlflow.tracking import MlflowClient
 
-    from tuneprune.search.protocol import PackRequest, TrialContext
-    from tuneprune.search.searcher import StudySearcher
+    from tuneprune.search.protocol import TrialContext
     from tuneprune.search.space import load_space
     from tuneprune.search.studies import open_studies
 
@@ -688,11 +913,7 @@ def test_an_orphan_cut_short_before_its_key_goes_on_under_one_key_when_cut_short
     killed_driver(monkeypatch, space, "twice", url, context, "name")  # trial 1 continues it, its run opened, unnamed
     studies = open_studies(space, "twice", url)
     assert studies[0].study.trials[1].user_attrs["key"] == "g0-001"  # the key it was handed out under
-    searcher = StudySearcher(space, studies, context)
-    suggested = searcher.suggest("t3")
-    searcher.close()
-    assert suggested is not None
-    (request,) = PackRequest.from_dict(suggested).members
+    request = handed_out(space, studies, context)
     assert request.key == "g0-001"
     client = MlflowClient(tracking_uri)
     experiment = client.get_experiment_by_name("tuneprune")

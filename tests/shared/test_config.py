@@ -26,6 +26,18 @@ def test_overrides_parse_yaml_scalars(tmp_path):
     assert c.sparsity.operator_p == float("inf")
 
 
+def test_an_override_sets_its_path_only_where_yaml_aliases_another(tmp_path):
+    """A YAML alias (``momentum: *range``) was the anchored mapping itself: ``--set params.lr.high=0.2`` changed the
+    range of ``momentum`` too, silently. An alias reads as a copy of its anchor's value."""
+    path = tmp_path / "space.yaml"
+    path.write_text("params:\n  lr: &range {type: float, low: 0.01, high: 0.3}\n  momentum: *range\n")
+    document = apply_overrides(load_yaml(path), ["params.lr.high=0.2"])
+    assert document["params"] == {
+        "lr": {"type": "float", "low": 0.01, "high": 0.2},
+        "momentum": {"type": "float", "low": 0.01, "high": 0.3},
+    }
+
+
 @pytest.mark.parametrize(
     ("overrides", "expected"),
     [

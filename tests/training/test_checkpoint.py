@@ -12,9 +12,10 @@ import pytest
 import torch
 
 from tests.training.test_packing import ADAPTIVE_DROP, DENSE, GLOBAL_CUBIC, config, without_times
+from tuneprune.runs.spec import TrialSpec
 from tuneprune.shared.config import ConfigError
 from tuneprune.training import PackedTrainer, load_member, save_member, train, train_packed
-from tuneprune.training.checkpoint import CHECKPOINT_NAME, save_atomic
+from tuneprune.training.checkpoint import CHECKPOINT_NAME, config_differences, save_atomic
 
 EPOCHS = 3
 # Adaptive after one warm-up epoch: resuming at epoch 1 needs the schedule's reference mu and the last masks.
@@ -96,6 +97,22 @@ def test_states_of_different_epochs_or_configs_are_refused(uninterrupted):
         ValueError, match=r"resume\[0\] is the state of another config than member 0.s \(differs in .*seed.*\)"
     ):
         PackedTrainer(CONFIGS[1:2], resume=[first])
+
+
+def test_a_state_goes_on_where_only_the_machine_differs(uninterrupted, tmp_path):
+    """A search's trial left running goes on from its checkpoint under the data_dir, download, num_threads and device
+    (relevance.device) of the driver that resumes or claims it, which ``--resume`` and ``--join`` accept: it failed
+    ('differs in num_threads') once Ray had started, its epochs lost. Other fields are still refused."""
+    _, directory = uninterrupted
+    state = load_member(directory / "0-1.pt")
+    machine = {"data_dir": tmp_path, "download": True, "num_threads": 2, "device": "cpu"}
+    (resumed,) = train_packed([CONFIGS[0].model_copy(update=machine)], resume=[state])
+    assert resumed.status == "finished"
+    assert [h["epoch"] for h in resumed.history] == list(range(1, EPOCHS + 1))
+    pruned_on = {device: {**CONFIGS[0].model_dump(), "relevance": {"device": device}} for device in ("cpu", "auto")}
+    spec, pruned_elsewhere = (TrialSpec.model_validate(pruned_on[device]) for device in ("cpu", "auto"))
+    assert config_differences(pruned_elsewhere, {"config": spec.model_dump(mode="json")}) == []
+    assert config_differences(spec.model_copy(update={"lr": 0.2}), {"config": spec.model_dump(mode="json")}) == ["lr"]
 
 
 def test_a_foreign_file_is_not_a_member_checkpoint(tmp_path):

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from operator import methodcaller
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from sqlalchemy.engine import make_url  # imported with the module: a lazy import here raced MLflow's in other threads
@@ -38,6 +38,9 @@ from tuneprune.tracking import (
 )
 from tuneprune.tracking.index import index_results
 from tuneprune.tracking.runs import duplicate_name
+
+if TYPE_CHECKING:  # imported where used: Optuna loads with the studies
+    from tuneprune.search.studies import GridStudy
 
 
 @dataclass
@@ -105,8 +108,7 @@ def prepare_search(
     )  # fmt: skip
     storage_url = absolute_sqlite(storage_url or default_storage_url())
     check_storage_reachable(storage_url)
-    if resume or not join:  # --join alone starts the search or joins it: any name will do
-        check_search_name(place.name, space.experiment, place.tracking_uri, storage_url, resume)
+    check_search_name(place.name, space.experiment, place.tracking_uri, storage_url, resume, join, place.results_dir)
     if (resume or join) and not store_missing(storage_url):
         from tuneprune.search.studies import check_space, open_storage
 
@@ -116,13 +118,48 @@ def prepare_search(
     )
 
 
-def check_search_name(name: str, experiment: str, tracking_uri: str, storage_url: str, resume: bool) -> None:
+def check_search_name(
+    name: str,
+    experiment: str,
+    tracking_uri: str,
+    storage_url: str,
+    resume: bool,
+    join: bool = False,
+    results_dir: Path | None = None,
+) -> None:
     """A new search needs a name neither store knows (its studies hold its trials: under a taken name it would run
-    none and list the old ones), and ``--resume`` one they know (a typo must not start over)."""
-    from tuneprune.search.studies import open_storage, study_names
+    none and list the old ones), and ``--resume`` one they know (a typo must not start over); ``--join`` alone starts
+    the search or joins it, any name will do. ``--resume`` or ``--join`` of a search whose parent run names the
+    storage of its studies needs that storage, or one holding them: in another (``--storage`` forgotten in another
+    directory) it would run every trial again, as new ones under the old keys. Likewise their MLflow store, once a
+    trial has logged to it: another (``--tracking-uri`` forgotten) would get a second parent run, and the reports
+    miss the first one's trials. ``--resume`` (a lone driver) needs the ``results_dir`` its parent run names while
+    that folder exists: elsewhere its trials left running would start over and its summary go to a second folder."""
+    from tuneprune.search.studies import logged_run, open_storage, study_names
 
     parent = None if store_missing(tracking_uri) else RunTracker(tracking_uri, experiment).find_parent(name, "search")
-    studies = [] if store_missing(storage_url) else study_names(name, open_storage(storage_url))
+    storage = None if store_missing(storage_url) else open_storage(storage_url)
+    studies = [] if storage is None else study_names(name, storage)
+    if (resume or join) and parent is None and storage is not None and (run_id := logged_run(name, storage)):
+        raise ConfigError(
+            f"--tracking-uri {redact(tracking_uri)}: holds no parent run of the search {name!r} in experiment "
+            f"{experiment!r}, whose trials were logged to another MLflow store or experiment (run {run_id}); pass the "
+            f"--tracking-uri (and experiment) they were logged to"
+        )
+    recorded = parent.data.params.get("storage") if parent is not None else None  # logged at its first start
+    if (resume or join) and parent is not None and not studies and recorded not in (None, redact(storage_url)):
+        raise ConfigError(
+            f"--storage {redact(storage_url)}: holds no study of the search {name!r}, whose parent run "
+            f"{parent.info.run_id} keeps its trials in {recorded}; pass --storage with that database"
+        )
+    placed = parent.data.params.get("results_dir") if parent is not None and resume and not join else None
+    if placed is not None and results_dir is not None and Path(placed) != results_dir and Path(placed).is_dir():
+        raise ConfigError(
+            f"--results-dir {results_dir.parent}: the search {name!r} keeps its results in {placed} (its parent run's "
+            f"results_dir); pass --results-dir {Path(placed).parent}"
+        )
+    if join and not resume:
+        return
     if parent is not None and not resume:
         raise duplicate_name(name, "search", f"MLflow run {parent.info.run_id}")
     if studies and not resume:
@@ -166,7 +203,11 @@ def _collect(studies, space: SearchSpace) -> tuple[list[dict], list[dict]]:
         }
 
     def config(gs, t) -> dict[str, Any] | None:
-        """The trial's resolved config; None for one whose values the run config refused together (never run)."""
+        """The config the trial ran, recorded when it was handed out (another driver's machine fields than this
+        space's, after a --resume); resolved from the space for a trial of an older tuneprune; None for one whose
+        values the run config refused together (never run)."""
+        if "config" in t.user_attrs:
+            return t.user_attrs["config"]
         try:
             return space.resolve(gs.grid_point, t.params).model_dump(mode="json")
         except ConfigError:
@@ -195,11 +236,16 @@ def _collect(studies, space: SearchSpace) -> tuple[list[dict], list[dict]]:
 def run_search(prepared: PreparedSearch, *, progress: bool = True) -> SearchSummary:
     """Run (or resume) the search to completion and return its summary. The parent run ends FINISHED, or FAILED
     (KILLED on Ctrl-C) with the error tagged: never left RUNNING."""
+    from tuneprune.search.studies import open_studies
+
     configure_quiet()
     t_start = time.perf_counter()
     space = prepared.space
     results_dir = prepared.results_dir
     results_dir.mkdir(parents=True, exist_ok=True)
+    # the studies before the parent run: a --join driver started with others is checked against theirs as it opens them
+    say(f"opening the Optuna studies in {redact(prepared.storage_url)} ...")
+    studies = open_studies(space, prepared.name, prepared.storage_url, shared=prepared.join)
     say(f"opening the MLflow store {redact(prepared.tracking_uri)} ...")
     tracker = RunTracker(prepared.tracking_uri, space.experiment)
     others = partial(_others_running, prepared) if prepared.join else None
@@ -209,7 +255,7 @@ def run_search(prepared: PreparedSearch, *, progress: bool = True) -> SearchSumm
         index_results(
             prepared.name, "search", results_dir, redact(prepared.tracking_uri), parent_id, redact(prepared.storage_url)
         )
-        return _search(prepared, tracker, parent_id, progress, t_start)
+        return _search(prepared, studies, tracker, parent_id, progress, t_start)
 
 
 def _others_running(prepared: PreparedSearch) -> bool:
@@ -222,9 +268,14 @@ def _others_running(prepared: PreparedSearch) -> bool:
 
 
 def _search(
-    prepared: PreparedSearch, tracker: RunTracker, parent_id: str, progress: bool, t_start: float
+    prepared: PreparedSearch,
+    studies: list[GridStudy],
+    tracker: RunTracker,
+    parent_id: str,
+    progress: bool,
+    t_start: float,
 ) -> SearchSummary:
-    """Log the parent run's params, drive Ray Tune over the remaining trials, write the outputs."""
+    """Log the parent run's params, drive Ray Tune over the remaining trials of ``studies``, write the outputs."""
     from ray import tune
     from ray.tune.search import ConcurrencyLimiter
 
@@ -232,7 +283,6 @@ def _search(
     from tuneprune.search.monitor import SearchMonitor
     from tuneprune.search.protocol import TrialContext
     from tuneprune.search.searcher import StudySearcher
-    from tuneprune.search.studies import open_studies
     from tuneprune.search.trainable import run_trial
 
     space, results_dir = prepared.space, prepared.results_dir
@@ -248,6 +298,7 @@ def _search(
             "grid": json.dumps(space.grid),
             "searched": json.dumps(sorted(space.params)),
             "storage": redact(prepared.storage_url),
+            "results_dir": str(results_dir),  # its first driver's: where --resume finds the checkpoints
             "pack": space.resources.pack,
         },
     )
@@ -256,8 +307,6 @@ def _search(
     for file_name, text in prepared.extra_artifacts.items():
         tracker.log_text(parent_id, text, file_name)
 
-    say(f"opening the Optuna studies in {redact(prepared.storage_url)} ...")
-    studies = open_studies(space, prepared.name, prepared.storage_url, shared=prepared.join)
     total = sum(gs.remaining for gs in studies)
     ray_time = 0.0
     if total > 0:
@@ -341,8 +390,12 @@ def _write_outputs(summary: SearchSummary, tracker: RunTracker) -> None:
     for path, entry in zip(paths, summary.best, strict=True):
         replace_atomically(path, methodcaller("write", yaml.safe_dump(entry["config"], sort_keys=False).encode()))
         tracker.log_artifact(summary.parent_run_id, path, "best")
-    counts = Counter(trial["state"] for trial in summary.trials)
-    tracker.log_metrics(summary.parent_run_id, {f"trials_{k.lower()}": v for k, v in counts.items()}, step=0)
+    from optuna.trial import TrialState
+
+    counts = Counter(trial["state"] for trial in summary.trials)  # every state, zero too: earlier counts replaced
+    tracker.log_metrics(
+        summary.parent_run_id, {f"trials_{state.name.lower()}": counts[state.name] for state in TrialState}, step=0
+    )
     if summary.best and len(summary.objectives) == 1:
         ((metric, direction),) = summary.objectives.items()
         values = [b["values"][metric] for b in summary.best]

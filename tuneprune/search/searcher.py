@@ -210,12 +210,15 @@ class StudySearcher(Searcher):
         run_name = trial_run_name(key, gs.grid_point, params)
         spec = run_config.model_dump(mode="json")
         spec["device"] = run_device(run_config.device, self.space.resources.gpu)
+        if run_config.data_dir is not None:  # checked from here: the trial reads it in the directory Ray runs it in
+            spec["data_dir"] = str(run_config.data_dir.absolute())
         request = TrialRequest(key, number, run_name, gs.grid_point, params, spec, self.context)
         if "key" not in trial.user_attrs:  # the key before the MLflow run: a claimed orphan carries it on
             gs.set_user_attrs(number, {"key": key})  # (an orphan cut short before its key gets one now)
         run_id = open_trial_run(self._tracker(), request, new=not orphan)
-        # the name last: a trial handed out has one
-        gs.set_user_attrs(number, {"mlflow_run_id": run_id, "name": run_name})
+        # the config it runs (the summary's: a resumed search may change the machine fields); the name last: a trial
+        # handed out has one
+        gs.set_user_attrs(number, {"config": spec, "mlflow_run_id": run_id, "name": run_name})
         request = replace(request, mlflow_run_id=run_id, resume_epoch=resume_epoch)
         return _Asked(gs, request, (*pack_key(run_config), resume_epoch))
 

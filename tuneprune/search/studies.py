@@ -26,7 +26,7 @@ from optuna.trial import FrozenTrial, TrialState
 from tuneprune.output.progress import say
 from tuneprune.search.heartbeats import DRIVER_ENDED, GRACE_PERIOD_S, HEARTBEAT_INTERVAL_S, Heartbeats
 from tuneprune.search.space import CategoricalParam, FloatParam, SearchSpace, check_sampler_seed, point_label
-from tuneprune.shared.config import ConfigError
+from tuneprune.shared.config import ConfigError, trained_fields
 
 ENDED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 CHECKPOINT_EPOCH = "checkpoint_epoch"  # user attribute: the epoch of a running trial's latest checkpoint
@@ -36,9 +36,6 @@ T = TypeVar("T")
 SCHEMA_LOCK_KEY = 0x7475_6E65_7072_756E  # b"tuneprun": the advisory lock held while a storage's schema is made
 RUN_CONFIG = "run_config"  # study user attribute: its grid point's run config (JSON, :func:`point_config`)
 GRID_INDEX = "grid_index"  # study user attribute: its grid point's index (grid_indices), the g<i> of its trials' keys
-# Run-config fields that say where a machine keeps the data and what it runs on, not what a trial trains: a resumed or
-# joined search may change them. eval_batch_size is not among them: its batches sum val_loss in another order.
-MACHINE_FIELDS = ("data_dir", "download", "num_threads", "device", "relevance.device")
 
 
 def open_storage(url: str) -> optuna.storages.RDBStorage:
@@ -247,26 +244,37 @@ def grid_indices(space: SearchSpace, name: str, storage: optuna.storages.BaseSto
     return indices
 
 
+def search_trials(
+    name: str, storage: optuna.storages.BaseStorage, states: tuple[TrialState, ...] | None = None
+) -> Iterator[FrozenTrial]:
+    """The trials of every study of the search ``name`` in ``storage`` (of ``states`` only, when given)."""
+    for study_name_ in study_names(name, storage):
+        study = optuna.load_study(study_name=study_name_, storage=storage)
+        yield from study.get_trials(deepcopy=False, states=states)
+
+
 def drivers_running(name: str, storage_url: str) -> bool:
     """Whether a driver of the search ``name`` runs: a trial of its studies is RUNNING, and not left by a driver that
     ended (:data:`DRIVER_ENDED`). A driver killed with SIGKILL marks nothing: it counts as running until its trials
     are claimed (docs/cluster.md, "Several drivers, one study")."""
-    storage = open_storage(storage_url)
-    return any(
-        DRIVER_ENDED not in trial.user_attrs
-        for study_name_ in study_names(name, storage)
-        for trial in optuna.load_study(study_name=study_name_, storage=storage).get_trials(
-            deepcopy=False, states=(TrialState.RUNNING,)
-        )
+    running = search_trials(name, open_storage(storage_url), (TrialState.RUNNING,))
+    return any(DRIVER_ENDED not in trial.user_attrs for trial in running)
+
+
+def logged_run(name: str, storage: optuna.storages.BaseStorage) -> str | None:
+    """The MLflow run id of a trial of the search ``name`` (a child of its parent run), None if none has one."""
+    return next(
+        (t.user_attrs["mlflow_run_id"] for t in search_trials(name, storage) if "mlflow_run_id" in t.user_attrs), None
     )
 
 
 def check_space(space: SearchSpace, name: str, storage: optuna.storages.BaseStorage, shared: bool = False) -> None:
     """Refuse, in one line, a space the studies of the search ``name`` cannot take (``--join``, ``--resume``): other
     objectives, or a param distribution incompatible with one a trial drew from (else the first ask fails once Ray
-    has started); for a driver joining it (``shared``), another budget than the one its studies record; another
-    run config of a grid point (:func:`check_run_config`); and a ``sampler.seed`` that a grid point's sampler takes past
-    32 bits at the grid index it has in this search (:func:`grid_indices`)."""
+    has started); for a driver joining it (``shared``), another budget than the one the studies of its grid points
+    record (a dropped point's study keeps the budget it ran with); another run config of a grid point
+    (:func:`check_run_config`); and a ``sampler.seed`` that a grid point's sampler takes past 32 bits at the grid index
+    it has in this search (:func:`grid_indices`)."""
     wanted = distributions(space)
     grid_indices(space, name, storage)
     points = {study_name(name, point): point for point in space.grid_points()}  # a point dropped is not run: unchecked
@@ -277,8 +285,8 @@ def check_space(space: SearchSpace, name: str, storage: optuna.storages.BaseStor
             raise ConfigError(f"objectives: the search {name!r} has {recorded}; this space gives {space.objectives}")
         if study_name_ in points and RUN_CONFIG in study.user_attrs:  # none in a study made before it was recorded
             check_run_config(json.loads(study.user_attrs[RUN_CONFIG]), space, points[study_name_], name)
-        budget = study.user_attrs.get("num_samples", space.num_samples)  # set by open_studies
-        if shared and budget != space.num_samples:
+        budget = study.user_attrs.get("num_samples", space.num_samples)  # set by open_studies, of the points it runs
+        if shared and study_name_ in points and budget != space.num_samples:
             raise ConfigError(
                 f"num_samples = {space.num_samples}: the search {name!r} has a budget of {budget} trials per grid "
                 f"point, shared by its drivers; pass --num-samples {budget} to join it, or change the budget with "
@@ -313,15 +321,14 @@ def differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> I
 
 def check_run_config(recorded: dict[str, Any], space: SearchSpace, point: dict[str, Any], name: str) -> None:
     """Refuse, in one line, a space that trains grid point ``point`` of the search ``name`` otherwise than its study
-    ``recorded`` (:data:`RUN_CONFIG`), :data:`MACHINE_FIELDS` aside: its finished trials would be listed with configs
-    they never ran, and a trial it left running would fail on its checkpoint."""
-    for path, old, new in differences(recorded, point_config(space, point)):
-        if path not in MACHINE_FIELDS:
-            where = f"grid point {point_label(point)}" if point else "its trials"
-            raise ConfigError(
-                f"{path}: the search {name!r} ran {where} with {old!r}, this space gives {new!r}; give it the space "
-                f"it ran, or run this space as a new search with another --name"
-            )
+    ``recorded`` (:data:`RUN_CONFIG`), :data:`~tuneprune.shared.config.MACHINE_FIELDS` aside: its finished trials would
+    be listed with configs they never ran, and a trial it left running would fail on its checkpoint."""
+    for path, old, new in differences(trained_fields(recorded), trained_fields(point_config(space, point))):
+        where = f"grid point {point_label(point)}" if point else "its trials"
+        raise ConfigError(
+            f"{path}: the search {name!r} ran {where} with {old!r}, this space gives {new!r}; give it the space "
+            f"it ran, or run this space as a new search with another --name"
+        )
 
 
 @dataclass
@@ -436,15 +443,23 @@ class GridStudy:
 
 def open_studies(space: SearchSpace, name: str, storage_url: str, shared: bool = False) -> list[GridStudy]:
     """Create or load the study of every grid point. ``shared``: other drivers ask them too, and only trials whose
-    heartbeats stopped are claimed; else every trial left RUNNING is claimed at once."""
+    heartbeats stopped are claimed; else every trial left RUNNING is claimed at once. A shared driver's space is
+    checked (:func:`check_space`) against the studies already recorded before it records anything: a driver started
+    with it may have made them since its start-up check."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = open_storage(storage_url)
     heartbeats = Heartbeats(storage)
-    studies = []
-    for computed, point in zip(grid_indices(space, name, storage), space.grid_points(), strict=True):
-        study = optuna.create_study(
+    points = list(zip(grid_indices(space, name, storage), space.grid_points(), strict=True))
+    made = [
+        optuna.create_study(
             storage=storage, study_name=study_name(name, point), directions=space.directions, load_if_exists=True
         )
+        for _, point in points
+    ]
+    if shared and any(RUN_CONFIG in study.user_attrs for study in made):
+        check_space(space, name, storage, shared=True)
+    studies = []
+    for (computed, point), study in zip(points, made, strict=True):
         asked = len(study.get_trials(deepcopy=False))
         if not asked:  # a new study records them; an older one, its trials run, goes without
             recorded = study.user_attrs  # by another driver, opening the study first

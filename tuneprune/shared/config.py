@@ -24,6 +24,11 @@ NAME_PATTERN = r"^[A-Za-z0-9_.\-]*[A-Za-z0-9_\-][A-Za-z0-9_.\-]*$"
 SEED_MAX = 2**32 - 1  # numpy's legacy RandomState, under scikit-learn's splits and Optuna's samplers
 # An MLflow experiment: MLflow refuses an empty name and one over 500 characters (MAX_EXPERIMENT_NAME_LENGTH).
 ExperimentName = Annotated[str, Field(min_length=1, max_length=500)]
+# Run-config fields that say where a machine keeps the data and what it runs on, not what a run trains: a resumed or
+# joined search may change them, and a run goes on from its checkpoint under other ones. An adaptive preset's file is
+# read into A, B, C and D at load, which are compared. eval_batch_size is not among them: its batches sum val_loss in
+# another order.
+MACHINE_FIELDS = ("data_dir", "download", "num_threads", "device", "relevance.device", "sparsity.scheduler.preset")
 
 
 class ConfigError(ValueError):
@@ -72,9 +77,19 @@ def load_numbers(path: str | Path, keys: Sequence[str], what: str) -> dict[str, 
     return numbers
 
 
+def _tree_copy(value: Any) -> Any:
+    """A copy of ``value`` in which no mapping or list is shared: a YAML alias (``*name``), read as its anchored node
+    itself, becomes a copy of it, so that setting a path sets that path only."""
+    if isinstance(value, dict):
+        return {key: _tree_copy(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_tree_copy(item) for item in value]
+    return copy.deepcopy(value)
+
+
 def apply_overrides(data: dict[str, Any], overrides: list[str] | None) -> dict[str, Any]:
-    """Return a copy of ``data`` with each ``dotted.key=value`` override applied."""
-    result = copy.deepcopy(data)
+    """Return a copy of ``data`` (:func:`_tree_copy`) with each ``dotted.key=value`` override applied."""
+    result = _tree_copy(data)
     for item in overrides or []:
         key, sep, raw = item.partition("=")
         if not sep or not key:
@@ -110,6 +125,19 @@ def set_path(data: dict[str, Any], dotted: str, value: Any) -> None:
         if not isinstance(child, dict):
             raise ConfigError(f"{'.'.join(walked)}: is a value, cannot set {dotted}")
         node, parts = child, rest
+
+
+def trained_fields(config: dict[str, Any]) -> dict[str, Any]:
+    """A run config's JSON values less its :data:`MACHINE_FIELDS`: what it trains, on any machine."""
+    trained = copy.deepcopy(config)
+    for path in MACHINE_FIELDS:
+        *sections, field = path.split(".")
+        node: Any = trained
+        for section in sections:
+            node = node.get(section) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(field, None)
+    return trained
 
 
 def format_validation_error(err: ValidationError, prefix: str = "") -> str:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.nn as nn
 
-from tuneprune.shared.config import ConfigError
+from tuneprune.shared.config import ConfigError, trained_fields
 from tuneprune.shared.files import replace_atomically
 
 if TYPE_CHECKING:  # imported in load_model at run time
@@ -94,8 +94,9 @@ MemberState = dict[str, Any]
 
 
 def config_differences(config: RunConfig, state: MemberState) -> list[str]:
-    """The run-config fields in which ``state`` (a run state) was saved with other values than ``config``'s, sorted."""
-    saved, current = state["config"], config.model_dump(mode="json")
+    """The run-config fields in which ``state`` (a run state) was saved with other values than ``config``'s, sorted;
+    :data:`~tuneprune.shared.config.MACHINE_FIELDS` aside (a search's trial goes on on another driver's machine)."""
+    saved, current = trained_fields(state["config"]), trained_fields(config.model_dump(mode="json"))
     return sorted(key for key in current.keys() | saved.keys() if current.get(key) != saved.get(key))
 
 
