@@ -348,7 +348,7 @@ def test_drivers_started_together_are_checked_against_the_first_to_open_the_stud
     assert [gs.budget for gs in open_studies(same.space, "together", stores["storage_url"], shared=True)] == [4, 4]
 
 
-def test_a_driver_joining_with_another_budget_is_refused_before_it_runs(tmp_path, stores):
+def test_a_driver_joining_with_another_budget_is_refused_before_it_runs(tmp_path, stores, capsys):
     """The budget is the search's, recorded in its studies by its first driver: a ``--join`` driver asking for another
     ``--num-samples`` is refused in one line naming it, the budget and how to change it, before anything starts (it
     ran on silently, the drivers no longer stopping together); ``--resume`` (one driver) changes the budget."""
@@ -365,7 +365,9 @@ def test_a_driver_joining_with_another_budget_is_refused_before_it_runs(tmp_path
         prepare_search(path, num_samples=8, join=True, **stores)
     prepare_search(path, num_samples=4, join=True, **stores)  # its own budget
     resumed = prepare_search(path, num_samples=8, resume=True, **stores)
-    open_studies(resumed.space, "budget", stores["storage_url"])
+    capsys.readouterr()
+    open_studies(resumed.space, "budget", stores["storage_url"])  # said: a plain --resume would go back to 4
+    assert "num_samples: the budget changes from 4 to 8 trials per grid point" in capsys.readouterr().err
     assert prepare_search(path, num_samples=8, join=True, **stores).space.num_samples == 8
 
 

@@ -458,6 +458,10 @@ def open_studies(space: SearchSpace, name: str, storage_url: str, shared: bool =
     ]
     if shared and any(RUN_CONFIG in study.user_attrs for study in made):
         check_space(space, name, storage, shared=True)
+    budgets = {study.user_attrs["num_samples"] for study in made if "num_samples" in study.user_attrs}
+    if budgets and budgets != {space.num_samples}:  # a --resume with another budget: --num-samples or the space file's
+        was = ", ".join(map(str, sorted(budgets)))
+        say(f"num_samples: the budget changes from {was} to {space.num_samples} trials per grid point")
     studies = []
     for (computed, point), study in zip(points, made, strict=True):
         asked = len(study.get_trials(deepcopy=False))
