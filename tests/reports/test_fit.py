@@ -341,6 +341,24 @@ def test_excluded_trials_are_printed_plotted_and_never_fitted(tmp_path, capsys):
     assert len(excluded) == 1 + 3
 
 
+def test_a_rerun_into_the_same_folder_lists_only_its_own_excluded_trials(tmp_path, capsys):
+    """excluded.csv lists the trials this run left out: a rerun with looser rules that leaves none out does not keep
+    the former run's list beside its fit (it did: three trials shown as excluded that the new rule had fitted)."""
+    extra = [
+        synthetic_trial("g9-001", "resnet20", 0.99, 0.2, val_acc=0.95, sparsity=0.76),
+        synthetic_trial("g9-002", "resnet20", 0.98, 0.1, val_acc=0.146),
+    ]
+    directory, out = tmp_path / "runs" / "alpha_x", tmp_path / "fit"
+    synthetic_alpha_search(directory, "alpha_x", ["resnet20"], extra)
+    assert main(["fit-alpha", str(directory), "--out", str(out)]) == 0
+    assert len((out / "excluded.csv").read_text().splitlines()) == 1 + 2
+    capsys.readouterr()
+    loose = ["--sparsity-tolerance", "0.5", "--chance-margin", "0"]
+    assert main(["fit-alpha", str(directory), "--out", str(out), *loose]) == 0
+    assert "  excluded " not in capsys.readouterr().out
+    assert not (out / "excluded.csv").exists()
+
+
 def test_fit_keeps_the_poles_outside_the_range_with_its_margin():
     """Jagged points that an unconstrained fit explains with a pole between 0.99 and 0.995."""
     targets = [0.90, 0.95, 0.98, 0.99, 0.993, 0.995]

@@ -84,6 +84,12 @@ class Report:
         path.write_text(header + yaml.safe_dump(document, sort_keys=False))
         return path
 
+    def remove_stale(self, pattern: str) -> None:
+        """Delete the files matching ``pattern`` in ``out`` that this report did not write: those an earlier run of the
+        command left there (presets of trials no longer chosen, a list of trials no longer left out)."""
+        for old in set(self.out.glob(pattern)) - set(self.files):
+            old.unlink()
+
     def write_html(self, name: str = "report.html") -> Path:
         path = self.path(name)
         stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
