@@ -22,7 +22,7 @@ from tuneprune.reports.trials import SearchData, Trial
 from tuneprune.reports.usable import DEFAULT_RULES
 from tuneprune.runs.paths import THETA_ALPHA
 from tuneprune.shared.config import ConfigError
-from tuneprune.shared.pareto import Plane, front_indices, hypervolume
+from tuneprune.shared.pareto import Plane, best_of, front_indices, hypervolume
 from tuneprune.tracking import check_storage_reachable, store_missing
 
 if TYPE_CHECKING:
@@ -241,13 +241,14 @@ def alpha_series(report: Report, data: SearchData) -> None:
 
 
 def best_config(report: Report, data: SearchData) -> None:
-    """``best.yaml``: the run config of the best trial in the first objective, which ``tuneprune train`` runs as is
-    and which reproduces the trial's metrics exactly on the same kind of device."""
+    """``best.yaml``: the run config of the best trial in the first objective (a tie to the lowest trial key,
+    :func:`~tuneprune.shared.pareto.best_of`), which ``tuneprune train`` runs as is and which reproduces the trial's
+    metrics exactly on the same kind of device."""
     entries = data.source.summary["best"]
     if not entries:
         return
     (first, direction), *_ = data.objectives.items()
-    pick = (max if direction == "max" else min)(entries, key=lambda e: e["values"][first])
+    pick = entries[best_of([e["values"][first] for e in entries], [e["key"] for e in entries], direction)]
     run_id = pick.get("mlflow_run_id")  # the config the trial ran, as it logged it (threads and device included)
     config = json.loads(data.source.artifact_text(run_id, "config.json")) if run_id else pick["config"]
     path = report.write_yaml("best.yaml", config)
