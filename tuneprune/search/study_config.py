@@ -67,7 +67,7 @@ class StudyConfig(StrictModel):
                 raise ValueError(f"published.{method}: target {target} is not one of targets")
             if self.models and model not in self.models:
                 raise ValueError(f"published: unknown model {model!r}, allowed: {', '.join(self.models)}")
-            if not (isinstance(value, (int, float)) and 0.0 <= value <= 100.0):
+            if isinstance(value, bool) or not (isinstance(value, (int, float)) and 0.0 <= value <= 100.0):
                 raise ValueError(f"published.{method}.{target} = {value!r}: an accuracy in % (0 to 100)")
         return self
 
