@@ -359,6 +359,21 @@ def test_a_rerun_into_the_same_folder_lists_only_its_own_excluded_trials(tmp_pat
     assert not (out / "excluded.csv").exists()
 
 
+def test_a_margin_the_published_poles_cannot_keep_names_the_option_and_its_allowed_range(tmp_path, capsys):
+    """With fewer than 4 distinct targets c2 and c3 keep their published values, and so the poles 0.8805 and 1.0166:
+    a --pole-margin past 0.90 - 0.88051 was refused with "fit all four constants", which 2 targets cannot. The line
+    names the option and the margins allowed, and the largest one it names is accepted."""
+    targets = [0.95, 0.98]
+    with pytest.raises(ConfigError) as refused:
+        fit_tangent(targets, published(np.array(targets)), pole_margin=0.05)
+    assert str(refused.value) == (
+        "--pole-margin = 0.05: with c2 and c3 published (c1, c4 fitted) its poles 0.8805 and 1.0166 lie within it of "
+        "the range 0.9..0.98; allowed: [0, 0.0194]"
+    )
+    fit = fit_tangent(targets, published(np.array(targets)), pole_margin=0.0194)
+    assert fit.free == ("c1", "c4")
+
+
 def test_fit_keeps_the_poles_outside_the_range_with_its_margin():
     """Jagged points that an unconstrained fit explains with a pole between 0.99 and 0.995."""
     targets = [0.90, 0.95, 0.98, 0.99, 0.993, 0.995]
