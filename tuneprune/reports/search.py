@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import itertools
 import json
+from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -261,9 +262,8 @@ def best_config(report: Report, data: SearchData) -> None:
 def search_report(report: Report, data: SearchData) -> None:
     """Every section of a search report, in order."""
     complete = [t for t in data.trials if t.complete]
-    states = ", ".join(
-        f"{sum(t.state == s for t in data.trials)} {s.lower()}" for s in sorted({t.state for t in data.trials})
-    )
+    listed = Counter(t["state"] for t in data.source.summary["trials"])  # those the run config refused included
+    states = ", ".join(f"{listed[s]} {s.lower()}" for s in sorted(listed))
     grid = "; ".join(f"{k} in {v}" for k, v in data.space.grid.items()) or "none"
     report.text(
         f"Objectives: {', '.join(f'{m} ({d})' for m, d in data.objectives.items())}. Searched: {', '.join(data.space.params)}. "

@@ -1,0 +1,82 @@
+"""Sections of a search report on hand-made summaries, without Ray: best.yaml's tie rule, the trials counted."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from tuneprune.cli import main
+from tuneprune.reports import Report
+from tuneprune.reports.search import best_config
+from tuneprune.reports.source import Source
+from tuneprune.reports.trials import SearchData
+from tuneprune.search.space import SearchSpace, load_space
+from tuneprune.shared.config import validate
+from tuneprune.tracking import RunTracker, parent_run
+
+
+@pytest.mark.parametrize("direction", ["max", "min"])
+def test_a_tie_for_best_yaml_goes_to_the_lowest_trial_key(direction, tmp_path):
+    """Of equal values the trial of the lowest key wins, whatever order summary.json lists the grid points' best trials
+    in (a grid point added before the others on --resume keeps its new index, g2, and is listed first): best.yaml
+    was the first listed."""
+    best = [
+        {
+            "key": key,
+            "grid": {},
+            "params": {},
+            "values": {"val_loss": 0.25},
+            "config": {"model": "small_cnn", "seed": i},
+        }
+        for i, key in enumerate(["g2-000", "g10-000", "g0-001"])
+    ]
+    summary = {
+        "name": "s",
+        "parent_run_id": "0" * 32,
+        "objectives": {"val_loss": direction},
+        "trials": [],
+        "best": best,
+    }
+    source = Source("s", "search", summary, f"sqlite:///{tmp_path / 'absent.db'}", tmp_path)
+    space = validate(SearchSpace, {"objectives": {"val_loss": direction}, "grid": {"seed": [0, 1, 2]}})
+    report = Report("s", tmp_path / "report")
+    best_config(report, SearchData(source, space, []))
+    assert yaml.safe_load((tmp_path / "report" / "best.yaml").read_text())["seed"] == 2
+    assert "Trial g0-001 (val_loss = 0.2500)" in "".join(report.blocks)
+
+
+def test_the_report_counts_the_trials_the_run_config_refused(tmp_path):
+    """A trial whose searched values the run config refuses together fails without running (config None in
+    summary.json); the search prints it among its failed trials, and the report counts it too: it said "Trials: 1
+    complete", one failed trial gone."""
+    space = load_space({
+        "name": "refuse", "base": {"model": "small_cnn", "dataset": "digits", "epochs": 1,
+                                   "sparsity": {"target": 0.9, "drop": {"rho": 0.1, "mode": "layer"}}},
+        "params": {"sparsity.threshold": {"type": "categorical", "choices": ["global", "layer"]},
+                   "sparsity.drop.mode": {"type": "categorical", "choices": ["global", "layer"]}},
+        "objectives": {"val_acc": "max"},
+    })  # fmt: skip
+    tracker = RunTracker(f"sqlite:///{tmp_path}/mlruns.db")
+    with parent_run(tracker, "refuse", "search", resume=False) as parent_id:
+        tracker.log_text(parent_id, json.dumps(space.model_dump(mode="json")), "resolved_space.json")
+    ran = {"sparsity.threshold": "global", "sparsity.drop.mode": "global"}
+    refused = {"sparsity.threshold": "layer", "sparsity.drop.mode": "global"}
+    trials = [
+        {"key": "g0-000", "name": "", "state": "COMPLETE", "grid": {}, "params": ran, "values": {"val_acc": 0.9},
+         "metrics": {"val_acc": 0.9, "sparsity": 0.9}, "config": space.resolve({}, ran).model_dump(mode="json")},
+        {"key": "g0-001", "name": "", "state": "FAIL", "grid": {}, "params": refused, "values": {}, "metrics": {},
+         "error": "ConfigError: sparsity: ...", "config": None},
+    ]  # fmt: skip
+    directory = tmp_path / "runs" / "refuse"
+    directory.mkdir(parents=True)
+    summary = {"name": "refuse", "parent_run_id": parent_id, "tracking_uri": tracker.tracking_uri,
+               "storage_url": f"sqlite:///{tmp_path}/absent.db", "objectives": {"val_acc": "max"},
+               "trials": trials, "best": trials[:1]}  # fmt: skip
+    (directory / "summary.json").write_text(json.dumps(summary))
+    assert main(["report", str(directory)]) == 0
+    assert (
+        "Trials: 1 complete, 1 fail. The fronts use the 1 complete trials"
+        in (directory / "report" / "report.html").read_text()
+    )
