@@ -103,7 +103,8 @@ def synthetic_trial(
         "key": key, "name": key, "state": "COMPLETE", "grid": {"model": model, "sparsity.target": target},
         "params": {"sparsity.theta.alpha": alpha}, "values": {"val_acc": val_acc},
         "metrics": {"val_acc": val_acc, "sparsity": target if sparsity is None else sparsity},
-        "config": {"model": model, "dataset": "digits", "sparsity": {"target": target, "theta": {"alpha": alpha}}},
+        "config": {"model": model, "dataset": "digits",
+                   "sparsity": {"target": target, "theta": {"policy": "log_density", "alpha": alpha}}},
     }  # fmt: skip
 
 
@@ -372,6 +373,24 @@ def test_a_margin_the_published_poles_cannot_keep_names_the_option_and_its_allow
     )
     fit = fit_tangent(targets, published(np.array(targets)), pole_margin=0.0194)
     assert fit.free == ("c1", "c4")
+
+
+def test_fit_alpha_leaves_out_the_alphas_a_theta_rule_without_one_drew(tmp_path, capsys):
+    """alpha searched beside a grid over the theta policy: a feather trial drew an alpha it never used (formulas §2:
+    only log_density has one). Its alphas were fitted, and drawn in the report, as the best of a group of their own."""
+    feather = []
+    for j, s in enumerate(TARGETS):
+        trial = synthetic_trial(f"g1-{j:03d}", "resnet20", s, 0.3, val_acc=0.95)
+        trial["grid"]["sparsity.theta.policy"] = "feather"
+        trial["config"]["sparsity"]["theta"]["policy"] = "feather"
+        feather.append(trial)
+    directory = tmp_path / "runs" / "alpha_policy"
+    synthetic_alpha_search(directory, "alpha_policy", ["resnet20"], feather)
+    assert main(["fit-alpha", str(directory), "--out", str(tmp_path / "fit")]) == 0
+    fitted = list(csv.DictReader((tmp_path / "fit" / "residuals.csv").open()))
+    assert {row["trial"] for row in fitted} == {f"g0-{j:03d}" for j in range(7)}  # 0.8 and the six targets
+    rule = yaml.safe_load((tmp_path / "fit" / "alpha_rule.yaml").read_text())
+    assert (rule["points"], rule["rmse"] < 1e-6) == (6, True)
 
 
 def test_fit_keeps_the_poles_outside_the_range_with_its_margin():
