@@ -19,6 +19,7 @@ TARGET = "sparsity.target"
 MODEL = "model"
 SEED = "seed"
 METRIC = "test_acc"  # what a study's table compares; val_acc is the trials' objective
+STUDY_ARTIFACT = "study.yaml"  # the study on its search's parent run: what tells a study from a search with methods
 
 
 class StudyConfig(StrictModel):
