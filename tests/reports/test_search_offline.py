@@ -67,12 +67,14 @@ def searched(tmp_path, document: dict[str, Any], trials: list[dict[str, Any]]) -
     return directory
 
 
-def trial(key: str, grid: dict[str, Any], params: dict[str, Any], state: str = "COMPLETE") -> dict[str, Any]:
-    """A trial entry of summary.json; its config (True: resolved by :func:`searched`; None: refused) and metrics."""
+def trial(
+    key: str, grid: dict[str, Any], params: dict[str, Any], state: str = "COMPLETE", refused: bool = False
+) -> dict[str, Any]:
+    """A trial entry of summary.json; its config (resolved by :func:`searched`; None: refused, never run) and metrics."""
     done = state == "COMPLETE"
     return {"key": key, "name": key, "state": state, "grid": grid, "params": params,
             "values": {"val_acc": 0.9} if done else {}, "metrics": {"val_acc": 0.9, "sparsity": 0.9} if done else {},
-            "config": True if done else None}  # fmt: skip
+            "config": None if refused else True}  # fmt: skip
 
 
 def test_the_report_counts_the_trials_the_run_config_refused(tmp_path):
@@ -88,7 +90,9 @@ def test_the_report_counts_the_trials_the_run_config_refused(tmp_path):
     }  # fmt: skip
     ran = {"sparsity.threshold": "global", "sparsity.drop.mode": "global"}
     refused = {"sparsity.threshold": "layer", "sparsity.drop.mode": "global"}
-    directory = searched(tmp_path, document, [trial("g0-000", {}, ran), trial("g0-001", {}, refused, "FAIL")])
+    directory = searched(
+        tmp_path, document, [trial("g0-000", {}, ran), trial("g0-001", {}, refused, "FAIL", refused=True)]
+    )
     assert main(["report", str(directory)]) == 0
     assert (
         "Trials: 1 complete, 1 fail. The fronts use the 1 complete trials"
@@ -111,3 +115,22 @@ def test_the_report_of_a_search_with_methods_has_no_study_section(tmp_path, caps
     html = (directory / "report" / "report.html").read_text()
     assert "Best configuration" in html
     assert "Study:" not in html
+
+
+def test_the_report_of_a_search_whose_trials_all_failed_draws_no_empty_plot(tmp_path, recwarn):
+    """No trial completed: each section says so. The plot of accuracy against the searched parameters was drawn
+    empty, and matplotlib's "No artists with labels found to put in legend" warning went to stderr."""
+    document = {
+        "name": "failed", "base": {"model": "small_cnn", "dataset": "digits", "epochs": 1},
+        "params": {"sparsity.theta.alpha": {"type": "float", "low": 0.0, "high": 0.3}},
+        "objectives": {"val_acc": "max"},
+    }  # fmt: skip
+    failed = [trial(f"g0-00{i}", {}, {"sparsity.theta.alpha": 0.1 * i}, "FAIL") for i in range(2)]
+    directory = searched(tmp_path, document, failed)
+    assert main(["report", str(directory)]) == 0
+    assert [str(w.message) for w in recwarn if issubclass(w.category, UserWarning)] == []
+    assert not (directory / "report" / "accuracy_per_param.png").exists()
+    assert (
+        'val_acc against each searched parameter</h2>\n<p class="note">No trial completed.</p>'
+        in (directory / "report" / "report.html").read_text()
+    )

@@ -276,7 +276,10 @@ def search_report(report: Report, data: SearchData) -> None:
     if data.space.params:  # a grid search (a study) searches nothing
         importances(report, data)
         report.heading(f"{data.accuracy_metric} against each searched parameter")
-        report.figure("accuracy_per_param", param_figure(data, complete))
+        if complete:
+            report.figure("accuracy_per_param", param_figure(data, complete))
+        else:
+            report.text("No trial completed.", note=True)
     learning_curves_section(report, data)
     if data.space.methods:
         study_section(report, data)
