@@ -237,10 +237,12 @@ def test_fit_scheduler_rerun_into_the_same_folder_keeps_only_its_presets(search,
         printed = capsys.readouterr().out.splitlines()
         return {line.split()[1] for line in printed if line.startswith("preset: ")}
 
+    mine = tmp_path / "preset-mine.yaml"  # a preset of the user's in the folder: never a file the command wrote
+    mine.write_text("A: 0.5\nB: 0.8\nC: 20\nD: -0.01\n")
     loose = presets("--sparsity-tolerance", "0.99", "--chance-margin", "0")  # every trial judged: Optuna's Pareto set
     strict = presets()
     assert loose - strict  # the trial short of its target, chosen by the loose rules only
-    assert {str(p) for p in tmp_path.glob("preset-*.yaml")} == strict
+    assert {str(p) for p in tmp_path.glob("preset-*.yaml")} == strict | {str(mine)}
 
 
 def test_bad_source_exits_2_with_one_line(search, tmp_path, monkeypatch, capsys):

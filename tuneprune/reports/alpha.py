@@ -202,7 +202,7 @@ def alpha_fit_report(
     report.text(f"{len(candidates)} complete alpha trials, {len(excluded)} excluded; {rules.describe()}.")
     if excluded:
         report.table("excluded", [asdict(p) for p in excluded], "trials left out and why")
-    report.remove_stale("excluded.csv")
+    report.remove_stale(r"excluded\.csv")
     report.heading("Fitted rule alpha(S) = c1 tan(c2 S + c3) + c4 (formulas §2)")
     r2 = "undefined (all alphas equal)" if fit.r2 is None else f"{fit.r2:.4f}"
     rule = fit.rule()
