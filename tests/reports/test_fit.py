@@ -103,7 +103,8 @@ def synthetic_trial(
         "key": key, "name": key, "state": "COMPLETE", "grid": {"model": model, "sparsity.target": target},
         "params": {"sparsity.theta.alpha": alpha}, "values": {"val_acc": val_acc},
         "metrics": {"val_acc": val_acc, "sparsity": target if sparsity is None else sparsity},
-        "config": {"model": model, "dataset": "digits", "sparsity": {"target": target, "theta": {"alpha": alpha}}},
+        "config": {"model": model, "dataset": "digits",
+                   "sparsity": {"target": target, "theta": {"policy": "log_density", "alpha": alpha}}},
     }  # fmt: skip
 
 
@@ -339,6 +340,57 @@ def test_excluded_trials_are_printed_plotted_and_never_fitted(tmp_path, capsys):
     assert rule["r2"] == pytest.approx(1.0)
     excluded = (tmp_path / "fit" / "excluded.csv").read_text().splitlines()
     assert len(excluded) == 1 + 3
+
+
+def test_a_rerun_into_the_same_folder_lists_only_its_own_excluded_trials(tmp_path, capsys):
+    """excluded.csv lists the trials this run left out: a rerun with looser rules that leaves none out does not keep
+    the former run's list beside its fit (it did: three trials shown as excluded that the new rule had fitted)."""
+    extra = [
+        synthetic_trial("g9-001", "resnet20", 0.99, 0.2, val_acc=0.95, sparsity=0.76),
+        synthetic_trial("g9-002", "resnet20", 0.98, 0.1, val_acc=0.146),
+    ]
+    directory, out = tmp_path / "runs" / "alpha_x", tmp_path / "fit"
+    synthetic_alpha_search(directory, "alpha_x", ["resnet20"], extra)
+    assert main(["fit-alpha", str(directory), "--out", str(out)]) == 0
+    assert len((out / "excluded.csv").read_text().splitlines()) == 1 + 2
+    capsys.readouterr()
+    loose = ["--sparsity-tolerance", "0.5", "--chance-margin", "0"]
+    assert main(["fit-alpha", str(directory), "--out", str(out), *loose]) == 0
+    assert "  excluded " not in capsys.readouterr().out
+    assert not (out / "excluded.csv").exists()
+
+
+def test_a_margin_the_published_poles_cannot_keep_names_the_option_and_its_allowed_range(tmp_path, capsys):
+    """With fewer than 4 distinct targets c2 and c3 keep their published values, and so the poles 0.8805 and 1.0166:
+    a --pole-margin past 0.90 - 0.88051 was refused with "fit all four constants", which 2 targets cannot. The line
+    names the option and the margins allowed, and the largest one it names is accepted."""
+    targets = [0.95, 0.98]
+    with pytest.raises(ConfigError) as refused:
+        fit_tangent(targets, published(np.array(targets)), pole_margin=0.05)
+    assert str(refused.value) == (
+        "--pole-margin = 0.05: with c2 and c3 published (c1, c4 fitted) its poles 0.8805 and 1.0166 lie within it of "
+        "the range 0.9..0.98; allowed: [0, 0.0194]"
+    )
+    fit = fit_tangent(targets, published(np.array(targets)), pole_margin=0.0194)
+    assert fit.free == ("c1", "c4")
+
+
+def test_fit_alpha_leaves_out_the_alphas_a_theta_rule_without_one_drew(tmp_path, capsys):
+    """alpha searched beside a grid over the theta policy: a feather trial drew an alpha it never used (formulas §2:
+    only log_density has one). Its alphas were fitted, and drawn in the report, as the best of a group of their own."""
+    feather = []
+    for j, s in enumerate(TARGETS):
+        trial = synthetic_trial(f"g1-{j:03d}", "resnet20", s, 0.3, val_acc=0.95)
+        trial["grid"]["sparsity.theta.policy"] = "feather"
+        trial["config"]["sparsity"]["theta"]["policy"] = "feather"
+        feather.append(trial)
+    directory = tmp_path / "runs" / "alpha_policy"
+    synthetic_alpha_search(directory, "alpha_policy", ["resnet20"], feather)
+    assert main(["fit-alpha", str(directory), "--out", str(tmp_path / "fit")]) == 0
+    fitted = list(csv.DictReader((tmp_path / "fit" / "residuals.csv").open()))
+    assert {row["trial"] for row in fitted} == {f"g0-{j:03d}" for j in range(7)}  # 0.8 and the six targets
+    rule = yaml.safe_load((tmp_path / "fit" / "alpha_rule.yaml").read_text())
+    assert (rule["points"], rule["rmse"] < 1e-6) == (6, True)
 
 
 def test_fit_keeps_the_poles_outside_the_range_with_its_margin():

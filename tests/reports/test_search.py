@@ -228,6 +228,23 @@ def test_fit_scheduler_presets_load_and_never_judge_a_trial_below_its_target(sea
     assert {"lambda.png", "sparsity_trajectories.png"} <= {p.name for p in tmp_path.glob("*.png")}
 
 
+def test_fit_scheduler_rerun_into_the_same_folder_keeps_only_its_presets(search, tmp_path, capsys):
+    """The folder holds a preset for each trial the run chose, as printed: a rerun with stricter rules deletes the
+    presets of the trials it no longer chooses (they stayed: a preset of a trial it judged short of its target)."""
+
+    def presets(*options: str) -> set[str]:
+        assert main(["fit-scheduler", str(search.results_dir), "--out", str(tmp_path), *options]) == 0
+        printed = capsys.readouterr().out.splitlines()
+        return {line.split()[1] for line in printed if line.startswith("preset: ")}
+
+    mine = tmp_path / "preset-mine.yaml"  # a preset of the user's in the folder: never a file the command wrote
+    mine.write_text("A: 0.5\nB: 0.8\nC: 20\nD: -0.01\n")
+    loose = presets("--sparsity-tolerance", "0.99", "--chance-margin", "0")  # every trial judged: Optuna's Pareto set
+    strict = presets()
+    assert loose - strict  # the trial short of its target, chosen by the loose rules only
+    assert {str(p) for p in tmp_path.glob("preset-*.yaml")} == strict | {str(mine)}
+
+
 def test_bad_source_exits_2_with_one_line(search, tmp_path, monkeypatch, capsys):
     out = subprocess.run(
         [sys.executable, "-m", "tuneprune.cli", "report", "no_such_search", "--tracking-uri", search.tracking_uri],

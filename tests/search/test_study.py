@@ -139,6 +139,18 @@ def test_published_with_models_needs_a_known_model():
         })  # fmt: skip
 
 
+@pytest.mark.parametrize("value", [True, False])
+def test_a_published_accuracy_must_be_a_number_not_a_yes_or_no(value):
+    """YAML reads yes/no/true/false as booleans, which Python counts as 1 and 0: true was accepted and printed as a
+    published 1.00 % with its difference."""
+    from tuneprune.shared.config import ConfigError
+
+    with pytest.raises(ConfigError, match=f"published.feather.0.9 = {value}: an accuracy in % \\(0 to 100\\)"):
+        validate(
+            StudyConfig, {"methods": METHODS, "targets": [0.9], "seeds": [0], "published": {"feather": {0.9: value}}}
+        )
+
+
 def complete_trials(name: str, storage_url: str) -> int:
     storage = optuna.storages.RDBStorage(storage_url, heartbeat_interval=None)
     return sum(

@@ -37,13 +37,13 @@ def run(args: argparse.Namespace) -> int:
 
     from tuneprune.reports.study_table import study_table, write_study_outputs
     from tuneprune.search import prepare_search, run_search
-    from tuneprune.search.study_config import load_study
+    from tuneprune.search.study_config import STUDY_ARTIFACT, load_study
     from tuneprune.tracking import RunTracker
 
     study, document = load_study(args.study, args.overrides, args.name)
     options = {**cluster_options(args), "name": document["name"]}
     prepared = prepare_search(args.study, storage_url=args.storage, document=document, **options)
-    prepared.extra_artifacts["study.yaml"] = yaml.safe_dump(study.model_dump(mode="json"), sort_keys=False)
+    prepared.extra_artifacts[STUDY_ARTIFACT] = yaml.safe_dump(study.model_dump(mode="json"), sort_keys=False)
     summary = run_search(prepared, progress=not args.no_progress)
     table = study_table(study.model_copy(update={"name": prepared.name}), summary.trials)
     tracker = RunTracker(prepared.tracking_uri, study.experiment)

@@ -44,13 +44,16 @@ class AlphaPoint:
 
 def trial_alpha(entry: dict[str, Any], space: SearchSpace | None = None) -> float | None:
     """The alpha of ``log_density`` theta a trial ran with: searched (its params), or set to a number by the study
-    ``space`` it ran in (its method or base; formulas §11); None when it ran with no alpha of its own, also when a rule
-    derived it from the target (``'auto'``, ``'fitted:PATH'``: its config holds the rule's value, not a found one)."""
+    ``space`` it ran in (its method or base; formulas §11); None when it ran with no alpha of its own: another theta
+    policy (formulas §2: only ``log_density`` uses alpha, a searched one included), or a rule that derived it from the
+    target (``'auto'``, ``'fitted:PATH'``: its config holds the rule's value, not a found one)."""
+    theta = (entry["config"].get("sparsity") or {}).get("theta") or {}
+    if theta.get("policy") != "log_density":
+        return None
     if THETA_ALPHA in entry["params"]:
         return float(entry["params"][THETA_ALPHA])
-    theta = (entry["config"].get("sparsity") or {}).get("theta") or {}
     alpha = theta.get("alpha")
-    if space is None or METHOD not in entry["grid"] or theta.get("policy") != "log_density":
+    if space is None or METHOD not in entry["grid"]:
         return None
     given = flatten(space.trial_document(entry["grid"], entry["params"])).get(THETA_ALPHA)
     return None if derived_alpha(given) or not isinstance(alpha, int | float) else float(alpha)
@@ -199,6 +202,7 @@ def alpha_fit_report(
     report.text(f"{len(candidates)} complete alpha trials, {len(excluded)} excluded; {rules.describe()}.")
     if excluded:
         report.table("excluded", [asdict(p) for p in excluded], "trials left out and why")
+    report.remove_stale(r"excluded\.csv")
     report.heading("Fitted rule alpha(S) = c1 tan(c2 S + c3) + c4 (formulas §2)")
     r2 = "undefined (all alphas equal)" if fit.r2 is None else f"{fit.r2:.4f}"
     rule = fit.rule()

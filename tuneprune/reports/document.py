@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import html
+import re
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -83,6 +84,14 @@ class Report:
         path = self.path(name)
         path.write_text(header + yaml.safe_dump(document, sort_keys=False))
         return path
+
+    def remove_stale(self, pattern: str) -> None:
+        """Delete the files of ``out`` whose names match ``pattern`` (a regular expression, the whole name) that this
+        report did not write: those an earlier run of the command left there (presets of trials no longer chosen, a
+        list of trials no longer left out); a name the command never gives, a file of the user's, is kept."""
+        stale = [p for p in self.out.glob("*") if re.fullmatch(pattern, p.name) and p not in self.files]
+        for old in filter(Path.is_file, stale):
+            old.unlink()
 
     def write_html(self, name: str = "report.html") -> Path:
         path = self.path(name)

@@ -161,6 +161,7 @@ def scheduler_report(
             "trial": trial.key, **trial.grid, **constants, "initial_sparsity": scheduler.initial_sparsity,
             "sparsity": j.sparsity, "reached_epoch": j.reached_epoch, **trial.values, "preset": path.name,
         })  # fmt: skip
+    report.remove_stale(r"preset-g\d+-\d+\.yaml")  # the names write_preset gives (trial keys)
     report.table("constants", constant_rows)
     report.heading("lambda(S): published presets and found constants")
     report.figure(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import itertools
 import json
+from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +23,7 @@ from tuneprune.reports.trials import SearchData, Trial
 from tuneprune.reports.usable import DEFAULT_RULES
 from tuneprune.runs.paths import THETA_ALPHA
 from tuneprune.shared.config import ConfigError
-from tuneprune.shared.pareto import Plane, front_indices, hypervolume
+from tuneprune.shared.pareto import Plane, best_of, front_indices, hypervolume
 from tuneprune.tracking import check_storage_reachable, store_missing
 
 if TYPE_CHECKING:
@@ -241,13 +242,14 @@ def alpha_series(report: Report, data: SearchData) -> None:
 
 
 def best_config(report: Report, data: SearchData) -> None:
-    """``best.yaml``: the run config of the best trial in the first objective, which ``tuneprune train`` runs as is
-    and which reproduces the trial's metrics exactly on the same kind of device."""
+    """``best.yaml``: the run config of the best trial in the first objective (a tie to the lowest trial key,
+    :func:`~tuneprune.shared.pareto.best_of`), which ``tuneprune train`` runs as is and which reproduces the trial's
+    metrics exactly on the same kind of device."""
     entries = data.source.summary["best"]
     if not entries:
         return
     (first, direction), *_ = data.objectives.items()
-    pick = (max if direction == "max" else min)(entries, key=lambda e: e["values"][first])
+    pick = entries[best_of([e["values"][first] for e in entries], [e["key"] for e in entries], direction)]
     run_id = pick.get("mlflow_run_id")  # the config the trial ran, as it logged it (threads and device included)
     config = json.loads(data.source.artifact_text(run_id, "config.json")) if run_id else pick["config"]
     path = report.write_yaml("best.yaml", config)
@@ -260,9 +262,8 @@ def best_config(report: Report, data: SearchData) -> None:
 def search_report(report: Report, data: SearchData) -> None:
     """Every section of a search report, in order."""
     complete = [t for t in data.trials if t.complete]
-    states = ", ".join(
-        f"{sum(t.state == s for t in data.trials)} {s.lower()}" for s in sorted({t.state for t in data.trials})
-    )
+    listed = Counter(t["state"] for t in data.source.summary["trials"])  # those the run config refused included
+    states = ", ".join(f"{listed[s]} {s.lower()}" for s in sorted(listed))
     grid = "; ".join(f"{k} in {v}" for k, v in data.space.grid.items()) or "none"
     report.text(
         f"Objectives: {', '.join(f'{m} ({d})' for m, d in data.objectives.items())}. Searched: {', '.join(data.space.params)}. "
@@ -275,7 +276,10 @@ def search_report(report: Report, data: SearchData) -> None:
     if data.space.params:  # a grid search (a study) searches nothing
         importances(report, data)
         report.heading(f"{data.accuracy_metric} against each searched parameter")
-        report.figure("accuracy_per_param", param_figure(data, complete))
+        if complete:
+            report.figure("accuracy_per_param", param_figure(data, complete))
+        else:
+            report.text("No trial completed.", note=True)
     learning_curves_section(report, data)
     if data.space.methods:
         study_section(report, data)

@@ -22,9 +22,10 @@ import yaml
 from tuneprune.output.plotting import new_figure, save_figure
 from tuneprune.output.summaries import write_rows
 from tuneprune.reports.document import Report
+from tuneprune.reports.source import Source
 from tuneprune.reports.trials import SearchData
 from tuneprune.search.space import METHOD
-from tuneprune.search.study_config import METRIC, MODEL, TARGET, StudyConfig
+from tuneprune.search.study_config import METRIC, MODEL, STUDY_ARTIFACT, TARGET, StudyConfig
 from tuneprune.shared.config import validate
 
 BEST_MARK = "*"
@@ -225,9 +226,20 @@ def write_study_outputs(table: StudyTable, out: Path) -> list[Path]:
     return [write_rows(table.records(), out / "study.csv"), markdown, save_figure(table.figure(), out / "study.png")]
 
 
+def logged_study(source: Source) -> StudyConfig | None:
+    """The study a search ran (``study.yaml`` on its parent run, logged by ``tuneprune study``); None for a search that
+    no study ran, one whose grid sweeps ``methods`` included (docs/searches.md)."""
+    run_id = source.parent_run_id
+    if all(a.path != STUDY_ARTIFACT for a in source.client.list_artifacts(run_id)):
+        return None
+    return validate(StudyConfig, yaml.safe_load(source.artifact_text(run_id, STUDY_ARTIFACT)))
+
+
 def study_section(report: Report, data: SearchData) -> None:
-    """The study's table, its legend and its plot in the HTML report of the search that ran it."""
-    study = validate(StudyConfig, yaml.safe_load(data.source.artifact_text(data.source.parent_run_id, "study.yaml")))
+    """The study's table, its legend and its plot in the HTML report of the search that ran it (none for a search)."""
+    study = logged_study(data.source)
+    if study is None:
+        return
     table = study_table(study, ({"grid": t.grid, "state": t.state, "metrics": t.metrics} for t in data.trials))
     report.heading(f"Study: {METRIC} per method and target sparsity")
     header = table.header()

@@ -160,6 +160,12 @@ def fit_tangent(
         fit = AlphaFit(constants_from_poles(*map(float, result.x)), CONSTANTS, s, a, pole_margin)
     if min(fit.pole_gaps.values()) < -1e-9:
         (low, high), (lower, upper) = fit.fitted_range, fit.poles
+        if {"c2", "c3"}.isdisjoint(fit.free):  # the published poles: only a smaller margin keeps them out
+            allowed = math.floor((fit.pole_margin + min(fit.pole_gaps.values())) * 1e4) / 1e4
+            raise ConfigError(
+                f"--pole-margin = {fit.pole_margin}: with c2 and c3 published ({', '.join(fit.free)} fitted) its poles "
+                f"{lower:.4f} and {upper:.4f} lie within it of the range {low}..{high}; allowed: [0, {allowed:.4f}]"
+            )
         raise ConfigError(
             f"fit-alpha: with {', '.join(fit.free)} free the rule has a pole ({lower:.4f} or {upper:.4f}) within "
             f"{fit.pole_margin} of the range {low}..{high}; fit all four constants, whose fit keeps the poles out"

@@ -19,6 +19,7 @@ TARGET = "sparsity.target"
 MODEL = "model"
 SEED = "seed"
 METRIC = "test_acc"  # what a study's table compares; val_acc is the trials' objective
+STUDY_ARTIFACT = "study.yaml"  # the study on its search's parent run: what tells a study from a search with methods
 
 
 class StudyConfig(StrictModel):
@@ -67,7 +68,7 @@ class StudyConfig(StrictModel):
                 raise ValueError(f"published.{method}: target {target} is not one of targets")
             if self.models and model not in self.models:
                 raise ValueError(f"published: unknown model {model!r}, allowed: {', '.join(self.models)}")
-            if not (isinstance(value, (int, float)) and 0.0 <= value <= 100.0):
+            if isinstance(value, bool) or not (isinstance(value, (int, float)) and 0.0 <= value <= 100.0):
                 raise ValueError(f"published.{method}.{target} = {value!r}: an accuracy in % (0 to 100)")
         return self
 
