@@ -134,3 +134,24 @@ def test_the_report_of_a_search_whose_trials_all_failed_draws_no_empty_plot(tmp_
         'val_acc against each searched parameter</h2>\n<p class="note">No trial completed.</p>'
         in (directory / "report" / "report.html").read_text()
     )
+
+
+def test_a_name_is_the_working_directorys_search_before_the_index_latest_of_that_name(tmp_path, monkeypatch):
+    """Two directories each ran a search named ``digits_demo`` (the README's): ``tuneprune report digits_demo`` in the
+    first reported the second's, the latest the index holds of that name. A name's finished results in ``./runs``
+    come first; from a directory without them, the index's latest entry, as before."""
+    from tuneprune.reports import resolve_source
+    from tuneprune.tracking.index import index_results
+
+    document = {"name": "digits_demo", "base": {"model": "small_cnn", "dataset": "digits", "epochs": 1},
+                "params": {"lr": {"type": "float", "low": 0.01, "high": 0.1}}, "objectives": {"val_acc": "max"}}  # fmt: skip
+    results = {}
+    for place in ("first", "second"):
+        (tmp_path / place).mkdir()
+        results[place] = searched(tmp_path / place, document, [trial("g0-000", {}, {"lr": 0.05})])
+        summary = json.loads((results[place] / "summary.json").read_text())
+        index_results("digits_demo", "search", results[place], summary["tracking_uri"], summary["parent_run_id"])
+    monkeypatch.chdir(tmp_path / "first")
+    assert resolve_source("digits_demo").results_dir == results["first"].resolve()
+    monkeypatch.chdir(tmp_path)
+    assert resolve_source("digits_demo").results_dir == results["second"].resolve()

@@ -137,12 +137,16 @@ def _from_tracking(label: str, tracking_uri: str | None) -> Source:
 
 
 def resolve_source(source: str, tracking_uri: str | None = None) -> Source:
-    """The :class:`Source` that ``source`` names: a results directory (``runs/NAME``), or a name or parent run id looked
-    up in the index (:mod:`tuneprune.tracking.index`, from any directory), else in ``tracking_uri`` (default
-    ``./mlruns.db``)."""
+    """The :class:`Source` that ``source`` names: a results directory (``runs/NAME``); or a name whose finished
+    results are in ``./runs/NAME`` (the working directory's, before a search of that name elsewhere); or a name or
+    parent run id looked up in the index (:mod:`tuneprune.tracking.index`, from any directory, its latest entry of a
+    name), else in ``tracking_uri`` (default ``./mlruns.db``)."""
     directory = Path(source)
     if directory.is_dir():
         return _from_directory(source, directory, tracking_uri)
+    here = Path("runs", source)  # a name's results in the working directory come before the index's latest elsewhere
+    if (here / SUMMARY).is_file():
+        return _from_directory(source, here, tracking_uri)
     entry = lookup(source)
     if entry is not None and Path(entry["results_dir"], SUMMARY).is_file():
         return _from_directory(source, Path(entry["results_dir"]), tracking_uri or entry["tracking_uri"])
