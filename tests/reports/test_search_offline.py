@@ -155,3 +155,13 @@ def test_a_name_is_the_working_directorys_search_before_the_index_latest_of_that
     assert resolve_source("digits_demo").results_dir == results["first"].resolve()
     monkeypatch.chdir(tmp_path)
     assert resolve_source("digits_demo").results_dir == results["second"].resolve()
+
+
+def test_the_report_of_a_grid_search_says_it_searched_nothing(tmp_path):
+    """A grid-only search (a study's) was introduced as 'Searched: .'."""
+    document = {"name": "grid", "base": {"model": "small_cnn", "dataset": "digits", "epochs": 1},
+                "params": {}, "grid": {"seed": [0]}, "objectives": {"val_acc": "max"}}  # fmt: skip
+    directory = searched(tmp_path, document, [trial("g0-000", {"seed": 0}, {})])
+    assert main(["report", str(directory)]) == 0
+    html = (directory / "report" / "report.html").read_text()
+    assert "Searched: nothing (a grid). Grid: seed in [0]." in html

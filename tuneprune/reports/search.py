@@ -154,7 +154,7 @@ def anytime(report: Report, data: SearchData) -> None:
         anytime_figure(rows, plane),
         "after each ended trial; trials stopped early count their epochs",
     )
-    report.table("anytime_hypervolume", rows, inline=False)
+    report.table("anytime_hypervolume", rows, "the hypervolume after each ended trial", inline=False)
 
 
 def best_table(report: Report, data: SearchData) -> None:
@@ -266,7 +266,7 @@ def search_report(report: Report, data: SearchData) -> None:
     states = ", ".join(f"{listed[s]} {s.lower()}" for s in sorted(listed))
     grid = "; ".join(f"{k} in {v}" for k, v in data.space.grid.items()) or "none"
     report.text(
-        f"Objectives: {', '.join(f'{m} ({d})' for m, d in data.objectives.items())}. Searched: {', '.join(data.space.params)}. "
+        f"Objectives: {', '.join(f'{m} ({d})' for m, d in data.objectives.items())}. Searched: {', '.join(data.space.params) or 'nothing (a grid)'}. "
         f"Grid: {grid}. Trials: {states}. The fronts use the {len(complete)} complete trials; sparsity is the achieved "
         "sparsity at the last epoch."
     )
