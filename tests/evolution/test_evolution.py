@@ -11,6 +11,7 @@ from pathlib import Path
 import cloudpickle
 import numpy as np
 import pytest
+import torch
 import yaml
 from mlflow.tracking import MlflowClient
 from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
@@ -261,14 +262,26 @@ def test_cli_bad_space_exits_2_with_one_line_without_ray(tmp_path):
         ({"from_run": "0123456789abcdef"}, [], r"--from-run 0123456789abcdef: "),
         ({}, ["variables.groups={early: [features.3]}"], r"layer 'features.7' is in no group"),
         ("dense", ["target.exclude=[layer4]"], r"target.exclude: no module named 'layer4'"),
+        pytest.param(
+            {},
+            ["train.device=cuda"],
+            r"^train.device = 'cuda': CUDA is not available on this machine, allowed here: auto, cpu$",
+            marks=pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here"),
+        ),
     ],
-    ids=["missing-checkpoint", "unknown-run", "groups-of-the-trained-model", "exclude-of-the-checkpoint"],
+    ids=[
+        "missing-checkpoint",
+        "unknown-run",
+        "groups-of-the-trained-model",
+        "exclude-of-the-checkpoint",
+        "cuda-without-cuda",
+    ],
 )
 def test_the_dense_model_and_its_layers_are_checked_before_the_evolution_starts(
     source, overrides, expected, dense_digits, tmp_path
 ):
-    """Before any MLflow run: on the old code a missing model or a misnamed layer failed the started evolution's parent
-    run, and that name then needed --resume."""
+    """Before any MLflow run: on the old code a missing model, a misnamed layer or ``train.device: cuda`` without CUDA (the
+    dense model to be trained) failed the started evolution's parent run, and that name then needed --resume."""
     given = {"checkpoint": dense_digits[0]} if source == "dense" else source
     with pytest.raises(ConfigError, match=expected):
         prepare_evolution(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 import yaml
 
 from tuneprune.cli import main
@@ -33,6 +34,12 @@ def write(tmp_path, data) -> str:
         ({"bogus": 1}, [], "bogus"),
         ({}, ["deltas=[0.5, 1.5]"], "deltas.1"),
         ({}, ["train.model=nope"], "train.model"),
+        pytest.param(  # checked before the model trains and the study's MLflow run opens, which then kept the name
+            {},
+            ["relevance.device=cuda"],
+            "relevance.device = 'cuda': CUDA is not available on this machine",
+            marks=pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here"),
+        ),
     ],
 )
 def test_bad_config_exits_2_with_one_line_naming_the_field(tmp_path, capsys, change, overrides, field):

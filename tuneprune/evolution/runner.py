@@ -32,7 +32,7 @@ from tuneprune.stochastic import dense_model_and_data, target_layers
 from tuneprune.stochastic.pipeline import accuracies
 from tuneprune.tracking import RunTracker, parent_run, store_missing
 from tuneprune.tracking.index import index_results
-from tuneprune.training import RunConfig, save_model, untrained_model
+from tuneprune.training import RunConfig, resolve_device, save_model, untrained_model
 
 DENSE_NAME = "dense.pt"
 
@@ -89,6 +89,7 @@ def prepare_evolution(
     """Load and validate the space, the data location, the store and any checkpoint. Starts nothing."""
     document = space_document(space_path, overrides, name)
     space = validate(EvolutionSpace, document)
+    resolve_device(space.train.device, "train.device")  # where the driver trains or loads the dense model
     place = check_driver(
         space_path, space.name, [(space.train.dataset, space.train.data_dir, space.train.download)],
         (space.resources.cpu, space.resources.gpu), address=address, tracking_uri=tracking_uri, results_root=results_root,
