@@ -255,6 +255,15 @@ def test_cli_bad_space_exits_2_with_one_line_without_ray(tmp_path):
     assert not list(tmp_path.iterdir())
 
 
+def test_from_run_finds_a_trial_in_the_store_a_search_recorded(indexed_model_run, tmp_path):
+    """``--from-run`` of a search's trial from another directory, without ``--tracking-uri``: the run is looked for in
+    the stores the index of searches records, as ``prune-stochastic --from-run`` does (the old code looked only in the
+    evolution's own store, ``./mlruns.db``, and refused the run)."""
+    prepared = prepare_evolution(ROOT / "search_spaces" / "evolve_digits.yaml", from_run=indexed_model_run)
+    assert prepared.dense is not None
+    assert prepared.tracking_uri == f"sqlite:///{tmp_path / 'elsewhere' / 'mlruns.db'}"
+
+
 @pytest.mark.parametrize(
     ("source", "overrides", "expected"),
     [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -106,3 +107,15 @@ def test_end_to_end_on_digits_writes_mlflow_parent_children_plots_and_csv(tmp_pa
     light = ["--set", "rankings=[parameter]", "--set", "deltas=[]", "--set", "percentages=[0]", "--json"]
     assert main([*again, "--name", "rel_again", "--results-dir", str(tmp_path / "runs"), *light]) == 0
     assert json.loads(capsys.readouterr().out)["baseline"] == out["baseline"]
+
+
+def test_from_run_finds_a_trial_in_the_store_a_search_recorded(indexed_model_run, tmp_path):
+    """``--from-run`` of a search's trial from another directory, without ``--tracking-uri``: the model is found in the
+    stores the index of searches records, as ``prune-stochastic --from-run`` finds it; the study is recorded in
+    ``./mlruns.db`` (the old code looked for the run only there and refused it)."""
+    from tuneprune.runs.relevance_study import run_relevance_study
+
+    path = write(tmp_path, {**STUDY, "percentages": [50], "rankings": ["parameter"], "deltas": []})
+    study = run_relevance_study(Path(path), None, from_run=indexed_model_run, progress=False)
+    assert study.tracking_uri == f"sqlite:///{tmp_path / 'elsewhere' / 'mlruns.db'}"
+    assert [row["percentage"] for row in study.result.curves["parameter"]] == [50]

@@ -94,6 +94,9 @@ def prepare_evolution(
         space_path, space.name, [(space.train.dataset, space.train.data_dir, space.train.download)],
         (space.resources.cpu, space.resources.gpu), address=address, tracking_uri=tracking_uri, results_root=results_root,
     )  # fmt: skip
+    given_uri = (
+        tracking_uri  # --from-run looks there, else in the default store and those searches recorded (locate_run)
+    )
     evolution_name, tracking_uri, results_dir = place.name, place.tracking_uri, place.results_dir
     state_path = results_dir / STATE_NAME
     state = None
@@ -119,7 +122,7 @@ def prepare_evolution(
         # a given model (a file, an MLflow run) is loaded now, a model to be trained checked untrained: that it exists
         # and has the layers the space names is checked before the evolution's MLflow run starts, not after training
         if checkpoint is not None or from_run is not None:
-            dense = dense_model_and_data(space.train, checkpoint, from_run, tracking_uri)
+            dense = dense_model_and_data(space.train, checkpoint, from_run, given_uri)
         group_layers(
             target_layers(dense[0] if dense else untrained_model(space.train), space.target), space.variables.groups
         )

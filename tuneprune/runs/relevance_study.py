@@ -64,7 +64,8 @@ def run_relevance_study(
     study = StudyTracker(RunTracker(uri, config.experiment), name)
     if progress:
         say("training the model ..." if "trained" in source else "loading the model ...")
-    model, run_config = obtain_model(config.train, checkpoint, from_run, uri, progress)
+    # --from-run: in the given store, else the default one or one a search recorded (locate_run), as prune-stochastic
+    model, run_config = obtain_model(config.train, checkpoint, from_run, tracking_uri, progress)
     data = load_dataset(run_config)
     out = (results_root / name).resolve()
     files = []
