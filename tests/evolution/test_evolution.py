@@ -264,6 +264,20 @@ def test_from_run_finds_a_trial_in_the_store_a_search_recorded(indexed_model_run
     assert prepared.tracking_uri == f"sqlite:///{tmp_path / 'elsewhere' / 'mlruns.db'}"
 
 
+def test_a_generation_whose_logging_fails_leaves_no_child_run_running(tmp_path):
+    """A generation's child run opened, then its logging stopped (Ctrl-C, a store error): on the old code it stayed
+    RUNNING after the command had ended. Its population CSV missing makes the store stop here."""
+    from tuneprune.evolution.runner import _log_generation
+    from tuneprune.tracking import RunTracker
+
+    tracker = RunTracker(f"sqlite:///{tmp_path}/mlruns.db", "tuneprune")
+    parent_id = tracker.start_parent("evo", "evolution", resume=False)
+    with pytest.raises(Exception, match=r"gen-001\.csv"):
+        _log_generation(tracker, parent_id, EvolutionSpace(), 1, [], [], 0.0, tmp_path / "gen-001.csv")
+    (child,) = tracker.children(parent_id)
+    assert child.info.status == "FAILED"
+
+
 @pytest.mark.parametrize(
     ("source", "overrides", "expected"),
     [

@@ -30,7 +30,7 @@ from tuneprune.output.summaries import write_rows, write_summary
 from tuneprune.shared.config import ConfigError, validate
 from tuneprune.stochastic import dense_model_and_data, target_layers
 from tuneprune.stochastic.pipeline import accuracies
-from tuneprune.tracking import RunTracker, parent_run, store_missing
+from tuneprune.tracking import RunTracker, child_run, parent_run, store_missing
 from tuneprune.tracking.index import index_results
 from tuneprune.training import RunConfig, resolve_device, save_model, untrained_model
 
@@ -152,18 +152,18 @@ def _log_generation(
     tracker: RunTracker, parent_id: str, space: EvolutionSpace, generation: int,
     rows: list[dict[str, Any]], front: list[dict[str, Any]], hv: float, csv_path: Path,
 ) -> None:  # fmt: skip
-    """A child run per generation (found again by key on resume): hypervolume, front size, population CSV."""
+    """A child run per generation (found again by key on resume; ended KILLED or FAILED if its logging is stopped):
+    hypervolume, front size, population CSV."""
     key = f"gen-{generation:03d}"
-    run_id, new_run = tracker.child(parent_id, key, key, kind="generation")
-    params = {"generation": generation, "reference_point": json.dumps(list(space.reference_point))}
-    tracker.log_params(run_id, params, new_run=new_run)
-    ok = [r for r in rows if r["status"] == "ok"]
-    metrics = {"hypervolume": hv, "n_nondominated": len(front), "n_failed": len(rows) - len(ok)}
-    for column in ("accuracy", "sparsity", "pruned_layers_sparsity"):
-        metrics[f"max_{column}"] = max((r[column] for r in ok), default=0.0)
-    tracker.log_metrics(run_id, metrics, step=generation)
-    tracker.log_artifact(run_id, csv_path)
-    tracker.finish(run_id, "FINISHED")
+    with child_run(tracker, parent_id, key, key, kind="generation") as (run_id, new_run):
+        params = {"generation": generation, "reference_point": json.dumps(list(space.reference_point))}
+        tracker.log_params(run_id, params, new_run=new_run)
+        ok = [r for r in rows if r["status"] == "ok"]
+        metrics = {"hypervolume": hv, "n_nondominated": len(front), "n_failed": len(rows) - len(ok)}
+        for column in ("accuracy", "sparsity", "pruned_layers_sparsity"):
+            metrics[f"max_{column}"] = max((r[column] for r in ok), default=0.0)
+        tracker.log_metrics(run_id, metrics, step=generation)
+        tracker.log_artifact(run_id, csv_path)
     tracker.log_metrics(parent_id, {"hypervolume": hv, "n_nondominated": len(front)}, step=generation)
 
 
