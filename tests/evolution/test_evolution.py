@@ -197,6 +197,25 @@ def test_resume_refuses_a_changed_space_and_a_rerun_without_resume(store, dense_
     assert prepared.state.generation == 0
 
 
+def test_resume_refuses_fewer_generations_than_were_run(store, tmp_path):
+    """``--resume`` with ``algorithm.generations`` below the generations already run ran none, showed the front of all of
+    them and tagged the parent run with the smaller number (``evolution.generations``); refused in one line."""
+    from tuneprune.evolution.state import STATE_NAME, EvolutionState
+
+    space = EvolutionSpace.model_validate(SPACE)
+    out = store["results_root"] / "shrunk"
+    out.mkdir(parents=True)
+    EvolutionState(space.fingerprint(), new_algorithm(space), generation=3).save(out / STATE_NAME)
+    path = tmp_path / "shrunk.yaml"
+    path.write_text(yaml.safe_dump(SPACE))
+    expected = (
+        "algorithm.generations = 2: the evolution 'shrunk' has run 3 generations; --resume continues it to 3 or more"
+    )
+    with pytest.raises(ConfigError, match=f"^{expected}$"):
+        prepare_evolution(path, ["algorithm.generations=2"], resume=True, **store)
+    assert prepare_evolution(path, ["algorithm.generations=3"], resume=True, **store).state is not None
+
+
 @pytest.mark.parametrize(
     ("override", "expected"),
     [

@@ -110,6 +110,11 @@ def prepare_evolution(
             raise ConfigError(
                 f"--resume: the space differs from the one {evolution_name!r} started with (only algorithm.generations may change)"
             )
+        if space.algorithm.generations < state.generation:  # it would run none, and record the smaller number
+            raise ConfigError(
+                f"algorithm.generations = {space.algorithm.generations}: the evolution {evolution_name!r} has run "
+                f"{state.generation} generations; --resume continues it to {state.generation} or more"
+            )
     elif resume and (  # a driver killed before its first generation left only the parent run
         store_missing(tracking_uri)
         or RunTracker(tracking_uri, space.experiment).find_parent(evolution_name, "evolution") is None
