@@ -216,6 +216,28 @@ def test_resume_refuses_fewer_generations_than_were_run(store, tmp_path):
     assert prepare_evolution(path, ["algorithm.generations=3"], resume=True, **store).state is not None
 
 
+def test_a_resumed_dense_model_and_its_layers_are_checked_before_the_parent_run_reopens(store, dense_digits, tmp_path):
+    """A driver stopped in its first generation left dense.pt and the parent run, no state: ``--resume`` with a misnamed
+    layer reopened the parent run and then failed it (FAILED until resumed again); refused before, the run untouched."""
+    import shutil
+
+    from tuneprune.evolution.runner import DENSE_NAME
+    from tuneprune.tracking import RunTracker
+
+    out = store["results_root"] / "halted"
+    out.mkdir(parents=True)
+    shutil.copy(dense_digits[0], out / DENSE_NAME)
+    tracker = RunTracker(store["tracking_uri"], "tuneprune")
+    parent_id = tracker.start_parent("halted", "evolution", resume=False)
+    tracker.finish(parent_id, "KILLED")
+    path = tmp_path / "halted.yaml"
+    path.write_text(yaml.safe_dump(SPACE))
+    with pytest.raises(ConfigError, match=r"^target.exclude: no module named 'layer4' in the model$"):
+        prepare_evolution(path, ["target.exclude=[layer4]"], resume=True, **store)
+    assert tracker.client.get_run(parent_id).info.status == "KILLED"
+    assert prepare_evolution(path, resume=True, **store).dense is not None  # the dense model is loaded once
+
+
 @pytest.mark.parametrize(
     ("override", "expected"),
     [

@@ -40,7 +40,8 @@ DENSE_NAME = "dense.pt"
 @dataclass
 class PreparedEvolution:
     """A validated evolution, ready to run; ``state`` is the checkpoint a resume continues, ``dense`` the dense model,
-    its run config and data when :func:`prepare_evolution` loaded and checked them (a ``checkpoint`` or ``from_run``),
+    its run config and data when :func:`prepare_evolution` loaded and checked them (a ``checkpoint``, ``from_run``, or
+    the ``dense.pt`` a resume reuses),
     so that :func:`run_evolution` does not load (or download) them again."""
 
     space: EvolutionSpace
@@ -122,15 +123,16 @@ def prepare_evolution(
         raise ConfigError(
             f"--resume --name {evolution_name!r}: no evolution of that name to resume in {results_dir} or {tracking_uri}"
         )
+    # the dense.pt a resume reuses or a given model (a file, an MLflow run) is loaded now, a model to be trained checked
+    # untrained: that it exists and has the layers the space names is checked before the evolution's MLflow run
+    # (re)opens, not after training
+    saved = results_dir / DENSE_NAME if resume and (results_dir / DENSE_NAME).exists() else None
     dense = None
-    if not (resume and (results_dir / DENSE_NAME).exists()):
-        # a given model (a file, an MLflow run) is loaded now, a model to be trained checked untrained: that it exists
-        # and has the layers the space names is checked before the evolution's MLflow run starts, not after training
-        if checkpoint is not None or from_run is not None:
-            dense = dense_model_and_data(space.train, checkpoint, from_run, given_uri)
-        group_layers(
-            target_layers(dense[0] if dense else untrained_model(space.train), space.target), space.variables.groups
-        )
+    if saved or checkpoint is not None or from_run is not None:
+        dense = dense_model_and_data(space.train, saved or checkpoint, None if saved else from_run, given_uri)
+    group_layers(
+        target_layers(dense[0] if dense else untrained_model(space.train), space.target), space.variables.groups
+    )
     return PreparedEvolution(
         space, document, evolution_name, tracking_uri, results_dir, address, resume,
         Path(checkpoint) if checkpoint else None, from_run, state, dense,
@@ -211,8 +213,6 @@ def run_evolution(prepared: PreparedEvolution, *, progress: bool = True) -> Evol
             batch_size = space.train.eval_batch_size
             dense = accuracies(model, data, batch_size)
             tracker.log_metrics(parent_id, {f"dense_{k}": v for k, v in dense.items()}, step=0)
-            # the target layers and groups checked on the driver first (a resumed evolution's dense.pt is not checked yet)
-            group_layers(target_layers(model, space.target), space.variables.groups)
             settings = EvalSettings(
                 samples=space.samples,
                 target=space.target,
