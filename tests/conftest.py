@@ -97,6 +97,25 @@ def dense_digits(tmp_path_factory):
 
 
 @pytest.fixture
+def indexed_model_run(dense_digits, tmp_path, monkeypatch) -> str:
+    """The id of an MLflow run holding ``dense_digits``' ``model.pt`` (as a search trial does) in a store that only the
+    index of searches (``TUNEPRUNE_INDEX``) records; the working directory is another, without a store."""
+    from tuneprune.tracking import RunTracker
+    from tuneprune.tracking.index import INDEX_ENV, index_results
+
+    store = tmp_path / "search" / "mlruns.db"
+    store.parent.mkdir()
+    tracker = RunTracker(f"sqlite:///{store}", "tuneprune")
+    run_id = tracker.client.create_run(tracker.experiment_id).info.run_id
+    tracker.log_artifact(run_id, dense_digits[0])
+    monkeypatch.setenv(INDEX_ENV, str(tmp_path / "index.json"))
+    index_results("demo", "search", tmp_path / "search", f"sqlite:///{store}", run_id)
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    return run_id
+
+
+@pytest.fixture
 def stores(tmp_path) -> dict:
     """A fresh MLflow SQLite store, Optuna SQLite storage and results root, as ``prepare_search`` keywords."""
     return {

@@ -11,6 +11,7 @@ from pathlib import Path
 import cloudpickle
 import numpy as np
 import pytest
+import torch
 import yaml
 from mlflow.tracking import MlflowClient
 from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
@@ -196,6 +197,47 @@ def test_resume_refuses_a_changed_space_and_a_rerun_without_resume(store, dense_
     assert prepared.state.generation == 0
 
 
+def test_resume_refuses_fewer_generations_than_were_run(store, tmp_path):
+    """``--resume`` with ``algorithm.generations`` below the generations already run ran none, showed the front of all of
+    them and tagged the parent run with the smaller number (``evolution.generations``); refused in one line."""
+    from tuneprune.evolution.state import STATE_NAME, EvolutionState
+
+    space = EvolutionSpace.model_validate(SPACE)
+    out = store["results_root"] / "shrunk"
+    out.mkdir(parents=True)
+    EvolutionState(space.fingerprint(), new_algorithm(space), generation=3).save(out / STATE_NAME)
+    path = tmp_path / "shrunk.yaml"
+    path.write_text(yaml.safe_dump(SPACE))
+    expected = (
+        "algorithm.generations = 2: the evolution 'shrunk' has run 3 generations; --resume continues it to 3 or more"
+    )
+    with pytest.raises(ConfigError, match=f"^{expected}$"):
+        prepare_evolution(path, ["algorithm.generations=2"], resume=True, **store)
+    assert prepare_evolution(path, ["algorithm.generations=3"], resume=True, **store).state is not None
+
+
+def test_a_resumed_dense_model_and_its_layers_are_checked_before_the_parent_run_reopens(store, dense_digits, tmp_path):
+    """A driver stopped in its first generation left dense.pt and the parent run, no state: ``--resume`` with a misnamed
+    layer reopened the parent run and then failed it (FAILED until resumed again); refused before, the run untouched."""
+    import shutil
+
+    from tuneprune.evolution.runner import DENSE_NAME
+    from tuneprune.tracking import RunTracker
+
+    out = store["results_root"] / "halted"
+    out.mkdir(parents=True)
+    shutil.copy(dense_digits[0], out / DENSE_NAME)
+    tracker = RunTracker(store["tracking_uri"], "tuneprune")
+    parent_id = tracker.start_parent("halted", "evolution", resume=False)
+    tracker.finish(parent_id, "KILLED")
+    path = tmp_path / "halted.yaml"
+    path.write_text(yaml.safe_dump(SPACE))
+    with pytest.raises(ConfigError, match=r"^target.exclude: no module named 'layer4' in the model$"):
+        prepare_evolution(path, ["target.exclude=[layer4]"], resume=True, **store)
+    assert tracker.client.get_run(parent_id).info.status == "KILLED"
+    assert prepare_evolution(path, resume=True, **store).dense is not None  # the dense model is loaded once
+
+
 @pytest.mark.parametrize(
     ("override", "expected"),
     [
@@ -254,6 +296,29 @@ def test_cli_bad_space_exits_2_with_one_line_without_ray(tmp_path):
     assert not list(tmp_path.iterdir())
 
 
+def test_from_run_finds_a_trial_in_the_store_a_search_recorded(indexed_model_run, tmp_path):
+    """``--from-run`` of a search's trial from another directory, without ``--tracking-uri``: the run is looked for in
+    the stores the index of searches records, as ``prune-stochastic --from-run`` does (the old code looked only in the
+    evolution's own store, ``./mlruns.db``, and refused the run)."""
+    prepared = prepare_evolution(ROOT / "search_spaces" / "evolve_digits.yaml", from_run=indexed_model_run)
+    assert prepared.dense is not None
+    assert prepared.tracking_uri == f"sqlite:///{tmp_path / 'elsewhere' / 'mlruns.db'}"
+
+
+def test_a_generation_whose_logging_fails_leaves_no_child_run_running(tmp_path):
+    """A generation's child run opened, then its logging stopped (Ctrl-C, a store error): on the old code it stayed
+    RUNNING after the command had ended. Its population CSV missing makes the store stop here."""
+    from tuneprune.evolution.runner import _log_generation
+    from tuneprune.tracking import RunTracker
+
+    tracker = RunTracker(f"sqlite:///{tmp_path}/mlruns.db", "tuneprune")
+    parent_id = tracker.start_parent("evo", "evolution", resume=False)
+    with pytest.raises(Exception, match=r"gen-001\.csv"):
+        _log_generation(tracker, parent_id, EvolutionSpace(), 1, [], [], 0.0, tmp_path / "gen-001.csv")
+    (child,) = tracker.children(parent_id)
+    assert child.info.status == "FAILED"
+
+
 @pytest.mark.parametrize(
     ("source", "overrides", "expected"),
     [
@@ -261,14 +326,26 @@ def test_cli_bad_space_exits_2_with_one_line_without_ray(tmp_path):
         ({"from_run": "0123456789abcdef"}, [], r"--from-run 0123456789abcdef: "),
         ({}, ["variables.groups={early: [features.3]}"], r"layer 'features.7' is in no group"),
         ("dense", ["target.exclude=[layer4]"], r"target.exclude: no module named 'layer4'"),
+        pytest.param(
+            {},
+            ["train.device=cuda"],
+            r"^train.device = 'cuda': CUDA is not available on this machine, allowed here: auto, cpu$",
+            marks=pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here"),
+        ),
     ],
-    ids=["missing-checkpoint", "unknown-run", "groups-of-the-trained-model", "exclude-of-the-checkpoint"],
+    ids=[
+        "missing-checkpoint",
+        "unknown-run",
+        "groups-of-the-trained-model",
+        "exclude-of-the-checkpoint",
+        "cuda-without-cuda",
+    ],
 )
 def test_the_dense_model_and_its_layers_are_checked_before_the_evolution_starts(
     source, overrides, expected, dense_digits, tmp_path
 ):
-    """Before any MLflow run: on the old code a missing model or a misnamed layer failed the started evolution's parent
-    run, and that name then needed --resume."""
+    """Before any MLflow run: on the old code a missing model, a misnamed layer or ``train.device: cuda`` without CUDA (the
+    dense model to be trained) failed the started evolution's parent run, and that name then needed --resume."""
     given = {"checkpoint": dense_digits[0]} if source == "dense" else source
     with pytest.raises(ConfigError, match=expected):
         prepare_evolution(

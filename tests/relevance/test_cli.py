@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from tuneprune.cli import main
@@ -33,6 +35,12 @@ def write(tmp_path, data) -> str:
         ({"bogus": 1}, [], "bogus"),
         ({}, ["deltas=[0.5, 1.5]"], "deltas.1"),
         ({}, ["train.model=nope"], "train.model"),
+        pytest.param(  # checked before the model trains and the study's MLflow run opens, which then kept the name
+            {},
+            ["relevance.device=cuda"],
+            "relevance.device = 'cuda': CUDA is not available on this machine",
+            marks=pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here"),
+        ),
     ],
 )
 def test_bad_config_exits_2_with_one_line_naming_the_field(tmp_path, capsys, change, overrides, field):
@@ -99,3 +107,15 @@ def test_end_to_end_on_digits_writes_mlflow_parent_children_plots_and_csv(tmp_pa
     light = ["--set", "rankings=[parameter]", "--set", "deltas=[]", "--set", "percentages=[0]", "--json"]
     assert main([*again, "--name", "rel_again", "--results-dir", str(tmp_path / "runs"), *light]) == 0
     assert json.loads(capsys.readouterr().out)["baseline"] == out["baseline"]
+
+
+def test_from_run_finds_a_trial_in_the_store_a_search_recorded(indexed_model_run, tmp_path):
+    """``--from-run`` of a search's trial from another directory, without ``--tracking-uri``: the model is found in the
+    stores the index of searches records, as ``prune-stochastic --from-run`` finds it; the study is recorded in
+    ``./mlruns.db`` (the old code looked for the run only there and refused it)."""
+    from tuneprune.runs.relevance_study import run_relevance_study
+
+    path = write(tmp_path, {**STUDY, "percentages": [50], "rankings": ["parameter"], "deltas": []})
+    study = run_relevance_study(Path(path), None, from_run=indexed_model_run, progress=False)
+    assert study.tracking_uri == f"sqlite:///{tmp_path / 'elsewhere' / 'mlruns.db'}"
+    assert [row["percentage"] for row in study.result.curves["parameter"]] == [50]

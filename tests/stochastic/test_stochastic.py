@@ -6,6 +6,7 @@ import copy
 import statistics
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -27,6 +28,8 @@ from tuneprune.stochastic import (
     target_layers,
 )
 from tuneprune.training import load_model
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -169,6 +172,20 @@ def test_cli_runs_from_a_checkpoint(dense_digits, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert '"deterministic"' in proc.stdout
     assert {p.name for p in tmp_path.iterdir()} == {"report.json", "feature_variance.csv", "feature_variance.png"}
+
+
+def test_a_rerun_into_the_same_out_keeps_no_feature_variance_of_the_run_before(dense_digits, tmp_path):
+    """``--out`` (default ``runs/<config name>``) is shared by every run of a config: a run that does not measure the
+    variance left the table and plot of the run before (another rate) beside its report.json on the old code."""
+    from tuneprune.stochastic import prune_stochastic
+
+    config, overrides = ROOT / "configs" / "stochastic_digits.yaml", ["samples=1", "finetune.epochs=0"]
+    prune_stochastic(config, overrides, checkpoint=dense_digits[0], out=tmp_path, progress=False)
+    assert (tmp_path / "feature_variance.csv").exists()
+    overrides += ["rate=0.5", "feature_variance=false"]
+    report, _ = prune_stochastic(config, overrides, checkpoint=dense_digits[0], out=tmp_path, progress=False)
+    assert report.feature_variance == {}
+    assert {p.name for p in tmp_path.iterdir()} == {"report.json"}
 
 
 def test_cli_bad_config_exits_2_with_one_line_before_any_work():

@@ -24,7 +24,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--checkpoint", type=Path, help="dense model file written by 'tuneprune train --out' (default: train it now)"
     )
     source.add_argument(
-        "--from-run", metavar="RUN_ID", help="use the model.pt artifact of this MLflow run as the dense model"
+        "--from-run",
+        metavar="RUN_ID",
+        help="use the model.pt artifact of this MLflow run as the dense model (in --tracking-uri, else ./mlruns.db or "
+        "a store a search recorded)",
     )
     add_progress_argument(p)
     add_set_argument(p)

@@ -34,7 +34,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=Path,
         help="a model.pt written by 'tuneprune train --out' (default: train the train section)",
     )
-    source.add_argument("--from-run", metavar="RUN_ID", help="the model.pt artifact of an MLflow run")
+    source.add_argument(
+        "--from-run",
+        metavar="RUN_ID",
+        help="the model.pt artifact of an MLflow run (in --tracking-uri, else ./mlruns.db or a store a search recorded)",
+    )
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///$PWD/mlruns.db)")
     p.add_argument("--name", type=run_name, help="name of the study (default: the config's name or file name)")
     add_results_dir_argument(p, "plots and CSV")

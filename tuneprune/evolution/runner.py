@@ -30,9 +30,9 @@ from tuneprune.output.summaries import write_rows, write_summary
 from tuneprune.shared.config import ConfigError, validate
 from tuneprune.stochastic import dense_model_and_data, target_layers
 from tuneprune.stochastic.pipeline import accuracies
-from tuneprune.tracking import RunTracker, parent_run, store_missing
+from tuneprune.tracking import RunTracker, child_run, parent_run, store_missing
 from tuneprune.tracking.index import index_results
-from tuneprune.training import RunConfig, save_model, untrained_model
+from tuneprune.training import RunConfig, resolve_device, save_model, untrained_model
 
 DENSE_NAME = "dense.pt"
 
@@ -40,7 +40,8 @@ DENSE_NAME = "dense.pt"
 @dataclass
 class PreparedEvolution:
     """A validated evolution, ready to run; ``state`` is the checkpoint a resume continues, ``dense`` the dense model,
-    its run config and data when :func:`prepare_evolution` loaded and checked them (a ``checkpoint`` or ``from_run``),
+    its run config and data when :func:`prepare_evolution` loaded and checked them (a ``checkpoint``, ``from_run``, or
+    the ``dense.pt`` a resume reuses),
     so that :func:`run_evolution` does not load (or download) them again."""
 
     space: EvolutionSpace
@@ -89,10 +90,14 @@ def prepare_evolution(
     """Load and validate the space, the data location, the store and any checkpoint. Starts nothing."""
     document = space_document(space_path, overrides, name)
     space = validate(EvolutionSpace, document)
+    resolve_device(space.train.device, "train.device")  # where the driver trains or loads the dense model
     place = check_driver(
         space_path, space.name, [(space.train.dataset, space.train.data_dir, space.train.download)],
         (space.resources.cpu, space.resources.gpu), address=address, tracking_uri=tracking_uri, results_root=results_root,
     )  # fmt: skip
+    given_uri = (
+        tracking_uri  # --from-run looks there, else in the default store and those searches recorded (locate_run)
+    )
     evolution_name, tracking_uri, results_dir = place.name, place.tracking_uri, place.results_dir
     state_path = results_dir / STATE_NAME
     state = None
@@ -106,6 +111,11 @@ def prepare_evolution(
             raise ConfigError(
                 f"--resume: the space differs from the one {evolution_name!r} started with (only algorithm.generations may change)"
             )
+        if space.algorithm.generations < state.generation:  # it would run none, and record the smaller number
+            raise ConfigError(
+                f"algorithm.generations = {space.algorithm.generations}: the evolution {evolution_name!r} has run "
+                f"{state.generation} generations; --resume continues it to {state.generation} or more"
+            )
     elif resume and (  # a driver killed before its first generation left only the parent run
         store_missing(tracking_uri)
         or RunTracker(tracking_uri, space.experiment).find_parent(evolution_name, "evolution") is None
@@ -113,15 +123,16 @@ def prepare_evolution(
         raise ConfigError(
             f"--resume --name {evolution_name!r}: no evolution of that name to resume in {results_dir} or {tracking_uri}"
         )
+    # the dense.pt a resume reuses or a given model (a file, an MLflow run) is loaded now, a model to be trained checked
+    # untrained: that it exists and has the layers the space names is checked before the evolution's MLflow run
+    # (re)opens, not after training
+    saved = results_dir / DENSE_NAME if resume and (results_dir / DENSE_NAME).exists() else None
     dense = None
-    if not (resume and (results_dir / DENSE_NAME).exists()):
-        # a given model (a file, an MLflow run) is loaded now, a model to be trained checked untrained: that it exists
-        # and has the layers the space names is checked before the evolution's MLflow run starts, not after training
-        if checkpoint is not None or from_run is not None:
-            dense = dense_model_and_data(space.train, checkpoint, from_run, tracking_uri)
-        group_layers(
-            target_layers(dense[0] if dense else untrained_model(space.train), space.target), space.variables.groups
-        )
+    if saved or checkpoint is not None or from_run is not None:
+        dense = dense_model_and_data(space.train, saved or checkpoint, None if saved else from_run, given_uri)
+    group_layers(
+        target_layers(dense[0] if dense else untrained_model(space.train), space.target), space.variables.groups
+    )
     return PreparedEvolution(
         space, document, evolution_name, tracking_uri, results_dir, address, resume,
         Path(checkpoint) if checkpoint else None, from_run, state, dense,
@@ -148,18 +159,18 @@ def _log_generation(
     tracker: RunTracker, parent_id: str, space: EvolutionSpace, generation: int,
     rows: list[dict[str, Any]], front: list[dict[str, Any]], hv: float, csv_path: Path,
 ) -> None:  # fmt: skip
-    """A child run per generation (found again by key on resume): hypervolume, front size, population CSV."""
+    """A child run per generation (found again by key on resume; ended KILLED or FAILED if its logging is stopped):
+    hypervolume, front size, population CSV."""
     key = f"gen-{generation:03d}"
-    run_id, new_run = tracker.child(parent_id, key, key, kind="generation")
-    params = {"generation": generation, "reference_point": json.dumps(list(space.reference_point))}
-    tracker.log_params(run_id, params, new_run=new_run)
-    ok = [r for r in rows if r["status"] == "ok"]
-    metrics = {"hypervolume": hv, "n_nondominated": len(front), "n_failed": len(rows) - len(ok)}
-    for column in ("accuracy", "sparsity", "pruned_layers_sparsity"):
-        metrics[f"max_{column}"] = max((r[column] for r in ok), default=0.0)
-    tracker.log_metrics(run_id, metrics, step=generation)
-    tracker.log_artifact(run_id, csv_path)
-    tracker.finish(run_id, "FINISHED")
+    with child_run(tracker, parent_id, key, key, kind="generation") as (run_id, new_run):
+        params = {"generation": generation, "reference_point": json.dumps(list(space.reference_point))}
+        tracker.log_params(run_id, params, new_run=new_run)
+        ok = [r for r in rows if r["status"] == "ok"]
+        metrics = {"hypervolume": hv, "n_nondominated": len(front), "n_failed": len(rows) - len(ok)}
+        for column in ("accuracy", "sparsity", "pruned_layers_sparsity"):
+            metrics[f"max_{column}"] = max((r[column] for r in ok), default=0.0)
+        tracker.log_metrics(run_id, metrics, step=generation)
+        tracker.log_artifact(run_id, csv_path)
     tracker.log_metrics(parent_id, {"hypervolume": hv, "n_nondominated": len(front)}, step=generation)
 
 
@@ -202,8 +213,6 @@ def run_evolution(prepared: PreparedEvolution, *, progress: bool = True) -> Evol
             batch_size = space.train.eval_batch_size
             dense = accuracies(model, data, batch_size)
             tracker.log_metrics(parent_id, {f"dense_{k}": v for k, v in dense.items()}, step=0)
-            # the target layers and groups checked on the driver first (a resumed evolution's dense.pt is not checked yet)
-            group_layers(target_layers(model, space.target), space.variables.groups)
             settings = EvalSettings(
                 samples=space.samples,
                 target=space.target,

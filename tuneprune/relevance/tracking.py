@@ -11,7 +11,7 @@ from typing import Any
 from tuneprune.relevance.rankings import describe
 from tuneprune.relevance.study import Row, StudyResult
 from tuneprune.shared.config import ConfigError
-from tuneprune.tracking import RunTracker
+from tuneprune.tracking import RunTracker, child_run
 
 KIND = "relevance"
 CHILD_KIND = "ranking"
@@ -38,13 +38,13 @@ class StudyTracker:
         self.tracker.log_params(parent_id, {**config, "model_source": model_source})
 
     def log_curve(self, ranking: str, rows: list[Row]) -> None:
-        """A finished child run holding one curve."""
-        run_id, new_run = self.tracker.child(self.parent_id, ranking, f"{self.name}/{ranking}", CHILD_KIND)
-        self.tracker.log_params(run_id, describe(ranking), new_run=new_run)
-        for row in rows:
-            metrics = {k: v for k, v in row.items() if k != "percentage"}
-            self.tracker.log_metrics(run_id, metrics, step=int(row["percentage"]))
-        self.tracker.finish(run_id)
+        """A finished child run holding one curve (ended KILLED or FAILED if its logging is stopped)."""
+        run_name = f"{self.name}/{ranking}"
+        with child_run(self.tracker, self.parent_id, ranking, run_name, CHILD_KIND) as (run_id, new_run):
+            self.tracker.log_params(run_id, describe(ranking), new_run=new_run)
+            for row in rows:
+                metrics = {k: v for k, v in row.items() if k != "percentage"}
+                self.tracker.log_metrics(run_id, metrics, step=int(row["percentage"]))
 
     def finish(self, result: StudyResult, artifacts: list[Path]) -> None:
         """Log the unpruned metrics and the channel count (step 0) and the files (the parent run's context ends it)."""

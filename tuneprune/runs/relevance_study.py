@@ -18,7 +18,7 @@ from tuneprune.relevance.tracking import KIND, StudyTracker
 from tuneprune.runs.source import obtain_model
 from tuneprune.shared.config import load_config
 from tuneprune.tracking import RunTracker, check_tracking_reachable, default_tracking_uri, parent_run
-from tuneprune.training import save_model
+from tuneprune.training import resolve_device, save_model
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,7 @@ def run_relevance_study(
     A model trained here is kept as ``model.pt`` so that ``--from-run PARENT_RUN_ID`` can study it again.
     """
     config = load_config(RelevanceStudyConfig, config_path, overrides)
+    resolve_device(config.relevance.device, "relevance.device")  # before the model trains and the parent run opens
     # Where the studied model comes from, as logged on the parent run.
     if checkpoint is not None:
         source = {"checkpoint": str(checkpoint.resolve())}
@@ -63,7 +64,8 @@ def run_relevance_study(
     study = StudyTracker(RunTracker(uri, config.experiment), name)
     if progress:
         say("training the model ..." if "trained" in source else "loading the model ...")
-    model, run_config = obtain_model(config.train, checkpoint, from_run, uri, progress)
+    # --from-run: in the given store, else the default one or one a search recorded (locate_run), as prune-stochastic
+    model, run_config = obtain_model(config.train, checkpoint, from_run, tracking_uri, progress)
     data = load_dataset(run_config)
     out = (results_root / name).resolve()
     files = []

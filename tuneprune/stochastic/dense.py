@@ -22,5 +22,5 @@ def dense_model_and_data(
     config that produced it, and that run's dataset splits; model and data on ``train.device``."""
     model, run_config = obtain_model(train, checkpoint, from_run, tracking_uri, progress)
     run_config = run_config.model_copy(update={"device": train.device})
-    device = resolve_device(run_config.device)
+    device = resolve_device(run_config.device, "train.device")
     return model.to(device), run_config, load_dataset(run_config).to(device)

@@ -195,7 +195,8 @@ def prune_stochastic(
     """Validate the config, get the dense model (file, MLflow run or trained now), prune, write the outputs.
 
     Returns the report and the directory it was written to (``out``, default ``runs/<config name>``):
-    ``report.json``, and ``feature_variance.csv`` and ``.png`` when the variance is measured.
+    ``report.json``, and ``feature_variance.csv`` and ``.png`` when the variance is measured (else those of an
+    earlier run there are removed).
     """
     config = load_config(StochasticConfig, config_path, overrides)
     check_data_dir(config.train.dataset, config.train.data_dir, config.train.download)
@@ -212,8 +213,12 @@ def prune_stochastic(
     out = (out or Path("runs") / Path(config_path).stem).resolve()
     out.mkdir(parents=True, exist_ok=True)
     write_summary(report, out / "report.json")
+    csv_path, png_path = out / "feature_variance.csv", out / "feature_variance.png"
     if report.feature_variance:
         table = report.feature_variance  # layer -> model label -> variance
-        write_rows([{"layer": layer, **values} for layer, values in table.items()], out / "feature_variance.csv")
-        plot_feature_variance(table, out / "feature_variance.png")
+        write_rows([{"layer": layer, **values} for layer, values in table.items()], csv_path)
+        plot_feature_variance(table, png_path)
+    else:  # not measured: an earlier run's table and plot in the same directory are not this run's
+        for path in (csv_path, png_path):
+            path.unlink(missing_ok=True)
     return report, out

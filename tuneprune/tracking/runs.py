@@ -248,9 +248,30 @@ def parent_run(
     try:
         yield parent_id
     except BaseException as err:
-        end("KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED", f"{type(err).__name__}: {err}")
+        end(*ending(err))
         raise
     end("FINISHED")
+
+
+def ending(err: BaseException) -> tuple[str, str]:
+    """The status and error of a run whose block raised ``err``: KILLED on Ctrl-C (or ``kill``), else FAILED."""
+    return "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED", f"{type(err).__name__}: {err}"
+
+
+@contextlib.contextmanager
+def child_run(tracker: RunTracker, parent_id: str, key: str, run_name: str, kind: str) -> Iterator[tuple[str, bool]]:
+    """The child run ``key`` of ``parent_id`` (:meth:`RunTracker.child`) for the block, as ``(run_id, new_run)``.
+
+    It ends as :func:`parent_run` ends, never left RUNNING: FINISHED when the block completes, KILLED on Ctrl-C
+    or ``kill``, FAILED on any other exception (the error tagged, the exception re-raised).
+    """
+    run_id, new_run = tracker.child(parent_id, key, run_name, kind)
+    try:
+        yield run_id, new_run
+    except BaseException as err:
+        tracker.finish(run_id, *ending(err))
+        raise
+    tracker.finish(run_id)
 
 
 def find_parent_run(tracking_uri: str, name_or_id: str, experiment: str = "tuneprune"):

@@ -59,12 +59,13 @@ class TrainResult:
         return self.history[-1] if self.history else {}
 
 
-def resolve_device(name: str) -> torch.device:
-    """The device of ``device: auto | cpu | cuda``; ``cuda`` without CUDA is bad input (:class:`ConfigError`)."""
+def resolve_device(name: str, field: str = "device") -> torch.device:
+    """The device of ``device: auto | cpu | cuda``; ``cuda`` without CUDA is bad input (:class:`ConfigError` naming
+    ``field``, e.g. ``relevance.device``)."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device = 'cuda': CUDA is not available on this machine, allowed here: auto, cpu")
+        raise ConfigError(f"{field} = 'cuda': CUDA is not available on this machine, allowed here: auto, cpu")
     return torch.device(name)
 
 
