@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -41,3 +43,22 @@ def test_execute_without_out_saves_nothing():
     assert executed.model_path is None
     assert "final_sparsity" not in executed.summary
     assert "val_acc" in executed.summary
+
+
+def test_a_loaded_model_is_evaluated_on_the_data_dir_and_threads_the_caller_sets(tmp_path):
+    """A model trained on another machine (its config's data_dir /scratch/...) could not be pointed at this machine's
+    data: --checkpoint and --from-run took data_dir, download and num_threads from the model file, and
+    ``--set train.data_dir=...`` was ignored. The fields of MACHINE_FIELDS the caller's config sets itself win; the
+    others, and everything the model trained with, are the file's."""
+    from tuneprune.models import create_model
+    from tuneprune.runs import obtain_model
+    from tuneprune.training import save_model
+
+    trained = RunConfig(model="small_cnn", dataset="digits", epochs=3, data_dir="/scratch/data", num_threads=8)
+    path = tmp_path / "model.pt"
+    save_model(create_model("small_cnn", 10, 1), trained.model_dump(mode="json"), path, 10, 1)
+    here = RunConfig.model_validate({"model": "small_cnn", "dataset": "digits", "data_dir": str(tmp_path)})
+    _, config = obtain_model(here, checkpoint=path)
+    assert (config.data_dir, config.num_threads, config.epochs) == (tmp_path, 8, 3)
+    _, config = obtain_model(RunConfig(model="small_cnn", dataset="digits", num_threads=2), checkpoint=path)
+    assert (config.data_dir, config.num_threads) == (Path("/scratch/data"), 2)
