@@ -93,6 +93,14 @@ def test_augment_pads_each_channel_with_its_pad_value():
         assert torch.equal(out[:, c][padding[:, c]].unique(), fill[c : c + 1])
 
 
+@pytest.mark.parametrize("channels", [1, 3])
+def test_an_augmented_batch_has_the_strides_of_a_fresh_batch(channels):
+    """A crop of one-channel images laid out as NCHW, not with strides that also read as channels_last (a convolution
+    then picks the channels_last kernel alone but not on a pack's stacked batches, which are fresh tensors)."""
+    out = augment_batch(torch.randn(4, channels, 8, 8), torch.Generator().manual_seed(0))
+    assert out.stride() == torch.empty(out.shape).stride()
+
+
 def test_pad_value_is_a_pixel_of_zero_normalised():
     """The crop's padding is black, as torchvision pads before normalising (formulas §1.6): digits hold pixels of
     0, whose normalised value is the smallest one."""

@@ -140,6 +140,15 @@ def test_bf16_members_train_bit_for_bit_as_alone():
     assert members[1].history[0]["train_loss"] != solo(config(DENSE, epochs=1, grad_clip=None))[0][0]["train_loss"]
 
 
+def test_augmented_members_of_one_channel_train_bit_for_bit_as_alone():
+    """Crop + flip (formulas §1.6) of one-channel images give each member the batches, and so the convolution
+    kernels, it has alone: an augmented digits member trains its solo trial in a pack."""
+    configs = [config(GLOBAL_CUBIC, epochs=1, augment=True), config(DENSE, epochs=1, augment=True)]
+    members = train_packed(configs)
+    for member, run_config in zip(members, configs, strict=True):
+        assert_same_history(member.history, list(solo(run_config)[0]))
+
+
 def test_members_with_and_without_nesterov_train_bit_for_bit_as_alone():
     """``nesterov`` is each member's own (d + momentum * b against b, formulas §1.6), as alone."""
     configs = [

@@ -31,7 +31,9 @@ def augment_batch(
     cols = torch.where(flip[:, None], cols.flip(1), cols)
     batch = torch.arange(n, device=dev)[:, None, None]
     out = padded.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]]  # (n, h, w, c)
-    return out.permute(0, 3, 1, 2).contiguous()
+    # a copy in NCHW strides: of one channel, .contiguous() would keep the permuted strides, which also read as
+    # channels_last, and a convolution would take another kernel than on the same batch stacked in a pack
+    return out.permute(0, 3, 1, 2).clone(memory_format=torch.contiguous_format)
 
 
 @dataclass(eq=False)
