@@ -1030,3 +1030,32 @@ def test_drivers_joining_a_new_study_together_draw_their_own_values(tmp_path, sa
     for gs in drivers:
         assert gs.heartbeats is not None
         gs.heartbeats.close()
+
+
+def test_a_trial_asked_ahead_keeps_its_key_and_values_and_a_resume_asks_only_the_missing_ones(tmp_path):
+    """A driver interrupted while trial 0 trained had asked trial 1 ahead (named, never started): the resumed search
+    hands both out again under their keys with their drawn values, then asks the one missing trial, numbered after
+    the two queued in their place (g0-004), its values drawn anew (docs/searches.md, "Interruptions")."""
+    from tuneprune.search.protocol import PackRequest, TrialContext
+    from tuneprune.search.searcher import StudySearcher
+    from tuneprune.search.space import load_space
+    from tuneprune.search.studies import open_studies
+
+    space = load_space({"base": BASE, "params": {"lr": {"type": "float", "low": 0.01, "high": 0.3}}, "num_samples": 3})
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    context = TrialContext(
+        f"sqlite:///{tmp_path / 'mlruns.db'}", "tuneprune", "parent", str(tmp_path), {"val_acc": "max"}
+    )
+    interrupted = StudySearcher(space, open_studies(space, "ahead", url), context)
+    assert interrupted.suggest("t1") is not None  # trial 0 handed out, trial 1 asked ahead
+    interrupted.close()  # Ctrl-C
+    asked = {t.user_attrs["key"]: t.params for t in interrupted.studies[0].study.get_trials()}
+    assert list(asked) == ["g0-000", "g0-001"]
+    resumed = StudySearcher(space, open_studies(space, "ahead", url), context)
+    suggested = [resumed.suggest(f"t{i}") for i in range(3)]
+    assert resumed.suggest("t3") is None  # the budget of three handed out
+    resumed.close()
+    requests = [PackRequest.from_dict(s).members[0] for s in suggested if s is not None]
+    assert [(r.key, r.params) for r in requests[:2]] == list(asked.items())
+    assert requests[2].key == "g0-004"
+    assert requests[2].params not in asked.values()
