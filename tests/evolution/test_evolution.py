@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import itertools
 import json
 import subprocess
@@ -131,6 +132,36 @@ def test_a_failing_individual_is_recorded_and_the_evolution_finishes(ray_session
     assert "InjectedFailure" in failed[0]
     assert len(summary.hypervolume) == 3
     assert (3, 2) not in {(r["index"], r["generation"]) for r in summary.front}
+
+
+@pytest.mark.ray
+def test_a_failed_deterministic_comparison_is_absent_not_measured(ray_session, store, dense_digits, tmp_path, capsys):
+    """The front's rates pruned once without noise for comparison: a failed evaluation showed
+    ``deterministic_accuracy`` 0.0 in the front, summary, CSV, plot and report as if measured. It is absent (None, an
+    empty CSV cell), not drawn, and the console and report say it failed. ``fail_individuals`` (0, i) fails the
+    comparison of the front's i-th point."""
+    from tuneprune.cli import main
+    from tuneprune.cli.evolve import print_front
+    from tuneprune.reports.evolution import baselines
+
+    summary = evolve(
+        store, dense_digits, tmp_path, "compared", ["algorithm.generations=2"], fail_individuals=[[0, 0]], max_retries=0
+    )
+    first, *others = summary.front
+    assert first["deterministic_accuracy"] is None
+    assert others
+    assert all(isinstance(r["deterministic_accuracy"], float) for r in others)
+    saved = json.loads((summary.results_dir / "summary.json").read_text())
+    assert saved["front"][0]["deterministic_accuracy"] is None
+    with open(summary.results_dir / "front.csv") as fh:
+        assert next(csv.DictReader(fh))["deterministic_accuracy"] == ""
+    drawn = baselines(saved)["deterministic pruning, same rates"]
+    assert drawn.tolist() == [[r["sparsity"], r["deterministic_accuracy"]] for r in others]
+    print_front(summary)
+    assert f"deterministic pruning failed at 1 of {len(summary.front)} front points" in capsys.readouterr().out
+    assert main(["report", str(summary.results_dir)]) == 0
+    html = (summary.results_dir / "report" / "report.html").read_text()
+    assert f"Deterministic pruning failed at 1 of {len(summary.front)} front points: not drawn." in html
 
 
 @pytest.mark.ray

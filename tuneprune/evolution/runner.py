@@ -175,11 +175,18 @@ def _log_generation(
 
 
 def plot_front(front: list[dict[str, Any]], dense_accuracy: float, path: Path) -> Path:
-    """Accuracy vs sparsity: the stochastic front, deterministic pruning at the same rates, the dense model."""
+    """Accuracy vs sparsity: the stochastic front, deterministic pruning at the same rates (where it did not fail), the
+    dense model."""
     fig, (ax,) = new_figure(width=6.0, height=4.5)
     sparsity = [r["sparsity"] for r in front]
     ax.plot(sparsity, [r["accuracy"] for r in front], "o-", label="stochastic pruning (Pareto front, median of k)")
-    ax.plot(sparsity, [r["deterministic_accuracy"] for r in front], "s--", label="deterministic pruning, same rates")
+    compared = [r for r in front if r["deterministic_accuracy"] is not None]  # a failed comparison is not drawn
+    ax.plot(
+        [r["sparsity"] for r in compared],
+        [r["deterministic_accuracy"] for r in compared],
+        "s--",
+        label="deterministic pruning, same rates",
+    )
     ax.axhline(dense_accuracy, color="grey", linestyle=":", label="dense")
     ax.set_xlabel("sparsity")
     ax.set_ylabel("one-shot validation accuracy")
@@ -255,9 +262,14 @@ def run_evolution(prepared: PreparedEvolution, *, progress: bool = True) -> Evol
             say("pruning the front's rates deterministically, for comparison ...")
             front = pareto_front(state.rows)
             batch = [Individual(0, i, 0.0, tuple(row[n] for n in rate_names), seed=0) for i, row in enumerate(front)]
-            plain = replace(settings, samples=1, fail=frozenset())  # the same rates pruned without noise
+            plain = replace(
+                settings, samples=1
+            )  # the same rates pruned without noise; fail_individuals (0, i) fails one
             results = evaluate_all(evaluator, batch, plain, rate_names)
-            front = [{**row, "deterministic_accuracy": r["accuracy"]} for row, r in zip(front, results, strict=True)]
+            front = [  # a failed comparison is absent (None), not an accuracy of 0.0
+                {**row, "deterministic_accuracy": r["accuracy"] if r["status"] == "ok" else None}
+                for row, r in zip(front, results, strict=True)
+            ]
             summary = EvolutionSummary(
                 prepared.name, parent_id, prepared.tracking_uri, out, rate_names, dense, front,
                 list(state.hypervolume), list(space.reference_point), len(state.rows),

@@ -89,7 +89,9 @@ class EvolutionSpace(StrictModel):
     resources: EvolveResources = Field(default_factory=EvolveResources, description="per Ray task")
     max_retries: int = Field(2, ge=0, description="Ray retries of a failing evaluation before it is recorded failed")
     fail_individuals: list[tuple[int, int]] = Field(
-        default_factory=list, description="testing aid: (generation, index) pairs whose evaluation raises"
+        default_factory=list,
+        description="testing aid: (generation, index) pairs whose evaluation raises; generation 0: the deterministic "
+        "comparison of the final front's index-th point",
     )
 
     def fingerprint(self) -> str:
