@@ -221,11 +221,45 @@ def test_resume_refuses_a_changed_space_and_a_rerun_without_resume(store, dense_
     path.write_text(yaml.safe_dump(SPACE))
     with pytest.raises(ConfigError, match="pass --resume"):
         prepare_evolution(path, **store)
-    with pytest.raises(ConfigError, match=r"only algorithm.generations may change"):
+    with pytest.raises(ConfigError, match=r"only algorithm.generations, train.data_dir, .* may change"):
         prepare_evolution(path, ["samples=5"], resume=True, **store)
     prepared = prepare_evolution(path, ["algorithm.generations=9"], resume=True, **store)
     assert prepared.state is not None
     assert prepared.state.generation == 0
+
+
+@pytest.mark.parametrize("saved_by", ["this version", "versions before 2026-12-05"])
+def test_resume_on_another_machine_may_change_where_the_data_is_and_what_runs_it(saved_by, store, tmp_path):
+    """``--resume`` on another node or from another directory gives other ``train.data_dir``, ``download``,
+    ``num_threads`` or ``device``: refused as "the space differs" when the whole train section was hashed. Those may
+    change, as for searches (``MACHINE_FIELDS``); what the model trains may not; and an evolution saved with the old
+    whole-space fingerprint still resumes."""
+    import hashlib
+
+    from tuneprune.evolution.space import RESULT_FIELDS
+    from tuneprune.evolution.state import STATE_NAME, EvolutionState
+
+    space = EvolutionSpace.model_validate(SPACE)
+    whole = space.model_dump(mode="json", include=RESULT_FIELDS)  # what the old fingerprint hashed
+    whole["algorithm"].pop("generations")
+    old = hashlib.sha256(json.dumps(whole, sort_keys=True).encode()).hexdigest()[:16]
+    name = f"moved-{saved_by.split()[0]}"
+    out = store["results_root"] / name
+    out.mkdir(parents=True)
+    fingerprint = space.fingerprint() if saved_by == "this version" else old
+    EvolutionState(fingerprint, new_algorithm(space), generation=1).save(out / STATE_NAME)
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(SPACE))
+    assert prepare_evolution(path, resume=True, **store).state is not None
+    if saved_by == "this version":
+        moved = [f"train.data_dir={tmp_path}", "train.download=false", "train.num_threads=1", "train.device=cpu"]
+        assert prepare_evolution(path, moved, resume=True, **store).state is not None
+    expected = (
+        f"^--resume: the space differs from the one {name!r} started with \\(only algorithm.generations, "
+        "train.data_dir, train.download, train.num_threads, train.device, train.sparsity.scheduler.preset may change\\)$"
+    )
+    with pytest.raises(ConfigError, match=expected):
+        prepare_evolution(path, ["train.lr=0.1"], resume=True, **store)
 
 
 def test_resume_refuses_fewer_generations_than_were_run(store, tmp_path):

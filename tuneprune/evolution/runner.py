@@ -21,7 +21,7 @@ from tuneprune.data import DatasetSplits
 from tuneprune.evolution.archive import front_hypervolume, objective_matrix, pareto_front
 from tuneprune.evolution.generation import evaluate_all, individuals, remote_evaluator
 from tuneprune.evolution.problem import new_algorithm
-from tuneprune.evolution.space import EvolutionSpace
+from tuneprune.evolution.space import RESUMABLE, EvolutionSpace
 from tuneprune.evolution.state import STATE_NAME, EvolutionState
 from tuneprune.evolution.worker import EvalSettings, Individual, dense_payload, group_layers
 from tuneprune.output.plotting import new_figure, save_figure
@@ -107,10 +107,12 @@ def prepare_evolution(
                 f"name = {evolution_name!r}: {results_dir} holds an evolution; pass --resume to continue it or choose another --name"
             )
         state = EvolutionState.load(state_path)
-        if state.fingerprint != space.fingerprint():
+        if state.fingerprint not in (space.fingerprint(), space.fingerprint(whole_train=True)):
             raise ConfigError(
-                f"--resume: the space differs from the one {evolution_name!r} started with (only algorithm.generations may change)"
+                f"--resume: the space differs from the one {evolution_name!r} started with (only {', '.join(RESUMABLE)} "
+                "may change)"
             )
+        state.fingerprint = space.fingerprint()  # an older whole-train one is saved as this one from now on
         if space.algorithm.generations < state.generation:  # it would run none, and record the smaller number
             raise ConfigError(
                 f"algorithm.generations = {space.algorithm.generations}: the evolution {evolution_name!r} has run "
