@@ -262,6 +262,26 @@ def test_resume_on_another_machine_may_change_where_the_data_is_and_what_runs_it
         prepare_evolution(path, ["train.lr=0.1"], resume=True, **store)
 
 
+def test_a_duplicate_name_is_refused_leaving_no_results_folder(store, tmp_path):
+    """A new evolution under the name of an MLflow parent run (its results folder moved or deleted) was refused only
+    once ``runs/NAME`` had been made, and left it behind, empty; refused in one line before anything is made."""
+    from tuneprune.tracking import RunTracker
+
+    tracker = RunTracker(store["tracking_uri"], "tuneprune")
+    parent_id = tracker.start_parent("taken", "evolution", resume=False)
+    tracker.finish(parent_id, "FINISHED")
+    path = tmp_path / "taken.yaml"
+    path.write_text(yaml.safe_dump(SPACE))
+    expected = (
+        f"^name = 'taken': an evolution of that name already exists \\(MLflow run {parent_id}\\); "
+        "pass --resume to continue it or choose another --name$"
+    )
+    with pytest.raises(ConfigError, match=expected):
+        run_evolution(prepare_evolution(path, **store), progress=False)
+    assert not (store["results_root"] / "taken").exists()
+    assert tracker.client.get_run(parent_id).info.status == "FINISHED"
+
+
 def test_resume_refuses_fewer_generations_than_were_run(store, tmp_path):
     """``--resume`` with ``algorithm.generations`` below the generations already run ran none, showed the front of all of
     them and tagged the parent run with the smaller number (``evolution.generations``); refused in one line."""

@@ -32,6 +32,7 @@ from tuneprune.stochastic import dense_model_and_data, target_layers
 from tuneprune.stochastic.pipeline import accuracies
 from tuneprune.tracking import RunTracker, child_run, parent_run, store_missing
 from tuneprune.tracking.index import index_results
+from tuneprune.tracking.runs import duplicate_name
 from tuneprune.training import RunConfig, resolve_device, save_model, untrained_model
 
 DENSE_NAME = "dense.pt"
@@ -118,13 +119,15 @@ def prepare_evolution(
                 f"algorithm.generations = {space.algorithm.generations}: the evolution {evolution_name!r} has run "
                 f"{state.generation} generations; --resume continues it to {state.generation} or more"
             )
-    elif resume and (  # a driver killed before its first generation left only the parent run
-        store_missing(tracking_uri)
-        or RunTracker(tracking_uri, space.experiment).find_parent(evolution_name, "evolution") is None
-    ):
-        raise ConfigError(
-            f"--resume --name {evolution_name!r}: no evolution of that name to resume in {results_dir} or {tracking_uri}"
-        )
+    else:  # a driver killed before its first generation left only the parent run; a new one needs a free name
+        store = None if store_missing(tracking_uri) else RunTracker(tracking_uri, space.experiment)
+        parent = store.find_parent(evolution_name, "evolution") if store else None
+        if parent is not None and not resume:
+            raise duplicate_name(evolution_name, "evolution", f"MLflow run {parent.info.run_id}")
+        if parent is None and resume:
+            raise ConfigError(
+                f"--resume --name {evolution_name!r}: no evolution of that name to resume in {results_dir} or {tracking_uri}"
+            )
     # the dense.pt a resume reuses or a given model (a file, an MLflow run) is loaded now, a model to be trained checked
     # untrained: that it exists and has the layers the space names is checked before the evolution's MLflow run
     # (re)opens, not after training
@@ -204,12 +207,12 @@ def run_evolution(prepared: PreparedEvolution, *, progress: bool = True) -> Evol
 
     configure_quiet()
     space, out = prepared.space, prepared.results_dir
-    out.mkdir(parents=True, exist_ok=True)
     say(f"opening the MLflow store {prepared.tracking_uri} ...")
     tracker = RunTracker(prepared.tracking_uri, space.experiment)
     with parent_run(tracker, prepared.name, "evolution", resume=prepared.resume) as parent_id:
         bar = None
         try:
+            out.mkdir(parents=True, exist_ok=True)  # once the name is ours: a refused duplicate leaves no folder
             index_results(prepared.name, "evolution", out, prepared.tracking_uri, parent_id)
             tracker.log_params(
                 parent_id, space.model_dump(mode="json", exclude={"name": True, "algorithm": {"generations"}})
