@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import itertools
 import json
 import subprocess
@@ -134,6 +135,36 @@ def test_a_failing_individual_is_recorded_and_the_evolution_finishes(ray_session
 
 
 @pytest.mark.ray
+def test_a_failed_deterministic_comparison_is_absent_not_measured(ray_session, store, dense_digits, tmp_path, capsys):
+    """The front's rates pruned once without noise for comparison: a failed evaluation showed
+    ``deterministic_accuracy`` 0.0 in the front, summary, CSV, plot and report as if measured. It is absent (None, an
+    empty CSV cell), not drawn, and the console and report say it failed. ``fail_individuals`` (0, i) fails the
+    comparison of the front's i-th point."""
+    from tuneprune.cli import main
+    from tuneprune.cli.evolve import print_front
+    from tuneprune.reports.evolution import baselines
+
+    summary = evolve(
+        store, dense_digits, tmp_path, "compared", ["algorithm.generations=2"], fail_individuals=[[0, 0]], max_retries=0
+    )
+    first, *others = summary.front
+    assert first["deterministic_accuracy"] is None
+    assert others
+    assert all(isinstance(r["deterministic_accuracy"], float) for r in others)
+    saved = json.loads((summary.results_dir / "summary.json").read_text())
+    assert saved["front"][0]["deterministic_accuracy"] is None
+    with open(summary.results_dir / "front.csv") as fh:
+        assert next(csv.DictReader(fh))["deterministic_accuracy"] == ""
+    drawn = baselines(saved)["deterministic pruning, same rates"]
+    assert drawn.tolist() == [[r["sparsity"], r["deterministic_accuracy"]] for r in others]
+    print_front(summary)
+    assert f"deterministic pruning failed at 1 of {len(summary.front)} front points" in capsys.readouterr().out
+    assert main(["report", str(summary.results_dir)]) == 0
+    html = (summary.results_dir / "report" / "report.html").read_text()
+    assert f"Deterministic pruning failed at 1 of {len(summary.front)} front points: not drawn." in html
+
+
+@pytest.mark.ray
 def test_packed_generations_give_the_population_table_of_one_task_each(ray_session, store, dense_digits, tmp_path):
     alone = evolve(store, dense_digits, tmp_path, "unpacked", ["algorithm.generations=2"])
     packed = evolve(store, dense_digits, tmp_path, "packed", ["algorithm.generations=2", "resources.pack=3"])
@@ -190,11 +221,65 @@ def test_resume_refuses_a_changed_space_and_a_rerun_without_resume(store, dense_
     path.write_text(yaml.safe_dump(SPACE))
     with pytest.raises(ConfigError, match="pass --resume"):
         prepare_evolution(path, **store)
-    with pytest.raises(ConfigError, match=r"only algorithm.generations may change"):
+    with pytest.raises(ConfigError, match=r"only algorithm.generations, train.data_dir, .* may change"):
         prepare_evolution(path, ["samples=5"], resume=True, **store)
     prepared = prepare_evolution(path, ["algorithm.generations=9"], resume=True, **store)
     assert prepared.state is not None
     assert prepared.state.generation == 0
+
+
+@pytest.mark.parametrize("saved_by", ["this version", "versions before 2026-12-05"])
+def test_resume_on_another_machine_may_change_where_the_data_is_and_what_runs_it(saved_by, store, tmp_path):
+    """``--resume`` on another node or from another directory gives other ``train.data_dir``, ``download``,
+    ``num_threads`` or ``device``: refused as "the space differs" when the whole train section was hashed. Those may
+    change, as for searches (``MACHINE_FIELDS``); what the model trains may not; and an evolution saved with the old
+    whole-space fingerprint still resumes."""
+    import hashlib
+
+    from tuneprune.evolution.space import RESULT_FIELDS
+    from tuneprune.evolution.state import STATE_NAME, EvolutionState
+
+    space = EvolutionSpace.model_validate(SPACE)
+    whole = space.model_dump(mode="json", include=RESULT_FIELDS)  # what the old fingerprint hashed
+    whole["algorithm"].pop("generations")
+    old = hashlib.sha256(json.dumps(whole, sort_keys=True).encode()).hexdigest()[:16]
+    name = f"moved-{saved_by.split()[0]}"
+    out = store["results_root"] / name
+    out.mkdir(parents=True)
+    fingerprint = space.fingerprint() if saved_by == "this version" else old
+    EvolutionState(fingerprint, new_algorithm(space), generation=1).save(out / STATE_NAME)
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(SPACE))
+    assert prepare_evolution(path, resume=True, **store).state is not None
+    if saved_by == "this version":
+        moved = [f"train.data_dir={tmp_path}", "train.download=false", "train.num_threads=1", "train.device=cpu"]
+        assert prepare_evolution(path, moved, resume=True, **store).state is not None
+    expected = (
+        f"^--resume: the space differs from the one {name!r} started with \\(only algorithm.generations, "
+        "train.data_dir, train.download, train.num_threads, train.device, train.sparsity.scheduler.preset may change\\)$"
+    )
+    with pytest.raises(ConfigError, match=expected):
+        prepare_evolution(path, ["train.lr=0.1"], resume=True, **store)
+
+
+def test_a_duplicate_name_is_refused_leaving_no_results_folder(store, tmp_path):
+    """A new evolution under the name of an MLflow parent run (its results folder moved or deleted) was refused only
+    once ``runs/NAME`` had been made, and left it behind, empty; refused in one line before anything is made."""
+    from tuneprune.tracking import RunTracker
+
+    tracker = RunTracker(store["tracking_uri"], "tuneprune")
+    parent_id = tracker.start_parent("taken", "evolution", resume=False)
+    tracker.finish(parent_id, "FINISHED")
+    path = tmp_path / "taken.yaml"
+    path.write_text(yaml.safe_dump(SPACE))
+    expected = (
+        f"^name = 'taken': an evolution of that name already exists \\(MLflow run {parent_id}\\); "
+        "pass --resume to continue it or choose another --name$"
+    )
+    with pytest.raises(ConfigError, match=expected):
+        run_evolution(prepare_evolution(path, **store), progress=False)
+    assert not (store["results_root"] / "taken").exists()
+    assert tracker.client.get_run(parent_id).info.status == "FINISHED"
 
 
 def test_resume_refuses_fewer_generations_than_were_run(store, tmp_path):

@@ -42,11 +42,15 @@ def print_front(summary: EvolutionSummary) -> None:
         table.add_column(column, justify="right", overflow="fold")
     for row in summary.front:
         rates = (f"{row[n]:.4f}" for n in summary.rate_names)
+        compared = row["deterministic_accuracy"]
         table.add_row(
             str(row["generation"]), str(row["index"]), f"{row['sigma']:.2e}", *rates,
-            f"{row['sparsity']:.4f}", f"{row['pruned_layers_sparsity']:.4f}", f"{row['accuracy']:.4f}", f"{row['deterministic_accuracy']:.4f}",
+            f"{row['sparsity']:.4f}", f"{row['pruned_layers_sparsity']:.4f}", f"{row['accuracy']:.4f}",
+            "failed" if compared is None else f"{compared:.4f}",
         )  # fmt: skip
     console.print(table)
+    if failed := sum(row["deterministic_accuracy"] is None for row in summary.front):
+        console.print(f"deterministic pruning failed at {failed} of {len(summary.front)} front points (no accuracy)")
     hv = summary.hypervolume[-1] if summary.hypervolume else 0.0
     console.print(f"dense: val_acc {summary.dense['val_acc']:.4f}, test_acc {summary.dense['test_acc']:.4f}")
     console.print(

@@ -21,7 +21,7 @@ from tuneprune.data import DatasetSplits
 from tuneprune.evolution.archive import front_hypervolume, objective_matrix, pareto_front
 from tuneprune.evolution.generation import evaluate_all, individuals, remote_evaluator
 from tuneprune.evolution.problem import new_algorithm
-from tuneprune.evolution.space import EvolutionSpace
+from tuneprune.evolution.space import RESUMABLE, EvolutionSpace
 from tuneprune.evolution.state import STATE_NAME, EvolutionState
 from tuneprune.evolution.worker import EvalSettings, Individual, dense_payload, group_layers
 from tuneprune.output.plotting import new_figure, save_figure
@@ -32,6 +32,7 @@ from tuneprune.stochastic import dense_model_and_data, target_layers
 from tuneprune.stochastic.pipeline import accuracies
 from tuneprune.tracking import RunTracker, child_run, parent_run, store_missing
 from tuneprune.tracking.index import index_results
+from tuneprune.tracking.runs import duplicate_name
 from tuneprune.training import RunConfig, resolve_device, save_model, untrained_model
 
 DENSE_NAME = "dense.pt"
@@ -107,22 +108,26 @@ def prepare_evolution(
                 f"name = {evolution_name!r}: {results_dir} holds an evolution; pass --resume to continue it or choose another --name"
             )
         state = EvolutionState.load(state_path)
-        if state.fingerprint != space.fingerprint():
+        if state.fingerprint not in (space.fingerprint(), space.fingerprint(whole_train=True)):
             raise ConfigError(
-                f"--resume: the space differs from the one {evolution_name!r} started with (only algorithm.generations may change)"
+                f"--resume: the space differs from the one {evolution_name!r} started with (only {', '.join(RESUMABLE)} "
+                "may change)"
             )
+        state.fingerprint = space.fingerprint()  # an older whole-train one is saved as this one from now on
         if space.algorithm.generations < state.generation:  # it would run none, and record the smaller number
             raise ConfigError(
                 f"algorithm.generations = {space.algorithm.generations}: the evolution {evolution_name!r} has run "
                 f"{state.generation} generations; --resume continues it to {state.generation} or more"
             )
-    elif resume and (  # a driver killed before its first generation left only the parent run
-        store_missing(tracking_uri)
-        or RunTracker(tracking_uri, space.experiment).find_parent(evolution_name, "evolution") is None
-    ):
-        raise ConfigError(
-            f"--resume --name {evolution_name!r}: no evolution of that name to resume in {results_dir} or {tracking_uri}"
-        )
+    else:  # a driver killed before its first generation left only the parent run; a new one needs a free name
+        store = None if store_missing(tracking_uri) else RunTracker(tracking_uri, space.experiment)
+        parent = store.find_parent(evolution_name, "evolution") if store else None
+        if parent is not None and not resume:
+            raise duplicate_name(evolution_name, "evolution", f"MLflow run {parent.info.run_id}")
+        if parent is None and resume:
+            raise ConfigError(
+                f"--resume --name {evolution_name!r}: no evolution of that name to resume in {results_dir} or {tracking_uri}"
+            )
     # the dense.pt a resume reuses or a given model (a file, an MLflow run) is loaded now, a model to be trained checked
     # untrained: that it exists and has the layers the space names is checked before the evolution's MLflow run
     # (re)opens, not after training
@@ -175,11 +180,18 @@ def _log_generation(
 
 
 def plot_front(front: list[dict[str, Any]], dense_accuracy: float, path: Path) -> Path:
-    """Accuracy vs sparsity: the stochastic front, deterministic pruning at the same rates, the dense model."""
+    """Accuracy vs sparsity: the stochastic front, deterministic pruning at the same rates (where it did not fail), the
+    dense model."""
     fig, (ax,) = new_figure(width=6.0, height=4.5)
     sparsity = [r["sparsity"] for r in front]
     ax.plot(sparsity, [r["accuracy"] for r in front], "o-", label="stochastic pruning (Pareto front, median of k)")
-    ax.plot(sparsity, [r["deterministic_accuracy"] for r in front], "s--", label="deterministic pruning, same rates")
+    compared = [r for r in front if r["deterministic_accuracy"] is not None]  # a failed comparison is not drawn
+    ax.plot(
+        [r["sparsity"] for r in compared],
+        [r["deterministic_accuracy"] for r in compared],
+        "s--",
+        label="deterministic pruning, same rates",
+    )
     ax.axhline(dense_accuracy, color="grey", linestyle=":", label="dense")
     ax.set_xlabel("sparsity")
     ax.set_ylabel("one-shot validation accuracy")
@@ -195,12 +207,12 @@ def run_evolution(prepared: PreparedEvolution, *, progress: bool = True) -> Evol
 
     configure_quiet()
     space, out = prepared.space, prepared.results_dir
-    out.mkdir(parents=True, exist_ok=True)
     say(f"opening the MLflow store {prepared.tracking_uri} ...")
     tracker = RunTracker(prepared.tracking_uri, space.experiment)
     with parent_run(tracker, prepared.name, "evolution", resume=prepared.resume) as parent_id:
         bar = None
         try:
+            out.mkdir(parents=True, exist_ok=True)  # once the name is ours: a refused duplicate leaves no folder
             index_results(prepared.name, "evolution", out, prepared.tracking_uri, parent_id)
             tracker.log_params(
                 parent_id, space.model_dump(mode="json", exclude={"name": True, "algorithm": {"generations"}})
@@ -255,9 +267,14 @@ def run_evolution(prepared: PreparedEvolution, *, progress: bool = True) -> Evol
             say("pruning the front's rates deterministically, for comparison ...")
             front = pareto_front(state.rows)
             batch = [Individual(0, i, 0.0, tuple(row[n] for n in rate_names), seed=0) for i, row in enumerate(front)]
-            plain = replace(settings, samples=1, fail=frozenset())  # the same rates pruned without noise
+            plain = replace(
+                settings, samples=1
+            )  # the same rates pruned without noise; fail_individuals (0, i) fails one
             results = evaluate_all(evaluator, batch, plain, rate_names)
-            front = [{**row, "deterministic_accuracy": r["accuracy"]} for row, r in zip(front, results, strict=True)]
+            front = [  # a failed comparison is absent (None), not an accuracy of 0.0
+                {**row, "deterministic_accuracy": r["accuracy"] if r["status"] == "ok" else None}
+                for row, r in zip(front, results, strict=True)
+            ]
             summary = EvolutionSummary(
                 prepared.name, parent_id, prepared.tracking_uri, out, rate_names, dense, front,
                 list(state.hypervolume), list(space.reference_point), len(state.rows),

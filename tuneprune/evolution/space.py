@@ -9,14 +9,20 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, model_validator
 
 from tuneprune.search.space import ResourcesConfig
-from tuneprune.shared.config import NAME_PATTERN, ExperimentName, StrictModel
+from tuneprune.shared.config import MACHINE_FIELDS, NAME_PATTERN, ExperimentName, StrictModel, trained_fields
 from tuneprune.stochastic.config import TargetConfig
 from tuneprune.training.config import RunConfig
 
 Unit = Annotated[float, Field(ge=0.0, le=1.0)]
 
-# The fields that decide an evolution's results; a resume may change only algorithm.generations.
+# The fields that decide an evolution's results; a resume may change only algorithm.generations and MACHINE_FIELDS of
+# train (where this machine keeps the data and what it runs on).
 RESULT_FIELDS = {"train", "algorithm", "variables", "samples", "target", "reference_point"}
+# What a resume may change, for its refusal to name.
+RESUMABLE = [
+    "algorithm.generations",
+    *(f"train.{f}" for f in MACHINE_FIELDS if f.split(".")[0] in RunConfig.model_fields),
+]
 
 
 class AlgorithmConfig(StrictModel):
@@ -89,11 +95,17 @@ class EvolutionSpace(StrictModel):
     resources: EvolveResources = Field(default_factory=EvolveResources, description="per Ray task")
     max_retries: int = Field(2, ge=0, description="Ray retries of a failing evaluation before it is recorded failed")
     fail_individuals: list[tuple[int, int]] = Field(
-        default_factory=list, description="testing aid: (generation, index) pairs whose evaluation raises"
+        default_factory=list,
+        description="testing aid: (generation, index) pairs whose evaluation raises; generation 0: the deterministic "
+        "comparison of the final front's index-th point",
     )
 
-    def fingerprint(self) -> str:
-        """A hash of what decides the results, less the number of generations: what a resume must keep."""
+    def fingerprint(self, *, whole_train: bool = False) -> str:
+        """A hash of what decides the results, less the number of generations and the train section's
+        :data:`~tuneprune.shared.config.MACHINE_FIELDS`: what a resume must keep, on any machine. ``whole_train``: with
+        those fields, the fingerprint of the evolutions saved before 2026-12-05."""
         data: dict[str, Any] = self.model_dump(mode="json", include=RESULT_FIELDS)
         data["algorithm"].pop("generations")
+        if not whole_train:
+            data["train"] = trained_fields(data["train"])
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]

@@ -42,14 +42,15 @@ def population(source: Source, rate_names: list[str]) -> list[dict[str, Any]]:
 
 
 def baselines(summary: dict[str, Any]) -> dict[str, np.ndarray]:
-    """The dense model's accuracy, and deterministic pruning at the front's rates (formulas §5)."""
+    """The dense model's accuracy, and deterministic pruning at the front's rates where it did not fail (formulas §5)."""
     front = summary["front"]
     if not front:
         return {}
     span = [min(r["sparsity"] for r in front), max(r["sparsity"] for r in front)]
+    compared = [[r["sparsity"], r["deterministic_accuracy"]] for r in front if r["deterministic_accuracy"] is not None]
     return {
         "dense": np.array([[s, summary["dense"]["val_acc"]] for s in span]),
-        "deterministic pruning, same rates": np.array([[r["sparsity"], r["deterministic_accuracy"]] for r in front]),
+        "deterministic pruning, same rates": np.array(compared).reshape(-1, 2),
     }
 
 
@@ -109,6 +110,10 @@ def evolution_report(report: Report, source: Source) -> None:
         "whole model's (every prunable weight, the objective), pruned_layers_sparsity that of the layers the rates prune."
     )
     hv = front_section(report, rows, FRONT_PLANE, (sparsity_ref, accuracy_ref), baselines(summary))
+    if failed := sum(r["deterministic_accuracy"] is None for r in summary["front"]):
+        report.text(
+            f"Deterministic pruning failed at {failed} of {len(summary['front'])} front points: not drawn.", note=True
+        )
     report.heading("Hypervolume per generation")
     report.figure("hypervolume", hypervolume_figure(summary["hypervolume"]))
     report.table("hypervolume", [hv])

@@ -64,8 +64,9 @@ def run_tags(tags: dict[str, Any] | None) -> list:
 
 def duplicate_name(name: str, kind: str, found: str) -> ConfigError:
     """The error for a new search or evolution whose name is taken; ``found``: where (``MLflow run ID``)."""
+    article = "an" if kind[0] in "aeiou" else "a"
     return ConfigError(
-        f"name = {name!r}: a {kind} of that name already exists ({found}); "
+        f"name = {name!r}: {article} {kind} of that name already exists ({found}); "
         "pass --resume to continue it or choose another --name"
     )
 
