@@ -267,9 +267,8 @@ def run_evolution(prepared: PreparedEvolution, *, progress: bool = True) -> Evol
             say("pruning the front's rates deterministically, for comparison ...")
             front = pareto_front(state.rows)
             batch = [Individual(0, i, 0.0, tuple(row[n] for n in rate_names), seed=0) for i, row in enumerate(front)]
-            plain = replace(
-                settings, samples=1
-            )  # the same rates pruned without noise; fail_individuals (0, i) fails one
+            # the same rates pruned without noise; a testing aid's (0, i) fails the i-th
+            plain = replace(settings, samples=1)
             results = evaluate_all(evaluator, batch, plain, rate_names)
             front = [  # a failed comparison is absent (None), not an accuracy of 0.0
                 {**row, "deterministic_accuracy": r["accuracy"] if r["status"] == "ok" else None}
