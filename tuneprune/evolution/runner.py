@@ -96,10 +96,7 @@ def prepare_evolution(
         space_path, space.name, [(space.train.dataset, space.train.data_dir, space.train.download)],
         (space.resources.cpu, space.resources.gpu), address=address, tracking_uri=tracking_uri, results_root=results_root,
     )  # fmt: skip
-    given_uri = (
-        tracking_uri  # --from-run looks there, else in the default store and those searches recorded (locate_run)
-    )
-    evolution_name, tracking_uri, results_dir = place.name, place.tracking_uri, place.results_dir
+    evolution_name, results_dir = place.name, place.results_dir
     state_path = results_dir / STATE_NAME
     state = None
     if state_path.exists():
@@ -120,13 +117,13 @@ def prepare_evolution(
                 f"{state.generation} generations; --resume continues it to {state.generation} or more"
             )
     else:  # a driver killed before its first generation left only the parent run; a new one needs a free name
-        store = None if store_missing(tracking_uri) else RunTracker(tracking_uri, space.experiment)
+        store = None if store_missing(place.tracking_uri) else RunTracker(place.tracking_uri, space.experiment)
         parent = store.find_parent(evolution_name, "evolution") if store else None
         if parent is not None and not resume:
             raise duplicate_name(evolution_name, "evolution", f"MLflow run {parent.info.run_id}")
         if parent is None and resume:
             raise ConfigError(
-                f"--resume --name {evolution_name!r}: no evolution of that name to resume in {results_dir} or {tracking_uri}"
+                f"--resume --name {evolution_name!r}: no evolution of that name to resume in {results_dir} or {place.tracking_uri}"
             )
     # the dense.pt a resume reuses or a given model (a file, an MLflow run) is loaded now, a model to be trained checked
     # untrained: that it exists and has the layers the space names is checked before the evolution's MLflow run
@@ -134,12 +131,13 @@ def prepare_evolution(
     saved = results_dir / DENSE_NAME if resume and (results_dir / DENSE_NAME).exists() else None
     dense = None
     if saved or checkpoint is not None or from_run is not None:
-        dense = dense_model_and_data(space.train, saved or checkpoint, None if saved else from_run, given_uri)
+        # --from-run looks in the --tracking-uri given, else in the default store and those searches recorded
+        dense = dense_model_and_data(space.train, saved or checkpoint, None if saved else from_run, tracking_uri)
     group_layers(
         target_layers(dense[0] if dense else untrained_model(space.train), space.target), space.variables.groups
     )
     return PreparedEvolution(
-        space, document, evolution_name, tracking_uri, results_dir, address, resume,
+        space, document, evolution_name, place.tracking_uri, results_dir, address, resume,
         Path(checkpoint) if checkpoint else None, from_run, state, dense,
     )  # fmt: skip
 
